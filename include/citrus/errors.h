@@ -1,0 +1,48 @@
+/* citrus/errors.h — the one list of Citrus error codes.
+ *
+ * Each row: enum suffix, value, snake_case code (used in JSON errors), HTTP
+ * status, and a human description. The enum, citrus_strerror(),
+ * citrus_err_code() and citrus_err_http_status() are all generated from it.
+ * Functions return 0 on success or a negative CITRUS_E* value. */
+#ifndef CITRUS_ERRORS_H
+#define CITRUS_ERRORS_H
+
+#define CITRUS_ERROR_TABLE(X)                                                                      \
+    X(OK, 0, "ok", 200, "success")                                                                 \
+    X(INVAL, -1, "invalid_argument", 400, "invalid argument")                                      \
+    X(BADJSON, -2, "bad_json", 400, "malformed JSON or wrong types")                               \
+    X(BADKEY, -3, "invalid_key", 400, "invalid key")                                               \
+    X(TOOBIGVAL, -4, "value_too_large", 400, "value too large")                                    \
+    X(NOTFOUND, -5, "not_found", 404, "not found")                                                 \
+    X(NOROUTE, -6, "route_not_found", 404, "no such route")                                        \
+    X(NOLEASE, -7, "lease_not_found", 404, "lease not found")                                      \
+    X(METHOD, -8, "method_not_allowed", 405, "method not allowed")                                 \
+    X(CONFLICT, -9, "compare_failed", 409, "compare failed")                                       \
+    X(COMPACTED, -10, "compacted", 410, "revision compacted")                                      \
+    X(TOOBIG, -11, "body_too_large", 413, "request body too large")                                \
+    X(MEDIATYPE, -12, "unsupported_media_type", 415, "unsupported media type")                     \
+    X(UNPROCESSABLE, -13, "unprocessable", 422, "unprocessable request")                           \
+    X(CORRUPT, -14, "corrupt", 422, "corrupt or truncated data")                                   \
+    X(UNAVAILABLE, -15, "unavailable", 503, "service unavailable")                                 \
+    X(TIMEOUT, -16, "outcome_unknown", 504, "timed out; outcome unknown")                          \
+    X(IO, -17, "io_error", 500, "I/O error")                                                       \
+    X(NOMEM, -18, "out_of_memory", 500, "out of memory")                                           \
+    X(INTERNAL, -19, "internal", 500, "internal error")                                            \
+    X(CLOSED, -20, "closed", 503, "closed")                                                        \
+    X(EXISTS, -21, "already_exists", 409, "already exists")                                        \
+    X(TOOMANY, -22, "too_many", 400, "too many items")
+
+enum citrus_err {
+#define CITRUS_ERR_ENUM(name, val, code, http, desc) CITRUS_E##name = (val),
+    CITRUS_ERROR_TABLE(CITRUS_ERR_ENUM)
+#undef CITRUS_ERR_ENUM
+};
+
+/* Human description of err ("unknown error" for values not in the table). */
+const char *citrus_strerror(int err);
+/* snake_case code of err, as sent in {"error":{"code":...}}. */
+const char *citrus_err_code(int err);
+/* HTTP status that err maps to (500 for unknown values). */
+int citrus_err_http_status(int err);
+
+#endif

@@ -1,0 +1,27 @@
+/* api/handlers.h — every REST handler, one group per resource file. */
+#ifndef CITRUS_API_HANDLERS_H
+#define CITRUS_API_HANDLERS_H
+
+#include "http/server.h"
+
+/* kv.c */
+int api_kv_get(http_req *r, void *app);
+int api_kv_put(http_req *r, void *app);
+int api_kv_delete(http_req *r, void *app);
+/* txn.c */
+int api_txn(http_req *r, void *app);
+/* watch.c */
+int api_watch(http_req *r, void *app);
+void api_watch_shutdown(void);
+/* lease.c */
+int api_lease_grant(http_req *r, void *app);
+int api_lease_keepalive(http_req *r, void *app);
+int api_lease_revoke(http_req *r, void *app);
+/* health.c */
+int api_health_live(http_req *r, void *app);
+int api_health_ready(http_req *r, void *app);
+int api_metrics(http_req *r, void *app);
+/* snapshot.c */
+int api_snapshot(http_req *r, void *app);
+
+#endif

@@ -1,0 +1,144 @@
+/* api/kv.c — GET/PUT/DELETE /v1/kv/{key}: single keys and prefix ranges. */
+#include "api/app.h"
+#include "api/handlers.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/kvjson.h"
+#include "citrus/errors.h"
+
+static void add_rev_header(http_req *r, const char *name, int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%" PRId64, v);
+    http_add_header(r, name, buf);
+}
+
+static int get_prefix(http_req *r, app *a, const char *key, const char *level)
+{
+    int64_t limit;
+    bool keys_only;
+    if (http_req_query_int(r, "limit", 0, &limit) < 0 ||
+        http_req_query_bool(r, "keys_only", false, &keys_only) < 0)
+        return CITRUS_EINVAL;
+    if (limit < 0)
+        return http_reply_error(r, CITRUS_EINVAL, "limit must be >= 0", NULL);
+    const char *after = http_req_query(r, "after");
+    if (after && kvjson_check_key(r, after, true) < 0)
+        return CITRUS_EBADKEY;
+    kv_range_req req = {.key = key, .prefix = true, .after = after, .limit = (size_t)limit,
+                        .keys_only = keys_only};
+    kv_range_res res;
+    int rc = store_range(a->st, &req, &res);
+    if (rc < 0)
+        return kvjson_reply_store_error(r, rc);
+    json_t *body = json_object();
+    json_object_set_new(body, "revision", json_integer(res.revision));
+    json_object_set_new(body, "items", kvjson_items(&res, !keys_only));
+    json_object_set_new(body, "more", json_boolean(res.more));
+    add_rev_header(r, "X-Citrus-Revision", res.revision);
+    http_add_header(r, "X-Citrus-Consistency", level);
+    kv_range_res_free(&res);
+    return http_reply_json(r, 200, body);
+}
+
+int api_kv_get(http_req *r, void *ctx)
+{
+    app *a = ctx;
+    const char *key = http_req_param(r, "key");
+    const char *level;
+    bool prefix;
+    if (http_req_query_bool(r, "prefix", false, &prefix) < 0 ||
+        kvjson_check_consistency(r, &level) < 0 || kvjson_check_key(r, key, prefix) < 0)
+        return CITRUS_EINVAL;
+    if (prefix)
+        return get_prefix(r, a, key, level);
+    const char *fmt = http_req_query(r, "format");
+    if (fmt && strcmp(fmt, "json") != 0 && strcmp(fmt, "raw") != 0)
+        return http_reply_error(r, CITRUS_EINVAL, "format must be 'json' or 'raw'", NULL);
+    kv_range_req req = {.key = key};
+    kv_range_res res;
+    int rc = store_range(a->st, &req, &res);
+    if (rc < 0)
+        return kvjson_reply_store_error(r, rc);
+    add_rev_header(r, "X-Citrus-Revision", res.revision);
+    http_add_header(r, "X-Citrus-Consistency", level);
+    if (res.count == 0) {
+        kv_range_res_free(&res);
+        return http_reply_errorf(r, CITRUS_ENOTFOUND, "key '%s' not found", key);
+    }
+    const kv_entry *e = &res.items[0];
+    add_rev_header(r, "X-Citrus-Mod-Revision", e->mod_revision);
+    add_rev_header(r, "X-Citrus-Create-Revision", e->create_revision);
+    add_rev_header(r, "X-Citrus-Version", e->version);
+    if (fmt && strcmp(fmt, "json") == 0) {
+        json_t *body = kvjson_entry(e, true);
+        json_object_set_new(body, "revision", json_integer(res.revision));
+        kv_range_res_free(&res);
+        return http_reply_json(r, 200, body);
+    }
+    rc = http_reply_raw(r, 200, "application/octet-stream", e->value, e->value_len);
+    kv_range_res_free(&res);
+    return rc;
+}
+
+int api_kv_put(http_req *r, void *ctx)
+{
+    app *a = ctx;
+    const char *key = http_req_param(r, "key");
+    int64_t cas, lease;
+    if (kvjson_check_key(r, key, false) < 0 || http_req_query_int(r, "cas", -1, &cas) < 0 ||
+        http_req_query_int(r, "lease", 0, &lease) < 0)
+        return CITRUS_EINVAL;
+    if (http_req_query(r, "cas") && cas < 0)
+        return http_reply_error(r, CITRUS_EINVAL, "cas must be >= 0", NULL);
+    if (lease < 0)
+        return http_reply_error(r, CITRUS_EINVAL, "lease must be >= 0", NULL);
+    size_t len;
+    const unsigned char *val = http_req_body(r, &len);
+    if (len > a->max_value_bytes)
+        return http_reply_errorf(r, CITRUS_ETOOBIGVAL, "value of %zu bytes over the limit of %zu",
+                                 len, a->max_value_bytes);
+    kv_op_result res;
+    int64_t rev = 0, cur = 0;
+    int rc = store_put(a->st, key, val, len, lease, cas, &res, &rev, &cur);
+    if (rc == CITRUS_ECONFLICT)
+        return http_reply_error(r, rc, "mod_revision compare failed",
+                                json_pack("{s:I}", "mod_revision", (json_int_t)cur));
+    if (rc < 0)
+        return kvjson_reply_store_error(r, rc);
+    add_rev_header(r, "X-Citrus-Revision", rev);
+    return http_reply_json(r, 200,
+                           json_pack("{s:s,s:I,s:I,s:I,s:I}", "key", key, "revision",
+                                     (json_int_t)rev, "create_revision",
+                                     (json_int_t)res.create_revision, "mod_revision",
+                                     (json_int_t)res.mod_revision, "version",
+                                     (json_int_t)res.version));
+}
+
+int api_kv_delete(http_req *r, void *ctx)
+{
+    app *a = ctx;
+    const char *key = http_req_param(r, "key");
+    bool prefix;
+    int64_t cas;
+    if (http_req_query_bool(r, "prefix", false, &prefix) < 0 ||
+        kvjson_check_key(r, key, prefix) < 0 || http_req_query_int(r, "cas", -1, &cas) < 0)
+        return CITRUS_EINVAL;
+    if (http_req_query(r, "cas") && (cas < 0 || prefix))
+        return http_reply_error(r, CITRUS_EINVAL, "cas must be >= 0 and applies to one key",
+                                NULL);
+    int64_t deleted = 0, rev = 0, cur = 0;
+    int rc = store_delete(a->st, key, prefix, cas, &deleted, &rev, &cur);
+    if (rc == CITRUS_ECONFLICT)
+        return http_reply_error(r, rc, "mod_revision compare failed",
+                                json_pack("{s:I}", "mod_revision", (json_int_t)cur));
+    if (rc < 0)
+        return kvjson_reply_store_error(r, rc);
+    add_rev_header(r, "X-Citrus-Revision", rev);
+    return http_reply_json(r, 200, json_pack("{s:I,s:I}", "deleted", (json_int_t)deleted,
+                                             "revision", (json_int_t)rev));
+}

@@ -1,0 +1,291 @@
+/* api/txn.c — POST /v1/txn: compares, then success or failure ops, atomically.
+ *
+ * Body: {"compare":[{"key","target","op","value"|"value_b64"|"number"|"exists"}],
+ *        "success":[op...], "failure":[op...]}
+ * op:   {"op":"put","key","value"|"value_b64","lease"} | {"op":"delete","key","prefix"}
+ *     | {"op":"get","key","prefix","limit","after","keys_only"} */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/app.h"
+#include "api/handlers.h"
+#include "api/kvjson.h"
+#include "citrus/errors.h"
+#include "http/base64.h"
+
+#define TXN_MAX_ITEMS 128
+
+typedef struct txn_parse {
+    http_req *r;
+    app *a;
+    kv_compare cmps[TXN_MAX_ITEMS];
+    kv_op succ[TXN_MAX_ITEMS], fail[TXN_MAX_ITEMS];
+    size_t ncmp, nsucc, nfail;
+    unsigned char *bufs[3 * TXN_MAX_ITEMS]; /* decoded base64 values, freed at the end */
+    size_t nbufs;
+} txn_parse;
+
+static int bad(txn_parse *p, const char *where, size_t i, const char *what)
+{
+    http_reply_errorf(p->r, CITRUS_EBADJSON, "%s[%zu]: %s", where, i, what);
+    return CITRUS_EBADJSON;
+}
+
+/* Reads "value" (text) or "value_b64" into val and len. Absent gives "". */
+static int parse_value(txn_parse *p, json_t *o, const char *where, size_t i,
+                       const unsigned char **val, size_t *len)
+{
+    json_t *v = json_object_get(o, "value"), *b = json_object_get(o, "value_b64");
+    *val = (const unsigned char *)"";
+    *len = 0;
+    if (v && b)
+        return bad(p, where, i, "give either value or value_b64");
+    if (v) {
+        if (!json_is_string(v))
+            return bad(p, where, i, "value must be a string");
+        *val = (const unsigned char *)json_string_value(v);
+        *len = json_string_length(v);
+    } else if (b) {
+        if (!json_is_string(b))
+            return bad(p, where, i, "value_b64 must be a string");
+        unsigned char *d = base64_decode(json_string_value(b), json_string_length(b), len);
+        if (!d)
+            return bad(p, where, i, "value_b64 is not valid base64");
+        p->bufs[p->nbufs++] = d;
+        *val = d;
+    }
+    if (*len > p->a->max_value_bytes) {
+        http_reply_errorf(p->r, CITRUS_ETOOBIGVAL, "%s[%zu]: value over the limit of %zu bytes",
+                          where, i, p->a->max_value_bytes);
+        return CITRUS_ETOOBIGVAL;
+    }
+    return 0;
+}
+
+static int parse_key(txn_parse *p, json_t *o, const char *where, size_t i, bool prefix,
+                     const char **key)
+{
+    json_t *k = json_object_get(o, "key");
+    if (!json_is_string(k))
+        return bad(p, where, i, "key must be a string");
+    *key = json_string_value(k);
+    if (strlen(*key) != json_string_length(k))
+        return http_reply_errorf(p->r, CITRUS_EBADKEY, "%s[%zu]: key contains NUL", where, i),
+               CITRUS_EBADKEY;
+    return kvjson_check_key(p->r, *key, prefix);
+}
+
+static int opt_bool(txn_parse *p, json_t *o, const char *name, const char *where, size_t i,
+                    bool *out)
+{
+    json_t *v = json_object_get(o, name);
+    *out = false;
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v))
+        return bad(p, where, i, "flag must be true or false");
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int opt_int(txn_parse *p, json_t *o, const char *name, const char *where, size_t i,
+                   int64_t *out)
+{
+    json_t *v = json_object_get(o, name);
+    *out = 0;
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return bad(p, where, i, "number must be a non-negative integer");
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static const char *const targets[] = {"value", "mod_revision", "create_revision", "version",
+                                      "lease", "exists", NULL};
+static const char *const cmp_ops[] = {"eq", "ne", "lt", "gt", NULL};
+
+static int lookup(const char *const *names, const char *s)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+static int parse_compare(txn_parse *p, json_t *o, size_t i, kv_compare *c)
+{
+    if (!json_is_object(o))
+        return bad(p, "compare", i, "must be an object");
+    int rc = parse_key(p, o, "compare", i, false, &c->key);
+    if (rc < 0)
+        return rc;
+    const char *t = json_string_value(json_object_get(o, "target"));
+    const char *op = json_string_value(json_object_get(o, "op"));
+    int ti = t ? lookup(targets, t) : -1;
+    int oi = op ? lookup(cmp_ops, op) : 0;
+    if (ti < 0)
+        return bad(p, "compare", i, "target must be value, mod_revision, create_revision, "
+                                    "version, lease or exists");
+    if (oi < 0)
+        return bad(p, "compare", i, "op must be eq, ne, lt or gt");
+    c->op = (kv_cmp_op)oi;
+    if (ti == 0) {
+        c->target = KV_CMP_VALUE;
+        return parse_value(p, o, "compare", i, &c->value, &c->value_len);
+    }
+    if (ti == 5) { /* exists: sugar for version > 0 / version == 0 */
+        bool ex = true;
+        json_t *v = json_object_get(o, "exists");
+        if (v && !json_is_boolean(v))
+            return bad(p, "compare", i, "exists must be true or false");
+        ex = v ? json_is_true(v) : true;
+        c->target = KV_CMP_VERSION;
+        c->op = ex ? KV_CMP_GT : KV_CMP_EQ;
+        c->number = 0;
+        return 0;
+    }
+    static const kv_cmp_target map[] = {KV_CMP_VALUE, KV_CMP_MOD, KV_CMP_CREATE, KV_CMP_VERSION,
+                                        KV_CMP_LEASE};
+    c->target = map[ti];
+    json_t *n = json_object_get(o, "number");
+    if (!json_is_integer(n))
+        return bad(p, "compare", i, "number must be an integer");
+    c->number = json_integer_value(n);
+    return 0;
+}
+
+static int parse_op(txn_parse *p, json_t *o, const char *where, size_t i, kv_op *op)
+{
+    if (!json_is_object(o))
+        return bad(p, where, i, "must be an object");
+    const char *kind = json_string_value(json_object_get(o, "op"));
+    if (!kind)
+        return bad(p, where, i, "op must be put, delete or get");
+    int rc;
+    int64_t n;
+    if (strcmp(kind, "put") == 0) {
+        op->type = KV_OP_PUT;
+        if ((rc = parse_key(p, o, where, i, false, &op->key)) < 0 ||
+            (rc = parse_value(p, o, where, i, &op->value, &op->value_len)) < 0 ||
+            (rc = opt_int(p, o, "lease", where, i, &op->lease)) < 0)
+            return rc;
+        return 0;
+    }
+    if (strcmp(kind, "delete") == 0 || strcmp(kind, "get") == 0) {
+        op->type = kind[0] == 'd' ? KV_OP_DELETE : KV_OP_GET;
+        if ((rc = opt_bool(p, o, "prefix", where, i, &op->prefix)) < 0 ||
+            (rc = parse_key(p, o, where, i, op->prefix, &op->key)) < 0 ||
+            (rc = opt_bool(p, o, "keys_only", where, i, &op->keys_only)) < 0 ||
+            (rc = opt_int(p, o, "limit", where, i, &n)) < 0)
+            return rc;
+        op->limit = (size_t)n;
+        json_t *after = json_object_get(o, "after");
+        if (after && !json_is_string(after))
+            return bad(p, where, i, "after must be a string");
+        op->after = json_string_value(after);
+        return 0;
+    }
+    return bad(p, where, i, "op must be put, delete or get");
+}
+
+static int parse_list(txn_parse *p, json_t *body, const char *name, size_t *count,
+                      kv_compare *cmps, kv_op *ops)
+{
+    json_t *arr = json_object_get(body, name);
+    *count = 0;
+    if (!arr)
+        return 0;
+    if (!json_is_array(arr)) {
+        http_reply_errorf(p->r, CITRUS_EBADJSON, "%s must be an array", name);
+        return CITRUS_EBADJSON;
+    }
+    if (json_array_size(arr) > TXN_MAX_ITEMS) {
+        http_reply_errorf(p->r, CITRUS_ETOOMANY, "%s has more than %d items", name,
+                          TXN_MAX_ITEMS);
+        return CITRUS_ETOOMANY;
+    }
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        int rc = cmps ? parse_compare(p, o, i, &cmps[i]) : parse_op(p, o, name, i, &ops[i]);
+        if (rc < 0)
+            return rc;
+        (*count)++;
+    }
+    return 0;
+}
+
+static json_t *op_result_json(const kv_op_result *res, const kv_op *op)
+{
+    switch (res->type) {
+    case KV_OP_PUT:
+        return json_pack("{s:s,s:s,s:I,s:I,s:I}", "op", "put", "key", op->key,
+                         "create_revision", (json_int_t)res->create_revision, "mod_revision",
+                         (json_int_t)res->mod_revision, "version", (json_int_t)res->version);
+    case KV_OP_DELETE:
+        return json_pack("{s:s,s:I}", "op", "delete", "deleted", (json_int_t)res->deleted);
+    case KV_OP_GET:
+    default:
+        return json_pack("{s:s,s:o,s:b}", "op", "get", "items",
+                         kvjson_items(&res->range, !op->keys_only), "more", res->range.more);
+    }
+}
+
+static int run(txn_parse *p, json_t *body)
+{
+    static const char *const known[] = {"compare", "success", "failure", NULL};
+    const char *k;
+    json_t *v;
+    json_object_foreach(body, k, v)
+    {
+        if (lookup(known, k) < 0)
+            return http_reply_errorf(p->r, CITRUS_EBADJSON,
+                                     "unknown field '%s' (expected compare, success, failure)",
+                                     k),
+                   CITRUS_EBADJSON;
+    }
+    int rc;
+    if ((rc = parse_list(p, body, "compare", &p->ncmp, p->cmps, NULL)) < 0 ||
+        (rc = parse_list(p, body, "success", &p->nsucc, NULL, p->succ)) < 0 ||
+        (rc = parse_list(p, body, "failure", &p->nfail, NULL, p->fail)) < 0)
+        return rc;
+    kv_txn txn = {p->cmps, p->ncmp, p->succ, p->nsucc, p->fail, p->nfail};
+    kv_txn_res res;
+    rc = store_txn(p->a->st, &txn, &res);
+    if (rc < 0)
+        return kvjson_reply_store_error(p->r, rc);
+    const kv_op *ops = res.succeeded ? p->succ : p->fail;
+    json_t *results = json_array();
+    for (size_t i = 0; i < res.count; i++)
+        json_array_append_new(results, op_result_json(&res.results[i], &ops[i]));
+    json_t *out = json_pack("{s:b,s:I,s:o}", "succeeded", res.succeeded, "revision",
+                            (json_int_t)res.revision, "results", results);
+    kv_txn_res_free(&res);
+    return http_reply_json(p->r, 200, out);
+}
+
+int api_txn(http_req *r, void *ctx)
+{
+    json_t *body = http_req_json(r);
+    if (!body)
+        return CITRUS_EBADJSON;
+    if (!json_is_object(body)) {
+        json_decref(body);
+        return http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
+    }
+    txn_parse *p = calloc(1, sizeof(*p));
+    if (!p) {
+        json_decref(body);
+        return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
+    }
+    p->r = r;
+    p->a = ctx;
+    int rc = run(p, body);
+    for (size_t i = 0; i < p->nbufs; i++)
+        free(p->bufs[i]);
+    free(p);
+    json_decref(body);
+    return rc;
+}

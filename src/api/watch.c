@@ -1,0 +1,477 @@
+/* api/watch.c — GET /v1/watch/{prefix}: long poll, or server-sent events.
+ *
+ * Long poll: the request opens a store watch and is suspended (no pool
+ * thread held) until events arrive or ?timeout passes; the answer's
+ * "revision" is the point through which the caller has now seen every
+ * matching change, so the next poll asks for from_revision = revision + 1.
+ * With Accept: text/event-stream the connection stays open and each change
+ * is one SSE message ("id" = its revision, so Last-Event-ID resumes).
+ *
+ * A reaper thread ends expired polls, pings idle streams, and on shutdown
+ * wakes everything so the HTTP server can stop. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/app.h"
+#include "api/handlers.h"
+#include "api/kvjson.h"
+#include "citrus/errors.h"
+
+#define POLL_MAX_EVENTS 1000
+#define SSE_PING_MS 15000
+#define REAPER_TICK_MS 50
+
+typedef struct sse_chunk {
+    struct sse_chunk *next;
+    size_t len, off;
+    char data[];
+} sse_chunk;
+
+typedef struct waiter {
+    struct waiter *prev, *next; /* in the reaper's list */
+    http_req *r;
+    app *a;
+    store_watch *w;
+    pthread_mutex_t mu;
+    int64_t from_rev;
+    int64_t deadline_ms; /* long poll only */
+    int64_t last_send_ms;
+    bool sse;
+    bool suspended, woken; /* long poll */
+    int err;
+    json_t *events; /* long poll */
+    int64_t last_rev;
+    bool capped;
+    sse_chunk *head, *tail; /* SSE */
+    bool ended;
+} waiter;
+
+static pthread_mutex_t list_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t list_cv = PTHREAD_COND_INITIALIZER;
+static waiter *list_head;
+static pthread_t reaper;
+static bool reaper_running, shutting_down, reaper_stop;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------------- reaper ---------------- */
+
+static void list_add(waiter *w)
+{
+    w->next = list_head;
+    w->prev = NULL;
+    if (list_head)
+        list_head->prev = w;
+    list_head = w;
+}
+
+static void list_remove(waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (list_head == w)
+        list_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+}
+
+static void sse_push(waiter *w, const char *data, size_t len);
+
+/* Wakes a suspended long poll once; w->mu held. */
+static void poll_wake(waiter *w)
+{
+    if (w->suspended && !w->woken) {
+        w->woken = true;
+        http_resume(w->r);
+    }
+}
+
+static void reap_once(int64_t now)
+{
+    for (waiter *w = list_head; w; w = w->next) {
+        pthread_mutex_lock(&w->mu);
+        if (!w->sse && (shutting_down || now >= w->deadline_ms)) {
+            poll_wake(w);
+        } else if (w->sse && shutting_down) {
+            w->ended = true;
+        } else if (w->sse && now - w->last_send_ms >= SSE_PING_MS) {
+            sse_push(w, ": ping\n\n", 8);
+        }
+        bool wake_stream = w->sse && (w->head || w->ended);
+        pthread_mutex_unlock(&w->mu);
+        if (wake_stream)
+            http_stream_wake(w->r);
+    }
+}
+
+static void *reaper_main(void *arg)
+{
+    pthread_mutex_lock(&list_mu);
+    while (!reaper_stop && (!shutting_down || list_head)) {
+        reap_once(now_ms()); /* waiters leave the list as their requests finish */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += REAPER_TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&list_cv, &list_mu, &ts);
+        if (shutting_down && !list_head)
+            break;
+    }
+    pthread_mutex_unlock(&list_mu);
+    return arg;
+}
+
+static int reaper_ensure(void)
+{
+    int rc = 0;
+    pthread_mutex_lock(&list_mu);
+    if (shutting_down) {
+        rc = CITRUS_ECLOSED;
+    } else if (!reaper_running) {
+        if (pthread_create(&reaper, NULL, reaper_main, NULL) == 0)
+            reaper_running = true;
+        else
+            rc = CITRUS_ENOMEM;
+    }
+    pthread_mutex_unlock(&list_mu);
+    return rc;
+}
+
+void api_watch_shutdown(void)
+{
+    pthread_mutex_lock(&list_mu);
+    shutting_down = true;
+    pthread_cond_broadcast(&list_cv);
+    /* The reaper wakes every waiter; each leaves the list once answered (or
+     * its stream ended). Give them a bounded time before the server stops. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 5;
+    while (list_head && pthread_cond_timedwait(&list_cv, &list_mu, &ts) == 0) {
+    }
+    bool running = reaper_running;
+    reaper_stop = true;
+    pthread_cond_broadcast(&list_cv);
+    pthread_mutex_unlock(&list_mu);
+    if (running)
+        pthread_join(reaper, NULL);
+    reaper_running = false;
+}
+
+/* ---------------- shared ---------------- */
+
+static waiter *waiter_new(http_req *r, app *a, int64_t from_rev, bool sse)
+{
+    waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    pthread_mutex_init(&w->mu, NULL);
+    w->r = r;
+    w->a = a;
+    w->from_rev = from_rev;
+    w->sse = sse;
+    w->last_rev = from_rev - 1;
+    w->last_send_ms = now_ms();
+    w->events = json_array();
+    return w;
+}
+
+/* Leaves the reaper list and stops the store watch: after this no callback
+ * touches w. */
+static void waiter_detach(waiter *w)
+{
+    pthread_mutex_lock(&list_mu);
+    list_remove(w);
+    pthread_cond_broadcast(&list_cv);
+    pthread_mutex_unlock(&list_mu);
+    store_watch_close(w->a->st, w->w);
+    w->w = NULL;
+}
+
+static void waiter_free(waiter *w)
+{
+    while (w->head) {
+        sse_chunk *c = w->head;
+        w->head = c->next;
+        free(c);
+    }
+    json_decref(w->events);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+/* Parses "30s", "500ms", "2m" or bare seconds. */
+static int parse_timeout(const char *s, int64_t *ms)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0)
+        return -1;
+    if (*end == '\0' || strcmp(end, "s") == 0)
+        *ms = (int64_t)(v * 1000);
+    else if (strcmp(end, "ms") == 0)
+        *ms = (int64_t)v;
+    else if (strcmp(end, "m") == 0)
+        *ms = (int64_t)(v * 60000);
+    else
+        return -1;
+    return 0;
+}
+
+/* ---------------- long poll ---------------- */
+
+static void poll_cb(void *ctx, const kv_event *events, size_t n, int err)
+{
+    waiter *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    if (err) {
+        w->err = err;
+    } else if (!w->capped) {
+        if (json_array_size(w->events) + n > POLL_MAX_EVENTS && json_array_size(w->events) > 0) {
+            w->capped = true; /* whole revisions only: the caller polls again */
+        } else {
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(w->events, kvjson_event(&events[i]));
+            if (n)
+                w->last_rev = events[n - 1].kv.mod_revision;
+        }
+    }
+    poll_wake(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void poll_answer(http_req *r, waiter *w)
+{
+    int64_t progress = w->capped ? -1 : store_watch_progress(w->a->st, w->w);
+    waiter_detach(w);
+    pthread_mutex_lock(&w->mu);
+    int err = w->err;
+    int64_t rev = w->last_rev;
+    if (!w->capped && progress > rev)
+        rev = progress;
+    json_t *events = json_incref(w->events);
+    pthread_mutex_unlock(&w->mu);
+    if (err && json_array_size(events) == 0) {
+        json_decref(events);
+        http_reply_error(r, err == CITRUS_ECOMPACTED ? err : CITRUS_EUNAVAILABLE,
+                         err == CITRUS_ECOMPACTED ? "watch fell behind compaction"
+                                                  : "store is closing",
+                         NULL);
+    } else {
+        http_reply_json(r, 200, json_pack("{s:I,s:o}", "revision", (json_int_t)rev, "events",
+                                          events));
+    }
+    waiter_free(w);
+}
+
+static void poll_resume(http_req *r, void *ctx)
+{
+    poll_answer(r, ctx);
+}
+
+/* ---------------- server-sent events ---------------- */
+
+static void sse_push(waiter *w, const char *data, size_t len)
+{
+    sse_chunk *c = malloc(sizeof(*c) + len);
+    if (!c) {
+        w->ended = true;
+        return;
+    }
+    c->next = NULL;
+    c->len = len;
+    c->off = 0;
+    memcpy(c->data, data, len);
+    if (w->tail)
+        w->tail->next = c;
+    else
+        w->head = c;
+    w->tail = c;
+    w->last_send_ms = now_ms();
+}
+
+static void sse_cb(void *ctx, const kv_event *events, size_t n, int err)
+{
+    waiter *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    if (err) {
+        char msg[160];
+        int len = snprintf(msg, sizeof(msg),
+                           "event: error\ndata: {\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n\n",
+                           citrus_err_code(err), citrus_strerror(err));
+        sse_push(w, msg, (size_t)len);
+        w->ended = true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *ev = kvjson_event(&events[i]);
+        char *text = json_dumps(ev, JSON_COMPACT);
+        json_decref(ev);
+        if (!text)
+            continue;
+        size_t tl = strlen(text);
+        char *msg = malloc(tl + 96);
+        if (msg) {
+            int len = snprintf(msg, tl + 96, "id: %" PRId64 "\nevent: %s\ndata: %s\n\n",
+                               events[i].kv.mod_revision,
+                               events[i].type == KV_EVENT_PUT ? "put" : "delete", text);
+            sse_push(w, msg, (size_t)len);
+            free(msg);
+        }
+        free(text);
+    }
+    pthread_mutex_unlock(&w->mu);
+    http_stream_wake(w->r);
+}
+
+static long sse_read(void *ctx, char *buf, size_t max)
+{
+    waiter *w = ctx;
+    size_t out = 0;
+    pthread_mutex_lock(&w->mu);
+    while (w->head && out < max) {
+        sse_chunk *c = w->head;
+        size_t take = c->len - c->off < max - out ? c->len - c->off : max - out;
+        memcpy(buf + out, c->data + c->off, take);
+        out += take;
+        c->off += take;
+        if (c->off == c->len) {
+            w->head = c->next;
+            if (!w->head)
+                w->tail = NULL;
+            free(c);
+        }
+    }
+    bool ended = w->ended && !w->head;
+    pthread_mutex_unlock(&w->mu);
+    if (out == 0 && ended)
+        return -1;
+    return (long)out;
+}
+
+static void sse_free(void *ctx)
+{
+    waiter *w = ctx;
+    waiter_detach(w);
+    waiter_free(w);
+}
+
+/* ---------------- handler ---------------- */
+
+static int open_watch(http_req *r, waiter *w, const char *prefix, store_watch_cb cb)
+{
+    int64_t compact = 0;
+    int rc = store_watch_open(w->a->st, prefix, w->from_rev, cb, w, &w->w, &compact);
+    if (rc == CITRUS_ECOMPACTED) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "revision %" PRId64 " is compacted; oldest available is %" PRId64,
+                 w->from_rev, compact);
+        return http_reply_error(r, rc, msg,
+                                json_pack("{s:I}", "compact_revision", (json_int_t)compact)),
+               rc;
+    }
+    if (rc < 0)
+        return kvjson_reply_store_error(r, rc), rc;
+    return 0;
+}
+
+static int start_poll(http_req *r, app *a, const char *prefix, int64_t from, int64_t timeout)
+{
+    waiter *w = waiter_new(r, a, from, false);
+    if (!w)
+        return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
+    w->deadline_ms = now_ms() + timeout;
+    int rc = open_watch(r, w, prefix, poll_cb);
+    if (rc < 0) {
+        waiter_free(w);
+        return rc;
+    }
+    /* Listed before it can be resumed: poll_answer() unlists it. */
+    pthread_mutex_lock(&list_mu);
+    list_add(w);
+    pthread_mutex_unlock(&list_mu);
+    pthread_mutex_lock(&w->mu);
+    bool ready = json_array_size(w->events) > 0 || w->err || timeout == 0;
+    if (!ready) {
+        http_suspend(r, poll_resume, w);
+        w->suspended = true;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (ready)
+        poll_answer(r, w);
+    return 0;
+}
+
+static int start_sse(http_req *r, app *a, const char *prefix, int64_t from)
+{
+    waiter *w = waiter_new(r, a, from, true);
+    if (!w)
+        return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
+    char hello[64];
+    int n = snprintf(hello, sizeof(hello), ": watching from revision %" PRId64 "\n\n", from);
+    sse_push(w, hello, (size_t)n);
+    int rc = open_watch(r, w, prefix, sse_cb);
+    if (rc < 0) {
+        waiter_free(w);
+        return rc;
+    }
+    pthread_mutex_lock(&list_mu);
+    list_add(w);
+    pthread_mutex_unlock(&list_mu);
+    return http_reply_stream(r, "text/event-stream", sse_read, w, sse_free);
+}
+
+static bool wants_sse(http_req *r)
+{
+    const char *acc = http_req_header(r, "Accept");
+    return acc && strstr(acc, "text/event-stream");
+}
+
+int api_watch(http_req *r, void *ctx)
+{
+    app *a = ctx;
+    const char *prefix = http_req_param(r, "prefix");
+    int64_t from;
+    if (kvjson_check_key(r, prefix, true) < 0 ||
+        http_req_query_int(r, "from_revision", 0, &from) < 0)
+        return CITRUS_EINVAL;
+    const char *last_id = http_req_header(r, "Last-Event-ID");
+    if (last_id && !http_req_query(r, "from_revision")) {
+        char *end;
+        long long v = strtoll(last_id, &end, 10);
+        if (*end || v < 0)
+            return http_reply_error(r, CITRUS_EINVAL, "Last-Event-ID must be a revision", NULL);
+        from = v + 1;
+    }
+    if (from < 0)
+        return http_reply_error(r, CITRUS_EINVAL, "from_revision must be >= 0", NULL);
+    if (from == 0) {
+        store_status st;
+        int rc = store_status_get(a->st, &st);
+        if (rc < 0)
+            return kvjson_reply_store_error(r, rc);
+        from = st.revision + 1;
+    }
+    int64_t timeout = 30000;
+    const char *t = http_req_query(r, "timeout");
+    if (t && parse_timeout(t, &timeout) < 0)
+        return http_reply_error(r, CITRUS_EINVAL,
+                                "timeout must be a duration like 30s, 500ms or 2m", NULL);
+    if (timeout > a->max_watch_timeout_ms)
+        timeout = a->max_watch_timeout_ms;
+    if (reaper_ensure() < 0)
+        return http_reply_error(r, CITRUS_EUNAVAILABLE, "server is shutting down", NULL);
+    return wants_sse(r) ? start_sse(r, a, prefix, from) : start_poll(r, a, prefix, from, timeout);
+}

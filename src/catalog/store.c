@@ -1,0 +1,214 @@
+/* catalog/store.c — dispatch to the implementation, and the helpers that
+ * every implementation shares (put/delete with compare, built on txn). */
+#include "catalog/store.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+#include "obs/metrics.h"
+
+void kv_entry_clear(kv_entry *e)
+{
+    if (!e)
+        return;
+    free(e->key);
+    free(e->value);
+    memset(e, 0, sizeof(*e));
+}
+
+void kv_range_res_free(kv_range_res *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->count; i++)
+        kv_entry_clear(&r->items[i]);
+    free(r->items);
+    memset(r, 0, sizeof(*r));
+}
+
+void kv_txn_res_free(kv_txn_res *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->count; i++)
+        kv_range_res_free(&r->results[i].range);
+    free(r->results);
+    memset(r, 0, sizeof(*r));
+}
+
+void kv_snapshot_free(kv_snapshot *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->count; i++)
+        kv_entry_clear(&s->items[i]);
+    free(s->items);
+    free(s->leases);
+    memset(s, 0, sizeof(*s));
+}
+
+static void describe_metrics(void)
+{
+    metrics_describe("citrus_store_ops_total", METRIC_COUNTER,
+                     "Catalog store operations by operation and result.");
+}
+
+/* Counts an operation's outcome in citrus_store_ops_total. */
+static int count_op(const char *op, int rc)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, describe_metrics);
+    static const char *const fmt = "op=\"%s\",result=\"%s\"";
+    char labels[96];
+    snprintf(labels, sizeof(labels), fmt, op, rc == 0 ? "ok" : citrus_err_code(rc));
+    metrics_counter_add("citrus_store_ops_total", labels, 1);
+    return rc;
+}
+
+int store_range(store *s, const kv_range_req *req, kv_range_res *out)
+{
+    memset(out, 0, sizeof(*out));
+    return count_op("range", s->ops->range(s, req, out));
+}
+
+int store_txn(store *s, const kv_txn *txn, kv_txn_res *out)
+{
+    memset(out, 0, sizeof(*out));
+    return count_op("txn", s->ops->txn(s, txn, out));
+}
+
+/* Runs "if mod_revision(key) == cas then <op> else get key", and reports the
+ * current mod_revision when the compare fails. */
+static int txn_with_cas(store *s, const char *key, const kv_op *op, int64_t cas, kv_txn_res *res,
+                        int64_t *cur_mod)
+{
+    kv_compare cmp = {.key = key, .target = KV_CMP_MOD, .op = KV_CMP_EQ, .number = cas};
+    kv_op get = {.type = KV_OP_GET, .key = key, .keys_only = true};
+    kv_txn txn = {.success = op, .nsuccess = 1};
+    if (cas >= 0) {
+        txn.compares = &cmp;
+        txn.ncompares = 1;
+        txn.failure = &get;
+        txn.nfailure = 1;
+    }
+    int rc = store_txn(s, &txn, res);
+    if (rc < 0)
+        return rc;
+    if (!res->succeeded) {
+        if (cur_mod) {
+            const kv_range_res *r = &res->results[0].range;
+            *cur_mod = r->count ? r->items[0].mod_revision : 0;
+        }
+        return CITRUS_ECONFLICT;
+    }
+    return 0;
+}
+
+int store_put(store *s, const char *key, const unsigned char *value, size_t len, int64_t lease,
+              int64_t cas, kv_op_result *out, int64_t *revision, int64_t *cur_mod)
+{
+    kv_op op = {.type = KV_OP_PUT, .key = key, .value = value, .value_len = len, .lease = lease};
+    kv_txn_res res;
+    int rc = txn_with_cas(s, key, &op, cas, &res, cur_mod);
+    if (rc == 0) {
+        if (out) {
+            *out = res.results[0];
+            memset(&out->range, 0, sizeof(out->range));
+        }
+        if (revision)
+            *revision = res.revision;
+    }
+    kv_txn_res_free(&res);
+    return rc;
+}
+
+int store_delete(store *s, const char *key, bool prefix, int64_t cas, int64_t *deleted,
+                 int64_t *revision, int64_t *cur_mod)
+{
+    if (prefix && cas >= 0)
+        return CITRUS_EINVAL;
+    kv_op op = {.type = KV_OP_DELETE, .key = key, .prefix = prefix};
+    kv_txn_res res;
+    int rc = txn_with_cas(s, key, &op, cas, &res, cur_mod);
+    if (rc == 0) {
+        if (deleted)
+            *deleted = res.results[0].deleted;
+        if (revision)
+            *revision = res.revision;
+    }
+    kv_txn_res_free(&res);
+    return rc;
+}
+
+int store_watch_open(store *s, const char *prefix, int64_t from_rev, store_watch_cb cb, void *ctx,
+                     store_watch **out, int64_t *compact_rev)
+{
+    *out = NULL;
+    return count_op("watch_open", s->ops->watch_open(s, prefix, from_rev, cb, ctx, out, compact_rev));
+}
+
+void store_watch_close(store *s, store_watch *w)
+{
+    if (w)
+        s->ops->watch_close(w);
+}
+
+int64_t store_watch_progress(store *s, store_watch *w)
+{
+    return s->ops->watch_progress ? s->ops->watch_progress(w) : -1;
+}
+
+int store_lease_grant(store *s, int64_t ttl, int64_t *id, int64_t *granted_ttl)
+{
+    if (ttl < 1)
+        return CITRUS_EINVAL;
+    return count_op("lease_grant", s->ops->lease_grant(s, ttl, id, granted_ttl));
+}
+
+int store_lease_keepalive(store *s, int64_t id, int64_t *ttl)
+{
+    return count_op("lease_keepalive", s->ops->lease_keepalive(s, id, ttl));
+}
+
+int store_lease_revoke(store *s, int64_t id)
+{
+    return count_op("lease_revoke", s->ops->lease_revoke(s, id));
+}
+
+int store_status_get(store *s, store_status *out)
+{
+    memset(out, 0, sizeof(*out));
+    return s->ops->status(s, out);
+}
+
+int store_snapshot(store *s, kv_snapshot *out)
+{
+    memset(out, 0, sizeof(*out));
+    return count_op("snapshot", s->ops->snapshot(s, out));
+}
+
+void store_close(store *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+
+bool store_prefix_end(const char *prefix, char *buf)
+{
+    size_t n = strlen(prefix);
+    memcpy(buf, prefix, n + 1);
+    while (n > 0) {
+        unsigned char c = (unsigned char)buf[n - 1];
+        if (c < 0xff) {
+            buf[n - 1] = (char)(c + 1);
+            buf[n] = '\0';
+            return true;
+        }
+        n--;
+    }
+    buf[0] = '\0';
+    return false;
+}

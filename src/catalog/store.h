@@ -1,0 +1,232 @@
+/* catalog/store.h — the catalog store interface: an etcd-v3-shaped KV.
+ *
+ * One global revision counts every committed change. Each key carries
+ * create_revision (revision of the put that created it), mod_revision (last
+ * change) and version (number of puts since creation; 0 = absent). A txn
+ * that writes anything commits at exactly one new revision, whatever number
+ * of keys it touches; a txn that writes nothing does not move the revision.
+ *
+ * Implementations: store_sqlite.c (embedded), later etcd. Each one fills a
+ * store_ops table; callers use only the store_* functions below. Every
+ * implementation is thread-safe and passes tests/unit/catalog_conformance.c.
+ *
+ * Ownership: request structs and the strings they point to stay owned by the
+ * caller and are only read during the call. Result structs are filled by the
+ * callee and released by the caller with the matching *_free function. */
+#ifndef CITRUS_CATALOG_STORE_H
+#define CITRUS_CATALOG_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kv_entry {
+    char *key;            /* NUL-terminated, owned */
+    unsigned char *value; /* owned; NULL when value_len == 0 or keys_only */
+    size_t value_len;
+    int64_t create_revision;
+    int64_t mod_revision;
+    int64_t version;
+    int64_t lease; /* 0 = none */
+} kv_entry;
+
+void kv_entry_clear(kv_entry *e);
+
+typedef struct kv_range_req {
+    const char *key; /* the key, or the prefix when prefix is set ("" = all) */
+    bool prefix;
+    const char *after; /* with prefix: only keys strictly greater; NULL = none */
+    size_t limit;      /* with prefix: at most this many items; 0 = no limit */
+    bool keys_only;    /* items carry no value */
+} kv_range_req;
+
+typedef struct kv_range_res {
+    int64_t revision; /* store revision the read was served at */
+    kv_entry *items;  /* sorted by key (bytewise) */
+    size_t count;
+    bool more; /* limit cut the list short */
+} kv_range_res;
+
+void kv_range_res_free(kv_range_res *r);
+
+typedef enum {
+    KV_CMP_VALUE,
+    KV_CMP_MOD,
+    KV_CMP_CREATE,
+    KV_CMP_VERSION,
+    KV_CMP_LEASE
+} kv_cmp_target;
+typedef enum { KV_CMP_EQ, KV_CMP_NE, KV_CMP_LT, KV_CMP_GT } kv_cmp_op;
+
+/* A comparison on one key. An absent key has value "" (length 0) and every
+ * revision/version/lease field 0, so "exists" is version > 0 and "must not
+ * exist" is version == 0 (or mod_revision == 0). */
+typedef struct kv_compare {
+    const char *key;
+    kv_cmp_target target;
+    kv_cmp_op op;
+    int64_t number;             /* for every target but VALUE */
+    const unsigned char *value; /* for VALUE, bytewise comparison */
+    size_t value_len;
+} kv_compare;
+
+typedef enum { KV_OP_PUT, KV_OP_DELETE, KV_OP_GET } kv_op_type;
+
+typedef struct kv_op {
+    kv_op_type type;
+    const char *key;
+    bool prefix;                /* DELETE and GET: key is a prefix */
+    const unsigned char *value; /* PUT */
+    size_t value_len;           /* PUT */
+    int64_t lease;              /* PUT: 0 = none; must exist (CITRUS_ENOLEASE) */
+    const char *after;          /* GET with prefix, as kv_range_req */
+    size_t limit;               /* GET with prefix, as kv_range_req */
+    bool keys_only;             /* GET */
+} kv_op;
+
+typedef struct kv_op_result {
+    kv_op_type type;
+    /* PUT: the key's state after the put (value not filled in). */
+    int64_t create_revision, mod_revision, version;
+    /* DELETE: how many keys were deleted. */
+    int64_t deleted;
+    /* GET: the items, as seen inside the txn before later ops of it. */
+    kv_range_res range;
+} kv_op_result;
+
+typedef struct kv_txn {
+    const kv_compare *compares;
+    size_t ncompares;
+    const kv_op *success; /* run when every compare holds */
+    size_t nsuccess;
+    const kv_op *failure; /* run otherwise */
+    size_t nfailure;
+} kv_txn;
+
+typedef struct kv_txn_res {
+    bool succeeded;
+    int64_t revision;      /* the txn's revision if it wrote, else the store's */
+    kv_op_result *results; /* one per op of the branch that ran, in order */
+    size_t count;
+} kv_txn_res;
+
+void kv_txn_res_free(kv_txn_res *r);
+
+typedef enum { KV_EVENT_PUT, KV_EVENT_DELETE } kv_event_type;
+
+/* A change. For DELETE, kv.mod_revision is the revision of the delete,
+ * version/create_revision are 0 and there is no value. */
+typedef struct kv_event {
+    kv_event_type type;
+    kv_entry kv;
+} kv_event;
+
+typedef struct store_status {
+    int64_t revision;
+    int64_t compact_revision; /* oldest revision a watch may start from */
+    bool writable;
+    const char *backend; /* static string: "embedded", "etcd" */
+} store_status;
+
+typedef struct kv_lease_info {
+    int64_t id;
+    int64_t ttl;       /* granted TTL, seconds */
+    int64_t remaining; /* seconds left before expiry */
+} kv_lease_info;
+
+/* A consistent copy of the whole store at one revision. */
+typedef struct kv_snapshot {
+    int64_t revision;
+    int64_t compact_revision;
+    kv_entry *items; /* sorted by key */
+    size_t count;
+    kv_lease_info *leases;
+    size_t nleases;
+} kv_snapshot;
+
+void kv_snapshot_free(kv_snapshot *s);
+
+/* Called with events in revision order, with no gap, starting at the
+ * watch's from_rev; all events of one revision come in one call. Runs on a
+ * store-owned thread, never concurrently for the same watch. It must not
+ * block, and must not call store_watch_close on its own watch. err is 0, or
+ * CITRUS_ECOMPACTED if the watcher fell behind compaction, or CITRUS_ECLOSED
+ * when the store is closing; after a non-zero err the watch delivers nothing
+ * more. The events and their memory belong to the store: copy what you keep. */
+typedef void (*store_watch_cb)(void *ctx, const kv_event *events, size_t n, int err);
+
+typedef struct store store;
+typedef struct store_watch store_watch;
+
+typedef struct store_ops {
+    int (*range)(store *s, const kv_range_req *req, kv_range_res *out);
+    int (*txn)(store *s, const kv_txn *txn, kv_txn_res *out);
+    int (*watch_open)(store *s, const char *prefix, int64_t from_rev, store_watch_cb cb, void *ctx,
+                      store_watch **out, int64_t *compact_rev);
+    void (*watch_close)(store_watch *w);
+    int64_t (*watch_progress)(store_watch *w);
+    int (*lease_grant)(store *s, int64_t ttl, int64_t *id, int64_t *granted_ttl);
+    int (*lease_keepalive)(store *s, int64_t id, int64_t *ttl);
+    int (*lease_revoke)(store *s, int64_t id);
+    int (*status)(store *s, store_status *out);
+    int (*snapshot)(store *s, kv_snapshot *out);
+    void (*close)(store *s);
+} store_ops;
+
+/* Every implementation's handle begins with this. */
+struct store {
+    const store_ops *ops;
+};
+
+/* Reads one key or a prefix (see kv_range_req). Never fails for absence:
+ * an absent key gives count 0. */
+int store_range(store *s, const kv_range_req *req, kv_range_res *out);
+
+/* Atomic compare-then-ops. Errors (CITRUS_ENOLEASE, CITRUS_EBADKEY,
+ * CITRUS_EIO, ...) mean nothing was applied. */
+int store_txn(store *s, const kv_txn *txn, kv_txn_res *out);
+
+/* Put with an optional compare on the key's mod_revision: cas < 0 means no
+ * compare, cas == 0 means "must not exist". On CITRUS_ECONFLICT, *cur_mod is
+ * the key's current mod_revision (0 if absent). On success, *out has the
+ * key's new revisions (out->key not filled). */
+int store_put(store *s, const char *key, const unsigned char *value, size_t len, int64_t lease,
+              int64_t cas, kv_op_result *out, int64_t *revision, int64_t *cur_mod);
+
+/* Deletes a key, or every key under a prefix, with an optional compare on
+ * the key's mod_revision (single key only; cas < 0: none). */
+int store_delete(store *s, const char *key, bool prefix, int64_t cas, int64_t *deleted,
+                 int64_t *revision, int64_t *cur_mod);
+
+/* Watches every key starting with prefix ("" = all), from revision from_rev
+ * (<= 0: from the next revision). CITRUS_ECOMPACTED when from_rev is older
+ * than the kept history; *compact_rev then holds the oldest revision that
+ * can still be watched. */
+int store_watch_open(store *s, const char *prefix, int64_t from_rev, store_watch_cb cb, void *ctx,
+                     store_watch **out, int64_t *compact_rev);
+/* Stops a watch; when it returns, the callback is not running and will not
+ * run again. NULL is a no-op. */
+void store_watch_close(store *s, store_watch *w);
+
+/* The revision through which every matching event of w has been passed to
+ * its callback (from_rev - 1 before any). Lets a poller that saw no event
+ * move its next from_rev forward safely. */
+int64_t store_watch_progress(store *s, store_watch *w);
+
+/* Leases: TTL in seconds (>= 1). Expiry (no keepalive for ttl seconds)
+ * deletes every attached key in one revision; so does revoke. */
+int store_lease_grant(store *s, int64_t ttl, int64_t *id, int64_t *granted_ttl);
+int store_lease_keepalive(store *s, int64_t id, int64_t *ttl);
+int store_lease_revoke(store *s, int64_t id);
+
+int store_status_get(store *s, store_status *out);
+int store_snapshot(store *s, kv_snapshot *out);
+/* Closes the store and frees it. NULL is a no-op. */
+void store_close(store *s);
+
+/* "b" for prefix "a" etc: the smallest string greater than every string that
+ * starts with prefix, written to buf (size >= strlen(prefix)+1). Returns false
+ * when there is none (prefix empty or all bytes 0xff): the range is open. */
+bool store_prefix_end(const char *prefix, char *buf);
+
+#endif

@@ -1,0 +1,239 @@
+/* cli/backup.c — `citrus backup`: snapshot a server into a backup file.
+ *
+ * The file is written as FILE.tmp, synced, read back and verified, then
+ * renamed over FILE and the directory synced: FILE is either the previous
+ * file or a complete, verified backup, never something in between. */
+#include "cli/backup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "citrus/errors.h"
+#include "cli/client.h"
+#include "cli/input.h"
+#include "cli/snapshot_file.h"
+#include "cli/snapshot_json.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+/* A snapshot of a big catalog can take a while to produce and send. */
+#define BACKUP_TIMEOUT_MS 300000L
+
+static const char usage_text[] =
+    "usage: citrus backup -o FILE [--endpoint URL]\n"
+    "\n"
+    "Copies the whole catalog of a running server, as of one revision, into FILE\n"
+    "(written atomically, checksummed; restore it with 'citrus restore').\n"
+    "\n"
+    "options:\n"
+    "  -o, --output FILE  the backup file to write (replaced if it exists)\n"
+    "  --endpoint URL     server API (default: $CITRUS_ENDPOINT, else " CLIENT_DEFAULT_ENDPOINT
+    ")\n"
+    "  -h, --help         show this help\n";
+
+/* Fetches GET /v1/snapshot into *snap. Prints the error and returns false on
+ * failure. */
+static bool fetch_snapshot(const char *endpoint, kv_snapshot *snap)
+{
+    client *c = client_new(endpoint);
+    if (!c) {
+        fprintf(stderr, "backup: out of memory\n");
+        return false;
+    }
+    bool ok = false;
+    char why[512];
+    client_response resp;
+    client_set_timeout_ms(c, BACKUP_TIMEOUT_MS);
+    int rc = client_request(c, "GET", "/v1/snapshot", NULL, 0, NULL, &resp);
+    if (rc < 0) {
+        fprintf(stderr, "backup: %s\n", client_error(c));
+        goto out_client;
+    }
+    if (resp.status != 200) {
+        client_response_error(&resp, why, sizeof(why));
+        fprintf(stderr, "backup: server error: %s\n", why);
+        goto out_resp;
+    }
+    json_t *j = client_response_json(&resp, why, sizeof(why));
+    if (!j || snapshot_json_decode(j, snap, why, sizeof(why)) < 0) {
+        fprintf(stderr, "backup: unexpected snapshot from the server: %s\n", why);
+        json_decref(j);
+        goto out_resp;
+    }
+    json_decref(j);
+    /* A lease may be overdue but not yet reaped: it has nothing left. */
+    for (size_t i = 0; i < snap->nleases; i++)
+        if (snap->leases[i].remaining < 0)
+            snap->leases[i].remaining = 0;
+    if (snapshot_file_check(snap, why, sizeof(why)) < 0) {
+        fprintf(stderr, "backup: the server's snapshot is inconsistent: %s\n", why);
+        kv_snapshot_free(snap);
+        goto out_resp;
+    }
+    ok = true;
+out_resp:
+    client_response_free(&resp);
+out_client:
+    client_free(c);
+    return ok;
+}
+
+/* Makes a rename in path's directory durable. */
+static int sync_dir_of(const char *path, char *errbuf, size_t errlen)
+{
+    char *copy = strdup(path);
+    if (!copy) {
+        snprintf(errbuf, errlen, "out of memory");
+        return CITRUS_ENOMEM;
+    }
+    const char *dir = dirname(copy);
+    int rc = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0) {
+        snprintf(errbuf, errlen, "cannot sync directory %s: %s", dir, strerror(errno));
+        rc = CITRUS_EIO;
+    }
+    if (fd >= 0)
+        close(fd);
+    free(copy);
+    return rc;
+}
+
+/* Writes snap to tmp (mode 0600: a backup holds every secret in the catalog)
+ * and syncs it. */
+static int write_tmp(const char *tmp, const kv_snapshot *snap, char *errbuf, size_t errlen)
+{
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(errbuf, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        return CITRUS_EIO;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        snprintf(errbuf, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        return CITRUS_EIO;
+    }
+    int rc = snapshot_file_write(f, snap, time(NULL), errbuf, errlen);
+    if (rc == 0 && (fflush(f) != 0 || fsync(fd) != 0)) {
+        snprintf(errbuf, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        rc = CITRUS_EIO;
+    }
+    if (fclose(f) != 0 && rc == 0) {
+        snprintf(errbuf, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        rc = CITRUS_EIO;
+    }
+    return rc;
+}
+
+/* Reads tmp back and checks that it holds exactly what was meant. */
+static int verify_tmp(const char *tmp, const kv_snapshot *snap, char *errbuf, size_t errlen)
+{
+    char *buf, why[512];
+    size_t len;
+    int rc = input_read(tmp, &buf, &len, errbuf, errlen);
+    if (rc < 0)
+        return rc;
+    kv_snapshot back;
+    rc = snapshot_file_parse(buf, len, &back, why, sizeof(why));
+    if (rc < 0)
+        snprintf(errbuf, errlen, "%s does not read back: %s", tmp, why);
+    else if (back.count != snap->count || back.nleases != snap->nleases ||
+             back.revision != snap->revision) {
+        snprintf(errbuf, errlen, "%s reads back different from what was written", tmp);
+        rc = CITRUS_EIO;
+    }
+    kv_snapshot_free(&back);
+    free(buf);
+    return rc;
+}
+
+static int usage_error(const char *msg, const char *arg)
+{
+    fprintf(stderr, "citrus backup: %s%s\nTry 'citrus backup --help'.\n", msg, arg);
+    return EXIT_USAGE;
+}
+
+int cli_backup_main(int argc, char **argv)
+{
+    enum { OPT_ENDPOINT = 256 };
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},
+        {"endpoint", required_argument, NULL, OPT_ENDPOINT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *endpoint = client_default_endpoint(), *file = NULL;
+    optind = 0; /* GNU: full re-initialisation */
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case 'o':
+            file = optarg;
+            break;
+        case OPT_ENDPOINT:
+            endpoint = optarg;
+            break;
+        case ':':
+            return usage_error("missing value for ", argv[optind - 1]);
+        default:
+            return usage_error("unknown option ", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument ", argv[optind]);
+    if (!file || !file[0])
+        return usage_error("missing -o FILE", "");
+    if (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0)
+        return usage_error("--endpoint must be an http:// or https:// URL: ", endpoint);
+
+    kv_snapshot snap;
+    if (!fetch_snapshot(endpoint, &snap))
+        return EXIT_RUNTIME;
+    int rc = EXIT_RUNTIME;
+    char why[1024];
+    size_t tlen = strlen(file) + sizeof(".tmp");
+    char *tmp = malloc(tlen);
+    if (!tmp) {
+        fprintf(stderr, "backup: out of memory\n");
+        goto out_snap;
+    }
+    snprintf(tmp, tlen, "%s.tmp", file);
+    if (write_tmp(tmp, &snap, why, sizeof(why)) < 0 || verify_tmp(tmp, &snap, why, sizeof(why)) < 0)
+        goto out_unlink;
+    if (rename(tmp, file) != 0) {
+        snprintf(why, sizeof(why), "cannot rename %s to %s: %s", tmp, file, strerror(errno));
+        goto out_unlink;
+    }
+    if (sync_dir_of(file, why, sizeof(why)) < 0) {
+        fprintf(stderr, "backup: %s\n", why);
+        goto out_tmp;
+    }
+    printf("backup: %zu keys at revision %" PRId64 " -> %s\n", snap.count, snap.revision, file);
+    rc = 0;
+    goto out_tmp;
+
+out_unlink:
+    fprintf(stderr, "backup: %s\n", why);
+    unlink(tmp);
+out_tmp:
+    free(tmp);
+out_snap:
+    kv_snapshot_free(&snap);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* cli/config.h — citrus.json, CITRUS_* environment overrides and flags.
+ *
+ * Precedence: built-in defaults < config file < environment < flags. Every
+ * setting is one row of a table (section, name, type, bounds, flag), so the
+ * file field "server.listen", the variable CITRUS_SERVER_LISTEN and the flag
+ * --listen are the same setting. Unknown fields and bad values are refused
+ * with the field named. */
+#ifndef CITRUS_CLI_CONFIG_H
+#define CITRUS_CLI_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_STR 256
+
+typedef struct citrus_config {
+    char node_id[64];
+    char listen[64];
+    int64_t threads;
+    int64_t max_connections;
+    int64_t idle_timeout_s;
+    int64_t max_header_bytes;
+    int64_t max_body_bytes;
+    char data_dir[CONFIG_STR];
+    char backend[16];
+    int64_t max_value_bytes;
+    int64_t history_keep;
+    int64_t max_watch_timeout_s;
+    char log_level[8];
+} citrus_config;
+
+void config_defaults(citrus_config *c);
+
+/* Applies a JSON config file. Returns 0, or CITRUS_EINVAL with "FIELD: why"
+ * in err (the file's parse error, a bad value, or an unknown field). */
+int config_load_file(citrus_config *c, const char *path, char *err, size_t errlen);
+/* Applies CITRUS_<SECTION>_<NAME> variables from envp (NULL-terminated). */
+int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errlen);
+/* Sets the field with the given long flag name ("listen", "data-dir", ...).
+ * Returns CITRUS_ENOTFOUND when no field has that flag. */
+int config_set_flag(citrus_config *c, const char *flag, const char *value, char *err,
+                    size_t errlen);
+/* Prints every setting with its flag, variable and default. */
+void config_print_help(void *file);
+
+#endif

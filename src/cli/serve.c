@@ -1,0 +1,195 @@
+/* cli/serve.c — `citrus dev` / `citrus server`: configuration, the catalog
+ * store, the HTTP API, and a clean stop on SIGINT/SIGTERM. */
+#include "cli/serve.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api/app.h"
+#include "api/handlers.h"
+#include "catalog/store_sqlite.h"
+#include "citrus/errors.h"
+#include "cli/config.h"
+#include "http/server.h"
+#include "obs/log.h"
+
+static void usage(const char *cmd, FILE *f)
+{
+    fprintf(f,
+            "usage: citrus %s [--config FILE] [options]\n\n"
+            "%s\n\n"
+            "Options (each also settable in citrus.json and as an environment variable):\n",
+            cmd,
+            strcmp(cmd, "dev") == 0
+                ? "Runs Citrus on one machine, everything embedded in one process: the catalog\n"
+                  "KV API on --listen with its store under --data-dir (./citrus-data)."
+                : "Runs a Citrus server node: the catalog KV API and health endpoints.");
+    config_print_help(f);
+    fprintf(f, "  --config FILE      citrus.json to read first (also CITRUS_CONFIG)\n");
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Reads --config first, then env, then the other flags. Returns 0, 1 for
+ * --help (already printed), or 2 for a usage error (already reported). */
+static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
+{
+    char err[512];
+    config_defaults(cfg);
+    const char *file = getenv("CITRUS_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(argv[0], stdout);
+            return 1;
+        }
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            file = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            file = argv[i] + 9;
+    }
+    if (file && config_load_file(cfg, file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err);
+        return 2;
+    }
+    if (config_load_env(cfg, envp, err, sizeof(err)) < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "citrus %s: unexpected argument '%s' (see --help)\n", argv[0], a);
+            return 2;
+        }
+        char name[64];
+        const char *eq = strchr(a, '=');
+        const char *val;
+        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (nlen >= sizeof(name)) {
+            fprintf(stderr, "citrus %s: unknown option '%s'\n", argv[0], a);
+            return 2;
+        }
+        memcpy(name, a + 2, nlen);
+        name[nlen] = '\0';
+        if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            fprintf(stderr, "citrus %s: option '%s' needs a value\n", argv[0], a);
+            return 2;
+        }
+        if (strcmp(name, "config") == 0)
+            continue;
+        if (config_set_flag(cfg, name, val, err, sizeof(err)) < 0) {
+            fprintf(stderr, "citrus %s: %s\n", argv[0], err);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int open_store(const citrus_config *cfg, store **st)
+{
+    char path[PATH_MAX], err[512];
+    if (make_dirs(cfg->data_dir) < 0) {
+        fprintf(stderr, "citrus: cannot create data dir %s: %s\n", cfg->data_dir, strerror(errno));
+        return CITRUS_EIO;
+    }
+    snprintf(path, sizeof(path), "%s/catalog.db", cfg->data_dir);
+    store_sqlite_options so = {.path = path, .history_keep = cfg->history_keep};
+    int rc = store_sqlite_open(&so, st, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "citrus: cannot open catalog store %s: %s\n", path, err);
+    return rc;
+}
+
+static int wait_for_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    return sig;
+}
+
+int cli_serve_main(int argc, char **argv, char **envp)
+{
+    citrus_config cfg;
+    int rc = load_config(argc, argv, envp, &cfg);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    log_set_level((log_level)log_level_parse(cfg.log_level));
+
+    /* Block the stop signals in every thread; the main thread waits for them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    store *st = NULL;
+    if (open_store(&cfg, &st) < 0)
+        return 1;
+    app a = {.st = st,
+             .max_value_bytes = (size_t)cfg.max_value_bytes,
+             .node_id = cfg.node_id,
+             .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000};
+    http_server_options ho = {.listen = cfg.listen,
+                              .threads = (unsigned)cfg.threads,
+                              .max_conns = (unsigned)cfg.max_connections,
+                              .idle_timeout_s = (unsigned)cfg.idle_timeout_s,
+                              .max_header_bytes = (size_t)cfg.max_header_bytes,
+                              .max_body_bytes = (size_t)cfg.max_body_bytes,
+                              .component = "api"};
+    http_server *srv = NULL;
+    char err[512];
+    if (http_server_start(&ho, api_routes, api_nroutes, &a, &srv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "citrus %s: %s\n", argv[0], err);
+        store_close(st);
+        return 1;
+    }
+    char url[128];
+    char host[64];
+    snprintf(host, sizeof(host), "%.*s", (int)(strrchr(cfg.listen, ':') - cfg.listen),
+             cfg.listen);
+    snprintf(url, sizeof(url), "http://%s:%u", host, http_server_port(srv));
+    log_info("server", "listening",
+             json_pack("{s:s,s:s,s:i,s:s,s:s}", "mode", argv[0], "api", url, "port",
+                       (int)http_server_port(srv), "data_dir", cfg.data_dir, "node_id",
+                       cfg.node_id));
+    fprintf(stderr,
+            "citrus %s ready\n  API      %s/v1/kv/\n  health   %s/health/ready\n"
+            "  metrics  %s/metrics\n  data     %s\nStop with Ctrl-C.\n",
+            argv[0], url, url, url, cfg.data_dir);
+
+    int sig = wait_for_signal();
+    log_info("server", "stopping", json_pack("{s:i}", "signal", sig));
+    api_watch_shutdown();
+    http_server_stop(srv);
+    store_close(st);
+    log_info("server", "stopped", NULL);
+    return 0;
+}

@@ -1,0 +1,644 @@
+/* http/server.c — libmicrohttpd glue: request lifecycle, route dispatch,
+ * body limits, correlation ids, JSON errors, access log and metrics. */
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "citrus/errors.h"
+#include "http/route.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+
+#define MAX_RESP_HEADERS 16
+#define CORR_MAX 128
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    const http_route *routes;
+    size_t nroutes;
+    void *app;
+    size_t max_body;
+    unsigned port;
+    const char *component;
+};
+
+typedef struct resp_header {
+    char *name;
+    char *value;
+} resp_header;
+
+struct http_req {
+    http_server *srv;
+    struct MHD_Connection *conn;
+    const http_route *route; /* NULL when unmatched */
+    route_match match;
+    char method[16];
+    char *path;
+    unsigned char *body;
+    size_t body_len, body_cap;
+    bool body_too_big;
+    bool started; /* first call seen */
+    bool responded;
+    char corr[CORR_MAX + 1];
+    int64_t start_ns;
+    unsigned status;
+    resp_header headers[MAX_RESP_HEADERS];
+    size_t nheaders;
+    /* suspension */
+    bool suspended;
+    http_resume_fn on_resume;
+    void *resume_ctx;
+    /* streaming */
+    pthread_mutex_t mu;
+    http_stream_fn stream_fn;
+    void *stream_ctx;
+    void (*stream_free)(void *ctx);
+    bool stream_parked;
+    bool stream_wake_pending;
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---------------- correlation ids ---------------- */
+
+static bool corr_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CORR_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.' || c == ':';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* A random UUIDv4. */
+static void corr_generate(char *out)
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        uint64_t t = (uint64_t)mono_ns();
+        memcpy(b, &t, 8);
+        memcpy(b + 8, &t, 8);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, CORR_MAX + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
+/* ---------------- accessors ---------------- */
+
+const char *http_req_method(const http_req *r)
+{
+    return r->method;
+}
+
+const char *http_req_path(const http_req *r)
+{
+    return r->path;
+}
+
+const char *http_req_param(const http_req *r, const char *name)
+{
+    return route_match_param(&r->match, name);
+}
+
+const char *http_req_query(const http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_req_header(const http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const unsigned char *http_req_body(const http_req *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body ? r->body : (const unsigned char *)"";
+}
+
+const char *http_req_correlation(const http_req *r)
+{
+    return r->corr;
+}
+
+json_t *http_req_json(http_req *r)
+{
+    json_error_t err;
+    if (r->body_len == 0) {
+        http_reply_error(r, CITRUS_EBADJSON, "request body must be a JSON document", NULL);
+        return NULL;
+    }
+    json_t *j = json_loadb((const char *)r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+    if (!j)
+        http_reply_errorf(r, CITRUS_EBADJSON, "malformed JSON at line %d column %d: %s", err.line,
+                          err.column, err.text);
+    return j;
+}
+
+int http_req_query_int(http_req *r, const char *name, int64_t def, int64_t *out)
+{
+    const char *v = http_req_query(r, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || errno) {
+        http_reply_errorf(r, CITRUS_EINVAL, "query argument '%s' must be an integer", name);
+        return CITRUS_EINVAL;
+    }
+    *out = n;
+    return 0;
+}
+
+int http_req_query_bool(http_req *r, const char *name, bool def, bool *out)
+{
+    const char *v = http_req_query(r, name);
+    if (!v) {
+        *out = def;
+    } else if (!*v || !strcmp(v, "true") || !strcmp(v, "1")) {
+        *out = true;
+    } else if (!strcmp(v, "false") || !strcmp(v, "0")) {
+        *out = false;
+    } else {
+        http_reply_errorf(r, CITRUS_EINVAL, "query argument '%s' must be true or false", name);
+        return CITRUS_EINVAL;
+    }
+    return 0;
+}
+
+/* ---------------- responses ---------------- */
+
+void http_add_header(http_req *r, const char *name, const char *value)
+{
+    if (r->nheaders == MAX_RESP_HEADERS)
+        return;
+    resp_header *h = &r->headers[r->nheaders];
+    h->name = strdup(name);
+    h->value = strdup(value);
+    if (!h->name || !h->value) {
+        free(h->name);
+        free(h->value);
+        return;
+    }
+    r->nheaders++;
+}
+
+static void free_headers(http_req *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        free(r->headers[i].name);
+        free(r->headers[i].value);
+    }
+    r->nheaders = 0;
+}
+
+static int queue(http_req *r, unsigned status, struct MHD_Response *resp, const char *ctype)
+{
+    if (!resp)
+        return CITRUS_ENOMEM;
+    if (ctype)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, "X-Correlation-Id", r->corr);
+    for (size_t i = 0; i < r->nheaders; i++)
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    free_headers(r);
+    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    r->responded = true;
+    r->status = status;
+    return ok == MHD_YES ? 0 : CITRUS_EIO;
+}
+
+int http_reply_raw(http_req *r, unsigned status, const char *content_type, const void *data,
+                   size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    return queue(r, status, resp, content_type);
+}
+
+int http_reply_json(http_req *r, unsigned status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text)
+        return http_reply_raw(r, 500, "application/json",
+                              "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"oom\"}}", 52);
+    size_t len = strlen(text);
+    text[len] = '\n';
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len + 1, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        free(text);
+    return queue(r, status, resp, "application/json");
+}
+
+int http_reply_error(http_req *r, int err, const char *message, json_t *extra)
+{
+    json_t *e = json_object();
+    json_object_set_new(e, "code", json_string(citrus_err_code(err)));
+    json_object_set_new(e, "message", json_string(message ? message : citrus_strerror(err)));
+    if (extra) {
+        json_object_update(e, extra);
+        json_decref(extra);
+    }
+    json_t *body = json_object();
+    json_object_set_new(body, "error", e);
+    return http_reply_json(r, (unsigned)citrus_err_http_status(err), body);
+}
+
+int http_reply_errorf(http_req *r, int err, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return http_reply_error(r, err, msg, NULL);
+}
+
+/* ---------------- suspension and streams ---------------- */
+
+void http_suspend(http_req *r, http_resume_fn on_resume, void *ctx)
+{
+    r->on_resume = on_resume;
+    r->resume_ctx = ctx;
+    r->suspended = true;
+    MHD_suspend_connection(r->conn);
+}
+
+void http_resume(http_req *r)
+{
+    MHD_resume_connection(r->conn);
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    http_req *r = cls;
+    pthread_mutex_lock(&r->mu);
+    long n = r->stream_fn(r->stream_ctx, buf, max);
+    if (n == 0 && r->stream_wake_pending) {
+        r->stream_wake_pending = false;
+        n = r->stream_fn(r->stream_ctx, buf, max);
+    }
+    if (n == 0) {
+        r->stream_parked = true;
+        MHD_suspend_connection(r->conn);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (n < 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return (ssize_t)n;
+}
+
+int http_reply_stream(http_req *r, const char *content_type, http_stream_fn fn, void *ctx,
+                      void (*free_fn)(void *ctx))
+{
+    r->stream_fn = fn;
+    r->stream_ctx = ctx;
+    r->stream_free = free_fn;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, NULL);
+    if (resp)
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    return queue(r, 200, resp, content_type);
+}
+
+void http_stream_wake(http_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->stream_parked) {
+        r->stream_parked = false;
+        MHD_resume_connection(r->conn);
+    } else {
+        r->stream_wake_pending = true;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---------------- request lifecycle ---------------- */
+
+static http_req *req_new(http_server *s, struct MHD_Connection *conn, const char *url,
+                         const char *method)
+{
+    http_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->path = strdup(url);
+    if (!r->path) {
+        free(r);
+        return NULL;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    r->srv = s;
+    r->conn = conn;
+    r->start_ns = mono_ns();
+    snprintf(r->method, sizeof(r->method), "%s", method);
+    return r;
+}
+
+static void req_free(http_req *r)
+{
+    if (r->stream_free)
+        r->stream_free(r->stream_ctx);
+    free_headers(r);
+    route_match_clear(&r->match);
+    pthread_mutex_destroy(&r->mu);
+    free(r->body);
+    free(r->path);
+    free(r);
+}
+
+/* Content type check for JSON routes: absent is accepted, anything but
+ * application/json (with optional parameters) is refused. */
+static bool content_type_ok(http_req *r)
+{
+    const char *ct = http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!ct)
+        return true;
+    size_t n = strlen("application/json");
+    return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';');
+}
+
+/* First call for a request: headers are in. Matches the route and checks
+ * everything that can be checked before the body arrives. */
+static void req_begin(http_req *r)
+{
+    const char *corr = http_req_header(r, "X-Correlation-Id");
+    if (corr && corr_valid(corr)) {
+        snprintf(r->corr, sizeof(r->corr), "%s", corr);
+    } else {
+        corr_generate(r->corr);
+    }
+    log_set_correlation(r->corr);
+    if (corr && !corr_valid(corr)) {
+        http_reply_error(r, CITRUS_EINVAL,
+                         "X-Correlation-Id must be 1-128 characters of [A-Za-z0-9._:-]", NULL);
+        return;
+    }
+    char allow[128];
+    int rc = route_find(r->srv->routes, r->srv->nroutes, r->method, r->path, &r->route, &r->match,
+                        allow, sizeof(allow));
+    if (rc == CITRUS_EMETHOD) {
+        http_add_header(r, "Allow", allow);
+        http_reply_errorf(r, CITRUS_EMETHOD, "method %s not allowed on %s; allowed: %s", r->method,
+                          r->path, allow);
+        return;
+    }
+    if (rc < 0) {
+        http_reply_errorf(r, rc == CITRUS_ENOMEM ? rc : CITRUS_ENOROUTE, "no route for %s %s",
+                          r->method, r->path);
+        return;
+    }
+    const char *cl = http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+    if (declared > r->srv->max_body) {
+        /* Answering now, before the body is read, is clean only when the
+         * client waits for "100 Continue", or when reading the body would
+         * cost too much; otherwise the body is read and dropped, and 413 is
+         * sent at its end, so the client is not reset mid-upload. */
+        const char *expect = http_req_header(r, MHD_HTTP_HEADER_EXPECT);
+        if ((expect && strcasecmp(expect, "100-continue") == 0) ||
+            declared > 16ULL * r->srv->max_body) {
+            http_reply_errorf(r, CITRUS_ETOOBIG, "request body over the limit of %zu bytes",
+                              r->srv->max_body);
+            return;
+        }
+        r->body_too_big = true;
+    }
+    if (r->route->body == ROUTE_BODY_JSON && !content_type_ok(r)) {
+        http_reply_error(r, CITRUS_EMEDIATYPE, "this route takes Content-Type: application/json",
+                         NULL);
+        return;
+    }
+}
+
+static void req_append_body(http_req *r, const char *data, size_t len)
+{
+    if (r->body_too_big || r->responded)
+        return;
+    if (r->body_len + len > r->srv->max_body) {
+        r->body_too_big = true;
+        return;
+    }
+    if (r->body_len + len > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
+        while (cap < r->body_len + len)
+            cap *= 2;
+        unsigned char *b = realloc(r->body, cap);
+        if (!b) {
+            r->body_too_big = true;
+            return;
+        }
+        r->body = b;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, len);
+    r->body_len += len;
+}
+
+static void req_dispatch(http_req *r)
+{
+    if (r->body_too_big) {
+        http_reply_errorf(r, CITRUS_ETOOBIG, "request body over the limit of %zu bytes",
+                          r->srv->max_body);
+        return;
+    }
+    r->route->handler(r, r->srv->app);
+    if (!r->responded && !r->suspended)
+        http_reply_error(r, CITRUS_EINTERNAL, "handler sent no response", NULL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    http_server *s = cls;
+    http_req *r = *con_cls;
+    if (!r) {
+        r = req_new(s, conn, url, method);
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        req_begin(r);
+        return MHD_YES;
+    }
+    log_set_correlation(r->corr);
+    if (*upload_data_size > 0) {
+        req_append_body(r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->responded)
+        return MHD_YES;
+    if (r->suspended) {
+        r->suspended = false;
+        r->on_resume(r, r->resume_ctx);
+        if (!r->responded && !r->suspended)
+            http_reply_error(r, CITRUS_EINTERNAL, "resumed handler sent no response", NULL);
+        return MHD_YES;
+    }
+    req_dispatch(r);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_server *s = cls;
+    http_req *r = *con_cls;
+    if (!r)
+        return;
+    double secs = (double)(mono_ns() - r->start_ns) / 1e9;
+    const char *route = r->route ? r->route->pattern : "unmatched";
+    char labels[256];
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%u\"", route, r->method,
+             r->status);
+    metrics_counter_add("citrus_http_requests_total", labels, 1);
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\"", route, r->method);
+    metrics_histogram_observe("citrus_http_request_duration_seconds", labels, secs);
+    log_set_correlation(r->corr);
+    json_t *f = json_pack("{s:s,s:s,s:i,s:f,s:b}", "method", r->method, "path", r->path, "status",
+                          (int)r->status, "duration_ms", secs * 1000.0, "completed",
+                          toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    log_emit(r->status >= 500 ? LOG_WARN : LOG_DEBUG, s->component, "request", f);
+    log_set_correlation(NULL);
+    req_free(r);
+    *con_cls = NULL;
+}
+
+/* Decodes %XX escapes in place. %00 becomes the overlong pair C0 80, which
+ * no valid UTF-8 text contains, so a NUL stays detectable in C strings. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    char *w = s;
+    for (const char *p = s; *p;) {
+        if (p[0] == '%' && p[1] && p[2] && strchr("0123456789abcdefABCDEF", p[1]) &&
+            strchr("0123456789abcdefABCDEF", p[2])) {
+            char hex[3] = {p[1], p[2], 0};
+            unsigned char v = (unsigned char)strtoul(hex, NULL, 16);
+            if (v == 0) {
+                *w++ = (char)0xc0;
+                *w++ = (char)0x80;
+            } else {
+                *w++ = (char)v;
+            }
+            p += 3;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+static int parse_listen(const char *listen, struct sockaddr_in *sa, char *errbuf, size_t errlen)
+{
+    char host[64];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= sizeof(host)) {
+        snprintf(errbuf, errlen, "listen address '%s' must be HOST:PORT", listen);
+        return CITRUS_EINVAL;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    if (*end || port < 0 || port > 65535 ||
+        inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &sa->sin_addr) !=
+            1) {
+        snprintf(errbuf, errlen, "listen address '%s' must be IPv4-HOST:PORT", listen);
+        return CITRUS_EINVAL;
+    }
+    sa->sin_port = htons((uint16_t)port);
+    return 0;
+}
+
+static void describe_metrics(void)
+{
+    metrics_describe("citrus_http_requests_total", METRIC_COUNTER,
+                     "HTTP requests by route, method and status.");
+    metrics_describe("citrus_http_request_duration_seconds", METRIC_HISTOGRAM,
+                     "HTTP request latency by route and method.");
+}
+
+int http_server_start(const http_server_options *opts, const http_route *routes, size_t nroutes,
+                      void *app, http_server **out, char *errbuf, size_t errlen)
+{
+    struct sockaddr_in sa;
+    int rc = parse_listen(opts->listen, &sa, errbuf, errlen);
+    if (rc)
+        return rc;
+    http_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return CITRUS_ENOMEM;
+    s->routes = routes;
+    s->nroutes = nroutes;
+    s->app = app;
+    s->max_body = opts->max_body_bytes ? opts->max_body_bytes : 1024 * 1024;
+    s->component = opts->component ? opts->component : "http";
+    describe_metrics();
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_TURBO;
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opts->threads ? opts->threads : 4),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(opts->max_conns ? opts->max_conns : 4096),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 60),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(opts->max_header_bytes ? opts->max_header_bytes : 32 * 1024),
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
+        NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    if (!s->daemon) {
+        snprintf(errbuf, errlen, "cannot listen on %s: %s", opts->listen, strerror(errno));
+        free(s);
+        return CITRUS_EIO;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : ntohs(sa.sin_port);
+    *out = s;
+    return 0;
+}
+
+unsigned http_server_port(const http_server *s)
+{
+    return s->port;
+}
+
+void http_server_stop(http_server *s)
+{
+    if (!s)
+        return;
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}

@@ -1,0 +1,113 @@
+/* http/server.h — the HTTP server: libmicrohttpd glue, a route table, request
+ * and response helpers, JSON errors, correlation ids, access logs and
+ * per-route metrics.
+ *
+ * Handlers run on libmicrohttpd's pool threads and may block only briefly.
+ * A handler that waits (long poll, stream) calls http_suspend() and later
+ * http_resume() from any thread; the server then calls req->on_resume on a
+ * pool thread, which must send the response. */
+#ifndef CITRUS_HTTP_SERVER_H
+#define CITRUS_HTTP_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct http_req http_req;
+typedef struct http_server http_server;
+
+typedef int (*http_handler)(http_req *req, void *app);
+
+/* Body expectations of a route. */
+enum {
+    ROUTE_BODY_NONE = 0, /* a body is ignored */
+    ROUTE_BODY_RAW = 1,  /* any content type, kept as bytes */
+    ROUTE_BODY_JSON = 2, /* application/json required (415 otherwise) */
+};
+
+typedef struct http_route {
+    const char *method;
+    /* Segments; "{name}" matches one segment, "{name*}" the rest of the path
+     * (possibly empty). Example: "/v1/leases/{id}/keepalive". */
+    const char *pattern;
+    http_handler handler;
+    int body;         /* ROUTE_BODY_* */
+    const char *role; /* role the route will require: "reader", "operator", "admin", or NULL */
+} http_route;
+
+typedef struct http_server_options {
+    const char *listen;      /* "127.0.0.1:8081" */
+    unsigned threads;        /* pool threads; 0 = 4 */
+    unsigned max_conns;      /* 0 = 4096 */
+    unsigned idle_timeout_s; /* 0 = 60 */
+    size_t max_header_bytes; /* per connection header memory; 0 = 32 KiB */
+    size_t max_body_bytes;   /* 0 = 1 MiB */
+    const char *component;   /* log component name, e.g. "api" */
+} http_server_options;
+
+/* Starts serving routes (the array is kept, not copied). app is passed to
+ * handlers. Returns 0 or a negative code with a message in errbuf. */
+int http_server_start(const http_server_options *opts, const http_route *routes, size_t nroutes,
+                      void *app, http_server **out, char *errbuf, size_t errlen);
+/* The port actually bound (useful with port 0). */
+unsigned http_server_port(const http_server *s);
+/* Stops accepting, finishes and frees. NULL is a no-op. */
+void http_server_stop(http_server *s);
+
+/* ---- request accessors (valid during the handler and on_resume) ---- */
+const char *http_req_method(const http_req *r);
+const char *http_req_path(const http_req *r);
+/* A path parameter by name from the route pattern, or NULL. */
+const char *http_req_param(const http_req *r, const char *name);
+/* A query argument (decoded), or NULL when absent. */
+const char *http_req_query(const http_req *r, const char *name);
+/* A header (case-insensitive), or NULL. */
+const char *http_req_header(const http_req *r, const char *name);
+const unsigned char *http_req_body(const http_req *r, size_t *len);
+/* Parses the body as JSON. On failure sends a 400 bad_json and returns NULL. */
+json_t *http_req_json(http_req *r);
+const char *http_req_correlation(const http_req *r);
+
+/* Parses a query argument as an integer; absent gives def. Invalid → sends
+ * 400 invalid_argument naming the argument and returns CITRUS_EINVAL. */
+int http_req_query_int(http_req *r, const char *name, int64_t def, int64_t *out);
+/* Parses a boolean query argument ("true"/"false"/"1"/"0"/""); absent: def. */
+int http_req_query_bool(http_req *r, const char *name, bool def, bool *out);
+
+/* ---- responses: exactly one per request ---- */
+/* Adds a header to the response about to be sent (copied). */
+void http_add_header(http_req *r, const char *name, const char *value);
+/* Sends JSON (reference stolen). Returns 0. */
+int http_reply_json(http_req *r, unsigned status, json_t *body);
+/* Sends bytes (copied). */
+int http_reply_raw(http_req *r, unsigned status, const char *content_type, const void *data,
+                   size_t len);
+/* Sends {"error":{"code","message",...extra}} with the status of err.
+ * extra (may be NULL) is merged into the error object; reference stolen. */
+int http_reply_error(http_req *r, int err, const char *message, json_t *extra);
+/* printf-style message variant. */
+int http_reply_errorf(http_req *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- suspension ---- */
+typedef void (*http_resume_fn)(http_req *r, void *ctx);
+/* Suspends the request after the handler returns; on_resume(ctx) runs on a
+ * pool thread after http_resume() and must reply. */
+void http_suspend(http_req *r, http_resume_fn on_resume, void *ctx);
+/* Wakes a suspended request; safe from any thread, once per suspension. */
+void http_resume(http_req *r);
+
+/* ---- streaming (server-sent events and the like) ---- */
+/* Fills buf with up to max bytes of the stream. Returns bytes written, 0 when
+ * there is nothing yet (the connection is then parked until
+ * http_stream_wake()), or -1 to end the stream. */
+typedef long (*http_stream_fn)(void *ctx, char *buf, size_t max);
+/* Starts a streamed 200 response; free_fn(ctx) runs when it ends (client
+ * gone or the stream returned -1). */
+int http_reply_stream(http_req *r, const char *content_type, http_stream_fn fn, void *ctx,
+                      void (*free_fn)(void *ctx));
+/* Wakes a parked stream (any thread). */
+void http_stream_wake(http_req *r);
+
+#endif

@@ -1,0 +1,31 @@
+/* obs/metrics.h — a process-wide Prometheus registry (counters, gauges,
+ * histograms), rendered in the text exposition format for GET /metrics.
+ *
+ * Series are named by family name plus a preformatted label string such as
+ * `route="/v1/kv/{key}",method="GET"` (may be "" for none). Thread-safe. */
+#ifndef CITRUS_OBS_METRICS_H
+#define CITRUS_OBS_METRICS_H
+
+#include <stddef.h>
+
+typedef enum { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } metric_type;
+
+/* Declares a family (HELP/TYPE lines). Families observed without a
+ * declaration are rendered as untyped. name and help must be static. */
+void metrics_describe(const char *name, metric_type type, const char *help);
+
+void metrics_counter_add(const char *name, const char *labels, double delta);
+void metrics_gauge_set(const char *name, const char *labels, double value);
+/* Observes a duration or size into the fixed latency buckets (seconds). */
+void metrics_histogram_observe(const char *name, const char *labels, double value);
+
+/* Returns the exposition text (malloc'd, caller frees). */
+char *metrics_render(size_t *len);
+
+/* Value of a counter/gauge series, or -1 when absent (for tests). */
+double metrics_value(const char *name, const char *labels);
+
+/* Escapes a label value per the exposition format into buf. */
+void metrics_escape_label(const char *in, char *buf, size_t len);
+
+#endif

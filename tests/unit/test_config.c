@@ -1,0 +1,104 @@
+/* Unit tests for cli/config.c: defaults, file, environment, flags, errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "citrus/errors.h"
+#include "cli/config.h"
+
+static char path[64];
+
+static void write_file(const char *text)
+{
+    snprintf(path, sizeof(path), "/tmp/citrus-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static void defaults(void **state)
+{
+    citrus_config c;
+    config_defaults(&c);
+    assert_string_equal(c.listen, "127.0.0.1:8081");
+    assert_string_equal(c.data_dir, "./citrus-data");
+    assert_int_equal(c.max_body_bytes, 1024 * 1024);
+    assert_int_equal(c.max_value_bytes, 1024 * 1024);
+}
+
+static void file_then_env_then_flag(void **state)
+{
+    citrus_config c;
+    char err[256];
+    config_defaults(&c);
+    write_file("{\"server\":{\"listen\":\"127.0.0.1:9000\",\"threads\":2},"
+               "\"catalog\":{\"data_dir\":\"/tmp/x\"},\"bus\":{\"anything\":1}}");
+    assert_int_equal(config_load_file(&c, path, err, sizeof(err)), 0);
+    unlink(path);
+    assert_string_equal(c.listen, "127.0.0.1:9000");
+    assert_int_equal(c.threads, 2);
+    char *env[] = {"CITRUS_SERVER_LISTEN=127.0.0.1:9001", "OTHER=1", NULL};
+    assert_int_equal(config_load_env(&c, env, err, sizeof(err)), 0);
+    assert_string_equal(c.listen, "127.0.0.1:9001");
+    assert_int_equal(config_set_flag(&c, "listen", "127.0.0.1:9002", err, sizeof(err)), 0);
+    assert_string_equal(c.listen, "127.0.0.1:9002");
+    assert_string_equal(c.data_dir, "/tmp/x");
+}
+
+static void bad_fields_are_named(void **state)
+{
+    const struct {
+        const char *json;
+        const char *expect;
+    } cases[] = {
+        {"{\"server\":{\"threads\":\"two\"}}", "server.threads"},
+        {"{\"server\":{\"threads\":0}}", "server.threads"},
+        {"{\"server\":{\"listn\":\"x\"}}", "server.listn: unknown field"},
+        {"{\"nope\":{}}", "nope: unknown section"},
+        {"{\"catalog\":[]}", "catalog: must be an object"},
+        {"{\"catalog\":{\"backend\":\"zookeeper\"}}", "catalog.backend"},
+        {"{\"log\":{\"level\":\"loud\"}}", "log.level"},
+        {"[1,2", "line"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        citrus_config c;
+        char err[256] = "";
+        config_defaults(&c);
+        write_file(cases[i].json);
+        assert_int_equal(config_load_file(&c, path, err, sizeof(err)), CITRUS_EINVAL);
+        unlink(path);
+        if (!strstr(err, cases[i].expect))
+            fail_msg("case %zu: '%s' does not mention '%s'", i, err, cases[i].expect);
+    }
+}
+
+static void bad_env_and_flags(void **state)
+{
+    citrus_config c;
+    char err[256];
+    config_defaults(&c);
+    char *env[] = {"CITRUS_CATALOG_MAX_VALUE_BYTES=lots", NULL};
+    assert_int_equal(config_load_env(&c, env, err, sizeof(err)), CITRUS_EINVAL);
+    assert_non_null(strstr(err, "catalog.max_value_bytes"));
+    assert_non_null(strstr(err, "CITRUS_CATALOG_MAX_VALUE_BYTES"));
+    assert_int_equal(config_set_flag(&c, "frobnicate", "1", err, sizeof(err)), CITRUS_ENOTFOUND);
+    assert_int_equal(config_set_flag(&c, "threads", "-1", err, sizeof(err)), CITRUS_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults),
+        cmocka_unit_test(file_then_env_then_flag),
+        cmocka_unit_test(bad_fields_are_named),
+        cmocka_unit_test(bad_env_and_flags),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,45 @@
+/* Unit tests for core/error.c: the table's lookups agree and codes are unique. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "citrus/errors.h"
+
+static const int all[] = {
+#define X(name, val, code, http, desc) val,
+    CITRUS_ERROR_TABLE(X)
+#undef X
+};
+#define N (sizeof(all) / sizeof(all[0]))
+
+static void lookups(void **state)
+{
+    assert_string_equal(citrus_err_code(CITRUS_ECONFLICT), "compare_failed");
+    assert_int_equal(citrus_err_http_status(CITRUS_ECONFLICT), 409);
+    assert_int_equal(citrus_err_http_status(CITRUS_ECOMPACTED), 410);
+    assert_int_equal(citrus_err_http_status(CITRUS_ETOOBIG), 413);
+    assert_int_equal(citrus_err_http_status(CITRUS_EMEDIATYPE), 415);
+    assert_int_equal(citrus_err_http_status(CITRUS_ETIMEOUT), 504);
+    assert_string_equal(citrus_strerror(12345), "unknown error");
+    assert_int_equal(citrus_err_http_status(12345), 500);
+}
+
+static void codes_unique(void **state)
+{
+    for (size_t i = 0; i < N; i++) {
+        assert_true(all[i] <= 0);
+        for (size_t j = i + 1; j < N; j++) {
+            assert_int_not_equal(all[i], all[j]);
+            assert_string_not_equal(citrus_err_code(all[i]), citrus_err_code(all[j]));
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(lookups), cmocka_unit_test(codes_unique)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
