@@ -32,6 +32,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,6 +63,7 @@ struct config {
     uint64_t seed;
     const char *key_prefix;
     int quiet;
+    int server_pid; /* for CPU accounting; 0 = none */
 };
 
 /* Precomputed request material shared read-only by all threads. */
@@ -931,12 +933,76 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* ---------------------------------------------------------------- CPU accounting */
+
+/* Where the CPU went during the measured window, in seconds: the whole machine (from
+ * /proc/stat), this process, and the server process when --server-pid is given. On a
+ * shared 2-core machine this tells a slow run from a noisy one. */
+struct cpu_sample {
+    double machine_busy; /* user+nice+system+irq+softirq, all CPUs */
+    double machine_steal;
+    double client;
+    double server; /* -1 when unknown */
+};
+
+static double clk_tck(void)
+{
+    long t = sysconf(_SC_CLK_TCK);
+    return t > 0 ? (double)t : 100.0;
+}
+
+static void cpu_sample_take(struct cpu_sample *cs)
+{
+    memset(cs, 0, sizeof(*cs));
+    cs->server = -1;
+    FILE *f = fopen("/proc/stat", "r");
+    if (f) {
+        unsigned long long v[8] = {0};
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]) == 8) {
+            cs->machine_busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / clk_tck();
+            cs->machine_steal = (double)v[7] / clk_tck();
+        }
+        fclose(f);
+    }
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cs->client = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    if (cfg.server_pid > 0) {
+        char path[64], line[1024];
+        snprintf(path, sizeof(path), "/proc/%d/stat", cfg.server_pid);
+        f = fopen(path, "r");
+        if (f) {
+            /* Fields after the parenthesised command name: utime is the 12th, stime 13th. */
+            if (fgets(line, sizeof(line), f)) {
+                char *p = strrchr(line, ')');
+                unsigned long long ut, st;
+                if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                                &st) == 2)
+                    cs->server = (double)(ut + st) / clk_tck();
+            }
+            fclose(f);
+        }
+    }
+}
+
+static void cpu_sample_diff(struct cpu_sample *d, const struct cpu_sample *a,
+                            const struct cpu_sample *b)
+{
+    d->machine_busy = b->machine_busy - a->machine_busy;
+    d->machine_steal = b->machine_steal - a->machine_steal;
+    d->client = b->client - a->client;
+    d->server = a->server >= 0 && b->server >= 0 ? b->server - a->server : -1;
+}
+
 /* ---------------------------------------------------------------- engine */
 
 struct result {
     struct stats measured;
     struct stats warmup;
     double elapsed_s;
+    struct cpu_sample cpu; /* over the measured window */
     char first_error[256];
 };
 
@@ -956,7 +1022,8 @@ static int run_engine(enum run_mode mode, uint64_t limit, double warmup, double 
     struct worker *ws = calloc((size_t)nthreads, sizeof(*ws));
     if (!ws)
         return -1;
-    size_t req_cap = 2 * (size_t)cfg.value_size + 1024;
+    /* Room for headers (key prefix, Host) plus the body, base64-inflated for etcd. */
+    size_t req_cap = 2 * (size_t)cfg.value_size + 4096;
     for (int t = 0; t < nthreads; t++) {
         struct worker *w = &ws[t];
         w->id = t;
@@ -1001,6 +1068,8 @@ static int run_engine(enum run_mode mode, uint64_t limit, double warmup, double 
             sleep_until_ns(step < until ? step : until);
         }
     }
+    struct cpu_sample cpu0, cpu1;
+    cpu_sample_take(&cpu0);
     uint64_t t0 = now_ns();
     atomic_store(&r.t0, t0);
     atomic_store_explicit(&r.phase, PH_MEASURE, memory_order_release);
@@ -1012,6 +1081,7 @@ static int run_engine(enum run_mode mode, uint64_t limit, double warmup, double 
             sleep_until_ns(step < until ? step : until);
         }
         t1 = now_ns();
+        cpu_sample_take(&cpu1);
         atomic_store_explicit(&r.phase, PH_DONE, memory_order_release);
     }
     memset(res, 0, sizeof(*res));
@@ -1032,6 +1102,9 @@ static int run_engine(enum run_mode mode, uint64_t limit, double warmup, double 
         free(w->conns);
         close(w->epfd);
     }
+    if (limit)
+        cpu_sample_take(&cpu1);
+    cpu_sample_diff(&res->cpu, &cpu0, &cpu1);
     atomic_store(&r.phase, PH_DONE);
     if (t1 < t0)
         t1 = t0;
@@ -1092,6 +1165,20 @@ static void json_op(const char *name, const struct opstats *o, double secs, int 
            o->lat.count ? (double)o->lat.sum_ns / 1e3 / (double)o->lat.count : 0,
            hist_quantile_us(&o->lat, 0.50), hist_quantile_us(&o->lat, 0.99),
            hist_quantile_us(&o->lat, 0.999), (double)o->lat.max_ns / 1e3, comma ? "," : "");
+}
+
+/* CPU use over the window in cores (CPU seconds per second); server < 0 when unknown. */
+static void cpu_cores(const struct result *res, double *machine, double *steal, double *client,
+                      double *server, double *other)
+{
+    double w = res->elapsed_s > 0 ? res->elapsed_s : 1;
+    *machine = res->cpu.machine_busy / w;
+    *steal = res->cpu.machine_steal / w;
+    *client = res->cpu.client / w;
+    *server = res->cpu.server >= 0 ? res->cpu.server / w : -1;
+    *other = *machine - *client - (*server > 0 ? *server : 0);
+    if (*other < 0)
+        *other = 0;
 }
 
 static void json_string(const char *s)
@@ -1197,6 +1284,7 @@ static void usage(FILE *f)
                "  --timeout S              per-request timeout, counted as an error (10)\n"
                "  --seed N                 key/op random seed (1)\n"
                "  --key-prefix P           key prefix (bench/k)\n"
+               "  --server-pid PID         also report that process's CPU use\n"
                "  --quiet                  print only the JSON line\n"
                "Exit status: 0 ok, 1 setup failure, 2 usage, 3 the run had errors.\n");
 }
@@ -1242,6 +1330,7 @@ int main(int argc, char **argv)
                                          {"seed", required_argument, NULL, 's'},
                                          {"key-prefix", required_argument, NULL, 'K'},
                                          {"quiet", no_argument, NULL, 'q'},
+                                         {"server-pid", required_argument, NULL, 'P'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int ch;
@@ -1301,6 +1390,9 @@ int main(int argc, char **argv)
             break;
         case 'q':
             cfg.quiet = 1;
+            break;
+        case 'P':
+            cfg.server_pid = (int)parse_double(optarg, "--server-pid");
             break;
         case 'h':
             usage(stdout);
@@ -1426,11 +1518,18 @@ int main(int argc, char **argv)
     struct opstats wall;
     total_of(&res.warmup, &wall);
     uint64_t errors = all.errors + wall.errors + pre_all.errors;
+    double cm, cst, cc, cs, co;
+    cpu_cores(&res, &cm, &cst, &cc, &cs, &co);
     int failed = errors > 0 || interrupted || op_total(&all) == 0;
 
     if (!cfg.quiet) {
         printf("measured %.2f s, %llu reconnects\n", res.elapsed_s,
                (unsigned long long)res.measured.reconnects);
+        printf("cpu (cores, of %ld): machine %.2f = client %.2f + ", sysconf(_SC_NPROCESSORS_ONLN),
+               cm, cc);
+        if (cs >= 0)
+            printf("server %.2f + ", cs);
+        printf("other %.2f%s; steal %.2f\n", co, cs >= 0 ? "" : " (incl. server)", cst);
         printf("%-6s %10s %8s %8s %11s %9s %9s %9s %9s %9s\n", "op", "requests", "errors", "misses",
                "req/s", "mean_us", "p50_us", "p99_us", "p999_us", "max_us");
         print_row("all", &all, res.elapsed_s);
@@ -1471,6 +1570,14 @@ int main(int argc, char **argv)
            (unsigned long long)pre_all.errors, (unsigned long long)wall.errors,
            (unsigned long long)all.misses, (unsigned long long)res.measured.reconnects,
            res.elapsed_s > 0 ? (double)op_total(&all) / res.elapsed_s : 0);
+    printf("\"cpu_cores\":{\"online\":%ld,\"machine\":%.3f,\"steal\":%.3f,\"client\":%.3f,"
+           "\"server\":",
+           sysconf(_SC_NPROCESSORS_ONLN), cm, cst, cc);
+    if (cs >= 0)
+        printf("%.3f", cs);
+    else
+        printf("null");
+    printf(",\"other\":%.3f},", co);
     printf("\"error_kinds\":{");
     for (int e = 0; e < ERR_COUNT; e++)
         printf("\"%s\":%llu%s", err_names[e],

@@ -135,6 +135,7 @@ echo "memory:   $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/memin
 echo "etcd:     ${ETCD_VERSION:-unknown} ($ETCD_BIN)"
 echo "citrus:   ${CITRUS_VERSION:-unknown} ($CITRUS_BIN)"
 echo "data dir: $TMP ($FSTYPE)"
+echo "loadavg:  $(cut -d' ' -f1-3 /proc/loadavg) (before the runs)"
 echo "load:     conns=$CONNS threads=$THREADS duration=${DURATION}s warmup=${WARMUP}s keys=$KEYS value=${VALUE_SIZE}B repeat=$REPEAT"
 
 # ------------------------------------------------------------------ start the servers
@@ -180,11 +181,13 @@ RESULT_LINES="$TMP/results.jsonl"
 
 # bench ROUND WORKLOAD TARGET: runs kvbench once, appends its JSON line with labels.
 bench() {
-    local round=$1 workload=$2 target=$3 url args rc=0 json
+    local round=$1 workload=$2 target=$3 url args rc=0 json pid
     if [ "$target" = etcd ]; then
         url="http://127.0.0.1:$ETCD_CLIENT"
+        pid=$ETCD_PID
     else
         url="http://127.0.0.1:$CITRUS_PORT"
+        pid=$CITRUS_PID
     fi
     case "$workload/$target" in
     read/etcd) args=(--read-ratio 1 --preload --consistency serializable) ;;
@@ -196,7 +199,7 @@ bench() {
     # the generator too).
     "$KVBENCH" --target "$target" --url "$url" --conns "$CONNS" --threads "$THREADS" \
         --duration "$DURATION" --warmup "$WARMUP" --keys "$KEYS" --value-size "$VALUE_SIZE" \
-        --seed "$round" "${args[@]}" >"$out" 2>&1 &
+        --seed "$round" --server-pid "$pid" "${args[@]}" >"$out" 2>&1 &
     BENCH_PID=$!
     wait "$BENCH_PID" || rc=$?
     BENCH_PID=""
@@ -211,10 +214,12 @@ bench() {
         "$round" "$workload" "$target" "$rc" "$json" >>"$RESULT_LINES"
     "$PY" -c '
 import json, sys
-r = json.loads(sys.argv[1]); a = r.get("all", {}).get("lat_us", {})
-print("round %s  %-5s %-6s  %10.0f req/s  p50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us  errors %s%s" % (
+r = json.loads(sys.argv[1]); a = r.get("all", {}).get("lat_us", {}); c = r.get("cpu_cores", {})
+print("round %s  %-5s %-6s %8.0f req/s  p50 %7.0f  p99 %7.0f  p99.9 %7.0f us  errors %s"
+      "  cpu srv %.2f cli %.2f other %.2f%s" % (
     sys.argv[2], sys.argv[3], sys.argv[4], r.get("rps", 0), a.get("p50", 0), a.get("p99", 0),
-    a.get("p999", 0), r.get("errors", "?"), "" if r.get("ok") else "  FAILED"))
+    a.get("p999", 0), r.get("errors", "?"), c.get("server") or 0, c.get("client", 0),
+    c.get("other", 0), "" if r.get("ok") else "  FAILED"))
 ' "$json" "$round" "$workload" "$target"
 }
 
@@ -235,6 +240,7 @@ done
 
 # ------------------------------------------------------------------ summary table
 echo
+echo "loadavg after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 MACHINE=$(printf '{"nproc":%s,"cpu":"%s","kernel":"%s","etcd":"%s","citrus":"%s","fs":"%s"}' \
     "$(nproc)" "$CPU_MODEL" "$(uname -sr)" "$ETCD_VERSION" "$CITRUS_VERSION" "$FSTYPE")
 "$PY" - "$RESULT_LINES" "$OUT" "$CITRUS_STATE" "$MACHINE" <<'EOF'

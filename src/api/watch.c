@@ -38,6 +38,7 @@ typedef struct waiter {
     store_watch *w;
     pthread_mutex_t mu;
     int64_t from_rev;
+    int64_t open_rev;    /* store revision when the watch opened */
     int64_t deadline_ms; /* long poll only */
     int64_t last_send_ms;
     bool sse;
@@ -96,11 +97,21 @@ static void poll_wake(waiter *w)
     }
 }
 
+/* A poll is due at its deadline once the watch has caught up with the
+ * revision the store had when it opened (so an empty answer means "nothing
+ * happened", not "not delivered yet"), or a grace period after that. */
+static bool poll_due(waiter *w, int64_t now)
+{
+    if (now < w->deadline_ms)
+        return false;
+    return now >= w->deadline_ms + 5000 || store_watch_progress(w->a->st, w->w) >= w->open_rev;
+}
+
 static void reap_once(int64_t now)
 {
     for (waiter *w = list_head; w; w = w->next) {
         pthread_mutex_lock(&w->mu);
-        if (!w->sse && (shutting_down || now >= w->deadline_ms)) {
+        if (!w->sse && (shutting_down || poll_due(w, now))) {
             poll_wake(w);
         } else if (w->sse && shutting_down) {
             w->ended = true;
@@ -387,11 +398,13 @@ static int open_watch(http_req *r, waiter *w, const char *prefix, store_watch_cb
     return 0;
 }
 
-static int start_poll(http_req *r, app *a, const char *prefix, int64_t from, int64_t timeout)
+static int start_poll(http_req *r, app *a, const char *prefix, int64_t from, int64_t open_rev,
+                      int64_t timeout)
 {
     waiter *w = waiter_new(r, a, from, false);
     if (!w)
         return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
+    w->open_rev = open_rev;
     w->deadline_ms = now_ms() + timeout;
     int rc = open_watch(r, w, prefix, poll_cb);
     if (rc < 0) {
@@ -403,7 +416,8 @@ static int start_poll(http_req *r, app *a, const char *prefix, int64_t from, int
     list_add(w);
     pthread_mutex_unlock(&list_mu);
     pthread_mutex_lock(&w->mu);
-    bool ready = json_array_size(w->events) > 0 || w->err || timeout == 0;
+    bool ready = json_array_size(w->events) > 0 || w->err ||
+                 (timeout == 0 && store_watch_progress(a->st, w->w) >= w->open_rev);
     if (!ready) {
         http_suspend(r, poll_resume, w);
         w->suspended = true;
@@ -457,13 +471,12 @@ int api_watch(http_req *r, void *ctx)
     }
     if (from < 0)
         return http_reply_error(r, CITRUS_EINVAL, "from_revision must be >= 0", NULL);
-    if (from == 0) {
-        store_status st;
-        int rc = store_status_get(a->st, &st);
-        if (rc < 0)
-            return kvjson_reply_store_error(r, rc);
+    store_status st;
+    int rc = store_status_get(a->st, &st);
+    if (rc < 0)
+        return kvjson_reply_store_error(r, rc);
+    if (from == 0)
         from = st.revision + 1;
-    }
     int64_t timeout = 30000;
     const char *t = http_req_query(r, "timeout");
     if (t && parse_timeout(t, &timeout) < 0)
@@ -473,5 +486,6 @@ int api_watch(http_req *r, void *ctx)
         timeout = a->max_watch_timeout_ms;
     if (reaper_ensure() < 0)
         return http_reply_error(r, CITRUS_EUNAVAILABLE, "server is shutting down", NULL);
-    return wants_sse(r) ? start_sse(r, a, prefix, from) : start_poll(r, a, prefix, from, timeout);
+    return wants_sse(r) ? start_sse(r, a, prefix, from)
+                        : start_poll(r, a, prefix, from, st.revision, timeout);
 }

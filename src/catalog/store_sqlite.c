@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -42,7 +43,7 @@
 #define LEASE_TICK_MS 50
 #define RETRY_DELAY_MS 100
 #define BUSY_TIMEOUT_MS 5000
-#define MAX_VALUE_LEN (512u * 1024 * 1024)
+#define MAX_VALUE_LEN ((size_t)512 * 1024 * 1024)
 
 /* ---- SQL ---------------------------------------------------------------- */
 
@@ -103,9 +104,10 @@ typedef enum {
         ST_COUNT
 } stmt_id;
 
+/* Some rows are concatenated literals, which the check mistakes for commas. */
 static const char *const stmt_sql[ST_COUNT] = {
 #define STMT_SQL(name, sql) sql,
-    STMT_TABLE(STMT_SQL)
+    STMT_TABLE(STMT_SQL) // NOLINT(bugprone-suspicious-missing-comma)
 #undef STMT_SQL
 };
 
@@ -154,6 +156,7 @@ struct store_watch {
 struct sqlite_store {
     store base;
     char *path;
+    int lock_fd; /* holds the flock that keeps the file to this store */
     int64_t history_keep;
     int64_t (*now_ms)(void *ctx);
     void *clock_ctx;
@@ -387,8 +390,8 @@ static int schema_init(conn *c, bool wal, char *errbuf, size_t errlen)
                sqlite3_errmsg(c->db));
         return CITRUS_EIO;
     }
-    if (wal && (pragma_text(c, "PRAGMA journal_mode = WAL", v, sizeof(v)) < 0 ||
-                strcmp(v, "wal") != 0)) {
+    if (wal &&
+        (pragma_text(c, "PRAGMA journal_mode = WAL", v, sizeof(v)) < 0 || strcmp(v, "wal") != 0)) {
         errfmt(errbuf, errlen, "sqlite: cannot enable WAL mode: %s", sqlite3_errmsg(c->db));
         return CITRUS_EIO;
     }
@@ -732,9 +735,13 @@ static int op_put(sqlite_store *s, txn_ctx *t, const kv_op *op, kv_op_result *re
     sqlite3_bind_int64(st, 5, version);
     sqlite3_bind_int64(st, 6, op->lease);
     rc = stmt_run(w, st);
-    hist_row h = {.type = KV_EVENT_PUT, .key = op->key, .key_len = strlen(op->key),
+    hist_row h = {.type = KV_EVENT_PUT,
+                  .key = op->key,
+                  .key_len = strlen(op->key),
                   .value = op->value_len ? (const void *)op->value : "",
-                  .value_len = op->value_len, .create_rev = create, .version = version,
+                  .value_len = op->value_len,
+                  .create_rev = create,
+                  .version = version,
                   .lease = op->lease};
     if (rc == 0)
         rc = history_add(w, t, &h);
@@ -745,8 +752,7 @@ static int op_put(sqlite_store *s, txn_ctx *t, const kv_op *op, kv_op_result *re
 }
 
 /* Records a delete event for each key that sel yields, then runs del. */
-static int delete_rows(conn *w, txn_ctx *t, sqlite3_stmt *sel, sqlite3_stmt *del,
-                       int64_t *deleted)
+static int delete_rows(conn *w, txn_ctx *t, sqlite3_stmt *sel, sqlite3_stmt *del, int64_t *deleted)
 {
     int rc = 0, src = SQLITE_DONE;
     int64_t n = 0;
@@ -805,8 +811,11 @@ static int op_delete(sqlite_store *s, txn_ctx *t, const kv_op *op, kv_op_result 
 
 static int op_get(sqlite_store *s, txn_ctx *t, const kv_op *op, kv_op_result *res)
 {
-    kv_range_req req = {.key = op->key, .prefix = op->prefix, .after = op->after,
-                        .limit = op->limit, .keys_only = op->keys_only};
+    kv_range_req req = {.key = op->key,
+                        .prefix = op->prefix,
+                        .after = op->after,
+                        .limit = op->limit,
+                        .keys_only = op->keys_only};
     res->range.revision = t->wrote ? t->rev : s->w_rev;
     return range_read(&s->wconn, &req, &res->range);
 }
@@ -1566,6 +1575,17 @@ static void sqlite_watch_close(store_watch *w)
         watch_free(w);
 }
 
+/* next_rev moves only after the callbacks for the revisions before it have
+ * returned, so next_rev - 1 is a revision the caller has fully seen. */
+static int64_t sqlite_watch_progress(store_watch *w)
+{
+    sqlite_store *s = w->owner;
+    pthread_mutex_lock(&s->mu);
+    int64_t rev = w->next_rev - 1;
+    pthread_mutex_unlock(&s->mu);
+    return rev;
+}
+
 static int sqlite_lease_grant(store *st, int64_t ttl, int64_t *id, int64_t *granted_ttl)
 {
     write_req r = {.kind = REQ_GRANT, .ttl = ttl};
@@ -1709,6 +1729,8 @@ static void store_free(sqlite_store *s)
     for (int i = 0; i < READER_COUNT; i++)
         conn_close(&s->readers[i]);
     conn_close(&s->wconn);
+    if (s->lock_fd >= 0) /* only now: closing an fd drops SQLite's POSIX locks */
+        close(s->lock_fd);
     free(s->leases);
     if (s->sync_ready) {
         pthread_mutex_destroy(&s->mu);
@@ -1798,9 +1820,24 @@ static int state_load(sqlite_store *s, char *errbuf, size_t errlen)
     return leases_load(s, errbuf, errlen);
 }
 
+/* One store per database file: a second one (in this process or another)
+ * would keep its own revision counter and corrupt the history. flock is
+ * independent of SQLite's fcntl locks. */
+static int file_lock(sqlite_store *s, char *errbuf, size_t errlen)
+{
+    s->lock_fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    if (s->lock_fd >= 0 && flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    errfmt(errbuf, errlen, "store_sqlite: %s: %s", s->path,
+           errno == EWOULDBLOCK ? "already open in this or another process" : strerror(errno));
+    return CITRUS_EIO;
+}
+
 static int conns_open(sqlite_store *s, char *errbuf, size_t errlen)
 {
     int rc = conn_open(&s->wconn, s->path, false, errbuf, errlen);
+    if (rc == 0)
+        rc = file_lock(s, errbuf, errlen);
     if (rc == 0)
         rc = schema_init(&s->wconn, true, errbuf, errlen);
     if (rc == 0)
@@ -1852,6 +1889,7 @@ int store_sqlite_open(const store_sqlite_options *opts, store **out, char *errbu
         return CITRUS_ENOMEM;
     }
     s->base.ops = &sqlite_ops;
+    s->lock_fd = -1;
     s->history_keep = opts->history_keep > 0 ? opts->history_keep : DEFAULT_HISTORY_KEEP;
     s->now_ms = opts->now_ms;
     s->clock_ctx = opts->clock_ctx;
@@ -1915,10 +1953,33 @@ static int restore_leases(conn *c, const kv_snapshot *snap, char *errbuf, size_t
         sqlite3_bind_int64(st, 1, snap->leases[i].id);
         sqlite3_bind_int64(st, 2, snap->leases[i].ttl);
         if (stmt_run(c, st) < 0) {
-            errfmt(errbuf, errlen, "restore: writing lease %lld: %s",
-                   (long long)snap->leases[i].id, sqlite3_errmsg(c->db));
+            errfmt(errbuf, errlen, "restore: writing lease %lld: %s", (long long)snap->leases[i].id,
+                   sqlite3_errmsg(c->db));
             return CITRUS_EIO;
         }
+    }
+    return 0;
+}
+
+/* Every key's lease must be one of the snapshot's: a key attached to a
+ * missing lease would never expire. */
+static int restore_check_leases(conn *c, char *errbuf, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT count(*) FROM kv WHERE lease != 0 AND lease NOT IN (SELECT id FROM leases)";
+    sqlite3_stmt *st = NULL;
+    int64_t dangling = -1;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        dangling = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (dangling < 0)
+        return conn_fail(c, sql);
+    if (dangling > 0) {
+        errfmt(errbuf, errlen,
+               "restore: %lld keys are attached to leases missing from the snapshot",
+               (long long)dangling);
+        return CITRUS_ECORRUPT;
     }
     return 0;
 }
@@ -1934,6 +1995,8 @@ static int restore_fill(conn *c, const kv_snapshot *snap, char *errbuf, size_t e
         rc = restore_items(c, snap, errbuf, errlen);
     if (rc == 0)
         rc = restore_leases(c, snap, errbuf, errlen);
+    if (rc == 0)
+        rc = restore_check_leases(c, errbuf, errlen);
     if (rc == 0)
         rc = meta_write(c, snap->revision, snap->revision + 1);
     if (rc == 0)
@@ -1986,12 +2049,10 @@ static int restore_publish(const char *tmp, const char *path, char *errbuf, size
 
 static char *path_with_suffix(const char *path, const char *suffix)
 {
-    size_t n = strlen(path), m = strlen(suffix);
-    char *p = malloc(n + m + 1);
-    if (p) {
-        memcpy(p, path, n);
-        memcpy(p + n, suffix, m + 1);
-    }
+    size_t len = strlen(path) + strlen(suffix) + 1;
+    char *p = malloc(len);
+    if (p)
+        snprintf(p, len, "%s%s", path, suffix);
     return p;
 }
 
@@ -2036,6 +2097,7 @@ static const store_ops sqlite_ops = {
     .txn = sqlite_txn,
     .watch_open = sqlite_watch_open,
     .watch_close = sqlite_watch_close,
+    .watch_progress = sqlite_watch_progress,
     .lease_grant = sqlite_lease_grant,
     .lease_keepalive = sqlite_lease_keepalive,
     .lease_revoke = sqlite_lease_revoke,

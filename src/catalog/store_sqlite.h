@@ -21,7 +21,11 @@ typedef struct store_sqlite_options {
 } store_sqlite_options;
 
 /* Opens (or creates) the store. On failure returns a negative code and
- * writes a message to errbuf. Leases found on disk restart their full TTL. */
+ * writes a message to errbuf. Leases found on disk restart their full TTL.
+ * A database file serves one open store at a time (an exclusive flock):
+ * opening it again, in this process or another, fails with CITRUS_EIO.
+ * store_close gives each watch still open a final CITRUS_ECLOSED callback
+ * and frees it: do not call store_watch_close on it afterwards. */
 int store_sqlite_open(const store_sqlite_options *opts, store **out, char *errbuf, size_t errlen);
 
 /* Writes a new store file at path (which must not exist) holding exactly

@@ -30,7 +30,7 @@ static bool bytebuf_append(bytebuf *b, const char *p, size_t n)
 {
     if (b->oom)
         return false;
-    if (b->len + n + 1 > b->cap) {
+    if (!b->data || b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 1024;
         while (cap < b->len + n + 1)
             cap *= 2;

@@ -19,8 +19,8 @@ typedef struct client_header {
 } client_header;
 
 typedef struct client_response {
-    long status;  /* HTTP status of the final response */
-    char *body;   /* owned; always NUL-terminated (body_len excludes the NUL) */
+    long status; /* HTTP status of the final response */
+    char *body;  /* owned; always NUL-terminated (body_len excludes the NUL) */
     size_t body_len;
     client_header *headers; /* headers of the final response, in order, owned */
     size_t nheaders;

@@ -43,14 +43,15 @@ static const char usage_text[] =
     "                                          POST /v1/txn)\n"
     "\n"
     "options:\n"
-    "  --endpoint URL    server API (default: $CITRUS_ENDPOINT, else " CLIENT_DEFAULT_ENDPOINT
-    ")\n"
+    "  --endpoint URL    server API (default: $CITRUS_ENDPOINT, else " CLIENT_DEFAULT_ENDPOINT ")\n"
     "  -o, --output FMT  text (default) or json (the server's JSON answer)\n"
     "  -h, --help        show this help\n"
     "\n"
+    "Options may come anywhere; put -- before a KEY or VALUE that starts with '-'.\n"
     "Exit status: 0 ok, 1 error (including a key not found), 2 bad usage.\n";
 
-/* Options, each with the bit that says which verbs accept it. */
+/* Long-only options. BIT() turns the verb-specific ones (all but
+ * OPT_ENDPOINT) into a mask, to check which verbs accept them. */
 enum {
     OPT_ENDPOINT = 256,
     OPT_CONSISTENCY,
@@ -63,7 +64,7 @@ enum {
     OPT_COUNT,
 };
 
-#define BIT(opt) (1u << ((opt) - OPT_CONSISTENCY))
+#define BIT(opt) (1u << ((opt)-OPT_CONSISTENCY))
 
 typedef struct kv_args {
     const char *endpoint;
@@ -185,7 +186,8 @@ static bool print_items(const json_t *items, bool keys_only)
 {
     size_t i;
     json_t *it;
-    json_array_foreach (items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         fputs(str_member(it, "key"), stdout);
         if (!keys_only) {
             putchar('\t');
@@ -539,7 +541,8 @@ static int watch_poll(client *c, const kv_args *a, int64_t *from, int64_t *print
     size_t i;
     json_t *ev;
     rc = 0;
-    json_array_foreach (events, i, ev) {
+    json_array_foreach(events, i, ev)
+    {
         if (a->count && *printed >= a->count)
             break;
         if (!print_event(ev, a->json)) {
@@ -587,7 +590,8 @@ static bool print_txn(const json_t *j)
            int_member(j, "revision"));
     size_t i;
     json_t *r;
-    json_array_foreach (json_object_get(j, "results"), i, r) {
+    json_array_foreach(json_object_get(j, "results"), i, r)
+    {
         const char *op = str_member(r, "op");
         if (strcmp(op, "put") == 0) {
             printf("put mod_revision=%" PRId64 " version=%" PRId64 "\n",

@@ -51,8 +51,8 @@ static int make_dirs(const char *dir, char *errbuf, size_t errlen)
         char saved = path[i];
         path[i] = '\0';
         struct stat st;
-        if (mkdir(path, 0700) != 0 && (errno != EEXIST || stat(path, &st) != 0 ||
-                                       !S_ISDIR(st.st_mode))) {
+        if (mkdir(path, 0700) != 0 &&
+            (errno != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))) {
             snprintf(errbuf, errlen, "cannot create directory %s: %s", path,
                      errno == EEXIST ? "not a directory" : strerror(errno));
             rc = CITRUS_EIO;

@@ -140,8 +140,8 @@ int snapshot_file_write(FILE *f, const kv_snapshot *snap, time_t created, char *
         goto out;
     }
     rc = write_line(f, md,
-                    json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:s}", "format",
-                              SNAPSHOT_FILE_FORMAT, "version", SNAPSHOT_FILE_VERSION, "revision",
+                    json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:s}", "format", SNAPSHOT_FILE_FORMAT,
+                              "version", SNAPSHOT_FILE_VERSION, "revision",
                               (json_int_t)snap->revision, "compact_revision",
                               (json_int_t)snap->compact_revision, "count", (json_int_t)snap->count,
                               "leases", (json_int_t)snap->nleases, "created", when),
@@ -309,8 +309,7 @@ static int parse_body(const char *buf, size_t pos, size_t end, kv_snapshot *out,
     return 0;
 }
 
-int snapshot_file_parse(const char *buf, size_t len, kv_snapshot *out, char *errbuf,
-                        size_t errlen)
+int snapshot_file_parse(const char *buf, size_t len, kv_snapshot *out, char *errbuf, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     const char *first_nl = memchr(buf, '\n', len);
@@ -340,8 +339,7 @@ int snapshot_file_parse(const char *buf, size_t len, kv_snapshot *out, char *err
 
     /* Count lines before trusting the header's numbers with allocations. */
     size_t lines = 0;
-    for (const char *p = buf + header_end; (p = memchr(p, '\n', (size_t)(buf + trailer - p)));
-         p++)
+    for (const char *p = buf + header_end; (p = memchr(p, '\n', (size_t)(buf + trailer - p))); p++)
         lines++;
     if ((uint64_t)h.count + (uint64_t)h.leases != lines) {
         snprintf(errbuf, errlen,

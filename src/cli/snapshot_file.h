@@ -45,7 +45,6 @@ int snapshot_file_write(FILE *f, const kv_snapshot *snap, time_t created, char *
  * counts match the lines, and snapshot_file_check. On success fills *out
  * (caller frees with kv_snapshot_free). On failure returns CITRUS_ECORRUPT
  * (or CITRUS_ENOMEM) with the reason in errbuf, and *out is empty. */
-int snapshot_file_parse(const char *buf, size_t len, kv_snapshot *out, char *errbuf,
-                        size_t errlen);
+int snapshot_file_parse(const char *buf, size_t len, kv_snapshot *out, char *errbuf, size_t errlen);
 
 #endif

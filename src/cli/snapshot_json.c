@@ -20,7 +20,8 @@ static int check_members(const json_t *j, bool strict, const char *const *names,
         return 0;
     const char *k;
     json_t *v;
-    json_object_foreach ((json_t *)j, k, v) {
+    json_object_foreach((json_t *)j, k, v)
+    {
         size_t i = 0;
         while (names[i] && strcmp(names[i], k) != 0)
             i++;
@@ -42,8 +43,7 @@ static int get_int(const json_t *j, const char *name, bool optional, int64_t def
         return 0;
     }
     if (!json_is_integer(v)) {
-        snprintf(errbuf, errlen, "%s: \"%s\" is %s", what, name,
-                 v ? "not an integer" : "missing");
+        snprintf(errbuf, errlen, "%s: \"%s\" is %s", what, name, v ? "not an integer" : "missing");
         return CITRUS_EBADJSON;
     }
     *out = (int64_t)json_integer_value(v);
@@ -53,8 +53,8 @@ static int get_int(const json_t *j, const char *name, bool optional, int64_t def
 int snapshot_json_entry_decode(const json_t *j, bool strict, kv_entry *out, char *errbuf,
                                size_t errlen)
 {
-    static const char *const names[] = {"key",     "value", "create_revision", "mod_revision",
-                                        "version", "lease", NULL};
+    static const char *const names[] = {
+        "key", "value", "create_revision", "mod_revision", "version", "lease", NULL};
     memset(out, 0, sizeof(*out));
     int rc = check_members(j, strict, names, "item", errbuf, errlen);
     if (rc < 0)
@@ -117,10 +117,10 @@ json_t *snapshot_json_entry_encode(const kv_entry *e)
     if (!b64)
         return NULL;
     /* "s" fails (NULL) on a key that is not UTF-8, as it should. */
-    json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "key", e->key, "value", b64,
-                          "create_revision", (json_int_t)e->create_revision, "mod_revision",
-                          (json_int_t)e->mod_revision, "version", (json_int_t)e->version, "lease",
-                          (json_int_t)e->lease);
+    json_t *j =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "key", e->key, "value", b64, "create_revision",
+                  (json_int_t)e->create_revision, "mod_revision", (json_int_t)e->mod_revision,
+                  "version", (json_int_t)e->version, "lease", (json_int_t)e->lease);
     free(b64);
     return j;
 }

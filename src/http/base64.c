@@ -15,9 +15,28 @@ char *base64_encode(const unsigned char *data, size_t len)
     return out;
 }
 
+/* Strict RFC 4648 form: only alphabet characters, '=' only as one or two
+ * final padding characters (EVP_DecodeBlock alone is more lenient). */
+static int well_formed(const char *t, size_t n)
+{
+    if (n % 4 != 0)
+        return 0;
+    size_t pad = 0;
+    if (n && t[n - 1] == '=')
+        pad = n >= 2 && t[n - 2] == '=' ? 2 : 1;
+    for (size_t i = 0; i < n - pad; i++) {
+        char c = t[i];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '+' || c == '/';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
 unsigned char *base64_decode(const char *text, size_t text_len, size_t *out_len)
 {
-    if (text_len % 4 != 0)
+    if (!well_formed(text, text_len))
         return NULL;
     unsigned char *out = malloc(text_len / 4 * 3 + 1);
     if (!out)

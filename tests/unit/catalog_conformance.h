@@ -35,8 +35,7 @@ typedef struct catalog_conformance_factory {
 
 /* The suite's tests, bound to f. f is kept, not copied: it must stay valid
  * while the tests run. Sets *n to the number of tests. */
-const struct CMUnitTest *catalog_conformance_tests(const catalog_conformance_factory *f,
-                                                   size_t *n);
+const struct CMUnitTest *catalog_conformance_tests(const catalog_conformance_factory *f, size_t *n);
 
 /* Runs the whole suite as one cmocka group; returns the number of failures. */
 int catalog_conformance_run(const catalog_conformance_factory *f);

@@ -60,8 +60,8 @@ static void on_conn(void *cls, struct MHD_Connection *conn, void **socket_ctx,
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **req_cls)
 {
     fake_http *f = cls;
     pending *p = *req_cls;
@@ -98,9 +98,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         nanosleep(&ts, NULL);
     }
     size_t len = out.body ? (out.body_len ? out.body_len : strlen(out.body)) : 0;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, (void *)(out.body ? out.body : ""),
-                                        MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, (void *)(out.body ? out.body : ""), MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
     if (out.header) {
@@ -127,10 +126,9 @@ fake_http *fake_http_start(fake_http_fn fn, void *ctx)
     f->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
                             NULL, NULL, on_request, f, MHD_OPTION_SOCK_ADDR, &sa,
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, f, MHD_OPTION_NOTIFY_COMPLETED,
-                            on_done, f, MHD_OPTION_NOTIFY_CONNECTION, on_conn, f,
-                            MHD_OPTION_END);
-    const union MHD_DaemonInfo *di = f->d ? MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT)
-                                          : NULL;
+                            on_done, f, MHD_OPTION_NOTIFY_CONNECTION, on_conn, f, MHD_OPTION_END);
+    const union MHD_DaemonInfo *di =
+        f->d ? MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     if (!di) {
         fake_http_stop(f);
         return NULL;

@@ -13,7 +13,7 @@ typedef struct fake_http fake_http;
 
 typedef struct fake_http_req {
     const char *method;
-    const char *target; /* raw request target, e.g. "/v1/kv/a%20b?prefix=true" */
+    const char *target;       /* raw request target, e.g. "/v1/kv/a%20b?prefix=true" */
     const char *content_type; /* or NULL */
     const char *accept;       /* or NULL */
     const char *body;         /* NUL-terminated copy */
@@ -22,11 +22,11 @@ typedef struct fake_http_req {
 } fake_http_req;
 
 typedef struct fake_http_reply {
-    unsigned status;        /* 0 = 200 */
-    const char *body;       /* NULL = empty; copied */
-    size_t body_len;        /* 0 = strlen(body) */
-    const char *header;     /* one extra "Name: value" header, or NULL */
-    unsigned delay_ms;      /* wait this long before answering */
+    unsigned status;    /* 0 = 200 */
+    const char *body;   /* NULL = empty; copied */
+    size_t body_len;    /* 0 = strlen(body) */
+    const char *header; /* one extra "Name: value" header, or NULL */
+    unsigned delay_ms;  /* wait this long before answering */
 } fake_http_reply;
 
 typedef void (*fake_http_fn)(void *ctx, const fake_http_req *req, fake_http_reply *out);

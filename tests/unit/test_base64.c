@@ -45,6 +45,10 @@ static void invalid(void **state)
     size_t n;
     assert_null(base64_decode("abc", 3, &n));
     assert_null(base64_decode("ab!d", 4, &n));
+    assert_null(base64_decode("QQ==QQ==", 8, &n));
+    assert_null(base64_decode("Q=QQ", 4, &n));
+    assert_null(base64_decode("Q===", 4, &n));
+    assert_null(base64_decode("QQ\nQ", 4, &n));
 }
 
 int main(void)

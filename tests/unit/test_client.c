@@ -116,7 +116,8 @@ static void test_endpoints(void **state)
 static void test_get_and_reuse(void **state)
 {
     fixture *f = *state;
-    f->s.reply = (fake_http_reply){.status = 200, .body = "hello", .header = "X-Citrus-Revision: 7"};
+    f->s.reply =
+        (fake_http_reply){.status = 200, .body = "hello", .header = "X-Citrus-Revision: 7"};
     client_response r;
     for (int i = 0; i < 3; i++) {
         assert_int_equal(client_request(f->c, "GET", "/v1/kv/a%20b?x=1", NULL, 0, NULL, &r), 0);
@@ -163,8 +164,7 @@ static void test_post_empty_and_delete(void **state)
     fixture *f = *state;
     f->s.reply = (fake_http_reply){.status = 204};
     client_response r;
-    assert_int_equal(client_request(f->c, "POST", "/v1/leases/5/keepalive", NULL, 0, NULL, &r),
-                     0);
+    assert_int_equal(client_request(f->c, "POST", "/v1/leases/5/keepalive", NULL, 0, NULL, &r), 0);
     assert_int_equal(r.status, 204);
     assert_int_equal(r.body_len, 0);
     assert_non_null(r.body);
@@ -172,8 +172,7 @@ static void test_post_empty_and_delete(void **state)
     assert_string_equal(f->s.method, "POST");
     assert_int_equal(f->s.body_len, 0);
     client_response_free(&r);
-    assert_int_equal(client_request(f->c, "DELETE", "/v1/kv/x?prefix=true", NULL, 0, NULL, &r),
-                     0);
+    assert_int_equal(client_request(f->c, "DELETE", "/v1/kv/x?prefix=true", NULL, 0, NULL, &r), 0);
     assert_string_equal(f->s.method, "DELETE");
     assert_string_equal(f->s.target, "/v1/kv/x?prefix=true");
     client_response_free(&r);
@@ -216,8 +215,7 @@ static void test_unreachable(void **state)
     client *c = client_new(fake_http_url(srv));
     fake_http_stop(srv); /* nothing listens there now */
     client_response r;
-    assert_int_equal(client_request(c, "GET", "/v1/kv/a", NULL, 0, NULL, &r),
-                     CITRUS_EUNAVAILABLE);
+    assert_int_equal(client_request(c, "GET", "/v1/kv/a", NULL, 0, NULL, &r), CITRUS_EUNAVAILABLE);
     assert_non_null(strstr(client_error(c), "/v1/kv/a"));
     assert_null(r.body);
     client_free(c);

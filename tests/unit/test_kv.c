@@ -299,8 +299,7 @@ static void test_watch_compacted(void **state)
     reply(410, "{\"error\":{\"code\":\"compacted\",\"message\":\"revision 2 is compacted\","
                "\"compact_revision\":4}}");
     assert_int_equal(KV("watch", "p/", "--from-revision", "2"), 1);
-    assert_string_equal(err,
-                        "error: compacted: revision 2 is compacted (compact_revision 4)\n");
+    assert_string_equal(err, "error: compacted: revision 2 is compacted (compact_revision 4)\n");
 }
 
 static void test_txn(void **state)

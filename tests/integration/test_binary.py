@@ -1,0 +1,80 @@
+"""The citrus binary: subcommands, --help, exit codes, configuration."""
+import json
+import os
+
+import requests
+
+from conftest import run_cli
+
+
+def test_help_and_version():
+    r = run_cli("help")
+    assert r.returncode == 0
+    for cmd in ("dev", "server", "kv", "backup", "restore", "version", "help"):
+        assert cmd in r.stdout
+    assert run_cli("--help").returncode == 0
+    v = run_cli("version")
+    assert v.returncode == 0 and v.stdout.startswith("citrus ")
+
+
+def test_every_subcommand_has_help():
+    for cmd in ("dev", "server", "kv", "backup", "restore", "version"):
+        r = run_cli(cmd, "--help")
+        assert r.returncode == 0, (cmd, r.stderr)
+        assert r.stdout.strip(), cmd
+        r2 = run_cli("help", cmd)
+        assert r2.returncode == 0, cmd
+
+
+def test_usage_errors_exit_2():
+    assert run_cli().returncode == 2
+    assert run_cli("frobnicate").returncode == 2
+    r = run_cli("dev", "--no-such-flag", "1")
+    assert r.returncode == 2 and "no-such-flag" in r.stderr
+    r = run_cli("dev", "--threads")
+    assert r.returncode == 2
+
+
+def test_invalid_config_names_field(tmp_path):
+    cfg = tmp_path / "citrus.json"
+    cfg.write_text(json.dumps({"server": {"threads": "many"}}))
+    r = run_cli("dev", "--config", str(cfg))
+    assert r.returncode == 2 and "server.threads" in r.stderr
+    cfg.write_text(json.dumps({"catalog": {"data_dirr": "/tmp/x"}}))
+    r = run_cli("server", "--config", str(cfg))
+    assert r.returncode == 2 and "catalog.data_dirr" in r.stderr
+    cfg.write_text("{not json")
+    r = run_cli("dev", "--config", str(cfg))
+    assert r.returncode == 2 and "citrus.json" in r.stderr
+    r = run_cli("dev", env={"CITRUS_SERVER_THREADS": "0"})
+    assert r.returncode == 2 and "CITRUS_SERVER_THREADS" in r.stderr
+    r = run_cli("dev", "--config", str(tmp_path / "missing.json"))
+    assert r.returncode == 2
+
+
+def test_config_file_env_and_flag_precedence(make_citrus, tmp_path):
+    cfg = tmp_path / "citrus.json"
+    cfg.write_text(json.dumps({"cluster": {"node_id": "from-file"},
+                               "catalog": {"max_value_bytes": 10},
+                               "log": {"level": "info"}}))
+    c = make_citrus(extra=["--config", str(cfg)],
+                    env={"CITRUS_CATALOG_MAX_VALUE_BYTES": "20"})
+    assert requests.get(c.url + "/health/live").json()["node_id"] == "from-file"
+    assert requests.put(c.url + "/v1/kv/a", data=b"x" * 20).status_code == 200
+    assert requests.put(c.url + "/v1/kv/a", data=b"x" * 21).status_code == 400
+    c.stop()
+    c.extra += ["--max-value-bytes", "30"]
+    c.start()
+    assert requests.put(c.url + "/v1/kv/a", data=b"x" * 30).status_code == 200
+
+
+def test_server_subcommand_serves(make_citrus):
+    c = make_citrus(mode="server")
+    assert requests.put(c.url + "/v1/kv/s", data=b"1").status_code == 200
+    assert requests.get(c.url + "/health/ready").status_code == 200
+
+
+def test_port_in_use_is_runtime_error(citrus, tmp_path):
+    r = run_cli("dev", "--data-dir", str(tmp_path / "d"), "--listen", f"127.0.0.1:{citrus.port}",
+                timeout=10)
+    assert r.returncode == 1 and "cannot listen" in r.stderr
