@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/kvjson.h"
+#include "api/write.h"
 #include "citrus/errors.h"
 
 static void add_rev_header(http_req *r, const char *name, int64_t v)
@@ -85,6 +86,52 @@ int api_kv_get(http_req *r, void *ctx)
     return rc;
 }
 
+/* A PUT or DELETE in flight: the cas txn and the parked request. */
+typedef struct kv_write {
+    api_write w; /* first: the completion gets &w */
+    store_cas_txn c;
+    bool is_put;
+} kv_write;
+
+static void kv_write_done(api_write *w, http_req *r, int rc)
+{
+    kv_write *kw = (kv_write *)w;
+    int64_t cur = 0;
+    rc = store_cas_txn_outcome(&w->res, rc, &cur);
+    if (rc == CITRUS_ECONFLICT) {
+        http_reply_error(r, rc, "mod_revision compare failed",
+                         json_pack("{s:I}", "mod_revision", (json_int_t)cur));
+    } else if (rc < 0) {
+        kvjson_reply_store_error(r, rc);
+    } else {
+        const kv_op_result *res = &w->res.results[0];
+        add_rev_header(r, "X-Citrus-Revision", w->res.revision);
+        if (kw->is_put)
+            http_reply_json(r, 200,
+                            json_pack("{s:s,s:I,s:I,s:I,s:I}", "key", kw->c.op.key, "revision",
+                                      (json_int_t)w->res.revision, "create_revision",
+                                      (json_int_t)res->create_revision, "mod_revision",
+                                      (json_int_t)res->mod_revision, "version",
+                                      (json_int_t)res->version));
+        else
+            http_reply_json(r, 200, json_pack("{s:I,s:I}", "deleted", (json_int_t)res->deleted,
+                                              "revision", (json_int_t)w->res.revision));
+    }
+    kv_txn_res_free(&w->res);
+    free(kw);
+}
+
+static int kv_write_submit(http_req *r, app *a, const kv_op *op, int64_t cas)
+{
+    kv_write *kw = calloc(1, sizeof(*kw));
+    if (!kw)
+        return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
+    kw->is_put = op->type == KV_OP_PUT;
+    store_cas_txn_init(&kw->c, op, cas);
+    api_write_submit(&kw->w, r, a, &kw->c.txn, kv_write_done);
+    return 0;
+}
+
 int api_kv_put(http_req *r, void *ctx)
 {
     app *a = ctx;
@@ -102,21 +149,8 @@ int api_kv_put(http_req *r, void *ctx)
     if (len > a->max_value_bytes)
         return http_reply_errorf(r, CITRUS_ETOOBIGVAL, "value of %zu bytes over the limit of %zu",
                                  len, a->max_value_bytes);
-    kv_op_result res;
-    int64_t rev = 0, cur = 0;
-    int rc = store_put(a->st, key, val, len, lease, cas, &res, &rev, &cur);
-    if (rc == CITRUS_ECONFLICT)
-        return http_reply_error(r, rc, "mod_revision compare failed",
-                                json_pack("{s:I}", "mod_revision", (json_int_t)cur));
-    if (rc < 0)
-        return kvjson_reply_store_error(r, rc);
-    add_rev_header(r, "X-Citrus-Revision", rev);
-    return http_reply_json(r, 200,
-                           json_pack("{s:s,s:I,s:I,s:I,s:I}", "key", key, "revision",
-                                     (json_int_t)rev, "create_revision",
-                                     (json_int_t)res.create_revision, "mod_revision",
-                                     (json_int_t)res.mod_revision, "version",
-                                     (json_int_t)res.version));
+    kv_op op = {.type = KV_OP_PUT, .key = key, .value = val, .value_len = len, .lease = lease};
+    return kv_write_submit(r, a, &op, cas);
 }
 
 int api_kv_delete(http_req *r, void *ctx)
@@ -131,14 +165,6 @@ int api_kv_delete(http_req *r, void *ctx)
     if (http_req_query(r, "cas") && (cas < 0 || prefix))
         return http_reply_error(r, CITRUS_EINVAL, "cas must be >= 0 and applies to one key",
                                 NULL);
-    int64_t deleted = 0, rev = 0, cur = 0;
-    int rc = store_delete(a->st, key, prefix, cas, &deleted, &rev, &cur);
-    if (rc == CITRUS_ECONFLICT)
-        return http_reply_error(r, rc, "mod_revision compare failed",
-                                json_pack("{s:I}", "mod_revision", (json_int_t)cur));
-    if (rc < 0)
-        return kvjson_reply_store_error(r, rc);
-    add_rev_header(r, "X-Citrus-Revision", rev);
-    return http_reply_json(r, 200, json_pack("{s:I,s:I}", "deleted", (json_int_t)deleted,
-                                             "revision", (json_int_t)rev));
+    kv_op op = {.type = KV_OP_DELETE, .key = key, .prefix = prefix};
+    return kv_write_submit(r, a, &op, cas);
 }

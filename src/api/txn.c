@@ -10,12 +10,16 @@
 #include "api/app.h"
 #include "api/handlers.h"
 #include "api/kvjson.h"
+#include "api/write.h"
 #include "citrus/errors.h"
 #include "http/base64.h"
 
 #define TXN_MAX_ITEMS 128
 
 typedef struct txn_parse {
+    api_write w; /* first: the completion gets &w */
+    json_t *body; /* the request; parsed strings point into it */
+    kv_txn txn;
     http_req *r;
     app *a;
     kv_compare cmps[TXN_MAX_ITEMS];
@@ -233,7 +237,37 @@ static json_t *op_result_json(const kv_op_result *res, const kv_op *op)
     }
 }
 
-static int run(txn_parse *p, json_t *body)
+static void txn_parse_free(txn_parse *p)
+{
+    for (size_t i = 0; i < p->nbufs; i++)
+        free(p->bufs[i]);
+    json_decref(p->body);
+    free(p);
+}
+
+static void txn_done(api_write *w, http_req *r, int rc)
+{
+    txn_parse *p = (txn_parse *)w;
+    kv_txn_res *res = &w->res;
+    if (rc == CITRUS_EINVAL) {
+        http_reply_error(r, rc, "a txn branch may not write the same key twice", NULL);
+    } else if (rc < 0) {
+        kvjson_reply_store_error(r, rc);
+    } else {
+        const kv_op *ops = res->succeeded ? p->succ : p->fail;
+        json_t *results = json_array();
+        for (size_t i = 0; i < res->count; i++)
+            json_array_append_new(results, op_result_json(&res->results[i], &ops[i]));
+        http_reply_json(r, 200,
+                        json_pack("{s:b,s:I,s:o}", "succeeded", res->succeeded, "revision",
+                                  (json_int_t)res->revision, "results", results));
+    }
+    kv_txn_res_free(res);
+    txn_parse_free(p);
+}
+
+/* Parses the body into p; replies and returns an error when it is bad. */
+static int parse(txn_parse *p, json_t *body)
 {
     static const char *const known[] = {"compare", "success", "failure", NULL};
     const char *k;
@@ -251,19 +285,8 @@ static int run(txn_parse *p, json_t *body)
         (rc = parse_list(p, body, "success", &p->nsucc, NULL, p->succ)) < 0 ||
         (rc = parse_list(p, body, "failure", &p->nfail, NULL, p->fail)) < 0)
         return rc;
-    kv_txn txn = {p->cmps, p->ncmp, p->succ, p->nsucc, p->fail, p->nfail};
-    kv_txn_res res;
-    rc = store_txn(p->a->st, &txn, &res);
-    if (rc < 0)
-        return kvjson_reply_store_error(p->r, rc);
-    const kv_op *ops = res.succeeded ? p->succ : p->fail;
-    json_t *results = json_array();
-    for (size_t i = 0; i < res.count; i++)
-        json_array_append_new(results, op_result_json(&res.results[i], &ops[i]));
-    json_t *out = json_pack("{s:b,s:I,s:o}", "succeeded", res.succeeded, "revision",
-                            (json_int_t)res.revision, "results", results);
-    kv_txn_res_free(&res);
-    return http_reply_json(p->r, 200, out);
+    p->txn = (kv_txn){p->cmps, p->ncmp, p->succ, p->nsucc, p->fail, p->nfail};
+    return 0;
 }
 
 int api_txn(http_req *r, void *ctx)
@@ -282,10 +305,12 @@ int api_txn(http_req *r, void *ctx)
     }
     p->r = r;
     p->a = ctx;
-    int rc = run(p, body);
-    for (size_t i = 0; i < p->nbufs; i++)
-        free(p->bufs[i]);
-    free(p);
-    json_decref(body);
-    return rc;
+    p->body = body;
+    int rc = parse(p, body);
+    if (rc < 0) {
+        txn_parse_free(p);
+        return rc;
+    }
+    api_write_submit(&p->w, r, p->a, &p->txn, txn_done);
+    return 0;
 }

@@ -102,9 +102,12 @@ static void poll_wake(waiter *w)
  * happened", not "not delivered yet"), or a grace period after that. */
 static bool poll_due(waiter *w, int64_t now)
 {
+    bool caught_up = store_watch_progress(w->a->st, w->w) >= w->open_rev;
+    if (json_array_size(w->events) > 0 && caught_up)
+        return true; /* events, and the catch-up that was due is complete */
     if (now < w->deadline_ms)
         return false;
-    return now >= w->deadline_ms + 5000 || store_watch_progress(w->a->st, w->w) >= w->open_rev;
+    return caught_up || now >= w->deadline_ms + 5000;
 }
 
 static void reap_once(int64_t now)
@@ -260,7 +263,11 @@ static void poll_cb(void *ctx, const kv_event *events, size_t n, int err)
                 w->last_rev = events[n - 1].kv.mod_revision;
         }
     }
-    poll_wake(w);
+    /* Answer at once with live events, or once the catch-up to the revision
+     * the store had at the request is delivered; a catch-up whose last
+     * matching event is older is finished by the reaper (poll_due). */
+    if (err || w->capped || w->last_rev >= w->open_rev)
+        poll_wake(w);
     pthread_mutex_unlock(&w->mu);
 }
 

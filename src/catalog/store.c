@@ -74,37 +74,111 @@ int store_range(store *s, const kv_range_req *req, kv_range_res *out)
     return count_op("range", s->ops->range(s, req, out));
 }
 
+/* True when the write a touches a key that the write b also touches. */
+static bool writes_overlap(const kv_op *a, const kv_op *b)
+{
+    if (a->type == KV_OP_DELETE && b->type == KV_OP_DELETE)
+        return false; /* overlapping deletes are harmless */
+    if (a->type == KV_OP_DELETE)
+        return a->prefix ? strncmp(b->key, a->key, strlen(a->key)) == 0
+                         : strcmp(a->key, b->key) == 0;
+    if (b->type == KV_OP_DELETE)
+        return writes_overlap(b, a);
+    return strcmp(a->key, b->key) == 0;
+}
+
+/* As etcd: one branch of a txn may not write a key twice (two puts, or a put
+ * inside a delete's range), so the outcome never depends on op order. */
+static int check_branch(const kv_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].type == KV_OP_GET)
+            continue;
+        for (size_t j = i + 1; j < n; j++)
+            if (ops[j].type != KV_OP_GET && writes_overlap(&ops[i], &ops[j]))
+                return CITRUS_EINVAL;
+    }
+    return 0;
+}
+
+static int check_txn(const kv_txn *txn)
+{
+    int rc = check_branch(txn->success, txn->nsuccess);
+    return rc < 0 ? rc : check_branch(txn->failure, txn->nfailure);
+}
+
 int store_txn(store *s, const kv_txn *txn, kv_txn_res *out)
 {
     memset(out, 0, sizeof(*out));
+    int rc = check_txn(txn);
+    if (rc < 0)
+        return count_op("txn", rc);
     return count_op("txn", s->ops->txn(s, txn, out));
 }
 
-/* Runs "if mod_revision(key) == cas then <op> else get key", and reports the
- * current mod_revision when the compare fails. */
-static int txn_with_cas(store *s, const char *key, const kv_op *op, int64_t cas, kv_txn_res *res,
-                        int64_t *cur_mod)
+/* Wraps an async completion so that its outcome is counted. */
+typedef struct async_wrap {
+    store_txn_cb cb;
+    void *ctx;
+} async_wrap;
+
+static void async_done(void *arg, int rc)
 {
-    kv_compare cmp = {.key = key, .target = KV_CMP_MOD, .op = KV_CMP_EQ, .number = cas};
-    kv_op get = {.type = KV_OP_GET, .key = key, .keys_only = true};
-    kv_txn txn = {.success = op, .nsuccess = 1};
-    if (cas >= 0) {
-        txn.compares = &cmp;
-        txn.ncompares = 1;
-        txn.failure = &get;
-        txn.nfailure = 1;
+    async_wrap w = *(async_wrap *)arg;
+    free(arg);
+    w.cb(w.ctx, count_op("txn", rc));
+}
+
+void store_txn_async(store *s, const kv_txn *txn, kv_txn_res *out, store_txn_cb cb, void *ctx)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = check_txn(txn);
+    async_wrap *w = rc == 0 && s->ops->txn_async ? malloc(sizeof(*w)) : NULL;
+    if (w) {
+        *w = (async_wrap){cb, ctx};
+        s->ops->txn_async(s, txn, out, async_done, w);
+        return;
     }
-    int rc = store_txn(s, &txn, res);
+    if (rc == 0)
+        rc = s->ops->txn(s, txn, out);
+    cb(ctx, count_op("txn", rc));
+}
+
+void store_cas_txn_init(store_cas_txn *c, const kv_op *op, int64_t cas)
+{
+    memset(c, 0, sizeof(*c));
+    c->op = *op;
+    c->txn.success = &c->op;
+    c->txn.nsuccess = 1;
+    if (cas >= 0) {
+        c->cmp = (kv_compare){.key = op->key, .target = KV_CMP_MOD, .op = KV_CMP_EQ, .number = cas};
+        c->get = (kv_op){.type = KV_OP_GET, .key = op->key, .keys_only = true};
+        c->txn.compares = &c->cmp;
+        c->txn.ncompares = 1;
+        c->txn.failure = &c->get;
+        c->txn.nfailure = 1;
+    }
+}
+
+int store_cas_txn_outcome(const kv_txn_res *res, int rc, int64_t *cur_mod)
+{
     if (rc < 0)
         return rc;
-    if (!res->succeeded) {
-        if (cur_mod) {
-            const kv_range_res *r = &res->results[0].range;
-            *cur_mod = r->count ? r->items[0].mod_revision : 0;
-        }
-        return CITRUS_ECONFLICT;
+    if (res->succeeded)
+        return 0;
+    if (cur_mod) {
+        const kv_range_res *r = &res->results[0].range;
+        *cur_mod = r->count ? r->items[0].mod_revision : 0;
     }
-    return 0;
+    return CITRUS_ECONFLICT;
+}
+
+static int txn_with_cas(store *s, const kv_op *op, int64_t cas, kv_txn_res *res,
+                        int64_t *cur_mod)
+{
+    store_cas_txn c;
+    store_cas_txn_init(&c, op, cas);
+    return store_cas_txn_outcome(res, store_txn(s, &c.txn, res), cur_mod);
 }
 
 int store_put(store *s, const char *key, const unsigned char *value, size_t len, int64_t lease,
@@ -112,7 +186,7 @@ int store_put(store *s, const char *key, const unsigned char *value, size_t len,
 {
     kv_op op = {.type = KV_OP_PUT, .key = key, .value = value, .value_len = len, .lease = lease};
     kv_txn_res res;
-    int rc = txn_with_cas(s, key, &op, cas, &res, cur_mod);
+    int rc = txn_with_cas(s, &op, cas, &res, cur_mod);
     if (rc == 0) {
         if (out) {
             *out = res.results[0];
@@ -132,7 +206,7 @@ int store_delete(store *s, const char *key, bool prefix, int64_t cas, int64_t *d
         return CITRUS_EINVAL;
     kv_op op = {.type = KV_OP_DELETE, .key = key, .prefix = prefix};
     kv_txn_res res;
-    int rc = txn_with_cas(s, key, &op, cas, &res, cur_mod);
+    int rc = txn_with_cas(s, &op, cas, &res, cur_mod);
     if (rc == 0) {
         if (deleted)
             *deleted = res.results[0].deleted;

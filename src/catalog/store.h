@@ -158,9 +158,14 @@ typedef void (*store_watch_cb)(void *ctx, const kv_event *events, size_t n, int 
 typedef struct store store;
 typedef struct store_watch store_watch;
 
+/* Completion of store_txn_async: rc as store_txn would return it. */
+typedef void (*store_txn_cb)(void *ctx, int rc);
+
 typedef struct store_ops {
     int (*range)(store *s, const kv_range_req *req, kv_range_res *out);
     int (*txn)(store *s, const kv_txn *txn, kv_txn_res *out);
+    /* Optional; without it store_txn_async runs txn inline. */
+    void (*txn_async)(store *s, const kv_txn *txn, kv_txn_res *out, store_txn_cb cb, void *ctx);
     int (*watch_open)(store *s, const char *prefix, int64_t from_rev, store_watch_cb cb, void *ctx,
                       store_watch **out, int64_t *compact_rev);
     void (*watch_close)(store_watch *w);
@@ -185,6 +190,30 @@ int store_range(store *s, const kv_range_req *req, kv_range_res *out);
 /* Atomic compare-then-ops. Errors (CITRUS_ENOLEASE, CITRUS_EBADKEY,
  * CITRUS_EIO, ...) mean nothing was applied. */
 int store_txn(store *s, const kv_txn *txn, kv_txn_res *out);
+
+/* store_txn without waiting: cb(ctx, rc) runs exactly once when the outcome
+ * is known, on a store thread, or on the caller's thread before this
+ * returns (validation errors, or a backend without async support). txn,
+ * everything it points to, and out must stay valid until cb has run. cb
+ * must not block. Lets an HTTP handler park its connection during the
+ * group commit instead of holding a worker thread. */
+void store_txn_async(store *s, const kv_txn *txn, kv_txn_res *out, store_txn_cb cb, void *ctx);
+
+/* A single-key write with an optional compare on the key's mod_revision,
+ * as a txn: "if mod_revision(key) == cas then op else get key". */
+typedef struct store_cas_txn {
+    kv_compare cmp;
+    kv_op op;
+    kv_op get;
+    kv_txn txn;
+} store_cas_txn;
+
+/* Builds c from op (copied; its strings are borrowed) and cas (< 0: no
+ * compare). c must not move afterwards: c->txn points into it. */
+void store_cas_txn_init(store_cas_txn *c, const kv_op *op, int64_t cas);
+/* Interprets the outcome: rc when rc < 0; CITRUS_ECONFLICT with *cur_mod
+ * set (0 when absent) when the compare failed; else 0. */
+int store_cas_txn_outcome(const kv_txn_res *res, int rc, int64_t *cur_mod);
 
 /* Put with an optional compare on the key's mod_revision: cas < 0 means no
  * compare, cas == 0 means "must not exist". On CITRUS_ECONFLICT, *cur_mod is

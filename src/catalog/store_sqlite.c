@@ -121,7 +121,8 @@ typedef struct conn {
 
 typedef enum { REQ_TXN, REQ_GRANT, REQ_REVOKE } req_kind;
 
-/* A queued write, owned by the waiting caller (on its stack). */
+/* A queued write. Synchronous ones live on the waiting caller's stack;
+ * asynchronous ones (cb set) are heap-allocated and freed after cb runs. */
 typedef struct write_req {
     req_kind kind;
     const kv_txn *txn; /* REQ_TXN */
@@ -130,6 +131,8 @@ typedef struct write_req {
     int64_t ttl;       /* REQ_GRANT */
     int rc;
     bool done; /* guarded by mu */
+    store_txn_cb cb; /* async completion, or NULL */
+    void *cb_ctx;
     struct write_req *next;
 } write_req;
 
@@ -1074,7 +1077,10 @@ static void batch_leases_update(sqlite_store *s, write_req *batch)
 }
 
 /* Under mu: publishes the batch's outcome and wakes its waiters. */
-static void batch_publish(sqlite_store *s, write_req *batch, bool committed)
+/* Marks every request of a finished batch done and wakes the synchronous
+ * waiters; returns the asynchronous ones, chained, for async_complete().
+ * mu held. */
+static write_req *batch_publish(sqlite_store *s, write_req *batch, bool committed)
 {
     if (committed) {
         s->committed_rev = s->w_rev;
@@ -1082,12 +1088,38 @@ static void batch_publish(sqlite_store *s, write_req *batch, bool committed)
         s->commits++;
     }
     s->healthy = committed;
+    write_req *async = NULL;
     for (write_req *r = batch, *next; r; r = next) {
         next = r->next;
         r->done = true;
+        if (r->cb) {
+            r->next = async;
+            async = r;
+        }
     }
     pthread_cond_broadcast(&s->done_cond);
     pthread_cond_signal(&s->notify_cond);
+    return async;
+}
+
+/* Runs the callbacks of finished asynchronous requests and frees them.
+ * Called without mu: a callback may take other locks. */
+static void async_complete(sqlite_store *s, write_req *async)
+{
+    size_t n = 0;
+    for (write_req *r = async, *next; r; r = next) {
+        next = r->next;
+        r->cb(r->cb_ctx, r->rc);
+        free(r);
+        n++;
+    }
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->inflight -= n;
+    if (s->inflight == 0 && s->stopping)
+        pthread_cond_broadcast(&s->done_cond);
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void *writer_main(void *arg)
@@ -1106,20 +1138,20 @@ static void *writer_main(void *arg)
         if (committed)
             batch_leases_update(s, batch);
         pthread_mutex_lock(&s->mu);
-        batch_publish(s, batch, committed);
+        write_req *async = batch_publish(s, batch, committed);
+        pthread_mutex_unlock(&s->mu);
+        async_complete(s, async);
+        pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
-/* Queues r for the writer and waits for its outcome. */
-static int writer_submit(sqlite_store *s, write_req *r)
+/* Appends r to the writer's queue; mu held. False when stopping. */
+static bool writer_enqueue(sqlite_store *s, write_req *r)
 {
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->mu);
-        return CITRUS_ECLOSED;
-    }
+    if (s->stopping)
+        return false;
     s->inflight++;
     r->next = NULL;
     r->done = false;
@@ -1129,6 +1161,17 @@ static int writer_submit(sqlite_store *s, write_req *r)
         s->q_head = r;
     s->q_tail = r;
     pthread_cond_signal(&s->writer_cond);
+    return true;
+}
+
+/* Queues r for the writer and waits for its outcome. */
+static int writer_submit(sqlite_store *s, write_req *r)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!writer_enqueue(s, r)) {
+        pthread_mutex_unlock(&s->mu);
+        return CITRUS_ECLOSED;
+    }
     while (!r->done)
         pthread_cond_wait(&s->done_cond, &s->mu);
     if (--s->inflight == 0 && s->stopping)
@@ -1513,6 +1556,27 @@ static int sqlite_txn(store *st, const kv_txn *txn, kv_txn_res *out)
     return writer_submit((sqlite_store *)st, &r);
 }
 
+static void sqlite_txn_async(store *st, const kv_txn *txn, kv_txn_res *out, store_txn_cb cb,
+                             void *ctx)
+{
+    sqlite_store *s = (sqlite_store *)st;
+    int rc = txn ? txn_validate(txn) : CITRUS_EINVAL;
+    write_req *r = rc == 0 ? calloc(1, sizeof(*r)) : NULL;
+    if (rc == 0 && !r)
+        rc = CITRUS_ENOMEM;
+    if (r) {
+        *r = (write_req){.kind = REQ_TXN, .txn = txn, .res = out, .cb = cb, .cb_ctx = ctx};
+        pthread_mutex_lock(&s->mu);
+        bool queued = writer_enqueue(s, r);
+        pthread_mutex_unlock(&s->mu);
+        if (queued)
+            return;
+        free(r);
+        rc = CITRUS_ECLOSED;
+    }
+    cb(ctx, rc);
+}
+
 static int sqlite_watch_open(store *st, const char *prefix, int64_t from_rev, store_watch_cb cb,
                              void *ctx, store_watch **out, int64_t *compact_rev)
 {
@@ -1696,13 +1760,21 @@ static void store_stop(sqlite_store *s)
     if (s->writer_started)
         pthread_join(s->writer_th, NULL);
     pthread_mutex_lock(&s->mu);
+    write_req *async = NULL;
     for (write_req *r = s->q_head, *next; r; r = next) {
         next = r->next;
         r->rc = CITRUS_ECLOSED;
         r->done = true;
+        if (r->cb) {
+            r->next = async;
+            async = r;
+        }
     }
     s->q_head = s->q_tail = NULL;
     pthread_cond_broadcast(&s->done_cond);
+    pthread_mutex_unlock(&s->mu);
+    async_complete(s, async);
+    pthread_mutex_lock(&s->mu);
     while (s->inflight)
         pthread_cond_wait(&s->done_cond, &s->mu);
     pthread_mutex_unlock(&s->mu);
@@ -2095,6 +2167,7 @@ out:
 static const store_ops sqlite_ops = {
     .range = sqlite_range,
     .txn = sqlite_txn,
+    .txn_async = sqlite_txn_async,
     .watch_open = sqlite_watch_open,
     .watch_close = sqlite_watch_close,
     .watch_progress = sqlite_watch_progress,

@@ -174,14 +174,10 @@ static int apply_json_field(citrus_config *c, const char *sec, const char *name,
     return set_field(c, f, json_string_value(v), err, errlen);
 }
 
-int config_load_file(citrus_config *c, const char *path, char *err, size_t errlen)
+/* Applies a parsed config document; path names it in the one message that
+ * has no field to name. Takes the reference to root. */
+static int apply_root(citrus_config *c, json_t *root, const char *path, char *err, size_t errlen)
 {
-    json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        snprintf(err, errlen, "%s: line %d: %s", path, je.line, je.text);
-        return CITRUS_EINVAL;
-    }
     int rc = 0;
     if (!json_is_object(root)) {
         snprintf(err, errlen, "%s: must be a JSON object", path);
@@ -215,6 +211,28 @@ int config_load_file(citrus_config *c, const char *path, char *err, size_t errle
 out:
     json_decref(root);
     return rc;
+}
+
+int config_load_file(citrus_config *c, const char *path, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errlen, "%s: line %d: %s", path, je.line, je.text);
+        return CITRUS_EINVAL;
+    }
+    return apply_root(c, root, path, err, errlen);
+}
+
+int config_load_text(citrus_config *c, const char *text, size_t len, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errlen, "config: line %d: %s", je.line, je.text);
+        return CITRUS_EINVAL;
+    }
+    return apply_root(c, root, "config", err, errlen);
 }
 
 int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errlen)

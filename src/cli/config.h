@@ -34,6 +34,9 @@ void config_defaults(citrus_config *c);
 /* Applies a JSON config file. Returns 0, or CITRUS_EINVAL with "FIELD: why"
  * in err (the file's parse error, a bad value, or an unknown field). */
 int config_load_file(citrus_config *c, const char *path, char *err, size_t errlen);
+/* The same for a document held in text[0..len) (need not be NUL-terminated);
+ * messages that would name the file say "config" instead. */
+int config_load_text(citrus_config *c, const char *text, size_t len, char *err, size_t errlen);
 /* Applies CITRUS_<SECTION>_<NAME> variables from envp (NULL-terminated). */
 int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errlen);
 /* Sets the field with the given long flag name ("listen", "data-dir", ...).

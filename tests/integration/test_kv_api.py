@@ -159,6 +159,10 @@ def test_txn_bad_inputs(citrus):
                                              "number": 1}]}), 400, "bad_json")
     err(requests.post(u, json={"compare": [{"key": "a", "target": "version"}]}), 400, "bad_json")
     err(requests.post(u, json={"success": [{"op": "get", "key": "a"}] * 129}), 400, "too_many")
+    e = err(requests.post(u, json={"success": [{"op": "put", "key": "a", "value": "1"},
+                                                {"op": "delete", "key": "a"}]}),
+            400, "invalid_argument")
+    assert "twice" in e["message"]
     err(requests.post(u, data='{"success":[]}', headers={"Content-Type": "text/plain"}), 415,
         "unsupported_media_type")
     # nothing above changed the store

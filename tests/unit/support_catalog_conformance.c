@@ -775,9 +775,10 @@ static void test_txn_one_revision(void **state)
 static void test_txn_get_inside(void **state)
 {
     store *s = S(state);
+    put(s, "gi/d", "x");
     int64_t r1 = put(s, "gi/k", "1");
-    kv_op ops[] = {GET_OP("gi/k"), PUT_OP("gi/k", "2"), GET_OP("gi/k"), DEL_OP("gi/k"),
-                   GET_OP("gi/k")};
+    kv_op ops[] = {GET_OP("gi/k"), PUT_OP("gi/k", "2"), GET_OP("gi/k"), DEL_OP("gi/d"),
+                   GET_OP("gi/d")};
     kv_txn t = {.success = ops, .nsuccess = 5};
     kv_txn_res res;
     assert_int_equal(store_txn(s, &t, &res), 0);
@@ -795,8 +796,115 @@ static void test_txn_get_inside(void **state)
     assert_int_equal(res.results[3].deleted, 1);
     assert_int_equal(res.results[4].range.count, 0);
     kv_txn_res_free(&res);
-    assert_int_equal(count_prefix(s, "gi/"), 0);
+    assert_int_equal(count_prefix(s, "gi/"), 1);
     assert_int_equal(rev_now(s), r1 + 1);
+}
+
+/* As etcd: a branch that writes one key twice is refused, applying nothing. */
+static void test_txn_duplicate_writes_rejected(void **state)
+{
+    store *s = S(state);
+    int64_t r0 = put(s, "dw/k", "0");
+    kv_op two_puts[] = {PUT_OP("dw/k", "1"), PUT_OP("dw/k", "2")};
+    kv_op put_del[] = {PUT_OP("dw/k", "1"), DEL_OP("dw/k")};
+    kv_op in_range[] = {{.type = KV_OP_DELETE, .key = "dw/", .prefix = true}, PUT_OP("dw/k", "1")};
+    kv_op two_dels[] = {DEL_OP("dw/k"), {.type = KV_OP_DELETE, .key = "dw/", .prefix = true}};
+    kv_txn bad[] = {{.success = two_puts, .nsuccess = 2},
+                    {.failure = put_del, .nfailure = 2},
+                    {.success = in_range, .nsuccess = 2}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        kv_txn_res res;
+        assert_int_equal(store_txn(s, &bad[i], &res), CITRUS_EINVAL);
+        kv_txn_res_free(&res);
+    }
+    assert_int_equal(rev_now(s), r0);
+    kv_txn ok = {.success = two_dels, .nsuccess = 2};
+    kv_txn_res res;
+    assert_int_equal(store_txn(s, &ok, &res), 0);
+    assert_int_equal(res.revision, r0 + 1);
+    kv_txn_res_free(&res);
+}
+
+/* store_txn_async: every completion runs exactly once with the result in
+ * place; 64 writes in flight at once land at 64 distinct revisions. */
+#define ASYNC_N 64
+typedef struct async_state {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rcs[ASYNC_N];
+    int calls[ASYNC_N];
+} async_state;
+
+typedef struct async_slot {
+    async_state *st;
+    int i;
+} async_slot;
+
+static void async_cb(void *ctx, int rc)
+{
+    async_slot *slot = ctx;
+    pthread_mutex_lock(&slot->st->mu);
+    slot->st->rcs[slot->i] = rc;
+    slot->st->calls[slot->i]++;
+    slot->st->done++;
+    pthread_cond_broadcast(&slot->st->cv);
+    pthread_mutex_unlock(&slot->st->mu);
+}
+
+static void test_txn_async(void **state)
+{
+    store *s = S(state);
+    int64_t r0 = rev_now(s);
+    static async_state st = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {0}, {0}};
+    st.done = 0;
+    memset(st.calls, 0, sizeof(st.calls));
+    static char keys[ASYNC_N][16];
+    static kv_op ops[ASYNC_N];
+    static kv_txn txns[ASYNC_N];
+    static kv_txn_res res[ASYNC_N];
+    static async_slot slots[ASYNC_N];
+    for (int i = 0; i < ASYNC_N; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "as/%02d", i);
+        ops[i] = (kv_op){.type = KV_OP_PUT, .key = keys[i], .value = (const unsigned char *)"v",
+                         .value_len = 1};
+        txns[i] = (kv_txn){.success = &ops[i], .nsuccess = 1};
+        slots[i] = (async_slot){&st, i};
+        store_txn_async(s, &txns[i], &res[i], async_cb, &slots[i]);
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 20;
+    pthread_mutex_lock(&st.mu);
+    while (st.done < ASYNC_N && pthread_cond_timedwait(&st.cv, &st.mu, &dl) == 0) {
+    }
+    pthread_mutex_unlock(&st.mu);
+    assert_int_equal(st.done, ASYNC_N);
+    bool seen[ASYNC_N] = {false};
+    for (int i = 0; i < ASYNC_N; i++) {
+        assert_int_equal(st.calls[i], 1);
+        assert_int_equal(st.rcs[i], 0);
+        assert_true(res[i].succeeded);
+        int64_t rev = res[i].revision - r0 - 1;
+        assert_true(rev >= 0 && rev < ASYNC_N);
+        assert_false(seen[rev]);
+        seen[rev] = true;
+        kv_txn_res_free(&res[i]);
+    }
+    assert_int_equal(rev_now(s), r0 + ASYNC_N);
+    /* an invalid txn completes too, with its error */
+    kv_op dup[] = {PUT_OP("as/x", "1"), PUT_OP("as/x", "2")};
+    kv_txn bad = {.success = dup, .nsuccess = 2};
+    kv_txn_res bres;
+    st.done = 0;
+    slots[0].i = 0;
+    store_txn_async(s, &bad, &bres, async_cb, &slots[0]);
+    pthread_mutex_lock(&st.mu);
+    while (st.done < 1)
+        pthread_cond_wait(&st.cv, &st.mu);
+    pthread_mutex_unlock(&st.mu);
+    assert_int_equal(st.rcs[0], CITRUS_EINVAL);
+    kv_txn_res_free(&bres);
 }
 
 /* ---- watches ----------------------------------------------------------------------------- */
@@ -1275,6 +1383,8 @@ static const struct CMUnitTest conformance_tests[] = {
     CONF_TEST(test_txn_atomic),
     CONF_TEST(test_txn_one_revision),
     CONF_TEST(test_txn_get_inside),
+    CONF_TEST(test_txn_duplicate_writes_rejected),
+    CONF_TEST(test_txn_async),
     CONF_TEST(test_watch_history),
     CONF_TEST(test_watch_prefix),
     CONF_TEST(test_watch_live),

@@ -50,6 +50,13 @@ static void file_then_env_then_flag(void **state)
     assert_int_equal(config_set_flag(&c, "listen", "127.0.0.1:9002", err, sizeof(err)), 0);
     assert_string_equal(c.listen, "127.0.0.1:9002");
     assert_string_equal(c.data_dir, "/tmp/x");
+
+    /* config_load_text: not NUL-terminated, applied the same way. */
+    static const char text[] = "{\"server\":{\"threads\":7}}trailing";
+    config_defaults(&c);
+    assert_int_equal(
+        config_load_text(&c, text, strlen(text) - strlen("trailing"), err, sizeof(err)), 0);
+    assert_int_equal(c.threads, 7);
 }
 
 static void bad_fields_are_named(void **state)
@@ -76,6 +83,13 @@ static void bad_fields_are_named(void **state)
         unlink(path);
         if (!strstr(err, cases[i].expect))
             fail_msg("case %zu: '%s' does not mention '%s'", i, err, cases[i].expect);
+        /* The in-memory loader (used by tests/fuzz) reports the same. */
+        err[0] = '\0';
+        assert_int_equal(
+            config_load_text(&c, cases[i].json, strlen(cases[i].json), err, sizeof(err)),
+            CITRUS_EINVAL);
+        if (!strstr(err, cases[i].expect))
+            fail_msg("case %zu (text): '%s' does not mention '%s'", i, err, cases[i].expect);
     }
 }
 

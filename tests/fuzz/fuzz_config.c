@@ -1,0 +1,123 @@
+/* tests/fuzz/fuzz_config.c — config_load_text (what config_load_file does
+ * after reading the file).
+ *
+ * Invariants: it never crashes or leaks; it returns 0 or CITRUS_EINVAL; on
+ * failure the message is non-empty and names what is wrong: a parse error's
+ * line, or a top-level member of the document ("section: ..." or
+ * "section.field: ..."); on success every setting is within its documented
+ * bounds, and writing the settings back out as a citrus.json and loading
+ * that gives the same settings. */
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "citrus/errors.h"
+#include "cli/config.h"
+
+static void check_str(const char *s, size_t size, const char *what)
+{
+    size_t n = strnlen(s, size);
+    FUZZ_CHECK(n > 0 && n < size, "%s has length %zu (buffer %zu)", what, n, size);
+}
+
+#define CHECK_STR(c, member) check_str((c)->member, sizeof((c)->member), #member)
+#define CHECK_INT(c, member, lo, hi)                                                               \
+    FUZZ_CHECK((c)->member >= (lo) && (c)->member <= (hi), #member " is %lld",                     \
+               (long long)(c)->member)
+
+static void check_bounds(const citrus_config *c)
+{
+    CHECK_STR(c, node_id);
+    CHECK_STR(c, listen);
+    CHECK_STR(c, data_dir);
+    CHECK_STR(c, backend);
+    CHECK_STR(c, log_level);
+    CHECK_INT(c, threads, 1, 256);
+    CHECK_INT(c, max_connections, 1, 1000000);
+    CHECK_INT(c, idle_timeout_s, 1, 86400);
+    CHECK_INT(c, max_header_bytes, 4096, 1048576);
+    CHECK_INT(c, max_body_bytes, 1024, 268435456);
+    CHECK_INT(c, max_value_bytes, 1, 268435456);
+    CHECK_INT(c, history_keep, 100, 100000000);
+    CHECK_INT(c, max_watch_timeout_s, 1, 3600);
+    FUZZ_CHECK(strcmp(c->backend, "embedded") == 0, "backend '%s'", c->backend);
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    bool level_ok = false;
+    for (size_t i = 0; i < 4; i++)
+        level_ok |= strcmp(c->log_level, levels[i]) == 0;
+    FUZZ_CHECK(level_ok, "log level '%s'", c->log_level);
+}
+
+/* Writes every setting of c as a citrus.json and loads it over defaults. */
+static void check_round_trip(const citrus_config *c)
+{
+    json_t *doc = json_pack(
+        "{s:{s:s}, s:{s:s, s:I, s:I, s:I, s:I, s:I}, s:{s:s, s:s, s:I, s:I, s:I}, s:{s:s}}",
+        "cluster", "node_id", c->node_id, "server", "listen", c->listen, "threads",
+        (json_int_t)c->threads, "max_connections", (json_int_t)c->max_connections,
+        "idle_timeout_s", (json_int_t)c->idle_timeout_s, "max_header_bytes",
+        (json_int_t)c->max_header_bytes, "max_body_bytes", (json_int_t)c->max_body_bytes,
+        "catalog", "backend", c->backend, "data_dir", c->data_dir, "max_value_bytes",
+        (json_int_t)c->max_value_bytes, "history_keep", (json_int_t)c->history_keep,
+        "max_watch_timeout_s", (json_int_t)c->max_watch_timeout_s, "log", "level", c->log_level);
+    FUZZ_CHECK(doc != NULL, "the loaded settings cannot be written as JSON (not UTF-8?)");
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    FUZZ_CHECK(text != NULL, "json_dumps failed");
+    citrus_config again;
+    char err[256] = "";
+    config_defaults(&again);
+    int rc = config_load_text(&again, text, strlen(text), err, sizeof(err));
+    FUZZ_CHECK(rc == 0, "reloading the written settings failed: %s (%s)", err, text);
+    FUZZ_CHECK(memcmp(&again, c, sizeof(again)) == 0, "reloaded settings differ: %s", text);
+    free(text);
+}
+
+/* A failure names a parse error's line, or a top-level member of the
+ * document ("member: ..." or "member.field: ..."), or the document itself. */
+static void check_message(const uint8_t *data, size_t size, const char *err, size_t errlen)
+{
+    FUZZ_CHECK(err[0] != '\0', "failure without a message");
+    json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+    if (!root) {
+        FUZZ_CHECK(strncmp(err, "config: line ", 13) == 0, "parse error message '%s'", err);
+        return;
+    }
+    if (!json_is_object(root)) {
+        FUZZ_CHECK(strcmp(err, "config: must be a JSON object") == 0, "message '%s'", err);
+    } else {
+        bool named = false;
+        const char *k;
+        json_t *v;
+        json_object_foreach(root, k, v)
+        {
+            size_t n = strlen(k);
+            named |= strncmp(err, k, n) == 0 && (err[n] == ':' || err[n] == '.');
+        }
+        /* A name longer than the buffer is cut short with the message. */
+        FUZZ_CHECK(named || strlen(err) == errlen - 1, "message '%s' names no member", err);
+    }
+    json_decref(root);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    citrus_config c;
+    char err[256];
+    memset(err, 0, sizeof(err));
+    config_defaults(&c);
+    int rc = config_load_text(&c, (const char *)data, size, err, sizeof(err));
+    FUZZ_CHECK(rc == 0 || rc == CITRUS_EINVAL, "config_load_text returned %d", rc);
+    /* Settings stay in bounds even after a failure part-way through. */
+    check_bounds(&c);
+    if (rc == 0) {
+        check_round_trip(&c);
+    } else {
+        check_message(data, size, err, sizeof(err));
+    }
+    return 0;
+}
