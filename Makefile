@@ -4,8 +4,12 @@ ASAN_BUILD ?= build-asan
 PY         ?= /usr/bin/python3
 JOBS       ?= $(shell nproc)
 PYTEST_ARGS ?=
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_RUNS  ?= 2000
+FUZZ_TARGETS ?=
 
-.PHONY: all build deps test unit integration dev asan asan-unit lint format bench clean
+.PHONY: all build deps test unit integration dev asan asan-unit lint format bench fuzz fuzz-build fuzz-smoke clean
 
 all: build
 
@@ -48,13 +52,27 @@ lint: build
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr -I include -I src $$(git ls-files 'src/*.c')
-	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'src/*.c')
+	clang-tidy -p $(BUILD) --quiet --warnings-as-errors='*' $$(git ls-files 'src/*.c')
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 bench: build
-	bash bench/run-kv.sh
+	BUILD=$(abspath $(BUILD)) bash bench/run-kv.sh
+
+# libFuzzer targets (tests/fuzz) in their own clang build; see scripts/fuzz.sh.
+# FUZZ_TARGETS="key config" limits a run to some targets.
+$(FUZZ_BUILD)/Makefile: CMakeLists.txt
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCITRUS_FUZZ=ON >/dev/null
+
+fuzz-build: $(FUZZ_BUILD)/Makefile
+	cmake --build $(FUZZ_BUILD) --target fuzzers -j $(JOBS)
+
+fuzz: fuzz-build
+	bash scripts/fuzz.sh $(FUZZ_BUILD) run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	bash scripts/fuzz.sh $(FUZZ_BUILD) smoke $(FUZZ_RUNS) $(FUZZ_TARGETS)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

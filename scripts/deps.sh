@@ -10,6 +10,7 @@ PKGS=(
   python3 python3-pytest python3-requests python3-yaml
   etcd-server etcd-client
   curl clang-format clang-tidy cppcheck
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -18,12 +18,12 @@ int api_health_ready(http_req *r, void *ctx)
     store_status st;
     int rc = store_status_get(a->st, &st);
     bool ready = rc == 0 && st.writable;
-    json_t *catalog = json_pack("{s:s,s:b,s:b,s:I,s:I}", "backend", rc == 0 ? st.backend : "?",
-                                "open", rc == 0, "writable", ready, "revision",
-                                (json_int_t)st.revision, "compact_revision",
-                                (json_int_t)st.compact_revision);
-    json_t *body = json_pack("{s:s,s:s,s:o}", "status", ready ? "ready" : "unavailable",
-                             "node_id", a->node_id, "catalog", catalog);
+    json_t *catalog =
+        json_pack("{s:s,s:b,s:b,s:I,s:I}", "backend", rc == 0 ? st.backend : "?", "open", rc == 0,
+                  "writable", ready, "revision", (json_int_t)st.revision, "compact_revision",
+                  (json_int_t)st.compact_revision);
+    json_t *body = json_pack("{s:s,s:s,s:o}", "status", ready ? "ready" : "unavailable", "node_id",
+                             a->node_id, "catalog", catalog);
     return http_reply_json(r, ready ? 200 : 503, body);
 }
 

@@ -30,8 +30,8 @@ static int get_prefix(http_req *r, app *a, const char *key, const char *level)
     const char *after = http_req_query(r, "after");
     if (after && kvjson_check_key(r, after, true) < 0)
         return CITRUS_EBADKEY;
-    kv_range_req req = {.key = key, .prefix = true, .after = after, .limit = (size_t)limit,
-                        .keys_only = keys_only};
+    kv_range_req req = {
+        .key = key, .prefix = true, .after = after, .limit = (size_t)limit, .keys_only = keys_only};
     kv_range_res res;
     int rc = store_range(a->st, &req, &res);
     if (rc < 0)
@@ -114,8 +114,9 @@ static void kv_write_done(api_write *w, http_req *r, int rc)
                                       (json_int_t)res->mod_revision, "version",
                                       (json_int_t)res->version));
         else
-            http_reply_json(r, 200, json_pack("{s:I,s:I}", "deleted", (json_int_t)res->deleted,
-                                              "revision", (json_int_t)w->res.revision));
+            http_reply_json(r, 200,
+                            json_pack("{s:I,s:I}", "deleted", (json_int_t)res->deleted, "revision",
+                                      (json_int_t)w->res.revision));
     }
     kv_txn_res_free(&w->res);
     free(kw);
@@ -163,8 +164,7 @@ int api_kv_delete(http_req *r, void *ctx)
         kvjson_check_key(r, key, prefix) < 0 || http_req_query_int(r, "cas", -1, &cas) < 0)
         return CITRUS_EINVAL;
     if (http_req_query(r, "cas") && (cas < 0 || prefix))
-        return http_reply_error(r, CITRUS_EINVAL, "cas must be >= 0 and applies to one key",
-                                NULL);
+        return http_reply_error(r, CITRUS_EINVAL, "cas must be >= 0 and applies to one key", NULL);
     kv_op op = {.type = KV_OP_DELETE, .key = key, .prefix = prefix};
     return kv_write_submit(r, a, &op, cas);
 }

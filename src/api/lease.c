@@ -42,8 +42,8 @@ int api_lease_grant(http_req *r, void *ctx)
     json_decref(body);
     if (rc < 0)
         return kvjson_reply_store_error(r, rc);
-    return http_reply_json(r, 200,
-                           json_pack("{s:I,s:I}", "id", (json_int_t)id, "ttl", (json_int_t)granted));
+    return http_reply_json(
+        r, 200, json_pack("{s:I,s:I}", "id", (json_int_t)id, "ttl", (json_int_t)granted));
 }
 
 int api_lease_keepalive(http_req *r, void *ctx)
@@ -55,8 +55,8 @@ int api_lease_keepalive(http_req *r, void *ctx)
     int rc = store_lease_keepalive(a->st, id, &ttl);
     if (rc < 0)
         return kvjson_reply_store_error(r, rc);
-    return http_reply_json(r, 200, json_pack("{s:I,s:I}", "id", (json_int_t)id, "ttl",
-                                             (json_int_t)ttl));
+    return http_reply_json(r, 200,
+                           json_pack("{s:I,s:I}", "id", (json_int_t)id, "ttl", (json_int_t)ttl));
 }
 
 int api_lease_revoke(http_req *r, void *ctx)

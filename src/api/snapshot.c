@@ -16,13 +16,13 @@ int api_snapshot(http_req *r, void *ctx)
         json_array_append_new(items, kvjson_entry(&snap.items[i], true));
     json_t *leases = json_array();
     for (size_t i = 0; i < snap.nleases; i++)
-        json_array_append_new(leases, json_pack("{s:I,s:I,s:I}", "id",
-                                                (json_int_t)snap.leases[i].id, "ttl",
-                                                (json_int_t)snap.leases[i].ttl, "remaining",
-                                                (json_int_t)snap.leases[i].remaining));
-    json_t *body = json_pack("{s:I,s:I,s:o,s:o}", "revision", (json_int_t)snap.revision,
-                             "compact_revision", (json_int_t)snap.compact_revision, "items",
-                             items, "leases", leases);
+        json_array_append_new(leases,
+                              json_pack("{s:I,s:I,s:I}", "id", (json_int_t)snap.leases[i].id, "ttl",
+                                        (json_int_t)snap.leases[i].ttl, "remaining",
+                                        (json_int_t)snap.leases[i].remaining));
+    json_t *body =
+        json_pack("{s:I,s:I,s:o,s:o}", "revision", (json_int_t)snap.revision, "compact_revision",
+                  (json_int_t)snap.compact_revision, "items", items, "leases", leases);
     kv_snapshot_free(&snap);
     return http_reply_json(r, 200, body);
 }

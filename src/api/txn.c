@@ -17,7 +17,7 @@
 #define TXN_MAX_ITEMS 128
 
 typedef struct txn_parse {
-    api_write w; /* first: the completion gets &w */
+    api_write w;  /* first: the completion gets &w */
     json_t *body; /* the request; parsed strings point into it */
     kv_txn txn;
     http_req *r;
@@ -105,8 +105,8 @@ static int opt_int(txn_parse *p, json_t *o, const char *name, const char *where,
     return 0;
 }
 
-static const char *const targets[] = {"value", "mod_revision", "create_revision", "version",
-                                      "lease", "exists", NULL};
+static const char *const targets[] = {
+    "value", "mod_revision", "create_revision", "version", "lease", "exists", NULL};
 static const char *const cmp_ops[] = {"eq", "ne", "lt", "gt", NULL};
 
 static int lookup(const char *const *names, const char *s)
@@ -129,8 +129,9 @@ static int parse_compare(txn_parse *p, json_t *o, size_t i, kv_compare *c)
     int ti = t ? lookup(targets, t) : -1;
     int oi = op ? lookup(cmp_ops, op) : 0;
     if (ti < 0)
-        return bad(p, "compare", i, "target must be value, mod_revision, create_revision, "
-                                    "version, lease or exists");
+        return bad(p, "compare", i,
+                   "target must be value, mod_revision, create_revision, "
+                   "version, lease or exists");
     if (oi < 0)
         return bad(p, "compare", i, "op must be eq, ne, lt or gt");
     c->op = (kv_cmp_op)oi;
@@ -193,8 +194,8 @@ static int parse_op(txn_parse *p, json_t *o, const char *where, size_t i, kv_op 
     return bad(p, where, i, "op must be put, delete or get");
 }
 
-static int parse_list(txn_parse *p, json_t *body, const char *name, size_t *count,
-                      kv_compare *cmps, kv_op *ops)
+static int parse_list(txn_parse *p, json_t *body, const char *name, size_t *count, kv_compare *cmps,
+                      kv_op *ops)
 {
     json_t *arr = json_object_get(body, name);
     *count = 0;
@@ -205,8 +206,7 @@ static int parse_list(txn_parse *p, json_t *body, const char *name, size_t *coun
         return CITRUS_EBADJSON;
     }
     if (json_array_size(arr) > TXN_MAX_ITEMS) {
-        http_reply_errorf(p->r, CITRUS_ETOOMANY, "%s has more than %d items", name,
-                          TXN_MAX_ITEMS);
+        http_reply_errorf(p->r, CITRUS_ETOOMANY, "%s has more than %d items", name, TXN_MAX_ITEMS);
         return CITRUS_ETOOMANY;
     }
     size_t i;
@@ -225,8 +225,8 @@ static json_t *op_result_json(const kv_op_result *res, const kv_op *op)
 {
     switch (res->type) {
     case KV_OP_PUT:
-        return json_pack("{s:s,s:s,s:I,s:I,s:I}", "op", "put", "key", op->key,
-                         "create_revision", (json_int_t)res->create_revision, "mod_revision",
+        return json_pack("{s:s,s:s,s:I,s:I,s:I}", "op", "put", "key", op->key, "create_revision",
+                         (json_int_t)res->create_revision, "mod_revision",
                          (json_int_t)res->mod_revision, "version", (json_int_t)res->version);
     case KV_OP_DELETE:
         return json_pack("{s:s,s:I}", "op", "delete", "deleted", (json_int_t)res->deleted);
@@ -276,8 +276,7 @@ static int parse(txn_parse *p, json_t *body)
     {
         if (lookup(known, k) < 0)
             return http_reply_errorf(p->r, CITRUS_EBADJSON,
-                                     "unknown field '%s' (expected compare, success, failure)",
-                                     k),
+                                     "unknown field '%s' (expected compare, success, failure)", k),
                    CITRUS_EBADJSON;
     }
     int rc;

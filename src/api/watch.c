@@ -284,13 +284,12 @@ static void poll_answer(http_req *r, waiter *w)
     pthread_mutex_unlock(&w->mu);
     if (err && json_array_size(events) == 0) {
         json_decref(events);
-        http_reply_error(r, err == CITRUS_ECOMPACTED ? err : CITRUS_EUNAVAILABLE,
-                         err == CITRUS_ECOMPACTED ? "watch fell behind compaction"
-                                                  : "store is closing",
-                         NULL);
+        http_reply_error(
+            r, err == CITRUS_ECOMPACTED ? err : CITRUS_EUNAVAILABLE,
+            err == CITRUS_ECOMPACTED ? "watch fell behind compaction" : "store is closing", NULL);
     } else {
-        http_reply_json(r, 200, json_pack("{s:I,s:o}", "revision", (json_int_t)rev, "events",
-                                          events));
+        http_reply_json(r, 200,
+                        json_pack("{s:I,s:o}", "revision", (json_int_t)rev, "events", events));
     }
     waiter_free(w);
 }
@@ -327,9 +326,10 @@ static void sse_cb(void *ctx, const kv_event *events, size_t n, int err)
     pthread_mutex_lock(&w->mu);
     if (err) {
         char msg[160];
-        int len = snprintf(msg, sizeof(msg),
-                           "event: error\ndata: {\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n\n",
-                           citrus_err_code(err), citrus_strerror(err));
+        int len =
+            snprintf(msg, sizeof(msg),
+                     "event: error\ndata: {\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n\n",
+                     citrus_err_code(err), citrus_strerror(err));
         sse_push(w, msg, (size_t)len);
         w->ended = true;
     }
@@ -394,8 +394,9 @@ static int open_watch(http_req *r, waiter *w, const char *prefix, store_watch_cb
     int rc = store_watch_open(w->a->st, prefix, w->from_rev, cb, w, &w->w, &compact);
     if (rc == CITRUS_ECOMPACTED) {
         char msg[128];
-        snprintf(msg, sizeof(msg), "revision %" PRId64 " is compacted; oldest available is %" PRId64,
-                 w->from_rev, compact);
+        snprintf(msg, sizeof(msg),
+                 "revision %" PRId64 " is compacted; oldest available is %" PRId64, w->from_rev,
+                 compact);
         return http_reply_error(r, rc, msg,
                                 json_pack("{s:I}", "compact_revision", (json_int_t)compact)),
                rc;

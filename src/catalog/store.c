@@ -173,12 +173,12 @@ int store_cas_txn_outcome(const kv_txn_res *res, int rc, int64_t *cur_mod)
     return CITRUS_ECONFLICT;
 }
 
-static int txn_with_cas(store *s, const kv_op *op, int64_t cas, kv_txn_res *res,
-                        int64_t *cur_mod)
+static int txn_with_cas(store *s, const kv_op *op, int64_t cas, kv_txn_res *res, int64_t *cur_mod)
 {
     store_cas_txn c;
     store_cas_txn_init(&c, op, cas);
-    return store_cas_txn_outcome(res, store_txn(s, &c.txn, res), cur_mod);
+    int rc = store_txn(s, &c.txn, res);
+    return store_cas_txn_outcome(res, rc, cur_mod);
 }
 
 int store_put(store *s, const char *key, const unsigned char *value, size_t len, int64_t lease,
@@ -221,7 +221,8 @@ int store_watch_open(store *s, const char *prefix, int64_t from_rev, store_watch
                      store_watch **out, int64_t *compact_rev)
 {
     *out = NULL;
-    return count_op("watch_open", s->ops->watch_open(s, prefix, from_rev, cb, ctx, out, compact_rev));
+    return count_op("watch_open",
+                    s->ops->watch_open(s, prefix, from_rev, cb, ctx, out, compact_rev));
 }
 
 void store_watch_close(store *s, store_watch *w)

@@ -130,7 +130,7 @@ typedef struct write_req {
     int64_t lease_id;  /* REQ_GRANT: out; REQ_REVOKE: in */
     int64_t ttl;       /* REQ_GRANT */
     int rc;
-    bool done; /* guarded by mu */
+    bool done;       /* guarded by mu */
     store_txn_cb cb; /* async completion, or NULL */
     void *cb_ctx;
     struct write_req *next;

@@ -20,20 +20,26 @@ typedef struct field {
     const char *flag; /* long flag without dashes, or NULL */
     field_type type;
     size_t offset;
-    size_t size;      /* F_STR/F_ENUM: buffer size */
-    int64_t min, max; /* F_INT bounds */
+    size_t size;         /* F_STR/F_ENUM: buffer size */
+    int64_t min, max;    /* F_INT bounds */
     const char *choices; /* F_ENUM: '|'-separated */
     const char *help;
 } field;
 
-#define STR(sec, nm, flg, member, help)                                                         \
-    {sec, nm, flg, F_STR, offsetof(citrus_config, member), sizeof(((citrus_config *)0)->member), \
-     0, 0, NULL, help}
-#define INT(sec, nm, flg, member, lo, hi, help)                                                 \
-    {sec, nm, flg, F_INT, offsetof(citrus_config, member), 0, lo, hi, NULL, help}
-#define ENUM(sec, nm, flg, member, choices, help)                                               \
-    {sec, nm, flg, F_ENUM, offsetof(citrus_config, member), sizeof(((citrus_config *)0)->member), \
-     0, 0, choices, help}
+#define STR(sec, nm, flg, member, help)                                                            \
+    {                                                                                              \
+        sec, nm, flg, F_STR, offsetof(citrus_config, member),                                      \
+            sizeof(((citrus_config *)0)->member), 0, 0, NULL, help                                 \
+    }
+#define INT(sec, nm, flg, member, lo, hi, help)                                                    \
+    {                                                                                              \
+        sec, nm, flg, F_INT, offsetof(citrus_config, member), 0, lo, hi, NULL, help                \
+    }
+#define ENUM(sec, nm, flg, member, choices, help)                                                  \
+    {                                                                                              \
+        sec, nm, flg, F_ENUM, offsetof(citrus_config, member),                                     \
+            sizeof(((citrus_config *)0)->member), 0, 0, choices, help                              \
+    }
 
 static const field fields[] = {
     STR("cluster", "node_id", "node-id", node_id, "this node's id"),
@@ -60,8 +66,8 @@ static const field fields[] = {
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
 /* Sections reserved for later components: accepted if they are objects. */
-static const char *const reserved_sections[] = {"bus",  "records", "router", "provisioner",
-                                                "auth", "notification_filter", NULL};
+static const char *const reserved_sections[] = {
+    "bus", "records", "router", "provisioner", "auth", "notification_filter", NULL};
 
 void config_defaults(citrus_config *c)
 {
@@ -71,11 +77,11 @@ void config_defaults(citrus_config *c)
     c->threads = 4;
     c->max_connections = 4096;
     c->idle_timeout_s = 60;
-    c->max_header_bytes = 32 * 1024;
-    c->max_body_bytes = 1024 * 1024;
+    c->max_header_bytes = 32 * 1024LL;
+    c->max_body_bytes = 1024 * 1024LL;
     snprintf(c->backend, sizeof(c->backend), "embedded");
     snprintf(c->data_dir, sizeof(c->data_dir), "./citrus-data");
-    c->max_value_bytes = 1024 * 1024;
+    c->max_value_bytes = 1024 * 1024LL;
     c->history_keep = 100000;
     c->max_watch_timeout_s = 300;
     snprintf(c->log_level, sizeof(c->log_level), "info");
@@ -256,8 +262,7 @@ int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errle
     return 0;
 }
 
-int config_set_flag(citrus_config *c, const char *flag, const char *value, char *err,
-                    size_t errlen)
+int config_set_flag(citrus_config *c, const char *flag, const char *value, char *err, size_t errlen)
 {
     for (size_t i = 0; i < NFIELDS; i++)
         if (fields[i].flag && strcmp(fields[i].flag, flag) == 0)

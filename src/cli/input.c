@@ -19,7 +19,7 @@ int input_read(const char *path, char **buf, size_t *len, char *errbuf, size_t e
         return CITRUS_EIO;
     }
     int rc = CITRUS_ENOMEM;
-    size_t cap = 64 * 1024, n = 0;
+    size_t cap = (size_t)64 * 1024, n = 0;
     char *data = malloc(cap + 1);
     if (!data)
         goto out_file;

@@ -173,8 +173,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     }
     char url[128];
     char host[64];
-    snprintf(host, sizeof(host), "%.*s", (int)(strrchr(cfg.listen, ':') - cfg.listen),
-             cfg.listen);
+    snprintf(host, sizeof(host), "%.*s", (int)(strrchr(cfg.listen, ':') - cfg.listen), cfg.listen);
     snprintf(url, sizeof(url), "http://%s:%u", host, http_server_port(srv));
     log_info("server", "listening",
              json_pack("{s:s,s:s,s:i,s:s,s:s}", "mode", argv[0], "api", url, "port",

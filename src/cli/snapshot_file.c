@@ -92,7 +92,7 @@ static void hex_digest(EVP_MD_CTX *md, char hex[SHA256_HEX_LEN + 1])
     unsigned n = 0;
     EVP_DigestFinal_ex(md, d, &n);
     for (unsigned i = 0; i < n && 2 * i < SHA256_HEX_LEN; i++)
-        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+        snprintf(hex + (size_t)2 * i, 3, "%02x", d[i]);
     hex[SHA256_HEX_LEN] = '\0';
 }
 

@@ -325,7 +325,7 @@ int http_reply_stream(http_req *r, const char *content_type, http_stream_fn fn, 
     r->stream_ctx = ctx;
     r->stream_free = free_fn;
     struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, NULL);
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, (size_t)16 * 1024, stream_reader, r, NULL);
     if (resp)
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
     return queue(r, 200, resp, content_type);
@@ -477,9 +477,8 @@ static void req_dispatch(http_req *r)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     http_server *s = cls;
     http_req *r = *con_cls;
@@ -605,7 +604,7 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
     s->routes = routes;
     s->nroutes = nroutes;
     s->app = app;
-    s->max_body = opts->max_body_bytes ? opts->max_body_bytes : 1024 * 1024;
+    s->max_body = opts->max_body_bytes ? opts->max_body_bytes : (size_t)1024 * 1024;
     s->component = opts->component ? opts->component : "http";
     describe_metrics();
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -616,9 +615,9 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(opts->max_conns ? opts->max_conns : 4096),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 60),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(opts->max_header_bytes ? opts->max_header_bytes : 32 * 1024),
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-        NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        (size_t)(opts->max_header_bytes ? opts->max_header_bytes : (size_t)32 * 1024),
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(errbuf, errlen, "cannot listen on %s: %s", opts->listen, strerror(errno));
         free(s);

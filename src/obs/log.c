@@ -63,8 +63,7 @@ void log_emit(log_level level, const char *component, const char *msg, json_t *f
     json_object_set_new(line, "level", json_string(level_names[level]));
     json_object_set_new(line, "msg", json_string(msg));
     json_object_set_new(line, "component", json_string(component));
-    json_object_set_new(line, "correlation_id",
-                        corr_id[0] ? json_string(corr_id) : json_null());
+    json_object_set_new(line, "correlation_id", corr_id[0] ? json_string(corr_id) : json_null());
     json_object_set_new(line, "fields", fields ? fields : json_object());
     char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(line);

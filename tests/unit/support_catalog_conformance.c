@@ -866,8 +866,8 @@ static void test_txn_async(void **state)
     static async_slot slots[ASYNC_N];
     for (int i = 0; i < ASYNC_N; i++) {
         snprintf(keys[i], sizeof(keys[i]), "as/%02d", i);
-        ops[i] = (kv_op){.type = KV_OP_PUT, .key = keys[i], .value = (const unsigned char *)"v",
-                         .value_len = 1};
+        ops[i] = (kv_op){
+            .type = KV_OP_PUT, .key = keys[i], .value = (const unsigned char *)"v", .value_len = 1};
         txns[i] = (kv_txn){.success = &ops[i], .nsuccess = 1};
         slots[i] = (async_slot){&st, i};
         store_txn_async(s, &txns[i], &res[i], async_cb, &slots[i]);

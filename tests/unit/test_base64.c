@@ -53,8 +53,7 @@ static void invalid(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(vectors),
-                                       cmocka_unit_test(binary_round_trip),
-                                       cmocka_unit_test(invalid)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(vectors), cmocka_unit_test(binary_round_trip), cmocka_unit_test(invalid)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,10 +35,21 @@ static void valid_keys(void **state)
 
 static void invalid_keys(void **state)
 {
-    const char *bad[] = {"",    "/a",      "a/",     "a//b",         ".",           "..",
-                         "a/./b", "a/../b", "a\tb",  "a\x7f",        "\xff",        "\xc3",
+    const char *bad[] = {"",
+                         "/a",
+                         "a/",
+                         "a//b",
+                         ".",
+                         "..",
+                         "a/./b",
+                         "a/../b",
+                         "a\tb",
+                         "a\x7f",
+                         "\xff",
+                         "\xc3",
                          "\xc0\x80", /* overlong NUL, as the HTTP layer decodes %00 */
-                         "\xed\xa0\x80" /* surrogate */, "\xf4\x90\x80\x80" /* > U+10FFFF */};
+                         "\xed\xa0\x80" /* surrogate */,
+                         "\xf4\x90\x80\x80" /* > U+10FFFF */};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *why = NULL;
         assert_int_equal(key_validate(bad[i], strlen(bad[i]), &why), CITRUS_EBADKEY);

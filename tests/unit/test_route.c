@@ -28,8 +28,7 @@ static void rest_capture(void **state)
     const http_route *f = NULL;
     route_match m = {0};
     char allow[64];
-    assert_int_equal(route_find(routes, N, "GET", "/v1/kv/a/b/c", &f, &m, allow, sizeof(allow)),
-                     0);
+    assert_int_equal(route_find(routes, N, "GET", "/v1/kv/a/b/c", &f, &m, allow, sizeof(allow)), 0);
     assert_ptr_equal(f, &routes[0]);
     assert_string_equal(route_match_param(&m, "key"), "a/b/c");
     route_match_clear(&m);
@@ -43,9 +42,8 @@ static void segment_capture(void **state)
     const http_route *f = NULL;
     route_match m = {0};
     char allow[64];
-    assert_int_equal(route_find(routes, N, "POST", "/v1/leases/42/keepalive", &f, &m, allow,
-                                sizeof(allow)),
-                     0);
+    assert_int_equal(
+        route_find(routes, N, "POST", "/v1/leases/42/keepalive", &f, &m, allow, sizeof(allow)), 0);
     assert_ptr_equal(f, &routes[3]);
     assert_string_equal(route_match_param(&m, "id"), "42");
     assert_null(route_match_param(&m, "nope"));
@@ -61,9 +59,9 @@ static void not_found(void **state)
                      CITRUS_ENOROUTE);
     assert_int_equal(route_find(routes, N, "GET", "/v1/kv", &f, &m, allow, sizeof(allow)),
                      CITRUS_ENOROUTE);
-    assert_int_equal(route_find(routes, N, "POST", "/v1/leases//keepalive", &f, &m, allow,
-                                sizeof(allow)),
-                     CITRUS_ENOROUTE);
+    assert_int_equal(
+        route_find(routes, N, "POST", "/v1/leases//keepalive", &f, &m, allow, sizeof(allow)),
+        CITRUS_ENOROUTE);
     assert_int_equal(m.nparams, 0);
 }
 
