@@ -30,7 +30,8 @@
     X(INTERNAL, -19, "internal", 500, "internal error")                                            \
     X(CLOSED, -20, "closed", 503, "closed")                                                        \
     X(EXISTS, -21, "already_exists", 409, "already exists")                                        \
-    X(TOOMANY, -22, "too_many", 400, "too many items")
+    X(TOOMANY, -22, "too_many", 400, "too many items")                                             \
+    X(TOOBIGHDR, -23, "headers_too_large", 431, "request headers too large")
 
 enum citrus_err {
 #define CITRUS_ERR_ENUM(name, val, code, http, desc) CITRUS_E##name = (val),

@@ -27,6 +27,7 @@ struct http_server {
     size_t nroutes;
     void *app;
     size_t max_body;
+    size_t max_header;
     unsigned port;
     const char *component;
 };
@@ -324,8 +325,8 @@ int http_reply_stream(http_req *r, const char *content_type, http_stream_fn fn, 
     r->stream_fn = fn;
     r->stream_ctx = ctx;
     r->stream_free = free_fn;
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, (size_t)16 * 1024, stream_reader, r, NULL);
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, (size_t)16 * 1024, stream_reader, r, NULL);
     if (resp)
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
     return queue(r, 200, resp, content_type);
@@ -387,6 +388,13 @@ static bool content_type_ok(http_req *r)
     return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';');
 }
 
+static enum MHD_Result count_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
 /* First call for a request: headers are in. Matches the route and checks
  * everything that can be checked before the body arrives. */
 static void req_begin(http_req *r)
@@ -401,6 +409,15 @@ static void req_begin(http_req *r)
     if (corr && !corr_valid(corr)) {
         http_reply_error(r, CITRUS_EINVAL,
                          "X-Correlation-Id must be 1-128 characters of [A-Za-z0-9._:-]", NULL);
+        return;
+    }
+    size_t hdr_bytes = strlen(r->path);
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, count_bytes,
+                              &hdr_bytes);
+    if (hdr_bytes > r->srv->max_header) {
+        http_reply_errorf(r, CITRUS_ETOOBIGHDR,
+                          "request line and headers over the limit of %zu bytes",
+                          r->srv->max_header);
         return;
     }
     char allow[128];
@@ -606,6 +623,9 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
     s->app = app;
     s->max_body = opts->max_body_bytes ? opts->max_body_bytes : (size_t)1024 * 1024;
     s->component = opts->component ? opts->component : "http";
+    /* Our own header limit answers with a JSON 431; libmicrohttpd's pool is
+     * sized well above it so that its HTML errors are only for absurd input. */
+    s->max_header = opts->max_header_bytes ? opts->max_header_bytes : (size_t)32 * 1024;
     describe_metrics();
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_TURBO;
@@ -614,8 +634,7 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opts->threads ? opts->threads : 4),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(opts->max_conns ? opts->max_conns : 4096),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 60),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(opts->max_header_bytes ? opts->max_header_bytes : (size_t)32 * 1024),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->max_header * 2 + (size_t)64 * 1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!s->daemon) {

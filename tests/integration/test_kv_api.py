@@ -291,3 +291,44 @@ def test_health(citrus):
     j = ready.json()
     assert j["status"] == "ready" and j["catalog"]["backend"] == "embedded"
     assert j["catalog"]["writable"] is True
+
+
+def test_header_limit_is_json_431(make_citrus):
+    c = make_citrus(extra=["--max-header-bytes", "8192"])
+    e = err(requests.get(c.url + "/v1/kv/a", headers={"X-Big": "x" * 9000}), 431,
+            "headers_too_large")
+    assert "8192" in e["message"]
+    err(requests.get(c.url + "/v1/kv/a?q=" + "y" * 9000), 431, "headers_too_large")
+    assert requests.get(c.url + "/v1/kv/a", headers={"X-Ok": "x" * 4000}).status_code == 404
+
+
+def test_connection_limit_and_idle_timeout(make_citrus):
+    import socket
+    import time
+    # one pool thread: libmicrohttpd splits the connection limit across its threads
+    c = make_citrus(extra=["--max-connections", "3", "--idle-timeout", "2", "--threads", "1"])
+    req = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    held = []
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", c.port))
+        s.settimeout(5)
+        s.sendall(req)
+        assert s.recv(12) == b"HTTP/1.1 200"
+        held.append(s)
+    extra = socket.create_connection(("127.0.0.1", c.port))  # queued by the kernel
+    extra.settimeout(1.0)
+    extra.sendall(req)
+    t0 = time.monotonic()
+    try:
+        early = extra.recv(12)
+    except socket.timeout:
+        early = None
+    assert early is None, "a 4th connection was served while 3 were open"
+    # the idle timeout closes the held connections; then the 4th is served
+    for s in held:
+        s.settimeout(10)
+        while s.recv(4096):
+            pass
+    extra.settimeout(10)
+    assert extra.recv(12) == b"HTTP/1.1 200"
+    assert time.monotonic() - t0 < 8
