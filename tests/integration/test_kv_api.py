@@ -5,6 +5,8 @@ import subprocess
 
 import requests
 
+from conftest import wait_until
+
 
 def b64(s):
     return base64.b64encode(s if isinstance(s, bytes) else s.encode()).decode()
@@ -257,8 +259,11 @@ def test_correlation_ids(citrus):
     err(requests.get(u + "/v1/kv/x", headers={"X-Correlation-Id": "bad id!"}), 400,
         "invalid_argument")
     requests.put(u + "/v1/kv/y", data=b"1", headers={"X-Correlation-Id": "trace-put-1"})
-    lines = [l for l in citrus.log_lines() if l.get("correlation_id") == "trace-put-1"]
-    assert lines and all(l["msg"] and l["ts"] and l["level"] and l["component"] for l in lines)
+    # the access line is written once the answer is sent: poll for it
+    lines = wait_until(lambda: [l for l in citrus.log_lines()
+                                if l.get("correlation_id") == "trace-put-1"], 5,
+                       what="the request's log line")
+    assert all(l["msg"] and l["ts"] and l["level"] and l["component"] for l in lines)
 
 
 def test_logs_are_json_lines(citrus):
