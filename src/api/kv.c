@@ -11,6 +11,8 @@
 #include "api/write.h"
 #include "citrus/errors.h"
 
+#define LIST_MAX_ITEMS 10000
+
 static void add_rev_header(http_req *r, const char *name, int64_t v)
 {
     char buf[32];
@@ -27,6 +29,10 @@ static int get_prefix(http_req *r, app *a, const char *key, const char *level)
         return CITRUS_EINVAL;
     if (limit < 0)
         return http_reply_error(r, CITRUS_EINVAL, "limit must be >= 0", NULL);
+    /* One answer holds at most LIST_MAX_ITEMS; "more" says to continue with
+     * ?after=<last key>, so no listing is one unbounded response. */
+    if (limit == 0 || limit > LIST_MAX_ITEMS)
+        limit = LIST_MAX_ITEMS;
     const char *after = http_req_query(r, "after");
     if (after && kvjson_check_key(r, after, true) < 0)
         return CITRUS_EBADKEY;

@@ -23,6 +23,8 @@ import requests
 
 from conftest import CITRUS_BIN, wait_until
 
+CITRUS_BIN = os.path.abspath(CITRUS_BIN)  # some tests run the CLI in another directory
+
 
 # ---- helpers ----------------------------------------------------------------
 

@@ -337,3 +337,18 @@ def test_connection_limit_and_idle_timeout(make_citrus):
     extra.settimeout(10)
     assert extra.recv(12) == b"HTTP/1.1 200"
     assert time.monotonic() - t0 < 8
+
+
+def test_listing_pages_are_capped(citrus):
+    s = requests.Session()
+    for batch in range(80):  # 10240 keys, 128 per txn
+        body = {"success": [{"op": "put", "key": f"cap/k{batch:03d}{i:03d}", "value": "v"}
+                            for i in range(128)]}
+        assert s.post(citrus.url + "/v1/txn", json=body).status_code == 200
+    first = s.get(citrus.url + "/v1/kv/cap/?prefix=true&keys_only=true").json()
+    assert len(first["items"]) == 10000 and first["more"] is True
+    rest = s.get(citrus.url + "/v1/kv/cap/?prefix=true&keys_only=true&after=" +
+                 first["items"][-1]["key"]).json()
+    assert len(rest["items"]) == 240 and rest["more"] is False
+    big = s.get(citrus.url + "/v1/kv/cap/?prefix=true&keys_only=true&limit=20000").json()
+    assert len(big["items"]) == 10000 and big["more"] is True
