@@ -97,14 +97,22 @@ static void poll_wake(waiter *w)
     }
 }
 
-/* A poll is due at its deadline once the watch has caught up with the
- * revision the store had when it opened (so an empty answer means "nothing
- * happened", not "not delivered yet"), or a grace period after that. */
-static bool poll_due(waiter *w, int64_t now)
+/* Whether a long poll should answer now; w->mu held. It answers with live
+ * events at once, and with catch-up events once the catch-up to the store's
+ * revision at the request (open_rev) is delivered, so one answer carries the
+ * whole backlog. At its deadline it answers once caught up (an empty answer
+ * then means "nothing happened"), or a grace period later regardless. */
+/* Not for the watch callback: it may run before w->w is stored. */
+static bool poll_ready(waiter *w, int64_t now)
 {
+    if (w->err || w->capped)
+        return true;
+    bool have = json_array_size(w->events) > 0;
+    if (have && w->last_rev >= w->open_rev)
+        return true;
     bool caught_up = store_watch_progress(w->a->st, w->w) >= w->open_rev;
-    if (json_array_size(w->events) > 0 && caught_up)
-        return true; /* events, and the catch-up that was due is complete */
+    if (have && caught_up)
+        return true;
     if (now < w->deadline_ms)
         return false;
     return caught_up || now >= w->deadline_ms + 5000;
@@ -114,7 +122,7 @@ static void reap_once(int64_t now)
 {
     for (waiter *w = list_head; w; w = w->next) {
         pthread_mutex_lock(&w->mu);
-        if (!w->sse && (shutting_down || poll_due(w, now))) {
+        if (!w->sse && (shutting_down || poll_ready(w, now))) {
             poll_wake(w);
         } else if (w->sse && shutting_down) {
             w->ended = true;
@@ -263,11 +271,8 @@ static void poll_cb(void *ctx, const kv_event *events, size_t n, int err)
                 w->last_rev = events[n - 1].kv.mod_revision;
         }
     }
-    /* Answer at once with live events, or once the catch-up to the revision
-     * the store had at the request is delivered; a catch-up whose last
-     * matching event is older is finished by the reaper (poll_due). */
-    if (err || w->capped || w->last_rev >= w->open_rev)
-        poll_wake(w);
+    if (w->err || w->capped || w->last_rev >= w->open_rev)
+        poll_wake(w); /* the rest of poll_ready() needs the handle: the reaper's job */
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -424,8 +429,7 @@ static int start_poll(http_req *r, app *a, const char *prefix, int64_t from, int
     list_add(w);
     pthread_mutex_unlock(&list_mu);
     pthread_mutex_lock(&w->mu);
-    bool ready = json_array_size(w->events) > 0 || w->err ||
-                 (timeout == 0 && store_watch_progress(a->st, w->w) >= w->open_rev);
+    bool ready = poll_ready(w, now_ms());
     if (!ready) {
         http_suspend(r, poll_resume, w);
         w->suspended = true;

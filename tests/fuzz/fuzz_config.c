@@ -58,12 +58,12 @@ static void check_round_trip(const citrus_config *c)
     json_t *doc = json_pack(
         "{s:{s:s}, s:{s:s, s:I, s:I, s:I, s:I, s:I}, s:{s:s, s:s, s:I, s:I, s:I}, s:{s:s}}",
         "cluster", "node_id", c->node_id, "server", "listen", c->listen, "threads",
-        (json_int_t)c->threads, "max_connections", (json_int_t)c->max_connections,
-        "idle_timeout_s", (json_int_t)c->idle_timeout_s, "max_header_bytes",
-        (json_int_t)c->max_header_bytes, "max_body_bytes", (json_int_t)c->max_body_bytes,
-        "catalog", "backend", c->backend, "data_dir", c->data_dir, "max_value_bytes",
-        (json_int_t)c->max_value_bytes, "history_keep", (json_int_t)c->history_keep,
-        "max_watch_timeout_s", (json_int_t)c->max_watch_timeout_s, "log", "level", c->log_level);
+        (json_int_t)c->threads, "max_connections", (json_int_t)c->max_connections, "idle_timeout_s",
+        (json_int_t)c->idle_timeout_s, "max_header_bytes", (json_int_t)c->max_header_bytes,
+        "max_body_bytes", (json_int_t)c->max_body_bytes, "catalog", "backend", c->backend,
+        "data_dir", c->data_dir, "max_value_bytes", (json_int_t)c->max_value_bytes, "history_keep",
+        (json_int_t)c->history_keep, "max_watch_timeout_s", (json_int_t)c->max_watch_timeout_s,
+        "log", "level", c->log_level);
     FUZZ_CHECK(doc != NULL, "the loaded settings cannot be written as JSON (not UTF-8?)");
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);

@@ -86,8 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *why = NULL;
 
     bool utf8 = key_utf8_valid(data, size);
-    FUZZ_CHECK(utf8 == oracle_utf8(data, size), "key_utf8_valid says %d for %zu bytes", utf8,
-               size);
+    FUZZ_CHECK(utf8 == oracle_utf8(data, size), "key_utf8_valid says %d for %zu bytes", utf8, size);
 
     bool want_key = size > 0 && oracle_bytes(data, size) && oracle_segments(data, size, false);
     int rc = key_validate(key, size, &why);
@@ -101,8 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool want_prefix = size == 0 || (oracle_bytes(data, size) && oracle_segments(data, size, true));
     rc = key_validate_prefix(key, size, &why);
     FUZZ_CHECK(rc == 0 || rc == CITRUS_EBADKEY, "key_validate_prefix returned %d", rc);
-    FUZZ_CHECK((rc == 0) == want_prefix, "key_validate_prefix returned %d, oracle says %s (%s)",
-               rc, want_prefix ? "valid" : "invalid", rc ? why : "-");
+    FUZZ_CHECK((rc == 0) == want_prefix, "key_validate_prefix returned %d, oracle says %s (%s)", rc,
+               want_prefix ? "valid" : "invalid", rc ? why : "-");
     if (rc != 0)
         FUZZ_CHECK(why && why[0], "key_validate_prefix refused without a reason");
 

@@ -79,8 +79,7 @@ static void check_same_captures(const route_match *m, const capture *c)
         FUZZ_CHECK(strlen(m->values[i]) == c->value_len[i] &&
                        memcmp(m->values[i], c->value[i], c->value_len[i]) == 0,
                    "parameter %zu is '%s'", i, m->values[i]);
-        FUZZ_CHECK(route_match_param(m, m->names[i]) != NULL, "parameter %zu not found by name",
-                   i);
+        FUZZ_CHECK(route_match_param(m, m->names[i]) != NULL, "parameter %zu not found by name", i);
     }
 }
 

@@ -45,12 +45,30 @@ struct http_req {
     bool message_dropped; /* see http_reply_error */
 };
 
-const char *http_req_method(const http_req *r) { return "POST"; }
-const char *http_req_path(const http_req *r) { return "/v1/txn"; }
-const char *http_req_param(const http_req *r, const char *name) { return NULL; }
-const char *http_req_query(const http_req *r, const char *name) { return NULL; }
-const char *http_req_header(const http_req *r, const char *name) { return NULL; }
-const char *http_req_correlation(const http_req *r) { return "fuzz"; }
+const char *http_req_method(const http_req *r)
+{
+    return "POST";
+}
+const char *http_req_path(const http_req *r)
+{
+    return "/v1/txn";
+}
+const char *http_req_param(const http_req *r, const char *name)
+{
+    return NULL;
+}
+const char *http_req_query(const http_req *r, const char *name)
+{
+    return NULL;
+}
+const char *http_req_header(const http_req *r, const char *name)
+{
+    return NULL;
+}
+const char *http_req_correlation(const http_req *r)
+{
+    return "fuzz";
+}
 
 const unsigned char *http_req_body(const http_req *r, size_t *len)
 {
@@ -85,7 +103,9 @@ int http_req_query_bool(http_req *r, const char *name, bool def, bool *out)
     return 0;
 }
 
-void http_add_header(http_req *r, const char *name, const char *value) {}
+void http_add_header(http_req *r, const char *name, const char *value)
+{
+}
 
 int http_reply_json(http_req *r, unsigned status, json_t *body)
 {
@@ -162,7 +182,9 @@ int http_reply_stream(http_req *r, const char *content_type, http_stream_fn fn, 
     return 0;
 }
 
-void http_stream_wake(http_req *r) {}
+void http_stream_wake(http_req *r)
+{
+}
 
 int http_server_start(const http_server_options *opts, const http_route *routes, size_t nroutes,
                       void *app, http_server **out, char *errbuf, size_t errlen)
@@ -171,8 +193,13 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
     return CITRUS_EINTERNAL;
 }
 
-unsigned http_server_port(const http_server *s) { return 0; }
-void http_server_stop(http_server *s) {}
+unsigned http_server_port(const http_server *s)
+{
+    return 0;
+}
+void http_server_stop(http_server *s)
+{
+}
 
 /* ---------------- the fake store ---------------- */
 
@@ -210,8 +237,8 @@ static void check_key(const char *list, size_t i, const char *key, bool prefix)
 {
     const char *why;
     FUZZ_CHECK(key != NULL, "%s[%zu]: NULL key", list, i);
-    int rc = prefix ? key_validate_prefix(key, strlen(key), &why)
-                    : key_validate(key, strlen(key), &why);
+    int rc =
+        prefix ? key_validate_prefix(key, strlen(key), &why) : key_validate(key, strlen(key), &why);
     FUZZ_CHECK(rc == 0, "%s[%zu]: invalid key reached the store: %s", list, i, why);
     json_t *k = member(list, i, "key");
     FUZZ_CHECK(json_is_string(k) && strcmp(json_string_value(k), key) == 0,
@@ -220,8 +247,8 @@ static void check_key(const char *list, size_t i, const char *key, bool prefix)
 
 static void check_ops(const char *list, const kv_op *ops, size_t n)
 {
-    FUZZ_CHECK(n == json_array_size(json_object_get(g_body, list)), "%s: %zu ops of %zu", list,
-               n, json_array_size(json_object_get(g_body, list)));
+    FUZZ_CHECK(n == json_array_size(json_object_get(g_body, list)), "%s: %zu ops of %zu", list, n,
+               json_array_size(json_object_get(g_body, list)));
     for (size_t i = 0; i < n; i++) {
         const kv_op *op = &ops[i];
         const char *kind = json_string_value(member(list, i, "op"));
@@ -230,8 +257,7 @@ static void check_ops(const char *list, const kv_op *ops, size_t n)
         FUZZ_CHECK(op->type <= KV_OP_GET && strcmp(kinds[op->type], kind) == 0,
                    "%s[%zu]: op %d for '%s'", list, i, (int)op->type, kind);
         check_key(list, i, op->key, op->type != KV_OP_PUT && op->prefix);
-        FUZZ_CHECK(op->prefix == json_is_true(member(list, i, "prefix")) ||
-                       op->type == KV_OP_PUT,
+        FUZZ_CHECK(op->prefix == json_is_true(member(list, i, "prefix")) || op->type == KV_OP_PUT,
                    "%s[%zu]: prefix flag differs from the body", list, i);
         if (op->type == KV_OP_PUT) {
             check_value(list, i, op->value, op->value_len);
@@ -308,8 +334,7 @@ static void check_answer(const http_req *r)
         FUZZ_CHECK(json_is_boolean(json_object_get(a, "succeeded")) && json_is_array(results),
                    "200 answer without succeeded/results");
         const char *branch = json_is_true(json_object_get(a, "succeeded")) ? "success" : "failure";
-        FUZZ_CHECK(json_array_size(results) ==
-                       json_array_size(json_object_get(g_body, branch)),
+        FUZZ_CHECK(json_array_size(results) == json_array_size(json_object_get(g_body, branch)),
                    "%zu results for the %s branch", json_array_size(results), branch);
         return;
     }
