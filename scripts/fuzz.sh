@@ -63,7 +63,9 @@ for t in "${targets[@]}"; do
   stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
   cov=$(grep -E '^#[0-9]+.*cov:' "$log" | tail -1 | sed -E 's/.*(cov: [0-9]+ ft: [0-9]+ corp: [^ ]+).*/\1/')
   runs=$(stat number_of_executed_units)
-  echo "fuzz: $name: exit $rc in ${secs}s, ${runs:-?} runs, $(stat average_exec_per_sec) exec/s, ${cov:-no coverage line}"
+  speed=""
+  [ "$mode" = run ] && speed=", $(stat average_exec_per_sec) exec/s"
+  echo "fuzz: $name: exit $rc in ${secs}s, ${runs:-?} runs$speed, ${cov:-no coverage line}"
   if [ "$rc" -ne 0 ]; then
     failed+=("$name")
     echo "---- fuzz_$name output (tail) ----"

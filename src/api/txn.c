@@ -117,15 +117,39 @@ static int lookup(const char *const *names, const char *s)
     return -1;
 }
 
+/* Refuses members other than the allowed ones, so a typo ("valeu") is an
+ * error rather than a silently different request. */
+static int check_fields(txn_parse *p, json_t *o, const char *where, size_t i,
+                        const char *const *allowed)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        if (lookup(allowed, k) < 0) {
+            http_reply_errorf(p->r, CITRUS_EBADJSON, "%s[%zu]: unknown field '%.64s'", where, i, k);
+            return CITRUS_EBADJSON;
+        }
+    }
+    return 0;
+}
+
 static int parse_compare(txn_parse *p, json_t *o, size_t i, kv_compare *c)
 {
+    static const char *const fields[] = {"key",       "target", "op",     "value",
+                                         "value_b64", "number", "exists", NULL};
     if (!json_is_object(o))
         return bad(p, "compare", i, "must be an object");
-    int rc = parse_key(p, o, "compare", i, false, &c->key);
+    int rc = check_fields(p, o, "compare", i, fields);
+    if (rc == 0)
+        rc = parse_key(p, o, "compare", i, false, &c->key);
     if (rc < 0)
         return rc;
+    json_t *opj = json_object_get(o, "op");
+    if (opj && !json_is_string(opj))
+        return bad(p, "compare", i, "op must be eq, ne, lt or gt");
     const char *t = json_string_value(json_object_get(o, "target"));
-    const char *op = json_string_value(json_object_get(o, "op"));
+    const char *op = json_string_value(opj);
     int ti = t ? lookup(targets, t) : -1;
     int oi = op ? lookup(cmp_ops, op) : 0;
     if (ti < 0)
@@ -167,11 +191,16 @@ static int parse_op(txn_parse *p, json_t *o, const char *where, size_t i, kv_op 
     const char *kind = json_string_value(json_object_get(o, "op"));
     if (!kind)
         return bad(p, where, i, "op must be put, delete or get");
+    static const char *const put_fields[] = {"op", "key", "value", "value_b64", "lease", NULL};
+    static const char *const del_fields[] = {"op", "key", "prefix", NULL};
+    static const char *const get_fields[] = {"op",    "key",       "prefix", "limit",
+                                             "after", "keys_only", NULL};
     int rc;
     int64_t n;
     if (strcmp(kind, "put") == 0) {
         op->type = KV_OP_PUT;
-        if ((rc = parse_key(p, o, where, i, false, &op->key)) < 0 ||
+        if ((rc = check_fields(p, o, where, i, put_fields)) < 0 ||
+            (rc = parse_key(p, o, where, i, false, &op->key)) < 0 ||
             (rc = parse_value(p, o, where, i, &op->value, &op->value_len)) < 0 ||
             (rc = opt_int(p, o, "lease", where, i, &op->lease)) < 0)
             return rc;
@@ -179,7 +208,9 @@ static int parse_op(txn_parse *p, json_t *o, const char *where, size_t i, kv_op 
     }
     if (strcmp(kind, "delete") == 0 || strcmp(kind, "get") == 0) {
         op->type = kind[0] == 'd' ? KV_OP_DELETE : KV_OP_GET;
-        if ((rc = opt_bool(p, o, "prefix", where, i, &op->prefix)) < 0 ||
+        if ((rc = check_fields(p, o, where, i,
+                               op->type == KV_OP_DELETE ? del_fields : get_fields)) < 0 ||
+            (rc = opt_bool(p, o, "prefix", where, i, &op->prefix)) < 0 ||
             (rc = parse_key(p, o, where, i, op->prefix, &op->key)) < 0 ||
             (rc = opt_bool(p, o, "keys_only", where, i, &op->keys_only)) < 0 ||
             (rc = opt_int(p, o, "limit", where, i, &n)) < 0)

@@ -12,6 +12,7 @@
 #include "citrus/errors.h"
 #include "cli/snapshot_json.h"
 #include "core/key.h"
+#include "core/utf8.h"
 
 #define SHA256_HEX_LEN 64
 
@@ -152,7 +153,7 @@ int snapshot_file_write(FILE *f, const kv_snapshot *snap, time_t created, char *
     }
     for (size_t i = 0; rc == 0 && i < snap->count; i++) {
         const char *key = snap->items[i].key;
-        if (!key_utf8_valid((const unsigned char *)key, strlen(key))) {
+        if (!utf8_valid((const unsigned char *)key, strlen(key))) {
             snprintf(errbuf, errlen, "key %zu is not valid UTF-8", i + 1);
             rc = CITRUS_EBADKEY;
             break;

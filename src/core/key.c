@@ -4,43 +4,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-
-bool key_utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        size_t n;
-        unsigned cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + n >= len) /* truncated sequence */
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        static const unsigned min_cp[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
+#include "core/utf8.h"
 
 /* Checks segments of s[0..len); a trailing '/' is allowed when open_end. */
 static int check_segments(const char *s, size_t len, bool open_end, const char **why)
@@ -71,22 +35,24 @@ static int check_bytes(const char *s, size_t len, const char **why)
         *why = "key longer than 1024 bytes";
         return CITRUS_EBADKEY;
     }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
         /* The HTTP layer decodes %00 to C0 80 (see http/server.c). */
-        bool nul = c == 0 || (c == 0xc0 && i + 1 < len && (unsigned char)s[i + 1] == 0x80);
-        if (nul) {
+        if (u[i] == 0 || (u[i] == 0xc0 && i + 1 < len && u[i + 1] == 0x80)) {
             *why = "key contains NUL";
             return CITRUS_EBADKEY;
         }
-        if (c < 0x20 || c == 0x7f) {
+        uint32_t cp;
+        size_t n = utf8_char_len(u + i, len - i, &cp);
+        if (n == 0) {
+            *why = "key is not valid UTF-8";
+            return CITRUS_EBADKEY;
+        }
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) { /* C0, DEL, C1 */
             *why = "key contains a control character";
             return CITRUS_EBADKEY;
         }
-    }
-    if (!key_utf8_valid((const unsigned char *)s, len)) {
-        *why = "key is not valid UTF-8";
-        return CITRUS_EBADKEY;
+        i += n;
     }
     return 0;
 }

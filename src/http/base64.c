@@ -3,6 +3,7 @@
 
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <string.h>
 
 char *base64_encode(const unsigned char *data, size_t len)
 {
@@ -31,7 +32,13 @@ static int well_formed(const char *t, size_t n)
         if (!ok)
             return 0;
     }
-    return 1;
+    if (pad == 0)
+        return 1;
+    /* Canonical form: the bits that padding leaves unused are zero. */
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    int last = (int)(strchr(alphabet, t[n - pad - 1]) - alphabet);
+    return (last & (pad == 2 ? 0x0f : 0x03)) == 0;
 }
 
 unsigned char *base64_decode(const char *text, size_t text_len, size_t *out_len)

@@ -8,7 +8,8 @@
  * or NULL on allocation failure. */
 char *base64_encode(const unsigned char *data, size_t len);
 
-/* Decodes a padded base64 string; returns a malloc'd buffer (caller frees,
+/* Decodes canonical padded base64 (alphabet only, "=" only as final padding,
+ * unused bits zero; anything else is refused); returns a malloc'd buffer (caller frees,
  * never NULL on success even for empty input) and its length in *out_len.
  * Returns NULL on invalid input or allocation failure. */
 unsigned char *base64_decode(const char *text, size_t text_len, size_t *out_len);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "citrus/errors.h"
+#include "core/utf8.h"
 #include "http/route.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
@@ -261,11 +262,24 @@ int http_reply_json(http_req *r, unsigned status, json_t *body)
     return queue(r, status, resp, "application/json");
 }
 
+/* JSON strings must be UTF-8, but messages may quote client bytes (a path,
+ * a parser's excerpt) or be cut mid-character: invalid bytes become '?'. */
+static json_t *message_string(const char *msg)
+{
+    char *clean = malloc(strlen(msg) + 1);
+    if (!clean)
+        return json_string("(message unavailable)");
+    utf8_sanitize(msg, clean);
+    json_t *j = json_string(clean);
+    free(clean);
+    return j;
+}
+
 int http_reply_error(http_req *r, int err, const char *message, json_t *extra)
 {
     json_t *e = json_object();
     json_object_set_new(e, "code", json_string(citrus_err_code(err)));
-    json_object_set_new(e, "message", json_string(message ? message : citrus_strerror(err)));
+    json_object_set_new(e, "message", message_string(message ? message : citrus_strerror(err)));
     if (extra) {
         json_object_update(e, extra);
         json_decref(extra);

@@ -17,7 +17,7 @@ CITRUS_BIN = os.environ.get(
     "CITRUS_BIN",
     os.path.join(os.path.dirname(__file__), "..", "..", "build", "citrus"))
 
-SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:",
                      "UndefinedBehaviorSanitizer", "Segmentation fault")
 
 

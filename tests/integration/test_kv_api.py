@@ -352,3 +352,28 @@ def test_listing_pages_are_capped(citrus):
     assert len(rest["items"]) == 240 and rest["more"] is False
     big = s.get(citrus.url + "/v1/kv/cap/?prefix=true&keys_only=true&limit=20000").json()
     assert len(big["items"]) == 10000 and big["more"] is True
+
+
+def test_error_messages_are_always_utf8(citrus):
+    u = citrus.url
+    # a parser excerpt quoting invalid bytes, and a path with invalid UTF-8
+    r = requests.post(u + "/v1/txn", data=b'{"x": "\xe4\xa4', headers={
+        "Content-Type": "application/json"})
+    assert err(r, 400, "bad_json")
+    r = requests.patch(u + "/v1/kv/%ff")
+    assert err(r, 405, "method_not_allowed")
+    # an unknown field whose long name gets cut inside a character
+    name = "x" + "\u00e9" * 300
+    assert err(requests.post(u + "/v1/txn", json={name: 1}), 400, "bad_json")
+
+
+def test_txn_unknown_item_fields_refused(citrus):
+    u = citrus.url + "/v1/txn"
+    e = err(requests.post(u, json={"success": [{"op": "put", "key": "k", "valeu": "x"}]}),
+            400, "bad_json")
+    assert "valeu" in e["message"]
+    err(requests.post(u, json={"compare": [{"key": "k", "target": "version", "op": 1,
+                                            "number": 0}]}), 400, "bad_json")
+    err(requests.post(u, json={"compare": [{"key": "k", "target": "version", "number": 0,
+                                            "colour": "red"}]}), 400, "bad_json")
+    assert requests.get(citrus.url + "/v1/kv/k").status_code == 404

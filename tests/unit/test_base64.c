@@ -48,6 +48,8 @@ static void invalid(void **state)
     assert_null(base64_decode("QQ==QQ==", 8, &n));
     assert_null(base64_decode("Q=QQ", 4, &n));
     assert_null(base64_decode("Q===", 4, &n));
+    assert_null(base64_decode("AB==", 4, &n)); /* non-canonical: unused bits set */
+    assert_null(base64_decode("AAB=", 4, &n));
     assert_null(base64_decode("QQ\nQ", 4, &n));
 }
 
