@@ -47,8 +47,9 @@ static void invalid_keys(void **state)
                          "a\x7f",
                          "\xff",
                          "\xc3",
-                         "\xc0\x80",   /* overlong NUL, as the HTTP layer decodes %00 */
-                         "a\xc2\x85b", /* C1 control U+0085 */
+                         "\xc0\x80", /* overlong NUL, as the HTTP layer decodes %00 */
+                         "a\xc2\x85"
+                         "b", /* C1 control U+0085 */
                          "\xed\xa0\x80" /* surrogate */,
                          "\xf4\x90\x80\x80" /* > U+10FFFF */};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
