@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "catalog/store.h"
+#include "controller/session.h"
 #include "http/server.h"
 
 typedef struct app {
@@ -13,6 +14,7 @@ typedef struct app {
     size_t max_value_bytes; /* values over this are refused with value_too_large */
     const char *node_id;
     int64_t max_watch_timeout_ms; /* cap on a long poll's ?timeout */
+    session *sess;                /* this node's session; NULL until started */
 } app;
 
 /* The route table served by citrus server / citrus dev. */

@@ -21,6 +21,8 @@ int api_lease_revoke(http_req *r, void *app);
 int api_health_live(http_req *r, void *app);
 int api_health_ready(http_req *r, void *app);
 int api_metrics(http_req *r, void *app);
+/* cluster.c */
+int api_cluster(http_req *r, void *app);
 /* snapshot.c */
 int api_snapshot(http_req *r, void *app);
 

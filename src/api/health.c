@@ -17,13 +17,14 @@ int api_health_ready(http_req *r, void *ctx)
     app *a = ctx;
     store_status st;
     int rc = store_status_get(a->st, &st);
-    bool ready = rc == 0 && st.writable;
+    bool registered = a->sess && session_ready(a->sess);
+    bool ready = rc == 0 && st.writable && registered;
     json_t *catalog =
         json_pack("{s:s,s:b,s:b,s:I,s:I}", "backend", rc == 0 ? st.backend : "?", "open", rc == 0,
                   "writable", ready, "revision", (json_int_t)st.revision, "compact_revision",
                   (json_int_t)st.compact_revision);
-    json_t *body = json_pack("{s:s,s:s,s:o}", "status", ready ? "ready" : "unavailable", "node_id",
-                             a->node_id, "catalog", catalog);
+    json_t *body = json_pack("{s:s,s:s,s:o,s:b}", "status", ready ? "ready" : "unavailable",
+                             "node_id", a->node_id, "catalog", catalog, "registered", registered);
     return http_reply_json(r, ready ? 200 : 503, body);
 }
 

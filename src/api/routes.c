@@ -13,6 +13,7 @@ const http_route api_routes[] = {
     {"POST", "/v1/leases/{id}/keepalive", api_lease_keepalive, ROUTE_BODY_NONE, "operator"},
     {"DELETE", "/v1/leases/{id}", api_lease_revoke, ROUTE_BODY_NONE, "operator"},
     {"GET", "/v1/snapshot", api_snapshot, ROUTE_BODY_NONE, "admin"},
+    {"GET", "/v1/cluster", api_cluster, ROUTE_BODY_NONE, "reader"},
     {"GET", "/health/live", api_health_live, ROUTE_BODY_NONE, NULL},
     {"GET", "/health/ready", api_health_ready, ROUTE_BODY_NONE, NULL},
     {"GET", "/metrics", api_metrics, ROUTE_BODY_NONE, NULL},

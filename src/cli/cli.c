@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/backup.h"
+#include "cli/cluster.h"
 #include "cli/kv.h"
 #include "cli/restore.h"
 #include "cli/serve.h"
@@ -30,6 +31,11 @@ static int run_restore(int argc, char **argv, char **envp)
     return cli_restore_main(argc, argv);
 }
 
+static int run_cluster(int argc, char **argv, char **envp)
+{
+    return cli_cluster_main(argc, argv);
+}
+
 static int run_version(int argc, char **argv, char **envp)
 {
     printf("citrus %s\n", CITRUS_VERSION);
@@ -42,6 +48,7 @@ static const command commands[] = {
     {"dev", cli_serve_main, "run everything embedded in one process (catalog API, store)"},
     {"server", cli_serve_main, "run a server node"},
     {"kv", run_kv, "get, put, del, ls, watch, txn against the catalog KV API"},
+    {"cluster", run_cluster, "cluster status: nodes, catalog, controller leader"},
     {"backup", run_backup, "write a consistent snapshot of the catalog to a file"},
     {"restore", run_restore, "rebuild an embedded store from a backup file"},
     {"version", run_version, "print the version"},

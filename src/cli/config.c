@@ -62,6 +62,8 @@ static const field fields[] = {
     INT("catalog", "max_watch_timeout_s", "max-watch-timeout", max_watch_timeout_s, 1, 3600,
         "longest long-poll wait, seconds"),
     ENUM("log", "level", "log-level", log_level, "debug|info|warn|error", "lowest level logged"),
+    INT("cluster", "session_ttl_s", "session-ttl", session_ttl_s, 1, 300,
+        "lease TTL of this node's registration and controller candidacy, seconds"),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -85,6 +87,7 @@ void config_defaults(citrus_config *c)
     c->history_keep = 100000;
     c->max_watch_timeout_s = 300;
     snprintf(c->log_level, sizeof(c->log_level), "info");
+    c->session_ttl_s = 5;
 }
 
 static bool enum_ok(const char *choices, const char *v)

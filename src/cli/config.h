@@ -27,6 +27,7 @@ typedef struct citrus_config {
     int64_t history_keep;
     int64_t max_watch_timeout_s;
     char log_level[8];
+    int64_t session_ttl_s;
 } citrus_config;
 
 void config_defaults(citrus_config *c);

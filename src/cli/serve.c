@@ -15,6 +15,7 @@
 #include "catalog/store_sqlite.h"
 #include "citrus/errors.h"
 #include "cli/config.h"
+#include "controller/session.h"
 #include "http/server.h"
 #include "obs/log.h"
 
@@ -184,10 +185,21 @@ int cli_serve_main(int argc, char **argv, char **envp)
             "  metrics  %s/metrics\n  data     %s\nStop with Ctrl-C.\n",
             argv[0], url, url, url, cfg.data_dir);
 
+    session *sess = NULL;
+    session_options so = {.st = st,
+                          .node_id = cfg.node_id,
+                          .api_url = url,
+                          .ttl_s = cfg.session_ttl_s,
+                          .campaign = true};
+    if (session_start(&so, &sess) < 0)
+        log_error("server", "cannot start the node session", NULL);
+    a.sess = sess; /* /health/ready waits for the registration */
+
     int sig = wait_for_signal();
     log_info("server", "stopping", json_pack("{s:i}", "signal", sig));
     api_watch_shutdown();
     http_server_stop(srv);
+    session_stop(sess); /* revokes the lease: registration and leadership end now */
     store_close(st);
     log_info("server", "stopped", NULL);
     return 0;

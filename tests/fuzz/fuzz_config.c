@@ -44,6 +44,7 @@ static void check_bounds(const citrus_config *c)
     CHECK_INT(c, max_value_bytes, 1, 268435456);
     CHECK_INT(c, history_keep, 100, 100000000);
     CHECK_INT(c, max_watch_timeout_s, 1, 3600);
+    CHECK_INT(c, session_ttl_s, 1, 300);
     FUZZ_CHECK(strcmp(c->backend, "embedded") == 0, "backend '%s'", c->backend);
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     bool level_ok = false;
@@ -56,12 +57,13 @@ static void check_bounds(const citrus_config *c)
 static void check_round_trip(const citrus_config *c)
 {
     json_t *doc = json_pack(
-        "{s:{s:s}, s:{s:s, s:I, s:I, s:I, s:I, s:I}, s:{s:s, s:s, s:I, s:I, s:I}, s:{s:s}}",
-        "cluster", "node_id", c->node_id, "server", "listen", c->listen, "threads",
-        (json_int_t)c->threads, "max_connections", (json_int_t)c->max_connections, "idle_timeout_s",
-        (json_int_t)c->idle_timeout_s, "max_header_bytes", (json_int_t)c->max_header_bytes,
-        "max_body_bytes", (json_int_t)c->max_body_bytes, "catalog", "backend", c->backend,
-        "data_dir", c->data_dir, "max_value_bytes", (json_int_t)c->max_value_bytes, "history_keep",
+        "{s:{s:s, s:I}, s:{s:s, s:I, s:I, s:I, s:I, s:I}, s:{s:s, s:s, s:I, s:I, s:I}, s:{s:s}}",
+        "cluster", "node_id", c->node_id, "session_ttl_s", (json_int_t)c->session_ttl_s, "server",
+        "listen", c->listen, "threads", (json_int_t)c->threads, "max_connections",
+        (json_int_t)c->max_connections, "idle_timeout_s", (json_int_t)c->idle_timeout_s,
+        "max_header_bytes", (json_int_t)c->max_header_bytes, "max_body_bytes",
+        (json_int_t)c->max_body_bytes, "catalog", "backend", c->backend, "data_dir", c->data_dir,
+        "max_value_bytes", (json_int_t)c->max_value_bytes, "history_keep",
         (json_int_t)c->history_keep, "max_watch_timeout_s", (json_int_t)c->max_watch_timeout_s,
         "log", "level", c->log_level);
     FUZZ_CHECK(doc != NULL, "the loaded settings cannot be written as JSON (not UTF-8?)");

@@ -1,0 +1,109 @@
+/* cli/cluster.c — `citrus cluster status`: GET /v1/cluster, printed for
+ * people (or as the server's JSON with -o json). */
+#include "cli/cluster.h"
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/client.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: citrus cluster status [--endpoint URL] [-o text|json]\n\n"
+               "Shows the citrus nodes, the catalog and the controller leader.\n");
+}
+
+static void print_text(json_t *j)
+{
+    json_t *ctl = json_object_get(j, "controller");
+    json_t *cat = json_object_get(j, "catalog");
+    const char *leader = json_string_value(json_object_get(ctl, "leader"));
+    printf("catalog     %s (revision %lld, %s)\n",
+           json_string_value(json_object_get(cat, "backend")),
+           (long long)json_integer_value(json_object_get(cat, "revision")),
+           json_is_true(json_object_get(cat, "writable")) ? "writable" : "NOT writable");
+    printf("controller  %s\n", leader ? leader : "(no leader)");
+    json_t *nodes = json_object_get(j, "nodes");
+    printf("nodes       %zu\n", json_array_size(nodes));
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        const char *id = json_string_value(json_object_get(n, "id"));
+        printf("  %-12s %s%s\n", id ? id : "?",
+               json_string_value(json_object_get(n, "api"))
+                   ? json_string_value(json_object_get(n, "api"))
+                   : "",
+               leader && id && strcmp(leader, id) == 0 ? "  (controller)" : "");
+    }
+}
+
+int cli_cluster_main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"endpoint", required_argument, NULL, 'e'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *endpoint = client_default_endpoint();
+    bool json = false;
+    optind = 0;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "e:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e':
+            endpoint = optarg;
+            break;
+        case 'o':
+            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
+                fprintf(stderr, "citrus cluster: -o must be json or text\n");
+                return 2;
+            }
+            json = strcmp(optarg, "json") == 0;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1 || strcmp(argv[optind], "status") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    client *cl = client_new(endpoint);
+    if (!cl) {
+        fprintf(stderr, "citrus cluster: out of memory\n");
+        return 1;
+    }
+    client_response resp;
+    int rc = client_request(cl, "GET", "/v1/cluster", NULL, 0, NULL, &resp);
+    if (rc < 0) {
+        fprintf(stderr, "error: %s: %s\n", endpoint, client_error(cl));
+        client_free(cl);
+        return 1;
+    }
+    int code = 0;
+    char err[512];
+    json_t *j = resp.status == 200 ? client_response_json(&resp, err, sizeof(err)) : NULL;
+    if (resp.status != 200) {
+        client_response_error(&resp, err, sizeof(err));
+        fprintf(stderr, "error: %s\n", err);
+        code = 1;
+    } else if (!j) {
+        fprintf(stderr, "error: %s\n", err);
+        code = 1;
+    } else if (json) {
+        fwrite(resp.body, 1, resp.body_len, stdout);
+    } else {
+        print_text(j);
+    }
+    json_decref(j);
+    client_response_free(&resp);
+    client_free(cl);
+    return code;
+}
