@@ -12,7 +12,10 @@
 
 #include "citrus/errors.h"
 
-typedef enum { F_STR, F_INT, F_ENUM } field_type;
+/* F_LIST: a JSON array of strings, or comma-separated text, kept joined by
+ * commas. F_NODES: a JSON array of {id, address, api_port} (JSON text in the
+ * environment or a flag). */
+typedef enum { F_STR, F_INT, F_ENUM, F_LIST, F_NODES } field_type;
 
 typedef struct field {
     const char *section;
@@ -35,6 +38,11 @@ typedef struct field {
     {                                                                                              \
         sec, nm, flg, F_INT, offsetof(citrus_config, member), 0, lo, hi, NULL, help                \
     }
+#define LIST(sec, nm, flg, member, help)                                                           \
+    {                                                                                              \
+        sec, nm, flg, F_LIST, offsetof(citrus_config, member),                                     \
+            sizeof(((citrus_config *)0)->member), 0, 0, NULL, help                                 \
+    }
 #define ENUM(sec, nm, flg, member, choices, help)                                                  \
     {                                                                                              \
         sec, nm, flg, F_ENUM, offsetof(citrus_config, member),                                     \
@@ -53,7 +61,18 @@ static const field fields[] = {
         "per-connection header memory"),
     INT("server", "max_body_bytes", "max-body-bytes", max_body_bytes, 1024, 268435456,
         "request body limit"),
-    ENUM("catalog", "backend", "catalog-backend", backend, "embedded", "catalog store backend"),
+    {"cluster", "nodes", "nodes", F_NODES, offsetof(citrus_config, nodes), 0, 0, 0, NULL,
+     "static membership: [{id, address, api_port}, ...]"},
+    ENUM("catalog", "backend", "catalog-backend", backend, "embedded|etcd",
+         "catalog store backend"),
+    LIST("catalog.etcd", "endpoints", "etcd-endpoints", etcd_endpoints,
+         "etcd client URLs (comma-separated in env/flags)"),
+    INT("catalog.etcd", "request_timeout_ms", "etcd-request-timeout", etcd_request_timeout_ms, 100,
+        600000, "etcd request timeout, ms"),
+    INT("catalog.etcd", "connect_timeout_ms", "etcd-connect-timeout", etcd_connect_timeout_ms, 50,
+        60000, "etcd connect timeout, ms"),
+    INT("catalog", "max_staleness_ms", "max-staleness", max_staleness_ms, 100, 3600000,
+        "bound on a bounded read's staleness, ms"),
     STR("catalog", "data_dir", "data-dir", data_dir, "data directory of the embedded store"),
     INT("catalog", "max_value_bytes", "max-value-bytes", max_value_bytes, 1, 268435456,
         "largest value accepted"),
@@ -88,6 +107,9 @@ void config_defaults(citrus_config *c)
     c->max_watch_timeout_s = 300;
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->session_ttl_s = 5;
+    c->etcd_request_timeout_ms = 5000;
+    c->etcd_connect_timeout_ms = 1000;
+    c->max_staleness_ms = 5000;
 }
 
 static bool enum_ok(const char *choices, const char *v)
@@ -101,6 +123,59 @@ static bool enum_ok(const char *choices, const char *v)
         p += len + (bar ? 1 : 0);
     }
     return false;
+}
+
+/* Sets cluster.nodes from a JSON array; names the bad member. */
+static int set_nodes_json(citrus_config *c, const field *f, json_t *v, char *err, size_t errlen)
+{
+    if (!json_is_array(v) || json_array_size(v) > CONFIG_MAX_NODES) {
+        snprintf(err, errlen, "%s.%s: must be an array of at most %d nodes", f->section, f->name,
+                 CONFIG_MAX_NODES);
+        return CITRUS_EINVAL;
+    }
+    config_node nodes[CONFIG_MAX_NODES] = {0};
+    size_t i;
+    json_t *n;
+    json_array_foreach(v, i, n)
+    {
+        json_t *id = json_object_get(n, "id"), *addr = json_object_get(n, "address"),
+               *port = json_object_get(n, "api_port");
+        if (!json_is_object(n) || json_object_size(n) != 3 || !json_is_string(id) ||
+            !json_is_string(addr) || !json_is_integer(port) || json_string_length(id) == 0 ||
+            json_string_length(id) >= sizeof(nodes[i].id) || json_string_length(addr) == 0 ||
+            json_string_length(addr) >= sizeof(nodes[i].address) || json_integer_value(port) < 1 ||
+            json_integer_value(port) > 65535) {
+            snprintf(err, errlen,
+                     "%s.%s[%zu]: must be {\"id\": string, \"address\": string, \"api_port\": "
+                     "1-65535}",
+                     f->section, f->name, i);
+            return CITRUS_EINVAL;
+        }
+        snprintf(nodes[i].id, sizeof(nodes[i].id), "%s", json_string_value(id));
+        snprintf(nodes[i].address, sizeof(nodes[i].address), "%s", json_string_value(addr));
+        nodes[i].api_port = json_integer_value(port);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(nodes[k].id, nodes[i].id) == 0) {
+                snprintf(err, errlen, "%s.%s[%zu]: duplicate id '%s'", f->section, f->name, i,
+                         nodes[i].id);
+                return CITRUS_EINVAL;
+            }
+    }
+    memcpy(c->nodes, nodes, sizeof(nodes));
+    c->nnodes = json_array_size(v);
+    return 0;
+}
+
+static int set_nodes_text(citrus_config *c, const field *f, const char *v, char *err, size_t errlen)
+{
+    json_t *j = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
+    if (!j) {
+        snprintf(err, errlen, "%s.%s: must be a JSON array of nodes", f->section, f->name);
+        return CITRUS_EINVAL;
+    }
+    int rc = set_nodes_json(c, f, j, err, errlen);
+    json_decref(j);
+    return rc;
 }
 
 /* Sets one field from text. */
@@ -118,6 +193,12 @@ static int set_field(citrus_config *c, const field *f, const char *v, char *err,
         }
         *(int64_t *)base = n;
         return 0;
+    }
+    if (f->type == F_NODES)
+        return set_nodes_text(c, f, v, err, errlen);
+    if (f->type == F_LIST && *v && (strstr(v, ",,") || v[0] == ',' || v[strlen(v) - 1] == ',')) {
+        snprintf(err, errlen, "%s.%s: empty item in '%s'", f->section, f->name, v);
+        return CITRUS_EINVAL;
     }
     if (f->type == F_ENUM && !enum_ok(f->choices, v)) {
         snprintf(err, errlen, "%s.%s: must be one of %s (got '%s')", f->section, f->name,
@@ -159,14 +240,45 @@ static bool section_known(const char *s)
     return false;
 }
 
+/* A JSON array of non-empty strings without commas, joined by commas. */
+static int set_list_json(citrus_config *c, const field *f, json_t *v, char *err, size_t errlen)
+{
+    char joined[CONFIG_STR * 4] = "";
+    size_t used = 0, i;
+    json_t *item;
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        goto bad;
+    json_array_foreach(v, i, item)
+    {
+        const char *t = json_string_value(item);
+        if (!t || !*t || strchr(t, ',') || used + strlen(t) + 2 > sizeof(joined))
+            goto bad;
+        used += (size_t)snprintf(joined + used, sizeof(joined) - used, "%s%s", i ? "," : "", t);
+    }
+    return set_field(c, f, joined, err, errlen);
+bad:
+    snprintf(err, errlen, "%s.%s: must be a non-empty array of strings", f->section, f->name);
+    return CITRUS_EINVAL;
+}
+
+static int apply_section(citrus_config *c, const char *sec, json_t *obj, char *err, size_t errlen);
+
 static int apply_json_field(citrus_config *c, const char *sec, const char *name, json_t *v,
                             char *err, size_t errlen)
 {
     const field *f = find_field(sec, name);
+    char sub[96];
+    snprintf(sub, sizeof(sub), "%s.%s", sec, name);
+    if (!f && json_is_object(v) && section_in_table(sub))
+        return apply_section(c, sub, v, err, errlen);
     if (!f) {
         snprintf(err, errlen, "%s.%s: unknown field", sec, name);
         return CITRUS_EINVAL;
     }
+    if (f->type == F_NODES)
+        return set_nodes_json(c, f, v, err, errlen);
+    if (f->type == F_LIST)
+        return set_list_json(c, f, v, err, errlen);
     char buf[64];
     if (f->type == F_INT) {
         if (!json_is_integer(v)) {
@@ -209,17 +321,25 @@ static int apply_root(citrus_config *c, json_t *root, const char *path, char *er
         }
         if (!section_in_table(sec))
             continue; /* a reserved section, read by components that come later */
-        const char *name;
-        json_t *v;
-        json_object_foreach(obj, name, v)
-        {
-            if ((rc = apply_json_field(c, sec, name, v, err, errlen)) < 0)
-                goto out;
-        }
+        if ((rc = apply_section(c, sec, obj, err, errlen)) < 0)
+            goto out;
     }
 out:
     json_decref(root);
     return rc;
+}
+
+static int apply_section(citrus_config *c, const char *sec, json_t *obj, char *err, size_t errlen)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach(obj, name, v)
+    {
+        int rc = apply_json_field(c, sec, name, v, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 int config_load_file(citrus_config *c, const char *path, char *err, size_t errlen)
@@ -250,7 +370,7 @@ int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errle
         char var[96];
         int n = snprintf(var, sizeof(var), "CITRUS_%s_%s=", fields[i].section, fields[i].name);
         for (int k = 0; k < n; k++)
-            var[k] = (char)toupper((unsigned char)var[k]);
+            var[k] = var[k] == '.' ? '_' : (char)toupper((unsigned char)var[k]);
         for (char *const *e = envp; e && *e; e++) {
             if (strncmp(*e, var, (size_t)n) != 0)
                 continue;
@@ -286,11 +406,32 @@ void config_print_help(void *file)
         if (fl->type == F_INT)
             snprintf(def, sizeof(def), "%lld", (long long)*(const int64_t *)base);
         else
-            snprintf(def, sizeof(def), "%s", base);
+            snprintf(def, sizeof(def), "%s", *base ? base : "none");
         char var[96];
         int n = snprintf(var, sizeof(var), "CITRUS_%s_%s", fl->section, fl->name);
         for (int k = 0; k < n; k++)
-            var[k] = (char)toupper((unsigned char)var[k]);
+            var[k] = var[k] == '.' ? '_' : (char)toupper((unsigned char)var[k]);
         fprintf(f, "  --%-18s %-32s %s (default %s)\n", fl->flag, var, fl->help, def);
     }
+}
+
+int config_validate(const citrus_config *c, char *err, size_t errlen)
+{
+    if (strcmp(c->backend, "etcd") == 0 && !c->etcd_endpoints[0]) {
+        snprintf(err, errlen, "catalog.etcd.endpoints: required when catalog.backend is etcd");
+        return CITRUS_EINVAL;
+    }
+    if (c->nnodes && !config_self(c)) {
+        snprintf(err, errlen, "cluster.node_id: '%s' is not one of cluster.nodes", c->node_id);
+        return CITRUS_EINVAL;
+    }
+    return 0;
+}
+
+const config_node *config_self(const citrus_config *c)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (strcmp(c->nodes[i].id, c->node_id) == 0)
+            return &c->nodes[i];
+    return NULL;
 }

@@ -12,6 +12,14 @@
 #include <stdint.h>
 
 #define CONFIG_STR 256
+#define CONFIG_MAX_NODES 16
+
+/* One member of cluster.nodes (seed 002 static membership). */
+typedef struct config_node {
+    char id[64];
+    char address[64];
+    int64_t api_port;
+} config_node;
 
 typedef struct citrus_config {
     char node_id[64];
@@ -28,6 +36,12 @@ typedef struct citrus_config {
     int64_t max_watch_timeout_s;
     char log_level[8];
     int64_t session_ttl_s;
+    config_node nodes[CONFIG_MAX_NODES];
+    size_t nnodes;
+    char etcd_endpoints[1024]; /* comma-separated URLs */
+    int64_t etcd_request_timeout_ms;
+    int64_t etcd_connect_timeout_ms;
+    int64_t max_staleness_ms;
 } citrus_config;
 
 void config_defaults(citrus_config *c);
@@ -44,6 +58,12 @@ int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errle
  * Returns CITRUS_ENOTFOUND when no field has that flag. */
 int config_set_flag(citrus_config *c, const char *flag, const char *value, char *err,
                     size_t errlen);
+/* Checks what no single field can: the etcd backend needs endpoints; with
+ * cluster.nodes given, node_id must be one of them. */
+int config_validate(const citrus_config *c, char *err, size_t errlen);
+/* This node's entry in cluster.nodes, or NULL. */
+const config_node *config_self(const citrus_config *c);
+
 /* Prints every setting with its flag, variable and default. */
 void config_print_help(void *file);
 

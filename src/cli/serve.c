@@ -106,6 +106,10 @@ static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
             return 2;
         }
     }
+    if (config_validate(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err);
+        return 2;
+    }
     return 0;
 }
 

@@ -45,7 +45,12 @@ static void check_bounds(const citrus_config *c)
     CHECK_INT(c, history_keep, 100, 100000000);
     CHECK_INT(c, max_watch_timeout_s, 1, 3600);
     CHECK_INT(c, session_ttl_s, 1, 300);
-    FUZZ_CHECK(strcmp(c->backend, "embedded") == 0, "backend '%s'", c->backend);
+    CHECK_INT(c, etcd_request_timeout_ms, 100, 600000);
+    CHECK_INT(c, etcd_connect_timeout_ms, 50, 60000);
+    CHECK_INT(c, max_staleness_ms, 100, 3600000);
+    FUZZ_CHECK(strcmp(c->backend, "embedded") == 0 || strcmp(c->backend, "etcd") == 0,
+               "backend '%s'", c->backend);
+    FUZZ_CHECK(c->nnodes <= CONFIG_MAX_NODES, "%zu nodes", c->nnodes);
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     bool level_ok = false;
     for (size_t i = 0; i < 4; i++)
@@ -67,6 +72,29 @@ static void check_round_trip(const citrus_config *c)
         (json_int_t)c->history_keep, "max_watch_timeout_s", (json_int_t)c->max_watch_timeout_s,
         "log", "level", c->log_level);
     FUZZ_CHECK(doc != NULL, "the loaded settings cannot be written as JSON (not UTF-8?)");
+    json_t *cluster = json_object_get(doc, "cluster"), *catalog = json_object_get(doc, "catalog");
+    json_object_set_new(catalog, "max_staleness_ms", json_integer(c->max_staleness_ms));
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < c->nnodes; i++)
+        json_array_append_new(nodes,
+                              json_pack("{s:s,s:s,s:I}", "id", c->nodes[i].id, "address",
+                                        c->nodes[i].address, (json_int_t)c->nodes[i].api_port));
+    if (c->nnodes)
+        json_object_set_new(cluster, "nodes", nodes);
+    else
+        json_decref(nodes);
+    json_t *etcd =
+        json_pack("{s:I,s:I}", "request_timeout_ms", (json_int_t)c->etcd_request_timeout_ms,
+                  "connect_timeout_ms", (json_int_t)c->etcd_connect_timeout_ms);
+    if (c->etcd_endpoints[0]) {
+        json_t *eps = json_array();
+        char copy[sizeof(c->etcd_endpoints)];
+        memcpy(copy, c->etcd_endpoints, sizeof(copy));
+        for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            json_array_append_new(eps, json_string(t));
+        json_object_set_new(etcd, "endpoints", eps);
+    }
+    json_object_set_new(catalog, "etcd", etcd);
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     FUZZ_CHECK(text != NULL, "json_dumps failed");

@@ -119,6 +119,59 @@ def b64(b):
     return base64.b64encode(b).decode()
 
 
+# Every server runs a node session: it registers the node (citrus/nodes/<id>)
+# and holds the controller leader key, both attached to one session lease.
+# Keys under citrus/ are Citrus's own; the tests' user data lives outside it.
+SYSTEM_PREFIX = "citrus/"
+NODE_ID = "node1"  # the default node id
+SESSION_KEYS = ["citrus/controller/leader", f"citrus/nodes/{NODE_ID}"]  # in key order
+SESSION_TTL = 5  # the default session lease TTL, seconds
+
+
+def user_items(items):
+    return [i for i in items if not i["key"].startswith(SYSTEM_PREFIX)]
+
+
+def system_items(items):
+    return [i for i in items if i["key"].startswith(SYSTEM_PREFIX)]
+
+
+def assert_session_keys(items):
+    """items (a listing, snapshot or backup) hold exactly the node session's
+    keys under citrus/: the registration and the leader key naming this node,
+    both on one lease. Returns that lease id."""
+    sys_items = {i["key"]: i for i in system_items(items)}
+    assert sorted(sys_items) == SESSION_KEYS, sys_items
+    leader, reg = sys_items["citrus/controller/leader"], sys_items[f"citrus/nodes/{NODE_ID}"]
+    assert base64.b64decode(leader["value"]) == NODE_ID.encode()
+    assert json.loads(base64.b64decode(reg["value"]))["id"] == NODE_ID
+    assert leader["lease"] != 0 and reg["lease"] == leader["lease"], sys_items
+    return leader["lease"]
+
+
+def assert_only_session_writes_since(c, rev):
+    """Everything written after rev is the node session's own (keys under
+    citrus/), up to the current revision, which is returned. Used where a
+    (re)start moves the revision: no user key changed meanwhile."""
+    now = store_rev(c)
+    assert now > rev  # the session registered and campaigned again
+    w = requests.get(c.url + f"/v1/watch/?from_revision={rev + 1}&timeout=1s").json()
+    assert w["events"], w
+    assert all(e["key"].startswith(SYSTEM_PREFIX) for e in w["events"]), w
+    assert max(e["mod_revision"] for e in w["events"]) == now, w
+    return now
+
+
+def strip_session_lines(out, items):
+    """`kv ls` text output without the lines of the session's keys in items
+    (each must be there exactly once)."""
+    for i in system_items(items):
+        line = i["key"].encode() + b"\t" + base64.b64decode(i["value"]) + b"\n"
+        assert out.count(line) == 1, (line, out[:300])
+        out = out.replace(line, b"")
+    return out
+
+
 def put_line(rev, mod, version):
     return f"OK revision={rev} mod_revision={mod} version={version}\n".encode()
 
@@ -297,13 +350,15 @@ def test_del_and_del_prefix(citrus):
         http_put(citrus, k, b"x")
     r0 = store_rev(citrus)
     assert ok(kv(citrus, "del", "d/", "--prefix")) == f"deleted 3 (revision {r0 + 1})\n".encode()
-    assert [i["key"] for i in listing(citrus)["items"]] == ["dd", "e"]
+    assert [i["key"] for i in user_items(listing(citrus)["items"])] == ["dd", "e"]
+    assert_session_keys(listing(citrus)["items"])  # only d/ went
     # nothing to delete: revision unchanged
     assert ok(kv(citrus, "del", "d/", "--prefix")) == f"deleted 0 (revision {r0 + 1})\n".encode()
     assert ok(kv(citrus, "del", "absent")) == f"deleted 0 (revision {r0 + 1})\n".encode()
     out = ok(kv(citrus, "del", "e", "-o", "json"))
     assert json.loads(out) == {"deleted": 1, "revision": r0 + 2} and out.endswith(b"}\n")
-    assert [i["key"] for i in listing(citrus)["items"]] == ["dd"]
+    assert [i["key"] for i in user_items(listing(citrus)["items"])] == ["dd"]
+    assert_session_keys(listing(citrus)["items"])
 
 
 # ---- kv ls ----------------------------------------------------------------------
@@ -336,9 +391,9 @@ def test_ls_many_keys_limit_keys_only(citrus):
     exact = json.loads(ok(kv(citrus, "ls", "ls/", "--limit", "250", "-o", "json")))
     assert exact["more"] is False and exact["items"] == full["items"]
     assert json.loads(ok(kv(citrus, "ls", "ls/", "--limit", "1000", "-o", "json"))) == full
-    # no prefix lists everything, in key order
+    # no prefix lists everything, in key order: the session's keys too
     every = ok(kv(citrus, "ls", "--keys-only")).decode().splitlines()
-    assert every == sorted(keys + ["ls2/x", "lt", "l"])
+    assert every == sorted(keys + ["ls2/x", "lt", "l"] + SESSION_KEYS)
     assert ok(kv(citrus, "ls", "", "--keys-only")).decode().splitlines() == every
     # a prefix with nothing under it
     assert ok(kv(citrus, "ls", "nothing/")) == b""
@@ -689,26 +744,44 @@ def read_backup(path):
     return data, header, trailer, lines
 
 
+def backup_keys(path):
+    """The keys of a backup's items, after its header["leases"] lease lines;
+    checks the session's keys are there on one of those leases."""
+    _, header, _, lines = read_backup(path)
+    leases = [json.loads(x)["lease"]["id"] for x in lines[1:1 + header["leases"]]]
+    items = [json.loads(x) for x in lines[1 + header["leases"]:-2]]
+    assert len(items) == header["count"]
+    assert assert_session_keys(items) in leases
+    return [i["key"] for i in items]
+
+
 def test_backup_restore_roundtrip(make_citrus, tmp_path):
     c1 = make_citrus()
     l1, l2, l3 = build_dataset(c1)
     before = snapshot(c1)
     n, rev = len(before["items"]), before["revision"]
-    assert 280 <= n <= 320
-    assert {i["lease"] for i in before["items"]} == {0, l1, l2}
+    users = user_items(before["items"])
+    assert 280 <= len(users) <= 320
+    assert {i["lease"] for i in users} == {0, l1, l2}
+    # the catalog also holds c1's session: its two keys on its lease
+    s1 = assert_session_keys(before["items"])
+    assert n == len(users) + len(SESSION_KEYS)
+    assert s1 not in (l1, l2, l3)
+    assert sorted(x["id"] for x in before["leases"]) == sorted([l1, l2, l3, s1])
     f = tmp_path / "cat.backup"
     assert ok(cli("backup", "--endpoint", c1.url, "-o", f)) == \
         f"backup: {n} keys at revision {rev} -> {f}\n".encode()
     assert snapshot(c1)["revision"] == rev  # nothing wrote meanwhile
     assert not os.path.exists(str(f) + ".tmp")
     assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
-    # the file: header, the leases, the items in key order, a sha256 trailer
+    # the file: header, the leases, the items in key order, a sha256 trailer;
+    # a backup is of the whole catalog: the session's keys and lease too
     data, header, trailer, lines = read_backup(f)
     assert header["format"] == "citrus-backup" and header["version"] == 1
-    assert (header["revision"], header["count"], header["leases"]) == (rev, n, 3)
+    assert (header["revision"], header["count"], header["leases"]) == (rev, n, 4)
     assert trailer == {"sha256": hashlib.sha256(data[:data.rindex(b"\n", 0, -1) + 1]).hexdigest()}
-    assert sorted(json.loads(x)["lease"]["id"] for x in lines[1:4]) == sorted([l1, l2, l3])
-    assert [json.loads(x) for x in lines[4:-2]] == before["items"]
+    assert sorted(json.loads(x)["lease"]["id"] for x in lines[1:5]) == sorted([l1, l2, l3, s1])
+    assert [json.loads(x) for x in lines[5:-2]] == before["items"]
 
     d2 = tmp_path / "restored" / "nested"
     assert ok(cli("restore", f, "--data-dir", d2)) == \
@@ -716,15 +789,28 @@ def test_backup_restore_roundtrip(make_citrus, tmp_path):
     assert os.listdir(d2) == ["catalog.db"]
     c2 = make_citrus(data_dir=d2)
     after = snapshot(c2)
-    # every key, value, create/mod revision, version and lease; the revision
-    assert after["items"] == before["items"]
-    assert after["revision"] == rev
+    # every user key, value, create/mod revision, version and lease
+    assert user_items(after["items"]) == users
+    # c2's session registered again under a lease of its own and released
+    # the restored leader key of c1's lease (revoking that lease): the only
+    # writes since the restored revision, which c2 measures once ready
+    s2 = assert_session_keys(after["items"])
+    assert s2 not in (l1, l2, l3, s1)
+    rev2 = assert_only_session_writes_since(c2, rev)
+    assert after["revision"] == rev2
     assert after["compact_revision"] == rev + 1  # history starts empty
     assert sorted((x["id"], x["ttl"]) for x in after["leases"]) == \
-        sorted([(l1, 600), (l2, 300), (l3, 120)])
-    # the CLI sees the same catalog on both servers
-    assert ok(kv(c2, "ls")) == ok(kv(c1, "ls"))
-    assert json.loads(ok(kv(c2, "ls", "-o", "json"))) == json.loads(ok(kv(c1, "ls", "-o", "json")))
+        sorted([(l1, 600), (l2, 300), (l3, 120), (s2, SESSION_TTL)])
+    # the CLI sees the same catalog on both servers (the user keys; each
+    # server lists its own session's keys)
+    out1, out2 = ok(kv(c1, "ls")), ok(kv(c2, "ls"))
+    assert strip_session_lines(out2, after["items"]) == strip_session_lines(out1, before["items"])
+    j1 = json.loads(ok(kv(c1, "ls", "-o", "json")))
+    j2 = json.loads(ok(kv(c2, "ls", "-o", "json")))
+    assert (j1["revision"], j2["revision"]) == (rev, rev2)
+    assert j1["more"] is False and j2["more"] is False and j1.keys() == j2.keys()
+    assert user_items(j2["items"]) == user_items(j1["items"]) == users
+    assert system_items(j2["items"]) == system_items(after["items"])
     for key in ("one/k005", "one/k035", "utf/naïve key ✓", "utf/big", "utf/empty"):
         assert ok(kv(c2, "get", key)) == http_get(c1, key).content
     fails(kv(c2, "get", "bulk/0/010"), 1, r"error: not_found: .+\n")
@@ -735,22 +821,25 @@ def test_backup_restore_roundtrip(make_citrus, tmp_path):
     for lid, ttl in ((l1, 600), (l2, 300), (l3, 120)):
         ka = requests.post(c2.url + f"/v1/leases/{lid}/keepalive")
         assert ka.status_code == 200 and ka.json() == {"id": lid, "ttl": ttl}, ka.text
-    # the first write after the restore gets revision R+1, a key keeps its history
-    assert ok(kv(c2, "put", "after/first", "x")) == put_line(rev + 1, rev + 1, 1)
+    # the first write after the restore (and the session's writes) gets the
+    # next revision, a key keeps its history
+    assert ok(kv(c2, "put", "after/first", "x")) == put_line(rev2 + 1, rev2 + 1, 1)
     old = entry(c1, "one/k001")
     assert json.loads(ok(kv(c2, "put", "one/k001", "next", "-o", "json"))) == {
-        "key": "one/k001", "revision": rev + 2, "create_revision": old["create_revision"],
-        "mod_revision": rev + 2, "version": old["version"] + 1}
+        "key": "one/k001", "revision": rev2 + 2, "create_revision": old["create_revision"],
+        "mod_revision": rev2 + 2, "version": old["version"] + 1}
     # revoking a restored lease deletes exactly the keys attached to it, in one revision
-    on_l2 = sorted(i["key"] for i in before["items"] if i["lease"] == l2)
+    on_l2 = sorted(i["key"] for i in users if i["lease"] == l2)
     assert len(on_l2) >= 10
     assert requests.delete(c2.url + f"/v1/leases/{l2}").status_code == 200
-    w = requests.get(c2.url + f"/v1/watch/?from_revision={rev + 3}&timeout=2s").json()
+    w = requests.get(c2.url + f"/v1/watch/?from_revision={rev2 + 3}&timeout=2s").json()
     assert sorted(e["key"] for e in w["events"]) == on_l2
-    assert {(e["type"], e["mod_revision"]) for e in w["events"]} == {("delete", rev + 3)}
-    left = {i["key"] for i in snapshot(c2)["items"]}
-    expect = {i["key"] for i in before["items"]} - set(on_l2) | {"after/first"}
+    assert {(e["type"], e["mod_revision"]) for e in w["events"]} == {("delete", rev2 + 3)}
+    final = snapshot(c2)["items"]
+    left = {i["key"] for i in user_items(final)}
+    expect = {i["key"] for i in users} - set(on_l2) | {"after/first"}
     assert left == expect
+    assert system_items(final) == system_items(after["items"])  # the session's keys stay
 
 
 def test_backup_under_write_load_is_one_revision(make_citrus, tmp_path):
@@ -788,6 +877,7 @@ def test_backup_under_write_load_is_one_revision(make_citrus, tmp_path):
                 log.append((r.json()["revision"], key, val))
             i += 1
 
+    r0 = store_rev(c)  # the session's registration and candidacy are done
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
     for t in threads:
         t.start()
@@ -804,8 +894,9 @@ def test_backup_under_write_load_is_one_revision(make_citrus, tmp_path):
     ok(r)
     _, header, _, lines = read_backup(f)
     rev = header["revision"]
-    assert sorted(x[0] for x in log) == list(range(2, 2 + len(log)))  # every revision is ours
-    assert 100 < rev < 2 + len(log) - 1  # writes before and after the backup
+    # every revision after r0 is ours
+    assert sorted(x[0] for x in log) == list(range(r0 + 1, r0 + 1 + len(log)))
+    assert r0 + 100 <= rev < r0 + len(log)  # writes before and after the backup
     state = {}
     for wrev, key, val in sorted(log):
         if wrev > rev:
@@ -814,13 +905,25 @@ def test_backup_under_write_load_is_one_revision(make_citrus, tmp_path):
             state.pop(key, None)
         else:
             state[key] = (val, wrev)
-    items = [json.loads(x) for x in lines[1:-2]]
-    assert {i["key"]: (base64.b64decode(i["value"]).decode(), i["mod_revision"]) for i in items} \
+    # the one lease is the session's, and its keys are the only ones beside ours
+    assert header["leases"] == 1
+    lease = json.loads(lines[1])["lease"]["id"]
+    items = [json.loads(x) for x in lines[2:-2]]
+    assert header["count"] == len(items)
+    assert assert_session_keys(items) == lease
+    users = user_items(items)
+    assert {i["key"]: (base64.b64decode(i["value"]).decode(), i["mod_revision"]) for i in users} \
         == state
     d = tmp_path / "restored"
-    ok(cli("restore", f, "--data-dir", d))
+    assert ok(cli("restore", f, "--data-dir", d)) == \
+        f"restore: {len(items)} keys at revision {rev} -> {d}\n".encode()
     c2 = make_citrus(data_dir=d)
-    assert snapshot(c2)["items"] == items and store_rev(c2) == rev
+    after = snapshot(c2)
+    assert user_items(after["items"]) == users
+    assert assert_session_keys(after["items"]) != lease  # c2's own session
+    # restored at rev: since then only c2's session wrote
+    assert after["compact_revision"] == rev + 1
+    assert assert_only_session_writes_since(c2, rev) == after["revision"]
 
 
 def test_backup_replaces_file_and_never_leaves_partial_files(citrus, tmp_path):
@@ -829,13 +932,16 @@ def test_backup_replaces_file_and_never_leaves_partial_files(citrus, tmp_path):
     f = tmp_path / "b.backup"
     http_put(citrus, "a", b"1")
     r1 = store_rev(citrus)
+    # the counts include the session's two keys (a backup is of the whole catalog)
     assert ok(cli("backup", "-o", f, "--endpoint", citrus.url)) == \
-        f"backup: 1 keys at revision {r1} -> {f}\n".encode()
+        f"backup: {1 + len(SESSION_KEYS)} keys at revision {r1} -> {f}\n".encode()
+    assert backup_keys(f) == sorted(["a"] + SESSION_KEYS)
     http_put(citrus, "b", b"2")
     assert ok(cli("backup", "--output", f, "--endpoint", citrus.url)) == \
-        f"backup: 2 keys at revision {r1 + 1} -> {f}\n".encode()
+        f"backup: {2 + len(SESSION_KEYS)} keys at revision {r1 + 1} -> {f}\n".encode()
     good = open(f, "rb").read()
     assert read_backup(f)[1]["revision"] == r1 + 1
+    assert backup_keys(f) == sorted(["a", "b"] + SESSION_KEYS)
     assert os.listdir(tmp_path) == ["b.backup"]
     # unreachable endpoint: exit 1, no new file, no temp file, the old one untouched
     url = f"http://127.0.0.1:{free_port()}"
@@ -992,6 +1098,7 @@ def test_restore_never_overwrites_a_catalog(make_citrus, tmp_path):
     http_put(c, "mine", b"original 2")
     rev = store_rev(c)
     before = snapshot(c)
+    old_lease = assert_session_keys(before["items"])
     assert c.stop() == 0
     state = dir_state(c.data_dir)
     assert "catalog.db" in state
@@ -999,7 +1106,14 @@ def test_restore_never_overwrites_a_catalog(make_citrus, tmp_path):
           r"restore: .*catalog\.db already exists; refusing to overwrite a catalog.*\n")
     assert dir_state(c.data_dir) == state
     c.start()
-    assert snapshot(c)["items"] == before["items"] and store_rev(c) == rev
+    # the user keys are as they were; the revision moved only by the session:
+    # the stop released the old session lease, the restart registered and
+    # campaigned again under a new one
+    after = snapshot(c)
+    assert user_items(after["items"]) == user_items(before["items"])
+    new_lease = assert_session_keys(after["items"])
+    assert [x["id"] for x in after["leases"]] == [new_lease] and new_lease != old_lease
+    assert assert_only_session_writes_since(c, rev) == after["revision"]
     assert ok(kv(c, "get", "mine")) == b"original 2"
     # a stale write-ahead log alone is refused too (it would be replayed)
     d = tmp_path / "wal-only"

@@ -106,6 +106,75 @@ static void bad_env_and_flags(void **state)
     assert_int_equal(config_set_flag(&c, "threads", "-1", err, sizeof(err)), CITRUS_EINVAL);
 }
 
+static void cluster_nodes_and_etcd(void **state)
+{
+    citrus_config c;
+    char err[256];
+    config_defaults(&c);
+    write_file("{\"cluster\":{\"node_id\":\"n2\",\"nodes\":["
+               "{\"id\":\"n1\",\"address\":\"127.0.0.1\",\"api_port\":8081},"
+               "{\"id\":\"n2\",\"address\":\"127.0.0.2\",\"api_port\":8082}]},"
+               "\"catalog\":{\"backend\":\"etcd\",\"max_staleness_ms\":2000,"
+               "\"etcd\":{\"endpoints\":[\"http://127.0.0.1:2379\",\"http://127.0.0.1:22379\"],"
+               "\"request_timeout_ms\":3000}}}");
+    assert_int_equal(config_load_file(&c, path, err, sizeof(err)), 0);
+    unlink(path);
+    assert_int_equal(c.nnodes, 2);
+    assert_string_equal(c.nodes[1].address, "127.0.0.2");
+    assert_int_equal(c.nodes[1].api_port, 8082);
+    assert_string_equal(c.backend, "etcd");
+    assert_string_equal(c.etcd_endpoints, "http://127.0.0.1:2379,http://127.0.0.1:22379");
+    assert_int_equal(c.etcd_request_timeout_ms, 3000);
+    assert_int_equal(c.max_staleness_ms, 2000);
+    assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+    assert_string_equal(config_self(&c)->id, "n2");
+    char *env[] = {"CITRUS_CATALOG_ETCD_ENDPOINTS=http://a:1,http://b:2", NULL};
+    assert_int_equal(config_load_env(&c, env, err, sizeof(err)), 0);
+    assert_string_equal(c.etcd_endpoints, "http://a:1,http://b:2");
+    assert_int_equal(config_set_flag(&c, "node-id", "n9", err, sizeof(err)), 0);
+    assert_int_equal(config_validate(&c, err, sizeof(err)), CITRUS_EINVAL);
+    assert_non_null(strstr(err, "cluster.node_id"));
+}
+
+static void cluster_bad_inputs(void **state)
+{
+    const struct {
+        const char *json;
+        const char *expect;
+    } cases[] = {
+        {"{\"cluster\":{\"nodes\":{}}}", "cluster.nodes"},
+        {"{\"cluster\":{\"nodes\":[{\"id\":\"a\",\"address\":\"x\"}]}}", "cluster.nodes[0]"},
+        {"{\"cluster\":{\"nodes\":[{\"id\":\"a\",\"address\":\"x\",\"api_port\":0}]}}",
+         "cluster.nodes[0]"},
+        {"{\"cluster\":{\"nodes\":[{\"id\":\"a\",\"address\":\"x\",\"api_port\":1},"
+         "{\"id\":\"a\",\"address\":\"y\",\"api_port\":2}]}}",
+         "duplicate id"},
+        {"{\"catalog\":{\"etcd\":{\"endpoints\":\"http://x\"}}}", "catalog.etcd.endpoints"},
+        {"{\"catalog\":{\"etcd\":{\"endpoints\":[\"\"]}}}", "catalog.etcd.endpoints"},
+        {"{\"catalog\":{\"etcd\":{\"endpionts\":[]}}}", "catalog.etcd.endpionts: unknown"},
+        {"{\"catalog\":{\"etcd\":{\"request_timeout_ms\":1}}}", "catalog.etcd.request_timeout_ms"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        citrus_config c;
+        char err[256] = "";
+        config_defaults(&c);
+        write_file(cases[i].json);
+        assert_int_equal(config_load_file(&c, path, err, sizeof(err)), CITRUS_EINVAL);
+        unlink(path);
+        if (!strstr(err, cases[i].expect))
+            fail_msg("case %zu: '%s' does not mention '%s'", i, err, cases[i].expect);
+    }
+    citrus_config c;
+    char err[256];
+    config_defaults(&c);
+    assert_int_equal(config_set_flag(&c, "catalog-backend", "etcd", err, sizeof(err)), 0);
+    assert_int_equal(config_validate(&c, err, sizeof(err)), CITRUS_EINVAL);
+    assert_non_null(strstr(err, "catalog.etcd.endpoints"));
+    assert_int_equal(config_set_flag(&c, "etcd-endpoints", "http://a,,http://b", err, sizeof(err)),
+                     CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "nodes", "not json", err, sizeof(err)), CITRUS_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -113,6 +182,8 @@ int main(void)
         cmocka_unit_test(file_then_env_then_flag),
         cmocka_unit_test(bad_fields_are_named),
         cmocka_unit_test(bad_env_and_flags),
+        cmocka_unit_test(cluster_nodes_and_etcd),
+        cmocka_unit_test(cluster_bad_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

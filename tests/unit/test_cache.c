@@ -1,0 +1,154 @@
+/* Unit tests for catalog/cache.c (the informer) over the embedded store. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "catalog/cache.h"
+#include "catalog/store_sqlite.h"
+#include "citrus/errors.h"
+
+typedef struct fixture {
+    char dir[64];
+    store *st;
+    cache *c;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/citrus-cache-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char path[128], err[256];
+    snprintf(path, sizeof(path), "%s/catalog.db", f->dir);
+    store_sqlite_options o = {.path = path, .history_keep = 100};
+    assert_int_equal(store_sqlite_open(&o, &f->st, err, sizeof(err)), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    cache_stop(f->c);
+    store_close(f->st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static int64_t put(store *st, const char *k, const char *v)
+{
+    int64_t rev = 0;
+    assert_int_equal(store_put(st, k, (const unsigned char *)v, strlen(v), 0, -1, NULL, &rev, NULL),
+                     0);
+    return rev;
+}
+
+static void start(fixture *f)
+{
+    cache_options o = {.st = f->st, .check_interval_ms = 20};
+    assert_int_equal(cache_start(&o, &f->c), 0);
+}
+
+static void assert_get(cache *c, const char *key, const char *want)
+{
+    kv_range_req req = {.key = key};
+    kv_range_res r;
+    assert_int_equal(cache_range(c, &req, &r, NULL), 0);
+    if (!want) {
+        assert_int_equal(r.count, 0);
+    } else {
+        assert_int_equal(r.count, 1);
+        assert_int_equal(r.items[0].value_len, strlen(want));
+        assert_memory_equal(r.items[0].value, want, strlen(want));
+    }
+    kv_range_res_free(&r);
+}
+
+static void snapshot_then_changes(void **state)
+{
+    fixture *f = *state;
+    put(f->st, "a/1", "one");
+    put(f->st, "a/2", "two");
+    start(f);
+    int64_t r3 = put(f->st, "a/3", "three");
+    assert_int_equal(cache_wait(f->c, r3, 5000), 0);
+    assert_get(f->c, "a/1", "one");
+    assert_get(f->c, "a/3", "three");
+    int64_t del = 0, rd = 0;
+    assert_int_equal(store_delete(f->st, "a/1", false, -1, &del, &rd, NULL), 0);
+    int64_t r4 = put(f->st, "a/2", "TWO");
+    assert_int_equal(cache_wait(f->c, r4, 5000), 0);
+    assert_get(f->c, "a/1", NULL);
+    assert_get(f->c, "a/2", "TWO");
+    assert_int_equal(cache_revision(f->c), r4);
+    /* ranges behave as the store's */
+    for (int i = 0; i < 30; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "p/%02d", i);
+        put(f->st, k, "v");
+    }
+    int64_t last = put(f->st, "q", "x");
+    assert_int_equal(cache_wait(f->c, last, 5000), 0);
+    kv_range_req req = {.key = "p/", .prefix = true, .limit = 10, .after = "p/04"};
+    kv_range_res mine, theirs;
+    assert_int_equal(cache_range(f->c, &req, &mine, NULL), 0);
+    assert_int_equal(store_range(f->st, &req, &theirs), 0);
+    assert_int_equal(mine.count, 10);
+    assert_true(mine.more == theirs.more);
+    for (size_t i = 0; i < mine.count; i++) {
+        assert_string_equal(mine.items[i].key, theirs.items[i].key);
+        assert_int_equal(mine.items[i].mod_revision, theirs.items[i].mod_revision);
+        assert_int_equal(mine.items[i].version, theirs.items[i].version);
+    }
+    kv_range_res_free(&mine);
+    kv_range_res_free(&theirs);
+}
+
+static void staleness_is_measured(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    int64_t deadline = time(NULL) + 5;
+    while (cache_staleness_ms(f->c) < 0 && time(NULL) < deadline)
+        usleep(5000);
+    int64_t s = cache_staleness_ms(f->c);
+    assert_true(s >= 0 && s < 1000);
+    assert_int_equal(cache_wait(f->c, cache_revision(f->c) + 1000, 50), CITRUS_ETIMEOUT);
+}
+
+static void keeps_up_with_a_burst(void **state)
+{
+    fixture *f = *state;
+    start(f);
+    int64_t r = put(f->st, "x", "0");
+    assert_int_equal(cache_wait(f->c, r, 5000), 0);
+    /* a burst the copy keeps up with, then everything still matches */
+    for (int i = 0; i < 500; i++) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", i);
+        r = put(f->st, i % 2 ? "x" : "y", v);
+    }
+    assert_int_equal(cache_wait(f->c, r, 10000), 0);
+    assert_get(f->c, "x", "499");
+    assert_get(f->c, "y", "498");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(snapshot_then_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(staleness_is_measured, setup, teardown),
+        cmocka_unit_test_setup_teardown(keeps_up_with_a_burst, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
