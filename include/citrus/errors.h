@@ -31,7 +31,9 @@
     X(CLOSED, -20, "closed", 503, "closed")                                                        \
     X(EXISTS, -21, "already_exists", 409, "already exists")                                        \
     X(TOOMANY, -22, "too_many", 400, "too many items")                                             \
-    X(TOOBIGHDR, -23, "headers_too_large", 431, "request headers too large")
+    X(TOOBIGHDR, -23, "headers_too_large", 431, "request headers too large")                       \
+    X(STALE, -24, "stale", 503, "this node cannot confirm its copy is within the staleness bound") \
+    X(NOQUORUM, -25, "no_quorum", 503, "the catalog has no quorum")
 
 enum citrus_err {
 #define CITRUS_ERR_ENUM(name, val, code, http, desc) CITRUS_E##name = (val),

@@ -2,9 +2,11 @@
 #ifndef CITRUS_API_APP_H
 #define CITRUS_API_APP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "catalog/cache.h"
 #include "catalog/store.h"
 #include "controller/session.h"
 #include "http/server.h"
@@ -15,7 +17,22 @@ typedef struct app {
     const char *node_id;
     int64_t max_watch_timeout_ms; /* cap on a long poll's ?timeout */
     session *sess;                /* this node's session; NULL until started */
+    cache *cache;                 /* informer for bounded reads; NULL: read the store */
+    int64_t max_staleness_ms;     /* bound of a bounded read */
+    _Atomic int64_t acked_rev;    /* highest revision this node acknowledged a write at */
 } app;
+
+/* Records that this node acknowledged a write at rev (read-your-writes). */
+void app_note_write(app *a, int64_t rev);
+
+/* Reads for a GET at consistency level ("strong", "bounded" or "any"):
+ * strong, or any level without a cache, reads the store (linearizable);
+ * bounded reads the cache once it holds this node's own acknowledged
+ * writes, and only while its staleness is within the bound (else 503
+ * stale); any reads the cache whatever its staleness. Adds the
+ * X-Citrus-Revision, -Consistency and -Staleness-Ms headers. On error it has
+ * replied and returns the error. */
+int app_read(app *a, http_req *r, const char *level, const kv_range_req *req, kv_range_res *out);
 
 /* The route table served by citrus server / citrus dev. */
 extern const http_route api_routes[];

@@ -39,15 +39,13 @@ static int get_prefix(http_req *r, app *a, const char *key, const char *level)
     kv_range_req req = {
         .key = key, .prefix = true, .after = after, .limit = (size_t)limit, .keys_only = keys_only};
     kv_range_res res;
-    int rc = store_range(a->st, &req, &res);
+    int rc = app_read(a, r, level, &req, &res);
     if (rc < 0)
-        return kvjson_reply_store_error(r, rc);
+        return rc;
     json_t *body = json_object();
     json_object_set_new(body, "revision", json_integer(res.revision));
     json_object_set_new(body, "items", kvjson_items(&res, !keys_only));
     json_object_set_new(body, "more", json_boolean(res.more));
-    add_rev_header(r, "X-Citrus-Revision", res.revision);
-    http_add_header(r, "X-Citrus-Consistency", level);
     kv_range_res_free(&res);
     return http_reply_json(r, 200, body);
 }
@@ -68,11 +66,9 @@ int api_kv_get(http_req *r, void *ctx)
         return http_reply_error(r, CITRUS_EINVAL, "format must be 'json' or 'raw'", NULL);
     kv_range_req req = {.key = key};
     kv_range_res res;
-    int rc = store_range(a->st, &req, &res);
+    int rc = app_read(a, r, level, &req, &res);
     if (rc < 0)
-        return kvjson_reply_store_error(r, rc);
-    add_rev_header(r, "X-Citrus-Revision", res.revision);
-    http_add_header(r, "X-Citrus-Consistency", level);
+        return rc;
     if (res.count == 0) {
         kv_range_res_free(&res);
         return http_reply_errorf(r, CITRUS_ENOTFOUND, "key '%s' not found", key);
@@ -95,6 +91,7 @@ int api_kv_get(http_req *r, void *ctx)
 /* A PUT or DELETE in flight: the cas txn and the parked request. */
 typedef struct kv_write {
     api_write w; /* first: the completion gets &w */
+    app *a;
     store_cas_txn c;
     bool is_put;
 } kv_write;
@@ -111,6 +108,7 @@ static void kv_write_done(api_write *w, http_req *r, int rc)
         kvjson_reply_store_error(r, rc);
     } else {
         const kv_op_result *res = &w->res.results[0];
+        app_note_write(kw->a, w->res.revision);
         add_rev_header(r, "X-Citrus-Revision", w->res.revision);
         if (kw->is_put)
             http_reply_json(r, 200,
@@ -134,6 +132,7 @@ static int kv_write_submit(http_req *r, app *a, const kv_op *op, int64_t cas)
     if (!kw)
         return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
     kw->is_put = op->type == KV_OP_PUT;
+    kw->a = a;
     store_cas_txn_init(&kw->c, op, cas);
     api_write_submit(&kw->w, r, a, &kw->c.txn, kv_write_done);
     return 0;

@@ -51,14 +51,18 @@ int kvjson_check_key(http_req *r, const char *key, bool prefix)
 
 int kvjson_check_consistency(http_req *r, const char **level)
 {
+    static const char *const levels[] = {"bounded", "strong", "any"};
     const char *c = http_req_query(r, "consistency");
-    if (!c || strcmp(c, "bounded") == 0 || strcmp(c, "strong") == 0) {
-        /* The embedded store serves every read from the committed state, so
-         * each read is linearizable whichever level was asked for. */
-        *level = "strong";
+    if (!c) {
+        *level = levels[0];
         return 0;
     }
-    http_reply_error(r, CITRUS_EINVAL, "consistency must be 'strong' or 'bounded'", NULL);
+    for (size_t i = 0; i < 3; i++)
+        if (strcmp(c, levels[i]) == 0) {
+            *level = levels[i];
+            return 0;
+        }
+    http_reply_error(r, CITRUS_EINVAL, "consistency must be 'strong', 'bounded' or 'any'", NULL);
     return CITRUS_EINVAL;
 }
 

@@ -285,6 +285,8 @@ static void txn_done(api_write *w, http_req *r, int rc)
     } else if (rc < 0) {
         kvjson_reply_store_error(r, rc);
     } else {
+        if (res->revision > 0)
+            app_note_write(p->a, res->revision);
         const kv_op *ops = res->succeeded ? p->succ : p->fail;
         json_t *results = json_array();
         for (size_t i = 0; i < res->count; i++)

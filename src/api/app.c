@@ -1,0 +1,64 @@
+/* api/app.c — what every read and write handler shares: the choice of read
+ * path by consistency level, and read-your-writes bookkeeping. */
+#include "api/app.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+
+void app_note_write(app *a, int64_t rev)
+{
+    int64_t cur = atomic_load(&a->acked_rev);
+    while (rev > cur && !atomic_compare_exchange_weak(&a->acked_rev, &cur, rev)) {
+    }
+}
+
+static void add_i64_header(http_req *r, const char *name, int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%" PRId64, v);
+    http_add_header(r, name, buf);
+}
+
+int app_read(app *a, http_req *r, const char *level, const kv_range_req *req, kv_range_res *out)
+{
+    int rc;
+    if (!a->cache || strcmp(level, "strong") == 0) {
+        rc = store_range(a->st, req, out);
+        if (rc < 0)
+            return http_reply_error(r, rc, NULL, NULL), rc;
+        add_i64_header(r, "X-Citrus-Revision", out->revision);
+        http_add_header(r, "X-Citrus-Consistency", "strong");
+        http_add_header(r, "X-Citrus-Staleness-Ms", "0");
+        return 0;
+    }
+    int64_t acked = atomic_load(&a->acked_rev);
+    bool own_writes =
+        cache_revision(a->cache) >= acked || cache_wait(a->cache, acked, a->max_staleness_ms) == 0;
+    int64_t stale = -1;
+    rc = cache_range(a->cache, req, out, &stale);
+    if (rc == CITRUS_EUNAVAILABLE)
+        return http_reply_error(r, CITRUS_ESTALE, "the catalog copy is not loaded yet", NULL),
+               CITRUS_ESTALE;
+    if (rc < 0)
+        return http_reply_error(r, rc, NULL, NULL), rc;
+    bool within = own_writes && stale >= 0 && stale <= a->max_staleness_ms;
+    if (!within && strcmp(level, "any") != 0) {
+        kv_range_res_free(out);
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "this node's copy may be %" PRId64 " ms old, over the bound of %" PRId64
+                 " ms; use ?consistency=strong, or ?consistency=any to read it anyway",
+                 stale, a->max_staleness_ms);
+        return http_reply_error(r, CITRUS_ESTALE, msg,
+                                json_pack("{s:I}", "staleness_ms", (json_int_t)stale)),
+               CITRUS_ESTALE;
+    }
+    add_i64_header(r, "X-Citrus-Revision", out->revision);
+    http_add_header(r, "X-Citrus-Consistency", within ? "bounded" : "any");
+    add_i64_header(r, "X-Citrus-Staleness-Ms", stale);
+    return 0;
+}
