@@ -94,7 +94,7 @@ void config_defaults(citrus_config *c)
 {
     memset(c, 0, sizeof(*c));
     snprintf(c->node_id, sizeof(c->node_id), "node1");
-    snprintf(c->listen, sizeof(c->listen), "127.0.0.1:8081");
+    snprintf(c->listen, sizeof(c->listen), CONFIG_DEFAULT_LISTEN);
     c->threads = 4;
     c->max_connections = 4096;
     c->idle_timeout_s = 60;
@@ -434,4 +434,13 @@ const config_node *config_self(const citrus_config *c)
         if (strcmp(c->nodes[i].id, c->node_id) == 0)
             return &c->nodes[i];
     return NULL;
+}
+
+void config_listen(const citrus_config *c, char *buf, size_t len)
+{
+    const config_node *self = config_self(c);
+    if (self && strcmp(c->listen, CONFIG_DEFAULT_LISTEN) == 0)
+        snprintf(buf, len, "%s:%lld", self->address, (long long)self->api_port);
+    else
+        snprintf(buf, len, "%s", c->listen);
 }

@@ -13,6 +13,7 @@
 
 #define CONFIG_STR 256
 #define CONFIG_MAX_NODES 16
+#define CONFIG_DEFAULT_LISTEN "127.0.0.1:8081"
 
 /* One member of cluster.nodes (seed 002 static membership). */
 typedef struct config_node {
@@ -63,6 +64,11 @@ int config_set_flag(citrus_config *c, const char *flag, const char *value, char 
 int config_validate(const citrus_config *c, char *err, size_t errlen);
 /* This node's entry in cluster.nodes, or NULL. */
 const config_node *config_self(const citrus_config *c);
+
+/* The address to listen on: server.listen, except that when it was left at
+ * its default and cluster.nodes lists this node, that entry's
+ * address:api_port. */
+void config_listen(const citrus_config *c, char *buf, size_t len);
 
 /* Prints every setting with its flag, variable and default. */
 void config_print_help(void *file);

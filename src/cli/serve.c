@@ -162,7 +162,9 @@ int cli_serve_main(int argc, char **argv, char **envp)
              .max_value_bytes = (size_t)cfg.max_value_bytes,
              .node_id = cfg.node_id,
              .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000};
-    http_server_options ho = {.listen = cfg.listen,
+    char listen[96];
+    config_listen(&cfg, listen, sizeof(listen));
+    http_server_options ho = {.listen = listen,
                               .threads = (unsigned)cfg.threads,
                               .max_conns = (unsigned)cfg.max_connections,
                               .idle_timeout_s = (unsigned)cfg.idle_timeout_s,
@@ -178,7 +180,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     }
     char url[128];
     char host[64];
-    snprintf(host, sizeof(host), "%.*s", (int)(strrchr(cfg.listen, ':') - cfg.listen), cfg.listen);
+    snprintf(host, sizeof(host), "%.*s", (int)(strrchr(listen, ':') - listen), listen);
     snprintf(url, sizeof(url), "http://%s:%u", host, http_server_port(srv));
     log_info("server", "listening",
              json_pack("{s:s,s:s,s:i,s:s,s:s}", "mode", argv[0], "api", url, "port",

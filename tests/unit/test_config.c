@@ -128,6 +128,12 @@ static void cluster_nodes_and_etcd(void **state)
     assert_int_equal(c.max_staleness_ms, 2000);
     assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
     assert_string_equal(config_self(&c)->id, "n2");
+    char listen[96];
+    config_listen(&c, listen, sizeof(listen));
+    assert_string_equal(listen, "127.0.0.2:8082"); /* from this node's entry */
+    assert_int_equal(config_set_flag(&c, "listen", "127.0.0.1:9999", err, sizeof(err)), 0);
+    config_listen(&c, listen, sizeof(listen));
+    assert_string_equal(listen, "127.0.0.1:9999"); /* an explicit listen wins */
     char *env[] = {"CITRUS_CATALOG_ETCD_ENDPOINTS=http://a:1,http://b:2", NULL};
     assert_int_equal(config_load_env(&c, env, err, sizeof(err)), 0);
     assert_string_equal(c.etcd_endpoints, "http://a:1,http://b:2");
