@@ -12,19 +12,29 @@ int api_health_live(http_req *r, void *ctx)
     return http_reply_json(r, 200, json_pack("{s:s,s:s}", "status", "ok", "node_id", a->node_id));
 }
 
+/* Ready: the catalog has a leader and quorum and is writable, this node is
+ * registered, and its catalog copy (if it keeps one) is within the bound. */
 int api_health_ready(http_req *r, void *ctx)
 {
     app *a = ctx;
     store_status st;
     int rc = store_status_get(a->st, &st);
     bool registered = a->sess && session_ready(a->sess);
-    bool ready = rc == 0 && st.writable && registered;
-    json_t *catalog =
-        json_pack("{s:s,s:b,s:b,s:I,s:I}", "backend", rc == 0 ? st.backend : "?", "open", rc == 0,
-                  "writable", ready, "revision", (json_int_t)st.revision, "compact_revision",
-                  (json_int_t)st.compact_revision);
-    json_t *body = json_pack("{s:s,s:s,s:o,s:b}", "status", ready ? "ready" : "unavailable",
-                             "node_id", a->node_id, "catalog", catalog, "registered", registered);
+    bool catalog_ok = rc == 0 && st.writable && st.quorum;
+    int64_t lag = a->cache ? cache_staleness_ms(a->cache) : 0;
+    int64_t cache_rev = a->cache ? cache_revision(a->cache) : (rc == 0 ? st.revision : 0);
+    bool fresh = lag >= 0 && lag <= a->max_staleness_ms;
+    bool ready = catalog_ok && registered && fresh;
+    json_t *catalog = json_pack(
+        "{s:s,s:s?,s:i,s:i,s:b,s:b,s:I}", "backend", rc == 0 ? st.backend : "unknown", "leader",
+        rc == 0 && st.leader[0] ? st.leader : NULL, "members", rc == 0 ? st.members : 0, "healthy",
+        rc == 0 ? st.healthy_members : 0, "quorum", rc == 0 && st.quorum, "writable",
+        rc == 0 && st.writable, "revision", (json_int_t)(rc == 0 ? st.revision : 0));
+    json_t *copy =
+        json_pack("{s:I,s:I}", "revision", (json_int_t)cache_rev, "lag_ms", (json_int_t)lag);
+    json_t *body =
+        json_pack("{s:s,s:s,s:o,s:o,s:b}", "status", ready ? "ready" : "unavailable", "node_id",
+                  a->node_id, "catalog", catalog, "cache", copy, "registered", registered);
     return http_reply_json(r, ready ? 200 : 503, body);
 }
 

@@ -126,6 +126,14 @@ typedef struct store_status {
     int64_t compact_revision; /* oldest revision a watch may start from */
     bool writable;
     const char *backend; /* static string: "embedded", "etcd" */
+    /* The replicated store's view (the embedded store is one member that
+     * leads itself): the leader's member name ("" when none is known), how
+     * many members there are and how many answered, and whether there is a
+     * leader and a majority answered. */
+    char leader[64];
+    int members;
+    int healthy_members;
+    bool quorum;
 } store_status;
 
 typedef struct kv_lease_info {

@@ -1694,6 +1694,9 @@ static int sqlite_status(store *st, store_status *out)
     out->writable = s->healthy && !s->stopping;
     pthread_mutex_unlock(&s->mu);
     out->backend = "embedded";
+    snprintf(out->leader, sizeof(out->leader), "embedded");
+    out->members = out->healthy_members = 1;
+    out->quorum = out->writable;
     return 0;
 }
 

@@ -302,6 +302,11 @@ def test_health(citrus):
     j = ready.json()
     assert j["status"] == "ready" and j["catalog"]["backend"] == "embedded"
     assert j["catalog"]["writable"] is True
+    # the embedded store is one member that leads itself
+    assert j["catalog"]["leader"] == "embedded" and j["catalog"]["quorum"] is True
+    assert j["catalog"]["members"] == 1 and j["catalog"]["healthy"] == 1
+    assert j["cache"]["lag_ms"] == 0 and j["cache"]["revision"] == j["catalog"]["revision"]
+    assert j["node_id"] == "node1" and j["registered"] is True
 
 
 def test_header_limit_is_json_431(make_citrus):
