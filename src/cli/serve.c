@@ -12,6 +12,8 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
+#include "catalog/cache.h"
+#include "catalog/store_etcd.h"
 #include "catalog/store_sqlite.h"
 #include "citrus/errors.h"
 #include "cli/config.h"
@@ -113,7 +115,7 @@ static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
     return 0;
 }
 
-static int open_store(const citrus_config *cfg, store **st)
+static int open_embedded(const citrus_config *cfg, store **st)
 {
     char path[PATH_MAX], err[512];
     if (make_dirs(cfg->data_dir) < 0) {
@@ -126,6 +128,31 @@ static int open_store(const citrus_config *cfg, store **st)
     if (rc < 0)
         fprintf(stderr, "citrus: cannot open catalog store %s: %s\n", path, err);
     return rc;
+}
+
+static int open_etcd(const citrus_config *cfg, store **st)
+{
+    char list[sizeof(cfg->etcd_endpoints)], err[512];
+    const char *eps[32];
+    size_t n = 0;
+    snprintf(list, sizeof(list), "%s", cfg->etcd_endpoints);
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t && n < 32;
+         t = strtok_r(NULL, ",", &save))
+        eps[n++] = t;
+    store_etcd_options eo = {.endpoints = eps,
+                             .nendpoints = n,
+                             .connect_timeout_ms = cfg->etcd_connect_timeout_ms,
+                             .request_timeout_ms = cfg->etcd_request_timeout_ms};
+    int rc = store_etcd_open(&eo, st, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "citrus: cannot open the etcd catalog at %s: %s\n", cfg->etcd_endpoints,
+                err);
+    return rc;
+}
+
+static int open_store(const citrus_config *cfg, store **st)
+{
+    return strcmp(cfg->backend, "etcd") == 0 ? open_etcd(cfg, st) : open_embedded(cfg, st);
 }
 
 static int wait_for_signal(void)
@@ -158,10 +185,23 @@ int cli_serve_main(int argc, char **argv, char **envp)
     store *st = NULL;
     if (open_store(&cfg, &st) < 0)
         return 1;
+    /* A replicated catalog is read through this node's watch-fed copy; the
+     * embedded store is local and answers every read from committed state. */
+    cache *copy = NULL;
+    if (strcmp(cfg.backend, "etcd") == 0) {
+        cache_options co = {.st = st};
+        if (cache_start(&co, &copy) < 0) {
+            fprintf(stderr, "citrus %s: cannot start the catalog copy\n", argv[0]);
+            store_close(st);
+            return 1;
+        }
+    }
     app a = {.st = st,
              .max_value_bytes = (size_t)cfg.max_value_bytes,
              .node_id = cfg.node_id,
-             .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000};
+             .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000,
+             .cache = copy,
+             .max_staleness_ms = cfg.max_staleness_ms};
     char listen[96];
     config_listen(&cfg, listen, sizeof(listen));
     http_server_options ho = {.listen = listen,
@@ -175,6 +215,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     char err[512];
     if (http_server_start(&ho, api_routes, api_nroutes, &a, &srv, err, sizeof(err)) < 0) {
         fprintf(stderr, "citrus %s: %s\n", argv[0], err);
+        cache_stop(copy);
         store_close(st);
         return 1;
     }
@@ -206,6 +247,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     api_watch_shutdown();
     http_server_stop(srv);
     session_stop(sess); /* revokes the lease: registration and leadership end now */
+    cache_stop(copy);
     store_close(st);
     log_info("server", "stopped", NULL);
     return 0;
