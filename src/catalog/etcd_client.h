@@ -12,9 +12,10 @@
  * for later calls. After a request was sent, what a failure means depends
  * on the call's kind (etcd_call_kind).
  *
- * Every request carries the gRPC metadata hasleader=true: a member without
- * a leader refuses it at once ("etcdserver: no leader") instead of holding
- * it until a timeout, and a watch stream on such a member ends.
+ * Every request but ETCD_LOCAL ones carries the gRPC metadata
+ * hasleader=true: a member without a leader refuses it at once
+ * ("etcdserver: no leader") instead of holding it until a timeout, and a
+ * watch stream on such a member ends.
  *
  * Ownership: paths are static strings; request bodies are copied or, where
  * said, transferred. Callbacks run on the I/O thread and must not block;
@@ -48,14 +49,18 @@ typedef enum {
      * A failure after sending (timeout, connection lost, a rewind curl
      * would need to send it again) is CITRUS_ETIMEOUT: outcome unknown. */
     ETCD_WRITE,
+    /* A read of a member's own view (member list, maintenance status),
+     * which a member without a leader answers too: as ETCD_READ, but sent
+     * without the hasleader metadata. */
+    ETCD_LOCAL,
 } etcd_call_kind;
 
 /* How a unary call ended at the transport level. */
 typedef struct etcd_result {
-    int rc;             /* 0: an HTTP answer arrived; else CITRUS_E* */
-    long status;        /* HTTP status when rc == 0 */
-    char *body;         /* the answer (NUL-terminated); the callback may take it (set NULL, free later) */
-    size_t len;         /* bytes in body */
+    int rc;      /* 0: an HTTP answer arrived; else CITRUS_E* */
+    long status; /* HTTP status when rc == 0 */
+    char *body;  /* the answer (NUL-terminated); the callback may take it (set NULL, free later) */
+    size_t len;  /* bytes in body */
     const char *errmsg; /* transport detail when rc != 0 */
 } etcd_result;
 
@@ -65,9 +70,10 @@ typedef void (*etcd_client_done_cb)(void *ctx, etcd_result *res);
  * message to errbuf. */
 int etcd_client_new(const etcd_client_options *o, etcd_client **out, char *errbuf, size_t errlen);
 
-/* Stops the I/O thread: calls not yet finished complete with CITRUS_ECLOSED
- * (or CITRUS_ETIMEOUT for a write that may have been sent). Every stream
- * must have been closed first. NULL is a no-op. */
+/* Stops the I/O thread. New calls are refused (CITRUS_ECLOSED); calls
+ * already accepted run to their end first, each within its timeouts, so
+ * their outcome is known. Every stream must have been closed before.
+ * NULL is a no-op. */
 void etcd_client_free(etcd_client *c);
 
 /* POSTs body (JSON text, malloc'd; ownership transferred, freed by the
@@ -75,6 +81,14 @@ void etcd_client_free(etcd_client *c);
  * (or on the caller's thread if the client is closing). */
 void etcd_client_call_async(etcd_client *c, const char *path, char *body, etcd_call_kind kind,
                             etcd_client_done_cb cb, void *ctx);
+
+/* As etcd_client_call_async (ETCD_LOCAL), but one attempt at member_url (a
+ * member's client URL, as /v3/cluster/member/list gives it) instead of the
+ * endpoints, bounded by timeout_ms: for questions to one member, such as
+ * its /v3/maintenance/status. */
+void etcd_client_call_member_async(etcd_client *c, const char *member_url, const char *path,
+                                   char *body, int64_t timeout_ms, etcd_client_done_cb cb,
+                                   void *ctx);
 
 /* Turns a finished call into the answer's JSON object (*out, owned by the
  * caller) or an error: etcd's gRPC errors are mapped to CITRUS_E* codes

@@ -1,0 +1,908 @@
+/* catalog/store_etcd.c — the cluster catalog store: store.h on etcd v3
+ * through its HTTP/JSON gateway.
+ *
+ * Pieces: etcd_client.c carries the calls (one libcurl multi thread,
+ * endpoint failover, error mapping), etcd_codec.c maps store.h types to
+ * etcd's JSON, etcd_watch.c serves watches from one shared etcd stream.
+ * This file maps each store_ops call to etcd requests.
+ *
+ * Txns run asynchronously on the client's I/O thread (a small state
+ * machine, txn_job); store_txn waits for the same machine. So parked HTTP
+ * writes (store_txn_async) hold no thread while etcd commits them, and
+ * concurrent writes travel on concurrent connections.
+ *
+ * Value compares on absent keys: store.h gives an absent key the value ""
+ * (so "value == ''" holds for it), while etcd fails every value compare on
+ * an absent key. A txn with a value compare that would hold on absence
+ * first reads those keys' mod_revisions; then it sends the txn nested in an
+ * outer one guarded by "mod_revision(key) == what was read" for each, with
+ * the compares of keys found absent left out (they hold). If a guarded key
+ * changed in between, nothing ran, and the job starts over.
+ *
+ * Compaction point: etcd does not report where it compacted, but a read at
+ * a compacted revision fails ("required revision has been compacted").
+ * compact_rev is the oldest revision known to be readable. Status reads at
+ * compact_rev: one read gives the store's revision and confirms the point;
+ * when it fails, a binary search with such reads finds the new point (a
+ * few dozen reads, once per compaction). store_etcd_compact and watches
+ * refused for compaction move it too. */
+#include "catalog/store_etcd.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "catalog/etcd_client.h"
+#include "catalog/etcd_codec.h"
+#include "catalog/etcd_watch.h"
+#include "citrus/errors.h"
+#include "obs/log.h"
+
+#define PATH_RANGE "/v3/kv/range"
+#define PATH_TXN "/v3/kv/txn"
+#define PATH_COMPACT "/v3/kv/compaction"
+#define PATH_GRANT "/v3/lease/grant"
+#define PATH_KEEPALIVE "/v3/lease/keepalive"
+#define PATH_REVOKE "/v3/lease/revoke"
+#define PATH_LEASES "/v3/lease/leases"
+#define PATH_TTL "/v3/lease/timetolive"
+#define PATH_MEMBERS "/v3/cluster/member/list"
+#define PATH_MEMBER_STATUS "/v3/maintenance/status"
+#define VIEW_TTL_MS 1000
+#define MEMBER_TIMEOUT_MS 1000
+#define SNAPSHOT_PAGE 1000
+#define SNAPSHOT_TRIES 3
+#define GUARD_TRIES 16
+#define ERRLEN 512
+
+/* The cluster as the members answer for themselves. */
+typedef struct cluster_view {
+    char leader[64]; /* the leader's member name, "" when unknown */
+    int members, healthy;
+    int64_t at_ms; /* when it was taken (monotonic); 0: never */
+} cluster_view;
+
+typedef struct etcd_store {
+    store base;
+    etcd_client *cl;
+    etcd_watch *hub;
+    pthread_mutex_t mu;
+    int64_t compact_rev;     /* oldest revision known to be readable; guarded by mu */
+    int64_t last_rev;        /* the revision the last status saw; guarded by mu */
+    cluster_view view;       /* guarded by mu */
+    pthread_mutex_t view_mu; /* one refresh of view at a time */
+} etcd_store;
+
+static const store_ops etcd_ops;
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static void errfmt(char *buf, size_t len, const char *fmt, ...)
+{
+    if (!buf || !len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Logs failures of etcd itself (not answers like "lease not found"). */
+static int report(const char *op, int rc, const char *err)
+{
+    if (rc == CITRUS_EUNAVAILABLE || rc == CITRUS_ETIMEOUT || rc == CITRUS_EIO ||
+        rc == CITRUS_EINTERNAL || rc == CITRUS_ENOMEM)
+        log_warn("store_etcd", op,
+                 json_pack("{s:s,s:s}", "error", citrus_err_code(rc), "detail", err ? err : ""));
+    return rc;
+}
+
+/* A synchronous call; takes req (NULL: out of memory). */
+static int call(etcd_store *s, const char *op, const char *path, json_t *req, etcd_call_kind kind,
+                json_t **ans, char *err, size_t errlen)
+{
+    char local[ERRLEN] = "";
+    if (!err) {
+        err = local;
+        errlen = sizeof(local);
+    }
+    *ans = NULL;
+    int rc = req ? etcd_client_call(s->cl, path, req, kind, ans, err, errlen) : CITRUS_ENOMEM;
+    json_decref(req);
+    return rc < 0 ? report(op, rc, err) : 0;
+}
+
+static int64_t compact_get(etcd_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int64_t c = s->compact_rev;
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+static void compact_note(etcd_store *s, int64_t rev)
+{
+    pthread_mutex_lock(&s->mu);
+    if (rev > s->compact_rev)
+        s->compact_rev = rev;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A linearizable read of no key at revision at (0: the latest). *rev is the
+ * store's revision; CITRUS_ECOMPACTED when at is compacted. */
+static int probe(etcd_store *s, int64_t at, int64_t *rev, char *err, size_t errlen)
+{
+    json_t *req = json_object();
+    bool ok = req && etcd_codec_set_range(req, "", false, NULL) &&
+              json_object_set_new(req, "count_only", json_true()) == 0 &&
+              (at <= 0 || json_object_set_new(req, "revision", etcd_codec_i64(at)) == 0);
+    if (!ok) {
+        json_decref(req);
+        req = NULL;
+    }
+    json_t *ans;
+    int rc = call(s, "status", PATH_RANGE, req, ETCD_READ, &ans, err, errlen);
+    *rev = rc == 0 ? etcd_codec_revision(ans) : 0;
+    json_decref(ans);
+    return rc;
+}
+
+/* Finds etcd's compaction point, the oldest revision a read at a revision
+ * still works for: one read when it has not moved since last time, else a
+ * binary search. *latest: the store's revision. */
+static int compact_find(etcd_store *s, int64_t *latest, char *err, size_t errlen)
+{
+    int64_t lo = compact_get(s), cur = 0, r;
+    int rc = probe(s, lo, &cur, err, errlen);
+    if (rc == CITRUS_EINVAL && lo > 1) { /* a future revision: etcd was replaced by a new one */
+        pthread_mutex_lock(&s->mu);
+        s->compact_rev = lo = 1;
+        pthread_mutex_unlock(&s->mu);
+        rc = probe(s, lo, &cur, err, errlen);
+    }
+    if (rc != CITRUS_ECOMPACTED) {
+        *latest = cur;
+        return rc;
+    }
+    rc = probe(s, 0, &cur, err, errlen);
+    if (rc < 0)
+        return rc;
+    int64_t hi = cur;
+    for (lo++; lo < hi;) {
+        int64_t mid = lo + (hi - lo) / 2;
+        rc = probe(s, mid, &r, err, errlen);
+        if (rc == 0)
+            hi = mid;
+        else if (rc == CITRUS_ECOMPACTED)
+            lo = mid + 1;
+        else
+            return rc;
+    }
+    compact_note(s, lo);
+    *latest = cur;
+    return 0;
+}
+
+/* ---- validation ---------------------------------------------------------------- */
+
+static int op_validate(const kv_op *op)
+{
+    if (!op->key)
+        return CITRUS_EINVAL;
+    switch (op->type) {
+    case KV_OP_PUT:
+        if (!op->key[0])
+            return CITRUS_EBADKEY;
+        return op->value_len && !op->value ? CITRUS_EINVAL : 0;
+    case KV_OP_DELETE:
+    case KV_OP_GET:
+        return 0;
+    }
+    return CITRUS_EINVAL;
+}
+
+static int txn_validate(const kv_txn *t)
+{
+    if ((t->ncompares && !t->compares) || (t->nsuccess && !t->success) ||
+        (t->nfailure && !t->failure))
+        return CITRUS_EINVAL;
+    for (size_t i = 0; i < t->ncompares; i++) {
+        const kv_compare *c = &t->compares[i];
+        if (!c->key || (c->value_len && !c->value) || (unsigned)c->target > KV_CMP_LEASE ||
+            (unsigned)c->op > KV_CMP_GT)
+            return CITRUS_EINVAL;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < t->nsuccess; i++)
+        rc = op_validate(&t->success[i]);
+    for (size_t i = 0; rc == 0 && i < t->nfailure; i++)
+        rc = op_validate(&t->failure[i]);
+    return rc;
+}
+
+/* A value compare that holds when its key is absent (value ""). */
+static bool holds_when_absent(const kv_compare *c)
+{
+    if (c->target != KV_CMP_VALUE)
+        return false;
+    switch (c->op) {
+    case KV_CMP_EQ:
+        return c->value_len == 0;
+    case KV_CMP_NE:
+    case KV_CMP_LT:
+        return c->value_len > 0;
+    case KV_CMP_GT:
+        return false;
+    }
+    return false;
+}
+
+/* ---- txn: a job on the I/O thread ------------------------------------------------ */
+
+typedef struct txn_job {
+    etcd_store *s;
+    const kv_txn *txn;
+    kv_txn_res *out;
+    store_txn_cb cb;
+    void *ctx;
+    size_t nguards; /* compares that hold on absence */
+    bool *drop;     /* per compare: left out (its key was absent) */
+    int64_t *seen;  /* per compare: the key's mod_revision, read for the guard */
+    int tries;
+    bool single; /* sent as a plain put or delete, not a txn */
+} txn_job;
+
+static void job_free(txn_job *j)
+{
+    free(j->drop);
+    free(j->seen);
+    free(j);
+}
+
+static txn_job *job_new(etcd_store *s, const kv_txn *txn, kv_txn_res *out, store_txn_cb cb,
+                        void *ctx)
+{
+    txn_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    *j = (txn_job){.s = s, .txn = txn, .out = out, .cb = cb, .ctx = ctx};
+    for (size_t i = 0; i < txn->ncompares; i++)
+        j->nguards += holds_when_absent(&txn->compares[i]);
+    if (j->nguards) {
+        j->drop = calloc(txn->ncompares, sizeof(*j->drop));
+        j->seen = calloc(txn->ncompares, sizeof(*j->seen));
+        if (!j->drop || !j->seen) {
+            job_free(j);
+            return NULL;
+        }
+    }
+    return j;
+}
+
+static void job_finish(txn_job *j, int rc, const char *err)
+{
+    if (rc < 0) {
+        kv_txn_res_free(j->out);
+        report("txn", rc, err);
+    }
+    store_txn_cb cb = j->cb;
+    void *ctx = j->ctx;
+    job_free(j);
+    cb(ctx, rc);
+}
+
+/* {"key": key} or {"key", "target": "MOD", "result": "EQUAL", "mod_revision"} */
+static json_t *key_json(const char *key)
+{
+    json_t *o = json_object();
+    if (o && !etcd_codec_set_range(o, key, false, NULL)) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
+}
+
+static json_t *guard_compare(const char *key, int64_t mod)
+{
+    json_t *o = key_json(key);
+    if (o && (json_object_set_new(o, "target", json_string("MOD")) < 0 ||
+              json_object_set_new(o, "result", json_string("EQUAL")) < 0 ||
+              json_object_set_new(o, "mod_revision", etcd_codec_i64(mod)) < 0)) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
+}
+
+/* The txn nested in one that runs it only if no guarded key changed. */
+static json_t *guard_wrap(txn_job *j, json_t *inner)
+{
+    json_t *cmps = json_array();
+    bool ok = inner && cmps;
+    for (size_t i = 0; ok && i < j->txn->ncompares; i++)
+        if (holds_when_absent(&j->txn->compares[i]))
+            ok = json_array_append_new(cmps, guard_compare(j->txn->compares[i].key, j->seen[i])) ==
+                 0;
+    if (!ok) {
+        json_decref(inner);
+        json_decref(cmps);
+        return NULL;
+    }
+    return json_pack("{s:o,s:[{s:o}]}", "compare", cmps, "success", "request_txn", inner);
+}
+
+static void job_txn_done(void *ctx, etcd_result *r);
+static void job_read_done(void *ctx, etcd_result *r);
+
+static void job_send(txn_job *j)
+{
+    const char *path = PATH_TXN;
+    json_t *body = j->nguards ? NULL : etcd_codec_single_req(j->txn, &path);
+    j->single = body != NULL;
+    if (!body)
+        body = etcd_codec_txn_req(j->txn, j->nguards ? j->drop : NULL);
+    if (body && j->nguards)
+        body = guard_wrap(j, body);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    etcd_client_call_async(j->s->cl, path, text, ETCD_WRITE, job_txn_done, j);
+}
+
+/* Reads the mod_revision of every key a guard compares. */
+static void job_start(txn_job *j)
+{
+    if (j->nguards == 0) {
+        job_send(j);
+        return;
+    }
+    json_t *ops = json_array();
+    bool ok = ops != NULL;
+    for (size_t i = 0; ok && i < j->txn->ncompares; i++) {
+        if (!holds_when_absent(&j->txn->compares[i]))
+            continue;
+        json_t *r = key_json(j->txn->compares[i].key);
+        ok = r && json_object_set_new(r, "keys_only", json_true()) == 0;
+        if (!ok)
+            json_decref(r);
+        else /* json_pack takes r, also when it fails */
+            ok = json_array_append_new(ops, json_pack("{s:o}", "request_range", r)) == 0;
+    }
+    json_t *req = ok ? json_pack("{s:o}", "success", ops) : NULL;
+    if (!ok)
+        json_decref(ops);
+    char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    etcd_client_call_async(j->s->cl, PATH_TXN, text, ETCD_READ, job_read_done, j);
+}
+
+static void job_read_done(void *ctx, etcd_result *r)
+{
+    txn_job *j = ctx;
+    char err[ERRLEN] = "";
+    json_t *ans;
+    int rc = etcd_client_decode(j->s->cl, r, ETCD_READ, &ans, err, sizeof(err));
+    json_t *resps = json_object_get(ans, "responses");
+    size_t k = 0;
+    for (size_t i = 0; rc == 0 && i < j->txn->ncompares; i++) {
+        if (!holds_when_absent(&j->txn->compares[i]))
+            continue;
+        json_t *rr = json_object_get(json_array_get(resps, k++), "response_range");
+        if (!json_is_object(rr)) {
+            errfmt(err, sizeof(err), "etcd: unexpected answer to a read");
+            rc = CITRUS_EIO;
+            break;
+        }
+        json_t *kv = json_array_get(json_object_get(rr, "kvs"), 0);
+        j->seen[i] = kv ? etcd_codec_int(kv, "mod_revision") : 0;
+        j->drop[i] = j->seen[i] == 0;
+    }
+    json_decref(ans);
+    if (rc < 0)
+        job_finish(j, rc, err);
+    else
+        job_send(j);
+}
+
+static void job_txn_done(void *ctx, etcd_result *r)
+{
+    txn_job *j = ctx;
+    char err[ERRLEN] = "";
+    json_t *ans;
+    int rc = etcd_client_decode(j->s->cl, r, ETCD_WRITE, &ans, err, sizeof(err));
+    json_t *t = ans;
+    if (rc == 0 && j->nguards) {
+        if (!json_is_true(json_object_get(ans, "succeeded"))) { /* a guarded key changed */
+            json_decref(ans);
+            if (++j->tries < GUARD_TRIES) {
+                job_start(j);
+                return;
+            }
+            job_finish(j, CITRUS_EUNAVAILABLE, "a compared key kept changing; nothing applied");
+            return;
+        }
+        t = json_object_get(json_array_get(json_object_get(ans, "responses"), 0), "response_txn");
+    }
+    int64_t rev = etcd_codec_revision(ans);
+    if (rc == 0 && (j->single ? etcd_codec_single_res(t, j->txn, rev, j->out)
+                              : etcd_codec_txn_res(t, j->txn, rev, j->out)) < 0) {
+        /* etcd did what it answered, we cannot tell what: not "nothing applied" */
+        errfmt(err, sizeof(err), "etcd: unreadable txn answer; outcome unknown");
+        rc = CITRUS_ETIMEOUT;
+    }
+    json_decref(ans);
+    job_finish(j, rc, err);
+}
+
+/* ---- store_ops ------------------------------------------------------------------- */
+
+static int etcd_store_range(store *st, const kv_range_req *req, kv_range_res *out)
+{
+    etcd_store *s = (etcd_store *)st;
+    if (!req || !req->key)
+        return CITRUS_EINVAL;
+    json_t *ans;
+    int rc = call(s, "range", PATH_RANGE, etcd_codec_range_req(req), ETCD_READ, &ans, NULL, 0);
+    if (rc == 0)
+        rc = etcd_codec_range_res(ans, 0, out);
+    json_decref(ans);
+    if (rc < 0)
+        kv_range_res_free(out);
+    return rc;
+}
+
+static void etcd_store_txn_async(store *st, const kv_txn *txn, kv_txn_res *out, store_txn_cb cb,
+                                 void *ctx)
+{
+    int rc = txn ? txn_validate(txn) : CITRUS_EINVAL;
+    txn_job *j = rc == 0 ? job_new((etcd_store *)st, txn, out, cb, ctx) : NULL;
+    if (rc == 0 && !j)
+        rc = CITRUS_ENOMEM;
+    if (rc < 0) {
+        cb(ctx, rc);
+        return;
+    }
+    job_start(j);
+}
+
+typedef struct txn_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int rc;
+} txn_wait;
+
+static void txn_wait_done(void *ctx, int rc)
+{
+    txn_wait *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int etcd_store_txn(store *st, const kv_txn *txn, kv_txn_res *out)
+{
+    etcd_store *s = (etcd_store *)st;
+    if (etcd_client_on_io_thread(s->cl))
+        return report("txn", CITRUS_EINTERNAL, "synchronous txn from a store callback");
+    txn_wait w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    etcd_store_txn_async(st, txn, out, txn_wait_done, &w);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return w.rc;
+}
+
+static int etcd_store_watch_open(store *st, const char *prefix, int64_t from_rev, store_watch_cb cb,
+                                 void *ctx, store_watch **out, int64_t *compact_rev)
+{
+    etcd_store *s = (etcd_store *)st;
+    if (compact_rev)
+        *compact_rev = compact_get(s);
+    return etcd_watch_open(s->hub, prefix, from_rev, cb, ctx, out, compact_rev);
+}
+
+/* The hub's check: refuses what is known compacted; with probe, asks etcd
+ * whether from_rev can still be read (and so watched). */
+static int check_from(void *ctx, int64_t from_rev, bool need_probe, int64_t *compact)
+{
+    etcd_store *s = ctx;
+    int rc = from_rev < compact_get(s) ? CITRUS_ECOMPACTED : 0;
+    if (rc == 0 && need_probe) {
+        int64_t rev;
+        rc = probe(s, from_rev, &rev, NULL, 0);
+        if (rc == CITRUS_ECOMPACTED)
+            compact_find(s, &rev, NULL, 0);
+    }
+    *compact = compact_get(s);
+    if (rc == CITRUS_ECOMPACTED && *compact <= from_rev)
+        *compact = from_rev + 1; /* compact_find failed: at least this */
+    return rc;
+}
+
+static void on_compacted(void *ctx, int64_t rev)
+{
+    compact_note(ctx, rev);
+}
+
+static int etcd_store_lease_grant(store *st, int64_t ttl, int64_t *id, int64_t *granted_ttl)
+{
+    json_t *ans;
+    int rc = call((etcd_store *)st, "lease_grant", PATH_GRANT,
+                  json_pack("{s:o}", "TTL", etcd_codec_i64(ttl)), ETCD_WRITE, &ans, NULL, 0);
+    if (rc == 0) {
+        *id = etcd_codec_int(ans, "ID");
+        if (granted_ttl)
+            *granted_ttl = etcd_codec_int(ans, "TTL");
+        if (*id <= 0)
+            rc = report("lease_grant", CITRUS_EIO, "etcd granted no lease id");
+    }
+    json_decref(ans);
+    return rc;
+}
+
+static int etcd_store_lease_keepalive(store *st, int64_t id, int64_t *ttl)
+{
+    json_t *ans;
+    int rc = call((etcd_store *)st, "lease_keepalive", PATH_KEEPALIVE,
+                  json_pack("{s:o}", "ID", etcd_codec_i64(id)), ETCD_READ, &ans, NULL, 0);
+    if (rc == 0) {
+        int64_t left = etcd_codec_int(ans, "TTL"); /* 0: no such lease */
+        if (left <= 0)
+            rc = CITRUS_ENOLEASE;
+        else if (ttl)
+            *ttl = left;
+    }
+    json_decref(ans);
+    return rc;
+}
+
+static int etcd_store_lease_revoke(store *st, int64_t id)
+{
+    json_t *ans;
+    int rc = call((etcd_store *)st, "lease_revoke", PATH_REVOKE,
+                  json_pack("{s:o}", "ID", etcd_codec_i64(id)), ETCD_WRITE, &ans, NULL, 0);
+    json_decref(ans);
+    return rc;
+}
+
+/* The members' answers to a round of /v3/maintenance/status calls. */
+typedef struct member_poll {
+    etcd_client *cl;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t pending, answered;
+    char leader_id[32]; /* a uint64, as etcd writes it */
+} member_poll;
+
+static void member_done(void *ctx, etcd_result *r)
+{
+    member_poll *p = ctx;
+    json_t *ans;
+    int rc = etcd_client_decode(p->cl, r, ETCD_LOCAL, &ans, NULL, 0);
+    const char *leader = rc == 0 ? json_string_value(json_object_get(ans, "leader")) : NULL;
+    pthread_mutex_lock(&p->mu);
+    p->answered += rc == 0;
+    if (leader && !p->leader_id[0] && strcmp(leader, "0") != 0)
+        snprintf(p->leader_id, sizeof(p->leader_id), "%s", leader);
+    p->pending--;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    json_decref(ans);
+}
+
+/* Lists the members and asks each (in parallel, at its own client URL)
+ * for its status: how many answer, and whom they follow. */
+static void view_refresh(etcd_store *s, cluster_view *v)
+{
+    json_t *ans;
+    int rc = call(s, "status", PATH_MEMBERS, json_object(), ETCD_LOCAL, &ans, NULL, 0);
+    json_t *members = json_object_get(ans, "members");
+    size_t n = json_array_size(members);
+    member_poll p = {.cl = s->cl, .pending = n};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    for (size_t i = 0; i < n; i++) {
+        json_t *urls = json_object_get(json_array_get(members, i), "clientURLs");
+        const char *url = json_string_value(json_array_get(urls, 0));
+        etcd_client_call_member_async(s->cl, url ? url : "", PATH_MEMBER_STATUS, strdup("{}"),
+                                      MEMBER_TIMEOUT_MS, member_done, &p);
+    }
+    pthread_mutex_lock(&p.mu);
+    while (p.pending)
+        pthread_cond_wait(&p.cv, &p.mu);
+    pthread_mutex_unlock(&p.mu);
+    v->leader[0] = '\0';
+    for (size_t i = 0; p.leader_id[0] && i < n; i++) {
+        json_t *m = json_array_get(members, i);
+        const char *id = json_string_value(json_object_get(m, "ID"));
+        const char *name = json_string_value(json_object_get(m, "name"));
+        if (id && strcmp(id, p.leader_id) == 0)
+            snprintf(v->leader, sizeof(v->leader), "%s", name && name[0] ? name : id);
+    }
+    if (rc == 0)
+        v->members = (int)n;
+    v->healthy = (int)p.answered;
+    v->at_ms = mono_ms();
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.cv);
+    json_decref(ans);
+}
+
+/* Fills the cluster fields of out. The view is refreshed when it is older
+ * than VIEW_TTL_MS, or when it disagrees with the read that status just
+ * made (writable without a known leader, or not writable with one).
+ * quorum: that linearizable read succeeded (etcd's ReadIndex needs a
+ * majority) and the members name a leader. */
+static void status_view(etcd_store *s, bool writable, store_status *out)
+{
+    cluster_view v;
+    pthread_mutex_lock(&s->mu);
+    v = s->view;
+    pthread_mutex_unlock(&s->mu);
+    if (mono_ms() - v.at_ms >= VIEW_TTL_MS || writable != (v.leader[0] != '\0')) {
+        pthread_mutex_lock(&s->view_mu);
+        view_refresh(s, &v);
+        pthread_mutex_lock(&s->mu);
+        s->view = v;
+        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&s->view_mu);
+    }
+    snprintf(out->leader, sizeof(out->leader), "%s", v.leader);
+    out->members = v.members;
+    out->healthy_members = v.healthy;
+    out->quorum = writable && v.leader[0];
+}
+
+static int etcd_store_status(store *st, store_status *out)
+{
+    etcd_store *s = (etcd_store *)st;
+    int64_t rev = 0;
+    int rc = compact_find(s, &rev, NULL, 0);
+    pthread_mutex_lock(&s->mu);
+    if (rc == 0 && rev > s->last_rev)
+        s->last_rev = rev;
+    int64_t seen = etcd_client_revision(s->cl);
+    out->revision = rc == 0 ? rev : s->last_rev > seen ? s->last_rev : seen;
+    out->compact_revision = s->compact_rev;
+    pthread_mutex_unlock(&s->mu);
+    out->writable = rc == 0;
+    out->backend = "etcd";
+    status_view(s, rc == 0, out);
+    return 0;
+}
+
+/* Appends page's items to out (moved, not copied). */
+static int snapshot_take(kv_snapshot *out, size_t *cap, kv_range_res *page)
+{
+    if (out->count + page->count > *cap) {
+        size_t ncap = *cap ? *cap : 1024;
+        while (ncap < out->count + page->count)
+            ncap *= 2;
+        kv_entry *items = realloc(out->items, ncap * sizeof(*items));
+        if (!items)
+            return CITRUS_ENOMEM;
+        out->items = items;
+        *cap = ncap;
+    }
+    if (page->count)
+        memcpy(out->items + out->count, page->items, page->count * sizeof(*page->items));
+    out->count += page->count;
+    page->count = 0;
+    return 0;
+}
+
+/* Every key at one revision: the first page is read at the latest
+ * revision, the next ones at that same revision. */
+static int snapshot_items(etcd_store *s, kv_snapshot *out)
+{
+    size_t cap = 0;
+    char *after = NULL;
+    int64_t rev = 0;
+    int rc = 0;
+    for (bool more = true; rc == 0 && more;) {
+        kv_range_req q = {.key = "", .prefix = true, .after = after, .limit = SNAPSHOT_PAGE};
+        json_t *req = etcd_codec_range_req(&q);
+        if (req && rev && json_object_set_new(req, "revision", etcd_codec_i64(rev)) < 0) {
+            json_decref(req);
+            req = NULL;
+        }
+        json_t *ans;
+        kv_range_res page = {0};
+        rc = call(s, "snapshot", PATH_RANGE, req, ETCD_READ, &ans, NULL, 0);
+        if (rc == 0)
+            rc = etcd_codec_range_res(ans, 0, &page);
+        json_decref(ans);
+        if (rc == 0 && !rev)
+            rev = page.revision;
+        more = page.more && page.count;
+        if (rc == 0 && page.count) {
+            free(after);
+            after = strdup(page.items[page.count - 1].key);
+            rc = after ? snapshot_take(out, &cap, &page) : CITRUS_ENOMEM;
+        }
+        kv_range_res_free(&page);
+    }
+    free(after);
+    out->revision = rev;
+    return rc;
+}
+
+static int lease_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const kv_lease_info *)a)->id, y = ((const kv_lease_info *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* The leases, each with its granted TTL and the seconds it has left. */
+static int snapshot_leases(etcd_store *s, kv_snapshot *out)
+{
+    json_t *ans;
+    int rc = call(s, "snapshot", PATH_LEASES, json_object(), ETCD_READ, &ans, NULL, 0);
+    json_t *leases = json_object_get(ans, "leases");
+    size_t n = json_array_size(leases);
+    if (rc == 0 && n && !(out->leases = calloc(n, sizeof(*out->leases))))
+        rc = CITRUS_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        int64_t id = etcd_codec_int(json_array_get(leases, i), "ID");
+        json_t *ttl;
+        rc = call(s, "snapshot", PATH_TTL, json_pack("{s:o}", "ID", etcd_codec_i64(id)), ETCD_READ,
+                  &ttl, NULL, 0);
+        int64_t left = rc == 0 ? etcd_codec_int(ttl, "TTL") : -1;
+        if (left >= 0) /* -1: expired since the list */
+            out->leases[out->nleases++] = (kv_lease_info){
+                .id = id, .ttl = etcd_codec_int(ttl, "grantedTTL"), .remaining = left};
+        json_decref(ttl);
+    }
+    json_decref(ans);
+    if (out->nleases > 1)
+        qsort(out->leases, out->nleases, sizeof(*out->leases), lease_cmp);
+    return rc;
+}
+
+static int etcd_store_snapshot(store *st, kv_snapshot *out)
+{
+    etcd_store *s = (etcd_store *)st;
+    int rc = CITRUS_ECOMPACTED;
+    for (int i = 0; i < SNAPSHOT_TRIES && rc == CITRUS_ECOMPACTED; i++) {
+        kv_snapshot_free(out); /* compacted while paging: start over */
+        rc = snapshot_items(s, out);
+    }
+    if (rc == 0)
+        rc = snapshot_leases(s, out);
+    if (rc == 0) {
+        int64_t c = compact_get(s);
+        out->compact_revision = c <= out->revision + 1 ? c : out->revision + 1;
+    }
+    if (rc < 0)
+        kv_snapshot_free(out);
+    return rc;
+}
+
+static void etcd_store_close(store *st)
+{
+    etcd_store *s = (etcd_store *)st;
+    etcd_watch_free(s->hub);
+    etcd_client_free(s->cl);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->view_mu);
+    free(s);
+}
+
+static const store_ops etcd_ops = {
+    .range = etcd_store_range,
+    .txn = etcd_store_txn,
+    .txn_async = etcd_store_txn_async,
+    .watch_open = etcd_store_watch_open,
+    .watch_close = etcd_watch_close,
+    .watch_progress = etcd_watch_progress,
+    .lease_grant = etcd_store_lease_grant,
+    .lease_keepalive = etcd_store_lease_keepalive,
+    .lease_revoke = etcd_store_lease_revoke,
+    .status = etcd_store_status,
+    .snapshot = etcd_store_snapshot,
+    .close = etcd_store_close,
+};
+
+/* ---- open and the extras ------------------------------------------------------------ */
+
+int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    errfmt(errbuf, errlen, "%s", "");
+    if (!o) {
+        errfmt(errbuf, errlen, "store_etcd: no options");
+        return CITRUS_EINVAL;
+    }
+    etcd_store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        errfmt(errbuf, errlen, "store_etcd: out of memory");
+        return CITRUS_ENOMEM;
+    }
+    s->base.ops = &etcd_ops;
+    s->compact_rev = 1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->view_mu, NULL);
+    etcd_client_options co = {.endpoints = o->endpoints,
+                              .nendpoints = o->nendpoints,
+                              .connect_timeout_ms = o->connect_timeout_ms,
+                              .request_timeout_ms = o->request_timeout_ms,
+                              .max_connections = o->max_connections};
+    int rc = etcd_client_new(&co, &s->cl, errbuf, errlen);
+    int64_t rev = 0;
+    if (rc == 0) {
+        char err[ERRLEN] = "";
+        rc = compact_find(s, &rev, err, sizeof(err));
+        if (rc < 0)
+            errfmt(errbuf, errlen, "store_etcd: no etcd endpoint answered: %s", err);
+    }
+    if (rc == 0) {
+        s->last_rev = rev;
+        etcd_watch_options wo = {.client = s->cl,
+                                 .start_rev = rev + 1,
+                                 .ring_revs = o->watch_ring_revs,
+                                 .ring_bytes = o->watch_ring_bytes,
+                                 .check_from = check_from,
+                                 .compacted = on_compacted,
+                                 .ctx = s};
+        rc = etcd_watch_new(&wo, &s->hub);
+        if (rc < 0)
+            errfmt(errbuf, errlen, "store_etcd: cannot start the watch thread");
+    }
+    if (rc < 0) {
+        etcd_client_free(s->cl);
+        pthread_mutex_destroy(&s->mu);
+        pthread_mutex_destroy(&s->view_mu);
+        free(s);
+        return rc;
+    }
+    log_info("store_etcd", "connected",
+             json_pack("{s:s,s:I,s:I}", "endpoint", etcd_client_endpoint(s->cl), "revision",
+                       (json_int_t)rev, "compact_revision", (json_int_t)compact_get(s)));
+    *out = &s->base;
+    return 0;
+}
+
+int store_etcd_compact(store *st, int64_t rev)
+{
+    if (!st || st->ops != &etcd_ops)
+        return CITRUS_EINVAL;
+    etcd_store *s = (etcd_store *)st;
+    json_t *ans;
+    int rc = call(s, "compact", PATH_COMPACT, json_pack("{s:o}", "revision", etcd_codec_i64(rev)),
+                  ETCD_WRITE, &ans, NULL, 0);
+    json_decref(ans);
+    if (rc == 0)
+        compact_note(s, rev);
+    return rc;
+}
+
+const char *store_etcd_endpoint(store *st)
+{
+    if (!st || st->ops != &etcd_ops)
+        return NULL;
+    return etcd_client_endpoint(((etcd_store *)st)->cl);
+}
+
+size_t store_etcd_watch_streams(store *st)
+{
+    if (!st || st->ops != &etcd_ops)
+        return 0;
+    return etcd_watch_streams(((etcd_store *)st)->hub);
+}

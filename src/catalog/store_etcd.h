@@ -1,0 +1,56 @@
+/* catalog/store_etcd.h — the cluster catalog store: store.h on etcd v3.
+ *
+ * Talks to etcd (3.4 or later) through its v3 HTTP/JSON gateway
+ * (etcd_client.c): ranges, txns, leases, compaction and status are unary
+ * calls; watches share one etcd watch stream (etcd_watch.c). Revisions,
+ * versions, leases and their expiry are etcd's own; this store keeps only
+ * connections, the watch ring and what it learned about compaction.
+ *
+ * Errors beyond store.h: CITRUS_EUNAVAILABLE when no endpoint could be
+ * reached before a request was sent, or etcd has no leader (nothing was
+ * applied); CITRUS_ETIMEOUT when a write was sent but its answer did not
+ * arrive in time (it may or may not be applied: outcome unknown). */
+#ifndef CITRUS_CATALOG_STORE_ETCD_H
+#define CITRUS_CATALOG_STORE_ETCD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog/store.h"
+
+typedef struct store_etcd_options {
+    const char *const *endpoints; /* client URLs, "http://host:port"; copied */
+    size_t nendpoints;
+    int64_t connect_timeout_ms; /* per connection attempt; 0 = 1000 */
+    int64_t request_timeout_ms; /* per request attempt; 0 = 5000 */
+    long max_connections;       /* idle HTTP connections kept for reuse; 0 = 32 */
+    size_t watch_ring_revs;     /* recent revisions kept in memory for watches; 0 = 10000 */
+    size_t watch_ring_bytes;    /* and at most this many bytes of events; 0 = 64 MiB */
+} store_etcd_options;
+
+/* Connects (one endpoint must answer: else CITRUS_EUNAVAILABLE), learns
+ * etcd's revision and compaction point, and starts the shared watch
+ * stream. On failure returns a negative code and writes a message to
+ * errbuf. store_close gives each watch still open a final CITRUS_ECLOSED
+ * callback and frees it: do not call store_watch_close on it afterwards.
+ * store_close lets txns in flight finish first (each within the request
+ * timeout), so they complete with their real outcome; one that needs a
+ * second request after close began fails with CITRUS_ECLOSED (nothing
+ * applied). */
+int store_etcd_open(const store_etcd_options *opts, store **out, char *errbuf, size_t errlen);
+
+/* Compacts etcd's history before rev (etcd's /v3/kv/compaction): rev
+ * becomes the oldest revision a watch can start from. For operations and
+ * tests; CITRUS_EINVAL for a store that is not a store_etcd. */
+int store_etcd_compact(store *s, int64_t rev);
+
+/* The endpoint requests go to first (the last one that worked); NULL for
+ * a store that is not a store_etcd. */
+const char *store_etcd_endpoint(store *s);
+
+/* How many etcd watch streams the store has open: one shared stream, plus
+ * one per watcher still catching up from before the shared stream's
+ * history. 0 for a store that is not a store_etcd. */
+size_t store_etcd_watch_streams(store *s);
+
+#endif
