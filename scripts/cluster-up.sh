@@ -38,6 +38,17 @@ for i in 0 1 2; do
   echo $! >"$DIR/$n.pid"
 done
 
+deadline=$((SECONDS + 20))
+for port in "${client[@]}"; do
+  until curl -sf -o /dev/null "http://127.0.0.1:$port/health"; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "cluster-up: etcd on :$port not healthy; see $DIR/e*.log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+done
+
 for i in 1 2 3; do
   "$CITRUS" server --config "$CONFIG" --node-id "node$i" --data-dir "$DIR/node$i" \
     >"$DIR/node$i.log" 2>"$DIR/node$i.err" &

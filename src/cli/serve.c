@@ -150,9 +150,33 @@ static int open_etcd(const citrus_config *cfg, store **st)
     return rc;
 }
 
+/* Waits up to ms for SIGINT/SIGTERM (blocked in every thread); true if one
+ * came. */
+static bool stop_signal_within(long ms)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    return sigtimedwait(&set, NULL, &ts) > 0;
+}
+
+/* etcd may still be starting (a whole cluster brought up at once): keep
+ * trying for a while rather than exit at the first refusal. */
+#define ETCD_OPEN_ATTEMPTS 30
+
 static int open_store(const citrus_config *cfg, store **st)
 {
-    return strcmp(cfg->backend, "etcd") == 0 ? open_etcd(cfg, st) : open_embedded(cfg, st);
+    if (strcmp(cfg->backend, "etcd") != 0)
+        return open_embedded(cfg, st);
+    int rc = CITRUS_EUNAVAILABLE;
+    for (int i = 0; i < ETCD_OPEN_ATTEMPTS && rc == CITRUS_EUNAVAILABLE; i++) {
+        if (i && stop_signal_within(1000))
+            return CITRUS_ECLOSED;
+        rc = open_etcd(cfg, st);
+    }
+    return rc;
 }
 
 static int wait_for_signal(void)
