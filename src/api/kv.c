@@ -102,25 +102,25 @@ static void kv_write_done(api_write *w, http_req *r, int rc)
     int64_t cur = 0;
     rc = store_cas_txn_outcome(&w->res, rc, &cur);
     if (rc == CITRUS_ECONFLICT) {
-        http_reply_error(r, rc, "mod_revision compare failed",
-                         json_pack("{s:I}", "mod_revision", (json_int_t)cur));
+        api_write_fail(w, r, rc, "mod_revision compare failed",
+                       json_pack("{s:I}", "mod_revision", (json_int_t)cur));
     } else if (rc < 0) {
-        kvjson_reply_store_error(r, rc);
+        api_write_fail(w, r, rc, NULL, NULL);
     } else {
         const kv_op_result *res = &w->res.results[0];
         app_note_write(kw->a, w->res.revision);
         add_rev_header(r, "X-Citrus-Revision", w->res.revision);
         if (kw->is_put)
-            http_reply_json(r, 200,
-                            json_pack("{s:s,s:I,s:I,s:I,s:I}", "key", kw->c.op.key, "revision",
-                                      (json_int_t)w->res.revision, "create_revision",
-                                      (json_int_t)res->create_revision, "mod_revision",
-                                      (json_int_t)res->mod_revision, "version",
-                                      (json_int_t)res->version));
+            api_write_finish(w, r, 200,
+                             json_pack("{s:s,s:I,s:I,s:I,s:I}", "key", kw->c.op.key, "revision",
+                                       (json_int_t)w->res.revision, "create_revision",
+                                       (json_int_t)res->create_revision, "mod_revision",
+                                       (json_int_t)res->mod_revision, "version",
+                                       (json_int_t)res->version));
         else
-            http_reply_json(r, 200,
-                            json_pack("{s:I,s:I}", "deleted", (json_int_t)res->deleted, "revision",
-                                      (json_int_t)w->res.revision));
+            api_write_finish(w, r, 200,
+                             json_pack("{s:I,s:I}", "deleted", (json_int_t)res->deleted, "revision",
+                                       (json_int_t)w->res.revision));
     }
     kv_txn_res_free(&w->res);
     free(kw);
@@ -134,7 +134,8 @@ static int kv_write_submit(http_req *r, app *a, const kv_op *op, int64_t cas)
     kw->is_put = op->type == KV_OP_PUT;
     kw->a = a;
     store_cas_txn_init(&kw->c, op, cas);
-    api_write_submit(&kw->w, r, a, &kw->c.txn, kv_write_done);
+    if (api_write_submit(&kw->w, r, a, &kw->c.txn, kv_write_done) != 0)
+        free(kw); /* already answered */
     return 0;
 }
 

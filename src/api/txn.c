@@ -281,19 +281,20 @@ static void txn_done(api_write *w, http_req *r, int rc)
     txn_parse *p = (txn_parse *)w;
     kv_txn_res *res = &w->res;
     if (rc == CITRUS_EINVAL) {
-        http_reply_error(r, rc, "a txn branch may not write the same key twice", NULL);
+        api_write_fail(w, r, rc, "a txn branch may not write the same key twice", NULL);
     } else if (rc < 0) {
-        kvjson_reply_store_error(r, rc);
+        api_write_fail(w, r, rc, NULL, NULL);
     } else {
         if (res->revision > 0)
             app_note_write(p->a, res->revision);
         const kv_op *ops = res->succeeded ? p->succ : p->fail;
+        size_t n = res->succeeded ? p->nsucc : p->nfail; /* not the idempotency record's op */
         json_t *results = json_array();
-        for (size_t i = 0; i < res->count; i++)
+        for (size_t i = 0; i < n && i < res->count; i++)
             json_array_append_new(results, op_result_json(&res->results[i], &ops[i]));
-        http_reply_json(r, 200,
-                        json_pack("{s:b,s:I,s:o}", "succeeded", res->succeeded, "revision",
-                                  (json_int_t)res->revision, "results", results));
+        api_write_finish(w, r, 200,
+                         json_pack("{s:b,s:I,s:o}", "succeeded", res->succeeded, "revision",
+                                   (json_int_t)res->revision, "results", results));
     }
     kv_txn_res_free(res);
     txn_parse_free(p);
@@ -343,6 +344,7 @@ int api_txn(http_req *r, void *ctx)
         txn_parse_free(p);
         return rc;
     }
-    api_write_submit(&p->w, r, p->a, &p->txn, txn_done);
+    if (api_write_submit(&p->w, r, p->a, &p->txn, txn_done) != 0)
+        txn_parse_free(p); /* already answered */
     return 0;
 }

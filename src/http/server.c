@@ -275,7 +275,7 @@ static json_t *message_string(const char *msg)
     return j;
 }
 
-int http_reply_error(http_req *r, int err, const char *message, json_t *extra)
+json_t *http_error_body(int err, const char *message, json_t *extra)
 {
     json_t *e = json_object();
     json_object_set_new(e, "code", json_string(citrus_err_code(err)));
@@ -286,7 +286,13 @@ int http_reply_error(http_req *r, int err, const char *message, json_t *extra)
     }
     json_t *body = json_object();
     json_object_set_new(body, "error", e);
-    return http_reply_json(r, (unsigned)citrus_err_http_status(err), body);
+    return body;
+}
+
+int http_reply_error(http_req *r, int err, const char *message, json_t *extra)
+{
+    return http_reply_json(r, (unsigned)citrus_err_http_status(err),
+                           http_error_body(err, message, extra));
 }
 
 int http_reply_errorf(http_req *r, int err, const char *fmt, ...)

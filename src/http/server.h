@@ -86,6 +86,8 @@ int http_reply_raw(http_req *r, unsigned status, const char *content_type, const
 /* Sends {"error":{"code","message",...extra}} with the status of err.
  * extra (may be NULL) is merged into the error object; reference stolen. */
 int http_reply_error(http_req *r, int err, const char *message, json_t *extra);
+/* The body http_reply_error sends (extra's reference stolen). */
+json_t *http_error_body(int err, const char *message, json_t *extra);
 /* printf-style message variant. */
 int http_reply_errorf(http_req *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

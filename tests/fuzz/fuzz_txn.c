@@ -128,7 +128,7 @@ int http_reply_raw(http_req *r, unsigned status, const char *content_type, const
 }
 
 /* As http/server.c: {"error":{"code","message"}}, the message made UTF-8. */
-int http_reply_error(http_req *r, int err, const char *message, json_t *extra)
+json_t *http_error_body(int err, const char *message, json_t *extra)
 {
     const char *m = message ? message : citrus_strerror(err);
     char *clean = malloc(strlen(m) + 1);
@@ -144,7 +144,13 @@ int http_reply_error(http_req *r, int err, const char *message, json_t *extra)
     }
     json_t *body = json_object();
     json_object_set_new(body, "error", e);
-    return http_reply_json(r, (unsigned)citrus_err_http_status(err), body);
+    return body;
+}
+
+int http_reply_error(http_req *r, int err, const char *message, json_t *extra)
+{
+    return http_reply_json(r, (unsigned)citrus_err_http_status(err),
+                           http_error_body(err, message, extra));
 }
 
 int http_reply_errorf(http_req *r, int err, const char *fmt, ...)
