@@ -31,6 +31,11 @@ VALUE_SIZE=${VALUE_SIZE:-64}
 REPEAT=${REPEAT:-3}
 OUT=${OUT:-$BUILD/bench-kv-results.json}
 READY_TIMEOUT=${READY_TIMEOUT:-30}
+# MODE=dev (default): single-member etcd vs `citrus dev` (embedded store).
+# MODE=cluster: a 3-member etcd vs `citrus server` on that same etcd cluster
+# (bounded reads from the node's copy, writes through to etcd).
+MODE=${MODE:-dev}
+case "$MODE" in dev | cluster) ;; *) echo "run-kv: MODE must be dev or cluster" >&2; exit 2 ;; esac
 
 log() { printf '[run-kv] %s\n' "$*" >&2; }
 die() {
@@ -116,7 +121,7 @@ fi
 
 TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/citrus-bench.XXXXXX")
 mkdir -p "$TMP/runs" "$(dirname "$OUT")"
-read -r ETCD_CLIENT ETCD_PEER CITRUS_PORT <<<"$(free_ports 3)"
+read -r ETCD_CLIENT ETCD_PEER CITRUS_PORT E2_CLIENT E2_PEER E3_CLIENT E3_PEER <<<"$(free_ports 7)"
 
 # ------------------------------------------------------------------ machine facts
 CPU_MODEL=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
@@ -139,31 +144,52 @@ echo "loadavg:  $(cut -d' ' -f1-3 /proc/loadavg) (before the runs)"
 echo "load:     conns=$CONNS threads=$THREADS duration=${DURATION}s warmup=${WARMUP}s keys=$KEYS value=${VALUE_SIZE}B repeat=$REPEAT"
 
 # ------------------------------------------------------------------ start the servers
-log "starting etcd on 127.0.0.1:$ETCD_CLIENT"
-"$ETCD_BIN" --name bench --data-dir "$TMP/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT" \
-    --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT" \
-    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER" \
-    --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER" \
-    --initial-cluster-state new --logger zap --log-level warn \
-    >"$TMP/etcd.log" 2>&1 &
-ETCD_PID=$!
-PIDS+=("$ETCD_PID")
+# start_etcd NAME CLIENT PEER INITIAL_CLUSTER: one member, in the background.
+start_etcd() {
+    "$ETCD_BIN" --name "$1" --data-dir "$TMP/etcd-$1" \
+        --listen-client-urls "http://127.0.0.1:$2" \
+        --advertise-client-urls "http://127.0.0.1:$2" \
+        --listen-peer-urls "http://127.0.0.1:$3" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$3" \
+        --initial-cluster "$4" \
+        --initial-cluster-state new --logger zap --log-level warn \
+        >"$TMP/etcd-$1.log" 2>&1 &
+    PIDS+=("$!")
+}
+if [ "$MODE" = cluster ]; then
+    log "starting a 3-member etcd on 127.0.0.1:$ETCD_CLIENT,$E2_CLIENT,$E3_CLIENT"
+    INITIAL="bench=http://127.0.0.1:$ETCD_PEER,e2=http://127.0.0.1:$E2_PEER,e3=http://127.0.0.1:$E3_PEER"
+    start_etcd bench "$ETCD_CLIENT" "$ETCD_PEER" "$INITIAL"
+    ETCD_PID=${PIDS[-1]}
+    start_etcd e2 "$E2_CLIENT" "$E2_PEER" "$INITIAL"
+    start_etcd e3 "$E3_CLIENT" "$E3_PEER" "$INITIAL"
+else
+    log "starting etcd on 127.0.0.1:$ETCD_CLIENT"
+    start_etcd bench "$ETCD_CLIENT" "$ETCD_PEER" "bench=http://127.0.0.1:$ETCD_PEER"
+    ETCD_PID=${PIDS[-1]}
+fi
 
 CITRUS_STATE="not built ($CITRUS_BIN missing)"
 CITRUS_PID=""
+wait_ready etcd "$ETCD_PID" "http://127.0.0.1:$ETCD_CLIENT/health" "$TMP/etcd-bench.log" ||
+    die "etcd did not become ready"
 if [ -x "$CITRUS_BIN" ]; then
-    log "starting citrus dev on 127.0.0.1:$CITRUS_PORT"
     mkdir -p "$TMP/citrus"
-    "$CITRUS_BIN" dev --data-dir "$TMP/citrus" --listen "127.0.0.1:$CITRUS_PORT" \
-        >"$TMP/citrus.log" 2>&1 &
+    if [ "$MODE" = cluster ]; then
+        log "starting citrus server (etcd catalog) on 127.0.0.1:$CITRUS_PORT"
+        "$CITRUS_BIN" server --data-dir "$TMP/citrus" --listen "127.0.0.1:$CITRUS_PORT" \
+            --catalog-backend etcd --log-level warn \
+            --etcd-endpoints "http://127.0.0.1:$ETCD_CLIENT,http://127.0.0.1:$E2_CLIENT,http://127.0.0.1:$E3_CLIENT" \
+            >"$TMP/citrus.log" 2>&1 &
+    else
+        log "starting citrus dev on 127.0.0.1:$CITRUS_PORT"
+        "$CITRUS_BIN" dev --data-dir "$TMP/citrus" --listen "127.0.0.1:$CITRUS_PORT" \
+            --log-level warn >"$TMP/citrus.log" 2>&1 &
+    fi
     CITRUS_PID=$!
     PIDS+=("$CITRUS_PID")
 fi
 
-wait_ready etcd "$ETCD_PID" "http://127.0.0.1:$ETCD_CLIENT/health" "$TMP/etcd.log" ||
-    die "etcd did not become ready"
 if [ -n "$CITRUS_PID" ]; then
     if wait_ready citrus "$CITRUS_PID" "http://127.0.0.1:$CITRUS_PORT/health/ready" \
         "$TMP/citrus.log"; then
@@ -243,7 +269,7 @@ echo
 echo "loadavg after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 MACHINE=$(printf '{"nproc":%s,"cpu":"%s","kernel":"%s","etcd":"%s","citrus":"%s","fs":"%s"}' \
     "$(nproc)" "$CPU_MODEL" "$(uname -sr)" "$ETCD_VERSION" "$CITRUS_VERSION" "$FSTYPE")
-"$PY" - "$RESULT_LINES" "$OUT" "$CITRUS_STATE" "$MACHINE" <<'EOF'
+"$PY" - "$RESULT_LINES" "$OUT" "$CITRUS_STATE" "$MACHINE" "$MODE" <<'EOF'
 import json, statistics, sys
 
 lines, out, citrus_state = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -262,9 +288,11 @@ def med(workload, target, field):
             vals.append(res.get("all", {}).get("lat_us", {}).get(field, 0))
     return (statistics.median(vals), vals) if vals else (None, [])
 
+cluster = sys.argv[-1] == "cluster"
 rows = [
-    ("read", "(a) read  etcd serializable range vs citrus bounded GET", 2.0),
-    ("write", "(b) write etcd put vs citrus durable PUT", 1.0),
+    ("read", "(a) read  etcd serializable range vs citrus bounded GET", 3.0 if cluster else 2.0),
+    ("write", "(b) write etcd put vs citrus durable PUT" if not cluster else
+     "(b) write etcd put vs citrus PUT (on etcd)", 0.8 if cluster else 1.0),
 ]
 print("== results: median of %d round(s)" % max(1, max((r["round"] for r in runs), default=1)))
 hdr = "%-56s %11s %11s %7s %7s  %-6s %s" % ("workload", "etcd req/s", "citrus r/s", "ratio",
@@ -284,7 +312,7 @@ for w, label, target in rows:
     print("%-56s %11s %11s %7s %7s  %-6s %s" % (
         label, "%.0f" % e_rps if e_rps is not None else "-",
         "%.0f" % c_rps if c_rps is not None else "not run", "%.2fx" % ratio if ratio else "-",
-        ">=%.0fx" % target, verdict, lat))
+        ">=%gx" % target, verdict, lat))
     summary.append({"workload": w, "etcd_rps": e_rps, "citrus_rps": c_rps,
                     "etcd_rps_runs": e_all, "citrus_rps_runs": c_all, "ratio": ratio,
                     "target_ratio": target, "etcd_p50_us": e50, "etcd_p99_us": e99,
