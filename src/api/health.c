@@ -6,6 +6,10 @@
 #include "citrus/errors.h"
 #include "obs/metrics.h"
 
+/* The copy checks the catalog every 250 ms; a status older than this is not
+ * trusted to say the catalog is healthy. */
+#define HEALTH_STATUS_MAX_AGE_MS 1000
+
 int api_health_live(http_req *r, void *ctx)
 {
     app *a = ctx;
@@ -18,7 +22,12 @@ int api_health_ready(http_req *r, void *ctx)
 {
     app *a = ctx;
     store_status st;
-    int rc = store_status_get(a->st, &st);
+    int64_t age = 0;
+    /* With a copy, the last periodic check answers: a probe never waits on
+     * a slow or unreachable catalog (and holds no pool thread doing so). */
+    int rc = a->cache ? cache_status(a->cache, &st, &age) : store_status_get(a->st, &st);
+    if (rc == 0 && age > HEALTH_STATUS_MAX_AGE_MS)
+        rc = CITRUS_EUNAVAILABLE; /* the checks have not been answered lately */
     bool registered = a->sess && session_ready(a->sess);
     bool catalog_ok = rc == 0 && st.writable && st.quorum;
     int64_t lag = a->cache ? cache_staleness_ms(a->cache) : 0;

@@ -25,6 +25,8 @@ struct cache {
     bool stopping;
     int64_t check_t, check_rev; /* a pending check: current at check_t once check_rev applied */
     int64_t confirmed_at;       /* -1: never */
+    store_status status;        /* the last status check's answer */
+    int64_t status_at;          /* when it came; 0: never */
     store_watch *watch;         /* thread-only */
 };
 
@@ -208,7 +210,16 @@ static void check(cache *c)
 {
     int64_t t = now_ms();
     store_status st;
-    if (store_status_get(c->st, &st) < 0)
+    int rc = store_status_get(c->st, &st);
+    pthread_mutex_lock(&c->mu);
+    if (rc == 0) {
+        c->status = st;
+        c->status_at = now_ms();
+    }
+    pthread_mutex_unlock(&c->mu);
+    /* Only a store with quorum can say what its current revision is: while
+     * it has none, its last known revision proves nothing about freshness. */
+    if (rc < 0 || !st.quorum)
         return;
     pthread_mutex_lock(&c->mu);
     if (!c->check_t) {
@@ -376,5 +387,17 @@ int cache_range(cache *c, const kv_range_req *req, kv_range_res *out, int64_t *s
     out->revision = rev;
     if (staleness_ms)
         *staleness_ms = cache_staleness_ms(c);
+    return 0;
+}
+
+int cache_status(cache *c, store_status *out, int64_t *age_ms)
+{
+    pthread_mutex_lock(&c->mu);
+    int64_t at = c->status_at;
+    *out = c->status;
+    pthread_mutex_unlock(&c->mu);
+    if (!at)
+        return CITRUS_EUNAVAILABLE;
+    *age_ms = now_ms() - at;
     return 0;
 }

@@ -33,6 +33,10 @@ int cache_range(cache *c, const kv_range_req *req, kv_range_res *out, int64_t *s
 int64_t cache_revision(cache *c);
 /* Milliseconds since the copy was last known to be current; -1 if never. */
 int64_t cache_staleness_ms(cache *c);
+/* The store status from the latest periodic check and its age, without
+ * asking the store (so a health probe never waits on a slow catalog).
+ * CITRUS_EUNAVAILABLE before the first answer. */
+int cache_status(cache *c, store_status *out, int64_t *age_ms);
 /* Waits until the copy has applied revision rev, at most timeout_ms.
  * 0 when it has, CITRUS_ETIMEOUT otherwise. */
 int cache_wait(cache *c, int64_t rev, int64_t timeout_ms);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "citrus/errors.h"
 #include "obs/log.h"
@@ -29,6 +30,8 @@
 #define POLL_MAX_MS 1000
 #define EASY_POOL_MAX 64
 #define MAX_ENDPOINT_LEN 400
+#define MAX_ENDPOINTS 64
+#define PENALTY_MS 2000 /* an endpoint that failed is not tried first for this long */
 #define MAX_MESSAGE ((size_t)256 * 1024 * 1024)
 #define TCP_KEEPIDLE_S 10L
 #define TCP_KEEPINTVL_S 5L
@@ -50,10 +53,10 @@ typedef struct etcd_call {
     etcd_client_done_cb done;
     void *ctx;
     CURL *easy;
-    int ep;          /* endpoint of the current attempt */
-    size_t attempts; /* attempts started, the current one included */
-    bool sent;       /* read_cb ran: the request may have reached etcd */
-    bytes resp;      /* unary: the whole answer; stream: unparsed bytes */
+    int ep;         /* endpoint of the current attempt */
+    uint64_t tried; /* endpoints this call tried (bit per endpoint) */
+    bool sent;      /* read_cb ran: the request may have reached etcd */
+    bytes resp;     /* unary: the whole answer; stream: unparsed bytes */
     char curl_err[CURL_ERROR_SIZE];
     struct etcd_call *next;          /* submit queue, under mu */
     struct etcd_call *aprev, *anext; /* running transfers, I/O thread */
@@ -77,6 +80,7 @@ struct etcd_stream {
     int err; /* from an error message in the stream */
     char errmsg[256];
     bool do_resume, do_close;
+    atomic_int ep; /* the endpoint of the current attempt, for other threads */
     /* under c->mu */
     bool want_resume, want_close, closed, in_cmds;
     etcd_stream *cmd_next;
@@ -85,7 +89,8 @@ struct etcd_stream {
 struct etcd_client {
     char **endpoints;
     size_t nendpoints;
-    atomic_int cur_ep;
+    atomic_int cur_ep;       /* the endpoint that last worked */
+    atomic_llong *bad_until; /* per endpoint: failed, avoid until (monotonic ms) */
     long connect_ms, request_ms, max_conns;
     CURLM *multi;
     struct curl_slist *headers;       /* with hasleader */
@@ -144,16 +149,68 @@ static void bytes_clear(bytes *b)
         b->p[0] = '\0';
 }
 
-/* The endpoint ep failed: later calls start at the next one, unless some
- * other call already moved on. */
-static void endpoint_failed(etcd_client *c, int ep, const char *why)
+static int64_t mono_ms(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The endpoint ep failed: later calls start at the next one (unless some
+ * other call already moved on). penalize: it did not answer at all (no
+ * connection, a timeout, a connection lost), so calls avoid it for
+ * PENALTY_MS; a member that answers "no leader" is only moved past. */
+static void endpoint_failed(etcd_client *c, int ep, const char *why, bool penalize)
+{
+    if (penalize)
+        atomic_store(&c->bad_until[ep], mono_ms() + PENALTY_MS);
     int expected = ep;
     int next = (ep + 1) % (int)c->nendpoints;
     if (c->nendpoints > 1 && atomic_compare_exchange_strong(&c->cur_ep, &expected, next))
         log_warn("etcd_client", "endpoint failed; using the next one",
                  json_pack("{s:s,s:s,s:s}", "endpoint", c->endpoints[ep], "next",
                            c->endpoints[next], "error", why ? why : ""));
+}
+
+static void endpoint_worked(etcd_client *c, int ep)
+{
+    atomic_store(&c->cur_ep, ep);
+    atomic_store(&c->bad_until[ep], 0);
+}
+
+/* Where a new call goes first: the endpoint that last worked unless it
+ * failed since, else the next one that has not failed recently, else the
+ * one whose failure is oldest. */
+static int endpoint_first(etcd_client *c)
+{
+    int n = (int)c->nendpoints, cur = atomic_load(&c->cur_ep), best = cur;
+    int64_t now = mono_ms(), best_until = INT64_MAX;
+    for (int k = 0; k < n; k++) {
+        int ep = (cur + k) % n;
+        int64_t until = atomic_load(&c->bad_until[ep]);
+        if (until <= now)
+            return ep;
+        if (until < best_until) {
+            best = ep;
+            best_until = until;
+        }
+    }
+    return best;
+}
+
+/* Where a call goes after a failure: the next endpoint it has not tried
+ * that has not failed recently; -1 when there is none (then the call fails
+ * rather than wait on members known not to answer). */
+static int endpoint_next(etcd_client *c, const etcd_call *call)
+{
+    int n = (int)c->nendpoints;
+    int64_t now = mono_ms();
+    for (int k = 1; k < n; k++) {
+        int ep = (call->ep + k) % n;
+        if (!(call->tried & (1ull << ep)) && atomic_load(&c->bad_until[ep]) <= now)
+            return ep;
+    }
+    return -1;
 }
 
 /* ---- etcd errors ----------------------------------------------------------- */
@@ -324,7 +381,7 @@ static bool stream_line(etcd_stream *st, const char *line, size_t len)
         st->err = etcd_client_error(msg, code, ETCD_READ);
         snprintf(st->errmsg, sizeof(st->errmsg), "etcd: %s", msg);
         if (st->err == CITRUS_EUNAVAILABLE)
-            endpoint_failed(st->call.c, st->call.ep, msg);
+            endpoint_failed(st->call.c, st->call.ep, msg, false);
     } else if (json_is_object(res) && st->on_msg(st->ctx, res) == 1) {
         st->paused = true;
     }
@@ -511,12 +568,14 @@ static void call_fail(etcd_call *call, int rc, const char *msg)
         call_complete(call, rc, 0, msg);
 }
 
-/* Starts an attempt: the remembered endpoint first, then the next ones. */
+/* Starts an attempt (the first one at endpoint_first). */
 static void call_start(etcd_client *c, etcd_call *call)
 {
-    if (call->attempts == 0)
-        call->ep = atomic_load(&c->cur_ep);
-    call->attempts++;
+    if (call->tried == 0)
+        call->ep = endpoint_first(c);
+    call->tried |= 1ull << call->ep;
+    if (call->stream)
+        atomic_store(&call->stream->ep, call->ep);
     call->sent = false;
     call->body_off = 0;
     call->curl_err[0] = '\0';
@@ -539,10 +598,15 @@ static void call_start(etcd_client *c, etcd_call *call)
         call->stream->running = true;
 }
 
-static void call_retry(etcd_client *c, etcd_call *call)
+/* Tries the call again elsewhere; false when there is nowhere to go. */
+static bool call_retry(etcd_client *c, etcd_call *call)
 {
-    call->ep = (call->ep + 1) % (int)c->nendpoints;
+    int ep = endpoint_next(c, call);
+    if (ep < 0)
+        return false;
+    call->ep = ep;
     call_start(c, call);
+    return true;
 }
 
 /* A 503 "no leader": the member refused the request before doing anything
@@ -556,12 +620,10 @@ static void stream_finished(etcd_client *c, etcd_stream *st, CURLcode cc, long s
 {
     etcd_call *call = &st->call;
     const char *detail = call->curl_err[0] ? call->curl_err : curl_easy_strerror(cc);
-    if (cc != CURLE_OK && !st->err && !call->sent) {
-        endpoint_failed(c, call->ep, detail);
-        if (call->attempts < c->nendpoints) {
-            call_retry(c, call);
+    if (cc != CURLE_OK && !st->err) {
+        endpoint_failed(c, call->ep, detail, true);
+        if (!call->sent && call_retry(c, call))
             return;
-        }
     }
     int rc = CITRUS_EUNAVAILABLE;
     char msg[sizeof(st->end_msg) + MAX_ENDPOINT_LEN];
@@ -599,7 +661,7 @@ static void call_finished(etcd_client *c, etcd_call *call, CURLcode cc)
     }
     bool refused = cc == CURLE_OK && refused_no_leader(call, status);
     if (cc == CURLE_OK && !refused) {
-        atomic_store(&c->cur_ep, call->ep);
+        endpoint_worked(c, call->ep);
         call_complete(call, 0, status, NULL);
         return;
     }
@@ -607,12 +669,9 @@ static void call_finished(etcd_client *c, etcd_call *call, CURLcode cc)
                          : call->curl_err[0] ? call->curl_err
                                              : curl_easy_strerror(cc);
     bool unsent = refused || !call->sent;
-    if (unsent)
-        endpoint_failed(c, call->ep, detail);
-    if ((unsent || call->kind != ETCD_WRITE) && call->attempts < c->nendpoints) {
-        call_retry(c, call);
+    endpoint_failed(c, call->ep, detail, !refused);
+    if ((unsent || call->kind != ETCD_WRITE) && call_retry(c, call))
         return;
-    }
     if (refused) { /* every member refused: decode reports "no leader" */
         call_complete(call, 0, status, NULL);
         return;
@@ -887,6 +946,7 @@ int etcd_client_stream_open(etcd_client *c, const char *path, json_t *req,
     st->call.body_len = strlen(body);
     st->call.kind = ETCD_READ;
     st->call.stream = st;
+    atomic_init(&st->ep, 0);
     st->on_msg = on_msg;
     st->on_end = on_end;
     st->ctx = ctx;
@@ -970,6 +1030,11 @@ void etcd_client_stream_close(etcd_stream *st)
     stream_free(st);
 }
 
+void etcd_client_stream_stalled(etcd_stream *st)
+{
+    endpoint_failed(st->call.c, atomic_load(&st->ep), "watch stream stalled", true);
+}
+
 int64_t etcd_client_revision(etcd_client *c)
 {
     return atomic_load(&c->max_rev);
@@ -991,9 +1056,16 @@ static int copy_endpoints(etcd_client *c, const etcd_client_options *o, char *er
         errfmt(errbuf, errlen, "etcd: no endpoints");
         return CITRUS_EINVAL;
     }
+    if (o->nendpoints > MAX_ENDPOINTS) {
+        errfmt(errbuf, errlen, "etcd: more than %d endpoints", MAX_ENDPOINTS);
+        return CITRUS_EINVAL;
+    }
     c->endpoints = calloc(o->nendpoints, sizeof(*c->endpoints));
-    if (!c->endpoints)
+    c->bad_until = calloc(o->nendpoints, sizeof(*c->bad_until));
+    if (!c->endpoints || !c->bad_until)
         return CITRUS_ENOMEM;
+    for (size_t i = 0; i < o->nendpoints; i++)
+        atomic_init(&c->bad_until[i], 0);
     c->nendpoints = o->nendpoints;
     for (size_t i = 0; i < o->nendpoints; i++) {
         const char *e = o->endpoints[i];
@@ -1065,6 +1137,7 @@ void etcd_client_free(etcd_client *c)
     for (size_t i = 0; c->endpoints && i < c->nendpoints; i++)
         free(c->endpoints[i]);
     free(c->endpoints);
+    free(c->bad_until);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cond);
     free(c);

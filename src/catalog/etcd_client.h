@@ -128,6 +128,11 @@ void etcd_client_stream_resume(etcd_stream *st);
  * will run. Any thread but from the stream's own on_msg. NULL is a no-op. */
 void etcd_client_stream_close(etcd_stream *st);
 
+/* The stream's member stopped sending (its owner knows of newer
+ * revisions): later calls avoid that endpoint for a while, as after a
+ * timeout. The owner then closes the stream and opens another. Any thread. */
+void etcd_client_stream_stalled(etcd_stream *st);
+
 /* The highest header revision seen in any decoded answer (0 before any):
  * at least the revision of every write this client saw succeed. */
 int64_t etcd_client_revision(etcd_client *c);

@@ -31,7 +31,8 @@
 #define QUEUE_LOW_BYTES ((size_t)2 * 1024 * 1024)
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
-#define IDLE_WAIT_MS 1000
+#define IDLE_WAIT_MS 200 /* the delivery thread's longest sleep: stalls are checked */
+#define DEFAULT_STALL_MS 1000
 #define WATCH_PATH "/v3/watch"
 
 /* The events of one revision (for a catch-up queue: only the watcher's). */
@@ -65,6 +66,7 @@ struct store_watch {
     bool paused;      /* its stream is paused: the queue is full */
     int64_t retry_at;
     int64_t backoff;
+    int64_t last_msg_ms; /* when its stream last said anything */
     rev_entry *q_head, *q_tail;
     size_t q_bytes;
     int64_t q_through; /* every revision through this one is queued (or had nothing) */
@@ -104,6 +106,8 @@ struct etcd_watch {
     bool shared_live; /* its messages are taken */
     bool shared_down; /* (re)open once shared_retry_at passed */
     int64_t shared_retry_at, shared_backoff;
+    int64_t shared_last_ms; /* when the shared stream last said anything */
+    int64_t stall_ms;
     int64_t gap_rev; /* etcd compacted past the ring: restart it at this revision */
     store_watch *watchers;
     atomic_size_t nstreams;
@@ -297,6 +301,7 @@ static int shared_msg(void *ctx, json_t *res)
     int rc = json_array_size(events) ? entries_parse(events, NULL, 0, &batch, &last) : 0;
     pthread_mutex_lock(&h->mu);
     if (h->shared_live) {
+        h->shared_last_ms = mono_ms();
         if (canceled || rc < 0) {
             if (compact > h->ring_head + 1)
                 h->gap_rev = compact;
@@ -394,6 +399,7 @@ static int catchup_msg(void *ctx, json_t *res)
     int pause = 0;
     pthread_mutex_lock(&h->mu);
     if (w->stream_live && w->mode == MODE_CATCHUP && !w->dead) {
+        w->last_msg_ms = mono_ms();
         if (compact > 0) {
             w->pending_err = CITRUS_ECOMPACTED;
             w->stream_live = false;
@@ -545,6 +551,11 @@ static bool plan_watch(etcd_watch *h, store_watch *w, int64_t now, pin *p, int64
             work = true;
         }
     } else {
+        if (w->stream && w->stream_live && !w->paused &&
+            etcd_client_revision(h->cl) > w->q_through && now - w->last_msg_ms >= h->stall_ms) {
+            etcd_client_stream_stalled(w->stream); /* its member went silent */
+            catchup_fail(w);
+        }
         if (w->need_stream && now >= w->retry_at) {
             p->close = w->stream;
             w->stream = NULL;
@@ -552,6 +563,7 @@ static bool plan_watch(etcd_watch *h, store_watch *w, int64_t now, pin *p, int64
             p->open_from = w->q_through + 1;
             w->need_stream = w->paused = false;
             w->stream_live = true;
+            w->last_msg_ms = now;
             work = true;
         } else if (w->need_stream && w->retry_at < *due) {
             *due = w->retry_at;
@@ -569,6 +581,7 @@ static bool plan_watch(etcd_watch *h, store_watch *w, int64_t now, pin *p, int64
         }
         if (w->paused && w->stream && w->q_bytes < QUEUE_LOW_BYTES) {
             w->paused = false;
+            w->last_msg_ms = now;
             etcd_client_stream_resume(w->stream);
         }
     }
@@ -767,9 +780,24 @@ static void round_run(etcd_watch *h, round *r)
     }
 }
 
-/* Under mu: (re)opens the shared stream when it is down and due. */
+/* Under mu: abandons the shared stream when its member went silent while
+ * etcd is known to be past the ring (a stopped member keeps its
+ * connections open, so nothing else would tell), and (re)opens it when it
+ * is down and due. */
 static void shared_maintain(etcd_watch *h, int64_t now, int64_t *due)
 {
+    if (h->shared && h->shared_live && etcd_client_revision(h->cl) > h->ring_head) {
+        int64_t stall_at = h->shared_last_ms + h->stall_ms;
+        if (now >= stall_at) {
+            log_warn("store_etcd", "watch stream stalled; resuming elsewhere",
+                     json_pack("{s:I,s:I}", "resume_revision", (json_int_t)(h->ring_head + 1),
+                               "known_revision", (json_int_t)etcd_client_revision(h->cl)));
+            etcd_client_stream_stalled(h->shared);
+            shared_fail(h);
+        } else if (stall_at < *due) {
+            *due = stall_at;
+        }
+    }
     if (!h->shared_down)
         return;
     if (now < h->shared_retry_at) {
@@ -781,6 +809,7 @@ static void shared_maintain(etcd_watch *h, int64_t now, int64_t *due)
     h->shared = NULL;
     h->shared_down = false;
     h->shared_live = true;
+    h->shared_last_ms = now;
     int64_t from = h->ring_head + 1;
     pthread_mutex_unlock(&h->mu);
     stream_close(h, old);
@@ -853,6 +882,7 @@ int etcd_watch_new(const etcd_watch_options *o, etcd_watch **out)
     h->ring_start = o->start_rev;
     h->ring_head = o->start_rev - 1;
     h->shared_down = true; /* the delivery thread opens it */
+    h->stall_ms = o->stall_ms > 0 ? o->stall_ms : DEFAULT_STALL_MS;
     h->shared_backoff = BACKOFF_MIN_MS;
     atomic_init(&h->nstreams, 0);
     pthread_condattr_t ca;

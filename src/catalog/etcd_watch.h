@@ -7,7 +7,9 @@
  * every revision: the ring is complete from ring_start through ring_head,
  * and a watcher's progress moves past revisions that have nothing for its
  * prefix. When the stream breaks it is reopened from ring_head + 1, so
- * nothing is skipped or repeated.
+ * nothing is skipped or repeated; so it is when it stalls (silent while
+ * the client has seen answers from later revisions: a stopped member keeps
+ * its connections open).
  *
  * A watcher that starts before the ring (or falls behind it) gets a
  * dedicated catch-up stream, also over the whole keyspace, from its next
@@ -34,6 +36,9 @@ typedef struct etcd_watch_options {
     int64_t start_rev;   /* first revision of the ring (store revision at open + 1) */
     size_t ring_revs;    /* revisions kept in the ring; 0 = 10000 */
     size_t ring_bytes;   /* bytes of events kept in the ring; 0 = 64 MiB */
+    /* A stream silent this long while etcd is known to be past what it
+     * delivered is abandoned and reopened (elsewhere); 0 = 1000 ms. */
+    int64_t stall_ms;
     /* Whether a watch may start at from_rev (> 0): 0, or CITRUS_ECOMPACTED
      * with *compact_rev set, or another error. probe: ask etcd (the watch
      * needs etcd's history), not only the compaction point known so far.

@@ -9,7 +9,9 @@
  * Txns run asynchronously on the client's I/O thread (a small state
  * machine, txn_job); store_txn waits for the same machine. So parked HTTP
  * writes (store_txn_async) hold no thread while etcd commits them, and
- * concurrent writes travel on concurrent connections.
+ * concurrent writes travel on concurrent connections. A txn that is one
+ * put or one delete and nothing else goes as /v3/kv/put or
+ * /v3/kv/deleterange, which etcd's gateway decodes more cheaply.
  *
  * Value compares on absent keys: store.h gives an absent key the value ""
  * (so "value == ''" holds for it), while etcd fails every value compare on
@@ -25,7 +27,13 @@
  * compact_rev: one read gives the store's revision and confirms the point;
  * when it fails, a binary search with such reads finds the new point (a
  * few dozen reads, once per compaction). store_etcd_compact and watches
- * refused for compaction move it too. */
+ * refused for compaction move it too.
+ *
+ * Status: that read (linearizable, with hasleader) is also the writable
+ * and quorum check. The cluster view (members, how many answer, the
+ * leader's name) comes from the member list and each member's own
+ * maintenance/status, refreshed in the background (status never waits for
+ * slow members). */
 #include "catalog/store_etcd.h"
 
 #include <pthread.h>
@@ -70,10 +78,11 @@ typedef struct etcd_store {
     etcd_client *cl;
     etcd_watch *hub;
     pthread_mutex_t mu;
-    int64_t compact_rev;     /* oldest revision known to be readable; guarded by mu */
-    int64_t last_rev;        /* the revision the last status saw; guarded by mu */
-    cluster_view view;       /* guarded by mu */
-    pthread_mutex_t view_mu; /* one refresh of view at a time */
+    int64_t compact_rev;      /* oldest revision known to be readable; guarded by mu */
+    int64_t last_rev;         /* the revision the last status saw; guarded by mu */
+    cluster_view view;        /* guarded by mu */
+    bool view_busy;           /* a refresh of view is under way; guarded by mu */
+    pthread_cond_t view_cond; /* view_busy went false */
 } etcd_store;
 
 static const store_ops etcd_ops;
@@ -301,7 +310,7 @@ static void job_finish(txn_job *j, int rc, const char *err)
     cb(ctx, rc);
 }
 
-/* {"key": key} or {"key", "target": "MOD", "result": "EQUAL", "mod_revision"} */
+/* {"key": key}, for a read or a compare */
 static json_t *key_json(const char *key)
 {
     json_t *o = json_object();
@@ -312,6 +321,7 @@ static json_t *key_json(const char *key)
     return o;
 }
 
+/* mod_revision(key) == mod */
 static json_t *guard_compare(const char *key, int64_t mod)
 {
     json_t *o = key_json(key);
@@ -582,92 +592,123 @@ static int etcd_store_lease_revoke(store *st, int64_t id)
     return rc;
 }
 
-/* The members' answers to a round of /v3/maintenance/status calls. */
-typedef struct member_poll {
-    etcd_client *cl;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+/* One refresh of the cluster view: the member list, then every member's
+ * own /v3/maintenance/status at its client URL, in parallel. Runs on the
+ * client's I/O thread; the answers arrive there one at a time. */
+typedef struct view_job {
+    etcd_store *s;
+    json_t *members; /* the member list; NULL when it could not be read */
     size_t pending, answered;
     char leader_id[32]; /* a uint64, as etcd writes it */
-} member_poll;
+} view_job;
 
-static void member_done(void *ctx, etcd_result *r)
+static void view_finish(view_job *j)
 {
-    member_poll *p = ctx;
-    json_t *ans;
-    int rc = etcd_client_decode(p->cl, r, ETCD_LOCAL, &ans, NULL, 0);
-    const char *leader = rc == 0 ? json_string_value(json_object_get(ans, "leader")) : NULL;
-    pthread_mutex_lock(&p->mu);
-    p->answered += rc == 0;
-    if (leader && !p->leader_id[0] && strcmp(leader, "0") != 0)
-        snprintf(p->leader_id, sizeof(p->leader_id), "%s", leader);
-    p->pending--;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    json_decref(ans);
-}
-
-/* Lists the members and asks each (in parallel, at its own client URL)
- * for its status: how many answer, and whom they follow. */
-static void view_refresh(etcd_store *s, cluster_view *v)
-{
-    json_t *ans;
-    int rc = call(s, "status", PATH_MEMBERS, json_object(), ETCD_LOCAL, &ans, NULL, 0);
-    json_t *members = json_object_get(ans, "members");
-    size_t n = json_array_size(members);
-    member_poll p = {.cl = s->cl, .pending = n};
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_cond_init(&p.cv, NULL);
-    for (size_t i = 0; i < n; i++) {
-        json_t *urls = json_object_get(json_array_get(members, i), "clientURLs");
-        const char *url = json_string_value(json_array_get(urls, 0));
-        etcd_client_call_member_async(s->cl, url ? url : "", PATH_MEMBER_STATUS, strdup("{}"),
-                                      MEMBER_TIMEOUT_MS, member_done, &p);
-    }
-    pthread_mutex_lock(&p.mu);
-    while (p.pending)
-        pthread_cond_wait(&p.cv, &p.mu);
-    pthread_mutex_unlock(&p.mu);
-    v->leader[0] = '\0';
-    for (size_t i = 0; p.leader_id[0] && i < n; i++) {
-        json_t *m = json_array_get(members, i);
+    etcd_store *s = j->s;
+    pthread_mutex_lock(&s->mu);
+    cluster_view v = s->view;
+    pthread_mutex_unlock(&s->mu);
+    v.leader[0] = '\0';
+    size_t n = json_array_size(j->members);
+    for (size_t i = 0; j->leader_id[0] && i < n; i++) {
+        json_t *m = json_array_get(j->members, i);
         const char *id = json_string_value(json_object_get(m, "ID"));
         const char *name = json_string_value(json_object_get(m, "name"));
-        if (id && strcmp(id, p.leader_id) == 0)
-            snprintf(v->leader, sizeof(v->leader), "%s", name && name[0] ? name : id);
+        if (id && strcmp(id, j->leader_id) == 0)
+            snprintf(v.leader, sizeof(v.leader), "%s", name && name[0] ? name : id);
     }
-    if (rc == 0)
-        v->members = (int)n;
-    v->healthy = (int)p.answered;
-    v->at_ms = mono_ms();
-    pthread_mutex_destroy(&p.mu);
-    pthread_cond_destroy(&p.cv);
-    json_decref(ans);
+    if (j->members)
+        v.members = (int)n;
+    v.healthy = (int)j->answered;
+    v.at_ms = mono_ms();
+    pthread_mutex_lock(&s->mu);
+    s->view = v;
+    s->view_busy = false;
+    pthread_cond_broadcast(&s->view_cond);
+    pthread_mutex_unlock(&s->mu);
+    json_decref(j->members);
+    free(j);
 }
 
-/* Fills the cluster fields of out. The view is refreshed when it is older
- * than VIEW_TTL_MS, or when it disagrees with the read that status just
- * made (writable without a known leader, or not writable with one).
- * quorum: that linearizable read succeeded (etcd's ReadIndex needs a
- * majority) and the members name a leader. */
+static void view_member_done(void *ctx, etcd_result *r)
+{
+    view_job *j = ctx;
+    json_t *ans;
+    int rc = etcd_client_decode(j->s->cl, r, ETCD_LOCAL, &ans, NULL, 0);
+    const char *leader = rc == 0 ? json_string_value(json_object_get(ans, "leader")) : NULL;
+    j->answered += rc == 0;
+    if (leader && !j->leader_id[0] && strcmp(leader, "0") != 0)
+        snprintf(j->leader_id, sizeof(j->leader_id), "%s", leader);
+    json_decref(ans);
+    if (--j->pending == 0)
+        view_finish(j);
+}
+
+static void view_list_done(void *ctx, etcd_result *r)
+{
+    view_job *j = ctx;
+    json_t *ans;
+    if (etcd_client_decode(j->s->cl, r, ETCD_LOCAL, &ans, NULL, 0) == 0) {
+        j->members = json_incref(json_object_get(ans, "members"));
+        json_decref(ans);
+    }
+    size_t n = json_array_size(j->members);
+    j->pending = n + 1; /* + 1 until every call is made: some may complete at once */
+    for (size_t i = 0; i < n; i++) {
+        json_t *urls = json_object_get(json_array_get(j->members, i), "clientURLs");
+        const char *url = json_string_value(json_array_get(urls, 0));
+        etcd_client_call_member_async(j->s->cl, url ? url : "", PATH_MEMBER_STATUS, strdup("{}"),
+                                      MEMBER_TIMEOUT_MS, view_member_done, j);
+    }
+    if (--j->pending == 0)
+        view_finish(j);
+}
+
+/* Starts a refresh of the view unless one is under way; does not wait. */
+static void view_kick(etcd_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool busy = s->view_busy;
+    s->view_busy = true;
+    pthread_mutex_unlock(&s->mu);
+    if (busy)
+        return;
+    view_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        pthread_mutex_lock(&s->mu);
+        s->view_busy = false;
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    j->s = s;
+    etcd_client_call_async(s->cl, PATH_MEMBERS, strdup("{}"), ETCD_LOCAL, view_list_done, j);
+}
+
+/* At open: a first view, waited for (each call is bounded by a timeout). */
+static void view_first(etcd_store *s)
+{
+    view_kick(s);
+    pthread_mutex_lock(&s->mu);
+    while (s->view_busy)
+        pthread_cond_wait(&s->view_cond, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Fills the cluster fields of out from the view, and starts a refresh when
+ * the view is older than VIEW_TTL_MS or disagrees with the read status
+ * just made (writable without a known leader, or not with one): status
+ * never waits for the members. */
 static void status_view(etcd_store *s, bool writable, store_status *out)
 {
-    cluster_view v;
     pthread_mutex_lock(&s->mu);
-    v = s->view;
+    cluster_view v = s->view;
     pthread_mutex_unlock(&s->mu);
-    if (mono_ms() - v.at_ms >= VIEW_TTL_MS || writable != (v.leader[0] != '\0')) {
-        pthread_mutex_lock(&s->view_mu);
-        view_refresh(s, &v);
-        pthread_mutex_lock(&s->mu);
-        s->view = v;
-        pthread_mutex_unlock(&s->mu);
-        pthread_mutex_unlock(&s->view_mu);
-    }
+    if (mono_ms() - v.at_ms >= VIEW_TTL_MS || writable != (v.leader[0] != '\0'))
+        view_kick(s);
     snprintf(out->leader, sizeof(out->leader), "%s", v.leader);
     out->members = v.members;
     out->healthy_members = v.healthy;
-    out->quorum = writable && v.leader[0];
+    out->quorum = writable;
 }
 
 static int etcd_store_status(store *st, store_status *out)
@@ -685,7 +726,7 @@ static int etcd_store_status(store *st, store_status *out)
     out->writable = rc == 0;
     out->backend = "etcd";
     status_view(s, rc == 0, out);
-    return 0;
+    return rc == 0 ? 0 : CITRUS_EUNAVAILABLE;
 }
 
 /* Appends page's items to out (moved, not copied). */
@@ -801,7 +842,7 @@ static void etcd_store_close(store *st)
     etcd_watch_free(s->hub);
     etcd_client_free(s->cl);
     pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->view_mu);
+    pthread_cond_destroy(&s->view_cond);
     free(s);
 }
 
@@ -838,7 +879,7 @@ int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size
     s->base.ops = &etcd_ops;
     s->compact_rev = 1;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_mutex_init(&s->view_mu, NULL);
+    pthread_cond_init(&s->view_cond, NULL);
     etcd_client_options co = {.endpoints = o->endpoints,
                               .nendpoints = o->nendpoints,
                               .connect_timeout_ms = o->connect_timeout_ms,
@@ -854,10 +895,12 @@ int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size
     }
     if (rc == 0) {
         s->last_rev = rev;
+        view_first(s);
         etcd_watch_options wo = {.client = s->cl,
                                  .start_rev = rev + 1,
                                  .ring_revs = o->watch_ring_revs,
                                  .ring_bytes = o->watch_ring_bytes,
+                                 .stall_ms = o->watch_stall_ms,
                                  .check_from = check_from,
                                  .compacted = on_compacted,
                                  .ctx = s};
@@ -868,7 +911,7 @@ int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size
     if (rc < 0) {
         etcd_client_free(s->cl);
         pthread_mutex_destroy(&s->mu);
-        pthread_mutex_destroy(&s->view_mu);
+        pthread_cond_destroy(&s->view_cond);
         free(s);
         return rc;
     }

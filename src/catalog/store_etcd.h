@@ -9,7 +9,25 @@
  * Errors beyond store.h: CITRUS_EUNAVAILABLE when no endpoint could be
  * reached before a request was sent, or etcd has no leader (nothing was
  * applied); CITRUS_ETIMEOUT when a write was sent but its answer did not
- * arrive in time (it may or may not be applied: outcome unknown). */
+ * arrive in time (it may or may not be applied: outcome unknown);
+ * CITRUS_ETOOMANY / CITRUS_ETOOBIGVAL for etcd's --max-txn-ops and
+ * --max-request-bytes.
+ *
+ * Threads: store_txn_async callbacks run on the etcd client's I/O thread,
+ * watch callbacks on the watch delivery thread. Neither may make a
+ * synchronous store call (it would fail with CITRUS_EINTERNAL or wait on
+ * itself); store_watch_close of another watch is fine from both.
+ *
+ * store_status: revision and writable come from one linearizable read
+ * (writable: it succeeded, so etcd has a leader and a majority);
+ * compact_revision is etcd's compaction point, probed (see store_etcd.c);
+ * quorum = writable (a linearizable read needs a leader and a majority);
+ * leader, members and healthy_members come from the members themselves,
+ * refreshed in the background about once a second (so they may lag a
+ * change by that much). When the read fails (no endpoint answers, no
+ * leader) status returns CITRUS_EUNAVAILABLE but still fills every field:
+ * writable and quorum false, revision the last one seen (not current), the
+ * members as they last answered. */
 #ifndef CITRUS_CATALOG_STORE_ETCD_H
 #define CITRUS_CATALOG_STORE_ETCD_H
 
@@ -26,6 +44,7 @@ typedef struct store_etcd_options {
     long max_connections;       /* idle HTTP connections kept for reuse; 0 = 32 */
     size_t watch_ring_revs;     /* recent revisions kept in memory for watches; 0 = 10000 */
     size_t watch_ring_bytes;    /* and at most this many bytes of events; 0 = 64 MiB */
+    int64_t watch_stall_ms;     /* a silent watch stream behind etcd is reopened; 0 = 1000 */
 } store_etcd_options;
 
 /* Connects (one endpoint must answer: else CITRUS_EUNAVAILABLE), learns

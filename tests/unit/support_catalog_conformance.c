@@ -684,11 +684,31 @@ static void test_txn_compares(void **state)
         {.key = "cmp/none", .target = KV_CMP_CREATE, .op = KV_CMP_EQ, .number = 0},
         {.key = "cmp/none", .target = KV_CMP_LEASE, .op = KV_CMP_EQ, .number = 0},
         {.key = "cmp/none", .target = KV_CMP_VALUE, .op = KV_CMP_EQ},
+        {.key = "cmp/none",
+         .target = KV_CMP_VALUE,
+         .op = KV_CMP_NE,
+         .value = (const unsigned char *)"x",
+         .value_len = 1},
+        {.key = "cmp/none",
+         .target = KV_CMP_VALUE,
+         .op = KV_CMP_LT,
+         .value = (const unsigned char *)"x",
+         .value_len = 1},
     };
     for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
         check_compare(s, &absent[i], true);
-    kv_compare gt = {.key = "cmp/none", .target = KV_CMP_VERSION, .op = KV_CMP_GT};
-    check_compare(s, &gt, false);
+    kv_compare absent_false[] = {
+        {.key = "cmp/none", .target = KV_CMP_VERSION, .op = KV_CMP_GT},
+        {.key = "cmp/none", .target = KV_CMP_VALUE, .op = KV_CMP_NE},
+        {.key = "cmp/none", .target = KV_CMP_VALUE, .op = KV_CMP_GT},
+        {.key = "cmp/none",
+         .target = KV_CMP_VALUE,
+         .op = KV_CMP_EQ,
+         .value = (const unsigned char *)"x",
+         .value_len = 1},
+    };
+    for (size_t i = 0; i < sizeof(absent_false) / sizeof(absent_false[0]); i++)
+        check_compare(s, &absent_false[i], false);
     assert_int_equal(rev_now(s), r0);
 
     /* every compare must hold; the branch's writes are the ones applied */

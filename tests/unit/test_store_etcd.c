@@ -11,6 +11,7 @@
  * the whole binary; the conformance factory empties its keyspace and
  * revokes its leases at each open. Tests that stop or restart etcd restart
  * the same member on the same data directory and ports. No randomness. */
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
@@ -170,6 +171,38 @@ static void etcd_start(etcd_proc *e)
 {
     etcd_spawn(e);
     etcd_wait_ready(e);
+}
+
+/* SIGSTOP, then waits until every thread of e is stopped: a request that
+ * reaches it afterwards gets no answer until SIGCONT. */
+static void etcd_pause(etcd_proc *e)
+{
+    kill(e->pid, SIGSTOP);
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)e->pid);
+    int64_t until = mono_ms() + WAIT_MS;
+    for (bool all = false; !all && mono_ms() < until;) {
+        all = true;
+        DIR *d = opendir(dir);
+        for (struct dirent *t; d && (t = readdir(d));) {
+            if (t->d_name[0] == '.')
+                continue;
+            char path[352], buf[512] = "";
+            snprintf(path, sizeof(path), "%s/%s/stat", dir, t->d_name);
+            FILE *f = fopen(path, "r");
+            if (f && fgets(buf, sizeof(buf), f)) {
+                const char *state = strrchr(buf, ')'); /* "pid (comm) S ..." */
+                if (state && state[1] == ' ' && state[2] != 'T' && state[2] != 't')
+                    all = false;
+            }
+            if (f)
+                fclose(f);
+        }
+        if (d)
+            closedir(d);
+        if (!all)
+            sleep_ms(1);
+    }
 }
 
 static void etcd_stop(etcd_proc *e)
@@ -656,20 +689,27 @@ static void test_restart_resumes_watch(void **state)
     kv_range_req q = {.key = "rs/k"};
     kv_range_res r;
     assert_int_equal(store_range(s, &q, &r), CITRUS_EUNAVAILABLE);
-    store_status st;
-    assert_int_equal(store_status_get(s, &st), 0);
+    store_status st; /* not current, but filled in */
+    assert_int_equal(store_status_get(s, &st), CITRUS_EUNAVAILABLE);
     assert_false(st.writable);
     assert_false(st.quorum);
-    assert_int_equal(st.healthy_members, 0);
     assert_int_equal(st.revision, r0 + 10);
+    assert_string_equal(st.backend, "etcd");
+    int64_t until = mono_ms() + WAIT_MS; /* the member view follows within a refresh */
+    while ((store_status_get(s, &st), st.healthy_members || st.leader[0]) && mono_ms() < until)
+        sleep_ms(20);
+    assert_int_equal(st.healthy_members, 0);
+    assert_string_equal(st.leader, "");
+    assert_int_equal(st.members, 1);
 
     etcd_start(&etcd);
-    int64_t until = mono_ms() + WAIT_MS;
-    while ((store_status_get(s, &st), !st.writable) && mono_ms() < until)
+    until = mono_ms() + WAIT_MS;
+    while ((store_status_get(s, &st), !st.writable || !st.leader[0]) && mono_ms() < until)
         sleep_ms(20);
     assert_true(st.writable);
     assert_true(st.quorum);
     assert_string_equal(st.leader, etcd.name);
+    assert_int_equal(st.healthy_members, 1);
     store_watch *wp = watch_from(s, "rs/", r0 + 1, &past);
     for (int i = 0; i < 10; i++)
         put(s, "rs/k", "b");
@@ -714,7 +754,7 @@ static void test_write_timeout(void **state)
     store_watch *wh = watch_from(s, "wt/", r0, &w);
     assert_true(rec_until(&w, 1, 0));
 
-    kill(etcd.pid, SIGSTOP);
+    etcd_pause(&etcd);
     int64_t t0 = mono_ms();
     int rc = store_put(s, "wt/k", (const unsigned char *)"x", 1, 0, -1, NULL, NULL, NULL);
     print_message("write to a stopped etcd: %s after %lld ms\n", citrus_err_code(rc),
@@ -738,7 +778,7 @@ static void test_write_timeout(void **state)
     kv_range_res r;
     assert_int_equal(store_range(s, &q, &r), CITRUS_EUNAVAILABLE);
     store_status st;
-    assert_int_equal(store_status_get(s, &st), 0);
+    assert_int_equal(store_status_get(s, &st), CITRUS_EUNAVAILABLE);
     assert_false(st.writable);
     kill(etcd.pid, SIGCONT);
 
@@ -872,13 +912,23 @@ static void test_etcd_limits(void **state)
 
 /* A member that lost its leader refuses at once (the hasleader metadata):
  * CITRUS_EUNAVAILABLE, not a timeout; status shows no quorum. */
+static etcd_proc nl_members[2];
+
+static int nl_stop(void **state)
+{
+    etcd_stop(&nl_members[0]);
+    etcd_stop(&nl_members[1]);
+    return 0;
+}
+
 static void test_no_leader(void **state)
 {
-    etcd_proc m[2];
+    etcd_proc *m = nl_members;
     etcd_init(&m[0], "nl-a");
     etcd_init(&m[1], "nl-b");
     char cluster[sizeof(m[0].cluster)];
-    snprintf(cluster, sizeof(cluster), "%s=%s,%s=%s", m[0].name, m[0].peer, m[1].name, m[1].peer);
+    snprintf(cluster, sizeof(cluster), "%.15s=%.63s,%.15s=%.63s", m[0].name, m[0].peer, m[1].name,
+             m[1].peer);
     for (int i = 0; i < 2; i++) {
         snprintf(m[i].cluster, sizeof(m[i].cluster), "%s", cluster);
         etcd_spawn(&m[i]);
@@ -917,8 +967,94 @@ static void test_no_leader(void **state)
     put(s, "nl/c", "3");
     assert_int_equal(count_key(s, "nl/b"), 0);
     store_close(s);
-    etcd_stop(&m[0]);
-    etcd_stop(&m[1]);
+}
+
+/* A three-member cluster; a member is stopped (SIGSTOP keeps its
+ * connections open, so only silence tells). Calls move to the others, and
+ * the watch stream, silent while the store knows of newer revisions, is
+ * reopened elsewhere and resumes without a gap or a repeat. */
+static etcd_proc st_members[3];
+
+static int st_stop(void **state)
+{
+    for (int i = 0; i < 3; i++)
+        etcd_stop(&st_members[i]);
+    return 0;
+}
+
+static int put_retrying(store *s, const char *k, int64_t *rev)
+{
+    int64_t until = mono_ms() + WAIT_MS;
+    int rc;
+    while ((rc = store_put(s, k, (const unsigned char *)"v", 1, 0, -1, NULL, rev, NULL)) ==
+               CITRUS_EUNAVAILABLE &&
+           mono_ms() < until)
+        sleep_ms(20); /* an election is under way */
+    return rc;
+}
+
+static void test_stalled_stream_moves(void **state)
+{
+    etcd_proc *m = st_members;
+    char cluster[sizeof(m[0].cluster)];
+    const char *names[] = {"st-a", "st-b", "st-c"};
+    for (int i = 0; i < 3; i++)
+        etcd_init(&m[i], names[i]);
+    snprintf(cluster, sizeof(cluster), "%.15s=%.63s,%.15s=%.63s,%.15s=%.63s", m[0].name, m[0].peer,
+             m[1].name, m[1].peer, m[2].name, m[2].peer);
+    for (int i = 0; i < 3; i++) {
+        snprintf(m[i].cluster, sizeof(m[i].cluster), "%s", cluster);
+        etcd_spawn(&m[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        etcd_wait_ready(&m[i]);
+    const char *eps[] = {m[0].url, m[1].url, m[2].url};
+    store_etcd_options o = {.endpoints = eps,
+                            .nendpoints = 3,
+                            .connect_timeout_ms = 500,
+                            .request_timeout_ms = 500,
+                            .watch_stall_ms = 500};
+    store *s = NULL;
+    char err[256];
+    assert_int_equal(store_etcd_open(&o, &s, err, sizeof(err)), 0);
+    assert_string_equal(store_etcd_endpoint(s), m[0].url);
+    assert_true(wait_streams(s, 1));
+    rec w;
+    rec_init(&w, false);
+    int64_t r0 = rev_now(s);
+    store_watch *wh = watch_from(s, "st/", r0 + 1, &w);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(put_retrying(s, "st/k", NULL), 0);
+    assert_true(rec_until(&w, 5, 0));
+
+    etcd_pause(&m[0]); /* holds the store's connections and its watch stream */
+    int64_t t0 = mono_ms(), last = 0;
+    for (int i = 0; i < 5; i++) {
+        int rc = put_retrying(s, "st/k", &last);
+        if (rc == CITRUS_ETIMEOUT) /* sent to the stopped member: outcome unknown */
+            rc = put_retrying(s, "st/k", &last);
+        assert_int_equal(rc, 0);
+    }
+    assert_string_not_equal(store_etcd_endpoint(s), m[0].url);
+    size_t want = (size_t)(last - r0);
+    assert_true(rec_until(&w, want, 0));
+    print_message("writes and watch moved off the stopped member in %lld ms\n",
+                  (long long)(mono_ms() - t0));
+    store_watch_close(s, wh);
+    assert_contiguous(&w, r0 + 1, want);
+    kill(m[0].pid, SIGCONT);
+    rec_free(&w);
+    store_close(s);
+}
+
+/* After a test that stops etcd: whatever happened, etcd runs again. */
+static int etcd_running(void **state)
+{
+    if (etcd.pid > 0)
+        kill(etcd.pid, SIGCONT);
+    else
+        etcd_start(&etcd);
+    return 0;
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -968,10 +1104,11 @@ int main(void)
         cmocka_unit_test(test_ring_overflow),
         cmocka_unit_test(test_compaction_found),
         cmocka_unit_test(test_value_compare_absent),
-        cmocka_unit_test(test_restart_resumes_watch),
-        cmocka_unit_test(test_write_timeout),
+        cmocka_unit_test_teardown(test_restart_resumes_watch, etcd_running),
+        cmocka_unit_test_teardown(test_write_timeout, etcd_running),
         cmocka_unit_test(test_close_in_flight),
-        cmocka_unit_test(test_no_leader),
+        cmocka_unit_test_teardown(test_no_leader, nl_stop),
+        cmocka_unit_test_teardown(test_stalled_stream_moves, st_stop),
     };
     failed += cmocka_run_group_tests_name("store_etcd", tests, NULL, NULL);
     etcd_stop(&etcd);
