@@ -44,8 +44,10 @@ int api_cluster(http_req *r, void *ctx)
     json_t *controller =
         v.held ? json_pack("{s:s,s:I}", "leader", v.leader, "token", (json_int_t)v.token)
                : json_pack("{s:n,s:I}", "leader", "token", (json_int_t)0);
-    json_t *catalog = json_pack("{s:s,s:b,s:I}", "backend", st.backend, "writable", st.writable,
-                                "revision", (json_int_t)st.revision);
+    json_t *catalog =
+        json_pack("{s:s,s:b,s:I,s:s?,s:i,s:i,s:b}", "backend", st.backend, "writable", st.writable,
+                  "revision", (json_int_t)st.revision, "leader", st.leader[0] ? st.leader : NULL,
+                  "members", st.members, "healthy", st.healthy_members, "quorum", st.quorum);
     json_t *body = json_pack("{s:s,s:o,s:o,s:o}", "node_id", a->node_id, "nodes",
                              nodes_json(&nodes), "catalog", catalog, "controller", controller);
     kv_range_res_free(&nodes);

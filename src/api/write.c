@@ -169,6 +169,14 @@ int api_write_submit(api_write *w, http_req *r, app *a, const kv_txn *txn, api_w
     w->req = r;
     w->done = done;
     w->a = a;
+    /* The latest check said the catalog has no quorum: refuse without
+     * sending rather than leave the client to a timeout (504). */
+    store_status st;
+    int64_t age;
+    if (a->cache && cache_status(a->cache, &st, &age) == 0 && !st.quorum)
+        return http_reply_error(r, CITRUS_ENOQUORUM,
+                                "the catalog has no quorum: the write was not sent", NULL),
+               CITRUS_ENOQUORUM;
     const char *key = http_req_header(r, "Idempotency-Key");
     if (key) {
         if (!key_ok(key))

@@ -212,8 +212,11 @@ static void check(cache *c)
     store_status st;
     int rc = store_status_get(c->st, &st);
     pthread_mutex_lock(&c->mu);
-    if (rc == 0) {
+    if (rc == 0 || rc == CITRUS_EUNAVAILABLE) {
+        /* an unavailable store still says what it knows (members, leader) */
         c->status = st;
+        c->status.quorum = rc == 0 && st.quorum;
+        c->status.writable = rc == 0 && st.writable;
         c->status_at = now_ms();
     }
     pthread_mutex_unlock(&c->mu);

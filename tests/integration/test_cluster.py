@@ -241,6 +241,15 @@ def test_quorum_loss_not_ready_no_acks_stale_bound_then_recovery(make_cluster):
                 time.sleep(0.03)
 
         read_for(BOUND_MS / 1000 + 3.5, "stopped")  # also covers the 5 s ready window
+        # by now every node knows the catalog has no quorum: a write is refused
+        # at once, unsent, with no_quorum (not left to time out)
+        for n in cl.nodes:
+            t0 = time.monotonic()
+            r = s.put(f"{n.url}/v1/kv/nq-{n.port}", data=b"x", timeout=5)
+            if r.status_code != 503 or r.json()["error"]["code"] != "no_quorum" or \
+                    time.monotonic() - t0 > 0.5:
+                failures.append(f"{n.url}: write without quorum answered {r.status_code} "
+                                f"{r.text.strip()} in {time.monotonic() - t0:.2f}s")
         t_kill = time.monotonic()
         for m in victims:
             m.kill9()
