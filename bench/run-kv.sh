@@ -53,10 +53,12 @@ cleanup() {
         kill -TERM "$BENCH_PID" 2>/dev/null || true
         wait "$BENCH_PID" 2>/dev/null || true
     fi
-    for pid in "${PIDS[@]}"; do
+    # Newest first, one at a time: citrus stops (revoking its session lease)
+    # while the etcd it talks to is still up.
+    local j
+    for ((j = ${#PIDS[@]} - 1; j >= 0; j--)); do
+        pid=${PIDS[$j]}
         kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
         for ((i = 0; i < 50; i++)); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
