@@ -20,10 +20,14 @@ static void print_text(json_t *j)
     json_t *ctl = json_object_get(j, "controller");
     json_t *cat = json_object_get(j, "catalog");
     const char *leader = json_string_value(json_object_get(ctl, "leader"));
-    printf("catalog     %s (revision %lld, %s)\n",
+    const char *cl = json_string_value(json_object_get(cat, "leader"));
+    printf("catalog     %s (revision %lld, %s, leader %s, %lld/%lld members healthy%s)\n",
            json_string_value(json_object_get(cat, "backend")),
            (long long)json_integer_value(json_object_get(cat, "revision")),
-           json_is_true(json_object_get(cat, "writable")) ? "writable" : "NOT writable");
+           json_is_true(json_object_get(cat, "writable")) ? "writable" : "NOT writable",
+           cl ? cl : "none", (long long)json_integer_value(json_object_get(cat, "healthy")),
+           (long long)json_integer_value(json_object_get(cat, "members")),
+           json_is_true(json_object_get(cat, "quorum")) ? "" : ", NO QUORUM");
     printf("controller  %s\n", leader ? leader : "(no leader)");
     json_t *nodes = json_object_get(j, "nodes");
     printf("nodes       %zu\n", json_array_size(nodes));

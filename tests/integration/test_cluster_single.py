@@ -23,7 +23,7 @@ def test_cluster_view_single_node(make_citrus):
     text = run_cli("cluster", "status", "--endpoint", c.url)
     assert text.returncode == 0
     assert "controller  alpha" in text.stdout and "alpha" in text.stdout
-    assert "embedded" in text.stdout
+    assert "embedded" in text.stdout and "1/1 members healthy" in text.stdout
     js = run_cli("cluster", "status", "--endpoint", c.url, "-o", "json")
     assert json.loads(js.stdout)["controller"]["leader"] == "alpha"
     assert run_cli("cluster", "frob").returncode == 2
