@@ -1412,11 +1412,19 @@ static watch_pin *watch_pin_ready(sqlite_store *s, size_t *n)
         count += watch_ready(s, w);
     watch_pin *pins = count ? malloc(count * sizeof(*pins)) : NULL;
     *n = count;
-    for (store_watch *w = s->watchers; pins && w; w = w->next) {
+    for (store_watch *w = s->watchers; pins && w && i < count; w = w->next) {
         if (!watch_ready(s, w))
             continue;
         w->pins++;
         pins[i++] = (watch_pin){.w = w, .next = w->next_rev};
+    }
+    /* watch_close sets closing without mu, so a watcher counted above may
+     * have dropped out: only the pins actually taken are handed back. */
+    if (pins)
+        *n = i;
+    if (pins && i == 0) {
+        free(pins);
+        pins = NULL;
     }
     return pins;
 }

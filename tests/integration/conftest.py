@@ -36,6 +36,18 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def dump_stacks(pid, path):
+    """Writes every thread's stack of a hung process to path (when gdb is
+    installed); returns path or a note."""
+    import shutil
+    if not shutil.which("gdb"):
+        return "(gdb not installed)"
+    with open(path, "w") as f:
+        subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
+                       stdout=f, stderr=subprocess.STDOUT, timeout=60)
+    return path
+
+
 class Citrus:
     """One `citrus dev` (or `server`) process."""
 
@@ -98,9 +110,10 @@ class Citrus:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                stacks = dump_stacks(self.proc.pid, os.path.join(self.log_dir, "hung-stacks.txt"))
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError("citrus did not stop on SIGTERM")
+                raise AssertionError(f"citrus did not stop on SIGTERM; thread stacks: {stacks}")
         return self.proc.returncode if self.proc else None
 
     def kill9(self):
