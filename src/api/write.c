@@ -144,11 +144,9 @@ static int augment(api_write *w, const kv_txn *txn)
     static const char applied_fmt[] = "{\"fingerprint\":\"%s\",\"state\":\"applied\"}";
     size_t n = txn->nsuccess + txn->nfailure + 2;
     w->ops = calloc(n, sizeof(*w->ops));
-    char *applied = malloc(sizeof(applied_fmt) + 64);
-    if (!w->ops || !applied) {
-        free(applied);
-        return CITRUS_ENOMEM;
-    }
+    char *applied = w->applied = malloc(sizeof(applied_fmt) + 64);
+    if (!w->ops || !applied)
+        return CITRUS_ENOMEM; /* the caller frees both */
     snprintf(applied, sizeof(applied_fmt) + 64, applied_fmt, w->fingerprint);
     kv_op mark = {.type = KV_OP_PUT,
                   .key = w->record,
@@ -156,9 +154,11 @@ static int augment(api_write *w, const kv_txn *txn)
                   .value_len = strlen(applied),
                   .lease = w->lease};
     kv_op *s = w->ops, *f = w->ops + txn->nsuccess + 1;
-    memcpy(s, txn->success, txn->nsuccess * sizeof(*s));
+    if (txn->nsuccess) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(s, txn->success, txn->nsuccess * sizeof(*s));
     s[txn->nsuccess] = mark;
-    memcpy(f, txn->failure, txn->nfailure * sizeof(*f));
+    if (txn->nfailure)
+        memcpy(f, txn->failure, txn->nfailure * sizeof(*f));
     f[txn->nfailure] = mark;
     w->txn = (kv_txn){txn->compares, txn->ncompares, s, txn->nsuccess + 1, f, txn->nfailure + 1};
     return 0;
@@ -192,7 +192,9 @@ int api_write_submit(api_write *w, http_req *r, app *a, const kv_txn *txn, api_w
         if (augment(w, txn) < 0) {
             store_lease_revoke(a->st, w->lease);
             free(w->ops);
+            free(w->applied);
             w->ops = NULL;
+            w->applied = NULL;
             return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL), CITRUS_ENOMEM;
         }
         txn = &w->txn;
@@ -218,7 +220,9 @@ void api_write_finish(api_write *w, http_req *r, unsigned status, json_t *body)
             free(done);
         }
         free(w->ops);
+        free(w->applied);
         w->ops = NULL;
+        w->applied = NULL;
     }
     http_reply_json(r, status, body);
 }

@@ -38,7 +38,8 @@ struct api_write {
     char record[192];
     char fingerprint[65];
     int64_t lease;
-    kv_op *ops; /* the txn's branches with the record's op added */
+    kv_op *ops;    /* the txn's branches with the record's op added */
+    char *applied; /* the "applied" record value those ops write */
     kv_txn txn;
 };
 
