@@ -169,11 +169,13 @@ int api_write_submit(api_write *w, http_req *r, app *a, const kv_txn *txn, api_w
     w->req = r;
     w->done = done;
     w->a = a;
-    /* The latest check said the catalog has no quorum: refuse without
-     * sending rather than leave the client to a timeout (504). */
+    /* A check in the last second said the catalog has no quorum: refuse
+     * without sending rather than leave the client to a timeout (504). An
+     * older answer is not trusted: it would hold writes back after etcd has
+     * elected a leader again. */
     store_status st;
     int64_t age;
-    if (a->cache && cache_status(a->cache, &st, &age) == 0 && !st.quorum)
+    if (a->cache && cache_status(a->cache, &st, &age) == 0 && !st.quorum && age < 1000)
         return http_reply_error(r, CITRUS_ENOQUORUM,
                                 "the catalog has no quorum: the write was not sent", NULL),
                CITRUS_ENOQUORUM;
