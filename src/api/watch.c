@@ -172,10 +172,13 @@ static int reaper_ensure(void)
     return rc;
 }
 
-void api_watch_shutdown(void)
+size_t api_watch_shutdown(void)
 {
     pthread_mutex_lock(&list_mu);
     shutting_down = true;
+    size_t waiting = 0;
+    for (waiter *w = list_head; w; w = w->next)
+        waiting++;
     pthread_cond_broadcast(&list_cv);
     /* The reaper wakes every waiter; each leaves the list once answered (or
      * its stream ended). Give them a bounded time before the server stops. */
@@ -191,6 +194,7 @@ void api_watch_shutdown(void)
     if (running)
         pthread_join(reaper, NULL);
     reaper_running = false;
+    return waiting;
 }
 
 /* ---------------- shared ---------------- */

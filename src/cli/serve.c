@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "api/app.h"
 #include "api/handlers.h"
@@ -268,7 +269,8 @@ int cli_serve_main(int argc, char **argv, char **envp)
 
     int sig = wait_for_signal();
     log_info("server", "stopping", json_pack("{s:i}", "signal", sig));
-    api_watch_shutdown();
+    if (api_watch_shutdown() > 0)
+        usleep(200 * 1000); /* let those answers reach their clients before the sockets close */
     http_server_stop(srv);
     session_stop(sess); /* revokes the lease: registration and leadership end now */
     cache_stop(copy);

@@ -5,6 +5,8 @@ import time
 
 import requests
 
+from conftest import wait_until
+
 
 def test_kill9_during_writes_keeps_acknowledged(make_citrus):
     c = make_citrus()
@@ -79,11 +81,20 @@ def test_clean_stop_on_sigint(make_citrus):
     import signal
     c = make_citrus()
     # a long poll in flight is answered, and does not block the stop
+    def watches_opened():
+        for line in requests.get(c.url + "/metrics").text.splitlines():
+            if line.startswith('citrus_store_ops_total{op="watch_open",result="ok"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = watches_opened()
     answers = []
     t = threading.Thread(target=lambda: answers.append(requests.get(
         c.url + "/v1/watch/x/?timeout=60s", timeout=30)))
     t.start()
-    time.sleep(0.3)
+    # stop only once the poll is parked on its watch (not racing its arrival)
+    wait_until(lambda: watches_opened() > before, 10, what="the long poll to open its watch")
+    time.sleep(0.1)
     assert c.stop(signal.SIGINT) == 0
     t.join(10)
     assert answers and answers[0].status_code == 200, answers
