@@ -101,9 +101,48 @@ static int check_branch(const kv_op *ops, size_t n)
     return 0;
 }
 
+/* The request is well formed: arrays present, keys set, enums in range. */
+static int check_op(const kv_op *op)
+{
+    if (!op->key)
+        return CITRUS_EINVAL;
+    switch (op->type) {
+    case KV_OP_PUT:
+        if (!op->key[0])
+            return CITRUS_EBADKEY;
+        return op->value_len && !op->value ? CITRUS_EINVAL : 0;
+    case KV_OP_DELETE:
+    case KV_OP_GET:
+        return 0;
+    }
+    return CITRUS_EINVAL;
+}
+
+static int check_shape(const kv_txn *t)
+{
+    if ((t->ncompares && !t->compares) || (t->nsuccess && !t->success) ||
+        (t->nfailure && !t->failure))
+        return CITRUS_EINVAL;
+    for (size_t i = 0; i < t->ncompares; i++) {
+        const kv_compare *c = &t->compares[i];
+        if (!c->key || (c->value_len && !c->value) || (unsigned)c->target > KV_CMP_LEASE ||
+            (unsigned)c->op > KV_CMP_GT)
+            return CITRUS_EINVAL;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < t->nsuccess; i++)
+        rc = check_op(&t->success[i]);
+    for (size_t i = 0; rc == 0 && i < t->nfailure; i++)
+        rc = check_op(&t->failure[i]);
+    return rc;
+}
+
+/* Every backend gets only txns that pass these checks. */
 static int check_txn(const kv_txn *txn)
 {
-    int rc = check_branch(txn->success, txn->nsuccess);
+    int rc = txn ? check_shape(txn) : CITRUS_EINVAL;
+    if (rc == 0)
+        rc = check_branch(txn->success, txn->nsuccess);
     return rc < 0 ? rc : check_branch(txn->failure, txn->nfailure);
 }
 
