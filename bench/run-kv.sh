@@ -8,7 +8,8 @@
 # processes it started. `make bench` runs it after building.
 #
 # Knobs (environment): DURATION=10 WARMUP=2 CONNS=16 THREADS=1 KEYS=1000 VALUE_SIZE=64
-# REPEAT=3 BUILD=build KVBENCH=$BUILD/kvbench CITRUS_BIN=$BUILD/citrus ETCD_BIN=/usr/bin/etcd
+# REPEAT=3 WORKLOADS="read write" CITRUS_ARGS="" (extra citrus flags, e.g.
+# "--etcd-batch-puts on") BUILD=build KVBENCH=$BUILD/kvbench CITRUS_BIN=$BUILD/citrus ETCD_BIN=/usr/bin/etcd
 # BENCH_TMPDIR=$TMPDIR (where data dirs go: fsync cost depends on its filesystem)
 # OUT=$BUILD/bench-kv-results.json (all results as JSON).
 #
@@ -182,11 +183,11 @@ if [ -x "$CITRUS_BIN" ]; then
         "$CITRUS_BIN" server --data-dir "$TMP/citrus" --listen "127.0.0.1:$CITRUS_PORT" \
             --catalog-backend etcd --log-level warn \
             --etcd-endpoints "http://127.0.0.1:$ETCD_CLIENT,http://127.0.0.1:$E2_CLIENT,http://127.0.0.1:$E3_CLIENT" \
-            >"$TMP/citrus.log" 2>&1 &
+            ${CITRUS_ARGS:-} >"$TMP/citrus.log" 2>&1 &
     else
         log "starting citrus dev on 127.0.0.1:$CITRUS_PORT"
         "$CITRUS_BIN" dev --data-dir "$TMP/citrus" --listen "127.0.0.1:$CITRUS_PORT" \
-            --log-level warn >"$TMP/citrus.log" 2>&1 &
+            --log-level warn ${CITRUS_ARGS:-} >"$TMP/citrus.log" 2>&1 &
     fi
     CITRUS_PID=$!
     PIDS+=("$CITRUS_PID")
@@ -259,7 +260,7 @@ for ((round = 1; round <= REPEAT; round++)); do
     else
         order=(etcd)
     fi
-    for workload in read write; do
+    for workload in ${WORKLOADS:-read write}; do
         for target in "${order[@]}"; do
             bench "$round" "$workload" "$target"
         done

@@ -23,6 +23,15 @@ static void add_i64_header(http_req *r, const char *name, int64_t v)
     http_add_header(r, name, buf);
 }
 
+bool app_read_blocks(app *a, const char *level)
+{
+    if (!a->cache)
+        return false;
+    if (strcmp(level, "strong") == 0)
+        return true;
+    return strcmp(level, "bounded") == 0 && cache_revision(a->cache) < atomic_load(&a->acked_rev);
+}
+
 int app_read(app *a, http_req *r, const char *level, const kv_range_req *req, kv_range_res *out)
 {
     int rc;
@@ -35,9 +44,12 @@ int app_read(app *a, http_req *r, const char *level, const kv_range_req *req, kv
         http_add_header(r, "X-Citrus-Staleness-Ms", "0");
         return 0;
     }
+    /* A bounded read waits (up to the bound) for this node's own writes;
+     * "any" serves what the copy has at once. */
     int64_t acked = atomic_load(&a->acked_rev);
     bool own_writes =
-        cache_revision(a->cache) >= acked || cache_wait(a->cache, acked, a->max_staleness_ms) == 0;
+        cache_revision(a->cache) >= acked ||
+        (strcmp(level, "any") != 0 && cache_wait(a->cache, acked, a->max_staleness_ms) == 0);
     int64_t stale = -1;
     rc = cache_range(a->cache, req, out, &stale);
     if (rc == CITRUS_EUNAVAILABLE)

@@ -3,6 +3,7 @@
 #define CITRUS_API_APP_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,14 +23,28 @@ typedef struct app {
     _Atomic int64_t acked_rev;    /* highest revision this node acknowledged a write at */
 } app;
 
+/* Whether catalog calls cross the network (the etcd backend): handlers
+ * that make them blocking move to the work pool (http_offload). */
+static inline bool app_remote(const app *a)
+{
+    return a->cache != NULL;
+}
+
+/* Whether app_read at this level may wait: a strong read of a remote
+ * catalog, or a bounded read before this node's copy holds its own
+ * acknowledged writes. */
+bool app_read_blocks(app *a, const char *level);
+
 /* Records that this node acknowledged a write at rev (read-your-writes). */
 void app_note_write(app *a, int64_t rev);
 
 /* Reads for a GET at consistency level ("strong", "bounded" or "any"):
  * strong, or any level without a cache, reads the store (linearizable);
  * bounded reads the cache once it holds this node's own acknowledged
- * writes, and only while its staleness is within the bound (else 503
- * stale); any reads the cache whatever its staleness. Adds the
+ * writes (waiting up to the bound for them), and only while its staleness
+ * is within the bound (else 503 stale); any reads the cache at once,
+ * whatever its staleness (the headers say "bounded" when it happens to be
+ * within the bound with this node's writes, else "any"). Adds the
  * X-Citrus-Revision, -Consistency and -Staleness-Ms headers. On error it has
  * replied and returns the error. */
 int app_read(app *a, http_req *r, const char *level, const kv_range_req *req, kv_range_res *out);

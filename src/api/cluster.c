@@ -2,6 +2,8 @@
  * session leases), the catalog and the controller leader. */
 #include <string.h>
 
+#include "citrus/errors.h"
+
 #include "api/app.h"
 #include "api/handlers.h"
 #include "api/kvjson.h"
@@ -24,19 +26,51 @@ static json_t *nodes_json(const kv_range_res *r)
     return nodes;
 }
 
+static json_t *members_json(const store_status *st)
+{
+    json_t *a = json_array();
+    int n = st->members < STORE_MAX_MEMBERS ? st->members : STORE_MAX_MEMBERS;
+    for (int i = 0; a && i < n; i++) {
+        const store_member *m = &st->member[i];
+        json_array_append_new(a, json_pack("{s:s,s:s?,s:b,s:b}", "name", m->name, "url",
+                                           m->url[0] ? m->url : NULL, "healthy", m->healthy,
+                                           "leader", m->leader));
+    }
+    return a;
+}
+
+/* The catalog's status without waiting on it: with a copy, its latest
+ * periodic check (at most a second old while the catalog answers). */
+static int catalog_status(app *a, store_status *st)
+{
+    int64_t age;
+    return a->cache ? cache_status(a->cache, st, &age) : store_status_get(a->st, st);
+}
+
 int api_cluster(http_req *r, void *ctx)
 {
     app *a = ctx;
+    const char *level = "any"; /* a status page: it answers in an outage too */
+    if (http_req_query(r, "consistency") && kvjson_check_consistency(r, &level) < 0)
+        return CITRUS_EINVAL;
+    if (!http_offloaded(r) && app_read_blocks(a, level))
+        return http_offload(r, api_cluster, ctx);
     kv_range_req req = {.key = SESSION_NODES_PREFIX, .prefix = true};
     kv_range_res nodes;
-    int rc = store_range(a->st, &req, &nodes);
+    int rc = app_read(a, r, level, &req, &nodes);
     if (rc < 0)
-        return kvjson_reply_store_error(r, rc);
+        return rc; /* answered */
+    /* The leader key from the same source as the nodes. */
+    kv_range_req lreq = {.key = ELECTION_KEY};
+    kv_range_res lres;
+    rc = a->cache && strcmp(level, "strong") != 0 ? cache_range(a->cache, &lreq, &lres, NULL)
+                                                  : store_range(a->st, &lreq, &lres);
     election_view v;
-    rc = election_observe(a->st, ELECTION_KEY, &v);
-    store_status st;
     if (rc == 0)
-        rc = store_status_get(a->st, &st);
+        election_view_from(&lres, &v);
+    kv_range_res_free(&lres);
+    store_status st;
+    int src = rc == 0 ? catalog_status(a, &st) : rc;
     if (rc < 0) {
         kv_range_res_free(&nodes);
         return kvjson_reply_store_error(r, rc);
@@ -45,9 +79,14 @@ int api_cluster(http_req *r, void *ctx)
         v.held ? json_pack("{s:s,s:I}", "leader", v.leader, "token", (json_int_t)v.token)
                : json_pack("{s:n,s:I}", "leader", "token", (json_int_t)0);
     json_t *catalog =
-        json_pack("{s:s,s:b,s:I,s:s?,s:i,s:i,s:b}", "backend", st.backend, "writable", st.writable,
-                  "revision", (json_int_t)st.revision, "leader", st.leader[0] ? st.leader : NULL,
-                  "members", st.members, "healthy", st.healthy_members, "quorum", st.quorum);
+        src == 0
+            ? json_pack("{s:s,s:b,s:I,s:s?,s:i,s:i,s:b,s:o}", "backend", st.backend, "writable",
+                        st.writable, "revision", (json_int_t)st.revision, "leader",
+                        st.leader[0] ? st.leader : NULL, "members", st.members, "healthy",
+                        st.healthy_members, "quorum", st.quorum, "member_list", members_json(&st))
+            : json_pack("{s:s,s:b,s:I,s:n,s:i,s:i,s:b,s:[]}", "backend", "unknown", "writable", 0,
+                        "revision", (json_int_t)0, "leader", "members", 0, "healthy", 0, "quorum",
+                        0, "member_list");
     json_t *body = json_pack("{s:s,s:o,s:o,s:o}", "node_id", a->node_id, "nodes",
                              nodes_json(&nodes), "catalog", catalog, "controller", controller);
     kv_range_res_free(&nodes);

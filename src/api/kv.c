@@ -59,6 +59,8 @@ int api_kv_get(http_req *r, void *ctx)
     if (http_req_query_bool(r, "prefix", false, &prefix) < 0 ||
         kvjson_check_consistency(r, &level) < 0 || kvjson_check_key(r, key, prefix) < 0)
         return CITRUS_EINVAL;
+    if (!http_offloaded(r) && app_read_blocks(a, level))
+        return http_offload(r, api_kv_get, ctx);
     if (prefix)
         return get_prefix(r, a, key, level);
     const char *fmt = http_req_query(r, "format");
@@ -139,9 +141,18 @@ static int kv_write_submit(http_req *r, app *a, const kv_op *op, int64_t cas)
     return 0;
 }
 
+/* An Idempotency-Key write makes synchronous catalog calls first (the
+ * record), so it runs on the work pool. */
+static bool write_blocks(http_req *r)
+{
+    return !http_offloaded(r) && http_req_header(r, "Idempotency-Key") != NULL;
+}
+
 int api_kv_put(http_req *r, void *ctx)
 {
     app *a = ctx;
+    if (write_blocks(r))
+        return http_offload(r, api_kv_put, ctx);
     const char *key = http_req_param(r, "key");
     int64_t cas, lease;
     if (kvjson_check_key(r, key, false) < 0 || http_req_query_int(r, "cas", -1, &cas) < 0 ||
@@ -163,6 +174,8 @@ int api_kv_put(http_req *r, void *ctx)
 int api_kv_delete(http_req *r, void *ctx)
 {
     app *a = ctx;
+    if (write_blocks(r))
+        return http_offload(r, api_kv_delete, ctx);
     const char *key = http_req_param(r, "key");
     bool prefix;
     int64_t cas;

@@ -26,6 +26,8 @@ static int lease_id(http_req *r, int64_t *id)
 
 int api_lease_grant(http_req *r, void *ctx)
 {
+    if (!http_offloaded(r)) /* a store call that waits for a commit or etcd */
+        return http_offload(r, api_lease_grant, ctx);
     app *a = ctx;
     json_t *body = http_req_json(r);
     if (!body)
@@ -48,6 +50,8 @@ int api_lease_grant(http_req *r, void *ctx)
 
 int api_lease_keepalive(http_req *r, void *ctx)
 {
+    if (!http_offloaded(r)) /* a store call that waits for a commit or etcd */
+        return http_offload(r, api_lease_keepalive, ctx);
     app *a = ctx;
     int64_t id, ttl;
     if (lease_id(r, &id) < 0)
@@ -61,6 +65,8 @@ int api_lease_keepalive(http_req *r, void *ctx)
 
 int api_lease_revoke(http_req *r, void *ctx)
 {
+    if (!http_offloaded(r)) /* a store call that waits for a commit or etcd */
+        return http_offload(r, api_lease_revoke, ctx);
     app *a = ctx;
     int64_t id;
     if (lease_id(r, &id) < 0)

@@ -324,6 +324,9 @@ static int parse(txn_parse *p, json_t *body)
 
 int api_txn(http_req *r, void *ctx)
 {
+    /* An Idempotency-Key write makes synchronous catalog calls first. */
+    if (!http_offloaded(r) && http_req_header(r, "Idempotency-Key"))
+        return http_offload(r, api_txn, ctx);
     json_t *body = http_req_json(r);
     if (!body)
         return CITRUS_EBADJSON;

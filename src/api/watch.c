@@ -472,6 +472,8 @@ static bool wants_sse(http_req *r)
 int api_watch(http_req *r, void *ctx)
 {
     app *a = ctx;
+    if (!http_offloaded(r) && app_remote(a)) /* status and watch open ask etcd */
+        return http_offload(r, api_watch, ctx);
     const char *prefix = http_req_param(r, "prefix");
     int64_t from;
     if (kvjson_check_key(r, prefix, true) < 0 ||

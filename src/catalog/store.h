@@ -121,6 +121,15 @@ typedef struct kv_event {
     kv_entry kv;
 } kv_event;
 
+/* A member of the replicated store, as the cluster view saw it. */
+#define STORE_MAX_MEMBERS 16
+typedef struct store_member {
+    char name[64]; /* etcd's member name (its ID when unnamed); "embedded" */
+    char url[128]; /* its first client URL; "" for the embedded store */
+    bool healthy;  /* answered for itself at the last look */
+    bool leader;
+} store_member;
+
 typedef struct store_status {
     int64_t revision;
     int64_t compact_revision; /* oldest revision a watch may start from */
@@ -134,6 +143,9 @@ typedef struct store_status {
     int members;
     int healthy_members;
     bool quorum;
+    /* The first min(members, STORE_MAX_MEMBERS) members, in the order the
+     * store lists them. */
+    store_member member[STORE_MAX_MEMBERS];
 } store_status;
 
 typedef struct kv_lease_info {

@@ -43,6 +43,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "catalog/etcd_batch.h"
 #include "catalog/etcd_client.h"
 #include "catalog/etcd_codec.h"
 #include "catalog/etcd_watch.h"
@@ -65,11 +66,13 @@
 #define SNAPSHOT_TRIES 3
 #define GUARD_TRIES 16
 #define ERRLEN 512
+#define PUT_BATCHES 1 /* blind-put batches at etcd at once (see etcd_batch.c) */
 
 /* The cluster as the members answer for themselves. */
 typedef struct cluster_view {
     char leader[64]; /* the leader's member name, "" when unknown */
     int members, healthy;
+    store_member member[STORE_MAX_MEMBERS];
     int64_t at_ms; /* when it was taken (monotonic); 0: never */
 } cluster_view;
 
@@ -77,6 +80,7 @@ typedef struct etcd_store {
     store base;
     etcd_client *cl;
     etcd_watch *hub;
+    etcd_batcher *puts; /* with batch_puts: blind single puts, sent together */
     pthread_mutex_t mu;
     int64_t compact_rev;      /* oldest revision known to be readable; guarded by mu */
     int64_t last_rev;         /* the revision the last status saw; guarded by mu */
@@ -433,9 +437,34 @@ static int etcd_store_range(store *st, const kv_range_req *req, kv_range_res *ou
     return rc;
 }
 
+typedef struct put_wait {
+    store_txn_cb cb;
+    void *ctx;
+} put_wait;
+
+static void put_done(void *ctx, int rc, const char *err)
+{
+    put_wait pw = *(put_wait *)ctx;
+    free(ctx);
+    if (rc < 0)
+        report("txn", rc, err);
+    pw.cb(pw.ctx, rc);
+}
+
 static void etcd_store_txn_async(store *st, const kv_txn *txn, kv_txn_res *out, store_txn_cb cb,
                                  void *ctx)
 {
+    etcd_store *s = (etcd_store *)st;
+    if (s->puts && etcd_batch_takes(txn)) {
+        put_wait *pw = malloc(sizeof(*pw));
+        if (!pw) {
+            cb(ctx, CITRUS_ENOMEM);
+            return;
+        }
+        *pw = (put_wait){.cb = cb, .ctx = ctx};
+        etcd_batch_submit(s->puts, txn, out, put_done, pw);
+        return;
+    }
     int rc = txn ? 0 : CITRUS_EINVAL; /* store.c checked its shape */
     txn_job *j = rc == 0 ? job_new((etcd_store *)st, txn, out, cb, ctx) : NULL;
     if (rc == 0 && !j)
@@ -558,12 +587,19 @@ static int etcd_store_lease_revoke(store *st, int64_t id)
 /* One refresh of the cluster view: the member list, then every member's
  * own /v3/maintenance/status at its client URL, in parallel. Runs on the
  * client's I/O thread; the answers arrive there one at a time. */
-typedef struct view_job {
+typedef struct view_job view_job;
+typedef struct view_ask { /* one member's status call */
+    view_job *j;
+    bool answered;
+} view_ask;
+
+struct view_job {
     etcd_store *s;
     json_t *members; /* the member list; NULL when it could not be read */
     size_t pending, answered;
     char leader_id[32]; /* a uint64, as etcd writes it */
-} view_job;
+    view_ask *ask;      /* one per member */
+};
 
 static void view_finish(view_job *j)
 {
@@ -573,12 +609,26 @@ static void view_finish(view_job *j)
     pthread_mutex_unlock(&s->mu);
     v.leader[0] = '\0';
     size_t n = json_array_size(j->members);
-    for (size_t i = 0; j->leader_id[0] && i < n; i++) {
+    if (j->members)
+        memset(v.member, 0, sizeof(v.member));
+    for (size_t i = 0; i < STORE_MAX_MEMBERS; i++) /* kept from before when no list came */
+        v.member[i].healthy = v.member[i].leader = false;
+    for (size_t i = 0; i < n; i++) {
         json_t *m = json_array_get(j->members, i);
         const char *id = json_string_value(json_object_get(m, "ID"));
         const char *name = json_string_value(json_object_get(m, "name"));
-        if (id && strcmp(id, j->leader_id) == 0)
-            snprintf(v.leader, sizeof(v.leader), "%s", name && name[0] ? name : id);
+        const char *url = json_string_value(json_array_get(json_object_get(m, "clientURLs"), 0));
+        bool leader = j->leader_id[0] && id && strcmp(id, j->leader_id) == 0;
+        const char *shown = name && name[0] ? name : id ? id : "";
+        if (leader)
+            snprintf(v.leader, sizeof(v.leader), "%s", shown);
+        if (i >= STORE_MAX_MEMBERS)
+            continue;
+        store_member *sm = &v.member[i];
+        snprintf(sm->name, sizeof(sm->name), "%s", shown);
+        snprintf(sm->url, sizeof(sm->url), "%s", url ? url : "");
+        sm->healthy = j->ask[i].answered;
+        sm->leader = leader;
     }
     if (j->members)
         v.members = (int)n;
@@ -590,16 +640,19 @@ static void view_finish(view_job *j)
     pthread_cond_broadcast(&s->view_cond);
     pthread_mutex_unlock(&s->mu);
     json_decref(j->members);
+    free(j->ask);
     free(j);
 }
 
 static void view_member_done(void *ctx, etcd_result *r)
 {
-    view_job *j = ctx;
+    view_ask *a = ctx;
+    view_job *j = a->j;
     json_t *ans;
     int rc = etcd_client_decode(j->s->cl, r, ETCD_LOCAL, &ans, NULL, 0);
     const char *leader = rc == 0 ? json_string_value(json_object_get(ans, "leader")) : NULL;
     j->answered += rc == 0;
+    a->answered = rc == 0;
     if (leader && !j->leader_id[0] && strcmp(leader, "0") != 0)
         snprintf(j->leader_id, sizeof(j->leader_id), "%s", leader);
     json_decref(ans);
@@ -616,12 +669,19 @@ static void view_list_done(void *ctx, etcd_result *r)
         json_decref(ans);
     }
     size_t n = json_array_size(j->members);
+    j->ask = n ? calloc(n, sizeof(*j->ask)) : NULL;
+    if (!j->ask) { /* no members, or out of memory: an empty view */
+        json_decref(j->members);
+        j->members = NULL;
+        n = 0;
+    }
     j->pending = n + 1; /* + 1 until every call is made: some may complete at once */
     for (size_t i = 0; i < n; i++) {
         json_t *urls = json_object_get(json_array_get(j->members, i), "clientURLs");
         const char *url = json_string_value(json_array_get(urls, 0));
+        j->ask[i] = (view_ask){.j = j};
         etcd_client_call_member_async(j->s->cl, url ? url : "", PATH_MEMBER_STATUS, strdup("{}"),
-                                      MEMBER_TIMEOUT_MS, view_member_done, j);
+                                      MEMBER_TIMEOUT_MS, view_member_done, &j->ask[i]);
     }
     if (--j->pending == 0)
         view_finish(j);
@@ -671,6 +731,7 @@ static void status_view(etcd_store *s, bool writable, store_status *out)
     snprintf(out->leader, sizeof(out->leader), "%s", v.leader);
     out->members = v.members;
     out->healthy_members = v.healthy;
+    memcpy(out->member, v.member, sizeof(out->member));
     out->quorum = writable;
 }
 
@@ -802,8 +863,10 @@ static int etcd_store_snapshot(store *st, kv_snapshot *out)
 static void etcd_store_close(store *st)
 {
     etcd_store *s = (etcd_store *)st;
+    etcd_batcher_drain(s->puts); /* queued puts reach etcd before the client closes */
     etcd_watch_free(s->hub);
     etcd_client_free(s->cl);
+    etcd_batcher_free(s->puts);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->view_cond);
     free(s);
@@ -849,6 +912,11 @@ int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size
                               .request_timeout_ms = o->request_timeout_ms,
                               .max_connections = o->max_connections};
     int rc = etcd_client_new(&co, &s->cl, errbuf, errlen);
+    s->puts = rc == 0 && o->batch_puts ? etcd_batcher_new(s->cl, PUT_BATCHES) : NULL;
+    if (rc == 0 && o->batch_puts && !s->puts) {
+        errfmt(errbuf, errlen, "store_etcd: out of memory");
+        rc = CITRUS_ENOMEM;
+    }
     int64_t rev = 0;
     if (rc == 0) {
         char err[ERRLEN] = "";
@@ -873,6 +941,7 @@ int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size
     }
     if (rc < 0) {
         etcd_client_free(s->cl);
+        etcd_batcher_free(s->puts);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->view_cond);
         free(s);

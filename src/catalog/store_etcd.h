@@ -45,6 +45,11 @@ typedef struct store_etcd_options {
     size_t watch_ring_revs;     /* recent revisions kept in memory for watches; 0 = 10000 */
     size_t watch_ring_bytes;    /* and at most this many bytes of events; 0 = 64 MiB */
     int64_t watch_stall_ms;     /* a silent watch stream behind etcd is reopened; 0 = 1000 */
+    /* Concurrent blind puts (one put, no compare) go to etcd together as
+     * one txn (etcd_batch.h): more write throughput, but such puts may
+     * then share a revision, which the catalog contract otherwise never
+     * does (one revision per write). Off by default. */
+    bool batch_puts;
 } store_etcd_options;
 
 /* Connects (one endpoint must answer: else CITRUS_EUNAVAILABLE), learns

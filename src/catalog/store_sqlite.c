@@ -1679,6 +1679,7 @@ static int sqlite_status(store *st, store_status *out)
     out->backend = "embedded";
     snprintf(out->leader, sizeof(out->leader), "embedded");
     out->members = out->healthy_members = 1;
+    out->member[0] = (store_member){.name = "embedded", .healthy = true, .leader = true};
     out->quorum = out->writable;
     return 0;
 }

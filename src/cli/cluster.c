@@ -28,11 +28,19 @@ static void print_text(json_t *j)
            cl ? cl : "none", (long long)json_integer_value(json_object_get(cat, "healthy")),
            (long long)json_integer_value(json_object_get(cat, "members")),
            json_is_true(json_object_get(cat, "quorum")) ? "" : ", NO QUORUM");
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(cat, "member_list"), i, n)
+    {
+        const char *url = json_string_value(json_object_get(n, "url"));
+        printf("  %-12s %-28s %s%s\n", json_string_value(json_object_get(n, "name")),
+               url ? url : "-",
+               json_is_true(json_object_get(n, "healthy")) ? "healthy" : "NOT ANSWERING",
+               json_is_true(json_object_get(n, "leader")) ? "  (leader)" : "");
+    }
     printf("controller  %s\n", leader ? leader : "(no leader)");
     json_t *nodes = json_object_get(j, "nodes");
     printf("nodes       %zu\n", json_array_size(nodes));
-    size_t i;
-    json_t *n;
     json_array_foreach(nodes, i, n)
     {
         const char *id = json_string_value(json_object_get(n, "id"));

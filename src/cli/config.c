@@ -71,6 +71,8 @@ static const field fields[] = {
         600000, "etcd request timeout, ms"),
     INT("catalog.etcd", "connect_timeout_ms", "etcd-connect-timeout", etcd_connect_timeout_ms, 50,
         60000, "etcd connect timeout, ms"),
+    ENUM("catalog.etcd", "batch_puts", "etcd-batch-puts", etcd_batch_puts, "off|on",
+         "send concurrent single-key puts to etcd as one txn (they then share a revision)"),
     INT("catalog", "max_staleness_ms", "max-staleness", max_staleness_ms, 100, 3600000,
         "bound on a bounded read's staleness, ms"),
     STR("catalog", "data_dir", "data-dir", data_dir, "data directory of the embedded store"),
@@ -109,6 +111,7 @@ void config_defaults(citrus_config *c)
     c->session_ttl_s = 5;
     c->etcd_request_timeout_ms = 5000;
     c->etcd_connect_timeout_ms = 1000;
+    snprintf(c->etcd_batch_puts, sizeof(c->etcd_batch_puts), "off");
     c->max_staleness_ms = 5000;
 }
 

@@ -41,6 +41,7 @@ typedef struct citrus_config {
     size_t nnodes;
     char etcd_endpoints[1024]; /* comma-separated URLs */
     int64_t etcd_request_timeout_ms;
+    char etcd_batch_puts[8]; /* "off" | "on" */
     int64_t etcd_connect_timeout_ms;
     int64_t max_staleness_ms;
 } citrus_config;

@@ -143,7 +143,8 @@ static int open_etcd(const citrus_config *cfg, store **st)
     store_etcd_options eo = {.endpoints = eps,
                              .nendpoints = n,
                              .connect_timeout_ms = cfg->etcd_connect_timeout_ms,
-                             .request_timeout_ms = cfg->etcd_request_timeout_ms};
+                             .request_timeout_ms = cfg->etcd_request_timeout_ms,
+                             .batch_puts = strcmp(cfg->etcd_batch_puts, "on") == 0};
     int rc = store_etcd_open(&eo, st, err, sizeof(err));
     if (rc < 0)
         fprintf(stderr, "citrus: cannot open the etcd catalog at %s: %s\n", cfg->etcd_endpoints,

@@ -6,7 +6,7 @@
 
 #include "citrus/errors.h"
 
-static void view_from(const kv_range_res *r, election_view *v)
+void election_view_from(const kv_range_res *r, election_view *v)
 {
     memset(v, 0, sizeof(*v));
     if (r->count == 0)
@@ -26,7 +26,7 @@ int election_observe(store *st, const char *key, election_view *view)
     kv_range_res res;
     int rc = store_range(st, &req, &res);
     if (rc == 0)
-        view_from(&res, view);
+        election_view_from(&res, view);
     kv_range_res_free(&res);
     return rc;
 }
@@ -50,7 +50,7 @@ int election_campaign(store *st, const char *key, const char *node_id, int64_t l
     kv_txn_res res;
     int rc = store_txn(st, &txn, &res);
     if (rc == 0) {
-        view_from(&res.results[res.succeeded ? 1 : 0].range, view);
+        election_view_from(&res.results[res.succeeded ? 1 : 0].range, view);
         *won = view->held && view->lease == lease && strcmp(view->leader, node_id) == 0;
     }
     kv_txn_res_free(&res);

@@ -29,6 +29,9 @@ typedef struct election_view {
 int election_campaign(store *st, const char *key, const char *node_id, int64_t lease, bool *won,
                       election_view *view);
 
+/* The holder as a read of the key shows it (no item: not held). */
+void election_view_from(const kv_range_res *r, election_view *v);
+
 /* Reads who holds the key. */
 int election_observe(store *st, const char *key, election_view *view);
 

@@ -17,6 +17,7 @@
 #include "core/utf8.h"
 #include "http/route.h"
 #include "obs/log.h"
+#include "http/workpool.h"
 #include "obs/metrics.h"
 
 #define MAX_RESP_HEADERS 16
@@ -24,6 +25,7 @@
 
 struct http_server {
     struct MHD_Daemon *daemon;
+    workpool *pool; /* for handlers that may block (http_offload) */
     const http_route *routes;
     size_t nroutes;
     void *app;
@@ -59,6 +61,16 @@ struct http_req {
     bool suspended;
     http_resume_fn on_resume;
     void *resume_ctx;
+    /* offload (http_offload): the handler to run on the work pool */
+    http_handler off_fn;
+    void *off_ctx;
+    workpool_job job;
+    bool off_inline;            /* the pool refused: run it here on resume */
+    bool in_worker;             /* guarded by mu while on the pool */
+    bool parked;                /* http_suspend on the pool */
+    bool resume_pending;        /* http_resume while in_worker; guarded by mu */
+    struct MHD_Response *stash; /* a reply made on the pool, sent on resume */
+    unsigned stash_status;
     /* streaming */
     pthread_mutex_t mu;
     http_stream_fn stream_fn;
@@ -231,10 +243,15 @@ static int queue(http_req *r, unsigned status, struct MHD_Response *resp, const 
     for (size_t i = 0; i < r->nheaders; i++)
         MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
     free_headers(r);
-    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
     r->responded = true;
     r->status = status;
+    if (r->in_worker) { /* the connection is suspended: sent when it resumes */
+        r->stash = resp;
+        r->stash_status = status;
+        return 0;
+    }
+    enum MHD_Result ok = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
     return ok == MHD_YES ? 0 : CITRUS_EIO;
 }
 
@@ -312,11 +329,113 @@ void http_suspend(http_req *r, http_resume_fn on_resume, void *ctx)
     r->on_resume = on_resume;
     r->resume_ctx = ctx;
     r->suspended = true;
-    MHD_suspend_connection(r->conn);
+    if (r->in_worker) { /* already suspended; stays so when the pool is done */
+        pthread_mutex_lock(&r->mu);
+        r->parked = true;
+        pthread_mutex_unlock(&r->mu);
+    } else {
+        MHD_suspend_connection(r->conn);
+    }
 }
+
+static void run_resumed(workpool_job *job);
 
 void http_resume(http_req *r)
 {
+    pthread_mutex_lock(&r->mu);
+    if (r->in_worker) { /* the pool thread runs on_resume when its handler is done */
+        r->resume_pending = true;
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    bool on_pool = r->parked; /* parked by an offloaded handler: on_resume runs there too */
+    if (on_pool) {
+        r->in_worker = true;
+        r->resume_pending = true;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (on_pool) {
+        r->job.fn = run_resumed;
+        if (r->srv->pool && workpool_post(r->srv->pool, &r->job))
+            return;
+        pthread_mutex_lock(&r->mu); /* refused: on_resume runs on the HTTP thread */
+        r->in_worker = false;
+        r->resume_pending = false;
+        pthread_mutex_unlock(&r->mu);
+    }
+    MHD_resume_connection(r->conn);
+}
+
+int http_offload(http_req *r, http_handler fn, void *ctx)
+{
+    if (r->in_worker || r->off_inline)
+        return fn(r, ctx);
+    r->off_fn = fn;
+    r->off_ctx = ctx;
+    return 0;
+}
+
+bool http_offloaded(const http_req *r)
+{
+    return r->in_worker || r->off_inline;
+}
+
+/* On the pool, after the handler or an on_resume ran: runs on_resume while
+ * the request parked and was resumed meanwhile; then leaves the pool,
+ * resuming the connection unless it stays parked. */
+static void worker_finish(http_req *r)
+{
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        if (r->parked && r->resume_pending) {
+            r->parked = false;
+            r->resume_pending = false;
+            pthread_mutex_unlock(&r->mu);
+            http_resume_fn fn = r->on_resume;
+            r->on_resume = NULL;
+            fn(r, r->resume_ctx);
+            continue;
+        }
+        r->in_worker = false;
+        bool resume = !r->parked;
+        pthread_mutex_unlock(&r->mu);
+        log_set_correlation(NULL);
+        if (resume)
+            MHD_resume_connection(r->conn);
+        return;
+    }
+}
+
+static void run_offloaded(workpool_job *job)
+{
+    http_req *r = (http_req *)((char *)job - offsetof(http_req, job));
+    log_set_correlation(r->corr);
+    http_handler fn = r->off_fn;
+    r->off_fn = NULL;
+    fn(r, r->off_ctx);
+    worker_finish(r);
+}
+
+static void run_resumed(workpool_job *job)
+{
+    http_req *r = (http_req *)((char *)job - offsetof(http_req, job));
+    log_set_correlation(r->corr);
+    worker_finish(r);
+}
+
+/* After the handler asked for http_offload: suspends the connection and
+ * hands the request to the pool (or, when the pool refuses, resumes at once
+ * to run it on this thread then). */
+static void offload_start(http_req *r)
+{
+    r->suspended = true;
+    r->in_worker = true;
+    MHD_suspend_connection(r->conn);
+    r->job.fn = run_offloaded;
+    if (r->srv->pool && workpool_post(r->srv->pool, &r->job))
+        return;
+    r->in_worker = false;
+    r->off_inline = true;
     MHD_resume_connection(r->conn);
 }
 
@@ -387,6 +506,8 @@ static http_req *req_new(http_server *s, struct MHD_Connection *conn, const char
 
 static void req_free(http_req *r)
 {
+    if (r->stash)
+        MHD_destroy_response(r->stash);
     if (r->stream_free)
         r->stream_free(r->stream_ctx);
     free_headers(r);
@@ -509,8 +630,36 @@ static void req_dispatch(http_req *r)
         return;
     }
     r->route->handler(r, r->srv->app);
-    if (!r->responded && !r->suspended)
+    if (r->off_fn && !r->responded && !r->suspended)
+        offload_start(r);
+    else if (!r->responded && !r->suspended)
         http_reply_error(r, CITRUS_EINTERNAL, "handler sent no response", NULL);
+}
+
+/* A suspended request resumed: its stashed reply, its offloaded handler
+ * when the pool refused it, or its on_resume. */
+static void req_resumed(http_req *r)
+{
+    r->suspended = false;
+    if (r->stash) {
+        MHD_queue_response(r->conn, r->stash_status, r->stash);
+        MHD_destroy_response(r->stash);
+        r->stash = NULL;
+        return;
+    }
+    if (r->off_inline) {
+        http_handler fn = r->off_fn;
+        r->off_fn = NULL;
+        fn(r, r->off_ctx);
+        r->off_inline = false;
+    } else if (r->on_resume) {
+        http_resume_fn fn = r->on_resume;
+        r->on_resume = NULL;
+        r->parked = false;
+        fn(r, r->resume_ctx);
+    }
+    if (!r->responded && !r->suspended)
+        http_reply_error(r, CITRUS_EINTERNAL, "resumed handler sent no response", NULL);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -533,15 +682,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (r->responded)
-        return MHD_YES;
     if (r->suspended) {
-        r->suspended = false;
-        r->on_resume(r, r->resume_ctx);
-        if (!r->responded && !r->suspended)
-            http_reply_error(r, CITRUS_EINTERNAL, "resumed handler sent no response", NULL);
+        req_resumed(r);
         return MHD_YES;
     }
+    if (r->responded)
+        return MHD_YES;
     req_dispatch(r);
     return MHD_YES;
 }
@@ -662,6 +808,13 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
         free(s);
         return CITRUS_EIO;
     }
+    s->pool = workpool_new(opts->blocking_threads ? opts->blocking_threads : 16, 4096);
+    if (!s->pool) {
+        snprintf(errbuf, errlen, "cannot start the work pool");
+        MHD_stop_daemon(s->daemon);
+        free(s);
+        return CITRUS_ENOMEM;
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : ntohs(sa.sin_port);
     *out = s;
@@ -677,6 +830,11 @@ void http_server_stop(http_server *s)
 {
     if (!s)
         return;
+    /* Offloaded handlers finish first (their requests are suspended, and a
+     * stopping daemon would free them); later offloads run on the MHD
+     * threads. */
+    workpool_free(s->pool);
+    s->pool = NULL;
     MHD_stop_daemon(s->daemon);
     free(s);
 }

@@ -37,13 +37,14 @@ typedef struct http_route {
 } http_route;
 
 typedef struct http_server_options {
-    const char *listen;      /* "127.0.0.1:8081" */
-    unsigned threads;        /* pool threads; 0 = 4 */
-    unsigned max_conns;      /* 0 = 4096 */
-    unsigned idle_timeout_s; /* 0 = 60 */
-    size_t max_header_bytes; /* per connection header memory; 0 = 32 KiB */
-    size_t max_body_bytes;   /* 0 = 1 MiB */
-    const char *component;   /* log component name, e.g. "api" */
+    const char *listen;        /* "127.0.0.1:8081" */
+    unsigned threads;          /* pool threads; 0 = 4 */
+    unsigned max_conns;        /* 0 = 4096 */
+    unsigned idle_timeout_s;   /* 0 = 60 */
+    size_t max_header_bytes;   /* per connection header memory; 0 = 32 KiB */
+    size_t max_body_bytes;     /* 0 = 1 MiB */
+    const char *component;     /* log component name, e.g. "api" */
+    unsigned blocking_threads; /* threads for http_offload; 0 = 16 */
 } http_server_options;
 
 /* Starts serving routes (the array is kept, not copied). app is passed to
@@ -99,6 +100,18 @@ typedef void (*http_resume_fn)(http_req *r, void *ctx);
 void http_suspend(http_req *r, http_resume_fn on_resume, void *ctx);
 /* Wakes a suspended request; safe from any thread, once per suspension. */
 void http_resume(http_req *r);
+
+/* For a handler that has to wait on something slow (the network, another
+ * thread): returns at once; when the handler has returned (having sent
+ * nothing), its connection is suspended and fn(r, ctx) runs on a thread of
+ * the server's work pool instead, so the pool thread serves its other
+ * connections meanwhile. fn replies as any handler does (the reply goes out
+ * when it returns), or parks with http_suspend. When the work pool is full
+ * or stopping, fn runs on the HTTP thread. fn is usually the handler
+ * itself, which checks http_offloaded() first. Not for streaming replies. */
+int http_offload(http_req *r, http_handler fn, void *ctx);
+/* Whether this handler runs because of http_offload. */
+bool http_offloaded(const http_req *r);
 
 /* ---- streaming (server-sent events and the like) ---- */
 /* Fills buf with up to max bytes of the stream. Returns bytes written, 0 when

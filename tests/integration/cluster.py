@@ -294,6 +294,8 @@ class History:
             r = requests.put(f"{node.url}/v1/kv/{key}", data=value.encode(), timeout=timeout)
             op["status"] = r.status_code
             op["code"] = error_code(r) if r.status_code != 200 else None
+            if r.status_code == 200:
+                op["revision"] = r.json().get("revision")
         except requests.Timeout:
             op["status"], op["code"] = "timeout", None
         except requests.ConnectionError as e:
@@ -366,9 +368,10 @@ def definite_failure(op):
 
 
 class Load:
-    """Steady writes through each node from one thread per node."""
+    """Steady writes through each node from per_node threads per node."""
 
-    def __init__(self, cluster, history, tag="load", timeout=2.0, pause=0.01):
+    def __init__(self, cluster, history, tag="load", timeout=2.0, pause=0.01, per_node=1):
+        self.per_node = per_node
         self.cluster = cluster
         self.history = history
         self.tag = tag
@@ -379,9 +382,11 @@ class Load:
 
     def start(self):
         for i, n in enumerate(self.cluster.nodes):
-            t = threading.Thread(target=self._run, args=(n, f"{self.tag}{i + 1}"), daemon=True)
-            t.start()
-            self.threads.append(t)
+            for j in range(self.per_node):
+                t = threading.Thread(target=self._run, args=(n, f"{self.tag}{i + 1}.{j}"),
+                                     daemon=True)
+                t.start()
+                self.threads.append(t)
         return self
 
     def _run(self, node, tag):
@@ -399,14 +404,14 @@ class Load:
 
 @pytest.fixture
 def make_cluster(tmp_path):
-    """make_cluster(citrus_extra=(...), ready_timeout=10) -> a started Cluster
+    """make_cluster(citrus_extra=(...), ready_timeout=10, n_etcd=3, n_nodes=3) -> a started Cluster
     and the seconds it took from the first process start until every node was
     ready. Every process is stopped by PID at teardown, and the citrus logs are
     scanned for sanitizer reports and unexpected exits."""
     made = []
 
-    def make(citrus_extra=(), ready_timeout=10.0):
-        cl = Cluster(tmp_path / f"cluster{len(made) + 1}", citrus_extra)
+    def make(citrus_extra=(), ready_timeout=10.0, n_etcd=3, n_nodes=3):
+        cl = Cluster(tmp_path / f"cluster{len(made) + 1}", citrus_extra, n_etcd, n_nodes)
         made.append(cl)
         took = cl.start(ready_timeout)
         return cl, took

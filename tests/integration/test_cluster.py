@@ -16,6 +16,7 @@ and 3 `citrus server` nodes on loopback (fixtures in cluster.py).
 import signal
 import time
 
+import pytest
 import requests
 
 from cluster import History, Load, Prober, ReadyPoller, make_cluster  # noqa: F401 (fixture)
@@ -75,6 +76,10 @@ def test_cluster_forms_and_every_node_ready_within_10s(make_cluster):
         assert {x["id"]: x["api"] for x in v["nodes"]}[v["node_id"]] == n.url
         assert all(x["lease"] > 0 for x in v["nodes"])
         assert v["catalog"]["backend"] == "etcd" and v["catalog"]["writable"] is True
+        ml = v["catalog"]["member_list"]  # each member by name and client URL
+        assert {m["name"]: m["url"] for m in ml} == {m.name: m.url for m in cl.etcd}, ml
+        assert all(m["healthy"] for m in ml), ml
+        assert [m["name"] for m in ml if m["leader"]] == [leader.name], ml
         assert v["controller"]["leader"] in ids and v["controller"]["token"] > 0
         controllers.add((v["controller"]["leader"], v["controller"]["token"]))
     assert len(controllers) == 1, f"nodes disagree on the controller: {controllers}"
@@ -129,12 +134,15 @@ def recovery_per_node(hist, cl, t_kill):
     return out
 
 
-def test_kill9_etcd_leader_under_load_writes_resume_within_3s(make_cluster):
-    cl, _ = make_cluster()
+@pytest.mark.parametrize("batch_puts", ["off", "on"])
+def test_kill9_etcd_leader_under_load_writes_resume_within_3s(make_cluster, batch_puts):
+    """Also with catalog.etcd.batch_puts on: puts sent together as one etcd
+    txn keep every guarantee of the history check."""
+    cl, _ = make_cluster(citrus_extra=["--etcd-batch-puts", batch_puts])
     hist = History("leaderkill")
     # client timeout above the server's etcd request timeout (5 s): every write
     # gets the server's own answer
-    load = Load(cl, hist, timeout=8.0).start()
+    load = Load(cl, hist, timeout=8.0, per_node=1 if batch_puts == "off" else 6).start()
     probe = None
     try:
         wait_until(lambda: all(any(o["node"] == n.url and o["status"] == 200
@@ -178,6 +186,9 @@ def test_kill9_etcd_leader_under_load_writes_resume_within_3s(make_cluster):
     assert wait_until(lambda: write_ok_everywhere(cl, hist, "after"), 5,
                       what="writes through every node after the member returned")
     assert_history(cl, hist)
+    if batch_puts == "on":  # the puts did go together: some acknowledged ones share a revision
+        revs = [o["revision"] for o in hist.ops if o["status"] == 200]
+        assert len(set(revs)) < len(revs), f"no two of {len(revs)} puts shared a revision"
 
 
 # 4 -------------------------------------------------------------------------
@@ -257,6 +268,24 @@ def test_quorum_loss_not_ready_no_acks_stale_bound_then_recovery(make_cluster):
         for m in victims:
             m.kill9()
         read_for(3.0, "killed")  # members down: refused at once, still no quorum
+        # now every node's checks (each answered at once: connection refused,
+        # or "no leader" from the survivor) say there is no quorum: a write is
+        # refused unsent with 503 no_quorum, and the cluster view still
+        # answers, naming the members that do not
+        survivor = next(m for m in cl.etcd if m not in victims)
+        for n in cl.nodes:
+            r = s.put(f"{n.url}/v1/kv/nq2-{n.port}", data=b"x", timeout=5)
+            code = r.json()["error"]["code"] if r.status_code >= 400 else None
+            if (r.status_code, code) != (503, "no_quorum"):
+                failures.append(f"{n.url}: write with the members killed answered "
+                                f"{r.status_code} {r.text.strip()}, not 503 no_quorum")
+            v = cluster_view(n)
+            cat = v["catalog"]
+            health = {m["name"]: m["healthy"] for m in cat["member_list"]}
+            want = {m.name: m is survivor for m in cl.etcd}
+            if health != want or cat["quorum"] or cat["leader"] is not None or \
+                    cat["healthy"] != 1 or len(v["nodes"]) != 3:
+                failures.append(f"{n.url}: cluster view without quorum: {v}")
         # ?consistency=any still serves the copy, past the bound
         for n in cl.nodes:
             r = s.get(f"{n.url}/v1/kv/{key}", params={"consistency": "any"}, timeout=2)

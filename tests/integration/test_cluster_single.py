@@ -14,6 +14,8 @@ def test_cluster_view_single_node(make_citrus):
     assert j["nodes"][0]["api"] == c.url and j["nodes"][0]["lease"] > 0
     assert j["controller"]["leader"] == "alpha" and j["controller"]["token"] > 0
     assert j["catalog"]["backend"] == "embedded" and j["catalog"]["writable"] is True
+    assert j["catalog"]["member_list"] == [
+        {"name": "embedded", "url": None, "healthy": True, "leader": True}]
     ready = requests.get(c.url + "/health/ready").json()
     assert ready["registered"] is True
     # the registration and the leader key are catalog keys under their lease

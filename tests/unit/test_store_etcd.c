@@ -245,6 +245,17 @@ static store *must_open(void)
     return open_store(eps, 1, 10000);
 }
 
+static store *must_open_batching(void)
+{
+    const char *eps[] = {etcd.url};
+    store_etcd_options o = {
+        .endpoints = eps, .nendpoints = 1, .request_timeout_ms = 10000, .batch_puts = true};
+    store *s = NULL;
+    char err[512];
+    assert_int_equal(store_etcd_open(&o, &s, err, sizeof(err)), 0);
+    return s;
+}
+
 static int64_t rev_now(store *s)
 {
     store_status st;
@@ -849,6 +860,143 @@ static void test_close_in_flight(void **state)
     rec_free(&w);
 }
 
+/* With batch_puts, a burst of blind puts goes to etcd in batches (several
+ * puts share a revision), and each put still gets its own answer: a key
+ * written many times in the burst takes one write per revision, each
+ * answered with its own version; a put on a revoked lease fails alone while
+ * the puts batched with it succeed (they are sent again, each alone).
+ * Closing the store right after a burst answers every put with its real
+ * outcome: queued puts are sent before the client closes. */
+#define PB_N 200
+#define PB_DUP_EVERY 20
+#define PB_BAD 101
+static async_one pb_done[PB_N];
+static char pb_keys[PB_N][16];
+static char pb_vals[PB_N][8];
+static kv_op pb_ops[PB_N];
+static kv_txn pb_txns[PB_N];
+static kv_txn_res pb_res[PB_N];
+
+static void async_wait(async_one *a)
+{
+    pthread_mutex_lock(&a->mu);
+    while (a->calls == 0)
+        pthread_cond_wait(&a->cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void pb_submit(store *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        pb_done[i] = (async_one){.calls = 0};
+        pthread_mutex_init(&pb_done[i].mu, NULL);
+        pthread_cond_init(&pb_done[i].cv, NULL);
+    }
+    for (int i = 0; i < n; i++)
+        store_txn_async(s, &pb_txns[i], &pb_res[i], async_one_cb, &pb_done[i]);
+}
+
+static void pb_release(int n)
+{
+    for (int i = 0; i < n; i++) {
+        kv_txn_res_free(&pb_res[i]);
+        pthread_mutex_destroy(&pb_done[i].mu);
+        pthread_cond_destroy(&pb_done[i].cv);
+    }
+}
+
+static void test_put_batches(void **state)
+{
+    store *s = must_open_batching();
+    int64_t gone, ttl;
+    assert_int_equal(store_lease_grant(s, 60, &gone, &ttl), 0);
+    assert_int_equal(store_lease_revoke(s, gone), 0);
+    int ndup = 0;
+    for (int i = 0; i < PB_N; i++) {
+        bool dup = i % PB_DUP_EVERY == 0;
+        ndup += dup;
+        snprintf(pb_keys[i], sizeof(pb_keys[i]), dup ? "pb/dup" : "pb/%03d", i);
+        snprintf(pb_vals[i], sizeof(pb_vals[i]), "v%d", i);
+        pb_ops[i] = (kv_op){.type = KV_OP_PUT,
+                            .key = pb_keys[i],
+                            .value = (const unsigned char *)pb_vals[i],
+                            .value_len = strlen(pb_vals[i]),
+                            .lease = i == PB_BAD ? gone : 0};
+        pb_txns[i] = (kv_txn){.success = &pb_ops[i], .nsuccess = 1};
+    }
+    pb_submit(s, PB_N);
+    int64_t last_dup_rev = 0;
+    int64_t dup_rev[PB_N / PB_DUP_EVERY + 1] = {0}; /* by version */
+    const char *last_dup_val = NULL;
+    int shared = 0;
+    for (int i = 0; i < PB_N; i++) {
+        async_wait(&pb_done[i]);
+        assert_int_equal(pb_done[i].calls, 1);
+        if (i == PB_BAD) {
+            assert_int_equal(pb_done[i].rc, CITRUS_ENOLEASE);
+            continue;
+        }
+        if (pb_done[i].rc != 0)
+            fail_msg("put %d: %s", i, citrus_err_code(pb_done[i].rc));
+        assert_true(pb_res[i].succeeded);
+        assert_int_equal(pb_res[i].count, 1);
+        const kv_op_result *r = &pb_res[i].results[0];
+        assert_int_equal(r->mod_revision, pb_res[i].revision);
+        if (i % PB_DUP_EVERY == 0) { /* one revision and one version each */
+            assert_in_range(r->version, 1, ndup);
+            assert_int_equal(dup_rev[r->version], 0);
+            dup_rev[r->version] = pb_res[i].revision;
+            if (pb_res[i].revision > last_dup_rev) {
+                last_dup_rev = pb_res[i].revision;
+                last_dup_val = pb_vals[i];
+            }
+        } else {
+            assert_int_equal(r->version, 1);
+            assert_int_equal(r->create_revision, pb_res[i].revision);
+        }
+        for (int k = 0; k < i; k++)
+            if (k != PB_BAD && pb_res[k].revision == pb_res[i].revision) {
+                shared++;
+                break;
+            }
+    }
+    assert_true(shared > 0);        /* some puts went together */
+    for (int v = 2; v <= ndup; v++) /* versions follow revisions */
+        assert_true(dup_rev[v] > dup_rev[v - 1]);
+    kv_range_res all;
+    kv_range_req q = {.key = "pb/", .prefix = true};
+    assert_int_equal(store_range(s, &q, &all), 0);
+    assert_int_equal(all.count, PB_N - ndup - 1 + 1); /* the bad put is absent; dup once */
+    for (size_t k = 0; k < all.count; k++) {
+        if (strcmp(all.items[k].key, "pb/dup") == 0) {
+            assert_int_equal(all.items[k].version, ndup);
+            assert_int_equal(all.items[k].mod_revision, last_dup_rev);
+            assert_int_equal(all.items[k].value_len, strlen(last_dup_val));
+            assert_memory_equal(all.items[k].value, last_dup_val, strlen(last_dup_val));
+        }
+        assert_string_not_equal(all.items[k].key, "pb/101");
+    }
+    kv_range_res_free(&all);
+    pb_release(PB_N);
+    /* a burst, then close at once: every put answered, and applied */
+    pb_ops[PB_BAD].lease = 0;
+    int64_t r0 = rev_now(s);
+    pb_submit(s, PB_N);
+    store_close(s);
+    int64_t top = 0;
+    for (int i = 0; i < PB_N; i++) {
+        assert_int_equal(pb_done[i].calls, 1);
+        if (pb_done[i].rc != 0)
+            fail_msg("put %d after close: %s", i, citrus_err_code(pb_done[i].rc));
+        assert_true(pb_res[i].revision > r0);
+        top = pb_res[i].revision > top ? pb_res[i].revision : top;
+    }
+    pb_release(PB_N);
+    s = must_open();
+    assert_int_equal(rev_now(s), top);
+    store_close(s);
+}
+
 /* etcd's errors as the store reports them. */
 static void test_error_mapping(void **state)
 {
@@ -1107,6 +1255,7 @@ int main(void)
         cmocka_unit_test_teardown(test_restart_resumes_watch, etcd_running),
         cmocka_unit_test_teardown(test_write_timeout, etcd_running),
         cmocka_unit_test(test_close_in_flight),
+        cmocka_unit_test(test_put_batches),
         cmocka_unit_test_teardown(test_no_leader, nl_stop),
         cmocka_unit_test_teardown(test_stalled_stream_moves, st_stop),
     };
