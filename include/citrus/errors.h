@@ -33,7 +33,11 @@
     X(TOOMANY, -22, "too_many", 400, "too many items")                                             \
     X(TOOBIGHDR, -23, "headers_too_large", 431, "request headers too large")                       \
     X(STALE, -24, "stale", 503, "this node cannot confirm its copy is within the staleness bound") \
-    X(NOQUORUM, -25, "no_quorum", 503, "the catalog has no quorum")
+    X(NOQUORUM, -25, "no_quorum", 503, "the catalog has no quorum")                                \
+    X(TRANSITION, -26, "invalid_transition", 409, "the lifecycle does not allow this change")      \
+    X(INUSE, -27, "in_use", 409, "still referred to")                                              \
+    X(UNREACHABLE, -28, "unreachable", 422, "the database cannot be reached")                      \
+    X(FORCE, -29, "force_required", 409, "this change would move tenant data; add force=true")
 
 enum citrus_err {
 #define CITRUS_ERR_ENUM(name, val, code, http, desc) CITRUS_E##name = (val),

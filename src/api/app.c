@@ -32,6 +32,20 @@ bool app_read_blocks(app *a, const char *level)
     return strcmp(level, "bounded") == 0 && cache_revision(a->cache) < atomic_load(&a->acked_rev);
 }
 
+int app_catalog_read(void *ctx, const kv_range_req *req, kv_range_res *out)
+{
+    app *a = ctx;
+    if (a->cache && cache_revision(a->cache) >= atomic_load(&a->acked_rev)) {
+        int64_t stale = -1;
+        int rc = cache_range(a->cache, req, out, &stale);
+        if (rc == 0 && stale >= 0 && stale <= a->max_staleness_ms)
+            return 0;
+        if (rc == 0)
+            kv_range_res_free(out);
+    }
+    return store_range(a->st, req, out);
+}
+
 int app_read(app *a, http_req *r, const char *level, const kv_range_req *req, kv_range_res *out)
 {
     int rc;

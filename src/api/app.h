@@ -21,7 +21,12 @@ typedef struct app {
     cache *cache;                 /* informer for bounded reads; NULL: read the store */
     int64_t max_staleness_ms;     /* bound of a bounded read */
     _Atomic int64_t acked_rev;    /* highest revision this node acknowledged a write at */
+    struct shard_service *shards; /* the shard manager; NULL when not running */
 } app;
+
+/* A registry reader (reg_read_fn): the node's copy when it is within the
+ * bound and holds this node's writes, else the store. */
+int app_catalog_read(void *app_ctx, const kv_range_req *req, kv_range_res *out);
 
 /* Whether catalog calls cross the network (the etcd backend): handlers
  * that make them blocking move to the work pool (http_offload). */

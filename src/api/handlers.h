@@ -27,4 +27,25 @@ int api_cluster(http_req *r, void *app);
 /* snapshot.c */
 int api_snapshot(http_req *r, void *app);
 
+/* shards.c */
+int api_shards_create(http_req *r, void *app);
+int api_shards_list(http_req *r, void *app);
+int api_shards_get(http_req *r, void *app);
+int api_shards_patch(http_req *r, void *app);
+int api_shards_action(http_req *r, void *app);
+int api_shards_delete(http_req *r, void *app);
+/* routing.c */
+int api_route_get(http_req *r, void *app);
+int api_route_batch(http_req *r, void *app);
+/* tenants.c */
+int api_tenants_list(http_req *r, void *app);
+int api_tenants_get(http_req *r, void *app);
+int api_tenants_put(http_req *r, void *app);
+int api_tenants_delete(http_req *r, void *app);
+/* citrus.c: the Citrus API (seed 003) */
+int api_citrus_register(http_req *r, void *app);
+int api_citrus_register_batch(http_req *r, void *app);
+int api_citrus_shard(http_req *r, void *app);
+int api_citrus_health(http_req *r, void *app);
+
 #endif

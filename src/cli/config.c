@@ -85,12 +85,34 @@ static const field fields[] = {
     ENUM("log", "level", "log-level", log_level, "debug|info|warn|error", "lowest level logged"),
     INT("cluster", "session_ttl_s", "session-ttl", session_ttl_s, 1, 300,
         "lease TTL of this node's registration and controller candidacy, seconds"),
+    ENUM("shards", "hash", "ring-hash", ring_hash, "murmur3|xxhash64",
+         "ring hash of a new catalog (an existing ring keeps its own)"),
+    INT("shards", "vnodes", "vnodes", vnodes, 1, 4096,
+        "virtual nodes per shard of weight 1 in a new catalog"),
+    STR("shards", "templates_dir", "templates-dir", templates_dir,
+        "schema templates: <dir>/<business type>/*.sql (citrus dev: <data_dir>/templates)"),
+    INT("shards", "db_timeout_ms", "shard-db-timeout", shard_db_timeout_ms, 100, 600000,
+        "connecting to shard databases, ms"),
+    INT("shards", "dev_shards", "dev-shards", dev_shards, 0, 64,
+        "SQLite shards citrus dev creates in an empty catalog"),
+    ENUM("provisioner", "kind", "provisioner", prov_kind, "none|sqlite|postgres|exec",
+         "how new shard databases are created (citrus dev: sqlite)"),
+    STR("provisioner", "sqlite_dir", "provisioner-sqlite-dir", prov_sqlite_dir,
+        "sqlite: where shard files go (default <data_dir>/shards)"),
+    STR("provisioner", "postgres_admin_dsn", "provisioner-postgres-dsn", prov_pg_admin_dsn,
+        "postgres: a DSN allowed to CREATE DATABASE"),
+    STR("provisioner", "postgres_db_prefix", "provisioner-postgres-prefix", prov_pg_prefix,
+        "postgres: database name prefix"),
+    STR("provisioner", "exec_path", "provisioner-exec", prov_exec_path,
+        "exec: the program to run (JSON request on stdin, {dsn, replicas} on stdout)"),
+    INT("provisioner", "exec_timeout_ms", "provisioner-exec-timeout", prov_exec_timeout_ms, 100,
+        3600000, "exec: how long the program may run, ms"),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
 /* Sections reserved for later components: accepted if they are objects. */
 static const char *const reserved_sections[] = {
-    "bus", "records", "router", "provisioner", "auth", "notification_filter", NULL};
+    "bus", "records", "router", "auth", "notification_filter", NULL};
 
 void config_defaults(citrus_config *c)
 {
@@ -113,6 +135,12 @@ void config_defaults(citrus_config *c)
     c->etcd_connect_timeout_ms = 1000;
     snprintf(c->etcd_batch_puts, sizeof(c->etcd_batch_puts), "off");
     c->max_staleness_ms = 5000;
+    snprintf(c->ring_hash, sizeof(c->ring_hash), "murmur3");
+    c->vnodes = 256;
+    c->shard_db_timeout_ms = 5000;
+    snprintf(c->prov_kind, sizeof(c->prov_kind), "none");
+    snprintf(c->prov_pg_prefix, sizeof(c->prov_pg_prefix), "citrus_");
+    c->prov_exec_timeout_ms = 60000;
 }
 
 static bool enum_ok(const char *choices, const char *v)

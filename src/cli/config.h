@@ -44,6 +44,19 @@ typedef struct citrus_config {
     char etcd_batch_puts[8]; /* "off" | "on" */
     int64_t etcd_connect_timeout_ms;
     int64_t max_staleness_ms;
+    /* shards */
+    char ring_hash[16]; /* murmur3 | xxhash64 */
+    int64_t vnodes;
+    char templates_dir[CONFIG_STR];
+    int64_t shard_db_timeout_ms;
+    int64_t dev_shards; /* SQLite shards `citrus dev` creates in an empty catalog */
+    /* provisioner */
+    char prov_kind[16]; /* none | sqlite | postgres | exec */
+    char prov_sqlite_dir[CONFIG_STR];
+    char prov_pg_admin_dsn[1024];
+    char prov_pg_prefix[64];
+    char prov_exec_path[CONFIG_STR];
+    int64_t prov_exec_timeout_ms;
 } citrus_config;
 
 void config_defaults(citrus_config *c);

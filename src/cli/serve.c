@@ -18,6 +18,7 @@
 #include "catalog/store_sqlite.h"
 #include "citrus/errors.h"
 #include "cli/config.h"
+#include "cli/shards_boot.h"
 #include "controller/session.h"
 #include "http/server.h"
 #include "obs/log.h"
@@ -59,6 +60,10 @@ static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
 {
     char err[512];
     config_defaults(cfg);
+    if (strcmp(argv[0], "dev") == 0) { /* everything on one machine: SQLite shards */
+        snprintf(cfg->prov_kind, sizeof(cfg->prov_kind), "sqlite");
+        cfg->dev_shards = 4;
+    }
     const char *file = getenv("CITRUS_CONFIG");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -228,6 +233,11 @@ int cli_serve_main(int argc, char **argv, char **envp)
              .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000,
              .cache = copy,
              .max_staleness_ms = cfg.max_staleness_ms};
+    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0) {
+        cache_stop(copy);
+        store_close(st);
+        return 1;
+    }
     char listen[96];
     config_listen(&cfg, listen, sizeof(listen));
     http_server_options ho = {.listen = listen,
@@ -241,6 +251,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     char err[512];
     if (http_server_start(&ho, api_routes, api_nroutes, &a, &srv, err, sizeof(err)) < 0) {
         fprintf(stderr, "citrus %s: %s\n", argv[0], err);
+        shards_stop(&a);
         cache_stop(copy);
         store_close(st);
         return 1;
@@ -267,12 +278,14 @@ int cli_serve_main(int argc, char **argv, char **envp)
     if (session_start(&so, &sess) < 0)
         log_error("server", "cannot start the node session", NULL);
     a.sess = sess; /* /health/ready waits for the registration */
+    shards_start_worker(&a, sess);
 
     int sig = wait_for_signal();
     log_info("server", "stopping", json_pack("{s:i}", "signal", sig));
     if (api_watch_shutdown() > 0)
         usleep(200 * 1000); /* let those answers reach their clients before the sockets close */
     http_server_stop(srv);
+    shards_stop(&a);    /* the worker stops while the session can still fence its writes */
     session_stop(sess); /* revokes the lease: registration and leadership end now */
     cache_stop(copy);
     store_close(st);

@@ -1,0 +1,335 @@
+/* api/citrus.c — the Citrus API of seed 003, at its exact paths:
+ *   POST /api/register        {businessId, locationId, businessType}
+ *   POST /api/register/batch  {businessId, locations: [{locationId, businessType}]}
+ *   GET  /api/shard/{shardKey}
+ *   GET  /api/shards/health
+ * A registration pins the tenant "<businessId>:<locationId>" where the ring
+ * puts it now, after setting up the business type's schema template on that
+ * shard; 201 the first time, 200 with the same answer after. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/app.h"
+#include "api/handlers.h"
+#include "citrus/errors.h"
+#include "shard/schema.h"
+#include "shard/service.h"
+#include "shard/shard_db.h"
+
+#define BATCH_MAX 100
+#define HEALTH_TIMEOUT_MS 2000
+#define HEALTH_THREADS 16
+
+#define OFFLOAD(r, fn, ctx)                                                                        \
+    do {                                                                                           \
+        if (!http_offloaded(r))                                                                    \
+            return http_offload(r, fn, ctx);                                                       \
+    } while (0)
+
+static int no_shards(http_req *r)
+{
+    return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
+}
+
+/* A field that must be a valid id; replies 400 naming it. */
+static const char *id_field(http_req *r, json_t *obj, const char *name, const char *where)
+{
+    json_t *v = json_object_get(obj, name);
+    const char *s = json_string_value(v);
+    if (!v) {
+        http_reply_errorf(r, CITRUS_EBADJSON, "%s%s: required", where, name);
+        return NULL;
+    }
+    if (!s) {
+        http_reply_errorf(r, CITRUS_EBADJSON, "%s%s: must be a string", where, name);
+        return NULL;
+    }
+    if (!tenant_id_valid(s)) {
+        http_reply_errorf(r, CITRUS_EINVAL, "%s%s: must be 1..128 characters of [A-Za-z0-9._@-]",
+                          where, name);
+        return NULL;
+    }
+    return s;
+}
+
+static const char *type_field(http_req *r, json_t *obj, const char *where)
+{
+    json_t *v = json_object_get(obj, "businessType");
+    const char *s = json_string_value(v);
+    if (!v || !s) {
+        http_reply_errorf(r, CITRUS_EBADJSON, "%sbusinessType: %s", where,
+                          v ? "must be a string" : "required");
+        return NULL;
+    }
+    if (!schema_template_valid(s)) {
+        http_reply_errorf(r, CITRUS_EINVAL,
+                          "%sbusinessType: must be 1..64 characters of "
+                          "[A-Za-z0-9_-]",
+                          where);
+        return NULL;
+    }
+    return s;
+}
+
+static bool only_fields(http_req *r, json_t *obj, const char *const *allowed, const char *where)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        bool ok = false;
+        for (size_t i = 0; allowed[i] && !ok; i++)
+            ok = strcmp(allowed[i], k) == 0;
+        if (!ok) {
+            http_reply_errorf(r, CITRUS_EBADJSON, "%s%s: unknown field", where, k);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* {shardId, shardKey, connectionString, status} for a pin. */
+static json_t *answer(app *a, const tenant_pin *p)
+{
+    shard s;
+    bool found = registry_shard_get(a->shards->reg, p->shard_id, &s, NULL) == 0;
+    json_t *j = json_pack("{s:s,s:s,s:s?,s:s}", "shardId", p->shard_id, "shardKey", p->key,
+                          "connectionString", found ? s.dsn : NULL, "status",
+                          found ? shard_state_name(s.state) : "unknown");
+    if (found)
+        shard_clear(&s);
+    return j;
+}
+
+static int do_register(http_req *r, app *a, const tenant_reg *regs, size_t n, tenant_pin *pins,
+                       bool *created)
+{
+    char err[1024] = "";
+    int rc = tenants_register(a->shards->reg, regs, n, svc_ensure_template, a->shards, pins,
+                              created, err, sizeof(err));
+    if (rc < 0)
+        http_reply_error(r, rc, err[0] ? err : NULL, NULL);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (created[i])
+            app_note_write(a, pins[i].mod_revision);
+    return rc;
+}
+
+int api_citrus_register(http_req *r, void *ctx)
+{
+    OFFLOAD(r, api_citrus_register, ctx);
+    app *a = ctx;
+    if (!a->shards)
+        return no_shards(r);
+    json_t *body = http_req_json(r);
+    if (!body)
+        return CITRUS_EBADJSON;
+    static const char *const allowed[] = {"businessId", "locationId", "businessType", NULL};
+    tenant_reg reg;
+    int rc = CITRUS_EBADJSON;
+    if (!json_is_object(body))
+        http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
+    else if (only_fields(r, body, allowed, "") &&
+             (reg.business_id = id_field(r, body, "businessId", "")) &&
+             (reg.location_id = id_field(r, body, "locationId", "")) &&
+             (reg.business_type = type_field(r, body, "")))
+        rc = 0;
+    tenant_pin pin;
+    bool created;
+    if (rc == 0)
+        rc = do_register(r, a, &reg, 1, &pin, &created);
+    json_decref(body);
+    if (rc < 0)
+        return rc;
+    return http_reply_json(r, created ? 201 : 200, answer(a, &pin));
+}
+
+int api_citrus_register_batch(http_req *r, void *ctx)
+{
+    OFFLOAD(r, api_citrus_register_batch, ctx);
+    app *a = ctx;
+    if (!a->shards)
+        return no_shards(r);
+    json_t *body = http_req_json(r);
+    if (!body)
+        return CITRUS_EBADJSON;
+    static const char *const allowed[] = {"businessId", "locations", NULL};
+    static const char *const loc_allowed[] = {"locationId", "businessType", NULL};
+    json_t *locs = json_object_get(body, "locations");
+    size_t n = json_array_size(locs);
+    const char *biz = NULL;
+    int rc = CITRUS_EBADJSON;
+    if (!json_is_object(body))
+        http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
+    else if (only_fields(r, body, allowed, "") && (biz = id_field(r, body, "businessId", ""))) {
+        if (!json_is_array(locs) || n == 0)
+            http_reply_error(r, CITRUS_EBADJSON,
+                             "locations: required, an array of {locationId, businessType}", NULL);
+        else if (n > BATCH_MAX)
+            http_reply_errorf(r, CITRUS_ETOOMANY, "locations: at most %d, got %zu", BATCH_MAX, n);
+        else
+            rc = 0;
+    }
+    tenant_reg *regs = rc == 0 ? calloc(n, sizeof(*regs)) : NULL;
+    tenant_pin *pins = rc == 0 ? calloc(n, sizeof(*pins)) : NULL;
+    bool *created = rc == 0 ? calloc(n, sizeof(*created)) : NULL;
+    if (rc == 0 && (!regs || !pins || !created)) {
+        http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
+        rc = CITRUS_ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char where[48];
+        snprintf(where, sizeof(where), "locations[%zu].", i);
+        json_t *l = json_array_get(locs, i);
+        regs[i].business_id = biz;
+        if (!json_is_object(l)) {
+            http_reply_errorf(r, CITRUS_EBADJSON, "locations[%zu]: must be an object", i);
+            rc = CITRUS_EBADJSON;
+        } else if (!only_fields(r, l, loc_allowed, where) ||
+                   !(regs[i].location_id = id_field(r, l, "locationId", where)) ||
+                   !(regs[i].business_type = type_field(r, l, where))) {
+            rc = CITRUS_EBADJSON;
+        }
+        for (size_t j = 0; rc == 0 && j < i; j++)
+            if (strcmp(regs[j].location_id, regs[i].location_id) == 0) {
+                http_reply_errorf(r, CITRUS_EINVAL,
+                                  "locations[%zu].locationId: '%s' is listed twice", i,
+                                  regs[i].location_id);
+                rc = CITRUS_EINVAL;
+            }
+    }
+    if (rc == 0)
+        rc = do_register(r, a, regs, n, pins, created);
+    bool any = false;
+    json_t *results = rc == 0 ? json_array() : NULL;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        json_t *one = answer(a, &pins[i]);
+        json_object_set_new(one, "created", json_boolean(created[i]));
+        json_array_append_new(results, one);
+        any |= created[i];
+    }
+    json_t *out = rc == 0 ? json_pack("{s:s,s:o}", "businessId", biz, "results", results) : NULL;
+    free(regs);
+    free(pins);
+    free(created);
+    json_decref(body);
+    if (rc < 0)
+        return rc;
+    return http_reply_json(r, any ? 201 : 200, out);
+}
+
+int api_citrus_shard(http_req *r, void *ctx)
+{
+    OFFLOAD(r, api_citrus_shard, ctx);
+    app *a = ctx;
+    if (!a->shards)
+        return no_shards(r);
+    const char *key = http_req_param(r, "shardKey");
+    if (!tenant_key_valid(key))
+        return http_reply_error(r, CITRUS_EINVAL, "shardKey must be <businessId>:<locationId>",
+                                NULL);
+    tenant_pin p;
+    int rc = tenants_get(a->shards->reg, key, &p);
+    if (rc == CITRUS_ENOTFOUND)
+        return http_reply_errorf(r, rc, "'%s' is not registered", key);
+    if (rc < 0)
+        return http_reply_error(r, rc, NULL, NULL);
+    return http_reply_json(r, 200, answer(a, &p));
+}
+
+/* ---- health ---- */
+
+typedef struct probe {
+    const shard *s;
+    int64_t timeout_ms;
+    int rc;
+    double ms;
+    char err[256];
+} probe;
+
+typedef struct probe_set {
+    probe *v;
+    size_t n, next;
+    pthread_mutex_t mu;
+} probe_set;
+
+static void *prober(void *arg)
+{
+    probe_set *ps = arg;
+    for (;;) {
+        pthread_mutex_lock(&ps->mu);
+        size_t i = ps->next++;
+        pthread_mutex_unlock(&ps->mu);
+        if (i >= ps->n)
+            return NULL;
+        probe *p = &ps->v[i];
+        p->rc = p->s->dsn ? shard_db_ping(p->s->dsn, p->timeout_ms, &p->ms, p->err, sizeof(p->err))
+                          : CITRUS_EUNAVAILABLE;
+        if (!p->s->dsn)
+            snprintf(p->err, sizeof(p->err), "no database yet");
+    }
+}
+
+int api_citrus_health(http_req *r, void *ctx)
+{
+    OFFLOAD(r, api_citrus_health, ctx);
+    app *a = ctx;
+    if (!a->shards)
+        return no_shards(r);
+    shard *v;
+    size_t n;
+    int rc = registry_shard_list(a->shards->reg, NULL, &v, &n);
+    if (rc < 0)
+        return http_reply_error(r, rc, NULL, NULL);
+    size_t live = 0; /* retired shards are out of service: not probed */
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].state == SHARD_RETIRED) {
+            shard_clear(&v[i]);
+            continue;
+        }
+        v[live++] = v[i];
+    }
+    n = live;
+    probe_set ps = {.v = calloc(n ? n : 1, sizeof(probe)), .n = n};
+    pthread_mutex_init(&ps.mu, NULL);
+    int64_t timeout =
+        a->shards->db_timeout_ms < HEALTH_TIMEOUT_MS ? a->shards->db_timeout_ms : HEALTH_TIMEOUT_MS;
+    for (size_t i = 0; ps.v && i < n; i++)
+        ps.v[i] = (probe){.s = &v[i], .timeout_ms = timeout};
+    pthread_t th[HEALTH_THREADS];
+    size_t nth = 0;
+    for (; ps.v && nth < HEALTH_THREADS && nth < n; nth++)
+        if (pthread_create(&th[nth], NULL, prober, &ps) != 0)
+            break;
+    if (nth == 0 && ps.v)
+        prober(&ps);
+    for (size_t i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    json_t *items = json_array(), *states = json_object();
+    size_t up = 0;
+    for (size_t i = 0; ps.v && i < n; i++) {
+        probe *p = &ps.v[i];
+        json_t *one = json_pack("{s:s,s:s,s:b}", "shardId", v[i].id, "state",
+                                shard_state_name(v[i].state), "reachable", p->rc == 0);
+        if (p->rc == 0)
+            json_object_set_new(one, "latencyMs", json_real(p->ms));
+        else
+            json_object_set_new(one, "error", json_string(p->err));
+        json_array_append_new(items, one);
+        up += p->rc == 0;
+        const char *sn = shard_state_name(v[i].state);
+        json_object_set_new(states, sn,
+                            json_integer(json_integer_value(json_object_get(states, sn)) + 1));
+    }
+    pthread_mutex_destroy(&ps.mu);
+    free(ps.v);
+    registry_shards_free(v, n);
+    json_t *summary =
+        json_pack("{s:I,s:I,s:I,s:o}", "total", (json_int_t)n, "reachable", (json_int_t)up,
+                  "unreachable", (json_int_t)(n - up), "states", states);
+    return http_reply_json(r, 200,
+                           json_pack("{s:s,s:o,s:o}", "status", up == n ? "healthy" : "degraded",
+                                     "summary", summary, "shards", items));
+}

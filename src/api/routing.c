@@ -1,0 +1,178 @@
+/* api/routing.c — GET /v1/route/{key} and POST /v1/route: which shard a
+ * key goes to (its pin in the tenant directory, else the ring), with the
+ * shard's connection details. Reads come from the node's copy when it is
+ * fresh (app_catalog_read), so on the hot path nothing leaves the HTTP
+ * thread; when the copy cannot answer, the handler moves to the work pool. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/app.h"
+#include "api/handlers.h"
+#include "citrus/errors.h"
+#include "shard/service.h"
+#include "shard/shard_json.h"
+
+#define ROUTE_BATCH_MAX 10000
+
+/* The copy is usable without waiting: else the work pool. */
+static bool route_blocks(app *a)
+{
+    return a->cache && (app_read_blocks(a, "bounded") || cache_staleness_ms(a->cache) < 0 ||
+                        cache_staleness_ms(a->cache) > a->max_staleness_ms);
+}
+
+/* Shard records read once per batch. */
+typedef struct shard_memo {
+    shard *v;
+    size_t n, cap;
+} shard_memo;
+
+static const shard *memo_get(app *a, shard_memo *m, const char *id)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->v[i].id, id) == 0)
+            return &m->v[i];
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 8;
+        shard *v = realloc(m->v, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        m->v = v;
+        m->cap = cap;
+    }
+    char key[256];
+    snprintf(key, sizeof(key), "%s%s", REG_SHARDS, id);
+    kv_range_req q = {.key = key};
+    kv_range_res res;
+    if (app_catalog_read(a, &q, &res) < 0)
+        return NULL;
+    json_t *j = res.count
+                    ? json_loadb((const char *)res.items[0].value, res.items[0].value_len, 0, NULL)
+                    : NULL;
+    kv_range_res_free(&res);
+    char err[128];
+    int rc = j ? shard_from_json(j, &m->v[m->n], err, sizeof(err)) : CITRUS_ENOTFOUND;
+    json_decref(j);
+    return rc == 0 ? &m->v[m->n++] : NULL;
+}
+
+static void memo_free(shard_memo *m)
+{
+    registry_shards_free(m->v, m->n);
+}
+
+static json_t *answer_json(const char *key, const route_answer *ra, const shard *s)
+{
+    char tok[24];
+    snprintf(tok, sizeof(tok), "%" PRIu64, ra->token);
+    json_t *reps = json_array();
+    for (size_t i = 0; s && i < s->nreplicas; i++)
+        json_array_append_new(reps, json_string(s->replicas[i]));
+    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:o,s:s?,s:I}", "key", key, "shard_id", ra->shard_id,
+                     "source", ra->pinned ? "directory" : "ring", "token", tok, "dsn",
+                     s ? s->dsn : NULL, "replicas", reps, "state",
+                     s ? shard_state_name(s->state) : NULL, "ring_version",
+                     (json_int_t)ra->ring_version);
+}
+
+/* Routes keys[0..n) into an array of answers; replies with errors itself. */
+static int route_keys(http_req *r, app *a, const char *const *keys, size_t n, json_t **out)
+{
+    const ring *rg;
+    int64_t version;
+    int rc = registry_ring(a->shards->reg, &rg, &version);
+    if (rc < 0)
+        return http_reply_error(r, rc, NULL, NULL), rc;
+    shard_memo memo = {0};
+    json_t *arr = json_array();
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        route_answer ra;
+        rc = tenants_route(a->shards->reg, rg, version, keys[i], &ra);
+        if (rc == CITRUS_EUNAVAILABLE) {
+            http_reply_error(r, rc, "no shard owns any token yet: add an active shard", NULL);
+            break;
+        }
+        if (rc < 0) {
+            http_reply_error(r, rc, NULL, NULL);
+            break;
+        }
+        json_array_append_new(arr, answer_json(keys[i], &ra, memo_get(a, &memo, ra.shard_id)));
+    }
+    memo_free(&memo);
+    registry_ring_release(a->shards->reg, rg);
+    if (rc < 0) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = arr;
+    return 0;
+}
+
+int api_route_get(http_req *r, void *ctx)
+{
+    app *a = ctx;
+    if (!a->shards)
+        return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
+    if (!http_offloaded(r) && route_blocks(a))
+        return http_offload(r, api_route_get, ctx);
+    const char *key = http_req_param(r, "key");
+    if (!key || !*key || strlen(key) > 1024)
+        return http_reply_error(r, CITRUS_EINVAL, "key must be 1..1024 bytes", NULL);
+    json_t *arr;
+    int rc = route_keys(r, a, &key, 1, &arr);
+    if (rc < 0)
+        return rc;
+    json_t *one = json_incref(json_array_get(arr, 0));
+    json_decref(arr);
+    return http_reply_json(r, 200, one);
+}
+
+int api_route_batch(http_req *r, void *ctx)
+{
+    app *a = ctx;
+    if (!a->shards)
+        return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
+    if (!http_offloaded(r) && route_blocks(a))
+        return http_offload(r, api_route_batch, ctx);
+    json_t *body = http_req_json(r);
+    if (!body)
+        return CITRUS_EBADJSON;
+    json_t *keys = json_object_get(body, "keys");
+    size_t n = json_array_size(keys);
+    if (!json_is_object(body) || !json_is_array(keys) || n == 0) {
+        json_decref(body);
+        return http_reply_error(r, CITRUS_EBADJSON,
+                                "body must be {\"keys\": [\"key\", ...]} with at least one key",
+                                NULL);
+    }
+    if (n > ROUTE_BATCH_MAX) {
+        json_decref(body);
+        return http_reply_errorf(r, CITRUS_ETOOMANY, "keys: at most %d per request, got %zu",
+                                 ROUTE_BATCH_MAX, n);
+    }
+    const char **v = malloc(n * sizeof(*v));
+    if (!v) {
+        json_decref(body);
+        return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i] = json_string_value(json_array_get(keys, i));
+        if (!v[i] || !*v[i] || strlen(v[i]) > 1024) {
+            free(v);
+            json_decref(body);
+            return http_reply_errorf(r, CITRUS_EBADJSON,
+                                     "keys[%zu]: must be a string of 1..1024 bytes", i);
+        }
+    }
+    json_t *arr;
+    int rc = route_keys(r, a, v, n, &arr);
+    free(v);
+    json_decref(body);
+    if (rc < 0)
+        return rc;
+    json_int_t version =
+        json_integer_value(json_object_get(json_array_get(arr, 0), "ring_version"));
+    return http_reply_json(r, 200, json_pack("{s:I,s:o}", "ring_version", version, "routes", arr));
+}

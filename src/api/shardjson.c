@@ -1,0 +1,64 @@
+/* api/shardjson.c — JSON answers of the shard, tenant and routing
+ * endpoints (see shardjson.h). */
+#include "api/shardjson.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "shard/service.h"
+#include "shard/shard_json.h"
+
+int64_t shardjson_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t tokens_owned(app *a, const char *id)
+{
+    const ring *rg;
+    int64_t v;
+    size_t n = 0;
+    if (registry_ring(a->shards->reg, &rg, &v) < 0)
+        return 0;
+    for (size_t i = 0, size = ring_size(rg); i < size; i++) {
+        const char *owner;
+        ring_token_at(rg, i, &owner);
+        n += strcmp(owner, id) == 0;
+    }
+    registry_ring_release(a->shards->reg, rg);
+    return n;
+}
+
+json_t *shardjson_full(app *a, const shard *s, bool with_history)
+{
+    json_t *j = shard_to_json(s, with_history);
+    size_t tenants = 0;
+    registry_tenant_count(a->shards->reg, s->id, &tenants);
+    json_object_set_new(j, "tokens", json_integer((json_int_t)tokens_owned(a, s->id)));
+    json_object_set_new(j, "tenants", json_integer((json_int_t)tenants));
+    return j;
+}
+
+json_t *shardjson_change(const reg_result *res)
+{
+    return json_pack("{s:b,s:I,s:I,s:I,s:I,s:O?,s:I}", "changed", res->ring_changed, "version",
+                     (json_int_t)res->ring_version, "tokens_before", (json_int_t)res->tokens_before,
+                     "tokens_after", (json_int_t)res->tokens_after, "tenants_affected",
+                     (json_int_t)res->tenants_affected, "ranges", res->ranges, "ranges_total",
+                     (json_int_t)res->nranges);
+}
+
+json_t *shardjson_pin(const tenant_pin *p)
+{
+    char h[24], t[24], at[32];
+    snprintf(h, sizeof(h), "%" PRIu64, p->hash);
+    snprintf(t, sizeof(t), "%" PRIu64, p->token);
+    shard_json_time(p->pinned_ms, at, sizeof(at));
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?}", "key", p->key, "shard_id", p->shard_id, "hash",
+                     h, "token", t, "pinned_at", at, "business_type",
+                     p->business_type[0] ? p->business_type : NULL);
+}

@@ -1,0 +1,27 @@
+/* api/shardjson.h — the JSON the shard, tenant and routing endpoints
+ * answer with, shared by their handlers. */
+#ifndef CITRUS_API_SHARDJSON_H
+#define CITRUS_API_SHARDJSON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "api/app.h"
+#include "shard/registry.h"
+#include "shard/tenants.h"
+
+/* The record (shard_json) plus "tokens" (how many it owns in the current
+ * ring) and "tenants" (how many are pinned to it). */
+json_t *shardjson_full(app *a, const shard *s, bool with_history);
+
+/* What a change did to the ring: {"changed","version","tokens_before",
+ * "tokens_after","tenants_affected","ranges":[...],"ranges_total"}. */
+json_t *shardjson_change(const reg_result *res);
+
+/* A pin: {"key","shard_id","hash","token","pinned_at","business_type"}. */
+json_t *shardjson_pin(const tenant_pin *p);
+
+/* Wall clock, ms since the epoch. */
+int64_t shardjson_now_ms(void);
+
+#endif

@@ -1,0 +1,235 @@
+/* api/shards.c — /v1/shards: register, provision, list, show, change,
+ * drain/activate/retire/read-only/retry, delete. Every handler here reads
+ * or writes the catalog synchronously, so each runs on the work pool. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/app.h"
+#include "api/handlers.h"
+#include "api/shardjson.h"
+#include "citrus/errors.h"
+#include "shard/service.h"
+
+#define ERRLEN 1024
+
+#define OFFLOAD(r, fn, ctx)                                                                        \
+    do {                                                                                           \
+        if (!http_offloaded(r))                                                                    \
+            return http_offload(r, fn, ctx);                                                       \
+    } while (0)
+
+static int no_shards(http_req *r)
+{
+    return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
+}
+
+/* ?force=true and ?dry_run=true as registry flags; replies 400 on junk. */
+static int flags_of(http_req *r, unsigned *flags)
+{
+    bool force, dry;
+    if (http_req_query_bool(r, "force", false, &force) < 0 ||
+        http_req_query_bool(r, "dry_run", false, &dry) < 0)
+        return CITRUS_EINVAL;
+    *flags = (force ? REG_FORCE : 0) | (dry ? REG_DRY_RUN : 0);
+    return 0;
+}
+
+int api_shards_create(http_req *r, void *ctx)
+{
+    OFFLOAD(r, api_shards_create, ctx);
+    app *a = ctx;
+    if (!a->shards)
+        return no_shards(r);
+    bool verify;
+    if (http_req_query_bool(r, "verify", true, &verify) < 0)
+        return CITRUS_EINVAL;
+    json_t *body = http_req_json(r);
+    if (!body)
+        return CITRUS_EBADJSON;
+    shard_spec spec;
+    char err[ERRLEN] = "";
+    int rc = shard_spec_from_json(body, &spec, err, sizeof(err));
+    json_decref(body);
+    if (rc < 0)
+        return http_reply_error(r, rc, err, NULL);
+    shard s;
+    reg_result res = {0};
+    bool provision = spec.provision;
+    if (provision)
+        rc = svc_provision_shard(a->shards, &spec, "api", &s, err, sizeof(err));
+    else
+        rc = svc_register_shard(a->shards, &spec, verify, "api", &s, &res, err, sizeof(err));
+    shard_spec_clear(&spec);
+    if (rc < 0) {
+        reg_result_clear(&res);
+        return http_reply_error(r, rc, err[0] ? err : NULL, NULL);
+    }
+    app_note_write(a, res.revision);
+    json_t *out = shardjson_full(a, &s, true);
+    if (!provision)
+        json_object_set_new(out, "ring", shardjson_change(&res));
+    shard_clear(&s);
+    reg_result_clear(&res);
+    char loc[128];
+    snprintf(loc, sizeof(loc), "/v1/shards/%s", json_string_value(json_object_get(out, "id")));
+    http_add_header(r, "Location", loc);
+    return http_reply_json(r, provision ? 202 : 201, out);
+}
+
+int api_shards_list(http_req *r, void *ctx)
+{
+    OFFLOAD(r, api_shards_list, ctx);
+    app *a = ctx;
+    if (!a->shards)
+        return no_shards(r);
+    const char *st = http_req_query(r, "state");
+    shard_state filter;
+    if (st && shard_state_parse(st, &filter) < 0)
+        return http_reply_errorf(
+            r, CITRUS_EINVAL,
+            "state must be one of pending, provisioning, initializing, active, "
+            "read_only, draining, drained, retired, failed");
+    shard *v;
+    size_t n;
+    int rc = registry_shard_list(a->shards->reg, st ? &filter : NULL, &v, &n);
+    if (rc < 0)
+        return http_reply_error(r, rc, NULL, NULL);
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, shardjson_full(a, &v[i], false));
+    registry_shards_free(v, n);
+    return http_reply_json(r, 200, json_pack("{s:o,s:I}", "shards", items, "count", (json_int_t)n));
+}
+
+int api_shards_get(http_req *r, void *ctx)
+{
+    OFFLOAD(r, api_shards_get, ctx);
+    app *a = ctx;
+    if (!a->shards)
+        return no_shards(r);
+    const char *id = http_req_param(r, "id");
+    shard s;
+    int rc = registry_shard_get(a->shards->reg, id, &s, NULL);
+    if (rc == CITRUS_ENOTFOUND)
+        return http_reply_errorf(r, rc, "shard '%s' not found", id);
+    if (rc < 0)
+        return http_reply_error(r, rc, NULL, NULL);
+    json_t *out = shardjson_full(a, &s, true);
+    shard_clear(&s);
+    return http_reply_json(r, 200, out);
+}
+
+static int patch_fn(shard *s, void *ctx, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    return shard_patch_apply(s, ctx, shardjson_now_ms());
+}
+
+int api_shards_patch(http_req *r, void *ctx)
+{
+    OFFLOAD(r, api_shards_patch, ctx);
+    app *a = ctx;
+    if (!a->shards)
+        return no_shards(r);
+    const char *id = http_req_param(r, "id");
+    unsigned flags;
+    if (flags_of(r, &flags) < 0)
+        return CITRUS_EINVAL;
+    json_t *body = http_req_json(r);
+    if (!body)
+        return CITRUS_EBADJSON;
+    shard_patch p;
+    char err[ERRLEN] = "";
+    int rc = shard_patch_from_json(body, &p, err, sizeof(err));
+    json_decref(body);
+    if (rc < 0)
+        return http_reply_error(r, rc, err, NULL);
+    shard s;
+    reg_result res;
+    rc = registry_shard_modify(a->shards->reg, id, patch_fn, &p, flags, NULL, &s, &res, err,
+                               sizeof(err));
+    shard_patch_clear(&p);
+    if (rc < 0) {
+        reg_result_clear(&res);
+        if (rc == CITRUS_ENOTFOUND)
+            return http_reply_errorf(r, rc, "shard '%s' not found", id);
+        return http_reply_error(r, rc, err[0] ? err : NULL, NULL);
+    }
+    app_note_write(a, res.revision);
+    json_t *out = shardjson_full(a, &s, false);
+    json_object_set_new(out, "ring", shardjson_change(&res));
+    shard_clear(&s);
+    reg_result_clear(&res);
+    return http_reply_json(r, 200, out);
+}
+
+int api_shards_action(http_req *r, void *ctx)
+{
+    OFFLOAD(r, api_shards_action, ctx);
+    app *a = ctx;
+    if (!a->shards)
+        return no_shards(r);
+    const char *id = http_req_param(r, "id");
+    const char *action = http_req_param(r, "action");
+    unsigned flags;
+    if (flags_of(r, &flags) < 0)
+        return CITRUS_EINVAL;
+    shard s;
+    reg_result res = {0};
+    char err[ERRLEN] = "";
+    int rc = svc_shard_action(a->shards, id, action, flags, "api", &s, &res, err, sizeof(err));
+    if (rc < 0) {
+        json_t *extra = NULL;
+        if (rc == CITRUS_EFORCE)
+            extra = json_pack("{s:I}", "tenants_affected", (json_int_t)res.tenants_affected);
+        reg_result_clear(&res);
+        if (rc == CITRUS_ENOTFOUND && !err[0])
+            return http_reply_errorf(r, rc, "shard '%s' not found", id);
+        if (rc == CITRUS_ENOTFOUND && strncmp(err, "unknown action", 14) == 0)
+            return http_reply_error(r, CITRUS_ENOROUTE, err,
+                                    json_pack("{s:[s,s,s,s,s]}", "actions", "drain", "activate",
+                                              "retire", "read-only", "retry"));
+        return http_reply_error(r, rc, err[0] ? err : NULL, extra);
+    }
+    if (!(flags & REG_DRY_RUN))
+        app_note_write(a, res.revision);
+    json_t *out = shardjson_full(a, &s, true);
+    json_object_set_new(out, "ring", shardjson_change(&res));
+    if (flags & REG_DRY_RUN)
+        json_object_set_new(out, "dry_run", json_true());
+    shard_clear(&s);
+    reg_result_clear(&res);
+    return http_reply_json(r, 200, out);
+}
+
+int api_shards_delete(http_req *r, void *ctx)
+{
+    OFFLOAD(r, api_shards_delete, ctx);
+    app *a = ctx;
+    if (!a->shards)
+        return no_shards(r);
+    const char *id = http_req_param(r, "id");
+    unsigned flags;
+    if (flags_of(r, &flags) < 0)
+        return CITRUS_EINVAL;
+    reg_result res;
+    char err[ERRLEN] = "";
+    int rc = registry_shard_delete(a->shards->reg, id, flags & REG_FORCE, &res, err, sizeof(err));
+    if (rc < 0) {
+        json_t *extra = rc == CITRUS_EINUSE
+                            ? json_pack("{s:I,s:I}", "tokens", (json_int_t)res.tokens_before,
+                                        "tenants", (json_int_t)res.tenants_affected)
+                            : NULL;
+        reg_result_clear(&res);
+        if (rc == CITRUS_ENOTFOUND)
+            return http_reply_errorf(r, rc, "shard '%s' not found", id);
+        return http_reply_error(r, rc, err[0] ? err : NULL, extra);
+    }
+    app_note_write(a, res.revision);
+    json_t *out =
+        json_pack("{s:s,s:b,s:o}", "id", id, "deleted", 1, "ring", shardjson_change(&res));
+    reg_result_clear(&res);
+    return http_reply_json(r, 200, out);
+}

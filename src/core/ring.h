@@ -1,0 +1,75 @@
+/* core/ring.h — the consistent-hash ring (seed 001; algorithm and test
+ * vectors in docs/ring.md). Pure: no I/O, no locks (a built ring is
+ * immutable and may be read from any number of threads).
+ *
+ * Tokens are 64-bit hashes. Shard s owns the tokens it was given; with V
+ * virtual nodes per unit of weight, a new shard's tokens are
+ * hash("<s>#<i>") for i in [0, ring_vnodes_for_weight(V, weight)). A key
+ * belongs to the shard owning the first token >= hash(key), wrapping to the
+ * smallest token past the largest. Token i of the sorted ring covers the
+ * hashes in (token[i-1], token[i]] (token 0 covers the wrap-around range).
+ * When two shards hold the same token value, the one whose id sorts first
+ * (strcmp) owns it; the other's copy is ignored. */
+#ifndef CITRUS_CORE_RING_H
+#define CITRUS_CORE_RING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/hash.h"
+
+typedef struct ring ring;
+
+/* One shard's tokens, as the catalog stores them. */
+typedef struct ring_owner {
+    const char *shard_id;
+    const uint64_t *tokens;
+    size_t ntokens;
+} ring_owner;
+
+typedef struct ring_hit {
+    const char *shard_id; /* borrowed from the ring */
+    uint64_t hash;        /* of the key */
+    uint64_t token;       /* the owning token */
+    size_t index;         /* of that token in the sorted ring */
+} ring_hit;
+
+/* Most owners a ring takes (owner indexes are 16-bit, to keep the ring
+ * small enough for the cache). */
+#define RING_MAX_OWNERS 65535
+
+/* Builds a ring (ids and tokens are copied). 0, CITRUS_ENOMEM,
+ * CITRUS_EINVAL (an owner without an id, or ntokens > 0 with no tokens, or
+ * more than 2^32 - 1 tokens in all) or CITRUS_ETOOMANY (n > RING_MAX_OWNERS).
+ * n may be 0 (an empty ring). */
+int ring_build(citrus_hash_fn fn, const ring_owner *owners, size_t n, ring **out);
+void ring_free(ring *r);
+
+citrus_hash_fn ring_hash_fn(const ring *r);
+/* Tokens in the ring (after ties were resolved). */
+size_t ring_size(const ring *r);
+/* Bytes the ring occupies in memory (struct, token and owner arrays, ids). */
+size_t ring_memory(const ring *r);
+/* Token i of the sorted ring and its owner (i < ring_size). */
+uint64_t ring_token_at(const ring *r, size_t i, const char **shard_id);
+
+/* The owner of key. CITRUS_ENOTFOUND when the ring is empty. */
+int ring_lookup(const ring *r, const void *key, size_t len, ring_hit *out);
+/* The owner of a hash. */
+int ring_lookup_hash(const ring *r, uint64_t hash, ring_hit *out);
+
+/* Virtual nodes for a shard of this weight: max(1, round(vnodes * weight)). */
+size_t ring_vnodes_for_weight(size_t vnodes, double weight);
+
+/* hash("<shard_id>#<i>") for i in [first, first + count), into out. 0, or
+ * CITRUS_ENOMEM (only for a shard id longer than 200 bytes, which needs a
+ * heap buffer), or CITRUS_EINVAL (a NULL shard_id). */
+int ring_vnode_tokens(citrus_hash_fn fn, const char *shard_id, size_t first, size_t count,
+                      uint64_t *out);
+
+/* The fraction of the hash space (0..1) each shard owns, in the order of
+ * owners given to ring_build; out has n entries. */
+void ring_ownership(const ring *r, const ring_owner *owners, size_t n, double *out);
+
+#endif

@@ -1,0 +1,130 @@
+/* shard/registry.h — shards, the ring and the tenant directory, kept in the
+ * catalog so that every node answers the same.
+ *
+ * Catalog layout (keys under citrus/ are Citrus's own):
+ *   citrus/shards/<id>              the shard record (shard_json), with history
+ *   citrus/ring/meta                {"hash","vnodes"}; every change of token
+ *                                   ownership rewrites it in the same txn, so
+ *                                   its mod_revision is the ring version
+ *   citrus/ring/tokens/<id>         {"tokens":["<u64>",...]}: the tokens the
+ *                                   shard owns, in vnode order
+ *   citrus/tenants/<key>            a pin: {"shard_id","token","hash",
+ *                                   "pinned_at",...}; takes precedence over
+ *                                   the ring
+ *   citrus/tenant-index/<id>/<key>  "" for every tenant pinned to shard id
+ *   citrus/provision/<id>           {"template","params"} of a shard being
+ *                                   provisioned
+ *
+ * Token ownership is stored, not recomputed: a shard gets its tokens
+ * (hash("<id>#<i>"), i < vnodes × weight) when it becomes active, keeps
+ * them while active or read_only (and when it fails: its keys must not
+ * silently land elsewhere), and loses them when it starts draining. A
+ * weight change adds or removes tokens at the end of its list.
+ *
+ * Every change is one catalog txn guarded by the mod_revision of what it
+ * read (and retried when someone else changed it first), plus the
+ * controller's fencing compare when a fence is given. Calls block on the
+ * catalog: use them from the work pool or background threads. */
+#ifndef CITRUS_SHARD_REGISTRY_H
+#define CITRUS_SHARD_REGISTRY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog/store.h"
+#include "core/hash.h"
+#include "core/ring.h"
+#include "core/shard.h"
+
+#define REG_SHARDS "citrus/shards/"
+#define REG_RING_META "citrus/ring/meta"
+#define REG_RING_TOKENS "citrus/ring/tokens/"
+#define REG_TENANTS "citrus/tenants/"
+#define REG_TENANT_INDEX "citrus/tenant-index/"
+#define REG_PROVISION "citrus/provision/"
+
+typedef struct registry registry;
+
+/* Reads for the routing path (may be served from the node's copy). */
+typedef int (*reg_read_fn)(void *ctx, const kv_range_req *req, kv_range_res *out);
+
+/* A fencing compare the controller adds to its writes (token 0: none). */
+typedef struct reg_fence {
+    const char *key;
+    int64_t token;
+} reg_fence;
+
+/* What a change did to the ring and the tenants. */
+typedef struct reg_result {
+    int64_t revision; /* of the change */
+    bool ring_changed;
+    int64_t ring_version;               /* after the change */
+    size_t tokens_before, tokens_after; /* the shard's */
+    size_t tenants_affected;            /* pinned to a shard being removed */
+    json_t *ranges;                     /* token ranges that changed owner: [{start,end,from,to}] */
+    size_t nranges;                     /* all of them (ranges lists at most 1000) */
+} reg_result;
+
+void reg_result_clear(reg_result *r);
+
+#define REG_FORCE 1u   /* allow changes that move registered tenants */
+#define REG_DRY_RUN 2u /* compute the result, write nothing */
+
+/* hash and vnodes are the defaults for a new catalog; an existing ring keeps
+ * its own (registry_hash/vnodes tell which). read may be NULL (store reads). */
+registry *registry_new(store *st, citrus_hash_fn hash, size_t vnodes, reg_read_fn read,
+                       void *read_ctx);
+void registry_free(registry *r);
+/* Creates citrus/ring/meta when absent, else adopts it. */
+int registry_init(registry *r, char *err, size_t errlen);
+citrus_hash_fn registry_hash(registry *r);
+size_t registry_vnodes(registry *r);
+
+/* ---- shards ---- */
+
+int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod);
+/* Every shard (state_filter NULL) or those in *state_filter, by id. */
+int registry_shard_list(registry *r, const shard_state *state_filter, shard **out, size_t *n);
+void registry_shards_free(shard *v, size_t n);
+
+/* Adds a new shard record as given (its state and history already set by
+ * the caller). provision (borrowed, may be NULL) is stored beside it for
+ * the provisioning worker. A shard created active gets its tokens in the
+ * same txn. CITRUS_EXISTS when the id is taken. */
+int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_result *res,
+                          char *err, size_t errlen);
+
+/* Changes a shard: fn(s, ctx, err, errlen) edits the record read from the
+ * catalog (returning 0, or an error that aborts with nothing written);
+ * then the ring follows its state and weight (see above) and it is written
+ * in one txn. Retried on a concurrent change. With a state that removes a
+ * shard that still has pinned tenants (retired), CITRUS_EFORCE unless
+ * REG_FORCE (then the tenants are re-pinned to their ring owners after the
+ * change). out (may be NULL) gets the shard as written. */
+typedef int (*reg_mutate_fn)(shard *s, void *ctx, char *err, size_t errlen);
+int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *ctx, unsigned flags,
+                          const reg_fence *fence, shard *out, reg_result *res, char *err,
+                          size_t errlen);
+
+/* Removes a shard record: only retired or failed ones that own no tokens
+ * and have no pinned tenants (CITRUS_EINUSE naming what refers to it).
+ * With REG_FORCE a failed shard's tokens and pins go too. */
+int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res, char *err,
+                          size_t errlen);
+
+/* The provisioning spec stored with a shard (NULL when none). */
+int registry_provision_get(registry *r, const char *id, json_t **spec);
+
+/* How many tenants are pinned to the shard. */
+int registry_tenant_count(registry *r, const char *shard_id, size_t *n);
+
+/* ---- the ring ---- */
+
+/* The current ring (shared, immutable; release with registry_ring_release)
+ * and its version. An empty catalog gives an empty ring. */
+int registry_ring(registry *r, const ring **out, int64_t *version);
+void registry_ring_release(registry *r, const ring *rg);
+
+#endif

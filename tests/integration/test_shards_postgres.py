@@ -1,0 +1,70 @@
+"""Shards on a real PostgreSQL (a private server the test starts, see
+pg.py): the postgres provisioner creates a database per shard and the
+schema template is applied to it; an existing PostgreSQL database is
+registered after a connection check, and an unreachable one is refused."""
+import socket
+import subprocess
+
+import requests
+
+from conftest import wait_until
+from pg import make_postgres  # noqa: F401 (fixture)
+
+PSQL = "/usr/bin/psql"
+
+
+def psql(dsn, sql):
+    out = subprocess.run([PSQL, dsn, "-tAc", sql], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def settled(url, sid, timeout=30):
+    return wait_until(lambda: (lambda j: j if j.get("state") in ("active", "failed") else None)(
+        requests.get(f"{url}/v1/shards/{sid}", timeout=5).json()), timeout,
+        what=f"shard {sid} settled")
+
+
+def test_postgres_provisioner_and_templates(make_citrus, make_postgres, tmp_path):
+    pg = make_postgres()
+    tdir = tmp_path / "templates" / "retail"
+    tdir.mkdir(parents=True)
+    (tdir / "001_orders.sql").write_text(
+        "CREATE TABLE orders (id BIGSERIAL PRIMARY KEY, location_id TEXT NOT NULL);\n"
+        "CREATE INDEX orders_location ON orders (location_id);\n")
+    c = make_citrus(mode="server", extra=[
+        "--provisioner", "postgres", "--provisioner-postgres-dsn", pg.admin_dsn,
+        "--templates-dir", str(tmp_path / "templates")])
+    r = requests.post(c.url + "/v1/shards", json={"id": "pg-1", "provision": {"template": "retail"}})
+    assert r.status_code == 202, r.text
+    s = settled(c.url, "pg-1")
+    assert s["state"] == "active", s
+    assert s["dsn"] == pg.dsn("citrus_pg_1"), s["dsn"]
+    assert psql(pg.admin_dsn, "SELECT count(*) FROM pg_database WHERE datname = 'citrus_pg_1'") \
+        == "1"
+    assert psql(s["dsn"], "SELECT name FROM citrus_migrations") == "001_orders.sql"
+    assert psql(s["dsn"], "SELECT count(*) FROM orders") == "0"
+    # the only active shard takes the registration; the template is already there
+    reg = requests.post(c.url + "/api/register", json={"businessId": "b", "locationId": "l",
+                                                       "businessType": "retail"})
+    assert reg.status_code == 201, reg.text
+    assert reg.json()["shardId"] == "pg-1" and reg.json()["connectionString"] == s["dsn"]
+    # an existing database: checked by connecting
+    psql(pg.admin_dsn, "CREATE DATABASE existing")
+    r = requests.post(c.url + "/v1/shards", json={"id": "pg-2", "dsn": pg.dsn("existing"),
+                                                  "template": "retail"})
+    assert r.status_code == 201, r.text
+    assert psql(pg.dsn("existing"), "SELECT count(*) FROM citrus_migrations") == "1"
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    r = requests.post(c.url + "/v1/shards",
+                      json={"id": "pg-3", "dsn": f"postgresql://postgres@127.0.0.1:{dead}/x"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unreachable", r.text
+    h = requests.get(c.url + "/api/shards/health").json()
+    assert h["status"] == "healthy" and h["summary"]["reachable"] == 2, h
+    # a stopped server shows in the health report
+    pg.stop()
+    h = requests.get(c.url + "/api/shards/health").json()
+    assert h["status"] == "degraded" and h["summary"]["unreachable"] == 2, h
+    assert all(not x["reachable"] and x["error"] for x in h["shards"])

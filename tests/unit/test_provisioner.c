@@ -1,0 +1,661 @@
+/* tests/unit/test_provisioner.c — the three shard provisioners
+ * (shard/prov_sqlite.c, prov_postgres.c, prov_exec.c).
+ *
+ *  - sqlite: files in a mkdtemp dir; idempotent provision, deprovision;
+ *  - postgres: a real throwaway server from support_pg (stopped by PID at
+ *    the end; missing binaries fail this binary): databases created,
+ *    reused, usable through the returned DSN (URI and conninfo admin
+ *    DSNs), dropped even with a session open; concurrent provisions of one
+ *    id all succeed; an unreachable admin DSN is CITRUS_EUNAVAILABLE;
+ *  - exec: /bin/sh scripts written by the test: the request on stdin, a
+ *    failing exit with stderr, a timeout (and its children killed), garbage
+ *    output, outputs larger than the cap, a program that never reads its
+ *    stdin (SIGPIPE must not kill us), descriptors not inherited. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "support_pg.h"
+
+#include "citrus/errors.h"
+#include "shard/provisioner.h"
+#include "shard/shard_db.h"
+
+static char tmpdir[256];
+static pg_instance pg;
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int provision(provisioner *p, const char *id, prov_result *out, char *err, size_t errlen)
+{
+    prov_request req = {.shard_id = id, .template_name = "basic"};
+    err[0] = '\0';
+    return p->provision(p, &req, out, err, errlen);
+}
+
+static void must_provision(provisioner *p, const char *id, prov_result *out)
+{
+    char err[1024];
+    int rc = provision(p, id, out, err, sizeof(err));
+    if (rc)
+        fail_msg("provision %s (%s): %d %s", id, p->kind, rc, err);
+    assert_non_null(out->dsn);
+}
+
+static void must_deprovision(provisioner *p, const char *id, const char *dsn)
+{
+    char err[1024] = "";
+    int rc = p->deprovision(p, id, dsn, err, sizeof(err));
+    if (rc)
+        fail_msg("deprovision %s (%s): %d %s", id, p->kind, rc, err);
+}
+
+static shard_db *must_open(const char *dsn)
+{
+    shard_db *db = NULL;
+    char err[512] = "";
+    int rc = shard_db_open(dsn, 5000, false, &db, err, sizeof(err));
+    if (rc)
+        fail_msg("open %s: %d %s", dsn, rc, err);
+    return db;
+}
+
+static void must_exec(shard_db *db, const char *sql)
+{
+    char err[512] = "";
+    if (shard_db_exec(db, sql, err, sizeof(err)) != 0)
+        fail_msg("%s: %s", sql, err);
+}
+
+static char *one_value(shard_db *db, const char *sql)
+{
+    char **rows = NULL, err[512] = "";
+    size_t n = 0;
+    if (shard_db_query_column(db, sql, &rows, &n, err, sizeof(err)) != 0)
+        fail_msg("%s: %s", sql, err);
+    assert_int_equal(n, 1);
+    char *v = strdup(rows[0]);
+    shard_db_free_rows(rows, n);
+    return v;
+}
+
+static void assert_one_value(shard_db *db, const char *sql, const char *want)
+{
+    char *v = one_value(db, sql);
+    assert_string_equal(v, want);
+    free(v);
+}
+
+static char *describe(provisioner *p)
+{
+    json_t *j = p->describe(p);
+    assert_non_null(j);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    return s;
+}
+
+/* ---- sqlite -------------------------------------------------------------------- */
+
+static void test_sqlite_provision(void **state)
+{
+    char dir[512], real[PATH_MAX], want[PATH_MAX + 64], path[PATH_MAX + 32];
+    snprintf(dir, sizeof(dir), "%s/shards/nested", tmpdir); /* does not exist yet */
+    provisioner *p = prov_sqlite_new(dir);
+    assert_non_null(p);
+    assert_string_equal(p->kind, "sqlite");
+
+    prov_result r1 = {0}, r2 = {0};
+    must_provision(p, "s-1", &r1);
+    assert_non_null(realpath(dir, real));
+    snprintf(want, sizeof(want), "sqlite://%s/s-1.db", real);
+    assert_string_equal(r1.dsn, want);
+    assert_int_equal(strncmp(r1.dsn, "sqlite:///", 10), 0);
+    assert_int_equal(r1.nreplicas, 0);
+    snprintf(path, sizeof(path), "%s/s-1.db", real);
+    assert_int_equal(access(path, F_OK), 0);
+
+    shard_db *db = must_open(r1.dsn);
+    must_exec(db, "CREATE TABLE kept (x INTEGER); INSERT INTO kept VALUES (7)");
+    assert_one_value(db, "PRAGMA journal_mode", "wal");
+    shard_db_close(db);
+
+    /* again: same DSN, the same (not a recreated) file */
+    must_provision(p, "s-1", &r2);
+    assert_string_equal(r2.dsn, r1.dsn);
+    db = must_open(r2.dsn);
+    assert_one_value(db, "SELECT x FROM kept", "7");
+    shard_db_close(db);
+
+    must_deprovision(p, "s-1", r1.dsn);
+    assert_int_equal(access(path, F_OK), -1);
+    char side[PATH_MAX + 40];
+    snprintf(side, sizeof(side), "%s-wal", path);
+    assert_int_equal(access(side, F_OK), -1);
+    must_deprovision(p, "s-1", r1.dsn); /* idempotent */
+
+    char *d = describe(p);
+    char wantd[700];
+    snprintf(wantd, sizeof(wantd), "{\"dir\":\"%s\",\"kind\":\"sqlite\"}", dir);
+    assert_string_equal(d, wantd);
+    free(d);
+    prov_result_clear(&r1);
+    prov_result_clear(&r2);
+    assert_null(r1.dsn);
+    p->free(p);
+}
+
+static void test_sqlite_bad_ids(void **state)
+{
+    char dir[512], err[512];
+    snprintf(dir, sizeof(dir), "%s/shards-bad", tmpdir);
+    provisioner *p = prov_sqlite_new(dir);
+    const char *bad[] = {"", "../x", "a/b", ".hidden", "-x", "a.db", NULL};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        prov_result r = {0};
+        assert_int_equal(provision(p, bad[i], &r, err, sizeof(err)), CITRUS_EINVAL);
+        assert_null(r.dsn);
+        assert_int_equal(p->deprovision(p, bad[i], NULL, err, sizeof(err)), CITRUS_EINVAL);
+    }
+    p->free(p);
+    assert_null(prov_sqlite_new(""));
+    assert_null(prov_sqlite_new(NULL));
+}
+
+/* ---- postgres ------------------------------------------------------------------ */
+
+static bool pg_has_database(const char *name)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_database WHERE datname = '%s'", name);
+    shard_db *admin = must_open(pg.admin_dsn);
+    char *v = one_value(admin, sql);
+    bool has = strcmp(v, "1") == 0;
+    free(v);
+    shard_db_close(admin);
+    return has;
+}
+
+static void test_pg_provision_uri(void **state)
+{
+    provisioner *p = prov_postgres_new(pg.admin_dsn, "citrus_t_");
+    assert_non_null(p);
+    assert_string_equal(p->kind, "postgres");
+    prov_result r1 = {0}, r2 = {0};
+    must_provision(p, "shard-a1", &r1);
+    char want[256];
+    pg_dsn(&pg, "citrus_t_shard_a1", want, sizeof(want));
+    assert_string_equal(r1.dsn, want);
+    assert_true(pg_has_database("citrus_t_shard_a1"));
+
+    shard_db *db = must_open(r1.dsn);
+    assert_one_value(db, "SELECT current_database()", "citrus_t_shard_a1");
+    must_exec(db, "CREATE TABLE kept (x INTEGER); INSERT INTO kept VALUES (7)");
+    shard_db_close(db);
+
+    /* again: reused, not recreated */
+    must_provision(p, "shard-a1", &r2);
+    assert_string_equal(r2.dsn, r1.dsn);
+    db = must_open(r2.dsn);
+    assert_one_value(db, "SELECT x FROM kept", "7");
+
+    /* dropped even while a session (db) is connected to it */
+    must_deprovision(p, "shard-a1", r1.dsn);
+    assert_false(pg_has_database("citrus_t_shard_a1"));
+    shard_db_close(db);
+    shard_db *gone = NULL;
+    char err[512];
+    assert_int_equal(shard_db_open(r1.dsn, 3000, false, &gone, err, sizeof(err)),
+                     CITRUS_EUNAVAILABLE);
+    must_deprovision(p, "shard-a1", r1.dsn); /* idempotent */
+
+    prov_result_clear(&r1);
+    prov_result_clear(&r2);
+    p->free(p);
+}
+
+/* A conninfo admin DSN gives a conninfo shard DSN with everything kept. */
+static void test_pg_provision_conninfo(void **state)
+{
+    char admin[256];
+    snprintf(admin, sizeof(admin),
+             "host=127.0.0.1 port=%d user=postgres dbname=postgres application_name='citrus t'",
+             pg.port);
+    provisioner *p = prov_postgres_new(admin, NULL);
+    assert_non_null(p);
+    prov_result r = {0};
+    must_provision(p, "Shard-B", &r);
+    assert_non_null(strstr(r.dsn, "dbname='Shard_B'"));
+    assert_non_null(strstr(r.dsn, "port='"));
+    assert_null(strstr(r.dsn, "dbname='postgres'"));
+    shard_db *db = must_open(r.dsn);
+    assert_one_value(db, "SELECT current_database()", "Shard_B"); /* case kept: quoted */
+    assert_one_value(db, "SELECT current_setting('application_name')", "citrus t");
+    shard_db_close(db);
+    must_deprovision(p, "Shard-B", r.dsn);
+    assert_false(pg_has_database("Shard_B"));
+    prov_result_clear(&r);
+    p->free(p);
+}
+
+/* URI parameters survive; a dbname parameter does not override the path. */
+static void test_pg_uri_params(void **state)
+{
+    char admin[256], want[256];
+    snprintf(admin, sizeof(admin),
+             "postgres://postgres@127.0.0.1:%d/postgres?dbname=postgres&sslmode=disable"
+             "&application_name=citrus",
+             pg.port);
+    provisioner *p = prov_postgres_new(admin, "q_");
+    prov_result r = {0};
+    must_provision(p, "s1", &r);
+    snprintf(want, sizeof(want),
+             "postgres://postgres@127.0.0.1:%d/q_s1?sslmode=disable&application_name=citrus",
+             pg.port);
+    assert_string_equal(r.dsn, want);
+    shard_db *db = must_open(r.dsn);
+    assert_one_value(db, "SELECT current_database()", "q_s1");
+    shard_db_close(db);
+    must_deprovision(p, "s1", r.dsn);
+    prov_result_clear(&r);
+    p->free(p);
+}
+
+typedef struct race_arg {
+    provisioner *p;
+    int rc;
+    char err[512];
+    prov_result r;
+} race_arg;
+
+static void *race_main(void *a)
+{
+    race_arg *ra = a;
+    prov_request req = {.shard_id = "raced"};
+    ra->rc = ra->p->provision(ra->p, &req, &ra->r, ra->err, sizeof(ra->err));
+    return NULL;
+}
+
+/* Concurrent provisions of one id: all succeed (duplicate_database is a
+ * success) with the same DSN. */
+static void test_pg_concurrent_provision(void **state)
+{
+    provisioner *p = prov_postgres_new(pg.admin_dsn, "race_");
+    race_arg args[4];
+    pthread_t th[4];
+    memset(args, 0, sizeof(args));
+    for (int i = 0; i < 4; i++) {
+        args[i].p = p;
+        assert_int_equal(pthread_create(&th[i], NULL, race_main, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) {
+        if (args[i].rc)
+            fail_msg("provision %d: %d %s", i, args[i].rc, args[i].err);
+        assert_string_equal(args[i].r.dsn, args[0].r.dsn);
+    }
+    assert_true(pg_has_database("race_raced"));
+    must_deprovision(p, "raced", NULL);
+    for (int i = 0; i < 4; i++)
+        prov_result_clear(&args[i].r);
+    p->free(p);
+}
+
+static void test_pg_unreachable(void **state)
+{
+    char admin[128], err[512];
+    snprintf(admin, sizeof(admin), "postgresql://postgres@127.0.0.1:%d/postgres", pg_free_port());
+    provisioner *p = prov_postgres_new(admin, "x_");
+    prov_result r = {0};
+    int64_t t0 = mono_ms();
+    assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EUNAVAILABLE);
+    assert_null(r.dsn);
+    assert_true(err[0] != '\0');
+    assert_int_equal(p->deprovision(p, "s1", NULL, err, sizeof(err)), CITRUS_EUNAVAILABLE);
+    assert_true(mono_ms() - t0 < 10000);
+    p->free(p);
+}
+
+static void test_pg_bad_input(void **state)
+{
+    char err[512];
+    assert_null(prov_postgres_new("sqlite:///tmp/x.db", NULL));
+    assert_null(prov_postgres_new("nonsense", NULL));
+    assert_null(prov_postgres_new(pg.admin_dsn, "bad-prefix"));
+    assert_null(prov_postgres_new(pg.admin_dsn, "bad\"prefix"));
+    provisioner *p = prov_postgres_new(pg.admin_dsn, "prefix_of_twenty_ch_");
+    prov_result r = {0};
+    /* 20 + 44 = 64 bytes: PostgreSQL would truncate it, so it is refused */
+    assert_int_equal(
+        provision(p, "abcdefghijabcdefghijabcdefghijabcdefghijabcd", &r, err, sizeof(err)),
+        CITRUS_EINVAL);
+    assert_int_equal(provision(p, "../x", &r, err, sizeof(err)), CITRUS_EINVAL);
+    p->free(p);
+}
+
+static void test_pg_describe_redacts(void **state)
+{
+    provisioner *p = prov_postgres_new("postgresql://admin:s3cret@db.example:5432/postgres", "p_");
+    assert_non_null(p);
+    char *d = describe(p);
+    assert_null(strstr(d, "s3cret"));
+    assert_non_null(strstr(d, "\"kind\":\"postgres\""));
+    assert_non_null(strstr(d, "db.example"));
+    free(d);
+    p->free(p);
+    p = prov_postgres_new("host=db.example user=admin password=s3cret dbname=postgres", "p_");
+    assert_non_null(p);
+    d = describe(p);
+    assert_null(strstr(d, "s3cret"));
+    free(d);
+    p->free(p);
+}
+
+/* ---- exec ------------------------------------------------------------------------ */
+
+/* Writes an executable /bin/sh script <tmpdir>/<name>; its path into out. */
+static void script(const char *name, const char *body, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s", tmpdir, name);
+    FILE *f = fopen(out, "we");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\n%s", body);
+    fclose(f);
+    assert_int_equal(chmod(out, 0755), 0);
+}
+
+static void test_exec_ok(void **state)
+{
+    char path[512], err[1024];
+    script("ok.sh",
+           "input=$(cat)\n"
+           "echo \"$input\" | grep -q '\"shard_id\":\"s-42\"' || { echo \"no shard id in $input\" "
+           ">&2; exit 3; }\n"
+           "echo \"$input\" | grep -q '\"action\":\"provision\"' || exit 4\n"
+           "echo \"$input\" | grep -q '\"template\":\"basic\"' || exit 5\n"
+           "echo \"$input\" | grep -q '\"region\":\"eu\"' || exit 6\n"
+           "echo '{\"dsn\":\"sqlite:///tmp/x.db\",\"replicas\":[\"sqlite:///tmp/x-r1.db\"]}'\n",
+           path, sizeof(path));
+    provisioner *p = prov_exec_new(path, 10000);
+    assert_non_null(p);
+    assert_string_equal(p->kind, "exec");
+    json_t *params = json_pack("{s:s}", "region", "eu");
+    prov_request req = {.shard_id = "s-42", .template_name = "basic", .params = params};
+    prov_result r = {0};
+    int rc = p->provision(p, &req, &r, err, sizeof(err));
+    if (rc)
+        fail_msg("provision: %d %s", rc, err);
+    assert_string_equal(r.dsn, "sqlite:///tmp/x.db");
+    assert_int_equal(r.nreplicas, 1);
+    assert_string_equal(r.replicas[0], "sqlite:///tmp/x-r1.db");
+    prov_result_clear(&r);
+
+    /* another id: the script sees it is not s-42 and fails: stdin really is the request */
+    req.shard_id = "s-43";
+    assert_int_equal(p->provision(p, &req, &r, err, sizeof(err)), CITRUS_EIO);
+    assert_non_null(strstr(err, "exit 3"));
+    assert_non_null(strstr(err, "no shard id in"));
+    assert_null(r.dsn);
+    json_decref(params);
+
+    char *d = describe(p);
+    assert_non_null(strstr(d, "\"kind\":\"exec\""));
+    assert_non_null(strstr(d, "\"timeout_ms\":10000"));
+    free(d);
+    p->free(p);
+}
+
+static void test_exec_deprovision(void **state)
+{
+    char path[512], err[1024];
+    script("dep.sh",
+           "input=$(cat)\n"
+           "echo \"$input\" | grep -q '\"action\":\"deprovision\"' || exit 4\n"
+           "echo \"$input\" | grep -q '\"dsn\":\"sqlite:///tmp/x.db\"' || exit 5\n"
+           "echo \"$input\" | grep -q '\"shard_id\":\"s-1\"' || exit 6\n",
+           path, sizeof(path));
+    provisioner *p = prov_exec_new(path, 10000);
+    assert_int_equal(p->deprovision(p, "s-1", "sqlite:///tmp/x.db", err, sizeof(err)), 0);
+    assert_int_equal(p->deprovision(p, "s-2", "sqlite:///tmp/x.db", err, sizeof(err)), CITRUS_EIO);
+    assert_non_null(strstr(err, "exit 6"));
+    p->free(p);
+}
+
+static void test_exec_failure(void **state)
+{
+    char path[512], err[1024];
+    script("fail.sh", "cat >/dev/null\necho 'quota exceeded for project x' >&2\nexit 2\n", path,
+           sizeof(path));
+    provisioner *p = prov_exec_new(path, 10000);
+    prov_result r = {0};
+    assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EIO);
+    assert_non_null(strstr(err, "exit 2"));
+    assert_non_null(strstr(err, "quota exceeded for project x"));
+    assert_null(r.dsn);
+    p->free(p);
+
+    p = prov_exec_new("/nonexistent/provisioner", 10000);
+    assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EIO);
+    assert_non_null(strstr(err, "/nonexistent/provisioner"));
+    p->free(p);
+}
+
+/* A process that is gone or a zombie (reparented: its reaper may be slow). */
+static bool process_dead(pid_t pid)
+{
+    char path[64], buf[256] = "";
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    bool zombie = fgets(buf, sizeof(buf), f) && strstr(buf, ") Z ");
+    fclose(f);
+    return zombie;
+}
+
+static void test_exec_timeout(void **state)
+{
+    char path[512], pidfile[512], err[1024];
+    snprintf(pidfile, sizeof(pidfile), "%s/sleep.pid", tmpdir);
+    char body[1024];
+    snprintf(body, sizeof(body), "sleep 30 &\necho $! > %s\nwait\n", pidfile);
+    script("slow.sh", body, path, sizeof(path));
+    provisioner *p = prov_exec_new(path, 500);
+    prov_result r = {0};
+    int64_t t0 = mono_ms();
+    assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_ETIMEOUT);
+    int64_t took = mono_ms() - t0;
+    print_message("timeout after %lld ms: %s\n", (long long)took, err);
+    assert_true(took >= 450 && took < 5000);
+    assert_null(r.dsn);
+    /* the script's own child was killed too (the whole process group) */
+    FILE *f = fopen(pidfile, "r");
+    assert_non_null(f);
+    int pid = 0;
+    assert_int_equal(fscanf(f, "%d", &pid), 1);
+    fclose(f);
+    int64_t until = mono_ms() + 5000;
+    while (!process_dead(pid) && mono_ms() < until)
+        sleep_ms(10);
+    assert_true(process_dead(pid));
+    p->free(p);
+}
+
+static void test_exec_garbage(void **state)
+{
+    const char *bodies[] = {
+        "cat >/dev/null\necho 'this is not json'\n",
+        "cat >/dev/null\necho '[\"an\",\"array\"]'\n",
+        "cat >/dev/null\necho '{\"replicas\":[]}'\n",
+        "cat >/dev/null\necho '{\"dsn\":\"mysql://nope\"}'\n",
+        "cat >/dev/null\necho '{\"dsn\":42}'\n",
+        "cat >/dev/null\necho '{\"dsn\":\"sqlite:///tmp/x.db\",\"replicas\":[\"bogus dsn\"]}'\n",
+        "cat >/dev/null\necho '{\"dsn\":\"sqlite:///tmp/x.db\",\"replicas\":\"x\"}'\n",
+        "cat >/dev/null\n",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        char path[512], name[32], err[1024];
+        snprintf(name, sizeof(name), "garbage%zu.sh", i);
+        script(name, bodies[i], path, sizeof(path));
+        provisioner *p = prov_exec_new(path, 10000);
+        prov_result r = {0};
+        int rc = provision(p, "s1", &r, err, sizeof(err));
+        if (rc != CITRUS_EIO)
+            fail_msg("%s: %d (%s), want EIO", bodies[i], rc, err);
+        assert_true(err[0] != '\0');
+        assert_null(r.dsn);
+        assert_int_equal(r.nreplicas, 0);
+        p->free(p);
+    }
+}
+
+/* 2 MiB on each of stdout and stderr: no deadlock, capped, refused. */
+static void test_exec_big_output(void **state)
+{
+    char path[512], err[1024];
+    script("big.sh",
+           "cat >/dev/null\n"
+           "head -c 2097152 /dev/zero | tr '\\0' 'e' >&2 &\n"
+           "head -c 2097152 /dev/zero | tr '\\0' 'o'\n"
+           "wait\n",
+           path, sizeof(path));
+    provisioner *p = prov_exec_new(path, 20000);
+    prov_result r = {0};
+    int64_t t0 = mono_ms();
+    assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EIO);
+    assert_non_null(strstr(err, "1 MiB"));
+    assert_true(mono_ms() - t0 < 15000);
+    p->free(p);
+}
+
+/* The program answers without reading a large request: our write fails
+ * with EPIPE, and the SIGPIPE (default action: die) must not reach us. */
+static void test_exec_ignores_stdin(void **state)
+{
+    char path[512], err[1024];
+    script("noread.sh", "exec echo '{\"dsn\":\"sqlite:///tmp/y.db\"}'\n", path, sizeof(path));
+    provisioner *p = prov_exec_new(path, 10000);
+    size_t big = 4 * 1024 * 1024;
+    char *blob = malloc(big + 1);
+    memset(blob, 'b', big);
+    blob[big] = '\0';
+    json_t *params = json_pack("{s:s}", "blob", blob);
+    free(blob);
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
+    sigaction(SIGPIPE, &dfl, &old);
+    for (int i = 0; i < 3; i++) {
+        prov_request req = {.shard_id = "s1", .params = params};
+        prov_result r = {0};
+        int rc = p->provision(p, &req, &r, err, sizeof(err));
+        if (rc)
+            fail_msg("provision: %d %s", rc, err);
+        assert_string_equal(r.dsn, "sqlite:///tmp/y.db");
+        prov_result_clear(&r);
+    }
+    sigset_t pending;
+    sigpending(&pending);
+    assert_false(sigismember(&pending, SIGPIPE));
+    sigaction(SIGPIPE, &old, NULL);
+    json_decref(params);
+    p->free(p);
+}
+
+/* A descriptor of ours without close-on-exec is not inherited. */
+static void test_exec_no_fd_leak(void **state)
+{
+    char path[512], body[512], err[1024];
+    int fd = open("/dev/null", O_RDONLY); /* deliberately without O_CLOEXEC */
+    assert_true(fd >= 0);
+    assert_int_equal(dup2(fd, 57), 57);
+    close(fd);
+    snprintf(body, sizeof(body),
+             "cat >/dev/null\n"
+             "if [ -e /proc/$$/fd/57 ]; then echo 'fd 57 leaked' >&2; exit 7; fi\n"
+             "echo '{\"dsn\":\"sqlite:///tmp/z.db\"}'\n");
+    script("fds.sh", body, path, sizeof(path));
+    provisioner *p = prov_exec_new(path, 10000);
+    prov_result r = {0};
+    int rc = provision(p, "s1", &r, err, sizeof(err));
+    close(57);
+    if (rc)
+        fail_msg("provision: %d %s", rc, err);
+    prov_result_clear(&r);
+    p->free(p);
+}
+
+/* ---- main --------------------------------------------------------------------------------- */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/citrus-prov-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    const struct CMUnitTest local[] = {
+        cmocka_unit_test(test_sqlite_provision),
+        cmocka_unit_test(test_sqlite_bad_ids),
+        cmocka_unit_test(test_exec_ok),
+        cmocka_unit_test(test_exec_deprovision),
+        cmocka_unit_test(test_exec_failure),
+        cmocka_unit_test(test_exec_timeout),
+        cmocka_unit_test(test_exec_garbage),
+        cmocka_unit_test(test_exec_big_output),
+        cmocka_unit_test(test_exec_ignores_stdin),
+        cmocka_unit_test(test_exec_no_fd_leak),
+        cmocka_unit_test(test_pg_describe_redacts),
+    };
+    int failed = cmocka_run_group_tests_name("provisioner_local", local, NULL, NULL);
+
+    int64_t t0 = mono_ms();
+    if (pg_start(&pg) != 0) {
+        fprintf(stderr, "FAIL: could not start a PostgreSQL server for the tests\n");
+        failed++;
+    } else {
+        printf("provisioner tests: postgres at %s (pid %d) started in %lld ms\n", pg.admin_dsn,
+               (int)pg.pid, (long long)(mono_ms() - t0));
+        const struct CMUnitTest pgt[] = {
+            cmocka_unit_test(test_pg_provision_uri), cmocka_unit_test(test_pg_provision_conninfo),
+            cmocka_unit_test(test_pg_uri_params),    cmocka_unit_test(test_pg_concurrent_provision),
+            cmocka_unit_test(test_pg_unreachable),   cmocka_unit_test(test_pg_bad_input),
+        };
+        failed += cmocka_run_group_tests_name("provisioner_postgres", pgt, NULL, NULL);
+        pg_stop(&pg);
+    }
+    nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return failed;
+}
