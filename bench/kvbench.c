@@ -39,7 +39,8 @@
 
 /* ---------------------------------------------------------------- configuration */
 
-enum target { TARGET_CITRUS, TARGET_ETCD };
+enum target { TARGET_CITRUS, TARGET_ETCD, TARGET_ROUTE };
+static const char *const target_names[] = {"citrus", "etcd", "route"};
 enum op { OP_READ, OP_WRITE, OP_COUNT };
 static const char *const op_names[OP_COUNT] = {"read", "write"};
 
@@ -63,7 +64,8 @@ struct config {
     uint64_t seed;
     const char *key_prefix;
     int quiet;
-    int server_pid; /* for CPU accounting; 0 = none */
+    int server_pid;  /* for CPU accounting; 0 = none */
+    int route_batch; /* route: keys per POST /v1/route; 0 = GET /v1/route/{key} */
 };
 
 /* Precomputed request material shared read-only by all threads. */
@@ -464,6 +466,21 @@ static void build_request(struct conn *c)
             memcpy(c->req + n, mat.value, (size_t)cfg.value_size);
             n += cfg.value_size;
         }
+    } else if (cfg.target == TARGET_ROUTE && cfg.route_batch == 0) {
+        n = snprintf(c->req, c->req_cap, "GET /v1/route/%s%d HTTP/1.1\r\nHost: %s\r\n\r\n", pfx,
+                     c->key, cfg.host_hdr);
+    } else if (cfg.target == TARGET_ROUTE) { /* keys key, key+1, ... (mod keys) */
+        int blen = snprintf(c->scratch, c->scratch_cap, "{\"keys\":[");
+        for (int i = 0; i < cfg.route_batch; i++)
+            blen += snprintf(c->scratch + blen, c->scratch_cap - (size_t)blen, "%s\"%s%d\"",
+                             i ? "," : "", pfx, (c->key + i) % cfg.keys);
+        blen += snprintf(c->scratch + blen, c->scratch_cap - (size_t)blen, "]}");
+        n = snprintf(c->req, c->req_cap,
+                     "POST /v1/route HTTP/1.1\r\nHost: %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+                     cfg.host_hdr, blen);
+        memcpy(c->req + n, c->scratch, (size_t)blen);
+        n += blen;
     } else {
         const char *path;
         int blen;
@@ -1023,7 +1040,8 @@ static int run_engine(enum run_mode mode, uint64_t limit, double warmup, double 
     if (!ws)
         return -1;
     /* Room for headers (key prefix, Host) plus the body, base64-inflated for etcd. */
-    size_t req_cap = 2 * (size_t)cfg.value_size + 4096;
+    size_t req_cap = 2 * (size_t)cfg.value_size + 4096 +
+                     2 * (size_t)cfg.route_batch * (strlen(cfg.key_prefix) + 16);
     for (int t = 0; t < nthreads; t++) {
         struct worker *w = &ws[t];
         w->id = t;
@@ -1266,7 +1284,9 @@ static int parse_url(const char *url)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: kvbench [options]\n"
-               "  --target citrus|etcd     API to drive (default citrus)\n"
+               "  --target citrus|etcd|route  API to drive (default citrus); route: GET\n"
+               "                           /v1/route/{key} (read-only)\n"
+               "  --route-batch N          route: POST /v1/route with N keys per request\n"
                "  --url http://HOST:PORT   server base URL (default http://127.0.0.1:8081)\n"
                "  --conns N                keep-alive connections, one request in flight each "
                "(16)\n"
@@ -1331,6 +1351,7 @@ int main(int argc, char **argv)
                                          {"key-prefix", required_argument, NULL, 'K'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"server-pid", required_argument, NULL, 'P'},
+                                         {"route-batch", required_argument, NULL, 'B'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int ch;
@@ -1341,8 +1362,10 @@ int main(int argc, char **argv)
                 cfg.target = TARGET_CITRUS;
             else if (strcmp(optarg, "etcd") == 0)
                 cfg.target = TARGET_ETCD;
+            else if (strcmp(optarg, "route") == 0)
+                cfg.target = TARGET_ROUTE;
             else {
-                fprintf(stderr, "kvbench: --target must be citrus or etcd\n");
+                fprintf(stderr, "kvbench: --target must be citrus, etcd or route\n");
                 return 2;
             }
             break;
@@ -1394,6 +1417,13 @@ int main(int argc, char **argv)
         case 'P':
             cfg.server_pid = (int)parse_double(optarg, "--server-pid");
             break;
+        case 'B':
+            cfg.route_batch = (int)parse_double(optarg, "--route-batch");
+            if (cfg.route_batch < 0 || cfg.route_batch > 10000) {
+                fprintf(stderr, "kvbench: --route-batch is 0..10000\n");
+                return 2;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -1414,10 +1444,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "kvbench: --url must look like http://HOST:PORT\n");
         return 2;
     }
+    if (cfg.target == TARGET_ROUTE && (cfg.read_ratio != 1.0 || cfg.preload)) {
+        fprintf(stderr, "kvbench: --target route is read-only (no --read-ratio, --preload)\n");
+        return 2;
+    }
     if (!cfg.consistency)
-        cfg.consistency = cfg.target == TARGET_CITRUS ? "bounded" : "serializable";
+        cfg.consistency = cfg.target == TARGET_ETCD ? "serializable" : "bounded";
     mat.read_query = "";
-    if (cfg.target == TARGET_CITRUS) {
+    if (cfg.target == TARGET_ROUTE) {
+        /* nothing to set up: routes are served from the node's copy */
+    } else if (cfg.target == TARGET_CITRUS) {
         /* Explicit either way: the server's default level is not ours to assume. */
         if (strcmp(cfg.consistency, "strong") == 0)
             mat.read_query = "?consistency=strong";
@@ -1474,7 +1510,7 @@ int main(int argc, char **argv)
     if (!cfg.quiet) {
         printf("kvbench target=%s url=%s conns=%d threads=%d read_ratio=%g keys=%d "
                "value_size=%d consistency=%s preload=%s warmup=%gs ",
-               cfg.target == TARGET_CITRUS ? "citrus" : "etcd", cfg.url, cfg.conns,
+               target_names[cfg.target], cfg.url, cfg.conns,
                cfg.threads < cfg.conns ? cfg.threads : cfg.conns, cfg.read_ratio, cfg.keys,
                cfg.value_size, cfg.consistency, cfg.preload ? "yes" : "no", cfg.warmup);
         if (cfg.requests)
@@ -1556,8 +1592,7 @@ int main(int argc, char **argv)
     if ((all.errors || wall.errors) && res.first_error[0])
         fprintf(stderr, "kvbench: first error: %s\n", res.first_error);
 
-    printf("{\"tool\":\"kvbench\",\"target\":\"%s\",\"url\":",
-           cfg.target == TARGET_CITRUS ? "citrus" : "etcd");
+    printf("{\"tool\":\"kvbench\",\"target\":\"%s\",\"url\":", target_names[cfg.target]);
     json_string(cfg.url);
     printf(",\"conns\":%d,\"threads\":%d,\"read_ratio\":%g,\"keys\":%d,\"value_size\":%d,"
            "\"consistency\":\"%s\",\"preload\":%s,\"warmup_s\":%g,\"duration_s\":%.3f,",

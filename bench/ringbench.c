@@ -146,7 +146,7 @@ static keyset make_keys(size_t n)
 static double build_ring(const opts *o, ring **out)
 {
     ring_owner *owners = xmalloc(o->shards * sizeof *owners);
-    char (*ids)[32] = xmalloc(o->shards * sizeof *ids);
+    char(*ids)[32] = xmalloc(o->shards * sizeof *ids);
     uint64_t *tokens = xmalloc(o->shards * o->vnodes * sizeof *tokens);
     double t0 = now_s();
     for (size_t i = 0; i < o->shards; i++) {
@@ -218,8 +218,7 @@ int main(int argc, char **argv)
     double build_s = build_ring(&o, &r);
     keyset k = make_keys(o.keys);
     printf("ring: %zu shards x %zu vnodes = %zu tokens, %s, built in %.1f ms, %zu bytes\n",
-           o.shards, o.vnodes, ring_size(r), citrus_hash_name(o.fn), build_s * 1e3,
-           ring_memory(r));
+           o.shards, o.vnodes, ring_size(r), citrus_hash_name(o.fn), build_s * 1e3, ring_memory(r));
     uint64_t sink = 0;
     run_lookups(r, &k, &sink); /* warm-up: page in the keys and the ring */
     double *ns = xmalloc(o.runs * sizeof *ns);

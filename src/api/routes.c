@@ -20,7 +20,7 @@ const http_route api_routes[] = {
     {"PATCH", "/v1/shards/{id}", api_shards_patch, ROUTE_BODY_JSON, "admin"},
     {"DELETE", "/v1/shards/{id}", api_shards_delete, ROUTE_BODY_NONE, "admin"},
     {"POST", "/v1/shards/{id}/{action}", api_shards_action, ROUTE_BODY_NONE, "admin"},
-    {"GET", "/v1/route/{key}", api_route_get, ROUTE_BODY_NONE, "reader"},
+    {"GET", "/v1/route/{key*}", api_route_get, ROUTE_BODY_NONE, "reader"},
     {"POST", "/v1/route", api_route_batch, ROUTE_BODY_JSON, "reader"},
     {"GET", "/v1/tenants", api_tenants_list, ROUTE_BODY_NONE, "reader"},
     {"GET", "/v1/tenants/{key}", api_tenants_get, ROUTE_BODY_NONE, "reader"},

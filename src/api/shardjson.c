@@ -45,10 +45,11 @@ json_t *shardjson_full(app *a, const shard *s, bool with_history)
 
 json_t *shardjson_change(const reg_result *res)
 {
-    return json_pack("{s:b,s:I,s:I,s:I,s:I,s:O?,s:I}", "changed", res->ring_changed, "version",
+    return json_pack("{s:b,s:I,s:I,s:I,s:I,s:o,s:I}", "changed", res->ring_changed, "version",
                      (json_int_t)res->ring_version, "tokens_before", (json_int_t)res->tokens_before,
                      "tokens_after", (json_int_t)res->tokens_after, "tenants_affected",
-                     (json_int_t)res->tenants_affected, "ranges", res->ranges, "ranges_total",
+                     (json_int_t)res->tenants_affected, "ranges",
+                     res->ranges ? json_incref(res->ranges) : json_array(), "ranges_total",
                      (json_int_t)res->nranges);
 }
 

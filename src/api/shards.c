@@ -218,7 +218,8 @@ int api_shards_delete(http_req *r, void *ctx)
     char err[ERRLEN] = "";
     int rc = registry_shard_delete(a->shards->reg, id, flags & REG_FORCE, &res, err, sizeof(err));
     if (rc < 0) {
-        json_t *extra = rc == CITRUS_EINUSE
+        /* counts only when the state allowed a delete and they were what refused it */
+        json_t *extra = rc == CITRUS_EINUSE && (res.tokens_before || res.tenants_affected)
                             ? json_pack("{s:I,s:I}", "tokens", (json_int_t)res.tokens_before,
                                         "tenants", (json_int_t)res.tenants_affected)
                             : NULL;

@@ -19,13 +19,18 @@
             return http_offload(r, fn, ctx);                                                       \
     } while (0)
 
+/* Replies and returns an error when the request cannot go on. */
 static int check(http_req *r, app *a, const char *key)
 {
-    if (!a->shards)
-        return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
-    if (key && !tenant_key_valid(key))
-        return http_reply_error(r, CITRUS_EINVAL,
-                                "tenant key must be 1..256 characters of [A-Za-z0-9._:@-]", NULL);
+    if (!a->shards) {
+        http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
+        return CITRUS_EUNAVAILABLE;
+    }
+    if (key && !tenant_key_valid(key)) {
+        http_reply_error(r, CITRUS_EINVAL,
+                         "tenant key must be 1..256 characters of [A-Za-z0-9._:@-]", NULL);
+        return CITRUS_EINVAL;
+    }
     return 0;
 }
 

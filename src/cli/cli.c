@@ -8,7 +8,10 @@
 #include "cli/cluster.h"
 #include "cli/kv.h"
 #include "cli/restore.h"
+#include "cli/route.h"
 #include "cli/serve.h"
+#include "cli/shard.h"
+#include "cli/tenant.h"
 
 typedef struct command {
     const char *name;
@@ -36,6 +39,21 @@ static int run_cluster(int argc, char **argv, char **envp)
     return cli_cluster_main(argc, argv);
 }
 
+static int run_shard(int argc, char **argv, char **envp)
+{
+    return cli_shard_main(argc, argv);
+}
+
+static int run_route(int argc, char **argv, char **envp)
+{
+    return cli_route_main(argc, argv);
+}
+
+static int run_tenant(int argc, char **argv, char **envp)
+{
+    return cli_tenant_main(argc, argv);
+}
+
 static int run_version(int argc, char **argv, char **envp)
 {
     printf("citrus %s\n", CITRUS_VERSION);
@@ -49,6 +67,9 @@ static const command commands[] = {
     {"server", cli_serve_main, "run a server node"},
     {"kv", run_kv, "get, put, del, ls, watch, txn against the catalog KV API"},
     {"cluster", run_cluster, "cluster status: nodes, catalog, controller leader"},
+    {"shard", run_shard, "list, add, show, change, drain, retire and delete shards"},
+    {"route", run_route, "show which shard each key goes to"},
+    {"tenant", run_tenant, "register tenants; show, list, pin and unpin them"},
     {"backup", run_backup, "write a consistent snapshot of the catalog to a file"},
     {"restore", run_restore, "rebuild an embedded store from a backup file"},
     {"version", run_version, "print the version"},

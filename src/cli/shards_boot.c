@@ -149,7 +149,7 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
         snprintf(templates, sizeof(templates), "%s/templates", cfg->data_dir);
     else
         templates[0] = '\0';
-    if (dev && !cfg->templates_dir[0] && write_example(templates) < 0) {
+    if (dev && cfg->dev_shards > 0 && !cfg->templates_dir[0] && write_example(templates) < 0) {
         fprintf(stderr, "citrus: cannot write the example template under %s: %s\n", templates,
                 strerror(errno));
         return CITRUS_EIO;

@@ -10,9 +10,10 @@
 #include "cli/config.h"
 #include "shard/service.h"
 
-/* Sets a->shards. dev: write the example template when the templates dir
- * is the default, and create cfg->dev_shards SQLite shards when the
- * catalog has none. 0, or an error already reported on stderr. */
+/* Sets a->shards. dev with dev_shards > 0: write the example template when
+ * the templates dir is the default, and create cfg->dev_shards SQLite
+ * shards when the catalog has none. 0, or an error already reported on
+ * stderr. */
 int shards_boot(const citrus_config *cfg, bool dev, app *a);
 /* Starts the provisioning worker (sess may be NULL). */
 void shards_start_worker(app *a, session *sess);

@@ -2,10 +2,11 @@
  * docs/ring.md).
  *
  * A built ring is two parallel arrays in token order: the tokens alone
- * (the only thing a lookup searches, 8 contiguous bytes per vnode so the
- * binary search touches as few cache lines as possible) and the owner of
- * each token (a 16-bit index into the copied shard ids, read once per
- * lookup, and prefetched while the tokens are searched).
+ * (the only thing a lookup searches, 8 contiguous bytes per vnode) and the
+ * owner of each token (a 16-bit index into the copied shard ids, read once
+ * per lookup and prefetched while the tokens are searched), plus a bucket
+ * table that narrows the search to a few adjacent tokens. Lookups are
+ * memory-latency bound, so the layout is about touching few cache lines.
  * Nothing changes after ring_build, so readers need no locks. */
 #include "core/ring.h"
 
@@ -312,6 +313,8 @@ static void fractions(const ring *r, double *frac)
     }
 }
 
+/* All zeros if the ring is empty (or, as the signature has no error, when
+ * its n-double scratch array cannot be allocated). */
 void ring_ownership(const ring *r, const ring_owner *owners, size_t n, double *out)
 {
     double *frac = calloc(r->nids ? r->nids : 1, sizeof *frac);

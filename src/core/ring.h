@@ -51,12 +51,13 @@ citrus_hash_fn ring_hash_fn(const ring *r);
 size_t ring_size(const ring *r);
 /* Bytes the ring occupies in memory (struct, token and owner arrays, ids). */
 size_t ring_memory(const ring *r);
-/* Token i of the sorted ring and its owner (i < ring_size). */
+/* Token i of the sorted ring and its owner (i < ring_size; shard_id may be
+ * NULL). */
 uint64_t ring_token_at(const ring *r, size_t i, const char **shard_id);
 
 /* The owner of key. CITRUS_ENOTFOUND when the ring is empty. */
 int ring_lookup(const ring *r, const void *key, size_t len, ring_hit *out);
-/* The owner of a hash. */
+/* The owner of a hash. CITRUS_ENOTFOUND when the ring is empty. */
 int ring_lookup_hash(const ring *r, uint64_t hash, ring_hit *out);
 
 /* Virtual nodes for a shard of this weight: max(1, round(vnodes * weight)). */
@@ -69,7 +70,8 @@ int ring_vnode_tokens(citrus_hash_fn fn, const char *shard_id, size_t first, siz
                       uint64_t *out);
 
 /* The fraction of the hash space (0..1) each shard owns, in the order of
- * owners given to ring_build; out has n entries. */
+ * owners given to ring_build; out has n entries. Owners are matched by id,
+ * so any list (order, subset) works; an id the ring does not know gets 0. */
 void ring_ownership(const ring *r, const ring_owner *owners, size_t n, double *out);
 
 #endif

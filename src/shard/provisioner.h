@@ -56,6 +56,12 @@ struct provisioner {
     void (*free)(provisioner *p);
 };
 
+/* Constructors return NULL on invalid settings (or out of memory).
+ * sqlite: dir is created on first provision; deprovision derives the file
+ * from the shard id (the dsn argument is not trusted with a path).
+ * postgres: admin_dsn must be a PostgreSQL DSN; db_prefix NULL or
+ * [A-Za-z0-9_]*; prefix + id longer than 63 bytes is CITRUS_EINVAL.
+ * exec: timeout_ms <= 0 means 60 s. */
 provisioner *prov_sqlite_new(const char *dir);
 provisioner *prov_postgres_new(const char *admin_dsn, const char *db_prefix);
 provisioner *prov_exec_new(const char *path, int64_t timeout_ms);

@@ -72,41 +72,30 @@ static json_t *meta_json(registry *r)
 
 int registry_init(registry *r, char *err, size_t errlen)
 {
-    for (int tries = 0; tries < MODIFY_TRIES; tries++) {
-        kv_range_req q = {.key = REG_RING_META};
-        kv_range_res res;
-        int rc = store_range(r->st, &q, &res);
-        if (rc < 0)
-            return rc;
-        if (res.count) { /* adopt the catalog's ring settings */
-            json_t *j =
-                json_loadb((const char *)res.items[0].value, res.items[0].value_len, 0, NULL);
-            kv_range_res_free(&res);
-            citrus_hash_fn fn;
-            json_t *vn = json_object_get(j, "vnodes");
-            if (citrus_hash_parse(json_string_value(json_object_get(j, "hash")), &fn) < 0 ||
-                !json_is_integer(vn) || json_integer_value(vn) < 1) {
-                json_decref(j);
-                errfmt(err, errlen, "%s%s: unreadable ring settings", REG_RING_META, "");
-                return CITRUS_ECORRUPT;
-            }
-            r->hash = fn;
-            r->vnodes = (size_t)json_integer_value(vn);
-            json_decref(j);
-            return 0;
-        }
+    /* An existing ring keeps its settings; a new catalog gets this node's
+     * when the first shard takes tokens (every token change writes the
+     * meta), so a catalog without shards holds no ring keys at all. */
+    kv_range_req q = {.key = REG_RING_META};
+    kv_range_res res;
+    int rc = store_range(r->st, &q, &res);
+    if (rc < 0 || res.count == 0) {
         kv_range_res_free(&res);
-        txb t;
-        txb_init(&t);
-        txb_cmp_version(&t, REG_RING_META, 0);
-        txb_put_json(&t, REG_RING_META, meta_json(r));
-        bool ok;
-        rc = txb_commit(&t, r->st, &ok, NULL);
-        txb_free(&t);
-        if (rc < 0 || ok)
-            return rc;
+        return rc;
     }
-    return CITRUS_EUNAVAILABLE;
+    json_t *j = json_loadb((const char *)res.items[0].value, res.items[0].value_len, 0, NULL);
+    kv_range_res_free(&res);
+    citrus_hash_fn fn;
+    json_t *vn = json_object_get(j, "vnodes");
+    if (citrus_hash_parse(json_string_value(json_object_get(j, "hash")), &fn) < 0 ||
+        !json_is_integer(vn) || json_integer_value(vn) < 1) {
+        json_decref(j);
+        errfmt(err, errlen, "%s%s: unreadable ring settings", REG_RING_META, "");
+        return CITRUS_ECORRUPT;
+    }
+    r->hash = fn;
+    r->vnodes = (size_t)json_integer_value(vn);
+    json_decref(j);
+    return 0;
 }
 
 /* ---- reads ---- */
@@ -437,12 +426,12 @@ int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *c
             rc = registry_tenant_count(r, id, &pinned);
             res->tenants_affected = pinned;
             if (rc == 0 && pinned && !(flags & REG_FORCE)) {
-                char n[32];
-                snprintf(n, sizeof(n), "%zu", pinned);
-                errfmt(err, errlen,
-                       "%s registered tenants are pinned to shard '%s'; retiring it would move "
-                       "them without their data (force=true to do it anyway)",
-                       n, id);
+                if (err && errlen)
+                    snprintf(err, errlen,
+                             "%zu registered tenant%s pinned to shard '%s'; retiring it would move "
+                             "%s without %s data (force=true to do it anyway)",
+                             pinned, pinned == 1 ? " is" : "s are", id, pinned == 1 ? "it" : "them",
+                             pinned == 1 ? "its" : "their");
                 rc = CITRUS_EFORCE;
             }
         }
@@ -472,9 +461,9 @@ int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *c
             reg_result_clear(res);
             continue; /* changed meanwhile (or the fence moved: the next read tells) */
         }
-        if (res->ring_changed)
+        if (res->ring_changed && !(flags & REG_DRY_RUN))
             res->ring_version = res->revision;
-        else
+        else /* unchanged, or a dry run: the version now */
             rc = ring_version_now(r, &res->ring_version);
         if (rc == 0 && pinned && !(flags & REG_DRY_RUN))
             rc = reg_repin_tenants(r, id, &pinned, err, errlen);

@@ -77,7 +77,8 @@ void reg_result_clear(reg_result *r);
 registry *registry_new(store *st, citrus_hash_fn hash, size_t vnodes, reg_read_fn read,
                        void *read_ctx);
 void registry_free(registry *r);
-/* Creates citrus/ring/meta when absent, else adopts it. */
+/* Adopts the ring settings of citrus/ring/meta when it exists (else the
+ * first token change writes this registry's). */
 int registry_init(registry *r, char *err, size_t errlen);
 citrus_hash_fn registry_hash(registry *r);
 size_t registry_vnodes(registry *r);

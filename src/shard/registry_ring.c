@@ -150,26 +150,31 @@ static void ref_drop_locked(registry *r, ring_ref *ref)
 
 int registry_ring(registry *r, const ring **out, int64_t *version)
 {
-    /* One prefix read holds the meta and every token list at one revision. */
-    kv_range_req q = {.key = "citrus/ring/", .prefix = true};
-    kv_range_res res;
-    int rc = reg_read(r, &q, &res);
+    /* The meta key's mod_revision is the ring version: one small read
+     * tells whether the shared ring is current. */
+    kv_range_req mq = {.key = REG_RING_META};
+    kv_range_res meta;
+    int rc = reg_read(r, &mq, &meta);
     if (rc < 0)
         return rc;
-    int64_t v = 0;
-    for (size_t i = 0; i < res.count; i++)
-        if (strcmp(res.items[i].key, REG_RING_META) == 0)
-            v = res.items[i].mod_revision;
+    int64_t v = meta.count ? meta.items[0].mod_revision : 0;
+    kv_range_res_free(&meta);
     pthread_mutex_lock(&r->mu);
     if (r->cur && r->cur->version >= v) { /* current (or newer than this read) */
         r->cur->refs++;
         *out = r->cur->rg;
         *version = r->cur->version;
         pthread_mutex_unlock(&r->mu);
-        kv_range_res_free(&res);
         return 0;
     }
     pthread_mutex_unlock(&r->mu);
+    /* Rebuild from one prefix read: the meta and every token list at one
+     * revision. */
+    kv_range_req q = {.key = "citrus/ring/", .prefix = true};
+    kv_range_res res;
+    rc = reg_read(r, &q, &res);
+    if (rc < 0)
+        return rc;
     ring_ref *ref = calloc(1, sizeof(*ref));
     rc = ref ? reg_ring_from_range(r, &res, &ref->rg, &ref->version) : CITRUS_ENOMEM;
     kv_range_res_free(&res);

@@ -6,7 +6,12 @@
  * in the shard's citrus_migrations(name TEXT PRIMARY KEY, checksum TEXT,
  * applied_at TEXT) table, so a file is applied exactly once: applying the
  * template again is a no-op. A file whose name is recorded with another
- * checksum (edited after it was applied) is an error, not re-run. */
+ * checksum (edited after it was applied) is an error, not re-run.
+ *
+ * Files: at most 16 MiB, no NUL bytes, names of [A-Za-z0-9._-] (hidden
+ * files and other extensions are ignored), and no transaction control:
+ * BEGIN/COMMIT/ROLLBACK in a file are not allowed (nor statements that
+ * cannot run inside a transaction, such as CREATE INDEX CONCURRENTLY). */
 #ifndef CITRUS_SHARD_SCHEMA_H
 #define CITRUS_SHARD_SCHEMA_H
 
@@ -26,7 +31,10 @@ int schema_template_valid(const char *name);
  * CITRUS_E* code with err naming the file and the driver's error:
  * CITRUS_ENOTFOUND when the template directory does not exist, CITRUS_EIO
  * when a file failed (result->failed_file), CITRUS_EUNAVAILABLE when the
- * database cannot be reached, CITRUS_ECONFLICT for an edited file. */
+ * database cannot be reached, CITRUS_ECONFLICT for an edited file (checked
+ * for every file before any runs), CITRUS_EINVAL for an invalid template
+ * name or a file breaking the rules above. SQLite files are opened, not
+ * created. */
 int schema_apply(const char *dsn, const char *templates_dir, const char *template,
                  int64_t timeout_ms, schema_result *result, char *err, size_t errlen);
 

@@ -19,6 +19,7 @@
  * A shard_db is used by one thread at a time. */
 #include "shard/shard_db.h"
 
+#include <limits.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <sqlite3.h>
@@ -111,7 +112,8 @@ static int lite_open(const char *path, int64_t timeout_ms, bool create, shard_db
                db->lite ? sqlite3_errmsg(db->lite) : sqlite3_errstr(rc));
         return lite_rc_to_err(rc);
     }
-    sqlite3_busy_timeout(db->lite, timeout_ms > 0 ? (int)timeout_ms : 0);
+    int64_t busy = timeout_ms < 0 ? 0 : timeout_ms > INT_MAX ? INT_MAX : timeout_ms;
+    sqlite3_busy_timeout(db->lite, (int)busy);
     sqlite3_extended_result_codes(db->lite, 1);
     /* The open is lazy: reading the schema is what finds a non-database. */
     const char *probe = create ? "PRAGMA journal_mode=WAL" : "SELECT count(*) FROM sqlite_master";

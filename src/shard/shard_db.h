@@ -15,7 +15,9 @@ typedef struct shard_db shard_db;
 /* Connects (PostgreSQL: connect_timeout from timeout_ms; SQLite: opens an
  * existing file, or creates it when create is set). 0, or a CITRUS_E*
  * code with the driver's message in err: CITRUS_EINVAL for a malformed
- * DSN, CITRUS_EUNAVAILABLE when the database cannot be reached. */
+ * DSN, CITRUS_EUNAVAILABLE when the database cannot be reached (SQLite: a
+ * missing file without create), CITRUS_EIO for an SQLite file that is not
+ * a database. */
 int shard_db_open(const char *dsn, int64_t timeout_ms, bool create, shard_db **out, char *err,
                   size_t errlen);
 void shard_db_close(shard_db *db);
@@ -32,7 +34,9 @@ int shard_db_query_column(shard_db *db, const char *sql, char ***rows, size_t *n
 void shard_db_free_rows(char **rows, size_t nrows);
 
 /* Script runs inside one transaction: BEGIN, sql, then COMMIT or ROLLBACK
- * on error (SQLite and PostgreSQL both have transactional DDL). */
+ * on error (SQLite and PostgreSQL both have transactional DDL). sql must
+ * not contain BEGIN/COMMIT/ROLLBACK itself: a script that ends the
+ * transaction is reported as CITRUS_EIO, but what it committed stays. */
 int shard_db_exec_tx(shard_db *db, const char *sql, char *err, size_t errlen);
 
 /* PostgreSQL only: the libpq connection (a PGconn *), for callers that need

@@ -135,11 +135,15 @@ class Citrus:
 def make_citrus(tmp_path):
     started = []
 
-    def make(mode="dev", extra=(), env=None, data_dir=None, start=True):
+    def make(mode="dev", extra=(), env=None, data_dir=None, start=True, shards=False):
+        """shards=False: `citrus dev` without its four SQLite shards, so the
+        catalog holds only what the test writes (and the node's session)."""
         n = len(started) + 1
         d = data_dir or tmp_path / f"data{n}"
         logs = tmp_path / f"logs{n}"
         logs.mkdir()
+        if mode == "dev" and not shards:
+            extra = ["--dev-shards", "0"] + list(extra)
         c = Citrus(d, logs, mode, extra, env)
         started.append(c)
         if start:
@@ -160,6 +164,12 @@ def make_citrus(tmp_path):
 @pytest.fixture
 def citrus(make_citrus):
     return make_citrus()
+
+
+@pytest.fixture
+def citrus_shards(make_citrus):
+    """`citrus dev` as `make dev` runs it: four SQLite shards, the example template."""
+    return make_citrus(shards=True)
 
 
 def run_cli(*args, input=None, env=None, timeout=30):

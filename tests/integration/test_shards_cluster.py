@@ -80,7 +80,9 @@ dir="{dir}"
 mkdir -p "$dir"
 if [ ! -e "$dir/$id.started" ]; then
   touch "$dir/$id.started"
-  sleep 30
+  # stall until the test says so (it kills the server meanwhile), at most 30 s
+  i=0
+  while [ ! -e "$dir/release" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 fi
 touch "$dir/$id.db"
 printf '{{"dsn":"sqlite://%s/%s.db","replicas":[]}}' "$dir" "$id"
@@ -99,9 +101,12 @@ def test_restart_in_the_middle_of_provisioning_finishes_it(make_citrus, tmp_path
     assert r.status_code == 202, r.text
     wait_until(lambda: (d / "slow.started").exists(), 10, what="the provisioner ran")
     time.sleep(0.2)
-    c.kill9()
-    c.start()
-    s = settled(c.url, "slow", 30)
+    try:
+        c.kill9()
+        c.start()
+        s = settled(c.url, "slow", 30)
+    finally:
+        (d / "release").touch()  # the killed server's provisioner ends too
     assert s["state"] == "active", s
     assert [e["to"] for e in s["history"]] == ["provisioning", "initializing", "active"]
     assert s["dsn"] == f"sqlite://{d}/slow.db" and s["tokens"] == 256

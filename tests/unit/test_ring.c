@@ -149,13 +149,6 @@ static void free_ring(test_ring *t)
     free(t);
 }
 
-static const char *owner_of(const ring *r, const char *key)
-{
-    ring_hit hit;
-    assert_int_equal(ring_lookup(r, key, strlen(key), &hit), 0);
-    return hit.shard_id;
-}
-
 /* ---- the fixed ring of docs/ring.md: s0..s3, 8 vnodes, murmur3 ---- */
 
 static const struct {
@@ -266,6 +259,73 @@ static void wrap_around(void **state)
     free_ring(t);
 }
 
+/* The index of the first token >= h in the sorted ring, wrapping: the
+ * definition, by linear scan. */
+static size_t naive_lookup(const ring *r, uint64_t h)
+{
+    for (size_t i = 0; i < ring_size(r); i++)
+        if (ring_token_at(r, i, NULL) >= h)
+            return i;
+    return 0;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Rings of many sizes whose tokens include 0, UINT64_MAX and values on the
+ * lookup's internal bucket boundaries (multiples of 2^40..2^63), queried at
+ * every token, its neighbours and random hashes. */
+static void matches_naive_search(void **state)
+{
+    const size_t sizes[] = {1, 2, 3, 5, 17, 100, 1000, 5000};
+    uint64_t seed = 88172645463325252ULL;
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        uint64_t *tok = malloc(n * sizeof *tok);
+        assert_non_null(tok);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t x = xorshift(&seed);
+            switch (i % 4) {
+            case 0:
+                tok[i] = x;
+                break;
+            case 1:
+                tok[i] = x & ~((UINT64_C(1) << (40 + x % 24)) - 1); /* on a boundary */
+                break;
+            case 2:
+                tok[i] = i == 2 ? 0 : x;
+                break;
+            default:
+                tok[i] = i == 3 ? UINT64_MAX : x >> (x % 64);
+            }
+        }
+        const ring_owner o[] = {{"s", tok, n}};
+        ring *r;
+        assert_int_equal(ring_build(CITRUS_HASH_MURMUR3, o, 1, &r), 0);
+        ring_hit hit;
+        for (size_t i = 0; i < ring_size(r); i++) {
+            uint64_t t = ring_token_at(r, i, NULL);
+            const uint64_t q[] = {t - 1, t, t + 1};
+            for (size_t j = 0; j < 3; j++) {
+                assert_int_equal(ring_lookup_hash(r, q[j], &hit), 0);
+                assert_int_equal(hit.index, naive_lookup(r, q[j]));
+            }
+        }
+        for (size_t i = 0; i < 2000; i++) {
+            uint64_t h = xorshift(&seed);
+            assert_int_equal(ring_lookup_hash(r, h, &hit), 0);
+            assert_int_equal(hit.index, naive_lookup(r, h));
+        }
+        ring_free(r);
+        free(tok);
+    }
+}
+
 /* ---- ties, errors, helpers ---- */
 
 static void ties_smaller_id_wins(void **state)
@@ -330,10 +390,8 @@ static void empty_and_invalid(void **state)
     assert_int_equal(ring_build(CITRUS_HASH_MURMUR3, many, RING_MAX_OWNERS + 1, &r),
                      CITRUS_ETOOMANY);
     free(many);
-    assert_int_equal(ring_vnode_tokens(CITRUS_HASH_MURMUR3, NULL, 0, 1, tok + 0 * 0 + 0 * 1
-                                                                             ? NULL
-                                                                             : NULL),
-                     CITRUS_EINVAL);
+    uint64_t out[1];
+    assert_int_equal(ring_vnode_tokens(CITRUS_HASH_MURMUR3, NULL, 0, 1, out), CITRUS_EINVAL);
 }
 
 static void single_token(void **state)
@@ -413,9 +471,9 @@ static void count_keys(const ring *r, size_t *count)
 
 /* Measured (deterministic) with 256 vnodes, ids "shard-%02d", murmur3:
  *   shards  space max/mean (min/mean)   keys max/mean (min/mean), 1M keys
- *     16      1.0685 (0.8548)             1.0703 (0.8528)
- *     32      1.2086 (0.8809)             1.2055 (0.8801)
- *     64      1.1522 (0.8770)             1.1543 (0.8757)
+ *     16      1.0685 (0.8548)             1.0685 (0.8517)
+ *     32      1.2086 (0.8809)             1.2062 (0.8800)
+ *     64      1.1522 (0.8770)             1.1556 (0.8667)
  * The 1.15 target holds for 16 shards only. 256 random tokens give each
  * shard a share with a relative standard deviation of about 1/sqrt(256) =
  * 6%, so the largest of 32..64 shards is expected 2-3 sigma above the mean
@@ -429,9 +487,9 @@ static void balance(void **state)
         size_t n;
         double space_max, keys_max, bound;
     } cases[] = {
-        {16, 1.0685, 1.0703, 1.15},
-        {32, 1.2086, 1.2055, 1.25},
-        {64, 1.1522, 1.1543, 1.25},
+        {16, 1.0685, 1.0685, 1.15},
+        {32, 1.2086, 1.2062, 1.25},
+        {64, 1.1522, 1.1556, 1.25},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         size_t n = cases[c].n;
@@ -479,8 +537,8 @@ static void check_add_one(size_t n)
         }
     }
     double frac = (double)moved / NKEYS, ideal = 1.0 / (double)(n + 1);
-    print_message("add 1 to %zu shards: %.4f of keys moved (1/(N+1) = %.4f, ratio %.3f)\n", n,
-                  frac, ideal, frac / ideal);
+    print_message("add 1 to %zu shards: %.4f of keys moved (1/(N+1) = %.4f, ratio %.3f)\n", n, frac,
+                  ideal, frac / ideal);
     assert_true(frac >= 0.8 * ideal && frac <= 1.2 * ideal);
     free_ring(before);
     free_ring(after);
@@ -513,6 +571,9 @@ static void remove_one_shard(void **state)
     }
     assert_int_equal(moved, had);
     assert_true(had > 0);
+    print_message("remove 1 of %zu shards: %.4f of keys moved, all of them the removed "
+                  "shard's\n",
+                  n, (double)moved / NKEYS);
     free_ring(before);
     free_ring(after);
 }
@@ -534,8 +595,9 @@ static void weights(void **state)
     double ratio = (double)count[3] / ((double)others / (double)(n - 1));
     double frac[16];
     ring_ownership(t->r, t->owners, n, frac);
-    print_message("weight 2 among 15 x weight 1: %.3f x the mean key count, %.3f x the space\n",
-                  ratio, frac[3] * 17.0 / 2.0 * 2.0);
+    print_message("weight 2 among 15 x weight 1: %.3f x the others' mean key count, "
+                  "%.3f x their mean space\n",
+                  ratio, frac[3] / ((1.0 - frac[3]) / (double)(n - 1)));
     assert_true(ratio >= 2.0 * 0.85 && ratio <= 2.0 * 1.15);
     free_ring(t);
 }
@@ -567,6 +629,7 @@ int main(void)
         cmocka_unit_test(ring_vectors_murmur3),
         cmocka_unit_test(ring_vectors_xxhash64),
         cmocka_unit_test(wrap_around),
+        cmocka_unit_test(matches_naive_search),
         cmocka_unit_test(ties_smaller_id_wins),
         cmocka_unit_test(empty_and_invalid),
         cmocka_unit_test(single_token),
