@@ -1,7 +1,9 @@
 /* ringbench: lookup speed of the consistent-hash ring (core/ring.c).
  *
  * Builds a ring of --shards shards x --vnodes virtual nodes ("shard-0000"...,
- * tokens "<id>#<i>" as docs/ring.md says), pre-generates --keys keys
+ * tokens the candidates "<id>#<i>", i < vnodes, or with --alloc the tokens
+ * ring_choose_tokens picks as the shards join one by one; docs/ring.md),
+ * pre-generates --keys keys
  * "tenant-<n>" (n a random 32-bit number, so ~14-17 bytes), then times
  * ring_lookup (hash + binary search) over all of them, single-threaded, for
  * --runs runs. Prints each run, the median ns/key, the build time and the
@@ -41,6 +43,7 @@ int main(void)
 typedef struct opts {
     size_t shards, vnodes, keys, runs;
     citrus_hash_fn fn;
+    int alloc; /* --alloc: tokens chosen by ring_choose_tokens */
 } opts;
 
 /* Keys packed back to back; key i is buf[off[i] .. off[i + 1]). */
@@ -61,7 +64,7 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--hash murmur3|xxhash64] [--shards N] [--vnodes V] [--keys K] "
-            "[--runs R]\n",
+            "[--runs R] [--alloc]\n",
             argv0);
     exit(2);
 }
@@ -77,11 +80,14 @@ static size_t parse_size(const char *s, const char *argv0)
 
 static opts parse_args(int argc, char **argv)
 {
-    opts o = {1024, 256, 10000000, 5, CITRUS_HASH_MURMUR3};
-    static const struct option longopts[] = {
-        {"hash", required_argument, NULL, 'h'},   {"shards", required_argument, NULL, 's'},
-        {"vnodes", required_argument, NULL, 'v'}, {"keys", required_argument, NULL, 'k'},
-        {"runs", required_argument, NULL, 'r'},   {NULL, 0, NULL, 0}};
+    opts o = {1024, 256, 10000000, 5, CITRUS_HASH_MURMUR3, 0};
+    static const struct option longopts[] = {{"hash", required_argument, NULL, 'h'},
+                                             {"shards", required_argument, NULL, 's'},
+                                             {"vnodes", required_argument, NULL, 'v'},
+                                             {"keys", required_argument, NULL, 'k'},
+                                             {"runs", required_argument, NULL, 'r'},
+                                             {"alloc", no_argument, NULL, 'a'},
+                                             {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -100,6 +106,9 @@ static opts parse_args(int argc, char **argv)
             break;
         case 'r':
             o.runs = parse_size(optarg, argv[0]);
+            break;
+        case 'a':
+            o.alloc = 1;
             break;
         default:
             usage(argv[0]);
@@ -142,24 +151,38 @@ static keyset make_keys(size_t n)
     return k;
 }
 
-/* Shards "shard-0000".. with their vnode tokens; returns the build time. */
+/* Shards "shard-0000".. with their vnode tokens; returns the build time.
+ * With --alloc the shards join one at a time, each choosing its tokens with
+ * ring_choose_tokens against the ring so far (as the registry does), which
+ * takes a while for many shards (a ring_build per join). */
 static double build_ring(const opts *o, ring **out)
 {
     ring_owner *owners = xmalloc(o->shards * sizeof *owners);
     char(*ids)[32] = xmalloc(o->shards * sizeof *ids);
     uint64_t *tokens = xmalloc(o->shards * o->vnodes * sizeof *tokens);
     double t0 = now_s();
-    for (size_t i = 0; i < o->shards; i++) {
+    ring *cur = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < o->shards && rc == 0; i++) {
         snprintf(ids[i], sizeof ids[i], "shard-%04zu", i);
         uint64_t *t = tokens + i * o->vnodes;
-        if (ring_vnode_tokens(o->fn, ids[i], 0, o->vnodes, t) != 0)
-            exit(1);
+        if (o->alloc)
+            rc = ring_choose_tokens(cur, NULL, o->fn, ids[i], 1.0, 0, o->vnodes, 0, t);
+        else
+            rc = ring_vnode_tokens(o->fn, ids[i], 0, o->vnodes, t);
         owners[i] = (ring_owner){ids[i], t, o->vnodes};
+        if (rc == 0 && o->alloc && i + 1 < o->shards) {
+            ring_free(cur);
+            cur = NULL;
+            rc = ring_build(o->fn, owners, i + 1, &cur);
+        }
     }
-    int rc = ring_build(o->fn, owners, o->shards, out);
+    ring_free(cur);
+    if (rc == 0)
+        rc = ring_build(o->fn, owners, o->shards, out);
     double dt = now_s() - t0;
     if (rc != 0) {
-        fprintf(stderr, "ringbench: ring_build: %s\n", citrus_strerror(rc));
+        fprintf(stderr, "ringbench: building the ring: %s\n", citrus_strerror(rc));
         exit(1);
     }
     free(tokens);
@@ -217,8 +240,10 @@ int main(int argc, char **argv)
     ring *r;
     double build_s = build_ring(&o, &r);
     keyset k = make_keys(o.keys);
-    printf("ring: %zu shards x %zu vnodes = %zu tokens, %s, built in %.1f ms, %zu bytes\n",
-           o.shards, o.vnodes, ring_size(r), citrus_hash_name(o.fn), build_s * 1e3, ring_memory(r));
+    printf("ring: %zu shards x %zu vnodes = %zu tokens, %s, %s tokens, built in %.1f ms, %zu "
+           "bytes\n",
+           o.shards, o.vnodes, ring_size(r), citrus_hash_name(o.fn),
+           o.alloc ? "allocated" : "candidate", build_s * 1e3, ring_memory(r));
     uint64_t sink = 0;
     run_lookups(r, &k, &sink); /* warm-up: page in the keys and the ring */
     double *ns = xmalloc(o.runs * sizeof *ns);
@@ -229,9 +254,10 @@ int main(int argc, char **argv)
     double med = median(ns, o.runs);
     double hash_ns = run_hashes(o.fn, &k, &sink);
     printf("median: %.1f ns/key (hash alone: %.1f ns/key)\n", med, hash_ns);
-    printf("{\"hash\":\"%s\",\"shards\":%zu,\"vnodes\":%zu,\"tokens\":%zu,\"keys\":%zu,"
-           "\"runs_ns_per_key\":[",
-           citrus_hash_name(o.fn), o.shards, o.vnodes, ring_size(r), o.keys);
+    printf("{\"hash\":\"%s\",\"shards\":%zu,\"vnodes\":%zu,\"tokens\":%zu,\"allocated\":%s,"
+           "\"keys\":%zu,\"runs_ns_per_key\":[",
+           citrus_hash_name(o.fn), o.shards, o.vnodes, ring_size(r), o.alloc ? "true" : "false",
+           o.keys);
     for (size_t i = 0; i < o.runs; i++)
         printf("%s%.2f", i ? "," : "", ns[i]);
     printf("],\"median_ns_per_key\":%.2f,\"hash_ns_per_key\":%.2f,\"build_ms\":%.2f,"

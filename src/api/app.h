@@ -40,6 +40,15 @@ static inline bool app_remote(const app *a)
  * acknowledged writes. */
 bool app_read_blocks(app *a, const char *level);
 
+/* For a handler whose catalog calls block: the first call hands the
+ * request to the work pool (http_offload) and returns; the second, on the
+ * pool, goes on. */
+#define APP_OFFLOAD(r, fn, ctx)                                                                    \
+    do {                                                                                           \
+        if (!http_offloaded(r))                                                                    \
+            return http_offload(r, fn, ctx);                                                       \
+    } while (0)
+
 /* Records that this node acknowledged a write at rev (read-your-writes). */
 void app_note_write(app *a, int64_t rev);
 

@@ -22,12 +22,6 @@
 #define HEALTH_TIMEOUT_MS 2000
 #define HEALTH_THREADS 16
 
-#define OFFLOAD(r, fn, ctx)                                                                        \
-    do {                                                                                           \
-        if (!http_offloaded(r))                                                                    \
-            return http_offload(r, fn, ctx);                                                       \
-    } while (0)
-
 static int no_shards(http_req *r)
 {
     return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
@@ -119,7 +113,7 @@ static int do_register(http_req *r, app *a, const tenant_reg *regs, size_t n, te
 
 int api_citrus_register(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_citrus_register, ctx);
+    APP_OFFLOAD(r, api_citrus_register, ctx);
     app *a = ctx;
     if (!a->shards)
         return no_shards(r);
@@ -148,7 +142,7 @@ int api_citrus_register(http_req *r, void *ctx)
 
 int api_citrus_register_batch(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_citrus_register_batch, ctx);
+    APP_OFFLOAD(r, api_citrus_register_batch, ctx);
     app *a = ctx;
     if (!a->shards)
         return no_shards(r);
@@ -222,7 +216,7 @@ int api_citrus_register_batch(http_req *r, void *ctx)
 
 int api_citrus_shard(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_citrus_shard, ctx);
+    APP_OFFLOAD(r, api_citrus_shard, ctx);
     app *a = ctx;
     if (!a->shards)
         return no_shards(r);
@@ -274,7 +268,7 @@ static void *prober(void *arg)
 
 int api_citrus_health(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_citrus_health, ctx);
+    APP_OFFLOAD(r, api_citrus_health, ctx);
     app *a = ctx;
     if (!a->shards)
         return no_shards(r);

@@ -26,8 +26,7 @@ static int lease_id(http_req *r, int64_t *id)
 
 int api_lease_grant(http_req *r, void *ctx)
 {
-    if (!http_offloaded(r)) /* a store call that waits for a commit or etcd */
-        return http_offload(r, api_lease_grant, ctx);
+    APP_OFFLOAD(r, api_lease_grant, ctx); /* a store call that waits for a commit or etcd */
     app *a = ctx;
     json_t *body = http_req_json(r);
     if (!body)
@@ -50,8 +49,7 @@ int api_lease_grant(http_req *r, void *ctx)
 
 int api_lease_keepalive(http_req *r, void *ctx)
 {
-    if (!http_offloaded(r)) /* a store call that waits for a commit or etcd */
-        return http_offload(r, api_lease_keepalive, ctx);
+    APP_OFFLOAD(r, api_lease_keepalive, ctx); /* a store call that waits for a commit or etcd */
     app *a = ctx;
     int64_t id, ttl;
     if (lease_id(r, &id) < 0)
@@ -65,8 +63,7 @@ int api_lease_keepalive(http_req *r, void *ctx)
 
 int api_lease_revoke(http_req *r, void *ctx)
 {
-    if (!http_offloaded(r)) /* a store call that waits for a commit or etcd */
-        return http_offload(r, api_lease_revoke, ctx);
+    APP_OFFLOAD(r, api_lease_revoke, ctx); /* a store call that waits for a commit or etcd */
     app *a = ctx;
     int64_t id;
     if (lease_id(r, &id) < 0)

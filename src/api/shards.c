@@ -13,12 +13,6 @@
 
 #define ERRLEN 1024
 
-#define OFFLOAD(r, fn, ctx)                                                                        \
-    do {                                                                                           \
-        if (!http_offloaded(r))                                                                    \
-            return http_offload(r, fn, ctx);                                                       \
-    } while (0)
-
 static int no_shards(http_req *r)
 {
     return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
@@ -37,7 +31,7 @@ static int flags_of(http_req *r, unsigned *flags)
 
 int api_shards_create(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_shards_create, ctx);
+    APP_OFFLOAD(r, api_shards_create, ctx);
     app *a = ctx;
     if (!a->shards)
         return no_shards(r);
@@ -79,7 +73,7 @@ int api_shards_create(http_req *r, void *ctx)
 
 int api_shards_list(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_shards_list, ctx);
+    APP_OFFLOAD(r, api_shards_list, ctx);
     app *a = ctx;
     if (!a->shards)
         return no_shards(r);
@@ -104,7 +98,7 @@ int api_shards_list(http_req *r, void *ctx)
 
 int api_shards_get(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_shards_get, ctx);
+    APP_OFFLOAD(r, api_shards_get, ctx);
     app *a = ctx;
     if (!a->shards)
         return no_shards(r);
@@ -129,7 +123,7 @@ static int patch_fn(shard *s, void *ctx, char *err, size_t errlen)
 
 int api_shards_patch(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_shards_patch, ctx);
+    APP_OFFLOAD(r, api_shards_patch, ctx);
     app *a = ctx;
     if (!a->shards)
         return no_shards(r);
@@ -167,7 +161,7 @@ int api_shards_patch(http_req *r, void *ctx)
 
 int api_shards_action(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_shards_action, ctx);
+    APP_OFFLOAD(r, api_shards_action, ctx);
     app *a = ctx;
     if (!a->shards)
         return no_shards(r);
@@ -206,7 +200,7 @@ int api_shards_action(http_req *r, void *ctx)
 
 int api_shards_delete(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_shards_delete, ctx);
+    APP_OFFLOAD(r, api_shards_delete, ctx);
     app *a = ctx;
     if (!a->shards)
         return no_shards(r);

@@ -6,8 +6,7 @@
 
 int api_snapshot(http_req *r, void *ctx)
 {
-    if (!http_offloaded(r)) /* the whole catalog: not on an HTTP thread */
-        return http_offload(r, api_snapshot, ctx);
+    APP_OFFLOAD(r, api_snapshot, ctx); /* the whole catalog: not on an HTTP thread */
     app *a = ctx;
     kv_snapshot snap;
     int rc = store_snapshot(a->st, &snap);

@@ -13,12 +13,6 @@
 #define LIST_DEFAULT 1000
 #define LIST_MAX 10000
 
-#define OFFLOAD(r, fn, ctx)                                                                        \
-    do {                                                                                           \
-        if (!http_offloaded(r))                                                                    \
-            return http_offload(r, fn, ctx);                                                       \
-    } while (0)
-
 /* Replies and returns an error when the request cannot go on. */
 static int check(http_req *r, app *a, const char *key)
 {
@@ -36,7 +30,7 @@ static int check(http_req *r, app *a, const char *key)
 
 int api_tenants_list(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_tenants_list, ctx);
+    APP_OFFLOAD(r, api_tenants_list, ctx);
     app *a = ctx;
     if (check(r, a, NULL) < 0)
         return CITRUS_EUNAVAILABLE;
@@ -66,7 +60,7 @@ int api_tenants_list(http_req *r, void *ctx)
 
 int api_tenants_get(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_tenants_get, ctx);
+    APP_OFFLOAD(r, api_tenants_get, ctx);
     app *a = ctx;
     const char *key = http_req_param(r, "key");
     if (check(r, a, key) < 0)
@@ -82,7 +76,7 @@ int api_tenants_get(http_req *r, void *ctx)
 
 int api_tenants_put(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_tenants_put, ctx);
+    APP_OFFLOAD(r, api_tenants_put, ctx);
     app *a = ctx;
     const char *key = http_req_param(r, "key");
     if (check(r, a, key) < 0)
@@ -116,7 +110,7 @@ int api_tenants_put(http_req *r, void *ctx)
 
 int api_tenants_delete(http_req *r, void *ctx)
 {
-    OFFLOAD(r, api_tenants_delete, ctx);
+    APP_OFFLOAD(r, api_tenants_delete, ctx);
     app *a = ctx;
     const char *key = http_req_param(r, "key");
     if (check(r, a, key) < 0)

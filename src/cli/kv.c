@@ -6,7 +6,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,18 +13,20 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "cli/cli_util.h"
 #include "cli/client.h"
 #include "cli/input.h"
 #include "http/base64.h"
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
+#define usage_error(...) cli_usage_error("kv", __VA_ARGS__)
 
 /* A long poll asks the server to hold the request this long... */
 #define WATCH_POLL "30s"
 /* ...and gives up on it after this long. */
 #define WATCH_REQUEST_TIMEOUT_MS 45000L
 
+/* One line of the help per line of source. */
+// clang-format off
 static const char usage_text[] =
     "usage: citrus kv <command> [options]\n"
     "\n"
@@ -43,18 +44,16 @@ static const char usage_text[] =
     "                                          POST /v1/txn)\n"
     "\n"
     "options:\n"
-    "  --endpoint URL    server API (default: $CITRUS_ENDPOINT, else " CLIENT_DEFAULT_ENDPOINT ")\n"
-    "  -o, --output FMT  text (default) or json (the server's JSON answer)\n"
-    "  -h, --help        show this help\n"
+    CLI_USAGE_OPTIONS
     "\n"
     "Options may come anywhere; put -- before a KEY or VALUE that starts with '-'.\n"
     "Exit status: 0 ok, 1 error (including a key not found), 2 bad usage.\n";
+// clang-format on
 
-/* Long-only options. BIT() turns the verb-specific ones (all but
- * OPT_ENDPOINT) into a mask, to check which verbs accept them. */
+/* Long-only options (besides CLI_OPT_ENDPOINT). BIT() turns them into a
+ * mask, to check which verbs accept them. */
 enum {
-    OPT_ENDPOINT = 256,
-    OPT_CONSISTENCY,
+    OPT_CONSISTENCY = CLI_OPT_FIRST,
     OPT_CAS,
     OPT_LEASE,
     OPT_PREFIX,
@@ -64,11 +63,10 @@ enum {
     OPT_COUNT,
 };
 
-#define BIT(opt) (1u << ((opt)-OPT_CONSISTENCY))
+#define BIT(opt) CLI_BIT(opt)
 
 typedef struct kv_args {
-    const char *endpoint;
-    bool json;
+    cli_opts cli;            /* --endpoint, -o, positional arguments after the verb */
     const char *consistency; /* NULL = server default */
     int64_t cas;             /* -1 = none */
     int64_t lease;           /* 0 = none */
@@ -77,28 +75,12 @@ typedef struct kv_args {
     bool keys_only;
     int64_t from_rev; /* 0 = from now */
     int64_t count;    /* 0 = forever */
-    unsigned seen;    /* BIT() of every verb option given */
-    char **pos;       /* positional arguments after the verb */
-    int npos;
 } kv_args;
 
 typedef struct kv_verb {
-    const char *name;
+    cli_verb v; /* first, for cli_pick_verb */
     int (*run)(client *c, const kv_args *a);
-    int min_pos, max_pos;
-    unsigned allowed; /* BIT()s */
 } kv_verb;
-
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "citrus kv: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry 'citrus kv --help'.\n");
-    return EXIT_USAGE;
-}
 
 /* Parses a decimal integer >= min; false when s is anything else. */
 static bool parse_i64(const char *s, int64_t min, int64_t *out)
@@ -114,54 +96,15 @@ static bool parse_i64(const char *s, int64_t min, int64_t *out)
 
 /* ---- output helpers ---- */
 
-/* Runs a request and insists on a 2xx answer. On anything else prints
- * "error: ..." and returns false; the caller then exits 1. */
-static bool call(client *c, const char *method, const char *path, const void *body, size_t len,
-                 const char *const *headers, client_response *resp)
-{
-    int rc = client_request(c, method, path, body, len, headers, resp);
-    if (rc < 0) {
-        fprintf(stderr, "error: %s\n", client_error(c));
-        return false;
-    }
-    if (resp->status < 200 || resp->status > 299) {
-        char msg[1024];
-        client_response_error(resp, msg, sizeof(msg));
-        fprintf(stderr, "error: %s\n", msg);
-        client_response_free(resp);
-        return false;
-    }
-    return true;
-}
-
-/* The body of a 2xx answer as a JSON object, or NULL after printing why. */
-static json_t *answer_json(const client_response *resp)
-{
-    char why[256];
-    json_t *j = client_response_json(resp, why, sizeof(why));
-    if (!j)
-        fprintf(stderr, "error: unexpected answer from the server: %s\n", why);
-    return j;
-}
-
 /* The string member name of j, or "" when absent. */
 static const char *str_member(const json_t *j, const char *name)
 {
-    const char *s = json_string_value(json_object_get(j, name));
-    return s ? s : "";
+    return cli_str_or(j, name, "");
 }
 
 static int64_t int_member(const json_t *j, const char *name)
 {
     return (int64_t)json_integer_value(json_object_get(j, name));
-}
-
-/* Prints the server's JSON answer as it came, ending in one newline. */
-static void print_body(const client_response *resp)
-{
-    fwrite(resp->body, 1, resp->body_len, stdout);
-    if (resp->body_len == 0 || resp->body[resp->body_len - 1] != '\n')
-        putchar('\n');
 }
 
 /* Writes the base64 "value" member of j decoded (nothing when absent). */
@@ -199,15 +142,6 @@ static bool print_items(const json_t *items, bool keys_only)
     return true;
 }
 
-/* Flushes stdout; false (after a message) when the output is gone. */
-static bool flush_out(void)
-{
-    if (fflush(stdout) == 0 && !ferror(stdout))
-        return true;
-    fprintf(stderr, "error: writing output: %s\n", strerror(errno));
-    return false;
-}
-
 /* ---- paths ---- */
 
 /* A path and query being built. */
@@ -218,8 +152,10 @@ typedef struct pathb {
     char sep; /* '?' before the first query argument, then '&' */
 } pathb;
 
-/* Starts base + the escaped key (the key's '/' kept). */
-static bool pathb_start(pathb *p, const char *base, const char *key)
+/* Starts base + the escaped key (the key's '/' kept). When out of memory
+ * the builder is dead: pathb_arg and pathb_int do nothing and pathb_end
+ * gives NULL. */
+static void pathb_start(pathb *p, const char *base, const char *key)
 {
     memset(p, 0, sizeof(*p));
     char *k = client_escape_path(key);
@@ -228,12 +164,13 @@ static bool pathb_start(pathb *p, const char *base, const char *key)
         fprintf(p->f, "%s%s", base, k);
     free(k);
     p->sep = '?';
-    return p->f != NULL;
 }
 
 /* Adds name=value, value escaped. */
 static void pathb_arg(pathb *p, const char *name, const char *value)
 {
+    if (!p->f)
+        return;
     char *v = client_escape_query(value);
     fprintf(p->f, "%c%s=%s", p->sep, name, v ? v : "");
     free(v);
@@ -242,11 +179,14 @@ static void pathb_arg(pathb *p, const char *name, const char *value)
 
 static void pathb_int(pathb *p, const char *name, int64_t value)
 {
+    if (!p->f)
+        return;
     fprintf(p->f, "%c%s=%" PRId64, p->sep, name, value);
     p->sep = '&';
 }
 
-/* Finishes: the path (caller frees), or NULL on allocation failure. */
+/* Finishes: the path (caller frees), or NULL on allocation failure (which
+ * the cli_* request functions report). */
 static char *pathb_end(pathb *p)
 {
     if (!p->f)
@@ -258,123 +198,89 @@ static char *pathb_end(pathb *p)
     return p->s;
 }
 
-static int out_of_memory(void)
-{
-    fprintf(stderr, "error: out of memory\n");
-    return EXIT_RUNTIME;
-}
-
 /* ---- verbs ---- */
 
 static int kv_get(client *c, const kv_args *a)
 {
     pathb p;
-    if (!pathb_start(&p, "/v1/kv/", a->pos[0]))
-        return out_of_memory();
-    if (a->json)
+    pathb_start(&p, "/v1/kv/", a->cli.pos[0]);
+    if (a->cli.json)
         pathb_arg(&p, "format", "json");
     if (a->consistency)
         pathb_arg(&p, "consistency", a->consistency);
     char *path = pathb_end(&p);
-    if (!path)
-        return out_of_memory();
     client_response resp;
-    bool ok = call(c, "GET", path, NULL, 0, NULL, &resp);
+    bool ok = cli_request(c, "GET", path, NULL, 0, NULL, false, &resp);
     free(path);
     if (!ok)
-        return EXIT_RUNTIME;
-    if (a->json)
-        print_body(&resp);
+        return CLI_EXIT_RUNTIME;
+    if (a->cli.json)
+        cli_print_body(&resp);
     else
         fwrite(resp.body, 1, resp.body_len, stdout);
     client_response_free(&resp);
-    return flush_out() ? 0 : EXIT_RUNTIME;
+    return cli_flush_out() ? 0 : CLI_EXIT_RUNTIME;
+}
+
+static bool text_put(const json_t *j, long status, const void *ctx)
+{
+    printf("OK revision=%" PRId64 " mod_revision=%" PRId64 " version=%" PRId64 "\n",
+           int_member(j, "revision"), int_member(j, "mod_revision"), int_member(j, "version"));
+    return true;
 }
 
 static int kv_put(client *c, const kv_args *a)
 {
-    int rc = EXIT_RUNTIME;
-    char *value = NULL, *path = NULL;
-    size_t len;
-    bool from_stdin = strcmp(a->pos[1], "-") == 0;
+    int rc = CLI_EXIT_RUNTIME;
+    char *value = NULL;
+    size_t len = 0;
+    bool from_stdin = strcmp(a->cli.pos[1], "-") == 0;
     if (from_stdin) {
         char why[512];
         if (input_read("-", &value, &len, why, sizeof(why)) < 0) {
             fprintf(stderr, "error: %s\n", why);
-            return EXIT_RUNTIME;
+            return CLI_EXIT_RUNTIME;
         }
     }
     pathb p;
-    if (!pathb_start(&p, "/v1/kv/", a->pos[0])) {
-        rc = out_of_memory();
-        goto out;
-    }
+    pathb_start(&p, "/v1/kv/", a->cli.pos[0]);
     if (a->cas >= 0)
         pathb_int(&p, "cas", a->cas);
     if (a->lease)
         pathb_int(&p, "lease", a->lease);
-    if (!(path = pathb_end(&p))) {
-        rc = out_of_memory();
-        goto out;
-    }
+    char *path = pathb_end(&p);
     static const char *const headers[] = {"Content-Type: application/octet-stream", NULL};
-    const char *body = from_stdin ? value : a->pos[1];
+    const char *body = from_stdin ? value : a->cli.pos[1];
     client_response resp;
-    if (!call(c, "PUT", path, body, from_stdin ? len : strlen(body), headers, &resp))
-        goto out;
-    if (a->json) {
-        print_body(&resp);
-        rc = 0;
-    } else {
-        json_t *j = answer_json(&resp);
-        if (j) {
-            printf("OK revision=%" PRId64 " mod_revision=%" PRId64 " version=%" PRId64 "\n",
-                   int_member(j, "revision"), int_member(j, "mod_revision"),
-                   int_member(j, "version"));
-            json_decref(j);
-            rc = 0;
-        }
-    }
-    client_response_free(&resp);
-    if (rc == 0 && !flush_out())
-        rc = EXIT_RUNTIME;
-out:
+    if (cli_request(c, "PUT", path, body, from_stdin ? len : strlen(body), headers, false, &resp))
+        rc = cli_print_answer(&resp, a->cli.json, text_put, NULL);
     free(path);
     free(value);
     return rc;
 }
 
+static bool text_deleted(const json_t *j, long status, const void *ctx)
+{
+    printf("deleted %" PRId64 " (revision %" PRId64 ")\n", int_member(j, "deleted"),
+           int_member(j, "revision"));
+    return true;
+}
+
 static int kv_del(client *c, const kv_args *a)
 {
     pathb p;
-    if (!pathb_start(&p, "/v1/kv/", a->pos[0]))
-        return out_of_memory();
+    pathb_start(&p, "/v1/kv/", a->cli.pos[0]);
     if (a->prefix)
         pathb_arg(&p, "prefix", "true");
     if (a->cas >= 0)
         pathb_int(&p, "cas", a->cas);
     char *path = pathb_end(&p);
-    if (!path)
-        return out_of_memory();
     client_response resp;
-    bool ok = call(c, "DELETE", path, NULL, 0, NULL, &resp);
+    int rc = CLI_EXIT_RUNTIME;
+    if (cli_request(c, "DELETE", path, NULL, 0, NULL, false, &resp))
+        rc = cli_print_answer(&resp, a->cli.json, text_deleted, NULL);
     free(path);
-    if (!ok)
-        return EXIT_RUNTIME;
-    int rc = 0;
-    if (a->json) {
-        print_body(&resp);
-    } else {
-        json_t *j = answer_json(&resp);
-        if (j)
-            printf("deleted %" PRId64 " (revision %" PRId64 ")\n", int_member(j, "deleted"),
-                   int_member(j, "revision"));
-        else
-            rc = EXIT_RUNTIME;
-        json_decref(j);
-    }
-    client_response_free(&resp);
-    return rc == 0 && flush_out() ? 0 : EXIT_RUNTIME;
+    return rc;
 }
 
 /* Lists page by page (after = last key seen) until everything, or --limit
@@ -382,20 +288,17 @@ static int kv_del(client *c, const kv_args *a)
  * one answer shaped like a single page. */
 static int kv_ls(client *c, const kv_args *a)
 {
-    int rc = EXIT_RUNTIME;
-    const char *prefix = a->npos ? a->pos[0] : "";
+    int rc = CLI_EXIT_RUNTIME;
+    const char *prefix = a->cli.npos ? a->cli.pos[0] : "";
     char *after = NULL;
     json_t *all = json_array();
     int64_t first_rev = -1, got = 0;
     bool more = true;
     if (!all)
-        return out_of_memory();
+        return cli_out_of_memory();
     while (more && (a->limit == 0 || got < a->limit)) {
         pathb p;
-        if (!pathb_start(&p, "/v1/kv/", prefix)) {
-            rc = out_of_memory();
-            goto out;
-        }
+        pathb_start(&p, "/v1/kv/", prefix);
         pathb_arg(&p, "prefix", "true");
         if (a->limit)
             pathb_int(&p, "limit", a->limit - got);
@@ -404,60 +307,27 @@ static int kv_ls(client *c, const kv_args *a)
         if (after)
             pathb_arg(&p, "after", after);
         char *path = pathb_end(&p);
-        if (!path) {
-            rc = out_of_memory();
-            goto out;
-        }
-        client_response resp;
-        bool ok = call(c, "GET", path, NULL, 0, NULL, &resp);
+        json_t *items;
+        json_t *page = cli_get_page(c, path, "items", false, &items, &more);
         free(path);
-        if (!ok)
+        if (!page)
             goto out;
-        json_t *page = answer_json(&resp);
-        client_response_free(&resp);
-        json_t *items = json_object_get(page, "items");
-        if (!page || !json_is_array(items)) {
-            if (page)
-                fprintf(stderr, "error: unexpected answer from the server: no items\n");
-            json_decref(page);
-            goto out;
-        }
-        size_t n = json_array_size(items);
-        more = json_is_true(json_object_get(page, "more"));
         if (first_rev < 0)
             first_rev = int_member(page, "revision");
-        if (more && n == 0) {
-            fprintf(stderr, "error: server says there is more but sent nothing\n");
-            json_decref(page);
-            goto out;
-        }
-        got += (int64_t)n;
-        bool printed = a->json ? json_array_extend(all, items) == 0
-                               : print_items(items, a->keys_only) && flush_out();
-        if (printed && n) {
-            free(after);
-            after = strdup(str_member(json_array_get(items, n - 1), "key"));
-            if (!after) {
-                out_of_memory();
-                printed = false;
-            }
-        }
+        got += (int64_t)json_array_size(items);
+        bool printed = a->cli.json ? json_array_extend(all, items) == 0
+                                   : print_items(items, a->keys_only) && cli_flush_out();
+        printed = printed && cli_advance_after(&after, items);
         json_decref(page);
         if (!printed)
             goto out;
     }
-    if (a->json) {
+    if (a->cli.json) {
         json_t *res = json_pack("{s:I, s:O, s:b}", "revision", (json_int_t)first_rev, "items", all,
                                 "more", more);
-        char *s = res ? json_dumps(res, JSON_COMPACT) : NULL;
+        bool ok = cli_puts_json(res);
         json_decref(res);
-        if (!s) {
-            rc = out_of_memory();
-            goto out;
-        }
-        puts(s);
-        free(s);
-        if (!flush_out())
+        if (!ok || !cli_flush_out())
             goto out;
     }
     rc = 0;
@@ -478,16 +348,8 @@ static void on_sigint(int sig)
 /* Prints one watch event; false when the output failed. */
 static bool print_event(const json_t *ev, bool json)
 {
-    if (json) {
-        char *s = json_dumps(ev, JSON_COMPACT);
-        if (!s) {
-            out_of_memory();
-            return false;
-        }
-        puts(s);
-        free(s);
-        return true;
-    }
+    if (json)
+        return cli_puts_json(ev);
     const char *type = str_member(ev, "type"), *key = str_member(ev, "key");
     int64_t rev = int_member(ev, "mod_revision");
     if (strcmp(type, "delete") == 0) {
@@ -505,14 +367,13 @@ static bool print_event(const json_t *ev, bool json)
 static int watch_poll(client *c, const kv_args *a, int64_t *from, int64_t *printed)
 {
     pathb p;
-    if (!pathb_start(&p, "/v1/watch/", a->pos[0]))
-        return out_of_memory();
+    pathb_start(&p, "/v1/watch/", a->cli.pos[0]);
     if (*from > 0) /* else the server starts after its current revision */
         pathb_int(&p, "from_revision", *from);
     pathb_arg(&p, "timeout", WATCH_POLL);
     char *path = pathb_end(&p);
     if (!path)
-        return out_of_memory();
+        return cli_out_of_memory();
     client_response resp;
     int rc = client_request(c, "GET", path, NULL, 0, NULL, &resp);
     free(path);
@@ -520,23 +381,21 @@ static int watch_poll(client *c, const kv_args *a, int64_t *from, int64_t *print
         return 0; /* interrupted, or the poll outlived its deadline: go round */
     if (rc < 0) {
         fprintf(stderr, "error: %s\n", client_error(c));
-        return EXIT_RUNTIME;
+        return CLI_EXIT_RUNTIME;
     }
     if (resp.status != 200) {
-        char msg[1024];
-        client_response_error(&resp, msg, sizeof(msg));
-        fprintf(stderr, "error: %s\n", msg);
+        cli_print_answer_error(&resp, false);
         client_response_free(&resp);
-        return EXIT_RUNTIME;
+        return CLI_EXIT_RUNTIME;
     }
-    json_t *j = answer_json(&resp);
+    json_t *j = cli_answer_json(&resp);
     client_response_free(&resp);
     json_t *events = json_object_get(j, "events");
     if (!j || !json_is_array(events)) {
         if (j)
             fprintf(stderr, "error: unexpected answer from the server: no events\n");
         json_decref(j);
-        return EXIT_RUNTIME;
+        return CLI_EXIT_RUNTIME;
     }
     size_t i;
     json_t *ev;
@@ -545,8 +404,8 @@ static int watch_poll(client *c, const kv_args *a, int64_t *from, int64_t *print
     {
         if (a->count && *printed >= a->count)
             break;
-        if (!print_event(ev, a->json)) {
-            rc = EXIT_RUNTIME;
+        if (!print_event(ev, a->cli.json)) {
+            rc = CLI_EXIT_RUNTIME;
             break;
         }
         (*printed)++;
@@ -560,8 +419,8 @@ static int watch_poll(client *c, const kv_args *a, int64_t *from, int64_t *print
     if (rc == 0 && rev >= *from)
         *from = rev + 1;
     json_decref(j);
-    if (rc == 0 && !flush_out())
-        rc = EXIT_RUNTIME;
+    if (rc == 0 && !cli_flush_out())
+        rc = CLI_EXIT_RUNTIME;
     return rc;
 }
 
@@ -583,7 +442,7 @@ static int kv_watch(client *c, const kv_args *a)
 }
 
 /* Prints a txn answer: SUCCESS/FAILURE, then one line per result. */
-static bool print_txn(const json_t *j)
+static bool print_txn(const json_t *j, long status, const void *ctx)
 {
     printf("%s revision=%" PRId64 "\n",
            json_is_true(json_object_get(j, "succeeded")) ? "SUCCESS" : "FAILURE",
@@ -612,12 +471,12 @@ static int kv_txn(client *c, const kv_args *a)
 {
     char *body, why[512];
     size_t len;
-    const char *file = a->pos[0];
+    const char *file = a->cli.pos[0];
     if (input_read(file, &body, &len, why, sizeof(why)) < 0) {
         fprintf(stderr, "error: %s\n", why);
-        return EXIT_RUNTIME;
+        return CLI_EXIT_RUNTIME;
     }
-    int rc = EXIT_RUNTIME;
+    int rc = CLI_EXIT_RUNTIME;
     json_error_t je;
     json_t *check = json_loadb(body, len, 0, &je);
     if (!json_is_object(check)) {
@@ -628,20 +487,8 @@ static int kv_txn(client *c, const kv_args *a)
     }
     static const char *const headers[] = {"Content-Type: application/json", NULL};
     client_response resp;
-    if (!call(c, "POST", "/v1/txn", body, len, headers, &resp))
-        goto out;
-    if (a->json) {
-        print_body(&resp);
-        rc = 0;
-    } else {
-        json_t *j = answer_json(&resp);
-        if (j && print_txn(j))
-            rc = 0;
-        json_decref(j);
-    }
-    client_response_free(&resp);
-    if (rc == 0 && !flush_out())
-        rc = EXIT_RUNTIME;
+    if (cli_request(c, "POST", "/v1/txn", body, len, headers, false, &resp))
+        rc = cli_print_answer(&resp, a->cli.json, print_txn, NULL);
 out:
     json_decref(check);
     free(body);
@@ -649,17 +496,16 @@ out:
 }
 
 static const kv_verb verbs[] = {
-    {"get", kv_get, 1, 1, BIT(OPT_CONSISTENCY)},
-    {"put", kv_put, 2, 2, BIT(OPT_CAS) | BIT(OPT_LEASE)},
-    {"del", kv_del, 1, 1, BIT(OPT_PREFIX) | BIT(OPT_CAS)},
-    {"ls", kv_ls, 0, 1, BIT(OPT_LIMIT) | BIT(OPT_KEYS_ONLY)},
-    {"watch", kv_watch, 1, 1, BIT(OPT_FROM_REV) | BIT(OPT_COUNT)},
-    {"txn", kv_txn, 1, 1, 0},
+    {{"get", 1, 1, BIT(OPT_CONSISTENCY)}, kv_get},
+    {{"put", 2, 2, BIT(OPT_CAS) | BIT(OPT_LEASE)}, kv_put},
+    {{"del", 1, 1, BIT(OPT_PREFIX) | BIT(OPT_CAS)}, kv_del},
+    {{"ls", 0, 1, BIT(OPT_LIMIT) | BIT(OPT_KEYS_ONLY)}, kv_ls},
+    {{"watch", 1, 1, BIT(OPT_FROM_REV) | BIT(OPT_COUNT)}, kv_watch},
+    {{"txn", 1, 1, 0}, kv_txn},
 };
 
 static const struct option long_opts[] = {
-    {"endpoint", required_argument, NULL, OPT_ENDPOINT},
-    {"output", required_argument, NULL, 'o'},
+    CLI_LONG_OPTS_COMMON,
     {"consistency", required_argument, NULL, OPT_CONSISTENCY},
     {"cas", required_argument, NULL, OPT_CAS},
     {"lease", required_argument, NULL, OPT_LEASE},
@@ -668,110 +514,67 @@ static const struct option long_opts[] = {
     {"keys-only", no_argument, NULL, OPT_KEYS_ONLY},
     {"from-revision", required_argument, NULL, OPT_FROM_REV},
     {"count", required_argument, NULL, OPT_COUNT},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    CLI_LONG_OPTS_END,
 };
 
-/* Parses argv into *a. Returns -1 to go on, else the exit code. */
-static int parse_args(int argc, char **argv, kv_args *a)
+static const cli_cmd kv_cmd = {
+    .name = "kv", .usage = usage_text, .long_opts = long_opts, .missing = "argument"};
+
+/* One of kv's own options into *ctx (a kv_args). -1 to go on, else the
+ * exit code. */
+static int kv_option(void *ctx, int opt, const char *arg)
 {
-    *a = (kv_args){.endpoint = client_default_endpoint(), .cas = -1};
-    optind = 0; /* GNU: full re-initialisation, whatever ran getopt before */
-    opterr = 0;
-    int opt;
-    while ((opt = getopt_long(argc, argv, ":o:h", long_opts, NULL)) != -1) {
-        if (opt >= OPT_CONSISTENCY)
-            a->seen |= BIT(opt);
-        switch (opt) {
-        case 'h':
-            fputs(usage_text, stdout);
-            return 0;
-        case OPT_ENDPOINT:
-            a->endpoint = optarg;
-            break;
-        case 'o':
-            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0)
-                return usage_error("-o must be json or text, not '%s'", optarg);
-            a->json = strcmp(optarg, "json") == 0;
-            break;
-        case OPT_CONSISTENCY:
-            if (strcmp(optarg, "strong") != 0 && strcmp(optarg, "bounded") != 0)
-                return usage_error("--consistency must be strong or bounded, not '%s'", optarg);
-            a->consistency = optarg;
-            break;
-        case OPT_CAS:
-            if (!parse_i64(optarg, 0, &a->cas))
-                return usage_error("--cas needs a revision (an integer >= 0), not '%s'", optarg);
-            break;
-        case OPT_LEASE:
-            if (!parse_i64(optarg, 1, &a->lease))
-                return usage_error("--lease needs a lease id, not '%s'", optarg);
-            break;
-        case OPT_PREFIX:
-            a->prefix = true;
-            break;
-        case OPT_LIMIT:
-            if (!parse_i64(optarg, 1, &a->limit))
-                return usage_error("--limit needs a count >= 1, not '%s'", optarg);
-            break;
-        case OPT_KEYS_ONLY:
-            a->keys_only = true;
-            break;
-        case OPT_FROM_REV:
-            if (!parse_i64(optarg, 1, &a->from_rev))
-                return usage_error("--from-revision needs a revision >= 1, not '%s'", optarg);
-            break;
-        case OPT_COUNT:
-            if (!parse_i64(optarg, 1, &a->count))
-                return usage_error("--count needs a number >= 1, not '%s'", optarg);
-            break;
-        case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
-        default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
-        }
+    kv_args *a = ctx;
+    switch (opt) {
+    case OPT_CONSISTENCY:
+        if (strcmp(arg, "strong") != 0 && strcmp(arg, "bounded") != 0)
+            return usage_error("--consistency must be strong or bounded, not '%s'", arg);
+        a->consistency = arg;
+        break;
+    case OPT_CAS:
+        if (!parse_i64(arg, 0, &a->cas))
+            return usage_error("--cas needs a revision (an integer >= 0), not '%s'", arg);
+        break;
+    case OPT_LEASE:
+        if (!parse_i64(arg, 1, &a->lease))
+            return usage_error("--lease needs a lease id, not '%s'", arg);
+        break;
+    case OPT_PREFIX:
+        a->prefix = true;
+        break;
+    case OPT_LIMIT:
+        if (!parse_i64(arg, 1, &a->limit))
+            return usage_error("--limit needs a count >= 1, not '%s'", arg);
+        break;
+    case OPT_KEYS_ONLY:
+        a->keys_only = true;
+        break;
+    case OPT_FROM_REV:
+        if (!parse_i64(arg, 1, &a->from_rev))
+            return usage_error("--from-revision needs a revision >= 1, not '%s'", arg);
+        break;
+    case OPT_COUNT:
+        if (!parse_i64(arg, 1, &a->count))
+            return usage_error("--count needs a number >= 1, not '%s'", arg);
+        break;
     }
-    a->pos = argv + optind;
-    a->npos = argc - optind;
     return -1;
 }
 
 int cli_kv_main(int argc, char **argv)
 {
-    kv_args a;
-    int rc = parse_args(argc, argv, &a);
+    kv_args a = {.cas = -1};
+    int rc = cli_parse_args(&kv_cmd, &a.cli, argc, argv, kv_option, &a);
     if (rc >= 0)
         return rc;
-    if (a.npos < 1) {
-        fputs(usage_text, stderr);
-        return EXIT_USAGE;
-    }
-    const char *name = a.pos[0];
-    const kv_verb *v = NULL;
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        if (strcmp(verbs[i].name, name) == 0)
-            v = &verbs[i];
+    const kv_verb *v = CLI_PICK_VERB(&kv_cmd, &a.cli, verbs);
     if (!v)
-        return usage_error("unknown command '%s'", name);
-    a.pos++;
-    a.npos--;
-    if (a.npos < v->min_pos || a.npos > v->max_pos)
-        return usage_error(a.npos < v->min_pos ? "%s: missing argument" : "%s: too many arguments",
-                           name);
-    for (int opt = OPT_CONSISTENCY; opt <= OPT_COUNT; opt++) {
-        if ((a.seen & BIT(opt)) && !(v->allowed & BIT(opt))) {
-            for (const struct option *o = long_opts; o->name; o++)
-                if (o->val == opt)
-                    fprintf(stderr, "citrus kv: %s does not take --%s\n", name, o->name);
-            fprintf(stderr, "Try 'citrus kv --help'.\n");
-            return EXIT_USAGE;
-        }
-    }
+        return CLI_EXIT_USAGE;
     if (a.prefix && a.cas >= 0)
-        return usage_error("%s: --cas applies to one key, not with --prefix", name);
-    client *c = client_new(a.endpoint);
+        return usage_error("%s: --cas applies to one key, not with --prefix", v->v.name);
+    client *c = cli_client_new(kv_cmd.name, a.cli.endpoint);
     if (!c)
-        return usage_error("--endpoint must be an http:// or https:// URL, not '%s'", a.endpoint);
+        return CLI_EXIT_USAGE;
     rc = v->run(c, &a);
     client_free(c);
     return rc;

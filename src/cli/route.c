@@ -3,20 +3,20 @@
  * one with a '/') with one POST /v1/route. */
 #include "cli/route.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_util.h"
 #include "cli/client.h"
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
+#define usage_error(...) cli_usage_error("route", __VA_ARGS__)
 
+/* One line of the help per line of source. */
+// clang-format off
 static const char usage_text[] =
     "usage: citrus route [options] KEY...\n"
     "\n"
@@ -25,45 +25,21 @@ static const char usage_text[] =
     "  KEY -> SHARD (directory|ring, token T, state S) DSN\n"
     "\n"
     "options:\n"
-    "  --endpoint URL    server API (default: $CITRUS_ENDPOINT, else " CLIENT_DEFAULT_ENDPOINT ")\n"
+    CLI_USAGE_ENDPOINT
     "  -o, --output FMT  text (default) or json (the server's JSON answer: one route\n"
     "                    for one key, {ring_version, routes} for several)\n"
-    "  -h, --help        show this help\n"
+    CLI_USAGE_HELP
     "\n"
     "Put -- before a KEY that starts with '-'.\n"
     "Exit status: 0 ok, 1 error, 2 bad usage.\n";
-
-enum { OPT_ENDPOINT = 256 };
-
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "citrus route: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry 'citrus route --help'.\n");
-    return EXIT_USAGE;
-}
-
-static int out_of_memory(void)
-{
-    fprintf(stderr, "error: out of memory\n");
-    return EXIT_RUNTIME;
-}
-
-static const char *str_or(const json_t *j, const char *name, const char *dflt)
-{
-    const char *s = json_string_value(json_object_get(j, name));
-    return s && *s ? s : dflt;
-}
+// clang-format on
 
 /* "KEY -> SHARD (source, token T, state S) DSN [replicas: ...]" */
 static void print_route(const json_t *r)
 {
-    printf("%s -> %s (%s, token %s, state %s) %s", str_or(r, "key", "?"),
-           str_or(r, "shard_id", "?"), str_or(r, "source", "?"), str_or(r, "token", "?"),
-           str_or(r, "state", "?"), str_or(r, "dsn", "-"));
+    printf("%s -> %s (%s, token %s, state %s) %s", cli_str_or(r, "key", "?"),
+           cli_str_or(r, "shard_id", "?"), cli_str_or(r, "source", "?"),
+           cli_str_or(r, "token", "?"), cli_str_or(r, "state", "?"), cli_str_or(r, "dsn", "-"));
     json_t *reps = json_object_get(r, "replicas");
     size_t i;
     json_t *v;
@@ -110,36 +86,22 @@ static bool ask(client *c, char **keys, int n, client_response *resp)
     if (!path || (strcmp(method, "POST") == 0 && !body)) {
         free(path);
         free(body);
-        out_of_memory();
+        cli_out_of_memory();
         return false;
     }
-    int rc =
-        client_request(c, method, path, body, body ? strlen(body) : 0, body ? headers : NULL, resp);
+    bool ok = cli_request(c, method, path, body, body ? strlen(body) : 0, body ? headers : NULL,
+                          false, resp);
     free(path);
     free(body);
-    if (rc < 0) {
-        fprintf(stderr, "error: %s\n", client_error(c));
-        return false;
-    }
-    if (resp->status < 200 || resp->status > 299) {
-        char msg[1024];
-        client_response_error(resp, msg, sizeof(msg));
-        fprintf(stderr, "error: %s\n", msg);
-        client_response_free(resp);
-        return false;
-    }
-    return true;
+    return ok;
 }
 
 /* Prints the answer for n keys; false after a message when it is not one. */
 static bool print_answer(const client_response *resp, int n, bool json)
 {
-    char why[256];
-    json_t *j = client_response_json(resp, why, sizeof(why));
-    if (!j) {
-        fprintf(stderr, "error: unexpected answer from the server: %s\n", why);
+    json_t *j = cli_answer_json(resp);
+    if (!j)
         return false;
-    }
     json_t *routes = json_object_get(j, "routes");
     bool ok = true;
     if (routes && !json_is_array(routes)) {
@@ -153,9 +115,7 @@ static bool print_answer(const client_response *resp, int n, bool json)
             puts(s);
         free(s);
     } else if (json) {
-        fwrite(resp->body, 1, resp->body_len, stdout);
-        if (resp->body_len == 0 || resp->body[resp->body_len - 1] != '\n')
-            putchar('\n');
+        cli_print_body(resp);
     } else if (routes) {
         size_t i;
         json_t *r;
@@ -170,59 +130,37 @@ static bool print_answer(const client_response *resp, int n, bool json)
     return ok;
 }
 
+static const struct option long_opts[] = {CLI_LONG_OPTS_COMMON, CLI_LONG_OPTS_END};
+
+static const cli_cmd route_cmd = {.name = "route", .usage = usage_text, .long_opts = long_opts};
+
 int cli_route_main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"endpoint", required_argument, NULL, OPT_ENDPOINT},
-                                         {"output", required_argument, NULL, 'o'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *endpoint = client_default_endpoint();
-    bool json = false;
-    optind = 0;
-    opterr = 0;
-    int opt;
-    while ((opt = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'h':
-            fputs(usage_text, stdout);
-            return 0;
-        case OPT_ENDPOINT:
-            endpoint = optarg;
-            break;
-        case 'o':
-            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0)
-                return usage_error("-o must be json or text, not '%s'", optarg);
-            json = strcmp(optarg, "json") == 0;
-            break;
-        case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
-        default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    char **keys = argv + optind;
-    int n = argc - optind;
+    cli_opts o;
+    int rc = cli_parse_args(&route_cmd, &o, argc, argv, NULL, NULL);
+    if (rc >= 0)
+        return rc;
+    char **keys = o.pos;
+    int n = o.npos;
     if (n < 1) {
         fputs(usage_text, stderr);
-        return EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     }
     for (int i = 0; i < n; i++)
         if (!*keys[i])
             return usage_error("a KEY must not be empty");
-    client *c = client_new(endpoint);
+    client *c = cli_client_new(route_cmd.name, o.endpoint);
     if (!c)
-        return usage_error("--endpoint must be an http:// or https:// URL, not '%s'", endpoint);
+        return CLI_EXIT_USAGE;
     client_response resp;
-    int rc = EXIT_RUNTIME;
+    rc = CLI_EXIT_RUNTIME;
     if (ask(c, keys, n, &resp)) {
-        if (print_answer(&resp, n, json))
+        if (print_answer(&resp, n, o.json))
             rc = 0;
         client_response_free(&resp);
     }
     client_free(c);
-    if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
-        fprintf(stderr, "error: writing output: %s\n", strerror(errno));
-        rc = EXIT_RUNTIME;
-    }
+    if (rc == 0 && !cli_flush_out())
+        rc = CLI_EXIT_RUNTIME;
     return rc;
 }

@@ -2,9 +2,11 @@
  * vectors in docs/ring.md). Pure: no I/O, no locks (a built ring is
  * immutable and may be read from any number of threads).
  *
- * Tokens are 64-bit hashes. Shard s owns the tokens it was given; with V
- * virtual nodes per unit of weight, a new shard's tokens are
- * hash("<s>#<i>") for i in [0, ring_vnodes_for_weight(V, weight)). A key
+ * Tokens are 64-bit hashes. Shard s owns the tokens it was given (they are
+ * stored, so clients fetch them rather than derive them); with V virtual
+ * nodes per unit of weight, a new shard gets ring_vnodes_for_weight(V,
+ * weight) tokens chosen by ring_choose_tokens among the candidates
+ * hash("<s>#<i>") so as to keep the ring balanced. A key
  * belongs to the shard owning the first token >= hash(key), wrapping to the
  * smallest token past the largest. Token i of the sorted ring covers the
  * hashes in (token[i-1], token[i]] (token 0 covers the wrap-around range).
@@ -68,6 +70,60 @@ size_t ring_vnodes_for_weight(size_t vnodes, double weight);
  * heap buffer), or CITRUS_EINVAL (a NULL shard_id). */
 int ring_vnode_tokens(citrus_hash_fn fn, const char *shard_id, size_t first, size_t count,
                       uint64_t *out);
+
+/* Candidates per token when ring_choose_tokens is given candidates = 0. */
+#define RING_CANDIDATES_PER_TOKEN 8
+
+/* Chooses count tokens for shard_id joining the ring `current` (or growing
+ * in it) so that the ring stays balanced: they are picked one at a time
+ * from the candidates hash("<shard_id>#<i>") for i in [first, first +
+ * candidates) (ring_vnode_tokens), by the greedy rule of docs/ring.md
+ * ("Choosing tokens"; details in ring.c): each token takes its piece of
+ * hash space from the owner whose load (owned fraction / weight) is the
+ * largest at that moment, the piece being as close as the candidates allow
+ * to what the shard still needs per remaining token. Pure and
+ * deterministic: the same ring (token set, owner ids and weights), id,
+ * weight and counts give the same tokens in the same order, whatever order
+ * the ring's owners were given in.
+ *
+ *   current    the ring as it stands, built from every owner's stored tokens
+ *              (including shard_id's own current tokens, if any); NULL or
+ *              empty for the first shard.
+ *   weights    the weight of each owner of `current`, indexed like the
+ *              owners array given to ring_build (as many entries); NULL:
+ *              every owner weighs 1. The entry of an owner whose id is
+ *              shard_id is ignored (`weight` counts), owners without tokens
+ *              do not count, and a weight <= 0 (or NaN) makes that owner
+ *              the first to give up space.
+ *   fn         the ring's hash function (CITRUS_EINVAL if it differs from
+ *              current's).
+ *   weight     shard_id's weight: its target share is weight / (weight +
+ *              the weights of the other owners holding tokens).
+ *   first      the first candidate index: the number of tokens the shard
+ *              keeps (its list is extended). Candidates equal to a token
+ *              already in the ring are skipped, so overlapping the indexes
+ *              of an earlier choice is harmless.
+ *   count      tokens wanted; out receives them in the order chosen (each
+ *              prefix is roughly a proportional share, so dropping tokens
+ *              from the end sheds load about evenly).
+ *   candidates how many to consider (>= count), or 0 for the default:
+ *              max(RING_CANDIDATES_PER_TOKEN x count, ring_size(current)).
+ *              Pass 0. Fewer candidates than the ring has tokens means
+ *              they are spaced wider than its ranges, and long ranges then
+ *              move in large chunks (see ring.c).
+ *
+ * 0; CITRUS_EINVAL (NULL shard_id, out NULL with count > 0, candidates <
+ * count, first + candidates overflowing, a hash function other than
+ * current's, or fewer than count candidates left once those already in the
+ * ring are dropped); CITRUS_ENOMEM. The ring is not changed: build a new
+ * one with the tokens added. Time: O(ring size + C + count x (C / owners +
+ * log owners)) for C candidates; for 256 tokens, 30-40 ms joining 1024
+ * shards of 256 tokens (C = 262,144) and under 1 ms joining 16. The
+ * count x C / owners term dominates when few owners hold many tokens:
+ * 4096 tokens joining a single shard of 4096 take about 0.5 s. */
+int ring_choose_tokens(const ring *current, const double *weights, citrus_hash_fn fn,
+                       const char *shard_id, double weight, size_t first, size_t count,
+                       size_t candidates, uint64_t *out);
 
 /* The fraction of the hash space (0..1) each shard owns, in the order of
  * owners given to ring_build; out has n entries. Owners are matched by id,

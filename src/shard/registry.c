@@ -242,8 +242,43 @@ static json_t *tokens_json(const uint64_t *t, size_t n)
     return json_pack("{s:o}", "tokens", a);
 }
 
+/* The ring as stored now and each owner's weight (indexed like the
+ * owners), for choosing a shard's new tokens. */
+static int ring_with_weights(registry *r, ring **out, double **weights)
+{
+    *out = NULL;
+    *weights = NULL;
+    reg_owners o;
+    int rc = reg_owners_load(r, &o);
+    if (rc < 0)
+        return rc;
+    shard *v = NULL;
+    size_t n = 0;
+    rc = registry_shard_list(r, NULL, &v, &n);
+    double *w = rc == 0 ? calloc(o.n ? o.n : 1, sizeof(*w)) : NULL;
+    if (rc == 0 && !w)
+        rc = CITRUS_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < o.n; i++) {
+        w[i] = 1.0; /* tokens without a record (should not happen): weight 1 */
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(v[k].id, o.v[i].shard_id) == 0)
+                w[i] = v[k].weight;
+    }
+    if (rc == 0)
+        rc = ring_build(r->hash, o.v, o.n, out);
+    registry_shards_free(v, n);
+    reg_owners_free(&o);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    *weights = w;
+    return 0;
+}
+
 /* Tokens a shard in this state and weight should own: the current list
- * kept, extended or cut to vnodes × weight; none when it should own none;
+ * kept, cut to vnodes × weight, or extended by tokens chosen to keep the
+ * ring balanced (ring_choose_tokens); none when it should own none;
  * unchanged when failed. *out malloc'd. */
 static int tokens_want(registry *r, const shard *s, const uint64_t *cur, size_t ncur,
                        uint64_t **out, size_t *n)
@@ -265,8 +300,22 @@ static int tokens_want(registry *r, const shard *s, const uint64_t *cur, size_t 
     size_t keep = ncur < want ? ncur : want;
     if (keep)
         memcpy(t, cur, keep * sizeof(*t));
-    if (want > keep)
-        ring_vnode_tokens(r->hash, s->id, keep, want - keep, t + keep);
+    int rc = 0;
+    if (want > keep) {
+        ring *now;
+        double *weights;
+        rc = ring_with_weights(r, &now, &weights);
+        if (rc == 0) {
+            rc = ring_choose_tokens(now, weights, r->hash, s->id, s->weight, keep, want - keep, 0,
+                                    t + keep);
+            ring_free(now);
+            free(weights);
+        }
+    }
+    if (rc < 0) {
+        free(t);
+        return rc;
+    }
     *out = t;
     *n = want;
     return 0;

@@ -1,12 +1,38 @@
-"""The shard manager through its HTTP API on `citrus dev` (embedded catalog,
-SQLite shards): the dev shards and the ring, registering existing databases,
-the lifecycle and what it does to the ring, the tenant directory, routing,
-the Citrus API (seed 003) and bad input."""
+"""The shard manager through its HTTP API on `citrus dev` (SQLite shards),
+every test on both catalog stores: the embedded one and a real etcd. The dev
+shards and the ring, registering existing databases, the lifecycle and what
+it does to the ring, the tenant directory, routing, the Citrus API (seed
+003), provisioning and bad input."""
 import sqlite3
+from pathlib import Path
 
+import pytest
 import requests
 
+from cluster import EtcdMember, free_ports
 from conftest import wait_until
+
+
+@pytest.fixture(params=["embedded", "etcd"])
+def citrus_shards(request, make_citrus, tmp_path):
+    """`citrus dev` with its four shards, on the embedded store or on a
+    one-member etcd of its own (stopped after the node)."""
+    if request.param == "embedded":
+        yield make_citrus(shards=True)
+        return
+    cport, pport = free_ports(2)
+    logs = tmp_path / "etcd-logs"
+    logs.mkdir()
+    member = EtcdMember("e1", cport, pport, tmp_path / "etcd", logs,
+                        f"e1=http://127.0.0.1:{pport}", f"shards-{cport}").start()
+    try:
+        wait_until(lambda: member.status() is not None, 15, what="etcd up")
+        c = make_citrus(shards=True, extra=["--catalog-backend", "etcd",
+                                            "--etcd-endpoints", member.url])
+        yield c
+        c.stop()
+    finally:
+        member.stop()
 
 J = {"Content-Type": "application/json"}
 
@@ -304,3 +330,18 @@ def test_provision_through_the_sqlite_provisioner(citrus_shards):
     assert s["state"] == "failed" and "nosuch" in s["error"], s
     assert s["tokens"] == 0
     assert requests.delete(citrus.url + "/v1/shards/broken").status_code == 200
+    # a migration that fails marks the shard failed, naming the file and the error;
+    # the files before it stay applied, the failing one leaves nothing behind
+    bad = Path(citrus.data_dir) / "templates" / "bad"
+    bad.mkdir()
+    (bad / "001_ok.sql").write_text("CREATE TABLE ok (id INTEGER);\n")
+    (bad / "002_bad.sql").write_text("CREATE TABLE half (id INTEGER);\nSELECT * FROM nowhere;\n")
+    r = post(citrus, "/v1/shards", {"id": "badmig", "provision": {"template": "bad"}})
+    assert r.status_code == 202
+    s = wait_until(lambda: (lambda j: j if j["state"] in ("active", "failed") else None)(
+        requests.get(citrus.url + "/v1/shards/badmig").json()), 15, what="failed")
+    assert s["state"] == "failed" and "002_bad.sql" in s["error"] and "nowhere" in s["error"], s
+    with sqlite3.connect(s["dsn"][len("sqlite://"):]) as db:
+        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        done = [n for (n,) in db.execute("SELECT name FROM citrus_migrations")]
+    assert "ok" in tables and "half" not in tables and done == ["001_ok.sql"]
