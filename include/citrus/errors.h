@@ -37,7 +37,9 @@
     X(TRANSITION, -26, "invalid_transition", 409, "the lifecycle does not allow this change")      \
     X(INUSE, -27, "in_use", 409, "still referred to")                                              \
     X(UNREACHABLE, -28, "unreachable", 422, "the database cannot be reached")                      \
-    X(FORCE, -29, "force_required", 409, "this change would move tenant data; add force=true")
+    X(FORCE, -29, "force_required", 409, "this change would move tenant data; add force=true")     \
+    X(POOL, -30, "pool_exhausted", 503, "no shard connection became free in time")                 \
+    X(READONLY, -31, "read_only", 503, "the shard is read-only")
 
 enum citrus_err {
 #define CITRUS_ERR_ENUM(name, val, code, http, desc) CITRUS_E##name = (val),

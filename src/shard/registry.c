@@ -410,8 +410,8 @@ static void add_fence(txb *t, const reg_fence *fence)
 
 /* ---- changes ---- */
 
-int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_result *res,
-                          char *err, size_t errlen)
+static int registry_shard_create_once(registry *r, const shard *s, json_t *provision,
+                                      reg_result *res, char *err, size_t errlen)
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN];
@@ -454,9 +454,9 @@ int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_re
     return CITRUS_EUNAVAILABLE;
 }
 
-int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *ctx, unsigned flags,
-                          const reg_fence *fence, shard *out, reg_result *res, char *err,
-                          size_t errlen)
+static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn fn, void *ctx,
+                                      unsigned flags, const reg_fence *fence, shard *out,
+                                      reg_result *res, char *err, size_t errlen)
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN];
@@ -527,8 +527,8 @@ int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *c
     return CITRUS_EUNAVAILABLE;
 }
 
-int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res, char *err,
-                          size_t errlen)
+static int registry_shard_delete_once(registry *r, const char *id, unsigned flags, reg_result *res,
+                                      char *err, size_t errlen)
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN], pkey[KEYLEN], tkey[KEYLEN];
@@ -599,4 +599,34 @@ int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_resul
         return rc;
     }
     return CITRUS_EUNAVAILABLE;
+}
+
+/* ---- the public calls: on error, res holds nothing to free ---- */
+
+int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_result *res,
+                          char *err, size_t errlen)
+{
+    int rc = registry_shard_create_once(r, s, provision, res, err, errlen);
+    if (rc < 0)
+        reg_result_clear(res);
+    return rc;
+}
+
+int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *ctx, unsigned flags,
+                          const reg_fence *fence, shard *out, reg_result *res, char *err,
+                          size_t errlen)
+{
+    int rc = registry_shard_modify_once(r, id, fn, ctx, flags, fence, out, res, err, errlen);
+    if (rc < 0 && rc != CITRUS_EFORCE)
+        reg_result_clear(res);
+    return rc;
+}
+
+int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res, char *err,
+                          size_t errlen)
+{
+    int rc = registry_shard_delete_once(r, id, flags, res, err, errlen);
+    if (rc < 0 && rc != CITRUS_EINUSE)
+        reg_result_clear(res);
+    return rc;
 }

@@ -69,6 +69,9 @@ typedef struct reg_result {
 
 void reg_result_clear(reg_result *r);
 
+/* The calls below fill a reg_result; release it with reg_result_clear after
+ * success, and after CITRUS_EFORCE / CITRUS_EINUSE (which report counts in
+ * it); after any other error it holds nothing. */
 #define REG_FORCE 1u   /* allow changes that move registered tenants */
 #define REG_DRY_RUN 2u /* compute the result, write nothing */
 

@@ -1,0 +1,460 @@
+/* core/merge.c — scatter-gather: one answer from the result sets of a query
+ * run on every shard (see merge.h). Pure: no I/O.
+ *
+ * Everything that can fail (shape and spec checks, the one allocation of the
+ * output rows) happens before any value moves, so an error leaves nothing
+ * half-built; values then move from the inputs into the output (text and
+ * blobs are never copied) and the inputs are freed, success or not. */
+#include "core/merge.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+
+/* ---- error messages ---- */
+
+/* A bounded string being built in the caller's err buffer (may be NULL). */
+typedef struct msg {
+    char *p;
+    size_t cap, len;
+} msg;
+
+static void msg_add(msg *m, const char *fmt, ...)
+{
+    if (!m->p || m->cap == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(m->p + m->len, m->cap - m->len, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        m->len = m->len + (size_t)k < m->cap ? m->len + (size_t)k : m->cap - 1;
+}
+
+/* Writes the message and returns rc. */
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+static int no_memory(char *err, size_t errlen)
+{
+    return fail(err, errlen, CITRUS_ENOMEM, "out of memory merging shard results");
+}
+
+/* "(a, b)" */
+static void msg_columns(msg *m, const result_set *rs)
+{
+    msg_add(m, "(");
+    for (size_t c = 0; c < rs->ncols; c++)
+        msg_add(m, "%s%s", c ? ", " : "", rs->columns[c]);
+    msg_add(m, ")");
+}
+
+/* ---- shapes and moving rows ---- */
+
+static bool same_columns(const result_set *a, const result_set *b)
+{
+    if (a->ncols != b->ncols)
+        return false;
+    for (size_t c = 0; c < a->ncols; c++)
+        if (strcmp(a->columns[c], b->columns[c]) != 0)
+            return false;
+    return true;
+}
+
+/* Every input has input 0's column names in the same order. */
+static int check_shapes(const result_set *in, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 1; i < n; i++) {
+        if (same_columns(&in[i], &in[0]))
+            continue;
+        msg m = {err, errlen, 0};
+        msg_add(&m, "shard #%zu returned columns ", i);
+        msg_columns(&m, &in[i]);
+        msg_add(&m, ", shard #0 ");
+        msg_columns(&m, &in[0]);
+        return CITRUS_EINVAL;
+    }
+    return 0;
+}
+
+static size_t total_rows(const result_set *in, size_t n)
+{
+    size_t t = 0;
+    for (size_t i = 0; i < n; i++)
+        t += in[i].nrows;
+    return t;
+}
+
+/* Room for `rows` rows of ncols cells in res (as rs_append_row lays them
+ * out: one cell per row even without columns). */
+static int alloc_rows(result_set *res, size_t ncols, size_t rows)
+{
+    size_t width = ncols ? ncols : 1;
+    if (rows == 0)
+        return 0;
+    if (rows > SIZE_MAX / width / sizeof(value))
+        return CITRUS_ENOMEM;
+    res->cells = malloc(rows * width * sizeof(value));
+    if (!res->cells)
+        return CITRUS_ENOMEM;
+    res->cap_rows = rows;
+    return 0;
+}
+
+static value take(value *v)
+{
+    value t = *v;
+    *v = val_null();
+    return t;
+}
+
+/* Moves row r of src to the end of res (room already allocated). */
+static void move_row(result_set *res, result_set *src, size_t r)
+{
+    for (size_t c = 0; c < src->ncols; c++)
+        res->cells[res->nrows * src->ncols + c] = take(rs_cell(src, r, c));
+    res->nrows++;
+}
+
+/* ---- concatenation ---- */
+
+static int concatenate(result_set *in, size_t n, size_t limit, result_set *res)
+{
+    size_t want = total_rows(in, n);
+    if (limit && limit < want)
+        want = limit;
+    if (alloc_rows(res, in[0].ncols, want))
+        return CITRUS_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        for (size_t r = 0; r < in[i].nrows && res->nrows < want; r++)
+            move_row(res, &in[i], r);
+    return 0;
+}
+
+/* ---- order by: k-way merge ---- */
+
+typedef struct order {
+    const result_set *in;
+    const merge_key *keys;
+    size_t nkeys;
+    size_t *cols; /* column of each key */
+    size_t *cur;  /* current row of each input */
+    size_t *heap; /* inputs with rows left, smallest current row first */
+    size_t len;
+} order;
+
+/* Orders the current rows of inputs a and b: the keys, then input index
+ * (rows of one input leave in their own order, so the merge is stable). */
+static int row_cmp(const order *o, size_t a, size_t b)
+{
+    for (size_t k = 0; k < o->nkeys; k++) {
+        int c = val_compare(rs_cell(&o->in[a], o->cur[a], o->cols[k]),
+                            rs_cell(&o->in[b], o->cur[b], o->cols[k]));
+        if (c)
+            return o->keys[k].desc ? -c : c;
+    }
+    return a < b ? -1 : a > b;
+}
+
+static void sift_down(order *o, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < o->len && row_cmp(o, o->heap[l], o->heap[m]) < 0)
+            m = l;
+        if (r < o->len && row_cmp(o, o->heap[r], o->heap[m]) < 0)
+            m = r;
+        if (m == i)
+            return;
+        size_t t = o->heap[i];
+        o->heap[i] = o->heap[m];
+        o->heap[m] = t;
+        i = m;
+    }
+}
+
+static int resolve_keys(const result_set *rs, const merge_key *keys, size_t nkeys, size_t *cols,
+                        char *err, size_t errlen)
+{
+    for (size_t k = 0; k < nkeys; k++) {
+        long c = keys[k].column ? rs_column(rs, keys[k].column) : -1;
+        if (c < 0)
+            return fail(err, errlen, CITRUS_EINVAL, "ORDER BY column \"%s\" is not in the result",
+                        keys[k].column ? keys[k].column : "(null)");
+        cols[k] = (size_t)c;
+    }
+    return 0;
+}
+
+/* Emits rows smallest first until `want` rows or the inputs run out. */
+static void merge_heap(order *o, result_set *in, size_t want, result_set *res)
+{
+    for (size_t i = o->len / 2; i-- > 0;)
+        sift_down(o, i);
+    while (o->len && res->nrows < want) {
+        size_t top = o->heap[0];
+        move_row(res, &in[top], o->cur[top]++);
+        if (o->cur[top] == in[top].nrows)
+            o->heap[0] = o->heap[--o->len];
+        sift_down(o, 0);
+    }
+}
+
+static int merge_ordered(result_set *in, size_t n, const merge_spec *spec, result_set *res,
+                         char *err, size_t errlen)
+{
+    order o = {.in = in, .keys = spec->order_by, .nkeys = spec->norder};
+    size_t *mem = calloc(o.nkeys + 2 * n, sizeof(*mem));
+    if (!mem)
+        return no_memory(err, errlen);
+    o.cols = mem;
+    o.cur = mem + o.nkeys;
+    o.heap = o.cur + n;
+    int rc = resolve_keys(&in[0], o.keys, o.nkeys, o.cols, err, errlen);
+    size_t want = total_rows(in, n);
+    if (spec->limit && spec->limit < want)
+        want = spec->limit;
+    if (!rc && alloc_rows(res, in[0].ncols, want))
+        rc = no_memory(err, errlen);
+    if (!rc) {
+        for (size_t i = 0; i < n; i++)
+            if (in[i].nrows)
+                o.heap[o.len++] = i;
+        merge_heap(&o, in, want, res);
+    }
+    free(mem);
+    return rc;
+}
+
+/* ---- aggregates ---- */
+
+/* The first input with a row, or n. */
+static size_t first_with_row(const result_set *in, size_t n)
+{
+    size_t i = 0;
+    while (i < n && in[i].nrows == 0)
+        i++;
+    return i;
+}
+
+static int agg_count(result_set *in, size_t n, size_t c, value *out, char *err, size_t errlen)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!in[i].nrows)
+            continue;
+        const value *v = rs_cell(&in[i], 0, c);
+        if (v->type == VAL_NULL)
+            continue;
+        if (v->type != VAL_INT)
+            return fail(err, errlen, CITRUS_EINVAL,
+                        "count column \"%s\": shard #%zu returned a non-integer", in[0].columns[c],
+                        i);
+        if (__builtin_add_overflow(sum, v->u.i, &sum))
+            return fail(err, errlen, CITRUS_EINVAL, "count column \"%s\" overflows",
+                        in[0].columns[c]);
+    }
+    *out = val_int(sum);
+    return 0;
+}
+
+/* Integers add exactly until they overflow; from then on (or once a REAL
+ * shows up) the sum is a REAL. */
+typedef struct sum_acc {
+    int64_t i;
+    double d;
+    bool any, real;
+} sum_acc;
+
+static void sum_add_int(sum_acc *s, int64_t x)
+{
+    int64_t t;
+    if (!__builtin_add_overflow(s->i, x, &t)) {
+        s->i = t;
+        return;
+    }
+    s->d += (double)s->i + (double)x;
+    s->i = 0;
+    s->real = true;
+}
+
+static int agg_sum(result_set *in, size_t n, size_t c, value *out, char *err, size_t errlen)
+{
+    sum_acc s = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (!in[i].nrows)
+            continue;
+        const value *v = rs_cell(&in[i], 0, c);
+        if (v->type == VAL_NULL)
+            continue;
+        if (v->type == VAL_INT) {
+            sum_add_int(&s, v->u.i);
+        } else if (v->type == VAL_REAL) {
+            s.d += v->u.d;
+            s.real = true;
+        } else {
+            return fail(err, errlen, CITRUS_EINVAL,
+                        "sum column \"%s\": shard #%zu returned a non-number", in[0].columns[c], i);
+        }
+        s.any = true;
+    }
+    *out = !s.any ? val_null() : s.real ? val_real((double)s.i + s.d) : val_int(s.i);
+    return 0;
+}
+
+/* MIN (sign 1) or MAX (sign -1), NULLs ignored; the value moves. */
+static void agg_extreme(result_set *in, size_t n, size_t c, int sign, value *out)
+{
+    value *best = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!in[i].nrows)
+            continue;
+        value *v = rs_cell(&in[i], 0, c);
+        if (v->type != VAL_NULL && (!best || sign * val_compare(v, best) < 0))
+            best = v;
+    }
+    *out = best ? take(best) : val_null();
+}
+
+static int agg_column(result_set *in, size_t n, size_t c, merge_agg a, value *out, char *err,
+                      size_t errlen)
+{
+    switch (a) {
+    case AGG_COUNT:
+        return agg_count(in, n, c, out, err, errlen);
+    case AGG_SUM:
+        return agg_sum(in, n, c, out, err, errlen);
+    case AGG_MIN:
+        agg_extreme(in, n, c, 1, out);
+        return 0;
+    case AGG_MAX:
+        agg_extreme(in, n, c, -1, out);
+        return 0;
+    case AGG_FIRST:
+        *out = take(rs_cell(&in[first_with_row(in, n)], 0, c));
+        return 0;
+    }
+    return fail(err, errlen, CITRUS_EINVAL, "unknown aggregate %d", (int)a);
+}
+
+static int check_aggregate(const result_set *in, size_t n, const merge_spec *spec, char *err,
+                           size_t errlen)
+{
+    if (spec->order_by && spec->norder)
+        return fail(err, errlen, CITRUS_EINVAL,
+                    "ORDER BY cannot be merged with aggregates (the answer is one row)");
+    if (spec->naggs != 1 && spec->naggs != in[0].ncols)
+        return fail(err, errlen, CITRUS_EINVAL, "%zu aggregates for %zu columns", spec->naggs,
+                    in[0].ncols);
+    for (size_t i = 0; i < n; i++)
+        if (in[i].nrows > 1)
+            return fail(err, errlen, CITRUS_EINVAL,
+                        "shard #%zu returned %zu rows to an aggregate (one expected)", i,
+                        in[i].nrows);
+    return 0;
+}
+
+static int aggregate(result_set *in, size_t n, const merge_spec *spec, result_set *res, char *err,
+                     size_t errlen)
+{
+    int rc = check_aggregate(in, n, spec, err, errlen);
+    if (rc || first_with_row(in, n) == n)
+        return rc; /* no shard has a row: no row (a GROUP BY with no group) */
+    size_t ncols = in[0].ncols;
+    if (alloc_rows(res, ncols, 1))
+        return no_memory(err, errlen);
+    for (size_t c = 0; c < ncols && !rc; c++) {
+        merge_agg a = spec->naggs == 1 ? spec->aggs[0] : spec->aggs[c];
+        rc = agg_column(in, n, c, a, &res->cells[c], err, errlen);
+        if (rc)
+            while (c--)
+                val_free(&res->cells[c]);
+    }
+    if (rc) {
+        free(res->cells);
+        rs_init(res);
+    } else {
+        res->nrows = 1;
+    }
+    return rc;
+}
+
+/* ---- entry points ---- */
+
+int merge_agg_parse(const char *name, merge_agg *out)
+{
+    static const struct {
+        const char *name;
+        merge_agg agg;
+    } names[] = {{"first", AGG_FIRST},
+                 {"count", AGG_COUNT},
+                 {"sum", AGG_SUM},
+                 {"min", AGG_MIN},
+                 {"max", AGG_MAX}};
+    for (size_t i = 0; name && i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(name, names[i].name) == 0) {
+            *out = names[i].agg;
+            return 0;
+        }
+    return CITRUS_EINVAL;
+}
+
+static int dispatch(result_set *in, size_t n, const merge_spec *spec, result_set *res, char *err,
+                    size_t errlen)
+{
+    static const merge_spec plain = {0};
+    if (!spec)
+        spec = &plain;
+    int rc = check_shapes(in, n, err, errlen);
+    if (rc)
+        return rc;
+    if (spec->aggs)
+        return aggregate(in, n, spec, res, err, errlen);
+    if (spec->order_by && spec->norder)
+        return merge_ordered(in, n, spec, res, err, errlen);
+    rc = concatenate(in, n, spec->limit, res);
+    return rc ? no_memory(err, errlen) : 0;
+}
+
+/* Gives res input 0's column names (its rows are already moved or freed). */
+static void take_columns(result_set *res, result_set *in0)
+{
+    for (size_t i = 0; i < in0->nrows * in0->ncols; i++)
+        val_free(&in0->cells[i]);
+    in0->nrows = 0;
+    res->columns = in0->columns;
+    res->ncols = in0->ncols;
+    in0->columns = NULL;
+    in0->ncols = 0;
+}
+
+int merge_results(result_set *in, size_t n, const merge_spec *spec, result_set *out, char *err,
+                  size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (n == 0)
+        return 0; /* nothing ran: no columns, no rows */
+    result_set res;
+    rs_init(&res);
+    int rc = dispatch(in, n, spec, &res, err, errlen);
+    if (!rc) {
+        take_columns(&res, &in[0]);
+        *out = res;
+    }
+    for (size_t i = 0; i < n; i++)
+        rs_free(&in[i]);
+    return rc;
+}
