@@ -39,7 +39,8 @@
     X(UNREACHABLE, -28, "unreachable", 422, "the database cannot be reached")                      \
     X(FORCE, -29, "force_required", 409, "this change would move tenant data; add force=true")     \
     X(POOL, -30, "pool_exhausted", 503, "no shard connection became free in time")                 \
-    X(READONLY, -31, "read_only", 503, "the shard is read-only")
+    X(READONLY, -31, "read_only", 503, "the shard is read-only")                                   \
+    X(SQL, -32, "sql_error", 400, "the database refused the statement")
 
 enum citrus_err {
 #define CITRUS_ERR_ENUM(name, val, code, http, desc) CITRUS_E##name = (val),

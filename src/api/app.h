@@ -22,6 +22,7 @@ typedef struct app {
     int64_t max_staleness_ms;     /* bound of a bounded read */
     _Atomic int64_t acked_rev;    /* highest revision this node acknowledged a write at */
     struct shard_service *shards; /* the shard manager; NULL when not running */
+    struct router *router;        /* the data plane; NULL when not running */
 } app;
 
 /* A registry reader (reg_read_fn): the node's copy when it is within the
@@ -66,5 +67,8 @@ int app_read(app *a, http_req *r, const char *level, const kv_range_req *req, kv
 /* The route table served by citrus server / citrus dev. */
 extern const http_route api_routes[];
 extern const size_t api_nroutes;
+/* The router's (router.listen). */
+extern const http_route router_routes[];
+extern const size_t router_nroutes;
 
 #endif

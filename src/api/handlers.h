@@ -48,4 +48,8 @@ int api_citrus_register_batch(http_req *r, void *app);
 int api_citrus_shard(http_req *r, void *app);
 int api_citrus_health(http_req *r, void *app);
 
+/* query.c: the router (its own listener, router_routes) */
+int api_query(http_req *r, void *app);
+int api_tx(http_req *r, void *app);
+
 #endif

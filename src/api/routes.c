@@ -36,3 +36,13 @@ const http_route api_routes[] = {
 };
 
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);
+
+const http_route router_routes[] = {
+    {"POST", "/v1/query", api_query, ROUTE_BODY_JSON, "operator"},
+    {"POST", "/v1/tx", api_tx, ROUTE_BODY_JSON, "operator"},
+    {"GET", "/health/live", api_health_live, ROUTE_BODY_NONE, NULL},
+    {"GET", "/health/ready", api_health_ready, ROUTE_BODY_NONE, NULL},
+    {"GET", "/metrics", api_metrics, ROUTE_BODY_NONE, NULL},
+};
+
+const size_t router_nroutes = sizeof(router_routes) / sizeof(router_routes[0]);

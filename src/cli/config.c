@@ -95,6 +95,14 @@ static const field fields[] = {
         "connecting to shard databases, ms"),
     INT("shards", "dev_shards", "dev-shards", dev_shards, 0, 64,
         "SQLite shards citrus dev creates in an empty catalog"),
+    STR("router", "listen", "router-listen", router_listen,
+        "router (SQL on shards) listen address HOST:PORT, or off (citrus dev: 127.0.0.1:8080)"),
+    INT("router", "max_rows", "router-max-rows", router_max_rows, 1, 10000000,
+        "rows kept in one answer (more: truncated)"),
+    INT("router", "pool_size", "router-pool-size", router_pool_size, 1, 1000,
+        "connections per shard database"),
+    INT("router", "pool_wait_ms", "router-pool-wait", router_pool_wait_ms, 1, 600000,
+        "how long a query waits for a free connection, ms"),
     ENUM("provisioner", "kind", "provisioner", prov_kind, "none|sqlite|postgres|exec",
          "how new shard databases are created (citrus dev: sqlite)"),
     STR("provisioner", "sqlite_dir", "provisioner-sqlite-dir", prov_sqlite_dir,
@@ -111,8 +119,8 @@ static const field fields[] = {
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
 /* Sections reserved for later components: accepted if they are objects. */
-static const char *const reserved_sections[] = {
-    "bus", "records", "router", "auth", "notification_filter", NULL};
+static const char *const reserved_sections[] = {"bus", "records", "auth", "notification_filter",
+                                                NULL};
 
 void config_defaults(citrus_config *c)
 {
@@ -141,6 +149,10 @@ void config_defaults(citrus_config *c)
     snprintf(c->prov_kind, sizeof(c->prov_kind), "none");
     snprintf(c->prov_pg_prefix, sizeof(c->prov_pg_prefix), "citrus_");
     c->prov_exec_timeout_ms = 60000;
+    snprintf(c->router_listen, sizeof(c->router_listen), "off");
+    c->router_max_rows = 10000;
+    c->router_pool_size = 8;
+    c->router_pool_wait_ms = 2000;
 }
 
 static bool enum_ok(const char *choices, const char *v)

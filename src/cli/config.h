@@ -50,6 +50,11 @@ typedef struct citrus_config {
     char templates_dir[CONFIG_STR];
     int64_t shard_db_timeout_ms;
     int64_t dev_shards; /* SQLite shards `citrus dev` creates in an empty catalog */
+    /* router */
+    char router_listen[64]; /* HOST:PORT, or "off" */
+    int64_t router_max_rows;
+    int64_t router_pool_size;
+    int64_t router_pool_wait_ms;
     /* provisioner */
     char prov_kind[16]; /* none | sqlite | postgres | exec */
     char prov_sqlite_dir[CONFIG_STR];

@@ -18,6 +18,7 @@
 #include "catalog/store_sqlite.h"
 #include "citrus/errors.h"
 #include "cli/config.h"
+#include "cli/router_boot.h"
 #include "cli/shards_boot.h"
 #include "controller/session.h"
 #include "http/server.h"
@@ -63,6 +64,7 @@ static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
     if (strcmp(argv[0], "dev") == 0) { /* everything on one machine: SQLite shards */
         snprintf(cfg->prov_kind, sizeof(cfg->prov_kind), "sqlite");
         cfg->dev_shards = 4;
+        snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
     }
     const char *file = getenv("CITRUS_CONFIG");
     for (int i = 1; i < argc; i++) {
@@ -268,6 +270,14 @@ int cli_serve_main(int argc, char **argv, char **envp)
             "citrus %s ready\n  API      %s/v1/kv/\n  health   %s/health/ready\n"
             "  metrics  %s/metrics\n  data     %s\nStop with Ctrl-C.\n",
             argv[0], url, url, url, cfg.data_dir);
+    http_server *rsrv = NULL;
+    if (router_boot(&cfg, &a, &rsrv) < 0) {
+        http_server_stop(srv);
+        shards_stop(&a);
+        cache_stop(copy);
+        store_close(st);
+        return 1;
+    }
 
     session *sess = NULL;
     session_options so = {.st = st,
@@ -284,6 +294,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     log_info("server", "stopping", json_pack("{s:i}", "signal", sig));
     if (api_watch_shutdown() > 0)
         usleep(200 * 1000); /* let those answers reach their clients before the sockets close */
+    router_stop(&a, rsrv);
     http_server_stop(srv);
     shards_stop(&a);    /* the worker stops while the session can still fence its writes */
     session_stop(sess); /* revokes the lease: registration and leadership end now */

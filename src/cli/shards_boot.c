@@ -106,8 +106,10 @@ static provisioner *make_provisioner(const citrus_config *cfg, char *err, size_t
     return NULL;
 }
 
-/* citrus dev in an empty catalog: n SQLite shards, active. */
-static int dev_shards(shard_service *svc, int64_t n)
+/* citrus dev in an empty catalog: n SQLite shards, active, with the
+ * example template applied when it is ours (so scatter queries find its
+ * tables on every shard). */
+static int dev_shards(shard_service *svc, int64_t n, const char *template_name)
 {
     shard *v;
     size_t have;
@@ -118,7 +120,7 @@ static int dev_shards(shard_service *svc, int64_t n)
     if (have > 0 || !svc->prov)
         return 0;
     for (int64_t i = 0; i < n; i++) {
-        shard_spec spec = {.weight = 1};
+        shard_spec spec = {.weight = 1, .template_name = (char *)template_name};
         snprintf(spec.id, sizeof(spec.id), "shard-%" PRId64, i);
         prov_request req = {.shard_id = spec.id};
         prov_result pr = {0};
@@ -183,7 +185,8 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
         return CITRUS_ENOMEM;
     }
     shard_service_init(svc, reg, prov, templates, cfg->shard_db_timeout_ms, cfg->node_id);
-    if (dev && cfg->dev_shards > 0 && (rc = dev_shards(svc, cfg->dev_shards)) < 0) {
+    const char *example = cfg->templates_dir[0] ? NULL : EXAMPLE_TYPE; /* we wrote it */
+    if (dev && cfg->dev_shards > 0 && (rc = dev_shards(svc, cfg->dev_shards, example)) < 0) {
         shard_service_destroy(svc);
         free(svc);
         return rc;

@@ -4,9 +4,9 @@
  *
  * Types: NULL, a 64-bit integer, a double, text (UTF-8, may contain NUL
  * only if the database gave it), a boolean, and bytes. Drivers map their
- * column types onto these (PostgreSQL int2/4/8 -> INT, float4/8 and
- * numeric -> REAL or TEXT when it would lose precision, bool -> BOOL,
- * bytea -> BLOB, everything else -> TEXT; SQLite by storage class). */
+ * column types onto these (PostgreSQL int2/4/8 -> INT, float4/8 -> REAL,
+ * numeric -> TEXT (exact), bool -> BOOL, bytea -> BLOB, everything else ->
+ * TEXT; SQLite by storage class). */
 #ifndef CITRUS_CORE_VALUE_H
 #define CITRUS_CORE_VALUE_H
 

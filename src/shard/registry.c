@@ -132,6 +132,44 @@ int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod)
     return rc;
 }
 
+int registry_shard_read(registry *r, const char *id, shard *out)
+{
+    char key[KEYLEN];
+    if (!shard_id_valid(id) || !reg_key(key, sizeof(key), REG_SHARDS, id))
+        return CITRUS_ENOTFOUND;
+    kv_range_req q = {.key = key};
+    kv_range_res res;
+    int rc = reg_read(r, &q, &res);
+    if (rc == 0)
+        rc = res.count ? shard_decode(&res.items[0], out) : CITRUS_ENOTFOUND;
+    kv_range_res_free(&res);
+    return rc;
+}
+
+int registry_shard_list_routing(registry *r, shard **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    kv_range_req q = {.key = REG_SHARDS, .prefix = true};
+    kv_range_res res;
+    int rc = reg_read(r, &q, &res);
+    shard *v = rc == 0 && res.count ? calloc(res.count, sizeof(*v)) : NULL;
+    if (rc == 0 && res.count && !v)
+        rc = CITRUS_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; rc == 0 && i < res.count; i++)
+        if ((rc = shard_decode(&res.items[i], &v[k])) == 0)
+            k++;
+    kv_range_res_free(&res);
+    if (rc < 0) {
+        registry_shards_free(v, k);
+        return rc;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
 void registry_shards_free(shard *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -92,6 +92,10 @@ int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod);
 /* Every shard (state_filter NULL) or those in *state_filter, by id. */
 int registry_shard_list(registry *r, const shard_state *state_filter, shard **out, size_t *n);
 void registry_shards_free(shard *v, size_t n);
+/* The same through the routing path's reader (the node's copy when it is
+ * fresh): for the data plane. */
+int registry_shard_read(registry *r, const char *id, shard *out);
+int registry_shard_list_routing(registry *r, shard **out, size_t *n);
 
 /* Adds a new shard record as given (its state and history already set by
  * the caller). provision (borrowed, may be NULL) is stored beside it for

@@ -43,6 +43,7 @@ struct http_req {
     http_resume_fn on_resume;
     void *resume_ctx;
     bool suspended, resumed;
+    bool offloaded; /* http_offload ran the handler (inline) */
 };
 
 const char *http_req_method(const http_req *r)
@@ -161,6 +162,19 @@ int http_reply_errorf(http_req *r, int err, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     return http_reply_error(r, err, msg, NULL);
+}
+
+/* The handler runs inline here: nothing blocks in the fuzzer. */
+int http_offload(http_req *r, http_handler fn, void *ctx)
+{
+    FUZZ_CHECK(!r->offloaded, "offloaded twice");
+    r->offloaded = true;
+    return fn(r, ctx);
+}
+
+bool http_offloaded(const http_req *r)
+{
+    return r->offloaded;
 }
 
 void http_suspend(http_req *r, http_resume_fn on_resume, void *ctx)

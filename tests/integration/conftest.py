@@ -72,13 +72,24 @@ class Citrus:
         env = dict(os.environ)
         env.update(self.env or {})
         args = [CITRUS_BIN, self.mode, "--data-dir", self.data_dir,
-                "--listen", f"127.0.0.1:{port}", "--log-level", "debug"] + self.extra
+                "--listen", f"127.0.0.1:{port}", "--log-level", "debug"]
+        if self.mode == "dev":  # never the default 8080: tests run side by side
+            args += ["--router-listen", "127.0.0.1:0"]
+        args += self.extra
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdout=out, stderr=err, env=env)
         self.port = wait_until(self._listening_port, timeout, what="citrus to listen")
         wait_until(lambda: requests.get(self.url + "/health/ready", timeout=1).status_code == 200,
                    timeout, what="citrus to be ready")
         return self
+
+    @property
+    def router_url(self):
+        """The router's URL (citrus dev, or a server given --router-listen)."""
+        for line in self.log_lines():
+            if line.get("msg") == "router listening":
+                return f"http://127.0.0.1:{line['fields']['port']}"
+        raise AssertionError("the router is not listening")
 
     def _listening_port(self):
         if self.proc.poll() is not None:

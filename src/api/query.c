@@ -1,0 +1,245 @@
+/* api/query.c — the router's API: POST /v1/query and POST /v1/tx.
+ *
+ *   /v1/query {key | tenant, sql, params?}          one statement on the key's shard
+ *   /v1/query {scatter: true, sql, params?, order_by?, limit?, aggregate?, partial?}
+ *   /v1/tx    {key, statements: [{sql, params?}]}   one transaction on one shard
+ * Parameters are JSON scalars bound as $1, $2, ... (never spliced into the
+ * SQL). Answers: {shard_id, columns, rows, row_count, changes, truncated,
+ * ring_version}. Every call waits on a database: on the work pool. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/app.h"
+#include "api/handlers.h"
+#include "api/rowjson.h"
+#include "citrus/errors.h"
+#include "router/router.h"
+
+#define MAX_PARAMS 1000
+#define MAX_STATEMENTS 100
+#define MAX_ORDER 16
+
+static int router_error_reply(http_req *r, const router_error *e)
+{
+    json_t *extra = e->sqlstate[0] ? json_pack("{s:s}", "sqlstate", e->sqlstate) : NULL;
+    return http_reply_error(r, e->code, e->message, extra);
+}
+
+/* The body's key: "key" or "tenant". NULL (after replying) when invalid. */
+static const char *key_of(http_req *r, json_t *body)
+{
+    json_t *k = json_object_get(body, "key");
+    if (!k)
+        k = json_object_get(body, "tenant");
+    const char *s = json_string_value(k);
+    if (!k) {
+        http_reply_error(r, CITRUS_EBADJSON, "key: required (or scatter: true)", NULL);
+        return NULL;
+    }
+    if (!s || !*s || strlen(s) > 1024) {
+        http_reply_error(r, CITRUS_EBADJSON, "key: must be a string of 1..1024 bytes", NULL);
+        return NULL;
+    }
+    return s;
+}
+
+static json_t *answer_json(const router_answer *a)
+{
+    json_t *j = rowjson_result(&a->rs);
+    json_object_set_new(j, "row_count", json_integer((json_int_t)a->rs.nrows));
+    json_object_set_new(j, "changes", json_integer((json_int_t)a->changes));
+    json_object_set_new(j, "truncated", json_boolean(a->truncated));
+    json_object_set_new(j, "ring_version", json_integer((json_int_t)a->ring_version));
+    if (a->shard_id[0])
+        json_object_set_new(j, "shard_id", json_string(a->shard_id));
+    return j;
+}
+
+/* order_by / limit / aggregate / partial of a scatter query. */
+typedef struct scatter_opts {
+    merge_key keys[MAX_ORDER];
+    merge_agg aggs[256];
+    merge_spec spec;
+    bool partial;
+} scatter_opts;
+
+static int scatter_opts_parse(http_req *r, json_t *body, scatter_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    json_t *ob = json_object_get(body, "order_by");
+    if (ob && (!json_is_array(ob) || json_array_size(ob) > MAX_ORDER))
+        return http_reply_errorf(r, CITRUS_EBADJSON,
+                                 "order_by: an array of at most %d "
+                                 "{column, desc?}",
+                                 MAX_ORDER),
+               CITRUS_EBADJSON;
+    for (size_t i = 0; ob && i < json_array_size(ob); i++) {
+        json_t *k = json_array_get(ob, i);
+        const char *col = json_string_value(json_object_get(k, "column"));
+        json_t *desc = json_object_get(k, "desc");
+        if (!col || (desc && !json_is_boolean(desc)))
+            return http_reply_errorf(r, CITRUS_EBADJSON,
+                                     "order_by[%zu]: {\"column\": name, \"desc\": bool}", i),
+                   CITRUS_EBADJSON;
+        o->keys[i] = (merge_key){col, json_is_true(desc)};
+    }
+    o->spec.order_by = ob ? o->keys : NULL;
+    o->spec.norder = json_array_size(ob);
+    json_t *lim = json_object_get(body, "limit");
+    if (lim && (!json_is_integer(lim) || json_integer_value(lim) < 0))
+        return http_reply_error(r, CITRUS_EBADJSON, "limit: a non-negative integer", NULL),
+               CITRUS_EBADJSON;
+    o->spec.limit = lim ? (size_t)json_integer_value(lim) : 0;
+    json_t *ag = json_object_get(body, "aggregate");
+    if (ag) {
+        size_t n = json_is_array(ag) ? json_array_size(ag) : 1;
+        if (n == 0 || n > 256)
+            return http_reply_error(r, CITRUS_EBADJSON, "aggregate: a name or 1..256 names", NULL),
+                   CITRUS_EBADJSON;
+        for (size_t i = 0; i < n; i++) {
+            const char *name = json_string_value(json_is_array(ag) ? json_array_get(ag, i) : ag);
+            if (merge_agg_parse(name, &o->aggs[i]) < 0)
+                return http_reply_errorf(r, CITRUS_EBADJSON,
+                                         "aggregate: each must be count, sum, min, max or first"),
+                       CITRUS_EBADJSON;
+        }
+        o->spec.aggs = o->aggs;
+        o->spec.naggs = n;
+    }
+    json_t *partial = json_object_get(body, "partial");
+    if (partial && !json_is_boolean(partial))
+        return http_reply_error(r, CITRUS_EBADJSON, "partial: a boolean", NULL), CITRUS_EBADJSON;
+    o->partial = json_is_true(partial);
+    return 0;
+}
+
+/* sql and params of an object ({sql, params?}); where names it in errors. */
+static int statement_parse(http_req *r, json_t *obj, const char *where, const char **sql,
+                           value **params, size_t *n)
+{
+    *params = NULL;
+    *n = 0;
+    *sql = json_string_value(json_object_get(obj, "sql"));
+    if (!*sql || !**sql)
+        return http_reply_errorf(r, CITRUS_EBADJSON, "%ssql: required, a non-empty string", where),
+               CITRUS_EBADJSON;
+    char err[256];
+    int rc =
+        rowjson_params(json_object_get(obj, "params"), MAX_PARAMS, params, n, err, sizeof(err));
+    if (rc < 0)
+        return http_reply_errorf(r, rc, "%sparams%s", where, err), rc;
+    return 0;
+}
+
+int api_query(http_req *r, void *ctx)
+{
+    APP_OFFLOAD(r, api_query, ctx);
+    app *a = ctx;
+    if (!a->router)
+        return http_reply_error(r, CITRUS_EUNAVAILABLE, "the router is not running", NULL);
+    json_t *body = http_req_json(r);
+    if (!body)
+        return CITRUS_EBADJSON;
+    const char *sql;
+    value *params = NULL;
+    size_t np = 0;
+    json_t *scatter = json_object_get(body, "scatter");
+    int rc = CITRUS_EBADJSON;
+    if (!json_is_object(body))
+        http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
+    else if (scatter && !json_is_boolean(scatter))
+        http_reply_error(r, CITRUS_EBADJSON, "scatter: a boolean", NULL);
+    else
+        rc = statement_parse(r, body, "", &sql, &params, &np);
+    router_answer ans;
+    router_error e = {0};
+    if (rc == 0 && json_is_true(scatter)) {
+        scatter_opts o;
+        rc = scatter_opts_parse(r, body, &o);
+        if (rc == 0 &&
+            (rc = router_scatter(a->router, sql, params, np, &o.spec, o.partial, &ans, &e)) < 0)
+            router_error_reply(r, &e);
+        if (rc == 0) {
+            json_t *out = answer_json(&ans);
+            json_object_set(out, "shards", ans.shards);
+            json_object_set(out, "missing", ans.missing);
+            router_answer_clear(&ans);
+            http_reply_json(r, 200, out);
+        }
+    } else if (rc == 0) {
+        const char *key = key_of(r, body);
+        rc = key ? router_query_key(a->router, key, sql, params, np, &ans, &e) : CITRUS_EBADJSON;
+        if (key && rc < 0)
+            router_error_reply(r, &e);
+        if (rc == 0) {
+            http_reply_json(r, 200, answer_json(&ans));
+            router_answer_clear(&ans);
+        }
+    }
+    rowjson_params_free(params, np);
+    json_decref(body);
+    return rc;
+}
+
+int api_tx(http_req *r, void *ctx)
+{
+    APP_OFFLOAD(r, api_tx, ctx);
+    app *a = ctx;
+    if (!a->router)
+        return http_reply_error(r, CITRUS_EUNAVAILABLE, "the router is not running", NULL);
+    json_t *body = http_req_json(r);
+    if (!body)
+        return CITRUS_EBADJSON;
+    json_t *stmts = json_object_get(body, "statements");
+    size_t n = json_array_size(stmts);
+    const char *key = NULL;
+    int rc = CITRUS_EBADJSON;
+    if (!json_is_object(body))
+        http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
+    else if (!(key = key_of(r, body)))
+        ;
+    else if (!json_is_array(stmts) || n == 0 || n > MAX_STATEMENTS)
+        http_reply_errorf(r, CITRUS_EBADJSON, "statements: an array of 1..%d {sql, params?}",
+                          MAX_STATEMENTS);
+    else
+        rc = 0;
+    router_stmt *v = rc == 0 ? calloc(n, sizeof(*v)) : NULL;
+    router_answer *ans = rc == 0 ? calloc(n, sizeof(*ans)) : NULL;
+    if (rc == 0 && (!v || !ans)) {
+        http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
+        rc = CITRUS_ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char where[40];
+        snprintf(where, sizeof(where), "statements[%zu].", i);
+        rc = statement_parse(r, json_array_get(stmts, i), where, &v[i].sql, &v[i].params,
+                             &v[i].nparams);
+    }
+    long failed = -1;
+    router_error e = {0};
+    if (rc == 0 && (rc = router_tx(a->router, key, v, n, ans, &failed, &e)) < 0) {
+        json_t *extra = json_object();
+        if (e.sqlstate[0])
+            json_object_set_new(extra, "sqlstate", json_string(e.sqlstate));
+        if (failed >= 0)
+            json_object_set_new(extra, "statement", json_integer(failed));
+        http_reply_error(r, e.code, e.message, extra);
+    }
+    if (rc == 0) {
+        json_t *results = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(results, answer_json(&ans[i]));
+        http_reply_json(r, 200,
+                        json_pack("{s:s,s:o,s:I}", "shard_id", ans[0].shard_id, "results", results,
+                                  "ring_version", (json_int_t)ans[0].ring_version));
+        for (size_t i = 0; i < n; i++)
+            router_answer_clear(&ans[i]);
+    }
+    for (size_t i = 0; v && i < n; i++)
+        rowjson_params_free(v[i].params, v[i].nparams);
+    free(v);
+    free(ans);
+    json_decref(body);
+    return rc;
+}

@@ -1,0 +1,377 @@
+/* router/router.c — running SQL on the right shard (see router.h). */
+#include "router/router.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "citrus/errors.h"
+#include "shard/pool.h"
+#include "shard/tenants.h"
+
+#define SCATTER_THREADS 8
+
+typedef struct pool_entry {
+    char *dsn;
+    pool *p;
+} pool_entry;
+
+struct router {
+    registry *reg;
+    size_t max_rows;
+    int pool_size;
+    int64_t pool_wait_ms, connect_timeout_ms;
+    pthread_mutex_t mu;
+    pool_entry *pools; /* guarded by mu */
+    size_t npools, cap;
+};
+
+router *router_new(const router_options *o)
+{
+    router *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->reg = o->reg;
+    r->max_rows = o->max_rows ? o->max_rows : 10000;
+    r->pool_size = o->pool_size ? o->pool_size : 8;
+    r->pool_wait_ms = o->pool_wait_ms ? o->pool_wait_ms : 2000;
+    r->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 5000;
+    pthread_mutex_init(&r->mu, NULL);
+    return r;
+}
+
+void router_free(router *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->npools; i++) {
+        pool_free(r->pools[i].p);
+        free(r->pools[i].dsn);
+    }
+    free(r->pools);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+size_t router_max_rows(const router *r)
+{
+    return r->max_rows;
+}
+
+void router_answer_clear(router_answer *a)
+{
+    rs_free(&a->rs);
+    json_decref(a->shards);
+    json_decref(a->missing);
+    memset(a, 0, sizeof(*a));
+}
+
+static int fail(router_error *e, int code, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(router_error *e, int code, const char *sqlstate, const char *fmt, ...)
+{
+    e->code = code;
+    snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", sqlstate ? sqlstate : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* The pool of a database, made on first use. */
+static pool *pool_for(router *r, const char *dsn)
+{
+    pthread_mutex_lock(&r->mu);
+    pool *p = NULL;
+    for (size_t i = 0; i < r->npools && !p; i++)
+        if (strcmp(r->pools[i].dsn, dsn) == 0)
+            p = r->pools[i].p;
+    if (!p && r->npools == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 8;
+        pool_entry *v = realloc(r->pools, cap * sizeof(*v));
+        if (v) {
+            r->pools = v;
+            r->cap = cap;
+        }
+    }
+    if (!p && r->npools < r->cap) {
+        pool_options po = {.dsn = dsn,
+                           .max_size = r->pool_size,
+                           .wait_ms = r->pool_wait_ms,
+                           .connect_timeout_ms = r->connect_timeout_ms};
+        char *copy = strdup(dsn);
+        p = copy ? pool_new(&po) : NULL;
+        if (p)
+            r->pools[r->npools++] = (pool_entry){copy, p};
+        else
+            free(copy);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return p;
+}
+
+/* First keyword of a statement, after whitespace, comments and '('. */
+bool router_is_read(const char *sql)
+{
+    const char *p = sql;
+    for (;;) {
+        while (*p && (isspace((unsigned char)*p) || *p == '('))
+            p++;
+        if (p[0] == '-' && p[1] == '-') {
+            while (*p && *p != '\n')
+                p++;
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *end = strstr(p + 2, "*/");
+            p = end ? end + 2 : p + strlen(p);
+        } else {
+            break;
+        }
+    }
+    static const char *const reads[] = {"select", "values", "show", "explain"};
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+        size_t n = strlen(reads[i]);
+        if (strncasecmp(p, reads[i], n) == 0 && !isalnum((unsigned char)p[n]) && p[n] != '_')
+            return true;
+    }
+    return false;
+}
+
+/* The shard a key goes to, checked for what the statement does. */
+static int resolve(router *r, const char *key, bool read, shard *s, int64_t *ring_version,
+                   router_error *e)
+{
+    const ring *rg;
+    int rc = registry_ring(r->reg, &rg, ring_version);
+    if (rc < 0)
+        return fail(e, rc, NULL, "the catalog could not be read");
+    route_answer ra;
+    rc = tenants_route(r->reg, rg, *ring_version, key, &ra);
+    registry_ring_release(r->reg, rg);
+    if (rc == CITRUS_EUNAVAILABLE)
+        return fail(e, rc, NULL, "no shard owns any token yet: add an active shard");
+    if (rc < 0)
+        return fail(e, rc, NULL, "the catalog could not be read");
+    rc = registry_shard_read(r->reg, ra.shard_id, s);
+    if (rc < 0)
+        return fail(e, rc == CITRUS_ENOTFOUND ? CITRUS_EUNAVAILABLE : rc, NULL,
+                    "shard '%s' of key '%s' is not in the catalog", ra.shard_id, key);
+    bool ok = read ? shard_state_serves_reads(s->state) : shard_state_serves_writes(s->state);
+    if (!ok || !s->dsn) {
+        int code = !read && s->state == SHARD_READ_ONLY ? CITRUS_EREADONLY : CITRUS_EUNAVAILABLE;
+        fail(e, code, NULL, "shard '%s' is %s: it does not take %s", s->id,
+             shard_state_name(s->state), read ? "queries" : "writes");
+        shard_clear(s);
+        return code;
+    }
+    return 0;
+}
+
+static int drv_to_router(int rc, const drv_error *de, const char *shard_id, router_error *e)
+{
+    if (rc == CITRUS_EINVAL) /* the statement's fault: the database's own words */
+        return fail(e, CITRUS_ESQL, de->sqlstate, "%s", de->message);
+    return fail(e, rc == CITRUS_EPOOL ? rc : CITRUS_EUNAVAILABLE, de->sqlstate, "shard '%s': %s",
+                shard_id, de->message);
+}
+
+/* Runs one statement on a checked-out connection of shard s. */
+static int run_on(router *r, const shard *s, const char *sql, const value *params, size_t np,
+                  router_answer *out, router_error *e)
+{
+    pool *p = pool_for(r, s->dsn);
+    if (!p)
+        return fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+    drv_conn *c;
+    drv_error de = {0};
+    int rc = pool_get(p, &c, &de);
+    if (rc < 0)
+        return drv_to_router(rc, &de, s->id, e);
+    rs_init(&out->rs);
+    rc = drv_exec(c, sql, params, np, r->max_rows, &out->rs, &out->truncated, &out->changes, &de);
+    pool_put(p, c, false);
+    if (rc < 0) {
+        rs_free(&out->rs);
+        return drv_to_router(rc, &de, s->id, e);
+    }
+    snprintf(out->shard_id, sizeof(out->shard_id), "%s", s->id);
+    return 0;
+}
+
+int router_query_key(router *r, const char *key, const char *sql, const value *params,
+                     size_t nparams, router_answer *out, router_error *e)
+{
+    memset(out, 0, sizeof(*out));
+    shard s;
+    int rc = resolve(r, key, router_is_read(sql), &s, &out->ring_version, e);
+    if (rc < 0)
+        return rc;
+    rc = run_on(r, &s, sql, params, nparams, out, e);
+    shard_clear(&s);
+    return rc;
+}
+
+int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, router_answer *out,
+              long *failed, router_error *e)
+{
+    *failed = -1;
+    memset(out, 0, n * sizeof(*out));
+    bool read = true;
+    for (size_t i = 0; i < n; i++)
+        read = read && router_is_read(stmts[i].sql);
+    shard s;
+    int64_t version;
+    int rc = resolve(r, key, read, &s, &version, e);
+    if (rc < 0)
+        return rc;
+    pool *p = pool_for(r, s.dsn);
+    drv_conn *c = NULL;
+    drv_error de = {0};
+    rc = p ? pool_get(p, &c, &de) : CITRUS_ENOMEM;
+    if (rc < 0) {
+        rc = p ? drv_to_router(rc, &de, s.id, e) : fail(e, rc, NULL, "out of memory");
+        shard_clear(&s);
+        return rc;
+    }
+    rc = drv_begin(c, &de);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        out[i].ring_version = version;
+        snprintf(out[i].shard_id, sizeof(out[i].shard_id), "%s", s.id);
+        rs_init(&out[i].rs);
+        rc = drv_exec(c, stmts[i].sql, stmts[i].params, stmts[i].nparams, r->max_rows, &out[i].rs,
+                      &out[i].truncated, &out[i].changes, &de);
+        if (rc < 0)
+            *failed = (long)i;
+    }
+    if (rc == 0)
+        rc = drv_commit(c, &de);
+    if (rc < 0) {
+        drv_error ignored;
+        drv_rollback(c, &ignored);
+        drv_to_router(rc, &de, s.id, e);
+        for (size_t i = 0; i < n; i++)
+            router_answer_clear(&out[i]);
+    }
+    pool_put(p, c, rc < 0 && !drv_alive(c));
+    shard_clear(&s);
+    return rc;
+}
+
+/* ---- scatter ---- */
+
+typedef struct scatter_job {
+    router *r;
+    const shard *s;
+    const char *sql;
+    const value *params;
+    size_t np;
+    router_answer ans;
+    router_error err;
+    int rc;
+} scatter_job;
+
+typedef struct scatter_set {
+    scatter_job *jobs;
+    size_t n, next;
+    pthread_mutex_t mu;
+} scatter_set;
+
+static void *scatter_worker(void *arg)
+{
+    scatter_set *ss = arg;
+    for (;;) {
+        pthread_mutex_lock(&ss->mu);
+        size_t i = ss->next++;
+        pthread_mutex_unlock(&ss->mu);
+        if (i >= ss->n)
+            return NULL;
+        scatter_job *j = &ss->jobs[i];
+        j->rc = run_on(j->r, j->s, j->sql, j->params, j->np, &j->ans, &j->err);
+    }
+}
+
+static void run_all(scatter_set *ss)
+{
+    pthread_t th[SCATTER_THREADS];
+    size_t nth = 0;
+    for (; nth < SCATTER_THREADS && nth < ss->n; nth++)
+        if (pthread_create(&th[nth], NULL, scatter_worker, ss) != 0)
+            break;
+    if (nth == 0)
+        scatter_worker(ss);
+    for (size_t i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+}
+
+int router_scatter(router *r, const char *sql, const value *params, size_t nparams,
+                   const merge_spec *spec, bool partial, router_answer *out, router_error *e)
+{
+    memset(out, 0, sizeof(*out));
+    bool read = router_is_read(sql);
+    shard *v;
+    size_t n;
+    int rc = registry_shard_list_routing(r->reg, &v, &n);
+    if (rc < 0)
+        return fail(e, rc, NULL, "the catalog could not be read");
+    const ring *rg;
+    if (registry_ring(r->reg, &rg, &out->ring_version) == 0)
+        registry_ring_release(r->reg, rg);
+    scatter_set ss = {.jobs = calloc(n ? n : 1, sizeof(scatter_job))};
+    pthread_mutex_init(&ss.mu, NULL);
+    for (size_t i = 0; ss.jobs && i < n; i++) /* every active shard (read_only too, for reads) */
+        if (v[i].dsn && (v[i].state == SHARD_ACTIVE || (read && v[i].state == SHARD_READ_ONLY)))
+            ss.jobs[ss.n++] =
+                (scatter_job){.r = r, .s = &v[i], .sql = sql, .params = params, .np = nparams};
+    if (!ss.jobs)
+        rc = fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+    else if (ss.n == 0)
+        rc = fail(e, CITRUS_EUNAVAILABLE, NULL, "no active shard");
+    if (rc == 0)
+        run_all(&ss);
+    result_set *parts = rc == 0 ? calloc(ss.n, sizeof(*parts)) : NULL;
+    size_t nparts = 0;
+    out->shards = json_array();
+    out->missing = json_array();
+    for (size_t i = 0; rc == 0 && i < ss.n; i++) {
+        scatter_job *j = &ss.jobs[i];
+        if (j->rc == 0) {
+            parts[nparts++] = j->ans.rs;
+            rs_init(&j->ans.rs);
+            out->truncated |= j->ans.truncated;
+            out->changes += j->ans.changes;
+            json_array_append_new(out->shards, json_string(j->s->id));
+        } else if (partial) {
+            json_array_append_new(out->missing, json_pack("{s:s,s:s}", "shard_id", j->s->id,
+                                                          "error", j->err.message));
+        } else {
+            *e = j->err;
+            snprintf(e->message, sizeof(e->message), "shard '%s' failed: %.600s", j->s->id,
+                     j->err.message);
+            rc = e->code;
+        }
+    }
+    if (rc == 0) {
+        char why[512] = "";
+        rs_init(&out->rs);
+        rc = merge_results(parts, nparts, spec, &out->rs, why, sizeof(why));
+        if (rc < 0)
+            fail(e, rc, NULL, "cannot merge the shards' results: %s", why);
+    } else {
+        for (size_t i = 0; i < nparts; i++)
+            rs_free(&parts[i]);
+    }
+    for (size_t i = 0; i < ss.n; i++)
+        router_answer_clear(&ss.jobs[i].ans);
+    free(parts);
+    free(ss.jobs);
+    pthread_mutex_destroy(&ss.mu);
+    registry_shards_free(v, n);
+    if (rc < 0)
+        router_answer_clear(out);
+    return rc;
+}

@@ -1,0 +1,82 @@
+/* router/router.h — the data plane: runs SQL on the shard a key belongs
+ * to, through a connection pool per shard database (shard/pool.h), or on
+ * every active shard at once with the results merged (core/merge.h).
+ *
+ * The router reads shards, the ring and tenant pins through the shard
+ * registry, which reads the node's catalog copy when it is fresh; it keeps
+ * no routing state of its own, so it follows ring and shard changes as
+ * soon as the catalog has them. Calls block (database round trips): they
+ * run on the HTTP work pool. */
+#ifndef CITRUS_ROUTER_ROUTER_H
+#define CITRUS_ROUTER_ROUTER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/merge.h"
+#include "core/value.h"
+#include "shard/driver.h"
+#include "shard/registry.h"
+
+typedef struct router router;
+
+typedef struct router_options {
+    registry *reg;              /* borrowed */
+    size_t max_rows;            /* rows kept per answer; 0 = 10000 */
+    int pool_size;              /* per shard database; 0 = 8 */
+    int64_t pool_wait_ms;       /* 0 = 2000 */
+    int64_t connect_timeout_ms; /* 0 = 5000 */
+} router_options;
+
+router *router_new(const router_options *o);
+void router_free(router *r);
+size_t router_max_rows(const router *r);
+
+/* What a query ran on and what came back. */
+typedef struct router_answer {
+    char shard_id[SHARD_ID_MAX + 1]; /* single-shard queries */
+    int64_t ring_version;
+    result_set rs;
+    bool truncated;
+    int64_t changes;
+    json_t *shards;  /* scatter: ids that answered */
+    json_t *missing; /* scatter with partial: [{shard_id, error}] */
+} router_answer;
+
+void router_answer_clear(router_answer *a);
+
+/* An error for the client: its code (CITRUS_E*), message and SQLSTATE. */
+typedef struct router_error {
+    int code;
+    char message[768];
+    char sqlstate[6];
+} router_error;
+
+/* Whether a statement only reads (SELECT, VALUES, SHOW, EXPLAIN: may go to
+ * a replica, allowed on a read_only shard). */
+bool router_is_read(const char *sql);
+
+/* Runs one statement on the shard of key. */
+int router_query_key(router *r, const char *key, const char *sql, const value *params,
+                     size_t nparams, router_answer *out, router_error *e);
+
+/* Runs statements in one transaction on the shard of key: all or nothing.
+ * out[i] gets statement i's result; *failed the index of the statement that
+ * failed (-1 otherwise). */
+typedef struct router_stmt {
+    const char *sql;
+    value *params;
+    size_t nparams;
+} router_stmt;
+int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, router_answer *out,
+              long *failed, router_error *e);
+
+/* Runs one statement on every active shard in parallel and merges the
+ * results with spec. A failing shard fails the whole answer (naming it),
+ * unless partial: then out->missing lists it. */
+int router_scatter(router *r, const char *sql, const value *params, size_t nparams,
+                   const merge_spec *spec, bool partial, router_answer *out, router_error *e);
+
+#endif

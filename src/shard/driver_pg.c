@@ -1,0 +1,639 @@
+/* shard/driver_pg.c — the PostgreSQL (libpq) backend of the shard driver
+ * (see driver.h; driver.c checks the arguments and dispatches here).
+ *
+ * Connecting: as shard_db.c does, the DSN (URI or key=value) is parsed by
+ * libpq (PQconninfoParse) and connected with PQconnectdbParams with our
+ * connect_timeout in place of the DSN's (whole seconds, rounded up,
+ * minimum 2: libpq's floor) and client_encoding=UTF8 in place of the
+ * DSN's (our TEXT values are UTF-8). NOTICEs are dropped.
+ *
+ * Statements go through PQsendQueryParams (the extended protocol: one
+ * statement, parameters never spliced) with text-format parameters: INT
+ * in decimal, REAL with %.17g (exact round trip; NaN/Infinity spelled as
+ * PostgreSQL does), BOOL "t"/"f", TEXT as is (a NUL byte cannot travel in
+ * a PostgreSQL text and is refused), BLOB as bytea hex "\x..." typed
+ * bytea (OID 17) explicitly; everything else untyped (OID 0) for the
+ * server to infer. Results come back in text format, in single-row mode
+ * so a huge result is never materialized, and are typed by column OID:
+ * int2/4/8 -> INT, float4/8 -> REAL, numeric -> TEXT (exact), bool ->
+ * BOOL, bytea -> BLOB (PQunescapeBytea), anything else TEXT.
+ *
+ * max_rows: past the limit the rest of the rows are read and dropped; a
+ * statement that starts with SELECT, VALUES or TABLE run outside a
+ * transaction is cancelled instead (PQcancel), which saves reading the
+ * rest. Cancelling is never done inside a transaction (the error would
+ * abort it) or for other statements (an INSERT ... RETURNING would be
+ * rolled back). The cancel's "57014 canceling statement" answer is
+ * expected and not an error. (A backend that receives a cancel after the
+ * statement finished ignores it, so it cannot hit the next statement.)
+ * Caveat: a SELECT calling functions that write would have those writes
+ * rolled back when it is truncated in autocommit.
+ *
+ * Errors: an error result is CITRUS_EINVAL with the primary message (and
+ * detail) and the SQLSTATE, unless the connection is gone: PQstatus not
+ * OK, SQLSTATE class 08 (connection exception) except 08P01 (protocol
+ * violation: what a wrong parameter count gives, on a healthy
+ * connection), or 57P0x (the server is shutting down or the session was
+ * terminated): then CITRUS_EUNAVAILABLE and the connection is marked
+ * broken.
+ *
+ * drv_exec has no timeout of its own (a statement may legitimately run
+ * long; a DSN may set options=-c statement_timeout=...); drv_ping is
+ * bounded by the open timeout, and a ping that times out leaves the
+ * connection broken (a statement still in flight). */
+#define CITRUS_DRIVER_INTERNAL
+#include "shard/driver.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "citrus/errors.h"
+
+#define PG_MIN_CONNECT_TIMEOUT_S 2
+#define PG_MAX_KEYWORDS 64
+#define PG_MAX_PARAMS 65535
+#define NUMBUF 32
+
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+
+static const char LAG_SQL[] =
+    "SELECT pg_is_in_recovery(), "
+    "CASE WHEN NOT pg_is_in_recovery() "
+    "OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::bigint "
+    "ELSE GREATEST(COALESCE(EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp())) "
+    "* 1000, 0), 0)::bigint END";
+
+static PGconn *conn(drv_conn *c)
+{
+    return (PGconn *)c->handle;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* libpq's own messages end with newlines and may span lines: one line. */
+static int fail_text(drv_error *e, int rc, const char *what, const char *msg)
+{
+    drv_fail(e, rc, NULL, "%s%s", what, msg && *msg ? msg : "unknown error");
+    if (!e)
+        return rc;
+    /* whitespace runs (newlines and the indentation after them) -> one space */
+    char *w = e->message;
+    for (const char *r = e->message; *r; r++) {
+        bool space = *r == '\n' || *r == '\t' || *r == ' ';
+        if (!space)
+            *w++ = *r;
+        else if (w > e->message && w[-1] != ' ')
+            *w++ = ' ';
+    }
+    while (w > e->message && w[-1] == ' ')
+        w--;
+    *w = '\0';
+    return rc;
+}
+
+static void quiet_notices(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+int drv_pg_open(drv_conn *c, const char *dsn, drv_error *e)
+{
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &perr);
+    if (!opts) {
+        fail_text(e, CITRUS_EINVAL, "malformed PostgreSQL DSN: ", perr);
+        PQfreemem(perr);
+        return CITRUS_EINVAL;
+    }
+    const char *keys[PG_MAX_KEYWORDS + 1], *vals[PG_MAX_KEYWORDS + 1];
+    size_t n = 0;
+    for (PQconninfoOption *o = opts; o->keyword && n < PG_MAX_KEYWORDS - 2; o++) {
+        if (o->val && strcmp(o->keyword, "connect_timeout") != 0 &&
+            strcmp(o->keyword, "client_encoding") != 0) {
+            keys[n] = o->keyword;
+            vals[n++] = o->val;
+        }
+    }
+    int64_t secs = (c->timeout_ms + 999) / 1000;
+    if (secs < PG_MIN_CONNECT_TIMEOUT_S)
+        secs = PG_MIN_CONNECT_TIMEOUT_S;
+    char tbuf[24];
+    snprintf(tbuf, sizeof(tbuf), "%lld", (long long)secs);
+    keys[n] = "connect_timeout";
+    vals[n++] = tbuf;
+    keys[n] = "client_encoding";
+    vals[n++] = "UTF8";
+    keys[n] = vals[n] = NULL;
+    PGconn *pg = PQconnectdbParams(keys, vals, 0);
+    PQconninfoFree(opts);
+    c->handle = pg;
+    if (!pg)
+        return drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+    if (PQstatus(pg) != CONNECTION_OK)
+        return fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
+    PQsetNoticeProcessor(pg, quiet_notices, NULL);
+    return 0;
+}
+
+void drv_pg_close(drv_conn *c)
+{
+    if (c->handle)
+        PQfinish(conn(c));
+    c->handle = NULL;
+}
+
+drv_tx_state drv_pg_tx_state(drv_conn *c)
+{
+    switch (PQtransactionStatus(conn(c))) {
+    case PQTRANS_INTRANS:
+    case PQTRANS_ACTIVE:
+        return DRV_TX_ACTIVE;
+    case PQTRANS_INERROR:
+        return DRV_TX_FAILED;
+    default:
+        return DRV_TX_IDLE;
+    }
+}
+
+/* Whether an error with this SQLSTATE means the session is gone. */
+static bool state_is_gone(const char *state)
+{
+    if (!state)
+        return false;
+    if (strncmp(state, "08", 2) == 0)
+        return strcmp(state, "08P01") != 0;
+    return strncmp(state, "57P0", 4) == 0;
+}
+
+/* An error result (r may be NULL: libpq's connection message). */
+static int fail_result(drv_conn *c, const PGresult *r, drv_error *e)
+{
+    PGconn *pg = conn(c);
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    int rc = CITRUS_EINVAL;
+    if (PQstatus(pg) != CONNECTION_OK || state_is_gone(state)) {
+        c->broken = true;
+        rc = CITRUS_EUNAVAILABLE;
+    }
+    if (!primary) {
+        const char *msg = r ? PQresultErrorMessage(r) : NULL;
+        fail_text(e, rc, "", msg && *msg ? msg : PQerrorMessage(pg));
+    } else {
+        const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+        drv_fail(e, rc, NULL, "%s%s%s", primary, detail ? ": " : "", detail ? detail : "");
+    }
+    if (e && state)
+        snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", state);
+    return rc;
+}
+
+/* ---- parameters ------------------------------------------------------------- */
+
+typedef struct pg_params {
+    const char **vals;
+    Oid *types;
+    char *nums;   /* NUMBUF per parameter, for INT and REAL */
+    char **blobs; /* hex text per BLOB parameter, owned */
+    size_t n;
+} pg_params;
+
+static void params_free(pg_params *pp)
+{
+    if (pp->blobs)
+        for (size_t i = 0; i < pp->n; i++)
+            free(pp->blobs[i]);
+    free(pp->blobs);
+    free(pp->nums);
+    free(pp->types);
+    free(pp->vals);
+}
+
+static char *bytea_hex(const unsigned char *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *s = malloc(2 * len + 3);
+    if (!s)
+        return NULL;
+    char *o = s;
+    *o++ = '\\';
+    *o++ = 'x';
+    for (size_t i = 0; i < len; i++) {
+        *o++ = hex[p[i] >> 4];
+        *o++ = hex[p[i] & 15];
+    }
+    *o = '\0';
+    return s;
+}
+
+static int params_make(pg_params *pp, const value *params, size_t n, drv_error *e)
+{
+    memset(pp, 0, sizeof(*pp));
+    if (n == 0)
+        return 0;
+    if (n > PG_MAX_PARAMS)
+        return drv_fail(e, CITRUS_EINVAL, NULL, "too many parameters (%zu; at most %d)", n,
+                        PG_MAX_PARAMS);
+    pp->n = n;
+    pp->vals = calloc(n, sizeof(*pp->vals));
+    pp->types = calloc(n, sizeof(*pp->types));
+    pp->nums = calloc(n, NUMBUF);
+    pp->blobs = calloc(n, sizeof(*pp->blobs));
+    if (!pp->vals || !pp->types || !pp->nums || !pp->blobs)
+        return drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const value *v = &params[i];
+        char *num = pp->nums + i * NUMBUF;
+        switch (v->type) {
+        case VAL_INT:
+            snprintf(num, NUMBUF, "%lld", (long long)v->u.i);
+            pp->vals[i] = num;
+            break;
+        case VAL_REAL:
+            if (isnan(v->u.d))
+                snprintf(num, NUMBUF, "NaN");
+            else if (isinf(v->u.d))
+                snprintf(num, NUMBUF, "%sInfinity", v->u.d < 0 ? "-" : "");
+            else
+                snprintf(num, NUMBUF, "%.17g", v->u.d);
+            pp->vals[i] = num;
+            break;
+        case VAL_BOOL:
+            pp->vals[i] = v->u.b ? "t" : "f";
+            break;
+        case VAL_TEXT:
+            if (v->u.s.len && memchr(v->u.s.p, '\0', v->u.s.len))
+                return drv_fail(e, CITRUS_EINVAL, "22021",
+                                "parameter $%zu: a PostgreSQL text cannot hold a NUL byte", i + 1);
+            pp->vals[i] = v->u.s.p ? v->u.s.p : "";
+            break;
+        case VAL_BLOB:
+            pp->blobs[i] = bytea_hex((const unsigned char *)v->u.s.p, v->u.s.p ? v->u.s.len : 0);
+            if (!pp->blobs[i])
+                return drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+            pp->vals[i] = pp->blobs[i];
+            pp->types[i] = OID_BYTEA;
+            break;
+        default:
+            pp->vals[i] = NULL; /* SQL NULL */
+            break;
+        }
+    }
+    return 0;
+}
+
+/* ---- results ------------------------------------------------------------------- */
+
+static int cell(const PGresult *r, int row, int col, value *out)
+{
+    if (PQgetisnull(r, row, col)) {
+        *out = val_null();
+        return 0;
+    }
+    const char *s = PQgetvalue(r, row, col);
+    size_t len = (size_t)PQgetlength(r, row, col);
+    char *end;
+    switch (PQftype(r, col)) {
+    case OID_INT2:
+    case OID_INT4:
+    case OID_INT8: {
+        errno = 0;
+        long long i = strtoll(s, &end, 10);
+        if (errno == 0 && end != s && *end == '\0') {
+            *out = val_int(i);
+            return 0;
+        }
+        break; /* cannot happen; keep the text */
+    }
+    case OID_FLOAT4:
+    case OID_FLOAT8: {
+        double d = strtod(s, &end); /* also reads NaN, Infinity, -Infinity */
+        if (end != s && *end == '\0') {
+            *out = val_real(d);
+            return 0;
+        }
+        break;
+    }
+    case OID_BOOL:
+        *out = val_bool(s[0] == 't');
+        return 0;
+    case OID_BYTEA: {
+        size_t n = 0;
+        unsigned char *b = PQunescapeBytea((const unsigned char *)s, &n);
+        if (!b)
+            return CITRUS_ENOMEM;
+        *out = val_blob(b, n);
+        PQfreemem(b);
+        return val_ok(out, VAL_BLOB) ? 0 : CITRUS_ENOMEM;
+    }
+    default:
+        break;
+    }
+    *out = val_text(s, len);
+    return val_ok(out, VAL_TEXT) ? 0 : CITRUS_ENOMEM;
+}
+
+static int set_columns(const PGresult *r, result_set *out)
+{
+    int n = PQnfields(r);
+    if (n <= 0)
+        return 0;
+    const char **names = calloc((size_t)n, sizeof(*names));
+    if (!names)
+        return CITRUS_ENOMEM;
+    for (int i = 0; i < n; i++)
+        names[i] = PQfname(r, i);
+    int rc = rs_set_columns(out, names, (size_t)n);
+    free(names);
+    return rc;
+}
+
+static int append_rows(const PGresult *r, size_t max_rows, result_set *out, bool *truncated)
+{
+    int ncols = PQnfields(r), nrows = PQntuples(r);
+    if (ncols <= 0 || nrows <= 0)
+        return 0;
+    value *row = calloc((size_t)ncols, sizeof(*row));
+    if (!row)
+        return CITRUS_ENOMEM;
+    int rc = 0;
+    for (int i = 0; i < nrows && rc == 0; i++) {
+        if (max_rows && out->nrows >= max_rows) {
+            *truncated = true;
+            break;
+        }
+        for (int j = 0; j < ncols && rc == 0; j++)
+            rc = cell(r, i, j, &row[j]);
+        if (rc == 0)
+            rc = rs_append_row(out, row);
+        for (int j = 0; j < ncols; j++)
+            val_free(&row[j]);
+    }
+    free(row);
+    return rc;
+}
+
+/* Rows changed, from the command tag of an INSERT/UPDATE/DELETE/MERGE. */
+static int64_t tag_changes(const PGresult *r)
+{
+    const char *tag = PQcmdStatus((PGresult *)r);
+    if (!tag || !(strncmp(tag, "INSERT ", 7) == 0 || strncmp(tag, "UPDATE ", 7) == 0 ||
+                  strncmp(tag, "DELETE ", 7) == 0 || strncmp(tag, "MERGE ", 6) == 0))
+        return 0;
+    return strtoll(PQcmdTuples((PGresult *)r), NULL, 10);
+}
+
+/* Whether sql (after blanks, comments and opening parentheses) starts with
+ * SELECT, VALUES or TABLE: a query whose cancellation loses nothing. */
+static bool is_plain_query(const char *s)
+{
+    for (;;) {
+        if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '(') {
+            s++;
+        } else if (s[0] == '-' && s[1] == '-') {
+            while (*s && *s != '\n')
+                s++;
+        } else if (s[0] == '/' && s[1] == '*') {
+            const char *end = strstr(s + 2, "*/");
+            if (!end)
+                return false;
+            s = end + 2;
+        } else {
+            break;
+        }
+    }
+    static const char *const words[] = {"select", "values", "table"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(s, words[i], n) != 0)
+            continue;
+        char next = s[n]; /* s has at least n characters */
+        if (!((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') ||
+              (next >= '0' && next <= '9') || next == '_' || next == '$'))
+            return true;
+    }
+    return false;
+}
+
+static void cancel_query(PGconn *pg)
+{
+    PGcancel *k = PQgetCancel(pg);
+    if (!k)
+        return;
+    char buf[256];
+    PQcancel(k, buf, (int)sizeof(buf)); /* failure: we read the rest instead */
+    PQfreeCancel(k);
+}
+
+int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparams, size_t max_rows,
+                result_set *out, bool *truncated, int64_t *changes, drv_error *e)
+{
+    PGconn *pg = conn(c);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        c->broken = true;
+        return fail_text(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(pg));
+    }
+    pg_params pp;
+    int rc = params_make(&pp, params, nparams, e);
+    if (rc) {
+        params_free(&pp);
+        return rc;
+    }
+    bool may_cancel = PQtransactionStatus(pg) == PQTRANS_IDLE && is_plain_query(sql);
+    int sent =
+        PQsendQueryParams(pg, sql, (int)nparams, pp.types, pp.vals, NULL, NULL, 0 /* text */);
+    params_free(&pp);
+    if (!sent) {
+        if (PQstatus(pg) != CONNECTION_OK)
+            c->broken = true;
+        return fail_text(e, c->broken ? CITRUS_EUNAVAILABLE : CITRUS_EINVAL, "",
+                         PQerrorMessage(pg));
+    }
+    bool single = PQsetSingleRowMode(pg) == 1;
+    bool have_columns = false, cancelled = false;
+    PGresult *r;
+    while ((r = PQgetResult(pg)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if ((st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) && !have_columns && rc == 0) {
+            have_columns = true;
+            if (set_columns(r, out) != 0)
+                rc = drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+        }
+        switch (st) {
+        case PGRES_SINGLE_TUPLE:
+            if (rc || *truncated)
+                break; /* dropping the rest */
+            if (max_rows && out->nrows >= max_rows) {
+                *truncated = true;
+                if (may_cancel) {
+                    cancel_query(pg);
+                    cancelled = true;
+                }
+                break;
+            }
+            if (append_rows(r, 0, out, truncated) != 0)
+                rc = drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+            break;
+        case PGRES_TUPLES_OK:
+            if (rc == 0 && !single && append_rows(r, max_rows, out, truncated) != 0)
+                rc = drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+            /* fall through */
+        case PGRES_COMMAND_OK:
+            if (rc == 0)
+                *changes = tag_changes(r);
+            break;
+        case PGRES_EMPTY_QUERY:
+            if (rc == 0)
+                rc = drv_fail(e, CITRUS_EINVAL, NULL, "empty statement");
+            break;
+        case PGRES_COPY_IN:
+            /* refused: the server answers with an error result next */
+            if (rc == 0)
+                rc = drv_fail(e, CITRUS_EINVAL, NULL, "COPY FROM STDIN is not supported");
+            if (PQputCopyEnd(pg, "COPY FROM STDIN is not supported") < 0)
+                c->broken = true;
+            break;
+        case PGRES_COPY_OUT: {
+            char *buf = NULL;
+            int got;
+            while ((got = PQgetCopyData(pg, &buf, 0)) > 0)
+                PQfreemem(buf);
+            if (got == -2)
+                c->broken = true;
+            if (rc == 0)
+                rc = drv_fail(e, CITRUS_EINVAL, NULL, "COPY TO STDOUT is not supported");
+            break;
+        }
+        case PGRES_FATAL_ERROR: {
+            const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            if (cancelled && state && strcmp(state, "57014") == 0)
+                break; /* our own cancel of a truncated query */
+            if (rc == 0)
+                rc = fail_result(c, r, e);
+            else if (PQstatus(pg) != CONNECTION_OK)
+                c->broken = true;
+            break;
+        }
+        default: /* PGRES_BAD_RESPONSE, PGRES_COPY_BOTH, ...: cannot go on */
+            c->broken = true;
+            break;
+        }
+        PQclear(r);
+        if (c->broken)
+            break;
+    }
+    if (c->broken || PQstatus(pg) != CONNECTION_OK) {
+        c->broken = true;
+        if (rc != CITRUS_EUNAVAILABLE)
+            rc = fail_text(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(pg));
+    }
+    return rc;
+}
+
+/* ---- health -------------------------------------------------------------------- */
+
+bool drv_pg_alive(drv_conn *c)
+{
+    PGconn *pg = conn(c);
+    if (PQstatus(pg) != CONNECTION_OK)
+        return false;
+    /* Read what the server sent meanwhile (its "terminating connection"
+     * notice, then EOF) without waiting: that is what makes PQstatus see a
+     * server that went away while we were idle. */
+    struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
+    if (p.fd < 0)
+        return false;
+    if (poll(&p, 1, 0) > 0 && !PQisBusy(pg)) {
+        PQconsumeInput(pg);
+        PGnotify *n;
+        while ((n = PQnotifies(pg)) != NULL)
+            PQfreemem(n);
+    }
+    return PQstatus(pg) == CONNECTION_OK;
+}
+
+/* "SELECT 1", sent asynchronously and waited for until the open timeout. */
+int drv_pg_ping(drv_conn *c, drv_error *e)
+{
+    PGconn *pg = conn(c);
+    if (PQstatus(pg) != CONNECTION_OK || !PQsendQuery(pg, "SELECT 1")) {
+        c->broken = true;
+        return fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
+    }
+    int64_t deadline = mono_ms() + c->timeout_ms;
+    while (PQisBusy(pg)) {
+        int64_t wait = deadline - mono_ms();
+        if (wait <= 0) {
+            c->broken = true; /* the query is still in flight */
+            return drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "SELECT 1: no answer in %lld ms",
+                            (long long)c->timeout_ms);
+        }
+        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
+        int n = poll(&p, 1, (int)wait);
+        if ((n < 0 && errno != EINTR) || (n > 0 && !PQconsumeInput(pg))) {
+            c->broken = true;
+            return fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
+        }
+    }
+    int rc = 0;
+    PGresult *r;
+    while ((r = PQgetResult(pg)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        /* An error the server sent (say, in a failed transaction) still
+         * shows it is there; only a gone connection fails the ping. */
+        bool answered = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK ||
+                        (st == PGRES_FATAL_ERROR && state && !state_is_gone(state) &&
+                         PQstatus(pg) == CONNECTION_OK);
+        if (rc == 0 && !answered) {
+            fail_result(c, r, e);
+            c->broken = true;
+            rc = CITRUS_EUNAVAILABLE;
+        }
+        PQclear(r);
+    }
+    if (rc == 0 && PQstatus(pg) != CONNECTION_OK) {
+        c->broken = true;
+        rc = fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
+    }
+    return rc;
+}
+
+int drv_pg_replica_lag_ms(drv_conn *c, bool *in_recovery, int64_t *lag_ms, drv_error *e)
+{
+    result_set rs;
+    rs_init(&rs);
+    bool truncated = false;
+    int64_t changes = 0;
+    int rc = drv_pg_exec(c, LAG_SQL, NULL, 0, 0, &rs, &truncated, &changes, e);
+    if (rc == 0) {
+        if (rs.nrows == 1 && rs.ncols == 2 && val_ok(rs_cell(&rs, 0, 0), VAL_BOOL) &&
+            val_ok(rs_cell(&rs, 0, 1), VAL_INT)) {
+            *in_recovery = rs_cell(&rs, 0, 0)->u.b;
+            *lag_ms = rs_cell(&rs, 0, 1)->u.i;
+        } else {
+            rc = drv_fail(e, CITRUS_EINVAL, NULL, "unexpected answer to the replication query");
+        }
+    }
+    rs_free(&rs);
+    return rc;
+}

@@ -1,0 +1,169 @@
+"""The router (issue 5, first increment) on `citrus dev` with its four
+SQLite shards, on both catalog stores: rows land on the shard the route API
+names, parameters are bound (never spliced), scatter-gather merges like one
+combined database would answer, transactions are all or nothing, shard
+states are honoured, and bad input gets clear errors."""
+import random
+import sqlite3
+
+import pytest
+import requests
+
+from cluster import EtcdMember, free_ports
+from conftest import wait_until
+
+
+@pytest.fixture(params=["embedded", "etcd"])
+def dev(request, make_citrus, tmp_path):
+    extra = ["--router-max-rows", "50"]
+    if request.param == "embedded":
+        yield make_citrus(shards=True, extra=extra)
+        return
+    cport, pport = free_ports(2)
+    logs = tmp_path / "etcd-logs"
+    logs.mkdir()
+    member = EtcdMember("e1", cport, pport, tmp_path / "etcd", logs,
+                        f"e1=http://127.0.0.1:{pport}", f"router-{cport}").start()
+    try:
+        wait_until(lambda: member.status() is not None, 15, what="etcd up")
+        c = make_citrus(shards=True, extra=extra + ["--catalog-backend", "etcd",
+                                                    "--etcd-endpoints", member.url])
+        yield c
+        c.stop()
+    finally:
+        member.stop()
+
+
+def q(c, body, path="/v1/query"):
+    return requests.post(c.router_url + path, json=body, timeout=30)
+
+
+def ok(r):
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def shard_files(c):
+    shards = requests.get(c.url + "/v1/shards").json()["shards"]
+    return {s["id"]: s["dsn"][len("sqlite://"):] for s in shards}
+
+
+def test_rows_land_on_the_routed_shard(dev):
+    ok(q(dev, {"scatter": True, "sql": "CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER)"}))
+    keys = [f"key-{i}" for i in range(400)]
+    for i, k in enumerate(keys):
+        a = ok(q(dev, {"key": k, "sql": "INSERT INTO kv VALUES ($1, $2)", "params": [k, i]}))
+        assert a["changes"] == 1
+    routes = requests.post(dev.url + "/v1/route", json={"keys": keys}).json()["routes"]
+    want = {x["key"]: x["shard_id"] for x in routes}
+    found = {}
+    for sid, path in shard_files(dev).items():
+        with sqlite3.connect(path) as db:
+            for (k,) in db.execute("SELECT k FROM kv"):
+                assert k not in found, f"{k} on two shards"
+                found[k] = sid
+    assert found == want
+    assert len(set(found.values())) == 4  # every shard got some
+    # and reads by key come back from the same place
+    for i in (0, 57, 399):
+        a = ok(q(dev, {"key": keys[i], "sql": "SELECT v FROM kv WHERE k = $1",
+                       "params": [keys[i]]}))
+        assert a["rows"] == [[i]] and a["shard_id"] == want[keys[i]]
+
+
+def test_parameters_are_bound_never_spliced(dev):
+    ok(q(dev, {"key": "t", "sql": "CREATE TABLE notes (id INTEGER, body TEXT, raw BLOB, "
+                                  "flag BOOLEAN, x REAL)"}))
+    evil = "x'); DROP TABLE notes; --"
+    ok(q(dev, {"key": "t", "sql": "INSERT INTO notes VALUES ($1, $2, $3, $4, $5)",
+               "params": [1, evil, {"$bytes": "AAEC/w=="}, True, 2.5]}))
+    ok(q(dev, {"key": "t", "sql": "INSERT INTO notes VALUES ($1, $2, $3, $4, $5)",
+               "params": [2, None, None, False, None]}))
+    a = ok(q(dev, {"key": "t", "sql": "SELECT id, body, raw, x FROM notes ORDER BY id"}))
+    assert a["columns"] == ["id", "body", "raw", "x"]
+    assert a["rows"] == [[1, evil, {"$bytes": "AAEC/w=="}, 2.5], [2, None, None, None]]
+
+
+def test_scatter_merges_like_one_database(dev):
+    ok(q(dev, {"scatter": True,
+               "sql": "CREATE TABLE sales (id INTEGER, region TEXT, amount INTEGER)"}))
+    rng = random.Random(7)
+    rows = [(i, rng.choice("nesw"), rng.randint(-50, 500)) for i in range(300)]
+    for r in rows:
+        ok(q(dev, {"key": f"sale-{r[0]}", "sql": "INSERT INTO sales VALUES ($1, $2, $3)",
+                   "params": list(r)}))
+    ref = sqlite3.connect(":memory:")
+    ref.execute("CREATE TABLE sales (id INTEGER, region TEXT, amount INTEGER)")
+    ref.executemany("INSERT INTO sales VALUES (?, ?, ?)", rows)
+    # ORDER BY + LIMIT across shards
+    for desc, limit in ((False, 10), (True, 25), (True, 1)):
+        order = "DESC" if desc else "ASC"
+        sql = f"SELECT amount, id FROM sales ORDER BY amount {order}, id ASC LIMIT {limit}"
+        a = ok(q(dev, {"scatter": True, "sql": sql, "limit": limit,
+                       "order_by": [{"column": "amount", "desc": desc},
+                                    {"column": "id", "desc": False}]}))
+        assert a["rows"] == [list(x) for x in ref.execute(sql)], sql
+        assert len(a["shards"]) == 4
+    # aggregates
+    a = ok(q(dev, {"scatter": True,
+                   "sql": "SELECT count(*) AS n, sum(amount) AS s, min(amount) AS lo, "
+                          "max(amount) AS hi FROM sales",
+                   "aggregate": ["count", "sum", "min", "max"]}))
+    assert a["rows"] == [list(ref.execute(
+        "SELECT count(*), sum(amount), min(amount), max(amount) FROM sales").fetchone())]
+    # plain concatenation holds every row once; the row limit cuts it (max_rows 50)
+    a = ok(q(dev, {"scatter": True, "sql": "SELECT id FROM sales WHERE id < 40"}))
+    assert sorted(x[0] for x in a["rows"]) == list(range(40))
+    a = ok(q(dev, {"key": "sale-1", "sql": "SELECT 1 FROM sales"}))
+    assert a["truncated"] is True and a["row_count"] == 50
+
+
+def test_transactions_are_all_or_nothing(dev):
+    ok(q(dev, {"key": "acct", "sql": "CREATE TABLE acct (id TEXT PRIMARY KEY, bal INTEGER)"}))
+    ok(q(dev, {"key": "acct", "sql": "INSERT INTO acct VALUES ('a', 100)"}))
+    r = q(dev, {"key": "acct", "statements": [
+        {"sql": "UPDATE acct SET bal = bal - 30 WHERE id = $1", "params": ["a"]},
+        {"sql": "INSERT INTO acct VALUES ('a', 1)"}]}, "/v1/tx")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "sql_error"
+    assert r.json()["error"]["statement"] == 1
+    a = ok(q(dev, {"key": "acct", "sql": "SELECT bal FROM acct WHERE id = 'a'"}))
+    assert a["rows"] == [[100]]
+    t = ok(q(dev, {"key": "acct", "statements": [
+        {"sql": "UPDATE acct SET bal = bal - 30 WHERE id = $1", "params": ["a"]},
+        {"sql": "SELECT bal FROM acct WHERE id = $1", "params": ["a"]}]}, "/v1/tx"))
+    assert t["results"][1]["rows"] == [[70]]
+
+
+def test_shard_states_are_honoured(dev):
+    ok(q(dev, {"scatter": True, "sql": "CREATE TABLE t (k TEXT)"}))
+    sid = requests.get(dev.url + "/v1/route/somekey").json()["shard_id"]
+    assert requests.post(f"{dev.url}/v1/shards/{sid}/read-only").status_code == 200
+    r = q(dev, {"key": "somekey", "sql": "INSERT INTO t VALUES ('x')"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "read_only", r.text
+    assert ok(q(dev, {"key": "somekey", "sql": "SELECT count(*) FROM t"}))["rows"] == [[0]]
+    assert requests.post(f"{dev.url}/v1/shards/{sid}/activate").status_code == 200
+    ok(q(dev, {"key": "somekey", "sql": "INSERT INTO t VALUES ('x')"}))
+
+
+def test_bad_input(dev):
+    cases = [
+        ({"sql": "SELECT 1"}, 400, "key"),
+        ({"key": "k"}, 400, "sql"),
+        ({"key": "k", "sql": "SELECT $1", "params": "x"}, 400, "params"),
+        ({"key": "k", "sql": "SELECT $1", "params": [[1]]}, 400, "params[0]"),
+        ({"key": 5, "sql": "SELECT 1"}, 400, "key"),
+        ({"scatter": "yes", "sql": "SELECT 1"}, 400, "scatter"),
+        ({"scatter": True, "sql": "SELECT 1", "aggregate": "median"}, 400, "aggregate"),
+        ({"scatter": True, "sql": "SELECT 1", "order_by": [{"desc": True}]}, 400, "order_by"),
+    ]
+    for body, code, field in cases:
+        r = q(dev, body)
+        assert r.status_code == code and field in r.json()["error"]["message"], (body, r.text)
+    r = q(dev, {"key": "k", "sql": "SELECT * FROM nowhere"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "sql_error"
+    assert "nowhere" in r.json()["error"]["message"]
+    r = q(dev, {"key": "k", "sql": "SELECT $1, $2", "params": [1]})
+    assert r.status_code == 400, r.text
+    assert q(dev, {"key": "k", "statements": []}, "/v1/tx").status_code == 400
+    assert requests.post(dev.router_url + "/v1/query", data="nope",
+                         headers={"Content-Type": "application/json"}).status_code == 400

@@ -1,0 +1,764 @@
+/* tests/unit/test_pool.c — per-shard connection pools (shard/pool.c).
+ *
+ * Most behaviour is checked on SQLite files (cheap connections). What
+ * needs a server is checked on a throwaway PostgreSQL from support_pg:
+ * the server-side connection count under concurrency, a connection broken
+ * by the server, and the health check after a server restart. support_pg
+ * has no restart, so pg_restart here stops the postmaster by PID and
+ * starts it again with pg_start's command line on the same port and data
+ * dir (and as the same user, dying with us).
+ *
+ * Timing: this runs on loaded machines, so the checks are one-sided (a
+ * wait lasted at least its timeout; a wake-up came well before its
+ * deadline) with generous bounds. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <limits.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "support_pg.h"
+
+#include "citrus/errors.h"
+#include "shard/driver.h"
+#include "shard/pool.h"
+#include "shard/shard_db.h"
+
+static char tmpdir[PATH_MAX - 64];
+static pg_instance pg;
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A fresh SQLite database file; its DSN into dsn. */
+static void sqlite_db(const char *name, char *dsn, size_t len)
+{
+    snprintf(dsn, len, "sqlite://%s/%s", tmpdir, name);
+    shard_db *db = NULL;
+    char err[512] = "";
+    if (shard_db_open(dsn, 5000, true, &db, err, sizeof(err)) != 0)
+        fail_msg("creating %s: %s", dsn, err);
+    shard_db_close(db);
+}
+
+static pool *must_pool(const pool_options *o)
+{
+    pool *p = pool_new(o);
+    assert_non_null(p);
+    return p;
+}
+
+static drv_conn *must_get(pool *p)
+{
+    drv_conn *c = NULL;
+    drv_error e;
+    int rc = pool_get(p, &c, &e);
+    if (rc)
+        fail_msg("pool_get: %d %s", rc, e.message);
+    assert_non_null(c);
+    return c;
+}
+
+static pool_stats stats(pool *p)
+{
+    pool_stats s;
+    pool_get_stats(p, &s);
+    return s;
+}
+
+static int64_t query_int(drv_conn *c, const char *sql)
+{
+    result_set rs;
+    rs_init(&rs);
+    drv_error e;
+    int rc = drv_exec(c, sql, NULL, 0, 0, &rs, NULL, NULL, &e);
+    if (rc)
+        fail_msg("\"%s\": %d %s", sql, rc, e.message);
+    assert_int_equal(rs.nrows, 1);
+    assert_true(val_ok(rs_cell(&rs, 0, 0), VAL_INT));
+    int64_t v = rs_cell(&rs, 0, 0)->u.i;
+    rs_free(&rs);
+    return v;
+}
+
+/* Waits (up to 30 s) until `waiting` threads wait in pool_get. */
+static void await_waiting(pool *p, int waiting)
+{
+    int64_t until = mono_ms() + 30000;
+    while (stats(p).waiting != waiting) {
+        if (mono_ms() > until)
+            fail_msg("no thread started waiting in pool_get");
+        sleep_ms(5);
+    }
+}
+
+/* ---- a thread that checks out one connection ---------------------------------------- */
+
+typedef struct getter {
+    pool *p;
+    pthread_t th;
+    int rc;
+    drv_conn *c;
+    int64_t got_ms;
+} getter;
+
+static void *getter_main(void *arg)
+{
+    getter *g = arg;
+    g->rc = pool_get(g->p, &g->c, NULL);
+    g->got_ms = mono_ms();
+    return NULL;
+}
+
+static void getter_start(getter *g, pool *p)
+{
+    memset(g, 0, sizeof(*g));
+    g->p = p;
+    assert_int_equal(pthread_create(&g->th, NULL, getter_main, g), 0);
+}
+
+/* ---- SQLite ---------------------------------------------------------------------------- */
+
+typedef struct hammer {
+    pool *p;
+    const char *sql; /* run on each checkout */
+    int rounds;
+    atomic_int *out, *max_out, *max_size, *errors;
+} hammer;
+
+static void *hammer_main(void *arg)
+{
+    hammer *h = arg;
+    for (int i = 0; i < h->rounds; i++) {
+        drv_conn *c = NULL;
+        if (pool_get(h->p, &c, NULL) != 0) {
+            atomic_fetch_add(h->errors, 1);
+            continue;
+        }
+        int now = atomic_fetch_add(h->out, 1) + 1;
+        for (int m = atomic_load(h->max_out); now > m;)
+            if (atomic_compare_exchange_weak(h->max_out, &m, now))
+                break;
+        pool_stats s;
+        pool_get_stats(h->p, &s);
+        for (int m = atomic_load(h->max_size); s.size > m;)
+            if (atomic_compare_exchange_weak(h->max_size, &m, s.size))
+                break;
+        if (drv_exec(c, h->sql, NULL, 0, 0, NULL, NULL, NULL, NULL) != 0)
+            atomic_fetch_add(h->errors, 1);
+        atomic_fetch_sub(h->out, 1);
+        pool_put(h->p, c, false);
+    }
+    return NULL;
+}
+
+/* Runs threads x rounds checkouts on p (no cmocka assertion: it may run
+ * in a thread of its own); the most held at once, the largest pool size
+ * seen and the number of failures. */
+static int hammer_pool(pool *p, const char *sql, int threads, int rounds, int *max_size,
+                       int *errors)
+{
+    atomic_int out = 0, max_out = 0, msize = 0, errs = 0;
+    hammer h = {p, sql, rounds, &out, &max_out, &msize, &errs};
+    pthread_t th[16];
+    int started = 0;
+    for (int i = 0; i < threads && i < 16; i++)
+        if (pthread_create(&th[i], NULL, hammer_main, &h) == 0)
+            started++;
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    *max_size = atomic_load(&msize);
+    *errors = atomic_load(&errs) + (threads - started) * rounds;
+    return atomic_load(&max_out);
+}
+
+static void test_max_size_under_concurrency(void **state)
+{
+    char dsn[PATH_MAX];
+    sqlite_db("conc.db", dsn, sizeof(dsn));
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 3, .wait_ms = 120000});
+    int64_t t0 = mono_ms();
+    int max_size = 0, errors = 0, max_out = hammer_pool(p, "SELECT 1", 8, 200, &max_size, &errors);
+    assert_int_equal(errors, 0);
+    pool_stats s = stats(p);
+    print_message("8 x 200 checkouts, max_size 3: %lld ms, at most %d out, size <= %d, "
+                  "opened %llu\n",
+                  (long long)(mono_ms() - t0), max_out, max_size, (unsigned long long)s.opened);
+    assert_true(max_out >= 1 && max_out <= 3);
+    assert_true(max_size <= 3);
+    assert_true(s.opened >= 1 && s.opened <= 3); /* nothing expired or failed */
+    assert_int_equal(s.closed, 0);
+    assert_int_equal(s.checkouts, 1600);
+    assert_int_equal(s.exhausted, 0);
+    assert_int_equal(s.in_use, 0);
+    assert_int_equal(s.waiting, 0);
+    assert_int_equal(s.size, (int)s.opened);
+    assert_int_equal(s.idle, s.size);
+    pool_free(p);
+}
+
+static void test_exhausted(void **state)
+{
+    char dsn[PATH_MAX];
+    sqlite_db("exh.db", dsn, sizeof(dsn));
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .wait_ms = 300});
+    drv_conn *a = must_get(p), *b = must_get(p), *c = NULL;
+    pool_stats s = stats(p);
+    assert_int_equal(s.size, 2);
+    assert_int_equal(s.in_use, 2);
+    drv_error e;
+    int64_t t0 = mono_ms();
+    assert_int_equal(pool_get(p, &c, &e), CITRUS_EPOOL);
+    int64_t took = mono_ms() - t0;
+    print_message("exhausted after %lld ms: %s\n", (long long)took, e.message);
+    assert_null(c);
+    assert_true(took >= 250);
+    assert_true(took < 30000);
+    assert_non_null(strstr(e.message, "pool_exhausted"));
+    s = stats(p);
+    assert_int_equal(s.exhausted, 1);
+    assert_int_equal(s.waiting, 0);
+    assert_int_equal(s.size, 2);
+    /* a return makes the next checkout immediate */
+    pool_put(p, a, false);
+    c = must_get(p);
+    assert_ptr_equal(c, a);
+    pool_put(p, b, false);
+    pool_put(p, c, false);
+    s = stats(p);
+    assert_int_equal(s.opened, 2);
+    assert_int_equal(s.idle, 2);
+    pool_free(p);
+}
+
+static void test_waiter_gets_returned_connection(void **state)
+{
+    char dsn[PATH_MAX];
+    sqlite_db("wait.db", dsn, sizeof(dsn));
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 1, .wait_ms = 120000});
+    drv_conn *a = must_get(p);
+    getter g;
+    getter_start(&g, p);
+    await_waiting(p, 1);
+    sleep_ms(100);
+    int64_t put_ms = mono_ms();
+    pool_put(p, a, false);
+    pthread_join(g.th, NULL);
+    int64_t latency = g.got_ms - put_ms;
+    print_message("waiter woke %lld ms after the return (wait_ms 120000)\n", (long long)latency);
+    assert_int_equal(g.rc, 0);
+    assert_ptr_equal(g.c, a);
+    assert_true(latency < 30000);
+    pool_stats s = stats(p);
+    assert_int_equal(s.opened, 1);
+    assert_int_equal(s.exhausted, 0);
+    assert_int_equal(s.checkouts, 2);
+
+    /* a slot freed by a discard also wakes a waiter, who opens a new one */
+    getter_start(&g, p);
+    await_waiting(p, 1);
+    pool_put(p, a, true);
+    pthread_join(g.th, NULL);
+    assert_int_equal(g.rc, 0);
+    s = stats(p);
+    assert_int_equal(s.opened, 2);
+    assert_int_equal(s.closed, 1);
+    pool_put(p, g.c, false);
+    pool_free(p);
+}
+
+static void test_discard_and_transaction(void **state)
+{
+    char dsn[PATH_MAX];
+    sqlite_db("discard.db", dsn, sizeof(dsn));
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 2});
+    drv_conn *c = must_get(p);
+    pool_put(p, c, true);
+    pool_stats s = stats(p);
+    assert_int_equal(s.closed, 1);
+    assert_int_equal(s.size, 0);
+    assert_int_equal(s.idle, 0);
+
+    /* returned inside a transaction: closed, never handed to someone else */
+    c = must_get(p);
+    assert_int_equal(stats(p).opened, 2);
+    assert_int_equal(drv_begin(c, NULL), 0);
+    pool_put(p, c, false);
+    s = stats(p);
+    assert_int_equal(s.closed, 2);
+    assert_int_equal(s.idle, 0);
+
+    /* a healthy one is kept and reused */
+    c = must_get(p);
+    pool_put(p, c, false);
+    drv_conn *d = must_get(p);
+    assert_ptr_equal(c, d);
+    s = stats(p);
+    assert_int_equal(s.opened, 3);
+    assert_int_equal(s.checkouts, 4);
+    pool_put(p, d, false);
+    /* NULL is ignored */
+    pool_put(p, NULL, false);
+    pool_free(p);
+}
+
+static void test_lifo_reuse(void **state)
+{
+    char dsn[PATH_MAX];
+    sqlite_db("lifo.db", dsn, sizeof(dsn));
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 3});
+    drv_conn *a = must_get(p), *b = must_get(p), *c = must_get(p);
+    pool_put(p, a, false);
+    pool_put(p, c, false);
+    pool_put(p, b, false);
+    assert_ptr_equal(must_get(p), b); /* most recently returned first */
+    assert_ptr_equal(must_get(p), c);
+    assert_ptr_equal(must_get(p), a);
+    pool_put(p, a, false);
+    pool_put(p, b, false);
+    pool_put(p, c, false);
+    pool_free(p);
+}
+
+static void test_idle_timeout(void **state)
+{
+    char dsn[PATH_MAX];
+    sqlite_db("idle.db", dsn, sizeof(dsn));
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 3, .idle_timeout_ms = 200});
+    drv_conn *a = must_get(p);
+    pool_put(p, a, false);
+    sleep_ms(500);
+    drv_conn *b = must_get(p); /* the idle one expired at checkout */
+    pool_stats s = stats(p);
+    assert_int_equal(s.closed, 1);
+    assert_int_equal(s.opened, 2);
+    assert_int_equal(s.size, 1);
+
+    /* and on return: c goes idle, expires, and is swept when b comes back */
+    drv_conn *c = must_get(p);
+    pool_put(p, c, false);
+    sleep_ms(500);
+    pool_put(p, b, false);
+    s = stats(p);
+    assert_int_equal(s.closed, 2);
+    assert_int_equal(s.idle, 1);
+    assert_int_equal(s.size, 1);
+    pool_free(p);
+}
+
+static void test_max_lifetime(void **state)
+{
+    char dsn[PATH_MAX];
+    sqlite_db("life.db", dsn, sizeof(dsn));
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .max_lifetime_ms = 300});
+    drv_conn *a = must_get(p);
+    sleep_ms(500);
+    pool_put(p, a, false); /* too old: closed on return */
+    pool_stats s = stats(p);
+    assert_int_equal(s.closed, 1);
+    assert_int_equal(s.idle, 0);
+    assert_int_equal(s.size, 0);
+
+    drv_conn *b = must_get(p);
+    pool_put(p, b, false); /* young: kept */
+    assert_int_equal(stats(p).idle, 1);
+    sleep_ms(500);
+    drv_conn *c = must_get(p); /* too old at checkout: replaced */
+    s = stats(p);
+    assert_int_equal(s.opened, 3);
+    assert_int_equal(s.closed, 2);
+    assert_int_equal(s.size, 1);
+    pool_put(p, c, true);
+    pool_free(p);
+}
+
+static void test_open_failures(void **state)
+{
+    char dsn[PATH_MAX + 32];
+    snprintf(dsn, sizeof(dsn), "sqlite://%s/not-yet.db", tmpdir);
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 1});
+    drv_conn *c = NULL;
+    drv_error e;
+    assert_int_equal(pool_get(p, &c, &e), CITRUS_EUNAVAILABLE);
+    assert_null(c);
+    assert_true(e.message[0] != '\0');
+    pool_stats s = stats(p);
+    assert_int_equal(s.size, 0); /* the slot was given back */
+    assert_int_equal(s.opened, 0);
+    assert_int_equal(s.checkouts, 0);
+    char real[PATH_MAX];
+    sqlite_db("not-yet.db", real, sizeof(real));
+    c = must_get(p);
+    pool_put(p, c, false);
+    pool_free(p);
+
+    p = must_pool(&(pool_options){.dsn = "nonsense"});
+    assert_int_equal(pool_get(p, &c, &e), CITRUS_EINVAL);
+    assert_int_equal(stats(p).size, 0);
+    pool_free(p);
+    assert_null(pool_new(&(pool_options){.dsn = NULL}));
+    assert_null(pool_new(NULL));
+}
+
+/* pool_free with connections out and a thread waiting: the waiter gets
+ * CITRUS_ECLOSED, the connections out still work and are closed when
+ * returned; the pool goes with the last one (the sanitizer builds check
+ * there is no use after free and no leak). */
+static void test_free_with_connections_out(void **state)
+{
+    char dsn[PATH_MAX];
+    sqlite_db("free.db", dsn, sizeof(dsn));
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 3, .wait_ms = 120000});
+    drv_conn *a = must_get(p), *b = must_get(p), *c = must_get(p);
+    getter g;
+    getter_start(&g, p);
+    await_waiting(p, 1);
+    pool_put(p, c, true); /* the waiter opens a new one */
+    pthread_join(g.th, NULL);
+    assert_int_equal(g.rc, 0);
+    c = g.c; /* three out again */
+
+    getter_start(&g, p);
+    await_waiting(p, 1);
+    pool_free(p);
+    pthread_join(g.th, NULL);
+    assert_int_equal(g.rc, CITRUS_ECLOSED);
+    assert_null(g.c);
+    assert_int_equal(query_int(a, "SELECT 41 + 1"), 42);
+    pool_put(p, a, false);
+    pool_put(p, c, true);
+    pool_put(p, b, false); /* the last one: the pool is gone now */
+
+    /* freeing an unused or an idle-only pool */
+    pool_free(must_pool(&(pool_options){.dsn = dsn}));
+    p = must_pool(&(pool_options){.dsn = dsn});
+    pool_put(p, must_get(p), false);
+    pool_free(p);
+    pool_free(NULL);
+}
+
+/* ---- PostgreSQL ------------------------------------------------------------------------ */
+
+/* Stops the postmaster (fast shutdown) and starts it again on the same
+ * port and data dir, as pg_start would; 0 once it answers. */
+static pid_t spawn_postmaster(const pg_instance *inst)
+{
+    const char *bindir = getenv("CITRUS_PG_BINDIR");
+    char exe[512], data[300], sock[300], log[300], port[16];
+    snprintf(exe, sizeof(exe), "%s/postgres",
+             bindir && *bindir ? bindir : "/usr/lib/postgresql/15/bin");
+    snprintf(data, sizeof(data), "%s/data", inst->dir);
+    snprintf(sock, sizeof(sock), "%s/sock", inst->dir);
+    snprintf(log, sizeof(log), "%s/postgres.log", inst->dir);
+    snprintf(port, sizeof(port), "%d", inst->port);
+    char *argv[] = {exe,
+                    "-D",
+                    data,
+                    "-p",
+                    port,
+                    "-k",
+                    sock,
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    NULL};
+    struct passwd *pw = geteuid() == 0 ? getpwnam("postgres") : NULL;
+    if (geteuid() == 0 && !pw)
+        return -1;
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+        _exit(126);
+    if (pw && (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0))
+        _exit(126);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent || chdir(inst->dir) != 0)
+        _exit(126);
+    execv(exe, argv);
+    _exit(127);
+}
+
+static void pg_restart(pg_instance *inst)
+{
+    int64_t t0 = mono_ms();
+    assert_true(inst->pid > 0);
+    kill(inst->pid, SIGINT);
+    int status;
+    int64_t until = mono_ms() + 30000;
+    while (waitpid(inst->pid, &status, WNOHANG) != inst->pid) {
+        if (mono_ms() > until) {
+            kill(inst->pid, SIGKILL);
+            waitpid(inst->pid, &status, 0);
+            break;
+        }
+        sleep_ms(10);
+    }
+    inst->pid = spawn_postmaster(inst);
+    assert_true(inst->pid > 0);
+    until = mono_ms() + 60000;
+    for (;;) {
+        drv_conn *c = NULL;
+        if (drv_open(inst->admin_dsn, 2000, &c, NULL) == 0 && drv_ping(c, NULL) == 0) {
+            drv_close(c);
+            break;
+        }
+        drv_close(c);
+        if (waitpid(inst->pid, &status, WNOHANG) == inst->pid) {
+            inst->pid = 0;
+            fail_msg("the restarted postmaster exited (port taken?)");
+        }
+        if (mono_ms() > until)
+            fail_msg("the restarted postmaster did not answer in time");
+        sleep_ms(50);
+    }
+    print_message("postgres restarted on port %d in %lld ms\n", inst->port,
+                  (long long)(mono_ms() - t0));
+}
+
+static void pg_pool_dsn(const char *app, char *out, size_t len)
+{
+    snprintf(out, len, "postgresql://postgres@127.0.0.1:%d/postgres?application_name=%s", pg.port,
+             app);
+}
+
+static int64_t server_connections(drv_conn *admin, const char *app)
+{
+    value v = val_text(app, strlen(app));
+    result_set rs;
+    rs_init(&rs);
+    int rc =
+        drv_exec(admin, "SELECT count(*)::int8 FROM pg_stat_activity WHERE application_name = $1",
+                 &v, 1, 0, &rs, NULL, NULL, NULL);
+    val_free(&v);
+    assert_int_equal(rc, 0);
+    int64_t n = rs_cell(&rs, 0, 0)->u.i;
+    rs_free(&rs);
+    return n;
+}
+
+typedef struct pg_hammer {
+    pool *p;
+    int max_size, errors;
+    atomic_bool done;
+} pg_hammer;
+
+static void *pg_hammer_main(void *arg)
+{
+    pg_hammer *h = arg;
+    hammer_pool(h->p, "SELECT pg_sleep(0.002)", 6, 50, &h->max_size, &h->errors);
+    atomic_store(&h->done, true);
+    return NULL;
+}
+
+/* The server never sees more than max_size connections from the pool. */
+static void test_pg_max_size_server_side(void **state)
+{
+    char dsn[256];
+    pg_pool_dsn("pool_conc", dsn, sizeof(dsn));
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 3, .wait_ms = 120000});
+    drv_conn *admin = NULL;
+    assert_int_equal(drv_open(pg.admin_dsn, 5000, &admin, NULL), 0);
+    pg_hammer h = {.p = p};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, pg_hammer_main, &h), 0);
+    int64_t most = 0, samples = 0;
+    while (!atomic_load(&h.done)) {
+        int64_t n = server_connections(admin, "pool_conc");
+        most = n > most ? n : most;
+        samples++;
+        sleep_ms(5);
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(h.errors, 0);
+    assert_true(h.max_size <= 3);
+    pool_stats s = stats(p);
+    print_message("postgres: 6 x 50 checkouts: at most %lld server connections seen in %lld "
+                  "samples, opened %llu\n",
+                  (long long)most, (long long)samples, (unsigned long long)s.opened);
+    assert_true(most <= 3);
+    assert_true(s.opened <= 3);
+    assert_int_equal(s.checkouts, 300);
+    pool_free(p);
+    /* all closed by pool_free (the server may take a moment to notice) */
+    int64_t until = mono_ms() + 20000;
+    while (server_connections(admin, "pool_conc") != 0 && mono_ms() < until)
+        sleep_ms(20);
+    assert_int_equal(server_connections(admin, "pool_conc"), 0);
+    drv_close(admin);
+}
+
+/* A connection the server killed comes back broken and is not reused. */
+static void test_pg_broken_not_reused(void **state)
+{
+    char dsn[256];
+    pg_pool_dsn("pool_broken", dsn, sizeof(dsn));
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .check_idle_ms = 600000});
+    drv_conn *admin = NULL;
+    assert_int_equal(drv_open(pg.admin_dsn, 5000, &admin, NULL), 0);
+    drv_conn *c = must_get(p);
+    int64_t pid = query_int(c, "SELECT pg_backend_pid()::int8");
+    value v = val_int(pid);
+    assert_int_equal(
+        drv_exec(admin, "SELECT pg_terminate_backend($1::int)", &v, 1, 0, NULL, NULL, NULL, NULL),
+        0);
+    /* the caller finds out by using it */
+    int64_t until = mono_ms() + 20000;
+    int rc;
+    while ((rc = drv_exec(c, "SELECT 1", NULL, 0, 0, NULL, NULL, NULL, NULL)) == 0 &&
+           mono_ms() < until)
+        sleep_ms(20);
+    assert_int_equal(rc, CITRUS_EUNAVAILABLE);
+    pool_put(p, c, false);
+    pool_stats s = stats(p);
+    assert_int_equal(s.closed, 1);
+    assert_int_equal(s.idle, 0);
+    c = must_get(p);
+    assert_true(query_int(c, "SELECT pg_backend_pid()::int8") != pid);
+    assert_int_equal(stats(p).opened, 2);
+    pool_put(p, c, false);
+    pool_free(p);
+    drv_close(admin);
+}
+
+/* After a server restart, idle connections are dead. Idle past
+ * check_idle_ms, a checkout pings, closes and replaces them; below it, the
+ * caller gets the dead one, sees CITRUS_EUNAVAILABLE, and returns it to be
+ * closed. */
+static void test_pg_health_check_after_restart(void **state)
+{
+    char dsn[256];
+    pg_pool_dsn("pool_health", dsn, sizeof(dsn));
+    pool *checked = must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .check_idle_ms = 200});
+    pool *trusting = must_pool(&(pool_options){.dsn = dsn, .max_size = 1, .check_idle_ms = 600000});
+    drv_conn *a = must_get(checked), *b = must_get(checked), *t = must_get(trusting);
+    int64_t pa = query_int(a, "SELECT pg_backend_pid()::int8");
+    int64_t pb = query_int(b, "SELECT pg_backend_pid()::int8");
+    pool_put(checked, a, false);
+    pool_put(checked, b, false);
+    pool_put(trusting, t, false);
+
+    pg_restart(&pg);
+    sleep_ms(300); /* idle past check_idle_ms */
+
+    /* b (most recent) is checked, found dead and replaced */
+    drv_conn *c1 = must_get(checked);
+    int64_t p1 = query_int(c1, "SELECT pg_backend_pid()::int8");
+    pool_stats s = stats(checked);
+    assert_int_equal(s.closed, 1);
+    assert_int_equal(s.opened, 3);
+    /* a too, even if it had been idle only briefly: a sibling died */
+    drv_conn *c2 = must_get(checked);
+    int64_t p2 = query_int(c2, "SELECT pg_backend_pid()::int8");
+    s = stats(checked);
+    assert_int_equal(s.closed, 2);
+    assert_int_equal(s.opened, 4);
+    assert_true(p1 != pa && p1 != pb && p2 != pa && p2 != pb && p1 != p2);
+    pool_put(checked, c1, false);
+    pool_put(checked, c2, false);
+    s = stats(checked);
+    assert_int_equal(s.idle, 2);
+    assert_int_equal(s.size, 2);
+
+    /* no check: the dead one is handed out, fails, and is closed on return */
+    drv_conn *d = must_get(trusting);
+    drv_error e;
+    assert_int_equal(drv_exec(d, "SELECT 1", NULL, 0, 0, NULL, NULL, NULL, &e),
+                     CITRUS_EUNAVAILABLE);
+    assert_false(drv_alive(d));
+    pool_put(trusting, d, false);
+    s = stats(trusting);
+    assert_int_equal(s.closed, 1);
+    assert_int_equal(s.size, 0);
+    d = must_get(trusting);
+    assert_int_equal(query_int(d, "SELECT 5::int8"), 5);
+    pool_put(trusting, d, false);
+
+    pool_free(checked);
+    pool_free(trusting);
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/citrus-pool-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    const struct CMUnitTest lite[] = {
+        cmocka_unit_test(test_max_size_under_concurrency),
+        cmocka_unit_test(test_exhausted),
+        cmocka_unit_test(test_waiter_gets_returned_connection),
+        cmocka_unit_test(test_discard_and_transaction),
+        cmocka_unit_test(test_lifo_reuse),
+        cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test(test_max_lifetime),
+        cmocka_unit_test(test_open_failures),
+        cmocka_unit_test(test_free_with_connections_out),
+    };
+    int failed = cmocka_run_group_tests_name("pool_sqlite", lite, NULL, NULL);
+
+    int64_t t0 = mono_ms();
+    if (pg_start(&pg) != 0) {
+        fprintf(stderr, "FAIL: could not start a PostgreSQL server for the tests\n");
+        failed++;
+    } else {
+        printf("pool tests: postgres at %s (pid %d) started in %lld ms\n", pg.admin_dsn,
+               (int)pg.pid, (long long)(mono_ms() - t0));
+        const struct CMUnitTest pgt[] = {
+            cmocka_unit_test(test_pg_max_size_server_side),
+            cmocka_unit_test(test_pg_broken_not_reused),
+            cmocka_unit_test(test_pg_health_check_after_restart),
+        };
+        failed += cmocka_run_group_tests_name("pool_postgres", pgt, NULL, NULL);
+        pg_stop(&pg);
+    }
+    nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return failed;
+}
