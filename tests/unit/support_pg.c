@@ -39,6 +39,8 @@
 #define INITDB_MS 120000
 #define STOP_MS 15000
 #define START_TRIES 3
+#define RESTART_STOP_MS 30000
+#define RESTART_READY_MS 60000
 
 typedef struct run_as {
     uid_t uid;
@@ -46,14 +48,16 @@ typedef struct run_as {
     bool switch_user; /* we are root: become uid/gid in the child */
 } run_as;
 
-static int64_t now_ms(void)
+pg_instance pg;
+
+int64_t mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+void sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -81,9 +85,9 @@ int pg_free_port(void)
     return ntohs(a.sin_port);
 }
 
-void pg_dsn(const pg_instance *pg, const char *dbname, char *out, size_t outlen)
+void pg_dsn(const pg_instance *inst, const char *dbname, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "postgresql://postgres@127.0.0.1:%d/%s", pg->port, dbname);
+    snprintf(out, outlen, "postgresql://postgres@127.0.0.1:%d/%s", inst->port, dbname);
 }
 
 /* ---- processes ------------------------------------------------------------- */
@@ -147,7 +151,7 @@ static pid_t spawn(const run_as *as, const char *cwd, const char *log, char *con
  * -1 when a signal ended it, -2 when it had to be killed. */
 static int wait_exit(pid_t pid, int64_t ms)
 {
-    int64_t until = now_ms() + ms;
+    int64_t until = mono_ms() + ms;
     int status;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
@@ -155,7 +159,7 @@ static int wait_exit(pid_t pid, int64_t ms)
             return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         if (w < 0 && errno != EINTR)
             return -1;
-        if (now_ms() > until) {
+        if (mono_ms() > until) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             return -2;
@@ -179,17 +183,17 @@ static void print_log(const char *path)
 
 /* ---- the server --------------------------------------------------------------- */
 
-static int make_dirs(pg_instance *pg, const run_as *as)
+static int make_dirs(pg_instance *inst, const run_as *as)
 {
-    snprintf(pg->dir, sizeof(pg->dir), "/tmp/citrus-pg-XXXXXX");
-    if (!mkdtemp(pg->dir)) {
+    snprintf(inst->dir, sizeof(inst->dir), "/tmp/citrus-pg-XXXXXX");
+    if (!mkdtemp(inst->dir)) {
         perror("support_pg: mkdtemp");
-        pg->dir[0] = '\0';
+        inst->dir[0] = '\0';
         return -1;
     }
     char sock[300];
-    snprintf(sock, sizeof(sock), "%s/sock", pg->dir);
-    if (mkdir(sock, 0700) != 0 || (as->switch_user && (chown(pg->dir, as->uid, as->gid) != 0 ||
+    snprintf(sock, sizeof(sock), "%s/sock", inst->dir);
+    if (mkdir(sock, 0700) != 0 || (as->switch_user && (chown(inst->dir, as->uid, as->gid) != 0 ||
                                                        chown(sock, as->uid, as->gid) != 0))) {
         perror("support_pg: preparing the temp dir");
         return -1;
@@ -197,16 +201,16 @@ static int make_dirs(pg_instance *pg, const run_as *as)
     return 0;
 }
 
-static int initdb(pg_instance *pg, const run_as *as)
+static int initdb(pg_instance *inst, const run_as *as)
 {
     char exe[512], data[300], log[300];
     snprintf(exe, sizeof(exe), "%s/initdb", bindir());
-    snprintf(data, sizeof(data), "%s/data", pg->dir);
-    snprintf(log, sizeof(log), "%s/initdb.log", pg->dir);
+    snprintf(data, sizeof(data), "%s/data", inst->dir);
+    snprintf(log, sizeof(log), "%s/initdb.log", inst->dir);
     char *argv[] = {exe,        "-D",        data,          "-A", "trust", "-U",
                     "postgres", "--no-sync", "--no-locale", "-E", "UTF8",  "--no-instructions",
                     NULL};
-    pid_t pid = spawn(as, pg->dir, log, argv);
+    pid_t pid = spawn(as, inst->dir, log, argv);
     int rc = pid > 0 ? wait_exit(pid, INITDB_MS) : -1;
     if (rc != 0) {
         fprintf(stderr, "support_pg: initdb failed (%d)\n", rc);
@@ -216,14 +220,14 @@ static int initdb(pg_instance *pg, const run_as *as)
     return 0;
 }
 
-static pid_t start_postmaster(pg_instance *pg, const run_as *as)
+static pid_t start_postmaster(pg_instance *inst, const run_as *as)
 {
     char exe[512], data[300], sock[300], log[300], port[16];
     snprintf(exe, sizeof(exe), "%s/postgres", bindir());
-    snprintf(data, sizeof(data), "%s/data", pg->dir);
-    snprintf(sock, sizeof(sock), "%s/sock", pg->dir);
-    snprintf(log, sizeof(log), "%s/postgres.log", pg->dir);
-    snprintf(port, sizeof(port), "%d", pg->port);
+    snprintf(data, sizeof(data), "%s/data", inst->dir);
+    snprintf(sock, sizeof(sock), "%s/sock", inst->dir);
+    snprintf(log, sizeof(log), "%s/postgres.log", inst->dir);
+    snprintf(port, sizeof(port), "%d", inst->port);
     char *argv[] = {exe,
                     "-D",
                     data,
@@ -240,7 +244,7 @@ static pid_t start_postmaster(pg_instance *pg, const run_as *as)
                     "-c",
                     "synchronous_commit=off",
                     NULL};
-    return spawn(as, pg->dir, log, argv);
+    return spawn(as, inst->dir, log, argv);
 }
 
 static bool select1(const char *dsn)
@@ -258,19 +262,135 @@ static bool select1(const char *dsn)
     return ok;
 }
 
-/* 0 when ready, 1 when the postmaster exited (port taken?), -1 on timeout. */
-static int wait_ready(pg_instance *pg)
+/* 0 when ready, 1 when the postmaster exited (port taken?), -1 when ms
+ * passed. */
+static int wait_ready(pg_instance *inst, int64_t ms)
 {
-    int64_t until = now_ms() + READY_MS;
-    while (!select1(pg->admin_dsn)) {
+    int64_t until = mono_ms() + ms;
+    while (!select1(inst->admin_dsn)) {
         int status;
-        if (waitpid(pg->pid, &status, WNOHANG) == pg->pid) {
-            pg->pid = 0;
+        if (waitpid(inst->pid, &status, WNOHANG) == inst->pid) {
+            inst->pid = 0;
             return 1;
         }
-        if (now_ms() > until)
+        if (mono_ms() > until)
             return -1;
         sleep_ms(50);
+    }
+    return 0;
+}
+
+/* SIGINT (fast shutdown) to the postmaster, SIGKILL after ms; reaped. */
+static void stop_postmaster(pg_instance *inst, int64_t ms)
+{
+    kill(inst->pid, SIGINT); /* fast shutdown: ends sessions, checkpoints */
+    if (wait_exit(inst->pid, ms) == -2)
+        fprintf(stderr, "support_pg: postmaster %d did not stop in time: killed\n", (int)inst->pid);
+    inst->pid = 0;
+}
+
+int pg_start(pg_instance *inst)
+{
+    memset(inst, 0, sizeof(*inst));
+    char exe[512];
+    snprintf(exe, sizeof(exe), "%s/postgres", bindir());
+    if (access(exe, X_OK) != 0) {
+        fprintf(stderr, "support_pg: %s not found: install postgresql (scripts/deps.sh)\n", exe);
+        return -1;
+    }
+    run_as as;
+    if (who(&as) != 0 || make_dirs(inst, &as) != 0 || initdb(inst, &as) != 0) {
+        pg_stop(inst);
+        return -1;
+    }
+    char log[300];
+    snprintf(log, sizeof(log), "%s/postgres.log", inst->dir);
+    int rc = 1;
+    for (int i = 0; i < START_TRIES && rc == 1; i++) {
+        inst->port = pg_free_port();
+        pg_dsn(inst, "postgres", inst->admin_dsn, sizeof(inst->admin_dsn));
+        inst->pid = inst->port > 0 ? start_postmaster(inst, &as) : -1;
+        if (inst->pid <= 0) {
+            inst->pid = 0;
+            break;
+        }
+        rc = wait_ready(inst, READY_MS);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "support_pg: postgres did not become ready (%s)\n",
+                rc < 0 ? "timeout" : "exited");
+        print_log(log);
+        pg_stop(inst);
+        return -1;
+    }
+    return 0;
+}
+
+void pg_stop(pg_instance *inst)
+{
+    if (inst->pid > 0)
+        stop_postmaster(inst, STOP_MS);
+    if (inst->dir[0]) {
+        tmp_dir_remove(inst->dir);
+        inst->dir[0] = '\0';
+    }
+}
+
+int pg_restart(pg_instance *inst)
+{
+    run_as as;
+    if (inst->pid <= 0) {
+        fprintf(stderr, "support_pg: restart: no postmaster is running\n");
+        return -1;
+    }
+    if (who(&as) != 0)
+        return -1;
+    stop_postmaster(inst, RESTART_STOP_MS);
+    inst->pid = start_postmaster(inst, &as);
+    if (inst->pid <= 0) {
+        inst->pid = 0;
+        return -1;
+    }
+    int rc = wait_ready(inst, RESTART_READY_MS);
+    if (rc != 0) {
+        char log[300];
+        snprintf(log, sizeof(log), "%s/postgres.log", inst->dir);
+        fprintf(stderr, "support_pg: the restarted postmaster %s\n",
+                rc < 0 ? "did not answer in time" : "exited (port taken?)");
+        print_log(log);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the binary's server as a cmocka group ----------------------------------- */
+
+int pg_group_setup(void **state)
+{
+    int64_t t0 = mono_ms();
+    if (pg_start(&pg) != 0) {
+        fprintf(stderr, "FAIL: could not start a PostgreSQL server for the tests\n");
+        return -1;
+    }
+    printf("%s: postgres at %s (pid %d) started in %lld ms\n", program_invocation_short_name,
+           pg.admin_dsn, (int)pg.pid, (long long)(mono_ms() - t0));
+    return 0;
+}
+
+int pg_group_teardown(void **state)
+{
+    pg_stop(&pg);
+    return 0;
+}
+
+/* ---- temp dirs ------------------------------------------------------------------ */
+
+int tmp_dir_create(char *dir, size_t len, const char *tag)
+{
+    snprintf(dir, len, "/tmp/citrus-%s-test-XXXXXX", tag);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return -1;
     }
     return 0;
 }
@@ -280,54 +400,18 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
     return remove(path);
 }
 
-int pg_start(pg_instance *pg)
+void tmp_dir_remove(const char *dir)
 {
-    memset(pg, 0, sizeof(*pg));
-    char exe[512];
-    snprintf(exe, sizeof(exe), "%s/postgres", bindir());
-    if (access(exe, X_OK) != 0) {
-        fprintf(stderr, "support_pg: %s not found: install postgresql (scripts/deps.sh)\n", exe);
-        return -1;
-    }
-    run_as as;
-    if (who(&as) != 0 || make_dirs(pg, &as) != 0 || initdb(pg, &as) != 0) {
-        pg_stop(pg);
-        return -1;
-    }
-    char log[300];
-    snprintf(log, sizeof(log), "%s/postgres.log", pg->dir);
-    int rc = 1;
-    for (int i = 0; i < START_TRIES && rc == 1; i++) {
-        pg->port = pg_free_port();
-        pg_dsn(pg, "postgres", pg->admin_dsn, sizeof(pg->admin_dsn));
-        pg->pid = pg->port > 0 ? start_postmaster(pg, &as) : -1;
-        if (pg->pid <= 0) {
-            pg->pid = 0;
-            break;
-        }
-        rc = wait_ready(pg);
-    }
-    if (rc != 0) {
-        fprintf(stderr, "support_pg: postgres did not become ready (%s)\n",
-                rc < 0 ? "timeout" : "exited");
-        print_log(log);
-        pg_stop(pg);
-        return -1;
-    }
-    return 0;
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-void pg_stop(pg_instance *pg)
+int tmp_write_garbage(const char *dir, const char *name, char *path, size_t len)
 {
-    if (pg->pid > 0) {
-        kill(pg->pid, SIGINT); /* fast shutdown: ends sessions, checkpoints */
-        if (wait_exit(pg->pid, STOP_MS) == -2)
-            fprintf(stderr, "support_pg: postmaster %d did not stop in time: killed\n",
-                    (int)pg->pid);
-        pg->pid = 0;
-    }
-    if (pg->dir[0]) {
-        nftw(pg->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-        pg->dir[0] = '\0';
-    }
+    snprintf(path, len, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    for (int i = 0; i < 200; i++)
+        fputs("this is not an SQLite database file. ", f);
+    return fclose(f) == 0 ? 0 : -1;
 }

@@ -6,7 +6,6 @@
  * storage class, PostgreSQL has SQLSTATEs and aborts a transaction on an
  * error). PostgreSQL is a throwaway server from support_pg; the last test
  * stops it under open connections. */
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,8 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -34,23 +31,9 @@ typedef struct backend {
 } backend;
 
 static char tmpdir[PATH_MAX - 64];
-static pg_instance pg;
 static backend lite = {.name = "sqlite"}, pgb = {.name = "postgres", .is_pg = true};
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* An empty SQLite database file (drv_open does not create one). */
 static void create_sqlite(const char *dsn)
@@ -504,12 +487,7 @@ static void test_sqlite_open(void **state)
     snprintf(path, sizeof(path), "%s/missing.db", tmpdir);
     assert_int_equal(access(path, F_OK), -1);
     /* nor is garbage a database */
-    snprintf(path, sizeof(path), "%s/garbage.db", tmpdir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    for (int i = 0; i < 200; i++)
-        fputs("this is not an SQLite database file. ", f);
-    fclose(f);
+    assert_int_equal(tmp_write_garbage(tmpdir, "garbage.db", path, sizeof(path)), 0);
     snprintf(dsn, sizeof(dsn), "sqlite://%s", path);
     assert_int_equal(drv_open(dsn, 1000, &c, &e), CITRUS_EUNAVAILABLE);
     assert_null(c);
@@ -720,11 +698,6 @@ static void test_pg_server_stopped(void **state)
 
 /* ---- main ----------------------------------------------------------------------------- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 #define BOTH(b)                                                                                    \
     cmocka_unit_test_prestate(test_types_roundtrip, &(b)),                                         \
         cmocka_unit_test_prestate(test_parameter_count, &(b)),                                     \
@@ -733,13 +706,19 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
         cmocka_unit_test_prestate(test_transactions, &(b)),                                        \
         cmocka_unit_test_prestate(test_replica_lag_primary, &(b))
 
+/* The group setup: the server, and the backend pointing at it. */
+static int pg_backend_setup(void **state)
+{
+    if (pg_group_setup(state) != 0)
+        return -1;
+    snprintf(pgb.dsn, sizeof(pgb.dsn), "%s", pg.admin_dsn);
+    return 0;
+}
+
 int main(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/citrus-driver-test-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (tmp_dir_create(tmpdir, sizeof(tmpdir), "driver") != 0)
         return 1;
-    }
     snprintf(lite.dsn, sizeof(lite.dsn), "sqlite://%s/shard.db", tmpdir);
     create_sqlite(lite.dsn);
     const struct CMUnitTest lt[] = {
@@ -748,25 +727,15 @@ int main(void)
         cmocka_unit_test(test_sqlite_busy),
     };
     int failed = cmocka_run_group_tests_name("driver_sqlite", lt, NULL, NULL);
-
-    int64_t t0 = mono_ms();
-    if (pg_start(&pg) != 0) {
-        fprintf(stderr, "FAIL: could not start a PostgreSQL server for the tests\n");
-        failed++;
-    } else {
-        printf("driver tests: postgres at %s (pid %d) started in %lld ms\n", pg.admin_dsn,
-               (int)pg.pid, (long long)(mono_ms() - t0));
-        snprintf(pgb.dsn, sizeof(pgb.dsn), "%s", pg.admin_dsn);
-        const struct CMUnitTest pt[] = {
-            BOTH(pgb),
-            cmocka_unit_test(test_pg_type_mapping),
-            cmocka_unit_test(test_pg_truncate_huge),
-            cmocka_unit_test(test_pg_terminated_session),
-            cmocka_unit_test(test_pg_server_stopped),
-        };
-        failed += cmocka_run_group_tests_name("driver_postgres", pt, NULL, NULL);
-        pg_stop(&pg);
-    }
-    nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    const struct CMUnitTest pt[] = {
+        BOTH(pgb),
+        cmocka_unit_test(test_pg_type_mapping),
+        cmocka_unit_test(test_pg_truncate_huge),
+        cmocka_unit_test(test_pg_terminated_session),
+        cmocka_unit_test(test_pg_server_stopped),
+    };
+    failed +=
+        cmocka_run_group_tests_name("driver_postgres", pt, pg_backend_setup, pg_group_teardown);
+    tmp_dir_remove(tmpdir);
     return failed;
 }

@@ -3,23 +3,15 @@
  * Most behaviour is checked on SQLite files (cheap connections). What
  * needs a server is checked on a throwaway PostgreSQL from support_pg:
  * the server-side connection count under concurrency, a connection broken
- * by the server, and the health check after a server restart. support_pg
- * has no restart, so pg_restart here stops the postmaster by PID and
- * starts it again with pg_start's command line on the same port and data
- * dir (and as the same user, dying with us).
+ * by the server, and the health check after a server restart (pg_restart:
+ * the same port and data dir).
  *
  * Timing: this runs on loaded machines, so the checks are one-sided (a
  * wait lasted at least its timeout; a wake-up came well before its
  * deadline) with generous bounds. */
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <grp.h>
 #include <limits.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -27,11 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -43,22 +30,8 @@
 #include "shard/shard_db.h"
 
 static char tmpdir[PATH_MAX - 64];
-static pg_instance pg;
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* A fresh SQLite database file; its DSN into dsn. */
 static void sqlite_db(const char *name, char *dsn, size_t len)
@@ -469,92 +442,6 @@ static void test_free_with_connections_out(void **state)
 
 /* ---- PostgreSQL ------------------------------------------------------------------------ */
 
-/* Stops the postmaster (fast shutdown) and starts it again on the same
- * port and data dir, as pg_start would; 0 once it answers. */
-static pid_t spawn_postmaster(const pg_instance *inst)
-{
-    const char *bindir = getenv("CITRUS_PG_BINDIR");
-    char exe[512], data[300], sock[300], log[300], port[16];
-    snprintf(exe, sizeof(exe), "%s/postgres",
-             bindir && *bindir ? bindir : "/usr/lib/postgresql/15/bin");
-    snprintf(data, sizeof(data), "%s/data", inst->dir);
-    snprintf(sock, sizeof(sock), "%s/sock", inst->dir);
-    snprintf(log, sizeof(log), "%s/postgres.log", inst->dir);
-    snprintf(port, sizeof(port), "%d", inst->port);
-    char *argv[] = {exe,
-                    "-D",
-                    data,
-                    "-p",
-                    port,
-                    "-k",
-                    sock,
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    NULL};
-    struct passwd *pw = geteuid() == 0 ? getpwnam("postgres") : NULL;
-    if (geteuid() == 0 && !pw)
-        return -1;
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-        _exit(126);
-    if (pw && (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0))
-        _exit(126);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent || chdir(inst->dir) != 0)
-        _exit(126);
-    execv(exe, argv);
-    _exit(127);
-}
-
-static void pg_restart(pg_instance *inst)
-{
-    int64_t t0 = mono_ms();
-    assert_true(inst->pid > 0);
-    kill(inst->pid, SIGINT);
-    int status;
-    int64_t until = mono_ms() + 30000;
-    while (waitpid(inst->pid, &status, WNOHANG) != inst->pid) {
-        if (mono_ms() > until) {
-            kill(inst->pid, SIGKILL);
-            waitpid(inst->pid, &status, 0);
-            break;
-        }
-        sleep_ms(10);
-    }
-    inst->pid = spawn_postmaster(inst);
-    assert_true(inst->pid > 0);
-    until = mono_ms() + 60000;
-    for (;;) {
-        drv_conn *c = NULL;
-        if (drv_open(inst->admin_dsn, 2000, &c, NULL) == 0 && drv_ping(c, NULL) == 0) {
-            drv_close(c);
-            break;
-        }
-        drv_close(c);
-        if (waitpid(inst->pid, &status, WNOHANG) == inst->pid) {
-            inst->pid = 0;
-            fail_msg("the restarted postmaster exited (port taken?)");
-        }
-        if (mono_ms() > until)
-            fail_msg("the restarted postmaster did not answer in time");
-        sleep_ms(50);
-    }
-    print_message("postgres restarted on port %d in %lld ms\n", inst->port,
-                  (long long)(mono_ms() - t0));
-}
-
 static void pg_pool_dsn(const char *app, char *out, size_t len)
 {
     snprintf(out, len, "postgresql://postgres@127.0.0.1:%d/postgres?application_name=%s", pg.port,
@@ -677,7 +564,11 @@ static void test_pg_health_check_after_restart(void **state)
     pool_put(checked, b, false);
     pool_put(trusting, t, false);
 
-    pg_restart(&pg);
+    int64_t t0 = mono_ms();
+    if (pg_restart(&pg) != 0)
+        fail_msg("could not restart postgres");
+    print_message("postgres restarted on port %d in %lld ms\n", pg.port,
+                  (long long)(mono_ms() - t0));
     sleep_ms(300); /* idle past check_idle_ms */
 
     /* b (most recent) is checked, found dead and replaced */
@@ -719,18 +610,10 @@ static void test_pg_health_check_after_restart(void **state)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 int main(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/citrus-pool-test-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (tmp_dir_create(tmpdir, sizeof(tmpdir), "pool") != 0)
         return 1;
-    }
     const struct CMUnitTest lite[] = {
         cmocka_unit_test(test_max_size_under_concurrency),
         cmocka_unit_test(test_exhausted),
@@ -743,22 +626,12 @@ int main(void)
         cmocka_unit_test(test_free_with_connections_out),
     };
     int failed = cmocka_run_group_tests_name("pool_sqlite", lite, NULL, NULL);
-
-    int64_t t0 = mono_ms();
-    if (pg_start(&pg) != 0) {
-        fprintf(stderr, "FAIL: could not start a PostgreSQL server for the tests\n");
-        failed++;
-    } else {
-        printf("pool tests: postgres at %s (pid %d) started in %lld ms\n", pg.admin_dsn,
-               (int)pg.pid, (long long)(mono_ms() - t0));
-        const struct CMUnitTest pgt[] = {
-            cmocka_unit_test(test_pg_max_size_server_side),
-            cmocka_unit_test(test_pg_broken_not_reused),
-            cmocka_unit_test(test_pg_health_check_after_restart),
-        };
-        failed += cmocka_run_group_tests_name("pool_postgres", pgt, NULL, NULL);
-        pg_stop(&pg);
-    }
-    nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    const struct CMUnitTest pgt[] = {
+        cmocka_unit_test(test_pg_max_size_server_side),
+        cmocka_unit_test(test_pg_broken_not_reused),
+        cmocka_unit_test(test_pg_health_check_after_restart),
+    };
+    failed += cmocka_run_group_tests_name("pool_postgres", pgt, pg_group_setup, pg_group_teardown);
+    tmp_dir_remove(tmpdir);
     return failed;
 }

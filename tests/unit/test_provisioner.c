@@ -13,7 +13,6 @@
  *    stdin (SIGPIPE must not kill us), descriptors not inherited. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -25,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -37,22 +35,8 @@
 #include "shard/shard_db.h"
 
 static char tmpdir[256];
-static pg_instance pg;
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static int provision(provisioner *p, const char *id, prov_result *out, char *err, size_t errlen)
 {
@@ -614,18 +598,10 @@ static void test_exec_no_fd_leak(void **state)
 
 /* ---- main --------------------------------------------------------------------------------- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 int main(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/citrus-prov-test-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (tmp_dir_create(tmpdir, sizeof(tmpdir), "prov") != 0)
         return 1;
-    }
     const struct CMUnitTest local[] = {
         cmocka_unit_test(test_sqlite_provision),
         cmocka_unit_test(test_sqlite_bad_ids),
@@ -640,22 +616,13 @@ int main(void)
         cmocka_unit_test(test_pg_describe_redacts),
     };
     int failed = cmocka_run_group_tests_name("provisioner_local", local, NULL, NULL);
-
-    int64_t t0 = mono_ms();
-    if (pg_start(&pg) != 0) {
-        fprintf(stderr, "FAIL: could not start a PostgreSQL server for the tests\n");
-        failed++;
-    } else {
-        printf("provisioner tests: postgres at %s (pid %d) started in %lld ms\n", pg.admin_dsn,
-               (int)pg.pid, (long long)(mono_ms() - t0));
-        const struct CMUnitTest pgt[] = {
-            cmocka_unit_test(test_pg_provision_uri), cmocka_unit_test(test_pg_provision_conninfo),
-            cmocka_unit_test(test_pg_uri_params),    cmocka_unit_test(test_pg_concurrent_provision),
-            cmocka_unit_test(test_pg_unreachable),   cmocka_unit_test(test_pg_bad_input),
-        };
-        failed += cmocka_run_group_tests_name("provisioner_postgres", pgt, NULL, NULL);
-        pg_stop(&pg);
-    }
-    nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    const struct CMUnitTest pgt[] = {
+        cmocka_unit_test(test_pg_provision_uri), cmocka_unit_test(test_pg_provision_conninfo),
+        cmocka_unit_test(test_pg_uri_params),    cmocka_unit_test(test_pg_concurrent_provision),
+        cmocka_unit_test(test_pg_unreachable),   cmocka_unit_test(test_pg_bad_input),
+    };
+    failed +=
+        cmocka_run_group_tests_name("provisioner_postgres", pgt, pg_group_setup, pg_group_teardown);
+    tmp_dir_remove(tmpdir);
     return failed;
 }

@@ -10,7 +10,6 @@
  * database of its own. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -33,17 +31,9 @@
 #include "shard/shard_db.h"
 
 static char tmpdir[256];
-static pg_instance pg;
 static int seq;
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void write_file(const char *dir, const char *name, const char *text)
 {
@@ -327,39 +317,22 @@ static void test_file_with_commit(void **state)
 
 /* ---- main --------------------------------------------------------------------------------- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 int main(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/citrus-schema-test-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (tmp_dir_create(tmpdir, sizeof(tmpdir), "schema") != 0)
         return 1;
-    }
     const struct CMUnitTest lite[] = {
         cmocka_unit_test(test_sqlite_lifecycle),     cmocka_unit_test(test_template_names),
         cmocka_unit_test(test_template_path_tricks), cmocka_unit_test(test_unknown_template),
         cmocka_unit_test(test_file_too_big),         cmocka_unit_test(test_file_with_commit),
     };
     int failed = cmocka_run_group_tests_name("schema_sqlite", lite, NULL, NULL);
-
-    int64_t t0 = mono_ms();
-    if (pg_start(&pg) != 0) {
-        fprintf(stderr, "FAIL: could not start a PostgreSQL server for the tests\n");
-        failed++;
-    } else {
-        printf("schema tests: postgres at %s (pid %d) started in %lld ms\n", pg.admin_dsn,
-               (int)pg.pid, (long long)(mono_ms() - t0));
-        const struct CMUnitTest pgt[] = {
-            cmocka_unit_test(test_pg_lifecycle),
-            cmocka_unit_test(test_unreachable_database),
-        };
-        failed += cmocka_run_group_tests_name("schema_postgres", pgt, NULL, NULL);
-        pg_stop(&pg);
-    }
-    nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    const struct CMUnitTest pgt[] = {
+        cmocka_unit_test(test_pg_lifecycle),
+        cmocka_unit_test(test_unreachable_database),
+    };
+    failed +=
+        cmocka_run_group_tests_name("schema_postgres", pgt, pg_group_setup, pg_group_teardown);
+    tmp_dir_remove(tmpdir);
     return failed;
 }

@@ -7,7 +7,6 @@
  * servers are a closed port (refused at once) and a socket that listens
  * but never answers (only connect_timeout ends the wait). */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -18,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -30,16 +27,8 @@
 #include "shard/shard_db.h"
 
 static char tmpdir[PATH_MAX - 64];
-static pg_instance pg;
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sqlite_dsn(const char *name, char *out, size_t len)
 {
@@ -204,12 +193,7 @@ static void test_sqlite_busy_timeout(void **state)
 static void test_sqlite_not_a_database(void **state)
 {
     char path[PATH_MAX], dsn[PATH_MAX + 16], err[512] = "";
-    snprintf(path, sizeof(path), "%s/garbage.db", tmpdir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    for (int i = 0; i < 200; i++)
-        fputs("this is not an SQLite database file. ", f);
-    fclose(f);
+    assert_int_equal(tmp_write_garbage(tmpdir, "garbage.db", path, sizeof(path)), 0);
     snprintf(dsn, sizeof(dsn), "sqlite://%s", path);
     shard_db *db = NULL;
     assert_int_equal(shard_db_open(dsn, 1000, false, &db, err, sizeof(err)), CITRUS_EIO);
@@ -328,42 +312,25 @@ static void test_pg_unreachable_silent(void **state)
 
 /* ---- main --------------------------------------------------------------------------------- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 int main(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/citrus-shard-db-test-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (tmp_dir_create(tmpdir, sizeof(tmpdir), "shard-db") != 0)
         return 1;
-    }
     const struct CMUnitTest lite[] = {
         cmocka_unit_test(test_sqlite_open_exec_query), cmocka_unit_test(test_sqlite_busy_timeout),
         cmocka_unit_test(test_sqlite_not_a_database),  cmocka_unit_test(test_sqlite_ping),
         cmocka_unit_test(test_malformed_dsn),
     };
     int failed = cmocka_run_group_tests_name("shard_db_sqlite", lite, NULL, NULL);
-
-    int64_t t0 = mono_ms();
-    if (pg_start(&pg) != 0) {
-        fprintf(stderr, "FAIL: could not start a PostgreSQL server for the tests\n");
-        failed++;
-    } else {
-        printf("shard_db tests: postgres at %s (pid %d) started in %lld ms\n", pg.admin_dsn,
-               (int)pg.pid, (long long)(mono_ms() - t0));
-        const struct CMUnitTest pgt[] = {
-            cmocka_unit_test(test_pg_open_exec_query),
-            cmocka_unit_test(test_pg_dsn_forms),
-            cmocka_unit_test(test_pg_ping),
-            cmocka_unit_test(test_pg_unreachable_closed_port),
-            cmocka_unit_test(test_pg_unreachable_silent),
-        };
-        failed += cmocka_run_group_tests_name("shard_db_postgres", pgt, NULL, NULL);
-        pg_stop(&pg);
-    }
-    nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    const struct CMUnitTest pgt[] = {
+        cmocka_unit_test(test_pg_open_exec_query),
+        cmocka_unit_test(test_pg_dsn_forms),
+        cmocka_unit_test(test_pg_ping),
+        cmocka_unit_test(test_pg_unreachable_closed_port),
+        cmocka_unit_test(test_pg_unreachable_silent),
+    };
+    failed +=
+        cmocka_run_group_tests_name("shard_db_postgres", pgt, pg_group_setup, pg_group_teardown);
+    tmp_dir_remove(tmpdir);
     return failed;
 }
