@@ -1,6 +1,7 @@
 /* api/query.c — the router's API: POST /v1/query and POST /v1/tx.
  *
  *   /v1/query {key | tenant, sql, params?}          one statement on the key's shard
+ *   /v1/query {keys: [...], sql, params?}           the same, for keys on one shard
  *   /v1/query {scatter: true, sql, params?, order_by?, limit?, aggregate?, partial?}
  *   /v1/tx    {key, statements: [{sql, params?}]}   one transaction on one shard
  * Parameters are JSON scalars bound as $1, $2, ... (never spliced into the
@@ -132,6 +133,39 @@ static int statement_parse(http_req *r, json_t *obj, const char *where, const ch
     return 0;
 }
 
+#define MAX_KEYS 1000
+
+/* {keys: [...]}: one statement for keys that share a shard; replies on
+ * errors, answers on success (ans then holds the result to send). */
+static int query_keys(http_req *r, app *a, json_t *keys, const char *sql, const value *params,
+                      size_t np, router_answer *ans)
+{
+    size_t n = json_array_size(keys);
+    if (!json_is_array(keys) || n == 0 || n > MAX_KEYS) {
+        http_reply_errorf(r, CITRUS_EBADJSON, "keys: an array of 1..%d keys", MAX_KEYS);
+        return CITRUS_EBADJSON;
+    }
+    const char **v = malloc(n * sizeof(*v));
+    if (!v) {
+        http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
+        return CITRUS_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i] = json_string_value(json_array_get(keys, i));
+        if (!v[i] || !*v[i] || strlen(v[i]) > 1024) {
+            free(v);
+            http_reply_errorf(r, CITRUS_EBADJSON, "keys[%zu]: a string of 1..1024 bytes", i);
+            return CITRUS_EBADJSON;
+        }
+    }
+    router_error e = {0};
+    int rc = router_query_keys(a->router, v, n, sql, params, np, ans, &e);
+    free(v);
+    if (rc < 0)
+        router_error_reply(r, &e);
+    return rc;
+}
+
 int api_query(http_req *r, void *ctx)
 {
     APP_OFFLOAD(r, api_query, ctx);
@@ -166,6 +200,12 @@ int api_query(http_req *r, void *ctx)
             json_object_set(out, "missing", ans.missing);
             router_answer_clear(&ans);
             http_reply_json(r, 200, out);
+        }
+    } else if (rc == 0 && json_object_get(body, "keys")) {
+        rc = query_keys(r, a, json_object_get(body, "keys"), sql, params, np, &ans);
+        if (rc == 0) {
+            http_reply_json(r, 200, answer_json(&ans));
+            router_answer_clear(&ans);
         }
     } else if (rc == 0) {
         const char *key = key_of(r, body);

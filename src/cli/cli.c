@@ -65,6 +65,7 @@ static int run_help(int argc, char **argv, char **envp);
 static const command commands[] = {
     {"dev", cli_serve_main, "run everything embedded in one process (catalog API, store)"},
     {"server", cli_serve_main, "run a server node"},
+    {"router", cli_serve_main, "run a server node with its router on (127.0.0.1:8080)"},
     {"kv", run_kv, "get, put, del, ls, watch, txn against the catalog KV API"},
     {"cluster", run_cluster, "cluster status: nodes, catalog, controller leader"},
     {"shard", run_shard, "list, add, show, change, drain, retire and delete shards"},

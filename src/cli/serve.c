@@ -33,8 +33,13 @@ static void usage(const char *cmd, FILE *f)
             cmd,
             strcmp(cmd, "dev") == 0
                 ? "Runs Citrus on one machine, everything embedded in one process: the catalog\n"
-                  "KV API on --listen with its store under --data-dir (./citrus-data)."
-                : "Runs a Citrus server node: the catalog KV API and health endpoints.");
+                  "KV and shard APIs on --listen with the store under --data-dir\n"
+                  "(./citrus-data), four SQLite shards, and the router on --router-listen."
+            : strcmp(cmd, "router") == 0
+                ? "Runs a Citrus node whose router (SQL on shards, POST /v1/query) listens on\n"
+                  "--router-listen (127.0.0.1:8080); otherwise as citrus server."
+                : "Runs a Citrus server node: the catalog KV and shard APIs and health\n"
+                  "endpoints (and the router when --router-listen is set).");
     config_print_help(f);
     fprintf(f, "  --config FILE      citrus.json to read first (also CITRUS_CONFIG)\n");
 }
@@ -64,6 +69,8 @@ static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
     if (strcmp(argv[0], "dev") == 0) { /* everything on one machine: SQLite shards */
         snprintf(cfg->prov_kind, sizeof(cfg->prov_kind), "sqlite");
         cfg->dev_shards = 4;
+        snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
+    } else if (strcmp(argv[0], "router") == 0) { /* a node whose job is the data plane */
         snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
     }
     const char *file = getenv("CITRUS_CONFIG");

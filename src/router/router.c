@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include "citrus/errors.h"
+#include "obs/metrics.h"
 #include "shard/pool.h"
 #include "shard/tenants.h"
 
@@ -30,8 +32,53 @@ struct router {
     size_t npools, cap;
 };
 
+static void describe_metrics(void)
+{
+    metrics_describe("citrus_router_queries_total", METRIC_COUNTER,
+                     "statements run by the router, by shard and outcome");
+    metrics_describe("citrus_router_query_duration_seconds", METRIC_HISTOGRAM,
+                     "time from checkout to the statement's answer, by shard");
+    metrics_describe("citrus_router_pool_connections", METRIC_GAUGE,
+                     "connections of a shard's pool, by state (idle, in_use)");
+    metrics_describe("citrus_router_pool_exhausted_total", METRIC_COUNTER,
+                     "checkouts that gave up waiting for a connection, by shard");
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Counters and the pool's gauges after a statement on shard id. */
+static void record(const char *id, pool *p, int rc, int64_t t0)
+{
+    char esc[160], labels[256];
+    metrics_escape_label(id, esc, sizeof(esc));
+    const char *outcome = rc == 0              ? "ok"
+                          : rc == CITRUS_ESQL  ? "sql_error"
+                          : rc == CITRUS_EPOOL ? "pool_exhausted"
+                                               : "unavailable";
+    snprintf(labels, sizeof(labels), "shard=\"%s\",outcome=\"%s\"", esc, outcome);
+    metrics_counter_add("citrus_router_queries_total", labels, 1);
+    snprintf(labels, sizeof(labels), "shard=\"%s\"", esc);
+    if (rc == CITRUS_EPOOL)
+        metrics_counter_add("citrus_router_pool_exhausted_total", labels, 1);
+    if (rc == 0)
+        metrics_histogram_observe("citrus_router_query_duration_seconds", labels,
+                                  (double)(now_ns() - t0) / 1e9);
+    pool_stats st;
+    pool_get_stats(p, &st);
+    snprintf(labels, sizeof(labels), "shard=\"%s\",state=\"idle\"", esc);
+    metrics_gauge_set("citrus_router_pool_connections", labels, st.idle);
+    snprintf(labels, sizeof(labels), "shard=\"%s\",state=\"in_use\"", esc);
+    metrics_gauge_set("citrus_router_pool_connections", labels, st.in_use);
+}
+
 router *router_new(const router_options *o)
 {
+    describe_metrics();
     router *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
@@ -189,16 +236,23 @@ static int run_on(router *r, const shard *s, const char *sql, const value *param
         return fail(e, CITRUS_ENOMEM, NULL, "out of memory");
     drv_conn *c;
     drv_error de = {0};
+    int64_t t0 = now_ns();
     int rc = pool_get(p, &c, &de);
-    if (rc < 0)
-        return drv_to_router(rc, &de, s->id, e);
+    if (rc < 0) {
+        rc = drv_to_router(rc, &de, s->id, e);
+        record(s->id, p, rc, t0);
+        return rc;
+    }
     rs_init(&out->rs);
     rc = drv_exec(c, sql, params, np, r->max_rows, &out->rs, &out->truncated, &out->changes, &de);
     pool_put(p, c, false);
     if (rc < 0) {
         rs_free(&out->rs);
-        return drv_to_router(rc, &de, s->id, e);
+        rc = drv_to_router(rc, &de, s->id, e);
     }
+    record(s->id, p, rc, t0);
+    if (rc < 0)
+        return rc;
     snprintf(out->shard_id, sizeof(out->shard_id), "%s", s->id);
     return 0;
 }
@@ -214,6 +268,48 @@ int router_query_key(router *r, const char *key, const char *sql, const value *p
     rc = run_on(r, &s, sql, params, nparams, out, e);
     shard_clear(&s);
     return rc;
+}
+
+int router_query_keys(router *r, const char *const *keys, size_t nkeys, const char *sql,
+                      const value *params, size_t nparams, router_answer *out, router_error *e)
+{
+    memset(out, 0, sizeof(*out));
+    const ring *rg;
+    int64_t version;
+    int rc = registry_ring(r->reg, &rg, &version);
+    if (rc < 0)
+        return fail(e, rc, NULL, "the catalog could not be read");
+    char first[SHARD_ID_MAX + 1] = "";
+    json_t *where = json_object();
+    bool split = false;
+    for (size_t i = 0; rc == 0 && i < nkeys; i++) {
+        route_answer ra;
+        rc = tenants_route(r->reg, rg, version, keys[i], &ra);
+        if (rc < 0)
+            break;
+        json_object_set_new(where, keys[i], json_string(ra.shard_id));
+        if (!first[0])
+            snprintf(first, sizeof(first), "%s", ra.shard_id);
+        split |= strcmp(first, ra.shard_id) != 0;
+    }
+    registry_ring_release(r->reg, rg);
+    if (rc < 0) {
+        json_decref(where);
+        return fail(e, rc, NULL,
+                    rc == CITRUS_EUNAVAILABLE ? "no shard owns any token yet"
+                                              : "the catalog could not be read");
+    }
+    if (split) { /* a cross-shard statement is the application's job (seed 001) */
+        char *text = json_dumps(where, JSON_COMPACT | JSON_SORT_KEYS);
+        fail(e, CITRUS_EUNPROCESSABLE, NULL,
+             "the keys are on different shards: %.600s; run one statement per shard",
+             text ? text : "");
+        free(text);
+        json_decref(where);
+        return CITRUS_EUNPROCESSABLE;
+    }
+    json_decref(where);
+    return router_query_key(r, keys[0], sql, params, nparams, out, e);
 }
 
 int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, router_answer *out,

@@ -62,6 +62,11 @@ bool router_is_read(const char *sql);
 int router_query_key(router *r, const char *key, const char *sql, const value *params,
                      size_t nparams, router_answer *out, router_error *e);
 
+/* Runs one statement for several keys that must all be on one shard:
+ * CITRUS_EUNPROCESSABLE (422) naming each key's shard when they are not. */
+int router_query_keys(router *r, const char *const *keys, size_t nkeys, const char *sql,
+                      const value *params, size_t nparams, router_answer *out, router_error *e);
+
 /* Runs statements in one transaction on the shard of key: all or nothing.
  * out[i] gets statement i's result; *failed the index of the statement that
  * failed (-1 otherwise). */

@@ -145,6 +145,31 @@ def test_shard_states_are_honoured(dev):
     ok(q(dev, {"key": "somekey", "sql": "INSERT INTO t VALUES ('x')"}))
 
 
+def test_multi_key_requests(dev):
+    ok(q(dev, {"scatter": True, "sql": "CREATE TABLE m (k TEXT)"}))
+    routes = requests.post(dev.url + "/v1/route",
+                           json={"keys": [f"mk{i}" for i in range(40)]}).json()["routes"]
+    by_shard = {}
+    for x in routes:
+        by_shard.setdefault(x["shard_id"], []).append(x["key"])
+    same = next(v for v in by_shard.values() if len(v) >= 2)[:2]
+    a = ok(q(dev, {"keys": same, "sql": "INSERT INTO m VALUES ($1)", "params": ["x"]}))
+    assert a["shard_id"] == routes[[x["key"] for x in routes].index(same[0])]["shard_id"]
+    apart = [v[0] for v in by_shard.values()][:2]
+    r = q(dev, {"keys": apart, "sql": "INSERT INTO m VALUES ($1)", "params": ["y"]})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unprocessable", r.text
+    for k in apart:
+        assert k in r.json()["error"]["message"]
+    # nothing was written for the refused request
+    a = ok(q(dev, {"scatter": True, "sql": "SELECT k FROM m"}))
+    assert [row[0] for row in a["rows"]] == ["x"]
+    assert q(dev, {"keys": [], "sql": "SELECT 1"}).status_code == 400
+    # per-shard metrics count what ran
+    m = requests.get(dev.router_url + "/metrics").text
+    assert 'citrus_router_queries_total{shard="' in m and 'outcome="ok"' in m
+    assert "citrus_router_pool_connections" in m
+
+
 def test_bad_input(dev):
     cases = [
         ({"sql": "SELECT 1"}, 400, "key"),
@@ -167,3 +192,17 @@ def test_bad_input(dev):
     assert q(dev, {"key": "k", "statements": []}, "/v1/tx").status_code == 400
     assert requests.post(dev.router_url + "/v1/query", data="nope",
                          headers={"Content-Type": "application/json"}).status_code == 400
+
+
+def test_citrus_router_command(make_citrus, tmp_path):
+    """`citrus router`: a node whose router is on; here over its own embedded
+    catalog, with one registered SQLite database."""
+    c = make_citrus(mode="router", extra=["--router-listen", "127.0.0.1:0"])
+    db = tmp_path / "one.db"
+    sqlite3.connect(db).close()
+    assert requests.post(c.url + "/v1/shards",
+                         json={"id": "one", "dsn": f"sqlite://{db}"}).status_code == 201
+    ok(q(c, {"key": "anything", "sql": "CREATE TABLE t (x INTEGER)"}))
+    ok(q(c, {"key": "else", "sql": "INSERT INTO t VALUES ($1)", "params": [7]}))
+    assert ok(q(c, {"key": "x", "sql": "SELECT x FROM t"}))["rows"] == [[7]]
+    assert requests.get(c.router_url + "/health/live").status_code == 200
