@@ -32,12 +32,49 @@ bool app_read_blocks(app *a, const char *level)
     return strcmp(level, "bounded") == 0 && cache_revision(a->cache) < atomic_load(&a->acked_rev);
 }
 
+/* Set by app_catalog_read when it answered from a copy it could not
+ * confirm (the catalog is down); per thread, so per request. */
+static _Thread_local bool served_cached;
+
+void app_catalog_cached_reset(void)
+{
+    served_cached = false;
+}
+
+bool app_catalog_was_cached(void)
+{
+    return served_cached;
+}
+
+/* The catalog cannot answer now: its latest check failed, found no quorum,
+ * or is over a second old. */
+static bool catalog_down(app *a);
+
+bool app_catalog_down(app *a)
+{
+    return a->cache && catalog_down(a);
+}
+
+static bool catalog_down(app *a)
+{
+    store_status st;
+    int64_t age;
+    return cache_status(a->cache, &st, &age) < 0 || !st.writable || !st.quorum || age > 1000;
+}
+
 int app_catalog_read(void *ctx, const kv_range_req *req, kv_range_res *out)
 {
     app *a = ctx;
     if (a->cache && cache_revision(a->cache) >= atomic_load(&a->acked_rev)) {
         int64_t stale = -1;
         int rc = cache_range(a->cache, req, out, &stale);
+        /* Catalog outage (seed 001): keep routing from the copy rather than
+         * wait on etcd, and say so. The copy only moves forward, so it is
+         * never older than a change this node has already seen. */
+        if (rc == 0 && catalog_down(a)) {
+            served_cached = true;
+            return 0;
+        }
         if (rc == 0 && stale >= 0 && stale <= a->max_staleness_ms)
             return 0;
         if (rc == 0)

@@ -28,6 +28,13 @@ typedef struct app {
 /* A registry reader (reg_read_fn): the node's copy when it is within the
  * bound and holds this node's writes, else the store. */
 int app_catalog_read(void *app_ctx, const kv_range_req *req, kv_range_res *out);
+/* When the catalog is down (its latest check failed or found no quorum),
+ * app_catalog_read answers from the copy, however old, and notes it for
+ * the current thread: reset before a request's reads, ask after. */
+void app_catalog_cached_reset(void);
+/* Whether this node now routes from its copy alone (cluster mode only). */
+bool app_catalog_down(app *a);
+bool app_catalog_was_cached(void);
 
 /* Whether catalog calls cross the network (the etcd backend): handlers
  * that make them blocking move to the work pool (http_offload). */

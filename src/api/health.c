@@ -44,6 +44,8 @@ int api_health_ready(http_req *r, void *ctx)
     json_t *body =
         json_pack("{s:s,s:s,s:o,s:o,s:b}", "status", ready ? "ready" : "unavailable", "node_id",
                   a->node_id, "catalog", catalog, "cache", copy, "registered", registered);
+    if (a->router) /* the router keeps routing from its copy while the catalog is down */
+        json_object_set_new(body, "routing", json_string(app_catalog_down(a) ? "cached" : "live"));
     return http_reply_json(r, ready ? 200 : 503, body);
 }
 

@@ -45,6 +45,12 @@ static const char *key_of(http_req *r, json_t *body)
     return s;
 }
 
+/* Says where routing came from (before the reply is sent). */
+static void catalog_header(http_req *r)
+{
+    http_add_header(r, "X-Citrus-Catalog", app_catalog_was_cached() ? "cached" : "live");
+}
+
 static json_t *answer_json(const router_answer *a)
 {
     json_t *j = rowjson_result(&a->rs);
@@ -175,6 +181,7 @@ int api_query(http_req *r, void *ctx)
     json_t *body = http_req_json(r);
     if (!body)
         return CITRUS_EBADJSON;
+    app_catalog_cached_reset();
     const char *sql;
     value *params = NULL;
     size_t np = 0;
@@ -199,11 +206,13 @@ int api_query(http_req *r, void *ctx)
             json_object_set(out, "shards", ans.shards);
             json_object_set(out, "missing", ans.missing);
             router_answer_clear(&ans);
+            catalog_header(r);
             http_reply_json(r, 200, out);
         }
     } else if (rc == 0 && json_object_get(body, "keys")) {
         rc = query_keys(r, a, json_object_get(body, "keys"), sql, params, np, &ans);
         if (rc == 0) {
+            catalog_header(r);
             http_reply_json(r, 200, answer_json(&ans));
             router_answer_clear(&ans);
         }
@@ -213,6 +222,7 @@ int api_query(http_req *r, void *ctx)
         if (key && rc < 0)
             router_error_reply(r, &e);
         if (rc == 0) {
+            catalog_header(r);
             http_reply_json(r, 200, answer_json(&ans));
             router_answer_clear(&ans);
         }
@@ -231,6 +241,7 @@ int api_tx(http_req *r, void *ctx)
     json_t *body = http_req_json(r);
     if (!body)
         return CITRUS_EBADJSON;
+    app_catalog_cached_reset();
     json_t *stmts = json_object_get(body, "statements");
     size_t n = json_array_size(stmts);
     const char *key = NULL;
@@ -270,6 +281,7 @@ int api_tx(http_req *r, void *ctx)
         json_t *results = json_array();
         for (size_t i = 0; i < n; i++)
             json_array_append_new(results, answer_json(&ans[i]));
+        catalog_header(r);
         http_reply_json(r, 200,
                         json_pack("{s:s,s:o,s:I}", "shard_id", ans[0].shard_id, "results", results,
                                   "ring_version", (json_int_t)ans[0].ring_version));

@@ -4,6 +4,7 @@ provisioning runs on the controller leader. Also, on the embedded store, a
 server killed in the middle of provisioning finishes the job after a
 restart."""
 import os
+import signal
 import sqlite3
 import stat
 import time
@@ -127,3 +128,35 @@ def test_restart_in_the_middle_of_provisioning_finishes_it(make_citrus, tmp_path
     s = settled(c2.url, "nope")
     assert s["state"] == "failed"
     assert [e["to"] for e in s["history"]][-3:] == ["failed", "provisioning", "failed"]
+
+
+def test_router_keeps_routing_from_its_copy_when_etcd_is_down(make_cluster, tmp_path):
+    """Catalog outage (seed 001): with etcd stopped, the router answers from
+    the node's copy at once and says so (X-Citrus-Catalog: cached, and
+    /health/ready's routing detail); when etcd is back it is live again."""
+    cl, _ = make_cluster(citrus_extra=["--router-listen", "127.0.0.1:0",
+                                       "--etcd-request-timeout", "2000"],
+                         n_etcd=1, n_nodes=1)
+    node, member = cl.nodes[0], cl.etcd[0]
+    db = tmp_path / "s.db"
+    sqlite3.connect(db).close()
+    assert post(node.url, "/v1/shards", {"id": "s", "dsn": f"sqlite://{db}"}).status_code == 201
+    rq = lambda body: requests.post(node.router_url + "/v1/query", json=body, timeout=10)  # noqa
+    r = rq({"key": "k", "sql": "CREATE TABLE t (x INTEGER)"})
+    assert r.status_code == 200 and r.headers["X-Citrus-Catalog"] == "live", r.text
+    assert rq({"key": "k", "sql": "INSERT INTO t VALUES (1)"}).status_code == 200
+    member.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: node.ready(timeout=5).json().get("routing") == "cached", 10,
+                   what="the node notices the outage")
+        t0 = time.monotonic()
+        r = rq({"key": "k", "sql": "SELECT x FROM t"})
+        took = time.monotonic() - t0
+        assert r.status_code == 200, r.text
+        assert r.headers["X-Citrus-Catalog"] == "cached" and r.json()["rows"] == [[1]]
+        assert took < 1.5, f"a cached route took {took:.2f}s"
+        assert rq({"key": "k2", "sql": "INSERT INTO t VALUES (2)"}).status_code == 200
+    finally:
+        member.signal(signal.SIGCONT)
+    wait_until(lambda: rq({"key": "k", "sql": "SELECT count(*) FROM t"}).headers.get(
+        "X-Citrus-Catalog") == "live", 15, what="live routing again")
