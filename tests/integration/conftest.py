@@ -85,10 +85,16 @@ class Citrus:
 
     @property
     def router_url(self):
-        """The router's URL (citrus dev, or a server given --router-listen)."""
+        """The router's URL (citrus dev, or a server given --router-listen),
+        read from the log once per start."""
+        cached = getattr(self, "_router_url", None)
+        if cached and cached[0] == self.starts:
+            return cached[1]
         for line in self.log_lines():
             if line.get("msg") == "router listening":
-                return f"http://127.0.0.1:{line['fields']['port']}"
+                url = f"http://127.0.0.1:{line['fields']['port']}"
+                self._router_url = (self.starts, url)
+                return url
         raise AssertionError("the router is not listening")
 
     def _listening_port(self):

@@ -206,3 +206,25 @@ def test_citrus_router_command(make_citrus, tmp_path):
     ok(q(c, {"key": "else", "sql": "INSERT INTO t VALUES ($1)", "params": [7]}))
     assert ok(q(c, {"key": "x", "sql": "SELECT x FROM t"}))["rows"] == [[7]]
     assert requests.get(c.router_url + "/health/live").status_code == 200
+
+
+def test_routing_agrees_with_the_route_api_for_10k_keys(make_citrus):
+    """Every one of 10,000 keys runs on the shard /v1/route names for it:
+    ring keys, and registered tenants whose pins point elsewhere than the
+    ring would."""
+    c = make_citrus(shards=True)
+    s = requests.Session()
+    keys = [f"user-{i}" for i in range(10000)]
+    # pin a few hundred keys away from their ring shard
+    ring = s.post(c.url + "/v1/route", json={"keys": keys}).json()["routes"]
+    shards = sorted({x["shard_id"] for x in ring})
+    for x in ring[:300]:
+        other = shards[(shards.index(x["shard_id"]) + 1) % len(shards)]
+        assert s.put(f"{c.url}/v1/tenants/{x['key']}",
+                     json={"shard_id": other}).status_code == 201
+    want = {x["key"]: x for x in s.post(c.url + "/v1/route", json={"keys": keys}).json()["routes"]}
+    assert sum(x["source"] == "directory" for x in want.values()) == 300
+    for k in keys:
+        r = s.post(c.router_url + "/v1/query", json={"key": k, "sql": "SELECT 1"})
+        assert r.status_code == 200, r.text
+        assert r.json()["shard_id"] == want[k]["shard_id"], (k, want[k])
