@@ -57,9 +57,7 @@ bool app_catalog_down(app *a)
 
 static bool catalog_down(app *a)
 {
-    store_status st;
-    int64_t age;
-    return cache_status(a->cache, &st, &age) < 0 || !st.writable || !st.quorum || age > 1000;
+    return !cache_catalog_up(a->cache, 1000);
 }
 
 int app_catalog_read(void *ctx, const kv_range_req *req, kv_range_res *out)

@@ -29,6 +29,20 @@ static int flags_of(http_req *r, unsigned *flags)
     return 0;
 }
 
+/* 200 with the shard as written and what the change did to the ring. */
+static int reply_changed(http_req *r, app *a, shard *s, reg_result *res, bool history, bool dry_run)
+{
+    if (!dry_run)
+        app_note_write(a, res->revision);
+    json_t *out = shardjson_full(a, s, history);
+    json_object_set_new(out, "ring", shardjson_change(res));
+    if (dry_run)
+        json_object_set_new(out, "dry_run", json_true());
+    shard_clear(s);
+    reg_result_clear(res);
+    return http_reply_json(r, 200, out);
+}
+
 int api_shards_create(http_req *r, void *ctx)
 {
     APP_OFFLOAD(r, api_shards_create, ctx);
@@ -151,12 +165,7 @@ int api_shards_patch(http_req *r, void *ctx)
             return http_reply_errorf(r, rc, "shard '%s' not found", id);
         return http_reply_error(r, rc, err[0] ? err : NULL, NULL);
     }
-    app_note_write(a, res.revision);
-    json_t *out = shardjson_full(a, &s, false);
-    json_object_set_new(out, "ring", shardjson_change(&res));
-    shard_clear(&s);
-    reg_result_clear(&res);
-    return http_reply_json(r, 200, out);
+    return reply_changed(r, a, &s, &res, false, false);
 }
 
 int api_shards_action(http_req *r, void *ctx)
@@ -187,15 +196,7 @@ int api_shards_action(http_req *r, void *ctx)
                                               "retire", "read-only", "retry"));
         return http_reply_error(r, rc, err[0] ? err : NULL, extra);
     }
-    if (!(flags & REG_DRY_RUN))
-        app_note_write(a, res.revision);
-    json_t *out = shardjson_full(a, &s, true);
-    json_object_set_new(out, "ring", shardjson_change(&res));
-    if (flags & REG_DRY_RUN)
-        json_object_set_new(out, "dry_run", json_true());
-    shard_clear(&s);
-    reg_result_clear(&res);
-    return http_reply_json(r, 200, out);
+    return reply_changed(r, a, &s, &res, true, flags & REG_DRY_RUN);
 }
 
 int api_shards_delete(http_req *r, void *ctx)

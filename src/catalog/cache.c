@@ -393,6 +393,15 @@ int cache_range(cache *c, const kv_range_req *req, kv_range_res *out, int64_t *s
     return 0;
 }
 
+bool cache_catalog_up(cache *c, int64_t max_age_ms)
+{
+    pthread_mutex_lock(&c->mu);
+    bool up = c->status_at && now_ms() - c->status_at <= max_age_ms && c->status.writable &&
+              c->status.quorum;
+    pthread_mutex_unlock(&c->mu);
+    return up;
+}
+
 int cache_status(cache *c, store_status *out, int64_t *age_ms)
 {
     pthread_mutex_lock(&c->mu);

@@ -37,6 +37,9 @@ int64_t cache_staleness_ms(cache *c);
  * asking the store (so a health probe never waits on a slow catalog).
  * CITRUS_EUNAVAILABLE before the first answer. */
 int cache_status(cache *c, store_status *out, int64_t *age_ms);
+/* Whether the latest check, at most max_age_ms old, found the catalog
+ * writable with quorum (cheap: for every routing read). */
+bool cache_catalog_up(cache *c, int64_t max_age_ms);
 /* Waits until the copy has applied revision rev, at most timeout_ms.
  * 0 when it has, CITRUS_ETIMEOUT otherwise. */
 int cache_wait(cache *c, int64_t rev, int64_t timeout_ms);

@@ -18,6 +18,7 @@
 #include "citrus/errors.h"
 #include "cli/input.h"
 #include "cli/snapshot_file.h"
+#include "sys/fs.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -38,30 +39,11 @@ static const char usage_text[] =
  * secrets). */
 static int make_dirs(const char *dir, char *errbuf, size_t errlen)
 {
-    char *path = strdup(dir);
-    if (!path) {
-        snprintf(errbuf, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
-    int rc = 0;
-    size_t n = strlen(path);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != '\0')
-            continue;
-        char saved = path[i];
-        path[i] = '\0';
-        struct stat st;
-        if (mkdir(path, 0700) != 0 &&
-            (errno != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))) {
-            snprintf(errbuf, errlen, "cannot create directory %s: %s", path,
-                     errno == EEXIST ? "not a directory" : strerror(errno));
-            rc = CITRUS_EIO;
-            break;
-        }
-        path[i] = saved;
-    }
-    free(path);
-    return rc;
+    if (fs_mkdirs(dir, 0700) == 0)
+        return 0;
+    snprintf(errbuf, errlen, "cannot create directory %s: %s", dir,
+             errno == ENOTDIR ? "not a directory" : strerror(errno));
+    return CITRUS_EIO;
 }
 
 /* Fails when the catalog or one of SQLite's side files already exists (a

@@ -23,6 +23,7 @@
 #include "controller/session.h"
 #include "http/server.h"
 #include "obs/log.h"
+#include "sys/fs.h"
 
 static void usage(const char *cmd, FILE *f)
 {
@@ -42,22 +43,6 @@ static void usage(const char *cmd, FILE *f)
                   "endpoints (and the router when --router-listen is set).");
     config_print_help(f);
     fprintf(f, "  --config FILE      citrus.json to read first (also CITRUS_CONFIG)\n");
-}
-
-/* mkdir -p */
-static int make_dirs(const char *path)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
 }
 
 /* Reads --config first, then env, then the other flags. Returns 0, 1 for
@@ -133,7 +118,7 @@ static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
 static int open_embedded(const citrus_config *cfg, store **st)
 {
     char path[PATH_MAX], err[512];
-    if (make_dirs(cfg->data_dir) < 0) {
+    if (fs_mkdirs(cfg->data_dir, 0755) < 0) {
         fprintf(stderr, "citrus: cannot create data dir %s: %s\n", cfg->data_dir, strerror(errno));
         return CITRUS_EIO;
     }

@@ -12,6 +12,7 @@
 
 #include "citrus/errors.h"
 #include "obs/log.h"
+#include "sys/fs.h"
 
 /* The example schema template `citrus dev` ships: business type "retail".
  * Plain SQL that SQLite and PostgreSQL both take. */
@@ -39,21 +40,6 @@ static const struct {
 };
 #define EXAMPLE_TYPE "retail"
 
-static int mkdir_p(const char *path)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* Writes <dir>/retail/ unless it exists (an edited copy is kept). */
 static int write_example(const char *dir)
 {
@@ -62,7 +48,7 @@ static int write_example(const char *dir)
     struct stat st;
     if (stat(path, &st) == 0)
         return 0;
-    if (mkdir_p(path) < 0)
+    if (fs_mkdirs(path, 0755) < 0)
         return -1;
     for (size_t i = 0; i < sizeof(example_template) / sizeof(example_template[0]); i++) {
         char file[PATH_MAX + 64];

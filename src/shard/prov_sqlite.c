@@ -21,6 +21,7 @@
 #include "obs/log.h"
 #include "shard/provisioner.h"
 #include "shard/shard_db.h"
+#include "sys/fs.h"
 
 #define OPEN_TIMEOUT_MS 5000
 
@@ -39,34 +40,6 @@ static void errfmt(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* mkdir -p (0750 for the parts it creates). */
-static int mkdirs(const char *dir)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-        return -1;
-    struct stat st;
-    if (stat(buf, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
 /* <abs dir>/<id>.db into path, creating dir; 0 or a CITRUS_E* code. */
 static int shard_path(prov_sqlite *p, const char *id, bool create_dir, char *path, size_t len,
                       char *err, size_t errlen)
@@ -75,7 +48,7 @@ static int shard_path(prov_sqlite *p, const char *id, bool create_dir, char *pat
         errfmt(err, errlen, "invalid shard id");
         return CITRUS_EINVAL;
     }
-    if (create_dir && mkdirs(p->dir) != 0) {
+    if (create_dir && fs_mkdirs(p->dir, 0750) != 0) {
         errfmt(err, errlen, "creating %s: %s", p->dir, strerror(errno));
         return CITRUS_EIO;
     }

@@ -238,34 +238,36 @@ int registry_tenant_count(registry *r, const char *shard_id, size_t *n)
 
 /* ---- tokens ---- */
 
-/* The shard's token list as stored (absent: none, *mod 0). */
-static int tokens_read(registry *r, const char *id, uint64_t **tokens, size_t *n, int64_t *mod)
+/* The ring as stored, read once (one strong read of citrus/ring/) for a
+ * change of one shard: every owner's tokens, and that shard's own list with
+ * its key's mod_revision (0: it has none). */
+typedef struct ring_now {
+    reg_owners o;
+    const uint64_t *cur; /* borrowed from o */
+    size_t ncur;
+    int64_t tmod;
+} ring_now;
+
+static int ring_now_load(registry *r, const char *id, ring_now *rn)
 {
-    *tokens = NULL;
-    *n = 0;
-    *mod = 0;
+    memset(rn, 0, sizeof(*rn));
     char key[KEYLEN];
     if (!reg_key(key, sizeof(key), REG_RING_TOKENS, id))
         return CITRUS_EINVAL;
     kv_range_req q = {.key = "citrus/ring/", .prefix = true};
     kv_range_res res;
     int rc = store_range(r->st, &q, &res);
-    reg_owners o = {0};
     for (size_t i = 0; rc == 0 && i < res.count; i++)
         if (strcmp(res.items[i].key, key) == 0)
-            *mod = res.items[i].mod_revision;
+            rn->tmod = res.items[i].mod_revision;
+    if (rc == 0)
+        rc = reg_owners_from_range(&res, &rn->o);
     kv_range_res_free(&res);
-    if (rc == 0 && *mod)
-        rc = reg_owners_load(r, &o);
-    for (size_t i = 0; rc == 0 && i < o.n; i++) {
-        if (strcmp(o.v[i].shard_id, id) != 0)
-            continue;
-        *n = o.v[i].ntokens;
-        *tokens = (uint64_t *)o.v[i].tokens;
-        o.v[i].tokens = NULL;
-        o.v[i].ntokens = 0;
-    }
-    reg_owners_free(&o);
+    for (size_t i = 0; rc == 0 && i < rn->o.n; i++)
+        if (strcmp(rn->o.v[i].shard_id, id) == 0) {
+            rn->cur = rn->o.v[i].tokens;
+            rn->ncur = rn->o.v[i].ntokens;
+        }
     return rc;
 }
 
@@ -280,32 +282,27 @@ static json_t *tokens_json(const uint64_t *t, size_t n)
     return json_pack("{s:o}", "tokens", a);
 }
 
-/* The ring as stored now and each owner's weight (indexed like the
- * owners), for choosing a shard's new tokens. */
-static int ring_with_weights(registry *r, ring **out, double **weights)
+/* The ring of owners o and each owner's weight (indexed like them), for
+ * choosing a shard's new tokens. */
+static int ring_with_weights(registry *r, const reg_owners *o, ring **out, double **weights)
 {
     *out = NULL;
     *weights = NULL;
-    reg_owners o;
-    int rc = reg_owners_load(r, &o);
-    if (rc < 0)
-        return rc;
     shard *v = NULL;
     size_t n = 0;
-    rc = registry_shard_list(r, NULL, &v, &n);
-    double *w = rc == 0 ? calloc(o.n ? o.n : 1, sizeof(*w)) : NULL;
+    int rc = registry_shard_list(r, NULL, &v, &n);
+    double *w = rc == 0 ? calloc(o->n ? o->n : 1, sizeof(*w)) : NULL;
     if (rc == 0 && !w)
         rc = CITRUS_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < o.n; i++) {
+    for (size_t i = 0; rc == 0 && i < o->n; i++) {
         w[i] = 1.0; /* tokens without a record (should not happen): weight 1 */
         for (size_t k = 0; k < n; k++)
-            if (strcmp(v[k].id, o.v[i].shard_id) == 0)
+            if (strcmp(v[k].id, o->v[i].shard_id) == 0)
                 w[i] = v[k].weight;
     }
     if (rc == 0)
-        rc = ring_build(r->hash, o.v, o.n, out);
+        rc = ring_build(r->hash, o->v, o->n, out);
     registry_shards_free(v, n);
-    reg_owners_free(&o);
     if (rc < 0) {
         free(w);
         return rc;
@@ -318,9 +315,10 @@ static int ring_with_weights(registry *r, ring **out, double **weights)
  * kept, cut to vnodes × weight, or extended by tokens chosen to keep the
  * ring balanced (ring_choose_tokens); none when it should own none;
  * unchanged when failed. *out malloc'd. */
-static int tokens_want(registry *r, const shard *s, const uint64_t *cur, size_t ncur,
-                       uint64_t **out, size_t *n)
+static int tokens_want(registry *r, const shard *s, const ring_now *rn, uint64_t **out, size_t *n)
 {
+    const uint64_t *cur = rn->cur;
+    size_t ncur = rn->ncur;
     *out = NULL;
     *n = 0;
     size_t want;
@@ -342,7 +340,7 @@ static int tokens_want(registry *r, const shard *s, const uint64_t *cur, size_t 
     if (want > keep) {
         ring *now;
         double *weights;
-        rc = ring_with_weights(r, &now, &weights);
+        rc = ring_with_weights(r, &rn->o, &now, &weights);
         if (rc == 0) {
             rc = ring_choose_tokens(now, weights, r->hash, s->id, s->weight, keep, want - keep, 0,
                                     t + keep);
@@ -365,21 +363,18 @@ static bool tokens_equal(const uint64_t *a, size_t na, const uint64_t *b, size_t
 }
 
 /* The ranges that change owner when shard id's tokens become (t, n). */
-static int ring_change(registry *r, const char *id, const uint64_t *t, size_t n, reg_result *res)
+static int ring_change(registry *r, const reg_owners *o, const char *id, const uint64_t *t,
+                       size_t n, reg_result *res)
 {
-    reg_owners o;
-    int rc = reg_owners_load(r, &o);
-    if (rc < 0)
-        return rc;
     ring *before = NULL, *after = NULL;
-    rc = ring_build(r->hash, o.v, o.n, &before);
-    ring_owner *v = rc == 0 ? calloc(o.n + 1, sizeof(*v)) : NULL;
+    int rc = ring_build(r->hash, o->v, o->n, &before);
+    ring_owner *v = rc == 0 ? calloc(o->n + 1, sizeof(*v)) : NULL;
     if (rc == 0 && !v)
         rc = CITRUS_ENOMEM;
     size_t k = 0;
-    for (size_t i = 0; rc == 0 && i < o.n; i++)
-        if (strcmp(o.v[i].shard_id, id) != 0)
-            v[k++] = o.v[i];
+    for (size_t i = 0; rc == 0 && i < o->n; i++)
+        if (strcmp(o->v[i].shard_id, id) != 0)
+            v[k++] = o->v[i];
     if (rc == 0 && n)
         v[k++] = (ring_owner){.shard_id = id, .tokens = t, .ntokens = n};
     if (rc == 0)
@@ -393,26 +388,24 @@ static int ring_change(registry *r, const char *id, const uint64_t *t, size_t n,
     ring_free(before);
     ring_free(after);
     free(v);
-    reg_owners_free(&o);
     return rc;
 }
 
 /* Adds the token changes for shard s to t. */
-static int add_token_ops(registry *r, txb *t, const shard *s, const uint64_t *cur, size_t ncur,
-                         int64_t tmod, reg_result *res)
+static int add_token_ops(registry *r, txb *t, const shard *s, const ring_now *rn, reg_result *res)
 {
     uint64_t *want;
     size_t nwant;
-    int rc = tokens_want(r, s, cur, ncur, &want, &nwant);
+    int rc = tokens_want(r, s, rn, &want, &nwant);
     if (rc < 0)
         return rc;
-    res->tokens_before = ncur;
+    res->tokens_before = rn->ncur;
     res->tokens_after = nwant;
-    if (!tokens_equal(cur, ncur, want, nwant)) {
+    if (!tokens_equal(rn->cur, rn->ncur, want, nwant)) {
         char key[KEYLEN];
         reg_key(key, sizeof(key), REG_RING_TOKENS, s->id);
-        if (tmod)
-            txb_cmp_mod(t, key, tmod);
+        if (rn->tmod)
+            txb_cmp_mod(t, key, rn->tmod);
         else
             txb_cmp_version(t, key, 0);
         if (nwant)
@@ -421,7 +414,7 @@ static int add_token_ops(registry *r, txb *t, const shard *s, const uint64_t *cu
             txb_del(t, key, false);
         txb_put_json(t, REG_RING_META, meta_json(r)); /* the ring version moves */
         res->ring_changed = true;
-        rc = ring_change(r, s->id, want, nwant, res);
+        rc = ring_change(r, &rn->o, s->id, want, nwant, res);
     }
     free(want);
     return rc;
@@ -456,10 +449,8 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
     if (!shard_id_valid(s->id) || !reg_key(key, sizeof(key), REG_SHARDS, s->id))
         return CITRUS_EINVAL;
     for (int tries = 0; tries < MODIFY_TRIES; tries++) {
-        uint64_t *cur;
-        size_t ncur;
-        int64_t tmod;
-        int rc = tokens_read(r, s->id, &cur, &ncur, &tmod);
+        ring_now rn;
+        int rc = ring_now_load(r, s->id, &rn);
         txb t;
         txb_init(&t);
         txb_cmp_version(&t, key, 0);
@@ -470,8 +461,8 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
             txb_put_json(&t, pkey, json_incref(provision));
         }
         if (rc == 0)
-            rc = add_token_ops(r, &t, s, cur, ncur, tmod, res);
-        free(cur);
+            rc = add_token_ops(r, &t, s, &rn, res);
+        reg_owners_free(&rn.o);
         bool ok = false;
         if (rc == 0)
             rc = txb_commit(&t, r->st, &ok, &res->revision);
@@ -522,18 +513,16 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
                 rc = CITRUS_EFORCE;
             }
         }
-        uint64_t *cur = NULL;
-        size_t ncur = 0;
-        int64_t tmod = 0;
+        ring_now rn = {0};
         if (rc == 0)
-            rc = tokens_read(r, id, &cur, &ncur, &tmod);
+            rc = ring_now_load(r, id, &rn);
         txb t;
         txb_init(&t);
         txb_cmp_mod(&t, key, mod);
         add_fence(&t, fence);
         if (rc == 0)
-            rc = add_token_ops(r, &t, &s, cur, ncur, tmod, res);
-        free(cur);
+            rc = add_token_ops(r, &t, &s, &rn, res);
+        reg_owners_free(&rn.o);
         txb_put_json(&t, key, shard_to_json(&s, true));
         bool ok = false;
         if (rc == 0 && (flags & REG_DRY_RUN))
@@ -588,10 +577,10 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
             return CITRUS_EINUSE;
         }
         shard_clear(&s);
-        uint64_t *cur;
-        size_t ncur, pinned = 0;
-        int64_t tmod;
-        rc = tokens_read(r, id, &cur, &ncur, &tmod);
+        size_t pinned = 0;
+        ring_now rn;
+        rc = ring_now_load(r, id, &rn);
+        size_t ncur = rn.ncur;
         if (rc == 0)
             rc = registry_tenant_count(r, id, &pinned);
         res->tokens_before = ncur;
@@ -603,7 +592,7 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
                          pinned,
                          failed ? " (force=true removes them: the tenants move without their data)"
                                 : "");
-            free(cur);
+            reg_owners_free(&rn.o);
             return CITRUS_EINUSE;
         }
         txb t;
@@ -612,13 +601,13 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
         txb_del(&t, key, false);
         txb_del(&t, pkey, false);
         if (rc == 0 && ncur) {
-            txb_cmp_mod(&t, tkey, tmod);
+            txb_cmp_mod(&t, tkey, rn.tmod);
             txb_del(&t, tkey, false);
             txb_put_json(&t, REG_RING_META, meta_json(r));
             res->ring_changed = true;
-            rc = ring_change(r, id, NULL, 0, res);
+            rc = ring_change(r, &rn.o, id, NULL, 0, res);
         }
-        free(cur);
+        reg_owners_free(&rn.o);
         bool ok = false;
         if (rc == 0)
             rc = txb_commit(&t, r->st, &ok, &res->revision);

@@ -47,6 +47,8 @@ typedef struct reg_owners {
     int64_t version;
 } reg_owners;
 int reg_owners_load(registry *r, reg_owners *out);
+/* The same from a read of citrus/ring/ the caller made. */
+int reg_owners_from_range(const kv_range_res *res, reg_owners *out);
 void reg_owners_free(reg_owners *o);
 
 /* The token ranges whose owner differs between two rings, as

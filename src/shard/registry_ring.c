@@ -80,7 +80,7 @@ void reg_owners_free(reg_owners *o)
 }
 
 /* Owners from a read of citrus/ring/ (meta and token lists). */
-static int owners_from_range(const kv_range_res *res, reg_owners *o)
+int reg_owners_from_range(const kv_range_res *res, reg_owners *o)
 {
     memset(o, 0, sizeof(*o));
     o->v = res->count ? calloc(res->count, sizeof(*o->v)) : NULL;
@@ -117,7 +117,7 @@ int reg_owners_load(registry *r, reg_owners *out)
     kv_range_res res;
     int rc = store_range(r->st, &q, &res);
     if (rc == 0)
-        rc = owners_from_range(&res, out);
+        rc = reg_owners_from_range(&res, out);
     kv_range_res_free(&res);
     return rc;
 }
@@ -125,7 +125,7 @@ int reg_owners_load(registry *r, reg_owners *out)
 int reg_ring_from_range(registry *r, const kv_range_res *res, ring **out, int64_t *version)
 {
     reg_owners o;
-    int rc = owners_from_range(res, &o);
+    int rc = reg_owners_from_range(res, &o);
     if (rc < 0)
         return rc;
     rc = ring_build(r->hash, o.v, o.n, out);

@@ -101,7 +101,6 @@ def test_restart_in_the_middle_of_provisioning_finishes_it(make_citrus, tmp_path
     r = post(c.url, "/v1/shards", {"id": "slow", "provision": {}})
     assert r.status_code == 202, r.text
     wait_until(lambda: (d / "slow.started").exists(), 10, what="the provisioner ran")
-    time.sleep(0.2)
     try:
         c.kill9()
         c.start()
