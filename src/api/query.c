@@ -1,12 +1,16 @@
 /* api/query.c — the router's API: POST /v1/query and POST /v1/tx.
  *
- *   /v1/query {key | tenant, sql, params?}          one statement on the key's shard
+ *   /v1/query {key | tenant, sql, params?, consistency?, max_lag_ms?}
+ *                                                   one statement on the key's shard
  *   /v1/query {keys: [...], sql, params?}           the same, for keys on one shard
  *   /v1/query {scatter: true, sql, params?, order_by?, limit?, aggregate?, partial?}
  *   /v1/tx    {key, statements: [{sql, params?}]}   one transaction on one shard
  * Parameters are JSON scalars bound as $1, $2, ... (never spliced into the
- * SQL). Answers: {shard_id, columns, rows, row_count, changes, truncated,
- * ring_version}. Every call waits on a database: on the work pool. */
+ * SQL). consistency "strong" (the default) reads the primary; "eventual"
+ * reads a replica within max_lag_ms when the shard has one (else the
+ * primary); writes always go to the primary. Answers: {shard_id, columns,
+ * rows, row_count, changes, truncated, ring_version, served_by}. Every call waits on a database: on
+ * the work pool. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +62,10 @@ static json_t *answer_json(const router_answer *a)
     json_object_set_new(j, "changes", json_integer((json_int_t)a->changes));
     json_object_set_new(j, "truncated", json_boolean(a->truncated));
     json_object_set_new(j, "ring_version", json_integer((json_int_t)a->ring_version));
-    if (a->shard_id[0])
+    if (a->shard_id[0]) {
         json_object_set_new(j, "shard_id", json_string(a->shard_id));
+        json_object_set_new(j, "served_by", json_string(a->replica ? "replica" : "primary"));
+    }
     return j;
 }
 
@@ -139,12 +145,39 @@ static int statement_parse(http_req *r, json_t *obj, const char *where, const ch
     return 0;
 }
 
+/* consistency and max_lag_ms into rd; replies 400 when invalid. */
+static int read_parse(http_req *r, json_t *body, router_read *rd)
+{
+    rd->eventual = false;
+    rd->max_lag_ms = -1;
+    json_t *c = json_object_get(body, "consistency");
+    json_t *lag = json_object_get(body, "max_lag_ms");
+    const char *name = json_string_value(c);
+    if (c && (!name || (strcmp(name, "strong") != 0 && strcmp(name, "eventual") != 0)))
+        return http_reply_error(r, CITRUS_EBADJSON,
+                                "consistency: \"strong\" (the primary) or \"eventual\" (a replica "
+                                "within max_lag_ms)",
+                                NULL),
+               CITRUS_EBADJSON;
+    rd->eventual = name && strcmp(name, "eventual") == 0;
+    if (lag && (!json_is_integer(lag) || json_integer_value(lag) < 0))
+        return http_reply_error(r, CITRUS_EBADJSON, "max_lag_ms: a non-negative integer", NULL),
+               CITRUS_EBADJSON;
+    if (lag && !rd->eventual)
+        return http_reply_error(r, CITRUS_EBADJSON,
+                                "max_lag_ms: only with consistency \"eventual\"", NULL),
+               CITRUS_EBADJSON;
+    if (lag)
+        rd->max_lag_ms = json_integer_value(lag);
+    return 0;
+}
+
 #define MAX_KEYS 1000
 
 /* {keys: [...]}: one statement for keys that share a shard; replies on
  * errors, answers on success (ans then holds the result to send). */
-static int query_keys(http_req *r, app *a, json_t *keys, const char *sql, const value *params,
-                      size_t np, router_answer *ans)
+static int query_keys(http_req *r, app *a, json_t *keys, const router_read *rd, const char *sql,
+                      const value *params, size_t np, router_answer *ans)
 {
     size_t n = json_array_size(keys);
     if (!json_is_array(keys) || n == 0 || n > MAX_KEYS) {
@@ -165,7 +198,7 @@ static int query_keys(http_req *r, app *a, json_t *keys, const char *sql, const 
         }
     }
     router_error e = {0};
-    int rc = router_query_keys(a->router, v, n, sql, params, np, ans, &e);
+    int rc = router_query_keys(a->router, v, n, rd, sql, params, np, ans, &e);
     free(v);
     if (rc < 0)
         router_error_reply(r, &e);
@@ -193,13 +226,16 @@ int api_query(http_req *r, void *ctx)
         http_reply_error(r, CITRUS_EBADJSON, "scatter: a boolean", NULL);
     else
         rc = statement_parse(r, body, "", &sql, &params, &np);
+    router_read rd;
+    if (rc == 0)
+        rc = read_parse(r, body, &rd);
     router_answer ans;
     router_error e = {0};
     if (rc == 0 && json_is_true(scatter)) {
         scatter_opts o;
         rc = scatter_opts_parse(r, body, &o);
-        if (rc == 0 &&
-            (rc = router_scatter(a->router, sql, params, np, &o.spec, o.partial, &ans, &e)) < 0)
+        if (rc == 0 && (rc = router_scatter(a->router, &rd, sql, params, np, &o.spec, o.partial,
+                                            &ans, &e)) < 0)
             router_error_reply(r, &e);
         if (rc == 0) {
             json_t *out = answer_json(&ans);
@@ -210,7 +246,7 @@ int api_query(http_req *r, void *ctx)
             http_reply_json(r, 200, out);
         }
     } else if (rc == 0 && json_object_get(body, "keys")) {
-        rc = query_keys(r, a, json_object_get(body, "keys"), sql, params, np, &ans);
+        rc = query_keys(r, a, json_object_get(body, "keys"), &rd, sql, params, np, &ans);
         if (rc == 0) {
             catalog_header(r);
             http_reply_json(r, 200, answer_json(&ans));
@@ -218,7 +254,8 @@ int api_query(http_req *r, void *ctx)
         }
     } else if (rc == 0) {
         const char *key = key_of(r, body);
-        rc = key ? router_query_key(a->router, key, sql, params, np, &ans, &e) : CITRUS_EBADJSON;
+        rc = key ? router_query_key(a->router, key, &rd, sql, params, np, &ans, &e)
+                 : CITRUS_EBADJSON;
         if (key && rc < 0)
             router_error_reply(r, &e);
         if (rc == 0) {

@@ -55,6 +55,7 @@ typedef struct citrus_config {
     int64_t router_max_rows;
     int64_t router_pool_size;
     int64_t router_pool_wait_ms;
+    int64_t router_max_lag_ms;
     /* provisioner */
     char prov_kind[16]; /* none | sqlite | postgres | exec */
     char prov_sqlite_dir[CONFIG_STR];

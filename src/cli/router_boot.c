@@ -24,6 +24,7 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                          .max_rows = (size_t)cfg->router_max_rows,
                          .pool_size = (int)cfg->router_pool_size,
                          .pool_wait_ms = cfg->router_pool_wait_ms,
+                         .default_max_lag_ms = cfg->router_max_lag_ms,
                          .connect_timeout_ms = cfg->shard_db_timeout_ms};
     a->router = router_new(&ro);
     if (!a->router) {

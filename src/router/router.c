@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,15 +12,23 @@
 #include <strings.h>
 
 #include "citrus/errors.h"
+#include "core/dsn.h"
 #include "obs/metrics.h"
 #include "shard/pool.h"
 #include "shard/tenants.h"
 
 #define SCATTER_THREADS 8
 
+/* A database the router talks to: its pool and, for a replica, what the
+ * router last learnt of its replication lag. */
 typedef struct pool_entry {
     char *dsn;
     pool *p;
+    bool is_pg;
+    /* guarded by router.mu */
+    bool lag_known;
+    int64_t lag_ms, lag_at_ns; /* the last measurement and when it was taken */
+    int64_t down_until_ns;     /* skipped as a replica until then (could not connect) */
 } pool_entry;
 
 struct router {
@@ -27,9 +36,11 @@ struct router {
     size_t max_rows;
     int pool_size;
     int64_t pool_wait_ms, connect_timeout_ms;
+    int64_t default_max_lag_ms, lag_recheck_ms;
     pthread_mutex_t mu;
-    pool_entry *pools; /* guarded by mu */
+    pool_entry **pools; /* guarded by mu */
     size_t npools, cap;
+    atomic_uint next_replica; /* round robin over a shard's replicas */
 };
 
 static void describe_metrics(void)
@@ -52,7 +63,7 @@ static int64_t now_ns(void)
 }
 
 /* Counters and the pool's gauges after a statement on shard id. */
-static void record(const char *id, pool *p, int rc, int64_t t0)
+static void record(const char *id, pool *p, const char *role, int rc, int64_t t0)
 {
     char esc[160], labels[256];
     metrics_escape_label(id, esc, sizeof(esc));
@@ -60,7 +71,7 @@ static void record(const char *id, pool *p, int rc, int64_t t0)
                           : rc == CITRUS_ESQL  ? "sql_error"
                           : rc == CITRUS_EPOOL ? "pool_exhausted"
                                                : "unavailable";
-    snprintf(labels, sizeof(labels), "shard=\"%s\",outcome=\"%s\"", esc, outcome);
+    snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",outcome=\"%s\"", esc, role, outcome);
     metrics_counter_add("citrus_router_queries_total", labels, 1);
     snprintf(labels, sizeof(labels), "shard=\"%s\"", esc);
     if (rc == CITRUS_EPOOL)
@@ -70,9 +81,9 @@ static void record(const char *id, pool *p, int rc, int64_t t0)
                                   (double)(now_ns() - t0) / 1e9);
     pool_stats st;
     pool_get_stats(p, &st);
-    snprintf(labels, sizeof(labels), "shard=\"%s\",state=\"idle\"", esc);
+    snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",state=\"idle\"", esc, role);
     metrics_gauge_set("citrus_router_pool_connections", labels, st.idle);
-    snprintf(labels, sizeof(labels), "shard=\"%s\",state=\"in_use\"", esc);
+    snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",state=\"in_use\"", esc, role);
     metrics_gauge_set("citrus_router_pool_connections", labels, st.in_use);
 }
 
@@ -87,6 +98,8 @@ router *router_new(const router_options *o)
     r->pool_size = o->pool_size ? o->pool_size : 8;
     r->pool_wait_ms = o->pool_wait_ms ? o->pool_wait_ms : 2000;
     r->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 5000;
+    r->default_max_lag_ms = o->default_max_lag_ms > 0 ? o->default_max_lag_ms : 1000;
+    r->lag_recheck_ms = o->lag_recheck_ms > 0 ? o->lag_recheck_ms : 100;
     pthread_mutex_init(&r->mu, NULL);
     return r;
 }
@@ -96,8 +109,9 @@ void router_free(router *r)
     if (!r)
         return;
     for (size_t i = 0; i < r->npools; i++) {
-        pool_free(r->pools[i].p);
-        free(r->pools[i].dsn);
+        pool_free(r->pools[i]->p);
+        free(r->pools[i]->dsn);
+        free(r->pools[i]);
     }
     free(r->pools);
     pthread_mutex_destroy(&r->mu);
@@ -132,35 +146,42 @@ static int fail(router_error *e, int code, const char *sqlstate, const char *fmt
 }
 
 /* The pool of a database, made on first use. */
-static pool *pool_for(router *r, const char *dsn)
+static pool_entry *pool_for(router *r, const char *dsn)
 {
     pthread_mutex_lock(&r->mu);
-    pool *p = NULL;
-    for (size_t i = 0; i < r->npools && !p; i++)
-        if (strcmp(r->pools[i].dsn, dsn) == 0)
-            p = r->pools[i].p;
-    if (!p && r->npools == r->cap) {
+    pool_entry *pe = NULL;
+    for (size_t i = 0; i < r->npools && !pe; i++)
+        if (strcmp(r->pools[i]->dsn, dsn) == 0)
+            pe = r->pools[i];
+    if (!pe && r->npools == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 8;
-        pool_entry *v = realloc(r->pools, cap * sizeof(*v));
+        pool_entry **v = realloc(r->pools, cap * sizeof(*v));
         if (v) {
             r->pools = v;
             r->cap = cap;
         }
     }
-    if (!p && r->npools < r->cap) {
+    if (!pe && r->npools < r->cap && (pe = calloc(1, sizeof(*pe)))) {
         pool_options po = {.dsn = dsn,
                            .max_size = r->pool_size,
                            .wait_ms = r->pool_wait_ms,
                            .connect_timeout_ms = r->connect_timeout_ms};
-        char *copy = strdup(dsn);
-        p = copy ? pool_new(&po) : NULL;
-        if (p)
-            r->pools[r->npools++] = (pool_entry){copy, p};
-        else
-            free(copy);
+        dsn_info info;
+        char ignored[256];
+        pe->is_pg =
+            dsn_parse(dsn, &info, ignored, sizeof(ignored)) == 0 && info.kind == DSN_POSTGRES;
+        pe->dsn = strdup(dsn);
+        pe->p = pe->dsn ? pool_new(&po) : NULL;
+        if (pe->p) {
+            r->pools[r->npools++] = pe;
+        } else {
+            free(pe->dsn);
+            free(pe);
+            pe = NULL;
+        }
     }
     pthread_mutex_unlock(&r->mu);
-    return p;
+    return pe;
 }
 
 /* First keyword of a statement, after whitespace, comments and '('. */
@@ -227,51 +248,136 @@ static int drv_to_router(int rc, const drv_error *de, const char *shard_id, rout
                 shard_id, de->message);
 }
 
-/* Runs one statement on a checked-out connection of shard s. */
-static int run_on(router *r, const shard *s, const char *sql, const value *params, size_t np,
-                  router_answer *out, router_error *e)
+/* A connection to one of s's replicas whose replication lag is within
+ * max_lag_ms, trying them round robin; NULL when none is (or none can be
+ * reached). A measurement of lag L taken t ms ago bounds the replica's
+ * staleness now by L + t (it only falls behind as fast as time passes), so
+ * a replica is measured again (on the connection about to be used) only
+ * when that bound exceeds max_lag_ms, and not more often than every
+ * lag_recheck_ms while it is over. A PostgreSQL server that is not in
+ * recovery is not a replica (a promoted one has a history of its own): it
+ * never serves eventual reads. One that cannot be reached is skipped for a
+ * second. */
+static drv_conn *replica_checkout(router *r, const shard *s, int64_t max_lag, pool_entry **out)
 {
-    pool *p = pool_for(r, s->dsn);
-    if (!p)
-        return fail(e, CITRUS_ENOMEM, NULL, "out of memory");
-    drv_conn *c;
+    size_t n = s->nreplicas;
+    unsigned start = atomic_fetch_add(&r->next_replica, 1u);
+    for (size_t k = 0; k < n; k++) {
+        pool_entry *pe = pool_for(r, s->replicas[(start + k) % n]);
+        if (!pe)
+            continue;
+        int64_t now = now_ns();
+        pthread_mutex_lock(&r->mu);
+        int64_t age_ms = (now - pe->lag_at_ns) / 1000000;
+        bool down = pe->down_until_ns > now;
+        bool fresh = pe->lag_known && pe->lag_ms <= max_lag - age_ms;
+        bool recent = pe->lag_known && age_ms < r->lag_recheck_ms;
+        pthread_mutex_unlock(&r->mu);
+        if (down || (!fresh && recent))
+            continue;
+        drv_conn *c;
+        drv_error de;
+        int rc = pool_get(pe->p, &c, &de);
+        if (rc < 0) {
+            if (rc != CITRUS_EPOOL) {
+                pthread_mutex_lock(&r->mu);
+                pe->down_until_ns = now_ns() + 1000000000;
+                pthread_mutex_unlock(&r->mu);
+            }
+            continue;
+        }
+        if (!fresh) {
+            bool in_recovery = false;
+            int64_t lag = 0;
+            rc = drv_replica_lag_ms(c, &in_recovery, &lag, &de);
+            if (rc == 0 && pe->is_pg && !in_recovery)
+                lag = INT64_MAX / 2;
+            pthread_mutex_lock(&r->mu);
+            pe->lag_known = rc == 0;
+            pe->lag_ms = lag;
+            pe->lag_at_ns = now_ns();
+            pthread_mutex_unlock(&r->mu);
+            if (rc < 0 || lag > max_lag) {
+                pool_put(pe->p, c, rc < 0 && !drv_alive(c));
+                continue;
+            }
+        }
+        *out = pe;
+        return c;
+    }
+    return NULL;
+}
+
+/* Runs one statement on shard s: on a replica within the allowed lag for
+ * an eventual read that has one, else on the primary. A replica whose
+ * connection breaks under the read is left for the primary. */
+static int run_on(router *r, const shard *s, const router_read *rd, const char *sql,
+                  const value *params, size_t np, router_answer *out, router_error *e)
+{
+    pool_entry *pe = NULL;
+    drv_conn *c = NULL;
     drv_error de = {0};
     int64_t t0 = now_ns();
-    int rc = pool_get(p, &c, &de);
-    if (rc < 0) {
-        rc = drv_to_router(rc, &de, s->id, e);
-        record(s->id, p, rc, t0);
-        return rc;
+    bool want_replica = rd && rd->eventual && s->nreplicas && router_is_read(sql);
+    int64_t max_lag = rd && rd->max_lag_ms >= 0 ? rd->max_lag_ms : r->default_max_lag_ms;
+    int rc = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool replica = false;
+        if (want_replica && attempt == 0 && (c = replica_checkout(r, s, max_lag, &pe)))
+            replica = true;
+        if (!c) {
+            if (!(pe = pool_for(r, s->dsn)))
+                return fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+            rc = pool_get(pe->p, &c, &de);
+            if (rc < 0) {
+                rc = drv_to_router(rc, &de, s->id, e);
+                record(s->id, pe->p, "primary", rc, t0);
+                return rc;
+            }
+        }
+        rs_init(&out->rs);
+        rc = drv_exec(c, sql, params, np, r->max_rows, &out->rs, &out->truncated, &out->changes,
+                      &de);
+        bool broke = rc == CITRUS_EUNAVAILABLE && !drv_alive(c);
+        pool_put(pe->p, c, false);
+        c = NULL;
+        if (rc < 0)
+            rs_free(&out->rs);
+        if (rc < 0 && replica && broke) {
+            record(s->id, pe->p, "replica", CITRUS_EUNAVAILABLE, t0);
+            pthread_mutex_lock(&r->mu);
+            pe->down_until_ns = now_ns() + 1000000000;
+            pthread_mutex_unlock(&r->mu);
+            continue;
+        }
+        if (rc < 0)
+            rc = drv_to_router(rc, &de, s->id, e);
+        record(s->id, pe->p, replica ? "replica" : "primary", rc, t0);
+        out->replica = replica;
+        break;
     }
-    rs_init(&out->rs);
-    rc = drv_exec(c, sql, params, np, r->max_rows, &out->rs, &out->truncated, &out->changes, &de);
-    pool_put(p, c, false);
-    if (rc < 0) {
-        rs_free(&out->rs);
-        rc = drv_to_router(rc, &de, s->id, e);
-    }
-    record(s->id, p, rc, t0);
     if (rc < 0)
         return rc;
     snprintf(out->shard_id, sizeof(out->shard_id), "%s", s->id);
     return 0;
 }
 
-int router_query_key(router *r, const char *key, const char *sql, const value *params,
-                     size_t nparams, router_answer *out, router_error *e)
+int router_query_key(router *r, const char *key, const router_read *rd, const char *sql,
+                     const value *params, size_t nparams, router_answer *out, router_error *e)
 {
     memset(out, 0, sizeof(*out));
     shard s;
     int rc = resolve(r, key, router_is_read(sql), &s, &out->ring_version, e);
     if (rc < 0)
         return rc;
-    rc = run_on(r, &s, sql, params, nparams, out, e);
+    rc = run_on(r, &s, rd, sql, params, nparams, out, e);
     shard_clear(&s);
     return rc;
 }
 
-int router_query_keys(router *r, const char *const *keys, size_t nkeys, const char *sql,
-                      const value *params, size_t nparams, router_answer *out, router_error *e)
+int router_query_keys(router *r, const char *const *keys, size_t nkeys, const router_read *rd,
+                      const char *sql, const value *params, size_t nparams, router_answer *out,
+                      router_error *e)
 {
     memset(out, 0, sizeof(*out));
     const ring *rg;
@@ -309,7 +415,7 @@ int router_query_keys(router *r, const char *const *keys, size_t nkeys, const ch
         return CITRUS_EUNPROCESSABLE;
     }
     json_decref(where);
-    return router_query_key(r, keys[0], sql, params, nparams, out, e);
+    return router_query_key(r, keys[0], rd, sql, params, nparams, out, e);
 }
 
 int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, router_answer *out,
@@ -325,7 +431,8 @@ int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, ro
     int rc = resolve(r, key, read, &s, &version, e);
     if (rc < 0)
         return rc;
-    pool *p = pool_for(r, s.dsn);
+    pool_entry *pe = pool_for(r, s.dsn);
+    pool *p = pe ? pe->p : NULL;
     drv_conn *c = NULL;
     drv_error de = {0};
     rc = p ? pool_get(p, &c, &de) : CITRUS_ENOMEM;
@@ -363,6 +470,7 @@ int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, ro
 typedef struct scatter_job {
     router *r;
     const shard *s;
+    const router_read *rd;
     const char *sql;
     const value *params;
     size_t np;
@@ -387,7 +495,7 @@ static void *scatter_worker(void *arg)
         if (i >= ss->n)
             return NULL;
         scatter_job *j = &ss->jobs[i];
-        j->rc = run_on(j->r, j->s, j->sql, j->params, j->np, &j->ans, &j->err);
+        j->rc = run_on(j->r, j->s, j->rd, j->sql, j->params, j->np, &j->ans, &j->err);
     }
 }
 
@@ -404,8 +512,9 @@ static void run_all(scatter_set *ss)
         pthread_join(th[i], NULL);
 }
 
-int router_scatter(router *r, const char *sql, const value *params, size_t nparams,
-                   const merge_spec *spec, bool partial, router_answer *out, router_error *e)
+int router_scatter(router *r, const router_read *rd, const char *sql, const value *params,
+                   size_t nparams, const merge_spec *spec, bool partial, router_answer *out,
+                   router_error *e)
 {
     memset(out, 0, sizeof(*out));
     bool read = router_is_read(sql);
@@ -421,8 +530,8 @@ int router_scatter(router *r, const char *sql, const value *params, size_t npara
     pthread_mutex_init(&ss.mu, NULL);
     for (size_t i = 0; ss.jobs && i < n; i++) /* every active shard (read_only too, for reads) */
         if (v[i].dsn && (v[i].state == SHARD_ACTIVE || (read && v[i].state == SHARD_READ_ONLY)))
-            ss.jobs[ss.n++] =
-                (scatter_job){.r = r, .s = &v[i], .sql = sql, .params = params, .np = nparams};
+            ss.jobs[ss.n++] = (scatter_job){
+                .r = r, .s = &v[i], .rd = rd, .sql = sql, .params = params, .np = nparams};
     if (!ss.jobs)
         rc = fail(e, CITRUS_ENOMEM, NULL, "out of memory");
     else if (ss.n == 0)

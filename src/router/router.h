@@ -28,7 +28,18 @@ typedef struct router_options {
     int pool_size;              /* per shard database; 0 = 8 */
     int64_t pool_wait_ms;       /* 0 = 2000 */
     int64_t connect_timeout_ms; /* 0 = 5000 */
+    int64_t default_max_lag_ms; /* eventual reads without max_lag_ms; 0 = 1000 */
+    int64_t lag_recheck_ms;     /* least time between lag checks of a lagging replica; 0 = 100 */
 } router_options;
+
+/* How fresh a read must be. Strong (NULL, or eventual false): the shard's
+ * primary. Eventual: one of the shard's replicas whose replication lag is
+ * at most max_lag_ms (< 0: the router's default), round robin, else the
+ * primary. Writes always go to the primary. */
+typedef struct router_read {
+    bool eventual;
+    int64_t max_lag_ms;
+} router_read;
 
 router *router_new(const router_options *o);
 void router_free(router *r);
@@ -41,6 +52,7 @@ typedef struct router_answer {
     result_set rs;
     bool truncated;
     int64_t changes;
+    bool replica;    /* single-shard queries: a replica answered */
     json_t *shards;  /* scatter: ids that answered */
     json_t *missing; /* scatter with partial: [{shard_id, error}] */
 } router_answer;
@@ -59,15 +71,17 @@ typedef struct router_error {
 bool router_is_read(const char *sql);
 
 /* Runs one statement on the shard of key. */
-int router_query_key(router *r, const char *key, const char *sql, const value *params,
-                     size_t nparams, router_answer *out, router_error *e);
+int router_query_key(router *r, const char *key, const router_read *rd, const char *sql,
+                     const value *params, size_t nparams, router_answer *out, router_error *e);
 
 /* Runs one statement for several keys that must all be on one shard:
  * CITRUS_EUNPROCESSABLE (422) naming each key's shard when they are not. */
-int router_query_keys(router *r, const char *const *keys, size_t nkeys, const char *sql,
-                      const value *params, size_t nparams, router_answer *out, router_error *e);
+int router_query_keys(router *r, const char *const *keys, size_t nkeys, const router_read *rd,
+                      const char *sql, const value *params, size_t nparams, router_answer *out,
+                      router_error *e);
 
-/* Runs statements in one transaction on the shard of key: all or nothing.
+/* Runs statements in one transaction on the shard of key (its primary):
+ * all or nothing.
  * out[i] gets statement i's result; *failed the index of the statement that
  * failed (-1 otherwise). */
 typedef struct router_stmt {
@@ -81,7 +95,8 @@ int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, ro
 /* Runs one statement on every active shard in parallel and merges the
  * results with spec. A failing shard fails the whole answer (naming it),
  * unless partial: then out->missing lists it. */
-int router_scatter(router *r, const char *sql, const value *params, size_t nparams,
-                   const merge_spec *spec, bool partial, router_answer *out, router_error *e);
+int router_scatter(router *r, const router_read *rd, const char *sql, const value *params,
+                   size_t nparams, const merge_spec *spec, bool partial, router_answer *out,
+                   router_error *e);
 
 #endif

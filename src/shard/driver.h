@@ -70,7 +70,8 @@ bool drv_alive(drv_conn *c);
 int drv_ping(drv_conn *c, drv_error *e);
 
 /* PostgreSQL replicas: the replication lag in ms (now() -
- * pg_last_xact_replay_timestamp(), 0 when caught up with no traffic) and
+ * pg_last_xact_replay_timestamp(), 0 when it has replayed all it received,
+ * 10^12 when it is behind and has replayed nothing since it started) and
  * whether it is in recovery (a replica). SQLite: 0 and false. */
 int drv_replica_lag_ms(drv_conn *c, bool *in_recovery, int64_t *lag_ms, drv_error *e);
 

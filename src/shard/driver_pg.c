@@ -69,12 +69,16 @@
 #define OID_FLOAT4 700
 #define OID_FLOAT8 701
 
+/* Lag 0 when the replica has replayed all it received; else the age of the
+ * last transaction it replayed, or, when it has replayed none since it
+ * started (a fresh standby still catching up), 10^12 ms: unknown, so too
+ * far behind for any bound. */
 static const char LAG_SQL[] =
     "SELECT pg_is_in_recovery(), "
     "CASE WHEN NOT pg_is_in_recovery() "
     "OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::bigint "
     "ELSE GREATEST(COALESCE(EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp())) "
-    "* 1000, 0), 0)::bigint END";
+    "* 1000, 1e12), 0)::bigint END";
 
 static PGconn *conn(drv_conn *c)
 {

@@ -16,6 +16,7 @@ Missing binaries fail the test (CI installs postgresql); nothing is skipped.
         pg = make_postgres()
         pg.admin_dsn   # postgresql://postgres@127.0.0.1:PORT/postgres
         pg.port, pg.pid, pg.dir, pg.dsn("otherdb"), pg.stop()
+        rep = make_postgres(replica_of=pg)  # a streaming replica of pg
 """
 import contextlib
 import ctypes
@@ -133,11 +134,26 @@ class Postgres:
                            capture_output=True, text=True, timeout=10)
         return r.returncode == 0 and r.stdout.strip() == "1"
 
-    def start(self, timeout=30.0):
-        """initdb, then the postmaster; returns once SELECT 1 works."""
+    def _basebackup(self, primary):
+        log_path = os.path.join(self.dir, "basebackup.log")
+        with open(log_path, "wb") as log:
+            r = subprocess.run([pg_bin("pg_basebackup"), "-D", self.data, "-R", "-X", "stream",
+                                "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+                                "--checkpoint=fast", "--no-sync"], timeout=120, **self._run_kwargs(log))
+        if r.returncode != 0:
+            raise AssertionError(f"pg_basebackup failed ({r.returncode}): "
+                                 f"{open(log_path).read()}")
+
+    def start(self, timeout=30.0, replica_of=None):
+        """initdb (or, for a replica, pg_basebackup -R from the primary: a
+        hot standby streaming from it), then the postmaster; returns once
+        SELECT 1 works."""
         try:
             self._make_dirs()
-            self._initdb()
+            if replica_of is not None:
+                self._basebackup(replica_of)
+            else:
+                self._initdb()
             for attempt in range(START_TRIES):
                 self._spawn()
                 try:
@@ -174,15 +190,15 @@ def postgres_servers():
     fixture's teardown, usable directly)."""
     started = []
 
-    def make():
+    def make(replica_of=None):
         pg = Postgres()
         started.append(pg)
-        return pg.start()
+        return pg.start(replica_of=replica_of)
 
     try:
         yield make
     finally:
-        for pg in started:
+        for pg in reversed(started):  # replicas before their primary
             pg.stop()
 
 
