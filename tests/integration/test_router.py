@@ -228,3 +228,28 @@ def test_routing_agrees_with_the_route_api_for_10k_keys(make_citrus):
         r = s.post(c.router_url + "/v1/query", json={"key": k, "sql": "SELECT 1"})
         assert r.status_code == 200, r.text
         assert r.json()["shard_id"] == want[k]["shard_id"], (k, want[k])
+
+
+def test_a_new_shard_is_routed_to_without_a_restart(dev, tmp_path):
+    """The router follows the catalog: keys the ring hands to a shard added
+    while it runs are answered by that shard at once."""
+    keys = [f"move{i}" for i in range(300)]
+    before = {x["key"]: x["shard_id"] for x in requests.post(
+        dev.url + "/v1/route", json={"keys": keys}).json()["routes"]}
+    db = tmp_path / "fresh.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE whoami (name TEXT)")
+    con.execute("INSERT INTO whoami VALUES ('fresh')")
+    con.commit()
+    con.close()
+    r = requests.post(dev.url + "/v1/shards", json={"id": "fresh", "dsn": f"sqlite://{db}"})
+    assert r.status_code == 201, r.text
+    after = {x["key"]: x["shard_id"] for x in requests.post(
+        dev.url + "/v1/route", json={"keys": keys}).json()["routes"]}
+    moved = [k for k in keys if after[k] == "fresh"]
+    assert len(moved) > 20 and all(before[k] != "fresh" for k in moved), len(moved)
+    for k in moved[:25]:
+        a = ok(q(dev, {"key": k, "sql": "SELECT name FROM whoami"}))
+        assert a["shard_id"] == "fresh" and a["rows"] == [["fresh"]], (k, a)
+    stay = next(k for k in keys if after[k] != "fresh")
+    assert ok(q(dev, {"key": stay, "sql": "SELECT 1"}))["shard_id"] == after[stay]
