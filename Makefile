@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_RUNS  ?= 2000
 FUZZ_TARGETS ?=
 
-.PHONY: all build deps test unit integration dev asan asan-unit lint format bench fuzz fuzz-build fuzz-smoke clean
+.PHONY: all build deps test unit integration dev asan asan-unit lint format bench bench-router fuzz fuzz-build fuzz-smoke clean
 
 all: build
 
@@ -63,6 +63,10 @@ format:
 
 bench: build
 	BUILD=$(abspath $(BUILD)) bash bench/run-kv.sh
+
+# The router against direct libpq and PgBouncer on one PostgreSQL (issue 5).
+bench-router: build
+	BUILD=$(abspath $(BUILD)) bash bench/run-router.sh
 
 # libFuzzer targets (tests/fuzz) in their own clang build; see scripts/fuzz.sh.
 # FUZZ_TARGETS="key config" limits a run to some targets.

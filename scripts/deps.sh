@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config git
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libcmocka-dev libmurmurhash-dev libxxhash-dev libpq-dev
-  postgresql
+  postgresql pgbouncer
   python3 python3-pytest python3-requests python3-yaml
   etcd-server etcd-client
   curl clang-format clang-tidy cppcheck

@@ -42,6 +42,12 @@
     X(READONLY, -31, "read_only", 503, "the shard is read-only")                                   \
     X(SQL, -32, "sql_error", 400, "the database refused the statement")
 
+/* Marks the functions libcitrus exports (everything else in the shared
+ * library is hidden). */
+#ifndef CITRUS_API
+#define CITRUS_API __attribute__((visibility("default")))
+#endif
+
 enum citrus_err {
 #define CITRUS_ERR_ENUM(name, val, code, http, desc) CITRUS_E##name = (val),
     CITRUS_ERROR_TABLE(CITRUS_ERR_ENUM)
@@ -49,10 +55,10 @@ enum citrus_err {
 };
 
 /* Human description of err ("unknown error" for values not in the table). */
-const char *citrus_strerror(int err);
+CITRUS_API const char *citrus_strerror(int err);
 /* snake_case code of err, as sent in {"error":{"code":...}}. */
-const char *citrus_err_code(int err);
+CITRUS_API const char *citrus_err_code(int err);
 /* HTTP status that err maps to (500 for unknown values). */
-int citrus_err_http_status(int err);
+CITRUS_API int citrus_err_http_status(int err);
 
 #endif

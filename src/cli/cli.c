@@ -7,6 +7,7 @@
 #include "cli/backup.h"
 #include "cli/cluster.h"
 #include "cli/kv.h"
+#include "cli/query.h"
 #include "cli/restore.h"
 #include "cli/route.h"
 #include "cli/serve.h"
@@ -54,6 +55,11 @@ static int run_tenant(int argc, char **argv, char **envp)
     return cli_tenant_main(argc, argv);
 }
 
+static int run_query(int argc, char **argv, char **envp)
+{
+    return cli_query_main(argc, argv);
+}
+
 static int run_version(int argc, char **argv, char **envp)
 {
     printf("citrus %s\n", CITRUS_VERSION);
@@ -71,6 +77,7 @@ static const command commands[] = {
     {"shard", run_shard, "list, add, show, change, drain, retire and delete shards"},
     {"route", run_route, "show which shard each key goes to"},
     {"tenant", run_tenant, "register tenants; show, list, pin and unpin them"},
+    {"query", run_query, "run SQL on the shard of a key, through the router (libcitrus)"},
     {"backup", run_backup, "write a consistent snapshot of the catalog to a file"},
     {"restore", run_restore, "rebuild an embedded store from a backup file"},
     {"version", run_version, "print the version"},

@@ -14,6 +14,7 @@ struct client {
     CURL *curl;
     char *endpoint; /* no trailing '/' */
     long timeout_ms;
+    long connect_timeout_ms;
     const volatile sig_atomic_t *abort_flag;
     char curl_err[CURL_ERROR_SIZE]; /* libcurl's detail for the last transfer */
     char errbuf[CURL_ERROR_SIZE + 512];
@@ -151,6 +152,7 @@ client *client_new(const char *endpoint)
     if (!c->curl)
         goto fail_global;
     c->timeout_ms = CLIENT_REQUEST_TIMEOUT_MS;
+    c->connect_timeout_ms = CLIENT_CONNECT_TIMEOUT_MS;
     return c;
 
 fail_global:
@@ -180,6 +182,11 @@ const char *client_endpoint(const client *c)
 void client_set_timeout_ms(client *c, long ms)
 {
     c->timeout_ms = ms;
+}
+
+void client_set_connect_timeout_ms(client *c, long ms)
+{
+    c->connect_timeout_ms = ms;
 }
 
 void client_set_abort_flag(client *c, const volatile sig_atomic_t *flag)
@@ -247,7 +254,7 @@ int client_request(client *c, const char *method, const char *path, const void *
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_err);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CLIENT_CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "citrus-cli/" CITRUS_VERSION);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);

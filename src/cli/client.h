@@ -50,6 +50,9 @@ const char *client_endpoint(const client *c);
 
 /* Whole-request timeout for later requests, in ms; 0 = none. */
 void client_set_timeout_ms(client *c, long ms);
+/* Connection timeout for later requests, in ms (default
+ * CLIENT_CONNECT_TIMEOUT_MS). */
+void client_set_connect_timeout_ms(client *c, long ms);
 
 /* When *flag becomes non-zero (say, from a SIGINT handler) the request in
  * flight is abandoned within about a second and client_request returns

@@ -9,6 +9,7 @@
 
 #include "citrus/errors.h"
 #include "shard/registry_internal.h"
+#include "shard/route_json.h"
 #include "shard/shard_json.h"
 
 #define DIFF_LIST_MAX 1000
@@ -34,39 +35,6 @@ bool reg_key(char *buf, size_t len, const char *prefix, const char *id)
 int reg_read(registry *r, const kv_range_req *req, kv_range_res *out)
 {
     return r->read ? r->read(r->read_ctx, req, out) : store_range(r->st, req, out);
-}
-
-/* {"tokens":["<u64>",...]} -> tokens (malloc'd). */
-static int tokens_parse(const unsigned char *v, size_t len, uint64_t **out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    json_t *j = json_loadb((const char *)v, len, 0, NULL);
-    json_t *a = json_object_get(j, "tokens");
-    if (!json_is_array(a)) {
-        json_decref(j);
-        return CITRUS_ECORRUPT;
-    }
-    size_t cnt = json_array_size(a);
-    uint64_t *t = cnt ? malloc(cnt * sizeof(*t)) : NULL;
-    if (cnt && !t) {
-        json_decref(j);
-        return CITRUS_ENOMEM;
-    }
-    for (size_t i = 0; i < cnt; i++) {
-        const char *s = json_string_value(json_array_get(a, i));
-        char *end = NULL;
-        t[i] = s ? strtoull(s, &end, 10) : 0;
-        if (!s || !*s || *end) {
-            free(t);
-            json_decref(j);
-            return CITRUS_ECORRUPT;
-        }
-    }
-    json_decref(j);
-    *out = t;
-    *n = cnt;
-    return 0;
 }
 
 void reg_owners_free(reg_owners *o)
@@ -97,7 +65,7 @@ int reg_owners_from_range(const kv_range_res *res, reg_owners *o)
             continue;
         uint64_t *t;
         size_t n;
-        int rc = tokens_parse(e->value, e->value_len, &t, &n);
+        int rc = route_json_tokens(e->value, e->value_len, &t, &n);
         char *id = rc == 0 ? strdup(e->key + plen) : NULL;
         if (rc == 0 && !id)
             rc = CITRUS_ENOMEM;

@@ -9,6 +9,7 @@
 
 #include "citrus/errors.h"
 #include "shard/registry_internal.h"
+#include "shard/route_json.h"
 #include "shard/txb.h"
 
 #define KEYLEN 768
@@ -61,30 +62,14 @@ static json_t *pin_json(const tenant_pin *p)
                      p->business_type[0] ? p->business_type : NULL);
 }
 
-static uint64_t u64_field(json_t *j, const char *name)
-{
-    const char *s = json_string_value(json_object_get(j, name));
-    return s ? strtoull(s, NULL, 10) : 0;
-}
-
 static int pin_decode(const kv_entry *e, const char *key, tenant_pin *out)
 {
     memset(out, 0, sizeof(*out));
-    json_t *j = json_loadb((const char *)e->value, e->value_len, 0, NULL);
-    const char *sid = json_string_value(json_object_get(j, "shard_id"));
-    if (!sid) {
-        json_decref(j);
-        return CITRUS_ECORRUPT;
-    }
+    int rc = route_json_pin(e->value, e->value_len, out);
+    if (rc < 0)
+        return rc;
     snprintf(out->key, sizeof(out->key), "%s", key);
-    snprintf(out->shard_id, sizeof(out->shard_id), "%s", sid);
-    out->hash = u64_field(j, "hash");
-    out->token = u64_field(j, "token");
-    out->pinned_ms = json_integer_value(json_object_get(j, "pinned_ms"));
-    const char *bt = json_string_value(json_object_get(j, "business_type"));
-    snprintf(out->business_type, sizeof(out->business_type), "%s", bt ? bt : "");
     out->mod_revision = e->mod_revision;
-    json_decref(j);
     return 0;
 }
 
