@@ -81,6 +81,22 @@ int app_catalog_read(void *ctx, const kv_range_req *req, kv_range_res *out)
     return store_range(a->st, req, out);
 }
 
+int64_t app_catalog_revision(void *ctx)
+{
+    app *a = ctx;
+    if (!a->cache)
+        return store_revision(a->st);
+    int64_t rev = cache_revision(a->cache);
+    if (rev < atomic_load(&a->acked_rev))
+        return -1;
+    if (catalog_down(a)) {
+        served_cached = true;
+        return rev;
+    }
+    int64_t stale = cache_staleness_ms(a->cache);
+    return stale >= 0 && stale <= a->max_staleness_ms ? rev : -1;
+}
+
 int app_read(app *a, http_req *r, const char *level, const kv_range_req *req, kv_range_res *out)
 {
     int rc;

@@ -28,6 +28,11 @@ typedef struct app {
 /* A registry reader (reg_read_fn): the node's copy when it is within the
  * bound and holds this node's writes, else the store. */
 int app_catalog_read(void *app_ctx, const kv_range_req *req, kv_range_res *out);
+/* A registry revision function (reg_revision_fn): the revision
+ * app_catalog_read would now answer at, when it would answer from memory
+ * (the node's copy; the embedded store's newest commit), else -1. Notes a
+ * catalog outage like app_catalog_read. */
+int64_t app_catalog_revision(void *app_ctx);
 /* When the catalog is down (its latest check failed or found no quorum),
  * app_catalog_read answers from the copy, however old, and notes it for
  * the current thread: reset before a request's reads, ask after. */

@@ -292,6 +292,11 @@ int store_lease_revoke(store *s, int64_t id)
     return count_op("lease_revoke", s->ops->lease_revoke(s, id));
 }
 
+int64_t store_revision(store *s)
+{
+    return s->ops->revision ? s->ops->revision(s) : -1;
+}
+
 int store_status_get(store *s, store_status *out)
 {
     memset(out, 0, sizeof(*out));

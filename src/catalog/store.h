@@ -190,6 +190,8 @@ typedef struct store_ops {
                       store_watch **out, int64_t *compact_rev);
     void (*watch_close)(store_watch *w);
     int64_t (*watch_progress)(store_watch *w);
+    /* Optional: the revision of the newest commit, from memory. */
+    int64_t (*revision)(store *s);
     int (*lease_grant)(store *s, int64_t ttl, int64_t *id, int64_t *granted_ttl);
     int (*lease_keepalive)(store *s, int64_t id, int64_t *ttl);
     int (*lease_revoke)(store *s, int64_t id);
@@ -269,6 +271,10 @@ int store_lease_keepalive(store *s, int64_t id, int64_t *ttl);
 int store_lease_revoke(store *s, int64_t id);
 
 int store_status_get(store *s, store_status *out);
+/* The revision of the newest commit a read would now see, without a round
+ * trip (every write this node was told committed is at or below it); -1
+ * when the backend cannot tell from memory (etcd). */
+int64_t store_revision(store *s);
 int store_snapshot(store *s, kv_snapshot *out);
 /* Closes the store and frees it. NULL is a no-op. */
 void store_close(store *s);

@@ -1668,6 +1668,15 @@ static int sqlite_lease_revoke(store *st, int64_t id)
     return writer_submit((sqlite_store *)st, &r);
 }
 
+static int64_t sqlite_revision(store *st)
+{
+    sqlite_store *s = (sqlite_store *)st;
+    pthread_mutex_lock(&s->mu);
+    int64_t rev = s->committed_rev;
+    pthread_mutex_unlock(&s->mu);
+    return rev;
+}
+
 static int sqlite_status(store *st, store_status *out)
 {
     sqlite_store *s = (sqlite_store *)st;
@@ -2162,6 +2171,7 @@ static const store_ops sqlite_ops = {
     .lease_keepalive = sqlite_lease_keepalive,
     .lease_revoke = sqlite_lease_revoke,
     .status = sqlite_status,
+    .revision = sqlite_revision,
     .snapshot = sqlite_snapshot,
     .close = sqlite_close,
 };

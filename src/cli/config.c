@@ -103,6 +103,8 @@ static const field fields[] = {
         "connections per shard database"),
     INT("router", "pool_wait_ms", "router-pool-wait", router_pool_wait_ms, 1, 600000,
         "how long a query waits for a free connection, ms"),
+    INT("router", "max_connections", "router-max-connections", router_max_conns, 1, 100000,
+        "client connections the router serves at once (a thread each)"),
     INT("router", "max_lag_ms", "router-max-lag", router_max_lag_ms, 1, 86400000,
         "eventual reads that name no max_lag_ms: the most replica lag they accept, ms"),
     ENUM("provisioner", "kind", "provisioner", prov_kind, "none|sqlite|postgres|exec",
@@ -156,6 +158,7 @@ void config_defaults(citrus_config *c)
     c->router_pool_size = 8;
     c->router_pool_wait_ms = 2000;
     c->router_max_lag_ms = 1000;
+    c->router_max_conns = 1024;
 }
 
 static bool enum_ok(const char *choices, const char *v)

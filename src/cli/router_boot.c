@@ -32,8 +32,8 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
         return CITRUS_ENOMEM;
     }
     http_server_options ho = {.listen = cfg->router_listen,
-                              .threads = (unsigned)cfg->threads,
-                              .max_conns = (unsigned)cfg->max_connections,
+                              .thread_per_connection = true,
+                              .max_conns = (unsigned)cfg->router_max_conns,
                               .idle_timeout_s = (unsigned)cfg->idle_timeout_s,
                               .max_header_bytes = (size_t)cfg->max_header_bytes,
                               .max_body_bytes = (size_t)cfg->max_body_bytes,

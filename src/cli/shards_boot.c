@@ -145,6 +145,8 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
     citrus_hash_fn fn = CITRUS_HASH_MURMUR3;
     citrus_hash_parse(cfg->ring_hash, &fn);
     registry *reg = registry_new(a->st, fn, (size_t)cfg->vnodes, app_catalog_read, a);
+    if (reg)
+        registry_set_revision_fn(reg, app_catalog_revision, a);
     provisioner *prov = make_provisioner(cfg, err, sizeof(err));
     if (!reg || (!prov && strcmp(cfg->prov_kind, "none") != 0)) {
         fprintf(stderr, "citrus: cannot start the %s provisioner: %s\n", cfg->prov_kind,

@@ -33,6 +33,7 @@ struct http_server {
     size_t max_header;
     unsigned port;
     const char *component;
+    bool per_connection; /* a thread per connection: blocking handlers run inline */
 };
 
 typedef struct resp_header {
@@ -647,7 +648,7 @@ static void req_resumed(http_req *r)
         r->stash = NULL;
         return;
     }
-    if (r->off_inline) {
+    if (r->off_inline && r->off_fn) {
         http_handler fn = r->off_fn;
         r->off_fn = NULL;
         fn(r, r->off_ctx);
@@ -673,6 +674,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!r)
             return MHD_NO;
         *con_cls = r;
+        r->off_inline = s->per_connection; /* its own thread may block */
         req_begin(r);
         return MHD_YES;
     }
@@ -793,11 +795,14 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
      * sized well above it so that its HTML errors are only for absurd input. */
     s->max_header = opts->max_header_bytes ? opts->max_header_bytes : (size_t)32 * 1024;
     describe_metrics();
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_TURBO;
+    s->per_connection = opts->thread_per_connection;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                     MHD_USE_TURBO |
+                     (s->per_connection ? MHD_USE_THREAD_PER_CONNECTION : MHD_USE_EPOLL);
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opts->threads ? opts->threads : 4),
+        MHD_OPTION_THREAD_POOL_SIZE,
+        s->per_connection ? 0u : (unsigned)(opts->threads ? opts->threads : 4),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(opts->max_conns ? opts->max_conns : 4096),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 60),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->max_header * 2 + (size_t)64 * 1024,

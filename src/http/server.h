@@ -45,6 +45,11 @@ typedef struct http_server_options {
     size_t max_body_bytes;     /* 0 = 1 MiB */
     const char *component;     /* log component name, e.g. "api" */
     unsigned blocking_threads; /* threads for http_offload; 0 = 16 */
+    /* One thread per connection instead of the epoll pool (threads is then
+     * unused): handlers run on their connection's thread, so http_offload
+     * runs them inline, with no hand-off. For a data plane whose every
+     * request blocks on a database (the router); no streaming replies. */
+    bool thread_per_connection;
 } http_server_options;
 
 /* Starts serving routes (the array is kept, not copied). app is passed to

@@ -14,6 +14,7 @@
 #include "citrus/errors.h"
 #include "core/dsn.h"
 #include "obs/metrics.h"
+#include "router/route_memo.h"
 #include "shard/pool.h"
 #include "shard/tenants.h"
 
@@ -38,6 +39,7 @@ struct router {
     int64_t pool_wait_ms, connect_timeout_ms;
     int64_t default_max_lag_ms, lag_recheck_ms;
     pthread_mutex_t mu;
+    route_memo *memo;   /* routes between catalog changes */
     pool_entry **pools; /* guarded by mu */
     size_t npools, cap;
     atomic_uint next_replica; /* round robin over a shard's replicas */
@@ -100,6 +102,10 @@ router *router_new(const router_options *o)
     r->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 5000;
     r->default_max_lag_ms = o->default_max_lag_ms > 0 ? o->default_max_lag_ms : 1000;
     r->lag_recheck_ms = o->lag_recheck_ms > 0 ? o->lag_recheck_ms : 100;
+    if (!(r->memo = route_memo_new(o->memo_keys))) {
+        free(r);
+        return NULL;
+    }
     pthread_mutex_init(&r->mu, NULL);
     return r;
 }
@@ -114,6 +120,7 @@ void router_free(router *r)
         free(r->pools[i]);
     }
     free(r->pools);
+    route_memo_free(r->memo);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
@@ -210,25 +217,46 @@ bool router_is_read(const char *sql)
     return false;
 }
 
-/* The shard a key goes to, checked for what the statement does. */
-static int resolve(router *r, const char *key, bool read, shard *s, int64_t *ring_version,
-                   router_error *e)
+/* The route of key and its shard, read from the catalog (pin, else ring). */
+static int route_read(router *r, const char *key, route_answer *ra, shard *s, router_error *e)
 {
     const ring *rg;
-    int rc = registry_ring(r->reg, &rg, ring_version);
+    int64_t version;
+    int rc = registry_ring(r->reg, &rg, &version);
     if (rc < 0)
         return fail(e, rc, NULL, "the catalog could not be read");
-    route_answer ra;
-    rc = tenants_route(r->reg, rg, *ring_version, key, &ra);
+    rc = tenants_route(r->reg, rg, version, key, ra);
     registry_ring_release(r->reg, rg);
+    ra->ring_version = version;
     if (rc == CITRUS_EUNAVAILABLE)
         return fail(e, rc, NULL, "no shard owns any token yet: add an active shard");
     if (rc < 0)
         return fail(e, rc, NULL, "the catalog could not be read");
-    rc = registry_shard_read(r->reg, ra.shard_id, s);
+    rc = registry_shard_read(r->reg, ra->shard_id, s);
     if (rc < 0)
         return fail(e, rc == CITRUS_ENOTFOUND ? CITRUS_EUNAVAILABLE : rc, NULL,
-                    "shard '%s' of key '%s' is not in the catalog", ra.shard_id, key);
+                    "shard '%s' of key '%s' is not in the catalog", ra->shard_id, key);
+    return 0;
+}
+
+/* The shard a key goes to, checked for what the statement does: from the
+ * memo while the catalog has not moved since it was read, else read (and
+ * remembered). */
+static int resolve(router *r, const char *key, bool read, shard *s, int64_t *ring_version,
+                   router_error *e)
+{
+    route_answer ra;
+    int64_t rev = registry_revision(r->reg);
+    shard_init(s);
+    if (rev < 0 || !route_memo_get(r->memo, rev, key, &ra, s)) {
+        shard_clear(s);
+        int rc = route_read(r, key, &ra, s, e);
+        if (rc < 0)
+            return rc;
+        if (rev >= 0)
+            route_memo_put(r->memo, rev, key, &ra, s);
+    }
+    *ring_version = ra.ring_version;
     bool ok = read ? shard_state_serves_reads(s->state) : shard_state_serves_writes(s->state);
     if (!ok || !s->dsn) {
         int code = !read && s->state == SHARD_READ_ONLY ? CITRUS_EREADONLY : CITRUS_EUNAVAILABLE;

@@ -3,9 +3,10 @@
  * every active shard at once with the results merged (core/merge.h).
  *
  * The router reads shards, the ring and tenant pins through the shard
- * registry, which reads the node's catalog copy when it is fresh; it keeps
- * no routing state of its own, so it follows ring and shard changes as
- * soon as the catalog has them. Calls block (database round trips): they
+ * registry, which reads the node's catalog copy when it is fresh, and keeps
+ * what it read for a key only while the catalog's revision stays the same
+ * (router/route_memo.h), so it follows ring and shard changes as soon as
+ * the catalog has them. Calls block (database round trips): they
  * run on the HTTP work pool. */
 #ifndef CITRUS_ROUTER_ROUTER_H
 #define CITRUS_ROUTER_ROUTER_H
@@ -30,6 +31,7 @@ typedef struct router_options {
     int64_t connect_timeout_ms; /* 0 = 5000 */
     int64_t default_max_lag_ms; /* eventual reads without max_lag_ms; 0 = 1000 */
     int64_t lag_recheck_ms;     /* least time between lag checks of a lagging replica; 0 = 100 */
+    size_t memo_keys;           /* routes kept between catalog changes; 0 = 65536 */
 } router_options;
 
 /* How fresh a read must be. Strong (NULL, or eventual false): the shard's

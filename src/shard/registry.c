@@ -48,6 +48,19 @@ void registry_free(registry *r)
     free(r);
 }
 
+void registry_set_revision_fn(registry *r, reg_revision_fn fn, void *ctx)
+{
+    r->revision = fn;
+    r->revision_ctx = ctx;
+}
+
+int64_t registry_revision(registry *r)
+{
+    if (r->revision)
+        return r->revision(r->revision_ctx);
+    return r->read ? -1 : store_revision(r->st);
+}
+
 citrus_hash_fn registry_hash(registry *r)
 {
     return r->hash;

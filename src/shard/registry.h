@@ -80,6 +80,14 @@ void reg_result_clear(reg_result *r);
 registry *registry_new(store *st, citrus_hash_fn hash, size_t vnodes, reg_read_fn read,
                        void *read_ctx);
 void registry_free(registry *r);
+/* The revision routing reads would be served at now, from memory, or -1
+ * when that cannot be told without a read (then routing state must be
+ * read again). Set once, before use; without it registry_revision is
+ * store_revision (or -1 with a routing reader, which may not read the
+ * store). */
+typedef int64_t (*reg_revision_fn)(void *ctx);
+void registry_set_revision_fn(registry *r, reg_revision_fn fn, void *ctx);
+int64_t registry_revision(registry *r);
 /* Adopts the ring settings of citrus/ring/meta when it exists (else the
  * first token change writes this registry's). */
 int registry_init(registry *r, char *err, size_t errlen);

@@ -17,6 +17,8 @@ struct registry {
     store *st;
     reg_read_fn read;
     void *read_ctx;
+    reg_revision_fn revision;
+    void *revision_ctx;
     citrus_hash_fn hash;
     size_t vnodes;
     pthread_mutex_t mu;

@@ -232,10 +232,14 @@ def test_routing_agrees_with_the_route_api_for_10k_keys(make_citrus):
 
 def test_a_new_shard_is_routed_to_without_a_restart(dev, tmp_path):
     """The router follows the catalog: keys the ring hands to a shard added
-    while it runs are answered by that shard at once."""
+    while it runs are answered by that shard at once, and so is a key pinned
+    elsewhere, though the router had just routed them all (and remembers
+    routes between catalog changes)."""
     keys = [f"move{i}" for i in range(300)]
     before = {x["key"]: x["shard_id"] for x in requests.post(
         dev.url + "/v1/route", json={"keys": keys}).json()["routes"]}
+    for k in keys:
+        assert ok(q(dev, {"key": k, "sql": "SELECT 1"}))["shard_id"] == before[k]
     db = tmp_path / "fresh.db"
     con = sqlite3.connect(db)
     con.execute("CREATE TABLE whoami (name TEXT)")
@@ -253,3 +257,7 @@ def test_a_new_shard_is_routed_to_without_a_restart(dev, tmp_path):
         assert a["shard_id"] == "fresh" and a["rows"] == [["fresh"]], (k, a)
     stay = next(k for k in keys if after[k] != "fresh")
     assert ok(q(dev, {"key": stay, "sql": "SELECT 1"}))["shard_id"] == after[stay]
+    r = requests.put(f"{dev.url}/v1/tenants/{stay}", json={"shard_id": "fresh"})
+    assert r.status_code == 201, r.text
+    a = ok(q(dev, {"key": stay, "sql": "SELECT name FROM whoami"}))
+    assert a["shard_id"] == "fresh" and a["rows"] == [["fresh"]], a
