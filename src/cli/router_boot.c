@@ -35,7 +35,12 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                               .thread_per_connection = true,
                               .max_conns = (unsigned)cfg->router_max_conns,
                               .idle_timeout_s = (unsigned)cfg->idle_timeout_s,
-                              .max_header_bytes = (size_t)cfg->max_header_bytes,
+                              /* Small requests: headers up to 8 KiB (the JSON body
+                               * is read into the request's own buffer), so that
+                               * libmicrohttpd's pool, zeroed per request, stays
+                               * small. */
+                              .max_header_bytes = 8 * 1024,
+                              .connection_memory_bytes = 32 * 1024,
                               .max_body_bytes = (size_t)cfg->max_body_bytes,
                               .component = "router"};
     char err[512];

@@ -709,12 +709,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     metrics_counter_add("citrus_http_requests_total", labels, 1);
     snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\"", route, r->method);
     metrics_histogram_observe("citrus_http_request_duration_seconds", labels, secs);
-    log_set_correlation(r->corr);
-    json_t *f = json_pack("{s:s,s:s,s:i,s:f,s:b}", "method", r->method, "path", r->path, "status",
-                          (int)r->status, "duration_ms", secs * 1000.0, "completed",
-                          toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
-    log_emit(r->status >= 500 ? LOG_WARN : LOG_DEBUG, s->component, "request", f);
-    log_set_correlation(NULL);
+    log_level level = r->status >= 500 ? LOG_WARN : LOG_DEBUG;
+    if (log_enabled(level)) {
+        log_set_correlation(r->corr);
+        json_t *f = json_pack("{s:s,s:s,s:i,s:f,s:b}", "method", r->method, "path", r->path,
+                              "status", (int)r->status, "duration_ms", secs * 1000.0, "completed",
+                              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+        log_emit(level, s->component, "request", f);
+        log_set_correlation(NULL);
+    }
     req_free(r);
     *con_cls = NULL;
 }
@@ -805,7 +808,9 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
         s->per_connection ? 0u : (unsigned)(opts->threads ? opts->threads : 4),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(opts->max_conns ? opts->max_conns : 4096),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 60),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->max_header * 2 + (size_t)64 * 1024,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        opts->connection_memory_bytes ? opts->connection_memory_bytes
+                                      : s->max_header * 2 + (size_t)64 * 1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!s->daemon) {

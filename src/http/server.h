@@ -37,11 +37,14 @@ typedef struct http_route {
 } http_route;
 
 typedef struct http_server_options {
-    const char *listen;        /* "127.0.0.1:8081" */
-    unsigned threads;          /* pool threads; 0 = 4 */
-    unsigned max_conns;        /* 0 = 4096 */
-    unsigned idle_timeout_s;   /* 0 = 60 */
-    size_t max_header_bytes;   /* per connection header memory; 0 = 32 KiB */
+    const char *listen;      /* "127.0.0.1:8081" */
+    unsigned threads;        /* pool threads; 0 = 4 */
+    unsigned max_conns;      /* 0 = 4096 */
+    unsigned idle_timeout_s; /* 0 = 60 */
+    size_t max_header_bytes; /* per connection header memory; 0 = 32 KiB */
+    /* libmicrohttpd's per-connection pool (zeroed between the requests of a
+     * connection, so a cost per request); 0 = 2 * max_header_bytes + 64 KiB */
+    size_t connection_memory_bytes;
     size_t max_body_bytes;     /* 0 = 1 MiB */
     const char *component;     /* log component name, e.g. "api" */
     unsigned blocking_threads; /* threads for http_offload; 0 = 16 */

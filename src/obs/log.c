@@ -50,6 +50,11 @@ static void format_ts(char *buf, size_t len)
     snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+bool log_enabled(log_level level)
+{
+    return level >= min_level;
+}
+
 void log_emit(log_level level, const char *component, const char *msg, json_t *fields)
 {
     if (level < min_level) {

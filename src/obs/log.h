@@ -7,6 +7,7 @@
 #define CITRUS_OBS_LOG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
 
@@ -18,6 +19,9 @@ int log_level_parse(const char *s);
 /* Sets this thread's correlation id (copied; NULL clears it). */
 void log_set_correlation(const char *id);
 const char *log_correlation(void);
+
+/* Whether lines at level are written (to skip building dropped ones). */
+bool log_enabled(log_level level);
 
 /* Writes one line. fields is a JSON object or NULL; its reference is stolen. */
 void log_emit(log_level level, const char *component, const char *msg, json_t *fields);
