@@ -170,6 +170,17 @@ def test_multi_key_requests(dev):
     assert "citrus_router_pool_connections" in m
 
 
+def test_tenant_names_a_key_and_unknown_tenants_follow_the_ring(dev):
+    """{"tenant": ...} is the key by another name; a tenant nobody registered
+    is routed by the ring, like /v1/route says."""
+    ok(q(dev, {"scatter": True, "sql": "CREATE TABLE who (x INTEGER)"}))
+    for t in ["never-registered-1", "never-registered-2", "acme:nowhere"]:
+        route = requests.get(f"{dev.url}/v1/route/{t}").json()
+        assert route["source"] == "ring", route
+        a = ok(q(dev, {"tenant": t, "sql": "SELECT count(*) FROM who"}))
+        assert a["shard_id"] == route["shard_id"], (t, a, route)
+
+
 def test_bad_input(dev):
     cases = [
         ({"sql": "SELECT 1"}, 400, "key"),

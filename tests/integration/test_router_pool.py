@@ -1,8 +1,9 @@
-"""Pool exhaustion through the router (issue 5): with one connection per
-shard database and a short wait, a query that finds it busy gets 503
-pool_exhausted after the wait (counted in the metrics), and the pool serves
-again once the connection is back. On a real PostgreSQL (pg.py), whose
-pg_sleep holds the connection for a known time."""
+"""The router on a real PostgreSQL (pg.py; issue 5). Pool exhaustion: with
+one connection per shard database and a short wait, a query that finds it
+busy gets 503 pool_exhausted after the wait (counted in the metrics), and
+the pool serves again once the connection is back (pg_sleep holds the
+connection for a known time). SQL errors carry PostgreSQL's SQLSTATE, and
+a failed transaction names its statement and keeps nothing."""
 import threading
 import time
 
@@ -41,3 +42,26 @@ def test_pool_exhausted_after_the_wait(make_citrus, make_postgres):
     assert 'citrus_router_pool_exhausted_total{shard="s"} 1' in m, m
     r = requests.post(url, json={"key": "b", "sql": "SELECT 1 AS one"}, timeout=30)
     assert r.status_code == 200 and r.json()["rows"] == [[1]], r.text
+
+
+def test_postgres_errors_carry_their_sqlstate(make_citrus, make_postgres):
+    pg = make_postgres()
+    psql(pg.admin_dsn, "CREATE DATABASE s")
+    psql(pg.dsn("s"), "CREATE TABLE u (k TEXT PRIMARY KEY)")
+    c = make_citrus()
+    assert requests.post(c.url + "/v1/shards",
+                         json={"id": "s", "dsn": pg.dsn("s")}).status_code == 201
+    url = c.router_url
+    r = requests.post(url + "/v1/query", json={"key": "a", "sql": "SELECT * FROM nowhere"})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "sql_error" and err["sqlstate"] == "42P01", err
+    assert "nowhere" in err["message"], err
+    # a unique violation inside a transaction: which statement, and nothing kept
+    r = requests.post(url + "/v1/tx", json={"key": "a", "statements": [
+        {"sql": "INSERT INTO u VALUES ($1)", "params": ["x"]},
+        {"sql": "INSERT INTO u VALUES ($1)", "params": ["x"]}]})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["sqlstate"] == "23505" and err["statement"] == 1, err
+    assert psql(pg.dsn("s"), "SELECT count(*) FROM u") == "0"
