@@ -197,6 +197,8 @@ CITRUS_API int citrus_scatter(citrus_client *c, const char *sql, const citrus_pa
 CITRUS_API void citrus_result_free(citrus_result *r);
 /* The shard that ran it ("" for a scatter) and the ring version routed by. */
 CITRUS_API const char *citrus_result_shard_id(const citrus_result *r);
+/* Non-zero when a replica answered (an eventual read), 0 for the primary. */
+CITRUS_API int citrus_result_from_replica(const citrus_result *r);
 CITRUS_API int64_t citrus_result_ring_version(const citrus_result *r);
 /* Rows changed by a write; whether rows were cut at the router's limit. */
 CITRUS_API int64_t citrus_result_changes(const citrus_result *r);

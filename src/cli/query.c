@@ -40,8 +40,8 @@ static const char usage_text[] =
     "  --max-lag-ms N           eventual: the most replication lag accepted\n"
     "  --json-params            PARAMs are JSON values\n"
     "  --scatter                run on every active shard and concatenate the rows\n"
-    "  -o, --output FMT         text (default) or json: {shard_id, ring_version, columns,\n"
-    "                           rows, changes, truncated}\n"
+    "  -o, --output FMT         text (default) or json: {shard_id, served_by, ring_version,\n"
+    "                           columns, rows, changes, truncated}\n"
     CLI_USAGE_HELP
     "\n"
     "Exit status: 0 ok, 1 error (including a SQL error), 2 bad usage.\n";
@@ -155,7 +155,8 @@ static json_t *result_json(const citrus_result *r)
             json_array_append_new(row, cell_json(r, i, c));
         json_array_append_new(rows, row);
     }
-    return json_pack("{s:s,s:I,s:o,s:o,s:I,s:b}", "shard_id", citrus_result_shard_id(r),
+    return json_pack("{s:s,s:s,s:I,s:o,s:o,s:I,s:b}", "shard_id", citrus_result_shard_id(r),
+                     "served_by", citrus_result_from_replica(r) ? "replica" : "primary",
                      "ring_version", (json_int_t)citrus_result_ring_version(r), "columns", cols,
                      "rows", rows, "changes", (json_int_t)citrus_result_changes(r), "truncated",
                      citrus_result_truncated(r));
@@ -212,7 +213,8 @@ static bool print_table(const citrus_result *r)
         return cli_out_of_memory(), false;
     const char *sid = citrus_result_shard_id(r);
     if (nc)
-        printf("(%zu row%s%s%s%s)\n", nr, nr == 1 ? "" : "s", *sid ? ", shard " : "", sid,
+        printf("(%zu row%s%s%s%s%s)\n", nr, nr == 1 ? "" : "s", *sid ? ", shard " : "", sid,
+               citrus_result_from_replica(r) ? ", replica" : "",
                citrus_result_truncated(r) ? ", truncated" : "");
     else
         printf("(%" PRId64 " changed%s%s)\n", citrus_result_changes(r), *sid ? ", shard " : "",

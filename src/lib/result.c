@@ -12,6 +12,7 @@ struct citrus_result {
     char *shard_id;
     int64_t ring_version, changes;
     int truncated;
+    int replica;
 };
 
 void citrus_result_free(citrus_result *r)
@@ -70,6 +71,8 @@ citrus_result *result_from_json(json_t *j, const char *shard_id, int64_t ring_ve
     r->ring_version = json_is_integer(rv) ? json_integer_value(rv) : ring_version;
     r->changes = json_integer_value(json_object_get(j, "changes"));
     r->truncated = json_is_true(json_object_get(j, "truncated"));
+    const char *served = json_string_value(json_object_get(j, "served_by"));
+    r->replica = served && strcmp(served, "replica") == 0;
     int rc = fill(r, j, err);
     if (rc == 0 && !(r->shard_id = strdup(sid ? sid : shard_id ? shard_id : "")))
         rc = conns_fail(err, CITRUS_ENOMEM, "out of memory");
@@ -83,6 +86,11 @@ citrus_result *result_from_json(json_t *j, const char *shard_id, int64_t ring_ve
 const char *citrus_result_shard_id(const citrus_result *r)
 {
     return r->shard_id;
+}
+
+int citrus_result_from_replica(const citrus_result *r)
+{
+    return r->replica;
 }
 
 int64_t citrus_result_ring_version(const citrus_result *r)

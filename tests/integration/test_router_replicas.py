@@ -4,12 +4,14 @@ and writes go to the primary; eventual reads go round robin to the replicas
 whose lag is within max_lag_ms, else to the primary; a paused replica is
 left for the primary once its lag passes the bound and comes back once it
 has caught up; a replica that goes away costs no failed query."""
+import json
+import subprocess
 import time
 
 import pytest
 import requests
 
-from conftest import wait_until
+from conftest import CITRUS_BIN, wait_until
 from pg import make_postgres  # noqa: F401 (fixture)
 from test_shards_postgres import psql
 
@@ -142,3 +144,21 @@ def test_consistency_bad_input(replicated):
                           json=dict({"key": "k", "sql": "SELECT 1"}, **body), timeout=10)
         assert r.status_code == 400, (body, r.text)
         assert msg in r.json()["error"]["message"], r.text
+
+
+def test_citrus_query_reads_a_replica_when_asked(replicated):
+    """`citrus query --consistency eventual` (through libcitrus) reaches a
+    replica; without it, the primary."""
+    c, pg, reps = replicated
+    base = [CITRUS_BIN, "query", "--endpoint", c.url, "--router", c.router_url, "-o", "json"]
+    sql = "SELECT pg_is_in_recovery() AS r, inet_server_port() AS port"
+    out = subprocess.run(base + ["--consistency", "eventual", "loc-1", sql],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    j = json.loads(out.stdout)
+    assert j["served_by"] == "replica" and j["rows"][0][0] is True, j
+    assert j["rows"][0][1] in (reps[0].port, reps[1].port), j
+    out = subprocess.run(base + ["loc-1", sql], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    j = json.loads(out.stdout)
+    assert j["served_by"] == "primary" and j["rows"][0] == [False, pg.port], j

@@ -307,6 +307,7 @@ static void test_query_and_tx_round_trip(void **state)
     citrus_route *r;
     assert_int_equal(citrus_resolve(c, key, &r, NULL), 0);
     assert_string_equal(citrus_result_shard_id(res), citrus_route_shard_id(r));
+    assert_int_equal(citrus_result_from_replica(res), 0); /* strong: the primary */
     assert_int_equal(citrus_result_ring_version(res), citrus_route_ring_version(r));
     citrus_route_free(r);
     citrus_result_free(res);
