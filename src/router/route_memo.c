@@ -38,7 +38,7 @@ route_memo *route_memo_new(size_t max_keys)
     m->nbuckets = 64;
     while (m->nbuckets < m->max_keys)
         m->nbuckets *= 2;
-    m->buckets = calloc(m->nbuckets, sizeof(*m->buckets));
+    m->buckets = calloc(m->nbuckets, sizeof(memo_key *));
     if (!m->buckets) {
         free(m);
         return NULL;

@@ -162,7 +162,7 @@ static pool_entry *pool_for(router *r, const char *dsn)
             pe = r->pools[i];
     if (!pe && r->npools == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 8;
-        pool_entry **v = realloc(r->pools, cap * sizeof(*v));
+        pool_entry **v = realloc(r->pools, cap * sizeof(pool_entry *));
         if (v) {
             r->pools = v;
             r->cap = cap;
@@ -245,7 +245,7 @@ static int route_read(router *r, const char *key, route_answer *ra, shard *s, ro
 static int resolve(router *r, const char *key, bool read, shard *s, int64_t *ring_version,
                    router_error *e)
 {
-    route_answer ra;
+    route_answer ra = {0};
     int64_t rev = registry_revision(r->reg);
     shard_init(s);
     if (rev < 0 || !route_memo_get(r->memo, rev, key, &ra, s)) {
@@ -598,7 +598,7 @@ int router_scatter(router *r, const router_read *rd, const char *sql, const valu
         for (size_t i = 0; i < nparts; i++)
             rs_free(&parts[i]);
     }
-    for (size_t i = 0; i < ss.n; i++)
+    for (size_t i = 0; ss.jobs && i < ss.n; i++)
         router_answer_clear(&ss.jobs[i].ans);
     free(parts);
     free(ss.jobs);

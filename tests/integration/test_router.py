@@ -3,6 +3,7 @@ SQLite shards, on both catalog stores: rows land on the shard the route API
 names, parameters are bound (never spliced), scatter-gather merges like one
 combined database would answer, transactions are all or nothing, shard
 states are honoured, and bad input gets clear errors."""
+import json
 import random
 import sqlite3
 
@@ -143,6 +144,49 @@ def test_shard_states_are_honoured(dev):
     assert ok(q(dev, {"key": "somekey", "sql": "SELECT count(*) FROM t"}))["rows"] == [[0]]
     assert requests.post(f"{dev.url}/v1/shards/{sid}/activate").status_code == 200
     ok(q(dev, {"key": "somekey", "sql": "INSERT INTO t VALUES ('x')"}))
+
+
+def test_a_shard_not_serving_refuses_everything(dev):
+    """A shard in a state that serves nothing (here failed, written into
+    its record) refuses even reads of a tenant pinned to it, with 503
+    naming it, and scatter leaves it out."""
+    ok(q(dev, {"scatter": True, "sql": "CREATE TABLE nf (x INTEGER)"}))
+    r = requests.put(f"{dev.url}/v1/tenants/pinned-nf", json={"shard_id": "shard-1"})
+    assert r.status_code == 201, r.text
+    assert ok(q(dev, {"key": "pinned-nf", "sql": "SELECT count(*) FROM nf"}))["shard_id"] \
+        == "shard-1"
+    rec = requests.get(f"{dev.url}/v1/kv/citrus/shards/shard-1").json()
+    rec["state"] = "failed"
+    assert requests.put(f"{dev.url}/v1/kv/citrus/shards/shard-1",
+                        data=json.dumps(rec)).status_code == 200
+    for sql in ["SELECT count(*) FROM nf", "INSERT INTO nf VALUES (1)"]:
+        r = q(dev, {"key": "pinned-nf", "sql": sql})
+        assert r.status_code == 503, r.text
+        err = r.json()["error"]
+        assert err["code"] == "unavailable" and "shard-1" in err["message"] \
+            and "failed" in err["message"], err
+    a = ok(q(dev, {"scatter": True, "sql": "SELECT count(*) AS n FROM nf",
+                   "aggregate": "sum"}))
+    assert sorted(a["shards"]) == ["shard-0", "shard-2", "shard-3"], a
+
+
+def test_scatter_names_a_failing_shard_or_lists_it_as_missing(dev):
+    ok(q(dev, {"scatter": True, "sql": "CREATE TABLE sf (x INTEGER)"}))
+    ok(q(dev, {"scatter": True, "sql": "INSERT INTO sf VALUES (1)"}))
+    path = shard_files(dev)["shard-2"]
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE sf")
+    con.commit()
+    con.close()
+    r = q(dev, {"scatter": True, "sql": "SELECT count(*) AS n FROM sf", "aggregate": "sum"})
+    assert r.status_code == 400, r.text
+    assert "shard-2" in r.json()["error"]["message"], r.text
+    a = ok(q(dev, {"scatter": True, "sql": "SELECT count(*) AS n FROM sf", "aggregate": "sum",
+                   "partial": True}))
+    assert a["rows"] == [[3]], a
+    assert sorted(a["shards"]) == ["shard-0", "shard-1", "shard-3"], a
+    assert [m["shard_id"] for m in a["missing"]] == ["shard-2"], a
+    assert "sf" in a["missing"][0]["error"], a
 
 
 def test_multi_key_requests(dev):
