@@ -39,8 +39,8 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                                * is read into the request's own buffer), so that
                                * libmicrohttpd's pool, zeroed per request, stays
                                * small. */
-                              .max_header_bytes = 8 * 1024,
-                              .connection_memory_bytes = 32 * 1024,
+                              .max_header_bytes = (size_t)8 * 1024,
+                              .connection_memory_bytes = (size_t)32 * 1024,
                               .max_body_bytes = (size_t)cfg->max_body_bytes,
                               .component = "router"};
     char err[512];
