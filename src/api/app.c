@@ -60,20 +60,27 @@ static bool catalog_down(app *a)
     return !cache_catalog_up(a->cache, 1000);
 }
 
+/* Whether routing reads may come from the node's copy, stale ms behind
+ * (it holds this node's writes): within the bound, or whatever its age
+ * during a catalog outage (seed 001: keep routing rather than wait on
+ * etcd, and say so; the copy only moves forward, so it is never older
+ * than a change this node has already seen). */
+static bool copy_serves(app *a, int64_t stale)
+{
+    if (catalog_down(a)) {
+        served_cached = true;
+        return true;
+    }
+    return stale >= 0 && stale <= a->max_staleness_ms;
+}
+
 int app_catalog_read(void *ctx, const kv_range_req *req, kv_range_res *out)
 {
     app *a = ctx;
     if (a->cache && cache_revision(a->cache) >= atomic_load(&a->acked_rev)) {
         int64_t stale = -1;
         int rc = cache_range(a->cache, req, out, &stale);
-        /* Catalog outage (seed 001): keep routing from the copy rather than
-         * wait on etcd, and say so. The copy only moves forward, so it is
-         * never older than a change this node has already seen. */
-        if (rc == 0 && catalog_down(a)) {
-            served_cached = true;
-            return 0;
-        }
-        if (rc == 0 && stale >= 0 && stale <= a->max_staleness_ms)
+        if (rc == 0 && copy_serves(a, stale))
             return 0;
         if (rc == 0)
             kv_range_res_free(out);
@@ -89,12 +96,7 @@ int64_t app_catalog_revision(void *ctx)
     int64_t rev = cache_revision(a->cache);
     if (rev < atomic_load(&a->acked_rev))
         return -1;
-    if (catalog_down(a)) {
-        served_cached = true;
-        return rev;
-    }
-    int64_t stale = cache_staleness_ms(a->cache);
-    return stale >= 0 && stale <= a->max_staleness_ms ? rev : -1;
+    return copy_serves(a, cache_staleness_ms(a->cache)) ? rev : -1;
 }
 
 int app_read(app *a, http_req *r, const char *level, const kv_range_req *req, kv_range_res *out)

@@ -13,6 +13,7 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
+#include "api/shardjson.h"
 #include "citrus/errors.h"
 #include "shard/schema.h"
 #include "shard/service.h"
@@ -21,11 +22,6 @@
 #define BATCH_MAX 100
 #define HEALTH_TIMEOUT_MS 2000
 #define HEALTH_THREADS 16
-
-static int no_shards(http_req *r)
-{
-    return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
-}
 
 /* A field that must be a valid id; replies 400 naming it. */
 static const char *id_field(http_req *r, json_t *obj, const char *name, const char *where)
@@ -84,6 +80,18 @@ static bool only_fields(http_req *r, json_t *obj, const char *const *allowed, co
     return true;
 }
 
+/* The request body when it is a JSON object; else replies 400, NULL. */
+static json_t *object_body(http_req *r)
+{
+    json_t *body = http_req_json(r);
+    if (body && !json_is_object(body)) {
+        json_decref(body);
+        http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
+        return NULL;
+    }
+    return body;
+}
+
 /* {shardId, shardKey, connectionString, status} for a pin. */
 static json_t *answer(app *a, const tenant_pin *p)
 {
@@ -116,23 +124,19 @@ int api_citrus_register(http_req *r, void *ctx)
     APP_OFFLOAD(r, api_citrus_register, ctx);
     app *a = ctx;
     if (!a->shards)
-        return no_shards(r);
-    json_t *body = http_req_json(r);
+        return shardjson_reply_no_manager(r);
+    json_t *body = object_body(r);
     if (!body)
         return CITRUS_EBADJSON;
     static const char *const allowed[] = {"businessId", "locationId", "businessType", NULL};
     tenant_reg reg;
-    int rc = CITRUS_EBADJSON;
-    if (!json_is_object(body))
-        http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
-    else if (only_fields(r, body, allowed, "") &&
-             (reg.business_id = id_field(r, body, "businessId", "")) &&
-             (reg.location_id = id_field(r, body, "locationId", "")) &&
-             (reg.business_type = type_field(r, body, "")))
-        rc = 0;
     tenant_pin pin;
     bool created;
-    if (rc == 0)
+    int rc = CITRUS_EBADJSON;
+    if (only_fields(r, body, allowed, "") &&
+        (reg.business_id = id_field(r, body, "businessId", "")) &&
+        (reg.location_id = id_field(r, body, "locationId", "")) &&
+        (reg.business_type = type_field(r, body, "")))
         rc = do_register(r, a, &reg, 1, &pin, &created);
     json_decref(body);
     if (rc < 0)
@@ -145,8 +149,8 @@ int api_citrus_register_batch(http_req *r, void *ctx)
     APP_OFFLOAD(r, api_citrus_register_batch, ctx);
     app *a = ctx;
     if (!a->shards)
-        return no_shards(r);
-    json_t *body = http_req_json(r);
+        return shardjson_reply_no_manager(r);
+    json_t *body = object_body(r);
     if (!body)
         return CITRUS_EBADJSON;
     static const char *const allowed[] = {"businessId", "locations", NULL};
@@ -155,9 +159,7 @@ int api_citrus_register_batch(http_req *r, void *ctx)
     size_t n = json_array_size(locs);
     const char *biz = NULL;
     int rc = CITRUS_EBADJSON;
-    if (!json_is_object(body))
-        http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
-    else if (only_fields(r, body, allowed, "") && (biz = id_field(r, body, "businessId", ""))) {
+    if (only_fields(r, body, allowed, "") && (biz = id_field(r, body, "businessId", ""))) {
         if (!json_is_array(locs) || n == 0)
             http_reply_error(r, CITRUS_EBADJSON,
                              "locations: required, an array of {locationId, businessType}", NULL);
@@ -219,7 +221,7 @@ int api_citrus_shard(http_req *r, void *ctx)
     APP_OFFLOAD(r, api_citrus_shard, ctx);
     app *a = ctx;
     if (!a->shards)
-        return no_shards(r);
+        return shardjson_reply_no_manager(r);
     const char *key = http_req_param(r, "shardKey");
     if (!tenant_key_valid(key))
         return http_reply_error(r, CITRUS_EINVAL, "shardKey must be <businessId>:<locationId>",
@@ -271,7 +273,7 @@ int api_citrus_health(http_req *r, void *ctx)
     APP_OFFLOAD(r, api_citrus_health, ctx);
     app *a = ctx;
     if (!a->shards)
-        return no_shards(r);
+        return shardjson_reply_no_manager(r);
     shard *v;
     size_t n;
     int rc = registry_shard_list(a->shards->reg, NULL, &v, &n);

@@ -25,10 +25,35 @@
 #define MAX_STATEMENTS 100
 #define MAX_ORDER 16
 
-static int router_error_reply(http_req *r, const router_error *e)
+/* The router's error: its code and message, the SQLSTATE where there is
+ * one, and for a transaction the index of the statement that failed
+ * (statement >= 0). */
+static void router_error_reply(http_req *r, const router_error *e, long statement)
 {
-    json_t *extra = e->sqlstate[0] ? json_pack("{s:s}", "sqlstate", e->sqlstate) : NULL;
-    return http_reply_error(r, e->code, e->message, extra);
+    json_t *extra = json_object();
+    if (e->sqlstate[0])
+        json_object_set_new(extra, "sqlstate", json_string(e->sqlstate));
+    if (statement >= 0)
+        json_object_set_new(extra, "statement", json_integer(statement));
+    http_reply_error(r, e->code, e->message, extra);
+}
+
+/* The request's body, a JSON object, for a running router; NULL after
+ * replying otherwise. */
+static json_t *router_body(http_req *r, app *a)
+{
+    if (!a->router) {
+        http_reply_error(r, CITRUS_EUNAVAILABLE, "the router is not running", NULL);
+        return NULL;
+    }
+    json_t *body = http_req_json(r);
+    if (body && !json_is_object(body)) {
+        http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
+        json_decref(body);
+        return NULL;
+    }
+    app_catalog_cached_reset();
+    return body;
 }
 
 /* The body's key: "key" or "tenant". NULL (after replying) when invalid. */
@@ -174,10 +199,10 @@ static int read_parse(http_req *r, json_t *body, router_read *rd)
 
 #define MAX_KEYS 1000
 
-/* {keys: [...]}: one statement for keys that share a shard; replies on
- * errors, answers on success (ans then holds the result to send). */
+/* {keys: [...]}: one statement for keys that share a shard. Replies to
+ * bad keys itself; a router error is left in *e. */
 static int query_keys(http_req *r, app *a, json_t *keys, const router_read *rd, const char *sql,
-                      const value *params, size_t np, router_answer *ans)
+                      const value *params, size_t np, router_answer *ans, router_error *e)
 {
     size_t n = json_array_size(keys);
     if (!json_is_array(keys) || n == 0 || n > MAX_KEYS) {
@@ -197,11 +222,8 @@ static int query_keys(http_req *r, app *a, json_t *keys, const router_read *rd, 
             return CITRUS_EBADJSON;
         }
     }
-    router_error e = {0};
-    int rc = router_query_keys(a->router, v, n, rd, sql, params, np, ans, &e);
+    int rc = router_query_keys(a->router, v, n, rd, sql, params, np, ans, e);
     free(v);
-    if (rc < 0)
-        router_error_reply(r, &e);
     return rc;
 }
 
@@ -209,60 +231,46 @@ int api_query(http_req *r, void *ctx)
 {
     APP_OFFLOAD(r, api_query, ctx);
     app *a = ctx;
-    if (!a->router)
-        return http_reply_error(r, CITRUS_EUNAVAILABLE, "the router is not running", NULL);
-    json_t *body = http_req_json(r);
+    json_t *body = router_body(r, a);
     if (!body)
         return CITRUS_EBADJSON;
-    app_catalog_cached_reset();
     const char *sql;
     value *params = NULL;
     size_t np = 0;
     json_t *scatter = json_object_get(body, "scatter");
     int rc = CITRUS_EBADJSON;
-    if (!json_is_object(body))
-        http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
-    else if (scatter && !json_is_boolean(scatter))
+    if (scatter && !json_is_boolean(scatter))
         http_reply_error(r, CITRUS_EBADJSON, "scatter: a boolean", NULL);
     else
         rc = statement_parse(r, body, "", &sql, &params, &np);
     router_read rd;
     if (rc == 0)
         rc = read_parse(r, body, &rd);
-    router_answer ans;
-    router_error e = {0};
+    router_answer ans = {0};
+    router_error e = {0}; /* e.code set: the router's error, not yet replied */
     if (rc == 0 && json_is_true(scatter)) {
         scatter_opts o;
         rc = scatter_opts_parse(r, body, &o);
-        if (rc == 0 && (rc = router_scatter(a->router, &rd, sql, params, np, &o.spec, o.partial,
-                                            &ans, &e)) < 0)
-            router_error_reply(r, &e);
-        if (rc == 0) {
-            json_t *out = answer_json(&ans);
-            json_object_set(out, "shards", ans.shards);
-            json_object_set(out, "missing", ans.missing);
-            router_answer_clear(&ans);
-            catalog_header(r);
-            http_reply_json(r, 200, out);
-        }
+        if (rc == 0)
+            rc = router_scatter(a->router, &rd, sql, params, np, &o.spec, o.partial, &ans, &e);
     } else if (rc == 0 && json_object_get(body, "keys")) {
-        rc = query_keys(r, a, json_object_get(body, "keys"), &rd, sql, params, np, &ans);
-        if (rc == 0) {
-            catalog_header(r);
-            http_reply_json(r, 200, answer_json(&ans));
-            router_answer_clear(&ans);
-        }
+        rc = query_keys(r, a, json_object_get(body, "keys"), &rd, sql, params, np, &ans, &e);
     } else if (rc == 0) {
         const char *key = key_of(r, body);
         rc = key ? router_query_key(a->router, key, &rd, sql, params, np, &ans, &e)
                  : CITRUS_EBADJSON;
-        if (key && rc < 0)
-            router_error_reply(r, &e);
-        if (rc == 0) {
-            catalog_header(r);
-            http_reply_json(r, 200, answer_json(&ans));
-            router_answer_clear(&ans);
+    }
+    if (rc < 0 && e.code)
+        router_error_reply(r, &e, -1);
+    if (rc == 0) {
+        json_t *out = answer_json(&ans);
+        if (ans.shards) { /* scatter */
+            json_object_set(out, "shards", ans.shards);
+            json_object_set(out, "missing", ans.missing);
         }
+        router_answer_clear(&ans);
+        catalog_header(r);
+        http_reply_json(r, 200, out);
     }
     rowjson_params_free(params, np);
     json_decref(body);
@@ -273,19 +281,14 @@ int api_tx(http_req *r, void *ctx)
 {
     APP_OFFLOAD(r, api_tx, ctx);
     app *a = ctx;
-    if (!a->router)
-        return http_reply_error(r, CITRUS_EUNAVAILABLE, "the router is not running", NULL);
-    json_t *body = http_req_json(r);
+    json_t *body = router_body(r, a);
     if (!body)
         return CITRUS_EBADJSON;
-    app_catalog_cached_reset();
     json_t *stmts = json_object_get(body, "statements");
     size_t n = json_array_size(stmts);
     const char *key = NULL;
     int rc = CITRUS_EBADJSON;
-    if (!json_is_object(body))
-        http_reply_error(r, CITRUS_EBADJSON, "body must be a JSON object", NULL);
-    else if (!(key = key_of(r, body)))
+    if (!(key = key_of(r, body)))
         ;
     else if (!json_is_array(stmts) || n == 0 || n > MAX_STATEMENTS)
         http_reply_errorf(r, CITRUS_EBADJSON, "statements: an array of 1..%d {sql, params?}",
@@ -306,14 +309,8 @@ int api_tx(http_req *r, void *ctx)
     }
     long failed = -1;
     router_error e = {0};
-    if (rc == 0 && (rc = router_tx(a->router, key, v, n, ans, &failed, &e)) < 0) {
-        json_t *extra = json_object();
-        if (e.sqlstate[0])
-            json_object_set_new(extra, "sqlstate", json_string(e.sqlstate));
-        if (failed >= 0)
-            json_object_set_new(extra, "statement", json_integer(failed));
-        http_reply_error(r, e.code, e.message, extra);
-    }
+    if (rc == 0 && (rc = router_tx(a->router, key, v, n, ans, &failed, &e)) < 0)
+        router_error_reply(r, &e, failed);
     if (rc == 0) {
         json_t *results = json_array();
         for (size_t i = 0; i < n; i++)

@@ -10,11 +10,17 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
+#include "api/shardjson.h"
 #include "citrus/errors.h"
 #include "shard/service.h"
-#include "shard/shard_json.h"
 
 #define ROUTE_BATCH_MAX 10000
+#define ROUTE_KEY_MAX 1024
+
+static bool key_ok(const char *key)
+{
+    return key && *key && strlen(key) <= ROUTE_KEY_MAX;
+}
 
 /* The copy is usable without waiting: else the work pool. */
 static bool route_blocks(app *a)
@@ -42,20 +48,9 @@ static const shard *memo_get(app *a, shard_memo *m, const char *id)
         m->v = v;
         m->cap = cap;
     }
-    char key[256];
-    snprintf(key, sizeof(key), "%s%s", REG_SHARDS, id);
-    kv_range_req q = {.key = key};
-    kv_range_res res;
-    if (app_catalog_read(a, &q, &res) < 0)
+    if (registry_shard_read(a->shards->reg, id, &m->v[m->n]) < 0)
         return NULL;
-    json_t *j = res.count
-                    ? json_loadb((const char *)res.items[0].value, res.items[0].value_len, 0, NULL)
-                    : NULL;
-    kv_range_res_free(&res);
-    char err[128];
-    int rc = j ? shard_from_json(j, &m->v[m->n], err, sizeof(err)) : CITRUS_ENOTFOUND;
-    json_decref(j);
-    return rc == 0 ? &m->v[m->n++] : NULL;
+    return &m->v[m->n++];
 }
 
 static void memo_free(shard_memo *m)
@@ -114,12 +109,12 @@ int api_route_get(http_req *r, void *ctx)
 {
     app *a = ctx;
     if (!a->shards)
-        return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
+        return shardjson_reply_no_manager(r);
     if (!http_offloaded(r) && route_blocks(a))
         return http_offload(r, api_route_get, ctx);
     const char *key = http_req_param(r, "key");
-    if (!key || !*key || strlen(key) > 1024)
-        return http_reply_error(r, CITRUS_EINVAL, "key must be 1..1024 bytes", NULL);
+    if (!key_ok(key))
+        return http_reply_errorf(r, CITRUS_EINVAL, "key must be 1..%d bytes", ROUTE_KEY_MAX);
     json_t *arr;
     int rc = route_keys(r, a, &key, 1, &arr);
     if (rc < 0)
@@ -133,7 +128,7 @@ int api_route_batch(http_req *r, void *ctx)
 {
     app *a = ctx;
     if (!a->shards)
-        return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
+        return shardjson_reply_no_manager(r);
     if (!http_offloaded(r) && route_blocks(a))
         return http_offload(r, api_route_batch, ctx);
     json_t *body = http_req_json(r);
@@ -159,11 +154,11 @@ int api_route_batch(http_req *r, void *ctx)
     }
     for (size_t i = 0; i < n; i++) {
         v[i] = json_string_value(json_array_get(keys, i));
-        if (!v[i] || !*v[i] || strlen(v[i]) > 1024) {
+        if (!key_ok(v[i])) {
             free(v);
             json_decref(body);
-            return http_reply_errorf(r, CITRUS_EBADJSON,
-                                     "keys[%zu]: must be a string of 1..1024 bytes", i);
+            return http_reply_errorf(
+                r, CITRUS_EBADJSON, "keys[%zu]: must be a string of 1..%d bytes", i, ROUTE_KEY_MAX);
         }
     }
     json_t *arr;

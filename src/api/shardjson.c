@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "citrus/errors.h"
 #include "shard/service.h"
 #include "shard/shard_json.h"
 
@@ -15,6 +16,11 @@ int64_t shardjson_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int shardjson_reply_no_manager(http_req *r)
+{
+    return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
 }
 
 static size_t tokens_owned(app *a, const char *id)

@@ -21,6 +21,10 @@ json_t *shardjson_change(const reg_result *res);
 /* A pin: {"key","shard_id","hash","token","pinned_at","business_type"}. */
 json_t *shardjson_pin(const tenant_pin *p);
 
+/* Replies 503 unavailable: this node runs no shard manager (a->shards is
+ * NULL). Returns what http_reply_error does. */
+int shardjson_reply_no_manager(http_req *r);
+
 /* Wall clock, ms since the epoch. */
 int64_t shardjson_now_ms(void);
 

@@ -13,9 +13,15 @@
 
 #define ERRLEN 1024
 
-static int no_shards(http_req *r)
+/* A failed call on shard id: not_found names it; otherwise err when it
+ * says something. extra (reference stolen) goes with the latter. */
+static int reply_failed(http_req *r, int rc, const char *id, const char *err, json_t *extra)
 {
-    return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
+    if (rc == CITRUS_ENOTFOUND) {
+        json_decref(extra);
+        return http_reply_errorf(r, rc, "shard '%s' not found", id);
+    }
+    return http_reply_error(r, rc, err && err[0] ? err : NULL, extra);
 }
 
 /* ?force=true and ?dry_run=true as registry flags; replies 400 on junk. */
@@ -48,7 +54,7 @@ int api_shards_create(http_req *r, void *ctx)
     APP_OFFLOAD(r, api_shards_create, ctx);
     app *a = ctx;
     if (!a->shards)
-        return no_shards(r);
+        return shardjson_reply_no_manager(r);
     bool verify;
     if (http_req_query_bool(r, "verify", true, &verify) < 0)
         return CITRUS_EINVAL;
@@ -77,10 +83,10 @@ int api_shards_create(http_req *r, void *ctx)
     json_t *out = shardjson_full(a, &s, true);
     if (!provision)
         json_object_set_new(out, "ring", shardjson_change(&res));
+    char loc[128];
+    snprintf(loc, sizeof(loc), "/v1/shards/%s", s.id);
     shard_clear(&s);
     reg_result_clear(&res);
-    char loc[128];
-    snprintf(loc, sizeof(loc), "/v1/shards/%s", json_string_value(json_object_get(out, "id")));
     http_add_header(r, "Location", loc);
     return http_reply_json(r, provision ? 202 : 201, out);
 }
@@ -90,7 +96,7 @@ int api_shards_list(http_req *r, void *ctx)
     APP_OFFLOAD(r, api_shards_list, ctx);
     app *a = ctx;
     if (!a->shards)
-        return no_shards(r);
+        return shardjson_reply_no_manager(r);
     const char *st = http_req_query(r, "state");
     shard_state filter;
     if (st && shard_state_parse(st, &filter) < 0)
@@ -115,14 +121,12 @@ int api_shards_get(http_req *r, void *ctx)
     APP_OFFLOAD(r, api_shards_get, ctx);
     app *a = ctx;
     if (!a->shards)
-        return no_shards(r);
+        return shardjson_reply_no_manager(r);
     const char *id = http_req_param(r, "id");
     shard s;
     int rc = registry_shard_get(a->shards->reg, id, &s, NULL);
-    if (rc == CITRUS_ENOTFOUND)
-        return http_reply_errorf(r, rc, "shard '%s' not found", id);
     if (rc < 0)
-        return http_reply_error(r, rc, NULL, NULL);
+        return reply_failed(r, rc, id, NULL, NULL);
     json_t *out = shardjson_full(a, &s, true);
     shard_clear(&s);
     return http_reply_json(r, 200, out);
@@ -140,7 +144,7 @@ int api_shards_patch(http_req *r, void *ctx)
     APP_OFFLOAD(r, api_shards_patch, ctx);
     app *a = ctx;
     if (!a->shards)
-        return no_shards(r);
+        return shardjson_reply_no_manager(r);
     const char *id = http_req_param(r, "id");
     unsigned flags;
     if (flags_of(r, &flags) < 0)
@@ -161,9 +165,7 @@ int api_shards_patch(http_req *r, void *ctx)
     shard_patch_clear(&p);
     if (rc < 0) {
         reg_result_clear(&res);
-        if (rc == CITRUS_ENOTFOUND)
-            return http_reply_errorf(r, rc, "shard '%s' not found", id);
-        return http_reply_error(r, rc, err[0] ? err : NULL, NULL);
+        return reply_failed(r, rc, id, err, NULL);
     }
     return reply_changed(r, a, &s, &res, false, false);
 }
@@ -173,7 +175,7 @@ int api_shards_action(http_req *r, void *ctx)
     APP_OFFLOAD(r, api_shards_action, ctx);
     app *a = ctx;
     if (!a->shards)
-        return no_shards(r);
+        return shardjson_reply_no_manager(r);
     const char *id = http_req_param(r, "id");
     const char *action = http_req_param(r, "action");
     unsigned flags;
@@ -204,7 +206,7 @@ int api_shards_delete(http_req *r, void *ctx)
     APP_OFFLOAD(r, api_shards_delete, ctx);
     app *a = ctx;
     if (!a->shards)
-        return no_shards(r);
+        return shardjson_reply_no_manager(r);
     const char *id = http_req_param(r, "id");
     unsigned flags;
     if (flags_of(r, &flags) < 0)
@@ -219,9 +221,7 @@ int api_shards_delete(http_req *r, void *ctx)
                                         "tenants", (json_int_t)res.tenants_affected)
                             : NULL;
         reg_result_clear(&res);
-        if (rc == CITRUS_ENOTFOUND)
-            return http_reply_errorf(r, rc, "shard '%s' not found", id);
-        return http_reply_error(r, rc, err[0] ? err : NULL, extra);
+        return reply_failed(r, rc, id, err, extra);
     }
     app_note_write(a, res.revision);
     json_t *out =

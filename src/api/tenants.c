@@ -17,7 +17,7 @@
 static int check(http_req *r, app *a, const char *key)
 {
     if (!a->shards) {
-        http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
+        shardjson_reply_no_manager(r);
         return CITRUS_EUNAVAILABLE;
     }
     if (key && !tenant_key_valid(key)) {

@@ -148,39 +148,39 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
     if (reg)
         registry_set_revision_fn(reg, app_catalog_revision, a);
     provisioner *prov = make_provisioner(cfg, err, sizeof(err));
+    shard_service *svc = NULL;
+    int rc = CITRUS_EINVAL;
     if (!reg || (!prov && strcmp(cfg->prov_kind, "none") != 0)) {
         fprintf(stderr, "citrus: cannot start the %s provisioner: %s\n", cfg->prov_kind,
                 err[0] ? err : "out of memory");
-        registry_free(reg);
-        if (prov)
-            prov->free(prov);
-        return CITRUS_EINVAL;
+        goto fail;
     }
-    int rc = registry_init(reg, err, sizeof(err));
+    rc = registry_init(reg, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "citrus: cannot set up the ring in the catalog: %s %s\n",
                 citrus_err_code(rc), err);
-        registry_free(reg);
-        if (prov)
-            prov->free(prov);
-        return rc;
+        goto fail;
     }
-    shard_service *svc = calloc(1, sizeof(*svc));
+    svc = calloc(1, sizeof(*svc));
     if (!svc) {
-        registry_free(reg);
-        if (prov)
-            prov->free(prov);
-        return CITRUS_ENOMEM;
+        rc = CITRUS_ENOMEM;
+        goto fail;
     }
     shard_service_init(svc, reg, prov, templates, cfg->shard_db_timeout_ms, cfg->node_id);
     const char *example = cfg->templates_dir[0] ? NULL : EXAMPLE_TYPE; /* we wrote it */
     if (dev && cfg->dev_shards > 0 && (rc = dev_shards(svc, cfg->dev_shards, example)) < 0) {
-        shard_service_destroy(svc);
+        shard_service_destroy(svc); /* frees reg and prov */
         free(svc);
         return rc;
     }
     a->shards = svc;
     return 0;
+
+fail:
+    if (prov)
+        prov->free(prov);
+    registry_free(reg);
+    return rc;
 }
 
 void shards_start_worker(app *a, session *sess)

@@ -818,8 +818,11 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
         free(s);
         return CITRUS_EIO;
     }
-    s->pool = workpool_new(opts->blocking_threads ? opts->blocking_threads : 16, 4096);
-    if (!s->pool) {
+    /* With a thread per connection, blocking handlers run where they are
+     * (http_offload runs them inline): no work pool. */
+    if (!s->per_connection)
+        s->pool = workpool_new(opts->blocking_threads ? opts->blocking_threads : 16, 4096);
+    if (!s->per_connection && !s->pool) {
         snprintf(errbuf, errlen, "cannot start the work pool");
         MHD_stop_daemon(s->daemon);
         free(s);

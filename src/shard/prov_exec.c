@@ -27,7 +27,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +38,7 @@
 #include "citrus/errors.h"
 #include "core/dsn.h"
 #include "obs/log.h"
+#include "shard/errfmt.h"
 #include "shard/provisioner.h"
 
 #define OUTPUT_CAP ((size_t)1024 * 1024)
@@ -73,16 +73,6 @@ typedef struct run {
     bool exited, timed_out;
     bool lost; /* someone else reaped it (SIGCHLD ignored?): no status */
 } run;
-
-static void errfmt(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int64_t mono_ms(void)
 {
@@ -336,9 +326,9 @@ static int exit_error(const run *r, int64_t timeout_ms, char *err, size_t errlen
 {
     char excerpt[STDERR_EXCERPT + 8];
     stderr_excerpt(&r->err, excerpt, sizeof(excerpt));
+    const char *tail = excerpt[0] ? excerpt : "(no stderr)";
     if (r->timed_out) {
-        errfmt(err, errlen, "timed out after %lld ms: %s", (long long)timeout_ms,
-               excerpt[0] ? excerpt : "(no stderr)");
+        errfmt(err, errlen, "timed out after %lld ms: %s", (long long)timeout_ms, tail);
         return CITRUS_ETIMEOUT;
     }
     if (r->lost) {
@@ -348,11 +338,9 @@ static int exit_error(const run *r, int64_t timeout_ms, char *err, size_t errlen
     if (WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0)
         return 0;
     if (WIFEXITED(r->status))
-        errfmt(err, errlen, "exit %d: %s", WEXITSTATUS(r->status),
-               excerpt[0] ? excerpt : "(no stderr)");
+        errfmt(err, errlen, "exit %d: %s", WEXITSTATUS(r->status), tail);
     else if (WIFSIGNALED(r->status))
-        errfmt(err, errlen, "killed by signal %d: %s", WTERMSIG(r->status),
-               excerpt[0] ? excerpt : "(no stderr)");
+        errfmt(err, errlen, "killed by signal %d: %s", WTERMSIG(r->status), tail);
     else
         errfmt(err, errlen, "ended without an exit status");
     return CITRUS_EIO;
@@ -471,10 +459,9 @@ static int exec_provision(provisioner *base, const prov_request *req, prov_resul
 {
     prov_exec *p = (prov_exec *)base;
     memset(out, 0, sizeof(*out));
-    if (!prov_shard_id_ok(req->shard_id)) {
-        errfmt(err, errlen, "invalid shard id");
-        return CITRUS_EINVAL;
-    }
+    int rc = prov_shard_id_check(req->shard_id, err, errlen);
+    if (rc)
+        return rc;
     json_t *params = req->params ? json_incref(req->params) : json_object();
     json_t *request = json_pack("{s:s, s:s, s:s?, s:o}", "action", "provision", "shard_id",
                                 req->shard_id, "template", req->template_name, "params", params);
@@ -483,7 +470,7 @@ static int exec_provision(provisioner *base, const prov_request *req, prov_resul
         return CITRUS_EINVAL;
     }
     capture c = {.fd = -1};
-    int rc = exec_run(p, request, &c, err, errlen);
+    rc = exec_run(p, request, &c, err, errlen);
     json_decref(request);
     if (rc == 0)
         rc = parse_response(&c, out, err, errlen);
@@ -496,10 +483,9 @@ static int exec_deprovision(provisioner *base, const char *shard_id, const char 
                             size_t errlen)
 {
     prov_exec *p = (prov_exec *)base;
-    if (!prov_shard_id_ok(shard_id)) {
-        errfmt(err, errlen, "invalid shard id");
-        return CITRUS_EINVAL;
-    }
+    int rc = prov_shard_id_check(shard_id, err, errlen);
+    if (rc)
+        return rc;
     json_t *request =
         json_pack("{s:s, s:s, s:s?}", "action", "deprovision", "shard_id", shard_id, "dsn", dsn);
     if (!request) {
@@ -507,7 +493,7 @@ static int exec_deprovision(provisioner *base, const char *shard_id, const char 
         return CITRUS_ENOMEM;
     }
     capture c = {.fd = -1};
-    int rc = exec_run(p, request, &c, err, errlen);
+    rc = exec_run(p, request, &c, err, errlen);
     json_decref(request);
     free(c.buf);
     log_result(p, "deprovision", shard_id, rc, err);

@@ -18,7 +18,6 @@
  * deprovision: DROP DATABASE IF EXISTS ... WITH (FORCE) (PostgreSQL 13+),
  * which also ends sessions still connected to it. */
 #include <libpq-fe.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 #include "citrus/errors.h"
 #include "core/dsn.h"
 #include "obs/log.h"
+#include "shard/errfmt.h"
 #include "shard/provisioner.h"
 #include "shard/shard_db.h"
 
@@ -46,16 +46,6 @@ typedef struct sbuf {
     size_t n, cap;
     bool oom;
 } sbuf;
-
-static void errfmt(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void sb_add(sbuf *b, const char *s, size_t n)
 {
@@ -191,10 +181,9 @@ static char *dsn_with_dbname(const char *dsn, const char *dbname)
 
 static int db_name(prov_pg *p, const char *id, char *out, size_t len, char *err, size_t errlen)
 {
-    if (!prov_shard_id_ok(id)) {
-        errfmt(err, errlen, "invalid shard id");
-        return CITRUS_EINVAL;
-    }
+    int rc = prov_shard_id_check(id, err, errlen);
+    if (rc)
+        return rc;
     if (strlen(p->prefix) + strlen(id) > PG_IDENT_MAX || len <= PG_IDENT_MAX) {
         errfmt(err, errlen, "database name %s%s longer than %d bytes", p->prefix, id, PG_IDENT_MAX);
         return CITRUS_EINVAL;

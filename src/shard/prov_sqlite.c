@@ -10,7 +10,6 @@
  * cannot delete a file outside the directory. */
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 
 #include "citrus/errors.h"
 #include "obs/log.h"
+#include "shard/errfmt.h"
 #include "shard/provisioner.h"
 #include "shard/shard_db.h"
 #include "sys/fs.h"
@@ -30,24 +30,13 @@ typedef struct prov_sqlite {
     char *dir;
 } prov_sqlite;
 
-static void errfmt(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* <abs dir>/<id>.db into path, creating dir; 0 or a CITRUS_E* code. */
 static int shard_path(prov_sqlite *p, const char *id, bool create_dir, char *path, size_t len,
                       char *err, size_t errlen)
 {
-    if (!prov_shard_id_ok(id)) {
-        errfmt(err, errlen, "invalid shard id");
-        return CITRUS_EINVAL;
-    }
+    int rc = prov_shard_id_check(id, err, errlen);
+    if (rc)
+        return rc;
     if (create_dir && fs_mkdirs(p->dir, 0750) != 0) {
         errfmt(err, errlen, "creating %s: %s", p->dir, strerror(errno));
         return CITRUS_EIO;

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "citrus/errors.h"
+#include "shard/errfmt.h"
+
 void prov_result_clear(prov_result *r)
 {
     if (!r)
@@ -18,7 +21,7 @@ void prov_result_clear(prov_result *r)
     memset(r, 0, sizeof(*r));
 }
 
-bool prov_shard_id_ok(const char *id)
+static bool shard_id_ok(const char *id)
 {
     if (!id)
         return false;
@@ -32,4 +35,12 @@ bool prov_shard_id_ok(const char *id)
             return false;
     }
     return true;
+}
+
+int prov_shard_id_check(const char *id, char *err, size_t errlen)
+{
+    if (shard_id_ok(id))
+        return 0;
+    errfmt(err, errlen, "invalid shard id");
+    return CITRUS_EINVAL;
 }

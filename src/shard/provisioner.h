@@ -40,9 +40,10 @@ void prov_result_clear(prov_result *r);
 
 /* The shard ids provisioners accept: [A-Za-z0-9_-], 1..63 chars, starting
  * with a letter or digit (safe as a file name, a database name, an
- * argument). Anything else is CITRUS_EINVAL from provision/deprovision. */
+ * argument). 0, or CITRUS_EINVAL with "invalid shard id" in err: what
+ * provision/deprovision answer for anything else. */
 #define PROV_SHARD_ID_MAX 63
-bool prov_shard_id_ok(const char *id);
+int prov_shard_id_check(const char *id, char *err, size_t errlen);
 
 typedef struct provisioner provisioner;
 struct provisioner {

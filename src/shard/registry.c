@@ -159,21 +159,25 @@ int registry_shard_read(registry *r, const char *id, shard *out)
     return rc;
 }
 
-int registry_shard_list_routing(registry *r, shard **out, size_t *n)
+/* The shards of a read of citrus/shards/ (those in *state_filter, or all),
+ * decoded; the read is freed. */
+static int shards_decode(int rc, kv_range_res *res, const shard_state *state_filter, shard **out,
+                         size_t *n)
 {
     *out = NULL;
     *n = 0;
-    kv_range_req q = {.key = REG_SHARDS, .prefix = true};
-    kv_range_res res;
-    int rc = reg_read(r, &q, &res);
-    shard *v = rc == 0 && res.count ? calloc(res.count, sizeof(*v)) : NULL;
-    if (rc == 0 && res.count && !v)
+    shard *v = rc == 0 && res->count ? calloc(res->count, sizeof(*v)) : NULL;
+    if (rc == 0 && res->count && !v)
         rc = CITRUS_ENOMEM;
     size_t k = 0;
-    for (size_t i = 0; rc == 0 && i < res.count; i++)
-        if ((rc = shard_decode(&res.items[i], &v[k])) == 0)
+    for (size_t i = 0; rc == 0 && i < res->count; i++) {
+        rc = shard_decode(&res->items[i], &v[k]);
+        if (rc == 0 && state_filter && v[k].state != *state_filter)
+            shard_clear(&v[k]);
+        else if (rc == 0)
             k++;
-    kv_range_res_free(&res);
+    }
+    kv_range_res_free(res);
     if (rc < 0) {
         registry_shards_free(v, k);
         return rc;
@@ -181,6 +185,13 @@ int registry_shard_list_routing(registry *r, shard **out, size_t *n)
     *out = v;
     *n = k;
     return 0;
+}
+
+int registry_shard_list_routing(registry *r, shard **out, size_t *n)
+{
+    kv_range_req q = {.key = REG_SHARDS, .prefix = true};
+    kv_range_res res;
+    return shards_decode(reg_read(r, &q, &res), &res, NULL, out, n);
 }
 
 void registry_shards_free(shard *v, size_t n)
@@ -192,30 +203,9 @@ void registry_shards_free(shard *v, size_t n)
 
 int registry_shard_list(registry *r, const shard_state *state_filter, shard **out, size_t *n)
 {
-    *out = NULL;
-    *n = 0;
     kv_range_req q = {.key = REG_SHARDS, .prefix = true};
     kv_range_res res;
-    int rc = store_range(r->st, &q, &res);
-    shard *v = rc == 0 && res.count ? calloc(res.count, sizeof(*v)) : NULL;
-    if (rc == 0 && res.count && !v)
-        rc = CITRUS_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; rc == 0 && i < res.count; i++) {
-        rc = shard_decode(&res.items[i], &v[k]);
-        if (rc == 0 && state_filter && v[k].state != *state_filter)
-            shard_clear(&v[k]);
-        else if (rc == 0)
-            k++;
-    }
-    kv_range_res_free(&res);
-    if (rc < 0) {
-        registry_shards_free(v, k);
-        return rc;
-    }
-    *out = v;
-    *n = k;
-    return 0;
+    return shards_decode(store_range(r->st, &q, &res), &res, state_filter, out, n);
 }
 
 int registry_provision_get(registry *r, const char *id, json_t **spec)

@@ -27,7 +27,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 
 #include "citrus/errors.h"
 #include "obs/log.h"
+#include "shard/errfmt.h"
 #include "shard/shard_db.h"
 
 #define MAX_FILE_BYTES ((size_t)16 * 1024 * 1024)
@@ -60,16 +60,6 @@ typedef struct mig_list {
     mig_file *v;
     size_t n, cap;
 } mig_list;
-
-static void errfmt(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static bool name_char_ok(char c, bool dot_ok)
 {
@@ -223,14 +213,27 @@ static int sha256_hex(const char *data, size_t len, char hex[SHA256_HEX_LEN + 1]
     return 0;
 }
 
+/* Reads f's text into *text (caller frees; NULL on failure) and sets
+ * f->checksum from it. */
+static int read_summed(const char *dir, mig_file *f, char **text, char *err, size_t errlen)
+{
+    size_t len = 0;
+    *text = NULL;
+    int rc = read_file(dir, f->name, text, &len, err, errlen);
+    if (rc == 0 && (rc = sha256_hex(*text, len, f->checksum)) != 0)
+        errfmt(err, errlen, "%s: SHA-256 failed", f->name);
+    if (rc) {
+        free(*text);
+        *text = NULL;
+    }
+    return rc;
+}
+
 static int checksum_files(const char *dir, mig_list *l, char *err, size_t errlen)
 {
     for (size_t i = 0; i < l->n; i++) {
-        char *text = NULL;
-        size_t len = 0;
-        int rc = read_file(dir, l->v[i].name, &text, &len, err, errlen);
-        if (rc == 0 && (rc = sha256_hex(text, len, l->v[i].checksum)) != 0)
-            errfmt(err, errlen, "%s: SHA-256 failed", l->v[i].name);
+        char *text;
+        int rc = read_summed(dir, &l->v[i], &text, err, errlen);
         free(text);
         if (rc)
             return rc;
@@ -282,15 +285,10 @@ static void utc_now(char buf[32])
  * again here: what is recorded is the checksum of what actually ran. */
 static int apply_file(shard_db *db, const char *dir, mig_file *f, char *err, size_t errlen)
 {
-    char *text = NULL, now[32], *sql = NULL;
-    size_t len = 0;
-    int rc = read_file(dir, f->name, &text, &len, err, errlen);
-    if (rc == 0 && (rc = sha256_hex(text, len, f->checksum)) != 0)
-        errfmt(err, errlen, "%s: SHA-256 failed", f->name);
-    if (rc) {
-        free(text);
+    char *text, now[32], *sql = NULL;
+    int rc = read_summed(dir, f, &text, err, errlen);
+    if (rc)
         return rc;
-    }
     utc_now(now);
     /* The newline ends a trailing "-- comment"; the ';' a last statement
      * written without one (an empty statement is harmless in both). */

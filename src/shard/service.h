@@ -41,7 +41,7 @@ typedef struct shard_service {
     bool stop, kick; /* guarded by mu */
 } shard_service;
 
-/* Takes ownership of reg and prov (either may be... reg may not be NULL). */
+/* Takes ownership of reg (not NULL) and prov (NULL: provisioning is off). */
 int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
                        const char *templates_dir, int64_t db_timeout_ms, const char *node_id);
 void shard_service_destroy(shard_service *svc); /* stops the worker first */

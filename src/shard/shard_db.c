@@ -23,7 +23,6 @@
 #include <libpq-fe.h>
 #include <poll.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +30,7 @@
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
+#include "shard/errfmt.h"
 
 #define PG_MIN_CONNECT_TIMEOUT_S 2
 #define PG_MAX_PARAMS 64
@@ -42,16 +42,6 @@ struct shard_db {
 };
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static void errfmt(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* libpq messages end with a newline (sometimes several lines): one line. */
 static void pg_errfmt(char *err, size_t errlen, const char *what, const char *msg)

@@ -92,7 +92,6 @@ static void provision_one(shard_service *svc, const shard *s, const reg_fence *f
         return;            /* the catalog is unreachable: next pass */
     if (!spec && s->dsn) { /* a registered database being retried */
         move(svc, s->id, SHARD_PROVISIONING, SHARD_INITIALIZING, "database exists", NULL, fence);
-        json_decref(spec);
         return;
     }
     if (!svc->prov) {
