@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 /* ---------------------------------------------------------------- configuration */
 
 enum target { TARGET_CITRUS, TARGET_ETCD, TARGET_ROUTE };
@@ -80,23 +82,6 @@ struct material {
 static struct config cfg;
 static struct material mat;
 static struct addrinfo *server_addr;
-
-/* ---------------------------------------------------------------- time */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_until_ns(uint64_t deadline)
-{
-    struct timespec ts = {.tv_sec = (time_t)(deadline / 1000000000ull),
-                          .tv_nsec = (long)(deadline % 1000000000ull)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
-    }
-}
 
 /* ---------------------------------------------------------------- histogram */
 
@@ -301,17 +286,6 @@ struct worker {
 
 #define MAX_RESPONSE (16u << 20)
 
-static uint64_t rng_next(uint64_t *s)
-{
-    /* xorshift64* */
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
 static int set_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -343,7 +317,7 @@ static void count_error(struct worker *w, struct conn *c, enum err_kind kind)
     st->op[c->op].errors++;
     st->err_kind[kind]++;
     if (st == &w->st[1])
-        w->last_done_ns = now_ns();
+        w->last_done_ns = bench_now_ns();
 }
 
 static void conn_stop(struct worker *w, struct conn *c)
@@ -525,15 +499,15 @@ static void conn_next(struct worker *w, struct conn *c)
         c->op = OP_WRITE;
         c->key = (int)ticket;
     } else {
-        uint64_t x = rng_next(&c->rng);
+        uint64_t x = bench_xorshift(&c->rng);
         c->op = (double)(x >> 11) * 0x1.0p-53 < cfg.read_ratio ? OP_READ : OP_WRITE;
-        c->key = (int)(rng_next(&c->rng) % (uint64_t)cfg.keys);
+        c->key = (int)(bench_xorshift(&c->rng) % (uint64_t)cfg.keys);
     }
     build_request(c);
     c->in_flight = 1;
     c->len = c->pos = 0;
     c->state = RS_HEADERS;
-    c->t_start = now_ns();
+    c->t_start = bench_now_ns();
     conn_flush(w, c);
 }
 
@@ -767,7 +741,7 @@ static int parse_response(struct conn *c, const char **err)
 /* A whole response is in: classify it, record it, and send the next request. */
 static void conn_complete(struct worker *w, struct conn *c)
 {
-    uint64_t t = now_ns();
+    uint64_t t = bench_now_ns();
     struct stats *st = stats_for(w, c);
     const char *body = c->buf + c->body_start;
     int ok = 0, miss = 0;
@@ -911,7 +885,7 @@ static void *worker_main(void *arg)
             conn_next(w, &w->conns[i]);
 
     uint64_t timeout_ns = (uint64_t)(cfg.timeout * 1e9);
-    uint64_t last_scan = now_ns();
+    uint64_t last_scan = bench_now_ns();
     struct epoll_event evs[64];
     while (w->active > 0) {
         int n = epoll_wait(w->epfd, evs, 64, 50);
@@ -934,7 +908,7 @@ static void *worker_main(void *arg)
                 conn_stop(w, &w->conns[i]);
             break;
         }
-        uint64_t t = now_ns();
+        uint64_t t = bench_now_ns();
         if (t - last_scan > 50000000ull) {
             last_scan = t;
             for (int i = 0; i < w->nconns; i++) {
@@ -962,46 +936,19 @@ struct cpu_sample {
     double server; /* -1 when unknown */
 };
 
-static double clk_tck(void)
-{
-    long t = sysconf(_SC_CLK_TCK);
-    return t > 0 ? (double)t : 100.0;
-}
-
 static void cpu_sample_take(struct cpu_sample *cs)
 {
     memset(cs, 0, sizeof(*cs));
     cs->server = -1;
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        unsigned long long v[8] = {0};
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]) == 8) {
-            cs->machine_busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / clk_tck();
-            cs->machine_steal = (double)v[7] / clk_tck();
-        }
-        fclose(f);
+    unsigned long long v[8];
+    if (bench_proc_stat(v) == 0) {
+        cs->machine_busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / bench_clk_tck();
+        cs->machine_steal = (double)v[7] / bench_clk_tck();
     }
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        cs->client = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-                     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    if (cfg.server_pid > 0) {
-        char path[64], line[1024];
-        snprintf(path, sizeof(path), "/proc/%d/stat", cfg.server_pid);
-        f = fopen(path, "r");
-        if (f) {
-            /* Fields after the parenthesised command name: utime is the 12th, stime 13th. */
-            if (fgets(line, sizeof(line), f)) {
-                char *p = strrchr(line, ')');
-                unsigned long long ut, st;
-                if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                                &st) == 2)
-                    cs->server = (double)(ut + st) / clk_tck();
-            }
-            fclose(f);
-        }
-    }
+    cs->client = bench_self_cpu_s();
+    long long ticks = cfg.server_pid > 0 ? bench_proc_ticks(cfg.server_pid, NULL) : -1;
+    if (ticks >= 0)
+        cs->server = (double)ticks / bench_clk_tck();
 }
 
 static void cpu_sample_diff(struct cpu_sample *d, const struct cpu_sample *a,
@@ -1077,28 +1024,28 @@ static int run_engine(enum run_mode mode, uint64_t limit, double warmup, double 
         }
     }
     pthread_barrier_wait(&r.start);
-    uint64_t start = now_ns();
+    uint64_t start = bench_now_ns();
     if (warmup > 0) {
         atomic_store_explicit(&r.phase, PH_WARMUP, memory_order_release);
         uint64_t until = start + (uint64_t)(warmup * 1e9);
-        while (now_ns() < until && !interrupted && atomic_load(&r.workers_alive) > 0) {
-            uint64_t step = now_ns() + 20000000ull;
-            sleep_until_ns(step < until ? step : until);
+        while (bench_now_ns() < until && !interrupted && atomic_load(&r.workers_alive) > 0) {
+            uint64_t step = bench_now_ns() + 20000000ull;
+            bench_sleep_until_ns(step < until ? step : until);
         }
     }
     struct cpu_sample cpu0, cpu1;
     cpu_sample_take(&cpu0);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     atomic_store(&r.t0, t0);
     atomic_store_explicit(&r.phase, PH_MEASURE, memory_order_release);
     uint64_t t1 = 0;
     if (limit == 0) {
         uint64_t until = t0 + (uint64_t)(duration * 1e9);
-        while (now_ns() < until && !interrupted && atomic_load(&r.workers_alive) > 0) {
-            uint64_t step = now_ns() + 20000000ull;
-            sleep_until_ns(step < until ? step : until);
+        while (bench_now_ns() < until && !interrupted && atomic_load(&r.workers_alive) > 0) {
+            uint64_t step = bench_now_ns() + 20000000ull;
+            bench_sleep_until_ns(step < until ? step : until);
         }
-        t1 = now_ns();
+        t1 = bench_now_ns();
         cpu_sample_take(&cpu1);
         atomic_store_explicit(&r.phase, PH_DONE, memory_order_release);
     }
@@ -1486,7 +1433,7 @@ int main(int argc, char **argv)
     if (!mat.value)
         return 1;
     for (int i = 0; i < cfg.value_size; i++)
-        mat.value[i] = (char)('a' + rng_next(&vr) % 26);
+        mat.value[i] = (char)('a' + bench_xorshift(&vr) % 26);
     mat.value[cfg.value_size] = '\0';
     if (cfg.target == TARGET_ETCD) {
         mat.value_b64 = base64((const unsigned char *)mat.value, (size_t)cfg.value_size);

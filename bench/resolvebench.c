@@ -31,6 +31,7 @@ int main(void)
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "citrus/citrus.h"
 #include "core/ring.h"
 #include "lib/handle.h"
@@ -41,13 +42,6 @@ typedef struct job {
     size_t n;
     size_t misses;
 } job;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void *lookups(void *arg)
 {
@@ -103,12 +97,6 @@ static void fill(snap_builder *b, size_t shards, size_t vnodes, size_t pins)
     free(text);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv)
 {
     size_t shards = 1024, vnodes = 256, pins = 10000, nkeys = 1000000, threads = 1, runs = 5;
@@ -156,7 +144,7 @@ int main(int argc, char **argv)
     citrus_client *c = handle_new(&opt, NULL);
     if (!c)
         return 1;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     fill(&c->builder, shards, vnodes, pins);
     snap *s = snap_builder_publish(&c->builder, 1);
     if (!s) {
@@ -164,7 +152,7 @@ int main(int argc, char **argv)
         return 1;
     }
     handle_publish(c, s);
-    double build_s = now_s() - t0;
+    double build_s = bench_now_s() - t0;
     char **keys = malloc(nkeys * sizeof(*keys));
     srand(42);
     for (size_t i = 0; i < nkeys; i++) {
@@ -177,7 +165,7 @@ int main(int argc, char **argv)
     for (size_t r = 0; r < runs; r++) {
         job jobs[64];
         pthread_t th[64];
-        double start = now_s();
+        double start = bench_now_s();
         for (size_t t = 0; t < threads; t++) {
             jobs[t] = (job){.c = c, .keys = keys, .n = nkeys};
             pthread_create(&th[t], NULL, lookups, &jobs[t]);
@@ -187,10 +175,10 @@ int main(int argc, char **argv)
             misses += jobs[t].misses;
         }
         /* wall time per key per thread: the latency one caller sees */
-        ns[r] = (now_s() - start) * 1e9 / (double)nkeys;
+        ns[r] = (bench_now_s() - start) * 1e9 / (double)nkeys;
         printf("run %zu: %.1f ns/key (%zu threads)\n", r + 1, ns[r], threads);
     }
-    qsort(ns, runs, sizeof(*ns), cmp_double);
+    qsort(ns, runs, sizeof(*ns), bench_cmp_double);
     printf("{\"bench\":\"resolve\",\"shards\":%zu,\"vnodes\":%zu,\"pins\":%zu,\"keys\":%zu,"
            "\"threads\":%zu,\"median_ns_per_key\":%.1f,\"build_ms\":%.1f,\"misses\":%zu}\n",
            shards, vnodes, pins, nkeys, threads, ns[runs / 2], build_s * 1e3, misses);

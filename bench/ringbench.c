@@ -36,6 +36,7 @@ int main(void)
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "citrus/errors.h"
 #include "core/hash.h"
 #include "core/ring.h"
@@ -52,13 +53,6 @@ typedef struct keyset {
     uint32_t *off;
     size_t n;
 } keyset;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void usage(const char *argv0)
 {
@@ -129,15 +123,6 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-/* xorshift64*: a fixed, fast sequence of key numbers. */
-static uint64_t next_rand(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545f4914f6cdd1dULL;
-}
-
 static keyset make_keys(size_t n)
 {
     keyset k = {xmalloc(n * 18), xmalloc((n + 1) * sizeof(uint32_t)), n};
@@ -145,7 +130,7 @@ static keyset make_keys(size_t n)
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
         k.off[i] = (uint32_t)at;
-        at += (size_t)sprintf(k.buf + at, "tenant-%u", (unsigned)(next_rand(&seed) >> 32));
+        at += (size_t)sprintf(k.buf + at, "tenant-%u", (unsigned)(bench_xorshift(&seed) >> 32));
     }
     k.off[n] = (uint32_t)at;
     return k;
@@ -160,7 +145,7 @@ static double build_ring(const opts *o, ring **out)
     ring_owner *owners = xmalloc(o->shards * sizeof *owners);
     char(*ids)[32] = xmalloc(o->shards * sizeof *ids);
     uint64_t *tokens = xmalloc(o->shards * o->vnodes * sizeof *tokens);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     ring *cur = NULL;
     int rc = 0;
     for (size_t i = 0; i < o->shards && rc == 0; i++) {
@@ -180,7 +165,7 @@ static double build_ring(const opts *o, ring **out)
     ring_free(cur);
     if (rc == 0)
         rc = ring_build(o->fn, owners, o->shards, out);
-    double dt = now_s() - t0;
+    double dt = bench_now_s() - t0;
     if (rc != 0) {
         fprintf(stderr, "ringbench: building the ring: %s\n", citrus_strerror(rc));
         exit(1);
@@ -196,12 +181,12 @@ static double run_lookups(const ring *r, const keyset *k, uint64_t *sink)
 {
     ring_hit hit;
     uint64_t acc = 0;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (size_t i = 0; i < k->n; i++) {
         ring_lookup(r, k->buf + k->off[i], k->off[i + 1] - k->off[i], &hit);
         acc += hit.index;
     }
-    double dt = now_s() - t0;
+    double dt = bench_now_s() - t0;
     *sink += acc;
     return dt * 1e9 / (double)k->n;
 }
@@ -210,25 +195,19 @@ static double run_lookups(const ring *r, const keyset *k, uint64_t *sink)
 static double run_hashes(citrus_hash_fn fn, const keyset *k, uint64_t *sink)
 {
     uint64_t acc = 0;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (size_t i = 0; i < k->n; i++)
         acc ^= citrus_hash(fn, k->buf + k->off[i], k->off[i + 1] - k->off[i]);
-    double dt = now_s() - t0;
+    double dt = bench_now_s() - t0;
     *sink += acc;
     return dt * 1e9 / (double)k->n;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static double median(const double *v, size_t n)
 {
     double *s = xmalloc(n * sizeof *s);
     memcpy(s, v, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_double);
+    qsort(s, n, sizeof *s, bench_cmp_double);
     double m = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
     free(s);
     return m;

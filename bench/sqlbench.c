@@ -51,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define MAX_SHARDS 64
 #define MAX_CPU 8
 #define MAX_FIELD 256
@@ -95,23 +97,6 @@ static struct {
 static struct key *keys;
 static size_t nkeys;
 static struct addrinfo *router_addr;
-
-/* ---------------------------------------------------------------- time */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_until_ns(uint64_t deadline)
-{
-    struct timespec ts = {.tv_sec = (time_t)(deadline / 1000000000ull),
-                          .tv_nsec = (long)(deadline % 1000000000ull)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
-    }
-}
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -388,12 +373,12 @@ static void *worker_main(void *arg)
         return NULL;
     uint64_t start = atomic_load(&t_start), end = atomic_load(&t_end);
     for (;;) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         if (t0 >= end)
             break;
         const struct key *k = &keys[rng_next(&w->rng) % nkeys];
         int rc = cfg.target == TARGET_PQ ? pq_request(w, k) : router_request(w, k);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = bench_now_ns();
         if (t0 < start) {
             w->warm_ops++;
             w->warm_errors += rc != 0;
@@ -420,36 +405,6 @@ static void *worker_main(void *arg)
 
 /* ---------------------------------------------------------------- CPU */
 
-static double clk_tck(void)
-{
-    long t = sysconf(_SC_CLK_TCK);
-    return t > 0 ? (double)t : 100.0;
-}
-
-/* utime+stime (ticks) and ppid of a process; -1 when it is gone. */
-static long long proc_ticks(int pid, int *ppid)
-{
-    char path[64], line[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long long out = -1;
-    if (fgets(line, sizeof(line), f)) {
-        char *p = strrchr(line, ')');
-        unsigned long long ut, st;
-        int pp;
-        if (p && sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &pp, &ut,
-                        &st) == 3) {
-            out = (long long)(ut + st);
-            if (ppid)
-                *ppid = pp;
-        }
-    }
-    fclose(f);
-    return out;
-}
-
 #define MAX_TRACKED 4096
 
 struct proc_tick {
@@ -465,25 +420,17 @@ struct cpu_sample {
 
 static void cpu_take(struct cpu_sample *s)
 {
-    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8];
     s->machine_busy = s->machine_total = 0;
-    if (f) {
-        unsigned long long v[8] = {0};
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]) == 8) {
-            s->machine_busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / clk_tck();
-            s->machine_total =
-                (double)(v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]) / clk_tck();
-        }
-        fclose(f);
+    if (bench_proc_stat(v) == 0) {
+        s->machine_busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / bench_clk_tck();
+        s->machine_total =
+            (double)(v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]) / bench_clk_tck();
     }
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        s->client = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-                    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    s->client = bench_self_cpu_s();
     for (int i = 0; i < cfg.ncpu; i++) {
         s->nprocs[i] = 0;
-        long long t = proc_ticks(cfg.cpu[i].pid, NULL);
+        long long t = bench_proc_ticks(cfg.cpu[i].pid, NULL);
         if (t >= 0)
             s->procs[i][s->nprocs[i]++] = (struct proc_tick){cfg.cpu[i].pid, t};
     }
@@ -498,7 +445,7 @@ static void cpu_take(struct cpu_sample *s)
         if (!isdigit((unsigned char)de->d_name[0]))
             continue;
         int pid = atoi(de->d_name), ppid = 0;
-        long long t = proc_ticks(pid, &ppid);
+        long long t = bench_proc_ticks(pid, &ppid);
         if (t < 0)
             continue;
         for (int i = 0; i < cfg.ncpu; i++)
@@ -521,7 +468,7 @@ static double cpu_watch_diff(const struct cpu_sample *a, const struct cpu_sample
         if (b->procs[i][j].ticks > before)
             sum += b->procs[i][j].ticks - before;
     }
-    return (double)sum / clk_tck();
+    return (double)sum / bench_clk_tck();
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -831,7 +778,7 @@ int main(int argc, char **argv)
         }
     }
     pthread_barrier_wait(&ready); /* all connected (or failed) */
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     atomic_store(&t_start, t0 + (uint64_t)(cfg.warmup * 1e9));
     atomic_store(&t_end, t0 + (uint64_t)((cfg.warmup + cfg.duration) * 1e9));
     int setup_failed = 0;
@@ -841,9 +788,9 @@ int main(int argc, char **argv)
         atomic_store(&t_end, 0);
     pthread_barrier_wait(&ready);
     if (!setup_failed) {
-        sleep_until_ns(atomic_load(&t_start));
+        bench_sleep_until_ns(atomic_load(&t_start));
         cpu_take(ca);
-        sleep_until_ns(atomic_load(&t_end));
+        bench_sleep_until_ns(atomic_load(&t_end));
         cpu_take(cb);
     }
     for (int i = 0; i < cfg.conns; i++)

@@ -60,39 +60,24 @@ static bool path_safe(const char *key)
 /* Asks the server; the answer (2xx) in *resp. */
 static bool ask(client *c, char **keys, int n, client_response *resp)
 {
-    static const char *const headers[] = {"Content-Type: application/json", NULL};
-    char *path = NULL, *body = NULL;
-    const char *method = "GET";
     if (n == 1 && path_safe(keys[0])) {
-        char *e = client_escape_query(keys[0]);
-        if (!e || asprintf(&path, "/v1/route/%s", e) < 0)
-            path = NULL;
-        free(e);
-    } else {
-        method = "POST";
-        path = strdup("/v1/route");
-        json_t *arr = json_array();
-        for (int i = 0; arr && i < n; i++)
-            if (json_array_append_new(arr, json_string(keys[i])) < 0) {
-                fprintf(stderr, "error: key '%s' is not valid UTF-8\n", keys[i]);
-                json_decref(arr);
-                free(path);
-                return false;
-            }
-        json_t *j = arr ? json_pack("{s:o}", "keys", arr) : NULL;
-        body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        json_decref(j);
-    }
-    if (!path || (strcmp(method, "POST") == 0 && !body)) {
+        char *path = cli_item_path("/v1/route/", keys[0], "");
+        bool ok = cli_request(c, "GET", path, NULL, 0, NULL, false, resp);
         free(path);
-        free(body);
-        cli_out_of_memory();
-        return false;
+        return ok;
     }
-    bool ok = cli_request(c, method, path, body, body ? strlen(body) : 0, body ? headers : NULL,
-                          false, resp);
-    free(path);
-    free(body);
+    json_t *arr = json_array();
+    for (int i = 0; arr && i < n; i++)
+        if (json_array_append_new(arr, json_string(keys[i])) < 0) {
+            fprintf(stderr, "error: key '%s' is not valid UTF-8\n", keys[i]);
+            json_decref(arr);
+            return false;
+        }
+    json_t *body = arr ? json_pack("{s:o}", "keys", arr) : NULL;
+    if (!body)
+        return cli_out_of_memory(), false;
+    bool ok = cli_request_json(c, "POST", "/v1/route", body, resp);
+    json_decref(body);
     return ok;
 }
 

@@ -91,8 +91,6 @@ typedef struct sh_verb {
     int (*run)(client *c, const sh_args *a, const char *verb);
 } sh_verb;
 
-/* ---- requests ---- */
-
 /* ---- output helpers ---- */
 
 static long long int_member(const json_t *j, const char *name)
@@ -333,20 +331,14 @@ static bool text_shards(const json_t *j, long status, const void *ctx)
 
 static int sh_ls(client *c, const sh_args *a, const char *verb)
 {
-    char *path = NULL;
-    if (a->state) {
-        char *st = strdup(a->state);
-        for (char *p = st; p && *p; p++)
-            if (*p == '-')
-                *p = '_'; /* read-only, as the action is spelt, is read_only */
-        char *e = st ? client_escape_query(st) : NULL;
-        if (!e || asprintf(&path, "/v1/shards?state=%s", e) < 0)
-            path = NULL;
-        free(e);
-        free(st);
-    } else {
-        path = strdup("/v1/shards");
-    }
+    char *st = a->state ? strdup(a->state) : NULL;
+    for (char *p = st; p && *p; p++)
+        if (*p == '-')
+            *p = '_'; /* read-only, as the action is spelt, is read_only */
+    char *path = !a->state ? strdup("/v1/shards")
+                 : st      ? cli_item_path("/v1/shards?state=", st, "")
+                           : NULL;
+    free(st);
     int rc = cli_exchange_json(c, "GET", path, NULL, a->cli.json, text_shards, NULL);
     free(path);
     return rc;

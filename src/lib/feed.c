@@ -141,8 +141,8 @@ static void pause_ms(citrus_client *c, long ms)
     pthread_mutex_unlock(&c->mu);
 }
 
-/* One long poll on endpoint i; whether it went well. */
-static bool poll_once(citrus_client *c, client *w, size_t i, bool *fail_over)
+/* One long poll through w; whether it went well. */
+static bool poll_once(citrus_client *c, client *w, bool *fail_over)
 {
     pthread_mutex_lock(&c->build_mu);
     int64_t from = c->next_rev;
@@ -192,7 +192,7 @@ static void *run(void *arg)
         if (!loaded)
             ok = feed_load(c, NULL) == 0;
         else if (w)
-            ok = poll_once(c, w, i, &fail_over);
+            ok = poll_once(c, w, &fail_over);
         if (c->stop)
             break;
         if (ok) {

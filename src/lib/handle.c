@@ -10,7 +10,6 @@
 
 #include "lib/feed.h"
 
-#define KEY_MAX 1024
 #define DEFAULT_CONNECT_MS 2000
 #define DEFAULT_REQUEST_MS 30000
 
@@ -100,9 +99,6 @@ citrus_client *handle_new(const citrus_options *o, citrus_error *err)
         handle_free(c);
         return NULL;
     }
-    size_t n = strlen(c->router ? c->router : "");
-    while (n > 0 && c->router[n - 1] == '/')
-        c->router[--n] = '\0';
     return c;
 }
 
@@ -187,14 +183,22 @@ int citrus_refresh(citrus_client *c, citrus_error *err)
 
 /* ---- resolution ---- */
 
+size_t handle_key_len(const char *key, citrus_error *err)
+{
+    size_t len = key ? strlen(key) : 0;
+    if (len == 0 || len > HANDLE_KEY_MAX) {
+        conns_fail(err, CITRUS_EINVAL, "key must be 1..%d bytes", HANDLE_KEY_MAX);
+        return 0;
+    }
+    return len;
+}
+
 int citrus_resolve(citrus_client *c, const char *key, citrus_route **out, citrus_error *err)
 {
     *out = NULL;
-    size_t len = key ? strlen(key) : 0;
-    if (len == 0 || len > KEY_MAX) {
-        conns_fail(err, CITRUS_EINVAL, "key must be 1..%d bytes", KEY_MAX);
+    size_t len = handle_key_len(key, err);
+    if (len == 0)
         return CITRUS_EINVAL;
-    }
     citrus_route *r = malloc(sizeof(*r));
     if (!r) {
         conns_fail(err, CITRUS_ENOMEM, "out of memory");

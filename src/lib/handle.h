@@ -41,6 +41,11 @@ struct citrus_client {
 citrus_client *handle_new(const citrus_options *o, citrus_error *err);
 void handle_free(citrus_client *c);
 
+/* Routing keys are 1..HANDLE_KEY_MAX bytes. The length of key, or 0 after
+ * CITRUS_EINVAL in err when key is NULL or not of such a length. */
+#define HANDLE_KEY_MAX 1024
+size_t handle_key_len(const char *key, citrus_error *err);
+
 /* The CLOCK_REALTIME time ms from now (for pthread_cond_timedwait). */
 struct timespec handle_deadline(long ms);
 

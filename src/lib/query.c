@@ -9,8 +9,6 @@
 #include "lib/handle.h"
 #include "lib/result.h"
 
-#define KEY_MAX 1024
-
 citrus_param citrus_param_null(void)
 {
     return (citrus_param){.type = CITRUS_NULL};
@@ -114,14 +112,6 @@ static int add_opts(json_t *body, const citrus_query_opts *o, citrus_error *err)
     return 0;
 }
 
-static int check_key(const char *key, citrus_error *err)
-{
-    size_t len = key ? strlen(key) : 0;
-    return len == 0 || len > KEY_MAX
-               ? conns_fail(err, CITRUS_EINVAL, "key must be 1..%d bytes", KEY_MAX)
-               : 0;
-}
-
 /* POSTs body to the router; the 2xx answer's JSON, or NULL with err. */
 static json_t *post(citrus_client *c, const char *path, json_t *body, citrus_error *err)
 {
@@ -163,7 +153,7 @@ int citrus_query(citrus_client *c, const char *key, const char *sql, const citru
                  citrus_error *err)
 {
     *out = NULL;
-    if (check_key(key, err) < 0)
+    if (handle_key_len(key, err) == 0)
         return CITRUS_EINVAL;
     return one_statement(c, json_pack("{s:s}", "key", key), sql, params, nparams, opts, out, err);
 }
@@ -180,7 +170,7 @@ int citrus_tx(citrus_client *c, const char *key, const citrus_stmt *stmts, size_
     citrus_error local;
     if (!err)
         err = &local;
-    if (check_key(key, err) < 0)
+    if (handle_key_len(key, err) == 0)
         return CITRUS_EINVAL;
     if (!stmts || n == 0 || n > 100 || !out)
         return conns_fail(err, CITRUS_EINVAL, "1..100 statements and room for their results");
