@@ -7,6 +7,7 @@ Used by test_cluster.py through the `make_cluster` fixture (defined there):
     cl = make_cluster(citrus_extra=["--max-staleness", "2000"])
     cl.nodes[0].url, cl.etcd_leader(), cl.etcd[1].kill9(), cl.etcd[1].start()
 """
+import contextlib
 import json
 import os
 import signal
@@ -106,6 +107,32 @@ class EtcdMember:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+@contextlib.contextmanager
+def dev_on_store(store, make_citrus, tmp_path, extra=()):
+    """`citrus dev` with its four shards on the catalog store `store`:
+    "embedded", or "etcd" (a one-member etcd of its own, stopped after the
+    node). For fixtures parametrized over both stores."""
+    if store == "embedded":
+        yield make_citrus(shards=True, extra=list(extra))
+        return
+    assert store == "etcd", store
+    cport, pport = free_ports(2)
+    logs = tmp_path / "etcd-logs"
+    logs.mkdir()
+    member = EtcdMember("e1", cport, pport, tmp_path / "etcd", logs,
+                        f"e1=http://127.0.0.1:{pport}", f"dev-{cport}").start()
+    try:
+        wait_until(lambda: member.status() is not None, 15, what="etcd up")
+        c = make_citrus(shards=True, extra=list(extra) + ["--catalog-backend", "etcd",
+                                                          "--etcd-endpoints", member.url])
+        try:
+            yield c
+        finally:
+            c.stop()
+    finally:
+        member.stop()
 
 
 class Node(Citrus):

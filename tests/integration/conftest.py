@@ -36,6 +36,14 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def shard_settled(url, sid, timeout=20):
+    """The shard sid (GET /v1/shards/<sid>) once it is active or failed."""
+    def settled():
+        j = requests.get(f"{url}/v1/shards/{sid}", timeout=5).json()
+        return j if j.get("state") in ("active", "failed") else None
+    return wait_until(settled, timeout, what=f"shard {sid} settled")
+
+
 def dump_stacks(pid, path):
     """Writes every thread's stack of a hung process to path (when gdb is
     installed); returns path or a note."""

@@ -17,12 +17,18 @@ import subprocess
 import pytest
 import requests
 
+from cluster import dev_on_store
 from conftest import CITRUS_BIN, run_cli
-# `citrus dev` with its four shards on the embedded store and on etcd
-from test_shards_api import citrus_shards as dev  # noqa: F401 (fixture)
 
 BUILD = os.path.dirname(os.path.abspath(CITRUS_BIN))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+@pytest.fixture(params=["embedded", "etcd"])
+def dev(request, make_citrus, tmp_path):
+    """`citrus dev` with its four shards on the embedded store and on etcd."""
+    with dev_on_store(request.param, make_citrus, tmp_path) as c:
+        yield c
 
 
 def build_file(name, env_var):

@@ -10,29 +10,14 @@ import sqlite3
 import pytest
 import requests
 
-from cluster import EtcdMember, free_ports
-from conftest import wait_until
+from cluster import dev_on_store
 
 
 @pytest.fixture(params=["embedded", "etcd"])
 def dev(request, make_citrus, tmp_path):
-    extra = ["--router-max-rows", "50"]
-    if request.param == "embedded":
-        yield make_citrus(shards=True, extra=extra)
-        return
-    cport, pport = free_ports(2)
-    logs = tmp_path / "etcd-logs"
-    logs.mkdir()
-    member = EtcdMember("e1", cport, pport, tmp_path / "etcd", logs,
-                        f"e1=http://127.0.0.1:{pport}", f"router-{cport}").start()
-    try:
-        wait_until(lambda: member.status() is not None, 15, what="etcd up")
-        c = make_citrus(shards=True, extra=extra + ["--catalog-backend", "etcd",
-                                                    "--etcd-endpoints", member.url])
+    with dev_on_store(request.param, make_citrus, tmp_path,
+                      extra=["--router-max-rows", "50"]) as c:
         yield c
-        c.stop()
-    finally:
-        member.stop()
 
 
 def q(c, body, path="/v1/query"):

@@ -9,30 +9,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from cluster import EtcdMember, free_ports
-from conftest import wait_until
+from cluster import dev_on_store
+from conftest import shard_settled
 
 
 @pytest.fixture(params=["embedded", "etcd"])
 def citrus_shards(request, make_citrus, tmp_path):
     """`citrus dev` with its four shards, on the embedded store or on a
     one-member etcd of its own (stopped after the node)."""
-    if request.param == "embedded":
-        yield make_citrus(shards=True)
-        return
-    cport, pport = free_ports(2)
-    logs = tmp_path / "etcd-logs"
-    logs.mkdir()
-    member = EtcdMember("e1", cport, pport, tmp_path / "etcd", logs,
-                        f"e1=http://127.0.0.1:{pport}", f"shards-{cport}").start()
-    try:
-        wait_until(lambda: member.status() is not None, 15, what="etcd up")
-        c = make_citrus(shards=True, extra=["--catalog-backend", "etcd",
-                                            "--etcd-endpoints", member.url])
+    with dev_on_store(request.param, make_citrus, tmp_path) as c:
         yield c
-        c.stop()
-    finally:
-        member.stop()
+
 
 J = {"Content-Type": "application/json"}
 
@@ -49,6 +36,7 @@ def sqlite_db(tmp_path, name):
 
 def err(r):
     return r.json()["error"]
+
 
 
 def test_dev_starts_with_four_active_shards_and_the_example_template(citrus_shards):
@@ -315,8 +303,7 @@ def test_provision_through_the_sqlite_provisioner(citrus_shards):
     r = post(citrus, "/v1/shards", {"id": "fresh", "provision": {"template": "retail"}})
     assert r.status_code == 202, r.text
     assert r.json()["state"] == "provisioning"
-    s = wait_until(lambda: (lambda j: j if j["state"] in ("active", "failed") else None)(
-        requests.get(citrus.url + "/v1/shards/fresh").json()), 15, what="provisioned")
+    s = shard_settled(citrus.url, "fresh", 15)
     assert s["state"] == "active", s
     assert [e["to"] for e in s["history"]] == ["provisioning", "initializing", "active"]
     assert s["tokens"] == 256 and s["dsn"].endswith("/fresh.db")
@@ -325,8 +312,7 @@ def test_provision_through_the_sqlite_provisioner(citrus_shards):
     # an unknown template fails the shard, with the reason
     r = post(citrus, "/v1/shards", {"id": "broken", "provision": {"template": "nosuch"}})
     assert r.status_code == 202
-    s = wait_until(lambda: (lambda j: j if j["state"] in ("active", "failed") else None)(
-        requests.get(citrus.url + "/v1/shards/broken").json()), 15, what="failed")
+    s = shard_settled(citrus.url, "broken", 15)
     assert s["state"] == "failed" and "nosuch" in s["error"], s
     assert s["tokens"] == 0
     assert requests.delete(citrus.url + "/v1/shards/broken").status_code == 200
@@ -338,8 +324,7 @@ def test_provision_through_the_sqlite_provisioner(citrus_shards):
     (bad / "002_bad.sql").write_text("CREATE TABLE half (id INTEGER);\nSELECT * FROM nowhere;\n")
     r = post(citrus, "/v1/shards", {"id": "badmig", "provision": {"template": "bad"}})
     assert r.status_code == 202
-    s = wait_until(lambda: (lambda j: j if j["state"] in ("active", "failed") else None)(
-        requests.get(citrus.url + "/v1/shards/badmig").json()), 15, what="failed")
+    s = shard_settled(citrus.url, "badmig", 15)
     assert s["state"] == "failed" and "002_bad.sql" in s["error"] and "nowhere" in s["error"], s
     with sqlite3.connect(s["dsn"][len("sqlite://"):]) as db:
         tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}

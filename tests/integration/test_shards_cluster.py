@@ -12,17 +12,11 @@ import time
 import requests
 
 from cluster import make_cluster  # noqa: F401 (fixture)
-from conftest import wait_until
+from conftest import shard_settled, wait_until
 
 
 def post(url, path, body=None, **params):
     return requests.post(url + path, json=body, params=params, timeout=30)
-
-
-def settled(url, sid, timeout=20):
-    return wait_until(lambda: (lambda j: j if j.get("state") in ("active", "failed") else None)(
-        requests.get(f"{url}/v1/shards/{sid}", timeout=5).json()), timeout,
-        what=f"shard {sid} settled")
 
 
 def test_two_nodes_on_etcd_answer_the_same(make_cluster, tmp_path):
@@ -46,7 +40,7 @@ def test_two_nodes_on_etcd_answer_the_same(make_cluster, tmp_path):
     # provisioning asked on node 2 runs on the controller leader, whichever it is
     r = post(n2, "/v1/shards", {"id": "two", "provision": {"template": "retail"}})
     assert r.status_code == 202, r.text
-    s = settled(n1, "two")
+    s = shard_settled(n1, "two")
     assert s["state"] == "active", s
     assert os.path.exists(shared / "two.db")
     # a tenant registered on node 1 routes the same on node 2 (read-your-writes
@@ -104,7 +98,7 @@ def test_restart_in_the_middle_of_provisioning_finishes_it(make_citrus, tmp_path
     try:
         c.kill9()
         c.start()
-        s = settled(c.url, "slow", 30)
+        s = shard_settled(c.url, "slow", 30)
     finally:
         (d / "release").touch()  # the killed server's provisioner ends too
     assert s["state"] == "active", s
@@ -119,12 +113,12 @@ def test_restart_in_the_middle_of_provisioning_finishes_it(make_citrus, tmp_path
                      extra=["--provisioner", "exec", "--provisioner-exec", str(bad)])
     r = post(c2.url, "/v1/shards", {"id": "nope", "provision": {}})
     assert r.status_code == 202
-    s = settled(c2.url, "nope")
+    s = shard_settled(c2.url, "nope")
     assert s["state"] == "failed" and "quota exceeded" in s["error"], s
     # retry goes back to provisioning (and fails the same way here)
     r = post(c2.url, "/v1/shards/nope/retry")
     assert r.status_code == 200 and r.json()["state"] == "provisioning", r.text
-    s = settled(c2.url, "nope")
+    s = shard_settled(c2.url, "nope")
     assert s["state"] == "failed"
     assert [e["to"] for e in s["history"]][-3:] == ["failed", "provisioning", "failed"]
 

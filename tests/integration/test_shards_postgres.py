@@ -7,7 +7,7 @@ import subprocess
 
 import requests
 
-from conftest import wait_until
+from conftest import shard_settled
 from pg import make_postgres  # noqa: F401 (fixture)
 
 PSQL = "/usr/bin/psql"
@@ -17,12 +17,6 @@ def psql(dsn, sql):
     out = subprocess.run([PSQL, dsn, "-tAc", sql], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
-
-
-def settled(url, sid, timeout=30):
-    return wait_until(lambda: (lambda j: j if j.get("state") in ("active", "failed") else None)(
-        requests.get(f"{url}/v1/shards/{sid}", timeout=5).json()), timeout,
-        what=f"shard {sid} settled")
 
 
 def test_postgres_provisioner_and_templates(make_citrus, make_postgres, tmp_path):
@@ -37,7 +31,7 @@ def test_postgres_provisioner_and_templates(make_citrus, make_postgres, tmp_path
         "--templates-dir", str(tmp_path / "templates")])
     r = requests.post(c.url + "/v1/shards", json={"id": "pg-1", "provision": {"template": "retail"}})
     assert r.status_code == 202, r.text
-    s = settled(c.url, "pg-1")
+    s = shard_settled(c.url, "pg-1", 30)
     assert s["state"] == "active", s
     assert s["dsn"] == pg.dsn("citrus_pg_1"), s["dsn"]
     assert psql(pg.admin_dsn, "SELECT count(*) FROM pg_database WHERE datname = 'citrus_pg_1'") \

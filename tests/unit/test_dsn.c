@@ -17,28 +17,61 @@ static int parse(const char *dsn, dsn_info *info, char *err)
     return dsn_parse(dsn, info, err, 256);
 }
 
+/* Every DSN in good parses as a postgres DSN. */
+static void expect_postgres(const char *const *good, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        dsn_info info;
+        char err[256];
+        if (parse(good[i], &info, err) != 0)
+            fail_msg("%s: %s", good[i], err);
+        assert_int_equal(info.kind, DSN_POSTGRES);
+    }
+}
+
+typedef struct {
+    const char *dsn, *why; /* why: a part of the expected message */
+} bad_dsn;
+
+/* Every DSN in bad is refused with a message that contains its why. */
+static void expect_refused(const bad_dsn *bad, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        dsn_info info;
+        char err[256];
+        if (parse(bad[i].dsn, &info, err) != CITRUS_EINVAL)
+            fail_msg("%s: accepted", bad[i].dsn);
+        if (!strstr(err, bad[i].why))
+            fail_msg("%s: message '%s' lacks '%s'", bad[i].dsn, err, bad[i].why);
+    }
+}
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
 static void sqlite_good(void **state)
 {
-    dsn_info info;
-    char err[256];
-    assert_int_equal(parse("sqlite:///var/lib/citrus/s1.db", &info, err), 0);
-    assert_int_equal(info.kind, DSN_SQLITE);
-    assert_string_equal(info.path, "/var/lib/citrus/s1.db");
-    assert_int_equal(parse("sqlite:data/s1.db", &info, err), 0);
-    assert_string_equal(info.path, "data/s1.db");
-    assert_int_equal(parse("sqlite:s1.db", &info, err), 0);
-    assert_string_equal(info.path, "s1.db");
-    assert_int_equal(parse("sqlite:/tmp/x.db", &info, err), 0);
-    assert_string_equal(info.path, "/tmp/x.db");
-    assert_int_equal(parse("sqlite:///tmp/with space.db", &info, err), 0);
-    assert_string_equal(info.path, "/tmp/with space.db");
+    static const struct {
+        const char *dsn, *path;
+    } good[] = {
+        {"sqlite:///var/lib/citrus/s1.db", "/var/lib/citrus/s1.db"},
+        {"sqlite:data/s1.db", "data/s1.db"},
+        {"sqlite:s1.db", "s1.db"},
+        {"sqlite:/tmp/x.db", "/tmp/x.db"},
+        {"sqlite:///tmp/with space.db", "/tmp/with space.db"},
+    };
+    for (size_t i = 0; i < N(good); i++) {
+        dsn_info info;
+        char err[256];
+        if (parse(good[i].dsn, &info, err) != 0)
+            fail_msg("%s: %s", good[i].dsn, err);
+        assert_int_equal(info.kind, DSN_SQLITE);
+        assert_string_equal(info.path, good[i].path);
+    }
 }
 
 static void sqlite_bad(void **state)
 {
-    struct {
-        const char *dsn, *why;
-    } bad[] = {
+    static const bad_dsn bad[] = {
         {"sqlite:", "empty"},
         {"sqlite://", "no host"},
         {"sqlite://host/x.db", "no host"},
@@ -49,13 +82,7 @@ static void sqlite_bad(void **state)
         {"sqlite:///tmp/x\n.db", "control"},
         {"sqlite:a\tb", "control"},
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        dsn_info info;
-        char err[256];
-        assert_int_equal(parse(bad[i].dsn, &info, err), CITRUS_EINVAL);
-        if (!strstr(err, bad[i].why))
-            fail_msg("%s: message '%s' lacks '%s'", bad[i].dsn, err, bad[i].why);
-    }
+    expect_refused(bad, N(bad));
     char *big = malloc(4200);
     strcpy(big, "sqlite:///");
     memset(big + 10, 'a', 4100);
@@ -69,7 +96,7 @@ static void sqlite_bad(void **state)
 
 static void postgres_uri_good(void **state)
 {
-    const char *good[] = {
+    static const char *const good[] = {
         "postgres://localhost",
         "postgresql://localhost",
         "postgres://db.example.com:5432/app",
@@ -86,20 +113,12 @@ static void postgres_uri_good(void **state)
         "postgres://user@",
         "postgres://host/db?application_name=",
     };
-    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        dsn_info info;
-        char err[256];
-        if (parse(good[i], &info, err) != 0)
-            fail_msg("%s: %s", good[i], err);
-        assert_int_equal(info.kind, DSN_POSTGRES);
-    }
+    expect_postgres(good, N(good));
 }
 
 static void postgres_uri_bad(void **state)
 {
-    struct {
-        const char *dsn, *why;
-    } bad[] = {
+    static const bad_dsn bad[] = {
         {"postgres://", "nothing after the scheme"},
         {"postgresql://", "nothing after the scheme"},
         {"postgres:///", "names no host"},
@@ -122,19 +141,12 @@ static void postgres_uri_bad(void **state)
         {"postgres://host/%zz", "hex"},
         {"postgres://host/%4", "hex"},
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        dsn_info info;
-        char err[256];
-        if (parse(bad[i].dsn, &info, err) != CITRUS_EINVAL)
-            fail_msg("%s: accepted", bad[i].dsn);
-        if (!strstr(err, bad[i].why))
-            fail_msg("%s: message '%s' lacks '%s'", bad[i].dsn, err, bad[i].why);
-    }
+    expect_refused(bad, N(bad));
 }
 
 static void conninfo_good(void **state)
 {
-    const char *good[] = {
+    static const char *const good[] = {
         "host=localhost",
         "host=localhost dbname=app user=citrus",
         "  host = localhost   port=5432  ",
@@ -145,20 +157,12 @@ static void conninfo_good(void **state)
         "host=h\tdbname=x\napplication_name=citrus",
         "options=-c\\ search_path=x",
     };
-    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        dsn_info info;
-        char err[256];
-        if (parse(good[i], &info, err) != 0)
-            fail_msg("%s: %s", good[i], err);
-        assert_int_equal(info.kind, DSN_POSTGRES);
-    }
+    expect_postgres(good, N(good));
 }
 
 static void conninfo_bad(void **state)
 {
-    struct {
-        const char *dsn, *why;
-    } bad[] = {
+    static const bad_dsn bad[] = {
         {"host=", "'host' has no value"},
         {"host=h dbname", "'dbname' has no '='"},
         {"host=h dbname=", "'dbname' has no value"},
@@ -171,14 +175,7 @@ static void conninfo_bad(void **state)
         {"host=h\x01", "control"},
         {"host=h password='a\x02'", "control"},
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        dsn_info info;
-        char err[256];
-        if (parse(bad[i].dsn, &info, err) != CITRUS_EINVAL)
-            fail_msg("%s: accepted", bad[i].dsn);
-        if (!strstr(err, bad[i].why))
-            fail_msg("%s: message '%s' lacks '%s'", bad[i].dsn, err, bad[i].why);
-    }
+    expect_refused(bad, N(bad));
 }
 
 static void unknown_forms(void **state)
@@ -186,7 +183,7 @@ static void unknown_forms(void **state)
     const char *bad[] = {"mysql://host/db", "postgres:host/db", "postgres//host", "localhost",
                          "/var/lib/x.db",   "HOST=x",           "file:x.db",      " ",
                          "sqlite"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for (size_t i = 0; i < N(bad); i++) {
         dsn_info info;
         char err[256];
         if (parse(bad[i], &info, err) != CITRUS_EINVAL)

@@ -377,20 +377,29 @@ static void script(const char *name, const char *body, char *out, size_t len)
     assert_int_equal(chmod(out, 0755), 0);
 }
 
+/* An exec provisioner running the script <tmpdir>/<name> with this body. */
+static provisioner *exec_script(const char *name, const char *body, int timeout_ms)
+{
+    char path[512];
+    script(name, body, path, sizeof(path));
+    provisioner *p = prov_exec_new(path, timeout_ms);
+    assert_non_null(p);
+    return p;
+}
+
 static void test_exec_ok(void **state)
 {
-    char path[512], err[1024];
-    script("ok.sh",
-           "input=$(cat)\n"
-           "echo \"$input\" | grep -q '\"shard_id\":\"s-42\"' || { echo \"no shard id in $input\" "
-           ">&2; exit 3; }\n"
-           "echo \"$input\" | grep -q '\"action\":\"provision\"' || exit 4\n"
-           "echo \"$input\" | grep -q '\"template\":\"basic\"' || exit 5\n"
-           "echo \"$input\" | grep -q '\"region\":\"eu\"' || exit 6\n"
-           "echo '{\"dsn\":\"sqlite:///tmp/x.db\",\"replicas\":[\"sqlite:///tmp/x-r1.db\"]}'\n",
-           path, sizeof(path));
-    provisioner *p = prov_exec_new(path, 10000);
-    assert_non_null(p);
+    char err[1024];
+    provisioner *p = exec_script(
+        "ok.sh",
+        "input=$(cat)\n"
+        "echo \"$input\" | grep -q '\"shard_id\":\"s-42\"' || { echo \"no shard id in $input\" "
+        ">&2; exit 3; }\n"
+        "echo \"$input\" | grep -q '\"action\":\"provision\"' || exit 4\n"
+        "echo \"$input\" | grep -q '\"template\":\"basic\"' || exit 5\n"
+        "echo \"$input\" | grep -q '\"region\":\"eu\"' || exit 6\n"
+        "echo '{\"dsn\":\"sqlite:///tmp/x.db\",\"replicas\":[\"sqlite:///tmp/x-r1.db\"]}'\n",
+        10000);
     assert_string_equal(p->kind, "exec");
     json_t *params = json_pack("{s:s}", "region", "eu");
     prov_request req = {.shard_id = "s-42", .template_name = "basic", .params = params};
@@ -420,14 +429,14 @@ static void test_exec_ok(void **state)
 
 static void test_exec_deprovision(void **state)
 {
-    char path[512], err[1024];
-    script("dep.sh",
-           "input=$(cat)\n"
-           "echo \"$input\" | grep -q '\"action\":\"deprovision\"' || exit 4\n"
-           "echo \"$input\" | grep -q '\"dsn\":\"sqlite:///tmp/x.db\"' || exit 5\n"
-           "echo \"$input\" | grep -q '\"shard_id\":\"s-1\"' || exit 6\n",
-           path, sizeof(path));
-    provisioner *p = prov_exec_new(path, 10000);
+    char err[1024];
+    provisioner *p =
+        exec_script("dep.sh",
+                    "input=$(cat)\n"
+                    "echo \"$input\" | grep -q '\"action\":\"deprovision\"' || exit 4\n"
+                    "echo \"$input\" | grep -q '\"dsn\":\"sqlite:///tmp/x.db\"' || exit 5\n"
+                    "echo \"$input\" | grep -q '\"shard_id\":\"s-1\"' || exit 6\n",
+                    10000);
     assert_int_equal(p->deprovision(p, "s-1", "sqlite:///tmp/x.db", err, sizeof(err)), 0);
     assert_int_equal(p->deprovision(p, "s-2", "sqlite:///tmp/x.db", err, sizeof(err)), CITRUS_EIO);
     assert_non_null(strstr(err, "exit 6"));
@@ -436,10 +445,9 @@ static void test_exec_deprovision(void **state)
 
 static void test_exec_failure(void **state)
 {
-    char path[512], err[1024];
-    script("fail.sh", "cat >/dev/null\necho 'quota exceeded for project x' >&2\nexit 2\n", path,
-           sizeof(path));
-    provisioner *p = prov_exec_new(path, 10000);
+    char err[1024];
+    provisioner *p = exec_script(
+        "fail.sh", "cat >/dev/null\necho 'quota exceeded for project x' >&2\nexit 2\n", 10000);
     prov_result r = {0};
     assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EIO);
     assert_non_null(strstr(err, "exit 2"));
@@ -448,6 +456,7 @@ static void test_exec_failure(void **state)
     p->free(p);
 
     p = prov_exec_new("/nonexistent/provisioner", 10000);
+    assert_non_null(p);
     assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EIO);
     assert_non_null(strstr(err, "/nonexistent/provisioner"));
     p->free(p);
@@ -468,12 +477,11 @@ static bool process_dead(pid_t pid)
 
 static void test_exec_timeout(void **state)
 {
-    char path[512], pidfile[512], err[1024];
+    char pidfile[512], err[1024];
     snprintf(pidfile, sizeof(pidfile), "%s/sleep.pid", tmpdir);
     char body[1024];
     snprintf(body, sizeof(body), "sleep 30 &\necho $! > %s\nwait\n", pidfile);
-    script("slow.sh", body, path, sizeof(path));
-    provisioner *p = prov_exec_new(path, 500);
+    provisioner *p = exec_script("slow.sh", body, 500);
     prov_result r = {0};
     int64_t t0 = mono_ms();
     assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_ETIMEOUT);
@@ -507,10 +515,9 @@ static void test_exec_garbage(void **state)
         "cat >/dev/null\n",
     };
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        char path[512], name[32], err[1024];
+        char name[32], err[1024];
         snprintf(name, sizeof(name), "garbage%zu.sh", i);
-        script(name, bodies[i], path, sizeof(path));
-        provisioner *p = prov_exec_new(path, 10000);
+        provisioner *p = exec_script(name, bodies[i], 10000);
         prov_result r = {0};
         int rc = provision(p, "s1", &r, err, sizeof(err));
         if (rc != CITRUS_EIO)
@@ -525,14 +532,13 @@ static void test_exec_garbage(void **state)
 /* 2 MiB on each of stdout and stderr: no deadlock, capped, refused. */
 static void test_exec_big_output(void **state)
 {
-    char path[512], err[1024];
-    script("big.sh",
-           "cat >/dev/null\n"
-           "head -c 2097152 /dev/zero | tr '\\0' 'e' >&2 &\n"
-           "head -c 2097152 /dev/zero | tr '\\0' 'o'\n"
-           "wait\n",
-           path, sizeof(path));
-    provisioner *p = prov_exec_new(path, 20000);
+    char err[1024];
+    provisioner *p = exec_script("big.sh",
+                                 "cat >/dev/null\n"
+                                 "head -c 2097152 /dev/zero | tr '\\0' 'e' >&2 &\n"
+                                 "head -c 2097152 /dev/zero | tr '\\0' 'o'\n"
+                                 "wait\n",
+                                 20000);
     prov_result r = {0};
     int64_t t0 = mono_ms();
     assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EIO);
@@ -545,9 +551,9 @@ static void test_exec_big_output(void **state)
  * with EPIPE, and the SIGPIPE (default action: die) must not reach us. */
 static void test_exec_ignores_stdin(void **state)
 {
-    char path[512], err[1024];
-    script("noread.sh", "exec echo '{\"dsn\":\"sqlite:///tmp/y.db\"}'\n", path, sizeof(path));
-    provisioner *p = prov_exec_new(path, 10000);
+    char err[1024];
+    provisioner *p =
+        exec_script("noread.sh", "exec echo '{\"dsn\":\"sqlite:///tmp/y.db\"}'\n", 10000);
     size_t big = 4 * 1024 * 1024;
     char *blob = malloc(big + 1);
     memset(blob, 'b', big);
@@ -576,17 +582,17 @@ static void test_exec_ignores_stdin(void **state)
 /* A descriptor of ours without close-on-exec is not inherited. */
 static void test_exec_no_fd_leak(void **state)
 {
-    char path[512], body[512], err[1024];
+    char err[1024];
     int fd = open("/dev/null", O_RDONLY); /* deliberately without O_CLOEXEC */
     assert_true(fd >= 0);
     assert_int_equal(dup2(fd, 57), 57);
     close(fd);
-    snprintf(body, sizeof(body),
-             "cat >/dev/null\n"
-             "if [ -e /proc/$$/fd/57 ]; then echo 'fd 57 leaked' >&2; exit 7; fi\n"
-             "echo '{\"dsn\":\"sqlite:///tmp/z.db\"}'\n");
-    script("fds.sh", body, path, sizeof(path));
-    provisioner *p = prov_exec_new(path, 10000);
+    provisioner *p =
+        exec_script("fds.sh",
+                    "cat >/dev/null\n"
+                    "if [ -e /proc/$$/fd/57 ]; then echo 'fd 57 leaked' >&2; exit 7; fi\n"
+                    "echo '{\"dsn\":\"sqlite:///tmp/z.db\"}'\n",
+                    10000);
     prov_result r = {0};
     int rc = provision(p, "s1", &r, err, sizeof(err));
     close(57);
