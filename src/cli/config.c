@@ -105,6 +105,9 @@ static const field fields[] = {
         "how long a query waits for a free connection, ms"),
     INT("router", "max_connections", "router-max-connections", router_max_conns, 1, 100000,
         "client connections the router serves at once (a thread each)"),
+    INT("router", "statement_cache", "router-statement-cache", router_stmt_cache, 0, 100000,
+        "prepared statements kept per PostgreSQL connection (0: none, for shards behind a "
+        "pooler that cannot keep them)"),
     INT("router", "max_lag_ms", "router-max-lag", router_max_lag_ms, 1, 86400000,
         "eventual reads that name no max_lag_ms: the most replica lag they accept, ms"),
     ENUM("provisioner", "kind", "provisioner", prov_kind, "none|sqlite|postgres|exec",
@@ -158,6 +161,7 @@ void config_defaults(citrus_config *c)
     c->router_pool_size = 8;
     c->router_pool_wait_ms = 2000;
     c->router_max_lag_ms = 1000;
+    c->router_stmt_cache = 256;
     c->router_max_conns = 1024;
 }
 

@@ -25,6 +25,8 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                          .pool_size = (int)cfg->router_pool_size,
                          .pool_wait_ms = cfg->router_pool_wait_ms,
                          .default_max_lag_ms = cfg->router_max_lag_ms,
+                         .statement_cache =
+                             cfg->router_stmt_cache ? (int)cfg->router_stmt_cache : -1,
                          .connect_timeout_ms = cfg->shard_db_timeout_ms};
     a->router = router_new(&ro);
     if (!a->router) {

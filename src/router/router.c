@@ -36,6 +36,7 @@ struct router {
     registry *reg;
     size_t max_rows;
     int pool_size;
+    size_t statement_cache;
     int64_t pool_wait_ms, connect_timeout_ms;
     int64_t default_max_lag_ms, lag_recheck_ms;
     pthread_mutex_t mu;
@@ -98,6 +99,9 @@ router *router_new(const router_options *o)
     r->reg = o->reg;
     r->max_rows = o->max_rows ? o->max_rows : 10000;
     r->pool_size = o->pool_size ? o->pool_size : 8;
+    r->statement_cache = o->statement_cache < 0 ? 0
+                         : o->statement_cache   ? (size_t)o->statement_cache
+                                                : 256;
     r->pool_wait_ms = o->pool_wait_ms ? o->pool_wait_ms : 2000;
     r->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 5000;
     r->default_max_lag_ms = o->default_max_lag_ms > 0 ? o->default_max_lag_ms : 1000;
@@ -171,6 +175,7 @@ static pool_entry *pool_for(router *r, const char *dsn)
     if (!pe && r->npools < r->cap && (pe = calloc(1, sizeof(*pe)))) {
         pool_options po = {.dsn = dsn,
                            .max_size = r->pool_size,
+                           .statement_cache = r->statement_cache,
                            .wait_ms = r->pool_wait_ms,
                            .connect_timeout_ms = r->connect_timeout_ms};
         dsn_info info;

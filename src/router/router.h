@@ -32,6 +32,7 @@ typedef struct router_options {
     int64_t default_max_lag_ms; /* eventual reads without max_lag_ms; 0 = 1000 */
     int64_t lag_recheck_ms;     /* least time between lag checks of a lagging replica; 0 = 100 */
     size_t memo_keys;           /* routes kept between catalog changes; 0 = 65536 */
+    int statement_cache; /* prepared statements per PostgreSQL connection; 0 = 256, < 0 none */
 } router_options;
 
 /* How fresh a read must be. Strong (NULL, or eventual false): the shard's

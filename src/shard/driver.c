@@ -23,6 +23,7 @@
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
+#include "shard/pg_stmts.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 
@@ -68,6 +69,14 @@ int drv_open(const char *dsn, int64_t timeout_ms, drv_conn **out, drv_error *e)
     }
     *out = c;
     return 0;
+}
+
+void drv_set_statement_cache(drv_conn *c, size_t n)
+{
+    if (!c || !c->is_pg)
+        return;
+    pg_stmts_free(c->stmts);
+    c->stmts = n ? pg_stmts_new(n) : NULL; /* out of memory: no cache */
 }
 
 void drv_close(drv_conn *c)

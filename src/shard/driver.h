@@ -32,6 +32,18 @@ typedef struct drv_error {
 int drv_open(const char *dsn, int64_t timeout_ms, drv_conn **out, drv_error *e);
 void drv_close(drv_conn *c);
 
+/* PostgreSQL: keep up to n named prepared statements on this connection
+ * (0: none, the default; every statement then runs unnamed, parsed and
+ * planned each time). Queries and DML (SELECT, INSERT, UPDATE, DELETE,
+ * WITH, VALUES, TABLE, MERGE) are prepared on their first run, with the
+ * parameter types of that run, and later runs with the same text and
+ * types only bind and execute; the least recently used statement is
+ * deallocated to make room. A statement the session lost (DEALLOCATE ALL,
+ * DISCARD ALL) or whose result type changed (ALTER TABLE under a SELECT *)
+ * is prepared again and, outside a transaction, run again transparently.
+ * No-op on SQLite. Replaces (and forgets) any earlier cache. */
+void drv_set_statement_cache(drv_conn *c, size_t n);
+
 /* Runs exactly one statement (a trailing ";" is fine; a second statement
  * is an error) with nparams bound parameters; rows (if any) go into out
  * (which must be rs_init'ed; columns set from the statement, none for a
@@ -82,9 +94,10 @@ typedef enum { DRV_TX_IDLE, DRV_TX_ACTIVE, DRV_TX_FAILED } drv_tx_state;
 
 struct drv_conn {
     bool is_pg;
-    void *handle;       /* sqlite3 * or PGconn * */
-    bool broken;        /* a CITRUS_EUNAVAILABLE that ends the connection */
-    int64_t timeout_ms; /* > 0 */
+    void *handle;           /* sqlite3 * or PGconn * */
+    bool broken;            /* a CITRUS_EUNAVAILABLE that ends the connection */
+    int64_t timeout_ms;     /* > 0 */
+    struct pg_stmts *stmts; /* PostgreSQL: named prepared statements, or NULL */
 };
 
 /* Fills e (when not NULL) and returns rc. */

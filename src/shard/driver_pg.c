@@ -8,15 +8,18 @@
  * DSN's (our TEXT values are UTF-8). NOTICEs are dropped.
  *
  * Statements go through PQsendQueryParams (the extended protocol: one
- * statement, parameters never spliced) with text-format parameters: INT
- * in decimal, REAL with %.17g (exact round trip; NaN/Infinity spelled as
- * PostgreSQL does), BOOL "t"/"f", TEXT as is (a NUL byte cannot travel in
- * a PostgreSQL text and is refused), BLOB as bytea hex "\x..." typed
- * bytea (OID 17) explicitly; everything else untyped (OID 0) for the
- * server to infer. Results come back in text format, in single-row mode
- * so a huge result is never materialized, and are typed by column OID:
- * int2/4/8 -> INT, float4/8 -> REAL, numeric -> TEXT (exact), bool ->
- * BOOL, bytea -> BLOB (PQunescapeBytea), anything else TEXT.
+ * statement, parameters never spliced), or, for a query or DML statement
+ * on a connection with a statement cache (drv_set_statement_cache,
+ * pg_stmts.c), PQprepare on its first run and PQsendQueryPrepared after,
+ * which spares the server parsing and planning it again each time;
+ * either way with text-format parameters: INT in decimal, REAL with
+ * %.17g (exact round trip; NaN/Infinity spelled as PostgreSQL does), BOOL
+ * "t"/"f", TEXT as is (a NUL byte cannot travel in a PostgreSQL text and
+ * is refused), BLOB as bytea hex "\x..." typed bytea (OID 17) explicitly;
+ * everything else untyped (OID 0) for the server to infer. Results come back in text format, in
+ * single-row mode so a huge result is never materialized, and are typed by column OID: int2/4/8 ->
+ * INT, float4/8 -> REAL, numeric -> TEXT (exact), bool -> BOOL, bytea -> BLOB (PQunescapeBytea),
+ * anything else TEXT.
  *
  * max_rows: past the limit the rest of the rows are read and dropped; a
  * statement that starts with SELECT, VALUES or TABLE run outside a
@@ -55,11 +58,13 @@
 #include <time.h>
 
 #include "citrus/errors.h"
+#include "shard/pg_stmts.h"
 
 #define PG_MIN_CONNECT_TIMEOUT_S 2
 #define PG_MAX_KEYWORDS 64
 #define PG_MAX_PARAMS 65535
 #define NUMBUF 32
+#define PG_STMT_MAX_SQL 16384 /* longer statements run unnamed */
 
 #define OID_BOOL 16
 #define OID_BYTEA 17
@@ -160,6 +165,8 @@ int drv_pg_open(drv_conn *c, const char *dsn, drv_error *e)
 
 void drv_pg_close(drv_conn *c)
 {
+    pg_stmts_free(c->stmts);
+    c->stmts = NULL;
     if (c->handle)
         PQfinish(conn(c));
     c->handle = NULL;
@@ -406,9 +413,8 @@ static int64_t tag_changes(const PGresult *r)
     return strtoll(PQcmdTuples((PGresult *)r), NULL, 10);
 }
 
-/* Whether sql (after blanks, comments and opening parentheses) starts with
- * SELECT, VALUES or TABLE: a query whose cancellation loses nothing. */
-static bool is_plain_query(const char *s)
+/* sql past its leading blanks, comments and opening parentheses. */
+static const char *skip_lead(const char *s)
 {
     for (;;) {
         if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '(') {
@@ -418,15 +424,18 @@ static bool is_plain_query(const char *s)
                 s++;
         } else if (s[0] == '/' && s[1] == '*') {
             const char *end = strstr(s + 2, "*/");
-            if (!end)
-                return false;
-            s = end + 2;
+            return end ? skip_lead(end + 2) : s;
         } else {
-            break;
+            return s;
         }
     }
-    static const char *const words[] = {"select", "values", "table"};
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+}
+
+/* Whether sql's first keyword is one of words. */
+static bool starts_with_word(const char *sql, const char *const *words, size_t nwords)
+{
+    const char *s = skip_lead(sql);
+    for (size_t i = 0; i < nwords; i++) {
         size_t n = strlen(words[i]);
         if (strncasecmp(s, words[i], n) != 0)
             continue;
@@ -436,6 +445,23 @@ static bool is_plain_query(const char *s)
             return true;
     }
     return false;
+}
+
+/* A query whose cancellation loses nothing: SELECT, VALUES or TABLE. */
+static bool is_plain_query(const char *sql)
+{
+    static const char *const words[] = {"select", "values", "table"};
+    return starts_with_word(sql, words, sizeof(words) / sizeof(words[0]));
+}
+
+/* A statement worth a named prepared statement: the queries and the DML
+ * an application runs over and over (not DDL, SET, or the like). */
+static bool is_cacheable(const char *sql)
+{
+    static const char *const words[] = {"select", "insert", "update", "delete",
+                                        "with",   "values", "table",  "merge"};
+    return strlen(sql) <= PG_STMT_MAX_SQL &&
+           starts_with_word(sql, words, sizeof(words) / sizeof(words[0]));
 }
 
 static void cancel_query(PGconn *pg)
@@ -448,30 +474,79 @@ static void cancel_query(PGconn *pg)
     PQfreeCancel(k);
 }
 
-int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparams, size_t max_rows,
-                result_set *out, bool *truncated, int64_t *changes, drv_error *e)
+/* ---- prepared statements ------------------------------------------------------- */
+
+/* Why running a named statement failed, when that is the statement's
+ * fault rather than the query's. */
+typedef enum { STALE_NO, STALE_GONE, STALE_PLAN } stale_t;
+
+static stale_t stale_kind(const PGresult *r)
 {
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    if (!state)
+        return STALE_NO;
+    if (strcmp(state, "26000") == 0) /* invalid_sql_statement_name */
+        return STALE_GONE;
+    if (strcmp(state, "0A000") == 0 && msg && strstr(msg, "cached plan must not change"))
+        return STALE_PLAN;
+    return STALE_NO;
+}
+
+/* DEALLOCATE, best effort (only ever outside a transaction, where a
+ * failure aborts nothing): a statement left behind costs only memory. */
+static void deallocate(PGconn *pg, const char *name)
+{
+    char sql[PG_STMT_NAME + 16];
+    snprintf(sql, sizeof(sql), "DEALLOCATE %s", name);
+    PQclear(PQexec(pg, sql));
+}
+
+/* The named statement to run sql with pp's types under, preparing it
+ * first when it is new (the one extra round trip per connection and
+ * statement); *name NULL to run it unnamed: no cache, not worth caching,
+ * or a full cache inside a transaction (evicting means a DEALLOCATE, kept
+ * outside transactions). 0, or the Parse error, which is the statement's
+ * own (the same the unnamed run would give). */
+static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle, const char **name,
+                    drv_error *e)
+{
+    *name = NULL;
+    pg_stmts *s = c->stmts;
+    if (!s || !is_cacheable(sql))
+        return 0;
+    if ((*name = pg_stmts_find(s, sql, pp->types, pp->n)) != NULL)
+        return 0;
+    if (!idle && pg_stmts_full(s))
+        return 0;
+    char fresh[PG_STMT_NAME], evicted[PG_STMT_NAME];
+    if (pg_stmts_add(s, sql, pp->types, pp->n, fresh, evicted) != 0)
+        return 0; /* out of memory: unnamed still works */
     PGconn *pg = conn(c);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        c->broken = true;
-        return fail_text(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(pg));
-    }
-    pg_params pp;
-    int rc = params_make(&pp, params, nparams, e);
-    if (rc) {
-        params_free(&pp);
-        return rc;
-    }
-    bool may_cancel = PQtransactionStatus(pg) == PQTRANS_IDLE && is_plain_query(sql);
-    int sent =
-        PQsendQueryParams(pg, sql, (int)nparams, pp.types, pp.vals, NULL, NULL, 0 /* text */);
-    params_free(&pp);
-    if (!sent) {
+    if (evicted[0])
+        deallocate(pg, evicted);
+    PGresult *r = PQprepare(pg, fresh, sql, (int)pp->n, pp->types);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        pg_stmts_drop(s, fresh);
+        int rc = fail_result(c, r, e);
+        PQclear(r);
         if (PQstatus(pg) != CONNECTION_OK)
             c->broken = true;
-        return fail_text(e, c->broken ? CITRUS_EUNAVAILABLE : CITRUS_EINVAL, "",
-                         PQerrorMessage(pg));
+        return rc;
     }
+    PQclear(r);
+    *name = pg_stmts_find(s, sql, pp->types, pp->n);
+    return 0;
+}
+
+/* Reads the answer to a statement just sent (see drv_pg_exec). *stale
+ * says whether it failed because the named statement it ran is gone or
+ * out of date. */
+static int collect(drv_conn *c, size_t max_rows, bool may_cancel, result_set *out, bool *truncated,
+                   int64_t *changes, drv_error *e, stale_t *stale)
+{
+    PGconn *pg = conn(c);
+    int rc = 0;
     bool single = PQsetSingleRowMode(pg) == 1;
     bool have_columns = false, cancelled = false;
     PGresult *r;
@@ -531,9 +606,10 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
             const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
             if (cancelled && state && strcmp(state, "57014") == 0)
                 break; /* our own cancel of a truncated query */
-            if (rc == 0)
+            if (rc == 0) {
+                *stale = stale_kind(r);
                 rc = fail_result(c, r, e);
-            else if (PQstatus(pg) != CONNECTION_OK)
+            } else if (PQstatus(pg) != CONNECTION_OK)
                 c->broken = true;
             break;
         }
@@ -550,6 +626,65 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
         if (rc != CITRUS_EUNAVAILABLE)
             rc = fail_text(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(pg));
     }
+    return rc;
+}
+
+int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparams, size_t max_rows,
+                result_set *out, bool *truncated, int64_t *changes, drv_error *e)
+{
+    PGconn *pg = conn(c);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        c->broken = true;
+        return fail_text(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(pg));
+    }
+    pg_params pp;
+    int rc = params_make(&pp, params, nparams, e);
+    if (rc) {
+        params_free(&pp);
+        return rc;
+    }
+    bool idle = PQtransactionStatus(pg) == PQTRANS_IDLE;
+    bool may_cancel = idle && is_plain_query(sql);
+    for (int attempt = 0;; attempt++) {
+        const char *name = NULL;
+        rc = stmt_for(c, sql, &pp, idle, &name, e);
+        if (rc)
+            break;
+        int sent = name ? PQsendQueryPrepared(pg, name, (int)nparams, pp.vals, NULL, NULL, 0)
+                        : PQsendQueryParams(pg, sql, (int)nparams, pp.types, pp.vals, NULL, NULL,
+                                            0 /* text */);
+        if (!sent) {
+            if (PQstatus(pg) != CONNECTION_OK)
+                c->broken = true;
+            rc = fail_text(e, c->broken ? CITRUS_EUNAVAILABLE : CITRUS_EINVAL, "",
+                           PQerrorMessage(pg));
+            break;
+        }
+        stale_t stale = STALE_NO;
+        rc = collect(c, max_rows, may_cancel, out, truncated, changes, e, &stale);
+        if (rc == 0 || stale == STALE_NO || !name || c->broken)
+            break;
+        /* The server no longer has the statement (a DEALLOCATE ALL or
+         * DISCARD ALL ran on this session) or its plan changed result type
+         * (a table it reads was altered): forget it, and outside a
+         * transaction (where nothing was aborted) run it once more. */
+        if (stale == STALE_GONE) {
+            pg_stmts_clear(c->stmts);
+        } else {
+            char gone[PG_STMT_NAME];
+            snprintf(gone, sizeof(gone), "%s", name);
+            pg_stmts_drop(c->stmts, gone);
+            if (idle)
+                deallocate(pg, gone);
+        }
+        if (!idle || attempt > 0)
+            break;
+        rs_free(out);
+        rs_init(out);
+        *truncated = false;
+        *changes = 0;
+    }
+    params_free(&pp);
     return rc;
 }
 

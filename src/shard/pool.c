@@ -51,6 +51,7 @@ struct pool {
     char *dsn;
     int max_size;
     int64_t wait_ms, idle_timeout_ms, max_lifetime_ms, check_idle_ms, connect_timeout_ms;
+    size_t statement_cache;
     pconn *idle; /* stack: idle[nidle - 1] is the most recently used */
     pconn *out;  /* checked out, unordered */
     int nidle, nout;
@@ -77,6 +78,15 @@ static void fail(drv_error *e, const char *fmt, ...)
     e->sqlstate[0] = '\0';
 }
 
+/* A new connection with the pool's settings. */
+static int open_conn(pool *p, drv_conn **c, drv_error *e)
+{
+    int rc = drv_open(p->dsn, p->connect_timeout_ms, c, e);
+    if (rc == 0)
+        drv_set_statement_cache(*c, p->statement_cache);
+    return rc;
+}
+
 pool *pool_new(const pool_options *o)
 {
     if (!o || !o->dsn)
@@ -91,6 +101,7 @@ pool *pool_new(const pool_options *o)
     p->check_idle_ms = o->check_idle_ms > 0 ? o->check_idle_ms : DEFAULT_CHECK_IDLE_MS;
     p->connect_timeout_ms =
         o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    p->statement_cache = o->statement_cache;
     p->dsn = strdup(o->dsn);
     p->idle = calloc((size_t)p->max_size, sizeof(*p->idle));
     p->out = calloc((size_t)p->max_size, sizeof(*p->out));
@@ -221,7 +232,7 @@ int pool_get(pool *p, drv_conn **out, drv_error *e)
                 replaced = true;
                 drv_close(c);
                 c = NULL;
-                rc = drv_open(p->dsn, p->connect_timeout_ms, &c, e);
+                rc = open_conn(p, &c, e);
             }
             now = mono_ms();
             pthread_mutex_lock(&p->mu);
@@ -255,7 +266,7 @@ int pool_get(pool *p, drv_conn **out, drv_error *e)
             p->size++; /* the slot is ours while we connect */
             pthread_mutex_unlock(&p->mu);
             drv_conn *c = NULL;
-            int rc = drv_open(p->dsn, p->connect_timeout_ms, &c, e);
+            int rc = open_conn(p, &c, e);
             now = mono_ms();
             pthread_mutex_lock(&p->mu);
             if (rc) {

@@ -28,6 +28,7 @@ typedef struct pool_options {
     int64_t max_lifetime_ms;    /* 0 = 1800000 */
     int64_t check_idle_ms;      /* 0 = 1000; health check after this much idleness */
     int64_t connect_timeout_ms; /* 0 = 5000 */
+    size_t statement_cache;     /* per connection, see drv_set_statement_cache; 0 = none */
 } pool_options;
 
 typedef struct pool_stats {

@@ -27,11 +27,15 @@
 typedef struct backend {
     const char *name;
     bool is_pg;
+    size_t stmt_cache; /* drv_set_statement_cache on every connection */
     char dsn[PATH_MAX];
 } backend;
 
 static char tmpdir[PATH_MAX - 64];
 static backend lite = {.name = "sqlite"}, pgb = {.name = "postgres", .is_pg = true};
+/* The same tests again with named prepared statements, in a cache small
+ * enough that they also evict. */
+static backend pgc = {.name = "postgres+prepared", .is_pg = true, .stmt_cache = 3};
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -53,6 +57,7 @@ static drv_conn *must_open(const backend *b)
     if (rc)
         fail_msg("%s: drv_open %s: %d %s", b->name, b->dsn, rc, e.message);
     assert_non_null(c);
+    drv_set_statement_cache(c, b->stmt_cache);
     return c;
 }
 
@@ -555,7 +560,7 @@ static void test_sqlite_busy(void **state)
 
 static void test_pg_type_mapping(void **state)
 {
-    drv_conn *c = must_open(&pgb);
+    drv_conn *c = must_open(*state);
     result_set rs;
     rs_init(&rs);
     must_exec(c,
@@ -614,7 +619,7 @@ static void test_pg_type_mapping(void **state)
  * the transaction). */
 static void test_pg_truncate_huge(void **state)
 {
-    drv_conn *c = must_open(&pgb);
+    drv_conn *c = must_open(*state);
     result_set rs;
     rs_init(&rs);
     bool truncated = false;
@@ -656,7 +661,7 @@ static void test_pg_truncate_huge(void **state)
  * no longer alive. */
 static void test_pg_terminated_session(void **state)
 {
-    drv_conn *victim = must_open(&pgb), *admin = must_open(&pgb);
+    drv_conn *victim = must_open(*state), *admin = must_open(*state);
     int64_t pid = query_int(victim, "SELECT pg_backend_pid()::int8 AS p");
     value v = val_int(pid);
     must_exec(admin, "SELECT pg_terminate_backend($1::int)", &v, 1, NULL);
@@ -712,6 +717,7 @@ static int pg_backend_setup(void **state)
     if (pg_group_setup(state) != 0)
         return -1;
     snprintf(pgb.dsn, sizeof(pgb.dsn), "%s", pg.admin_dsn);
+    snprintf(pgc.dsn, sizeof(pgc.dsn), "%s", pg.admin_dsn);
     return 0;
 }
 
@@ -729,9 +735,13 @@ int main(void)
     int failed = cmocka_run_group_tests_name("driver_sqlite", lt, NULL, NULL);
     const struct CMUnitTest pt[] = {
         BOTH(pgb),
-        cmocka_unit_test(test_pg_type_mapping),
-        cmocka_unit_test(test_pg_truncate_huge),
-        cmocka_unit_test(test_pg_terminated_session),
+        BOTH(pgc),
+        cmocka_unit_test_prestate(test_pg_type_mapping, &pgb),
+        cmocka_unit_test_prestate(test_pg_type_mapping, &pgc),
+        cmocka_unit_test_prestate(test_pg_truncate_huge, &pgb),
+        cmocka_unit_test_prestate(test_pg_truncate_huge, &pgc),
+        cmocka_unit_test_prestate(test_pg_terminated_session, &pgb),
+        cmocka_unit_test_prestate(test_pg_terminated_session, &pgc),
         cmocka_unit_test(test_pg_server_stopped),
     };
     failed +=
