@@ -9,16 +9,19 @@
 #      (POST /v1/route) and each key's row is loaded into its shard's database;
 #   3. Debian's pgbouncer, transaction pooling, POOL server connections per database;
 #   4. build/sqlbench: SELECT value FROM kv WHERE key = $1 for random keys, at 1 and
-#      CONNS connections, against direct (libpq to PostgreSQL, one connection per shard
-#      database per client connection), pgbouncer (the same through PgBouncer) and
-#      router (POST /v1/query, HTTP keep-alive). REPEAT rounds, the order of the three
+#      CONNS connections, against direct (libpq PQexecParams to PostgreSQL, one
+#      connection per shard database per client connection), direct-prepared (the same
+#      with the statement prepared once per connection, PQexecPrepared: what the router's
+#      statement cache does), pgbouncer (PQexecParams through PgBouncer) and router
+#      (POST /v1/query, HTTP keep-alive). REPEAT rounds, the order of the targets
 #      rotating from round to round; medians.
 # Prints every run, a table of medians and the DESIGN §8 verdicts; all runs go to
 # $BUILD/bench-router-results.json. Stops, by PID, exactly the processes it started.
 # Knobs (defaults): DURATION=10 WARMUP=2 REPEAT=3 CONNS=8 KEYS=10000 SHARDS=4 POOL=8
 # BUILD=build PG_BINDIR=/usr/lib/postgresql/15/bin BENCH_TMPDIR=${TMPDIR:-/tmp}
 # CITRUS_ARGS="" (more `citrus dev` options, e.g. "--threads 2")
-# TARGETS="direct pgbouncer router" (a subset for experiments; verdicts need all three)
+# TARGETS="direct direct-prepared pgbouncer router" (a subset for experiments; the
+# verdicts need direct, pgbouncer and router)
 # PERF=1: also record a perf profile of the router during its CONNS-connection runs
 # (perf record $PERF_ARGS, default -g; try "--call-graph dwarf -F 499" for user-space
 # stacks), reported at the end (top symbols) and kept in $BUILD/router.perf.data.
@@ -234,6 +237,7 @@ run_one() { # run_one ROUND TARGET CONNS
     local round=$1 target=$2 conns=$3 out rc=0 args
     case $target in
     direct) args=(--target pq "${DIRECT_DSN[@]}") ;;
+    direct-prepared) args=(--target pq --prepared "${DIRECT_DSN[@]}") ;;
     pgbouncer) args=(--target pq "${BOUNCER_DSN[@]}") ;;
     router) args=(--target router --url "$ROUTER") ;;
     esac
@@ -266,7 +270,7 @@ run_one() { # run_one ROUND TARGET CONNS
     done
 }
 
-read -r -a TARGETS <<<"${TARGETS:-direct pgbouncer router}"
+read -r -a TARGETS <<<"${TARGETS:-direct direct-prepared pgbouncer router}"
 NT=${#TARGETS[@]}
 echo "== select by key, ${DURATION}s after ${WARMUP}s warm-up, $REPEAT rounds, 1 and $CONNS connections"
 for round in $(seq 1 "$REPEAT"); do
@@ -294,7 +298,7 @@ print()
 print("| target | conns | ops/s | p50 µs | p90 µs | p99 µs | CPU: pg | router | pgbouncer | client | other |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for conns in (1, hi):
-    for t in ("direct", "pgbouncer", "router"):
+    for t in ("direct", "direct-prepared", "pgbouncer", "router"):
         if not any(r["label"] == t for r in runs):
             continue
         c = lambda k: med(t, conns, lambda r: r["cpu_cores"].get(k, 0))
@@ -313,6 +317,12 @@ print("router / direct   at %d conns: %.2f  (target >= 0.70: %s)" % (hi, r8 / d8
 print("router / pgbouncer at %d conns: %.2f  (target > 1: %s)" % (hi, r8 / b8, ok(r8 > b8)))
 print("added median latency at 1 conn: router %+.0f us, pgbouncer %+.0f us over direct (router target <= 80 us: %s)"
       % (r1 - d1, b1 - d1, ok(r1 - d1 <= 80)))
+dp8 = med("direct-prepared", hi, lambda r: r["ops_per_s"])
+dp1 = med("direct-prepared", 1, lambda r: r["lat_us"]["p50"])
+if dp8 == dp8:
+    print("against direct-prepared (a client that prepares its statement, as the router does):"
+          " router / direct-prepared at %d conns: %.2f, added median latency at 1 conn: %+.0f us"
+          % (hi, r8 / dp8, r1 - dp1))
 print("errors in all runs: %d" % sum(r["errors"] for r in runs))
 EOF
 

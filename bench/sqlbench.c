@@ -11,8 +11,10 @@
  * key uniformly at random (fixed seed per connection) and runs
  *     SELECT value FROM kv WHERE key = $1
  * with the key bound as $1: in pq mode with PQexecParams (unnamed statement, text
- * parameter of unspecified type: what the router's driver sends, see
- * src/shard/driver_pg.c) on the connection to the key's shard database; in router mode as
+ * parameter of unspecified type: parsed and planned by the server every time) on the
+ * connection to the key's shard database, or with --prepared as a named statement
+ * prepared once per connection (PQprepare, then PQexecPrepared: what the router's driver
+ * does with its statement cache, see src/shard/driver_pg.c); in router mode as
  * {"key": K, "sql": ..., "params": [K]} over an HTTP/1.1 keep-alive connection (raw
  * socket, blocking I/O). Every answer is checked: exactly one row with the key's value
  * (router: status 200, row_count 1, the key's shard_id and value in the body). Anything
@@ -92,6 +94,7 @@ static struct {
     struct cpu_watch cpu[MAX_CPU];
     int ncpu;
     int quiet;
+    int prepared; /* pq mode: PQprepare once per connection, then PQexecPrepared */
 } cfg = {.conns = 1, .duration = 10, .warmup = 2, .timeout = 10, .seed = 42, .sql = SQL_DEFAULT};
 
 static struct key *keys;
@@ -318,12 +321,13 @@ broken:
     return -1;
 }
 
-/* One PQexecParams on the key's shard; checks the answer. 0 or -1. */
+/* One PQexecParams (or PQexecPrepared) on the key's shard; checks the answer. 0 or -1. */
 static int pq_request(struct worker *w, const struct key *k)
 {
     PGconn *c = w->pg[k->shard];
     const char *params[1] = {k->key};
-    PGresult *r = PQexecParams(c, cfg.sql, 1, NULL, params, NULL, NULL, 0);
+    PGresult *r = cfg.prepared ? PQexecPrepared(c, "q", 1, params, NULL, NULL, 0)
+                               : PQexecParams(c, cfg.sql, 1, NULL, params, NULL, NULL, 0);
     int ok = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 1 &&
              strcmp(PQgetvalue(r, 0, 0), k->value) == 0;
     if (!ok) {
@@ -358,6 +362,15 @@ static int worker_setup(struct worker *w)
         if (PQstatus(w->pg[i]) != CONNECTION_OK) {
             worker_error(w, "connect: ", PQerrorMessage(w->pg[i]));
             return -1;
+        }
+        if (cfg.prepared) {
+            PGresult *r = PQprepare(w->pg[i], "q", cfg.sql, 1, NULL);
+            int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            PQclear(r);
+            if (!ok) {
+                worker_error(w, "prepare: ", PQerrorMessage(w->pg[i]));
+                return -1;
+            }
         }
     }
     return 0;
@@ -623,6 +636,7 @@ static void usage(FILE *f)
             "  --cpu NAME=PID       report the CPU of a process over the window\n"
             "  --cpu-tree NAME=PID  the same, with its direct children (postmaster)\n"
             "  --label L            name of the run in the output\n"
+            "  --prepared           pq mode: a named statement prepared once per connection\n"
             "  --quiet              only the JSON line\n",
             SQL_DEFAULT);
 }
@@ -657,15 +671,23 @@ static double pct_us(const uint64_t *v, size_t n, double q)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"target", required_argument, NULL, 't'}, {"keys-file", required_argument, NULL, 'k'},
-        {"dsn", required_argument, NULL, 'D'},    {"url", required_argument, NULL, 'u'},
-        {"conns", required_argument, NULL, 'c'},  {"duration", required_argument, NULL, 'd'},
-        {"warmup", required_argument, NULL, 'w'}, {"timeout", required_argument, NULL, 'T'},
-        {"sql", required_argument, NULL, 's'},    {"seed", required_argument, NULL, 'S'},
-        {"cpu", required_argument, NULL, 'p'},    {"cpu-tree", required_argument, NULL, 'P'},
-        {"label", required_argument, NULL, 'l'},  {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"target", required_argument, NULL, 't'},
+                                         {"keys-file", required_argument, NULL, 'k'},
+                                         {"dsn", required_argument, NULL, 'D'},
+                                         {"url", required_argument, NULL, 'u'},
+                                         {"conns", required_argument, NULL, 'c'},
+                                         {"duration", required_argument, NULL, 'd'},
+                                         {"warmup", required_argument, NULL, 'w'},
+                                         {"timeout", required_argument, NULL, 'T'},
+                                         {"sql", required_argument, NULL, 's'},
+                                         {"seed", required_argument, NULL, 'S'},
+                                         {"cpu", required_argument, NULL, 'p'},
+                                         {"cpu-tree", required_argument, NULL, 'P'},
+                                         {"label", required_argument, NULL, 'l'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"prepared", no_argument, NULL, 'R'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *url = NULL, *target = NULL;
     const char *dsn_args[MAX_SHARDS];
     int ndsn = 0, o;
@@ -718,6 +740,9 @@ int main(int argc, char **argv)
             break;
         case 'q':
             cfg.quiet = 1;
+            break;
+        case 'R':
+            cfg.prepared = 1;
             break;
         case 'h':
             usage(stdout);
