@@ -105,21 +105,42 @@ static bool corr_valid(const char *s)
     return true;
 }
 
+/* 16 random bytes: from a per-thread buffer refilled by getrandom 16 ids
+ * at a time (one syscall per 16 requests; ids are unique, not secret). */
+static void corr_random(unsigned char b[16])
+{
+    static _Thread_local unsigned char buf[256];
+    static _Thread_local size_t left;
+    if (left < 16) {
+        if (getrandom(buf, sizeof(buf), 0) == (ssize_t)sizeof(buf)) {
+            left = sizeof(buf);
+        } else {
+            uint64_t t = (uint64_t)mono_ns();
+            memcpy(b, &t, 8);
+            memcpy(b + 8, &t, 8);
+            return;
+        }
+    }
+    memcpy(b, buf + sizeof(buf) - left, 16);
+    left -= 16;
+}
+
 /* A random UUIDv4. */
 static void corr_generate(char *out)
 {
+    static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-        uint64_t t = (uint64_t)mono_ns();
-        memcpy(b, &t, 8);
-        memcpy(b + 8, &t, 8);
-    }
+    corr_random(b);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, CORR_MAX + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
 }
 
 /* ---------------- accessors ---------------- */

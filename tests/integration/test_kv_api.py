@@ -1,6 +1,7 @@
 """The KV REST API of `citrus dev`: happy paths and every bad input."""
 import base64
 import json
+import re
 import subprocess
 
 import requests
@@ -260,8 +261,10 @@ def test_correlation_ids(citrus):
     u = citrus.url
     r = requests.get(u + "/v1/kv/x", headers={"X-Correlation-Id": "abc-123"})
     assert r.headers["X-Correlation-Id"] == "abc-123"
-    gen = requests.get(u + "/v1/kv/x").headers["X-Correlation-Id"]
-    assert len(gen) == 36 and gen.count("-") == 4
+    gen = [requests.get(u + "/v1/kv/x").headers["X-Correlation-Id"] for _ in range(40)]
+    v4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+    assert all(v4.match(g) for g in gen), gen
+    assert len(set(gen)) == len(gen)  # across refills of the random buffer too
     err(requests.get(u + "/v1/kv/x", headers={"X-Correlation-Id": "bad id!"}), 400,
         "invalid_argument")
     requests.put(u + "/v1/kv/y", data=b"1", headers={"X-Correlation-Id": "trace-put-1"})
