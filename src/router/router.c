@@ -53,7 +53,8 @@ static void describe_metrics(void)
     metrics_describe("citrus_router_query_duration_seconds", METRIC_HISTOGRAM,
                      "time from checkout to the statement's answer, by shard");
     metrics_describe("citrus_router_pool_connections", METRIC_GAUGE,
-                     "connections of a shard's pool, by state (idle, in_use)");
+                     "connections of a shard's pool, by role and state (idle, in_use); "
+                     "role replica sums the shard's replica pools");
     metrics_describe("citrus_router_pool_exhausted_total", METRIC_COUNTER,
                      "checkouts that gave up waiting for a connection, by shard");
 }
@@ -65,11 +66,15 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Counters and the pool's gauges after a statement on shard id. */
-static void record(const char *id, pool *p, const char *role, int rc, int64_t t0)
+static pool_entry *pool_for(router *r, const char *dsn);
+
+/* Counters after a statement on shard s, and the gauges of the pool it ran
+ * on: the primary's, or for role "replica" the shard's replica pools
+ * together (one series per shard and role, whichever replica served). */
+static void record(router *r, const shard *s, pool *p, const char *role, int rc, int64_t t0)
 {
     char esc[160], labels[256];
-    metrics_escape_label(id, esc, sizeof(esc));
+    metrics_escape_label(s->id, esc, sizeof(esc));
     const char *outcome = rc == 0              ? "ok"
                           : rc == CITRUS_ESQL  ? "sql_error"
                           : rc == CITRUS_EPOOL ? "pool_exhausted"
@@ -84,6 +89,18 @@ static void record(const char *id, pool *p, const char *role, int rc, int64_t t0
                                   (double)(now_ns() - t0) / 1e9);
     pool_stats st;
     pool_get_stats(p, &st);
+    if (strcmp(role, "replica") == 0) {
+        st.idle = st.in_use = 0;
+        for (size_t i = 0; i < s->nreplicas; i++) {
+            pool_entry *pe = pool_for(r, s->replicas[i]);
+            pool_stats one;
+            if (!pe)
+                continue;
+            pool_get_stats(pe->p, &one);
+            st.idle += one.idle;
+            st.in_use += one.in_use;
+        }
+    }
     snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",state=\"idle\"", esc, role);
     metrics_gauge_set("citrus_router_pool_connections", labels, st.idle);
     snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",state=\"in_use\"", esc, role);
@@ -364,7 +381,7 @@ static int run_on(router *r, const shard *s, const router_read *rd, const char *
             rc = pool_get(pe->p, &c, &de);
             if (rc < 0) {
                 rc = drv_to_router(rc, &de, s->id, e);
-                record(s->id, pe->p, "primary", rc, t0);
+                record(r, s, pe->p, "primary", rc, t0);
                 return rc;
             }
         }
@@ -377,7 +394,7 @@ static int run_on(router *r, const shard *s, const router_read *rd, const char *
         if (rc < 0)
             rs_free(&out->rs);
         if (rc < 0 && replica && broke) {
-            record(s->id, pe->p, "replica", CITRUS_EUNAVAILABLE, t0);
+            record(r, s, pe->p, "replica", CITRUS_EUNAVAILABLE, t0);
             pthread_mutex_lock(&r->mu);
             pe->down_until_ns = now_ns() + 1000000000;
             pthread_mutex_unlock(&r->mu);
@@ -385,7 +402,7 @@ static int run_on(router *r, const shard *s, const router_read *rd, const char *
         }
         if (rc < 0)
             rc = drv_to_router(rc, &de, s->id, e);
-        record(s->id, pe->p, replica ? "replica" : "primary", rc, t0);
+        record(r, s, pe->p, replica ? "replica" : "primary", rc, t0);
         out->replica = replica;
         break;
     }

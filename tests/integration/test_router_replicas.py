@@ -70,6 +70,13 @@ def test_consistency_picks_primary_or_replicas(replicated):
         assert served == "replica" and recovering is True
         seen.add(port)
     assert seen == {reps[0].port, reps[1].port}
+    # one connection to each replica, both idle now: the replica gauge sums
+    # the shard's replica pools (not whichever replica served last)
+    m = requests.get(c.router_url + "/metrics", timeout=10).text
+    assert ('citrus_router_pool_connections{shard="pg-a",role="replica",state="idle"} 2'
+            in m), m
+    assert ('citrus_router_pool_connections{shard="pg-a",role="replica",state="in_use"} 0'
+            in m), m
     # a write sent with eventual still goes to the primary
     j = q(c, {"key": "loc-1", "sql": "INSERT INTO t VALUES ($1, $2)", "params": ["a", "1"],
               "consistency": "eventual"})
