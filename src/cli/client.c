@@ -2,11 +2,14 @@
 #include "cli/client.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "citrus/errors.h"
 
@@ -16,6 +19,10 @@ struct client {
     long timeout_ms;
     long connect_timeout_ms;
     const volatile sig_atomic_t *abort_flag;
+    /* The socket libcurl opened last and has not closed, for
+     * client_interrupt (from another thread): guarded by sock_mu. */
+    pthread_mutex_t sock_mu;
+    curl_socket_t sock;
     char curl_err[CURL_ERROR_SIZE]; /* libcurl's detail for the last transfer */
     char errbuf[CURL_ERROR_SIZE + 512];
 };
@@ -126,6 +133,42 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
     return c->abort_flag && *c->abort_flag ? 1 : 0;
 }
 
+/* libcurl opens and closes its sockets through these, so that the one in
+ * use is known to client_interrupt. */
+static curl_socket_t on_open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    client *c = ctx;
+    if (c->abort_flag && *c->abort_flag)
+        return CURL_SOCKET_BAD; /* interrupted already: no new connection */
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s == CURL_SOCKET_BAD)
+        return s;
+    pthread_mutex_lock(&c->sock_mu);
+    c->sock = s;
+    pthread_mutex_unlock(&c->sock_mu);
+    return s;
+}
+
+static int on_close_socket(void *ctx, curl_socket_t s)
+{
+    client *c = ctx;
+    pthread_mutex_lock(&c->sock_mu);
+    if (c->sock == s)
+        c->sock = CURL_SOCKET_BAD;
+    int rc = close(s);
+    pthread_mutex_unlock(&c->sock_mu);
+    return rc;
+}
+
+void client_interrupt(client *c)
+{
+    pthread_mutex_lock(&c->sock_mu);
+    if (c->sock != CURL_SOCKET_BAD)
+        shutdown(c->sock, SHUT_RDWR); /* the transfer sees the end at once */
+    pthread_mutex_unlock(&c->sock_mu);
+}
+
 const char *client_default_endpoint(void)
 {
     const char *env = getenv("CITRUS_ENDPOINT");
@@ -153,6 +196,8 @@ client *client_new(const char *endpoint)
         goto fail_global;
     c->timeout_ms = CLIENT_REQUEST_TIMEOUT_MS;
     c->connect_timeout_ms = CLIENT_CONNECT_TIMEOUT_MS;
+    c->sock = CURL_SOCKET_BAD;
+    pthread_mutex_init(&c->sock_mu, NULL);
     return c;
 
 fail_global:
@@ -170,6 +215,7 @@ void client_free(client *c)
         return;
     curl_easy_cleanup(c->curl);
     curl_global_cleanup();
+    pthread_mutex_destroy(&c->sock_mu);
     free(c->endpoint);
     free(c);
 }
@@ -265,6 +311,10 @@ int client_request(client *c, const char *method, const char *path, const void *
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, c);
+    curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, c);
     if (strcmp(method, "GET") == 0) {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else {
@@ -277,6 +327,8 @@ int client_request(client *c, const char *method, const char *path, const void *
     }
 
     CURLcode cc = curl_easy_perform(h);
+    if (cc != CURLE_OK && c->abort_flag && *c->abort_flag)
+        cc = CURLE_ABORTED_BY_CALLBACK; /* client_interrupt cut it short */
     if (k.oom || k.body.oom) {
         snprintf(c->errbuf, sizeof(c->errbuf), "out of memory");
         rc = CITRUS_ENOMEM;

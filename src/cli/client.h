@@ -59,6 +59,11 @@ void client_set_connect_timeout_ms(client *c, long ms);
  * CITRUS_ECLOSED. The flag is kept, not copied; NULL clears it. */
 void client_set_abort_flag(client *c, const volatile sig_atomic_t *flag);
 
+/* From another thread, after setting the abort flag: ends the request in
+ * flight at once (shuts its connection down) instead of at libcurl's next
+ * progress call; client_request then returns CITRUS_ECLOSED. */
+void client_interrupt(client *c);
+
 /* Sends method (GET, PUT, POST, DELETE, ...) to endpoint + path, where path
  * starts with '/' and carries any query string, already escaped (see
  * client_escape_path). body/len may be NULL/0; the body is only read during

@@ -168,6 +168,15 @@ static bool poll_once(citrus_client *c, client *w, bool *fail_over)
     return ok;
 }
 
+/* Publishes the watch's client for feed_stop to interrupt (NULL before
+ * freeing it). */
+static void set_watch(citrus_client *c, client *w)
+{
+    pthread_mutex_lock(&c->mu);
+    c->watch = w;
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void *run(void *arg)
 {
     citrus_client *c = arg;
@@ -180,9 +189,11 @@ static void *run(void *arg)
         pthread_mutex_unlock(&c->build_mu);
         size_t i = conns_preferred(c->conns);
         if (i != wi) {
+            set_watch(c, NULL);
             client_free(w);
             w = conns_client_new(c->conns, conns_endpoint(c->conns, i));
             wi = w ? i : SIZE_MAX;
+            set_watch(c, w);
             if (w) {
                 client_set_abort_flag(w, &c->stop);
                 client_set_timeout_ms(w, c->request_ms + POLL_SECONDS * 1000L);
@@ -209,6 +220,7 @@ static void *run(void *arg)
             backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
         }
     }
+    set_watch(c, NULL);
     client_free(w);
     return NULL;
 }
@@ -228,6 +240,8 @@ void feed_stop(citrus_client *c)
         return;
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
+    if (c->watch) /* the long poll ends now, not at libcurl's next progress call */
+        client_interrupt(c->watch);
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);

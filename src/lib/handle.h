@@ -33,6 +33,7 @@ struct citrus_client {
     bool watching;
     pthread_t thread;
     volatile sig_atomic_t stop; /* also the watch request's abort flag */
+    struct client *watch;       /* the watch thread's HTTP client; guarded by mu */
 };
 
 /* A client with no copy loaded and no watch (citrus_connect loads and

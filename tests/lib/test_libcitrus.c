@@ -529,6 +529,26 @@ static void test_bad_input_is_refused_clearly(void **state)
     citrus_close(NULL);
 }
 
+/* citrus_close ends the watch's long poll at once rather than at libcurl's
+ * next once-a-second progress call: three closes in a row, each while the
+ * poll is waiting on the server, all well under that second (without the
+ * interrupt each would take 0..1 s, so all three under 300 ms by chance is
+ * a 3 % event). */
+static void test_close_does_not_wait_for_the_long_poll(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        citrus_client *c = connect_default();
+        struct timespec ts = {0, 200 * 1000000L}; /* the poll is in flight */
+        nanosleep(&ts, NULL);
+        int64_t t0 = now_ms();
+        citrus_close(c);
+        int64_t took = now_ms() - t0;
+        if (took >= 300)
+            fail_msg("citrus_close took %lld ms", (long long)took);
+    }
+}
+
 int main(void)
 {
     api = getenv("CITRUS_TEST_ENDPOINT");
@@ -548,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_threads_while_the_ring_changes),
         cmocka_unit_test(test_failover_to_the_next_endpoint),
         cmocka_unit_test(test_bad_input_is_refused_clearly),
+        cmocka_unit_test(test_close_does_not_wait_for_the_long_poll),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
