@@ -134,3 +134,41 @@ def test_example_builds_with_pkg_config(citrus_shards, tmp_path):
     p = subprocess.run([str(exe)], env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
     check_example_output(citrus_shards, p.stdout)
+
+
+def test_static_library_offers_only_the_api(citrus_shards, tmp_path):
+    """libcitrus.a exports the citrus_* functions and nothing else, so an
+    application may use names the library uses inside (client_new, ring_new,
+    val_int, ...) and still link it statically: the example, linked with a
+    file defining such names, runs without the shared library."""
+    lib = os.path.join(BUILD, "libcitrus.a")
+    nm = subprocess.run(["nm", "-g", "--defined-only", lib], capture_output=True, text=True,
+                        check=True)
+    names = [l.split()[-1] for l in nm.stdout.splitlines() if len(l.split()) == 3]
+    assert names and all(n.startswith("citrus_") for n in names), names
+    shared = subprocess.run(["nm", "-D", "--defined-only", os.path.join(BUILD, "libcitrus.so")],
+                            capture_output=True, text=True, check=True)
+    assert sorted(names) == sorted(l.split()[-1] for l in shared.stdout.splitlines()
+                                   if " T " in l)
+    clash = tmp_path / "clash.c"
+    clash.write_text("int client_new(void) { return 1; }\n"
+                     "int ring_new(void) { return 2; }\n"
+                     "int val_int(void) { return 3; }\n")
+    # libcitrus.a itself, its dependencies shared (citrus.pc's Requires.private)
+    libs = subprocess.run(["pkg-config", "--libs", "jansson", "libcurl", "libcrypto",
+                           "libmurmurhash", "libxxhash"], capture_output=True, text=True,
+                          check=True).stdout.split() + ["-lpthread", "-lm"]
+    cache = open(os.path.join(BUILD, "CMakeCache.txt")).read()
+    sanitize = ["-fsanitize=address,undefined"] if "CITRUS_SANITIZE:BOOL=ON" in cache else []
+    exe = tmp_path / "tenant_rows_static"
+    cc = subprocess.run(["cc", "-std=c11", "-Wall", "-Werror"] + sanitize + [
+                         "-I", os.path.join(ROOT, "include"),
+                         os.path.join(ROOT, "examples", "tenant_rows.c"), str(clash), lib,
+                         "-o", str(exe)] + libs, capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    ldd = subprocess.run(["ldd", str(exe)], capture_output=True, text=True).stdout
+    assert "libcitrus" not in ldd, ldd
+    p = subprocess.run([str(exe)], env=example_env(citrus_shards), capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    check_example_output(citrus_shards, p.stdout)
