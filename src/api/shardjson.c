@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -23,30 +24,55 @@ int shardjson_reply_no_manager(http_req *r)
     return http_reply_error(r, CITRUS_EUNAVAILABLE, "the shard manager is not running", NULL);
 }
 
-static size_t tokens_owned(app *a, const char *id)
+/* The tokens each of the n shards v[i] holds in the ring, into out (all 0
+ * when the ring cannot be read). */
+static void tokens_owned(app *a, const shard *v, size_t n, size_t *out)
 {
     const ring *rg;
-    int64_t v;
-    size_t n = 0;
-    if (registry_ring(a->shards->reg, &rg, &v) < 0)
-        return 0;
-    for (size_t i = 0, size = ring_size(rg); i < size; i++) {
-        const char *owner;
-        ring_token_at(rg, i, &owner);
-        n += strcmp(owner, id) == 0;
+    int64_t ver;
+    const char **ids = calloc(n ? n : 1, sizeof(*ids));
+    for (size_t i = 0; i < n; i++)
+        out[i] = 0;
+    if (ids && registry_ring(a->shards->reg, &rg, &ver) == 0) {
+        for (size_t i = 0; i < n; i++)
+            ids[i] = v[i].id;
+        ring_token_counts(rg, ids, n, out);
+        registry_ring_release(a->shards->reg, rg);
     }
-    registry_ring_release(a->shards->reg, rg);
-    return n;
+    free(ids);
 }
 
-json_t *shardjson_full(app *a, const shard *s, bool with_history)
+static json_t *full_with_tokens(app *a, const shard *s, size_t tokens, bool with_history)
 {
     json_t *j = shard_to_json(s, with_history);
     size_t tenants = 0;
     registry_tenant_count(a->shards->reg, s->id, &tenants);
-    json_object_set_new(j, "tokens", json_integer((json_int_t)tokens_owned(a, s->id)));
+    json_object_set_new(j, "tokens", json_integer((json_int_t)tokens));
     json_object_set_new(j, "tenants", json_integer((json_int_t)tenants));
     return j;
+}
+
+json_t *shardjson_full(app *a, const shard *s, bool with_history)
+{
+    size_t tokens;
+    tokens_owned(a, s, 1, &tokens);
+    return full_with_tokens(a, s, tokens, with_history);
+}
+
+json_t *shardjson_list(app *a, const shard *v, size_t n)
+{
+    json_t *items = json_array();
+    size_t *tokens = calloc(n ? n : 1, sizeof(*tokens));
+    if (!items || !tokens) {
+        json_decref(items);
+        free(tokens);
+        return NULL;
+    }
+    tokens_owned(a, v, n, tokens);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, full_with_tokens(a, &v[i], tokens[i], false));
+    free(tokens);
+    return items;
 }
 
 json_t *shardjson_change(const reg_result *res)

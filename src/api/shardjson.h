@@ -13,6 +13,9 @@
 /* The record (shard_json) plus "tokens" (how many it owns in the current
  * ring) and "tenants" (how many are pinned to it). */
 json_t *shardjson_full(app *a, const shard *s, bool with_history);
+/* The n records as shardjson_full gives them (without history), as one
+ * array, the ring read once for all; NULL when out of memory. */
+json_t *shardjson_list(app *a, const shard *v, size_t n);
 
 /* What a change did to the ring: {"changed","version","tokens_before",
  * "tokens_after","tenants_affected","ranges":[...],"ranges_total"}. */

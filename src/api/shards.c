@@ -109,10 +109,10 @@ int api_shards_list(http_req *r, void *ctx)
     int rc = registry_shard_list(a->shards->reg, st ? &filter : NULL, &v, &n);
     if (rc < 0)
         return http_reply_error(r, rc, NULL, NULL);
-    json_t *items = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(items, shardjson_full(a, &v[i], false));
+    json_t *items = shardjson_list(a, v, n);
     registry_shards_free(v, n);
+    if (!items)
+        return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
     return http_reply_json(r, 200, json_pack("{s:o,s:I}", "shards", items, "count", (json_int_t)n));
 }
 

@@ -332,6 +332,22 @@ void ring_ownership(const ring *r, const ring_owner *owners, size_t n, double *o
     free(frac);
 }
 
+void ring_token_counts(const ring *r, const char *const *ids, size_t n, size_t *out)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = 0;
+    size_t *per = calloc(r->nids ? r->nids : 1, sizeof *per);
+    if (!per)
+        return;
+    for (size_t t = 0; t < r->ntokens; t++)
+        per[r->owner[t]]++;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < r->nids; j++)
+            if (strcmp(ids[i], r->ids[j]) == 0)
+                out[i] += per[j];
+    free(per);
+}
+
 /* ---- choosing tokens (ring_choose_tokens) ----
  *
  * The rule. Let W be the sum of the weights of the owners holding tokens

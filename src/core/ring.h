@@ -130,4 +130,9 @@ int ring_choose_tokens(const ring *current, const double *weights, citrus_hash_f
  * so any list (order, subset) works; an id the ring does not know gets 0. */
 void ring_ownership(const ring *r, const ring_owner *owners, size_t n, double *out);
 
+/* How many tokens each of the n shards ids[i] holds, into out[i] (0 for an
+ * id the ring does not know): one pass over the ring, then ids matched by
+ * id. */
+void ring_token_counts(const ring *r, const char *const *ids, size_t n, size_t *out);
+
 #endif

@@ -354,6 +354,13 @@ static void ties_smaller_id_wins(void **state)
         double b = 95.0 / 18446744073709551616.0;
         assert_true(fabs(frac[o == 0 ? 0 : 1] - b) < 1e-25);
         assert_true(fabs(frac[o == 0 ? 1 : 0] - (1.0 - b)) < 1e-12);
+        /* token counts by id, in any order; an unknown id holds none */
+        const char *ids[] = {"b", "zz", "a"};
+        size_t counts[3] = {9, 9, 9};
+        ring_token_counts(r, ids, 3, counts);
+        assert_int_equal(counts[0], 1); /* 100 */
+        assert_int_equal(counts[1], 0);
+        assert_int_equal(counts[2], 2); /* 5 and 200 */
         ring_free(r);
     }
 }
