@@ -1,11 +1,8 @@
 /* shard/driver_pg.c — the PostgreSQL (libpq) backend of the shard driver
  * (see driver.h; driver.c checks the arguments and dispatches here).
  *
- * Connecting: as shard_db.c does, the DSN (URI or key=value) is parsed by
- * libpq (PQconninfoParse) and connected with PQconnectdbParams with our
- * connect_timeout in place of the DSN's (whole seconds, rounded up,
- * minimum 2: libpq's floor) and client_encoding=UTF8 in place of the
- * DSN's (our TEXT values are UTF-8). NOTICEs are dropped.
+ * Connecting: pg_connect (as shard_db.c does), with client_encoding=UTF8
+ * in place of the DSN's (our TEXT values are UTF-8).
  *
  * Statements go through PQsendQueryParams (the extended protocol: one
  * statement, parameters never spliced), or, for a query or DML statement
@@ -58,10 +55,9 @@
 #include <time.h>
 
 #include "citrus/errors.h"
+#include "shard/pg_connect.h"
 #include "shard/pg_stmts.h"
 
-#define PG_MIN_CONNECT_TIMEOUT_S 2
-#define PG_MAX_KEYWORDS 64
 #define PG_MAX_PARAMS 65535
 #define NUMBUF 32
 #define PG_STMT_MAX_SQL 16384 /* longer statements run unnamed */
@@ -100,67 +96,20 @@ static int64_t mono_ms(void)
 /* libpq's own messages end with newlines and may span lines: one line. */
 static int fail_text(drv_error *e, int rc, const char *what, const char *msg)
 {
-    drv_fail(e, rc, NULL, "%s%s", what, msg && *msg ? msg : "unknown error");
     if (!e)
         return rc;
-    /* whitespace runs (newlines and the indentation after them) -> one space */
-    char *w = e->message;
-    for (const char *r = e->message; *r; r++) {
-        bool space = *r == '\n' || *r == '\t' || *r == ' ';
-        if (!space)
-            *w++ = *r;
-        else if (w > e->message && w[-1] != ' ')
-            *w++ = ' ';
-    }
-    while (w > e->message && w[-1] == ' ')
-        w--;
-    *w = '\0';
+    pg_message(e->message, sizeof(e->message), what, msg);
+    e->sqlstate[0] = '\0';
     return rc;
-}
-
-static void quiet_notices(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
 }
 
 int drv_pg_open(drv_conn *c, const char *dsn, drv_error *e)
 {
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(dsn, &perr);
-    if (!opts) {
-        fail_text(e, CITRUS_EINVAL, "malformed PostgreSQL DSN: ", perr);
-        PQfreemem(perr);
-        return CITRUS_EINVAL;
-    }
-    const char *keys[PG_MAX_KEYWORDS + 1], *vals[PG_MAX_KEYWORDS + 1];
-    size_t n = 0;
-    for (PQconninfoOption *o = opts; o->keyword && n < PG_MAX_KEYWORDS - 2; o++) {
-        if (o->val && strcmp(o->keyword, "connect_timeout") != 0 &&
-            strcmp(o->keyword, "client_encoding") != 0) {
-            keys[n] = o->keyword;
-            vals[n++] = o->val;
-        }
-    }
-    int64_t secs = (c->timeout_ms + 999) / 1000;
-    if (secs < PG_MIN_CONNECT_TIMEOUT_S)
-        secs = PG_MIN_CONNECT_TIMEOUT_S;
-    char tbuf[24];
-    snprintf(tbuf, sizeof(tbuf), "%lld", (long long)secs);
-    keys[n] = "connect_timeout";
-    vals[n++] = tbuf;
-    keys[n] = "client_encoding";
-    vals[n++] = "UTF8";
-    keys[n] = vals[n] = NULL;
-    PGconn *pg = PQconnectdbParams(keys, vals, 0);
-    PQconninfoFree(opts);
+    char msg[sizeof(e->message)];
+    PGconn *pg;
+    int rc = pg_connect(dsn, c->timeout_ms, true, &pg, msg, sizeof(msg));
     c->handle = pg;
-    if (!pg)
-        return drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
-    if (PQstatus(pg) != CONNECTION_OK)
-        return fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
-    PQsetNoticeProcessor(pg, quiet_notices, NULL);
-    return 0;
+    return rc ? drv_fail(e, rc, NULL, "%s", msg) : 0;
 }
 
 void drv_pg_close(drv_conn *c)

@@ -5,12 +5,8 @@
  * is checked with dsn_parse first, so a malformed one is CITRUS_EINVAL and
  * never reaches a driver.
  *
- * PostgreSQL: the DSN (URI or key=value conninfo) is parsed by libpq
- * itself (PQconninfoParse) and connected with PQconnectdbParams, with our
- * connect_timeout put in place of any the DSN had: libpq takes whole
- * seconds, so timeout_ms is rounded up, minimum 2 (libpq's own floor).
- * Going through the parsed options instead of appending text is what makes
- * URIs and conninfo strings work alike. Scripts run with PQexec (several
+ * PostgreSQL: connected by pg_connect (the DSN's own options, our
+ * connect_timeout in place of its own). Scripts run with PQexec (several
  * statements in one simple query). No statement_timeout is set: migration
  * scripts may legitimately run long. shard_db_ping's SELECT 1 alone is
  * bounded (async send + poll), so a stalled server cannot hang a health
@@ -31,9 +27,7 @@
 #include "citrus/errors.h"
 #include "core/dsn.h"
 #include "shard/errfmt.h"
-
-#define PG_MIN_CONNECT_TIMEOUT_S 2
-#define PG_MAX_PARAMS 64
+#include "shard/pg_connect.h"
 
 struct shard_db {
     dsn_kind kind;
@@ -43,27 +37,13 @@ struct shard_db {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* libpq messages end with a newline (sometimes several lines): one line. */
-static void pg_errfmt(char *err, size_t errlen, const char *what, const char *msg)
-{
-    errfmt(err, errlen, "%s%s", what, msg ? msg : "unknown error");
-    if (!err || errlen == 0)
-        return;
-    size_t n = strlen(err);
-    while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
-        err[--n] = '\0';
-    for (char *p = err; *p; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
-}
-
 /* A failed statement: "<message>[: <detail>] (SQLSTATE xxxxx)"; libpq's
  * connection message when the result has no fields (connection lost). */
 static void pg_result_errfmt(char *err, size_t errlen, const PGresult *r, const PGconn *c)
 {
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (!primary) {
-        pg_errfmt(err, errlen, "", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        pg_message(err, errlen, "", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
         return;
     }
     const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
@@ -192,50 +172,9 @@ static int lite_exec_tx(shard_db *db, const char *sql, char *err, size_t errlen)
 
 /* libpq prints NOTICEs ("relation already exists, skipping") on stderr by
  * default; they are not errors, so they are dropped. */
-static void pg_quiet_notices(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-/* Connects with the DSN's own options plus our connect_timeout. */
 static int pg_open(const char *dsn, int64_t timeout_ms, shard_db *db, char *err, size_t errlen)
 {
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(dsn, &perr);
-    if (!opts) {
-        pg_errfmt(err, errlen, "malformed PostgreSQL DSN: ", perr);
-        PQfreemem(perr);
-        return CITRUS_EINVAL;
-    }
-    const char *keys[PG_MAX_PARAMS + 1], *vals[PG_MAX_PARAMS + 1];
-    size_t n = 0;
-    for (PQconninfoOption *o = opts; o->keyword && n < PG_MAX_PARAMS - 1; o++) {
-        if (o->val && strcmp(o->keyword, "connect_timeout") != 0) {
-            keys[n] = o->keyword;
-            vals[n++] = o->val;
-        }
-    }
-    int64_t secs = timeout_ms > 0 ? (timeout_ms + 999) / 1000 : 0;
-    if (secs < PG_MIN_CONNECT_TIMEOUT_S)
-        secs = PG_MIN_CONNECT_TIMEOUT_S;
-    char tbuf[24];
-    snprintf(tbuf, sizeof(tbuf), "%lld", (long long)secs);
-    keys[n] = "connect_timeout";
-    vals[n++] = tbuf;
-    keys[n] = vals[n] = NULL;
-    db->pg = PQconnectdbParams(keys, vals, 0);
-    PQconninfoFree(opts);
-    if (!db->pg) {
-        errfmt(err, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
-    if (PQstatus(db->pg) != CONNECTION_OK) {
-        pg_errfmt(err, errlen, "", PQerrorMessage(db->pg));
-        return CITRUS_EUNAVAILABLE;
-    }
-    PQsetNoticeProcessor(db->pg, pg_quiet_notices, NULL);
-    return 0;
+    return pg_connect(dsn, timeout_ms, false, &db->pg, err, errlen);
 }
 
 static bool pg_result_ok(const PGresult *r)
@@ -300,7 +239,7 @@ static int pg_exec_tx(shard_db *db, const char *sql, char *err, size_t errlen)
 static int pg_select1(PGconn *c, double deadline_ms, char *err, size_t errlen)
 {
     if (!PQsendQuery(c, "SELECT 1")) {
-        pg_errfmt(err, errlen, "", PQerrorMessage(c));
+        pg_message(err, errlen, "", PQerrorMessage(c));
         return CITRUS_EUNAVAILABLE;
     }
     while (PQisBusy(c)) {
@@ -311,7 +250,7 @@ static int pg_select1(PGconn *c, double deadline_ms, char *err, size_t errlen)
         }
         struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
         if (poll(&p, 1, wait) < 0 || !PQconsumeInput(c)) {
-            pg_errfmt(err, errlen, "", PQerrorMessage(c));
+            pg_message(err, errlen, "", PQerrorMessage(c));
             return CITRUS_EUNAVAILABLE;
         }
     }
