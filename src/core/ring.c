@@ -285,7 +285,7 @@ int ring_vnode_tokens(citrus_hash_fn fn, const char *shard_id, size_t first, siz
     char *buf = idlen <= VNODE_ID_STACK ? stack : malloc(idlen + 24);
     if (!buf)
         return CITRUS_ENOMEM;
-    memcpy(buf, shard_id, idlen);
+    memcpy(buf, shard_id, idlen + 1); /* room for idlen + 24 */
     buf[idlen] = '#';
     for (size_t i = 0; i < count; i++) {
         size_t n = put_decimal(buf + idlen + 1, first + i);

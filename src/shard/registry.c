@@ -229,7 +229,9 @@ int registry_tenant_count(registry *r, const char *shard_id, size_t *n)
     *n = 0;
     if (!reg_key(prefix, sizeof(prefix) - 1, REG_TENANT_INDEX, shard_id))
         return CITRUS_EINVAL;
-    strcat(prefix, "/");
+    size_t plen = strlen(prefix); /* reg_key left a byte for it */
+    prefix[plen] = '/';
+    prefix[plen + 1] = '\0';
     kv_range_req q = {.key = prefix, .prefix = true, .keys_only = true};
     kv_range_res res;
     int rc = store_range(r->st, &q, &res);
@@ -567,7 +569,7 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
         !reg_key(tkey, sizeof(tkey), REG_RING_TOKENS, id))
         return CITRUS_ENOTFOUND;
     for (int tries = 0; tries < MODIFY_TRIES; tries++) {
-        shard s;
+        shard s = {0};
         int64_t mod;
         int rc = registry_shard_get(r, id, &s, &mod);
         if (rc < 0)

@@ -216,9 +216,9 @@ json_t *reg_ring_diff(const ring *a, const ring *b, size_t *n)
 {
     *n = 0;
     size_t na = a ? ring_size(a) : 0, nb = b ? ring_size(b) : 0;
-    uint64_t *bounds = na + nb ? malloc((na + nb) * sizeof(*bounds)) : NULL;
+    uint64_t *bounds = malloc((na + nb + 1) * sizeof(*bounds));
     json_t *out = json_array();
-    if ((na + nb && !bounds) || !out) {
+    if (!bounds || !out) {
         free(bounds);
         json_decref(out);
         return NULL;
@@ -228,7 +228,8 @@ json_t *reg_ring_diff(const ring *a, const ring *b, size_t *n)
         bounds[m++] = ring_token_at(a, i, NULL);
     for (size_t i = 0; i < nb; i++)
         bounds[m++] = ring_token_at(b, i, NULL);
-    qsort(bounds, m, sizeof(*bounds), cmp_u64);
+    if (m > 1)
+        qsort(bounds, m, sizeof(*bounds), cmp_u64);
     size_t u = 0;
     for (size_t i = 0; i < m; i++)
         if (u == 0 || bounds[u - 1] != bounds[i])

@@ -264,7 +264,7 @@ int tenants_delete(registry *r, const char *key)
 {
     char k[KEYLEN], ik[KEYLEN];
     for (int tries = 0; tries < REGISTER_TRIES; tries++) {
-        tenant_pin old;
+        tenant_pin old = {0};
         int rc = pin_read(r, true, key, &old);
         if (rc < 0)
             return rc;
@@ -309,7 +309,7 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
                          void *ctx, tenant_pin *out, bool *created, char *err, size_t errlen)
 {
     size_t fresh = 0;
-    int64_t *mods = calloc(n, sizeof(*mods));
+    int64_t *mods = calloc(n ? n : 1, sizeof(*mods));
     if (!mods)
         return CITRUS_ENOMEM;
     int rc = 0;
