@@ -65,7 +65,7 @@ int api_cluster(http_req *r, void *ctx)
     kv_range_res lres;
     rc = a->cache && strcmp(level, "strong") != 0 ? cache_range(a->cache, &lreq, &lres, NULL)
                                                   : store_range(a->st, &lreq, &lres);
-    election_view v;
+    election_view v = {0};
     if (rc == 0)
         election_view_from(&lres, &v);
     kv_range_res_free(&lres);

@@ -8,7 +8,7 @@
 
 #include "citrus/errors.h"
 
-#define RECORD_TTL_S (24 * 3600)
+#define RECORD_TTL_S ((int64_t)24 * 3600)
 
 static void on_commit(void *ctx, int rc)
 {
@@ -57,7 +57,7 @@ static void fingerprint(http_req *r, char *out)
     EVP_DigestFinal_ex(md, d, NULL);
     EVP_MD_CTX_free(md);
     for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
+        snprintf(out + (size_t)2 * i, 3, "%02x", d[i]);
 }
 
 static char *record_text(const api_write *w, const char *state, unsigned status, json_t *body)
@@ -106,7 +106,7 @@ static int reserve(api_write *w, http_req *r, app *a)
     char *pending = rc == 0 ? record_text(w, "pending", 0, NULL) : NULL;
     if (rc == 0 && !pending)
         rc = CITRUS_ENOMEM;
-    if (rc < 0) {
+    if (rc != 0) {
         free(pending);
         http_reply_error(r, rc, NULL, NULL);
         return rc;

@@ -26,7 +26,7 @@
  * byte bound counts keys and values before base64 (4/3 larger on the
  * wire) plus JSON framing per op. */
 #define BATCH_MAX_OPS 128
-#define BATCH_MAX_BYTES (768 * 1024)
+#define BATCH_MAX_BYTES ((size_t)768 * 1024)
 #define OP_OVERHEAD 96
 #define ERRLEN 512
 /* A batch at etcd longer than this (a member stalling, a leader election)

@@ -144,13 +144,17 @@ static void print_table(const char *const *hdr, size_t ncols, char **cells, size
     size_t w[16] = {0}; /* ncols <= 16 */
     for (size_t c = 0; c < ncols; c++) {
         w[c] = strlen(hdr[c]);
-        for (size_t r = 0; r < nrows; r++)
-            if (strlen(cells[r * ncols + c]) > w[c])
-                w[c] = strlen(cells[r * ncols + c]);
+        for (size_t r = 0; r < nrows; r++) {
+            const char *cell = cells[r * ncols + c];
+            if (cell && strlen(cell) > w[c])
+                w[c] = strlen(cell);
+        }
     }
     for (size_t r = 0; r <= nrows; r++) {
         for (size_t c = 0; c < ncols; c++) {
             const char *s = r == 0 ? hdr[c] : cells[(r - 1) * ncols + c];
+            if (!s)
+                s = "";
             if (c + 1 < ncols)
                 printf("%-*s  ", (int)w[c], s);
             else

@@ -209,7 +209,7 @@ static int sha256_hex(const char *data, size_t len, char hex[SHA256_HEX_LEN + 1]
     if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
         return CITRUS_EINTERNAL;
     for (unsigned int i = 0; i < mdlen; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        snprintf(hex + (size_t)2 * i, 3, "%02x", md[i]);
     return 0;
 }
 

@@ -156,7 +156,7 @@ int shard_json_parse_time(const char *s, int64_t *ms)
     if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h < 0 || h > 23 ||
         mi < 0 || mi > 59 || sec < 0 || sec > 59 || frac < 0)
         return CITRUS_EINVAL;
-    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec;
     *ms = secs * 1000 + frac;
     return 0;
 }
@@ -464,7 +464,7 @@ static int id_from_json(json_t *j, char *id, char *err, size_t errlen)
         return rc;
     if (!shard_id_valid(s))
         return errf(err, errlen, CITRUS_EBADJSON, "id: '%.64s' is not a valid shard id", s);
-    strcpy(id, s);
+    snprintf(id, SHARD_ID_MAX + 1, "%s", s); /* valid: at most SHARD_ID_MAX */
     return 0;
 }
 
@@ -613,7 +613,7 @@ static int spec_id(json_t *v, shard_spec *out, char *err, size_t errlen)
                     "id: must be 1..%d characters of [a-z0-9_-], starting with a letter or "
                     "digit",
                     SHARD_ID_MAX);
-    strcpy(out->id, json_string_value(v));
+    snprintf(out->id, sizeof(out->id), "%s", json_string_value(v));
     return 0;
 }
 
