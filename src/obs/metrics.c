@@ -1,8 +1,16 @@
-/* obs/metrics.c — Prometheus registry: a mutex-guarded hash of series. */
+/* obs/metrics.c — Prometheus registry: a mutex-guarded hash of series
+ * whose values are atomics. The mutex guards the table (finding or adding
+ * a series, rendering); updates through a handle (metrics_series) take no
+ * lock. Series live as long as the process, so handles never dangle. A
+ * histogram keeps per-bucket counts (not cumulative) and sums them when
+ * rendered; a render that races with updates may show a count a step
+ * ahead of its buckets, never a torn value. */
 #include "obs/metrics.h"
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,15 +20,43 @@ static const double bucket_le[NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.002
                                            0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
                                            1,      2.5,     5,      10};
 
-typedef struct series {
-    struct series *next; /* hash chain */
+struct metric_series {
+    struct metric_series *next; /* hash chain */
     char *name;
     char *labels;
     metric_type type;
-    double value; /* counter/gauge value; histogram sum */
-    unsigned long long count;
-    unsigned long long buckets[NBUCKETS];
-} series;
+    _Atomic uint64_t value; /* the bits of a double: counter/gauge value; histogram sum */
+    _Atomic unsigned long long count;
+    _Atomic unsigned long long buckets[NBUCKETS + 1]; /* per bucket; [NBUCKETS]: above all */
+};
+typedef struct metric_series series;
+
+static double load_double(const _Atomic uint64_t *a)
+{
+    uint64_t bits = atomic_load_explicit(a, memory_order_relaxed);
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    return d;
+}
+
+static void store_double(_Atomic uint64_t *a, double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof(bits));
+    atomic_store_explicit(a, bits, memory_order_relaxed);
+}
+
+static void add_double(_Atomic uint64_t *a, double delta)
+{
+    uint64_t old = atomic_load_explicit(a, memory_order_relaxed), next;
+    do {
+        double d;
+        memcpy(&d, &old, sizeof(d));
+        d += delta;
+        memcpy(&next, &d, sizeof(next));
+    } while (!atomic_compare_exchange_weak_explicit(a, &old, next, memory_order_relaxed,
+                                                    memory_order_relaxed));
+}
 
 typedef struct family {
     const char *name;
@@ -82,36 +118,51 @@ out:
     pthread_mutex_unlock(&lock);
 }
 
-void metrics_counter_add(const char *name, const char *labels, double delta)
+metric_series *metrics_series(const char *name, const char *labels, metric_type type)
 {
     pthread_mutex_lock(&lock);
-    series *s = series_get(name, labels ? labels : "", METRIC_COUNTER);
-    if (s)
-        s->value += delta;
+    series *s = series_get(name, labels ? labels : "", type);
     pthread_mutex_unlock(&lock);
+    return s;
+}
+
+void metric_add(metric_series *s, double delta)
+{
+    if (s)
+        add_double(&s->value, delta);
+}
+
+void metric_set(metric_series *s, double value)
+{
+    if (s)
+        store_double(&s->value, value);
+}
+
+void metric_observe(metric_series *s, double value)
+{
+    if (!s)
+        return;
+    int i = 0;
+    while (i < NBUCKETS && !(value <= bucket_le[i]))
+        i++;
+    atomic_fetch_add_explicit(&s->buckets[i], 1, memory_order_relaxed);
+    add_double(&s->value, value);
+    atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
+}
+
+void metrics_counter_add(const char *name, const char *labels, double delta)
+{
+    metric_add(metrics_series(name, labels, METRIC_COUNTER), delta);
 }
 
 void metrics_gauge_set(const char *name, const char *labels, double value)
 {
-    pthread_mutex_lock(&lock);
-    series *s = series_get(name, labels ? labels : "", METRIC_GAUGE);
-    if (s)
-        s->value = value;
-    pthread_mutex_unlock(&lock);
+    metric_set(metrics_series(name, labels, METRIC_GAUGE), value);
 }
 
 void metrics_histogram_observe(const char *name, const char *labels, double value)
 {
-    pthread_mutex_lock(&lock);
-    series *s = series_get(name, labels ? labels : "", METRIC_HISTOGRAM);
-    if (s) {
-        s->value += value;
-        s->count++;
-        for (int i = 0; i < NBUCKETS; i++)
-            if (value <= bucket_le[i])
-                s->buckets[i]++;
-    }
-    pthread_mutex_unlock(&lock);
+    metric_observe(metrics_series(name, labels, METRIC_HISTOGRAM), value);
 }
 
 double metrics_value(const char *name, const char *labels)
@@ -121,7 +172,8 @@ double metrics_value(const char *name, const char *labels)
     unsigned h = hash2(name, labels);
     for (series *s = slots[h]; s; s = s->next)
         if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0)
-            v = s->type == METRIC_HISTOGRAM ? (double)s->count : s->value;
+            v = s->type == METRIC_HISTOGRAM ? (double)atomic_load(&s->count)
+                                            : load_double(&s->value);
     pthread_mutex_unlock(&lock);
     return v;
 }
@@ -180,15 +232,20 @@ static void render_series(sbuf *b, const series *s)
 {
     const char *sep = s->labels[0] ? "," : "";
     if (s->type != METRIC_HISTOGRAM) {
-        sb_printf(b, "%s{%s} %.17g\n", s->name, s->labels, s->value);
+        sb_printf(b, "%s{%s} %.17g\n", s->name, s->labels, load_double(&s->value));
         return;
     }
-    for (int i = 0; i < NBUCKETS; i++)
-        sb_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", s->name, s->labels, sep, bucket_le[i],
-                  s->buckets[i]);
-    sb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", s->name, s->labels, sep, s->count);
-    sb_printf(b, "%s_sum{%s} %.17g\n", s->name, s->labels, s->value);
-    sb_printf(b, "%s_count{%s} %llu\n", s->name, s->labels, s->count);
+    /* cumulative, from per-bucket counts read once each; the total of all
+     * buckets is the count (read the same way, so +Inf and _count agree) */
+    unsigned long long cum = 0;
+    for (int i = 0; i < NBUCKETS; i++) {
+        cum += atomic_load_explicit(&s->buckets[i], memory_order_relaxed);
+        sb_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", s->name, s->labels, sep, bucket_le[i], cum);
+    }
+    cum += atomic_load_explicit(&s->buckets[NBUCKETS], memory_order_relaxed);
+    sb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", s->name, s->labels, sep, cum);
+    sb_printf(b, "%s_sum{%s} %.17g\n", s->name, s->labels, load_double(&s->value));
+    sb_printf(b, "%s_count{%s} %llu\n", s->name, s->labels, cum);
 }
 
 char *metrics_render(size_t *len)

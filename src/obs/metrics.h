@@ -19,6 +19,16 @@ void metrics_gauge_set(const char *name, const char *labels, double value);
 /* Observes a duration or size into the fixed latency buckets (seconds). */
 void metrics_histogram_observe(const char *name, const char *labels, double value);
 
+/* A handle on the series name{labels} (created on first use), for callers
+ * that update it often: metric_add/set/observe take no lock and format no
+ * labels. Valid for the life of the process; NULL when out of memory (the
+ * updates then do nothing). */
+typedef struct metric_series metric_series;
+metric_series *metrics_series(const char *name, const char *labels, metric_type type);
+void metric_add(metric_series *s, double delta);     /* counter */
+void metric_set(metric_series *s, double value);     /* gauge */
+void metric_observe(metric_series *s, double value); /* histogram */
+
 /* Returns the exposition text (malloc'd, caller frees). */
 char *metrics_render(size_t *len);
 

@@ -68,28 +68,64 @@ static int64_t now_ns(void)
 
 static pool_entry *pool_for(router *r, const char *dsn);
 
+/* The series of one shard and role (primary, replica). */
+typedef struct shard_series {
+    char id[SHARD_ID_MAX + 1];
+    const char *role;
+    metric_series *outcome[4]; /* ok, sql_error, pool_exhausted, unavailable */
+    metric_series *exhausted, *latency, *idle, *in_use;
+} shard_series;
+
+#define SHARD_SERIES_CACHE 16
+
+static const char *const OUTCOMES[4] = {"ok", "sql_error", "pool_exhausted", "unavailable"};
+
+/* From a small per-thread cache: a query formats no labels and takes no
+ * lock for its metrics once its thread has seen its shard. */
+static const shard_series *series_for(const char *id, const char *role)
+{
+    static _Thread_local shard_series cache[SHARD_SERIES_CACHE];
+    static _Thread_local unsigned next;
+    for (unsigned i = 0; i < SHARD_SERIES_CACHE; i++)
+        if (cache[i].role == role && strcmp(cache[i].id, id) == 0)
+            return &cache[i];
+    shard_series *c = &cache[next++ % SHARD_SERIES_CACHE];
+    char esc[160], labels[256];
+    metrics_escape_label(id, esc, sizeof(esc));
+    for (int i = 0; i < 4; i++) {
+        snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",outcome=\"%s\"", esc, role,
+                 OUTCOMES[i]);
+        c->outcome[i] = metrics_series("citrus_router_queries_total", labels, METRIC_COUNTER);
+    }
+    snprintf(labels, sizeof(labels), "shard=\"%s\"", esc);
+    c->exhausted = metrics_series("citrus_router_pool_exhausted_total", labels, METRIC_COUNTER);
+    c->latency = metrics_series("citrus_router_query_duration_seconds", labels, METRIC_HISTOGRAM);
+    snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",state=\"idle\"", esc, role);
+    c->idle = metrics_series("citrus_router_pool_connections", labels, METRIC_GAUGE);
+    snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",state=\"in_use\"", esc, role);
+    c->in_use = metrics_series("citrus_router_pool_connections", labels, METRIC_GAUGE);
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    c->role = role;
+    return c;
+}
+
+static const char ROLE_PRIMARY[] = "primary", ROLE_REPLICA[] = "replica";
+
 /* Counters after a statement on shard s, and the gauges of the pool it ran
- * on: the primary's, or for role "replica" the shard's replica pools
+ * on: the primary's, or for the replica role the shard's replica pools
  * together (one series per shard and role, whichever replica served). */
 static void record(router *r, const shard *s, pool *p, const char *role, int rc, int64_t t0)
 {
-    char esc[160], labels[256];
-    metrics_escape_label(s->id, esc, sizeof(esc));
-    const char *outcome = rc == 0              ? "ok"
-                          : rc == CITRUS_ESQL  ? "sql_error"
-                          : rc == CITRUS_EPOOL ? "pool_exhausted"
-                                               : "unavailable";
-    snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",outcome=\"%s\"", esc, role, outcome);
-    metrics_counter_add("citrus_router_queries_total", labels, 1);
-    snprintf(labels, sizeof(labels), "shard=\"%s\"", esc);
+    const shard_series *m = series_for(s->id, role);
+    int outcome = rc == 0 ? 0 : rc == CITRUS_ESQL ? 1 : rc == CITRUS_EPOOL ? 2 : 3;
+    metric_add(m->outcome[outcome], 1);
     if (rc == CITRUS_EPOOL)
-        metrics_counter_add("citrus_router_pool_exhausted_total", labels, 1);
+        metric_add(m->exhausted, 1);
     if (rc == 0)
-        metrics_histogram_observe("citrus_router_query_duration_seconds", labels,
-                                  (double)(now_ns() - t0) / 1e9);
+        metric_observe(m->latency, (double)(now_ns() - t0) / 1e9);
     pool_stats st;
     pool_get_stats(p, &st);
-    if (strcmp(role, "replica") == 0) {
+    if (role == ROLE_REPLICA) {
         st.idle = st.in_use = 0;
         for (size_t i = 0; i < s->nreplicas; i++) {
             pool_entry *pe = pool_for(r, s->replicas[i]);
@@ -101,10 +137,8 @@ static void record(router *r, const shard *s, pool *p, const char *role, int rc,
             st.in_use += one.in_use;
         }
     }
-    snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",state=\"idle\"", esc, role);
-    metrics_gauge_set("citrus_router_pool_connections", labels, st.idle);
-    snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",state=\"in_use\"", esc, role);
-    metrics_gauge_set("citrus_router_pool_connections", labels, st.in_use);
+    metric_set(m->idle, st.idle);
+    metric_set(m->in_use, st.in_use);
 }
 
 router *router_new(const router_options *o)
@@ -381,7 +415,7 @@ static int run_on(router *r, const shard *s, const router_read *rd, const char *
             rc = pool_get(pe->p, &c, &de);
             if (rc < 0) {
                 rc = drv_to_router(rc, &de, s->id, e);
-                record(r, s, pe->p, "primary", rc, t0);
+                record(r, s, pe->p, ROLE_PRIMARY, rc, t0);
                 return rc;
             }
         }
@@ -394,7 +428,7 @@ static int run_on(router *r, const shard *s, const router_read *rd, const char *
         if (rc < 0)
             rs_free(&out->rs);
         if (rc < 0 && replica && broke) {
-            record(r, s, pe->p, "replica", CITRUS_EUNAVAILABLE, t0);
+            record(r, s, pe->p, ROLE_REPLICA, CITRUS_EUNAVAILABLE, t0);
             pthread_mutex_lock(&r->mu);
             pe->down_until_ns = now_ns() + 1000000000;
             pthread_mutex_unlock(&r->mu);
@@ -402,7 +436,7 @@ static int run_on(router *r, const shard *s, const router_read *rd, const char *
         }
         if (rc < 0)
             rc = drv_to_router(rc, &de, s->id, e);
-        record(r, s, pe->p, replica ? "replica" : "primary", rc, t0);
+        record(r, s, pe->p, replica ? ROLE_REPLICA : ROLE_PRIMARY, rc, t0);
         out->replica = replica;
         break;
     }
