@@ -40,7 +40,10 @@ void drv_close(drv_conn *c);
  * types only bind and execute; the least recently used statement is
  * deallocated to make room. A statement the session lost (DEALLOCATE ALL,
  * DISCARD ALL) or whose result type changed (ALTER TABLE under a SELECT *)
- * is prepared again and, outside a transaction, run again transparently.
+ * is prepared again and, outside a transaction, run again transparently;
+ * lost again right after that (a transaction-mode pooler in between that
+ * resets or switches server sessions), the connection stops caching and
+ * runs everything unnamed from then on.
  * No-op on SQLite. Replaces (and forgets) any earlier cache. */
 void drv_set_statement_cache(drv_conn *c, size_t n);
 

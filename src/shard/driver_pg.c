@@ -616,8 +616,15 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
         /* The server no longer has the statement (a DEALLOCATE ALL or
          * DISCARD ALL ran on this session) or its plan changed result type
          * (a table it reads was altered): forget it, and outside a
-         * transaction (where nothing was aborted) run it once more. */
-        if (stale == STALE_GONE) {
+         * transaction (where nothing was aborted) run it once more. Gone
+         * again right after being prepared anew means the session cannot
+         * keep named statements at all (a transaction-mode pooler between
+         * us and the server, resetting or switching server connections):
+         * the connection stops caching and runs everything unnamed. */
+        if (stale == STALE_GONE && attempt > 0) {
+            pg_stmts_free(c->stmts);
+            c->stmts = NULL;
+        } else if (stale == STALE_GONE) {
             pg_stmts_clear(c->stmts);
         } else {
             char gone[PG_STMT_NAME];
@@ -626,7 +633,7 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
             if (idle)
                 deallocate(pg, gone);
         }
-        if (!idle || attempt > 0)
+        if (!idle || attempt > 1 || (attempt == 1 && c->stmts))
             break;
         rs_free(out);
         rs_init(out);

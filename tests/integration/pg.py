@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -206,3 +207,83 @@ def postgres_servers():
 def make_postgres():
     with postgres_servers() as make:
         yield make
+
+
+class PgBouncer:
+    """Debian's pgbouncer in front of one database of a Postgres, in its own
+    temp dir, on a free loopback port; settings: extra [pgbouncer] lines.
+    Stopped by PID."""
+
+    def __init__(self, pg, dbname, settings=()):
+        self.pg = pg
+        self.dbname = dbname
+        self.settings = list(settings)
+        self.proc = None
+        self.dir = None
+
+    def dsn(self):
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.dbname}"
+
+    def start(self):
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.access(binary, os.X_OK):
+            raise AssertionError("pgbouncer not found: install it (scripts/deps.sh)")
+        self.dir = tempfile.mkdtemp(prefix="citrus-bouncer-", dir="/tmp")
+        self.port = free_port()
+        ini = os.path.join(self.dir, "pgbouncer.ini")
+        with open(ini, "w") as f:
+            f.write("[databases]\n"
+                    f"{self.dbname} = host=127.0.0.1 port={self.pg.port} dbname={self.dbname} "
+                    "user=postgres\n"
+                    "[pgbouncer]\n"
+                    f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+                    f"auth_type = trust\nauth_file = {self.dir}/userlist.txt\n"
+                    f"logfile = {self.dir}/pgbouncer.log\npidfile = {self.dir}/pgbouncer.pid\n"
+                    + "".join(s + "\n" for s in self.settings))
+        with open(os.path.join(self.dir, "userlist.txt"), "w") as f:
+            f.write('"postgres" ""\n')
+        if self.pg.uid is not None:
+            for p in (self.dir, ini, os.path.join(self.dir, "userlist.txt")):
+                os.chown(p, self.pg.uid, self.pg.gid)
+        log = open(os.path.join(self.dir, "stdout.log"), "wb")
+        self.proc = subprocess.Popen([binary, ini], **self.pg._run_kwargs(log))
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("pgbouncer exited: " +
+                                     open(os.path.join(self.dir, "stdout.log")).read())
+            r = subprocess.run([pg_bin("psql"), "-X", "-tA", "-c", "SELECT 1", self.dsn()],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                return self
+            time.sleep(0.1)
+        raise AssertionError("pgbouncer did not answer within 20 s")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+@pytest.fixture
+def make_pgbouncer():
+    started = []
+
+    def make(pg, dbname, settings=()):
+        b = PgBouncer(pg, dbname, settings)
+        started.append(b)
+        return b.start()
+
+    try:
+        yield make
+    finally:
+        for b in started:
+            b.stop()

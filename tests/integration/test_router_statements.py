@@ -4,10 +4,13 @@ runs on the same session, so what that session holds is what
 pg_prepared_statements shows through the router itself. A query is
 prepared once and reused; DDL is not prepared; an ALTER TABLE under a
 SELECT * and a DEALLOCATE ALL are recovered from without an error; and
---router-statement-cache 0 prepares nothing."""
+--router-statement-cache 0 prepares nothing. Behind a transaction-mode
+PgBouncer that resets its server connections after every transaction
+(where no named statement survives), queries still succeed: the router's
+connection notices and stops preparing."""
 import requests
 
-from pg import make_postgres  # noqa: F401 (fixture)
+from pg import make_pgbouncer, make_postgres  # noqa: F401 (fixtures)
 from test_shards_postgres import psql
 
 LOOKUP = "SELECT * FROM kv WHERE k = $1"
@@ -68,3 +71,22 @@ def test_router_statement_cache_off(make_citrus, make_postgres):
     for k in ("a", "b"):
         query(c, LOOKUP, k)
     assert held(c) == []
+
+
+def test_router_behind_a_pooler_that_drops_statements(make_citrus, make_postgres,
+                                                      make_pgbouncer):
+    pg = make_postgres()
+    psql(pg.admin_dsn, "CREATE DATABASE s")
+    psql(pg.dsn("s"), "CREATE TABLE kv (k TEXT PRIMARY KEY, v INT)")
+    psql(pg.dsn("s"), "INSERT INTO kv VALUES ('a', 1), ('b', 2)")
+    bouncer = make_pgbouncer(pg, "s", ["pool_mode = transaction", "default_pool_size = 2",
+                                       "server_reset_query = DISCARD ALL",
+                                       "server_reset_query_always = 1"])
+    c = make_citrus(extra=["--router-pool-size", "1"])
+    r = requests.post(c.url + "/v1/shards", json={"id": "s", "dsn": bouncer.dsn()})
+    assert r.status_code == 201, r.text
+    for i in range(20):
+        k, v = ("a", 1) if i % 2 == 0 else ("b", 2)
+        assert query(c, LOOKUP, k)["rows"] == [[k, v]]
+    m = requests.get(c.router_url + "/metrics", timeout=10).text
+    assert 'citrus_router_queries_total{shard="s",role="primary",outcome="ok"} 20' in m, m
