@@ -67,6 +67,21 @@ def _child_setup(parent_pid):
     return setup
 
 
+def _stop(server, sig, timeout):
+    """Sends sig to server.proc (ours, by PID), SIGKILL after timeout, and
+    removes server.dir. Safe to call twice."""
+    if server.proc is not None and server.proc.poll() is None:
+        server.proc.send_signal(sig)
+        try:
+            server.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+    if server.dir:
+        shutil.rmtree(server.dir, ignore_errors=True)
+        server.dir = None
+
+
 class Postgres:
     """One postmaster in its own temp dir."""
 
@@ -173,16 +188,7 @@ class Postgres:
     def stop(self, timeout=15.0):
         """SIGINT (fast shutdown) to our postmaster, SIGKILL after timeout;
         removes the temp dir. Safe to call twice."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
+        _stop(self, signal.SIGINT, timeout)
 
 
 @contextlib.contextmanager
@@ -261,16 +267,7 @@ class PgBouncer:
         raise AssertionError("pgbouncer did not answer within 20 s")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
+        _stop(self, signal.SIGTERM, 10.0)
 
 
 @pytest.fixture
