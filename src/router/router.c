@@ -1,7 +1,6 @@
 /* router/router.c — running SQL on the right shard (see router.h). */
 #include "router/router.h"
 
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <pthread.h>
@@ -9,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <strings.h>
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
+#include "core/sqlword.h"
 #include "obs/metrics.h"
 #include "router/route_memo.h"
 #include "shard/pool.h"
@@ -247,30 +246,12 @@ static pool_entry *pool_for(router *r, const char *dsn)
     return pe;
 }
 
-/* First keyword of a statement, after whitespace, comments and '('. */
+/* A read: its first keyword (see sql_first_word_in) is SELECT, VALUES,
+ * SHOW or EXPLAIN. */
 bool router_is_read(const char *sql)
 {
-    const char *p = sql;
-    for (;;) {
-        while (*p && (isspace((unsigned char)*p) || *p == '('))
-            p++;
-        if (p[0] == '-' && p[1] == '-') {
-            while (*p && *p != '\n')
-                p++;
-        } else if (p[0] == '/' && p[1] == '*') {
-            const char *end = strstr(p + 2, "*/");
-            p = end ? end + 2 : p + strlen(p);
-        } else {
-            break;
-        }
-    }
     static const char *const reads[] = {"select", "values", "show", "explain"};
-    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
-        size_t n = strlen(reads[i]);
-        if (strncasecmp(p, reads[i], n) == 0 && !isalnum((unsigned char)p[n]) && p[n] != '_')
-            return true;
-    }
-    return false;
+    return sql_first_word_in(sql, reads, sizeof(reads) / sizeof(reads[0]));
 }
 
 /* The route of key and its shard, read from the catalog (pin, else ring). */

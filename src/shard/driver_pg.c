@@ -51,10 +51,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "citrus/errors.h"
+#include "core/sqlword.h"
 #include "shard/pg_connect.h"
 #include "shard/pg_stmts.h"
 
@@ -362,45 +362,11 @@ static int64_t tag_changes(const PGresult *r)
     return strtoll(PQcmdTuples((PGresult *)r), NULL, 10);
 }
 
-/* sql past its leading blanks, comments and opening parentheses. */
-static const char *skip_lead(const char *s)
-{
-    for (;;) {
-        if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '(') {
-            s++;
-        } else if (s[0] == '-' && s[1] == '-') {
-            while (*s && *s != '\n')
-                s++;
-        } else if (s[0] == '/' && s[1] == '*') {
-            const char *end = strstr(s + 2, "*/");
-            return end ? skip_lead(end + 2) : s;
-        } else {
-            return s;
-        }
-    }
-}
-
-/* Whether sql's first keyword is one of words. */
-static bool starts_with_word(const char *sql, const char *const *words, size_t nwords)
-{
-    const char *s = skip_lead(sql);
-    for (size_t i = 0; i < nwords; i++) {
-        size_t n = strlen(words[i]);
-        if (strncasecmp(s, words[i], n) != 0)
-            continue;
-        char next = s[n]; /* s has at least n characters */
-        if (!((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') ||
-              (next >= '0' && next <= '9') || next == '_' || next == '$'))
-            return true;
-    }
-    return false;
-}
-
 /* A query whose cancellation loses nothing: SELECT, VALUES or TABLE. */
 static bool is_plain_query(const char *sql)
 {
     static const char *const words[] = {"select", "values", "table"};
-    return starts_with_word(sql, words, sizeof(words) / sizeof(words[0]));
+    return sql_first_word_in(sql, words, sizeof(words) / sizeof(words[0]));
 }
 
 /* A statement worth a named prepared statement: the queries and the DML
@@ -410,7 +376,7 @@ static bool is_cacheable(const char *sql)
     static const char *const words[] = {"select", "insert", "update", "delete",
                                         "with",   "values", "table",  "merge"};
     return strlen(sql) <= PG_STMT_MAX_SQL &&
-           starts_with_word(sql, words, sizeof(words) / sizeof(words[0]));
+           sql_first_word_in(sql, words, sizeof(words) / sizeof(words[0]));
 }
 
 static void cancel_query(PGconn *pg)
