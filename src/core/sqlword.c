@@ -4,13 +4,11 @@
 #include <string.h>
 #include <strings.h>
 
-/* sql past its leading blanks, comments and opening parentheses; an
- * unterminated block comment leaves it at the comment. */
-static const char *skip_lead(const char *s)
+const char *sql_skip(const char *s, const char *also)
 {
     for (;;) {
         if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v' ||
-            *s == '(') {
+            (*s && strchr(also, *s))) {
             s++;
         } else if (s[0] == '-' && s[1] == '-') {
             while (*s && *s != '\n')
@@ -28,7 +26,7 @@ static const char *skip_lead(const char *s)
 
 bool sql_first_word_in(const char *sql, const char *const *words, size_t n)
 {
-    const char *s = skip_lead(sql);
+    const char *s = sql_skip(sql, "(");
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(words[i]);
         if (strncasecmp(s, words[i], len) != 0)

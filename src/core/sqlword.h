@@ -7,6 +7,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* s past blanks, -- and block comments, and any of the characters in also
+ * ("(" before a first keyword, ";" after a statement). An unterminated
+ * block comment stops it: the result then starts with that comment. */
+const char *sql_skip(const char *s, const char *also);
+
 /* Whether sql's first keyword, past blanks, -- and block comments and
  * opening parentheses, is one of the n lower-case words (compared without
  * case, and only as a whole word: "selection" is not "select"). */

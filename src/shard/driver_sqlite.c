@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/sqlword.h"
 
 #define MAX_PARAM_NUMBER 65535L
 
@@ -106,26 +107,12 @@ drv_tx_state drv_lite_tx_state(drv_conn *c)
     return sqlite3_get_autocommit(lite(c)) ? DRV_TX_IDLE : DRV_TX_ACTIVE;
 }
 
-/* Whether s holds nothing but whitespace, ";" and SQL comments. */
+/* Whether s holds nothing but whitespace, ";" and SQL comments (SQLite
+ * accepts an unterminated trailing comment). */
 static bool only_filler(const char *s)
 {
-    while (*s) {
-        if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v' ||
-            *s == ';') {
-            s++;
-        } else if (s[0] == '-' && s[1] == '-') {
-            while (*s && *s != '\n')
-                s++;
-        } else if (s[0] == '/' && s[1] == '*') {
-            const char *end = strstr(s + 2, "*/");
-            if (!end)
-                return true; /* SQLite accepts an unterminated trailing comment */
-            s = end + 2;
-        } else {
-            return false;
-        }
-    }
-    return true;
+    s = sql_skip(s, ";");
+    return *s == '\0' || (s[0] == '/' && s[1] == '*');
 }
 
 /* The N of a "$N" parameter name, or 0 when the name is not of that form. */

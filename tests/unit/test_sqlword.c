@@ -44,6 +44,17 @@ static void test_first_word(void **state)
     assert_false(sql_first_word_in("SELECT 1", QUERIES, 0));
 }
 
+static void test_skip(void **state)
+{
+    (void)state;
+    assert_string_equal(sql_skip("  ; -- c\n ;/* d */ x", ";"), "x");
+    assert_string_equal(sql_skip(" ;x", ""), ";x"); /* only what also names */
+    assert_string_equal(sql_skip("((a", "("), "a");
+    assert_string_equal(sql_skip("; /* open", ";"), "/* open");
+    assert_string_equal(sql_skip("-- to the end", ";"), "");
+    assert_string_equal(sql_skip("", ";"), "");
+}
+
 static void test_router_reads(void **state)
 {
     (void)state;
@@ -61,6 +72,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_word),
+        cmocka_unit_test(test_skip),
         cmocka_unit_test(test_router_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
