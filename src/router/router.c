@@ -11,6 +11,7 @@
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
+#include "core/hash.h"
 #include "core/sqlword.h"
 #include "obs/metrics.h"
 #include "router/route_memo.h"
@@ -22,6 +23,7 @@
 /* A database the router talks to: its pool and, for a replica, what the
  * router last learnt of its replication lag. */
 typedef struct pool_entry {
+    struct pool_entry *next; /* hash chain (router.pools) */
     char *dsn;
     pool *p;
     bool is_pg;
@@ -39,9 +41,12 @@ struct router {
     int64_t pool_wait_ms, connect_timeout_ms;
     int64_t default_max_lag_ms, lag_recheck_ms;
     pthread_mutex_t mu;
-    route_memo *memo;   /* routes between catalog changes */
-    pool_entry **pools; /* guarded by mu */
-    size_t npools, cap;
+    route_memo *memo; /* routes between catalog changes */
+    /* The databases by DSN: a hash table of npools entries in nbuckets (a
+     * power of two, at least npools) chains; guarded by mu. Looked up on
+     * every statement, so the cost must not grow with the shards. */
+    pool_entry **pools;
+    size_t npools, nbuckets;
     atomic_uint next_replica; /* round robin over a shard's replicas */
 };
 
@@ -168,10 +173,13 @@ void router_free(router *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->npools; i++) {
-        pool_free(r->pools[i]->p);
-        free(r->pools[i]->dsn);
-        free(r->pools[i]);
+    for (size_t b = 0; b < r->nbuckets; b++) {
+        for (pool_entry *pe = r->pools[b], *next; pe; pe = next) {
+            next = pe->next;
+            pool_free(pe->p);
+            free(pe->dsn);
+            free(pe);
+        }
     }
     free(r->pools);
     route_memo_free(r->memo);
@@ -206,41 +214,71 @@ static int fail(router_error *e, int code, const char *sqlstate, const char *fmt
     return code;
 }
 
+static size_t bucket_of(const router *r, const char *dsn)
+{
+    return (size_t)citrus_hash(CITRUS_HASH_XXH64, dsn, strlen(dsn)) & (r->nbuckets - 1);
+}
+
+/* Doubles the table (mu held); false when out of memory. */
+static bool pools_grow(router *r)
+{
+    size_t n = r->nbuckets ? r->nbuckets * 2 : 16;
+    pool_entry **v = calloc(n, sizeof(pool_entry *));
+    if (!v)
+        return false;
+    size_t old = r->nbuckets;
+    pool_entry **from = r->pools;
+    r->pools = v;
+    r->nbuckets = n;
+    for (size_t b = 0; b < old; b++) {
+        for (pool_entry *pe = from[b], *next; pe; pe = next) {
+            next = pe->next;
+            size_t to = bucket_of(r, pe->dsn);
+            pe->next = v[to];
+            v[to] = pe;
+        }
+    }
+    free(from);
+    return true;
+}
+
+/* A new entry for dsn with its pool; NULL when out of memory. */
+static pool_entry *pool_entry_new(router *r, const char *dsn)
+{
+    pool_entry *pe = calloc(1, sizeof(*pe));
+    if (!pe)
+        return NULL;
+    pool_options po = {.dsn = dsn,
+                       .max_size = r->pool_size,
+                       .statement_cache = r->statement_cache,
+                       .wait_ms = r->pool_wait_ms,
+                       .connect_timeout_ms = r->connect_timeout_ms};
+    dsn_info info;
+    char ignored[256];
+    pe->is_pg = dsn_parse(dsn, &info, ignored, sizeof(ignored)) == 0 && info.kind == DSN_POSTGRES;
+    pe->dsn = strdup(dsn);
+    pe->p = pe->dsn ? pool_new(&po) : NULL;
+    if (!pe->p) {
+        free(pe->dsn);
+        free(pe);
+        return NULL;
+    }
+    return pe;
+}
+
 /* The pool of a database, made on first use. */
 static pool_entry *pool_for(router *r, const char *dsn)
 {
     pthread_mutex_lock(&r->mu);
     pool_entry *pe = NULL;
-    for (size_t i = 0; i < r->npools && !pe; i++)
-        if (strcmp(r->pools[i]->dsn, dsn) == 0)
-            pe = r->pools[i];
-    if (!pe && r->npools == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 8;
-        pool_entry **v = realloc(r->pools, cap * sizeof(pool_entry *));
-        if (v) {
-            r->pools = v;
-            r->cap = cap;
-        }
-    }
-    if (!pe && r->npools < r->cap && (pe = calloc(1, sizeof(*pe)))) {
-        pool_options po = {.dsn = dsn,
-                           .max_size = r->pool_size,
-                           .statement_cache = r->statement_cache,
-                           .wait_ms = r->pool_wait_ms,
-                           .connect_timeout_ms = r->connect_timeout_ms};
-        dsn_info info;
-        char ignored[256];
-        pe->is_pg =
-            dsn_parse(dsn, &info, ignored, sizeof(ignored)) == 0 && info.kind == DSN_POSTGRES;
-        pe->dsn = strdup(dsn);
-        pe->p = pe->dsn ? pool_new(&po) : NULL;
-        if (pe->p) {
-            r->pools[r->npools++] = pe;
-        } else {
-            free(pe->dsn);
-            free(pe);
-            pe = NULL;
-        }
+    if (r->nbuckets)
+        for (pe = r->pools[bucket_of(r, dsn)]; pe && strcmp(pe->dsn, dsn) != 0; pe = pe->next)
+            ;
+    if (!pe && (r->npools < r->nbuckets || pools_grow(r)) && (pe = pool_entry_new(r, dsn))) {
+        size_t b = bucket_of(r, dsn);
+        pe->next = r->pools[b];
+        r->pools[b] = pe;
+        r->npools++;
     }
     pthread_mutex_unlock(&r->mu);
     return pe;
