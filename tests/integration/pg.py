@@ -27,7 +27,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 
 import pytest
 
@@ -254,17 +253,14 @@ class PgBouncer:
         log = open(os.path.join(self.dir, "stdout.log"), "wb")
         self.proc = subprocess.Popen([binary, ini], **self.pg._run_kwargs(log))
         log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def answers():
             if self.proc.poll() is not None:
                 raise AssertionError("pgbouncer exited: " +
                                      open(os.path.join(self.dir, "stdout.log")).read())
-            r = subprocess.run([pg_bin("psql"), "-X", "-tA", "-c", "SELECT 1", self.dsn()],
-                               capture_output=True, text=True)
-            if r.returncode == 0:
-                return self
-            time.sleep(0.1)
-        raise AssertionError("pgbouncer did not answer within 20 s")
+            return subprocess.run([pg_bin("psql"), "-X", "-tA", "-c", "SELECT 1", self.dsn()],
+                                  capture_output=True).returncode == 0
+        wait_until(answers, 20, interval=0.1, what="pgbouncer to answer")
+        return self
 
     def stop(self):
         _stop(self, signal.SIGTERM, 10.0)
