@@ -599,7 +599,7 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
             if (idle)
                 deallocate(pg, gone);
         }
-        if (!idle || attempt > 1 || (attempt == 1 && c->stmts))
+        if (!idle || (attempt > 0 && c->stmts)) /* once, or once more unnamed */
             break;
         rs_free(out);
         rs_init(out);
