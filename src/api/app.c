@@ -16,6 +16,11 @@ void app_note_write(app *a, int64_t rev)
     }
 }
 
+void app_note_commit(void *ctx, int64_t rev)
+{
+    app_note_write(ctx, rev);
+}
+
 static void add_i64_header(http_req *r, const char *name, int64_t v)
 {
     char buf[32];

@@ -64,6 +64,8 @@ bool app_read_blocks(app *a, const char *level);
 
 /* Records that this node acknowledged a write at rev (read-your-writes). */
 void app_note_write(app *a, int64_t rev);
+/* app_note_write for the registry's commit hook (ctx: the app). */
+void app_note_commit(void *ctx, int64_t rev);
 
 /* Reads for a GET at consistency level ("strong", "bounded" or "any"):
  * strong, or any level without a cache, reads the store (linearizable);

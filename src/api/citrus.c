@@ -113,9 +113,6 @@ static int do_register(http_req *r, app *a, const tenant_reg *regs, size_t n, te
                               created, err, sizeof(err));
     if (rc < 0)
         http_reply_error(r, rc, err[0] ? err : NULL, NULL);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        if (created[i])
-            app_note_write(a, pins[i].mod_revision);
     return rc;
 }
 

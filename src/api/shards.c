@@ -38,8 +38,6 @@ static int flags_of(http_req *r, unsigned *flags)
 /* 200 with the shard as written and what the change did to the ring. */
 static int reply_changed(http_req *r, app *a, shard *s, reg_result *res, bool history, bool dry_run)
 {
-    if (!dry_run)
-        app_note_write(a, res->revision);
     json_t *out = shardjson_full(a, s, history);
     json_object_set_new(out, "ring", shardjson_change(res));
     if (dry_run)
@@ -79,7 +77,6 @@ int api_shards_create(http_req *r, void *ctx)
         reg_result_clear(&res);
         return http_reply_error(r, rc, err[0] ? err : NULL, NULL);
     }
-    app_note_write(a, res.revision);
     json_t *out = shardjson_full(a, &s, true);
     if (!provision)
         json_object_set_new(out, "ring", shardjson_change(&res));
@@ -223,7 +220,6 @@ int api_shards_delete(http_req *r, void *ctx)
         reg_result_clear(&res);
         return reply_failed(r, rc, id, err, extra);
     }
-    app_note_write(a, res.revision);
     json_t *out =
         json_pack("{s:s,s:b,s:o}", "id", id, "deleted", 1, "ring", shardjson_change(&res));
     reg_result_clear(&res);

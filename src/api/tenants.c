@@ -104,7 +104,6 @@ int api_tenants_put(http_req *r, void *ctx)
     json_decref(body);
     if (rc < 0)
         return http_reply_error(r, rc, err[0] ? err : NULL, NULL);
-    app_note_write(a, p.mod_revision);
     return http_reply_json(r, created ? 201 : 200, shardjson_pin(&p));
 }
 

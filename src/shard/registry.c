@@ -54,6 +54,23 @@ void registry_set_revision_fn(registry *r, reg_revision_fn fn, void *ctx)
     r->revision_ctx = ctx;
 }
 
+void registry_set_commit_fn(registry *r, reg_commit_fn fn, void *ctx)
+{
+    r->committed = fn;
+    r->committed_ctx = ctx;
+}
+
+int reg_commit(registry *r, txb *t, bool *succeeded, int64_t *revision)
+{
+    int64_t rev = 0;
+    int rc = txb_commit(t, r->st, succeeded, &rev);
+    if (rc == 0 && *succeeded && r->committed)
+        r->committed(r->committed_ctx, rev);
+    if (revision)
+        *revision = rev;
+    return rc;
+}
+
 int64_t registry_revision(registry *r)
 {
     if (r->revision)
@@ -470,7 +487,7 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
         reg_owners_free(&rn.o);
         bool ok = false;
         if (rc == 0)
-            rc = txb_commit(&t, r->st, &ok, &res->revision);
+            rc = reg_commit(r, &t, &ok, &res->revision);
         txb_free(&t);
         if (rc < 0)
             return rc;
@@ -533,7 +550,7 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
         if (rc == 0 && (flags & REG_DRY_RUN))
             ok = true;
         else if (rc == 0)
-            rc = txb_commit(&t, r->st, &ok, &res->revision);
+            rc = reg_commit(r, &t, &ok, &res->revision);
         txb_free(&t);
         if (rc < 0 || !ok) {
             shard_clear(&s);
@@ -615,7 +632,7 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
         reg_owners_free(&rn.o);
         bool ok = false;
         if (rc == 0)
-            rc = txb_commit(&t, r->st, &ok, &res->revision);
+            rc = reg_commit(r, &t, &ok, &res->revision);
         txb_free(&t);
         if (rc < 0)
             return rc;

@@ -87,6 +87,12 @@ void registry_free(registry *r);
  * store). */
 typedef int64_t (*reg_revision_fn)(void *ctx);
 void registry_set_revision_fn(registry *r, reg_revision_fn fn, void *ctx);
+/* Called with the revision of every change the registry commits (shard
+ * records, ring, pins, from the API or from a background worker alike), so
+ * that the node's routing reads never serve a copy older than a change it
+ * made itself. Set once, before use. */
+typedef void (*reg_commit_fn)(void *ctx, int64_t revision);
+void registry_set_commit_fn(registry *r, reg_commit_fn fn, void *ctx);
 int64_t registry_revision(registry *r);
 /* Adopts the ring settings of citrus/ring/meta when it exists (else the
  * first token change writes this registry's). */

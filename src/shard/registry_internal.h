@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "shard/registry.h"
+#include "shard/txb.h"
 
 typedef struct ring_ref {
     ring *rg;
@@ -19,12 +20,18 @@ struct registry {
     void *read_ctx;
     reg_revision_fn revision;
     void *revision_ctx;
+    reg_commit_fn committed;
+    void *committed_ctx;
     citrus_hash_fn hash;
     size_t vnodes;
     pthread_mutex_t mu;
     ring_ref *cur;     /* the newest ring; guarded by mu */
     ring_ref *retired; /* older rings callers still hold; guarded by mu */
 };
+
+/* txb_commit of t to the registry's store, telling the commit hook the
+ * revision of a change that took effect. */
+int reg_commit(registry *r, txb *t, bool *succeeded, int64_t *revision);
 
 /* A read through the routing path's reader (or the store). */
 int reg_read(registry *r, const kv_range_req *req, kv_range_res *out);

@@ -246,7 +246,7 @@ int tenants_put(registry *r, const char *key, const char *shard_id, unsigned fla
         pin_ops(&t, &p, exists ? old.shard_id : NULL);
         bool ok;
         int64_t rev;
-        rc = txb_commit(&t, r->st, &ok, &rev);
+        rc = reg_commit(r, &t, &ok, &rev);
         txb_free(&t);
         if (rc < 0)
             return rc;
@@ -276,7 +276,7 @@ int tenants_delete(registry *r, const char *key)
         if (index_key(ik, old.shard_id, key))
             txb_del(&t, ik, false);
         bool ok;
-        rc = txb_commit(&t, r->st, &ok, NULL);
+        rc = reg_commit(r, &t, &ok, NULL);
         txb_free(&t);
         if (rc < 0 || ok)
             return rc;
@@ -385,7 +385,7 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
     bool ok = false;
     int64_t rev = 0;
     if (rc == 0)
-        rc = txb_commit(&t, r->st, &ok, &rev);
+        rc = reg_commit(r, &t, &ok, &rev);
     txb_free(&t);
     if (rc == 0 && !ok)
         rc = 1;
@@ -481,7 +481,7 @@ int reg_repin_tenants(registry *r, const char *shard_id, size_t *moved, char *er
             txb_cmp_mod(&t, k, pins[i].mod_revision);
             pin_ops(&t, &p, shard_id);
             bool ok;
-            rc = txb_commit(&t, r->st, &ok, NULL);
+            rc = reg_commit(r, &t, &ok, NULL);
             txb_free(&t);
             *moved += rc == 0 && ok;
         }
