@@ -90,7 +90,13 @@ int app_catalog_read(void *ctx, const kv_range_req *req, kv_range_res *out)
         if (rc == 0)
             kv_range_res_free(out);
     }
-    return store_range(a->st, req, out);
+    int rc = store_range(a->st, req, out);
+    /* Reads stay monotonic: what this node has answered at, its copy must
+     * reach before it answers again (a request that read the store at R,
+     * then the copy still at R-1, would see a shard without its ring). */
+    if (rc == 0 && a->cache)
+        app_note_write(a, out->revision);
+    return rc;
 }
 
 int64_t app_catalog_revision(void *ctx)
@@ -111,6 +117,8 @@ int app_read(app *a, http_req *r, const char *level, const kv_range_req *req, kv
         rc = store_range(a->st, req, out);
         if (rc < 0)
             return http_reply_error(r, rc, NULL, NULL), rc;
+        if (a->cache) /* later reads on this node never answer older */
+            app_note_write(a, out->revision);
         add_i64_header(r, "X-Citrus-Revision", out->revision);
         http_add_header(r, "X-Citrus-Consistency", "strong");
         http_add_header(r, "X-Citrus-Staleness-Ms", "0");

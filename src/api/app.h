@@ -20,7 +20,9 @@ typedef struct app {
     session *sess;                /* this node's session; NULL until started */
     cache *cache;                 /* informer for bounded reads; NULL: read the store */
     int64_t max_staleness_ms;     /* bound of a bounded read */
-    _Atomic int64_t acked_rev;    /* highest revision this node acknowledged a write at */
+    /* highest revision this node acknowledged a write at or answered a
+     * store read at: its copy answers only once it holds that revision */
+    _Atomic int64_t acked_rev;
     struct shard_service *shards; /* the shard manager; NULL when not running */
     struct router *router;        /* the data plane; NULL when not running */
 } app;

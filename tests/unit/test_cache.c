@@ -11,11 +11,11 @@
 #include <cmocka.h>
 
 #include "catalog/cache.h"
-#include "catalog/store_sqlite.h"
+#include "support_sqlite.h"
 #include "citrus/errors.h"
 
 typedef struct fixture {
-    char dir[64];
+    sqlite_dir d;
     store *st;
     cache *c;
 } fixture;
@@ -23,12 +23,8 @@ typedef struct fixture {
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/citrus-cache-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    char path[128], err[256];
-    snprintf(path, sizeof(path), "%s/catalog.db", f->dir);
-    store_sqlite_options o = {.path = path, .history_keep = 100};
-    assert_int_equal(store_sqlite_open(&o, &f->st, err, sizeof(err)), 0);
+    sqlite_dir_open(&f->d, "cache", 100);
+    f->st = f->d.st;
     *state = f;
     return 0;
 }
@@ -37,20 +33,9 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     cache_stop(f->c);
-    store_close(f->st);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
+    sqlite_dir_close(&f->d);
     free(f);
     return 0;
-}
-
-static int64_t put(store *st, const char *k, const char *v)
-{
-    int64_t rev = 0;
-    assert_int_equal(store_put(st, k, (const unsigned char *)v, strlen(v), 0, -1, NULL, &rev, NULL),
-                     0);
-    return rev;
 }
 
 static void start(fixture *f)
@@ -64,29 +49,23 @@ static void assert_get(cache *c, const char *key, const char *want)
     kv_range_req req = {.key = key};
     kv_range_res r;
     assert_int_equal(cache_range(c, &req, &r, NULL), 0);
-    if (!want) {
-        assert_int_equal(r.count, 0);
-    } else {
-        assert_int_equal(r.count, 1);
-        assert_int_equal(r.items[0].value_len, strlen(want));
-        assert_memory_equal(r.items[0].value, want, strlen(want));
-    }
+    assert_single_value(&r, want);
     kv_range_res_free(&r);
 }
 
 static void snapshot_then_changes(void **state)
 {
     fixture *f = *state;
-    put(f->st, "a/1", "one");
-    put(f->st, "a/2", "two");
+    sqlite_dir_put(f->st, "a/1", "one");
+    sqlite_dir_put(f->st, "a/2", "two");
     start(f);
-    int64_t r3 = put(f->st, "a/3", "three");
+    int64_t r3 = sqlite_dir_put(f->st, "a/3", "three");
     assert_int_equal(cache_wait(f->c, r3, 5000), 0);
     assert_get(f->c, "a/1", "one");
     assert_get(f->c, "a/3", "three");
     int64_t del = 0, rd = 0;
     assert_int_equal(store_delete(f->st, "a/1", false, -1, &del, &rd, NULL), 0);
-    int64_t r4 = put(f->st, "a/2", "TWO");
+    int64_t r4 = sqlite_dir_put(f->st, "a/2", "TWO");
     assert_int_equal(cache_wait(f->c, r4, 5000), 0);
     assert_get(f->c, "a/1", NULL);
     assert_get(f->c, "a/2", "TWO");
@@ -95,9 +74,9 @@ static void snapshot_then_changes(void **state)
     for (int i = 0; i < 30; i++) {
         char k[16];
         snprintf(k, sizeof(k), "p/%02d", i);
-        put(f->st, k, "v");
+        sqlite_dir_put(f->st, k, "v");
     }
-    int64_t last = put(f->st, "q", "x");
+    int64_t last = sqlite_dir_put(f->st, "q", "x");
     assert_int_equal(cache_wait(f->c, last, 5000), 0);
     kv_range_req req = {.key = "p/", .prefix = true, .limit = 10, .after = "p/04"};
     kv_range_res mine, theirs;
@@ -130,13 +109,13 @@ static void keeps_up_with_a_burst(void **state)
 {
     fixture *f = *state;
     start(f);
-    int64_t r = put(f->st, "x", "0");
+    int64_t r = sqlite_dir_put(f->st, "x", "0");
     assert_int_equal(cache_wait(f->c, r, 5000), 0);
     /* a burst the copy keeps up with, then everything still matches */
     for (int i = 0; i < 500; i++) {
         char v[16];
         snprintf(v, sizeof(v), "%d", i);
-        r = put(f->st, i % 2 ? "x" : "y", v);
+        r = sqlite_dir_put(f->st, i % 2 ? "x" : "y", v);
     }
     assert_int_equal(cache_wait(f->c, r, 10000), 0);
     assert_get(f->c, "x", "499");
