@@ -23,9 +23,10 @@ static void add_rev_header(http_req *r, const char *name, int64_t v)
 static int get_prefix(http_req *r, app *a, const char *key, const char *level)
 {
     int64_t limit;
-    bool keys_only;
+    bool keys_only, count_only;
     if (http_req_query_int(r, "limit", 0, &limit) < 0 ||
-        http_req_query_bool(r, "keys_only", false, &keys_only) < 0)
+        http_req_query_bool(r, "keys_only", false, &keys_only) < 0 ||
+        http_req_query_bool(r, "count_only", false, &count_only) < 0)
         return CITRUS_EINVAL;
     if (limit < 0)
         return http_reply_error(r, CITRUS_EINVAL, "limit must be >= 0", NULL);
@@ -36,14 +37,23 @@ static int get_prefix(http_req *r, app *a, const char *key, const char *level)
     const char *after = http_req_query(r, "after");
     if (after && kvjson_check_key(r, after, true) < 0)
         return CITRUS_EBADKEY;
-    kv_range_req req = {
-        .key = key, .prefix = true, .after = after, .limit = (size_t)limit, .keys_only = keys_only};
+    kv_range_req req = {.key = key,
+                        .prefix = true,
+                        .after = after,
+                        .limit = (size_t)limit,
+                        .keys_only = keys_only,
+                        .count_only = count_only};
     kv_range_res res;
     int rc = app_read(a, r, level, &req, &res);
     if (rc < 0)
         return rc;
     json_t *body = json_object();
     json_object_set_new(body, "revision", json_integer(res.revision));
+    if (count_only) { /* every key under the prefix (after `after`), limit aside */
+        json_object_set_new(body, "count", json_integer((json_int_t)res.count));
+        kv_range_res_free(&res);
+        return http_reply_json(r, 200, body);
+    }
     json_object_set_new(body, "items", kvjson_items(&res, !keys_only));
     json_object_set_new(body, "more", json_boolean(res.more));
     kv_range_res_free(&res);

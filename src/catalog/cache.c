@@ -336,8 +336,10 @@ static int range_locked(cache *c, const kv_range_req *req, kv_range_res *out)
     bool found;
     if (!req->prefix) {
         size_t i = find(c, req->key, &found);
-        if (!found)
+        if (!found || req->count_only) {
+            out->count = found;
             return 0;
+        }
         out->items = calloc(1, sizeof(*out->items));
         if (!out->items || entry_copy(&out->items[0], &c->entries[i], !req->keys_only) < 0)
             return CITRUS_ENOMEM;
@@ -349,6 +351,15 @@ static int range_locked(cache *c, const kv_range_req *req, kv_range_res *out)
         find(c, req->after && strcmp(req->after, req->key) >= 0 ? req->after : req->key, &found);
     if (found && req->after && strcmp(c->entries[i].key, req->after) == 0)
         i++;
+    if (req->count_only) { /* the keys in [i, first key past the prefix) */
+        char *hi = malloc(plen + 1);
+        if (!hi)
+            return CITRUS_ENOMEM;
+        size_t end = store_prefix_end(req->key, hi) ? find(c, hi, &found) : c->n;
+        free(hi);
+        out->count = end > i ? end - i : 0;
+        return 0;
+    }
     size_t cap = 0;
     for (; i < c->n && strncmp(c->entries[i].key, req->key, plen) == 0; i++) {
         if (req->limit && out->count == req->limit) {

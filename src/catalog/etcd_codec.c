@@ -152,7 +152,7 @@ bool etcd_codec_set_range(json_t *req, const char *key, bool prefix, const char 
 }
 
 static json_t *range_fields(const char *key, bool prefix, const char *after, size_t limit,
-                            bool keys_only)
+                            bool keys_only, bool count_only)
 {
     json_t *r = json_object();
     bool ok = r && etcd_codec_set_range(r, key, prefix, prefix ? after : NULL);
@@ -160,12 +160,14 @@ static json_t *range_fields(const char *key, bool prefix, const char *after, siz
         put_field(r, "limit", etcd_codec_i64((int64_t)limit), &ok);
     if (keys_only)
         put_field(r, "keys_only", json_true(), &ok);
+    if (count_only)
+        put_field(r, "count_only", json_true(), &ok);
     return done(r, ok);
 }
 
 json_t *etcd_codec_range_req(const kv_range_req *q)
 {
-    return range_fields(q->key, q->prefix, q->after, q->limit, q->keys_only);
+    return range_fields(q->key, q->prefix, q->after, q->limit, q->keys_only, q->count_only);
 }
 
 int etcd_codec_entry(json_t *kv, kv_entry *e)
@@ -194,8 +196,11 @@ int etcd_codec_range_res(json_t *ans, int64_t fallback_rev, kv_range_res *out)
     out->more = json_is_true(json_object_get(ans, "more"));
     json_t *kvs = json_object_get(ans, "kvs");
     size_t n = json_array_size(kvs);
-    if (n == 0)
+    if (n == 0) { /* count_only (else count is 0 too) */
+        int64_t count = etcd_codec_int(ans, "count");
+        out->count = count > 0 ? (size_t)count : 0;
         return 0;
+    }
     out->items = calloc(n, sizeof(*out->items));
     if (!out->items)
         return CITRUS_ENOMEM;
@@ -262,7 +267,8 @@ static json_t *op_json(const kv_op *op)
         break;
     case KV_OP_GET:
         put_field(o, "request_range",
-                  range_fields(op->key, op->prefix, op->after, op->limit, op->keys_only), &ok);
+                  range_fields(op->key, op->prefix, op->after, op->limit, op->keys_only, false),
+                  &ok);
         break;
     default:
         ok = false;

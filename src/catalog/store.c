@@ -23,7 +23,7 @@ void kv_range_res_free(kv_range_res *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->count; i++)
+    for (size_t i = 0; r->items && i < r->count; i++) /* count_only: no items */
         kv_entry_clear(&r->items[i]);
     free(r->items);
     memset(r, 0, sizeof(*r));

@@ -38,6 +38,7 @@ typedef struct kv_range_req {
     const char *after; /* with prefix: only keys strictly greater; NULL = none */
     size_t limit;      /* with prefix: at most this many items; 0 = no limit */
     bool keys_only;    /* items carry no value */
+    bool count_only;   /* no items: count says how many keys match (limit ignored) */
 } kv_range_req;
 
 typedef struct kv_range_res {

@@ -80,6 +80,8 @@ static const char schema_sql[] =
     X(KV_GET, "SELECT " KV_COLS " FROM kv WHERE key = ?1")                                         \
     X(KV_RANGE, "SELECT " KV_COLS " FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3")   \
     X(KV_RANGE_OPEN, "SELECT " KV_COLS " FROM kv WHERE key >= ?1 ORDER BY key LIMIT ?3")           \
+    X(KV_COUNT, "SELECT count(*) FROM kv WHERE key >= ?1 AND key < ?2")                            \
+    X(KV_COUNT_OPEN, "SELECT count(*) FROM kv WHERE key >= ?1")                                    \
     X(KV_PUT, "INSERT OR REPLACE INTO kv VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                         \
     X(KV_DEL, "DELETE FROM kv WHERE key = ?1")                                                     \
     X(KV_KEYS, "SELECT key FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key")                     \
@@ -538,15 +540,44 @@ static int range_get_one(conn *c, const char *key, bool keys_only, kv_range_res 
     return range_collect(c, st, 0, out);
 }
 
+/* How many keys a count_only read matches (bounds bound). */
+static int range_count(conn *c, const key_bounds *b, kv_range_res *out)
+{
+    sqlite3_stmt *st = conn_stmt(c, b->has_hi ? ST_KV_COUNT : ST_KV_COUNT_OPEN);
+    if (!st)
+        return CITRUS_EIO;
+    bounds_bind(st, b);
+    int rc = 0;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        out->count = (size_t)sqlite3_column_int64(st, 0);
+    else
+        rc = conn_fail(c, "count");
+    stmt_done(st);
+    return rc;
+}
+
 /* Reads a key or prefix on c, inside whatever transaction c has open. */
 static int range_read(conn *c, const kv_range_req *req, kv_range_res *out)
 {
-    if (!req->prefix)
-        return range_get_one(c, req->key, req->keys_only, out);
+    if (!req->prefix) {
+        int rc = range_get_one(c, req->key, req->keys_only || req->count_only, out);
+        if (rc == 0 && req->count_only) { /* 0 or 1, without the item */
+            for (size_t i = 0; i < out->count; i++)
+                kv_entry_clear(&out->items[i]);
+            free(out->items);
+            out->items = NULL;
+        }
+        return rc;
+    }
     key_bounds b;
     int rc = bounds_init(&b, req->key, req->after);
     if (rc < 0)
         return rc;
+    if (req->count_only) {
+        rc = range_count(c, &b, out);
+        free(b.hi);
+        return rc;
+    }
     sqlite3_stmt *st = conn_stmt(c, b.has_hi ? ST_KV_RANGE : ST_KV_RANGE_OPEN);
     if (st) {
         bounds_bind(st, &b);

@@ -249,7 +249,7 @@ int registry_tenant_count(registry *r, const char *shard_id, size_t *n)
     size_t plen = strlen(prefix); /* reg_key left a byte for it */
     prefix[plen] = '/';
     prefix[plen + 1] = '\0';
-    kv_range_req q = {.key = prefix, .prefix = true, .keys_only = true};
+    kv_range_req q = {.key = prefix, .prefix = true, .count_only = true};
     kv_range_res res;
     int rc = store_range(r->st, &q, &res);
     if (rc == 0)

@@ -91,6 +91,14 @@ def test_prefix_listing_and_pagination(citrus):
     assert seen == [i["key"] for i in full["items"]]
     ko = requests.get(u + "/v1/kv/svc?prefix=true&keys_only=true").json()
     assert len(ko["items"]) == 26 and "value" not in ko["items"][0]
+    # count_only: how many, no items; after narrows it, limit does not
+    for prefix, extra, n in (("svc", {}, 26), ("svc/", {}, 25), ("svc/", {"after": "svc/k019"}, 5),
+                             ("svc/", {"limit": 2}, 25), ("nothing/", {}, 0)):
+        for level in ("strong", "bounded"):
+            c = requests.get(u + "/v1/kv/" + prefix, params={
+                "prefix": "true", "count_only": "true", "consistency": level, **extra}).json()
+            assert c["count"] == n and "items" not in c and c["revision"] > 0, (prefix, level, c)
+    err(requests.get(u + "/v1/kv/svc/?prefix=true&count_only=maybe"), 400, "invalid_argument")
     everything = requests.get(u + "/v1/kv/?prefix=true").json()
     user = [i["key"] for i in everything["items"] if not i["key"].startswith("citrus/")]
     assert user == sorted(keys)
@@ -366,6 +374,8 @@ def test_listing_pages_are_capped(citrus):
     assert len(rest["items"]) == 240 and rest["more"] is False
     big = s.get(citrus.url + "/v1/kv/cap/?prefix=true&keys_only=true&limit=20000").json()
     assert len(big["items"]) == 10000 and big["more"] is True
+    # a count is not capped: it carries no items
+    assert s.get(citrus.url + "/v1/kv/cap/?prefix=true&count_only=true").json()["count"] == 10240
 
 
 def test_error_messages_are_always_utf8(citrus):

@@ -210,6 +210,9 @@ def test_retire_with_pinned_tenants_needs_force_then_repins(citrus_shards, tmp_p
         if r["shardId"] == "solo":
             mine.append(r["shardKey"])
     assert len(mine) > 30
+    counts = {s["id"]: s["tenants"] for s in requests.get(citrus.url + "/v1/shards").json()["shards"]}
+    assert counts["solo"] == len(mine) and sum(counts.values()) == 60, counts
+    assert requests.get(citrus.url + "/v1/shards/solo").json()["tenants"] == len(mine)
     assert post(citrus, "/v1/shards/solo/drain").status_code == 200
     # draining: pinned tenants still route there
     assert requests.get(f"{citrus.url}/v1/route/{mine[0]}").json()["shard_id"] == "solo"
@@ -224,6 +227,7 @@ def test_retire_with_pinned_tenants_needs_force_then_repins(citrus_shards, tmp_p
     assert all(x["shard_id"] != "solo" and x["source"] == "directory" for x in routes)
     assert requests.get(citrus.url + "/v1/tenants", params={"shard": "solo"}).json()[
         "tenants"] == []
+    assert requests.get(citrus.url + "/v1/shards/solo").json()["tenants"] == 0
 
 
 def test_tenant_directory_pins(citrus_shards):

@@ -528,6 +528,45 @@ static void test_range_all(void **state)
     kv_range_res_free(&r);
 }
 
+/* count_only: how many keys match, with no items; limit does not cut it,
+ * after does; a single key counts 0 or 1; the whole keyspace too. */
+static void test_range_count_only(void **state)
+{
+    store *s = S(state);
+    char k[16];
+    for (int i = 0; i < 25; i++) {
+        snprintf(k, sizeof(k), "c/%02d", i);
+        put(s, k, "v");
+    }
+    put(s, "c0", "outside");
+    put(s, "b", "outside");
+    struct {
+        const char *key;
+        bool prefix;
+        const char *after;
+        size_t limit;
+        size_t want;
+    } cases[] = {
+        {"c/", true, NULL, 0, 25},   {"c/", true, NULL, 3, 25},   {"c/", true, "c/09", 0, 15},
+        {"c/", true, "c/24", 0, 0},  {"c/1", true, NULL, 0, 10},  {"d/", true, NULL, 0, 0},
+        {"c/07", false, NULL, 0, 1}, {"c/99", false, NULL, 0, 0}, {"", true, NULL, 0, 27},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        kv_range_req q = {.key = cases[c].key,
+                          .prefix = cases[c].prefix,
+                          .after = cases[c].after,
+                          .limit = cases[c].limit,
+                          .count_only = true};
+        kv_range_res r;
+        assert_int_equal(store_range(s, &q, &r), 0);
+        assert_int_equal(r.count, cases[c].want);
+        assert_null(r.items);
+        assert_false(r.more);
+        assert_true(r.revision > 0);
+        kv_range_res_free(&r);
+    }
+}
+
 /* ---- put and delete with compare ------------------------------------------------------- */
 
 static void test_put_cas(void **state)
@@ -1396,6 +1435,7 @@ static const struct CMUnitTest conformance_tests[] = {
     CONF_TEST(test_range_bytewise),
     CONF_TEST(test_range_limit_after),
     CONF_TEST(test_range_all),
+    CONF_TEST(test_range_count_only),
     CONF_TEST(test_put_cas),
     CONF_TEST(test_delete_counts),
     CONF_TEST(test_delete_cas),

@@ -91,6 +91,27 @@ static void snapshot_then_changes(void **state)
     }
     kv_range_res_free(&mine);
     kv_range_res_free(&theirs);
+    /* count_only counts as the store does, without items */
+    kv_range_req counts[] = {
+        {.key = "p/", .prefix = true},
+        {.key = "p/", .prefix = true, .after = "p/04", .limit = 3},
+        {.key = "p/2", .prefix = true},
+        {.key = "", .prefix = true},
+        {.key = "nope/", .prefix = true},
+        {.key = "p/07"},
+        {.key = "p/99"},
+    };
+    size_t want[] = {30, 25, 10, 33, 0, 1, 0};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        counts[i].count_only = true;
+        assert_int_equal(cache_range(f->c, &counts[i], &mine, NULL), 0);
+        assert_int_equal(store_range(f->st, &counts[i], &theirs), 0);
+        assert_int_equal(mine.count, want[i]);
+        assert_int_equal(theirs.count, want[i]);
+        assert_null(mine.items);
+        kv_range_res_free(&mine);
+        kv_range_res_free(&theirs);
+    }
 }
 
 static void staleness_is_measured(void **state)
