@@ -106,8 +106,8 @@ static const field fields[] = {
     INT("router", "max_connections", "router-max-connections", router_max_conns, 1, 100000,
         "client connections the router serves at once (a thread each)"),
     INT("router", "statement_cache", "router-statement-cache", router_stmt_cache, 0, 100000,
-        "prepared statements kept per PostgreSQL connection (0: none; a connection that "
-        "cannot keep them stops by itself)"),
+        "prepared statements kept per shard connection (0: none; a PostgreSQL connection "
+        "that cannot keep them stops by itself)"),
     INT("router", "max_lag_ms", "router-max-lag", router_max_lag_ms, 1, 86400000,
         "eventual reads that name no max_lag_ms: the most replica lag they accept, ms"),
     ENUM("provisioner", "kind", "provisioner", prov_kind, "none|sqlite|postgres|exec",

@@ -23,7 +23,7 @@
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
-#include "shard/pg_stmts.h"
+#include "shard/stmt_cache.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 
@@ -73,10 +73,11 @@ int drv_open(const char *dsn, int64_t timeout_ms, drv_conn **out, drv_error *e)
 
 void drv_set_statement_cache(drv_conn *c, size_t n)
 {
-    if (!c || !c->is_pg)
+    if (!c)
         return;
-    pg_stmts_free(c->stmts);
-    c->stmts = n ? pg_stmts_new(n) : NULL; /* out of memory: no cache */
+    stmt_cache_free(c->stmts);
+    /* out of memory: no cache */
+    c->stmts = n ? stmt_cache_new(n, c->is_pg ? NULL : drv_lite_finalize) : NULL;
 }
 
 void drv_close(drv_conn *c)

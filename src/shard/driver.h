@@ -32,19 +32,25 @@ typedef struct drv_error {
 int drv_open(const char *dsn, int64_t timeout_ms, drv_conn **out, drv_error *e);
 void drv_close(drv_conn *c);
 
-/* PostgreSQL: keep up to n named prepared statements on this connection
- * (0: none, the default; every statement then runs unnamed, parsed and
- * planned each time). Queries and DML (SELECT, INSERT, UPDATE, DELETE,
- * WITH, VALUES, TABLE, MERGE) are prepared on their first run, with the
- * parameter types of that run, and later runs with the same text and
- * types only bind and execute; the least recently used statement is
- * deallocated to make room. A statement the session lost (DEALLOCATE ALL,
- * DISCARD ALL) or whose result type changed (ALTER TABLE under a SELECT *)
- * is prepared again and, outside a transaction, run again transparently;
- * lost again right after that (a transaction-mode pooler in between that
- * resets or switches server sessions), the connection stops caching and
- * runs everything unnamed from then on.
- * No-op on SQLite. Replaces (and forgets) any earlier cache. */
+/* Keep up to n prepared statements on this connection (0: none, the
+ * default; every statement is then prepared for its run and dropped).
+ *
+ * SQLite: every statement is kept once prepared, keyed by its text, and a
+ * later run only resets, binds and steps it; the least recently used is
+ * finalized to make room. SQLite prepares a kept statement again by itself
+ * when the schema changed under it (an ALTER TABLE under a SELECT * gives
+ * the new columns).
+ *
+ * PostgreSQL: named prepared statements on the server. Queries and DML (SELECT, INSERT, UPDATE,
+ * DELETE, WITH, VALUES, TABLE, MERGE) are prepared on their first run, with the parameter types of
+ * that run, and later runs with the same text and types only bind and execute; the least recently
+ * used statement is deallocated to make room. A statement the session lost (DEALLOCATE ALL, DISCARD
+ * ALL) or whose result type changed (ALTER TABLE under a SELECT *) is prepared again and, outside a
+ * transaction, run again transparently; lost again right after that (a transaction-mode pooler in
+ * between that resets or switches server sessions), the connection stops caching and runs
+ * everything unnamed from then on.
+ *
+ * Replaces (and forgets) any earlier cache. */
 void drv_set_statement_cache(drv_conn *c, size_t n);
 
 /* Runs exactly one statement (a trailing ";" is fine; a second statement
@@ -97,10 +103,10 @@ typedef enum { DRV_TX_IDLE, DRV_TX_ACTIVE, DRV_TX_FAILED } drv_tx_state;
 
 struct drv_conn {
     bool is_pg;
-    void *handle;           /* sqlite3 * or PGconn * */
-    bool broken;            /* a CITRUS_EUNAVAILABLE that ends the connection */
-    int64_t timeout_ms;     /* > 0 */
-    struct pg_stmts *stmts; /* PostgreSQL: named prepared statements, or NULL */
+    void *handle;             /* sqlite3 * or PGconn * */
+    bool broken;              /* a CITRUS_EUNAVAILABLE that ends the connection */
+    int64_t timeout_ms;       /* > 0 */
+    struct stmt_cache *stmts; /* prepared statements (named on PostgreSQL), or NULL */
 };
 
 /* Fills e (when not NULL) and returns rc. */
@@ -112,6 +118,8 @@ int drv_fail(drv_error *e, int rc, const char *sqlstate, const char *fmt, ...)
  * false and *changes 0). */
 int drv_lite_open(drv_conn *c, const char *path, drv_error *e);
 void drv_lite_close(drv_conn *c);
+/* Finalizes an sqlite3_stmt (the release function of its statement cache). */
+void drv_lite_finalize(void *stmt);
 int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t nparams,
                   size_t max_rows, result_set *out, bool *truncated, int64_t *changes,
                   drv_error *e);

@@ -7,7 +7,7 @@
  * Statements go through PQsendQueryParams (the extended protocol: one
  * statement, parameters never spliced), or, for a query or DML statement
  * on a connection with a statement cache (drv_set_statement_cache,
- * pg_stmts.c), PQprepare on its first run and PQsendQueryPrepared after,
+ * stmt_cache.c), PQprepare on its first run and PQsendQueryPrepared after,
  * which spares the server parsing and planning it again each time;
  * either way with text-format parameters: INT in decimal, REAL with
  * %.17g (exact round trip; NaN/Infinity spelled as PostgreSQL does), BOOL
@@ -56,7 +56,7 @@
 #include "citrus/errors.h"
 #include "core/sqlword.h"
 #include "shard/pg_connect.h"
-#include "shard/pg_stmts.h"
+#include "shard/stmt_cache.h"
 
 #define PG_MAX_PARAMS 65535
 #define NUMBUF 32
@@ -114,7 +114,7 @@ int drv_pg_open(drv_conn *c, const char *dsn, drv_error *e)
 
 void drv_pg_close(drv_conn *c)
 {
-    pg_stmts_free(c->stmts);
+    stmt_cache_free(c->stmts);
     c->stmts = NULL;
     if (c->handle)
         PQfinish(conn(c));
@@ -412,7 +412,7 @@ static stale_t stale_kind(const PGresult *r)
  * failure aborts nothing): a statement left behind costs only memory. */
 static void deallocate(PGconn *pg, const char *name)
 {
-    char sql[PG_STMT_NAME + 16];
+    char sql[STMT_NAME + 16];
     snprintf(sql, sizeof(sql), "DEALLOCATE %s", name);
     PQclear(PQexec(pg, sql));
 }
@@ -427,22 +427,25 @@ static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle
                     drv_error *e)
 {
     *name = NULL;
-    pg_stmts *s = c->stmts;
+    stmt_cache *s = c->stmts;
     if (!s || !is_cacheable(sql))
         return 0;
-    if ((*name = pg_stmts_find(s, sql, pp->types, pp->n)) != NULL)
+    const stmt_ref *known = stmt_cache_find(s, sql, pp->types, pp->n);
+    if (known) {
+        *name = known->name;
         return 0;
-    if (!idle && pg_stmts_full(s))
+    }
+    if (!idle && stmt_cache_full(s))
         return 0;
-    char fresh[PG_STMT_NAME], evicted[PG_STMT_NAME];
-    if (pg_stmts_add(s, sql, pp->types, pp->n, fresh, evicted) != 0)
+    stmt_ref fresh, evicted;
+    if (stmt_cache_add(s, sql, pp->types, pp->n, NULL, &fresh, &evicted) != 0)
         return 0; /* out of memory: unnamed still works */
     PGconn *pg = conn(c);
-    if (evicted[0])
-        deallocate(pg, evicted);
-    PGresult *r = PQprepare(pg, fresh, sql, (int)pp->n, pp->types);
+    if (evicted.name[0])
+        deallocate(pg, evicted.name);
+    PGresult *r = PQprepare(pg, fresh.name, sql, (int)pp->n, pp->types);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        pg_stmts_drop(s, fresh);
+        stmt_cache_drop(s, fresh.name);
         int rc = fail_result(c, r, e);
         PQclear(r);
         if (PQstatus(pg) != CONNECTION_OK)
@@ -450,7 +453,7 @@ static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle
         return rc;
     }
     PQclear(r);
-    *name = pg_stmts_find(s, sql, pp->types, pp->n);
+    *name = stmt_cache_find(s, sql, pp->types, pp->n)->name;
     return 0;
 }
 
@@ -588,14 +591,14 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
          * us and the server, resetting or switching server connections):
          * the connection stops caching and runs everything unnamed. */
         if (stale == STALE_GONE && attempt > 0) {
-            pg_stmts_free(c->stmts);
+            stmt_cache_free(c->stmts);
             c->stmts = NULL;
         } else if (stale == STALE_GONE) {
-            pg_stmts_clear(c->stmts);
+            stmt_cache_clear(c->stmts);
         } else {
-            char gone[PG_STMT_NAME];
+            char gone[STMT_NAME];
             snprintf(gone, sizeof(gone), "%s", name);
-            pg_stmts_drop(c->stmts, gone);
+            stmt_cache_drop(c->stmts, gone);
             if (idle)
                 deallocate(pg, gone);
         }

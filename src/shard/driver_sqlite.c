@@ -37,6 +37,7 @@
 
 #include "citrus/errors.h"
 #include "core/sqlword.h"
+#include "shard/stmt_cache.h"
 
 #define MAX_PARAM_NUMBER 65535L
 
@@ -95,8 +96,15 @@ int drv_lite_open(drv_conn *c, const char *path, drv_error *e)
     return 0;
 }
 
+void drv_lite_finalize(void *stmt)
+{
+    sqlite3_finalize(stmt);
+}
+
 void drv_lite_close(drv_conn *c)
 {
+    stmt_cache_free(c->stmts); /* its statements first: they hold the db open */
+    c->stmts = NULL;
     if (c->handle)
         sqlite3_close_v2(lite(c));
     c->handle = NULL;
@@ -245,27 +253,54 @@ nomem:
     return CITRUS_ENOMEM;
 }
 
-int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t nparams,
-                  size_t max_rows, result_set *out, bool *truncated, int64_t *changes, drv_error *e)
+/* The statement for sql: the kept one, or prepared now (and kept when
+ * the connection keeps statements); *kept says which. 0, or the error. */
+static int stmt_for(drv_conn *c, const char *sql, sqlite3_stmt **out, bool *kept, drv_error *e)
 {
-    sqlite3 *db = lite(c);
+    *out = NULL;
+    const stmt_ref *known = c->stmts ? stmt_cache_find(c->stmts, sql, NULL, 0) : NULL;
+    if ((*kept = known != NULL)) {
+        *out = known->handle;
+        return 0;
+    }
     sqlite3_stmt *st = NULL;
     const char *tail = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, &tail);
+    int rc = sqlite3_prepare_v2(lite(c), sql, -1, &st, &tail);
     if (rc != SQLITE_OK)
         return fail_db(c, rc, e);
     if (!st)
         return drv_fail(e, CITRUS_EINVAL, NULL, "empty statement");
-    value *row = NULL;
-    int ncols = sqlite3_column_count(st), step;
-    bool readonly = sqlite3_stmt_readonly(st);
-    sqlite3_int64 before = sqlite3_total_changes64(db);
     if (tail && !only_filler(tail)) {
-        rc = drv_fail(e, CITRUS_EINVAL, NULL, "only one statement is allowed per call");
-        goto out;
+        sqlite3_finalize(st);
+        return drv_fail(e, CITRUS_EINVAL, NULL, "only one statement is allowed per call");
     }
+    stmt_ref added, evicted;
+    if (c->stmts && stmt_cache_add(c->stmts, sql, NULL, 0, st, &added, &evicted) == 0) {
+        sqlite3_finalize(evicted.handle); /* NULL when none */
+        *kept = true;
+    } /* else out of memory: run it once all the same */
+    *out = st;
+    return 0;
+}
+
+int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t nparams,
+                  size_t max_rows, result_set *out, bool *truncated, int64_t *changes, drv_error *e)
+{
+    sqlite3 *db = lite(c);
+    sqlite3_stmt *st;
+    bool kept;
+    int rc = stmt_for(c, sql, &st, &kept, e);
+    if (rc)
+        return rc;
+    value *row = NULL;
+    sqlite3_int64 before = sqlite3_total_changes64(db);
     if ((rc = bind_params(c, st, params, nparams, e)) != 0)
         goto out;
+    /* The columns are read after the first step: a kept statement whose
+     * schema changed is prepared again by that step, with the new ones. */
+    int step = sqlite3_step(st);
+    int ncols = sqlite3_column_count(st);
+    bool readonly = sqlite3_stmt_readonly(st);
     if ((rc = set_columns(st, ncols, out)) != 0) {
         drv_fail(e, rc, NULL, "out of memory");
         goto out;
@@ -274,7 +309,7 @@ int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t npar
         rc = drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
         goto out;
     }
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    for (; step == SQLITE_ROW; step = sqlite3_step(st)) {
         if (*truncated)
             continue; /* a write past the limit: finish it, drop its rows */
         if (max_rows && out->nrows >= max_rows) {
@@ -297,7 +332,12 @@ int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t npar
     rc = 0;
 out:
     free(row);
-    sqlite3_finalize(st);
+    if (kept) { /* ends its read (a statement left mid-way holds a snapshot) */
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    } else {
+        sqlite3_finalize(st);
+    }
     return rc;
 }
 

@@ -1,11 +1,11 @@
-/* shard/pg_stmts.c — see pg_stmts.h.
+/* shard/stmt_cache.c — see stmt_cache.h.
  *
  * A flat array of cap entries, each with a 64-bit hash of its text and
  * types (XXH3): a lookup compares hashes in one pass and the full text only
  * on a hash match. Recency is a per-cache tick stamped on use; eviction
  * scans for the smallest. With caps in the hundreds both cost well under a
- * microsecond, less than one server round trip saved. */
-#include "shard/pg_stmts.h"
+ * microsecond, less than the prepare they save. */
+#include "shard/stmt_cache.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -13,26 +13,27 @@
 #include <string.h>
 #include <xxhash.h>
 
-typedef struct stmt {
+typedef struct entry {
     uint64_t hash;
     uint64_t used; /* tick of the last use; 0 = free slot */
     char *sql;
     unsigned *types;
     size_t ntypes;
-    char name[PG_STMT_NAME];
-} stmt;
+    stmt_ref ref;
+} entry;
 
-struct pg_stmts {
-    stmt *v;
+struct stmt_cache {
+    entry *v;
     size_t cap, count;
     uint64_t tick, next_id;
+    stmt_release_fn release;
 };
 
-pg_stmts *pg_stmts_new(size_t cap)
+stmt_cache *stmt_cache_new(size_t cap, stmt_release_fn release)
 {
     if (cap == 0)
         return NULL;
-    pg_stmts *s = calloc(1, sizeof(*s));
+    stmt_cache *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
     s->v = calloc(cap, sizeof(*s->v));
@@ -41,31 +42,35 @@ pg_stmts *pg_stmts_new(size_t cap)
         return NULL;
     }
     s->cap = cap;
+    s->release = release;
     return s;
 }
 
-static void slot_free(stmt *e)
+/* Empties a slot; the handle goes to the release function when release. */
+static void slot_free(stmt_cache *s, entry *e, bool release)
 {
+    if (release && s->release && e->ref.handle)
+        s->release(e->ref.handle);
     free(e->sql);
     free(e->types);
     memset(e, 0, sizeof(*e));
+    s->count--;
 }
 
-void pg_stmts_clear(pg_stmts *s)
+void stmt_cache_clear(stmt_cache *s)
 {
     if (!s)
         return;
     for (size_t i = 0; i < s->cap; i++)
         if (s->v[i].used)
-            slot_free(&s->v[i]);
-    s->count = 0;
+            slot_free(s, &s->v[i], true);
 }
 
-void pg_stmts_free(pg_stmts *s)
+void stmt_cache_free(stmt_cache *s)
 {
     if (!s)
         return;
-    pg_stmts_clear(s);
+    stmt_cache_clear(s);
     free(s->v);
     free(s);
 }
@@ -78,29 +83,29 @@ static uint64_t key_hash(const char *sql, const unsigned *types, size_t n)
     return h;
 }
 
-static bool same(const stmt *e, uint64_t h, const char *sql, const unsigned *types, size_t n)
+static bool same(const entry *e, uint64_t h, const char *sql, const unsigned *types, size_t n)
 {
     return e->used && e->hash == h && e->ntypes == n && strcmp(e->sql, sql) == 0 &&
            (n == 0 || memcmp(e->types, types, n * sizeof(*types)) == 0);
 }
 
-const char *pg_stmts_find(pg_stmts *s, const char *sql, const unsigned *types, size_t n)
+const stmt_ref *stmt_cache_find(stmt_cache *s, const char *sql, const unsigned *types, size_t n)
 {
     uint64_t h = key_hash(sql, types, n);
     for (size_t i = 0; i < s->cap; i++) {
-        stmt *e = &s->v[i];
+        entry *e = &s->v[i];
         if (same(e, h, sql, types, n)) {
             e->used = ++s->tick;
-            return e->name;
+            return &e->ref;
         }
     }
     return NULL;
 }
 
-int pg_stmts_add(pg_stmts *s, const char *sql, const unsigned *types, size_t n,
-                 char name[PG_STMT_NAME], char evicted[PG_STMT_NAME])
+int stmt_cache_add(stmt_cache *s, const char *sql, const unsigned *types, size_t n, void *handle,
+                   stmt_ref *added, stmt_ref *evicted)
 {
-    evicted[0] = '\0';
+    memset(evicted, 0, sizeof(*evicted));
     char *copy = strdup(sql);
     unsigned *tcopy = n ? malloc(n * sizeof(*types)) : NULL;
     if (!copy || (n && !tcopy)) {
@@ -110,47 +115,47 @@ int pg_stmts_add(pg_stmts *s, const char *sql, const unsigned *types, size_t n,
     }
     if (n)
         memcpy(tcopy, types, n * sizeof(*types));
-    stmt *slot = NULL;
+    entry *slot = NULL;
     for (size_t i = 0; i < s->cap && !slot; i++)
         if (!s->v[i].used)
             slot = &s->v[i];
-    if (!slot) { /* full: the least recently used goes */
+    if (!slot) { /* full: the least recently used goes, to the caller */
         slot = &s->v[0];
         for (size_t i = 1; i < s->cap; i++)
             if (s->v[i].used < slot->used)
                 slot = &s->v[i];
-        memcpy(evicted, slot->name, PG_STMT_NAME);
-        slot_free(slot);
-        s->count--;
+        *evicted = slot->ref;
+        slot_free(s, slot, false);
     }
     slot->hash = key_hash(sql, types, n);
     slot->used = ++s->tick;
     slot->sql = copy;
     slot->types = tcopy;
     slot->ntypes = n;
-    snprintf(slot->name, sizeof(slot->name), "citrus_s%llu", (unsigned long long)++s->next_id);
-    memcpy(name, slot->name, PG_STMT_NAME);
+    slot->ref.handle = handle;
+    snprintf(slot->ref.name, sizeof(slot->ref.name), "citrus_s%llu",
+             (unsigned long long)++s->next_id);
+    *added = slot->ref;
     s->count++;
     return 0;
 }
 
-void pg_stmts_drop(pg_stmts *s, const char *name)
+void stmt_cache_drop(stmt_cache *s, const char *name)
 {
     for (size_t i = 0; i < s->cap; i++) {
-        if (s->v[i].used && strcmp(s->v[i].name, name) == 0) {
-            slot_free(&s->v[i]);
-            s->count--;
+        if (s->v[i].used && strcmp(s->v[i].ref.name, name) == 0) {
+            slot_free(s, &s->v[i], true);
             return;
         }
     }
 }
 
-size_t pg_stmts_count(const pg_stmts *s)
+size_t stmt_cache_count(const stmt_cache *s)
 {
     return s->count;
 }
 
-bool pg_stmts_full(const pg_stmts *s)
+bool stmt_cache_full(const stmt_cache *s)
 {
     return s->count == s->cap;
 }

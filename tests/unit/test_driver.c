@@ -33,9 +33,10 @@ typedef struct backend {
 
 static char tmpdir[PATH_MAX - 64];
 static backend lite = {.name = "sqlite"}, pgb = {.name = "postgres", .is_pg = true};
-/* The same tests again with named prepared statements, in a cache small
- * enough that they also evict. */
+/* The same tests again with kept prepared statements (named ones on
+ * PostgreSQL), in a cache small enough that they also evict. */
 static backend pgc = {.name = "postgres+prepared", .is_pg = true, .stmt_cache = 3};
+static backend litec = {.name = "sqlite+prepared", .stmt_cache = 3};
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -727,8 +728,10 @@ int main(void)
         return 1;
     snprintf(lite.dsn, sizeof(lite.dsn), "sqlite://%s/shard.db", tmpdir);
     create_sqlite(lite.dsn);
+    snprintf(litec.dsn, sizeof(litec.dsn), "%s", lite.dsn);
     const struct CMUnitTest lt[] = {
         BOTH(lite),
+        BOTH(litec),
         cmocka_unit_test(test_sqlite_open),
         cmocka_unit_test(test_sqlite_busy),
     };

@@ -1,6 +1,6 @@
 /* tests/unit/test_pg_stmts.c — named prepared statements on PostgreSQL
- * connections: the cache itself (shard/pg_stmts.c), then the driver using
- * it against a real server (shard/driver_pg.c): what gets prepared, what is
+ * connections (the cache itself: test_stmt_cache.c): the driver against a
+ * real server (shard/driver_pg.c): what gets prepared, what is
  * deallocated on eviction, and recovery when the session loses a statement
  * or a statement's result type changes. What the server holds is read from
  * pg_prepared_statements on the same session. */
@@ -17,64 +17,6 @@
 
 #include "citrus/errors.h"
 #include "shard/driver.h"
-#include "shard/pg_stmts.h"
-
-/* ---- the cache ------------------------------------------------------------------- */
-
-static void test_cache_find_add(void **state)
-{
-    (void)state;
-    pg_stmts *s = pg_stmts_new(4);
-    assert_non_null(s);
-    const unsigned t_text[] = {0}, t_bytea[] = {17};
-    assert_null(pg_stmts_find(s, "SELECT $1", t_text, 1));
-    char name[PG_STMT_NAME], ev[PG_STMT_NAME];
-    assert_int_equal(pg_stmts_add(s, "SELECT $1", t_text, 1, name, ev), 0);
-    assert_string_equal(name, "citrus_s1");
-    assert_string_equal(ev, "");
-    assert_string_equal(pg_stmts_find(s, "SELECT $1", t_text, 1), "citrus_s1");
-    /* the same text with other types, or fewer, is another statement */
-    assert_null(pg_stmts_find(s, "SELECT $1", t_bytea, 1));
-    assert_null(pg_stmts_find(s, "SELECT $1", NULL, 0));
-    assert_null(pg_stmts_find(s, "SELECT $1 ", t_text, 1));
-    assert_int_equal(pg_stmts_add(s, "SELECT $1", t_bytea, 1, name, ev), 0);
-    assert_string_equal(name, "citrus_s2");
-    assert_string_equal(pg_stmts_find(s, "SELECT $1", t_bytea, 1), "citrus_s2");
-    assert_string_equal(pg_stmts_find(s, "SELECT $1", t_text, 1), "citrus_s1");
-    assert_int_equal(pg_stmts_count(s), 2);
-    pg_stmts_free(s);
-    assert_null(pg_stmts_new(0));
-}
-
-static void test_cache_evicts_least_recent(void **state)
-{
-    (void)state;
-    pg_stmts *s = pg_stmts_new(2);
-    char name[PG_STMT_NAME], ev[PG_STMT_NAME];
-    assert_int_equal(pg_stmts_add(s, "A", NULL, 0, name, ev), 0);
-    assert_int_equal(pg_stmts_add(s, "B", NULL, 0, name, ev), 0);
-    assert_true(pg_stmts_full(s));
-    assert_non_null(pg_stmts_find(s, "A", NULL, 0)); /* A is now the most recent */
-    assert_int_equal(pg_stmts_add(s, "C", NULL, 0, name, ev), 0);
-    assert_string_equal(ev, "citrus_s2"); /* B went */
-    assert_string_equal(name, "citrus_s3");
-    assert_null(pg_stmts_find(s, "B", NULL, 0));
-    assert_string_equal(pg_stmts_find(s, "A", NULL, 0), "citrus_s1");
-    assert_string_equal(pg_stmts_find(s, "C", NULL, 0), "citrus_s3");
-    assert_int_equal(pg_stmts_count(s), 2);
-
-    pg_stmts_drop(s, "citrus_s1");
-    pg_stmts_drop(s, "citrus_s99"); /* unknown: nothing */
-    assert_int_equal(pg_stmts_count(s), 1);
-    assert_null(pg_stmts_find(s, "A", NULL, 0));
-    assert_int_equal(pg_stmts_add(s, "A", NULL, 0, name, ev), 0);
-    assert_string_equal(ev, "");            /* a free slot: nothing evicted */
-    assert_string_equal(name, "citrus_s4"); /* names are never reused */
-    pg_stmts_clear(s);
-    assert_int_equal(pg_stmts_count(s), 0);
-    assert_null(pg_stmts_find(s, "C", NULL, 0));
-    pg_stmts_free(s);
-}
 
 /* ---- the driver on PostgreSQL ----------------------------------------------------- */
 
@@ -248,11 +190,6 @@ static void test_driver_bad_statement_not_kept(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest pure[] = {
-        cmocka_unit_test(test_cache_find_add),
-        cmocka_unit_test(test_cache_evicts_least_recent),
-    };
-    int failed = cmocka_run_group_tests_name("pg_stmts", pure, NULL, NULL);
     const struct CMUnitTest pt[] = {
         cmocka_unit_test(test_driver_prepares_queries_only),
         cmocka_unit_test(test_driver_evicts_and_deallocates),
@@ -260,6 +197,5 @@ int main(void)
         cmocka_unit_test(test_driver_result_type_change),
         cmocka_unit_test(test_driver_bad_statement_not_kept),
     };
-    failed += cmocka_run_group_tests_name("pg_stmts_driver", pt, pg_group_setup, pg_group_teardown);
-    return failed;
+    return cmocka_run_group_tests_name("pg_stmts_driver", pt, pg_group_setup, pg_group_teardown);
 }
