@@ -43,6 +43,8 @@ PERF_ARGS=${PERF_ARGS:--g}
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 PY=/usr/bin/python3
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 for tool in "$BUILD/citrus" "$BUILD/sqlbench" "$PG_BINDIR/initdb" "$PG_BINDIR/postgres" \
     "$PG_BINDIR/psql" "$PGBOUNCER"; do
@@ -67,18 +69,6 @@ fi
 
 TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/citrus-router-bench.XXXXXX")
 PG_PID="" CITRUS_PID="" BOUNCER_PID="" PERF_PID=""
-stop_pid() { # SIGTERM/SIGINT, then SIGKILL after 10 s; only our own children
-    local pid=$1 sig=${2:-TERM}
-    [ -n "$pid" ] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -"$sig" "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     stop_pid "$PERF_PID" INT
     stop_pid "$CITRUS_PID" TERM
@@ -89,23 +79,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_for() { # wait_for WHAT PID CMD...: poll CMD up to 30 s while PID lives
-    local what=$1 pid=$2
-    shift 2
-    for _ in $(seq 1 300); do
-        "$@" >/dev/null 2>&1 && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "run-router.sh: $what did not come up" >&2
-    return 1
-}
-
-CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-echo "== machine: $(nproc) cores, ${CPU_MODEL:-unknown CPU}, $(uname -sr), loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 
 # ---- PostgreSQL
 mkdir -p "$TMP/pg" "$TMP/sock" "$TMP/bouncer"
@@ -158,25 +132,7 @@ done
 echo "== citrus dev (pid $CITRUS_PID): API $API, router $ROUTER, shards pg-0..pg-$((SHARDS - 1)), pool $POOL per shard"
 
 # Keys, their shards (from the router's own ring) and rows.
-$PY - "$API" "$KEYS" "$TMP/keys.tsv" <<'EOF'
-import json, sys, urllib.request
-api, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-keys = [f"tenant-{i}" for i in range(n)]
-rows = []
-for at in range(0, n, 1000):
-    part = keys[at:at + 1000]
-    req = urllib.request.Request(api + "/v1/route", method="POST",
-                                 data=json.dumps({"keys": part}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    routes = json.loads(urllib.request.urlopen(req).read())["routes"]
-    assert len(routes) == len(part)
-    for k, r in zip(part, routes):
-        assert r["key"] == k, r
-        rows.append((k, r["shard_id"], f"value-of-{k}"))
-with open(out, "w") as f:
-    for r in rows:
-        f.write("\t".join(r) + "\n")
-EOF
+$PY "$ROOT/bench/route_keys.py" "$API" "$KEYS" "$TMP/keys.tsv"
 for i in $(seq 0 $((SHARDS - 1))); do
     awk -F'\t' -v s="pg-$i" '$2 == s { print $1 "\t" $3 }' "$TMP/keys.tsv" >"$TMP/rows-$i.tsv"
     "${PSQL[@]}" -d "bench_$i" -c "\\copy kv FROM '$TMP/rows-$i.tsv'"
@@ -259,9 +215,7 @@ run_one() { # run_one ROUND TARGET CONNS
         printf '%s\n' "$out" | grep -E '^(first error|RESULT)' || true
         FAILED=1
     fi
-    printf '%s\n' "$out" | tail -n1 |
-        $PY -c 'import json,sys; r=json.loads(sys.stdin.read()); r["round"]=int(sys.argv[1]); print(json.dumps(r))' \
-            "$round" >>"$RESULTS"
+    append_result "$out" "$round" "$RESULTS"
     for p in "$PG_PID" "$CITRUS_PID" "$BOUNCER_PID"; do
         kill -0 "$p" 2>/dev/null || {
             echo "run-router.sh: process $p died" >&2
