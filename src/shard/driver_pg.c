@@ -437,15 +437,18 @@ static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle
     }
     if (!idle && stmt_cache_full(s))
         return 0;
-    stmt_ref fresh, evicted;
+    const stmt_ref *fresh;
+    stmt_ref evicted;
     if (stmt_cache_add(s, sql, pp->types, pp->n, NULL, &fresh, &evicted) != 0)
         return 0; /* out of memory: unnamed still works */
     PGconn *pg = conn(c);
     if (evicted.name[0])
         deallocate(pg, evicted.name);
-    PGresult *r = PQprepare(pg, fresh.name, sql, (int)pp->n, pp->types);
+    PGresult *r = PQprepare(pg, fresh->name, sql, (int)pp->n, pp->types);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        stmt_cache_drop(s, fresh.name);
+        char gone[STMT_NAME];
+        memcpy(gone, fresh->name, STMT_NAME);
+        stmt_cache_drop(s, gone);
         int rc = fail_result(c, r, e);
         PQclear(r);
         if (PQstatus(pg) != CONNECTION_OK)
@@ -453,7 +456,7 @@ static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle
         return rc;
     }
     PQclear(r);
-    *name = stmt_cache_find(s, sql, pp->types, pp->n)->name;
+    *name = fresh->name;
     return 0;
 }
 

@@ -274,7 +274,8 @@ static int stmt_for(drv_conn *c, const char *sql, sqlite3_stmt **out, bool *kept
         sqlite3_finalize(st);
         return drv_fail(e, CITRUS_EINVAL, NULL, "only one statement is allowed per call");
     }
-    stmt_ref added, evicted;
+    const stmt_ref *added;
+    stmt_ref evicted;
     if (c->stmts && stmt_cache_add(c->stmts, sql, NULL, 0, st, &added, &evicted) == 0) {
         sqlite3_finalize(evicted.handle); /* NULL when none */
         *kept = true;

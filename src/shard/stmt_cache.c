@@ -103,7 +103,7 @@ const stmt_ref *stmt_cache_find(stmt_cache *s, const char *sql, const unsigned *
 }
 
 int stmt_cache_add(stmt_cache *s, const char *sql, const unsigned *types, size_t n, void *handle,
-                   stmt_ref *added, stmt_ref *evicted)
+                   const stmt_ref **added, stmt_ref *evicted)
 {
     memset(evicted, 0, sizeof(*evicted));
     char *copy = strdup(sql);
@@ -135,7 +135,7 @@ int stmt_cache_add(stmt_cache *s, const char *sql, const unsigned *types, size_t
     slot->ref.handle = handle;
     snprintf(slot->ref.name, sizeof(slot->ref.name), "citrus_s%llu",
              (unsigned long long)++s->next_id);
-    *added = slot->ref;
+    *added = &slot->ref;
     s->count++;
     return 0;
 }

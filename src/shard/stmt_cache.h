@@ -42,13 +42,13 @@ void stmt_cache_free(stmt_cache *s);
  * good until the next call on s. */
 const stmt_ref *stmt_cache_find(stmt_cache *s, const char *sql, const unsigned *types, size_t n);
 
-/* Enters sql with its types and handle under a fresh name, copied to
- * added. When the cache was full, the least recently used entry is removed
- * first and handed to the caller in evicted (its handle NOT released);
+/* Enters sql with its types and handle under a fresh name; *added points
+ * at the new entry (good until the next call on s). When the cache was full, the least recently
+ * used entry is removed first and handed to the caller in evicted (its handle NOT released);
  * otherwise evicted->name is "". 0, or -1 when out of memory (nothing
  * changed). */
 int stmt_cache_add(stmt_cache *s, const char *sql, const unsigned *types, size_t n, void *handle,
-                   stmt_ref *added, stmt_ref *evicted);
+                   const stmt_ref **added, stmt_ref *evicted);
 
 /* Forgets the statement under name, releasing its handle (no-op when
  * unknown). */

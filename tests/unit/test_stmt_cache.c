@@ -39,9 +39,10 @@ static void test_cache_find_add(void **state)
     assert_non_null(s);
     const unsigned t_text[] = {0}, t_bytea[] = {17};
     assert_null(stmt_cache_find(s, "SELECT $1", t_text, 1));
-    stmt_ref added, ev;
+    const stmt_ref *added;
+    stmt_ref ev;
     assert_int_equal(stmt_cache_add(s, "SELECT $1", t_text, 1, NULL, &added, &ev), 0);
-    assert_string_equal(added.name, "citrus_s1");
+    assert_string_equal(added->name, "citrus_s1");
     assert_string_equal(ev.name, "");
     assert_string_equal(stmt_cache_find(s, "SELECT $1", t_text, 1)->name, "citrus_s1");
     /* the same text with other types, or fewer, is another statement */
@@ -49,7 +50,7 @@ static void test_cache_find_add(void **state)
     assert_null(stmt_cache_find(s, "SELECT $1", NULL, 0));
     assert_null(stmt_cache_find(s, "SELECT $1 ", t_text, 1));
     assert_int_equal(stmt_cache_add(s, "SELECT $1", t_bytea, 1, NULL, &added, &ev), 0);
-    assert_string_equal(added.name, "citrus_s2");
+    assert_string_equal(added->name, "citrus_s2");
     assert_string_equal(stmt_cache_find(s, "SELECT $1", t_bytea, 1)->name, "citrus_s2");
     assert_string_equal(stmt_cache_find(s, "SELECT $1", t_text, 1)->name, "citrus_s1");
     assert_int_equal(stmt_cache_count(s), 2);
@@ -63,7 +64,8 @@ static void test_cache_evicts_least_recent(void **state)
     released = 0;
     int a, b, c;
     stmt_cache *s = stmt_cache_new(2, count_release);
-    stmt_ref added, ev;
+    const stmt_ref *added;
+    stmt_ref ev;
     assert_int_equal(stmt_cache_add(s, "A", NULL, 0, &a, &added, &ev), 0);
     assert_int_equal(stmt_cache_add(s, "B", NULL, 0, &b, &added, &ev), 0);
     assert_true(stmt_cache_full(s));
@@ -72,7 +74,7 @@ static void test_cache_evicts_least_recent(void **state)
     assert_string_equal(ev.name, "citrus_s2"); /* B went, handed back unreleased */
     assert_ptr_equal(ev.handle, &b);
     assert_int_equal(released, 0);
-    assert_string_equal(added.name, "citrus_s3");
+    assert_string_equal(added->name, "citrus_s3");
     assert_null(stmt_cache_find(s, "B", NULL, 0));
     assert_string_equal(stmt_cache_find(s, "A", NULL, 0)->name, "citrus_s1");
     assert_string_equal(stmt_cache_find(s, "C", NULL, 0)->name, "citrus_s3");
@@ -86,7 +88,7 @@ static void test_cache_evicts_least_recent(void **state)
     assert_int_equal(stmt_cache_add(s, "A", NULL, 0, &a, &added, &ev), 0);
     assert_string_equal(ev.name, ""); /* a free slot: nothing evicted */
     assert_null(ev.handle);
-    assert_string_equal(added.name, "citrus_s4"); /* names are never reused */
+    assert_string_equal(added->name, "citrus_s4"); /* names are never reused */
     stmt_cache_clear(s);
     assert_int_equal(released, 3);
     assert_int_equal(stmt_cache_count(s), 0);
