@@ -46,7 +46,7 @@ static json_t *full_with_tokens(app *a, const shard *s, size_t tokens, bool with
 {
     json_t *j = shard_to_json(s, with_history);
     size_t tenants = 0;
-    registry_tenant_count(a->shards->reg, s->id, &tenants);
+    registry_tenant_count(a->shards->reg, s->id, false, &tenants);
     json_object_set_new(j, "tokens", json_integer((json_int_t)tokens));
     json_object_set_new(j, "tenants", json_integer((json_int_t)tenants));
     return j;

@@ -240,7 +240,7 @@ int registry_provision_get(registry *r, const char *id, json_t **spec)
     return rc;
 }
 
-int registry_tenant_count(registry *r, const char *shard_id, size_t *n)
+int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t *n)
 {
     char prefix[KEYLEN];
     *n = 0;
@@ -251,7 +251,7 @@ int registry_tenant_count(registry *r, const char *shard_id, size_t *n)
     prefix[plen + 1] = '\0';
     kv_range_req q = {.key = prefix, .prefix = true, .count_only = true};
     kv_range_res res;
-    int rc = store_range(r->st, &q, &res);
+    int rc = strong ? store_range(r->st, &q, &res) : reg_read(r, &q, &res);
     if (rc == 0)
         *n = res.count;
     kv_range_res_free(&res);
@@ -523,7 +523,7 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
         rc = fn(&s, ctx, err, errlen);
         size_t pinned = 0;
         if (rc == 0 && s.state == SHARD_RETIRED && before != SHARD_RETIRED) {
-            rc = registry_tenant_count(r, id, &pinned);
+            rc = registry_tenant_count(r, id, true, &pinned);
             res->tenants_affected = pinned;
             if (rc == 0 && pinned && !(flags & REG_FORCE)) {
                 if (err && errlen)
@@ -604,7 +604,7 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
         rc = ring_now_load(r, id, &rn);
         size_t ncur = rn.ncur;
         if (rc == 0)
-            rc = registry_tenant_count(r, id, &pinned);
+            rc = registry_tenant_count(r, id, true, &pinned);
         res->tokens_before = ncur;
         res->tenants_affected = pinned;
         if (rc == 0 && (ncur || pinned) && !((flags & REG_FORCE) && failed)) {

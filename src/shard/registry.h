@@ -139,8 +139,10 @@ int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_resul
 /* The provisioning spec stored with a shard (NULL when none). */
 int registry_provision_get(registry *r, const char *id, json_t **spec);
 
-/* How many tenants are pinned to the shard. */
-int registry_tenant_count(registry *r, const char *shard_id, size_t *n);
+/* How many tenants are pinned to the shard: counted in the store itself
+ * when strong (what a change decides on), else as the registry's reads are
+ * served (the node's copy when it may answer; for display). */
+int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t *n);
 
 /* ---- the ring ---- */
 
