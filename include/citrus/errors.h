@@ -40,7 +40,9 @@
     X(FORCE, -29, "force_required", 409, "this change would move tenant data; add force=true")     \
     X(POOL, -30, "pool_exhausted", 503, "no shard connection became free in time")                 \
     X(READONLY, -31, "read_only", 503, "the shard is read-only")                                   \
-    X(SQL, -32, "sql_error", 400, "the database refused the statement")
+    X(SQL, -32, "sql_error", 400, "the database refused the statement")                            \
+    X(QUERYTIMEOUT, -33, "query_timeout", 504,                                                     \
+      "the statement ran past its timeout and was cancelled")
 
 /* Marks the functions libcitrus exports (everything else in the shared
  * library is hidden). */

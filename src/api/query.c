@@ -170,11 +170,32 @@ static int statement_parse(http_req *r, json_t *obj, const char *where, const ch
     return 0;
 }
 
-/* consistency and max_lag_ms into rd; replies 400 when invalid. */
-static int read_parse(http_req *r, json_t *body, router_read *rd)
+#define MAX_TIMEOUT_MS 86400000 /* a day */
+
+/* timeout_ms into call (0 when absent); replies 400 when invalid. */
+static int timeout_parse(http_req *r, json_t *body, router_call *call)
+{
+    json_t *t = json_object_get(body, "timeout_ms");
+    call->timeout_ms = 0;
+    if (!t)
+        return 0;
+    if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > MAX_TIMEOUT_MS)
+        return http_reply_errorf(r, CITRUS_EBADJSON,
+                                 "timeout_ms: an integer of 1..%d (ms each statement may run)",
+                                 MAX_TIMEOUT_MS),
+               CITRUS_EBADJSON;
+    call->timeout_ms = json_integer_value(t);
+    return 0;
+}
+
+/* consistency, max_lag_ms and timeout_ms into rd; replies 400 when
+ * invalid. */
+static int read_parse(http_req *r, json_t *body, router_call *rd)
 {
     rd->eventual = false;
     rd->max_lag_ms = -1;
+    if (timeout_parse(r, body, rd) < 0)
+        return CITRUS_EBADJSON;
     json_t *c = json_object_get(body, "consistency");
     json_t *lag = json_object_get(body, "max_lag_ms");
     const char *name = json_string_value(c);
@@ -201,7 +222,7 @@ static int read_parse(http_req *r, json_t *body, router_read *rd)
 
 /* {keys: [...]}: one statement for keys that share a shard. Replies to
  * bad keys itself; a router error is left in *e. */
-static int query_keys(http_req *r, app *a, json_t *keys, const router_read *rd, const char *sql,
+static int query_keys(http_req *r, app *a, json_t *keys, const router_call *rd, const char *sql,
                       const value *params, size_t np, router_answer *ans, router_error *e)
 {
     size_t n = json_array_size(keys);
@@ -243,7 +264,7 @@ int api_query(http_req *r, void *ctx)
         http_reply_error(r, CITRUS_EBADJSON, "scatter: a boolean", NULL);
     else
         rc = statement_parse(r, body, "", &sql, &params, &np);
-    router_read rd;
+    router_call rd;
     if (rc == 0)
         rc = read_parse(r, body, &rd);
     router_answer ans = {0};
@@ -307,9 +328,12 @@ int api_tx(http_req *r, void *ctx)
         rc = statement_parse(r, json_array_get(stmts, i), where, &v[i].sql, &v[i].params,
                              &v[i].nparams);
     }
+    router_call call = {0};
+    if (rc == 0)
+        rc = timeout_parse(r, body, &call);
     long failed = -1;
     router_error e = {0};
-    if (rc == 0 && (rc = router_tx(a->router, key, v, n, ans, &failed, &e)) < 0)
+    if (rc == 0 && (rc = router_tx(a->router, key, &call, v, n, ans, &failed, &e)) < 0)
         router_error_reply(r, &e, failed);
     if (rc == 0) {
         json_t *results = json_array();

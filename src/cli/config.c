@@ -108,6 +108,9 @@ static const field fields[] = {
     INT("router", "statement_cache", "router-statement-cache", router_stmt_cache, 0, 100000,
         "prepared statements kept per shard connection (0: none; a PostgreSQL connection "
         "that cannot keep them stops by itself)"),
+    INT("router", "query_timeout_ms", "router-query-timeout", router_query_timeout_ms, 0, 86400000,
+        "how long a statement may run when the request names no timeout_ms, ms; past it the "
+        "statement is cancelled, 504 query_timeout (0: no limit)"),
     INT("router", "max_lag_ms", "router-max-lag", router_max_lag_ms, 1, 86400000,
         "eventual reads that name no max_lag_ms: the most replica lag they accept, ms"),
     ENUM("provisioner", "kind", "provisioner", prov_kind, "none|sqlite|postgres|exec",

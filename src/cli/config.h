@@ -57,6 +57,7 @@ typedef struct citrus_config {
     int64_t router_pool_wait_ms;
     int64_t router_max_lag_ms;
     int64_t router_stmt_cache;
+    int64_t router_query_timeout_ms;
     int64_t router_max_conns;
     /* provisioner */
     char prov_kind[16]; /* none | sqlite | postgres | exec */

@@ -40,6 +40,7 @@ struct router {
     size_t statement_cache;
     int64_t pool_wait_ms, connect_timeout_ms;
     int64_t default_max_lag_ms, lag_recheck_ms;
+    int64_t query_timeout_ms; /* 0 = none */
     pthread_mutex_t mu;
     route_memo *memo; /* routes between catalog changes */
     /* The databases by DSN: a hash table of npools entries in nbuckets (a
@@ -76,13 +77,14 @@ static pool_entry *pool_for(router *r, const char *dsn);
 typedef struct shard_series {
     char id[SHARD_ID_MAX + 1];
     const char *role;
-    metric_series *outcome[4]; /* ok, sql_error, pool_exhausted, unavailable */
+    metric_series *outcome[5]; /* OUTCOMES */
     metric_series *exhausted, *latency, *idle, *in_use;
 } shard_series;
 
 #define SHARD_SERIES_CACHE 16
 
-static const char *const OUTCOMES[4] = {"ok", "sql_error", "pool_exhausted", "unavailable"};
+static const char *const OUTCOMES[5] = {"ok", "sql_error", "pool_exhausted", "unavailable",
+                                        "timeout"};
 
 /* From a small per-thread cache: a query formats no labels and takes no
  * lock for its metrics once its thread has seen its shard. */
@@ -96,7 +98,7 @@ static const shard_series *series_for(const char *id, const char *role)
     shard_series *c = &cache[next++ % SHARD_SERIES_CACHE];
     char esc[160], labels[256];
     metrics_escape_label(id, esc, sizeof(esc));
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",outcome=\"%s\"", esc, role,
                  OUTCOMES[i]);
         c->outcome[i] = metrics_series("citrus_router_queries_total", labels, METRIC_COUNTER);
@@ -121,7 +123,11 @@ static const char ROLE_PRIMARY[] = "primary", ROLE_REPLICA[] = "replica";
 static void record(router *r, const shard *s, pool *p, const char *role, int rc, int64_t t0)
 {
     const shard_series *m = series_for(s->id, role);
-    int outcome = rc == 0 ? 0 : rc == CITRUS_ESQL ? 1 : rc == CITRUS_EPOOL ? 2 : 3;
+    int outcome = rc == 0                                               ? 0
+                  : rc == CITRUS_ESQL                                   ? 1
+                  : rc == CITRUS_EPOOL                                  ? 2
+                  : rc == CITRUS_EQUERYTIMEOUT || rc == CITRUS_ETIMEOUT ? 4
+                                                                        : 3;
     metric_add(m->outcome[outcome], 1);
     if (rc == CITRUS_EPOOL)
         metric_add(m->exhausted, 1);
@@ -161,6 +167,7 @@ router *router_new(const router_options *o)
     r->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 5000;
     r->default_max_lag_ms = o->default_max_lag_ms > 0 ? o->default_max_lag_ms : 1000;
     r->lag_recheck_ms = o->lag_recheck_ms > 0 ? o->lag_recheck_ms : 100;
+    r->query_timeout_ms = o->query_timeout_ms > 0 ? o->query_timeout_ms : 0;
     if (!(r->memo = route_memo_new(o->memo_keys))) {
         free(r);
         return NULL;
@@ -347,8 +354,9 @@ static int drv_to_router(int rc, const drv_error *de, const char *shard_id, rout
 {
     if (rc == CITRUS_EINVAL) /* the statement's fault: the database's own words */
         return fail(e, CITRUS_ESQL, de->sqlstate, "%s", de->message);
-    return fail(e, rc == CITRUS_EPOOL ? rc : CITRUS_EUNAVAILABLE, de->sqlstate, "shard '%s': %s",
-                shard_id, de->message);
+    bool own = rc == CITRUS_EPOOL || rc == CITRUS_EQUERYTIMEOUT || rc == CITRUS_ETIMEOUT;
+    return fail(e, own ? rc : CITRUS_EUNAVAILABLE, de->sqlstate, "shard '%s': %s", shard_id,
+                de->message);
 }
 
 /* A connection to one of s's replicas whose replication lag is within
@@ -411,10 +419,16 @@ static drv_conn *replica_checkout(router *r, const shard *s, int64_t max_lag, po
     return NULL;
 }
 
+/* How long each statement of a call may run (0: no limit). */
+static int64_t call_timeout(const router *r, const router_call *call)
+{
+    return call && call->timeout_ms > 0 ? call->timeout_ms : r->query_timeout_ms;
+}
+
 /* Runs one statement on shard s: on a replica within the allowed lag for
  * an eventual read that has one, else on the primary. A replica whose
  * connection breaks under the read is left for the primary. */
-static int run_on(router *r, const shard *s, const router_read *rd, const char *sql,
+static int run_on(router *r, const shard *s, const router_call *rd, const char *sql,
                   const value *params, size_t np, router_answer *out, router_error *e)
 {
     pool_entry *pe = NULL;
@@ -439,8 +453,10 @@ static int run_on(router *r, const shard *s, const router_read *rd, const char *
             }
         }
         rs_init(&out->rs);
+        drv_set_statement_timeout(c, call_timeout(r, rd));
         rc = drv_exec(c, sql, params, np, r->max_rows, &out->rs, &out->truncated, &out->changes,
                       &de);
+        drv_set_statement_timeout(c, 0);
         bool broke = rc == CITRUS_EUNAVAILABLE && !drv_alive(c);
         pool_put(pe->p, c, false);
         c = NULL;
@@ -465,7 +481,7 @@ static int run_on(router *r, const shard *s, const router_read *rd, const char *
     return 0;
 }
 
-int router_query_key(router *r, const char *key, const router_read *rd, const char *sql,
+int router_query_key(router *r, const char *key, const router_call *rd, const char *sql,
                      const value *params, size_t nparams, router_answer *out, router_error *e)
 {
     memset(out, 0, sizeof(*out));
@@ -478,7 +494,7 @@ int router_query_key(router *r, const char *key, const router_read *rd, const ch
     return rc;
 }
 
-int router_query_keys(router *r, const char *const *keys, size_t nkeys, const router_read *rd,
+int router_query_keys(router *r, const char *const *keys, size_t nkeys, const router_call *rd,
                       const char *sql, const value *params, size_t nparams, router_answer *out,
                       router_error *e)
 {
@@ -521,8 +537,8 @@ int router_query_keys(router *r, const char *const *keys, size_t nkeys, const ro
     return router_query_key(r, keys[0], rd, sql, params, nparams, out, e);
 }
 
-int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, router_answer *out,
-              long *failed, router_error *e)
+int router_tx(router *r, const char *key, const router_call *call, const router_stmt *stmts,
+              size_t n, router_answer *out, long *failed, router_error *e)
 {
     *failed = -1;
     memset(out, 0, n * sizeof(*out));
@@ -544,6 +560,7 @@ int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, ro
         shard_clear(&s);
         return rc;
     }
+    drv_set_statement_timeout(c, call_timeout(r, call));
     rc = drv_begin(c, &de);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         out[i].ring_version = version;
@@ -556,6 +573,7 @@ int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, ro
     }
     if (rc == 0)
         rc = drv_commit(c, &de);
+    drv_set_statement_timeout(c, 0); /* the rollback is not cut short */
     if (rc < 0) {
         drv_error ignored;
         drv_rollback(c, &ignored);
@@ -573,7 +591,7 @@ int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, ro
 typedef struct scatter_job {
     router *r;
     const shard *s;
-    const router_read *rd;
+    const router_call *rd;
     const char *sql;
     const value *params;
     size_t np;
@@ -615,7 +633,7 @@ static void run_all(scatter_set *ss)
         pthread_join(th[i], NULL);
 }
 
-int router_scatter(router *r, const router_read *rd, const char *sql, const value *params,
+int router_scatter(router *r, const router_call *rd, const char *sql, const value *params,
                    size_t nparams, const merge_spec *spec, bool partial, router_answer *out,
                    router_error *e)
 {

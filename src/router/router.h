@@ -32,17 +32,26 @@ typedef struct router_options {
     int64_t default_max_lag_ms; /* eventual reads without max_lag_ms; 0 = 1000 */
     int64_t lag_recheck_ms;     /* least time between lag checks of a lagging replica; 0 = 100 */
     size_t memo_keys;           /* routes kept between catalog changes; 0 = 65536 */
-    int statement_cache; /* prepared statements per PostgreSQL connection; 0 = 256, < 0 none */
+    int statement_cache;      /* prepared statements per PostgreSQL connection; 0 = 256, < 0 none */
+    int64_t query_timeout_ms; /* a statement's limit when the call names none; 0 = none */
 } router_options;
 
-/* How fresh a read must be. Strong (NULL, or eventual false): the shard's
- * primary. Eventual: one of the shard's replicas whose replication lag is
- * at most max_lag_ms (< 0: the router's default), round robin, else the
- * primary. Writes always go to the primary. */
-typedef struct router_read {
+/* What one call asks for (NULL: the defaults).
+ *
+ * How fresh a read must be. Strong (eventual false): the shard's primary.
+ * Eventual: one of the shard's replicas whose replication lag is at most
+ * max_lag_ms (< 0: the router's default), round robin, else the primary.
+ * Writes and transactions always go to the primary.
+ *
+ * How long each statement may run: timeout_ms > 0, else the router's
+ * query_timeout_ms (0: no limit). Past it the statement is cancelled and
+ * the call fails with CITRUS_EQUERYTIMEOUT (504 query_timeout); see
+ * drv_set_statement_timeout. */
+typedef struct router_call {
     bool eventual;
     int64_t max_lag_ms;
-} router_read;
+    int64_t timeout_ms;
+} router_call;
 
 router *router_new(const router_options *o);
 void router_free(router *r);
@@ -74,12 +83,12 @@ typedef struct router_error {
 bool router_is_read(const char *sql);
 
 /* Runs one statement on the shard of key. */
-int router_query_key(router *r, const char *key, const router_read *rd, const char *sql,
+int router_query_key(router *r, const char *key, const router_call *rd, const char *sql,
                      const value *params, size_t nparams, router_answer *out, router_error *e);
 
 /* Runs one statement for several keys that must all be on one shard:
  * CITRUS_EUNPROCESSABLE (422) naming each key's shard when they are not. */
-int router_query_keys(router *r, const char *const *keys, size_t nkeys, const router_read *rd,
+int router_query_keys(router *r, const char *const *keys, size_t nkeys, const router_call *rd,
                       const char *sql, const value *params, size_t nparams, router_answer *out,
                       router_error *e);
 
@@ -92,13 +101,13 @@ typedef struct router_stmt {
     value *params;
     size_t nparams;
 } router_stmt;
-int router_tx(router *r, const char *key, const router_stmt *stmts, size_t n, router_answer *out,
-              long *failed, router_error *e);
+int router_tx(router *r, const char *key, const router_call *call, const router_stmt *stmts,
+              size_t n, router_answer *out, long *failed, router_error *e);
 
 /* Runs one statement on every active shard in parallel and merges the
  * results with spec. A failing shard fails the whole answer (naming it),
  * unless partial: then out->missing lists it. */
-int router_scatter(router *r, const router_read *rd, const char *sql, const value *params,
+int router_scatter(router *r, const router_call *rd, const char *sql, const value *params,
                    size_t nparams, const merge_spec *spec, bool partial, router_answer *out,
                    router_error *e);
 

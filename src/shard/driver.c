@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
@@ -78,6 +79,19 @@ void drv_set_statement_cache(drv_conn *c, size_t n)
     stmt_cache_free(c->stmts);
     /* out of memory: no cache */
     c->stmts = n ? stmt_cache_new(n, c->is_pg ? NULL : drv_lite_finalize) : NULL;
+}
+
+int64_t drv_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void drv_set_statement_timeout(drv_conn *c, int64_t ms)
+{
+    if (c)
+        c->stmt_timeout_ms = ms > 0 ? ms : 0;
 }
 
 void drv_close(drv_conn *c)

@@ -53,6 +53,17 @@ void drv_close(drv_conn *c);
  * Replaces (and forgets) any earlier cache. */
 void drv_set_statement_cache(drv_conn *c, size_t n);
 
+/* How long each later drv_exec may run, ms (0: no limit, the default).
+ * Past it the statement is cancelled (PostgreSQL: a cancel request, then
+ * the server's answer is awaited up to the open timeout; SQLite: the
+ * statement is interrupted) and drv_exec returns CITRUS_EQUERYTIMEOUT: the
+ * statement was not applied (inside a transaction, the transaction is
+ * aborted). When PostgreSQL does not answer the cancel in time either, the
+ * connection is given up (broken) and the outcome is unknown:
+ * CITRUS_ETIMEOUT. A lock wait on SQLite is bounded by the busy timeout
+ * as before. */
+void drv_set_statement_timeout(drv_conn *c, int64_t ms);
+
 /* Runs exactly one statement (a trailing ";" is fine; a second statement
  * is an error) with nparams bound parameters; rows (if any) go into out
  * (which must be rs_init'ed; columns set from the statement, none for a
@@ -107,7 +118,12 @@ struct drv_conn {
     bool broken;              /* a CITRUS_EUNAVAILABLE that ends the connection */
     int64_t timeout_ms;       /* > 0 */
     struct stmt_cache *stmts; /* prepared statements (named on PostgreSQL), or NULL */
+    int64_t stmt_timeout_ms;  /* drv_set_statement_timeout; 0 = none */
+    int64_t deadline_ms;      /* SQLite: CLOCK_MONOTONIC end of the running statement; 0 = none */
 };
+
+/* CLOCK_MONOTONIC in ms (statement deadlines). */
+int64_t drv_mono_ms(void);
 
 /* Fills e (when not NULL) and returns rc. */
 int drv_fail(drv_error *e, int rc, const char *sqlstate, const char *fmt, ...)

@@ -37,14 +37,18 @@
  * terminated): then CITRUS_EUNAVAILABLE and the connection is marked
  * broken.
  *
- * drv_exec has no timeout of its own (a statement may legitimately run
- * long; a DSN may set options=-c statement_timeout=...); drv_ping is
- * bounded by the open timeout, and a ping that times out leaves the
- * connection broken (a statement still in flight). */
+ * drv_exec runs without a time limit unless drv_set_statement_timeout set
+ * one: then the answer is waited for on the socket up to that deadline, a
+ * cancel request is sent past it, and the server's answer (57014) is
+ * awaited up to the open timeout more before the connection is given up.
+ * (PQcancel connects to the server blocking; libpq 15 has no other way.)
+ * drv_ping is bounded by the open timeout, and a ping that times out
+ * leaves the connection broken (a statement still in flight). */
 #define CITRUS_DRIVER_INTERNAL
 #include "shard/driver.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <libpq-fe.h>
 #include <math.h>
 #include <poll.h>
@@ -86,11 +90,20 @@ static PGconn *conn(drv_conn *c)
     return (PGconn *)c->handle;
 }
 
-static int64_t mono_ms(void)
+/* Waits until PQgetResult would not block: 0, 1 when the deadline passed
+ * first, -1 when the connection failed. */
+static int wait_busy(PGconn *pg, int64_t deadline)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    while (PQisBusy(pg)) {
+        int64_t wait = deadline - drv_mono_ms();
+        if (wait <= 0)
+            return 1;
+        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
+        int n = poll(&p, 1, wait > INT_MAX ? INT_MAX : (int)wait);
+        if ((n < 0 && errno != EINTR) || (n > 0 && !PQconsumeInput(pg)))
+            return -1;
+    }
+    return 0;
 }
 
 /* libpq's own messages end with newlines and may span lines: one line. */
@@ -410,11 +423,82 @@ static stale_t stale_kind(const PGresult *r)
 
 /* DEALLOCATE, best effort (only ever outside a transaction, where a
  * failure aborts nothing): a statement left behind costs only memory. */
-static void deallocate(PGconn *pg, const char *name)
+/* A statement's time limit as it runs (drv_set_statement_timeout): the
+ * deadline (0: none), and whether it passed and the statement was
+ * cancelled. */
+typedef struct pg_clock {
+    int64_t deadline;
+    bool timed_out;
+} pg_clock;
+
+/* Waits until PQgetResult would not block, up to k's deadline. Past it the
+ * statement is cancelled once (timed_out) and the deadline moves on by the
+ * open timeout for the server's answer to that. 0, or -1 when the
+ * connection failed or did not answer the cancel either (then broken). */
+static int wait_result(drv_conn *c, pg_clock *k)
+{
+    if (!k->deadline)
+        return 0;
+    PGconn *pg = conn(c);
+    int w;
+    while ((w = wait_busy(pg, k->deadline)) == 1 && !k->timed_out) {
+        cancel_query(pg);
+        k->timed_out = true;
+        k->deadline = drv_mono_ms() + c->timeout_ms;
+    }
+    if (w != 0)
+        c->broken = true;
+    return w == 0 ? 0 : -1;
+}
+
+/* The error when wait_result failed. */
+static int wait_failed(drv_conn *c, const pg_clock *k, drv_error *e)
+{
+    if (!k->timed_out)
+        return fail_text(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(conn(c)));
+    return drv_fail(e, CITRUS_ETIMEOUT, NULL,
+                    "the statement ran past its timeout of %lld ms and the server did not answer "
+                    "its cancel: outcome unknown",
+                    (long long)c->stmt_timeout_ms);
+}
+
+/* Whether r is the server's answer to our cancel for the time limit. */
+static bool cancelled_for_time(const pg_clock *k, const PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return k->timed_out && state && strcmp(state, "57014") == 0;
+}
+
+static int timeout_error(drv_conn *c, drv_error *e)
+{
+    return drv_fail(e, CITRUS_EQUERYTIMEOUT, "57014",
+                    "the statement ran past its timeout of %lld ms and was cancelled",
+                    (long long)c->stmt_timeout_ms);
+}
+
+/* The last result of a command sent with PQsend* (the others dropped),
+ * waiting as wait_result does; NULL when that failed. */
+static PGresult *await_result(drv_conn *c, pg_clock *k)
+{
+    PGresult *last = NULL, *r;
+    for (;;) {
+        if (wait_result(c, k) < 0) {
+            PQclear(last);
+            return NULL;
+        }
+        if ((r = PQgetResult(conn(c))) == NULL)
+            return last;
+        PQclear(last);
+        last = r;
+    }
+}
+
+static void deallocate(drv_conn *c, const char *name, pg_clock *k)
 {
     char sql[STMT_NAME + 16];
     snprintf(sql, sizeof(sql), "DEALLOCATE %s", name);
-    PQclear(PQexec(pg, sql));
+    if (PQsendQuery(conn(c), sql))
+        PQclear(await_result(c, k));
 }
 
 /* The named statement to run sql with pp's types under, preparing it
@@ -423,8 +507,8 @@ static void deallocate(PGconn *pg, const char *name)
  * or a full cache inside a transaction (evicting means a DEALLOCATE, kept
  * outside transactions). 0, or the Parse error, which is the statement's
  * own (the same the unnamed run would give). */
-static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle, const char **name,
-                    drv_error *e)
+static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle, pg_clock *k,
+                    const char **name, drv_error *e)
 {
     *name = NULL;
     stmt_cache *s = c->stmts;
@@ -443,13 +527,17 @@ static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle
         return 0; /* out of memory: unnamed still works */
     PGconn *pg = conn(c);
     if (evicted.name[0])
-        deallocate(pg, evicted.name);
-    PGresult *r = PQprepare(pg, fresh->name, sql, (int)pp->n, pp->types);
+        deallocate(c, evicted.name, k);
+    PGresult *r = NULL;
+    if (!c->broken && PQsendPrepare(pg, fresh->name, sql, (int)pp->n, pp->types))
+        r = await_result(c, k);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         char gone[STMT_NAME];
         memcpy(gone, fresh->name, STMT_NAME);
         stmt_cache_drop(s, gone);
-        int rc = fail_result(c, r, e);
+        int rc = !r                         ? wait_failed(c, k, e)
+                 : cancelled_for_time(k, r) ? timeout_error(c, e)
+                                            : fail_result(c, r, e);
         PQclear(r);
         if (PQstatus(pg) != CONNECTION_OK)
             c->broken = true;
@@ -460,18 +548,24 @@ static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle
     return 0;
 }
 
-/* Reads the answer to a statement just sent (see drv_pg_exec). *stale
- * says whether it failed because the named statement it ran is gone or
- * out of date. */
-static int collect(drv_conn *c, size_t max_rows, bool may_cancel, result_set *out, bool *truncated,
-                   int64_t *changes, drv_error *e, stale_t *stale)
+/* Reads the answer to a statement just sent (see drv_pg_exec), waiting as
+ * k says. *stale says whether it failed because the named statement it
+ * ran is gone or out of date. */
+static int collect(drv_conn *c, size_t max_rows, bool may_cancel, pg_clock *k, result_set *out,
+                   bool *truncated, int64_t *changes, drv_error *e, stale_t *stale)
 {
     PGconn *pg = conn(c);
     int rc = 0;
     bool single = PQsetSingleRowMode(pg) == 1;
     bool have_columns = false, cancelled = false;
     PGresult *r;
-    while ((r = PQgetResult(pg)) != NULL) {
+    for (;;) {
+        if (wait_result(c, k) < 0) {
+            rc = wait_failed(c, k, e);
+            break;
+        }
+        if ((r = PQgetResult(pg)) == NULL)
+            break;
         ExecStatusType st = PQresultStatus(r);
         if ((st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) && !have_columns && rc == 0) {
             have_columns = true;
@@ -527,6 +621,10 @@ static int collect(drv_conn *c, size_t max_rows, bool may_cancel, result_set *ou
             const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
             if (cancelled && state && strcmp(state, "57014") == 0)
                 break; /* our own cancel of a truncated query */
+            if (rc == 0 && cancelled_for_time(k, r)) {
+                rc = timeout_error(c, e);
+                break;
+            }
             if (rc == 0) {
                 *stale = stale_kind(r);
                 rc = fail_result(c, r, e);
@@ -544,7 +642,7 @@ static int collect(drv_conn *c, size_t max_rows, bool may_cancel, result_set *ou
     }
     if (c->broken || PQstatus(pg) != CONNECTION_OK) {
         c->broken = true;
-        if (rc != CITRUS_EUNAVAILABLE)
+        if (rc != CITRUS_EUNAVAILABLE && rc != CITRUS_ETIMEOUT)
             rc = fail_text(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(pg));
     }
     return rc;
@@ -566,9 +664,10 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
     }
     bool idle = PQtransactionStatus(pg) == PQTRANS_IDLE;
     bool may_cancel = idle && is_plain_query(sql);
+    pg_clock k = {.deadline = c->stmt_timeout_ms ? drv_mono_ms() + c->stmt_timeout_ms : 0};
     for (int attempt = 0;; attempt++) {
         const char *name = NULL;
-        rc = stmt_for(c, sql, &pp, idle, &name, e);
+        rc = stmt_for(c, sql, &pp, idle, &k, &name, e);
         if (rc)
             break;
         int sent = name ? PQsendQueryPrepared(pg, name, (int)nparams, pp.vals, NULL, NULL, 0)
@@ -582,7 +681,7 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
             break;
         }
         stale_t stale = STALE_NO;
-        rc = collect(c, max_rows, may_cancel, out, truncated, changes, e, &stale);
+        rc = collect(c, max_rows, may_cancel, &k, out, truncated, changes, e, &stale);
         if (rc == 0 || stale == STALE_NO || !name || c->broken)
             break;
         /* The server no longer has the statement (a DEALLOCATE ALL or
@@ -603,7 +702,7 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
             snprintf(gone, sizeof(gone), "%s", name);
             stmt_cache_drop(c->stmts, gone);
             if (idle)
-                deallocate(pg, gone);
+                deallocate(c, gone, &k);
         }
         if (!idle || (attempt > 0 && c->stmts)) /* once, or once more unnamed */
             break;
@@ -646,20 +745,12 @@ int drv_pg_ping(drv_conn *c, drv_error *e)
         c->broken = true;
         return fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
     }
-    int64_t deadline = mono_ms() + c->timeout_ms;
-    while (PQisBusy(pg)) {
-        int64_t wait = deadline - mono_ms();
-        if (wait <= 0) {
-            c->broken = true; /* the query is still in flight */
-            return drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "SELECT 1: no answer in %lld ms",
-                            (long long)c->timeout_ms);
-        }
-        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
-        int n = poll(&p, 1, (int)wait);
-        if ((n < 0 && errno != EINTR) || (n > 0 && !PQconsumeInput(pg))) {
-            c->broken = true;
-            return fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
-        }
+    int w = wait_busy(pg, drv_mono_ms() + c->timeout_ms);
+    if (w != 0) {
+        c->broken = true; /* gone, or the query is still in flight */
+        return w < 0 ? fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg))
+                     : drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "SELECT 1: no answer in %lld ms",
+                                (long long)c->timeout_ms);
     }
     int rc = 0;
     PGresult *r;

@@ -284,6 +284,25 @@ static int stmt_for(drv_conn *c, const char *sql, sqlite3_stmt **out, bool *kept
     return 0;
 }
 
+/* SQLite's progress handler while a statement has a deadline: non-zero
+ * interrupts it. */
+static int past_deadline(void *ctx)
+{
+    const drv_conn *c = ctx;
+    return c->deadline_ms && drv_mono_ms() >= c->deadline_ms;
+}
+
+/* The error of a step that failed: a timeout when the deadline
+ * interrupted it. */
+static int step_failed(drv_conn *c, int step, drv_error *e)
+{
+    if ((step & 0xff) == SQLITE_INTERRUPT && c->deadline_ms && drv_mono_ms() >= c->deadline_ms)
+        return drv_fail(e, CITRUS_EQUERYTIMEOUT, NULL,
+                        "the statement ran past its timeout of %lld ms and was cancelled",
+                        (long long)c->stmt_timeout_ms);
+    return fail_db(c, step, e);
+}
+
 int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t nparams,
                   size_t max_rows, result_set *out, bool *truncated, int64_t *changes, drv_error *e)
 {
@@ -293,6 +312,10 @@ int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t npar
     int rc = stmt_for(c, sql, &st, &kept, e);
     if (rc)
         return rc;
+    if (c->stmt_timeout_ms) { /* checked every 1000 virtual machine steps */
+        c->deadline_ms = drv_mono_ms() + c->stmt_timeout_ms;
+        sqlite3_progress_handler(db, 1000, past_deadline, c);
+    }
     value *row = NULL;
     sqlite3_int64 before = sqlite3_total_changes64(db);
     if ((rc = bind_params(c, st, params, nparams, e)) != 0)
@@ -325,7 +348,7 @@ int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t npar
         }
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = fail_db(c, step, e);
+        rc = step_failed(c, step, e);
         goto out;
     }
     if (sqlite3_total_changes64(db) != before)
@@ -333,6 +356,10 @@ int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t npar
     rc = 0;
 out:
     free(row);
+    if (c->deadline_ms) {
+        sqlite3_progress_handler(db, 0, NULL, NULL);
+        c->deadline_ms = 0;
+    }
     if (kept) { /* ends its read (a statement left mid-way holds a snapshot) */
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);

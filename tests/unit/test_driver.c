@@ -8,6 +8,7 @@
  * stops it under open connections. */
 #include <limits.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -463,6 +464,60 @@ static void test_transactions(void **state)
     drv_close(c);
 }
 
+/* A statement past drv_set_statement_timeout is cancelled: query_timeout
+ * within a fraction of what it would have taken, nothing of it applied,
+ * and the connection goes on (inside a transaction, that transaction is
+ * over). Slow statements: pg_sleep on PostgreSQL, a recursive CTE that
+ * never ends on SQLite. */
+static void test_statement_timeout(void **state)
+{
+    const backend *b = *state;
+    drv_conn *c = must_open(b);
+    const char *tables[] = {"slow"};
+    reset_tables(c, tables, 1);
+    must_exec(c, "CREATE TABLE slow (a INTEGER)", NULL, 0, NULL);
+    const char *endless = b->is_pg
+                              ? "SELECT 1 AS a FROM pg_sleep(30)"
+                              : "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) "
+                                "SELECT count(*) AS a FROM n";
+    const char *endless_write =
+        b->is_pg ? "INSERT INTO slow (a) SELECT 1 FROM pg_sleep(30)"
+                 : "INSERT INTO slow (a) WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                   "FROM n) SELECT x FROM n";
+    drv_set_statement_timeout(c, 200);
+    for (int i = 0; i < 2; i++) { /* twice: a kept statement times out alike */
+        int64_t t0 = mono_ms();
+        drv_error e = expect_fail(c, endless, NULL, 0, CITRUS_EQUERYTIMEOUT);
+        int64_t took = mono_ms() - t0;
+        print_message("%s: timed out after %lld ms: %s\n", b->name, (long long)took, e.message);
+        assert_true(took >= 200 && took < 5000);
+        assert_non_null(strstr(e.message, "timeout of 200 ms"));
+        if (b->is_pg)
+            assert_string_equal(e.sqlstate, "57014");
+        assert_true(drv_alive(c));
+        assert_int_equal(query_int(c, "SELECT 7 AS a"), 7); /* fast ones still run */
+    }
+    /* a write cut short leaves nothing */
+    expect_fail(c, endless_write, NULL, 0, CITRUS_EQUERYTIMEOUT);
+    assert_int_equal(query_int(c, "SELECT count(*) AS n FROM slow"), 0);
+    /* inside a transaction: the transaction is lost, not the connection */
+    drv_error e;
+    assert_int_equal(drv_begin(c, &e), 0);
+    must_exec(c, "INSERT INTO slow (a) VALUES (1)", NULL, 0, NULL);
+    expect_fail(c, endless_write, NULL, 0, CITRUS_EQUERYTIMEOUT);
+    drv_rollback(c, &e);
+    assert_false(drv_in_transaction(c));
+    assert_int_equal(query_int(c, "SELECT count(*) AS n FROM slow"), 0);
+    /* 0: no limit again */
+    drv_set_statement_timeout(c, 0);
+    assert_int_equal(query_int(c, b->is_pg
+                                      ? "SELECT count(*) AS a FROM pg_sleep(0.3)"
+                                      : "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT "
+                                        "x + 1 FROM n WHERE x < 300000) SELECT count(*) FROM n"),
+                     b->is_pg ? 1 : 300000);
+    drv_close(c);
+}
+
 static void test_replica_lag_primary(void **state)
 {
     const backend *b = *state;
@@ -660,6 +715,34 @@ static void test_pg_truncate_huge(void **state)
 
 /* A connection whose session the server ended is CITRUS_EUNAVAILABLE and
  * no longer alive. */
+/* A server that answers neither the statement nor its cancel (its backend
+ * stopped with SIGSTOP): past the timeout and then the open timeout the
+ * connection is given up, outcome unknown. */
+static void test_pg_cancel_unanswered(void **state)
+{
+    const backend *b = *state;
+    drv_conn *c = NULL;
+    drv_error e;
+    if (drv_open(b->dsn, 1000, &c, &e) != 0) /* open timeout 1 s: the cancel's wait */
+        fail_msg("drv_open: %s", e.message);
+    drv_set_statement_cache(c, b->stmt_cache);
+    int64_t pid = query_int(c, "SELECT pg_backend_pid()::int8 AS p");
+    drv_set_statement_timeout(c, 200);
+    assert_int_equal(kill((pid_t)pid, SIGSTOP), 0);
+    /* no assertion until SIGCONT: a stopped backend would hang the
+     * server's shutdown */
+    int64_t t0 = mono_ms();
+    int rc = drv_exec(c, "SELECT 1 AS a", NULL, 0, 0, NULL, NULL, NULL, &e);
+    int64_t took = mono_ms() - t0;
+    assert_int_equal(kill((pid_t)pid, SIGCONT), 0);
+    assert_int_equal(rc, CITRUS_ETIMEOUT);
+    print_message("unanswered cancel: %lld ms: %s\n", (long long)took, e.message);
+    assert_true(took >= 1200 && took < 6000);
+    assert_non_null(strstr(e.message, "outcome unknown"));
+    assert_false(drv_alive(c)); /* given up: a pool drops it */
+    drv_close(c);
+}
+
 static void test_pg_terminated_session(void **state)
 {
     drv_conn *victim = must_open(*state), *admin = must_open(*state);
@@ -710,7 +793,8 @@ static void test_pg_server_stopped(void **state)
         cmocka_unit_test_prestate(test_sql_errors, &(b)),                                          \
         cmocka_unit_test_prestate(test_max_rows, &(b)),                                            \
         cmocka_unit_test_prestate(test_transactions, &(b)),                                        \
-        cmocka_unit_test_prestate(test_replica_lag_primary, &(b))
+        cmocka_unit_test_prestate(test_replica_lag_primary, &(b)),                                 \
+        cmocka_unit_test_prestate(test_statement_timeout, &(b))
 
 /* The group setup: the server, and the backend pointing at it. */
 static int pg_backend_setup(void **state)
@@ -745,6 +829,8 @@ int main(void)
         cmocka_unit_test_prestate(test_pg_truncate_huge, &pgc),
         cmocka_unit_test_prestate(test_pg_terminated_session, &pgb),
         cmocka_unit_test_prestate(test_pg_terminated_session, &pgc),
+        cmocka_unit_test_prestate(test_pg_cancel_unanswered, &pgb),
+        cmocka_unit_test_prestate(test_pg_cancel_unanswered, &pgc),
         cmocka_unit_test(test_pg_server_stopped),
     };
     failed +=
