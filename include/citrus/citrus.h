@@ -57,8 +57,12 @@ typedef struct citrus_options {
      * functions fail with CITRUS_EINVAL. */
     const char *router_url;
     long connect_timeout_ms; /* per connection attempt; 0: 2000 */
-    long request_timeout_ms; /* per request; 0: 30000 */
-    int no_watch;            /* non-zero: load the copy once, no background watch */
+    /* Per request; 0: 30000. Queries and transactions send 90 % of it to
+     * the router as their statement timeout (timeout_ms), so a statement
+     * is cancelled, not left running, once this client would stop waiting
+     * for it: the call fails with CITRUS_EQUERYTIMEOUT. */
+    long request_timeout_ms;
+    int no_watch; /* non-zero: load the copy once, no background watch */
 } citrus_options;
 
 /* Connects: loads the routing copy from the first endpoint that answers and

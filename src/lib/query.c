@@ -112,13 +112,18 @@ static int add_opts(json_t *body, const citrus_query_opts *o, citrus_error *err)
     return 0;
 }
 
-/* POSTs body to the router; the 2xx answer's JSON, or NULL with err. */
+/* POSTs body to the router; the 2xx answer's JSON, or NULL with err.
+ * The body carries 90 % of the request timeout as each statement's
+ * timeout_ms: the router cancels a statement this client is about to stop
+ * waiting for, and answers query_timeout before the request times out. */
 static json_t *post(citrus_client *c, const char *path, json_t *body, citrus_error *err)
 {
     if (!c->router) {
         conns_fail(err, CITRUS_EINVAL, "no router configured (citrus_options.router_url)");
         return NULL;
     }
+    long limit = c->request_ms - c->request_ms / 10;
+    json_object_set_new(body, "timeout_ms", json_integer(limit > 0 ? limit : 1));
     client_response resp;
     int rc = conns_request(c->conns, c->router, "POST", path, body, &resp, err);
     json_t *j = rc == 0 ? conns_answer_json(&resp, err) : NULL;

@@ -51,7 +51,7 @@ def test_libcitrus_c_suite(dev, tmp_path):
     p = subprocess.run([binary], env=env, capture_output=True, text=True, timeout=300)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
-    assert "[  PASSED  ] 8 test(s)." in out, out
+    assert "[  PASSED  ] 9 test(s)." in out, out
     for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
         assert marker not in out, out
 

@@ -380,6 +380,40 @@ static void test_sql_error_is_reported(void **state)
     citrus_close(c);
 }
 
+/* A statement that outlives the client's request timeout is cancelled by
+ * the router (90 % of it) and reported as query_timeout, not left running:
+ * the next query on the same client works. */
+static void test_request_timeout_cancels_the_statement(void **state)
+{
+    const char *eps[] = {api};
+    citrus_options o = {.endpoints = eps,
+                        .nendpoints = 1,
+                        .router_url = router,
+                        .request_timeout_ms = 4000,
+                        .no_watch = 1};
+    citrus_error e;
+    citrus_client *c = citrus_connect(&o, &e);
+    assert_non_null(c);
+    citrus_result *res = NULL;
+    int64_t t0 = now_ms();
+    int rc = citrus_query(c, "slow",
+                          "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) "
+                          "SELECT count(*) FROM n",
+                          NULL, 0, NULL, &res, &e);
+    int64_t took = now_ms() - t0;
+    assert_int_equal(rc, CITRUS_EQUERYTIMEOUT);
+    assert_null(res);
+    assert_string_equal(e.name, "query_timeout");
+    assert_int_equal(e.http_status, 504);
+    assert_non_null(strstr(e.message, "timeout of 3600 ms"));
+    assert_true(took >= 3600 && took < 4000); /* before the request would time out */
+    citrus_param p = citrus_param_int(5);
+    assert_int_equal(citrus_query(c, "slow", "SELECT $1 AS v", &p, 1, NULL, &res, &e), 0);
+    assert_int_equal(citrus_result_int(res, 0, 0), 5);
+    citrus_result_free(res);
+    citrus_close(c);
+}
+
 /* ---- threads ---- */
 
 typedef struct worker {
@@ -565,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_watch_follows_shard_and_pin_changes),
         cmocka_unit_test(test_query_and_tx_round_trip),
         cmocka_unit_test(test_sql_error_is_reported),
+        cmocka_unit_test(test_request_timeout_cancels_the_statement),
         cmocka_unit_test(test_threads_while_the_ring_changes),
         cmocka_unit_test(test_failover_to_the_next_endpoint),
         cmocka_unit_test(test_bad_input_is_refused_clearly),
