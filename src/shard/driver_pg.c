@@ -7,8 +7,9 @@
  * Statements go through PQsendQueryParams (the extended protocol: one
  * statement, parameters never spliced), or, for a query or DML statement
  * on a connection with a statement cache (drv_set_statement_cache,
- * stmt_cache.c), PQprepare on its first run and PQsendQueryPrepared after,
- * which spares the server parsing and planning it again each time;
+ * stmt_cache.c), prepared (PQsendPrepare) on its first run and run with
+ * PQsendQueryPrepared after, which spares the server parsing and planning
+ * it again each time;
  * either way with text-format parameters: INT in decimal, REAL with
  * %.17g (exact round trip; NaN/Infinity spelled as PostgreSQL does), BOOL
  * "t"/"f", TEXT as is (a NUL byte cannot travel in a PostgreSQL text and
@@ -421,8 +422,6 @@ static stale_t stale_kind(const PGresult *r)
     return STALE_NO;
 }
 
-/* DEALLOCATE, best effort (only ever outside a transaction, where a
- * failure aborts nothing): a statement left behind costs only memory. */
 /* A statement's time limit as it runs (drv_set_statement_timeout): the
  * deadline (0: none), and whether it passed and the statement was
  * cancelled. */
@@ -493,6 +492,8 @@ static PGresult *await_result(drv_conn *c, pg_clock *k)
     }
 }
 
+/* DEALLOCATE, best effort (only ever outside a transaction, where a
+ * failure aborts nothing): a statement left behind costs only memory. */
 static void deallocate(drv_conn *c, const char *name, pg_clock *k)
 {
     char sql[STMT_NAME + 16];
