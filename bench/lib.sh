@@ -41,10 +41,15 @@ machine_line() {
     echo "== machine: $(nproc) cores, ${model:-unknown CPU}, $(uname -sr), loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-# append_result OUT ROUND FILE: the last line of a generator's output (its JSON result),
-# with "round": ROUND added, appended to FILE.
-append_result() {
-    printf '%s\n' "$1" | tail -n1 |
+# report_run OUT RC ROUND FILE: prints a generator run's first line (and its error lines
+# when RC is not 0), appends its last line (the JSON result) with "round": ROUND to FILE;
+# status 1 when RC is not 0.
+report_run() {
+    local out=$1 rc=$2 round=$3 file=$4
+    printf 'round %d  %s\n' "$round" "$(printf '%s\n' "$out" | head -n1)"
+    [ "$rc" = 0 ] || printf '%s\n' "$out" | grep -E '^(first error|RESULT)' || true
+    printf '%s\n' "$out" | tail -n1 |
         $PY -c 'import json,sys; r=json.loads(sys.stdin.read()); r["round"]=int(sys.argv[1]); print(json.dumps(r))' \
-            "$2" >>"$3"
+            "$round" >>"$file"
+    [ "$rc" = 0 ]
 }

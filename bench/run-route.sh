@@ -18,33 +18,31 @@ CONNS=${CONNS:-16}
 KEYS=${KEYS:-1000}
 BATCH=${BATCH:-100}
 PY=/usr/bin/python3
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/citrus-route-bench.XXXXXX")
 PID=""
 cleanup() {
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill -TERM "$PID"
-        wait "$PID" 2>/dev/null || true
-    fi
+    stop_pid "$PID" TERM
     rm -rf -- "$TMP"
 }
 trap cleanup EXIT
 
-echo "== machine: $(nproc) cores, $(uname -sr), loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "== ring lookups (build/ringbench)"
 "$BUILD/ringbench" | tail -n 2
 "$BUILD/ringbench" --hash xxhash64 2>/dev/null | tail -n 2 || true
 
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 URL="http://127.0.0.1:$PORT"
 "$BUILD/citrus" dev --data-dir "$TMP/data" --listen "127.0.0.1:$PORT" --log-level warn \
     >"$TMP/citrus.log" 2>&1 &
 PID=$!
-for _ in $(seq 1 100); do
-    curl -sf "$URL/health/ready" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -sf "$URL/health/ready" >/dev/null || { cat "$TMP/citrus.log"; exit 1; }
+wait_for citrus "$PID" curl -sf "$URL/health/ready" || {
+    cat "$TMP/citrus.log"
+    exit 1
+}
 
 # Register KEYS tenants bench:t0 .. (100 per batch call).
 $PY - "$URL" "$KEYS" <<'EOF'

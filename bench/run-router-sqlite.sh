@@ -102,12 +102,7 @@ run_one() { # run_one ROUND NAME CONNS
     out=$("$BUILD/sqlbench" --target router --url "${URL[$name]}" --keys-file "$TMP/keys.tsv" \
         --conns "$conns" --duration "$DURATION" --warmup "$WARMUP" \
         --seed "$((round * 1000 + conns))" --label "$name" --cpu "router=${PID[$name]}") || rc=$?
-    printf 'round %d  %s\n' "$round" "$(printf '%s\n' "$out" | head -n1)"
-    if [ "$rc" != 0 ]; then
-        printf '%s\n' "$out" | grep -E '^(first error|RESULT)' || true
-        FAILED=1
-    fi
-    append_result "$out" "$round" "$RESULTS"
+    report_run "$out" "$rc" "$round" "$RESULTS" || FAILED=1
     kill -0 "${PID[$name]}" 2>/dev/null || {
         echo "run-router-sqlite.sh: citrus $name died" >&2
         FAILED=1

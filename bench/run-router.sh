@@ -210,12 +210,7 @@ run_one() { # run_one ROUND TARGET CONNS
         wait "$PERF_PID" 2>/dev/null || true
         PERF_PID=""
     fi
-    printf 'round %d  %s\n' "$round" "$(printf '%s\n' "$out" | head -n1)"
-    if [ "$rc" != 0 ]; then
-        printf '%s\n' "$out" | grep -E '^(first error|RESULT)' || true
-        FAILED=1
-    fi
-    append_result "$out" "$round" "$RESULTS"
+    report_run "$out" "$rc" "$round" "$RESULTS" || FAILED=1
     for p in "$PG_PID" "$CITRUS_PID" "$BOUNCER_PID"; do
         kill -0 "$p" 2>/dev/null || {
             echo "run-router.sh: process $p died" >&2
