@@ -190,7 +190,7 @@ static int timeout_parse(http_req *r, json_t *body, router_call *call)
 
 /* consistency, max_lag_ms and timeout_ms into rd; replies 400 when
  * invalid. */
-static int read_parse(http_req *r, json_t *body, router_call *rd)
+static int call_parse(http_req *r, json_t *body, router_call *rd)
 {
     rd->eventual = false;
     rd->max_lag_ms = -1;
@@ -266,7 +266,7 @@ int api_query(http_req *r, void *ctx)
         rc = statement_parse(r, body, "", &sql, &params, &np);
     router_call rd;
     if (rc == 0)
-        rc = read_parse(r, body, &rd);
+        rc = call_parse(r, body, &rd);
     router_answer ans = {0};
     router_error e = {0}; /* e.code set: the router's error, not yet replied */
     if (rc == 0 && json_is_true(scatter)) {
