@@ -48,8 +48,9 @@ asan: asan-unit
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  CITRUS_BIN=$(abspath $(ASAN_BUILD))/citrus $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
-# Formatting and cppcheck: seconds; CI runs these.
+# Formatting, the layering (scripts/layers.py) and cppcheck: seconds; CI runs these.
 lint-quick:
+	$(PY) scripts/layers.py
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr -I include -I src $$(git ls-files 'src/*.c')

@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "bench_util.h"
-#include "shard/driver.h"
-#include "shard/shard_db.h"
+#include "dbconn/driver.h"
+#include "provision/shard_db.h"
 
 static const char *dsn, *sql = "SELECT value FROM kv WHERE key = $1";
 static long n = 200000, rounds = 5, cache = 256;

@@ -14,7 +14,7 @@
  * parameter of unspecified type: parsed and planned by the server every time) on the
  * connection to the key's shard database, or with --prepared as a named statement
  * prepared once per connection (PQprepare, then PQexecPrepared: what the router's driver
- * does with its statement cache, see src/shard/driver_pg.c); in router mode as
+ * does with its statement cache, see src/dbconn/driver_pg.c); in router mode as
  * {"key": K, "sql": ..., "params": [K]} over an HTTP/1.1 keep-alive connection (raw
  * socket, blocking I/O). Every answer is checked: exactly one row with the key's value
  * (router: status 200, row_count 1, the key's shard_id and value in the body). Anything

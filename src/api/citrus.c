@@ -15,9 +15,9 @@
 #include "api/handlers.h"
 #include "api/shardjson.h"
 #include "citrus/errors.h"
-#include "shard/schema.h"
-#include "shard/service.h"
-#include "shard/shard_db.h"
+#include "provision/schema.h"
+#include "provision/service.h"
+#include "provision/shard_db.h"
 
 #define BATCH_MAX 100
 #define HEALTH_TIMEOUT_MS 2000

@@ -6,7 +6,7 @@
 
 #include "citrus/errors.h"
 #include "core/key.h"
-#include "http/base64.h"
+#include "wire/base64.h"
 
 json_t *kvjson_entry(const kv_entry *e, bool with_value)
 {

@@ -17,7 +17,7 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
-#include "api/rowjson.h"
+#include "wire/rowjson.h"
 #include "citrus/errors.h"
 #include "router/router.h"
 

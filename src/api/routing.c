@@ -12,7 +12,7 @@
 #include "api/handlers.h"
 #include "api/shardjson.h"
 #include "citrus/errors.h"
-#include "shard/service.h"
+#include "provision/service.h"
 
 #define ROUTE_BATCH_MAX 10000
 #define ROUTE_KEY_MAX 1024

@@ -9,8 +9,8 @@
 #include <time.h>
 
 #include "citrus/errors.h"
-#include "shard/service.h"
-#include "shard/shard_json.h"
+#include "provision/service.h"
+#include "wire/shard_json.h"
 
 int64_t shardjson_now_ms(void)
 {

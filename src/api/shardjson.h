@@ -7,8 +7,8 @@
 #include <stdbool.h>
 
 #include "api/app.h"
-#include "shard/registry.h"
-#include "shard/tenants.h"
+#include "registry/registry.h"
+#include "registry/tenants.h"
 
 /* The record (shard_json) plus "tokens" (how many it owns in the current
  * ring) and "tenants" (how many are pinned to it). */

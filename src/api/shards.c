@@ -9,7 +9,7 @@
 #include "api/handlers.h"
 #include "api/shardjson.h"
 #include "citrus/errors.h"
-#include "shard/service.h"
+#include "provision/service.h"
 
 #define ERRLEN 1024
 

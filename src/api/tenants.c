@@ -8,7 +8,7 @@
 #include "api/handlers.h"
 #include "api/shardjson.h"
 #include "citrus/errors.h"
-#include "shard/service.h"
+#include "provision/service.h"
 
 #define LIST_DEFAULT 1000
 #define LIST_MAX 10000

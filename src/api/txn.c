@@ -12,7 +12,7 @@
 #include "api/kvjson.h"
 #include "api/write.h"
 #include "citrus/errors.h"
-#include "http/base64.h"
+#include "wire/base64.h"
 
 #define TXN_MAX_ITEMS 128
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "http/base64.h"
+#include "wire/base64.h"
 
 /* Indexed by kv_cmp_target and kv_cmp_op. */
 static const char *const cmp_target_name[] = {

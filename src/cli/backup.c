@@ -19,10 +19,10 @@
 #include <unistd.h>
 
 #include "citrus/errors.h"
-#include "cli/client.h"
+#include "net/client.h"
 #include "cli/input.h"
 #include "cli/snapshot_file.h"
-#include "cli/snapshot_json.h"
+#include "wire/snapshot_json.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2

@@ -10,7 +10,7 @@
 #include "cli/query.h"
 #include "cli/restore.h"
 #include "cli/route.h"
-#include "cli/serve.h"
+#include "node/serve.h"
 #include "cli/shard.h"
 #include "cli/tenant.h"
 

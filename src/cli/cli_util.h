@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cli/client.h"
+#include "net/client.h"
 
 /* Exit codes: a runtime error (including an error answer), bad usage. */
 #define CLI_EXIT_RUNTIME 1

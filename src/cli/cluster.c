@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/client.h"
+#include "net/client.h"
 
 static void usage(FILE *f)
 {

@@ -14,9 +14,9 @@
 
 #include "citrus/errors.h"
 #include "cli/cli_util.h"
-#include "cli/client.h"
+#include "net/client.h"
 #include "cli/input.h"
-#include "http/base64.h"
+#include "wire/base64.h"
 
 #define usage_error(...) cli_usage_error("kv", __VA_ARGS__)
 

@@ -15,7 +15,7 @@
 
 #include "citrus/citrus.h"
 #include "cli/cli_util.h"
-#include "http/base64.h"
+#include "wire/base64.h"
 
 #define usage_error(...) cli_usage_error("query", __VA_ARGS__)
 #define DEFAULT_ROUTER "http://127.0.0.1:8080"

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cli/cli_util.h"
-#include "cli/client.h"
+#include "net/client.h"
 
 #define usage_error(...) cli_usage_error("route", __VA_ARGS__)
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "cli/snapshot_json.h"
+#include "wire/snapshot_json.h"
 #include "core/key.h"
 #include "core/utf8.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "cli/cli_util.h"
-#include "cli/client.h"
+#include "net/client.h"
 
 #define usage_error(...) cli_usage_error("tenant", __VA_ARGS__)
 

@@ -1,6 +1,7 @@
 /* http/route.c — route table matching (pure string work, no I/O). */
 #include "http/route.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

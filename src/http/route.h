@@ -1,4 +1,5 @@
-/* http/route.h — matching a method and path against the route table.
+/* http/route.h — the route table (a method, a path pattern, a handler, its
+ * body and role) and matching a request against it.
  *
  * Patterns are '/'-separated; a segment "{name}" captures one non-empty path
  * segment, a final "{name*}" captures the rest of the path (possibly empty,
@@ -8,7 +9,26 @@
 
 #include <stddef.h>
 
-#include "http/server.h"
+typedef struct http_req http_req;
+
+typedef int (*http_handler)(http_req *req, void *app);
+
+/* Body expectations of a route. */
+enum {
+    ROUTE_BODY_NONE = 0, /* a body is ignored */
+    ROUTE_BODY_RAW = 1,  /* any content type, kept as bytes */
+    ROUTE_BODY_JSON = 2, /* application/json required (415 otherwise) */
+};
+
+typedef struct http_route {
+    const char *method;
+    /* Segments; "{name}" matches one segment, "{name*}" the rest of the path
+     * (possibly empty). Example: "/v1/leases/{id}/keepalive". */
+    const char *pattern;
+    http_handler handler;
+    int body;         /* ROUTE_BODY_* */
+    const char *role; /* role the route will require: "reader", "operator", "admin", or NULL */
+} http_route;
 
 #define ROUTE_MAX_PARAMS 4
 

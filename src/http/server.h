@@ -14,27 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct http_req http_req;
+#include "http/route.h"
+
 typedef struct http_server http_server;
-
-typedef int (*http_handler)(http_req *req, void *app);
-
-/* Body expectations of a route. */
-enum {
-    ROUTE_BODY_NONE = 0, /* a body is ignored */
-    ROUTE_BODY_RAW = 1,  /* any content type, kept as bytes */
-    ROUTE_BODY_JSON = 2, /* application/json required (415 otherwise) */
-};
-
-typedef struct http_route {
-    const char *method;
-    /* Segments; "{name}" matches one segment, "{name*}" the rest of the path
-     * (possibly empty). Example: "/v1/leases/{id}/keepalive". */
-    const char *pattern;
-    http_handler handler;
-    int body;         /* ROUTE_BODY_* */
-    const char *role; /* role the route will require: "reader", "operator", "admin", or NULL */
-} http_route;
 
 typedef struct http_server_options {
     const char *listen;      /* "127.0.0.1:8081" */

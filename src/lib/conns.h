@@ -1,5 +1,5 @@
 /* lib/conns.h — libcitrus's HTTP: a thread-safe pool of reusable
- * connections (cli/client.c handles, one request at a time each) to the
+ * connections (net/client.c handles, one request at a time each) to the
  * catalog endpoints, with fail-over between them, and to the router; and
  * the translation of failures into citrus_error. */
 #ifndef CITRUS_LIB_CONNS_H
@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "citrus/citrus.h"
-#include "cli/client.h"
+#include "net/client.h"
 
 typedef struct conns conns;
 

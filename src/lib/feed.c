@@ -8,8 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "http/base64.h"
-#include "shard/registry.h"
+#include "wire/base64.h"
+#include "wire/catalog_keys.h"
 
 #define WATCH_PREFIX "citrus/"
 #define POLL_SECONDS 20

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/rowjson.h"
+#include "wire/rowjson.h"
 #include "lib/handle.h"
 #include "lib/result.h"
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/rowjson.h"
+#include "wire/rowjson.h"
 #include "lib/conns.h"
 
 struct citrus_result {

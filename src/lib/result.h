@@ -1,5 +1,5 @@
 /* lib/result.h — citrus_result: a router answer decoded into core/value.h
- * cells (the JSON value forms of api/rowjson.h). */
+ * cells (the JSON value forms of wire/rowjson.h). */
 #ifndef CITRUS_LIB_RESULT_H
 #define CITRUS_LIB_RESULT_H
 

@@ -7,10 +7,9 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "shard/registry.h"
-#include "shard/route_json.h"
-#include "shard/shard_json.h"
-#include "shard/tenants.h"
+#include "wire/catalog_keys.h"
+#include "wire/route_json.h"
+#include "wire/shard_json.h"
 
 struct snap_ring {
     int refs;

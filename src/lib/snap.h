@@ -4,7 +4,7 @@
  * publishes a new snapshot after each batch (reusing the parts that did
  * not change).
  *
- * Keys and values are the server's (shard/registry.h): citrus/shards/<id>,
+ * Keys and values are the server's (registry/registry.h): citrus/shards/<id>,
  * citrus/ring/meta, citrus/ring/tokens/<id>, citrus/tenants/<key>. The ring
  * is built with core/ring.c from the stored tokens and the meta's hash
  * function, as the server builds it, and the ring version is the meta's

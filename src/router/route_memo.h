@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "core/shard.h"
-#include "shard/tenants.h"
+#include "registry/tenants.h"
 
 typedef struct route_memo route_memo;
 

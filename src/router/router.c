@@ -15,8 +15,8 @@
 #include "core/sqlword.h"
 #include "obs/metrics.h"
 #include "router/route_memo.h"
-#include "shard/pool.h"
-#include "shard/tenants.h"
+#include "dbconn/pool.h"
+#include "registry/tenants.h"
 
 #define SCATTER_THREADS 8
 

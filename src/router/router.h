@@ -1,5 +1,5 @@
 /* router/router.h — the data plane: runs SQL on the shard a key belongs
- * to, through a connection pool per shard database (shard/pool.h), or on
+ * to, through a connection pool per shard database (dbconn/pool.h), or on
  * every active shard at once with the results merged (core/merge.h).
  *
  * The router reads shards, the ring and tenant pins through the shard
@@ -18,8 +18,8 @@
 
 #include "core/merge.h"
 #include "core/value.h"
-#include "shard/driver.h"
-#include "shard/registry.h"
+#include "dbconn/driver.h"
+#include "registry/registry.h"
 
 typedef struct router router;
 

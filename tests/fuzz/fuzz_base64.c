@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "http/base64.h"
+#include "wire/base64.h"
 
 static int sextet(uint8_t c)
 {

@@ -16,7 +16,7 @@
 
 #include "check.h"
 #include "citrus/errors.h"
-#include "cli/config.h"
+#include "node/config.h"
 
 static void check_str(const char *s, size_t size, const char *what)
 {

@@ -23,7 +23,7 @@
 #include "check.h"
 #include "citrus/errors.h"
 #include "cli/snapshot_file.h"
-#include "cli/snapshot_json.h"
+#include "wire/snapshot_json.h"
 
 static void check_empty(const kv_snapshot *s)
 {

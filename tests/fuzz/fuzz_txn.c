@@ -27,7 +27,7 @@
 #include "citrus/errors.h"
 #include "core/key.h"
 #include "core/utf8.h"
-#include "http/base64.h"
+#include "wire/base64.h"
 #include "http/server.h"
 
 #define MAX_VALUE_BYTES 64

@@ -1,4 +1,4 @@
-/* Unit tests for http/base64.c. */
+/* Unit tests for wire/base64.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "http/base64.h"
+#include "wire/base64.h"
 
 static void vectors(void **state)
 {

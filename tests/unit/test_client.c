@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "citrus/errors.h"
-#include "cli/client.h"
+#include "net/client.h"
 #include "support_fake_http.h"
 
 /* What the fake server saw last, and what it answers. */

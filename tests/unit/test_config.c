@@ -1,4 +1,4 @@
-/* Unit tests for cli/config.c: defaults, file, environment, flags, errors. */
+/* Unit tests for node/config.c: defaults, file, environment, flags, errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "citrus/errors.h"
-#include "cli/config.h"
+#include "node/config.h"
 
 static char path[64];
 

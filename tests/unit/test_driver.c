@@ -1,5 +1,5 @@
 /* tests/unit/test_driver.c — the data plane's shard drivers
- * (shard/driver*.c) on an SQLite file and on a real PostgreSQL.
+ * (dbconn/driver*.c) on an SQLite file and on a real PostgreSQL.
  *
  * The same tests run on both backends (the state is the backend); the
  * expectations differ only where the databases do (SQLite has no boolean
@@ -22,8 +22,8 @@
 #include "support_pg.h"
 
 #include "citrus/errors.h"
-#include "shard/driver.h"
-#include "shard/shard_db.h"
+#include "dbconn/driver.h"
+#include "provision/shard_db.h"
 
 typedef struct backend {
     const char *name;

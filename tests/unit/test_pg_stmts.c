@@ -1,6 +1,6 @@
 /* tests/unit/test_pg_stmts.c — named prepared statements on PostgreSQL
  * connections (the cache itself: test_stmt_cache.c): the driver against a
- * real server (shard/driver_pg.c): what gets prepared, what is
+ * real server (dbconn/driver_pg.c): what gets prepared, what is
  * deallocated on eviction, and recovery when the session loses a statement
  * or a statement's result type changes. What the server holds is read from
  * pg_prepared_statements on the same session. */
@@ -16,7 +16,7 @@
 #include "support_pg.h"
 
 #include "citrus/errors.h"
-#include "shard/driver.h"
+#include "dbconn/driver.h"
 
 /* ---- the driver on PostgreSQL ----------------------------------------------------- */
 

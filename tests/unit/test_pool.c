@@ -1,4 +1,4 @@
-/* tests/unit/test_pool.c — per-shard connection pools (shard/pool.c).
+/* tests/unit/test_pool.c — per-shard connection pools (dbconn/pool.c).
  *
  * Most behaviour is checked on SQLite files (cheap connections). What
  * needs a server is checked on a throwaway PostgreSQL from support_pg:
@@ -25,9 +25,9 @@
 #include "support_pg.h"
 
 #include "citrus/errors.h"
-#include "shard/driver.h"
-#include "shard/pool.h"
-#include "shard/shard_db.h"
+#include "dbconn/driver.h"
+#include "dbconn/pool.h"
+#include "provision/shard_db.h"
 
 static char tmpdir[PATH_MAX - 64];
 

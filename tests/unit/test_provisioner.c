@@ -1,5 +1,5 @@
 /* tests/unit/test_provisioner.c — the three shard provisioners
- * (shard/prov_sqlite.c, prov_postgres.c, prov_exec.c).
+ * (provision/prov_sqlite.c, prov_postgres.c, prov_exec.c).
  *
  *  - sqlite: files in a mkdtemp dir; idempotent provision, deprovision;
  *  - postgres: a real throwaway server from support_pg (stopped by PID at
@@ -31,8 +31,8 @@
 #include "support_pg.h"
 
 #include "citrus/errors.h"
-#include "shard/provisioner.h"
-#include "shard/shard_db.h"
+#include "provision/provisioner.h"
+#include "provision/shard_db.h"
 
 static char tmpdir[256];
 

@@ -1,4 +1,4 @@
-/* tests/unit/test_schema.c — schema templates (shard/schema.c) applied to
+/* tests/unit/test_schema.c — schema templates (provision/schema.c) applied to
  * SQLite and to a real PostgreSQL (support_pg: throwaway server, stopped
  * by PID at the end; missing binaries fail this binary).
  *
@@ -27,8 +27,8 @@
 #include "support_pg.h"
 
 #include "citrus/errors.h"
-#include "shard/schema.h"
-#include "shard/shard_db.h"
+#include "provision/schema.h"
+#include "provision/shard_db.h"
 
 static char tmpdir[256];
 static int seq;

@@ -1,5 +1,5 @@
 /* tests/unit/test_shard_db.c — control-plane connections to shard
- * databases (shard/shard_db.c) on SQLite files and on a real PostgreSQL.
+ * databases (provision/shard_db.c) on SQLite files and on a real PostgreSQL.
  *
  * SQLite databases live in a mkdtemp dir. PostgreSQL is a throwaway server
  * from support_pg (initdb in a temp dir, ephemeral loopback port, stopped
@@ -24,7 +24,7 @@
 #include "support_pg.h"
 
 #include "citrus/errors.h"
-#include "shard/shard_db.h"
+#include "provision/shard_db.h"
 
 static char tmpdir[PATH_MAX - 64];
 

@@ -1,4 +1,4 @@
-/* Unit tests for shard/shard_json.c: the record's JSON form and its round
+/* Unit tests for wire/shard_json.c: the record's JSON form and its round
  * trip, times, and the checks on POST /v1/shards and PATCH bodies (every
  * bad input must give an error that names the field). */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "citrus/errors.h"
-#include "shard/shard_json.h"
+#include "wire/shard_json.h"
 
 static json_t *parse_json(const char *text)
 {

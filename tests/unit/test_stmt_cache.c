@@ -1,6 +1,6 @@
 /* tests/unit/test_stmt_cache.c — the prepared-statement cache
- * (shard/stmt_cache.c), and the SQLite driver keeping its statements in it
- * (shard/driver_sqlite.c): one statement per text, reset after every run,
+ * (dbconn/stmt_cache.c), and the SQLite driver keeping its statements in it
+ * (dbconn/driver_sqlite.c): one statement per text, reset after every run,
  * finalized on eviction and close, prepared again by SQLite when the schema
  * changes under it. What the database holds is read with sqlite3_next_stmt
  * on the connection's own handle. (PostgreSQL: test_pg_stmts.c.) */
@@ -19,9 +19,9 @@
 #include "support_pg.h"
 
 #include "citrus/errors.h"
-#include "shard/driver.h"
-#include "shard/shard_db.h"
-#include "shard/stmt_cache.h"
+#include "dbconn/driver.h"
+#include "provision/shard_db.h"
+#include "dbconn/stmt_cache.h"
 
 /* ---- the cache ------------------------------------------------------------------- */
 

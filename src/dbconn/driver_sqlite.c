@@ -1,0 +1,387 @@
+/* dbconn/driver_sqlite.c — the SQLite backend of the shard driver (see
+ * driver.h; driver.c checks the arguments and dispatches here).
+ *
+ * Opening: the file must exist (the provisioner creates shard files; a
+ * typo in a DSN must not silently create an empty database), it gets a
+ * busy timeout of the open timeout so concurrent writers on one file wait
+ * for each other, and WAL mode (readers do not block the writer). The
+ * PRAGMA also reads the header, so a file that is not a database fails
+ * the open rather than the first statement.
+ *
+ * Statements: exactly one per call — after it only whitespace, ";" and
+ * comments may follow. Parameters must be written $1..$N (bound by name
+ * with sqlite3_bind_parameter_index's numbering): "?", "?NNN", ":name",
+ * "@name" and "$name" are refused so there is one syntax on every backend,
+ * and the highest $N must equal nparams. Rows are typed by storage class.
+ * When max_rows is reached a read-only statement stops there; any other
+ * (INSERT ... RETURNING) is stepped to completion with the rest of its rows
+ * dropped, so a limit never cuts a write short.
+ *
+ * changes: sqlite3_changes64 only when the statement changed something
+ * (total_changes moved): sqlite3_changes alone keeps the count of the last
+ * INSERT/UPDATE/DELETE, which would be wrong for a SELECT or DDL after one.
+ *
+ * Errors: the caller's fault (syntax, constraint, ...) is CITRUS_EINVAL
+ * with SQLite's message. SQLITE_BUSY (the lock stayed taken past the busy
+ * timeout) and SQLITE_FULL are CITRUS_EUNAVAILABLE with the connection
+ * still usable; I/O errors, corruption, a file that is no longer a
+ * database or was moved are CITRUS_EUNAVAILABLE and mark the connection
+ * broken, so a pool reopens it. */
+#define CITRUS_DRIVER_INTERNAL
+#include "dbconn/driver.h"
+
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+#include "core/sqlword.h"
+#include "dbconn/stmt_cache.h"
+
+#define MAX_PARAM_NUMBER 65535L
+
+static sqlite3 *lite(drv_conn *c)
+{
+    return (sqlite3 *)c->handle;
+}
+
+/* Our error code for an SQLite result code (marks c broken when the
+ * connection should not be reused). */
+static int map_rc(drv_conn *c, int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        return CITRUS_ENOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_FULL:
+        return CITRUS_EUNAVAILABLE;
+    case SQLITE_READONLY:
+        if (rc == SQLITE_READONLY_DBMOVED)
+            c->broken = true;
+        return CITRUS_EUNAVAILABLE;
+    case SQLITE_IOERR:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_CANTOPEN:
+        c->broken = true;
+        return CITRUS_EUNAVAILABLE;
+    default:
+        return CITRUS_EINVAL;
+    }
+}
+
+static int fail_db(drv_conn *c, int rc, drv_error *e)
+{
+    return drv_fail(e, map_rc(c, rc), NULL, "%s", sqlite3_errmsg(lite(c)));
+}
+
+int drv_lite_open(drv_conn *c, const char *path, drv_error *e)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    c->handle = db;
+    if (rc != SQLITE_OK) {
+        drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "sqlite open %s: %s", path,
+                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        return rc == SQLITE_NOMEM ? CITRUS_ENOMEM : CITRUS_EUNAVAILABLE;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, c->timeout_ms > INT_MAX ? INT_MAX : (int)c->timeout_ms);
+    rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "sqlite %s: %s", path, sqlite3_errmsg(db));
+        return rc == SQLITE_NOMEM ? CITRUS_ENOMEM : CITRUS_EUNAVAILABLE;
+    }
+    return 0;
+}
+
+void drv_lite_finalize(void *stmt)
+{
+    sqlite3_finalize(stmt);
+}
+
+void drv_lite_close(drv_conn *c)
+{
+    stmt_cache_free(c->stmts); /* its statements first: they hold the db open */
+    c->stmts = NULL;
+    if (c->handle)
+        sqlite3_close_v2(lite(c));
+    c->handle = NULL;
+}
+
+drv_tx_state drv_lite_tx_state(drv_conn *c)
+{
+    return sqlite3_get_autocommit(lite(c)) ? DRV_TX_IDLE : DRV_TX_ACTIVE;
+}
+
+/* Whether s holds nothing but whitespace, ";" and SQL comments (SQLite
+ * accepts an unterminated trailing comment). */
+static bool only_filler(const char *s)
+{
+    s = sql_skip(s, ";");
+    return *s == '\0' || (s[0] == '/' && s[1] == '*');
+}
+
+/* The N of a "$N" parameter name, or 0 when the name is not of that form. */
+static long param_number(const char *name)
+{
+    if (!name || name[0] != '$' || name[1] < '1' || name[1] > '9')
+        return 0;
+    long n = 0;
+    for (const char *p = name + 1; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        n = n * 10 + (*p - '0');
+        if (n > MAX_PARAM_NUMBER)
+            return 0;
+    }
+    return n;
+}
+
+static int bind_params(drv_conn *c, sqlite3_stmt *st, const value *params, size_t nparams,
+                       drv_error *e)
+{
+    int count = sqlite3_bind_parameter_count(st);
+    long highest = 0;
+    for (int i = 1; i <= count; i++) {
+        const char *name = sqlite3_bind_parameter_name(st, i);
+        long n = param_number(name);
+        if (n == 0)
+            return drv_fail(e, CITRUS_EINVAL, NULL,
+                            "parameters are written $1, $2, ...: \"%s\" is not supported",
+                            name ? name : "?");
+        if (n > highest)
+            highest = n;
+    }
+    if ((size_t)highest != nparams) {
+        if (highest == 0)
+            return drv_fail(e, CITRUS_EINVAL, NULL, "statement has no parameters, got %zu",
+                            nparams);
+        return drv_fail(e, CITRUS_EINVAL, NULL, "statement has %ld parameters ($1..$%ld), got %zu",
+                        highest, highest, nparams);
+    }
+    for (int i = 1; i <= count; i++) {
+        long n = param_number(sqlite3_bind_parameter_name(st, i));
+        const value *v = &params[n - 1];
+        int rc;
+        switch (v->type) {
+        case VAL_INT:
+            rc = sqlite3_bind_int64(st, i, v->u.i);
+            break;
+        case VAL_REAL:
+            rc = sqlite3_bind_double(st, i, v->u.d);
+            break;
+        case VAL_BOOL:
+            rc = sqlite3_bind_int(st, i, v->u.b ? 1 : 0);
+            break;
+        case VAL_TEXT:
+            /* the values outlive the statement: no copy */
+            rc = sqlite3_bind_text64(st, i, v->u.s.p ? v->u.s.p : "", v->u.s.len, SQLITE_STATIC,
+                                     SQLITE_UTF8);
+            break;
+        case VAL_BLOB:
+            rc = sqlite3_bind_blob64(st, i, v->u.s.p ? v->u.s.p : "", v->u.s.len, SQLITE_STATIC);
+            break;
+        default:
+            rc = sqlite3_bind_null(st, i);
+            break;
+        }
+        if (rc != SQLITE_OK)
+            return drv_fail(e, rc == SQLITE_NOMEM ? CITRUS_ENOMEM : CITRUS_EINVAL, NULL,
+                            "parameter $%ld: %s", n, sqlite3_errstr(rc));
+    }
+    return 0;
+}
+
+static int set_columns(sqlite3_stmt *st, int ncols, result_set *out)
+{
+    if (ncols <= 0)
+        return 0;
+    const char **names = calloc((size_t)ncols, sizeof(*names));
+    if (!names)
+        return CITRUS_ENOMEM;
+    for (int i = 0; i < ncols; i++) {
+        names[i] = sqlite3_column_name(st, i);
+        if (!names[i]) {
+            free(names);
+            return CITRUS_ENOMEM;
+        }
+    }
+    int rc = rs_set_columns(out, names, (size_t)ncols);
+    free(names);
+    return rc;
+}
+
+/* The current row into out (ownership passes to out). */
+static int append_row(sqlite3_stmt *st, int ncols, value *row, result_set *out)
+{
+    for (int i = 0; i < ncols; i++) {
+        switch (sqlite3_column_type(st, i)) {
+        case SQLITE_INTEGER:
+            row[i] = val_int(sqlite3_column_int64(st, i));
+            break;
+        case SQLITE_FLOAT:
+            row[i] = val_real(sqlite3_column_double(st, i));
+            break;
+        case SQLITE_TEXT: {
+            const char *p = (const char *)sqlite3_column_text(st, i);
+            size_t len = (size_t)sqlite3_column_bytes(st, i);
+            row[i] = p ? val_text(p, len) : val_null();
+            if (!val_ok(&row[i], VAL_TEXT))
+                goto nomem;
+            break;
+        }
+        case SQLITE_BLOB: {
+            const void *p = sqlite3_column_blob(st, i);
+            size_t len = (size_t)sqlite3_column_bytes(st, i);
+            row[i] = val_blob(p ? p : "", p ? len : 0);
+            if (!val_ok(&row[i], VAL_BLOB))
+                goto nomem;
+            break;
+        }
+        default:
+            row[i] = val_null();
+            break;
+        }
+    }
+    if (rs_append_row(out, row) == 0)
+        return 0;
+nomem:
+    for (int i = 0; i < ncols; i++)
+        val_free(&row[i]);
+    return CITRUS_ENOMEM;
+}
+
+/* The statement for sql: the kept one, or prepared now (and kept when
+ * the connection keeps statements); *kept says which. 0, or the error. */
+static int stmt_for(drv_conn *c, const char *sql, sqlite3_stmt **out, bool *kept, drv_error *e)
+{
+    *out = NULL;
+    const stmt_ref *known = c->stmts ? stmt_cache_find(c->stmts, sql, NULL, 0) : NULL;
+    if ((*kept = known != NULL)) {
+        *out = known->handle;
+        return 0;
+    }
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    int rc = sqlite3_prepare_v2(lite(c), sql, -1, &st, &tail);
+    if (rc != SQLITE_OK)
+        return fail_db(c, rc, e);
+    if (!st)
+        return drv_fail(e, CITRUS_EINVAL, NULL, "empty statement");
+    if (tail && !only_filler(tail)) {
+        sqlite3_finalize(st);
+        return drv_fail(e, CITRUS_EINVAL, NULL, "only one statement is allowed per call");
+    }
+    const stmt_ref *added;
+    stmt_ref evicted;
+    if (c->stmts && stmt_cache_add(c->stmts, sql, NULL, 0, st, &added, &evicted) == 0) {
+        sqlite3_finalize(evicted.handle); /* NULL when none */
+        *kept = true;
+    } /* else out of memory: run it once all the same */
+    *out = st;
+    return 0;
+}
+
+/* SQLite's progress handler while a statement has a deadline: non-zero
+ * interrupts it. */
+static int past_deadline(void *ctx)
+{
+    const drv_conn *c = ctx;
+    return c->deadline_ms && drv_mono_ms() >= c->deadline_ms;
+}
+
+/* The error of a step that failed: a timeout when the deadline
+ * interrupted it. */
+static int step_failed(drv_conn *c, int step, drv_error *e)
+{
+    if ((step & 0xff) == SQLITE_INTERRUPT && c->deadline_ms && drv_mono_ms() >= c->deadline_ms)
+        return drv_fail(e, CITRUS_EQUERYTIMEOUT, NULL,
+                        "the statement ran past its timeout of %lld ms and was cancelled",
+                        (long long)c->stmt_timeout_ms);
+    return fail_db(c, step, e);
+}
+
+int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t nparams,
+                  size_t max_rows, result_set *out, bool *truncated, int64_t *changes, drv_error *e)
+{
+    sqlite3 *db = lite(c);
+    sqlite3_stmt *st;
+    bool kept;
+    int rc = stmt_for(c, sql, &st, &kept, e);
+    if (rc)
+        return rc;
+    if (c->stmt_timeout_ms) { /* checked every 1000 virtual machine steps */
+        c->deadline_ms = drv_mono_ms() + c->stmt_timeout_ms;
+        sqlite3_progress_handler(db, 1000, past_deadline, c);
+    }
+    value *row = NULL;
+    sqlite3_int64 before = sqlite3_total_changes64(db);
+    if ((rc = bind_params(c, st, params, nparams, e)) != 0)
+        goto out;
+    /* The columns are read after the first step: a kept statement whose
+     * schema changed is prepared again by that step, with the new ones. */
+    int step = sqlite3_step(st);
+    int ncols = sqlite3_column_count(st);
+    bool readonly = sqlite3_stmt_readonly(st);
+    if ((rc = set_columns(st, ncols, out)) != 0) {
+        drv_fail(e, rc, NULL, "out of memory");
+        goto out;
+    }
+    if (ncols > 0 && !(row = calloc((size_t)ncols, sizeof(*row)))) {
+        rc = drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    for (; step == SQLITE_ROW; step = sqlite3_step(st)) {
+        if (*truncated)
+            continue; /* a write past the limit: finish it, drop its rows */
+        if (max_rows && out->nrows >= max_rows) {
+            *truncated = true;
+            if (readonly)
+                break;
+            continue;
+        }
+        if ((rc = append_row(st, ncols, row, out)) != 0) {
+            drv_fail(e, rc, NULL, "out of memory");
+            goto out;
+        }
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = step_failed(c, step, e);
+        goto out;
+    }
+    if (sqlite3_total_changes64(db) != before)
+        *changes = sqlite3_changes64(db);
+    rc = 0;
+out:
+    free(row);
+    if (c->deadline_ms) {
+        sqlite3_progress_handler(db, 0, NULL, NULL);
+        c->deadline_ms = 0;
+    }
+    if (kept) { /* ends its read (a statement left mid-way holds a snapshot) */
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    } else {
+        sqlite3_finalize(st);
+    }
+    return rc;
+}
+
+int drv_lite_ping(drv_conn *c, drv_error *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(lite(c), "SELECT count(*) FROM sqlite_master", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK) {
+        map_rc(c, rc); /* marks c broken when it is */
+        drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "%s", sqlite3_errmsg(lite(c)));
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : CITRUS_EUNAVAILABLE;
+}

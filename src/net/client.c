@@ -1,0 +1,462 @@
+/* net/client.c — blocking HTTP requests over one reused libcurl handle. */
+#include "net/client.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "citrus/errors.h"
+
+struct client {
+    CURL *curl;
+    char *endpoint; /* no trailing '/' */
+    long timeout_ms;
+    long connect_timeout_ms;
+    const volatile sig_atomic_t *abort_flag;
+    /* The socket libcurl opened last and has not closed, for
+     * client_interrupt (from another thread): guarded by sock_mu. */
+    pthread_mutex_t sock_mu;
+    curl_socket_t sock;
+    char curl_err[CURL_ERROR_SIZE]; /* libcurl's detail for the last transfer */
+    char errbuf[CURL_ERROR_SIZE + 512];
+};
+
+/* A growing byte buffer that stays NUL-terminated. */
+typedef struct bytebuf {
+    char *data;
+    size_t len, cap;
+    bool oom;
+} bytebuf;
+
+static bool bytebuf_append(bytebuf *b, const char *p, size_t n)
+{
+    if (b->oom)
+        return false;
+    if (!b->data || b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d) {
+            b->oom = true;
+            return false;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return true;
+}
+
+/* Where a request in flight collects its answer. */
+typedef struct collect {
+    bytebuf body;
+    client_header *headers;
+    size_t nheaders, cap;
+    bool oom;
+} collect;
+
+static void collect_clear_headers(collect *k)
+{
+    for (size_t i = 0; i < k->nheaders; i++) {
+        free(k->headers[i].name);
+        free(k->headers[i].value);
+    }
+    k->nheaders = 0;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ctx)
+{
+    collect *k = ctx;
+    return bytebuf_append(&k->body, p, size * n) ? size * n : 0;
+}
+
+static bool is_blank(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/* Called once per header line, status lines included. A status line starts a
+ * new response (after a 100 Continue, say), so it drops what came before. */
+static size_t on_header(char *p, size_t size, size_t n, void *ctx)
+{
+    collect *k = ctx;
+    size_t len = size * n;
+    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+        collect_clear_headers(k);
+        return len;
+    }
+    const char *colon = memchr(p, ':', len);
+    if (!colon)
+        return len; /* the blank line ending the headers */
+    size_t nlen = (size_t)(colon - p);
+    const char *v = colon + 1, *end = p + len;
+    while (v < end && is_blank(*v))
+        v++;
+    while (end > v && is_blank(end[-1]))
+        end--;
+    if (k->nheaders == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 16;
+        client_header *h = realloc(k->headers, cap * sizeof(*h));
+        if (!h)
+            goto oom;
+        k->headers = h;
+        k->cap = cap;
+    }
+    client_header *h = &k->headers[k->nheaders];
+    h->name = strndup(p, nlen);
+    h->value = strndup(v, (size_t)(end - v));
+    if (!h->name || !h->value) {
+        free(h->name);
+        free(h->value);
+        goto oom;
+    }
+    k->nheaders++;
+    return len;
+oom:
+    k->oom = true;
+    return 0;
+}
+
+static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    const client *c = ctx;
+    return c->abort_flag && *c->abort_flag ? 1 : 0;
+}
+
+/* libcurl opens and closes its sockets through these, so that the one in
+ * use is known to client_interrupt. */
+static curl_socket_t on_open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    client *c = ctx;
+    if (c->abort_flag && *c->abort_flag)
+        return CURL_SOCKET_BAD; /* interrupted already: no new connection */
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s == CURL_SOCKET_BAD)
+        return s;
+    pthread_mutex_lock(&c->sock_mu);
+    c->sock = s;
+    pthread_mutex_unlock(&c->sock_mu);
+    return s;
+}
+
+static int on_close_socket(void *ctx, curl_socket_t s)
+{
+    client *c = ctx;
+    pthread_mutex_lock(&c->sock_mu);
+    if (c->sock == s)
+        c->sock = CURL_SOCKET_BAD;
+    int rc = close(s);
+    pthread_mutex_unlock(&c->sock_mu);
+    return rc;
+}
+
+void client_interrupt(client *c)
+{
+    pthread_mutex_lock(&c->sock_mu);
+    if (c->sock != CURL_SOCKET_BAD)
+        shutdown(c->sock, SHUT_RDWR); /* the transfer sees the end at once */
+    pthread_mutex_unlock(&c->sock_mu);
+}
+
+const char *client_default_endpoint(void)
+{
+    const char *env = getenv("CITRUS_ENDPOINT");
+    return env && env[0] ? env : CLIENT_DEFAULT_ENDPOINT;
+}
+
+client *client_new(const char *endpoint)
+{
+    if (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0)
+        return NULL;
+    client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->endpoint = strdup(endpoint);
+    if (!c->endpoint)
+        goto fail_client;
+    size_t n = strlen(c->endpoint);
+    while (n > 0 && c->endpoint[n - 1] == '/')
+        c->endpoint[--n] = '\0';
+    /* Reference-counted by libcurl; balanced in client_free. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        goto fail_endpoint;
+    c->curl = curl_easy_init();
+    if (!c->curl)
+        goto fail_global;
+    c->timeout_ms = CLIENT_REQUEST_TIMEOUT_MS;
+    c->connect_timeout_ms = CLIENT_CONNECT_TIMEOUT_MS;
+    c->sock = CURL_SOCKET_BAD;
+    pthread_mutex_init(&c->sock_mu, NULL);
+    return c;
+
+fail_global:
+    curl_global_cleanup();
+fail_endpoint:
+    free(c->endpoint);
+fail_client:
+    free(c);
+    return NULL;
+}
+
+void client_free(client *c)
+{
+    if (!c)
+        return;
+    curl_easy_cleanup(c->curl);
+    curl_global_cleanup();
+    pthread_mutex_destroy(&c->sock_mu);
+    free(c->endpoint);
+    free(c);
+}
+
+const char *client_endpoint(const client *c)
+{
+    return c->endpoint;
+}
+
+void client_set_timeout_ms(client *c, long ms)
+{
+    c->timeout_ms = ms;
+}
+
+void client_set_connect_timeout_ms(client *c, long ms)
+{
+    c->connect_timeout_ms = ms;
+}
+
+void client_set_abort_flag(client *c, const volatile sig_atomic_t *flag)
+{
+    c->abort_flag = flag;
+}
+
+const char *client_error(const client *c)
+{
+    return c->errbuf;
+}
+
+/* Maps a transport failure to a Citrus code, with the message in c->errbuf. */
+static int transport_error(client *c, CURLcode cc, const char *url)
+{
+    const char *detail = c->curl_err[0] ? c->curl_err : curl_easy_strerror(cc);
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        snprintf(c->errbuf, sizeof(c->errbuf), "%s: timed out: %s", url, detail);
+        return CITRUS_ETIMEOUT;
+    case CURLE_ABORTED_BY_CALLBACK:
+        snprintf(c->errbuf, sizeof(c->errbuf), "%s: interrupted", url);
+        return CITRUS_ECLOSED;
+    case CURLE_OUT_OF_MEMORY:
+        snprintf(c->errbuf, sizeof(c->errbuf), "out of memory");
+        return CITRUS_ENOMEM;
+    default:
+        snprintf(c->errbuf, sizeof(c->errbuf), "%s: %s", url, detail);
+        return CITRUS_EUNAVAILABLE;
+    }
+}
+
+int client_request(client *c, const char *method, const char *path, const void *body, size_t len,
+                   const char *const *headers, client_response *resp)
+{
+    memset(resp, 0, sizeof(*resp));
+    c->errbuf[0] = c->curl_err[0] = '\0';
+    if (path[0] != '/') {
+        snprintf(c->errbuf, sizeof(c->errbuf), "path must start with '/': %s", path);
+        return CITRUS_EINVAL;
+    }
+    int rc = CITRUS_ENOMEM;
+    collect k = {0};
+    struct curl_slist *hl = NULL, *tmp;
+    size_t ulen = strlen(c->endpoint) + strlen(path) + 1;
+    char *url = malloc(ulen);
+    if (!url)
+        goto out;
+    snprintf(url, ulen, "%s%s", c->endpoint, path);
+
+    /* "Expect:" stops libcurl from waiting for 100 Continue on big bodies. */
+    if (!(tmp = curl_slist_append(hl, "Expect:")))
+        goto out_headers;
+    hl = tmp;
+    for (size_t i = 0; headers && headers[i]; i++) {
+        if (!(tmp = curl_slist_append(hl, headers[i])))
+            goto out_headers;
+        hl = tmp;
+    }
+
+    /* Reset drops the previous request's options but keeps live connections. */
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_err);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "citrus-cli/" CITRUS_VERSION);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &k);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &k);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, c);
+    curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, c);
+    if (strcmp(method, "GET") == 0) {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+        if (body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
+            /* POSTFIELDS sends the body as is, with a Content-Length. */
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+        }
+    }
+
+    CURLcode cc = curl_easy_perform(h);
+    if (cc != CURLE_OK && c->abort_flag && *c->abort_flag)
+        cc = CURLE_ABORTED_BY_CALLBACK; /* client_interrupt cut it short */
+    if (k.oom || k.body.oom) {
+        snprintf(c->errbuf, sizeof(c->errbuf), "out of memory");
+        rc = CITRUS_ENOMEM;
+        goto out_collect;
+    }
+    if (cc != CURLE_OK) {
+        rc = transport_error(c, cc, url);
+        goto out_collect;
+    }
+    if (!k.body.data && !bytebuf_append(&k.body, "", 0))
+        goto out_collect;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+    resp->body = k.body.data;
+    resp->body_len = k.body.len;
+    resp->headers = k.headers;
+    resp->nheaders = k.nheaders;
+    k = (collect){0};
+    rc = 0;
+
+out_collect:
+    collect_clear_headers(&k);
+    free(k.headers);
+    free(k.body.data);
+out_headers:
+    curl_slist_free_all(hl);
+    free(url);
+out:
+    if (rc == CITRUS_ENOMEM && !c->errbuf[0])
+        snprintf(c->errbuf, sizeof(c->errbuf), "out of memory");
+    return rc;
+}
+
+void client_response_free(client_response *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        free(r->headers[i].name);
+        free(r->headers[i].value);
+    }
+    free(r->headers);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+const char *client_response_header(const client_response *r, const char *name)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0)
+            return r->headers[i].value;
+    return NULL;
+}
+
+json_t *client_response_json(const client_response *r, char *errbuf, size_t errlen)
+{
+    json_error_t je;
+    json_t *j = json_loadb(r->body, r->body_len, 0, &je);
+    if (!j) {
+        snprintf(errbuf, errlen, "response is not JSON: %s", je.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        snprintf(errbuf, errlen, "response is not a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+void client_response_error(const client_response *r, char *buf, size_t len)
+{
+    json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
+    json_t *e = json_object_get(j, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    if (!code) {
+        /* Not one of ours (a proxy, say): show the start of the body. */
+        int n = (int)(r->body_len < 200 ? r->body_len : 200);
+        while (n > 0 && is_blank(r->body[n - 1]))
+            n--;
+        snprintf(buf, len, "http_%ld: %.*s", r->status, n, n ? r->body : "(empty response)");
+        json_decref(j);
+        return;
+    }
+    int n = snprintf(buf, len, "%s: %s", code, msg ? msg : "");
+    static const char *const extras[] = {"mod_revision", "compact_revision"};
+    for (size_t i = 0; i < sizeof(extras) / sizeof(extras[0]); i++) {
+        json_t *x = json_object_get(e, extras[i]);
+        if (json_is_integer(x) && n >= 0 && (size_t)n < len)
+            n += snprintf(buf + n, len - (size_t)n, " (%s %" JSON_INTEGER_FORMAT ")", extras[i],
+                          json_integer_value(x));
+    }
+    json_decref(j);
+}
+
+static bool is_unreserved(unsigned char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '.' || ch == '_' || ch == '~';
+}
+
+/* Percent-encodes s, leaving '/' literal when keep_slash. */
+static char *escape(const char *s, bool keep_slash)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (is_unreserved(*p) || (keep_slash && *p == '/')) {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+char *client_escape_path(const char *s)
+{
+    return escape(s, true);
+}
+
+char *client_escape_query(const char *s)
+{
+    return escape(s, false);
+}

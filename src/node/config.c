@@ -1,0 +1,502 @@
+/* node/config.c — table-driven configuration: file, environment, flags. */
+#include "node/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+
+/* F_LIST: a JSON array of strings, or comma-separated text, kept joined by
+ * commas. F_NODES: a JSON array of {id, address, api_port} (JSON text in the
+ * environment or a flag). */
+typedef enum { F_STR, F_INT, F_ENUM, F_LIST, F_NODES } field_type;
+
+typedef struct field {
+    const char *section;
+    const char *name;
+    const char *flag; /* long flag without dashes, or NULL */
+    field_type type;
+    size_t offset;
+    size_t size;         /* F_STR/F_ENUM: buffer size */
+    int64_t min, max;    /* F_INT bounds */
+    const char *choices; /* F_ENUM: '|'-separated */
+    const char *help;
+} field;
+
+#define STR(sec, nm, flg, member, help)                                                            \
+    {                                                                                              \
+        sec, nm, flg, F_STR, offsetof(citrus_config, member),                                      \
+            sizeof(((citrus_config *)0)->member), 0, 0, NULL, help                                 \
+    }
+#define INT(sec, nm, flg, member, lo, hi, help)                                                    \
+    {                                                                                              \
+        sec, nm, flg, F_INT, offsetof(citrus_config, member), 0, lo, hi, NULL, help                \
+    }
+#define LIST(sec, nm, flg, member, help)                                                           \
+    {                                                                                              \
+        sec, nm, flg, F_LIST, offsetof(citrus_config, member),                                     \
+            sizeof(((citrus_config *)0)->member), 0, 0, NULL, help                                 \
+    }
+#define ENUM(sec, nm, flg, member, choices, help)                                                  \
+    {                                                                                              \
+        sec, nm, flg, F_ENUM, offsetof(citrus_config, member),                                     \
+            sizeof(((citrus_config *)0)->member), 0, 0, choices, help                              \
+    }
+
+static const field fields[] = {
+    STR("cluster", "node_id", "node-id", node_id, "this node's id"),
+    STR("server", "listen", "listen", listen, "API listen address HOST:PORT"),
+    INT("server", "threads", "threads", threads, 1, 256, "HTTP worker threads"),
+    INT("server", "max_connections", "max-connections", max_connections, 1, 1000000,
+        "concurrent connection limit"),
+    INT("server", "idle_timeout_s", "idle-timeout", idle_timeout_s, 1, 86400,
+        "idle connection timeout, seconds"),
+    INT("server", "max_header_bytes", "max-header-bytes", max_header_bytes, 4096, 1048576,
+        "per-connection header memory"),
+    INT("server", "max_body_bytes", "max-body-bytes", max_body_bytes, 1024, 268435456,
+        "request body limit"),
+    {"cluster", "nodes", "nodes", F_NODES, offsetof(citrus_config, nodes), 0, 0, 0, NULL,
+     "static membership: [{id, address, api_port}, ...]"},
+    ENUM("catalog", "backend", "catalog-backend", backend, "embedded|etcd",
+         "catalog store backend"),
+    LIST("catalog.etcd", "endpoints", "etcd-endpoints", etcd_endpoints,
+         "etcd client URLs (comma-separated in env/flags)"),
+    INT("catalog.etcd", "request_timeout_ms", "etcd-request-timeout", etcd_request_timeout_ms, 100,
+        600000, "etcd request timeout, ms"),
+    INT("catalog.etcd", "connect_timeout_ms", "etcd-connect-timeout", etcd_connect_timeout_ms, 50,
+        60000, "etcd connect timeout, ms"),
+    ENUM("catalog.etcd", "batch_puts", "etcd-batch-puts", etcd_batch_puts, "off|on",
+         "send concurrent single-key puts to etcd as one txn (they then share a revision)"),
+    INT("catalog", "max_staleness_ms", "max-staleness", max_staleness_ms, 100, 3600000,
+        "bound on a bounded read's staleness, ms"),
+    STR("catalog", "data_dir", "data-dir", data_dir, "data directory of the embedded store"),
+    INT("catalog", "max_value_bytes", "max-value-bytes", max_value_bytes, 1, 268435456,
+        "largest value accepted"),
+    INT("catalog", "history_keep", "history-keep", history_keep, 100, 100000000,
+        "revisions of change history kept for watches"),
+    INT("catalog", "max_watch_timeout_s", "max-watch-timeout", max_watch_timeout_s, 1, 3600,
+        "longest long-poll wait, seconds"),
+    ENUM("log", "level", "log-level", log_level, "debug|info|warn|error", "lowest level logged"),
+    INT("cluster", "session_ttl_s", "session-ttl", session_ttl_s, 1, 300,
+        "lease TTL of this node's registration and controller candidacy, seconds"),
+    ENUM("shards", "hash", "ring-hash", ring_hash, "murmur3|xxhash64",
+         "ring hash of a new catalog (an existing ring keeps its own)"),
+    INT("shards", "vnodes", "vnodes", vnodes, 1, 4096,
+        "virtual nodes per shard of weight 1 in a new catalog"),
+    STR("shards", "templates_dir", "templates-dir", templates_dir,
+        "schema templates: <dir>/<business type>/*.sql (citrus dev: <data_dir>/templates)"),
+    INT("shards", "db_timeout_ms", "shard-db-timeout", shard_db_timeout_ms, 100, 600000,
+        "connecting to shard databases, ms"),
+    INT("shards", "dev_shards", "dev-shards", dev_shards, 0, 64,
+        "SQLite shards citrus dev creates in an empty catalog"),
+    STR("router", "listen", "router-listen", router_listen,
+        "router (SQL on shards) listen address HOST:PORT, or off (citrus dev: 127.0.0.1:8080)"),
+    INT("router", "max_rows", "router-max-rows", router_max_rows, 1, 10000000,
+        "rows kept in one answer (more: truncated)"),
+    INT("router", "pool_size", "router-pool-size", router_pool_size, 1, 1000,
+        "connections per shard database"),
+    INT("router", "pool_wait_ms", "router-pool-wait", router_pool_wait_ms, 1, 600000,
+        "how long a query waits for a free connection, ms"),
+    INT("router", "max_connections", "router-max-connections", router_max_conns, 1, 100000,
+        "client connections the router serves at once (a thread each)"),
+    INT("router", "statement_cache", "router-statement-cache", router_stmt_cache, 0, 100000,
+        "prepared statements kept per shard connection (0: none; a PostgreSQL connection "
+        "that cannot keep them stops by itself)"),
+    INT("router", "query_timeout_ms", "router-query-timeout", router_query_timeout_ms, 0, 86400000,
+        "how long a statement may run when the request names no timeout_ms, ms; past it the "
+        "statement is cancelled, 504 query_timeout (0: no limit)"),
+    INT("router", "max_lag_ms", "router-max-lag", router_max_lag_ms, 1, 86400000,
+        "eventual reads that name no max_lag_ms: the most replica lag they accept, ms"),
+    ENUM("provisioner", "kind", "provisioner", prov_kind, "none|sqlite|postgres|exec",
+         "how new shard databases are created (citrus dev: sqlite)"),
+    STR("provisioner", "sqlite_dir", "provisioner-sqlite-dir", prov_sqlite_dir,
+        "sqlite: where shard files go (default <data_dir>/shards)"),
+    STR("provisioner", "postgres_admin_dsn", "provisioner-postgres-dsn", prov_pg_admin_dsn,
+        "postgres: a DSN allowed to CREATE DATABASE"),
+    STR("provisioner", "postgres_db_prefix", "provisioner-postgres-prefix", prov_pg_prefix,
+        "postgres: database name prefix"),
+    STR("provisioner", "exec_path", "provisioner-exec", prov_exec_path,
+        "exec: the program to run (JSON request on stdin, {dsn, replicas} on stdout)"),
+    INT("provisioner", "exec_timeout_ms", "provisioner-exec-timeout", prov_exec_timeout_ms, 100,
+        3600000, "exec: how long the program may run, ms"),
+};
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+/* Sections reserved for later components: accepted if they are objects. */
+static const char *const reserved_sections[] = {"bus", "records", "auth", "notification_filter",
+                                                NULL};
+
+void config_defaults(citrus_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->node_id, sizeof(c->node_id), "node1");
+    snprintf(c->listen, sizeof(c->listen), CONFIG_DEFAULT_LISTEN);
+    c->threads = 4;
+    c->max_connections = 4096;
+    c->idle_timeout_s = 60;
+    c->max_header_bytes = 32 * 1024LL;
+    c->max_body_bytes = 1024 * 1024LL;
+    snprintf(c->backend, sizeof(c->backend), "embedded");
+    snprintf(c->data_dir, sizeof(c->data_dir), "./citrus-data");
+    c->max_value_bytes = 1024 * 1024LL;
+    c->history_keep = 100000;
+    c->max_watch_timeout_s = 300;
+    snprintf(c->log_level, sizeof(c->log_level), "info");
+    c->session_ttl_s = 5;
+    c->etcd_request_timeout_ms = 5000;
+    c->etcd_connect_timeout_ms = 1000;
+    snprintf(c->etcd_batch_puts, sizeof(c->etcd_batch_puts), "off");
+    c->max_staleness_ms = 5000;
+    snprintf(c->ring_hash, sizeof(c->ring_hash), "murmur3");
+    c->vnodes = 256;
+    c->shard_db_timeout_ms = 5000;
+    snprintf(c->prov_kind, sizeof(c->prov_kind), "none");
+    snprintf(c->prov_pg_prefix, sizeof(c->prov_pg_prefix), "citrus_");
+    c->prov_exec_timeout_ms = 60000;
+    snprintf(c->router_listen, sizeof(c->router_listen), "off");
+    c->router_max_rows = 10000;
+    c->router_pool_size = 8;
+    c->router_pool_wait_ms = 2000;
+    c->router_max_lag_ms = 1000;
+    c->router_stmt_cache = 256;
+    c->router_max_conns = 1024;
+}
+
+static bool enum_ok(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, v, n) == 0)
+            return true;
+        p += len + (bar ? 1 : 0);
+    }
+    return false;
+}
+
+/* Sets cluster.nodes from a JSON array; names the bad member. */
+static int set_nodes_json(citrus_config *c, const field *f, json_t *v, char *err, size_t errlen)
+{
+    if (!json_is_array(v) || json_array_size(v) > CONFIG_MAX_NODES) {
+        snprintf(err, errlen, "%s.%s: must be an array of at most %d nodes", f->section, f->name,
+                 CONFIG_MAX_NODES);
+        return CITRUS_EINVAL;
+    }
+    config_node nodes[CONFIG_MAX_NODES] = {0};
+    size_t i;
+    json_t *n;
+    json_array_foreach(v, i, n)
+    {
+        json_t *id = json_object_get(n, "id"), *addr = json_object_get(n, "address"),
+               *port = json_object_get(n, "api_port");
+        if (!json_is_object(n) || json_object_size(n) != 3 || !json_is_string(id) ||
+            !json_is_string(addr) || !json_is_integer(port) || json_string_length(id) == 0 ||
+            json_string_length(id) >= sizeof(nodes[i].id) || json_string_length(addr) == 0 ||
+            json_string_length(addr) >= sizeof(nodes[i].address) || json_integer_value(port) < 1 ||
+            json_integer_value(port) > 65535) {
+            snprintf(err, errlen,
+                     "%s.%s[%zu]: must be {\"id\": string, \"address\": string, \"api_port\": "
+                     "1-65535}",
+                     f->section, f->name, i);
+            return CITRUS_EINVAL;
+        }
+        snprintf(nodes[i].id, sizeof(nodes[i].id), "%s", json_string_value(id));
+        snprintf(nodes[i].address, sizeof(nodes[i].address), "%s", json_string_value(addr));
+        nodes[i].api_port = json_integer_value(port);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(nodes[k].id, nodes[i].id) == 0) {
+                snprintf(err, errlen, "%s.%s[%zu]: duplicate id '%s'", f->section, f->name, i,
+                         nodes[i].id);
+                return CITRUS_EINVAL;
+            }
+    }
+    memcpy(c->nodes, nodes, sizeof(nodes));
+    c->nnodes = json_array_size(v);
+    return 0;
+}
+
+static int set_nodes_text(citrus_config *c, const field *f, const char *v, char *err, size_t errlen)
+{
+    json_t *j = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
+    if (!j) {
+        snprintf(err, errlen, "%s.%s: must be a JSON array of nodes", f->section, f->name);
+        return CITRUS_EINVAL;
+    }
+    int rc = set_nodes_json(c, f, j, err, errlen);
+    json_decref(j);
+    return rc;
+}
+
+/* Sets one field from text. */
+static int set_field(citrus_config *c, const field *f, const char *v, char *err, size_t errlen)
+{
+    char *base = (char *)c + f->offset;
+    if (f->type == F_INT) {
+        char *end;
+        errno = 0;
+        long long n = strtoll(v, &end, 10);
+        if (!*v || *end || errno || n < f->min || n > f->max) {
+            snprintf(err, errlen, "%s.%s: must be an integer from %lld to %lld (got '%s')",
+                     f->section, f->name, (long long)f->min, (long long)f->max, v);
+            return CITRUS_EINVAL;
+        }
+        *(int64_t *)base = n;
+        return 0;
+    }
+    if (f->type == F_NODES)
+        return set_nodes_text(c, f, v, err, errlen);
+    if (f->type == F_LIST && *v && (strstr(v, ",,") || v[0] == ',' || v[strlen(v) - 1] == ',')) {
+        snprintf(err, errlen, "%s.%s: empty item in '%s'", f->section, f->name, v);
+        return CITRUS_EINVAL;
+    }
+    if (f->type == F_ENUM && !enum_ok(f->choices, v)) {
+        snprintf(err, errlen, "%s.%s: must be one of %s (got '%s')", f->section, f->name,
+                 f->choices, v);
+        return CITRUS_EINVAL;
+    }
+    if (strlen(v) == 0 || strlen(v) >= f->size) {
+        snprintf(err, errlen, "%s.%s: must be 1 to %zu characters", f->section, f->name,
+                 f->size - 1);
+        return CITRUS_EINVAL;
+    }
+    memcpy(base, v, strlen(v) + 1);
+    return 0;
+}
+
+static const field *find_field(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (strcmp(fields[i].section, section) == 0 && strcmp(fields[i].name, name) == 0)
+            return &fields[i];
+    return NULL;
+}
+
+static bool section_in_table(const char *s)
+{
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (strcmp(fields[i].section, s) == 0)
+            return true;
+    return false;
+}
+
+static bool section_known(const char *s)
+{
+    if (section_in_table(s))
+        return true;
+    for (size_t i = 0; reserved_sections[i]; i++)
+        if (strcmp(reserved_sections[i], s) == 0)
+            return true;
+    return false;
+}
+
+/* A JSON array of non-empty strings without commas, joined by commas. */
+static int set_list_json(citrus_config *c, const field *f, json_t *v, char *err, size_t errlen)
+{
+    char joined[CONFIG_STR * 4] = "";
+    size_t used = 0, i;
+    json_t *item;
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        goto bad;
+    json_array_foreach(v, i, item)
+    {
+        const char *t = json_string_value(item);
+        if (!t || !*t || strchr(t, ',') || used + strlen(t) + 2 > sizeof(joined))
+            goto bad;
+        used += (size_t)snprintf(joined + used, sizeof(joined) - used, "%s%s", i ? "," : "", t);
+    }
+    return set_field(c, f, joined, err, errlen);
+bad:
+    snprintf(err, errlen, "%s.%s: must be a non-empty array of strings", f->section, f->name);
+    return CITRUS_EINVAL;
+}
+
+static int apply_section(citrus_config *c, const char *sec, json_t *obj, char *err, size_t errlen);
+
+static int apply_json_field(citrus_config *c, const char *sec, const char *name, json_t *v,
+                            char *err, size_t errlen)
+{
+    const field *f = find_field(sec, name);
+    char sub[96];
+    snprintf(sub, sizeof(sub), "%s.%s", sec, name);
+    if (!f && json_is_object(v) && section_in_table(sub))
+        return apply_section(c, sub, v, err, errlen);
+    if (!f) {
+        snprintf(err, errlen, "%s.%s: unknown field", sec, name);
+        return CITRUS_EINVAL;
+    }
+    if (f->type == F_NODES)
+        return set_nodes_json(c, f, v, err, errlen);
+    if (f->type == F_LIST)
+        return set_list_json(c, f, v, err, errlen);
+    char buf[64];
+    if (f->type == F_INT) {
+        if (!json_is_integer(v)) {
+            snprintf(err, errlen, "%s.%s: must be an integer", sec, name);
+            return CITRUS_EINVAL;
+        }
+        snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+        return set_field(c, f, buf, err, errlen);
+    }
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "%s.%s: must be a string", sec, name);
+        return CITRUS_EINVAL;
+    }
+    return set_field(c, f, json_string_value(v), err, errlen);
+}
+
+/* Applies a parsed config document; path names it in the one message that
+ * has no field to name. Takes the reference to root. */
+static int apply_root(citrus_config *c, json_t *root, const char *path, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "%s: must be a JSON object", path);
+        rc = CITRUS_EINVAL;
+        goto out;
+    }
+    const char *sec;
+    json_t *obj;
+    json_object_foreach(root, sec, obj)
+    {
+        if (!section_known(sec)) {
+            snprintf(err, errlen, "%s: unknown section", sec);
+            rc = CITRUS_EINVAL;
+            goto out;
+        }
+        if (!json_is_object(obj)) {
+            snprintf(err, errlen, "%s: must be an object", sec);
+            rc = CITRUS_EINVAL;
+            goto out;
+        }
+        if (!section_in_table(sec))
+            continue; /* a reserved section, read by components that come later */
+        if ((rc = apply_section(c, sec, obj, err, errlen)) < 0)
+            goto out;
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+static int apply_section(citrus_config *c, const char *sec, json_t *obj, char *err, size_t errlen)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach(obj, name, v)
+    {
+        int rc = apply_json_field(c, sec, name, v, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int config_load_file(citrus_config *c, const char *path, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errlen, "%s: line %d: %s", path, je.line, je.text);
+        return CITRUS_EINVAL;
+    }
+    return apply_root(c, root, path, err, errlen);
+}
+
+int config_load_text(citrus_config *c, const char *text, size_t len, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errlen, "config: line %d: %s", je.line, je.text);
+        return CITRUS_EINVAL;
+    }
+    return apply_root(c, root, "config", err, errlen);
+}
+
+int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < NFIELDS; i++) {
+        char var[96];
+        int n = snprintf(var, sizeof(var), "CITRUS_%s_%s=", fields[i].section, fields[i].name);
+        for (int k = 0; k < n; k++)
+            var[k] = var[k] == '.' ? '_' : (char)toupper((unsigned char)var[k]);
+        for (char *const *e = envp; e && *e; e++) {
+            if (strncmp(*e, var, (size_t)n) != 0)
+                continue;
+            int rc = set_field(c, &fields[i], *e + n, err, errlen);
+            if (rc < 0) {
+                size_t used = strlen(err);
+                snprintf(err + used, errlen - used, " (from %.*s)", n - 1, var);
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+int config_set_flag(citrus_config *c, const char *flag, const char *value, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (fields[i].flag && strcmp(fields[i].flag, flag) == 0)
+            return set_field(c, &fields[i], value, err, errlen);
+    snprintf(err, errlen, "--%s: unknown option", flag);
+    return CITRUS_ENOTFOUND;
+}
+
+void config_print_help(void *file)
+{
+    FILE *f = file;
+    citrus_config d;
+    config_defaults(&d);
+    for (size_t i = 0; i < NFIELDS; i++) {
+        const field *fl = &fields[i];
+        char def[CONFIG_STR];
+        const char *base = (const char *)&d + fl->offset;
+        if (fl->type == F_INT)
+            snprintf(def, sizeof(def), "%lld", (long long)*(const int64_t *)base);
+        else
+            snprintf(def, sizeof(def), "%s", *base ? base : "none");
+        char var[96];
+        int n = snprintf(var, sizeof(var), "CITRUS_%s_%s", fl->section, fl->name);
+        for (int k = 0; k < n; k++)
+            var[k] = var[k] == '.' ? '_' : (char)toupper((unsigned char)var[k]);
+        fprintf(f, "  --%-18s %-32s %s (default %s)\n", fl->flag, var, fl->help, def);
+    }
+}
+
+int config_validate(const citrus_config *c, char *err, size_t errlen)
+{
+    if (strcmp(c->backend, "etcd") == 0 && !c->etcd_endpoints[0]) {
+        snprintf(err, errlen, "catalog.etcd.endpoints: required when catalog.backend is etcd");
+        return CITRUS_EINVAL;
+    }
+    if (c->nnodes && !config_self(c)) {
+        snprintf(err, errlen, "cluster.node_id: '%s' is not one of cluster.nodes", c->node_id);
+        return CITRUS_EINVAL;
+    }
+    return 0;
+}
+
+const config_node *config_self(const citrus_config *c)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (strcmp(c->nodes[i].id, c->node_id) == 0)
+            return &c->nodes[i];
+    return NULL;
+}
+
+void config_listen(const citrus_config *c, char *buf, size_t len)
+{
+    const config_node *self = config_self(c);
+    if (self && strcmp(c->listen, CONFIG_DEFAULT_LISTEN) == 0)
+        snprintf(buf, len, "%s:%lld", self->address, (long long)self->api_port);
+    else
+        snprintf(buf, len, "%s", c->listen);
+}

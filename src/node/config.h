@@ -1,0 +1,99 @@
+/* node/config.h — citrus.json, CITRUS_* environment overrides and flags.
+ *
+ * Precedence: built-in defaults < config file < environment < flags. Every
+ * setting is one row of a table (section, name, type, bounds, flag), so the
+ * file field "server.listen", the variable CITRUS_SERVER_LISTEN and the flag
+ * --listen are the same setting. Unknown fields and bad values are refused
+ * with the field named. */
+#ifndef CITRUS_NODE_CONFIG_H
+#define CITRUS_NODE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_STR 256
+#define CONFIG_MAX_NODES 16
+#define CONFIG_DEFAULT_LISTEN "127.0.0.1:8081"
+
+/* One member of cluster.nodes (seed 002 static membership). */
+typedef struct config_node {
+    char id[64];
+    char address[64];
+    int64_t api_port;
+} config_node;
+
+typedef struct citrus_config {
+    char node_id[64];
+    char listen[64];
+    int64_t threads;
+    int64_t max_connections;
+    int64_t idle_timeout_s;
+    int64_t max_header_bytes;
+    int64_t max_body_bytes;
+    char data_dir[CONFIG_STR];
+    char backend[16];
+    int64_t max_value_bytes;
+    int64_t history_keep;
+    int64_t max_watch_timeout_s;
+    char log_level[8];
+    int64_t session_ttl_s;
+    config_node nodes[CONFIG_MAX_NODES];
+    size_t nnodes;
+    char etcd_endpoints[1024]; /* comma-separated URLs */
+    int64_t etcd_request_timeout_ms;
+    char etcd_batch_puts[8]; /* "off" | "on" */
+    int64_t etcd_connect_timeout_ms;
+    int64_t max_staleness_ms;
+    /* shards */
+    char ring_hash[16]; /* murmur3 | xxhash64 */
+    int64_t vnodes;
+    char templates_dir[CONFIG_STR];
+    int64_t shard_db_timeout_ms;
+    int64_t dev_shards; /* SQLite shards `citrus dev` creates in an empty catalog */
+    /* router */
+    char router_listen[64]; /* HOST:PORT, or "off" */
+    int64_t router_max_rows;
+    int64_t router_pool_size;
+    int64_t router_pool_wait_ms;
+    int64_t router_max_lag_ms;
+    int64_t router_stmt_cache;
+    int64_t router_query_timeout_ms;
+    int64_t router_max_conns;
+    /* provisioner */
+    char prov_kind[16]; /* none | sqlite | postgres | exec */
+    char prov_sqlite_dir[CONFIG_STR];
+    char prov_pg_admin_dsn[1024];
+    char prov_pg_prefix[64];
+    char prov_exec_path[CONFIG_STR];
+    int64_t prov_exec_timeout_ms;
+} citrus_config;
+
+void config_defaults(citrus_config *c);
+
+/* Applies a JSON config file. Returns 0, or CITRUS_EINVAL with "FIELD: why"
+ * in err (the file's parse error, a bad value, or an unknown field). */
+int config_load_file(citrus_config *c, const char *path, char *err, size_t errlen);
+/* The same for a document held in text[0..len) (need not be NUL-terminated);
+ * messages that would name the file say "config" instead. */
+int config_load_text(citrus_config *c, const char *text, size_t len, char *err, size_t errlen);
+/* Applies CITRUS_<SECTION>_<NAME> variables from envp (NULL-terminated). */
+int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errlen);
+/* Sets the field with the given long flag name ("listen", "data-dir", ...).
+ * Returns CITRUS_ENOTFOUND when no field has that flag. */
+int config_set_flag(citrus_config *c, const char *flag, const char *value, char *err,
+                    size_t errlen);
+/* Checks what no single field can: the etcd backend needs endpoints; with
+ * cluster.nodes given, node_id must be one of them. */
+int config_validate(const citrus_config *c, char *err, size_t errlen);
+/* This node's entry in cluster.nodes, or NULL. */
+const config_node *config_self(const citrus_config *c);
+
+/* The address to listen on: server.listen, except that when it was left at
+ * its default and cluster.nodes lists this node, that entry's
+ * address:api_port. */
+void config_listen(const citrus_config *c, char *buf, size_t len);
+
+/* Prints every setting with its flag, variable and default. */
+void config_print_help(void *file);
+
+#endif

@@ -1,0 +1,70 @@
+/* node/router_boot.c — the router inside `citrus dev` / `citrus server`
+ * (see router_boot.h). */
+#include "node/router_boot.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "api/handlers.h"
+#include "citrus/errors.h"
+#include "obs/log.h"
+#include "router/router.h"
+#include "provision/service.h"
+
+int router_boot(const citrus_config *cfg, app *a, http_server **srv)
+{
+    *srv = NULL;
+    if (strcmp(cfg->router_listen, "off") == 0)
+        return 0;
+    if (!a->shards) {
+        fprintf(stderr, "citrus: the router needs the shard manager\n");
+        return CITRUS_EINVAL;
+    }
+    router_options ro = {.reg = a->shards->reg,
+                         .max_rows = (size_t)cfg->router_max_rows,
+                         .pool_size = (int)cfg->router_pool_size,
+                         .pool_wait_ms = cfg->router_pool_wait_ms,
+                         .default_max_lag_ms = cfg->router_max_lag_ms,
+                         .statement_cache =
+                             cfg->router_stmt_cache ? (int)cfg->router_stmt_cache : -1,
+                         .connect_timeout_ms = cfg->shard_db_timeout_ms,
+                         .query_timeout_ms = cfg->router_query_timeout_ms};
+    a->router = router_new(&ro);
+    if (!a->router) {
+        fprintf(stderr, "citrus: out of memory starting the router\n");
+        return CITRUS_ENOMEM;
+    }
+    http_server_options ho = {.listen = cfg->router_listen,
+                              .thread_per_connection = true,
+                              .max_conns = (unsigned)cfg->router_max_conns,
+                              .idle_timeout_s = (unsigned)cfg->idle_timeout_s,
+                              /* Small requests: headers up to 8 KiB (the JSON body
+                               * is read into the request's own buffer), so that
+                               * libmicrohttpd's pool, zeroed per request, stays
+                               * small. */
+                              .max_header_bytes = (size_t)8 * 1024,
+                              .connection_memory_bytes = (size_t)32 * 1024,
+                              .max_body_bytes = (size_t)cfg->max_body_bytes,
+                              .component = "router"};
+    char err[512];
+    if (http_server_start(&ho, router_routes, router_nroutes, a, srv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "citrus: router: %s\n", err);
+        router_free(a->router);
+        a->router = NULL;
+        return CITRUS_EIO;
+    }
+    log_info(
+        "router", "router listening",
+        json_pack("{s:s,s:i}", "listen", cfg->router_listen, "port", (int)http_server_port(*srv)));
+    fprintf(stderr, "  router   http://%.*s:%u/v1/query\n",
+            (int)(strrchr(cfg->router_listen, ':') - cfg->router_listen), cfg->router_listen,
+            http_server_port(*srv));
+    return 0;
+}
+
+void router_stop(app *a, http_server *srv)
+{
+    http_server_stop(srv);
+    router_free(a->router);
+    a->router = NULL;
+}

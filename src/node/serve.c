@@ -1,0 +1,297 @@
+/* node/serve.c — `citrus dev` / `citrus server`: configuration, the catalog
+ * store, the HTTP API, and a clean stop on SIGINT/SIGTERM. */
+#include "node/serve.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/app.h"
+#include "api/handlers.h"
+#include "catalog/cache.h"
+#include "catalog/store_etcd.h"
+#include "catalog/store_sqlite.h"
+#include "citrus/errors.h"
+#include "node/config.h"
+#include "node/router_boot.h"
+#include "node/shards_boot.h"
+#include "controller/session.h"
+#include "http/server.h"
+#include "obs/log.h"
+#include "sys/fs.h"
+
+static void usage(const char *cmd, FILE *f)
+{
+    fprintf(f,
+            "usage: citrus %s [--config FILE] [options]\n\n"
+            "%s\n\n"
+            "Options (each also settable in citrus.json and as an environment variable):\n",
+            cmd,
+            strcmp(cmd, "dev") == 0
+                ? "Runs Citrus on one machine, everything embedded in one process: the catalog\n"
+                  "KV and shard APIs on --listen with the store under --data-dir\n"
+                  "(./citrus-data), four SQLite shards, and the router on --router-listen."
+            : strcmp(cmd, "router") == 0
+                ? "Runs a Citrus node whose router (SQL on shards, POST /v1/query) listens on\n"
+                  "--router-listen (127.0.0.1:8080); otherwise as citrus server."
+                : "Runs a Citrus server node: the catalog KV and shard APIs and health\n"
+                  "endpoints (and the router when --router-listen is set).");
+    config_print_help(f);
+    fprintf(f, "  --config FILE      citrus.json to read first (also CITRUS_CONFIG)\n");
+}
+
+/* Reads --config first, then env, then the other flags. Returns 0, 1 for
+ * --help (already printed), or 2 for a usage error (already reported). */
+static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
+{
+    char err[512];
+    config_defaults(cfg);
+    if (strcmp(argv[0], "dev") == 0) { /* everything on one machine: SQLite shards */
+        snprintf(cfg->prov_kind, sizeof(cfg->prov_kind), "sqlite");
+        cfg->dev_shards = 4;
+        snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
+    } else if (strcmp(argv[0], "router") == 0) { /* a node whose job is the data plane */
+        snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
+    }
+    const char *file = getenv("CITRUS_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(argv[0], stdout);
+            return 1;
+        }
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            file = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            file = argv[i] + 9;
+    }
+    if (file && config_load_file(cfg, file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err);
+        return 2;
+    }
+    if (config_load_env(cfg, envp, err, sizeof(err)) < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "citrus %s: unexpected argument '%s' (see --help)\n", argv[0], a);
+            return 2;
+        }
+        char name[64];
+        const char *eq = strchr(a, '=');
+        const char *val;
+        size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (nlen >= sizeof(name)) {
+            fprintf(stderr, "citrus %s: unknown option '%s'\n", argv[0], a);
+            return 2;
+        }
+        memcpy(name, a + 2, nlen);
+        name[nlen] = '\0';
+        if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            fprintf(stderr, "citrus %s: option '%s' needs a value\n", argv[0], a);
+            return 2;
+        }
+        if (strcmp(name, "config") == 0)
+            continue;
+        if (config_set_flag(cfg, name, val, err, sizeof(err)) < 0) {
+            fprintf(stderr, "citrus %s: %s\n", argv[0], err);
+            return 2;
+        }
+    }
+    if (config_validate(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err);
+        return 2;
+    }
+    return 0;
+}
+
+static int open_embedded(const citrus_config *cfg, store **st)
+{
+    char path[PATH_MAX], err[512];
+    if (fs_mkdirs(cfg->data_dir, 0755) < 0) {
+        fprintf(stderr, "citrus: cannot create data dir %s: %s\n", cfg->data_dir, strerror(errno));
+        return CITRUS_EIO;
+    }
+    snprintf(path, sizeof(path), "%s/catalog.db", cfg->data_dir);
+    store_sqlite_options so = {.path = path, .history_keep = cfg->history_keep};
+    int rc = store_sqlite_open(&so, st, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "citrus: cannot open catalog store %s: %s\n", path, err);
+    return rc;
+}
+
+static int open_etcd(const citrus_config *cfg, store **st)
+{
+    char list[sizeof(cfg->etcd_endpoints)], err[512];
+    const char *eps[32];
+    size_t n = 0;
+    snprintf(list, sizeof(list), "%s", cfg->etcd_endpoints);
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t && n < 32;
+         t = strtok_r(NULL, ",", &save))
+        eps[n++] = t;
+    store_etcd_options eo = {.endpoints = eps,
+                             .nendpoints = n,
+                             .connect_timeout_ms = cfg->etcd_connect_timeout_ms,
+                             .request_timeout_ms = cfg->etcd_request_timeout_ms,
+                             .batch_puts = strcmp(cfg->etcd_batch_puts, "on") == 0};
+    int rc = store_etcd_open(&eo, st, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "citrus: cannot open the etcd catalog at %s: %s\n", cfg->etcd_endpoints,
+                err);
+    return rc;
+}
+
+/* Waits up to ms for SIGINT/SIGTERM (blocked in every thread); true if one
+ * came. */
+static bool stop_signal_within(long ms)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    return sigtimedwait(&set, NULL, &ts) > 0;
+}
+
+/* etcd may still be starting (a whole cluster brought up at once): keep
+ * trying for a while rather than exit at the first refusal. */
+#define ETCD_OPEN_ATTEMPTS 30
+
+static int open_store(const citrus_config *cfg, store **st)
+{
+    if (strcmp(cfg->backend, "etcd") != 0)
+        return open_embedded(cfg, st);
+    int rc = CITRUS_EUNAVAILABLE;
+    for (int i = 0; i < ETCD_OPEN_ATTEMPTS && rc == CITRUS_EUNAVAILABLE; i++) {
+        if (i && stop_signal_within(1000))
+            return CITRUS_ECLOSED;
+        rc = open_etcd(cfg, st);
+    }
+    return rc;
+}
+
+static int wait_for_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    return sig;
+}
+
+int cli_serve_main(int argc, char **argv, char **envp)
+{
+    citrus_config cfg;
+    int rc = load_config(argc, argv, envp, &cfg);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    log_set_level((log_level)log_level_parse(cfg.log_level));
+
+    /* Block the stop signals in every thread; the main thread waits for them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    store *st = NULL;
+    if (open_store(&cfg, &st) < 0)
+        return 1;
+    /* A replicated catalog is read through this node's watch-fed copy; the
+     * embedded store is local and answers every read from committed state. */
+    cache *copy = NULL;
+    if (strcmp(cfg.backend, "etcd") == 0) {
+        cache_options co = {.st = st};
+        if (cache_start(&co, &copy) < 0) {
+            fprintf(stderr, "citrus %s: cannot start the catalog copy\n", argv[0]);
+            store_close(st);
+            return 1;
+        }
+    }
+    app a = {.st = st,
+             .max_value_bytes = (size_t)cfg.max_value_bytes,
+             .node_id = cfg.node_id,
+             .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000,
+             .cache = copy,
+             .max_staleness_ms = cfg.max_staleness_ms};
+    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0) {
+        cache_stop(copy);
+        store_close(st);
+        return 1;
+    }
+    char listen[96];
+    config_listen(&cfg, listen, sizeof(listen));
+    http_server_options ho = {.listen = listen,
+                              .threads = (unsigned)cfg.threads,
+                              .max_conns = (unsigned)cfg.max_connections,
+                              .idle_timeout_s = (unsigned)cfg.idle_timeout_s,
+                              .max_header_bytes = (size_t)cfg.max_header_bytes,
+                              .max_body_bytes = (size_t)cfg.max_body_bytes,
+                              .component = "api"};
+    http_server *srv = NULL;
+    char err[512];
+    if (http_server_start(&ho, api_routes, api_nroutes, &a, &srv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "citrus %s: %s\n", argv[0], err);
+        shards_stop(&a);
+        cache_stop(copy);
+        store_close(st);
+        return 1;
+    }
+    char url[128];
+    char host[64];
+    snprintf(host, sizeof(host), "%.*s", (int)(strrchr(listen, ':') - listen), listen);
+    snprintf(url, sizeof(url), "http://%s:%u", host, http_server_port(srv));
+    log_info("server", "listening",
+             json_pack("{s:s,s:s,s:i,s:s,s:s}", "mode", argv[0], "api", url, "port",
+                       (int)http_server_port(srv), "data_dir", cfg.data_dir, "node_id",
+                       cfg.node_id));
+    fprintf(stderr,
+            "citrus %s ready\n  API      %s/v1/kv/\n  health   %s/health/ready\n"
+            "  metrics  %s/metrics\n  data     %s\nStop with Ctrl-C.\n",
+            argv[0], url, url, url, cfg.data_dir);
+    http_server *rsrv = NULL;
+    if (router_boot(&cfg, &a, &rsrv) < 0) {
+        http_server_stop(srv);
+        shards_stop(&a);
+        cache_stop(copy);
+        store_close(st);
+        return 1;
+    }
+
+    session *sess = NULL;
+    session_options so = {.st = st,
+                          .node_id = cfg.node_id,
+                          .api_url = url,
+                          .ttl_s = cfg.session_ttl_s,
+                          .campaign = true};
+    if (session_start(&so, &sess) < 0)
+        log_error("server", "cannot start the node session", NULL);
+    a.sess = sess; /* /health/ready waits for the registration */
+    shards_start_worker(&a, sess);
+
+    int sig = wait_for_signal();
+    log_info("server", "stopping", json_pack("{s:i}", "signal", sig));
+    if (api_watch_shutdown() > 0)
+        usleep(200 * 1000); /* let those answers reach their clients before the sockets close */
+    router_stop(&a, rsrv);
+    http_server_stop(srv);
+    shards_stop(&a);    /* the worker stops while the session can still fence its writes */
+    session_stop(sess); /* revokes the lease: registration and leadership end now */
+    cache_stop(copy);
+    store_close(st);
+    log_info("server", "stopped", NULL);
+    return 0;
+}

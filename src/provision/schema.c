@@ -1,0 +1,388 @@
+/* provision/schema.c — applying a schema template (a directory of ordered SQL
+ * migration files) to a shard's database, each file exactly once.
+ *
+ * Steps: list the .sql files of <templates_dir>/<template> (names sorted with strcmp;
+ * hidden files skipped), connect, create citrus_migrations if absent, read
+ * what is recorded there, then:
+ *   1. every file already recorded must still have its recorded checksum
+ *      (SHA-256 of its bytes, hex) — an edited file is CITRUS_ECONFLICT and
+ *      nothing is run;
+ *   2. every file not recorded runs, in order, in one transaction together
+ *      with the INSERT of its row (shard_db_exec_tx), so it is either
+ *      applied and recorded or left no trace. The first failure stops the
+ *      run: CITRUS_EIO, result->failed_file, err "<file>: <driver error>".
+ *
+ * Rules for migration files: at most 16 MiB, no NUL bytes, names made of
+ * [A-Za-z0-9._-] (they are written into SQL as literals), and no
+ * transaction control of their own — BEGIN, COMMIT or ROLLBACK in a file
+ * would end our transaction early; shard_db_exec_tx reports that as an
+ * error, but what ran before it stays committed. (PostgreSQL statements
+ * that refuse to run in a transaction, like CREATE INDEX CONCURRENTLY,
+ * cannot be used for the same reason.)
+ *
+ * Two appliers racing on one shard: the loser fails on the row's primary
+ * key (or on the DDL itself) and rolls back; calling again converges. */
+#include "provision/schema.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "citrus/errors.h"
+#include "obs/log.h"
+#include "core/errfmt.h"
+#include "provision/shard_db.h"
+
+#define MAX_FILE_BYTES ((size_t)16 * 1024 * 1024)
+#define TEMPLATE_NAME_MAX 64
+#define SHA256_HEX_LEN 64
+
+static const char create_sql[] = "CREATE TABLE IF NOT EXISTS citrus_migrations ("
+                                 "name TEXT PRIMARY KEY, checksum TEXT NOT NULL, "
+                                 "applied_at TEXT NOT NULL)";
+/* Names contain no spaces (checked), so "name checksum" splits cleanly. */
+static const char applied_sql[] = "SELECT name || ' ' || checksum FROM citrus_migrations";
+
+typedef struct mig_file {
+    char name[256];
+    char checksum[SHA256_HEX_LEN + 1];
+    const char *recorded; /* checksum in citrus_migrations, or NULL */
+} mig_file;
+
+typedef struct mig_list {
+    mig_file *v;
+    size_t n, cap;
+} mig_list;
+
+static bool name_char_ok(char c, bool dot_ok)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || (dot_ok && c == '.');
+}
+
+int schema_template_valid(const char *name)
+{
+    if (!name)
+        return 0;
+    size_t n = strlen(name);
+    if (n == 0 || n > TEMPLATE_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!name_char_ok(name[i], false))
+            return 0;
+    return 1;
+}
+
+/* ---- the template directory ------------------------------------------------ */
+
+static bool is_sql_file(const char *dir, const char *name)
+{
+    size_t n = strlen(name);
+    if (name[0] == '.' || n < 5 || strcmp(name + n - 4, ".sql") != 0)
+        return false;
+    char path[4096];
+    struct stat st;
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+        return false;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int cmp_files(const void *a, const void *b)
+{
+    return strcmp(((const mig_file *)a)->name, ((const mig_file *)b)->name);
+}
+
+static int list_push(mig_list *l, const char *name)
+{
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        mig_file *v = realloc(l->v, ncap * sizeof(*v));
+        if (!v)
+            return CITRUS_ENOMEM;
+        l->v = v;
+        l->cap = ncap;
+    }
+    mig_file *f = &l->v[l->n++];
+    memset(f, 0, sizeof(*f));
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    return 0;
+}
+
+static int check_file_name(const char *name, char *err, size_t errlen)
+{
+    if (strlen(name) >= sizeof(((mig_file *)0)->name)) {
+        errfmt(err, errlen, "%.64s...: migration file name too long", name);
+        return CITRUS_EINVAL;
+    }
+    for (const char *p = name; *p; p++) {
+        if (!name_char_ok(*p, true)) {
+            errfmt(err, errlen, "%s: migration file names may only use [A-Za-z0-9._-]", name);
+            return CITRUS_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int list_files(const char *dir, mig_list *l, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        errfmt(err, errlen, "template directory %s: %s", dir, strerror(e));
+        return e == ENOENT || e == ENOTDIR ? CITRUS_ENOTFOUND : CITRUS_EIO;
+    }
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d)) != NULL;) {
+        if (!is_sql_file(dir, e->d_name))
+            continue;
+        rc = check_file_name(e->d_name, err, errlen);
+        if (rc == 0 && list_push(l, e->d_name) != 0) {
+            errfmt(err, errlen, "out of memory");
+            rc = CITRUS_ENOMEM;
+        }
+    }
+    closedir(d);
+    if (rc == 0 && l->n > 1)
+        qsort(l->v, l->n, sizeof(*l->v), cmp_files);
+    return rc;
+}
+
+/* Reads a whole migration file (NUL-terminated) into *out. */
+static int read_file(const char *dir, const char *name, char **out, size_t *len, char *err,
+                     size_t errlen)
+{
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path)) {
+        errfmt(err, errlen, "%s: path too long", name);
+        return CITRUS_EINVAL;
+    }
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        errfmt(err, errlen, "%s: %s", name, strerror(errno));
+        if (f)
+            fclose(f);
+        return CITRUS_EIO;
+    }
+    if ((uint64_t)st.st_size > MAX_FILE_BYTES) {
+        fclose(f);
+        errfmt(err, errlen, "%s: larger than 16 MiB", name);
+        return CITRUS_EINVAL;
+    }
+    /* One byte more than its size: a file that grew meanwhile is noticed. */
+    size_t want = (size_t)st.st_size + 1;
+    char *buf = malloc(want + 1);
+    size_t n = buf ? fread(buf, 1, want, f) : 0;
+    int rc = 0;
+    if (!buf) {
+        errfmt(err, errlen, "out of memory");
+        rc = CITRUS_ENOMEM;
+    } else if (ferror(f) || n == want) {
+        errfmt(err, errlen, "%s: read error or changed while read", name);
+        rc = CITRUS_EIO;
+    } else if (memchr(buf, '\0', n)) {
+        errfmt(err, errlen, "%s: contains a NUL byte", name);
+        rc = CITRUS_EINVAL;
+    }
+    fclose(f);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int sha256_hex(const char *data, size_t len, char hex[SHA256_HEX_LEN + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+        return CITRUS_EINTERNAL;
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(hex + (size_t)2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+/* Reads f's text into *text (caller frees; NULL on failure) and sets
+ * f->checksum from it. */
+static int read_summed(const char *dir, mig_file *f, char **text, char *err, size_t errlen)
+{
+    size_t len = 0;
+    *text = NULL;
+    int rc = read_file(dir, f->name, text, &len, err, errlen);
+    if (rc == 0 && (rc = sha256_hex(*text, len, f->checksum)) != 0)
+        errfmt(err, errlen, "%s: SHA-256 failed", f->name);
+    if (rc) {
+        free(*text);
+        *text = NULL;
+    }
+    return rc;
+}
+
+static int checksum_files(const char *dir, mig_list *l, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        char *text;
+        int rc = read_summed(dir, &l->v[i], &text, err, errlen);
+        free(text);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- the database side ----------------------------------------------------- */
+
+/* Matches the recorded rows ("name checksum") to the files; rows stays
+ * owned by the caller (recorded points into it). */
+static void match_recorded(mig_list *l, char **rows, size_t nrows)
+{
+    for (size_t r = 0; r < nrows; r++) {
+        char *sp = strrchr(rows[r], ' ');
+        if (!sp)
+            continue;
+        *sp = '\0';
+        for (size_t i = 0; i < l->n; i++)
+            if (strcmp(l->v[i].name, rows[r]) == 0)
+                l->v[i].recorded = sp + 1;
+    }
+}
+
+static int check_conflicts(const mig_list *l, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const mig_file *f = &l->v[i];
+        if (f->recorded && strcmp(f->recorded, f->checksum) != 0) {
+            errfmt(err, errlen,
+                   "%s: changed after it was applied (checksum %.12s..., recorded %.12s...)",
+                   f->name, f->checksum, f->recorded);
+            return CITRUS_ECONFLICT;
+        }
+    }
+    return 0;
+}
+
+static void utc_now(char buf[32])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Runs one file with its row in one transaction. The file's text is read
+ * again here: what is recorded is the checksum of what actually ran. */
+static int apply_file(shard_db *db, const char *dir, mig_file *f, char *err, size_t errlen)
+{
+    char *text, now[32], *sql = NULL;
+    int rc = read_summed(dir, f, &text, err, errlen);
+    if (rc)
+        return rc;
+    utc_now(now);
+    /* The newline ends a trailing "-- comment"; the ';' a last statement
+     * written without one (an empty statement is harmless in both). */
+    if (asprintf(&sql,
+                 "%s\n;\nINSERT INTO citrus_migrations (name, checksum, applied_at) "
+                 "VALUES ('%s', '%s', '%s');",
+                 text, f->name, f->checksum, now) < 0)
+        sql = NULL;
+    free(text);
+    if (!sql) {
+        errfmt(err, errlen, "out of memory");
+        return CITRUS_ENOMEM;
+    }
+    char derr[768];
+    derr[0] = '\0';
+    rc = shard_db_exec_tx(db, sql, derr, sizeof(derr));
+    free(sql);
+    if (rc) {
+        errfmt(err, errlen, "%s: %s", f->name, derr);
+        return CITRUS_EIO;
+    }
+    return 0;
+}
+
+static int read_recorded(shard_db *db, char ***rows, size_t *nrows, char *err, size_t errlen)
+{
+    char derr[512];
+    if (shard_db_exec(db, create_sql, derr, sizeof(derr)) != 0 ||
+        shard_db_query_column(db, applied_sql, rows, nrows, derr, sizeof(derr)) != 0) {
+        errfmt(err, errlen, "citrus_migrations: %s", derr);
+        return CITRUS_EIO;
+    }
+    return 0;
+}
+
+static int apply_all(shard_db *db, const char *dir, mig_list *l, schema_result *result, char *err,
+                     size_t errlen)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        mig_file *f = &l->v[i];
+        if (f->recorded) {
+            result->skipped++;
+            continue;
+        }
+        int rc = apply_file(db, dir, f, err, errlen);
+        if (rc) {
+            snprintf(result->failed_file, sizeof(result->failed_file), "%s", f->name);
+            return rc;
+        }
+        result->applied++;
+    }
+    return 0;
+}
+
+int schema_apply(const char *dsn, const char *templates_dir, const char *template,
+                 int64_t timeout_ms, schema_result *result, char *err, size_t errlen)
+{
+    memset(result, 0, sizeof(*result));
+    if (!dsn || !templates_dir || !schema_template_valid(template)) {
+        errfmt(err, errlen, "invalid template name (want [A-Za-z0-9_-], 1..64 chars)");
+        return CITRUS_EINVAL;
+    }
+    char dir[4096];
+    if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", templates_dir, template) >= sizeof(dir)) {
+        errfmt(err, errlen, "template path too long");
+        return CITRUS_EINVAL;
+    }
+    mig_list l = {0};
+    char **rows = NULL;
+    size_t nrows = 0;
+    shard_db *db = NULL;
+    int rc = list_files(dir, &l, err, errlen);
+    if (rc == 0)
+        rc = checksum_files(dir, &l, err, errlen);
+    if (rc == 0)
+        rc = shard_db_open(dsn, timeout_ms, false, &db, err, errlen);
+    if (rc == 0)
+        rc = read_recorded(db, &rows, &nrows, err, errlen);
+    if (rc == 0) {
+        match_recorded(&l, rows, nrows);
+        rc = check_conflicts(&l, err, errlen);
+    }
+    if (rc == 0)
+        rc = apply_all(db, dir, &l, result, err, errlen);
+    json_t *fields = json_pack("{s:s, s:I, s:I}", "template", template, "applied",
+                               (json_int_t)result->applied, "skipped", (json_int_t)result->skipped);
+    if (rc && fields)
+        json_object_set_new(fields, "error", json_string(err ? err : ""));
+    if (rc)
+        log_warn("schema", "schema template not applied", fields);
+    else
+        log_info("schema", "schema template applied", fields);
+    shard_db_free_rows(rows, nrows);
+    shard_db_close(db);
+    free(l.v);
+    return rc;
+}

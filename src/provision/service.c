@@ -1,0 +1,276 @@
+/* provision/service.c — registering, provisioning and changing shards (see
+ * service.h); the provisioning worker is in worker.c. */
+#include "provision/service.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "citrus/errors.h"
+#include "obs/log.h"
+#include "registry/registry_internal.h"
+#include "provision/schema.h"
+#include "provision/shard_db.h"
+
+int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
+                       const char *templates_dir, int64_t db_timeout_ms, const char *node_id)
+{
+    memset(svc, 0, sizeof(*svc));
+    svc->reg = reg;
+    svc->prov = prov;
+    snprintf(svc->templates_dir, sizeof(svc->templates_dir), "%s",
+             templates_dir ? templates_dir : "");
+    svc->db_timeout_ms = db_timeout_ms > 0 ? db_timeout_ms : 5000;
+    snprintf(svc->node_id, sizeof(svc->node_id), "%s", node_id ? node_id : "node1");
+    pthread_mutex_init(&svc->mu, NULL);
+    pthread_cond_init(&svc->cv, NULL);
+    return 0;
+}
+
+void shard_service_destroy(shard_service *svc)
+{
+    if (svc->running) {
+        pthread_mutex_lock(&svc->mu);
+        svc->stop = true;
+        pthread_cond_broadcast(&svc->cv);
+        pthread_mutex_unlock(&svc->mu);
+        pthread_join(svc->th, NULL);
+        svc->running = false;
+    }
+    if (svc->prov)
+        svc->prov->free(svc->prov);
+    registry_free(svc->reg);
+    pthread_mutex_destroy(&svc->mu);
+    pthread_cond_destroy(&svc->cv);
+    memset(svc, 0, sizeof(*svc));
+}
+
+/* "shard-" and 8 random hex digits. */
+static void new_id(char *out, size_t len)
+{
+    unsigned char b[4] = {0};
+    RAND_bytes(b, sizeof(b));
+    snprintf(out, len, "shard-%02x%02x%02x%02x", b[0], b[1], b[2], b[3]);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* A new record from a spec: pending, with the spec's settings. */
+static int shard_from_spec(const shard_spec *spec, shard *s)
+{
+    shard_init(s);
+    if (spec->id[0])
+        snprintf(s->id, sizeof(s->id), "%s", spec->id);
+    else
+        new_id(s->id, sizeof(s->id));
+    s->weight = spec->weight;
+    s->created_ms = s->updated_ms = reg_now_ms();
+    s->dsn = dup_or_null(spec->dsn);
+    s->zone = dup_or_null(spec->zone);
+    s->template_name = dup_or_null(spec->template_name);
+    if ((spec->dsn && !s->dsn) || (spec->zone && !s->zone) ||
+        (spec->template_name && !s->template_name))
+        return CITRUS_ENOMEM;
+    if (spec->nreplicas) {
+        s->replicas = calloc(spec->nreplicas, sizeof(char *));
+        if (!s->replicas)
+            return CITRUS_ENOMEM;
+        for (size_t i = 0; i < spec->nreplicas; i++)
+            if (!(s->replicas[s->nreplicas++] = strdup(spec->replicas[i])))
+                return CITRUS_ENOMEM;
+    }
+    if (spec->ntags) {
+        s->tags = calloc(spec->ntags, sizeof(*s->tags));
+        if (!s->tags)
+            return CITRUS_ENOMEM;
+        for (size_t i = 0; i < spec->ntags; i++) {
+            s->tags[i].key = strdup(spec->tags[i].key);
+            s->tags[i].value = strdup(spec->tags[i].value);
+            s->ntags++;
+            if (!s->tags[i].key || !s->tags[i].value)
+                return CITRUS_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* Applies templates_dir/<name> to dsn (no-op without a templates dir). */
+static int apply_template(shard_service *svc, const char *dsn, const char *name, char *err,
+                          size_t errlen)
+{
+    if (!name || !*name)
+        return 0;
+    if (!svc->templates_dir[0]) {
+        snprintf(err, errlen, "template '%s': no templates directory is configured", name);
+        return CITRUS_EUNPROCESSABLE;
+    }
+    schema_result res;
+    char why[512] = "";
+    int rc =
+        schema_apply(dsn, svc->templates_dir, name, svc->db_timeout_ms, &res, why, sizeof(why));
+    if (rc < 0)
+        snprintf(err, errlen, "template '%s': %s", name, why);
+    else
+        log_info("shards", "template applied",
+                 json_pack("{s:s,s:I,s:I}", "template", name, "applied", (json_int_t)res.applied,
+                           "skipped", (json_int_t)res.skipped));
+    return rc;
+}
+
+int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, const char *actor,
+                       shard *out, reg_result *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof(*res));
+    if (verify) {
+        double ms;
+        char why[512] = "";
+        int rc = shard_db_ping(spec->dsn, svc->db_timeout_ms, &ms, why, sizeof(why));
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot reach the database: %s", why);
+            return rc == CITRUS_EINVAL ? rc : CITRUS_EUNREACHABLE;
+        }
+    }
+    shard s;
+    int rc = shard_from_spec(spec, &s);
+    if (rc == 0 && verify)
+        rc = apply_template(svc, s.dsn, s.template_name, err, errlen);
+    int64_t now = s.created_ms;
+    if (rc == 0)
+        rc =
+            shard_transition(&s, SHARD_INITIALIZING, "registered an existing database", actor, now);
+    if (rc == 0)
+        rc = shard_transition(&s, SHARD_ACTIVE,
+                              verify ? "reachable and initialized" : "registered unverified", actor,
+                              now);
+    if (rc == 0)
+        rc = registry_shard_create(svc->reg, &s, NULL, res, err, errlen);
+    if (rc == 0 && out) {
+        *out = s;
+        return 0;
+    }
+    shard_clear(&s);
+    return rc;
+}
+
+int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *actor, shard *out,
+                        char *err, size_t errlen)
+{
+    if (!svc->prov) {
+        snprintf(err, errlen, "no provisioner is configured (provisioner.kind)");
+        return CITRUS_EUNPROCESSABLE;
+    }
+    shard s;
+    int rc = shard_from_spec(spec, &s);
+    if (rc == 0)
+        rc =
+            shard_transition(&s, SHARD_PROVISIONING, "provisioning requested", actor, s.created_ms);
+    json_t *prov =
+        rc == 0 ? json_pack("{s:s?,s:O?}", "template", spec->template_name, "params", spec->params)
+                : NULL;
+    if (rc == 0 && !prov)
+        rc = CITRUS_ENOMEM;
+    reg_result res;
+    if (rc == 0)
+        rc = registry_shard_create(svc->reg, &s, prov, &res, err, errlen);
+    json_decref(prov);
+    if (rc == 0) {
+        reg_result_clear(&res);
+        svc_worker_kick(svc);
+    }
+    if (rc == 0 && out) {
+        *out = s;
+        return 0;
+    }
+    shard_clear(&s);
+    return rc;
+}
+
+/* ---- actions ---- */
+
+typedef struct action_ctx {
+    shard_state to;
+    const char *reason, *actor;
+} action_ctx;
+
+static int allowed_text(shard_state from, char *buf, size_t len)
+{
+    shard_state to[SHARD_NSTATES];
+    size_t n = shard_transitions_from(from, to);
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? ", " : "",
+                 shard_state_name(to[i]));
+    return 0;
+}
+
+static int do_action(shard *s, void *vctx, char *err, size_t errlen)
+{
+    action_ctx *c = vctx;
+    int64_t now = reg_now_ms();
+    /* retire walks draining -> drained -> retired */
+    if (c->to == SHARD_RETIRED && s->state == SHARD_DRAINING &&
+        shard_transition(s, SHARD_DRAINED, "drain finished", c->actor, now) < 0)
+        return CITRUS_ENOMEM;
+    if (s->state == c->to || !shard_transition_ok(s->state, c->to)) {
+        char allowed[256];
+        allowed_text(s->state, allowed, sizeof(allowed));
+        snprintf(err, errlen, "shard '%s' is %s and cannot go to %s; allowed: %s", s->id,
+                 shard_state_name(s->state), shard_state_name(c->to),
+                 allowed[0] ? allowed : "none");
+        return CITRUS_ETRANSITION;
+    }
+    return shard_transition(s, c->to, c->reason, c->actor, now);
+}
+
+int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
+                     const char *actor, shard *out, reg_result *res, char *err, size_t errlen)
+{
+    static const struct {
+        const char *name;
+        shard_state to;
+        const char *reason;
+    } actions[] = {
+        {"drain", SHARD_DRAINING, "drain requested"},
+        {"activate", SHARD_ACTIVE, "activation requested"},
+        {"retire", SHARD_RETIRED, "retirement requested"},
+        {"read-only", SHARD_READ_ONLY, "read-only requested"},
+        {"retry", SHARD_PROVISIONING, "retry requested"},
+    };
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+        if (strcmp(actions[i].name, action) != 0)
+            continue;
+        action_ctx c = {actions[i].to, actions[i].reason, actor};
+        int rc =
+            registry_shard_modify(svc->reg, id, do_action, &c, flags, NULL, out, res, err, errlen);
+        if (rc == 0 && actions[i].to == SHARD_PROVISIONING)
+            svc_worker_kick(svc);
+        return rc;
+    }
+    snprintf(err, errlen, "unknown action '%s'", action);
+    return CITRUS_ENOTFOUND;
+}
+
+int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_type, char *err,
+                        size_t errlen)
+{
+    shard_service *svc = vsvc;
+    if (!svc->templates_dir[0] || !schema_template_valid(business_type))
+        return 0;
+    char path[2048];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", svc->templates_dir, business_type);
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return 0; /* no template for this type: nothing to set up */
+    shard s;
+    int rc = registry_shard_get(svc->reg, shard_id, &s, NULL);
+    if (rc < 0)
+        return rc;
+    rc = apply_template(svc, s.dsn, business_type, err, errlen);
+    shard_clear(&s);
+    return rc == CITRUS_EIO || rc == CITRUS_ECONFLICT ? CITRUS_EUNPROCESSABLE : rc;
+}

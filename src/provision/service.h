@@ -1,0 +1,81 @@
+/* provision/service.h — the shard manager: what the API and the provisioning
+ * worker do with shards, on top of the registry (catalog state), the
+ * provisioner (creating databases), shard_db (reaching them) and schema
+ * templates.
+ *
+ * Registering an existing database: its DSN is checked by connecting
+ * (unless verify is off), the template (if any) applied, and the shard is
+ * created active with its tokens: pending -> initializing -> active in one
+ * catalog write. Provisioning: the shard is created in provisioning with
+ * its spec beside it (202), and the worker (on the controller leader, its
+ * writes fenced) calls the provisioner, then initializes it (template,
+ * reachability) and activates it; any failure marks it failed with the
+ * error. A restart resumes shards still in provisioning or initializing
+ * (provisioners are idempotent per shard id), so a shard is never active
+ * without being initialized. */
+#ifndef CITRUS_PROVISION_SERVICE_H
+#define CITRUS_PROVISION_SERVICE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "controller/session.h"
+#include "provision/provisioner.h"
+#include "registry/registry.h"
+#include "wire/shard_json.h"
+#include "registry/tenants.h"
+
+typedef struct shard_service {
+    registry *reg;            /* owned */
+    provisioner *prov;        /* owned; NULL: provisioning is off */
+    char templates_dir[1024]; /* "" when there are no templates */
+    int64_t db_timeout_ms;    /* connecting to shard databases */
+    char node_id[64];
+    /* the worker */
+    session *sess; /* borrowed; leadership and fencing token */
+    pthread_t th;
+    bool running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop, kick; /* guarded by mu */
+} shard_service;
+
+/* Takes ownership of reg (not NULL) and prov (NULL: provisioning is off). */
+int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
+                       const char *templates_dir, int64_t db_timeout_ms, const char *node_id);
+void shard_service_destroy(shard_service *svc); /* stops the worker first */
+
+/* Registers an existing database (spec->dsn set). CITRUS_EUNREACHABLE when
+ * verify is on and it cannot be reached; CITRUS_EEXISTS; template errors as
+ * schema_apply gives them. */
+int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, const char *actor,
+                       shard *out, reg_result *res, char *err, size_t errlen);
+
+/* Starts provisioning (spec->provision set): the shard is created in
+ * provisioning and the worker is woken. CITRUS_EUNPROCESSABLE when no
+ * provisioner is configured. */
+int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *actor, shard *out,
+                        char *err, size_t errlen);
+
+/* A lifecycle change asked for through the API ("drain", "activate",
+ * "retire", "read-only", "retry"): CITRUS_ETRANSITION (409) when the table
+ * forbids it, with the allowed targets in err. */
+int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
+                     const char *actor, shard *out, reg_result *res, char *err, size_t errlen);
+
+/* Applies the schema template of business_type to the shard, when the
+ * templates directory has one (a tenant_ensure_fn). */
+int svc_ensure_template(void *svc, const char *shard_id, const char *business_type, char *err,
+                        size_t errlen);
+
+/* Starts the provisioning worker (runs while this node is the controller
+ * leader; sess may be NULL: then it always runs, unfenced). */
+int svc_worker_start(shard_service *svc, session *sess);
+/* Wakes the worker (a shard waits for it). */
+void svc_worker_kick(shard_service *svc);
+/* One pass over the shards that wait for provisioning or initialization,
+ * with the given fence. For tests and the worker. */
+void svc_worker_pass(shard_service *svc, const reg_fence *fence);
+
+#endif

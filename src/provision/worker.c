@@ -1,0 +1,204 @@
+/* provision/worker.c — the provisioning worker: on the controller leader, it
+ * takes shards in provisioning (the provisioner creates their database)
+ * and in initializing (template, reachability), and activates them or
+ * marks them failed with the error. Every write is fenced by the leader
+ * key's token, so a deposed leader cannot move a shard. It wakes when
+ * asked (svc_worker_kick) and every second, which also resumes shards
+ * left half-way by a restart: provisioners are idempotent per shard id. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "citrus/errors.h"
+#include "controller/election.h"
+#include "obs/log.h"
+#include "registry/registry_internal.h"
+#include "provision/schema.h"
+#include "provision/service.h"
+#include "provision/shard_db.h"
+
+#define PASS_EVERY_MS 1000
+#define ACTOR "provisioner"
+
+typedef struct step_ctx {
+    shard_state from, to;
+    const char *reason;
+    const prov_result *result; /* the new DSN and replicas, or NULL */
+} step_ctx;
+
+static int set_result(shard *s, const prov_result *r)
+{
+    char *dsn = strdup(r->dsn);
+    char **reps = r->nreplicas ? calloc(r->nreplicas, sizeof(char *)) : NULL;
+    bool ok = dsn && (!r->nreplicas || reps);
+    for (size_t i = 0; ok && i < r->nreplicas; i++)
+        ok = (reps[i] = strdup(r->replicas[i])) != NULL;
+    if (!ok) {
+        free(dsn);
+        for (size_t i = 0; reps && i < r->nreplicas; i++)
+            free(reps[i]);
+        free(reps);
+        return CITRUS_ENOMEM;
+    }
+    free(s->dsn);
+    for (size_t i = 0; i < s->nreplicas; i++)
+        free(s->replicas[i]);
+    free(s->replicas);
+    s->dsn = dsn;
+    s->replicas = reps;
+    s->nreplicas = r->nreplicas;
+    return 0;
+}
+
+/* Moves the shard on only if it is still where the worker found it. */
+static int step(shard *s, void *vctx, char *err, size_t errlen)
+{
+    step_ctx *c = vctx;
+    if (s->state != c->from) {
+        snprintf(err, errlen, "shard '%s' is now %s", s->id, shard_state_name(s->state));
+        return CITRUS_ECONFLICT;
+    }
+    if (c->result && set_result(s, c->result) < 0)
+        return CITRUS_ENOMEM;
+    return shard_transition(s, c->to, c->reason, ACTOR, reg_now_ms());
+}
+
+static void move(shard_service *svc, const char *id, shard_state from, shard_state to,
+                 const char *reason, const prov_result *result, const reg_fence *fence)
+{
+    step_ctx c = {from, to, reason, result};
+    reg_result res;
+    char err[512] = "";
+    int rc = registry_shard_modify(svc->reg, id, step, &c, 0, fence, NULL, &res, err, sizeof(err));
+    reg_result_clear(&res);
+    json_t *f = json_pack("{s:s,s:s,s:s,s:s}", "shard", id, "from", shard_state_name(from), "to",
+                          shard_state_name(to), "reason", reason);
+    if (rc < 0) {
+        json_object_set_new(f, "error", json_string(citrus_err_code(rc)));
+        json_object_set_new(f, "detail", json_string(err));
+        log_warn("shards", "could not move shard", f);
+    } else {
+        log_info("shards", "shard moved", f);
+    }
+}
+
+static void provision_one(shard_service *svc, const shard *s, const reg_fence *fence)
+{
+    json_t *spec = NULL;
+    char err[1024] = "";
+    int rc = registry_provision_get(svc->reg, s->id, &spec);
+    if (rc < 0)
+        return;            /* the catalog is unreachable: next pass */
+    if (!spec && s->dsn) { /* a registered database being retried */
+        move(svc, s->id, SHARD_PROVISIONING, SHARD_INITIALIZING, "database exists", NULL, fence);
+        return;
+    }
+    if (!svc->prov) {
+        move(svc, s->id, SHARD_PROVISIONING, SHARD_FAILED, "no provisioner is configured", NULL,
+             fence);
+        json_decref(spec);
+        return;
+    }
+    prov_request req = {.shard_id = s->id,
+                        .template_name = json_string_value(json_object_get(spec, "template")),
+                        .params = json_object_get(spec, "params")};
+    prov_result res = {0};
+    rc = svc->prov->provision(svc->prov, &req, &res, err, sizeof(err));
+    if (rc == 0)
+        move(svc, s->id, SHARD_PROVISIONING, SHARD_INITIALIZING, "database provisioned", &res,
+             fence);
+    else {
+        char reason[1200];
+        snprintf(reason, sizeof(reason), "provisioning failed (%s): %s", citrus_err_code(rc), err);
+        move(svc, s->id, SHARD_PROVISIONING, SHARD_FAILED, reason, NULL, fence);
+    }
+    prov_result_clear(&res);
+    json_decref(spec);
+}
+
+static void initialize_one(shard_service *svc, const shard *s, const reg_fence *fence)
+{
+    char err[1024] = "", reason[1200];
+    if (!s->dsn) {
+        move(svc, s->id, SHARD_INITIALIZING, SHARD_FAILED, "no DSN to initialize", NULL, fence);
+        return;
+    }
+    if (s->template_name && *s->template_name) {
+        schema_result res;
+        int rc = svc->templates_dir[0] ? schema_apply(s->dsn, svc->templates_dir, s->template_name,
+                                                      svc->db_timeout_ms, &res, err, sizeof(err))
+                                       : CITRUS_EUNPROCESSABLE;
+        if (rc == CITRUS_EUNAVAILABLE)
+            return; /* not reachable yet: next pass */
+        if (rc < 0) {
+            snprintf(reason, sizeof(reason), "template '%s' failed: %s", s->template_name,
+                     svc->templates_dir[0] ? err : "no templates directory is configured");
+            move(svc, s->id, SHARD_INITIALIZING, SHARD_FAILED, reason, NULL, fence);
+            return;
+        }
+    }
+    double ms;
+    if (shard_db_ping(s->dsn, svc->db_timeout_ms, &ms, err, sizeof(err)) < 0)
+        return; /* next pass */
+    move(svc, s->id, SHARD_INITIALIZING, SHARD_ACTIVE, "initialized", NULL, fence);
+}
+
+void svc_worker_pass(shard_service *svc, const reg_fence *fence)
+{
+    shard *v;
+    size_t n;
+    if (registry_shard_list(svc->reg, NULL, &v, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].state == SHARD_PROVISIONING)
+            provision_one(svc, &v[i], fence);
+    registry_shards_free(v, n);
+    if (registry_shard_list(svc->reg, NULL, &v, &n) < 0) /* again: some moved on */
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].state == SHARD_INITIALIZING)
+            initialize_one(svc, &v[i], fence);
+    registry_shards_free(v, n);
+}
+
+static void *worker_main(void *arg)
+{
+    shard_service *svc = arg;
+    for (;;) {
+        pthread_mutex_lock(&svc->mu);
+        if (!svc->stop && !svc->kick) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += PASS_EVERY_MS / 1000;
+            pthread_cond_timedwait(&svc->cv, &svc->mu, &dl);
+        }
+        bool stop = svc->stop;
+        svc->kick = false;
+        pthread_mutex_unlock(&svc->mu);
+        if (stop)
+            return NULL;
+        int64_t token = 0;
+        if (svc->sess && !session_is_leader(svc->sess, &token))
+            continue;
+        reg_fence fence = {ELECTION_KEY, token};
+        svc_worker_pass(svc, svc->sess ? &fence : NULL);
+    }
+}
+
+int svc_worker_start(shard_service *svc, session *sess)
+{
+    svc->sess = sess;
+    if (pthread_create(&svc->th, NULL, worker_main, svc) != 0)
+        return CITRUS_ENOMEM;
+    svc->running = true;
+    return 0;
+}
+
+void svc_worker_kick(shard_service *svc)
+{
+    pthread_mutex_lock(&svc->mu);
+    svc->kick = true;
+    pthread_cond_broadcast(&svc->cv);
+    pthread_mutex_unlock(&svc->mu);
+}

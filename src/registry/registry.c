@@ -1,0 +1,681 @@
+/* registry/registry.c — shard records and their tokens in the catalog (see
+ * registry.h): create, change (with the ring following the state), delete. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+#include "registry/registry_internal.h"
+#include "wire/shard_json.h"
+#include "catalog/txb.h"
+
+#define MODIFY_TRIES 16
+#define KEYLEN 512
+
+static void errfmt(char *err, size_t len, const char *fmt, const char *a, const char *b)
+{
+    if (err && len)
+        snprintf(err, len, fmt, a, b);
+}
+
+registry *registry_new(store *st, citrus_hash_fn hash, size_t vnodes, reg_read_fn read,
+                       void *read_ctx)
+{
+    registry *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    *r = (registry){.st = st, .read = read, .read_ctx = read_ctx, .hash = hash, .vnodes = vnodes};
+    pthread_mutex_init(&r->mu, NULL);
+    return r;
+}
+
+void registry_free(registry *r)
+{
+    if (!r)
+        return;
+    if (r->cur) {
+        ring_free(r->cur->rg);
+        free(r->cur);
+    }
+    while (r->retired) { /* only when a caller leaked a ring */
+        ring_ref *n = r->retired->next;
+        ring_free(r->retired->rg);
+        free(r->retired);
+        r->retired = n;
+    }
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+void registry_set_revision_fn(registry *r, reg_revision_fn fn, void *ctx)
+{
+    r->revision = fn;
+    r->revision_ctx = ctx;
+}
+
+void registry_set_commit_fn(registry *r, reg_commit_fn fn, void *ctx)
+{
+    r->committed = fn;
+    r->committed_ctx = ctx;
+}
+
+int reg_commit(registry *r, txb *t, bool *succeeded, int64_t *revision)
+{
+    int64_t rev = 0;
+    int rc = txb_commit(t, r->st, succeeded, &rev);
+    if (rc == 0 && *succeeded && r->committed)
+        r->committed(r->committed_ctx, rev);
+    if (revision)
+        *revision = rev;
+    return rc;
+}
+
+int64_t registry_revision(registry *r)
+{
+    if (r->revision)
+        return r->revision(r->revision_ctx);
+    return r->read ? -1 : store_revision(r->st);
+}
+
+citrus_hash_fn registry_hash(registry *r)
+{
+    return r->hash;
+}
+
+size_t registry_vnodes(registry *r)
+{
+    return r->vnodes;
+}
+
+void reg_result_clear(reg_result *r)
+{
+    json_decref(r->ranges);
+    memset(r, 0, sizeof(*r));
+}
+
+static json_t *meta_json(registry *r)
+{
+    return json_pack("{s:s,s:I}", "hash", citrus_hash_name(r->hash), "vnodes",
+                     (json_int_t)r->vnodes);
+}
+
+int registry_init(registry *r, char *err, size_t errlen)
+{
+    /* An existing ring keeps its settings; a new catalog gets this node's
+     * when the first shard takes tokens (every token change writes the
+     * meta), so a catalog without shards holds no ring keys at all. */
+    kv_range_req q = {.key = REG_RING_META};
+    kv_range_res res;
+    int rc = store_range(r->st, &q, &res);
+    if (rc < 0 || res.count == 0) {
+        kv_range_res_free(&res);
+        return rc;
+    }
+    json_t *j = json_loadb((const char *)res.items[0].value, res.items[0].value_len, 0, NULL);
+    kv_range_res_free(&res);
+    citrus_hash_fn fn;
+    json_t *vn = json_object_get(j, "vnodes");
+    if (citrus_hash_parse(json_string_value(json_object_get(j, "hash")), &fn) < 0 ||
+        !json_is_integer(vn) || json_integer_value(vn) < 1) {
+        json_decref(j);
+        errfmt(err, errlen, "%s%s: unreadable ring settings", REG_RING_META, "");
+        return CITRUS_ECORRUPT;
+    }
+    r->hash = fn;
+    r->vnodes = (size_t)json_integer_value(vn);
+    json_decref(j);
+    return 0;
+}
+
+/* ---- reads ---- */
+
+static int shard_decode(const kv_entry *e, shard *out)
+{
+    json_t *j = json_loadb((const char *)e->value, e->value_len, 0, NULL);
+    char err[128];
+    shard_init(out);
+    int rc = j ? shard_from_json(j, out, err, sizeof(err)) : CITRUS_ECORRUPT;
+    json_decref(j);
+    if (rc < 0) {
+        shard_clear(out);
+        return CITRUS_ECORRUPT;
+    }
+    return 0;
+}
+
+int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod)
+{
+    char key[KEYLEN];
+    if (!shard_id_valid(id) || !reg_key(key, sizeof(key), REG_SHARDS, id))
+        return CITRUS_ENOTFOUND;
+    kv_range_req q = {.key = key};
+    kv_range_res res;
+    int rc = store_range(r->st, &q, &res);
+    if (rc == 0 && res.count == 0)
+        rc = CITRUS_ENOTFOUND;
+    if (rc == 0)
+        rc = shard_decode(&res.items[0], out);
+    if (rc == 0 && mod)
+        *mod = res.items[0].mod_revision;
+    kv_range_res_free(&res);
+    return rc;
+}
+
+int registry_shard_read(registry *r, const char *id, shard *out)
+{
+    char key[KEYLEN];
+    if (!shard_id_valid(id) || !reg_key(key, sizeof(key), REG_SHARDS, id))
+        return CITRUS_ENOTFOUND;
+    kv_range_req q = {.key = key};
+    kv_range_res res;
+    int rc = reg_read(r, &q, &res);
+    if (rc == 0)
+        rc = res.count ? shard_decode(&res.items[0], out) : CITRUS_ENOTFOUND;
+    kv_range_res_free(&res);
+    return rc;
+}
+
+/* The shards of a read of citrus/shards/ (those in *state_filter, or all),
+ * decoded; the read is freed. */
+static int shards_decode(int rc, kv_range_res *res, const shard_state *state_filter, shard **out,
+                         size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    shard *v = rc == 0 && res->count ? calloc(res->count, sizeof(*v)) : NULL;
+    if (rc == 0 && res->count && !v)
+        rc = CITRUS_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; rc == 0 && i < res->count; i++) {
+        rc = shard_decode(&res->items[i], &v[k]);
+        if (rc == 0 && state_filter && v[k].state != *state_filter)
+            shard_clear(&v[k]);
+        else if (rc == 0)
+            k++;
+    }
+    kv_range_res_free(res);
+    if (rc < 0) {
+        registry_shards_free(v, k);
+        return rc;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+int registry_shard_list_routing(registry *r, shard **out, size_t *n)
+{
+    kv_range_req q = {.key = REG_SHARDS, .prefix = true};
+    kv_range_res res;
+    return shards_decode(reg_read(r, &q, &res), &res, NULL, out, n);
+}
+
+void registry_shards_free(shard *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        shard_clear(&v[i]);
+    free(v);
+}
+
+int registry_shard_list(registry *r, const shard_state *state_filter, shard **out, size_t *n)
+{
+    kv_range_req q = {.key = REG_SHARDS, .prefix = true};
+    kv_range_res res;
+    return shards_decode(store_range(r->st, &q, &res), &res, state_filter, out, n);
+}
+
+int registry_provision_get(registry *r, const char *id, json_t **spec)
+{
+    *spec = NULL;
+    char key[KEYLEN];
+    if (!reg_key(key, sizeof(key), REG_PROVISION, id))
+        return CITRUS_EINVAL;
+    kv_range_req q = {.key = key};
+    kv_range_res res;
+    int rc = store_range(r->st, &q, &res);
+    if (rc == 0 && res.count)
+        *spec = json_loadb((const char *)res.items[0].value, res.items[0].value_len, 0, NULL);
+    kv_range_res_free(&res);
+    return rc;
+}
+
+int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t *n)
+{
+    char prefix[KEYLEN];
+    *n = 0;
+    if (!reg_key(prefix, sizeof(prefix) - 1, REG_TENANT_INDEX, shard_id))
+        return CITRUS_EINVAL;
+    size_t plen = strlen(prefix); /* reg_key left a byte for it */
+    prefix[plen] = '/';
+    prefix[plen + 1] = '\0';
+    kv_range_req q = {.key = prefix, .prefix = true, .count_only = true};
+    kv_range_res res;
+    int rc = strong ? store_range(r->st, &q, &res) : reg_read(r, &q, &res);
+    if (rc == 0)
+        *n = res.count;
+    kv_range_res_free(&res);
+    return rc;
+}
+
+/* ---- tokens ---- */
+
+/* The ring as stored, read once (one strong read of citrus/ring/) for a
+ * change of one shard: every owner's tokens, and that shard's own list with
+ * its key's mod_revision (0: it has none). */
+typedef struct ring_now {
+    reg_owners o;
+    const uint64_t *cur; /* borrowed from o */
+    size_t ncur;
+    int64_t tmod;
+} ring_now;
+
+static int ring_now_load(registry *r, const char *id, ring_now *rn)
+{
+    memset(rn, 0, sizeof(*rn));
+    char key[KEYLEN];
+    if (!reg_key(key, sizeof(key), REG_RING_TOKENS, id))
+        return CITRUS_EINVAL;
+    kv_range_req q = {.key = "citrus/ring/", .prefix = true};
+    kv_range_res res;
+    int rc = store_range(r->st, &q, &res);
+    for (size_t i = 0; rc == 0 && i < res.count; i++)
+        if (strcmp(res.items[i].key, key) == 0)
+            rn->tmod = res.items[i].mod_revision;
+    if (rc == 0)
+        rc = reg_owners_from_range(&res, &rn->o);
+    kv_range_res_free(&res);
+    for (size_t i = 0; rc == 0 && i < rn->o.n; i++)
+        if (strcmp(rn->o.v[i].shard_id, id) == 0) {
+            rn->cur = rn->o.v[i].tokens;
+            rn->ncur = rn->o.v[i].ntokens;
+        }
+    return rc;
+}
+
+static json_t *tokens_json(const uint64_t *t, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) {
+        char buf[24];
+        snprintf(buf, sizeof(buf), "%" PRIu64, t[i]);
+        json_array_append_new(a, json_string(buf));
+    }
+    return json_pack("{s:o}", "tokens", a);
+}
+
+/* The ring of owners o and each owner's weight (indexed like them), for
+ * choosing a shard's new tokens. */
+static int ring_with_weights(registry *r, const reg_owners *o, ring **out, double **weights)
+{
+    *out = NULL;
+    *weights = NULL;
+    shard *v = NULL;
+    size_t n = 0;
+    int rc = registry_shard_list(r, NULL, &v, &n);
+    double *w = rc == 0 ? calloc(o->n ? o->n : 1, sizeof(*w)) : NULL;
+    if (rc == 0 && !w)
+        rc = CITRUS_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < o->n; i++) {
+        w[i] = 1.0; /* tokens without a record (should not happen): weight 1 */
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(v[k].id, o->v[i].shard_id) == 0)
+                w[i] = v[k].weight;
+    }
+    if (rc == 0)
+        rc = ring_build(r->hash, o->v, o->n, out);
+    registry_shards_free(v, n);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    *weights = w;
+    return 0;
+}
+
+/* Tokens a shard in this state and weight should own: the current list
+ * kept, cut to vnodes × weight, or extended by tokens chosen to keep the
+ * ring balanced (ring_choose_tokens); none when it should own none;
+ * unchanged when failed. *out malloc'd. */
+static int tokens_want(registry *r, const shard *s, const ring_now *rn, uint64_t **out, size_t *n)
+{
+    const uint64_t *cur = rn->cur;
+    size_t ncur = rn->ncur;
+    *out = NULL;
+    *n = 0;
+    size_t want;
+    if (s->state == SHARD_ACTIVE || s->state == SHARD_READ_ONLY)
+        want = ring_vnodes_for_weight(r->vnodes, s->weight);
+    else if (s->state == SHARD_FAILED)
+        want = ncur;
+    else
+        want = 0;
+    if (want == 0)
+        return 0;
+    uint64_t *t = malloc(want * sizeof(*t));
+    if (!t)
+        return CITRUS_ENOMEM;
+    size_t keep = ncur < want ? ncur : want;
+    if (keep)
+        memcpy(t, cur, keep * sizeof(*t));
+    int rc = 0;
+    if (want > keep) {
+        ring *now;
+        double *weights;
+        rc = ring_with_weights(r, &rn->o, &now, &weights);
+        if (rc == 0) {
+            rc = ring_choose_tokens(now, weights, r->hash, s->id, s->weight, keep, want - keep, 0,
+                                    t + keep);
+            ring_free(now);
+            free(weights);
+        }
+    }
+    if (rc < 0) {
+        free(t);
+        return rc;
+    }
+    *out = t;
+    *n = want;
+    return 0;
+}
+
+static bool tokens_equal(const uint64_t *a, size_t na, const uint64_t *b, size_t nb)
+{
+    return na == nb && (na == 0 || memcmp(a, b, na * sizeof(*a)) == 0);
+}
+
+/* The ranges that change owner when shard id's tokens become (t, n). */
+static int ring_change(registry *r, const reg_owners *o, const char *id, const uint64_t *t,
+                       size_t n, reg_result *res)
+{
+    ring *before = NULL, *after = NULL;
+    int rc = ring_build(r->hash, o->v, o->n, &before);
+    ring_owner *v = rc == 0 ? calloc(o->n + 1, sizeof(*v)) : NULL;
+    if (rc == 0 && !v)
+        rc = CITRUS_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; rc == 0 && i < o->n; i++)
+        if (strcmp(o->v[i].shard_id, id) != 0)
+            v[k++] = o->v[i];
+    if (rc == 0 && n)
+        v[k++] = (ring_owner){.shard_id = id, .tokens = t, .ntokens = n};
+    if (rc == 0)
+        rc = ring_build(r->hash, v, k, &after);
+    if (rc == 0) {
+        json_decref(res->ranges);
+        res->ranges = reg_ring_diff(before, after, &res->nranges);
+        if (!res->ranges)
+            rc = CITRUS_ENOMEM;
+    }
+    ring_free(before);
+    ring_free(after);
+    free(v);
+    return rc;
+}
+
+/* Adds the token changes for shard s to t. */
+static int add_token_ops(registry *r, txb *t, const shard *s, const ring_now *rn, reg_result *res)
+{
+    uint64_t *want;
+    size_t nwant;
+    int rc = tokens_want(r, s, rn, &want, &nwant);
+    if (rc < 0)
+        return rc;
+    res->tokens_before = rn->ncur;
+    res->tokens_after = nwant;
+    if (!tokens_equal(rn->cur, rn->ncur, want, nwant)) {
+        char key[KEYLEN];
+        reg_key(key, sizeof(key), REG_RING_TOKENS, s->id);
+        if (rn->tmod)
+            txb_cmp_mod(t, key, rn->tmod);
+        else
+            txb_cmp_version(t, key, 0);
+        if (nwant)
+            txb_put_json(t, key, tokens_json(want, nwant));
+        else
+            txb_del(t, key, false);
+        txb_put_json(t, REG_RING_META, meta_json(r)); /* the ring version moves */
+        res->ring_changed = true;
+        rc = ring_change(r, &rn->o, s->id, want, nwant, res);
+    }
+    free(want);
+    return rc;
+}
+
+static int ring_version_now(registry *r, int64_t *v)
+{
+    kv_range_req q = {.key = REG_RING_META};
+    kv_range_res res;
+    int rc = store_range(r->st, &q, &res);
+    *v = rc == 0 && res.count ? res.items[0].mod_revision : 0;
+    kv_range_res_free(&res);
+    return rc;
+}
+
+static void add_fence(txb *t, const reg_fence *fence)
+{
+    if (fence && fence->token > 0)
+        txb_cmp(t, (kv_compare){.key = fence->key,
+                                .target = KV_CMP_CREATE,
+                                .op = KV_CMP_EQ,
+                                .number = fence->token});
+}
+
+/* ---- changes ---- */
+
+static int registry_shard_create_once(registry *r, const shard *s, json_t *provision,
+                                      reg_result *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof(*res));
+    char key[KEYLEN];
+    if (!shard_id_valid(s->id) || !reg_key(key, sizeof(key), REG_SHARDS, s->id))
+        return CITRUS_EINVAL;
+    for (int tries = 0; tries < MODIFY_TRIES; tries++) {
+        ring_now rn;
+        int rc = ring_now_load(r, s->id, &rn);
+        txb t;
+        txb_init(&t);
+        txb_cmp_version(&t, key, 0);
+        txb_put_json(&t, key, shard_to_json(s, true));
+        if (provision) {
+            char pkey[KEYLEN];
+            reg_key(pkey, sizeof(pkey), REG_PROVISION, s->id);
+            txb_put_json(&t, pkey, json_incref(provision));
+        }
+        if (rc == 0)
+            rc = add_token_ops(r, &t, s, &rn, res);
+        reg_owners_free(&rn.o);
+        bool ok = false;
+        if (rc == 0)
+            rc = reg_commit(r, &t, &ok, &res->revision);
+        txb_free(&t);
+        if (rc < 0)
+            return rc;
+        if (ok) {
+            res->ring_version = res->ring_changed ? res->revision : 0;
+            return res->ring_changed ? 0 : ring_version_now(r, &res->ring_version);
+        }
+        shard existing;
+        if (registry_shard_get(r, s->id, &existing, NULL) == 0) {
+            shard_clear(&existing);
+            errfmt(err, errlen, "shard '%s' already exists%s", s->id, "");
+            return CITRUS_EEXISTS;
+        }
+    }
+    return CITRUS_EUNAVAILABLE;
+}
+
+static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn fn, void *ctx,
+                                      unsigned flags, const reg_fence *fence, shard *out,
+                                      reg_result *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof(*res));
+    char key[KEYLEN];
+    if (!reg_key(key, sizeof(key), REG_SHARDS, id))
+        return CITRUS_ENOTFOUND;
+    for (int tries = 0; tries < MODIFY_TRIES; tries++) {
+        shard s;
+        int64_t mod;
+        int rc = registry_shard_get(r, id, &s, &mod);
+        if (rc < 0)
+            return rc;
+        shard_state before = s.state;
+        rc = fn(&s, ctx, err, errlen);
+        size_t pinned = 0;
+        if (rc == 0 && s.state == SHARD_RETIRED && before != SHARD_RETIRED) {
+            rc = registry_tenant_count(r, id, true, &pinned);
+            res->tenants_affected = pinned;
+            if (rc == 0 && pinned && !(flags & REG_FORCE)) {
+                if (err && errlen)
+                    snprintf(err, errlen,
+                             "%zu registered tenant%s pinned to shard '%s'; retiring it would move "
+                             "%s without %s data (force=true to do it anyway)",
+                             pinned, pinned == 1 ? " is" : "s are", id, pinned == 1 ? "it" : "them",
+                             pinned == 1 ? "its" : "their");
+                rc = CITRUS_EFORCE;
+            }
+        }
+        ring_now rn = {0};
+        if (rc == 0)
+            rc = ring_now_load(r, id, &rn);
+        txb t;
+        txb_init(&t);
+        txb_cmp_mod(&t, key, mod);
+        add_fence(&t, fence);
+        if (rc == 0)
+            rc = add_token_ops(r, &t, &s, &rn, res);
+        reg_owners_free(&rn.o);
+        txb_put_json(&t, key, shard_to_json(&s, true));
+        bool ok = false;
+        if (rc == 0 && (flags & REG_DRY_RUN))
+            ok = true;
+        else if (rc == 0)
+            rc = reg_commit(r, &t, &ok, &res->revision);
+        txb_free(&t);
+        if (rc < 0 || !ok) {
+            shard_clear(&s);
+            if (rc < 0)
+                return rc;
+            reg_result_clear(res);
+            continue; /* changed meanwhile (or the fence moved: the next read tells) */
+        }
+        if (res->ring_changed && !(flags & REG_DRY_RUN))
+            res->ring_version = res->revision;
+        else /* unchanged, or a dry run: the version now */
+            rc = ring_version_now(r, &res->ring_version);
+        if (rc == 0 && pinned && !(flags & REG_DRY_RUN))
+            rc = reg_repin_tenants(r, id, &pinned, err, errlen);
+        if (out)
+            *out = s;
+        else
+            shard_clear(&s);
+        return rc;
+    }
+    if (fence && fence->token > 0)
+        return CITRUS_ECONFLICT; /* most likely no longer the controller */
+    return CITRUS_EUNAVAILABLE;
+}
+
+static int registry_shard_delete_once(registry *r, const char *id, unsigned flags, reg_result *res,
+                                      char *err, size_t errlen)
+{
+    memset(res, 0, sizeof(*res));
+    char key[KEYLEN], pkey[KEYLEN], tkey[KEYLEN];
+    if (!reg_key(key, sizeof(key), REG_SHARDS, id) ||
+        !reg_key(pkey, sizeof(pkey), REG_PROVISION, id) ||
+        !reg_key(tkey, sizeof(tkey), REG_RING_TOKENS, id))
+        return CITRUS_ENOTFOUND;
+    for (int tries = 0; tries < MODIFY_TRIES; tries++) {
+        shard s = {0};
+        int64_t mod;
+        int rc = registry_shard_get(r, id, &s, &mod);
+        if (rc < 0)
+            return rc;
+        bool failed = s.state == SHARD_FAILED;
+        if (s.state != SHARD_RETIRED && !failed) {
+            errfmt(err, errlen, "shard '%s' is %s: only retired or failed shards can be deleted",
+                   id, shard_state_name(s.state));
+            shard_clear(&s);
+            return CITRUS_EINUSE;
+        }
+        shard_clear(&s);
+        size_t pinned = 0;
+        ring_now rn;
+        rc = ring_now_load(r, id, &rn);
+        size_t ncur = rn.ncur;
+        if (rc == 0)
+            rc = registry_tenant_count(r, id, true, &pinned);
+        res->tokens_before = ncur;
+        res->tenants_affected = pinned;
+        if (rc == 0 && (ncur || pinned) && !((flags & REG_FORCE) && failed)) {
+            if (err && errlen)
+                snprintf(err, errlen,
+                         "shard '%s' still has %zu tokens and %zu registered tenants%s", id, ncur,
+                         pinned,
+                         failed ? " (force=true removes them: the tenants move without their data)"
+                                : "");
+            reg_owners_free(&rn.o);
+            return CITRUS_EINUSE;
+        }
+        txb t;
+        txb_init(&t);
+        txb_cmp_mod(&t, key, mod);
+        txb_del(&t, key, false);
+        txb_del(&t, pkey, false);
+        if (rc == 0 && ncur) {
+            txb_cmp_mod(&t, tkey, rn.tmod);
+            txb_del(&t, tkey, false);
+            txb_put_json(&t, REG_RING_META, meta_json(r));
+            res->ring_changed = true;
+            rc = ring_change(r, &rn.o, id, NULL, 0, res);
+        }
+        reg_owners_free(&rn.o);
+        bool ok = false;
+        if (rc == 0)
+            rc = reg_commit(r, &t, &ok, &res->revision);
+        txb_free(&t);
+        if (rc < 0)
+            return rc;
+        if (!ok) {
+            reg_result_clear(res);
+            continue;
+        }
+        res->ring_version = res->ring_changed ? res->revision : 0;
+        if (!res->ring_changed)
+            rc = ring_version_now(r, &res->ring_version);
+        if (rc == 0 && pinned)
+            rc = reg_repin_tenants(r, id, &pinned, err, errlen);
+        return rc;
+    }
+    return CITRUS_EUNAVAILABLE;
+}
+
+/* ---- the public calls: on error, res holds nothing to free ---- */
+
+int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_result *res,
+                          char *err, size_t errlen)
+{
+    int rc = registry_shard_create_once(r, s, provision, res, err, errlen);
+    if (rc < 0)
+        reg_result_clear(res);
+    return rc;
+}
+
+int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *ctx, unsigned flags,
+                          const reg_fence *fence, shard *out, reg_result *res, char *err,
+                          size_t errlen)
+{
+    int rc = registry_shard_modify_once(r, id, fn, ctx, flags, fence, out, res, err, errlen);
+    if (rc < 0 && rc != CITRUS_EFORCE)
+        reg_result_clear(res);
+    return rc;
+}
+
+int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res, char *err,
+                          size_t errlen)
+{
+    int rc = registry_shard_delete_once(r, id, flags, res, err, errlen);
+    if (rc < 0 && rc != CITRUS_EINUSE)
+        reg_result_clear(res);
+    return rc;
+}

@@ -1,0 +1,136 @@
+/* registry/registry.h — shards, the ring and the tenant directory, kept in the
+ * catalog so that every node answers the same.
+ *
+ * The catalog layout is wire/catalog_keys.h's.
+ *
+ * Token ownership is stored, not recomputed: a shard gets its tokens
+ * (hash("<id>#<i>"), i < vnodes × weight) when it becomes active, keeps
+ * them while active or read_only (and when it fails: its keys must not
+ * silently land elsewhere), and loses them when it starts draining. A
+ * weight change adds or removes tokens at the end of its list.
+ *
+ * Every change is one catalog txn guarded by the mod_revision of what it
+ * read (and retried when someone else changed it first), plus the
+ * controller's fencing compare when a fence is given. Calls block on the
+ * catalog: use them from the work pool or background threads. */
+#ifndef CITRUS_REGISTRY_REGISTRY_H
+#define CITRUS_REGISTRY_REGISTRY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog/store.h"
+#include "core/hash.h"
+#include "core/ring.h"
+#include "core/shard.h"
+#include "wire/catalog_keys.h"
+
+typedef struct registry registry;
+
+/* Reads for the routing path (may be served from the node's copy). */
+typedef int (*reg_read_fn)(void *ctx, const kv_range_req *req, kv_range_res *out);
+
+/* A fencing compare the controller adds to its writes (token 0: none). */
+typedef struct reg_fence {
+    const char *key;
+    int64_t token;
+} reg_fence;
+
+/* What a change did to the ring and the tenants. */
+typedef struct reg_result {
+    int64_t revision; /* of the change */
+    bool ring_changed;
+    int64_t ring_version;               /* after the change */
+    size_t tokens_before, tokens_after; /* the shard's */
+    size_t tenants_affected;            /* pinned to a shard being removed */
+    json_t *ranges;                     /* token ranges that changed owner: [{start,end,from,to}] */
+    size_t nranges;                     /* all of them (ranges lists at most 1000) */
+} reg_result;
+
+void reg_result_clear(reg_result *r);
+
+/* The calls below fill a reg_result; release it with reg_result_clear after
+ * success, and after CITRUS_EFORCE / CITRUS_EINUSE (which report counts in
+ * it); after any other error it holds nothing. */
+#define REG_FORCE 1u   /* allow changes that move registered tenants */
+#define REG_DRY_RUN 2u /* compute the result, write nothing */
+
+/* hash and vnodes are the defaults for a new catalog; an existing ring keeps
+ * its own (registry_hash/vnodes tell which). read may be NULL (store reads). */
+registry *registry_new(store *st, citrus_hash_fn hash, size_t vnodes, reg_read_fn read,
+                       void *read_ctx);
+void registry_free(registry *r);
+/* The revision routing reads would be served at now, from memory, or -1
+ * when that cannot be told without a read (then routing state must be
+ * read again). Set once, before use; without it registry_revision is
+ * store_revision (or -1 with a routing reader, which may not read the
+ * store). */
+typedef int64_t (*reg_revision_fn)(void *ctx);
+void registry_set_revision_fn(registry *r, reg_revision_fn fn, void *ctx);
+/* Called with the revision of every change the registry commits (shard
+ * records, ring, pins, from the API or from a background worker alike), so
+ * that the node's routing reads never serve a copy older than a change it
+ * made itself. Set once, before use. */
+typedef void (*reg_commit_fn)(void *ctx, int64_t revision);
+void registry_set_commit_fn(registry *r, reg_commit_fn fn, void *ctx);
+int64_t registry_revision(registry *r);
+/* Adopts the ring settings of citrus/ring/meta when it exists (else the
+ * first token change writes this registry's). */
+int registry_init(registry *r, char *err, size_t errlen);
+citrus_hash_fn registry_hash(registry *r);
+size_t registry_vnodes(registry *r);
+
+/* ---- shards ---- */
+
+int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod);
+/* Every shard (state_filter NULL) or those in *state_filter, by id. */
+int registry_shard_list(registry *r, const shard_state *state_filter, shard **out, size_t *n);
+void registry_shards_free(shard *v, size_t n);
+/* The same through the routing path's reader (the node's copy when it is
+ * fresh): for the data plane. */
+int registry_shard_read(registry *r, const char *id, shard *out);
+int registry_shard_list_routing(registry *r, shard **out, size_t *n);
+
+/* Adds a new shard record as given (its state and history already set by
+ * the caller). provision (borrowed, may be NULL) is stored beside it for
+ * the provisioning worker. A shard created active gets its tokens in the
+ * same txn. CITRUS_EXISTS when the id is taken. */
+int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_result *res,
+                          char *err, size_t errlen);
+
+/* Changes a shard: fn(s, ctx, err, errlen) edits the record read from the
+ * catalog (returning 0, or an error that aborts with nothing written);
+ * then the ring follows its state and weight (see above) and it is written
+ * in one txn. Retried on a concurrent change. With a state that removes a
+ * shard that still has pinned tenants (retired), CITRUS_EFORCE unless
+ * REG_FORCE (then the tenants are re-pinned to their ring owners after the
+ * change). out (may be NULL) gets the shard as written. */
+typedef int (*reg_mutate_fn)(shard *s, void *ctx, char *err, size_t errlen);
+int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *ctx, unsigned flags,
+                          const reg_fence *fence, shard *out, reg_result *res, char *err,
+                          size_t errlen);
+
+/* Removes a shard record: only retired or failed ones that own no tokens
+ * and have no pinned tenants (CITRUS_EINUSE naming what refers to it).
+ * With REG_FORCE a failed shard's tokens and pins go too. */
+int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res, char *err,
+                          size_t errlen);
+
+/* The provisioning spec stored with a shard (NULL when none). */
+int registry_provision_get(registry *r, const char *id, json_t **spec);
+
+/* How many tenants are pinned to the shard: counted in the store itself
+ * when strong (what a change decides on), else as the registry's reads are
+ * served (the node's copy when it may answer; for display). */
+int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t *n);
+
+/* ---- the ring ---- */
+
+/* The current ring (shared, immutable; release with registry_ring_release)
+ * and its version. An empty catalog gives an empty ring. */
+int registry_ring(registry *r, const ring **out, int64_t *version);
+void registry_ring_release(registry *r, const ring *rg);
+
+#endif

@@ -1,0 +1,498 @@
+/* registry/tenants.c — the tenant directory: pins, registration, routing
+ * (see tenants.h). */
+#include "registry/tenants.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+#include "registry/registry_internal.h"
+#include "wire/route_json.h"
+#include "catalog/txb.h"
+
+#define KEYLEN 768
+#define REGISTER_TRIES 8
+#define REPIN_TRIES 8
+
+static bool chars_ok(const char *s, size_t max, const char *extra)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr(extra, c)))
+            return false;
+    }
+    return strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+bool tenant_key_valid(const char *key)
+{
+    return chars_ok(key, TENANT_KEY_MAX, "._:@-");
+}
+
+bool tenant_id_valid(const char *id)
+{
+    return chars_ok(id, TENANT_ID_MAX, "._@-");
+}
+
+static bool pin_key(char *buf, const char *key)
+{
+    return tenant_key_valid(key) && reg_key(buf, KEYLEN, REG_TENANTS, key);
+}
+
+static bool index_key(char *buf, const char *shard_id, const char *key)
+{
+    int n = snprintf(buf, KEYLEN, "%s%s/%s", REG_TENANT_INDEX, shard_id, key);
+    return n > 0 && n < KEYLEN;
+}
+
+static json_t *pin_json(const tenant_pin *p)
+{
+    char h[24], t[24], at[32];
+    snprintf(h, sizeof(h), "%" PRIu64, p->hash);
+    snprintf(t, sizeof(t), "%" PRIu64, p->token);
+    reg_time_text(p->pinned_ms, at);
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s?}", "shard_id", p->shard_id, "hash", h, "token", t,
+                     "pinned_at", at, "pinned_ms", (json_int_t)p->pinned_ms, "business_type",
+                     p->business_type[0] ? p->business_type : NULL);
+}
+
+static int pin_decode(const kv_entry *e, const char *key, tenant_pin *out)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = route_json_pin(e->value, e->value_len, out);
+    if (rc < 0)
+        return rc;
+    snprintf(out->key, sizeof(out->key), "%s", key);
+    out->mod_revision = e->mod_revision;
+    return 0;
+}
+
+/* A pin read through fn (the store, or the routing path's reader). */
+static int pin_read(registry *r, bool strong, const char *key, tenant_pin *out)
+{
+    char k[KEYLEN];
+    if (!pin_key(k, key))
+        return CITRUS_EINVAL;
+    kv_range_req q = {.key = k};
+    kv_range_res res;
+    int rc = strong ? store_range(r->st, &q, &res) : reg_read(r, &q, &res);
+    if (rc == 0)
+        rc = res.count ? pin_decode(&res.items[0], key, out) : CITRUS_ENOTFOUND;
+    kv_range_res_free(&res);
+    return rc;
+}
+
+int tenants_get(registry *r, const char *key, tenant_pin *out)
+{
+    return pin_read(r, true, key, out);
+}
+
+int tenants_list(registry *r, const char *shard_id, const char *after, size_t limit,
+                 tenant_pin **out, size_t *n, bool *more)
+{
+    *out = NULL;
+    *n = 0;
+    *more = false;
+    char prefix[KEYLEN], from[KEYLEN];
+    if (shard_id)
+        snprintf(prefix, sizeof(prefix), "%s%s/", REG_TENANT_INDEX, shard_id);
+    else
+        snprintf(prefix, sizeof(prefix), "%s", REG_TENANTS);
+    if (after)
+        snprintf(from, sizeof(from), "%s%s", prefix, after);
+    kv_range_req q = {.key = prefix,
+                      .prefix = true,
+                      .after = after ? from : NULL,
+                      .limit = limit,
+                      .keys_only = shard_id != NULL};
+    kv_range_res res;
+    int rc = store_range(r->st, &q, &res);
+    tenant_pin *v = rc == 0 && res.count ? calloc(res.count, sizeof(*v)) : NULL;
+    if (rc == 0 && res.count && !v)
+        rc = CITRUS_ENOMEM;
+    size_t k = 0, plen = strlen(prefix);
+    for (size_t i = 0; rc == 0 && i < res.count; i++) {
+        const char *key = res.items[i].key + plen;
+        rc = shard_id ? pin_read(r, true, key, &v[k]) : pin_decode(&res.items[i], key, &v[k]);
+        if (rc == CITRUS_ENOTFOUND) { /* unpinned since the index was read */
+            rc = 0;
+            continue;
+        }
+        k++;
+    }
+    if (rc == 0)
+        *more = res.more;
+    kv_range_res_free(&res);
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+int reg_pick_active(const ring *rg, uint64_t hash, const shard *shards, size_t nshards,
+                    const char **shard_id, uint64_t *token)
+{
+    ring_hit hit;
+    if (ring_lookup_hash(rg, hash, &hit) < 0)
+        return CITRUS_EUNAVAILABLE;
+    size_t size = ring_size(rg);
+    for (size_t j = 0; j < size; j++) {
+        const char *id;
+        uint64_t t = ring_token_at(rg, (hit.index + j) % size, &id);
+        for (size_t i = 0; i < nshards; i++)
+            if (shards[i].state == SHARD_ACTIVE && strcmp(shards[i].id, id) == 0) {
+                *shard_id = shards[i].id;
+                *token = t;
+                return 0;
+            }
+    }
+    return CITRUS_EUNAVAILABLE;
+}
+
+/* The shard record's mod_revision, for a compare that it did not change. */
+static int shard_mod(registry *r, const char *id, shard_state *state, int64_t *mod)
+{
+    shard s;
+    int rc = registry_shard_get(r, id, &s, mod);
+    if (rc == 0) {
+        *state = s.state;
+        shard_clear(&s);
+    }
+    return rc;
+}
+
+/* Puts the ops that pin p (replacing old_shard's index entry if any). */
+static void pin_ops(txb *t, const tenant_pin *p, const char *old_shard)
+{
+    char k[KEYLEN];
+    pin_key(k, p->key);
+    txb_put_json(t, k, pin_json(p));
+    if (old_shard && strcmp(old_shard, p->shard_id) != 0 && index_key(k, old_shard, p->key))
+        txb_del(t, k, false);
+    if (index_key(k, p->shard_id, p->key))
+        txb_put_json(t, k, json_string(""));
+}
+
+int tenants_put(registry *r, const char *key, const char *shard_id, unsigned flags, tenant_pin *out,
+                bool *created, char *err, size_t errlen)
+{
+    char k[KEYLEN];
+    if (!pin_key(k, key))
+        return CITRUS_EINVAL;
+    for (int tries = 0; tries < REGISTER_TRIES; tries++) {
+        shard_state st = SHARD_PENDING;
+        int64_t smod = 0;
+        int rc = shard_mod(r, shard_id, &st, &smod);
+        if (rc < 0) {
+            snprintf(err, errlen, "shard '%s' not found", shard_id);
+            return rc;
+        }
+        if (st != SHARD_ACTIVE && st != SHARD_READ_ONLY) {
+            snprintf(err, errlen,
+                     "shard '%s' is %s: tenants can be pinned to active or read_only "
+                     "shards only",
+                     shard_id, shard_state_name(st));
+            return CITRUS_ECONFLICT;
+        }
+        tenant_pin old;
+        rc = pin_read(r, true, key, &old);
+        if (rc < 0 && rc != CITRUS_ENOTFOUND)
+            return rc;
+        bool exists = rc == 0;
+        if (exists && strcmp(old.shard_id, shard_id) == 0) {
+            *out = old;
+            *created = false;
+            return 0;
+        }
+        if (exists && !(flags & REG_FORCE)) {
+            snprintf(err, errlen,
+                     "tenant '%s' is pinned to shard '%s'; moving it to '%s' moves it without its "
+                     "data (force=true to do it anyway)",
+                     key, old.shard_id, shard_id);
+            return CITRUS_EFORCE;
+        }
+        tenant_pin p = {.pinned_ms = reg_now_ms()};
+        snprintf(p.key, sizeof(p.key), "%s", key);
+        snprintf(p.shard_id, sizeof(p.shard_id), "%s", shard_id);
+        if (exists)
+            snprintf(p.business_type, sizeof(p.business_type), "%s", old.business_type);
+        p.hash = citrus_hash(r->hash, key, strlen(key));
+        const ring *rg;
+        int64_t rv;
+        if (registry_ring(r, &rg, &rv) == 0) {
+            ring_hit hit;
+            if (ring_lookup_hash(rg, p.hash, &hit) == 0)
+                p.token = hit.token;
+            registry_ring_release(r, rg);
+        }
+        txb t;
+        txb_init(&t);
+        char skey[KEYLEN];
+        reg_key(skey, sizeof(skey), REG_SHARDS, shard_id);
+        txb_cmp_mod(&t, skey, smod);
+        if (exists)
+            txb_cmp_mod(&t, k, old.mod_revision);
+        else
+            txb_cmp_version(&t, k, 0);
+        pin_ops(&t, &p, exists ? old.shard_id : NULL);
+        bool ok;
+        int64_t rev;
+        rc = reg_commit(r, &t, &ok, &rev);
+        txb_free(&t);
+        if (rc < 0)
+            return rc;
+        if (ok) {
+            p.mod_revision = rev;
+            *out = p;
+            *created = !exists;
+            return 0;
+        }
+    }
+    return CITRUS_EUNAVAILABLE;
+}
+
+int tenants_delete(registry *r, const char *key)
+{
+    char k[KEYLEN], ik[KEYLEN];
+    for (int tries = 0; tries < REGISTER_TRIES; tries++) {
+        tenant_pin old = {0};
+        int rc = pin_read(r, true, key, &old);
+        if (rc < 0)
+            return rc;
+        pin_key(k, key);
+        txb t;
+        txb_init(&t);
+        txb_cmp_mod(&t, k, old.mod_revision);
+        txb_del(&t, k, false);
+        if (index_key(ik, old.shard_id, key))
+            txb_del(&t, ik, false);
+        bool ok;
+        rc = reg_commit(r, &t, &ok, NULL);
+        txb_free(&t);
+        if (rc < 0 || ok)
+            return rc;
+    }
+    return CITRUS_EUNAVAILABLE;
+}
+
+/* ---- registration ---- */
+
+typedef struct ensured {
+    const char *shard_id, *type;
+} ensured;
+
+static int ensure_once(ensured *done, size_t *ndone, const char *shard_id, const char *type,
+                       tenant_ensure_fn ensure, void *ctx, char *err, size_t errlen)
+{
+    if (!ensure || !type || !*type)
+        return 0;
+    for (size_t i = 0; i < *ndone; i++)
+        if (strcmp(done[i].shard_id, shard_id) == 0 && strcmp(done[i].type, type) == 0)
+            return 0;
+    int rc = ensure(ctx, shard_id, type, err, errlen);
+    if (rc == 0)
+        done[(*ndone)++] = (ensured){shard_id, type};
+    return rc;
+}
+
+/* One attempt: 1 when the pins changed meanwhile (try again). */
+static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
+                         void *ctx, tenant_pin *out, bool *created, char *err, size_t errlen)
+{
+    size_t fresh = 0;
+    int64_t *mods = calloc(n ? n : 1, sizeof(*mods));
+    if (!mods)
+        return CITRUS_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char key[TENANT_KEY_MAX + 1];
+        snprintf(key, sizeof(key), "%s:%s", regs[i].business_id, regs[i].location_id);
+        rc = pin_read(r, true, key, &out[i]);
+        created[i] = rc == CITRUS_ENOTFOUND;
+        if (created[i]) {
+            rc = 0;
+            memset(&out[i], 0, sizeof(out[i]));
+            snprintf(out[i].key, sizeof(out[i].key), "%s", key);
+            fresh++;
+        }
+    }
+    if (rc < 0 || fresh == 0) {
+        free(mods);
+        return rc;
+    }
+    const ring *rg = NULL;
+    int64_t rv;
+    shard *shards = NULL;
+    size_t nshards = 0;
+    rc = registry_ring(r, &rg, &rv);
+    if (rc == 0)
+        rc = registry_shard_list(r, NULL, &shards, &nshards);
+    ensured *done = rc == 0 ? calloc(n, sizeof(*done)) : NULL;
+    size_t ndone = 0;
+    if (rc == 0 && !done)
+        rc = CITRUS_ENOMEM;
+    int64_t now = reg_now_ms();
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!created[i])
+            continue;
+        tenant_pin *p = &out[i];
+        p->hash = citrus_hash(r->hash, p->key, strlen(p->key));
+        const char *sid;
+        rc = reg_pick_active(rg, p->hash, shards, nshards, &sid, &p->token);
+        if (rc < 0) {
+            snprintf(err, errlen, "no active shard to place tenants on");
+            break;
+        }
+        snprintf(p->shard_id, sizeof(p->shard_id), "%s", sid);
+        snprintf(p->business_type, sizeof(p->business_type), "%s",
+                 regs[i].business_type ? regs[i].business_type : "");
+        p->pinned_ms = now;
+        rc = ensure_once(done, &ndone, sid, regs[i].business_type, ensure, ctx, err, errlen);
+    }
+    txb t;
+    txb_init(&t);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!created[i])
+            continue;
+        char k[KEYLEN];
+        pin_key(k, out[i].key);
+        txb_cmp_version(&t, k, 0);
+        pin_ops(&t, &out[i], NULL);
+        bool seen = false; /* the shard must not have changed since it was picked */
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = created[j] && strcmp(out[j].shard_id, out[i].shard_id) == 0;
+        if (!seen) {
+            shard_state st = SHARD_PENDING;
+            int64_t smod = 0;
+            rc = shard_mod(r, out[i].shard_id, &st, &smod);
+            if (rc == 0 && st != SHARD_ACTIVE)
+                rc = 1;
+            if (rc == 0) {
+                reg_key(k, sizeof(k), REG_SHARDS, out[i].shard_id);
+                txb_cmp_mod(&t, k, smod);
+            }
+        }
+    }
+    bool ok = false;
+    int64_t rev = 0;
+    if (rc == 0)
+        rc = reg_commit(r, &t, &ok, &rev);
+    txb_free(&t);
+    if (rc == 0 && !ok)
+        rc = 1;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (created[i])
+            out[i].mod_revision = rev;
+    free(done);
+    free(mods);
+    registry_shards_free(shards, nshards);
+    registry_ring_release(r, rg);
+    return rc;
+}
+
+int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
+                     void *ensure_ctx, tenant_pin *out, bool *created, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!tenant_id_valid(regs[i].business_id) || !tenant_id_valid(regs[i].location_id))
+            return CITRUS_EINVAL;
+    for (int tries = 0; tries < REGISTER_TRIES; tries++) {
+        int rc = register_once(r, regs, n, ensure, ensure_ctx, out, created, err, errlen);
+        if (rc <= 0)
+            return rc;
+    }
+    snprintf(err, errlen, "the directory kept changing; nothing registered");
+    return CITRUS_EUNAVAILABLE;
+}
+
+/* ---- routing ---- */
+
+int tenants_route(registry *r, const ring *rg, int64_t ring_version, const char *key,
+                  route_answer *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->ring_version = ring_version;
+    out->hash = citrus_hash(r->hash, key, strlen(key));
+    tenant_pin p;
+    int rc = tenant_key_valid(key) ? pin_read(r, false, key, &p) : CITRUS_ENOTFOUND;
+    if (rc == 0) {
+        snprintf(out->shard_id, sizeof(out->shard_id), "%s", p.shard_id);
+        out->pinned = true;
+        out->token = p.token;
+        return 0;
+    }
+    if (rc != CITRUS_ENOTFOUND)
+        return rc;
+    ring_hit hit;
+    if (ring_lookup_hash(rg, out->hash, &hit) < 0)
+        return CITRUS_EUNAVAILABLE;
+    snprintf(out->shard_id, sizeof(out->shard_id), "%s", hit.shard_id);
+    out->token = hit.token;
+    return 0;
+}
+
+/* ---- re-pinning after a forced removal ---- */
+
+int reg_repin_tenants(registry *r, const char *shard_id, size_t *moved, char *err, size_t errlen)
+{
+    *moved = 0;
+    int idle = 0; /* rounds that moved nothing (every compare lost a race) */
+    for (;;) {
+        size_t before = *moved;
+        tenant_pin *pins;
+        size_t n;
+        bool more;
+        int rc = tenants_list(r, shard_id, NULL, 100, &pins, &n, &more);
+        if (rc < 0)
+            return rc;
+        if (n == 0) {
+            free(pins);
+            return 0;
+        }
+        const ring *rg = NULL;
+        int64_t rv;
+        shard *shards = NULL;
+        size_t nshards = 0;
+        rc = registry_ring(r, &rg, &rv);
+        if (rc == 0)
+            rc = registry_shard_list(r, NULL, &shards, &nshards);
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            tenant_pin p = pins[i];
+            const char *sid;
+            rc = reg_pick_active(rg, p.hash, shards, nshards, &sid, &p.token);
+            if (rc < 0) {
+                snprintf(err, errlen, "no active shard to move the tenants of '%s' to", shard_id);
+                break;
+            }
+            snprintf(p.shard_id, sizeof(p.shard_id), "%s", sid);
+            char k[KEYLEN];
+            pin_key(k, p.key);
+            txb t;
+            txb_init(&t);
+            txb_cmp_mod(&t, k, pins[i].mod_revision);
+            pin_ops(&t, &p, shard_id);
+            bool ok;
+            rc = reg_commit(r, &t, &ok, NULL);
+            txb_free(&t);
+            *moved += rc == 0 && ok;
+        }
+        registry_shards_free(shards, nshards);
+        registry_ring_release(r, rg);
+        free(pins);
+        if (rc < 0)
+            return rc;
+        if (*moved == before && ++idle >= REPIN_TRIES) {
+            snprintf(err, errlen, "the tenants of '%s' kept changing while being moved", shard_id);
+            return CITRUS_EUNAVAILABLE;
+        }
+    }
+}

@@ -1,0 +1,72 @@
+/* registry/tenants.h — the tenant directory and routing: explicit pins
+ * (tenant key -> shard) that take precedence over the ring, and the
+ * Citrus API's registration of business-locations.
+ *
+ * Registering a tenant pins it where the ring puts it now (the first
+ * active shard at or after its hash), so a later ring change never moves a
+ * registered tenant without a data move. A tenant key is 1..256 bytes of
+ * [A-Za-z0-9._:@-]; the Citrus API's key is "<businessId>:<locationId>",
+ * each 1..128 of [A-Za-z0-9._@-]. */
+#ifndef CITRUS_REGISTRY_TENANTS_H
+#define CITRUS_REGISTRY_TENANTS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "registry/registry.h"
+#include "wire/route_json.h"
+
+bool tenant_key_valid(const char *key);
+bool tenant_id_valid(const char *id); /* a businessId or locationId */
+
+/* CITRUS_ENOTFOUND when the key is not pinned. */
+int tenants_get(registry *r, const char *key, tenant_pin *out);
+
+/* Pins in key order after `after` (NULL: from the start), at most limit,
+ * optionally only those on shard_id. *more when there are more. */
+int tenants_list(registry *r, const char *shard_id, const char *after, size_t limit,
+                 tenant_pin **out, size_t *n, bool *more);
+
+/* Pins key to shard_id (which must be active or read_only). Moving an
+ * existing pin to another shard moves the tenant without its data:
+ * CITRUS_EFORCE unless REG_FORCE. *created tells whether it was new. */
+int tenants_put(registry *r, const char *key, const char *shard_id, unsigned flags, tenant_pin *out,
+                bool *created, char *err, size_t errlen);
+
+/* Removes a pin (the key then follows the ring). CITRUS_ENOTFOUND. */
+int tenants_delete(registry *r, const char *key);
+
+/* A business-location to register. */
+typedef struct tenant_reg {
+    const char *business_id, *location_id, *business_type;
+} tenant_reg;
+
+/* Registers n locations at once (all or none): each already registered
+ * keeps its pin (created[i] false), each new one is pinned at its ring
+ * owner (created[i] true). out[i] gets each pin. CITRUS_EUNAVAILABLE when
+ * no shard is active. Before pinning, ensure(ctx, shard_id,
+ * business_type) runs once per (shard, type) that receives a new tenant
+ * (the schema template of the type); its failure aborts with nothing
+ * pinned. ensure may be NULL. */
+typedef int (*tenant_ensure_fn)(void *ctx, const char *shard_id, const char *business_type,
+                                char *err, size_t errlen);
+int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
+                     void *ensure_ctx, tenant_pin *out, bool *created, char *err, size_t errlen);
+
+/* Where a key goes: its pin, else the ring (the owner of the first token >=
+ * hash(key), whatever its state). */
+typedef struct route_answer {
+    char shard_id[SHARD_ID_MAX + 1];
+    bool pinned; /* source: directory (else ring) */
+    uint64_t hash, token;
+    int64_t ring_version;
+} route_answer;
+
+/* CITRUS_EUNAVAILABLE when the key is not pinned and the ring is empty. The
+ * ring (from registry_ring) is passed in so a batch uses one. */
+int tenants_route(registry *r, const ring *rg, int64_t ring_version, const char *key,
+                  route_answer *out);
+
+#endif

@@ -1,0 +1,27 @@
+/* wire/catalog_keys.h — where Citrus keeps its state in the catalog: the
+ * key layout that the registry writes and libcitrus's copy reads.
+ *
+ * Keys under citrus/ are Citrus's own:
+ *   citrus/shards/<id>              the shard record (shard_json), with history
+ *   citrus/ring/meta                {"hash","vnodes"}; every change of token
+ *                                   ownership rewrites it in the same txn, so
+ *                                   its mod_revision is the ring version
+ *   citrus/ring/tokens/<id>         {"tokens":["<u64>",...]}: the tokens the
+ *                                   shard owns, in vnode order
+ *   citrus/tenants/<key>            a pin: {"shard_id","token","hash",
+ *                                   "pinned_at",...}; takes precedence over
+ *                                   the ring
+ *   citrus/tenant-index/<id>/<key>  "" for every tenant pinned to shard id
+ *   citrus/provision/<id>           {"template","params"} of a shard being
+ *                                   provisioned */
+#ifndef CITRUS_WIRE_CATALOG_KEYS_H
+#define CITRUS_WIRE_CATALOG_KEYS_H
+
+#define REG_SHARDS "citrus/shards/"
+#define REG_RING_META "citrus/ring/meta"
+#define REG_RING_TOKENS "citrus/ring/tokens/"
+#define REG_TENANTS "citrus/tenants/"
+#define REG_TENANT_INDEX "citrus/tenant-index/"
+#define REG_PROVISION "citrus/provision/"
+
+#endif

@@ -1,0 +1,99 @@
+/* tests/unit/test_buf.c — core/buf.c (the growable buffer) and
+ * core/errdetail.c (an error with its detail). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "citrus/errors.h"
+#include "core/buf.h"
+#include "core/errdetail.h"
+
+static void test_buf_grows(void **state)
+{
+    (void)state;
+    buf b = BUF_INIT;
+    assert_string_equal(buf_cstr(&b), "");
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(buf_printf(&b, "%d,", i % 10), 0);
+    assert_int_equal(b.len, 2000);
+    assert_int_equal(strlen(buf_cstr(&b)), 2000);
+    assert_memory_equal(buf_cstr(&b), "0,1,2,", 6);
+    assert_int_equal(buf_add(&b, "\0x", 2), 0); /* bytes, NULs included */
+    assert_int_equal(b.len, 2002);
+    assert_int_equal(b.data[2001], 'x');
+    assert_int_equal(b.data[2002], '\0');
+    buf_reset(&b);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(buf_cstr(&b), "");
+    assert_int_equal(buf_str(&b, "abc"), 0);
+    size_t len = 0;
+    char *s = buf_take(&b, &len);
+    assert_string_equal(s, "abc");
+    assert_int_equal(len, 3);
+    assert_null(b.data); /* taken: b is empty again */
+    free(s);
+    s = buf_take(&b, &len); /* nothing added: "" */
+    assert_string_equal(s, "");
+    assert_int_equal(len, 0);
+    free(s);
+    buf_free(&b);
+}
+
+static void test_buf_bound(void **state)
+{
+    (void)state;
+    buf b;
+    buf_init_max(&b, 10);
+    assert_int_equal(buf_str(&b, "0123456789"), 0);
+    assert_int_equal(buf_str(&b, "x"), CITRUS_ETOOBIG);
+    assert_int_equal(buf_printf(&b, "%s", ""), CITRUS_ETOOBIG); /* sticky */
+    assert_int_equal(b.len, 10);
+    assert_null(buf_take(&b, NULL)); /* after an error: NULL, freed */
+    assert_int_equal(b.max, 10);
+    assert_int_equal(buf_str(&b, "again"), 0); /* the bound stays, the error went */
+    buf_reset(&b);
+    assert_int_equal(buf_printf(&b, "%05d%05d", 1, 2), 0); /* exactly the bound */
+    assert_int_equal(buf_printf(&b, "%d", 3), CITRUS_ETOOBIG);
+    buf_free(&b);
+}
+
+static void test_errdetail(void **state)
+{
+    (void)state;
+    errdetail e;
+    errdetail_clear(&e);
+    assert_int_equal(e.code, 0);
+    assert_string_equal(e.message, "");
+    assert_int_equal(errdetail_set(&e, CITRUS_EIO, "read %s: %d", "f", 5), CITRUS_EIO);
+    assert_int_equal(e.code, CITRUS_EIO);
+    assert_string_equal(e.message, "read f: 5");
+    errdetail_sqlstate(&e, "57014");
+    assert_string_equal(e.sqlstate, "57014");
+    errdetail_sqlstate(&e, "5701"); /* not a SQLSTATE: cleared */
+    assert_string_equal(e.sqlstate, "");
+    errdetail_prefix(&e, "shard %s", "s1");
+    assert_string_equal(e.message, "shard s1: read f: 5");
+    assert_int_equal(errdetail_set(NULL, CITRUS_EINVAL, "x"), CITRUS_EINVAL); /* NULL: no detail */
+    char big[2000];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    errdetail_set(&e, CITRUS_EINVAL, "%s", big); /* truncated, terminated */
+    assert_int_equal(strlen(e.message), ERRDETAIL_MESSAGE_MAX - 1);
+    errdetail_prefix(&e, "ctx");
+    assert_int_equal(strlen(e.message), ERRDETAIL_MESSAGE_MAX - 1);
+    assert_memory_equal(e.message, "ctx: aaa", 8);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf_grows),
+        cmocka_unit_test(test_buf_bound),
+        cmocka_unit_test(test_errdetail),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
