@@ -4,12 +4,13 @@ ASAN_BUILD ?= build-asan
 PY         ?= /usr/bin/python3
 JOBS       ?= $(shell nproc)
 PYTEST_ARGS ?=
+TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_RUNS  ?= 2000
 FUZZ_TARGETS ?=
 
-.PHONY: all build deps test unit integration dev asan asan-unit lint format bench bench-router fuzz fuzz-build fuzz-smoke clean
+.PHONY: all build deps test unit integration dev asan asan-unit tsan tsan-unit lint lint-quick format bench bench-router fuzz fuzz-build fuzz-smoke clean
 
 all: build
 
@@ -48,6 +49,20 @@ asan: asan-unit
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  CITRUS_BIN=$(abspath $(ASAN_BUILD))/citrus $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
+# ThreadSanitizer: the unit tests (CI runs these), then the integration suite
+# against the TSan binary (the logs are scanned for reports after each test).
+TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4"
+$(TSAN_BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCITRUS_TSAN=ON >/dev/null
+
+tsan-unit: $(TSAN_BUILD)/Makefile
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	$(TSAN_ENV) ctest --test-dir $(TSAN_BUILD) --output-on-failure -j $(JOBS)
+
+tsan: tsan-unit
+	TSAN_OPTIONS="second_deadlock_stack=1 history_size=4" \
+	  CITRUS_BIN=$(abspath $(TSAN_BUILD))/citrus $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+
 # Formatting, the layering (scripts/layers.py) and cppcheck: seconds; CI runs these.
 lint-quick:
 	$(PY) scripts/layers.py
@@ -84,4 +99,4 @@ fuzz-smoke: fuzz-build
 	bash scripts/fuzz.sh $(FUZZ_BUILD) smoke $(FUZZ_RUNS) $(FUZZ_TARGETS)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -37,8 +37,18 @@ void errdetail_prefix(errdetail *e, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(e->message, sizeof(e->message), fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof(e->message))
-        snprintf(e->message + n, sizeof(e->message) - (size_t)n, ": %s", msg);
+    if (n < 0 || (size_t)n >= sizeof(e->message) - 1)
+        return; /* the context alone fills it */
+    size_t len = (size_t)n, room = sizeof(e->message) - 1 - len;
+    const char *sep = ": ";
+    size_t add = strlen(sep) < room ? strlen(sep) : room;
+    memcpy(e->message + len, sep, add);
+    len += add;
+    room -= add;
+    size_t mlen = strnlen(msg, sizeof(msg));
+    add = mlen < room ? mlen : room;
+    memcpy(e->message + len, msg, add);
+    e->message[len + add] = '\0';
 }
 
 void errdetail_clear(errdetail *e)

@@ -44,7 +44,9 @@ static const struct {
 static int write_example(const char *dir)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", dir, EXAMPLE_TYPE);
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, EXAMPLE_TYPE);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return -1;
     struct stat st;
     if (stat(path, &st) == 0)
         return 0;
