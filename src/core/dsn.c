@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/strbuf.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -370,27 +371,10 @@ int dsn_parse(const char *dsn, dsn_info *out, char *err, size_t errlen)
 
 /* ---- redaction ------------------------------------------------------- */
 
-/* Output of a redaction: each "***" replaces a password of at least one
- * character, or an empty one after at least 9 ("password=" or "user:"
- * plus '@'), so twice the input's length is always enough. */
-typedef struct sbuf {
-    char *s;
-    size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (n > b->cap - b->len - 1)
-        n = b->cap - b->len - 1; /* cannot happen; see above */
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
 static const char stars[] = "***";
 
 /* user:pass@ in the authority, and password=... among the parameters. */
-static void redact_uri(const char *dsn, sbuf *b)
+static void redact_uri(const char *dsn, strbuf *b)
 {
     size_t scheme = pg_scheme_len(dsn);
     const char *rest = dsn + scheme;
@@ -399,34 +383,34 @@ static void redact_uri(const char *dsn, sbuf *b)
     const char *colon = at ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
     const char *p = dsn;
     if (colon) {
-        sb_add(b, p, (size_t)(colon + 1 - p));
-        sb_add(b, stars, 3);
+        strbuf_add(b, p, (size_t)(colon + 1 - p));
+        strbuf_add(b, stars, 3);
         p = at;
     }
     const char *q = strchr(p, '?');
     if (!q) {
-        sb_add(b, p, strlen(p));
+        strbuf_add(b, p, strlen(p));
         return;
     }
-    sb_add(b, p, (size_t)(q + 1 - p));
+    strbuf_add(b, p, (size_t)(q + 1 - p));
     for (p = q + 1; *p;) {
         size_t n = strcspn(p, "&");
         const char *key = "password=";
         if (n >= strlen(key) && strncmp(p, key, strlen(key)) == 0) {
-            sb_add(b, p, strlen(key));
-            sb_add(b, stars, 3);
+            strbuf_add(b, p, strlen(key));
+            strbuf_add(b, stars, 3);
         } else {
-            sb_add(b, p, n);
+            strbuf_add(b, p, n);
         }
         p += n;
         if (*p)
-            sb_add(b, p++, 1);
+            strbuf_add(b, p++, 1);
     }
 }
 
 /* password=... pairs; an unparseable tail is kept unless it mentions a
  * password, then it is dropped for "***". */
-static void redact_conninfo(const char *dsn, sbuf *b)
+static void redact_conninfo(const char *dsn, strbuf *b)
 {
     const char *p = dsn;
     ci_pair pair = {0};
@@ -436,31 +420,28 @@ static void redact_conninfo(const char *dsn, sbuf *b)
         bool secret = pair.klen == 8 && strncmp(pair.key, "password", 8) == 0;
         if (!secret)
             continue;
-        sb_add(b, dsn, (size_t)(pair.val - dsn));
-        sb_add(b, stars, 3);
+        strbuf_add(b, dsn, (size_t)(pair.val - dsn));
+        strbuf_add(b, stars, 3);
         dsn = p;
     }
     if (rc < 0 && strstr(pair.key, "password")) {
-        sb_add(b, dsn, (size_t)(pair.key - dsn));
-        sb_add(b, stars, 3);
+        strbuf_add(b, dsn, (size_t)(pair.key - dsn));
+        strbuf_add(b, stars, 3);
         return;
     }
-    sb_add(b, dsn, strlen(dsn));
+    strbuf_add(b, dsn, strlen(dsn));
 }
 
 char *dsn_redact(const char *dsn)
 {
     if (!dsn)
         return NULL;
-    sbuf b = {.cap = 2 * strlen(dsn) + 8};
-    if (!(b.s = malloc(b.cap)))
-        return NULL;
-    b.s[0] = '\0';
+    strbuf b = STRBUF_INIT;
     if (pg_scheme_len(dsn))
         redact_uri(dsn, &b);
     else if (looks_like_conninfo(dsn))
         redact_conninfo(dsn, &b);
     else
-        sb_add(&b, dsn, strlen(dsn));
-    return b.s;
+        strbuf_add(&b, dsn, strlen(dsn));
+    return strbuf_take(&b, NULL);
 }

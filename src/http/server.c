@@ -176,11 +176,6 @@ const unsigned char *http_req_body(const http_req *r, size_t *len)
     return r->body ? r->body : (const unsigned char *)"";
 }
 
-const char *http_req_correlation(const http_req *r)
-{
-    return r->corr;
-}
-
 json_t *http_req_json(http_req *r)
 {
     json_error_t err;

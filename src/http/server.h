@@ -58,7 +58,6 @@ const char *http_req_header(const http_req *r, const char *name);
 const unsigned char *http_req_body(const http_req *r, size_t *len);
 /* Parses the body as JSON. On failure sends a 400 bad_json and returns NULL. */
 json_t *http_req_json(http_req *r);
-const char *http_req_correlation(const http_req *r);
 
 /* Parses a query argument as an integer; absent gives def. Invalid → sends
  * 400 invalid_argument naming the argument and returns CITRUS_EINVAL. */

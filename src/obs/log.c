@@ -35,11 +35,6 @@ void log_set_correlation(const char *id)
     snprintf(corr_id, sizeof(corr_id), "%s", id);
 }
 
-const char *log_correlation(void)
-{
-    return corr_id[0] ? corr_id : NULL;
-}
-
 static void format_ts(char *buf, size_t len)
 {
     struct timespec ts;

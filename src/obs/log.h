@@ -18,7 +18,6 @@ int log_level_parse(const char *s);
 
 /* Sets this thread's correlation id (copied; NULL clears it). */
 void log_set_correlation(const char *id);
-const char *log_correlation(void);
 
 /* Whether lines at level are written (to skip building dropped ones). */
 bool log_enabled(log_level level);

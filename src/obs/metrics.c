@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/strbuf.h"
+
 #define NBUCKETS 16
 static const double bucket_le[NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                            0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
@@ -195,44 +197,16 @@ void metrics_escape_label(const char *in, char *buf, size_t len)
     buf[o] = '\0';
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return;
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
 static const char *type_name(metric_type t)
 {
     return t == METRIC_COUNTER ? "counter" : t == METRIC_GAUGE ? "gauge" : "histogram";
 }
 
-static void render_series(sbuf *b, const series *s)
+static void render_series(strbuf *b, const series *s)
 {
     const char *sep = s->labels[0] ? "," : "";
     if (s->type != METRIC_HISTOGRAM) {
-        sb_printf(b, "%s{%s} %.17g\n", s->name, s->labels, load_double(&s->value));
+        strbuf_printf(b, "%s{%s} %.17g\n", s->name, s->labels, load_double(&s->value));
         return;
     }
     /* cumulative, from per-bucket counts read once each; the total of all
@@ -240,28 +214,27 @@ static void render_series(sbuf *b, const series *s)
     unsigned long long cum = 0;
     for (int i = 0; i < NBUCKETS; i++) {
         cum += atomic_load_explicit(&s->buckets[i], memory_order_relaxed);
-        sb_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", s->name, s->labels, sep, bucket_le[i], cum);
+        strbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", s->name, s->labels, sep, bucket_le[i],
+                      cum);
     }
     cum += atomic_load_explicit(&s->buckets[NBUCKETS], memory_order_relaxed);
-    sb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", s->name, s->labels, sep, cum);
-    sb_printf(b, "%s_sum{%s} %.17g\n", s->name, s->labels, load_double(&s->value));
-    sb_printf(b, "%s_count{%s} %llu\n", s->name, s->labels, cum);
+    strbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", s->name, s->labels, sep, cum);
+    strbuf_printf(b, "%s_sum{%s} %.17g\n", s->name, s->labels, load_double(&s->value));
+    strbuf_printf(b, "%s_count{%s} %llu\n", s->name, s->labels, cum);
 }
 
 char *metrics_render(size_t *len)
 {
-    sbuf b = {0};
-    sb_printf(&b, "%s", "");
+    strbuf b = STRBUF_INIT;
     pthread_mutex_lock(&lock);
     for (size_t f = 0; f < nfamilies; f++) {
-        sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
-                  families[f].name, type_name(families[f].type));
+        strbuf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
+                      families[f].name, type_name(families[f].type));
         for (size_t i = 0; i < NSLOTS; i++)
             for (series *s = slots[i]; s; s = s->next)
                 if (strcmp(s->name, families[f].name) == 0)
                     render_series(&b, s);
     }
     pthread_mutex_unlock(&lock);
-    *len = b.len;
-    return b.p;
+    return strbuf_take(&b, len);
 }

@@ -66,10 +66,6 @@ const char *http_req_header(const http_req *r, const char *name)
 {
     return NULL;
 }
-const char *http_req_correlation(const http_req *r)
-{
-    return "fuzz";
-}
 
 const unsigned char *http_req_body(const http_req *r, size_t *len)
 {

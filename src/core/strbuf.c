@@ -1,5 +1,5 @@
-/* core/buf.c — the growable byte buffer (see buf.h). */
-#include "core/buf.h"
+/* core/strbuf.c — the growable byte buffer (see strbuf.h). */
+#include "core/strbuf.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -9,14 +9,14 @@
 
 #include "citrus/errors.h"
 
-void buf_init_max(buf *b, size_t max)
+void strbuf_init_max(strbuf *b, size_t max)
 {
     memset(b, 0, sizeof(*b));
     b->max = max;
 }
 
 /* Room for n more bytes and the NUL. */
-static int reserve(buf *b, size_t n)
+static int reserve(strbuf *b, size_t n)
 {
     if (b->err)
         return b->err;
@@ -35,7 +35,7 @@ static int reserve(buf *b, size_t n)
     return 0;
 }
 
-int buf_add(buf *b, const void *p, size_t n)
+int strbuf_add(strbuf *b, const void *p, size_t n)
 {
     int rc = reserve(b, n);
     if (rc < 0)
@@ -47,12 +47,12 @@ int buf_add(buf *b, const void *p, size_t n)
     return 0;
 }
 
-int buf_str(buf *b, const char *s)
+int strbuf_str(strbuf *b, const char *s)
 {
-    return buf_add(b, s, strlen(s));
+    return strbuf_add(b, s, strlen(s));
 }
 
-int buf_printf(buf *b, const char *fmt, ...)
+int strbuf_printf(strbuf *b, const char *fmt, ...)
 {
     if (b->err)
         return b->err;
@@ -72,26 +72,26 @@ int buf_printf(buf *b, const char *fmt, ...)
     return 0;
 }
 
-const char *buf_cstr(const buf *b)
+const char *strbuf_cstr(const strbuf *b)
 {
     return b->data ? b->data : "";
 }
 
-char *buf_take(buf *b, size_t *len)
+char *strbuf_take(strbuf *b, size_t *len)
 {
     if (b->err) {
-        buf_free(b);
+        strbuf_free(b);
         return NULL;
     }
     char *d = b->data ? b->data : strdup("");
     if (len)
         *len = b->data ? b->len : 0;
     size_t max = b->max;
-    buf_init_max(b, max);
+    strbuf_init_max(b, max);
     return d;
 }
 
-void buf_reset(buf *b)
+void strbuf_reset(strbuf *b)
 {
     b->len = 0;
     b->err = 0;
@@ -99,9 +99,9 @@ void buf_reset(buf *b)
         b->data[0] = '\0';
 }
 
-void buf_free(buf *b)
+void strbuf_free(strbuf *b)
 {
     free(b->data);
     size_t max = b->max;
-    buf_init_max(b, max);
+    strbuf_init_max(b, max);
 }

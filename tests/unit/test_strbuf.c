@@ -1,4 +1,4 @@
-/* tests/unit/test_buf.c — core/buf.c (the growable buffer) and
+/* tests/unit/test_strbuf.c — core/strbuf.c (the growable buffer) and
  * core/errdetail.c (an error with its detail). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,56 +9,56 @@
 #include <cmocka.h>
 
 #include "citrus/errors.h"
-#include "core/buf.h"
+#include "core/strbuf.h"
 #include "core/errdetail.h"
 
 static void test_buf_grows(void **state)
 {
     (void)state;
-    buf b = BUF_INIT;
-    assert_string_equal(buf_cstr(&b), "");
+    strbuf b = STRBUF_INIT;
+    assert_string_equal(strbuf_cstr(&b), "");
     for (int i = 0; i < 1000; i++)
-        assert_int_equal(buf_printf(&b, "%d,", i % 10), 0);
+        assert_int_equal(strbuf_printf(&b, "%d,", i % 10), 0);
     assert_int_equal(b.len, 2000);
-    assert_int_equal(strlen(buf_cstr(&b)), 2000);
-    assert_memory_equal(buf_cstr(&b), "0,1,2,", 6);
-    assert_int_equal(buf_add(&b, "\0x", 2), 0); /* bytes, NULs included */
+    assert_int_equal(strlen(strbuf_cstr(&b)), 2000);
+    assert_memory_equal(strbuf_cstr(&b), "0,1,2,", 6);
+    assert_int_equal(strbuf_add(&b, "\0x", 2), 0); /* bytes, NULs included */
     assert_int_equal(b.len, 2002);
     assert_int_equal(b.data[2001], 'x');
     assert_int_equal(b.data[2002], '\0');
-    buf_reset(&b);
+    strbuf_reset(&b);
     assert_int_equal(b.len, 0);
-    assert_string_equal(buf_cstr(&b), "");
-    assert_int_equal(buf_str(&b, "abc"), 0);
+    assert_string_equal(strbuf_cstr(&b), "");
+    assert_int_equal(strbuf_str(&b, "abc"), 0);
     size_t len = 0;
-    char *s = buf_take(&b, &len);
+    char *s = strbuf_take(&b, &len);
     assert_string_equal(s, "abc");
     assert_int_equal(len, 3);
     assert_null(b.data); /* taken: b is empty again */
     free(s);
-    s = buf_take(&b, &len); /* nothing added: "" */
+    s = strbuf_take(&b, &len); /* nothing added: "" */
     assert_string_equal(s, "");
     assert_int_equal(len, 0);
     free(s);
-    buf_free(&b);
+    strbuf_free(&b);
 }
 
 static void test_buf_bound(void **state)
 {
     (void)state;
-    buf b;
-    buf_init_max(&b, 10);
-    assert_int_equal(buf_str(&b, "0123456789"), 0);
-    assert_int_equal(buf_str(&b, "x"), CITRUS_ETOOBIG);
-    assert_int_equal(buf_printf(&b, "%s", ""), CITRUS_ETOOBIG); /* sticky */
+    strbuf b;
+    strbuf_init_max(&b, 10);
+    assert_int_equal(strbuf_str(&b, "0123456789"), 0);
+    assert_int_equal(strbuf_str(&b, "x"), CITRUS_ETOOBIG);
+    assert_int_equal(strbuf_printf(&b, "%s", ""), CITRUS_ETOOBIG); /* sticky */
     assert_int_equal(b.len, 10);
-    assert_null(buf_take(&b, NULL)); /* after an error: NULL, freed */
+    assert_null(strbuf_take(&b, NULL)); /* after an error: NULL, freed */
     assert_int_equal(b.max, 10);
-    assert_int_equal(buf_str(&b, "again"), 0); /* the bound stays, the error went */
-    buf_reset(&b);
-    assert_int_equal(buf_printf(&b, "%05d%05d", 1, 2), 0); /* exactly the bound */
-    assert_int_equal(buf_printf(&b, "%d", 3), CITRUS_ETOOBIG);
-    buf_free(&b);
+    assert_int_equal(strbuf_str(&b, "again"), 0); /* the bound stays, the error went */
+    strbuf_reset(&b);
+    assert_int_equal(strbuf_printf(&b, "%05d%05d", 1, 2), 0); /* exactly the bound */
+    assert_int_equal(strbuf_printf(&b, "%d", 3), CITRUS_ETOOBIG);
+    strbuf_free(&b);
 }
 
 static void test_errdetail(void **state)
