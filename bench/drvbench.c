@@ -16,7 +16,6 @@
 
 #include "bench_util.h"
 #include "dbconn/driver.h"
-#include "provision/shard_db.h"
 
 static const char *dsn, *sql = "SELECT value FROM kv WHERE key = $1";
 static long n = 200000, rounds = 5, cache = 256;
@@ -24,8 +23,8 @@ static long n = 200000, rounds = 5, cache = 256;
 static double run(size_t keep)
 {
     drv_conn *c = NULL;
-    drv_error e;
-    if (drv_open(dsn, 5000, &c, &e) != 0) {
+    errdetail e;
+    if (drv_open(dsn, NULL, &c, &e) != 0) {
         fprintf(stderr, "drvbench: %s: %s\n", dsn, e.message);
         exit(1);
     }
@@ -52,16 +51,9 @@ static double run(size_t keep)
 
 static void setup(void)
 {
-    shard_db *db = NULL;
-    char err[512];
-    if (shard_db_open(dsn, 5000, true, &db, err, sizeof(err)) != 0) {
-        fprintf(stderr, "drvbench: %s\n", err);
-        exit(1);
-    }
-    shard_db_close(db);
     drv_conn *c = NULL;
-    drv_error e;
-    if (drv_open(dsn, 5000, &c, &e) != 0 ||
+    errdetail e;
+    if (drv_open(dsn, &(drv_options){.create = true}, &c, &e) != 0 ||
         drv_exec(c, "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT)", NULL, 0, 0, NULL, NULL,
                  NULL, &e) != 0) {
         fprintf(stderr, "drvbench: setup: %s\n", e.message);

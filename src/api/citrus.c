@@ -16,8 +16,8 @@
 #include "api/shardjson.h"
 #include "citrus/errors.h"
 #include "provision/schema.h"
+#include "dbconn/driver.h"
 #include "provision/service.h"
-#include "provision/shard_db.h"
 
 #define BATCH_MAX 100
 #define HEALTH_TIMEOUT_MS 2000
@@ -238,8 +238,8 @@ typedef struct probe {
     const shard *s;
     int64_t timeout_ms;
     int rc;
-    double ms;
-    char err[256];
+    int64_t ms;
+    errdetail err;
 } probe;
 
 typedef struct probe_set {
@@ -258,10 +258,9 @@ static void *prober(void *arg)
         if (i >= ps->n)
             return NULL;
         probe *p = &ps->v[i];
-        p->rc = p->s->dsn ? shard_db_ping(p->s->dsn, p->timeout_ms, &p->ms, p->err, sizeof(p->err))
-                          : CITRUS_EUNAVAILABLE;
-        if (!p->s->dsn)
-            snprintf(p->err, sizeof(p->err), "no database yet");
+        p->rc = p->s->dsn ? drv_probe(p->s->dsn, &(drv_options){.timeout_ms = p->timeout_ms},
+                                      &p->ms, &p->err)
+                          : errdetail_set(&p->err, CITRUS_EUNAVAILABLE, "no database yet");
     }
 }
 
@@ -309,7 +308,7 @@ int api_citrus_health(http_req *r, void *ctx)
         if (p->rc == 0)
             json_object_set_new(one, "latencyMs", json_real(p->ms));
         else
-            json_object_set_new(one, "error", json_string(p->err));
+            json_object_set_new(one, "error", json_string(p->err.message));
         json_array_append_new(items, one);
         up += p->rc == 0;
         const char *sn = shard_state_name(v[i].state);

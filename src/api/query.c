@@ -28,7 +28,7 @@
 /* The router's error: its code and message, the SQLSTATE where there is
  * one, and for a transaction the index of the statement that failed
  * (statement >= 0). */
-static void router_error_reply(http_req *r, const router_error *e, long statement)
+static void router_error_reply(http_req *r, const errdetail *e, long statement)
 {
     json_t *extra = json_object();
     if (e->sqlstate[0])
@@ -223,7 +223,7 @@ static int call_parse(http_req *r, json_t *body, router_call *rd)
 /* {keys: [...]}: one statement for keys that share a shard. Replies to
  * bad keys itself; a router error is left in *e. */
 static int query_keys(http_req *r, app *a, json_t *keys, const router_call *rd, const char *sql,
-                      const value *params, size_t np, router_answer *ans, router_error *e)
+                      const value *params, size_t np, router_answer *ans, errdetail *e)
 {
     size_t n = json_array_size(keys);
     if (!json_is_array(keys) || n == 0 || n > MAX_KEYS) {
@@ -268,7 +268,7 @@ int api_query(http_req *r, void *ctx)
     if (rc == 0)
         rc = call_parse(r, body, &rd);
     router_answer ans = {0};
-    router_error e = {0}; /* e.code set: the router's error, not yet replied */
+    errdetail e = {0}; /* e.code set: the router's error, not yet replied */
     if (rc == 0 && json_is_true(scatter)) {
         scatter_opts o;
         rc = scatter_opts_parse(r, body, &o);
@@ -332,7 +332,7 @@ int api_tx(http_req *r, void *ctx)
     if (rc == 0)
         rc = timeout_parse(r, body, &call);
     long failed = -1;
-    router_error e = {0};
+    errdetail e = {0};
     if (rc == 0 && (rc = router_tx(a->router, key, &call, v, n, ans, &failed, &e)) < 0)
         router_error_reply(r, &e, failed);
     if (rc == 0) {

@@ -3,7 +3,7 @@
  *
  * The checks are structural: they catch typos and garbage before a DSN is
  * stored in the catalog, with a message that says what is wrong; whether
- * the database is reachable is shard_db's business. */
+ * the database is reachable is the driver's business (dbconn/driver.h). */
 #include "core/dsn.h"
 
 #include <stdarg.h>

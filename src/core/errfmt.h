@@ -1,6 +1,6 @@
 /* core/errfmt.h — writing a message into the caller's (err, errlen)
  * buffer, the error convention of the shard modules (provisioners,
- * schema, shard_db). */
+ * schema). */
 #ifndef CITRUS_CORE_ERRFMT_H
 #define CITRUS_CORE_ERRFMT_H
 

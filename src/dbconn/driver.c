@@ -1,11 +1,13 @@
 /* dbconn/driver.c — the shard driver interface (see driver.h): argument
- * checks, dispatch to driver_sqlite.c / driver_pg.c, and what both share
- * (error filling, the transaction verbs).
+ * checks, dispatch through the backend's drv_ops table (driver_ops.h), and
+ * what every backend shares (the transaction verbs, scripts in a
+ * transaction, a column as text, probes).
  *
  * The DSN is checked with dsn_parse first, so a malformed one is
- * CITRUS_EINVAL and never reaches a driver. Every drv_exec starts from a
- * clean slate (out emptied, *truncated false, *changes 0) and out is
- * emptied again on error, so callers never see half a result.
+ * CITRUS_EINVAL and never reaches a backend; its kind picks the table. Every
+ * drv_exec starts from a clean slate (out emptied, *truncated false,
+ * *changes 0) and out is emptied again on error, so callers never see half
+ * a result.
  *
  * Transactions are normalized here so the router sees one behaviour:
  * BEGIN inside a transaction and COMMIT outside one are errors on both
@@ -13,57 +15,52 @@
  * outside one is a no-op (PostgreSQL would warn, SQLite would fail), and
  * COMMIT of a failed PostgreSQL transaction — which the server silently
  * turns into a ROLLBACK — is reported as the error it is. */
-#define CITRUS_DRIVER_INTERNAL
 #include "dbconn/driver.h"
 
-#include <stdarg.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
+#include "dbconn/driver_ops.h"
 #include "dbconn/stmt_cache.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 
-int drv_fail(drv_error *e, int rc, const char *sqlstate, const char *fmt, ...)
+static const drv_ops *const backends[] = {&drv_sqlite_ops, &drv_pg_ops};
+
+static const drv_ops *backend_for(dsn_kind kind)
 {
-    if (!e)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof(e->message), fmt, ap);
-    va_end(ap);
-    snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", sqlstate ? sqlstate : "");
-    return rc;
+    for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+        if (backends[i]->kind == kind)
+            return backends[i];
+    return NULL;
 }
 
-static void clear_error(drv_error *e)
+int drv_open(const char *dsn, const drv_options *o, drv_conn **out, errdetail *e)
 {
-    e->message[0] = '\0';
-    e->sqlstate[0] = '\0';
-}
-
-int drv_open(const char *dsn, int64_t timeout_ms, drv_conn **out, drv_error *e)
-{
-    drv_error scratch;
+    errdetail scratch;
     if (!e)
         e = &scratch;
-    clear_error(e);
+    errdetail_clear(e);
     *out = NULL;
     if (!dsn)
-        return drv_fail(e, CITRUS_EINVAL, NULL, "no DSN");
+        return errdetail_set(e, CITRUS_EINVAL, "no DSN");
     dsn_info info;
     if (dsn_parse(dsn, &info, e->message, sizeof(e->message)) != 0)
-        return CITRUS_EINVAL;
+        return e->code = CITRUS_EINVAL;
+    const drv_ops *ops = backend_for(info.kind);
+    if (!ops)
+        return errdetail_set(e, CITRUS_EINVAL, "no driver for this kind of DSN");
     drv_conn *c = calloc(1, sizeof(*c));
     if (!c)
-        return drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
-    c->is_pg = info.kind == DSN_POSTGRES;
-    c->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
-    int rc = c->is_pg ? drv_pg_open(c, dsn, e) : drv_lite_open(c, info.path, e);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    c->ops = ops;
+    c->timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+    c->clock = o && o->clock ? o->clock : clock_real();
+    int rc = ops->open(c, dsn, &info, o && o->create, e);
     if (rc) {
         drv_close(c);
         return rc;
@@ -78,14 +75,7 @@ void drv_set_statement_cache(drv_conn *c, size_t n)
         return;
     stmt_cache_free(c->stmts);
     /* out of memory: no cache */
-    c->stmts = n ? stmt_cache_new(n, c->is_pg ? NULL : drv_lite_finalize) : NULL;
-}
-
-int64_t drv_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    c->stmts = n ? stmt_cache_new(n, c->ops->release) : NULL;
 }
 
 void drv_set_statement_timeout(drv_conn *c, int64_t ms)
@@ -98,17 +88,16 @@ void drv_close(drv_conn *c)
 {
     if (!c)
         return;
-    if (c->is_pg)
-        drv_pg_close(c);
-    else
-        drv_lite_close(c);
+    stmt_cache_free(c->stmts); /* its statements first: they hold the database open */
+    c->stmts = NULL;
+    c->ops->close(c);
     free(c);
 }
 
 int drv_exec(drv_conn *c, const char *sql, const value *params, size_t nparams, size_t max_rows,
-             result_set *out, bool *truncated, int64_t *changes, drv_error *e)
+             result_set *out, bool *truncated, int64_t *changes, errdetail *e)
 {
-    drv_error scratch_e;
+    errdetail scratch_e;
     result_set scratch_rs;
     bool scratch_trunc;
     int64_t scratch_changes;
@@ -125,18 +114,16 @@ int drv_exec(drv_conn *c, const char *sql, const value *params, size_t nparams, 
     } else if (out->ncols || out->nrows) {
         rs_free(out);
     }
-    clear_error(e);
+    errdetail_clear(e);
     *truncated = false;
     *changes = 0;
     if (!c || !sql)
-        return drv_fail(e, CITRUS_EINVAL, NULL, "no connection or no statement");
+        return errdetail_set(e, CITRUS_EINVAL, "no connection or no statement");
     if (nparams && !params)
-        return drv_fail(e, CITRUS_EINVAL, NULL, "%zu parameters announced, none given", nparams);
+        return errdetail_set(e, CITRUS_EINVAL, "%zu parameters announced, none given", nparams);
     if (c->broken)
-        return drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "the connection is broken");
-    int rc = c->is_pg
-                 ? drv_pg_exec(c, sql, params, nparams, max_rows, out, truncated, changes, e)
-                 : drv_lite_exec(c, sql, params, nparams, max_rows, out, truncated, changes, e);
+        return errdetail_set(e, CITRUS_EUNAVAILABLE, "the connection is broken");
+    int rc = c->ops->exec(c, sql, params, nparams, max_rows, out, truncated, changes, e);
     if (rc || discard) {
         rs_free(out); /* also leaves it rs_init'ed */
         if (rc) {
@@ -151,7 +138,7 @@ static drv_tx_state tx_state(drv_conn *c)
 {
     if (!c || c->broken)
         return DRV_TX_IDLE;
-    return c->is_pg ? drv_pg_tx_state(c) : drv_lite_tx_state(c);
+    return c->ops->tx_state(c);
 }
 
 bool drv_in_transaction(drv_conn *c)
@@ -159,30 +146,32 @@ bool drv_in_transaction(drv_conn *c)
     return tx_state(c) != DRV_TX_IDLE;
 }
 
-static int run(drv_conn *c, const char *sql, drv_error *e)
+static int run(drv_conn *c, const char *sql, errdetail *e)
 {
     return drv_exec(c, sql, NULL, 0, 0, NULL, NULL, NULL, e);
 }
 
-int drv_begin(drv_conn *c, drv_error *e)
+int drv_begin(drv_conn *c, errdetail *e)
 {
     if (c && !c->broken && tx_state(c) != DRV_TX_IDLE)
-        return drv_fail(e, CITRUS_EINVAL, NULL, "a transaction is already open");
-    return run(c, c && !c->is_pg ? "BEGIN IMMEDIATE" : "BEGIN", e);
+        return errdetail_set(e, CITRUS_EINVAL, "a transaction is already open");
+    return run(c, c ? c->ops->begin_sql : "BEGIN", e);
 }
 
-int drv_commit(drv_conn *c, drv_error *e)
+int drv_commit(drv_conn *c, errdetail *e)
 {
     if (!c || c->broken)
         return run(c, "COMMIT", e); /* the error drv_exec gives */
     switch (tx_state(c)) {
     case DRV_TX_IDLE:
-        return drv_fail(e, CITRUS_EINVAL, NULL, "no transaction is open");
+        return errdetail_set(e, CITRUS_EINVAL, "no transaction is open");
     case DRV_TX_FAILED: {
         int rc = run(c, "ROLLBACK", e);
-        return rc ? rc
-                  : drv_fail(e, CITRUS_EINVAL, "25P02",
-                             "the transaction had failed and was rolled back");
+        if (rc)
+            return rc;
+        errdetail_set(e, CITRUS_EINVAL, "the transaction had failed and was rolled back");
+        errdetail_sqlstate(e, "25P02");
+        return CITRUS_EINVAL;
     }
     case DRV_TX_ACTIVE:
         break;
@@ -190,11 +179,10 @@ int drv_commit(drv_conn *c, drv_error *e)
     return run(c, "COMMIT", e);
 }
 
-int drv_rollback(drv_conn *c, drv_error *e)
+int drv_rollback(drv_conn *c, errdetail *e)
 {
     if (c && !c->broken && tx_state(c) == DRV_TX_IDLE) {
-        if (e)
-            clear_error(e);
+        errdetail_clear(e);
         return 0;
     }
     return run(c, "ROLLBACK", e);
@@ -202,31 +190,135 @@ int drv_rollback(drv_conn *c, drv_error *e)
 
 bool drv_alive(drv_conn *c)
 {
-    if (!c || c->broken)
-        return false;
-    return c->is_pg ? drv_pg_alive(c) : true;
+    return c && !c->broken && c->ops->alive(c);
 }
 
-int drv_ping(drv_conn *c, drv_error *e)
+int drv_ping(drv_conn *c, errdetail *e)
 {
-    drv_error scratch;
+    errdetail scratch;
     if (!e)
         e = &scratch;
-    clear_error(e);
+    errdetail_clear(e);
     if (!c || c->broken)
-        return drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "the connection is broken");
-    return c->is_pg ? drv_pg_ping(c, e) : drv_lite_ping(c, e);
+        return errdetail_set(e, CITRUS_EUNAVAILABLE, "the connection is broken");
+    return c->ops->ping(c, e);
 }
 
-int drv_replica_lag_ms(drv_conn *c, bool *in_recovery, int64_t *lag_ms, drv_error *e)
+int drv_replica_lag_ms(drv_conn *c, bool *replica, int64_t *lag_ms, errdetail *e)
 {
-    drv_error scratch;
+    errdetail scratch;
     if (!e)
         e = &scratch;
-    clear_error(e);
-    *in_recovery = false;
+    errdetail_clear(e);
+    *replica = false;
     *lag_ms = 0;
     if (!c || c->broken)
-        return drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "the connection is broken");
-    return c->is_pg ? drv_pg_replica_lag_ms(c, in_recovery, lag_ms, e) : 0;
+        return errdetail_set(e, CITRUS_EUNAVAILABLE, "the connection is broken");
+    return c->ops->replica_lag_ms(c, replica, lag_ms, e);
+}
+
+/* ---- the control plane ---- */
+
+int drv_run_script(drv_conn *c, const char *sql, errdetail *e)
+{
+    errdetail scratch;
+    if (!e)
+        e = &scratch;
+    errdetail_clear(e);
+    if (!c || !sql)
+        return errdetail_set(e, CITRUS_EINVAL, "no connection or no script");
+    if (c->broken)
+        return errdetail_set(e, CITRUS_EUNAVAILABLE, "the connection is broken");
+    return c->ops->script(c, sql, e);
+}
+
+int drv_run_script_tx(drv_conn *c, const char *sql, errdetail *e)
+{
+    int rc = drv_begin(c, e);
+    if (rc)
+        return rc;
+    rc = drv_run_script(c, sql, e);
+    if (rc == 0 && !drv_in_transaction(c))
+        rc = errdetail_set(
+            e, CITRUS_EINVAL,
+            "the script ended the transaction itself (BEGIN/COMMIT/ROLLBACK are not allowed)");
+    else if (rc == 0)
+        rc = drv_commit(c, e);
+    if (rc && drv_in_transaction(c))
+        drv_rollback(c, NULL); /* e keeps what failed */
+    return rc;
+}
+
+/* A cell as text (see drv_query_column); NULL when out of memory. */
+static char *cell_text(const value *v)
+{
+    char num[32];
+    switch (v->type) {
+    case VAL_TEXT:
+    case VAL_BLOB:
+        return strndup(v->u.s.p ? v->u.s.p : "", v->u.s.len);
+    case VAL_INT:
+        snprintf(num, sizeof(num), "%" PRId64, v->u.i);
+        return strdup(num);
+    case VAL_REAL:
+        snprintf(num, sizeof(num), "%.17g", v->u.d);
+        return strdup(num);
+    case VAL_BOOL:
+        return strdup(v->u.b ? "t" : "f");
+    default:
+        return strdup("");
+    }
+}
+
+int drv_query_column(drv_conn *c, const char *sql, char ***rows, size_t *nrows, errdetail *e)
+{
+    *rows = NULL;
+    *nrows = 0;
+    result_set rs;
+    rs_init(&rs);
+    int rc = drv_exec(c, sql, NULL, 0, 0, &rs, NULL, NULL, e);
+    size_t n = rc == 0 && rs.ncols ? rs.nrows : 0;
+    char **v = n ? calloc(n, sizeof(*v)) : NULL;
+    for (size_t i = 0; v && i < n; i++)
+        if (!(v[i] = cell_text(rs_cell(&rs, i, 0))))
+            break;
+    rs_free(&rs);
+    if (n && (!v || !v[n - 1])) {
+        drv_free_column(v, n);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    }
+    *rows = v;
+    *nrows = n;
+    return rc;
+}
+
+void drv_free_column(char **rows, size_t nrows)
+{
+    for (size_t i = 0; rows && i < nrows; i++)
+        free(rows[i]);
+    free(rows);
+}
+
+char *drv_quote_ident(drv_conn *c, const char *name)
+{
+    return c && name ? c->ops->quote_ident(c, name) : NULL;
+}
+
+int drv_probe(const char *dsn, const drv_options *o, int64_t *latency_ms, errdetail *e)
+{
+    errdetail scratch;
+    if (!e)
+        e = &scratch;
+    const sysclock *clock = o ? o->clock : NULL;
+    int64_t t0 = clock_mono_ms(clock);
+    drv_conn *c = NULL;
+    int rc = drv_open(dsn, o, &c, e);
+    if (rc == 0)
+        rc = drv_ping(c, e);
+    if (latency_ms)
+        *latency_ms = clock_mono_ms(clock) - t0;
+    drv_close(c);
+    if (rc && rc != CITRUS_EINVAL)
+        rc = e->code = CITRUS_EUNAVAILABLE;
+    return rc;
 }

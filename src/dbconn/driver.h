@@ -1,10 +1,13 @@
-/* dbconn/driver.h — the data plane's connection to one shard database:
- * SQLite or PostgreSQL (libpq) behind one interface, for the router.
+/* dbconn/driver.h — a connection to one shard database: SQLite or
+ * PostgreSQL (libpq) behind one interface (each backend fills a drv_ops
+ * table, see driver_ops.h), for the router's data plane and for the
+ * control plane's provisioning, schema templates and health probes.
  *
  * Statements carry parameters as $1, $2, ... on every backend and they are
  * always bound, never spliced into the text (SQLite binds "$N" by name;
- * PostgreSQL natively). Values travel as core/value.h values. Errors carry
- * the database's message and, for PostgreSQL, its SQLSTATE.
+ * PostgreSQL natively). Values travel as core/value.h values. Errors are
+ * an errdetail: the code, the database's message and, for PostgreSQL, its
+ * SQLSTATE. Every e below may be NULL (no detail wanted).
  *
  * A drv_conn is used by one thread at a time. */
 #ifndef CITRUS_DBCONN_DRIVER_H
@@ -14,22 +17,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
 #include "core/value.h"
+#include "sys/clock.h"
 
 typedef struct drv_conn drv_conn;
 
-typedef struct drv_error {
-    char message[512];
-    char sqlstate[6]; /* "" when the backend has none (SQLite) */
-} drv_error;
+/* How to open a connection (NULL: all defaults). */
+typedef struct drv_options {
+    /* Bounds the connect (0 = 5000) and later drv_ping; also SQLite's busy
+     * timeout (how long a statement waits for another writer's lock). */
+    int64_t timeout_ms;
+    /* What statement deadlines (drv_set_statement_timeout) and drv_probe's
+     * latency are read from; NULL = clock_real(). Kept, not copied: it
+     * must outlive the connection. */
+    const sysclock *clock;
+    /* SQLite: create the file when it is missing (provisioning); without
+     * it a missing file is CITRUS_EUNAVAILABLE, so a typo in a DSN never
+     * makes an empty database. No effect on PostgreSQL. */
+    bool create;
+} drv_options;
 
-/* Opens a connection (dsn: sqlite:///path or a libpq DSN); timeout_ms
- * bounds the connect (0 = 5000), and later drv_ping; it is also SQLite's
- * busy timeout (how long a statement waits for another writer's lock). An
- * SQLite file must exist already (provisioning creates it); it is put in
- * WAL mode. 0, CITRUS_EINVAL (bad DSN), CITRUS_EUNAVAILABLE (cannot
- * connect, missing or not a database file), with e filled. */
-int drv_open(const char *dsn, int64_t timeout_ms, drv_conn **out, drv_error *e);
+/* Opens a connection (dsn: sqlite:///path or a libpq DSN). An SQLite file
+ * is put in WAL mode. 0, CITRUS_EINVAL (bad DSN), CITRUS_EUNAVAILABLE
+ * (cannot connect, missing or not a database file), with e filled. */
+int drv_open(const char *dsn, const drv_options *o, drv_conn **out, errdetail *e);
 void drv_close(drv_conn *c);
 
 /* Keep up to n prepared statements on this connection (0: none, the
@@ -53,7 +65,8 @@ void drv_close(drv_conn *c);
  * Replaces (and forgets) any earlier cache. */
 void drv_set_statement_cache(drv_conn *c, size_t n);
 
-/* How long each later drv_exec may run, ms (0: no limit, the default).
+/* How long each later drv_exec (or drv_run_script: the whole script) may
+ * run, ms (0: no limit, the default).
  * Past it the statement is cancelled (PostgreSQL: a cancel request, then
  * the server's answer is awaited up to the open timeout; SQLite: the
  * statement is interrupted) and drv_exec returns CITRUS_EQUERYTIMEOUT: the
@@ -79,7 +92,7 @@ void drv_set_statement_timeout(drv_conn *c, int64_t ms);
  * filled and out emptied. After an error inside a transaction PostgreSQL
  * refuses everything until drv_rollback; SQLite only undoes the statement. */
 int drv_exec(drv_conn *c, const char *sql, const value *params, size_t nparams, size_t max_rows,
-             result_set *out, bool *truncated, int64_t *changes, drv_error *e);
+             result_set *out, bool *truncated, int64_t *changes, errdetail *e);
 
 /* BEGIN (SQLite: BEGIN IMMEDIATE, taking the write lock up front, waiting
  * up to the busy timeout) / COMMIT / ROLLBACK. The same on both backends:
@@ -87,9 +100,9 @@ int drv_exec(drv_conn *c, const char *sql, const value *params, size_t nparams, 
  * CITRUS_EINVAL; drv_commit of a PostgreSQL transaction that had failed
  * rolls it back and is CITRUS_EINVAL; drv_rollback outside a transaction
  * does nothing. */
-int drv_begin(drv_conn *c, drv_error *e);
-int drv_commit(drv_conn *c, drv_error *e);
-int drv_rollback(drv_conn *c, drv_error *e);
+int drv_begin(drv_conn *c, errdetail *e);
+int drv_commit(drv_conn *c, errdetail *e);
+int drv_rollback(drv_conn *c, errdetail *e);
 /* Whether a transaction is open (or failed and not yet rolled back). */
 bool drv_in_transaction(drv_conn *c);
 
@@ -99,58 +112,50 @@ bool drv_in_transaction(drv_conn *c);
  * runs "SELECT 1" (SQLite: reads the schema, so a file that is no longer a
  * database fails) bounded by drv_open's timeout; 0 or CITRUS_EUNAVAILABLE. */
 bool drv_alive(drv_conn *c);
-int drv_ping(drv_conn *c, drv_error *e);
+int drv_ping(drv_conn *c, errdetail *e);
 
-/* PostgreSQL replicas: the replication lag in ms (now() -
+/* A replica's replication lag in ms and whether the database may serve as
+ * a replica at all (*replica). PostgreSQL: now() -
  * pg_last_xact_replay_timestamp(), 0 when it has replayed all it received,
- * 10^12 when it is behind and has replayed nothing since it started) and
- * whether it is in recovery (a replica). SQLite: 0 and false. */
-int drv_replica_lag_ms(drv_conn *c, bool *in_recovery, int64_t *lag_ms, drv_error *e);
+ * 10^12 when it is behind and has replayed nothing since it started;
+ * *replica when it is in recovery (a primary, or a promoted replica, has a
+ * history of its own). SQLite: 0, and *replica true (a file has no
+ * replication to ask about: what the catalog calls a replica is one). */
+int drv_replica_lag_ms(drv_conn *c, bool *replica, int64_t *lag_ms, errdetail *e);
 
-/* ---- for driver.c and the backends (driver_sqlite.c, driver_pg.c) only ---- */
-#ifdef CITRUS_DRIVER_INTERNAL
+/* ---- the control plane: provisioning, schema templates, health probes ---- */
 
-typedef enum { DRV_TX_IDLE, DRV_TX_ACTIVE, DRV_TX_FAILED } drv_tx_state;
+/* Runs a script: statements separated by ";", without parameters, their
+ * rows dropped; the first failing statement ends it. Outside a
+ * transaction PostgreSQL runs a script as one implicit transaction (all or
+ * nothing), SQLite statement by statement (those before the failing one
+ * stay done). Errors as drv_exec's; drv_set_statement_timeout bounds the
+ * whole script. */
+int drv_run_script(drv_conn *c, const char *sql, errdetail *e);
 
-struct drv_conn {
-    bool is_pg;
-    void *handle;             /* sqlite3 * or PGconn * */
-    bool broken;              /* a CITRUS_EUNAVAILABLE that ends the connection */
-    int64_t timeout_ms;       /* > 0 */
-    struct stmt_cache *stmts; /* prepared statements (named on PostgreSQL), or NULL */
-    int64_t stmt_timeout_ms;  /* drv_set_statement_timeout; 0 = none */
-    int64_t deadline_ms;      /* SQLite: CLOCK_MONOTONIC end of the running statement; 0 = none */
-};
+/* The script inside one transaction (drv_begin, the script, drv_commit;
+ * drv_rollback on error; both databases have transactional DDL): all of it
+ * or none. sql must not end the transaction itself: a script that does is
+ * CITRUS_EINVAL, but what it committed stays. */
+int drv_run_script_tx(drv_conn *c, const char *sql, errdetail *e);
 
-/* CLOCK_MONOTONIC in ms (statement deadlines). */
-int64_t drv_mono_ms(void);
+/* Runs one statement (drv_exec) and gives the first column of every row as
+ * text in *rows (a malloc'd array of nrows malloc'd strings; free with
+ * drv_free_column): TEXT and BLOB as their bytes (up to a NUL), INT in
+ * decimal, REAL with %.17g, BOOL "t"/"f", NULL "". 0, or drv_exec's
+ * error (CITRUS_ENOMEM too) with *rows NULL and *nrows 0. */
+int drv_query_column(drv_conn *c, const char *sql, char ***rows, size_t *nrows, errdetail *e);
+void drv_free_column(char **rows, size_t nrows);
 
-/* Fills e (when not NULL) and returns rc. */
-int drv_fail(drv_error *e, int rc, const char *sqlstate, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* name quoted as an SQL identifier for this database ("a""b" for a"b), to
+ * put into a statement's text where a parameter cannot go (CREATE DATABASE
+ * and the like). malloc'd; NULL when out of memory. */
+char *drv_quote_ident(drv_conn *c, const char *name);
 
-/* The backends: arguments are checked and normalized by driver.c (out,
- * truncated, changes and e are never NULL; out is empty; *truncated is
- * false and *changes 0). */
-int drv_lite_open(drv_conn *c, const char *path, drv_error *e);
-void drv_lite_close(drv_conn *c);
-/* Finalizes an sqlite3_stmt (the release function of its statement cache). */
-void drv_lite_finalize(void *stmt);
-int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t nparams,
-                  size_t max_rows, result_set *out, bool *truncated, int64_t *changes,
-                  drv_error *e);
-drv_tx_state drv_lite_tx_state(drv_conn *c);
-int drv_lite_ping(drv_conn *c, drv_error *e);
-
-int drv_pg_open(drv_conn *c, const char *dsn, drv_error *e);
-void drv_pg_close(drv_conn *c);
-int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparams, size_t max_rows,
-                result_set *out, bool *truncated, int64_t *changes, drv_error *e);
-drv_tx_state drv_pg_tx_state(drv_conn *c);
-bool drv_pg_alive(drv_conn *c);
-int drv_pg_ping(drv_conn *c, drv_error *e);
-int drv_pg_replica_lag_ms(drv_conn *c, bool *in_recovery, int64_t *lag_ms, drv_error *e);
-
-#endif /* CITRUS_DRIVER_INTERNAL */
+/* Whether dsn is reachable: opens a connection (o as for drv_open), pings
+ * it and closes it. *latency_ms (may be NULL): the time all that took, on
+ * o's clock. 0, CITRUS_EINVAL (bad DSN), or CITRUS_EUNAVAILABLE for
+ * anything else, with e filled. */
+int drv_probe(const char *dsn, const drv_options *o, int64_t *latency_ms, errdetail *e);
 
 #endif

@@ -1,8 +1,9 @@
-/* dbconn/driver_pg.c — the PostgreSQL (libpq) backend of the shard driver
- * (see driver.h; driver.c checks the arguments and dispatches here).
+/* dbconn/driver_pg.c — the PostgreSQL (libpq) backend of the shard driver:
+ * its drv_ops table (see driver_ops.h; driver.c checks the arguments and
+ * dispatches here).
  *
- * Connecting: pg_connect (as shard_db.c does), with client_encoding=UTF8
- * in place of the DSN's (our TEXT values are UTF-8).
+ * Connecting: pg_connect, with client_encoding=UTF8 in place of the DSN's
+ * (our TEXT values are UTF-8).
  *
  * Statements go through PQsendQueryParams (the extended protocol: one
  * statement, parameters never spliced), or, for a query or DML statement
@@ -38,16 +39,18 @@
  * terminated): then CITRUS_EUNAVAILABLE and the connection is marked
  * broken.
  *
+ * Scripts (drv_run_script) go through PQsendQuery, the simple protocol,
+ * which runs several statements separated by ";" and stops at the first
+ * error; their rows are read and dropped.
+ *
  * drv_exec runs without a time limit unless drv_set_statement_timeout set
- * one: then the answer is waited for on the socket up to that deadline, a
+ * one: then the answer is waited for on the socket up to that deadline (on
+ * the connection's clock), a
  * cancel request is sent past it, and the server's answer (57014) is
  * awaited up to the open timeout more before the connection is given up.
  * (PQcancel connects to the server blocking; libpq 15 has no other way.)
  * drv_ping is bounded by the open timeout, and a ping that times out
  * leaves the connection broken (a statement still in flight). */
-#define CITRUS_DRIVER_INTERNAL
-#include "dbconn/driver.h"
-
 #include <errno.h>
 #include <limits.h>
 #include <libpq-fe.h>
@@ -56,10 +59,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "citrus/errors.h"
 #include "core/sqlword.h"
+#include "dbconn/driver_ops.h"
 #include "dbconn/pg_connect.h"
 #include "dbconn/stmt_cache.h"
 
@@ -91,12 +94,13 @@ static PGconn *conn(drv_conn *c)
     return (PGconn *)c->handle;
 }
 
-/* Waits until PQgetResult would not block: 0, 1 when the deadline passed
- * first, -1 when the connection failed. */
-static int wait_busy(PGconn *pg, int64_t deadline)
+/* Waits until PQgetResult would not block: 0, 1 when the deadline (on
+ * c's clock) passed first, -1 when the connection failed. */
+static int wait_busy(drv_conn *c, int64_t deadline)
 {
+    PGconn *pg = conn(c);
     while (PQisBusy(pg)) {
-        int64_t wait = deadline - drv_mono_ms();
+        int64_t wait = deadline - clock_mono_ms(c->clock);
         if (wait <= 0)
             return 1;
         struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
@@ -107,35 +111,22 @@ static int wait_busy(PGconn *pg, int64_t deadline)
     return 0;
 }
 
-/* libpq's own messages end with newlines and may span lines: one line. */
-static int fail_text(drv_error *e, int rc, const char *what, const char *msg)
+static int pg_open(drv_conn *c, const char *dsn, const dsn_info *info, bool create, errdetail *e)
 {
-    if (!e)
-        return rc;
-    pg_message(e->message, sizeof(e->message), what, msg);
-    e->sqlstate[0] = '\0';
+    PGconn *pg;
+    int rc = pg_connect(dsn, c->timeout_ms, &pg, e);
+    c->handle = pg;
     return rc;
 }
 
-int drv_pg_open(drv_conn *c, const char *dsn, drv_error *e)
+static void pg_close(drv_conn *c)
 {
-    char msg[sizeof(e->message)];
-    PGconn *pg;
-    int rc = pg_connect(dsn, c->timeout_ms, true, &pg, msg, sizeof(msg));
-    c->handle = pg;
-    return rc ? drv_fail(e, rc, NULL, "%s", msg) : 0;
-}
-
-void drv_pg_close(drv_conn *c)
-{
-    stmt_cache_free(c->stmts);
-    c->stmts = NULL;
     if (c->handle)
         PQfinish(conn(c));
     c->handle = NULL;
 }
 
-drv_tx_state drv_pg_tx_state(drv_conn *c)
+static drv_tx_state pg_tx_state(drv_conn *c)
 {
     switch (PQtransactionStatus(conn(c))) {
     case PQTRANS_INTRANS:
@@ -159,7 +150,7 @@ static bool state_is_gone(const char *state)
 }
 
 /* An error result (r may be NULL: libpq's connection message). */
-static int fail_result(drv_conn *c, const PGresult *r, drv_error *e)
+static int fail_result(drv_conn *c, const PGresult *r, errdetail *e)
 {
     PGconn *pg = conn(c);
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -171,13 +162,12 @@ static int fail_result(drv_conn *c, const PGresult *r, drv_error *e)
     }
     if (!primary) {
         const char *msg = r ? PQresultErrorMessage(r) : NULL;
-        fail_text(e, rc, "", msg && *msg ? msg : PQerrorMessage(pg));
+        pg_message(e, rc, "", msg && *msg ? msg : PQerrorMessage(pg));
     } else {
         const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
-        drv_fail(e, rc, NULL, "%s%s%s", primary, detail ? ": " : "", detail ? detail : "");
+        errdetail_set(e, rc, "%s%s%s", primary, detail ? ": " : "", detail ? detail : "");
     }
-    if (e && state)
-        snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", state);
+    errdetail_sqlstate(e, state);
     return rc;
 }
 
@@ -219,21 +209,21 @@ static char *bytea_hex(const unsigned char *p, size_t len)
     return s;
 }
 
-static int params_make(pg_params *pp, const value *params, size_t n, drv_error *e)
+static int params_make(pg_params *pp, const value *params, size_t n, errdetail *e)
 {
     memset(pp, 0, sizeof(*pp));
     if (n == 0)
         return 0;
     if (n > PG_MAX_PARAMS)
-        return drv_fail(e, CITRUS_EINVAL, NULL, "too many parameters (%zu; at most %d)", n,
-                        PG_MAX_PARAMS);
+        return errdetail_set(e, CITRUS_EINVAL, "too many parameters (%zu; at most %d)", n,
+                             PG_MAX_PARAMS);
     pp->n = n;
     pp->vals = calloc(n, sizeof(*pp->vals));
     pp->types = calloc(n, sizeof(*pp->types));
     pp->nums = calloc(n, NUMBUF);
     pp->blobs = calloc(n, sizeof(*pp->blobs));
     if (!pp->vals || !pp->types || !pp->nums || !pp->blobs)
-        return drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const value *v = &params[i];
         char *num = pp->nums + i * NUMBUF;
@@ -255,15 +245,18 @@ static int params_make(pg_params *pp, const value *params, size_t n, drv_error *
             pp->vals[i] = v->u.b ? "t" : "f";
             break;
         case VAL_TEXT:
-            if (v->u.s.len && memchr(v->u.s.p, '\0', v->u.s.len))
-                return drv_fail(e, CITRUS_EINVAL, "22021",
-                                "parameter $%zu: a PostgreSQL text cannot hold a NUL byte", i + 1);
+            if (v->u.s.len && memchr(v->u.s.p, '\0', v->u.s.len)) {
+                errdetail_set(e, CITRUS_EINVAL,
+                              "parameter $%zu: a PostgreSQL text cannot hold a NUL byte", i + 1);
+                errdetail_sqlstate(e, "22021");
+                return CITRUS_EINVAL;
+            }
             pp->vals[i] = v->u.s.p ? v->u.s.p : "";
             break;
         case VAL_BLOB:
             pp->blobs[i] = bytea_hex((const unsigned char *)v->u.s.p, v->u.s.p ? v->u.s.len : 0);
             if (!pp->blobs[i])
-                return drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+                return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
             pp->vals[i] = pp->blobs[i];
             pp->types[i] = OID_BYTEA;
             break;
@@ -440,10 +433,10 @@ static int wait_result(drv_conn *c, pg_clock *k)
         return 0;
     PGconn *pg = conn(c);
     int w;
-    while ((w = wait_busy(pg, k->deadline)) == 1 && !k->timed_out) {
+    while ((w = wait_busy(c, k->deadline)) == 1 && !k->timed_out) {
         cancel_query(pg);
         k->timed_out = true;
-        k->deadline = drv_mono_ms() + c->timeout_ms;
+        k->deadline = clock_mono_ms(c->clock) + c->timeout_ms;
     }
     if (w != 0)
         c->broken = true;
@@ -451,14 +444,14 @@ static int wait_result(drv_conn *c, pg_clock *k)
 }
 
 /* The error when wait_result failed. */
-static int wait_failed(drv_conn *c, const pg_clock *k, drv_error *e)
+static int wait_failed(drv_conn *c, const pg_clock *k, errdetail *e)
 {
     if (!k->timed_out)
-        return fail_text(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(conn(c)));
-    return drv_fail(e, CITRUS_ETIMEOUT, NULL,
-                    "the statement ran past its timeout of %lld ms and the server did not answer "
-                    "its cancel: outcome unknown",
-                    (long long)c->stmt_timeout_ms);
+        return pg_message(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(conn(c)));
+    return errdetail_set(e, CITRUS_ETIMEOUT,
+                         "the statement ran past its timeout of %lld ms and the server did not "
+                         "answer its cancel: outcome unknown",
+                         (long long)c->stmt_timeout_ms);
 }
 
 /* Whether r is the server's answer to our cancel for the time limit. */
@@ -468,11 +461,20 @@ static bool cancelled_for_time(const pg_clock *k, const PGresult *r)
     return k->timed_out && state && strcmp(state, "57014") == 0;
 }
 
-static int timeout_error(drv_conn *c, drv_error *e)
+static int timeout_error(drv_conn *c, errdetail *e)
 {
-    return drv_fail(e, CITRUS_EQUERYTIMEOUT, "57014",
-                    "the statement ran past its timeout of %lld ms and was cancelled",
-                    (long long)c->stmt_timeout_ms);
+    errdetail_set(e, CITRUS_EQUERYTIMEOUT,
+                  "the statement ran past its timeout of %lld ms and was cancelled",
+                  (long long)c->stmt_timeout_ms);
+    errdetail_sqlstate(e, "57014");
+    return CITRUS_EQUERYTIMEOUT;
+}
+
+/* The deadline of a statement (or script) starting now. */
+static pg_clock clock_start(drv_conn *c)
+{
+    return (pg_clock){.deadline =
+                          c->stmt_timeout_ms ? clock_mono_ms(c->clock) + c->stmt_timeout_ms : 0};
 }
 
 /* The last result of a command sent with PQsend* (the others dropped),
@@ -509,7 +511,7 @@ static void deallocate(drv_conn *c, const char *name, pg_clock *k)
  * outside transactions). 0, or the Parse error, which is the statement's
  * own (the same the unnamed run would give). */
 static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle, pg_clock *k,
-                    const char **name, drv_error *e)
+                    const char **name, errdetail *e)
 {
     *name = NULL;
     stmt_cache *s = c->stmts;
@@ -549,15 +551,16 @@ static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle
     return 0;
 }
 
-/* Reads the answer to a statement just sent (see drv_pg_exec), waiting as
- * k says. *stale says whether it failed because the named statement it
- * ran is gone or out of date. */
+/* Reads the answer to what was just sent (see pg_exec), waiting as k
+ * says; out NULL for a script: every statement's rows are dropped. *stale
+ * says whether it failed because the named statement it ran is gone or out
+ * of date. */
 static int collect(drv_conn *c, size_t max_rows, bool may_cancel, pg_clock *k, result_set *out,
-                   bool *truncated, int64_t *changes, drv_error *e, stale_t *stale)
+                   bool *truncated, int64_t *changes, errdetail *e, stale_t *stale)
 {
     PGconn *pg = conn(c);
     int rc = 0;
-    bool single = PQsetSingleRowMode(pg) == 1;
+    bool single = out && PQsetSingleRowMode(pg) == 1;
     bool have_columns = false, cancelled = false;
     PGresult *r;
     for (;;) {
@@ -568,10 +571,11 @@ static int collect(drv_conn *c, size_t max_rows, bool may_cancel, pg_clock *k, r
         if ((r = PQgetResult(pg)) == NULL)
             break;
         ExecStatusType st = PQresultStatus(r);
-        if ((st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) && !have_columns && rc == 0) {
+        if ((st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) && out && !have_columns &&
+            rc == 0) {
             have_columns = true;
             if (set_columns(r, out) != 0)
-                rc = drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+                rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
         }
         switch (st) {
         case PGRES_SINGLE_TUPLE:
@@ -586,24 +590,24 @@ static int collect(drv_conn *c, size_t max_rows, bool may_cancel, pg_clock *k, r
                 break;
             }
             if (append_rows(r, 0, out, truncated) != 0)
-                rc = drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+                rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
             break;
         case PGRES_TUPLES_OK:
-            if (rc == 0 && !single && append_rows(r, max_rows, out, truncated) != 0)
-                rc = drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+            if (rc == 0 && out && !single && append_rows(r, max_rows, out, truncated) != 0)
+                rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
             /* fall through */
         case PGRES_COMMAND_OK:
             if (rc == 0)
                 *changes = tag_changes(r);
             break;
         case PGRES_EMPTY_QUERY:
-            if (rc == 0)
-                rc = drv_fail(e, CITRUS_EINVAL, NULL, "empty statement");
+            if (rc == 0 && out) /* an empty script is fine */
+                rc = errdetail_set(e, CITRUS_EINVAL, "empty statement");
             break;
         case PGRES_COPY_IN:
             /* refused: the server answers with an error result next */
             if (rc == 0)
-                rc = drv_fail(e, CITRUS_EINVAL, NULL, "COPY FROM STDIN is not supported");
+                rc = errdetail_set(e, CITRUS_EINVAL, "COPY FROM STDIN is not supported");
             if (PQputCopyEnd(pg, "COPY FROM STDIN is not supported") < 0)
                 c->broken = true;
             break;
@@ -615,7 +619,7 @@ static int collect(drv_conn *c, size_t max_rows, bool may_cancel, pg_clock *k, r
             if (got == -2)
                 c->broken = true;
             if (rc == 0)
-                rc = drv_fail(e, CITRUS_EINVAL, NULL, "COPY TO STDOUT is not supported");
+                rc = errdetail_set(e, CITRUS_EINVAL, "COPY TO STDOUT is not supported");
             break;
         }
         case PGRES_FATAL_ERROR: {
@@ -644,19 +648,38 @@ static int collect(drv_conn *c, size_t max_rows, bool may_cancel, pg_clock *k, r
     if (c->broken || PQstatus(pg) != CONNECTION_OK) {
         c->broken = true;
         if (rc != CITRUS_EUNAVAILABLE && rc != CITRUS_ETIMEOUT)
-            rc = fail_text(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(pg));
+            rc = pg_message(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(pg));
     }
     return rc;
 }
 
-int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparams, size_t max_rows,
-                result_set *out, bool *truncated, int64_t *changes, drv_error *e)
+/* Whether the connection is still there to send on (else broken, e set). */
+static bool usable(drv_conn *c, errdetail *e)
 {
     PGconn *pg = conn(c);
-    if (PQstatus(pg) != CONNECTION_OK) {
+    if (PQstatus(pg) == CONNECTION_OK)
+        return true;
+    c->broken = true;
+    pg_message(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(pg));
+    return false;
+}
+
+/* The error of a PQsend* that failed. */
+static int send_failed(drv_conn *c, errdetail *e)
+{
+    PGconn *pg = conn(c);
+    if (PQstatus(pg) != CONNECTION_OK)
         c->broken = true;
-        return fail_text(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(pg));
-    }
+    return pg_message(e, c->broken ? CITRUS_EUNAVAILABLE : CITRUS_EINVAL, "", PQerrorMessage(pg));
+}
+
+static int pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparams,
+                   size_t max_rows, result_set *out, bool *truncated, int64_t *changes,
+                   errdetail *e)
+{
+    PGconn *pg = conn(c);
+    if (!usable(c, e))
+        return e->code;
     pg_params pp;
     int rc = params_make(&pp, params, nparams, e);
     if (rc) {
@@ -665,7 +688,7 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
     }
     bool idle = PQtransactionStatus(pg) == PQTRANS_IDLE;
     bool may_cancel = idle && is_plain_query(sql);
-    pg_clock k = {.deadline = c->stmt_timeout_ms ? drv_mono_ms() + c->stmt_timeout_ms : 0};
+    pg_clock k = clock_start(c);
     for (int attempt = 0;; attempt++) {
         const char *name = NULL;
         rc = stmt_for(c, sql, &pp, idle, &k, &name, e);
@@ -675,10 +698,7 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
                         : PQsendQueryParams(pg, sql, (int)nparams, pp.types, pp.vals, NULL, NULL,
                                             0 /* text */);
         if (!sent) {
-            if (PQstatus(pg) != CONNECTION_OK)
-                c->broken = true;
-            rc = fail_text(e, c->broken ? CITRUS_EUNAVAILABLE : CITRUS_EINVAL, "",
-                           PQerrorMessage(pg));
+            rc = send_failed(c, e);
             break;
         }
         stale_t stale = STALE_NO;
@@ -716,9 +736,22 @@ int drv_pg_exec(drv_conn *c, const char *sql, const value *params, size_t nparam
     return rc;
 }
 
+static int pg_script(drv_conn *c, const char *sql, errdetail *e)
+{
+    if (!usable(c, e))
+        return e->code;
+    pg_clock k = clock_start(c);
+    if (!PQsendQuery(conn(c), sql))
+        return send_failed(c, e);
+    bool truncated = false;
+    int64_t changes = 0;
+    stale_t stale = STALE_NO;
+    return collect(c, 0, false, &k, NULL, &truncated, &changes, e, &stale);
+}
+
 /* ---- health -------------------------------------------------------------------- */
 
-bool drv_pg_alive(drv_conn *c)
+static bool pg_alive(drv_conn *c)
 {
     PGconn *pg = conn(c);
     if (PQstatus(pg) != CONNECTION_OK)
@@ -739,19 +772,19 @@ bool drv_pg_alive(drv_conn *c)
 }
 
 /* "SELECT 1", sent asynchronously and waited for until the open timeout. */
-int drv_pg_ping(drv_conn *c, drv_error *e)
+static int pg_ping(drv_conn *c, errdetail *e)
 {
     PGconn *pg = conn(c);
     if (PQstatus(pg) != CONNECTION_OK || !PQsendQuery(pg, "SELECT 1")) {
         c->broken = true;
-        return fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
+        return pg_message(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
     }
-    int w = wait_busy(pg, drv_mono_ms() + c->timeout_ms);
+    int w = wait_busy(c, clock_mono_ms(c->clock) + c->timeout_ms);
     if (w != 0) {
         c->broken = true; /* gone, or the query is still in flight */
-        return w < 0 ? fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg))
-                     : drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "SELECT 1: no answer in %lld ms",
-                                (long long)c->timeout_ms);
+        return w < 0 ? pg_message(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg))
+                     : errdetail_set(e, CITRUS_EUNAVAILABLE, "SELECT 1: no answer in %lld ms",
+                                     (long long)c->timeout_ms);
     }
     int rc = 0;
     PGresult *r;
@@ -772,27 +805,52 @@ int drv_pg_ping(drv_conn *c, drv_error *e)
     }
     if (rc == 0 && PQstatus(pg) != CONNECTION_OK) {
         c->broken = true;
-        rc = fail_text(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
+        rc = pg_message(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
     }
     return rc;
 }
 
-int drv_pg_replica_lag_ms(drv_conn *c, bool *in_recovery, int64_t *lag_ms, drv_error *e)
+static int pg_replica_lag_ms(drv_conn *c, bool *replica, int64_t *lag_ms, errdetail *e)
 {
     result_set rs;
     rs_init(&rs);
     bool truncated = false;
     int64_t changes = 0;
-    int rc = drv_pg_exec(c, LAG_SQL, NULL, 0, 0, &rs, &truncated, &changes, e);
+    int rc = pg_exec(c, LAG_SQL, NULL, 0, 0, &rs, &truncated, &changes, e);
     if (rc == 0) {
         if (rs.nrows == 1 && rs.ncols == 2 && val_ok(rs_cell(&rs, 0, 0), VAL_BOOL) &&
             val_ok(rs_cell(&rs, 0, 1), VAL_INT)) {
-            *in_recovery = rs_cell(&rs, 0, 0)->u.b;
+            *replica = rs_cell(&rs, 0, 0)->u.b;
             *lag_ms = rs_cell(&rs, 0, 1)->u.i;
         } else {
-            rc = drv_fail(e, CITRUS_EINVAL, NULL, "unexpected answer to the replication query");
+            rc = errdetail_set(e, CITRUS_EINVAL, "unexpected answer to the replication query");
         }
     }
     rs_free(&rs);
     return rc;
 }
+
+/* PQescapeIdentifier (which knows the connection's encoding), copied to
+ * malloc'd memory. */
+static char *pg_quote_ident(drv_conn *c, const char *name)
+{
+    char *q = PQescapeIdentifier(conn(c), name, strlen(name));
+    char *copy = q ? strdup(q) : NULL;
+    PQfreemem(q);
+    return copy;
+}
+
+const drv_ops drv_pg_ops = {
+    .kind = DSN_POSTGRES,
+    .begin_sql = "BEGIN",
+    .release = NULL, /* named statements live on the server */
+    .open = pg_open,
+    .close = pg_close,
+    .exec = pg_exec,
+    .script = pg_script,
+    .tx_state = pg_tx_state,
+    .alive = pg_alive,
+    .ping = pg_ping,
+    .replica_lag_ms = pg_replica_lag_ms,
+    .quote_ident = pg_quote_ident,
+};

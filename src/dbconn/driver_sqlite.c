@@ -1,8 +1,10 @@
-/* dbconn/driver_sqlite.c — the SQLite backend of the shard driver (see
- * driver.h; driver.c checks the arguments and dispatches here).
+/* dbconn/driver_sqlite.c — the SQLite backend of the shard driver: its
+ * drv_ops table (see driver_ops.h; driver.c checks the arguments and
+ * dispatches here).
  *
- * Opening: the file must exist (the provisioner creates shard files; a
- * typo in a DSN must not silently create an empty database), it gets a
+ * Opening: the file must exist unless the caller asks to create it (the
+ * provisioner creates shard files; a typo in a DSN must not silently
+ * create an empty database), it gets a
  * busy timeout of the open timeout so concurrent writers on one file wait
  * for each other, and WAL mode (readers do not block the writer). The
  * PRAGMA also reads the header, so a file that is not a database fails
@@ -21,15 +23,18 @@
  * (total_changes moved): sqlite3_changes alone keeps the count of the last
  * INSERT/UPDATE/DELETE, which would be wrong for a SELECT or DDL after one.
  *
+ * Scripts (drv_run_script) go through sqlite3_exec, which runs one
+ * statement after the other and stops at the first error.
+ *
+ * A statement timeout is a deadline on the connection's clock, checked by
+ * a progress handler every 1000 virtual machine steps.
+ *
  * Errors: the caller's fault (syntax, constraint, ...) is CITRUS_EINVAL
  * with SQLite's message. SQLITE_BUSY (the lock stayed taken past the busy
  * timeout) and SQLITE_FULL are CITRUS_EUNAVAILABLE with the connection
  * still usable; I/O errors, corruption, a file that is no longer a
  * database or was moved are CITRUS_EUNAVAILABLE and mark the connection
  * broken, so a pool reopens it. */
-#define CITRUS_DRIVER_INTERNAL
-#include "dbconn/driver.h"
-
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -37,6 +42,7 @@
 
 #include "citrus/errors.h"
 #include "core/sqlword.h"
+#include "dbconn/driver_ops.h"
 #include "dbconn/stmt_cache.h"
 
 #define MAX_PARAM_NUMBER 65535L
@@ -71,46 +77,42 @@ static int map_rc(drv_conn *c, int rc)
     }
 }
 
-static int fail_db(drv_conn *c, int rc, drv_error *e)
+static int fail_db(drv_conn *c, int rc, errdetail *e)
 {
-    return drv_fail(e, map_rc(c, rc), NULL, "%s", sqlite3_errmsg(lite(c)));
+    return errdetail_set(e, map_rc(c, rc), "%s", sqlite3_errmsg(lite(c)));
 }
 
-int drv_lite_open(drv_conn *c, const char *path, drv_error *e)
+static int lite_open(drv_conn *c, const char *dsn, const dsn_info *info, bool create, errdetail *e)
 {
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(info->path, &db, flags, NULL);
     c->handle = db;
-    if (rc != SQLITE_OK) {
-        drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "sqlite open %s: %s", path,
-                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-        return rc == SQLITE_NOMEM ? CITRUS_ENOMEM : CITRUS_EUNAVAILABLE;
-    }
+    if (rc != SQLITE_OK)
+        return errdetail_set(e, rc == SQLITE_NOMEM ? CITRUS_ENOMEM : CITRUS_EUNAVAILABLE,
+                             "sqlite open %s: %s", info->path,
+                             db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, c->timeout_ms > INT_MAX ? INT_MAX : (int)c->timeout_ms);
     rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "sqlite %s: %s", path, sqlite3_errmsg(db));
-        return rc == SQLITE_NOMEM ? CITRUS_ENOMEM : CITRUS_EUNAVAILABLE;
-    }
+    if (rc != SQLITE_OK)
+        return errdetail_set(e, rc == SQLITE_NOMEM ? CITRUS_ENOMEM : CITRUS_EUNAVAILABLE,
+                             "sqlite %s: %s", info->path, sqlite3_errmsg(db));
     return 0;
 }
 
-void drv_lite_finalize(void *stmt)
+static void lite_finalize(void *stmt)
 {
     sqlite3_finalize(stmt);
 }
 
-void drv_lite_close(drv_conn *c)
+static void lite_close(drv_conn *c)
 {
-    stmt_cache_free(c->stmts); /* its statements first: they hold the db open */
-    c->stmts = NULL;
-    if (c->handle)
-        sqlite3_close_v2(lite(c));
+    sqlite3_close_v2(lite(c)); /* NULL: a no-op */
     c->handle = NULL;
 }
 
-drv_tx_state drv_lite_tx_state(drv_conn *c)
+static drv_tx_state lite_tx_state(drv_conn *c)
 {
     return sqlite3_get_autocommit(lite(c)) ? DRV_TX_IDLE : DRV_TX_ACTIVE;
 }
@@ -139,8 +141,7 @@ static long param_number(const char *name)
     return n;
 }
 
-static int bind_params(drv_conn *c, sqlite3_stmt *st, const value *params, size_t nparams,
-                       drv_error *e)
+static int bind_params(sqlite3_stmt *st, const value *params, size_t nparams, errdetail *e)
 {
     int count = sqlite3_bind_parameter_count(st);
     long highest = 0;
@@ -148,18 +149,17 @@ static int bind_params(drv_conn *c, sqlite3_stmt *st, const value *params, size_
         const char *name = sqlite3_bind_parameter_name(st, i);
         long n = param_number(name);
         if (n == 0)
-            return drv_fail(e, CITRUS_EINVAL, NULL,
-                            "parameters are written $1, $2, ...: \"%s\" is not supported",
-                            name ? name : "?");
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "parameters are written $1, $2, ...: \"%s\" is not supported",
+                                 name ? name : "?");
         if (n > highest)
             highest = n;
     }
     if ((size_t)highest != nparams) {
         if (highest == 0)
-            return drv_fail(e, CITRUS_EINVAL, NULL, "statement has no parameters, got %zu",
-                            nparams);
-        return drv_fail(e, CITRUS_EINVAL, NULL, "statement has %ld parameters ($1..$%ld), got %zu",
-                        highest, highest, nparams);
+            return errdetail_set(e, CITRUS_EINVAL, "statement has no parameters, got %zu", nparams);
+        return errdetail_set(e, CITRUS_EINVAL, "statement has %ld parameters ($1..$%ld), got %zu",
+                             highest, highest, nparams);
     }
     for (int i = 1; i <= count; i++) {
         long n = param_number(sqlite3_bind_parameter_name(st, i));
@@ -188,8 +188,8 @@ static int bind_params(drv_conn *c, sqlite3_stmt *st, const value *params, size_
             break;
         }
         if (rc != SQLITE_OK)
-            return drv_fail(e, rc == SQLITE_NOMEM ? CITRUS_ENOMEM : CITRUS_EINVAL, NULL,
-                            "parameter $%ld: %s", n, sqlite3_errstr(rc));
+            return errdetail_set(e, rc == SQLITE_NOMEM ? CITRUS_ENOMEM : CITRUS_EINVAL,
+                                 "parameter $%ld: %s", n, sqlite3_errstr(rc));
     }
     return 0;
 }
@@ -255,7 +255,7 @@ nomem:
 
 /* The statement for sql: the kept one, or prepared now (and kept when
  * the connection keeps statements); *kept says which. 0, or the error. */
-static int stmt_for(drv_conn *c, const char *sql, sqlite3_stmt **out, bool *kept, drv_error *e)
+static int stmt_for(drv_conn *c, const char *sql, sqlite3_stmt **out, bool *kept, errdetail *e)
 {
     *out = NULL;
     const stmt_ref *known = c->stmts ? stmt_cache_find(c->stmts, sql, NULL, 0) : NULL;
@@ -269,10 +269,10 @@ static int stmt_for(drv_conn *c, const char *sql, sqlite3_stmt **out, bool *kept
     if (rc != SQLITE_OK)
         return fail_db(c, rc, e);
     if (!st)
-        return drv_fail(e, CITRUS_EINVAL, NULL, "empty statement");
+        return errdetail_set(e, CITRUS_EINVAL, "empty statement");
     if (tail && !only_filler(tail)) {
         sqlite3_finalize(st);
-        return drv_fail(e, CITRUS_EINVAL, NULL, "only one statement is allowed per call");
+        return errdetail_set(e, CITRUS_EINVAL, "only one statement is allowed per call");
     }
     const stmt_ref *added;
     stmt_ref evicted;
@@ -284,27 +284,55 @@ static int stmt_for(drv_conn *c, const char *sql, sqlite3_stmt **out, bool *kept
     return 0;
 }
 
+/* When the running statement (or script) is interrupted. */
+typedef struct lite_deadline {
+    const sysclock *clock;
+    int64_t at; /* 0 = never */
+} lite_deadline;
+
+static bool deadline_passed(const lite_deadline *d)
+{
+    return d->at && clock_mono_ms(d->clock) >= d->at;
+}
+
 /* SQLite's progress handler while a statement has a deadline: non-zero
  * interrupts it. */
 static int past_deadline(void *ctx)
 {
-    const drv_conn *c = ctx;
-    return c->deadline_ms && drv_mono_ms() >= c->deadline_ms;
+    return deadline_passed(ctx);
+}
+
+/* Sets *d for a statement starting now, and the progress handler checking
+ * it when c has a statement timeout. */
+static void deadline_start(drv_conn *c, lite_deadline *d)
+{
+    *d = (lite_deadline){.clock = c->clock};
+    if (!c->stmt_timeout_ms)
+        return;
+    d->at = clock_mono_ms(c->clock) + c->stmt_timeout_ms;
+    sqlite3_progress_handler(lite(c), 1000, past_deadline, d);
+}
+
+static void deadline_end(drv_conn *c, const lite_deadline *d)
+{
+    if (d->at)
+        sqlite3_progress_handler(lite(c), 0, NULL, NULL);
 }
 
 /* The error of a step that failed: a timeout when the deadline
  * interrupted it. */
-static int step_failed(drv_conn *c, int step, drv_error *e)
+static int step_failed(drv_conn *c, const lite_deadline *d, int step, errdetail *e)
 {
-    if ((step & 0xff) == SQLITE_INTERRUPT && c->deadline_ms && drv_mono_ms() >= c->deadline_ms)
-        return drv_fail(e, CITRUS_EQUERYTIMEOUT, NULL,
-                        "the statement ran past its timeout of %lld ms and was cancelled",
-                        (long long)c->stmt_timeout_ms);
+    if ((step & 0xff) == SQLITE_INTERRUPT && deadline_passed(d))
+        return errdetail_set(e, CITRUS_EQUERYTIMEOUT,
+                             "the statement ran past its timeout of %lld ms and was cancelled",
+                             (long long)c->stmt_timeout_ms);
     return fail_db(c, step, e);
 }
 
-int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t nparams,
-                  size_t max_rows, result_set *out, bool *truncated, int64_t *changes, drv_error *e)
+static int lite_exec(drv_conn *c, const char *sql, const value *params, size_t nparams,
+                     size_t max_rows, result_set *out, bool *truncated, int64_t *changes,
+                     errdetail *e)
 {
     sqlite3 *db = lite(c);
     sqlite3_stmt *st;
@@ -312,13 +340,11 @@ int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t npar
     int rc = stmt_for(c, sql, &st, &kept, e);
     if (rc)
         return rc;
-    if (c->stmt_timeout_ms) { /* checked every 1000 virtual machine steps */
-        c->deadline_ms = drv_mono_ms() + c->stmt_timeout_ms;
-        sqlite3_progress_handler(db, 1000, past_deadline, c);
-    }
+    lite_deadline d;
+    deadline_start(c, &d);
     value *row = NULL;
     sqlite3_int64 before = sqlite3_total_changes64(db);
-    if ((rc = bind_params(c, st, params, nparams, e)) != 0)
+    if ((rc = bind_params(st, params, nparams, e)) != 0)
         goto out;
     /* The columns are read after the first step: a kept statement whose
      * schema changed is prepared again by that step, with the new ones. */
@@ -326,11 +352,11 @@ int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t npar
     int ncols = sqlite3_column_count(st);
     bool readonly = sqlite3_stmt_readonly(st);
     if ((rc = set_columns(st, ncols, out)) != 0) {
-        drv_fail(e, rc, NULL, "out of memory");
+        errdetail_set(e, rc, "out of memory");
         goto out;
     }
     if (ncols > 0 && !(row = calloc((size_t)ncols, sizeof(*row)))) {
-        rc = drv_fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
         goto out;
     }
     for (; step == SQLITE_ROW; step = sqlite3_step(st)) {
@@ -343,12 +369,12 @@ int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t npar
             continue;
         }
         if ((rc = append_row(st, ncols, row, out)) != 0) {
-            drv_fail(e, rc, NULL, "out of memory");
+            errdetail_set(e, rc, "out of memory");
             goto out;
         }
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = step_failed(c, step, e);
+        rc = step_failed(c, &d, step, e);
         goto out;
     }
     if (sqlite3_total_changes64(db) != before)
@@ -356,10 +382,7 @@ int drv_lite_exec(drv_conn *c, const char *sql, const value *params, size_t npar
     rc = 0;
 out:
     free(row);
-    if (c->deadline_ms) {
-        sqlite3_progress_handler(db, 0, NULL, NULL);
-        c->deadline_ms = 0;
-    }
+    deadline_end(c, &d);
     if (kept) { /* ends its read (a statement left mid-way holds a snapshot) */
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
@@ -369,7 +392,22 @@ out:
     return rc;
 }
 
-int drv_lite_ping(drv_conn *c, drv_error *e)
+static int lite_script(drv_conn *c, const char *sql, errdetail *e)
+{
+    lite_deadline d;
+    deadline_start(c, &d);
+    int rc = sqlite3_exec(lite(c), sql, NULL, NULL, NULL);
+    rc = rc == SQLITE_OK ? 0 : step_failed(c, &d, rc, e);
+    deadline_end(c, &d);
+    return rc;
+}
+
+static bool lite_alive(drv_conn *c)
+{
+    return true; /* a file: what breaks shows as an error, and then c->broken */
+}
+
+static int lite_ping(drv_conn *c, errdetail *e)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(lite(c), "SELECT count(*) FROM sqlite_master", -1, &st, NULL);
@@ -380,8 +418,50 @@ int drv_lite_ping(drv_conn *c, drv_error *e)
     }
     if (rc != SQLITE_OK) {
         map_rc(c, rc); /* marks c broken when it is */
-        drv_fail(e, CITRUS_EUNAVAILABLE, NULL, "%s", sqlite3_errmsg(lite(c)));
+        errdetail_set(e, CITRUS_EUNAVAILABLE, "%s", sqlite3_errmsg(lite(c)));
     }
     sqlite3_finalize(st);
     return rc == SQLITE_OK ? 0 : CITRUS_EUNAVAILABLE;
 }
+
+static int lite_replica_lag_ms(drv_conn *c, bool *replica, int64_t *lag_ms, errdetail *e)
+{
+    *replica = true; /* see drv_replica_lag_ms */
+    return 0;
+}
+
+/* "name" with every " doubled. */
+static char *lite_quote_ident(drv_conn *c, const char *name)
+{
+    size_t n = strlen(name);
+    char *q = malloc(2 * n + 3), *o = q;
+    if (!q)
+        return NULL;
+    *o++ = '"';
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            *o++ = '"';
+        *o++ = *p;
+    }
+    *o++ = '"';
+    *o = '\0';
+    return q;
+}
+
+/* BEGIN IMMEDIATE takes the write lock up front (waiting up to the busy
+ * timeout) instead of failing halfway through when another writer holds
+ * it. */
+const drv_ops drv_sqlite_ops = {
+    .kind = DSN_SQLITE,
+    .begin_sql = "BEGIN IMMEDIATE",
+    .release = lite_finalize,
+    .open = lite_open,
+    .close = lite_close,
+    .exec = lite_exec,
+    .script = lite_script,
+    .tx_state = lite_tx_state,
+    .alive = lite_alive,
+    .ping = lite_ping,
+    .replica_lag_ms = lite_replica_lag_ms,
+    .quote_ident = lite_quote_ident,
+};

@@ -1,31 +1,32 @@
 /* dbconn/pg_connect.c — see pg_connect.h. */
 #include "dbconn/pg_connect.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "core/errfmt.h"
 
 #define MIN_CONNECT_TIMEOUT_S 2
 #define MAX_KEYWORDS 64
 
-void pg_message(char *err, size_t errlen, const char *what, const char *msg)
+int pg_message(errdetail *e, int code, const char *what, const char *msg)
 {
-    errfmt(err, errlen, "%s%s", what, msg && *msg ? msg : "unknown error");
-    if (!err || errlen == 0)
-        return;
-    char *w = err;
-    for (const char *r = err; *r; r++) {
+    errdetail_set(e, code, "%s%s", what, msg && *msg ? msg : "unknown error");
+    if (!e)
+        return code;
+    char *w = e->message;
+    for (const char *r = e->message; *r; r++) {
         bool space = *r == '\n' || *r == '\t' || *r == ' ' || *r == '\r';
         if (!space)
             *w++ = *r;
-        else if (w > err && w[-1] != ' ')
+        else if (w > e->message && w[-1] != ' ')
             *w++ = ' ';
     }
-    while (w > err && w[-1] == ' ')
+    while (w > e->message && w[-1] == ' ')
         w--;
     *w = '\0';
+    return code;
 }
 
 static void quiet_notices(void *arg, const char *msg)
@@ -34,14 +35,13 @@ static void quiet_notices(void *arg, const char *msg)
     (void)msg;
 }
 
-int pg_connect(const char *dsn, int64_t timeout_ms, bool utf8, PGconn **out, char *err,
-               size_t errlen)
+int pg_connect(const char *dsn, int64_t timeout_ms, PGconn **out, errdetail *e)
 {
     *out = NULL;
     char *perr = NULL;
     PQconninfoOption *opts = PQconninfoParse(dsn, &perr);
     if (!opts) {
-        pg_message(err, errlen, "malformed PostgreSQL DSN: ", perr);
+        pg_message(e, CITRUS_EINVAL, "malformed PostgreSQL DSN: ", perr);
         PQfreemem(perr);
         return CITRUS_EINVAL;
     }
@@ -49,7 +49,7 @@ int pg_connect(const char *dsn, int64_t timeout_ms, bool utf8, PGconn **out, cha
     size_t n = 0;
     for (PQconninfoOption *o = opts; o->keyword && n < MAX_KEYWORDS - 2; o++) {
         if (o->val && strcmp(o->keyword, "connect_timeout") != 0 &&
-            !(utf8 && strcmp(o->keyword, "client_encoding") == 0)) {
+            strcmp(o->keyword, "client_encoding") != 0) {
             keys[n] = o->keyword;
             vals[n++] = o->val;
         }
@@ -61,19 +61,15 @@ int pg_connect(const char *dsn, int64_t timeout_ms, bool utf8, PGconn **out, cha
     snprintf(tbuf, sizeof(tbuf), "%lld", (long long)secs);
     keys[n] = "connect_timeout";
     vals[n++] = tbuf;
-    if (utf8) {
-        keys[n] = "client_encoding";
-        vals[n++] = "UTF8";
-    }
+    keys[n] = "client_encoding";
+    vals[n++] = "UTF8";
     keys[n] = vals[n] = NULL;
     PGconn *pg = PQconnectdbParams(keys, vals, 0);
     PQconninfoFree(opts);
-    if (!pg) {
-        errfmt(err, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
+    if (!pg)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     if (PQstatus(pg) != CONNECTION_OK) {
-        pg_message(err, errlen, "", PQerrorMessage(pg));
+        pg_message(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
         PQfinish(pg);
         return CITRUS_EUNAVAILABLE;
     }

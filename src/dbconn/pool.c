@@ -1,7 +1,9 @@
 /* dbconn/pool.c — a connection pool per shard database (see pool.h).
  *
  * One mutex and one condition variable (on CLOCK_MONOTONIC, so the wait
- * deadline ignores wall-clock jumps). `size` counts every connection the
+ * ignores wall-clock jumps). The wait's deadline is on the pool's clock: a
+ * waiter sleeps until then as that clock reads now, and decides again by
+ * it on every wake-up. `size` counts every connection the
  * pool answers for: idle, checked out, and those being opened, pinged or
  * closed outside the lock — a slot is reserved (size++) before connecting
  * and released (size--) only after the close, so max_size bounds the
@@ -23,11 +25,8 @@
 #include "dbconn/pool.h"
 
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "citrus/errors.h"
 
@@ -52,6 +51,7 @@ struct pool {
     int max_size;
     int64_t wait_ms, idle_timeout_ms, max_lifetime_ms, check_idle_ms, connect_timeout_ms;
     size_t statement_cache;
+    const sysclock *clock;
     pconn *idle; /* stack: idle[nidle - 1] is the most recently used */
     pconn *out;  /* checked out, unordered */
     int nidle, nout;
@@ -60,28 +60,11 @@ struct pool {
     uint64_t opened, closed, exhausted, checkouts;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void fail(drv_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void fail(drv_error *e, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof(e->message), fmt, ap);
-    va_end(ap);
-    e->sqlstate[0] = '\0';
-}
-
 /* A new connection with the pool's settings. */
-static int open_conn(pool *p, drv_conn **c, drv_error *e)
+static int open_conn(pool *p, drv_conn **c, errdetail *e)
 {
-    int rc = drv_open(p->dsn, p->connect_timeout_ms, c, e);
+    drv_options o = {.timeout_ms = p->connect_timeout_ms, .clock = p->clock};
+    int rc = drv_open(p->dsn, &o, c, e);
     if (rc == 0)
         drv_set_statement_cache(*c, p->statement_cache);
     return rc;
@@ -102,16 +85,12 @@ pool *pool_new(const pool_options *o)
     p->connect_timeout_ms =
         o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     p->statement_cache = o->statement_cache;
+    p->clock = o->clock ? o->clock : clock_real();
     p->dsn = strdup(o->dsn);
     p->idle = calloc((size_t)p->max_size, sizeof(*p->idle));
     p->out = calloc((size_t)p->max_size, sizeof(*p->out));
-    pthread_condattr_t ca;
-    bool cv_ok = false, mu_ok = pthread_mutex_init(&p->mu, NULL) == 0;
-    if (pthread_condattr_init(&ca) == 0) {
-        cv_ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-                pthread_cond_init(&p->cv, &ca) == 0;
-        pthread_condattr_destroy(&ca);
-    }
+    bool mu_ok = pthread_mutex_init(&p->mu, NULL) == 0;
+    bool cv_ok = clock_cond_init(&p->cv) == 0;
     if (!p->dsn || !p->idle || !p->out || !mu_ok || !cv_ok) {
         if (mu_ok)
             pthread_mutex_destroy(&p->mu);
@@ -191,23 +170,23 @@ static int find_out(pool *p, drv_conn *c)
     return -1;
 }
 
-int pool_get(pool *p, drv_conn **out, drv_error *e)
+int pool_get(pool *p, drv_conn **out, errdetail *e)
 {
-    drv_error scratch;
+    errdetail scratch;
     if (!e)
         e = &scratch;
-    e->message[0] = e->sqlstate[0] = '\0';
+    errdetail_clear(e);
     *out = NULL;
     drv_conn *doomed[SWEEP_MAX];
-    int64_t deadline = mono_ms() + p->wait_ms;
+    int64_t deadline = clock_mono_ms(p->clock) + p->wait_ms;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->freed) {
-            fail(e, "the connection pool is closed");
+            errdetail_set(e, CITRUS_ECLOSED, "the connection pool is closed");
             unlock_leave(p);
             return CITRUS_ECLOSED;
         }
-        int64_t now = mono_ms();
+        int64_t now = clock_mono_ms(p->clock);
         int n = sweep(p, now, doomed);
         if (n) {
             close_unlocked(p, doomed, n);
@@ -234,7 +213,7 @@ int pool_get(pool *p, drv_conn **out, drv_error *e)
                 c = NULL;
                 rc = open_conn(p, &c, e);
             }
-            now = mono_ms();
+            now = clock_mono_ms(p->clock);
             pthread_mutex_lock(&p->mu);
             if (replaced) {
                 p->closed++;
@@ -251,7 +230,7 @@ int pool_get(pool *p, drv_conn **out, drv_error *e)
                 if (replaced) {
                     p->opened++;
                     pc = (pconn){.c = c, .created_ms = now};
-                    e->message[0] = e->sqlstate[0] = '\0'; /* the ping's error */
+                    errdetail_clear(e); /* the ping's error */
                 }
                 pc.must_check = false;
                 pc.used_ms = now;
@@ -267,7 +246,7 @@ int pool_get(pool *p, drv_conn **out, drv_error *e)
             pthread_mutex_unlock(&p->mu);
             drv_conn *c = NULL;
             int rc = open_conn(p, &c, e);
-            now = mono_ms();
+            now = clock_mono_ms(p->clock);
             pthread_mutex_lock(&p->mu);
             if (rc) {
                 p->size--;
@@ -283,20 +262,13 @@ int pool_get(pool *p, drv_conn **out, drv_error *e)
         }
         if (now >= deadline) {
             p->exhausted++;
-            fail(e, "pool_exhausted: all %d connections stayed in use for %lld ms", p->max_size,
-                 (long long)p->wait_ms);
+            errdetail_set(e, CITRUS_EPOOL,
+                          "pool_exhausted: all %d connections stayed in use for %lld ms",
+                          p->max_size, (long long)p->wait_ms);
             unlock_leave(p);
             return CITRUS_EPOOL;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t wait = deadline - now;
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = clock_cond_deadline(deadline - now);
         p->waiting++;
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
         p->waiting--;
@@ -318,7 +290,7 @@ void pool_put(pool *p, drv_conn *c, bool discard)
     }
     pconn pc = p->out[i];
     p->out[i] = p->out[--p->nout];
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms(p->clock);
     if (p->freed || now - pc.created_ms >= p->max_lifetime_ms)
         bad = true;
     if (bad) {

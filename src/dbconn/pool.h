@@ -9,14 +9,21 @@
  * than idle_timeout_ms or older than max_lifetime_ms are closed (on return
  * or checkout; no thread needed). A connection returned broken (drv_alive
  * false), still in a transaction, or with `discard`, is closed. No lock is
- * held while connecting, pinging or closing. Thread-safe. */
+ * held while connecting, pinging or closing. Thread-safe.
+ *
+ * Every decision by time (idleness, age, the wait's deadline) reads the
+ * pool's clock, so a test clock decides them; the wait itself is on a
+ * condition variable (CLOCK_MONOTONIC), woken by a return, a freed slot or
+ * pool_free, and re-reads the clock each time it wakes. */
 #ifndef CITRUS_DBCONN_POOL_H
 #define CITRUS_DBCONN_POOL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
 #include "dbconn/driver.h"
+#include "sys/clock.h"
 
 typedef struct pool pool;
 
@@ -29,6 +36,7 @@ typedef struct pool_options {
     int64_t check_idle_ms;      /* 0 = 1000; health check after this much idleness */
     int64_t connect_timeout_ms; /* 0 = 5000 */
     size_t statement_cache;     /* per connection, see drv_set_statement_cache; 0 = none */
+    const sysclock *clock;      /* kept (must outlive the pool and its connections); NULL = real */
 } pool_options;
 
 typedef struct pool_stats {
@@ -47,7 +55,7 @@ void pool_free(pool *p);
 /* 0 with *out, or the error of drv_open (CITRUS_EINVAL, CITRUS_EUNAVAILABLE,
  * ...), CITRUS_EPOOL after wait_ms, CITRUS_ECLOSED when the pool is freed
  * meanwhile; e (may be NULL) filled. */
-int pool_get(pool *p, drv_conn **out, drv_error *e);
+int pool_get(pool *p, drv_conn **out, errdetail *e);
 /* Gives back a connection from pool_get (NULL is ignored). */
 void pool_put(pool *p, drv_conn *c, bool discard);
 /* size: connections open (or being opened or closed); idle; in_use:

@@ -2,7 +2,7 @@
  * shard on a server reached through an admin DSN.
  *
  * Database name: db_prefix + shard_id with '-' mapped to '_' (so it needs
- * no quoting in a DSN; in SQL it is still quoted with PQescapeIdentifier).
+ * no quoting in a DSN; in SQL it is still quoted, with drv_quote_ident).
  * PostgreSQL silently truncates identifiers past 63 bytes, which could
  * make two shards share a database, so longer names are refused. Note that
  * ids "a-b" and "a_b" map to the same database.
@@ -28,8 +28,8 @@
 #include "core/dsn.h"
 #include "obs/log.h"
 #include "core/errfmt.h"
+#include "dbconn/driver.h"
 #include "provision/provisioner.h"
-#include "provision/shard_db.h"
 
 #define ADMIN_TIMEOUT_MS 10000
 #define PG_IDENT_MAX 63
@@ -197,78 +197,77 @@ static int db_name(prov_pg *p, const char *id, char *out, size_t len, char *err,
     return 0;
 }
 
-static int admin_open(prov_pg *p, shard_db **db, char *err, size_t errlen)
+static int admin_open(prov_pg *p, drv_conn **db, char *err, size_t errlen)
 {
-    int rc = shard_db_open(p->admin_dsn, ADMIN_TIMEOUT_MS, false, db, err, errlen);
+    errdetail e;
+    int rc = drv_open(p->admin_dsn, &(drv_options){.timeout_ms = ADMIN_TIMEOUT_MS}, db, &e);
+    if (rc)
+        errfmt(err, errlen, "%s", e.message);
     return rc == CITRUS_EINVAL ? CITRUS_EINVAL : rc ? CITRUS_EUNAVAILABLE : 0;
 }
 
 /* "<what>: <message> (SQLSTATE xxxxx)" for a failed statement. */
-static void pg_msg(char *err, size_t errlen, const char *what, const PGresult *r, PGconn *c)
+static void pg_msg(char *err, size_t errlen, const char *what, const errdetail *e)
 {
-    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (primary) {
-        errfmt(err, errlen, "%s: %s (SQLSTATE %s)", what, primary, state ? state : "?");
-        return;
-    }
-    errfmt(err, errlen, "%s: %s", what, PQerrorMessage(c));
-    for (char *p = err; p && *p; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
+    if (e->sqlstate[0])
+        errfmt(err, errlen, "%s: %s (SQLSTATE %s)", what, e->message, e->sqlstate);
+    else
+        errfmt(err, errlen, "%s: %s", what, e->message);
 }
 
 /* 1 when the database exists, 0 when not, or a CITRUS_E* code. */
-static int db_exists(PGconn *c, const char *name, char *err, size_t errlen)
+static int db_exists(drv_conn *c, const char *name, char *err, size_t errlen)
 {
-    const char *params[1] = {name};
-    PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, params,
-                               NULL, NULL, 0);
-    int rc;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pg_msg(err, errlen, "looking up the database", r, c);
+    value v = val_text(name, strlen(name));
+    if (!val_ok(&v, VAL_TEXT)) {
+        errfmt(err, errlen, "out of memory");
+        return CITRUS_ENOMEM;
+    }
+    result_set rs;
+    rs_init(&rs);
+    errdetail e;
+    int rc =
+        drv_exec(c, "SELECT 1 FROM pg_database WHERE datname = $1", &v, 1, 0, &rs, NULL, NULL, &e);
+    if (rc) {
+        pg_msg(err, errlen, "looking up the database", &e);
         rc = CITRUS_EIO;
     } else {
-        rc = PQntuples(r) > 0;
+        rc = rs.nrows > 0;
     }
-    PQclear(r);
+    rs_free(&rs);
+    val_free(&v);
     return rc;
 }
 
 /* Runs "<head> <quoted name><tail>"; 0, 1 when it failed with sqlstate
  * ok_state, or CITRUS_EIO. */
-static int exec_ident(PGconn *c, const char *head, const char *name, const char *tail,
+static int exec_ident(drv_conn *c, const char *head, const char *name, const char *tail,
                       const char *ok_state, char *err, size_t errlen)
 {
-    char *ident = PQescapeIdentifier(c, name, strlen(name));
+    char *ident = drv_quote_ident(c, name);
     char *sql = NULL;
     if (!ident || asprintf(&sql, "%s %s%s", head, ident, tail) < 0) {
-        PQfreemem(ident);
+        free(ident);
         errfmt(err, errlen, "out of memory");
         return CITRUS_ENOMEM;
     }
-    PQfreemem(ident);
-    PGresult *r = PQexec(c, sql);
+    free(ident);
+    errdetail e;
+    int rc = drv_run_script(c, sql, &e);
     free(sql);
-    int rc = 0;
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-        if (ok_state && state && strcmp(state, ok_state) == 0) {
-            rc = 1;
-        } else {
-            pg_msg(err, errlen, head, r, c);
-            rc = CITRUS_EIO;
-        }
-    }
-    PQclear(r);
-    return rc;
+    if (rc == 0)
+        return 0;
+    if (ok_state && strcmp(e.sqlstate, ok_state) == 0)
+        return 1;
+    pg_msg(err, errlen, head, &e);
+    return CITRUS_EIO;
 }
 
 /* Two provisions racing: the loser gets duplicate_database, or (when the
  * winner commits while the loser inserts) a unique violation on
  * pg_database's name index. Either way, a failed CREATE DATABASE after
  * which the database exists is a success. */
-static int ensure_database(PGconn *c, const char *name, bool *created, char *err, size_t errlen)
+static int ensure_database(drv_conn *c, const char *name, bool *created, char *err, size_t errlen)
 {
     *created = false;
     int rc = db_exists(c, name, err, errlen);
@@ -287,14 +286,14 @@ static int pg_provision(provisioner *base, const prov_request *req, prov_result 
     prov_pg *p = (prov_pg *)base;
     memset(out, 0, sizeof(*out));
     char name[PG_IDENT_MAX + 1];
-    shard_db *db = NULL;
+    drv_conn *db = NULL;
     bool created = false;
     int rc = db_name(p, req->shard_id, name, sizeof(name), err, errlen);
     if (rc == 0)
         rc = admin_open(p, &db, err, errlen);
     if (rc == 0)
-        rc = ensure_database(shard_db_pg(db), name, &created, err, errlen);
-    shard_db_close(db);
+        rc = ensure_database(db, name, &created, err, errlen);
+    drv_close(db);
     if (rc)
         return rc;
     out->dsn = dsn_with_dbname(p->admin_dsn, name);
@@ -313,14 +312,13 @@ static int pg_deprovision(provisioner *base, const char *shard_id, const char *d
 {
     prov_pg *p = (prov_pg *)base;
     char name[PG_IDENT_MAX + 1];
-    shard_db *db = NULL;
+    drv_conn *db = NULL;
     int rc = db_name(p, shard_id, name, sizeof(name), err, errlen);
     if (rc == 0)
         rc = admin_open(p, &db, err, errlen);
     if (rc == 0)
-        rc = exec_ident(shard_db_pg(db), "DROP DATABASE IF EXISTS", name, " WITH (FORCE)", NULL,
-                        err, errlen);
-    shard_db_close(db);
+        rc = exec_ident(db, "DROP DATABASE IF EXISTS", name, " WITH (FORCE)", NULL, err, errlen);
+    drv_close(db);
     if (rc == 0)
         log_info("provisioner", "postgres shard database dropped",
                  json_pack("{s:s, s:s}", "shard_id", shard_id, "database", name));

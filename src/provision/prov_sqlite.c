@@ -19,8 +19,8 @@
 #include "citrus/errors.h"
 #include "obs/log.h"
 #include "core/errfmt.h"
+#include "dbconn/driver.h"
 #include "provision/provisioner.h"
-#include "provision/shard_db.h"
 #include "sys/fs.h"
 
 #define OPEN_TIMEOUT_MS 5000
@@ -68,10 +68,12 @@ static int sqlite_provision(provisioner *base, const prov_request *req, prov_res
         errfmt(err, errlen, "out of memory");
         return CITRUS_ENOMEM;
     }
-    shard_db *db = NULL;
-    rc = shard_db_open(dsn, OPEN_TIMEOUT_MS, true, &db, err, errlen);
-    shard_db_close(db);
+    drv_conn *db = NULL;
+    errdetail de;
+    rc = drv_open(dsn, &(drv_options){.timeout_ms = OPEN_TIMEOUT_MS, .create = true}, &db, &de);
+    drv_close(db);
     if (rc) {
+        errfmt(err, errlen, "%s", de.message);
         free(dsn);
         return rc == CITRUS_EUNAVAILABLE ? CITRUS_EIO : rc;
     }

@@ -8,14 +8,14 @@
  *      (SHA-256 of its bytes, hex) — an edited file is CITRUS_ECONFLICT and
  *      nothing is run;
  *   2. every file not recorded runs, in order, in one transaction together
- *      with the INSERT of its row (shard_db_exec_tx), so it is either
+ *      with the INSERT of its row (drv_run_script_tx), so it is either
  *      applied and recorded or left no trace. The first failure stops the
  *      run: CITRUS_EIO, result->failed_file, err "<file>: <driver error>".
  *
  * Rules for migration files: at most 16 MiB, no NUL bytes, names made of
  * [A-Za-z0-9._-] (they are written into SQL as literals), and no
  * transaction control of their own — BEGIN, COMMIT or ROLLBACK in a file
- * would end our transaction early; shard_db_exec_tx reports that as an
+ * would end our transaction early; drv_run_script_tx reports that as an
  * error, but what ran before it stays committed. (PostgreSQL statements
  * that refuse to run in a transaction, like CREATE INDEX CONCURRENTLY,
  * cannot be used for the same reason.)
@@ -38,7 +38,7 @@
 #include "citrus/errors.h"
 #include "obs/log.h"
 #include "core/errfmt.h"
-#include "provision/shard_db.h"
+#include "dbconn/driver.h"
 
 #define MAX_FILE_BYTES ((size_t)16 * 1024 * 1024)
 #define TEMPLATE_NAME_MAX 64
@@ -283,7 +283,7 @@ static void utc_now(char buf[32])
 
 /* Runs one file with its row in one transaction. The file's text is read
  * again here: what is recorded is the checksum of what actually ran. */
-static int apply_file(shard_db *db, const char *dir, mig_file *f, char *err, size_t errlen)
+static int apply_file(drv_conn *db, const char *dir, mig_file *f, char *err, size_t errlen)
 {
     char *text, now[32], *sql = NULL;
     int rc = read_summed(dir, f, &text, err, errlen);
@@ -302,29 +302,28 @@ static int apply_file(shard_db *db, const char *dir, mig_file *f, char *err, siz
         errfmt(err, errlen, "out of memory");
         return CITRUS_ENOMEM;
     }
-    char derr[768];
-    derr[0] = '\0';
-    rc = shard_db_exec_tx(db, sql, derr, sizeof(derr));
+    errdetail derr;
+    rc = drv_run_script_tx(db, sql, &derr);
     free(sql);
     if (rc) {
-        errfmt(err, errlen, "%s: %s", f->name, derr);
+        errfmt(err, errlen, "%s: %s", f->name, derr.message);
         return CITRUS_EIO;
     }
     return 0;
 }
 
-static int read_recorded(shard_db *db, char ***rows, size_t *nrows, char *err, size_t errlen)
+static int read_recorded(drv_conn *db, char ***rows, size_t *nrows, char *err, size_t errlen)
 {
-    char derr[512];
-    if (shard_db_exec(db, create_sql, derr, sizeof(derr)) != 0 ||
-        shard_db_query_column(db, applied_sql, rows, nrows, derr, sizeof(derr)) != 0) {
-        errfmt(err, errlen, "citrus_migrations: %s", derr);
+    errdetail derr;
+    if (drv_run_script(db, create_sql, &derr) != 0 ||
+        drv_query_column(db, applied_sql, rows, nrows, &derr) != 0) {
+        errfmt(err, errlen, "citrus_migrations: %s", derr.message);
         return CITRUS_EIO;
     }
     return 0;
 }
 
-static int apply_all(shard_db *db, const char *dir, mig_list *l, schema_result *result, char *err,
+static int apply_all(drv_conn *db, const char *dir, mig_list *l, schema_result *result, char *err,
                      size_t errlen)
 {
     for (size_t i = 0; i < l->n; i++) {
@@ -359,12 +358,16 @@ int schema_apply(const char *dsn, const char *templates_dir, const char *templat
     mig_list l = {0};
     char **rows = NULL;
     size_t nrows = 0;
-    shard_db *db = NULL;
+    drv_conn *db = NULL;
+    errdetail derr;
     int rc = list_files(dir, &l, err, errlen);
     if (rc == 0)
         rc = checksum_files(dir, &l, err, errlen);
-    if (rc == 0)
-        rc = shard_db_open(dsn, timeout_ms, false, &db, err, errlen);
+    if (rc == 0) {
+        rc = drv_open(dsn, &(drv_options){.timeout_ms = timeout_ms}, &db, &derr);
+        if (rc)
+            errfmt(err, errlen, "%s", derr.message);
+    }
     if (rc == 0)
         rc = read_recorded(db, &rows, &nrows, err, errlen);
     if (rc == 0) {
@@ -381,8 +384,8 @@ int schema_apply(const char *dsn, const char *templates_dir, const char *templat
         log_warn("schema", "schema template not applied", fields);
     else
         log_info("schema", "schema template applied", fields);
-    shard_db_free_rows(rows, nrows);
-    shard_db_close(db);
+    drv_free_column(rows, nrows);
+    drv_close(db);
     free(l.v);
     return rc;
 }

@@ -11,8 +11,8 @@
 #include "citrus/errors.h"
 #include "obs/log.h"
 #include "registry/registry_internal.h"
+#include "dbconn/driver.h"
 #include "provision/schema.h"
-#include "provision/shard_db.h"
 
 int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
                        const char *templates_dir, int64_t db_timeout_ms, const char *node_id)
@@ -127,11 +127,10 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
 {
     memset(res, 0, sizeof(*res));
     if (verify) {
-        double ms;
-        char why[512] = "";
-        int rc = shard_db_ping(spec->dsn, svc->db_timeout_ms, &ms, why, sizeof(why));
+        errdetail why;
+        int rc = drv_probe(spec->dsn, &(drv_options){.timeout_ms = svc->db_timeout_ms}, NULL, &why);
         if (rc < 0) {
-            snprintf(err, errlen, "cannot reach the database: %s", why);
+            snprintf(err, errlen, "cannot reach the database: %s", why.message);
             return rc == CITRUS_EINVAL ? rc : CITRUS_EUNREACHABLE;
         }
     }

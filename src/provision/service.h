@@ -1,6 +1,6 @@
 /* provision/service.h — the shard manager: what the API and the provisioning
  * worker do with shards, on top of the registry (catalog state), the
- * provisioner (creating databases), shard_db (reaching them) and schema
+ * provisioner (creating databases), dbconn/driver.h (reaching them) and schema
  * templates.
  *
  * Registering an existing database: its DSN is checked by connecting

@@ -13,10 +13,10 @@
 #include "citrus/errors.h"
 #include "controller/election.h"
 #include "obs/log.h"
+#include "dbconn/driver.h"
 #include "registry/registry_internal.h"
 #include "provision/schema.h"
 #include "provision/service.h"
-#include "provision/shard_db.h"
 
 #define PASS_EVERY_MS 1000
 #define ACTOR "provisioner"
@@ -138,8 +138,7 @@ static void initialize_one(shard_service *svc, const shard *s, const reg_fence *
             return;
         }
     }
-    double ms;
-    if (shard_db_ping(s->dsn, svc->db_timeout_ms, &ms, err, sizeof(err)) < 0)
+    if (drv_probe(s->dsn, &(drv_options){.timeout_ms = svc->db_timeout_ms}, NULL, NULL) < 0)
         return; /* next pass */
     move(svc, s->id, SHARD_INITIALIZING, SHARD_ACTIVE, "initialized", NULL, fence);
 }

@@ -1,7 +1,6 @@
 /* router/router.c — running SQL on the right shard (see router.h). */
 #include "router/router.h"
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -10,7 +9,6 @@
 #include <time.h>
 
 #include "citrus/errors.h"
-#include "core/dsn.h"
 #include "core/hash.h"
 #include "core/sqlword.h"
 #include "obs/metrics.h"
@@ -26,7 +24,6 @@ typedef struct pool_entry {
     struct pool_entry *next; /* hash chain (router.pools) */
     char *dsn;
     pool *p;
-    bool is_pg;
     /* guarded by router.mu */
     bool lag_known;
     int64_t lag_ms, lag_at_ns; /* the last measurement and when it was taken */
@@ -207,20 +204,6 @@ void router_answer_clear(router_answer *a)
     memset(a, 0, sizeof(*a));
 }
 
-static int fail(router_error *e, int code, const char *sqlstate, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(router_error *e, int code, const char *sqlstate, const char *fmt, ...)
-{
-    e->code = code;
-    snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", sqlstate ? sqlstate : "");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof(e->message), fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 static size_t bucket_of(const router *r, const char *dsn)
 {
     return (size_t)citrus_hash(CITRUS_HASH_XXH64, dsn, strlen(dsn)) & (r->nbuckets - 1);
@@ -260,9 +243,6 @@ static pool_entry *pool_entry_new(router *r, const char *dsn)
                        .statement_cache = r->statement_cache,
                        .wait_ms = r->pool_wait_ms,
                        .connect_timeout_ms = r->connect_timeout_ms};
-    dsn_info info;
-    char ignored[256];
-    pe->is_pg = dsn_parse(dsn, &info, ignored, sizeof(ignored)) == 0 && info.kind == DSN_POSTGRES;
     pe->dsn = strdup(dsn);
     pe->p = pe->dsn ? pool_new(&po) : NULL;
     if (!pe->p) {
@@ -300,24 +280,24 @@ bool router_is_read(const char *sql)
 }
 
 /* The route of key and its shard, read from the catalog (pin, else ring). */
-static int route_read(router *r, const char *key, route_answer *ra, shard *s, router_error *e)
+static int route_read(router *r, const char *key, route_answer *ra, shard *s, errdetail *e)
 {
     const ring *rg;
     int64_t version;
     int rc = registry_ring(r->reg, &rg, &version);
     if (rc < 0)
-        return fail(e, rc, NULL, "the catalog could not be read");
+        return errdetail_set(e, rc, "the catalog could not be read");
     rc = tenants_route(r->reg, rg, version, key, ra);
     registry_ring_release(r->reg, rg);
     ra->ring_version = version;
     if (rc == CITRUS_EUNAVAILABLE)
-        return fail(e, rc, NULL, "no shard owns any token yet: add an active shard");
+        return errdetail_set(e, rc, "no shard owns any token yet: add an active shard");
     if (rc < 0)
-        return fail(e, rc, NULL, "the catalog could not be read");
+        return errdetail_set(e, rc, "the catalog could not be read");
     rc = registry_shard_read(r->reg, ra->shard_id, s);
     if (rc < 0)
-        return fail(e, rc == CITRUS_ENOTFOUND ? CITRUS_EUNAVAILABLE : rc, NULL,
-                    "shard '%s' of key '%s' is not in the catalog", ra->shard_id, key);
+        return errdetail_set(e, rc == CITRUS_ENOTFOUND ? CITRUS_EUNAVAILABLE : rc,
+                             "shard '%s' of key '%s' is not in the catalog", ra->shard_id, key);
     return 0;
 }
 
@@ -325,7 +305,7 @@ static int route_read(router *r, const char *key, route_answer *ra, shard *s, ro
  * memo while the catalog has not moved since it was read, else read (and
  * remembered). */
 static int resolve(router *r, const char *key, bool read, shard *s, int64_t *ring_version,
-                   router_error *e)
+                   errdetail *e)
 {
     route_answer ra = {0};
     int64_t rev = registry_revision(r->reg);
@@ -342,21 +322,25 @@ static int resolve(router *r, const char *key, bool read, shard *s, int64_t *rin
     bool ok = read ? shard_state_serves_reads(s->state) : shard_state_serves_writes(s->state);
     if (!ok || !s->dsn) {
         int code = !read && s->state == SHARD_READ_ONLY ? CITRUS_EREADONLY : CITRUS_EUNAVAILABLE;
-        fail(e, code, NULL, "shard '%s' is %s: it does not take %s", s->id,
-             shard_state_name(s->state), read ? "queries" : "writes");
+        errdetail_set(e, code, "shard '%s' is %s: it does not take %s", s->id,
+                      shard_state_name(s->state), read ? "queries" : "writes");
         shard_clear(s);
         return code;
     }
     return 0;
 }
 
-static int drv_to_router(int rc, const drv_error *de, const char *shard_id, router_error *e)
+/* The client's error for a driver or pool error (rc, de) on a shard. */
+static int drv_to_router(int rc, const errdetail *de, const char *shard_id, errdetail *e)
 {
-    if (rc == CITRUS_EINVAL) /* the statement's fault: the database's own words */
-        return fail(e, CITRUS_ESQL, de->sqlstate, "%s", de->message);
-    bool own = rc == CITRUS_EPOOL || rc == CITRUS_EQUERYTIMEOUT || rc == CITRUS_ETIMEOUT;
-    return fail(e, own ? rc : CITRUS_EUNAVAILABLE, de->sqlstate, "shard '%s': %s", shard_id,
-                de->message);
+    if (rc == CITRUS_EINVAL) { /* the statement's fault: the database's own words */
+        errdetail_set(e, CITRUS_ESQL, "%s", de->message);
+    } else {
+        bool own = rc == CITRUS_EPOOL || rc == CITRUS_EQUERYTIMEOUT || rc == CITRUS_ETIMEOUT;
+        errdetail_set(e, own ? rc : CITRUS_EUNAVAILABLE, "shard '%s': %s", shard_id, de->message);
+    }
+    errdetail_sqlstate(e, de->sqlstate);
+    return e->code;
 }
 
 /* A connection to one of s's replicas whose replication lag is within
@@ -387,7 +371,7 @@ static drv_conn *replica_checkout(router *r, const shard *s, int64_t max_lag, po
         if (down || (!fresh && recent))
             continue;
         drv_conn *c;
-        drv_error de;
+        errdetail de;
         int rc = pool_get(pe->p, &c, &de);
         if (rc < 0) {
             if (rc != CITRUS_EPOOL) {
@@ -398,10 +382,10 @@ static drv_conn *replica_checkout(router *r, const shard *s, int64_t max_lag, po
             continue;
         }
         if (!fresh) {
-            bool in_recovery = false;
+            bool replica = false;
             int64_t lag = 0;
-            rc = drv_replica_lag_ms(c, &in_recovery, &lag, &de);
-            if (rc == 0 && pe->is_pg && !in_recovery)
+            rc = drv_replica_lag_ms(c, &replica, &lag, &de);
+            if (rc == 0 && !replica)
                 lag = INT64_MAX / 2;
             pthread_mutex_lock(&r->mu);
             pe->lag_known = rc == 0;
@@ -429,11 +413,11 @@ static int64_t call_timeout(const router *r, const router_call *call)
  * an eventual read that has one, else on the primary. A replica whose
  * connection breaks under the read is left for the primary. */
 static int run_on(router *r, const shard *s, const router_call *rd, const char *sql,
-                  const value *params, size_t np, router_answer *out, router_error *e)
+                  const value *params, size_t np, router_answer *out, errdetail *e)
 {
     pool_entry *pe = NULL;
     drv_conn *c = NULL;
-    drv_error de = {0};
+    errdetail de = {0};
     int64_t t0 = now_ns();
     bool want_replica = rd && rd->eventual && s->nreplicas && router_is_read(sql);
     int64_t max_lag = rd && rd->max_lag_ms >= 0 ? rd->max_lag_ms : r->default_max_lag_ms;
@@ -444,7 +428,7 @@ static int run_on(router *r, const shard *s, const router_call *rd, const char *
             replica = true;
         if (!c) {
             if (!(pe = pool_for(r, s->dsn)))
-                return fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+                return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
             rc = pool_get(pe->p, &c, &de);
             if (rc < 0) {
                 rc = drv_to_router(rc, &de, s->id, e);
@@ -482,7 +466,7 @@ static int run_on(router *r, const shard *s, const router_call *rd, const char *
 }
 
 int router_query_key(router *r, const char *key, const router_call *rd, const char *sql,
-                     const value *params, size_t nparams, router_answer *out, router_error *e)
+                     const value *params, size_t nparams, router_answer *out, errdetail *e)
 {
     memset(out, 0, sizeof(*out));
     shard s;
@@ -496,14 +480,14 @@ int router_query_key(router *r, const char *key, const router_call *rd, const ch
 
 int router_query_keys(router *r, const char *const *keys, size_t nkeys, const router_call *rd,
                       const char *sql, const value *params, size_t nparams, router_answer *out,
-                      router_error *e)
+                      errdetail *e)
 {
     memset(out, 0, sizeof(*out));
     const ring *rg;
     int64_t version;
     int rc = registry_ring(r->reg, &rg, &version);
     if (rc < 0)
-        return fail(e, rc, NULL, "the catalog could not be read");
+        return errdetail_set(e, rc, "the catalog could not be read");
     char first[SHARD_ID_MAX + 1] = "";
     json_t *where = json_object();
     bool split = false;
@@ -520,15 +504,15 @@ int router_query_keys(router *r, const char *const *keys, size_t nkeys, const ro
     registry_ring_release(r->reg, rg);
     if (rc < 0) {
         json_decref(where);
-        return fail(e, rc, NULL,
-                    rc == CITRUS_EUNAVAILABLE ? "no shard owns any token yet"
-                                              : "the catalog could not be read");
+        return errdetail_set(e, rc,
+                             rc == CITRUS_EUNAVAILABLE ? "no shard owns any token yet"
+                                                       : "the catalog could not be read");
     }
     if (split) { /* a cross-shard statement is the application's job (seed 001) */
         char *text = json_dumps(where, JSON_COMPACT | JSON_SORT_KEYS);
-        fail(e, CITRUS_EUNPROCESSABLE, NULL,
-             "the keys are on different shards: %.600s; run one statement per shard",
-             text ? text : "");
+        errdetail_set(e, CITRUS_EUNPROCESSABLE,
+                      "the keys are on different shards: %.600s; run one statement per shard",
+                      text ? text : "");
         free(text);
         json_decref(where);
         return CITRUS_EUNPROCESSABLE;
@@ -538,7 +522,7 @@ int router_query_keys(router *r, const char *const *keys, size_t nkeys, const ro
 }
 
 int router_tx(router *r, const char *key, const router_call *call, const router_stmt *stmts,
-              size_t n, router_answer *out, long *failed, router_error *e)
+              size_t n, router_answer *out, long *failed, errdetail *e)
 {
     *failed = -1;
     memset(out, 0, n * sizeof(*out));
@@ -553,10 +537,10 @@ int router_tx(router *r, const char *key, const router_call *call, const router_
     pool_entry *pe = pool_for(r, s.dsn);
     pool *p = pe ? pe->p : NULL;
     drv_conn *c = NULL;
-    drv_error de = {0};
+    errdetail de = {0};
     rc = p ? pool_get(p, &c, &de) : CITRUS_ENOMEM;
     if (rc < 0) {
-        rc = p ? drv_to_router(rc, &de, s.id, e) : fail(e, rc, NULL, "out of memory");
+        rc = p ? drv_to_router(rc, &de, s.id, e) : errdetail_set(e, rc, "out of memory");
         shard_clear(&s);
         return rc;
     }
@@ -575,8 +559,7 @@ int router_tx(router *r, const char *key, const router_call *call, const router_
         rc = drv_commit(c, &de);
     drv_set_statement_timeout(c, 0); /* the rollback is not cut short */
     if (rc < 0) {
-        drv_error ignored;
-        drv_rollback(c, &ignored);
+        drv_rollback(c, NULL);
         drv_to_router(rc, &de, s.id, e);
         for (size_t i = 0; i < n; i++)
             router_answer_clear(&out[i]);
@@ -596,7 +579,7 @@ typedef struct scatter_job {
     const value *params;
     size_t np;
     router_answer ans;
-    router_error err;
+    errdetail err;
     int rc;
 } scatter_job;
 
@@ -635,7 +618,7 @@ static void run_all(scatter_set *ss)
 
 int router_scatter(router *r, const router_call *rd, const char *sql, const value *params,
                    size_t nparams, const merge_spec *spec, bool partial, router_answer *out,
-                   router_error *e)
+                   errdetail *e)
 {
     memset(out, 0, sizeof(*out));
     bool read = router_is_read(sql);
@@ -643,7 +626,7 @@ int router_scatter(router *r, const router_call *rd, const char *sql, const valu
     size_t n;
     int rc = registry_shard_list_routing(r->reg, &v, &n);
     if (rc < 0)
-        return fail(e, rc, NULL, "the catalog could not be read");
+        return errdetail_set(e, rc, "the catalog could not be read");
     const ring *rg;
     if (registry_ring(r->reg, &rg, &out->ring_version) == 0)
         registry_ring_release(r->reg, rg);
@@ -654,9 +637,9 @@ int router_scatter(router *r, const router_call *rd, const char *sql, const valu
             ss.jobs[ss.n++] = (scatter_job){
                 .r = r, .s = &v[i], .rd = rd, .sql = sql, .params = params, .np = nparams};
     if (!ss.jobs)
-        rc = fail(e, CITRUS_ENOMEM, NULL, "out of memory");
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     else if (ss.n == 0)
-        rc = fail(e, CITRUS_EUNAVAILABLE, NULL, "no active shard");
+        rc = errdetail_set(e, CITRUS_EUNAVAILABLE, "no active shard");
     if (rc == 0)
         run_all(&ss);
     result_set *parts = rc == 0 ? calloc(ss.n, sizeof(*parts)) : NULL;
@@ -686,7 +669,7 @@ int router_scatter(router *r, const router_call *rd, const char *sql, const valu
         rs_init(&out->rs);
         rc = merge_results(parts, nparts, spec, &out->rs, why, sizeof(why));
         if (rc < 0)
-            fail(e, rc, NULL, "cannot merge the shards' results: %s", why);
+            errdetail_set(e, rc, "cannot merge the shards' results: %s", why);
     } else {
         for (size_t i = 0; i < nparts; i++)
             rs_free(&parts[i]);

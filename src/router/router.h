@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
 #include "core/merge.h"
 #include "core/value.h"
 #include "dbconn/driver.h"
@@ -71,26 +72,22 @@ typedef struct router_answer {
 
 void router_answer_clear(router_answer *a);
 
-/* An error for the client: its code (CITRUS_E*), message and SQLSTATE. */
-typedef struct router_error {
-    int code;
-    char message[768];
-    char sqlstate[6];
-} router_error;
-
 /* Whether a statement only reads (SELECT, VALUES, SHOW, EXPLAIN: may go to
  * a replica, allowed on a read_only shard). */
 bool router_is_read(const char *sql);
 
+/* Errors: the code, and in e what the client is told (code, message and,
+ * for an SQL error, the database's SQLSTATE). */
+
 /* Runs one statement on the shard of key. */
 int router_query_key(router *r, const char *key, const router_call *rd, const char *sql,
-                     const value *params, size_t nparams, router_answer *out, router_error *e);
+                     const value *params, size_t nparams, router_answer *out, errdetail *e);
 
 /* Runs one statement for several keys that must all be on one shard:
  * CITRUS_EUNPROCESSABLE (422) naming each key's shard when they are not. */
 int router_query_keys(router *r, const char *const *keys, size_t nkeys, const router_call *rd,
                       const char *sql, const value *params, size_t nparams, router_answer *out,
-                      router_error *e);
+                      errdetail *e);
 
 /* Runs statements in one transaction on the shard of key (its primary):
  * all or nothing.
@@ -102,13 +99,13 @@ typedef struct router_stmt {
     size_t nparams;
 } router_stmt;
 int router_tx(router *r, const char *key, const router_call *call, const router_stmt *stmts,
-              size_t n, router_answer *out, long *failed, router_error *e);
+              size_t n, router_answer *out, long *failed, errdetail *e);
 
 /* Runs one statement on every active shard in parallel and merges the
  * results with spec. A failing shard fails the whole answer (naming it),
  * unless partial: then out->missing lists it. */
 int router_scatter(router *r, const router_call *rd, const char *sql, const value *params,
                    size_t nparams, const merge_spec *spec, bool partial, router_answer *out,
-                   router_error *e);
+                   errdetail *e);
 
 #endif

@@ -1,12 +1,17 @@
-/* tests/unit/test_driver.c — the data plane's shard drivers
- * (dbconn/driver*.c) on an SQLite file and on a real PostgreSQL.
+/* tests/unit/test_driver.c — the shard drivers (dbconn/driver*.c) on an
+ * SQLite file and on a real PostgreSQL: the data plane's statements and
+ * transactions, and the control plane's scripts, column reads, quoted
+ * identifiers and probes.
  *
  * The same tests run on both backends (the state is the backend); the
  * expectations differ only where the databases do (SQLite has no boolean
  * storage class, PostgreSQL has SQLSTATEs and aborts a transaction on an
  * error). PostgreSQL is a throwaway server from support_pg; the last test
- * stops it under open connections. */
+ * stops it under open connections. Unreachable servers are a closed port
+ * (refused at once) and a socket that listens but never answers (only
+ * connect_timeout ends the wait). */
 #include <limits.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -23,7 +29,6 @@
 
 #include "citrus/errors.h"
 #include "dbconn/driver.h"
-#include "provision/shard_db.h"
 
 typedef struct backend {
     const char *name;
@@ -41,21 +46,21 @@ static backend litec = {.name = "sqlite+prepared", .stmt_cache = 3};
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-/* An empty SQLite database file (drv_open does not create one). */
+/* An empty SQLite database file (drv_open creates one only when asked). */
 static void create_sqlite(const char *dsn)
 {
-    shard_db *db = NULL;
-    char err[512] = "";
-    if (shard_db_open(dsn, 5000, true, &db, err, sizeof(err)) != 0)
-        fail_msg("creating %s: %s", dsn, err);
-    shard_db_close(db);
+    drv_conn *c = NULL;
+    errdetail e;
+    if (drv_open(dsn, &(drv_options){.create = true}, &c, &e) != 0)
+        fail_msg("creating %s: %s", dsn, e.message);
+    drv_close(c);
 }
 
 static drv_conn *must_open(const backend *b)
 {
     drv_conn *c = NULL;
-    drv_error e;
-    int rc = drv_open(b->dsn, 5000, &c, &e);
+    errdetail e;
+    int rc = drv_open(b->dsn, NULL, &c, &e);
     if (rc)
         fail_msg("%s: drv_open %s: %d %s", b->name, b->dsn, rc, e.message);
     assert_non_null(c);
@@ -67,7 +72,7 @@ static drv_conn *must_open(const backend *b)
 static int64_t must_exec(drv_conn *c, const char *sql, const value *params, size_t n,
                          result_set *rs)
 {
-    drv_error e;
+    errdetail e;
     bool truncated = true;
     int64_t changes = -1;
     int rc = drv_exec(c, sql, params, n, 0, rs, &truncated, &changes, &e);
@@ -94,9 +99,9 @@ static int64_t query_int(drv_conn *c, const char *sql)
 }
 
 /* drv_exec must fail with want; the error is returned for more checks. */
-static drv_error expect_fail(drv_conn *c, const char *sql, const value *params, size_t n, int want)
+static errdetail expect_fail(drv_conn *c, const char *sql, const value *params, size_t n, int want)
 {
-    drv_error e;
+    errdetail e;
     result_set rs;
     rs_init(&rs);
     bool truncated = true;
@@ -105,6 +110,7 @@ static drv_error expect_fail(drv_conn *c, const char *sql, const value *params, 
     if (rc != want)
         fail_msg("exec \"%s\": %d (%s), want %d", sql, rc, e.message, want);
     assert_true(e.message[0] != '\0');
+    assert_int_equal(e.code, want);
     assert_int_equal(rs.nrows, 0); /* out emptied */
     assert_int_equal(rs.ncols, 0);
     assert_false(truncated);
@@ -277,7 +283,7 @@ static void test_parameter_count(void **state)
     const backend *b = *state;
     drv_conn *c = must_open(b);
     value ps[3] = {val_int(1), val_int(2), val_int(3)};
-    drv_error e = expect_fail(c, "SELECT $1 AS a, $2 AS b", ps, 1, CITRUS_EINVAL);
+    errdetail e = expect_fail(c, "SELECT $1 AS a, $2 AS b", ps, 1, CITRUS_EINVAL);
     print_message("%s: 2 placeholders, 1 value: %s (SQLSTATE %s)\n", b->name, e.message,
                   e.sqlstate);
     if (!b->is_pg)
@@ -322,7 +328,7 @@ static void test_sql_errors(void **state)
     drv_conn *c = must_open(b);
     const char *tables[] = {"u"};
     reset_tables(c, tables, 1);
-    drv_error e = expect_fail(c, "SELECT * FROM nosuch", NULL, 0, CITRUS_EINVAL);
+    errdetail e = expect_fail(c, "SELECT * FROM nosuch", NULL, 0, CITRUS_EINVAL);
     print_message("%s: unknown table: %s (SQLSTATE %s)\n", b->name, e.message, e.sqlstate);
     assert_non_null(strstr(e.message, "nosuch"));
     assert_string_equal(e.sqlstate, b->is_pg ? "42P01" : "");
@@ -352,7 +358,7 @@ static void check_prefix(drv_conn *c, const char *sql, size_t max, size_t want_r
     result_set rs;
     rs_init(&rs);
     bool truncated = !want_truncated;
-    drv_error e;
+    errdetail e;
     int rc = drv_exec(c, sql, NULL, 0, max, &rs, &truncated, NULL, &e);
     if (rc)
         fail_msg("\"%s\" max %zu: %d %s", sql, max, rc, e.message);
@@ -418,7 +424,7 @@ static void test_transactions(void **state)
     const char *tables[] = {"tx"};
     reset_tables(c, tables, 1);
     must_exec(c, "CREATE TABLE tx (a INTEGER)", NULL, 0, NULL);
-    drv_error e;
+    errdetail e;
 
     assert_false(drv_in_transaction(c));
     assert_int_equal(drv_begin(c, &e), 0);
@@ -487,7 +493,7 @@ static void test_statement_timeout(void **state)
     drv_set_statement_timeout(c, 200);
     for (int i = 0; i < 2; i++) { /* twice: a kept statement times out alike */
         int64_t t0 = mono_ms();
-        drv_error e = expect_fail(c, endless, NULL, 0, CITRUS_EQUERYTIMEOUT);
+        errdetail e = expect_fail(c, endless, NULL, 0, CITRUS_EQUERYTIMEOUT);
         int64_t took = mono_ms() - t0;
         print_message("%s: timed out after %lld ms: %s\n", b->name, (long long)took, e.message);
         assert_true(took >= 200 && took < 5000);
@@ -497,11 +503,18 @@ static void test_statement_timeout(void **state)
         assert_true(drv_alive(c));
         assert_int_equal(query_int(c, "SELECT 7 AS a"), 7); /* fast ones still run */
     }
-    /* a write cut short leaves nothing */
+    /* a write cut short leaves nothing; a script is bounded as a whole */
     expect_fail(c, endless_write, NULL, 0, CITRUS_EQUERYTIMEOUT);
+    errdetail se;
+    char script[512];
+    snprintf(script, sizeof(script), "INSERT INTO slow (a) VALUES (1); %s", endless_write);
+    int64_t s0 = mono_ms();
+    assert_int_equal(drv_run_script_tx(c, script, &se), CITRUS_EQUERYTIMEOUT);
+    assert_true(mono_ms() - s0 < 5000);
+    assert_non_null(strstr(se.message, "timeout of 200 ms"));
     assert_int_equal(query_int(c, "SELECT count(*) AS n FROM slow"), 0);
     /* inside a transaction: the transaction is lost, not the connection */
-    drv_error e;
+    errdetail e;
     assert_int_equal(drv_begin(c, &e), 0);
     must_exec(c, "INSERT INTO slow (a) VALUES (1)", NULL, 0, NULL);
     expect_fail(c, endless_write, NULL, 0, CITRUS_EQUERYTIMEOUT);
@@ -518,17 +531,132 @@ static void test_statement_timeout(void **state)
     drv_close(c);
 }
 
+/* The first column of sql's rows as drv_query_column gives them. */
+static void assert_column(drv_conn *c, const char *sql, const char *const *want, size_t n)
+{
+    char *untouched[1], **rows = untouched;
+    size_t got = 99;
+    errdetail e;
+    int rc = drv_query_column(c, sql, &rows, &got, &e);
+    if (rc)
+        fail_msg("query \"%s\": %d %s", sql, rc, e.message);
+    assert_int_equal(got, n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(rows[i], want[i]);
+    drv_free_column(rows, got);
+}
+
+/* The control plane's calls: scripts of several statements, alone and in
+ * a transaction, and a column read as text. Identical SQL for both. */
+static void test_scripts(void **state)
+{
+    const backend *b = *state;
+    drv_conn *c = must_open(b);
+    const char *tables[] = {"sc"};
+    reset_tables(c, tables, 1);
+    errdetail e;
+    assert_int_equal(drv_run_script(c,
+                                    "CREATE TABLE sc (a TEXT, b INTEGER); "
+                                    "INSERT INTO sc VALUES ('x', 1); INSERT INTO sc VALUES (NULL, "
+                                    "2); INSERT INTO sc VALUES ('z', 3)",
+                                    &e),
+                     0);
+    assert_int_equal(e.code, 0);
+    const char *abc[] = {"x", "", "z"}; /* NULL as "" */
+    assert_column(c, "SELECT a FROM sc ORDER BY b", abc, 3);
+    assert_column(c, "SELECT a FROM sc WHERE b > 100", NULL, 0);
+    const char *three[] = {"3"}, *half[] = {"0.5"};
+    assert_column(c, "SELECT 3", three, 1);
+    assert_column(c, "SELECT 0.5", half, 1); /* SQLite: REAL; PostgreSQL: numeric, as text */
+    if (b->is_pg) {
+        const char *t[] = {"t"};
+        assert_column(c, "SELECT true", t, 1); /* as PostgreSQL writes it */
+    }
+    /* an empty script, or one of comments, does nothing */
+    assert_int_equal(drv_run_script(c, "  ; -- nothing\n", &e), 0);
+
+    /* errors carry the database's message */
+    assert_int_equal(drv_run_script(c, "INSERT INTO nosuch VALUES (1)", &e), CITRUS_EINVAL);
+    assert_int_equal(e.code, CITRUS_EINVAL);
+    assert_non_null(strstr(e.message, "nosuch"));
+    assert_string_equal(e.sqlstate, b->is_pg ? "42P01" : "");
+    char *untouched[1], **rows = untouched;
+    size_t n = 99;
+    assert_int_equal(drv_query_column(c, "SELEC 1", &rows, &n, &e), CITRUS_EINVAL);
+    assert_true(e.message[0] != '\0');
+    assert_null(rows);
+    assert_int_equal(n, 0);
+    /* a script stops at its first error; what ran before it stays on
+     * SQLite, and PostgreSQL ran it all in one implicit transaction */
+    assert_int_equal(drv_run_script(c,
+                                    "INSERT INTO sc VALUES ('a', 10); INSERT INTO nosuch VALUES "
+                                    "(1); INSERT INTO sc VALUES ('b', 11)",
+                                    &e),
+                     CITRUS_EINVAL);
+    assert_int_equal(query_int(c, "SELECT count(*) AS n FROM sc"), b->is_pg ? 3 : 4);
+    assert_int_equal(drv_run_script(c, "DELETE FROM sc WHERE b >= 10", &e), 0);
+
+    /* in a transaction: all or nothing */
+    assert_int_equal(
+        drv_run_script_tx(c, "INSERT INTO sc VALUES ('y', 4); INSERT INTO sc VALUES ('w', 5)", &e),
+        0);
+    assert_false(drv_in_transaction(c));
+    assert_int_equal(query_int(c, "SELECT count(*) AS n FROM sc"), 5);
+    assert_int_equal(
+        drv_run_script_tx(c, "INSERT INTO sc VALUES ('v', 6); INSERT INTO nosuch VALUES (1)", &e),
+        CITRUS_EINVAL);
+    assert_non_null(strstr(e.message, "nosuch")); /* the script's error, not the rollback's */
+    assert_false(drv_in_transaction(c));
+    assert_int_equal(query_int(c, "SELECT count(*) AS n FROM sc"), 5); /* 'v' rolled back */
+    /* a script may not end the transaction itself */
+    assert_int_equal(drv_run_script_tx(c, "INSERT INTO sc VALUES ('s', 8); COMMIT", &e),
+                     CITRUS_EINVAL);
+    assert_non_null(strstr(e.message, "transaction"));
+    assert_false(drv_in_transaction(c)); /* and we are not stuck in one */
+    assert_int_equal(query_int(c, "SELECT count(*) AS n FROM sc"), 6); /* what it committed */
+    /* nor run inside one the caller has open */
+    assert_int_equal(drv_begin(c, &e), 0);
+    assert_int_equal(drv_run_script_tx(c, "INSERT INTO sc VALUES ('r', 9)", &e), CITRUS_EINVAL);
+    assert_true(drv_in_transaction(c)); /* the caller's, left alone */
+    assert_int_equal(drv_rollback(c, &e), 0);
+    assert_true(drv_alive(c));
+    drv_close(c);
+}
+
+/* Identifiers that need quoting go into a statement's text intact. */
+static void test_quote_ident(void **state)
+{
+    const backend *b = *state;
+    drv_conn *c = must_open(b);
+    const char *tables[] = {"\"we\"\"ird Name\""};
+    reset_tables(c, tables, 1);
+    char *q = drv_quote_ident(c, "we\"ird Name");
+    assert_non_null(q);
+    assert_string_equal(q, "\"we\"\"ird Name\"");
+    char sql[128];
+    snprintf(sql, sizeof(sql), "CREATE TABLE %s (a INTEGER); INSERT INTO %s VALUES (4)", q, q);
+    errdetail e;
+    assert_int_equal(drv_run_script(c, sql, &e), 0);
+    snprintf(sql, sizeof(sql), "SELECT a FROM %s", q);
+    assert_int_equal(query_int(c, sql), 4);
+    free(q);
+    reset_tables(c, tables, 1);
+    drv_close(c);
+}
+
 static void test_replica_lag_primary(void **state)
 {
     const backend *b = *state;
     drv_conn *c = must_open(b);
-    bool rec = true;
+    bool replica = b->is_pg;
     int64_t lag = -1;
-    drv_error e;
-    int rc = drv_replica_lag_ms(c, &rec, &lag, &e);
+    errdetail e;
+    int rc = drv_replica_lag_ms(c, &replica, &lag, &e);
     if (rc)
         fail_msg("%s: replica lag: %d %s", b->name, rc, e.message);
-    assert_false(rec);
+    /* a PostgreSQL primary is no replica; an SQLite file is what the
+     * catalog says it is */
+    assert_int_equal(replica, !b->is_pg);
     assert_int_equal(lag, 0);
     drv_close(c);
 }
@@ -539,23 +667,47 @@ static void test_sqlite_open(void **state)
 {
     char dsn[PATH_MAX + 16], path[PATH_MAX];
     drv_conn *c = NULL;
-    drv_error e;
+    errdetail e;
     /* a missing file is not created */
     snprintf(dsn, sizeof(dsn), "sqlite://%s/missing.db", tmpdir);
-    assert_int_equal(drv_open(dsn, 1000, &c, &e), CITRUS_EUNAVAILABLE);
+    assert_int_equal(drv_open(dsn, &(drv_options){.timeout_ms = 1000}, &c, &e),
+                     CITRUS_EUNAVAILABLE);
     assert_null(c);
     assert_true(e.message[0] != '\0');
+    assert_int_equal(e.code, CITRUS_EUNAVAILABLE);
     snprintf(path, sizeof(path), "%s/missing.db", tmpdir);
     assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(drv_probe(dsn, NULL, NULL, &e), CITRUS_EUNAVAILABLE);
+    assert_int_equal(access(path, F_OK), -1);
     /* nor is garbage a database */
-    assert_int_equal(tmp_write_garbage(tmpdir, "garbage.db", path, sizeof(path)), 0);
-    snprintf(dsn, sizeof(dsn), "sqlite://%s", path);
-    assert_int_equal(drv_open(dsn, 1000, &c, &e), CITRUS_EUNAVAILABLE);
+    char garbage[PATH_MAX];
+    assert_int_equal(tmp_write_garbage(tmpdir, "garbage.db", garbage, sizeof(garbage)), 0);
+    snprintf(dsn, sizeof(dsn), "sqlite://%s", garbage);
+    assert_int_equal(drv_open(dsn, &(drv_options){.timeout_ms = 1000}, &c, &e),
+                     CITRUS_EUNAVAILABLE);
     assert_null(c);
-    /* malformed DSNs */
-    assert_int_equal(drv_open("mysql://u@h/db", 1000, &c, &e), CITRUS_EINVAL);
-    assert_int_equal(drv_open("sqlite:", 1000, &c, &e), CITRUS_EINVAL);
-    assert_null(c);
+    assert_int_equal(drv_probe(dsn, &(drv_options){.timeout_ms = 1000}, NULL, &e),
+                     CITRUS_EUNAVAILABLE);
+    /* created when asked, in WAL mode, and found again without being asked */
+    snprintf(dsn, sizeof(dsn), "sqlite://%s/missing.db", tmpdir);
+    c = NULL;
+    assert_int_equal(drv_open(dsn, &(drv_options){.create = true}, &c, &e), 0);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(drv_run_script(c, "CREATE TABLE k (a); INSERT INTO k VALUES (5)", &e), 0);
+    drv_close(c);
+    c = NULL;
+    assert_int_equal(drv_open(dsn, NULL, &c, &e), 0);
+    assert_int_equal(query_int(c, "SELECT a FROM k"), 5);
+    drv_close(c);
+    int64_t ms = -1;
+    assert_int_equal(drv_probe(dsn, NULL, &ms, &e), 0);
+    assert_true(ms >= 0 && ms < 5000);
+    /* the latency is read from the clock given */
+    sysclock *clock = clock_test_new(1000, 0);
+    assert_int_equal(drv_probe(dsn, &(drv_options){.clock = clock}, &ms, &e), 0);
+    assert_int_equal(ms, 0);
+    clock_test_free(clock);
+    c = NULL;
     /* WAL mode */
     c = must_open(&lite);
     result_set rs;
@@ -572,10 +724,10 @@ static void test_sqlite_open(void **state)
     assert_blob(rs_cell(&rs, 0, 3), "\x00\xff", 2);
     assert_true(val_ok(rs_cell(&rs, 0, 4), VAL_NULL));
     rs_free(&rs);
-    bool rec = true;
+    bool replica = false;
     int64_t lag = -1;
-    assert_int_equal(drv_replica_lag_ms(c, &rec, &lag, NULL), 0);
-    assert_false(rec);
+    assert_int_equal(drv_replica_lag_ms(c, &replica, &lag, NULL), 0);
+    assert_true(replica);
     assert_int_equal(lag, 0);
     drv_close(c);
 }
@@ -588,8 +740,8 @@ static void test_sqlite_busy(void **state)
     const char *tables[] = {"busy"};
     reset_tables(holder, tables, 1);
     must_exec(holder, "CREATE TABLE busy (a INTEGER)", NULL, 0, NULL);
-    drv_error e;
-    assert_int_equal(drv_open(lite.dsn, 300, &c, &e), 0);
+    errdetail e;
+    assert_int_equal(drv_open(lite.dsn, &(drv_options){.timeout_ms = 300}, &c, &e), 0);
     assert_int_equal(drv_begin(holder, &e), 0);
     must_exec(holder, "INSERT INTO busy (a) VALUES (1)", NULL, 0, NULL);
     int64_t t0 = mono_ms();
@@ -603,6 +755,11 @@ static void test_sqlite_busy(void **state)
     assert_true(drv_alive(c));
     assert_int_equal(drv_begin(c, &e), CITRUS_EUNAVAILABLE); /* BEGIN IMMEDIATE waits too */
     assert_false(drv_in_transaction(c));
+    t0 = mono_ms();
+    assert_int_equal(drv_run_script_tx(c, "INSERT INTO busy (a) VALUES (2)", &e),
+                     CITRUS_EUNAVAILABLE); /* so does a script's transaction */
+    assert_true(mono_ms() - t0 >= 250);
+    assert_false(drv_in_transaction(c));
     /* readers are not blocked (WAL) */
     assert_int_equal(query_int(c, "SELECT count(*) AS n FROM busy"), 0);
     assert_int_equal(drv_commit(holder, &e), 0);
@@ -610,6 +767,31 @@ static void test_sqlite_busy(void **state)
     assert_int_equal(query_int(c, "SELECT count(*) AS n FROM busy"), 2);
     drv_close(c);
     drv_close(holder);
+}
+
+/* Malformed DSNs never reach a backend: CITRUS_EINVAL with a message. */
+static void test_malformed_dsn(void **state)
+{
+    const char *bad[] = {"",
+                         "mysql://u@h/db",
+                         "sqlite:",
+                         "nonsense",
+                         "host=127.0.0.1 nosuchkeyword=1",
+                         "postgresql://postgres@127.0.0.1:1/db?nosuchparam=1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        drv_conn *c = NULL;
+        errdetail e;
+        int rc = drv_open(bad[i], &(drv_options){.create = true}, &c, &e);
+        if (rc != CITRUS_EINVAL)
+            fail_msg("open \"%s\": %d (%s), want EINVAL", bad[i], rc, e.message);
+        assert_null(c);
+        assert_int_equal(e.code, CITRUS_EINVAL);
+        assert_true(e.message[0] != '\0');
+        assert_int_equal(drv_probe(bad[i], NULL, NULL, &e), CITRUS_EINVAL);
+    }
+    drv_conn *c = NULL;
+    assert_int_equal(drv_open(NULL, NULL, &c, NULL), CITRUS_EINVAL);
+    assert_null(c);
 }
 
 /* ---- PostgreSQL only ---------------------------------------------------------------- */
@@ -679,7 +861,7 @@ static void test_pg_truncate_huge(void **state)
     result_set rs;
     rs_init(&rs);
     bool truncated = false;
-    drv_error e;
+    errdetail e;
     /* 100 million rows, streamed (each series is only 10000 rows) */
     const char *huge = "SELECT a.x * 10000 + b.x AS n FROM generate_series(0, 9999) a(x), "
                        "generate_series(0, 9999) b(x)";
@@ -722,8 +904,9 @@ static void test_pg_cancel_unanswered(void **state)
 {
     const backend *b = *state;
     drv_conn *c = NULL;
-    drv_error e;
-    if (drv_open(b->dsn, 1000, &c, &e) != 0) /* open timeout 1 s: the cancel's wait */
+    errdetail e;
+    if (drv_open(b->dsn, &(drv_options){.timeout_ms = 1000}, &c, &e) !=
+        0) /* open timeout 1 s: the cancel's wait */
         fail_msg("drv_open: %s", e.message);
     drv_set_statement_cache(c, b->stmt_cache);
     int64_t pid = query_int(c, "SELECT pg_backend_pid()::int8 AS p");
@@ -754,11 +937,100 @@ static void test_pg_terminated_session(void **state)
     while (drv_alive(victim) && mono_ms() < until)
         sleep_ms(20);
     assert_false(drv_alive(victim));
-    drv_error e = expect_fail(victim, "SELECT 1 AS a", NULL, 0, CITRUS_EUNAVAILABLE);
+    errdetail e = expect_fail(victim, "SELECT 1 AS a", NULL, 0, CITRUS_EUNAVAILABLE);
     print_message("terminated session: %s\n", e.message);
     assert_int_equal(drv_ping(victim, NULL), CITRUS_EUNAVAILABLE);
     drv_close(victim);
     drv_close(admin);
+}
+
+/* Both DSN forms, with our connect_timeout in place of the DSN's own. */
+static void test_pg_dsn_forms(void **state)
+{
+    char dsn[512];
+    const char *forty_two[] = {"42"}, *t1[] = {"t1"}, *db[] = {"postgres"};
+    /* key=value conninfo */
+    snprintf(dsn, sizeof(dsn), "host=127.0.0.1 port=%d user=postgres dbname=postgres", pg.port);
+    backend b = {.name = "conninfo", .is_pg = true};
+    snprintf(b.dsn, sizeof(b.dsn), "%s", dsn);
+    drv_conn *c = must_open(&b);
+    assert_column(c, "SELECT 40 + 2", forty_two, 1);
+    assert_column(c, "SELECT current_database()", db, 1);
+    drv_close(c);
+    /* a URI with parameters, connect_timeout among them (ours replaces it) */
+    snprintf(b.dsn, sizeof(b.dsn),
+             "postgres://postgres@127.0.0.1:%d/postgres?connect_timeout=100&application_name=t1",
+             pg.port);
+    c = must_open(&b);
+    assert_column(c, "SELECT current_setting('application_name')", t1, 1);
+    drv_close(c);
+}
+
+static void test_pg_probe(void **state)
+{
+    int64_t ms = -1;
+    errdetail e;
+    int rc = drv_probe(pg.admin_dsn, NULL, &ms, &e);
+    if (rc)
+        fail_msg("probe: %d %s", rc, e.message);
+    assert_true(ms >= 0 && ms < 5000);
+}
+
+/* A closed port: refused at once. */
+static void test_pg_unreachable_closed_port(void **state)
+{
+    char dsn[128];
+    snprintf(dsn, sizeof(dsn), "postgresql://postgres@127.0.0.1:%d/postgres", pg_free_port());
+    drv_conn *c = NULL;
+    errdetail e;
+    int64_t t0 = mono_ms();
+    assert_int_equal(drv_open(dsn, &(drv_options){.timeout_ms = 2000}, &c, &e),
+                     CITRUS_EUNAVAILABLE);
+    assert_null(c);
+    assert_true(e.message[0] != '\0');
+    int64_t ms = -1;
+    assert_int_equal(drv_probe(dsn, &(drv_options){.timeout_ms = 2000}, &ms, &e),
+                     CITRUS_EUNAVAILABLE);
+    assert_int_equal(e.code, CITRUS_EUNAVAILABLE);
+    assert_true(ms >= 0);
+    assert_true(mono_ms() - t0 < 4000);
+}
+
+/* A loopback socket that accepts connections into its backlog but never
+ * answers: a server that hangs. */
+static int silent_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* A server that accepts but never answers: connect_timeout (timeout_ms
+ * rounded up to whole seconds, at least 2) is what ends the wait. */
+static void test_pg_unreachable_silent(void **state)
+{
+    int port, fd = silent_listener(&port);
+    char dsn[128];
+    snprintf(dsn, sizeof(dsn), "postgresql://postgres@127.0.0.1:%d/postgres", port);
+    drv_conn *c = NULL;
+    errdetail e;
+    int64_t t0 = mono_ms();
+    assert_int_equal(drv_open(dsn, &(drv_options){.timeout_ms = 1000}, &c, &e),
+                     CITRUS_EUNAVAILABLE);
+    int64_t took = mono_ms() - t0;
+    print_message("silent server: gave up after %lld ms: %s\n", (long long)took, e.message);
+    assert_true(took >= 1500 && took < 8000);
+    int64_t ms = -1;
+    assert_int_equal(drv_probe(dsn, &(drv_options){.timeout_ms = 1000}, &ms, &e),
+                     CITRUS_EUNAVAILABLE);
+    assert_true(ms >= 1500 && ms < 8000);
+    close(fd);
 }
 
 /* Last: stops the server under open connections. */
@@ -771,7 +1043,7 @@ static void test_pg_server_stopped(void **state)
     while (drv_alive(a) && mono_ms() < until)
         sleep_ms(20);
     assert_false(drv_alive(a));
-    drv_error e = expect_fail(a, "SELECT 1 AS a", NULL, 0, CITRUS_EUNAVAILABLE);
+    errdetail e = expect_fail(a, "SELECT 1 AS a", NULL, 0, CITRUS_EUNAVAILABLE);
     /* without drv_alive first: the statement finds out */
     e = expect_fail(b, "SELECT 1 AS a", NULL, 0, CITRUS_EUNAVAILABLE);
     print_message("server stopped: %s\n", e.message);
@@ -781,7 +1053,8 @@ static void test_pg_server_stopped(void **state)
     drv_close(a);
     drv_close(b);
     drv_conn *c = NULL;
-    assert_int_equal(drv_open(pgb.dsn, 2000, &c, &e), CITRUS_EUNAVAILABLE);
+    assert_int_equal(drv_open(pgb.dsn, &(drv_options){.timeout_ms = 2000}, &c, &e),
+                     CITRUS_EUNAVAILABLE);
     assert_null(c);
 }
 
@@ -794,7 +1067,9 @@ static void test_pg_server_stopped(void **state)
         cmocka_unit_test_prestate(test_max_rows, &(b)),                                            \
         cmocka_unit_test_prestate(test_transactions, &(b)),                                        \
         cmocka_unit_test_prestate(test_replica_lag_primary, &(b)),                                 \
-        cmocka_unit_test_prestate(test_statement_timeout, &(b))
+        cmocka_unit_test_prestate(test_statement_timeout, &(b)),                                   \
+        cmocka_unit_test_prestate(test_scripts, &(b)),                                             \
+        cmocka_unit_test_prestate(test_quote_ident, &(b))
 
 /* The group setup: the server, and the backend pointing at it. */
 static int pg_backend_setup(void **state)
@@ -818,6 +1093,7 @@ int main(void)
         BOTH(litec),
         cmocka_unit_test(test_sqlite_open),
         cmocka_unit_test(test_sqlite_busy),
+        cmocka_unit_test(test_malformed_dsn),
     };
     int failed = cmocka_run_group_tests_name("driver_sqlite", lt, NULL, NULL);
     const struct CMUnitTest pt[] = {
@@ -831,6 +1107,10 @@ int main(void)
         cmocka_unit_test_prestate(test_pg_terminated_session, &pgc),
         cmocka_unit_test_prestate(test_pg_cancel_unanswered, &pgb),
         cmocka_unit_test_prestate(test_pg_cancel_unanswered, &pgc),
+        cmocka_unit_test(test_pg_dsn_forms),
+        cmocka_unit_test(test_pg_probe),
+        cmocka_unit_test(test_pg_unreachable_closed_port),
+        cmocka_unit_test(test_pg_unreachable_silent),
         cmocka_unit_test(test_pg_server_stopped),
     };
     failed +=

@@ -23,8 +23,8 @@
 static drv_conn *open_pg(size_t cache)
 {
     drv_conn *c = NULL;
-    drv_error e;
-    if (drv_open(pg.admin_dsn, 5000, &c, &e) != 0)
+    errdetail e;
+    if (drv_open(pg.admin_dsn, NULL, &c, &e) != 0)
         fail_msg("drv_open: %s", e.message);
     drv_set_statement_cache(c, cache);
     return c;
@@ -32,7 +32,7 @@ static drv_conn *open_pg(size_t cache)
 
 static void run(drv_conn *c, const char *sql, const value *params, size_t n, result_set *rs)
 {
-    drv_error e;
+    errdetail e;
     int rc = drv_exec(c, sql, params, n, 0, rs, NULL, NULL, &e);
     if (rc)
         fail_msg("exec \"%s\": %d %s (SQLSTATE %s)", sql, rc, e.message, e.sqlstate);
@@ -127,7 +127,7 @@ static void test_driver_session_lost_statements(void **state)
     assert_int_equal(held(c, ADD1), 1);
 
     /* inside one the error is the caller's (the transaction is aborted) */
-    drv_error e;
+    errdetail e;
     assert_int_equal(drv_begin(c, &e), 0);
     run(c, "DISCARD PLANS", NULL, 0, NULL); /* plans only: statements stay */
     assert_int_equal(one_int(c, ADD1, &v, 1), 42);
@@ -170,7 +170,7 @@ static void test_driver_bad_statement_not_kept(void **state)
 {
     (void)state;
     drv_conn *c = open_pg(8);
-    drv_error e;
+    errdetail e;
     result_set rs;
     rs_init(&rs);
     assert_int_equal(drv_exec(c, "SELECT FROM WHERE", NULL, 0, 0, &rs, NULL, NULL, &e),

@@ -6,11 +6,14 @@
  * by the server, and the health check after a server restart (pg_restart:
  * the same port and data dir).
  *
- * Timing: this runs on loaded machines, so the checks are one-sided (a
- * wait lasted at least its timeout; a wake-up came well before its
- * deadline) with generous bounds. */
+ * Time: every decision the pool makes by time (idle expiry, lifetime, the
+ * health check's idleness, the wait's deadline) is checked on a test clock
+ * the test moves (clock_test_new): no sleeps, no assertions on how long
+ * something took. A thread that waits in pool_get is awaited by watching
+ * the pool's `waiting` count. */
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -27,7 +30,9 @@
 #include "citrus/errors.h"
 #include "dbconn/driver.h"
 #include "dbconn/pool.h"
-#include "provision/shard_db.h"
+#include "sys/clock.h"
+
+#define T0 1000000 /* where the test clocks start */
 
 static char tmpdir[PATH_MAX - 64];
 
@@ -37,11 +42,11 @@ static char tmpdir[PATH_MAX - 64];
 static void sqlite_db(const char *name, char *dsn, size_t len)
 {
     snprintf(dsn, len, "sqlite://%s/%s", tmpdir, name);
-    shard_db *db = NULL;
-    char err[512] = "";
-    if (shard_db_open(dsn, 5000, true, &db, err, sizeof(err)) != 0)
-        fail_msg("creating %s: %s", dsn, err);
-    shard_db_close(db);
+    drv_conn *c = NULL;
+    errdetail e;
+    if (drv_open(dsn, &(drv_options){.create = true}, &c, &e) != 0)
+        fail_msg("creating %s: %s", dsn, e.message);
+    drv_close(c);
 }
 
 static pool *must_pool(const pool_options *o)
@@ -54,7 +59,7 @@ static pool *must_pool(const pool_options *o)
 static drv_conn *must_get(pool *p)
 {
     drv_conn *c = NULL;
-    drv_error e;
+    errdetail e;
     int rc = pool_get(p, &c, &e);
     if (rc)
         fail_msg("pool_get: %d %s", rc, e.message);
@@ -73,7 +78,7 @@ static int64_t query_int(drv_conn *c, const char *sql)
 {
     result_set rs;
     rs_init(&rs);
-    drv_error e;
+    errdetail e;
     int rc = drv_exec(c, sql, NULL, 0, 0, &rs, NULL, NULL, &e);
     if (rc)
         fail_msg("\"%s\": %d %s", sql, rc, e.message);
@@ -84,40 +89,37 @@ static int64_t query_int(drv_conn *c, const char *sql)
     return v;
 }
 
-/* Waits (up to 30 s) until `waiting` threads wait in pool_get. */
-static void await_waiting(pool *p, int waiting)
-{
-    int64_t until = mono_ms() + 30000;
-    while (stats(p).waiting != waiting) {
-        if (mono_ms() > until)
-            fail_msg("no thread started waiting in pool_get");
-        sleep_ms(5);
-    }
-}
-
 /* ---- a thread that checks out one connection ---------------------------------------- */
 
 typedef struct getter {
     pool *p;
+    const sysclock *clock;
     pthread_t th;
     int rc;
     drv_conn *c;
-    int64_t got_ms;
+    errdetail e;
+    int64_t got_ms; /* clock's reading when pool_get returned */
+    atomic_bool done;
 } getter;
 
 static void *getter_main(void *arg)
 {
     getter *g = arg;
-    g->rc = pool_get(g->p, &g->c, NULL);
-    g->got_ms = mono_ms();
+    g->rc = pool_get(g->p, &g->c, &g->e);
+    g->got_ms = clock_mono_ms(g->clock);
+    atomic_store(&g->done, true);
     return NULL;
 }
 
-static void getter_start(getter *g, pool *p)
+/* Starts g's pool_get and returns once it waits in it (or returned). */
+static void getter_start(getter *g, pool *p, const sysclock *clock)
 {
     memset(g, 0, sizeof(*g));
     g->p = p;
+    g->clock = clock;
     assert_int_equal(pthread_create(&g->th, NULL, getter_main, g), 0);
+    while (stats(p).waiting == 0 && !atomic_load(&g->done))
+        sched_yield();
 }
 
 /* ---- SQLite ---------------------------------------------------------------------------- */
@@ -200,31 +202,37 @@ static void test_max_size_under_concurrency(void **state)
     pool_free(p);
 }
 
+/* All connections out: a checkout waits wait_ms on the pool's clock, then
+ * fails with pool_exhausted; it does not give up before. */
 static void test_exhausted(void **state)
 {
     char dsn[PATH_MAX];
     sqlite_db("exh.db", dsn, sizeof(dsn));
-    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .wait_ms = 300});
-    drv_conn *a = must_get(p), *b = must_get(p), *c = NULL;
+    sysclock *clock = clock_test_new(T0, 0);
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .wait_ms = 50, .clock = clock});
+    drv_conn *a = must_get(p), *b = must_get(p);
     pool_stats s = stats(p);
     assert_int_equal(s.size, 2);
     assert_int_equal(s.in_use, 2);
-    drv_error e;
-    int64_t t0 = mono_ms();
-    assert_int_equal(pool_get(p, &c, &e), CITRUS_EPOOL);
-    int64_t took = mono_ms() - t0;
-    print_message("exhausted after %lld ms: %s\n", (long long)took, e.message);
-    assert_null(c);
-    assert_true(took >= 250);
-    assert_true(took < 30000);
-    assert_non_null(strstr(e.message, "pool_exhausted"));
+    getter g;
+    getter_start(&g, p, clock);
+    assert_false(atomic_load(&g.done)); /* waiting: its deadline is T0 + 50 */
+    clock_test_advance(clock, 49);
+    clock_test_advance(clock, 1);
+    pthread_join(g.th, NULL);
+    print_message("exhausted at clock %lld: %s\n", (long long)(g.got_ms - T0), g.e.message);
+    assert_int_equal(g.rc, CITRUS_EPOOL);
+    assert_int_equal(g.e.code, CITRUS_EPOOL);
+    assert_null(g.c);
+    assert_true(g.got_ms >= T0 + 50); /* not before its time */
+    assert_non_null(strstr(g.e.message, "pool_exhausted"));
     s = stats(p);
     assert_int_equal(s.exhausted, 1);
     assert_int_equal(s.waiting, 0);
     assert_int_equal(s.size, 2);
     /* a return makes the next checkout immediate */
     pool_put(p, a, false);
-    c = must_get(p);
+    drv_conn *c = must_get(p);
     assert_ptr_equal(c, a);
     pool_put(p, b, false);
     pool_put(p, c, false);
@@ -232,34 +240,34 @@ static void test_exhausted(void **state)
     assert_int_equal(s.opened, 2);
     assert_int_equal(s.idle, 2);
     pool_free(p);
+    clock_test_free(clock);
 }
 
+/* A waiter is served by a return or a freed slot, with the clock standing
+ * still: it is woken by them, not by time. */
 static void test_waiter_gets_returned_connection(void **state)
 {
     char dsn[PATH_MAX];
     sqlite_db("wait.db", dsn, sizeof(dsn));
-    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 1, .wait_ms = 120000});
+    sysclock *clock = clock_test_new(T0, 0);
+    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 1, .wait_ms = 50, .clock = clock});
     drv_conn *a = must_get(p);
     getter g;
-    getter_start(&g, p);
-    await_waiting(p, 1);
-    sleep_ms(100);
-    int64_t put_ms = mono_ms();
+    getter_start(&g, p, clock);
+    assert_false(atomic_load(&g.done));
     pool_put(p, a, false);
     pthread_join(g.th, NULL);
-    int64_t latency = g.got_ms - put_ms;
-    print_message("waiter woke %lld ms after the return (wait_ms 120000)\n", (long long)latency);
     assert_int_equal(g.rc, 0);
     assert_ptr_equal(g.c, a);
-    assert_true(latency < 30000);
+    assert_int_equal(g.got_ms, T0);
     pool_stats s = stats(p);
     assert_int_equal(s.opened, 1);
     assert_int_equal(s.exhausted, 0);
     assert_int_equal(s.checkouts, 2);
 
     /* a slot freed by a discard also wakes a waiter, who opens a new one */
-    getter_start(&g, p);
-    await_waiting(p, 1);
+    getter_start(&g, p, clock);
+    assert_false(atomic_load(&g.done));
     pool_put(p, a, true);
     pthread_join(g.th, NULL);
     assert_int_equal(g.rc, 0);
@@ -268,6 +276,7 @@ static void test_waiter_gets_returned_connection(void **state)
     assert_int_equal(s.closed, 1);
     pool_put(p, g.c, false);
     pool_free(p);
+    clock_test_free(clock);
 }
 
 static void test_discard_and_transaction(void **state)
@@ -323,14 +332,20 @@ static void test_lifo_reuse(void **state)
     pool_free(p);
 }
 
+/* Idle past idle_timeout_ms: closed at the next checkout or return. */
 static void test_idle_timeout(void **state)
 {
     char dsn[PATH_MAX];
     sqlite_db("idle.db", dsn, sizeof(dsn));
-    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 3, .idle_timeout_ms = 200});
+    sysclock *clock = clock_test_new(T0, 0);
+    pool *p = must_pool(
+        &(pool_options){.dsn = dsn, .max_size = 3, .idle_timeout_ms = 200, .clock = clock});
     drv_conn *a = must_get(p);
     pool_put(p, a, false);
-    sleep_ms(500);
+    clock_test_advance(clock, 199);
+    assert_ptr_equal(must_get(p), a); /* not yet */
+    pool_put(p, a, false);
+    clock_test_advance(clock, 200);
     drv_conn *b = must_get(p); /* the idle one expired at checkout */
     pool_stats s = stats(p);
     assert_int_equal(s.closed, 1);
@@ -340,22 +355,27 @@ static void test_idle_timeout(void **state)
     /* and on return: c goes idle, expires, and is swept when b comes back */
     drv_conn *c = must_get(p);
     pool_put(p, c, false);
-    sleep_ms(500);
+    clock_test_advance(clock, 200);
     pool_put(p, b, false);
     s = stats(p);
     assert_int_equal(s.closed, 2);
     assert_int_equal(s.idle, 1);
     assert_int_equal(s.size, 1);
     pool_free(p);
+    clock_test_free(clock);
 }
 
+/* Older than max_lifetime_ms: closed on return, replaced at checkout,
+ * however recently used. */
 static void test_max_lifetime(void **state)
 {
     char dsn[PATH_MAX];
     sqlite_db("life.db", dsn, sizeof(dsn));
-    pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .max_lifetime_ms = 300});
+    sysclock *clock = clock_test_new(T0, 0);
+    pool *p = must_pool(
+        &(pool_options){.dsn = dsn, .max_size = 2, .max_lifetime_ms = 300, .clock = clock});
     drv_conn *a = must_get(p);
-    sleep_ms(500);
+    clock_test_advance(clock, 300);
     pool_put(p, a, false); /* too old: closed on return */
     pool_stats s = stats(p);
     assert_int_equal(s.closed, 1);
@@ -363,9 +383,12 @@ static void test_max_lifetime(void **state)
     assert_int_equal(s.size, 0);
 
     drv_conn *b = must_get(p);
+    clock_test_advance(clock, 299);
     pool_put(p, b, false); /* young: kept */
     assert_int_equal(stats(p).idle, 1);
-    sleep_ms(500);
+    assert_ptr_equal(must_get(p), b);
+    pool_put(p, b, false);
+    clock_test_advance(clock, 1);
     drv_conn *c = must_get(p); /* too old at checkout: replaced */
     s = stats(p);
     assert_int_equal(s.opened, 3);
@@ -373,6 +396,80 @@ static void test_max_lifetime(void **state)
     assert_int_equal(s.size, 1);
     pool_put(p, c, true);
     pool_free(p);
+    clock_test_free(clock);
+}
+
+/* Overwrites the first n bytes of an SQLite file under its open
+ * connections, keeping them in keep (what each connection had read is
+ * dropped once the WAL was checkpointed away, so they read the garbage
+ * next). */
+static void scribble_header(const char *dsn, unsigned char *keep, size_t n)
+{
+    drv_conn *c = NULL;
+    assert_int_equal(drv_open(dsn, NULL, &c, NULL), 0);
+    assert_int_equal(drv_run_script(c,
+                                    "CREATE TABLE IF NOT EXISTS t (a); INSERT INTO t VALUES (1); "
+                                    "PRAGMA wal_checkpoint(TRUNCATE)",
+                                    NULL),
+                     0);
+    drv_close(c);
+    FILE *f = fopen(dsn + strlen("sqlite://"), "r+b");
+    assert_non_null(f);
+    assert_int_equal(fread(keep, 1, n, f), n);
+    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(fputc('x', f), 'x');
+    fclose(f);
+}
+
+static void restore_header(const char *dsn, const unsigned char *keep, size_t n)
+{
+    FILE *f = fopen(dsn + strlen("sqlite://"), "r+b");
+    assert_non_null(f);
+    assert_int_equal(fwrite(keep, 1, n, f), n);
+    fclose(f);
+}
+
+/* Idle less than check_idle_ms: handed out as is. Longer: pinged first,
+ * and a connection that fails its ping is closed (and replaced when the
+ * database can be reached; here it cannot, until it is repaired). */
+static void test_health_check_on_checkout(void **state)
+{
+    char dsn[PATH_MAX];
+    sqlite_db("health.db", dsn, sizeof(dsn));
+    sysclock *clock = clock_test_new(T0, 0);
+    pool *p =
+        must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .check_idle_ms = 100, .clock = clock});
+    drv_conn *a = must_get(p);
+    pool_put(p, a, false);
+    unsigned char header[100];
+    scribble_header(dsn, header, sizeof(header));
+
+    clock_test_advance(clock, 99);
+    assert_ptr_equal(must_get(p), a); /* not pinged: the ping would have failed */
+    pool_stats s = stats(p);
+    assert_int_equal(s.opened, 1);
+    assert_int_equal(s.closed, 0);
+    pool_put(p, a, false);
+
+    clock_test_advance(clock, 100);
+    drv_conn *c = NULL;
+    errdetail e;
+    assert_int_equal(pool_get(p, &c, &e), CITRUS_EUNAVAILABLE); /* pinged, closed, not reopened */
+    print_message("health check: %s\n", e.message);
+    assert_null(c);
+    s = stats(p);
+    assert_int_equal(s.closed, 1);
+    assert_int_equal(s.size, 0);
+    assert_int_equal(s.idle, 0);
+
+    restore_header(dsn, header, sizeof(header));
+    c = must_get(p);
+    assert_int_equal(query_int(c, "SELECT count(*) FROM t"), 1);
+    assert_int_equal(stats(p).opened, 2);
+    pool_put(p, c, false);
+    pool_free(p);
+    clock_test_free(clock);
 }
 
 static void test_open_failures(void **state)
@@ -381,7 +478,7 @@ static void test_open_failures(void **state)
     snprintf(dsn, sizeof(dsn), "sqlite://%s/not-yet.db", tmpdir);
     pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 1});
     drv_conn *c = NULL;
-    drv_error e;
+    errdetail e;
     assert_int_equal(pool_get(p, &c, &e), CITRUS_EUNAVAILABLE);
     assert_null(c);
     assert_true(e.message[0] != '\0');
@@ -414,15 +511,13 @@ static void test_free_with_connections_out(void **state)
     pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 3, .wait_ms = 120000});
     drv_conn *a = must_get(p), *b = must_get(p), *c = must_get(p);
     getter g;
-    getter_start(&g, p);
-    await_waiting(p, 1);
+    getter_start(&g, p, NULL);
     pool_put(p, c, true); /* the waiter opens a new one */
     pthread_join(g.th, NULL);
     assert_int_equal(g.rc, 0);
     c = g.c; /* three out again */
 
-    getter_start(&g, p);
-    await_waiting(p, 1);
+    getter_start(&g, p, NULL);
     pool_free(p);
     pthread_join(g.th, NULL);
     assert_int_equal(g.rc, CITRUS_ECLOSED);
@@ -484,7 +579,7 @@ static void test_pg_max_size_server_side(void **state)
     pg_pool_dsn("pool_conc", dsn, sizeof(dsn));
     pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 3, .wait_ms = 120000});
     drv_conn *admin = NULL;
-    assert_int_equal(drv_open(pg.admin_dsn, 5000, &admin, NULL), 0);
+    assert_int_equal(drv_open(pg.admin_dsn, NULL, &admin, NULL), 0);
     pg_hammer h = {.p = p};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, pg_hammer_main, &h), 0);
@@ -521,7 +616,7 @@ static void test_pg_broken_not_reused(void **state)
     pg_pool_dsn("pool_broken", dsn, sizeof(dsn));
     pool *p = must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .check_idle_ms = 600000});
     drv_conn *admin = NULL;
-    assert_int_equal(drv_open(pg.admin_dsn, 5000, &admin, NULL), 0);
+    assert_int_equal(drv_open(pg.admin_dsn, NULL, &admin, NULL), 0);
     drv_conn *c = must_get(p);
     int64_t pid = query_int(c, "SELECT pg_backend_pid()::int8");
     value v = val_int(pid);
@@ -555,8 +650,11 @@ static void test_pg_health_check_after_restart(void **state)
 {
     char dsn[256];
     pg_pool_dsn("pool_health", dsn, sizeof(dsn));
-    pool *checked = must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .check_idle_ms = 200});
-    pool *trusting = must_pool(&(pool_options){.dsn = dsn, .max_size = 1, .check_idle_ms = 600000});
+    sysclock *clock = clock_test_new(T0, 0);
+    pool *checked =
+        must_pool(&(pool_options){.dsn = dsn, .max_size = 2, .check_idle_ms = 200, .clock = clock});
+    pool *trusting = must_pool(
+        &(pool_options){.dsn = dsn, .max_size = 1, .check_idle_ms = 600000, .clock = clock});
     drv_conn *a = must_get(checked), *b = must_get(checked), *t = must_get(trusting);
     int64_t pa = query_int(a, "SELECT pg_backend_pid()::int8");
     int64_t pb = query_int(b, "SELECT pg_backend_pid()::int8");
@@ -569,7 +667,7 @@ static void test_pg_health_check_after_restart(void **state)
         fail_msg("could not restart postgres");
     print_message("postgres restarted on port %d in %lld ms\n", pg.port,
                   (long long)(mono_ms() - t0));
-    sleep_ms(300); /* idle past check_idle_ms */
+    clock_test_advance(clock, 300); /* idle past check_idle_ms */
 
     /* b (most recent) is checked, found dead and replaced */
     drv_conn *c1 = must_get(checked);
@@ -592,7 +690,7 @@ static void test_pg_health_check_after_restart(void **state)
 
     /* no check: the dead one is handed out, fails, and is closed on return */
     drv_conn *d = must_get(trusting);
-    drv_error e;
+    errdetail e;
     assert_int_equal(drv_exec(d, "SELECT 1", NULL, 0, 0, NULL, NULL, NULL, &e),
                      CITRUS_EUNAVAILABLE);
     assert_false(drv_alive(d));
@@ -606,6 +704,7 @@ static void test_pg_health_check_after_restart(void **state)
 
     pool_free(checked);
     pool_free(trusting);
+    clock_test_free(clock);
 }
 
 /* ---- main ------------------------------------------------------------------------------- */
@@ -622,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_lifo_reuse),
         cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_max_lifetime),
+        cmocka_unit_test(test_health_check_on_checkout),
         cmocka_unit_test(test_open_failures),
         cmocka_unit_test(test_free_with_connections_out),
     };

@@ -31,8 +31,8 @@
 #include "support_pg.h"
 
 #include "citrus/errors.h"
+#include "dbconn/driver.h"
 #include "provision/provisioner.h"
-#include "provision/shard_db.h"
 
 static char tmpdir[256];
 
@@ -62,36 +62,37 @@ static void must_deprovision(provisioner *p, const char *id, const char *dsn)
         fail_msg("deprovision %s (%s): %d %s", id, p->kind, rc, err);
 }
 
-static shard_db *must_open(const char *dsn)
+static drv_conn *must_open(const char *dsn)
 {
-    shard_db *db = NULL;
-    char err[512] = "";
-    int rc = shard_db_open(dsn, 5000, false, &db, err, sizeof(err));
+    drv_conn *db = NULL;
+    errdetail e;
+    int rc = drv_open(dsn, NULL, &db, &e);
     if (rc)
-        fail_msg("open %s: %d %s", dsn, rc, err);
+        fail_msg("open %s: %d %s", dsn, rc, e.message);
     return db;
 }
 
-static void must_exec(shard_db *db, const char *sql)
+static void must_exec(drv_conn *db, const char *sql)
 {
-    char err[512] = "";
-    if (shard_db_exec(db, sql, err, sizeof(err)) != 0)
-        fail_msg("%s: %s", sql, err);
+    errdetail e;
+    if (drv_run_script(db, sql, &e) != 0)
+        fail_msg("%s: %s", sql, e.message);
 }
 
-static char *one_value(shard_db *db, const char *sql)
+static char *one_value(drv_conn *db, const char *sql)
 {
-    char **rows = NULL, err[512] = "";
+    char **rows = NULL;
     size_t n = 0;
-    if (shard_db_query_column(db, sql, &rows, &n, err, sizeof(err)) != 0)
-        fail_msg("%s: %s", sql, err);
+    errdetail e;
+    if (drv_query_column(db, sql, &rows, &n, &e) != 0)
+        fail_msg("%s: %s", sql, e.message);
     assert_int_equal(n, 1);
     char *v = strdup(rows[0]);
-    shard_db_free_rows(rows, n);
+    drv_free_column(rows, n);
     return v;
 }
 
-static void assert_one_value(shard_db *db, const char *sql, const char *want)
+static void assert_one_value(drv_conn *db, const char *sql, const char *want)
 {
     char *v = one_value(db, sql);
     assert_string_equal(v, want);
@@ -127,17 +128,17 @@ static void test_sqlite_provision(void **state)
     snprintf(path, sizeof(path), "%s/s-1.db", real);
     assert_int_equal(access(path, F_OK), 0);
 
-    shard_db *db = must_open(r1.dsn);
+    drv_conn *db = must_open(r1.dsn);
     must_exec(db, "CREATE TABLE kept (x INTEGER); INSERT INTO kept VALUES (7)");
     assert_one_value(db, "PRAGMA journal_mode", "wal");
-    shard_db_close(db);
+    drv_close(db);
 
     /* again: same DSN, the same (not a recreated) file */
     must_provision(p, "s-1", &r2);
     assert_string_equal(r2.dsn, r1.dsn);
     db = must_open(r2.dsn);
     assert_one_value(db, "SELECT x FROM kept", "7");
-    shard_db_close(db);
+    drv_close(db);
 
     must_deprovision(p, "s-1", r1.dsn);
     assert_int_equal(access(path, F_OK), -1);
@@ -180,11 +181,11 @@ static bool pg_has_database(const char *name)
 {
     char sql[256];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_database WHERE datname = '%s'", name);
-    shard_db *admin = must_open(pg.admin_dsn);
+    drv_conn *admin = must_open(pg.admin_dsn);
     char *v = one_value(admin, sql);
     bool has = strcmp(v, "1") == 0;
     free(v);
-    shard_db_close(admin);
+    drv_close(admin);
     return has;
 }
 
@@ -200,10 +201,10 @@ static void test_pg_provision_uri(void **state)
     assert_string_equal(r1.dsn, want);
     assert_true(pg_has_database("citrus_t_shard_a1"));
 
-    shard_db *db = must_open(r1.dsn);
+    drv_conn *db = must_open(r1.dsn);
     assert_one_value(db, "SELECT current_database()", "citrus_t_shard_a1");
     must_exec(db, "CREATE TABLE kept (x INTEGER); INSERT INTO kept VALUES (7)");
-    shard_db_close(db);
+    drv_close(db);
 
     /* again: reused, not recreated */
     must_provision(p, "shard-a1", &r2);
@@ -214,10 +215,9 @@ static void test_pg_provision_uri(void **state)
     /* dropped even while a session (db) is connected to it */
     must_deprovision(p, "shard-a1", r1.dsn);
     assert_false(pg_has_database("citrus_t_shard_a1"));
-    shard_db_close(db);
-    shard_db *gone = NULL;
-    char err[512];
-    assert_int_equal(shard_db_open(r1.dsn, 3000, false, &gone, err, sizeof(err)),
+    drv_close(db);
+    drv_conn *gone = NULL;
+    assert_int_equal(drv_open(r1.dsn, &(drv_options){.timeout_ms = 3000}, &gone, NULL),
                      CITRUS_EUNAVAILABLE);
     must_deprovision(p, "shard-a1", r1.dsn); /* idempotent */
 
@@ -240,10 +240,10 @@ static void test_pg_provision_conninfo(void **state)
     assert_non_null(strstr(r.dsn, "dbname='Shard_B'"));
     assert_non_null(strstr(r.dsn, "port='"));
     assert_null(strstr(r.dsn, "dbname='postgres'"));
-    shard_db *db = must_open(r.dsn);
+    drv_conn *db = must_open(r.dsn);
     assert_one_value(db, "SELECT current_database()", "Shard_B"); /* case kept: quoted */
     assert_one_value(db, "SELECT current_setting('application_name')", "citrus t");
-    shard_db_close(db);
+    drv_close(db);
     must_deprovision(p, "Shard-B", r.dsn);
     assert_false(pg_has_database("Shard_B"));
     prov_result_clear(&r);
@@ -265,9 +265,9 @@ static void test_pg_uri_params(void **state)
              "postgres://postgres@127.0.0.1:%d/q_s1?sslmode=disable&application_name=citrus",
              pg.port);
     assert_string_equal(r.dsn, want);
-    shard_db *db = must_open(r.dsn);
+    drv_conn *db = must_open(r.dsn);
     assert_one_value(db, "SELECT current_database()", "q_s1");
-    shard_db_close(db);
+    drv_close(db);
     must_deprovision(p, "s1", r.dsn);
     prov_result_clear(&r);
     p->free(p);

@@ -4,7 +4,6 @@
  * finalized on eviction and close, prepared again by SQLite when the schema
  * changes under it. What the database holds is read with sqlite3_next_stmt
  * on the connection's own handle. (PostgreSQL: test_pg_stmts.c.) */
-#define CITRUS_DRIVER_INTERNAL
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +19,7 @@
 
 #include "citrus/errors.h"
 #include "dbconn/driver.h"
-#include "provision/shard_db.h"
+#include "dbconn/driver_ops.h" /* c->handle, the sqlite3 * */
 #include "dbconn/stmt_cache.h"
 
 /* ---- the cache ------------------------------------------------------------------- */
@@ -109,11 +108,10 @@ static int lite_setup(void **state)
     if (tmp_dir_create(tmpdir, sizeof(tmpdir), "stmts") != 0)
         return -1;
     snprintf(dsn, sizeof(dsn), "sqlite://%s/shard.db", tmpdir);
-    shard_db *db = NULL;
-    char err[512] = "";
-    if (shard_db_open(dsn, 5000, true, &db, err, sizeof(err)) != 0)
+    drv_conn *db = NULL;
+    if (drv_open(dsn, &(drv_options){.create = true}, &db, NULL) != 0)
         return -1;
-    shard_db_close(db);
+    drv_close(db);
     return 0;
 }
 
@@ -127,8 +125,8 @@ static int lite_teardown(void **state)
 static drv_conn *open_lite(size_t cache)
 {
     drv_conn *c = NULL;
-    drv_error e;
-    if (drv_open(dsn, 5000, &c, &e) != 0)
+    errdetail e;
+    if (drv_open(dsn, NULL, &c, &e) != 0)
         fail_msg("drv_open: %s", e.message);
     drv_set_statement_cache(c, cache);
     return c;
@@ -143,7 +141,7 @@ static void run(drv_conn *c, const char *sql, const int64_t *ints, size_t n, res
         params[i] = val_int(ints[i]);
     result_set local;
     rs_init(&local);
-    drv_error e;
+    errdetail e;
     int rc = drv_exec(c, sql, params, n, 0, rs ? rs : &local, NULL, NULL, &e);
     rs_free(&local);
     if (rc)
@@ -182,7 +180,7 @@ static void test_lite_keeps_one_statement_per_text(void **state)
     result_set rs;
     rs_init(&rs);
     bool truncated = false;
-    drv_error e;
+    errdetail e;
     assert_int_equal(
         drv_exec(c, "SELECT id FROM t ORDER BY id", NULL, 0, 2, &rs, &truncated, NULL, &e), 0);
     assert_true(truncated);
@@ -215,7 +213,7 @@ static void test_lite_evicts_and_finalizes(void **state)
         assert_int_equal(live_statements(c, NULL), i < 3 ? i + 1 : 3);
     }
     /* errors are not kept: a syntax error, two statements in one call */
-    drv_error e;
+    errdetail e;
     assert_int_equal(drv_exec(c, "SELEC 1", NULL, 0, 0, NULL, NULL, NULL, &e), CITRUS_EINVAL);
     assert_int_equal(drv_exec(c, "SELECT 1; SELECT 2", NULL, 0, 0, NULL, NULL, NULL, &e),
                      CITRUS_EINVAL);
@@ -249,7 +247,7 @@ static void test_lite_schema_change_under_a_kept_statement(void **state)
     rs_free(&rs);
     /* a table dropped under a kept statement: the error, then it works again */
     run(c, "DROP TABLE s", NULL, 0, NULL);
-    drv_error e;
+    errdetail e;
     assert_int_equal(drv_exec(c, "SELECT * FROM s", NULL, 0, 0, NULL, NULL, NULL, &e),
                      CITRUS_EINVAL);
     assert_non_null(strstr(e.message, "no such table"));
