@@ -221,13 +221,22 @@ int cli_serve_main(int argc, char **argv, char **envp)
             return 1;
         }
     }
+    reader_options ro = {.st = st, .copy = copy, .max_staleness_ms = cfg.max_staleness_ms};
+    reader *rd = reader_new(&ro);
+    if (!rd) {
+        fprintf(stderr, "citrus %s: out of memory\n", argv[0]);
+        cache_stop(copy);
+        store_close(st);
+        return 1;
+    }
     app a = {.st = st,
              .max_value_bytes = (size_t)cfg.max_value_bytes,
              .node_id = cfg.node_id,
              .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000,
              .cache = copy,
-             .max_staleness_ms = cfg.max_staleness_ms};
+             .rd = rd};
     if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0) {
+        reader_free(rd);
         cache_stop(copy);
         store_close(st);
         return 1;
@@ -246,6 +255,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     if (http_server_start(&ho, api_routes, api_nroutes, &a, &srv, err, sizeof(err)) < 0) {
         fprintf(stderr, "citrus %s: %s\n", argv[0], err);
         shards_stop(&a);
+        reader_free(rd);
         cache_stop(copy);
         store_close(st);
         return 1;
@@ -266,6 +276,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     if (router_boot(&cfg, &a, &rsrv) < 0) {
         http_server_stop(srv);
         shards_stop(&a);
+        reader_free(rd);
         cache_stop(copy);
         store_close(st);
         return 1;
@@ -290,6 +301,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     http_server_stop(srv);
     shards_stop(&a);    /* the worker stops while the session can still fence its writes */
     session_stop(sess); /* revokes the lease: registration and leadership end now */
+    reader_free(rd);
     cache_stop(copy);
     store_close(st);
     log_info("server", "stopped", NULL);
