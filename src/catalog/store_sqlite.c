@@ -30,10 +30,10 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "citrus/errors.h"
+#include "core/errfmt.h"
 #include "obs/log.h"
 
 #define SCHEMA_VERSION 1
@@ -163,8 +163,7 @@ struct sqlite_store {
     char *path;
     int lock_fd; /* holds the flock that keeps the file to this store */
     int64_t history_keep;
-    int64_t (*now_ms)(void *ctx);
-    void *clock_ctx;
+    const sysclock *clock;
 
     conn wconn; /* writer thread only (and open/close) */
     conn nconn; /* notifier thread only */
@@ -247,37 +246,9 @@ static void report_error(const char *fmt, ...)
     log_emit(LOG_ERROR, "store_sqlite", msg, NULL);
 }
 
-static void errfmt(char *buf, size_t len, const char *fmt, ...)
-{
-    if (!buf || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t store_now(const sqlite_store *s)
 {
-    return s->now_ms ? s->now_ms(s->clock_ctx) : mono_ms();
-}
-
-static void deadline_after(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    return clock_mono_ms(s->clock);
 }
 
 static int bytes_cmp(const void *a, size_t alen, const void *b, size_t blen)
@@ -951,7 +922,7 @@ static int64_t lease_random_id(void)
     uint64_t u = 0;
     while (u == 0) {
         if (getrandom(&u, sizeof(u), 0) != (ssize_t)sizeof(u))
-            u = (uint64_t)mono_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&u;
+            u = (uint64_t)clock_mono_ms(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&u;
         u >>= 1; /* positive 63-bit */
     }
     return (int64_t)u;
@@ -1251,8 +1222,7 @@ static void *lease_main(void *arg)
     sqlite_store *s = arg;
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        struct timespec ts;
-        deadline_after(&ts, LEASE_TICK_MS);
+        struct timespec ts = clock_cond_deadline(LEASE_TICK_MS);
         pthread_cond_timedwait(&s->lease_cond, &s->mu, &ts);
         if (s->stopping)
             break;
@@ -1503,8 +1473,7 @@ static void *notify_main(void *arg)
         size_t n = 0;
         watch_pin *pins = backoff ? NULL : watch_pin_ready(s, &n);
         if (!pins) {
-            struct timespec ts;
-            deadline_after(&ts, RETRY_DELAY_MS);
+            struct timespec ts = clock_cond_deadline(RETRY_DELAY_MS);
             if (backoff || n)
                 pthread_cond_timedwait(&s->notify_cond, &s->mu, &ts);
             else
@@ -1990,8 +1959,7 @@ int store_sqlite_open(const store_sqlite_options *opts, store **out, char *errbu
     s->base.ops = &sqlite_ops;
     s->lock_fd = -1;
     s->history_keep = opts->history_keep > 0 ? opts->history_keep : DEFAULT_HISTORY_KEEP;
-    s->now_ms = opts->now_ms;
-    s->clock_ctx = opts->clock_ctx;
+    s->clock = opts->clock;
     s->healthy = true;
     int rc = conns_open(s, errbuf, errlen);
     if (rc == 0)
