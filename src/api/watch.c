@@ -69,11 +69,6 @@ struct watch_hub {
 
 /* ---------------- the hub ---------------- */
 
-static int64_t hub_now(const watch_hub *h)
-{
-    return clock_mono_ms(h->clock);
-}
-
 /* Lists w, unless the hub is shutting down (false: w is not listed). */
 static bool hub_add(watch_hub *h, waiter *w)
 {
@@ -139,7 +134,7 @@ static bool poll_ready(waiter *w, int64_t now)
  * polls it woke. */
 static size_t reap_locked(watch_hub *h)
 {
-    int64_t now = hub_now(h);
+    int64_t now = clock_mono_ms(h->clock);
     size_t woken = 0;
     for (waiter *w = h->head; w; w = w->next) {
         pthread_mutex_lock(&w->mu);
@@ -263,7 +258,7 @@ static waiter *waiter_new(http_req *r, app *a, int64_t from_rev, bool sse)
     w->from_rev = from_rev;
     w->sse = sse;
     w->last_rev = from_rev - 1;
-    w->last_send_ms = hub_now(w->hub);
+    w->last_send_ms = clock_mono_ms(w->hub->clock);
     w->events = json_array();
     return w;
 }
@@ -391,7 +386,7 @@ static void sse_push(waiter *w, const char *data, size_t len)
     else
         w->head = c;
     w->tail = c;
-    w->last_send_ms = hub_now(w->hub);
+    w->last_send_ms = clock_mono_ms(w->hub->clock);
 }
 
 static void sse_cb(void *ctx, const kv_event *events, size_t n, int err)
@@ -487,7 +482,7 @@ static int start_poll(http_req *r, app *a, const char *prefix, int64_t from, int
     if (!w)
         return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
     w->open_rev = open_rev;
-    w->deadline_ms = hub_now(w->hub) + timeout;
+    w->deadline_ms = clock_mono_ms(w->hub->clock) + timeout;
     int rc = open_watch(r, w, prefix, poll_cb);
     if (rc < 0) {
         waiter_free(w);
@@ -497,7 +492,7 @@ static int start_poll(http_req *r, app *a, const char *prefix, int64_t from, int
     if ((rc = waiter_list(r, w)) < 0)
         return rc;
     pthread_mutex_lock(&w->mu);
-    bool ready = poll_ready(w, hub_now(w->hub));
+    bool ready = poll_ready(w, clock_mono_ms(w->hub->clock));
     if (!ready) {
         http_suspend(r, poll_resume, w);
         w->suspended = true;

@@ -34,11 +34,6 @@ struct cache {
     store_watch *watch; /* the loader's (cache_run_once) only */
 };
 
-static int64_t now_ms(const cache *c)
-{
-    return clock_mono_ms(c->clock);
-}
-
 /* ---- the sorted array (rw held for writing by callers that modify) ---- */
 
 /* Index of key, or where it would go (*found false). */
@@ -211,7 +206,7 @@ static int load(cache *c)
 /* Asks the store for its revision: once applied, the copy was current now. */
 static void check(cache *c)
 {
-    int64_t t = now_ms(c);
+    int64_t t = clock_mono_ms(c->clock);
     store_status st;
     int rc = store_status_get(c->st, &st);
     pthread_mutex_lock(&c->mu);
@@ -220,7 +215,7 @@ static void check(cache *c)
         c->status = st;
         c->status.quorum = rc == 0 && st.quorum;
         c->status.writable = rc == 0 && st.writable;
-        c->status_at = now_ms(c);
+        c->status_at = clock_mono_ms(c->clock);
         c->have_status = true;
     }
     pthread_mutex_unlock(&c->mu);
@@ -331,7 +326,7 @@ int64_t cache_staleness_ms(cache *c)
     bool confirmed = c->confirmed;
     int64_t at = c->confirmed_at;
     pthread_mutex_unlock(&c->mu);
-    return confirmed ? now_ms(c) - at : -1;
+    return confirmed ? clock_mono_ms(c->clock) - at : -1;
 }
 
 int cache_wait(cache *c, int64_t rev, int64_t timeout_ms)
@@ -422,8 +417,8 @@ int cache_range(cache *c, const kv_range_req *req, kv_range_res *out, int64_t *s
 bool cache_catalog_up(cache *c, int64_t max_age_ms)
 {
     pthread_mutex_lock(&c->mu);
-    bool up = c->have_status && now_ms(c) - c->status_at <= max_age_ms && c->status.writable &&
-              c->status.quorum;
+    bool up = c->have_status && clock_mono_ms(c->clock) - c->status_at <= max_age_ms &&
+              c->status.writable && c->status.quorum;
     pthread_mutex_unlock(&c->mu);
     return up;
 }
@@ -437,6 +432,6 @@ int cache_status(cache *c, store_status *out, int64_t *age_ms)
     pthread_mutex_unlock(&c->mu);
     if (!have)
         return CITRUS_EUNAVAILABLE;
-    *age_ms = now_ms(c) - at;
+    *age_ms = clock_mono_ms(c->clock) - at;
     return 0;
 }

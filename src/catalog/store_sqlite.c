@@ -246,11 +246,6 @@ static void report_error(const char *fmt, ...)
     log_emit(LOG_ERROR, "store_sqlite", msg, NULL);
 }
 
-static int64_t store_now(const sqlite_store *s)
-{
-    return clock_mono_ms(s->clock);
-}
-
 static int bytes_cmp(const void *a, size_t alen, const void *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
@@ -1065,7 +1060,7 @@ static bool batch_commit(sqlite_store *s, write_req *batch)
 /* Mirrors committed grants and revokes into the in-memory lease table. */
 static void batch_leases_update(sqlite_store *s, write_req *batch)
 {
-    int64_t now = store_now(s);
+    int64_t now = clock_mono_ms(s->clock);
     pthread_mutex_lock(&s->lease_mu);
     for (write_req *r = batch; r; r = r->next) {
         if (r->rc < 0)
@@ -1203,7 +1198,7 @@ static size_t leases_take_expired(sqlite_store *s, int64_t now, lease_slot *out,
 static void leases_expire(sqlite_store *s)
 {
     lease_slot due[64];
-    size_t n = leases_take_expired(s, store_now(s), due, 64);
+    size_t n = leases_take_expired(s, clock_mono_ms(s->clock), due, 64);
     for (size_t i = 0; i < n; i++) {
         write_req r = {.kind = REQ_REVOKE, .lease_id = due[i].id};
         int rc = writer_submit(s, &r);
@@ -1648,7 +1643,7 @@ static int sqlite_lease_grant(store *st, int64_t ttl, int64_t *id, int64_t *gran
 static int sqlite_lease_keepalive(store *st, int64_t id, int64_t *ttl)
 {
     sqlite_store *s = (sqlite_store *)st;
-    int64_t now = store_now(s);
+    int64_t now = clock_mono_ms(s->clock);
     int rc = CITRUS_ENOLEASE;
     pthread_mutex_lock(&s->lease_mu);
     lease_slot *l = lease_find(s, id);
@@ -1698,7 +1693,7 @@ static int leases_read(sqlite_store *s, conn *c, kv_snapshot *out)
     sqlite3_stmt *st = conn_stmt(c, ST_LEASE_ALL);
     if (!st)
         return CITRUS_EIO;
-    int64_t now = store_now(s);
+    int64_t now = clock_mono_ms(s->clock);
     size_t cap = 0;
     int rc = 0, src = SQLITE_DONE;
     while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1844,7 +1839,7 @@ static int sync_init(sqlite_store *s)
 static int leases_load(sqlite_store *s, char *errbuf, size_t errlen)
 {
     sqlite3_stmt *st = conn_stmt(&s->wconn, ST_LEASE_ALL);
-    int64_t now = store_now(s);
+    int64_t now = clock_mono_ms(s->clock);
     int rc = st ? 0 : CITRUS_EIO, src = SQLITE_DONE;
     while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t ttl = sqlite3_column_int64(st, 1);

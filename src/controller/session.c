@@ -36,11 +36,6 @@ struct session {
     store_watch *watch;
 };
 
-static int64_t now_ms(const session *s)
-{
-    return clock_mono_ms(s->clock);
-}
-
 static void set_leader(session *s, bool leader, int64_t token)
 {
     pthread_mutex_lock(&s->mu);
@@ -87,7 +82,7 @@ static int64_t keep_lease(session *s)
     pthread_mutex_lock(&s->mu);
     int64_t lease = s->lease;
     pthread_mutex_unlock(&s->mu);
-    int64_t sent = now_ms(s), ttl = 0;
+    int64_t sent = clock_mono_ms(s->clock), ttl = 0;
     int rc = 0;
     if (lease) {
         rc = store_lease_keepalive(s->st, lease, &ttl);
@@ -98,7 +93,7 @@ static int64_t keep_lease(session *s)
         }
     }
     if (!lease) {
-        sent = now_ms(s);
+        sent = clock_mono_ms(s->clock);
         rc = store_lease_grant(s->st, s->ttl_ms / 1000, &lease, &ttl);
         if (rc == 0 && (rc = register_node(s, lease)) < 0) {
             log_warn("controller", "cannot register this node",
@@ -239,7 +234,7 @@ void session_stop(session *s)
 bool session_is_leader(session *s, int64_t *token)
 {
     pthread_mutex_lock(&s->mu);
-    bool leader = s->leader && now_ms(s) < s->alive_until_ms;
+    bool leader = s->leader && clock_mono_ms(s->clock) < s->alive_until_ms;
     if (token)
         *token = leader ? s->token : 0;
     pthread_mutex_unlock(&s->mu);
@@ -249,7 +244,7 @@ bool session_is_leader(session *s, int64_t *token)
 bool session_ready(session *s)
 {
     pthread_mutex_lock(&s->mu);
-    bool ready = s->ready && now_ms(s) < s->alive_until_ms;
+    bool ready = s->ready && clock_mono_ms(s->clock) < s->alive_until_ms;
     pthread_mutex_unlock(&s->mu);
     return ready;
 }
