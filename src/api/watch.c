@@ -202,21 +202,28 @@ int watch_hub_start(watch_hub *h)
     return rc;
 }
 
+/* h->mu held. */
+static size_t count_locked(const watch_hub *h)
+{
+    size_t n = 0;
+    for (const waiter *w = h->head; w; w = w->next)
+        n++;
+    return n;
+}
+
 size_t watch_hub_waiting(watch_hub *h)
 {
     pthread_mutex_lock(&h->mu);
-    size_t n = 0;
-    for (waiter *w = h->head; w; w = w->next)
-        n++;
+    size_t n = count_locked(h);
     pthread_mutex_unlock(&h->mu);
     return n;
 }
 
 size_t watch_hub_shutdown(watch_hub *h)
 {
-    size_t waiting = watch_hub_waiting(h);
     pthread_mutex_lock(&h->mu);
     h->shutting_down = true;
+    size_t waiting = count_locked(h);
     reap_locked(h); /* wakes every poll, ends every stream */
     pthread_cond_broadcast(&h->cv);
     /* Each leaves the list once answered (or its stream ended). Give them a
@@ -238,7 +245,11 @@ void watch_hub_free(watch_hub *h)
 {
     if (!h)
         return;
-    watch_hub_shutdown(h);
+    pthread_mutex_lock(&h->mu);
+    bool shut = h->stop;
+    pthread_mutex_unlock(&h->mu);
+    if (!shut) /* once is enough: a waiter still listed has waited its 5 s */
+        watch_hub_shutdown(h);
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
     free(h);

@@ -34,8 +34,8 @@ size_t watch_hub_waiting(watch_hub *h);
  * waits up to 5 s for them to leave, and stops the reaper. Returns how
  * many there were. Call before the HTTP server stops. */
 size_t watch_hub_shutdown(watch_hub *h);
-/* Shuts the hub down if that was not done, and frees it (after the HTTP
- * server has stopped). NULL is a no-op. */
+/* Shuts the hub down if that was not done yet, and frees it (after the
+ * HTTP server has stopped). NULL is a no-op. */
 void watch_hub_free(watch_hub *h);
 
 #endif
