@@ -1,7 +1,5 @@
 /* api/cluster.c — GET /v1/cluster: the citrus nodes (registered under their
  * session leases), the catalog and the controller leader. */
-#include <string.h>
-
 #include "citrus/errors.h"
 
 #include "api/app.h"
@@ -50,21 +48,22 @@ static int catalog_status(app *a, store_status *st)
 int api_cluster(http_req *r, void *ctx)
 {
     app *a = ctx;
-    const char *level = "any"; /* a status page: it answers in an outage too */
-    if (http_req_query(r, "consistency") && kvjson_check_consistency(r, &level) < 0)
+    reader_level level; /* a status page: by default it answers in an outage too */
+    if (app_consistency(r, READER_ANY, &level) < 0)
         return CITRUS_EINVAL;
-    if (!http_offloaded(r) && app_read_blocks(a, level))
+    if (!http_offloaded(r) && reader_blocks(a->rd, level))
         return http_offload(r, api_cluster, ctx);
     kv_range_req req = {.key = SESSION_NODES_PREFIX, .prefix = true};
     kv_range_res nodes;
-    int rc = app_read(a, r, level, &req, &nodes);
+    reader_info from;
+    int rc = app_read(a, r, level, &req, &nodes, &from);
     if (rc < 0)
         return rc; /* answered */
     /* The leader key from the same source as the nodes. */
     kv_range_req lreq = {.key = ELECTION_KEY};
     kv_range_res lres;
-    rc = a->cache && strcmp(level, "strong") != 0 ? cache_range(a->cache, &lreq, &lres, NULL)
-                                                  : store_range(a->st, &lreq, &lres);
+    rc = from.level != READER_STRONG ? cache_range(a->cache, &lreq, &lres, NULL)
+                                     : store_range(a->st, &lreq, &lres);
     election_view v = {0};
     if (rc == 0)
         election_view_from(&lres, &v);

@@ -11,9 +11,7 @@ int api_kv_delete(http_req *r, void *app);
 /* txn.c */
 int api_txn(http_req *r, void *app);
 /* watch.c */
-int api_watch(http_req *r, void *app);
-/* Answers every long poll and ends every stream; returns how many there were. */
-size_t api_watch_shutdown(void);
+int api_watch(http_req *r, void *app); /* on the app's watch hub (watch.h) */
 /* lease.c */
 int api_lease_grant(http_req *r, void *app);
 int api_lease_keepalive(http_req *r, void *app);

@@ -32,8 +32,7 @@ int api_health_ready(http_req *r, void *ctx)
     bool catalog_ok = rc == 0 && st.writable && st.quorum;
     int64_t lag = a->cache ? cache_staleness_ms(a->cache) : 0;
     int64_t cache_rev = a->cache ? cache_revision(a->cache) : (rc == 0 ? st.revision : 0);
-    bool fresh = lag >= 0 && lag <= a->max_staleness_ms;
-    bool ready = catalog_ok && registered && fresh;
+    bool ready = catalog_ok && registered && reader_fresh(a->rd);
     json_t *catalog = json_pack(
         "{s:s,s:s?,s:i,s:i,s:b,s:b,s:I}", "backend", rc == 0 ? st.backend : "unknown", "leader",
         rc == 0 && st.leader[0] ? st.leader : NULL, "members", rc == 0 ? st.members : 0, "healthy",
@@ -45,7 +44,8 @@ int api_health_ready(http_req *r, void *ctx)
         json_pack("{s:s,s:s,s:o,s:o,s:b}", "status", ready ? "ready" : "unavailable", "node_id",
                   a->node_id, "catalog", catalog, "cache", copy, "registered", registered);
     if (a->router) /* the router keeps routing from its copy while the catalog is down */
-        json_object_set_new(body, "routing", json_string(app_catalog_down(a) ? "cached" : "live"));
+        json_object_set_new(body, "routing",
+                            json_string(reader_catalog_down(a->rd) ? "cached" : "live"));
     return http_reply_json(r, ready ? 200 : 503, body);
 }
 

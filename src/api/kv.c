@@ -20,7 +20,7 @@ static void add_rev_header(http_req *r, const char *name, int64_t v)
     http_add_header(r, name, buf);
 }
 
-static int get_prefix(http_req *r, app *a, const char *key, const char *level)
+static int get_prefix(http_req *r, app *a, const char *key, reader_level level)
 {
     int64_t limit;
     bool keys_only, count_only;
@@ -44,7 +44,7 @@ static int get_prefix(http_req *r, app *a, const char *key, const char *level)
                         .keys_only = keys_only,
                         .count_only = count_only};
     kv_range_res res;
-    int rc = app_read(a, r, level, &req, &res);
+    int rc = app_read(a, r, level, &req, &res, NULL);
     if (rc < 0)
         return rc;
     json_t *body = json_object();
@@ -64,12 +64,12 @@ int api_kv_get(http_req *r, void *ctx)
 {
     app *a = ctx;
     const char *key = http_req_param(r, "key");
-    const char *level;
+    reader_level level;
     bool prefix;
     if (http_req_query_bool(r, "prefix", false, &prefix) < 0 ||
-        kvjson_check_consistency(r, &level) < 0 || kvjson_check_key(r, key, prefix) < 0)
+        app_consistency(r, READER_BOUNDED, &level) < 0 || kvjson_check_key(r, key, prefix) < 0)
         return CITRUS_EINVAL;
-    if (!http_offloaded(r) && app_read_blocks(a, level))
+    if (!http_offloaded(r) && reader_blocks(a->rd, level))
         return http_offload(r, api_kv_get, ctx);
     if (prefix)
         return get_prefix(r, a, key, level);
@@ -78,7 +78,7 @@ int api_kv_get(http_req *r, void *ctx)
         return http_reply_error(r, CITRUS_EINVAL, "format must be 'json' or 'raw'", NULL);
     kv_range_req req = {.key = key};
     kv_range_res res;
-    int rc = app_read(a, r, level, &req, &res);
+    int rc = app_read(a, r, level, &req, &res, NULL);
     if (rc < 0)
         return rc;
     if (res.count == 0) {
@@ -120,7 +120,7 @@ static void kv_write_done(api_write *w, http_req *r, int rc)
         api_write_fail(w, r, rc, NULL, NULL);
     } else {
         const kv_op_result *res = &w->res.results[0];
-        app_note_write(kw->a, w->res.revision);
+        reader_note_write(kw->a->rd, w->res.revision);
         add_rev_header(r, "X-Citrus-Revision", w->res.revision);
         if (kw->is_put)
             api_write_finish(w, r, 200,

@@ -49,23 +49,6 @@ int kvjson_check_key(http_req *r, const char *key, bool prefix)
     return rc;
 }
 
-int kvjson_check_consistency(http_req *r, const char **level)
-{
-    static const char *const levels[] = {"bounded", "strong", "any"};
-    const char *c = http_req_query(r, "consistency");
-    if (!c) {
-        *level = levels[0];
-        return 0;
-    }
-    for (size_t i = 0; i < 3; i++)
-        if (strcmp(c, levels[i]) == 0) {
-            *level = levels[i];
-            return 0;
-        }
-    http_reply_error(r, CITRUS_EINVAL, "consistency must be 'strong', 'bounded' or 'any'", NULL);
-    return CITRUS_EINVAL;
-}
-
 int kvjson_reply_store_error(http_req *r, int err)
 {
     return http_reply_error(r, err, NULL, NULL);

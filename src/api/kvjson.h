@@ -20,9 +20,6 @@ json_t *kvjson_items(const kv_range_res *r, bool with_value);
 /* Validates a key (or a prefix) from a request; on failure replies 400
  * invalid_key and returns the error. */
 int kvjson_check_key(http_req *r, const char *key, bool prefix);
-/* Parses ?consistency=strong|bounded|any (default bounded); replies 400
- * on anything else. */
-int kvjson_check_consistency(http_req *r, const char **level);
 /* Replies with the status of a store error. */
 int kvjson_reply_store_error(http_req *r, int err);
 

@@ -52,7 +52,6 @@ static json_t *router_body(http_req *r, app *a)
         json_decref(body);
         return NULL;
     }
-    app_catalog_cached_reset();
     return body;
 }
 
@@ -74,10 +73,11 @@ static const char *key_of(http_req *r, json_t *body)
     return s;
 }
 
-/* Says where routing came from (before the reply is sent). */
-static void catalog_header(http_req *r)
+/* Says where routing came from, as the router's catalog reads returned it
+ * (before the reply is sent). */
+static void catalog_header(http_req *r, const router_answer *ans)
 {
-    http_add_header(r, "X-Citrus-Catalog", app_catalog_was_cached() ? "cached" : "live");
+    http_add_header(r, "X-Citrus-Catalog", ans->catalog_cached ? "cached" : "live");
 }
 
 static json_t *answer_json(const router_answer *a)
@@ -289,8 +289,8 @@ int api_query(http_req *r, void *ctx)
             json_object_set(out, "shards", ans.shards);
             json_object_set(out, "missing", ans.missing);
         }
+        catalog_header(r, &ans);
         router_answer_clear(&ans);
-        catalog_header(r);
         http_reply_json(r, 200, out);
     }
     rowjson_params_free(params, np);
@@ -339,7 +339,7 @@ int api_tx(http_req *r, void *ctx)
         json_t *results = json_array();
         for (size_t i = 0; i < n; i++)
             json_array_append_new(results, answer_json(&ans[i]));
-        catalog_header(r);
+        catalog_header(r, &ans[0]);
         http_reply_json(r, 200,
                         json_pack("{s:s,s:o,s:I}", "shard_id", ans[0].shard_id, "results", results,
                                   "ring_version", (json_int_t)ans[0].ring_version));

@@ -1,8 +1,9 @@
 /* api/routing.c — GET /v1/route/{key} and POST /v1/route: which shard a
  * key goes to (its pin in the tenant directory, else the ring), with the
- * shard's connection details. Reads come from the node's copy when it is
- * fresh (app_catalog_read), so on the hot path nothing leaves the HTTP
- * thread; when the copy cannot answer, the handler moves to the work pool. */
+ * shard's connection details. Reads come from the node's copy when it may
+ * answer them (catalog/reader.h: reader_routing_read), so on the hot path
+ * nothing leaves the HTTP thread; when the copy cannot answer, the handler
+ * moves to the work pool. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +21,6 @@
 static bool key_ok(const char *key)
 {
     return key && *key && strlen(key) <= ROUTE_KEY_MAX;
-}
-
-/* The copy is usable without waiting: else the work pool. */
-static bool route_blocks(app *a)
-{
-    return a->cache && (app_read_blocks(a, "bounded") || cache_staleness_ms(a->cache) < 0 ||
-                        cache_staleness_ms(a->cache) > a->max_staleness_ms);
 }
 
 /* Shard records read once per batch. */
@@ -77,7 +71,7 @@ static int route_keys(http_req *r, app *a, const char *const *keys, size_t n, js
 {
     const ring *rg;
     int64_t version;
-    int rc = registry_ring(a->shards->reg, &rg, &version);
+    int rc = registry_ring(a->shards->reg, &rg, &version, NULL);
     if (rc < 0)
         return http_reply_error(r, rc, NULL, NULL), rc;
     shard_memo memo = {0};
@@ -110,7 +104,7 @@ int api_route_get(http_req *r, void *ctx)
     app *a = ctx;
     if (!a->shards)
         return shardjson_reply_no_manager(r);
-    if (!http_offloaded(r) && route_blocks(a))
+    if (!http_offloaded(r) && reader_routing_blocks(a->rd))
         return http_offload(r, api_route_get, ctx);
     const char *key = http_req_param(r, "key");
     if (!key_ok(key))
@@ -129,7 +123,7 @@ int api_route_batch(http_req *r, void *ctx)
     app *a = ctx;
     if (!a->shards)
         return shardjson_reply_no_manager(r);
-    if (!http_offloaded(r) && route_blocks(a))
+    if (!http_offloaded(r) && reader_routing_blocks(a->rd))
         return http_offload(r, api_route_batch, ctx);
     json_t *body = http_req_json(r);
     if (!body)

@@ -33,7 +33,7 @@ static void tokens_owned(app *a, const shard *v, size_t n, size_t *out)
     const char **ids = calloc(n ? n : 1, sizeof(*ids));
     for (size_t i = 0; i < n; i++)
         out[i] = 0;
-    if (ids && registry_ring(a->shards->reg, &rg, &ver) == 0) {
+    if (ids && registry_ring(a->shards->reg, &rg, &ver, NULL) == 0) {
         for (size_t i = 0; i < n; i++)
             ids[i] = v[i].id;
         ring_token_counts(rg, ids, n, out);

@@ -286,7 +286,7 @@ static void txn_done(api_write *w, http_req *r, int rc)
         api_write_fail(w, r, rc, NULL, NULL);
     } else {
         if (res->revision > 0)
-            app_note_write(p->a, res->revision);
+            reader_note_write(p->a->rd, res->revision);
         const kv_op *ops = res->succeeded ? p->succ : p->fail;
         size_t n = res->succeeded ? p->nsucc : p->nfail; /* not the idempotency record's op */
         json_t *results = json_array();

@@ -7,14 +7,16 @@
  * With Accept: text/event-stream the connection stays open and each change
  * is one SSE message ("id" = its revision, so Last-Event-ID resumes).
  *
- * A reaper thread ends expired polls, pings idle streams, and on shutdown
- * wakes everything so the HTTP server can stop. */
+ * The server's watch hub (watch.h) lists every poll and stream; its reaper
+ * ends expired polls, pings idle streams, and on shutdown wakes everything
+ * so the HTTP server can stop. */
+#include "api/watch.h"
+
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "api/app.h"
 #include "api/handlers.h"
@@ -22,8 +24,10 @@
 #include "citrus/errors.h"
 
 #define POLL_MAX_EVENTS 1000
+#define POLL_GRACE_MS 5000 /* past its deadline, a poll answers even if not caught up */
 #define SSE_PING_MS 15000
 #define REAPER_TICK_MS 50
+#define SHUTDOWN_WAIT_MS 5000
 
 typedef struct sse_chunk {
     struct sse_chunk *next;
@@ -32,9 +36,10 @@ typedef struct sse_chunk {
 } sse_chunk;
 
 typedef struct waiter {
-    struct waiter *prev, *next; /* in the reaper's list */
+    struct waiter *prev, *next; /* in the hub's list */
     http_req *r;
     app *a;
+    watch_hub *hub;
     store_watch *w;
     pthread_mutex_t mu;
     int64_t from_rev;
@@ -51,36 +56,42 @@ typedef struct waiter {
     bool ended;
 } waiter;
 
-static pthread_mutex_t list_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t list_cv = PTHREAD_COND_INITIALIZER;
-static waiter *list_head;
-static pthread_t reaper;
-static bool reaper_running, shutting_down, reaper_stop;
+struct watch_hub {
+    const sysclock *clock;
+    pthread_mutex_t mu; /* everything below */
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC: the list changed, or stop */
+    waiter *head;
+    pthread_t reaper;
+    bool running;       /* reaper started and not yet joined */
+    bool shutting_down; /* no new waiters; every one is answered */
+    bool stop;          /* the reaper leaves */
+};
 
-static int64_t now_ms(void)
+/* ---------------- the hub ---------------- */
+
+/* Lists w, unless the hub is shutting down (false: w is not listed). */
+static bool hub_add(watch_hub *h, waiter *w)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    pthread_mutex_lock(&h->mu);
+    bool open = !h->shutting_down;
+    if (open) {
+        w->next = h->head;
+        w->prev = NULL;
+        if (h->head)
+            h->head->prev = w;
+        h->head = w;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return open;
 }
 
-/* ---------------- reaper ---------------- */
-
-static void list_add(waiter *w)
-{
-    w->next = list_head;
-    w->prev = NULL;
-    if (list_head)
-        list_head->prev = w;
-    list_head = w;
-}
-
-static void list_remove(waiter *w)
+/* h->mu held. */
+static void hub_remove(watch_hub *h, waiter *w)
 {
     if (w->prev)
         w->prev->next = w->next;
-    else if (list_head == w)
-        list_head = w->next;
+    else if (h->head == w)
+        h->head = w->next;
     if (w->next)
         w->next->prev = w->prev;
     w->prev = w->next = NULL;
@@ -88,13 +99,14 @@ static void list_remove(waiter *w)
 
 static void sse_push(waiter *w, const char *data, size_t len);
 
-/* Wakes a suspended long poll once; w->mu held. */
-static void poll_wake(waiter *w)
+/* Wakes a suspended long poll once (true if this call did); w->mu held. */
+static bool poll_wake(waiter *w)
 {
-    if (w->suspended && !w->woken) {
-        w->woken = true;
-        http_resume(w->r);
-    }
+    if (!w->suspended || w->woken)
+        return false;
+    w->woken = true;
+    http_resume(w->r);
+    return true;
 }
 
 /* Whether a long poll should answer now; w->mu held. It answers with live
@@ -115,16 +127,20 @@ static bool poll_ready(waiter *w, int64_t now)
         return true;
     if (now < w->deadline_ms)
         return false;
-    return caught_up || now >= w->deadline_ms + 5000;
+    return caught_up || now >= w->deadline_ms + POLL_GRACE_MS;
 }
 
-static void reap_once(int64_t now)
+/* h->mu held: waiters leave the list as their requests finish. How many
+ * polls it woke. */
+static size_t reap_locked(watch_hub *h)
 {
-    for (waiter *w = list_head; w; w = w->next) {
+    int64_t now = clock_mono_ms(h->clock);
+    size_t woken = 0;
+    for (waiter *w = h->head; w; w = w->next) {
         pthread_mutex_lock(&w->mu);
-        if (!w->sse && (shutting_down || poll_ready(w, now))) {
-            poll_wake(w);
-        } else if (w->sse && shutting_down) {
+        if (!w->sse && (h->shutting_down || poll_ready(w, now))) {
+            woken += poll_wake(w);
+        } else if (w->sse && h->shutting_down) {
             w->ended = true;
         } else if (w->sse && now - w->last_send_ms >= SSE_PING_MS) {
             sse_push(w, ": ping\n\n", 8);
@@ -134,67 +150,109 @@ static void reap_once(int64_t now)
         if (wake_stream)
             http_stream_wake(w->r);
     }
+    return woken;
 }
 
+size_t watch_hub_reap(watch_hub *h)
+{
+    pthread_mutex_lock(&h->mu);
+    size_t woken = reap_locked(h);
+    pthread_mutex_unlock(&h->mu);
+    return woken;
+}
+
+/* Reaps every tick, and whenever the list changes, until stopped or, once
+ * shutting down, until the list is empty. */
 static void *reaper_main(void *arg)
 {
-    pthread_mutex_lock(&list_mu);
-    while (!reaper_stop && (!shutting_down || list_head)) {
-        reap_once(now_ms()); /* waiters leave the list as their requests finish */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += REAPER_TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&list_cv, &list_mu, &ts);
-        if (shutting_down && !list_head)
-            break;
+    watch_hub *h = arg;
+    pthread_mutex_lock(&h->mu);
+    while (!h->stop && (!h->shutting_down || h->head)) {
+        reap_locked(h);
+        struct timespec ts = clock_cond_deadline(REAPER_TICK_MS);
+        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
     }
-    pthread_mutex_unlock(&list_mu);
-    return arg;
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
 }
 
-static int reaper_ensure(void)
+watch_hub *watch_hub_new(const sysclock *clock)
 {
-    int rc = 0;
-    pthread_mutex_lock(&list_mu);
-    if (shutting_down) {
-        rc = CITRUS_ECLOSED;
-    } else if (!reaper_running) {
-        if (pthread_create(&reaper, NULL, reaper_main, NULL) == 0)
-            reaper_running = true;
-        else
-            rc = CITRUS_ENOMEM;
+    watch_hub *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    if (clock_cond_init(&h->cv) != 0) {
+        free(h);
+        return NULL;
     }
-    pthread_mutex_unlock(&list_mu);
+    pthread_mutex_init(&h->mu, NULL);
+    h->clock = clock;
+    return h;
+}
+
+int watch_hub_start(watch_hub *h)
+{
+    pthread_mutex_lock(&h->mu);
+    int rc = 0;
+    if (!h->running && pthread_create(&h->reaper, NULL, reaper_main, h) != 0)
+        rc = CITRUS_ENOMEM;
+    else
+        h->running = true;
+    pthread_mutex_unlock(&h->mu);
     return rc;
 }
 
-size_t api_watch_shutdown(void)
+/* h->mu held. */
+static size_t count_locked(const watch_hub *h)
 {
-    pthread_mutex_lock(&list_mu);
-    shutting_down = true;
-    size_t waiting = 0;
-    for (waiter *w = list_head; w; w = w->next)
-        waiting++;
-    pthread_cond_broadcast(&list_cv);
-    /* The reaper wakes every waiter; each leaves the list once answered (or
-     * its stream ended). Give them a bounded time before the server stops. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 5;
-    while (list_head && pthread_cond_timedwait(&list_cv, &list_mu, &ts) == 0) {
+    size_t n = 0;
+    for (const waiter *w = h->head; w; w = w->next)
+        n++;
+    return n;
+}
+
+size_t watch_hub_waiting(watch_hub *h)
+{
+    pthread_mutex_lock(&h->mu);
+    size_t n = count_locked(h);
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+size_t watch_hub_shutdown(watch_hub *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->shutting_down = true;
+    size_t waiting = count_locked(h);
+    reap_locked(h); /* wakes every poll, ends every stream */
+    pthread_cond_broadcast(&h->cv);
+    /* Each leaves the list once answered (or its stream ended). Give them a
+     * bounded time before the server stops. */
+    struct timespec ts = clock_cond_deadline(SHUTDOWN_WAIT_MS);
+    while (h->head && pthread_cond_timedwait(&h->cv, &h->mu, &ts) == 0) {
     }
-    bool running = reaper_running;
-    reaper_stop = true;
-    pthread_cond_broadcast(&list_cv);
-    pthread_mutex_unlock(&list_mu);
+    h->stop = true;
+    pthread_cond_broadcast(&h->cv);
+    bool running = h->running;
+    h->running = false;
+    pthread_mutex_unlock(&h->mu);
     if (running)
-        pthread_join(reaper, NULL);
-    reaper_running = false;
+        pthread_join(h->reaper, NULL);
     return waiting;
+}
+
+void watch_hub_free(watch_hub *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->mu);
+    bool shut = h->stop;
+    pthread_mutex_unlock(&h->mu);
+    if (!shut) /* once is enough: a waiter still listed has waited its 5 s */
+        watch_hub_shutdown(h);
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
 }
 
 /* ---------------- shared ---------------- */
@@ -207,22 +265,23 @@ static waiter *waiter_new(http_req *r, app *a, int64_t from_rev, bool sse)
     pthread_mutex_init(&w->mu, NULL);
     w->r = r;
     w->a = a;
+    w->hub = a->watches;
     w->from_rev = from_rev;
     w->sse = sse;
     w->last_rev = from_rev - 1;
-    w->last_send_ms = now_ms();
+    w->last_send_ms = clock_mono_ms(w->hub->clock);
     w->events = json_array();
     return w;
 }
 
-/* Leaves the reaper list and stops the store watch: after this no callback
- * touches w. */
+/* Leaves the hub's list (if listed) and stops the store watch: after this
+ * no callback touches w. */
 static void waiter_detach(waiter *w)
 {
-    pthread_mutex_lock(&list_mu);
-    list_remove(w);
-    pthread_cond_broadcast(&list_cv);
-    pthread_mutex_unlock(&list_mu);
+    pthread_mutex_lock(&w->hub->mu);
+    hub_remove(w->hub, w);
+    pthread_cond_broadcast(&w->hub->cv);
+    pthread_mutex_unlock(&w->hub->mu);
     store_watch_close(w->a->st, w->w);
     w->w = NULL;
 }
@@ -237,6 +296,18 @@ static void waiter_free(waiter *w)
     json_decref(w->events);
     pthread_mutex_destroy(&w->mu);
     free(w);
+}
+
+/* Lists w with its hub; when the hub is shutting down, replies 503 and
+ * frees w instead. */
+static int waiter_list(http_req *r, waiter *w)
+{
+    if (hub_add(w->hub, w))
+        return 0;
+    waiter_detach(w);
+    waiter_free(w);
+    return http_reply_error(r, CITRUS_EUNAVAILABLE, "server is shutting down", NULL),
+           CITRUS_EUNAVAILABLE;
 }
 
 /* Parses "30s", "500ms", "2m" or bare seconds. */
@@ -326,7 +397,7 @@ static void sse_push(waiter *w, const char *data, size_t len)
     else
         w->head = c;
     w->tail = c;
-    w->last_send_ms = now_ms();
+    w->last_send_ms = clock_mono_ms(w->hub->clock);
 }
 
 static void sse_cb(void *ctx, const kv_event *events, size_t n, int err)
@@ -422,18 +493,17 @@ static int start_poll(http_req *r, app *a, const char *prefix, int64_t from, int
     if (!w)
         return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
     w->open_rev = open_rev;
-    w->deadline_ms = now_ms() + timeout;
+    w->deadline_ms = clock_mono_ms(w->hub->clock) + timeout;
     int rc = open_watch(r, w, prefix, poll_cb);
     if (rc < 0) {
         waiter_free(w);
         return rc;
     }
     /* Listed before it can be resumed: poll_answer() unlists it. */
-    pthread_mutex_lock(&list_mu);
-    list_add(w);
-    pthread_mutex_unlock(&list_mu);
+    if ((rc = waiter_list(r, w)) < 0)
+        return rc;
     pthread_mutex_lock(&w->mu);
-    bool ready = poll_ready(w, now_ms());
+    bool ready = poll_ready(w, clock_mono_ms(w->hub->clock));
     if (!ready) {
         http_suspend(r, poll_resume, w);
         w->suspended = true;
@@ -457,9 +527,8 @@ static int start_sse(http_req *r, app *a, const char *prefix, int64_t from)
         waiter_free(w);
         return rc;
     }
-    pthread_mutex_lock(&list_mu);
-    list_add(w);
-    pthread_mutex_unlock(&list_mu);
+    if ((rc = waiter_list(r, w)) < 0)
+        return rc;
     return http_reply_stream(r, "text/event-stream", sse_read, w, sse_free);
 }
 
@@ -472,6 +541,8 @@ static bool wants_sse(http_req *r)
 int api_watch(http_req *r, void *ctx)
 {
     app *a = ctx;
+    if (!a->watches)
+        return http_reply_error(r, CITRUS_EUNAVAILABLE, "watches are not served here", NULL);
     if (!http_offloaded(r) && app_remote(a)) /* status and watch open ask etcd */
         return http_offload(r, api_watch, ctx);
     const char *prefix = http_req_param(r, "prefix");
@@ -502,8 +573,6 @@ int api_watch(http_req *r, void *ctx)
                                 "timeout must be a duration like 30s, 500ms or 2m", NULL);
     if (timeout > a->max_watch_timeout_ms)
         timeout = a->max_watch_timeout_ms;
-    if (reaper_ensure() < 0)
-        return http_reply_error(r, CITRUS_EUNAVAILABLE, "server is shutting down", NULL);
     return wants_sse(r) ? start_sse(r, a, prefix, from)
                         : start_poll(r, a, prefix, from, st.revision, timeout);
 }

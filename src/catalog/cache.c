@@ -5,7 +5,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "citrus/errors.h"
 #include "obs/log.h"
@@ -13,7 +12,9 @@
 struct cache {
     store *st;
     int64_t check_ms;
+    const sysclock *clock;
     pthread_t th;
+    bool threaded;       /* th runs cache_main */
     pthread_rwlock_t rw; /* entries, n, cap */
     kv_entry *entries;   /* sorted by key */
     size_t n, cap;
@@ -23,19 +24,15 @@ struct cache {
     bool loaded;
     bool broken; /* the watch failed: reload */
     bool stopping;
-    int64_t check_t, check_rev; /* a pending check: current at check_t once check_rev applied */
-    int64_t confirmed_at;       /* -1: never */
-    store_status status;        /* the last status check's answer */
-    int64_t status_at;          /* when it came; 0: never */
-    store_watch *watch;         /* thread-only */
+    bool check_pending;         /* current at check_t once check_rev is applied */
+    int64_t check_t, check_rev; /* (clock_mono_ms) */
+    bool confirmed;             /* the copy was known current at confirmed_at */
+    int64_t confirmed_at;
+    bool have_status;    /* status holds an answer, from status_at */
+    store_status status; /* the last status check's answer */
+    int64_t status_at;
+    store_watch *watch; /* the loader's (cache_run_once) only */
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the sorted array (rw held for writing by callers that modify) ---- */
 
@@ -133,9 +130,10 @@ static void advance(cache *c, int64_t rev)
 {
     if (rev > c->revision)
         c->revision = rev;
-    if (c->check_t && c->revision >= c->check_rev) {
+    if (c->check_pending && c->revision >= c->check_rev) {
+        c->confirmed = true;
         c->confirmed_at = c->check_t;
-        c->check_t = 0;
+        c->check_pending = false;
     }
     pthread_cond_broadcast(&c->cv);
 }
@@ -208,7 +206,7 @@ static int load(cache *c)
 /* Asks the store for its revision: once applied, the copy was current now. */
 static void check(cache *c)
 {
-    int64_t t = now_ms();
+    int64_t t = clock_mono_ms(c->clock);
     store_status st;
     int rc = store_status_get(c->st, &st);
     pthread_mutex_lock(&c->mu);
@@ -217,7 +215,8 @@ static void check(cache *c)
         c->status = st;
         c->status.quorum = rc == 0 && st.quorum;
         c->status.writable = rc == 0 && st.writable;
-        c->status_at = now_ms();
+        c->status_at = clock_mono_ms(c->clock);
+        c->have_status = true;
     }
     pthread_mutex_unlock(&c->mu);
     /* Only a store with quorum can say what its current revision is: while
@@ -225,7 +224,8 @@ static void check(cache *c)
     if (rc < 0 || !st.quorum)
         return;
     pthread_mutex_lock(&c->mu);
-    if (!c->check_t) {
+    if (!c->check_pending) {
+        c->check_pending = true;
         c->check_t = t;
         c->check_rev = st.revision;
         advance(c, c->revision);
@@ -233,22 +233,27 @@ static void check(cache *c)
     pthread_mutex_unlock(&c->mu);
 }
 
+void cache_run_once(cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool reload = !c->loaded || c->broken;
+    pthread_mutex_unlock(&c->mu);
+    if (reload && load(c) < 0)
+        log_warn("cache", "cannot load the catalog copy; retrying", NULL);
+    check(c);
+}
+
+/* Rounds every check interval, or at once when the watch breaks. The wait
+ * is on the real monotonic clock: it paces the thread, it decides nothing. */
 static void *cache_main(void *arg)
 {
     cache *c = arg;
     pthread_mutex_lock(&c->mu);
     while (!c->stopping) {
-        bool reload = !c->loaded || c->broken;
         pthread_mutex_unlock(&c->mu);
-        if (reload && load(c) < 0)
-            log_warn("cache", "cannot load the catalog copy; retrying", NULL);
-        check(c);
+        cache_run_once(c);
         pthread_mutex_lock(&c->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ns = ts.tv_nsec + c->check_ms * 1000000;
-        ts.tv_sec += ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
+        struct timespec ts = clock_cond_deadline(c->check_ms);
         while (!c->stopping && !c->broken && pthread_cond_timedwait(&c->cv, &c->mu, &ts) == 0) {
         }
     }
@@ -256,28 +261,35 @@ static void *cache_main(void *arg)
     return NULL;
 }
 
-int cache_start(const cache_options *o, cache **out)
+int cache_new(const cache_options *o, cache **out)
 {
     cache *c = calloc(1, sizeof(*c));
     if (!c)
         return CITRUS_ENOMEM;
     c->st = o->st;
     c->check_ms = o->check_interval_ms > 0 ? o->check_interval_ms : 250;
-    c->confirmed_at = -1;
-    pthread_rwlock_init(&c->rw, NULL);
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (pthread_create(&c->th, NULL, cache_main, c) != 0) {
-        pthread_cond_destroy(&c->cv);
-        pthread_mutex_destroy(&c->mu);
-        pthread_rwlock_destroy(&c->rw);
+    c->clock = o->clock;
+    if (clock_cond_init(&c->cv) != 0) {
         free(c);
         return CITRUS_ENOMEM;
     }
+    pthread_rwlock_init(&c->rw, NULL);
+    pthread_mutex_init(&c->mu, NULL);
+    *out = c;
+    return 0;
+}
+
+int cache_start(const cache_options *o, cache **out)
+{
+    cache *c;
+    int rc = cache_new(o, &c);
+    if (rc < 0)
+        return rc;
+    if (pthread_create(&c->th, NULL, cache_main, c) != 0) {
+        cache_stop(c);
+        return CITRUS_ENOMEM;
+    }
+    c->threaded = true;
     *out = c;
     return 0;
 }
@@ -290,7 +302,8 @@ void cache_stop(cache *c)
     c->stopping = true;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
-    pthread_join(c->th, NULL);
+    if (c->threaded)
+        pthread_join(c->th, NULL);
     store_watch_close(c->st, c->watch);
     clear_entries(c);
     pthread_cond_destroy(&c->cv);
@@ -310,18 +323,15 @@ int64_t cache_revision(cache *c)
 int64_t cache_staleness_ms(cache *c)
 {
     pthread_mutex_lock(&c->mu);
+    bool confirmed = c->confirmed;
     int64_t at = c->confirmed_at;
     pthread_mutex_unlock(&c->mu);
-    return at < 0 ? -1 : now_ms() - at;
+    return confirmed ? clock_mono_ms(c->clock) - at : -1;
 }
 
 int cache_wait(cache *c, int64_t rev, int64_t timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + timeout_ms * 1000000;
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    struct timespec ts = clock_cond_deadline(timeout_ms);
     pthread_mutex_lock(&c->mu);
     while (c->revision < rev && !c->stopping && pthread_cond_timedwait(&c->cv, &c->mu, &ts) == 0) {
     }
@@ -407,8 +417,8 @@ int cache_range(cache *c, const kv_range_req *req, kv_range_res *out, int64_t *s
 bool cache_catalog_up(cache *c, int64_t max_age_ms)
 {
     pthread_mutex_lock(&c->mu);
-    bool up = c->status_at && now_ms() - c->status_at <= max_age_ms && c->status.writable &&
-              c->status.quorum;
+    bool up = c->have_status && clock_mono_ms(c->clock) - c->status_at <= max_age_ms &&
+              c->status.writable && c->status.quorum;
     pthread_mutex_unlock(&c->mu);
     return up;
 }
@@ -416,11 +426,12 @@ bool cache_catalog_up(cache *c, int64_t max_age_ms)
 int cache_status(cache *c, store_status *out, int64_t *age_ms)
 {
     pthread_mutex_lock(&c->mu);
+    bool have = c->have_status;
     int64_t at = c->status_at;
     *out = c->status;
     pthread_mutex_unlock(&c->mu);
-    if (!at)
+    if (!have)
         return CITRUS_EUNAVAILABLE;
-    *age_ms = now_ms() - at;
+    *age_ms = clock_mono_ms(c->clock) - at;
     return 0;
 }

@@ -12,17 +12,28 @@
 #include <stdint.h>
 
 #include "catalog/store.h"
+#include "sys/clock.h"
 
 typedef struct cache cache;
 
 typedef struct cache_options {
     store *st;                 /* borrowed; outlives the cache */
     int64_t check_interval_ms; /* 0 = 250 */
+    const sysclock *clock;     /* borrowed; times checks and staleness; NULL = real */
 } cache_options;
 
 /* Starts loading in the background; reads answer CITRUS_EUNAVAILABLE until
  * the first snapshot is in. */
 int cache_start(const cache_options *opts, cache **out);
+/* The same without the background thread: nothing loads or checks until
+ * cache_run_once, so a test decides when each round happens (watch events
+ * still arrive on the store's own threads). */
+int cache_new(const cache_options *opts, cache **out);
+/* One round of the background loop: (re)loads the snapshot when there is
+ * none or the watch broke, then checks the store's revision and status
+ * (timed on the copy's clock). From one thread at a time. */
+void cache_run_once(cache *c);
+/* Stops the thread (if started) and frees the copy. NULL is a no-op. */
 void cache_stop(cache *c);
 
 /* store_range from memory. out->revision is the copy's revision;

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "catalog/etcd_codec.h"
 #include "citrus/errors.h"
@@ -46,6 +45,7 @@ typedef struct batch batch;
 struct etcd_batcher {
     etcd_client *cl;
     int max_inflight;
+    const sysclock *clock;
     pthread_mutex_t mu;
     item *head, *tail;   /* waiting; guarded by mu */
     batch *out;          /* batches at etcd (not solo retries); guarded by mu */
@@ -62,17 +62,10 @@ struct batch {
     batch *prev, *next; /* in b->out */
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Under mu: whether another batch may leave now. */
 static bool may_send_locked(const etcd_batcher *b)
 {
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms(b->clock);
     int fresh = 0;
     for (const batch *o = b->out; o; o = o->next)
         fresh += now - o->sent_ms < STALL_MS;
@@ -81,7 +74,7 @@ static bool may_send_locked(const etcd_batcher *b)
 
 static void out_add_locked(etcd_batcher *b, batch *bt)
 {
-    bt->sent_ms = mono_ms();
+    bt->sent_ms = clock_mono_ms(b->clock);
     bt->prev = NULL;
     bt->next = b->out;
     if (b->out)
@@ -107,12 +100,13 @@ bool etcd_batch_takes(const kv_txn *txn)
            txn->success[0].type == KV_OP_PUT;
 }
 
-etcd_batcher *etcd_batcher_new(etcd_client *cl, int max_inflight)
+etcd_batcher *etcd_batcher_new(etcd_client *cl, int max_inflight, const sysclock *clock)
 {
     etcd_batcher *b = calloc(1, sizeof(*b));
     if (!b)
         return NULL;
     b->cl = cl;
+    b->clock = clock;
     b->max_inflight = max_inflight < 1 ? 1 : max_inflight;
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->idle, NULL);

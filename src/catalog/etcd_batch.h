@@ -22,6 +22,7 @@
 
 #include "catalog/etcd_client.h"
 #include "catalog/store.h"
+#include "sys/clock.h"
 
 typedef struct etcd_batcher etcd_batcher;
 
@@ -30,8 +31,10 @@ typedef struct etcd_batcher etcd_batcher;
  * I/O thread or on the submitting thread. */
 typedef void (*etcd_batch_done_cb)(void *ctx, int rc, const char *err);
 
-/* max_inflight: batches at etcd at once (>= 1). NULL when out of memory. */
-etcd_batcher *etcd_batcher_new(etcd_client *cl, int max_inflight);
+/* max_inflight: batches at etcd at once (>= 1); clock (borrowed, outlives
+ * the batcher; NULL = real) times how long a batch has been out. NULL when
+ * out of memory. */
+etcd_batcher *etcd_batcher_new(etcd_client *cl, int max_inflight, const sysclock *clock);
 
 /* Waits until every submitted put has been answered: queued ones are sent
  * and answered like any other. Call before closing the client, with no

@@ -14,14 +14,13 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "citrus/errors.h"
+#include "core/errfmt.h"
 #include "obs/log.h"
 
 #define DEFAULT_CONNECT_MS 1000
@@ -90,8 +89,9 @@ struct etcd_client {
     char **endpoints;
     size_t nendpoints;
     atomic_int cur_ep;       /* the endpoint that last worked */
-    atomic_llong *bad_until; /* per endpoint: failed, avoid until (monotonic ms) */
+    atomic_llong *bad_until; /* per endpoint: failed, avoid until (clock_mono_ms) */
     long connect_ms, request_ms, max_conns;
+    const sysclock *clock;
     CURLM *multi;
     struct curl_slist *headers;       /* with hasleader */
     struct curl_slist *local_headers; /* without */
@@ -113,16 +113,6 @@ struct etcd_client {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static void errfmt(char *buf, size_t len, const char *fmt, ...)
-{
-    if (!buf || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
 
 static bool bytes_append(bytes *b, const char *p, size_t n)
 {
@@ -149,13 +139,6 @@ static void bytes_clear(bytes *b)
         b->p[0] = '\0';
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The endpoint ep failed: later calls start at the next one (unless some
  * other call already moved on). penalize: it did not answer at all (no
  * connection, a timeout, a connection lost), so calls avoid it for
@@ -163,7 +146,7 @@ static int64_t mono_ms(void)
 static void endpoint_failed(etcd_client *c, int ep, const char *why, bool penalize)
 {
     if (penalize)
-        atomic_store(&c->bad_until[ep], mono_ms() + PENALTY_MS);
+        atomic_store(&c->bad_until[ep], clock_mono_ms(c->clock) + PENALTY_MS);
     int expected = ep;
     int next = (ep + 1) % (int)c->nendpoints;
     if (c->nendpoints > 1 && atomic_compare_exchange_strong(&c->cur_ep, &expected, next))
@@ -184,7 +167,7 @@ static void endpoint_worked(etcd_client *c, int ep)
 static int endpoint_first(etcd_client *c)
 {
     int n = (int)c->nendpoints, cur = atomic_load(&c->cur_ep), best = cur;
-    int64_t now = mono_ms(), best_until = INT64_MAX;
+    int64_t now = clock_mono_ms(c->clock), best_until = INT64_MAX;
     for (int k = 0; k < n; k++) {
         int ep = (cur + k) % n;
         int64_t until = atomic_load(&c->bad_until[ep]);
@@ -204,7 +187,7 @@ static int endpoint_first(etcd_client *c)
 static int endpoint_next(etcd_client *c, const etcd_call *call)
 {
     int n = (int)c->nendpoints;
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms(c->clock);
     for (int k = 1; k < n; k++) {
         int ep = (call->ep + k) % n;
         if (!(call->tried & (1ull << ep)) && atomic_load(&c->bad_until[ep]) <= now)
@@ -1158,6 +1141,7 @@ int etcd_client_new(const etcd_client_options *o, etcd_client **out, char *errbu
     c->connect_ms = o->connect_timeout_ms > 0 ? (long)o->connect_timeout_ms : DEFAULT_CONNECT_MS;
     c->request_ms = o->request_timeout_ms > 0 ? (long)o->request_timeout_ms : DEFAULT_REQUEST_MS;
     c->max_conns = o->max_connections > 0 ? o->max_connections : DEFAULT_MAX_CONNS;
+    c->clock = o->clock;
     int rc = copy_endpoints(c, o, errbuf, errlen);
     if (rc == 0)
         rc = curl_init(c, errbuf, errlen);

@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sys/clock.h"
+
 typedef struct etcd_client etcd_client;
 typedef struct etcd_stream etcd_stream;
 
@@ -38,6 +40,7 @@ typedef struct etcd_client_options {
     int64_t connect_timeout_ms; /* per connection attempt; 0 = 1000 */
     int64_t request_timeout_ms; /* per unary attempt, connect included; 0 = 5000 */
     long max_connections;       /* idle connections kept for reuse; 0 = 32 */
+    const sysclock *clock;      /* how long an endpoint that failed is avoided; NULL = real */
 } etcd_client_options;
 
 /* What a unary call may do after its request was (perhaps) sent. */

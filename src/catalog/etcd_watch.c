@@ -17,7 +17,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "catalog/etcd_codec.h"
 #include "citrus/errors.h"
@@ -88,6 +87,7 @@ typedef struct pin {
 
 struct etcd_watch {
     etcd_client *cl;
+    const sysclock *clock;
     size_t ring_revs, ring_bytes;
     int (*check_from)(void *ctx, int64_t from_rev, bool probe, int64_t *compact_rev);
     void (*compacted)(void *ctx, int64_t rev);
@@ -116,13 +116,6 @@ struct etcd_watch {
 };
 
 /* ---- helpers --------------------------------------------------------------- */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void entry_free(rev_entry *e)
 {
@@ -284,7 +277,7 @@ static void shared_fail(etcd_watch *h)
 {
     h->shared_live = false;
     h->shared_down = true;
-    h->shared_retry_at = mono_ms() + backoff_next(&h->shared_backoff);
+    h->shared_retry_at = clock_mono_ms(h->clock) + backoff_next(&h->shared_backoff);
     pthread_cond_signal(&h->wake);
 }
 
@@ -301,7 +294,7 @@ static int shared_msg(void *ctx, json_t *res)
     int rc = json_array_size(events) ? entries_parse(events, NULL, 0, &batch, &last) : 0;
     pthread_mutex_lock(&h->mu);
     if (h->shared_live) {
-        h->shared_last_ms = mono_ms();
+        h->shared_last_ms = clock_mono_ms(h->clock);
         if (canceled || rc < 0) {
             if (compact > h->ring_head + 1)
                 h->gap_rev = compact;
@@ -356,7 +349,7 @@ static void catchup_fail(store_watch *w)
 {
     w->stream_live = false;
     w->need_stream = true;
-    w->retry_at = mono_ms() + backoff_next(&w->backoff);
+    w->retry_at = clock_mono_ms(w->hub->clock) + backoff_next(&w->backoff);
     pthread_cond_signal(&w->hub->wake);
 }
 
@@ -399,7 +392,7 @@ static int catchup_msg(void *ctx, json_t *res)
     int pause = 0;
     pthread_mutex_lock(&h->mu);
     if (w->stream_live && w->mode == MODE_CATCHUP && !w->dead) {
-        w->last_msg_ms = mono_ms();
+        w->last_msg_ms = clock_mono_ms(h->clock);
         if (compact > 0) {
             w->pending_err = CITRUS_ECOMPACTED;
             w->stream_live = false;
@@ -842,7 +835,7 @@ static void *deliver_main(void *arg)
     round r = {0};
     pthread_mutex_lock(&h->mu);
     while (!h->stopping) {
-        int64_t now = mono_ms(), due = now + IDLE_WAIT_MS;
+        int64_t now = clock_mono_ms(h->clock), due = now + IDLE_WAIT_MS;
         ring_maintain(h);
         shared_maintain(h, now, &due);
         if (h->stopping)
@@ -851,8 +844,8 @@ static void *deliver_main(void *arg)
             round_run(h, &r);
             continue;
         }
-        if (due > now) {
-            struct timespec ts = {.tv_sec = due / 1000, .tv_nsec = (long)(due % 1000) * 1000000L};
+        if (due > now) { /* due is on h's clock; the wait, on the real one */
+            struct timespec ts = clock_cond_deadline(due - now);
             pthread_cond_timedwait(&h->wake, &h->mu, &ts);
         }
     }
@@ -874,6 +867,7 @@ int etcd_watch_new(const etcd_watch_options *o, etcd_watch **out)
     if (!h)
         return CITRUS_ENOMEM;
     h->cl = o->client;
+    h->clock = o->clock;
     h->ring_revs = o->ring_revs ? o->ring_revs : DEFAULT_RING_REVS;
     h->ring_bytes = o->ring_bytes ? o->ring_bytes : DEFAULT_RING_BYTES;
     h->check_from = o->check_from;
@@ -885,12 +879,8 @@ int etcd_watch_new(const etcd_watch_options *o, etcd_watch **out)
     h->stall_ms = o->stall_ms > 0 ? o->stall_ms : DEFAULT_STALL_MS;
     h->shared_backoff = BACKOFF_MIN_MS;
     atomic_init(&h->nstreams, 0);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->wake, &ca);
-    pthread_cond_init(&h->unpinned, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&h->wake);
+    clock_cond_init(&h->unpinned);
     pthread_mutex_init(&h->mu, NULL);
     int e = pthread_create(&h->th, NULL, deliver_main, h);
     if (e) {

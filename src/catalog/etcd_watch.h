@@ -47,6 +47,7 @@ typedef struct etcd_watch_options {
     /* etcd refused a watch start for compaction at rev (any thread). */
     void (*compacted)(void *ctx, int64_t rev);
     void *ctx;
+    const sysclock *clock; /* stalls and retry backoff (borrowed, outlives the hub); NULL = real */
 } etcd_watch_options;
 
 /* Starts the delivery thread (which opens the shared stream). */

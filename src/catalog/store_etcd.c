@@ -37,17 +37,16 @@
 #include "catalog/store_etcd.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "catalog/etcd_batch.h"
 #include "catalog/etcd_client.h"
 #include "catalog/etcd_codec.h"
 #include "catalog/etcd_watch.h"
 #include "citrus/errors.h"
+#include "core/errfmt.h"
 #include "obs/log.h"
 
 #define PATH_RANGE "/v3/kv/range"
@@ -81,6 +80,7 @@ typedef struct etcd_store {
     etcd_client *cl;
     etcd_watch *hub;
     etcd_batcher *puts; /* with batch_puts: blind single puts, sent together */
+    const sysclock *clock;
     pthread_mutex_t mu;
     int64_t compact_rev;      /* oldest revision known to be readable; guarded by mu */
     int64_t last_rev;         /* the revision the last status saw; guarded by mu */
@@ -92,23 +92,6 @@ typedef struct etcd_store {
 static const store_ops etcd_ops;
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static void errfmt(char *buf, size_t len, const char *fmt, ...)
-{
-    if (!buf || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Logs failures of etcd itself (not answers like "lease not found"). */
 static int report(const char *op, int rc, const char *err)
@@ -633,7 +616,7 @@ static void view_finish(view_job *j)
     if (j->members)
         v.members = (int)n;
     v.healthy = (int)j->answered;
-    v.at_ms = mono_ms();
+    v.at_ms = clock_mono_ms(s->clock);
     pthread_mutex_lock(&s->mu);
     s->view = v;
     s->view_busy = false;
@@ -726,7 +709,7 @@ static void status_view(etcd_store *s, bool writable, store_status *out)
     pthread_mutex_lock(&s->mu);
     cluster_view v = s->view;
     pthread_mutex_unlock(&s->mu);
-    if (mono_ms() - v.at_ms >= VIEW_TTL_MS || writable != (v.leader[0] != '\0'))
+    if (clock_mono_ms(s->clock) - v.at_ms >= VIEW_TTL_MS || writable != (v.leader[0] != '\0'))
         view_kick(s);
     snprintf(out->leader, sizeof(out->leader), "%s", v.leader);
     out->members = v.members;
@@ -903,6 +886,7 @@ int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size
         return CITRUS_ENOMEM;
     }
     s->base.ops = &etcd_ops;
+    s->clock = o->clock;
     s->compact_rev = 1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->view_cond, NULL);
@@ -910,9 +894,10 @@ int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size
                               .nendpoints = o->nendpoints,
                               .connect_timeout_ms = o->connect_timeout_ms,
                               .request_timeout_ms = o->request_timeout_ms,
-                              .max_connections = o->max_connections};
+                              .max_connections = o->max_connections,
+                              .clock = o->clock};
     int rc = etcd_client_new(&co, &s->cl, errbuf, errlen);
-    s->puts = rc == 0 && o->batch_puts ? etcd_batcher_new(s->cl, PUT_BATCHES) : NULL;
+    s->puts = rc == 0 && o->batch_puts ? etcd_batcher_new(s->cl, PUT_BATCHES, o->clock) : NULL;
     if (rc == 0 && o->batch_puts && !s->puts) {
         errfmt(errbuf, errlen, "store_etcd: out of memory");
         rc = CITRUS_ENOMEM;
@@ -934,7 +919,8 @@ int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size
                                  .stall_ms = o->watch_stall_ms,
                                  .check_from = check_from,
                                  .compacted = on_compacted,
-                                 .ctx = s};
+                                 .ctx = s,
+                                 .clock = o->clock};
         rc = etcd_watch_new(&wo, &s->hub);
         if (rc < 0)
             errfmt(errbuf, errlen, "store_etcd: cannot start the watch thread");

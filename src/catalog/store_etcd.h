@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "catalog/store.h"
+#include "sys/clock.h"
 
 typedef struct store_etcd_options {
     const char *const *endpoints; /* client URLs, "http://host:port"; copied */
@@ -50,6 +51,9 @@ typedef struct store_etcd_options {
      * then share a revision, which the catalog contract otherwise never
      * does (one revision per write). Off by default. */
     bool batch_puts;
+    /* Times endpoint penalties, watch stalls and retries, batches and the
+     * cluster view's age (borrowed, outlives the store); NULL = real. */
+    const sysclock *clock;
 } store_etcd_options;
 
 /* Connects (one endpoint must answer: else CITRUS_EUNAVAILABLE), learns

@@ -30,10 +30,10 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "citrus/errors.h"
+#include "core/errfmt.h"
 #include "obs/log.h"
 
 #define SCHEMA_VERSION 1
@@ -163,8 +163,7 @@ struct sqlite_store {
     char *path;
     int lock_fd; /* holds the flock that keeps the file to this store */
     int64_t history_keep;
-    int64_t (*now_ms)(void *ctx);
-    void *clock_ctx;
+    const sysclock *clock;
 
     conn wconn; /* writer thread only (and open/close) */
     conn nconn; /* notifier thread only */
@@ -245,39 +244,6 @@ static void report_error(const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     log_emit(LOG_ERROR, "store_sqlite", msg, NULL);
-}
-
-static void errfmt(char *buf, size_t len, const char *fmt, ...)
-{
-    if (!buf || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t store_now(const sqlite_store *s)
-{
-    return s->now_ms ? s->now_ms(s->clock_ctx) : mono_ms();
-}
-
-static void deadline_after(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
 }
 
 static int bytes_cmp(const void *a, size_t alen, const void *b, size_t blen)
@@ -951,7 +917,7 @@ static int64_t lease_random_id(void)
     uint64_t u = 0;
     while (u == 0) {
         if (getrandom(&u, sizeof(u), 0) != (ssize_t)sizeof(u))
-            u = (uint64_t)mono_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&u;
+            u = (uint64_t)clock_mono_ms(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&u;
         u >>= 1; /* positive 63-bit */
     }
     return (int64_t)u;
@@ -1094,7 +1060,7 @@ static bool batch_commit(sqlite_store *s, write_req *batch)
 /* Mirrors committed grants and revokes into the in-memory lease table. */
 static void batch_leases_update(sqlite_store *s, write_req *batch)
 {
-    int64_t now = store_now(s);
+    int64_t now = clock_mono_ms(s->clock);
     pthread_mutex_lock(&s->lease_mu);
     for (write_req *r = batch; r; r = r->next) {
         if (r->rc < 0)
@@ -1232,7 +1198,7 @@ static size_t leases_take_expired(sqlite_store *s, int64_t now, lease_slot *out,
 static void leases_expire(sqlite_store *s)
 {
     lease_slot due[64];
-    size_t n = leases_take_expired(s, store_now(s), due, 64);
+    size_t n = leases_take_expired(s, clock_mono_ms(s->clock), due, 64);
     for (size_t i = 0; i < n; i++) {
         write_req r = {.kind = REQ_REVOKE, .lease_id = due[i].id};
         int rc = writer_submit(s, &r);
@@ -1251,8 +1217,7 @@ static void *lease_main(void *arg)
     sqlite_store *s = arg;
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        struct timespec ts;
-        deadline_after(&ts, LEASE_TICK_MS);
+        struct timespec ts = clock_cond_deadline(LEASE_TICK_MS);
         pthread_cond_timedwait(&s->lease_cond, &s->mu, &ts);
         if (s->stopping)
             break;
@@ -1503,8 +1468,7 @@ static void *notify_main(void *arg)
         size_t n = 0;
         watch_pin *pins = backoff ? NULL : watch_pin_ready(s, &n);
         if (!pins) {
-            struct timespec ts;
-            deadline_after(&ts, RETRY_DELAY_MS);
+            struct timespec ts = clock_cond_deadline(RETRY_DELAY_MS);
             if (backoff || n)
                 pthread_cond_timedwait(&s->notify_cond, &s->mu, &ts);
             else
@@ -1679,7 +1643,7 @@ static int sqlite_lease_grant(store *st, int64_t ttl, int64_t *id, int64_t *gran
 static int sqlite_lease_keepalive(store *st, int64_t id, int64_t *ttl)
 {
     sqlite_store *s = (sqlite_store *)st;
-    int64_t now = store_now(s);
+    int64_t now = clock_mono_ms(s->clock);
     int rc = CITRUS_ENOLEASE;
     pthread_mutex_lock(&s->lease_mu);
     lease_slot *l = lease_find(s, id);
@@ -1729,7 +1693,7 @@ static int leases_read(sqlite_store *s, conn *c, kv_snapshot *out)
     sqlite3_stmt *st = conn_stmt(c, ST_LEASE_ALL);
     if (!st)
         return CITRUS_EIO;
-    int64_t now = store_now(s);
+    int64_t now = clock_mono_ms(s->clock);
     size_t cap = 0;
     int rc = 0, src = SQLITE_DONE;
     while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1875,7 +1839,7 @@ static int sync_init(sqlite_store *s)
 static int leases_load(sqlite_store *s, char *errbuf, size_t errlen)
 {
     sqlite3_stmt *st = conn_stmt(&s->wconn, ST_LEASE_ALL);
-    int64_t now = store_now(s);
+    int64_t now = clock_mono_ms(s->clock);
     int rc = st ? 0 : CITRUS_EIO, src = SQLITE_DONE;
     while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t ttl = sqlite3_column_int64(st, 1);
@@ -1990,8 +1954,7 @@ int store_sqlite_open(const store_sqlite_options *opts, store **out, char *errbu
     s->base.ops = &sqlite_ops;
     s->lock_fd = -1;
     s->history_keep = opts->history_keep > 0 ? opts->history_keep : DEFAULT_HISTORY_KEEP;
-    s->now_ms = opts->now_ms;
-    s->clock_ctx = opts->clock_ctx;
+    s->clock = opts->clock;
     s->healthy = true;
     int rc = conns_open(s, errbuf, errlen);
     if (rc == 0)

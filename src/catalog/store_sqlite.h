@@ -11,13 +11,12 @@
 #include <stdint.h>
 
 #include "catalog/store.h"
+#include "sys/clock.h"
 
 typedef struct store_sqlite_options {
-    const char *path;     /* database file; created if absent */
-    int64_t history_keep; /* revisions of change history kept for watches; 0 = 100000 */
-    /* Monotonic milliseconds for lease expiry; NULL = CLOCK_MONOTONIC. */
-    int64_t (*now_ms)(void *ctx);
-    void *clock_ctx;
+    const char *path;      /* database file; created if absent */
+    int64_t history_keep;  /* revisions of change history kept for watches; 0 = 100000 */
+    const sysclock *clock; /* lease expiry's (borrowed, outlives the store); NULL = real */
 } store_sqlite_options;
 
 /* Opens (or creates) the store. On failure returns a negative code and

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "citrus/errors.h"
 #include "controller/election.h"
@@ -20,27 +19,22 @@ struct session {
     char leader_key[128];
     int64_t ttl_ms;
     bool campaign;
+    const sysclock *clock;
     pthread_t th;
+    bool threaded; /* th runs session_main */
     pthread_mutex_t mu;
     pthread_cond_t cv; /* CLOCK_MONOTONIC */
     bool stopping;
     bool woken;
     /* guarded by mu */
     int64_t lease;
-    int64_t alive_until_ms; /* last keepalive send + ttl */
+    int64_t alive_until_ms; /* last keepalive send + ttl (clock_mono_ms) */
     bool leader;
     int64_t token;
     bool ready; /* registered and campaigned at least once */
-    /* thread-only */
+    /* session_run_once only */
     store_watch *watch;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void set_leader(session *s, bool leader, int64_t token)
 {
@@ -88,7 +82,7 @@ static int64_t keep_lease(session *s)
     pthread_mutex_lock(&s->mu);
     int64_t lease = s->lease;
     pthread_mutex_unlock(&s->mu);
-    int64_t sent = now_ms(), ttl = 0;
+    int64_t sent = clock_mono_ms(s->clock), ttl = 0;
     int rc = 0;
     if (lease) {
         rc = store_lease_keepalive(s->st, lease, &ttl);
@@ -99,7 +93,7 @@ static int64_t keep_lease(session *s)
         }
     }
     if (!lease) {
-        sent = now_ms();
+        sent = clock_mono_ms(s->clock);
         rc = store_lease_grant(s->st, s->ttl_ms / 1000, &lease, &ttl);
         if (rc == 0 && (rc = register_node(s, lease)) < 0) {
             log_warn("controller", "cannot register this node",
@@ -140,18 +134,27 @@ static void campaign_step(session *s, int64_t lease)
     set_leader(s, rc == 0 && won, rc == 0 ? view.token : 0);
 }
 
+/* Paces the thread on the real monotonic clock (it decides nothing). */
 static void wait_tick(session *s)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + (s->ttl_ms / 3) * 1000000;
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    struct timespec ts = clock_cond_deadline(s->ttl_ms / 3);
     pthread_mutex_lock(&s->mu);
     while (!s->stopping && !s->woken && pthread_cond_timedwait(&s->cv, &s->mu, &ts) == 0) {
     }
     s->woken = false;
     pthread_mutex_unlock(&s->mu);
+}
+
+void session_run_once(session *s)
+{
+    int64_t lease = keep_lease(s);
+    if (s->campaign)
+        campaign_step(s, lease);
+    if (lease) {
+        pthread_mutex_lock(&s->mu);
+        s->ready = true;
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 static void *session_main(void *arg)
@@ -163,20 +166,13 @@ static void *session_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         if (stop)
             break;
-        int64_t lease = keep_lease(s);
-        if (s->campaign)
-            campaign_step(s, lease);
-        if (lease) {
-            pthread_mutex_lock(&s->mu);
-            s->ready = true;
-            pthread_mutex_unlock(&s->mu);
-        }
+        session_run_once(s);
         wait_tick(s);
     }
     return NULL;
 }
 
-int session_start(const session_options *o, session **out)
+int session_new(const session_options *o, session **out)
 {
     session *s = calloc(1, sizeof(*s));
     if (!s)
@@ -188,21 +184,30 @@ int session_start(const session_options *o, session **out)
              o->leader_key ? o->leader_key : ELECTION_KEY);
     s->ttl_ms = (o->ttl_s > 0 ? o->ttl_s : 5) * 1000;
     s->campaign = o->campaign;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    s->clock = o->clock;
+    if (clock_cond_init(&s->cv) != 0) {
+        free(s);
+        return CITRUS_ENOMEM;
+    }
     pthread_mutex_init(&s->mu, NULL);
     metrics_describe("citrus_controller_leader", METRIC_GAUGE,
                      "1 while this node holds the controller lease.");
     metrics_gauge_set("citrus_controller_leader", "", 0);
+    *out = s;
+    return 0;
+}
+
+int session_start(const session_options *o, session **out)
+{
+    session *s;
+    int rc = session_new(o, &s);
+    if (rc < 0)
+        return rc;
     if (pthread_create(&s->th, NULL, session_main, s) != 0) {
-        pthread_cond_destroy(&s->cv);
-        pthread_mutex_destroy(&s->mu);
-        free(s);
+        session_stop(s);
         return CITRUS_ENOMEM;
     }
+    s->threaded = true;
     *out = s;
     return 0;
 }
@@ -215,7 +220,8 @@ void session_stop(session *s)
     s->stopping = true;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    pthread_join(s->th, NULL);
+    if (s->threaded)
+        pthread_join(s->th, NULL);
     store_watch_close(s->st, s->watch);
     if (s->lease)
         store_lease_revoke(s->st, s->lease); /* best effort: expiry does it otherwise */
@@ -228,7 +234,7 @@ void session_stop(session *s)
 bool session_is_leader(session *s, int64_t *token)
 {
     pthread_mutex_lock(&s->mu);
-    bool leader = s->leader && now_ms() < s->alive_until_ms;
+    bool leader = s->leader && clock_mono_ms(s->clock) < s->alive_until_ms;
     if (token)
         *token = leader ? s->token : 0;
     pthread_mutex_unlock(&s->mu);
@@ -238,7 +244,7 @@ bool session_is_leader(session *s, int64_t *token)
 bool session_ready(session *s)
 {
     pthread_mutex_lock(&s->mu);
-    bool ready = s->ready && now_ms() < s->alive_until_ms;
+    bool ready = s->ready && clock_mono_ms(s->clock) < s->alive_until_ms;
     pthread_mutex_unlock(&s->mu);
     return ready;
 }

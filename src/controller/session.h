@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "catalog/store.h"
+#include "sys/clock.h"
 
 #define SESSION_NODES_PREFIX "citrus/nodes/"
 
@@ -27,11 +28,20 @@ typedef struct session_options {
     int64_t ttl_s;          /* lease TTL; 0 = 5 */
     bool campaign;          /* run for controller leader */
     const char *leader_key; /* NULL = ELECTION_KEY */
+    const sysclock *clock;  /* borrowed, outlives the session; NULL = real */
 } session_options;
 
+/* Starts the session's thread: a round (session_run_once) every TTL/3, or
+ * at once when the leader key changes. */
 int session_start(const session_options *opts, session **out);
-/* Stops the thread and revokes the lease: the registration and any
- * leadership end at once rather than at expiry. NULL is a no-op. */
+/* The same without the thread: nothing happens until session_run_once (for
+ * tests that drive it round by round). */
+int session_new(const session_options *opts, session **out);
+/* One round: keeps the lease alive (or grants a new one and registers
+ * under it), then campaigns when asked to. From one thread at a time. */
+void session_run_once(session *s);
+/* Stops the thread (if started) and revokes the lease: the registration
+ * and any leadership end at once rather than at expiry. NULL is a no-op. */
 void session_stop(session *s);
 
 /* True while this node holds the leader key under a live lease; *token is

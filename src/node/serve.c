@@ -13,6 +13,7 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
+#include "api/watch.h"
 #include "catalog/cache.h"
 #include "catalog/store_etcd.h"
 #include "catalog/store_sqlite.h"
@@ -210,28 +211,30 @@ int cli_serve_main(int argc, char **argv, char **envp)
     store *st = NULL;
     if (open_store(&cfg, &st) < 0)
         return 1;
-    /* A replicated catalog is read through this node's watch-fed copy; the
-     * embedded store is local and answers every read from committed state. */
-    cache *copy = NULL;
-    if (strcmp(cfg.backend, "etcd") == 0) {
-        cache_options co = {.st = st};
-        if (cache_start(&co, &copy) < 0) {
-            fprintf(stderr, "citrus %s: cannot start the catalog copy\n", argv[0]);
-            store_close(st);
-            return 1;
-        }
-    }
+    int exit_code = 1;
     app a = {.st = st,
              .max_value_bytes = (size_t)cfg.max_value_bytes,
              .node_id = cfg.node_id,
-             .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000,
-             .cache = copy,
-             .max_staleness_ms = cfg.max_staleness_ms};
-    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0) {
-        cache_stop(copy);
-        store_close(st);
-        return 1;
+             .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000};
+    http_server *srv = NULL, *rsrv = NULL;
+    /* A replicated catalog is read through this node's watch-fed copy; the
+     * embedded store is local and answers every read from committed state. */
+    if (strcmp(cfg.backend, "etcd") == 0) {
+        cache_options co = {.st = st};
+        if (cache_start(&co, &a.cache) < 0) {
+            fprintf(stderr, "citrus %s: cannot start the catalog copy\n", argv[0]);
+            goto close_store;
+        }
     }
+    reader_options ro = {.st = st, .copy = a.cache, .max_staleness_ms = cfg.max_staleness_ms};
+    a.rd = reader_new(&ro);
+    a.watches = watch_hub_new(NULL);
+    if (!a.rd || !a.watches || watch_hub_start(a.watches) < 0) {
+        fprintf(stderr, "citrus %s: out of memory\n", argv[0]);
+        goto free_app;
+    }
+    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
+        goto free_app;
     char listen[96];
     config_listen(&cfg, listen, sizeof(listen));
     http_server_options ho = {.listen = listen,
@@ -241,14 +244,10 @@ int cli_serve_main(int argc, char **argv, char **envp)
                               .max_header_bytes = (size_t)cfg.max_header_bytes,
                               .max_body_bytes = (size_t)cfg.max_body_bytes,
                               .component = "api"};
-    http_server *srv = NULL;
     char err[512];
     if (http_server_start(&ho, api_routes, api_nroutes, &a, &srv, err, sizeof(err)) < 0) {
         fprintf(stderr, "citrus %s: %s\n", argv[0], err);
-        shards_stop(&a);
-        cache_stop(copy);
-        store_close(st);
-        return 1;
+        goto stop_shards;
     }
     char url[128];
     char host[64];
@@ -262,36 +261,37 @@ int cli_serve_main(int argc, char **argv, char **envp)
             "citrus %s ready\n  API      %s/v1/kv/\n  health   %s/health/ready\n"
             "  metrics  %s/metrics\n  data     %s\nStop with Ctrl-C.\n",
             argv[0], url, url, url, cfg.data_dir);
-    http_server *rsrv = NULL;
-    if (router_boot(&cfg, &a, &rsrv) < 0) {
-        http_server_stop(srv);
-        shards_stop(&a);
-        cache_stop(copy);
-        store_close(st);
-        return 1;
-    }
+    if (router_boot(&cfg, &a, &rsrv) < 0)
+        goto stop_server;
 
-    session *sess = NULL;
     session_options so = {.st = st,
                           .node_id = cfg.node_id,
                           .api_url = url,
                           .ttl_s = cfg.session_ttl_s,
                           .campaign = true};
-    if (session_start(&so, &sess) < 0)
+    if (session_start(&so, &a.sess) < 0)
         log_error("server", "cannot start the node session", NULL);
-    a.sess = sess; /* /health/ready waits for the registration */
-    shards_start_worker(&a, sess);
+    /* a.sess: /health/ready waits for the registration */
+    shards_start_worker(&a, a.sess);
 
     int sig = wait_for_signal();
     log_info("server", "stopping", json_pack("{s:i}", "signal", sig));
-    if (api_watch_shutdown() > 0)
+    exit_code = 0;
+    if (watch_hub_shutdown(a.watches) > 0)
         usleep(200 * 1000); /* let those answers reach their clients before the sockets close */
     router_stop(&a, rsrv);
+stop_server:
     http_server_stop(srv);
-    shards_stop(&a);    /* the worker stops while the session can still fence its writes */
-    session_stop(sess); /* revokes the lease: registration and leadership end now */
-    cache_stop(copy);
+stop_shards:
+    shards_stop(&a);      /* the worker stops while the session can still fence its writes */
+    session_stop(a.sess); /* revokes the lease: registration and leadership end now */
+free_app:
+    watch_hub_free(a.watches);
+    reader_free(a.rd);
+    cache_stop(a.cache);
+close_store:
     store_close(st);
-    log_info("server", "stopped", NULL);
-    return 0;
+    if (exit_code == 0)
+        log_info("server", "stopped", NULL);
+    return exit_code;
 }

@@ -146,10 +146,10 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
     }
     citrus_hash_fn fn = CITRUS_HASH_MURMUR3;
     citrus_hash_parse(cfg->ring_hash, &fn);
-    registry *reg = registry_new(a->st, fn, (size_t)cfg->vnodes, app_catalog_read, a);
+    registry *reg = registry_new(a->st, fn, (size_t)cfg->vnodes, reader_routing_read, a->rd);
     if (reg) {
-        registry_set_revision_fn(reg, app_catalog_revision, a);
-        registry_set_commit_fn(reg, app_note_commit, a);
+        registry_set_revision_fn(reg, reader_routing_revision, a->rd);
+        registry_set_commit_fn(reg, reader_note_commit, a->rd);
     }
     provisioner *prov = make_provisioner(cfg, err, sizeof(err));
     shard_service *svc = NULL;

@@ -71,10 +71,12 @@ int reg_commit(registry *r, txb *t, bool *succeeded, int64_t *revision)
     return rc;
 }
 
-int64_t registry_revision(registry *r)
+int64_t registry_revision(registry *r, bool *cached)
 {
     if (r->revision)
-        return r->revision(r->revision_ctx);
+        return r->revision(r->revision_ctx, cached);
+    if (cached)
+        *cached = false;
     return r->read ? -1 : store_revision(r->st);
 }
 
@@ -169,7 +171,7 @@ int registry_shard_read(registry *r, const char *id, shard *out)
         return CITRUS_ENOTFOUND;
     kv_range_req q = {.key = key};
     kv_range_res res;
-    int rc = reg_read(r, &q, &res);
+    int rc = reg_read(r, &q, &res, NULL);
     if (rc == 0)
         rc = res.count ? shard_decode(&res.items[0], out) : CITRUS_ENOTFOUND;
     kv_range_res_free(&res);
@@ -208,7 +210,7 @@ int registry_shard_list_routing(registry *r, shard **out, size_t *n)
 {
     kv_range_req q = {.key = REG_SHARDS, .prefix = true};
     kv_range_res res;
-    return shards_decode(reg_read(r, &q, &res), &res, NULL, out, n);
+    return shards_decode(reg_read(r, &q, &res, NULL), &res, NULL, out, n);
 }
 
 void registry_shards_free(shard *v, size_t n)
@@ -251,7 +253,7 @@ int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t
     prefix[plen + 1] = '\0';
     kv_range_req q = {.key = prefix, .prefix = true, .count_only = true};
     kv_range_res res;
-    int rc = strong ? store_range(r->st, &q, &res) : reg_read(r, &q, &res);
+    int rc = strong ? store_range(r->st, &q, &res) : reg_read(r, &q, &res, NULL);
     if (rc == 0)
         *n = res.count;
     kv_range_res_free(&res);

@@ -29,8 +29,10 @@
 
 typedef struct registry registry;
 
-/* Reads for the routing path (may be served from the node's copy). */
-typedef int (*reg_read_fn)(void *ctx, const kv_range_req *req, kv_range_res *out);
+/* Reads for the routing path (may be served from the node's copy).
+ * *cached (may be NULL) is set to whether the node's copy answered because
+ * the catalog is down (catalog/reader.h). */
+typedef int (*reg_read_fn)(void *ctx, const kv_range_req *req, kv_range_res *out, bool *cached);
 
 /* A fencing compare the controller adds to its writes (token 0: none). */
 typedef struct reg_fence {
@@ -67,7 +69,7 @@ void registry_free(registry *r);
  * read again). Set once, before use; without it registry_revision is
  * store_revision (or -1 with a routing reader, which may not read the
  * store). */
-typedef int64_t (*reg_revision_fn)(void *ctx);
+typedef int64_t (*reg_revision_fn)(void *ctx, bool *cached);
 void registry_set_revision_fn(registry *r, reg_revision_fn fn, void *ctx);
 /* Called with the revision of every change the registry commits (shard
  * records, ring, pins, from the API or from a background worker alike), so
@@ -75,7 +77,8 @@ void registry_set_revision_fn(registry *r, reg_revision_fn fn, void *ctx);
  * made itself. Set once, before use. */
 typedef void (*reg_commit_fn)(void *ctx, int64_t revision);
 void registry_set_commit_fn(registry *r, reg_commit_fn fn, void *ctx);
-int64_t registry_revision(registry *r);
+/* *cached (may be NULL): as for reg_read_fn, of the reads it stands for. */
+int64_t registry_revision(registry *r, bool *cached);
 /* Adopts the ring settings of citrus/ring/meta when it exists (else the
  * first token change writes this registry's). */
 int registry_init(registry *r, char *err, size_t errlen);
@@ -129,8 +132,10 @@ int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t
 /* ---- the ring ---- */
 
 /* The current ring (shared, immutable; release with registry_ring_release)
- * and its version. An empty catalog gives an empty ring. */
-int registry_ring(registry *r, const ring **out, int64_t *version);
+ * and its version. An empty catalog gives an empty ring. *cached (may be
+ * NULL): whether the reads behind it were served from the node's copy
+ * because the catalog is down (reg_read_fn). */
+int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached);
 void registry_ring_release(registry *r, const ring *rg);
 
 #endif

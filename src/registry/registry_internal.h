@@ -33,8 +33,9 @@ struct registry {
  * revision of a change that took effect. */
 int reg_commit(registry *r, txb *t, bool *succeeded, int64_t *revision);
 
-/* A read through the routing path's reader (or the store). */
-int reg_read(registry *r, const kv_range_req *req, kv_range_res *out);
+/* A read through the routing path's reader (or the store); *cached (may
+ * be NULL) as for reg_read_fn. */
+int reg_read(registry *r, const kv_range_req *req, kv_range_res *out, bool *cached);
 
 /* "<prefix><id>" into buf; false when it does not fit. */
 bool reg_key(char *buf, size_t len, const char *prefix, const char *id);

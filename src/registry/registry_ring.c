@@ -32,9 +32,13 @@ bool reg_key(char *buf, size_t len, const char *prefix, const char *id)
     return n > 0 && (size_t)n < len;
 }
 
-int reg_read(registry *r, const kv_range_req *req, kv_range_res *out)
+int reg_read(registry *r, const kv_range_req *req, kv_range_res *out, bool *cached)
 {
-    return r->read ? r->read(r->read_ctx, req, out) : store_range(r->st, req, out);
+    if (r->read)
+        return r->read(r->read_ctx, req, out, cached);
+    if (cached)
+        *cached = false;
+    return store_range(r->st, req, out);
 }
 
 void reg_owners_free(reg_owners *o)
@@ -116,13 +120,16 @@ static void ref_drop_locked(registry *r, ring_ref *ref)
     free(ref);
 }
 
-int registry_ring(registry *r, const ring **out, int64_t *version)
+int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached)
 {
+    bool meta_cached = false, ring_cached = false;
     /* The meta key's mod_revision is the ring version: one small read
      * tells whether the shared ring is current. */
     kv_range_req mq = {.key = REG_RING_META};
     kv_range_res meta;
-    int rc = reg_read(r, &mq, &meta);
+    int rc = reg_read(r, &mq, &meta, &meta_cached);
+    if (cached)
+        *cached = meta_cached;
     if (rc < 0)
         return rc;
     int64_t v = meta.count ? meta.items[0].mod_revision : 0;
@@ -140,7 +147,9 @@ int registry_ring(registry *r, const ring **out, int64_t *version)
      * revision. */
     kv_range_req q = {.key = "citrus/ring/", .prefix = true};
     kv_range_res res;
-    rc = reg_read(r, &q, &res);
+    rc = reg_read(r, &q, &res, &ring_cached);
+    if (cached)
+        *cached = meta_cached || ring_cached;
     if (rc < 0)
         return rc;
     ring_ref *ref = calloc(1, sizeof(*ref));

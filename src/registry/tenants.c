@@ -81,7 +81,7 @@ static int pin_read(registry *r, bool strong, const char *key, tenant_pin *out)
         return CITRUS_EINVAL;
     kv_range_req q = {.key = k};
     kv_range_res res;
-    int rc = strong ? store_range(r->st, &q, &res) : reg_read(r, &q, &res);
+    int rc = strong ? store_range(r->st, &q, &res) : reg_read(r, &q, &res, NULL);
     if (rc == 0)
         rc = res.count ? pin_decode(&res.items[0], key, out) : CITRUS_ENOTFOUND;
     kv_range_res_free(&res);
@@ -228,7 +228,7 @@ int tenants_put(registry *r, const char *key, const char *shard_id, unsigned fla
         p.hash = citrus_hash(r->hash, key, strlen(key));
         const ring *rg;
         int64_t rv;
-        if (registry_ring(r, &rg, &rv) == 0) {
+        if (registry_ring(r, &rg, &rv, NULL) == 0) {
             ring_hit hit;
             if (ring_lookup_hash(rg, p.hash, &hit) == 0)
                 p.token = hit.token;
@@ -333,7 +333,7 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
     int64_t rv;
     shard *shards = NULL;
     size_t nshards = 0;
-    rc = registry_ring(r, &rg, &rv);
+    rc = registry_ring(r, &rg, &rv, NULL);
     if (rc == 0)
         rc = registry_shard_list(r, NULL, &shards, &nshards);
     ensured *done = rc == 0 ? calloc(n, sizeof(*done)) : NULL;
@@ -462,7 +462,7 @@ int reg_repin_tenants(registry *r, const char *shard_id, size_t *moved, char *er
         int64_t rv;
         shard *shards = NULL;
         size_t nshards = 0;
-        rc = registry_ring(r, &rg, &rv);
+        rc = registry_ring(r, &rg, &rv, NULL);
         if (rc == 0)
             rc = registry_shard_list(r, NULL, &shards, &nshards);
         for (size_t i = 0; rc == 0 && i < n; i++) {

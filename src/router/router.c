@@ -280,11 +280,12 @@ bool router_is_read(const char *sql)
 }
 
 /* The route of key and its shard, read from the catalog (pin, else ring). */
-static int route_read(router *r, const char *key, route_answer *ra, shard *s, errdetail *e)
+static int route_read(router *r, const char *key, route_answer *ra, shard *s, bool *cached,
+                      errdetail *e)
 {
     const ring *rg;
     int64_t version;
-    int rc = registry_ring(r->reg, &rg, &version);
+    int rc = registry_ring(r->reg, &rg, &version, cached);
     if (rc < 0)
         return errdetail_set(e, rc, "the catalog could not be read");
     rc = tenants_route(r->reg, rg, version, key, ra);
@@ -303,16 +304,17 @@ static int route_read(router *r, const char *key, route_answer *ra, shard *s, er
 
 /* The shard a key goes to, checked for what the statement does: from the
  * memo while the catalog has not moved since it was read, else read (and
- * remembered). */
+ * remembered). *cached: whether that came from the node's copy while the
+ * catalog was down. */
 static int resolve(router *r, const char *key, bool read, shard *s, int64_t *ring_version,
-                   errdetail *e)
+                   bool *cached, errdetail *e)
 {
     route_answer ra = {0};
-    int64_t rev = registry_revision(r->reg);
+    int64_t rev = registry_revision(r->reg, cached);
     shard_init(s);
     if (rev < 0 || !route_memo_get(r->memo, rev, key, &ra, s)) {
         shard_clear(s);
-        int rc = route_read(r, key, &ra, s, e);
+        int rc = route_read(r, key, &ra, s, cached, e);
         if (rc < 0)
             return rc;
         if (rev >= 0)
@@ -470,7 +472,7 @@ int router_query_key(router *r, const char *key, const router_call *rd, const ch
 {
     memset(out, 0, sizeof(*out));
     shard s;
-    int rc = resolve(r, key, router_is_read(sql), &s, &out->ring_version, e);
+    int rc = resolve(r, key, router_is_read(sql), &s, &out->ring_version, &out->catalog_cached, e);
     if (rc < 0)
         return rc;
     rc = run_on(r, &s, rd, sql, params, nparams, out, e);
@@ -485,7 +487,7 @@ int router_query_keys(router *r, const char *const *keys, size_t nkeys, const ro
     memset(out, 0, sizeof(*out));
     const ring *rg;
     int64_t version;
-    int rc = registry_ring(r->reg, &rg, &version);
+    int rc = registry_ring(r->reg, &rg, &version, &out->catalog_cached);
     if (rc < 0)
         return errdetail_set(e, rc, "the catalog could not be read");
     char first[SHARD_ID_MAX + 1] = "";
@@ -531,7 +533,8 @@ int router_tx(router *r, const char *key, const router_call *call, const router_
         read = read && router_is_read(stmts[i].sql);
     shard s;
     int64_t version;
-    int rc = resolve(r, key, read, &s, &version, e);
+    bool cached;
+    int rc = resolve(r, key, read, &s, &version, &cached, e);
     if (rc < 0)
         return rc;
     pool_entry *pe = pool_for(r, s.dsn);
@@ -548,6 +551,7 @@ int router_tx(router *r, const char *key, const router_call *call, const router_
     rc = drv_begin(c, &de);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         out[i].ring_version = version;
+        out[i].catalog_cached = cached;
         snprintf(out[i].shard_id, sizeof(out[i].shard_id), "%s", s.id);
         rs_init(&out[i].rs);
         rc = drv_exec(c, stmts[i].sql, stmts[i].params, stmts[i].nparams, r->max_rows, &out[i].rs,
@@ -628,7 +632,7 @@ int router_scatter(router *r, const router_call *rd, const char *sql, const valu
     if (rc < 0)
         return errdetail_set(e, rc, "the catalog could not be read");
     const ring *rg;
-    if (registry_ring(r->reg, &rg, &out->ring_version) == 0)
+    if (registry_ring(r->reg, &rg, &out->ring_version, &out->catalog_cached) == 0)
         registry_ring_release(r->reg, rg);
     scatter_set ss = {.jobs = calloc(n ? n : 1, sizeof(scatter_job))};
     pthread_mutex_init(&ss.mu, NULL);

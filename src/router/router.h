@@ -65,9 +65,10 @@ typedef struct router_answer {
     result_set rs;
     bool truncated;
     int64_t changes;
-    bool replica;    /* single-shard queries: a replica answered */
-    json_t *shards;  /* scatter: ids that answered */
-    json_t *missing; /* scatter with partial: [{shard_id, error}] */
+    bool replica;        /* single-shard queries: a replica answered */
+    json_t *shards;      /* scatter: ids that answered */
+    json_t *missing;     /* scatter with partial: [{shard_id, error}] */
+    bool catalog_cached; /* routed from the node's copy while the catalog was down */
 } router_answer;
 
 void router_answer_clear(router_answer *a);

@@ -1,12 +1,12 @@
-/* Unit tests for catalog/cache.c (the informer) over the embedded store. */
+/* Unit tests for catalog/cache.c (the informer) over the embedded store:
+ * it follows the store, and its staleness accounting runs on a test clock
+ * (rounds driven by cache_run_once, no sleeps). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -18,6 +18,7 @@ typedef struct fixture {
     sqlite_dir d;
     store *st;
     cache *c;
+    sysclock *clk; /* the copy's, in the tests that drive it */
 } fixture;
 
 static int setup(void **state)
@@ -33,6 +34,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     cache_stop(f->c);
+    clock_test_free(f->clk);
     sqlite_dir_close(&f->d);
     free(f);
     return 0;
@@ -114,16 +116,47 @@ static void snapshot_then_changes(void **state)
     }
 }
 
-static void staleness_is_measured(void **state)
+/* The copy was current at the time of a check once it has applied the
+ * revision the store gave then; staleness is the clock's distance from
+ * the latest such time, and the status is trusted only while young. */
+static void staleness_follows_the_clock(void **state)
 {
     fixture *f = *state;
-    start(f);
-    int64_t deadline = time(NULL) + 5;
-    while (cache_staleness_ms(f->c) < 0 && time(NULL) < deadline)
-        usleep(5000);
-    int64_t s = cache_staleness_ms(f->c);
-    assert_true(s >= 0 && s < 1000);
-    assert_int_equal(cache_wait(f->c, cache_revision(f->c) + 1000, 50), CITRUS_ETIMEOUT);
+    f->clk = clock_test_new(1000, 1000);
+    cache_options o = {.st = f->st, .clock = f->clk};
+    assert_int_equal(cache_new(&o, &f->c), 0);
+    store_status st;
+    int64_t age;
+    assert_int_equal(cache_staleness_ms(f->c), -1); /* never confirmed */
+    assert_int_equal(cache_status(f->c, &st, &age), CITRUS_EUNAVAILABLE);
+    assert_false(cache_catalog_up(f->c, 1000));
+
+    cache_run_once(f->c); /* loads, then checks: the load holds the store's revision */
+    assert_int_equal(cache_staleness_ms(f->c), 0);
+    clock_test_advance(f->clk, 300);
+    assert_int_equal(cache_staleness_ms(f->c), 300);
+    assert_int_equal(cache_status(f->c, &st, &age), 0);
+    assert_int_equal(age, 300);
+    assert_true(st.quorum && st.writable);
+    assert_true(cache_catalog_up(f->c, 1000));
+
+    /* a change applied without a check proves nothing new */
+    int64_t r = sqlite_dir_put(f->st, "k", "v");
+    assert_int_equal(cache_wait(f->c, r, 5000), 0);
+    clock_test_advance(f->clk, 200);
+    assert_int_equal(cache_staleness_ms(f->c), 500);
+    /* the next check does: current at its time */
+    cache_run_once(f->c);
+    assert_int_equal(cache_staleness_ms(f->c), 0);
+    assert_int_equal(cache_revision(f->c), r);
+
+    /* no check answered for longer than max_age: not known to be up */
+    clock_test_advance(f->clk, 1000);
+    assert_true(cache_catalog_up(f->c, 1000));
+    clock_test_advance(f->clk, 1);
+    assert_false(cache_catalog_up(f->c, 1000));
+    assert_int_equal(cache_staleness_ms(f->c), 1001);
+    assert_int_equal(cache_wait(f->c, r + 1000, 50), CITRUS_ETIMEOUT);
 }
 
 static void keeps_up_with_a_burst(void **state)
@@ -147,7 +180,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(snapshot_then_changes, setup, teardown),
-        cmocka_unit_test_setup_teardown(staleness_is_measured, setup, teardown),
+        cmocka_unit_test_setup_teardown(staleness_follows_the_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(keeps_up_with_a_burst, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

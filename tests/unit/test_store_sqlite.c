@@ -3,14 +3,13 @@
  * reopen, history_keep, restore, group commit, kill -9 durability).
  *
  * Every store lives in a fresh mkdtemp directory (removed when all pass).
- * Lease time runs on an injected clock (monotonic + offset) so expiry tests
- * need not wait for it. No test uses randomness. */
+ * Lease time runs on a test clock (sys/clock.h) that moves only when a test
+ * moves it, so expiry tests need not wait for it. No test uses randomness. */
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,21 +29,9 @@
 
 static char tmpdir[PATH_MAX - 64];
 static int db_seq;
-static atomic_llong clock_offset;
+static sysclock *lease_clock; /* every store's */
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t fake_now(void *ctx)
-{
-    return mono_ms() + atomic_load(&clock_offset);
-}
 
 static void sleep_ms(int ms)
 {
@@ -69,7 +56,7 @@ static void remove_db(const char *path)
 
 static int open_at(const char *path, int64_t keep, store **out)
 {
-    store_sqlite_options o = {.path = path, .history_keep = keep, .now_ms = fake_now};
+    store_sqlite_options o = {.path = path, .history_keep = keep, .clock = lease_clock};
     char err[256];
     int rc = store_sqlite_open(&o, out, err, sizeof(err));
     if (rc)
@@ -176,12 +163,12 @@ static void counter_release(counter *c)
 /* Polls (the counter is fed from the store's thread) until pred holds. */
 static bool counter_until(counter *c, size_t events, size_t errs)
 {
-    int64_t until = mono_ms() + WAIT_MS;
+    int64_t until = clock_mono_ms(NULL) + WAIT_MS;
     for (;;) {
         pthread_mutex_lock(&c->mu);
         bool ok = c->events >= events && c->errs >= errs;
         pthread_mutex_unlock(&c->mu);
-        if (ok || mono_ms() > until)
+        if (ok || clock_mono_ms(NULL) > until)
             return ok;
         sleep_ms(2);
     }
@@ -214,7 +201,7 @@ static int conf_compact(void *ctx, store **s, int64_t rev)
 
 static void conf_advance(void *ctx, int64_t ms)
 {
-    atomic_fetch_add(&clock_offset, ms);
+    clock_test_advance(lease_clock, ms);
 }
 
 /* ---- sqlite-only tests -------------------------------------------------------------- */
@@ -284,11 +271,11 @@ static void test_batch_failure(void **state)
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    int64_t t0 = mono_ms();
+    int64_t t0 = clock_mono_ms(NULL);
     assert_int_equal(store_put(s, "bf/b", (const unsigned char *)"2", 1, 0, -1, NULL, NULL, NULL),
                      CITRUS_EIO);
     print_message("write failed with CITRUS_EIO after %lld ms (busy timeout)\n",
-                  (long long)(mono_ms() - t0));
+                  (long long)(clock_mono_ms(NULL) - t0));
     store_status st;
     assert_int_equal(store_status_get(s, &st), 0);
     assert_false(st.writable);
@@ -315,7 +302,7 @@ static void test_reopen_persists(void **state)
     assert_int_equal(put(s, "a", "3"), 4);
     assert_int_equal(put(s, "c", "4"), 5);
     assert_int_equal(store_delete(s, "c", false, -1, NULL, NULL, NULL), 0);
-    atomic_fetch_add(&clock_offset, 20000);
+    clock_test_advance(lease_clock, 20000);
     kv_snapshot snap;
     assert_int_equal(store_snapshot(s, &snap), 0);
     assert_true(find_lease(&snap, id)->remaining <= 10);
@@ -549,7 +536,7 @@ static void test_group_commit(void **state)
     uint64_t c0 = store_sqlite_commit_count(s);
     pthread_t th[GC_THREADS];
     gc_arg args[GC_THREADS];
-    int64_t t0 = mono_ms();
+    int64_t t0 = clock_mono_ms(NULL);
     for (int i = 0; i < GC_THREADS; i++) {
         args[i] = (gc_arg){.s = s, .id = i};
         assert_int_equal(pthread_create(&th[i], NULL, gc_writer, &args[i]), 0);
@@ -558,7 +545,7 @@ static void test_group_commit(void **state)
         pthread_join(th[i], NULL);
         assert_int_equal(args[i].failures, 0);
     }
-    int64_t ms = mono_ms() - t0;
+    int64_t ms = clock_mono_ms(NULL) - t0;
     uint64_t commits = store_sqlite_commit_count(s) - c0;
     int writes = GC_THREADS * GC_WRITES;
     print_message("group commit: %d writes in %llu commits, %lld ms (%.0f writes/s)\n", writes,
@@ -589,13 +576,13 @@ static void test_many_watchers(void **state)
                                           &slot[i].w, NULL),
                          0);
     }
-    int64_t t0 = mono_ms();
+    int64_t t0 = clock_mono_ms(NULL);
     for (int i = 0; i < NPUT; i++)
         put(s, i % 2 ? "mwa/k" : "mwb/k", "v");
     for (int i = 0; i < NW; i++)
         assert_true(counter_until(&slot[i].c, NPUT / 2, 0));
     print_message("%d watchers x %d writes delivered in %lld ms\n", NW, NPUT,
-                  (long long)(mono_ms() - t0));
+                  (long long)(clock_mono_ms(NULL) - t0));
     for (int i = 0; i < NW; i++) {
         store_watch_close(s, slot[i].w);
         assert_int_equal(slot[i].c.events, NPUT / 2);
@@ -633,15 +620,15 @@ static void test_lease_clock(void **state)
     int64_t id = 0, ttl = 0;
     assert_int_equal(store_lease_grant(s, 2, &id, NULL), 0);
     put_lease(s, "lc/k", "v", id);
-    atomic_fetch_add(&clock_offset, 1500);
+    clock_test_advance(lease_clock, 1500);
     assert_int_equal(store_lease_keepalive(s, id, &ttl), 0);
     assert_int_equal(ttl, 2);
-    atomic_fetch_add(&clock_offset, 1500); /* 3 s after grant, 1.5 s after keepalive */
+    clock_test_advance(lease_clock, 1500); /* 3 s after grant, 1.5 s after keepalive */
     sleep_ms(300);                         /* several expiry ticks */
     assert_int_equal(count_key(s, "lc/k"), 1);
-    atomic_fetch_add(&clock_offset, 600);
-    int64_t until = mono_ms() + WAIT_MS;
-    while (count_key(s, "lc/k") && mono_ms() < until)
+    clock_test_advance(lease_clock, 600);
+    int64_t until = clock_mono_ms(NULL) + WAIT_MS;
+    while (count_key(s, "lc/k") && clock_mono_ms(NULL) < until)
         sleep_ms(10);
     assert_int_equal(count_key(s, "lc/k"), 0);
     assert_int_equal(store_lease_keepalive(s, id, &ttl), CITRUS_ENOLEASE);
@@ -711,10 +698,10 @@ static void test_kill9_durability(void **state)
     size_t n = 0, cap = 1024;
     k9_rec *recs = malloc(cap * sizeof(*recs));
     assert_non_null(recs);
-    int64_t until = mono_ms() + WAIT_MS;
+    int64_t until = clock_mono_ms(NULL) + WAIT_MS;
     bool killed = false;
     for (;;) {
-        if (!killed && (n >= 400 || mono_ms() > until)) {
+        if (!killed && (n >= 400 || clock_mono_ms(NULL) > until)) {
             kill(pid, SIGKILL);
             killed = true;
         }
@@ -774,7 +761,7 @@ int main(void)
         return 1;
     }
     printf("store_sqlite tests in %s (no random seed: tests are deterministic)\n", tmpdir);
-    atomic_init(&clock_offset, 0);
+    lease_clock = clock_test_new(1000, 1000);
 
     catalog_conformance_factory f = {.name = "sqlite",
                                      .open = conf_open,
@@ -801,5 +788,6 @@ int main(void)
     failed += cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);
     if (!failed)
         nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    clock_test_free(lease_clock);
     return failed;
 }
