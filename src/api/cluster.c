@@ -6,7 +6,7 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
-#include "api/kvjson.h"
+#include "api/kvreq.h"
 #include "controller/election.h"
 #include "controller/session.h"
 
@@ -51,7 +51,7 @@ int api_cluster(http_req *r, void *ctx)
 {
     app *a = ctx;
     const char *level = "any"; /* a status page: it answers in an outage too */
-    if (http_req_query(r, "consistency") && kvjson_check_consistency(r, &level) < 0)
+    if (http_req_query(r, "consistency") && kvreq_check_consistency(r, &level) < 0)
         return CITRUS_EINVAL;
     if (!http_offloaded(r) && app_read_blocks(a, level))
         return http_offload(r, api_cluster, ctx);
@@ -73,7 +73,7 @@ int api_cluster(http_req *r, void *ctx)
     int src = rc == 0 ? catalog_status(a, &st) : rc;
     if (rc < 0) {
         kv_range_res_free(&nodes);
-        return kvjson_reply_store_error(r, rc);
+        return kvreq_reply_store_error(r, rc);
     }
     json_t *controller =
         v.held ? json_pack("{s:s,s:I}", "leader", v.leader, "token", (json_int_t)v.token)
