@@ -46,13 +46,10 @@ struct feed {
 
 feed *feed_new(conns *cs, long request_ms, feed_publish_fn *publish, void *ctx)
 {
-    feed *f = calloc(1, sizeof(*f));
+    feed *f = malloc(sizeof(*f));
     if (!f)
         return NULL;
-    f->conns = cs;
-    f->request_ms = request_ms;
-    f->publish = publish;
-    f->ctx = ctx;
+    *f = (feed){.conns = cs, .request_ms = request_ms, .publish = publish, .ctx = ctx};
     pthread_mutex_init(&f->build_mu, NULL);
     snap_builder_init(&f->builder);
     atomic_init(&f->stop, false);

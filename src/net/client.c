@@ -29,22 +29,13 @@ struct client {
     char errbuf[CURL_ERROR_SIZE + 512];
 };
 
-/* Where a request in flight collects its answer. */
+/* Where a request in flight collects its answer: the body, and the
+ * headers as "name\0value\0" one after the other (split at the end). */
 typedef struct collect {
     buf body;
-    client_header *headers;
-    size_t nheaders, cap;
-    bool oom;
+    buf heads;
+    size_t nheaders;
 } collect;
-
-static void collect_clear_headers(collect *k)
-{
-    for (size_t i = 0; i < k->nheaders; i++) {
-        free(k->headers[i].name);
-        free(k->headers[i].value);
-    }
-    k->nheaders = 0;
-}
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
 {
@@ -58,44 +49,48 @@ static bool is_blank(char ch)
 }
 
 /* Called once per header line, status lines included. A status line starts a
- * new response (after a 100 Continue, say), so it drops what came before. */
+ * new response (after a 100 Continue, say), so it drops what came before.
+ * A line holding a NUL is not HTTP: it is left out. */
 static size_t on_header(char *p, size_t size, size_t n, void *ctx)
 {
     collect *k = ctx;
     size_t len = size * n;
     if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
-        collect_clear_headers(k);
+        buf_reset(&k->heads);
+        k->nheaders = 0;
         return len;
     }
     const char *colon = memchr(p, ':', len);
-    if (!colon)
+    if (!colon || memchr(p, '\0', len))
         return len; /* the blank line ending the headers */
-    size_t nlen = (size_t)(colon - p);
     const char *v = colon + 1, *end = p + len;
     while (v < end && is_blank(*v))
         v++;
     while (end > v && is_blank(end[-1]))
         end--;
-    if (k->nheaders == k->cap) {
-        size_t cap = k->cap ? k->cap * 2 : 16;
-        client_header *h = realloc(k->headers, cap * sizeof(*h));
-        if (!h)
-            goto oom;
-        k->headers = h;
-        k->cap = cap;
-    }
-    client_header *h = &k->headers[k->nheaders];
-    h->name = strndup(p, nlen);
-    h->value = strndup(v, (size_t)(end - v));
-    if (!h->name || !h->value) {
-        free(h->name);
-        free(h->value);
-        goto oom;
-    }
+    buf_add(&k->heads, p, (size_t)(colon - p));
+    buf_add(&k->heads, "", 1);
+    buf_add(&k->heads, v, (size_t)(end - v));
+    buf_add(&k->heads, "", 1);
     k->nheaders++;
-    return len;
-oom:
-    k->oom = true;
+    return k->heads.err ? 0 : len;
+}
+
+/* Hands the collected headers over to resp: one block of text, and the
+ * array of names and values pointing into it. */
+static int collect_headers(collect *k, client_response *resp)
+{
+    resp->header_text = buf_take(&k->heads, NULL);
+    resp->headers = calloc(k->nheaders ? k->nheaders : 1, sizeof(*resp->headers));
+    if (!resp->header_text || !resp->headers)
+        return CITRUS_ENOMEM;
+    const char *t = resp->header_text;
+    for (; resp->nheaders < k->nheaders; resp->nheaders++) {
+        client_header *h = &resp->headers[resp->nheaders];
+        h->name = t;
+        h->value = t + strlen(t) + 1;
+        t = h->value + strlen(h->value) + 1;
+    }
     return 0;
 }
 
@@ -302,7 +297,7 @@ int client_request(client *c, const char *method, const char *path, const void *
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK && c->abort_flag && atomic_load(c->abort_flag))
         cc = CURLE_ABORTED_BY_CALLBACK; /* client_interrupt cut it short */
-    if (k.oom || k.body.err) {
+    if (k.heads.err || k.body.err) {
         snprintf(c->errbuf, sizeof(c->errbuf), "out of memory");
         rc = CITRUS_ENOMEM;
         goto out_collect;
@@ -312,17 +307,15 @@ int client_request(client *c, const char *method, const char *path, const void *
         goto out_collect;
     }
     /* An empty body is "" too (buf_take allocates it). */
-    if (!(resp->body = buf_take(&k.body, &resp->body_len)))
+    if (!(resp->body = buf_take(&k.body, &resp->body_len)) || collect_headers(&k, resp) < 0) {
+        client_response_free(resp);
         goto out_collect;
+    }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-    resp->headers = k.headers;
-    resp->nheaders = k.nheaders;
-    k = (collect){0};
     rc = 0;
 
 out_collect:
-    collect_clear_headers(&k);
-    free(k.headers);
+    buf_free(&k.heads);
     buf_free(&k.body);
 out_headers:
     curl_slist_free_all(hl);
@@ -337,11 +330,8 @@ void client_response_free(client_response *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->nheaders; i++) {
-        free(r->headers[i].name);
-        free(r->headers[i].value);
-    }
     free(r->headers);
+    free(r->header_text);
     free(r->body);
     memset(r, 0, sizeof(*r));
 }

@@ -14,8 +14,8 @@
 typedef struct client client;
 
 typedef struct client_header {
-    char *name;  /* as received, owned */
-    char *value; /* leading/trailing blanks trimmed, owned */
+    const char *name;  /* as received */
+    const char *value; /* leading/trailing blanks trimmed */
 } client_header;
 
 typedef struct client_response {
@@ -24,6 +24,7 @@ typedef struct client_response {
     size_t body_len;
     client_header *headers; /* headers of the final response, in order, owned */
     size_t nheaders;
+    char *header_text; /* owned: what the headers' names and values point into */
 } client_response;
 
 /* Where the CLI talks to when neither --endpoint nor CITRUS_ENDPOINT says. */

@@ -252,24 +252,28 @@ int kvjson_lease_decode(const json_t *j, bool strict, kv_lease_info *out, char *
     return 0;
 }
 
-/* Decodes the entries of array a (not strict) into *items (count in *n,
- * which counts the decoded ones also on failure, for the caller's free). */
+/* Room for the n elements of an array member (one at least, so that an
+ * empty array is not NULL), zeroed; NULL with the reason in errbuf. */
+static void *slots(size_t n, size_t size, char *errbuf, size_t errlen)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        snprintf(errbuf, errlen, "out of memory");
+    return p;
+}
+
+/* Decodes the entries of array a (not strict) into *items; *n counts them,
+ * on failure up to the one that failed (left zeroed), for the caller's
+ * free. */
 static int entries_decode(const json_t *a, bool with_value, kv_entry **items, size_t *n,
                           char *errbuf, size_t errlen)
 {
     size_t len = json_array_size(a);
-    *n = 0;
-    if (!(*items = calloc(len ? len : 1, sizeof(**items)))) {
-        snprintf(errbuf, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
-    for (size_t i = 0; i < len; i++, (*n)++) {
-        int rc = kvjson_entry_decode(json_array_get(a, i), false, with_value, &(*items)[i], errbuf,
-                                     errlen);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    int rc = (*items = slots(len, sizeof(**items), errbuf, errlen)) ? 0 : CITRUS_ENOMEM;
+    for (*n = 0; rc == 0 && *n < len; (*n)++)
+        rc = kvjson_entry_decode(json_array_get(a, *n), false, with_value, &(*items)[*n], errbuf,
+                                 errlen);
+    return rc;
 }
 
 int kvjson_range_decode(const json_t *j, bool with_value, kv_range_res *out, char *errbuf,
@@ -305,20 +309,15 @@ int kvjson_watch_decode(const json_t *j, kvjson_watch *out, char *errbuf, size_t
         rc = get_int(j, "revision", false, 0, &out->revision, "watch answer", errbuf, errlen);
     if (rc == 0)
         rc = get_array(j, "events", false, &events, "watch answer", errbuf, errlen);
-    if (rc < 0)
-        return rc;
     size_t n = json_array_size(events);
-    if (!(out->events = calloc(n ? n : 1, sizeof(*out->events)))) {
-        snprintf(errbuf, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++, out->count++)
-        if ((rc = kvjson_event_decode(json_array_get(events, i), &out->events[i], errbuf, errlen)) <
-            0) {
-            kvjson_watch_free(out);
-            return rc;
-        }
-    return 0;
+    if (rc == 0 && !(out->events = slots(n, sizeof(*out->events), errbuf, errlen)))
+        rc = CITRUS_ENOMEM;
+    for (; rc == 0 && out->count < n; out->count++)
+        rc = kvjson_event_decode(json_array_get(events, out->count), &out->events[out->count],
+                                 errbuf, errlen);
+    if (rc < 0)
+        kvjson_watch_free(out);
+    return rc;
 }
 
 void kvjson_watch_free(kvjson_watch *w)
@@ -348,10 +347,8 @@ int kvjson_snapshot_decode(const json_t *j, kv_snapshot *out, char *errbuf, size
     if (rc == 0)
         rc = entries_decode(items, true, &out->items, &out->count, errbuf, errlen);
     size_t m = json_array_size(leases);
-    if (rc == 0 && !(out->leases = calloc(m ? m : 1, sizeof(*out->leases)))) {
-        snprintf(errbuf, errlen, "out of memory");
+    if (rc == 0 && !(out->leases = slots(m, sizeof(*out->leases), errbuf, errlen)))
         rc = CITRUS_ENOMEM;
-    }
     for (size_t i = 0; rc == 0 && i < m; i++, out->nleases++)
         rc = kvjson_lease_decode(json_array_get(leases, i), false, &out->leases[i], errbuf, errlen);
     if (rc < 0)

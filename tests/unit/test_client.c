@@ -128,6 +128,9 @@ static void test_get_and_reuse(void **state)
         assert_string_equal(r.body, "hello");
         assert_string_equal(client_response_header(&r, "x-citrus-revision"), "7");
         assert_null(client_response_header(&r, "X-Nope"));
+        /* Every header of the answer, each name with its own value. */
+        assert_true(r.nheaders >= 3);
+        assert_string_equal(client_response_header(&r, "Content-Length"), "5");
         client_response_free(&r);
     }
     assert_string_equal(f->s.method, "GET");
