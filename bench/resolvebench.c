@@ -145,8 +145,11 @@ int main(int argc, char **argv)
     if (!c)
         return 1;
     double t0 = bench_now_s();
-    fill(&c->builder, shards, vnodes, pins);
-    snap *s = snap_builder_publish(&c->builder, 1);
+    snap_builder b;
+    snap_builder_init(&b);
+    fill(&b, shards, vnodes, pins);
+    snap *s = snap_builder_publish(&b, 1);
+    snap_builder_clear(&b);
     if (!s) {
         fprintf(stderr, "resolvebench: out of memory\n");
         return 1;

@@ -4,7 +4,7 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
-#include "api/kvjson.h"
+#include "api/kvreq.h"
 #include "controller/election.h"
 #include "controller/session.h"
 
@@ -72,7 +72,7 @@ int api_cluster(http_req *r, void *ctx)
     int src = rc == 0 ? catalog_status(a, &st) : rc;
     if (rc < 0) {
         kv_range_res_free(&nodes);
-        return kvjson_reply_store_error(r, rc);
+        return kvreq_reply_store_error(r, rc);
     }
     json_t *controller =
         v.held ? json_pack("{s:s,s:I}", "leader", v.leader, "token", (json_int_t)v.token)

@@ -7,9 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/kvjson.h"
+#include "api/kvreq.h"
 #include "api/write.h"
 #include "citrus/errors.h"
+#include "wire/kvjson.h"
 
 #define LIST_MAX_ITEMS 10000
 
@@ -35,7 +36,7 @@ static int get_prefix(http_req *r, app *a, const char *key, reader_level level)
     if (limit == 0 || limit > LIST_MAX_ITEMS)
         limit = LIST_MAX_ITEMS;
     const char *after = http_req_query(r, "after");
-    if (after && kvjson_check_key(r, after, true) < 0)
+    if (after && kvreq_check_key(r, after, true) < 0)
         return CITRUS_EBADKEY;
     kv_range_req req = {.key = key,
                         .prefix = true,
@@ -47,15 +48,10 @@ static int get_prefix(http_req *r, app *a, const char *key, reader_level level)
     int rc = app_read(a, r, level, &req, &res, NULL);
     if (rc < 0)
         return rc;
-    json_t *body = json_object();
-    json_object_set_new(body, "revision", json_integer(res.revision));
-    if (count_only) { /* every key under the prefix (after `after`), limit aside */
-        json_object_set_new(body, "count", json_integer((json_int_t)res.count));
-        kv_range_res_free(&res);
-        return http_reply_json(r, 200, body);
-    }
-    json_object_set_new(body, "items", kvjson_items(&res, !keys_only));
-    json_object_set_new(body, "more", json_boolean(res.more));
+    /* count_only: every key under the prefix (after `after`), limit aside */
+    json_t *body = count_only ? json_pack("{s:I,s:I}", "revision", (json_int_t)res.revision,
+                                          "count", (json_int_t)res.count)
+                              : kvjson_range_encode(&res, !keys_only);
     kv_range_res_free(&res);
     return http_reply_json(r, 200, body);
 }
@@ -67,7 +63,7 @@ int api_kv_get(http_req *r, void *ctx)
     reader_level level;
     bool prefix;
     if (http_req_query_bool(r, "prefix", false, &prefix) < 0 ||
-        app_consistency(r, READER_BOUNDED, &level) < 0 || kvjson_check_key(r, key, prefix) < 0)
+        app_consistency(r, READER_BOUNDED, &level) < 0 || kvreq_check_key(r, key, prefix) < 0)
         return CITRUS_EINVAL;
     if (!http_offloaded(r) && reader_blocks(a->rd, level))
         return http_offload(r, api_kv_get, ctx);
@@ -90,7 +86,7 @@ int api_kv_get(http_req *r, void *ctx)
     add_rev_header(r, "X-Citrus-Create-Revision", e->create_revision);
     add_rev_header(r, "X-Citrus-Version", e->version);
     if (fmt && strcmp(fmt, "json") == 0) {
-        json_t *body = kvjson_entry(e, true);
+        json_t *body = kvjson_entry_encode(e, true);
         json_object_set_new(body, "revision", json_integer(res.revision));
         kv_range_res_free(&res);
         return http_reply_json(r, 200, body);
@@ -165,7 +161,7 @@ int api_kv_put(http_req *r, void *ctx)
         return http_offload(r, api_kv_put, ctx);
     const char *key = http_req_param(r, "key");
     int64_t cas, lease;
-    if (kvjson_check_key(r, key, false) < 0 || http_req_query_int(r, "cas", -1, &cas) < 0 ||
+    if (kvreq_check_key(r, key, false) < 0 || http_req_query_int(r, "cas", -1, &cas) < 0 ||
         http_req_query_int(r, "lease", 0, &lease) < 0)
         return CITRUS_EINVAL;
     if (http_req_query(r, "cas") && cas < 0)
@@ -190,7 +186,7 @@ int api_kv_delete(http_req *r, void *ctx)
     bool prefix;
     int64_t cas;
     if (http_req_query_bool(r, "prefix", false, &prefix) < 0 ||
-        kvjson_check_key(r, key, prefix) < 0 || http_req_query_int(r, "cas", -1, &cas) < 0)
+        kvreq_check_key(r, key, prefix) < 0 || http_req_query_int(r, "cas", -1, &cas) < 0)
         return CITRUS_EINVAL;
     if (http_req_query(r, "cas") && (cas < 0 || prefix))
         return http_reply_error(r, CITRUS_EINVAL, "cas must be >= 0 and applies to one key", NULL);

@@ -5,7 +5,7 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
-#include "api/kvjson.h"
+#include "api/kvreq.h"
 #include "citrus/errors.h"
 
 #define LEASE_MAX_TTL (365LL * 24 * 3600)
@@ -42,7 +42,7 @@ int api_lease_grant(http_req *r, void *ctx)
     int rc = store_lease_grant(a->st, json_integer_value(ttl), &id, &granted);
     json_decref(body);
     if (rc < 0)
-        return kvjson_reply_store_error(r, rc);
+        return kvreq_reply_store_error(r, rc);
     return http_reply_json(
         r, 200, json_pack("{s:I,s:I}", "id", (json_int_t)id, "ttl", (json_int_t)granted));
 }
@@ -56,7 +56,7 @@ int api_lease_keepalive(http_req *r, void *ctx)
         return CITRUS_EINVAL;
     int rc = store_lease_keepalive(a->st, id, &ttl);
     if (rc < 0)
-        return kvjson_reply_store_error(r, rc);
+        return kvreq_reply_store_error(r, rc);
     return http_reply_json(r, 200,
                            json_pack("{s:I,s:I}", "id", (json_int_t)id, "ttl", (json_int_t)ttl));
 }
@@ -70,6 +70,6 @@ int api_lease_revoke(http_req *r, void *ctx)
         return CITRUS_EINVAL;
     int rc = store_lease_revoke(a->st, id);
     if (rc < 0)
-        return kvjson_reply_store_error(r, rc);
+        return kvreq_reply_store_error(r, rc);
     return http_reply_json(r, 200, json_pack("{s:I,s:b}", "id", (json_int_t)id, "revoked", 1));
 }

@@ -9,10 +9,11 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
-#include "api/kvjson.h"
+#include "api/kvreq.h"
 #include "api/write.h"
 #include "citrus/errors.h"
 #include "wire/base64.h"
+#include "wire/kvjson.h"
 
 #define TXN_MAX_ITEMS 128
 
@@ -76,7 +77,7 @@ static int parse_key(txn_parse *p, json_t *o, const char *where, size_t i, bool 
     if (strlen(*key) != json_string_length(k))
         return http_reply_errorf(p->r, CITRUS_EBADKEY, "%s[%zu]: key contains NUL", where, i),
                CITRUS_EBADKEY;
-    return kvjson_check_key(p->r, *key, prefix);
+    return kvreq_check_key(p->r, *key, prefix);
 }
 
 static int opt_bool(txn_parse *p, json_t *o, const char *name, const char *where, size_t i,
@@ -264,7 +265,7 @@ static json_t *op_result_json(const kv_op_result *res, const kv_op *op)
     case KV_OP_GET:
     default:
         return json_pack("{s:s,s:o,s:b}", "op", "get", "items",
-                         kvjson_items(&res->range, !op->keys_only), "more", res->range.more);
+                         kvjson_items_encode(&res->range, !op->keys_only), "more", res->range.more);
     }
 }
 

@@ -20,8 +20,9 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
-#include "api/kvjson.h"
+#include "api/kvreq.h"
 #include "citrus/errors.h"
+#include "wire/kvjson.h"
 
 #define POLL_MAX_EVENTS 1000
 #define POLL_GRACE_MS 5000 /* past its deadline, a poll answers even if not caught up */
@@ -341,7 +342,7 @@ static void poll_cb(void *ctx, const kv_event *events, size_t n, int err)
             w->capped = true; /* whole revisions only: the caller polls again */
         } else {
             for (size_t i = 0; i < n; i++)
-                json_array_append_new(w->events, kvjson_event(&events[i]));
+                json_array_append_new(w->events, kvjson_event_encode(&events[i]));
             if (n)
                 w->last_rev = events[n - 1].kv.mod_revision;
         }
@@ -414,7 +415,7 @@ static void sse_cb(void *ctx, const kv_event *events, size_t n, int err)
         w->ended = true;
     }
     for (size_t i = 0; i < n; i++) {
-        json_t *ev = kvjson_event(&events[i]);
+        json_t *ev = kvjson_event_encode(&events[i]);
         char *text = json_dumps(ev, JSON_COMPACT);
         json_decref(ev);
         if (!text)
@@ -482,7 +483,7 @@ static int open_watch(http_req *r, waiter *w, const char *prefix, store_watch_cb
                rc;
     }
     if (rc < 0)
-        return kvjson_reply_store_error(r, rc), rc;
+        return kvreq_reply_store_error(r, rc), rc;
     return 0;
 }
 
@@ -547,7 +548,7 @@ int api_watch(http_req *r, void *ctx)
         return http_offload(r, api_watch, ctx);
     const char *prefix = http_req_param(r, "prefix");
     int64_t from;
-    if (kvjson_check_key(r, prefix, true) < 0 ||
+    if (kvreq_check_key(r, prefix, true) < 0 ||
         http_req_query_int(r, "from_revision", 0, &from) < 0)
         return CITRUS_EINVAL;
     const char *last_id = http_req_header(r, "Last-Event-ID");
@@ -563,7 +564,7 @@ int api_watch(http_req *r, void *ctx)
     store_status st;
     int rc = store_status_get(a->st, &st);
     if (rc < 0)
-        return kvjson_reply_store_error(r, rc);
+        return kvreq_reply_store_error(r, rc);
     if (from == 0)
         from = st.revision + 1;
     int64_t timeout = 30000;

@@ -22,7 +22,7 @@
 #include "net/client.h"
 #include "cli/input.h"
 #include "cli/snapshot_file.h"
-#include "wire/snapshot_json.h"
+#include "wire/kvjson.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -66,7 +66,7 @@ static bool fetch_snapshot(const char *endpoint, kv_snapshot *snap)
         goto out_resp;
     }
     json_t *j = client_response_json(&resp, why, sizeof(why));
-    if (!j || snapshot_json_decode(j, snap, why, sizeof(why)) < 0) {
+    if (!j || kvjson_snapshot_decode(j, snap, why, sizeof(why)) < 0) {
         fprintf(stderr, "backup: unexpected snapshot from the server: %s\n", why);
         json_decref(j);
         goto out_resp;

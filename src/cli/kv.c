@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -337,12 +338,12 @@ out:
     return rc;
 }
 
-/* Set by SIGINT while watching. */
-static volatile sig_atomic_t watch_interrupted;
+/* Set by SIGINT while watching (lock-free, so a handler may set it). */
+static atomic_bool watch_interrupted;
 
 static void on_sigint(int sig)
 {
-    watch_interrupted = 1;
+    atomic_store(&watch_interrupted, true);
 }
 
 /* Prints one watch event; false when the output failed. */
@@ -429,12 +430,12 @@ static int kv_watch(client *c, const kv_args *a)
     int64_t from = a->from_rev, printed = 0;
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     sigemptyset(&sa.sa_mask);
-    watch_interrupted = 0;
+    atomic_store(&watch_interrupted, false);
     sigaction(SIGINT, &sa, &old);
     client_set_abort_flag(c, &watch_interrupted);
     client_set_timeout_ms(c, WATCH_REQUEST_TIMEOUT_MS);
     int rc = 0;
-    while (rc == 0 && !watch_interrupted && (a->count == 0 || printed < a->count))
+    while (rc == 0 && !atomic_load(&watch_interrupted) && (a->count == 0 || printed < a->count))
         rc = watch_poll(c, a, &from, &printed);
     client_set_abort_flag(c, NULL);
     sigaction(SIGINT, &old, NULL);

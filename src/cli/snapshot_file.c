@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "wire/snapshot_json.h"
+#include "wire/kvjson.h"
 #include "core/key.h"
 #include "core/utf8.h"
 
@@ -148,7 +148,7 @@ int snapshot_file_write(FILE *f, const kv_snapshot *snap, time_t created, char *
                               "leases", (json_int_t)snap->nleases, "created", when),
                     errbuf, errlen);
     for (size_t i = 0; rc == 0 && i < snap->nleases; i++) {
-        json_t *l = snapshot_json_lease_encode(&snap->leases[i]);
+        json_t *l = kvjson_lease_encode(&snap->leases[i]);
         rc = write_line(f, md, l ? json_pack("{s:o}", "lease", l) : NULL, errbuf, errlen);
     }
     for (size_t i = 0; rc == 0 && i < snap->count; i++) {
@@ -158,7 +158,7 @@ int snapshot_file_write(FILE *f, const kv_snapshot *snap, time_t created, char *
             rc = CITRUS_EBADKEY;
             break;
         }
-        rc = write_line(f, md, snapshot_json_entry_encode(&snap->items[i]), errbuf, errlen);
+        rc = write_line(f, md, kvjson_entry_encode(&snap->items[i], true), errbuf, errlen);
     }
     if (rc < 0)
         goto out;
@@ -288,7 +288,7 @@ static int parse_body(const char *buf, size_t pos, size_t end, kv_snapshot *out,
         if (json_object_size(j) != 1 || !l)
             snprintf(why, sizeof(why), "expected a lease line");
         else
-            rc = snapshot_json_lease_decode(l, true, &out->leases[i], why, sizeof(why));
+            rc = kvjson_lease_decode(l, true, &out->leases[i], why, sizeof(why));
         json_decref(j);
         if (rc < 0) {
             snprintf(errbuf, errlen, "line %zu: %s", lineno, why);
@@ -300,7 +300,7 @@ static int parse_body(const char *buf, size_t pos, size_t end, kv_snapshot *out,
         json_t *j = parse_line(p, n, ++lineno, errbuf, errlen);
         if (!j)
             return CITRUS_ECORRUPT;
-        int rc = snapshot_json_entry_decode(j, true, &out->items[i], why, sizeof(why));
+        int rc = kvjson_entry_decode(j, true, true, &out->items[i], why, sizeof(why));
         json_decref(j);
         if (rc < 0) {
             snprintf(errbuf, errlen, "line %zu: %s", lineno, why);

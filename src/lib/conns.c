@@ -3,6 +3,7 @@
 #include "lib/conns.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@ typedef struct idle {
 struct conns {
     char **endpoints;
     size_t n;
-    size_t preferred; /* atomic */
+    atomic_size_t preferred; /* read and set by any thread */
     long connect_ms, request_ms;
     pthread_mutex_t mu;
     idle *free_list; /* guarded by mu */
@@ -85,12 +86,12 @@ const char *conns_endpoint(const conns *p, size_t i)
 
 size_t conns_preferred(const conns *p)
 {
-    return __atomic_load_n(&p->preferred, __ATOMIC_RELAXED);
+    return atomic_load_explicit(&p->preferred, memory_order_relaxed);
 }
 
 void conns_set_preferred(conns *p, size_t i)
 {
-    __atomic_store_n(&p->preferred, i, __ATOMIC_RELAXED);
+    atomic_store_explicit(&p->preferred, i, memory_order_relaxed);
 }
 
 /* An idle handle for base, or a new one. */

@@ -6,9 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "lib/feed.h"
+#include "lib/deadline.h"
 
 #define DEFAULT_CONNECT_MS 2000
 #define DEFAULT_REQUEST_MS 30000
@@ -39,6 +38,12 @@ void handle_publish(citrus_client *c, snap *s)
     snap_unref(old);
 }
 
+/* The feed's publish_fn. */
+static void publish_to(void *c, snap *s)
+{
+    handle_publish(c, s);
+}
+
 void citrus_free(void *p)
 {
     free(p);
@@ -46,13 +51,12 @@ void citrus_free(void *p)
 
 void handle_free(citrus_client *c)
 {
+    feed_free(c->feed);
     snap_unref(c->cur);
-    snap_builder_clear(&c->builder);
     conns_free(c->conns);
     free(c->router);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
-    pthread_mutex_destroy(&c->build_mu);
     free(c);
 }
 
@@ -87,14 +91,14 @@ citrus_client *handle_new(const citrus_options *o, citrus_error *err)
         return NULL;
     }
     pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->build_mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    snap_builder_init(&c->builder);
     c->request_ms = o->request_timeout_ms ? o->request_timeout_ms : DEFAULT_REQUEST_MS;
     c->conns = conns_new(o->endpoints, o->nendpoints,
                          o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_MS,
                          c->request_ms);
-    if (!c->conns || (o->router_url && !(c->router = strdup(o->router_url)))) {
+    if (c->conns)
+        c->feed = feed_new(c->conns, c->request_ms, publish_to, c);
+    if (!c->feed || (o->router_url && !(c->router = strdup(o->router_url)))) {
         conns_fail(err, CITRUS_ENOMEM, "out of memory");
         handle_free(c);
         return NULL;
@@ -107,8 +111,8 @@ citrus_client *citrus_connect(const citrus_options *o, citrus_error *err)
     citrus_client *c = handle_new(o, err);
     if (!c)
         return NULL;
-    if (feed_load(c, err) < 0 ||
-        (!o->no_watch && feed_start(c) < 0 && conns_fail(err, CITRUS_ENOMEM, "no thread"))) {
+    if (feed_load(c->feed, err) < 0 ||
+        (!o->no_watch && feed_start(c->feed) < 0 && conns_fail(err, CITRUS_ENOMEM, "no thread"))) {
         handle_free(c);
         return NULL;
     }
@@ -119,8 +123,7 @@ void citrus_close(citrus_client *c)
 {
     if (!c)
         return;
-    feed_stop(c);
-    handle_free(c);
+    handle_free(c); /* the feed's watch stops first */
 }
 
 int64_t citrus_revision(citrus_client *c)
@@ -139,24 +142,11 @@ int64_t citrus_ring_version(citrus_client *c)
     return r;
 }
 
-struct timespec handle_deadline(long ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* Waits (mu held) until done(c, arg) or the deadline. */
 static int wait_until(citrus_client *c, bool (*done)(const snap *s, const void *arg),
                       const void *arg, long timeout_ms)
 {
-    struct timespec ts = handle_deadline(timeout_ms);
+    struct timespec ts = deadline_in_ms(timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&c->mu);
     while (!done(c->cur, arg) && rc == 0)
@@ -178,7 +168,7 @@ int citrus_wait_revision(citrus_client *c, int64_t revision, long timeout_ms)
 
 int citrus_refresh(citrus_client *c, citrus_error *err)
 {
-    return feed_load(c, err);
+    return feed_load(c->feed, err);
 }
 
 /* ---- resolution ---- */
@@ -286,7 +276,8 @@ int citrus_shard_dsn(citrus_client *c, const char *key, citrus_consistency consi
     const char *dsn = citrus_route_dsn(r);
     size_t n = citrus_route_replica_count(r);
     if (consistency == CITRUS_EVENTUAL && n > 0)
-        dsn = citrus_route_replica(r, __atomic_fetch_add(&c->replica_rr, 1, __ATOMIC_RELAXED) % n);
+        dsn = citrus_route_replica(
+            r, atomic_fetch_add_explicit(&c->replica_rr, 1, memory_order_relaxed) % n);
     if (!dsn)
         rc = conns_fail(err, CITRUS_ENOTFOUND, "shard '%s' has no DSN yet", r->shard_id);
     else if (!(*dsn_out = strdup(dsn)))
@@ -325,7 +316,7 @@ int citrus_register_tenant(citrus_client *c, const char *business_id, const char
     if (rc == 0 && !key)
         rc = j ? conns_fail(err, CITRUS_ECORRUPT, "unexpected answer: no shardKey") : err->code;
     /* Read-your-registration: the local copy gets the pin through the watch. */
-    if (rc == 0 && c->watching && wait_until(c, has_pin, key, c->request_ms) < 0)
+    if (rc == 0 && feed_watching(c->feed) && wait_until(c, has_pin, key, c->request_ms) < 0)
         rc = conns_fail(err, CITRUS_ETIMEOUT,
                         "registered, but the pin did not reach the local copy in time");
     if (rc == 0 && key_out && !(*key_out = strdup(key)))

@@ -2,6 +2,7 @@
 #include "lib/snap.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,18 +13,18 @@
 #include "wire/shard_json.h"
 
 struct snap_ring {
-    int refs;
+    atomic_int refs;
     ring *rg;
 };
 
 struct snap_shards {
-    int refs;
+    atomic_int refs;
     shard *v; /* by id */
     size_t n;
 };
 
 struct snap_pins {
-    int refs;
+    atomic_int refs;
     snap_pin *v; /* by key */
     size_t n;
 };
@@ -36,14 +37,16 @@ typedef struct raw {
 
 /* ---- parts ---- */
 
-static int ref_add(int *refs)
+static void ref_add(atomic_int *refs)
 {
-    return __atomic_add_fetch(refs, 1, __ATOMIC_RELAXED);
+    atomic_fetch_add_explicit(refs, 1, memory_order_relaxed);
 }
 
-static bool ref_drop(int *refs)
+/* Whether that was the last reference (acquire-release: the freeing thread
+ * sees every other holder's writes). */
+static bool ref_drop(atomic_int *refs)
 {
-    return __atomic_sub_fetch(refs, 1, __ATOMIC_ACQ_REL) == 0;
+    return atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel) == 1;
 }
 
 static void ring_part_drop(snap_ring *p)

@@ -12,6 +12,7 @@
 #ifndef CITRUS_LIB_SNAP_H
 #define CITRUS_LIB_SNAP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,7 +32,7 @@ typedef struct snap_shards snap_shards;
 typedef struct snap_pins snap_pins;
 
 typedef struct snap {
-    int refs; /* atomic */
+    atomic_int refs;
     int64_t revision;
     int64_t ring_version;
     snap_ring *ring;

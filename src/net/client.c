@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +13,14 @@
 #include <unistd.h>
 
 #include "citrus/errors.h"
+#include "core/strbuf.h"
 
 struct client {
     CURL *curl;
     char *endpoint; /* no trailing '/' */
     long timeout_ms;
     long connect_timeout_ms;
-    const volatile sig_atomic_t *abort_flag;
+    const atomic_bool *abort_flag; /* kept, read on the requesting thread */
     /* The socket libcurl opened last and has not closed, for
      * client_interrupt (from another thread): guarded by sock_mu. */
     pthread_mutex_t sock_mu;
@@ -27,56 +29,18 @@ struct client {
     char errbuf[CURL_ERROR_SIZE + 512];
 };
 
-/* A growing byte buffer that stays NUL-terminated. */
-typedef struct bytebuf {
-    char *data;
-    size_t len, cap;
-    bool oom;
-} bytebuf;
-
-static bool bytebuf_append(bytebuf *b, const char *p, size_t n)
-{
-    if (b->oom)
-        return false;
-    if (!b->data || b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d) {
-            b->oom = true;
-            return false;
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return true;
-}
-
-/* Where a request in flight collects its answer. */
+/* Where a request in flight collects its answer: the body, and the
+ * headers as "name\0value\0" one after the other (split at the end). */
 typedef struct collect {
-    bytebuf body;
-    client_header *headers;
-    size_t nheaders, cap;
-    bool oom;
+    strbuf body;
+    strbuf heads;
+    size_t nheaders;
 } collect;
-
-static void collect_clear_headers(collect *k)
-{
-    for (size_t i = 0; i < k->nheaders; i++) {
-        free(k->headers[i].name);
-        free(k->headers[i].value);
-    }
-    k->nheaders = 0;
-}
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
 {
     collect *k = ctx;
-    return bytebuf_append(&k->body, p, size * n) ? size * n : 0;
+    return strbuf_add(&k->body, p, size * n) == 0 ? size * n : 0;
 }
 
 static bool is_blank(char ch)
@@ -85,44 +49,48 @@ static bool is_blank(char ch)
 }
 
 /* Called once per header line, status lines included. A status line starts a
- * new response (after a 100 Continue, say), so it drops what came before. */
+ * new response (after a 100 Continue, say), so it drops what came before.
+ * A line holding a NUL is not HTTP: it is left out. */
 static size_t on_header(char *p, size_t size, size_t n, void *ctx)
 {
     collect *k = ctx;
     size_t len = size * n;
     if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
-        collect_clear_headers(k);
+        strbuf_reset(&k->heads);
+        k->nheaders = 0;
         return len;
     }
     const char *colon = memchr(p, ':', len);
-    if (!colon)
+    if (!colon || memchr(p, '\0', len))
         return len; /* the blank line ending the headers */
-    size_t nlen = (size_t)(colon - p);
     const char *v = colon + 1, *end = p + len;
     while (v < end && is_blank(*v))
         v++;
     while (end > v && is_blank(end[-1]))
         end--;
-    if (k->nheaders == k->cap) {
-        size_t cap = k->cap ? k->cap * 2 : 16;
-        client_header *h = realloc(k->headers, cap * sizeof(*h));
-        if (!h)
-            goto oom;
-        k->headers = h;
-        k->cap = cap;
-    }
-    client_header *h = &k->headers[k->nheaders];
-    h->name = strndup(p, nlen);
-    h->value = strndup(v, (size_t)(end - v));
-    if (!h->name || !h->value) {
-        free(h->name);
-        free(h->value);
-        goto oom;
-    }
+    strbuf_add(&k->heads, p, (size_t)(colon - p));
+    strbuf_add(&k->heads, "", 1);
+    strbuf_add(&k->heads, v, (size_t)(end - v));
+    strbuf_add(&k->heads, "", 1);
     k->nheaders++;
-    return len;
-oom:
-    k->oom = true;
+    return k->heads.err ? 0 : len;
+}
+
+/* Hands the collected headers over to resp: one block of text, and the
+ * array of names and values pointing into it. */
+static int collect_headers(collect *k, client_response *resp)
+{
+    resp->header_text = strbuf_take(&k->heads, NULL);
+    resp->headers = calloc(k->nheaders ? k->nheaders : 1, sizeof(*resp->headers));
+    if (!resp->header_text || !resp->headers)
+        return CITRUS_ENOMEM;
+    const char *t = resp->header_text;
+    for (; resp->nheaders < k->nheaders; resp->nheaders++) {
+        client_header *h = &resp->headers[resp->nheaders];
+        h->name = t;
+        h->value = t + strlen(t) + 1;
+        t = h->value + strlen(h->value) + 1;
+    }
     return 0;
 }
 
@@ -130,7 +98,7 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
                        curl_off_t ulnow)
 {
     const client *c = ctx;
-    return c->abort_flag && *c->abort_flag ? 1 : 0;
+    return c->abort_flag && atomic_load(c->abort_flag) ? 1 : 0;
 }
 
 /* libcurl opens and closes its sockets through these, so that the one in
@@ -139,7 +107,7 @@ static curl_socket_t on_open_socket(void *ctx, curlsocktype purpose, struct curl
 {
     (void)purpose;
     client *c = ctx;
-    if (c->abort_flag && *c->abort_flag)
+    if (c->abort_flag && atomic_load(c->abort_flag))
         return CURL_SOCKET_BAD; /* interrupted already: no new connection */
     curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
     if (s == CURL_SOCKET_BAD)
@@ -235,7 +203,7 @@ void client_set_connect_timeout_ms(client *c, long ms)
     c->connect_timeout_ms = ms;
 }
 
-void client_set_abort_flag(client *c, const volatile sig_atomic_t *flag)
+void client_set_abort_flag(client *c, const atomic_bool *flag)
 {
     c->abort_flag = flag;
 }
@@ -327,9 +295,9 @@ int client_request(client *c, const char *method, const char *path, const void *
     }
 
     CURLcode cc = curl_easy_perform(h);
-    if (cc != CURLE_OK && c->abort_flag && *c->abort_flag)
+    if (cc != CURLE_OK && c->abort_flag && atomic_load(c->abort_flag))
         cc = CURLE_ABORTED_BY_CALLBACK; /* client_interrupt cut it short */
-    if (k.oom || k.body.oom) {
+    if (k.heads.err || k.body.err) {
         snprintf(c->errbuf, sizeof(c->errbuf), "out of memory");
         rc = CITRUS_ENOMEM;
         goto out_collect;
@@ -338,20 +306,17 @@ int client_request(client *c, const char *method, const char *path, const void *
         rc = transport_error(c, cc, url);
         goto out_collect;
     }
-    if (!k.body.data && !bytebuf_append(&k.body, "", 0))
+    /* An empty body is "" too (strbuf_take allocates it). */
+    if (!(resp->body = strbuf_take(&k.body, &resp->body_len)) || collect_headers(&k, resp) < 0) {
+        client_response_free(resp);
         goto out_collect;
+    }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-    resp->body = k.body.data;
-    resp->body_len = k.body.len;
-    resp->headers = k.headers;
-    resp->nheaders = k.nheaders;
-    k = (collect){0};
     rc = 0;
 
 out_collect:
-    collect_clear_headers(&k);
-    free(k.headers);
-    free(k.body.data);
+    strbuf_free(&k.heads);
+    strbuf_free(&k.body);
 out_headers:
     curl_slist_free_all(hl);
     free(url);
@@ -365,11 +330,8 @@ void client_response_free(client_response *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->nheaders; i++) {
-        free(r->headers[i].name);
-        free(r->headers[i].value);
-    }
     free(r->headers);
+    free(r->header_text);
     free(r->body);
     memset(r, 0, sizeof(*r));
 }
@@ -398,7 +360,7 @@ json_t *client_response_json(const client_response *r, char *errbuf, size_t errl
     return j;
 }
 
-void client_response_error(const client_response *r, char *buf, size_t len)
+void client_response_error(const client_response *r, char *out, size_t len)
 {
     json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
     json_t *e = json_object_get(j, "error");
@@ -409,16 +371,16 @@ void client_response_error(const client_response *r, char *buf, size_t len)
         int n = (int)(r->body_len < 200 ? r->body_len : 200);
         while (n > 0 && is_blank(r->body[n - 1]))
             n--;
-        snprintf(buf, len, "http_%ld: %.*s", r->status, n, n ? r->body : "(empty response)");
+        snprintf(out, len, "http_%ld: %.*s", r->status, n, n ? r->body : "(empty response)");
         json_decref(j);
         return;
     }
-    int n = snprintf(buf, len, "%s: %s", code, msg ? msg : "");
+    int n = snprintf(out, len, "%s: %s", code, msg ? msg : "");
     static const char *const extras[] = {"mod_revision", "compact_revision"};
     for (size_t i = 0; i < sizeof(extras) / sizeof(extras[0]); i++) {
         json_t *x = json_object_get(e, extras[i]);
         if (json_is_integer(x) && n >= 0 && (size_t)n < len)
-            n += snprintf(buf + n, len - (size_t)n, " (%s %" JSON_INTEGER_FORMAT ")", extras[i],
+            n += snprintf(out + n, len - (size_t)n, " (%s %" JSON_INTEGER_FORMAT ")", extras[i],
                           json_integer_value(x));
     }
     json_decref(j);

@@ -8,14 +8,14 @@
 #define CITRUS_NET_CLIENT_H
 
 #include <jansson.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 typedef struct client client;
 
 typedef struct client_header {
-    char *name;  /* as received, owned */
-    char *value; /* leading/trailing blanks trimmed, owned */
+    const char *name;  /* as received */
+    const char *value; /* leading/trailing blanks trimmed */
 } client_header;
 
 typedef struct client_response {
@@ -24,6 +24,7 @@ typedef struct client_response {
     size_t body_len;
     client_header *headers; /* headers of the final response, in order, owned */
     size_t nheaders;
+    char *header_text; /* owned: what the headers' names and values point into */
 } client_response;
 
 /* Where the CLI talks to when neither --endpoint nor CITRUS_ENDPOINT says. */
@@ -54,10 +55,11 @@ void client_set_timeout_ms(client *c, long ms);
  * CLIENT_CONNECT_TIMEOUT_MS). */
 void client_set_connect_timeout_ms(client *c, long ms);
 
-/* When *flag becomes non-zero (say, from a SIGINT handler) the request in
- * flight is abandoned within about a second and client_request returns
- * CITRUS_ECLOSED. The flag is kept, not copied; NULL clears it. */
-void client_set_abort_flag(client *c, const volatile sig_atomic_t *flag);
+/* When *flag becomes true (set by another thread, or by a signal handler:
+ * atomic_bool is lock-free) the request in flight is abandoned within about
+ * a second and client_request returns CITRUS_ECLOSED. The flag is kept, not
+ * copied; NULL clears it. */
+void client_set_abort_flag(client *c, const atomic_bool *flag);
 
 /* From another thread, after setting the abort flag: ends the request in
  * flight at once (shuts its connection down) instead of at libcurl's next
@@ -93,10 +95,10 @@ const char *client_response_header(const client_response *r, const char *name);
  * the body is not a JSON object (errbuf then says why). */
 json_t *client_response_json(const client_response *r, char *errbuf, size_t errlen);
 
-/* Describes an error response in buf as "code: message", adding
+/* Describes an error response in out as "code: message", adding
  * " (mod_revision N)" / " (compact_revision N)" when the error carries them.
  * A body that is not a Citrus error gives "http_<status>: <start of body>". */
-void client_response_error(const client_response *r, char *buf, size_t len);
+void client_response_error(const client_response *r, char *out, size_t len);
 
 /* Percent-encodes s for use in a URL path: each '/'-separated segment is
  * escaped on its own (everything but RFC 3986 unreserved characters) and the

@@ -1,16 +1,20 @@
 /* tests/fuzz/fuzz_snapshot.c — the backup file parser (snapshot_file_parse)
- * and the GET /v1/snapshot answer decoder (snapshot_json_decode).
+ * and the decoders of the KV answers (wire/kvjson.h): snapshot, range and
+ * watch.
  *
  * The first byte picks what the rest is:
  *   0 mod 3  a whole backup file, as restore reads it;
  *   1 mod 3  a backup without its trailer: the harness appends a correct
  *            sha256 trailer, so mutations reach the header, lease and item
  *            lines instead of stopping at the checksum;
- *   2 mod 3  a JSON snapshot answer for snapshot_json_decode.
+ *   2 mod 3  a JSON answer, given to kvjson_snapshot_decode,
+ *            kvjson_range_decode (with and without values) and
+ *            kvjson_watch_decode.
  * Invariants: no crash or leak; failures return CITRUS_ECORRUPT (or
- * CITRUS_EBADJSON for the decoder) with a message and leave *out empty; an
+ * CITRUS_EBADJSON for the decoders) with a message and leave *out empty; an
  * accepted file passes snapshot_file_check, and writing it with
- * snapshot_file_write and parsing that gives the same snapshot back. */
+ * snapshot_file_write and parsing that gives the same snapshot back; an
+ * accepted range or watch answer encodes and decodes to the same values. */
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
@@ -23,12 +27,23 @@
 #include "check.h"
 #include "citrus/errors.h"
 #include "cli/snapshot_file.h"
-#include "wire/snapshot_json.h"
+#include "wire/kvjson.h"
 
 static void check_empty(const kv_snapshot *s)
 {
     FUZZ_CHECK(s->items == NULL && s->leases == NULL && s->count == 0 && s->nleases == 0,
                "a failed parse left data in *out");
+}
+
+static void check_same_entry(const kv_entry *x, const kv_entry *y)
+{
+    FUZZ_CHECK(strcmp(x->key, y->key) == 0, "key '%s' differs after a round trip", x->key);
+    FUZZ_CHECK(x->value_len == y->value_len &&
+                   (x->value_len == 0 || memcmp(x->value, y->value, x->value_len) == 0),
+               "value of '%s' differs after a round trip", x->key);
+    FUZZ_CHECK(x->create_revision == y->create_revision && x->mod_revision == y->mod_revision &&
+                   x->version == y->version && x->lease == y->lease,
+               "revisions of '%s' differ after a round trip", x->key);
 }
 
 static void check_same(const kv_snapshot *a, const kv_snapshot *b)
@@ -41,16 +56,8 @@ static void check_same(const kv_snapshot *a, const kv_snapshot *b)
     for (size_t i = 0; i < a->nleases; i++)
         FUZZ_CHECK(memcmp(&a->leases[i], &b->leases[i], sizeof(a->leases[i])) == 0,
                    "lease %zu differs after a round trip", i);
-    for (size_t i = 0; i < a->count; i++) {
-        const kv_entry *x = &a->items[i], *y = &b->items[i];
-        FUZZ_CHECK(strcmp(x->key, y->key) == 0, "key %zu differs after a round trip", i);
-        FUZZ_CHECK(x->value_len == y->value_len &&
-                       (x->value_len == 0 || memcmp(x->value, y->value, x->value_len) == 0),
-                   "value of '%s' differs after a round trip", x->key);
-        FUZZ_CHECK(x->create_revision == y->create_revision && x->mod_revision == y->mod_revision &&
-                       x->version == y->version && x->lease == y->lease,
-                   "revisions of '%s' differ after a round trip", x->key);
-    }
+    for (size_t i = 0; i < a->count; i++)
+        check_same_entry(&a->items[i], &b->items[i]);
 }
 
 /* Writes snap as a backup file and parses it back. */
@@ -122,18 +129,81 @@ static void fuzz_file_with_trailer(const uint8_t *body, size_t n)
     free(buf);
 }
 
+/* A decoder's refusal: a code and a message. */
+static void check_refusal(int rc, const char *err)
+{
+    FUZZ_CHECK(rc == CITRUS_EBADJSON || rc == CITRUS_ENOMEM, "decode returned %d", rc);
+    FUZZ_CHECK(err[0] != '\0', "refused without a message");
+}
+
+/* A listing page: accepted ones encode and decode back to the same. */
+static void fuzz_range(const json_t *j, bool with_value)
+{
+    kv_range_res r, back;
+    char err[256] = "";
+    int rc = kvjson_range_decode(j, with_value, &r, err, sizeof(err));
+    if (rc < 0) {
+        check_refusal(rc, err);
+        FUZZ_CHECK(r.items == NULL && r.count == 0, "a failed decode left data in *out");
+        return;
+    }
+    json_t *again = kvjson_range_encode(&r, with_value);
+    /* NULL only out of memory: what jansson parsed is UTF-8, and NUL is refused. */
+    if (again) {
+        rc = kvjson_range_decode(again, with_value, &back, err, sizeof(err));
+        FUZZ_CHECK(rc == 0, "an encoded range does not decode: %s", err);
+        FUZZ_CHECK(back.revision == r.revision && back.more == r.more && back.count == r.count,
+                   "range differs after a round trip");
+        for (size_t i = 0; i < r.count; i++)
+            check_same_entry(&r.items[i], &back.items[i]);
+        kv_range_res_free(&back);
+    }
+    json_decref(again);
+    kv_range_res_free(&r);
+}
+
+/* A long-poll answer: accepted events encode and decode back to the same. */
+static void fuzz_watch(const json_t *j)
+{
+    kvjson_watch w;
+    char err[256] = "";
+    int rc = kvjson_watch_decode(j, &w, err, sizeof(err));
+    if (rc < 0) {
+        check_refusal(rc, err);
+        FUZZ_CHECK(w.events == NULL && w.count == 0, "a failed decode left data in *out");
+        return;
+    }
+    for (size_t i = 0; i < w.count; i++) {
+        const kv_event *ev = &w.events[i];
+        FUZZ_CHECK(ev->type == KV_EVENT_PUT || ev->kv.value == NULL, "a delete with a value");
+        json_t *again = kvjson_event_encode(ev);
+        if (!again)
+            continue;
+        kv_event back;
+        rc = kvjson_event_decode(again, &back, err, sizeof(err));
+        FUZZ_CHECK(rc == 0, "an encoded event does not decode: %s", err);
+        FUZZ_CHECK(back.type == ev->type, "event type differs after a round trip");
+        check_same_entry(&ev->kv, &back.kv);
+        kv_entry_clear(&back.kv);
+        json_decref(again);
+    }
+    kvjson_watch_free(&w);
+}
+
 static void fuzz_json(const uint8_t *data, size_t size)
 {
     json_t *j = json_loadb((const char *)data, size, 0, NULL);
     if (!j)
         return;
+    fuzz_range(j, true);
+    fuzz_range(j, false);
+    fuzz_watch(j);
     kv_snapshot snap;
     char err[256] = "";
-    int rc = snapshot_json_decode(j, &snap, err, sizeof(err));
+    int rc = kvjson_snapshot_decode(j, &snap, err, sizeof(err));
     json_decref(j);
     if (rc < 0) {
-        FUZZ_CHECK(rc == CITRUS_EBADJSON || rc == CITRUS_ENOMEM, "decode returned %d", rc);
-        FUZZ_CHECK(err[0] != '\0', "refused without a message");
+        check_refusal(rc, err);
         check_empty(&snap);
         return;
     }

@@ -6,6 +6,8 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -126,6 +128,9 @@ static void test_get_and_reuse(void **state)
         assert_string_equal(r.body, "hello");
         assert_string_equal(client_response_header(&r, "x-citrus-revision"), "7");
         assert_null(client_response_header(&r, "X-Nope"));
+        /* Every header of the answer, each name with its own value. */
+        assert_true(r.nheaders >= 3);
+        assert_string_equal(client_response_header(&r, "Content-Length"), "5");
         client_response_free(&r);
     }
     assert_string_equal(f->s.method, "GET");
@@ -233,13 +238,13 @@ static void test_timeout(void **state)
     assert_non_null(strstr(client_error(f->c), "timed out"));
 }
 
-static volatile sig_atomic_t stop_flag;
+static atomic_bool stop_flag;
 
 static void test_abort_flag(void **state)
 {
     fixture *f = *state;
     f->s.reply = (fake_http_reply){.status = 200, .body = "late", .delay_ms = 3000};
-    stop_flag = 1;
+    atomic_store(&stop_flag, true);
     client_set_abort_flag(f->c, &stop_flag);
     client_response r;
     int64_t t0 = now_ms();

@@ -1,0 +1,357 @@
+/* wire/kvjson.c — catalog entries, events, leases, range and watch answers
+ * and snapshots to and from JSON (see kvjson.h). */
+#include "wire/kvjson.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+#include "wire/base64.h"
+
+/* ---------------- encoders ---------------- */
+
+json_t *kvjson_entry_encode(const kv_entry *e, bool with_value)
+{
+    char *b64 = with_value ? base64_encode(e->value, e->value_len) : NULL;
+    json_t *o = json_object();
+    /* A NULL member (no memory, or json_string refusing a key that is not
+     * UTF-8) makes its set fail; the sets take their member either way. */
+    int bad = json_object_set_new(o, "key", json_string(e->key));
+    if (with_value)
+        bad |= json_object_set_new(o, "value", json_string(b64));
+    bad |= json_object_set_new(o, "create_revision", json_integer(e->create_revision));
+    bad |= json_object_set_new(o, "mod_revision", json_integer(e->mod_revision));
+    bad |= json_object_set_new(o, "version", json_integer(e->version));
+    bad |= json_object_set_new(o, "lease", json_integer(e->lease));
+    free(b64);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *kvjson_event_encode(const kv_event *ev)
+{
+    bool put = ev->type == KV_EVENT_PUT;
+    json_t *o = kvjson_entry_encode(&ev->kv, put);
+    if (o && json_object_set_new(o, "type", json_string(put ? "put" : "delete")) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *kvjson_lease_encode(const kv_lease_info *l)
+{
+    return json_pack("{s:I, s:I, s:I}", "id", (json_int_t)l->id, "ttl", (json_int_t)l->ttl,
+                     "remaining", (json_int_t)l->remaining);
+}
+
+static json_t *entries_encode(const kv_entry *items, size_t n, bool with_value)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, kvjson_entry_encode(&items[i], with_value)) < 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    return a;
+}
+
+json_t *kvjson_items_encode(const kv_range_res *r, bool with_value)
+{
+    return entries_encode(r->items, r->count, with_value);
+}
+
+json_t *kvjson_range_encode(const kv_range_res *r, bool with_value)
+{
+    json_t *items = kvjson_items_encode(r, with_value);
+    if (!items)
+        return NULL;
+    return json_pack("{s:I, s:o, s:b}", "revision", (json_int_t)r->revision, "items", items, "more",
+                     r->more);
+}
+
+json_t *kvjson_snapshot_encode(const kv_snapshot *s)
+{
+    json_t *items = entries_encode(s->items, s->count, true), *leases = json_array();
+    for (size_t i = 0; leases && i < s->nleases; i++)
+        if (json_array_append_new(leases, kvjson_lease_encode(&s->leases[i])) < 0) {
+            json_decref(leases);
+            leases = NULL;
+        }
+    if (!items || !leases) {
+        json_decref(items);
+        json_decref(leases);
+        return NULL;
+    }
+    return json_pack("{s:I, s:I, s:o, s:o}", "revision", (json_int_t)s->revision,
+                     "compact_revision", (json_int_t)s->compact_revision, "items", items, "leases",
+                     leases);
+}
+
+/* ---------------- decoders ---------------- */
+
+/* In strict mode, fails on any member of j not listed in names. */
+static int check_members(const json_t *j, bool strict, const char *const *names, const char *what,
+                         char *errbuf, size_t errlen)
+{
+    if (!json_is_object(j)) {
+        snprintf(errbuf, errlen, "%s is not a JSON object", what);
+        return CITRUS_EBADJSON;
+    }
+    if (!strict)
+        return 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)j, k, v)
+    {
+        size_t i = 0;
+        while (names[i] && strcmp(names[i], k) != 0)
+            i++;
+        if (!names[i]) {
+            snprintf(errbuf, errlen, "%s has an unexpected member \"%s\"", what, k);
+            return CITRUS_EBADJSON;
+        }
+    }
+    return 0;
+}
+
+/* Reads integer member name of j; absent gives def when optional. */
+static int get_int(const json_t *j, const char *name, bool optional, int64_t def, int64_t *out,
+                   const char *what, char *errbuf, size_t errlen)
+{
+    json_t *v = json_object_get(j, name);
+    if (!v && optional) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v)) {
+        snprintf(errbuf, errlen, "%s: \"%s\" is %s", what, name, v ? "not an integer" : "missing");
+        return CITRUS_EBADJSON;
+    }
+    *out = (int64_t)json_integer_value(v);
+    return 0;
+}
+
+/* The array member name of j (absent gives NULL when optional). */
+static int get_array(const json_t *j, const char *name, bool optional, json_t **out,
+                     const char *what, char *errbuf, size_t errlen)
+{
+    *out = json_object_get(j, name);
+    if ((!*out && optional) || json_is_array(*out))
+        return 0;
+    snprintf(errbuf, errlen, "%s: \"%s\" is %s", what, name, *out ? "not an array" : "missing");
+    return CITRUS_EBADJSON;
+}
+
+/* An entry (what: "item" or "event", for messages). */
+static int entry_decode(const json_t *j, bool strict, bool with_value, const char *what,
+                        kv_entry *out, char *errbuf, size_t errlen)
+{
+    /* Without the value, the shape is these names after the first. */
+    static const char *const names[] = {
+        "value", "key", "create_revision", "mod_revision", "version", "lease", NULL};
+    memset(out, 0, sizeof(*out));
+    int rc = check_members(j, strict, names + (with_value ? 0 : 1), what, errbuf, errlen);
+    if (rc < 0)
+        return rc;
+    json_t *key = json_object_get(j, "key"), *val = json_object_get(j, "value");
+    if (!json_is_string(key)) {
+        snprintf(errbuf, errlen, "%s: \"key\" is %s", what, key ? "not a string" : "missing");
+        return CITRUS_EBADJSON;
+    }
+    size_t klen = json_string_length(key);
+    const char *ks = json_string_value(key);
+    if (memchr(ks, '\0', klen)) {
+        snprintf(errbuf, errlen, "%s: key contains NUL", what);
+        return CITRUS_EBADJSON;
+    }
+    if (with_value && !json_is_string(val)) {
+        snprintf(errbuf, errlen, "%s \"%s\": \"value\" is %s", what, ks,
+                 val ? "not a string" : "missing");
+        return CITRUS_EBADJSON;
+    }
+    char where[64];
+    snprintf(where, sizeof(where), "%s \"%.40s\"", what, ks);
+    if ((rc = get_int(j, "create_revision", false, 0, &out->create_revision, where, errbuf,
+                      errlen)) < 0 ||
+        (rc = get_int(j, "mod_revision", false, 0, &out->mod_revision, where, errbuf, errlen)) <
+            0 ||
+        (rc = get_int(j, "version", false, 0, &out->version, where, errbuf, errlen)) < 0 ||
+        (rc = get_int(j, "lease", !strict, 0, &out->lease, where, errbuf, errlen)) < 0)
+        goto fail;
+
+    size_t vlen = 0;
+    unsigned char *value = NULL;
+    if (with_value &&
+        !(value = base64_decode(json_string_value(val), json_string_length(val), &vlen))) {
+        snprintf(errbuf, errlen, "%s: \"value\" is not valid base64", where);
+        rc = CITRUS_EBADJSON;
+        goto fail;
+    }
+    out->key = strdup(ks);
+    if (!out->key) {
+        free(value);
+        snprintf(errbuf, errlen, "out of memory");
+        rc = CITRUS_ENOMEM;
+        goto fail;
+    }
+    if (vlen == 0) { /* kv_entry: no value is NULL */
+        free(value);
+        value = NULL;
+    }
+    out->value = value;
+    out->value_len = vlen;
+    return 0;
+
+fail:
+    memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+int kvjson_entry_decode(const json_t *j, bool strict, bool with_value, kv_entry *out, char *errbuf,
+                        size_t errlen)
+{
+    return entry_decode(j, strict, with_value, "item", out, errbuf, errlen);
+}
+
+int kvjson_event_decode(const json_t *j, kv_event *out, char *errbuf, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    const char *type = json_string_value(json_object_get(j, "type"));
+    bool put = type && strcmp(type, "put") == 0;
+    if (!put && !(type && strcmp(type, "delete") == 0)) {
+        snprintf(errbuf, errlen, "event: \"type\" is not \"put\" or \"delete\"");
+        return CITRUS_EBADJSON;
+    }
+    out->type = put ? KV_EVENT_PUT : KV_EVENT_DELETE;
+    int rc = entry_decode(j, false, put, "event", &out->kv, errbuf, errlen);
+    if (rc < 0)
+        memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+int kvjson_lease_decode(const json_t *j, bool strict, kv_lease_info *out, char *errbuf,
+                        size_t errlen)
+{
+    static const char *const names[] = {"id", "ttl", "remaining", NULL};
+    memset(out, 0, sizeof(*out));
+    int rc = check_members(j, strict, names, "lease", errbuf, errlen);
+    if (rc < 0)
+        return rc;
+    if ((rc = get_int(j, "id", false, 0, &out->id, "lease", errbuf, errlen)) < 0 ||
+        (rc = get_int(j, "ttl", false, 0, &out->ttl, "lease", errbuf, errlen)) < 0 ||
+        (rc = get_int(j, "remaining", !strict, out->ttl, &out->remaining, "lease", errbuf,
+                      errlen)) < 0) {
+        memset(out, 0, sizeof(*out));
+        return rc;
+    }
+    return 0;
+}
+
+/* Room for the n elements of an array member (one at least, so that an
+ * empty array is not NULL), zeroed; NULL with the reason in errbuf. */
+static void *slots(size_t n, size_t size, char *errbuf, size_t errlen)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        snprintf(errbuf, errlen, "out of memory");
+    return p;
+}
+
+/* Decodes the entries of array a (not strict) into *items; *n counts them,
+ * on failure up to the one that failed (left zeroed), for the caller's
+ * free. */
+static int entries_decode(const json_t *a, bool with_value, kv_entry **items, size_t *n,
+                          char *errbuf, size_t errlen)
+{
+    size_t len = json_array_size(a);
+    int rc = (*items = slots(len, sizeof(**items), errbuf, errlen)) ? 0 : CITRUS_ENOMEM;
+    for (*n = 0; rc == 0 && *n < len; (*n)++)
+        rc = kvjson_entry_decode(json_array_get(a, *n), false, with_value, &(*items)[*n], errbuf,
+                                 errlen);
+    return rc;
+}
+
+int kvjson_range_decode(const json_t *j, bool with_value, kv_range_res *out, char *errbuf,
+                        size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *items = NULL, *more = json_object_get(j, "more");
+    int rc = check_members(j, false, NULL, "range", errbuf, errlen);
+    if (rc == 0)
+        rc = get_int(j, "revision", false, 0, &out->revision, "range", errbuf, errlen);
+    if (rc == 0)
+        rc = get_array(j, "items", false, &items, "range", errbuf, errlen);
+    if (rc == 0 && more && !json_is_boolean(more)) {
+        snprintf(errbuf, errlen, "range: \"more\" is not true or false");
+        rc = CITRUS_EBADJSON;
+    }
+    if (rc == 0)
+        rc = entries_decode(items, with_value, &out->items, &out->count, errbuf, errlen);
+    if (rc < 0) {
+        kv_range_res_free(out);
+        return rc;
+    }
+    out->more = json_is_true(more);
+    return 0;
+}
+
+int kvjson_watch_decode(const json_t *j, kvjson_watch *out, char *errbuf, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *events = NULL;
+    int rc = check_members(j, false, NULL, "watch answer", errbuf, errlen);
+    if (rc == 0)
+        rc = get_int(j, "revision", false, 0, &out->revision, "watch answer", errbuf, errlen);
+    if (rc == 0)
+        rc = get_array(j, "events", false, &events, "watch answer", errbuf, errlen);
+    size_t n = json_array_size(events);
+    if (rc == 0 && !(out->events = slots(n, sizeof(*out->events), errbuf, errlen)))
+        rc = CITRUS_ENOMEM;
+    for (; rc == 0 && out->count < n; out->count++)
+        rc = kvjson_event_decode(json_array_get(events, out->count), &out->events[out->count],
+                                 errbuf, errlen);
+    if (rc < 0)
+        kvjson_watch_free(out);
+    return rc;
+}
+
+void kvjson_watch_free(kvjson_watch *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->count; i++)
+        kv_entry_clear(&w->events[i].kv);
+    free(w->events);
+    memset(w, 0, sizeof(*w));
+}
+
+int kvjson_snapshot_decode(const json_t *j, kv_snapshot *out, char *errbuf, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *items = NULL, *leases = NULL;
+    int rc = check_members(j, false, NULL, "snapshot", errbuf, errlen);
+    if (rc == 0)
+        rc = get_int(j, "revision", false, 0, &out->revision, "snapshot", errbuf, errlen);
+    if (rc == 0)
+        rc = get_int(j, "compact_revision", true, 0, &out->compact_revision, "snapshot", errbuf,
+                     errlen);
+    if (rc == 0)
+        rc = get_array(j, "items", false, &items, "snapshot", errbuf, errlen);
+    if (rc == 0)
+        rc = get_array(j, "leases", true, &leases, "snapshot", errbuf, errlen);
+    if (rc == 0)
+        rc = entries_decode(items, true, &out->items, &out->count, errbuf, errlen);
+    size_t m = json_array_size(leases);
+    if (rc == 0 && !(out->leases = slots(m, sizeof(*out->leases), errbuf, errlen)))
+        rc = CITRUS_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < m; i++, out->nleases++)
+        rc = kvjson_lease_decode(json_array_get(leases, i), false, &out->leases[i], errbuf, errlen);
+    if (rc < 0)
+        kv_snapshot_free(out);
+    return rc;
+}
