@@ -7,6 +7,7 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
+#include "api/shardbody.h"
 #include "api/shardjson.h"
 #include "citrus/errors.h"
 #include "provision/service.h"
@@ -61,7 +62,7 @@ int api_shards_create(http_req *r, void *ctx)
         return CITRUS_EBADJSON;
     shard_spec spec;
     char err[ERRLEN] = "";
-    int rc = shard_spec_from_json(body, &spec, err, sizeof(err));
+    int rc = shardbody_spec(body, &spec, err, sizeof(err));
     json_decref(body);
     if (rc < 0)
         return http_reply_error(r, rc, err, NULL);
@@ -72,7 +73,7 @@ int api_shards_create(http_req *r, void *ctx)
         rc = svc_provision_shard(a->shards, &spec, "api", &s, err, sizeof(err));
     else
         rc = svc_register_shard(a->shards, &spec, verify, "api", &s, &res, err, sizeof(err));
-    shard_spec_clear(&spec);
+    shardbody_spec_clear(&spec);
     if (rc < 0) {
         reg_result_clear(&res);
         return http_reply_error(r, rc, err[0] ? err : NULL, NULL);
@@ -133,7 +134,7 @@ static int patch_fn(shard *s, void *ctx, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
-    return shard_patch_apply(s, ctx, shardjson_now_ms());
+    return shardbody_patch_apply(s, ctx, shardjson_now_ms());
 }
 
 int api_shards_patch(http_req *r, void *ctx)
@@ -151,7 +152,7 @@ int api_shards_patch(http_req *r, void *ctx)
         return CITRUS_EBADJSON;
     shard_patch p;
     char err[ERRLEN] = "";
-    int rc = shard_patch_from_json(body, &p, err, sizeof(err));
+    int rc = shardbody_patch(body, &p, err, sizeof(err));
     json_decref(body);
     if (rc < 0)
         return http_reply_error(r, rc, err, NULL);
@@ -159,7 +160,7 @@ int api_shards_patch(http_req *r, void *ctx)
     reg_result res;
     rc = registry_shard_modify(a->shards->reg, id, patch_fn, &p, flags, NULL, &s, &res, err,
                                sizeof(err));
-    shard_patch_clear(&p);
+    shardbody_patch_clear(&p);
     if (rc < 0) {
         reg_result_clear(&res);
         return reply_failed(r, rc, id, err, NULL);

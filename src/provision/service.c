@@ -77,24 +77,14 @@ static int shard_from_spec(const shard_spec *spec, shard *s)
         (spec->template_name && !s->template_name))
         return CITRUS_ENOMEM;
     if (spec->nreplicas) {
-        s->replicas = calloc(spec->nreplicas, sizeof(char *));
-        if (!s->replicas)
+        if (!(s->replicas = shard_strings_copy(spec->replicas, spec->nreplicas)))
             return CITRUS_ENOMEM;
-        for (size_t i = 0; i < spec->nreplicas; i++)
-            if (!(s->replicas[s->nreplicas++] = strdup(spec->replicas[i])))
-                return CITRUS_ENOMEM;
+        s->nreplicas = spec->nreplicas;
     }
     if (spec->ntags) {
-        s->tags = calloc(spec->ntags, sizeof(*s->tags));
-        if (!s->tags)
+        if (!(s->tags = shard_tags_copy(spec->tags, spec->ntags)))
             return CITRUS_ENOMEM;
-        for (size_t i = 0; i < spec->ntags; i++) {
-            s->tags[i].key = strdup(spec->tags[i].key);
-            s->tags[i].value = strdup(spec->tags[i].value);
-            s->ntags++;
-            if (!s->tags[i].key || !s->tags[i].value)
-                return CITRUS_ENOMEM;
-        }
+        s->ntags = spec->ntags;
     }
     return 0;
 }

@@ -23,7 +23,6 @@
 #include "controller/session.h"
 #include "provision/provisioner.h"
 #include "registry/registry.h"
-#include "wire/shard_json.h"
 #include "registry/tenants.h"
 
 typedef struct shard_service {
@@ -40,6 +39,23 @@ typedef struct shard_service {
     pthread_cond_t cv;
     bool stop, kick; /* guarded by mu */
 } shard_service;
+
+/* What a new shard is to be: an existing database to register (dsn set)
+ * or one to provision (provision set). The calls below borrow it; whoever
+ * filled it frees it (api/shardbody.c's parser has its own clear). */
+typedef struct shard_spec {
+    char id[SHARD_ID_MAX + 1]; /* "" when the service is to pick one */
+    char *dsn;                 /* NULL when provisioning */
+    char **replicas;
+    size_t nreplicas;
+    char *zone;    /* may be NULL */
+    double weight; /* > 0 */
+    shard_tag *tags;
+    size_t ntags;
+    bool provision;
+    char *template_name; /* may be NULL */
+    json_t *params;      /* provision.params, an object; may be NULL */
+} shard_spec;
 
 /* Takes ownership of reg (not NULL) and prov (NULL: provisioning is off). */
 int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,

@@ -30,21 +30,14 @@ typedef struct step_ctx {
 static int set_result(shard *s, const prov_result *r)
 {
     char *dsn = strdup(r->dsn);
-    char **reps = r->nreplicas ? calloc(r->nreplicas, sizeof(char *)) : NULL;
-    bool ok = dsn && (!r->nreplicas || reps);
-    for (size_t i = 0; ok && i < r->nreplicas; i++)
-        ok = (reps[i] = strdup(r->replicas[i])) != NULL;
-    if (!ok) {
+    char **reps = r->nreplicas ? shard_strings_copy(r->replicas, r->nreplicas) : NULL;
+    if (!dsn || (r->nreplicas && !reps)) {
         free(dsn);
-        for (size_t i = 0; reps && i < r->nreplicas; i++)
-            free(reps[i]);
-        free(reps);
+        shard_strings_free(reps, r->nreplicas);
         return CITRUS_ENOMEM;
     }
     free(s->dsn);
-    for (size_t i = 0; i < s->nreplicas; i++)
-        free(s->replicas[i]);
-    free(s->replicas);
+    shard_strings_free(s->replicas, s->nreplicas);
     s->dsn = dsn;
     s->replicas = reps;
     s->nreplicas = r->nreplicas;
