@@ -336,9 +336,8 @@ int shardbody_patch(json_t *body, shard_patch *out, char *err, size_t errlen)
 {
     static const char *const names[] = {"weight", "zone", "tags", NULL};
     memset(out, 0, sizeof(*out));
-    int rc = body_members(body, names,
-                          "unknown field or not changeable (allowed: weight, zone, tags)", err,
-                          errlen);
+    int rc = body_members(
+        body, names, "unknown field or not changeable (allowed: weight, zone, tags)", err, errlen);
     if (rc < 0)
         return rc;
     if (json_object_size(body) == 0) {

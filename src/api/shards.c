@@ -211,7 +211,7 @@ int api_shards_delete(http_req *r, void *ctx)
         return CITRUS_EINVAL;
     reg_result res;
     char err[ERRLEN] = "";
-    int rc = registry_shard_delete(a->shards->reg, id, flags & REG_FORCE, &res, err, sizeof(err));
+    int rc = svc_shard_delete(a->shards, id, flags & REG_FORCE, &res, err, sizeof(err));
     if (rc < 0) {
         /* counts only when the state allowed a delete and they were what refused it */
         json_t *extra = rc == CITRUS_EINUSE && (res.tokens_before || res.tenants_affected)

@@ -10,7 +10,6 @@
 
 #include "citrus/errors.h"
 #include "obs/log.h"
-#include "registry/registry_internal.h"
 #include "provision/schema.h"
 #include "provision/shard_db.h"
 
@@ -217,6 +216,20 @@ static int do_action(shard *s, void *vctx, char *err, size_t errlen)
     return shard_transition(s, c->to, c->reason, c->actor, now);
 }
 
+/* After a change that took shard id out of the ring with tenants still
+ * pinned to it (forced): moves them (on error res is cleared). */
+static int repin_after(shard_service *svc, const char *id, unsigned flags, reg_result *res,
+                       char *err, size_t errlen)
+{
+    size_t moved;
+    if (!res->tenants_affected || (flags & REG_DRY_RUN))
+        return 0;
+    int rc = tenants_repin(svc->reg, id, &moved, err, errlen);
+    if (rc < 0)
+        reg_result_clear(res);
+    return rc;
+}
+
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
                      const char *actor, shard *out, reg_result *res, char *err, size_t errlen)
 {
@@ -235,14 +248,29 @@ int svc_shard_action(shard_service *svc, const char *id, const char *action, uns
         if (strcmp(actions[i].name, action) != 0)
             continue;
         action_ctx c = {actions[i].to, actions[i].reason, actor};
+        shard s;
+        shard_init(&s); /* set by a change that was written */
         int rc =
-            registry_shard_modify(svc->reg, id, do_action, &c, flags, NULL, out, res, err, errlen);
+            registry_shard_modify(svc->reg, id, do_action, &c, flags, NULL, &s, res, err, errlen);
+        if (rc == 0)
+            rc = repin_after(svc, id, flags, res, err, errlen);
         if (rc == 0 && actions[i].to == SHARD_PROVISIONING)
             svc_worker_kick(svc);
+        if (rc == 0 && out)
+            *out = s;
+        else
+            shard_clear(&s);
         return rc;
     }
     snprintf(err, errlen, "unknown action '%s'", action);
     return CITRUS_ENOTFOUND;
+}
+
+int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res, char *err,
+                     size_t errlen)
+{
+    int rc = registry_shard_delete(svc->reg, id, flags, res, err, errlen);
+    return rc == 0 ? repin_after(svc, id, flags, res, err, errlen) : rc;
 }
 
 int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_type, char *err,

@@ -76,9 +76,16 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
 
 /* A lifecycle change asked for through the API ("drain", "activate",
  * "retire", "read-only", "retry"): CITRUS_ETRANSITION (409) when the table
- * forbids it, with the allowed targets in err. */
+ * forbids it, with the allowed targets in err. A forced retirement moves
+ * the shard's tenants to their ring owners once the change is written. */
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
                      const char *actor, shard *out, reg_result *res, char *err, size_t errlen);
+
+/* Deletes a shard record (registry_shard_delete, whose flags and errors it
+ * takes); a forced delete of a failed shard then moves its tenants to
+ * their ring owners. */
+int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res, char *err,
+                     size_t errlen);
 
 /* Applies the schema template of business_type to the shard, when the
  * templates directory has one (a tenant_ensure_fn). */

@@ -13,7 +13,7 @@
 #include "citrus/errors.h"
 #include "controller/election.h"
 #include "obs/log.h"
-#include "registry/registry_internal.h"
+#include "registry/registry.h"
 #include "provision/schema.h"
 #include "provision/service.h"
 #include "provision/shard_db.h"

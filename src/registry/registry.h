@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "catalog/store.h"
+#include "catalog/txb.h"
 #include "core/hash.h"
 #include "core/ring.h"
 #include "core/shard.h"
@@ -82,6 +83,20 @@ int registry_init(registry *r, char *err, size_t errlen);
 citrus_hash_fn registry_hash(registry *r);
 size_t registry_vnodes(registry *r);
 
+/* ---- the catalog, as the registry's files (tenants.c) use it ---- */
+
+/* A read: strong from the store itself (what a change decides on), else
+ * through the routing path's reader (the node's copy when it may answer). */
+int registry_range(registry *r, bool strong, const kv_range_req *req, kv_range_res *out);
+/* txb_commit of t to the registry's store; a change that took effect is
+ * reported to the commit hook (registry_set_commit_fn). revision may be
+ * NULL. */
+int registry_commit(registry *r, txb *t, bool *succeeded, int64_t *revision);
+/* "<prefix><id>" into buf; false when it does not fit. */
+bool registry_key(char *buf, size_t len, const char *prefix, const char *id);
+/* Wall clock in ms (until the registry takes an injected clock). */
+int64_t reg_now_ms(void);
+
 /* ---- shards ---- */
 
 int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod);
@@ -105,8 +120,9 @@ int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_re
  * then the ring follows its state and weight (see above) and it is written
  * in one txn. Retried on a concurrent change. With a state that removes a
  * shard that still has pinned tenants (retired), CITRUS_EFORCE unless
- * REG_FORCE (then the tenants are re-pinned to their ring owners after the
- * change). out (may be NULL) gets the shard as written. */
+ * REG_FORCE; then res->tenants_affected counts them, and the caller moves
+ * them to their ring owners (tenants_repin) once the change is written.
+ * out (may be NULL) gets the shard as written. */
 typedef int (*reg_mutate_fn)(shard *s, void *ctx, char *err, size_t errlen);
 int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *ctx, unsigned flags,
                           const reg_fence *fence, shard *out, reg_result *res, char *err,
@@ -114,7 +130,8 @@ int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *c
 
 /* Removes a shard record: only retired or failed ones that own no tokens
  * and have no pinned tenants (CITRUS_EINUSE naming what refers to it).
- * With REG_FORCE a failed shard's tokens and pins go too. */
+ * With REG_FORCE a failed shard's tokens go too, and res->tenants_affected
+ * counts the pins the caller is to move (tenants_repin). */
 int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res, char *err,
                           size_t errlen);
 

@@ -332,9 +332,9 @@ static void patch_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(spec_register), cmocka_unit_test(spec_minimal),
+        cmocka_unit_test(spec_register),  cmocka_unit_test(spec_minimal),
         cmocka_unit_test(spec_provision), cmocka_unit_test(spec_errors),
-        cmocka_unit_test(spec_limits),   cmocka_unit_test(patch_good),
+        cmocka_unit_test(spec_limits),    cmocka_unit_test(patch_good),
         cmocka_unit_test(patch_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
