@@ -130,11 +130,17 @@ int api_shards_get(http_req *r, void *ctx)
     return http_reply_json(r, 200, out);
 }
 
-static int patch_fn(shard *s, void *ctx, char *err, size_t errlen)
+typedef struct patch_ctx {
+    const shard_patch *p;
+    const sysclock *clock;
+} patch_ctx;
+
+static int patch_fn(shard *s, void *vctx, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
-    return shardbody_patch_apply(s, ctx, shardjson_now_ms());
+    patch_ctx *c = vctx;
+    return shardbody_patch_apply(s, c->p, clock_wall_ms(c->clock));
 }
 
 int api_shards_patch(http_req *r, void *ctx)
@@ -158,7 +164,8 @@ int api_shards_patch(http_req *r, void *ctx)
         return http_reply_error(r, rc, err, NULL);
     shard s;
     reg_result res;
-    rc = registry_shard_modify(a->shards->reg, id, patch_fn, &p, flags, NULL, &s, &res, err,
+    patch_ctx pc = {&p, a->shards->clock};
+    rc = registry_shard_modify(a->shards->reg, id, patch_fn, &pc, flags, NULL, &s, &res, err,
                                sizeof(err));
     shardbody_patch_clear(&p);
     if (rc < 0) {

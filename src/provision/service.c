@@ -14,7 +14,8 @@
 #include "provision/shard_db.h"
 
 int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
-                       const char *templates_dir, int64_t db_timeout_ms, const char *node_id)
+                       const char *templates_dir, int64_t db_timeout_ms, const char *node_id,
+                       const sysclock *clock)
 {
     memset(svc, 0, sizeof(*svc));
     svc->reg = reg;
@@ -23,21 +24,15 @@ int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
              templates_dir ? templates_dir : "");
     svc->db_timeout_ms = db_timeout_ms > 0 ? db_timeout_ms : 5000;
     snprintf(svc->node_id, sizeof(svc->node_id), "%s", node_id ? node_id : "node1");
+    svc->clock = clock;
     pthread_mutex_init(&svc->mu, NULL);
-    pthread_cond_init(&svc->cv, NULL);
+    clock_cond_init(&svc->cv); /* the worker's waits: monotonic */
     return 0;
 }
 
 void shard_service_destroy(shard_service *svc)
 {
-    if (svc->running) {
-        pthread_mutex_lock(&svc->mu);
-        svc->stop = true;
-        pthread_cond_broadcast(&svc->cv);
-        pthread_mutex_unlock(&svc->mu);
-        pthread_join(svc->th, NULL);
-        svc->running = false;
-    }
+    svc_worker_stop(svc);
     if (svc->prov)
         svc->prov->free(svc->prov);
     registry_free(svc->reg);
@@ -59,8 +54,9 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* A new record from a spec: pending, with the spec's settings. */
-static int shard_from_spec(const shard_spec *spec, shard *s)
+/* A new record from a spec: pending, with the spec's settings, made at
+ * now_ms. */
+static int shard_from_spec(const shard_spec *spec, int64_t now_ms, shard *s)
 {
     shard_init(s);
     if (spec->id[0])
@@ -68,7 +64,7 @@ static int shard_from_spec(const shard_spec *spec, shard *s)
     else
         new_id(s->id, sizeof(s->id));
     s->weight = spec->weight;
-    s->created_ms = s->updated_ms = reg_now_ms();
+    s->created_ms = s->updated_ms = now_ms;
     s->dsn = dup_or_null(spec->dsn);
     s->zone = dup_or_null(spec->zone);
     s->template_name = dup_or_null(spec->template_name);
@@ -125,7 +121,7 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
         }
     }
     shard s;
-    int rc = shard_from_spec(spec, &s);
+    int rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
     if (rc == 0 && verify)
         rc = apply_template(svc, s.dsn, s.template_name, err, errlen);
     int64_t now = s.created_ms;
@@ -154,7 +150,7 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
         return CITRUS_EUNPROCESSABLE;
     }
     shard s;
-    int rc = shard_from_spec(spec, &s);
+    int rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
     if (rc == 0)
         rc =
             shard_transition(&s, SHARD_PROVISIONING, "provisioning requested", actor, s.created_ms);
@@ -184,6 +180,7 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
 typedef struct action_ctx {
     shard_state to;
     const char *reason, *actor;
+    const sysclock *clock;
 } action_ctx;
 
 static int allowed_text(shard_state from, char *buf, size_t len)
@@ -200,7 +197,7 @@ static int allowed_text(shard_state from, char *buf, size_t len)
 static int do_action(shard *s, void *vctx, char *err, size_t errlen)
 {
     action_ctx *c = vctx;
-    int64_t now = reg_now_ms();
+    int64_t now = clock_wall_ms(c->clock);
     /* retire walks draining -> drained -> retired */
     if (c->to == SHARD_RETIRED && s->state == SHARD_DRAINING &&
         shard_transition(s, SHARD_DRAINED, "drain finished", c->actor, now) < 0)
@@ -247,7 +244,7 @@ int svc_shard_action(shard_service *svc, const char *id, const char *action, uns
     for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
         if (strcmp(actions[i].name, action) != 0)
             continue;
-        action_ctx c = {actions[i].to, actions[i].reason, actor};
+        action_ctx c = {actions[i].to, actions[i].reason, actor, svc->clock};
         shard s;
         shard_init(&s); /* set by a change that was written */
         int rc =

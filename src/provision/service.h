@@ -24,6 +24,7 @@
 #include "provision/provisioner.h"
 #include "registry/registry.h"
 #include "registry/tenants.h"
+#include "sys/clock.h"
 
 typedef struct shard_service {
     registry *reg;            /* owned */
@@ -31,6 +32,7 @@ typedef struct shard_service {
     char templates_dir[1024]; /* "" when there are no templates */
     int64_t db_timeout_ms;    /* connecting to shard databases */
     char node_id[64];
+    const sysclock *clock; /* borrowed; the times recorded in shard histories */
     /* the worker */
     session *sess; /* borrowed; leadership and fencing token */
     pthread_t th;
@@ -57,9 +59,11 @@ typedef struct shard_spec {
     json_t *params;      /* provision.params, an object; may be NULL */
 } shard_spec;
 
-/* Takes ownership of reg (not NULL) and prov (NULL: provisioning is off). */
+/* Takes ownership of reg (not NULL) and prov (NULL: provisioning is off).
+ * clock is kept (NULL: the real one); give reg the same. */
 int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
-                       const char *templates_dir, int64_t db_timeout_ms, const char *node_id);
+                       const char *templates_dir, int64_t db_timeout_ms, const char *node_id,
+                       const sysclock *clock);
 void shard_service_destroy(shard_service *svc); /* stops the worker first */
 
 /* Registers an existing database (spec->dsn set). CITRUS_EUNREACHABLE when
@@ -92,13 +96,22 @@ int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_res
 int svc_ensure_template(void *svc, const char *shard_id, const char *business_type, char *err,
                         size_t errlen);
 
-/* Starts the provisioning worker (runs while this node is the controller
- * leader; sess may be NULL: then it always runs, unfenced). */
+/* Starts the provisioning worker thread (runs while this node is the
+ * controller leader; sess may be NULL: then it always runs, unfenced). It
+ * calls svc_worker_run_once when kicked and every second. */
 int svc_worker_start(shard_service *svc, session *sess);
+/* Stops and joins the thread (nothing when it is not running). */
+void svc_worker_stop(shard_service *svc);
 /* Wakes the worker (a shard waits for it). */
 void svc_worker_kick(shard_service *svc);
-/* One pass over the shards that wait for provisioning or initialization,
- * with the given fence. For tests and the worker. */
-void svc_worker_pass(shard_service *svc, const reg_fence *fence);
+/* What the worker does each time, on the caller's thread: when this node
+ * may (no session, or it is the leader; false otherwise), one pass over
+ * every shard in provisioning (the provisioner is called, then
+ * initializing, or failed with its error) and then every shard in
+ * initializing (template and reachability: active; an unreachable
+ * database stays for the next pass; a template error: failed). Writes are
+ * fenced by the leader key's token and stamped with svc->clock. A shard
+ * left half-way by a previous worker is taken like any other. */
+bool svc_worker_run_once(shard_service *svc);
 
 #endif

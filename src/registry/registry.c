@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "citrus/errors.h"
 #include "core/errfmt.h"
@@ -21,6 +20,7 @@
 
 struct registry {
     store *st;
+    const sysclock *clock;
     reg_read_fn read;
     void *read_ctx;
     reg_revision_fn revision;
@@ -32,8 +32,8 @@ struct registry {
     ring_cache *rings;
 };
 
-registry *registry_new(store *st, citrus_hash_fn hash, size_t vnodes, reg_read_fn read,
-                       void *read_ctx)
+registry *registry_new(store *st, const sysclock *clock, citrus_hash_fn hash, size_t vnodes,
+                       reg_read_fn read, void *read_ctx)
 {
     registry *r = calloc(1, sizeof(*r));
     ring_cache *rings = r ? ring_cache_new() : NULL;
@@ -42,6 +42,7 @@ registry *registry_new(store *st, citrus_hash_fn hash, size_t vnodes, reg_read_f
         return NULL;
     }
     *r = (registry){.st = st,
+                    .clock = clock,
                     .read = read,
                     .read_ctx = read_ctx,
                     .hash = hash,
@@ -58,11 +59,9 @@ void registry_free(registry *r)
     free(r);
 }
 
-int64_t reg_now_ms(void)
+const sysclock *registry_clock(registry *r)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return r->clock;
 }
 
 bool registry_key(char *buf, size_t len, const char *prefix, const char *id)

@@ -26,6 +26,7 @@
 #include "core/hash.h"
 #include "core/ring.h"
 #include "core/shard.h"
+#include "sys/clock.h"
 #include "wire/catalog_keys.h"
 
 typedef struct registry registry;
@@ -59,9 +60,11 @@ void reg_result_clear(reg_result *r);
 #define REG_DRY_RUN 2u /* compute the result, write nothing */
 
 /* hash and vnodes are the defaults for a new catalog; an existing ring keeps
- * its own (registry_hash/vnodes tell which). read may be NULL (store reads). */
-registry *registry_new(store *st, citrus_hash_fn hash, size_t vnodes, reg_read_fn read,
-                       void *read_ctx);
+ * its own (registry_hash/vnodes tell which). read may be NULL (store reads).
+ * clock (kept; NULL: the real one) gives the times the registry and the
+ * tenant directory record: history events and pins. */
+registry *registry_new(store *st, const sysclock *clock, citrus_hash_fn hash, size_t vnodes,
+                       reg_read_fn read, void *read_ctx);
 void registry_free(registry *r);
 /* The revision routing reads would be served at now, from memory, or -1
  * when that cannot be told without a read (then routing state must be
@@ -82,6 +85,8 @@ int64_t registry_revision(registry *r);
 int registry_init(registry *r, char *err, size_t errlen);
 citrus_hash_fn registry_hash(registry *r);
 size_t registry_vnodes(registry *r);
+/* The clock it was given (NULL: the real one; clock_wall_ms takes both). */
+const sysclock *registry_clock(registry *r);
 
 /* ---- the catalog, as the registry's files (tenants.c) use it ---- */
 
@@ -94,8 +99,6 @@ int registry_range(registry *r, bool strong, const kv_range_req *req, kv_range_r
 int registry_commit(registry *r, txb *t, bool *succeeded, int64_t *revision);
 /* "<prefix><id>" into buf; false when it does not fit. */
 bool registry_key(char *buf, size_t len, const char *prefix, const char *id);
-/* Wall clock in ms (until the registry takes an injected clock). */
-int64_t reg_now_ms(void);
 
 /* ---- shards ---- */
 

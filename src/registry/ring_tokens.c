@@ -67,7 +67,7 @@ json_t *ring_tokens_json(const uint64_t *t, size_t n)
 }
 
 int ring_tokens_pick_active(const ring *rg, uint64_t hash, const shard *shards, size_t nshards,
-                    const char **shard_id, uint64_t *token)
+                            const char **shard_id, uint64_t *token)
 {
     ring_hit hit;
     if (ring_lookup_hash(rg, hash, &hit) < 0)

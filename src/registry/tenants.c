@@ -201,7 +201,7 @@ int tenants_put(registry *r, const char *key, const char *shard_id, unsigned fla
                    key, old.shard_id, shard_id);
             return CITRUS_EFORCE;
         }
-        tenant_pin p = {.pinned_ms = reg_now_ms()};
+        tenant_pin p = {.pinned_ms = clock_wall_ms(registry_clock(r))};
         snprintf(p.key, sizeof(p.key), "%s", key);
         snprintf(p.shard_id, sizeof(p.shard_id), "%s", shard_id);
         if (exists)
@@ -321,7 +321,7 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
     size_t ndone = 0;
     if (rc == 0 && !done)
         rc = CITRUS_ENOMEM;
-    int64_t now = reg_now_ms();
+    int64_t now = clock_wall_ms(registry_clock(r));
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (!created[i])
             continue;
