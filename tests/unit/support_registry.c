@@ -72,8 +72,7 @@ int regfix_move_on(registry *reg, const sysclock *clock, const char *id, shard_s
     move_ctx c = {to, clock_wall_ms(clock)};
     reg_result res;
     char err[256] = "";
-    int rc =
-        registry_shard_modify(reg, id, move_fn, &c, flags, NULL, NULL, &res, err, sizeof(err));
+    int rc = registry_shard_modify(reg, id, move_fn, &c, flags, NULL, NULL, &res, err, sizeof(err));
     reg_result_clear(&res);
     return rc;
 }

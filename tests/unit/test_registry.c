@@ -392,15 +392,13 @@ static void delete_rules(void **state)
     regfix_add_active(f, "b", 1, "sqlite:///tmp/b.db");
     reg_result res;
     char err[256] = "";
-    assert_int_equal(registry_shard_delete(f->reg, "a", 0, &res, err, sizeof(err)),
-                     CITRUS_EINUSE);
+    assert_int_equal(registry_shard_delete(f->reg, "a", 0, &res, err, sizeof(err)), CITRUS_EINUSE);
     assert_non_null(strstr(err, "only retired or failed"));
     reg_result_clear(&res);
 
     /* failed with tokens: only with force, and then its tokens go */
     assert_int_equal(regfix_move(f, "a", SHARD_FAILED, 0), 0);
-    assert_int_equal(registry_shard_delete(f->reg, "a", 0, &res, err, sizeof(err)),
-                     CITRUS_EINUSE);
+    assert_int_equal(registry_shard_delete(f->reg, "a", 0, &res, err, sizeof(err)), CITRUS_EINUSE);
     assert_int_equal(res.tokens_before, VNODES);
     reg_result_clear(&res);
     assert_int_equal(registry_shard_delete(f->reg, "a", REG_FORCE, &res, err, sizeof(err)), 0);

@@ -30,8 +30,8 @@ static int setup(void **state)
     regfix_open(&s->r, "service", VNODES);
     regfix_add_active(&s->r, "a", 1, "sqlite:///tmp/a.db");
     regfix_add_active(&s->r, "b", 1, "sqlite:///tmp/b.db");
-    assert_int_equal(
-        shard_service_init(&s->svc, s->r.reg, NULL, NULL, 2000, "node1", s->r.clock), 0);
+    assert_int_equal(shard_service_init(&s->svc, s->r.reg, NULL, NULL, 2000, "node1", s->r.clock),
+                     0);
     *state = s;
     return 0;
 }
@@ -104,8 +104,9 @@ static void register_an_existing_database(void **state)
     shard_clear(&out);
     reg_result_clear(&res);
     /* the id is taken now */
-    assert_int_equal(svc_register_shard(&s->svc, &spec, false, "test", NULL, &res, err, sizeof(err)),
-                     CITRUS_EEXISTS);
+    assert_int_equal(
+        svc_register_shard(&s->svc, &spec, false, "test", NULL, &res, err, sizeof(err)),
+        CITRUS_EEXISTS);
 }
 
 static void actions_follow_the_table(void **state)

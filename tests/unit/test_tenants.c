@@ -128,9 +128,8 @@ static void a_batch_lands_whole_or_not_at_all(void **state)
     tenant_pin pins[3];
     bool created[3];
     char err[256] = "";
-    assert_int_equal(
-        tenants_register(f->reg, regs, 3, ensure, &l, pins, created, err, sizeof(err)),
-        CITRUS_EUNPROCESSABLE);
+    assert_int_equal(tenants_register(f->reg, regs, 3, ensure, &l, pins, created, err, sizeof(err)),
+                     CITRUS_EUNPROCESSABLE);
     assert_non_null(strstr(err, "bakery broke"));
     tenant_pin p;
     for (int i = 1; i <= 3; i++) {
@@ -140,8 +139,8 @@ static void a_batch_lands_whole_or_not_at_all(void **state)
     }
     /* fixed: all three at once, one template run per (shard, type) */
     l = (ensure_log){0};
-    assert_int_equal(
-        tenants_register(f->reg, regs, 3, ensure, &l, pins, created, err, sizeof(err)), 0);
+    assert_int_equal(tenants_register(f->reg, regs, 3, ensure, &l, pins, created, err, sizeof(err)),
+                     0);
     for (int i = 0; i < 3; i++) {
         assert_true(created[i]);
         assert_int_equal(tenants_get(f->reg, pins[i].key, &p), 0);
@@ -150,8 +149,8 @@ static void a_batch_lands_whole_or_not_at_all(void **state)
     assert_true(l.calls >= 2 && l.calls <= 3);
     /* a batch with one registered and one new: only the new one is created */
     tenant_reg more[2] = {{"biz2", "l1", "retail"}, {"biz2", "l4", "retail"}};
-    assert_int_equal(
-        tenants_register(f->reg, more, 2, NULL, NULL, pins, created, err, sizeof(err)), 0);
+    assert_int_equal(tenants_register(f->reg, more, 2, NULL, NULL, pins, created, err, sizeof(err)),
+                     0);
     assert_false(created[0]);
     assert_true(created[1]);
     /* an invalid id refuses the batch before anything */
@@ -170,8 +169,9 @@ static void no_active_shard_no_registration(void **state)
     tenant_pin pin;
     bool created;
     char err[256] = "";
-    assert_int_equal(tenants_register(f->reg, &reg, 1, NULL, NULL, &pin, &created, err, sizeof(err)),
-                     CITRUS_EUNAVAILABLE);
+    assert_int_equal(
+        tenants_register(f->reg, &reg, 1, NULL, NULL, &pin, &created, err, sizeof(err)),
+        CITRUS_EUNAVAILABLE);
     assert_non_null(strstr(err, "no active shard"));
 }
 

@@ -158,9 +158,9 @@ static bool has_table(const char *dsn, const char *name)
     assert_int_equal(strncmp(dsn, "sqlite://", 9), 0);
     assert_int_equal(sqlite3_open_v2(dsn + 9, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = ?", -1, &st,
-                                        NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = ?", -1, &st, NULL),
+        SQLITE_OK);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     bool found = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_finalize(st);
@@ -367,8 +367,7 @@ static void no_provisioner_after_a_restart(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(one_pass_provisions_initializes_activates, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(one_pass_provisions_initializes_activates, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failing_provisioner_fails_until_a_retry_succeeds, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(an_unreachable_database_is_retried_each_pass, setup,
