@@ -2,7 +2,8 @@
  * test clock: registering an existing database, the lifecycle actions of
  * the API (allowed and refused with the allowed targets named), and the
  * re-pin the service owes after a change that takes a shard with tenants
- * out of the ring (a forced retirement, a forced delete). */
+ * out of the ring (a forced retirement, a forced delete), and the health
+ * probes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,8 +29,8 @@ static int setup(void **state)
 {
     sfix *s = calloc(1, sizeof(*s));
     regfix_open(&s->r, "service", VNODES);
-    regfix_add_active(&s->r, "a", 1, "sqlite:///tmp/a.db");
-    regfix_add_active(&s->r, "b", 1, "sqlite:///tmp/b.db");
+    regfix_add_active(&s->r, "a", 1, "sqlite:///nonexistent/a.db");
+    regfix_add_active(&s->r, "b", 1, "sqlite:///nonexistent/b.db");
     assert_int_equal(shard_service_init(&s->svc, s->r.reg, NULL, NULL, 2000, "node1", s->r.clock),
                      0);
     *state = s;
@@ -217,6 +218,47 @@ static void provisioning_needs_a_provisioner(void **state)
     assert_non_null(strstr(err, "no provisioner"));
 }
 
+static void probes_of_every_shard_in_service(void **state)
+{
+    sfix *s = *state;
+    /* c: a database that answers; a, b: files that do not exist; d: no
+     * database yet; b retired: not probed */
+    char path[256], dsn[300];
+    snprintf(path, sizeof(path), "%s/c.db", s->r.d.dir);
+    snprintf(dsn, sizeof(dsn), "sqlite://%s", path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_close(db);
+    regfix_add_active(&s->r, "c", 1, dsn); /* the fixture's registry is the service's */
+    shard d;
+    regfix_record(&s->r, &d, "d", 1, NULL);
+    assert_int_equal(shard_transition(&d, SHARD_PROVISIONING, "", "test", REGFIX_WALL0), 0);
+    reg_result res;
+    char err[256] = "";
+    assert_int_equal(registry_shard_create(s->svc.reg, &d, NULL, &res, err, sizeof(err)), 0);
+    reg_result_clear(&res);
+    shard_clear(&d);
+    assert_int_equal(act(s, "b", "drain", 0), 0);
+    assert_int_equal(act(s, "b", "retire", 0), 0);
+
+    shard_probe *v;
+    size_t n;
+    assert_int_equal(svc_probe_shards(&s->svc, &v, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(v[0].id, "a");
+    assert_int_equal(v[0].state, SHARD_ACTIVE);
+    assert_true(v[0].rc < 0);
+    assert_true(v[0].error[0] != '\0');
+    assert_string_equal(v[1].id, "c");
+    assert_int_equal(v[1].rc, 0);
+    assert_true(v[1].latency_ms >= 0);
+    assert_string_equal(v[2].id, "d");
+    assert_int_equal(v[2].state, SHARD_PROVISIONING);
+    assert_int_equal(v[2].rc, CITRUS_EUNAVAILABLE);
+    assert_string_equal(v[2].error, "no database yet");
+    free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +267,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_forced_retirement_moves_the_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(a_forced_delete_moves_the_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(provisioning_needs_a_provisioner, setup, teardown),
+        cmocka_unit_test_setup_teardown(probes_of_every_shard_in_service, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
