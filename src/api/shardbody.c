@@ -9,15 +9,8 @@
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
-#include "core/errfmt.h"
 #include "provision/schema.h"
 #include "wire/shard_json.h"
-
-static int nomem(char *err, size_t errlen)
-{
-    errfmt(err, errlen, "out of memory");
-    return CITRUS_ENOMEM;
-}
 
 /* Characters (code points) of a valid UTF-8 string. */
 static size_t utf8_chars(const char *s)
@@ -54,18 +47,13 @@ static const char *unknown_member(json_t *o, const char *const *names)
 
 /* A body that is an object of only the members in names; else the error,
  * with unknown (what the member is said to be) after its name. */
-static int body_members(json_t *body, const char *const *names, const char *unknown, char *err,
-                        size_t errlen)
+static int body_members(json_t *body, const char *const *names, const char *unknown, errdetail *e)
 {
-    if (!json_is_object(body)) {
-        errfmt(err, errlen, "body: must be a JSON object");
-        return CITRUS_EBADJSON;
-    }
+    if (!json_is_object(body))
+        return errdetail_set(e, CITRUS_EBADJSON, "body: must be a JSON object");
     const char *bad = unknown_member(body, names);
-    if (bad) {
-        errfmt(err, errlen, "%.64s: %s", bad, unknown);
-        return CITRUS_EBADJSON;
-    }
+    if (bad)
+        return errdetail_set(e, CITRUS_EBADJSON, "%.64s: %s", bad, unknown);
     return 0;
 }
 
@@ -79,182 +67,152 @@ static json_t *given(json_t *o, const char *name)
 /* ---- fields ---------------------------------------------------------- */
 
 /* A replica: a DSN dsn_parse accepts (a shard_json_string_check). */
-static int check_dsn(const char *name, size_t i, const char *value, char *err, size_t errlen)
+static int check_dsn(const char *name, size_t i, const char *value, errdetail *e)
 {
     char why[200];
-    if (dsn_parse(value, NULL, why, sizeof(why)) < 0) {
-        errfmt(err, errlen, "%s[%zu]: %s", name, i, why);
-        return CITRUS_EINVAL;
-    }
+    if (dsn_parse(value, NULL, why, sizeof(why)) < 0)
+        return errdetail_set(e, CITRUS_EINVAL, "%s[%zu]: %s", name, i, why);
     return 0;
 }
 
 /* A tag within the API's limits (a shard_json_tag_check). */
-static int check_tag(const char *key, const char *value, char *err, size_t errlen)
+static int check_tag(const char *key, const char *value, errdetail *e)
 {
     size_t kn = utf8_chars(key);
-    if (kn == 0 || kn > SHARDBODY_TAG_KEY_MAX || has_ctl(key)) {
-        errfmt(err, errlen, "tags: keys must be 1..%d characters, without control characters",
-               SHARDBODY_TAG_KEY_MAX);
-        return CITRUS_EINVAL;
-    }
-    if (utf8_chars(value) > SHARDBODY_TAG_VALUE_MAX) {
-        errfmt(err, errlen, "tags.%s: at most %d characters", key, SHARDBODY_TAG_VALUE_MAX);
-        return CITRUS_EINVAL;
-    }
+    if (kn == 0 || kn > SHARDBODY_TAG_KEY_MAX || has_ctl(key))
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "tags: keys must be 1..%d characters, without control characters",
+                             SHARDBODY_TAG_KEY_MAX);
+    if (utf8_chars(value) > SHARDBODY_TAG_VALUE_MAX)
+        return errdetail_set(e, CITRUS_EINVAL, "tags.%s: at most %d characters", key,
+                             SHARDBODY_TAG_VALUE_MAX);
     return 0;
 }
 
-static int tags_from(json_t *v, shard_tag **out, size_t *n, char *err, size_t errlen)
+static int tags_from(json_t *v, shard_tag **out, size_t *n, errdetail *e)
 {
-    if (json_object_size(v) > SHARD_MAX_TAGS) {
-        errfmt(err, errlen, "tags: at most %d tags", SHARD_MAX_TAGS);
-        return CITRUS_ETOOMANY;
-    }
-    return shard_json_tags(v, check_tag, out, n, err, errlen);
+    if (json_object_size(v) > SHARD_MAX_TAGS)
+        return errdetail_set(e, CITRUS_ETOOMANY, "tags: at most %d tags", SHARD_MAX_TAGS);
+    return shard_json_tags(v, check_tag, out, n, e);
 }
 
 /* A template name at v (where names it). */
-static int template_from(json_t *v, const char *where, char **out, char *err, size_t errlen)
+static int template_from(json_t *v, const char *where, char **out, errdetail *e)
 {
-    if (!json_is_string(v)) {
-        errfmt(err, errlen, "%s: must be a string", where);
-        return CITRUS_EBADJSON;
-    }
+    if (!json_is_string(v))
+        return errdetail_set(e, CITRUS_EBADJSON, "%s: must be a string", where);
     const char *s = json_string_value(v);
-    if (!schema_template_valid(s)) {
-        errfmt(err, errlen, "%s: must be 1..64 characters of [A-Za-z0-9_-]", where);
-        return CITRUS_EINVAL;
-    }
-    if (*out && strcmp(*out, s) != 0) {
-        errfmt(err, errlen, "%s: differs from the top-level template", where);
-        return CITRUS_EINVAL;
-    }
+    if (!schema_template_valid(s))
+        return errdetail_set(e, CITRUS_EINVAL, "%s: must be 1..64 characters of [A-Za-z0-9_-]",
+                             where);
+    if (*out && strcmp(*out, s) != 0)
+        return errdetail_set(e, CITRUS_EINVAL, "%s: differs from the top-level template", where);
     if (!*out && !(*out = strdup(s)))
-        return nomem(err, errlen);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     return 0;
 }
 
-static int zone_from(json_t *v, char **out, char *err, size_t errlen)
+static int zone_from(json_t *v, char **out, errdetail *e)
 {
-    if (!json_is_string(v)) {
-        errfmt(err, errlen, "zone: must be a string");
-        return CITRUS_EBADJSON;
-    }
+    if (!json_is_string(v))
+        return errdetail_set(e, CITRUS_EBADJSON, "zone: must be a string");
     const char *s = json_string_value(v);
     size_t n = utf8_chars(s);
-    if (n == 0 || n > SHARDBODY_ZONE_MAX || has_ctl(s)) {
-        errfmt(err, errlen, "zone: must be 1..%d characters", SHARDBODY_ZONE_MAX);
-        return CITRUS_EINVAL;
-    }
+    if (n == 0 || n > SHARDBODY_ZONE_MAX || has_ctl(s))
+        return errdetail_set(e, CITRUS_EINVAL, "zone: must be 1..%d characters",
+                             SHARDBODY_ZONE_MAX);
     *out = strdup(s);
-    return *out ? 0 : nomem(err, errlen);
+    return *out ? 0 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
 }
 
-static int weight_from(json_t *v, double *out, char *err, size_t errlen)
+static int weight_from(json_t *v, double *out, errdetail *e)
 {
-    if (!json_is_number(v) || !shard_weight_valid(json_number_value(v))) {
-        errfmt(err, errlen, "weight: must be a number > 0 and <= 100");
-        return CITRUS_EINVAL;
-    }
+    if (!json_is_number(v) || !shard_weight_valid(json_number_value(v)))
+        return errdetail_set(e, CITRUS_EINVAL, "weight: must be a number > 0 and <= 100");
     *out = json_number_value(v);
     return 0;
 }
 
 /* ---- POST /v1/shards --------------------------------------------------- */
 
-static int spec_id(json_t *v, shard_spec *out, char *err, size_t errlen)
+static int spec_id(json_t *v, shard_spec *out, errdetail *e)
 {
-    if (!json_is_string(v)) {
-        errfmt(err, errlen, "id: must be a string");
-        return CITRUS_EBADJSON;
-    }
-    if (!shard_id_valid(json_string_value(v))) {
-        errfmt(err, errlen,
-               "id: must be 1..%d characters of [a-z0-9_-], starting with a letter or digit",
-               SHARD_ID_MAX);
-        return CITRUS_EINVAL;
-    }
+    if (!json_is_string(v))
+        return errdetail_set(e, CITRUS_EBADJSON, "id: must be a string");
+    if (!shard_id_valid(json_string_value(v)))
+        return errdetail_set(
+            e, CITRUS_EINVAL,
+            "id: must be 1..%d characters of [a-z0-9_-], starting with a letter or digit",
+            SHARD_ID_MAX);
     snprintf(out->id, sizeof(out->id), "%s", json_string_value(v));
     return 0;
 }
 
-static int spec_dsn(json_t *v, shard_spec *out, char *err, size_t errlen)
+static int spec_dsn(json_t *v, shard_spec *out, errdetail *e)
 {
-    if (!json_is_string(v)) {
-        errfmt(err, errlen, "dsn: must be a string");
-        return CITRUS_EBADJSON;
-    }
+    if (!json_is_string(v))
+        return errdetail_set(e, CITRUS_EBADJSON, "dsn: must be a string");
     char why[200];
-    if (dsn_parse(json_string_value(v), NULL, why, sizeof(why)) < 0) {
-        errfmt(err, errlen, "dsn: %s", why);
-        return CITRUS_EINVAL;
-    }
+    if (dsn_parse(json_string_value(v), NULL, why, sizeof(why)) < 0)
+        return errdetail_set(e, CITRUS_EINVAL, "dsn: %s", why);
     out->dsn = strdup(json_string_value(v));
-    return out->dsn ? 0 : nomem(err, errlen);
+    return out->dsn ? 0 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
 }
 
 /* Replicas may not repeat each other or the primary. */
-static int spec_replicas_distinct(const shard_spec *s, char *err, size_t errlen)
+static int spec_replicas_distinct(const shard_spec *s, errdetail *e)
 {
     for (size_t i = 0; i < s->nreplicas; i++) {
         bool primary = s->dsn && strcmp(s->replicas[i], s->dsn) == 0, dup = primary;
         for (size_t k = 0; !dup && k < i; k++)
             dup = strcmp(s->replicas[i], s->replicas[k]) == 0;
-        if (dup) {
-            errfmt(err, errlen, "replicas[%zu]: repeats %s", i,
-                   primary ? "dsn" : "an earlier replica");
-            return CITRUS_EINVAL;
-        }
+        if (dup)
+            return errdetail_set(e, CITRUS_EINVAL, "replicas[%zu]: repeats %s", i,
+                                 primary ? "dsn" : "an earlier replica");
     }
     return 0;
 }
 
-static int spec_provision(json_t *v, shard_spec *out, char *err, size_t errlen)
+static int spec_provision(json_t *v, shard_spec *out, errdetail *e)
 {
     static const char *const names[] = {"template", "params", NULL};
-    if (!json_is_object(v)) {
-        errfmt(err, errlen, "provision: must be an object");
-        return CITRUS_EBADJSON;
-    }
+    if (!json_is_object(v))
+        return errdetail_set(e, CITRUS_EBADJSON, "provision: must be an object");
     const char *bad = unknown_member(v, names);
-    if (bad) {
-        errfmt(err, errlen, "provision.%.64s: unknown field (allowed: template, params)", bad);
-        return CITRUS_EBADJSON;
-    }
+    if (bad)
+        return errdetail_set(e, CITRUS_EBADJSON,
+                             "provision.%.64s: unknown field (allowed: template, params)", bad);
     out->provision = true;
     json_t *t = given(v, "template");
-    int rc = t ? template_from(t, "provision.template", &out->template_name, err, errlen) : 0;
+    int rc = t ? template_from(t, "provision.template", &out->template_name, e) : 0;
     json_t *p = given(v, "params");
-    if (rc == 0 && p && !json_is_object(p)) {
-        errfmt(err, errlen, "provision.params: must be an object");
-        return CITRUS_EBADJSON;
-    }
+    if (rc == 0 && p && !json_is_object(p))
+        return errdetail_set(e, CITRUS_EBADJSON, "provision.params: must be an object");
     if (rc == 0 && p)
         out->params = json_incref(p);
     return rc;
 }
 
 /* The fields of a spec other than dsn/provision. */
-static int spec_fields(json_t *body, shard_spec *out, char *err, size_t errlen)
+static int spec_fields(json_t *body, shard_spec *out, errdetail *e)
 {
     json_t *v;
     int rc = 0;
     if ((v = given(body, "id")))
-        rc = spec_id(v, out, err, errlen);
+        rc = spec_id(v, out, e);
     if (rc == 0 && (v = given(body, "zone")))
-        rc = zone_from(v, &out->zone, err, errlen);
+        rc = zone_from(v, &out->zone, e);
     if (rc == 0 && (v = given(body, "weight")))
-        rc = weight_from(v, &out->weight, err, errlen);
+        rc = weight_from(v, &out->weight, e);
     if (rc == 0 && (v = given(body, "tags")))
-        rc = tags_from(v, &out->tags, &out->ntags, err, errlen);
+        rc = tags_from(v, &out->tags, &out->ntags, e);
     if (rc == 0 && (v = given(body, "template")))
-        rc = template_from(v, "template", &out->template_name, err, errlen);
+        rc = template_from(v, "template", &out->template_name, e);
     return rc;
 }
 
 /* dsn (with replicas) or provision, exactly one. */
-static int spec_source(json_t *body, shard_spec *out, char *err, size_t errlen)
+static int spec_source(json_t *body, shard_spec *out, errdetail *e)
 {
     json_t *dsn = given(body, "dsn"), *prov = given(body, "provision");
     json_t *reps = given(body, "replicas");
@@ -267,20 +225,17 @@ static int spec_source(json_t *body, shard_spec *out, char *err, size_t errlen)
     else if (reps && !dsn)
         why = "replicas: only with dsn (a provisioned shard gets its replicas from the "
               "provisioner)";
-    if (why) {
-        errfmt(err, errlen, "%s", why);
-        return CITRUS_EINVAL;
-    }
+    if (why)
+        return errdetail_set(e, CITRUS_EINVAL, "%s", why);
     if (prov)
-        return spec_provision(prov, out, err, errlen);
-    int rc = spec_dsn(dsn, out, err, errlen);
+        return spec_provision(prov, out, e);
+    int rc = spec_dsn(dsn, out, e);
     if (rc == 0 && reps)
-        rc = shard_json_strings(reps, "replicas", check_dsn, &out->replicas, &out->nreplicas, err,
-                                errlen);
-    return rc == 0 ? spec_replicas_distinct(out, err, errlen) : rc;
+        rc = shard_json_strings(reps, "replicas", check_dsn, &out->replicas, &out->nreplicas, e);
+    return rc == 0 ? spec_replicas_distinct(out, e) : rc;
 }
 
-int shardbody_spec(json_t *body, shard_spec *out, char *err, size_t errlen)
+int shardbody_spec(json_t *body, shard_spec *out, errdetail *e)
 {
     static const char *const names[] = {"id",   "dsn",      "replicas",  "zone", "weight",
                                         "tags", "template", "provision", NULL};
@@ -289,11 +244,11 @@ int shardbody_spec(json_t *body, shard_spec *out, char *err, size_t errlen)
     int rc = body_members(body, names,
                           "unknown field (allowed: id, dsn, replicas, zone, weight, tags, "
                           "template, provision)",
-                          err, errlen);
+                          e);
     if (rc == 0)
-        rc = spec_fields(body, out, err, errlen);
+        rc = spec_fields(body, out, e);
     if (rc == 0)
-        rc = spec_source(body, out, err, errlen);
+        rc = spec_source(body, out, e);
     if (rc < 0)
         shardbody_spec_clear(out);
     return rc;
@@ -313,38 +268,36 @@ void shardbody_spec_clear(shard_spec *s)
 
 /* ---- PATCH /v1/shards/{id} --------------------------------------------- */
 
-static int patch_fields(json_t *body, shard_patch *out, char *err, size_t errlen)
+static int patch_fields(json_t *body, shard_patch *out, errdetail *e)
 {
     json_t *v;
     int rc = 0;
     if ((v = json_object_get(body, "weight"))) {
         out->has_weight = true;
-        rc = weight_from(v, &out->weight, err, errlen);
+        rc = weight_from(v, &out->weight, e);
     }
     if (rc == 0 && (v = json_object_get(body, "zone"))) {
         out->has_zone = true;
-        rc = json_is_null(v) ? 0 : zone_from(v, &out->zone, err, errlen);
+        rc = json_is_null(v) ? 0 : zone_from(v, &out->zone, e);
     }
     if (rc == 0 && (v = json_object_get(body, "tags"))) {
         out->has_tags = true;
-        rc = tags_from(v, &out->tags, &out->ntags, err, errlen);
+        rc = tags_from(v, &out->tags, &out->ntags, e);
     }
     return rc;
 }
 
-int shardbody_patch(json_t *body, shard_patch *out, char *err, size_t errlen)
+int shardbody_patch(json_t *body, shard_patch *out, errdetail *e)
 {
     static const char *const names[] = {"weight", "zone", "tags", NULL};
     memset(out, 0, sizeof(*out));
-    int rc = body_members(
-        body, names, "unknown field or not changeable (allowed: weight, zone, tags)", err, errlen);
+    int rc = body_members(body, names,
+                          "unknown field or not changeable (allowed: weight, zone, tags)", e);
     if (rc < 0)
         return rc;
-    if (json_object_size(body) == 0) {
-        errfmt(err, errlen, "body: give at least one of weight, zone, tags");
-        return CITRUS_EINVAL;
-    }
-    rc = patch_fields(body, out, err, errlen);
+    if (json_object_size(body) == 0)
+        return errdetail_set(e, CITRUS_EINVAL, "body: give at least one of weight, zone, tags");
+    rc = patch_fields(body, out, e);
     if (rc < 0)
         shardbody_patch_clear(out);
     return rc;

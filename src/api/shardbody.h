@@ -5,9 +5,9 @@
  * business, so it lives here and a change to it never touches the stored
  * format.
  *
- * Parsers return 0, or an error with a message in err that names the
- * field: CITRUS_EBADJSON for wrong types, unknown fields and other shape
- * errors, CITRUS_EINVAL for values out of range (a bad id, DSN, weight,
+ * Parsers return 0, or an error (e says it, naming the field): CITRUS_EBADJSON for wrong types,
+ * unknown fields and other shape errors, CITRUS_EINVAL for values out of range (a bad id, DSN,
+ * weight,
  * ...), CITRUS_ETOOMANY for too many replicas or tags, CITRUS_ENOMEM. */
 #ifndef CITRUS_API_SHARDBODY_H
 #define CITRUS_API_SHARDBODY_H
@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
 #include "core/shard.h"
 #include "provision/service.h"
 
@@ -32,7 +33,7 @@
  * counts as absent. The template may be named at the top level or inside
  * provision (both: they must agree). out is owned by the caller: release
  * it with shardbody_spec_clear (done here on error). */
-int shardbody_spec(json_t *body, shard_spec *out, char *err, size_t errlen);
+int shardbody_spec(json_t *body, shard_spec *out, errdetail *e);
 void shardbody_spec_clear(shard_spec *s);
 
 /* A PATCH /v1/shards/{id} body: {"weight"?, "zone"?, "tags"?}, at least one
@@ -48,7 +49,7 @@ typedef struct shard_patch {
 
 /* out is the caller's: release it with shardbody_patch_clear (done here on
  * error). */
-int shardbody_patch(json_t *body, shard_patch *out, char *err, size_t errlen);
+int shardbody_patch(json_t *body, shard_patch *out, errdetail *e);
 void shardbody_patch_clear(shard_patch *p);
 
 /* Applies p to s (copying what it takes), bumping epoch and setting

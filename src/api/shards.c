@@ -61,11 +61,12 @@ int api_shards_create(http_req *r, void *ctx)
     if (!body)
         return CITRUS_EBADJSON;
     shard_spec spec;
-    char err[ERRLEN] = "";
-    int rc = shardbody_spec(body, &spec, err, sizeof(err));
+    errdetail e;
+    int rc = shardbody_spec(body, &spec, &e);
     json_decref(body);
     if (rc < 0)
-        return http_reply_error(r, rc, err, NULL);
+        return http_reply_error(r, rc, e.message, NULL);
+    char err[ERRLEN] = "";
     shard s;
     reg_result res = {0};
     bool provision = spec.provision;
@@ -157,11 +158,12 @@ int api_shards_patch(http_req *r, void *ctx)
     if (!body)
         return CITRUS_EBADJSON;
     shard_patch p;
-    char err[ERRLEN] = "";
-    int rc = shardbody_patch(body, &p, err, sizeof(err));
+    errdetail e;
+    int rc = shardbody_patch(body, &p, &e);
     json_decref(body);
     if (rc < 0)
-        return http_reply_error(r, rc, err, NULL);
+        return http_reply_error(r, rc, e.message, NULL);
+    char err[ERRLEN] = "";
     shard s;
     reg_result res;
     patch_ctx pc = {&p, a->shards->clock};

@@ -519,6 +519,18 @@ static void add_fence(txb *t, const reg_fence *fence)
 
 /* ---- changes ---- */
 
+/* Commits t (not when rc is already an error; a dry run only pretends it
+ * succeeded) and frees it. */
+static int commit_txn(registry *r, txb *t, int rc, bool dry_run, bool *ok, int64_t *revision)
+{
+    if (rc == 0 && dry_run)
+        *ok = true;
+    else if (rc == 0)
+        rc = registry_commit(r, t, ok, revision);
+    txb_free(t);
+    return rc;
+}
+
 static int registry_shard_create_once(registry *r, const shard *s, json_t *provision,
                                       reg_result *res, char *err, size_t errlen)
 {
@@ -542,9 +554,7 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
             rc = add_token_ops(r, &t, s, &rn, res);
         ring_tokens_free(&rn.o);
         bool ok = false;
-        if (rc == 0)
-            rc = registry_commit(r, &t, &ok, &res->revision);
-        txb_free(&t);
+        rc = commit_txn(r, &t, rc, false, &ok, &res->revision);
         if (rc < 0)
             return rc;
         if (ok) {
@@ -602,11 +612,7 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
         ring_tokens_free(&rn.o);
         txb_put_json(&t, key, shard_to_json(&s, true));
         bool ok = false;
-        if (rc == 0 && (flags & REG_DRY_RUN))
-            ok = true;
-        else if (rc == 0)
-            rc = registry_commit(r, &t, &ok, &res->revision);
-        txb_free(&t);
+        rc = commit_txn(r, &t, rc, flags & REG_DRY_RUN, &ok, &res->revision);
         if (rc < 0 || !ok) {
             shard_clear(&s);
             if (rc < 0)
@@ -681,9 +687,7 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
         }
         ring_tokens_free(&rn.o);
         bool ok = false;
-        if (rc == 0)
-            rc = registry_commit(r, &t, &ok, &res->revision);
-        txb_free(&t);
+        rc = commit_txn(r, &t, rc, false, &ok, &res->revision);
         if (rc < 0)
             return rc;
         if (!ok) {

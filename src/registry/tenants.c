@@ -285,14 +285,45 @@ static int ensure_once(ensured *done, size_t *ndone, const char *shard_id, const
     return rc;
 }
 
+/* Where new pins go: the ring and every shard's record, read once for a
+ * batch. */
+typedef struct placement {
+    const ring *rg;
+    shard *shards;
+    size_t nshards;
+} placement;
+
+static int placement_load(registry *r, placement *pl)
+{
+    int64_t version;
+    memset(pl, 0, sizeof(*pl));
+    int rc = registry_ring(r, &pl->rg, &version);
+    if (rc == 0)
+        rc = registry_shard_list(r, NULL, &pl->shards, &pl->nshards);
+    return rc;
+}
+
+static void placement_free(registry *r, placement *pl)
+{
+    registry_shards_free(pl->shards, pl->nshards);
+    registry_ring_release(r, pl->rg);
+}
+
+/* p's shard and token: the first active shard at or after p->hash. */
+static int placement_pick(const placement *pl, tenant_pin *p)
+{
+    const char *sid;
+    int rc = ring_tokens_pick_active(pl->rg, p->hash, pl->shards, pl->nshards, &sid, &p->token);
+    if (rc == 0)
+        snprintf(p->shard_id, sizeof(p->shard_id), "%s", sid);
+    return rc;
+}
+
 /* One attempt: 1 when the pins changed meanwhile (try again). */
 static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
                          void *ctx, tenant_pin *out, bool *created, char *err, size_t errlen)
 {
     size_t fresh = 0;
-    int64_t *mods = calloc(n ? n : 1, sizeof(*mods));
-    if (!mods)
-        return CITRUS_ENOMEM;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char key[TENANT_KEY_MAX + 1];
@@ -306,17 +337,10 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
             fresh++;
         }
     }
-    if (rc < 0 || fresh == 0) {
-        free(mods);
+    if (rc < 0 || fresh == 0)
         return rc;
-    }
-    const ring *rg = NULL;
-    int64_t rv;
-    shard *shards = NULL;
-    size_t nshards = 0;
-    rc = registry_ring(r, &rg, &rv);
-    if (rc == 0)
-        rc = registry_shard_list(r, NULL, &shards, &nshards);
+    placement pl;
+    rc = placement_load(r, &pl);
     ensured *done = rc == 0 ? calloc(n, sizeof(*done)) : NULL;
     size_t ndone = 0;
     if (rc == 0 && !done)
@@ -327,17 +351,16 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
             continue;
         tenant_pin *p = &out[i];
         p->hash = citrus_hash(registry_hash(r), p->key, strlen(p->key));
-        const char *sid;
-        rc = ring_tokens_pick_active(rg, p->hash, shards, nshards, &sid, &p->token);
+        rc = placement_pick(&pl, p);
         if (rc < 0) {
             errfmt(err, errlen, "no active shard to place tenants on");
             break;
         }
-        snprintf(p->shard_id, sizeof(p->shard_id), "%s", sid);
         snprintf(p->business_type, sizeof(p->business_type), "%s",
                  regs[i].business_type ? regs[i].business_type : "");
         p->pinned_ms = now;
-        rc = ensure_once(done, &ndone, sid, regs[i].business_type, ensure, ctx, err, errlen);
+        rc =
+            ensure_once(done, &ndone, p->shard_id, regs[i].business_type, ensure, ctx, err, errlen);
     }
     txb t;
     txb_init(&t);
@@ -374,9 +397,7 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
         if (created[i])
             out[i].mod_revision = rev;
     free(done);
-    free(mods);
-    registry_shards_free(shards, nshards);
-    registry_ring_release(r, rg);
+    placement_free(r, &pl);
     return rc;
 }
 
@@ -439,22 +460,15 @@ int tenants_repin(registry *r, const char *shard_id, size_t *moved, char *err, s
             free(pins);
             return 0;
         }
-        const ring *rg = NULL;
-        int64_t rv;
-        shard *shards = NULL;
-        size_t nshards = 0;
-        rc = registry_ring(r, &rg, &rv);
-        if (rc == 0)
-            rc = registry_shard_list(r, NULL, &shards, &nshards);
+        placement pl;
+        rc = placement_load(r, &pl);
         for (size_t i = 0; rc == 0 && i < n; i++) {
             tenant_pin p = pins[i];
-            const char *sid;
-            rc = ring_tokens_pick_active(rg, p.hash, shards, nshards, &sid, &p.token);
+            rc = placement_pick(&pl, &p);
             if (rc < 0) {
                 errfmt(err, errlen, "no active shard to move the tenants of '%s' to", shard_id);
                 break;
             }
-            snprintf(p.shard_id, sizeof(p.shard_id), "%s", sid);
             char k[KEYLEN];
             pin_key(k, p.key);
             txb t;
@@ -466,8 +480,7 @@ int tenants_repin(registry *r, const char *shard_id, size_t *moved, char *err, s
             txb_free(&t);
             *moved += rc == 0 && ok;
         }
-        registry_shards_free(shards, nshards);
-        registry_ring_release(r, rg);
+        placement_free(r, &pl);
         free(pins);
         if (rc < 0)
             return rc;

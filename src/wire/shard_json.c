@@ -6,29 +6,13 @@
  * api/shardbody.c's; they share the list decoders below. */
 #include "wire/shard_json.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/errfmt.h"
 #include "core/utf8.h"
-
-static int errf(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static int nomem(char *err, size_t errlen)
-{
-    return errf(err, errlen, CITRUS_ENOMEM, "out of memory");
-}
 
 /* ---- times ----------------------------------------------------------- */
 
@@ -234,101 +218,98 @@ json_t *shard_to_json(const shard *s, bool with_history)
 /* ---- shared field readers -------------------------------------------- */
 
 /* Optional string member: absent or null gives NULL. */
-static int opt_string(json_t *j, const char *name, const char *where, char **out, char *err,
-                      size_t errlen)
+static int opt_string(json_t *j, const char *name, const char *where, char **out, errdetail *e)
 {
     json_t *v = json_object_get(j, name);
     *out = NULL;
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_string(v))
-        return errf(err, errlen, CITRUS_EBADJSON, "%s%s: must be a string or null", where, name);
+        return errdetail_set(e, CITRUS_EBADJSON, "%s%s: must be a string or null", where, name);
     *out = strdup(json_string_value(v));
-    return *out ? 0 : nomem(err, errlen);
+    return *out ? 0 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
 }
 
-static int req_string(json_t *j, const char *name, const char *where, const char **out, char *err,
-                      size_t errlen)
+static int req_string(json_t *j, const char *name, const char *where, const char **out,
+                      errdetail *e)
 {
     json_t *v = json_object_get(j, name);
     if (!json_is_string(v))
-        return errf(err, errlen, CITRUS_EBADJSON, "%s%s: %s", where, name,
-                    v ? "must be a string" : "missing");
+        return errdetail_set(e, CITRUS_EBADJSON, "%s%s: %s", where, name,
+                             v ? "must be a string" : "missing");
     *out = json_string_value(v);
     return 0;
 }
 
-static int req_time(json_t *j, const char *name, const char *where, int64_t *out, char *err,
-                    size_t errlen)
+static int req_time(json_t *j, const char *name, const char *where, int64_t *out, errdetail *e)
 {
     const char *s = NULL;
-    int rc = req_string(j, name, where, &s, err, errlen);
+    int rc = req_string(j, name, where, &s, e);
     if (rc < 0)
         return rc;
     if (shard_json_parse_time(s, out) < 0)
-        return errf(err, errlen, CITRUS_EBADJSON,
-                    "%s%s: must be an RFC 3339 UTC time like 2026-11-22T07:40:00.123Z", where,
-                    name);
+        return errdetail_set(e, CITRUS_EBADJSON,
+                             "%s%s: must be an RFC 3339 UTC time like 2026-11-22T07:40:00.123Z",
+                             where, name);
     return 0;
 }
 
-static int req_state(json_t *j, const char *name, const char *where, shard_state *out, char *err,
-                     size_t errlen)
+static int req_state(json_t *j, const char *name, const char *where, shard_state *out, errdetail *e)
 {
     const char *s = NULL;
-    int rc = req_string(j, name, where, &s, err, errlen);
+    int rc = req_string(j, name, where, &s, e);
     if (rc < 0)
         return rc;
     if (shard_state_parse(s, out) < 0)
-        return errf(err, errlen, CITRUS_EBADJSON, "%s%s: unknown state '%.32s'", where, name, s);
+        return errdetail_set(e, CITRUS_EBADJSON, "%s%s: unknown state '%.32s'", where, name, s);
     return 0;
 }
 
 /* Optional weight (absent gives 1). */
-static int opt_weight(json_t *j, double *out, char *err, size_t errlen)
+static int opt_weight(json_t *j, double *out, errdetail *e)
 {
     json_t *v = json_object_get(j, "weight");
     *out = 1.0;
     if (!v)
         return 0;
     if (!json_is_number(v) || !shard_weight_valid(json_number_value(v)))
-        return errf(err, errlen, CITRUS_EINVAL, "weight: must be a number > 0 and <= 100");
+        return errdetail_set(e, CITRUS_EINVAL, "weight: must be a number > 0 and <= 100");
     *out = json_number_value(v);
     return 0;
 }
 
 static int strings_fill(json_t *a, const char *name, shard_json_string_check check, char **out,
-                        size_t *n, char *err, size_t errlen)
+                        size_t *n, errdetail *e)
 {
     for (*n = 0; *n < json_array_size(a); (*n)++) {
         json_t *v = json_array_get(a, *n);
         if (!json_is_string(v))
-            return errf(err, errlen, CITRUS_EBADJSON, "%s[%zu]: must be a string", name, *n);
-        int rc = check ? check(name, *n, json_string_value(v), err, errlen) : 0;
+            return errdetail_set(e, CITRUS_EBADJSON, "%s[%zu]: must be a string", name, *n);
+        int rc = check ? check(name, *n, json_string_value(v), e) : 0;
         if (rc < 0)
             return rc;
         if (!(out[*n] = strdup(json_string_value(v))))
-            return nomem(err, errlen);
+            return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     }
     return 0;
 }
 
 int shard_json_strings(json_t *a, const char *name, shard_json_string_check check, char ***out,
-                       size_t *n, char *err, size_t errlen)
+                       size_t *n, errdetail *e)
 {
     *out = NULL;
     *n = 0;
     if (!json_is_array(a))
-        return errf(err, errlen, CITRUS_EBADJSON, "%s: must be an array of DSN strings", name);
+        return errdetail_set(e, CITRUS_EBADJSON, "%s: must be an array of DSN strings", name);
     size_t len = json_array_size(a);
     if (len > SHARD_MAX_REPLICAS)
-        return errf(err, errlen, CITRUS_ETOOMANY, "%s: at most %d replicas", name,
-                    SHARD_MAX_REPLICAS);
+        return errdetail_set(e, CITRUS_ETOOMANY, "%s: at most %d replicas", name,
+                             SHARD_MAX_REPLICAS);
     char **v = calloc(len ? len : 1, sizeof(char *));
     if (!v)
-        return nomem(err, errlen);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     size_t k = 0;
-    int rc = strings_fill(a, name, check, v, &k, err, errlen);
+    int rc = strings_fill(a, name, check, v, &k, e);
     if (rc < 0) {
         shard_strings_free(v, k);
         return rc;
@@ -338,40 +319,38 @@ int shard_json_strings(json_t *a, const char *name, shard_json_string_check chec
     return 0;
 }
 
-static int tags_fill(json_t *o, shard_json_tag_check check, shard_tag *out, size_t *n, char *err,
-                     size_t errlen)
+static int tags_fill(json_t *o, shard_json_tag_check check, shard_tag *out, size_t *n, errdetail *e)
 {
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v)
     {
         if (!json_is_string(v))
-            return errf(err, errlen, CITRUS_EBADJSON, "tags.%.64s: must be a string", k);
-        int rc = check ? check(k, json_string_value(v), err, errlen) : 0;
+            return errdetail_set(e, CITRUS_EBADJSON, "tags.%.64s: must be a string", k);
+        int rc = check ? check(k, json_string_value(v), e) : 0;
         if (rc < 0)
             return rc;
         shard_tag *t = &out[(*n)++];
         t->key = strdup(k);
         t->value = strdup(json_string_value(v));
         if (!t->key || !t->value)
-            return nomem(err, errlen);
+            return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     }
     return 0;
 }
 
-int shard_json_tags(json_t *o, shard_json_tag_check check, shard_tag **out, size_t *n, char *err,
-                    size_t errlen)
+int shard_json_tags(json_t *o, shard_json_tag_check check, shard_tag **out, size_t *n, errdetail *e)
 {
     *out = NULL;
     *n = 0;
     if (!json_is_object(o))
-        return errf(err, errlen, CITRUS_EBADJSON, "tags: must be an object of string values");
+        return errdetail_set(e, CITRUS_EBADJSON, "tags: must be an object of string values");
     size_t len = json_object_size(o);
     shard_tag *v = calloc(len ? len : 1, sizeof(shard_tag));
     if (!v)
-        return nomem(err, errlen);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     size_t k = 0;
-    int rc = tags_fill(o, check, v, &k, err, errlen);
+    int rc = tags_fill(o, check, v, &k, e);
     if (rc < 0) {
         shard_tags_free(v, k);
         return rc;
@@ -383,119 +362,121 @@ int shard_json_tags(json_t *o, shard_json_tag_check check, shard_tag **out, size
 
 /* ---- JSON -> record -------------------------------------------------- */
 
-static int event_from_json(json_t *e, size_t i, shard_event *out, char *err, size_t errlen)
+static int event_from_json(json_t *ev, size_t i, shard_event *out, errdetail *e)
 {
     char where[40];
     snprintf(where, sizeof(where), "history[%zu].", i);
-    if (!json_is_object(e))
-        return errf(err, errlen, CITRUS_EBADJSON, "history[%zu]: must be an object", i);
-    int rc = req_time(e, "at", where, &out->at_ms, err, errlen);
+    if (!json_is_object(ev))
+        return errdetail_set(e, CITRUS_EBADJSON, "history[%zu]: must be an object", i);
+    int rc = req_time(ev, "at", where, &out->at_ms, e);
     if (rc == 0)
-        rc = req_state(e, "from", where, &out->from, err, errlen);
+        rc = req_state(ev, "from", where, &out->from, e);
     if (rc == 0)
-        rc = req_state(e, "to", where, &out->to, err, errlen);
+        rc = req_state(ev, "to", where, &out->to, e);
     if (rc == 0)
-        rc = opt_string(e, "reason", where, &out->reason, err, errlen);
+        rc = opt_string(ev, "reason", where, &out->reason, e);
     if (rc == 0)
-        rc = opt_string(e, "actor", where, &out->actor, err, errlen);
+        rc = opt_string(ev, "actor", where, &out->actor, e);
     if (rc == 0 && !out->reason && !(out->reason = strdup("")))
-        rc = nomem(err, errlen);
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     if (rc == 0 && !out->actor && !(out->actor = strdup("")))
-        rc = nomem(err, errlen);
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     return rc;
 }
 
 /* The newest SHARD_HISTORY_MAX events of an optional "history" array. */
-static int history_from_json(json_t *j, shard *out, char *err, size_t errlen)
+static int history_from_json(json_t *j, shard *out, errdetail *e)
 {
     json_t *a = json_object_get(j, "history");
     if (!a || json_is_null(a))
         return 0;
     if (!json_is_array(a))
-        return errf(err, errlen, CITRUS_EBADJSON, "history: must be an array");
+        return errdetail_set(e, CITRUS_EBADJSON, "history: must be an array");
     size_t len = json_array_size(a);
     size_t skip = len > SHARD_HISTORY_MAX ? len - SHARD_HISTORY_MAX : 0;
     out->history = calloc(len - skip ? len - skip : 1, sizeof(shard_event));
     if (!out->history)
-        return nomem(err, errlen);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     for (size_t i = skip; i < len; i++) {
-        int rc =
-            event_from_json(json_array_get(a, i), i, &out->history[out->nhistory++], err, errlen);
+        int rc = event_from_json(json_array_get(a, i), i, &out->history[out->nhistory++], e);
         if (rc < 0)
             return rc;
     }
     return 0;
 }
 
-static int id_from_json(json_t *j, char *id, char *err, size_t errlen)
+static int id_from_json(json_t *j, char *id, errdetail *e)
 {
     const char *s = NULL;
-    int rc = req_string(j, "id", "", &s, err, errlen);
+    int rc = req_string(j, "id", "", &s, e);
     if (rc < 0)
         return rc;
     if (!shard_id_valid(s))
-        return errf(err, errlen, CITRUS_EBADJSON, "id: '%.64s' is not a valid shard id", s);
+        return errdetail_set(e, CITRUS_EBADJSON, "id: '%.64s' is not a valid shard id", s);
     snprintf(id, SHARD_ID_MAX + 1, "%s", s); /* valid: at most SHARD_ID_MAX */
     return 0;
 }
 
-static int epoch_from_json(json_t *j, int64_t *out, char *err, size_t errlen)
+static int epoch_from_json(json_t *j, int64_t *out, errdetail *e)
 {
     json_t *v = json_object_get(j, "epoch");
     if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return errf(err, errlen, CITRUS_EBADJSON, "epoch: %s",
-                    v ? "must be an integer >= 0" : "missing");
+        return errdetail_set(e, CITRUS_EBADJSON, "epoch: %s",
+                             v ? "must be an integer >= 0" : "missing");
     *out = json_integer_value(v);
     return 0;
 }
 
-static int optional_lists(json_t *j, shard *out, char *err, size_t errlen)
+static int optional_lists(json_t *j, shard *out, errdetail *e)
 {
     json_t *r = json_object_get(j, "replicas");
     int rc = 0;
     if (r && !json_is_null(r))
-        rc = shard_json_strings(r, "replicas", NULL, &out->replicas, &out->nreplicas, err, errlen);
+        rc = shard_json_strings(r, "replicas", NULL, &out->replicas, &out->nreplicas, e);
     json_t *t = json_object_get(j, "tags");
     if (rc == 0 && t && !json_is_null(t))
-        rc = shard_json_tags(t, NULL, &out->tags, &out->ntags, err, errlen);
+        rc = shard_json_tags(t, NULL, &out->tags, &out->ntags, e);
     return rc;
 }
 
-static int record_from_json(json_t *j, shard *out, char *err, size_t errlen)
+static int record_from_json(json_t *j, shard *out, errdetail *e)
 {
     if (!json_is_object(j))
-        return errf(err, errlen, CITRUS_EBADJSON, "shard: must be a JSON object");
-    int rc = id_from_json(j, out->id, err, errlen);
+        return errdetail_set(e, CITRUS_EBADJSON, "shard: must be a JSON object");
+    int rc = id_from_json(j, out->id, e);
     if (rc == 0)
-        rc = req_state(j, "state", "", &out->state, err, errlen);
+        rc = req_state(j, "state", "", &out->state, e);
     if (rc == 0)
-        rc = epoch_from_json(j, &out->epoch, err, errlen);
+        rc = epoch_from_json(j, &out->epoch, e);
     if (rc == 0)
-        rc = req_time(j, "created_at", "", &out->created_ms, err, errlen);
+        rc = req_time(j, "created_at", "", &out->created_ms, e);
     if (rc == 0)
-        rc = req_time(j, "updated_at", "", &out->updated_ms, err, errlen);
+        rc = req_time(j, "updated_at", "", &out->updated_ms, e);
     if (rc == 0)
-        rc = opt_string(j, "dsn", "", &out->dsn, err, errlen);
+        rc = opt_string(j, "dsn", "", &out->dsn, e);
     if (rc == 0)
-        rc = opt_string(j, "zone", "", &out->zone, err, errlen);
+        rc = opt_string(j, "zone", "", &out->zone, e);
     if (rc == 0)
-        rc = opt_string(j, "template", "", &out->template_name, err, errlen);
+        rc = opt_string(j, "template", "", &out->template_name, e);
     if (rc == 0)
-        rc = opt_string(j, "error", "", &out->error, err, errlen);
+        rc = opt_string(j, "error", "", &out->error, e);
     if (rc == 0)
-        rc = opt_weight(j, &out->weight, err, errlen);
+        rc = opt_weight(j, &out->weight, e);
     if (rc == 0)
-        rc = optional_lists(j, out, err, errlen);
+        rc = optional_lists(j, out, e);
     if (rc == 0)
-        rc = history_from_json(j, out, err, errlen);
+        rc = history_from_json(j, out, e);
     return rc == CITRUS_EINVAL || rc == CITRUS_ETOOMANY ? CITRUS_EBADJSON : rc;
 }
 
 int shard_from_json(json_t *j, shard *out, char *err, size_t errlen)
 {
+    errdetail e = {0};
     shard_init(out);
-    int rc = record_from_json(j, out, err, errlen);
-    if (rc < 0)
+    int rc = record_from_json(j, out, &e);
+    if (rc < 0) {
+        errfmt(err, errlen, "%s", e.message);
         shard_clear(out);
+    }
     return rc;
 }

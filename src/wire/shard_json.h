@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
 #include "core/shard.h"
 
 /* The record; "history" only when with_history. NULL on ENOMEM. */
@@ -44,15 +45,14 @@ int shard_json_parse_time(const char *s, int64_t *ms);
  * record here, the API's request bodies in api/shardbody.c): an array of
  * at most SHARD_MAX_REPLICAS strings (name names it in errors), and an
  * object of string values. check (may be NULL) sees each item once its
- * type is right, before it is kept; its error (err set) is returned as
- * is. On error *out is NULL and nothing is left allocated; else free with
- * shard_strings_free / shard_tags_free. */
-typedef int (*shard_json_string_check)(const char *name, size_t i, const char *value, char *err,
-                                       size_t errlen);
-typedef int (*shard_json_tag_check)(const char *key, const char *value, char *err, size_t errlen);
+ * type is right, before it is kept; its error (e set) is returned as is.
+ * On error e says why, *out is NULL and nothing is left allocated; else
+ * free with shard_strings_free / shard_tags_free. */
+typedef int (*shard_json_string_check)(const char *name, size_t i, const char *value, errdetail *e);
+typedef int (*shard_json_tag_check)(const char *key, const char *value, errdetail *e);
 int shard_json_strings(json_t *a, const char *name, shard_json_string_check check, char ***out,
-                       size_t *n, char *err, size_t errlen);
-int shard_json_tags(json_t *o, shard_json_tag_check check, shard_tag **out, size_t *n, char *err,
-                    size_t errlen);
+                       size_t *n, errdetail *e);
+int shard_json_tags(json_t *o, shard_json_tag_check check, shard_tag **out, size_t *n,
+                    errdetail *e);
 
 #endif

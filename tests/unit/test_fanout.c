@@ -27,7 +27,8 @@ static void count(void *ctx, size_t i)
 {
     counting *c = ctx;
     int now = atomic_fetch_add(&c->running, 1) + 1;
-    for (int m = atomic_load(&c->most); now > m && !atomic_compare_exchange_weak(&c->most, &m, now);)
+    for (int m = atomic_load(&c->most);
+         now > m && !atomic_compare_exchange_weak(&c->most, &m, now);)
         ;
     atomic_fetch_add(&c->runs[i], 1);
     atomic_fetch_sub(&c->running, 1);

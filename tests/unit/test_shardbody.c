@@ -46,9 +46,9 @@ static void spec_register(void **state)
         "\"host=r2 dbname=db\"],\"zone\":\"z1\",\"weight\":3,\"tags\":{\"a\":\"1\",\"b\":\"\"},"
         "\"template\":\"orders\"}");
     shard_spec sp;
-    char err[256] = "";
-    if (shardbody_spec(b, &sp, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
+    errdetail e;
+    if (shardbody_spec(b, &sp, &e) != 0)
+        fail_msg("%s", e.message);
     assert_string_equal(sp.id, "s-1");
     assert_string_equal(sp.dsn, "postgres://h/db");
     assert_int_equal(sp.nreplicas, 2);
@@ -67,8 +67,8 @@ static void spec_minimal(void **state)
 {
     json_t *b = parse_json("{\"dsn\":\"sqlite:x.db\",\"id\":null,\"zone\":null}");
     shard_spec sp;
-    char err[256] = "";
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), 0);
+    errdetail e;
+    assert_int_equal(shardbody_spec(b, &sp, &e), 0);
     assert_string_equal(sp.id, "");
     assert_null(sp.zone);
     assert_true(sp.weight == 1.0);
@@ -84,9 +84,9 @@ static void spec_provision(void **state)
     json_t *b = parse_json("{\"provision\":{\"template\":\"orders\",\"params\":{\"size\":\"s\"}},"
                            "\"weight\":0.5}");
     shard_spec sp;
-    char err[256] = "";
-    if (shardbody_spec(b, &sp, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
+    errdetail e;
+    if (shardbody_spec(b, &sp, &e) != 0)
+        fail_msg("%s", e.message);
     json_decref(b); /* params are owned by the spec */
     assert_true(sp.provision);
     assert_null(sp.dsn);
@@ -96,14 +96,14 @@ static void spec_provision(void **state)
     shardbody_spec_clear(&sp);
 
     b = parse_json("{\"provision\":{},\"template\":\"t1\"}");
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), 0);
     assert_true(sp.provision);
     assert_string_equal(sp.template_name, "t1");
     shardbody_spec_clear(&sp);
     json_decref(b);
 
     b = parse_json("{\"provision\":{\"template\":\"t1\"},\"template\":\"t1\"}");
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), 0);
     shardbody_spec_clear(&sp);
     json_decref(b);
 }
@@ -113,13 +113,13 @@ static void spec_bad(const char *body, const char *want)
 {
     json_t *b = parse_json(body);
     shard_spec sp;
-    char err[256] = "";
-    int rc = shardbody_spec(b, &sp, err, sizeof(err));
+    errdetail e;
+    int rc = shardbody_spec(b, &sp, &e);
     if (rc == 0)
         fail_msg("accepted %s", body);
     assert_true(rc == CITRUS_EINVAL || rc == CITRUS_EBADJSON || rc == CITRUS_ETOOMANY);
-    if (strncmp(err, want, strlen(want)) != 0)
-        fail_msg("%s: message '%s' does not start with '%s'", body, err, want);
+    if (strncmp(e.message, want, strlen(want)) != 0)
+        fail_msg("%s: message '%s' does not start with '%s'", body, e.message, want);
     assert_null(sp.dsn); /* cleared on error */
     assert_null(sp.params);
     json_decref(b);
@@ -184,13 +184,13 @@ static void spec_limits(void **state)
     }
     json_object_set(b, "replicas", reps);
     shard_spec sp;
-    char err[256] = "";
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), 0);
+    errdetail e;
+    assert_int_equal(shardbody_spec(b, &sp, &e), 0);
     assert_int_equal(sp.nreplicas, SHARD_MAX_REPLICAS);
     shardbody_spec_clear(&sp);
     json_array_append_new(reps, json_string("sqlite:extra.db"));
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), CITRUS_ETOOMANY);
-    assert_int_equal(strncmp(err, "replicas:", 9), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), CITRUS_ETOOMANY);
+    assert_int_equal(strncmp(e.message, "replicas:", 9), 0);
     json_decref(reps);
     json_object_del(b, "replicas");
 
@@ -202,12 +202,12 @@ static void spec_limits(void **state)
         json_object_set_new(tags, k, json_string("v"));
     }
     json_object_set(b, "tags", tags);
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), 0);
     assert_int_equal(sp.ntags, SHARD_MAX_TAGS);
     shardbody_spec_clear(&sp);
     json_object_set_new(tags, "one-more", json_string("v"));
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), CITRUS_ETOOMANY);
-    assert_int_equal(strncmp(err, "tags:", 5), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), CITRUS_ETOOMANY);
+    assert_int_equal(strncmp(e.message, "tags:", 5), 0);
     json_object_clear(tags);
 
     /* Key and value lengths (counted in characters). */
@@ -218,17 +218,17 @@ static void spec_limits(void **state)
         memcpy(val + 2 * i, "\xc3\xa9", 2);
     val[2 * SHARDBODY_TAG_VALUE_MAX] = '\0';
     json_object_set_new(tags, key, json_string(val));
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), 0);
     shardbody_spec_clear(&sp);
     strcat(val, "x");
     json_object_set_new(tags, key, json_string(val));
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), CITRUS_EINVAL);
-    assert_int_equal(strncmp(err, "tags.kkk", 8), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), CITRUS_EINVAL);
+    assert_int_equal(strncmp(e.message, "tags.kkk", 8), 0);
     json_object_clear(tags);
     strcat(key, "k");
     json_object_set_new(tags, key, json_string("v"));
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), CITRUS_EINVAL);
-    assert_int_equal(strncmp(err, "tags: keys", 10), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), CITRUS_EINVAL);
+    assert_int_equal(strncmp(e.message, "tags: keys", 10), 0);
     json_decref(tags);
 
     /* Zone: 64 characters, not 65. */
@@ -237,17 +237,17 @@ static void spec_limits(void **state)
     memset(zone, 'z', SHARDBODY_ZONE_MAX);
     zone[SHARDBODY_ZONE_MAX] = '\0';
     json_object_set_new(b, "zone", json_string(zone));
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), 0);
     shardbody_spec_clear(&sp);
     strcat(zone, "z");
     json_object_set_new(b, "zone", json_string(zone));
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), CITRUS_EINVAL);
-    assert_int_equal(strncmp(err, "zone:", 5), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), CITRUS_EINVAL);
+    assert_int_equal(strncmp(e.message, "zone:", 5), 0);
 
     /* Weight 100 is the top. */
     json_object_del(b, "zone");
     json_object_set_new(b, "weight", json_integer(100));
-    assert_int_equal(shardbody_spec(b, &sp, err, sizeof(err)), 0);
+    assert_int_equal(shardbody_spec(b, &sp, &e), 0);
     assert_true(sp.weight == 100.0);
     shardbody_spec_clear(&sp);
     json_decref(b);
@@ -259,9 +259,9 @@ static void patch_good(void **state)
 {
     json_t *b = parse_json("{\"weight\":4,\"zone\":null,\"tags\":{\"x\":\"y\"}}");
     shard_patch p;
-    char err[256] = "";
-    if (shardbody_patch(b, &p, err, sizeof(err)) != 0)
-        fail_msg("%s", err);
+    errdetail e;
+    if (shardbody_patch(b, &p, &e) != 0)
+        fail_msg("%s", e.message);
     assert_true(p.has_weight && p.has_zone && p.has_tags);
     assert_true(p.weight == 4.0);
     assert_null(p.zone);
@@ -282,7 +282,7 @@ static void patch_good(void **state)
     json_decref(b);
 
     b = parse_json("{\"tags\":{}}");
-    assert_int_equal(shardbody_patch(b, &p, err, sizeof(err)), 0);
+    assert_int_equal(shardbody_patch(b, &p, &e), 0);
     assert_false(p.has_weight || p.has_zone);
     assert_int_equal(shardbody_patch_apply(&s, &p, 6000), 0);
     assert_int_equal(s.ntags, 0);
@@ -291,7 +291,7 @@ static void patch_good(void **state)
     json_decref(b);
 
     b = parse_json("{\"zone\":\"z9\"}");
-    assert_int_equal(shardbody_patch(b, &p, err, sizeof(err)), 0);
+    assert_int_equal(shardbody_patch(b, &p, &e), 0);
     assert_int_equal(shardbody_patch_apply(&s, &p, 7000), 0);
     assert_string_equal(s.zone, "z9");
     shardbody_patch_clear(&p);
@@ -303,11 +303,11 @@ static void patch_bad(const char *body, const char *want)
 {
     json_t *b = parse_json(body);
     shard_patch p;
-    char err[256] = "";
-    if (shardbody_patch(b, &p, err, sizeof(err)) == 0)
+    errdetail e;
+    if (shardbody_patch(b, &p, &e) == 0)
         fail_msg("accepted %s", body);
-    if (strncmp(err, want, strlen(want)) != 0)
-        fail_msg("%s: message '%s' does not start with '%s'", body, err, want);
+    if (strncmp(e.message, want, strlen(want)) != 0)
+        fail_msg("%s: message '%s' does not start with '%s'", body, e.message, want);
     assert_null(p.zone);
     assert_null(p.tags);
     json_decref(b);
