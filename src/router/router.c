@@ -634,7 +634,7 @@ int router_scatter(router *r, const router_call *rd, const char *sql, const valu
         rc = fail(e, CITRUS_EUNAVAILABLE, NULL, "no active shard");
     if (rc == 0)
         fanout_run(njobs, SCATTER_THREADS, scatter_one, jobs);
-    result_set *parts = rc == 0 ? calloc(njobs, sizeof(*parts)) : NULL;
+    result_set *parts = rc == 0 ? calloc(njobs ? njobs : 1, sizeof(*parts)) : NULL;
     size_t nparts = 0;
     out->shards = json_array();
     out->missing = json_array();
