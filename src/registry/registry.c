@@ -112,11 +112,6 @@ citrus_hash_fn registry_hash(registry *r)
     return r->hash;
 }
 
-size_t registry_vnodes(registry *r)
-{
-    return r->vnodes;
-}
-
 void reg_result_clear(reg_result *r)
 {
     json_decref(r->ranges);

@@ -60,7 +60,7 @@ void reg_result_clear(reg_result *r);
 #define REG_DRY_RUN 2u /* compute the result, write nothing */
 
 /* hash and vnodes are the defaults for a new catalog; an existing ring keeps
- * its own (registry_hash/vnodes tell which). read may be NULL (store reads).
+ * its own (registry_hash tells which). read may be NULL (store reads).
  * clock (kept; NULL: the real one) gives the times the registry and the
  * tenant directory record: history events and pins. */
 registry *registry_new(store *st, const sysclock *clock, citrus_hash_fn hash, size_t vnodes,
@@ -84,7 +84,6 @@ int64_t registry_revision(registry *r);
  * first token change writes this registry's). */
 int registry_init(registry *r, char *err, size_t errlen);
 citrus_hash_fn registry_hash(registry *r);
-size_t registry_vnodes(registry *r);
 /* The clock it was given (NULL: the real one; clock_wall_ms takes both). */
 const sysclock *registry_clock(registry *r);
 
