@@ -6,7 +6,6 @@
  * A registration pins the tenant "<businessId>:<locationId>" where the ring
  * puts it now, after setting up the business type's schema template on that
  * shard; 201 the first time, 200 with the same answer after. */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +19,6 @@
 #include "provision/service.h"
 
 #define BATCH_MAX 100
-#define HEALTH_TIMEOUT_MS 2000
-#define HEALTH_THREADS 16
 
 /* A field that must be a valid id; replies 400 naming it. */
 static const char *id_field(http_req *r, json_t *obj, const char *name, const char *where)
@@ -234,90 +231,34 @@ int api_citrus_shard(http_req *r, void *ctx)
 
 /* ---- health ---- */
 
-typedef struct probe {
-    const shard *s;
-    int64_t timeout_ms;
-    int rc;
-    int64_t ms;
-    errdetail err;
-} probe;
-
-typedef struct probe_set {
-    probe *v;
-    size_t n, next;
-    pthread_mutex_t mu;
-} probe_set;
-
-static void *prober(void *arg)
-{
-    probe_set *ps = arg;
-    for (;;) {
-        pthread_mutex_lock(&ps->mu);
-        size_t i = ps->next++;
-        pthread_mutex_unlock(&ps->mu);
-        if (i >= ps->n)
-            return NULL;
-        probe *p = &ps->v[i];
-        p->rc = p->s->dsn ? drv_probe(p->s->dsn, &(drv_options){.timeout_ms = p->timeout_ms},
-                                      &p->ms, &p->err)
-                          : errdetail_set(&p->err, CITRUS_EUNAVAILABLE, "no database yet");
-    }
-}
-
 int api_citrus_health(http_req *r, void *ctx)
 {
     APP_OFFLOAD(r, api_citrus_health, ctx);
     app *a = ctx;
     if (!a->shards)
         return shardjson_reply_no_manager(r);
-    shard *v;
+    shard_probe *v;
     size_t n;
-    int rc = registry_shard_list(a->shards->reg, NULL, &v, &n);
+    int rc = svc_probe_shards(a->shards, &v, &n);
     if (rc < 0)
         return http_reply_error(r, rc, NULL, NULL);
-    size_t live = 0; /* retired shards are out of service: not probed */
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].state == SHARD_RETIRED) {
-            shard_clear(&v[i]);
-            continue;
-        }
-        v[live++] = v[i];
-    }
-    n = live;
-    probe_set ps = {.v = calloc(n ? n : 1, sizeof(probe)), .n = n};
-    pthread_mutex_init(&ps.mu, NULL);
-    int64_t timeout =
-        a->shards->db_timeout_ms < HEALTH_TIMEOUT_MS ? a->shards->db_timeout_ms : HEALTH_TIMEOUT_MS;
-    for (size_t i = 0; ps.v && i < n; i++)
-        ps.v[i] = (probe){.s = &v[i], .timeout_ms = timeout};
-    pthread_t th[HEALTH_THREADS];
-    size_t nth = 0;
-    for (; ps.v && nth < HEALTH_THREADS && nth < n; nth++)
-        if (pthread_create(&th[nth], NULL, prober, &ps) != 0)
-            break;
-    if (nth == 0 && ps.v)
-        prober(&ps);
-    for (size_t i = 0; i < nth; i++)
-        pthread_join(th[i], NULL);
     json_t *items = json_array(), *states = json_object();
     size_t up = 0;
-    for (size_t i = 0; ps.v && i < n; i++) {
-        probe *p = &ps.v[i];
-        json_t *one = json_pack("{s:s,s:s,s:b}", "shardId", v[i].id, "state",
-                                shard_state_name(v[i].state), "reachable", p->rc == 0);
+    for (size_t i = 0; i < n; i++) {
+        shard_probe *p = &v[i];
+        json_t *one = json_pack("{s:s,s:s,s:b}", "shardId", p->id, "state",
+                                shard_state_name(p->state), "reachable", p->rc == 0);
         if (p->rc == 0)
-            json_object_set_new(one, "latencyMs", json_real(p->ms));
+            json_object_set_new(one, "latencyMs", json_real((double)p->latency_ms));
         else
             json_object_set_new(one, "error", json_string(p->err.message));
         json_array_append_new(items, one);
         up += p->rc == 0;
-        const char *sn = shard_state_name(v[i].state);
+        const char *sn = shard_state_name(p->state);
         json_object_set_new(states, sn,
                             json_integer(json_integer_value(json_object_get(states, sn)) + 1));
     }
-    pthread_mutex_destroy(&ps.mu);
-    free(ps.v);
-    registry_shards_free(v, n);
+    free(v);
     json_t *summary =
         json_pack("{s:I,s:I,s:I,s:o}", "total", (json_int_t)n, "reachable", (json_int_t)up,
                   "unreachable", (json_int_t)(n - up), "states", states);

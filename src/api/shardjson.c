@@ -6,18 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "citrus/errors.h"
 #include "provision/service.h"
 #include "wire/shard_json.h"
-
-int64_t shardjson_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int shardjson_reply_no_manager(http_req *r)
 {

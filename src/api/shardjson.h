@@ -28,7 +28,4 @@ json_t *shardjson_pin(const tenant_pin *p);
  * NULL). Returns what http_reply_error does. */
 int shardjson_reply_no_manager(http_req *r);
 
-/* Wall clock, ms since the epoch. */
-int64_t shardjson_now_ms(void);
-
 #endif

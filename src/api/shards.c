@@ -7,6 +7,7 @@
 
 #include "api/app.h"
 #include "api/handlers.h"
+#include "api/shardbody.h"
 #include "api/shardjson.h"
 #include "citrus/errors.h"
 #include "provision/service.h"
@@ -60,11 +61,12 @@ int api_shards_create(http_req *r, void *ctx)
     if (!body)
         return CITRUS_EBADJSON;
     shard_spec spec;
-    char err[ERRLEN] = "";
-    int rc = shard_spec_from_json(body, &spec, err, sizeof(err));
+    errdetail e;
+    int rc = shardbody_spec(body, &spec, &e);
     json_decref(body);
     if (rc < 0)
-        return http_reply_error(r, rc, err, NULL);
+        return http_reply_error(r, rc, e.message, NULL);
+    char err[ERRLEN] = "";
     shard s;
     reg_result res = {0};
     bool provision = spec.provision;
@@ -72,7 +74,7 @@ int api_shards_create(http_req *r, void *ctx)
         rc = svc_provision_shard(a->shards, &spec, "api", &s, err, sizeof(err));
     else
         rc = svc_register_shard(a->shards, &spec, verify, "api", &s, &res, err, sizeof(err));
-    shard_spec_clear(&spec);
+    shardbody_spec_clear(&spec);
     if (rc < 0) {
         reg_result_clear(&res);
         return http_reply_error(r, rc, err[0] ? err : NULL, NULL);
@@ -129,11 +131,17 @@ int api_shards_get(http_req *r, void *ctx)
     return http_reply_json(r, 200, out);
 }
 
-static int patch_fn(shard *s, void *ctx, char *err, size_t errlen)
+typedef struct patch_ctx {
+    const shard_patch *p;
+    const sysclock *clock;
+} patch_ctx;
+
+static int patch_fn(shard *s, void *vctx, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
-    return shard_patch_apply(s, ctx, shardjson_now_ms());
+    patch_ctx *c = vctx;
+    return shardbody_patch_apply(s, c->p, clock_wall_ms(c->clock));
 }
 
 int api_shards_patch(http_req *r, void *ctx)
@@ -150,16 +158,18 @@ int api_shards_patch(http_req *r, void *ctx)
     if (!body)
         return CITRUS_EBADJSON;
     shard_patch p;
-    char err[ERRLEN] = "";
-    int rc = shard_patch_from_json(body, &p, err, sizeof(err));
+    errdetail e;
+    int rc = shardbody_patch(body, &p, &e);
     json_decref(body);
     if (rc < 0)
-        return http_reply_error(r, rc, err, NULL);
+        return http_reply_error(r, rc, e.message, NULL);
+    char err[ERRLEN] = "";
     shard s;
     reg_result res;
-    rc = registry_shard_modify(a->shards->reg, id, patch_fn, &p, flags, NULL, &s, &res, err,
+    patch_ctx pc = {&p, a->shards->clock};
+    rc = registry_shard_modify(a->shards->reg, id, patch_fn, &pc, flags, NULL, &s, &res, err,
                                sizeof(err));
-    shard_patch_clear(&p);
+    shardbody_patch_clear(&p);
     if (rc < 0) {
         reg_result_clear(&res);
         return reply_failed(r, rc, id, err, NULL);
@@ -210,7 +220,7 @@ int api_shards_delete(http_req *r, void *ctx)
         return CITRUS_EINVAL;
     reg_result res;
     char err[ERRLEN] = "";
-    int rc = registry_shard_delete(a->shards->reg, id, flags & REG_FORCE, &res, err, sizeof(err));
+    int rc = svc_shard_delete(a->shards, id, flags & REG_FORCE, &res, err, sizeof(err));
     if (rc < 0) {
         /* counts only when the state allowed a delete and they were what refused it */
         json_t *extra = rc == CITRUS_EINUSE && (res.tokens_before || res.tenants_affected)

@@ -6,6 +6,7 @@
  * must be able to cancel a drain that was started by mistake. */
 #include "core/shard.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,6 +122,11 @@ bool shard_id_valid(const char *id)
     return true;
 }
 
+bool shard_weight_valid(double w)
+{
+    return isfinite(w) && w > 0 && w <= SHARD_WEIGHT_MAX;
+}
+
 void shard_init(shard *s)
 {
     memset(s, 0, sizeof(*s));
@@ -138,21 +144,56 @@ static void event_clear(shard_event *e)
 void shard_clear(shard *s)
 {
     free(s->dsn);
-    for (size_t i = 0; i < s->nreplicas; i++)
-        free(s->replicas[i]);
-    free(s->replicas);
+    shard_strings_free(s->replicas, s->nreplicas);
     free(s->zone);
-    for (size_t i = 0; i < s->ntags; i++) {
-        free(s->tags[i].key);
-        free(s->tags[i].value);
-    }
-    free(s->tags);
+    shard_tags_free(s->tags, s->ntags);
     free(s->template_name);
     free(s->error);
     for (size_t i = 0; i < s->nhistory; i++)
         event_clear(&s->history[i]);
     free(s->history);
     shard_init(s);
+}
+
+char **shard_strings_copy(char *const *v, size_t n)
+{
+    char **c = calloc(n ? n : 1, sizeof(*c));
+    for (size_t i = 0; c && i < n; i++)
+        if (!(c[i] = strdup(v[i]))) {
+            shard_strings_free(c, i);
+            return NULL;
+        }
+    return c;
+}
+
+void shard_strings_free(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+shard_tag *shard_tags_copy(const shard_tag *t, size_t n)
+{
+    shard_tag *c = calloc(n ? n : 1, sizeof(*c));
+    for (size_t i = 0; c && i < n; i++) {
+        c[i].key = strdup(t[i].key);
+        c[i].value = strdup(t[i].value);
+        if (!c[i].key || !c[i].value) {
+            shard_tags_free(c, i + 1);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+void shard_tags_free(shard_tag *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++) {
+        free(t[i].key);
+        free(t[i].value);
+    }
+    free(t);
 }
 
 /* Appends ev (taking its strings), dropping the oldest past the cap. */

@@ -31,6 +31,7 @@ typedef enum {
 #define SHARD_ID_MAX 63 /* [a-z0-9_-], 1..63 chars, starts with [a-z0-9] */
 #define SHARD_MAX_REPLICAS 16
 #define SHARD_MAX_TAGS 32
+#define SHARD_WEIGHT_MAX 100.0
 
 /* "pending", "provisioning", ..., "read_only", ...; "unknown" out of range. */
 const char *shard_state_name(shard_state s);
@@ -50,6 +51,8 @@ bool shard_state_serves_reads(shard_state s);
 bool shard_state_serves_writes(shard_state s);
 
 bool shard_id_valid(const char *id);
+/* A weight a shard may have: finite, > 0 and <= SHARD_WEIGHT_MAX. */
+bool shard_weight_valid(double w);
 
 typedef struct shard_tag {
     char *key;
@@ -84,6 +87,15 @@ typedef struct shard {
 
 void shard_init(shard *s); /* zeroed, pending, weight 1 */
 void shard_clear(shard *s);
+
+/* Copies of the record's lists (replicas, tags): an array of n malloc'd
+ * copies (at least one slot, so n == 0 gives a non-NULL empty array), or
+ * NULL when out of memory (nothing left allocated). Freed with the
+ * matching _free, which takes NULL. */
+char **shard_strings_copy(char *const *v, size_t n);
+void shard_strings_free(char **v, size_t n);
+shard_tag *shard_tags_copy(const shard_tag *t, size_t n);
+void shard_tags_free(shard_tag *t, size_t n);
 
 /* Moves s to `to` if the table allows it, appending the event and bumping
  * epoch and updated_ms. error becomes reason when `to` is failed and NULL

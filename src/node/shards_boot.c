@@ -146,7 +146,8 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
     }
     citrus_hash_fn fn = CITRUS_HASH_MURMUR3;
     citrus_hash_parse(cfg->ring_hash, &fn);
-    registry *reg = registry_new(a->st, fn, (size_t)cfg->vnodes, reader_routing_read, a->rd);
+    registry *reg =
+        registry_new(a->st, clock_real(), fn, (size_t)cfg->vnodes, reader_routing_read, a->rd);
     if (reg) {
         registry_set_revision_fn(reg, reader_routing_revision, a->rd);
         registry_set_commit_fn(reg, reader_note_commit, a->rd);
@@ -170,7 +171,8 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
         rc = CITRUS_ENOMEM;
         goto fail;
     }
-    shard_service_init(svc, reg, prov, templates, cfg->shard_db_timeout_ms, cfg->node_id);
+    shard_service_init(svc, reg, prov, templates, cfg->shard_db_timeout_ms, cfg->node_id,
+                       clock_real());
     const char *example = cfg->templates_dir[0] ? NULL : EXAMPLE_TYPE; /* we wrote it */
     if (dev && cfg->dev_shards > 0 && (rc = dev_shards(svc, cfg->dev_shards, example)) < 0) {
         shard_service_destroy(svc); /* frees reg and prov */

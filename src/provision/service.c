@@ -10,12 +10,16 @@
 
 #include "citrus/errors.h"
 #include "obs/log.h"
-#include "registry/registry_internal.h"
-#include "dbconn/driver.h"
 #include "provision/schema.h"
+#include "dbconn/driver.h"
+#include "sys/fanout.h"
+
+#define PROBE_THREADS 16
+#define PROBE_TIMEOUT_MS 2000
 
 int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
-                       const char *templates_dir, int64_t db_timeout_ms, const char *node_id)
+                       const char *templates_dir, int64_t db_timeout_ms, const char *node_id,
+                       const sysclock *clock)
 {
     memset(svc, 0, sizeof(*svc));
     svc->reg = reg;
@@ -24,21 +28,15 @@ int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
              templates_dir ? templates_dir : "");
     svc->db_timeout_ms = db_timeout_ms > 0 ? db_timeout_ms : 5000;
     snprintf(svc->node_id, sizeof(svc->node_id), "%s", node_id ? node_id : "node1");
+    svc->clock = clock;
     pthread_mutex_init(&svc->mu, NULL);
-    pthread_cond_init(&svc->cv, NULL);
+    clock_cond_init(&svc->cv); /* the worker's waits: monotonic */
     return 0;
 }
 
 void shard_service_destroy(shard_service *svc)
 {
-    if (svc->running) {
-        pthread_mutex_lock(&svc->mu);
-        svc->stop = true;
-        pthread_cond_broadcast(&svc->cv);
-        pthread_mutex_unlock(&svc->mu);
-        pthread_join(svc->th, NULL);
-        svc->running = false;
-    }
+    svc_worker_stop(svc);
     if (svc->prov)
         svc->prov->free(svc->prov);
     registry_free(svc->reg);
@@ -60,8 +58,9 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* A new record from a spec: pending, with the spec's settings. */
-static int shard_from_spec(const shard_spec *spec, shard *s)
+/* A new record from a spec: pending, with the spec's settings, made at
+ * now_ms. */
+static int shard_from_spec(const shard_spec *spec, int64_t now_ms, shard *s)
 {
     shard_init(s);
     if (spec->id[0])
@@ -69,7 +68,7 @@ static int shard_from_spec(const shard_spec *spec, shard *s)
     else
         new_id(s->id, sizeof(s->id));
     s->weight = spec->weight;
-    s->created_ms = s->updated_ms = reg_now_ms();
+    s->created_ms = s->updated_ms = now_ms;
     s->dsn = dup_or_null(spec->dsn);
     s->zone = dup_or_null(spec->zone);
     s->template_name = dup_or_null(spec->template_name);
@@ -77,24 +76,14 @@ static int shard_from_spec(const shard_spec *spec, shard *s)
         (spec->template_name && !s->template_name))
         return CITRUS_ENOMEM;
     if (spec->nreplicas) {
-        s->replicas = calloc(spec->nreplicas, sizeof(char *));
-        if (!s->replicas)
+        if (!(s->replicas = shard_strings_copy(spec->replicas, spec->nreplicas)))
             return CITRUS_ENOMEM;
-        for (size_t i = 0; i < spec->nreplicas; i++)
-            if (!(s->replicas[s->nreplicas++] = strdup(spec->replicas[i])))
-                return CITRUS_ENOMEM;
+        s->nreplicas = spec->nreplicas;
     }
     if (spec->ntags) {
-        s->tags = calloc(spec->ntags, sizeof(*s->tags));
-        if (!s->tags)
+        if (!(s->tags = shard_tags_copy(spec->tags, spec->ntags)))
             return CITRUS_ENOMEM;
-        for (size_t i = 0; i < spec->ntags; i++) {
-            s->tags[i].key = strdup(spec->tags[i].key);
-            s->tags[i].value = strdup(spec->tags[i].value);
-            s->ntags++;
-            if (!s->tags[i].key || !s->tags[i].value)
-                return CITRUS_ENOMEM;
-        }
+        s->ntags = spec->ntags;
     }
     return 0;
 }
@@ -128,14 +117,16 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
     memset(res, 0, sizeof(*res));
     if (verify) {
         errdetail why;
-        int rc = drv_probe(spec->dsn, &(drv_options){.timeout_ms = svc->db_timeout_ms}, NULL, &why);
+        int rc = drv_probe(spec->dsn,
+                           &(drv_options){.timeout_ms = svc->db_timeout_ms, .clock = svc->clock},
+                           NULL, &why);
         if (rc < 0) {
             snprintf(err, errlen, "cannot reach the database: %s", why.message);
             return rc == CITRUS_EINVAL ? rc : CITRUS_EUNREACHABLE;
         }
     }
     shard s;
-    int rc = shard_from_spec(spec, &s);
+    int rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
     if (rc == 0 && verify)
         rc = apply_template(svc, s.dsn, s.template_name, err, errlen);
     int64_t now = s.created_ms;
@@ -164,7 +155,7 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
         return CITRUS_EUNPROCESSABLE;
     }
     shard s;
-    int rc = shard_from_spec(spec, &s);
+    int rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
     if (rc == 0)
         rc =
             shard_transition(&s, SHARD_PROVISIONING, "provisioning requested", actor, s.created_ms);
@@ -194,6 +185,7 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
 typedef struct action_ctx {
     shard_state to;
     const char *reason, *actor;
+    const sysclock *clock;
 } action_ctx;
 
 static int allowed_text(shard_state from, char *buf, size_t len)
@@ -210,7 +202,7 @@ static int allowed_text(shard_state from, char *buf, size_t len)
 static int do_action(shard *s, void *vctx, char *err, size_t errlen)
 {
     action_ctx *c = vctx;
-    int64_t now = reg_now_ms();
+    int64_t now = clock_wall_ms(c->clock);
     /* retire walks draining -> drained -> retired */
     if (c->to == SHARD_RETIRED && s->state == SHARD_DRAINING &&
         shard_transition(s, SHARD_DRAINED, "drain finished", c->actor, now) < 0)
@@ -224,6 +216,20 @@ static int do_action(shard *s, void *vctx, char *err, size_t errlen)
         return CITRUS_ETRANSITION;
     }
     return shard_transition(s, c->to, c->reason, c->actor, now);
+}
+
+/* After a change that took shard id out of the ring with tenants still
+ * pinned to it (forced): moves them (on error res is cleared). */
+static int repin_after(shard_service *svc, const char *id, unsigned flags, reg_result *res,
+                       char *err, size_t errlen)
+{
+    size_t moved;
+    if (!res->tenants_affected || (flags & REG_DRY_RUN))
+        return 0;
+    int rc = tenants_repin(svc->reg, id, &moved, err, errlen);
+    if (rc < 0)
+        reg_result_clear(res);
+    return rc;
 }
 
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
@@ -243,15 +249,30 @@ int svc_shard_action(shard_service *svc, const char *id, const char *action, uns
     for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
         if (strcmp(actions[i].name, action) != 0)
             continue;
-        action_ctx c = {actions[i].to, actions[i].reason, actor};
+        action_ctx c = {actions[i].to, actions[i].reason, actor, svc->clock};
+        shard s;
+        shard_init(&s); /* set by a change that was written */
         int rc =
-            registry_shard_modify(svc->reg, id, do_action, &c, flags, NULL, out, res, err, errlen);
+            registry_shard_modify(svc->reg, id, do_action, &c, flags, NULL, &s, res, err, errlen);
+        if (rc == 0)
+            rc = repin_after(svc, id, flags, res, err, errlen);
         if (rc == 0 && actions[i].to == SHARD_PROVISIONING)
             svc_worker_kick(svc);
+        if (rc == 0 && out)
+            *out = s;
+        else
+            shard_clear(&s);
         return rc;
     }
     snprintf(err, errlen, "unknown action '%s'", action);
     return CITRUS_ENOTFOUND;
+}
+
+int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res, char *err,
+                     size_t errlen)
+{
+    int rc = registry_shard_delete(svc->reg, id, flags, res, err, errlen);
+    return rc == 0 ? repin_after(svc, id, flags, res, err, errlen) : rc;
 }
 
 int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_type, char *err,
@@ -272,4 +293,60 @@ int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_t
     rc = apply_template(svc, s.dsn, business_type, err, errlen);
     shard_clear(&s);
     return rc == CITRUS_EIO || rc == CITRUS_ECONFLICT ? CITRUS_EUNPROCESSABLE : rc;
+}
+
+/* ---- health ---- */
+
+typedef struct probe_set {
+    const shard *shards;
+    shard_probe *probes;
+    int64_t timeout_ms;
+    const sysclock *clock;
+} probe_set;
+
+/* Probes shard i of the set (a fanout_fn). */
+static void probe_one(void *ctx, size_t i)
+{
+    probe_set *ps = ctx;
+    const shard *s = &ps->shards[i];
+    shard_probe *p = &ps->probes[i];
+    drv_options o = {.timeout_ms = ps->timeout_ms, .clock = ps->clock};
+    p->rc = s->dsn ? drv_probe(s->dsn, &o, &p->latency_ms, &p->err)
+                   : errdetail_set(&p->err, CITRUS_EUNAVAILABLE, "no database yet");
+}
+
+int svc_probe_shards(shard_service *svc, shard_probe **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    shard *v;
+    size_t nv;
+    int rc = registry_shard_list(svc->reg, NULL, &v, &nv);
+    if (rc < 0)
+        return rc;
+    size_t live = 0; /* retired shards are out of service: not probed */
+    for (size_t i = 0; i < nv; i++) {
+        if (v[i].state == SHARD_RETIRED)
+            shard_clear(&v[i]);
+        else
+            v[live++] = v[i];
+    }
+    probe_set ps = {.shards = v,
+                    .probes = calloc(live ? live : 1, sizeof(shard_probe)),
+                    .timeout_ms = svc->db_timeout_ms < PROBE_TIMEOUT_MS ? svc->db_timeout_ms
+                                                                        : PROBE_TIMEOUT_MS,
+                    .clock = svc->clock};
+    if (ps.probes) {
+        for (size_t i = 0; i < live; i++) {
+            snprintf(ps.probes[i].id, sizeof(ps.probes[i].id), "%s", v[i].id);
+            ps.probes[i].state = v[i].state;
+        }
+        fanout_run(live, PROBE_THREADS, probe_one, &ps);
+    }
+    registry_shards_free(v, live);
+    if (!ps.probes)
+        return CITRUS_ENOMEM;
+    *out = ps.probes;
+    *n = live;
+    return 0;
 }

@@ -23,8 +23,9 @@
 #include "controller/session.h"
 #include "provision/provisioner.h"
 #include "registry/registry.h"
-#include "wire/shard_json.h"
 #include "registry/tenants.h"
+#include "core/errdetail.h"
+#include "sys/clock.h"
 
 typedef struct shard_service {
     registry *reg;            /* owned */
@@ -32,6 +33,7 @@ typedef struct shard_service {
     char templates_dir[1024]; /* "" when there are no templates */
     int64_t db_timeout_ms;    /* connecting to shard databases */
     char node_id[64];
+    const sysclock *clock; /* borrowed; the times recorded in shard histories */
     /* the worker */
     session *sess; /* borrowed; leadership and fencing token */
     pthread_t th;
@@ -41,9 +43,28 @@ typedef struct shard_service {
     bool stop, kick; /* guarded by mu */
 } shard_service;
 
-/* Takes ownership of reg (not NULL) and prov (NULL: provisioning is off). */
+/* What a new shard is to be: an existing database to register (dsn set)
+ * or one to provision (provision set). The calls below borrow it; whoever
+ * filled it frees it (api/shardbody.c's parser has its own clear). */
+typedef struct shard_spec {
+    char id[SHARD_ID_MAX + 1]; /* "" when the service is to pick one */
+    char *dsn;                 /* NULL when provisioning */
+    char **replicas;
+    size_t nreplicas;
+    char *zone;    /* may be NULL */
+    double weight; /* > 0 */
+    shard_tag *tags;
+    size_t ntags;
+    bool provision;
+    char *template_name; /* may be NULL */
+    json_t *params;      /* provision.params, an object; may be NULL */
+} shard_spec;
+
+/* Takes ownership of reg (not NULL) and prov (NULL: provisioning is off).
+ * clock is kept (NULL: the real one); give reg the same. */
 int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
-                       const char *templates_dir, int64_t db_timeout_ms, const char *node_id);
+                       const char *templates_dir, int64_t db_timeout_ms, const char *node_id,
+                       const sysclock *clock);
 void shard_service_destroy(shard_service *svc); /* stops the worker first */
 
 /* Registers an existing database (spec->dsn set). CITRUS_EUNREACHABLE when
@@ -60,22 +81,55 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
 
 /* A lifecycle change asked for through the API ("drain", "activate",
  * "retire", "read-only", "retry"): CITRUS_ETRANSITION (409) when the table
- * forbids it, with the allowed targets in err. */
+ * forbids it, with the allowed targets in err. A forced retirement moves
+ * the shard's tenants to their ring owners once the change is written. */
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
                      const char *actor, shard *out, reg_result *res, char *err, size_t errlen);
+
+/* Deletes a shard record (registry_shard_delete, whose flags and errors it
+ * takes); a forced delete of a failed shard then moves its tenants to
+ * their ring owners. */
+int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res, char *err,
+                     size_t errlen);
+
+/* One shard's health, as GET /api/shards/health shows it. */
+typedef struct shard_probe {
+    char id[SHARD_ID_MAX + 1];
+    shard_state state;
+    int rc;             /* 0: reachable; else a CITRUS_E* code */
+    int64_t latency_ms; /* connecting and SELECT 1, when reachable */
+    errdetail err;      /* why not, when not */
+} shard_probe;
+
+/* Probes every shard that is not retired (those are out of service): a
+ * connection and SELECT 1 each, at most 16 at once, each bounded by the
+ * lesser of db_timeout_ms and 2 s; a shard without a database yet is
+ * unreachable ("no database yet"). *out (malloc'd, the caller frees it)
+ * holds *n probes in id order. Blocks for about one timeout at most; for
+ * the work pool. 0, or the catalog's error. */
+int svc_probe_shards(shard_service *svc, shard_probe **out, size_t *n);
 
 /* Applies the schema template of business_type to the shard, when the
  * templates directory has one (a tenant_ensure_fn). */
 int svc_ensure_template(void *svc, const char *shard_id, const char *business_type, char *err,
                         size_t errlen);
 
-/* Starts the provisioning worker (runs while this node is the controller
- * leader; sess may be NULL: then it always runs, unfenced). */
+/* Starts the provisioning worker thread (runs while this node is the
+ * controller leader; sess may be NULL: then it always runs, unfenced). It
+ * calls svc_worker_run_once when kicked and every second. */
 int svc_worker_start(shard_service *svc, session *sess);
+/* Stops and joins the thread (nothing when it is not running). */
+void svc_worker_stop(shard_service *svc);
 /* Wakes the worker (a shard waits for it). */
 void svc_worker_kick(shard_service *svc);
-/* One pass over the shards that wait for provisioning or initialization,
- * with the given fence. For tests and the worker. */
-void svc_worker_pass(shard_service *svc, const reg_fence *fence);
+/* What the worker does each time, on the caller's thread: when this node
+ * may (no session, or it is the leader; false otherwise), one pass over
+ * every shard in provisioning (the provisioner is called, then
+ * initializing, or failed with its error) and then every shard in
+ * initializing (template and reachability: active; an unreachable
+ * database stays for the next pass; a template error: failed). Writes are
+ * fenced by the leader key's token and stamped with svc->clock. A shard
+ * left half-way by a previous worker is taken like any other. */
+bool svc_worker_run_once(shard_service *svc);
 
 #endif

@@ -4,17 +4,18 @@
  * marks them failed with the error. Every write is fenced by the leader
  * key's token, so a deposed leader cannot move a shard. It wakes when
  * asked (svc_worker_kick) and every second, which also resumes shards
- * left half-way by a restart: provisioners are idempotent per shard id. */
+ * left half-way by a restart: provisioners are idempotent per shard id.
+ * The thread only waits; what it does each time is svc_worker_run_once,
+ * which a test calls without the thread. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "citrus/errors.h"
 #include "controller/election.h"
 #include "obs/log.h"
 #include "dbconn/driver.h"
-#include "registry/registry_internal.h"
+#include "registry/registry.h"
 #include "provision/schema.h"
 #include "provision/service.h"
 
@@ -25,26 +26,20 @@ typedef struct step_ctx {
     shard_state from, to;
     const char *reason;
     const prov_result *result; /* the new DSN and replicas, or NULL */
+    int64_t now_ms;            /* recorded in the history */
 } step_ctx;
 
 static int set_result(shard *s, const prov_result *r)
 {
     char *dsn = strdup(r->dsn);
-    char **reps = r->nreplicas ? calloc(r->nreplicas, sizeof(char *)) : NULL;
-    bool ok = dsn && (!r->nreplicas || reps);
-    for (size_t i = 0; ok && i < r->nreplicas; i++)
-        ok = (reps[i] = strdup(r->replicas[i])) != NULL;
-    if (!ok) {
+    char **reps = r->nreplicas ? shard_strings_copy(r->replicas, r->nreplicas) : NULL;
+    if (!dsn || (r->nreplicas && !reps)) {
         free(dsn);
-        for (size_t i = 0; reps && i < r->nreplicas; i++)
-            free(reps[i]);
-        free(reps);
+        shard_strings_free(reps, r->nreplicas);
         return CITRUS_ENOMEM;
     }
     free(s->dsn);
-    for (size_t i = 0; i < s->nreplicas; i++)
-        free(s->replicas[i]);
-    free(s->replicas);
+    shard_strings_free(s->replicas, s->nreplicas);
     s->dsn = dsn;
     s->replicas = reps;
     s->nreplicas = r->nreplicas;
@@ -61,13 +56,13 @@ static int step(shard *s, void *vctx, char *err, size_t errlen)
     }
     if (c->result && set_result(s, c->result) < 0)
         return CITRUS_ENOMEM;
-    return shard_transition(s, c->to, c->reason, ACTOR, reg_now_ms());
+    return shard_transition(s, c->to, c->reason, ACTOR, c->now_ms);
 }
 
 static void move(shard_service *svc, const char *id, shard_state from, shard_state to,
                  const char *reason, const prov_result *result, const reg_fence *fence)
 {
-    step_ctx c = {from, to, reason, result};
+    step_ctx c = {from, to, reason, result, clock_wall_ms(svc->clock)};
     reg_result res;
     char err[512] = "";
     int rc = registry_shard_modify(svc->reg, id, step, &c, 0, fence, NULL, &res, err, sizeof(err));
@@ -143,7 +138,9 @@ static void initialize_one(shard_service *svc, const shard *s, const reg_fence *
     move(svc, s->id, SHARD_INITIALIZING, SHARD_ACTIVE, "initialized", NULL, fence);
 }
 
-void svc_worker_pass(shard_service *svc, const reg_fence *fence)
+/* One pass over the shards waiting for provisioning or initialization,
+ * every write fenced by fence (NULL: unfenced). */
+static void pass(shard_service *svc, const reg_fence *fence)
 {
     shard *v;
     size_t n;
@@ -161,15 +158,23 @@ void svc_worker_pass(shard_service *svc, const reg_fence *fence)
     registry_shards_free(v, n);
 }
 
+bool svc_worker_run_once(shard_service *svc)
+{
+    int64_t token = 0;
+    if (svc->sess && !session_is_leader(svc->sess, &token))
+        return false;
+    reg_fence fence = {ELECTION_KEY, token};
+    pass(svc, svc->sess ? &fence : NULL);
+    return true;
+}
+
 static void *worker_main(void *arg)
 {
     shard_service *svc = arg;
     for (;;) {
         pthread_mutex_lock(&svc->mu);
         if (!svc->stop && !svc->kick) {
-            struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_sec += PASS_EVERY_MS / 1000;
+            struct timespec dl = clock_cond_deadline(PASS_EVERY_MS);
             pthread_cond_timedwait(&svc->cv, &svc->mu, &dl);
         }
         bool stop = svc->stop;
@@ -177,11 +182,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&svc->mu);
         if (stop)
             return NULL;
-        int64_t token = 0;
-        if (svc->sess && !session_is_leader(svc->sess, &token))
-            continue;
-        reg_fence fence = {ELECTION_KEY, token};
-        svc_worker_pass(svc, svc->sess ? &fence : NULL);
+        svc_worker_run_once(svc);
     }
 }
 
@@ -192,6 +193,18 @@ int svc_worker_start(shard_service *svc, session *sess)
         return CITRUS_ENOMEM;
     svc->running = true;
     return 0;
+}
+
+void svc_worker_stop(shard_service *svc)
+{
+    if (!svc->running)
+        return;
+    pthread_mutex_lock(&svc->mu);
+    svc->stop = true;
+    pthread_cond_broadcast(&svc->cv);
+    pthread_mutex_unlock(&svc->mu);
+    pthread_join(svc->th, NULL);
+    svc->running = false;
 }
 
 void svc_worker_kick(shard_service *svc)

@@ -1,32 +1,53 @@
 /* registry/registry.c — shard records and their tokens in the catalog (see
- * registry.h): create, change (with the ring following the state), delete. */
-#include <inttypes.h>
+ * registry.h): create, change (with the ring following the state), delete;
+ * and the registry's way to the catalog (reads, commits, the shared ring)
+ * that tenants.c uses too. */
+#include "registry/registry.h"
+
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "registry/registry_internal.h"
+#include "core/errfmt.h"
+#include "registry/ring_cache.h"
+#include "registry/ring_tokens.h"
 #include "wire/shard_json.h"
-#include "catalog/txb.h"
 
 #define MODIFY_TRIES 16
 #define KEYLEN 512
 
-static void errfmt(char *err, size_t len, const char *fmt, const char *a, const char *b)
-{
-    if (err && len)
-        snprintf(err, len, fmt, a, b);
-}
+struct registry {
+    store *st;
+    const sysclock *clock;
+    reg_read_fn read;
+    void *read_ctx;
+    reg_revision_fn revision;
+    void *revision_ctx;
+    reg_commit_fn committed;
+    void *committed_ctx;
+    citrus_hash_fn hash;
+    size_t vnodes;
+    ring_cache *rings;
+};
 
-registry *registry_new(store *st, citrus_hash_fn hash, size_t vnodes, reg_read_fn read,
-                       void *read_ctx)
+registry *registry_new(store *st, const sysclock *clock, citrus_hash_fn hash, size_t vnodes,
+                       reg_read_fn read, void *read_ctx)
 {
     registry *r = calloc(1, sizeof(*r));
-    if (!r)
+    ring_cache *rings = r ? ring_cache_new() : NULL;
+    if (!rings) {
+        free(r);
         return NULL;
-    *r = (registry){.st = st, .read = read, .read_ctx = read_ctx, .hash = hash, .vnodes = vnodes};
-    pthread_mutex_init(&r->mu, NULL);
+    }
+    *r = (registry){.st = st,
+                    .clock = clock,
+                    .read = read,
+                    .read_ctx = read_ctx,
+                    .hash = hash,
+                    .vnodes = vnodes,
+                    .rings = rings};
     return r;
 }
 
@@ -34,18 +55,36 @@ void registry_free(registry *r)
 {
     if (!r)
         return;
-    if (r->cur) {
-        ring_free(r->cur->rg);
-        free(r->cur);
-    }
-    while (r->retired) { /* only when a caller leaked a ring */
-        ring_ref *n = r->retired->next;
-        ring_free(r->retired->rg);
-        free(r->retired);
-        r->retired = n;
-    }
-    pthread_mutex_destroy(&r->mu);
+    ring_cache_free(r->rings);
     free(r);
+}
+
+const sysclock *registry_clock(registry *r)
+{
+    return r->clock;
+}
+
+bool registry_key(char *buf, size_t len, const char *prefix, const char *id)
+{
+    int n = snprintf(buf, len, "%s%s", prefix, id);
+    return n > 0 && (size_t)n < len;
+}
+
+/* registry_range, and whether the node's copy answered because the
+ * catalog is down (cached may be NULL). */
+static int range_from(registry *r, bool strong, const kv_range_req *req, kv_range_res *out,
+                      bool *cached)
+{
+    if (!strong && r->read)
+        return r->read(r->read_ctx, req, out, cached);
+    if (cached)
+        *cached = false;
+    return store_range(r->st, req, out);
+}
+
+int registry_range(registry *r, bool strong, const kv_range_req *req, kv_range_res *out)
+{
+    return range_from(r, strong, req, out, NULL);
 }
 
 void registry_set_revision_fn(registry *r, reg_revision_fn fn, void *ctx)
@@ -60,7 +99,7 @@ void registry_set_commit_fn(registry *r, reg_commit_fn fn, void *ctx)
     r->committed_ctx = ctx;
 }
 
-int reg_commit(registry *r, txb *t, bool *succeeded, int64_t *revision)
+int registry_commit(registry *r, txb *t, bool *succeeded, int64_t *revision)
 {
     int64_t rev = 0;
     int rc = txb_commit(t, r->st, succeeded, &rev);
@@ -83,11 +122,6 @@ int64_t registry_revision(registry *r, bool *cached)
 citrus_hash_fn registry_hash(registry *r)
 {
     return r->hash;
-}
-
-size_t registry_vnodes(registry *r)
-{
-    return r->vnodes;
 }
 
 void reg_result_clear(reg_result *r)
@@ -121,7 +155,7 @@ int registry_init(registry *r, char *err, size_t errlen)
     if (citrus_hash_parse(json_string_value(json_object_get(j, "hash")), &fn) < 0 ||
         !json_is_integer(vn) || json_integer_value(vn) < 1) {
         json_decref(j);
-        errfmt(err, errlen, "%s%s: unreadable ring settings", REG_RING_META, "");
+        errfmt(err, errlen, "%s: unreadable ring settings", REG_RING_META);
         return CITRUS_ECORRUPT;
     }
     r->hash = fn;
@@ -149,7 +183,7 @@ static int shard_decode(const kv_entry *e, shard *out)
 int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod)
 {
     char key[KEYLEN];
-    if (!shard_id_valid(id) || !reg_key(key, sizeof(key), REG_SHARDS, id))
+    if (!shard_id_valid(id) || !registry_key(key, sizeof(key), REG_SHARDS, id))
         return CITRUS_ENOTFOUND;
     kv_range_req q = {.key = key};
     kv_range_res res;
@@ -167,11 +201,11 @@ int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod)
 int registry_shard_read(registry *r, const char *id, shard *out)
 {
     char key[KEYLEN];
-    if (!shard_id_valid(id) || !reg_key(key, sizeof(key), REG_SHARDS, id))
+    if (!shard_id_valid(id) || !registry_key(key, sizeof(key), REG_SHARDS, id))
         return CITRUS_ENOTFOUND;
     kv_range_req q = {.key = key};
     kv_range_res res;
-    int rc = reg_read(r, &q, &res, NULL);
+    int rc = registry_range(r, false, &q, &res);
     if (rc == 0)
         rc = res.count ? shard_decode(&res.items[0], out) : CITRUS_ENOTFOUND;
     kv_range_res_free(&res);
@@ -210,7 +244,7 @@ int registry_shard_list_routing(registry *r, shard **out, size_t *n)
 {
     kv_range_req q = {.key = REG_SHARDS, .prefix = true};
     kv_range_res res;
-    return shards_decode(reg_read(r, &q, &res, NULL), &res, NULL, out, n);
+    return shards_decode(registry_range(r, false, &q, &res), &res, NULL, out, n);
 }
 
 void registry_shards_free(shard *v, size_t n)
@@ -231,7 +265,7 @@ int registry_provision_get(registry *r, const char *id, json_t **spec)
 {
     *spec = NULL;
     char key[KEYLEN];
-    if (!reg_key(key, sizeof(key), REG_PROVISION, id))
+    if (!registry_key(key, sizeof(key), REG_PROVISION, id))
         return CITRUS_EINVAL;
     kv_range_req q = {.key = key};
     kv_range_res res;
@@ -246,18 +280,61 @@ int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t
 {
     char prefix[KEYLEN];
     *n = 0;
-    if (!reg_key(prefix, sizeof(prefix) - 1, REG_TENANT_INDEX, shard_id))
+    if (!registry_key(prefix, sizeof(prefix) - 1, REG_TENANT_INDEX, shard_id))
         return CITRUS_EINVAL;
     size_t plen = strlen(prefix); /* reg_key left a byte for it */
     prefix[plen] = '/';
     prefix[plen + 1] = '\0';
     kv_range_req q = {.key = prefix, .prefix = true, .count_only = true};
     kv_range_res res;
-    int rc = strong ? store_range(r->st, &q, &res) : reg_read(r, &q, &res, NULL);
+    int rc = registry_range(r, strong, &q, &res);
     if (rc == 0)
         *n = res.count;
     kv_range_res_free(&res);
     return rc;
+}
+
+/* ---- the ring ---- */
+
+int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached)
+{
+    bool meta_cached = false, ring_cached = false;
+    /* The meta key's mod_revision is the ring version: one small read
+     * tells whether the shared ring is current. */
+    kv_range_req mq = {.key = REG_RING_META};
+    kv_range_res meta;
+    int rc = range_from(r, false, &mq, &meta, &meta_cached);
+    if (cached)
+        *cached = meta_cached;
+    if (rc < 0)
+        return rc;
+    int64_t v = meta.count ? meta.items[0].mod_revision : 0;
+    kv_range_res_free(&meta);
+    if ((*out = ring_cache_hold(r->rings, v, version))) /* current (or newer than this read) */
+        return 0;
+    /* Rebuild from one prefix read: the meta and every token list at one
+     * revision. */
+    kv_range_req q = {.key = "citrus/ring/", .prefix = true};
+    kv_range_res res;
+    rc = range_from(r, false, &q, &res, &ring_cached);
+    if (cached)
+        *cached = meta_cached || ring_cached;
+    ring_tokens o = {0};
+    if (rc == 0)
+        rc = ring_tokens_from_range(&res, &o);
+    kv_range_res_free(&res);
+    ring *rg = NULL;
+    if (rc == 0)
+        rc = ring_build(r->hash, o.v, o.n, &rg);
+    if (rc == 0 && !(*out = ring_cache_put(r->rings, rg, o.version, version)))
+        rc = CITRUS_ENOMEM;
+    ring_tokens_free(&o);
+    return rc;
+}
+
+void registry_ring_release(registry *r, const ring *rg)
+{
+    ring_cache_release(r->rings, rg);
 }
 
 /* ---- tokens ---- */
@@ -266,7 +343,7 @@ int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t
  * change of one shard: every owner's tokens, and that shard's own list with
  * its key's mod_revision (0: it has none). */
 typedef struct ring_now {
-    reg_owners o;
+    ring_tokens o;
     const uint64_t *cur; /* borrowed from o */
     size_t ncur;
     int64_t tmod;
@@ -276,7 +353,7 @@ static int ring_now_load(registry *r, const char *id, ring_now *rn)
 {
     memset(rn, 0, sizeof(*rn));
     char key[KEYLEN];
-    if (!reg_key(key, sizeof(key), REG_RING_TOKENS, id))
+    if (!registry_key(key, sizeof(key), REG_RING_TOKENS, id))
         return CITRUS_EINVAL;
     kv_range_req q = {.key = "citrus/ring/", .prefix = true};
     kv_range_res res;
@@ -285,7 +362,7 @@ static int ring_now_load(registry *r, const char *id, ring_now *rn)
         if (strcmp(res.items[i].key, key) == 0)
             rn->tmod = res.items[i].mod_revision;
     if (rc == 0)
-        rc = reg_owners_from_range(&res, &rn->o);
+        rc = ring_tokens_from_range(&res, &rn->o);
     kv_range_res_free(&res);
     for (size_t i = 0; rc == 0 && i < rn->o.n; i++)
         if (strcmp(rn->o.v[i].shard_id, id) == 0) {
@@ -295,20 +372,9 @@ static int ring_now_load(registry *r, const char *id, ring_now *rn)
     return rc;
 }
 
-static json_t *tokens_json(const uint64_t *t, size_t n)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++) {
-        char buf[24];
-        snprintf(buf, sizeof(buf), "%" PRIu64, t[i]);
-        json_array_append_new(a, json_string(buf));
-    }
-    return json_pack("{s:o}", "tokens", a);
-}
-
 /* The ring of owners o and each owner's weight (indexed like them), for
  * choosing a shard's new tokens. */
-static int ring_with_weights(registry *r, const reg_owners *o, ring **out, double **weights)
+static int ring_with_weights(registry *r, const ring_tokens *o, ring **out, double **weights)
 {
     *out = NULL;
     *weights = NULL;
@@ -387,7 +453,7 @@ static bool tokens_equal(const uint64_t *a, size_t na, const uint64_t *b, size_t
 }
 
 /* The ranges that change owner when shard id's tokens become (t, n). */
-static int ring_change(registry *r, const reg_owners *o, const char *id, const uint64_t *t,
+static int ring_change(registry *r, const ring_tokens *o, const char *id, const uint64_t *t,
                        size_t n, reg_result *res)
 {
     ring *before = NULL, *after = NULL;
@@ -405,7 +471,7 @@ static int ring_change(registry *r, const reg_owners *o, const char *id, const u
         rc = ring_build(r->hash, v, k, &after);
     if (rc == 0) {
         json_decref(res->ranges);
-        res->ranges = reg_ring_diff(before, after, &res->nranges);
+        res->ranges = ring_tokens_diff(before, after, &res->nranges);
         if (!res->ranges)
             rc = CITRUS_ENOMEM;
     }
@@ -427,13 +493,13 @@ static int add_token_ops(registry *r, txb *t, const shard *s, const ring_now *rn
     res->tokens_after = nwant;
     if (!tokens_equal(rn->cur, rn->ncur, want, nwant)) {
         char key[KEYLEN];
-        reg_key(key, sizeof(key), REG_RING_TOKENS, s->id);
+        registry_key(key, sizeof(key), REG_RING_TOKENS, s->id);
         if (rn->tmod)
             txb_cmp_mod(t, key, rn->tmod);
         else
             txb_cmp_version(t, key, 0);
         if (nwant)
-            txb_put_json(t, key, tokens_json(want, nwant));
+            txb_put_json(t, key, ring_tokens_json(want, nwant));
         else
             txb_del(t, key, false);
         txb_put_json(t, REG_RING_META, meta_json(r)); /* the ring version moves */
@@ -465,12 +531,24 @@ static void add_fence(txb *t, const reg_fence *fence)
 
 /* ---- changes ---- */
 
+/* Commits t (not when rc is already an error; a dry run only pretends it
+ * succeeded) and frees it. */
+static int commit_txn(registry *r, txb *t, int rc, bool dry_run, bool *ok, int64_t *revision)
+{
+    if (rc == 0 && dry_run)
+        *ok = true;
+    else if (rc == 0)
+        rc = registry_commit(r, t, ok, revision);
+    txb_free(t);
+    return rc;
+}
+
 static int registry_shard_create_once(registry *r, const shard *s, json_t *provision,
                                       reg_result *res, char *err, size_t errlen)
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN];
-    if (!shard_id_valid(s->id) || !reg_key(key, sizeof(key), REG_SHARDS, s->id))
+    if (!shard_id_valid(s->id) || !registry_key(key, sizeof(key), REG_SHARDS, s->id))
         return CITRUS_EINVAL;
     for (int tries = 0; tries < MODIFY_TRIES; tries++) {
         ring_now rn;
@@ -481,16 +559,14 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
         txb_put_json(&t, key, shard_to_json(s, true));
         if (provision) {
             char pkey[KEYLEN];
-            reg_key(pkey, sizeof(pkey), REG_PROVISION, s->id);
+            registry_key(pkey, sizeof(pkey), REG_PROVISION, s->id);
             txb_put_json(&t, pkey, json_incref(provision));
         }
         if (rc == 0)
             rc = add_token_ops(r, &t, s, &rn, res);
-        reg_owners_free(&rn.o);
+        ring_tokens_free(&rn.o);
         bool ok = false;
-        if (rc == 0)
-            rc = reg_commit(r, &t, &ok, &res->revision);
-        txb_free(&t);
+        rc = commit_txn(r, &t, rc, false, &ok, &res->revision);
         if (rc < 0)
             return rc;
         if (ok) {
@@ -500,7 +576,7 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
         shard existing;
         if (registry_shard_get(r, s->id, &existing, NULL) == 0) {
             shard_clear(&existing);
-            errfmt(err, errlen, "shard '%s' already exists%s", s->id, "");
+            errfmt(err, errlen, "shard '%s' already exists", s->id);
             return CITRUS_EEXISTS;
         }
     }
@@ -513,7 +589,7 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN];
-    if (!reg_key(key, sizeof(key), REG_SHARDS, id))
+    if (!registry_key(key, sizeof(key), REG_SHARDS, id))
         return CITRUS_ENOTFOUND;
     for (int tries = 0; tries < MODIFY_TRIES; tries++) {
         shard s;
@@ -528,12 +604,11 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
             rc = registry_tenant_count(r, id, true, &pinned);
             res->tenants_affected = pinned;
             if (rc == 0 && pinned && !(flags & REG_FORCE)) {
-                if (err && errlen)
-                    snprintf(err, errlen,
-                             "%zu registered tenant%s pinned to shard '%s'; retiring it would move "
-                             "%s without %s data (force=true to do it anyway)",
-                             pinned, pinned == 1 ? " is" : "s are", id, pinned == 1 ? "it" : "them",
-                             pinned == 1 ? "its" : "their");
+                errfmt(err, errlen,
+                       "%zu registered tenant%s pinned to shard '%s'; retiring it would move %s "
+                       "without %s data (force=true to do it anyway)",
+                       pinned, pinned == 1 ? " is" : "s are", id, pinned == 1 ? "it" : "them",
+                       pinned == 1 ? "its" : "their");
                 rc = CITRUS_EFORCE;
             }
         }
@@ -546,14 +621,10 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
         add_fence(&t, fence);
         if (rc == 0)
             rc = add_token_ops(r, &t, &s, &rn, res);
-        reg_owners_free(&rn.o);
+        ring_tokens_free(&rn.o);
         txb_put_json(&t, key, shard_to_json(&s, true));
         bool ok = false;
-        if (rc == 0 && (flags & REG_DRY_RUN))
-            ok = true;
-        else if (rc == 0)
-            rc = reg_commit(r, &t, &ok, &res->revision);
-        txb_free(&t);
+        rc = commit_txn(r, &t, rc, flags & REG_DRY_RUN, &ok, &res->revision);
         if (rc < 0 || !ok) {
             shard_clear(&s);
             if (rc < 0)
@@ -565,8 +636,6 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
             res->ring_version = res->revision;
         else /* unchanged, or a dry run: the version now */
             rc = ring_version_now(r, &res->ring_version);
-        if (rc == 0 && pinned && !(flags & REG_DRY_RUN))
-            rc = reg_repin_tenants(r, id, &pinned, err, errlen);
         if (out)
             *out = s;
         else
@@ -583,9 +652,9 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN], pkey[KEYLEN], tkey[KEYLEN];
-    if (!reg_key(key, sizeof(key), REG_SHARDS, id) ||
-        !reg_key(pkey, sizeof(pkey), REG_PROVISION, id) ||
-        !reg_key(tkey, sizeof(tkey), REG_RING_TOKENS, id))
+    if (!registry_key(key, sizeof(key), REG_SHARDS, id) ||
+        !registry_key(pkey, sizeof(pkey), REG_PROVISION, id) ||
+        !registry_key(tkey, sizeof(tkey), REG_RING_TOKENS, id))
         return CITRUS_ENOTFOUND;
     for (int tries = 0; tries < MODIFY_TRIES; tries++) {
         shard s = {0};
@@ -610,13 +679,10 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
         res->tokens_before = ncur;
         res->tenants_affected = pinned;
         if (rc == 0 && (ncur || pinned) && !((flags & REG_FORCE) && failed)) {
-            if (err && errlen)
-                snprintf(err, errlen,
-                         "shard '%s' still has %zu tokens and %zu registered tenants%s", id, ncur,
-                         pinned,
-                         failed ? " (force=true removes them: the tenants move without their data)"
-                                : "");
-            reg_owners_free(&rn.o);
+            errfmt(err, errlen, "shard '%s' still has %zu tokens and %zu registered tenants%s", id,
+                   ncur, pinned,
+                   failed ? " (force=true removes them: the tenants move without their data)" : "");
+            ring_tokens_free(&rn.o);
             return CITRUS_EINUSE;
         }
         txb t;
@@ -631,11 +697,9 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
             res->ring_changed = true;
             rc = ring_change(r, &rn.o, id, NULL, 0, res);
         }
-        reg_owners_free(&rn.o);
+        ring_tokens_free(&rn.o);
         bool ok = false;
-        if (rc == 0)
-            rc = reg_commit(r, &t, &ok, &res->revision);
-        txb_free(&t);
+        rc = commit_txn(r, &t, rc, false, &ok, &res->revision);
         if (rc < 0)
             return rc;
         if (!ok) {
@@ -645,8 +709,6 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
         res->ring_version = res->ring_changed ? res->revision : 0;
         if (!res->ring_changed)
             rc = ring_version_now(r, &res->ring_version);
-        if (rc == 0 && pinned)
-            rc = reg_repin_tenants(r, id, &pinned, err, errlen);
         return rc;
     }
     return CITRUS_EUNAVAILABLE;

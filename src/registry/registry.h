@@ -22,9 +22,11 @@
 #include <stdint.h>
 
 #include "catalog/store.h"
+#include "catalog/txb.h"
 #include "core/hash.h"
 #include "core/ring.h"
 #include "core/shard.h"
+#include "sys/clock.h"
 #include "wire/catalog_keys.h"
 
 typedef struct registry registry;
@@ -60,9 +62,11 @@ void reg_result_clear(reg_result *r);
 #define REG_DRY_RUN 2u /* compute the result, write nothing */
 
 /* hash and vnodes are the defaults for a new catalog; an existing ring keeps
- * its own (registry_hash/vnodes tell which). read may be NULL (store reads). */
-registry *registry_new(store *st, citrus_hash_fn hash, size_t vnodes, reg_read_fn read,
-                       void *read_ctx);
+ * its own (registry_hash tells which). read may be NULL (store reads).
+ * clock (kept; NULL: the real one) gives the times the registry and the
+ * tenant directory record: history events and pins. */
+registry *registry_new(store *st, const sysclock *clock, citrus_hash_fn hash, size_t vnodes,
+                       reg_read_fn read, void *read_ctx);
 void registry_free(registry *r);
 /* The revision routing reads would be served at now, from memory, or -1
  * when that cannot be told without a read (then routing state must be
@@ -83,7 +87,20 @@ int64_t registry_revision(registry *r, bool *cached);
  * first token change writes this registry's). */
 int registry_init(registry *r, char *err, size_t errlen);
 citrus_hash_fn registry_hash(registry *r);
-size_t registry_vnodes(registry *r);
+/* The clock it was given (NULL: the real one; clock_wall_ms takes both). */
+const sysclock *registry_clock(registry *r);
+
+/* ---- the catalog, as the registry's files (tenants.c) use it ---- */
+
+/* A read: strong from the store itself (what a change decides on), else
+ * through the routing path's reader (the node's copy when it may answer). */
+int registry_range(registry *r, bool strong, const kv_range_req *req, kv_range_res *out);
+/* txb_commit of t to the registry's store; a change that took effect is
+ * reported to the commit hook (registry_set_commit_fn). revision may be
+ * NULL. */
+int registry_commit(registry *r, txb *t, bool *succeeded, int64_t *revision);
+/* "<prefix><id>" into buf; false when it does not fit. */
+bool registry_key(char *buf, size_t len, const char *prefix, const char *id);
 
 /* ---- shards ---- */
 
@@ -108,8 +125,9 @@ int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_re
  * then the ring follows its state and weight (see above) and it is written
  * in one txn. Retried on a concurrent change. With a state that removes a
  * shard that still has pinned tenants (retired), CITRUS_EFORCE unless
- * REG_FORCE (then the tenants are re-pinned to their ring owners after the
- * change). out (may be NULL) gets the shard as written. */
+ * REG_FORCE; then res->tenants_affected counts them, and the caller moves
+ * them to their ring owners (tenants_repin) once the change is written.
+ * out (may be NULL) gets the shard as written. */
 typedef int (*reg_mutate_fn)(shard *s, void *ctx, char *err, size_t errlen);
 int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *ctx, unsigned flags,
                           const reg_fence *fence, shard *out, reg_result *res, char *err,
@@ -117,7 +135,8 @@ int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *c
 
 /* Removes a shard record: only retired or failed ones that own no tokens
  * and have no pinned tenants (CITRUS_EINUSE naming what refers to it).
- * With REG_FORCE a failed shard's tokens and pins go too. */
+ * With REG_FORCE a failed shard's tokens go too, and res->tenants_affected
+ * counts the pins the caller is to move (tenants_repin). */
 int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res, char *err,
                           size_t errlen);
 

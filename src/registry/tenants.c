@@ -8,9 +8,10 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "registry/registry_internal.h"
+#include "core/errfmt.h"
+#include "registry/ring_tokens.h"
 #include "wire/route_json.h"
-#include "catalog/txb.h"
+#include "wire/shard_json.h"
 
 #define KEYLEN 768
 #define REGISTER_TRIES 8
@@ -42,7 +43,7 @@ bool tenant_id_valid(const char *id)
 
 static bool pin_key(char *buf, const char *key)
 {
-    return tenant_key_valid(key) && reg_key(buf, KEYLEN, REG_TENANTS, key);
+    return tenant_key_valid(key) && registry_key(buf, KEYLEN, REG_TENANTS, key);
 }
 
 static bool index_key(char *buf, const char *shard_id, const char *key)
@@ -56,7 +57,7 @@ static json_t *pin_json(const tenant_pin *p)
     char h[24], t[24], at[32];
     snprintf(h, sizeof(h), "%" PRIu64, p->hash);
     snprintf(t, sizeof(t), "%" PRIu64, p->token);
-    reg_time_text(p->pinned_ms, at);
+    shard_json_time(p->pinned_ms, at, sizeof(at));
     return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s?}", "shard_id", p->shard_id, "hash", h, "token", t,
                      "pinned_at", at, "pinned_ms", (json_int_t)p->pinned_ms, "business_type",
                      p->business_type[0] ? p->business_type : NULL);
@@ -81,7 +82,7 @@ static int pin_read(registry *r, bool strong, const char *key, tenant_pin *out)
         return CITRUS_EINVAL;
     kv_range_req q = {.key = k};
     kv_range_res res;
-    int rc = strong ? store_range(r->st, &q, &res) : reg_read(r, &q, &res, NULL);
+    int rc = registry_range(r, strong, &q, &res);
     if (rc == 0)
         rc = res.count ? pin_decode(&res.items[0], key, out) : CITRUS_ENOTFOUND;
     kv_range_res_free(&res);
@@ -112,7 +113,7 @@ int tenants_list(registry *r, const char *shard_id, const char *after, size_t li
                       .limit = limit,
                       .keys_only = shard_id != NULL};
     kv_range_res res;
-    int rc = store_range(r->st, &q, &res);
+    int rc = registry_range(r, true, &q, &res);
     tenant_pin *v = rc == 0 && res.count ? calloc(res.count, sizeof(*v)) : NULL;
     if (rc == 0 && res.count && !v)
         rc = CITRUS_ENOMEM;
@@ -136,26 +137,6 @@ int tenants_list(registry *r, const char *shard_id, const char *after, size_t li
     *out = v;
     *n = k;
     return 0;
-}
-
-int reg_pick_active(const ring *rg, uint64_t hash, const shard *shards, size_t nshards,
-                    const char **shard_id, uint64_t *token)
-{
-    ring_hit hit;
-    if (ring_lookup_hash(rg, hash, &hit) < 0)
-        return CITRUS_EUNAVAILABLE;
-    size_t size = ring_size(rg);
-    for (size_t j = 0; j < size; j++) {
-        const char *id;
-        uint64_t t = ring_token_at(rg, (hit.index + j) % size, &id);
-        for (size_t i = 0; i < nshards; i++)
-            if (shards[i].state == SHARD_ACTIVE && strcmp(shards[i].id, id) == 0) {
-                *shard_id = shards[i].id;
-                *token = t;
-                return 0;
-            }
-    }
-    return CITRUS_EUNAVAILABLE;
 }
 
 /* The shard record's mod_revision, for a compare that it did not change. */
@@ -193,14 +174,14 @@ int tenants_put(registry *r, const char *key, const char *shard_id, unsigned fla
         int64_t smod = 0;
         int rc = shard_mod(r, shard_id, &st, &smod);
         if (rc < 0) {
-            snprintf(err, errlen, "shard '%s' not found", shard_id);
+            errfmt(err, errlen, "shard '%s' not found", shard_id);
             return rc;
         }
         if (st != SHARD_ACTIVE && st != SHARD_READ_ONLY) {
-            snprintf(err, errlen,
-                     "shard '%s' is %s: tenants can be pinned to active or read_only "
-                     "shards only",
-                     shard_id, shard_state_name(st));
+            errfmt(err, errlen,
+                   "shard '%s' is %s: tenants can be pinned to active or read_only "
+                   "shards only",
+                   shard_id, shard_state_name(st));
             return CITRUS_ECONFLICT;
         }
         tenant_pin old;
@@ -214,18 +195,18 @@ int tenants_put(registry *r, const char *key, const char *shard_id, unsigned fla
             return 0;
         }
         if (exists && !(flags & REG_FORCE)) {
-            snprintf(err, errlen,
-                     "tenant '%s' is pinned to shard '%s'; moving it to '%s' moves it without its "
-                     "data (force=true to do it anyway)",
-                     key, old.shard_id, shard_id);
+            errfmt(err, errlen,
+                   "tenant '%s' is pinned to shard '%s'; moving it to '%s' moves it without its "
+                   "data (force=true to do it anyway)",
+                   key, old.shard_id, shard_id);
             return CITRUS_EFORCE;
         }
-        tenant_pin p = {.pinned_ms = reg_now_ms()};
+        tenant_pin p = {.pinned_ms = clock_wall_ms(registry_clock(r))};
         snprintf(p.key, sizeof(p.key), "%s", key);
         snprintf(p.shard_id, sizeof(p.shard_id), "%s", shard_id);
         if (exists)
             snprintf(p.business_type, sizeof(p.business_type), "%s", old.business_type);
-        p.hash = citrus_hash(r->hash, key, strlen(key));
+        p.hash = citrus_hash(registry_hash(r), key, strlen(key));
         const ring *rg;
         int64_t rv;
         if (registry_ring(r, &rg, &rv, NULL) == 0) {
@@ -237,7 +218,7 @@ int tenants_put(registry *r, const char *key, const char *shard_id, unsigned fla
         txb t;
         txb_init(&t);
         char skey[KEYLEN];
-        reg_key(skey, sizeof(skey), REG_SHARDS, shard_id);
+        registry_key(skey, sizeof(skey), REG_SHARDS, shard_id);
         txb_cmp_mod(&t, skey, smod);
         if (exists)
             txb_cmp_mod(&t, k, old.mod_revision);
@@ -246,7 +227,7 @@ int tenants_put(registry *r, const char *key, const char *shard_id, unsigned fla
         pin_ops(&t, &p, exists ? old.shard_id : NULL);
         bool ok;
         int64_t rev;
-        rc = reg_commit(r, &t, &ok, &rev);
+        rc = registry_commit(r, &t, &ok, &rev);
         txb_free(&t);
         if (rc < 0)
             return rc;
@@ -276,7 +257,7 @@ int tenants_delete(registry *r, const char *key)
         if (index_key(ik, old.shard_id, key))
             txb_del(&t, ik, false);
         bool ok;
-        rc = reg_commit(r, &t, &ok, NULL);
+        rc = registry_commit(r, &t, &ok, NULL);
         txb_free(&t);
         if (rc < 0 || ok)
             return rc;
@@ -304,14 +285,45 @@ static int ensure_once(ensured *done, size_t *ndone, const char *shard_id, const
     return rc;
 }
 
+/* Where new pins go: the ring and every shard's record, read once for a
+ * batch. */
+typedef struct placement {
+    const ring *rg;
+    shard *shards;
+    size_t nshards;
+} placement;
+
+static int placement_load(registry *r, placement *pl)
+{
+    int64_t version;
+    memset(pl, 0, sizeof(*pl));
+    int rc = registry_ring(r, &pl->rg, &version, NULL);
+    if (rc == 0)
+        rc = registry_shard_list(r, NULL, &pl->shards, &pl->nshards);
+    return rc;
+}
+
+static void placement_free(registry *r, placement *pl)
+{
+    registry_shards_free(pl->shards, pl->nshards);
+    registry_ring_release(r, pl->rg);
+}
+
+/* p's shard and token: the first active shard at or after p->hash. */
+static int placement_pick(const placement *pl, tenant_pin *p)
+{
+    const char *sid;
+    int rc = ring_tokens_pick_active(pl->rg, p->hash, pl->shards, pl->nshards, &sid, &p->token);
+    if (rc == 0)
+        snprintf(p->shard_id, sizeof(p->shard_id), "%s", sid);
+    return rc;
+}
+
 /* One attempt: 1 when the pins changed meanwhile (try again). */
 static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
                          void *ctx, tenant_pin *out, bool *created, char *err, size_t errlen)
 {
     size_t fresh = 0;
-    int64_t *mods = calloc(n ? n : 1, sizeof(*mods));
-    if (!mods)
-        return CITRUS_ENOMEM;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char key[TENANT_KEY_MAX + 1];
@@ -325,38 +337,30 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
             fresh++;
         }
     }
-    if (rc < 0 || fresh == 0) {
-        free(mods);
+    if (rc < 0 || fresh == 0)
         return rc;
-    }
-    const ring *rg = NULL;
-    int64_t rv;
-    shard *shards = NULL;
-    size_t nshards = 0;
-    rc = registry_ring(r, &rg, &rv, NULL);
-    if (rc == 0)
-        rc = registry_shard_list(r, NULL, &shards, &nshards);
+    placement pl;
+    rc = placement_load(r, &pl);
     ensured *done = rc == 0 ? calloc(n, sizeof(*done)) : NULL;
     size_t ndone = 0;
     if (rc == 0 && !done)
         rc = CITRUS_ENOMEM;
-    int64_t now = reg_now_ms();
+    int64_t now = clock_wall_ms(registry_clock(r));
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (!created[i])
             continue;
         tenant_pin *p = &out[i];
-        p->hash = citrus_hash(r->hash, p->key, strlen(p->key));
-        const char *sid;
-        rc = reg_pick_active(rg, p->hash, shards, nshards, &sid, &p->token);
+        p->hash = citrus_hash(registry_hash(r), p->key, strlen(p->key));
+        rc = placement_pick(&pl, p);
         if (rc < 0) {
-            snprintf(err, errlen, "no active shard to place tenants on");
+            errfmt(err, errlen, "no active shard to place tenants on");
             break;
         }
-        snprintf(p->shard_id, sizeof(p->shard_id), "%s", sid);
         snprintf(p->business_type, sizeof(p->business_type), "%s",
                  regs[i].business_type ? regs[i].business_type : "");
         p->pinned_ms = now;
-        rc = ensure_once(done, &ndone, sid, regs[i].business_type, ensure, ctx, err, errlen);
+        rc =
+            ensure_once(done, &ndone, p->shard_id, regs[i].business_type, ensure, ctx, err, errlen);
     }
     txb t;
     txb_init(&t);
@@ -377,7 +381,7 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
             if (rc == 0 && st != SHARD_ACTIVE)
                 rc = 1;
             if (rc == 0) {
-                reg_key(k, sizeof(k), REG_SHARDS, out[i].shard_id);
+                registry_key(k, sizeof(k), REG_SHARDS, out[i].shard_id);
                 txb_cmp_mod(&t, k, smod);
             }
         }
@@ -385,7 +389,7 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
     bool ok = false;
     int64_t rev = 0;
     if (rc == 0)
-        rc = reg_commit(r, &t, &ok, &rev);
+        rc = registry_commit(r, &t, &ok, &rev);
     txb_free(&t);
     if (rc == 0 && !ok)
         rc = 1;
@@ -393,9 +397,7 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
         if (created[i])
             out[i].mod_revision = rev;
     free(done);
-    free(mods);
-    registry_shards_free(shards, nshards);
-    registry_ring_release(r, rg);
+    placement_free(r, &pl);
     return rc;
 }
 
@@ -410,7 +412,7 @@ int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensur
         if (rc <= 0)
             return rc;
     }
-    snprintf(err, errlen, "the directory kept changing; nothing registered");
+    errfmt(err, errlen, "the directory kept changing; nothing registered");
     return CITRUS_EUNAVAILABLE;
 }
 
@@ -421,7 +423,7 @@ int tenants_route(registry *r, const ring *rg, int64_t ring_version, const char 
 {
     memset(out, 0, sizeof(*out));
     out->ring_version = ring_version;
-    out->hash = citrus_hash(r->hash, key, strlen(key));
+    out->hash = citrus_hash(registry_hash(r), key, strlen(key));
     tenant_pin p;
     int rc = tenant_key_valid(key) ? pin_read(r, false, key, &p) : CITRUS_ENOTFOUND;
     if (rc == 0) {
@@ -440,9 +442,9 @@ int tenants_route(registry *r, const ring *rg, int64_t ring_version, const char 
     return 0;
 }
 
-/* ---- re-pinning after a forced removal ---- */
+/* ---- moving the tenants of a shard that left the ring ---- */
 
-int reg_repin_tenants(registry *r, const char *shard_id, size_t *moved, char *err, size_t errlen)
+int tenants_repin(registry *r, const char *shard_id, size_t *moved, char *err, size_t errlen)
 {
     *moved = 0;
     int idle = 0; /* rounds that moved nothing (every compare lost a race) */
@@ -458,22 +460,15 @@ int reg_repin_tenants(registry *r, const char *shard_id, size_t *moved, char *er
             free(pins);
             return 0;
         }
-        const ring *rg = NULL;
-        int64_t rv;
-        shard *shards = NULL;
-        size_t nshards = 0;
-        rc = registry_ring(r, &rg, &rv, NULL);
-        if (rc == 0)
-            rc = registry_shard_list(r, NULL, &shards, &nshards);
+        placement pl;
+        rc = placement_load(r, &pl);
         for (size_t i = 0; rc == 0 && i < n; i++) {
             tenant_pin p = pins[i];
-            const char *sid;
-            rc = reg_pick_active(rg, p.hash, shards, nshards, &sid, &p.token);
+            rc = placement_pick(&pl, &p);
             if (rc < 0) {
-                snprintf(err, errlen, "no active shard to move the tenants of '%s' to", shard_id);
+                errfmt(err, errlen, "no active shard to move the tenants of '%s' to", shard_id);
                 break;
             }
-            snprintf(p.shard_id, sizeof(p.shard_id), "%s", sid);
             char k[KEYLEN];
             pin_key(k, p.key);
             txb t;
@@ -481,17 +476,16 @@ int reg_repin_tenants(registry *r, const char *shard_id, size_t *moved, char *er
             txb_cmp_mod(&t, k, pins[i].mod_revision);
             pin_ops(&t, &p, shard_id);
             bool ok;
-            rc = reg_commit(r, &t, &ok, NULL);
+            rc = registry_commit(r, &t, &ok, NULL);
             txb_free(&t);
             *moved += rc == 0 && ok;
         }
-        registry_shards_free(shards, nshards);
-        registry_ring_release(r, rg);
+        placement_free(r, &pl);
         free(pins);
         if (rc < 0)
             return rc;
         if (*moved == before && ++idle >= REPIN_TRIES) {
-            snprintf(err, errlen, "the tenants of '%s' kept changing while being moved", shard_id);
+            errfmt(err, errlen, "the tenants of '%s' kept changing while being moved", shard_id);
             return CITRUS_EUNAVAILABLE;
         }
     }

@@ -55,6 +55,15 @@ typedef int (*tenant_ensure_fn)(void *ctx, const char *shard_id, const char *bus
 int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
                      void *ensure_ctx, tenant_pin *out, bool *created, char *err, size_t errlen);
 
+/* Moves every tenant pinned to shard_id to the first active shard at or
+ * after its hash (its ring owner when that is active), each pin with its
+ * own compare: what the service that took a shard out of the ring
+ * (retired, or deleted with REG_FORCE) calls after that change, so that
+ * no tenant is left pinned to a shard that no longer serves. *moved counts
+ * them. CITRUS_EUNAVAILABLE (err says why) when no shard is active or the
+ * pins kept changing under it. */
+int tenants_repin(registry *r, const char *shard_id, size_t *moved, char *err, size_t errlen);
+
 /* Where a key goes: its pin, else the ring (the owner of the first token >=
  * hash(key), whatever its state). */
 typedef struct route_answer {

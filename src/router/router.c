@@ -15,6 +15,7 @@
 #include "router/route_memo.h"
 #include "dbconn/pool.h"
 #include "registry/tenants.h"
+#include "sys/fanout.h"
 
 #define SCATTER_THREADS 8
 
@@ -587,37 +588,11 @@ typedef struct scatter_job {
     int rc;
 } scatter_job;
 
-typedef struct scatter_set {
-    scatter_job *jobs;
-    size_t n, next;
-    pthread_mutex_t mu;
-} scatter_set;
-
-static void *scatter_worker(void *arg)
+/* Runs job i of jobs (a fanout_fn). */
+static void scatter_one(void *ctx, size_t i)
 {
-    scatter_set *ss = arg;
-    for (;;) {
-        pthread_mutex_lock(&ss->mu);
-        size_t i = ss->next++;
-        pthread_mutex_unlock(&ss->mu);
-        if (i >= ss->n)
-            return NULL;
-        scatter_job *j = &ss->jobs[i];
-        j->rc = run_on(j->r, j->s, j->rd, j->sql, j->params, j->np, &j->ans, &j->err);
-    }
-}
-
-static void run_all(scatter_set *ss)
-{
-    pthread_t th[SCATTER_THREADS];
-    size_t nth = 0;
-    for (; nth < SCATTER_THREADS && nth < ss->n; nth++)
-        if (pthread_create(&th[nth], NULL, scatter_worker, ss) != 0)
-            break;
-    if (nth == 0)
-        scatter_worker(ss);
-    for (size_t i = 0; i < nth; i++)
-        pthread_join(th[i], NULL);
+    scatter_job *j = &((scatter_job *)ctx)[i];
+    j->rc = run_on(j->r, j->s, j->rd, j->sql, j->params, j->np, &j->ans, &j->err);
 }
 
 int router_scatter(router *r, const router_call *rd, const char *sql, const value *params,
@@ -634,24 +609,24 @@ int router_scatter(router *r, const router_call *rd, const char *sql, const valu
     const ring *rg;
     if (registry_ring(r->reg, &rg, &out->ring_version, &out->catalog_cached) == 0)
         registry_ring_release(r->reg, rg);
-    scatter_set ss = {.jobs = calloc(n ? n : 1, sizeof(scatter_job))};
-    pthread_mutex_init(&ss.mu, NULL);
-    for (size_t i = 0; ss.jobs && i < n; i++) /* every active shard (read_only too, for reads) */
+    scatter_job *jobs = calloc(n ? n : 1, sizeof(scatter_job));
+    size_t njobs = 0;
+    for (size_t i = 0; jobs && i < n; i++) /* every active shard (read_only too, for reads) */
         if (v[i].dsn && (v[i].state == SHARD_ACTIVE || (read && v[i].state == SHARD_READ_ONLY)))
-            ss.jobs[ss.n++] = (scatter_job){
+            jobs[njobs++] = (scatter_job){
                 .r = r, .s = &v[i], .rd = rd, .sql = sql, .params = params, .np = nparams};
-    if (!ss.jobs)
+    if (!jobs)
         rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
-    else if (ss.n == 0)
+    else if (njobs == 0)
         rc = errdetail_set(e, CITRUS_EUNAVAILABLE, "no active shard");
     if (rc == 0)
-        run_all(&ss);
-    result_set *parts = rc == 0 ? calloc(ss.n, sizeof(*parts)) : NULL;
+        fanout_run(njobs, SCATTER_THREADS, scatter_one, jobs);
+    result_set *parts = rc == 0 ? calloc(njobs ? njobs : 1, sizeof(*parts)) : NULL;
     size_t nparts = 0;
     out->shards = json_array();
     out->missing = json_array();
-    for (size_t i = 0; rc == 0 && i < ss.n; i++) {
-        scatter_job *j = &ss.jobs[i];
+    for (size_t i = 0; rc == 0 && i < njobs; i++) {
+        scatter_job *j = &jobs[i];
         if (j->rc == 0) {
             parts[nparts++] = j->ans.rs;
             rs_init(&j->ans.rs);
@@ -678,11 +653,10 @@ int router_scatter(router *r, const router_call *rd, const char *sql, const valu
         for (size_t i = 0; i < nparts; i++)
             rs_free(&parts[i]);
     }
-    for (size_t i = 0; ss.jobs && i < ss.n; i++)
-        router_answer_clear(&ss.jobs[i].ans);
+    for (size_t i = 0; jobs && i < njobs; i++)
+        router_answer_clear(&jobs[i].ans);
     free(parts);
-    free(ss.jobs);
-    pthread_mutex_destroy(&ss.mu);
+    free(jobs);
     registry_shards_free(v, n);
     if (rc < 0)
         router_answer_clear(out);

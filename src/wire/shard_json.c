@@ -1,69 +1,18 @@
-/* wire/shard_json.c — the shard record, spec and patch to and from JSON.
+/* wire/shard_json.c — the shard record to and from JSON.
  *
  * One codec for both sides: the API renders records with shard_to_json and
  * the catalog stores exactly that form (reading it back with
- * shard_from_json); request bodies are checked field by field so that a
- * client gets an error naming the field and saying what is wrong. */
+ * shard_from_json, as libcitrus does). The API's request bodies are
+ * api/shardbody.c's; they share the list decoders below. */
 #include "wire/shard_json.h"
 
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "core/dsn.h"
+#include "core/errfmt.h"
 #include "core/utf8.h"
-
-static int errf(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static int nomem(char *err, size_t errlen)
-{
-    return errf(err, errlen, CITRUS_ENOMEM, "out of memory");
-}
-
-/* Characters (code points) of a valid UTF-8 string. */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
-}
-
-static bool has_ctl(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return true;
-    return false;
-}
-
-static void free_strings(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-static void free_tags(shard_tag *t, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(t[i].key);
-        free(t[i].value);
-    }
-    free(t);
-}
 
 /* ---- times ----------------------------------------------------------- */
 
@@ -269,554 +218,265 @@ json_t *shard_to_json(const shard *s, bool with_history)
 /* ---- shared field readers -------------------------------------------- */
 
 /* Optional string member: absent or null gives NULL. */
-static int opt_string(json_t *j, const char *name, const char *where, char **out, char *err,
-                      size_t errlen)
+static int opt_string(json_t *j, const char *name, const char *where, char **out, errdetail *e)
 {
     json_t *v = json_object_get(j, name);
     *out = NULL;
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_string(v))
-        return errf(err, errlen, CITRUS_EBADJSON, "%s%s: must be a string or null", where, name);
+        return errdetail_set(e, CITRUS_EBADJSON, "%s%s: must be a string or null", where, name);
     *out = strdup(json_string_value(v));
-    return *out ? 0 : nomem(err, errlen);
+    return *out ? 0 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
 }
 
-static int req_string(json_t *j, const char *name, const char *where, const char **out, char *err,
-                      size_t errlen)
+static int req_string(json_t *j, const char *name, const char *where, const char **out,
+                      errdetail *e)
 {
     json_t *v = json_object_get(j, name);
     if (!json_is_string(v))
-        return errf(err, errlen, CITRUS_EBADJSON, "%s%s: %s", where, name,
-                    v ? "must be a string" : "missing");
+        return errdetail_set(e, CITRUS_EBADJSON, "%s%s: %s", where, name,
+                             v ? "must be a string" : "missing");
     *out = json_string_value(v);
     return 0;
 }
 
-static int req_time(json_t *j, const char *name, const char *where, int64_t *out, char *err,
-                    size_t errlen)
+static int req_time(json_t *j, const char *name, const char *where, int64_t *out, errdetail *e)
 {
     const char *s = NULL;
-    int rc = req_string(j, name, where, &s, err, errlen);
+    int rc = req_string(j, name, where, &s, e);
     if (rc < 0)
         return rc;
     if (shard_json_parse_time(s, out) < 0)
-        return errf(err, errlen, CITRUS_EBADJSON,
-                    "%s%s: must be an RFC 3339 UTC time like 2026-11-22T07:40:00.123Z", where,
-                    name);
+        return errdetail_set(e, CITRUS_EBADJSON,
+                             "%s%s: must be an RFC 3339 UTC time like 2026-11-22T07:40:00.123Z",
+                             where, name);
     return 0;
 }
 
-static int req_state(json_t *j, const char *name, const char *where, shard_state *out, char *err,
-                     size_t errlen)
+static int req_state(json_t *j, const char *name, const char *where, shard_state *out, errdetail *e)
 {
     const char *s = NULL;
-    int rc = req_string(j, name, where, &s, err, errlen);
+    int rc = req_string(j, name, where, &s, e);
     if (rc < 0)
         return rc;
     if (shard_state_parse(s, out) < 0)
-        return errf(err, errlen, CITRUS_EBADJSON, "%s%s: unknown state '%.32s'", where, name, s);
+        return errdetail_set(e, CITRUS_EBADJSON, "%s%s: unknown state '%.32s'", where, name, s);
     return 0;
 }
 
-static bool weight_ok(json_t *v)
-{
-    if (!json_is_number(v))
-        return false;
-    double w = json_number_value(v);
-    return isfinite(w) && w > 0 && w <= SHARD_WEIGHT_MAX;
-}
-
 /* Optional weight (absent gives 1). */
-static int opt_weight(json_t *j, double *out, char *err, size_t errlen)
+static int opt_weight(json_t *j, double *out, errdetail *e)
 {
     json_t *v = json_object_get(j, "weight");
     *out = 1.0;
     if (!v)
         return 0;
-    if (!weight_ok(v))
-        return errf(err, errlen, CITRUS_EINVAL, "weight: must be a number > 0 and <= 100");
+    if (!json_is_number(v) || !shard_weight_valid(json_number_value(v)))
+        return errdetail_set(e, CITRUS_EINVAL, "weight: must be a number > 0 and <= 100");
     *out = json_number_value(v);
     return 0;
 }
 
-/* An array of strings; each checked as a DSN when check_dsn. */
-static int string_array(json_t *a, const char *name, bool check_dsn, char ***out, size_t *n,
-                        char *err, size_t errlen)
+static int strings_fill(json_t *a, const char *name, shard_json_string_check check, char **out,
+                        size_t *n, errdetail *e)
 {
-    if (!json_is_array(a))
-        return errf(err, errlen, CITRUS_EBADJSON, "%s: must be an array of DSN strings", name);
-    size_t len = json_array_size(a);
-    if (len > SHARD_MAX_REPLICAS)
-        return errf(err, errlen, CITRUS_ETOOMANY, "%s: at most %d replicas", name,
-                    SHARD_MAX_REPLICAS);
-    *out = calloc(len ? len : 1, sizeof(char *));
-    if (!*out)
-        return nomem(err, errlen);
-    for (*n = 0; *n < len; (*n)++) {
+    for (*n = 0; *n < json_array_size(a); (*n)++) {
         json_t *v = json_array_get(a, *n);
         if (!json_is_string(v))
-            return errf(err, errlen, CITRUS_EBADJSON, "%s[%zu]: must be a string", name, *n);
-        char why[200];
-        if (check_dsn && dsn_parse(json_string_value(v), NULL, why, sizeof(why)) < 0)
-            return errf(err, errlen, CITRUS_EINVAL, "%s[%zu]: %s", name, *n, why);
-        if (!((*out)[*n] = strdup(json_string_value(v))))
-            return nomem(err, errlen);
+            return errdetail_set(e, CITRUS_EBADJSON, "%s[%zu]: must be a string", name, *n);
+        int rc = check ? check(name, *n, json_string_value(v), e) : 0;
+        if (rc < 0)
+            return rc;
+        if (!(out[*n] = strdup(json_string_value(v))))
+            return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     }
     return 0;
 }
 
-static int check_tag(const char *k, json_t *v, bool limits, char *err, size_t errlen)
+int shard_json_strings(json_t *a, const char *name, shard_json_string_check check, char ***out,
+                       size_t *n, errdetail *e)
 {
-    if (!json_is_string(v))
-        return errf(err, errlen, CITRUS_EBADJSON, "tags.%.64s: must be a string", k);
-    if (!limits)
-        return 0;
-    size_t kn = utf8_chars(k);
-    if (kn == 0 || kn > SHARD_TAG_KEY_MAX || has_ctl(k))
-        return errf(err, errlen, CITRUS_EINVAL,
-                    "tags: keys must be 1..%d characters, without control characters",
-                    SHARD_TAG_KEY_MAX);
-    if (utf8_chars(json_string_value(v)) > SHARD_TAG_VALUE_MAX)
-        return errf(err, errlen, CITRUS_EINVAL, "tags.%s: at most %d characters", k,
-                    SHARD_TAG_VALUE_MAX);
+    *out = NULL;
+    *n = 0;
+    if (!json_is_array(a))
+        return errdetail_set(e, CITRUS_EBADJSON, "%s: must be an array of DSN strings", name);
+    size_t len = json_array_size(a);
+    if (len > SHARD_MAX_REPLICAS)
+        return errdetail_set(e, CITRUS_ETOOMANY, "%s: at most %d replicas", name,
+                             SHARD_MAX_REPLICAS);
+    char **v = calloc(len ? len : 1, sizeof(char *));
+    if (!v)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    size_t k = 0;
+    int rc = strings_fill(a, name, check, v, &k, e);
+    if (rc < 0) {
+        shard_strings_free(v, k);
+        return rc;
+    }
+    *out = v;
+    *n = k;
     return 0;
 }
 
-/* An object of string values; limits checks counts and lengths too. */
-static int tags_object(json_t *o, bool limits, shard_tag **out, size_t *n, char *err, size_t errlen)
+static int tags_fill(json_t *o, shard_json_tag_check check, shard_tag *out, size_t *n, errdetail *e)
 {
-    if (!json_is_object(o))
-        return errf(err, errlen, CITRUS_EBADJSON, "tags: must be an object of string values");
-    size_t len = json_object_size(o);
-    if (limits && len > SHARD_MAX_TAGS)
-        return errf(err, errlen, CITRUS_ETOOMANY, "tags: at most %d tags", SHARD_MAX_TAGS);
-    *out = calloc(len ? len : 1, sizeof(shard_tag));
-    if (!*out)
-        return nomem(err, errlen);
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v)
     {
-        int rc = check_tag(k, v, limits, err, errlen);
+        if (!json_is_string(v))
+            return errdetail_set(e, CITRUS_EBADJSON, "tags.%.64s: must be a string", k);
+        int rc = check ? check(k, json_string_value(v), e) : 0;
         if (rc < 0)
             return rc;
-        shard_tag *t = &(*out)[(*n)++];
+        shard_tag *t = &out[(*n)++];
         t->key = strdup(k);
         t->value = strdup(json_string_value(v));
         if (!t->key || !t->value)
-            return nomem(err, errlen);
+            return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     }
+    return 0;
+}
+
+int shard_json_tags(json_t *o, shard_json_tag_check check, shard_tag **out, size_t *n, errdetail *e)
+{
+    *out = NULL;
+    *n = 0;
+    if (!json_is_object(o))
+        return errdetail_set(e, CITRUS_EBADJSON, "tags: must be an object of string values");
+    size_t len = json_object_size(o);
+    shard_tag *v = calloc(len ? len : 1, sizeof(shard_tag));
+    if (!v)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    size_t k = 0;
+    int rc = tags_fill(o, check, v, &k, e);
+    if (rc < 0) {
+        shard_tags_free(v, k);
+        return rc;
+    }
+    *out = v;
+    *n = k;
     return 0;
 }
 
 /* ---- JSON -> record -------------------------------------------------- */
 
-static int event_from_json(json_t *e, size_t i, shard_event *out, char *err, size_t errlen)
+static int event_from_json(json_t *ev, size_t i, shard_event *out, errdetail *e)
 {
     char where[40];
     snprintf(where, sizeof(where), "history[%zu].", i);
-    if (!json_is_object(e))
-        return errf(err, errlen, CITRUS_EBADJSON, "history[%zu]: must be an object", i);
-    int rc = req_time(e, "at", where, &out->at_ms, err, errlen);
+    if (!json_is_object(ev))
+        return errdetail_set(e, CITRUS_EBADJSON, "history[%zu]: must be an object", i);
+    int rc = req_time(ev, "at", where, &out->at_ms, e);
     if (rc == 0)
-        rc = req_state(e, "from", where, &out->from, err, errlen);
+        rc = req_state(ev, "from", where, &out->from, e);
     if (rc == 0)
-        rc = req_state(e, "to", where, &out->to, err, errlen);
+        rc = req_state(ev, "to", where, &out->to, e);
     if (rc == 0)
-        rc = opt_string(e, "reason", where, &out->reason, err, errlen);
+        rc = opt_string(ev, "reason", where, &out->reason, e);
     if (rc == 0)
-        rc = opt_string(e, "actor", where, &out->actor, err, errlen);
+        rc = opt_string(ev, "actor", where, &out->actor, e);
     if (rc == 0 && !out->reason && !(out->reason = strdup("")))
-        rc = nomem(err, errlen);
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     if (rc == 0 && !out->actor && !(out->actor = strdup("")))
-        rc = nomem(err, errlen);
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     return rc;
 }
 
 /* The newest SHARD_HISTORY_MAX events of an optional "history" array. */
-static int history_from_json(json_t *j, shard *out, char *err, size_t errlen)
+static int history_from_json(json_t *j, shard *out, errdetail *e)
 {
     json_t *a = json_object_get(j, "history");
     if (!a || json_is_null(a))
         return 0;
     if (!json_is_array(a))
-        return errf(err, errlen, CITRUS_EBADJSON, "history: must be an array");
+        return errdetail_set(e, CITRUS_EBADJSON, "history: must be an array");
     size_t len = json_array_size(a);
     size_t skip = len > SHARD_HISTORY_MAX ? len - SHARD_HISTORY_MAX : 0;
     out->history = calloc(len - skip ? len - skip : 1, sizeof(shard_event));
     if (!out->history)
-        return nomem(err, errlen);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     for (size_t i = skip; i < len; i++) {
-        int rc =
-            event_from_json(json_array_get(a, i), i, &out->history[out->nhistory++], err, errlen);
+        int rc = event_from_json(json_array_get(a, i), i, &out->history[out->nhistory++], e);
         if (rc < 0)
             return rc;
     }
     return 0;
 }
 
-static int id_from_json(json_t *j, char *id, char *err, size_t errlen)
+static int id_from_json(json_t *j, char *id, errdetail *e)
 {
     const char *s = NULL;
-    int rc = req_string(j, "id", "", &s, err, errlen);
+    int rc = req_string(j, "id", "", &s, e);
     if (rc < 0)
         return rc;
     if (!shard_id_valid(s))
-        return errf(err, errlen, CITRUS_EBADJSON, "id: '%.64s' is not a valid shard id", s);
+        return errdetail_set(e, CITRUS_EBADJSON, "id: '%.64s' is not a valid shard id", s);
     snprintf(id, SHARD_ID_MAX + 1, "%s", s); /* valid: at most SHARD_ID_MAX */
     return 0;
 }
 
-static int epoch_from_json(json_t *j, int64_t *out, char *err, size_t errlen)
+static int epoch_from_json(json_t *j, int64_t *out, errdetail *e)
 {
     json_t *v = json_object_get(j, "epoch");
     if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return errf(err, errlen, CITRUS_EBADJSON, "epoch: %s",
-                    v ? "must be an integer >= 0" : "missing");
+        return errdetail_set(e, CITRUS_EBADJSON, "epoch: %s",
+                             v ? "must be an integer >= 0" : "missing");
     *out = json_integer_value(v);
     return 0;
 }
 
-static int optional_lists(json_t *j, shard *out, char *err, size_t errlen)
+static int optional_lists(json_t *j, shard *out, errdetail *e)
 {
     json_t *r = json_object_get(j, "replicas");
     int rc = 0;
     if (r && !json_is_null(r))
-        rc = string_array(r, "replicas", false, &out->replicas, &out->nreplicas, err, errlen);
+        rc = shard_json_strings(r, "replicas", NULL, &out->replicas, &out->nreplicas, e);
     json_t *t = json_object_get(j, "tags");
     if (rc == 0 && t && !json_is_null(t))
-        rc = tags_object(t, false, &out->tags, &out->ntags, err, errlen);
+        rc = shard_json_tags(t, NULL, &out->tags, &out->ntags, e);
     return rc;
 }
 
-static int record_from_json(json_t *j, shard *out, char *err, size_t errlen)
+static int record_from_json(json_t *j, shard *out, errdetail *e)
 {
     if (!json_is_object(j))
-        return errf(err, errlen, CITRUS_EBADJSON, "shard: must be a JSON object");
-    int rc = id_from_json(j, out->id, err, errlen);
+        return errdetail_set(e, CITRUS_EBADJSON, "shard: must be a JSON object");
+    int rc = id_from_json(j, out->id, e);
     if (rc == 0)
-        rc = req_state(j, "state", "", &out->state, err, errlen);
+        rc = req_state(j, "state", "", &out->state, e);
     if (rc == 0)
-        rc = epoch_from_json(j, &out->epoch, err, errlen);
+        rc = epoch_from_json(j, &out->epoch, e);
     if (rc == 0)
-        rc = req_time(j, "created_at", "", &out->created_ms, err, errlen);
+        rc = req_time(j, "created_at", "", &out->created_ms, e);
     if (rc == 0)
-        rc = req_time(j, "updated_at", "", &out->updated_ms, err, errlen);
+        rc = req_time(j, "updated_at", "", &out->updated_ms, e);
     if (rc == 0)
-        rc = opt_string(j, "dsn", "", &out->dsn, err, errlen);
+        rc = opt_string(j, "dsn", "", &out->dsn, e);
     if (rc == 0)
-        rc = opt_string(j, "zone", "", &out->zone, err, errlen);
+        rc = opt_string(j, "zone", "", &out->zone, e);
     if (rc == 0)
-        rc = opt_string(j, "template", "", &out->template_name, err, errlen);
+        rc = opt_string(j, "template", "", &out->template_name, e);
     if (rc == 0)
-        rc = opt_string(j, "error", "", &out->error, err, errlen);
+        rc = opt_string(j, "error", "", &out->error, e);
     if (rc == 0)
-        rc = opt_weight(j, &out->weight, err, errlen);
+        rc = opt_weight(j, &out->weight, e);
     if (rc == 0)
-        rc = optional_lists(j, out, err, errlen);
+        rc = optional_lists(j, out, e);
     if (rc == 0)
-        rc = history_from_json(j, out, err, errlen);
+        rc = history_from_json(j, out, e);
     return rc == CITRUS_EINVAL || rc == CITRUS_ETOOMANY ? CITRUS_EBADJSON : rc;
 }
 
 int shard_from_json(json_t *j, shard *out, char *err, size_t errlen)
 {
+    errdetail e = {0};
     shard_init(out);
-    int rc = record_from_json(j, out, err, errlen);
-    if (rc < 0)
+    int rc = record_from_json(j, out, &e);
+    if (rc < 0) {
+        errfmt(err, errlen, "%s", e.message);
         shard_clear(out);
-    return rc;
-}
-
-/* ---- request bodies -------------------------------------------------- */
-
-/* The first member of o not in names, or NULL. */
-static const char *unknown_member(json_t *o, const char *const *names)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(o, k, v)
-    {
-        size_t i = 0;
-        while (names[i] && strcmp(names[i], k) != 0)
-            i++;
-        if (!names[i])
-            return k;
-    }
-    return NULL;
-}
-
-/* Absent members and null count as not given. */
-static json_t *given(json_t *o, const char *name)
-{
-    json_t *v = json_object_get(o, name);
-    return json_is_null(v) ? NULL : v;
-}
-
-static bool template_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
-/* A template name at v (where names it); same rule as schema_template_valid. */
-static int template_from(json_t *v, const char *where, char **out, char *err, size_t errlen)
-{
-    if (!json_is_string(v))
-        return errf(err, errlen, CITRUS_EBADJSON, "%s: must be a string", where);
-    const char *s = json_string_value(v);
-    if (!template_name_ok(s))
-        return errf(err, errlen, CITRUS_EINVAL, "%s: must be 1..64 characters of [A-Za-z0-9_-]",
-                    where);
-    if (*out && strcmp(*out, s) != 0)
-        return errf(err, errlen, CITRUS_EINVAL, "%s: differs from the top-level template", where);
-    if (!*out && !(*out = strdup(s)))
-        return nomem(err, errlen);
-    return 0;
-}
-
-static int zone_from(json_t *v, char **out, char *err, size_t errlen)
-{
-    if (!json_is_string(v))
-        return errf(err, errlen, CITRUS_EBADJSON, "zone: must be a string");
-    const char *s = json_string_value(v);
-    size_t n = utf8_chars(s);
-    if (n == 0 || n > SHARD_ZONE_MAX || has_ctl(s))
-        return errf(err, errlen, CITRUS_EINVAL, "zone: must be 1..%d characters", SHARD_ZONE_MAX);
-    *out = strdup(s);
-    return *out ? 0 : nomem(err, errlen);
-}
-
-static int weight_from(json_t *v, double *out, char *err, size_t errlen)
-{
-    if (!weight_ok(v))
-        return errf(err, errlen, CITRUS_EINVAL, "weight: must be a number > 0 and <= 100");
-    *out = json_number_value(v);
-    return 0;
-}
-
-static int spec_id(json_t *v, shard_spec *out, char *err, size_t errlen)
-{
-    if (!json_is_string(v))
-        return errf(err, errlen, CITRUS_EBADJSON, "id: must be a string");
-    if (!shard_id_valid(json_string_value(v)))
-        return errf(err, errlen, CITRUS_EINVAL,
-                    "id: must be 1..%d characters of [a-z0-9_-], starting with a letter or "
-                    "digit",
-                    SHARD_ID_MAX);
-    snprintf(out->id, sizeof(out->id), "%s", json_string_value(v));
-    return 0;
-}
-
-static int spec_dsn(json_t *v, shard_spec *out, char *err, size_t errlen)
-{
-    if (!json_is_string(v))
-        return errf(err, errlen, CITRUS_EBADJSON, "dsn: must be a string");
-    char why[200];
-    if (dsn_parse(json_string_value(v), NULL, why, sizeof(why)) < 0)
-        return errf(err, errlen, CITRUS_EINVAL, "dsn: %s", why);
-    out->dsn = strdup(json_string_value(v));
-    return out->dsn ? 0 : nomem(err, errlen);
-}
-
-/* Replicas may not repeat each other or the primary. */
-static int spec_replicas_distinct(const shard_spec *s, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < s->nreplicas; i++) {
-        bool dup = s->dsn && strcmp(s->replicas[i], s->dsn) == 0;
-        for (size_t k = 0; !dup && k < i; k++)
-            dup = strcmp(s->replicas[i], s->replicas[k]) == 0;
-        if (dup)
-            return errf(err, errlen, CITRUS_EINVAL, "replicas[%zu]: repeats %s", i,
-                        s->dsn && strcmp(s->replicas[i], s->dsn) == 0 ? "dsn"
-                                                                      : "an earlier replica");
-    }
-    return 0;
-}
-
-static int spec_provision(json_t *v, shard_spec *out, char *err, size_t errlen)
-{
-    static const char *const names[] = {"template", "params", NULL};
-    if (!json_is_object(v))
-        return errf(err, errlen, CITRUS_EBADJSON, "provision: must be an object");
-    const char *bad = unknown_member(v, names);
-    if (bad)
-        return errf(err, errlen, CITRUS_EBADJSON,
-                    "provision.%.64s: unknown field (allowed: template, params)", bad);
-    out->provision = true;
-    json_t *t = given(v, "template");
-    int rc = t ? template_from(t, "provision.template", &out->template_name, err, errlen) : 0;
-    json_t *p = given(v, "params");
-    if (rc == 0 && p && !json_is_object(p))
-        return errf(err, errlen, CITRUS_EBADJSON, "provision.params: must be an object");
-    if (rc == 0 && p)
-        out->params = json_incref(p);
-    return rc;
-}
-
-/* The fields of a spec other than dsn/provision. */
-static int spec_fields(json_t *body, shard_spec *out, char *err, size_t errlen)
-{
-    json_t *v;
-    int rc = 0;
-    if ((v = given(body, "id")))
-        rc = spec_id(v, out, err, errlen);
-    if (rc == 0 && (v = given(body, "zone")))
-        rc = zone_from(v, &out->zone, err, errlen);
-    if (rc == 0 && (v = given(body, "weight")))
-        rc = weight_from(v, &out->weight, err, errlen);
-    if (rc == 0 && (v = given(body, "tags")))
-        rc = tags_object(v, true, &out->tags, &out->ntags, err, errlen);
-    if (rc == 0 && (v = given(body, "template")))
-        rc = template_from(v, "template", &out->template_name, err, errlen);
-    return rc;
-}
-
-/* dsn (with replicas) or provision, exactly one. */
-static int spec_source(json_t *body, shard_spec *out, char *err, size_t errlen)
-{
-    json_t *dsn = given(body, "dsn"), *prov = given(body, "provision");
-    json_t *reps = given(body, "replicas");
-    if (!dsn && !prov)
-        return errf(err, errlen, CITRUS_EINVAL,
-                    "dsn, provision: give one (dsn registers an existing database, provision "
-                    "creates one)");
-    if (dsn && prov)
-        return errf(err, errlen, CITRUS_EINVAL, "dsn, provision: give only one of them");
-    if (reps && !dsn)
-        return errf(err, errlen, CITRUS_EINVAL,
-                    "replicas: only with dsn (a provisioned shard gets its replicas from the "
-                    "provisioner)");
-    if (prov)
-        return spec_provision(prov, out, err, errlen);
-    int rc = spec_dsn(dsn, out, err, errlen);
-    if (rc == 0 && reps)
-        rc = string_array(reps, "replicas", true, &out->replicas, &out->nreplicas, err, errlen);
-    return rc == 0 ? spec_replicas_distinct(out, err, errlen) : rc;
-}
-
-int shard_spec_from_json(json_t *body, shard_spec *out, char *err, size_t errlen)
-{
-    static const char *const names[] = {"id",   "dsn",      "replicas",  "zone", "weight",
-                                        "tags", "template", "provision", NULL};
-    memset(out, 0, sizeof(*out));
-    out->weight = 1.0;
-    if (!json_is_object(body))
-        return errf(err, errlen, CITRUS_EBADJSON, "body: must be a JSON object");
-    const char *bad = unknown_member(body, names);
-    if (bad)
-        return errf(err, errlen, CITRUS_EBADJSON,
-                    "%.64s: unknown field (allowed: id, dsn, replicas, zone, weight, tags, "
-                    "template, provision)",
-                    bad);
-    int rc = spec_fields(body, out, err, errlen);
-    if (rc == 0)
-        rc = spec_source(body, out, err, errlen);
-    if (rc < 0)
-        shard_spec_clear(out);
-    return rc;
-}
-
-void shard_spec_clear(shard_spec *s)
-{
-    free(s->dsn);
-    free_strings(s->replicas, s->nreplicas);
-    free(s->zone);
-    free_tags(s->tags, s->ntags);
-    free(s->template_name);
-    json_decref(s->params);
-    memset(s, 0, sizeof(*s));
-    s->weight = 1.0;
-}
-
-static int patch_fields(json_t *body, shard_patch *out, char *err, size_t errlen)
-{
-    json_t *v;
-    int rc = 0;
-    if ((v = json_object_get(body, "weight"))) {
-        out->has_weight = true;
-        rc = weight_from(v, &out->weight, err, errlen);
-    }
-    if (rc == 0 && (v = json_object_get(body, "zone"))) {
-        out->has_zone = true;
-        rc = json_is_null(v) ? 0 : zone_from(v, &out->zone, err, errlen);
-    }
-    if (rc == 0 && (v = json_object_get(body, "tags"))) {
-        out->has_tags = true;
-        rc = tags_object(v, true, &out->tags, &out->ntags, err, errlen);
     }
     return rc;
-}
-
-int shard_patch_from_json(json_t *body, shard_patch *out, char *err, size_t errlen)
-{
-    static const char *const names[] = {"weight", "zone", "tags", NULL};
-    memset(out, 0, sizeof(*out));
-    if (!json_is_object(body))
-        return errf(err, errlen, CITRUS_EBADJSON, "body: must be a JSON object");
-    const char *bad = unknown_member(body, names);
-    if (bad)
-        return errf(err, errlen, CITRUS_EBADJSON,
-                    "%.64s: unknown field or not changeable (allowed: weight, zone, tags)", bad);
-    if (json_object_size(body) == 0)
-        return errf(err, errlen, CITRUS_EINVAL, "body: give at least one of weight, zone, tags");
-    int rc = patch_fields(body, out, err, errlen);
-    if (rc < 0)
-        shard_patch_clear(out);
-    return rc;
-}
-
-void shard_patch_clear(shard_patch *p)
-{
-    free(p->zone);
-    free_tags(p->tags, p->ntags);
-    memset(p, 0, sizeof(*p));
-}
-
-static shard_tag *copy_tags(const shard_tag *t, size_t n)
-{
-    shard_tag *c = calloc(n ? n : 1, sizeof(*c));
-    for (size_t i = 0; c && i < n; i++) {
-        c[i].key = strdup(t[i].key);
-        c[i].value = strdup(t[i].value);
-        if (!c[i].key || !c[i].value) {
-            free_tags(c, i + 1);
-            return NULL;
-        }
-    }
-    return c;
-}
-
-int shard_patch_apply(shard *s, const shard_patch *p, int64_t now_ms)
-{
-    char *zone = p->has_zone && p->zone ? strdup(p->zone) : NULL;
-    shard_tag *tags = p->has_tags ? copy_tags(p->tags, p->ntags) : NULL;
-    if ((p->has_zone && p->zone && !zone) || (p->has_tags && !tags)) {
-        free(zone);
-        free(tags);
-        return CITRUS_ENOMEM;
-    }
-    if (p->has_weight)
-        s->weight = p->weight;
-    if (p->has_zone) {
-        free(s->zone);
-        s->zone = zone;
-    }
-    if (p->has_tags) {
-        free_tags(s->tags, s->ntags);
-        s->tags = tags;
-        s->ntags = p->ntags;
-    }
-    s->epoch++;
-    s->updated_ms = now_ms;
-    return 0;
 }

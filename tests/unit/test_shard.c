@@ -1,10 +1,12 @@
 /* Unit tests for core/shard.c: the lifecycle table (checked against a matrix
  * written out here, so any change to the table must change this test too),
- * transition bookkeeping, ids and state names. */
+ * transition bookkeeping, ids, weights, state names and list copies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -217,6 +219,44 @@ static void history_is_capped(void **state)
     shard_clear(&s);
 }
 
+static void weights(void **state)
+{
+    assert_true(shard_weight_valid(1));
+    assert_true(shard_weight_valid(0.001));
+    assert_true(shard_weight_valid(SHARD_WEIGHT_MAX));
+    assert_false(shard_weight_valid(0));
+    assert_false(shard_weight_valid(-1));
+    assert_false(shard_weight_valid(SHARD_WEIGHT_MAX + 0.5));
+    assert_false(shard_weight_valid(NAN));
+    assert_false(shard_weight_valid(INFINITY));
+}
+
+static void list_copies(void **state)
+{
+    char *v[] = {"a", "bc"};
+    char **c = shard_strings_copy(v, 2);
+    assert_non_null(c);
+    assert_ptr_not_equal(c[0], v[0]);
+    assert_string_equal(c[0], "a");
+    assert_string_equal(c[1], "bc");
+    shard_strings_free(c, 2);
+    c = shard_strings_copy(NULL, 0); /* empty, not NULL */
+    assert_non_null(c);
+    shard_strings_free(c, 0);
+
+    shard_tag t[] = {{"k1", "v1"}, {"k2", ""}};
+    shard_tag *ct = shard_tags_copy(t, 2);
+    assert_non_null(ct);
+    assert_string_equal(ct[0].key, "k1");
+    assert_string_equal(ct[0].value, "v1");
+    assert_string_equal(ct[1].key, "k2");
+    assert_string_equal(ct[1].value, "");
+    assert_ptr_not_equal(ct[1].key, t[1].key);
+    shard_tags_free(ct, 2);
+    shard_tags_free(NULL, 0);
+    shard_strings_free(NULL, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +265,8 @@ int main(void)
         cmocka_unit_test(serving_states),
         cmocka_unit_test(state_names),
         cmocka_unit_test(ids),
+        cmocka_unit_test(weights),
+        cmocka_unit_test(list_copies),
         cmocka_unit_test(init_and_clear),
         cmocka_unit_test(transition_bookkeeping),
         cmocka_unit_test(drain_and_cancel),
