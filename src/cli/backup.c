@@ -22,6 +22,7 @@
 #include "net/client.h"
 #include "cli/input.h"
 #include "cli/snapshot_file.h"
+#include "sys/clock.h"
 #include "wire/kvjson.h"
 
 #define EXIT_RUNTIME 1
@@ -125,7 +126,7 @@ static int write_tmp(const char *tmp, const kv_snapshot *snap, char *errbuf, siz
         close(fd);
         return CITRUS_EIO;
     }
-    int rc = snapshot_file_write(f, snap, time(NULL), errbuf, errlen);
+    int rc = snapshot_file_write(f, snap, clock_wall_ms(NULL) / 1000, errbuf, errlen);
     if (rc == 0 && (fflush(f) != 0 || fsync(fd) != 0)) {
         snprintf(errbuf, errlen, "cannot write %s: %s", tmp, strerror(errno));
         rc = CITRUS_EIO;

@@ -19,6 +19,7 @@
 #include "obs/log.h"
 #include "http/workpool.h"
 #include "obs/metrics.h"
+#include "sys/clock.h"
 
 #define MAX_RESP_HEADERS 16
 #define CORR_MAX 128
@@ -81,13 +82,6 @@ struct http_req {
     bool stream_wake_pending;
 };
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---------------- correlation ids ---------------- */
 
 static bool corr_valid(const char *s)
@@ -115,7 +109,7 @@ static void corr_random(unsigned char b[16])
         if (getrandom(buf, sizeof(buf), 0) == (ssize_t)sizeof(buf)) {
             left = sizeof(buf);
         } else {
-            uint64_t t = (uint64_t)mono_ns();
+            uint64_t t = (uint64_t)clock_mono_ns(NULL);
             memcpy(b, &t, 8);
             memcpy(b + 8, &t, 8);
             return;
@@ -516,7 +510,7 @@ static http_req *req_new(http_server *s, struct MHD_Connection *conn, const char
     pthread_mutex_init(&r->mu, NULL);
     r->srv = s;
     r->conn = conn;
-    r->start_ns = mono_ns();
+    r->start_ns = clock_mono_ns(NULL);
     snprintf(r->method, sizeof(r->method), "%s", method);
     return r;
 }
@@ -752,7 +746,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_req *r = *con_cls;
     if (!r)
         return;
-    double secs = (double)(mono_ns() - r->start_ns) / 1e9;
+    double secs = (double)(clock_mono_ns(NULL) - r->start_ns) / 1e9;
     const req_series *m = series_for(r->route, r->method, r->status);
     metric_add(m->count, 1);
     metric_observe(m->latency, secs);

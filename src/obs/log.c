@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "sys/clock.h"
+
 static log_level min_level = LOG_INFO;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local char corr_id[129];
@@ -37,12 +39,12 @@ void log_set_correlation(const char *id)
 
 static void format_ts(char *buf, size_t len)
 {
-    struct timespec ts;
+    int64_t ms = clock_wall_ms(NULL);
+    time_t secs = (time_t)(ms / 1000);
     struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    gmtime_r(&secs, &tm);
     size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000));
 }
 
 bool log_enabled(log_level level)

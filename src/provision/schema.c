@@ -39,6 +39,7 @@
 #include "obs/log.h"
 #include "core/errfmt.h"
 #include "dbconn/driver.h"
+#include "sys/clock.h"
 
 #define MAX_FILE_BYTES ((size_t)16 * 1024 * 1024)
 #define TEMPLATE_NAME_MAX 64
@@ -274,10 +275,9 @@ static int check_conflicts(const mig_list *l, char *err, size_t errlen)
 
 static void utc_now(char buf[32])
 {
-    struct timespec ts;
+    time_t secs = (time_t)(clock_wall_ms(NULL) / 1000);
     struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    gmtime_r(&secs, &tm);
     strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 

@@ -15,6 +15,7 @@
 #include "router/route_memo.h"
 #include "dbconn/pool.h"
 #include "registry/tenants.h"
+#include "sys/clock.h"
 #include "sys/fanout.h"
 
 #define SCATTER_THREADS 8
@@ -47,6 +48,7 @@ struct router {
     pool_entry **pools;
     size_t npools, nbuckets;
     atomic_uint next_replica; /* round robin over a shard's replicas */
+    const sysclock *clock;    /* borrowed; NULL = the real one */
 };
 
 static void describe_metrics(void)
@@ -60,13 +62,6 @@ static void describe_metrics(void)
                      "role replica sums the shard's replica pools");
     metrics_describe("citrus_router_pool_exhausted_total", METRIC_COUNTER,
                      "checkouts that gave up waiting for a connection, by shard");
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static pool_entry *pool_for(router *r, const char *dsn);
@@ -130,7 +125,7 @@ static void record(router *r, const shard *s, pool *p, const char *role, int rc,
     if (rc == CITRUS_EPOOL)
         metric_add(m->exhausted, 1);
     if (rc == 0)
-        metric_observe(m->latency, (double)(now_ns() - t0) / 1e9);
+        metric_observe(m->latency, (double)(clock_mono_ns(r->clock) - t0) / 1e9);
     pool_stats st;
     pool_get_stats(p, &st);
     if (role == ROLE_REPLICA) {
@@ -156,6 +151,7 @@ router *router_new(const router_options *o)
     if (!r)
         return NULL;
     r->reg = o->reg;
+    r->clock = o->clock;
     r->max_rows = o->max_rows ? o->max_rows : 10000;
     r->pool_size = o->pool_size ? o->pool_size : 8;
     r->statement_cache = o->statement_cache < 0 ? 0
@@ -243,7 +239,8 @@ static pool_entry *pool_entry_new(router *r, const char *dsn)
                        .max_size = r->pool_size,
                        .statement_cache = r->statement_cache,
                        .wait_ms = r->pool_wait_ms,
-                       .connect_timeout_ms = r->connect_timeout_ms};
+                       .connect_timeout_ms = r->connect_timeout_ms,
+                       .clock = r->clock};
     pe->dsn = strdup(dsn);
     pe->p = pe->dsn ? pool_new(&po) : NULL;
     if (!pe->p) {
@@ -364,7 +361,7 @@ static drv_conn *replica_checkout(router *r, const shard *s, int64_t max_lag, po
         pool_entry *pe = pool_for(r, s->replicas[(start + k) % n]);
         if (!pe)
             continue;
-        int64_t now = now_ns();
+        int64_t now = clock_mono_ns(r->clock);
         pthread_mutex_lock(&r->mu);
         int64_t age_ms = (now - pe->lag_at_ns) / 1000000;
         bool down = pe->down_until_ns > now;
@@ -379,7 +376,7 @@ static drv_conn *replica_checkout(router *r, const shard *s, int64_t max_lag, po
         if (rc < 0) {
             if (rc != CITRUS_EPOOL) {
                 pthread_mutex_lock(&r->mu);
-                pe->down_until_ns = now_ns() + 1000000000;
+                pe->down_until_ns = clock_mono_ns(r->clock) + 1000000000;
                 pthread_mutex_unlock(&r->mu);
             }
             continue;
@@ -393,7 +390,7 @@ static drv_conn *replica_checkout(router *r, const shard *s, int64_t max_lag, po
             pthread_mutex_lock(&r->mu);
             pe->lag_known = rc == 0;
             pe->lag_ms = lag;
-            pe->lag_at_ns = now_ns();
+            pe->lag_at_ns = clock_mono_ns(r->clock);
             pthread_mutex_unlock(&r->mu);
             if (rc < 0 || lag > max_lag) {
                 pool_put(pe->p, c, rc < 0 && !drv_alive(c));
@@ -421,7 +418,7 @@ static int run_on(router *r, const shard *s, const router_call *rd, const char *
     pool_entry *pe = NULL;
     drv_conn *c = NULL;
     errdetail de = {0};
-    int64_t t0 = now_ns();
+    int64_t t0 = clock_mono_ns(r->clock);
     bool want_replica = rd && rd->eventual && s->nreplicas && router_is_read(sql);
     int64_t max_lag = rd && rd->max_lag_ms >= 0 ? rd->max_lag_ms : r->default_max_lag_ms;
     int rc = 0;
@@ -452,7 +449,7 @@ static int run_on(router *r, const shard *s, const router_call *rd, const char *
         if (rc < 0 && replica && broke) {
             record(r, s, pe->p, ROLE_REPLICA, CITRUS_EUNAVAILABLE, t0);
             pthread_mutex_lock(&r->mu);
-            pe->down_until_ns = now_ns() + 1000000000;
+            pe->down_until_ns = clock_mono_ns(r->clock) + 1000000000;
             pthread_mutex_unlock(&r->mu);
             continue;
         }

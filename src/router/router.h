@@ -21,6 +21,7 @@
 #include "core/value.h"
 #include "dbconn/driver.h"
 #include "registry/registry.h"
+#include "sys/clock.h"
 
 typedef struct router router;
 
@@ -35,6 +36,7 @@ typedef struct router_options {
     size_t memo_keys;           /* routes kept between catalog changes; 0 = 65536 */
     int statement_cache;      /* prepared statements per PostgreSQL connection; 0 = 256, < 0 none */
     int64_t query_timeout_ms; /* a statement's limit when the call names none; 0 = none */
+    const sysclock *clock;    /* borrowed, must outlive the router; NULL = the real one */
 } router_options;
 
 /* What one call asks for (NULL: the defaults).

@@ -32,6 +32,15 @@ int64_t clock_mono_ms(const sysclock *c)
     return read_ms(CLOCK_MONOTONIC);
 }
 
+int64_t clock_mono_ns(const sysclock *c)
+{
+    if (c && c->test)
+        return atomic_load(&c->mono_ms) * 1000000;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int64_t clock_wall_ms(const sysclock *c)
 {
     if (c && c->test)

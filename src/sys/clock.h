@@ -25,6 +25,9 @@ const sysclock *clock_real(void);
 /* Readings of c; c NULL means clock_real(). */
 int64_t clock_mono_ms(const sysclock *c);
 int64_t clock_wall_ms(const sysclock *c);
+/* The monotonic reading in nanoseconds, for durations finer than a
+ * millisecond (latency histograms); a test clock's is its ms reading. */
+int64_t clock_mono_ns(const sysclock *c);
 
 /* ---- a clock for tests: it moves only when told ---- */
 

@@ -15,6 +15,8 @@ static void test_real_clock(void **state)
     int64_t a = clock_mono_ms(clock_real()), b = clock_mono_ms(NULL);
     assert_true(a > 0);
     assert_true(b >= a);
+    int64_t ns = clock_mono_ns(NULL);
+    assert_true(ns / 1000000 >= b && ns / 1000000 <= clock_mono_ms(NULL));
     /* wall time is Unix time in ms: after 2020-01-01 */
     assert_true(clock_wall_ms(clock_real()) > 1577836800000LL);
     clock_test_advance((sysclock *)clock_real(), 1000000); /* not a test clock: ignored */
@@ -28,6 +30,7 @@ static void test_test_clock(void **state)
     sysclock *c = clock_test_new(1000, 1700000000000LL);
     assert_non_null(c);
     assert_int_equal(clock_mono_ms(c), 1000);
+    assert_int_equal(clock_mono_ns(c), 1000000000LL);
     assert_int_equal(clock_wall_ms(c), 1700000000000LL);
     assert_int_equal(clock_mono_ms(c), 1000); /* still: it does not move by itself */
     clock_test_advance(c, 250);
