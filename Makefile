@@ -47,7 +47,7 @@ asan-unit: $(ASAN_BUILD)/Makefile
 
 asan: asan-unit
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  CITRUS_BIN=$(abspath $(ASAN_BUILD))/citrus $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+	  CITRUS_LIVENESS_SCALE=2 CITRUS_BIN=$(abspath $(ASAN_BUILD))/citrus $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 # ThreadSanitizer: the unit tests (CI runs these), then the integration suite
 # against the TSan binary (the logs are scanned for reports after each test).
@@ -61,11 +61,14 @@ tsan-unit: $(TSAN_BUILD)/Makefile
 
 tsan: tsan-unit
 	TSAN_OPTIONS="second_deadlock_stack=1 history_size=4" \
-	  CITRUS_BIN=$(abspath $(TSAN_BUILD))/citrus $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+	  CITRUS_LIVENESS_SCALE=3 CITRUS_BIN=$(abspath $(TSAN_BUILD))/citrus $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
-# Formatting, the layering (scripts/layers.py) and cppcheck: seconds; CI runs these.
-lint-quick:
+# The layering (scripts/layers.py), no export without a user elsewhere
+# (scripts/exports.py, over the build's objects), formatting and cppcheck:
+# seconds after a build; CI runs these.
+lint-quick: build
 	$(PY) scripts/layers.py
+	$(PY) scripts/exports.py $(BUILD)
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr -I include -I src $$(git ls-files 'src/*.c')

@@ -31,11 +31,18 @@ def main():
     if not os.path.isdir(cmake_files):
         sys.exit(f"exports: no build in {build} (make build first)")
     src_objs = sorted(glob.glob(os.path.join(cmake_files, "citrus_*.dir", "src", "*", "*.o")))
-    src_objs = [o for o in src_objs if "citrus_test_support.dir" not in o]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def source_of(obj):  # .../citrus_x.dir/src/x/f.c.o -> <root>/src/x/f.c
+        return os.path.join(root, "src", obj.split(os.sep + "src" + os.sep, 1)[-1][: -len(".o")])
+
+    # Objects of files deleted since the build directory was made stay behind: skip them.
+    src_objs = [o for o in src_objs if os.path.exists(source_of(o))]
     if not src_objs:
         sys.exit(f"exports: no objects of src/ under {cmake_files}")
     users = [o for o in glob.glob(os.path.join(cmake_files, "*.dir", "**", "*.o"), recursive=True)
-             if "libcitrus_objs.dir" not in o]
+             if "libcitrus_objs.dir" not in o
+             and (os.sep + "src" + os.sep not in o or os.path.exists(source_of(o)))]
     defined_in = {}
     used_by = {}
     for obj in users:
@@ -47,7 +54,6 @@ def main():
             used_by.setdefault(sym, set()).add(obj)
     # Fuzz targets are built apart (make fuzz-build): their sources count as
     # users by name.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     fuzz_text = "".join(open(f).read() for f in glob.glob(os.path.join(root, "tests", "fuzz", "*.c")))
     fuzz_words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", fuzz_text))
     problems = []
@@ -55,8 +61,8 @@ def main():
         if sym.startswith("citrus_") or sym == "main" or sym in fuzz_words:
             continue
         if not used_by.get(sym, set()) - {obj}:
-            rel = obj.split(os.sep + "src" + os.sep, 1)[-1][: -len(".o")]
-            problems.append(f"src/{rel}: {sym} is exported but used nowhere else "
+            rel = os.path.relpath(source_of(obj), root)
+            problems.append(f"{rel}: {sym} is exported but used nowhere else "
                             "(make it static, or delete it)")
     for p in problems:
         print(p)

@@ -74,7 +74,8 @@ int64_t etcd_codec_revision(json_t *answer)
     return etcd_codec_int(json_object_get(answer, "header"), "revision");
 }
 
-json_t *etcd_codec_bytes(const void *p, size_t len)
+/* Bytes as a base64 JSON string. */
+static json_t *etcd_codec_bytes(const void *p, size_t len)
 {
     char *b = base64_encode(len ? p : (const void *)"", len);
     json_t *s = b ? json_string(b) : NULL;
@@ -170,7 +171,8 @@ json_t *etcd_codec_range_req(const kv_range_req *q)
     return range_fields(q->key, q->prefix, q->after, q->limit, q->keys_only, q->count_only);
 }
 
-int etcd_codec_entry(json_t *kv, kv_entry *e)
+/* A mvccpb.KeyValue into e (value copied unless absent). */
+static int etcd_codec_entry(json_t *kv, kv_entry *e)
 {
     memset(e, 0, sizeof(*e));
     if (!json_is_object(kv))

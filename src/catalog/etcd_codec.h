@@ -28,9 +28,6 @@ int64_t etcd_codec_int(json_t *obj, const char *field);
 /* obj.header.revision, or 0. */
 int64_t etcd_codec_revision(json_t *answer);
 
-/* Bytes as a base64 JSON string. */
-json_t *etcd_codec_bytes(const void *p, size_t len);
-
 /* Sets "key" and "range_end" of a range-shaped request (range, delete,
  * watch) to cover one key, or every key under prefix; with after, only
  * keys strictly greater than after. Returns false when out of memory. */
@@ -42,8 +39,6 @@ json_t *etcd_codec_range_req(const kv_range_req *q);
  * fallback_rev when the answer has none). */
 int etcd_codec_range_res(json_t *ans, int64_t fallback_rev, kv_range_res *out);
 
-/* A mvccpb.KeyValue into e (value copied unless absent). */
-int etcd_codec_entry(json_t *kv, kv_entry *e);
 /* A mvccpb.Event into ev (a DELETE carries key and mod_revision only). */
 int etcd_codec_event(json_t *event, kv_event *ev);
 

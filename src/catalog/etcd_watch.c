@@ -1008,14 +1008,6 @@ int64_t etcd_watch_progress(store_watch *w)
     return rev;
 }
 
-int64_t etcd_watch_head(etcd_watch *h)
-{
-    pthread_mutex_lock(&h->mu);
-    int64_t rev = h->ring_head;
-    pthread_mutex_unlock(&h->mu);
-    return rev;
-}
-
 size_t etcd_watch_streams(etcd_watch *h)
 {
     return atomic_load(&h->nstreams);

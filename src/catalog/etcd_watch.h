@@ -66,8 +66,6 @@ void etcd_watch_close(store_watch *w);
 /* As store_watch_progress. */
 int64_t etcd_watch_progress(store_watch *w);
 
-/* The revision through which the ring is complete (for status and tests). */
-int64_t etcd_watch_head(etcd_watch *h);
 /* How many etcd watch streams the hub has open (shared + catch-up). */
 size_t etcd_watch_streams(etcd_watch *h);
 

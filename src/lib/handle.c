@@ -20,7 +20,9 @@ struct citrus_route {
     citrus_source source;
 };
 
-snap *handle_snap(citrus_client *c)
+/* The current snapshot: a new reference (snap_unref), never NULL after
+ * citrus_connect. */
+static snap *handle_snap(citrus_client *c)
 {
     pthread_mutex_lock(&c->mu);
     snap *s = snap_ref(c->cur);

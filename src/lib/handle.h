@@ -38,9 +38,6 @@ void handle_free(citrus_client *c);
 #define HANDLE_KEY_MAX 1024
 size_t handle_key_len(const char *key, citrus_error *err);
 
-/* The current snapshot: a new reference (snap_unref), never NULL after
- * citrus_connect. */
-snap *handle_snap(citrus_client *c);
 /* Makes s (a reference the caller gives up) the current snapshot and wakes
  * waiters. */
 void handle_publish(citrus_client *c, snap *s);

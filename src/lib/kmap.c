@@ -44,7 +44,7 @@ static size_t find(const kmap *m, const char *key, bool *found)
     return lo;
 }
 
-kmap_entry *kmap_find(const kmap *m, const char *key)
+static kmap_entry *kmap_find(const kmap *m, const char *key)
 {
     bool found;
     size_t i = find(m, key, &found);

@@ -22,8 +22,6 @@ void kmap_init(kmap *m, void (*free_val)(void *val));
 /* Frees every entry; the map stays usable. */
 void kmap_clear(kmap *m);
 
-kmap_entry *kmap_find(const kmap *m, const char *key);
-
 /* Whether a change at mod_revision is newer than what the map holds for
  * key (events replayed from before a listing are skipped this way). */
 int kmap_is_newer(const kmap *m, const char *key, int64_t mod_revision);

@@ -188,11 +188,6 @@ void router_free(router *r)
     free(r);
 }
 
-size_t router_max_rows(const router *r)
-{
-    return r->max_rows;
-}
-
 void router_answer_clear(router_answer *a)
 {
     rs_free(&a->rs);

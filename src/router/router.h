@@ -58,7 +58,6 @@ typedef struct router_call {
 
 router *router_new(const router_options *o);
 void router_free(router *r);
-size_t router_max_rows(const router *r);
 
 /* What a query ran on and what came back. */
 typedef struct router_answer {

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from cluster import History, Load, Prober, ReadyPoller, make_cluster  # noqa: F401 (fixture)
-from conftest import wait_until
+from conftest import liveness, wait_until
 
 
 def assert_history(cl, hist, via=None):
@@ -175,8 +175,8 @@ def test_kill9_etcd_leader_under_load_writes_resume_within_3s(make_cluster, batc
             for u in rec}
     print(f"etcd leader {leader.name} killed; recovery per node {rec}; "
           f"gap since last success {gaps}; history {hist.summary()}")
-    slow = {u: v for u, v in rec.items() if v is None or v > 3.0}
-    assert not slow, (f"writes did not succeed again within 3 s of killing the etcd "
+    slow = {u: v for u, v in rec.items() if v is None or v > liveness(3.0)}
+    assert not slow, (f"writes did not succeed again within {liveness(3.0)} s of killing the etcd "
                       f"leader {leader.name}: {rec}; history {hist.summary()}\n"
                       f"{cl.log_tail()}")
     assert cl.etcd_leader() is not leader
@@ -261,7 +261,7 @@ def test_quorum_loss_not_ready_no_acks_stale_bound_then_recovery(make_cluster):
             code = r.json()["error"]["code"] if r.status_code >= 400 else None
             if (r.status_code, code) not in ((503, "no_quorum"), (503, "unavailable"),
                                              (504, "outcome_unknown")) or \
-                    time.monotonic() - t0 > 3.0:
+                    time.monotonic() - t0 > liveness(3.0):
                 failures.append(f"{n.url}: write without quorum answered {r.status_code} "
                                 f"{r.text.strip()} in {time.monotonic() - t0:.2f}s")
         t_kill = time.monotonic()
@@ -305,8 +305,8 @@ def test_quorum_loss_not_ready_no_acks_stale_bound_then_recovery(make_cluster):
     for n in cl.nodes:
         mine = [(t0 - t_stop, t1 - t_stop, st) for u, t0, t1, st in ready_log if u == n.url]
         first503 = min((t1 for _, t1, st in mine if st == 503), default=None)
-        if first503 is None or first503 > 5.0:
-            failures.append(f"{n.url}: /health/ready not 503 within 5 s of losing quorum "
+        if first503 is None or first503 > liveness(5.0):
+            failures.append(f"{n.url}: /health/ready not 503 within {liveness(5.0)} s of losing quorum "
                             f"(first 503 answered at {first503}); answers (t0, t1, status): "
                             f"{[(round(a, 2), round(b, 2), c) for a, b, c in mine[:8]]}")
         # a node trusts a catalog status for 1 s (it checks every 250 ms), so
