@@ -21,6 +21,7 @@
 
 #include "citrus/errors.h"
 #include "core/errfmt.h"
+#include "core/strbuf.h"
 #include "obs/log.h"
 
 #define DEFAULT_CONNECT_MS 1000
@@ -34,11 +35,6 @@
 #define MAX_MESSAGE ((size_t)256 * 1024 * 1024)
 #define TCP_KEEPIDLE_S 10L
 #define TCP_KEEPINTVL_S 5L
-
-typedef struct bytes {
-    char *p; /* NUL-terminated when not NULL */
-    size_t len, cap;
-} bytes;
 
 typedef struct etcd_call {
     etcd_client *c;
@@ -55,7 +51,7 @@ typedef struct etcd_call {
     int ep;         /* endpoint of the current attempt */
     uint64_t tried; /* endpoints this call tried (bit per endpoint) */
     bool sent;      /* read_cb ran: the request may have reached etcd */
-    bytes resp;     /* unary: the whole answer; stream: unparsed bytes */
+    strbuf resp;    /* unary: the whole answer; stream: unparsed bytes; bounded by MAX_MESSAGE */
     char curl_err[CURL_ERROR_SIZE];
     struct etcd_call *next;          /* submit queue, under mu */
     struct etcd_call *aprev, *anext; /* running transfers, I/O thread */
@@ -114,30 +110,6 @@ struct etcd_client {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static bool bytes_append(bytes *b, const char *p, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->p, cap);
-        if (!d)
-            return false;
-        b->p = d;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return true;
-}
-
-static void bytes_clear(bytes *b)
-{
-    b->len = 0;
-    if (b->p)
-        b->p[0] = '\0';
-}
 
 /* The endpoint ep failed: later calls start at the next one (unless some
  * other call already moved on). penalize: it did not answer at all (no
@@ -375,9 +347,9 @@ static bool stream_line(etcd_stream *st, const char *line, size_t len)
 /* Hands complete lines to on_msg until none is left or it pauses. */
 static void stream_drain(etcd_stream *st)
 {
-    bytes *b = &st->call.resp;
+    strbuf *b = &st->call.resp;
     while (!st->paused && !st->failed && st->head < b->len) {
-        char *start = b->p + st->head;
+        char *start = b->data + st->head;
         char *nl = memchr(start + st->scan, '\n', b->len - st->head - st->scan);
         if (!nl) {
             st->scan = b->len - st->head;
@@ -390,11 +362,10 @@ static void stream_drain(etcd_stream *st)
             st->failed = true;
     }
     if (st->head == b->len) {
-        bytes_clear(b);
+        strbuf_reset(b);
         st->head = st->scan = 0;
     } else if (st->head > b->cap / 2) {
-        memmove(b->p, b->p + st->head, b->len - st->head + 1);
-        b->len -= st->head;
+        strbuf_consume(b, st->head);
         st->head = 0;
     }
 }
@@ -405,7 +376,7 @@ static size_t stream_write(etcd_stream *st, const char *data, size_t n)
         return CURL_WRITEFUNC_PAUSE; /* curl keeps the data until resumed */
     if (st->failed)
         return 0;
-    if (st->call.resp.len + n > MAX_MESSAGE || !bytes_append(&st->call.resp, data, n)) {
+    if (strbuf_add(&st->call.resp, data, n) < 0) { /* over MAX_MESSAGE, or out of memory */
         st->err = CITRUS_ENOMEM;
         snprintf(st->errmsg, sizeof(st->errmsg), "etcd stream message too large");
         st->failed = true;
@@ -421,7 +392,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
     if (call->stream)
         return stream_write(call->stream, data, n);
-    if (call->resp.len + n > MAX_MESSAGE || !bytes_append(&call->resp, data, n))
+    if (strbuf_add(&call->resp, data, n) < 0) /* over MAX_MESSAGE, or out of memory */
         return 0;
     return n;
 }
@@ -432,14 +403,14 @@ static void call_free(etcd_call *call)
 {
     free(call->member);
     free(call->body);
-    free(call->resp.p);
+    strbuf_free(&call->resp);
     free(call);
 }
 
 static void stream_free(etcd_stream *st)
 {
     free(st->call.body);
-    free(st->call.resp.p);
+    strbuf_free(&st->call.resp);
     free(st);
 }
 
@@ -494,12 +465,12 @@ static void call_complete(etcd_call *call, int rc, long status, const char *msg)
 {
     etcd_result r = {.rc = rc,
                      .status = status,
-                     .body = call->resp.p,
+                     .body = call->resp.data,
                      .len = call->resp.len,
                      .errmsg = msg ? msg : citrus_strerror(rc)};
     call->done(call->ctx, &r);
-    if (!r.body) /* the callback took it */
-        call->resp.p = NULL;
+    if (!r.body) /* the callback took it: forgotten, not freed */
+        strbuf_init_max(&call->resp, MAX_MESSAGE);
     call_free(call);
 }
 
@@ -562,7 +533,7 @@ static void call_start(etcd_client *c, etcd_call *call)
     call->sent = false;
     call->body_off = 0;
     call->curl_err[0] = '\0';
-    bytes_clear(&call->resp);
+    strbuf_reset(&call->resp);
     if (call->stream) {
         etcd_stream *st = call->stream;
         st->head = st->scan = 0;
@@ -596,7 +567,7 @@ static bool call_retry(etcd_client *c, etcd_call *call)
  * (the hasleader metadata), so another member may take it, write or not. */
 static bool refused_no_leader(const etcd_call *call, long status)
 {
-    return status == 503 && call->resp.p && strstr(call->resp.p, "no leader");
+    return status == 503 && strstr(strbuf_cstr(&call->resp), "no leader");
 }
 
 static void stream_finished(etcd_client *c, etcd_stream *st, CURLcode cc, long status)
@@ -814,6 +785,7 @@ void etcd_client_call_async(etcd_client *c, const char *path, char *body, etcd_c
         return;
     }
     call->c = c;
+    strbuf_init_max(&call->resp, MAX_MESSAGE);
     call->path = path;
     call->body = body;
     call->body_len = strlen(body);
@@ -852,6 +824,7 @@ void etcd_client_call_member_async(etcd_client *c, const char *member_url, const
     }
     *call = (etcd_call){.c = c,
                         .member = member,
+                        .resp = {.max = MAX_MESSAGE},
                         .timeout_ms = timeout_ms > 0 ? (long)timeout_ms : c->request_ms,
                         .path = path,
                         .body = body,
@@ -924,6 +897,7 @@ int etcd_client_stream_open(etcd_client *c, const char *path, json_t *req,
         return CITRUS_ENOMEM;
     }
     st->call.c = c;
+    strbuf_init_max(&st->call.resp, MAX_MESSAGE);
     st->call.path = path;
     st->call.body = body;
     st->call.body_len = strlen(body);

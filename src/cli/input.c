@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/strbuf.h"
 
 int input_read(const char *path, char **buf, size_t *len, char *errbuf, size_t errlen)
 {
@@ -18,35 +19,22 @@ int input_read(const char *path, char **buf, size_t *len, char *errbuf, size_t e
         snprintf(errbuf, errlen, "cannot open %s: %s", path, strerror(errno));
         return CITRUS_EIO;
     }
-    int rc = CITRUS_ENOMEM;
-    size_t cap = (size_t)64 * 1024, n = 0;
-    char *data = malloc(cap + 1);
-    if (!data)
-        goto out_file;
-    for (;;) {
-        n += fread(data + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *bigger = realloc(data, 2 * cap + 1);
-        if (!bigger)
-            goto out_data;
-        data = bigger;
-        cap *= 2;
-    }
-    if (ferror(f)) {
+    int rc = 0;
+    strbuf b = STRBUF_INIT;
+    char chunk[64 * 1024];
+    size_t n;
+    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = strbuf_add(&b, chunk, n);
+    if (rc == 0 && ferror(f)) {
         snprintf(errbuf, errlen, "cannot read %s: %s", is_stdin ? "standard input" : path,
                  strerror(errno));
         rc = CITRUS_EIO;
-        goto out_data;
     }
-    data[n] = '\0';
-    *buf = data;
-    *len = n;
-    data = NULL;
-    rc = 0;
-out_data:
-    free(data);
-out_file:
+    if (rc == 0) {
+        *buf = strbuf_take(&b, len);
+        rc = *buf ? 0 : CITRUS_ENOMEM;
+    }
+    strbuf_free(&b);
     if (rc == CITRUS_ENOMEM)
         snprintf(errbuf, errlen, "out of memory reading %s", path);
     if (!is_stdin)

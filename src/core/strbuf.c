@@ -91,6 +91,16 @@ char *strbuf_take(strbuf *b, size_t *len)
     return d;
 }
 
+void strbuf_consume(strbuf *b, size_t n)
+{
+    if (!b->data)
+        return;
+    if (n > b->len)
+        n = b->len;
+    memmove(b->data, b->data + n, b->len - n + 1);
+    b->len -= n;
+}
+
 void strbuf_reset(strbuf *b)
 {
     b->len = 0;

@@ -36,6 +36,8 @@ const char *strbuf_cstr(const strbuf *b);
  * its length in *len (may be NULL), and leaves b empty. NULL after an
  * error (b is then freed). */
 char *strbuf_take(strbuf *b, size_t *len);
+/* Drops the first n bytes (at most len), moving the rest to the front. */
+void strbuf_consume(strbuf *b, size_t n);
 /* Empties b, keeping its memory and bound; clears the error. */
 void strbuf_reset(strbuf *b);
 /* Frees the contents; b is empty (bound kept) afterwards. */

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "citrus/errors.h"
+#include "core/strbuf.h"
 #include "core/utf8.h"
 #include "http/route.h"
 #include "obs/log.h"
@@ -49,9 +50,8 @@ struct http_req {
     route_match match;
     char method[16];
     char *path;
-    unsigned char *body;
-    size_t body_len, body_cap;
-    bool body_too_big;
+    strbuf body;       /* bounded by the server's max_body */
+    bool body_too_big; /* declared or sent over max_body: 413 at dispatch */
     bool started; /* first call seen */
     bool responded;
     char corr[CORR_MAX + 1];
@@ -166,18 +166,18 @@ const char *http_req_header(const http_req *r, const char *name)
 
 const unsigned char *http_req_body(const http_req *r, size_t *len)
 {
-    *len = r->body_len;
-    return r->body ? r->body : (const unsigned char *)"";
+    *len = r->body.len;
+    return (const unsigned char *)strbuf_cstr(&r->body);
 }
 
 json_t *http_req_json(http_req *r)
 {
     json_error_t err;
-    if (r->body_len == 0) {
+    if (r->body.len == 0) {
         http_reply_error(r, CITRUS_EBADJSON, "request body must be a JSON document", NULL);
         return NULL;
     }
-    json_t *j = json_loadb((const char *)r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+    json_t *j = json_loadb(r->body.data, r->body.len, JSON_REJECT_DUPLICATES, &err);
     if (!j)
         http_reply_errorf(r, CITRUS_EBADJSON, "malformed JSON at line %d column %d: %s", err.line,
                           err.column, err.text);
@@ -509,6 +509,7 @@ static http_req *req_new(http_server *s, struct MHD_Connection *conn, const char
     }
     pthread_mutex_init(&r->mu, NULL);
     r->srv = s;
+    strbuf_init_max(&r->body, s->max_body);
     r->conn = conn;
     r->start_ns = clock_mono_ns(NULL);
     snprintf(r->method, sizeof(r->method), "%s", method);
@@ -524,7 +525,7 @@ static void req_free(http_req *r)
     free_headers(r);
     route_match_clear(&r->match);
     pthread_mutex_destroy(&r->mu);
-    free(r->body);
+    strbuf_free(&r->body);
     free(r->path);
     free(r);
 }
@@ -613,28 +614,16 @@ static void req_append_body(http_req *r, const char *data, size_t len)
 {
     if (r->body_too_big || r->responded)
         return;
-    if (r->body_len + len > r->srv->max_body) {
+    if (strbuf_add(&r->body, data, len) < 0) /* over max_body, or out of memory */
         r->body_too_big = true;
-        return;
-    }
-    if (r->body_len + len > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
-        while (cap < r->body_len + len)
-            cap *= 2;
-        unsigned char *b = realloc(r->body, cap);
-        if (!b) {
-            r->body_too_big = true;
-            return;
-        }
-        r->body = b;
-        r->body_cap = cap;
-    }
-    memcpy(r->body + r->body_len, data, len);
-    r->body_len += len;
 }
 
 static void req_dispatch(http_req *r)
 {
+    if (r->body_too_big && r->body.err == CITRUS_ENOMEM) {
+        http_reply_error(r, CITRUS_ENOMEM, "out of memory reading the request body", NULL);
+        return;
+    }
     if (r->body_too_big) {
         http_reply_errorf(r, CITRUS_ETOOBIG, "request body over the limit of %zu bytes",
                           r->srv->max_body);

@@ -28,6 +28,7 @@
 #include "core/dsn.h"
 #include "obs/log.h"
 #include "core/errfmt.h"
+#include "core/strbuf.h"
 #include "dbconn/driver.h"
 #include "provision/provisioner.h"
 
@@ -40,49 +41,6 @@ typedef struct prov_pg {
     char *admin_dsn;
     char *prefix;
 } prov_pg;
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom || n == 0)
-        return;
-    if (n > SIZE_MAX / 4 || b->n > SIZE_MAX / 4) {
-        b->oom = true;
-        return;
-    }
-    if (b->n + n + 1 > b->cap) {
-        size_t ncap = (b->n + n + 1) * 2;
-        char *p = realloc(b->p, ncap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static char *sb_finish(sbuf *b)
-{
-    if (b->oom || !b->p) {
-        free(b->p);
-        return b->oom ? NULL : strdup("");
-    }
-    return b->p;
-}
 
 static bool prefix_ok(const char *s)
 {
@@ -105,14 +63,14 @@ static size_t uri_scheme_len(const char *dsn)
 }
 
 /* Appends the query string q (without '?') minus any dbname parameter. */
-static void uri_query_without_dbname(sbuf *b, const char *q)
+static void uri_query_without_dbname(strbuf *b, const char *q)
 {
     bool first = true;
     while (*q) {
         size_t len = strcspn(q, "&");
         if (!(len >= 7 && strncmp(q, "dbname=", 7) == 0) && len > 0) {
-            sb_str(b, first ? "?" : "&");
-            sb_add(b, q, len);
+            strbuf_str(b, first ? "?" : "&");
+            strbuf_add(b, q, len);
             first = false;
         }
         q += len + (q[len] == '&');
@@ -123,26 +81,26 @@ static void uri_query_without_dbname(sbuf *b, const char *q)
  * database as the path, then the query. */
 static char *uri_with_dbname(const char *dsn, size_t scheme_len, const char *dbname)
 {
-    sbuf b = {0};
+    strbuf b = STRBUF_INIT;
     size_t auth = strcspn(dsn + scheme_len, "/?");
-    sb_add(&b, dsn, scheme_len + auth);
-    sb_str(&b, "/");
-    sb_str(&b, dbname);
+    strbuf_add(&b, dsn, scheme_len + auth);
+    strbuf_str(&b, "/");
+    strbuf_str(&b, dbname);
     const char *q = strchr(dsn + scheme_len + auth, '?');
     if (q)
         uri_query_without_dbname(&b, q + 1);
-    return sb_finish(&b);
+    return strbuf_take(&b, NULL);
 }
 
-static void conninfo_quote(sbuf *b, const char *v)
+static void conninfo_quote(strbuf *b, const char *v)
 {
-    sb_str(b, "'");
+    strbuf_str(b, "'");
     for (; *v; v++) {
         if (*v == '\'' || *v == '\\')
-            sb_str(b, "\\");
-        sb_add(b, v, 1);
+            strbuf_str(b, "\\");
+        strbuf_add(b, v, 1);
     }
-    sb_str(b, "'");
+    strbuf_str(b, "'");
 }
 
 static char *conninfo_with_dbname(const char *dsn, const char *dbname)
@@ -150,25 +108,25 @@ static char *conninfo_with_dbname(const char *dsn, const char *dbname)
     PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
     if (!opts)
         return NULL;
-    sbuf b = {0};
+    strbuf b = STRBUF_INIT;
     bool had_dbname = false;
     for (PQconninfoOption *o = opts; o->keyword; o++) {
         bool is_db = strcmp(o->keyword, "dbname") == 0;
         if (!o->val && !is_db)
             continue;
         had_dbname |= is_db;
-        if (b.n)
-            sb_str(&b, " ");
-        sb_str(&b, o->keyword);
-        sb_str(&b, "=");
+        if (b.len)
+            strbuf_str(&b, " ");
+        strbuf_str(&b, o->keyword);
+        strbuf_str(&b, "=");
         conninfo_quote(&b, is_db ? dbname : o->val);
     }
     PQconninfoFree(opts);
     if (!had_dbname) {
-        sb_str(&b, b.n ? " dbname=" : "dbname=");
+        strbuf_str(&b, b.len ? " dbname=" : "dbname=");
         conninfo_quote(&b, dbname);
     }
-    return sb_finish(&b);
+    return strbuf_take(&b, NULL);
 }
 
 static char *dsn_with_dbname(const char *dsn, const char *dbname)

@@ -61,6 +61,26 @@ static void test_buf_bound(void **state)
     strbuf_free(&b);
 }
 
+/* strbuf_consume drops a prefix and keeps the rest NUL-terminated; asking
+ * for more than there is empties the buffer. */
+static void test_buf_consume(void **state)
+{
+    (void)state;
+    strbuf b = STRBUF_INIT;
+    strbuf_consume(&b, 3); /* nothing yet: no-op */
+    assert_int_equal(b.len, 0);
+    assert_int_equal(strbuf_str(&b, "line one\nline two"), 0);
+    strbuf_consume(&b, 9);
+    assert_string_equal(strbuf_cstr(&b), "line two");
+    assert_int_equal(b.len, 8);
+    strbuf_consume(&b, 100);
+    assert_string_equal(strbuf_cstr(&b), "");
+    assert_int_equal(b.len, 0);
+    assert_int_equal(strbuf_str(&b, "again"), 0);
+    assert_string_equal(strbuf_cstr(&b), "again");
+    strbuf_free(&b);
+}
+
 static void test_errdetail(void **state)
 {
     (void)state;
@@ -93,6 +113,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_grows),
         cmocka_unit_test(test_buf_bound),
+        cmocka_unit_test(test_buf_consume),
         cmocka_unit_test(test_errdetail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
