@@ -110,7 +110,6 @@ struct etcd_client {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-
 /* The endpoint ep failed: later calls start at the next one (unless some
  * other call already moved on). penalize: it did not answer at all (no
  * connection, a timeout, a connection lost), so calls avoid it for

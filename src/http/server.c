@@ -52,7 +52,7 @@ struct http_req {
     char *path;
     strbuf body;       /* bounded by the server's max_body */
     bool body_too_big; /* declared or sent over max_body: 413 at dispatch */
-    bool started; /* first call seen */
+    bool started;      /* first call seen */
     bool responded;
     char corr[CORR_MAX + 1];
     int64_t start_ns;
