@@ -1,5 +1,5 @@
-/* citrus/citrus.h — libcitrus, the Citrus client library (seed 001: shard
- * key resolution, query helpers, consistency levels).
+/* citrus/citrus.h — libcitrus, the Citrus client library (shard key
+ * resolution, query helpers, consistency levels: docs/requirements.md).
  *
  * A client keeps a local copy of the routing part of the catalog (shards,
  * the consistent-hash ring, the tenant directory), loaded from a Citrus

@@ -1,4 +1,5 @@
-/* api/citrus.c — the Citrus API of seed 003, at its exact paths:
+/* api/citrus.c — the Citrus API (docs/requirements.md, "Citrus API and
+ * registration"), at its exact paths:
  *   POST /api/register        {businessId, locationId, businessType}
  *   POST /api/register/batch  {businessId, locations: [{locationId, businessType}]}
  *   GET  /api/shard/{shardKey}

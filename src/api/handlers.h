@@ -40,7 +40,7 @@ int api_tenants_list(http_req *r, void *app);
 int api_tenants_get(http_req *r, void *app);
 int api_tenants_put(http_req *r, void *app);
 int api_tenants_delete(http_req *r, void *app);
-/* citrus.c: the Citrus API (seed 003) */
+/* citrus.c: the Citrus API (docs/requirements.md, "Citrus API and registration") */
 int api_citrus_register(http_req *r, void *app);
 int api_citrus_register_batch(http_req *r, void *app);
 int api_citrus_shard(http_req *r, void *app);

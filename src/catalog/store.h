@@ -6,9 +6,11 @@
  * that writes anything commits at exactly one new revision, whatever number
  * of keys it touches; a txn that writes nothing does not move the revision.
  *
- * Implementations: store_sqlite.c (embedded), later etcd. Each one fills a
- * store_ops table; callers use only the store_* functions below. Every
- * implementation is thread-safe and passes tests/unit/catalog_conformance.c.
+ * Implementations: store_sqlite.c (embedded) and store_etcd.c (an etcd
+ * cluster). Each one fills a store_ops table; callers use only the store_*
+ * functions below. Every implementation is thread-safe and passes the one
+ * conformance suite (tests/unit/support_catalog_conformance.c), which
+ * test_store_sqlite.c and test_store_etcd.c both run.
  *
  * The entries, requests and results it moves are core/kv.h's.
  *

@@ -1,5 +1,5 @@
-/* core/ring.h — the consistent-hash ring (seed 001; algorithm and test
- * vectors in docs/ring.md). Pure: no I/O, no locks (a built ring is
+/* core/ring.h — the consistent-hash ring (docs/requirements.md, "Routing";
+ * algorithm and test vectors in docs/ring.md). Pure: no I/O, no locks (a built ring is
  * immutable and may be read from any number of threads).
  *
  * Tokens are 64-bit hashes. Shard s owns the tokens it was given (they are

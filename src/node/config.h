@@ -15,7 +15,7 @@
 #define CONFIG_MAX_NODES 16
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8081"
 
-/* One member of cluster.nodes (seed 002 static membership). */
+/* One member of cluster.nodes (static membership: docs/requirements.md, "Catalog"). */
 typedef struct config_node {
     char id[64];
     char address[64];

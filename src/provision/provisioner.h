@@ -1,5 +1,6 @@
-/* provision/provisioner.h — creating and removing shard databases (seed 000's
- * IShardProvisioner): one interface, three implementations.
+/* provision/provisioner.h — creating and removing shard databases (the
+ * provisioner interface of docs/requirements.md, "Events and workers"): one interface, three
+ * implementations.
  *
  *   sqlite:   a database file <dir>/<shard_id>.db; DSN sqlite:///<path>
  *   postgres: CREATE DATABASE <prefix><shard_id> through an admin DSN; the

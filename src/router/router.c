@@ -503,7 +503,7 @@ int router_query_keys(router *r, const char *const *keys, size_t nkeys, const ro
                              rc == CITRUS_EUNAVAILABLE ? "no shard owns any token yet"
                                                        : "the catalog could not be read");
     }
-    if (split) { /* a cross-shard statement is the application's job (seed 001) */
+    if (split) { /* a cross-shard statement is the application's job (docs/requirements.md) */
         char *text = json_dumps(where, JSON_COMPACT | JSON_SORT_KEYS);
         errdetail_set(e, CITRUS_EUNPROCESSABLE,
                       "the keys are on different shards: %.600s; run one statement per shard",

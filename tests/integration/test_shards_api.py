@@ -1,8 +1,8 @@
 """The shard manager through its HTTP API on `citrus dev` (SQLite shards),
 every test on both catalog stores: the embedded one and a real etcd. The dev
 shards and the ring, registering existing databases, the lifecycle and what
-it does to the ring, the tenant directory, routing, the Citrus API (seed
-003), provisioning and bad input."""
+it does to the ring, the tenant directory, routing, the Citrus API
+(docs/requirements.md), provisioning and bad input."""
 import sqlite3
 from pathlib import Path
 

@@ -124,7 +124,7 @@ def test_restart_in_the_middle_of_provisioning_finishes_it(make_citrus, tmp_path
 
 
 def test_router_keeps_routing_from_its_copy_when_etcd_is_down(make_cluster, tmp_path):
-    """Catalog outage (seed 001): with etcd stopped, the router answers from
+    """Catalog outage (docs/requirements.md, "Routing"): with etcd stopped, the router answers from
     the node's copy at once and says so (X-Citrus-Catalog: cached, and
     /health/ready's routing detail); when etcd is back it is live again."""
     cl, _ = make_cluster(citrus_extra=["--router-listen", "127.0.0.1:0",
