@@ -63,6 +63,8 @@ struct http_req {
     bool suspended;
     http_resume_fn on_resume;
     void *resume_ctx;
+    bool woken; /* http_resume ran for the current suspension; guarded by mu */
+    bool gone;  /* the connection closed: replies go nowhere */
     /* offload (http_offload): the handler to run on the work pool */
     http_handler off_fn;
     void *off_ctx;
@@ -255,6 +257,10 @@ static int queue(http_req *r, unsigned status, struct MHD_Response *resp, const 
         MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
     free_headers(r);
     r->responded = true;
+    if (r->gone) {
+        MHD_destroy_response(resp);
+        return CITRUS_ECLOSED;
+    }
     r->status = status;
     if (r->in_worker) { /* the connection is suspended: sent when it resumes */
         r->stash = resp;
@@ -340,6 +346,9 @@ void http_suspend(http_req *r, http_resume_fn on_resume, void *ctx)
     r->on_resume = on_resume;
     r->resume_ctx = ctx;
     r->suspended = true;
+    pthread_mutex_lock(&r->mu);
+    r->woken = false;
+    pthread_mutex_unlock(&r->mu);
     if (r->in_worker) { /* already suspended; stays so when the pool is done */
         pthread_mutex_lock(&r->mu);
         r->parked = true;
@@ -354,6 +363,7 @@ static void run_resumed(workpool_job *job);
 void http_resume(http_req *r)
 {
     pthread_mutex_lock(&r->mu);
+    r->woken = true;
     if (r->in_worker) { /* the pool thread runs on_resume when its handler is done */
         r->resume_pending = true;
         pthread_mutex_unlock(&r->mu);
@@ -747,6 +757,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
         log_emit(level, s->component, "request", f);
         log_set_correlation(NULL);
+    }
+    /* Resumed, but the client had gone: libmicrohttpd closes the connection
+     * without running the handler again. Its on_resume still runs, with
+     * replies going nowhere, so whatever the handler keeps for the request
+     * (a watch's waiter, a write's record) is released. A request still
+     * waiting for http_resume is not: its waker still holds it. */
+    pthread_mutex_lock(&r->mu);
+    bool woken = r->woken;
+    pthread_mutex_unlock(&r->mu);
+    if (r->suspended && r->on_resume && woken) {
+        http_resume_fn fn = r->on_resume;
+        r->on_resume = NULL;
+        r->gone = true;
+        fn(r, r->resume_ctx);
     }
     req_free(r);
     *con_cls = NULL;

@@ -85,7 +85,10 @@ int http_reply_errorf(http_req *r, int err, const char *fmt, ...)
 /* ---- suspension ---- */
 typedef void (*http_resume_fn)(http_req *r, void *ctx);
 /* Suspends the request after the handler returns; on_resume(ctx) runs on a
- * pool thread after http_resume() and must reply. */
+ * pool thread after http_resume() and must reply. It runs exactly once per
+ * http_resume, also when the client went away meanwhile (then its replies
+ * go nowhere), so it is where the handler releases what it keeps for the
+ * request. */
 void http_suspend(http_req *r, http_resume_fn on_resume, void *ctx);
 /* Wakes a suspended request; safe from any thread, once per suspension. */
 void http_resume(http_req *r);

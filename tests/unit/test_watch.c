@@ -2,7 +2,11 @@
  * deadline on the hub's clock, and each server's hub answers its own
  * waiters only. Real HTTP servers on loopback over the embedded store; the
  * reaper runs when the test calls watch_hub_reap, on a test clock. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,11 +183,40 @@ static void each_server_has_its_own_hub(void **state)
     poll_answered_empty(&pb, rev);
 }
 
+/* A client that goes away while its poll waits: once the poll is woken (at
+ * its deadline) the hub lets it go, so it is neither kept nor leaked until
+ * shutdown (libmicrohttpd closes such a connection without running the
+ * handler again; the server still runs the poll's resume). */
+static void a_poll_whose_client_left_is_released(void **state)
+{
+    fixture *f = *state;
+    node *n = &f->n[0];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(http_server_port(n->srv))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char req[] = "GET /v1/watch/k/?timeout=2s HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    struct timespec tick = {0, 1000000};
+    for (int i = 0; i < 5000 && watch_hub_waiting(n->a.watches) == 0; i++)
+        nanosleep(&tick, NULL);
+    assert_int_equal(watch_hub_waiting(n->a.watches), 1);
+    shutdown(fd, SHUT_RDWR);
+    close(fd);
+    clock_test_advance(n->clk, 2000);
+    assert_int_equal(watch_hub_reap(n->a.watches), 1);
+    for (int i = 0; i < 5000 && watch_hub_waiting(n->a.watches) > 0; i++)
+        nanosleep(&tick, NULL);
+    assert_int_equal(watch_hub_waiting(n->a.watches), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(a_poll_ends_at_its_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(each_server_has_its_own_hub, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_poll_whose_client_left_is_released, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
