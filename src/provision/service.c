@@ -111,10 +111,10 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
                        shard *out, reg_result *res, errdetail *e)
 {
     memset(res, 0, sizeof(*res));
+    errdetail scratch;
+    if (!e)
+        e = &scratch;
     if (verify) {
-        errdetail scratch;
-        if (!e)
-            e = &scratch;
         int rc = drv_probe(spec->dsn,
                            &(drv_options){.timeout_ms = svc->db_timeout_ms, .clock = svc->clock},
                            NULL, e);

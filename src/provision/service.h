@@ -81,7 +81,7 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
 
 /* A lifecycle change asked for through the API ("drain", "activate",
  * "retire", "read-only", "retry"): CITRUS_ETRANSITION (409) when the table
- * forbids it, with the allowed targets in err. A forced retirement moves
+ * forbids it, with the allowed targets in e. A forced retirement moves
  * the shard's tenants to their ring owners once the change is written. */
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
                      const char *actor, shard *out, reg_result *res, errdetail *e);
