@@ -106,11 +106,11 @@ static json_t *answer(app *a, const tenant_pin *p)
 static int do_register(http_req *r, app *a, const tenant_reg *regs, size_t n, tenant_pin *pins,
                        bool *created)
 {
-    char err[1024] = "";
+    errdetail e = {0};
     int rc = tenants_register(a->shards->reg, regs, n, svc_ensure_template, a->shards, pins,
-                              created, err, sizeof(err));
+                              created, &e);
     if (rc < 0)
-        http_reply_error(r, rc, err[0] ? err : NULL, NULL);
+        http_reply_error(r, rc, e.message[0] ? e.message : NULL, NULL);
     return rc;
 }
 

@@ -12,8 +12,6 @@
 #include "citrus/errors.h"
 #include "provision/service.h"
 
-#define ERRLEN 1024
-
 /* A failed call on shard id: not_found names it; otherwise err when it
  * says something. extra (reference stolen) goes with the latter. */
 static int reply_failed(http_req *r, int rc, const char *id, const char *err, json_t *extra)
@@ -66,18 +64,18 @@ int api_shards_create(http_req *r, void *ctx)
     json_decref(body);
     if (rc < 0)
         return http_reply_error(r, rc, e.message, NULL);
-    char err[ERRLEN] = "";
+    errdetail_clear(&e);
     shard s;
     reg_result res = {0};
     bool provision = spec.provision;
     if (provision)
-        rc = svc_provision_shard(a->shards, &spec, "api", &s, err, sizeof(err));
+        rc = svc_provision_shard(a->shards, &spec, "api", &s, &e);
     else
-        rc = svc_register_shard(a->shards, &spec, verify, "api", &s, &res, err, sizeof(err));
+        rc = svc_register_shard(a->shards, &spec, verify, "api", &s, &res, &e);
     shardbody_spec_clear(&spec);
     if (rc < 0) {
         reg_result_clear(&res);
-        return http_reply_error(r, rc, err[0] ? err : NULL, NULL);
+        return http_reply_error(r, rc, e.message[0] ? e.message : NULL, NULL);
     }
     json_t *out = shardjson_full(a, &s, true);
     if (!provision)
@@ -136,10 +134,9 @@ typedef struct patch_ctx {
     const sysclock *clock;
 } patch_ctx;
 
-static int patch_fn(shard *s, void *vctx, char *err, size_t errlen)
+static int patch_fn(shard *s, void *vctx, errdetail *e)
 {
-    (void)err;
-    (void)errlen;
+    (void)e;
     patch_ctx *c = vctx;
     return shardbody_patch_apply(s, c->p, clock_wall_ms(c->clock));
 }
@@ -163,16 +160,15 @@ int api_shards_patch(http_req *r, void *ctx)
     json_decref(body);
     if (rc < 0)
         return http_reply_error(r, rc, e.message, NULL);
-    char err[ERRLEN] = "";
+    errdetail_clear(&e);
     shard s;
     reg_result res;
     patch_ctx pc = {&p, a->shards->clock};
-    rc = registry_shard_modify(a->shards->reg, id, patch_fn, &pc, flags, NULL, &s, &res, err,
-                               sizeof(err));
+    rc = registry_shard_modify(a->shards->reg, id, patch_fn, &pc, flags, NULL, &s, &res, &e);
     shardbody_patch_clear(&p);
     if (rc < 0) {
         reg_result_clear(&res);
-        return reply_failed(r, rc, id, err, NULL);
+        return reply_failed(r, rc, id, e.message, NULL);
     }
     return reply_changed(r, a, &s, &res, false, false);
 }
@@ -190,20 +186,20 @@ int api_shards_action(http_req *r, void *ctx)
         return CITRUS_EINVAL;
     shard s;
     reg_result res = {0};
-    char err[ERRLEN] = "";
-    int rc = svc_shard_action(a->shards, id, action, flags, "api", &s, &res, err, sizeof(err));
+    errdetail e = {0};
+    int rc = svc_shard_action(a->shards, id, action, flags, "api", &s, &res, &e);
     if (rc < 0) {
         json_t *extra = NULL;
         if (rc == CITRUS_EFORCE)
             extra = json_pack("{s:I}", "tenants_affected", (json_int_t)res.tenants_affected);
         reg_result_clear(&res);
-        if (rc == CITRUS_ENOTFOUND && !err[0])
+        if (rc == CITRUS_ENOTFOUND && !e.message[0])
             return http_reply_errorf(r, rc, "shard '%s' not found", id);
-        if (rc == CITRUS_ENOTFOUND && strncmp(err, "unknown action", 14) == 0)
-            return http_reply_error(r, CITRUS_ENOROUTE, err,
+        if (rc == CITRUS_ENOTFOUND && strncmp(e.message, "unknown action", 14) == 0)
+            return http_reply_error(r, CITRUS_ENOROUTE, e.message,
                                     json_pack("{s:[s,s,s,s,s]}", "actions", "drain", "activate",
                                               "retire", "read-only", "retry"));
-        return http_reply_error(r, rc, err[0] ? err : NULL, extra);
+        return http_reply_error(r, rc, e.message[0] ? e.message : NULL, extra);
     }
     return reply_changed(r, a, &s, &res, true, flags & REG_DRY_RUN);
 }
@@ -219,8 +215,8 @@ int api_shards_delete(http_req *r, void *ctx)
     if (flags_of(r, &flags) < 0)
         return CITRUS_EINVAL;
     reg_result res;
-    char err[ERRLEN] = "";
-    int rc = svc_shard_delete(a->shards, id, flags & REG_FORCE, &res, err, sizeof(err));
+    errdetail e = {0};
+    int rc = svc_shard_delete(a->shards, id, flags & REG_FORCE, &res, &e);
     if (rc < 0) {
         /* counts only when the state allowed a delete and they were what refused it */
         json_t *extra = rc == CITRUS_EINUSE && (res.tokens_before || res.tenants_affected)
@@ -228,7 +224,7 @@ int api_shards_delete(http_req *r, void *ctx)
                                         "tenants", (json_int_t)res.tenants_affected)
                             : NULL;
         reg_result_clear(&res);
-        return reply_failed(r, rc, id, err, extra);
+        return reply_failed(r, rc, id, e.message, extra);
     }
     json_t *out =
         json_pack("{s:s,s:b,s:o}", "id", id, "deleted", 1, "ring", shardjson_change(&res));

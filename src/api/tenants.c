@@ -98,12 +98,11 @@ int api_tenants_put(http_req *r, void *ctx)
     }
     tenant_pin p;
     bool created;
-    char err[512] = "";
-    int rc = tenants_put(a->shards->reg, key, sid, force ? REG_FORCE : 0, &p, &created, err,
-                         sizeof(err));
+    errdetail e = {0};
+    int rc = tenants_put(a->shards->reg, key, sid, force ? REG_FORCE : 0, &p, &created, &e);
     json_decref(body);
     if (rc < 0)
-        return http_reply_error(r, rc, err[0] ? err : NULL, NULL);
+        return http_reply_error(r, rc, e.message[0] ? e.message : NULL, NULL);
     return http_reply_json(r, created ? 201 : 200, shardjson_pin(&p));
 }
 

@@ -67,7 +67,7 @@ static int write_example(const char *dir)
     return 0;
 }
 
-static provisioner *make_provisioner(const citrus_config *cfg, char *err, size_t errlen)
+static provisioner *make_provisioner(const citrus_config *cfg, errdetail *e)
 {
     if (strcmp(cfg->prov_kind, "sqlite") == 0) {
         char dir[PATH_MAX];
@@ -79,14 +79,15 @@ static provisioner *make_provisioner(const citrus_config *cfg, char *err, size_t
     }
     if (strcmp(cfg->prov_kind, "postgres") == 0) {
         if (!cfg->prov_pg_admin_dsn[0]) {
-            snprintf(err, errlen, "provisioner.postgres_admin_dsn is required with postgres");
+            errdetail_set(e, CITRUS_EINVAL,
+                          "provisioner.postgres_admin_dsn is required with postgres");
             return NULL;
         }
         return prov_postgres_new(cfg->prov_pg_admin_dsn, cfg->prov_pg_prefix);
     }
     if (strcmp(cfg->prov_kind, "exec") == 0) {
         if (!cfg->prov_exec_path[0]) {
-            snprintf(err, errlen, "provisioner.exec_path is required with exec");
+            errdetail_set(e, CITRUS_EINVAL, "provisioner.exec_path is required with exec");
             return NULL;
         }
         return prov_exec_new(cfg->prov_exec_path, cfg->prov_exec_timeout_ms);
@@ -112,16 +113,16 @@ static int dev_shards(shard_service *svc, int64_t n, const char *template_name)
         snprintf(spec.id, sizeof(spec.id), "shard-%" PRId64, i);
         prov_request req = {.shard_id = spec.id};
         prov_result pr = {0};
-        char err[1024] = "";
-        rc = svc->prov->provision(svc->prov, &req, &pr, err, sizeof(err));
+        errdetail e = {0};
+        rc = svc->prov->provision(svc->prov, &req, &pr, &e);
         spec.dsn = pr.dsn;
         reg_result res = {0};
         if (rc == 0)
-            rc = svc_register_shard(svc, &spec, true, "citrus dev", NULL, &res, err, sizeof(err));
+            rc = svc_register_shard(svc, &spec, true, "citrus dev", NULL, &res, &e);
         reg_result_clear(&res);
         prov_result_clear(&pr);
         if (rc < 0) {
-            fprintf(stderr, "citrus dev: cannot create %s: %s\n", spec.id, err);
+            fprintf(stderr, "citrus dev: cannot create %s: %s\n", spec.id, e.message);
             return rc;
         }
     }
@@ -131,7 +132,7 @@ static int dev_shards(shard_service *svc, int64_t n, const char *template_name)
 
 int shards_boot(const citrus_config *cfg, bool dev, app *a)
 {
-    char err[1024] = "";
+    errdetail e = {0};
     char templates[PATH_MAX];
     if (cfg->templates_dir[0])
         snprintf(templates, sizeof(templates), "%s", cfg->templates_dir);
@@ -152,18 +153,18 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
         registry_set_revision_fn(reg, reader_routing_revision, a->rd);
         registry_set_commit_fn(reg, reader_note_commit, a->rd);
     }
-    provisioner *prov = make_provisioner(cfg, err, sizeof(err));
+    provisioner *prov = make_provisioner(cfg, &e);
     shard_service *svc = NULL;
     int rc = CITRUS_EINVAL;
     if (!reg || (!prov && strcmp(cfg->prov_kind, "none") != 0)) {
         fprintf(stderr, "citrus: cannot start the %s provisioner: %s\n", cfg->prov_kind,
-                err[0] ? err : "out of memory");
+                e.message[0] ? e.message : "out of memory");
         goto fail;
     }
-    rc = registry_init(reg, err, sizeof(err));
+    rc = registry_init(reg, &e);
     if (rc < 0) {
         fprintf(stderr, "citrus: cannot set up the ring in the catalog: %s %s\n",
-                citrus_err_code(rc), err);
+                citrus_err_code(rc), e.message);
         goto fail;
     }
     svc = calloc(1, sizeof(*svc));

@@ -20,7 +20,7 @@
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
-#include "core/errfmt.h"
+#include "core/errdetail.h"
 #include "obs/log.h"
 #include "provision/provisioner.h"
 #include "sys/proc.h"
@@ -52,59 +52,48 @@ static void stderr_excerpt(const proc_output *c, char *out, size_t outlen)
             *p = ' ';
 }
 
-static int exit_error(const proc_result *r, int64_t timeout_ms, char *err, size_t errlen)
+static int exit_error(const proc_result *r, int64_t timeout_ms, errdetail *e)
 {
     char excerpt[STDERR_EXCERPT + 8];
     stderr_excerpt(&r->err, excerpt, sizeof(excerpt));
     const char *tail = excerpt[0] ? excerpt : "(no stderr)";
-    if (r->timed_out) {
-        errfmt(err, errlen, "timed out after %lld ms: %s", (long long)timeout_ms, tail);
-        return CITRUS_ETIMEOUT;
-    }
-    if (r->lost) {
-        errfmt(err, errlen, "exit status lost (the child was reaped elsewhere)");
-        return CITRUS_EIO;
-    }
+    if (r->timed_out)
+        return errdetail_set(e, CITRUS_ETIMEOUT, "timed out after %lld ms: %s",
+                             (long long)timeout_ms, tail);
+    if (r->lost)
+        return errdetail_set(e, CITRUS_EIO, "exit status lost (the child was reaped elsewhere)");
     if (proc_result_ok(r))
         return 0;
     if (WIFEXITED(r->status))
-        errfmt(err, errlen, "exit %d: %s", WEXITSTATUS(r->status), tail);
-    else if (WIFSIGNALED(r->status))
-        errfmt(err, errlen, "killed by signal %d: %s", WTERMSIG(r->status), tail);
-    else
-        errfmt(err, errlen, "ended without an exit status");
-    return CITRUS_EIO;
+        return errdetail_set(e, CITRUS_EIO, "exit %d: %s", WEXITSTATUS(r->status), tail);
+    if (WIFSIGNALED(r->status))
+        return errdetail_set(e, CITRUS_EIO, "killed by signal %d: %s", WTERMSIG(r->status), tail);
+    return errdetail_set(e, CITRUS_EIO, "ended without an exit status");
 }
 
-static int check_dsn(const char *what, json_t *v, char *err, size_t errlen)
+static int check_dsn(const char *what, json_t *v, errdetail *e)
 {
     char derr[256] = "";
     dsn_info info;
-    if (!json_is_string(v)) {
-        errfmt(err, errlen, "%s: not a string", what);
-        return CITRUS_EIO;
-    }
-    if (dsn_parse(json_string_value(v), &info, derr, sizeof(derr)) != 0) {
-        errfmt(err, errlen, "%s: invalid DSN: %s", what, derr);
-        return CITRUS_EIO;
-    }
+    if (!json_is_string(v))
+        return errdetail_set(e, CITRUS_EIO, "%s: not a string", what);
+    if (dsn_parse(json_string_value(v), &info, derr, sizeof(derr)) != 0)
+        return errdetail_set(e, CITRUS_EIO, "%s: invalid DSN: %s", what, derr);
     return 0;
 }
 
-static int take_replicas(json_t *reps, prov_result *out, char *err, size_t errlen)
+static int take_replicas(json_t *reps, prov_result *out, errdetail *e)
 {
     if (!reps || json_is_null(reps))
         return 0;
-    if (!json_is_array(reps)) {
-        errfmt(err, errlen, "response \"replicas\": not an array");
-        return CITRUS_EIO;
-    }
+    if (!json_is_array(reps))
+        return errdetail_set(e, CITRUS_EIO, "response \"replicas\": not an array");
     size_t n = json_array_size(reps);
     out->replicas = n ? calloc(n, sizeof(*out->replicas)) : NULL;
     if (n && !out->replicas)
         return CITRUS_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        int rc = check_dsn("response \"replicas\" item", json_array_get(reps, i), err, errlen);
+        int rc = check_dsn("response \"replicas\" item", json_array_get(reps, i), e);
         if (rc)
             return rc;
         if (!(out->replicas[i] = strdup(json_string_value(json_array_get(reps, i)))))
@@ -115,28 +104,26 @@ static int take_replicas(json_t *reps, prov_result *out, char *err, size_t errle
 }
 
 /* {"dsn": ..., "replicas": [...]} from stdout into out. */
-static int parse_response(const proc_output *c, prov_result *out, char *err, size_t errlen)
+static int parse_response(const proc_output *c, prov_result *out, errdetail *e)
 {
-    if (c->truncated) {
-        errfmt(err, errlen, "response on stdout larger than 1 MiB");
-        return CITRUS_EIO;
-    }
+    if (c->truncated)
+        return errdetail_set(e, CITRUS_EIO, "response on stdout larger than 1 MiB");
     json_error_t je;
     json_t *j = json_loadb(c->buf ? c->buf : "", c->len, 0, &je);
     if (!j || !json_is_object(j)) {
-        errfmt(err, errlen, "response on stdout is not a JSON object: %s",
-               j ? "wrong type" : je.text);
+        errdetail_set(e, CITRUS_EIO, "response on stdout is not a JSON object: %s",
+                      j ? "wrong type" : je.text);
         json_decref(j);
         return CITRUS_EIO;
     }
     json_t *dsn = json_object_get(j, "dsn");
-    int rc = check_dsn("response \"dsn\"", dsn, err, errlen);
+    int rc = check_dsn("response \"dsn\"", dsn, e);
     if (rc == 0 && !(out->dsn = strdup(json_string_value(dsn))))
         rc = CITRUS_ENOMEM;
     if (rc == 0)
-        rc = take_replicas(json_object_get(j, "replicas"), out, err, errlen);
+        rc = take_replicas(json_object_get(j, "replicas"), out, e);
     if (rc == CITRUS_ENOMEM)
-        errfmt(err, errlen, "out of memory");
+        errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     json_decref(j);
     if (rc)
         prov_result_clear(out);
@@ -147,22 +134,20 @@ static int parse_response(const proc_output *c, prov_result *out, char *err, siz
 
 /* Runs the program with request on stdin; on exit 0, *res holds what it
  * wrote (release it with proc_result_free). */
-static int exec_run(prov_exec *p, json_t *request, proc_result *res, char *err, size_t errlen)
+static int exec_run(prov_exec *p, json_t *request, proc_result *res, errdetail *e)
 {
     char *input = json_dumps(request, JSON_COMPACT);
-    if (!input) {
-        errfmt(err, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
+    if (!input)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     proc_spec spec = {.path = p->path,
                       .input = input,
                       .input_len = strlen(input),
                       .output_cap = OUTPUT_CAP,
                       .timeout_ms = p->timeout_ms};
-    int rc = proc_run(&spec, res, err, errlen);
+    int rc = proc_run(&spec, res, e);
     free(input);
     if (rc == 0)
-        rc = exit_error(res, p->timeout_ms, err, errlen);
+        rc = exit_error(res, p->timeout_ms, e);
     if (rc < 0)
         proc_result_free(res);
     return rc;
@@ -182,50 +167,51 @@ static void log_result(prov_exec *p, const char *action, const char *shard_id, i
     }
 }
 
-static int exec_provision(provisioner *base, const prov_request *req, prov_result *out, char *err,
-                          size_t errlen)
+static int exec_provision(provisioner *base, const prov_request *req, prov_result *out,
+                          errdetail *e)
 {
     prov_exec *p = (prov_exec *)base;
     memset(out, 0, sizeof(*out));
-    int rc = prov_shard_id_check(req->shard_id, err, errlen);
+    errdetail scratch;
+    if (!e)
+        e = &scratch;
+    int rc = prov_shard_id_check(req->shard_id, e);
     if (rc)
         return rc;
     json_t *params = req->params ? json_incref(req->params) : json_object();
     json_t *request = json_pack("{s:s, s:s, s:s?, s:o}", "action", "provision", "shard_id",
                                 req->shard_id, "template", req->template_name, "params", params);
-    if (!request) {
-        errfmt(err, errlen, "cannot build the request (params not JSON?)");
-        return CITRUS_EINVAL;
-    }
+    if (!request)
+        return errdetail_set(e, CITRUS_EINVAL, "cannot build the request (params not JSON?)");
     proc_result res;
-    rc = exec_run(p, request, &res, err, errlen);
+    rc = exec_run(p, request, &res, e);
     json_decref(request);
     if (rc == 0)
-        rc = parse_response(&res.out, out, err, errlen);
+        rc = parse_response(&res.out, out, e);
     proc_result_free(&res);
-    log_result(p, "provision", req->shard_id, rc, err);
+    log_result(p, "provision", req->shard_id, rc, e->message);
     return rc;
 }
 
-static int exec_deprovision(provisioner *base, const char *shard_id, const char *dsn, char *err,
-                            size_t errlen)
+static int exec_deprovision(provisioner *base, const char *shard_id, const char *dsn, errdetail *e)
 {
     prov_exec *p = (prov_exec *)base;
-    int rc = prov_shard_id_check(shard_id, err, errlen);
+    errdetail scratch;
+    if (!e)
+        e = &scratch;
+    int rc = prov_shard_id_check(shard_id, e);
     if (rc)
         return rc;
     json_t *request =
         json_pack("{s:s, s:s, s:s?}", "action", "deprovision", "shard_id", shard_id, "dsn", dsn);
-    if (!request) {
-        errfmt(err, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
+    if (!request)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     proc_result res;
-    rc = exec_run(p, request, &res, err, errlen);
+    rc = exec_run(p, request, &res, e);
     json_decref(request);
     if (rc == 0)
         proc_result_free(&res);
-    log_result(p, "deprovision", shard_id, rc, err);
+    log_result(p, "deprovision", shard_id, rc, e->message);
     return rc;
 }
 

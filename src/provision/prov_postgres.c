@@ -26,8 +26,8 @@
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
+#include "core/errdetail.h"
 #include "obs/log.h"
-#include "core/errfmt.h"
 #include "core/strbuf.h"
 #include "dbconn/driver.h"
 #include "provision/provisioner.h"
@@ -137,15 +137,14 @@ static char *dsn_with_dbname(const char *dsn, const char *dbname)
 
 /* ---- the admin side ------------------------------------------------------- */
 
-static int db_name(prov_pg *p, const char *id, char *out, size_t len, char *err, size_t errlen)
+static int db_name(prov_pg *p, const char *id, char *out, size_t len, errdetail *e)
 {
-    int rc = prov_shard_id_check(id, err, errlen);
+    int rc = prov_shard_id_check(id, e);
     if (rc)
         return rc;
-    if (strlen(p->prefix) + strlen(id) > PG_IDENT_MAX || len <= PG_IDENT_MAX) {
-        errfmt(err, errlen, "database name %s%s longer than %d bytes", p->prefix, id, PG_IDENT_MAX);
-        return CITRUS_EINVAL;
-    }
+    if (strlen(p->prefix) + strlen(id) > PG_IDENT_MAX || len <= PG_IDENT_MAX)
+        return errdetail_set(e, CITRUS_EINVAL, "database name %s%s longer than %d bytes", p->prefix,
+                             id, PG_IDENT_MAX);
     size_t np = strlen(p->prefix), ni = strlen(id);
     memcpy(out, p->prefix, np);
     memcpy(out + np, id, ni + 1);
@@ -155,40 +154,42 @@ static int db_name(prov_pg *p, const char *id, char *out, size_t len, char *err,
     return 0;
 }
 
-static int admin_open(prov_pg *p, drv_conn **db, char *err, size_t errlen)
+static int admin_open(prov_pg *p, drv_conn **db, errdetail *e)
 {
-    errdetail e;
-    int rc = drv_open(p->admin_dsn, &(drv_options){.timeout_ms = ADMIN_TIMEOUT_MS}, db, &e);
-    if (rc)
-        errfmt(err, errlen, "%s", e.message);
-    return rc == CITRUS_EINVAL ? CITRUS_EINVAL : rc ? CITRUS_EUNAVAILABLE : 0;
+    errdetail scratch;
+    if (!e)
+        e = &scratch;
+    int rc = drv_open(p->admin_dsn, &(drv_options){.timeout_ms = ADMIN_TIMEOUT_MS}, db, e);
+    if (rc && rc != CITRUS_EINVAL)
+        rc = e->code = CITRUS_EUNAVAILABLE;
+    return rc;
 }
 
-/* "<what>: <message> (SQLSTATE xxxxx)" for a failed statement. */
-static void pg_msg(char *err, size_t errlen, const char *what, const errdetail *e)
+/* CITRUS_EIO with "<what>: <message> (SQLSTATE xxxxx)" for a failed
+ * statement, keeping its SQLSTATE. */
+static int pg_fail(errdetail *e, const char *what, const errdetail *de)
 {
-    if (e->sqlstate[0])
-        errfmt(err, errlen, "%s: %s (SQLSTATE %s)", what, e->message, e->sqlstate);
+    if (de->sqlstate[0])
+        errdetail_set(e, CITRUS_EIO, "%s: %s (SQLSTATE %s)", what, de->message, de->sqlstate);
     else
-        errfmt(err, errlen, "%s: %s", what, e->message);
+        errdetail_set(e, CITRUS_EIO, "%s: %s", what, de->message);
+    errdetail_sqlstate(e, de->sqlstate);
+    return CITRUS_EIO;
 }
 
 /* 1 when the database exists, 0 when not, or a CITRUS_E* code. */
-static int db_exists(drv_conn *c, const char *name, char *err, size_t errlen)
+static int db_exists(drv_conn *c, const char *name, errdetail *e)
 {
     value v = val_text(name, strlen(name));
-    if (!val_ok(&v, VAL_TEXT)) {
-        errfmt(err, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
+    if (!val_ok(&v, VAL_TEXT))
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     result_set rs;
     rs_init(&rs);
-    errdetail e;
+    errdetail de;
     int rc =
-        drv_exec(c, "SELECT 1 FROM pg_database WHERE datname = $1", &v, 1, 0, &rs, NULL, NULL, &e);
+        drv_exec(c, "SELECT 1 FROM pg_database WHERE datname = $1", &v, 1, 0, &rs, NULL, NULL, &de);
     if (rc) {
-        pg_msg(err, errlen, "looking up the database", &e);
-        rc = CITRUS_EIO;
+        rc = pg_fail(e, "looking up the database", &de);
     } else {
         rc = rs.nrows > 0;
     }
@@ -200,82 +201,78 @@ static int db_exists(drv_conn *c, const char *name, char *err, size_t errlen)
 /* Runs "<head> <quoted name><tail>"; 0, 1 when it failed with sqlstate
  * ok_state, or CITRUS_EIO. */
 static int exec_ident(drv_conn *c, const char *head, const char *name, const char *tail,
-                      const char *ok_state, char *err, size_t errlen)
+                      const char *ok_state, errdetail *e)
 {
     char *ident = drv_quote_ident(c, name);
     char *sql = NULL;
     if (!ident || asprintf(&sql, "%s %s%s", head, ident, tail) < 0) {
         free(ident);
-        errfmt(err, errlen, "out of memory");
-        return CITRUS_ENOMEM;
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     }
     free(ident);
-    errdetail e;
-    int rc = drv_run_script(c, sql, &e);
+    errdetail de;
+    int rc = drv_run_script(c, sql, &de);
     free(sql);
     if (rc == 0)
         return 0;
-    if (ok_state && strcmp(e.sqlstate, ok_state) == 0)
+    if (ok_state && strcmp(de.sqlstate, ok_state) == 0)
         return 1;
-    pg_msg(err, errlen, head, &e);
-    return CITRUS_EIO;
+    return pg_fail(e, head, &de);
 }
 
 /* Two provisions racing: the loser gets duplicate_database, or (when the
  * winner commits while the loser inserts) a unique violation on
  * pg_database's name index. Either way, a failed CREATE DATABASE after
  * which the database exists is a success. */
-static int ensure_database(drv_conn *c, const char *name, bool *created, char *err, size_t errlen)
+static int ensure_database(drv_conn *c, const char *name, bool *created, errdetail *e)
 {
     *created = false;
-    int rc = db_exists(c, name, err, errlen);
+    int rc = db_exists(c, name, e);
     if (rc != 0)
         return rc == 1 ? 0 : rc;
-    rc = exec_ident(c, "CREATE DATABASE", name, "", SQLSTATE_DUPLICATE_DATABASE, err, errlen);
-    if (rc == CITRUS_EIO && db_exists(c, name, NULL, 0) == 1)
+    rc = exec_ident(c, "CREATE DATABASE", name, "", SQLSTATE_DUPLICATE_DATABASE, e);
+    if (rc == CITRUS_EIO && db_exists(c, name, NULL) == 1) {
+        errdetail_clear(e);
         rc = 1;
+    }
     *created = rc == 0;
     return rc == 1 ? 0 : rc;
 }
 
-static int pg_provision(provisioner *base, const prov_request *req, prov_result *out, char *err,
-                        size_t errlen)
+static int pg_provision(provisioner *base, const prov_request *req, prov_result *out, errdetail *e)
 {
     prov_pg *p = (prov_pg *)base;
     memset(out, 0, sizeof(*out));
     char name[PG_IDENT_MAX + 1];
     drv_conn *db = NULL;
     bool created = false;
-    int rc = db_name(p, req->shard_id, name, sizeof(name), err, errlen);
+    int rc = db_name(p, req->shard_id, name, sizeof(name), e);
     if (rc == 0)
-        rc = admin_open(p, &db, err, errlen);
+        rc = admin_open(p, &db, e);
     if (rc == 0)
-        rc = ensure_database(db, name, &created, err, errlen);
+        rc = ensure_database(db, name, &created, e);
     drv_close(db);
     if (rc)
         return rc;
     out->dsn = dsn_with_dbname(p->admin_dsn, name);
-    if (!out->dsn) {
-        errfmt(err, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
+    if (!out->dsn)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     log_info("provisioner",
              created ? "postgres shard database created" : "postgres shard database reused",
              json_pack("{s:s, s:s}", "shard_id", req->shard_id, "database", name));
     return 0;
 }
 
-static int pg_deprovision(provisioner *base, const char *shard_id, const char *dsn, char *err,
-                          size_t errlen)
+static int pg_deprovision(provisioner *base, const char *shard_id, const char *dsn, errdetail *e)
 {
     prov_pg *p = (prov_pg *)base;
     char name[PG_IDENT_MAX + 1];
     drv_conn *db = NULL;
-    int rc = db_name(p, shard_id, name, sizeof(name), err, errlen);
+    int rc = db_name(p, shard_id, name, sizeof(name), e);
     if (rc == 0)
-        rc = admin_open(p, &db, err, errlen);
+        rc = admin_open(p, &db, e);
     if (rc == 0)
-        rc = exec_ident(db, "DROP DATABASE IF EXISTS", name, " WITH (FORCE)", NULL, err, errlen);
+        rc = exec_ident(db, "DROP DATABASE IF EXISTS", name, " WITH (FORCE)", NULL, e);
     drv_close(db);
     if (rc == 0)
         log_info("provisioner", "postgres shard database dropped",

@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "citrus/errors.h"
+#include "core/errdetail.h"
 #include "obs/log.h"
-#include "core/errfmt.h"
 #include "dbconn/driver.h"
 #include "provision/provisioner.h"
 #include "sys/fs.h"
@@ -32,50 +32,48 @@ typedef struct prov_sqlite {
 
 /* <abs dir>/<id>.db into path, creating dir; 0 or a CITRUS_E* code. */
 static int shard_path(prov_sqlite *p, const char *id, bool create_dir, char *path, size_t len,
-                      char *err, size_t errlen)
+                      errdetail *e)
 {
-    int rc = prov_shard_id_check(id, err, errlen);
+    int rc = prov_shard_id_check(id, e);
     if (rc)
         return rc;
-    if (create_dir && fs_mkdirs(p->dir, 0750) != 0) {
-        errfmt(err, errlen, "creating %s: %s", p->dir, strerror(errno));
-        return CITRUS_EIO;
-    }
+    if (create_dir && fs_mkdirs(p->dir, 0750) != 0)
+        return errdetail_set(e, CITRUS_EIO, "creating %s: %s", p->dir, strerror(errno));
     char abs[PATH_MAX];
     if (!realpath(p->dir, abs)) {
-        errfmt(err, errlen, "%s: %s", p->dir, strerror(errno));
-        return create_dir || errno != ENOENT ? CITRUS_EIO : CITRUS_ENOTFOUND;
+        int en = errno;
+        return errdetail_set(e, create_dir || en != ENOENT ? CITRUS_EIO : CITRUS_ENOTFOUND,
+                             "%s: %s", p->dir, strerror(en));
     }
-    if ((size_t)snprintf(path, len, "%s/%s.db", abs, id) >= len) {
-        errfmt(err, errlen, "path too long");
-        return CITRUS_EINVAL;
-    }
+    if ((size_t)snprintf(path, len, "%s/%s.db", abs, id) >= len)
+        return errdetail_set(e, CITRUS_EINVAL, "path too long");
     return 0;
 }
 
-static int sqlite_provision(provisioner *base, const prov_request *req, prov_result *out, char *err,
-                            size_t errlen)
+static int sqlite_provision(provisioner *base, const prov_request *req, prov_result *out,
+                            errdetail *e)
 {
     prov_sqlite *p = (prov_sqlite *)base;
     memset(out, 0, sizeof(*out));
     char path[PATH_MAX];
-    int rc = shard_path(p, req->shard_id, true, path, sizeof(path), err, errlen);
+    int rc = shard_path(p, req->shard_id, true, path, sizeof(path), e);
     if (rc)
         return rc;
     bool existed = access(path, F_OK) == 0;
     char *dsn = NULL;
-    if (asprintf(&dsn, "sqlite://%s", path) < 0) {
-        errfmt(err, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
+    if (asprintf(&dsn, "sqlite://%s", path) < 0)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     drv_conn *db = NULL;
-    errdetail de;
-    rc = drv_open(dsn, &(drv_options){.timeout_ms = OPEN_TIMEOUT_MS, .create = true}, &db, &de);
+    errdetail scratch;
+    if (!e)
+        e = &scratch;
+    rc = drv_open(dsn, &(drv_options){.timeout_ms = OPEN_TIMEOUT_MS, .create = true}, &db, e);
     drv_close(db);
     if (rc) {
-        errfmt(err, errlen, "%s", de.message);
         free(dsn);
-        return rc == CITRUS_EUNAVAILABLE ? CITRUS_EIO : rc;
+        if (rc == CITRUS_EUNAVAILABLE)
+            rc = e->code = CITRUS_EIO;
+        return rc;
     }
     out->dsn = dsn;
     log_info("provisioner",
@@ -84,28 +82,29 @@ static int sqlite_provision(provisioner *base, const prov_request *req, prov_res
     return 0;
 }
 
-static int remove_if_present(const char *path, char *err, size_t errlen)
+static int remove_if_present(const char *path, errdetail *e)
 {
     if (unlink(path) == 0 || errno == ENOENT)
         return 0;
-    errfmt(err, errlen, "removing %s: %s", path, strerror(errno));
-    return CITRUS_EIO;
+    return errdetail_set(e, CITRUS_EIO, "removing %s: %s", path, strerror(errno));
 }
 
-static int sqlite_deprovision(provisioner *base, const char *shard_id, const char *dsn, char *err,
-                              size_t errlen)
+static int sqlite_deprovision(provisioner *base, const char *shard_id, const char *dsn,
+                              errdetail *e)
 {
     prov_sqlite *p = (prov_sqlite *)base;
     char path[PATH_MAX - 8], side[PATH_MAX];
-    int rc = shard_path(p, shard_id, false, path, sizeof(path), err, errlen);
-    if (rc == CITRUS_ENOTFOUND)
+    int rc = shard_path(p, shard_id, false, path, sizeof(path), e);
+    if (rc == CITRUS_ENOTFOUND) {
+        errdetail_clear(e);
         return 0; /* no directory: nothing to remove */
+    }
     if (rc)
         return rc;
     static const char *const suffixes[] = {"-wal", "-shm", ""};
     for (size_t i = 0; rc == 0 && i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
         snprintf(side, sizeof(side), "%s%s", path, suffixes[i]);
-        rc = remove_if_present(side, err, errlen);
+        rc = remove_if_present(side, e);
     }
     if (rc == 0)
         log_info("provisioner", "sqlite shard database removed",

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "core/errfmt.h"
+#include "core/errdetail.h"
 
 void prov_result_clear(prov_result *r)
 {
@@ -37,10 +37,9 @@ static bool shard_id_ok(const char *id)
     return true;
 }
 
-int prov_shard_id_check(const char *id, char *err, size_t errlen)
+int prov_shard_id_check(const char *id, errdetail *e)
 {
     if (shard_id_ok(id))
         return 0;
-    errfmt(err, errlen, "invalid shard id");
-    return CITRUS_EINVAL;
+    return errdetail_set(e, CITRUS_EINVAL, "invalid shard id");
 }

@@ -16,7 +16,7 @@
  * is told so in the contract above. Calls block; they run on background
  * threads. Errors: CITRUS_EUNAVAILABLE (could not reach the backend),
  * CITRUS_EIO (it refused or failed), CITRUS_ETIMEOUT (exec took too long),
- * with a message in err. */
+ * with the detail in e (may be NULL). */
 #ifndef CITRUS_PROVISION_PROVISIONER_H
 #define CITRUS_PROVISION_PROVISIONER_H
 
@@ -24,6 +24,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/errdetail.h"
 
 typedef struct prov_request {
     const char *shard_id;
@@ -41,18 +43,16 @@ void prov_result_clear(prov_result *r);
 
 /* The shard ids provisioners accept: [A-Za-z0-9_-], 1..63 chars, starting
  * with a letter or digit (safe as a file name, a database name, an
- * argument). 0, or CITRUS_EINVAL with "invalid shard id" in err: what
+ * argument). 0, or CITRUS_EINVAL with "invalid shard id" in e: what
  * provision/deprovision answer for anything else. */
 #define PROV_SHARD_ID_MAX 63
-int prov_shard_id_check(const char *id, char *err, size_t errlen);
+int prov_shard_id_check(const char *id, errdetail *e);
 
 typedef struct provisioner provisioner;
 struct provisioner {
     const char *kind; /* "sqlite", "postgres", "exec" */
-    int (*provision)(provisioner *p, const prov_request *req, prov_result *out, char *err,
-                     size_t errlen);
-    int (*deprovision)(provisioner *p, const char *shard_id, const char *dsn, char *err,
-                       size_t errlen);
+    int (*provision)(provisioner *p, const prov_request *req, prov_result *out, errdetail *e);
+    int (*deprovision)(provisioner *p, const char *shard_id, const char *dsn, errdetail *e);
     /* {"kind":..., plus its settings with secrets redacted} */
     json_t *(*describe)(provisioner *p);
     void (*free)(provisioner *p);

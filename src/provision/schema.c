@@ -10,7 +10,7 @@
  *   2. every file not recorded runs, in order, in one transaction together
  *      with the INSERT of its row (drv_run_script_tx), so it is either
  *      applied and recorded or left no trace. The first failure stops the
- *      run: CITRUS_EIO, result->failed_file, err "<file>: <driver error>".
+ *      run: CITRUS_EIO, result->failed_file, e "<file>: <driver error>".
  *
  * Rules for migration files: at most 16 MiB, no NUL bytes, names made of
  * [A-Za-z0-9._-] (they are written into SQL as literals), and no
@@ -37,7 +37,7 @@
 
 #include "citrus/errors.h"
 #include "obs/log.h"
-#include "core/errfmt.h"
+#include "core/errdetail.h"
 #include "dbconn/driver.h"
 #include "sys/clock.h"
 
@@ -116,38 +116,33 @@ static int list_push(mig_list *l, const char *name)
     return 0;
 }
 
-static int check_file_name(const char *name, char *err, size_t errlen)
+static int check_file_name(const char *name, errdetail *e)
 {
-    if (strlen(name) >= sizeof(((mig_file *)0)->name)) {
-        errfmt(err, errlen, "%.64s...: migration file name too long", name);
-        return CITRUS_EINVAL;
-    }
+    if (strlen(name) >= sizeof(((mig_file *)0)->name))
+        return errdetail_set(e, CITRUS_EINVAL, "%.64s...: migration file name too long", name);
     for (const char *p = name; *p; p++) {
-        if (!name_char_ok(*p, true)) {
-            errfmt(err, errlen, "%s: migration file names may only use [A-Za-z0-9._-]", name);
-            return CITRUS_EINVAL;
-        }
+        if (!name_char_ok(*p, true))
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "%s: migration file names may only use [A-Za-z0-9._-]", name);
     }
     return 0;
 }
 
-static int list_files(const char *dir, mig_list *l, char *err, size_t errlen)
+static int list_files(const char *dir, mig_list *l, errdetail *e)
 {
     DIR *d = opendir(dir);
     if (!d) {
-        int e = errno;
-        errfmt(err, errlen, "template directory %s: %s", dir, strerror(e));
-        return e == ENOENT || e == ENOTDIR ? CITRUS_ENOTFOUND : CITRUS_EIO;
+        int en = errno;
+        return errdetail_set(e, en == ENOENT || en == ENOTDIR ? CITRUS_ENOTFOUND : CITRUS_EIO,
+                             "template directory %s: %s", dir, strerror(en));
     }
     int rc = 0;
-    for (struct dirent *e; rc == 0 && (e = readdir(d)) != NULL;) {
-        if (!is_sql_file(dir, e->d_name))
+    for (struct dirent *de; rc == 0 && (de = readdir(d)) != NULL;) {
+        if (!is_sql_file(dir, de->d_name))
             continue;
-        rc = check_file_name(e->d_name, err, errlen);
-        if (rc == 0 && list_push(l, e->d_name) != 0) {
-            errfmt(err, errlen, "out of memory");
-            rc = CITRUS_ENOMEM;
-        }
+        rc = check_file_name(de->d_name, e);
+        if (rc == 0 && list_push(l, de->d_name) != 0)
+            rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     }
     closedir(d);
     if (rc == 0 && l->n > 1)
@@ -156,42 +151,34 @@ static int list_files(const char *dir, mig_list *l, char *err, size_t errlen)
 }
 
 /* Reads a whole migration file (NUL-terminated) into *out. */
-static int read_file(const char *dir, const char *name, char **out, size_t *len, char *err,
-                     size_t errlen)
+static int read_file(const char *dir, const char *name, char **out, size_t *len, errdetail *e)
 {
     char path[4096];
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path)) {
-        errfmt(err, errlen, "%s: path too long", name);
-        return CITRUS_EINVAL;
-    }
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+        return errdetail_set(e, CITRUS_EINVAL, "%s: path too long", name);
     FILE *f = fopen(path, "rb");
     struct stat st;
     if (!f || fstat(fileno(f), &st) != 0) {
-        errfmt(err, errlen, "%s: %s", name, strerror(errno));
+        errdetail_set(e, CITRUS_EIO, "%s: %s", name, strerror(errno));
         if (f)
             fclose(f);
         return CITRUS_EIO;
     }
     if ((uint64_t)st.st_size > MAX_FILE_BYTES) {
         fclose(f);
-        errfmt(err, errlen, "%s: larger than 16 MiB", name);
-        return CITRUS_EINVAL;
+        return errdetail_set(e, CITRUS_EINVAL, "%s: larger than 16 MiB", name);
     }
     /* One byte more than its size: a file that grew meanwhile is noticed. */
     size_t want = (size_t)st.st_size + 1;
     char *buf = malloc(want + 1);
     size_t n = buf ? fread(buf, 1, want, f) : 0;
     int rc = 0;
-    if (!buf) {
-        errfmt(err, errlen, "out of memory");
-        rc = CITRUS_ENOMEM;
-    } else if (ferror(f) || n == want) {
-        errfmt(err, errlen, "%s: read error or changed while read", name);
-        rc = CITRUS_EIO;
-    } else if (memchr(buf, '\0', n)) {
-        errfmt(err, errlen, "%s: contains a NUL byte", name);
-        rc = CITRUS_EINVAL;
-    }
+    if (!buf)
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    else if (ferror(f) || n == want)
+        rc = errdetail_set(e, CITRUS_EIO, "%s: read error or changed while read", name);
+    else if (memchr(buf, '\0', n))
+        rc = errdetail_set(e, CITRUS_EINVAL, "%s: contains a NUL byte", name);
     fclose(f);
     if (rc) {
         free(buf);
@@ -216,13 +203,13 @@ static int sha256_hex(const char *data, size_t len, char hex[SHA256_HEX_LEN + 1]
 
 /* Reads f's text into *text (caller frees; NULL on failure) and sets
  * f->checksum from it. */
-static int read_summed(const char *dir, mig_file *f, char **text, char *err, size_t errlen)
+static int read_summed(const char *dir, mig_file *f, char **text, errdetail *e)
 {
     size_t len = 0;
     *text = NULL;
-    int rc = read_file(dir, f->name, text, &len, err, errlen);
+    int rc = read_file(dir, f->name, text, &len, e);
     if (rc == 0 && (rc = sha256_hex(*text, len, f->checksum)) != 0)
-        errfmt(err, errlen, "%s: SHA-256 failed", f->name);
+        errdetail_set(e, rc, "%s: SHA-256 failed", f->name);
     if (rc) {
         free(*text);
         *text = NULL;
@@ -230,11 +217,11 @@ static int read_summed(const char *dir, mig_file *f, char **text, char *err, siz
     return rc;
 }
 
-static int checksum_files(const char *dir, mig_list *l, char *err, size_t errlen)
+static int checksum_files(const char *dir, mig_list *l, errdetail *e)
 {
     for (size_t i = 0; i < l->n; i++) {
         char *text;
-        int rc = read_summed(dir, &l->v[i], &text, err, errlen);
+        int rc = read_summed(dir, &l->v[i], &text, e);
         free(text);
         if (rc)
             return rc;
@@ -259,15 +246,15 @@ static void match_recorded(mig_list *l, char **rows, size_t nrows)
     }
 }
 
-static int check_conflicts(const mig_list *l, char *err, size_t errlen)
+static int check_conflicts(const mig_list *l, errdetail *e)
 {
     for (size_t i = 0; i < l->n; i++) {
         const mig_file *f = &l->v[i];
         if (f->recorded && strcmp(f->recorded, f->checksum) != 0) {
-            errfmt(err, errlen,
-                   "%s: changed after it was applied (checksum %.12s..., recorded %.12s...)",
-                   f->name, f->checksum, f->recorded);
-            return CITRUS_ECONFLICT;
+            return errdetail_set(
+                e, CITRUS_ECONFLICT,
+                "%s: changed after it was applied (checksum %.12s..., recorded %.12s...)", f->name,
+                f->checksum, f->recorded);
         }
     }
     return 0;
@@ -283,10 +270,10 @@ static void utc_now(char buf[32])
 
 /* Runs one file with its row in one transaction. The file's text is read
  * again here: what is recorded is the checksum of what actually ran. */
-static int apply_file(drv_conn *db, const char *dir, mig_file *f, char *err, size_t errlen)
+static int apply_file(drv_conn *db, const char *dir, mig_file *f, errdetail *e)
 {
     char *text, now[32], *sql = NULL;
-    int rc = read_summed(dir, f, &text, err, errlen);
+    int rc = read_summed(dir, f, &text, e);
     if (rc)
         return rc;
     utc_now(now);
@@ -298,33 +285,29 @@ static int apply_file(drv_conn *db, const char *dir, mig_file *f, char *err, siz
                  text, f->name, f->checksum, now) < 0)
         sql = NULL;
     free(text);
-    if (!sql) {
-        errfmt(err, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
-    errdetail derr;
-    rc = drv_run_script_tx(db, sql, &derr);
+    if (!sql)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    rc = drv_run_script_tx(db, sql, e);
     free(sql);
     if (rc) {
-        errfmt(err, errlen, "%s: %s", f->name, derr.message);
-        return CITRUS_EIO;
+        errdetail_prefix(e, "%s", f->name);
+        return e->code = CITRUS_EIO;
     }
     return 0;
 }
 
-static int read_recorded(drv_conn *db, char ***rows, size_t *nrows, char *err, size_t errlen)
+static int read_recorded(drv_conn *db, char ***rows, size_t *nrows, errdetail *e)
 {
-    errdetail derr;
-    if (drv_run_script(db, create_sql, &derr) != 0 ||
-        drv_query_column(db, applied_sql, rows, nrows, &derr) != 0) {
-        errfmt(err, errlen, "citrus_migrations: %s", derr.message);
-        return CITRUS_EIO;
+    if (drv_run_script(db, create_sql, e) != 0 ||
+        drv_query_column(db, applied_sql, rows, nrows, e) != 0) {
+        errdetail_prefix(e, "citrus_migrations");
+        return e->code = CITRUS_EIO;
     }
     return 0;
 }
 
-static int apply_all(drv_conn *db, const char *dir, mig_list *l, schema_result *result, char *err,
-                     size_t errlen)
+static int apply_all(drv_conn *db, const char *dir, mig_list *l, schema_result *result,
+                     errdetail *e)
 {
     for (size_t i = 0; i < l->n; i++) {
         mig_file *f = &l->v[i];
@@ -332,7 +315,7 @@ static int apply_all(drv_conn *db, const char *dir, mig_list *l, schema_result *
             result->skipped++;
             continue;
         }
-        int rc = apply_file(db, dir, f, err, errlen);
+        int rc = apply_file(db, dir, f, e);
         if (rc) {
             snprintf(result->failed_file, sizeof(result->failed_file), "%s", f->name);
             return rc;
@@ -343,43 +326,39 @@ static int apply_all(drv_conn *db, const char *dir, mig_list *l, schema_result *
 }
 
 int schema_apply(const char *dsn, const char *templates_dir, const char *template,
-                 int64_t timeout_ms, schema_result *result, char *err, size_t errlen)
+                 int64_t timeout_ms, schema_result *result, errdetail *e)
 {
     memset(result, 0, sizeof(*result));
-    if (!dsn || !templates_dir || !schema_template_valid(template)) {
-        errfmt(err, errlen, "invalid template name (want [A-Za-z0-9_-], 1..64 chars)");
-        return CITRUS_EINVAL;
-    }
+    errdetail scratch;
+    if (!e)
+        e = &scratch;
+    if (!dsn || !templates_dir || !schema_template_valid(template))
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "invalid template name (want [A-Za-z0-9_-], 1..64 chars)");
     char dir[4096];
-    if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", templates_dir, template) >= sizeof(dir)) {
-        errfmt(err, errlen, "template path too long");
-        return CITRUS_EINVAL;
-    }
+    if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", templates_dir, template) >= sizeof(dir))
+        return errdetail_set(e, CITRUS_EINVAL, "template path too long");
     mig_list l = {0};
     char **rows = NULL;
     size_t nrows = 0;
     drv_conn *db = NULL;
-    errdetail derr;
-    int rc = list_files(dir, &l, err, errlen);
+    int rc = list_files(dir, &l, e);
     if (rc == 0)
-        rc = checksum_files(dir, &l, err, errlen);
-    if (rc == 0) {
-        rc = drv_open(dsn, &(drv_options){.timeout_ms = timeout_ms}, &db, &derr);
-        if (rc)
-            errfmt(err, errlen, "%s", derr.message);
-    }
+        rc = checksum_files(dir, &l, e);
     if (rc == 0)
-        rc = read_recorded(db, &rows, &nrows, err, errlen);
+        rc = drv_open(dsn, &(drv_options){.timeout_ms = timeout_ms}, &db, e);
+    if (rc == 0)
+        rc = read_recorded(db, &rows, &nrows, e);
     if (rc == 0) {
         match_recorded(&l, rows, nrows);
-        rc = check_conflicts(&l, err, errlen);
+        rc = check_conflicts(&l, e);
     }
     if (rc == 0)
-        rc = apply_all(db, dir, &l, result, err, errlen);
+        rc = apply_all(db, dir, &l, result, e);
     json_t *fields = json_pack("{s:s, s:I, s:I}", "template", template, "applied",
                                (json_int_t)result->applied, "skipped", (json_int_t)result->skipped);
     if (rc && fields)
-        json_object_set_new(fields, "error", json_string(err ? err : ""));
+        json_object_set_new(fields, "error", json_string(e->message));
     if (rc)
         log_warn("schema", "schema template not applied", fields);
     else

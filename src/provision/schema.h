@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
+
 typedef struct schema_result {
     size_t applied;        /* files run now */
     size_t skipped;        /* already recorded */
@@ -28,7 +30,8 @@ typedef struct schema_result {
 int schema_template_valid(const char *name);
 
 /* Applies templates_dir/template to the database at dsn. 0, or a
- * CITRUS_E* code with err naming the file and the driver's error:
+ * CITRUS_E* code with e naming the file and the driver's error (and its
+ * SQLSTATE):
  * CITRUS_ENOTFOUND when the template directory does not exist, CITRUS_EIO
  * when a file failed (result->failed_file), CITRUS_EUNAVAILABLE when the
  * database cannot be reached, CITRUS_ECONFLICT for an edited file (checked
@@ -36,6 +39,6 @@ int schema_template_valid(const char *name);
  * name or a file breaking the rules above. SQLite files are opened, not
  * created. */
 int schema_apply(const char *dsn, const char *templates_dir, const char *template,
-                 int64_t timeout_ms, schema_result *result, char *err, size_t errlen);
+                 int64_t timeout_ms, schema_result *result, errdetail *e);
 
 #endif

@@ -89,21 +89,17 @@ static int shard_from_spec(const shard_spec *spec, int64_t now_ms, shard *s)
 }
 
 /* Applies templates_dir/<name> to dsn (no-op without a templates dir). */
-static int apply_template(shard_service *svc, const char *dsn, const char *name, char *err,
-                          size_t errlen)
+static int apply_template(shard_service *svc, const char *dsn, const char *name, errdetail *e)
 {
     if (!name || !*name)
         return 0;
-    if (!svc->templates_dir[0]) {
-        snprintf(err, errlen, "template '%s': no templates directory is configured", name);
-        return CITRUS_EUNPROCESSABLE;
-    }
+    if (!svc->templates_dir[0])
+        return errdetail_set(e, CITRUS_EUNPROCESSABLE,
+                             "template '%s': no templates directory is configured", name);
     schema_result res;
-    char why[512] = "";
-    int rc =
-        schema_apply(dsn, svc->templates_dir, name, svc->db_timeout_ms, &res, why, sizeof(why));
+    int rc = schema_apply(dsn, svc->templates_dir, name, svc->db_timeout_ms, &res, e);
     if (rc < 0)
-        snprintf(err, errlen, "template '%s': %s", name, why);
+        errdetail_prefix(e, "template '%s'", name);
     else
         log_info("shards", "template applied",
                  json_pack("{s:s,s:I,s:I}", "template", name, "applied", (json_int_t)res.applied,
@@ -112,23 +108,25 @@ static int apply_template(shard_service *svc, const char *dsn, const char *name,
 }
 
 int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, const char *actor,
-                       shard *out, reg_result *res, char *err, size_t errlen)
+                       shard *out, reg_result *res, errdetail *e)
 {
     memset(res, 0, sizeof(*res));
+    errdetail scratch;
+    if (!e)
+        e = &scratch;
     if (verify) {
-        errdetail why;
         int rc = drv_probe(spec->dsn,
                            &(drv_options){.timeout_ms = svc->db_timeout_ms, .clock = svc->clock},
-                           NULL, &why);
+                           NULL, e);
         if (rc < 0) {
-            snprintf(err, errlen, "cannot reach the database: %s", why.message);
-            return rc == CITRUS_EINVAL ? rc : CITRUS_EUNREACHABLE;
+            errdetail_prefix(e, "cannot reach the database");
+            return e->code = rc == CITRUS_EINVAL ? rc : CITRUS_EUNREACHABLE;
         }
     }
     shard s;
     int rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
     if (rc == 0 && verify)
-        rc = apply_template(svc, s.dsn, s.template_name, err, errlen);
+        rc = apply_template(svc, s.dsn, s.template_name, e);
     int64_t now = s.created_ms;
     if (rc == 0)
         rc =
@@ -138,7 +136,7 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
                               verify ? "reachable and initialized" : "registered unverified", actor,
                               now);
     if (rc == 0)
-        rc = registry_shard_create(svc->reg, &s, NULL, res, err, errlen);
+        rc = registry_shard_create(svc->reg, &s, NULL, res, e);
     if (rc == 0 && out) {
         *out = s;
         return 0;
@@ -148,12 +146,11 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
 }
 
 int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *actor, shard *out,
-                        char *err, size_t errlen)
+                        errdetail *e)
 {
-    if (!svc->prov) {
-        snprintf(err, errlen, "no provisioner is configured (provisioner.kind)");
-        return CITRUS_EUNPROCESSABLE;
-    }
+    if (!svc->prov)
+        return errdetail_set(e, CITRUS_EUNPROCESSABLE,
+                             "no provisioner is configured (provisioner.kind)");
     shard s;
     int rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
     if (rc == 0)
@@ -166,7 +163,7 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
         rc = CITRUS_ENOMEM;
     reg_result res;
     if (rc == 0)
-        rc = registry_shard_create(svc->reg, &s, prov, &res, err, errlen);
+        rc = registry_shard_create(svc->reg, &s, prov, &res, e);
     json_decref(prov);
     if (rc == 0) {
         reg_result_clear(&res);
@@ -199,7 +196,7 @@ static int allowed_text(shard_state from, char *buf, size_t len)
     return 0;
 }
 
-static int do_action(shard *s, void *vctx, char *err, size_t errlen)
+static int do_action(shard *s, void *vctx, errdetail *e)
 {
     action_ctx *c = vctx;
     int64_t now = clock_wall_ms(c->clock);
@@ -210,10 +207,9 @@ static int do_action(shard *s, void *vctx, char *err, size_t errlen)
     if (s->state == c->to || !shard_transition_ok(s->state, c->to)) {
         char allowed[256];
         allowed_text(s->state, allowed, sizeof(allowed));
-        snprintf(err, errlen, "shard '%s' is %s and cannot go to %s; allowed: %s", s->id,
-                 shard_state_name(s->state), shard_state_name(c->to),
-                 allowed[0] ? allowed : "none");
-        return CITRUS_ETRANSITION;
+        return errdetail_set(
+            e, CITRUS_ETRANSITION, "shard '%s' is %s and cannot go to %s; allowed: %s", s->id,
+            shard_state_name(s->state), shard_state_name(c->to), allowed[0] ? allowed : "none");
     }
     return shard_transition(s, c->to, c->reason, c->actor, now);
 }
@@ -221,19 +217,19 @@ static int do_action(shard *s, void *vctx, char *err, size_t errlen)
 /* After a change that took shard id out of the ring with tenants still
  * pinned to it (forced): moves them (on error res is cleared). */
 static int repin_after(shard_service *svc, const char *id, unsigned flags, reg_result *res,
-                       char *err, size_t errlen)
+                       errdetail *e)
 {
     size_t moved;
     if (!res->tenants_affected || (flags & REG_DRY_RUN))
         return 0;
-    int rc = tenants_repin(svc->reg, id, &moved, err, errlen);
+    int rc = tenants_repin(svc->reg, id, &moved, e);
     if (rc < 0)
         reg_result_clear(res);
     return rc;
 }
 
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
-                     const char *actor, shard *out, reg_result *res, char *err, size_t errlen)
+                     const char *actor, shard *out, reg_result *res, errdetail *e)
 {
     static const struct {
         const char *name;
@@ -252,10 +248,9 @@ int svc_shard_action(shard_service *svc, const char *id, const char *action, uns
         action_ctx c = {actions[i].to, actions[i].reason, actor, svc->clock};
         shard s;
         shard_init(&s); /* set by a change that was written */
-        int rc =
-            registry_shard_modify(svc->reg, id, do_action, &c, flags, NULL, &s, res, err, errlen);
+        int rc = registry_shard_modify(svc->reg, id, do_action, &c, flags, NULL, &s, res, e);
         if (rc == 0)
-            rc = repin_after(svc, id, flags, res, err, errlen);
+            rc = repin_after(svc, id, flags, res, e);
         if (rc == 0 && actions[i].to == SHARD_PROVISIONING)
             svc_worker_kick(svc);
         if (rc == 0 && out)
@@ -264,19 +259,17 @@ int svc_shard_action(shard_service *svc, const char *id, const char *action, uns
             shard_clear(&s);
         return rc;
     }
-    snprintf(err, errlen, "unknown action '%s'", action);
-    return CITRUS_ENOTFOUND;
+    return errdetail_set(e, CITRUS_ENOTFOUND, "unknown action '%s'", action);
 }
 
-int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res, char *err,
-                     size_t errlen)
+int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res,
+                     errdetail *e)
 {
-    int rc = registry_shard_delete(svc->reg, id, flags, res, err, errlen);
-    return rc == 0 ? repin_after(svc, id, flags, res, err, errlen) : rc;
+    int rc = registry_shard_delete(svc->reg, id, flags, res, e);
+    return rc == 0 ? repin_after(svc, id, flags, res, e) : rc;
 }
 
-int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_type, char *err,
-                        size_t errlen)
+int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_type, errdetail *e)
 {
     shard_service *svc = vsvc;
     if (!svc->templates_dir[0] || !schema_template_valid(business_type))
@@ -290,9 +283,14 @@ int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_t
     int rc = registry_shard_get(svc->reg, shard_id, &s, NULL);
     if (rc < 0)
         return rc;
-    rc = apply_template(svc, s.dsn, business_type, err, errlen);
+    rc = apply_template(svc, s.dsn, business_type, e);
     shard_clear(&s);
-    return rc == CITRUS_EIO || rc == CITRUS_ECONFLICT ? CITRUS_EUNPROCESSABLE : rc;
+    if (rc == CITRUS_EIO || rc == CITRUS_ECONFLICT) {
+        rc = CITRUS_EUNPROCESSABLE;
+        if (e)
+            e->code = rc;
+    }
+    return rc;
 }
 
 /* ---- health ---- */

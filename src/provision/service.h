@@ -71,26 +71,26 @@ void shard_service_destroy(shard_service *svc); /* stops the worker first */
  * verify is on and it cannot be reached; CITRUS_EEXISTS; template errors as
  * schema_apply gives them. */
 int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, const char *actor,
-                       shard *out, reg_result *res, char *err, size_t errlen);
+                       shard *out, reg_result *res, errdetail *e);
 
 /* Starts provisioning (spec->provision set): the shard is created in
  * provisioning and the worker is woken. CITRUS_EUNPROCESSABLE when no
  * provisioner is configured. */
 int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *actor, shard *out,
-                        char *err, size_t errlen);
+                        errdetail *e);
 
 /* A lifecycle change asked for through the API ("drain", "activate",
  * "retire", "read-only", "retry"): CITRUS_ETRANSITION (409) when the table
- * forbids it, with the allowed targets in err. A forced retirement moves
+ * forbids it, with the allowed targets in e. A forced retirement moves
  * the shard's tenants to their ring owners once the change is written. */
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
-                     const char *actor, shard *out, reg_result *res, char *err, size_t errlen);
+                     const char *actor, shard *out, reg_result *res, errdetail *e);
 
 /* Deletes a shard record (registry_shard_delete, whose flags and errors it
  * takes); a forced delete of a failed shard then moves its tenants to
  * their ring owners. */
-int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res, char *err,
-                     size_t errlen);
+int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res,
+                     errdetail *e);
 
 /* One shard's health, as GET /api/shards/health shows it. */
 typedef struct shard_probe {
@@ -111,8 +111,7 @@ int svc_probe_shards(shard_service *svc, shard_probe **out, size_t *n);
 
 /* Applies the schema template of business_type to the shard, when the
  * templates directory has one (a tenant_ensure_fn). */
-int svc_ensure_template(void *svc, const char *shard_id, const char *business_type, char *err,
-                        size_t errlen);
+int svc_ensure_template(void *svc, const char *shard_id, const char *business_type, errdetail *e);
 
 /* Starts the provisioning worker thread (runs while this node is the
  * controller leader; sess may be NULL: then it always runs, unfenced). It

@@ -47,13 +47,12 @@ static int set_result(shard *s, const prov_result *r)
 }
 
 /* Moves the shard on only if it is still where the worker found it. */
-static int step(shard *s, void *vctx, char *err, size_t errlen)
+static int step(shard *s, void *vctx, errdetail *e)
 {
     step_ctx *c = vctx;
-    if (s->state != c->from) {
-        snprintf(err, errlen, "shard '%s' is now %s", s->id, shard_state_name(s->state));
-        return CITRUS_ECONFLICT;
-    }
+    if (s->state != c->from)
+        return errdetail_set(e, CITRUS_ECONFLICT, "shard '%s' is now %s", s->id,
+                             shard_state_name(s->state));
     if (c->result && set_result(s, c->result) < 0)
         return CITRUS_ENOMEM;
     return shard_transition(s, c->to, c->reason, ACTOR, c->now_ms);
@@ -64,14 +63,14 @@ static void move(shard_service *svc, const char *id, shard_state from, shard_sta
 {
     step_ctx c = {from, to, reason, result, clock_wall_ms(svc->clock)};
     reg_result res;
-    char err[512] = "";
-    int rc = registry_shard_modify(svc->reg, id, step, &c, 0, fence, NULL, &res, err, sizeof(err));
+    errdetail e = {0};
+    int rc = registry_shard_modify(svc->reg, id, step, &c, 0, fence, NULL, &res, &e);
     reg_result_clear(&res);
     json_t *f = json_pack("{s:s,s:s,s:s,s:s}", "shard", id, "from", shard_state_name(from), "to",
                           shard_state_name(to), "reason", reason);
     if (rc < 0) {
         json_object_set_new(f, "error", json_string(citrus_err_code(rc)));
-        json_object_set_new(f, "detail", json_string(err));
+        json_object_set_new(f, "detail", json_string(e.message));
         log_warn("shards", "could not move shard", f);
     } else {
         log_info("shards", "shard moved", f);
@@ -81,7 +80,7 @@ static void move(shard_service *svc, const char *id, shard_state from, shard_sta
 static void provision_one(shard_service *svc, const shard *s, const reg_fence *fence)
 {
     json_t *spec = NULL;
-    char err[1024] = "";
+    errdetail e = {0};
     int rc = registry_provision_get(svc->reg, s->id, &spec);
     if (rc < 0)
         return;            /* the catalog is unreachable: next pass */
@@ -99,13 +98,14 @@ static void provision_one(shard_service *svc, const shard *s, const reg_fence *f
                         .template_name = json_string_value(json_object_get(spec, "template")),
                         .params = json_object_get(spec, "params")};
     prov_result res = {0};
-    rc = svc->prov->provision(svc->prov, &req, &res, err, sizeof(err));
+    rc = svc->prov->provision(svc->prov, &req, &res, &e);
     if (rc == 0)
         move(svc, s->id, SHARD_PROVISIONING, SHARD_INITIALIZING, "database provisioned", &res,
              fence);
     else {
         char reason[1200];
-        snprintf(reason, sizeof(reason), "provisioning failed (%s): %s", citrus_err_code(rc), err);
+        snprintf(reason, sizeof(reason), "provisioning failed (%s): %s", citrus_err_code(rc),
+                 e.message);
         move(svc, s->id, SHARD_PROVISIONING, SHARD_FAILED, reason, NULL, fence);
     }
     prov_result_clear(&res);
@@ -114,7 +114,8 @@ static void provision_one(shard_service *svc, const shard *s, const reg_fence *f
 
 static void initialize_one(shard_service *svc, const shard *s, const reg_fence *fence)
 {
-    char err[1024] = "", reason[1200];
+    char reason[1200];
+    errdetail e = {0};
     if (!s->dsn) {
         move(svc, s->id, SHARD_INITIALIZING, SHARD_FAILED, "no DSN to initialize", NULL, fence);
         return;
@@ -122,13 +123,13 @@ static void initialize_one(shard_service *svc, const shard *s, const reg_fence *
     if (s->template_name && *s->template_name) {
         schema_result res;
         int rc = svc->templates_dir[0] ? schema_apply(s->dsn, svc->templates_dir, s->template_name,
-                                                      svc->db_timeout_ms, &res, err, sizeof(err))
+                                                      svc->db_timeout_ms, &res, &e)
                                        : CITRUS_EUNPROCESSABLE;
         if (rc == CITRUS_EUNAVAILABLE)
             return; /* not reachable yet: next pass */
         if (rc < 0) {
             snprintf(reason, sizeof(reason), "template '%s' failed: %s", s->template_name,
-                     svc->templates_dir[0] ? err : "no templates directory is configured");
+                     svc->templates_dir[0] ? e.message : "no templates directory is configured");
             move(svc, s->id, SHARD_INITIALIZING, SHARD_FAILED, reason, NULL, fence);
             return;
         }

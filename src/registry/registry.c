@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "core/errfmt.h"
+#include "core/errdetail.h"
 #include "registry/ring_cache.h"
 #include "registry/ring_tokens.h"
 #include "wire/shard_json.h"
@@ -136,7 +136,7 @@ static json_t *meta_json(registry *r)
                      (json_int_t)r->vnodes);
 }
 
-int registry_init(registry *r, char *err, size_t errlen)
+int registry_init(registry *r, errdetail *e)
 {
     /* An existing ring keeps its settings; a new catalog gets this node's
      * when the first shard takes tokens (every token change writes the
@@ -155,8 +155,7 @@ int registry_init(registry *r, char *err, size_t errlen)
     if (citrus_hash_parse(json_string_value(json_object_get(j, "hash")), &fn) < 0 ||
         !json_is_integer(vn) || json_integer_value(vn) < 1) {
         json_decref(j);
-        errfmt(err, errlen, "%s: unreadable ring settings", REG_RING_META);
-        return CITRUS_ECORRUPT;
+        return errdetail_set(e, CITRUS_ECORRUPT, "%s: unreadable ring settings", REG_RING_META);
     }
     r->hash = fn;
     r->vnodes = (size_t)json_integer_value(vn);
@@ -544,7 +543,7 @@ static int commit_txn(registry *r, txb *t, int rc, bool dry_run, bool *ok, int64
 }
 
 static int registry_shard_create_once(registry *r, const shard *s, json_t *provision,
-                                      reg_result *res, char *err, size_t errlen)
+                                      reg_result *res, errdetail *e)
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN];
@@ -576,8 +575,7 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
         shard existing;
         if (registry_shard_get(r, s->id, &existing, NULL) == 0) {
             shard_clear(&existing);
-            errfmt(err, errlen, "shard '%s' already exists", s->id);
-            return CITRUS_EEXISTS;
+            return errdetail_set(e, CITRUS_EEXISTS, "shard '%s' already exists", s->id);
         }
     }
     return CITRUS_EUNAVAILABLE;
@@ -585,7 +583,7 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
 
 static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn fn, void *ctx,
                                       unsigned flags, const reg_fence *fence, shard *out,
-                                      reg_result *res, char *err, size_t errlen)
+                                      reg_result *res, errdetail *e)
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN];
@@ -598,19 +596,18 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
         if (rc < 0)
             return rc;
         shard_state before = s.state;
-        rc = fn(&s, ctx, err, errlen);
+        rc = fn(&s, ctx, e);
         size_t pinned = 0;
         if (rc == 0 && s.state == SHARD_RETIRED && before != SHARD_RETIRED) {
             rc = registry_tenant_count(r, id, true, &pinned);
             res->tenants_affected = pinned;
-            if (rc == 0 && pinned && !(flags & REG_FORCE)) {
-                errfmt(err, errlen,
-                       "%zu registered tenant%s pinned to shard '%s'; retiring it would move %s "
-                       "without %s data (force=true to do it anyway)",
-                       pinned, pinned == 1 ? " is" : "s are", id, pinned == 1 ? "it" : "them",
-                       pinned == 1 ? "its" : "their");
-                rc = CITRUS_EFORCE;
-            }
+            if (rc == 0 && pinned && !(flags & REG_FORCE))
+                rc = errdetail_set(
+                    e, CITRUS_EFORCE,
+                    "%zu registered tenant%s pinned to shard '%s'; retiring it would move %s "
+                    "without %s data (force=true to do it anyway)",
+                    pinned, pinned == 1 ? " is" : "s are", id, pinned == 1 ? "it" : "them",
+                    pinned == 1 ? "its" : "their");
         }
         ring_now rn = {0};
         if (rc == 0)
@@ -648,7 +645,7 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
 }
 
 static int registry_shard_delete_once(registry *r, const char *id, unsigned flags, reg_result *res,
-                                      char *err, size_t errlen)
+                                      errdetail *e)
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN], pkey[KEYLEN], tkey[KEYLEN];
@@ -664,8 +661,9 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
             return rc;
         bool failed = s.state == SHARD_FAILED;
         if (s.state != SHARD_RETIRED && !failed) {
-            errfmt(err, errlen, "shard '%s' is %s: only retired or failed shards can be deleted",
-                   id, shard_state_name(s.state));
+            errdetail_set(e, CITRUS_EINUSE,
+                          "shard '%s' is %s: only retired or failed shards can be deleted", id,
+                          shard_state_name(s.state));
             shard_clear(&s);
             return CITRUS_EINUSE;
         }
@@ -679,9 +677,10 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
         res->tokens_before = ncur;
         res->tenants_affected = pinned;
         if (rc == 0 && (ncur || pinned) && !((flags & REG_FORCE) && failed)) {
-            errfmt(err, errlen, "shard '%s' still has %zu tokens and %zu registered tenants%s", id,
-                   ncur, pinned,
-                   failed ? " (force=true removes them: the tenants move without their data)" : "");
+            errdetail_set(
+                e, CITRUS_EINUSE, "shard '%s' still has %zu tokens and %zu registered tenants%s",
+                id, ncur, pinned,
+                failed ? " (force=true removes them: the tenants move without their data)" : "");
             ring_tokens_free(&rn.o);
             return CITRUS_EINUSE;
         }
@@ -717,28 +716,27 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
 /* ---- the public calls: on error, res holds nothing to free ---- */
 
 int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_result *res,
-                          char *err, size_t errlen)
+                          errdetail *e)
 {
-    int rc = registry_shard_create_once(r, s, provision, res, err, errlen);
+    int rc = registry_shard_create_once(r, s, provision, res, e);
     if (rc < 0)
         reg_result_clear(res);
     return rc;
 }
 
 int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *ctx, unsigned flags,
-                          const reg_fence *fence, shard *out, reg_result *res, char *err,
-                          size_t errlen)
+                          const reg_fence *fence, shard *out, reg_result *res, errdetail *e)
 {
-    int rc = registry_shard_modify_once(r, id, fn, ctx, flags, fence, out, res, err, errlen);
+    int rc = registry_shard_modify_once(r, id, fn, ctx, flags, fence, out, res, e);
     if (rc < 0 && rc != CITRUS_EFORCE)
         reg_result_clear(res);
     return rc;
 }
 
-int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res, char *err,
-                          size_t errlen)
+int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res,
+                          errdetail *e)
 {
-    int rc = registry_shard_delete_once(r, id, flags, res, err, errlen);
+    int rc = registry_shard_delete_once(r, id, flags, res, e);
     if (rc < 0 && rc != CITRUS_EINUSE)
         reg_result_clear(res);
     return rc;

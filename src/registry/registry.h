@@ -23,6 +23,7 @@
 
 #include "catalog/store.h"
 #include "catalog/txb.h"
+#include "core/errdetail.h"
 #include "core/hash.h"
 #include "core/ring.h"
 #include "core/shard.h"
@@ -85,7 +86,7 @@ void registry_set_commit_fn(registry *r, reg_commit_fn fn, void *ctx);
 int64_t registry_revision(registry *r, bool *cached);
 /* Adopts the ring settings of citrus/ring/meta when it exists (else the
  * first token change writes this registry's). */
-int registry_init(registry *r, char *err, size_t errlen);
+int registry_init(registry *r, errdetail *e);
 citrus_hash_fn registry_hash(registry *r);
 /* The clock it was given (NULL: the real one; clock_wall_ms takes both). */
 const sysclock *registry_clock(registry *r);
@@ -118,9 +119,9 @@ int registry_shard_list_routing(registry *r, shard **out, size_t *n);
  * the provisioning worker. A shard created active gets its tokens in the
  * same txn. CITRUS_EXISTS when the id is taken. */
 int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_result *res,
-                          char *err, size_t errlen);
+                          errdetail *e);
 
-/* Changes a shard: fn(s, ctx, err, errlen) edits the record read from the
+/* Changes a shard: fn(s, ctx, e) edits the record read from the
  * catalog (returning 0, or an error that aborts with nothing written);
  * then the ring follows its state and weight (see above) and it is written
  * in one txn. Retried on a concurrent change. With a state that removes a
@@ -128,17 +129,16 @@ int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_re
  * REG_FORCE; then res->tenants_affected counts them, and the caller moves
  * them to their ring owners (tenants_repin) once the change is written.
  * out (may be NULL) gets the shard as written. */
-typedef int (*reg_mutate_fn)(shard *s, void *ctx, char *err, size_t errlen);
+typedef int (*reg_mutate_fn)(shard *s, void *ctx, errdetail *e);
 int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *ctx, unsigned flags,
-                          const reg_fence *fence, shard *out, reg_result *res, char *err,
-                          size_t errlen);
+                          const reg_fence *fence, shard *out, reg_result *res, errdetail *e);
 
 /* Removes a shard record: only retired or failed ones that own no tokens
  * and have no pinned tenants (CITRUS_EINUSE naming what refers to it).
  * With REG_FORCE a failed shard's tokens go too, and res->tenants_affected
  * counts the pins the caller is to move (tenants_repin). */
-int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res, char *err,
-                          size_t errlen);
+int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res,
+                          errdetail *e);
 
 /* The provisioning spec stored with a shard (NULL when none). */
 int registry_provision_get(registry *r, const char *id, json_t **spec);

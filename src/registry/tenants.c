@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "core/errfmt.h"
+#include "core/errdetail.h"
 #include "registry/ring_tokens.h"
 #include "wire/route_json.h"
 #include "wire/shard_json.h"
@@ -164,7 +164,7 @@ static void pin_ops(txb *t, const tenant_pin *p, const char *old_shard)
 }
 
 int tenants_put(registry *r, const char *key, const char *shard_id, unsigned flags, tenant_pin *out,
-                bool *created, char *err, size_t errlen)
+                bool *created, errdetail *e)
 {
     char k[KEYLEN];
     if (!pin_key(k, key))
@@ -173,17 +173,13 @@ int tenants_put(registry *r, const char *key, const char *shard_id, unsigned fla
         shard_state st = SHARD_PENDING;
         int64_t smod = 0;
         int rc = shard_mod(r, shard_id, &st, &smod);
-        if (rc < 0) {
-            errfmt(err, errlen, "shard '%s' not found", shard_id);
-            return rc;
-        }
-        if (st != SHARD_ACTIVE && st != SHARD_READ_ONLY) {
-            errfmt(err, errlen,
-                   "shard '%s' is %s: tenants can be pinned to active or read_only "
-                   "shards only",
-                   shard_id, shard_state_name(st));
-            return CITRUS_ECONFLICT;
-        }
+        if (rc < 0)
+            return errdetail_set(e, rc, "shard '%s' not found", shard_id);
+        if (st != SHARD_ACTIVE && st != SHARD_READ_ONLY)
+            return errdetail_set(e, CITRUS_ECONFLICT,
+                                 "shard '%s' is %s: tenants can be pinned to active or read_only "
+                                 "shards only",
+                                 shard_id, shard_state_name(st));
         tenant_pin old;
         rc = pin_read(r, true, key, &old);
         if (rc < 0 && rc != CITRUS_ENOTFOUND)
@@ -194,13 +190,12 @@ int tenants_put(registry *r, const char *key, const char *shard_id, unsigned fla
             *created = false;
             return 0;
         }
-        if (exists && !(flags & REG_FORCE)) {
-            errfmt(err, errlen,
-                   "tenant '%s' is pinned to shard '%s'; moving it to '%s' moves it without its "
-                   "data (force=true to do it anyway)",
-                   key, old.shard_id, shard_id);
-            return CITRUS_EFORCE;
-        }
+        if (exists && !(flags & REG_FORCE))
+            return errdetail_set(
+                e, CITRUS_EFORCE,
+                "tenant '%s' is pinned to shard '%s'; moving it to '%s' moves it without its "
+                "data (force=true to do it anyway)",
+                key, old.shard_id, shard_id);
         tenant_pin p = {.pinned_ms = clock_wall_ms(registry_clock(r))};
         snprintf(p.key, sizeof(p.key), "%s", key);
         snprintf(p.shard_id, sizeof(p.shard_id), "%s", shard_id);
@@ -272,14 +267,14 @@ typedef struct ensured {
 } ensured;
 
 static int ensure_once(ensured *done, size_t *ndone, const char *shard_id, const char *type,
-                       tenant_ensure_fn ensure, void *ctx, char *err, size_t errlen)
+                       tenant_ensure_fn ensure, void *ctx, errdetail *e)
 {
     if (!ensure || !type || !*type)
         return 0;
     for (size_t i = 0; i < *ndone; i++)
         if (strcmp(done[i].shard_id, shard_id) == 0 && strcmp(done[i].type, type) == 0)
             return 0;
-    int rc = ensure(ctx, shard_id, type, err, errlen);
+    int rc = ensure(ctx, shard_id, type, e);
     if (rc == 0)
         done[(*ndone)++] = (ensured){shard_id, type};
     return rc;
@@ -321,7 +316,7 @@ static int placement_pick(const placement *pl, tenant_pin *p)
 
 /* One attempt: 1 when the pins changed meanwhile (try again). */
 static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
-                         void *ctx, tenant_pin *out, bool *created, char *err, size_t errlen)
+                         void *ctx, tenant_pin *out, bool *created, errdetail *e)
 {
     size_t fresh = 0;
     int rc = 0;
@@ -353,14 +348,13 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
         p->hash = citrus_hash(registry_hash(r), p->key, strlen(p->key));
         rc = placement_pick(&pl, p);
         if (rc < 0) {
-            errfmt(err, errlen, "no active shard to place tenants on");
+            errdetail_set(e, rc, "no active shard to place tenants on");
             break;
         }
         snprintf(p->business_type, sizeof(p->business_type), "%s",
                  regs[i].business_type ? regs[i].business_type : "");
         p->pinned_ms = now;
-        rc =
-            ensure_once(done, &ndone, p->shard_id, regs[i].business_type, ensure, ctx, err, errlen);
+        rc = ensure_once(done, &ndone, p->shard_id, regs[i].business_type, ensure, ctx, e);
     }
     txb t;
     txb_init(&t);
@@ -402,18 +396,17 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
 }
 
 int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
-                     void *ensure_ctx, tenant_pin *out, bool *created, char *err, size_t errlen)
+                     void *ensure_ctx, tenant_pin *out, bool *created, errdetail *e)
 {
     for (size_t i = 0; i < n; i++)
         if (!tenant_id_valid(regs[i].business_id) || !tenant_id_valid(regs[i].location_id))
             return CITRUS_EINVAL;
     for (int tries = 0; tries < REGISTER_TRIES; tries++) {
-        int rc = register_once(r, regs, n, ensure, ensure_ctx, out, created, err, errlen);
+        int rc = register_once(r, regs, n, ensure, ensure_ctx, out, created, e);
         if (rc <= 0)
             return rc;
     }
-    errfmt(err, errlen, "the directory kept changing; nothing registered");
-    return CITRUS_EUNAVAILABLE;
+    return errdetail_set(e, CITRUS_EUNAVAILABLE, "the directory kept changing; nothing registered");
 }
 
 /* ---- routing ---- */
@@ -444,7 +437,7 @@ int tenants_route(registry *r, const ring *rg, int64_t ring_version, const char 
 
 /* ---- moving the tenants of a shard that left the ring ---- */
 
-int tenants_repin(registry *r, const char *shard_id, size_t *moved, char *err, size_t errlen)
+int tenants_repin(registry *r, const char *shard_id, size_t *moved, errdetail *e)
 {
     *moved = 0;
     int idle = 0; /* rounds that moved nothing (every compare lost a race) */
@@ -466,7 +459,7 @@ int tenants_repin(registry *r, const char *shard_id, size_t *moved, char *err, s
             tenant_pin p = pins[i];
             rc = placement_pick(&pl, &p);
             if (rc < 0) {
-                errfmt(err, errlen, "no active shard to move the tenants of '%s' to", shard_id);
+                errdetail_set(e, rc, "no active shard to move the tenants of '%s' to", shard_id);
                 break;
             }
             char k[KEYLEN];
@@ -485,8 +478,8 @@ int tenants_repin(registry *r, const char *shard_id, size_t *moved, char *err, s
         if (rc < 0)
             return rc;
         if (*moved == before && ++idle >= REPIN_TRIES) {
-            errfmt(err, errlen, "the tenants of '%s' kept changing while being moved", shard_id);
-            return CITRUS_EUNAVAILABLE;
+            return errdetail_set(e, CITRUS_EUNAVAILABLE,
+                                 "the tenants of '%s' kept changing while being moved", shard_id);
         }
     }
 }

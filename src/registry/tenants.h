@@ -33,7 +33,7 @@ int tenants_list(registry *r, const char *shard_id, const char *after, size_t li
  * existing pin to another shard moves the tenant without its data:
  * CITRUS_EFORCE unless REG_FORCE. *created tells whether it was new. */
 int tenants_put(registry *r, const char *key, const char *shard_id, unsigned flags, tenant_pin *out,
-                bool *created, char *err, size_t errlen);
+                bool *created, errdetail *e);
 
 /* Removes a pin (the key then follows the ring). CITRUS_ENOTFOUND. */
 int tenants_delete(registry *r, const char *key);
@@ -51,18 +51,18 @@ typedef struct tenant_reg {
  * (the schema template of the type); its failure aborts with nothing
  * pinned. ensure may be NULL. */
 typedef int (*tenant_ensure_fn)(void *ctx, const char *shard_id, const char *business_type,
-                                char *err, size_t errlen);
+                                errdetail *e);
 int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
-                     void *ensure_ctx, tenant_pin *out, bool *created, char *err, size_t errlen);
+                     void *ensure_ctx, tenant_pin *out, bool *created, errdetail *e);
 
 /* Moves every tenant pinned to shard_id to the first active shard at or
  * after its hash (its ring owner when that is active), each pin with its
  * own compare: what the service that took a shard out of the ring
  * (retired, or deleted with REG_FORCE) calls after that change, so that
  * no tenant is left pinned to a shard that no longer serves. *moved counts
- * them. CITRUS_EUNAVAILABLE (err says why) when no shard is active or the
+ * them. CITRUS_EUNAVAILABLE (e says why) when no shard is active or the
  * pins kept changing under it. */
-int tenants_repin(registry *r, const char *shard_id, size_t *moved, char *err, size_t errlen);
+int tenants_repin(registry *r, const char *shard_id, size_t *moved, errdetail *e);
 
 /* Where a key goes: its pin, else the ring (the owner of the first token >=
  * hash(key), whatever its state). */

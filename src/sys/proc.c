@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "citrus/errors.h"
-#include "core/errfmt.h"
+#include "core/errdetail.h"
 
 #define EXIT_POLL_MS 5
 
@@ -84,11 +84,11 @@ static void spawn_attr(posix_spawnattr_t *a)
     posix_spawnattr_setsigdefault(a, &dfl);
 }
 
-static int spawn_child(const char *path, run *r, char *err, size_t errlen)
+static int spawn_child(const char *path, run *r, errdetail *e)
 {
     int fds[3][2];
     if (make_pipes(fds) != 0) {
-        errfmt(err, errlen, "pipe: %s", strerror(errno));
+        errdetail_set(e, CITRUS_EIO, "pipe: %s", strerror(errno));
         close_pipes(fds);
         return CITRUS_EIO;
     }
@@ -101,11 +101,11 @@ static int spawn_child(const char *path, run *r, char *err, size_t errlen)
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     spawn_attr(&attr);
     char *argv[] = {(char *)path, NULL};
-    int e = posix_spawn(&r->pid, path, &fa, &attr, argv, environ);
+    int se = posix_spawn(&r->pid, path, &fa, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
-    if (e != 0) {
-        errfmt(err, errlen, "cannot run %s: %s", path, strerror(e));
+    if (se != 0) {
+        errdetail_set(e, CITRUS_EIO, "cannot run %s: %s", path, strerror(se));
         close_pipes(fds);
         return CITRUS_EIO;
     }
@@ -277,14 +277,14 @@ static void output_end(proc_output *o)
     }
 }
 
-int proc_run(const proc_spec *spec, proc_result *out, char *err, size_t errlen)
+int proc_run(const proc_spec *spec, proc_result *out, errdetail *e)
 {
     memset(out, 0, sizeof(*out));
     size_t cap = spec->output_cap ? spec->output_cap : PROC_OUTPUT_CAP_DEFAULT;
     run r = {.in_fd = -1, .input = spec->input, .input_len = spec->input ? spec->input_len : 0};
     r.out = (capture){.fd = -1, .cap = cap};
     r.err = (capture){.fd = -1, .cap = cap};
-    int rc = spawn_child(spec->path, &r, err, errlen);
+    int rc = spawn_child(spec->path, &r, e);
     if (rc < 0)
         return rc;
     run_io(&r, spec->timeout_ms, spec->clock);

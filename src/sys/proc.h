@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
 #include "sys/clock.h"
 
 #define PROC_OUTPUT_CAP_DEFAULT ((size_t)1024 * 1024)
@@ -53,8 +54,8 @@ typedef struct proc_result {
 
 /* Runs spec->path to its end (or the deadline). 0 with *out filled
  * (release it with proc_result_free), or CITRUS_EIO when the program could
- * not be started (err says why; *out holds nothing). */
-int proc_run(const proc_spec *spec, proc_result *out, char *err, size_t errlen);
+ * not be started (e says why; *out holds nothing). */
+int proc_run(const proc_spec *spec, proc_result *out, errdetail *e);
 void proc_result_free(proc_result *r);
 
 /* Whether it exited with status 0. */

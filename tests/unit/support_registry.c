@@ -20,8 +20,8 @@ void regfix_open(regfix *f, const char *tag, size_t vnodes)
     assert_non_null(f->clock);
     f->reg = registry_new(f->d.st, f->clock, CITRUS_HASH_MURMUR3, vnodes, NULL, NULL);
     assert_non_null(f->reg);
-    char err[256] = "";
-    assert_int_equal(registry_init(f->reg, err, sizeof(err)), 0);
+    errdetail e = {0};
+    assert_int_equal(registry_init(f->reg, &e), 0);
 }
 
 void regfix_close(regfix *f)
@@ -48,9 +48,9 @@ void regfix_add_active(regfix *f, const char *id, double weight, const char *dsn
     assert_int_equal(shard_transition(&s, SHARD_INITIALIZING, "registered", "test", now), 0);
     assert_int_equal(shard_transition(&s, SHARD_ACTIVE, "ready", "test", now), 0);
     reg_result res;
-    char err[256] = "";
-    if (registry_shard_create(f->reg, &s, NULL, &res, err, sizeof(err)) != 0)
-        fail_msg("create %s: %s", id, err);
+    errdetail e = {0};
+    if (registry_shard_create(f->reg, &s, NULL, &res, &e) != 0)
+        fail_msg("create %s: %s", id, e.message);
     reg_result_clear(&res);
     shard_clear(&s);
 }
@@ -60,7 +60,7 @@ typedef struct move_ctx {
     int64_t now;
 } move_ctx;
 
-static int move_fn(shard *s, void *vctx, char *err, size_t errlen)
+static int move_fn(shard *s, void *vctx, errdetail *e)
 {
     move_ctx *c = vctx;
     return shard_transition(s, c->to, "test", "test", c->now);
@@ -71,8 +71,8 @@ int regfix_move_on(registry *reg, const sysclock *clock, const char *id, shard_s
 {
     move_ctx c = {to, clock_wall_ms(clock)};
     reg_result res;
-    char err[256] = "";
-    int rc = registry_shard_modify(reg, id, move_fn, &c, flags, NULL, NULL, &res, err, sizeof(err));
+    errdetail e = {0};
+    int rc = registry_shard_modify(reg, id, move_fn, &c, flags, NULL, NULL, &res, &e);
     reg_result_clear(&res);
     return rc;
 }

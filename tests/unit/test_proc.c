@@ -38,15 +38,16 @@ static void script(const char *name, const char *body, char *out, size_t len)
 static void run(const char *name, const char *body, const char *input, size_t cap,
                 int64_t timeout_ms, proc_result *out)
 {
-    char path[256], err[512] = "";
+    char path[256];
+    errdetail e = {0};
     script(name, body, path, sizeof(path));
     proc_spec spec = {.path = path,
                       .input = input,
                       .input_len = input ? strlen(input) : 0,
                       .output_cap = cap,
                       .timeout_ms = timeout_ms};
-    if (proc_run(&spec, out, err, sizeof(err)) != 0)
-        fail_msg("proc_run %s: %s", name, err);
+    if (proc_run(&spec, out, &e) != 0)
+        fail_msg("proc_run %s: %s", name, e.message);
 }
 
 static void input_in_output_out(void **state)
@@ -89,9 +90,10 @@ static void a_program_that_cannot_start(void **state)
 {
     proc_spec spec = {.path = "/nonexistent/program", .timeout_ms = 1000};
     proc_result r;
-    char err[512] = "";
-    assert_int_equal(proc_run(&spec, &r, err, sizeof(err)), CITRUS_EIO);
-    assert_non_null(strstr(err, "cannot run /nonexistent/program"));
+    errdetail e = {0};
+    assert_int_equal(proc_run(&spec, &r, &e), CITRUS_EIO);
+    assert_int_equal(e.code, CITRUS_EIO);
+    assert_non_null(strstr(e.message, "cannot run /nonexistent/program"));
     assert_null(r.out.buf);
 }
 
@@ -194,17 +196,18 @@ static void the_deadline_kills_the_group(void **state)
  * program's own 300 ms of real time do not count). */
 static void the_deadline_reads_the_given_clock(void **state)
 {
-    char slow[256], slower[256], err[512] = "";
+    char slow[256], slower[256];
+    errdetail e = {0};
     script("sleepy.sh", "exec sleep 30\n", slower, sizeof(slower));
     script("nap.sh", "sleep 0.3\necho done\n", slow, sizeof(slow));
     sysclock *c = clock_test_new(1000, 0);
     proc_spec spec = {.path = slower, .timeout_ms = 0, .clock = c};
     proc_result r;
-    assert_int_equal(proc_run(&spec, &r, err, sizeof(err)), 0);
+    assert_int_equal(proc_run(&spec, &r, &e), 0);
     assert_true(r.timed_out);
     proc_result_free(&r);
     spec = (proc_spec){.path = slow, .timeout_ms = 50, .clock = c};
-    assert_int_equal(proc_run(&spec, &r, err, sizeof(err)), 0);
+    assert_int_equal(proc_run(&spec, &r, &e), 0);
     assert_false(r.timed_out);
     assert_true(proc_result_ok(&r));
     assert_string_equal(r.out.buf, "done\n");

@@ -36,28 +36,28 @@ static char tmpdir[256];
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static int provision(provisioner *p, const char *id, prov_result *out, char *err, size_t errlen)
+static int provision(provisioner *p, const char *id, prov_result *out, errdetail *e)
 {
     prov_request req = {.shard_id = id, .template_name = "basic"};
-    err[0] = '\0';
-    return p->provision(p, &req, out, err, errlen);
+    errdetail_clear(e);
+    return p->provision(p, &req, out, e);
 }
 
 static void must_provision(provisioner *p, const char *id, prov_result *out)
 {
-    char err[1024];
-    int rc = provision(p, id, out, err, sizeof(err));
+    errdetail e = {0};
+    int rc = provision(p, id, out, &e);
     if (rc)
-        fail_msg("provision %s (%s): %d %s", id, p->kind, rc, err);
+        fail_msg("provision %s (%s): %d %s", id, p->kind, rc, e.message);
     assert_non_null(out->dsn);
 }
 
 static void must_deprovision(provisioner *p, const char *id, const char *dsn)
 {
-    char err[1024] = "";
-    int rc = p->deprovision(p, id, dsn, err, sizeof(err));
+    errdetail e = {0};
+    int rc = p->deprovision(p, id, dsn, &e);
     if (rc)
-        fail_msg("deprovision %s (%s): %d %s", id, p->kind, rc, err);
+        fail_msg("deprovision %s (%s): %d %s", id, p->kind, rc, e.message);
 }
 
 static drv_conn *must_open(const char *dsn)
@@ -158,15 +158,18 @@ static void test_sqlite_provision(void **state)
 
 static void test_sqlite_bad_ids(void **state)
 {
-    char dir[512], err[512];
+    char dir[512];
+    errdetail e = {0};
     snprintf(dir, sizeof(dir), "%s/shards-bad", tmpdir);
     provisioner *p = prov_sqlite_new(dir);
     const char *bad[] = {"", "../x", "a/b", ".hidden", "-x", "a.db", NULL};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         prov_result r = {0};
-        assert_int_equal(provision(p, bad[i], &r, err, sizeof(err)), CITRUS_EINVAL);
+        assert_int_equal(provision(p, bad[i], &r, &e), CITRUS_EINVAL);
+        assert_int_equal(e.code, CITRUS_EINVAL);
+        assert_string_equal(e.message, "invalid shard id");
         assert_null(r.dsn);
-        assert_int_equal(p->deprovision(p, bad[i], NULL, err, sizeof(err)), CITRUS_EINVAL);
+        assert_int_equal(p->deprovision(p, bad[i], NULL, &e), CITRUS_EINVAL);
     }
     p->free(p);
     assert_null(prov_sqlite_new(""));
@@ -274,7 +277,7 @@ static void test_pg_uri_params(void **state)
 typedef struct race_arg {
     provisioner *p;
     int rc;
-    char err[512];
+    errdetail e;
     prov_result r;
 } race_arg;
 
@@ -282,7 +285,7 @@ static void *race_main(void *a)
 {
     race_arg *ra = a;
     prov_request req = {.shard_id = "raced"};
-    ra->rc = ra->p->provision(ra->p, &req, &ra->r, ra->err, sizeof(ra->err));
+    ra->rc = ra->p->provision(ra->p, &req, &ra->r, &ra->e);
     return NULL;
 }
 
@@ -302,7 +305,7 @@ static void test_pg_concurrent_provision(void **state)
         pthread_join(th[i], NULL);
     for (int i = 0; i < 4; i++) {
         if (args[i].rc)
-            fail_msg("provision %d: %d %s", i, args[i].rc, args[i].err);
+            fail_msg("provision %d: %d %s", i, args[i].rc, args[i].e.message);
         assert_string_equal(args[i].r.dsn, args[0].r.dsn);
     }
     assert_true(pg_has_database("race_raced"));
@@ -314,22 +317,24 @@ static void test_pg_concurrent_provision(void **state)
 
 static void test_pg_unreachable(void **state)
 {
-    char admin[128], err[512];
+    char admin[128];
+    errdetail e = {0};
     snprintf(admin, sizeof(admin), "postgresql://postgres@127.0.0.1:%d/postgres", pg_free_port());
     provisioner *p = prov_postgres_new(admin, "x_");
     prov_result r = {0};
     int64_t t0 = mono_ms();
-    assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EUNAVAILABLE);
+    assert_int_equal(provision(p, "s1", &r, &e), CITRUS_EUNAVAILABLE);
+    assert_int_equal(e.code, CITRUS_EUNAVAILABLE);
     assert_null(r.dsn);
-    assert_true(err[0] != '\0');
-    assert_int_equal(p->deprovision(p, "s1", NULL, err, sizeof(err)), CITRUS_EUNAVAILABLE);
+    assert_true(e.message[0] != '\0');
+    assert_int_equal(p->deprovision(p, "s1", NULL, &e), CITRUS_EUNAVAILABLE);
     assert_true(mono_ms() - t0 < 10000);
     p->free(p);
 }
 
 static void test_pg_bad_input(void **state)
 {
-    char err[512];
+    errdetail e = {0};
     assert_null(prov_postgres_new("sqlite:///tmp/x.db", NULL));
     assert_null(prov_postgres_new("nonsense", NULL));
     assert_null(prov_postgres_new(pg.admin_dsn, "bad-prefix"));
@@ -337,10 +342,9 @@ static void test_pg_bad_input(void **state)
     provisioner *p = prov_postgres_new(pg.admin_dsn, "prefix_of_twenty_ch_");
     prov_result r = {0};
     /* 20 + 44 = 64 bytes: PostgreSQL would truncate it, so it is refused */
-    assert_int_equal(
-        provision(p, "abcdefghijabcdefghijabcdefghijabcdefghijabcd", &r, err, sizeof(err)),
-        CITRUS_EINVAL);
-    assert_int_equal(provision(p, "../x", &r, err, sizeof(err)), CITRUS_EINVAL);
+    assert_int_equal(provision(p, "abcdefghijabcdefghijabcdefghijabcdefghijabcd", &r, &e),
+                     CITRUS_EINVAL);
+    assert_int_equal(provision(p, "../x", &r, &e), CITRUS_EINVAL);
     p->free(p);
 }
 
@@ -382,7 +386,7 @@ static provisioner *exec_script(const char *name, const char *body, int timeout_
 
 static void test_exec_ok(void **state)
 {
-    char err[1024];
+    errdetail e = {0};
     provisioner *p = exec_script(
         "ok.sh",
         "input=$(cat)\n"
@@ -397,9 +401,9 @@ static void test_exec_ok(void **state)
     json_t *params = json_pack("{s:s}", "region", "eu");
     prov_request req = {.shard_id = "s-42", .template_name = "basic", .params = params};
     prov_result r = {0};
-    int rc = p->provision(p, &req, &r, err, sizeof(err));
+    int rc = p->provision(p, &req, &r, &e);
     if (rc)
-        fail_msg("provision: %d %s", rc, err);
+        fail_msg("provision: %d %s", rc, e.message);
     assert_string_equal(r.dsn, "sqlite:///tmp/x.db");
     assert_int_equal(r.nreplicas, 1);
     assert_string_equal(r.replicas[0], "sqlite:///tmp/x-r1.db");
@@ -407,9 +411,10 @@ static void test_exec_ok(void **state)
 
     /* another id: the script sees it is not s-42 and fails: stdin really is the request */
     req.shard_id = "s-43";
-    assert_int_equal(p->provision(p, &req, &r, err, sizeof(err)), CITRUS_EIO);
-    assert_non_null(strstr(err, "exit 3"));
-    assert_non_null(strstr(err, "no shard id in"));
+    assert_int_equal(p->provision(p, &req, &r, &e), CITRUS_EIO);
+    assert_int_equal(e.code, CITRUS_EIO);
+    assert_non_null(strstr(e.message, "exit 3"));
+    assert_non_null(strstr(e.message, "no shard id in"));
     assert_null(r.dsn);
     json_decref(params);
 
@@ -422,7 +427,7 @@ static void test_exec_ok(void **state)
 
 static void test_exec_deprovision(void **state)
 {
-    char err[1024];
+    errdetail e = {0};
     provisioner *p =
         exec_script("dep.sh",
                     "input=$(cat)\n"
@@ -430,38 +435,40 @@ static void test_exec_deprovision(void **state)
                     "echo \"$input\" | grep -q '\"dsn\":\"sqlite:///tmp/x.db\"' || exit 5\n"
                     "echo \"$input\" | grep -q '\"shard_id\":\"s-1\"' || exit 6\n",
                     10000);
-    assert_int_equal(p->deprovision(p, "s-1", "sqlite:///tmp/x.db", err, sizeof(err)), 0);
-    assert_int_equal(p->deprovision(p, "s-2", "sqlite:///tmp/x.db", err, sizeof(err)), CITRUS_EIO);
-    assert_non_null(strstr(err, "exit 6"));
+    assert_int_equal(p->deprovision(p, "s-1", "sqlite:///tmp/x.db", &e), 0);
+    assert_int_equal(p->deprovision(p, "s-2", "sqlite:///tmp/x.db", &e), CITRUS_EIO);
+    assert_non_null(strstr(e.message, "exit 6"));
     p->free(p);
 }
 
 static void test_exec_failure(void **state)
 {
-    char err[1024];
+    errdetail e = {0};
     provisioner *p = exec_script(
         "fail.sh", "cat >/dev/null\necho 'quota exceeded for project x' >&2\nexit 2\n", 10000);
     prov_result r = {0};
-    assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EIO);
-    assert_non_null(strstr(err, "exit 2"));
-    assert_non_null(strstr(err, "quota exceeded for project x"));
+    assert_int_equal(provision(p, "s1", &r, &e), CITRUS_EIO);
+    assert_non_null(strstr(e.message, "exit 2"));
+    assert_non_null(strstr(e.message, "quota exceeded for project x"));
     assert_null(r.dsn);
     p->free(p);
 
     p = prov_exec_new("/nonexistent/provisioner", 10000);
     assert_non_null(p);
-    assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EIO);
-    assert_non_null(strstr(err, "/nonexistent/provisioner"));
+    assert_int_equal(provision(p, "s1", &r, &e), CITRUS_EIO);
+    assert_int_equal(e.code, CITRUS_EIO);
+    assert_non_null(strstr(e.message, "/nonexistent/provisioner"));
     p->free(p);
 }
 
 static void test_exec_timeout(void **state)
 {
-    char err[1024];
+    errdetail e = {0};
     provisioner *p = exec_script("slow.sh", "exec sleep 30\n", 200);
     prov_result r = {0};
-    assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_ETIMEOUT);
-    assert_non_null(strstr(err, "timed out after 200 ms"));
+    assert_int_equal(provision(p, "s1", &r, &e), CITRUS_ETIMEOUT);
+    assert_int_equal(e.code, CITRUS_ETIMEOUT);
+    assert_non_null(strstr(e.message, "timed out after 200 ms"));
     assert_null(r.dsn);
     p->free(p);
 }
@@ -479,14 +486,16 @@ static void test_exec_garbage(void **state)
         "cat >/dev/null\n",
     };
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        char name[32], err[1024];
+        char name[32];
+        errdetail e = {0};
         snprintf(name, sizeof(name), "garbage%zu.sh", i);
         provisioner *p = exec_script(name, bodies[i], 10000);
         prov_result r = {0};
-        int rc = provision(p, "s1", &r, err, sizeof(err));
+        int rc = provision(p, "s1", &r, &e);
         if (rc != CITRUS_EIO)
-            fail_msg("%s: %d (%s), want EIO", bodies[i], rc, err);
-        assert_true(err[0] != '\0');
+            fail_msg("%s: %d (%s), want EIO", bodies[i], rc, e.message);
+        assert_int_equal(e.code, CITRUS_EIO);
+        assert_true(e.message[0] != '\0');
         assert_null(r.dsn);
         assert_int_equal(r.nreplicas, 0);
         p->free(p);
@@ -496,7 +505,7 @@ static void test_exec_garbage(void **state)
 /* 2 MiB on each of stdout and stderr: no deadlock, capped, refused. */
 static void test_exec_big_output(void **state)
 {
-    char err[1024];
+    errdetail e = {0};
     provisioner *p = exec_script("big.sh",
                                  "cat >/dev/null\n"
                                  "head -c 2097152 /dev/zero | tr '\\0' 'e' >&2 &\n"
@@ -505,8 +514,8 @@ static void test_exec_big_output(void **state)
                                  20000);
     prov_result r = {0};
     int64_t t0 = mono_ms();
-    assert_int_equal(provision(p, "s1", &r, err, sizeof(err)), CITRUS_EIO);
-    assert_non_null(strstr(err, "1 MiB"));
+    assert_int_equal(provision(p, "s1", &r, &e), CITRUS_EIO);
+    assert_non_null(strstr(e.message, "1 MiB"));
     assert_true(mono_ms() - t0 < 15000);
     p->free(p);
 }

@@ -99,7 +99,7 @@ typedef struct weight_ctx {
     double w;
 } weight_ctx;
 
-static int set_weight(shard *s, void *vctx, char *err, size_t errlen)
+static int set_weight(shard *s, void *vctx, errdetail *e)
 {
     s->weight = ((weight_ctx *)vctx)->w;
     s->epoch++;
@@ -109,9 +109,9 @@ static int set_weight(shard *s, void *vctx, char *err, size_t errlen)
 static void change_weight(regfix *f, const char *id, double w, reg_result *res)
 {
     weight_ctx c = {w};
-    char err[256] = "";
-    if (registry_shard_modify(f->reg, id, set_weight, &c, 0, NULL, NULL, res, err, sizeof(err)))
-        fail_msg("weight %g: %s", w, err);
+    errdetail e = {0};
+    if (registry_shard_modify(f->reg, id, set_weight, &c, 0, NULL, NULL, res, &e))
+        fail_msg("weight %g: %s", w, e.message);
 }
 
 static void activation_gives_tokens_and_moves_ranges(void **state)
@@ -129,8 +129,8 @@ static void activation_gives_tokens_and_moves_ranges(void **state)
     regfix_record(f, &s, "b", 1, NULL);
     assert_int_equal(shard_transition(&s, SHARD_PROVISIONING, "", "test", REGFIX_WALL0), 0);
     reg_result res;
-    char err[256] = "";
-    assert_int_equal(registry_shard_create(f->reg, &s, NULL, &res, err, sizeof(err)), 0);
+    errdetail e = {0};
+    assert_int_equal(registry_shard_create(f->reg, &s, NULL, &res, &e), 0);
     assert_false(res.ring_changed);
     assert_int_equal(res.tokens_after, 0);
     reg_result_clear(&res);
@@ -169,8 +169,8 @@ static void ranges_name_old_and_new_owner(void **state)
     assert_int_equal(shard_transition(&s, SHARD_INITIALIZING, "", "test", REGFIX_WALL0), 0);
     assert_int_equal(shard_transition(&s, SHARD_ACTIVE, "", "test", REGFIX_WALL0), 0);
     reg_result res;
-    char err[256] = "";
-    assert_int_equal(registry_shard_create(f->reg, &s, NULL, &res, err, sizeof(err)), 0);
+    errdetail e = {0};
+    assert_int_equal(registry_shard_create(f->reg, &s, NULL, &res, &e), 0);
     shard_clear(&s);
     assert_true(res.ring_changed);
     assert_int_equal(res.tokens_before, 0);
@@ -264,11 +264,10 @@ static void dry_run_writes_nothing(void **state)
     int64_t v = regfix_mod(f, REG_RING_META), m = regfix_mod(f, REG_SHARDS "a");
     weight_ctx c = {3};
     reg_result res;
-    char err[256] = "";
+    errdetail e = {0};
     shard out;
-    assert_int_equal(registry_shard_modify(f->reg, "a", set_weight, &c, REG_DRY_RUN, NULL, &out,
-                                           &res, err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        registry_shard_modify(f->reg, "a", set_weight, &c, REG_DRY_RUN, NULL, &out, &res, &e), 0);
     assert_true(res.ring_changed);
     assert_int_equal(res.tokens_after, 3 * VNODES);
     assert_int_equal(res.ring_version, v); /* the version now, not a new one */
@@ -286,7 +285,7 @@ typedef struct racing {
     int calls;
 } racing;
 
-static int set_zone_other(shard *s, void *vctx, char *err, size_t errlen)
+static int set_zone_other(shard *s, void *vctx, errdetail *e)
 {
     free(s->zone);
     s->zone = strdup("zone-other");
@@ -296,14 +295,14 @@ static int set_zone_other(shard *s, void *vctx, char *err, size_t errlen)
 
 /* The first time, someone else changes the record between our read and our
  * write; the second time we win. */
-static int weight_after_a_race(shard *s, void *vctx, char *err, size_t errlen)
+static int weight_after_a_race(shard *s, void *vctx, errdetail *e)
 {
     racing *c = vctx;
     if (c->calls++ == 0) {
         reg_result res;
-        assert_int_equal(registry_shard_modify(c->f->reg, s->id, set_zone_other, NULL, 0, NULL,
-                                               NULL, &res, err, errlen),
-                         0);
+        assert_int_equal(
+            registry_shard_modify(c->f->reg, s->id, set_zone_other, NULL, 0, NULL, NULL, &res, e),
+            0);
         reg_result_clear(&res);
     }
     s->weight = 2;
@@ -321,10 +320,9 @@ static void a_concurrent_change_makes_it_retry(void **state)
     shard_clear(&s);
     racing c = {f, 0};
     reg_result res;
-    char err[256] = "";
-    assert_int_equal(registry_shard_modify(f->reg, "a", weight_after_a_race, &c, 0, NULL, NULL,
-                                           &res, err, sizeof(err)),
-                     0);
+    errdetail e = {0};
+    assert_int_equal(
+        registry_shard_modify(f->reg, "a", weight_after_a_race, &c, 0, NULL, NULL, &res, &e), 0);
     reg_result_clear(&res);
     assert_int_equal(c.calls, 2); /* the first write's compare failed */
     get(f, "a", &s, NULL);
@@ -337,7 +335,7 @@ static void a_concurrent_change_makes_it_retry(void **state)
     assert_int_equal(n, 2 * VNODES);
 }
 
-static int count_calls(shard *s, void *vctx, char *err, size_t errlen)
+static int count_calls(shard *s, void *vctx, errdetail *e)
 {
     (*(int *)vctx)++;
     s->weight = 4;
@@ -353,18 +351,17 @@ static void a_fence_that_moved_refuses(void **state)
     int64_t m = regfix_mod(f, REG_SHARDS "a");
     int calls = 0;
     reg_result res;
-    char err[256] = "";
+    errdetail e = {0};
     reg_fence stale = {"citrus/controller/leader", lead + 100};
-    assert_int_equal(registry_shard_modify(f->reg, "a", count_calls, &calls, 0, &stale, NULL, &res,
-                                           err, sizeof(err)),
-                     CITRUS_ECONFLICT);
+    assert_int_equal(
+        registry_shard_modify(f->reg, "a", count_calls, &calls, 0, &stale, NULL, &res, &e),
+        CITRUS_ECONFLICT);
     assert_true(calls > 1); /* it retried, then gave up */
     assert_int_equal(regfix_mod(f, REG_SHARDS "a"), m);
 
     reg_fence good = {"citrus/controller/leader", lead};
-    assert_int_equal(registry_shard_modify(f->reg, "a", count_calls, &calls, 0, &good, NULL, &res,
-                                           err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        registry_shard_modify(f->reg, "a", count_calls, &calls, 0, &good, NULL, &res, &e), 0);
     reg_result_clear(&res);
     assert_true(regfix_mod(f, REG_SHARDS "a") > m);
 }
@@ -376,10 +373,10 @@ static void create_refuses_a_taken_id(void **state)
     shard s;
     regfix_record(f, &s, "a", 1, NULL);
     reg_result res;
-    char err[256] = "";
-    assert_int_equal(registry_shard_create(f->reg, &s, NULL, &res, err, sizeof(err)),
-                     CITRUS_EEXISTS);
-    assert_non_null(strstr(err, "'a' already exists"));
+    errdetail e = {0};
+    assert_int_equal(registry_shard_create(f->reg, &s, NULL, &res, &e), CITRUS_EEXISTS);
+    assert_int_equal(e.code, CITRUS_EEXISTS);
+    assert_non_null(strstr(e.message, "'a' already exists"));
     shard_clear(&s);
 }
 
@@ -391,17 +388,18 @@ static void delete_rules(void **state)
     regfix_add_active(f, "a", 1, "sqlite:///tmp/a.db");
     regfix_add_active(f, "b", 1, "sqlite:///tmp/b.db");
     reg_result res;
-    char err[256] = "";
-    assert_int_equal(registry_shard_delete(f->reg, "a", 0, &res, err, sizeof(err)), CITRUS_EINUSE);
-    assert_non_null(strstr(err, "only retired or failed"));
+    errdetail e = {0};
+    assert_int_equal(registry_shard_delete(f->reg, "a", 0, &res, &e), CITRUS_EINUSE);
+    assert_int_equal(e.code, CITRUS_EINUSE);
+    assert_non_null(strstr(e.message, "only retired or failed"));
     reg_result_clear(&res);
 
     /* failed with tokens: only with force, and then its tokens go */
     assert_int_equal(regfix_move(f, "a", SHARD_FAILED, 0), 0);
-    assert_int_equal(registry_shard_delete(f->reg, "a", 0, &res, err, sizeof(err)), CITRUS_EINUSE);
+    assert_int_equal(registry_shard_delete(f->reg, "a", 0, &res, &e), CITRUS_EINUSE);
     assert_int_equal(res.tokens_before, VNODES);
     reg_result_clear(&res);
-    assert_int_equal(registry_shard_delete(f->reg, "a", REG_FORCE, &res, err, sizeof(err)), 0);
+    assert_int_equal(registry_shard_delete(f->reg, "a", REG_FORCE, &res, &e), 0);
     assert_true(res.ring_changed);
     reg_result_clear(&res);
     size_t n;
@@ -413,7 +411,7 @@ static void delete_rules(void **state)
     assert_int_equal(regfix_move(f, "b", SHARD_DRAINING, 0), 0);
     assert_int_equal(regfix_move(f, "b", SHARD_DRAINED, 0), 0);
     assert_int_equal(regfix_move(f, "b", SHARD_RETIRED, 0), 0);
-    assert_int_equal(registry_shard_delete(f->reg, "b", 0, &res, err, sizeof(err)), 0);
+    assert_int_equal(registry_shard_delete(f->reg, "b", 0, &res, &e), 0);
     assert_false(res.ring_changed);
     reg_result_clear(&res);
 }
@@ -427,8 +425,8 @@ static void retire_reports_pins_and_leaves_them(void **state)
     regfix_add_active(f, "b", 1, "sqlite:///tmp/b.db");
     tenant_pin p;
     bool created;
-    char err[256] = "";
-    assert_int_equal(tenants_put(f->reg, "t1", "a", 0, &p, &created, err, sizeof(err)), 0);
+    errdetail e = {0};
+    assert_int_equal(tenants_put(f->reg, "t1", "a", 0, &p, &created, &e), 0);
     assert_int_equal(regfix_move(f, "a", SHARD_DRAINING, 0), 0);
     assert_int_equal(regfix_move(f, "a", SHARD_DRAINED, 0), 0);
 

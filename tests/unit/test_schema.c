@@ -87,19 +87,19 @@ static void new_pg(char *out, size_t len)
 }
 
 static int apply(const char *dsn, const char *templates, const char *tmpl, schema_result *r,
-                 char *err, size_t errlen)
+                 errdetail *e)
 {
-    err[0] = '\0';
-    return schema_apply(dsn, templates, tmpl, 10000, r, err, errlen);
+    errdetail_clear(e);
+    return schema_apply(dsn, templates, tmpl, 10000, r, e);
 }
 
 static void must_apply(const char *dsn, const char *templates, size_t applied, size_t skipped)
 {
     schema_result r;
-    char err[1024];
-    int rc = apply(dsn, templates, "basic", &r, err, sizeof(err));
+    errdetail e = {0};
+    int rc = apply(dsn, templates, "basic", &r, &e);
     if (rc)
-        fail_msg("schema_apply: %d %s", rc, err);
+        fail_msg("schema_apply: %d %s", rc, e.message);
     assert_int_equal(r.applied, applied);
     assert_int_equal(r.skipped, skipped);
     assert_string_equal(r.failed_file, "");
@@ -150,7 +150,8 @@ static const char file_b[] = "CREATE UNIQUE INDEX accounts_name ON accounts (nam
 
 static void lifecycle(const char *dsn)
 {
-    char t[512], out[1024], err[1024], want[256], sum[65];
+    char t[512], out[1024], want[256], sum[65];
+    errdetail e = {0};
     schema_result r;
     new_templates(t, sizeof(t));
     /* written in reverse order: the directory order must not matter */
@@ -182,10 +183,13 @@ static void lifecycle(const char *dsn)
     write_template_file(t, "003_c.sql",
                         "CREATE TABLE leftovers (x INTEGER);\n"
                         "INSERT INTO no_such_table VALUES (1);\n");
-    assert_int_equal(apply(dsn, t, "basic", &r, err, sizeof(err)), CITRUS_EIO);
+    assert_int_equal(apply(dsn, t, "basic", &r, &e), CITRUS_EIO);
+    assert_int_equal(e.code, CITRUS_EIO);
     assert_string_equal(r.failed_file, "003_c.sql");
-    assert_int_equal(strncmp(err, "003_c.sql: ", 11), 0);
-    assert_non_null(strstr(err, "no_such_table"));
+    assert_int_equal(strncmp(e.message, "003_c.sql: ", 11), 0);
+    assert_non_null(strstr(e.message, "no_such_table"));
+    /* the database's SQLSTATE comes along (undefined_table) */
+    assert_string_equal(e.sqlstate, strncmp(dsn, "postgres", 8) == 0 ? "42P01" : "");
     assert_int_equal(r.applied, 0);
     assert_int_equal(r.skipped, 2);
     assert_int_equal(query(dsn, "SELECT count(*) FROM leftovers", out, sizeof(out)), CITRUS_EINVAL);
@@ -202,8 +206,9 @@ static void lifecycle(const char *dsn)
     /* an applied file edited: a conflict naming it, and 004 does not run */
     write_template_file(t, "001_a.sql", "CREATE TABLE accounts (id INTEGER PRIMARY KEY);\n");
     write_template_file(t, "004_d.sql", "CREATE TABLE later (x INTEGER);\n");
-    assert_int_equal(apply(dsn, t, "basic", &r, err, sizeof(err)), CITRUS_ECONFLICT);
-    assert_non_null(strstr(err, "001_a.sql"));
+    assert_int_equal(apply(dsn, t, "basic", &r, &e), CITRUS_ECONFLICT);
+    assert_int_equal(e.code, CITRUS_ECONFLICT);
+    assert_non_null(strstr(e.message, "001_a.sql"));
     assert_int_equal(r.applied, 0);
     assert_int_equal(query(dsn, "SELECT count(*) FROM later", out, sizeof(out)), CITRUS_EINVAL);
     assert_int_equal(query(dsn, "SELECT count(*) FROM citrus_migrations", out, sizeof(out)), 0);
@@ -246,47 +251,52 @@ static void test_template_names(void **state)
 /* "../evil" is refused even though the directory exists there. */
 static void test_template_path_tricks(void **state)
 {
-    char t[512], evil[512], dsn[512], out[256], err[512];
+    char t[512], evil[512], dsn[512], out[256];
+    errdetail e = {0};
     schema_result r;
     new_templates(t, sizeof(t));
     new_sqlite(dsn, sizeof(dsn));
     snprintf(evil, sizeof(evil), "%s/evil", tmpdir);
     assert_int_equal(mkdir(evil, 0755), 0);
     write_file(evil, "001.sql", "CREATE TABLE evil (x INTEGER);");
-    assert_int_equal(apply(dsn, t, "../evil", &r, err, sizeof(err)), CITRUS_EINVAL);
-    assert_int_equal(apply(dsn, t, "basic/../../evil", &r, err, sizeof(err)), CITRUS_EINVAL);
+    assert_int_equal(apply(dsn, t, "../evil", &r, &e), CITRUS_EINVAL);
+    assert_int_equal(apply(dsn, t, "basic/../../evil", &r, &e), CITRUS_EINVAL);
     assert_int_equal(query(dsn, "SELECT count(*) FROM evil", out, sizeof(out)), CITRUS_EINVAL);
 }
 
 static void test_unknown_template(void **state)
 {
-    char t[512], dsn[512], err[512];
+    char t[512], dsn[512];
+    errdetail e = {0};
     schema_result r;
     new_templates(t, sizeof(t));
     new_sqlite(dsn, sizeof(dsn));
-    assert_int_equal(apply(dsn, t, "nosuch", &r, err, sizeof(err)), CITRUS_ENOTFOUND);
-    assert_non_null(strstr(err, "nosuch"));
+    assert_int_equal(apply(dsn, t, "nosuch", &r, &e), CITRUS_ENOTFOUND);
+    assert_int_equal(e.code, CITRUS_ENOTFOUND);
+    assert_non_null(strstr(e.message, "nosuch"));
     /* an empty template is fine: nothing to do */
     must_apply(dsn, t, 0, 0);
 }
 
 static void test_unreachable_database(void **state)
 {
-    char t[512], dsn[512], err[512];
+    char t[512], dsn[512];
+    errdetail e = {0};
     schema_result r;
     new_templates(t, sizeof(t));
     write_template_file(t, "001_a.sql", file_a);
     snprintf(dsn, sizeof(dsn), "sqlite://%s/no-such-dir/x.db", tmpdir);
-    assert_int_equal(apply(dsn, t, "basic", &r, err, sizeof(err)), CITRUS_EUNAVAILABLE);
+    assert_int_equal(apply(dsn, t, "basic", &r, &e), CITRUS_EUNAVAILABLE);
     snprintf(dsn, sizeof(dsn), "postgresql://postgres@127.0.0.1:%d/postgres", pg_free_port());
-    assert_int_equal(apply(dsn, t, "basic", &r, err, sizeof(err)), CITRUS_EUNAVAILABLE);
-    assert_int_equal(apply("nonsense", t, "basic", &r, err, sizeof(err)), CITRUS_EINVAL);
+    assert_int_equal(apply(dsn, t, "basic", &r, &e), CITRUS_EUNAVAILABLE);
+    assert_int_equal(apply("nonsense", t, "basic", &r, &e), CITRUS_EINVAL);
 }
 
 /* Files bigger than 16 MiB are refused before anything runs. */
 static void test_file_too_big(void **state)
 {
-    char t[512], dsn[512], path[PATH_MAX], out[256], err[512];
+    char t[512], dsn[512], path[PATH_MAX], out[256];
+    errdetail e = {0};
     schema_result r;
     new_templates(t, sizeof(t));
     new_sqlite(dsn, sizeof(dsn));
@@ -296,22 +306,25 @@ static void test_file_too_big(void **state)
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, 16 * 1024 * 1024 + 1), 0); /* sparse: cheap */
     close(fd);
-    assert_int_not_equal(apply(dsn, t, "basic", &r, err, sizeof(err)), 0);
-    assert_non_null(strstr(err, "002_big.sql"));
+    assert_int_equal(apply(dsn, t, "basic", &r, &e), CITRUS_EINVAL);
+    assert_int_equal(e.code, CITRUS_EINVAL);
+    assert_non_null(strstr(e.message, "002_big.sql"));
     assert_int_equal(query(dsn, "SELECT count(*) FROM accounts", out, sizeof(out)), CITRUS_EINVAL);
 }
 
 /* Transaction control inside a file is not allowed; it is reported. */
 static void test_file_with_commit(void **state)
 {
-    char t[512], dsn[512], err[512];
+    char t[512], dsn[512];
+    errdetail e = {0};
     schema_result r;
     new_templates(t, sizeof(t));
     new_sqlite(dsn, sizeof(dsn));
     write_template_file(t, "001_a.sql", "CREATE TABLE a (x INTEGER); COMMIT;");
-    assert_int_equal(apply(dsn, t, "basic", &r, err, sizeof(err)), CITRUS_EIO);
+    assert_int_equal(apply(dsn, t, "basic", &r, &e), CITRUS_EIO);
+    assert_int_equal(e.code, CITRUS_EIO);
     assert_string_equal(r.failed_file, "001_a.sql");
-    assert_non_null(strstr(err, "transaction"));
+    assert_non_null(strstr(e.message, "transaction"));
 }
 
 /* ---- main --------------------------------------------------------------------------------- */

@@ -48,11 +48,11 @@ static int teardown(void **state)
 }
 
 /* svc_shard_action, its answer dropped. */
-static int action(sfix *s, const char *id, const char *what, unsigned flags, char *err,
-                  size_t errlen, reg_result *res)
+static int action(sfix *s, const char *id, const char *what, unsigned flags, errdetail *e,
+                  reg_result *res)
 {
     shard out;
-    int rc = svc_shard_action(&s->svc, id, what, flags, "test", &out, res, err, errlen);
+    int rc = svc_shard_action(&s->svc, id, what, flags, "test", &out, res, e);
     if (rc == 0)
         shard_clear(&out);
     return rc;
@@ -61,8 +61,8 @@ static int action(sfix *s, const char *id, const char *what, unsigned flags, cha
 static int act(sfix *s, const char *id, const char *what, unsigned flags)
 {
     reg_result res = {0};
-    char err[512] = "";
-    int rc = action(s, id, what, flags, err, sizeof(err), &res);
+    errdetail e = {0};
+    int rc = action(s, id, what, flags, &e, &res);
     reg_result_clear(&res);
     return rc;
 }
@@ -85,9 +85,9 @@ static void register_an_existing_database(void **state)
     shard_spec spec = {.id = "c", .dsn = dsn, .weight = 2};
     shard out;
     reg_result res;
-    char err[512] = "";
+    errdetail e = {0};
     /* not there yet: refused, nothing created */
-    assert_int_equal(svc_register_shard(&s->svc, &spec, true, "test", &out, &res, err, sizeof(err)),
+    assert_int_equal(svc_register_shard(&s->svc, &spec, true, "test", &out, &res, &e),
                      CITRUS_EUNREACHABLE);
     assert_int_equal(registry_shard_get(s->svc.reg, "c", &out, NULL), CITRUS_ENOTFOUND);
 
@@ -95,8 +95,7 @@ static void register_an_existing_database(void **state)
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_close(db);
     clock_test_advance(s->r.clock, 42);
-    assert_int_equal(svc_register_shard(&s->svc, &spec, true, "test", &out, &res, err, sizeof(err)),
-                     0);
+    assert_int_equal(svc_register_shard(&s->svc, &spec, true, "test", &out, &res, &e), 0);
     assert_int_equal(out.state, SHARD_ACTIVE);
     assert_int_equal(out.created_ms, REGFIX_WALL0 + 42);
     assert_int_equal(out.nhistory, 2);
@@ -105,9 +104,8 @@ static void register_an_existing_database(void **state)
     shard_clear(&out);
     reg_result_clear(&res);
     /* the id is taken now */
-    assert_int_equal(
-        svc_register_shard(&s->svc, &spec, false, "test", NULL, &res, err, sizeof(err)),
-        CITRUS_EEXISTS);
+    assert_int_equal(svc_register_shard(&s->svc, &spec, false, "test", NULL, &res, &e),
+                     CITRUS_EEXISTS);
 }
 
 static void actions_follow_the_table(void **state)
@@ -122,15 +120,18 @@ static void actions_follow_the_table(void **state)
     assert_int_equal(state_of(s, "a"), SHARD_ACTIVE);
 
     reg_result res = {0};
-    char err[512] = "";
-    assert_int_equal(action(s, "a", "retire", 0, err, sizeof(err), &res), CITRUS_ETRANSITION);
-    assert_string_equal(err, "shard 'a' is active and cannot go to retired; allowed: read_only, "
-                             "draining, failed");
-    assert_int_equal(action(s, "a", "activate", 0, err, sizeof(err), &res), CITRUS_ETRANSITION);
-    assert_int_equal(action(s, "a", "retry", 0, err, sizeof(err), &res), CITRUS_ETRANSITION);
+    errdetail e = {0};
+    assert_int_equal(action(s, "a", "retire", 0, &e, &res), CITRUS_ETRANSITION);
+    assert_int_equal(e.code, CITRUS_ETRANSITION);
+    assert_string_equal(e.message,
+                        "shard 'a' is active and cannot go to retired; allowed: read_only, "
+                        "draining, failed");
+    assert_int_equal(action(s, "a", "activate", 0, &e, &res), CITRUS_ETRANSITION);
+    assert_int_equal(action(s, "a", "retry", 0, &e, &res), CITRUS_ETRANSITION);
     assert_int_equal(state_of(s, "a"), SHARD_ACTIVE);
-    assert_int_equal(action(s, "a", "explode", 0, err, sizeof(err), &res), CITRUS_ENOTFOUND);
-    assert_string_equal(err, "unknown action 'explode'");
+    assert_int_equal(action(s, "a", "explode", 0, &e, &res), CITRUS_ENOTFOUND);
+    assert_int_equal(e.code, CITRUS_ENOTFOUND);
+    assert_string_equal(e.message, "unknown action 'explode'");
     assert_int_equal(act(s, "nope", "drain", 0), CITRUS_ENOTFOUND);
 
     /* retire from draining walks through drained */
@@ -153,8 +154,8 @@ static void pin_three(sfix *s, const char *id)
         snprintf(key, sizeof(key), "t%d", i);
         tenant_pin p;
         bool created;
-        char err[256] = "";
-        assert_int_equal(tenants_put(s->svc.reg, key, id, 0, &p, &created, err, sizeof(err)), 0);
+        errdetail e = {0};
+        assert_int_equal(tenants_put(s->svc.reg, key, id, 0, &p, &created, &e), 0);
     }
 }
 
@@ -166,20 +167,20 @@ static void a_forced_retirement_moves_the_tenants(void **state)
     assert_int_equal(pinned_to(s, "a"), 3); /* pins do not follow the ring */
 
     reg_result res = {0};
-    char err[512] = "";
-    assert_int_equal(action(s, "a", "retire", 0, err, sizeof(err), &res), CITRUS_EFORCE);
+    errdetail e = {0};
+    assert_int_equal(action(s, "a", "retire", 0, &e, &res), CITRUS_EFORCE);
     assert_int_equal(res.tenants_affected, 3);
     reg_result_clear(&res);
     assert_int_equal(state_of(s, "a"), SHARD_DRAINING);
 
     /* a dry run moves nothing */
-    assert_int_equal(action(s, "a", "retire", REG_FORCE | REG_DRY_RUN, err, sizeof(err), &res), 0);
+    assert_int_equal(action(s, "a", "retire", REG_FORCE | REG_DRY_RUN, &e, &res), 0);
     assert_int_equal(res.tenants_affected, 3);
     reg_result_clear(&res);
     assert_int_equal(state_of(s, "a"), SHARD_DRAINING);
     assert_int_equal(pinned_to(s, "a"), 3);
 
-    assert_int_equal(action(s, "a", "retire", REG_FORCE, err, sizeof(err), &res), 0);
+    assert_int_equal(action(s, "a", "retire", REG_FORCE, &e, &res), 0);
     assert_int_equal(res.tenants_affected, 3);
     reg_result_clear(&res);
     assert_int_equal(state_of(s, "a"), SHARD_RETIRED);
@@ -193,11 +194,11 @@ static void a_forced_delete_moves_the_tenants(void **state)
     pin_three(s, "a");
     assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "a", SHARD_FAILED, 0), 0);
     reg_result res;
-    char err[512] = "";
-    assert_int_equal(svc_shard_delete(&s->svc, "a", 0, &res, err, sizeof(err)), CITRUS_EINUSE);
+    errdetail e = {0};
+    assert_int_equal(svc_shard_delete(&s->svc, "a", 0, &res, &e), CITRUS_EINUSE);
     assert_int_equal(res.tenants_affected, 3);
     reg_result_clear(&res);
-    assert_int_equal(svc_shard_delete(&s->svc, "a", REG_FORCE, &res, err, sizeof(err)), 0);
+    assert_int_equal(svc_shard_delete(&s->svc, "a", REG_FORCE, &res, &e), 0);
     reg_result_clear(&res);
     shard gone;
     assert_int_equal(registry_shard_get(s->svc.reg, "a", &gone, NULL), CITRUS_ENOTFOUND);
@@ -212,10 +213,10 @@ static void provisioning_needs_a_provisioner(void **state)
 {
     sfix *s = *state;
     shard_spec spec = {.id = "p", .weight = 1, .provision = true};
-    char err[512] = "";
-    assert_int_equal(svc_provision_shard(&s->svc, &spec, "test", NULL, err, sizeof(err)),
-                     CITRUS_EUNPROCESSABLE);
-    assert_non_null(strstr(err, "no provisioner"));
+    errdetail e = {0};
+    assert_int_equal(svc_provision_shard(&s->svc, &spec, "test", NULL, &e), CITRUS_EUNPROCESSABLE);
+    assert_int_equal(e.code, CITRUS_EUNPROCESSABLE);
+    assert_non_null(strstr(e.message, "no provisioner"));
 }
 
 static void probes_of_every_shard_in_service(void **state)
@@ -234,8 +235,8 @@ static void probes_of_every_shard_in_service(void **state)
     regfix_record(&s->r, &d, "d", 1, NULL);
     assert_int_equal(shard_transition(&d, SHARD_PROVISIONING, "", "test", REGFIX_WALL0), 0);
     reg_result res;
-    char err[256] = "";
-    assert_int_equal(registry_shard_create(s->svc.reg, &d, NULL, &res, err, sizeof(err)), 0);
+    errdetail e = {0};
+    assert_int_equal(registry_shard_create(s->svc.reg, &d, NULL, &res, &e), 0);
     reg_result_clear(&res);
     shard_clear(&d);
     assert_int_equal(act(s, "b", "drain", 0), 0);

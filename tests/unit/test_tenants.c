@@ -43,16 +43,14 @@ typedef struct ensure_log {
     const char *fail_type;
 } ensure_log;
 
-static int ensure(void *ctx, const char *shard_id, const char *type, char *err, size_t errlen)
+static int ensure(void *ctx, const char *shard_id, const char *type, errdetail *e)
 {
     ensure_log *l = ctx;
     if (l->calls < 8)
         snprintf(l->seen[l->calls], sizeof(l->seen[0]), "%s/%s", shard_id, type);
     l->calls++;
-    if (l->fail_type && strcmp(type, l->fail_type) == 0) {
-        snprintf(err, errlen, "template %s broke", type);
-        return CITRUS_EUNPROCESSABLE;
-    }
+    if (l->fail_type && strcmp(type, l->fail_type) == 0)
+        return errdetail_set(e, CITRUS_EUNPROCESSABLE, "template %s broke", type);
     return 0;
 }
 
@@ -75,9 +73,8 @@ static void register_pins_at_the_ring_owner(void **state)
     tenant_reg reg = {"biz1", "loc1", "retail"};
     tenant_pin pin;
     bool created;
-    char err[256] = "";
-    assert_int_equal(
-        tenants_register(f->reg, &reg, 1, ensure, &l, &pin, &created, err, sizeof(err)), 0);
+    errdetail e = {0};
+    assert_int_equal(tenants_register(f->reg, &reg, 1, ensure, &l, &pin, &created, &e), 0);
     assert_true(created);
     assert_string_equal(pin.key, "biz1:loc1");
     assert_string_equal(pin.business_type, "retail");
@@ -104,14 +101,12 @@ static void register_again_answers_the_same(void **state)
     tenant_reg reg = {"biz1", "loc1", "retail"};
     tenant_pin first, again;
     bool created;
-    char err[256] = "";
-    assert_int_equal(
-        tenants_register(f->reg, &reg, 1, ensure, &l, &first, &created, err, sizeof(err)), 0);
+    errdetail e = {0};
+    assert_int_equal(tenants_register(f->reg, &reg, 1, ensure, &l, &first, &created, &e), 0);
     clock_test_advance(f->clock, 60000);
     /* even after the ring changed: the pin does not move with it */
     regfix_add_active(f, "c", 4, "sqlite:///tmp/c.db");
-    assert_int_equal(
-        tenants_register(f->reg, &reg, 1, ensure, &l, &again, &created, err, sizeof(err)), 0);
+    assert_int_equal(tenants_register(f->reg, &reg, 1, ensure, &l, &again, &created, &e), 0);
     assert_false(created);
     assert_string_equal(again.shard_id, first.shard_id);
     assert_int_equal(again.pinned_ms, REGFIX_WALL0);
@@ -127,10 +122,11 @@ static void a_batch_lands_whole_or_not_at_all(void **state)
         {"biz2", "l1", "retail"}, {"biz2", "l2", "retail"}, {"biz2", "l3", "bakery"}};
     tenant_pin pins[3];
     bool created[3];
-    char err[256] = "";
-    assert_int_equal(tenants_register(f->reg, regs, 3, ensure, &l, pins, created, err, sizeof(err)),
+    errdetail e = {0};
+    assert_int_equal(tenants_register(f->reg, regs, 3, ensure, &l, pins, created, &e),
                      CITRUS_EUNPROCESSABLE);
-    assert_non_null(strstr(err, "bakery broke"));
+    assert_int_equal(e.code, CITRUS_EUNPROCESSABLE);
+    assert_non_null(strstr(e.message, "bakery broke"));
     tenant_pin p;
     for (int i = 1; i <= 3; i++) {
         char key[32];
@@ -139,8 +135,7 @@ static void a_batch_lands_whole_or_not_at_all(void **state)
     }
     /* fixed: all three at once, one template run per (shard, type) */
     l = (ensure_log){0};
-    assert_int_equal(tenants_register(f->reg, regs, 3, ensure, &l, pins, created, err, sizeof(err)),
-                     0);
+    assert_int_equal(tenants_register(f->reg, regs, 3, ensure, &l, pins, created, &e), 0);
     for (int i = 0; i < 3; i++) {
         assert_true(created[i]);
         assert_int_equal(tenants_get(f->reg, pins[i].key, &p), 0);
@@ -149,13 +144,12 @@ static void a_batch_lands_whole_or_not_at_all(void **state)
     assert_true(l.calls >= 2 && l.calls <= 3);
     /* a batch with one registered and one new: only the new one is created */
     tenant_reg more[2] = {{"biz2", "l1", "retail"}, {"biz2", "l4", "retail"}};
-    assert_int_equal(tenants_register(f->reg, more, 2, NULL, NULL, pins, created, err, sizeof(err)),
-                     0);
+    assert_int_equal(tenants_register(f->reg, more, 2, NULL, NULL, pins, created, &e), 0);
     assert_false(created[0]);
     assert_true(created[1]);
     /* an invalid id refuses the batch before anything */
     tenant_reg bad[2] = {{"biz3", "ok", "retail"}, {"biz3", "no/slash", "retail"}};
-    assert_int_equal(tenants_register(f->reg, bad, 2, NULL, NULL, pins, created, err, sizeof(err)),
+    assert_int_equal(tenants_register(f->reg, bad, 2, NULL, NULL, pins, created, &e),
                      CITRUS_EINVAL);
     assert_int_equal(tenants_get(f->reg, "biz3:ok", &p), CITRUS_ENOTFOUND);
 }
@@ -168,11 +162,11 @@ static void no_active_shard_no_registration(void **state)
     tenant_reg reg = {"biz1", "loc1", NULL};
     tenant_pin pin;
     bool created;
-    char err[256] = "";
-    assert_int_equal(
-        tenants_register(f->reg, &reg, 1, NULL, NULL, &pin, &created, err, sizeof(err)),
-        CITRUS_EUNAVAILABLE);
-    assert_non_null(strstr(err, "no active shard"));
+    errdetail e = {0};
+    assert_int_equal(tenants_register(f->reg, &reg, 1, NULL, NULL, &pin, &created, &e),
+                     CITRUS_EUNAVAILABLE);
+    assert_int_equal(e.code, CITRUS_EUNAVAILABLE);
+    assert_non_null(strstr(e.message, "no active shard"));
 }
 
 static void moving_a_pin_needs_force(void **state)
@@ -180,21 +174,20 @@ static void moving_a_pin_needs_force(void **state)
     regfix *f = *state;
     tenant_pin p;
     bool created;
-    char err[256] = "";
-    assert_int_equal(tenants_put(f->reg, "t1", "a", 0, &p, &created, err, sizeof(err)), 0);
+    errdetail e = {0};
+    assert_int_equal(tenants_put(f->reg, "t1", "a", 0, &p, &created, &e), 0);
     assert_true(created);
     assert_int_equal(p.pinned_ms, REGFIX_WALL0);
     /* the same shard again: nothing changes */
     clock_test_advance(f->clock, 10);
-    assert_int_equal(tenants_put(f->reg, "t1", "a", 0, &p, &created, err, sizeof(err)), 0);
+    assert_int_equal(tenants_put(f->reg, "t1", "a", 0, &p, &created, &e), 0);
     assert_false(created);
     assert_int_equal(p.pinned_ms, REGFIX_WALL0);
     /* another shard: only with force */
-    assert_int_equal(tenants_put(f->reg, "t1", "b", 0, &p, &created, err, sizeof(err)),
-                     CITRUS_EFORCE);
+    assert_int_equal(tenants_put(f->reg, "t1", "b", 0, &p, &created, &e), CITRUS_EFORCE);
     assert_int_equal(tenants_get(f->reg, "t1", &p), 0);
     assert_string_equal(p.shard_id, "a");
-    assert_int_equal(tenants_put(f->reg, "t1", "b", REG_FORCE, &p, &created, err, sizeof(err)), 0);
+    assert_int_equal(tenants_put(f->reg, "t1", "b", REG_FORCE, &p, &created, &e), 0);
     assert_false(created);
     assert_string_equal(p.shard_id, "b");
     assert_int_equal(p.pinned_ms, REGFIX_WALL0 + 10);
@@ -211,10 +204,8 @@ static void moving_a_pin_needs_force(void **state)
     free(v);
     /* not to a shard out of service */
     assert_int_equal(regfix_move(f, "a", SHARD_DRAINING, 0), 0);
-    assert_int_equal(tenants_put(f->reg, "t2", "a", 0, &p, &created, err, sizeof(err)),
-                     CITRUS_ECONFLICT);
-    assert_int_equal(tenants_put(f->reg, "t2", "zz", 0, &p, &created, err, sizeof(err)),
-                     CITRUS_ENOTFOUND);
+    assert_int_equal(tenants_put(f->reg, "t2", "a", 0, &p, &created, &e), CITRUS_ECONFLICT);
+    assert_int_equal(tenants_put(f->reg, "t2", "zz", 0, &p, &created, &e), CITRUS_ENOTFOUND);
 }
 
 static void repin_moves_tenants_to_active_owners(void **state)
@@ -222,15 +213,15 @@ static void repin_moves_tenants_to_active_owners(void **state)
     regfix *f = *state;
     tenant_pin p;
     bool created;
-    char err[256] = "";
+    errdetail e = {0};
     for (int i = 0; i < 5; i++) {
         char key[16];
         snprintf(key, sizeof(key), "t%d", i);
-        assert_int_equal(tenants_put(f->reg, key, "a", 0, &p, &created, err, sizeof(err)), 0);
+        assert_int_equal(tenants_put(f->reg, key, "a", 0, &p, &created, &e), 0);
     }
     assert_int_equal(regfix_move(f, "a", SHARD_DRAINING, 0), 0); /* a leaves the ring */
     size_t moved;
-    assert_int_equal(tenants_repin(f->reg, "a", &moved, err, sizeof(err)), 0);
+    assert_int_equal(tenants_repin(f->reg, "a", &moved, &e), 0);
     assert_int_equal(moved, 5);
     size_t count;
     assert_int_equal(registry_tenant_count(f->reg, "a", true, &count), 0);
@@ -238,12 +229,12 @@ static void repin_moves_tenants_to_active_owners(void **state)
     assert_int_equal(tenants_get(f->reg, "t3", &p), 0);
     assert_string_equal(p.shard_id, "b"); /* the only active shard */
     /* nothing left to move: a no-op */
-    assert_int_equal(tenants_repin(f->reg, "a", &moved, err, sizeof(err)), 0);
+    assert_int_equal(tenants_repin(f->reg, "a", &moved, &e), 0);
     assert_int_equal(moved, 0);
     /* with no active shard, it says so */
-    assert_int_equal(tenants_put(f->reg, "t9", "b", 0, &p, &created, err, sizeof(err)), 0);
+    assert_int_equal(tenants_put(f->reg, "t9", "b", 0, &p, &created, &e), 0);
     assert_int_equal(regfix_move(f, "b", SHARD_READ_ONLY, 0), 0);
-    assert_int_equal(tenants_repin(f->reg, "b", &moved, err, sizeof(err)), CITRUS_EUNAVAILABLE);
+    assert_int_equal(tenants_repin(f->reg, "b", &moved, &e), CITRUS_EUNAVAILABLE);
 }
 
 static void route_pin_then_ring(void **state)
@@ -264,8 +255,8 @@ static void route_pin_then_ring(void **state)
     const char *other = strcmp(owner, "a") == 0 ? "b" : "a";
     tenant_pin p;
     bool created;
-    char err[256] = "";
-    assert_int_equal(tenants_put(f->reg, "free-key", other, 0, &p, &created, err, sizeof(err)), 0);
+    errdetail e = {0};
+    assert_int_equal(tenants_put(f->reg, "free-key", other, 0, &p, &created, &e), 0);
     assert_int_equal(tenants_route(f->reg, rg, v, "free-key", &ra), 0);
     assert_true(ra.pinned);
     assert_string_equal(ra.shard_id, other);

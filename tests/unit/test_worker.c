@@ -19,7 +19,7 @@
 #include <sqlite3.h>
 
 #include "citrus/errors.h"
-#include "core/errfmt.h"
+#include "core/errdetail.h"
 #include "provision/service.h"
 #include "support_registry.h"
 
@@ -33,20 +33,17 @@ typedef struct fake_prov {
     const char *dsn; /* when set, answered instead of the real one's */
 } fake_prov;
 
-static int fake_provision(provisioner *p, const prov_request *req, prov_result *out, char *err,
-                          size_t errlen)
+static int fake_provision(provisioner *p, const prov_request *req, prov_result *out, errdetail *e)
 {
     fake_prov *f = (fake_prov *)p;
     memset(out, 0, sizeof(*out));
-    if (++f->calls <= f->fail_first) {
-        errfmt(err, errlen, "disk full (call %d)", f->calls);
-        return CITRUS_EIO;
-    }
+    if (++f->calls <= f->fail_first)
+        return errdetail_set(e, CITRUS_EIO, "disk full (call %d)", f->calls);
     if (f->dsn) {
         out->dsn = strdup(f->dsn);
         return 0;
     }
-    return f->real->provision(f->real, req, out, err, errlen);
+    return f->real->provision(f->real, req, out, e);
 }
 
 static void fake_free(provisioner *p)
@@ -132,9 +129,9 @@ static void provision(wfix *w, const char *id, const char *template_name)
     shard_spec spec = {.weight = 1, .provision = true, .template_name = (char *)template_name};
     snprintf(spec.id, sizeof(spec.id), "%s", id);
     shard s;
-    char err[256] = "";
-    if (svc_provision_shard(&w->svc, &spec, "test", &s, err, sizeof(err)) != 0)
-        fail_msg("provision %s: %s", id, err);
+    errdetail e = {0};
+    if (svc_provision_shard(&w->svc, &spec, "test", &s, &e) != 0)
+        fail_msg("provision %s: %s", id, e.message);
     assert_int_equal(s.state, SHARD_PROVISIONING);
     shard_clear(&s);
 }
@@ -209,9 +206,9 @@ static void retry(wfix *w, const char *id)
 {
     shard s;
     reg_result res;
-    char err[256] = "";
-    if (svc_shard_action(&w->svc, id, "retry", 0, "test", &s, &res, err, sizeof(err)) != 0)
-        fail_msg("retry %s: %s", id, err);
+    errdetail e = {0};
+    if (svc_shard_action(&w->svc, id, "retry", 0, "test", &s, &res, &e) != 0)
+        fail_msg("retry %s: %s", id, e.message);
     assert_int_equal(s.state, SHARD_PROVISIONING);
     shard_clear(&s);
     reg_result_clear(&res);
@@ -295,9 +292,8 @@ static void a_retried_registered_database_is_not_provisioned(void **state)
     snprintf(dsn, sizeof(dsn), "sqlite://%s", path);
     shard_spec spec = {.id = "reg1", .dsn = dsn, .weight = 1};
     reg_result res;
-    char err[256] = "";
-    assert_int_equal(svc_register_shard(&w->svc, &spec, true, "test", NULL, &res, err, sizeof(err)),
-                     0);
+    errdetail e = {0};
+    assert_int_equal(svc_register_shard(&w->svc, &spec, true, "test", NULL, &res, &e), 0);
     reg_result_clear(&res);
     /* no API action leads to failed (the worker does): put it there */
     assert_int_equal(regfix_move_on(w->svc.reg, w->r.clock, "reg1", SHARD_FAILED, 0), 0);
@@ -319,17 +315,17 @@ static void a_new_worker_resumes_what_was_left_half_way(void **state)
 {
     wfix *w = *state;
     provision(w, "p1", "retail");
-    char err[256] = "";
+    errdetail e = {0};
     prov_request req = {.shard_id = "i1"};
     prov_result pr = {0};
-    assert_int_equal(w->prov.real->provision(w->prov.real, &req, &pr, err, sizeof(err)), 0);
+    assert_int_equal(w->prov.real->provision(w->prov.real, &req, &pr, &e), 0);
     shard s;
     regfix_record(&w->r, &s, "i1", 1, pr.dsn);
     s.template_name = strdup("retail");
     assert_int_equal(shard_transition(&s, SHARD_PROVISIONING, "", "test", REGFIX_WALL0), 0);
     assert_int_equal(shard_transition(&s, SHARD_INITIALIZING, "", "provisioner", REGFIX_WALL0), 0);
     reg_result res;
-    assert_int_equal(registry_shard_create(w->svc.reg, &s, NULL, &res, err, sizeof(err)), 0);
+    assert_int_equal(registry_shard_create(w->svc.reg, &s, NULL, &res, &e), 0);
     reg_result_clear(&res);
     shard_clear(&s);
     prov_result_clear(&pr);
