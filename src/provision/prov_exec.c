@@ -78,14 +78,14 @@ static int exit_error(const proc_result *r, int64_t timeout_ms, char *err, size_
 
 static int check_dsn(const char *what, json_t *v, char *err, size_t errlen)
 {
-    char derr[256] = "";
+    errdetail derr;
     dsn_info info;
     if (!json_is_string(v)) {
         errfmt(err, errlen, "%s: not a string", what);
         return CITRUS_EIO;
     }
-    if (dsn_parse(json_string_value(v), &info, derr, sizeof(derr)) != 0) {
-        errfmt(err, errlen, "%s: invalid DSN: %s", what, derr);
+    if (dsn_parse(json_string_value(v), &info, &derr) != 0) {
+        errfmt(err, errlen, "%s: invalid DSN: %s", what, derr.message);
         return CITRUS_EIO;
     }
     return 0;
