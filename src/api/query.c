@@ -162,11 +162,10 @@ static int statement_parse(http_req *r, json_t *obj, const char *where, const ch
     if (!*sql || !**sql)
         return http_reply_errorf(r, CITRUS_EBADJSON, "%ssql: required, a non-empty string", where),
                CITRUS_EBADJSON;
-    char err[256];
-    int rc =
-        rowjson_params(json_object_get(obj, "params"), MAX_PARAMS, params, n, err, sizeof(err));
+    errdetail err;
+    int rc = rowjson_params(json_object_get(obj, "params"), MAX_PARAMS, params, n, &err);
     if (rc < 0)
-        return http_reply_errorf(r, rc, "%sparams%s", where, err), rc;
+        return http_reply_errorf(r, rc, "%sparams%s", where, err.message), rc;
     return 0;
 }
 

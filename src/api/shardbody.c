@@ -69,10 +69,10 @@ static json_t *given(json_t *o, const char *name)
 /* A replica: a DSN dsn_parse accepts (a shard_json_string_check). */
 static int check_dsn(const char *name, size_t i, const char *value, errdetail *e)
 {
-    char why[200];
-    if (dsn_parse(value, NULL, why, sizeof(why)) < 0)
-        return errdetail_set(e, CITRUS_EINVAL, "%s[%zu]: %s", name, i, why);
-    return 0;
+    int rc = dsn_parse(value, NULL, e);
+    if (rc < 0)
+        errdetail_prefix(e, "%s[%zu]", name, i);
+    return rc;
 }
 
 /* A tag within the API's limits (a shard_json_tag_check). */
@@ -152,9 +152,11 @@ static int spec_dsn(json_t *v, shard_spec *out, errdetail *e)
 {
     if (!json_is_string(v))
         return errdetail_set(e, CITRUS_EBADJSON, "dsn: must be a string");
-    char why[200];
-    if (dsn_parse(json_string_value(v), NULL, why, sizeof(why)) < 0)
-        return errdetail_set(e, CITRUS_EINVAL, "dsn: %s", why);
+    int rc = dsn_parse(json_string_value(v), NULL, e);
+    if (rc < 0) {
+        errdetail_prefix(e, "dsn");
+        return rc;
+    }
     out->dsn = strdup(json_string_value(v));
     return out->dsn ? 0 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
 }

@@ -27,7 +27,6 @@
 #define BATCH_MAX_OPS 128
 #define BATCH_MAX_BYTES ((size_t)768 * 1024)
 #define OP_OVERHEAD 96
-#define ERRLEN 512
 /* A batch at etcd longer than this (a member stalling, a leader election)
  * no longer holds back the next one. */
 #define STALL_MS 100
@@ -251,17 +250,16 @@ static void batch_done(void *ctx, etcd_result *r)
 {
     batch *bt = ctx;
     etcd_batcher *b = bt->b;
-    char err[ERRLEN] = "";
+    errdetail err = {0};
     json_t *ans;
-    int rc = etcd_client_decode(b->cl, r, ETCD_WRITE, &ans, err, sizeof(err));
+    int rc = etcd_client_decode(b->cl, r, ETCD_WRITE, &ans, &err);
     if (rc == 0) {
         rc = bt->n == 1 ? etcd_codec_single_res(ans, bt->items->txn, etcd_codec_revision(ans),
                                                 bt->items->out)
                         : spread(bt, ans);
-        if (rc < 0) { /* etcd did what it answered, we cannot tell what */
-            snprintf(err, sizeof(err), "etcd: unreadable put answer; outcome unknown");
-            rc = CITRUS_ETIMEOUT;
-        }
+        if (rc < 0) /* etcd did what it answered, we cannot tell what */
+            rc = errdetail_set(&err, CITRUS_ETIMEOUT,
+                               "etcd: unreadable put answer; outcome unknown");
     }
     json_decref(ans);
     bool solo = bt->solo;
@@ -281,7 +279,7 @@ static void batch_done(void *ctx, etcd_result *r)
         return;
     }
     if (n == 1 || shared_error(rc)) {
-        fail_all(items, rc, err);
+        fail_all(items, rc, err.message);
         return;
     }
     for (item *it = items, *next; it; it = next) { /* nothing applied: each alone */

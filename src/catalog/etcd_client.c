@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "core/errfmt.h"
 #include "core/strbuf.h"
 #include "obs/log.h"
 
@@ -244,13 +243,11 @@ static void note_revision(etcd_client *c, json_t *answer)
 }
 
 int etcd_client_decode(etcd_client *c, const etcd_result *r, etcd_call_kind kind, json_t **out,
-                       char *errbuf, size_t errlen)
+                       errdetail *err)
 {
     *out = NULL;
-    if (r->rc < 0) {
-        errfmt(errbuf, errlen, "%s", r->errmsg ? r->errmsg : citrus_strerror(r->rc));
-        return r->rc;
-    }
+    if (r->rc < 0)
+        return errdetail_set(err, r->rc, "%s", r->errmsg ? r->errmsg : citrus_strerror(r->rc));
     json_t *j = r->len ? json_loadb(r->body, r->len, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
     if (j && !json_is_object(j)) {
         json_decref(j);
@@ -260,17 +257,17 @@ int etcd_client_decode(etcd_client *c, const etcd_result *r, etcd_call_kind kind
         const char *msg;
         long code;
         error_fields(j, &msg, &code);
-        errfmt(errbuf, errlen, "etcd: %s", msg);
-        int rc = etcd_client_error(msg, code, kind);
+        int rc = errdetail_set(err, etcd_client_error(msg, code, kind), "etcd: %s", msg);
         json_decref(j);
         return rc;
     }
     if (!j || r->status != 200) {
-        errfmt(errbuf, errlen, "etcd answered HTTP %ld: %.200s", r->status, r->body ? r->body : "");
-        json_decref(j);
+        int rc = CITRUS_EIO;
         if (r->status == 200 || r->status >= 500) /* the write may have been applied */
-            return kind == ETCD_WRITE ? CITRUS_ETIMEOUT : CITRUS_EUNAVAILABLE;
-        return CITRUS_EIO;
+            rc = kind == ETCD_WRITE ? CITRUS_ETIMEOUT : CITRUS_EUNAVAILABLE;
+        errdetail_set(err, rc, "etcd answered HTTP %ld: %.200s", r->status, r->body ? r->body : "");
+        json_decref(j);
+        return rc;
     }
     json_t *res = json_object_get(j, "result");
     if (json_is_object(res)) {
@@ -861,13 +858,11 @@ static void waiter_done(void *ctx, etcd_result *r)
 }
 
 int etcd_client_call(etcd_client *c, const char *path, json_t *req, etcd_call_kind kind,
-                     json_t **out, char *errbuf, size_t errlen)
+                     json_t **out, errdetail *err)
 {
     *out = NULL;
-    if (etcd_client_on_io_thread(c)) {
-        errfmt(errbuf, errlen, "synchronous etcd call from a store callback");
-        return CITRUS_EINTERNAL;
-    }
+    if (etcd_client_on_io_thread(c))
+        return errdetail_set(err, CITRUS_EINTERNAL, "synchronous etcd call from a store callback");
     waiter w = {.done = false};
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
@@ -876,7 +871,7 @@ int etcd_client_call(etcd_client *c, const char *path, json_t *req, etcd_call_ki
     while (!w.done)
         pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
-    int rc = etcd_client_decode(c, &w.res, kind, out, errbuf, errlen);
+    int rc = etcd_client_decode(c, &w.res, kind, out, err);
     free(w.res.body);
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&w.cv);
@@ -1006,16 +1001,12 @@ bool etcd_client_on_io_thread(etcd_client *c)
     return c->io_started && pthread_equal(pthread_self(), c->io_th);
 }
 
-static int copy_endpoints(etcd_client *c, const etcd_client_options *o, char *errbuf, size_t errlen)
+static int copy_endpoints(etcd_client *c, const etcd_client_options *o, errdetail *err)
 {
-    if (!o->endpoints || o->nendpoints == 0) {
-        errfmt(errbuf, errlen, "etcd: no endpoints");
-        return CITRUS_EINVAL;
-    }
-    if (o->nendpoints > MAX_ENDPOINTS) {
-        errfmt(errbuf, errlen, "etcd: more than %d endpoints", MAX_ENDPOINTS);
-        return CITRUS_EINVAL;
-    }
+    if (!o->endpoints || o->nendpoints == 0)
+        return errdetail_set(err, CITRUS_EINVAL, "etcd: no endpoints");
+    if (o->nendpoints > MAX_ENDPOINTS)
+        return errdetail_set(err, CITRUS_EINVAL, "etcd: more than %d endpoints", MAX_ENDPOINTS);
     c->endpoints = calloc(o->nendpoints, sizeof(*c->endpoints));
     c->bad_until = calloc(o->nendpoints, sizeof(*c->bad_until));
     if (!c->endpoints || !c->bad_until)
@@ -1029,11 +1020,10 @@ static int copy_endpoints(etcd_client *c, const etcd_client_options *o, char *er
         while (n && e[n - 1] == '/')
             n--;
         if (n == 0 || n > MAX_ENDPOINT_LEN ||
-            (strncmp(e, "http://", 7) != 0 && strncmp(e, "https://", 8) != 0)) {
-            errfmt(errbuf, errlen, "etcd: endpoint %zu (%s) is not an http(s):// URL", i,
-                   e ? e : "null");
-            return CITRUS_EINVAL;
-        }
+            (strncmp(e, "http://", 7) != 0 && strncmp(e, "https://", 8) != 0))
+            return errdetail_set(err, CITRUS_EINVAL,
+                                 "etcd: endpoint %zu (%s) is not an http(s):// URL", i,
+                                 e ? e : "null");
         c->endpoints[i] = strndup(e, n);
         if (!c->endpoints[i])
             return CITRUS_ENOMEM;
@@ -1041,12 +1031,10 @@ static int copy_endpoints(etcd_client *c, const etcd_client_options *o, char *er
     return 0;
 }
 
-static int curl_init(etcd_client *c, char *errbuf, size_t errlen)
+static int curl_init(etcd_client *c, errdetail *err)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        errfmt(errbuf, errlen, "etcd: curl_global_init failed");
-        return CITRUS_EIO;
-    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return errdetail_set(err, CITRUS_EIO, "etcd: curl_global_init failed");
     c->curl_ready = true;
     c->multi = curl_multi_init();
     /* ETCD_LOCAL calls send the first two only. */
@@ -1064,10 +1052,8 @@ static int curl_init(etcd_client *c, char *errbuf, size_t errlen)
             c->local_headers = l;
         }
     }
-    if (!c->multi || curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->max_conns) != CURLM_OK) {
-        errfmt(errbuf, errlen, "etcd: cannot create a curl multi handle");
-        return CITRUS_ENOMEM;
-    }
+    if (!c->multi || curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, c->max_conns) != CURLM_OK)
+        return errdetail_set(err, CITRUS_ENOMEM, "etcd: cannot create a curl multi handle");
     return 0;
 }
 
@@ -1099,14 +1085,13 @@ void etcd_client_free(etcd_client *c)
     free(c);
 }
 
-int etcd_client_new(const etcd_client_options *o, etcd_client **out, char *errbuf, size_t errlen)
+int etcd_client_new(const etcd_client_options *o, etcd_client **out, errdetail *err)
 {
     *out = NULL;
+    errdetail_clear(err);
     etcd_client *c = calloc(1, sizeof(*c));
-    if (!c) {
-        errfmt(errbuf, errlen, "etcd: out of memory");
-        return CITRUS_ENOMEM;
-    }
+    if (!c)
+        return errdetail_set(err, CITRUS_ENOMEM, "etcd: out of memory");
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
     atomic_init(&c->cur_ep, 0);
@@ -1115,20 +1100,19 @@ int etcd_client_new(const etcd_client_options *o, etcd_client **out, char *errbu
     c->request_ms = o->request_timeout_ms > 0 ? (long)o->request_timeout_ms : DEFAULT_REQUEST_MS;
     c->max_conns = o->max_connections > 0 ? o->max_connections : DEFAULT_MAX_CONNS;
     c->clock = o->clock;
-    int rc = copy_endpoints(c, o, errbuf, errlen);
+    int rc = copy_endpoints(c, o, err);
     if (rc == 0)
-        rc = curl_init(c, errbuf, errlen);
+        rc = curl_init(c, err);
     if (rc == 0) {
         int e = pthread_create(&c->io_th, NULL, io_main, c);
         c->io_started = e == 0;
-        if (e) {
-            errfmt(errbuf, errlen, "etcd: starting the I/O thread: %s", strerror(e));
-            rc = CITRUS_ENOMEM;
-        }
+        if (e)
+            rc =
+                errdetail_set(err, CITRUS_ENOMEM, "etcd: starting the I/O thread: %s", strerror(e));
     }
     if (rc < 0) {
-        if (rc == CITRUS_ENOMEM && errbuf && !errbuf[0])
-            errfmt(errbuf, errlen, "etcd: out of memory");
+        if (rc == CITRUS_ENOMEM && err && !err->message[0])
+            errdetail_set(err, rc, "etcd: out of memory");
         etcd_client_free(c);
         return rc;
     }

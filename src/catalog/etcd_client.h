@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
 #include "sys/clock.h"
 
 typedef struct etcd_client etcd_client;
@@ -70,8 +71,8 @@ typedef struct etcd_result {
 typedef void (*etcd_client_done_cb)(void *ctx, etcd_result *res);
 
 /* Starts the I/O thread. On failure returns a negative code and writes a
- * message to errbuf. */
-int etcd_client_new(const etcd_client_options *o, etcd_client **out, char *errbuf, size_t errlen);
+ * message to err. */
+int etcd_client_new(const etcd_client_options *o, etcd_client **out, errdetail *err);
 
 /* Stops the I/O thread. New calls are refused (CITRUS_ECLOSED); calls
  * already accepted run to their end first, each within its timeouts, so
@@ -95,15 +96,15 @@ void etcd_client_call_member_async(etcd_client *c, const char *member_url, const
 
 /* Turns a finished call into the answer's JSON object (*out, owned by the
  * caller) or an error: etcd's gRPC errors are mapped to CITRUS_E* codes
- * (see etcd_client_error), with etcd's message in errbuf. A streamed answer
+ * (see etcd_client_error), with etcd's message in err. A streamed answer
  * ({"result": ...}, as /v3/lease/keepalive gives) is unwrapped. */
 int etcd_client_decode(etcd_client *c, const etcd_result *res, etcd_call_kind kind, json_t **out,
-                       char *errbuf, size_t errlen);
+                       errdetail *err);
 
 /* Synchronous call: req is serialized (borrowed), the answer decoded into
  * *out (owned by the caller) as by etcd_client_decode. */
 int etcd_client_call(etcd_client *c, const char *path, json_t *req, etcd_call_kind kind,
-                     json_t **out, char *errbuf, size_t errlen);
+                     json_t **out, errdetail *err);
 
 /* Maps an etcd error (its gRPC message and code) to a CITRUS_E* code:
  * lease not found -> CITRUS_ENOLEASE, duplicate key in txn -> CITRUS_EINVAL,

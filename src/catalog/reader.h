@@ -19,8 +19,8 @@
  * holds the floor and is within the bound, and whatever its age while the
  * catalog is down (its latest check failed, found no quorum, or is over a
  * second old): the data plane keeps routing rather than wait on etcd
- * (docs/requirements.md, "Routing": catalog outage), and each read says when it did so (*cached), so the answer
- * can. Otherwise they read the store, which raises the floor.
+ * (docs/requirements.md, "Routing": catalog outage), and each read says when it did so (*cached),
+ * so the answer can. Otherwise they read the store, which raises the floor.
  *
  * Threads: every call is safe from any thread. */
 #ifndef CITRUS_CATALOG_READER_H

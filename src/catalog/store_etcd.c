@@ -46,7 +46,6 @@
 #include "catalog/etcd_codec.h"
 #include "catalog/etcd_watch.h"
 #include "citrus/errors.h"
-#include "core/errfmt.h"
 #include "obs/log.h"
 
 #define PATH_RANGE "/v3/kv/range"
@@ -64,7 +63,6 @@
 #define SNAPSHOT_PAGE 1000
 #define SNAPSHOT_TRIES 3
 #define GUARD_TRIES 16
-#define ERRLEN 512
 #define PUT_BATCHES 1 /* blind-put batches at etcd at once (see etcd_batch.c) */
 
 /* The cluster as the members answer for themselves. */
@@ -105,17 +103,16 @@ static int report(const char *op, int rc, const char *err)
 
 /* A synchronous call; takes req (NULL: out of memory). */
 static int call(etcd_store *s, const char *op, const char *path, json_t *req, etcd_call_kind kind,
-                json_t **ans, char *err, size_t errlen)
+                json_t **ans, errdetail *e)
 {
-    char local[ERRLEN] = "";
-    if (!err) {
-        err = local;
-        errlen = sizeof(local);
-    }
+    errdetail local = {0};
+    if (!e)
+        e = &local;
     *ans = NULL;
-    int rc = req ? etcd_client_call(s->cl, path, req, kind, ans, err, errlen) : CITRUS_ENOMEM;
+    int rc = req ? etcd_client_call(s->cl, path, req, kind, ans, e)
+                 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     json_decref(req);
-    return rc < 0 ? report(op, rc, err) : 0;
+    return rc < 0 ? report(op, rc, e->message) : 0;
 }
 
 static int64_t compact_get(etcd_store *s)
@@ -136,7 +133,7 @@ static void compact_note(etcd_store *s, int64_t rev)
 
 /* A linearizable read of no key at revision at (0: the latest). *rev is the
  * store's revision; CITRUS_ECOMPACTED when at is compacted. */
-static int probe(etcd_store *s, int64_t at, int64_t *rev, char *err, size_t errlen)
+static int probe(etcd_store *s, int64_t at, int64_t *rev, errdetail *e)
 {
     json_t *req = json_object();
     bool ok = req && etcd_codec_set_range(req, "", false, NULL) &&
@@ -147,7 +144,7 @@ static int probe(etcd_store *s, int64_t at, int64_t *rev, char *err, size_t errl
         req = NULL;
     }
     json_t *ans;
-    int rc = call(s, "status", PATH_RANGE, req, ETCD_READ, &ans, err, errlen);
+    int rc = call(s, "status", PATH_RANGE, req, ETCD_READ, &ans, e);
     *rev = rc == 0 ? etcd_codec_revision(ans) : 0;
     json_decref(ans);
     return rc;
@@ -156,27 +153,27 @@ static int probe(etcd_store *s, int64_t at, int64_t *rev, char *err, size_t errl
 /* Finds etcd's compaction point, the oldest revision a read at a revision
  * still works for: one read when it has not moved since last time, else a
  * binary search. *latest: the store's revision. */
-static int compact_find(etcd_store *s, int64_t *latest, char *err, size_t errlen)
+static int compact_find(etcd_store *s, int64_t *latest, errdetail *e)
 {
     int64_t lo = compact_get(s), cur = 0, r;
-    int rc = probe(s, lo, &cur, err, errlen);
+    int rc = probe(s, lo, &cur, e);
     if (rc == CITRUS_EINVAL && lo > 1) { /* a future revision: etcd was replaced by a new one */
         pthread_mutex_lock(&s->mu);
         s->compact_rev = lo = 1;
         pthread_mutex_unlock(&s->mu);
-        rc = probe(s, lo, &cur, err, errlen);
+        rc = probe(s, lo, &cur, e);
     }
     if (rc != CITRUS_ECOMPACTED) {
         *latest = cur;
         return rc;
     }
-    rc = probe(s, 0, &cur, err, errlen);
+    rc = probe(s, 0, &cur, e);
     if (rc < 0)
         return rc;
     int64_t hi = cur;
     for (lo++; lo < hi;) {
         int64_t mid = lo + (hi - lo) / 2;
-        rc = probe(s, mid, &r, err, errlen);
+        rc = probe(s, mid, &r, e);
         if (rc == 0)
             hi = mid;
         else if (rc == CITRUS_ECOMPACTED)
@@ -348,9 +345,9 @@ static void job_start(txn_job *j)
 static void job_read_done(void *ctx, etcd_result *r)
 {
     txn_job *j = ctx;
-    char err[ERRLEN] = "";
+    errdetail err = {0};
     json_t *ans;
-    int rc = etcd_client_decode(j->s->cl, r, ETCD_READ, &ans, err, sizeof(err));
+    int rc = etcd_client_decode(j->s->cl, r, ETCD_READ, &ans, &err);
     json_t *resps = json_object_get(ans, "responses");
     size_t k = 0;
     for (size_t i = 0; rc == 0 && i < j->txn->ncompares; i++) {
@@ -358,8 +355,7 @@ static void job_read_done(void *ctx, etcd_result *r)
             continue;
         json_t *rr = json_object_get(json_array_get(resps, k++), "response_range");
         if (!json_is_object(rr)) {
-            errfmt(err, sizeof(err), "etcd: unexpected answer to a read");
-            rc = CITRUS_EIO;
+            rc = errdetail_set(&err, CITRUS_EIO, "etcd: unexpected answer to a read");
             break;
         }
         json_t *kv = json_array_get(json_object_get(rr, "kvs"), 0);
@@ -368,7 +364,7 @@ static void job_read_done(void *ctx, etcd_result *r)
     }
     json_decref(ans);
     if (rc < 0)
-        job_finish(j, rc, err);
+        job_finish(j, rc, err.message);
     else
         job_send(j);
 }
@@ -376,9 +372,9 @@ static void job_read_done(void *ctx, etcd_result *r)
 static void job_txn_done(void *ctx, etcd_result *r)
 {
     txn_job *j = ctx;
-    char err[ERRLEN] = "";
+    errdetail err = {0};
     json_t *ans;
-    int rc = etcd_client_decode(j->s->cl, r, ETCD_WRITE, &ans, err, sizeof(err));
+    int rc = etcd_client_decode(j->s->cl, r, ETCD_WRITE, &ans, &err);
     json_t *t = ans;
     if (rc == 0 && j->nguards) {
         if (!json_is_true(json_object_get(ans, "succeeded"))) { /* a guarded key changed */
@@ -396,11 +392,10 @@ static void job_txn_done(void *ctx, etcd_result *r)
     if (rc == 0 && (j->single ? etcd_codec_single_res(t, j->txn, rev, j->out)
                               : etcd_codec_txn_res(t, j->txn, rev, j->out)) < 0) {
         /* etcd did what it answered, we cannot tell what: not "nothing applied" */
-        errfmt(err, sizeof(err), "etcd: unreadable txn answer; outcome unknown");
-        rc = CITRUS_ETIMEOUT;
+        rc = errdetail_set(&err, CITRUS_ETIMEOUT, "etcd: unreadable txn answer; outcome unknown");
     }
     json_decref(ans);
-    job_finish(j, rc, err);
+    job_finish(j, rc, err.message);
 }
 
 /* ---- store_ops ------------------------------------------------------------------- */
@@ -411,7 +406,7 @@ static int etcd_store_range(store *st, const kv_range_req *req, kv_range_res *ou
     if (!req || !req->key)
         return CITRUS_EINVAL;
     json_t *ans;
-    int rc = call(s, "range", PATH_RANGE, etcd_codec_range_req(req), ETCD_READ, &ans, NULL, 0);
+    int rc = call(s, "range", PATH_RANGE, etcd_codec_range_req(req), ETCD_READ, &ans, NULL);
     if (rc == 0)
         rc = etcd_codec_range_res(ans, 0, out);
     json_decref(ans);
@@ -511,9 +506,9 @@ static int check_from(void *ctx, int64_t from_rev, bool need_probe, int64_t *com
     int rc = from_rev < compact_get(s) ? CITRUS_ECOMPACTED : 0;
     if (rc == 0 && need_probe) {
         int64_t rev;
-        rc = probe(s, from_rev, &rev, NULL, 0);
+        rc = probe(s, from_rev, &rev, NULL);
         if (rc == CITRUS_ECOMPACTED)
-            compact_find(s, &rev, NULL, 0);
+            compact_find(s, &rev, NULL);
     }
     *compact = compact_get(s);
     if (rc == CITRUS_ECOMPACTED && *compact <= from_rev)
@@ -530,7 +525,7 @@ static int etcd_store_lease_grant(store *st, int64_t ttl, int64_t *id, int64_t *
 {
     json_t *ans;
     int rc = call((etcd_store *)st, "lease_grant", PATH_GRANT,
-                  json_pack("{s:o}", "TTL", etcd_codec_i64(ttl)), ETCD_WRITE, &ans, NULL, 0);
+                  json_pack("{s:o}", "TTL", etcd_codec_i64(ttl)), ETCD_WRITE, &ans, NULL);
     if (rc == 0) {
         *id = etcd_codec_int(ans, "ID");
         if (granted_ttl)
@@ -546,7 +541,7 @@ static int etcd_store_lease_keepalive(store *st, int64_t id, int64_t *ttl)
 {
     json_t *ans;
     int rc = call((etcd_store *)st, "lease_keepalive", PATH_KEEPALIVE,
-                  json_pack("{s:o}", "ID", etcd_codec_i64(id)), ETCD_READ, &ans, NULL, 0);
+                  json_pack("{s:o}", "ID", etcd_codec_i64(id)), ETCD_READ, &ans, NULL);
     if (rc == 0) {
         int64_t left = etcd_codec_int(ans, "TTL"); /* 0: no such lease */
         if (left <= 0)
@@ -562,7 +557,7 @@ static int etcd_store_lease_revoke(store *st, int64_t id)
 {
     json_t *ans;
     int rc = call((etcd_store *)st, "lease_revoke", PATH_REVOKE,
-                  json_pack("{s:o}", "ID", etcd_codec_i64(id)), ETCD_WRITE, &ans, NULL, 0);
+                  json_pack("{s:o}", "ID", etcd_codec_i64(id)), ETCD_WRITE, &ans, NULL);
     json_decref(ans);
     return rc;
 }
@@ -632,7 +627,7 @@ static void view_member_done(void *ctx, etcd_result *r)
     view_ask *a = ctx;
     view_job *j = a->j;
     json_t *ans;
-    int rc = etcd_client_decode(j->s->cl, r, ETCD_LOCAL, &ans, NULL, 0);
+    int rc = etcd_client_decode(j->s->cl, r, ETCD_LOCAL, &ans, NULL);
     const char *leader = rc == 0 ? json_string_value(json_object_get(ans, "leader")) : NULL;
     j->answered += rc == 0;
     a->answered = rc == 0;
@@ -647,7 +642,7 @@ static void view_list_done(void *ctx, etcd_result *r)
 {
     view_job *j = ctx;
     json_t *ans;
-    if (etcd_client_decode(j->s->cl, r, ETCD_LOCAL, &ans, NULL, 0) == 0) {
+    if (etcd_client_decode(j->s->cl, r, ETCD_LOCAL, &ans, NULL) == 0) {
         j->members = json_incref(json_object_get(ans, "members"));
         json_decref(ans);
     }
@@ -722,7 +717,7 @@ static int etcd_store_status(store *st, store_status *out)
 {
     etcd_store *s = (etcd_store *)st;
     int64_t rev = 0;
-    int rc = compact_find(s, &rev, NULL, 0);
+    int rc = compact_find(s, &rev, NULL);
     pthread_mutex_lock(&s->mu);
     if (rc == 0 && rev > s->last_rev)
         s->last_rev = rev;
@@ -773,7 +768,7 @@ static int snapshot_items(etcd_store *s, kv_snapshot *out)
         }
         json_t *ans;
         kv_range_res page = {0};
-        rc = call(s, "snapshot", PATH_RANGE, req, ETCD_READ, &ans, NULL, 0);
+        rc = call(s, "snapshot", PATH_RANGE, req, ETCD_READ, &ans, NULL);
         if (rc == 0)
             rc = etcd_codec_range_res(ans, 0, &page);
         json_decref(ans);
@@ -802,7 +797,7 @@ static int lease_cmp(const void *a, const void *b)
 static int snapshot_leases(etcd_store *s, kv_snapshot *out)
 {
     json_t *ans;
-    int rc = call(s, "snapshot", PATH_LEASES, json_object(), ETCD_READ, &ans, NULL, 0);
+    int rc = call(s, "snapshot", PATH_LEASES, json_object(), ETCD_READ, &ans, NULL);
     json_t *leases = json_object_get(ans, "leases");
     size_t n = json_array_size(leases);
     if (rc == 0 && n && !(out->leases = calloc(n, sizeof(*out->leases))))
@@ -811,7 +806,7 @@ static int snapshot_leases(etcd_store *s, kv_snapshot *out)
         int64_t id = etcd_codec_int(json_array_get(leases, i), "ID");
         json_t *ttl;
         rc = call(s, "snapshot", PATH_TTL, json_pack("{s:o}", "ID", etcd_codec_i64(id)), ETCD_READ,
-                  &ttl, NULL, 0);
+                  &ttl, NULL);
         int64_t left = rc == 0 ? etcd_codec_int(ttl, "TTL") : -1;
         if (left >= 0) /* -1: expired since the list */
             out->leases[out->nleases++] = (kv_lease_info){
@@ -872,19 +867,15 @@ static const store_ops etcd_ops = {
 
 /* ---- open and the extras ------------------------------------------------------------ */
 
-int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size_t errlen)
+int store_etcd_open(const store_etcd_options *o, store **out, errdetail *e)
 {
     *out = NULL;
-    errfmt(errbuf, errlen, "%s", "");
-    if (!o) {
-        errfmt(errbuf, errlen, "store_etcd: no options");
-        return CITRUS_EINVAL;
-    }
+    errdetail_clear(e);
+    if (!o)
+        return errdetail_set(e, CITRUS_EINVAL, "store_etcd: no options");
     etcd_store *s = calloc(1, sizeof(*s));
-    if (!s) {
-        errfmt(errbuf, errlen, "store_etcd: out of memory");
-        return CITRUS_ENOMEM;
-    }
+    if (!s)
+        return errdetail_set(e, CITRUS_ENOMEM, "store_etcd: out of memory");
     s->base.ops = &etcd_ops;
     s->clock = o->clock;
     s->compact_rev = 1;
@@ -896,18 +887,15 @@ int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size
                               .request_timeout_ms = o->request_timeout_ms,
                               .max_connections = o->max_connections,
                               .clock = o->clock};
-    int rc = etcd_client_new(&co, &s->cl, errbuf, errlen);
+    int rc = etcd_client_new(&co, &s->cl, e);
     s->puts = rc == 0 && o->batch_puts ? etcd_batcher_new(s->cl, PUT_BATCHES, o->clock) : NULL;
-    if (rc == 0 && o->batch_puts && !s->puts) {
-        errfmt(errbuf, errlen, "store_etcd: out of memory");
-        rc = CITRUS_ENOMEM;
-    }
+    if (rc == 0 && o->batch_puts && !s->puts)
+        rc = errdetail_set(e, CITRUS_ENOMEM, "store_etcd: out of memory");
     int64_t rev = 0;
     if (rc == 0) {
-        char err[ERRLEN] = "";
-        rc = compact_find(s, &rev, err, sizeof(err));
+        rc = compact_find(s, &rev, e);
         if (rc < 0)
-            errfmt(errbuf, errlen, "store_etcd: no etcd endpoint answered: %s", err);
+            errdetail_prefix(e, "store_etcd: no etcd endpoint answered");
     }
     if (rc == 0) {
         s->last_rev = rev;
@@ -923,7 +911,7 @@ int store_etcd_open(const store_etcd_options *o, store **out, char *errbuf, size
                                  .clock = o->clock};
         rc = etcd_watch_new(&wo, &s->hub);
         if (rc < 0)
-            errfmt(errbuf, errlen, "store_etcd: cannot start the watch thread");
+            errdetail_set(e, rc, "store_etcd: cannot start the watch thread");
     }
     if (rc < 0) {
         etcd_client_free(s->cl);
@@ -947,7 +935,7 @@ int store_etcd_compact(store *st, int64_t rev)
     etcd_store *s = (etcd_store *)st;
     json_t *ans;
     int rc = call(s, "compact", PATH_COMPACT, json_pack("{s:o}", "revision", etcd_codec_i64(rev)),
-                  ETCD_WRITE, &ans, NULL, 0);
+                  ETCD_WRITE, &ans, NULL);
     json_decref(ans);
     if (rc == 0)
         compact_note(s, rev);

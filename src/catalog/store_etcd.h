@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "catalog/store.h"
+#include "core/errdetail.h"
 #include "sys/clock.h"
 
 typedef struct store_etcd_options {
@@ -59,13 +60,13 @@ typedef struct store_etcd_options {
 /* Connects (one endpoint must answer: else CITRUS_EUNAVAILABLE), learns
  * etcd's revision and compaction point, and starts the shared watch
  * stream. On failure returns a negative code and writes a message to
- * errbuf. store_close gives each watch still open a final CITRUS_ECLOSED
+ * e. store_close gives each watch still open a final CITRUS_ECLOSED
  * callback and frees it: do not call store_watch_close on it afterwards.
  * store_close lets txns in flight finish first (each within the request
  * timeout), so they complete with their real outcome; one that needs a
  * second request after close began fails with CITRUS_ECLOSED (nothing
  * applied). */
-int store_etcd_open(const store_etcd_options *opts, store **out, char *errbuf, size_t errlen);
+int store_etcd_open(const store_etcd_options *opts, store **out, errdetail *e);
 
 /* Compacts etcd's history before rev (etcd's /v3/kv/compaction): rev
  * becomes the oldest revision a watch can start from. For operations and

@@ -33,7 +33,6 @@
 #include <unistd.h>
 
 #include "citrus/errors.h"
-#include "core/errfmt.h"
 #include "obs/log.h"
 
 #define SCHEMA_VERSION 1
@@ -319,21 +318,18 @@ static void conn_close(conn *c)
     memset(c, 0, sizeof(*c));
 }
 
-static int conn_open(conn *c, const char *path, bool reader, char *errbuf, size_t errlen)
+static int conn_open(conn *c, const char *path, bool reader, errdetail *err)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (reader ? 0 : SQLITE_OPEN_CREATE);
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
-    if (rc != SQLITE_OK) {
-        errfmt(errbuf, errlen, "sqlite open %s: %s", path,
-               c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-        return CITRUS_EIO;
-    }
+    if (rc != SQLITE_OK)
+        return errdetail_set(err, CITRUS_EIO, "sqlite open %s: %s", path,
+                             c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
     sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
     const char *pragmas = reader ? "PRAGMA query_only = ON" : "PRAGMA synchronous = FULL";
-    if (sqlite3_exec(c->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
-        errfmt(errbuf, errlen, "sqlite %s on %s: %s", pragmas, path, sqlite3_errmsg(c->db));
-        return CITRUS_EIO;
-    }
+    if (sqlite3_exec(c->db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
+        return errdetail_set(err, CITRUS_EIO, "sqlite %s on %s: %s", pragmas, path,
+                             sqlite3_errmsg(c->db));
     return 0;
 }
 
@@ -353,23 +349,21 @@ static int pragma_text(conn *c, const char *sql, char *buf, size_t len)
 }
 
 /* Creates the tables (idempotent) after checking the schema version. */
-static int schema_init(conn *c, bool wal, char *errbuf, size_t errlen)
+static int schema_init(conn *c, bool wal, errdetail *err)
 {
     char v[32];
-    if (pragma_text(c, "PRAGMA user_version", v, sizeof(v)) < 0 || atoi(v) > SCHEMA_VERSION) {
-        errfmt(errbuf, errlen, "sqlite: unreadable or unsupported schema version (%s)",
-               sqlite3_errmsg(c->db));
-        return CITRUS_EIO;
-    }
+    if (pragma_text(c, "PRAGMA user_version", v, sizeof(v)) < 0 || atoi(v) > SCHEMA_VERSION)
+        return errdetail_set(err, CITRUS_EIO,
+                             "sqlite: unreadable or unsupported schema version (%s)",
+                             sqlite3_errmsg(c->db));
     if (wal &&
-        (pragma_text(c, "PRAGMA journal_mode = WAL", v, sizeof(v)) < 0 || strcmp(v, "wal") != 0)) {
-        errfmt(errbuf, errlen, "sqlite: cannot enable WAL mode: %s", sqlite3_errmsg(c->db));
-        return CITRUS_EIO;
-    }
+        (pragma_text(c, "PRAGMA journal_mode = WAL", v, sizeof(v)) < 0 || strcmp(v, "wal") != 0))
+        return errdetail_set(err, CITRUS_EIO, "sqlite: cannot enable WAL mode: %s",
+                             sqlite3_errmsg(c->db));
     if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        errfmt(errbuf, errlen, "sqlite: creating schema: %s", sqlite3_errmsg(c->db));
+        errdetail_set(err, CITRUS_EIO, "sqlite: creating schema: %s", sqlite3_errmsg(c->db));
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
         return CITRUS_EIO;
     }
@@ -1836,7 +1830,7 @@ static int sync_init(sqlite_store *s)
 }
 
 /* Leases found on disk restart their full TTL (as etcd does). */
-static int leases_load(sqlite_store *s, char *errbuf, size_t errlen)
+static int leases_load(sqlite_store *s, errdetail *err)
 {
     sqlite3_stmt *st = conn_stmt(&s->wconn, ST_LEASE_ALL);
     int64_t now = clock_mono_ms(s->clock);
@@ -1850,18 +1844,18 @@ static int leases_load(sqlite_store *s, char *errbuf, size_t errlen)
     if (st)
         stmt_done(st);
     if (rc < 0)
-        errfmt(errbuf, errlen, "sqlite: loading leases: %s", sqlite3_errmsg(s->wconn.db));
+        errdetail_set(err, rc, "sqlite: loading leases: %s", sqlite3_errmsg(s->wconn.db));
     return rc;
 }
 
 /* Reads revisions and leases, and trims history to history_keep. */
-static int state_load(sqlite_store *s, char *errbuf, size_t errlen)
+static int state_load(sqlite_store *s, errdetail *err)
 {
     conn *w = &s->wconn;
     int rc = meta_read(w, &s->w_rev, &s->w_compact);
     if (rc < 0) {
-        errfmt(errbuf, errlen, "sqlite: reading meta of %s: %s", s->path, sqlite3_errmsg(w->db));
-        return rc;
+        return errdetail_set(err, rc, "sqlite: reading meta of %s: %s", s->path,
+                             sqlite3_errmsg(w->db));
     }
     int64_t compact0 = s->w_compact;
     rc = exec_id(w, ST_BEGIN_IMMEDIATE);
@@ -1874,41 +1868,40 @@ static int state_load(sqlite_store *s, char *errbuf, size_t errlen)
     if (rc < 0) {
         if (!sqlite3_get_autocommit(w->db))
             exec_id(w, ST_ROLLBACK);
-        errfmt(errbuf, errlen, "sqlite: trimming history of %s: %s", s->path,
-               sqlite3_errmsg(w->db));
-        return rc;
+        return errdetail_set(err, rc, "sqlite: trimming history of %s: %s", s->path,
+                             sqlite3_errmsg(w->db));
     }
     s->committed_rev = s->w_rev;
     s->compact_rev = s->w_compact;
-    return leases_load(s, errbuf, errlen);
+    return leases_load(s, err);
 }
 
 /* One store per database file: a second one (in this process or another)
  * would keep its own revision counter and corrupt the history. flock is
  * independent of SQLite's fcntl locks. */
-static int file_lock(sqlite_store *s, char *errbuf, size_t errlen)
+static int file_lock(sqlite_store *s, errdetail *err)
 {
     s->lock_fd = open(s->path, O_RDONLY | O_CLOEXEC);
     if (s->lock_fd >= 0 && flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
         return 0;
-    errfmt(errbuf, errlen, "store_sqlite: %s: %s", s->path,
-           errno == EWOULDBLOCK ? "already open in this or another process" : strerror(errno));
-    return CITRUS_EIO;
+    return errdetail_set(err, CITRUS_EIO, "store_sqlite: %s: %s", s->path,
+                         errno == EWOULDBLOCK ? "already open in this or another process"
+                                              : strerror(errno));
 }
 
-static int conns_open(sqlite_store *s, char *errbuf, size_t errlen)
+static int conns_open(sqlite_store *s, errdetail *err)
 {
-    int rc = conn_open(&s->wconn, s->path, false, errbuf, errlen);
+    int rc = conn_open(&s->wconn, s->path, false, err);
     if (rc == 0)
-        rc = file_lock(s, errbuf, errlen);
+        rc = file_lock(s, err);
     if (rc == 0)
-        rc = schema_init(&s->wconn, true, errbuf, errlen);
+        rc = schema_init(&s->wconn, true, err);
     if (rc == 0)
-        rc = state_load(s, errbuf, errlen);
+        rc = state_load(s, err);
     if (rc == 0)
-        rc = conn_open(&s->nconn, s->path, true, errbuf, errlen);
+        rc = conn_open(&s->nconn, s->path, true, err);
     for (int i = 0; rc == 0 && i < READER_COUNT; i++) {
-        rc = conn_open(&s->readers[i], s->path, true, errbuf, errlen);
+        rc = conn_open(&s->readers[i], s->path, true, err);
         if (rc == 0)
             s->free_readers[s->nreaders++] = &s->readers[i];
     }
@@ -1916,7 +1909,7 @@ static int conns_open(sqlite_store *s, char *errbuf, size_t errlen)
     return rc;
 }
 
-static int threads_start(sqlite_store *s, char *errbuf, size_t errlen)
+static int threads_start(sqlite_store *s, errdetail *err)
 {
     int e = pthread_create(&s->writer_th, NULL, writer_main, s);
     s->writer_started = e == 0;
@@ -1928,24 +1921,20 @@ static int threads_start(sqlite_store *s, char *errbuf, size_t errlen)
         e = pthread_create(&s->lease_th, NULL, lease_main, s);
         s->lease_started = e == 0;
     }
-    if (e != 0) {
-        errfmt(errbuf, errlen, "store_sqlite: starting threads: %s", strerror(e));
-        return CITRUS_ENOMEM;
-    }
+    if (e != 0)
+        return errdetail_set(err, CITRUS_ENOMEM, "store_sqlite: starting threads: %s", strerror(e));
     return 0;
 }
 
-int store_sqlite_open(const store_sqlite_options *opts, store **out, char *errbuf, size_t errlen)
+int store_sqlite_open(const store_sqlite_options *opts, store **out, errdetail *err)
 {
     *out = NULL;
-    errfmt(errbuf, errlen, "%s", "");
-    if (!opts || !opts->path || !opts->path[0]) {
-        errfmt(errbuf, errlen, "store_sqlite: no database path");
-        return CITRUS_EINVAL;
-    }
+    errdetail_clear(err);
+    if (!opts || !opts->path || !opts->path[0])
+        return errdetail_set(err, CITRUS_EINVAL, "store_sqlite: no database path");
     sqlite_store *s = calloc(1, sizeof(*s));
     if (!s || !(s->path = strdup(opts->path)) || sync_init(s) < 0) {
-        errfmt(errbuf, errlen, "store_sqlite: out of memory");
+        errdetail_set(err, CITRUS_ENOMEM, "store_sqlite: out of memory");
         if (s)
             free(s->path);
         free(s);
@@ -1956,9 +1945,9 @@ int store_sqlite_open(const store_sqlite_options *opts, store **out, char *errbu
     s->history_keep = opts->history_keep > 0 ? opts->history_keep : DEFAULT_HISTORY_KEEP;
     s->clock = opts->clock;
     s->healthy = true;
-    int rc = conns_open(s, errbuf, errlen);
+    int rc = conns_open(s, err);
     if (rc == 0)
-        rc = threads_start(s, errbuf, errlen);
+        rc = threads_start(s, err);
     if (rc < 0) {
         store_stop(s);
         store_free(s);
@@ -1981,15 +1970,13 @@ uint64_t store_sqlite_commit_count(store *st)
 
 /* ---- restore ------------------------------------------------------------------------- */
 
-static int restore_items(conn *c, const kv_snapshot *snap, char *errbuf, size_t errlen)
+static int restore_items(conn *c, const kv_snapshot *snap, errdetail *err)
 {
     for (size_t i = 0; i < snap->count; i++) {
         const kv_entry *e = &snap->items[i];
         sqlite3_stmt *st = conn_stmt(c, ST_KV_PUT);
-        if (!e->key || !e->key[0] || (e->value_len && !e->value)) {
-            errfmt(errbuf, errlen, "restore: snapshot item %zu is invalid", i);
-            return CITRUS_EINVAL;
-        }
+        if (!e->key || !e->key[0] || (e->value_len && !e->value))
+            return errdetail_set(err, CITRUS_EINVAL, "restore: snapshot item %zu is invalid", i);
         if (!st)
             return CITRUS_EIO;
         bind_key(st, 1, e->key);
@@ -1998,15 +1985,14 @@ static int restore_items(conn *c, const kv_snapshot *snap, char *errbuf, size_t 
         sqlite3_bind_int64(st, 4, e->mod_revision);
         sqlite3_bind_int64(st, 5, e->version);
         sqlite3_bind_int64(st, 6, e->lease);
-        if (stmt_run(c, st) < 0) {
-            errfmt(errbuf, errlen, "restore: writing key %s: %s", e->key, sqlite3_errmsg(c->db));
-            return CITRUS_EIO;
-        }
+        if (stmt_run(c, st) < 0)
+            return errdetail_set(err, CITRUS_EIO, "restore: writing key %s: %s", e->key,
+                                 sqlite3_errmsg(c->db));
     }
     return 0;
 }
 
-static int restore_leases(conn *c, const kv_snapshot *snap, char *errbuf, size_t errlen)
+static int restore_leases(conn *c, const kv_snapshot *snap, errdetail *err)
 {
     for (size_t i = 0; i < snap->nleases; i++) {
         sqlite3_stmt *st = conn_stmt(c, ST_LEASE_PUT);
@@ -2014,18 +2000,16 @@ static int restore_leases(conn *c, const kv_snapshot *snap, char *errbuf, size_t
             return CITRUS_EIO;
         sqlite3_bind_int64(st, 1, snap->leases[i].id);
         sqlite3_bind_int64(st, 2, snap->leases[i].ttl);
-        if (stmt_run(c, st) < 0) {
-            errfmt(errbuf, errlen, "restore: writing lease %lld: %s", (long long)snap->leases[i].id,
-                   sqlite3_errmsg(c->db));
-            return CITRUS_EIO;
-        }
+        if (stmt_run(c, st) < 0)
+            return errdetail_set(err, CITRUS_EIO, "restore: writing lease %lld: %s",
+                                 (long long)snap->leases[i].id, sqlite3_errmsg(c->db));
     }
     return 0;
 }
 
 /* Every key's lease must be one of the snapshot's: a key attached to a
  * missing lease would never expire. */
-static int restore_check_leases(conn *c, char *errbuf, size_t errlen)
+static int restore_check_leases(conn *c, errdetail *err)
 {
     static const char sql[] =
         "SELECT count(*) FROM kv WHERE lease != 0 AND lease NOT IN (SELECT id FROM leases)";
@@ -2037,34 +2021,32 @@ static int restore_check_leases(conn *c, char *errbuf, size_t errlen)
     sqlite3_finalize(st);
     if (dangling < 0)
         return conn_fail(c, sql);
-    if (dangling > 0) {
-        errfmt(errbuf, errlen,
-               "restore: %lld keys are attached to leases missing from the snapshot",
-               (long long)dangling);
-        return CITRUS_ECORRUPT;
-    }
+    if (dangling > 0)
+        return errdetail_set(err, CITRUS_ECORRUPT,
+                             "restore: %lld keys are attached to leases missing from the snapshot",
+                             (long long)dangling);
     return 0;
 }
 
 /* Writes the snapshot into the fresh database behind c, in one transaction. */
-static int restore_fill(conn *c, const kv_snapshot *snap, char *errbuf, size_t errlen)
+static int restore_fill(conn *c, const kv_snapshot *snap, errdetail *err)
 {
-    int rc = schema_init(c, false, errbuf, errlen);
+    int rc = schema_init(c, false, err);
     if (rc < 0)
         return rc;
     rc = exec_id(c, ST_BEGIN_IMMEDIATE);
     if (rc == 0)
-        rc = restore_items(c, snap, errbuf, errlen);
+        rc = restore_items(c, snap, err);
     if (rc == 0)
-        rc = restore_leases(c, snap, errbuf, errlen);
+        rc = restore_leases(c, snap, err);
     if (rc == 0)
-        rc = restore_check_leases(c, errbuf, errlen);
+        rc = restore_check_leases(c, err);
     if (rc == 0)
         rc = meta_write(c, snap->revision, snap->revision + 1);
     if (rc == 0)
         rc = exec_id(c, ST_COMMIT);
-    if (rc < 0 && errbuf && !errbuf[0])
-        errfmt(errbuf, errlen, "restore: %s", sqlite3_errmsg(c->db));
+    if (rc < 0 && err && !err->message[0])
+        errdetail_set(err, rc, "restore: %s", sqlite3_errmsg(c->db));
     if (rc < 0 && !sqlite3_get_autocommit(c->db))
         exec_id(c, ST_ROLLBACK);
     return rc;
@@ -2081,7 +2063,7 @@ static int fsync_path(const char *path, bool dir)
 }
 
 /* Renames tmp to path unless path exists; then makes the rename durable. */
-static int restore_publish(const char *tmp, const char *path, char *errbuf, size_t errlen)
+static int restore_publish(const char *tmp, const char *path, errdetail *err)
 {
     int rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE);
     if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) { /* no RENAME_NOREPLACE here */
@@ -2091,8 +2073,8 @@ static int restore_publish(const char *tmp, const char *path, char *errbuf, size
     }
     if (rc < 0) {
         int e = errno;
-        errfmt(errbuf, errlen, "restore: rename %s to %s: %s", tmp, path, strerror(e));
-        return e == EEXIST ? CITRUS_EEXISTS : CITRUS_EIO;
+        return errdetail_set(err, e == EEXIST ? CITRUS_EEXISTS : CITRUS_EIO,
+                             "restore: rename %s to %s: %s", tmp, path, strerror(e));
     }
     char *dir = strdup(path);
     if (!dir)
@@ -2102,10 +2084,9 @@ static int restore_publish(const char *tmp, const char *path, char *errbuf, size
         slash[slash == dir] = '\0'; /* "/x" -> "/", "a/x" -> "a" */
     rc = fsync_path(slash ? dir : ".", true);
     free(dir);
-    if (rc < 0) {
-        errfmt(errbuf, errlen, "restore: fsync directory of %s: %s", path, strerror(errno));
-        return CITRUS_EIO;
-    }
+    if (rc < 0)
+        return errdetail_set(err, CITRUS_EIO, "restore: fsync directory of %s: %s", path,
+                             strerror(errno));
     return 0;
 }
 
@@ -2118,16 +2099,14 @@ static char *path_with_suffix(const char *path, const char *suffix)
     return p;
 }
 
-int store_sqlite_restore(const char *path, const kv_snapshot *snap, char *errbuf, size_t errlen)
+int store_sqlite_restore(const char *path, const kv_snapshot *snap, errdetail *err)
 {
-    errfmt(errbuf, errlen, "%s", "");
+    errdetail_clear(err);
     if (!path || !path[0] || !snap)
         return CITRUS_EINVAL;
     struct stat sb;
-    if (lstat(path, &sb) == 0) {
-        errfmt(errbuf, errlen, "restore: %s already exists", path);
-        return CITRUS_EEXISTS;
-    }
+    if (lstat(path, &sb) == 0)
+        return errdetail_set(err, CITRUS_EEXISTS, "restore: %s already exists", path);
     char *tmp = path_with_suffix(path, ".tmp");
     char *tmp_journal = path_with_suffix(path, ".tmp-journal");
     conn c = {0};
@@ -2136,16 +2115,14 @@ int store_sqlite_restore(const char *path, const kv_snapshot *snap, char *errbuf
         goto out;
     unlink(tmp); /* a leftover of an earlier failed restore */
     unlink(tmp_journal);
-    rc = conn_open(&c, tmp, false, errbuf, errlen);
+    rc = conn_open(&c, tmp, false, err);
     if (rc == 0)
-        rc = restore_fill(&c, snap, errbuf, errlen);
+        rc = restore_fill(&c, snap, err);
     conn_close(&c);
-    if (rc == 0 && fsync_path(tmp, false) < 0) {
-        errfmt(errbuf, errlen, "restore: fsync %s: %s", tmp, strerror(errno));
-        rc = CITRUS_EIO;
-    }
+    if (rc == 0 && fsync_path(tmp, false) < 0)
+        rc = errdetail_set(err, CITRUS_EIO, "restore: fsync %s: %s", tmp, strerror(errno));
     if (rc == 0)
-        rc = restore_publish(tmp, path, errbuf, errlen);
+        rc = restore_publish(tmp, path, err);
     if (rc < 0)
         unlink(tmp);
 out:

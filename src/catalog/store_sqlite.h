@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "catalog/store.h"
+#include "core/errdetail.h"
 #include "sys/clock.h"
 
 typedef struct store_sqlite_options {
@@ -20,18 +21,18 @@ typedef struct store_sqlite_options {
 } store_sqlite_options;
 
 /* Opens (or creates) the store. On failure returns a negative code and
- * writes a message to errbuf. Leases found on disk restart their full TTL.
+ * writes a message to err. Leases found on disk restart their full TTL.
  * A database file serves one open store at a time (an exclusive flock):
  * opening it again, in this process or another, fails with CITRUS_EIO.
  * store_close gives each watch still open a final CITRUS_ECLOSED callback
  * and frees it: do not call store_watch_close on it afterwards. */
-int store_sqlite_open(const store_sqlite_options *opts, store **out, char *errbuf, size_t errlen);
+int store_sqlite_open(const store_sqlite_options *opts, store **out, errdetail *err);
 
 /* Writes a new store file at path (which must not exist) holding exactly
  * the snapshot: its keys with their revisions, its leases, and the store
  * revision; history starts empty (compact_revision = revision + 1). Written
  * to a temporary file and renamed into place, so a failure leaves nothing. */
-int store_sqlite_restore(const char *path, const kv_snapshot *snap, char *errbuf, size_t errlen);
+int store_sqlite_restore(const char *path, const kv_snapshot *snap, errdetail *err);
 
 /* How many SQLite transactions the writer has committed since open: with
  * group commit this grows slower than the number of writes. For tests and

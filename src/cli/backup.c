@@ -54,6 +54,7 @@ static bool fetch_snapshot(const char *endpoint, kv_snapshot *snap)
     }
     bool ok = false;
     char why[512];
+    errdetail err;
     client_response resp;
     client_set_timeout_ms(c, BACKUP_TIMEOUT_MS);
     int rc = client_request(c, "GET", "/v1/snapshot", NULL, 0, NULL, &resp);
@@ -66,9 +67,9 @@ static bool fetch_snapshot(const char *endpoint, kv_snapshot *snap)
         fprintf(stderr, "backup: server error: %s\n", why);
         goto out_resp;
     }
-    json_t *j = client_response_json(&resp, why, sizeof(why));
-    if (!j || kvjson_snapshot_decode(j, snap, why, sizeof(why)) < 0) {
-        fprintf(stderr, "backup: unexpected snapshot from the server: %s\n", why);
+    json_t *j = client_response_json(&resp, &err);
+    if (!j || kvjson_snapshot_decode(j, snap, &err) < 0) {
+        fprintf(stderr, "backup: unexpected snapshot from the server: %s\n", err.message);
         json_decref(j);
         goto out_resp;
     }
@@ -77,8 +78,8 @@ static bool fetch_snapshot(const char *endpoint, kv_snapshot *snap)
     for (size_t i = 0; i < snap->nleases; i++)
         if (snap->leases[i].remaining < 0)
             snap->leases[i].remaining = 0;
-    if (snapshot_file_check(snap, why, sizeof(why)) < 0) {
-        fprintf(stderr, "backup: the server's snapshot is inconsistent: %s\n", why);
+    if (snapshot_file_check(snap, &err) < 0) {
+        fprintf(stderr, "backup: the server's snapshot is inconsistent: %s\n", err.message);
         kv_snapshot_free(snap);
         goto out_resp;
     }
@@ -91,20 +92,16 @@ out_client:
 }
 
 /* Makes a rename in path's directory durable. */
-static int sync_dir_of(const char *path, char *errbuf, size_t errlen)
+static int sync_dir_of(const char *path, errdetail *e)
 {
     char *copy = strdup(path);
-    if (!copy) {
-        snprintf(errbuf, errlen, "out of memory");
-        return CITRUS_ENOMEM;
-    }
+    if (!copy)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     const char *dir = dirname(copy);
     int rc = 0;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0) {
-        snprintf(errbuf, errlen, "cannot sync directory %s: %s", dir, strerror(errno));
-        rc = CITRUS_EIO;
-    }
+    if (fd < 0 || fsync(fd) < 0)
+        rc = errdetail_set(e, CITRUS_EIO, "cannot sync directory %s: %s", dir, strerror(errno));
     if (fd >= 0)
         close(fd);
     free(copy);
@@ -113,48 +110,40 @@ static int sync_dir_of(const char *path, char *errbuf, size_t errlen)
 
 /* Writes snap to tmp (mode 0600: a backup holds every secret in the catalog)
  * and syncs it. */
-static int write_tmp(const char *tmp, const kv_snapshot *snap, char *errbuf, size_t errlen)
+static int write_tmp(const char *tmp, const kv_snapshot *snap, errdetail *e)
 {
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(errbuf, errlen, "cannot create %s: %s", tmp, strerror(errno));
-        return CITRUS_EIO;
-    }
+    if (fd < 0)
+        return errdetail_set(e, CITRUS_EIO, "cannot create %s: %s", tmp, strerror(errno));
     FILE *f = fdopen(fd, "w");
     if (!f) {
-        snprintf(errbuf, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        errdetail_set(e, CITRUS_EIO, "cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         return CITRUS_EIO;
     }
-    int rc = snapshot_file_write(f, snap, clock_wall_ms(NULL) / 1000, errbuf, errlen);
-    if (rc == 0 && (fflush(f) != 0 || fsync(fd) != 0)) {
-        snprintf(errbuf, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        rc = CITRUS_EIO;
-    }
-    if (fclose(f) != 0 && rc == 0) {
-        snprintf(errbuf, errlen, "cannot write %s: %s", tmp, strerror(errno));
-        rc = CITRUS_EIO;
-    }
+    int rc = snapshot_file_write(f, snap, clock_wall_ms(NULL) / 1000, e);
+    if (rc == 0 && (fflush(f) != 0 || fsync(fd) != 0))
+        rc = errdetail_set(e, CITRUS_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    if (fclose(f) != 0 && rc == 0)
+        rc = errdetail_set(e, CITRUS_EIO, "cannot write %s: %s", tmp, strerror(errno));
     return rc;
 }
 
 /* Reads tmp back and checks that it holds exactly what was meant. */
-static int verify_tmp(const char *tmp, const kv_snapshot *snap, char *errbuf, size_t errlen)
+static int verify_tmp(const char *tmp, const kv_snapshot *snap, errdetail *e)
 {
-    char *buf, why[512];
+    char *buf;
     size_t len;
-    int rc = input_read(tmp, &buf, &len, errbuf, errlen);
+    int rc = input_read(tmp, &buf, &len, e);
     if (rc < 0)
         return rc;
     kv_snapshot back;
-    rc = snapshot_file_parse(buf, len, &back, why, sizeof(why));
+    rc = snapshot_file_parse(buf, len, &back, e);
     if (rc < 0)
-        snprintf(errbuf, errlen, "%s does not read back: %s", tmp, why);
+        errdetail_prefix(e, "%s does not read back", tmp);
     else if (back.count != snap->count || back.nleases != snap->nleases ||
-             back.revision != snap->revision) {
-        snprintf(errbuf, errlen, "%s reads back different from what was written", tmp);
-        rc = CITRUS_EIO;
-    }
+             back.revision != snap->revision)
+        rc = errdetail_set(e, CITRUS_EIO, "%s reads back different from what was written", tmp);
     kv_snapshot_free(&back);
     free(buf);
     return rc;
@@ -207,7 +196,7 @@ int cli_backup_main(int argc, char **argv)
     if (!fetch_snapshot(endpoint, &snap))
         return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;
-    char why[1024];
+    errdetail why;
     size_t tlen = strlen(file) + sizeof(".tmp");
     char *tmp = malloc(tlen);
     if (!tmp) {
@@ -215,14 +204,14 @@ int cli_backup_main(int argc, char **argv)
         goto out_snap;
     }
     snprintf(tmp, tlen, "%s.tmp", file);
-    if (write_tmp(tmp, &snap, why, sizeof(why)) < 0 || verify_tmp(tmp, &snap, why, sizeof(why)) < 0)
+    if (write_tmp(tmp, &snap, &why) < 0 || verify_tmp(tmp, &snap, &why) < 0)
         goto out_unlink;
     if (rename(tmp, file) != 0) {
-        snprintf(why, sizeof(why), "cannot rename %s to %s: %s", tmp, file, strerror(errno));
+        errdetail_set(&why, CITRUS_EIO, "cannot rename %s to %s: %s", tmp, file, strerror(errno));
         goto out_unlink;
     }
-    if (sync_dir_of(file, why, sizeof(why)) < 0) {
-        fprintf(stderr, "backup: %s\n", why);
+    if (sync_dir_of(file, &why) < 0) {
+        fprintf(stderr, "backup: %s\n", why.message);
         goto out_tmp;
     }
     printf("backup: %zu keys at revision %" PRId64 " -> %s\n", snap.count, snap.revision, file);
@@ -230,7 +219,7 @@ int cli_backup_main(int argc, char **argv)
     goto out_tmp;
 
 out_unlink:
-    fprintf(stderr, "backup: %s\n", why);
+    fprintf(stderr, "backup: %s\n", why.message);
     unlink(tmp);
 out_tmp:
     free(tmp);

@@ -185,10 +185,10 @@ bool cli_request_json(client *c, const char *method, const char *path, const jso
 
 json_t *cli_answer_json(const client_response *resp)
 {
-    char why[256];
-    json_t *j = client_response_json(resp, why, sizeof(why));
+    errdetail why;
+    json_t *j = client_response_json(resp, &why);
     if (!j)
-        fprintf(stderr, "error: unexpected answer from the server: %s\n", why);
+        fprintf(stderr, "error: unexpected answer from the server: %s\n", why.message);
     return j;
 }
 

@@ -101,13 +101,14 @@ int cli_cluster_main(int argc, char **argv)
     }
     int code = 0;
     char err[512];
-    json_t *j = resp.status == 200 ? client_response_json(&resp, err, sizeof(err)) : NULL;
+    errdetail why;
+    json_t *j = resp.status == 200 ? client_response_json(&resp, &why) : NULL;
     if (resp.status != 200) {
         client_response_error(&resp, err, sizeof(err));
         fprintf(stderr, "error: %s\n", err);
         code = 1;
     } else if (!j) {
-        fprintf(stderr, "error: %s\n", err);
+        fprintf(stderr, "error: %s\n", why.message);
         code = 1;
     } else if (json) {
         fwrite(resp.body, 1, resp.body_len, stdout);

@@ -237,9 +237,9 @@ static int kv_put(client *c, const kv_args *a)
     size_t len = 0;
     bool from_stdin = strcmp(a->cli.pos[1], "-") == 0;
     if (from_stdin) {
-        char why[512];
-        if (input_read("-", &value, &len, why, sizeof(why)) < 0) {
-            fprintf(stderr, "error: %s\n", why);
+        errdetail why;
+        if (input_read("-", &value, &len, &why) < 0) {
+            fprintf(stderr, "error: %s\n", why.message);
             return CLI_EXIT_RUNTIME;
         }
     }
@@ -470,11 +470,12 @@ static bool print_txn(const json_t *j, long status, const void *ctx)
 
 static int kv_txn(client *c, const kv_args *a)
 {
-    char *body, why[512];
+    char *body;
+    errdetail why;
     size_t len;
     const char *file = a->cli.pos[0];
-    if (input_read(file, &body, &len, why, sizeof(why)) < 0) {
-        fprintf(stderr, "error: %s\n", why);
+    if (input_read(file, &body, &len, &why) < 0) {
+        fprintf(stderr, "error: %s\n", why.message);
         return CLI_EXIT_RUNTIME;
     }
     int rc = CLI_EXIT_RUNTIME;

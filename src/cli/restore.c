@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,36 +38,31 @@ static const char usage_text[] =
 
 /* mkdir -p: creates dir and its missing parents (mode 0700: a catalog holds
  * secrets). */
-static int make_dirs(const char *dir, char *errbuf, size_t errlen)
+static int make_dirs(const char *dir, errdetail *e)
 {
     if (fs_mkdirs(dir, 0700) == 0)
         return 0;
-    snprintf(errbuf, errlen, "cannot create directory %s: %s", dir,
-             errno == ENOTDIR ? "not a directory" : strerror(errno));
-    return CITRUS_EIO;
+    return errdetail_set(e, CITRUS_EIO, "cannot create directory %s: %s", dir,
+                         errno == ENOTDIR ? "not a directory" : strerror(errno));
 }
 
 /* Fails when the catalog or one of SQLite's side files already exists (a
  * stale -wal next to a new database would be replayed into it). */
-static int check_no_catalog(const char *db, char *errbuf, size_t errlen)
+static int check_no_catalog(const char *db, errdetail *e)
 {
     static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
         struct stat st;
-        snprintf(errbuf, errlen, "%s%s", db, suffixes[i]);
-        if (lstat(errbuf, &st) == 0) {
-            size_t n = strlen(errbuf);
-            snprintf(errbuf + n, errlen - n,
-                     " already exists; refusing to overwrite a catalog. Restore into an empty "
-                     "data directory, or stop the server and remove %s* first",
-                     db);
-            return CITRUS_EEXISTS;
-        }
-        if (errno != ENOENT) {
-            size_t n = strlen(errbuf);
-            snprintf(errbuf + n, errlen - n, ": %s", strerror(errno));
-            return CITRUS_EIO;
-        }
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s%s", db, suffixes[i]);
+        if (lstat(path, &st) == 0)
+            return errdetail_set(e, CITRUS_EEXISTS,
+                                 "%s already exists; refusing to overwrite a catalog. Restore "
+                                 "into an empty data directory, or stop the server and remove "
+                                 "%s* first",
+                                 path, db);
+        if (errno != ENOENT)
+            return errdetail_set(e, CITRUS_EIO, "%s: %s", path, strerror(errno));
     }
     return 0;
 }
@@ -112,21 +108,22 @@ int cli_restore_main(int argc, char **argv)
     const char *file = argv[optind];
 
     int rc = EXIT_RUNTIME;
-    char why[1024], *buf, *db = NULL;
+    char *buf, *db = NULL;
+    errdetail why;
     size_t len;
-    if (input_read(file, &buf, &len, why, sizeof(why)) < 0) {
-        fprintf(stderr, "restore: %s\n", why);
+    if (input_read(file, &buf, &len, &why) < 0) {
+        fprintf(stderr, "restore: %s\n", why.message);
         return EXIT_RUNTIME;
     }
     kv_snapshot snap;
-    int err = snapshot_file_parse(buf, len, &snap, why, sizeof(why));
+    int err = snapshot_file_parse(buf, len, &snap, &why);
     free(buf);
     if (err == CITRUS_ECORRUPT) {
-        fprintf(stderr, "restore: %s is corrupt: %s\n", file, why);
+        fprintf(stderr, "restore: %s is corrupt: %s\n", file, why.message);
         return EXIT_RUNTIME;
     }
     if (err < 0) {
-        fprintf(stderr, "restore: %s: %s\n", file, why);
+        fprintf(stderr, "restore: %s: %s\n", file, why.message);
         return EXIT_RUNTIME;
     }
 
@@ -136,17 +133,18 @@ int cli_restore_main(int argc, char **argv)
         goto out;
     }
     snprintf(db, dlen, "%s/%s", dir, RESTORE_CATALOG_FILE);
-    if (make_dirs(dir, why, sizeof(why)) < 0) {
-        fprintf(stderr, "restore: %s\n", why);
+    if (make_dirs(dir, &why) < 0) {
+        fprintf(stderr, "restore: %s\n", why.message);
         goto out;
     }
-    if (check_no_catalog(db, why, sizeof(why)) < 0) {
-        fprintf(stderr, "restore: %s\n", why);
+    if (check_no_catalog(db, &why) < 0) {
+        fprintf(stderr, "restore: %s\n", why.message);
         goto out;
     }
-    why[0] = '\0';
-    if ((err = store_sqlite_restore(db, &snap, why, sizeof(why))) < 0) {
-        fprintf(stderr, "restore: cannot create %s: %s\n", db, why[0] ? why : citrus_strerror(err));
+    errdetail_clear(&why);
+    if ((err = store_sqlite_restore(db, &snap, &why)) < 0) {
+        fprintf(stderr, "restore: cannot create %s: %s\n", db,
+                why.message[0] ? why.message : citrus_strerror(err));
         goto out;
     }
     printf("restore: %zu keys at revision %" PRId64 " -> %s\n", snap.count, snap.revision, dir);

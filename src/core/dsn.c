@@ -6,7 +6,6 @@
  * the database is reachable is the driver's business (dbconn/driver.h). */
 #include "core/dsn.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,17 +13,6 @@
 
 #include "citrus/errors.h"
 #include "core/strbuf.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return CITRUS_EINVAL;
-}
 
 static bool starts_with(const char *s, const char *prefix)
 {
@@ -59,30 +47,33 @@ static bool is_digit(char c)
 /* ---- sqlite ---------------------------------------------------------- */
 
 /* rest: what follows "sqlite:". */
-static int parse_sqlite(const char *rest, dsn_info *out, char *err, size_t errlen)
+static int parse_sqlite(const char *rest, dsn_info *out, errdetail *e)
 {
     const char *path = rest;
     if (starts_with(rest, "//")) {
         if (rest[2] != '/')
-            return fail(err, errlen,
-                        "sqlite dsn takes no host: use sqlite:///absolute/path or "
-                        "sqlite:relative/path");
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "sqlite dsn takes no host: use sqlite:///absolute/path or "
+                                 "sqlite:relative/path");
         path = rest + 2;
     }
     size_t len = strlen(path);
     if (len == 0)
-        return fail(err, errlen, "sqlite dsn: the path is empty");
+        return errdetail_set(e, CITRUS_EINVAL, "sqlite dsn: the path is empty");
     for (size_t i = 0; i < len; i++) {
         if (is_ctl((unsigned char)path[i]))
-            return fail(err, errlen, "sqlite dsn: the path contains a control character");
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "sqlite dsn: the path contains a control character");
         if (path[i] == '?')
-            return fail(err, errlen, "sqlite dsn: query strings (?...) are not supported");
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "sqlite dsn: query strings (?...) are not supported");
     }
     if (path[len - 1] == '/')
-        return fail(err, errlen, "sqlite dsn: the path names a directory, not a file");
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "sqlite dsn: the path names a directory, not a file");
     if (len >= sizeof(out->path))
-        return fail(err, errlen, "sqlite dsn: the path is longer than %zu bytes",
-                    sizeof(out->path) - 1);
+        return errdetail_set(e, CITRUS_EINVAL, "sqlite dsn: the path is longer than %zu bytes",
+                             sizeof(out->path) - 1);
     out->kind = DSN_SQLITE;
     memcpy(out->path, path, len + 1);
     return 0;
@@ -101,14 +92,16 @@ static size_t pg_scheme_len(const char *dsn)
 }
 
 /* Every '%' starts a %XX escape; no spaces or control characters. */
-static int check_uri_chars(const char *s, char *err, size_t errlen)
+static int check_uri_chars(const char *s, errdetail *e)
 {
     for (size_t i = 0; s[i]; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == ' ' || is_ctl(c))
-            return fail(err, errlen, "postgres dsn contains a space or control character");
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "postgres dsn contains a space or control character");
         if (c == '%' && !(is_hex(s[i + 1]) && is_hex(s[i + 2])))
-            return fail(err, errlen, "postgres dsn has a '%%' not followed by two hex digits");
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "postgres dsn has a '%%' not followed by two hex digits");
     }
     return 0;
 }
@@ -121,17 +114,18 @@ static bool host_char(char c)
 
 /* One host[:port] of s[0..n): a name, a %-encoded socket path, [ipv6] or
  * empty (the default). */
-static int check_hostport(const char *s, size_t n, char *err, size_t errlen)
+static int check_hostport(const char *s, size_t n, errdetail *e)
 {
     size_t i = 0;
     if (n > 0 && s[0] == '[') {
         while (i < n && s[i] != ']')
             i++;
         if (i == n)
-            return fail(err, errlen, "postgres dsn: '[' of an IPv6 host is not closed");
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "postgres dsn: '[' of an IPv6 host is not closed");
         for (size_t j = 1; j < i; j++)
             if (!is_hex(s[j]) && s[j] != ':' && s[j] != '.' && s[j] != '%')
-                return fail(err, errlen, "postgres dsn: bad character in IPv6 host");
+                return errdetail_set(e, CITRUS_EINVAL, "postgres dsn: bad character in IPv6 host");
         i++;
     } else {
         while (i < n && host_char(s[i]))
@@ -140,27 +134,27 @@ static int check_hostport(const char *s, size_t n, char *err, size_t errlen)
     if (i == n)
         return 0;
     if (s[i] != ':')
-        return fail(err, errlen, "postgres dsn: bad character '%c' in host", s[i]);
+        return errdetail_set(e, CITRUS_EINVAL, "postgres dsn: bad character '%c' in host", s[i]);
     size_t digits = n - i - 1;
     unsigned long port = 0;
     for (size_t j = i + 1; j < n; j++) {
         if (!is_digit(s[j]) || digits > 5)
-            return fail(err, errlen, "postgres dsn: the port must be a number");
+            return errdetail_set(e, CITRUS_EINVAL, "postgres dsn: the port must be a number");
         port = port * 10 + (unsigned long)(s[j] - '0');
     }
     if (digits == 0 || port == 0 || port > 65535)
-        return fail(err, errlen, "postgres dsn: the port must be 1..65535");
+        return errdetail_set(e, CITRUS_EINVAL, "postgres dsn: the port must be 1..65535");
     return 0;
 }
 
 /* A comma-separated host list s[0..n); *any set when a host is named. */
-static int check_hosts(const char *s, size_t n, bool *any, char *err, size_t errlen)
+static int check_hosts(const char *s, size_t n, bool *any, errdetail *e)
 {
     size_t start = 0;
     for (size_t i = 0; i <= n; i++) {
         if (i < n && s[i] != ',')
             continue;
-        int rc = check_hostport(s + start, i - start, err, errlen);
+        int rc = check_hostport(s + start, i - start, e);
         if (rc < 0)
             return rc;
         if (i > start)
@@ -171,16 +165,16 @@ static int check_hosts(const char *s, size_t n, bool *any, char *err, size_t err
 }
 
 /* key=value pairs joined by '&'. */
-static int check_uri_params(const char *s, char *err, size_t errlen)
+static int check_uri_params(const char *s, errdetail *e)
 {
     for (;;) {
         size_t k = 0;
         while (is_key_char(s[k]))
             k++;
         if (k == 0 || s[k] != '=')
-            return fail(err, errlen,
-                        "postgres dsn: query parameters must be key=value joined by '&' "
-                        "(keys are [a-z_])");
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "postgres dsn: query parameters must be key=value joined by '&' "
+                                 "(keys are [a-z_])");
         s += k + 1;
         s += strcspn(s, "&");
         if (!*s)
@@ -189,12 +183,12 @@ static int check_uri_params(const char *s, char *err, size_t errlen)
     }
 }
 
-static int parse_postgres_uri(const char *dsn, dsn_info *out, char *err, size_t errlen)
+static int parse_postgres_uri(const char *dsn, dsn_info *out, errdetail *e)
 {
     const char *rest = dsn + pg_scheme_len(dsn);
     if (!*rest)
-        return fail(err, errlen, "postgres dsn has nothing after the scheme");
-    int rc = check_uri_chars(rest, err, errlen);
+        return errdetail_set(e, CITRUS_EINVAL, "postgres dsn has nothing after the scheme");
+    int rc = check_uri_chars(rest, e);
     if (rc < 0)
         return rc;
     size_t auth_len = strcspn(rest, "/?");
@@ -203,11 +197,12 @@ static int parse_postgres_uri(const char *dsn, dsn_info *out, char *err, size_t 
     const char *hosts = rest;
     if (at) {
         if (at == rest)
-            return fail(err, errlen, "postgres dsn: the user name before '@' is empty");
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "postgres dsn: the user name before '@' is empty");
         named = true;
         hosts = at + 1;
     }
-    rc = check_hosts(hosts, (size_t)(rest + auth_len - hosts), &named, err, errlen);
+    rc = check_hosts(hosts, (size_t)(rest + auth_len - hosts), &named, e);
     if (rc < 0)
         return rc;
     const char *p = rest + auth_len;
@@ -217,13 +212,13 @@ static int parse_postgres_uri(const char *dsn, dsn_info *out, char *err, size_t 
         p += 1 + db;
     }
     if (*p == '?') {
-        rc = check_uri_params(p + 1, err, errlen);
+        rc = check_uri_params(p + 1, e);
         if (rc < 0)
             return rc;
         named = true;
     }
     if (!named)
-        return fail(err, errlen, "postgres dsn names no host, database or parameter");
+        return errdetail_set(e, CITRUS_EINVAL, "postgres dsn names no host, database or parameter");
     out->kind = DSN_POSTGRES;
     return 0;
 }
@@ -333,7 +328,7 @@ static bool looks_like_conninfo(const char *s)
     return *s == '=';
 }
 
-static int parse_conninfo(const char *dsn, dsn_info *out, char *err, size_t errlen)
+static int parse_conninfo(const char *dsn, dsn_info *out, errdetail *e)
 {
     const char *p = dsn;
     ci_pair pair = {0};
@@ -342,31 +337,33 @@ static int parse_conninfo(const char *dsn, dsn_info *out, char *err, size_t errl
     while ((rc = ci_next(&p, &pair, &why)) > 0)
         ;
     if (rc < 0 && pair.klen == 0)
-        return fail(err, errlen, "dsn key=value pairs: %s at byte %zu", why,
-                    (size_t)(pair.key - dsn));
+        return errdetail_set(e, CITRUS_EINVAL, "dsn key=value pairs: %s at byte %zu", why,
+                             (size_t)(pair.key - dsn));
     if (rc < 0)
-        return fail(err, errlen, "dsn key=value pairs: '%.*s' %s", (int)pair.klen, pair.key, why);
+        return errdetail_set(e, CITRUS_EINVAL, "dsn key=value pairs: '%.*s' %s", (int)pair.klen,
+                             pair.key, why);
     out->kind = DSN_POSTGRES;
     return 0;
 }
 
-int dsn_parse(const char *dsn, dsn_info *out, char *err, size_t errlen)
+int dsn_parse(const char *dsn, dsn_info *out, errdetail *e)
 {
     dsn_info scratch;
     if (!out)
         out = &scratch;
     memset(out, 0, sizeof(*out));
     if (!dsn || !*dsn)
-        return fail(err, errlen, "dsn is empty");
+        return errdetail_set(e, CITRUS_EINVAL, "dsn is empty");
     if (starts_with(dsn, "sqlite:"))
-        return parse_sqlite(dsn + strlen("sqlite:"), out, err, errlen);
+        return parse_sqlite(dsn + strlen("sqlite:"), out, e);
     if (pg_scheme_len(dsn))
-        return parse_postgres_uri(dsn, out, err, errlen);
+        return parse_postgres_uri(dsn, out, e);
     if (looks_like_conninfo(dsn))
-        return parse_conninfo(dsn, out, err, errlen);
-    return fail(err, errlen,
-                "dsn must start with sqlite:, postgres:// or postgresql://, or be key=value "
-                "pairs");
+        return parse_conninfo(dsn, out, e);
+    return errdetail_set(
+        e, CITRUS_EINVAL,
+        "dsn must start with sqlite:, postgres:// or postgresql://, or be key=value "
+        "pairs");
 }
 
 /* ---- redaction ------------------------------------------------------- */

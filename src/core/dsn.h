@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "core/errdetail.h"
+
 typedef enum { DSN_SQLITE, DSN_POSTGRES } dsn_kind;
 
 typedef struct dsn_info {
@@ -18,7 +20,7 @@ typedef struct dsn_info {
 } dsn_info;
 
 /* 0, or CITRUS_EINVAL with a message naming what is wrong. */
-int dsn_parse(const char *dsn, dsn_info *out, char *err, size_t errlen);
+int dsn_parse(const char *dsn, dsn_info *out, errdetail *e);
 
 /* The DSN with any password replaced by "***" (for logs); malloc'd. */
 char *dsn_redact(const char *dsn);

@@ -17,7 +17,7 @@
 
 /* ---- error messages ---- */
 
-/* A bounded string being built in the caller's err buffer (may be NULL). */
+/* A bounded string being built in a buffer (may be NULL). */
 typedef struct msg {
     char *p;
     size_t cap, len;
@@ -35,21 +35,9 @@ static void msg_add(msg *m, const char *fmt, ...)
         m->len = m->len + (size_t)k < m->cap ? m->len + (size_t)k : m->cap - 1;
 }
 
-/* Writes the message and returns rc. */
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+static int no_memory(errdetail *e)
 {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
-static int no_memory(char *err, size_t errlen)
-{
-    return fail(err, errlen, CITRUS_ENOMEM, "out of memory merging shard results");
+    return errdetail_set(e, CITRUS_ENOMEM, "out of memory merging shard results");
 }
 
 /* "(a, b)" */
@@ -74,17 +62,19 @@ static bool same_columns(const result_set *a, const result_set *b)
 }
 
 /* Every input has input 0's column names in the same order. */
-static int check_shapes(const result_set *in, size_t n, char *err, size_t errlen)
+static int check_shapes(const result_set *in, size_t n, errdetail *e)
 {
     for (size_t i = 1; i < n; i++) {
         if (same_columns(&in[i], &in[0]))
             continue;
-        msg m = {err, errlen, 0};
+        char buf[sizeof(e->message)];
+        msg m = {buf, sizeof(buf), 0};
+        buf[0] = '\0';
         msg_add(&m, "shard #%zu returned columns ", i);
         msg_columns(&m, &in[i]);
         msg_add(&m, ", shard #0 ");
         msg_columns(&m, &in[0]);
-        return CITRUS_EINVAL;
+        return errdetail_set(e, CITRUS_EINVAL, "%s", buf);
     }
     return 0;
 }
@@ -186,13 +176,13 @@ static void sift_down(order *o, size_t i)
 }
 
 static int resolve_keys(const result_set *rs, const merge_key *keys, size_t nkeys, size_t *cols,
-                        char *err, size_t errlen)
+                        errdetail *e)
 {
     for (size_t k = 0; k < nkeys; k++) {
         long c = keys[k].column ? rs_column(rs, keys[k].column) : -1;
         if (c < 0)
-            return fail(err, errlen, CITRUS_EINVAL, "ORDER BY column \"%s\" is not in the result",
-                        keys[k].column ? keys[k].column : "(null)");
+            return errdetail_set(e, CITRUS_EINVAL, "ORDER BY column \"%s\" is not in the result",
+                                 keys[k].column ? keys[k].column : "(null)");
         cols[k] = (size_t)c;
     }
     return 0;
@@ -213,21 +203,21 @@ static void merge_heap(order *o, result_set *in, size_t want, result_set *res)
 }
 
 static int merge_ordered(result_set *in, size_t n, const merge_spec *spec, result_set *res,
-                         char *err, size_t errlen)
+                         errdetail *e)
 {
     order o = {.in = in, .keys = spec->order_by, .nkeys = spec->norder};
     size_t *mem = calloc(o.nkeys + 2 * n, sizeof(*mem));
     if (!mem)
-        return no_memory(err, errlen);
+        return no_memory(e);
     o.cols = mem;
     o.cur = mem + o.nkeys;
     o.heap = o.cur + n;
-    int rc = resolve_keys(&in[0], o.keys, o.nkeys, o.cols, err, errlen);
+    int rc = resolve_keys(&in[0], o.keys, o.nkeys, o.cols, e);
     size_t want = total_rows(in, n);
     if (spec->limit && spec->limit < want)
         want = spec->limit;
     if (!rc && alloc_rows(res, in[0].ncols, want))
-        rc = no_memory(err, errlen);
+        rc = no_memory(e);
     if (!rc) {
         for (size_t i = 0; i < n; i++)
             if (in[i].nrows)
@@ -249,7 +239,7 @@ static size_t first_with_row(const result_set *in, size_t n)
     return i;
 }
 
-static int agg_count(result_set *in, size_t n, size_t c, value *out, char *err, size_t errlen)
+static int agg_count(result_set *in, size_t n, size_t c, value *out, errdetail *e)
 {
     int64_t sum = 0;
     for (size_t i = 0; i < n; i++) {
@@ -259,12 +249,12 @@ static int agg_count(result_set *in, size_t n, size_t c, value *out, char *err, 
         if (v->type == VAL_NULL)
             continue;
         if (v->type != VAL_INT)
-            return fail(err, errlen, CITRUS_EINVAL,
-                        "count column \"%s\": shard #%zu returned a non-integer", in[0].columns[c],
-                        i);
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "count column \"%s\": shard #%zu returned a non-integer",
+                                 in[0].columns[c], i);
         if (__builtin_add_overflow(sum, v->u.i, &sum))
-            return fail(err, errlen, CITRUS_EINVAL, "count column \"%s\" overflows",
-                        in[0].columns[c]);
+            return errdetail_set(e, CITRUS_EINVAL, "count column \"%s\" overflows",
+                                 in[0].columns[c]);
     }
     *out = val_int(sum);
     return 0;
@@ -290,7 +280,7 @@ static void sum_add_int(sum_acc *s, int64_t x)
     s->real = true;
 }
 
-static int agg_sum(result_set *in, size_t n, size_t c, value *out, char *err, size_t errlen)
+static int agg_sum(result_set *in, size_t n, size_t c, value *out, errdetail *e)
 {
     sum_acc s = {0};
     for (size_t i = 0; i < n; i++) {
@@ -305,8 +295,9 @@ static int agg_sum(result_set *in, size_t n, size_t c, value *out, char *err, si
             s.d += v->u.d;
             s.real = true;
         } else {
-            return fail(err, errlen, CITRUS_EINVAL,
-                        "sum column \"%s\": shard #%zu returned a non-number", in[0].columns[c], i);
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "sum column \"%s\": shard #%zu returned a non-number",
+                                 in[0].columns[c], i);
         }
         s.any = true;
     }
@@ -328,14 +319,13 @@ static void agg_extreme(result_set *in, size_t n, size_t c, int sign, value *out
     *out = best ? take(best) : val_null();
 }
 
-static int agg_column(result_set *in, size_t n, size_t c, merge_agg a, value *out, char *err,
-                      size_t errlen)
+static int agg_column(result_set *in, size_t n, size_t c, merge_agg a, value *out, errdetail *e)
 {
     switch (a) {
     case AGG_COUNT:
-        return agg_count(in, n, c, out, err, errlen);
+        return agg_count(in, n, c, out, e);
     case AGG_SUM:
-        return agg_sum(in, n, c, out, err, errlen);
+        return agg_sum(in, n, c, out, e);
     case AGG_MIN:
         agg_extreme(in, n, c, 1, out);
         return 0;
@@ -346,38 +336,37 @@ static int agg_column(result_set *in, size_t n, size_t c, merge_agg a, value *ou
         *out = take(rs_cell(&in[first_with_row(in, n)], 0, c));
         return 0;
     }
-    return fail(err, errlen, CITRUS_EINVAL, "unknown aggregate %d", (int)a);
+    return errdetail_set(e, CITRUS_EINVAL, "unknown aggregate %d", (int)a);
 }
 
-static int check_aggregate(const result_set *in, size_t n, const merge_spec *spec, char *err,
-                           size_t errlen)
+static int check_aggregate(const result_set *in, size_t n, const merge_spec *spec, errdetail *e)
 {
     if (spec->order_by && spec->norder)
-        return fail(err, errlen, CITRUS_EINVAL,
-                    "ORDER BY cannot be merged with aggregates (the answer is one row)");
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "ORDER BY cannot be merged with aggregates (the answer is one row)");
     if (spec->naggs != 1 && spec->naggs != in[0].ncols)
-        return fail(err, errlen, CITRUS_EINVAL, "%zu aggregates for %zu columns", spec->naggs,
-                    in[0].ncols);
+        return errdetail_set(e, CITRUS_EINVAL, "%zu aggregates for %zu columns", spec->naggs,
+                             in[0].ncols);
     for (size_t i = 0; i < n; i++)
         if (in[i].nrows > 1)
-            return fail(err, errlen, CITRUS_EINVAL,
-                        "shard #%zu returned %zu rows to an aggregate (one expected)", i,
-                        in[i].nrows);
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "shard #%zu returned %zu rows to an aggregate (one expected)", i,
+                                 in[i].nrows);
     return 0;
 }
 
-static int aggregate(result_set *in, size_t n, const merge_spec *spec, result_set *res, char *err,
-                     size_t errlen)
+static int aggregate(result_set *in, size_t n, const merge_spec *spec, result_set *res,
+                     errdetail *e)
 {
-    int rc = check_aggregate(in, n, spec, err, errlen);
+    int rc = check_aggregate(in, n, spec, e);
     if (rc || first_with_row(in, n) == n)
         return rc; /* no shard has a row: no row (a GROUP BY with no group) */
     size_t ncols = in[0].ncols;
     if (alloc_rows(res, ncols, 1))
-        return no_memory(err, errlen);
+        return no_memory(e);
     for (size_t c = 0; c < ncols && !rc; c++) {
         merge_agg a = spec->naggs == 1 ? spec->aggs[0] : spec->aggs[c];
-        rc = agg_column(in, n, c, a, &res->cells[c], err, errlen);
+        rc = agg_column(in, n, c, a, &res->cells[c], e);
         if (rc)
             while (c--)
                 val_free(&res->cells[c]);
@@ -411,21 +400,20 @@ int merge_agg_parse(const char *name, merge_agg *out)
     return CITRUS_EINVAL;
 }
 
-static int dispatch(result_set *in, size_t n, const merge_spec *spec, result_set *res, char *err,
-                    size_t errlen)
+static int dispatch(result_set *in, size_t n, const merge_spec *spec, result_set *res, errdetail *e)
 {
     static const merge_spec plain = {0};
     if (!spec)
         spec = &plain;
-    int rc = check_shapes(in, n, err, errlen);
+    int rc = check_shapes(in, n, e);
     if (rc)
         return rc;
     if (spec->aggs)
-        return aggregate(in, n, spec, res, err, errlen);
+        return aggregate(in, n, spec, res, e);
     if (spec->order_by && spec->norder)
-        return merge_ordered(in, n, spec, res, err, errlen);
+        return merge_ordered(in, n, spec, res, e);
     rc = concatenate(in, n, spec->limit, res);
-    return rc ? no_memory(err, errlen) : 0;
+    return rc ? no_memory(e) : 0;
 }
 
 /* Gives res input 0's column names (its rows are already moved or freed). */
@@ -440,16 +428,14 @@ static void take_columns(result_set *res, result_set *in0)
     in0->ncols = 0;
 }
 
-int merge_results(result_set *in, size_t n, const merge_spec *spec, result_set *out, char *err,
-                  size_t errlen)
+int merge_results(result_set *in, size_t n, const merge_spec *spec, result_set *out, errdetail *e)
 {
-    if (err && errlen)
-        err[0] = '\0';
+    errdetail_clear(e);
     if (n == 0)
         return 0; /* nothing ran: no columns, no rows */
     result_set res;
     rs_init(&res);
-    int rc = dispatch(in, n, spec, &res, err, errlen);
+    int rc = dispatch(in, n, spec, &res, e);
     if (!rc) {
         take_columns(&res, &in[0]);
         *out = res;

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/errdetail.h"
 #include "core/value.h"
 
 typedef struct merge_key {
@@ -57,7 +58,6 @@ typedef struct merge_spec {
  * with a different shape, an aggregate over text, a shard that gave
  * several rows to an aggregate, ...). spec NULL is a plain concatenation;
  * n == 0 gives an empty result. 0, CITRUS_EINVAL, CITRUS_ENOMEM. */
-int merge_results(result_set *in, size_t n, const merge_spec *spec, result_set *out, char *err,
-                  size_t errlen);
+int merge_results(result_set *in, size_t n, const merge_spec *spec, result_set *out, errdetail *e);
 
 #endif

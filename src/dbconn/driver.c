@@ -49,8 +49,8 @@ int drv_open(const char *dsn, const drv_options *o, drv_conn **out, errdetail *e
     if (!dsn)
         return errdetail_set(e, CITRUS_EINVAL, "no DSN");
     dsn_info info;
-    if (dsn_parse(dsn, &info, e->message, sizeof(e->message)) != 0)
-        return e->code = CITRUS_EINVAL;
+    if (dsn_parse(dsn, &info, e) != 0)
+        return e->code;
     const drv_ops *ops = backend_for(info.kind);
     if (!ops)
         return errdetail_set(e, CITRUS_EINVAL, "no driver for this kind of DSN");

@@ -801,14 +801,12 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     return (size_t)(w - s);
 }
 
-static int parse_listen(const char *listen, struct sockaddr_in *sa, char *errbuf, size_t errlen)
+static int parse_listen(const char *listen, struct sockaddr_in *sa, errdetail *e)
 {
     char host[64];
     const char *colon = strrchr(listen, ':');
-    if (!colon || (size_t)(colon - listen) >= sizeof(host)) {
-        snprintf(errbuf, errlen, "listen address '%s' must be HOST:PORT", listen);
-        return CITRUS_EINVAL;
-    }
+    if (!colon || (size_t)(colon - listen) >= sizeof(host))
+        return errdetail_set(e, CITRUS_EINVAL, "listen address '%s' must be HOST:PORT", listen);
     memcpy(host, listen, (size_t)(colon - listen));
     host[colon - listen] = '\0';
     char *end;
@@ -816,11 +814,9 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa, char *errbuf
     memset(sa, 0, sizeof(*sa));
     sa->sin_family = AF_INET;
     if (*end || port < 0 || port > 65535 ||
-        inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &sa->sin_addr) !=
-            1) {
-        snprintf(errbuf, errlen, "listen address '%s' must be IPv4-HOST:PORT", listen);
-        return CITRUS_EINVAL;
-    }
+        inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &sa->sin_addr) != 1)
+        return errdetail_set(e, CITRUS_EINVAL, "listen address '%s' must be IPv4-HOST:PORT",
+                             listen);
     sa->sin_port = htons((uint16_t)port);
     return 0;
 }
@@ -834,15 +830,15 @@ static void describe_metrics(void)
 }
 
 int http_server_start(const http_server_options *opts, const http_route *routes, size_t nroutes,
-                      void *app, http_server **out, char *errbuf, size_t errlen)
+                      void *app, http_server **out, errdetail *e)
 {
     struct sockaddr_in sa;
-    int rc = parse_listen(opts->listen, &sa, errbuf, errlen);
+    int rc = parse_listen(opts->listen, &sa, e);
     if (rc)
         return rc;
     http_server *s = calloc(1, sizeof(*s));
     if (!s)
-        return CITRUS_ENOMEM;
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     s->routes = routes;
     s->nroutes = nroutes;
     s->app = app;
@@ -868,7 +864,7 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!s->daemon) {
-        snprintf(errbuf, errlen, "cannot listen on %s: %s", opts->listen, strerror(errno));
+        errdetail_set(e, CITRUS_EIO, "cannot listen on %s: %s", opts->listen, strerror(errno));
         free(s);
         return CITRUS_EIO;
     }
@@ -877,7 +873,7 @@ int http_server_start(const http_server_options *opts, const http_route *routes,
     if (!s->per_connection)
         s->pool = workpool_new(opts->blocking_threads ? opts->blocking_threads : 16, 4096);
     if (!s->per_connection && !s->pool) {
-        snprintf(errbuf, errlen, "cannot start the work pool");
+        errdetail_set(e, CITRUS_ENOMEM, "cannot start the work pool");
         MHD_stop_daemon(s->daemon);
         free(s);
         return CITRUS_ENOMEM;

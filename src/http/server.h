@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
 #include "http/route.h"
 
 typedef struct http_server http_server;
@@ -38,9 +39,9 @@ typedef struct http_server_options {
 } http_server_options;
 
 /* Starts serving routes (the array is kept, not copied). app is passed to
- * handlers. Returns 0 or a negative code with a message in errbuf. */
+ * handlers. Returns 0 or a negative code with a message in e. */
 int http_server_start(const http_server_options *opts, const http_route *routes, size_t nroutes,
-                      void *app, http_server **out, char *errbuf, size_t errlen);
+                      void *app, http_server **out, errdetail *e);
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const http_server *s);
 /* Stops accepting, finishes and frees. NULL is a no-op. */

@@ -240,9 +240,9 @@ json_t *conns_answer_json(const client_response *resp, citrus_error *err)
         conns_answer_error(resp, err);
         return NULL;
     }
-    char why[256];
-    json_t *j = client_response_json(resp, why, sizeof(why));
+    errdetail why;
+    json_t *j = client_response_json(resp, &why);
     if (!j)
-        conns_fail(err, CITRUS_ECORRUPT, "unexpected answer: %s", why);
+        conns_fail(err, CITRUS_ECORRUPT, "unexpected answer: %s", why.message);
     return j;
 }

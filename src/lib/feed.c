@@ -90,7 +90,8 @@ static int list_prefix(feed *f, const char *prefix, int64_t *rev, citrus_error *
     char *after = NULL;
     int rc = 0;
     for (bool more = true; rc == 0 && more;) {
-        char path[1400], why[256];
+        char path[1400];
+        errdetail why;
         snprintf(path, sizeof(path), "/v1/kv/%s?prefix=true%s%s", prefix, after ? "&after=" : "",
                  after ? after : "");
         client_response resp;
@@ -100,9 +101,9 @@ static int list_prefix(feed *f, const char *prefix, int64_t *rev, citrus_error *
         if (rc == 0 && !j)
             rc = err->code;
         kv_range_res page = {0};
-        if (rc == 0 && (rc = kvjson_range_decode(j, true, &page, why, sizeof(why))) < 0)
+        if (rc == 0 && (rc = kvjson_range_decode(j, true, &page, &why)) < 0)
             rc = conns_fail(err, rc == CITRUS_ENOMEM ? rc : CITRUS_ECORRUPT, "listing %s: %s",
-                            prefix, why);
+                            prefix, why.message);
         json_decref(j);
         for (size_t i = 0; rc == 0 && i < page.count; i++)
             if ((rc = apply(&f->builder, &page.items[i], false)) < 0)
@@ -149,8 +150,7 @@ int feed_load(feed *f, citrus_error *err)
 static int apply_answer(feed *f, int64_t from, const json_t *j)
 {
     kvjson_watch w;
-    char why[256];
-    int rc = kvjson_watch_decode(j, &w, why, sizeof(why));
+    int rc = kvjson_watch_decode(j, &w, NULL);
     pthread_mutex_lock(&f->build_mu);
     if (rc < 0) {
         f->loaded = false;

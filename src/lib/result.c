@@ -44,9 +44,8 @@ static int fill(citrus_result *r, json_t *j, citrus_error *err)
     for (size_t i = 0; rc == 0 && i < json_array_size(rows); i++) {
         value *v = NULL;
         size_t n = 0;
-        char why[128];
         json_t *row = json_array_get(rows, i);
-        bool got = rowjson_params(row, nc, &v, &n, why, sizeof(why)) == 0;
+        bool got = rowjson_params(row, nc, &v, &n, NULL) == 0;
         if (!got || n != nc || !json_is_array(row))
             rc = conns_fail(err, CITRUS_ECORRUPT, "unexpected answer: rows[%zu]", i);
         else if (rs_append_row(&r->rs, v) < 0)

@@ -272,8 +272,7 @@ static snap_shards *shards_part_build(const kmap *m)
     for (size_t i = 0; i < m->n; i++) {
         const raw *r = m->v[i].val;
         json_t *j = json_loadb((const char *)r->data, r->len, 0, NULL);
-        char err[128];
-        if (j && shard_from_json(j, &p->v[p->n], err, sizeof(err)) == 0)
+        if (j && shard_from_json(j, &p->v[p->n], NULL) == 0)
             p->n++;
         json_decref(j);
     }

@@ -344,17 +344,17 @@ const char *client_response_header(const client_response *r, const char *name)
     return NULL;
 }
 
-json_t *client_response_json(const client_response *r, char *errbuf, size_t errlen)
+json_t *client_response_json(const client_response *r, errdetail *e)
 {
     json_error_t je;
     json_t *j = json_loadb(r->body, r->body_len, 0, &je);
     if (!j) {
-        snprintf(errbuf, errlen, "response is not JSON: %s", je.text);
+        errdetail_set(e, CITRUS_EBADJSON, "response is not JSON: %s", je.text);
         return NULL;
     }
     if (!json_is_object(j)) {
         json_decref(j);
-        snprintf(errbuf, errlen, "response is not a JSON object");
+        errdetail_set(e, CITRUS_EBADJSON, "response is not a JSON object");
         return NULL;
     }
     return j;

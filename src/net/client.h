@@ -11,6 +11,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "core/errdetail.h"
+
 typedef struct client client;
 
 typedef struct client_header {
@@ -92,8 +94,8 @@ void client_response_free(client_response *r);
 const char *client_response_header(const client_response *r, const char *name);
 
 /* Parses the body as a JSON object. Returns a new reference, or NULL when
- * the body is not a JSON object (errbuf then says why). */
-json_t *client_response_json(const client_response *r, char *errbuf, size_t errlen);
+ * the body is not a JSON object (e then holds CITRUS_EBADJSON and why). */
+json_t *client_response_json(const client_response *r, errdetail *e);
 
 /* Describes an error response in out as "code: message", adding
  * " (mod_revision N)" / " (compact_revision N)" when the error carries them.

@@ -182,13 +182,11 @@ static bool enum_ok(const char *choices, const char *v)
 }
 
 /* Sets cluster.nodes from a JSON array; names the bad member. */
-static int set_nodes_json(citrus_config *c, const field *f, json_t *v, char *err, size_t errlen)
+static int set_nodes_json(citrus_config *c, const field *f, json_t *v, errdetail *err)
 {
-    if (!json_is_array(v) || json_array_size(v) > CONFIG_MAX_NODES) {
-        snprintf(err, errlen, "%s.%s: must be an array of at most %d nodes", f->section, f->name,
-                 CONFIG_MAX_NODES);
-        return CITRUS_EINVAL;
-    }
+    if (!json_is_array(v) || json_array_size(v) > CONFIG_MAX_NODES)
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be an array of at most %d nodes",
+                             f->section, f->name, CONFIG_MAX_NODES);
     config_node nodes[CONFIG_MAX_NODES] = {0};
     size_t i;
     json_t *n;
@@ -200,72 +198,62 @@ static int set_nodes_json(citrus_config *c, const field *f, json_t *v, char *err
             !json_is_string(addr) || !json_is_integer(port) || json_string_length(id) == 0 ||
             json_string_length(id) >= sizeof(nodes[i].id) || json_string_length(addr) == 0 ||
             json_string_length(addr) >= sizeof(nodes[i].address) || json_integer_value(port) < 1 ||
-            json_integer_value(port) > 65535) {
-            snprintf(err, errlen,
-                     "%s.%s[%zu]: must be {\"id\": string, \"address\": string, \"api_port\": "
-                     "1-65535}",
-                     f->section, f->name, i);
-            return CITRUS_EINVAL;
-        }
+            json_integer_value(port) > 65535)
+            return errdetail_set(
+                err, CITRUS_EINVAL,
+                "%s.%s[%zu]: must be {\"id\": string, \"address\": string, \"api_port\": "
+                "1-65535}",
+                f->section, f->name, i);
         snprintf(nodes[i].id, sizeof(nodes[i].id), "%s", json_string_value(id));
         snprintf(nodes[i].address, sizeof(nodes[i].address), "%s", json_string_value(addr));
         nodes[i].api_port = json_integer_value(port);
         for (size_t k = 0; k < i; k++)
-            if (strcmp(nodes[k].id, nodes[i].id) == 0) {
-                snprintf(err, errlen, "%s.%s[%zu]: duplicate id '%s'", f->section, f->name, i,
-                         nodes[i].id);
-                return CITRUS_EINVAL;
-            }
+            if (strcmp(nodes[k].id, nodes[i].id) == 0)
+                return errdetail_set(err, CITRUS_EINVAL, "%s.%s[%zu]: duplicate id '%s'",
+                                     f->section, f->name, i, nodes[i].id);
     }
     memcpy(c->nodes, nodes, sizeof(nodes));
     c->nnodes = json_array_size(v);
     return 0;
 }
 
-static int set_nodes_text(citrus_config *c, const field *f, const char *v, char *err, size_t errlen)
+static int set_nodes_text(citrus_config *c, const field *f, const char *v, errdetail *err)
 {
     json_t *j = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
-    if (!j) {
-        snprintf(err, errlen, "%s.%s: must be a JSON array of nodes", f->section, f->name);
-        return CITRUS_EINVAL;
-    }
-    int rc = set_nodes_json(c, f, j, err, errlen);
+    if (!j)
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be a JSON array of nodes", f->section,
+                             f->name);
+    int rc = set_nodes_json(c, f, j, err);
     json_decref(j);
     return rc;
 }
 
 /* Sets one field from text. */
-static int set_field(citrus_config *c, const field *f, const char *v, char *err, size_t errlen)
+static int set_field(citrus_config *c, const field *f, const char *v, errdetail *err)
 {
     char *base = (char *)c + f->offset;
     if (f->type == F_INT) {
         char *end;
         errno = 0;
         long long n = strtoll(v, &end, 10);
-        if (!*v || *end || errno || n < f->min || n > f->max) {
-            snprintf(err, errlen, "%s.%s: must be an integer from %lld to %lld (got '%s')",
-                     f->section, f->name, (long long)f->min, (long long)f->max, v);
-            return CITRUS_EINVAL;
-        }
+        if (!*v || *end || errno || n < f->min || n > f->max)
+            return errdetail_set(err, CITRUS_EINVAL,
+                                 "%s.%s: must be an integer from %lld to %lld (got '%s')",
+                                 f->section, f->name, (long long)f->min, (long long)f->max, v);
         *(int64_t *)base = n;
         return 0;
     }
     if (f->type == F_NODES)
-        return set_nodes_text(c, f, v, err, errlen);
-    if (f->type == F_LIST && *v && (strstr(v, ",,") || v[0] == ',' || v[strlen(v) - 1] == ',')) {
-        snprintf(err, errlen, "%s.%s: empty item in '%s'", f->section, f->name, v);
-        return CITRUS_EINVAL;
-    }
-    if (f->type == F_ENUM && !enum_ok(f->choices, v)) {
-        snprintf(err, errlen, "%s.%s: must be one of %s (got '%s')", f->section, f->name,
-                 f->choices, v);
-        return CITRUS_EINVAL;
-    }
-    if (strlen(v) == 0 || strlen(v) >= f->size) {
-        snprintf(err, errlen, "%s.%s: must be 1 to %zu characters", f->section, f->name,
-                 f->size - 1);
-        return CITRUS_EINVAL;
-    }
+        return set_nodes_text(c, f, v, err);
+    if (f->type == F_LIST && *v && (strstr(v, ",,") || v[0] == ',' || v[strlen(v) - 1] == ','))
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: empty item in '%s'", f->section, f->name,
+                             v);
+    if (f->type == F_ENUM && !enum_ok(f->choices, v))
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be one of %s (got '%s')", f->section,
+                             f->name, f->choices, v);
+    if (strlen(v) == 0 || strlen(v) >= f->size)
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be 1 to %zu characters", f->section,
+                             f->name, f->size - 1);
     memcpy(base, v, strlen(v) + 1);
     return 0;
 }
@@ -297,7 +285,7 @@ static bool section_known(const char *s)
 }
 
 /* A JSON array of non-empty strings without commas, joined by commas. */
-static int set_list_json(citrus_config *c, const field *f, json_t *v, char *err, size_t errlen)
+static int set_list_json(citrus_config *c, const field *f, json_t *v, errdetail *err)
 {
     char joined[CONFIG_STR * 4] = "";
     size_t used = 0, i;
@@ -311,54 +299,47 @@ static int set_list_json(citrus_config *c, const field *f, json_t *v, char *err,
             goto bad;
         used += (size_t)snprintf(joined + used, sizeof(joined) - used, "%s%s", i ? "," : "", t);
     }
-    return set_field(c, f, joined, err, errlen);
+    return set_field(c, f, joined, err);
 bad:
-    snprintf(err, errlen, "%s.%s: must be a non-empty array of strings", f->section, f->name);
-    return CITRUS_EINVAL;
+    return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be a non-empty array of strings",
+                         f->section, f->name);
 }
 
-static int apply_section(citrus_config *c, const char *sec, json_t *obj, char *err, size_t errlen);
+static int apply_section(citrus_config *c, const char *sec, json_t *obj, errdetail *err);
 
 static int apply_json_field(citrus_config *c, const char *sec, const char *name, json_t *v,
-                            char *err, size_t errlen)
+                            errdetail *err)
 {
     const field *f = find_field(sec, name);
     char sub[96];
     snprintf(sub, sizeof(sub), "%s.%s", sec, name);
     if (!f && json_is_object(v) && section_in_table(sub))
-        return apply_section(c, sub, v, err, errlen);
-    if (!f) {
-        snprintf(err, errlen, "%s.%s: unknown field", sec, name);
-        return CITRUS_EINVAL;
-    }
+        return apply_section(c, sub, v, err);
+    if (!f)
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: unknown field", sec, name);
     if (f->type == F_NODES)
-        return set_nodes_json(c, f, v, err, errlen);
+        return set_nodes_json(c, f, v, err);
     if (f->type == F_LIST)
-        return set_list_json(c, f, v, err, errlen);
+        return set_list_json(c, f, v, err);
     char buf[64];
     if (f->type == F_INT) {
-        if (!json_is_integer(v)) {
-            snprintf(err, errlen, "%s.%s: must be an integer", sec, name);
-            return CITRUS_EINVAL;
-        }
+        if (!json_is_integer(v))
+            return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be an integer", sec, name);
         snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
-        return set_field(c, f, buf, err, errlen);
+        return set_field(c, f, buf, err);
     }
-    if (!json_is_string(v)) {
-        snprintf(err, errlen, "%s.%s: must be a string", sec, name);
-        return CITRUS_EINVAL;
-    }
-    return set_field(c, f, json_string_value(v), err, errlen);
+    if (!json_is_string(v))
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be a string", sec, name);
+    return set_field(c, f, json_string_value(v), err);
 }
 
 /* Applies a parsed config document; path names it in the one message that
  * has no field to name. Takes the reference to root. */
-static int apply_root(citrus_config *c, json_t *root, const char *path, char *err, size_t errlen)
+static int apply_root(citrus_config *c, json_t *root, const char *path, errdetail *err)
 {
     int rc = 0;
     if (!json_is_object(root)) {
-        snprintf(err, errlen, "%s: must be a JSON object", path);
-        rc = CITRUS_EINVAL;
+        rc = errdetail_set(err, CITRUS_EINVAL, "%s: must be a JSON object", path);
         goto out;
     }
     const char *sec;
@@ -366,18 +347,16 @@ static int apply_root(citrus_config *c, json_t *root, const char *path, char *er
     json_object_foreach(root, sec, obj)
     {
         if (!section_known(sec)) {
-            snprintf(err, errlen, "%s: unknown section", sec);
-            rc = CITRUS_EINVAL;
+            rc = errdetail_set(err, CITRUS_EINVAL, "%s: unknown section", sec);
             goto out;
         }
         if (!json_is_object(obj)) {
-            snprintf(err, errlen, "%s: must be an object", sec);
-            rc = CITRUS_EINVAL;
+            rc = errdetail_set(err, CITRUS_EINVAL, "%s: must be an object", sec);
             goto out;
         }
         if (!section_in_table(sec))
             continue; /* a reserved section, read by components that come later */
-        if ((rc = apply_section(c, sec, obj, err, errlen)) < 0)
+        if ((rc = apply_section(c, sec, obj, err)) < 0)
             goto out;
     }
 out:
@@ -385,42 +364,38 @@ out:
     return rc;
 }
 
-static int apply_section(citrus_config *c, const char *sec, json_t *obj, char *err, size_t errlen)
+static int apply_section(citrus_config *c, const char *sec, json_t *obj, errdetail *err)
 {
     const char *name;
     json_t *v;
     json_object_foreach(obj, name, v)
     {
-        int rc = apply_json_field(c, sec, name, v, err, errlen);
+        int rc = apply_json_field(c, sec, name, v, err);
         if (rc < 0)
             return rc;
     }
     return 0;
 }
 
-int config_load_file(citrus_config *c, const char *path, char *err, size_t errlen)
+int config_load_file(citrus_config *c, const char *path, errdetail *err)
 {
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        snprintf(err, errlen, "%s: line %d: %s", path, je.line, je.text);
-        return CITRUS_EINVAL;
-    }
-    return apply_root(c, root, path, err, errlen);
+    if (!root)
+        return errdetail_set(err, CITRUS_EINVAL, "%s: line %d: %s", path, je.line, je.text);
+    return apply_root(c, root, path, err);
 }
 
-int config_load_text(citrus_config *c, const char *text, size_t len, char *err, size_t errlen)
+int config_load_text(citrus_config *c, const char *text, size_t len, errdetail *err)
 {
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        snprintf(err, errlen, "config: line %d: %s", je.line, je.text);
-        return CITRUS_EINVAL;
-    }
-    return apply_root(c, root, "config", err, errlen);
+    if (!root)
+        return errdetail_set(err, CITRUS_EINVAL, "config: line %d: %s", je.line, je.text);
+    return apply_root(c, root, "config", err);
 }
 
-int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errlen)
+int config_load_env(citrus_config *c, char *const *envp, errdetail *err)
 {
     for (size_t i = 0; i < NFIELDS; i++) {
         char var[96];
@@ -430,10 +405,13 @@ int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errle
         for (char *const *e = envp; e && *e; e++) {
             if (strncmp(*e, var, (size_t)n) != 0)
                 continue;
-            int rc = set_field(c, &fields[i], *e + n, err, errlen);
+            int rc = set_field(c, &fields[i], *e + n, err);
             if (rc < 0) {
-                size_t used = strlen(err);
-                snprintf(err + used, errlen - used, " (from %.*s)", n - 1, var);
+                if (err) {
+                    size_t used = strlen(err->message);
+                    snprintf(err->message + used, sizeof(err->message) - used, " (from %.*s)",
+                             n - 1, var);
+                }
                 return rc;
             }
         }
@@ -441,13 +419,12 @@ int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errle
     return 0;
 }
 
-int config_set_flag(citrus_config *c, const char *flag, const char *value, char *err, size_t errlen)
+int config_set_flag(citrus_config *c, const char *flag, const char *value, errdetail *err)
 {
     for (size_t i = 0; i < NFIELDS; i++)
         if (fields[i].flag && strcmp(fields[i].flag, flag) == 0)
-            return set_field(c, &fields[i], value, err, errlen);
-    snprintf(err, errlen, "--%s: unknown option", flag);
-    return CITRUS_ENOTFOUND;
+            return set_field(c, &fields[i], value, err);
+    return errdetail_set(err, CITRUS_ENOTFOUND, "--%s: unknown option", flag);
 }
 
 void config_print_help(void *file)
@@ -471,16 +448,14 @@ void config_print_help(void *file)
     }
 }
 
-int config_validate(const citrus_config *c, char *err, size_t errlen)
+int config_validate(const citrus_config *c, errdetail *err)
 {
-    if (strcmp(c->backend, "etcd") == 0 && !c->etcd_endpoints[0]) {
-        snprintf(err, errlen, "catalog.etcd.endpoints: required when catalog.backend is etcd");
-        return CITRUS_EINVAL;
-    }
-    if (c->nnodes && !config_self(c)) {
-        snprintf(err, errlen, "cluster.node_id: '%s' is not one of cluster.nodes", c->node_id);
-        return CITRUS_EINVAL;
-    }
+    if (strcmp(c->backend, "etcd") == 0 && !c->etcd_endpoints[0])
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "catalog.etcd.endpoints: required when catalog.backend is etcd");
+    if (c->nnodes && !config_self(c))
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "cluster.node_id: '%s' is not one of cluster.nodes", c->node_id);
     return 0;
 }
 

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
+
 #define CONFIG_STR 256
 #define CONFIG_MAX_NODES 16
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8081"
@@ -72,19 +74,18 @@ void config_defaults(citrus_config *c);
 
 /* Applies a JSON config file. Returns 0, or CITRUS_EINVAL with "FIELD: why"
  * in err (the file's parse error, a bad value, or an unknown field). */
-int config_load_file(citrus_config *c, const char *path, char *err, size_t errlen);
+int config_load_file(citrus_config *c, const char *path, errdetail *err);
 /* The same for a document held in text[0..len) (need not be NUL-terminated);
  * messages that would name the file say "config" instead. */
-int config_load_text(citrus_config *c, const char *text, size_t len, char *err, size_t errlen);
+int config_load_text(citrus_config *c, const char *text, size_t len, errdetail *err);
 /* Applies CITRUS_<SECTION>_<NAME> variables from envp (NULL-terminated). */
-int config_load_env(citrus_config *c, char *const *envp, char *err, size_t errlen);
+int config_load_env(citrus_config *c, char *const *envp, errdetail *err);
 /* Sets the field with the given long flag name ("listen", "data-dir", ...).
  * Returns CITRUS_ENOTFOUND when no field has that flag. */
-int config_set_flag(citrus_config *c, const char *flag, const char *value, char *err,
-                    size_t errlen);
+int config_set_flag(citrus_config *c, const char *flag, const char *value, errdetail *err);
 /* Checks what no single field can: the etcd backend needs endpoints; with
  * cluster.nodes given, node_id must be one of them. */
-int config_validate(const citrus_config *c, char *err, size_t errlen);
+int config_validate(const citrus_config *c, errdetail *err);
 /* This node's entry in cluster.nodes, or NULL. */
 const config_node *config_self(const citrus_config *c);
 

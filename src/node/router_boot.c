@@ -46,9 +46,9 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                               .connection_memory_bytes = (size_t)32 * 1024,
                               .max_body_bytes = (size_t)cfg->max_body_bytes,
                               .component = "router"};
-    char err[512];
-    if (http_server_start(&ho, router_routes, router_nroutes, a, srv, err, sizeof(err)) < 0) {
-        fprintf(stderr, "citrus: router: %s\n", err);
+    errdetail err;
+    if (http_server_start(&ho, router_routes, router_nroutes, a, srv, &err) < 0) {
+        fprintf(stderr, "citrus: router: %s\n", err.message);
         router_free(a->router);
         a->router = NULL;
         return CITRUS_EIO;

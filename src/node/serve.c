@@ -50,7 +50,7 @@ static void usage(const char *cmd, FILE *f)
  * --help (already printed), or 2 for a usage error (already reported). */
 static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
 {
-    char err[512];
+    errdetail err;
     config_defaults(cfg);
     if (strcmp(argv[0], "dev") == 0) { /* everything on one machine: SQLite shards */
         snprintf(cfg->prov_kind, sizeof(cfg->prov_kind), "sqlite");
@@ -70,12 +70,12 @@ static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
         else if (strncmp(argv[i], "--config=", 9) == 0)
             file = argv[i] + 9;
     }
-    if (file && config_load_file(cfg, file, err, sizeof(err)) < 0) {
-        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err);
+    if (file && config_load_file(cfg, file, &err) < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err.message);
         return 2;
     }
-    if (config_load_env(cfg, envp, err, sizeof(err)) < 0) {
-        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err);
+    if (config_load_env(cfg, envp, &err) < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err.message);
         return 2;
     }
     for (int i = 1; i < argc; i++) {
@@ -104,13 +104,13 @@ static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
         }
         if (strcmp(name, "config") == 0)
             continue;
-        if (config_set_flag(cfg, name, val, err, sizeof(err)) < 0) {
-            fprintf(stderr, "citrus %s: %s\n", argv[0], err);
+        if (config_set_flag(cfg, name, val, &err) < 0) {
+            fprintf(stderr, "citrus %s: %s\n", argv[0], err.message);
             return 2;
         }
     }
-    if (config_validate(cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err);
+    if (config_validate(cfg, &err) < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", argv[0], err.message);
         return 2;
     }
     return 0;
@@ -118,22 +118,24 @@ static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
 
 static int open_embedded(const citrus_config *cfg, store **st)
 {
-    char path[PATH_MAX], err[512];
+    char path[PATH_MAX];
+    errdetail err;
     if (fs_mkdirs(cfg->data_dir, 0755) < 0) {
         fprintf(stderr, "citrus: cannot create data dir %s: %s\n", cfg->data_dir, strerror(errno));
         return CITRUS_EIO;
     }
     snprintf(path, sizeof(path), "%s/catalog.db", cfg->data_dir);
     store_sqlite_options so = {.path = path, .history_keep = cfg->history_keep};
-    int rc = store_sqlite_open(&so, st, err, sizeof(err));
+    int rc = store_sqlite_open(&so, st, &err);
     if (rc < 0)
-        fprintf(stderr, "citrus: cannot open catalog store %s: %s\n", path, err);
+        fprintf(stderr, "citrus: cannot open catalog store %s: %s\n", path, err.message);
     return rc;
 }
 
 static int open_etcd(const citrus_config *cfg, store **st)
 {
-    char list[sizeof(cfg->etcd_endpoints)], err[512];
+    char list[sizeof(cfg->etcd_endpoints)];
+    errdetail err;
     const char *eps[32];
     size_t n = 0;
     snprintf(list, sizeof(list), "%s", cfg->etcd_endpoints);
@@ -145,10 +147,10 @@ static int open_etcd(const citrus_config *cfg, store **st)
                              .connect_timeout_ms = cfg->etcd_connect_timeout_ms,
                              .request_timeout_ms = cfg->etcd_request_timeout_ms,
                              .batch_puts = strcmp(cfg->etcd_batch_puts, "on") == 0};
-    int rc = store_etcd_open(&eo, st, err, sizeof(err));
+    int rc = store_etcd_open(&eo, st, &err);
     if (rc < 0)
         fprintf(stderr, "citrus: cannot open the etcd catalog at %s: %s\n", cfg->etcd_endpoints,
-                err);
+                err.message);
     return rc;
 }
 
@@ -244,9 +246,9 @@ int cli_serve_main(int argc, char **argv, char **envp)
                               .max_header_bytes = (size_t)cfg.max_header_bytes,
                               .max_body_bytes = (size_t)cfg.max_body_bytes,
                               .component = "api"};
-    char err[512];
-    if (http_server_start(&ho, api_routes, api_nroutes, &a, &srv, err, sizeof(err)) < 0) {
-        fprintf(stderr, "citrus %s: %s\n", argv[0], err);
+    errdetail err;
+    if (http_server_start(&ho, api_routes, api_nroutes, &a, &srv, &err) < 0) {
+        fprintf(stderr, "citrus %s: %s\n", argv[0], err.message);
         goto stop_shards;
     }
     char url[128];

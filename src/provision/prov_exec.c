@@ -73,12 +73,12 @@ static int exit_error(const proc_result *r, int64_t timeout_ms, errdetail *e)
 
 static int check_dsn(const char *what, json_t *v, errdetail *e)
 {
-    char derr[256] = "";
+    errdetail derr;
     dsn_info info;
     if (!json_is_string(v))
         return errdetail_set(e, CITRUS_EIO, "%s: not a string", what);
-    if (dsn_parse(json_string_value(v), &info, derr, sizeof(derr)) != 0)
-        return errdetail_set(e, CITRUS_EIO, "%s: invalid DSN: %s", what, derr);
+    if (dsn_parse(json_string_value(v), &info, &derr) != 0)
+        return errdetail_set(e, CITRUS_EIO, "%s: invalid DSN: %s", what, derr.message);
     return 0;
 }
 

@@ -305,7 +305,7 @@ static void pg_free(provisioner *base)
 provisioner *prov_postgres_new(const char *admin_dsn, const char *db_prefix)
 {
     dsn_info info;
-    if (!admin_dsn || dsn_parse(admin_dsn, &info, NULL, 0) != 0 || info.kind != DSN_POSTGRES)
+    if (!admin_dsn || dsn_parse(admin_dsn, &info, NULL) != 0 || info.kind != DSN_POSTGRES)
         return NULL;
     if (!db_prefix)
         db_prefix = "";

@@ -168,9 +168,8 @@ int registry_init(registry *r, errdetail *e)
 static int shard_decode(const kv_entry *e, shard *out)
 {
     json_t *j = json_loadb((const char *)e->value, e->value_len, 0, NULL);
-    char err[128];
     shard_init(out);
-    int rc = j ? shard_from_json(j, out, err, sizeof(err)) : CITRUS_ECORRUPT;
+    int rc = j ? shard_from_json(j, out, NULL) : CITRUS_ECORRUPT;
     json_decref(j);
     if (rc < 0) {
         shard_clear(out);

@@ -636,11 +636,10 @@ int router_scatter(router *r, const router_call *rd, const char *sql, const valu
         }
     }
     if (rc == 0) {
-        char why[512] = "";
         rs_init(&out->rs);
-        rc = merge_results(parts, nparts, spec, &out->rs, why, sizeof(why));
+        rc = merge_results(parts, nparts, spec, &out->rs, e);
         if (rc < 0)
-            errdetail_set(e, rc, "cannot merge the shards' results: %s", why);
+            errdetail_prefix(e, "cannot merge the shards' results");
     } else {
         for (size_t i = 0; i < nparts; i++)
             rs_free(&parts[i]);

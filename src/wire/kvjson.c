@@ -96,12 +96,10 @@ json_t *kvjson_snapshot_encode(const kv_snapshot *s)
 
 /* In strict mode, fails on any member of j not listed in names. */
 static int check_members(const json_t *j, bool strict, const char *const *names, const char *what,
-                         char *errbuf, size_t errlen)
+                         errdetail *e)
 {
-    if (!json_is_object(j)) {
-        snprintf(errbuf, errlen, "%s is not a JSON object", what);
-        return CITRUS_EBADJSON;
-    }
+    if (!json_is_object(j))
+        return errdetail_set(e, CITRUS_EBADJSON, "%s is not a JSON object", what);
     if (!strict)
         return 0;
     const char *k;
@@ -111,92 +109,80 @@ static int check_members(const json_t *j, bool strict, const char *const *names,
         size_t i = 0;
         while (names[i] && strcmp(names[i], k) != 0)
             i++;
-        if (!names[i]) {
-            snprintf(errbuf, errlen, "%s has an unexpected member \"%s\"", what, k);
-            return CITRUS_EBADJSON;
-        }
+        if (!names[i])
+            return errdetail_set(e, CITRUS_EBADJSON, "%s has an unexpected member \"%s\"", what, k);
     }
     return 0;
 }
 
 /* Reads integer member name of j; absent gives def when optional. */
 static int get_int(const json_t *j, const char *name, bool optional, int64_t def, int64_t *out,
-                   const char *what, char *errbuf, size_t errlen)
+                   const char *what, errdetail *e)
 {
     json_t *v = json_object_get(j, name);
     if (!v && optional) {
         *out = def;
         return 0;
     }
-    if (!json_is_integer(v)) {
-        snprintf(errbuf, errlen, "%s: \"%s\" is %s", what, name, v ? "not an integer" : "missing");
-        return CITRUS_EBADJSON;
-    }
+    if (!json_is_integer(v))
+        return errdetail_set(e, CITRUS_EBADJSON, "%s: \"%s\" is %s", what, name,
+                             v ? "not an integer" : "missing");
     *out = (int64_t)json_integer_value(v);
     return 0;
 }
 
 /* The array member name of j (absent gives NULL when optional). */
 static int get_array(const json_t *j, const char *name, bool optional, json_t **out,
-                     const char *what, char *errbuf, size_t errlen)
+                     const char *what, errdetail *e)
 {
     *out = json_object_get(j, name);
     if ((!*out && optional) || json_is_array(*out))
         return 0;
-    snprintf(errbuf, errlen, "%s: \"%s\" is %s", what, name, *out ? "not an array" : "missing");
-    return CITRUS_EBADJSON;
+    return errdetail_set(e, CITRUS_EBADJSON, "%s: \"%s\" is %s", what, name,
+                         *out ? "not an array" : "missing");
 }
 
 /* An entry (what: "item" or "event", for messages). */
 static int entry_decode(const json_t *j, bool strict, bool with_value, const char *what,
-                        kv_entry *out, char *errbuf, size_t errlen)
+                        kv_entry *out, errdetail *e)
 {
     /* Without the value, the shape is these names after the first. */
     static const char *const names[] = {
         "value", "key", "create_revision", "mod_revision", "version", "lease", NULL};
     memset(out, 0, sizeof(*out));
-    int rc = check_members(j, strict, names + (with_value ? 0 : 1), what, errbuf, errlen);
+    int rc = check_members(j, strict, names + (with_value ? 0 : 1), what, e);
     if (rc < 0)
         return rc;
     json_t *key = json_object_get(j, "key"), *val = json_object_get(j, "value");
-    if (!json_is_string(key)) {
-        snprintf(errbuf, errlen, "%s: \"key\" is %s", what, key ? "not a string" : "missing");
-        return CITRUS_EBADJSON;
-    }
+    if (!json_is_string(key))
+        return errdetail_set(e, CITRUS_EBADJSON, "%s: \"key\" is %s", what,
+                             key ? "not a string" : "missing");
     size_t klen = json_string_length(key);
     const char *ks = json_string_value(key);
-    if (memchr(ks, '\0', klen)) {
-        snprintf(errbuf, errlen, "%s: key contains NUL", what);
-        return CITRUS_EBADJSON;
-    }
-    if (with_value && !json_is_string(val)) {
-        snprintf(errbuf, errlen, "%s \"%s\": \"value\" is %s", what, ks,
-                 val ? "not a string" : "missing");
-        return CITRUS_EBADJSON;
-    }
+    if (memchr(ks, '\0', klen))
+        return errdetail_set(e, CITRUS_EBADJSON, "%s: key contains NUL", what);
+    if (with_value && !json_is_string(val))
+        return errdetail_set(e, CITRUS_EBADJSON, "%s \"%s\": \"value\" is %s", what, ks,
+                             val ? "not a string" : "missing");
     char where[64];
     snprintf(where, sizeof(where), "%s \"%.40s\"", what, ks);
-    if ((rc = get_int(j, "create_revision", false, 0, &out->create_revision, where, errbuf,
-                      errlen)) < 0 ||
-        (rc = get_int(j, "mod_revision", false, 0, &out->mod_revision, where, errbuf, errlen)) <
-            0 ||
-        (rc = get_int(j, "version", false, 0, &out->version, where, errbuf, errlen)) < 0 ||
-        (rc = get_int(j, "lease", !strict, 0, &out->lease, where, errbuf, errlen)) < 0)
+    if ((rc = get_int(j, "create_revision", false, 0, &out->create_revision, where, e)) < 0 ||
+        (rc = get_int(j, "mod_revision", false, 0, &out->mod_revision, where, e)) < 0 ||
+        (rc = get_int(j, "version", false, 0, &out->version, where, e)) < 0 ||
+        (rc = get_int(j, "lease", !strict, 0, &out->lease, where, e)) < 0)
         goto fail;
 
     size_t vlen = 0;
     unsigned char *value = NULL;
     if (with_value &&
         !(value = base64_decode(json_string_value(val), json_string_length(val), &vlen))) {
-        snprintf(errbuf, errlen, "%s: \"value\" is not valid base64", where);
-        rc = CITRUS_EBADJSON;
+        rc = errdetail_set(e, CITRUS_EBADJSON, "%s: \"value\" is not valid base64", where);
         goto fail;
     }
     out->key = strdup(ks);
     if (!out->key) {
         free(value);
-        snprintf(errbuf, errlen, "out of memory");
-        rc = CITRUS_ENOMEM;
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
         goto fail;
     }
     if (vlen == 0) { /* kv_entry: no value is NULL */
@@ -212,40 +198,35 @@ fail:
     return rc;
 }
 
-int kvjson_entry_decode(const json_t *j, bool strict, bool with_value, kv_entry *out, char *errbuf,
-                        size_t errlen)
+int kvjson_entry_decode(const json_t *j, bool strict, bool with_value, kv_entry *out, errdetail *e)
 {
-    return entry_decode(j, strict, with_value, "item", out, errbuf, errlen);
+    return entry_decode(j, strict, with_value, "item", out, e);
 }
 
-int kvjson_event_decode(const json_t *j, kv_event *out, char *errbuf, size_t errlen)
+int kvjson_event_decode(const json_t *j, kv_event *out, errdetail *e)
 {
     memset(out, 0, sizeof(*out));
     const char *type = json_string_value(json_object_get(j, "type"));
     bool put = type && strcmp(type, "put") == 0;
-    if (!put && !(type && strcmp(type, "delete") == 0)) {
-        snprintf(errbuf, errlen, "event: \"type\" is not \"put\" or \"delete\"");
-        return CITRUS_EBADJSON;
-    }
+    if (!put && !(type && strcmp(type, "delete") == 0))
+        return errdetail_set(e, CITRUS_EBADJSON, "event: \"type\" is not \"put\" or \"delete\"");
     out->type = put ? KV_EVENT_PUT : KV_EVENT_DELETE;
-    int rc = entry_decode(j, false, put, "event", &out->kv, errbuf, errlen);
+    int rc = entry_decode(j, false, put, "event", &out->kv, e);
     if (rc < 0)
         memset(out, 0, sizeof(*out));
     return rc;
 }
 
-int kvjson_lease_decode(const json_t *j, bool strict, kv_lease_info *out, char *errbuf,
-                        size_t errlen)
+int kvjson_lease_decode(const json_t *j, bool strict, kv_lease_info *out, errdetail *e)
 {
     static const char *const names[] = {"id", "ttl", "remaining", NULL};
     memset(out, 0, sizeof(*out));
-    int rc = check_members(j, strict, names, "lease", errbuf, errlen);
+    int rc = check_members(j, strict, names, "lease", e);
     if (rc < 0)
         return rc;
-    if ((rc = get_int(j, "id", false, 0, &out->id, "lease", errbuf, errlen)) < 0 ||
-        (rc = get_int(j, "ttl", false, 0, &out->ttl, "lease", errbuf, errlen)) < 0 ||
-        (rc = get_int(j, "remaining", !strict, out->ttl, &out->remaining, "lease", errbuf,
-                      errlen)) < 0) {
+    if ((rc = get_int(j, "id", false, 0, &out->id, "lease", e)) < 0 ||
+        (rc = get_int(j, "ttl", false, 0, &out->ttl, "lease", e)) < 0 ||
+        (rc = get_int(j, "remaining", !strict, out->ttl, &out->remaining, "lease", e)) < 0) {
         memset(out, 0, sizeof(*out));
         return rc;
     }
@@ -253,12 +234,12 @@ int kvjson_lease_decode(const json_t *j, bool strict, kv_lease_info *out, char *
 }
 
 /* Room for the n elements of an array member (one at least, so that an
- * empty array is not NULL), zeroed; NULL with the reason in errbuf. */
-static void *slots(size_t n, size_t size, char *errbuf, size_t errlen)
+ * empty array is not NULL), zeroed; NULL with the reason in e. */
+static void *slots(size_t n, size_t size, errdetail *e)
 {
     void *p = calloc(n ? n : 1, size);
     if (!p)
-        snprintf(errbuf, errlen, "out of memory");
+        errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     return p;
 }
 
@@ -266,32 +247,28 @@ static void *slots(size_t n, size_t size, char *errbuf, size_t errlen)
  * on failure up to the one that failed (left zeroed), for the caller's
  * free. */
 static int entries_decode(const json_t *a, bool with_value, kv_entry **items, size_t *n,
-                          char *errbuf, size_t errlen)
+                          errdetail *e)
 {
     size_t len = json_array_size(a);
-    int rc = (*items = slots(len, sizeof(**items), errbuf, errlen)) ? 0 : CITRUS_ENOMEM;
+    int rc = (*items = slots(len, sizeof(**items), e)) ? 0 : CITRUS_ENOMEM;
     for (*n = 0; rc == 0 && *n < len; (*n)++)
-        rc = kvjson_entry_decode(json_array_get(a, *n), false, with_value, &(*items)[*n], errbuf,
-                                 errlen);
+        rc = kvjson_entry_decode(json_array_get(a, *n), false, with_value, &(*items)[*n], e);
     return rc;
 }
 
-int kvjson_range_decode(const json_t *j, bool with_value, kv_range_res *out, char *errbuf,
-                        size_t errlen)
+int kvjson_range_decode(const json_t *j, bool with_value, kv_range_res *out, errdetail *e)
 {
     memset(out, 0, sizeof(*out));
     json_t *items = NULL, *more = json_object_get(j, "more");
-    int rc = check_members(j, false, NULL, "range", errbuf, errlen);
+    int rc = check_members(j, false, NULL, "range", e);
     if (rc == 0)
-        rc = get_int(j, "revision", false, 0, &out->revision, "range", errbuf, errlen);
+        rc = get_int(j, "revision", false, 0, &out->revision, "range", e);
     if (rc == 0)
-        rc = get_array(j, "items", false, &items, "range", errbuf, errlen);
-    if (rc == 0 && more && !json_is_boolean(more)) {
-        snprintf(errbuf, errlen, "range: \"more\" is not true or false");
-        rc = CITRUS_EBADJSON;
-    }
+        rc = get_array(j, "items", false, &items, "range", e);
+    if (rc == 0 && more && !json_is_boolean(more))
+        rc = errdetail_set(e, CITRUS_EBADJSON, "range: \"more\" is not true or false");
     if (rc == 0)
-        rc = entries_decode(items, with_value, &out->items, &out->count, errbuf, errlen);
+        rc = entries_decode(items, with_value, &out->items, &out->count, e);
     if (rc < 0) {
         kv_range_res_free(out);
         return rc;
@@ -300,21 +277,20 @@ int kvjson_range_decode(const json_t *j, bool with_value, kv_range_res *out, cha
     return 0;
 }
 
-int kvjson_watch_decode(const json_t *j, kvjson_watch *out, char *errbuf, size_t errlen)
+int kvjson_watch_decode(const json_t *j, kvjson_watch *out, errdetail *e)
 {
     memset(out, 0, sizeof(*out));
     json_t *events = NULL;
-    int rc = check_members(j, false, NULL, "watch answer", errbuf, errlen);
+    int rc = check_members(j, false, NULL, "watch answer", e);
     if (rc == 0)
-        rc = get_int(j, "revision", false, 0, &out->revision, "watch answer", errbuf, errlen);
+        rc = get_int(j, "revision", false, 0, &out->revision, "watch answer", e);
     if (rc == 0)
-        rc = get_array(j, "events", false, &events, "watch answer", errbuf, errlen);
+        rc = get_array(j, "events", false, &events, "watch answer", e);
     size_t n = json_array_size(events);
-    if (rc == 0 && !(out->events = slots(n, sizeof(*out->events), errbuf, errlen)))
+    if (rc == 0 && !(out->events = slots(n, sizeof(*out->events), e)))
         rc = CITRUS_ENOMEM;
     for (; rc == 0 && out->count < n; out->count++)
-        rc = kvjson_event_decode(json_array_get(events, out->count), &out->events[out->count],
-                                 errbuf, errlen);
+        rc = kvjson_event_decode(json_array_get(events, out->count), &out->events[out->count], e);
     if (rc < 0)
         kvjson_watch_free(out);
     return rc;
@@ -330,27 +306,26 @@ void kvjson_watch_free(kvjson_watch *w)
     memset(w, 0, sizeof(*w));
 }
 
-int kvjson_snapshot_decode(const json_t *j, kv_snapshot *out, char *errbuf, size_t errlen)
+int kvjson_snapshot_decode(const json_t *j, kv_snapshot *out, errdetail *e)
 {
     memset(out, 0, sizeof(*out));
     json_t *items = NULL, *leases = NULL;
-    int rc = check_members(j, false, NULL, "snapshot", errbuf, errlen);
+    int rc = check_members(j, false, NULL, "snapshot", e);
     if (rc == 0)
-        rc = get_int(j, "revision", false, 0, &out->revision, "snapshot", errbuf, errlen);
+        rc = get_int(j, "revision", false, 0, &out->revision, "snapshot", e);
     if (rc == 0)
-        rc = get_int(j, "compact_revision", true, 0, &out->compact_revision, "snapshot", errbuf,
-                     errlen);
+        rc = get_int(j, "compact_revision", true, 0, &out->compact_revision, "snapshot", e);
     if (rc == 0)
-        rc = get_array(j, "items", false, &items, "snapshot", errbuf, errlen);
+        rc = get_array(j, "items", false, &items, "snapshot", e);
     if (rc == 0)
-        rc = get_array(j, "leases", true, &leases, "snapshot", errbuf, errlen);
+        rc = get_array(j, "leases", true, &leases, "snapshot", e);
     if (rc == 0)
-        rc = entries_decode(items, true, &out->items, &out->count, errbuf, errlen);
+        rc = entries_decode(items, true, &out->items, &out->count, e);
     size_t m = json_array_size(leases);
-    if (rc == 0 && !(out->leases = slots(m, sizeof(*out->leases), errbuf, errlen)))
+    if (rc == 0 && !(out->leases = slots(m, sizeof(*out->leases), e)))
         rc = CITRUS_ENOMEM;
     for (size_t i = 0; rc == 0 && i < m; i++, out->nleases++)
-        rc = kvjson_lease_decode(json_array_get(leases, i), false, &out->leases[i], errbuf, errlen);
+        rc = kvjson_lease_decode(json_array_get(leases, i), false, &out->leases[i], e);
     if (rc < 0)
         kv_snapshot_free(out);
     return rc;

@@ -23,7 +23,7 @@
  * fields) and "lease" of an entry and "remaining" of a lease may be absent
  * (0, and the ttl). Answers (range, watch, snapshot) are read without
  * strict. On failure they return CITRUS_EBADJSON (or CITRUS_ENOMEM) with a
- * reason in errbuf and leave *out empty (zeroed). What they fill is the
+ * reason in e and leave *out empty (zeroed). What they fill is the
  * caller's, freed with the matching core/kv.h function. */
 #ifndef CITRUS_WIRE_KVJSON_H
 #define CITRUS_WIRE_KVJSON_H
@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/errdetail.h"
 #include "core/kv.h"
 
 /* ---- encoders ---- */
@@ -50,16 +51,13 @@ json_t *kvjson_snapshot_encode(const kv_snapshot *s);
 /* with_value: whether "value" belongs to the shape (false for keys_only
  * items and delete events: the entry then has no value, and strict refuses
  * a "value"). kv_entry_clear frees *out. */
-int kvjson_entry_decode(const json_t *j, bool strict, bool with_value, kv_entry *out, char *errbuf,
-                        size_t errlen);
+int kvjson_entry_decode(const json_t *j, bool strict, bool with_value, kv_entry *out, errdetail *e);
 /* Not strict (events come in answers only). kv_entry_clear(&out->kv) frees
  * *out. */
-int kvjson_event_decode(const json_t *j, kv_event *out, char *errbuf, size_t errlen);
-int kvjson_lease_decode(const json_t *j, bool strict, kv_lease_info *out, char *errbuf,
-                        size_t errlen);
+int kvjson_event_decode(const json_t *j, kv_event *out, errdetail *e);
+int kvjson_lease_decode(const json_t *j, bool strict, kv_lease_info *out, errdetail *e);
 /* A missing "more" means false. kv_range_res_free frees *out. */
-int kvjson_range_decode(const json_t *j, bool with_value, kv_range_res *out, char *errbuf,
-                        size_t errlen);
+int kvjson_range_decode(const json_t *j, bool with_value, kv_range_res *out, errdetail *e);
 
 /* A long-poll answer: every change under the prefix through revision. */
 typedef struct kvjson_watch {
@@ -69,11 +67,11 @@ typedef struct kvjson_watch {
 } kvjson_watch;
 
 /* kvjson_watch_free frees *out. */
-int kvjson_watch_decode(const json_t *j, kvjson_watch *out, char *errbuf, size_t errlen);
+int kvjson_watch_decode(const json_t *j, kvjson_watch *out, errdetail *e);
 void kvjson_watch_free(kvjson_watch *w);
 
 /* A missing "leases" array means no leases, a missing "compact_revision" 0.
  * kv_snapshot_free frees *out. */
-int kvjson_snapshot_decode(const json_t *j, kv_snapshot *out, char *errbuf, size_t errlen);
+int kvjson_snapshot_decode(const json_t *j, kv_snapshot *out, errdetail *e);
 
 #endif

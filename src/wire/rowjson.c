@@ -51,32 +51,27 @@ static int one(json_t *j, value *out)
     }
 }
 
-int rowjson_params(json_t *params, size_t max, value **out, size_t *n, char *err, size_t errlen)
+int rowjson_params(json_t *params, size_t max, value **out, size_t *n, errdetail *e)
 {
     *out = NULL;
     *n = 0;
     if (!params || json_is_null(params))
         return 0;
-    if (!json_is_array(params)) {
-        snprintf(err, errlen, ": must be an array of values");
-        return CITRUS_EBADJSON;
-    }
+    if (!json_is_array(params))
+        return errdetail_set(e, CITRUS_EBADJSON, ": must be an array of values");
     size_t cnt = json_array_size(params);
-    if (cnt > max) {
-        snprintf(err, errlen, ": at most %zu, got %zu", max, cnt);
-        return CITRUS_ETOOMANY;
-    }
+    if (cnt > max)
+        return errdetail_set(e, CITRUS_ETOOMANY, ": at most %zu, got %zu", max, cnt);
     value *v = cnt ? calloc(cnt, sizeof(*v)) : NULL;
     if (cnt && !v)
-        return CITRUS_ENOMEM;
+        return errdetail_set(e, CITRUS_ENOMEM, ": out of memory");
     for (size_t i = 0; i < cnt; i++) {
         int rc = one(json_array_get(params, i), &v[i]);
         if (rc < 0) {
-            snprintf(err, errlen,
-                     "[%zu]: must be null, a boolean, a number, a string or {\"$bytes\": base64}",
-                     i);
             rowjson_params_free(v, i);
-            return rc;
+            return errdetail_set(
+                e, rc, "[%zu]: must be null, a boolean, a number, a string or {\"$bytes\": base64}",
+                i);
         }
     }
     *out = v;

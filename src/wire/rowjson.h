@@ -8,12 +8,13 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "core/errdetail.h"
 #include "core/value.h"
 
 /* params: NULL (none) or an array of at most max scalars. 0, or
- * CITRUS_EBADJSON / CITRUS_ETOOMANY with err naming the element, written
+ * CITRUS_EBADJSON / CITRUS_ETOOMANY with e naming the element, written
  * to follow the field's name ("[3]: must be ...", ": must be ..."). */
-int rowjson_params(json_t *params, size_t max, value **out, size_t *n, char *err, size_t errlen);
+int rowjson_params(json_t *params, size_t max, value **out, size_t *n, errdetail *e);
 void rowjson_params_free(value *v, size_t n);
 
 json_t *rowjson_value(const value *v);

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "core/errfmt.h"
 #include "core/utf8.h"
 
 /* ---- times ----------------------------------------------------------- */
@@ -466,17 +465,16 @@ static int record_from_json(json_t *j, shard *out, errdetail *e)
         rc = optional_lists(j, out, e);
     if (rc == 0)
         rc = history_from_json(j, out, e);
+    if ((rc == CITRUS_EINVAL || rc == CITRUS_ETOOMANY) && e)
+        e->code = CITRUS_EBADJSON; /* a stored record is bad JSON, whatever the field said */
     return rc == CITRUS_EINVAL || rc == CITRUS_ETOOMANY ? CITRUS_EBADJSON : rc;
 }
 
-int shard_from_json(json_t *j, shard *out, char *err, size_t errlen)
+int shard_from_json(json_t *j, shard *out, errdetail *e)
 {
-    errdetail e = {0};
     shard_init(out);
-    int rc = record_from_json(j, out, &e);
-    if (rc < 0) {
-        errfmt(err, errlen, "%s", e.message);
+    int rc = record_from_json(j, out, e);
+    if (rc < 0)
         shard_clear(out);
-    }
     return rc;
 }

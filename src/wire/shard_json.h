@@ -10,7 +10,7 @@
  * absent optional strings are null. DSNs are shown as stored: callers that
  * answer clients redact them (dsn_redact) themselves.
  *
- * Decoders return 0, or an error with a message in err that names the
+ * Decoders return 0, or an error with a message in e that names the
  * field: CITRUS_EBADJSON for wrong types and other shape errors,
  * CITRUS_ETOOMANY for too many items, CITRUS_ENOMEM; shard_from_json
  * reports every bad input as CITRUS_EBADJSON. */
@@ -34,7 +34,7 @@ json_t *shard_to_json(const shard *s, bool with_history);
  * name and a weight outside (0, 100] are errors; members it does not know
  * are ignored, so a record written by a newer version still loads. A
  * history longer than SHARD_HISTORY_MAX keeps its newest events. */
-int shard_from_json(json_t *j, shard *out, char *err, size_t errlen);
+int shard_from_json(json_t *j, shard *out, errdetail *e);
 
 /* RFC 3339 UTC with milliseconds; buf needs 32 bytes. */
 void shard_json_time(int64_t ms, char *buf, size_t len);

@@ -99,18 +99,20 @@ static void check_round_trip(const citrus_config *c)
     json_decref(doc);
     FUZZ_CHECK(text != NULL, "json_dumps failed");
     citrus_config again;
-    char err[256] = "";
+    errdetail err = {0};
     config_defaults(&again);
-    int rc = config_load_text(&again, text, strlen(text), err, sizeof(err));
-    FUZZ_CHECK(rc == 0, "reloading the written settings failed: %s (%s)", err, text);
+    int rc = config_load_text(&again, text, strlen(text), &err);
+    FUZZ_CHECK(rc == 0, "reloading the written settings failed: %s (%s)", err.message, text);
     FUZZ_CHECK(memcmp(&again, c, sizeof(again)) == 0, "reloaded settings differ: %s", text);
     free(text);
 }
 
 /* A failure names a parse error's line, or a top-level member of the
  * document ("member: ..." or "member.field: ..."), or the document itself. */
-static void check_message(const uint8_t *data, size_t size, const char *err, size_t errlen)
+static void check_message(const uint8_t *data, size_t size, const errdetail *e)
 {
+    const char *err = e->message;
+    FUZZ_CHECK(e->code == CITRUS_EINVAL, "failure with code %d", e->code);
     FUZZ_CHECK(err[0] != '\0', "failure without a message");
     json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
     if (!root) {
@@ -129,7 +131,8 @@ static void check_message(const uint8_t *data, size_t size, const char *err, siz
             named |= strncmp(err, k, n) == 0 && (err[n] == ':' || err[n] == '.');
         }
         /* A name longer than the buffer is cut short with the message. */
-        FUZZ_CHECK(named || strlen(err) == errlen - 1, "message '%s' names no member", err);
+        FUZZ_CHECK(named || strlen(err) == sizeof(e->message) - 1, "message '%s' names no member",
+                   err);
     }
     json_decref(root);
 }
@@ -137,17 +140,17 @@ static void check_message(const uint8_t *data, size_t size, const char *err, siz
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     citrus_config c;
-    char err[256];
-    memset(err, 0, sizeof(err));
+    errdetail err;
+    memset(&err, 0, sizeof(err));
     config_defaults(&c);
-    int rc = config_load_text(&c, (const char *)data, size, err, sizeof(err));
+    int rc = config_load_text(&c, (const char *)data, size, &err);
     FUZZ_CHECK(rc == 0 || rc == CITRUS_EINVAL, "config_load_text returned %d", rc);
     /* Settings stay in bounds even after a failure part-way through. */
     check_bounds(&c);
     if (rc == 0) {
         check_round_trip(&c);
     } else {
-        check_message(data, size, err, sizeof(err));
+        check_message(data, size, &err);
     }
     return 0;
 }

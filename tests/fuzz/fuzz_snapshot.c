@@ -63,19 +63,18 @@ static void check_same(const kv_snapshot *a, const kv_snapshot *b)
 /* Writes snap as a backup file and parses it back. */
 static void check_round_trip(const kv_snapshot *snap)
 {
-    char err[256] = "";
-    FUZZ_CHECK(snapshot_file_check(snap, err, sizeof(err)) == 0, "accepted but check fails: %s",
-               err);
+    errdetail err = {0};
+    FUZZ_CHECK(snapshot_file_check(snap, &err) == 0, "accepted but check fails: %s", err.message);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     FUZZ_CHECK(f != NULL, "open_memstream failed");
-    int rc = snapshot_file_write(f, snap, 0, err, sizeof(err));
+    int rc = snapshot_file_write(f, snap, 0, &err);
     FUZZ_CHECK(fclose(f) == 0, "fclose failed");
-    FUZZ_CHECK(rc == 0, "snapshot_file_write refused an accepted snapshot: %s", err);
+    FUZZ_CHECK(rc == 0, "snapshot_file_write refused an accepted snapshot: %s", err.message);
     kv_snapshot back;
-    rc = snapshot_file_parse(buf, len, &back, err, sizeof(err));
-    FUZZ_CHECK(rc == 0, "the written backup does not parse: %s", err);
+    rc = snapshot_file_parse(buf, len, &back, &err);
+    FUZZ_CHECK(rc == 0, "the written backup does not parse: %s", err.message);
     check_same(snap, &back);
     kv_snapshot_free(&back);
     free(buf);
@@ -84,11 +83,12 @@ static void check_round_trip(const kv_snapshot *snap)
 static void fuzz_file(const char *buf, size_t len)
 {
     kv_snapshot snap;
-    char err[256] = "";
-    int rc = snapshot_file_parse(buf, len, &snap, err, sizeof(err));
+    errdetail err = {0};
+    int rc = snapshot_file_parse(buf, len, &snap, &err);
     if (rc < 0) {
         FUZZ_CHECK(rc == CITRUS_ECORRUPT || rc == CITRUS_ENOMEM, "parse returned %d", rc);
-        FUZZ_CHECK(err[0] != '\0', "refused without a message");
+        FUZZ_CHECK(err.code == rc, "refused with code %d in the detail", err.code);
+        FUZZ_CHECK(err.message[0] != '\0', "refused without a message");
         check_empty(&snap);
         return;
     }
@@ -130,28 +130,29 @@ static void fuzz_file_with_trailer(const uint8_t *body, size_t n)
 }
 
 /* A decoder's refusal: a code and a message. */
-static void check_refusal(int rc, const char *err)
+static void check_refusal(int rc, const errdetail *e)
 {
     FUZZ_CHECK(rc == CITRUS_EBADJSON || rc == CITRUS_ENOMEM, "decode returned %d", rc);
-    FUZZ_CHECK(err[0] != '\0', "refused without a message");
+    FUZZ_CHECK(e->code == rc, "refused with code %d in the detail", e->code);
+    FUZZ_CHECK(e->message[0] != '\0', "refused without a message");
 }
 
 /* A listing page: accepted ones encode and decode back to the same. */
 static void fuzz_range(const json_t *j, bool with_value)
 {
     kv_range_res r, back;
-    char err[256] = "";
-    int rc = kvjson_range_decode(j, with_value, &r, err, sizeof(err));
+    errdetail err = {0};
+    int rc = kvjson_range_decode(j, with_value, &r, &err);
     if (rc < 0) {
-        check_refusal(rc, err);
+        check_refusal(rc, &err);
         FUZZ_CHECK(r.items == NULL && r.count == 0, "a failed decode left data in *out");
         return;
     }
     json_t *again = kvjson_range_encode(&r, with_value);
     /* NULL only out of memory: what jansson parsed is UTF-8, and NUL is refused. */
     if (again) {
-        rc = kvjson_range_decode(again, with_value, &back, err, sizeof(err));
-        FUZZ_CHECK(rc == 0, "an encoded range does not decode: %s", err);
+        rc = kvjson_range_decode(again, with_value, &back, &err);
+        FUZZ_CHECK(rc == 0, "an encoded range does not decode: %s", err.message);
         FUZZ_CHECK(back.revision == r.revision && back.more == r.more && back.count == r.count,
                    "range differs after a round trip");
         for (size_t i = 0; i < r.count; i++)
@@ -166,10 +167,10 @@ static void fuzz_range(const json_t *j, bool with_value)
 static void fuzz_watch(const json_t *j)
 {
     kvjson_watch w;
-    char err[256] = "";
-    int rc = kvjson_watch_decode(j, &w, err, sizeof(err));
+    errdetail err = {0};
+    int rc = kvjson_watch_decode(j, &w, &err);
     if (rc < 0) {
-        check_refusal(rc, err);
+        check_refusal(rc, &err);
         FUZZ_CHECK(w.events == NULL && w.count == 0, "a failed decode left data in *out");
         return;
     }
@@ -180,8 +181,8 @@ static void fuzz_watch(const json_t *j)
         if (!again)
             continue;
         kv_event back;
-        rc = kvjson_event_decode(again, &back, err, sizeof(err));
-        FUZZ_CHECK(rc == 0, "an encoded event does not decode: %s", err);
+        rc = kvjson_event_decode(again, &back, &err);
+        FUZZ_CHECK(rc == 0, "an encoded event does not decode: %s", err.message);
         FUZZ_CHECK(back.type == ev->type, "event type differs after a round trip");
         check_same_entry(&ev->kv, &back.kv);
         kv_entry_clear(&back.kv);
@@ -199,18 +200,18 @@ static void fuzz_json(const uint8_t *data, size_t size)
     fuzz_range(j, false);
     fuzz_watch(j);
     kv_snapshot snap;
-    char err[256] = "";
-    int rc = kvjson_snapshot_decode(j, &snap, err, sizeof(err));
+    errdetail err = {0};
+    int rc = kvjson_snapshot_decode(j, &snap, &err);
     json_decref(j);
     if (rc < 0) {
-        check_refusal(rc, err);
+        check_refusal(rc, &err);
         check_empty(&snap);
         return;
     }
     for (size_t i = 0; i < snap.count; i++)
         FUZZ_CHECK(snap.items[i].key != NULL, "item %zu has no key", i);
     /* What backup would write: only snapshots that pass the check. */
-    if (snapshot_file_check(&snap, err, sizeof(err)) == 0)
+    if (snapshot_file_check(&snap, &err) == 0)
         check_round_trip(&snap);
     kv_snapshot_free(&snap);
 }

@@ -199,7 +199,7 @@ void http_stream_wake(http_req *r)
 }
 
 int http_server_start(const http_server_options *opts, const http_route *routes, size_t nroutes,
-                      void *app, http_server **out, char *errbuf, size_t errlen)
+                      void *app, http_server **out, errdetail *e)
 {
     FUZZ_CHECK(false, "http_server_start called");
     return CITRUS_EINTERNAL;

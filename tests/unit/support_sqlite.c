@@ -18,9 +18,9 @@ void sqlite_dir_open(sqlite_dir *d, const char *tag, int64_t history_keep)
     snprintf(d->dir, sizeof(d->dir), "/tmp/citrus-%s-XXXXXX", tag);
     assert_non_null(mkdtemp(d->dir));
     snprintf(d->path, sizeof(d->path), "%s/catalog.db", d->dir);
-    char err[256];
+    errdetail err;
     store_sqlite_options o = {.path = d->path, .history_keep = history_keep};
-    assert_int_equal(store_sqlite_open(&o, &d->st, err, sizeof(err)), 0);
+    assert_int_equal(store_sqlite_open(&o, &d->st, &err), 0);
 }
 
 void sqlite_dir_close(sqlite_dir *d)

@@ -203,14 +203,17 @@ static void test_error_text(void **state)
     assert_int_equal(client_request(f->c, "GET", "/", NULL, 0, NULL, &r), 0);
     client_response_error(&r, msg, sizeof(msg));
     assert_string_equal(msg, "http_502: bad gateway");
-    char why[128];
-    assert_null(client_response_json(&r, why, sizeof(why)));
-    assert_non_null(strstr(why, "not JSON"));
+    errdetail why;
+    assert_null(client_response_json(&r, &why));
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "not JSON"));
     client_response_free(&r);
 
     f->s.reply = (fake_http_reply){.status = 200, .body = "[1]"};
     assert_int_equal(client_request(f->c, "GET", "/", NULL, 0, NULL, &r), 0);
-    assert_null(client_response_json(&r, why, sizeof(why)));
+    assert_null(client_response_json(&r, &why));
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_string_equal(why.message, "response is not a JSON object");
     client_response_free(&r);
 }
 

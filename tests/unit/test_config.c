@@ -36,26 +36,25 @@ static void defaults(void **state)
 static void file_then_env_then_flag(void **state)
 {
     citrus_config c;
-    char err[256];
+    errdetail err;
     config_defaults(&c);
     write_file("{\"server\":{\"listen\":\"127.0.0.1:9000\",\"threads\":2},"
                "\"catalog\":{\"data_dir\":\"/tmp/x\"},\"bus\":{\"anything\":1}}");
-    assert_int_equal(config_load_file(&c, path, err, sizeof(err)), 0);
+    assert_int_equal(config_load_file(&c, path, &err), 0);
     unlink(path);
     assert_string_equal(c.listen, "127.0.0.1:9000");
     assert_int_equal(c.threads, 2);
     char *env[] = {"CITRUS_SERVER_LISTEN=127.0.0.1:9001", "OTHER=1", NULL};
-    assert_int_equal(config_load_env(&c, env, err, sizeof(err)), 0);
+    assert_int_equal(config_load_env(&c, env, &err), 0);
     assert_string_equal(c.listen, "127.0.0.1:9001");
-    assert_int_equal(config_set_flag(&c, "listen", "127.0.0.1:9002", err, sizeof(err)), 0);
+    assert_int_equal(config_set_flag(&c, "listen", "127.0.0.1:9002", &err), 0);
     assert_string_equal(c.listen, "127.0.0.1:9002");
     assert_string_equal(c.data_dir, "/tmp/x");
 
     /* config_load_text: not NUL-terminated, applied the same way. */
     static const char text[] = "{\"server\":{\"threads\":7}}trailing";
     config_defaults(&c);
-    assert_int_equal(
-        config_load_text(&c, text, strlen(text) - strlen("trailing"), err, sizeof(err)), 0);
+    assert_int_equal(config_load_text(&c, text, strlen(text) - strlen("trailing"), &err), 0);
     assert_int_equal(c.threads, 7);
 }
 
@@ -76,40 +75,45 @@ static void bad_fields_are_named(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         citrus_config c;
-        char err[256] = "";
+        errdetail err = {0};
         config_defaults(&c);
         write_file(cases[i].json);
-        assert_int_equal(config_load_file(&c, path, err, sizeof(err)), CITRUS_EINVAL);
+        assert_int_equal(config_load_file(&c, path, &err), CITRUS_EINVAL);
+        assert_int_equal(err.code, CITRUS_EINVAL);
         unlink(path);
-        if (!strstr(err, cases[i].expect))
-            fail_msg("case %zu: '%s' does not mention '%s'", i, err, cases[i].expect);
+        if (!strstr(err.message, cases[i].expect))
+            fail_msg("case %zu: '%s' does not mention '%s'", i, err.message, cases[i].expect);
         /* The in-memory loader (used by tests/fuzz) reports the same. */
-        err[0] = '\0';
-        assert_int_equal(
-            config_load_text(&c, cases[i].json, strlen(cases[i].json), err, sizeof(err)),
-            CITRUS_EINVAL);
-        if (!strstr(err, cases[i].expect))
-            fail_msg("case %zu (text): '%s' does not mention '%s'", i, err, cases[i].expect);
+        errdetail_clear(&err);
+        assert_int_equal(config_load_text(&c, cases[i].json, strlen(cases[i].json), &err),
+                         CITRUS_EINVAL);
+        assert_int_equal(err.code, CITRUS_EINVAL);
+        if (!strstr(err.message, cases[i].expect))
+            fail_msg("case %zu (text): '%s' does not mention '%s'", i, err.message,
+                     cases[i].expect);
     }
 }
 
 static void bad_env_and_flags(void **state)
 {
     citrus_config c;
-    char err[256];
+    errdetail err;
     config_defaults(&c);
     char *env[] = {"CITRUS_CATALOG_MAX_VALUE_BYTES=lots", NULL};
-    assert_int_equal(config_load_env(&c, env, err, sizeof(err)), CITRUS_EINVAL);
-    assert_non_null(strstr(err, "catalog.max_value_bytes"));
-    assert_non_null(strstr(err, "CITRUS_CATALOG_MAX_VALUE_BYTES"));
-    assert_int_equal(config_set_flag(&c, "frobnicate", "1", err, sizeof(err)), CITRUS_ENOTFOUND);
-    assert_int_equal(config_set_flag(&c, "threads", "-1", err, sizeof(err)), CITRUS_EINVAL);
+    assert_int_equal(config_load_env(&c, env, &err), CITRUS_EINVAL);
+    assert_int_equal(err.code, CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "catalog.max_value_bytes"));
+    assert_non_null(strstr(err.message, "CITRUS_CATALOG_MAX_VALUE_BYTES"));
+    assert_int_equal(config_set_flag(&c, "frobnicate", "1", &err), CITRUS_ENOTFOUND);
+    assert_int_equal(err.code, CITRUS_ENOTFOUND);
+    assert_int_equal(config_set_flag(&c, "threads", "-1", &err), CITRUS_EINVAL);
+    assert_int_equal(err.code, CITRUS_EINVAL);
 }
 
 static void cluster_nodes_and_etcd(void **state)
 {
     citrus_config c;
-    char err[256];
+    errdetail err;
     config_defaults(&c);
     write_file("{\"cluster\":{\"node_id\":\"n2\",\"nodes\":["
                "{\"id\":\"n1\",\"address\":\"127.0.0.1\",\"api_port\":8081},"
@@ -117,7 +121,7 @@ static void cluster_nodes_and_etcd(void **state)
                "\"catalog\":{\"backend\":\"etcd\",\"max_staleness_ms\":2000,"
                "\"etcd\":{\"endpoints\":[\"http://127.0.0.1:2379\",\"http://127.0.0.1:22379\"],"
                "\"request_timeout_ms\":3000}}}");
-    assert_int_equal(config_load_file(&c, path, err, sizeof(err)), 0);
+    assert_int_equal(config_load_file(&c, path, &err), 0);
     unlink(path);
     assert_int_equal(c.nnodes, 2);
     assert_string_equal(c.nodes[1].address, "127.0.0.2");
@@ -126,20 +130,21 @@ static void cluster_nodes_and_etcd(void **state)
     assert_string_equal(c.etcd_endpoints, "http://127.0.0.1:2379,http://127.0.0.1:22379");
     assert_int_equal(c.etcd_request_timeout_ms, 3000);
     assert_int_equal(c.max_staleness_ms, 2000);
-    assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+    assert_int_equal(config_validate(&c, &err), 0);
     assert_string_equal(config_self(&c)->id, "n2");
     char listen[96];
     config_listen(&c, listen, sizeof(listen));
     assert_string_equal(listen, "127.0.0.2:8082"); /* from this node's entry */
-    assert_int_equal(config_set_flag(&c, "listen", "127.0.0.1:9999", err, sizeof(err)), 0);
+    assert_int_equal(config_set_flag(&c, "listen", "127.0.0.1:9999", &err), 0);
     config_listen(&c, listen, sizeof(listen));
     assert_string_equal(listen, "127.0.0.1:9999"); /* an explicit listen wins */
     char *env[] = {"CITRUS_CATALOG_ETCD_ENDPOINTS=http://a:1,http://b:2", NULL};
-    assert_int_equal(config_load_env(&c, env, err, sizeof(err)), 0);
+    assert_int_equal(config_load_env(&c, env, &err), 0);
     assert_string_equal(c.etcd_endpoints, "http://a:1,http://b:2");
-    assert_int_equal(config_set_flag(&c, "node-id", "n9", err, sizeof(err)), 0);
-    assert_int_equal(config_validate(&c, err, sizeof(err)), CITRUS_EINVAL);
-    assert_non_null(strstr(err, "cluster.node_id"));
+    assert_int_equal(config_set_flag(&c, "node-id", "n9", &err), 0);
+    assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL);
+    assert_int_equal(err.code, CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "cluster.node_id"));
 }
 
 static void cluster_bad_inputs(void **state)
@@ -162,23 +167,27 @@ static void cluster_bad_inputs(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         citrus_config c;
-        char err[256] = "";
+        errdetail err = {0};
         config_defaults(&c);
         write_file(cases[i].json);
-        assert_int_equal(config_load_file(&c, path, err, sizeof(err)), CITRUS_EINVAL);
+        assert_int_equal(config_load_file(&c, path, &err), CITRUS_EINVAL);
+        assert_int_equal(err.code, CITRUS_EINVAL);
         unlink(path);
-        if (!strstr(err, cases[i].expect))
-            fail_msg("case %zu: '%s' does not mention '%s'", i, err, cases[i].expect);
+        if (!strstr(err.message, cases[i].expect))
+            fail_msg("case %zu: '%s' does not mention '%s'", i, err.message, cases[i].expect);
     }
     citrus_config c;
-    char err[256];
+    errdetail err;
     config_defaults(&c);
-    assert_int_equal(config_set_flag(&c, "catalog-backend", "etcd", err, sizeof(err)), 0);
-    assert_int_equal(config_validate(&c, err, sizeof(err)), CITRUS_EINVAL);
-    assert_non_null(strstr(err, "catalog.etcd.endpoints"));
-    assert_int_equal(config_set_flag(&c, "etcd-endpoints", "http://a,,http://b", err, sizeof(err)),
+    assert_int_equal(config_set_flag(&c, "catalog-backend", "etcd", &err), 0);
+    assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL);
+    assert_int_equal(err.code, CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "catalog.etcd.endpoints"));
+    assert_int_equal(config_set_flag(&c, "etcd-endpoints", "http://a,,http://b", &err),
                      CITRUS_EINVAL);
-    assert_int_equal(config_set_flag(&c, "nodes", "not json", err, sizeof(err)), CITRUS_EINVAL);
+    assert_int_equal(err.code, CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "nodes", "not json", &err), CITRUS_EINVAL);
+    assert_int_equal(err.code, CITRUS_EINVAL);
 }
 
 int main(void)

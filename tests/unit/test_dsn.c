@@ -11,10 +11,13 @@
 #include "citrus/errors.h"
 #include "core/dsn.h"
 
-static int parse(const char *dsn, dsn_info *info, char *err)
+/* dsn_parse, checking that the detail's code is the returned one. */
+static int parse(const char *dsn, dsn_info *info, errdetail *e)
 {
-    err[0] = '\0';
-    return dsn_parse(dsn, info, err, 256);
+    errdetail_clear(e);
+    int rc = dsn_parse(dsn, info, e);
+    assert_int_equal(e->code, rc);
+    return rc;
 }
 
 /* Every DSN in good parses as a postgres DSN. */
@@ -22,9 +25,9 @@ static void expect_postgres(const char *const *good, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         dsn_info info;
-        char err[256];
-        if (parse(good[i], &info, err) != 0)
-            fail_msg("%s: %s", good[i], err);
+        errdetail e;
+        if (parse(good[i], &info, &e) != 0)
+            fail_msg("%s: %s", good[i], e.message);
         assert_int_equal(info.kind, DSN_POSTGRES);
     }
 }
@@ -38,11 +41,11 @@ static void expect_refused(const bad_dsn *bad, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         dsn_info info;
-        char err[256];
-        if (parse(bad[i].dsn, &info, err) != CITRUS_EINVAL)
+        errdetail e;
+        if (parse(bad[i].dsn, &info, &e) != CITRUS_EINVAL)
             fail_msg("%s: accepted", bad[i].dsn);
-        if (!strstr(err, bad[i].why))
-            fail_msg("%s: message '%s' lacks '%s'", bad[i].dsn, err, bad[i].why);
+        if (!strstr(e.message, bad[i].why))
+            fail_msg("%s: message '%s' lacks '%s'", bad[i].dsn, e.message, bad[i].why);
     }
 }
 
@@ -61,9 +64,9 @@ static void sqlite_good(void **state)
     };
     for (size_t i = 0; i < N(good); i++) {
         dsn_info info;
-        char err[256];
-        if (parse(good[i].dsn, &info, err) != 0)
-            fail_msg("%s: %s", good[i].dsn, err);
+        errdetail e;
+        if (parse(good[i].dsn, &info, &e) != 0)
+            fail_msg("%s: %s", good[i].dsn, e.message);
         assert_int_equal(info.kind, DSN_SQLITE);
         assert_string_equal(info.path, good[i].path);
     }
@@ -88,9 +91,9 @@ static void sqlite_bad(void **state)
     memset(big + 10, 'a', 4100);
     big[4110] = '\0';
     dsn_info info;
-    char err[256];
-    assert_int_equal(parse(big, &info, err), CITRUS_EINVAL);
-    assert_non_null(strstr(err, "longer"));
+    errdetail e;
+    assert_int_equal(parse(big, &info, &e), CITRUS_EINVAL);
+    assert_non_null(strstr(e.message, "longer"));
     free(big);
 }
 
@@ -185,19 +188,21 @@ static void unknown_forms(void **state)
                          "sqlite"};
     for (size_t i = 0; i < N(bad); i++) {
         dsn_info info;
-        char err[256];
-        if (parse(bad[i], &info, err) != CITRUS_EINVAL)
+        errdetail e;
+        if (parse(bad[i], &info, &e) != CITRUS_EINVAL)
             fail_msg("%s: accepted", bad[i]);
-        assert_string_equal(err, "dsn must start with sqlite:, postgres:// or postgresql://, or "
-                                 "be key=value pairs");
+        assert_string_equal(e.message,
+                            "dsn must start with sqlite:, postgres:// or postgresql://, or "
+                            "be key=value pairs");
     }
-    char err[256];
-    assert_int_equal(dsn_parse("", NULL, err, sizeof(err)), CITRUS_EINVAL);
-    assert_string_equal(err, "dsn is empty");
-    assert_int_equal(dsn_parse(NULL, NULL, err, sizeof(err)), CITRUS_EINVAL);
-    /* out and err are optional. */
-    assert_int_equal(dsn_parse("sqlite:x.db", NULL, NULL, 0), 0);
-    assert_int_equal(dsn_parse("nope", NULL, NULL, 0), CITRUS_EINVAL);
+    errdetail e;
+    assert_int_equal(dsn_parse("", NULL, &e), CITRUS_EINVAL);
+    assert_int_equal(e.code, CITRUS_EINVAL);
+    assert_string_equal(e.message, "dsn is empty");
+    assert_int_equal(dsn_parse(NULL, NULL, &e), CITRUS_EINVAL);
+    /* out and e are optional. */
+    assert_int_equal(dsn_parse("sqlite:x.db", NULL, NULL), 0);
+    assert_int_equal(dsn_parse("nope", NULL, NULL), CITRUS_EINVAL);
 }
 
 static void redacts(const char *in, const char *want)

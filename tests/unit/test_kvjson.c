@@ -99,15 +99,16 @@ static void encoders_refuse_keys_json_cannot_hold(void **state)
 
 static void entry_strict_and_lenient(void **state)
 {
-    char why[256];
+    errdetail why;
     kv_entry e;
     json_t *j = parse("{\"key\":\"k\",\"value\":\"MQ==\",\"create_revision\":1,"
                       "\"mod_revision\":2,\"version\":1,\"extra\":true}");
-    assert_int_equal(kvjson_entry_decode(j, true, true, &e, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_non_null(strstr(why, "unexpected member \"extra\""));
+    assert_int_equal(kvjson_entry_decode(j, true, true, &e, &why), CITRUS_EBADJSON);
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "unexpected member \"extra\""));
     assert_null(e.key);
     /* Lenient: the extra member is ignored and a missing lease is 0. */
-    assert_int_equal(kvjson_entry_decode(j, false, true, &e, why, sizeof(why)), 0);
+    assert_int_equal(kvjson_entry_decode(j, false, true, &e, &why), 0);
     assert_string_equal(e.key, "k");
     assert_int_equal(e.value_len, 1);
     assert_memory_equal(e.value, "1", 1);
@@ -115,72 +116,77 @@ static void entry_strict_and_lenient(void **state)
     assert_int_equal(e.lease, 0);
     kv_entry_clear(&e);
     json_object_del(j, "extra");
-    assert_int_equal(kvjson_entry_decode(j, true, true, &e, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_non_null(strstr(why, "\"lease\" is missing"));
+    assert_int_equal(kvjson_entry_decode(j, true, true, &e, &why), CITRUS_EBADJSON);
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "\"lease\" is missing"));
     /* Without the value: strict refuses one, lenient ignores it. */
     json_object_set_new(j, "lease", json_integer(0));
-    assert_int_equal(kvjson_entry_decode(j, true, false, &e, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_int_equal(kvjson_entry_decode(j, false, false, &e, why, sizeof(why)), 0);
+    assert_int_equal(kvjson_entry_decode(j, true, false, &e, &why), CITRUS_EBADJSON);
+    assert_int_equal(kvjson_entry_decode(j, false, false, &e, &why), 0);
     assert_null(e.value);
     assert_int_equal(e.value_len, 0);
     kv_entry_clear(&e);
     /* An empty value is no value (NULL), as the stores give it. */
     json_object_set_new(j, "value", json_string(""));
-    assert_int_equal(kvjson_entry_decode(j, true, true, &e, why, sizeof(why)), 0);
+    assert_int_equal(kvjson_entry_decode(j, true, true, &e, &why), 0);
     assert_null(e.value);
     kv_entry_clear(&e);
     json_object_set_new(j, "value", json_string("MQ="));
-    assert_int_equal(kvjson_entry_decode(j, false, true, &e, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_non_null(strstr(why, "base64"));
+    assert_int_equal(kvjson_entry_decode(j, false, true, &e, &why), CITRUS_EBADJSON);
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "base64"));
     assert_null(e.key);
     json_object_set_new(j, "key", json_stringn("a\0b", 3));
-    assert_int_equal(kvjson_entry_decode(j, false, true, &e, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_non_null(strstr(why, "NUL"));
+    assert_int_equal(kvjson_entry_decode(j, false, true, &e, &why), CITRUS_EBADJSON);
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "NUL"));
     json_decref(j);
 }
 
 static void lease_defaults(void **state)
 {
-    char why[256];
+    errdetail why;
     kv_lease_info l;
     json_t *j = parse("{\"id\":7,\"ttl\":60}");
-    assert_int_equal(kvjson_lease_decode(j, true, &l, why, sizeof(why)), CITRUS_EBADJSON);
+    assert_int_equal(kvjson_lease_decode(j, true, &l, &why), CITRUS_EBADJSON);
     assert_int_equal(l.id, 0);
-    assert_int_equal(kvjson_lease_decode(j, false, &l, why, sizeof(why)), 0);
+    assert_int_equal(kvjson_lease_decode(j, false, &l, &why), 0);
     assert_int_equal(l.remaining, 60); /* absent: the whole ttl */
     json_decref(j);
 }
 
 static void events_by_type(void **state)
 {
-    char why[256];
+    errdetail why;
     kv_event ev;
     json_t *j = parse("{\"key\":\"k\",\"create_revision\":0,\"mod_revision\":9,\"version\":0,"
                       "\"lease\":0,\"type\":\"delete\"}");
-    assert_int_equal(kvjson_event_decode(j, &ev, why, sizeof(why)), 0);
+    assert_int_equal(kvjson_event_decode(j, &ev, &why), 0);
     assert_int_equal(ev.type, KV_EVENT_DELETE);
     assert_int_equal(ev.kv.mod_revision, 9);
     assert_null(ev.kv.value);
     kv_entry_clear(&ev.kv);
     /* A put needs its value. */
     json_object_set_new(j, "type", json_string("put"));
-    assert_int_equal(kvjson_event_decode(j, &ev, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_non_null(strstr(why, "\"value\" is missing"));
+    assert_int_equal(kvjson_event_decode(j, &ev, &why), CITRUS_EBADJSON);
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "\"value\" is missing"));
     assert_null(ev.kv.key);
     json_object_set_new(j, "type", json_string("patch"));
-    assert_int_equal(kvjson_event_decode(j, &ev, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_non_null(strstr(why, "type"));
+    assert_int_equal(kvjson_event_decode(j, &ev, &why), CITRUS_EBADJSON);
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "type"));
     json_decref(j);
 }
 
 static void range_round_trip(void **state)
 {
-    char why[256];
+    errdetail why;
     kv_range_res r;
     kv_entry items[] = {entry_a};
     kv_range_res src = {.revision = 4, .items = items, .count = 1, .more = true};
     json_t *j = kvjson_range_encode(&src, false);
-    assert_int_equal(kvjson_range_decode(j, false, &r, why, sizeof(why)), 0);
+    assert_int_equal(kvjson_range_decode(j, false, &r, &why), 0);
     assert_int_equal(r.revision, 4);
     assert_true(r.more);
     assert_int_equal(r.count, 1);
@@ -190,28 +196,30 @@ static void range_round_trip(void **state)
     kv_range_res_free(&r);
     /* "more" may be left out; a bad item fails the whole page. */
     json_object_del(j, "more");
-    assert_int_equal(kvjson_range_decode(j, false, &r, why, sizeof(why)), 0);
+    assert_int_equal(kvjson_range_decode(j, false, &r, &why), 0);
     assert_false(r.more);
     kv_range_res_free(&r);
-    assert_int_equal(kvjson_range_decode(j, true, &r, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_non_null(strstr(why, "\"value\" is missing"));
+    assert_int_equal(kvjson_range_decode(j, true, &r, &why), CITRUS_EBADJSON);
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "\"value\" is missing"));
     assert_null(r.items);
     assert_int_equal(r.count, 0);
     json_object_set_new(j, "items", json_object());
-    assert_int_equal(kvjson_range_decode(j, false, &r, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_non_null(strstr(why, "\"items\" is not an array"));
+    assert_int_equal(kvjson_range_decode(j, false, &r, &why), CITRUS_EBADJSON);
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "\"items\" is not an array"));
     json_decref(j);
 }
 
 static void watch_answers(void **state)
 {
-    char why[256];
+    errdetail why;
     kvjson_watch w;
     json_t *j = parse("{\"revision\":12,\"events\":[{\"key\":\"a\",\"value\":\"eA==\","
                       "\"create_revision\":10,\"mod_revision\":10,\"version\":1,\"lease\":0,"
                       "\"type\":\"put\"},{\"key\":\"b\",\"create_revision\":0,"
                       "\"mod_revision\":11,\"version\":0,\"lease\":0,\"type\":\"delete\"}]}");
-    assert_int_equal(kvjson_watch_decode(j, &w, why, sizeof(why)), 0);
+    assert_int_equal(kvjson_watch_decode(j, &w, &why), 0);
     assert_int_equal(w.revision, 12);
     assert_int_equal(w.count, 2);
     assert_int_equal(w.events[0].type, KV_EVENT_PUT);
@@ -220,23 +228,24 @@ static void watch_answers(void **state)
     assert_string_equal(w.events[1].kv.key, "b");
     kvjson_watch_free(&w);
     json_object_del(json_array_get(json_object_get(j, "events"), 1), "type");
-    assert_int_equal(kvjson_watch_decode(j, &w, why, sizeof(why)), CITRUS_EBADJSON);
+    assert_int_equal(kvjson_watch_decode(j, &w, &why), CITRUS_EBADJSON);
     assert_null(w.events);
     assert_int_equal(w.count, 0);
     json_object_del(j, "revision");
-    assert_int_equal(kvjson_watch_decode(j, &w, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_non_null(strstr(why, "\"revision\" is missing"));
+    assert_int_equal(kvjson_watch_decode(j, &w, &why), CITRUS_EBADJSON);
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "\"revision\" is missing"));
     json_decref(j);
 }
 
 static void snapshot_answers(void **state)
 {
-    char why[256];
+    errdetail why;
     kv_snapshot s;
     json_t *j = parse("{\"revision\":5,\"items\":[{\"key\":\"a\",\"value\":\"eA==\","
                       "\"create_revision\":2,\"mod_revision\":3,\"version\":2,\"lease\":0,"
                       "\"new_field\":1}],\"server\":\"x\"}");
-    assert_int_equal(kvjson_snapshot_decode(j, &s, why, sizeof(why)), 0);
+    assert_int_equal(kvjson_snapshot_decode(j, &s, &why), 0);
     assert_int_equal(s.revision, 5);
     assert_int_equal(s.compact_revision, 0);
     assert_int_equal(s.count, 1);
@@ -249,8 +258,9 @@ static void snapshot_answers(void **state)
                 "\"lease\":0}],\"leases\":[]}");
     kv_snapshot_free(&s);
     json_object_set_new(j, "leases", json_pack("[{s:s}]", "id", "7"));
-    assert_int_equal(kvjson_snapshot_decode(j, &s, why, sizeof(why)), CITRUS_EBADJSON);
-    assert_non_null(strstr(why, "\"id\" is not an integer"));
+    assert_int_equal(kvjson_snapshot_decode(j, &s, &why), CITRUS_EBADJSON);
+    assert_int_equal(why.code, CITRUS_EBADJSON);
+    assert_non_null(strstr(why.message, "\"id\" is not an integer"));
     assert_null(s.items);
     assert_int_equal(s.count, 0);
     json_decref(j);

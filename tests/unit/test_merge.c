@@ -115,25 +115,28 @@ static const char *merged(result_set *in, size_t n, const merge_spec *spec)
 {
     result_set out;
     rs_init(&out);
-    char err[256];
-    int rc = merge_results(in, n, spec, &out, err, sizeof(err));
+    errdetail e;
+    int rc = merge_results(in, n, spec, &out, &e);
     if (rc)
-        fail_msg("merge failed: %s", err);
+        fail_msg("merge failed: %s", e.message);
+    assert_int_equal(e.code, 0);
     assert_consumed(in, n);
     const char *s = render(&out);
     rs_free(&out);
     return s;
 }
 
-/* Merges, expects CITRUS_EINVAL with err containing want; out untouched. */
+/* Merges, expects CITRUS_EINVAL with a message containing want; out
+ * untouched. */
 static void merge_fails(result_set *in, size_t n, const merge_spec *spec, const char *want)
 {
     result_set out;
     rs_init(&out);
-    char err[256] = "unset";
-    assert_int_equal(merge_results(in, n, spec, &out, err, sizeof(err)), CITRUS_EINVAL);
-    if (!strstr(err, want))
-        fail_msg("error \"%s\" does not contain \"%s\"", err, want);
+    errdetail e;
+    assert_int_equal(merge_results(in, n, spec, &out, &e), CITRUS_EINVAL);
+    assert_int_equal(e.code, CITRUS_EINVAL);
+    if (!strstr(e.message, want))
+        fail_msg("error \"%s\" does not contain \"%s\"", e.message, want);
     assert_int_equal(out.nrows, 0);
     assert_null(out.columns);
     assert_null(out.cells);
@@ -152,7 +155,7 @@ static void concatenation(void **state)
     const char *big = in[0].cells[1].u.s.p;
     result_set out;
     rs_init(&out);
-    assert_int_equal(merge_results(in, 3, NULL, &out, NULL, 0), 0);
+    assert_int_equal(merge_results(in, 3, NULL, &out, NULL), 0);
     assert_int_equal(out.ncols, 2);
     assert_string_equal(out.columns[1], "b");
     assert_string_equal(render(&out), "1,'x';2,NULL;3,r0.5");
@@ -183,7 +186,7 @@ static void no_inputs(void **state)
     result_set out;
     rs_init(&out);
     merge_spec spec = {.order_by = (merge_key[]){{"a", false}}, .norder = 1};
-    assert_int_equal(merge_results(NULL, 0, &spec, &out, NULL, 0), 0);
+    assert_int_equal(merge_results(NULL, 0, &spec, &out, NULL), 0);
     assert_int_equal(out.ncols, 0);
     assert_int_equal(out.nrows, 0);
 }
@@ -195,7 +198,7 @@ static void ddl_results(void **state)
         rs_init(&in[i]);
     result_set out;
     rs_init(&out);
-    assert_int_equal(merge_results(in, 3, NULL, &out, NULL, 0), 0);
+    assert_int_equal(merge_results(in, 3, NULL, &out, NULL), 0);
     assert_int_equal(out.ncols, 0);
     assert_int_equal(out.nrows, 0);
     rs_free(&out);
@@ -328,7 +331,7 @@ static void order_input_counts(void **state)
         merge_spec spec = {.order_by = by_a, .norder = 1};
         result_set out;
         rs_init(&out);
-        assert_int_equal(merge_results(in, n, &spec, &out, NULL, 0), 0);
+        assert_int_equal(merge_results(in, n, &spec, &out, NULL), 0);
         assert_int_equal(out.nrows, expect_rows);
         for (size_t r = 1; r < out.nrows; r++)
             assert_true(rs_cell(&out, r - 1, 0)->u.i < rs_cell(&out, r, 0)->u.i);
@@ -493,7 +496,7 @@ static void randomized_order(void **state)
                 load_shards(in, rows, counts);
                 rs_init(&out);
                 merge_spec spec = {.order_by = g_keys, .norder = g_nkeys, .limit = limits[l]};
-                assert_int_equal(merge_results(in, MAXIN, &spec, &out, NULL, 0), 0);
+                assert_int_equal(merge_results(in, MAXIN, &spec, &out, NULL), 0);
                 size_t want = limits[l] && limits[l] < total ? limits[l] : total;
                 assert_same_rows(&out, all, want);
                 rs_free(&out);
@@ -557,7 +560,7 @@ static void aggregate_first_with_row(void **state)
     result_set out;
     rs_init(&out);
     merge_spec spec = aggs((merge_agg[]){AGG_FIRST}, 1);
-    assert_int_equal(merge_results(in, 3, &spec, &out, NULL, 0), 0);
+    assert_int_equal(merge_results(in, 3, &spec, &out, NULL), 0);
     assert_string_equal(render(&out), "'one'");
     assert_ptr_equal(out.cells[0].u.s.p, p); /* moved */
     rs_free(&out);
@@ -589,7 +592,7 @@ static void aggregate_empty_shards(void **state)
     result_set out;
     rs_init(&out);
     merge_spec spec = aggs(per_column, 5);
-    assert_int_equal(merge_results(in, 3, &spec, &out, NULL, 0), 0);
+    assert_int_equal(merge_results(in, 3, &spec, &out, NULL), 0);
     assert_int_equal(out.ncols, 5);
     assert_int_equal(out.nrows, 0);
     rs_free(&out);
@@ -605,7 +608,7 @@ static void aggregate_overflow_to_real(void **state)
     merge_spec spec = aggs((merge_agg[]){AGG_SUM}, 1);
     result_set out;
     rs_init(&out);
-    assert_int_equal(merge_results(in, 3, &spec, &out, NULL, 0), 0);
+    assert_int_equal(merge_results(in, 3, &spec, &out, NULL), 0);
     assert_int_equal(out.cells[0].type, VAL_REAL);
     assert_true(out.cells[0].u.d == 2.0 * (double)INT64_MAX + 2);
     assert_int_equal(out.cells[1].type, VAL_REAL);
@@ -717,18 +720,28 @@ static void shape_ddl_among_rows(void **state)
     merge_fails(in, 2, NULL, "shard #1 returned columns (a), shard #0 ()");
 }
 
-static void small_error_buffer(void **state)
+/* A column list longer than the detail's message is cut to fit it. */
+static void long_error_truncated(void **state)
 {
+    char names[40][32];
+    const char *p[40];
+    for (size_t i = 0; i < 40; i++) {
+        snprintf(names[i], sizeof(names[i]), "a_rather_long_column_name_%02zu", i);
+        p[i] = names[i];
+    }
     result_set in[2];
-    inputs(in, 1, "alpha,beta");
+    rs_init(&in[0]);
+    assert_int_equal(rs_set_columns(&in[0], p, 40), 0);
     inputs(in + 1, 1, "gamma");
-    char err[12];
-    memset(err, 'z', sizeof(err));
     result_set out;
     rs_init(&out);
-    assert_int_equal(merge_results(in, 2, NULL, &out, err, 8), CITRUS_EINVAL);
-    assert_string_equal(err, "shard #");
-    assert_int_equal(err[8], 'z'); /* nothing past errlen */
+    errdetail e;
+    assert_int_equal(merge_results(in, 2, NULL, &out, &e), CITRUS_EINVAL);
+    assert_int_equal(e.code, CITRUS_EINVAL);
+    assert_int_equal(strlen(e.message), sizeof(e.message) - 1);
+    const char *head =
+        "shard #1 returned columns (gamma), shard #0 (a_rather_long_column_name_00, ";
+    assert_memory_equal(e.message, head, strlen(head));
 }
 
 static void agg_names(void **state)
@@ -787,7 +800,7 @@ int main(void)
         cmocka_unit_test(aggregate_limit_accepted),
         cmocka_unit_test(shape_mismatch),
         cmocka_unit_test(shape_ddl_among_rows),
-        cmocka_unit_test(small_error_buffer),
+        cmocka_unit_test(long_error_truncated),
         cmocka_unit_test(agg_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,9 +30,9 @@ static int setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "/tmp/citrus-session-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/catalog.db", f->dir);
-    char err[256];
+    errdetail err;
     store_sqlite_options o = {.path = f->path};
-    assert_int_equal(store_sqlite_open(&o, &f->st, err, sizeof(err)), 0);
+    assert_int_equal(store_sqlite_open(&o, &f->st, &err), 0);
     *state = f;
     return 0;
 }

@@ -168,9 +168,9 @@ static void round_trip(void **state)
     char *text = json_dumps(j, JSON_COMPACT);
     json_t *back = parse_json(text);
     shard t;
-    char err[256] = "";
-    if (shard_from_json(back, &t, err, sizeof(err)) != 0)
-        fail_msg("from_json: %s", err);
+    errdetail err;
+    if (shard_from_json(back, &t, &err) != 0)
+        fail_msg("from_json: %s", err.message);
     assert_string_equal(t.id, s.id);
     assert_int_equal(t.state, s.state);
     assert_string_equal(t.dsn, s.dsn);
@@ -214,8 +214,8 @@ static void from_json_minimal_and_lenient(void **state)
                            "\"created_at\":\"2026-01-01T00:00:00.000Z\","
                            "\"updated_at\":\"2026-01-01T00:00:01Z\",\"future_field\":[1]}");
     shard s;
-    char err[256];
-    assert_int_equal(shard_from_json(j, &s, err, sizeof(err)), 0);
+    errdetail err;
+    assert_int_equal(shard_from_json(j, &s, &err), 0);
     assert_int_equal(s.state, SHARD_ACTIVE);
     assert_null(s.dsn);
     assert_true(s.weight == 1.0);
@@ -240,8 +240,8 @@ static void from_json_keeps_newest_history(void **state)
     }
     json_object_set_new(j, "history", h);
     shard t;
-    char err[256];
-    assert_int_equal(shard_from_json(j, &t, err, sizeof(err)), 0);
+    errdetail err;
+    assert_int_equal(shard_from_json(j, &t, &err), 0);
     assert_int_equal(t.nhistory, SHARD_HISTORY_MAX);
     assert_string_equal(t.history[0].reason, "r5");
     shard_clear(&t);
@@ -260,13 +260,14 @@ static void stored_bad(const char *name, const char *value, const char *want)
         json_object_set_new(j, name, parse_json(value));
     else
         json_object_del(j, name);
-    char err[256] = "";
+    errdetail err;
     shard t;
-    int rc = shard_from_json(j, &t, err, sizeof(err));
+    int rc = shard_from_json(j, &t, &err);
     if (rc != CITRUS_EBADJSON)
-        fail_msg("%s=%s: rc %d (%s)", name, value ? value : "(absent)", rc, err);
-    if (strncmp(err, want, strlen(want)) != 0)
-        fail_msg("%s=%s: message '%s' does not start with '%s'", name, value, err, want);
+        fail_msg("%s=%s: rc %d (%s)", name, value ? value : "(absent)", rc, err.message);
+    assert_int_equal(err.code, CITRUS_EBADJSON);
+    if (strncmp(err.message, want, strlen(want)) != 0)
+        fail_msg("%s=%s: message '%s' does not start with '%s'", name, value, err.message, want);
     assert_int_equal(t.nhistory, 0); /* cleared */
     assert_null(t.dsn);
     json_decref(j);
@@ -304,10 +305,11 @@ static void from_json_strict_types(void **state)
                "[{\"at\":\"2026-01-01T00:00:00Z\",\"from\":\"active\",\"to\":\"failed\","
                "\"actor\":3}]",
                "history[0].actor:");
-    char err[64];
+    errdetail err;
     shard t;
     json_t *arr = json_array();
-    assert_int_equal(shard_from_json(arr, &t, err, sizeof(err)), CITRUS_EBADJSON);
+    assert_int_equal(shard_from_json(arr, &t, &err), CITRUS_EBADJSON);
+    assert_int_equal(err.code, CITRUS_EBADJSON);
     json_decref(arr);
 }
 

@@ -57,23 +57,26 @@ static void sample(kv_snapshot *s)
 static char *write_buf(const kv_snapshot *s, size_t *len)
 {
     char *buf = NULL;
-    char err[256] = "";
+    errdetail err = {0};
     FILE *f = open_memstream(&buf, len);
     assert_non_null(f);
-    int rc = snapshot_file_write(f, s, CREATED, err, sizeof(err));
+    int rc = snapshot_file_write(f, s, CREATED, &err);
     if (rc != 0)
-        fail_msg("write: %s", err);
+        fail_msg("write: %s", err.message);
     assert_int_equal(fclose(f), 0);
     return buf;
 }
 
-static int parse(const char *buf, size_t len, kv_snapshot *out, char *err, size_t errlen)
+/* snapshot_file_parse, checking that a failure's detail carries its code. */
+static int parse(const char *buf, size_t len, kv_snapshot *out, errdetail *e)
 {
     /* An exact-size heap copy, so ASan sees any read past the end. */
     char *copy = calloc(1, len ? len : 1);
     memcpy(copy, buf, len);
-    int rc = snapshot_file_parse(copy, len, out, err, errlen);
+    int rc = snapshot_file_parse(copy, len, out, e);
     free(copy);
+    if (rc < 0)
+        assert_int_equal(e->code, rc);
     return rc;
 }
 
@@ -123,10 +126,10 @@ static void expect_corrupt_edit(const char *from, const char *to, const char *wa
     char *buf = write_buf(&s, &len);
     char *edited = replace(buf, from, to);
     char *signed_buf = resign(edited, &len);
-    char err[512] = "";
-    assert_int_equal(parse(signed_buf, len, &got, err, sizeof(err)), CITRUS_ECORRUPT);
-    if (!strstr(err, want))
-        fail_msg("error \"%s\" does not mention \"%s\"", err, want);
+    errdetail err = {0};
+    assert_int_equal(parse(signed_buf, len, &got, &err), CITRUS_ECORRUPT);
+    if (!strstr(err.message, want))
+        fail_msg("error \"%s\" does not mention \"%s\"", err.message, want);
     assert_null(got.items);
     assert_int_equal(got.count, 0);
     free(signed_buf);
@@ -165,13 +168,13 @@ static void test_round_trip(void **state)
 {
     kv_snapshot s, got;
     sample(&s);
-    assert_int_equal(snapshot_file_check(&s, NULL, 0), 0);
+    assert_int_equal(snapshot_file_check(&s, NULL), 0);
     size_t len;
     char *buf = write_buf(&s, &len);
-    char err[256] = "";
-    int rc = parse(buf, len, &got, err, sizeof(err));
+    errdetail err = {0};
+    int rc = parse(buf, len, &got, &err);
     if (rc != 0)
-        fail_msg("parse: %s", err);
+        fail_msg("parse: %s", err.message);
     assert_same(&s, &got);
     kv_snapshot_free(&got);
     free(buf);
@@ -208,8 +211,8 @@ static void test_empty_snapshot(void **state)
     kv_snapshot s = {.revision = 0}, got;
     size_t len;
     char *buf = write_buf(&s, &len);
-    char err[256] = "";
-    assert_int_equal(parse(buf, len, &got, err, sizeof(err)), 0);
+    errdetail err = {0};
+    assert_int_equal(parse(buf, len, &got, &err), 0);
     assert_int_equal(got.count, 0);
     assert_int_equal(got.nleases, 0);
     assert_int_equal(got.revision, 0);
@@ -227,11 +230,11 @@ static void test_flipped_byte(void **state)
     for (size_t i = 0; i < len; i++) {
         for (unsigned bit = 0; bit < 8; bit += 7) {
             buf[i] ^= (char)(1u << bit);
-            char err[256] = "";
-            int rc = parse(buf, len, &got, err, sizeof(err));
+            errdetail err = {0};
+            int rc = parse(buf, len, &got, &err);
             if (rc != CITRUS_ECORRUPT)
                 fail_msg("flipping bit %u of byte %zu: rc %d", bit, i, rc);
-            assert_true(err[0] != '\0');
+            assert_true(err.message[0] != '\0');
             buf[i] ^= (char)(1u << bit);
         }
     }
@@ -247,11 +250,11 @@ static void test_truncated(void **state)
     size_t len;
     char *buf = write_buf(&s, &len);
     for (size_t cut = 0; cut < len; cut++) {
-        char err[256] = "";
-        int rc = parse(buf, cut, &got, err, sizeof(err));
+        errdetail err = {0};
+        int rc = parse(buf, cut, &got, &err);
         if (rc != CITRUS_ECORRUPT)
             fail_msg("truncated to %zu of %zu bytes: rc %d", cut, len, rc);
-        assert_true(err[0] != '\0');
+        assert_true(err.message[0] != '\0');
     }
     free(buf);
     kv_snapshot_free(&s);
@@ -265,9 +268,9 @@ static void test_missing_trailer(void **state)
     char *buf = write_buf(&s, &len);
     char *t = strstr(buf, "{\"sha256\"");
     assert_non_null(t);
-    char err[256] = "";
-    assert_int_equal(parse(buf, (size_t)(t - buf), &got, err, sizeof(err)), CITRUS_ECORRUPT);
-    assert_non_null(strstr(err, "trailer"));
+    errdetail err = {0};
+    assert_int_equal(parse(buf, (size_t)(t - buf), &got, &err), CITRUS_ECORRUPT);
+    assert_non_null(strstr(err.message, "trailer"));
     free(buf);
     kv_snapshot_free(&s);
 }
@@ -281,8 +284,8 @@ static void test_data_after_trailer(void **state)
     char *more = malloc(len + 32);
     memcpy(more, buf, len);
     memcpy(more + len, "{\"x\":1}\n", 8);
-    char err[256] = "";
-    assert_int_equal(parse(more, len + 8, &got, err, sizeof(err)), CITRUS_ECORRUPT);
+    errdetail err = {0};
+    assert_int_equal(parse(more, len + 8, &got, &err), CITRUS_ECORRUPT);
     free(more);
     free(buf);
     kv_snapshot_free(&s);
@@ -331,14 +334,14 @@ static void test_bad_content(void **state)
 static void test_not_a_backup(void **state)
 {
     kv_snapshot got;
-    char err[256] = "";
-    assert_int_equal(parse("", 0, &got, err, sizeof(err)), CITRUS_ECORRUPT);
-    assert_non_null(strstr(err, "empty"));
+    errdetail err = {0};
+    assert_int_equal(parse("", 0, &got, &err), CITRUS_ECORRUPT);
+    assert_non_null(strstr(err.message, "empty"));
     const char *junk = "hello world\n";
-    assert_int_equal(parse(junk, strlen(junk), &got, err, sizeof(err)), CITRUS_ECORRUPT);
+    assert_int_equal(parse(junk, strlen(junk), &got, &err), CITRUS_ECORRUPT);
     const char *json = "{\"revision\":3,\"items\":[]}\n";
-    assert_int_equal(parse(json, strlen(json), &got, err, sizeof(err)), CITRUS_ECORRUPT);
-    assert_non_null(strstr(err, "line 1"));
+    assert_int_equal(parse(json, strlen(json), &got, &err), CITRUS_ECORRUPT);
+    assert_non_null(strstr(err.message, "line 1"));
 }
 
 static void test_write_rejects_non_utf8_key(void **state)
@@ -348,10 +351,11 @@ static void test_write_rejects_non_utf8_key(void **state)
     s.items = &e;
     char *buf = NULL;
     size_t len;
-    char err[256] = "";
+    errdetail err = {0};
     FILE *f = open_memstream(&buf, &len);
-    assert_int_equal(snapshot_file_write(f, &s, CREATED, err, sizeof(err)), CITRUS_EBADKEY);
-    assert_non_null(strstr(err, "UTF-8"));
+    assert_int_equal(snapshot_file_write(f, &s, CREATED, &err), CITRUS_EBADKEY);
+    assert_int_equal(err.code, CITRUS_EBADKEY);
+    assert_non_null(strstr(err.message, "UTF-8"));
     fclose(f);
     free(buf);
     kv_entry_clear(&e);

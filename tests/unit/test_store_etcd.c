@@ -231,10 +231,10 @@ static store *open_store(const char *const *eps, size_t n, int64_t request_timeo
                             .connect_timeout_ms = 500,
                             .request_timeout_ms = request_timeout_ms};
     store *s = NULL;
-    char err[512];
-    int rc = store_etcd_open(&o, &s, err, sizeof(err));
+    errdetail err;
+    int rc = store_etcd_open(&o, &s, &err);
     if (rc)
-        print_message("store_etcd_open: %s (%d)\n", err, rc);
+        print_message("store_etcd_open: %s (%d)\n", err.message, rc);
     assert_int_equal(rc, 0);
     return s;
 }
@@ -251,8 +251,8 @@ static store *must_open_batching(void)
     store_etcd_options o = {
         .endpoints = eps, .nendpoints = 1, .request_timeout_ms = 10000, .batch_puts = true};
     store *s = NULL;
-    char err[512];
-    assert_int_equal(store_etcd_open(&o, &s, err, sizeof(err)), 0);
+    errdetail err;
+    assert_int_equal(store_etcd_open(&o, &s, &err), 0);
     return s;
 }
 
@@ -433,22 +433,26 @@ static int conf_compact(void *ctx, store **s, int64_t rev)
 
 static void test_open_errors(void **state)
 {
-    char dead[64], err[512] = "";
+    char dead[64];
+    errdetail err = {0};
     snprintf(dead, sizeof(dead), "http://127.0.0.1:%d", free_port());
     const char *eps[] = {dead};
     store_etcd_options o = {.endpoints = eps, .nendpoints = 1, .connect_timeout_ms = 500};
     store *s = (store *)&s;
     int64_t t0 = mono_ms();
-    assert_int_equal(store_etcd_open(&o, &s, err, sizeof(err)), CITRUS_EUNAVAILABLE);
+    assert_int_equal(store_etcd_open(&o, &s, &err), CITRUS_EUNAVAILABLE);
+    assert_int_equal(err.code, CITRUS_EUNAVAILABLE);
     assert_null(s);
-    assert_true(strlen(err) > 0);
-    print_message("expected error after %lld ms: %s\n", (long long)(mono_ms() - t0), err);
+    assert_true(strlen(err.message) > 0);
+    print_message("expected error after %lld ms: %s\n", (long long)(mono_ms() - t0), err.message);
     const char *bad[] = {"127.0.0.1:2379"};
     o.endpoints = bad;
-    assert_int_equal(store_etcd_open(&o, &s, err, sizeof(err)), CITRUS_EINVAL);
-    print_message("expected error: %s\n", err);
+    assert_int_equal(store_etcd_open(&o, &s, &err), CITRUS_EINVAL);
+    assert_int_equal(err.code, CITRUS_EINVAL);
+    print_message("expected error: %s\n", err.message);
     o.nendpoints = 0;
-    assert_int_equal(store_etcd_open(&o, &s, err, sizeof(err)), CITRUS_EINVAL);
+    assert_int_equal(store_etcd_open(&o, &s, &err), CITRUS_EINVAL);
+    assert_int_equal(err.code, CITRUS_EINVAL);
     assert_int_equal(store_etcd_compact(NULL, 1), CITRUS_EINVAL);
     assert_null(store_etcd_endpoint(NULL));
 }
@@ -558,8 +562,8 @@ static void test_ring_overflow(void **state)
     const char *eps[] = {etcd.url};
     store_etcd_options o = {.endpoints = eps, .nendpoints = 1, .watch_ring_revs = 8};
     store *s = NULL;
-    char err[256];
-    assert_int_equal(store_etcd_open(&o, &s, err, sizeof(err)), 0);
+    errdetail err;
+    assert_int_equal(store_etcd_open(&o, &s, &err), 0);
     rec slow;
     rec_init(&slow, true);
     int64_t r0 = rev_now(s);
@@ -1163,8 +1167,8 @@ static void test_stalled_stream_moves(void **state)
                             .request_timeout_ms = 500,
                             .watch_stall_ms = 500};
     store *s = NULL;
-    char err[256];
-    assert_int_equal(store_etcd_open(&o, &s, err, sizeof(err)), 0);
+    errdetail err;
+    assert_int_equal(store_etcd_open(&o, &s, &err), 0);
     assert_string_equal(store_etcd_endpoint(s), m[0].url);
     assert_true(wait_streams(s, 1));
     rec w;

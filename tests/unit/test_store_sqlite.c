@@ -57,10 +57,10 @@ static void remove_db(const char *path)
 static int open_at(const char *path, int64_t keep, store **out)
 {
     store_sqlite_options o = {.path = path, .history_keep = keep, .clock = lease_clock};
-    char err[256];
-    int rc = store_sqlite_open(&o, out, err, sizeof(err));
+    errdetail err;
+    int rc = store_sqlite_open(&o, out, &err);
     if (rc)
-        print_message("open %s: %s (%d)\n", path, err, rc);
+        print_message("open %s: %s (%d)\n", path, err.message, rc);
     return rc;
 }
 
@@ -225,14 +225,16 @@ static void test_fresh_status(void **state)
 static void test_open_errors(void **state)
 {
     store *s = (store *)&s;
-    char err[256] = "";
+    errdetail err = {0};
     store_sqlite_options o = {.path = "/nonexistent-citrus-dir/x.db"};
-    assert_int_equal(store_sqlite_open(&o, &s, err, sizeof(err)), CITRUS_EIO);
+    assert_int_equal(store_sqlite_open(&o, &s, &err), CITRUS_EIO);
+    assert_int_equal(err.code, CITRUS_EIO);
     assert_null(s);
-    assert_true(strlen(err) > 0);
-    print_message("expected error: %s\n", err);
+    assert_true(strlen(err.message) > 0);
+    print_message("expected error: %s\n", err.message);
     o.path = NULL;
-    assert_int_equal(store_sqlite_open(&o, &s, err, sizeof(err)), CITRUS_EINVAL);
+    assert_int_equal(store_sqlite_open(&o, &s, &err), CITRUS_EINVAL);
+    assert_int_equal(err.code, CITRUS_EINVAL);
 
     char path[PATH_MAX];
     new_path(path, sizeof(path));
@@ -241,17 +243,19 @@ static void test_open_errors(void **state)
     fputs("this is not a database file, not at all; it is long enough to have a header\n", f);
     fclose(f);
     o.path = path;
-    err[0] = '\0';
-    assert_int_equal(store_sqlite_open(&o, &s, err, sizeof(err)), CITRUS_EIO);
-    assert_true(strlen(err) > 0);
-    print_message("expected error: %s\n", err);
+    errdetail_clear(&err);
+    assert_int_equal(store_sqlite_open(&o, &s, &err), CITRUS_EIO);
+    assert_int_equal(err.code, CITRUS_EIO);
+    assert_true(strlen(err.message) > 0);
+    print_message("expected error: %s\n", err.message);
     remove_db(path);
 
     store *first = must_open(path, 0); /* one store per file */
-    err[0] = '\0';
-    assert_int_equal(store_sqlite_open(&o, &s, err, sizeof(err)), CITRUS_EIO);
+    errdetail_clear(&err);
+    assert_int_equal(store_sqlite_open(&o, &s, &err), CITRUS_EIO);
+    assert_int_equal(err.code, CITRUS_EIO);
     assert_null(s);
-    print_message("expected error: %s\n", err);
+    print_message("expected error: %s\n", err.message);
     put(first, "k", "v");
     store_close(first);
     s = must_open(path, 0);
@@ -409,7 +413,8 @@ static void test_watch_falls_behind(void **state)
 
 static void test_restore_roundtrip(void **state)
 {
-    char p1[PATH_MAX], p2[PATH_MAX], tmp[PATH_MAX + 8], err[256];
+    char p1[PATH_MAX], p2[PATH_MAX], tmp[PATH_MAX + 8];
+    errdetail err;
     new_path(p1, sizeof(p1));
     new_path(p2, sizeof(p2));
     store *s = must_open(p1, 0);
@@ -425,7 +430,7 @@ static void test_restore_roundtrip(void **state)
     assert_int_equal(store_snapshot(s, &s1), 0);
     store_close(s);
 
-    assert_int_equal(store_sqlite_restore(p2, &s1, err, sizeof(err)), 0);
+    assert_int_equal(store_sqlite_restore(p2, &s1, &err), 0);
     snprintf(tmp, sizeof(tmp), "%s.tmp", p2);
     assert_int_equal(access(tmp, F_OK), -1);
     s = must_open(p2, 0);
@@ -475,35 +480,39 @@ static void test_restore_roundtrip(void **state)
 
 static void test_restore_refuses(void **state)
 {
-    char path[PATH_MAX], err[256] = "";
+    char path[PATH_MAX];
+    errdetail err = {0};
     new_path(path, sizeof(path));
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs("keep me", f);
     fclose(f);
     kv_snapshot snap = {.revision = 5};
-    assert_int_equal(store_sqlite_restore(path, &snap, err, sizeof(err)), CITRUS_EEXISTS);
-    assert_true(strlen(err) > 0);
+    assert_int_equal(store_sqlite_restore(path, &snap, &err), CITRUS_EEXISTS);
+    assert_int_equal(err.code, CITRUS_EEXISTS);
+    assert_true(strlen(err.message) > 0);
     struct stat sb;
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_size, 7);
     remove_db(path);
 
-    err[0] = '\0';
-    assert_int_equal(store_sqlite_restore("/nonexistent-citrus-dir/x.db", &snap, err, sizeof(err)),
-                     CITRUS_EIO);
-    assert_true(strlen(err) > 0);
+    errdetail_clear(&err);
+    assert_int_equal(store_sqlite_restore("/nonexistent-citrus-dir/x.db", &snap, &err), CITRUS_EIO);
+    assert_int_equal(err.code, CITRUS_EIO);
+    assert_true(strlen(err.message) > 0);
 
     kv_entry bad = {.key = (char *)""};
     snap = (kv_snapshot){.revision = 5, .items = &bad, .count = 1};
-    assert_int_equal(store_sqlite_restore(path, &snap, err, sizeof(err)), CITRUS_EINVAL);
+    assert_int_equal(store_sqlite_restore(path, &snap, &err), CITRUS_EINVAL);
+    assert_int_equal(err.code, CITRUS_EINVAL);
     assert_int_equal(access(path, F_OK), -1);
 
     kv_entry dangling = {
         .key = (char *)"k", .create_revision = 2, .mod_revision = 2, .version = 1, .lease = 77};
     snap = (kv_snapshot){.revision = 5, .items = &dangling, .count = 1};
-    assert_int_equal(store_sqlite_restore(path, &snap, err, sizeof(err)), CITRUS_ECORRUPT);
-    print_message("expected error: %s\n", err);
+    assert_int_equal(store_sqlite_restore(path, &snap, &err), CITRUS_ECORRUPT);
+    assert_int_equal(err.code, CITRUS_ECORRUPT);
+    print_message("expected error: %s\n", err.message);
     assert_int_equal(access(path, F_OK), -1);
 }
 

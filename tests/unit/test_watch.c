@@ -49,8 +49,7 @@ static void node_start(node *n, store *st)
     n->a.watches = watch_hub_new(n->clk);
     assert_non_null(n->a.watches);
     http_server_options ho = {.listen = "127.0.0.1:0", .threads = 2, .component = "api"};
-    char err[256];
-    assert_int_equal(http_server_start(&ho, routes, 1, &n->a, &n->srv, err, sizeof(err)), 0);
+    assert_int_equal(http_server_start(&ho, routes, 1, &n->a, &n->srv, NULL), 0);
     snprintf(n->url, sizeof(n->url), "http://127.0.0.1:%u", http_server_port(n->srv));
 }
 
