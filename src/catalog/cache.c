@@ -176,6 +176,9 @@ static int load(cache *c)
     int rc = store_snapshot(c->st, &snap);
     if (rc < 0)
         return rc;
+    /* the count for the log line: once the watch below is open, its events
+     * change c->n under the write lock, which this thread no longer holds */
+    size_t keys = snap.count;
     pthread_rwlock_wrlock(&c->rw);
     clear_entries(c);
     c->entries = snap.items; /* sorted by key, owned now */
@@ -199,7 +202,7 @@ static int load(cache *c)
         pthread_mutex_unlock(&c->mu);
     }
     log_info("cache", "catalog copy loaded",
-             json_pack("{s:I,s:I}", "revision", (json_int_t)rev, "keys", (json_int_t)c->n));
+             json_pack("{s:I,s:I}", "revision", (json_int_t)rev, "keys", (json_int_t)keys));
     return rc;
 }
 

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "citrus/errors.h"
@@ -34,6 +36,8 @@ struct http_server {
     size_t max_body;
     size_t max_header;
     unsigned port;
+    int listen_fd; /* ours until serve hands it to libmicrohttpd */
+    http_server_options opts;
     const char *component;
     bool per_connection; /* a thread per connection: blocking handlers run inline */
 };
@@ -829,59 +833,104 @@ static void describe_metrics(void)
                      "HTTP request latency by route and method.");
 }
 
-int http_server_start(const http_server_options *opts, const http_route *routes, size_t nroutes,
-                      void *app, http_server **out, errdetail *e)
+/* Binds and listens on an IPv4 HOST:PORT; the socket is non-blocking, as
+ * libmicrohttpd's polling threads want it. */
+static int listen_on(const char *addr, int *fd, unsigned *port, errdetail *e)
 {
     struct sockaddr_in sa;
-    int rc = parse_listen(opts->listen, &sa, e);
+    int rc = parse_listen(addr, &sa, e);
     if (rc)
         return rc;
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s, 1024) < 0) {
+        int err = errno;
+        if (s >= 0)
+            close(s);
+        return errdetail_set(e, CITRUS_EIO, "cannot listen on %s: %s", addr, strerror(err));
+    }
+    socklen_t len = sizeof(sa);
+    if (getsockname(s, (struct sockaddr *)&sa, &len) < 0) {
+        int err = errno;
+        close(s);
+        return errdetail_set(e, CITRUS_EIO, "cannot listen on %s: %s", addr, strerror(err));
+    }
+    *fd = s;
+    *port = ntohs(sa.sin_port);
+    return 0;
+}
+
+int http_server_bind(const http_server_options *opts, const http_route *routes, size_t nroutes,
+                     void *app, http_server **out, errdetail *e)
+{
+    *out = NULL;
     http_server *s = calloc(1, sizeof(*s));
     if (!s)
         return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    int rc = listen_on(opts->listen, &s->listen_fd, &s->port, e);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    s->opts = *opts;
     s->routes = routes;
     s->nroutes = nroutes;
     s->app = app;
     s->max_body = opts->max_body_bytes ? opts->max_body_bytes : (size_t)1024 * 1024;
     s->component = opts->component ? opts->component : "http";
     /* Our own header limit answers with a JSON 431; libmicrohttpd's pool is
-     * sized well above it so that its HTML errors are only for absurd input. */
+     * sized above it (see connection_memory_bytes) so that its HTML errors
+     * are only for absurd input. */
     s->max_header = opts->max_header_bytes ? opts->max_header_bytes : (size_t)32 * 1024;
-    describe_metrics();
     s->per_connection = opts->thread_per_connection;
+    *out = s;
+    return 0;
+}
+
+int http_server_serve(http_server *s, errdetail *e)
+{
+    const http_server_options *opts = &s->opts;
+    describe_metrics();
+    /* With a thread per connection, blocking handlers run where they are
+     * (http_offload runs them inline): no work pool. */
+    if (!s->per_connection)
+        s->pool = workpool_new(opts->blocking_threads ? opts->blocking_threads : 16, 4096);
+    if (!s->per_connection && !s->pool)
+        return errdetail_set(e, CITRUS_ENOMEM, "cannot start the work pool");
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_TURBO |
                      (s->per_connection ? MHD_USE_THREAD_PER_CONNECTION : MHD_USE_EPOLL);
     s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE,
         s->per_connection ? 0u : (unsigned)(opts->threads ? opts->threads : 4),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(opts->max_conns ? opts->max_conns : 4096),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 60),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         opts->connection_memory_bytes ? opts->connection_memory_bytes
-                                      : s->max_header * 2 + (size_t)64 * 1024,
+                                      : s->max_header + (size_t)16 * 1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        MHD_OPTION_END);
     if (!s->daemon) {
-        errdetail_set(e, CITRUS_EIO, "cannot listen on %s: %s", opts->listen, strerror(errno));
-        free(s);
-        return CITRUS_EIO;
+        int err = errno;
+        workpool_free(s->pool);
+        s->pool = NULL;
+        return errdetail_set(e, CITRUS_EIO, "cannot serve on %s: %s", opts->listen, strerror(err));
     }
-    /* With a thread per connection, blocking handlers run where they are
-     * (http_offload runs them inline): no work pool. */
-    if (!s->per_connection)
-        s->pool = workpool_new(opts->blocking_threads ? opts->blocking_threads : 16, 4096);
-    if (!s->per_connection && !s->pool) {
-        errdetail_set(e, CITRUS_ENOMEM, "cannot start the work pool");
-        MHD_stop_daemon(s->daemon);
-        free(s);
-        return CITRUS_ENOMEM;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : ntohs(sa.sin_port);
-    *out = s;
+    s->listen_fd = -1; /* libmicrohttpd's now: MHD_stop_daemon closes it */
     return 0;
+}
+
+int http_server_start(const http_server_options *opts, const http_route *routes, size_t nroutes,
+                      void *app, http_server **out, errdetail *e)
+{
+    int rc = http_server_bind(opts, routes, nroutes, app, out, e);
+    if (rc == 0 && (rc = http_server_serve(*out, e)) < 0) {
+        http_server_stop(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 unsigned http_server_port(const http_server *s)
@@ -898,6 +947,9 @@ void http_server_stop(http_server *s)
      * threads. */
     workpool_free(s->pool);
     s->pool = NULL;
-    MHD_stop_daemon(s->daemon);
+    if (s->daemon)
+        MHD_stop_daemon(s->daemon);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd); /* bound, never served */
     free(s);
 }

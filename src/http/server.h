@@ -25,8 +25,11 @@ typedef struct http_server_options {
     unsigned max_conns;      /* 0 = 4096 */
     unsigned idle_timeout_s; /* 0 = 60 */
     size_t max_header_bytes; /* per connection header memory; 0 = 32 KiB */
-    /* libmicrohttpd's per-connection pool (zeroed between the requests of a
-     * connection, so a cost per request); 0 = 2 * max_header_bytes + 64 KiB */
+    /* libmicrohttpd's per-connection pool. It is zeroed between the requests
+     * of a connection, so its size is a cost per request (half of a bounded
+     * GET's instructions at 128 KiB); 0 = max_header_bytes + 16 KiB, which
+     * still lets headers up to about max_header_bytes + 12 KiB reach our JSON
+     * 431 before libmicrohttpd answers its own. */
     size_t connection_memory_bytes;
     size_t max_body_bytes;     /* 0 = 1 MiB */
     const char *component;     /* log component name, e.g. "api" */
@@ -39,9 +42,20 @@ typedef struct http_server_options {
 } http_server_options;
 
 /* Starts serving routes (the array is kept, not copied). app is passed to
- * handlers. Returns 0 or a negative code with a message in e. */
+ * handlers. Returns 0 or a negative code with a message in e. The same as
+ * http_server_bind, then http_server_serve. */
 int http_server_start(const http_server_options *opts, const http_route *routes, size_t nroutes,
                       void *app, http_server **out, errdetail *e);
+/* The two steps of http_server_start, for a process that must know its port
+ * before it answers anything: bind binds and listens (http_server_port is
+ * known; connections wait in the backlog, nothing is answered, no handler
+ * runs), so the caller can finish composing app (objects that name this
+ * URL, objects handlers read) before serve starts the threads that answer.
+ * opts->listen and opts->component must outlive the server. A bound server
+ * that never serves is freed by http_server_stop. */
+int http_server_bind(const http_server_options *opts, const http_route *routes, size_t nroutes,
+                     void *app, http_server **out, errdetail *e);
+int http_server_serve(http_server *s, errdetail *e);
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const http_server *s);
 /* Stops accepting, finishes and frees. NULL is a no-op. */

@@ -247,7 +247,9 @@ int cli_serve_main(int argc, char **argv, char **envp)
                               .max_body_bytes = (size_t)cfg.max_body_bytes,
                               .component = "api"};
     errdetail err;
-    if (http_server_start(&ho, api_routes, api_nroutes, &a, &srv, &err) < 0) {
+    /* Bound first, so that the URL is known (the session registers it), and
+     * served only once app is complete: no request sees it half composed. */
+    if (http_server_bind(&ho, api_routes, api_nroutes, &a, &srv, &err) < 0) {
         fprintf(stderr, "citrus %s: %s\n", argv[0], err.message);
         goto stop_shards;
     }
@@ -255,14 +257,6 @@ int cli_serve_main(int argc, char **argv, char **envp)
     char host[64];
     snprintf(host, sizeof(host), "%.*s", (int)(strrchr(listen, ':') - listen), listen);
     snprintf(url, sizeof(url), "http://%s:%u", host, http_server_port(srv));
-    log_info("server", "listening",
-             json_pack("{s:s,s:s,s:i,s:s,s:s}", "mode", argv[0], "api", url, "port",
-                       (int)http_server_port(srv), "data_dir", cfg.data_dir, "node_id",
-                       cfg.node_id));
-    fprintf(stderr,
-            "citrus %s ready\n  API      %s/v1/kv/\n  health   %s/health/ready\n"
-            "  metrics  %s/metrics\n  data     %s\nStop with Ctrl-C.\n",
-            argv[0], url, url, url, cfg.data_dir);
     if (router_boot(&cfg, &a, &rsrv) < 0)
         goto stop_server;
 
@@ -275,12 +269,25 @@ int cli_serve_main(int argc, char **argv, char **envp)
         log_error("server", "cannot start the node session", NULL);
     /* a.sess: /health/ready waits for the registration */
     shards_start_worker(&a, a.sess);
+    if (http_server_serve(srv, &err) < 0) {
+        fprintf(stderr, "citrus %s: %s\n", argv[0], err.message);
+        goto stop_router;
+    }
+    log_info("server", "listening",
+             json_pack("{s:s,s:s,s:i,s:s,s:s}", "mode", argv[0], "api", url, "port",
+                       (int)http_server_port(srv), "data_dir", cfg.data_dir, "node_id",
+                       cfg.node_id));
+    fprintf(stderr,
+            "citrus %s ready\n  API      %s/v1/kv/\n  health   %s/health/ready\n"
+            "  metrics  %s/metrics\n  data     %s\nStop with Ctrl-C.\n",
+            argv[0], url, url, url, cfg.data_dir);
 
     int sig = wait_for_signal();
     log_info("server", "stopping", json_pack("{s:i}", "signal", sig));
     exit_code = 0;
     if (watch_hub_shutdown(a.watches) > 0)
         usleep(200 * 1000); /* let those answers reach their clients before the sockets close */
+stop_router:
     router_stop(&a, rsrv);
 stop_server:
     http_server_stop(srv);

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from cluster import dev_on_store
-from conftest import CITRUS_BIN, run_cli
+from conftest import CITRUS_BIN, SANITIZER_MARKERS, run_cli
 
 BUILD = os.path.dirname(os.path.abspath(CITRUS_BIN))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -38,6 +38,17 @@ def build_file(name, env_var):
     return path
 
 
+def sanitizer_flags():
+    """The -fsanitize flags a program needs to link this build's library
+    (make asan: ASan and UBSan; make tsan: TSan)."""
+    cache = open(os.path.join(BUILD, "CMakeCache.txt")).read()
+    if "CITRUS_SANITIZE:BOOL=ON" in cache:
+        return ["-fsanitize=address,undefined"]
+    if "CITRUS_TSAN:BOOL=ON" in cache:
+        return ["-fsanitize=thread"]
+    return []
+
+
 def empty_db(path):
     sqlite3.connect(path).close()
     return f"sqlite://{path}"
@@ -52,7 +63,7 @@ def test_libcitrus_c_suite(dev, tmp_path):
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
     assert "[  PASSED  ] 9 test(s)." in out, out
-    for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+    for marker in SANITIZER_MARKERS:
         assert marker not in out, out
 
 
@@ -124,8 +135,7 @@ def test_example_builds_with_pkg_config(citrus_shards, tmp_path):
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "citrus"], capture_output=True,
                            text=True, env=dict(os.environ, PKG_CONFIG_PATH=BUILD), check=True)
     exe = tmp_path / "tenant_rows"
-    cache = open(os.path.join(BUILD, "CMakeCache.txt")).read()
-    sanitize = ["-fsanitize=address,undefined"] if "CITRUS_SANITIZE:BOOL=ON" in cache else []
+    sanitize = sanitizer_flags()
     cc = subprocess.run(["cc", "-std=c11", "-Wall", "-Werror"] + sanitize + [
                          os.path.join(ROOT, "examples", "tenant_rows.c"), "-o", str(exe)]
                         + flags.stdout.split(), capture_output=True, text=True)
@@ -158,8 +168,7 @@ def test_static_library_offers_only_the_api(citrus_shards, tmp_path):
     libs = subprocess.run(["pkg-config", "--libs", "jansson", "libcurl", "libcrypto",
                            "libmurmurhash", "libxxhash"], capture_output=True, text=True,
                           check=True).stdout.split() + ["-lpthread", "-lm"]
-    cache = open(os.path.join(BUILD, "CMakeCache.txt")).read()
-    sanitize = ["-fsanitize=address,undefined"] if "CITRUS_SANITIZE:BOOL=ON" in cache else []
+    sanitize = sanitizer_flags()
     exe = tmp_path / "tenant_rows_static"
     cc = subprocess.run(["cc", "-std=c11", "-Wall", "-Werror"] + sanitize + [
                          "-I", os.path.join(ROOT, "include"),

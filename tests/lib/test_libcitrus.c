@@ -7,6 +7,7 @@
  * for shards the tests add). The server starts with its four dev shards. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 // clang-format off
@@ -419,14 +420,14 @@ static void test_request_timeout_cancels_the_statement(void **state)
 typedef struct worker {
     citrus_client *c;
     int id, resolves, queries, failures;
-    volatile int *stop;
+    atomic_int *stop;
 } worker;
 
 static void *work(void *arg)
 {
     worker *w = arg;
     int64_t last_version = 0;
-    for (int i = 0; !*w->stop || i < 200; i++) {
+    for (int i = 0; !atomic_load(w->stop) || i < 200; i++) {
         char key[64];
         snprintf(key, sizeof(key), "w%d-%d", w->id, i % 500);
         citrus_route *r;
@@ -456,7 +457,7 @@ static void *work(void *arg)
 static void test_threads_while_the_ring_changes(void **state)
 {
     citrus_client *c = connect_default();
-    volatile int stop = 0;
+    atomic_int stop = 0;
     worker w[8];
     pthread_t t[8];
     for (int i = 0; i < 8; i++) {
@@ -471,7 +472,7 @@ static void test_threads_while_the_ring_changes(void **state)
     int64_t end = now_ms() + DEADLINE_MS;
     while (citrus_ring_version(c) == v && now_ms() < end)
         citrus_wait_revision(c, citrus_revision(c) + 1, 100);
-    stop = 1;
+    atomic_store(&stop, 1);
     int failures = 0, queries = 0;
     for (int i = 0; i < 8; i++) {
         pthread_join(t[i], NULL);
