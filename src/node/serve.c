@@ -287,6 +287,10 @@ int cli_serve_main(int argc, char **argv, char **envp)
     exit_code = 0;
     if (watch_hub_shutdown(a.watches) > 0)
         usleep(200 * 1000); /* let those answers reach their clients before the sockets close */
+    /* The API answers nothing more before anything its handlers read (the
+     * router, the session, the shards) goes. */
+    http_server_stop(srv);
+    srv = NULL;
 stop_router:
     router_stop(&a, rsrv);
 stop_server:
