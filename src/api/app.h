@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/authn.h"
+#include "auth/principal.h"
 #include "catalog/cache.h"
 #include "catalog/reader.h"
 #include "catalog/store.h"
@@ -24,7 +26,30 @@ typedef struct app {
     struct watch_hub *watches;    /* GET /v1/watch's waiters; NULL: watches refused */
     struct shard_service *shards; /* the shard manager; NULL when not running */
     struct router *router;        /* the data plane; NULL when not running */
+    authn *auth;                  /* who may do what; NULL: no gate (mode none) */
+    keyring *keys;                /* the API keys; NULL when api_key is off */
+    const char *auth_modes;       /* as configured, for /health/ready ("none", "api_key,jwt") */
 } app;
+
+/* The gate of both listeners (http_server_options.gate, ctx the app):
+ * authenticates the request by a->auth, attaches its principal, and
+ * answers 401 (with WWW-Authenticate) or 403 when the route's role and
+ * scope (api/routes.c) do not let it in. */
+bool api_gate(http_req *r, const http_route *route, void *ctx);
+/* Who the request is: the gate's principal; without a gate (mode none),
+ * an sm-admin "anonymous". Never NULL. */
+const principal *api_principal(http_req *r);
+/* Whether the request may see the credentials in a shard's DSN: sm-admin,
+ * or a tenant for a tenant key within its scopes (tenant_key NULL: none). */
+bool api_may_reveal(http_req *r, const char *tenant_key);
+/* The DSN as this request may see it: a copy, with its password masked
+ * unless api_may_reveal (NULL in, NULL out). Caller frees. */
+char *api_dsn_view(http_req *r, const char *dsn, const char *tenant_key);
+/* Checks that the request may act on the tenant key (principal_tenant_allowed);
+ * replies 403 and returns CITRUS_EFORBIDDEN when not. */
+int api_check_tenant(http_req *r, const char *tenant_key);
+/* Replies 403 forbidden naming what p may not do; returns CITRUS_EFORBIDDEN. */
+int api_forbid(http_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Whether catalog calls cross the network (the etcd backend): handlers
  * that make them blocking move to the work pool (http_offload). */

@@ -91,16 +91,27 @@ static json_t *object_body(http_req *r)
 }
 
 /* {shardId, shardKey, connectionString, status} for a pin. */
-static json_t *answer(app *a, const tenant_pin *p)
+static json_t *answer(http_req *r, app *a, const tenant_pin *p)
 {
     shard s;
     bool found = registry_shard_get(a->shards->reg, p->shard_id, &s, NULL) == 0;
+    char *dsn = found ? api_dsn_view(r, s.dsn, p->key) : NULL;
     json_t *j = json_pack("{s:s,s:s,s:s?,s:s}", "shardId", p->shard_id, "shardKey", p->key,
-                          "connectionString", found ? s.dsn : NULL, "status",
+                          "connectionString", dsn, "status",
                           found ? shard_state_name(s.state) : "unknown");
+    free(dsn);
     if (found)
         shard_clear(&s);
     return j;
+}
+
+/* The tenant key a registration names, checked against the caller's
+ * scopes; replies 403 when outside. */
+static int check_scope(http_req *r, const char *business_id, const char *location_id)
+{
+    char key[600];
+    snprintf(key, sizeof(key), "%s:%s", business_id, location_id);
+    return api_check_tenant(r, key);
 }
 
 static int do_register(http_req *r, app *a, const tenant_reg *regs, size_t n, tenant_pin *pins,
@@ -131,12 +142,13 @@ int api_citrus_register(http_req *r, void *ctx)
     if (only_fields(r, body, allowed, "") &&
         (reg.business_id = id_field(r, body, "businessId", "")) &&
         (reg.location_id = id_field(r, body, "locationId", "")) &&
-        (reg.business_type = type_field(r, body, "")))
+        (reg.business_type = type_field(r, body, "")) &&
+        (rc = check_scope(r, reg.business_id, reg.location_id)) == 0)
         rc = do_register(r, a, &reg, 1, &pin, &created);
     json_decref(body);
     if (rc < 0)
         return rc;
-    return http_reply_json(r, created ? 201 : 200, answer(a, &pin));
+    return http_reply_json(r, created ? 201 : 200, answer(r, a, &pin));
 }
 
 int api_citrus_register_batch(http_req *r, void *ctx)
@@ -182,6 +194,8 @@ int api_citrus_register_batch(http_req *r, void *ctx)
                    !(regs[i].location_id = id_field(r, l, "locationId", where)) ||
                    !(regs[i].business_type = type_field(r, l, where))) {
             rc = CITRUS_EBADJSON;
+        } else {
+            rc = check_scope(r, biz, regs[i].location_id);
         }
         for (size_t j = 0; rc == 0 && j < i; j++)
             if (strcmp(regs[j].location_id, regs[i].location_id) == 0) {
@@ -196,7 +210,7 @@ int api_citrus_register_batch(http_req *r, void *ctx)
     bool any = false;
     json_t *results = rc == 0 ? json_array() : NULL;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        json_t *one = answer(a, &pins[i]);
+        json_t *one = answer(r, a, &pins[i]);
         json_object_set_new(one, "created", json_boolean(created[i]));
         json_array_append_new(results, one);
         any |= created[i];
@@ -227,7 +241,7 @@ int api_citrus_shard(http_req *r, void *ctx)
         return http_reply_errorf(r, rc, "'%s' is not registered", key);
     if (rc < 0)
         return http_reply_error(r, rc, NULL, NULL);
-    return http_reply_json(r, 200, answer(a, &p));
+    return http_reply_json(r, 200, answer(r, a, &p));
 }
 
 /* ---- health ---- */

@@ -46,6 +46,12 @@ int api_citrus_register_batch(http_req *r, void *app);
 int api_citrus_shard(http_req *r, void *app);
 int api_citrus_health(http_req *r, void *app);
 
+/* authkeys.c: API keys (auth/keyring.h) */
+int api_auth_keys_create(http_req *r, void *app);
+int api_auth_keys_list(http_req *r, void *app);
+int api_auth_keys_delete(http_req *r, void *app);
+int api_auth_bootstrap(http_req *r, void *app);
+
 /* query.c: the router (its own listener, router_routes) */
 int api_query(http_req *r, void *app);
 int api_tx(http_req *r, void *app);

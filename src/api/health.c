@@ -43,6 +43,7 @@ int api_health_ready(http_req *r, void *ctx)
     json_t *body =
         json_pack("{s:s,s:s,s:o,s:o,s:b}", "status", ready ? "ready" : "unavailable", "node_id",
                   a->node_id, "catalog", catalog, "cache", copy, "registered", registered);
+    json_object_set_new(body, "auth", json_string(a->auth_modes ? a->auth_modes : "none"));
     if (a->router) /* the router keeps routing from its copy while the catalog is down */
         json_object_set_new(body, "routing",
                             json_string(reader_catalog_down(a->rd) ? "cached" : "live"));

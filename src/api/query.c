@@ -70,6 +70,8 @@ static const char *key_of(http_req *r, json_t *body)
         http_reply_error(r, CITRUS_EBADJSON, "key: must be a string of 1..1024 bytes", NULL);
         return NULL;
     }
+    if (api_check_tenant(r, s) < 0)
+        return NULL;
     return s;
 }
 
@@ -241,6 +243,10 @@ static int query_keys(http_req *r, app *a, json_t *keys, const router_call *rd, 
             http_reply_errorf(r, CITRUS_EBADJSON, "keys[%zu]: a string of 1..1024 bytes", i);
             return CITRUS_EBADJSON;
         }
+        if (api_check_tenant(r, v[i]) < 0) {
+            free(v);
+            return CITRUS_EFORBIDDEN;
+        }
     }
     int rc = router_query_keys(a->router, v, n, rd, sql, params, np, ans, e);
     free(v);
@@ -268,7 +274,11 @@ int api_query(http_req *r, void *ctx)
         rc = call_parse(r, body, &rd);
     router_answer ans = {0};
     errdetail e = {0}; /* e.code set: the router's error, not yet replied */
-    if (rc == 0 && json_is_true(scatter)) {
+    if (rc == 0 && json_is_true(scatter) && !principal_scatter_allowed(api_principal(r))) {
+        rc = api_forbid(r, "%s may not run a statement on every shard (scatter needs "
+                           "sm-operator, or the tenant scope \"*\")",
+                        api_principal(r)->name);
+    } else if (rc == 0 && json_is_true(scatter)) {
         scatter_opts o;
         rc = scatter_opts_parse(r, body, &o);
         if (rc == 0)

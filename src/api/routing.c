@@ -52,18 +52,25 @@ static void memo_free(shard_memo *m)
     registry_shards_free(m->v, m->n);
 }
 
-static json_t *answer_json(const char *key, const route_answer *ra, const shard *s)
+/* One key's route; its DSNs as the request may see them (api_dsn_view). */
+static json_t *answer_json(http_req *r, const char *key, const route_answer *ra, const shard *s)
 {
     char tok[24];
     snprintf(tok, sizeof(tok), "%" PRIu64, ra->token);
     json_t *reps = json_array();
-    for (size_t i = 0; s && i < s->nreplicas; i++)
-        json_array_append_new(reps, json_string(s->replicas[i]));
-    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:o,s:s?,s:I}", "key", key, "shard_id", ra->shard_id,
-                     "source", ra->pinned ? "directory" : "ring", "token", tok, "dsn",
-                     s ? s->dsn : NULL, "replicas", reps, "state",
-                     s ? shard_state_name(s->state) : NULL, "ring_version",
-                     (json_int_t)ra->ring_version);
+    for (size_t i = 0; s && i < s->nreplicas; i++) {
+        char *rep = api_dsn_view(r, s->replicas[i], key);
+        json_array_append_new(reps, json_string(rep ? rep : ""));
+        free(rep);
+    }
+    char *dsn = s ? api_dsn_view(r, s->dsn, key) : NULL;
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:o,s:s?,s:I}", "key", key, "shard_id",
+                          ra->shard_id, "source", ra->pinned ? "directory" : "ring", "token", tok,
+                          "dsn", dsn, "replicas", reps, "state",
+                          s ? shard_state_name(s->state) : NULL, "ring_version",
+                          (json_int_t)ra->ring_version);
+    free(dsn);
+    return j;
 }
 
 /* Routes keys[0..n) into an array of answers; replies with errors itself. */
@@ -87,7 +94,7 @@ static int route_keys(http_req *r, app *a, const char *const *keys, size_t n, js
             http_reply_error(r, rc, NULL, NULL);
             break;
         }
-        json_array_append_new(arr, answer_json(keys[i], &ra, memo_get(a, &memo, ra.shard_id)));
+        json_array_append_new(arr, answer_json(r, keys[i], &ra, memo_get(a, &memo, ra.shard_id)));
     }
     memo_free(&memo);
     registry_ring_release(a->shards->reg, rg);
@@ -153,6 +160,11 @@ int api_route_batch(http_req *r, void *ctx)
             json_decref(body);
             return http_reply_errorf(
                 r, CITRUS_EBADJSON, "keys[%zu]: must be a string of 1..%d bytes", i, ROUTE_KEY_MAX);
+        }
+        if (api_check_tenant(r, v[i]) < 0) {
+            free(v);
+            json_decref(body);
+            return CITRUS_EFORBIDDEN;
         }
     }
     json_t *arr;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/dsn.h"
 #include "provision/service.h"
 #include "wire/shard_json.h"
 
@@ -86,4 +87,28 @@ json_t *shardjson_pin(const tenant_pin *p)
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?}", "key", p->key, "shard_id", p->shard_id, "hash",
                      h, "token", t, "pinned_at", at, "business_type",
                      p->business_type[0] ? p->business_type : NULL);
+}
+
+/* A copy of d with its password masked (an empty string when out of
+ * memory: never the secret). */
+static json_t *redacted(const char *d)
+{
+    char *m = d ? dsn_redact(d) : NULL;
+    json_t *j = json_string(m ? m : "");
+    free(m);
+    return j;
+}
+
+void shardjson_redact(json_t *o)
+{
+    json_t *dsn = json_object_get(o, "dsn"), *reps = json_object_get(o, "replicas");
+    if (json_is_string(dsn))
+        json_object_set_new(o, "dsn", redacted(json_string_value(dsn)));
+    size_t i;
+    json_t *rep;
+    json_array_foreach(reps, i, rep)
+    {
+        if (json_is_string(rep))
+            json_array_set_new(reps, i, redacted(json_string_value(rep)));
+    }
 }

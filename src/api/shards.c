@@ -110,6 +110,11 @@ int api_shards_list(http_req *r, void *ctx)
     registry_shards_free(v, n);
     if (!items)
         return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
+    if (!api_may_reveal(r, NULL)) {
+        size_t i;
+        json_t *it;
+        json_array_foreach(items, i, it) shardjson_redact(it);
+    }
     return http_reply_json(r, 200, json_pack("{s:o,s:I}", "shards", items, "count", (json_int_t)n));
 }
 
@@ -126,6 +131,8 @@ int api_shards_get(http_req *r, void *ctx)
         return reply_failed(r, rc, id, NULL, NULL);
     json_t *out = shardjson_full(a, &s, true);
     shard_clear(&s);
+    if (!api_may_reveal(r, NULL))
+        shardjson_redact(out);
     return http_reply_json(r, 200, out);
 }
 
@@ -181,6 +188,9 @@ int api_shards_action(http_req *r, void *ctx)
         return shardjson_reply_no_manager(r);
     const char *id = http_req_param(r, "id");
     const char *action = http_req_param(r, "action");
+    const principal *who = api_principal(r);
+    if (strcmp(action, "retire") == 0 && !(who->roles & AUTH_ADMIN))
+        return api_forbid(r, "%s may not retire a shard: that needs sm-admin", who->name);
     unsigned flags;
     if (flags_of(r, &flags) < 0)
         return CITRUS_EINVAL;

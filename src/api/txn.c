@@ -323,6 +323,29 @@ static int parse(txn_parse *p, json_t *body)
     return 0;
 }
 
+/* Whether the caller may touch every key the txn names: reads for the
+ * compares and gets, writes for puts and deletes (auth/principal.h's KV
+ * rules). Replies 403 naming the first key it may not. */
+static int check_access(txn_parse *p)
+{
+    const principal *who = api_principal(p->r);
+    for (size_t i = 0; i < p->ncmp; i++)
+        if (!principal_kv_allowed(who, p->cmps[i].key, false, false))
+            return api_forbid(p->r, "%s may not read '%.200s'", who->name, p->cmps[i].key);
+    const kv_op *branches[2] = {p->succ, p->fail};
+    size_t counts[2] = {p->nsucc, p->nfail};
+    for (size_t b = 0; b < 2; b++)
+        for (size_t i = 0; i < counts[b]; i++) {
+            const kv_op *op = &branches[b][i];
+            bool write = op->type != KV_OP_GET;
+            if (!principal_kv_allowed(who, op->key, op->prefix, write))
+                return api_forbid(p->r, "%s may not %s %s'%.200s'", who->name,
+                                  write ? "write" : "read", op->prefix ? "the keys under " : "",
+                                  op->key);
+        }
+    return 0;
+}
+
 int api_txn(http_req *r, void *ctx)
 {
     /* An Idempotency-Key write makes synchronous catalog calls first. */
@@ -344,6 +367,8 @@ int api_txn(http_req *r, void *ctx)
     p->a = ctx;
     p->body = body;
     int rc = parse(p, body);
+    if (rc == 0)
+        rc = check_access(p);
     if (rc < 0) {
         txn_parse_free(p);
         return rc;

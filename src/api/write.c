@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "wire/digest.h"
 
 #define RECORD_TTL_S ((int64_t)24 * 3600)
 
@@ -56,8 +57,7 @@ static void fingerprint(http_req *r, char *out)
     unsigned char d[32];
     EVP_DigestFinal_ex(md, d, NULL);
     EVP_MD_CTX_free(md);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + (size_t)2 * i, 3, "%02x", d[i]);
+    digest_hex(d, sizeof(d), out);
 }
 
 static char *record_text(const api_write *w, const char *state, unsigned status, json_t *body)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "wire/digest.h"
 #include "wire/kvjson.h"
 #include "core/key.h"
 #include "core/utf8.h"
@@ -89,9 +90,7 @@ static void hex_digest(EVP_MD_CTX *md, char hex[SHA256_HEX_LEN + 1])
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned n = 0;
     EVP_DigestFinal_ex(md, d, &n);
-    for (unsigned i = 0; i < n && 2 * i < SHA256_HEX_LEN; i++)
-        snprintf(hex + (size_t)2 * i, 3, "%02x", d[i]);
-    hex[SHA256_HEX_LEN] = '\0';
+    digest_hex(d, n < 32 ? n : 32, hex);
 }
 
 /* Writes j as one compact line (taking the reference), hashing it when md. */

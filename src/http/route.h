@@ -27,7 +27,13 @@ typedef struct http_route {
     const char *pattern;
     http_handler handler;
     int body;         /* ROUTE_BODY_* */
-    const char *role; /* role the route will require: "reader", "operator", "admin", or NULL */
+    /* Who may call it, for the gate (http_server_options.gate) to enforce:
+     * the role ("reader", "sm-operator", "sm-admin"; NULL: anyone) and what
+     * else decides ("kv", "tenant", "tenant-body", "kv-body", "metrics";
+     * NULL: the role alone). auth/authn.h says what each means; the server
+     * itself does not read them. */
+    const char *role;
+    const char *scope;
 } http_route;
 
 #define ROUTE_MAX_PARAMS 4

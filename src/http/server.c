@@ -86,6 +86,9 @@ struct http_req {
     void (*stream_free)(void *ctx);
     bool stream_parked;
     bool stream_wake_pending;
+    /* who the request is (the gate's) */
+    void *principal;
+    void (*principal_free)(void *);
 };
 
 /* ---------------- correlation ids ---------------- */
@@ -168,6 +171,56 @@ const char *http_req_query(const http_req *r, const char *name)
 const char *http_req_header(const http_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+void http_req_peer(const http_req *r, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char ip[INET6_ADDRSTRLEN] = "";
+    unsigned port = 0;
+    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ci->client_addr;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+    }
+    if (ip[0])
+        snprintf(buf, len, "%s:%u", ip, port);
+    else if (len)
+        buf[0] = '\0';
+}
+
+bool http_req_peer_ipv4(const http_req *r, uint32_t *ip)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr || ci->client_addr->sa_family != AF_INET)
+        return false;
+    *ip = ntohl(((const struct sockaddr_in *)ci->client_addr)->sin_addr.s_addr);
+    return true;
+}
+
+const char *http_req_correlation(const http_req *r)
+{
+    return r->corr;
+}
+
+const http_route *http_req_route(const http_req *r)
+{
+    return r->route;
+}
+
+void http_req_set_principal(http_req *r, void *principal, void (*free_fn)(void *))
+{
+    if (r->principal && r->principal_free)
+        r->principal_free(r->principal);
+    r->principal = principal;
+    r->principal_free = free_fn;
+}
+
+void *http_req_principal(const http_req *r)
+{
+    return r->principal;
 }
 
 const unsigned char *http_req_body(const http_req *r, size_t *len)
@@ -537,6 +590,7 @@ static void req_free(http_req *r)
     if (r->stream_free)
         r->stream_free(r->stream_ctx);
     free_headers(r);
+    http_req_set_principal(r, NULL, NULL);
     route_match_clear(&r->match);
     pthread_mutex_destroy(&r->mu);
     strbuf_free(&r->body);
@@ -599,6 +653,11 @@ static void req_begin(http_req *r)
     if (rc < 0) {
         http_reply_errorf(r, rc == CITRUS_ENOMEM ? rc : CITRUS_ENOROUTE, "no route for %s %s",
                           r->method, r->path);
+        return;
+    }
+    if (r->srv->opts.gate && !r->srv->opts.gate(r, r->route, r->srv->opts.gate_ctx)) {
+        if (!r->responded)
+            http_reply_error(r, CITRUS_EINTERNAL, "the gate refused without an answer", NULL);
         return;
     }
     const char *cl = http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);

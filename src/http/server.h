@@ -19,6 +19,11 @@
 
 typedef struct http_server http_server;
 
+/* The gate every matched request passes once its headers are in, before
+ * its body is read (authentication and the route's role): returns true to
+ * go on, or false having replied itself (401, 403, 503). */
+typedef bool (*http_gate_fn)(http_req *r, const http_route *route, void *ctx);
+
 typedef struct http_server_options {
     const char *listen;      /* "127.0.0.1:8081" */
     unsigned threads;        /* pool threads; 0 = 4 */
@@ -39,6 +44,8 @@ typedef struct http_server_options {
      * runs them inline, with no hand-off. For a data plane whose every
      * request blocks on a database (the router); no streaming replies. */
     bool thread_per_connection;
+    http_gate_fn gate; /* NULL: every request goes on */
+    void *gate_ctx;
 } http_server_options;
 
 /* Starts serving routes (the array is kept, not copied). app is passed to
@@ -71,6 +78,18 @@ const char *http_req_query(const http_req *r, const char *name);
 /* A header (case-insensitive), or NULL. */
 const char *http_req_header(const http_req *r, const char *name);
 const unsigned char *http_req_body(const http_req *r, size_t *len);
+/* The peer's address as "IP:PORT" into buf ("" when unknown). */
+void http_req_peer(const http_req *r, char *buf, size_t len);
+/* The peer's IPv4 address (host order) into *ip; false when not IPv4. */
+bool http_req_peer_ipv4(const http_req *r, uint32_t *ip);
+/* The request's correlation id. */
+const char *http_req_correlation(const http_req *r);
+/* The route matched (NULL before matching or when none did). */
+const http_route *http_req_route(const http_req *r);
+/* Who the request is, as the gate found (owned by the request: free_fn
+ * runs when it ends), or NULL. */
+void http_req_set_principal(http_req *r, void *principal, void (*free_fn)(void *));
+void *http_req_principal(const http_req *r);
 /* Parses the body as JSON. On failure sends a 400 bad_json and returns NULL. */
 json_t *http_req_json(http_req *r);
 

@@ -43,6 +43,8 @@ typedef struct field {
         sec, nm, flg, F_LIST, offsetof(citrus_config, member),                                     \
             sizeof(((citrus_config *)0)->member), 0, 0, NULL, help                                 \
     }
+/* A boolean: "true"/"false" as text, true/false in JSON. */
+#define BOOL(sec, nm, flg, member, help) ENUM(sec, nm, flg, member, "false|true", help)
 #define ENUM(sec, nm, flg, member, choices, help)                                                  \
     {                                                                                              \
         sec, nm, flg, F_ENUM, offsetof(citrus_config, member),                                     \
@@ -125,12 +127,20 @@ static const field fields[] = {
         "exec: the program to run (JSON request on stdin, {dsn, replicas} on stdout)"),
     INT("provisioner", "exec_timeout_ms", "provisioner-exec-timeout", prov_exec_timeout_ms, 100,
         3600000, "exec: how long the program may run, ms"),
+    LIST("auth", "modes", "auth", auth_modes,
+         "how requests authenticate, in order: api_key, jwt, trusted_headers, mtls; or none "
+         "(citrus dev's default while it listens on loopback)"),
+    BOOL("auth", "allow_none", "auth-allow-none", auth_allow_none,
+         "let citrus server run with auth.modes none (everyone is sm-admin)"),
+    BOOL("auth", "metrics_anonymous", "metrics-anonymous", auth_metrics_anonymous,
+         "serve /metrics without credentials (else it needs reader)"),
+    LIST("auth.trusted_headers", "proxies", "trusted-proxies", auth_proxies,
+         "trusted_headers: the CIDRs whose X-User/X-Roles are believed"),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
 /* Sections reserved for later components: accepted if they are objects. */
-static const char *const reserved_sections[] = {"bus", "records", "auth", "notification_filter",
-                                                NULL};
+static const char *const reserved_sections[] = {"bus", "records", "notification_filter", NULL};
 
 void config_defaults(citrus_config *c)
 {
@@ -166,6 +176,8 @@ void config_defaults(citrus_config *c)
     c->router_max_lag_ms = 1000;
     c->router_stmt_cache = 256;
     c->router_max_conns = 1024;
+    snprintf(c->auth_allow_none, sizeof(c->auth_allow_none), "false");
+    snprintf(c->auth_metrics_anonymous, sizeof(c->auth_metrics_anonymous), "false");
 }
 
 static bool enum_ok(const char *choices, const char *v)
@@ -322,6 +334,8 @@ static int apply_json_field(citrus_config *c, const char *sec, const char *name,
     if (f->type == F_LIST)
         return set_list_json(c, f, v, err);
     char buf[64];
+    if (f->type == F_ENUM && json_is_boolean(v) && strcmp(f->choices, "false|true") == 0)
+        return set_field(c, f, json_is_true(v) ? "true" : "false", err);
     if (f->type == F_INT) {
         if (!json_is_integer(v))
             return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be an integer", sec, name);

@@ -68,6 +68,11 @@ typedef struct citrus_config {
     char prov_pg_prefix[64];
     char prov_exec_path[CONFIG_STR];
     int64_t prov_exec_timeout_ms;
+    /* auth */
+    char auth_modes[128];           /* "" = the command's default */
+    char auth_allow_none[8];        /* "false" | "true" */
+    char auth_metrics_anonymous[8]; /* "false" | "true" */
+    char auth_proxies[1024];        /* CIDRs, comma-separated */
 } citrus_config;
 
 void config_defaults(citrus_config *c);

@@ -38,12 +38,14 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                               .thread_per_connection = true,
                               .max_conns = (unsigned)cfg->router_max_conns,
                               .idle_timeout_s = (unsigned)cfg->idle_timeout_s,
-                              /* Small requests: headers up to 8 KiB (the JSON body
-                               * is read into the request's own buffer), so that
-                               * libmicrohttpd's pool, zeroed per request, stays
-                               * small. */
-                              .max_header_bytes = (size_t)8 * 1024,
-                              .connection_memory_bytes = (size_t)32 * 1024,
+                              /* Small requests: headers up to 16 KiB (a JWT may
+                               * take 8; the JSON body is read into the request's
+                               * own buffer), so that libmicrohttpd's pool, zeroed
+                               * per request, stays small. */
+                              .max_header_bytes = (size_t)16 * 1024,
+                              .connection_memory_bytes = (size_t)40 * 1024,
+                              .gate = api_gate,
+                              .gate_ctx = a,
                               .max_body_bytes = (size_t)cfg->max_body_bytes,
                               .component = "router"};
     errdetail err;

@@ -18,6 +18,7 @@
 #include "catalog/store_etcd.h"
 #include "catalog/store_sqlite.h"
 #include "citrus/errors.h"
+#include "node/auth_boot.h"
 #include "node/config.h"
 #include "node/router_boot.h"
 #include "node/shards_boot.h"
@@ -235,17 +236,23 @@ int cli_serve_main(int argc, char **argv, char **envp)
         fprintf(stderr, "citrus %s: out of memory\n", argv[0]);
         goto free_app;
     }
-    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
-        goto free_app;
     char listen[96];
     config_listen(&cfg, listen, sizeof(listen));
+    if (auth_boot(&cfg, argv[0], listen, &a) < 0) {
+        exit_code = 2;
+        goto free_app;
+    }
+    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
+        goto stop_auth;
     http_server_options ho = {.listen = listen,
                               .threads = (unsigned)cfg.threads,
                               .max_conns = (unsigned)cfg.max_connections,
                               .idle_timeout_s = (unsigned)cfg.idle_timeout_s,
                               .max_header_bytes = (size_t)cfg.max_header_bytes,
                               .max_body_bytes = (size_t)cfg.max_body_bytes,
-                              .component = "api"};
+                              .component = "api",
+                              .gate = api_gate,
+                              .gate_ctx = &a};
     errdetail err;
     /* Bound first, so that the URL is known (the session registers it), and
      * served only once app is complete: no request sees it half composed. */
@@ -279,8 +286,10 @@ int cli_serve_main(int argc, char **argv, char **envp)
                        cfg.node_id));
     fprintf(stderr,
             "citrus %s ready\n  API      %s/v1/kv/\n  health   %s/health/ready\n"
-            "  metrics  %s/metrics\n  data     %s\nStop with Ctrl-C.\n",
-            argv[0], url, url, url, cfg.data_dir);
+            "  metrics  %s/metrics\n  data     %s\n  auth     %s\n",
+            argv[0], url, url, url, cfg.data_dir, auth_banner(&a));
+    auth_dev_key(&cfg, argv[0], &a);
+    fprintf(stderr, "Stop with Ctrl-C.\n");
 
     int sig = wait_for_signal();
     log_info("server", "stopping", json_pack("{s:i}", "signal", sig));
@@ -298,6 +307,8 @@ stop_server:
 stop_shards:
     shards_stop(&a);      /* the worker stops while the session can still fence its writes */
     session_stop(a.sess); /* revokes the lease: registration and leadership end now */
+stop_auth:
+    auth_stop(&a);
 free_app:
     watch_hub_free(a.watches);
     reader_free(a.rd);

@@ -26,7 +26,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,10 +39,10 @@
 #include "core/errdetail.h"
 #include "dbconn/driver.h"
 #include "sys/clock.h"
+#include "wire/digest.h"
 
 #define MAX_FILE_BYTES ((size_t)16 * 1024 * 1024)
 #define TEMPLATE_NAME_MAX 64
-#define SHA256_HEX_LEN 64
 
 static const char create_sql[] = "CREATE TABLE IF NOT EXISTS citrus_migrations ("
                                  "name TEXT PRIMARY KEY, checksum TEXT NOT NULL, "
@@ -53,7 +52,7 @@ static const char applied_sql[] = "SELECT name || ' ' || checksum FROM citrus_mi
 
 typedef struct mig_file {
     char name[256];
-    char checksum[SHA256_HEX_LEN + 1];
+    char checksum[DIGEST_SHA256_HEX + 1];
     const char *recorded; /* checksum in citrus_migrations, or NULL */
 } mig_file;
 
@@ -190,17 +189,6 @@ static int read_file(const char *dir, const char *name, char **out, size_t *len,
     return 0;
 }
 
-static int sha256_hex(const char *data, size_t len, char hex[SHA256_HEX_LEN + 1])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
-        return CITRUS_EINTERNAL;
-    for (unsigned int i = 0; i < mdlen; i++)
-        snprintf(hex + (size_t)2 * i, 3, "%02x", md[i]);
-    return 0;
-}
-
 /* Reads f's text into *text (caller frees; NULL on failure) and sets
  * f->checksum from it. */
 static int read_summed(const char *dir, mig_file *f, char **text, errdetail *e)
@@ -208,7 +196,7 @@ static int read_summed(const char *dir, mig_file *f, char **text, errdetail *e)
     size_t len = 0;
     *text = NULL;
     int rc = read_file(dir, f->name, text, &len, e);
-    if (rc == 0 && (rc = sha256_hex(*text, len, f->checksum)) != 0)
+    if (rc == 0 && (rc = digest_sha256_hex(*text, len, f->checksum)) != 0)
         errdetail_set(e, rc, "%s: SHA-256 failed", f->name);
     if (rc) {
         free(*text);

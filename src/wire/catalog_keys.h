@@ -13,7 +13,12 @@
  *                                   the ring
  *   citrus/tenant-index/<id>/<key>  "" for every tenant pinned to shard id
  *   citrus/provision/<id>           {"template","params"} of a shard being
- *                                   provisioned */
+ *                                   provisioned
+ *   citrus/auth/keys/<id>           an API key: its name, roles, scopes,
+ *                                   grants and expiry, and only the SHA-256 of
+ *                                   its secret
+ *   citrus/auth/bootstrap           written once, with the first key that
+ *                                   `citrus auth bootstrap` made */
 #ifndef CITRUS_WIRE_CATALOG_KEYS_H
 #define CITRUS_WIRE_CATALOG_KEYS_H
 
@@ -23,5 +28,7 @@
 #define REG_TENANTS "citrus/tenants/"
 #define REG_TENANT_INDEX "citrus/tenant-index/"
 #define REG_PROVISION "citrus/provision/"
+#define AUTH_KEYS_PREFIX "citrus/auth/keys/"
+#define AUTH_BOOTSTRAP_KEY "citrus/auth/bootstrap"
 
 #endif

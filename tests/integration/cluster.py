@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from conftest import CITRUS_BIN, Citrus, wait_until
+from conftest import CITRUS_BIN, Citrus, no_auth_args, wait_until
 
 ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
 
@@ -145,6 +145,7 @@ class Node(Citrus):
         self.stderr_path = os.path.join(self.log_dir, f"citrus-{self.starts}.err")
         args = [CITRUS_BIN, self.mode, "--data-dir", self.data_dir,
                 "--listen", "127.0.0.1:0", "--log-level", "debug"] + self.extra
+        args += no_auth_args(self.mode, self.extra)
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdout=out, stderr=err)
         self.port = None

@@ -68,6 +68,16 @@ def dump_stacks(pid, path):
     return path
 
 
+def no_auth_args(mode, extra):
+    """A server that tests something else than auth runs with auth none,
+    which citrus server refuses unless told so explicitly; a test that
+    passes --auth (or sets auth in a config file) decides for itself."""
+    if mode == "dev" or any(a == "--auth" or a.startswith("--auth=") or a == "--config"
+                            for a in extra):
+        return []
+    return ["--auth", "none", "--auth-allow-none", "true"]
+
+
 class Citrus:
     """One `citrus dev` (or `server`) process."""
 
@@ -95,7 +105,7 @@ class Citrus:
                 "--listen", f"127.0.0.1:{port}", "--log-level", "debug"]
         if self.mode == "dev":  # never the default 8080: tests run side by side
             args += ["--router-listen", "127.0.0.1:0"]
-        args += self.extra
+        args += self.extra + no_auth_args(self.mode, self.extra)
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdout=out, stderr=err, env=env)
         self.port = wait_until(self._listening_port, timeout, what="citrus to listen")

@@ -35,7 +35,7 @@ static int hello(http_req *r, void *ctx)
 }
 
 static const http_route routes[] = {
-    {"GET", "/hello", hello, ROUTE_BODY_NONE, "reader"},
+    {"GET", "/hello", hello, ROUTE_BODY_NONE, "reader", NULL},
 };
 
 static int connect_to(unsigned port)

@@ -15,11 +15,11 @@ static int h(http_req *r, void *app)
 }
 
 static const http_route routes[] = {
-    {"GET", "/v1/kv/{key*}", h, ROUTE_BODY_NONE, "reader"},
-    {"PUT", "/v1/kv/{key*}", h, ROUTE_BODY_RAW, "operator"},
-    {"POST", "/v1/leases", h, ROUTE_BODY_JSON, "operator"},
-    {"POST", "/v1/leases/{id}/keepalive", h, ROUTE_BODY_NONE, "operator"},
-    {"DELETE", "/v1/leases/{id}", h, ROUTE_BODY_NONE, "operator"},
+    {"GET", "/v1/kv/{key*}", h, ROUTE_BODY_NONE, "reader", NULL},
+    {"PUT", "/v1/kv/{key*}", h, ROUTE_BODY_RAW, "operator", NULL},
+    {"POST", "/v1/leases", h, ROUTE_BODY_JSON, "operator", NULL},
+    {"POST", "/v1/leases/{id}/keepalive", h, ROUTE_BODY_NONE, "operator", NULL},
+    {"DELETE", "/v1/leases/{id}", h, ROUTE_BODY_NONE, "operator", NULL},
 };
 #define N (sizeof(routes) / sizeof(routes[0]))
 

@@ -26,7 +26,7 @@
 #include "sys/clock.h"
 
 static const http_route routes[] = {
-    {"GET", "/v1/watch/{prefix*}", api_watch, ROUTE_BODY_NONE, "reader"},
+    {"GET", "/v1/watch/{prefix*}", api_watch, ROUTE_BODY_NONE, "reader", NULL},
 };
 
 /* One server with its own hub and clock, over a shared store. */
