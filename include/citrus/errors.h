@@ -42,7 +42,9 @@
     X(READONLY, -31, "read_only", 503, "the shard is read-only")                                   \
     X(SQL, -32, "sql_error", 400, "the database refused the statement")                            \
     X(QUERYTIMEOUT, -33, "query_timeout", 504,                                                     \
-      "the statement ran past its timeout and was cancelled")
+      "the statement ran past its timeout and was cancelled")                                      \
+    X(AUDIT, -34, "audit_unavailable", 503,                                                        \
+      "the audit log cannot be written; the change was refused")
 
 /* Marks the functions libcitrus exports (everything else in the shared
  * library is hidden). */
