@@ -66,10 +66,14 @@ static int norm_text(const char *in, size_t max, const char **out, char **owned,
     *out = in ? in : "";
     const unsigned char *s = (const unsigned char *)*out;
     size_t i = 0, seq;
-    while (s[i] && i < max && (seq = utf8_seq(s + i)) > 0 && i + seq <= max)
+    for (;;) {
+        if (s[i] == '\0')
+            return 0; /* valid and within the limit: as given */
+        seq = utf8_seq(s + i);
+        if (seq == 0 || i + seq > max)
+            break;
         i += seq;
-    if (!s[i])
-        return 0; /* valid and within the limit: as given */
+    }
     char *w = malloc(max + 1);
     if (!w)
         return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
@@ -297,7 +301,7 @@ int records_audit_query(records *r, const audit_query *q, audit_row **rows, size
         return errdetail_set(e, CITRUS_EINVAL, "audit query: no store");
     audit_query all = {0};
     records_filter f;
-    int rc = filter_build(q ? q : &all, strcmp(r->ops->name, "postgres") == 0 ? '$' : '?', &f, e);
+    int rc = filter_build(q ? q : &all, r->ops->placeholder, &f, e);
     if (rc != 0)
         return rc;
     audit_row *got = calloc(f.limit + 1, sizeof(*got));

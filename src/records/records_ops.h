@@ -58,6 +58,7 @@ typedef struct records_filter {
 
 typedef struct records_ops {
     const char *name;
+    char placeholder; /* of the query's parameters: '?' (SQLite: ?N) or '$' (PostgreSQL: $N) */
     int (*append)(records *r, int64_t time_ms, const records_text *t, int status, int64_t *id,
                   errdetail *e);
     /* Sets the status of row id when it is 0. *found: the row exists;
@@ -81,9 +82,11 @@ struct records {
 /* One purge batch, with the backend's placeholder ("?1" or "$1"). Oldest
  * ids first, so a purge cut short by an error has removed a prefix. */
 #define RECORDS_PURGE_BATCH 10000
+#define RECORDS_STR_(x) #x
+#define RECORDS_STR(x) RECORDS_STR_(x)
 #define RECORDS_PURGE_SQL(param)                                                                   \
     "DELETE FROM citrus_audit WHERE id IN (SELECT id FROM citrus_audit WHERE time_ms < " param     \
-    " ORDER BY id LIMIT 10000)"
+    " ORDER BY id LIMIT " RECORDS_STR(RECORDS_PURGE_BATCH) ")"
 
 /* Fills row (zeroed) with copies of the strings (text[] in column order;
  * NULL taken as ""). 0 or CITRUS_ENOMEM (what was copied stays for

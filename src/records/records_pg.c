@@ -277,6 +277,7 @@ static void pg_close(records *r)
 
 static const records_ops pg_ops = {
     .name = "postgres",
+    .placeholder = '$',
     .append = pg_append,
     .finish = pg_finish,
     .query = pg_query,

@@ -200,6 +200,7 @@ static void lite_close(records *r)
 
 static const records_ops sqlite_ops = {
     .name = "sqlite",
+    .placeholder = '?',
     .append = lite_append,
     .finish = lite_finish,
     .query = lite_query,
@@ -222,7 +223,10 @@ static int lite_setup(sqlite_records *s, const char *path, errdetail *e)
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_OK)
-        return fail(db, rc, path, e); /* also what a file that is no database gives */
+        return fail(db, rc, path, e);         /* also what a file that is no database gives */
+    if (sqlite3_db_readonly(db, "main") == 1) /* SQLite falls back to read-only silently */
+        return errdetail_set(e, CITRUS_EAUDIT,
+                             "records store (sqlite) unavailable: %s can only be read", path);
     if (version > SCHEMA_VERSION)
         return errdetail_set(e, CITRUS_EAUDIT,
                              "records store (sqlite) unavailable: %s has schema version %d, this "
