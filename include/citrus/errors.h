@@ -45,7 +45,8 @@
       "the statement ran past its timeout and was cancelled")                                      \
     X(UNAUTHENTICATED, -34, "unauthenticated", 401, "no valid credentials")                        \
     X(FORBIDDEN, -35, "forbidden", 403, "the credentials do not allow this")                       \
-    X(AUDIT, -36, "audit_unavailable", 503, "the audit log cannot be written")
+    X(AUDIT, -36, "audit_unavailable", 503,                                                        \
+      "the audit log cannot be written; the change was refused")
 
 /* Marks the functions libcitrus exports (everything else in the shared
  * library is hidden). */

@@ -336,16 +336,25 @@ void pg_stop(pg_instance *inst)
     }
 }
 
-int pg_restart(pg_instance *inst)
+int pg_halt(pg_instance *inst)
+{
+    if (inst->pid <= 0) {
+        fprintf(stderr, "support_pg: halt: no postmaster is running\n");
+        return -1;
+    }
+    stop_postmaster(inst, RESTART_STOP_MS);
+    return 0;
+}
+
+int pg_resume(pg_instance *inst)
 {
     run_as as;
-    if (inst->pid <= 0) {
-        fprintf(stderr, "support_pg: restart: no postmaster is running\n");
+    if (inst->pid > 0 || !inst->dir[0]) {
+        fprintf(stderr, "support_pg: resume: the server is not halted\n");
         return -1;
     }
     if (who(&as) != 0)
         return -1;
-    stop_postmaster(inst, RESTART_STOP_MS);
     inst->pid = start_postmaster(inst, &as);
     if (inst->pid <= 0) {
         inst->pid = 0;
@@ -361,6 +370,13 @@ int pg_restart(pg_instance *inst)
         return -1;
     }
     return 0;
+}
+
+int pg_restart(pg_instance *inst)
+{
+    if (pg_halt(inst) != 0)
+        return -1;
+    return pg_resume(inst);
 }
 
 /* ---- the binary's server as a cmocka group ----------------------------------- */

@@ -32,12 +32,22 @@ int pg_start(pg_instance *pg);
  * dir. Safe to call twice or after a failed start. */
 void pg_stop(pg_instance *pg);
 
-/* Stops the running postmaster of pg (fast shutdown, SIGKILL after 30 s)
- * and starts it again with pg_start's command line on the same port and
- * data dir; 0 once "SELECT 1" works again (deadline 60 s), or -1 with the
- * reason on stderr (pg->pid is 0 then unless the new postmaster is still
+/* pg_halt then pg_resume: stops the running postmaster of pg and starts
+ * it again with pg_start's command line on the same port and data dir; 0
+ * once "SELECT 1" works again (deadline 60 s), or -1 with the reason on
+ * stderr (pg->pid is 0 then unless the new postmaster is still
  * running: pg_stop ends it). */
 int pg_restart(pg_instance *pg);
+
+/* Stops the running postmaster of pg (fast shutdown, SIGKILL after 30 s),
+ * keeping its data dir and port: the server is down until pg_resume (or
+ * pg_stop). 0, or -1 when none was running. */
+int pg_halt(pg_instance *pg);
+
+/* Starts a halted server again (pg_start's command line, same port and
+ * data dir); 0 once "SELECT 1" works (deadline 60 s), else -1 as
+ * pg_restart. */
+int pg_resume(pg_instance *pg);
 
 /* A postgresql:// DSN for database dbname on pg (into out). */
 void pg_dsn(const pg_instance *pg, const char *dbname, char *out, size_t outlen);

@@ -23,6 +23,8 @@ static void lookups(void **state)
     assert_int_equal(citrus_err_http_status(CITRUS_ETOOBIG), 413);
     assert_int_equal(citrus_err_http_status(CITRUS_EMEDIATYPE), 415);
     assert_int_equal(citrus_err_http_status(CITRUS_ETIMEOUT), 504);
+    assert_string_equal(citrus_err_code(CITRUS_EAUDIT), "audit_unavailable");
+    assert_int_equal(citrus_err_http_status(CITRUS_EAUDIT), 503);
     assert_string_equal(citrus_strerror(12345), "unknown error");
     assert_int_equal(citrus_err_http_status(12345), 500);
 }

@@ -1,0 +1,97 @@
+/* records/records_ops.h — what a records backend implements, and the
+ * helpers records.c gives the backends.
+ *
+ * records.c checks and normalizes the arguments (text cut to its limit and
+ * made valid UTF-8, the page size clamped, the query's WHERE clause built),
+ * pages, loops the purge and frees; a backend only runs statements. Each
+ * backend serializes its calls itself (one connection under a mutex).
+ *
+ * For records.c and the backends only. */
+#ifndef CITRUS_RECORDS_RECORDS_OPS_H
+#define CITRUS_RECORDS_RECORDS_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/errdetail.h"
+
+/* records.h's (not included: records.c, which implements it, includes this). */
+typedef struct records records;
+typedef struct audit_row audit_row;
+
+/* The audit table's columns in the order every backend selects them. */
+#define RECORDS_AUDIT_COLUMNS                                                                      \
+    "id, time_ms, principal, roles, auth_method, peer, method, route, action, target, status,"     \
+    " correlation_id"
+#define RECORDS_AUDIT_NCOLS 12
+#define RECORDS_AUDIT_NTEXT 9 /* principal .. target, correlation_id */
+
+/* A row's text fields in column order (principal, roles, auth_method, peer,
+ * method, route, action, target, correlation_id): valid UTF-8 within their
+ * limits, never NULL. */
+typedef struct records_text {
+    const char *v[RECORDS_AUDIT_NTEXT];
+    char *owned[RECORDS_AUDIT_NTEXT]; /* what records.c allocated */
+} records_text;
+
+/* One bound parameter of a query: an integer or a text. */
+typedef struct records_param {
+    bool is_int;
+    int64_t i;
+    const char *s;
+} records_param;
+
+#define RECORDS_MAX_PARAMS 8
+
+/* A query ready to run: sql has placeholders only ("?N" for SQLite, "$N"
+ * for PostgreSQL), never a value; it selects RECORDS_AUDIT_COLUMNS, ordered
+ * by id, at most limit + 1 rows (the one past the page says that more
+ * follow). */
+typedef struct records_filter {
+    char sql[640];
+    records_param p[RECORDS_MAX_PARAMS];
+    int np;
+    size_t limit;
+    char *owned[4];
+} records_filter;
+
+typedef struct records_ops {
+    const char *name;
+    char placeholder; /* of the query's parameters: '?' (SQLite: ?N) or '$' (PostgreSQL: $N) */
+    int (*append)(records *r, int64_t time_ms, const records_text *t, int status, int64_t *id,
+                  errdetail *e);
+    /* Sets the status of row id when it is 0. *found: the row exists;
+     * *current: its status after the call. */
+    int (*finish)(records *r, int64_t id, int status, bool *found, int *current, errdetail *e);
+    /* Runs f into rows (f->limit + 1 zeroed slots, filled with
+     * records_row_set); *n: how many were filled (also on error: records.c
+     * frees them). */
+    int (*query)(records *r, const records_filter *f, audit_row *rows, size_t *n, errdetail *e);
+    /* Deletes at most RECORDS_PURGE_BATCH rows older than before_ms
+     * (RECORDS_PURGE_SQL). */
+    int (*purge_batch)(records *r, int64_t before_ms, int64_t *deleted, errdetail *e);
+    void (*close)(records *r);
+} records_ops;
+
+/* Every backend's store starts with this. */
+struct records {
+    const records_ops *ops;
+};
+
+/* One purge batch, with the backend's placeholder ("?1" or "$1"). Oldest
+ * ids first, so a purge cut short by an error has removed a prefix. */
+#define RECORDS_PURGE_BATCH 10000
+#define RECORDS_STR_(x) #x
+#define RECORDS_STR(x) RECORDS_STR_(x)
+#define RECORDS_PURGE_SQL(param)                                                                   \
+    "DELETE FROM citrus_audit WHERE id IN (SELECT id FROM citrus_audit WHERE time_ms < " param     \
+    " ORDER BY id LIMIT " RECORDS_STR(RECORDS_PURGE_BATCH) ")"
+
+/* Fills row (zeroed) with copies of the strings (text[] in column order;
+ * NULL taken as ""). 0 or CITRUS_ENOMEM (what was copied stays for
+ * audit_rows_free). */
+int records_row_set(audit_row *row, int64_t id, int64_t time_ms,
+                    const char *const text[RECORDS_AUDIT_NTEXT], int status, errdetail *e);
+
+#endif
