@@ -42,7 +42,9 @@
     X(READONLY, -31, "read_only", 503, "the shard is read-only")                                   \
     X(SQL, -32, "sql_error", 400, "the database refused the statement")                            \
     X(QUERYTIMEOUT, -33, "query_timeout", 504,                                                     \
-      "the statement ran past its timeout and was cancelled")
+      "the statement ran past its timeout and was cancelled")                                      \
+    X(UNAUTHENTICATED, -34, "unauthenticated", 401, "missing or invalid credentials")              \
+    X(FORBIDDEN, -35, "forbidden", 403, "the credentials do not allow this")
 
 /* Marks the functions libcitrus exports (everything else in the shared
  * library is hidden). */
