@@ -18,12 +18,14 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "citrus/errors.h"
 
 #define ES256_SIG_BYTES 64
 #define HS256_SIG_BYTES 32
 #define MAX_CLAIM_PATH 256
+#define MAX_SKEW_S 86400 /* keeps now ± skew far from overflow */
 
 static int refuse(errdetail *e, const char *why)
 {
@@ -261,7 +263,7 @@ static int list_error(int rc, const char *name, errdetail *e)
 static int check_claims(json_t *pl, const jwt_policy *p, int64_t now_s, jwt_claims *out,
                         errdetail *e)
 {
-    int64_t skew = p->skew_s > 0 ? p->skew_s : 0;
+    int64_t skew = p->skew_s <= 0 ? 0 : p->skew_s > MAX_SKEW_S ? MAX_SKEW_S : p->skew_s;
     int64_t exp = 0, nbf = 0, iat = 0;
     int has = numeric_date(pl, "exp", &exp);
     if (has < 0)

@@ -32,7 +32,7 @@ typedef struct jwt_policy {
     const char *issuer;        /* required iss; NULL: not checked */
     const char *audience;      /* required aud (the string, or one member of the array); NULL:
                                   not checked */
-    int64_t skew_s;            /* allowed clock skew for exp, nbf and iat (>= 0) */
+    int64_t skew_s;            /* allowed clock skew for exp, nbf and iat (0..86400) */
     const char *roles_claim;   /* NULL: "roles". An array of strings, or one string of names
                                   separated by spaces or commas. Required. */
     const char *scopes_claim;  /* NULL: "tenants"; same forms; optional */

@@ -107,6 +107,14 @@ static char *bn_b64(const EVP_PKEY *k, const char *param, int pad)
     return b64url(buf, (size_t)n);
 }
 
+/* A JSON string of a malloc'd string, which it frees. */
+static json_t *jtake(char *s)
+{
+    json_t *v = json_string(s);
+    free(s);
+    return v;
+}
+
 static json_t *jwk_of(EVP_PKEY *k, const char *kid)
 {
     json_t *o = json_object();
@@ -114,13 +122,13 @@ static json_t *jwk_of(EVP_PKEY *k, const char *kid)
         json_object_set_new(o, "kid", json_string(kid));
     if (EVP_PKEY_is_a(k, "RSA")) {
         json_object_set_new(o, "kty", json_string("RSA"));
-        json_object_set_new(o, "n", json_string(bn_b64(k, OSSL_PKEY_PARAM_RSA_N, 0)));
-        json_object_set_new(o, "e", json_string(bn_b64(k, OSSL_PKEY_PARAM_RSA_E, 0)));
+        json_object_set_new(o, "n", jtake(bn_b64(k, OSSL_PKEY_PARAM_RSA_N, 0)));
+        json_object_set_new(o, "e", jtake(bn_b64(k, OSSL_PKEY_PARAM_RSA_E, 0)));
     } else {
         json_object_set_new(o, "kty", json_string("EC"));
         json_object_set_new(o, "crv", json_string("P-256"));
-        json_object_set_new(o, "x", json_string(bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_X, 32)));
-        json_object_set_new(o, "y", json_string(bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_Y, 32)));
+        json_object_set_new(o, "x", jtake(bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_X, 32)));
+        json_object_set_new(o, "y", jtake(bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_Y, 32)));
     }
     return o;
 }
@@ -128,11 +136,10 @@ static json_t *jwk_of(EVP_PKEY *k, const char *kid)
 static json_t *jwk_oct(const unsigned char *k, size_t n, const char *kid)
 {
     json_t *o = json_pack("{s:s, s:s, s:s}", "kty", "oct", "kid", kid, "alg", "HS256");
-    json_object_set_new(o, "k", json_string(b64url(k, n)));
+    json_object_set_new(o, "k", jtake(b64url(k, n)));
     return o;
 }
 
-/* Leaks the small strings bn_b64/b64url give json_string: a test process. */
 static void write_jwks(json_t *keys)
 {
     char path[128];
@@ -210,6 +217,14 @@ static json_t *claims(void)
     return json_pack("{s:s, s:s, s:s, s:I, s:I, s:[s,s], s:[s,s]}", "iss", ISSUER, "aud", AUDIENCE,
                      "sub", "user-1", "iat", (json_int_t)NOW - 10, "exp", (json_int_t)NOW + 600,
                      "roles", "admin", "reader", "tenants", "t1", "t2");
+}
+
+static char *claims_text(void)
+{
+    json_t *c = claims();
+    char *s = json_dumps(c, JSON_COMPACT);
+    json_decref(c);
+    return s;
 }
 
 static const char *alg_name(signer s)
@@ -460,7 +475,7 @@ static void test_missing_roles(void **state)
 
 static void test_alg_none(void **state)
 {
-    char *p = json_dumps(claims(), JSON_COMPACT);
+    char *p = claims_text();
     char *t = token_raw("{\"alg\":\"none\"}", p, SIGN_NONE, NULL, 0);
     assert_int_equal(t[strlen(t) - 1], '.'); /* no signature part */
     refused(t, "\"none\" is not allowed");
@@ -487,7 +502,7 @@ static void test_hs256_with_rsa_public_key(void **state)
     unsigned char *der = NULL;
     int derlen = i2d_PUBKEY(rsa1, &der);
     assert_true(derlen > 0);
-    char *p = json_dumps(claims(), JSON_COMPACT);
+    char *p = claims_text();
     const char *hdrs[] = {"{\"alg\":\"HS256\",\"kid\":\"rsa1\"}", "{\"alg\":\"HS256\"}"};
     for (size_t i = 0; i < 2; i++) {
         char *t = token_raw(hdrs[i], p, SIGN_HS, (const unsigned char *)pem, (size_t)pemlen);
@@ -604,7 +619,7 @@ static void test_malformed(void **state)
     refused(buf, "empty header or payload");
     free(t);
 
-    char *p = json_dumps(claims(), JSON_COMPACT);
+    char *p = claims_text();
     t = token_raw("not json", p, SIGN_RSA1, NULL, 0);
     refused(t, "header is not base64url of a JSON object");
     free(t);
@@ -696,12 +711,12 @@ static void test_jwks_parse(void **state)
     assert_int_equal(parse(json_pack("[o]", bad), &e, &n), CITRUS_EINVAL);
     assert_non_null(strstr(e.message, "bad-n"));
     bad = jwk_of(ec1, "short-x");
-    json_object_set_new(bad, "x", json_string(b64url(short_k, 16)));
+    json_object_set_new(bad, "x", jtake(b64url(short_k, 16)));
     assert_int_equal(parse(json_pack("[o]", bad), &e, &n), CITRUS_EINVAL);
     unsigned char x[32];
     memset(x, 0x11, sizeof(x));
     bad = jwk_of(ec1, "off-curve");
-    json_object_set_new(bad, "x", json_string(b64url(x, 32)));
+    json_object_set_new(bad, "x", jtake(b64url(x, 32)));
     assert_int_equal(parse(json_pack("[o]", bad), &e, &n), CITRUS_EINVAL);
     assert_non_null(strstr(e.message, "off-curve"));
     bad = jwk_of(ec1, NULL);
@@ -894,6 +909,52 @@ static void test_url_and_discovery(void **state)
     assert_int_equal(jwks_source_new(&o, &s, &e), CITRUS_EIO);
 }
 
+/* Threads verifying, through one cache, tokens with known and made-up kids
+ * while the clock moves and the set is fetched again: every known token is
+ * accepted, every made-up one refused (run under TSan by make tsan-unit). */
+typedef struct worker {
+    jwt_cache *cache;
+    const char *good, *bad;
+    int failures;
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < 200; i++) {
+        jwt_claims c;
+        errdetail e;
+        const char *t = i % 3 ? w->good : w->bad;
+        int rc = jwt_verify_cached(w->cache, src, &policy, t, strlen(t), NOW, &c, NULL, &e);
+        if ((rc == 0) != (t == w->good))
+            w->failures++;
+        jwt_claims_free(&c);
+        if (i % 50 == 0)
+            clock_test_advance(clk, 31000);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    jwt_cache *cache = jwt_cache_new(16, 0);
+    char *good = token(SIGN_EC1, "ec1", claims()), *bad = token(SIGN_EC1, "ec-new", claims());
+    worker w[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){.cache = cache, .good = good, .bad = bad};
+        assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    assert_true(jwks_source_fetches(src) > 1);
+    jwt_cache_free(cache);
+    free(good);
+    free(bad);
+}
+
 /* ---- the verified-token cache ---- */
 
 static void test_cache(void **state)
@@ -1027,16 +1088,27 @@ static void test_authz_header(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rs256_accepted),    cmocka_unit_test(test_es256_accepted),
-        cmocka_unit_test(test_hs256_accepted),    cmocka_unit_test(test_claim_names),
-        cmocka_unit_test(test_expired),           cmocka_unit_test(test_nbf_iat_future),
-        cmocka_unit_test(test_wrong_iss_aud),     cmocka_unit_test(test_missing_roles),
-        cmocka_unit_test(test_alg_none),          cmocka_unit_test(test_hs256_with_rsa_public_key),
-        cmocka_unit_test(test_kid_of_other_type), cmocka_unit_test(test_unknown_kid),
-        cmocka_unit_test(test_tampered),          cmocka_unit_test(test_too_big),
-        cmocka_unit_test(test_malformed),         cmocka_unit_test(test_b64url),
-        cmocka_unit_test(test_jwks_parse),        cmocka_unit_test(test_rotation),
-        cmocka_unit_test(test_url_and_discovery), cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_rs256_accepted),
+        cmocka_unit_test(test_es256_accepted),
+        cmocka_unit_test(test_hs256_accepted),
+        cmocka_unit_test(test_claim_names),
+        cmocka_unit_test(test_expired),
+        cmocka_unit_test(test_nbf_iat_future),
+        cmocka_unit_test(test_wrong_iss_aud),
+        cmocka_unit_test(test_missing_roles),
+        cmocka_unit_test(test_alg_none),
+        cmocka_unit_test(test_hs256_with_rsa_public_key),
+        cmocka_unit_test(test_kid_of_other_type),
+        cmocka_unit_test(test_unknown_kid),
+        cmocka_unit_test(test_tampered),
+        cmocka_unit_test(test_too_big),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_b64url),
+        cmocka_unit_test(test_jwks_parse),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_url_and_discovery),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_cache),
         cmocka_unit_test(test_authz_header),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
