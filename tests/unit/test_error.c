@@ -25,6 +25,10 @@ static void lookups(void **state)
     assert_int_equal(citrus_err_http_status(CITRUS_ETIMEOUT), 504);
     assert_string_equal(citrus_err_code(CITRUS_EAUDIT), "audit_unavailable");
     assert_int_equal(citrus_err_http_status(CITRUS_EAUDIT), 503);
+    assert_string_equal(citrus_err_code(CITRUS_EUNAUTHENTICATED), "unauthenticated");
+    assert_int_equal(citrus_err_http_status(CITRUS_EUNAUTHENTICATED), 401);
+    assert_string_equal(citrus_err_code(CITRUS_EFORBIDDEN), "forbidden");
+    assert_int_equal(citrus_err_http_status(CITRUS_EFORBIDDEN), 403);
     assert_string_equal(citrus_strerror(12345), "unknown error");
     assert_int_equal(citrus_err_http_status(12345), 500);
 }
