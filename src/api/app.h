@@ -29,6 +29,8 @@ typedef struct app {
     authn *auth;                  /* who may do what; NULL: no gate (mode none) */
     keyring *keys;                /* the API keys; NULL when api_key is off */
     const char *auth_modes;       /* as configured, for /health/ready ("none", "api_key,jwt") */
+    struct records *rec;          /* the audit log; NULL: nothing is audited */
+    bool audit_fail_open;         /* a mutation goes on when its row cannot be written */
 } app;
 
 /* The gate of both listeners (http_server_options.gate, ctx the app):
@@ -45,6 +47,9 @@ bool api_may_reveal(http_req *r, const char *tenant_key);
 /* The DSN as this request may see it: a copy, with its password masked
  * unless api_may_reveal (NULL in, NULL out). Caller frees. */
 char *api_dsn_view(http_req *r, const char *dsn, const char *tenant_key);
+/* Audits that the request is shown credentials (one credential.reveal row
+ * per request; target may be NULL: the route's). */
+void api_note_reveal(http_req *r, const char *target);
 /* Checks that the request may act on the tenant key (principal_tenant_allowed);
  * replies 403 and returns CITRUS_EFORBIDDEN when not. */
 int api_check_tenant(http_req *r, const char *tenant_key);

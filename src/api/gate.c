@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/app.h"
+#include "api/audit.h"
 #include "citrus/errors.h"
 #include "core/dsn.h"
 #include "obs/log.h"
@@ -18,13 +19,15 @@ static const principal none_principal = {
 
 const principal *api_principal(http_req *r)
 {
-    const principal *p = http_req_principal(r);
-    return p ? p : &none_principal;
+    const api_reqctx *c = http_req_principal(r);
+    return c ? &c->p : &none_principal;
 }
 
-static void free_principal(void *p)
+static void free_ctx(void *p)
 {
-    principal_free(p);
+    api_reqctx *c = p;
+    principal_clear(&c->p);
+    free(c);
 }
 
 int api_forbid(http_req *r, const char *fmt, ...)
@@ -34,6 +37,7 @@ int api_forbid(http_req *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    api_audit_now(r, "auth.forbidden", NULL, 403);
     http_reply_error(r, CITRUS_EFORBIDDEN, msg, NULL);
     return CITRUS_EFORBIDDEN;
 }
@@ -53,7 +57,7 @@ static const char *route_target(http_req *r)
 /* Whether a KV route reads or deletes a whole prefix: a watch always; a
  * GET or DELETE with ?prefix (anything but false/0 counts: the handler
  * refuses a bad value anyway, so the gate judges the wider reading). */
-static bool route_prefix(http_req *r, const http_route *route)
+static bool route_prefix(http_req *r)
 {
     if (http_req_param(r, "prefix"))
         return true;
@@ -63,11 +67,21 @@ static bool route_prefix(http_req *r, const http_route *route)
 
 static bool unauthenticated(http_req *r, const char *why, bool bad_token)
 {
+    api_audit_now(r, "auth.unauthenticated", NULL, 401);
     http_add_header(r, "WWW-Authenticate",
                     bad_token ? "Bearer realm=\"citrus\", error=\"invalid_token\""
                               : "Bearer realm=\"citrus\"");
     http_reply_error(r, CITRUS_EUNAUTHENTICATED, why, NULL);
     return false;
+}
+
+/* The principal of a request that brought no (usable) credentials. */
+static int anonymous(principal *p)
+{
+    principal_clear(p);
+    p->method = "anonymous";
+    p->name = strdup("anonymous");
+    return p->name ? 0 : CITRUS_ENOMEM;
 }
 
 bool api_gate(http_req *r, const http_route *route, void *ctx)
@@ -81,45 +95,42 @@ bool api_gate(http_req *r, const http_route *route, void *ctx)
         .x_roles = http_req_header(r, "X-Roles"),
     };
     q.peer_ipv4 = http_req_peer_ipv4(r, &q.peer_ip);
-    principal *p = calloc(1, sizeof(*p));
-    if (!p) {
+    api_reqctx *c = calloc(1, sizeof(*c));
+    if (!c) {
         http_reply_error(r, CITRUS_ENOMEM, "out of memory", NULL);
         return false;
     }
+    c->a = a;
+    http_req_set_principal(r, c, free_ctx);
+    principal *p = &c->p;
     errdetail e;
     int rc = authn_authenticate(a->auth, &q, p, &e);
-    if (rc == CITRUS_ENOTFOUND || (rc == CITRUS_EUNAUTHENTICATED && !route->role)) {
-        /* anonymous: fine where the route needs no role */
-        principal_clear(p);
-        p->method = "anonymous";
-        p->name = strdup("anonymous");
-        rc = p->name ? 0 : CITRUS_ENOMEM;
-        if (rc == 0 && route->role &&
-            authn_authorize(a->auth, p, route->role, route->scope, NULL, false, false, &e) < 0) {
-            principal_free(p);
-            return unauthenticated(r, "this route needs credentials: Authorization: Bearer "
-                                      "<API key or token>",
-                                   false);
-        }
-    }
+    bool bad_token = rc == CITRUS_EUNAUTHENTICATED;
+    if (rc == CITRUS_ENOTFOUND || (bad_token && !route->role))
+        rc = anonymous(p); /* fine where the route needs no role */
     if (rc == CITRUS_EUNAUTHENTICATED) {
-        principal_free(p);
+        anonymous(p);
         return unauthenticated(r, e.message, true);
     }
     if (rc < 0) {
-        principal_free(p);
+        anonymous(p);
         http_reply_error(r, rc == CITRUS_EUNAVAILABLE ? rc : CITRUS_EINTERNAL,
                          rc == CITRUS_ENOMEM ? "out of memory" : e.message, NULL);
         return false;
     }
-    http_req_set_principal(r, p, free_principal);
     bool write = strcmp(http_req_method(r), "GET") != 0;
-    if (authn_authorize(a->auth, p, route->role, route->scope, route_target(r),
-                        route_prefix(r, route), write, &e) < 0) {
+    if (authn_authorize(a->auth, p, route->role, route->scope, route_target(r), route_prefix(r),
+                        write, &e) < 0) {
+        if (strcmp(p->method, "anonymous") == 0)
+            return unauthenticated(r,
+                                   "this route needs credentials: Authorization: Bearer <API key "
+                                   "or token>",
+                                   false);
+        api_audit_now(r, "auth.forbidden", NULL, 403);
         http_reply_error(r, CITRUS_EFORBIDDEN, e.message, NULL);
         return false;
     }
-    return true;
+    return api_audit_begin(r, route) == 0;
 }
 
 bool api_may_reveal(http_req *r, const char *tenant_key)
@@ -139,7 +150,19 @@ char *api_dsn_view(http_req *r, const char *dsn, const char *tenant_key)
 {
     if (!dsn)
         return NULL;
-    return api_may_reveal(r, tenant_key) ? strdup(dsn) : dsn_redact(dsn);
+    if (!api_may_reveal(r, tenant_key))
+        return dsn_redact(dsn);
+    api_note_reveal(r, tenant_key);
+    return strdup(dsn);
+}
+
+void api_note_reveal(http_req *r, const char *target)
+{
+    api_reqctx *c = http_req_principal(r);
+    if (c && !c->revealed) { /* one row per request, however many DSNs it shows */
+        c->revealed = true;
+        api_audit_now(r, "credential.reveal", target, 200);
+    }
 }
 
 int api_check_tenant(http_req *r, const char *tenant_key)

@@ -51,6 +51,8 @@ int api_auth_keys_create(http_req *r, void *app);
 int api_auth_keys_list(http_req *r, void *app);
 int api_auth_keys_delete(http_req *r, void *app);
 int api_auth_bootstrap(http_req *r, void *app);
+/* audit.c: the audit log (GET /v1/audit) */
+int api_audit_list(http_req *r, void *app);
 
 /* query.c: the router (its own listener, router_routes) */
 int api_query(http_req *r, void *app);

@@ -114,6 +114,8 @@ int api_shards_list(http_req *r, void *ctx)
         size_t i;
         json_t *it;
         json_array_foreach(items, i, it) shardjson_redact(it);
+    } else {
+        api_note_reveal(r, "");
     }
     return http_reply_json(r, 200, json_pack("{s:o,s:I}", "shards", items, "count", (json_int_t)n));
 }
@@ -133,6 +135,8 @@ int api_shards_get(http_req *r, void *ctx)
     shard_clear(&s);
     if (!api_may_reveal(r, NULL))
         shardjson_redact(out);
+    else
+        api_note_reveal(r, id);
     return http_reply_json(r, 200, out);
 }
 

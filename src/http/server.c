@@ -808,6 +808,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_req *r = *con_cls;
     if (!r)
         return;
+    if (r->route && s->opts.done)
+        s->opts.done(r, r->status, s->opts.gate_ctx);
     double secs = (double)(clock_mono_ns(NULL) - r->start_ns) / 1e9;
     const req_series *m = series_for(r->route, r->method, r->status);
     metric_add(m->count, 1);

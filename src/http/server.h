@@ -46,6 +46,9 @@ typedef struct http_server_options {
     bool thread_per_connection;
     http_gate_fn gate; /* NULL: every request goes on */
     void *gate_ctx;
+    /* Runs once per matched request as it ends (also when the client went
+     * away: status is then what was sent, 0 when nothing), with gate_ctx. */
+    void (*done)(http_req *r, unsigned status, void *ctx);
 } http_server_options;
 
 /* Starts serving routes (the array is kept, not copied). app is passed to

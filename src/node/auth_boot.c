@@ -10,10 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/authn_jwt.h"
 #include "citrus/errors.h"
 #include "obs/log.h"
 
 static authn auth_state; /* one node per process */
+static authn_jwt *jwt_state;
 
 static bool loopback(const char *listen)
 {
@@ -45,10 +47,29 @@ int auth_boot(const citrus_config *cfg, const char *cmd, const char *api_listen,
                         "the trusted_headers mode\n", cmd);
         return CITRUS_EINVAL;
     }
-    if (au->modes & (AUTHN_JWT | AUTHN_MTLS)) {
-        fprintf(stderr, "citrus %s: invalid config: auth.modes: jwt and mtls are not available "
-                        "in this build yet\n", cmd);
+    if (au->modes & AUTHN_MTLS) {
+        fprintf(stderr, "citrus %s: invalid config: auth.modes: mtls is not available in this "
+                        "build yet\n", cmd);
         return CITRUS_EINVAL;
+    }
+    if (au->modes & AUTHN_JWT) {
+        authn_jwt_options jo = {.issuer = cfg->jwt_issuer,
+                                .audience = cfg->jwt_audience,
+                                .jwks_file = cfg->jwt_jwks_file,
+                                .jwks_url = cfg->jwt_jwks_url,
+                                .discovery = strcmp(cfg->jwt_discovery, "true") == 0,
+                                .skew_s = cfg->jwt_skew_s,
+                                .roles_claim = cfg->jwt_roles_claim,
+                                .tenants_claim = cfg->jwt_tenants_claim,
+                                .subject_claim = cfg->jwt_subject_claim};
+        int rc = authn_jwt_new(&jo, &jwt_state, &e);
+        if (rc < 0) {
+            fprintf(stderr, "citrus %s: %s: auth.jwt: %s\n", cmd,
+                    rc == CITRUS_EINVAL ? "invalid config" : "cannot start", e.message);
+            return CITRUS_EINVAL;
+        }
+        au->jwt = authn_jwt_verify;
+        au->jwt_ctx = jwt_state;
     }
     bool none = au->modes == AUTHN_NONE;
     bool allow_none = strcmp(cfg->auth_allow_none, "true") == 0;
@@ -141,4 +162,6 @@ void auth_stop(app *a)
     keyring_stop(a->keys);
     a->keys = NULL;
     a->auth = NULL;
+    authn_jwt_free(jwt_state);
+    jwt_state = NULL;
 }

@@ -136,11 +136,34 @@ static const field fields[] = {
          "serve /metrics without credentials (else it needs reader)"),
     LIST("auth.trusted_headers", "proxies", "trusted-proxies", auth_proxies,
          "trusted_headers: the CIDRs whose X-User/X-Roles are believed"),
+    STR("auth.jwt", "issuer", "jwt-issuer", jwt_issuer, "jwt: the required iss"),
+    STR("auth.jwt", "audience", "jwt-audience", jwt_audience, "jwt: the required aud"),
+    STR("auth.jwt", "jwks_file", "jwt-jwks-file", jwt_jwks_file, "jwt: the keys, a JWKS file"),
+    STR("auth.jwt", "jwks_url", "jwt-jwks-url", jwt_jwks_url,
+        "jwt: the keys, a JWKS URL (https, or http on loopback)"),
+    BOOL("auth.jwt", "discovery", "jwt-discovery", jwt_discovery,
+         "jwt: find the JWKS URL by OIDC discovery from the issuer"),
+    INT("auth.jwt", "clock_skew_s", "jwt-clock-skew", jwt_skew_s, 0, 3600,
+        "jwt: tolerated clock difference for exp/nbf/iat, seconds"),
+    STR("auth.jwt", "roles_claim", "jwt-roles-claim", jwt_roles_claim,
+        "jwt: the claim holding the roles (a.b for nested)"),
+    STR("auth.jwt", "tenants_claim", "jwt-tenants-claim", jwt_tenants_claim,
+        "jwt: the claim holding the tenant scopes"),
+    STR("auth.jwt", "subject_claim", "jwt-subject-claim", jwt_subject_claim,
+        "jwt: the claim naming the principal (sub; Azure AD apps: oid)"),
+    BOOL("auth.audit", "fail_open", "audit-fail-open", audit_fail_open,
+         "a mutation whose audit row cannot be written goes on (logged) instead of 503"),
+    ENUM("records", "backend", "records-backend", records_backend, "sqlite|postgres",
+         "the records store (audit log): sqlite (<data_dir>/records.db) or postgres"),
+    STR("records.postgres", "dsn", "records-postgres-dsn", records_pg_dsn,
+        "records.backend postgres: the database (libpq DSN)"),
+    INT("records", "audit_retention_days", "audit-retention-days", audit_retention_days, 1,
+        36500, "audit rows older than this are deleted, days"),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
 /* Sections reserved for later components: accepted if they are objects. */
-static const char *const reserved_sections[] = {"bus", "records", "notification_filter", NULL};
+static const char *const reserved_sections[] = {"bus", "notification_filter", NULL};
 
 void config_defaults(citrus_config *c)
 {
@@ -178,6 +201,14 @@ void config_defaults(citrus_config *c)
     c->router_max_conns = 1024;
     snprintf(c->auth_allow_none, sizeof(c->auth_allow_none), "false");
     snprintf(c->auth_metrics_anonymous, sizeof(c->auth_metrics_anonymous), "false");
+    snprintf(c->jwt_discovery, sizeof(c->jwt_discovery), "false");
+    c->jwt_skew_s = 60;
+    snprintf(c->jwt_roles_claim, sizeof(c->jwt_roles_claim), "roles");
+    snprintf(c->jwt_tenants_claim, sizeof(c->jwt_tenants_claim), "tenants");
+    snprintf(c->jwt_subject_claim, sizeof(c->jwt_subject_claim), "sub");
+    snprintf(c->audit_fail_open, sizeof(c->audit_fail_open), "false");
+    snprintf(c->records_backend, sizeof(c->records_backend), "sqlite");
+    c->audit_retention_days = 90;
 }
 
 static bool enum_ok(const char *choices, const char *v)

@@ -73,6 +73,20 @@ typedef struct citrus_config {
     char auth_allow_none[8];        /* "false" | "true" */
     char auth_metrics_anonymous[8]; /* "false" | "true" */
     char auth_proxies[1024];        /* CIDRs, comma-separated */
+    char jwt_issuer[CONFIG_STR];
+    char jwt_audience[CONFIG_STR];
+    char jwt_jwks_file[CONFIG_STR];
+    char jwt_jwks_url[CONFIG_STR];
+    char jwt_discovery[8];
+    int64_t jwt_skew_s;
+    char jwt_roles_claim[64];
+    char jwt_tenants_claim[64];
+    char jwt_subject_claim[64];
+    char audit_fail_open[8];
+    /* records */
+    char records_backend[16]; /* sqlite | postgres */
+    char records_pg_dsn[1024];
+    int64_t audit_retention_days;
 } citrus_config;
 
 void config_defaults(citrus_config *c);

@@ -2,6 +2,8 @@
  * (see router_boot.h). */
 #include "node/router_boot.h"
 
+#include "api/audit.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +48,7 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                               .connection_memory_bytes = (size_t)40 * 1024,
                               .gate = api_gate,
                               .gate_ctx = a,
+                              .done = api_audit_done,
                               .max_body_bytes = (size_t)cfg->max_body_bytes,
                               .component = "router"};
     errdetail err;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api/app.h"
+#include "api/audit.h"
 #include "api/handlers.h"
 #include "api/watch.h"
 #include "catalog/cache.h"
@@ -20,6 +21,7 @@
 #include "citrus/errors.h"
 #include "node/auth_boot.h"
 #include "node/config.h"
+#include "node/records_boot.h"
 #include "node/router_boot.h"
 #include "node/shards_boot.h"
 #include "controller/session.h"
@@ -242,8 +244,10 @@ int cli_serve_main(int argc, char **argv, char **envp)
         exit_code = 2;
         goto free_app;
     }
-    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
+    if (records_boot(&cfg, argv[0], &a) < 0)
         goto stop_auth;
+    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
+        goto stop_records;
     http_server_options ho = {.listen = listen,
                               .threads = (unsigned)cfg.threads,
                               .max_conns = (unsigned)cfg.max_connections,
@@ -252,7 +256,8 @@ int cli_serve_main(int argc, char **argv, char **envp)
                               .max_body_bytes = (size_t)cfg.max_body_bytes,
                               .component = "api",
                               .gate = api_gate,
-                              .gate_ctx = &a};
+                              .gate_ctx = &a,
+                              .done = api_audit_done};
     errdetail err;
     /* Bound first, so that the URL is known (the session registers it), and
      * served only once app is complete: no request sees it half composed. */
@@ -307,6 +312,8 @@ stop_server:
 stop_shards:
     shards_stop(&a);      /* the worker stops while the session can still fence its writes */
     session_stop(a.sess); /* revokes the lease: registration and leadership end now */
+stop_records:
+    records_stop(&a);
 stop_auth:
     auth_stop(&a);
 free_app:

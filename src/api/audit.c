@@ -1,0 +1,211 @@
+/* api/audit.c — audit rows for mutations, reveals and refusals (see
+ * audit.h). */
+#include "api/audit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+#include "obs/log.h"
+#include "records/records.h"
+#include "wire/shard_json.h"
+
+/* Every mutation route of the API and its action; a name ending in '.'
+ * takes the route's {action} parameter (shard.drain, shard.retire, ...).
+ * tests/unit/test_audit_routes.c checks that every route of the API that
+ * is not a GET has a row here. */
+static const struct {
+    const char *method, *pattern, *action;
+} actions[] = {
+    {"PUT", "/v1/kv/{key*}", "kv.put"},
+    {"DELETE", "/v1/kv/{key*}", "kv.delete"},
+    {"POST", "/v1/txn", "kv.txn"},
+    {"POST", "/v1/leases", "lease.grant"},
+    {"POST", "/v1/leases/{id}/keepalive", "lease.keepalive"},
+    {"DELETE", "/v1/leases/{id}", "lease.revoke"},
+    {"GET", "/v1/snapshot", "snapshot.read"}, /* every DSN with its password */
+    {"POST", "/v1/shards", "shard.create"},
+    {"PATCH", "/v1/shards/{id}", "shard.update"},
+    {"DELETE", "/v1/shards/{id}", "shard.delete"},
+    {"POST", "/v1/shards/{id}/{action}", "shard."},
+    {"PUT", "/v1/tenants/{key}", "tenant.pin"},
+    {"DELETE", "/v1/tenants/{key}", "tenant.unpin"},
+    {"POST", "/api/register", "tenant.register"},
+    {"POST", "/api/register/batch", "tenant.register_batch"},
+    {"POST", "/v1/auth/keys", "key.create"},
+    {"DELETE", "/v1/auth/keys/{id}", "key.revoke"},
+    {"POST", "/v1/auth/bootstrap", "key.bootstrap"},
+};
+
+const char *api_audit_action(const http_route *route)
+{
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+        if (strcmp(actions[i].method, route->method) == 0 &&
+            strcmp(actions[i].pattern, route->pattern) == 0)
+            return actions[i].action;
+    return NULL;
+}
+
+static api_reqctx *ctx_of(http_req *r)
+{
+    return http_req_principal(r);
+}
+
+/* The route's target: its path parameter (key, id, shardKey, prefix). */
+static const char *target_of(http_req *r)
+{
+    static const char *const names[] = {"key", "id", "shardKey", "prefix"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = http_req_param(r, names[i]);
+        if (v)
+            return v;
+    }
+    return "";
+}
+
+/* One row for the request; status 0 = recorded when it ends. */
+static int append(app *a, http_req *r, const char *action, const char *target, int status,
+                  int64_t *id, errdetail *e)
+{
+    const principal *p = api_principal(r);
+    char roles[128], peer[64];
+    auth_roles_format(p->roles, roles, sizeof(roles));
+    http_req_peer(r, peer, sizeof(peer));
+    const http_route *route = http_req_route(r);
+    audit_row row = {.time_ms = clock_wall_ms(NULL),
+                     .principal = p->name,
+                     .roles = roles,
+                     .auth_method = p->method,
+                     .peer = peer,
+                     .method = http_req_method(r),
+                     .route = route ? route->pattern : http_req_path(r),
+                     .action = action,
+                     .target = target,
+                     .status = status,
+                     .correlation_id = http_req_correlation(r)};
+    return records_audit_append(a->rec, &row, id, e);
+}
+
+int api_audit_begin(http_req *r, const http_route *route)
+{
+    api_reqctx *c = ctx_of(r);
+    const char *action = api_audit_action(route);
+    if (!c || !c->a->rec || !action)
+        return 0;
+    char name[RECORDS_MAX_ACTION];
+    size_t n = strlen(action);
+    if (n && action[n - 1] == '.') {
+        const char *param = http_req_param(r, "action");
+        snprintf(name, sizeof(name), "%s%.64s", action, param ? param : "");
+        action = name;
+    }
+    errdetail e;
+    if (append(c->a, r, action, target_of(r), 0, &c->audit_id, &e) == 0)
+        return 0;
+    c->audit_id = 0;
+    if (c->a->audit_fail_open) {
+        log_warn("audit", "audit row not written; going on (auth.audit.fail_open)",
+                 json_pack("{s:s,s:s}", "action", action, "error", e.message));
+        return 0;
+    }
+    log_error("audit", "audit row not written; the request is refused",
+              json_pack("{s:s,s:s}", "action", action, "error", e.message));
+    http_reply_error(r, CITRUS_EAUDIT,
+                     "the audit log cannot be written: the change was refused and not applied",
+                     NULL);
+    return CITRUS_EAUDIT;
+}
+
+void api_audit_now(http_req *r, const char *action, const char *target, int status)
+{
+    api_reqctx *c = ctx_of(r);
+    if (!c || !c->a->rec)
+        return;
+    errdetail e;
+    if (append(c->a, r, action, target ? target : target_of(r), status, NULL, &e) < 0)
+        log_error("audit", "audit row not written",
+                  json_pack("{s:s,s:s}", "action", action, "error", e.message));
+}
+
+void api_audit_done(http_req *r, unsigned status, void *ctx)
+{
+    (void)ctx;
+    api_reqctx *c = ctx_of(r);
+    if (!c || !c->a->rec || !c->audit_id)
+        return;
+    errdetail e;
+    /* a client gone before any answer: 499, as nginx logs it */
+    if (records_audit_finish(c->a->rec, c->audit_id, status ? (int)status : 499, &e) < 0)
+        log_warn("audit", "audit status not written",
+                 json_pack("{s:I,s:s}", "id", (json_int_t)c->audit_id, "error", e.message));
+}
+
+/* ?since=: Unix ms, or an RFC 3339 time. */
+static int parse_since(const char *s, int64_t *ms)
+{
+    char *end;
+    long long n = strtoll(s, &end, 10);
+    if (*s && !*end && n >= 0) {
+        *ms = n;
+        return 0;
+    }
+    return shard_json_parse_time(s, ms);
+}
+
+static json_t *row_json(const audit_row *row)
+{
+    char when[40];
+    shard_json_time(row->time_ms, when, sizeof(when));
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s}", "id",
+                     (json_int_t)row->id, "time", when, "principal", row->principal, "roles",
+                     row->roles, "auth_method", row->auth_method, "peer", row->peer, "method",
+                     row->method, "route", row->route, "action", row->action, "target",
+                     row->target, "status", row->status, "correlation_id", row->correlation_id);
+}
+
+int api_audit_list(http_req *r, void *ctx)
+{
+    APP_OFFLOAD(r, api_audit_list, ctx);
+    app *a = ctx;
+    if (!a->rec)
+        return http_reply_error(r, CITRUS_EUNAVAILABLE, "this node keeps no audit log", NULL);
+    audit_query q = {.principal = http_req_query(r, "principal"),
+                     .action = http_req_query(r, "action"),
+                     .target = http_req_query(r, "target")};
+    const char *since = http_req_query(r, "since");
+    if (since && parse_since(since, &q.since_ms) < 0)
+        return http_reply_error(r, CITRUS_EINVAL,
+                                "since: Unix milliseconds or an RFC 3339 time "
+                                "(2026-01-02T03:04:05Z)",
+                                NULL);
+    int64_t limit, after;
+    if (http_req_query_int(r, "limit", RECORDS_QUERY_DEFAULT_LIMIT, &limit) < 0 ||
+        http_req_query_int(r, "after", 0, &after) < 0)
+        return CITRUS_EINVAL;
+    if (limit < 1 || limit > RECORDS_QUERY_MAX_LIMIT)
+        return http_reply_errorf(r, CITRUS_EINVAL, "limit: 1..%d", RECORDS_QUERY_MAX_LIMIT);
+    if (after < 0)
+        return http_reply_error(r, CITRUS_EINVAL, "after: an audit row id (>= 0)", NULL);
+    const char *texts[] = {q.principal, q.action, q.target};
+    for (size_t i = 0; i < 3; i++)
+        if (texts[i] && strlen(texts[i]) > RECORDS_MAX_TARGET)
+            return http_reply_errorf(r, CITRUS_EINVAL, "filters: at most %d bytes",
+                                     RECORDS_MAX_TARGET);
+    q.limit = (size_t)limit;
+    q.after_id = after;
+    audit_row *rows = NULL;
+    size_t n = 0;
+    int64_t next = 0;
+    errdetail e;
+    int rc = records_audit_query(a->rec, &q, &rows, &n, &next, &e);
+    if (rc < 0)
+        return http_reply_error(r, rc, e.message, NULL);
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, row_json(&rows[i]));
+    audit_rows_free(rows, n);
+    return http_reply_json(r, 200,
+                           json_pack("{s:o,s:o}", "entries", items, "next_after",
+                                     next ? json_integer(next) : json_null()));
+}

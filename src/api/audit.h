@@ -1,0 +1,41 @@
+/* api/audit.h — the audit log of the API: one row in the records store
+ * (records/records.h) for every mutation, every credential reveal and
+ * every 401/403, with who, from where, what and the outcome.
+ *
+ * A mutation's row is written before its handler runs (by the gate): when
+ * it cannot be written the request is refused with 503 audit_unavailable
+ * and nothing is applied (fail closed, as Vault does), unless
+ * auth.audit.fail_open, which logs a warning and goes on. Its status is
+ * recorded when the request completes (http_server_options.done). */
+#ifndef CITRUS_API_AUDIT_H
+#define CITRUS_API_AUDIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/app.h"
+
+/* What the gate keeps with a request: who it is, and its audit row. */
+typedef struct api_reqctx {
+    principal p;
+    app *a;
+    int64_t audit_id; /* 0: none begun */
+    bool revealed;    /* a credential.reveal row was written */
+} api_reqctx;
+
+/* The action a route's mutation is audited as ("kv.put", "shard.", ...:
+ * a name ending in '.' takes the route's {action} parameter), or NULL when
+ * the route is not a mutation (reads, the router's SQL). */
+const char *api_audit_action(const http_route *route);
+
+/* For the gate: appends the row of a mutation about to run. 0 (its id kept
+ * with the request), or replies 503 audit_unavailable and returns
+ * CITRUS_EAUDIT (fail closed). */
+int api_audit_begin(http_req *r, const http_route *route);
+/* A refused request (401, 403) or a reveal: one row with its status now.
+ * Failures are logged (the refusal stands either way). */
+void api_audit_now(http_req *r, const char *action, const char *target, int status);
+/* http_server_options.done: records the status of a begun row. */
+void api_audit_done(http_req *r, unsigned status, void *ctx);
+
+#endif
