@@ -82,6 +82,7 @@ format:
 
 bench: build
 	BUILD=$(abspath $(BUILD)) bash bench/run-kv.sh
+	BUILD=$(abspath $(BUILD)) bash bench/run-auth.sh
 
 # The router against direct libpq and PgBouncer on one PostgreSQL (issue 5).
 bench-router: build

@@ -49,9 +49,12 @@ static const char *const op_names[OP_COUNT] = {"read", "write"};
 struct config {
     enum target target;
     char url[512];
-    char host[256];     /* for connect() */
-    char port[16];      /* for connect() */
-    char host_hdr[300]; /* Host: header value */
+    char host[256]; /* for connect() */
+    char port[16];  /* for connect() */
+    /* The Host: header value, followed by "\r\n" and the --header line when
+     * one is given (an Authorization header for the auth runs). */
+    char host_hdr[300 + 8192];
+    const char *extra_hdr; /* --header "Name: value", or NULL */
     int conns;
     int threads;
     double duration;   /* seconds; used when requests == 0 */
@@ -987,7 +990,7 @@ static int run_engine(enum run_mode mode, uint64_t limit, double warmup, double 
     if (!ws)
         return -1;
     /* Room for headers (key prefix, Host) plus the body, base64-inflated for etcd. */
-    size_t req_cap = 2 * (size_t)cfg.value_size + 4096 +
+    size_t req_cap = 2 * (size_t)cfg.value_size + 4096 + strlen(cfg.host_hdr) +
                      2 * (size_t)cfg.route_batch * (strlen(cfg.key_prefix) + 16);
     for (int t = 0; t < nthreads; t++) {
         struct worker *w = &ws[t];
@@ -1252,6 +1255,7 @@ static void usage(FILE *f)
                "  --seed N                 key/op random seed (1)\n"
                "  --key-prefix P           key prefix (bench/k)\n"
                "  --server-pid PID         also report that process's CPU use\n"
+               "  --header 'Name: value'   one more request header (e.g. Authorization)\n"
                "  --quiet                  print only the JSON line\n"
                "Exit status: 0 ok, 1 setup failure, 2 usage, 3 the run had errors.\n");
 }
@@ -1298,6 +1302,7 @@ int main(int argc, char **argv)
                                          {"key-prefix", required_argument, NULL, 'K'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"server-pid", required_argument, NULL, 'P'},
+                                         {"header", required_argument, NULL, 'H'},
                                          {"route-batch", required_argument, NULL, 'B'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -1364,6 +1369,9 @@ int main(int argc, char **argv)
         case 'P':
             cfg.server_pid = (int)parse_double(optarg, "--server-pid");
             break;
+        case 'H':
+            cfg.extra_hdr = optarg;
+            break;
         case 'B':
             cfg.route_batch = (int)parse_double(optarg, "--route-batch");
             if (cfg.route_batch < 0 || cfg.route_batch > 10000) {
@@ -1390,6 +1398,15 @@ int main(int argc, char **argv)
     if (parse_url(url) < 0) {
         fprintf(stderr, "kvbench: --url must look like http://HOST:PORT\n");
         return 2;
+    }
+    if (cfg.extra_hdr) {
+        size_t used = strlen(cfg.host_hdr);
+        if (!strchr(cfg.extra_hdr, ':') || strpbrk(cfg.extra_hdr, "\r\n") ||
+            used + 2 + strlen(cfg.extra_hdr) >= sizeof(cfg.host_hdr)) {
+            fprintf(stderr, "kvbench: --header must be one 'Name: value' line (< 8 KiB)\n");
+            return 2;
+        }
+        snprintf(cfg.host_hdr + used, sizeof(cfg.host_hdr) - used, "\r\n%s", cfg.extra_hdr);
     }
     if (cfg.target == TARGET_ROUTE && (cfg.read_ratio != 1.0 || cfg.preload)) {
         fprintf(stderr, "kvbench: --target route is read-only (no --read-ratio, --preload)\n");

@@ -157,11 +157,11 @@ static json_t *row_json(const audit_row *row)
 {
     char when[40];
     shard_json_time(row->time_ms, when, sizeof(when));
-    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s}", "id",
-                     (json_int_t)row->id, "time", when, "principal", row->principal, "roles",
-                     row->roles, "auth_method", row->auth_method, "peer", row->peer, "method",
-                     row->method, "route", row->route, "action", row->action, "target",
-                     row->target, "status", row->status, "correlation_id", row->correlation_id);
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s}", "id", (json_int_t)row->id,
+                     "time", when, "principal", row->principal, "roles", row->roles, "auth_method",
+                     row->auth_method, "peer", row->peer, "method", row->method, "route",
+                     row->route, "action", row->action, "target", row->target, "status",
+                     row->status, "correlation_id", row->correlation_id);
 }
 
 int api_audit_list(http_req *r, void *ctx)

@@ -64,8 +64,8 @@ int api_auth_keys_list(http_req *r, void *ctx)
     int rc = keyring_list(a->keys, &items, &rev, &e);
     if (rc < 0)
         return http_reply_error(r, rc, e.message, NULL);
-    return http_reply_json(r, 200, json_pack("{s:o,s:I}", "keys", items, "revision",
-                                             (json_int_t)rev));
+    return http_reply_json(r, 200,
+                           json_pack("{s:o,s:I}", "keys", items, "revision", (json_int_t)rev));
 }
 
 int api_auth_keys_delete(http_req *r, void *ctx)

@@ -96,9 +96,9 @@ static json_t *answer(http_req *r, app *a, const tenant_pin *p)
     shard s;
     bool found = registry_shard_get(a->shards->reg, p->shard_id, &s, NULL) == 0;
     char *dsn = found ? api_dsn_view(r, s.dsn, p->key) : NULL;
-    json_t *j = json_pack("{s:s,s:s,s:s?,s:s}", "shardId", p->shard_id, "shardKey", p->key,
-                          "connectionString", dsn, "status",
-                          found ? shard_state_name(s.state) : "unknown");
+    json_t *j =
+        json_pack("{s:s,s:s,s:s?,s:s}", "shardId", p->shard_id, "shardKey", p->key,
+                  "connectionString", dsn, "status", found ? shard_state_name(s.state) : "unknown");
     free(dsn);
     if (found)
         shard_clear(&s);

@@ -275,8 +275,9 @@ int api_query(http_req *r, void *ctx)
     router_answer ans = {0};
     errdetail e = {0}; /* e.code set: the router's error, not yet replied */
     if (rc == 0 && json_is_true(scatter) && !principal_scatter_allowed(api_principal(r))) {
-        rc = api_forbid(r, "%s may not run a statement on every shard (scatter needs "
-                           "sm-operator, or the tenant scope \"*\")",
+        rc = api_forbid(r,
+                        "%s may not run a statement on every shard (scatter needs "
+                        "sm-operator, or the tenant scope \"*\")",
                         api_principal(r)->name);
     } else if (rc == 0 && json_is_true(scatter)) {
         scatter_opts o;

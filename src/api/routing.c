@@ -64,11 +64,10 @@ static json_t *answer_json(http_req *r, const char *key, const route_answer *ra,
         free(rep);
     }
     char *dsn = s ? api_dsn_view(r, s->dsn, key) : NULL;
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:o,s:s?,s:I}", "key", key, "shard_id",
-                          ra->shard_id, "source", ra->pinned ? "directory" : "ring", "token", tok,
-                          "dsn", dsn, "replicas", reps, "state",
-                          s ? shard_state_name(s->state) : NULL, "ring_version",
-                          (json_int_t)ra->ring_version);
+    json_t *j = json_pack(
+        "{s:s,s:s,s:s,s:s,s:s?,s:o,s:s?,s:I}", "key", key, "shard_id", ra->shard_id, "source",
+        ra->pinned ? "directory" : "ring", "token", tok, "dsn", dsn, "replicas", reps, "state",
+        s ? shard_state_name(s->state) : NULL, "ring_version", (json_int_t)ra->ring_version);
     free(dsn);
     return j;
 }
@@ -161,7 +160,9 @@ int api_route_batch(http_req *r, void *ctx)
             return http_reply_errorf(
                 r, CITRUS_EBADJSON, "keys[%zu]: must be a string of 1..%d bytes", i, ROUTE_KEY_MAX);
         }
-        if (api_check_tenant(r, v[i]) < 0) {
+        /* readers route any key; a tenant only its own */
+        if (!auth_level_allows(api_principal(r)->roles, AUTH_READER) &&
+            api_check_tenant(r, v[i]) < 0) {
             free(v);
             json_decref(body);
             return CITRUS_EFORBIDDEN;

@@ -111,9 +111,8 @@ int api_shards_list(http_req *r, void *ctx)
     if (!items)
         return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
     if (!api_may_reveal(r, NULL)) {
-        size_t i;
-        json_t *it;
-        json_array_foreach(items, i, it) shardjson_redact(it);
+        for (size_t i = 0; i < json_array_size(items); i++)
+            shardjson_redact(json_array_get(items, i));
     } else {
         api_note_reveal(r, "");
     }

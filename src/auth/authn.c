@@ -14,8 +14,9 @@ static const struct {
     unsigned bit;
     const char *name;
 } mode_names[] = {
-    {AUTHN_NONE, "none"},       {AUTHN_API_KEY, "api_key"}, {AUTHN_JWT, "jwt"},
-    {AUTHN_HEADERS, "trusted_headers"}, {AUTHN_MTLS, "mtls"},
+    {AUTHN_NONE, "none"}, {AUTHN_API_KEY, "api_key"},
+    {AUTHN_JWT, "jwt"},   {AUTHN_HEADERS, "trusted_headers"},
+    {AUTHN_MTLS, "mtls"},
 };
 #define NMODES (sizeof(mode_names) / sizeof(mode_names[0]))
 
@@ -71,8 +72,9 @@ int authn_modes_parse(authn *a, const char *list, errdetail *e)
     if (rc < 0)
         return rc;
     if ((a->modes & AUTHN_NONE) && a->modes != AUTHN_NONE)
-        return errdetail_set(e, CITRUS_EINVAL, "mode none allows everything: it cannot be "
-                                               "combined with another mode");
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "mode none allows everything: it cannot be "
+                             "combined with another mode");
     return 0;
 }
 
@@ -194,8 +196,7 @@ int authn_authenticate(const authn *a, const authn_request *req, principal *p, e
                     if ((unsigned char)*c < 0x20 || *c == 0x7f)
                         return errdetail_set(e, CITRUS_EUNAUTHENTICATED,
                                              "X-User has control characters");
-                return set_name(p, "trusted_headers", req->x_user, header_roles(req->x_roles),
-                                e);
+                return set_name(p, "trusted_headers", req->x_user, header_roles(req->x_roles), e);
             }
             break;
         case AUTHN_MTLS:

@@ -49,15 +49,14 @@ typedef struct authn_subject {
 
 /* A bearer token that is not an API key (the jwt mode): 0 with *p filled,
  * or CITRUS_EUNAUTHENTICATED with a reason. */
-typedef int (*authn_token_fn)(void *ctx, const char *token, size_t len, principal *p,
-                              errdetail *e);
+typedef int (*authn_token_fn)(void *ctx, const char *token, size_t len, principal *p, errdetail *e);
 
 typedef struct authn {
-    unsigned modes;        /* AUTHN_* */
-    unsigned order[5];     /* the modes in configured order */
+    unsigned modes;    /* AUTHN_* */
+    unsigned order[5]; /* the modes in configured order */
     size_t norder;
-    keyring *keys;         /* api_key; borrowed */
-    authn_token_fn jwt;    /* jwt; NULL when not configured */
+    keyring *keys;      /* api_key; borrowed */
+    authn_token_fn jwt; /* jwt; NULL when not configured */
     void *jwt_ctx;
     authn_cidr proxies[AUTHN_MAX_PROXIES];
     size_t nproxies;

@@ -22,8 +22,8 @@ int authn_jwt_new(const authn_jwt_options *o, authn_jwt **out, errdetail *e)
     if (!o->issuer || !*o->issuer || !o->audience || !*o->audience)
         return errdetail_set(e, CITRUS_EINVAL,
                              "auth.jwt.issuer and auth.jwt.audience are required with mode jwt");
-    int sources = (o->jwks_file && *o->jwks_file) + (o->jwks_url && *o->jwks_url) +
-                  (o->discovery ? 1 : 0);
+    int sources =
+        (o->jwks_file && *o->jwks_file) + (o->jwks_url && *o->jwks_url) + (o->discovery ? 1 : 0);
     if (sources != 1)
         return errdetail_set(e, CITRUS_EINVAL,
                              "mode jwt needs exactly one of auth.jwt.jwks_file, "

@@ -59,7 +59,7 @@ static bool lower_hex(const char *s, size_t n)
     return true;
 }
 
-bool apikey_id_valid(const char *id)
+static bool apikey_id_valid(const char *id)
 {
     return id && strlen(id) == APIKEY_ID_LEN && lower_hex(id, APIKEY_ID_LEN);
 }
@@ -192,8 +192,8 @@ int apikey_spec_parse(json_t *body, int64_t now_ms, apikey_spec *out, errdetail 
                                  k);
     }
     json_t *name = json_object_get(body, "name");
-    if (!json_is_string(name) || json_string_length(name) == 0 ||
-        json_string_length(name) > 128 || !printable(json_string_value(name)))
+    if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 128 ||
+        !printable(json_string_value(name)))
         return errdetail_set(e, CITRUS_EINVAL,
                              "name: required, 1-128 characters without control characters");
     snprintf(out->name, sizeof(out->name), "%s", json_string_value(name));
@@ -239,13 +239,12 @@ static json_t *entry_view(const kentry *k, const char *name, int64_t created_ms,
     for (size_t i = 0; i < k->p.nscopes; i++)
         json_array_append_new(scopes, json_string(k->p.scopes[i]));
     for (size_t i = 0; i < k->p.ngrants; i++)
-        json_array_append_new(grants, json_pack("{s:s,s:s}", "prefix", k->p.grants[i].prefix,
-                                                "access",
-                                                k->p.grants[i].write ? "readwrite" : "read"));
-    return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o}", "id", k->id, "name", name, "roles",
-                     roles, "tenants", scopes, "grants", grants, "created_at",
-                     time_json(created_ms), "expires_at", time_json(k->expires_ms),
-                     "last_used_at", time_json(used_ms));
+        json_array_append_new(grants,
+                              json_pack("{s:s,s:s}", "prefix", k->p.grants[i].prefix, "access",
+                                        k->p.grants[i].write ? "readwrite" : "read"));
+    return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o}", "id", k->id, "name", name, "roles", roles,
+                     "tenants", scopes, "grants", grants, "created_at", time_json(created_ms),
+                     "expires_at", time_json(k->expires_ms), "last_used_at", time_json(used_ms));
 }
 
 /* The stored record: the view's fields in ms, and the hash. */
@@ -825,10 +824,9 @@ int keyring_list(keyring *k, json_t **items, int64_t *rev, errdetail *e)
         if (found && atomic_load(&k->entries[slot]->last_used_ms) > used)
             used = atomic_load(&k->entries[slot]->last_used_ms);
         pthread_rwlock_unlock(&k->rw);
-        json_array_append_new(*items,
-                              entry_view(ke, json_string_value(json_object_get(j, "name")),
-                                         json_integer_value(json_object_get(j, "created_ms")),
-                                         used));
+        json_array_append_new(
+            *items, entry_view(ke, json_string_value(json_object_get(j, "name")),
+                               json_integer_value(json_object_get(j, "created_ms")), used));
         entry_free(ke);
         json_decref(j);
     }

@@ -37,11 +37,11 @@
 typedef struct keyring keyring;
 
 typedef struct keyring_options {
-    store *st;               /* borrowed; outlives the keyring */
-    const sysclock *clock;   /* NULL: the real clock */
-    int64_t flush_ms;        /* last-use writes at most this often; 0 = 60000 */
-    int64_t check_ms;        /* the loader's pace (reload after a broken watch); 0 = 1000 */
-    bool no_thread;          /* tests: nothing runs by itself, call keyring_run_once */
+    store *st;             /* borrowed; outlives the keyring */
+    const sysclock *clock; /* NULL: the real clock */
+    int64_t flush_ms;      /* last-use writes at most this often; 0 = 60000 */
+    int64_t check_ms;      /* the loader's pace (reload after a broken watch); 0 = 1000 */
+    bool no_thread;        /* tests: nothing runs by itself, call keyring_run_once */
 } keyring_options;
 
 /* Loads the keys (before it returns) and starts watching. The first load
@@ -94,7 +94,5 @@ int keyring_delete(keyring *k, const char *id, int64_t *rev, errdetail *e);
 /* Every key's public view (never a hash or secret), sorted by id, read from
  * the store. */
 int keyring_list(keyring *k, json_t **items, int64_t *rev, errdetail *e);
-/* Whether id is a well-formed key id (16 lowercase hex digits). */
-bool apikey_id_valid(const char *id);
 
 #endif

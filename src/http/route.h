@@ -26,7 +26,7 @@ typedef struct http_route {
      * (possibly empty). Example: "/v1/leases/{id}/keepalive". */
     const char *pattern;
     http_handler handler;
-    int body;         /* ROUTE_BODY_* */
+    int body; /* ROUTE_BODY_* */
     /* Who may call it, for the gate (http_server_options.gate) to enforce:
      * the role ("reader", "sm-operator", "sm-admin"; NULL: anyone) and what
      * else decides ("kv", "tenant", "tenant-body", "kv-body", "metrics";

@@ -43,13 +43,17 @@ int auth_boot(const citrus_config *cfg, const char *cmd, const char *api_listen,
         return CITRUS_EINVAL;
     }
     if ((au->modes & AUTHN_HEADERS) && au->nproxies == 0) {
-        fprintf(stderr, "citrus %s: invalid config: auth.trusted_headers.proxies: required with "
-                        "the trusted_headers mode\n", cmd);
+        fprintf(stderr,
+                "citrus %s: invalid config: auth.trusted_headers.proxies: required with "
+                "the trusted_headers mode\n",
+                cmd);
         return CITRUS_EINVAL;
     }
     if (au->modes & AUTHN_MTLS) {
-        fprintf(stderr, "citrus %s: invalid config: auth.modes: mtls is not available in this "
-                        "build yet\n", cmd);
+        fprintf(stderr,
+                "citrus %s: invalid config: auth.modes: mtls is not available in this "
+                "build yet\n",
+                cmd);
         return CITRUS_EINVAL;
     }
     if (au->modes & AUTHN_JWT) {
@@ -82,8 +86,10 @@ int auth_boot(const citrus_config *cfg, const char *cmd, const char *api_listen,
         return CITRUS_EINVAL;
     }
     if (none && !dev && !allow_none) {
-        fprintf(stderr, "citrus %s: auth.modes none lets everyone in as sm-admin: set "
-                        "auth.allow_none: true to run so\n", cmd);
+        fprintf(stderr,
+                "citrus %s: auth.modes none lets everyone in as sm-admin: set "
+                "auth.allow_none: true to run so\n",
+                cmd);
         return CITRUS_EINVAL;
     }
     if (none && !dev)
@@ -138,9 +144,10 @@ void auth_dev_key(const citrus_config *cfg, const char *cmd, app *a)
     if (rc == 0 && write_key(path, token) < 0) {
         fprintf(stderr, "citrus dev: cannot write %s: %s\n", path, strerror(errno));
     } else if (rc == 0) {
-        fprintf(stderr, "  admin key written to %s (mode 0600): use it as\n"
-                        "           citrus --token-file %s ...  or  Authorization: Bearer $(cat "
-                        "%s)\n",
+        fprintf(stderr,
+                "  admin key written to %s (mode 0600): use it as\n"
+                "           citrus --token-file %s ...  or  Authorization: Bearer $(cat "
+                "%s)\n",
                 path, path, path);
     } else if (rc == CITRUS_EFORBIDDEN) {
         fprintf(stderr, "  admin key %s (made on the first start)\n", path);

@@ -157,8 +157,8 @@ static const field fields[] = {
          "the records store (audit log): sqlite (<data_dir>/records.db) or postgres"),
     STR("records.postgres", "dsn", "records-postgres-dsn", records_pg_dsn,
         "records.backend postgres: the database (libpq DSN)"),
-    INT("records", "audit_retention_days", "audit-retention-days", audit_retention_days, 1,
-        36500, "audit rows older than this are deleted, days"),
+    INT("records", "audit_retention_days", "audit-retention-days", audit_retention_days, 1, 36500,
+        "audit rows older than this are deleted, days"),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 

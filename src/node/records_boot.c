@@ -1,6 +1,7 @@
 /* node/records_boot.c — the records store of a node (see records_boot.h). */
 #include "node/records_boot.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "obs/log.h"
 #include "records/records.h"
 #include "sys/clock.h"
+#include "sys/fs.h"
 
 #define PURGE_EVERY_MS (3600 * 1000)
 
@@ -27,7 +29,8 @@ static void purge(void)
     int64_t deleted = 0;
     errdetail e;
     if (records_audit_purge(purger.rec, clock_wall_ms(NULL) - purger.keep_ms, &deleted, &e) < 0)
-        log_warn("records", "audit retention: purge failed", json_pack("{s:s}", "error", e.message));
+        log_warn("records", "audit retention: purge failed",
+                 json_pack("{s:s}", "error", e.message));
     else if (deleted)
         log_info("records", "audit retention: rows deleted",
                  json_pack("{s:I}", "deleted", (json_int_t)deleted));
@@ -55,14 +58,21 @@ int records_boot(const citrus_config *cfg, const char *cmd, app *a)
     int rc;
     if (strcmp(cfg->records_backend, "postgres") == 0) {
         if (!cfg->records_pg_dsn[0]) {
-            fprintf(stderr, "citrus %s: invalid config: records.postgres.dsn: required with "
-                            "records.backend postgres\n", cmd);
+            fprintf(stderr,
+                    "citrus %s: invalid config: records.postgres.dsn: required with "
+                    "records.backend postgres\n",
+                    cmd);
             return CITRUS_EINVAL;
         }
         rc = records_open_postgres(cfg->records_pg_dsn, &a->rec, &e);
     } else {
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/records.db", cfg->data_dir);
+        if (fs_mkdirs(cfg->data_dir, 0755) < 0) {
+            fprintf(stderr, "citrus %s: cannot create data dir %s: %s\n", cmd, cfg->data_dir,
+                    strerror(errno));
+            return CITRUS_EIO;
+        }
         rc = records_open_sqlite(path, &a->rec, &e);
     }
     if (rc < 0) {

@@ -281,6 +281,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
         log_error("server", "cannot start the node session", NULL);
     /* a.sess: /health/ready waits for the registration */
     shards_start_worker(&a, a.sess);
+    auth_dev_key(&cfg, argv[0], &a); /* written before anything is answered */
     if (http_server_serve(srv, &err) < 0) {
         fprintf(stderr, "citrus %s: %s\n", argv[0], err.message);
         goto stop_router;
@@ -293,7 +294,6 @@ int cli_serve_main(int argc, char **argv, char **envp)
             "citrus %s ready\n  API      %s/v1/kv/\n  health   %s/health/ready\n"
             "  metrics  %s/metrics\n  data     %s\n  auth     %s\n",
             argv[0], url, url, url, cfg.data_dir, auth_banner(&a));
-    auth_dev_key(&cfg, argv[0], &a);
     fprintf(stderr, "Stop with Ctrl-C.\n");
 
     int sig = wait_for_signal();
