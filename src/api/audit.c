@@ -2,6 +2,7 @@
  * audit.h). */
 #include "api/audit.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,16 +142,24 @@ void api_audit_done(http_req *r, unsigned status, void *ctx)
                  json_pack("{s:I,s:s}", "id", (json_int_t)c->audit_id, "error", e.message));
 }
 
+/* A decimal integer, all of s (no sign but '-', no blanks, no overflow). */
+static int parse_int(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    if (!*s || *end || errno || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')))
+        return CITRUS_EINVAL;
+    *out = n;
+    return 0;
+}
+
 /* ?since=: Unix ms, or an RFC 3339 time. */
 static int parse_since(const char *s, int64_t *ms)
 {
-    char *end;
-    long long n = strtoll(s, &end, 10);
-    if (*s && !*end && n >= 0) {
-        *ms = n;
+    if (s[0] >= '0' && s[0] <= '9' && parse_int(s, ms) == 0)
         return 0;
-    }
-    return shard_json_parse_time(s, ms);
+    return shard_json_parse_time(s, ms) < 0 || *ms < 0 ? CITRUS_EINVAL : 0;
 }
 
 static json_t *row_json(const audit_row *row)
@@ -164,40 +173,52 @@ static json_t *row_json(const audit_row *row)
                      row->status, "correlation_id", row->correlation_id);
 }
 
+int api_audit_query_parse(const api_audit_params *in, audit_query *q, errdetail *e)
+{
+    memset(q, 0, sizeof(*q));
+    const char *texts[] = {in->principal, in->action, in->target};
+    for (size_t i = 0; i < 3; i++)
+        if (texts[i] && (strlen(texts[i]) == 0 || strlen(texts[i]) > RECORDS_MAX_TARGET))
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "principal, action and target: 1..%d bytes when given",
+                                 RECORDS_MAX_TARGET);
+    q->principal = in->principal;
+    q->action = in->action;
+    q->target = in->target;
+    if (in->since && parse_since(in->since, &q->since_ms) < 0)
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "since: Unix milliseconds or an RFC 3339 time (2026-01-02T03:04:05Z)");
+    int64_t limit = RECORDS_QUERY_DEFAULT_LIMIT, after = 0;
+    if (in->limit && (parse_int(in->limit, &limit) < 0 || limit < 1 ||
+                      limit > RECORDS_QUERY_MAX_LIMIT))
+        return errdetail_set(e, CITRUS_EINVAL, "limit: an integer 1..%d",
+                             RECORDS_QUERY_MAX_LIMIT);
+    if (in->after && (parse_int(in->after, &after) < 0 || after < 0))
+        return errdetail_set(e, CITRUS_EINVAL, "after: an audit row id (an integer >= 0)");
+    q->limit = (size_t)limit;
+    q->after_id = after;
+    return 0;
+}
+
 int api_audit_list(http_req *r, void *ctx)
 {
     APP_OFFLOAD(r, api_audit_list, ctx);
     app *a = ctx;
     if (!a->rec)
         return http_reply_error(r, CITRUS_EUNAVAILABLE, "this node keeps no audit log", NULL);
-    audit_query q = {.principal = http_req_query(r, "principal"),
-                     .action = http_req_query(r, "action"),
-                     .target = http_req_query(r, "target")};
-    const char *since = http_req_query(r, "since");
-    if (since && parse_since(since, &q.since_ms) < 0)
-        return http_reply_error(r, CITRUS_EINVAL,
-                                "since: Unix milliseconds or an RFC 3339 time "
-                                "(2026-01-02T03:04:05Z)",
-                                NULL);
-    int64_t limit, after;
-    if (http_req_query_int(r, "limit", RECORDS_QUERY_DEFAULT_LIMIT, &limit) < 0 ||
-        http_req_query_int(r, "after", 0, &after) < 0)
-        return CITRUS_EINVAL;
-    if (limit < 1 || limit > RECORDS_QUERY_MAX_LIMIT)
-        return http_reply_errorf(r, CITRUS_EINVAL, "limit: 1..%d", RECORDS_QUERY_MAX_LIMIT);
-    if (after < 0)
-        return http_reply_error(r, CITRUS_EINVAL, "after: an audit row id (>= 0)", NULL);
-    const char *texts[] = {q.principal, q.action, q.target};
-    for (size_t i = 0; i < 3; i++)
-        if (texts[i] && strlen(texts[i]) > RECORDS_MAX_TARGET)
-            return http_reply_errorf(r, CITRUS_EINVAL, "filters: at most %d bytes",
-                                     RECORDS_MAX_TARGET);
-    q.limit = (size_t)limit;
-    q.after_id = after;
+    api_audit_params in = {.since = http_req_query(r, "since"),
+                           .principal = http_req_query(r, "principal"),
+                           .action = http_req_query(r, "action"),
+                           .target = http_req_query(r, "target"),
+                           .limit = http_req_query(r, "limit"),
+                           .after = http_req_query(r, "after")};
+    audit_query q;
+    errdetail e;
+    if (api_audit_query_parse(&in, &q, &e) < 0)
+        return http_reply_error(r, CITRUS_EINVAL, e.message, NULL);
     audit_row *rows = NULL;
     size_t n = 0;
     int64_t next = 0;
-    errdetail e;
     int rc = records_audit_query(a->rec, &q, &rows, &n, &next, &e);
     if (rc < 0)
         return http_reply_error(r, rc, e.message, NULL);

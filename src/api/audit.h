@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "api/app.h"
+#include "records/records.h"
 
 /* What the gate keeps with a request: who it is, and its audit row. */
 typedef struct api_reqctx {
@@ -37,5 +38,14 @@ int api_audit_begin(http_req *r, const http_route *route);
 void api_audit_now(http_req *r, const char *action, const char *target, int status);
 /* http_server_options.done: records the status of a begun row. */
 void api_audit_done(http_req *r, unsigned status, void *ctx);
+
+/* GET /v1/audit's query parameters, as given (NULL: absent). */
+typedef struct api_audit_params {
+    const char *since, *principal, *action, *target, *limit, *after;
+} api_audit_params;
+/* Checks and converts them into *q (its strings point into in): since is
+ * Unix ms or RFC 3339; limit 1..1000 (default 100); after >= 0; filters
+ * 1..1024 bytes. CITRUS_EINVAL naming the parameter. */
+int api_audit_query_parse(const api_audit_params *in, struct audit_query *q, errdetail *e);
 
 #endif

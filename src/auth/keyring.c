@@ -766,6 +766,7 @@ int keyring_create(keyring *k, const apikey_spec *spec, bool bootstrap,
         *rev = res.revision;
         ke->mod_rev = res.revision;
         size_t nlen = strlen(spec->name) + APIKEY_ID_LEN + 6;
+        free(ke->p.name); /* principal_dup's "" */
         ke->p.name = malloc(nlen);
         if (ke->p.name)
             snprintf(ke->p.name, nlen, "key:%s/%s", ke->id, spec->name);

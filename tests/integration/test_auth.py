@@ -406,6 +406,10 @@ def test_dev_default_and_admin_key_file(make_citrus):
     assert open(path).read().strip() == key  # not made again
     assert call(s.url, "GET", "/v1/auth/keys", None, key).status_code == 200
     assert requests.get(s.url + "/v1/cluster").status_code == 401
+    assert requests.get(s.url + "/metrics").status_code == 401
+    m = make_citrus(extra=["--auth", "api_key", "--metrics-anonymous", "true"])
+    assert requests.get(m.url + "/metrics").status_code == 200
+    assert requests.get(m.url + "/v1/cluster").status_code == 401
 
 
 def test_trusted_headers(make_citrus):
@@ -457,3 +461,114 @@ def test_openapi_and_security_doc_name_each_route_role():
         if role:
             assert "401" in op["responses"] and "403" in op["responses"], (m, p)
         assert (m.upper(), p, role or "anonymous") in rows, (m, p, role)
+
+
+def b64url(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+class Issuer:
+    """An RS256 signing key made with openssl, its JWKS file, and tokens."""
+
+    def __init__(self, d, kid="k1"):
+        self.dir, self.kid = str(d), kid
+        os.makedirs(self.dir, exist_ok=True)
+        self.pem = os.path.join(self.dir, f"{kid}.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                        "rsa_keygen_bits:2048", "-out", self.pem], check=True,
+                       capture_output=True)
+        mod = subprocess.run(["openssl", "rsa", "-in", self.pem, "-noout", "-modulus"],
+                             check=True, capture_output=True, text=True).stdout
+        self.jwk = {"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+                    "n": b64url(bytes.fromhex(mod.strip().split("=")[1])), "e": "AQAB"}
+
+    def token(self, claims, header=None, sign=True):
+        h = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
+        h.update(header or {})
+        signing = b64url(json.dumps(h).encode()) + "." + b64url(json.dumps(claims).encode())
+        if not sign:
+            return signing + "."
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.pem],
+                             input=signing.encode(), check=True, capture_output=True).stdout
+        return signing + "." + b64url(sig)
+
+
+def test_jwt_mode(tmp_path, make_citrus):
+    iss = Issuer(tmp_path / "iss")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [iss.jwk]}))
+    c = make_citrus(mode="server", extra=[
+        "--auth", "api_key,jwt", "--jwt-issuer", "https://idp.example", "--jwt-audience",
+        "citrus", "--jwt-jwks-file", str(jwks), "--jwt-clock-skew", "5"])
+    now = int(time.time())
+    base = {"iss": "https://idp.example", "aud": "citrus", "sub": "svc-1", "exp": now + 600}
+
+    def tok(**kw):
+        claims = dict(base)
+        claims.update(kw)
+        return iss.token({k: v for k, v in claims.items() if v is not None})
+
+    op = tok(roles=["sm-operator"])
+    assert call(c.url, "PUT", "/v1/kv/app/j", b"1", op).status_code == 200
+    rd = tok(roles=["reader"], sub="viewer")
+    assert call(c.url, "GET", "/v1/kv/app/j", None, rd).status_code == 200
+    assert call(c.url, "PUT", "/v1/kv/app/j", b"2", rd).status_code == 403
+    # Azure AD style: roles as app roles, tenants from their own claim
+    tn = tok(roles=["tenant"], tenants=["acme:*"], sub="acme-svc")
+    assert call(c.url, "GET", "/v1/tenants/acme:1", None, tn).status_code == 404  # allowed
+    assert call(c.url, "GET", "/v1/tenants/globex:1", None, tn).status_code == 403
+    refused = {
+        "expired": tok(roles=["sm-operator"], exp=now - 60),
+        "nbf in the future": tok(roles=["sm-operator"], nbf=now + 600),
+        "wrong iss": tok(roles=["sm-operator"], iss="https://evil.example"),
+        "wrong aud": tok(roles=["sm-operator"], aud="other"),
+        "no roles claim": tok(),
+        "alg none": iss.token(dict(base, roles=["sm-admin"]), {"alg": "none"}, sign=False),
+        "unknown kid": iss.token(dict(base, roles=["sm-admin"]), {"kid": "k9"}),
+        "tampered": op[:op.index(".") + 5] + ("A" if op[op.index(".") + 5] != "A" else "B")
+                    + op[op.index(".") + 6:],
+        "over 8 KiB": tok(roles=["sm-operator"], pad="x" * 9000),
+    }
+    for why, t in refused.items():
+        r = call(c.url, "GET", "/v1/cluster", None, t)
+        assert r.status_code in (401, 431), (why, r.status_code, r.text)
+        assert t not in r.text
+    # another issuer's key, same kid: refused
+    other = Issuer(tmp_path / "other")
+    r = call(c.url, "GET", "/v1/cluster", None, other.token(dict(base, roles=["sm-admin"])))
+    assert r.status_code == 401
+    # HS256 "signed" with the RSA public key: refused
+    import hashlib
+    import hmac
+    h = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
+    p = b64url(json.dumps(dict(base, roles=["sm-admin"])).encode())
+    pub = subprocess.run(["openssl", "rsa", "-in", iss.pem, "-pubout"], check=True,
+                         capture_output=True).stdout
+    forged = h + "." + p + "." + b64url(hmac.new(pub, (h + "." + p).encode(),
+                                                 hashlib.sha256).digest())
+    assert call(c.url, "GET", "/v1/cluster", None, forged).status_code == 401
+    # the audit log names the token's subject and the method
+    admin = requests.post(c.url + "/v1/auth/bootstrap").json()["key"]
+    rows = call(c.url, "GET", "/v1/audit?action=kv.put", None, admin).json()["entries"]
+    assert any(e["principal"] == "svc-1" and e["auth_method"] == "jwt" for e in rows), rows
+
+
+def test_audit_retention(make_citrus):
+    import sqlite3
+    c = make_citrus(extra=["--audit-retention-days", "30"])
+    requests.put(c.url + "/v1/kv/app/r", data=b"1")
+    c.stop()
+    db = sqlite3.connect(os.path.join(c.data_dir, "records.db"))
+    table = "citrus_audit"
+    old_ms = int((time.time() - 31 * 86400) * 1000)
+    db.execute(f"UPDATE {table} SET time_ms = ? WHERE action = 'kv.put'", (old_ms,))
+    db.execute(f"INSERT INTO {table} (time_ms, principal, roles, auth_method, peer, method, "
+               "route, action, target, status, correlation_id) "
+               "VALUES (?, 'x', '', 'none', '', 'PUT', '/', 'kv.put', 'fresh', 200, 'c')",
+               (int(time.time() * 1000),))
+    db.commit()
+    db.close()
+    c.start()
+    rows = requests.get(c.url + "/v1/audit?action=kv.put").json()["entries"]
+    assert [e["target"] for e in rows] == ["fresh"], rows
