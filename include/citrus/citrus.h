@@ -63,7 +63,44 @@ typedef struct citrus_options {
      * for it: the call fails with CITRUS_EQUERYTIMEOUT. */
     long request_timeout_ms;
     int no_watch; /* non-zero: load the copy once, no background watch */
+
+    /* ---- credentials (added with authentication; a caller that sets
+     * none of them talks to servers without auth as before) ----
+     *
+     * Every request the library makes (catalog loads, the watch, tenant
+     * registration, the router) carries "Authorization: Bearer <token>".
+     * A request the server refuses gives CITRUS_EUNAUTHENTICATED (401: no
+     * token, or one the server does not accept) or CITRUS_EFORBIDDEN (403:
+     * the token lacks the role or scope), with err->http_status set and
+     * err->message "401 from <url>: <the server's message>"; 401 and 403
+     * are not failed over to the next endpoint. */
+    /* An API key ("ck_...") or a JWT: one word of visible ASCII, at most
+     * CITRUS_TOKEN_MAX bytes (else citrus_connect fails with
+     * CITRUS_EINVAL). Copied. NULL: none (unless token_cb). */
+    const char *token;
+    /* For tokens that expire (JWTs): writes the current token, NUL-
+     * terminated, into buf (len bytes: CITRUS_TOKEN_MAX + 1) and returns
+     * 0; non-zero fails the request with CITRUS_EUNAUTHENTICATED. Called
+     * before the first request, and again once whenever a request is
+     * refused with 401 by a token the callback gave: that request is then
+     * sent once more with the new token. Calls are serialised by the
+     * client (never two at once) but may come from any thread using it,
+     * including the watch thread; token_ctx is passed as is. Not with
+     * token (CITRUS_EINVAL). */
+    int (*token_cb)(void *ctx, char *buf, size_t len);
+    void *token_ctx;
+    /* TLS, for https:// endpoints and router: cacert is a PEM file of the
+     * CA(s) to verify the servers' certificates against (NULL: the
+     * system's); cert and key the PEM client certificate and its key for
+     * mutual TLS (NULL: none; key NULL with cert: the key is in cert's
+     * file). Certificates and host names are always verified. Copied. */
+    const char *cacert;
+    const char *cert;
+    const char *key;
 } citrus_options;
+
+/* The longest token citrus_options.token and token_cb may give. */
+#define CITRUS_TOKEN_MAX 8192
 
 /* Connects: loads the routing copy from the first endpoint that answers and
  * (unless no_watch) starts the watch that keeps it fresh. The options and

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "citrus/errors.h"
+#include "cli/cli_util.h"
 #include "net/client.h"
 #include "cli/input.h"
 #include "cli/snapshot_file.h"
@@ -41,17 +42,15 @@ static const char usage_text[] =
     "  -o, --output FILE  the backup file to write (replaced if it exists)\n"
     "  --endpoint URL     server API (default: $CITRUS_ENDPOINT, else " CLIENT_DEFAULT_ENDPOINT
     ")\n"
-    "  -h, --help         show this help\n";
+    "  -h, --help         show this help\n"
+    "\n"
+    "credentials:\n" CLI_USAGE_CREDS "\n"
+    "Exit status: 0 ok, 1 error, 2 bad usage, " CLI_USAGE_EXIT_AUTH ".\n";
 
 /* Fetches GET /v1/snapshot into *snap. Prints the error and returns false on
  * failure. */
-static bool fetch_snapshot(const char *endpoint, kv_snapshot *snap)
+static bool fetch_snapshot(client *c, kv_snapshot *snap)
 {
-    client *c = client_new(endpoint);
-    if (!c) {
-        fprintf(stderr, "backup: out of memory\n");
-        return false;
-    }
     bool ok = false;
     char why[512];
     errdetail err;
@@ -60,7 +59,11 @@ static bool fetch_snapshot(const char *endpoint, kv_snapshot *snap)
     int rc = client_request(c, "GET", "/v1/snapshot", NULL, 0, NULL, &resp);
     if (rc < 0) {
         fprintf(stderr, "backup: %s\n", client_error(c));
-        goto out_client;
+        return false;
+    }
+    if (resp.status == 401 || resp.status == 403) {
+        cli_print_answer_error(&resp, false);
+        goto out_resp;
     }
     if (resp.status != 200) {
         client_response_error(&resp, why, sizeof(why));
@@ -86,8 +89,6 @@ static bool fetch_snapshot(const char *endpoint, kv_snapshot *snap)
     ok = true;
 out_resp:
     client_response_free(&resp);
-out_client:
-    client_free(c);
     return ok;
 }
 
@@ -161,10 +162,12 @@ int cli_backup_main(int argc, char **argv)
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'},
         {"endpoint", required_argument, NULL, OPT_ENDPOINT},
+        CLI_LONG_OPTS_CREDS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *endpoint = client_default_endpoint(), *file = NULL;
+    cli_creds creds = {0};
     optind = 0; /* GNU: full re-initialisation */
     opterr = 0;
     int opt;
@@ -182,6 +185,8 @@ int cli_backup_main(int argc, char **argv)
         case ':':
             return usage_error("missing value for ", argv[optind - 1]);
         default:
+            if (cli_creds_option(&creds, opt, optarg))
+                break;
             return usage_error("unknown option ", argv[optind - 1]);
         }
     }
@@ -191,9 +196,14 @@ int cli_backup_main(int argc, char **argv)
         return usage_error("missing -o FILE", "");
     if (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0)
         return usage_error("--endpoint must be an http:// or https:// URL: ", endpoint);
+    client *c = cli_client_new("backup", endpoint, &creds);
+    if (!c)
+        return EXIT_USAGE;
 
     kv_snapshot snap;
-    if (!fetch_snapshot(endpoint, &snap))
+    bool fetched = fetch_snapshot(c, &snap);
+    client_free(c);
+    if (!fetched)
         return EXIT_RUNTIME;
     int rc = EXIT_RUNTIME;
     errdetail why;

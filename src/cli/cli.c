@@ -4,7 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/audit.h"
+#include "cli/auth.h"
 #include "cli/backup.h"
+#include "cli/cli_util.h"
 #include "cli/cluster.h"
 #include "cli/kv.h"
 #include "cli/query.h"
@@ -60,6 +63,16 @@ static int run_query(int argc, char **argv, char **envp)
     return cli_query_main(argc, argv);
 }
 
+static int run_auth(int argc, char **argv, char **envp)
+{
+    return cli_auth_main(argc, argv);
+}
+
+static int run_audit(int argc, char **argv, char **envp)
+{
+    return cli_audit_main(argc, argv);
+}
+
 static int run_version(int argc, char **argv, char **envp)
 {
     printf("citrus %s\n", CITRUS_VERSION);
@@ -80,6 +93,8 @@ static const command commands[] = {
     {"query", run_query, "run SQL on the shard of a key, through the router (libcitrus)"},
     {"backup", run_backup, "write a consistent snapshot of the catalog to a file"},
     {"restore", run_restore, "rebuild an embedded store from a backup file"},
+    {"auth", run_auth, "make, list and revoke API keys; bootstrap the first admin key"},
+    {"audit", run_audit, "list the audit log: who changed what, and refused requests"},
     {"version", run_version, "print the version"},
     {"help", run_help, "show this help, or a command's help: citrus help COMMAND"},
 };
@@ -135,5 +150,6 @@ int cli_main(int argc, char **argv, char **envp)
         usage(stderr);
         return 2;
     }
-    return c->run(argc - 1, argv + 1, envp);
+    cli_set_command(c->name);
+    return cli_exit_code(c->run(argc - 1, argv + 1, envp));
 }

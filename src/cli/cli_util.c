@@ -3,10 +3,20 @@
 #include "cli/cli_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "citrus/errors.h"
+
+/* The command running and the code of the last refused request (0: none):
+ * the CLI runs one command per process, on one thread. */
+static const char *command_name = "";
+static int refused_code;
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -43,6 +53,13 @@ int cli_parse_args(const cli_cmd *cmd, cli_opts *o, int argc, char **argv,
             return 0;
         case CLI_OPT_ENDPOINT:
             o->endpoint = optarg;
+            break;
+        case CLI_OPT_TOKEN:
+        case CLI_OPT_TOKEN_FILE:
+        case CLI_OPT_CACERT:
+        case CLI_OPT_CERT:
+        case CLI_OPT_KEY:
+            cli_creds_option(&o->creds, opt, optarg);
             break;
         case 'o':
             if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0)
@@ -118,12 +135,197 @@ const void *cli_pick_verb(const cli_cmd *cmd, cli_opts *o, const void *verbs, si
     return v;
 }
 
-client *cli_client_new(const char *cmd, const char *endpoint)
+/* ---- credentials ---- */
+
+bool cli_creds_option(cli_creds *cr, int opt, const char *arg)
+{
+    switch (opt) {
+    case CLI_OPT_TOKEN:
+        cr->token = arg;
+        return true;
+    case CLI_OPT_TOKEN_FILE:
+        cr->token_file = arg;
+        return true;
+    case CLI_OPT_CACERT:
+        cr->cacert = arg;
+        return true;
+    case CLI_OPT_CERT:
+        cr->cert = arg;
+        return true;
+    case CLI_OPT_KEY:
+        cr->key = arg;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The flag's value, else the environment variable's (NULL when neither
+ * is set or non-empty). */
+static const char *flag_or_env(const char *flag, const char *env)
+{
+    if (flag && *flag)
+        return flag;
+    const char *v = getenv(env);
+    return v && *v ? v : NULL;
+}
+
+static bool is_blank(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/* Reads the first line of the token file path (what names it: "--token-file",
+ * "$CITRUS_TOKEN_FILE") into *token, blanks trimmed. Warns when group or
+ * others may read it. CLI_EXIT_USAGE after a message when it cannot be read
+ * or holds no token. */
+static int read_token_file(const char *cmd, const char *what, const char *path, char **token)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        return cli_usage_error(cmd, "%s %s: cannot read: %s", what, path, strerror(err));
+    }
+    if (S_ISREG(st.st_mode) && (st.st_mode & 077))
+        fprintf(stderr,
+                "citrus %s: warning: token file %s is accessible by others (mode %04o); "
+                "chmod 600 it\n",
+                cmd, path, (unsigned)(st.st_mode & 07777));
+    /* The first line, at most a token's length and its line end. */
+    char *buf = malloc(CLIENT_TOKEN_MAX + 3);
+    if (!buf) {
+        close(fd);
+        return cli_usage_error(cmd, "out of memory");
+    }
+    size_t n = 0;
+    ssize_t got = 0;
+    while (n < CLIENT_TOKEN_MAX + 2 && !memchr(buf, '\n', n) &&
+           (got = read(fd, buf + n, CLIENT_TOKEN_MAX + 2 - n)) > 0)
+        n += (size_t)got;
+    int err = errno;
+    close(fd);
+    buf[n] = '\0';
+    char *nl = memchr(buf, '\n', n);
+    if (nl)
+        *nl = '\0';
+    char *start = buf, *end = buf + strlen(buf);
+    while (start < end && is_blank(*start))
+        start++;
+    while (end > start && is_blank(end[-1]))
+        end--;
+    *end = '\0';
+    int rc = 0;
+    if (got < 0)
+        rc = cli_usage_error(cmd, "%s %s: cannot read: %s", what, path, strerror(err));
+    else if (!*start)
+        rc = cli_usage_error(cmd, "%s %s: the file is empty (its first line should be the token)",
+                             what, path);
+    else if (!nl && n > CLIENT_TOKEN_MAX)
+        rc = cli_usage_error(cmd, "%s %s: the first line is longer than a token can be (%d bytes)",
+                             what, path, CLIENT_TOKEN_MAX);
+    else if (!(*token = strdup(start)))
+        rc = cli_usage_error(cmd, "out of memory");
+    explicit_bzero(buf, CLIENT_TOKEN_MAX + 3);
+    free(buf);
+    return rc;
+}
+
+int cli_auth_load(const char *cmd, const cli_creds *cr, cli_auth *out)
+{
+    *out = (cli_auth){.cacert = flag_or_env(cr->cacert, "CITRUS_CACERT"),
+                      .cert = flag_or_env(cr->cert, "CITRUS_CERT"),
+                      .key = flag_or_env(cr->key, "CITRUS_KEY")};
+    if (out->key && !out->cert)
+        return cli_usage_error(cmd, "--key (or $CITRUS_KEY) needs --cert (or $CITRUS_CERT)");
+    const char *env_token = getenv("CITRUS_TOKEN"), *env_file = getenv("CITRUS_TOKEN_FILE");
+    int rc = 0;
+    if (cr->token)
+        out->token = strdup(cr->token);
+    else if (cr->token_file)
+        rc = read_token_file(cmd, "--token-file", cr->token_file, &out->token);
+    else if (env_token && *env_token)
+        out->token = strdup(env_token);
+    else if (env_file && *env_file)
+        rc = read_token_file(cmd, "$CITRUS_TOKEN_FILE", env_file, &out->token);
+    else
+        return 0;
+    if (rc == 0 && !out->token)
+        rc = cli_usage_error(cmd, "out of memory");
+    if (rc == 0 && !*out->token)
+        rc = cli_usage_error(cmd, "--token must not be empty");
+    if (rc != 0)
+        cli_auth_clear(out);
+    return rc;
+}
+
+void cli_auth_clear(cli_auth *a)
+{
+    if (a->token) {
+        explicit_bzero(a->token, strlen(a->token));
+        free(a->token);
+    }
+    *a = (cli_auth){0};
+}
+
+client *cli_client_new(const char *cmd, const char *endpoint, const cli_creds *cr)
 {
     client *c = client_new(endpoint);
-    if (!c)
+    if (!c) {
         cli_usage_error(cmd, "--endpoint must be an http:// or https:// URL, not '%s'", endpoint);
+        return NULL;
+    }
+    cli_auth au;
+    int rc = cli_auth_load(cmd, cr, &au);
+    if (rc == 0) {
+        int set = client_set_token(c, au.token);
+        if (set == 0)
+            set = client_set_tls(c, au.cacert, au.cert, au.key);
+        if (set == CITRUS_EINVAL) /* never echo it: it may be a secret all the same */
+            rc = cli_usage_error(cmd,
+                                 "the token is not one word of visible ASCII of at most %d "
+                                 "bytes: check where it came from",
+                                 CLIENT_TOKEN_MAX);
+        else if (set < 0)
+            rc = cli_out_of_memory();
+    }
+    cli_auth_clear(&au);
+    if (rc != 0) {
+        client_free(c);
+        return NULL;
+    }
     return c;
+}
+
+/* ---- refused requests ---- */
+
+void cli_set_command(const char *name)
+{
+    command_name = name;
+}
+
+int cli_refused(long status, const char *message)
+{
+    if (status == 401) {
+        fprintf(stderr,
+                "citrus %s: not authenticated (401): %s — pass --token, --token-file or set "
+                "CITRUS_TOKEN\n",
+                command_name, message);
+        refused_code = CLI_EXIT_UNAUTHENTICATED;
+    } else if (status == 403) {
+        fprintf(stderr, "citrus %s: forbidden (403): %s\n", command_name, message);
+        refused_code = CLI_EXIT_FORBIDDEN;
+    } else {
+        return 0;
+    }
+    return refused_code;
+}
+
+int cli_exit_code(int rc)
+{
+    return rc == CLI_EXIT_RUNTIME && refused_code ? refused_code : rc;
 }
 
 /* ---- requests ---- */
@@ -137,9 +339,25 @@ char *cli_item_path(const char *base, const char *id, const char *suffix)
     return p;
 }
 
+void cli_answer_message(const client_response *resp, char *out, size_t len)
+{
+    json_t *j = json_loadb(resp->body, resp->body_len, 0, NULL);
+    const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    if (m && *m)
+        snprintf(out, len, "%s", m);
+    else
+        client_response_error(resp, out, len); /* not one of ours: the start of the body */
+    json_decref(j);
+}
+
 void cli_print_answer_error(const client_response *resp, bool force_hint)
 {
     char msg[1024];
+    if (resp->status == 401 || resp->status == 403) {
+        cli_answer_message(resp, msg, sizeof(msg));
+        cli_refused(resp->status, msg);
+        return;
+    }
     client_response_error(resp, msg, sizeof(msg));
     fprintf(stderr, "error: %s\n", msg);
     if (force_hint && strncmp(msg, "force_required:", 15) == 0)

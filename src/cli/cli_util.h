@@ -18,21 +18,46 @@
 
 #include "net/client.h"
 
-/* Exit codes: a runtime error (including an error answer), bad usage. */
+/* Exit codes: a runtime error (including an error answer), bad usage, a
+ * request the server refused as not authenticated (401: no token, or one
+ * it does not accept) and one it refused as forbidden (403: the token
+ * lacks the role or scope). 3 is left out: it is nothing here. */
 #define CLI_EXIT_RUNTIME 1
 #define CLI_EXIT_USAGE 2
+#define CLI_EXIT_UNAUTHENTICATED 4
+#define CLI_EXIT_FORBIDDEN 5
 
-/* Option values: --endpoint is CLI_OPT_ENDPOINT; a command numbers its own
- * long-only options from CLI_OPT_FIRST up, and CLI_BIT() turns those into
- * the bits of cli_opts.seen and cli_verb.allowed. */
-enum { CLI_OPT_ENDPOINT = 256, CLI_OPT_FIRST };
+/* Option values: --endpoint is CLI_OPT_ENDPOINT, the credentials
+ * (CLI_LONG_OPTS_CREDS) follow it; a command numbers its own long-only
+ * options from CLI_OPT_FIRST up, and CLI_BIT() turns those into the bits of
+ * cli_opts.seen and cli_verb.allowed. */
+enum {
+    CLI_OPT_ENDPOINT = 256,
+    CLI_OPT_TOKEN,
+    CLI_OPT_TOKEN_FILE,
+    CLI_OPT_CACERT,
+    CLI_OPT_CERT,
+    CLI_OPT_KEY,
+    CLI_OPT_FIRST
+};
 #define CLI_BIT(opt) (1u << ((opt)-CLI_OPT_FIRST))
 
+/* The options that say how to reach the server: the bearer token and the
+ * TLS files (see cli_creds). */
+#define CLI_LONG_OPTS_CREDS                                                                        \
+    {"token", required_argument, NULL, CLI_OPT_TOKEN},                                             \
+        {"token-file", required_argument, NULL, CLI_OPT_TOKEN_FILE},                               \
+        {"cacert", required_argument, NULL, CLI_OPT_CACERT},                                       \
+        {"cert", required_argument, NULL, CLI_OPT_CERT},                                           \
+    {                                                                                              \
+        "key", required_argument, NULL, CLI_OPT_KEY                                                \
+    }
+
 /* A command's table of long options starts with CLI_LONG_OPTS_COMMON
- * (--endpoint, --output) and ends with CLI_LONG_OPTS_END (--help, then the
- * terminator). */
+ * (--endpoint, --output, the credentials) and ends with CLI_LONG_OPTS_END
+ * (--help, then the terminator). */
 #define CLI_LONG_OPTS_COMMON                                                                       \
-    {"endpoint", required_argument, NULL, CLI_OPT_ENDPOINT},                                       \
+    {"endpoint", required_argument, NULL, CLI_OPT_ENDPOINT}, CLI_LONG_OPTS_CREDS,                  \
     {                                                                                              \
         "output", required_argument, NULL, 'o'                                                     \
     }
@@ -49,7 +74,33 @@ enum { CLI_OPT_ENDPOINT = 256, CLI_OPT_FIRST };
     "\n"
 #define CLI_USAGE_OUTPUT "  -o, --output FMT  text (default) or json (the server's JSON answer)\n"
 #define CLI_USAGE_HELP "  -h, --help        show this help\n"
-#define CLI_USAGE_OPTIONS CLI_USAGE_ENDPOINT CLI_USAGE_OUTPUT CLI_USAGE_HELP
+/* The --help lines of the credentials and what the exit codes for a
+ * refused request are. */
+#define CLI_USAGE_CREDS                                                                            \
+    "  --token TOKEN     API key or JWT, sent as Authorization: Bearer (default:\n"                \
+    "                    $CITRUS_TOKEN, else the file $CITRUS_TOKEN_FILE)\n"                       \
+    "  --token-file FILE read the token from the first line of FILE (keep it mode 0600)\n"         \
+    "  --cacert FILE     verify an https server against this CA (default: $CITRUS_CACERT,\n"       \
+    "                    else the system's CAs)\n"                                                 \
+    "  --cert FILE       client certificate for mutual TLS (default: $CITRUS_CERT)\n"              \
+    "  --key FILE        its private key (default: $CITRUS_KEY, else in --cert's file)\n"
+#define CLI_USAGE_EXIT_AUTH "4 not authenticated (401), 5 forbidden (403)"
+#define CLI_USAGE_OPTIONS CLI_USAGE_ENDPOINT CLI_USAGE_CREDS CLI_USAGE_OUTPUT CLI_USAGE_HELP
+
+/* Credentials as given on the command line (NULL: not given). */
+typedef struct cli_creds {
+    const char *token;      /* --token */
+    const char *token_file; /* --token-file */
+    const char *cacert;     /* --cacert */
+    const char *cert;       /* --cert */
+    const char *key;        /* --key */
+} cli_creds;
+
+/* Credentials as used: the flags, else the environment. */
+typedef struct cli_auth {
+    char *token;                     /* malloc'd (wiped by cli_auth_clear), or NULL: send none */
+    const char *cacert, *cert, *key; /* the flag's, the environment's, or NULL */
+} cli_auth;
 
 /* A command, as the shared option and verb handling sees it. */
 typedef struct cli_cmd {
@@ -63,6 +114,7 @@ typedef struct cli_cmd {
 /* What every command line carries besides the command's own options. */
 typedef struct cli_opts {
     const char *endpoint; /* --endpoint, else client_default_endpoint() */
+    cli_creds creds;      /* --token, --token-file, --cacert, --cert, --key */
     bool json;            /* -o json */
     unsigned seen;        /* CLI_BIT() of every command option given */
     char **pos;           /* positional arguments (after cli_pick_verb: after the verb) */
@@ -109,18 +161,54 @@ const void *cli_pick_verb(const cli_cmd *cmd, cli_opts *o, const void *verbs, si
 #define CLI_PICK_VERB(cmd, o, verbs)                                                               \
     cli_pick_verb((cmd), (o), (verbs), sizeof(verbs) / sizeof((verbs)[0]), sizeof((verbs)[0]))
 
-/* client_new(endpoint), or NULL after a usage error of command cmd saying
- * that endpoint is not an http(s) URL: exit with CLI_EXIT_USAGE. Free with
- * client_free. */
-client *cli_client_new(const char *cmd, const char *endpoint);
+/* Notes a credential option (CLI_OPT_TOKEN .. CLI_OPT_KEY) in *cr; false
+ * when opt is not one (for commands that parse their own options). */
+bool cli_creds_option(cli_creds *cr, int opt, const char *arg);
+
+/* The credentials to use, into *out: the token is --token, else the first
+ * line of --token-file, else $CITRUS_TOKEN, else the first line of the file
+ * $CITRUS_TOKEN_FILE (blanks around it trimmed); the TLS files are the
+ * flags, else $CITRUS_CACERT, $CITRUS_CERT, $CITRUS_KEY. A token file
+ * readable by group or others gets a warning on stderr (as ssh warns of
+ * keys); one that is missing, unreadable or empty, --key without --cert and
+ * a token that is no single word of visible ASCII are usage errors of
+ * command cmd. The token itself is never printed. Returns 0, or
+ * CLI_EXIT_USAGE after the message. Clear *out with cli_auth_clear. */
+int cli_auth_load(const char *cmd, const cli_creds *cr, cli_auth *out);
+/* Wipes and frees the token; *a is then empty. */
+void cli_auth_clear(cli_auth *a);
+
+/* client_new(endpoint) with the credentials cr (cli_auth_load), or NULL
+ * after a usage error of command cmd (endpoint not an http(s) URL, bad
+ * credentials): exit with CLI_EXIT_USAGE. Free with client_free. */
+client *cli_client_new(const char *cmd, const char *endpoint, const cli_creds *cr);
+
+/* Names the command running (argv[1]: "kv"), for the messages about
+ * refused requests. */
+void cli_set_command(const char *name);
+
+/* For a 401 or 403 from the server (status, and its message), prints
+ * "citrus CMD: not authenticated (401): MESSAGE — pass --token, ..." or
+ * "citrus CMD: forbidden (403): MESSAGE" and notes the failure for
+ * cli_exit_code. Returns its exit code (CLI_EXIT_UNAUTHENTICATED or
+ * CLI_EXIT_FORBIDDEN), or 0 without a word for any other status. */
+int cli_refused(long status, const char *message);
+
+/* The exit code of a command that returned rc: a runtime failure after a
+ * request was refused (cli_refused) becomes that refusal's code. */
+int cli_exit_code(int rc);
 
 /* "<base><id escaped as a query value><suffix>" (say "/v1/shards/", an id,
  * "/drain"), malloc'd; NULL when out of memory. */
 char *cli_item_path(const char *base, const char *id, const char *suffix);
 
+/* The message of the error answer resp ({"error":{"message"}}) into out;
+ * for a body that is not a Citrus error, client_response_error's text. */
+void cli_answer_message(const client_response *resp, char *out, size_t len);
+
 /* Prints the error answer resp as "error: <code>: <message>" (see
- * client_response_error); with force_hint and a force_required error, also
- * "hint: add --force to do it anyway". resp is left as it is. */
+ * client_response_error), or a 401/403 as cli_refused does; with force_hint and a force_required
+ * error, also "hint: add --force to do it anyway". resp is left as it is. */
 void cli_print_answer_error(const client_response *resp, bool force_hint);
 
 /* Sends a request (arguments as for client_request) and insists on a 2xx

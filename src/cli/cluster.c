@@ -7,12 +7,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli_util.h"
 #include "net/client.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: citrus cluster status [--endpoint URL] [-o text|json]\n\n"
-               "Shows the citrus nodes, the catalog and the controller leader.\n");
+    fprintf(f, "usage: citrus cluster status [--endpoint URL] [-o text|json] [credentials]\n\n"
+               "Shows the citrus nodes, the catalog and the controller leader.\n\n"
+               "credentials:\n" CLI_USAGE_CREDS "\n"
+               "Exit status: 0 ok, 1 error, 2 bad usage, " CLI_USAGE_EXIT_AUTH ".\n");
 }
 
 static void print_text(json_t *j)
@@ -56,9 +59,11 @@ int cli_cluster_main(int argc, char **argv)
 {
     static const struct option opts[] = {{"endpoint", required_argument, NULL, 'e'},
                                          {"output", required_argument, NULL, 'o'},
+                                         CLI_LONG_OPTS_CREDS,
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *endpoint = client_default_endpoint();
+    cli_creds creds = {0};
     bool json = false;
     optind = 0;
     opterr = 0;
@@ -79,6 +84,8 @@ int cli_cluster_main(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
+            if (cli_creds_option(&creds, c, optarg))
+                break;
             usage(stderr);
             return 2;
         }
@@ -87,11 +94,9 @@ int cli_cluster_main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    client *cl = client_new(endpoint);
-    if (!cl) {
-        fprintf(stderr, "citrus cluster: out of memory\n");
-        return 1;
-    }
+    client *cl = cli_client_new("cluster", endpoint, &creds);
+    if (!cl)
+        return CLI_EXIT_USAGE;
     client_response resp;
     int rc = client_request(cl, "GET", "/v1/cluster", NULL, 0, NULL, &resp);
     if (rc < 0) {
@@ -100,12 +105,10 @@ int cli_cluster_main(int argc, char **argv)
         return 1;
     }
     int code = 0;
-    char err[512];
     errdetail why;
     json_t *j = resp.status == 200 ? client_response_json(&resp, &why) : NULL;
     if (resp.status != 200) {
-        client_response_error(&resp, err, sizeof(err));
-        fprintf(stderr, "error: %s\n", err);
+        cli_print_answer_error(&resp, false);
         code = 1;
     } else if (!j) {
         fprintf(stderr, "error: %s\n", why.message);

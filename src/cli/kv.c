@@ -48,7 +48,8 @@ static const char usage_text[] =
     CLI_USAGE_OPTIONS
     "\n"
     "Options may come anywhere; put -- before a KEY or VALUE that starts with '-'.\n"
-    "Exit status: 0 ok, 1 error (including a key not found), 2 bad usage.\n";
+    "Exit status: 0 ok, 1 error (including a key not found), 2 bad usage,\n"
+    CLI_USAGE_EXIT_AUTH ".\n";
 // clang-format on
 
 /* Long-only options (besides CLI_OPT_ENDPOINT). BIT() turns them into a
@@ -574,7 +575,7 @@ int cli_kv_main(int argc, char **argv)
         return CLI_EXIT_USAGE;
     if (a.prefix && a.cas >= 0)
         return usage_error("%s: --cas applies to one key, not with --prefix", v->v.name);
-    client *c = cli_client_new(kv_cmd.name, a.cli.endpoint);
+    client *c = cli_client_new(kv_cmd.name, a.cli.endpoint, &a.cli.creds);
     if (!c)
         return CLI_EXIT_USAGE;
     rc = v->run(c, &a);

@@ -35,6 +35,7 @@ static const char usage_text[] =
     "options:\n"
     "  --endpoint URL[,URL...]  Citrus API nodes, tried in turn (default:\n"
     "                           $CITRUS_ENDPOINT, else " CLIENT_DEFAULT_ENDPOINT ")\n"
+    CLI_USAGE_CREDS
     "  --router URL             the router (default: $CITRUS_ROUTER, else " DEFAULT_ROUTER ")\n"
     "  --consistency LEVEL      strong (default: the primary) or eventual (a replica)\n"
     "  --max-lag-ms N           eventual: the most replication lag accepted\n"
@@ -44,7 +45,8 @@ static const char usage_text[] =
     "                           columns, rows, changes, truncated}\n"
     CLI_USAGE_HELP
     "\n"
-    "Exit status: 0 ok, 1 error (including a SQL error), 2 bad usage.\n";
+    "Exit status: 0 ok, 1 error (including a SQL error), 2 bad usage,\n"
+    CLI_USAGE_EXIT_AUTH ".\n";
 // clang-format on
 
 enum { OPT_ROUTER = CLI_OPT_FIRST, OPT_CONSISTENCY, OPT_MAX_LAG, OPT_JSON_PARAMS, OPT_SCATTER };
@@ -240,19 +242,32 @@ static size_t split_endpoints(char *list, const char **v)
     return n;
 }
 
+static const cli_cmd query_cmd;
+
 static int run(const cli_opts *o, const q_args *a, citrus_param *params, int np)
 {
     char *list = strdup(o->endpoint);
     if (!list)
         return cli_out_of_memory();
+    cli_auth au;
+    int rc = cli_auth_load(query_cmd.name, &o->creds, &au);
+    if (rc != 0) {
+        free(list);
+        return rc;
+    }
     const char *eps[MAX_ENDPOINTS];
     citrus_options opt = {.endpoints = eps,
                           .nendpoints = split_endpoints(list, eps),
                           .router_url = a->router,
-                          .no_watch = 1};
+                          .no_watch = 1,
+                          .token = au.token,
+                          .cacert = au.cacert,
+                          .cert = au.cert,
+                          .key = au.key};
     citrus_error e;
-    int rc = CLI_EXIT_RUNTIME;
+    rc = CLI_EXIT_RUNTIME;
     citrus_client *c = citrus_connect(&opt, &e);
+    cli_auth_clear(&au); /* the client has its copy */
     citrus_result *r = NULL;
     int qrc = c ? 0 : e.code;
     if (c && a->scatter)
@@ -261,6 +276,11 @@ static int run(const cli_opts *o, const q_args *a, citrus_param *params, int np)
         qrc = citrus_query(c, o->pos[0], o->pos[1], params, (size_t)np, &a->opts, &r, &e);
     if (qrc == CITRUS_EINVAL && !c)
         rc = usage_error("%s", e.message);
+    else if (qrc == CITRUS_EUNAUTHENTICATED || qrc == CITRUS_EFORBIDDEN)
+        rc = cli_refused(e.http_status              ? e.http_status
+                         : qrc == CITRUS_EFORBIDDEN ? 403
+                                                    : 401,
+                         e.message);
     else if (qrc < 0)
         print_error(&e);
     else if (o->json) {

@@ -26,12 +26,13 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     CLI_USAGE_ENDPOINT
+    CLI_USAGE_CREDS
     "  -o, --output FMT  text (default) or json (the server's JSON answer: one route\n"
     "                    for one key, {ring_version, routes} for several)\n"
     CLI_USAGE_HELP
     "\n"
     "Put -- before a KEY that starts with '-'.\n"
-    "Exit status: 0 ok, 1 error, 2 bad usage.\n";
+    "Exit status: 0 ok, 1 error, 2 bad usage, " CLI_USAGE_EXIT_AUTH ".\n";
 // clang-format on
 
 /* "KEY -> SHARD (source, token T, state S) DSN [replicas: ...]" */
@@ -134,7 +135,7 @@ int cli_route_main(int argc, char **argv)
     for (int i = 0; i < n; i++)
         if (!*keys[i])
             return usage_error("a KEY must not be empty");
-    client *c = cli_client_new(route_cmd.name, o.endpoint);
+    client *c = cli_client_new(route_cmd.name, o.endpoint, &o.creds);
     if (!c)
         return CLI_EXIT_USAGE;
     client_response resp;

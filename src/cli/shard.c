@@ -49,7 +49,8 @@ static const char usage_text[] =
     "  --dry-run         (state changes) show what would happen, change nothing\n"
     CLI_USAGE_OPTIONS
     "\n"
-    "Exit status: 0 ok, 1 error (including an unknown shard), 2 bad usage.\n";
+    "Exit status: 0 ok, 1 error (including an unknown shard), 2 bad usage,\n"
+    CLI_USAGE_EXIT_AUTH ".\n";
 // clang-format on
 
 /* Long-only options (besides CLI_OPT_ENDPOINT). BIT() turns them into a
@@ -609,7 +610,7 @@ static int run(sh_args *a)
     const sh_verb *v = CLI_PICK_VERB(&shard_cmd, &a->cli, verbs);
     if (!v)
         return CLI_EXIT_USAGE;
-    client *c = cli_client_new(shard_cmd.name, a->cli.endpoint);
+    client *c = cli_client_new(shard_cmd.name, a->cli.endpoint, &a->cli.creds);
     if (!c)
         return CLI_EXIT_USAGE;
     int rc = v->run(c, a, v->v.name);

@@ -40,7 +40,8 @@ static const char usage_text[] =
     "options:\n"
     CLI_USAGE_OPTIONS
     "\n"
-    "Exit status: 0 ok, 1 error (including an unknown tenant), 2 bad usage.\n";
+    "Exit status: 0 ok, 1 error (including an unknown tenant), 2 bad usage,\n"
+    CLI_USAGE_EXIT_AUTH ".\n";
 // clang-format on
 
 /* Long-only options (besides CLI_OPT_ENDPOINT). */
@@ -324,7 +325,7 @@ int cli_tenant_main(int argc, char **argv)
     const tn_verb *v = CLI_PICK_VERB(&tenant_cmd, &a.cli, verbs);
     if (!v)
         return CLI_EXIT_USAGE;
-    client *c = cli_client_new(tenant_cmd.name, a.cli.endpoint);
+    client *c = cli_client_new(tenant_cmd.name, a.cli.endpoint, &a.cli.creds);
     if (!c)
         return CLI_EXIT_USAGE;
     rc = v->run(c, &a);

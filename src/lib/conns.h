@@ -19,9 +19,19 @@ typedef struct conns conns;
 conns *conns_new(const char *const *endpoints, size_t n, long connect_ms, long request_ms);
 void conns_free(conns *p);
 
-/* A new client for base with the pool's timeouts (the caller's:
- * client_free), or NULL. */
+/* Takes the credentials of o (token or token_cb, the TLS files; see
+ * citrus.h), copied. CITRUS_EINVAL for a bad token or both token and
+ * token_cb, CITRUS_ENOMEM; err filled. Before any request. */
+int conns_set_credentials(conns *p, const citrus_options *o, citrus_error *err);
+
+/* A new client for base with the pool's timeouts and TLS files (the
+ * caller's: client_free), or NULL. */
 client *conns_client_new(const conns *p, const char *base);
+
+/* Gives c the current token (from token_cb first when it was never
+ * called), for a request sent past conns_request (the watch). 0, or the
+ * error (err filled). */
+int conns_authorize(conns *p, client *c, citrus_error *err);
 
 size_t conns_endpoint_count(const conns *p);
 const char *conns_endpoint(const conns *p, size_t i);
@@ -29,8 +39,11 @@ const char *conns_endpoint(const conns *p, size_t i);
 size_t conns_preferred(const conns *p);
 void conns_set_preferred(conns *p, size_t i);
 
-/* One request to base + path (body: JSON or NULL). 0 when an answer came,
- * whatever its status (*resp is then the caller's); else the transport
+/* One request to base + path (body: JSON or NULL), with the token. 0 when
+ * an answer came, whatever its status (*resp is then the caller's), but
+ * 401 and 403: those are CITRUS_EUNAUTHENTICATED and CITRUS_EFORBIDDEN,
+ * err saying "401 from <base>: <message>". A 401 to a token from token_cb
+ * gets a new token and the request is sent once more. Else the transport
  * error, with err filled. */
 int conns_request(conns *p, const char *base, const char *method, const char *path,
                   const json_t *body, client_response *resp, citrus_error *err);

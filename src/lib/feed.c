@@ -192,8 +192,11 @@ static bool poll_once(feed *f, client *w, bool *fail_over)
     char path[128];
     snprintf(path, sizeof(path), "/v1/watch/%s?from_revision=%" PRId64 "&timeout=%ds", WATCH_PREFIX,
              from, POLL_SECONDS);
-    client_response resp;
-    int rc = client_request(w, "GET", path, NULL, 0, NULL, &resp);
+    client_response resp = {0};
+    /* The token as of now: a refreshed one reaches the watch too. */
+    int rc = conns_authorize(f->conns, w, NULL);
+    if (rc == 0)
+        rc = client_request(w, "GET", path, NULL, 0, NULL, &resp);
     *fail_over = conns_should_fail_over(rc, &resp);
     bool ok = false;
     if (rc == 0 && resp.status == 200) {

@@ -98,6 +98,10 @@ citrus_client *handle_new(const citrus_options *o, citrus_error *err)
     c->conns = conns_new(o->endpoints, o->nendpoints,
                          o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_MS,
                          c->request_ms);
+    if (c->conns && conns_set_credentials(c->conns, o, err) < 0) {
+        handle_free(c);
+        return NULL;
+    }
     if (c->conns)
         c->feed = feed_new(c->conns, c->request_ms, publish_to, c);
     if (!c->feed || (o->router_url && !(c->router = strdup(o->router_url)))) {

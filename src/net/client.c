@@ -21,6 +21,8 @@ struct client {
     long timeout_ms;
     long connect_timeout_ms;
     const atomic_bool *abort_flag; /* kept, read on the requesting thread */
+    char *auth_header;             /* "Authorization: Bearer ...", or NULL */
+    char *cacert, *cert, *key;     /* TLS files, or NULL */
     /* The socket libcurl opened last and has not closed, for
      * client_interrupt (from another thread): guarded by sock_mu. */
     pthread_mutex_t sock_mu;
@@ -177,10 +179,23 @@ fail_client:
     return NULL;
 }
 
+/* Frees a string that holds a secret, wiping it first. */
+static void free_secret(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
 void client_free(client *c)
 {
     if (!c)
         return;
+    free_secret(c->auth_header);
+    free(c->cacert);
+    free(c->cert);
+    free(c->key);
     curl_easy_cleanup(c->curl);
     curl_global_cleanup();
     pthread_mutex_destroy(&c->sock_mu);
@@ -201,6 +216,65 @@ void client_set_timeout_ms(client *c, long ms)
 void client_set_connect_timeout_ms(client *c, long ms)
 {
     c->connect_timeout_ms = ms;
+}
+
+int client_check_token(const char *token)
+{
+    size_t n = strnlen(token, CLIENT_TOKEN_MAX + 1);
+    if (n > CLIENT_TOKEN_MAX)
+        return CITRUS_EINVAL;
+    /* A token is one word of visible ASCII: anything else could end the
+     * header line and start another. */
+    for (size_t i = 0; i < n; i++)
+        if (token[i] <= ' ' || token[i] > '~')
+            return CITRUS_EINVAL;
+    return 0;
+}
+
+int client_set_token(client *c, const char *token)
+{
+    char *h = NULL;
+    if (token && token[0]) {
+        if (client_check_token(token) < 0)
+            return CITRUS_EINVAL;
+        static const char prefix[] = "Authorization: Bearer ";
+        size_t n = strlen(token);
+        if (!(h = malloc(sizeof(prefix) + n)))
+            return CITRUS_ENOMEM;
+        memcpy(h, prefix, sizeof(prefix) - 1);
+        memcpy(h + sizeof(prefix) - 1, token, n + 1);
+    }
+    free_secret(c->auth_header);
+    c->auth_header = h;
+    return 0;
+}
+
+/* *dst = a copy of src (NULL or "" for none); false out of memory. */
+static bool copy_path(char **dst, const char *src)
+{
+    *dst = src && src[0] ? strdup(src) : NULL;
+    return *dst || !(src && src[0]);
+}
+
+int client_set_tls(client *c, const char *cacert, const char *cert, const char *key)
+{
+    char *ca, *ce, *k;
+    bool ok = copy_path(&ca, cacert);
+    ok = copy_path(&ce, cert) && ok;
+    ok = copy_path(&k, key) && ok;
+    if (!ok) {
+        free(ca);
+        free(ce);
+        free(k);
+        return CITRUS_ENOMEM;
+    }
+    free(c->cacert);
+    free(c->cert);
+    free(c->key);
+    c->cacert = ca;
+    c->cert = ce;
+    c->key = k;
+    return 0;
 }
 
 void client_set_abort_flag(client *c, const atomic_bool *flag)
@@ -255,6 +329,12 @@ int client_request(client *c, const char *method, const char *path, const void *
     if (!(tmp = curl_slist_append(hl, "Expect:")))
         goto out_headers;
     hl = tmp;
+    if (c->auth_header) {
+        /* libcurl copies the string into the list: wiped with it below. */
+        if (!(tmp = curl_slist_append(hl, c->auth_header)))
+            goto out_headers;
+        hl = tmp;
+    }
     for (size_t i = 0; headers && headers[i]; i++) {
         if (!(tmp = curl_slist_append(hl, headers[i])))
             goto out_headers;
@@ -272,6 +352,14 @@ int client_request(client *c, const char *method, const char *path, const void *
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "citrus-cli/" CITRUS_VERSION);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    /* Peer and host verification stay on (libcurl's default, reset above):
+     * these only say what to verify against and what to present. */
+    if (c->cacert)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
+    if (c->cert) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, c->key ? c->key : c->cert);
+    }
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &k);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -318,6 +406,9 @@ out_collect:
     strbuf_free(&k.heads);
     strbuf_free(&k.body);
 out_headers:
+    for (struct curl_slist *l = hl; l; l = l->next)
+        if (strncasecmp(l->data, "Authorization:", 14) == 0)
+            explicit_bzero(l->data, strlen(l->data));
     curl_slist_free_all(hl);
     free(url);
 out:

@@ -57,6 +57,30 @@ void client_set_timeout_ms(client *c, long ms);
  * CLIENT_CONNECT_TIMEOUT_MS). */
 void client_set_connect_timeout_ms(client *c, long ms);
 
+/* The longest bearer token accepted (the server's limit: 8 KiB). */
+#define CLIENT_TOKEN_MAX 8192
+
+/* Sends "Authorization: Bearer <token>" with every later request; NULL (or
+ * "") stops sending it. The token is copied (and wiped when replaced or
+ * freed); it is never part of any message client_error gives. Returns 0, or
+ * CITRUS_EINVAL (the client unchanged) for a token longer than
+ * CLIENT_TOKEN_MAX or holding a character outside printable ASCII or a
+ * blank (it would not be one header line), or CITRUS_ENOMEM. */
+int client_set_token(client *c, const char *token);
+/* Whether token could be sent (client_set_token's test): 0 or
+ * CITRUS_EINVAL. */
+int client_check_token(const char *token);
+
+/* TLS for https endpoints, for later requests: cacert is a PEM file of the
+ * CA(s) to verify the server's certificate against (NULL: the system's);
+ * cert and key are the PEM client certificate and its private key for
+ * mutual TLS (NULL: none; key NULL with cert: the key is in cert's file).
+ * The server's certificate and host name are always verified. The paths
+ * are copied; the files are read at the next request, whose transport
+ * error then says what is wrong with them. Returns 0 or CITRUS_ENOMEM (the
+ * client unchanged). */
+int client_set_tls(client *c, const char *cacert, const char *cert, const char *key);
+
 /* When *flag becomes true (set by another thread, or by a signal handler:
  * atomic_bool is lock-free) the request in flight is abandoned within about
  * a second and client_request returns CITRUS_ECLOSED. The flag is kept, not

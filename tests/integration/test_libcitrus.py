@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from cluster import dev_on_store
-from conftest import CITRUS_BIN, SANITIZER_MARKERS, run_cli
+from conftest import CITRUS_BIN, SANITIZER_MARKERS, run_cli, wait_until
 
 BUILD = os.path.dirname(os.path.abspath(CITRUS_BIN))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -54,17 +54,23 @@ def empty_db(path):
     return f"sqlite://{path}"
 
 
-def test_libcitrus_c_suite(dev, tmp_path):
+def run_c_suite(ntests, **env):
+    """Runs the C test program with env added; asserts that ntests passed
+    and no sanitizer spoke."""
     binary = build_file("test_libcitrus", "LIBCITRUS_TEST_BIN")
-    env = dict(os.environ, CITRUS_TEST_ENDPOINT=dev.url, CITRUS_TEST_ROUTER=dev.router_url,
-               CITRUS_TEST_DSNS=",".join([empty_db(tmp_path / "a.db"),
-                                          empty_db(tmp_path / "b.db")]))
-    p = subprocess.run([binary], env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run([binary], env=dict(os.environ, **env), capture_output=True, text=True,
+                       timeout=300)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
-    assert "[  PASSED  ] 9 test(s)." in out, out
+    assert f"[  PASSED  ] {ntests} test(s)." in out, out
     for marker in SANITIZER_MARKERS:
         assert marker not in out, out
+
+
+def test_libcitrus_c_suite(dev, tmp_path):
+    run_c_suite(9, CITRUS_TEST_ENDPOINT=dev.url, CITRUS_TEST_ROUTER=dev.router_url,
+                CITRUS_TEST_DSNS=",".join([empty_db(tmp_path / "a.db"),
+                                           empty_db(tmp_path / "b.db")]))
 
 
 def cli(dev, *args):
@@ -181,3 +187,13 @@ def test_static_library_offers_only_the_api(citrus_shards, tmp_path):
                        text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
     check_example_output(citrus_shards, p.stdout)
+
+
+def test_libcitrus_credentials(make_citrus):
+    """The credential tests of the C program (citrus_options.token,
+    token_cb, 401 and 403) against `citrus dev --auth api_key`."""
+    dev = make_citrus(mode="dev", extra=["--auth", "api_key"])
+    path = os.path.join(dev.data_dir, "admin.key")
+    wait_until(lambda: os.path.exists(path) and open(path).read().endswith("\n"), 10,
+               what="admin.key")
+    run_c_suite(3, CITRUS_TEST_ENDPOINT=dev.url, CITRUS_TEST_TOKEN=open(path).read().strip())

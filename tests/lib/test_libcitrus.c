@@ -4,7 +4,10 @@
  *
  * Environment: CITRUS_TEST_ENDPOINT (Citrus API), CITRUS_TEST_ROUTER,
  * CITRUS_TEST_DSNS (two sqlite:// DSNs of empty databases, comma-separated,
- * for shards the tests add). The server starts with its four dev shards. */
+ * for shards the tests add). The server starts with its four dev shards.
+ *
+ * With CITRUS_TEST_TOKEN (an sm-admin API key of a server started with
+ * --auth api_key) only the credential tests run, against that server. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -29,7 +32,7 @@
 #define NPINNED 300
 #define DEADLINE_MS 10000
 
-static const char *api, *router;
+static const char *api, *router, *token;
 static char dsn_a[512], dsn_b[512];
 
 /* ---- a minimal admin client (the test's own, not the library's) ---- */
@@ -61,6 +64,11 @@ static json_t *http(const char *method, const char *path, json_t *body, long *st
     buf b = {0};
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
+    char auth[1024];
+    if (token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        hl = curl_slist_append(hl, auth);
+    }
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
@@ -584,9 +592,174 @@ static void test_close_does_not_wait_for_the_long_poll(void **state)
     }
 }
 
+/* ---- credentials (CITRUS_TEST_TOKEN) ---- */
+
+/* A new API key with role (POST /v1/auth/keys): its token (caller frees)
+ * and, when id is not NULL, its id. */
+static char *make_key(const char *name, const char *role, char *id, size_t idlen)
+{
+    json_t *j =
+        http_ok("POST", "/v1/auth/keys", json_pack("{s:s,s:[s]}", "name", name, "roles", role));
+    char *key = strdup(json_string_value(json_object_get(j, "key")));
+    if (id)
+        snprintf(id, idlen, "%s", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    return key;
+}
+
+static citrus_client *connect_with(const char *tok, int no_watch, citrus_error *e)
+{
+    const char *eps[] = {api};
+    citrus_options o = {.endpoints = eps, .nendpoints = 1, .no_watch = no_watch, .token = tok};
+    return citrus_connect(&o, e);
+}
+
+static void test_token_is_accepted(void **state)
+{
+    (void)state;
+    citrus_error e;
+    citrus_client *c = connect_with(token, 0, &e);
+    if (!c)
+        fprintf(stderr, "connect: %s: %s\n", e.name, e.message);
+    assert_non_null(c);
+    assert_int_equal(citrus_refresh(c, &e), 0);
+    /* The watch carries the token too: it sees a write under citrus/. */
+    json_t *put = http_ok("PUT", "/v1/kv/citrus/test/watched", json_string("x"));
+    int64_t rev = json_integer_value(json_object_get(put, "mod_revision"));
+    json_decref(put);
+    assert_true(rev > 0);
+    assert_int_equal(citrus_wait_revision(c, rev, DEADLINE_MS), 0);
+    citrus_close(c);
+}
+
+static void test_missing_or_bad_token_is_refused(void **state)
+{
+    (void)state;
+    citrus_error e;
+    assert_null(connect_with(NULL, 1, &e));
+    assert_int_equal(e.code, CITRUS_EUNAUTHENTICATED);
+    assert_int_equal(e.http_status, 401);
+    assert_string_equal(e.name, "unauthenticated");
+    char want[600];
+    snprintf(want, sizeof(want), "401 from %s: ", api);
+    if (strncmp(e.message, want, strlen(want)) != 0)
+        fail_msg("message: %s", e.message);
+    assert_true(strlen(e.message) > strlen(want));
+    /* A key the server never made. */
+    assert_null(connect_with("ck_0123456789abcdef_0123456789abcdef0123456789abcdef0123456789abcdef"
+                             "0123456789abcdef",
+                             1, &e));
+    assert_int_equal(e.code, CITRUS_EUNAUTHENTICATED);
+    /* A reader without KV grants may not read the routing keys. */
+    char *reader = make_key("lib-reader", "reader", NULL, 0);
+    assert_null(connect_with(reader, 1, &e));
+    assert_int_equal(e.code, CITRUS_EFORBIDDEN);
+    assert_int_equal(e.http_status, 403);
+    snprintf(want, sizeof(want), "403 from %s: ", api);
+    assert_int_equal(strncmp(e.message, want, strlen(want)), 0);
+    free(reader);
+    /* Tokens that cannot be sent, and both ways at once. */
+    assert_null(connect_with("two words", 1, &e));
+    assert_int_equal(e.code, CITRUS_EINVAL);
+    assert_null(strstr(e.message, "two words"));
+    const char *eps[] = {api};
+    citrus_options o = {.endpoints = eps,
+                        .nendpoints = 1,
+                        .token = token,
+                        .token_cb = (int (*)(void *, char *, size_t))1};
+    assert_null(citrus_connect(&o, &e));
+    assert_int_equal(e.code, CITRUS_EINVAL);
+}
+
+typedef struct renewer {
+    const char *first, *then;
+    int calls;
+} renewer;
+
+/* Gives a revoked key the first time, the good one afterwards. */
+static int renew(void *ctx, char *out, size_t len)
+{
+    renewer *r = ctx;
+    const char *t = r->calls++ == 0 ? r->first : r->then;
+    if (strlen(t) >= len)
+        return -1;
+    strcpy(out, t);
+    return 0;
+}
+
+static int refuse(void *ctx, char *out, size_t len)
+{
+    (void)out;
+    (void)len;
+    ++*(int *)ctx;
+    return 7;
+}
+
+static void test_token_cb_renews_after_401(void **state)
+{
+    (void)state;
+    char id[64], path[128];
+    char *revoked = make_key("lib-revoked", "sm-admin", id, sizeof(id));
+    snprintf(path, sizeof(path), "/v1/auth/keys/%s", id);
+    json_decref(http_ok("DELETE", path, NULL));
+
+    renewer r = {.first = revoked, .then = token};
+    const char *eps[] = {api};
+    citrus_options o = {.endpoints = eps, .nendpoints = 1, .token_cb = renew, .token_ctx = &r};
+    citrus_error e;
+    citrus_client *c = citrus_connect(&o, &e);
+    if (!c)
+        fprintf(stderr, "connect: %s: %s\n", e.name, e.message);
+    assert_non_null(c);
+    /* Once before the first request, once after its 401: then the request
+     * went again with the new token. */
+    assert_int_equal(r.calls, 2);
+    /* The good token stays: no more calls for later requests or the watch. */
+    assert_int_equal(citrus_refresh(c, &e), 0);
+    json_t *put = http_ok("PUT", "/v1/kv/citrus/test/renewed", json_string("x"));
+    int64_t rev = json_integer_value(json_object_get(put, "mod_revision"));
+    json_decref(put);
+    assert_int_equal(citrus_wait_revision(c, rev, DEADLINE_MS), 0);
+    assert_int_equal(r.calls, 2);
+    citrus_close(c);
+
+    /* A callback that keeps giving a bad token: asked twice, then 401. */
+    renewer bad = {.first = revoked, .then = revoked};
+    o.token_ctx = &bad;
+    assert_null(citrus_connect(&o, &e));
+    assert_int_equal(e.code, CITRUS_EUNAUTHENTICATED);
+    assert_int_equal(bad.calls, 2);
+    /* A callback that fails: the request is not sent. */
+    int fails = 0;
+    o.token_cb = refuse;
+    o.token_ctx = &fails;
+    assert_null(citrus_connect(&o, &e));
+    assert_int_equal(e.code, CITRUS_EUNAUTHENTICATED);
+    assert_non_null(strstr(e.message, "token_cb"));
+    assert_int_equal(fails, 1);
+    free(revoked);
+}
+
+static int run_credential_tests(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_token_is_accepted),
+        cmocka_unit_test(test_missing_or_bad_token_is_refused),
+        cmocka_unit_test(test_token_cb_renews_after_401),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
 int main(void)
 {
     api = getenv("CITRUS_TEST_ENDPOINT");
+    token = getenv("CITRUS_TEST_TOKEN");
+    if (api && token) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        int rc = run_credential_tests();
+        curl_global_cleanup();
+        return rc;
+    }
     router = getenv("CITRUS_TEST_ROUTER");
     const char *dsns = getenv("CITRUS_TEST_DSNS");
     if (!api || !router || !dsns || sscanf(dsns, "%511[^,],%511s", dsn_a, dsn_b) != 2) {
