@@ -189,10 +189,9 @@ int api_audit_query_parse(const api_audit_params *in, audit_query *q, errdetail 
         return errdetail_set(e, CITRUS_EINVAL,
                              "since: Unix milliseconds or an RFC 3339 time (2026-01-02T03:04:05Z)");
     int64_t limit = RECORDS_QUERY_DEFAULT_LIMIT, after = 0;
-    if (in->limit && (parse_int(in->limit, &limit) < 0 || limit < 1 ||
-                      limit > RECORDS_QUERY_MAX_LIMIT))
-        return errdetail_set(e, CITRUS_EINVAL, "limit: an integer 1..%d",
-                             RECORDS_QUERY_MAX_LIMIT);
+    if (in->limit &&
+        (parse_int(in->limit, &limit) < 0 || limit < 1 || limit > RECORDS_QUERY_MAX_LIMIT))
+        return errdetail_set(e, CITRUS_EINVAL, "limit: an integer 1..%d", RECORDS_QUERY_MAX_LIMIT);
     if (in->after && (parse_int(in->after, &after) < 0 || after < 0))
         return errdetail_set(e, CITRUS_EINVAL, "after: an audit row id (an integer >= 0)");
     q->limit = (size_t)limit;

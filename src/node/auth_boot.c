@@ -146,7 +146,7 @@ void auth_dev_key(const citrus_config *cfg, const char *cmd, app *a)
     } else if (rc == 0) {
         fprintf(stderr,
                 "  admin key written to %s (mode 0600): use it as\n"
-                "           citrus --token-file %s ...  or  Authorization: Bearer $(cat "
+                "           citrus kv ls --token-file %s  or  Authorization: Bearer $(cat "
                 "%s)\n",
                 path, path, path);
     } else if (rc == CITRUS_EFORBIDDEN) {
