@@ -1,18 +1,31 @@
 /* records/records.c — the records store's front: argument checks and
- * normalization shared by both backends (see records_ops.h), paging, the
- * purge loop, and freeing rows.
+ * normalization shared by both backends (see records_ops.h), the write
+ * path (group commit), paging, the purge loop, and freeing rows.
  *
  * Text is normalized here, once, so both backends store the same bytes:
  * cut to the field's limit at a character boundary, each byte that does
- * not start a valid UTF-8 sequence replaced by U+FFFD. */
+ * not start a valid UTF-8 sequence replaced by U+FFFD.
+ *
+ * Group commit: every write goes through one writer thread per store. An
+ * appending caller queues its row and waits; the writer takes everything
+ * queued the moment it is free (appends, and the statuses queued by
+ * records_audit_finish) and hands it to the backend as one transaction,
+ * so concurrent appends share one fsync (SQLite) or one commit
+ * (PostgreSQL), and each caller returns once its batch is durable, with
+ * its own id or with the batch's error. See "the writer" below for why a
+ * thread rather than leader/follower. */
 #include "records/records.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "obs/log.h"
 #include "records/records_ops.h"
+#include "sys/clock.h"
 
 static const size_t text_max[RECORDS_AUDIT_NTEXT] = {
     RECORDS_MAX_PRINCIPAL, RECORDS_MAX_ROLES,  RECORDS_MAX_AUTH_METHOD,
@@ -143,12 +156,263 @@ void audit_rows_free(audit_row *rows, size_t n)
     free(rows);
 }
 
+/* ---- the writer ------------------------------------------------------------------- */
+
+/* Why a writer thread and not leader/follower (the first waiting caller
+ * commits for all): statuses are fire-and-forget (records_audit_finish
+ * returns at once) and must still reach the store when no append follows
+ * them, on a node gone quiet, which takes a thread that is no caller. With
+ * that thread committing the appends too there is one write path and one
+ * order of ids, and no caller runs a transaction for others. The handoff
+ * costs microseconds against a commit's fsync of a millisecond or more.
+ *
+ * No append waits for a timer: the writer takes whatever is queued the
+ * moment it is free, so a lone append is committed at once, and the
+ * appends that arrive while a commit syncs go together in the next one.
+ * Statuses alone do wait, up to FINISH_DELAY_MS, for an append to ride
+ * with (at one request at a time that halves the commits); a query writes
+ * them first (writer_flush), and so does records_close. */
+
+/* How long queued statuses wait for a batch of appends to go with. */
+#define FINISH_DELAY_MS 20
+
+/* A caller's append, on its stack while it waits. A flush (row.t NULL)
+ * carries no row: it returns once every status queued before it is
+ * written. */
+typedef struct append_req {
+    records_append row;
+    errdetail *e; /* the caller's (may be NULL): the batch's error */
+    int rc;
+    bool done; /* guarded by mu */
+    struct append_req *next;
+} append_req;
+
+struct records_writer {
+    records *r;
+    pthread_mutex_t mu;
+    pthread_cond_t work;  /* the writer: something queued, or stopping */
+    pthread_cond_t done;  /* callers: their batch was written (or failed) */
+    pthread_cond_t space; /* callers: the queue has room again */
+    append_req *head, *tail;
+    size_t queued;       /* requests from head: at most RECORDS_BATCH_MAX */
+    records_finish *fin; /* queued statuses, oldest first (RECORDS_FINISH_MAX) */
+    size_t nfin;
+    struct timespec fin_due; /* when the oldest of them is written without an append */
+    bool fin_inflight;       /* the batch being written carries statuses */
+    bool healthy;            /* the last batch was written (true before the first) */
+    bool stopping;
+    bool started;
+    pthread_t th;
+    /* The writer thread's own: the batch being written. */
+    records_finish *wfin;
+    records_append *rows;
+};
+
+static void writer_free(records_writer *w)
+{
+    if (!w)
+        return;
+    pthread_cond_destroy(&w->work);
+    pthread_cond_destroy(&w->done);
+    pthread_cond_destroy(&w->space);
+    pthread_mutex_destroy(&w->mu);
+    free(w->fin);
+    free(w->wfin);
+    free(w->rows);
+    free(w);
+}
+
+/* Waits until there is a batch to write or the writer is to stop. mu held. */
+static void writer_wait(records_writer *w)
+{
+    while (!w->stopping && !w->head) {
+        if (w->nfin == 0 || !w->healthy) {
+            /* Statuses kept from a failed batch go with the next append or
+             * flush, not on their own: a store that is down is not retried
+             * in a loop. */
+            pthread_cond_wait(&w->work, &w->mu);
+            continue;
+        }
+        if (w->nfin >= RECORDS_FINISH_MAX / 2)
+            return;
+        if (pthread_cond_timedwait(&w->work, &w->mu, &w->fin_due) == ETIMEDOUT)
+            return;
+    }
+}
+
+/* After a failed batch: its statuses go back before the ones queued since
+ * (they are older), as many as fit; returns how many did not. mu held. */
+static size_t writer_keep_statuses(records_writer *w, size_t nfin)
+{
+    if (w->stopping)
+        return nfin; /* the last batch: nothing comes after it */
+    size_t room = RECORDS_FINISH_MAX - w->nfin;
+    size_t keep = nfin < room ? nfin : room;
+    memmove(w->fin + keep, w->fin, w->nfin * sizeof(*w->fin));
+    memcpy(w->fin, w->wfin, keep * sizeof(*w->fin));
+    w->nfin += keep;
+    return nfin - keep;
+}
+
+static void *writer_main(void *arg)
+{
+    records_writer *w = arg;
+    errdetail err;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        writer_wait(w);
+        if (!w->head && w->nfin == 0)
+            break; /* stopping, and nothing left to write */
+        append_req *batch = w->head;
+        w->head = w->tail = NULL;
+        w->queued = 0;
+        pthread_cond_broadcast(&w->space);
+        records_finish *f = w->fin;
+        w->fin = w->wfin;
+        w->wfin = f;
+        size_t nfin = w->nfin;
+        w->nfin = 0;
+        w->fin_inflight = nfin > 0;
+        pthread_mutex_unlock(&w->mu);
+
+        size_t n = 0;
+        for (append_req *q = batch; q; q = q->next)
+            if (q->row.t)
+                w->rows[n++] = q->row;
+        int rc = 0;
+        errdetail_clear(&err);
+        if (n > 0 || nfin > 0)
+            rc = w->r->ops->write_batch(w->r, w->rows, n, w->wfin, nfin, &err);
+
+        pthread_mutex_lock(&w->mu);
+        if (n > 0 || nfin > 0)
+            w->healthy = rc == 0;
+        size_t lost = rc != 0 && nfin > 0 ? writer_keep_statuses(w, nfin) : 0;
+        w->fin_inflight = false;
+        n = 0;
+        for (append_req *q = batch, *next; q; q = next) {
+            next = q->next; /* q is gone once done is seen */
+            if (q->row.t)
+                q->row.id = rc == 0 ? w->rows[n++].id : 0;
+            q->rc = rc;
+            if (rc != 0 && q->e)
+                *q->e = err;
+            q->done = true;
+        }
+        pthread_cond_broadcast(&w->done);
+        if (lost > 0) {
+            pthread_mutex_unlock(&w->mu);
+            log_warn("records", "audit statuses not recorded (their rows keep status 0)",
+                     json_pack("{s:I,s:s}", "count", (json_int_t)lost, "error", err.message));
+            pthread_mutex_lock(&w->mu);
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Queues q (waiting while the queue is full) and waits until its batch is
+ * written; its rc. */
+static int writer_submit(records_writer *w, append_req *q, errdetail *e)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->queued >= RECORDS_BATCH_MAX && !w->stopping)
+        pthread_cond_wait(&w->space, &w->mu); /* back-pressure: wait, never drop */
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->mu);
+        return errdetail_set(e, CITRUS_EAUDIT, "records store unavailable: closing");
+    }
+    q->next = NULL;
+    if (w->tail)
+        w->tail->next = q;
+    else
+        w->head = q;
+    w->tail = q;
+    w->queued++;
+    pthread_cond_signal(&w->work);
+    while (!q->done)
+        pthread_cond_wait(&w->done, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    return q->rc;
+}
+
+/* Writes the statuses queued so far (by any thread), so a query sees them.
+ * 0 at once when none is pending. */
+static int writer_flush(records_writer *w, errdetail *e)
+{
+    pthread_mutex_lock(&w->mu);
+    bool pending = w->nfin > 0 || w->fin_inflight;
+    pthread_mutex_unlock(&w->mu);
+    if (!pending)
+        return 0;
+    append_req q = {.e = e};
+    return writer_submit(w, &q, e);
+}
+
+/* Stops the writer after it wrote what is queued, and frees it. */
+static void writer_stop(records_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_broadcast(&w->work);
+    pthread_cond_broadcast(&w->space);
+    pthread_mutex_unlock(&w->mu);
+    if (w->started)
+        pthread_join(w->th, NULL);
+    writer_free(w);
+}
+
+int records_start(records *r, errdetail *e)
+{
+    records_writer *w = calloc(1, sizeof(*w));
+    if (!w)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    w->r = r;
+    w->healthy = true;
+    w->fin = calloc(RECORDS_FINISH_MAX, sizeof(*w->fin));
+    w->wfin = calloc(RECORDS_FINISH_MAX, sizeof(*w->wfin));
+    w->rows = calloc(RECORDS_BATCH_MAX, sizeof(*w->rows));
+    bool ok = w->fin && w->wfin && w->rows;
+    int made = 0; /* how many of mu, work, done, space were made */
+    if (ok && (ok = pthread_mutex_init(&w->mu, NULL) == 0))
+        made = 1;
+    if (ok && (ok = clock_cond_init(&w->work) == 0)) /* waits with a deadline: monotonic */
+        made = 2;
+    if (ok && (ok = pthread_cond_init(&w->done, NULL) == 0))
+        made = 3;
+    if (ok && (ok = pthread_cond_init(&w->space, NULL) == 0))
+        made = 4;
+    ok = ok && pthread_create(&w->th, NULL, writer_main, w) == 0;
+    if (!ok) {
+        if (made >= 4)
+            pthread_cond_destroy(&w->space);
+        if (made >= 3)
+            pthread_cond_destroy(&w->done);
+        if (made >= 2)
+            pthread_cond_destroy(&w->work);
+        if (made >= 1)
+            pthread_mutex_destroy(&w->mu);
+        free(w->fin);
+        free(w->wfin);
+        free(w->rows);
+        free(w);
+        return errdetail_set(e, CITRUS_ENOMEM, "records store: cannot start its writer");
+    }
+    w->started = true;
+    r->w = w;
+    return 0;
+}
+
 /* ---- the interface ---------------------------------------------------------------- */
 
 void records_close(records *r)
 {
-    if (r)
-        r->ops->close(r);
+    if (!r)
+        return;
+    if (r->w)
+        writer_stop(r->w); /* writes the statuses still queued */
+    r->w = NULL;
+    r->ops->close(r);
 }
 
 const char *records_backend(const records *r)
@@ -171,12 +435,12 @@ int records_audit_append(records *r, const audit_row *row, int64_t *id, errdetai
     int rc = 0;
     for (int i = 0; i < RECORDS_AUDIT_NTEXT && rc == 0; i++)
         rc = norm_text(in[i], text_max[i], &t.v[i], &t.owned[i], e);
-    int64_t got = 0;
+    append_req q = {.row = {.time_ms = row->time_ms, .t = &t, .status = row->status}, .e = e};
     if (rc == 0)
-        rc = r->ops->append(r, row->time_ms, &t, row->status, &got, e);
+        rc = writer_submit(r->w, &q, e);
     text_free(&t);
     if (rc == 0 && id)
-        *id = got;
+        *id = q.row.id;
     return rc;
 }
 
@@ -186,17 +450,30 @@ int records_audit_finish(records *r, int64_t id, int status, errdetail *e)
         return errdetail_set(e, CITRUS_EINVAL, "audit finish: no store or bad id");
     if (status < 1 || status > 999)
         return errdetail_set(e, CITRUS_EINVAL, "audit finish: status %d out of range", status);
-    bool found = false;
-    int current = 0;
-    int rc = r->ops->finish(r, id, status, &found, &current, e);
-    if (rc != 0)
-        return rc;
-    if (!found)
-        return errdetail_set(e, CITRUS_ENOTFOUND, "audit row %lld not found", (long long)id);
-    if (current != status)
-        return errdetail_set(e, CITRUS_ECONFLICT, "audit row %lld already has status %d",
-                             (long long)id, current);
-    return 0;
+    records_writer *w = r->w;
+    int rc = 0;
+    pthread_mutex_lock(&w->mu);
+    if (!w->healthy || w->stopping)
+        rc = errdetail_set(e, CITRUS_EAUDIT,
+                           "records store unavailable (its last write failed): the status of "
+                           "audit row %lld is not recorded",
+                           (long long)id);
+    else if (w->nfin >= RECORDS_FINISH_MAX)
+        rc = errdetail_set(e, CITRUS_ENOMEM,
+                           "audit finish: %d statuses already wait to be written; the status of "
+                           "audit row %lld is not recorded",
+                           RECORDS_FINISH_MAX, (long long)id);
+    if (rc == 0) {
+        w->fin[w->nfin++] = (records_finish){.id = id, .status = status};
+        if (w->nfin == 1) {
+            w->fin_due = clock_cond_deadline(FINISH_DELAY_MS);
+            pthread_cond_signal(&w->work);
+        } else if (w->nfin == RECORDS_FINISH_MAX / 2) {
+            pthread_cond_signal(&w->work); /* filling up: written now, not at fin_due */
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
 }
 
 /* Appends " AND <col> <op> <placeholder>" to f->sql and the parameter. */
@@ -299,9 +576,12 @@ int records_audit_query(records *r, const audit_query *q, audit_row **rows, size
         *next_after = 0;
     if (!r)
         return errdetail_set(e, CITRUS_EINVAL, "audit query: no store");
+    int rc = writer_flush(r->w, e); /* the statuses finished before this query */
+    if (rc != 0)
+        return rc;
     audit_query all = {0};
     records_filter f;
-    int rc = filter_build(q ? q : &all, r->ops->placeholder, &f, e);
+    rc = filter_build(q ? q : &all, r->ops->placeholder, &f, e);
     if (rc != 0)
         return rc;
     audit_row *got = calloc(f.limit + 1, sizeof(*got));

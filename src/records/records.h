@@ -12,6 +12,12 @@
  * appended without one (records_audit_finish). The only delete is retention
  * by age (records_audit_purge). There is no other update or delete.
  *
+ * Writes are group-committed: appends made at the same time by several
+ * threads go to the store together, in one transaction (one fsync, one
+ * PostgreSQL commit), and statuses go with them; each append still returns
+ * only once its own row is durable. A store has a writer thread of its own
+ * from open to close.
+ *
  * Every call is thread-safe. Failures return a negative CITRUS_E* code with
  * detail in e; a store that cannot be reached or written (file unwritable,
  * disk error, server down) is CITRUS_EAUDIT ("audit_unavailable", 503), so a
@@ -85,7 +91,9 @@ int records_open_sqlite(const char *path, records **out, errdetail *e);
  * Server unreachable: CITRUS_EAUDIT; malformed DSN: CITRUS_EINVAL. */
 int records_open_postgres(const char *dsn, records **out, errdetail *e);
 
-/* Closes the store (NULL is fine). No call may be running on it. */
+/* Closes the store (NULL is fine) after writing the statuses still queued
+ * (records_audit_finish); those it cannot write are logged and lost (their
+ * rows keep status 0). No call may be running on it. */
 void records_close(records *r);
 
 /* "sqlite" or "postgres". */
@@ -93,19 +101,44 @@ const char *records_backend(const records *r);
 
 /* Appends row (its id is ignored; NULL strings are stored as "") and sets
  * *id (may be NULL) to the id it got. Returns 0 only once the row is
- * durable: a fail-closed caller refuses the mutation on any error. */
+ * durable: a fail-closed caller refuses the mutation on any error.
+ *
+ * Concurrent appends are committed together (see above); when that commit
+ * fails, every append of the batch returns the error (CITRUS_EAUDIT) and
+ * none of their rows is in the store, with one PostgreSQL exception: when
+ * the connection breaks while the COMMIT is in flight, the server may have
+ * committed rows whose appends returned CITRUS_EAUDIT (an extra audit row
+ * of a refused mutation, never a missing one of an applied mutation).
+ * Every append that returned 0 is in the store. Ids are strictly
+ * increasing in commit order: an append that returned before another began
+ * has the smaller id. While RECORDS_BATCH_MAX (records_ops.h: 4096)
+ * appends already wait, a new one waits for room (never dropped). */
 int records_audit_append(records *r, const audit_row *row, int64_t *id, errdetail *e);
 
-/* Sets the result status (1..999) of row id, appended with status 0. A row
- * whose status is already set keeps it: 0 when it is the same status,
- * CITRUS_ECONFLICT when it differs. CITRUS_ENOTFOUND: no such row (or
- * purged). */
+/* Queues the result status (1..999) of row id, to be written with the next
+ * batch of appends, or within some 20 ms when none comes; fire-and-forget.
+ * Only a row appended with status 0 takes a status, and only the first:
+ * a row whose status is set keeps it, whatever later finishes say, and a
+ * finish of an id with no row (never appended, or purged) changes nothing.
+ * Neither is reported: the call does not wait for the store.
+ *
+ * A query made after this returns (by any thread) sees the status: it
+ * writes the queued statuses first. records_close writes them too. A
+ * status queued when the store then fails stays queued and goes with the
+ * next batch; one the store can never take (closed while unavailable) is
+ * lost and logged, its row keeping status 0 ("not known").
+ *
+ * 0: queued. CITRUS_EINVAL: no store, id <= 0, status out of range.
+ * CITRUS_EAUDIT: the store's last write failed (it is unavailable), the
+ * status is not queued. CITRUS_ENOMEM: RECORDS_FINISH_MAX (4096) statuses
+ * already wait, the status is not queued. */
 int records_audit_finish(records *r, int64_t id, int status, errdetail *e);
 
 /* The rows matching q (NULL: every row), oldest first by id, at most the
- * limit. *next_after is the last id returned when more rows match after
- * it (pass it as the next query's after_id), 0 when this was the last
- * page. *rows (NULL when *n is 0) owns its strings: audit_rows_free. */
+ * limit, with every status queued before the call (records_audit_finish)
+ * written first: CITRUS_EAUDIT when that write fails. *next_after is the last id returned when more
+ * rows match after it (pass it as the next query's after_id), 0 when this was the last page. *rows
+ * (NULL when *n is 0) owns its strings: audit_rows_free. */
 int records_audit_query(records *r, const audit_query *q, audit_row **rows, size_t *n,
                         int64_t *next_after, errdetail *e);
 

@@ -3,8 +3,12 @@
  *
  * records.c checks and normalizes the arguments (text cut to its limit and
  * made valid UTF-8, the page size clamped, the query's WHERE clause built),
- * pages, loops the purge and frees; a backend only runs statements. Each
- * backend serializes its calls itself (one connection under a mutex).
+ * pages, loops the purge and frees, and owns the write path: its writer
+ * thread gathers concurrent appends and queued statuses into batches and
+ * hands each to the backend's write_batch (group commit). A backend only
+ * runs statements. Each backend serializes its calls itself (one
+ * connection under a mutex): write_batch comes from the writer thread,
+ * query and purge_batch from the callers' threads.
  *
  * For records.c and the backends only. */
 #ifndef CITRUS_RECORDS_RECORDS_OPS_H
@@ -56,14 +60,38 @@ typedef struct records_filter {
     char *owned[4];
 } records_filter;
 
+/* One row of a batch (records.c normalized its text); write_batch sets id. */
+typedef struct records_append {
+    int64_t time_ms;
+    const records_text *t;
+    int status;
+    int64_t id;
+} records_append;
+
+/* A queued result status for row id. */
+typedef struct records_finish {
+    int64_t id;
+    int status;
+} records_finish;
+
+/* The most rows (appends) and the most statuses one batch holds. */
+#define RECORDS_BATCH_MAX 4096
+#define RECORDS_FINISH_MAX 4096
+
 typedef struct records_ops {
     const char *name;
     char placeholder; /* of the query's parameters: '?' (SQLite: ?N) or '$' (PostgreSQL: $N) */
-    int (*append)(records *r, int64_t time_ms, const records_text *t, int status, int64_t *id,
-                  errdetail *e);
-    /* Sets the status of row id when it is 0. *found: the row exists;
-     * *current: its status after the call. */
-    int (*finish)(records *r, int64_t id, int status, bool *found, int *current, errdetail *e);
+    /* Writes one batch in one transaction, all or nothing: first the n
+     * rows, in order, each getting an id (rows[i].id) greater than every id
+     * committed before and than rows[i - 1]'s; then the nfin statuses, each
+     * set only on a row whose status is 0 (of several for one id the first
+     * wins; an id with no row is no error). Returns 0 only once the
+     * transaction is durable; on an error nothing of the batch was written
+     * (PostgreSQL: unless the connection broke while COMMIT was in flight,
+     * see records_pg.c). n, nfin <= RECORDS_BATCH_MAX, RECORDS_FINISH_MAX;
+     * either may be 0. */
+    int (*write_batch)(records *r, records_append *rows, size_t n, const records_finish *fin,
+                       size_t nfin, errdetail *e);
     /* Runs f into rows (f->limit + 1 zeroed slots, filled with
      * records_row_set); *n: how many were filled (also on error: records.c
      * frees them). */
@@ -74,10 +102,18 @@ typedef struct records_ops {
     void (*close)(records *r);
 } records_ops;
 
+typedef struct records_writer records_writer; /* records.c's */
+
 /* Every backend's store starts with this. */
 struct records {
     const records_ops *ops;
+    records_writer *w; /* NULL until records_start */
 };
+
+/* Starts the store's writer thread: the last step of a backend's open
+ * (before it, nothing can be appended). 0, or CITRUS_ENOMEM and r is as
+ * before (the backend closes it). */
+int records_start(records *r, errdetail *e);
 
 /* One purge batch, with the backend's placeholder ("?1" or "$1"). Oldest
  * ids first, so a purge cut short by an error has removed a prefix. */

@@ -3,11 +3,18 @@
  *
  * One libpq connection under a mutex; every statement goes through
  * PQexecParams with text parameters (values are never part of the SQL).
- * A statement that fails on a broken connection (PQstatus CONNECTION_BAD:
- * the server restarted, the network dropped) is retried once after
- * PQreset; if that fails too the call is CITRUS_EAUDIT. (An append whose
- * answer was lost with the connection may so be written twice: a duplicate
- * audit row is better than a missing one.)
+ * Writes come from records.c's writer thread as batches (group commit, see
+ * records.c): the rows and statuses of a batch in one transaction, so
+ * concurrent appends share one commit. A statement that fails on a broken
+ * connection (PQstatus CONNECTION_BAD: the server restarted, the network
+ * dropped) is retried once after PQreset when it is a query, a purge or a
+ * batch's BEGIN; if that fails too the call is CITRUS_EAUDIT. A statement
+ * inside a batch's transaction is not retried: the batch fails, all or
+ * nothing, and every append in it returns CITRUS_EAUDIT. One caveat: when
+ * the connection breaks while COMMIT is in flight, the server may have
+ * committed a batch whose appends then return CITRUS_EAUDIT (the mutation
+ * is refused, its audit row is there anyway: an extra row, never a
+ * missing one).
  *
  * Bounds: connect_timeout (3 s unless the DSN sets one) for an unreachable
  * server, tcp_user_timeout for one that stops answering on an open
@@ -18,10 +25,10 @@
  * synchronous_commit is off turns it on, so an append is at least flushed
  * on the server before it returns.
  *
- * Ids: a bigserial, taken under a transaction-scoped advisory lock held to
- * the commit, so ids become visible in increasing order even with several
- * nodes appending: a reader paging with after_id never passes an id whose
- * row commits later.
+ * Ids: a bigserial, taken (a batch's all at once, ascending) under a
+ * transaction-scoped advisory lock held to the commit, so ids become
+ * visible in increasing order even with several nodes appending: a reader
+ * paging with after_id never passes an id whose row commits later.
  *
  * The DSN (it may hold a password) is never put in an error or a log line:
  * errors carry libpq's message (which does not include the password),
@@ -71,19 +78,28 @@ static const char session_sql[] =
     " CASE WHEN current_setting('synchronous_commit') = 'off'"
     " THEN set_config('synchronous_commit', 'on', false) END";
 
-/* One statement, so one implicit transaction: the lock is taken before
- * nextval and held until the row commits. */
-static const char append_sql[] =
+/* A batch's ids, ascending: the lock is taken before the first nextval
+ * (the CTE's row comes first) and held until the batch commits. */
+static const char ids_sql[] =
     "WITH l AS (SELECT pg_advisory_xact_lock(" AUDIT_LOCK_KEY "))"
-    " INSERT INTO citrus_audit (time_ms, principal, roles, auth_method, peer, method, route,"
-    " action, target, correlation_id, status)"
-    " SELECT $1::bigint, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::integer FROM l RETURNING id";
+    " SELECT nextval(pg_get_serial_sequence('citrus_audit', 'id')) FROM l,"
+    " generate_series(1, $1::integer) ORDER BY 1";
 
+/* Followed by one "($1, ..., $12)" per row, ids given. */
+static const char insert_sql[] =
+    "INSERT INTO citrus_audit (id, time_ms, principal, roles, auth_method, peer, method, route,"
+    " action, target, correlation_id, status) VALUES ";
+
+/* At most this many rows per INSERT (12 parameters each, of the 65535 a
+ * statement may have). */
+#define INSERT_CHUNK 512
+
+/* The statuses of a batch: $1 the ids, $2 the statuses, as arrays; the
+ * first status queued for an id wins, and only a row at 0 takes one. */
 static const char finish_sql[] =
-    "WITH u AS (UPDATE citrus_audit SET status = $2::integer WHERE id = $1::bigint AND status = 0"
-    " RETURNING status)"
-    " SELECT status FROM u UNION ALL SELECT status FROM citrus_audit WHERE id = $1::bigint"
-    " AND NOT EXISTS (SELECT 1 FROM u)";
+    "UPDATE citrus_audit a SET status = u.s FROM (SELECT DISTINCT ON (id) id, s"
+    " FROM unnest($1::bigint[], $2::integer[]) WITH ORDINALITY AS u(id, s, ord)"
+    " ORDER BY id, ord) u WHERE a.id = u.id AND a.status = 0";
 
 typedef struct pg_records {
     records base;
@@ -172,42 +188,147 @@ static int parse_i64(const char *s, int64_t *out)
     return end != s && *end == '\0' ? 0 : -1;
 }
 
-static int pg_append(records *r, int64_t time_ms, const records_text *t, int status, int64_t *id,
-                     errdetail *e)
+/* Runs one statement inside the batch's transaction: no reset and retry
+ * here (the transaction died with a broken connection). *res as run's. */
+static int run_in_txn(pg_records *p, const char *what, const char *sql, int n,
+                      const char *const *vals, ExecStatusType want, PGresult **res, errdetail *e)
 {
-    pg_records *p = self(r);
-    char tbuf[24], sbuf[16];
-    snprintf(tbuf, sizeof(tbuf), "%lld", (long long)time_ms);
-    snprintf(sbuf, sizeof(sbuf), "%d", status);
-    const char *vals[11] = {tbuf};
-    for (int i = 0; i < RECORDS_AUDIT_NTEXT; i++)
-        vals[i + 1] = t->v[i];
-    vals[10] = sbuf;
-    pthread_mutex_lock(&p->mu);
-    PGresult *res;
-    int rc = run(p, "append", append_sql, 11, vals, PGRES_TUPLES_OK, &res, e);
-    if (rc == 0 && (PQntuples(res) != 1 || parse_i64(PQgetvalue(res, 0, 0), id) != 0))
-        rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): append returned no id");
-    PQclear(res);
-    pthread_mutex_unlock(&p->mu);
+    PGresult *r = PQexecParams(p->conn, sql, n, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) == want) {
+        *res = r;
+        return 0;
+    }
+    *res = NULL;
+    bool up = PQstatus(p->conn) == CONNECTION_OK;
+    int rc = unavailable(what, up ? PQresultErrorMessage(r) : PQerrorMessage(p->conn), e);
+    if (up)
+        errdetail_sqlstate(e, PQresultErrorField(r, PG_DIAG_SQLSTATE));
+    PQclear(r);
     return rc;
 }
 
-static int pg_finish(records *r, int64_t id, int status, bool *found, int *current, errdetail *e)
+/* Takes n ids for rows, ascending, into rows[i].id, under the advisory
+ * lock (held to the commit: see the header). */
+static int take_ids(pg_records *p, records_append *rows, size_t n, errdetail *e)
+{
+    char nbuf[24];
+    snprintf(nbuf, sizeof(nbuf), "%zu", n);
+    const char *vals[1] = {nbuf};
+    PGresult *res;
+    int rc = run_in_txn(p, "append", ids_sql, 1, vals, PGRES_TUPLES_OK, &res, e);
+    if (rc != 0)
+        return rc;
+    if ((size_t)PQntuples(res) != n)
+        rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): append got no ids");
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (parse_i64(PQgetvalue(res, (int)i, 0), &rows[i].id) != 0)
+            rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): append got a bad id");
+    PQclear(res);
+    return rc;
+}
+
+/* Inserts rows[0..n) (n <= INSERT_CHUNK) with their ids, one statement. */
+static int insert_rows(pg_records *p, const records_append *rows, size_t n, errdetail *e)
+{
+    enum { NPARAM = 12 }; /* id, time_ms, 9 texts, status */
+    size_t sql_cap = sizeof(insert_sql) + n * (NPARAM * 18 + 8);
+    char *sql = malloc(sql_cap);
+    const char **vals = calloc(n * NPARAM, sizeof(*vals));
+    char(*nums)[24] = calloc(n * 3, sizeof(*nums));
+    if (!sql || !vals || !nums) {
+        free(sql);
+        free(vals);
+        free(nums);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    }
+    size_t len = (size_t)snprintf(sql, sql_cap, "%s", insert_sql);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = i * NPARAM + 1; /* its first placeholder */
+        len += (size_t)snprintf(sql + len, sql_cap - len,
+                                "%s($%zu::bigint, $%zu::bigint, $%zu, $%zu, $%zu, $%zu, $%zu, $%zu,"
+                                " $%zu, $%zu, $%zu, $%zu::integer)",
+                                i ? ", " : "", k, k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7,
+                                k + 8, k + 9, k + 10, k + 11);
+        const char **v = vals + i * NPARAM;
+        snprintf(nums[i * 3], sizeof(nums[0]), "%lld", (long long)rows[i].id);
+        snprintf(nums[i * 3 + 1], sizeof(nums[0]), "%lld", (long long)rows[i].time_ms);
+        snprintf(nums[i * 3 + 2], sizeof(nums[0]), "%d", rows[i].status);
+        v[0] = nums[i * 3];
+        v[1] = nums[i * 3 + 1];
+        for (int t = 0; t < RECORDS_AUDIT_NTEXT; t++)
+            v[2 + t] =
+                rows[i].t->v[t]; /* principal .. target, correlation_id: the columns' order */
+        v[11] = nums[i * 3 + 2];
+    }
+    PGresult *res;
+    int rc = run_in_txn(p, "append", sql, (int)(n * NPARAM), vals, PGRES_COMMAND_OK, &res, e);
+    PQclear(res);
+    free(sql);
+    free(vals);
+    free(nums);
+    return rc;
+}
+
+/* "{a,b,...}": the ids (ids) or else the statuses of fin[0..count); NULL
+ * when out of memory. */
+static char *int_array(size_t count, const records_finish *fin, bool ids)
+{
+    size_t cap = count * 22 + 3;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    size_t len = 0;
+    buf[len++] = '{';
+    for (size_t i = 0; i < count; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? "," : "",
+                                ids ? (long long)fin[i].id : (long long)fin[i].status);
+    snprintf(buf + len, cap - len, "}");
+    return buf;
+}
+
+/* Sets the queued statuses, one statement. */
+static int set_statuses(pg_records *p, const records_finish *fin, size_t nfin, errdetail *e)
+{
+    char *ids = int_array(nfin, fin, true);
+    char *sts = int_array(nfin, fin, false);
+    int rc;
+    if (!ids || !sts) {
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    } else {
+        const char *vals[2] = {ids, sts};
+        PGresult *res;
+        rc = run_in_txn(p, "finish", finish_sql, 2, vals, PGRES_COMMAND_OK, &res, e);
+        PQclear(res);
+    }
+    free(ids);
+    free(sts);
+    return rc;
+}
+
+/* The whole batch in one transaction: BEGIN (which resets a broken
+ * connection first, as run does), the ids, the rows, the statuses,
+ * COMMIT. A failure rolls back what the server still holds. */
+static int pg_write_batch(records *r, records_append *rows, size_t n, const records_finish *fin,
+                          size_t nfin, errdetail *e)
 {
     pg_records *p = self(r);
-    char ibuf[24], sbuf[16];
-    snprintf(ibuf, sizeof(ibuf), "%lld", (long long)id);
-    snprintf(sbuf, sizeof(sbuf), "%d", status);
-    const char *vals[2] = {ibuf, sbuf};
     pthread_mutex_lock(&p->mu);
     PGresult *res;
-    int rc = run(p, "finish", finish_sql, 2, vals, PGRES_TUPLES_OK, &res, e);
-    if (rc == 0 && PQntuples(res) == 1) {
-        *found = true;
-        *current = atoi(PQgetvalue(res, 0, 0));
-    }
+    int rc = run(p, "begin", "BEGIN", 0, NULL, PGRES_COMMAND_OK, &res, e);
     PQclear(res);
+    if (rc == 0 && n > 0)
+        rc = take_ids(p, rows, n, e);
+    for (size_t i = 0; i < n && rc == 0; i += INSERT_CHUNK)
+        rc = insert_rows(p, rows + i, n - i < INSERT_CHUNK ? n - i : INSERT_CHUNK, e);
+    if (rc == 0 && nfin > 0)
+        rc = set_statuses(p, fin, nfin, e);
+    if (rc == 0) {
+        rc = run_in_txn(p, "commit", "COMMIT", 0, NULL, PGRES_COMMAND_OK, &res, e);
+        PQclear(res);
+    }
+    if (rc != 0 && PQstatus(p->conn) == CONNECTION_OK &&
+        PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+        PQclear(PQexec(p->conn, "ROLLBACK"));
     pthread_mutex_unlock(&p->mu);
     return rc;
 }
@@ -278,8 +399,7 @@ static void pg_close(records *r)
 static const records_ops pg_ops = {
     .name = "postgres",
     .placeholder = '$',
-    .append = pg_append,
-    .finish = pg_finish,
+    .write_batch = pg_write_batch,
     .query = pg_query,
     .purge_batch = pg_purge_batch,
     .close = pg_close,
@@ -361,6 +481,8 @@ int records_open_postgres(const char *dsn, records **out, errdetail *e)
             rc = unavailable("creating citrus_audit", PQresultErrorMessage(res), e);
         PQclear(res);
     }
+    if (rc == 0)
+        rc = records_start(&p->base, e);
     if (rc != 0) {
         pg_close(&p->base);
         return rc;

@@ -2,15 +2,17 @@
  * database of its own (<data-dir>/records.db), apart from the catalog's
  * file so that neither's writes wait for the other's.
  *
- * One connection under a mutex: every call is one short statement, and
- * audit writes come at the rate of API mutations, so a writer thread and
- * group commit (as the catalog store has) would buy little here.
+ * One connection under a mutex. Writes come from records.c's writer
+ * thread as batches (group commit, see records.c): every row and status of
+ * a batch in one BEGIN IMMEDIATE ... COMMIT, so the appends of concurrent
+ * requests share one fsync. Queries and purges take the same connection
+ * between batches.
  *
- * Durability: WAL with synchronous=FULL, so each append's commit is synced
- * to disk before it returns. NORMAL would sync the WAL only at checkpoints:
- * a power loss could then drop audit rows of mutations that were applied
- * and acknowledged, which is exactly what a fail-closed audit log promises
- * cannot happen. The cost is one fsync per audited mutation.
+ * Durability: WAL with synchronous=FULL, so a batch's commit is synced to
+ * disk before any of its appends returns. NORMAL would sync the WAL only
+ * at checkpoints: a power loss could then drop audit rows of mutations
+ * that were applied and acknowledged, which is exactly what a fail-closed
+ * audit log promises cannot happen. The cost is one fsync per batch.
  *
  * Ids: INTEGER PRIMARY KEY AUTOINCREMENT, so an id is never handed out
  * again, not even after the newest rows were purged (a plain rowid would
@@ -44,11 +46,13 @@ static const char schema_sql[] =
     "PRAGMA user_version = 1;";
 
 #define STMT_TABLE(X)                                                                              \
+    X(BEGIN, "BEGIN IMMEDIATE")                                                                    \
+    X(COMMIT, "COMMIT")                                                                            \
+    X(ROLLBACK, "ROLLBACK")                                                                        \
     X(APPEND, "INSERT INTO citrus_audit (time_ms, principal, roles, auth_method, peer, method,"    \
               " route, action, target, correlation_id, status)"                                    \
               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                            \
     X(FINISH, "UPDATE citrus_audit SET status = ?2 WHERE id = ?1 AND status = 0")                  \
-    X(STATUS, "SELECT status FROM citrus_audit WHERE id = ?1")                                     \
     X(PURGE, RECORDS_PURGE_SQL("?1"))
 
 typedef enum {
@@ -101,46 +105,50 @@ static int bind_text(sqlite3_stmt *st, int i, const char *v)
     return sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
 }
 
-static int lite_append(records *r, int64_t time_ms, const records_text *t, int status, int64_t *id,
-                       errdetail *e)
+/* Inserts one row of a batch; its id into row->id. mu held, in the batch's
+ * transaction. */
+static int lite_insert(sqlite_records *s, records_append *row, errdetail *e)
 {
-    sqlite_records *s = self(r);
-    pthread_mutex_lock(&s->mu);
     sqlite3_stmt *st = s->st[ST_APPEND];
-    int rc = sqlite3_bind_int64(st, 1, time_ms);
+    int rc = sqlite3_bind_int64(st, 1, row->time_ms);
     for (int i = 0; i < RECORDS_AUDIT_NTEXT && rc == SQLITE_OK; i++)
-        rc = bind_text(st, i + 2, t->v[i]);
+        rc = bind_text(st, i + 2, row->t->v[i]);
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int(st, 11, status);
-    int out = rc == SQLITE_OK ? step_done(s, ST_APPEND, "append", e) : fail(s->db, rc, "bind", e);
+        rc = sqlite3_bind_int(st, 11, row->status);
+    if (rc != SQLITE_OK) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return fail(s->db, rc, "append", e);
+    }
+    int out = step_done(s, ST_APPEND, "append", e);
     if (out == 0)
-        *id = sqlite3_last_insert_rowid(s->db);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    pthread_mutex_unlock(&s->mu);
+        row->id = sqlite3_last_insert_rowid(s->db);
     return out;
 }
 
-static int lite_finish(records *r, int64_t id, int status, bool *found, int *current, errdetail *e)
+/* The whole batch in one transaction: AUTOINCREMENT hands out the ids in
+ * insert order, each above every id ever given (see the header). */
+static int lite_write_batch(records *r, records_append *rows, size_t n, const records_finish *fin,
+                            size_t nfin, errdetail *e)
 {
     sqlite_records *s = self(r);
     pthread_mutex_lock(&s->mu);
-    sqlite3_bind_int64(s->st[ST_FINISH], 1, id);
-    sqlite3_bind_int(s->st[ST_FINISH], 2, status);
-    int out = step_done(s, ST_FINISH, "finish", e);
-    if (out == 0) {
-        sqlite3_stmt *st = s->st[ST_STATUS];
-        sqlite3_bind_int64(st, 1, id);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            *found = true;
-            *current = sqlite3_column_int(st, 0);
-        } else if (rc != SQLITE_DONE) {
-            out = fail(s->db, rc, "finish", e);
-        }
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
+    int out = step_done(s, ST_BEGIN, "begin", e);
+    for (size_t i = 0; i < n && out == 0; i++)
+        out = lite_insert(s, &rows[i], e);
+    for (size_t i = 0; i < nfin && out == 0; i++) {
+        /* WHERE status = 0: of two statuses for one row the first stays. */
+        sqlite3_bind_int64(s->st[ST_FINISH], 1, fin[i].id);
+        sqlite3_bind_int(s->st[ST_FINISH], 2, fin[i].status);
+        out = step_done(s, ST_FINISH, "finish", e);
     }
+    if (out == 0)
+        out = step_done(s, ST_COMMIT, "commit", e);
+    /* After a failed statement or COMMIT (the WAL could not be written or
+     * synced) the transaction may still be open, or SQLite rolled it back
+     * itself. */
+    if (out != 0 && !sqlite3_get_autocommit(s->db))
+        step_done(s, ST_ROLLBACK, "rollback", NULL);
     pthread_mutex_unlock(&s->mu);
     return out;
 }
@@ -201,8 +209,7 @@ static void lite_close(records *r)
 static const records_ops sqlite_ops = {
     .name = "sqlite",
     .placeholder = '?',
-    .append = lite_append,
-    .finish = lite_finish,
+    .write_batch = lite_write_batch,
     .query = lite_query,
     .purge_batch = lite_purge_batch,
     .close = lite_close,
@@ -257,6 +264,8 @@ int records_open_sqlite(const char *path, records **out, errdetail *e)
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
     int out_rc = rc == SQLITE_OK ? lite_setup(s, path, e) : fail(s->db, rc, path, e);
+    if (out_rc == 0)
+        out_rc = records_start(&s->base, e);
     if (out_rc != 0) {
         lite_close(&s->base);
         return out_rc;

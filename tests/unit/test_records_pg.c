@@ -65,8 +65,23 @@ static int conf_open(void *ctx, records **out)
     return conf_reopen(ctx, out);
 }
 
-static const records_conformance_factory factory = {
-    .name = "postgres", .open = conf_open, .reopen = conf_reopen};
+/* The server goes down (the store's connection with it) and comes back. */
+static int conf_break_writes(void *ctx, records *r)
+{
+    return pg_halt(&pg);
+}
+
+static int conf_mend_writes(void *ctx, records *r)
+{
+    return pg_resume(&pg);
+}
+
+static const records_conformance_factory factory = {.name = "postgres",
+                                                    .open = conf_open,
+                                                    .reopen = conf_reopen,
+                                                    .break_writes = conf_break_writes,
+                                                    .mend_writes = conf_mend_writes,
+                                                    .failed_may_commit = true};
 
 /* ---- PostgreSQL only ------------------------------------------------------------- */
 

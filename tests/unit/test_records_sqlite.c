@@ -51,8 +51,38 @@ static int conf_reopen(void *ctx, records **out)
     return rc;
 }
 
-static const records_conformance_factory factory = {
-    .name = "sqlite", .open = conf_open, .reopen = conf_reopen};
+static int fd_of(const char *path);
+
+/* The WAL of the last store opened, swapped for a read-only descriptor
+ * (see test_write_fails_under_open_store) and back. */
+static int wal_fd = -1, wal_keep = -1;
+
+static int conf_break_writes(void *ctx, records *r)
+{
+    char wal[PATH_MAX + 8];
+    snprintf(wal, sizeof(wal), "%s-wal", last_path);
+    wal_fd = fd_of(wal);
+    int ro = open(wal, O_RDONLY | O_CLOEXEC);
+    wal_keep = wal_fd >= 0 ? dup(wal_fd) : -1;
+    int rc = wal_fd >= 0 && wal_keep >= 0 && ro >= 0 && dup2(ro, wal_fd) == wal_fd ? 0 : -1;
+    if (ro >= 0)
+        close(ro);
+    return rc;
+}
+
+static int conf_mend_writes(void *ctx, records *r)
+{
+    int rc = dup2(wal_keep, wal_fd) == wal_fd ? 0 : -1;
+    close(wal_keep);
+    wal_keep = wal_fd = -1;
+    return rc;
+}
+
+static const records_conformance_factory factory = {.name = "sqlite",
+                                                    .open = conf_open,
+                                                    .reopen = conf_reopen,
+                                                    .break_writes = conf_break_writes,
+                                                    .mend_writes = conf_mend_writes};
 
 /* ---- SQLite only ---------------------------------------------------------------- */
 
