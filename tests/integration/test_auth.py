@@ -151,8 +151,29 @@ def test_matrix_covers_every_route():
     assert router == set(ROUTER_MATRIX)
 
 
+def audit_rows(base, admin, query=""):
+    rows, after = [], 0
+    while True:
+        page = call(base, "GET", f"/v1/audit?limit=1000&after={after}{query}", None,
+                    admin).json()
+        rows += page["entries"]
+        if page["next_after"] is None:
+            return rows
+        after = page["next_after"]
+
+
 def test_api_matrix(secured):
     check_matrix(secured.url, API_MATRIX, secured.keys)
+    # every mutation route the matrix called as sm-admin left its row, with the
+    # principal, the route, the status and a correlation id
+    rows = audit_rows(secured.url, secured.keys[ADMIN])
+    seen = {(e["method"], e["route"]) for e in rows
+            if e["principal"].endswith("/dev-admin") and e["status"] not in (0, 401, 403)
+            and e["correlation_id"] and not e["action"].startswith("auth.")}
+    for (method, pattern) in API_MATRIX:
+        if method != "GET" and pattern != "/v1/route":
+            assert (method, pattern) in seen, (method, pattern, sorted(seen))
+    assert ("GET", "/v1/snapshot") in seen
 
 
 def test_router_matrix(secured):
@@ -293,14 +314,17 @@ def test_audit_rows(secured):
     call(base, "DELETE", f"/v1/auth/keys/{made['id']}", None, k[ADMIN])
     call(base, "PUT", "/v1/kv/app/denied", b"1", k[READER])
     call(base, "GET", "/v1/cluster", None, None)
-    rows = []
-    after = 0
+    rows = audit_rows(base, k[ADMIN])
+    # pages of 50 give the same rows, once each
+    small, after = [], 0
     while True:
         page = call(base, "GET", f"/v1/audit?limit=50&after={after}", None, k[ADMIN]).json()
-        rows += page["entries"]
+        small += page["entries"]
         if page["next_after"] is None:
             break
         after = page["next_after"]
+    assert [e["id"] for e in small] == [e["id"] for e in rows[:len(small)]]
+    assert len(small) >= len(rows) - 5  # rows of the paging itself may follow
     actions = {(e["action"], e["principal"].split("/")[-1]) for e in rows}
     for want in (("kv.put", "ops"), ("kv.delete", "ops"), ("kv.txn", "ops"),
                  ("lease.grant", "ops"), ("lease.revoke", "dev-admin"),
