@@ -95,8 +95,11 @@ def test_https_api(make_citrus, pki):
     assert requests.get(c.url + "/v1/kv/a", verify=pki.ca.cert, timeout=5).status_code == 200
     assert f"https://127.0.0.1:{c.port}/v1/kv/" in c.stderr()
     # the node registers its https URL in its session
-    log = [ln for ln in c.log_lines() if ln.get("msg") == "listening"]
-    assert log[-1]["fields"]["api"].startswith("https://"), log
+    def registered():
+        j = requests.get(c.url + "/v1/cluster", verify=pki.ca.cert, timeout=5).json()
+        return json.dumps(j["nodes"]) if j.get("nodes") else None
+    nodes = wait_until(registered, 10, what="the node's registration")
+    assert f'https://127.0.0.1:{c.port}' in nodes, nodes
     # plain HTTP to the HTTPS port gets no HTTP answer
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"http://127.0.0.1:{c.port}/health/live", timeout=5)
