@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git
-  libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
+  libmicrohttpd-dev libgnutls28-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libcmocka-dev libmurmurhash-dev libxxhash-dev libpq-dev
   postgresql pgbouncer
   python3 python3-pytest python3-requests python3-yaml

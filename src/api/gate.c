@@ -95,6 +95,9 @@ bool api_gate(http_req *r, const http_route *route, void *ctx)
         .x_roles = http_req_header(r, "X-Roles"),
     };
     q.peer_ipv4 = http_req_peer_ipv4(r, &q.peer_ip);
+    /* only a certificate the handshake verified against the client CA */
+    q.ntls_subjects = http_req_tls_subjects(r, q.tls_subjects,
+                                            sizeof(q.tls_subjects) / sizeof(q.tls_subjects[0]));
     api_reqctx *c = calloc(1, sizeof(*c));
     if (!c) {
         http_reply_error(r, CITRUS_ENOMEM, "out of memory", NULL);

@@ -13,11 +13,13 @@
 #include "catalog/etcd_client.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "citrus/errors.h"
 #include "core/strbuf.h"
@@ -87,6 +89,7 @@ struct etcd_client {
     atomic_llong *bad_until; /* per endpoint: failed, avoid until (clock_mono_ms) */
     long connect_ms, request_ms, max_conns;
     const sysclock *clock;
+    char *ca_file, *cert_file, *key_file; /* NULL: unset */
     CURLM *multi;
     struct curl_slist *headers;       /* with hasleader */
     struct curl_slist *local_headers; /* without */
@@ -507,6 +510,14 @@ static bool easy_setup(etcd_client *c, etcd_call *call, CURL *e)
     ok = ok && curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK;
     ok = ok && curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, TCP_KEEPIDLE_S) == CURLE_OK;
     ok = ok && curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, TCP_KEEPINTVL_S) == CURLE_OK;
+    ok = ok && curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK;
+    ok = ok && curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK;
+    if (c->ca_file)
+        ok = ok && curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file) == CURLE_OK;
+    if (c->cert_file)
+        ok = ok && curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert_file) == CURLE_OK;
+    if (c->key_file)
+        ok = ok && curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file) == CURLE_OK;
     return ok;
 }
 
@@ -1031,6 +1042,29 @@ static int copy_endpoints(etcd_client *c, const etcd_client_options *o, errdetai
     return 0;
 }
 
+/* The TLS files, checked readable now so that a wrong path is an error
+ * that names it rather than every call's handshake failing. */
+static int copy_tls(etcd_client *c, const etcd_client_options *o, errdetail *err)
+{
+    static const char *const names[] = {"ca_file", "cert_file", "key_file"};
+    const char *in[] = {o->ca_file, o->cert_file, o->key_file};
+    char **out[] = {&c->ca_file, &c->cert_file, &c->key_file};
+    for (size_t i = 0; i < 3; i++) {
+        if (!in[i] || !*in[i])
+            continue;
+        if (access(in[i], R_OK) < 0)
+            return errdetail_set(err, CITRUS_EINVAL, "etcd: tls.%s %s: cannot read: %s", names[i],
+                                 in[i], strerror(errno));
+        *out[i] = strdup(in[i]);
+        if (!*out[i])
+            return CITRUS_ENOMEM;
+    }
+    if (!c->cert_file != !c->key_file)
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "etcd: tls.cert_file and tls.key_file go together");
+    return 0;
+}
+
 static int curl_init(etcd_client *c, errdetail *err)
 {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -1079,6 +1113,9 @@ void etcd_client_free(etcd_client *c)
     for (size_t i = 0; c->endpoints && i < c->nendpoints; i++)
         free(c->endpoints[i]);
     free(c->endpoints);
+    free(c->ca_file);
+    free(c->cert_file);
+    free(c->key_file);
     free(c->bad_until);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cond);
@@ -1101,6 +1138,8 @@ int etcd_client_new(const etcd_client_options *o, etcd_client **out, errdetail *
     c->max_conns = o->max_connections > 0 ? o->max_connections : DEFAULT_MAX_CONNS;
     c->clock = o->clock;
     int rc = copy_endpoints(c, o, err);
+    if (rc == 0)
+        rc = copy_tls(c, o, err);
     if (rc == 0)
         rc = curl_init(c, err);
     if (rc == 0) {

@@ -42,6 +42,12 @@ typedef struct etcd_client_options {
     int64_t request_timeout_ms; /* per unary attempt, connect included; 0 = 5000 */
     long max_connections;       /* idle connections kept for reuse; 0 = 32 */
     const sysclock *clock;      /* how long an endpoint that failed is avoided; NULL = real */
+    /* TLS for https endpoints (NULL or "": unused; copied): the CA bundle
+     * to verify members with (else the system's), the client certificate
+     * and its key (PEM). Peers are always verified, host names included. */
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
 } etcd_client_options;
 
 /* What a unary call may do after its request was (perhaps) sent. */

@@ -886,7 +886,10 @@ int store_etcd_open(const store_etcd_options *o, store **out, errdetail *e)
                               .connect_timeout_ms = o->connect_timeout_ms,
                               .request_timeout_ms = o->request_timeout_ms,
                               .max_connections = o->max_connections,
-                              .clock = o->clock};
+                              .clock = o->clock,
+                              .ca_file = o->ca_file,
+                              .cert_file = o->cert_file,
+                              .key_file = o->key_file};
     int rc = etcd_client_new(&co, &s->cl, e);
     s->puts = rc == 0 && o->batch_puts ? etcd_batcher_new(s->cl, PUT_BATCHES, o->clock) : NULL;
     if (rc == 0 && o->batch_puts && !s->puts)

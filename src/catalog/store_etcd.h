@@ -55,6 +55,12 @@ typedef struct store_etcd_options {
     /* Times endpoint penalties, watch stalls and retries, batches and the
      * cluster view's age (borrowed, outlives the store); NULL = real. */
     const sysclock *clock;
+    /* https endpoints (NULL or "": unused): the CAs the members'
+     * certificates chain to (else the system's), and a client certificate
+     * and key for etcd's --client-cert-auth; PEM files, read per connection. */
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
 } store_etcd_options;
 
 /* Connects (one endpoint must answer: else CITRUS_EUNAVAILABLE), learns

@@ -19,6 +19,7 @@
 #include "core/strbuf.h"
 #include "core/utf8.h"
 #include "http/route.h"
+#include "http/tls.h"
 #include "obs/log.h"
 #include "http/workpool.h"
 #include "obs/metrics.h"
@@ -40,6 +41,7 @@ struct http_server {
     http_server_options opts;
     const char *component;
     bool per_connection; /* a thread per connection: blocking handlers run inline */
+    http_tls *tls;       /* NULL: plain HTTP */
 };
 
 typedef struct resp_header {
@@ -198,6 +200,15 @@ bool http_req_peer_ipv4(const http_req *r, uint32_t *ip)
         return false;
     *ip = ntohl(((const struct sockaddr_in *)ci->client_addr)->sin_addr.s_addr);
     return true;
+}
+
+size_t http_req_tls_subjects(const http_req *r, const char **out, size_t max)
+{
+    if (!r->srv->tls)
+        return 0;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? http_tls_conn_subjects(ci->socket_context, out, max) : 0;
 }
 
 const char *http_req_correlation(const http_req *r)
@@ -922,6 +933,23 @@ static int listen_on(const char *addr, int *fd, unsigned *port, errdetail *e)
     return 0;
 }
 
+/* A connection began or ended: its TLS state (the session is set up, the
+ * handshake not begun). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        http_tls_conn_end(*socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci && ci->tls_session)
+        *socket_context = http_tls_conn_start(s->tls, ci->tls_session);
+}
+
 int http_server_bind(const http_server_options *opts, const http_route *routes, size_t nroutes,
                      void *app, http_server **out, errdetail *e)
 {
@@ -945,6 +973,19 @@ int http_server_bind(const http_server_options *opts, const http_route *routes, 
      * are only for absurd input. */
     s->max_header = opts->max_header_bytes ? opts->max_header_bytes : (size_t)32 * 1024;
     s->per_connection = opts->thread_per_connection;
+    if (opts->tls_cert_file && *opts->tls_cert_file) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+            rc = errdetail_set(e, CITRUS_EINVAL, "%s: libmicrohttpd was built without TLS",
+                               opts->tls_name ? opts->tls_name : "tls");
+        else
+            rc = http_tls_new(opts->tls_name ? opts->tls_name : "tls", opts->tls_cert_file,
+                              opts->tls_key_file, opts->tls_client_ca_file, &s->tls, e);
+        if (rc < 0) {
+            close(s->listen_fd);
+            free(s);
+            return rc;
+        }
+    }
     *out = s;
     return 0;
 }
@@ -961,7 +1002,14 @@ int http_server_serve(http_server *s, errdetail *e)
         return errdetail_set(e, CITRUS_ENOMEM, "cannot start the work pool");
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_TURBO |
-                     (s->per_connection ? MHD_USE_THREAD_PER_CONNECTION : MHD_USE_EPOLL);
+                     (s->per_connection ? MHD_USE_THREAD_PER_CONNECTION : MHD_USE_EPOLL) |
+                     (s->tls ? MHD_USE_TLS : 0);
+    /* With TLS, the certificate comes from a callback on every handshake
+     * (not MHD_OPTION_HTTPS_MEM_CERT, fixed for the daemon's life), so a
+     * reload reaches new connections without restarting the daemon, which
+     * would close the open ones (http/tls.h). The TLS options come last:
+     * without TLS the list ends before them (what follows the first
+     * MHD_OPTION_END is not read). */
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE,
@@ -972,7 +1020,8 @@ int http_server_serve(http_server *s, errdetail *e)
         opts->connection_memory_bytes ? opts->connection_memory_bytes
                                       : s->max_header + (size_t)16 * 1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-        MHD_OPTION_END);
+        s->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, http_tls_retrieve,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon) {
         int err = errno;
         workpool_free(s->pool);
@@ -999,6 +1048,16 @@ unsigned http_server_port(const http_server *s)
     return s->port;
 }
 
+bool http_server_tls(const http_server *s)
+{
+    return s->tls != NULL;
+}
+
+int http_server_reload_tls(http_server *s, errdetail *e)
+{
+    return s && s->tls ? http_tls_reload(s->tls, e) : 0;
+}
+
 void http_server_stop(http_server *s)
 {
     if (!s)
@@ -1012,5 +1071,6 @@ void http_server_stop(http_server *s)
         MHD_stop_daemon(s->daemon);
     if (s->listen_fd >= 0)
         close(s->listen_fd); /* bound, never served */
+    http_tls_free(s->tls);   /* every connection is closed */
     free(s);
 }

@@ -49,6 +49,16 @@ typedef struct http_server_options {
     /* Runs once per matched request as it ends (also when the client went
      * away: status is then what was sent, 0 when nothing), with gate_ctx. */
     void (*done)(http_req *r, unsigned status, void *ctx);
+    /* HTTPS when tls_cert_file is set (PEM files, read at bind and again by
+     * http_server_reload_tls; the paths are copied): the chain, leaf first,
+     * and its unencrypted key. With tls_client_ca_file, every client must
+     * present a certificate that chains to it, valid now; others fail the
+     * TLS handshake (http/tls.h). tls_name names the settings in messages
+     * ("server.tls"). */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_client_ca_file;
+    const char *tls_name;
 } http_server_options;
 
 /* Starts serving routes (the array is kept, not copied). app is passed to
@@ -68,6 +78,12 @@ int http_server_bind(const http_server_options *opts, const http_route *routes, 
 int http_server_serve(http_server *s, errdetail *e);
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const http_server *s);
+/* Whether the server speaks HTTPS. */
+bool http_server_tls(const http_server *s);
+/* Reads the TLS files again: new connections get the new certificate,
+ * open ones keep theirs. On failure (e says why, naming the file) the
+ * current ones stay. A server without TLS: 0. NULL is a no-op. */
+int http_server_reload_tls(http_server *s, errdetail *e);
 /* Stops accepting, finishes and frees. NULL is a no-op. */
 void http_server_stop(http_server *s);
 
@@ -85,6 +101,10 @@ const unsigned char *http_req_body(const http_req *r, size_t *len);
 void http_req_peer(const http_req *r, char *buf, size_t len);
 /* The peer's IPv4 address (host order) into *ip; false when not IPv4. */
 bool http_req_peer_ipv4(const http_req *r, uint32_t *ip);
+/* The verified client certificate's CN and DNS/email/URI SANs (HTTPS with
+ * a client CA; pointers valid during the request): how many were stored
+ * in out, at most max; 0 without one. */
+size_t http_req_tls_subjects(const http_req *r, const char **out, size_t max);
 /* The request's correlation id. */
 const char *http_req_correlation(const http_req *r);
 /* The route matched (NULL before matching or when none did). */

@@ -49,13 +49,25 @@ int auth_boot(const citrus_config *cfg, const char *cmd, const char *api_listen,
                 cmd);
         return CITRUS_EINVAL;
     }
-    if (au->modes & AUTHN_MTLS) {
+    if ((au->modes & AUTHN_MTLS) && !cfg->tls_client_ca_file[0]) {
         fprintf(stderr,
-                "citrus %s: invalid config: auth.modes: mtls is not available in this "
-                "build yet\n",
+                "citrus %s: invalid config: server.tls.client_ca_file: required with the "
+                "mtls auth mode (and server.tls.cert_file, key_file)\n",
                 cmd);
         return CITRUS_EINVAL;
     }
+    if ((au->modes & AUTHN_MTLS) && cfg->nmtls_subjects == 0) {
+        fprintf(stderr,
+                "citrus %s: invalid config: auth.mtls.subjects: required with the mtls "
+                "auth mode (which certificate subject is which user)\n",
+                cmd);
+        return CITRUS_EINVAL;
+    }
+    /* A subject maps to a user only where its certificate was verified: on
+     * the API listener (server.tls.client_ca_file), and on the router when
+     * router.tls.client_ca_file is set too. */
+    memcpy(au->subjects, cfg->mtls_subjects, sizeof(au->subjects));
+    au->nsubjects = cfg->nmtls_subjects;
     if (au->modes & AUTHN_JWT) {
         authn_jwt_options jo = {.issuer = cfg->jwt_issuer,
                                 .audience = cfg->jwt_audience,

@@ -10,12 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/principal.h"
 #include "citrus/errors.h"
 
 /* F_LIST: a JSON array of strings, or comma-separated text, kept joined by
- * commas. F_NODES: a JSON array of {id, address, api_port} (JSON text in the
- * environment or a flag). */
-typedef enum { F_STR, F_INT, F_ENUM, F_LIST, F_NODES } field_type;
+ * commas. F_NODES: a JSON array of {id, address, api_port}; F_SUBJECTS: a
+ * JSON array of {subject, user, roles} (both JSON text in the environment
+ * or a flag). */
+typedef enum { F_STR, F_INT, F_ENUM, F_LIST, F_NODES, F_SUBJECTS } field_type;
 
 typedef struct field {
     const char *section;
@@ -63,6 +65,12 @@ static const field fields[] = {
         "per-connection header memory"),
     INT("server", "max_body_bytes", "max-body-bytes", max_body_bytes, 1024, 268435456,
         "request body limit"),
+    STR("server.tls", "cert_file", "tls-cert-file", tls_cert_file,
+        "API over HTTPS: the certificate chain, PEM, leaf first (reloaded on SIGHUP)"),
+    STR("server.tls", "key_file", "tls-key-file", tls_key_file,
+        "API over HTTPS: the certificate's private key, PEM, unencrypted"),
+    STR("server.tls", "client_ca_file", "tls-client-ca-file", tls_client_ca_file,
+        "API: require client certificates signed by these CAs, PEM (the mtls auth mode)"),
     {"cluster", "nodes", "nodes", F_NODES, offsetof(citrus_config, nodes), 0, 0, 0, NULL,
      "static membership: [{id, address, api_port}, ...]"},
     ENUM("catalog", "backend", "catalog-backend", backend, "embedded|etcd",
@@ -71,6 +79,12 @@ static const field fields[] = {
          "etcd client URLs (comma-separated in env/flags)"),
     INT("catalog.etcd", "request_timeout_ms", "etcd-request-timeout", etcd_request_timeout_ms, 100,
         600000, "etcd request timeout, ms"),
+    STR("catalog.etcd.tls", "ca_file", "etcd-ca-file", etcd_ca_file,
+        "https etcd endpoints: the CAs their certificates chain to, PEM (else the system's)"),
+    STR("catalog.etcd.tls", "cert_file", "etcd-cert-file", etcd_cert_file,
+        "etcd client certificate auth: this node's certificate, PEM"),
+    STR("catalog.etcd.tls", "key_file", "etcd-key-file", etcd_key_file,
+        "etcd client certificate auth: its private key, PEM"),
     INT("catalog.etcd", "connect_timeout_ms", "etcd-connect-timeout", etcd_connect_timeout_ms, 50,
         60000, "etcd connect timeout, ms"),
     ENUM("catalog.etcd", "batch_puts", "etcd-batch-puts", etcd_batch_puts, "off|on",
@@ -107,6 +121,12 @@ static const field fields[] = {
         "how long a query waits for a free connection, ms"),
     INT("router", "max_connections", "router-max-connections", router_max_conns, 1, 100000,
         "client connections the router serves at once (a thread each)"),
+    STR("router.tls", "cert_file", "router-tls-cert-file", router_tls_cert_file,
+        "router over HTTPS: the certificate chain, PEM (reloaded on SIGHUP)"),
+    STR("router.tls", "key_file", "router-tls-key-file", router_tls_key_file,
+        "router over HTTPS: the certificate's private key, PEM"),
+    STR("router.tls", "client_ca_file", "router-tls-client-ca-file", router_tls_client_ca_file,
+        "router: require client certificates signed by these CAs, PEM"),
     INT("router", "statement_cache", "router-statement-cache", router_stmt_cache, 0, 100000,
         "prepared statements kept per shard connection (0: none; a PostgreSQL connection "
         "that cannot keep them stops by itself)"),
@@ -151,6 +171,9 @@ static const field fields[] = {
         "jwt: the claim holding the tenant scopes"),
     STR("auth.jwt", "subject_claim", "jwt-subject-claim", jwt_subject_claim,
         "jwt: the claim naming the principal (sub; Azure AD apps: oid)"),
+    {"auth.mtls", "subjects", "mtls-subjects", F_SUBJECTS, offsetof(citrus_config, mtls_subjects),
+     0, 0, 0, NULL,
+     "mtls: [{\"subject\": CN or SAN, \"user\": name, \"roles\": [\"reader\", ...]}, ...]"},
     BOOL("auth.audit", "fail_open", "audit-fail-open", audit_fail_open,
          "a mutation whose audit row cannot be written goes on (logged) instead of 503"),
     ENUM("records", "backend", "records-backend", records_backend, "sqlite|postgres",
@@ -260,13 +283,72 @@ static int set_nodes_json(citrus_config *c, const field *f, json_t *v, errdetail
     return 0;
 }
 
-static int set_nodes_text(citrus_config *c, const field *f, const char *v, errdetail *err)
+/* One auth.mtls.subjects item: {subject, user, roles}, nothing else. */
+static int set_subject(const field *f, size_t i, json_t *n, authn_subject *out, errdetail *err)
+{
+    json_t *subj = json_object_get(n, "subject"), *user = json_object_get(n, "user"),
+           *roles = json_object_get(n, "roles");
+    if (!json_is_object(n) || !json_is_string(subj) || !json_is_string(user) ||
+        !json_is_array(roles) || json_object_size(n) != 3 || json_string_length(subj) == 0 ||
+        json_string_length(subj) >= sizeof(out->subject) || json_string_length(user) == 0 ||
+        json_string_length(user) >= sizeof(out->user) ||
+        strlen(json_string_value(subj)) != json_string_length(subj) ||
+        strlen(json_string_value(user)) != json_string_length(user))
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "%s.%s[%zu]: must be {\"subject\": 1-%zu characters, \"user\": "
+                             "1-%zu characters, \"roles\": [role, ...]}",
+                             f->section, f->name, i, sizeof(out->subject) - 1,
+                             sizeof(out->user) - 1);
+    snprintf(out->subject, sizeof(out->subject), "%s", json_string_value(subj));
+    snprintf(out->user, sizeof(out->user), "%s", json_string_value(user));
+    out->roles = 0;
+    size_t k;
+    json_t *r;
+    json_array_foreach(roles, k, r)
+    {
+        unsigned bit = json_is_string(r) ? auth_role_bit(json_string_value(r)) : 0;
+        /* tenant needs scopes, which a certificate mapping does not carry */
+        if (!bit || bit == AUTH_TENANT)
+            return errdetail_set(err, CITRUS_EINVAL,
+                                 "%s.%s[%zu].roles[%zu]: must be sm-admin, sm-operator or reader",
+                                 f->section, f->name, i, k);
+        out->roles |= bit;
+    }
+    return 0;
+}
+
+/* Sets auth.mtls.subjects from a JSON array; names the bad member. */
+static int set_subjects_json(citrus_config *c, const field *f, json_t *v, errdetail *err)
+{
+    if (!json_is_array(v) || json_array_size(v) > AUTHN_MAX_SUBJECTS)
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be an array of at most %d subjects",
+                             f->section, f->name, AUTHN_MAX_SUBJECTS);
+    authn_subject subs[AUTHN_MAX_SUBJECTS] = {0};
+    size_t i;
+    json_t *n;
+    json_array_foreach(v, i, n)
+    {
+        int rc = set_subject(f, i, n, &subs[i], err);
+        if (rc < 0)
+            return rc;
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(subs[k].subject, subs[i].subject) == 0)
+                return errdetail_set(err, CITRUS_EINVAL, "%s.%s[%zu]: duplicate subject '%s'",
+                                     f->section, f->name, i, subs[i].subject);
+    }
+    memcpy(c->mtls_subjects, subs, sizeof(subs));
+    c->nmtls_subjects = json_array_size(v);
+    return 0;
+}
+
+/* F_NODES and F_SUBJECTS from text (the environment, a flag): JSON. */
+static int set_json_text(citrus_config *c, const field *f, const char *v, errdetail *err)
 {
     json_t *j = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
     if (!j)
-        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be a JSON array of nodes", f->section,
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be a JSON array", f->section,
                              f->name);
-    int rc = set_nodes_json(c, f, j, err);
+    int rc = f->type == F_NODES ? set_nodes_json(c, f, j, err) : set_subjects_json(c, f, j, err);
     json_decref(j);
     return rc;
 }
@@ -286,8 +368,8 @@ static int set_field(citrus_config *c, const field *f, const char *v, errdetail 
         *(int64_t *)base = n;
         return 0;
     }
-    if (f->type == F_NODES)
-        return set_nodes_text(c, f, v, err);
+    if (f->type == F_NODES || f->type == F_SUBJECTS)
+        return set_json_text(c, f, v, err);
     if (f->type == F_LIST && *v && (strstr(v, ",,") || v[0] == ',' || v[strlen(v) - 1] == ','))
         return errdetail_set(err, CITRUS_EINVAL, "%s.%s: empty item in '%s'", f->section, f->name,
                              v);
@@ -362,6 +444,8 @@ static int apply_json_field(citrus_config *c, const char *sec, const char *name,
         return errdetail_set(err, CITRUS_EINVAL, "%s.%s: unknown field", sec, name);
     if (f->type == F_NODES)
         return set_nodes_json(c, f, v, err);
+    if (f->type == F_SUBJECTS)
+        return set_subjects_json(c, f, v, err);
     if (f->type == F_LIST)
         return set_list_json(c, f, v, err);
     char buf[64];
@@ -493,8 +577,34 @@ void config_print_help(void *file)
     }
 }
 
+/* A section's TLS files: a certificate and its key together; a CA for
+ * client certificates only with a certificate of our own. */
+static int tls_pair(const char *sec, const char *cert, const char *key, const char *client_ca,
+                    errdetail *err)
+{
+    if (*cert && !*key)
+        return errdetail_set(err, CITRUS_EINVAL, "%s.key_file: required with %s.cert_file", sec,
+                             sec);
+    if (*key && !*cert)
+        return errdetail_set(err, CITRUS_EINVAL, "%s.cert_file: required with %s.key_file", sec,
+                             sec);
+    if (client_ca && *client_ca && !*cert)
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "%s.client_ca_file: needs %s.cert_file and key_file (HTTPS)", sec,
+                             sec);
+    return 0;
+}
+
 int config_validate(const citrus_config *c, errdetail *err)
 {
+    int rc = tls_pair("server.tls", c->tls_cert_file, c->tls_key_file, c->tls_client_ca_file, err);
+    if (rc == 0)
+        rc = tls_pair("router.tls", c->router_tls_cert_file, c->router_tls_key_file,
+                      c->router_tls_client_ca_file, err);
+    if (rc == 0)
+        rc = tls_pair("catalog.etcd.tls", c->etcd_cert_file, c->etcd_key_file, NULL, err);
+    if (rc < 0)
+        return rc;
     if (strcmp(c->backend, "etcd") == 0 && !c->etcd_endpoints[0])
         return errdetail_set(err, CITRUS_EINVAL,
                              "catalog.etcd.endpoints: required when catalog.backend is etcd");

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/authn.h"
 #include "core/errdetail.h"
 
 #define CONFIG_STR 256
@@ -32,6 +33,9 @@ typedef struct citrus_config {
     int64_t idle_timeout_s;
     int64_t max_header_bytes;
     int64_t max_body_bytes;
+    char tls_cert_file[CONFIG_STR]; /* server.tls: "" = plain HTTP */
+    char tls_key_file[CONFIG_STR];
+    char tls_client_ca_file[CONFIG_STR];
     char data_dir[CONFIG_STR];
     char backend[16];
     int64_t max_value_bytes;
@@ -45,6 +49,9 @@ typedef struct citrus_config {
     int64_t etcd_request_timeout_ms;
     char etcd_batch_puts[8]; /* "off" | "on" */
     int64_t etcd_connect_timeout_ms;
+    char etcd_ca_file[CONFIG_STR]; /* catalog.etcd.tls: https endpoints */
+    char etcd_cert_file[CONFIG_STR];
+    char etcd_key_file[CONFIG_STR];
     int64_t max_staleness_ms;
     /* shards */
     char ring_hash[16]; /* murmur3 | xxhash64 */
@@ -61,6 +68,9 @@ typedef struct citrus_config {
     int64_t router_stmt_cache;
     int64_t router_query_timeout_ms;
     int64_t router_max_conns;
+    char router_tls_cert_file[CONFIG_STR]; /* router.tls */
+    char router_tls_key_file[CONFIG_STR];
+    char router_tls_client_ca_file[CONFIG_STR];
     /* provisioner */
     char prov_kind[16]; /* none | sqlite | postgres | exec */
     char prov_sqlite_dir[CONFIG_STR];
@@ -83,6 +93,9 @@ typedef struct citrus_config {
     char jwt_tenants_claim[64];
     char jwt_subject_claim[64];
     char audit_fail_open[8];
+    /* auth.mtls.subjects: a client certificate's CN or SAN → user, roles */
+    authn_subject mtls_subjects[AUTHN_MAX_SUBJECTS];
+    size_t nmtls_subjects;
     /* records */
     char records_backend[16]; /* sqlite | postgres */
     char records_pg_dsn[1024];
@@ -103,7 +116,8 @@ int config_load_env(citrus_config *c, char *const *envp, errdetail *err);
  * Returns CITRUS_ENOTFOUND when no field has that flag. */
 int config_set_flag(citrus_config *c, const char *flag, const char *value, errdetail *err);
 /* Checks what no single field can: the etcd backend needs endpoints; with
- * cluster.nodes given, node_id must be one of them. */
+ * cluster.nodes given, node_id must be one of them; TLS files that go
+ * together (cert_file and key_file, a client CA only with a certificate). */
 int config_validate(const citrus_config *c, errdetail *err);
 /* This node's entry in cluster.nodes, or NULL. */
 const config_node *config_self(const citrus_config *c);

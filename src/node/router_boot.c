@@ -50,18 +50,26 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                               .gate_ctx = a,
                               .done = api_audit_done,
                               .max_body_bytes = (size_t)cfg->max_body_bytes,
-                              .component = "router"};
+                              .component = "router",
+                              .tls_cert_file = cfg->router_tls_cert_file,
+                              .tls_key_file = cfg->router_tls_key_file,
+                              .tls_client_ca_file = cfg->router_tls_client_ca_file,
+                              .tls_name = "router.tls"};
     errdetail err;
-    if (http_server_start(&ho, router_routes, router_nroutes, a, srv, &err) < 0) {
-        fprintf(stderr, "citrus: router: %s\n", err.message);
+    int rc = http_server_start(&ho, router_routes, router_nroutes, a, srv, &err);
+    if (rc < 0) {
+        /* EINVAL: a TLS file that cannot be used, a configuration error */
+        fprintf(stderr, "citrus: %srouter: %s\n", rc == CITRUS_EINVAL ? "invalid config: " : "",
+                err.message);
         router_free(a->router);
         a->router = NULL;
-        return CITRUS_EIO;
+        return rc == CITRUS_EINVAL ? CITRUS_EINVAL : CITRUS_EIO;
     }
-    log_info(
-        "router", "router listening",
-        json_pack("{s:s,s:i}", "listen", cfg->router_listen, "port", (int)http_server_port(*srv)));
-    fprintf(stderr, "  router   http://%.*s:%u/v1/query\n",
+    const char *scheme = http_server_tls(*srv) ? "https" : "http";
+    log_info("router", "router listening",
+             json_pack("{s:s,s:i,s:s}", "listen", cfg->router_listen, "port",
+                       (int)http_server_port(*srv), "scheme", scheme));
+    fprintf(stderr, "  router   %s://%.*s:%u/v1/query\n", scheme,
             (int)(strrchr(cfg->router_listen, ':') - cfg->router_listen), cfg->router_listen,
             http_server_port(*srv));
     return 0;

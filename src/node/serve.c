@@ -147,6 +147,9 @@ static int open_etcd(const citrus_config *cfg, store **st)
         eps[n++] = t;
     store_etcd_options eo = {.endpoints = eps,
                              .nendpoints = n,
+                             .ca_file = cfg->etcd_ca_file,
+                             .cert_file = cfg->etcd_cert_file,
+                             .key_file = cfg->etcd_key_file,
                              .connect_timeout_ms = cfg->etcd_connect_timeout_ms,
                              .request_timeout_ms = cfg->etcd_request_timeout_ms,
                              .batch_puts = strcmp(cfg->etcd_batch_puts, "on") == 0};
@@ -186,15 +189,38 @@ static int open_store(const citrus_config *cfg, store **st)
     return rc;
 }
 
-static int wait_for_signal(void)
+/* SIGHUP: both listeners read their certificate files again (a failed
+ * reload keeps the old ones). */
+static void reload_tls(http_server *srv, const char *name, const char *cert_file)
+{
+    if (!srv || !http_server_tls(srv))
+        return;
+    errdetail err;
+    if (http_server_reload_tls(srv, &err) < 0)
+        log_error("server", "TLS reload failed: the old certificate stays",
+                  json_pack("{s:s,s:s}", "listener", name, "error", err.message));
+    else
+        log_info("server", "TLS certificate reloaded",
+                 json_pack("{s:s,s:s}", "listener", name, "cert_file", cert_file));
+}
+
+/* Waits for SIGINT/SIGTERM, reloading certificates on every SIGHUP meanwhile. */
+static int wait_for_signal(const citrus_config *cfg, http_server *srv, http_server *rsrv)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    int sig = 0;
-    sigwait(&set, &sig);
-    return sig;
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            return sig;
+        reload_tls(srv, "server.tls", cfg->tls_cert_file);
+        reload_tls(rsrv, "router.tls", cfg->router_tls_cert_file);
+    }
 }
 
 int cli_serve_main(int argc, char **argv, char **envp)
@@ -205,17 +231,19 @@ int cli_serve_main(int argc, char **argv, char **envp)
         return rc == 1 ? 0 : 2;
     log_set_level((log_level)log_level_parse(cfg.log_level));
 
-    /* Block the stop signals in every thread; the main thread waits for them. */
+    /* Block the stop signals and SIGHUP (reload) in every thread; the main
+     * thread waits for them. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     store *st = NULL;
-    if (open_store(&cfg, &st) < 0)
-        return 1;
+    if ((rc = open_store(&cfg, &st)) < 0)
+        return rc == CITRUS_EINVAL ? 2 : 1; /* EINVAL: what the config names is unusable */
     int exit_code = 1;
     app a = {.st = st,
              .max_value_bytes = (size_t)cfg.max_value_bytes,
@@ -257,20 +285,33 @@ int cli_serve_main(int argc, char **argv, char **envp)
                               .component = "api",
                               .gate = api_gate,
                               .gate_ctx = &a,
-                              .done = api_audit_done};
+                              .done = api_audit_done,
+                              .tls_cert_file = cfg.tls_cert_file,
+                              .tls_key_file = cfg.tls_key_file,
+                              .tls_client_ca_file = cfg.tls_client_ca_file,
+                              .tls_name = "server.tls"};
     errdetail err;
     /* Bound first, so that the URL is known (the session registers it), and
-     * served only once app is complete: no request sees it half composed. */
-    if (http_server_bind(&ho, api_routes, api_nroutes, &a, &srv, &err) < 0) {
-        fprintf(stderr, "citrus %s: %s\n", argv[0], err.message);
+     * served only once app is complete: no request sees it half composed.
+     * A TLS file that cannot be used is a configuration error (exit 2), as
+     * other files the config names are. */
+    if ((rc = http_server_bind(&ho, api_routes, api_nroutes, &a, &srv, &err)) < 0) {
+        fprintf(stderr, "citrus %s: %s%s\n", argv[0], rc == CITRUS_EINVAL ? "invalid config: " : "",
+                err.message);
+        if (rc == CITRUS_EINVAL)
+            exit_code = 2;
         goto stop_shards;
     }
     char url[128];
     char host[64];
     snprintf(host, sizeof(host), "%.*s", (int)(strrchr(listen, ':') - listen), listen);
-    snprintf(url, sizeof(url), "http://%s:%u", host, http_server_port(srv));
-    if (router_boot(&cfg, &a, &rsrv) < 0)
+    snprintf(url, sizeof(url), "%s://%s:%u", http_server_tls(srv) ? "https" : "http", host,
+             http_server_port(srv));
+    if ((rc = router_boot(&cfg, &a, &rsrv)) < 0) {
+        if (rc == CITRUS_EINVAL)
+            exit_code = 2;
         goto stop_server;
+    }
 
     session_options so = {.st = st,
                           .node_id = cfg.node_id,
@@ -296,7 +337,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
             argv[0], url, url, url, cfg.data_dir, auth_banner(&a));
     fprintf(stderr, "Stop with Ctrl-C.\n");
 
-    int sig = wait_for_signal();
+    int sig = wait_for_signal(&cfg, srv, rsrv);
     log_info("server", "stopping", json_pack("{s:i}", "signal", sig));
     exit_code = 0;
     if (watch_hub_shutdown(a.watches) > 0)

@@ -41,7 +41,14 @@ def free_ports(n):
 class EtcdMember:
     """One etcd member process; restartable with the same data dir and flags."""
 
-    def __init__(self, name, client_port, peer_port, data_dir, log_dir, initial_cluster, token):
+    def __init__(self, name, client_port, peer_port, data_dir, log_dir, initial_cluster, token,
+                 tls=None):
+        """tls: None (plain http), or {ca, cert, key, client_cert, client_key}:
+        https client URLs with client certificate auth (--client-cert-auth),
+        the server certificate for 127.0.0.1 (cert, key), the CA clients'
+        certificates must chain to (ca), and one such client certificate
+        that status() uses. Peers stay on plain http (one member, loopback)."""
+        self.tls = tls
         self.name = name
         self.client_port = client_port
         self.peer_port = peer_port
@@ -55,9 +62,12 @@ class EtcdMember:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
 
     def args(self):
+        tls = [] if not self.tls else [
+            "--cert-file", self.tls["cert"], "--key-file", self.tls["key"],
+            "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]
         return [ETCD_BIN, "--name", self.name, "--data-dir", self.data_dir,
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
@@ -66,7 +76,7 @@ class EtcdMember:
                 "--initial-cluster-token", self.token,
                 # loopback: short heartbeats so a lost leader is noticed quickly
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
-                "--logger", "zap", "--log-level", "warn"]
+                "--logger", "zap", "--log-level", "warn"] + tls
 
     def start(self):
         self.starts += 1
@@ -80,7 +90,9 @@ class EtcdMember:
 
     def status(self, timeout=0.5):
         """/v3/maintenance/status: {'member_id', 'leader', 'raft_term', ...} (strings)."""
-        r = requests.post(self.url + "/v3/maintenance/status", data="{}", timeout=timeout)
+        tls = {} if not self.tls else {
+            "verify": self.tls["ca"], "cert": (self.tls["client_cert"], self.tls["client_key"])}
+        r = requests.post(self.url + "/v3/maintenance/status", data="{}", timeout=timeout, **tls)
         r.raise_for_status()
         j = r.json()
         self.member_id = j["header"]["member_id"]

@@ -90,10 +90,15 @@ class Citrus:
         self.proc = None
         self.port = None
         self.starts = 0
+        # HTTPS (server.tls): scheme "https", verify the CA file, cert a
+        # client (cert, key) when the server requires one.
+        self.scheme = "http"
+        self.verify = True
+        self.cert = None
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, port=0, timeout=10.0):
         self.starts += 1
@@ -109,7 +114,8 @@ class Citrus:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdout=out, stderr=err, env=env)
         self.port = wait_until(self._listening_port, timeout, what="citrus to listen")
-        wait_until(lambda: requests.get(self.url + "/health/ready", timeout=1).status_code == 200,
+        wait_until(lambda: requests.get(self.url + "/health/ready", timeout=1, verify=self.verify,
+                                        cert=self.cert).status_code == 200,
                    timeout, what="citrus to be ready")
         return self
 
@@ -122,7 +128,8 @@ class Citrus:
             return cached[1]
         for line in self.log_lines():
             if line.get("msg") == "router listening":
-                url = f"http://127.0.0.1:{line['fields']['port']}"
+                scheme = line["fields"].get("scheme", "http")
+                url = f"{scheme}://127.0.0.1:{line['fields']['port']}"
                 self._router_url = (self.starts, url)
                 return url
         raise AssertionError("the router is not listening")

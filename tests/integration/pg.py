@@ -17,6 +17,7 @@ Missing binaries fail the test (CI installs postgresql); nothing is skipped.
         pg.admin_dsn   # postgresql://postgres@127.0.0.1:PORT/postgres
         pg.port, pg.pid, pg.dir, pg.dsn("otherdb"), pg.stop()
         rep = make_postgres(replica_of=pg)  # a streaming replica of pg
+        tls = make_postgres(ssl=(cert_file, key_file))  # ssl=on with that certificate
 """
 import contextlib
 import ctypes
@@ -131,6 +132,23 @@ class Postgres:
         if r.returncode != 0:
             raise AssertionError(f"initdb failed ({r.returncode}): {open(log_path).read()}")
 
+    def _ssl_files(self, ssl):
+        """Copies the server certificate and key into the dir, owned by the
+        server's user, the key 0600 (PostgreSQL refuses a looser one)."""
+        self.ssl_args = []
+        if not ssl:
+            return
+        paths = []
+        for src, name in zip(ssl, ("server.crt", "server.key")):
+            dst = os.path.join(self.dir, name)
+            shutil.copy(src, dst)
+            os.chmod(dst, 0o600)
+            if self.uid is not None:
+                os.chown(dst, self.uid, self.gid)
+            paths.append(dst)
+        self.ssl_args = ["-c", "ssl=on", "-c", f"ssl_cert_file={paths[0]}",
+                         "-c", f"ssl_key_file={paths[1]}"]
+
     def _spawn(self):
         self.starts += 1
         self.port = free_port()
@@ -139,8 +157,8 @@ class Postgres:
             self.proc = subprocess.Popen(
                 [pg_bin("postgres"), "-D", self.data, "-p", str(self.port), "-k", self.sock,
                  "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                 "-c", "full_page_writes=off", "-c", "synchronous_commit=off"],
-                **self._run_kwargs(log))
+                 "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
+                + getattr(self, "ssl_args", []), **self._run_kwargs(log))
 
     def _ready(self):
         if self.proc.poll() is not None:
@@ -159,12 +177,14 @@ class Postgres:
             raise AssertionError(f"pg_basebackup failed ({r.returncode}): "
                                  f"{open(log_path).read()}")
 
-    def start(self, timeout=30.0, replica_of=None):
+    def start(self, timeout=30.0, replica_of=None, ssl=None):
         """initdb (or, for a replica, pg_basebackup -R from the primary: a
         hot standby streaming from it), then the postmaster; returns once
-        SELECT 1 works."""
+        SELECT 1 works. ssl: (cert file, key file) to serve TLS with
+        (ssl=on; plain connections are still accepted)."""
         try:
             self._make_dirs()
+            self._ssl_files(ssl)
             if replica_of is not None:
                 self._basebackup(replica_of)
             else:
@@ -196,10 +216,10 @@ def postgres_servers():
     fixture's teardown, usable directly)."""
     started = []
 
-    def make(replica_of=None):
+    def make(replica_of=None, ssl=None):
         pg = Postgres()
         started.append(pg)
-        return pg.start(replica_of=replica_of)
+        return pg.start(replica_of=replica_of, ssl=ssl)
 
     try:
         yield make

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "auth/principal.h"
 #include "citrus/errors.h"
 #include "node/config.h"
 
@@ -190,6 +191,74 @@ static void cluster_bad_inputs(void **state)
     assert_int_equal(err.code, CITRUS_EINVAL);
 }
 
+/* TLS files by section, auth.mtls.subjects (a typed array), and what only
+ * config_validate sees (files that go together). */
+static void tls_and_mtls_subjects(void **state)
+{
+    citrus_config c;
+    errdetail err = {0};
+    config_defaults(&c);
+    const char *doc =
+        "{\"server\":{\"tls\":{\"cert_file\":\"/c.pem\",\"key_file\":\"/k.pem\","
+        "\"client_ca_file\":\"/ca.pem\"}},"
+        "\"router\":{\"tls\":{\"cert_file\":\"/rc.pem\",\"key_file\":\"/rk.pem\"}},"
+        "\"catalog\":{\"etcd\":{\"tls\":{\"ca_file\":\"/eca.pem\"}}},"
+        "\"auth\":{\"mtls\":{\"subjects\":[{\"subject\":\"svc.example\",\"user\":\"svc\","
+        "\"roles\":[\"reader\",\"sm-operator\"]}]}}}";
+    assert_int_equal(config_load_text(&c, doc, strlen(doc), &err), 0);
+    assert_string_equal(c.tls_client_ca_file, "/ca.pem");
+    assert_string_equal(c.router_tls_key_file, "/rk.pem");
+    assert_string_equal(c.etcd_ca_file, "/eca.pem");
+    assert_int_equal(c.nmtls_subjects, 1);
+    assert_string_equal(c.mtls_subjects[0].subject, "svc.example");
+    assert_string_equal(c.mtls_subjects[0].user, "svc");
+    assert_int_equal(c.mtls_subjects[0].roles, AUTH_READER | AUTH_OPERATOR);
+    assert_int_equal(config_validate(&c, &err), 0);
+    char *env[] = {(char *)"CITRUS_AUTH_MTLS_SUBJECTS=[]", NULL};
+    assert_int_equal(config_load_env(&c, env, &err), 0);
+    assert_int_equal(c.nmtls_subjects, 0);
+
+    const char *bad[][2] = {
+        {"[{\"subject\":\"a\",\"user\":\"a\",\"roles\":[\"tenant\"]}]", "roles[0]"},
+        {"[{\"subject\":\"a\",\"user\":\"a\",\"roles\":[1]}]", "roles[0]"},
+        {"[{\"subject\":\"a\",\"user\":\"a\"}]", "subjects[0]"},
+        {"[{\"subject\":\"\",\"user\":\"a\",\"roles\":[]}]", "subjects[0]"},
+        {"[{\"subject\":\"a\",\"user\":\"a\",\"roles\":[],\"x\":1}]", "subjects[0]"},
+        {"[{\"subject\":\"a\",\"user\":\"a\",\"roles\":[]},"
+         "{\"subject\":\"a\",\"user\":\"b\",\"roles\":[]}]",
+         "duplicate subject"},
+        {"{}", "auth.mtls.subjects"},
+        {"not json", "auth.mtls.subjects"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        config_defaults(&c);
+        assert_int_equal(config_set_flag(&c, "mtls-subjects", bad[i][0], &err), CITRUS_EINVAL);
+        if (!strstr(err.message, bad[i][1]))
+            fail_msg("case %zu: '%s' does not mention '%s'", i, err.message, bad[i][1]);
+    }
+    /* at most AUTHN_MAX_SUBJECTS */
+    char many[AUTHN_MAX_SUBJECTS * 64 + 64] = "[";
+    for (int i = 0; i <= AUTHN_MAX_SUBJECTS; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many),
+                 "%s{\"subject\":\"s%d\",\"user\":\"u\",\"roles\":[]}", i ? "," : "", i);
+    strcat(many, "]");
+    assert_int_equal(config_set_flag(&c, "mtls-subjects", many, &err), CITRUS_EINVAL);
+
+    const char *pairs[][3] = {
+        {"tls-key-file", "/k", "server.tls.cert_file"},
+        {"tls-client-ca-file", "/ca", "server.tls.client_ca_file"},
+        {"router-tls-cert-file", "/c", "router.tls.key_file"},
+        {"etcd-key-file", "/k", "catalog.etcd.tls.cert_file"},
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        config_defaults(&c);
+        assert_int_equal(config_set_flag(&c, pairs[i][0], pairs[i][1], &err), 0);
+        assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL);
+        if (!strstr(err.message, pairs[i][2]))
+            fail_msg("pair %zu: '%s' does not mention '%s'", i, err.message, pairs[i][2]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,6 +268,7 @@ int main(void)
         cmocka_unit_test(bad_env_and_flags),
         cmocka_unit_test(cluster_nodes_and_etcd),
         cmocka_unit_test(cluster_bad_inputs),
+        cmocka_unit_test(tls_and_mtls_subjects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
