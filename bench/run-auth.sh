@@ -35,7 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== machine: $(machine_line)"
+machine_line
 
 # An RS256 key, its JWKS, and a token for it (sm-operator: reads and writes).
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$TMP/jwt.pem" 2>/dev/null

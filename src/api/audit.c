@@ -88,12 +88,46 @@ static int append(app *a, http_req *r, const char *action, const char *target, i
     return records_audit_append(a->rec, &row, id, e);
 }
 
-int api_audit_begin(http_req *r, const http_route *route)
+/* The writer thread: the row is durable (or not); wake the request. */
+static void audit_written(void *ctx, int rc, int64_t id, const errdetail *e)
 {
+    http_req *r = ctx;
     api_reqctx *c = ctx_of(r);
-    const char *action = api_audit_action(route);
+    c->audit_id = rc == 0 ? id : 0;
+    c->audit_rc = rc;
+    if (rc != 0)
+        snprintf(c->audit_err, sizeof(c->audit_err), "%.200s", e ? e->message : "");
+    http_resume(r);
+}
+
+/* Back on an HTTP thread: the handler runs only once its row is written. */
+static void audit_resumed(http_req *r, void *ctx)
+{
+    api_reqctx *c = ctx;
+    if (http_req_gone(r))
+        return; /* the client left while its row was written: nothing applied */
+    if (c->audit_rc != 0 && c->a->audit_fail_open) {
+        log_warn("audit", "audit row not written; going on (auth.audit.fail_open)",
+                 json_pack("{s:s}", "error", c->audit_err));
+    } else if (c->audit_rc != 0) {
+        log_error("audit", "audit row not written; the request is refused",
+                  json_pack("{s:s}", "error", c->audit_err));
+        http_reply_error(r, CITRUS_EAUDIT,
+                         "the audit log cannot be written: the change was refused and not applied",
+                         NULL);
+        return;
+    }
+    http_run_handler(r);
+}
+
+void api_audit_before(http_req *r, void *ctx)
+{
+    (void)ctx;
+    api_reqctx *c = ctx_of(r);
+    const http_route *route = http_req_route(r);
+    const char *action = route ? api_audit_action(route) : NULL;
     if (!c || !c->a->rec || !action)
-        return 0;
+        return;
     char name[RECORDS_MAX_ACTION];
     size_t n = strlen(action);
     if (n && action[n - 1] == '.') {
@@ -101,21 +135,28 @@ int api_audit_begin(http_req *r, const http_route *route)
         snprintf(name, sizeof(name), "%s%.64s", action, param ? param : "");
         action = name;
     }
+    const principal *p = &c->p;
+    char roles[128], peer[64];
+    auth_roles_format(p->roles, roles, sizeof(roles));
+    http_req_peer(r, peer, sizeof(peer));
+    audit_row row = {.time_ms = clock_wall_ms(NULL),
+                     .principal = p->name,
+                     .roles = roles,
+                     .auth_method = p->method,
+                     .peer = peer,
+                     .method = http_req_method(r),
+                     .route = route->pattern,
+                     .action = action,
+                     .target = target_of(r),
+                     .correlation_id = http_req_correlation(r)};
+    /* Parked first: the row may be written before the call returns. */
+    http_suspend(r, audit_resumed, c);
     errdetail e;
-    if (append(c->a, r, action, target_of(r), 0, &c->audit_id, &e) == 0)
-        return 0;
-    c->audit_id = 0;
-    if (c->a->audit_fail_open) {
-        log_warn("audit", "audit row not written; going on (auth.audit.fail_open)",
-                 json_pack("{s:s,s:s}", "action", action, "error", e.message));
-        return 0;
+    if (records_audit_append_async(c->a->rec, &row, audit_written, r, &e) < 0) {
+        c->audit_rc = e.code ? e.code : CITRUS_EAUDIT;
+        snprintf(c->audit_err, sizeof(c->audit_err), "%.200s", e.message);
+        http_resume(r);
     }
-    log_error("audit", "audit row not written; the request is refused",
-              json_pack("{s:s,s:s}", "action", action, "error", e.message));
-    http_reply_error(r, CITRUS_EAUDIT,
-                     "the audit log cannot be written: the change was refused and not applied",
-                     NULL);
-    return CITRUS_EAUDIT;
 }
 
 void api_audit_now(http_req *r, const char *action, const char *target, int status)

@@ -22,6 +22,8 @@ typedef struct api_reqctx {
     app *a;
     int64_t audit_id; /* 0: none begun */
     bool revealed;    /* a credential.reveal row was written */
+    int audit_rc;     /* the mutation's row: written (0) or not (the writer's) */
+    char audit_err[256];
 } api_reqctx;
 
 /* The action a route's mutation is audited as ("kv.put", "shard.", ...:
@@ -29,10 +31,11 @@ typedef struct api_reqctx {
  * the route is not a mutation (reads, the router's SQL). */
 const char *api_audit_action(const http_route *route);
 
-/* For the gate: appends the row of a mutation about to run. 0 (its id kept
- * with the request), or replies 503 audit_unavailable and returns
- * CITRUS_EAUDIT (fail closed). */
-int api_audit_begin(http_req *r, const http_route *route);
+/* http_server_options.before: for a mutation, parks the request while its
+ * row is written (the records store's group commit), then runs its handler;
+ * when the row cannot be written, replies 503 audit_unavailable and the
+ * handler never runs (fail closed), unless auth.audit.fail_open. */
+void api_audit_before(http_req *r, void *ctx);
 /* A refused request (401, 403) or a reveal: one row with its status now.
  * Failures are logged (the refusal stands either way). */
 void api_audit_now(http_req *r, const char *action, const char *target, int status);

@@ -58,6 +58,7 @@ struct http_req {
     char *path;
     strbuf body;       /* bounded by the server's max_body */
     bool body_too_big; /* declared or sent over max_body: 413 at dispatch */
+    bool before_ran;   /* the before hook was called */
     bool started;      /* first call seen */
     bool responded;
     char corr[CORR_MAX + 1];
@@ -713,6 +714,22 @@ static void req_dispatch(http_req *r)
                           r->srv->max_body);
         return;
     }
+    if (r->srv->opts.before && !r->before_ran) {
+        r->before_ran = true;
+        r->srv->opts.before(r, r->srv->opts.gate_ctx);
+        if (r->responded || r->suspended)
+            return; /* answered, or parked: its on_resume runs the handler */
+    }
+    http_run_handler(r);
+}
+
+bool http_req_gone(const http_req *r)
+{
+    return r->gone;
+}
+
+void http_run_handler(http_req *r)
+{
     r->route->handler(r, r->srv->app);
     if (r->off_fn && !r->responded && !r->suspended)
         offload_start(r);

@@ -46,6 +46,12 @@ typedef struct http_server_options {
     bool thread_per_connection;
     http_gate_fn gate; /* NULL: every request goes on */
     void *gate_ctx;
+    /* Runs once per matched request that passed the gate, its body read,
+     * just before its handler (with gate_ctx): returns having done nothing
+     * (the handler runs now), having replied (it does not run), or having
+     * parked the request with http_suspend: its on_resume then calls
+     * http_run_handler (the audit row of a mutation is written so). */
+    void (*before)(http_req *r, void *ctx);
     /* Runs once per matched request as it ends (also when the client went
      * away: status is then what was sent, 0 when nothing), with gate_ctx. */
     void (*done)(http_req *r, unsigned status, void *ctx);
@@ -159,6 +165,10 @@ void http_resume(http_req *r);
  * or stopping, fn runs on the HTTP thread. fn is usually the handler
  * itself, which checks http_offloaded() first. Not for streaming replies. */
 int http_offload(http_req *r, http_handler fn, void *ctx);
+/* Runs the matched route's handler (from an on_resume of the before hook). */
+void http_run_handler(http_req *r);
+/* Whether the client went away (an on_resume that runs for its cleanup). */
+bool http_req_gone(const http_req *r);
 /* Whether this handler runs because of http_offload. */
 bool http_offloaded(const http_req *r);
 

@@ -48,6 +48,7 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                               .connection_memory_bytes = (size_t)40 * 1024,
                               .gate = api_gate,
                               .gate_ctx = a,
+                              .before = api_audit_before,
                               .done = api_audit_done,
                               .max_body_bytes = (size_t)cfg->max_body_bytes,
                               .component = "router",

@@ -285,6 +285,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
                               .component = "api",
                               .gate = api_gate,
                               .gate_ctx = &a,
+                              .before = api_audit_before,
                               .done = api_audit_done,
                               .tls_cert_file = cfg.tls_cert_file,
                               .tls_key_file = cfg.tls_key_file,

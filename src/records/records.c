@@ -185,6 +185,13 @@ typedef struct append_req {
     int rc;
     bool done; /* guarded by mu */
     struct append_req *next;
+    /* records_audit_append_async: on the heap, with its texts; cb runs on
+     * the writer thread once the batch is written (or failed), then q is
+     * freed. */
+    records_append_cb cb;
+    void *cb_ctx;
+    records_text text;
+    errdetail err;
 } append_req;
 
 struct records_writer {
@@ -290,6 +297,7 @@ static void *writer_main(void *arg)
         size_t lost = rc != 0 && nfin > 0 ? writer_keep_statuses(w, nfin) : 0;
         w->fin_inflight = false;
         n = 0;
+        append_req *async = NULL; /* completions to run once mu is released */
         for (append_req *q = batch, *next; q; q = next) {
             next = q->next; /* q is gone once done is seen */
             if (q->row.t)
@@ -297,9 +305,24 @@ static void *writer_main(void *arg)
             q->rc = rc;
             if (rc != 0 && q->e)
                 *q->e = err;
-            q->done = true;
+            if (q->cb) {
+                q->next = async;
+                async = q;
+            } else {
+                q->done = true;
+            }
         }
         pthread_cond_broadcast(&w->done);
+        if (async) {
+            pthread_mutex_unlock(&w->mu);
+            for (append_req *q = async, *next; q; q = next) {
+                next = q->next;
+                q->cb(q->cb_ctx, q->rc, q->row.id, &q->err);
+                text_free(&q->text);
+                free(q);
+            }
+            pthread_mutex_lock(&w->mu);
+        }
         if (lost > 0) {
             pthread_mutex_unlock(&w->mu);
             log_warn("records", "audit statuses not recorded (their rows keep status 0)",
@@ -311,17 +334,14 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* Queues q (waiting while the queue is full) and waits until its batch is
- * written; its rc. */
-static int writer_submit(records_writer *w, append_req *q, errdetail *e)
+/* Queues q (waiting while the queue is full); with wait, until its batch
+ * is written, and its rc. mu held on entry and exit. */
+static int writer_queue(records_writer *w, append_req *q, bool wait, errdetail *e)
 {
-    pthread_mutex_lock(&w->mu);
     while (w->queued >= RECORDS_BATCH_MAX && !w->stopping)
         pthread_cond_wait(&w->space, &w->mu); /* back-pressure: wait, never drop */
-    if (w->stopping) {
-        pthread_mutex_unlock(&w->mu);
+    if (w->stopping)
         return errdetail_set(e, CITRUS_EAUDIT, "records store unavailable: closing");
-    }
     q->next = NULL;
     if (w->tail)
         w->tail->next = q;
@@ -330,10 +350,17 @@ static int writer_submit(records_writer *w, append_req *q, errdetail *e)
     w->tail = q;
     w->queued++;
     pthread_cond_signal(&w->work);
-    while (!q->done)
+    while (wait && !q->done)
         pthread_cond_wait(&w->done, &w->mu);
+    return wait ? q->rc : 0;
+}
+
+static int writer_submit(records_writer *w, append_req *q, errdetail *e)
+{
+    pthread_mutex_lock(&w->mu);
+    int rc = writer_queue(w, q, true, e);
     pthread_mutex_unlock(&w->mu);
-    return q->rc;
+    return rc;
 }
 
 /* Writes the statuses queued so far (by any thread), so a query sees them.
@@ -441,6 +468,46 @@ int records_audit_append(records *r, const audit_row *row, int64_t *id, errdetai
     text_free(&t);
     if (rc == 0 && id)
         *id = q.row.id;
+    return rc;
+}
+
+int records_audit_append_async(records *r, const audit_row *row, records_append_cb cb, void *ctx,
+                               errdetail *e)
+{
+    if (!r || !row || !cb)
+        return errdetail_set(e, CITRUS_EINVAL, "audit append: no store, row or callback");
+    if (row->status < 0 || row->status > 999)
+        return errdetail_set(e, CITRUS_EINVAL, "audit append: status %d out of range", row->status);
+    append_req *q = calloc(1, sizeof(*q));
+    if (!q)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    const char *in[RECORDS_AUDIT_NTEXT] = {row->principal, row->roles,  row->auth_method,
+                                           row->peer,      row->method, row->route,
+                                           row->action,    row->target, row->correlation_id};
+    int rc = 0;
+    for (int i = 0; i < RECORDS_AUDIT_NTEXT && rc == 0; i++)
+        rc = norm_text(in[i], text_max[i], &q->text.v[i], &q->text.owned[i], e);
+    /* a borrowed text (no copy needed by norm_text) must outlive the call */
+    for (int i = 0; i < RECORDS_AUDIT_NTEXT && rc == 0; i++)
+        if (!q->text.owned[i] && q->text.v[i]) {
+            q->text.owned[i] = strdup(q->text.v[i]);
+            q->text.v[i] = q->text.owned[i];
+            if (!q->text.owned[i])
+                rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+        }
+    q->row = (records_append){.time_ms = row->time_ms, .t = &q->text, .status = row->status};
+    q->e = &q->err;
+    q->cb = cb;
+    q->cb_ctx = ctx;
+    if (rc == 0) {
+        pthread_mutex_lock(&r->w->mu);
+        rc = writer_queue(r->w, q, false, e);
+        pthread_mutex_unlock(&r->w->mu);
+    }
+    if (rc != 0) {
+        text_free(&q->text);
+        free(q);
+    }
     return rc;
 }
 

@@ -134,6 +134,16 @@ int records_audit_append(records *r, const audit_row *row, int64_t *id, errdetai
  * already wait, the status is not queued. */
 int records_audit_finish(records *r, int64_t id, int status, errdetail *e);
 
+/* records_audit_append without waiting: cb(ctx, rc, id, e) runs exactly
+ * once, on the store's writer thread, when the row's batch is durable (rc
+ * 0, id its id) or failed (rc and e as records_audit_append would give);
+ * it must not block. A request that cannot be queued (bad row, closing,
+ * out of memory) is refused here (no callback). Lets an HTTP handler park
+ * its connection while the row is written instead of holding a thread. */
+typedef void (*records_append_cb)(void *ctx, int rc, int64_t id, const errdetail *e);
+int records_audit_append_async(records *r, const audit_row *row, records_append_cb cb, void *ctx,
+                               errdetail *e);
+
 /* The rows matching q (NULL: every row), oldest first by id, at most the
  * limit, with every status queued before the call (records_audit_finish)
  * written first: CITRUS_EAUDIT when that write fails. *next_after is the last id returned when more

@@ -932,6 +932,68 @@ static void test_query_empty(void **state)
     assert_int_equal(deleted, 0);
 }
 
+/* The async append: each callback runs once, on another thread, with the
+ * id its row got; the row is there (and its texts were copied: the
+ * caller's buffer is gone by then); a bad row is refused at once. */
+typedef struct async_done {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls, rc;
+    int64_t ids[8];
+} async_done;
+
+static void on_appended(void *ctx, int rc, int64_t id, const errdetail *e)
+{
+    async_done *d = ctx;
+    (void)e;
+    pthread_mutex_lock(&d->mu);
+    d->rc |= rc;
+    if (d->calls < 8)
+        d->ids[d->calls] = id;
+    d->calls++;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void test_append_async(void **state)
+{
+    records *r = R(state);
+    async_done d = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    for (int i = 0; i < 8; i++) {
+        char target[32];
+        snprintf(target, sizeof(target), "async/%d", i);
+        audit_row row = mkrow(5000 + i, "carol", "kv.put", target);
+        assert_int_equal(records_audit_append_async(r, &row, on_appended, &d, NULL), 0);
+        memset(target, 'x', sizeof(target) - 1); /* the store copied it */
+    }
+    pthread_mutex_lock(&d.mu);
+    while (d.calls < 8)
+        pthread_cond_wait(&d.cv, &d.mu);
+    pthread_mutex_unlock(&d.mu);
+    assert_int_equal(d.calls, 8);
+    assert_int_equal(d.rc, 0);
+    for (int i = 0; i < 8; i++)
+        assert_true(d.ids[i] > 0);
+    audit_query q = {.principal = "carol", .limit = 100};
+    audit_row *rows;
+    size_t n;
+    int64_t next;
+    assert_int_equal(records_audit_query(r, &q, &rows, &n, &next, NULL), 0);
+    assert_int_equal(n, 8);
+    for (size_t i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "async/%zu", i);
+        assert_string_equal(rows[i].target, want);
+    }
+    audit_rows_free(rows, n);
+    audit_row bad = mkrow(1, "carol", "kv.put", "");
+    bad.status = 5000;
+    errdetail e = {0};
+    assert_int_equal(records_audit_append_async(r, &bad, on_appended, &d, &e), CITRUS_EINVAL);
+    assert_int_equal(records_audit_append_async(r, &bad, NULL, &d, &e), CITRUS_EINVAL);
+    assert_int_equal(d.calls, 8); /* no callback for a refused request */
+}
+
 #define CONF_TEST(f) cmocka_unit_test_setup_teardown(f, conf_setup, conf_teardown)
 
 static const struct CMUnitTest conformance_tests[] = {
@@ -942,7 +1004,7 @@ static const struct CMUnitTest conformance_tests[] = {
     CONF_TEST(test_long_strings_truncated), CONF_TEST(test_concurrent_appends),
     CONF_TEST(test_reopen_keeps_rows),      CONF_TEST(test_query_empty),
     CONF_TEST(test_group_commit_many),      CONF_TEST(test_finish_visible_and_kept),
-    CONF_TEST(test_failed_batch),
+    CONF_TEST(test_failed_batch),           CONF_TEST(test_append_async),
 };
 
 const struct CMUnitTest *records_conformance_tests(const records_conformance_factory *f, size_t *n)
