@@ -15,6 +15,8 @@ struct authn_jwt {
     jwks_source *src;
     jwt_cache *cache;
     const sysclock *clock;
+    authn_role_grants grants[AUTHN_MAX_ROLE_GRANTS];
+    size_t ngrants;
 };
 
 int authn_jwt_new(const authn_jwt_options *o, authn_jwt **out, errdetail *e)
@@ -44,6 +46,9 @@ int authn_jwt_new(const authn_jwt_options *o, authn_jwt **out, errdetail *e)
                           .subject_claim = j->subject,
                           .max_token_bytes = 8192};
     j->clock = o->clock;
+    j->ngrants = o->nrole_grants < AUTHN_MAX_ROLE_GRANTS ? o->nrole_grants : AUTHN_MAX_ROLE_GRANTS;
+    if (j->ngrants)
+        memcpy(j->grants, o->role_grants, j->ngrants * sizeof(*j->grants));
     jwks_source_options so = {.file = o->jwks_file && *o->jwks_file ? o->jwks_file : NULL,
                               .url = o->jwks_url && *o->jwks_url ? o->jwks_url : NULL,
                               .issuer_discovery = o->discovery ? j->issuer : NULL,
@@ -90,8 +95,26 @@ int authn_jwt_verify(void *ctx, const char *token, size_t len, principal *p, err
         }
     p->name = c.subject;
     c.subject = NULL;
+    bool oom = false;
+    for (size_t i = 0; i < c.nroles; i++) /* the KV grants of the token's roles */
+        for (size_t k = 0; k < j->ngrants; k++) {
+            if (strcmp(c.roles[i], j->grants[k].role) != 0)
+                continue;
+            for (size_t g = 0; g < j->grants[k].n && p->ngrants < AUTH_MAX_GRANTS; g++) {
+                auth_grant *ng = realloc(p->grants, (p->ngrants + 1) * sizeof(*ng));
+                char *pre = ng ? strdup(j->grants[k].g[g].prefix) : NULL;
+                if (ng)
+                    p->grants = ng;
+                if (!pre) {
+                    oom = true;
+                    break;
+                }
+                p->grants[p->ngrants].prefix = pre;
+                p->grants[p->ngrants++].write = j->grants[k].g[g].write;
+            }
+        }
     jwt_claims_free(&c);
-    if (!p->scopes || !p->name) {
+    if (!p->scopes || !p->name || oom) {
         principal_clear(p);
         return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     }

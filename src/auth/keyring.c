@@ -19,7 +19,6 @@
 
 #define TOKEN_PREFIX "ck_"
 #define SECRET_HEX 64
-#define MAX_GRANT_PREFIX 512
 #define MAX_EXPIRY_S (10LL * 366 * 24 * 3600)
 
 typedef struct kentry {
@@ -142,39 +141,6 @@ static int parse_scopes(json_t *v, char **out, size_t *n, errdetail *e)
     return 0;
 }
 
-static int parse_grants(json_t *v, auth_grant *out, size_t *n, errdetail *e)
-{
-    size_t i;
-    json_t *g;
-    if (!json_is_array(v) || json_array_size(v) > AUTH_MAX_GRANTS)
-        return errdetail_set(e, CITRUS_EINVAL, "grants: must be an array of at most %d grants",
-                             AUTH_MAX_GRANTS);
-    json_array_foreach(v, i, g)
-    {
-        json_t *prefix = json_object_get(g, "prefix"), *access = json_object_get(g, "access");
-        const char *why = NULL;
-        if (!json_is_object(g) || json_object_size(g) != 2 || !json_is_string(prefix) ||
-            !json_is_string(access))
-            return errdetail_set(e, CITRUS_EINVAL,
-                                 "grants[%zu]: must be {\"prefix\": \"...\", \"access\": "
-                                 "\"read\" | \"readwrite\"}",
-                                 i);
-        const char *a = json_string_value(access), *p = json_string_value(prefix);
-        size_t plen = json_string_length(prefix);
-        if (strcmp(a, "read") != 0 && strcmp(a, "readwrite") != 0)
-            return errdetail_set(e, CITRUS_EINVAL,
-                                 "grants[%zu].access: must be \"read\" or \"readwrite\"", i);
-        if (plen > MAX_GRANT_PREFIX || (plen && key_validate_prefix(p, plen, &why) < 0))
-            return errdetail_set(e, CITRUS_EINVAL, "grants[%zu].prefix: %s", i,
-                                 why ? why : "at most 512 bytes");
-        if (!(out[*n].prefix = strdup(p)))
-            return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
-        out[*n].write = strcmp(a, "readwrite") == 0;
-        (*n)++;
-    }
-    return 0;
-}
-
 int apikey_spec_parse(json_t *body, int64_t now_ms, apikey_spec *out, errdetail *e)
 {
     memset(out, 0, sizeof(*out));
@@ -202,7 +168,7 @@ int apikey_spec_parse(json_t *body, int64_t now_ms, apikey_spec *out, errdetail 
     if (rc == 0 && t)
         rc = parse_scopes(t, out->scopes, &out->nscopes, e);
     if (rc == 0 && g)
-        rc = parse_grants(g, out->grants, &out->ngrants, e);
+        rc = auth_grants_parse(g, AUTH_MAX_GRANTS, out->grants, &out->ngrants, e);
     if (rc == 0 && (out->roles & AUTH_TENANT) && out->nscopes == 0)
         rc = errdetail_set(e, CITRUS_EINVAL,
                            "tenants: a key with the tenant role needs at least one scope");
@@ -289,7 +255,8 @@ static kentry *entry_parse(const kv_entry *kv, json_t **json_out)
     bool ok = j && k && apikey_id_valid(id) && hash && strlen(hash) == DIGEST_SHA256_HEX && name &&
               parse_roles(json_object_get(j, "roles"), &k->p.roles, &e) == 0 &&
               parse_scopes(json_object_get(j, "tenants"), spec.scopes, &spec.nscopes, &e) == 0 &&
-              parse_grants(json_object_get(j, "grants"), spec.grants, &spec.ngrants, &e) == 0;
+              auth_grants_parse(json_object_get(j, "grants"), AUTH_MAX_GRANTS, spec.grants,
+                                &spec.ngrants, &e) == 0;
     if (ok) {
         snprintf(k->id, sizeof(k->id), "%s", id);
         snprintf(k->hash, sizeof(k->hash), "%s", hash);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/key.h"
 
 static const struct {
     unsigned bit;
@@ -214,4 +215,38 @@ principal *principal_dup(const principal *p)
         return NULL;
     }
     return d;
+}
+
+int auth_grants_parse(json_t *v, size_t max, auth_grant *out, size_t *n, errdetail *e)
+{
+    size_t i;
+    json_t *g;
+    if (!json_is_array(v) || json_array_size(v) > max)
+        return errdetail_set(e, CITRUS_EINVAL, "grants: must be an array of at most %zu grants",
+                             max);
+    json_array_foreach(v, i, g)
+    {
+        json_t *prefix = json_object_get(g, "prefix"), *access = json_object_get(g, "access");
+        const char *why = NULL;
+        if (!json_is_object(g) || json_object_size(g) != 2 || !json_is_string(prefix) ||
+            !json_is_string(access))
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "grants[%zu]: must be {\"prefix\": \"...\", \"access\": "
+                                 "\"read\" | \"readwrite\"}",
+                                 i);
+        const char *a = json_string_value(access), *p = json_string_value(prefix);
+        size_t plen = json_string_length(prefix);
+        if (strcmp(a, "read") != 0 && strcmp(a, "readwrite") != 0)
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "grants[%zu].access: must be \"read\" or \"readwrite\"", i);
+        if (plen > AUTH_MAX_GRANT_PREFIX || strlen(p) != plen ||
+            (plen && key_validate_prefix(p, plen, &why) < 0))
+            return errdetail_set(e, CITRUS_EINVAL, "grants[%zu].prefix: %s", i,
+                                 why ? why : "at most 512 bytes");
+        if (!(out[*n].prefix = strdup(p)))
+            return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+        out[*n].write = strcmp(a, "readwrite") == 0;
+        (*n)++;
+    }
+    return 0;
 }

@@ -18,6 +18,7 @@
 #ifndef CITRUS_AUTH_PRINCIPAL_H
 #define CITRUS_AUTH_PRINCIPAL_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -34,6 +35,7 @@ enum {
 #define AUTH_MAX_GRANTS 64
 #define AUTH_MAX_NAME 256
 #define AUTH_MAX_PATTERN 256
+#define AUTH_MAX_GRANT_PREFIX 512
 
 typedef struct auth_grant {
     char *prefix; /* a KV key prefix ("" = every key) */
@@ -78,6 +80,13 @@ bool principal_scatter_allowed(const principal *p);
 /* Whether p may read (write false) or write one key, or every key under a
  * prefix (prefix true), through the KV API. */
 bool principal_kv_allowed(const principal *p, const char *key, bool prefix, bool write);
+
+/* KV grants from JSON, [{"prefix": "app/x/", "access": "read" |
+ * "readwrite"}, ...] (at most max; a prefix is a valid key prefix of at
+ * most AUTH_MAX_GRANT_PREFIX bytes, "" for every key), appended to out[*n]
+ * (the prefixes are the caller's to free). CITRUS_EINVAL naming the bad
+ * grant. */
+int auth_grants_parse(json_t *v, size_t max, auth_grant *out, size_t *n, errdetail *e);
 
 /* A deep copy of p; NULL on allocation failure. */
 principal *principal_dup(const principal *p);

@@ -77,7 +77,9 @@ int auth_boot(const citrus_config *cfg, const char *cmd, const char *api_listen,
                                 .skew_s = cfg->jwt_skew_s,
                                 .roles_claim = cfg->jwt_roles_claim,
                                 .tenants_claim = cfg->jwt_tenants_claim,
-                                .subject_claim = cfg->jwt_subject_claim};
+                                .subject_claim = cfg->jwt_subject_claim,
+                                .role_grants = cfg->jwt_role_grants,
+                                .nrole_grants = cfg->njwt_role_grants};
         int rc = authn_jwt_new(&jo, &jwt_state, &e);
         if (rc < 0) {
             fprintf(stderr, "citrus %s: %s: auth.jwt: %s\n", cmd,

@@ -15,9 +15,9 @@
 
 /* F_LIST: a JSON array of strings, or comma-separated text, kept joined by
  * commas. F_NODES: a JSON array of {id, address, api_port}; F_SUBJECTS: a
- * JSON array of {subject, user, roles} (both JSON text in the environment
- * or a flag). */
-typedef enum { F_STR, F_INT, F_ENUM, F_LIST, F_NODES, F_SUBJECTS } field_type;
+ * JSON array of {subject, user, roles}; F_ROLE_GRANTS: a JSON array of
+ * {role, grants} (all three JSON text in the environment or a flag). */
+typedef enum { F_STR, F_INT, F_ENUM, F_LIST, F_NODES, F_SUBJECTS, F_ROLE_GRANTS } field_type;
 
 typedef struct field {
     const char *section;
@@ -169,6 +169,9 @@ static const field fields[] = {
         "jwt: the claim holding the roles (a.b for nested)"),
     STR("auth.jwt", "tenants_claim", "jwt-tenants-claim", jwt_tenants_claim,
         "jwt: the claim holding the tenant scopes"),
+    {"auth.jwt", "role_grants", "jwt-role-grants", F_ROLE_GRANTS,
+     offsetof(citrus_config, jwt_role_grants), 0, 0, 0, NULL,
+     "jwt: KV grants of token roles: [{role, grants: [{prefix, access}]}]"},
     STR("auth.jwt", "subject_claim", "jwt-subject-claim", jwt_subject_claim,
         "jwt: the claim naming the principal (sub; Azure AD apps: oid)"),
     {"auth.mtls", "subjects", "mtls-subjects", F_SUBJECTS, offsetof(citrus_config, mtls_subjects),
@@ -341,14 +344,60 @@ static int set_subjects_json(citrus_config *c, const field *f, json_t *v, errdet
     return 0;
 }
 
-/* F_NODES and F_SUBJECTS from text (the environment, a flag): JSON. */
+/* Sets auth.jwt.role_grants from a JSON array of {role, grants}. */
+static int set_role_grants_json(citrus_config *c, const field *f, json_t *v, errdetail *err)
+{
+    if (!json_is_array(v) || json_array_size(v) > AUTHN_MAX_ROLE_GRANTS)
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be an array of at most %d roles",
+                             f->section, f->name, AUTHN_MAX_ROLE_GRANTS);
+    authn_role_grants rg[AUTHN_MAX_ROLE_GRANTS];
+    memset(rg, 0, sizeof(rg));
+    size_t i;
+    json_t *n;
+    json_array_foreach(v, i, n)
+    {
+        json_t *role = json_object_get(n, "role"), *grants = json_object_get(n, "grants");
+        if (!json_is_object(n) || json_object_size(n) != 2 || !json_is_string(role) ||
+            json_string_length(role) == 0 || json_string_length(role) >= sizeof(rg[i].role) ||
+            strlen(json_string_value(role)) != json_string_length(role))
+            return errdetail_set(err, CITRUS_EINVAL,
+                                 "%s.%s[%zu]: must be {\"role\": 1-63 characters, \"grants\": "
+                                 "[{\"prefix\", \"access\"}, ...]}",
+                                 f->section, f->name, i);
+        snprintf(rg[i].role, sizeof(rg[i].role), "%s", json_string_value(role));
+        auth_grant tmp[AUTHN_ROLE_GRANTS];
+        size_t nt = 0;
+        errdetail ge;
+        int rc = auth_grants_parse(grants, AUTHN_ROLE_GRANTS, tmp, &nt, &ge);
+        for (size_t k = 0; k < nt; k++) {
+            snprintf(rg[i].g[k].prefix, sizeof(rg[i].g[k].prefix), "%s", tmp[k].prefix);
+            rg[i].g[k].write = tmp[k].write;
+            free(tmp[k].prefix);
+        }
+        rg[i].n = nt;
+        if (rc < 0)
+            return errdetail_set(err, CITRUS_EINVAL, "%s.%s[%zu].%s", f->section, f->name, i,
+                                 ge.message);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(rg[k].role, rg[i].role) == 0)
+                return errdetail_set(err, CITRUS_EINVAL, "%s.%s[%zu]: duplicate role '%s'",
+                                     f->section, f->name, i, rg[i].role);
+    }
+    memcpy(c->jwt_role_grants, rg, sizeof(rg));
+    c->njwt_role_grants = json_array_size(v);
+    return 0;
+}
+
+/* F_NODES, F_SUBJECTS and F_ROLE_GRANTS from text (the environment, a flag): JSON. */
 static int set_json_text(citrus_config *c, const field *f, const char *v, errdetail *err)
 {
     json_t *j = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
     if (!j)
         return errdetail_set(err, CITRUS_EINVAL, "%s.%s: must be a JSON array", f->section,
                              f->name);
-    int rc = f->type == F_NODES ? set_nodes_json(c, f, j, err) : set_subjects_json(c, f, j, err);
+    int rc = f->type == F_NODES      ? set_nodes_json(c, f, j, err)
+             : f->type == F_SUBJECTS ? set_subjects_json(c, f, j, err)
+                                     : set_role_grants_json(c, f, j, err);
     json_decref(j);
     return rc;
 }
@@ -368,7 +417,7 @@ static int set_field(citrus_config *c, const field *f, const char *v, errdetail 
         *(int64_t *)base = n;
         return 0;
     }
-    if (f->type == F_NODES || f->type == F_SUBJECTS)
+    if (f->type == F_NODES || f->type == F_SUBJECTS || f->type == F_ROLE_GRANTS)
         return set_json_text(c, f, v, err);
     if (f->type == F_LIST && *v && (strstr(v, ",,") || v[0] == ',' || v[strlen(v) - 1] == ','))
         return errdetail_set(err, CITRUS_EINVAL, "%s.%s: empty item in '%s'", f->section, f->name,
@@ -446,6 +495,8 @@ static int apply_json_field(citrus_config *c, const char *sec, const char *name,
         return set_nodes_json(c, f, v, err);
     if (f->type == F_SUBJECTS)
         return set_subjects_json(c, f, v, err);
+    if (f->type == F_ROLE_GRANTS)
+        return set_role_grants_json(c, f, v, err);
     if (f->type == F_LIST)
         return set_list_json(c, f, v, err);
     char buf[64];

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "auth/authn.h"
+#include "auth/authn_jwt.h"
 #include "core/errdetail.h"
 
 #define CONFIG_STR 256
@@ -92,6 +93,8 @@ typedef struct citrus_config {
     char jwt_roles_claim[64];
     char jwt_tenants_claim[64];
     char jwt_subject_claim[64];
+    authn_role_grants jwt_role_grants[AUTHN_MAX_ROLE_GRANTS];
+    size_t njwt_role_grants;
     char audit_fail_open[8];
     /* auth.mtls.subjects: a client certificate's CN or SAN → user, roles */
     authn_subject mtls_subjects[AUTHN_MAX_SUBJECTS];

@@ -401,6 +401,9 @@ def test_modes_a_command_may_run_with(tmp_path, make_citrus):
     for bad in ({"auth": {"modes": ["kerberos"]}}, {"auth": {"modes": ["none", "api_key"]}},
                 {"auth": {"modes": ["trusted_headers"]}},
                 {"auth": {"modes": ["jwt"]}},
+                {"auth": {"jwt": {"role_grants": [{"role": "x", "grants": [{"prefix": "a/"}]}]}}},
+                {"auth": {"jwt": {"role_grants": [{"role": "", "grants": []}]}}},
+                {"auth": {"jwt": {"role_grants": {"x": []}}}},
                 {"auth": {"allow_none": "yes"}}):
         cfg.write_text(json.dumps(bad))
         r = run("dev", "--config", str(cfg), "--data-dir", str(tmp_path / "d2"),
@@ -524,7 +527,10 @@ def test_jwt_mode(tmp_path, make_citrus):
     jwks.write_text(json.dumps({"keys": [iss.jwk]}))
     c = make_citrus(mode="server", extra=[
         "--auth", "api_key,jwt", "--jwt-issuer", "https://idp.example", "--jwt-audience",
-        "citrus", "--jwt-jwks-file", str(jwks), "--jwt-clock-skew", "5"])
+        "citrus", "--jwt-jwks-file", str(jwks), "--jwt-clock-skew", "5", "--jwt-role-grants",
+        json.dumps([{"role": "billing-app", "grants": [
+            {"prefix": "app/billing/", "access": "readwrite"},
+            {"prefix": "app/public/", "access": "read"}]}])])
     now = int(time.time())
     base = {"iss": "https://idp.example", "aud": "citrus", "sub": "svc-1", "exp": now + 600}
 
@@ -538,6 +544,12 @@ def test_jwt_mode(tmp_path, make_citrus):
     rd = tok(roles=["reader"], sub="viewer")
     assert call(c.url, "GET", "/v1/kv/app/j", None, rd).status_code == 200
     assert call(c.url, "PUT", "/v1/kv/app/j", b"2", rd).status_code == 403
+    # KV grants of a JWT role (as etcd's role permissions)
+    bill = tok(roles=["billing-app"], sub="billing")
+    assert call(c.url, "PUT", "/v1/kv/app/billing/1", b"1", bill).status_code == 200
+    assert call(c.url, "GET", "/v1/kv/app/public/x", None, bill).status_code == 404  # allowed
+    assert call(c.url, "PUT", "/v1/kv/app/public/x", b"1", bill).status_code == 403
+    assert call(c.url, "GET", "/v1/kv/app/j", None, bill).status_code == 403
     # Azure AD style: roles as app roles, tenants from their own claim
     tn = tok(roles=["tenant"], tenants=["acme:*"], sub="acme-svc")
     assert call(c.url, "GET", "/v1/tenants/acme:1", None, tn).status_code == 404  # allowed
