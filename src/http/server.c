@@ -59,7 +59,11 @@ struct http_req {
     strbuf body;       /* bounded by the server's max_body */
     bool body_too_big; /* declared or sent over max_body: 413 at dispatch */
     bool before_ran;   /* the before hook was called */
-    bool started;      /* first call seen */
+    /* offload_start handed the request to the work pool: from then on the
+     * pool's thread owns it, and the HTTP thread reads nothing of it. Only
+     * the HTTP thread writes this. */
+    bool handed_off;
+    bool started; /* first call seen */
     bool responded;
     char corr[CORR_MAX + 1];
     int64_t start_ns;
@@ -522,8 +526,10 @@ static void offload_start(http_req *r)
     r->in_worker = true;
     MHD_suspend_connection(r->conn);
     r->job.fn = run_offloaded;
+    r->handed_off = true; /* before the post: the pool may run it at once */
     if (r->srv->pool && workpool_post(r->srv->pool, &r->job))
         return;
+    r->handed_off = false;
     r->in_worker = false;
     r->off_inline = true;
     MHD_resume_connection(r->conn);
@@ -757,7 +763,10 @@ static void req_resumed(http_req *r)
         http_resume_fn fn = r->on_resume;
         r->on_resume = NULL;
         r->parked = false;
+        r->handed_off = false;
         fn(r, r->resume_ctx);
+        if (r->handed_off)
+            return; /* its handler went to the pool (http_run_handler) */
     }
     if (!r->responded && !r->suspended)
         http_reply_error(r, CITRUS_EINTERNAL, "resumed handler sent no response", NULL);
