@@ -3,11 +3,14 @@
  * handler until it serves, so what a handler reads can be put in place in
  * between (the node registers its URL and starts its router there); a bound
  * server that never serves gives its port back; a port in use is a clear
- * error. Real sockets on loopback. */
+ * error; the gate, before and done hooks. Real sockets on loopback. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -147,12 +150,122 @@ static void a_port_in_use_is_a_clear_error(void **state)
     http_server_stop(first);
 }
 
+/* ---- the gate, the before hook and the done hook ---- */
+
+typedef struct hooks {
+    atomic_int handled, done, denied_done;
+} hooks;
+
+static hooks hk;
+
+static int offloaded(http_req *r, void *ctx)
+{
+    if (!http_offloaded(r))
+        return http_offload(r, offloaded, ctx);
+    atomic_fetch_add(&hk.handled, 1);
+    return http_reply_json(r, 201, json_pack("{s:s}", "ran", "on the pool"));
+}
+
+static const http_route hook_routes[] = {
+    {"POST", "/parked", offloaded, ROUTE_BODY_RAW, NULL, NULL},
+};
+
+static bool gate(http_req *r, const http_route *route, void *ctx)
+{
+    (void)route;
+    (void)ctx;
+    if (http_req_header(r, "X-Deny")) {
+        http_reply_error(r, CITRUS_EFORBIDDEN, "denied by the gate", NULL);
+        return false;
+    }
+    return true;
+}
+
+static void resumed(http_req *r, void *ctx)
+{
+    (void)ctx;
+    http_run_handler(r);
+}
+
+static void *waker(void *arg)
+{
+    usleep(1000);
+    http_resume(arg);
+    return NULL;
+}
+
+/* Parks the request and wakes it from another thread, as the audit log's
+ * writer does; the handler then offloads itself to the work pool. */
+static void before(http_req *r, void *ctx)
+{
+    (void)ctx;
+    http_suspend(r, resumed, NULL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, waker, r), 0);
+    pthread_detach(t);
+}
+
+static void done(http_req *r, unsigned status, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+    atomic_fetch_add(status == 403 ? &hk.denied_done : &hk.done, 1);
+}
+
+static int post(unsigned port, bool deny, char *buf, size_t cap)
+{
+    int fd = connect_to(port);
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "POST /parked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s"
+                     "Content-Length: 2\r\n\r\nhi",
+                     deny ? "X-Deny: 1\r\n" : "");
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    read_within(fd, buf, cap, 10000);
+    close(fd);
+    return 0;
+}
+
+/* A gate refusal runs no handler; a request parked by the before hook and
+ * woken from another thread runs its handler (which moves to the work
+ * pool) exactly once; done sees every request with its status. Under
+ * ThreadSanitizer (make tsan) this is where a resumed request's hand-off to
+ * the pool must not be read back by the HTTP thread. */
+static void gate_before_and_done_hooks(void **state)
+{
+    (void)state;
+    http_server_options ho = {.listen = "127.0.0.1:0",
+                              .threads = 2,
+                              .component = "test",
+                              .gate = gate,
+                              .before = before,
+                              .done = done};
+    http_server *srv = NULL;
+    errdetail e;
+    assert_int_equal(http_server_start(&ho, hook_routes, 1, NULL, &srv, &e), 0);
+    unsigned port = http_server_port(srv);
+    char buf[4096];
+    post(port, true, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 403"));
+    assert_int_equal(atomic_load(&hk.handled), 0);
+    for (int i = 0; i < 40; i++) {
+        post(port, false, buf, sizeof(buf));
+        assert_non_null(strstr(buf, "HTTP/1.1 201"));
+        assert_non_null(strstr(buf, "on the pool"));
+    }
+    http_server_stop(srv); /* done has run for every request once stop returns */
+    assert_int_equal(atomic_load(&hk.handled), 40);
+    assert_int_equal(atomic_load(&hk.done), 40);
+    assert_int_equal(atomic_load(&hk.denied_done), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_bound_server_answers_only_once_it_serves),
         cmocka_unit_test(a_bound_server_that_never_serves_gives_its_port_back),
         cmocka_unit_test(a_port_in_use_is_a_clear_error),
+        cmocka_unit_test(gate_before_and_done_hooks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
