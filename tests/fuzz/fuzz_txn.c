@@ -245,6 +245,21 @@ const http_route *http_req_route(const http_req *r)
     return NULL;
 }
 
+void http_run_handler(http_req *r)
+{
+    FUZZ_CHECK(false, "http_run_handler called");
+}
+
+bool http_req_gone(const http_req *r)
+{
+    return false;
+}
+
+size_t http_req_tls_subjects(const http_req *r, const char **out, size_t max)
+{
+    return 0;
+}
+
 int http_server_bind(const http_server_options *opts, const http_route *routes, size_t nroutes,
                      void *app, http_server **out, errdetail *e)
 {
