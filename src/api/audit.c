@@ -65,27 +65,30 @@ static const char *target_of(http_req *r)
     return "";
 }
 
-/* One row for the request; status 0 = recorded when it ends. */
-static int append(app *a, http_req *r, const char *action, const char *target, int status,
-                  int64_t *id, errdetail *e)
+/* What a request's row says; roles and peer are the caller's buffers the
+ * row points into. status 0 = recorded when the request ends. */
+typedef struct row_bufs {
+    char roles[128], peer[64];
+} row_bufs;
+
+static audit_row row_of(http_req *r, const char *action, const char *target, int status,
+                        row_bufs *b)
 {
     const principal *p = api_principal(r);
-    char roles[128], peer[64];
-    auth_roles_format(p->roles, roles, sizeof(roles));
-    http_req_peer(r, peer, sizeof(peer));
+    auth_roles_format(p->roles, b->roles, sizeof(b->roles));
+    http_req_peer(r, b->peer, sizeof(b->peer));
     const http_route *route = http_req_route(r);
-    audit_row row = {.time_ms = clock_wall_ms(NULL),
-                     .principal = p->name,
-                     .roles = roles,
-                     .auth_method = p->method,
-                     .peer = peer,
-                     .method = http_req_method(r),
-                     .route = route ? route->pattern : http_req_path(r),
-                     .action = action,
-                     .target = target,
-                     .status = status,
-                     .correlation_id = http_req_correlation(r)};
-    return records_audit_append(a->rec, &row, id, e);
+    return (audit_row){.time_ms = clock_wall_ms(NULL),
+                       .principal = p->name,
+                       .roles = b->roles,
+                       .auth_method = p->method,
+                       .peer = b->peer,
+                       .method = http_req_method(r),
+                       .route = route ? route->pattern : http_req_path(r),
+                       .action = action,
+                       .target = target,
+                       .status = status,
+                       .correlation_id = http_req_correlation(r)};
 }
 
 /* The writer thread: the row is durable (or not); wake the request. */
@@ -135,20 +138,8 @@ void api_audit_before(http_req *r, void *ctx)
         snprintf(name, sizeof(name), "%s%.64s", action, param ? param : "");
         action = name;
     }
-    const principal *p = &c->p;
-    char roles[128], peer[64];
-    auth_roles_format(p->roles, roles, sizeof(roles));
-    http_req_peer(r, peer, sizeof(peer));
-    audit_row row = {.time_ms = clock_wall_ms(NULL),
-                     .principal = p->name,
-                     .roles = roles,
-                     .auth_method = p->method,
-                     .peer = peer,
-                     .method = http_req_method(r),
-                     .route = route->pattern,
-                     .action = action,
-                     .target = target_of(r),
-                     .correlation_id = http_req_correlation(r)};
+    row_bufs b;
+    audit_row row = row_of(r, action, target_of(r), 0, &b);
     /* Parked first: the row may be written before the call returns. */
     http_suspend(r, audit_resumed, c);
     errdetail e;
@@ -165,7 +156,9 @@ void api_audit_now(http_req *r, const char *action, const char *target, int stat
     if (!c || !c->a->rec)
         return;
     errdetail e;
-    if (append(c->a, r, action, target ? target : target_of(r), status, NULL, &e) < 0)
+    row_bufs b;
+    audit_row row = row_of(r, action, target ? target : target_of(r), status, &b);
+    if (records_audit_append(c->a->rec, &row, NULL, &e) < 0)
         log_error("audit", "audit row not written",
                   json_pack("{s:s,s:s}", "action", action, "error", e.message));
 }

@@ -450,11 +450,12 @@ static int load(keyring *k)
         return CITRUS_ENOMEM;
     /* the store lists by key, and a key is its prefix and its id: sorted */
     pthread_rwlock_wrlock(&k->rw);
-    for (size_t i = 0; i < k->n; i++) /* keep this node's last uses */
-        for (size_t j = 0; j < n; j++)
-            if (strcmp(k->entries[i]->id, v[j]->id) == 0 &&
-                atomic_load(&k->entries[i]->last_used_ms) > atomic_load(&v[j]->last_used_ms))
-                atomic_store(&v[j]->last_used_ms, atomic_load(&k->entries[i]->last_used_ms));
+    for (size_t j = 0; j < n; j++) { /* keep this node's last uses (old copy: sorted) */
+        bool found;
+        size_t i = find_slot(k, v[j]->id, &found);
+        if (found && atomic_load(&k->entries[i]->last_used_ms) > atomic_load(&v[j]->last_used_ms))
+            atomic_store(&v[j]->last_used_ms, atomic_load(&k->entries[i]->last_used_ms));
+    }
     for (size_t i = 0; i < k->n; i++)
         entry_free(k->entries[i]);
     free(k->entries);
