@@ -46,7 +46,18 @@
     X(UNAUTHENTICATED, -34, "unauthenticated", 401, "no valid credentials")                        \
     X(FORBIDDEN, -35, "forbidden", 403, "the credentials do not allow this")                       \
     X(AUDIT, -36, "audit_unavailable", 503,                                                        \
-      "the audit log cannot be written; the change was refused")
+      "the audit log cannot be written; the change was refused")                                   \
+    X(STMTDENIED, -37, "statement_not_allowed", 403,                                               \
+      "the shard sandbox does not allow this statement")                                           \
+    X(TXCONTROL, -38, "statement_not_allowed", 400,                                                \
+      "statements that change transaction state are not allowed here")                             \
+    X(RESPTOOBIG, -39, "response_too_large", 413,                                                  \
+      "the answer would pass server.max_response_bytes")                                           \
+    X(NOSPACE, -40, "no_space", 507, "the catalog is past its quota; only deletes and compaction") \
+    X(CROSSORIGIN, -41, "cross_origin", 403, "a cross-site request cannot change anything")        \
+    X(RESERVED, -42, "reserved", 403, "keys under citrus/ are written only through their routes")  \
+    X(SUPERUSER, -43, "superuser_not_allowed", 400,                                                \
+      "the DSN's role is a superuser; sm-admin may allow it with allow_superuser=true")
 
 /* Marks the functions libcitrus exports (everything else in the shared
  * library is hidden). */
