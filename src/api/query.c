@@ -171,19 +171,40 @@ static int statement_parse(http_req *r, json_t *obj, const char *where, const ch
     return 0;
 }
 
-#define MAX_TIMEOUT_MS 86400000 /* a day */
+#define MAX_TIMEOUT_MS 86400000 /* a day: the most router.max_query_timeout_ms may be */
 
-/* timeout_ms into call (0 when absent); replies 400 when invalid. */
-static int timeout_parse(http_req *r, json_t *body, router_call *call)
+/* Whether the client of a call went away (router_call.gone): its
+ * statement is then cancelled rather than left holding a connection. */
+static bool client_gone(void *req)
+{
+    return http_req_peer_closed(req);
+}
+
+/* timeout_ms into call (0 when absent: the router's default) and the check
+ * that the client is still there; replies 400 when invalid or past
+ * router.max_query_timeout_ms (refused rather than cut down, so a client
+ * never believes it has more time than it gets). */
+static int timeout_parse(http_req *r, const router *rt, json_t *body, router_call *call)
 {
     json_t *t = json_object_get(body, "timeout_ms");
+    int64_t max = router_max_timeout_ms(rt);
+    if (!max || max > MAX_TIMEOUT_MS)
+        max = MAX_TIMEOUT_MS;
     call->timeout_ms = 0;
+    call->gone = client_gone;
+    call->gone_ctx = r;
     if (!t)
         return 0;
-    if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > MAX_TIMEOUT_MS)
+    if (!json_is_integer(t) || json_integer_value(t) < 1)
         return http_reply_errorf(r, CITRUS_EBADJSON,
-                                 "timeout_ms: an integer of 1..%d (ms each statement may run)",
-                                 MAX_TIMEOUT_MS),
+                                 "timeout_ms: an integer of 1..%lld (ms each statement may run)",
+                                 (long long)max),
+               CITRUS_EBADJSON;
+    if (json_integer_value(t) > max)
+        return http_reply_errorf(r, CITRUS_EBADJSON,
+                                 "timeout_ms: %lld is more than this router allows a statement to "
+                                 "run (router.max_query_timeout_ms: %lld ms)",
+                                 (long long)json_integer_value(t), (long long)max),
                CITRUS_EBADJSON;
     call->timeout_ms = json_integer_value(t);
     return 0;
@@ -191,11 +212,11 @@ static int timeout_parse(http_req *r, json_t *body, router_call *call)
 
 /* consistency, max_lag_ms and timeout_ms into rd; replies 400 when
  * invalid. */
-static int call_parse(http_req *r, json_t *body, router_call *rd)
+static int call_parse(http_req *r, const router *rt, json_t *body, router_call *rd)
 {
     rd->eventual = false;
     rd->max_lag_ms = -1;
-    if (timeout_parse(r, body, rd) < 0)
+    if (timeout_parse(r, rt, body, rd) < 0)
         return CITRUS_EBADJSON;
     json_t *c = json_object_get(body, "consistency");
     json_t *lag = json_object_get(body, "max_lag_ms");
@@ -271,7 +292,7 @@ int api_query(http_req *r, void *ctx)
         rc = statement_parse(r, body, "", &sql, &params, &np);
     router_call rd;
     if (rc == 0)
-        rc = call_parse(r, body, &rd);
+        rc = call_parse(r, a->router, body, &rd);
     router_answer ans = {0};
     errdetail e = {0}; /* e.code set: the router's error, not yet replied */
     if (rc == 0 && json_is_true(scatter) && !principal_scatter_allowed(api_principal(r))) {
@@ -340,7 +361,7 @@ int api_tx(http_req *r, void *ctx)
     }
     router_call call = {0};
     if (rc == 0)
-        rc = timeout_parse(r, body, &call);
+        rc = timeout_parse(r, a->router, body, &call);
     long failed = -1;
     errdetail e = {0};
     if (rc == 0 && (rc = router_tx(a->router, key, &call, v, n, ans, &failed, &e)) < 0)

@@ -84,6 +84,14 @@ void drv_set_statement_timeout(drv_conn *c, int64_t ms)
         c->stmt_timeout_ms = ms > 0 ? ms : 0;
 }
 
+void drv_set_cancel_check(drv_conn *c, drv_cancel_fn fn, void *ctx)
+{
+    if (!c)
+        return;
+    c->cancel_fn = fn;
+    c->cancel_ctx = fn ? ctx : NULL;
+}
+
 void drv_close(drv_conn *c)
 {
     if (!c)

@@ -77,6 +77,22 @@ void drv_set_statement_cache(drv_conn *c, size_t n);
  * as before. */
 void drv_set_statement_timeout(drv_conn *c, int64_t ms);
 
+/* A check that a statement's caller is still there (NULL: none, the
+ * default): while a later drv_exec (or drv_run_script) waits on the
+ * database, fn(ctx) is called every DRV_CANCEL_CHECK_MS of its run (not
+ * before the first interval has passed, so a quick statement costs
+ * nothing), from the thread running the statement. When it returns true
+ * the statement is cancelled as for a timeout (PostgreSQL: a cancel
+ * request and its answer awaited up to the open timeout; SQLite:
+ * interrupted) and drv_exec returns CITRUS_ECLOSED: nothing of it applied
+ * (inside a transaction, the transaction is aborted), the connection
+ * usable, unless PostgreSQL did not answer the cancel either: then
+ * CITRUS_ETIMEOUT and the connection is broken, as for a timeout. A lock
+ * wait on SQLite is bounded by the busy timeout as before. */
+#define DRV_CANCEL_CHECK_MS 50
+typedef bool (*drv_cancel_fn)(void *ctx);
+void drv_set_cancel_check(drv_conn *c, drv_cancel_fn fn, void *ctx);
+
 /* Runs exactly one statement (a trailing ";" is fine; a second statement
  * is an error) with nparams bound parameters; rows (if any) go into out
  * (which must be rs_init'ed; columns set from the statement, none for a

@@ -17,6 +17,7 @@
 #include "core/dsn.h"
 #include "core/errdetail.h"
 #include "core/value.h"
+#include "dbconn/driver.h"
 #include "dbconn/stmt_cache.h"
 #include "sys/clock.h"
 
@@ -66,6 +67,8 @@ struct drv_conn {
     const sysclock *clock;   /* statement deadlines; never NULL */
     stmt_cache *stmts;       /* prepared statements (named on PostgreSQL), or NULL */
     int64_t stmt_timeout_ms; /* drv_set_statement_timeout; 0 = none */
+    drv_cancel_fn cancel_fn; /* drv_set_cancel_check; NULL = none */
+    void *cancel_ctx;
 };
 
 extern const drv_ops drv_sqlite_ops; /* driver_sqlite.c */

@@ -49,6 +49,9 @@
  * cancel request is sent past it, and the server's answer (57014) is
  * awaited up to the open timeout more before the connection is given up.
  * (PQcancel connects to the server blocking; libpq 15 has no other way.)
+ * A cancel check (drv_set_cancel_check) makes the wait poll the socket in
+ * slices of DRV_CANCEL_CHECK_MS and ask it between them; a caller gone
+ * cancels the statement the same way.
  * drv_ping is bounded by the open timeout, and a ping that times out
  * leaves the connection broken (a statement still in flight). */
 #include <errno.h>
@@ -415,66 +418,106 @@ static stale_t stale_kind(const PGresult *r)
     return STALE_NO;
 }
 
-/* A statement's time limit as it runs (drv_set_statement_timeout): the
- * deadline (0: none), and whether it passed and the statement was
- * cancelled. */
+/* Why we cancelled the running statement (PG_RUNNING: we did not). */
+typedef enum { PG_RUNNING, PG_TIMED_OUT, PG_ABANDONED } pg_cancel_why;
+
+/* A statement's limits as it runs: the deadline of
+ * drv_set_statement_timeout (0: none), when drv_set_cancel_check's check
+ * is due next (0: no check), and whether we cancelled it and why. */
 typedef struct pg_clock {
     int64_t deadline;
-    bool timed_out;
+    int64_t next_check;
+    pg_cancel_why cancelled;
 } pg_clock;
 
-/* Waits until PQgetResult would not block, up to k's deadline. Past it the
- * statement is cancelled once (timed_out) and the deadline moves on by the
- * open timeout for the server's answer to that. 0, or -1 when the
- * connection failed or did not answer the cancel either (then broken). */
+/* Cancels the running statement for why; its answer is awaited up to the
+ * open timeout from now, with no more checks. */
+static void cancel_for(drv_conn *c, pg_clock *k, pg_cancel_why why)
+{
+    cancel_query(conn(c));
+    k->cancelled = why;
+    k->deadline = clock_mono_ms(c->clock) + c->timeout_ms;
+    k->next_check = 0;
+}
+
+/* Waits until PQgetResult would not block, up to k's deadline, running the
+ * cancel check when it is due. Past the deadline, or when the check says
+ * the caller is gone, the statement is cancelled once and the deadline
+ * moves on by the open timeout for the server's answer to that. 0, or -1
+ * when the connection failed or did not answer the cancel either (then
+ * broken). */
 static int wait_result(drv_conn *c, pg_clock *k)
 {
-    if (!k->deadline)
+    if (!k->deadline && !k->next_check)
         return 0;
-    PGconn *pg = conn(c);
-    int w;
-    while ((w = wait_busy(c, k->deadline)) == 1 && !k->timed_out) {
-        cancel_query(pg);
-        k->timed_out = true;
-        k->deadline = clock_mono_ms(c->clock) + c->timeout_ms;
+    for (;;) {
+        int64_t until = k->deadline ? k->deadline : INT64_MAX;
+        if (k->next_check && k->next_check < until)
+            until = k->next_check;
+        int w = wait_busy(c, until);
+        if (w == 0)
+            return 0;
+        if (w < 0)
+            break;
+        int64_t now = clock_mono_ms(c->clock);
+        if (k->deadline && now >= k->deadline) {
+            if (k->cancelled)
+                break; /* no answer to the cancel either */
+            cancel_for(c, k, PG_TIMED_OUT);
+        } else if (c->cancel_fn(c->cancel_ctx)) {
+            cancel_for(c, k, PG_ABANDONED);
+        } else {
+            k->next_check = now + DRV_CANCEL_CHECK_MS;
+        }
     }
-    if (w != 0)
-        c->broken = true;
-    return w == 0 ? 0 : -1;
+    c->broken = true;
+    return -1;
 }
 
 /* The error when wait_result failed. */
 static int wait_failed(drv_conn *c, const pg_clock *k, errdetail *e)
 {
-    if (!k->timed_out)
+    if (k->cancelled == PG_RUNNING)
         return pg_message(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(conn(c)));
+    if (k->cancelled == PG_ABANDONED)
+        return errdetail_set(e, CITRUS_ETIMEOUT,
+                             "the client went away and the server did not answer the cancel of "
+                             "its statement: outcome unknown");
     return errdetail_set(e, CITRUS_ETIMEOUT,
                          "the statement ran past its timeout of %lld ms and the server did not "
                          "answer its cancel: outcome unknown",
                          (long long)c->stmt_timeout_ms);
 }
 
-/* Whether r is the server's answer to our cancel for the time limit. */
-static bool cancelled_for_time(const pg_clock *k, const PGresult *r)
+/* Whether r is the server's answer to our cancel for the time limit or
+ * the caller's going away. */
+static bool cancelled_by_us(const pg_clock *k, const PGresult *r)
 {
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    return k->timed_out && state && strcmp(state, "57014") == 0;
+    return k->cancelled != PG_RUNNING && state && strcmp(state, "57014") == 0;
 }
 
-static int timeout_error(drv_conn *c, errdetail *e)
+/* The error of a statement cancelled_by_us. */
+static int cancel_error(drv_conn *c, const pg_clock *k, errdetail *e)
 {
-    errdetail_set(e, CITRUS_EQUERYTIMEOUT,
-                  "the statement ran past its timeout of %lld ms and was cancelled",
-                  (long long)c->stmt_timeout_ms);
+    int rc = CITRUS_EQUERYTIMEOUT;
+    if (k->cancelled == PG_ABANDONED)
+        rc = errdetail_set(e, CITRUS_ECLOSED, "the client went away: the statement was cancelled");
+    else
+        errdetail_set(e, rc, "the statement ran past its timeout of %lld ms and was cancelled",
+                      (long long)c->stmt_timeout_ms);
     errdetail_sqlstate(e, "57014");
-    return CITRUS_EQUERYTIMEOUT;
+    return rc;
 }
 
-/* The deadline of a statement (or script) starting now. */
+/* The limits of a statement (or script) starting now. */
 static pg_clock clock_start(drv_conn *c)
 {
-    return (pg_clock){.deadline =
-                          c->stmt_timeout_ms ? clock_mono_ms(c->clock) + c->stmt_timeout_ms : 0};
+    if (!c->stmt_timeout_ms && !c->cancel_fn)
+        return (pg_clock){0};
+    int64_t now = clock_mono_ms(c->clock);
+    return (pg_clock){.deadline = c->stmt_timeout_ms ? now + c->stmt_timeout_ms : 0,
+                      .next_check = c->cancel_fn ? now + DRV_CANCEL_CHECK_MS : 0};
 }
 
 /* The last result of a command sent with PQsend* (the others dropped),
@@ -538,9 +581,9 @@ static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle
         char gone[STMT_NAME];
         memcpy(gone, fresh->name, STMT_NAME);
         stmt_cache_drop(s, gone);
-        int rc = !r                         ? wait_failed(c, k, e)
-                 : cancelled_for_time(k, r) ? timeout_error(c, e)
-                                            : fail_result(c, r, e);
+        int rc = !r                      ? wait_failed(c, k, e)
+                 : cancelled_by_us(k, r) ? cancel_error(c, k, e)
+                                         : fail_result(c, r, e);
         PQclear(r);
         if (PQstatus(pg) != CONNECTION_OK)
             c->broken = true;
@@ -626,8 +669,8 @@ static int collect(drv_conn *c, size_t max_rows, bool may_cancel, pg_clock *k, r
             const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
             if (cancelled && state && strcmp(state, "57014") == 0)
                 break; /* our own cancel of a truncated query */
-            if (rc == 0 && cancelled_for_time(k, r)) {
-                rc = timeout_error(c, e);
+            if (rc == 0 && cancelled_by_us(k, r)) {
+                rc = cancel_error(c, k, e);
                 break;
             }
             if (rc == 0) {

@@ -27,7 +27,8 @@
  * statement after the other and stops at the first error.
  *
  * A statement timeout is a deadline on the connection's clock, checked by
- * a progress handler every 1000 virtual machine steps.
+ * a progress handler every 1000 virtual machine steps; the same handler
+ * runs the cancel check (drv_set_cancel_check) when it is due.
  *
  * Errors: the caller's fault (syntax, constraint, ...) is CITRUS_EINVAL
  * with SQLite's message. SQLITE_BUSY (the lock stayed taken past the busy
@@ -284,45 +285,64 @@ static int stmt_for(drv_conn *c, const char *sql, sqlite3_stmt **out, bool *kept
     return 0;
 }
 
-/* When the running statement (or script) is interrupted. */
+/* When the running statement (or script) is interrupted: at its deadline
+ * (drv_set_statement_timeout), or when the cancel check, due every
+ * DRV_CANCEL_CHECK_MS, says its caller is gone (abandoned). */
 typedef struct lite_deadline {
-    const sysclock *clock;
-    int64_t at; /* 0 = never */
+    drv_conn *c;
+    int64_t at;         /* 0 = never */
+    int64_t next_check; /* 0 = no check */
+    bool abandoned;
 } lite_deadline;
 
 static bool deadline_passed(const lite_deadline *d)
 {
-    return d->at && clock_mono_ms(d->clock) >= d->at;
+    return d->at && clock_mono_ms(d->c->clock) >= d->at;
 }
 
-/* SQLite's progress handler while a statement has a deadline: non-zero
- * interrupts it. */
+/* SQLite's progress handler while a statement has a deadline or a cancel
+ * check: non-zero interrupts it. */
 static int past_deadline(void *ctx)
 {
-    return deadline_passed(ctx);
+    lite_deadline *d = ctx;
+    if (deadline_passed(d))
+        return 1;
+    if (!d->next_check)
+        return 0;
+    int64_t now = clock_mono_ms(d->c->clock);
+    if (now < d->next_check)
+        return 0;
+    d->next_check = now + DRV_CANCEL_CHECK_MS;
+    d->abandoned = d->c->cancel_fn(d->c->cancel_ctx);
+    return d->abandoned;
 }
 
 /* Sets *d for a statement starting now, and the progress handler checking
- * it when c has a statement timeout. */
+ * it when c has a statement timeout or a cancel check. */
 static void deadline_start(drv_conn *c, lite_deadline *d)
 {
-    *d = (lite_deadline){.clock = c->clock};
-    if (!c->stmt_timeout_ms)
+    *d = (lite_deadline){.c = c};
+    if (!c->stmt_timeout_ms && !c->cancel_fn)
         return;
-    d->at = clock_mono_ms(c->clock) + c->stmt_timeout_ms;
+    int64_t now = clock_mono_ms(c->clock);
+    d->at = c->stmt_timeout_ms ? now + c->stmt_timeout_ms : 0;
+    d->next_check = c->cancel_fn ? now + DRV_CANCEL_CHECK_MS : 0;
     sqlite3_progress_handler(lite(c), 1000, past_deadline, d);
 }
 
 static void deadline_end(drv_conn *c, const lite_deadline *d)
 {
-    if (d->at)
+    if (d->at || d->next_check)
         sqlite3_progress_handler(lite(c), 0, NULL, NULL);
 }
 
 /* The error of a step that failed: a timeout when the deadline
- * interrupted it. */
+ * interrupted it, CITRUS_ECLOSED when its caller went away. */
 static int step_failed(drv_conn *c, const lite_deadline *d, int step, errdetail *e)
 {
+    if ((step & 0xff) == SQLITE_INTERRUPT && d->abandoned)
+        return errdetail_set(e, CITRUS_ECLOSED,
+                             "the client went away: the statement was cancelled");
     if ((step & 0xff) == SQLITE_INTERRUPT && deadline_passed(d))
         return errdetail_set(e, CITRUS_EQUERYTIMEOUT,
                              "the statement ran past its timeout of %lld ms and was cancelled",

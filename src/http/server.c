@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -732,6 +733,22 @@ static void req_dispatch(http_req *r)
 bool http_req_gone(const http_req *r)
 {
     return r->gone;
+}
+
+/* Asks the kernel, without reading anything: the peer's FIN (POLLRDHUP,
+ * also with unread bytes before it) or a reset (POLLHUP, POLLERR). The
+ * socket stays open meanwhile: its connection is either suspended or
+ * busy in this very handler, and libmicrohttpd closes neither. */
+bool http_req_peer_closed(const http_req *r)
+{
+    if (r->gone)
+        return true;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci || ci->connect_fd == MHD_INVALID_SOCKET)
+        return false;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 void http_run_handler(http_req *r)

@@ -169,6 +169,12 @@ int http_offload(http_req *r, http_handler fn, void *ctx);
 void http_run_handler(http_req *r);
 /* Whether the client went away (an on_resume that runs for its cleanup). */
 bool http_req_gone(const http_req *r);
+/* Whether the client has closed its connection (or reset it) by now, while
+ * the request is still being handled: a cheap poll of the socket, no
+ * read, safe from the thread running the handler and from others at the
+ * same time. A client that half-closes (shutdown for writing) after its
+ * request counts as gone. */
+bool http_req_peer_closed(const http_req *r);
 /* Whether this handler runs because of http_offload. */
 bool http_offloaded(const http_req *r);
 

@@ -130,9 +130,12 @@ static const field fields[] = {
     INT("router", "statement_cache", "router-statement-cache", router_stmt_cache, 0, 100000,
         "prepared statements kept per shard connection (0: none; a PostgreSQL connection "
         "that cannot keep them stops by itself)"),
-    INT("router", "query_timeout_ms", "router-query-timeout", router_query_timeout_ms, 0, 86400000,
+    INT("router", "query_timeout_ms", "router-query-timeout", router_query_timeout_ms, 1, 86400000,
         "how long a statement may run when the request names no timeout_ms, ms; past it the "
-        "statement is cancelled, 504 query_timeout (0: no limit)"),
+        "statement is cancelled, 504 query_timeout"),
+    INT("router", "max_query_timeout_ms", "router-max-query-timeout", router_max_query_timeout_ms,
+        1, 86400000,
+        "the most timeout_ms a request may name, ms (more: 400); at least query_timeout_ms"),
     INT("router", "max_lag_ms", "router-max-lag", router_max_lag_ms, 1, 86400000,
         "eventual reads that name no max_lag_ms: the most replica lag they accept, ms"),
     ENUM("provisioner", "kind", "provisioner", prov_kind, "none|sqlite|postgres|exec",
@@ -225,6 +228,8 @@ void config_defaults(citrus_config *c)
     c->router_max_lag_ms = 1000;
     c->router_stmt_cache = 256;
     c->router_max_conns = 1024;
+    c->router_query_timeout_ms = 30000;      /* as vttablet's queryserver-config-query-timeout */
+    c->router_max_query_timeout_ms = 600000; /* 10 min */
     snprintf(c->auth_allow_none, sizeof(c->auth_allow_none), "false");
     snprintf(c->auth_metrics_anonymous, sizeof(c->auth_metrics_anonymous), "false");
     snprintf(c->jwt_discovery, sizeof(c->jwt_discovery), "false");
@@ -656,6 +661,12 @@ int config_validate(const citrus_config *c, errdetail *err)
         rc = tls_pair("catalog.etcd.tls", c->etcd_cert_file, c->etcd_key_file, NULL, err);
     if (rc < 0)
         return rc;
+    if (c->router_query_timeout_ms > c->router_max_query_timeout_ms)
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "router.query_timeout_ms: %lld is more than "
+                             "router.max_query_timeout_ms (%lld)",
+                             (long long)c->router_query_timeout_ms,
+                             (long long)c->router_max_query_timeout_ms);
     if (strcmp(c->backend, "etcd") == 0 && !c->etcd_endpoints[0])
         return errdetail_set(err, CITRUS_EINVAL,
                              "catalog.etcd.endpoints: required when catalog.backend is etcd");

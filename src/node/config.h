@@ -67,7 +67,8 @@ typedef struct citrus_config {
     int64_t router_pool_wait_ms;
     int64_t router_max_lag_ms;
     int64_t router_stmt_cache;
-    int64_t router_query_timeout_ms;
+    int64_t router_query_timeout_ms;     /* a statement's limit when the request names none */
+    int64_t router_max_query_timeout_ms; /* the most a request may name */
     int64_t router_max_conns;
     char router_tls_cert_file[CONFIG_STR]; /* router.tls */
     char router_tls_key_file[CONFIG_STR];

@@ -39,7 +39,8 @@ struct router {
     size_t statement_cache;
     int64_t pool_wait_ms, connect_timeout_ms;
     int64_t default_max_lag_ms, lag_recheck_ms;
-    int64_t query_timeout_ms; /* 0 = none */
+    int64_t query_timeout_ms;     /* 0 = none */
+    int64_t max_query_timeout_ms; /* 0 = none */
     pthread_mutex_t mu;
     route_memo *memo; /* routes between catalog changes */
     /* The databases by DSN: a hash table of npools entries in nbuckets (a
@@ -70,14 +71,14 @@ static pool_entry *pool_for(router *r, const char *dsn);
 typedef struct shard_series {
     char id[SHARD_ID_MAX + 1];
     const char *role;
-    metric_series *outcome[5]; /* OUTCOMES */
+    metric_series *outcome[6]; /* OUTCOMES */
     metric_series *exhausted, *latency, *idle, *in_use;
 } shard_series;
 
 #define SHARD_SERIES_CACHE 16
 
-static const char *const OUTCOMES[5] = {"ok", "sql_error", "pool_exhausted", "unavailable",
-                                        "timeout"};
+static const char *const OUTCOMES[6] = {"ok",          "sql_error", "pool_exhausted",
+                                        "unavailable", "timeout",   "cancelled"};
 
 /* From a small per-thread cache: a query formats no labels and takes no
  * lock for its metrics once its thread has seen its shard. */
@@ -91,7 +92,7 @@ static const shard_series *series_for(const char *id, const char *role)
     shard_series *c = &cache[next++ % SHARD_SERIES_CACHE];
     char esc[160], labels[256];
     metrics_escape_label(id, esc, sizeof(esc));
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         snprintf(labels, sizeof(labels), "shard=\"%s\",role=\"%s\",outcome=\"%s\"", esc, role,
                  OUTCOMES[i]);
         c->outcome[i] = metrics_series("citrus_router_queries_total", labels, METRIC_COUNTER);
@@ -120,6 +121,7 @@ static void record(router *r, const shard *s, pool *p, const char *role, int rc,
                   : rc == CITRUS_ESQL                                   ? 1
                   : rc == CITRUS_EPOOL                                  ? 2
                   : rc == CITRUS_EQUERYTIMEOUT || rc == CITRUS_ETIMEOUT ? 4
+                  : rc == CITRUS_ECLOSED                                ? 5
                                                                         : 3;
     metric_add(m->outcome[outcome], 1);
     if (rc == CITRUS_EPOOL)
@@ -162,12 +164,18 @@ router *router_new(const router_options *o)
     r->default_max_lag_ms = o->default_max_lag_ms > 0 ? o->default_max_lag_ms : 1000;
     r->lag_recheck_ms = o->lag_recheck_ms > 0 ? o->lag_recheck_ms : 100;
     r->query_timeout_ms = o->query_timeout_ms > 0 ? o->query_timeout_ms : 0;
+    r->max_query_timeout_ms = o->max_query_timeout_ms > 0 ? o->max_query_timeout_ms : 0;
     if (!(r->memo = route_memo_new(o->memo_keys))) {
         free(r);
         return NULL;
     }
     pthread_mutex_init(&r->mu, NULL);
     return r;
+}
+
+int64_t router_max_timeout_ms(const router *r)
+{
+    return r->max_query_timeout_ms;
 }
 
 void router_free(router *r)
@@ -331,7 +339,8 @@ static int drv_to_router(int rc, const errdetail *de, const char *shard_id, errd
     if (rc == CITRUS_EINVAL) { /* the statement's fault: the database's own words */
         errdetail_set(e, CITRUS_ESQL, "%s", de->message);
     } else {
-        bool own = rc == CITRUS_EPOOL || rc == CITRUS_EQUERYTIMEOUT || rc == CITRUS_ETIMEOUT;
+        bool own = rc == CITRUS_EPOOL || rc == CITRUS_EQUERYTIMEOUT || rc == CITRUS_ETIMEOUT ||
+                   rc == CITRUS_ECLOSED;
         errdetail_set(e, own ? rc : CITRUS_EUNAVAILABLE, "shard '%s': %s", shard_id, de->message);
     }
     errdetail_sqlstate(e, de->sqlstate);
@@ -398,10 +407,21 @@ static drv_conn *replica_checkout(router *r, const shard *s, int64_t max_lag, po
     return NULL;
 }
 
-/* How long each statement of a call may run (0: no limit). */
-static int64_t call_timeout(const router *r, const router_call *call)
+/* Bounds what runs on c for call: how long each statement may run (the
+ * call's timeout, else the router's; 0: no limit), and the check that its
+ * caller is still there. disarm undoes it before c runs anything else (a
+ * rollback) or goes back to the pool. */
+static void arm(const router *r, drv_conn *c, const router_call *call)
 {
-    return call && call->timeout_ms > 0 ? call->timeout_ms : r->query_timeout_ms;
+    drv_set_statement_timeout(c, call && call->timeout_ms > 0 ? call->timeout_ms
+                                                              : r->query_timeout_ms);
+    drv_set_cancel_check(c, call ? call->gone : NULL, call ? call->gone_ctx : NULL);
+}
+
+static void disarm(drv_conn *c)
+{
+    drv_set_statement_timeout(c, 0);
+    drv_set_cancel_check(c, NULL, NULL);
 }
 
 /* Runs one statement on shard s: on a replica within the allowed lag for
@@ -432,10 +452,10 @@ static int run_on(router *r, const shard *s, const router_call *rd, const char *
             }
         }
         rs_init(&out->rs);
-        drv_set_statement_timeout(c, call_timeout(r, rd));
+        arm(r, c, rd);
         rc = drv_exec(c, sql, params, np, r->max_rows, &out->rs, &out->truncated, &out->changes,
                       &de);
-        drv_set_statement_timeout(c, 0);
+        disarm(c);
         bool broke = rc == CITRUS_EUNAVAILABLE && !drv_alive(c);
         pool_put(pe->p, c, false);
         c = NULL;
@@ -540,7 +560,7 @@ int router_tx(router *r, const char *key, const router_call *call, const router_
         shard_clear(&s);
         return rc;
     }
-    drv_set_statement_timeout(c, call_timeout(r, call));
+    arm(r, c, call);
     rc = drv_begin(c, &de);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         out[i].ring_version = version;
@@ -554,7 +574,7 @@ int router_tx(router *r, const char *key, const router_call *call, const router_
     }
     if (rc == 0)
         rc = drv_commit(c, &de);
-    drv_set_statement_timeout(c, 0); /* the rollback is not cut short */
+    disarm(c); /* the rollback is not cut short */
     if (rc < 0) {
         drv_rollback(c, NULL);
         drv_to_router(rc, &de, s.id, e);

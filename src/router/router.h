@@ -36,7 +36,8 @@ typedef struct router_options {
     size_t memo_keys;           /* routes kept between catalog changes; 0 = 65536 */
     int statement_cache;      /* prepared statements per PostgreSQL connection; 0 = 256, < 0 none */
     int64_t query_timeout_ms; /* a statement's limit when the call names none; 0 = none */
-    const sysclock *clock;    /* borrowed, must outlive the router; NULL = the real one */
+    int64_t max_query_timeout_ms; /* the most a call may name (router_max_timeout_ms); 0 = none */
+    const sysclock *clock;        /* borrowed, must outlive the router; NULL = the real one */
 } router_options;
 
 /* What one call asks for (NULL: the defaults).
@@ -49,15 +50,27 @@ typedef struct router_options {
  * How long each statement may run: timeout_ms > 0, else the router's
  * query_timeout_ms (0: no limit). Past it the statement is cancelled and
  * the call fails with CITRUS_EQUERYTIMEOUT (504 query_timeout); see
- * drv_set_statement_timeout. */
+ * drv_set_statement_timeout.
+ *
+ * Whether the caller is still waiting: gone(gone_ctx) (NULL: always), asked
+ * while a statement runs (drv_set_cancel_check; from the thread running it,
+ * and for a scatter from several at once). When it says the caller went
+ * away the statement is cancelled, its connection goes back to the pool
+ * (discarded when its state is unknown) and the call fails with
+ * CITRUS_ECLOSED. */
 typedef struct router_call {
     bool eventual;
     int64_t max_lag_ms;
     int64_t timeout_ms;
+    drv_cancel_fn gone;
+    void *gone_ctx;
 } router_call;
 
 router *router_new(const router_options *o);
 void router_free(router *r);
+/* The most timeout_ms a call may name (router_options.max_query_timeout_ms;
+ * 0: no maximum), for the API to refuse more. */
+int64_t router_max_timeout_ms(const router *r);
 
 /* What a query ran on and what came back. */
 typedef struct router_answer {

@@ -255,6 +255,11 @@ bool http_req_gone(const http_req *r)
     return false;
 }
 
+bool http_req_peer_closed(const http_req *r)
+{
+    return false;
+}
+
 size_t http_req_tls_subjects(const http_req *r, const char **out, size_t max)
 {
     return 0;

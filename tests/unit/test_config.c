@@ -34,6 +34,28 @@ static void defaults(void **state)
     assert_int_equal(c.max_value_bytes, 1024 * 1024);
 }
 
+/* Every statement the router runs is bounded (issue 13, item 7): 30 s
+ * unless the request names its own timeout, which may not pass 10 min;
+ * no limit at all (0) is refused, and so is a default over the maximum. */
+static void router_statement_bounds(void **state)
+{
+    citrus_config c;
+    errdetail err;
+    config_defaults(&c);
+    assert_int_equal(c.router_query_timeout_ms, 30000);
+    assert_int_equal(c.router_max_query_timeout_ms, 600000);
+    assert_int_equal(config_validate(&c, &err), 0);
+    assert_int_equal(config_set_flag(&c, "router-query-timeout", "0", &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "router.query_timeout_ms"));
+    assert_int_equal(config_set_flag(&c, "router-max-query-timeout", "0", &err), CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "router-max-query-timeout", "1000", &err), 0);
+    assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "router.query_timeout_ms: 30000 is more than "
+                                        "router.max_query_timeout_ms (1000)"));
+    assert_int_equal(config_set_flag(&c, "router-query-timeout", "1000", &err), 0);
+    assert_int_equal(config_validate(&c, &err), 0);
+}
+
 static void file_then_env_then_flag(void **state)
 {
     citrus_config c;
@@ -263,6 +285,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
+        cmocka_unit_test(router_statement_bounds),
         cmocka_unit_test(file_then_env_then_flag),
         cmocka_unit_test(bad_fields_are_named),
         cmocka_unit_test(bad_env_and_flags),

@@ -531,6 +531,56 @@ static void test_statement_timeout(void **state)
     drv_close(c);
 }
 
+/* A caller that is gone from the start: counts how often it was asked. */
+static bool gone_always(void *ctx)
+{
+    ++*(int *)ctx;
+    return true;
+}
+
+/* A statement whose caller went away (drv_set_cancel_check) is cancelled
+ * within a few checks: CITRUS_ECLOSED, nothing of it applied, the
+ * connection usable at once (the pool can take it back). A statement that
+ * ends before the first check is due never asks. */
+static void test_cancel_check(void **state)
+{
+    const backend *b = *state;
+    drv_conn *c = must_open(b);
+    const char *tables[] = {"gone"};
+    reset_tables(c, tables, 1);
+    must_exec(c, "CREATE TABLE gone (a INTEGER)", NULL, 0, NULL);
+    const char *endless_write =
+        b->is_pg ? "INSERT INTO gone (a) SELECT 1 FROM pg_sleep(30)"
+                 : "INSERT INTO gone (a) WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                   "FROM n) SELECT x FROM n";
+    int asked = 0;
+    drv_set_cancel_check(c, gone_always, &asked);
+    assert_int_equal(query_int(c, "SELECT 7 AS a"), 7);
+    assert_int_equal(asked, 0);
+    drv_set_statement_timeout(c, 20000); /* both armed: the check wins long before */
+    int64_t t0 = mono_ms();
+    errdetail e = expect_fail(c, endless_write, NULL, 0, CITRUS_ECLOSED);
+    int64_t took = mono_ms() - t0;
+    print_message("%s: cancelled after %lld ms (%d checks): %s\n", b->name, (long long)took, asked,
+                  e.message);
+    assert_true(took >= DRV_CANCEL_CHECK_MS && took < 5000);
+    assert_int_equal(asked, 1);
+    assert_non_null(strstr(e.message, "client went away"));
+    if (b->is_pg)
+        assert_string_equal(e.sqlstate, "57014");
+    assert_true(drv_alive(c));
+    /* inside a transaction: the transaction is lost, not the connection */
+    assert_int_equal(drv_begin(c, &e), 0);
+    must_exec(c, "INSERT INTO gone (a) VALUES (1)", NULL, 0, NULL);
+    expect_fail(c, endless_write, NULL, 0, CITRUS_ECLOSED);
+    drv_set_cancel_check(c, NULL, NULL);
+    drv_set_statement_timeout(c, 0);
+    drv_rollback(c, &e);
+    assert_false(drv_in_transaction(c));
+    assert_int_equal(query_int(c, "SELECT count(*) AS n FROM gone"), 0);
+    drv_close(c);
+}
+
 /* The first column of sql's rows as drv_query_column gives them. */
 static void assert_column(drv_conn *c, const char *sql, const char *const *want, size_t n)
 {
@@ -1068,6 +1118,7 @@ static void test_pg_server_stopped(void **state)
         cmocka_unit_test_prestate(test_transactions, &(b)),                                        \
         cmocka_unit_test_prestate(test_replica_lag_primary, &(b)),                                 \
         cmocka_unit_test_prestate(test_statement_timeout, &(b)),                                   \
+        cmocka_unit_test_prestate(test_cancel_check, &(b)),                                        \
         cmocka_unit_test_prestate(test_scripts, &(b)),                                             \
         cmocka_unit_test_prestate(test_quote_ident, &(b))
 
