@@ -424,6 +424,16 @@ static void disarm(drv_conn *c)
     drv_set_cancel_check(c, NULL, NULL);
 }
 
+/* Whether call's client went away already (while it waited for a
+ * connection): then nothing runs for it. */
+static int gone_before(const router_call *call, errdetail *de)
+{
+    if (!call || !call->gone || !call->gone(call->gone_ctx))
+        return 0;
+    return errdetail_set(de, CITRUS_ECLOSED,
+                         "the client went away while its statement waited for a connection");
+}
+
 /* Runs one statement on shard s: on a replica within the allowed lag for
  * an eventual read that has one, else on the primary. A replica whose
  * connection breaks under the read is left for the primary. */
@@ -453,8 +463,10 @@ static int run_on(router *r, const shard *s, const router_call *rd, const char *
         }
         rs_init(&out->rs);
         arm(r, c, rd);
-        rc = drv_exec(c, sql, params, np, r->max_rows, &out->rs, &out->truncated, &out->changes,
-                      &de);
+        rc = gone_before(rd, &de);
+        if (rc == 0)
+            rc = drv_exec(c, sql, params, np, r->max_rows, &out->rs, &out->truncated, &out->changes,
+                          &de);
         disarm(c);
         bool broke = rc == CITRUS_EUNAVAILABLE && !drv_alive(c);
         pool_put(pe->p, c, false);
@@ -561,7 +573,9 @@ int router_tx(router *r, const char *key, const router_call *call, const router_
         return rc;
     }
     arm(r, c, call);
-    rc = drv_begin(c, &de);
+    rc = gone_before(call, &de);
+    if (rc == 0)
+        rc = drv_begin(c, &de);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         out[i].ring_version = version;
         out[i].catalog_cached = cached;

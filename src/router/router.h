@@ -52,12 +52,13 @@ typedef struct router_options {
  * the call fails with CITRUS_EQUERYTIMEOUT (504 query_timeout); see
  * drv_set_statement_timeout.
  *
- * Whether the caller is still waiting: gone(gone_ctx) (NULL: always), asked
- * while a statement runs (drv_set_cancel_check; from the thread running it,
- * and for a scatter from several at once). When it says the caller went
- * away the statement is cancelled, its connection goes back to the pool
- * (discarded when its state is unknown) and the call fails with
- * CITRUS_ECLOSED. */
+ * Whether the caller is still waiting: gone(gone_ctx) (NULL: always),
+ * asked once a connection is checked out (a caller that left while it
+ * waited for one runs nothing) and while a statement runs
+ * (drv_set_cancel_check); from the thread running the statement, and for a
+ * scatter from several at once. When it says the caller went away the
+ * statement is cancelled, its connection goes back to the pool (discarded
+ * when its state is unknown) and the call fails with CITRUS_ECLOSED. */
 typedef struct router_call {
     bool eventual;
     int64_t max_lag_ms;
