@@ -17,7 +17,6 @@
 #include "core/dsn.h"
 #include "core/errdetail.h"
 #include "core/value.h"
-#include "dbconn/driver.h"
 #include "dbconn/stmt_cache.h"
 #include "sys/clock.h"
 
@@ -61,13 +60,13 @@ typedef struct drv_ops {
 
 struct drv_conn {
     const drv_ops *ops;
-    void *handle;            /* the backend's own */
-    bool broken;             /* a CITRUS_EUNAVAILABLE that ends the connection */
-    int64_t timeout_ms;      /* > 0 */
-    const sysclock *clock;   /* statement deadlines; never NULL */
-    stmt_cache *stmts;       /* prepared statements (named on PostgreSQL), or NULL */
-    int64_t stmt_timeout_ms; /* drv_set_statement_timeout; 0 = none */
-    drv_cancel_fn cancel_fn; /* drv_set_cancel_check; NULL = none */
+    void *handle;                 /* the backend's own */
+    bool broken;                  /* a CITRUS_EUNAVAILABLE that ends the connection */
+    int64_t timeout_ms;           /* > 0 */
+    const sysclock *clock;        /* statement deadlines; never NULL */
+    stmt_cache *stmts;            /* prepared statements (named on PostgreSQL), or NULL */
+    int64_t stmt_timeout_ms;      /* drv_set_statement_timeout; 0 = none */
+    bool (*cancel_fn)(void *ctx); /* drv_set_cancel_check; NULL = none */
     void *cancel_ctx;
 };
 

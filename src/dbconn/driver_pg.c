@@ -65,6 +65,7 @@
 
 #include "citrus/errors.h"
 #include "core/sqlword.h"
+#include "dbconn/driver.h"
 #include "dbconn/driver_ops.h"
 #include "dbconn/pg_connect.h"
 #include "dbconn/stmt_cache.h"

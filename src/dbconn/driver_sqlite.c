@@ -43,6 +43,7 @@
 
 #include "citrus/errors.h"
 #include "core/sqlword.h"
+#include "dbconn/driver.h"
 #include "dbconn/driver_ops.h"
 #include "dbconn/stmt_cache.h"
 
