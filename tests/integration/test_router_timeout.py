@@ -50,7 +50,7 @@ def test_sqlite_statement_past_its_timeout(make_citrus):
     # scatter: every shard's statement is bounded
     t0 = time.monotonic()
     timed_out(q(c, {"scatter": True, "sql": ENDLESS, "timeout_ms": 300}), t0, 10)
-    # without timeout_ms a statement runs as long as it takes
+    # without timeout_ms a statement gets router.query_timeout_ms (30 s)
     r = q(c, {"key": "k", "sql": "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
                                  "FROM n WHERE x < 200000) SELECT count(*) FROM n"})
     assert r.status_code == 200 and r.json()["rows"] == [[200000]], r.text
