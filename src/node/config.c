@@ -63,6 +63,14 @@ static const field fields[] = {
         "idle connection timeout, seconds"),
     INT("server", "max_header_bytes", "max-header-bytes", max_header_bytes, 4096, 1048576,
         "per-connection header memory"),
+    INT("server", "header_timeout_ms", "header-timeout", header_timeout_ms, 100, 600000,
+        "a request's line and headers must arrive within this, ms, from the connection's "
+        "opening or its previous request's end, else it is closed (both listeners)"),
+    INT("server", "max_conns_per_ip", "max-conns-per-ip", max_conns_per_ip, 1, 1000000,
+        "connections from one client address at once (both listeners)"),
+    LIST("server.cors", "allowed_origins", "cors-allowed-origins", cors_origins,
+         "Origins (scheme://host[:port]) whose cross-site requests are served and whose CORS "
+         "preflights are answered; any other Origin is 403 cross_origin"),
     INT("server", "max_body_bytes", "max-body-bytes", max_body_bytes, 1024, 268435456,
         "request body limit"),
     STR("server.tls", "cert_file", "tls-cert-file", tls_cert_file,
@@ -201,6 +209,8 @@ void config_defaults(citrus_config *c)
     c->idle_timeout_s = 60;
     c->max_header_bytes = 32 * 1024LL;
     c->max_body_bytes = 1024 * 1024LL;
+    c->header_timeout_ms = 10000;
+    c->max_conns_per_ip = 256;
     snprintf(c->backend, sizeof(c->backend), "embedded");
     snprintf(c->data_dir, sizeof(c->data_dir), "./citrus-data");
     c->max_value_bytes = 1024 * 1024LL;
