@@ -656,8 +656,34 @@ static int tls_pair(const char *sec, const char *cert, const char *key, const ch
     return 0;
 }
 
+/* server.cors.allowed_origins: each an Origin as browsers send it,
+ * scheme://host[:port] (http or https; no path, no wildcard). */
+static int cors_origins_ok(const char *list, errdetail *err)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        const char *host = NULL;
+        if (n > 7 && strncmp(p, "http://", 7) == 0)
+            host = p + 7;
+        else if (n > 8 && strncmp(p, "https://", 8) == 0)
+            host = p + 8;
+        bool ok = host && host < p + n;
+        for (const char *q = host; ok && q < p + n; q++)
+            ok = isalnum((unsigned char)*q) || strchr("-.:[]", *q);
+        if (!ok)
+            return errdetail_set(err, CITRUS_EINVAL,
+                                 "server.cors.allowed_origins: '%.*s' is not "
+                                 "http(s)://host[:port]",
+                                 (int)n, p);
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
 int config_validate(const citrus_config *c, errdetail *err)
 {
+    if (cors_origins_ok(c->cors_origins, err) < 0)
+        return CITRUS_EINVAL;
     int rc = tls_pair("server.tls", c->tls_cert_file, c->tls_key_file, c->tls_client_ca_file, err);
     if (rc == 0)
         rc = tls_pair("router.tls", c->router_tls_cert_file, c->router_tls_key_file,
