@@ -3,11 +3,13 @@
 #include "http/guard.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "obs/metrics.h"
 #include "sys/clock.h"
 
 /* ---------------- framing ---------------- */
@@ -123,6 +125,7 @@ struct guard_conns {
     int64_t timeout_ms;
     guard_conn *head;
     uint64_t cut;
+    metric_series *cut_metric;
 };
 
 static void *sweeper(void *arg)
@@ -143,6 +146,7 @@ static void *sweeper(void *arg)
                 shutdown(c->fd, SHUT_RDWR);
                 c->deadline_ms = 0;
                 g->cut++;
+                metric_add(g->cut_metric, 1);
             }
         }
         struct timespec ts = clock_cond_deadline(step);
@@ -152,11 +156,17 @@ static void *sweeper(void *arg)
     return NULL;
 }
 
-guard_conns *guard_conns_new(int64_t timeout_ms)
+guard_conns *guard_conns_new(int64_t timeout_ms, const char *component)
 {
     guard_conns *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
+    char labels[96];
+    snprintf(labels, sizeof(labels), "server=\"%s\"", component ? component : "http");
+    metrics_describe("citrus_http_header_timeouts_total", METRIC_COUNTER,
+                     "Connections closed because a request's line and headers missed "
+                     "server.header_timeout_ms.");
+    g->cut_metric = metrics_series("citrus_http_header_timeouts_total", labels, METRIC_COUNTER);
     g->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
     pthread_mutex_init(&g->mu, NULL);
     clock_cond_init(&g->cv);

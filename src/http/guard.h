@@ -65,8 +65,9 @@ typedef struct guard_conn guard_conn;
 
 /* A table of open connections whose requests must have their line and
  * headers in within timeout_ms; a thread closes (shutdown(2)) those past
- * it. NULL on allocation failure. */
-guard_conns *guard_conns_new(int64_t timeout_ms);
+ * it, counting them in citrus_http_header_timeouts_total{server=component}.
+ * NULL on allocation failure. */
+guard_conns *guard_conns_new(int64_t timeout_ms, const char *component);
 /* Stops the thread and frees the table (its connections must be removed
  * first, or be closed by the caller). NULL is a no-op. */
 void guard_conns_free(guard_conns *g);

@@ -1236,7 +1236,8 @@ int http_server_serve(http_server *s, errdetail *e)
         s->pool = workpool_new(opts->blocking_threads ? opts->blocking_threads : 16, 4096);
     if (!s->per_connection && !s->pool)
         return errdetail_set(e, CITRUS_ENOMEM, "cannot start the work pool");
-    s->conns = guard_conns_new(opts->header_timeout_ms ? opts->header_timeout_ms : 10000);
+    s->conns =
+        guard_conns_new(opts->header_timeout_ms ? opts->header_timeout_ms : 10000, s->component);
     if (!s->conns) {
         workpool_free(s->pool);
         s->pool = NULL;

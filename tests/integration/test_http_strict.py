@@ -156,6 +156,9 @@ def test_slow_headers_cut_at_the_deadline(make_citrus):
         finally:
             stop.set()
             s.close()
+    metrics = requests.get(c.url + "/metrics").text
+    for server in ("api", "router"):
+        assert f'citrus_http_header_timeouts_total{{server="{server}"}} ' in metrics, metrics
     # an idle keep-alive connection is closed at the deadline as well
     s = connect(c.router_url)
     s.sendall(b"GET /health/live HTTP/1.1\r\n" + HOST + b"\r\n")

@@ -181,7 +181,7 @@ static bool shut_within(int fd, int ms)
 static void test_deadline(void **state)
 {
     (void)state;
-    guard_conns *g = guard_conns_new(200);
+    guard_conns *g = guard_conns_new(200, "test");
     assert_non_null(g);
     int slow[2], done[2], again[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, slow), 0);
