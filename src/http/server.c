@@ -19,6 +19,7 @@
 #include "citrus/errors.h"
 #include "core/strbuf.h"
 #include "core/utf8.h"
+#include "http/guard.h"
 #include "http/route.h"
 #include "http/tls.h"
 #include "obs/log.h"
@@ -43,6 +44,8 @@ struct http_server {
     const char *component;
     bool per_connection; /* a thread per connection: blocking handlers run inline */
     http_tls *tls;       /* NULL: plain HTTP */
+    guard_conns *conns;  /* the header deadline of each connection */
+    char *origins;       /* ",a,b,": the Origins served (cross_site) */
 };
 
 typedef struct resp_header {
@@ -57,6 +60,10 @@ struct http_req {
     route_match match;
     char method[16];
     char *path;
+    /* The target as received (on_uri): its length as a C string, and why
+     * it is refused (NULL: it is not). */
+    size_t target_len;
+    const char *target_bad;
     strbuf body;       /* bounded by the server's max_body */
     bool body_too_big; /* declared or sent over max_body: 413 at dispatch */
     bool before_ran;   /* the before hook was called */
@@ -214,7 +221,9 @@ size_t http_req_tls_subjects(const http_req *r, const char **out, size_t max)
         return 0;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci ? http_tls_conn_subjects(ci->socket_context, out, max) : 0;
+    if (!ci || !ci->socket_context)
+        return 0;
+    return http_tls_conn_subjects(*guard_conn_data(ci->socket_context), out, max);
 }
 
 const char *http_req_correlation(const http_req *r)
@@ -582,24 +591,28 @@ void http_stream_wake(http_req *r)
 
 /* ---------------- request lifecycle ---------------- */
 
-static http_req *req_new(http_server *s, struct MHD_Connection *conn, const char *url,
-                         const char *method)
+/* A request whose line arrived (on_uri); req_init completes it when its
+ * headers are in. */
+static http_req *req_alloc(http_server *s)
 {
     http_req *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
-    r->path = strdup(url);
-    if (!r->path) {
-        free(r);
-        return NULL;
-    }
     pthread_mutex_init(&r->mu, NULL);
     r->srv = s;
     strbuf_init_max(&r->body, s->max_body);
-    r->conn = conn;
     r->start_ns = clock_mono_ns(NULL);
-    snprintf(r->method, sizeof(r->method), "%s", method);
     return r;
+}
+
+static bool req_init(http_req *r, struct MHD_Connection *conn, const char *url, const char *method)
+{
+    r->path = strdup(url);
+    if (!r->path)
+        return false;
+    r->conn = conn;
+    snprintf(r->method, sizeof(r->method), "%s", method);
+    return true;
 }
 
 static void req_free(http_req *r)
@@ -617,15 +630,20 @@ static void req_free(http_req *r)
     free(r);
 }
 
+/* The Content-Type names JSON (parameters allowed). */
+static bool ctype_is_json(const char *ct)
+{
+    size_t n = strlen("application/json");
+    return strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
 /* Content type check for JSON routes: absent is accepted, anything but
  * application/json (with optional parameters) is refused. */
 static bool content_type_ok(http_req *r)
 {
     const char *ct = http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!ct)
-        return true;
-    size_t n = strlen("application/json");
-    return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';');
+    return !ct || ctype_is_json(ct);
 }
 
 static enum MHD_Result count_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -635,9 +653,139 @@ static enum MHD_Result count_bytes(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+/* ---------------- strict framing and cross-site rules ---------------- */
+
+typedef struct field_list {
+    guard_field *f;
+    size_t n, cap;
+} field_list;
+
+static enum MHD_Result collect_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t key_size, const char *value, size_t value_size)
+{
+    field_list *l = cls;
+    if (l->n < l->cap)
+        l->f[l->n] = (guard_field){key, key_size, value ? value : "", value ? value_size : 0};
+    l->n++;
+    return MHD_YES;
+}
+
+/* Why the request's head is refused (http/guard.h), or NULL. url, method
+ * and version are libmicrohttpd's pointers into its read buffer. */
+static const char *req_framing(http_req *r, const char *url, const char *method,
+                               const char *version)
+{
+    if (r->target_bad)
+        return r->target_bad;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    const char *end = ci ? method + ci->header_size : NULL;
+    if (!end || version <= method || version >= end || url <= method || url >= version)
+        return "the request head cannot be read";
+    if (url + r->target_len + 1 != version) /* on_uri's string ended early */
+        return "a NUL in the request target";
+    int n = MHD_get_connection_values(r->conn, MHD_HEADER_KIND, NULL, NULL);
+    field_list l = {.cap = n > 0 ? (size_t)n : 1};
+    if (!(l.f = calloc(l.cap, sizeof(*l.f))))
+        return "out of memory reading the request head";
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_field, &l);
+    const char *why = l.n > l.cap ? "the request head changed" : guard_fields(l.f, l.n);
+    if (!why)
+        why = guard_layout(version + strlen(version), end, l.f, l.n);
+    free(l.f);
+    return why;
+}
+
+/* Whether the Host header (absent: HTTP/1.0) names a loopback address. */
+static bool host_is_loopback(const char *host)
+{
+    if (!host)
+        return true;
+    size_t n = strlen(host);
+    const char *colon = host[0] == '[' ? strstr(host, "]:") : strrchr(host, ':');
+    if (colon)
+        n = (size_t)(colon - host) + (host[0] == '[' ? 1 : 0);
+    if (n == 5 && strncmp(host, "[::1]", 5) == 0)
+        return true;
+    if (n == 9 && strncasecmp(host, "localhost", 9) == 0)
+        return true;
+    char ip[16];
+    struct in_addr a;
+    if (n >= sizeof(ip))
+        return false;
+    memcpy(ip, host, n);
+    ip[n] = '\0';
+    return inet_pton(AF_INET, ip, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+static bool origin_allowed(const http_server *s, const char *origin)
+{
+    size_t n = strlen(origin);
+    if (!s->origins || n == 0 || strchr(origin, ','))
+        return false;
+    for (const char *p = strstr(s->origins, origin); p; p = strstr(p + 1, origin))
+        if (p[-1] == ',' && p[n] == ',')
+            return true;
+    return false;
+}
+
+/* Before the route is matched: the Host (auth none), the Origin, and a CORS
+ * preflight. Returns false having replied. */
+static bool cross_site_head(http_req *r)
+{
+    http_server *s = r->srv;
+    const char *host = http_req_header(r, MHD_HTTP_HEADER_HOST);
+    if (s->opts.loopback_host_only && !host_is_loopback(host)) {
+        http_reply_error(r, CITRUS_ECROSSORIGIN,
+                         "while auth is none, the Host header must name a loopback address", NULL);
+        return false;
+    }
+    const char *origin = http_req_header(r, "Origin");
+    if (!origin)
+        return true;
+    if (!origin_allowed(s, origin)) {
+        http_reply_errorf(r, CITRUS_ECROSSORIGIN,
+                          "Origin %.200s is not in server.cors.allowed_origins", origin);
+        return false;
+    }
+    http_add_header(r, "Access-Control-Allow-Origin", origin);
+    http_add_header(r, "Vary", "Origin");
+    const char *want = http_req_header(r, "Access-Control-Request-Method");
+    if (strcmp(r->method, "OPTIONS") != 0 || !want)
+        return true;
+    const http_route *route;
+    route_match m = {0};
+    char allow[128];
+    int rc = route_find(s->routes, s->nroutes, want, r->path, &route, &m, allow, sizeof(allow));
+    route_match_clear(&m);
+    if (rc < 0) {
+        http_reply_errorf(r, rc == CITRUS_EMETHOD ? rc : CITRUS_ENOROUTE, "no route for %.16s %s",
+                          want, r->path);
+        return false;
+    }
+    http_add_header(r, "Access-Control-Allow-Methods", route->method);
+    http_add_header(r, "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type, X-Correlation-Id, Idempotency-Key");
+    http_add_header(r, "Access-Control-Max-Age", "600");
+    http_reply_raw(r, 204, NULL, "", 0);
+    return false;
+}
+
+/* After the route is matched, before the gate: a POST (the one method a
+ * page may send cross-site without a preflight) whose Content-Type is
+ * anything but JSON: a form, a multipart upload, text. */
+static bool cross_site_post(http_req *r)
+{
+    const char *ct = http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (strcmp(r->method, "POST") != 0 || !ct || ctype_is_json(ct))
+        return true;
+    http_reply_error(r, CITRUS_ECROSSORIGIN, "a POST takes Content-Type: application/json", NULL);
+    return false;
+}
+
 /* First call for a request: headers are in. Matches the route and checks
  * everything that can be checked before the body arrives. */
-static void req_begin(http_req *r)
+static void req_begin(http_req *r, const char *url, const char *method, const char *version)
 {
     const char *corr = http_req_header(r, "X-Correlation-Id");
     if (corr && corr_valid(corr)) {
@@ -646,6 +794,13 @@ static void req_begin(http_req *r)
         corr_generate(r->corr);
     }
     log_set_correlation(r->corr);
+    const char *why = req_framing(r, url, method, version);
+    if (why) {
+        /* RFC 9112: the framing is unknown, so nothing after it is read. */
+        http_add_header(r, "Connection", "close");
+        http_reply_errorf(r, CITRUS_EINVAL, "malformed request: %s", why);
+        return;
+    }
     if (corr && !corr_valid(corr)) {
         http_reply_error(r, CITRUS_EINVAL,
                          "X-Correlation-Id must be 1-128 characters of [A-Za-z0-9._:-]", NULL);
@@ -660,6 +815,8 @@ static void req_begin(http_req *r)
                           r->srv->max_header);
         return;
     }
+    if (!cross_site_head(r))
+        return;
     char allow[128];
     int rc = route_find(r->srv->routes, r->srv->nroutes, r->method, r->path, &r->route, &r->match,
                         allow, sizeof(allow));
@@ -674,6 +831,8 @@ static void req_begin(http_req *r)
                           r->method, r->path);
         return;
     }
+    if (!cross_site_post(r))
+        return;
     if (r->srv->opts.gate && !r->srv->opts.gate(r, r->route, r->srv->opts.gate_ctx)) {
         if (!r->responded)
             http_reply_error(r, CITRUS_EINTERNAL, "the gate refused without an answer", NULL);
@@ -789,19 +948,40 @@ static void req_resumed(http_req *r)
         http_reply_error(r, CITRUS_EINTERNAL, "resumed handler sent no response", NULL);
 }
 
+/* The request line is in: its target as received, before libmicrohttpd
+ * splits off the query and decodes it. What this returns is the request's
+ * context from then on (on_request's *con_cls). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)conn;
+    http_req *r = req_alloc(cls);
+    if (r) {
+        r->target_bad = guard_target(uri);
+        r->target_len = uri ? strlen(uri) : 0;
+    }
+    return r;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
     http_server *s = cls;
     http_req *r = *con_cls;
-    if (!r) {
-        r = req_new(s, conn, url, method);
+    if (!r || !r->path) { /* the first call: the headers are in */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context)
+            guard_conn_headers_done(s->conns, ci->socket_context);
+        if (!r && (r = req_alloc(s)) != NULL) /* on_uri ran out of memory */
+            r->target_bad = "out of memory reading the request target";
         if (!r)
             return MHD_NO;
         *con_cls = r;
+        if (!req_init(r, conn, url, method))
+            return MHD_NO;
         r->off_inline = s->per_connection; /* its own thread may block */
-        req_begin(r);
+        req_begin(r, url, method, version);
         return MHD_YES;
     }
     log_set_correlation(r->corr);
@@ -860,6 +1040,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     http_server *s = cls;
     http_req *r = *con_cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context) /* the next request's deadline starts */
+        guard_conn_request_done(s->conns, ci->socket_context);
+    if (r && !r->path) { /* refused by libmicrohttpd before its headers were in */
+        req_free(r);
+        *con_cls = NULL;
+        return;
+    }
     if (!r)
         return;
     if (r->route && s->opts.done)
@@ -976,21 +1165,32 @@ static int listen_on(const char *addr, int *fd, unsigned *port, errdetail *e)
     return 0;
 }
 
-/* A connection began or ended: its TLS state (the session is set up, the
- * handshake not begun). */
+/* A connection began or ended: its header deadline, and its TLS state (the
+ * session is set up, the handshake not begun). */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
     http_server *s = cls;
+    guard_conn *g = *socket_context;
     if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        http_tls_conn_end(*socket_context);
+        if (g)
+            http_tls_conn_end(*guard_conn_data(g));
+        guard_conn_remove(s->conns, g); /* before libmicrohttpd closes the socket */
         *socket_context = NULL;
         return;
     }
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!fd || !(g = guard_conn_add(s->conns, fd->connect_fd))) {
+        if (fd) /* out of memory: no deadline, so no connection */
+            shutdown(fd->connect_fd, SHUT_RDWR);
+        return;
+    }
+    *socket_context = g;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (ci && ci->tls_session)
-        *socket_context = http_tls_conn_start(s->tls, ci->tls_session);
+        *guard_conn_data(g) = http_tls_conn_start(s->tls, ci->tls_session);
 }
 
 int http_server_bind(const http_server_options *opts, const http_route *routes, size_t nroutes,
@@ -1016,6 +1216,15 @@ int http_server_bind(const http_server_options *opts, const http_route *routes, 
      * are only for absurd input. */
     s->max_header = opts->max_header_bytes ? opts->max_header_bytes : (size_t)32 * 1024;
     s->per_connection = opts->thread_per_connection;
+    if (opts->cors_allowed_origins && *opts->cors_allowed_origins) {
+        size_t n = strlen(opts->cors_allowed_origins) + 3;
+        if (!(s->origins = malloc(n))) {
+            close(s->listen_fd);
+            free(s);
+            return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+        }
+        snprintf(s->origins, n, ",%s,", opts->cors_allowed_origins);
+    }
     if (opts->tls_cert_file && *opts->tls_cert_file) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
             rc = errdetail_set(e, CITRUS_EINVAL, "%s: libmicrohttpd was built without TLS",
@@ -1025,6 +1234,7 @@ int http_server_bind(const http_server_options *opts, const http_route *routes, 
                               opts->tls_key_file, opts->tls_client_ca_file, &s->tls, e);
         if (rc < 0) {
             close(s->listen_fd);
+            free(s->origins);
             free(s);
             return rc;
         }
@@ -1043,6 +1253,13 @@ int http_server_serve(http_server *s, errdetail *e)
         s->pool = workpool_new(opts->blocking_threads ? opts->blocking_threads : 16, 4096);
     if (!s->per_connection && !s->pool)
         return errdetail_set(e, CITRUS_ENOMEM, "cannot start the work pool");
+    s->conns =
+        guard_conns_new(opts->header_timeout_ms ? opts->header_timeout_ms : 10000, s->component);
+    if (!s->conns) {
+        workpool_free(s->pool);
+        s->pool = NULL;
+        return errdetail_set(e, CITRUS_ENOMEM, "cannot start the header deadline");
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                      MHD_USE_TURBO |
                      (s->per_connection ? MHD_USE_THREAD_PER_CONNECTION : MHD_USE_EPOLL) |
@@ -1063,12 +1280,16 @@ int http_server_serve(http_server *s, errdetail *e)
         opts->connection_memory_bytes ? opts->connection_memory_bytes
                                       : s->max_header + (size_t)16 * 1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, opts->max_conns_per_ip,
         s->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, http_tls_retrieve,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
+        MHD_OPTION_END);
     if (!s->daemon) {
         int err = errno;
         workpool_free(s->pool);
         s->pool = NULL;
+        guard_conns_free(s->conns);
+        s->conns = NULL;
         return errdetail_set(e, CITRUS_EIO, "cannot serve on %s: %s", opts->listen, strerror(err));
     }
     s->listen_fd = -1; /* libmicrohttpd's now: MHD_stop_daemon closes it */
@@ -1115,5 +1336,7 @@ void http_server_stop(http_server *s)
     if (s->listen_fd >= 0)
         close(s->listen_fd); /* bound, never served */
     http_tls_free(s->tls);   /* every connection is closed */
+    guard_conns_free(s->conns);
+    free(s->origins);
     free(s);
 }

@@ -65,6 +65,21 @@ typedef struct http_server_options {
     const char *tls_key_file;
     const char *tls_client_ca_file;
     const char *tls_name;
+    /* Strict HTTP (http/guard.h, docs/security.md): a request's line and
+     * headers must arrive within header_timeout_ms of the connection's
+     * opening or of its previous request's end, else the connection is
+     * closed (0 = 10000); at most max_conns_per_ip connections from one
+     * address (0 = no limit). */
+    unsigned header_timeout_ms;
+    unsigned max_conns_per_ip;
+    /* Cross-site requests, checked before the gate: the Origins served
+     * (exact "scheme://host[:port]", comma-separated; NULL or "": none),
+     * whose CORS preflights are answered; any other Origin is 403
+     * cross_origin, as is a POST whose Content-Type is not JSON. With
+     * loopback_host_only (auth none), the Host header must name a loopback
+     * address (DNS rebinding). */
+    const char *cors_allowed_origins;
+    bool loopback_host_only;
 } http_server_options;
 
 /* Starts serving routes (the array is kept, not copied). app is passed to

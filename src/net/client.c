@@ -335,8 +335,17 @@ int client_request(client *c, const char *method, const char *path, const void *
             goto out_headers;
         hl = tmp;
     }
+    bool typed = false;
     for (size_t i = 0; headers && headers[i]; i++) {
         if (!(tmp = curl_slist_append(hl, headers[i])))
+            goto out_headers;
+        hl = tmp;
+        typed |= strncasecmp(headers[i], "Content-Type:", 13) == 0;
+    }
+    /* libcurl would call a POST's body a form, which the server refuses as
+     * a cross-site request: every POST body of ours is JSON (or none). */
+    if (!typed && strcmp(method, "POST") == 0) {
+        if (!(tmp = curl_slist_append(hl, "Content-Type: application/json")))
             goto out_headers;
         hl = tmp;
     }

@@ -63,6 +63,14 @@ static const field fields[] = {
         "idle connection timeout, seconds"),
     INT("server", "max_header_bytes", "max-header-bytes", max_header_bytes, 4096, 1048576,
         "per-connection header memory"),
+    INT("server", "header_timeout_ms", "header-timeout", header_timeout_ms, 100, 600000,
+        "a request's line and headers must arrive within this, ms, from the connection's "
+        "opening or its previous request's end, else it is closed (both listeners)"),
+    INT("server", "max_conns_per_ip", "max-conns-per-ip", max_conns_per_ip, 1, 1000000,
+        "connections from one client address at once (both listeners)"),
+    LIST("server.cors", "allowed_origins", "cors-allowed-origins", cors_origins,
+         "Origins (scheme://host[:port]) whose cross-site requests are served and whose CORS "
+         "preflights are answered; any other Origin is 403 cross_origin"),
     INT("server", "max_body_bytes", "max-body-bytes", max_body_bytes, 1024, 268435456,
         "request body limit"),
     STR("server.tls", "cert_file", "tls-cert-file", tls_cert_file,
@@ -204,6 +212,8 @@ void config_defaults(citrus_config *c)
     c->idle_timeout_s = 60;
     c->max_header_bytes = 32 * 1024LL;
     c->max_body_bytes = 1024 * 1024LL;
+    c->header_timeout_ms = 10000;
+    c->max_conns_per_ip = 256;
     snprintf(c->backend, sizeof(c->backend), "embedded");
     snprintf(c->data_dir, sizeof(c->data_dir), "./citrus-data");
     c->max_value_bytes = 1024 * 1024LL;
@@ -651,8 +661,34 @@ static int tls_pair(const char *sec, const char *cert, const char *key, const ch
     return 0;
 }
 
+/* server.cors.allowed_origins: each an Origin as browsers send it,
+ * scheme://host[:port] (http or https; no path, no wildcard). */
+static int cors_origins_ok(const char *list, errdetail *err)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        const char *host = NULL;
+        if (n > 7 && strncmp(p, "http://", 7) == 0)
+            host = p + 7;
+        else if (n > 8 && strncmp(p, "https://", 8) == 0)
+            host = p + 8;
+        bool ok = host && host < p + n;
+        for (const char *q = host; ok && q < p + n; q++)
+            ok = isalnum((unsigned char)*q) || strchr("-.:[]", *q);
+        if (!ok)
+            return errdetail_set(err, CITRUS_EINVAL,
+                                 "server.cors.allowed_origins: '%.*s' is not "
+                                 "http(s)://host[:port]",
+                                 (int)n, p);
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
 int config_validate(const citrus_config *c, errdetail *err)
 {
+    if (cors_origins_ok(c->cors_origins, err) < 0)
+        return CITRUS_EINVAL;
     int rc = tls_pair("server.tls", c->tls_cert_file, c->tls_key_file, c->tls_client_ca_file, err);
     if (rc == 0)
         rc = tls_pair("router.tls", c->router_tls_cert_file, c->router_tls_key_file,

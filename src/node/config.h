@@ -34,6 +34,9 @@ typedef struct citrus_config {
     int64_t idle_timeout_s;
     int64_t max_header_bytes;
     int64_t max_body_bytes;
+    int64_t header_timeout_ms;      /* server.header_timeout_ms (both listeners) */
+    int64_t max_conns_per_ip;       /* server.max_conns_per_ip (both listeners) */
+    char cors_origins[1024];        /* server.cors.allowed_origins, comma-separated */
     char tls_cert_file[CONFIG_STR]; /* server.tls: "" = plain HTTP */
     char tls_key_file[CONFIG_STR];
     char tls_client_ca_file[CONFIG_STR];

@@ -178,8 +178,13 @@ def test_txn_bad_inputs(citrus):
                                                 {"op": "delete", "key": "a"}]}),
             400, "invalid_argument")
     assert "twice" in e["message"]
-    err(requests.post(u, data='{"success":[]}', headers={"Content-Type": "text/plain"}), 415,
-        "unsupported_media_type")
+    # a POST is JSON or nothing: a form or text is what a page may send cross-site without a
+    # preflight (docs/security.md); other routes keep 415
+    for ctype in ("text/plain", "application/xml"):
+        err(requests.post(u, data='{"success":[]}', headers={"Content-Type": ctype}), 403,
+            "cross_origin")
+    err(requests.put(citrus.url + "/v1/tenants/t", data='{}',
+                     headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type")
     # nothing above changed the store
     assert requests.get(citrus.url + "/v1/kv/a").status_code == 404
 
@@ -341,7 +346,7 @@ def test_connection_limit_and_idle_timeout(make_citrus):
     import time
     # one pool thread: libmicrohttpd splits the connection limit across its threads
     c = make_citrus(extra=["--max-connections", "3", "--idle-timeout", "2", "--threads", "1"])
-    req = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    req = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     held = []
     for _ in range(3):
         s = socket.create_connection(("127.0.0.1", c.port))

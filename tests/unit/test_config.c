@@ -56,6 +56,36 @@ static void router_statement_bounds(void **state)
     assert_int_equal(config_validate(&c, &err), 0);
 }
 
+/* Strict HTTP (issue 13): the header deadline, the per-address limit and
+ * the Origins served, with their defaults and checks. */
+static void strict_http(void **state)
+{
+    citrus_config c;
+    errdetail err;
+    config_defaults(&c);
+    assert_int_equal(c.header_timeout_ms, 10000);
+    assert_int_equal(c.max_conns_per_ip, 256);
+    assert_string_equal(c.cors_origins, "");
+    write_file("{\"server\":{\"header_timeout_ms\":1500,\"max_conns_per_ip\":8,"
+               "\"cors\":{\"allowed_origins\":[\"https://app.example\","
+               "\"http://localhost:3000\"]}}}");
+    assert_int_equal(config_load_file(&c, path, &err), 0);
+    unlink(path);
+    assert_int_equal(c.header_timeout_ms, 1500);
+    assert_int_equal(c.max_conns_per_ip, 8);
+    assert_string_equal(c.cors_origins, "https://app.example,http://localhost:3000");
+    assert_int_equal(config_validate(&c, &err), 0);
+    assert_int_equal(config_set_flag(&c, "header-timeout", "10", &err), CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "max-conns-per-ip", "0", &err), CITRUS_EINVAL);
+    static const char *const bad[] = {"*",       "app.example", "https://app.example/path",
+                                      "ftp://x", "https://",    "https://a b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(config_set_flag(&c, "cors-allowed-origins", bad[i], &err), 0);
+        assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL);
+        assert_non_null(strstr(err.message, "server.cors.allowed_origins"));
+    }
+}
+
 static void file_then_env_then_flag(void **state)
 {
     citrus_config c;
@@ -286,6 +316,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
         cmocka_unit_test(router_statement_bounds),
+        cmocka_unit_test(strict_http),
         cmocka_unit_test(file_then_env_then_flag),
         cmocka_unit_test(bad_fields_are_named),
         cmocka_unit_test(bad_env_and_flags),
