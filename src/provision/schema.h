@@ -2,7 +2,8 @@
  * ordered SQL migration files applied to a shard when it is initialized.
  *
  * Layout: <templates_dir>/<template>/<NNN_name>.sql, applied in byte order
- * of file name. Each file runs in its own transaction together with its row
+ * of file name; <NNN_name>.pg.sql only on PostgreSQL and
+ * <NNN_name>.sqlite.sql only on SQLite (dialect-specific steps). Each file runs in its own transaction together with its row
  * in the shard's citrus_migrations(name TEXT PRIMARY KEY, checksum TEXT,
  * applied_at TEXT) table, so a file is applied exactly once: applying the
  * template again is a no-op. A file whose name is recorded with another
