@@ -88,8 +88,21 @@ static int shard_from_spec(const shard_spec *spec, int64_t now_ms, shard *s)
     return 0;
 }
 
-/* Applies templates_dir/<name> to dsn (no-op without a templates dir). */
-static int apply_template(shard_service *svc, const char *dsn, const char *name, errdetail *e)
+int svc_schema_apply(shard_service *svc, const char *shard_id, const char *dsn,
+                     const char *template_name, schema_result *res, errdetail *e)
+{
+    char *owner =
+        svc->prov && svc->prov->owner_dsn ? svc->prov->owner_dsn(svc->prov, shard_id, dsn) : NULL;
+    int rc = schema_apply(owner ? owner : dsn, svc->templates_dir, template_name,
+                          svc->db_timeout_ms, res, e);
+    free(owner);
+    return rc;
+}
+
+/* Applies templates_dir/<name> to shard id's database at dsn (no-op
+ * without a templates dir). */
+static int apply_template(shard_service *svc, const char *id, const char *dsn, const char *name,
+                          errdetail *e)
 {
     if (!name || !*name)
         return 0;
@@ -97,7 +110,7 @@ static int apply_template(shard_service *svc, const char *dsn, const char *name,
         return errdetail_set(e, CITRUS_EUNPROCESSABLE,
                              "template '%s': no templates directory is configured", name);
     schema_result res;
-    int rc = schema_apply(dsn, svc->templates_dir, name, svc->db_timeout_ms, &res, e);
+    int rc = svc_schema_apply(svc, id, dsn, name, &res, e);
     if (rc < 0)
         errdetail_prefix(e, "template '%s'", name);
     else
@@ -126,7 +139,7 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
     shard s;
     int rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
     if (rc == 0 && verify)
-        rc = apply_template(svc, s.dsn, s.template_name, e);
+        rc = apply_template(svc, s.id, s.dsn, s.template_name, e);
     int64_t now = s.created_ms;
     if (rc == 0)
         rc =
@@ -283,7 +296,7 @@ int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_t
     int rc = registry_shard_get(svc->reg, shard_id, &s, NULL);
     if (rc < 0)
         return rc;
-    rc = apply_template(svc, s.dsn, business_type, e);
+    rc = apply_template(svc, s.id, s.dsn, business_type, e);
     shard_clear(&s);
     if (rc == CITRUS_EIO || rc == CITRUS_ECONFLICT) {
         rc = CITRUS_EUNPROCESSABLE;

@@ -237,14 +237,16 @@ static void dialects(const char *dsn, bool is_pg)
     char t[512], out[1024];
     new_templates(t, sizeof(t));
     write_template_file(t, "001_a.sql", file_a);
-    write_template_file(t, "002_rls.pg.sql",
-                        "ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;\n"
-                        "CREATE POLICY p ON accounts USING (current_setting('x.y', true) = 'z');\n");
+    write_template_file(
+        t, "002_rls.pg.sql",
+        "ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;\n"
+        "CREATE POLICY p ON accounts USING (current_setting('x.y', true) = 'z');\n");
     write_template_file(t, "002_strict.sqlite.sql", "CREATE TABLE strict_t (x INTEGER) STRICT;\n");
     must_apply(dsn, t, 2, 0);
     assert_int_equal(
         query(dsn, "SELECT name FROM citrus_migrations ORDER BY name", out, sizeof(out)), 0);
-    assert_string_equal(out, is_pg ? "001_a.sql,002_rls.pg.sql" : "001_a.sql,002_strict.sqlite.sql");
+    assert_string_equal(out,
+                        is_pg ? "001_a.sql,002_rls.pg.sql" : "001_a.sql,002_strict.sqlite.sql");
     must_apply(dsn, t, 0, 2);
 }
 
