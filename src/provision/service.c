@@ -11,6 +11,7 @@
 #include "citrus/errors.h"
 #include "obs/log.h"
 #include "provision/schema.h"
+#include "core/dsn.h"
 #include "dbconn/driver.h"
 #include "sys/fanout.h"
 
@@ -120,6 +121,49 @@ static int apply_template(shard_service *svc, const char *id, const char *dsn, c
     return rc;
 }
 
+/* CITRUS_ESUPERUSER when dsn (what: how the caller names it; never the DSN
+ * itself, which holds a password) is a PostgreSQL DSN logging in as a
+ * superuser, who bypasses row-level security and may do anything on the
+ * server; 0 when not, for SQLite, and when it cannot be reached (the
+ * probe's business: a shard registered unverified is checked if it
+ * answers). */
+static int superuser_check(shard_service *svc, const char *what, const char *dsn, errdetail *e)
+{
+    dsn_info info;
+    drv_conn *c = NULL;
+    if (!dsn || dsn_parse(dsn, &info, NULL) != 0 || info.kind != DSN_POSTGRES ||
+        drv_open(dsn, &(drv_options){.timeout_ms = svc->db_timeout_ms, .clock = svc->clock}, &c,
+                 NULL) != 0)
+        return 0;
+    char **rows = NULL;
+    size_t n = 0;
+    int rc = drv_query_column(c, "SELECT current_setting('is_superuser')", &rows, &n, NULL);
+    bool super = rc == 0 && n == 1 && strcmp(rows[0], "on") == 0;
+    drv_free_column(rows, n);
+    drv_close(c);
+    if (!super)
+        return 0;
+    return errdetail_set(e, CITRUS_ESUPERUSER,
+                         "%s logs in as a PostgreSQL superuser, which bypasses row-level security "
+                         "and may change anything on the server: register a least-privilege role "
+                         "(sm-admin may allow it with allow_superuser=true)",
+                         what);
+}
+
+/* superuser_check of spec's DSN and replicas, unless allowed. */
+static int superuser_refused(shard_service *svc, const shard_spec *spec, errdetail *e)
+{
+    if (spec->allow_superuser)
+        return 0;
+    int rc = superuser_check(svc, "dsn", spec->dsn, e);
+    for (size_t i = 0; rc == 0 && i < spec->nreplicas; i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "replicas[%zu]", i);
+        rc = superuser_check(svc, what, spec->replicas[i], e);
+    }
+    return rc;
+}
+
 int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, const char *actor,
                        shard *out, reg_result *res, errdetail *e)
 {
@@ -136,8 +180,11 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
             return e->code = rc == CITRUS_EINVAL ? rc : CITRUS_EUNREACHABLE;
         }
     }
+    int rc = superuser_refused(svc, spec, e);
+    if (rc < 0)
+        return rc;
     shard s;
-    int rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
+    rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
     if (rc == 0 && verify)
         rc = apply_template(svc, s.id, s.dsn, s.template_name, e);
     int64_t now = s.created_ms;

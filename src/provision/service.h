@@ -59,6 +59,9 @@ typedef struct shard_spec {
     bool provision;
     char *template_name; /* may be NULL */
     json_t *params;      /* provision.params, an object; may be NULL */
+    /* Registering: accept a PostgreSQL DSN (or replica) that logs in as a
+     * superuser; without it that is CITRUS_ESUPERUSER. */
+    bool allow_superuser;
 } shard_spec;
 
 /* Takes ownership of reg (not NULL) and prov (NULL: provisioning is off).
