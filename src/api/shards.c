@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/app.h"
+#include "api/audit.h"
 #include "api/handlers.h"
 #include "api/shardbody.h"
 #include "api/shardjson.h"
@@ -52,9 +53,13 @@ int api_shards_create(http_req *r, void *ctx)
     app *a = ctx;
     if (!a->shards)
         return shardjson_reply_no_manager(r);
-    bool verify;
-    if (http_req_query_bool(r, "verify", true, &verify) < 0)
+    bool verify, allow_superuser;
+    if (http_req_query_bool(r, "verify", true, &verify) < 0 ||
+        http_req_query_bool(r, "allow_superuser", false, &allow_superuser) < 0)
         return CITRUS_EINVAL;
+    const principal *who = api_principal(r);
+    if (allow_superuser && !(who->roles & AUTH_ADMIN))
+        return api_forbid(r, "%s may not allow a superuser DSN: that needs sm-admin", who->name);
     json_t *body = http_req_json(r);
     if (!body)
         return CITRUS_EBADJSON;
@@ -65,6 +70,7 @@ int api_shards_create(http_req *r, void *ctx)
     if (rc < 0)
         return http_reply_error(r, rc, e.message, NULL);
     errdetail_clear(&e);
+    spec.allow_superuser = allow_superuser;
     shard s;
     reg_result res = {0};
     bool provision = spec.provision;
@@ -73,6 +79,9 @@ int api_shards_create(http_req *r, void *ctx)
     else
         rc = svc_register_shard(a->shards, &spec, verify, "api", &s, &res, &e);
     shardbody_spec_clear(&spec);
+    if (allow_superuser && !provision) /* the exception itself, whatever came of it */
+        api_audit_now(r, "shard.create.allow_superuser", rc == 0 ? s.id : NULL,
+                      rc == 0 ? 201 : citrus_err_http_status(rc));
     if (rc < 0) {
         reg_result_clear(&res);
         return http_reply_error(r, rc, e.message[0] ? e.message : NULL, NULL);

@@ -24,6 +24,7 @@
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
+#include "core/strbuf.h"
 #include "dbconn/driver_ops.h"
 #include "dbconn/stmt_cache.h"
 
@@ -164,6 +165,46 @@ int drv_begin(drv_conn *c, errdetail *e)
     if (c && !c->broken && tx_state(c) != DRV_TX_IDLE)
         return errdetail_set(e, CITRUS_EINVAL, "a transaction is already open");
     return run(c, c ? c->ops->begin_sql : "BEGIN", e);
+}
+
+int drv_begin_scoped(drv_conn *c, const drv_setting *set, size_t n, bool always, errdetail *e)
+{
+    if (!c || c->broken || !c->ops->quote_literal || n == 0) {
+        if (always || !c || c->broken)
+            return drv_begin(c, e);
+        errdetail_clear(e);
+        return 0;
+    }
+    if (tx_state(c) != DRV_TX_IDLE)
+        return errdetail_set(e, CITRUS_EINVAL, "a transaction is already open");
+    strbuf b = STRBUF_INIT;
+    strbuf_str(&b, c->ops->begin_sql);
+    strbuf_str(&b, "; SELECT ");
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+        char *name = c->ops->quote_literal(c, set[i].name);
+        char *val = c->ops->quote_literal(c, set[i].value ? set[i].value : "");
+        ok = name && val;
+        if (ok) {
+            strbuf_str(&b, i ? ", set_config(" : "set_config(");
+            strbuf_str(&b, name);
+            strbuf_str(&b, ", ");
+            strbuf_str(&b, val);
+            strbuf_str(&b, ", true)");
+        }
+        free(name);
+        free(val);
+    }
+    char *sql = strbuf_take(&b, NULL);
+    if (!ok || !sql) {
+        free(sql);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    }
+    int rc = drv_run_script(c, sql, e);
+    free(sql);
+    if (rc && drv_in_transaction(c))
+        drv_rollback(c, NULL); /* e keeps what failed */
+    return rc;
 }
 
 int drv_commit(drv_conn *c, errdetail *e)

@@ -119,6 +119,22 @@ int drv_exec(drv_conn *c, const char *sql, const value *params, size_t nparams, 
 int drv_begin(drv_conn *c, errdetail *e);
 int drv_commit(drv_conn *c, errdetail *e);
 int drv_rollback(drv_conn *c, errdetail *e);
+/* A custom setting (a dotted name such as "citrus.tenant") and its value,
+ * for drv_begin_scoped. */
+typedef struct drv_setting {
+    const char *name, *value;
+} drv_setting;
+
+/* Opens a transaction in which each of the n settings has its value until
+ * the transaction ends, for what runs in it to read with current_setting
+ * (row-level security policies, column defaults): on PostgreSQL BEGIN and
+ * SELECT set_config(name, value, true), ... sent as one script (one round
+ * trip), the values quoted as literals. SQLite has no settings: with
+ * always the call is drv_begin, without it does nothing (0, and still no
+ * transaction: drv_in_transaction tells the caller whether to commit).
+ * Errors as drv_begin's; when setting fails the transaction is rolled
+ * back. */
+int drv_begin_scoped(drv_conn *c, const drv_setting *set, size_t n, bool always, errdetail *e);
 /* Whether a transaction is open (or failed and not yet rolled back). */
 bool drv_in_transaction(drv_conn *c);
 

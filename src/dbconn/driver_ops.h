@@ -56,6 +56,9 @@ typedef struct drv_ops {
     int (*replica_lag_ms)(drv_conn *c, bool *replica, int64_t *lag_ms, errdetail *e);
     /* name as a quoted SQL identifier (malloc'd); NULL when out of memory. */
     char *(*quote_ident)(drv_conn *c, const char *name);
+    /* s as a quoted SQL literal (malloc'd; NULL when out of memory), for
+     * drv_begin_scoped's settings. NULL: the backend has no settings. */
+    char *(*quote_literal)(drv_conn *c, const char *s);
 } drv_ops;
 
 struct drv_conn {
@@ -68,6 +71,12 @@ struct drv_conn {
     int64_t stmt_timeout_ms;      /* drv_set_statement_timeout; 0 = none */
     bool (*cancel_fn)(void *ctx); /* drv_set_cancel_check; NULL = none */
     void *cancel_ctx;
+    /* PostgreSQL: a named statement found stale inside a transaction, to
+     * DEALLOCATE once the session is idle again ("" for none), and whether
+     * a kept statement was found gone since one last ran (gone twice in a
+     * row: the session cannot keep statements, see driver.h). */
+    char stale_name[STMT_NAME];
+    bool gone_seen;
 };
 
 extern const drv_ops drv_sqlite_ops; /* driver_sqlite.c */

@@ -555,9 +555,10 @@ static void deallocate(drv_conn *c, const char *name, pg_clock *k)
  * outside transactions). 0, or the Parse error, which is the statement's
  * own (the same the unnamed run would give). */
 static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle, pg_clock *k,
-                    const char **name, errdetail *e)
+                    const char **name, bool *fresh_out, errdetail *e)
 {
     *name = NULL;
+    *fresh_out = false;
     stmt_cache *s = c->stmts;
     if (!s || !is_cacheable(sql))
         return 0;
@@ -592,7 +593,20 @@ static int stmt_for(drv_conn *c, const char *sql, const pg_params *pp, bool idle
     }
     PQclear(r);
     *name = fresh->name;
+    *fresh_out = true;
     return 0;
+}
+
+/* DEALLOCATEs the statement found stale inside a transaction once the
+ * session is idle again (best effort, as deallocate). */
+static void flush_stale(drv_conn *c, pg_clock *k)
+{
+    if (!c->stale_name[0] || c->broken || PQtransactionStatus(conn(c)) != PQTRANS_IDLE)
+        return;
+    char gone[STMT_NAME];
+    memcpy(gone, c->stale_name, STMT_NAME);
+    c->stale_name[0] = '\0';
+    deallocate(c, gone, k);
 }
 
 /* Reads the answer to what was just sent (see pg_exec), waiting as k
@@ -735,7 +749,8 @@ static int pg_exec(drv_conn *c, const char *sql, const value *params, size_t npa
     pg_clock k = clock_start(c);
     for (int attempt = 0;; attempt++) {
         const char *name = NULL;
-        rc = stmt_for(c, sql, &pp, idle, &k, &name, e);
+        bool fresh = false;
+        rc = stmt_for(c, sql, &pp, idle, &k, &name, &fresh, e);
         if (rc)
             break;
         int sent = name ? PQsendQueryPrepared(pg, name, (int)nparams, pp.vals, NULL, NULL, 0)
@@ -747,6 +762,8 @@ static int pg_exec(drv_conn *c, const char *sql, const value *params, size_t npa
         }
         stale_t stale = STALE_NO;
         rc = collect(c, max_rows, may_cancel, &k, out, truncated, changes, e, &stale);
+        if (rc == 0 && name && !fresh)
+            c->gone_seen = false;
         if (rc == 0 || stale == STALE_NO || !name || c->broken)
             break;
         /* The server no longer has the statement (a DEALLOCATE ALL or
@@ -757,17 +774,24 @@ static int pg_exec(drv_conn *c, const char *sql, const value *params, size_t npa
          * keep named statements at all (a transaction-mode pooler between
          * us and the server, resetting or switching server connections):
          * the connection stops caching and runs everything unnamed. */
-        if (stale == STALE_GONE && attempt > 0) {
+        /* Inside a transaction nothing can run again: the caller may roll
+         * back and retry (the router does), and the signs carry over to
+         * that next call: gone again before any kept statement ran is the
+         * pooler, and a stale plan is deallocated once idle. */
+        if (stale == STALE_GONE && (attempt > 0 || (!idle && c->gone_seen))) {
             stmt_cache_free(c->stmts);
             c->stmts = NULL;
         } else if (stale == STALE_GONE) {
             stmt_cache_clear(c->stmts);
+            c->gone_seen = true;
         } else {
             char gone[STMT_NAME];
             snprintf(gone, sizeof(gone), "%s", name);
             stmt_cache_drop(c->stmts, gone);
             if (idle)
                 deallocate(c, gone, &k);
+            else
+                memcpy(c->stale_name, gone, STMT_NAME);
         }
         if (!idle || (attempt > 0 && c->stmts)) /* once, or once more unnamed */
             break;
@@ -777,6 +801,7 @@ static int pg_exec(drv_conn *c, const char *sql, const value *params, size_t npa
         *changes = 0;
     }
     params_free(&pp);
+    flush_stale(c, &k);
     return rc;
 }
 
@@ -884,6 +909,16 @@ static char *pg_quote_ident(drv_conn *c, const char *name)
     return copy;
 }
 
+/* PQescapeLiteral (the connection's encoding and standard_conforming_strings),
+ * copied to malloc'd memory. */
+static char *pg_quote_literal(drv_conn *c, const char *s)
+{
+    char *q = PQescapeLiteral(conn(c), s, strlen(s));
+    char *copy = q ? strdup(q) : NULL;
+    PQfreemem(q);
+    return copy;
+}
+
 const drv_ops drv_pg_ops = {
     .kind = DSN_POSTGRES,
     .begin_sql = "BEGIN",
@@ -897,4 +932,5 @@ const drv_ops drv_pg_ops = {
     .ping = pg_ping,
     .replica_lag_ms = pg_replica_lag_ms,
     .quote_ident = pg_quote_ident,
+    .quote_literal = pg_quote_literal,
 };

@@ -15,7 +15,8 @@
 #include "sys/fs.h"
 
 /* The example schema template `citrus dev` ships: business type "retail".
- * Plain SQL that SQLite and PostgreSQL both take. */
+ * Plain SQL that SQLite and PostgreSQL both take, and on PostgreSQL a
+ * tenant column with row-level security (003, a *.pg.sql file). */
 static const struct {
     const char *name, *sql;
 } example_template[] = {
@@ -37,6 +38,33 @@ static const struct {
                        "    created_at  TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP\n"
                        ");\n"
                        "CREATE INDEX orders_location ON orders (location_id, created_at);\n"},
+    {"003_tenant_rls.pg.sql",
+     "-- PostgreSQL only: row-level security keyed on the tenant.\n"
+     "-- The router runs every keyed statement in a transaction with\n"
+     "-- citrus.tenant set to its key, and scatter statements with\n"
+     "-- citrus.scatter = 'on'. A row is filled with the tenant it is written\n"
+     "-- for and only that tenant sees or changes it; scatter sees every row.\n"
+     "-- (docs/security.md: what this does and does not isolate.)\n"
+     "ALTER TABLE locations ADD COLUMN tenant TEXT NOT NULL\n"
+     "    DEFAULT NULLIF(current_setting('citrus.tenant', true), '');\n"
+     "ALTER TABLE orders ADD COLUMN tenant TEXT NOT NULL\n"
+     "    DEFAULT NULLIF(current_setting('citrus.tenant', true), '');\n"
+     "CREATE INDEX locations_tenant ON locations (tenant);\n"
+     "CREATE INDEX orders_tenant ON orders (tenant);\n"
+     "ALTER TABLE locations ENABLE ROW LEVEL SECURITY;\n"
+     "ALTER TABLE locations FORCE ROW LEVEL SECURITY;\n"
+     "ALTER TABLE orders ENABLE ROW LEVEL SECURITY;\n"
+     "ALTER TABLE orders FORCE ROW LEVEL SECURITY;\n"
+     "CREATE POLICY tenant_rows ON locations\n"
+     "    USING (tenant = current_setting('citrus.tenant', true)\n"
+     "           OR current_setting('citrus.scatter', true) = 'on')\n"
+     "    WITH CHECK (tenant = current_setting('citrus.tenant', true)\n"
+     "                OR current_setting('citrus.scatter', true) = 'on');\n"
+     "CREATE POLICY tenant_rows ON orders\n"
+     "    USING (tenant = current_setting('citrus.tenant', true)\n"
+     "           OR current_setting('citrus.scatter', true) = 'on')\n"
+     "    WITH CHECK (tenant = current_setting('citrus.tenant', true)\n"
+     "                OR current_setting('citrus.scatter', true) = 'on');\n"},
 };
 #define EXAMPLE_TYPE "retail"
 

@@ -3,8 +3,10 @@
  * implementations.
  *
  *   sqlite:   a database file <dir>/<shard_id>.db; DSN sqlite:///<path>
- *   postgres: CREATE DATABASE <prefix><shard_id> through an admin DSN; the
- *             shard's DSN is the admin DSN with dbname replaced
+ *   postgres: CREATE DATABASE <prefix><shard_id> through an admin DSN, and
+ *             an application role <prefix><shard_id>_app that may only
+ *             read and write rows; the shard's DSN is the admin DSN with
+ *             that database, role and its password
  *   exec:     runs an executable with a JSON request on stdin
  *             {"action":"provision"|"deprovision","shard_id","template",
  *              "params",("dsn")} and reads {"dsn","replicas":[...]} from
@@ -55,6 +57,11 @@ struct provisioner {
     int (*deprovision)(provisioner *p, const char *shard_id, const char *dsn, errdetail *e);
     /* {"kind":..., plus its settings with secrets redacted} */
     json_t *(*describe)(provisioner *p);
+    /* The DSN to apply schema templates to shard_id's database with when
+     * its own (dsn) may not create tables: postgres hands out an
+     * application role and keeps the tables its admin's. malloc'd, or NULL
+     * to use dsn; the member itself is NULL for sqlite and exec. */
+    char *(*owner_dsn)(provisioner *p, const char *shard_id, const char *dsn);
     void (*free)(provisioner *p);
 };
 
@@ -62,7 +69,8 @@ struct provisioner {
  * sqlite: dir is created on first provision; deprovision derives the file
  * from the shard id (the dsn argument is not trusted with a path).
  * postgres: admin_dsn must be a PostgreSQL DSN; db_prefix NULL or
- * [A-Za-z0-9_]*; prefix + id longer than 63 bytes is CITRUS_EINVAL.
+ * [A-Za-z0-9_]*; prefix + id longer than 59 bytes (63 with the role's
+ * "_app") is CITRUS_EINVAL.
  * exec: timeout_ms <= 0 means 60 s. */
 provisioner *prov_sqlite_new(const char *dir);
 provisioner *prov_postgres_new(const char *admin_dsn, const char *db_prefix);

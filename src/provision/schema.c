@@ -12,6 +12,10 @@
  *      applied and recorded or left no trace. The first failure stops the
  *      run: CITRUS_EIO, result->failed_file, e "<file>: <driver error>".
  *
+ * Dialects: a file named *.pg.sql runs only on PostgreSQL shards, one named
+ * *.sqlite.sql only on SQLite shards, any other *.sql on both (each is
+ * recorded under its own name).
+ *
  * Rules for migration files: at most 16 MiB, no NUL bytes, names made of
  * [A-Za-z0-9._-] (they are written into SQL as literals), and no
  * transaction control of their own — BEGIN, COMMIT or ROLLBACK in a file
@@ -36,6 +40,7 @@
 
 #include "citrus/errors.h"
 #include "obs/log.h"
+#include "core/dsn.h"
 #include "core/errdetail.h"
 #include "dbconn/driver.h"
 #include "sys/clock.h"
@@ -82,10 +87,21 @@ int schema_template_valid(const char *name)
 
 /* ---- the template directory ------------------------------------------------ */
 
-static bool is_sql_file(const char *dir, const char *name)
+static bool ends_with(const char *s, size_t n, const char *tail)
+{
+    size_t t = strlen(tail);
+    return n >= t && strcmp(s + n - t, tail) == 0;
+}
+
+/* A migration file for a database of this kind: *.sql, except that
+ * *.pg.sql runs only on PostgreSQL and *.sqlite.sql only on SQLite. */
+static bool is_sql_file(const char *dir, const char *name, dsn_kind kind)
 {
     size_t n = strlen(name);
-    if (name[0] == '.' || n < 5 || strcmp(name + n - 4, ".sql") != 0)
+    if (name[0] == '.' || n < 5 || !ends_with(name, n, ".sql"))
+        return false;
+    if ((ends_with(name, n, ".pg.sql") && kind != DSN_POSTGRES) ||
+        (ends_with(name, n, ".sqlite.sql") && kind != DSN_SQLITE))
         return false;
     char path[4096];
     struct stat st;
@@ -127,7 +143,7 @@ static int check_file_name(const char *name, errdetail *e)
     return 0;
 }
 
-static int list_files(const char *dir, mig_list *l, errdetail *e)
+static int list_files(const char *dir, dsn_kind kind, mig_list *l, errdetail *e)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -137,7 +153,7 @@ static int list_files(const char *dir, mig_list *l, errdetail *e)
     }
     int rc = 0;
     for (struct dirent *de; rc == 0 && (de = readdir(d)) != NULL;) {
-        if (!is_sql_file(dir, de->d_name))
+        if (!is_sql_file(dir, de->d_name, kind))
             continue;
         rc = check_file_name(de->d_name, e);
         if (rc == 0 && list_push(l, de->d_name) != 0)
@@ -330,7 +346,10 @@ int schema_apply(const char *dsn, const char *templates_dir, const char *templat
     char **rows = NULL;
     size_t nrows = 0;
     drv_conn *db = NULL;
-    int rc = list_files(dir, &l, e);
+    dsn_info info;
+    int rc = dsn_parse(dsn, &info, e);
+    if (rc == 0)
+        rc = list_files(dir, info.kind, &l, e);
     if (rc == 0)
         rc = checksum_files(dir, &l, e);
     if (rc == 0)

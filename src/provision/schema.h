@@ -2,11 +2,12 @@
  * ordered SQL migration files applied to a shard when it is initialized.
  *
  * Layout: <templates_dir>/<template>/<NNN_name>.sql, applied in byte order
- * of file name. Each file runs in its own transaction together with its row
- * in the shard's citrus_migrations(name TEXT PRIMARY KEY, checksum TEXT,
- * applied_at TEXT) table, so a file is applied exactly once: applying the
- * template again is a no-op. A file whose name is recorded with another
- * checksum (edited after it was applied) is an error, not re-run.
+ * of file name; <NNN_name>.pg.sql only on PostgreSQL and
+ * <NNN_name>.sqlite.sql only on SQLite (dialect-specific steps). Each file runs in its own
+ * transaction together with its row in the shard's citrus_migrations(name TEXT PRIMARY KEY,
+ * checksum TEXT, applied_at TEXT) table, so a file is applied exactly once: applying the template
+ * again is a no-op. A file whose name is recorded with another checksum (edited after it was
+ * applied) is an error, not re-run.
  *
  * Files: at most 16 MiB, no NUL bytes, names of [A-Za-z0-9._-] (hidden
  * files and other extensions are ignored), and no transaction control:

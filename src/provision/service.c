@@ -11,6 +11,7 @@
 #include "citrus/errors.h"
 #include "obs/log.h"
 #include "provision/schema.h"
+#include "core/dsn.h"
 #include "dbconn/driver.h"
 #include "sys/fanout.h"
 
@@ -88,8 +89,21 @@ static int shard_from_spec(const shard_spec *spec, int64_t now_ms, shard *s)
     return 0;
 }
 
-/* Applies templates_dir/<name> to dsn (no-op without a templates dir). */
-static int apply_template(shard_service *svc, const char *dsn, const char *name, errdetail *e)
+int svc_schema_apply(shard_service *svc, const char *shard_id, const char *dsn,
+                     const char *template_name, schema_result *res, errdetail *e)
+{
+    char *owner =
+        svc->prov && svc->prov->owner_dsn ? svc->prov->owner_dsn(svc->prov, shard_id, dsn) : NULL;
+    int rc = schema_apply(owner ? owner : dsn, svc->templates_dir, template_name,
+                          svc->db_timeout_ms, res, e);
+    free(owner);
+    return rc;
+}
+
+/* Applies templates_dir/<name> to shard id's database at dsn (no-op
+ * without a templates dir). */
+static int apply_template(shard_service *svc, const char *id, const char *dsn, const char *name,
+                          errdetail *e)
 {
     if (!name || !*name)
         return 0;
@@ -97,13 +111,56 @@ static int apply_template(shard_service *svc, const char *dsn, const char *name,
         return errdetail_set(e, CITRUS_EUNPROCESSABLE,
                              "template '%s': no templates directory is configured", name);
     schema_result res;
-    int rc = schema_apply(dsn, svc->templates_dir, name, svc->db_timeout_ms, &res, e);
+    int rc = svc_schema_apply(svc, id, dsn, name, &res, e);
     if (rc < 0)
         errdetail_prefix(e, "template '%s'", name);
     else
         log_info("shards", "template applied",
                  json_pack("{s:s,s:I,s:I}", "template", name, "applied", (json_int_t)res.applied,
                            "skipped", (json_int_t)res.skipped));
+    return rc;
+}
+
+/* CITRUS_ESUPERUSER when dsn (what: how the caller names it; never the DSN
+ * itself, which holds a password) is a PostgreSQL DSN logging in as a
+ * superuser, who bypasses row-level security and may do anything on the
+ * server; 0 when not, for SQLite, and when it cannot be reached (the
+ * probe's business: a shard registered unverified is checked if it
+ * answers). */
+static int superuser_check(shard_service *svc, const char *what, const char *dsn, errdetail *e)
+{
+    dsn_info info;
+    drv_conn *c = NULL;
+    if (!dsn || dsn_parse(dsn, &info, NULL) != 0 || info.kind != DSN_POSTGRES ||
+        drv_open(dsn, &(drv_options){.timeout_ms = svc->db_timeout_ms, .clock = svc->clock}, &c,
+                 NULL) != 0)
+        return 0;
+    char **rows = NULL;
+    size_t n = 0;
+    int rc = drv_query_column(c, "SELECT current_setting('is_superuser')", &rows, &n, NULL);
+    bool super = rc == 0 && n == 1 && strcmp(rows[0], "on") == 0;
+    drv_free_column(rows, n);
+    drv_close(c);
+    if (!super)
+        return 0;
+    return errdetail_set(e, CITRUS_ESUPERUSER,
+                         "%s logs in as a PostgreSQL superuser, which bypasses row-level security "
+                         "and may change anything on the server: register a least-privilege role "
+                         "(sm-admin may allow it with allow_superuser=true)",
+                         what);
+}
+
+/* superuser_check of spec's DSN and replicas, unless allowed. */
+static int superuser_refused(shard_service *svc, const shard_spec *spec, errdetail *e)
+{
+    if (spec->allow_superuser)
+        return 0;
+    int rc = superuser_check(svc, "dsn", spec->dsn, e);
+    for (size_t i = 0; rc == 0 && i < spec->nreplicas; i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "replicas[%zu]", i);
+        rc = superuser_check(svc, what, spec->replicas[i], e);
+    }
     return rc;
 }
 
@@ -123,10 +180,13 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
             return e->code = rc == CITRUS_EINVAL ? rc : CITRUS_EUNREACHABLE;
         }
     }
+    int rc = superuser_refused(svc, spec, e);
+    if (rc < 0)
+        return rc;
     shard s;
-    int rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
+    rc = shard_from_spec(spec, clock_wall_ms(svc->clock), &s);
     if (rc == 0 && verify)
-        rc = apply_template(svc, s.dsn, s.template_name, e);
+        rc = apply_template(svc, s.id, s.dsn, s.template_name, e);
     int64_t now = s.created_ms;
     if (rc == 0)
         rc =
@@ -283,7 +343,7 @@ int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_t
     int rc = registry_shard_get(svc->reg, shard_id, &s, NULL);
     if (rc < 0)
         return rc;
-    rc = apply_template(svc, s.dsn, business_type, e);
+    rc = apply_template(svc, s.id, s.dsn, business_type, e);
     shard_clear(&s);
     if (rc == CITRUS_EIO || rc == CITRUS_ECONFLICT) {
         rc = CITRUS_EUNPROCESSABLE;

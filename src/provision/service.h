@@ -22,6 +22,7 @@
 
 #include "controller/session.h"
 #include "provision/provisioner.h"
+#include "provision/schema.h"
 #include "registry/registry.h"
 #include "registry/tenants.h"
 #include "core/errdetail.h"
@@ -58,6 +59,9 @@ typedef struct shard_spec {
     bool provision;
     char *template_name; /* may be NULL */
     json_t *params;      /* provision.params, an object; may be NULL */
+    /* Registering: accept a PostgreSQL DSN (or replica) that logs in as a
+     * superuser; without it that is CITRUS_ESUPERUSER. */
+    bool allow_superuser;
 } shard_spec;
 
 /* Takes ownership of reg (not NULL) and prov (NULL: provisioning is off).
@@ -112,6 +116,12 @@ int svc_probe_shards(shard_service *svc, shard_probe **out, size_t *n);
 /* Applies the schema template of business_type to the shard, when the
  * templates directory has one (a tenant_ensure_fn). */
 int svc_ensure_template(void *svc, const char *shard_id, const char *business_type, errdetail *e);
+
+/* schema_apply of template_name to shard shard_id's database at dsn, with
+ * the provisioner's owner DSN when it has one for it (a provisioned
+ * PostgreSQL shard: dsn's application role may not create tables). */
+int svc_schema_apply(shard_service *svc, const char *shard_id, const char *dsn,
+                     const char *template_name, schema_result *res, errdetail *e);
 
 /* Starts the provisioning worker thread (runs while this node is the
  * controller leader; sess may be NULL: then it always runs, unfenced). It

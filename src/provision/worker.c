@@ -122,9 +122,9 @@ static void initialize_one(shard_service *svc, const shard *s, const reg_fence *
     }
     if (s->template_name && *s->template_name) {
         schema_result res;
-        int rc = svc->templates_dir[0] ? schema_apply(s->dsn, svc->templates_dir, s->template_name,
-                                                      svc->db_timeout_ms, &res, &e)
-                                       : CITRUS_EUNPROCESSABLE;
+        int rc = svc->templates_dir[0]
+                     ? svc_schema_apply(svc, s->id, s->dsn, s->template_name, &res, &e)
+                     : CITRUS_EUNPROCESSABLE;
         if (rc == CITRUS_EUNAVAILABLE)
             return; /* not reachable yet: next pass */
         if (rc < 0) {

@@ -434,11 +434,43 @@ static int gone_before(const router_call *call, errdetail *de)
                          "the client went away while its statement waited for a connection");
 }
 
+/* Runs one statement on c under the tenant's scope (docs/security.md,
+ * "PostgreSQL least privilege and row isolation"): a keyed statement with
+ * citrus.tenant = key (and citrus.scatter cleared), a scatter one (key
+ * NULL) with citrus.tenant cleared and citrus.scatter = on, in a
+ * transaction of its own on a database that has settings (PostgreSQL;
+ * SQLite runs it alone, as before). A named statement the session lost
+ * inside that transaction (SQLSTATE 26000, or 0A000 for a plan whose
+ * result type changed) cannot be run again there: the transaction is
+ * rolled back and run once more, now preparing it anew. */
+static int exec_scoped(router *r, drv_conn *c, const char *key, const char *sql,
+                       const value *params, size_t np, router_answer *out, errdetail *de)
+{
+    const drv_setting set[2] = {{"citrus.tenant", key ? key : ""},
+                                {"citrus.scatter", key ? "" : "on"}};
+    int rc = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = drv_begin_scoped(c, set, 2, false, de);
+        bool scoped = rc == 0 && drv_in_transaction(c);
+        if (rc == 0)
+            rc = drv_exec(c, sql, params, np, r->max_rows, &out->rs, &out->truncated, &out->changes,
+                          de);
+        if (rc == 0 && scoped)
+            rc = drv_commit(c, de);
+        else if (scoped)
+            drv_rollback(c, NULL);
+        bool stale = strcmp(de->sqlstate, "26000") == 0 || strcmp(de->sqlstate, "0A000") == 0;
+        if (!(rc < 0 && scoped && stale && drv_alive(c)))
+            break;
+    }
+    return rc;
+}
+
 /* Runs one statement on shard s: on a replica within the allowed lag for
  * an eventual read that has one, else on the primary. A replica whose
  * connection breaks under the read is left for the primary. */
-static int run_on(router *r, const shard *s, const router_call *rd, const char *sql,
-                  const value *params, size_t np, router_answer *out, errdetail *e)
+static int run_on(router *r, const shard *s, const char *key, const router_call *rd,
+                  const char *sql, const value *params, size_t np, router_answer *out, errdetail *e)
 {
     pool_entry *pe = NULL;
     drv_conn *c = NULL;
@@ -465,8 +497,7 @@ static int run_on(router *r, const shard *s, const router_call *rd, const char *
         arm(r, c, rd);
         rc = gone_before(rd, &de);
         if (rc == 0)
-            rc = drv_exec(c, sql, params, np, r->max_rows, &out->rs, &out->truncated, &out->changes,
-                          &de);
+            rc = exec_scoped(r, c, key, sql, params, np, out, &de);
         disarm(c);
         bool broke = rc == CITRUS_EUNAVAILABLE && !drv_alive(c);
         pool_put(pe->p, c, false);
@@ -500,7 +531,7 @@ int router_query_key(router *r, const char *key, const router_call *rd, const ch
     int rc = resolve(r, key, router_is_read(sql), &s, &out->ring_version, &out->catalog_cached, e);
     if (rc < 0)
         return rc;
-    rc = run_on(r, &s, rd, sql, params, nparams, out, e);
+    rc = run_on(r, &s, key, rd, sql, params, nparams, out, e);
     shard_clear(&s);
     return rc;
 }
@@ -574,8 +605,9 @@ int router_tx(router *r, const char *key, const router_call *call, const router_
     }
     arm(r, c, call);
     rc = gone_before(call, &de);
+    const drv_setting set[2] = {{"citrus.tenant", key}, {"citrus.scatter", ""}};
     if (rc == 0)
-        rc = drv_begin(c, &de);
+        rc = drv_begin_scoped(c, set, 2, true, &de); /* the tenant's scope, as exec_scoped */
     for (size_t i = 0; rc == 0 && i < n; i++) {
         out[i].ring_version = version;
         out[i].catalog_cached = cached;
@@ -618,7 +650,7 @@ typedef struct scatter_job {
 static void scatter_one(void *ctx, size_t i)
 {
     scatter_job *j = &((scatter_job *)ctx)[i];
-    j->rc = run_on(j->r, j->s, j->rd, j->sql, j->params, j->np, &j->ans, &j->err);
+    j->rc = run_on(j->r, j->s, NULL, j->rd, j->sql, j->params, j->np, &j->ans, &j->err);
 }
 
 int router_scatter(router *r, const router_call *rd, const char *sql, const value *params,

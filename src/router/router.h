@@ -95,12 +95,20 @@ bool router_is_read(const char *sql);
 /* Errors: the code, and in e what the client is told (code, message and,
  * for an SQL error, the database's SQLSTATE). */
 
-/* Runs one statement on the shard of key. */
+/* Tenant scope (docs/security.md, "PostgreSQL least privilege and row
+ * isolation"): on PostgreSQL every keyed statement and transaction runs in
+ * a transaction with citrus.tenant set to its key (set_config(..., true)),
+ * and every scatter statement with citrus.scatter = on and no tenant, for
+ * schema templates' row-level security policies to read. SQLite shards
+ * have no such settings: nothing is set there.
+ *
+ * Runs one statement on the shard of key. */
 int router_query_key(router *r, const char *key, const router_call *rd, const char *sql,
                      const value *params, size_t nparams, router_answer *out, errdetail *e);
 
 /* Runs one statement for several keys that must all be on one shard:
- * CITRUS_EUNPROCESSABLE (422) naming each key's shard when they are not. */
+ * CITRUS_EUNPROCESSABLE (422) naming each key's shard when they are not.
+ * It runs in the scope of the first key. */
 int router_query_keys(router *r, const char *const *keys, size_t nkeys, const router_call *rd,
                       const char *sql, const value *params, size_t nparams, router_answer *out,
                       errdetail *e);

@@ -18,7 +18,7 @@ def test_pool_exhausted_after_the_wait(make_citrus, make_postgres):
     pg = make_postgres()
     psql(pg.admin_dsn, "CREATE DATABASE s")
     c = make_citrus(extra=["--router-pool-size", "1", "--router-pool-wait", "300"])
-    r = requests.post(c.url + "/v1/shards", json={"id": "s", "dsn": pg.dsn("s")})
+    r = requests.post(c.url + "/v1/shards?allow_superuser=true", json={"id": "s", "dsn": pg.dsn("s")})
     assert r.status_code == 201, r.text
     url = c.router_url + "/v1/query"
     slow = {}
@@ -49,7 +49,7 @@ def test_postgres_errors_carry_their_sqlstate(make_citrus, make_postgres):
     psql(pg.admin_dsn, "CREATE DATABASE s")
     psql(pg.dsn("s"), "CREATE TABLE u (k TEXT PRIMARY KEY)")
     c = make_citrus()
-    assert requests.post(c.url + "/v1/shards",
+    assert requests.post(c.url + "/v1/shards?allow_superuser=true",
                          json={"id": "s", "dsn": pg.dsn("s")}).status_code == 201
     url = c.router_url
     r = requests.post(url + "/v1/query", json={"key": "a", "sql": "SELECT * FROM nowhere"})

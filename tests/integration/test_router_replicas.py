@@ -51,7 +51,7 @@ def replicated(make_citrus, make_postgres):
         wait_until(lambda rep=rep: psql(rep.dsn("shard_a"), "SELECT count(*) FROM t") == "0", 20,
                    what="the replica to have the table")
     c = make_citrus(extra=["--router-max-lag", "5000"])
-    r = requests.post(c.url + "/v1/shards", json={
+    r = requests.post(c.url + "/v1/shards?allow_superuser=true", json={
         "id": "pg-a", "dsn": pg.dsn("shard_a"),
         "replicas": [rep.dsn("shard_a") for rep in reps]})
     assert r.status_code == 201, r.text

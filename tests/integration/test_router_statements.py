@@ -23,7 +23,7 @@ def start(make_citrus, make_postgres, *extra):
     psql(pg.dsn("s"), "CREATE TABLE kv (k TEXT PRIMARY KEY, v INT)")
     psql(pg.dsn("s"), "INSERT INTO kv VALUES ('a', 1), ('b', 2), ('c', 3)")
     c = make_citrus(extra=["--router-pool-size", "1", *extra])
-    r = requests.post(c.url + "/v1/shards", json={"id": "s", "dsn": pg.dsn("s")})
+    r = requests.post(c.url + "/v1/shards?allow_superuser=true", json={"id": "s", "dsn": pg.dsn("s")})
     assert r.status_code == 201, r.text
     return c
 
@@ -83,7 +83,8 @@ def test_router_behind_a_pooler_that_drops_statements(make_citrus, make_postgres
                                        "server_reset_query = DISCARD ALL",
                                        "server_reset_query_always = 1"])
     c = make_citrus(extra=["--router-pool-size", "1"])
-    r = requests.post(c.url + "/v1/shards", json={"id": "s", "dsn": bouncer.dsn()})
+    r = requests.post(c.url + "/v1/shards?allow_superuser=true",
+                      json={"id": "s", "dsn": bouncer.dsn()})
     assert r.status_code == 201, r.text
     for i in range(20):
         k, v = ("a", 1) if i % 2 == 0 else ("b", 2)

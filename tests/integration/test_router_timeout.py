@@ -87,7 +87,7 @@ def test_postgres_statement_is_cancelled(make_citrus, make_postgres):
     psql(pg.admin_dsn, "CREATE DATABASE s")
     psql(pg.dsn("s"), "CREATE TABLE t (a INTEGER)")
     c = make_citrus(extra=["--router-pool-size", "1"])
-    assert requests.post(c.url + "/v1/shards",
+    assert requests.post(c.url + "/v1/shards?allow_superuser=true",
                          json={"id": "s", "dsn": pg.dsn("s")}).status_code == 201
     t0 = time.monotonic()
     e = timed_out(q(c, {"key": "a", "sql": "SELECT pg_sleep(20)", "timeout_ms": 300}), t0, 10)

@@ -33,11 +33,14 @@ def test_postgres_provisioner_and_templates(make_citrus, make_postgres, tmp_path
     assert r.status_code == 202, r.text
     s = shard_settled(c.url, "pg-1", 30)
     assert s["state"] == "active", s
-    assert s["dsn"] == pg.dsn("citrus_pg_1"), s["dsn"]
+    # the shard's DSN logs in as its application role, not as the admin
+    assert s["dsn"].startswith("postgresql://citrus_pg_1_app:"), s["dsn"]
+    assert s["dsn"].endswith(f"@127.0.0.1:{pg.port}/citrus_pg_1"), s["dsn"]
     assert psql(pg.admin_dsn, "SELECT count(*) FROM pg_database WHERE datname = 'citrus_pg_1'") \
         == "1"
-    assert psql(s["dsn"], "SELECT name FROM citrus_migrations") == "001_orders.sql"
-    assert psql(s["dsn"], "SELECT count(*) FROM orders") == "0"
+    owner = pg.dsn("citrus_pg_1")
+    assert psql(owner, "SELECT name FROM citrus_migrations") == "001_orders.sql"
+    assert psql(owner, "SELECT count(*) FROM orders") == "0"
     # the only active shard takes the registration; the template is already there
     reg = requests.post(c.url + "/api/register", json={"businessId": "b", "locationId": "l",
                                                        "businessType": "retail"})
@@ -45,8 +48,10 @@ def test_postgres_provisioner_and_templates(make_citrus, make_postgres, tmp_path
     assert reg.json()["shardId"] == "pg-1" and reg.json()["connectionString"] == s["dsn"]
     # an existing database: checked by connecting
     psql(pg.admin_dsn, "CREATE DATABASE existing")
-    r = requests.post(c.url + "/v1/shards", json={"id": "pg-2", "dsn": pg.dsn("existing"),
-                                                  "template": "retail"})
+    spec = {"id": "pg-2", "dsn": pg.dsn("existing"), "template": "retail"}
+    r = requests.post(c.url + "/v1/shards", json=spec)  # the superuser: refused
+    assert r.status_code == 400 and r.json()["error"]["code"] == "superuser_not_allowed", r.text
+    r = requests.post(c.url + "/v1/shards?allow_superuser=true", json=spec)
     assert r.status_code == 201, r.text
     assert psql(pg.dsn("existing"), "SELECT count(*) FROM citrus_migrations") == "1"
     with socket.socket() as sock:  # a port nobody listens on

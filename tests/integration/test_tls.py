@@ -316,7 +316,7 @@ def test_postgres_verify_full(make_citrus, make_postgres, pki, tmp_path):
     secret = "pw-never-shown"
     good = (f"postgresql://postgres:{secret}@127.0.0.1:{pg.port}/s"
             f"?sslmode=verify-full&sslrootcert={pki.ca.cert}")
-    r = requests.post(c.url + "/v1/shards", json={"id": "good", "dsn": good})
+    r = requests.post(c.url + "/v1/shards?allow_superuser=true", json={"id": "good", "dsn": good})
     assert r.status_code == 201, r.text
     r = requests.post(c.router_url + "/v1/query",
                       json={"key": "a", "sql": "SELECT a, ssl FROM t, pg_stat_ssl "
@@ -325,7 +325,7 @@ def test_postgres_verify_full(make_citrus, make_postgres, pki, tmp_path):
     # the wrong CA: refused, the error names the certificate problem, never the password
     c2 = make_citrus()
     wrong = good.replace(pki.ca.cert, pki.other.cert)
-    r = requests.post(c2.url + "/v1/shards", json={"id": "wrong", "dsn": wrong})
+    r = requests.post(c2.url + "/v1/shards?allow_superuser=true", json={"id": "wrong", "dsn": wrong})
     if r.status_code == 201:
         r = requests.post(c2.router_url + "/v1/query", json={"key": "a", "sql": "SELECT 1"},
                           timeout=30)

@@ -1108,6 +1108,43 @@ static void test_pg_server_stopped(void **state)
     assert_null(c);
 }
 
+/* drv_begin_scoped: on PostgreSQL the settings hold inside the transaction
+ * (a key with quotes stays one literal) and are gone after it; SQLite has
+ * none: without always nothing is opened, with always it is drv_begin. */
+static void test_begin_scoped(void **state)
+{
+    const backend *b = *state;
+    drv_conn *c = must_open(b);
+    errdetail e;
+    const drv_setting set[2] = {{"citrus.tenant", PAYLOAD}, {"citrus.scatter", ""}};
+    assert_int_equal(drv_begin_scoped(c, set, 2, false, &e), 0);
+    assert_int_equal(drv_in_transaction(c), b->is_pg);
+    if (b->is_pg) {
+        char **rows;
+        size_t n;
+        assert_int_equal(
+            drv_query_column(c, "SELECT current_setting('citrus.tenant')", &rows, &n, &e), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(rows[0], PAYLOAD);
+        drv_free_column(rows, n);
+        /* inside a transaction: refused, as drv_begin */
+        assert_int_equal(drv_begin_scoped(c, set, 2, false, &e), CITRUS_EINVAL);
+        assert_int_equal(drv_commit(c, &e), 0);
+        assert_int_equal(
+            drv_query_column(c, "SELECT current_setting('citrus.tenant', true)", &rows, &n, &e), 0);
+        assert_string_equal(rows[0], ""); /* transaction-local: reset at its end */
+        drv_free_column(rows, n);
+        /* a bad setting name fails and leaves no transaction open */
+        const drv_setting bad = {"no dots", "x"};
+        assert_int_not_equal(drv_begin_scoped(c, &bad, 1, true, &e), 0);
+        assert_false(drv_in_transaction(c));
+    }
+    assert_int_equal(drv_begin_scoped(c, set, 2, true, &e), 0);
+    assert_true(drv_in_transaction(c));
+    assert_int_equal(drv_rollback(c, &e), 0);
+    drv_close(c);
+}
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 #define BOTH(b)                                                                                    \
@@ -1120,7 +1157,8 @@ static void test_pg_server_stopped(void **state)
         cmocka_unit_test_prestate(test_statement_timeout, &(b)),                                   \
         cmocka_unit_test_prestate(test_cancel_check, &(b)),                                        \
         cmocka_unit_test_prestate(test_scripts, &(b)),                                             \
-        cmocka_unit_test_prestate(test_quote_ident, &(b))
+        cmocka_unit_test_prestate(test_quote_ident, &(b)),                                         \
+        cmocka_unit_test_prestate(test_begin_scoped, &(b))
 
 /* The group setup: the server, and the backend pointing at it. */
 static int pg_backend_setup(void **state)

@@ -190,44 +190,119 @@ static bool pg_has_database(const char *name)
     return has;
 }
 
+/* dsn with the password of a URI's user info ("user:PASSWORD@") replaced
+ * by "PW" (passwords are random); into out. */
+static void without_password(const char *dsn, char *out, size_t len)
+{
+    const char *colon = strstr(dsn, "_app:"), *at = colon ? strchr(colon, '@') : NULL;
+    if (!at) {
+        snprintf(out, len, "%s", dsn);
+        return;
+    }
+    snprintf(out, len, "%.*sPW%s", (int)(colon + 5 - dsn), dsn, at);
+}
+
+/* The SQLSTATE of a statement that must fail. */
+static void assert_refused(drv_conn *db, const char *sql, const char *sqlstate)
+{
+    errdetail e;
+    int rc = drv_run_script(db, sql, &e);
+    if (rc == 0)
+        fail_msg("%s: accepted, want SQLSTATE %s", sql, sqlstate);
+    assert_string_equal(e.sqlstate, sqlstate);
+}
+
+/* The shard's DSN logs in as its application role, which may read and
+ * write rows but not create, drop, alter or truncate, has no role
+ * attributes, and cannot reach another shard's database; the tables
+ * belong to the admin, whose DSN the provisioner gives only as the owner
+ * DSN of its own shards. */
 static void test_pg_provision_uri(void **state)
 {
     provisioner *p = prov_postgres_new(pg.admin_dsn, "citrus_t_");
     assert_non_null(p);
     assert_string_equal(p->kind, "postgres");
-    prov_result r1 = {0}, r2 = {0};
+    prov_result r1 = {0}, r2 = {0}, other = {0};
     must_provision(p, "shard-a1", &r1);
-    char want[256];
-    pg_dsn(&pg, "citrus_t_shard_a1", want, sizeof(want));
-    assert_string_equal(r1.dsn, want);
+    char want[256], got[256], owner[256];
+    snprintf(want, sizeof(want),
+             "postgresql://citrus_t_shard_a1_app:PW@127.0.0.1:%d/citrus_t_shard_a1", pg.port);
+    without_password(r1.dsn, got, sizeof(got));
+    assert_string_equal(got, want);
+    assert_null(strstr(r1.dsn, "postgres@"));
+    assert_true(strlen(r1.dsn) - strlen(want) + 2 == 48); /* 24 random bytes in hex */
     assert_true(pg_has_database("citrus_t_shard_a1"));
 
     drv_conn *db = must_open(r1.dsn);
     assert_one_value(db, "SELECT current_database()", "citrus_t_shard_a1");
-    must_exec(db, "CREATE TABLE kept (x INTEGER); INSERT INTO kept VALUES (7)");
+    assert_one_value(db, "SELECT current_user", "citrus_t_shard_a1_app");
+    assert_one_value(db,
+                     "SELECT rolsuper OR rolcreatedb OR rolcreaterole OR rolbypassrls OR "
+                     "rolreplication FROM pg_roles WHERE rolname = current_user",
+                     "f");
+    assert_refused(db, "CREATE TABLE mine (x INTEGER)", "42501");
+    assert_refused(db, "CREATE DATABASE elsewhere", "42501");
+    assert_refused(db, "CREATE ROLE intruder", "42501");
+    /* a table the owner creates later: rows yes, DDL no */
+    pg_dsn(&pg, "citrus_t_shard_a1", owner, sizeof(owner));
+    char *od = p->owner_dsn(p, "shard-a1", r1.dsn);
+    assert_non_null(od);
+    assert_string_equal(od, owner);
+    free(od);
+    assert_null(p->owner_dsn(p, "shard-a1", owner)); /* not its role: use the DSN itself */
+    assert_null(p->owner_dsn(p, "shard-a2", r1.dsn));
+    drv_conn *own = must_open(owner);
+    must_exec(own, "CREATE TABLE kept (id BIGSERIAL PRIMARY KEY, x INTEGER); "
+                   "INSERT INTO kept (x) VALUES (7)");
+    drv_close(own);
+    assert_one_value(db, "SELECT x FROM kept", "7");
+    must_exec(db, "INSERT INTO kept (x) VALUES (8); UPDATE kept SET x = 9 WHERE x = 8; "
+                  "DELETE FROM kept WHERE x = 9");
+    assert_refused(db, "DROP TABLE kept", "42501");
+    assert_refused(db, "TRUNCATE kept", "42501");
+    assert_refused(db, "ALTER TABLE kept ADD COLUMN y INTEGER", "42501");
     drv_close(db);
 
-    /* again: reused, not recreated */
+    /* another shard's role cannot connect to this database */
+    must_provision(p, "shard-a2", &other);
+    char cross[256];
+    snprintf(cross, sizeof(cross),
+             "postgresql://citrus_t_shard_a2_app@127.0.0.1:%d/citrus_t_shard_a1", pg.port);
+    drv_conn *no = NULL;
+    errdetail e;
+    assert_int_equal(drv_open(cross, &(drv_options){.timeout_ms = 3000}, &no, &e),
+                     CITRUS_EUNAVAILABLE);
+    print_message("cross-shard connect: %s\n", e.message);
+
+    /* again: the database reused, the role kept (its password renewed) */
     must_provision(p, "shard-a1", &r2);
-    assert_string_equal(r2.dsn, r1.dsn);
+    without_password(r2.dsn, got, sizeof(got));
+    assert_string_equal(got, want);
     db = must_open(r2.dsn);
     assert_one_value(db, "SELECT x FROM kept", "7");
 
-    /* dropped even while a session (db) is connected to it */
+    /* dropped even while a session (db) is connected to it, and its role */
     must_deprovision(p, "shard-a1", r1.dsn);
     assert_false(pg_has_database("citrus_t_shard_a1"));
     drv_close(db);
+    drv_conn *admin = must_open(pg.admin_dsn);
+    assert_one_value(admin, "SELECT count(*) FROM pg_roles WHERE rolname = 'citrus_t_shard_a1_app'",
+                     "0");
+    drv_close(admin);
     drv_conn *gone = NULL;
     assert_int_equal(drv_open(r1.dsn, &(drv_options){.timeout_ms = 3000}, &gone, NULL),
                      CITRUS_EUNAVAILABLE);
     must_deprovision(p, "shard-a1", r1.dsn); /* idempotent */
+    must_deprovision(p, "shard-a2", other.dsn);
 
     prov_result_clear(&r1);
     prov_result_clear(&r2);
+    prov_result_clear(&other);
     p->free(p);
 }
 
-/* A conninfo admin DSN gives a conninfo shard DSN with everything kept. */
+/* A conninfo admin DSN gives a conninfo shard DSN with everything kept but
+ * the database and the login. */
 static void test_pg_provision_conninfo(void **state)
 {
     char admin[256];
@@ -239,10 +314,14 @@ static void test_pg_provision_conninfo(void **state)
     prov_result r = {0};
     must_provision(p, "Shard-B", &r);
     assert_non_null(strstr(r.dsn, "dbname='Shard_B'"));
+    assert_non_null(strstr(r.dsn, "user='Shard_B_app'"));
+    assert_non_null(strstr(r.dsn, "password='"));
     assert_non_null(strstr(r.dsn, "port='"));
     assert_null(strstr(r.dsn, "dbname='postgres'"));
+    assert_null(strstr(r.dsn, "user='postgres'"));
     drv_conn *db = must_open(r.dsn);
     assert_one_value(db, "SELECT current_database()", "Shard_B"); /* case kept: quoted */
+    assert_one_value(db, "SELECT current_user", "Shard_B_app");
     assert_one_value(db, "SELECT current_setting('application_name')", "citrus t");
     drv_close(db);
     must_deprovision(p, "Shard-B", r.dsn);
@@ -251,23 +330,26 @@ static void test_pg_provision_conninfo(void **state)
     p->free(p);
 }
 
-/* URI parameters survive; a dbname parameter does not override the path. */
+/* URI parameters survive; dbname, user and password parameters do not
+ * override the shard's own. */
 static void test_pg_uri_params(void **state)
 {
-    char admin[256], want[256];
+    char admin[256], want[256], got[256];
     snprintf(admin, sizeof(admin),
              "postgres://postgres@127.0.0.1:%d/postgres?dbname=postgres&sslmode=disable"
-             "&application_name=citrus",
+             "&user=postgres&application_name=citrus&password=x",
              pg.port);
     provisioner *p = prov_postgres_new(admin, "q_");
     prov_result r = {0};
     must_provision(p, "s1", &r);
     snprintf(want, sizeof(want),
-             "postgres://postgres@127.0.0.1:%d/q_s1?sslmode=disable&application_name=citrus",
+             "postgres://q_s1_app:PW@127.0.0.1:%d/q_s1?sslmode=disable&application_name=citrus",
              pg.port);
-    assert_string_equal(r.dsn, want);
+    without_password(r.dsn, got, sizeof(got));
+    assert_string_equal(got, want);
     drv_conn *db = must_open(r.dsn);
     assert_one_value(db, "SELECT current_database()", "q_s1");
+    assert_one_value(db, "SELECT current_user", "q_s1_app");
     drv_close(db);
     must_deprovision(p, "s1", r.dsn);
     prov_result_clear(&r);
@@ -289,8 +371,8 @@ static void *race_main(void *a)
     return NULL;
 }
 
-/* Concurrent provisions of one id: all succeed (duplicate_database is a
- * success) with the same DSN. */
+/* Concurrent provisions of one id: all succeed (duplicate_database and
+ * duplicate_object are a success) with the same database and role. */
 static void test_pg_concurrent_provision(void **state)
 {
     provisioner *p = prov_postgres_new(pg.admin_dsn, "race_");
@@ -306,7 +388,10 @@ static void test_pg_concurrent_provision(void **state)
     for (int i = 0; i < 4; i++) {
         if (args[i].rc)
             fail_msg("provision %d: %d %s", i, args[i].rc, args[i].e.message);
-        assert_string_equal(args[i].r.dsn, args[0].r.dsn);
+        char a[256], b[256]; /* the same but for the password (the last one set counts) */
+        without_password(args[i].r.dsn, a, sizeof(a));
+        without_password(args[0].r.dsn, b, sizeof(b));
+        assert_string_equal(a, b);
     }
     assert_true(pg_has_database("race_raced"));
     must_deprovision(p, "raced", NULL);
@@ -342,6 +427,8 @@ static void test_pg_bad_input(void **state)
     provisioner *p = prov_postgres_new(pg.admin_dsn, "prefix_of_twenty_ch_");
     prov_result r = {0};
     /* 20 + 44 = 64 bytes: PostgreSQL would truncate it, so it is refused */
+    assert_int_equal(provision(p, "abcdefghijabcdefghijabcdefghijabcdefghij", &r, &e),
+                     CITRUS_EINVAL); /* 60: no room for the role's "_app" */
     assert_int_equal(provision(p, "abcdefghijabcdefghijabcdefghijabcdefghijabcd", &r, &e),
                      CITRUS_EINVAL);
     assert_int_equal(provision(p, "../x", &r, &e), CITRUS_EINVAL);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -229,6 +230,40 @@ static void test_pg_lifecycle(void **state)
     lifecycle(dsn);
 }
 
+/* Dialect files: *.pg.sql only on PostgreSQL, *.sqlite.sql only on SQLite
+ * (each in SQL the other would refuse), plain *.sql on both. */
+static void dialects(const char *dsn, bool is_pg)
+{
+    char t[512], out[1024];
+    new_templates(t, sizeof(t));
+    write_template_file(t, "001_a.sql", file_a);
+    write_template_file(
+        t, "002_rls.pg.sql",
+        "ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;\n"
+        "CREATE POLICY p ON accounts USING (current_setting('x.y', true) = 'z');\n");
+    write_template_file(t, "002_strict.sqlite.sql", "CREATE TABLE strict_t (x INTEGER) STRICT;\n");
+    must_apply(dsn, t, 2, 0);
+    assert_int_equal(
+        query(dsn, "SELECT name FROM citrus_migrations ORDER BY name", out, sizeof(out)), 0);
+    assert_string_equal(out,
+                        is_pg ? "001_a.sql,002_rls.pg.sql" : "001_a.sql,002_strict.sqlite.sql");
+    must_apply(dsn, t, 0, 2);
+}
+
+static void test_sqlite_dialects(void **state)
+{
+    char dsn[512];
+    new_sqlite(dsn, sizeof(dsn));
+    dialects(dsn, false);
+}
+
+static void test_pg_dialects(void **state)
+{
+    char dsn[256];
+    new_pg(dsn, sizeof(dsn));
+    dialects(dsn, true);
+}
+
 /* ---- the rest ------------------------------------------------------------------------------ */
 
 static void test_template_names(void **state)
@@ -337,10 +372,12 @@ int main(void)
         cmocka_unit_test(test_sqlite_lifecycle),     cmocka_unit_test(test_template_names),
         cmocka_unit_test(test_template_path_tricks), cmocka_unit_test(test_unknown_template),
         cmocka_unit_test(test_file_too_big),         cmocka_unit_test(test_file_with_commit),
+        cmocka_unit_test(test_sqlite_dialects),
     };
     int failed = cmocka_run_group_tests_name("schema_sqlite", lite, NULL, NULL);
     const struct CMUnitTest pgt[] = {
         cmocka_unit_test(test_pg_lifecycle),
+        cmocka_unit_test(test_pg_dialects),
         cmocka_unit_test(test_unreachable_database),
     };
     failed +=
