@@ -154,6 +154,25 @@ static bool outside_catalog(const char *key, bool prefix)
     return !(prefix && starts_with(CATALOG_PREFIX, key));
 }
 
+bool auth_kv_reserved(const char *key, bool prefix)
+{
+    return !outside_catalog(key, prefix);
+}
+
+int principal_kv_write_reserved(const principal *p, const char *key, bool prefix, bool unsafe,
+                                errdetail *e)
+{
+    if (!auth_kv_reserved(key, prefix) || (unsafe && (p->roles & AUTH_ADMIN)))
+        return 0;
+    return errdetail_set(e, CITRUS_ERESERVED,
+                         "%s'%.200s' %s the catalog's own keys (citrus/), written only through "
+                         "their routes%s",
+                         prefix ? "the keys under " : "", key, prefix ? "include" : "is one of",
+                         (p->roles & AUTH_ADMIN)
+                             ? "; sm-admin may force it with ?unsafe=true (citrus kv --unsafe)"
+                             : "");
+}
+
 bool principal_kv_allowed(const principal *p, const char *key, bool prefix, bool write)
 {
     if (p->roles & AUTH_ADMIN)
