@@ -334,6 +334,15 @@ static int shards_decode(registry *r, int rc, kv_range_res *res, const shard_sta
     return 0;
 }
 
+bool registry_corrupt_recheck_due(registry *r, int64_t min_interval_ms)
+{
+    pthread_mutex_lock(&r->corrupt_mu);
+    bool due = r->corrupt_checked_ms == 0 ||
+               clock_mono_ms(r->clock) - r->corrupt_checked_ms >= min_interval_ms;
+    pthread_mutex_unlock(&r->corrupt_mu);
+    return due;
+}
+
 int registry_corrupt_recheck(registry *r, int64_t min_interval_ms)
 {
     int64_t now = clock_mono_ms(r->clock);

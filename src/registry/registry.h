@@ -128,6 +128,8 @@ void registry_note_record(registry *r, const char *key, const char *error);
  * each pin known corrupt. At most once per min_interval_ms (a clock_mono
  * of the registry's clock); 0 when done or not due. Blocks on the catalog. */
 int registry_corrupt_recheck(registry *r, int64_t min_interval_ms);
+/* Whether registry_corrupt_recheck would read now (it does not block). */
+bool registry_corrupt_recheck_due(registry *r, int64_t min_interval_ms);
 
 /* ---- shards ---- */
 

@@ -8,7 +8,9 @@ with junk made /v1/shards answer corrupt for every shard") and would pass
 it without the defence.
 """
 import os
+import sqlite3
 import subprocess
+import time
 
 import pytest
 import requests
@@ -149,3 +151,114 @@ def test_without_auth_and_from_the_cli(citrus):
     assert r.returncode == 5 and "catalog's own keys" in r.stderr, r  # 5: refused
     r = kv("del", "citrus/scratch/", "--prefix", "--unsafe")
     assert r.returncode == 0 and r.stdout.startswith("deleted 1"), r
+
+
+def wait_for(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(0.05)
+
+
+def test_a_junk_shard_record_is_reported_on_its_own(citrus_shards):
+    """The attack: junk under citrus/shards/x made /v1/shards and
+    /api/shards/health answer `corrupt` for every shard while
+    /health/ready stayed 200 without a word."""
+    u = citrus_shards.url
+    good = sorted(s["id"] for s in requests.get(u + "/v1/shards").json()["shards"])
+    assert len(good) == 4
+    r = requests.put(u + "/v1/kv/citrus/shards/x?unsafe=true", data=b"{not json")
+    assert r.status_code == 200, r.text
+    # every listing still answers, with the others served and x named
+    r = requests.get(u + "/v1/shards")
+    assert r.status_code == 200, r.text
+    items = r.json()["shards"]
+    # a record that does not decode has no state, only its key and why
+    assert sorted(s["id"] for s in items if "state" in s) == good
+    bad = [s for s in items if "state" not in s]
+    assert [b["id"] for b in bad] == ["x"] and bad[0]["key"] == "citrus/shards/x"
+    assert bad[0]["error"].startswith("corrupt record: "), bad
+    r = requests.get(u + "/v1/shards?state=active")
+    assert r.status_code == 200 and len(r.json()["shards"]) == 4, r.text
+    r = requests.get(u + "/api/shards/health")
+    assert r.status_code == 200, r.text
+    h = r.json()
+    assert h["summary"]["corrupt"] == 1 and h["summary"]["reachable"] == 4, h
+    assert [s["shardId"] for s in h["shards"] if "state" not in s] == ["x"]
+    assert [s["shardId"] for s in h["shards"] if s.get("reachable")] == good
+    r = requests.get(u + "/v1/shards/x")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "corrupt", r.text
+    for sid in good:
+        assert requests.get(f"{u}/v1/shards/{sid}").status_code == 200
+    # routing and queries are untouched: x owns no tokens
+    r = requests.get(u + "/v1/route/acme:s1")
+    assert r.status_code == 200 and r.json()["shard_id"] in good, r.text
+    q = requests.post(citrus_shards.router_url + "/v1/query",
+                      json={"key": "acme:s1", "sql": "SELECT 1 AS one"}, timeout=30)
+    assert q.status_code == 200, q.text
+    q = requests.post(citrus_shards.router_url + "/v1/query",
+                      json={"scatter": True, "sql": "SELECT 1 AS one"}, timeout=30)
+    assert q.status_code == 200 and sorted(q.json()["shards"]) == good, q.text
+    # ready reports it, and stays 200 (docs/security.md: every node reads the same catalog)
+    r = requests.get(u + "/health/ready")
+    assert r.status_code == 200, r.text
+    cc = r.json()["catalog_corrupt"]
+    assert cc["count"] == 1 and cc["keys"][0]["key"] == "citrus/shards/x", cc
+    assert "citrus_catalog_corrupt_records{} 1" in requests.get(u + "/metrics").text
+    # deleting the junk clears it, without any listing in between
+    r = requests.delete(u + "/v1/kv/citrus/shards/x?unsafe=true")
+    assert r.status_code == 200 and r.json()["deleted"] == 1, r.text
+    assert wait_for(lambda: "catalog_corrupt" not in requests.get(u + "/health/ready").json())
+    assert all("state" in s for s in requests.get(u + "/v1/shards").json()["shards"])
+
+
+def test_a_junk_tenant_pin_is_reported_on_its_own(citrus_shards):
+    u = citrus_shards.url
+    for key in ("acme:a", "acme:b"):
+        r = requests.post(u + "/api/register", json={"businessId": "acme", "locationId": key[5:],
+                                                     "businessType": "retail"})
+        assert r.status_code in (200, 201), r.text
+    r = requests.put(u + "/v1/kv/citrus/tenants/acme:a?unsafe=true", data=b"[1,2]")
+    assert r.status_code == 200, r.text
+    # the listing serves the other pin; the junk one is named in ready
+    r = requests.get(u + "/v1/tenants")
+    assert r.status_code == 200, r.text
+    assert "acme:b" in r.text and "acme:a" not in r.text, r.text
+    r = requests.get(u + "/health/ready")
+    assert r.status_code == 200, r.text
+    assert [k["key"] for k in r.json()["catalog_corrupt"]["keys"]] == ["citrus/tenants/acme:a"]
+    assert requests.get(u + "/v1/tenants/acme:b").status_code == 200
+    # repaired through its route (re-pin): cleared
+    r = requests.put(u + "/v1/kv/citrus/tenants/acme:a?unsafe=true",
+                     data=requests.get(u + "/v1/kv/citrus/tenants/acme:b").content)
+    assert r.status_code == 200, r.text
+    assert wait_for(lambda: "catalog_corrupt" not in requests.get(u + "/health/ready").json())
+
+
+def test_a_deleted_shard_leaves_no_metric_series(citrus_shards, tmp_path):
+    u = citrus_shards.url
+    db = tmp_path / "gone.db"
+    sqlite3.connect(db).close()
+    r = requests.post(u + "/v1/shards", json={"id": "gone", "dsn": f"sqlite://{db}"})
+    assert r.status_code == 201, r.text
+    r = requests.put(u + "/v1/tenants/acme:gone", json={"shard_id": "gone"})
+    assert r.status_code in (200, 201), r.text
+    q = requests.post(citrus_shards.router_url + "/v1/query",
+                      json={"key": "acme:gone", "sql": "SELECT 1 AS one"}, timeout=30)
+    assert q.status_code == 200 and q.json()["shard_id"] == "gone", q.text
+    q = requests.post(citrus_shards.router_url + "/v1/query",
+                      json={"scatter": True, "sql": "SELECT 1 AS one"}, timeout=30)
+    assert q.status_code == 200, q.text
+    assert 'shard="gone"' in requests.get(u + "/metrics").text
+    assert requests.delete(u + "/v1/tenants/acme:gone").status_code == 200
+    for action in ("drain", "retire"):
+        r = requests.post(f"{u}/v1/shards/gone/{action}")
+        assert r.status_code == 200, r.text
+    r = requests.delete(u + "/v1/shards/gone")
+    assert r.status_code == 200, r.text
+    text = requests.get(u + "/metrics").text
+    assert 'shard="gone"' not in text, [ln for ln in text.splitlines() if "gone" in ln]
+    # the others keep theirs
+    assert 'shard="shard-' in text
