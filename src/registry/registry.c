@@ -358,6 +358,11 @@ int registry_corrupt_recheck(registry *r, int64_t min_interval_ms)
     int rc = registry_shard_list_routing(r, &v, &n); /* notes citrus/shards/ afresh */
     if (rc == 0)
         registry_shards_free(v, n);
+    const ring *rg; /* a token list known corrupt: the ring read notes it afresh */
+    int64_t ver;
+    if (rc == 0 && registry_corrupt(r, REG_RING_TOKENS, NULL, 0) &&
+        registry_ring(r, &rg, &ver, NULL) == 0)
+        registry_ring_release(r, rg);
     reg_corrupt pins[REG_CORRUPT_MAX];
     size_t np = registry_corrupt(r, REG_TENANTS, pins, REG_CORRUPT_MAX);
     for (size_t i = 0; rc == 0 && i < np; i++) {
@@ -432,6 +437,29 @@ int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t
 
 /* ---- the ring ---- */
 
+/* What a read of citrus/ring/ says of its token lists: the ones that do
+ * not decode are noted (the ring is then not built: a shard's tokens left
+ * out would send its keys to other shards), the others cleared. */
+static void note_ring(registry *r, const kv_range_res *res)
+{
+    pthread_mutex_lock(&r->corrupt_mu);
+    for (size_t i = r->ncorrupt; i-- > 0;)
+        if (has_prefix(r->corrupt[i].key, REG_RING_TOKENS))
+            corrupt_drop(r, i);
+    for (size_t i = 0; i < res->count; i++) {
+        uint64_t *t = NULL;
+        size_t n;
+        const kv_entry *e = &res->items[i];
+        if (has_prefix(e->key, REG_RING_TOKENS) &&
+            route_json_tokens(e->value, e->value_len, &t, &n) == CITRUS_ECORRUPT)
+            corrupt_set(r, e->key,
+                        "corrupt record: not a token list; the ring cannot be built until it is "
+                        "repaired");
+        free(t);
+    }
+    pthread_mutex_unlock(&r->corrupt_mu);
+}
+
 int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached)
 {
     bool meta_cached = false, ring_cached = false;
@@ -458,6 +486,8 @@ int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached)
     ring_tokens o = {0};
     if (rc == 0)
         rc = ring_tokens_from_range(&res, &o);
+    if (rc == 0 || rc == CITRUS_ECORRUPT)
+        note_ring(r, &res);
     kv_range_res_free(&res);
     ring *rg = NULL;
     if (rc == 0)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "citrus/errors.h"
+#include "registry/ring_tokens.h"
 #include "registry/tenants.h"
 #include "wire/shard_json.h"
 #include "support_registry.h"
@@ -436,6 +437,24 @@ static void a_corrupt_record_is_reported_on_its_own(void **state)
     assert_string_equal(c[0].key, REG_TENANTS "acme:x");
     assert_int_equal(store_delete(f->d.st, REG_TENANTS "acme:x", false, -1, &deleted, NULL, NULL),
                      0);
+    assert_int_equal(registry_corrupt_recheck(f->reg, 1000), 0);
+    assert_int_equal(registry_corrupt(f->reg, "", NULL, 0), 0);
+    /* a junk token list: the ring is refused (it would misroute a's keys),
+     * and the key is named; repaired, the next ring read clears it */
+    uint64_t *tok = regfix_tokens(f, "a", &n);
+    sqlite_dir_put(f->d.st, REG_RING_TOKENS "a", "{\"tokens\":[\"x\"]}");
+    const ring *rg;
+    int64_t ver;
+    assert_int_equal(registry_ring(f->reg, &rg, &ver, NULL), CITRUS_ECORRUPT);
+    assert_int_equal(registry_corrupt(f->reg, "", c, 4), 1);
+    assert_string_equal(c[0].key, REG_RING_TOKENS "a");
+    json_t *tj = ring_tokens_json(tok, n);
+    text = json_dumps(tj, JSON_COMPACT);
+    sqlite_dir_put(f->d.st, REG_RING_TOKENS "a", text);
+    free(text);
+    json_decref(tj);
+    free(tok);
+    clock_test_advance(f->clock, 1000);
     assert_int_equal(registry_corrupt_recheck(f->reg, 1000), 0);
     assert_int_equal(registry_corrupt(f->reg, "", NULL, 0), 0);
 }
