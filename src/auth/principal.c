@@ -19,7 +19,8 @@ static const struct {
 #define NROLES (sizeof(role_names) / sizeof(role_names[0]))
 
 /* The catalog's own keys: shard records hold credentials, key records their
- * hashes. Only sm-admin (or an explicit grant) reaches them through KV. */
+ * hashes. Only sm-admin (or an explicit grant) reads them through KV, and
+ * nobody writes them there but sm-admin with unsafe. */
 #define CATALOG_PREFIX "citrus/"
 
 unsigned auth_role_bit(const char *name)

@@ -12,9 +12,11 @@
  *  - tenant: its own tenants only (scopes such as "acme:*"), KV only through
  *    its grants.
  * sm-admin holds what sm-operator holds, which holds what reader holds;
- * tenant stands apart. The catalog's own keys (citrus/) are read and written
- * through the KV API by sm-admin only (or an explicit grant): shard records
- * carry credentials and key records their hashes. */
+ * tenant stands apart. The catalog's own keys (citrus/) are read through the
+ * KV API by sm-admin only (or an explicit grant): shard records carry
+ * credentials and key records their hashes. They are written through their
+ * routes only: a raw KV write there is reserved for everyone
+ * (principal_kv_write_reserved). */
 #ifndef CITRUS_AUTH_PRINCIPAL_H
 #define CITRUS_AUTH_PRINCIPAL_H
 
