@@ -53,6 +53,12 @@ void api_note_reveal(http_req *r, const char *target);
 /* Checks that the request may act on the tenant key (principal_tenant_allowed);
  * replies 403 and returns CITRUS_EFORBIDDEN when not. */
 int api_check_tenant(http_req *r, const char *tenant_key);
+/* The rule of raw KV writes under citrus/ (principal_kv_write_reserved)
+ * for this request: its principal, and ?unsafe=true. 0 when the write may
+ * go on; else it has replied (403 reserved, with an audit row; 400 for a
+ * junk ?unsafe) and returns the error. The gate applies it to PUT and
+ * DELETE /v1/kv/..., POST /v1/txn to each of its puts and deletes. */
+int api_kv_write_check(http_req *r, const char *key, bool prefix);
 /* Replies 403 forbidden naming what p may not do; returns CITRUS_EFORBIDDEN. */
 int api_forbid(http_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -138,6 +138,14 @@ void api_audit_before(http_req *r, void *ctx)
         snprintf(name, sizeof(name), "%s%.64s", action, param ? param : "");
         action = name;
     }
+    /* A raw KV write that asked to pass the reserved rule (?unsafe=true,
+     * api_kv_write_check) says so in its action: kv.put.unsafe, ... */
+    const char *unsafe = http_req_query(r, "unsafe");
+    if (strncmp(action, "kv.", 3) == 0 && unsafe && strcmp(unsafe, "false") != 0 &&
+        strcmp(unsafe, "0") != 0) {
+        snprintf(name, sizeof(name), "%.64s.unsafe", action);
+        action = name;
+    }
     row_bufs b;
     audit_row row = row_of(r, action, target_of(r), 0, &b);
     /* Parked first: the row may be written before the call returns. */

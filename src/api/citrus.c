@@ -274,10 +274,13 @@ int api_citrus_health(http_req *r, void *ctx)
                             json_integer(json_integer_value(json_object_get(states, sn)) + 1));
     }
     free(v);
-    json_t *summary =
-        json_pack("{s:I,s:I,s:I,s:o}", "total", (json_int_t)n, "reachable", (json_int_t)up,
-                  "unreachable", (json_int_t)(n - up), "states", states);
+    /* records that do not decode: listed with their error, the others probed as usual */
+    size_t corrupt = shardjson_add_corrupt(a, items, "shardId");
+    json_t *summary = json_pack("{s:I,s:I,s:I,s:o,s:I}", "total", (json_int_t)(n + corrupt),
+                                "reachable", (json_int_t)up, "unreachable", (json_int_t)(n - up),
+                                "states", states, "corrupt", (json_int_t)corrupt);
     return http_reply_json(r, 200,
-                           json_pack("{s:s,s:o,s:o}", "status", up == n ? "healthy" : "degraded",
-                                     "summary", summary, "shards", items));
+                           json_pack("{s:s,s:o,s:o}", "status",
+                                     up == n && !corrupt ? "healthy" : "degraded", "summary",
+                                     summary, "shards", items));
 }

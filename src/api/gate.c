@@ -65,6 +65,32 @@ static bool route_prefix(http_req *r)
     return v && strcmp(v, "false") != 0 && strcmp(v, "0") != 0;
 }
 
+int api_kv_write_check(http_req *r, const char *key, bool prefix)
+{
+    if (!auth_kv_reserved(key, prefix))
+        return 0;
+    bool unsafe;
+    if (http_req_query_bool(r, "unsafe", false, &unsafe) < 0)
+        return CITRUS_EINVAL;
+    errdetail e;
+    int rc = principal_kv_write_reserved(api_principal(r), key, prefix, unsafe, &e);
+    if (rc < 0) {
+        api_audit_now(r, "kv.reserved", key, 403);
+        http_reply_error(r, rc, e.message, NULL);
+    }
+    return rc;
+}
+
+/* PUT and DELETE /v1/kv/...: a write of the catalog's own keys is refused
+ * here, whatever the caller's role or grants (api_kv_write_check). */
+static bool kv_write_ok(http_req *r, const http_route *route)
+{
+    if (!route->scope || strcmp(route->scope, "kv") != 0 || strcmp(http_req_method(r), "GET") == 0)
+        return true;
+    const char *t = route_target(r);
+    return api_kv_write_check(r, t ? t : "", route_prefix(r)) == 0;
+}
+
 static bool unauthenticated(http_req *r, const char *why, bool bad_token)
 {
     api_audit_now(r, "auth.unauthenticated", NULL, 401);
@@ -88,7 +114,7 @@ bool api_gate(http_req *r, const http_route *route, void *ctx)
 {
     app *a = ctx;
     if (!a->auth)
-        return true;
+        return kv_write_ok(r, route);
     authn_request q = {
         .authorization = http_req_header(r, "Authorization"),
         .x_user = http_req_header(r, "X-User"),
@@ -121,6 +147,9 @@ bool api_gate(http_req *r, const http_route *route, void *ctx)
                          rc == CITRUS_ENOMEM ? "out of memory" : e.message, NULL);
         return false;
     }
+    /* reserved comes before the role: refused as such for every role */
+    if (strcmp(p->method, "anonymous") != 0 && !kv_write_ok(r, route))
+        return false;
     bool write = strcmp(http_req_method(r), "GET") != 0;
     if (authn_authorize(a->auth, p, route->role, route->scope, route_target(r), route_prefix(r),
                         write, &e) < 0) {

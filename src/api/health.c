@@ -5,6 +5,7 @@
 #include "api/handlers.h"
 #include "citrus/errors.h"
 #include "obs/metrics.h"
+#include "provision/service.h"
 
 /* The copy checks the catalog every 250 ms; a status older than this is not
  * trusted to say the catalog is healthy. */
@@ -16,11 +17,45 @@ int api_health_live(http_req *r, void *ctx)
     return http_reply_json(r, 200, json_pack("{s:s,s:s}", "status", "ok", "node_id", a->node_id));
 }
 
+/* How often /health/ready reads again the records known not to decode
+ * (registry_corrupt_recheck): probes are anonymous, so at most this often. */
+#define HEALTH_CORRUPT_RECHECK_MS 2000
+
+/* "catalog_corrupt": {"count", "keys": [{"key","error"}...]} when shard or
+ * tenant records do not decode (docs/security.md, "Catalog integrity"):
+ * reported, not a reason to leave the load balancer, since every node reads
+ * the same catalog and the other records are served. */
+static void add_catalog_corrupt(app *a, json_t *body)
+{
+    if (!a->shards)
+        return;
+    reg_corrupt *c = malloc(REG_CORRUPT_MAX * sizeof(*c));
+    size_t n = c ? registry_corrupt(a->shards->reg, "", c, REG_CORRUPT_MAX) : 0;
+    metrics_describe("citrus_catalog_corrupt_records", METRIC_GAUGE,
+                     "Shard and tenant records in the catalog that do not decode");
+    metrics_gauge_set("citrus_catalog_corrupt_records", "", (double)n);
+    if (n) {
+        json_t *keys = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(keys,
+                                  json_pack("{s:s,s:s}", "key", c[i].key, "error", c[i].error));
+        json_object_set_new(body, "catalog_corrupt",
+                            json_pack("{s:I,s:o}", "count", (json_int_t)n, "keys", keys));
+    }
+    free(c);
+}
+
 /* Ready: the catalog has a leader and quorum and is writable, this node is
  * registered, and its catalog copy (if it keeps one) is within the bound. */
 int api_health_ready(http_req *r, void *ctx)
 {
     app *a = ctx;
+    /* the recheck reads the catalog: on the work pool, and only when due */
+    if (a->shards && registry_corrupt_recheck_due(a->shards->reg, HEALTH_CORRUPT_RECHECK_MS)) {
+        if (!http_offloaded(r))
+            return http_offload(r, api_health_ready, ctx);
+        registry_corrupt_recheck(a->shards->reg, HEALTH_CORRUPT_RECHECK_MS);
+    }
     store_status st;
     int64_t age = 0;
     /* With a copy, the last periodic check answers: a probe never waits on
@@ -44,6 +79,7 @@ int api_health_ready(http_req *r, void *ctx)
         json_pack("{s:s,s:s,s:o,s:o,s:b}", "status", ready ? "ready" : "unavailable", "node_id",
                   a->node_id, "catalog", catalog, "cache", copy, "registered", registered);
     json_object_set_new(body, "auth", json_string(a->auth_modes ? a->auth_modes : "none"));
+    add_catalog_corrupt(a, body);
     if (a->router) /* the router keeps routing from its copy while the catalog is down */
         json_object_set_new(body, "routing",
                             json_string(reader_catalog_down(a->rd) ? "cached" : "live"));

@@ -68,6 +68,18 @@ json_t *shardjson_list(app *a, const shard *v, size_t n)
     return items;
 }
 
+size_t shardjson_add_corrupt(app *a, json_t *items, const char *id_name)
+{
+    reg_corrupt *c = malloc(REG_CORRUPT_MAX * sizeof(*c));
+    size_t n = c ? registry_corrupt(a->shards->reg, REG_SHARDS, c, REG_CORRUPT_MAX) : 0;
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items,
+                              json_pack("{s:s,s:s,s:s}", id_name, c[i].key + strlen(REG_SHARDS),
+                                        "key", c[i].key, "error", c[i].error));
+    free(c);
+    return n;
+}
+
 json_t *shardjson_change(const reg_result *res)
 {
     return json_pack("{s:b,s:I,s:I,s:I,s:I,s:o,s:I}", "changed", res->ring_changed, "version",

@@ -16,6 +16,10 @@ json_t *shardjson_full(app *a, const shard *s, bool with_history);
 /* The n records as shardjson_full gives them (without history), as one
  * array, the ring read once for all; NULL when out of memory. */
 json_t *shardjson_list(app *a, const shard *v, size_t n);
+/* Appends to items one {"<id_name>": id, "key", "error": "corrupt record:
+ * ..."} per shard record the last listing could not decode
+ * (registry_corrupt), and returns how many. */
+size_t shardjson_add_corrupt(app *a, json_t *items, const char *id_name);
 /* Masks the password of a shard record's dsn and replicas in place (for a
  * caller that may not see credentials: api_may_reveal). */
 void shardjson_redact(json_t *shard_obj);

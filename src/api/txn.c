@@ -323,17 +323,26 @@ static int parse(txn_parse *p, json_t *body)
     return 0;
 }
 
-/* Whether the caller may touch every key the txn names: reads for the
- * compares and gets, writes for puts and deletes (auth/principal.h's KV
- * rules). Replies 403 naming the first key it may not. */
+/* Whether the caller may touch every key the txn names: no write of the
+ * catalog's own keys (api_kv_write_check), then reads for the compares and
+ * gets, writes for puts and deletes (auth/principal.h's KV rules). Replies
+ * 403 naming the first key it may not. */
 static int check_access(txn_parse *p)
 {
     const principal *who = api_principal(p->r);
+    const kv_op *branches[2] = {p->succ, p->fail};
+    size_t counts[2] = {p->nsucc, p->nfail};
+    /* first the catalog's own keys, whoever asks: the whole txn is refused */
+    for (size_t b = 0; b < 2; b++)
+        for (size_t i = 0; i < counts[b]; i++) {
+            const kv_op *op = &branches[b][i];
+            int rc = op->type != KV_OP_GET ? api_kv_write_check(p->r, op->key, op->prefix) : 0;
+            if (rc < 0)
+                return rc;
+        }
     for (size_t i = 0; i < p->ncmp; i++)
         if (!principal_kv_allowed(who, p->cmps[i].key, false, false))
             return api_forbid(p->r, "%s may not read '%.200s'", who->name, p->cmps[i].key);
-    const kv_op *branches[2] = {p->succ, p->fail};
-    size_t counts[2] = {p->nsucc, p->nfail};
     for (size_t b = 0; b < 2; b++)
         for (size_t i = 0; i < counts[b]; i++) {
             const kv_op *op = &branches[b][i];

@@ -19,7 +19,8 @@ static const struct {
 #define NROLES (sizeof(role_names) / sizeof(role_names[0]))
 
 /* The catalog's own keys: shard records hold credentials, key records their
- * hashes. Only sm-admin (or an explicit grant) reaches them through KV. */
+ * hashes. Only sm-admin (or an explicit grant) reads them through KV, and
+ * nobody writes them there but sm-admin with unsafe. */
 #define CATALOG_PREFIX "citrus/"
 
 unsigned auth_role_bit(const char *name)
@@ -152,6 +153,25 @@ static bool outside_catalog(const char *key, bool prefix)
         return false;
     /* a prefix such as "cit" or "" covers citrus/ too */
     return !(prefix && starts_with(CATALOG_PREFIX, key));
+}
+
+bool auth_kv_reserved(const char *key, bool prefix)
+{
+    return !outside_catalog(key, prefix);
+}
+
+int principal_kv_write_reserved(const principal *p, const char *key, bool prefix, bool unsafe,
+                                errdetail *e)
+{
+    if (!auth_kv_reserved(key, prefix) || (unsafe && (p->roles & AUTH_ADMIN)))
+        return 0;
+    return errdetail_set(e, CITRUS_ERESERVED,
+                         "%s'%.200s' %s the catalog's own keys (citrus/), written only through "
+                         "their routes%s",
+                         prefix ? "the keys under " : "", key, prefix ? "include" : "is one of",
+                         (p->roles & AUTH_ADMIN)
+                             ? "; sm-admin may force it with ?unsafe=true (citrus kv --unsafe)"
+                             : "");
 }
 
 bool principal_kv_allowed(const principal *p, const char *key, bool prefix, bool write)

@@ -12,9 +12,11 @@
  *  - tenant: its own tenants only (scopes such as "acme:*"), KV only through
  *    its grants.
  * sm-admin holds what sm-operator holds, which holds what reader holds;
- * tenant stands apart. The catalog's own keys (citrus/) are read and written
- * through the KV API by sm-admin only (or an explicit grant): shard records
- * carry credentials and key records their hashes. */
+ * tenant stands apart. The catalog's own keys (citrus/) are read through the
+ * KV API by sm-admin only (or an explicit grant): shard records carry
+ * credentials and key records their hashes. They are written through their
+ * routes only: a raw KV write there is reserved for everyone
+ * (principal_kv_write_reserved). */
 #ifndef CITRUS_AUTH_PRINCIPAL_H
 #define CITRUS_AUTH_PRINCIPAL_H
 
@@ -80,6 +82,18 @@ bool principal_scatter_allowed(const principal *p);
 /* Whether p may read (write false) or write one key, or every key under a
  * prefix (prefix true), through the KV API. */
 bool principal_kv_allowed(const principal *p, const char *key, bool prefix, bool write);
+/* Whether a raw KV write of key (or a delete of every key under the
+ * prefix, prefix true) touches the catalog's own keys (citrus/): a key
+ * under it, or a range that overlaps it ("cit", ""). */
+bool auth_kv_reserved(const char *key, bool prefix);
+/* The rule for raw KV writes there (docs/security.md, "Catalog
+ * integrity"): the catalog's keys are written only through their routes,
+ * so such a write is CITRUS_ERESERVED for every role and grant, except
+ * sm-admin asking for it explicitly (unsafe, ?unsafe=true). 0 when key is
+ * not reserved or the write may go on; else CITRUS_ERESERVED with the
+ * reason in e. */
+int principal_kv_write_reserved(const principal *p, const char *key, bool prefix, bool unsafe,
+                                errdetail *e);
 
 /* KV grants from JSON, [{"prefix": "app/x/", "access": "read" |
  * "readwrite"}, ...] (at most max; a prefix is a valid key prefix of at

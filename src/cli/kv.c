@@ -44,6 +44,9 @@ static const char usage_text[] =
     "  txn FILE|-                              run the transaction in a JSON file (see\n"
     "                                          POST /v1/txn)\n"
     "\n"
+    "put, del and txn refuse keys under citrus/ (the catalog's own, 403 reserved);\n"
+    "--unsafe asks to write them anyway: sm-admin only, and audited.\n"
+    "\n"
     "options:\n"
     CLI_USAGE_OPTIONS
     "\n"
@@ -63,6 +66,7 @@ enum {
     OPT_KEYS_ONLY,
     OPT_FROM_REV,
     OPT_COUNT,
+    OPT_UNSAFE,
 };
 
 #define BIT(opt) CLI_BIT(opt)
@@ -77,6 +81,7 @@ typedef struct kv_args {
     bool keys_only;
     int64_t from_rev; /* 0 = from now */
     int64_t count;    /* 0 = forever */
+    bool unsafe;      /* ?unsafe=true: write under citrus/ (sm-admin) */
 } kv_args;
 
 typedef struct kv_verb {
@@ -250,6 +255,8 @@ static int kv_put(client *c, const kv_args *a)
         pathb_int(&p, "cas", a->cas);
     if (a->lease)
         pathb_int(&p, "lease", a->lease);
+    if (a->unsafe)
+        pathb_arg(&p, "unsafe", "true");
     char *path = pathb_end(&p);
     static const char *const headers[] = {"Content-Type: application/octet-stream", NULL};
     const char *body = from_stdin ? value : a->cli.pos[1];
@@ -276,6 +283,8 @@ static int kv_del(client *c, const kv_args *a)
         pathb_arg(&p, "prefix", "true");
     if (a->cas >= 0)
         pathb_int(&p, "cas", a->cas);
+    if (a->unsafe)
+        pathb_arg(&p, "unsafe", "true");
     char *path = pathb_end(&p);
     client_response resp;
     int rc = CLI_EXIT_RUNTIME;
@@ -490,7 +499,8 @@ static int kv_txn(client *c, const kv_args *a)
     }
     static const char *const headers[] = {"Content-Type: application/json", NULL};
     client_response resp;
-    if (cli_request(c, "POST", "/v1/txn", body, len, headers, false, &resp))
+    if (cli_request(c, "POST", a->unsafe ? "/v1/txn?unsafe=true" : "/v1/txn", body, len, headers,
+                    false, &resp))
         rc = cli_print_answer(&resp, a->cli.json, print_txn, NULL);
 out:
     json_decref(check);
@@ -500,11 +510,11 @@ out:
 
 static const kv_verb verbs[] = {
     {{"get", 1, 1, BIT(OPT_CONSISTENCY)}, kv_get},
-    {{"put", 2, 2, BIT(OPT_CAS) | BIT(OPT_LEASE)}, kv_put},
-    {{"del", 1, 1, BIT(OPT_PREFIX) | BIT(OPT_CAS)}, kv_del},
+    {{"put", 2, 2, BIT(OPT_CAS) | BIT(OPT_LEASE) | BIT(OPT_UNSAFE)}, kv_put},
+    {{"del", 1, 1, BIT(OPT_PREFIX) | BIT(OPT_CAS) | BIT(OPT_UNSAFE)}, kv_del},
     {{"ls", 0, 1, BIT(OPT_LIMIT) | BIT(OPT_KEYS_ONLY)}, kv_ls},
     {{"watch", 1, 1, BIT(OPT_FROM_REV) | BIT(OPT_COUNT)}, kv_watch},
-    {{"txn", 1, 1, 0}, kv_txn},
+    {{"txn", 1, 1, BIT(OPT_UNSAFE)}, kv_txn},
 };
 
 static const struct option long_opts[] = {
@@ -517,6 +527,7 @@ static const struct option long_opts[] = {
     {"keys-only", no_argument, NULL, OPT_KEYS_ONLY},
     {"from-revision", required_argument, NULL, OPT_FROM_REV},
     {"count", required_argument, NULL, OPT_COUNT},
+    {"unsafe", no_argument, NULL, OPT_UNSAFE},
     CLI_LONG_OPTS_END,
 };
 
@@ -551,6 +562,9 @@ static int kv_option(void *ctx, int opt, const char *arg)
         break;
     case OPT_KEYS_ONLY:
         a->keys_only = true;
+        break;
+    case OPT_UNSAFE:
+        a->unsafe = true;
         break;
     case OPT_FROM_REV:
         if (!parse_i64(arg, 1, &a->from_rev))

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ struct metric_series {
     _Atomic uint64_t value; /* the bits of a double: counter/gauge value; histogram sum */
     _Atomic unsigned long long count;
     _Atomic unsigned long long buckets[NBUCKETS + 1]; /* per bucket; [NBUCKETS]: above all */
+    _Atomic bool hidden; /* forgotten (metrics_forget) until it is used again */
 };
 typedef struct metric_series series;
 
@@ -89,8 +91,10 @@ static series *series_get(const char *name, const char *labels, metric_type type
 {
     unsigned h = hash2(name, labels);
     for (series *s = slots[h]; s; s = s->next)
-        if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0)
+        if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0) {
+            atomic_store_explicit(&s->hidden, false, memory_order_relaxed);
             return s;
+        }
     series *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
@@ -128,22 +132,34 @@ metric_series *metrics_series(const char *name, const char *labels, metric_type 
     return s;
 }
 
+/* A forgotten series that is updated shows again. */
+static void unhide(series *s)
+{
+    if (atomic_load_explicit(&s->hidden, memory_order_relaxed))
+        atomic_store_explicit(&s->hidden, false, memory_order_relaxed);
+}
+
 void metric_add(metric_series *s, double delta)
 {
-    if (s)
-        add_double(&s->value, delta);
+    if (!s)
+        return;
+    unhide(s);
+    add_double(&s->value, delta);
 }
 
 void metric_set(metric_series *s, double value)
 {
-    if (s)
-        store_double(&s->value, value);
+    if (!s)
+        return;
+    unhide(s);
+    store_double(&s->value, value);
 }
 
 void metric_observe(metric_series *s, double value)
 {
     if (!s)
         return;
+    unhide(s);
     int i = 0;
     while (i < NBUCKETS && !(value <= bucket_le[i]))
         i++;
@@ -173,7 +189,8 @@ double metrics_value(const char *name, const char *labels)
     pthread_mutex_lock(&lock);
     unsigned h = hash2(name, labels);
     for (series *s = slots[h]; s; s = s->next)
-        if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0)
+        if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0 &&
+            !atomic_load_explicit(&s->hidden, memory_order_relaxed))
             v = s->type == METRIC_HISTOGRAM ? (double)atomic_load(&s->count)
                                             : load_double(&s->value);
     pthread_mutex_unlock(&lock);
@@ -197,6 +214,43 @@ void metrics_escape_label(const char *in, char *buf, size_t len)
     buf[o] = '\0';
 }
 
+/* Whether a label string (a="x",b="y") carries label="want" (escaped). */
+static bool has_label(const char *labels, const char *label, const char *want)
+{
+    size_t ll = strlen(label), wl = strlen(want);
+    for (const char *p = labels; *p;) {
+        if (strncmp(p, label, ll) == 0 && p[ll] == '=' && p[ll + 1] == '"' &&
+            strncmp(p + ll + 2, want, wl) == 0 && p[ll + 2 + wl] == '"')
+            return true;
+        /* to the next label: past the closing quote of this value */
+        const char *q = strchr(p, '"');
+        while (q && (q = strchr(q + 1, '"')) && q[-1] == '\\')
+            ;
+        if (!q || q[1] != ',')
+            break;
+        p = q + 2;
+    }
+    return false;
+}
+
+void metrics_forget(const char *label, const char *value)
+{
+    char esc[512];
+    metrics_escape_label(value, esc, sizeof(esc));
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < NSLOTS; i++)
+        for (series *s = slots[i]; s; s = s->next)
+            if (has_label(s->labels, label, esc)) {
+                atomic_store_explicit(&s->hidden, true, memory_order_relaxed);
+                /* shown again from zero when reused (a shard id given anew) */
+                store_double(&s->value, 0);
+                atomic_store_explicit(&s->count, 0, memory_order_relaxed);
+                for (int k = 0; k <= NBUCKETS; k++)
+                    atomic_store_explicit(&s->buckets[k], 0, memory_order_relaxed);
+            }
+    pthread_mutex_unlock(&lock);
+}
+
 static const char *type_name(metric_type t)
 {
     return t == METRIC_COUNTER ? "counter" : t == METRIC_GAUGE ? "gauge" : "histogram";
@@ -204,6 +258,8 @@ static const char *type_name(metric_type t)
 
 static void render_series(strbuf *b, const series *s)
 {
+    if (atomic_load_explicit(&s->hidden, memory_order_relaxed))
+        return;
     const char *sep = s->labels[0] ? "," : "";
     if (s->type != METRIC_HISTOGRAM) {
         strbuf_printf(b, "%s{%s} %.17g\n", s->name, s->labels, load_double(&s->value));

@@ -29,6 +29,11 @@ void metric_add(metric_series *s, double delta);     /* counter */
 void metric_set(metric_series *s, double value);     /* gauge */
 void metric_observe(metric_series *s, double value); /* histogram */
 
+/* Drops from the exposition every series with the label label="value"
+ * (a deleted shard's, shard="<id>"), its values reset. The series stay
+ * allocated, so handles never dangle; one that is used again shows again. */
+void metrics_forget(const char *label, const char *value);
+
 /* Returns the exposition text (malloc'd, caller frees). */
 char *metrics_render(size_t *len);
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "citrus/errors.h"
+#include "obs/metrics.h"
 #include "obs/log.h"
 #include "provision/schema.h"
 #include "core/dsn.h"
@@ -326,6 +327,8 @@ int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_res
                      errdetail *e)
 {
     int rc = registry_shard_delete(svc->reg, id, flags, res, e);
+    if (rc == 0) /* its metric series (the router's, per shard) go with it */
+        metrics_forget("shard", id);
     return rc == 0 ? repin_after(svc, id, flags, res, e) : rc;
 }
 

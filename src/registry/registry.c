@@ -13,6 +13,7 @@
 #include "core/errdetail.h"
 #include "registry/ring_cache.h"
 #include "registry/ring_tokens.h"
+#include "wire/route_json.h"
 #include "wire/shard_json.h"
 
 #define MODIFY_TRIES 16
@@ -30,6 +31,10 @@ struct registry {
     citrus_hash_fn hash;
     size_t vnodes;
     ring_cache *rings;
+    pthread_mutex_t corrupt_mu; /* guards the three below */
+    reg_corrupt corrupt[REG_CORRUPT_MAX];
+    size_t ncorrupt;
+    int64_t corrupt_checked_ms; /* clock_mono of the last registry_corrupt_recheck */
 };
 
 registry *registry_new(store *st, const sysclock *clock, citrus_hash_fn hash, size_t vnodes,
@@ -48,6 +53,7 @@ registry *registry_new(store *st, const sysclock *clock, citrus_hash_fn hash, si
                     .hash = hash,
                     .vnodes = vnodes,
                     .rings = rings};
+    pthread_mutex_init(&r->corrupt_mu, NULL);
     return r;
 }
 
@@ -56,6 +62,7 @@ void registry_free(registry *r)
     if (!r)
         return;
     ring_cache_free(r->rings);
+    pthread_mutex_destroy(&r->corrupt_mu);
     free(r);
 }
 
@@ -163,19 +170,93 @@ int registry_init(registry *r, errdetail *e)
     return 0;
 }
 
+/* ---- records that do not decode ---- */
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Under corrupt_mu: drops entry i. */
+static void corrupt_drop(registry *r, size_t i)
+{
+    memmove(&r->corrupt[i], &r->corrupt[i + 1], (r->ncorrupt - i - 1) * sizeof(r->corrupt[0]));
+    r->ncorrupt--;
+}
+
+/* Under corrupt_mu: adds or drops key, keeping the keys in order. */
+static void corrupt_set(registry *r, const char *key, const char *error)
+{
+    size_t i = 0;
+    while (i < r->ncorrupt && strcmp(r->corrupt[i].key, key) < 0)
+        i++;
+    bool found = i < r->ncorrupt && strcmp(r->corrupt[i].key, key) == 0;
+    if (!error) {
+        if (found)
+            corrupt_drop(r, i);
+        return;
+    }
+    if (!found) {
+        if (r->ncorrupt == REG_CORRUPT_MAX)
+            return; /* full: the first REG_CORRUPT_MAX tell the story */
+        memmove(&r->corrupt[i + 1], &r->corrupt[i], (r->ncorrupt - i) * sizeof(r->corrupt[0]));
+        r->ncorrupt++;
+        snprintf(r->corrupt[i].key, sizeof(r->corrupt[i].key), "%s", key);
+    }
+    snprintf(r->corrupt[i].error, sizeof(r->corrupt[i].error), "%s", error);
+}
+
+void registry_note_record(registry *r, const char *key, const char *error)
+{
+    pthread_mutex_lock(&r->corrupt_mu);
+    corrupt_set(r, key, error);
+    pthread_mutex_unlock(&r->corrupt_mu);
+}
+
+size_t registry_corrupt(registry *r, const char *prefix, reg_corrupt *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&r->corrupt_mu);
+    for (size_t i = 0; i < r->ncorrupt; i++)
+        if (has_prefix(r->corrupt[i].key, prefix)) {
+            if (out && n < max)
+                out[n] = r->corrupt[i];
+            n++;
+        }
+    pthread_mutex_unlock(&r->corrupt_mu);
+    return out && n > max ? max : n;
+}
+
 /* ---- reads ---- */
 
-static int shard_decode(const kv_entry *e, shard *out)
+/* Decodes a shard record; when it does not decode, CITRUS_ECORRUPT and
+ * why in why ("corrupt record: ..."). */
+static int shard_decode_why(const kv_entry *e, shard *out, char *why, size_t len)
 {
-    json_t *j = json_loadb((const char *)e->value, e->value_len, 0, NULL);
+    json_error_t je;
+    errdetail d = {0};
+    json_t *j = json_loadb((const char *)e->value, e->value_len, 0, &je);
     shard_init(out);
-    int rc = j ? shard_from_json(j, out, NULL) : CITRUS_ECORRUPT;
+    int rc = j ? shard_from_json(j, out, &d) : CITRUS_ECORRUPT;
     json_decref(j);
     if (rc < 0) {
         shard_clear(out);
+        snprintf(why, len, "corrupt record: %.160s",
+                 !j             ? je.text
+                 : d.message[0] ? d.message
+                                : "not a shard record");
         return CITRUS_ECORRUPT;
     }
     return 0;
+}
+
+/* A read of one shard record: decoded, and noted as it was found. */
+static int shard_decode(registry *r, const kv_entry *e, shard *out)
+{
+    char why[200];
+    int rc = shard_decode_why(e, out, why, sizeof(why));
+    registry_note_record(r, e->key, rc == CITRUS_ECORRUPT ? why : NULL);
+    return rc;
 }
 
 int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod)
@@ -186,10 +267,12 @@ int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod)
     kv_range_req q = {.key = key};
     kv_range_res res;
     int rc = store_range(r->st, &q, &res);
-    if (rc == 0 && res.count == 0)
+    if (rc == 0 && res.count == 0) {
         rc = CITRUS_ENOTFOUND;
+        registry_note_record(r, key, NULL);
+    }
     if (rc == 0)
-        rc = shard_decode(&res.items[0], out);
+        rc = shard_decode(r, &res.items[0], out);
     if (rc == 0 && mod)
         *mod = res.items[0].mod_revision;
     kv_range_res_free(&res);
@@ -204,16 +287,20 @@ int registry_shard_read(registry *r, const char *id, shard *out)
     kv_range_req q = {.key = key};
     kv_range_res res;
     int rc = registry_range(r, false, &q, &res);
+    if (rc == 0 && res.count == 0)
+        registry_note_record(r, key, NULL);
     if (rc == 0)
-        rc = res.count ? shard_decode(&res.items[0], out) : CITRUS_ENOTFOUND;
+        rc = res.count ? shard_decode(r, &res.items[0], out) : CITRUS_ENOTFOUND;
     kv_range_res_free(&res);
     return rc;
 }
 
 /* The shards of a read of citrus/shards/ (those in *state_filter, or all),
- * decoded; the read is freed. */
-static int shards_decode(int rc, kv_range_res *res, const shard_state *state_filter, shard **out,
-                         size_t *n)
+ * decoded; the read is freed. A record that does not decode is left out,
+ * and what the registry knows of corrupt shard records becomes what this
+ * read found. */
+static int shards_decode(registry *r, int rc, kv_range_res *res, const shard_state *state_filter,
+                         shard **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -221,11 +308,20 @@ static int shards_decode(int rc, kv_range_res *res, const shard_state *state_fil
     if (rc == 0 && res->count && !v)
         rc = CITRUS_ENOMEM;
     size_t k = 0;
+    if (rc == 0) {
+        pthread_mutex_lock(&r->corrupt_mu);
+        for (size_t i = r->ncorrupt; i-- > 0;)
+            if (has_prefix(r->corrupt[i].key, REG_SHARDS))
+                corrupt_drop(r, i);
+        pthread_mutex_unlock(&r->corrupt_mu);
+    }
     for (size_t i = 0; rc == 0 && i < res->count; i++) {
-        rc = shard_decode(&res->items[i], &v[k]);
-        if (rc == 0 && state_filter && v[k].state != *state_filter)
+        char why[200];
+        if (shard_decode_why(&res->items[i], &v[k], why, sizeof(why)) < 0)
+            registry_note_record(r, res->items[i].key, why);
+        else if (state_filter && v[k].state != *state_filter)
             shard_clear(&v[k]);
-        else if (rc == 0)
+        else
             k++;
     }
     kv_range_res_free(res);
@@ -238,11 +334,58 @@ static int shards_decode(int rc, kv_range_res *res, const shard_state *state_fil
     return 0;
 }
 
+bool registry_corrupt_recheck_due(registry *r, int64_t min_interval_ms)
+{
+    pthread_mutex_lock(&r->corrupt_mu);
+    bool due = r->corrupt_checked_ms == 0 ||
+               clock_mono_ms(r->clock) - r->corrupt_checked_ms >= min_interval_ms;
+    pthread_mutex_unlock(&r->corrupt_mu);
+    return due;
+}
+
+int registry_corrupt_recheck(registry *r, int64_t min_interval_ms)
+{
+    int64_t now = clock_mono_ms(r->clock);
+    pthread_mutex_lock(&r->corrupt_mu);
+    bool due = r->corrupt_checked_ms == 0 || now - r->corrupt_checked_ms >= min_interval_ms;
+    if (due)
+        r->corrupt_checked_ms = now;
+    pthread_mutex_unlock(&r->corrupt_mu);
+    if (!due)
+        return 0;
+    shard *v;
+    size_t n;
+    int rc = registry_shard_list_routing(r, &v, &n); /* notes citrus/shards/ afresh */
+    if (rc == 0)
+        registry_shards_free(v, n);
+    const ring *rg; /* a token list known corrupt: the ring read notes it afresh */
+    int64_t ver;
+    if (rc == 0 && registry_corrupt(r, REG_RING_TOKENS, NULL, 0) &&
+        registry_ring(r, &rg, &ver, NULL) == 0)
+        registry_ring_release(r, rg);
+    reg_corrupt pins[REG_CORRUPT_MAX];
+    size_t np = registry_corrupt(r, REG_TENANTS, pins, REG_CORRUPT_MAX);
+    for (size_t i = 0; rc == 0 && i < np; i++) {
+        kv_range_req q = {.key = pins[i].key};
+        kv_range_res res;
+        rc = registry_range(r, false, &q, &res);
+        tenant_pin p;
+        if (rc == 0)
+            registry_note_record(
+                r, pins[i].key,
+                res.count && route_json_pin(res.items[0].value, res.items[0].value_len, &p) < 0
+                    ? pins[i].error
+                    : NULL);
+        kv_range_res_free(&res);
+    }
+    return rc;
+}
+
 int registry_shard_list_routing(registry *r, shard **out, size_t *n)
 {
     kv_range_req q = {.key = REG_SHARDS, .prefix = true};
     kv_range_res res;
-    return shards_decode(registry_range(r, false, &q, &res), &res, NULL, out, n);
+    return shards_decode(r, registry_range(r, false, &q, &res), &res, NULL, out, n);
 }
 
 void registry_shards_free(shard *v, size_t n)
@@ -256,7 +399,7 @@ int registry_shard_list(registry *r, const shard_state *state_filter, shard **ou
 {
     kv_range_req q = {.key = REG_SHARDS, .prefix = true};
     kv_range_res res;
-    return shards_decode(store_range(r->st, &q, &res), &res, state_filter, out, n);
+    return shards_decode(r, store_range(r->st, &q, &res), &res, state_filter, out, n);
 }
 
 int registry_provision_get(registry *r, const char *id, json_t **spec)
@@ -294,6 +437,29 @@ int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t
 
 /* ---- the ring ---- */
 
+/* What a read of citrus/ring/ says of its token lists: the ones that do
+ * not decode are noted (the ring is then not built: a shard's tokens left
+ * out would send its keys to other shards), the others cleared. */
+static void note_ring(registry *r, const kv_range_res *res)
+{
+    pthread_mutex_lock(&r->corrupt_mu);
+    for (size_t i = r->ncorrupt; i-- > 0;)
+        if (has_prefix(r->corrupt[i].key, REG_RING_TOKENS))
+            corrupt_drop(r, i);
+    for (size_t i = 0; i < res->count; i++) {
+        uint64_t *t = NULL;
+        size_t n;
+        const kv_entry *e = &res->items[i];
+        if (has_prefix(e->key, REG_RING_TOKENS) &&
+            route_json_tokens(e->value, e->value_len, &t, &n) == CITRUS_ECORRUPT)
+            corrupt_set(r, e->key,
+                        "corrupt record: not a token list; the ring cannot be built until it is "
+                        "repaired");
+        free(t);
+    }
+    pthread_mutex_unlock(&r->corrupt_mu);
+}
+
 int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached)
 {
     bool meta_cached = false, ring_cached = false;
@@ -320,6 +486,8 @@ int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached)
     ring_tokens o = {0};
     if (rc == 0)
         rc = ring_tokens_from_range(&res, &o);
+    if (rc == 0 || rc == CITRUS_ECORRUPT)
+        note_ring(r, &res);
     kv_range_res_free(&res);
     ring *rg = NULL;
     if (rc == 0)

@@ -103,10 +103,39 @@ int registry_commit(registry *r, txb *t, bool *succeeded, int64_t *revision);
 /* "<prefix><id>" into buf; false when it does not fit. */
 bool registry_key(char *buf, size_t len, const char *prefix, const char *id);
 
+/* ---- records that do not decode ----
+ *
+ * A shard record (citrus/shards/<id>) or a pin (citrus/tenants/<key>) that
+ * is not what the registry writes (junk put there by hand) is reported on
+ * its own: listings skip it, and the registry keeps its key and why (at
+ * most REG_CORRUPT_MAX), as its reads last saw it: a listing of
+ * citrus/shards/ replaces what it knew of that prefix, a read of one key
+ * adds or drops that key. */
+#define REG_CORRUPT_MAX 64
+typedef struct reg_corrupt {
+    char key[512];
+    char error[200]; /* "corrupt record: ..." */
+} reg_corrupt;
+/* Up to max of the keys known corrupt under prefix ("" = all) into out, in
+ * key order; returns how many (all of them when out is NULL). */
+size_t registry_corrupt(registry *r, const char *prefix, reg_corrupt *out, size_t max);
+/* Records what a read of key found: error NULL when it decoded (or is
+ * gone), else why it did not. */
+void registry_note_record(registry *r, const char *key, const char *error);
+/* Reads again what registry_corrupt reports, so a record repaired or
+ * deleted since drops out (and a new junk shard record shows): one
+ * listing of citrus/shards/ through the routing reader, and one read of
+ * each pin known corrupt. At most once per min_interval_ms (a clock_mono
+ * of the registry's clock); 0 when done or not due. Blocks on the catalog. */
+int registry_corrupt_recheck(registry *r, int64_t min_interval_ms);
+/* Whether registry_corrupt_recheck would read now (it does not block). */
+bool registry_corrupt_recheck_due(registry *r, int64_t min_interval_ms);
+
 /* ---- shards ---- */
 
 int registry_shard_get(registry *r, const char *id, shard *out, int64_t *mod);
-/* Every shard (state_filter NULL) or those in *state_filter, by id. */
+/* Every shard (state_filter NULL) or those in *state_filter, by id; a
+ * record that does not decode is left out (registry_corrupt reports it). */
 int registry_shard_list(registry *r, const shard_state *state_filter, shard **out, size_t *n);
 void registry_shards_free(shard *v, size_t n);
 /* The same through the routing path's reader (the node's copy when it is

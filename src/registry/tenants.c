@@ -63,10 +63,15 @@ static json_t *pin_json(const tenant_pin *p)
                      p->business_type[0] ? p->business_type : NULL);
 }
 
-static int pin_decode(const kv_entry *e, const char *key, tenant_pin *out)
+/* Decodes a pin; one that does not is noted (registry_note_record) and
+ * is CITRUS_ECORRUPT. */
+static int pin_decode(registry *r, const kv_entry *e, const char *key, tenant_pin *out)
 {
     memset(out, 0, sizeof(*out));
     int rc = route_json_pin(e->value, e->value_len, out);
+    registry_note_record(r, e->key,
+                         rc < 0 ? "corrupt record: not a tenant pin (a JSON object with shard_id)"
+                                : NULL);
     if (rc < 0)
         return rc;
     snprintf(out->key, sizeof(out->key), "%s", key);
@@ -83,8 +88,10 @@ static int pin_read(registry *r, bool strong, const char *key, tenant_pin *out)
     kv_range_req q = {.key = k};
     kv_range_res res;
     int rc = registry_range(r, strong, &q, &res);
+    if (rc == 0 && res.count == 0)
+        registry_note_record(r, k, NULL);
     if (rc == 0)
-        rc = res.count ? pin_decode(&res.items[0], key, out) : CITRUS_ENOTFOUND;
+        rc = res.count ? pin_decode(r, &res.items[0], key, out) : CITRUS_ENOTFOUND;
     kv_range_res_free(&res);
     return rc;
 }
@@ -120,8 +127,9 @@ int tenants_list(registry *r, const char *shard_id, const char *after, size_t li
     size_t k = 0, plen = strlen(prefix);
     for (size_t i = 0; rc == 0 && i < res.count; i++) {
         const char *key = res.items[i].key + plen;
-        rc = shard_id ? pin_read(r, true, key, &v[k]) : pin_decode(&res.items[i], key, &v[k]);
-        if (rc == CITRUS_ENOTFOUND) { /* unpinned since the index was read */
+        rc = shard_id ? pin_read(r, true, key, &v[k]) : pin_decode(r, &res.items[i], key, &v[k]);
+        /* unpinned since the index was read; or junk, reported on its own */
+        if (rc == CITRUS_ENOTFOUND || rc == CITRUS_ECORRUPT) {
             rc = 0;
             continue;
         }

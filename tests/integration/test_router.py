@@ -142,7 +142,7 @@ def test_a_shard_not_serving_refuses_everything(dev):
         == "shard-1"
     rec = requests.get(f"{dev.url}/v1/kv/citrus/shards/shard-1").json()
     rec["state"] = "failed"
-    assert requests.put(f"{dev.url}/v1/kv/citrus/shards/shard-1",
+    assert requests.put(f"{dev.url}/v1/kv/citrus/shards/shard-1?unsafe=true",
                         data=json.dumps(rec)).status_code == 200
     for sql in ["SELECT count(*) FROM nf", "INSERT INTO nf VALUES (1)"]:
         r = q(dev, {"key": "pinned-nf", "sql": sql})

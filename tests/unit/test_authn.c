@@ -125,6 +125,47 @@ static void kv_rules(void **state)
     assert_false(principal_kv_allowed(&rg, "app/z", false, true));
 }
 
+/* Raw writes of the catalog's own keys: reserved for every role and
+ * grant, sm-admin passes only with unsafe (docs/security.md, "Catalog
+ * integrity"). */
+static void kv_reserved(void **state)
+{
+    (void)state;
+    principal admin = mk(AUTH_ADMIN, NULL, 0, NULL, 0);
+    principal op = mk(AUTH_OPERATOR, NULL, 0, NULL, 0);
+    auth_grant g[] = {{(char *)"citrus/", true}, {(char *)"", true}};
+    principal granted = mk(AUTH_READER, NULL, 0, g, 2);
+    errdetail e;
+    /* what counts: keys under citrus/, ranges that overlap it */
+    assert_true(auth_kv_reserved("citrus/shards/x", false));
+    assert_true(auth_kv_reserved("citrus/", true));
+    assert_true(auth_kv_reserved("cit", true));
+    assert_true(auth_kv_reserved("", true));
+    assert_false(auth_kv_reserved("cit", false));
+    assert_false(auth_kv_reserved("citrusx", true));
+    assert_false(auth_kv_reserved("citrus", false)); /* the key "citrus" itself */
+    assert_false(auth_kv_reserved("app/", true));
+    assert_false(auth_kv_reserved("d", true));
+    /* refused for everyone, grants included; even sm-admin without unsafe */
+    const principal *who[] = {&op, &granted, &admin};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(principal_kv_write_reserved(who[i], "citrus/shards/x", false, false, &e),
+                         CITRUS_ERESERVED);
+        assert_int_equal(principal_kv_write_reserved(who[i], "", true, false, &e),
+                         CITRUS_ERESERVED);
+    }
+    assert_non_null(strstr(e.message, "unsafe"));
+    /* unsafe is sm-admin's only */
+    assert_int_equal(principal_kv_write_reserved(&op, "citrus/x", false, true, &e),
+                     CITRUS_ERESERVED);
+    assert_int_equal(principal_kv_write_reserved(&granted, "cit", true, true, &e),
+                     CITRUS_ERESERVED);
+    assert_int_equal(principal_kv_write_reserved(&admin, "citrus/x", false, true, &e), 0);
+    assert_int_equal(principal_kv_write_reserved(&admin, "", true, true, &e), 0);
+    /* elsewhere the rule says nothing */
+    assert_int_equal(principal_kv_write_reserved(&op, "app/x", false, false, &e), 0);
+}
+
 static void modes(void **state)
 {
     (void)state;
@@ -252,9 +293,13 @@ static void route_decisions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(roles_and_levels), cmocka_unit_test(scopes),
-        cmocka_unit_test(kv_rules),         cmocka_unit_test(modes),
-        cmocka_unit_test(trusted_headers),  cmocka_unit_test(route_decisions),
+        cmocka_unit_test(roles_and_levels),
+        cmocka_unit_test(scopes),
+        cmocka_unit_test(kv_rules),
+        cmocka_unit_test(kv_reserved),
+        cmocka_unit_test(modes),
+        cmocka_unit_test(trusted_headers),
+        cmocka_unit_test(route_decisions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -106,13 +106,38 @@ static void escaping(void **state)
     assert_string_equal(buf, "a\\\"b\\\\c\\nd");
 }
 
+/* A deleted shard's series leave the exposition; the handles stay valid
+ * and a series used again shows again, from zero. */
+static void forget_by_label(void **state)
+{
+    (void)state;
+    metrics_describe("t_forget_total", METRIC_COUNTER, "Forgotten.");
+    metrics_describe("t_forget_seconds", METRIC_HISTOGRAM, "Forgotten.");
+    metric_series *gone =
+        metrics_series("t_forget_total", "shard=\"gone\",role=\"primary\"", METRIC_COUNTER);
+    metric_series *lat = metrics_series("t_forget_seconds", "shard=\"gone\"", METRIC_HISTOGRAM);
+    metrics_counter_add("t_forget_total", "shard=\"gone2\",role=\"primary\"", 1);
+    metrics_counter_add("t_forget_total", "role=\"gone\",shard=\"kept\"", 1);
+    metric_add(gone, 3);
+    metric_observe(lat, 0.01);
+    metrics_forget("shard", "gone");
+    size_t len;
+    char *text = metrics_render(&len);
+    assert_null(strstr(text, "shard=\"gone\""));
+    assert_non_null(strstr(text, "shard=\"gone2\"")); /* a longer id is another shard */
+    assert_non_null(strstr(text, "shard=\"kept\""));  /* the label, not any value */
+    free(text);
+    assert_true(metrics_value("t_forget_total", "shard=\"gone\",role=\"primary\"") < 0);
+    metric_add(gone, 1);
+    assert_true(metrics_value("t_forget_total", "shard=\"gone\",role=\"primary\"") == 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(counters_and_text),
-        cmocka_unit_test(histogram_buckets),
-        cmocka_unit_test(handles_from_threads),
-        cmocka_unit_test(escaping),
+        cmocka_unit_test(counters_and_text),    cmocka_unit_test(histogram_buckets),
+        cmocka_unit_test(handles_from_threads), cmocka_unit_test(escaping),
+        cmocka_unit_test(forget_by_label),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,9 @@
 #include <cmocka.h>
 
 #include "citrus/errors.h"
+#include "registry/ring_tokens.h"
 #include "registry/tenants.h"
+#include "wire/shard_json.h"
 #include "support_registry.h"
 
 #define VNODES 16
@@ -380,6 +382,83 @@ static void create_refuses_a_taken_id(void **state)
     shard_clear(&s);
 }
 
+/* ---- records that do not decode ---- */
+
+/* Junk under citrus/shards/ (or a pin) is left out of listings and
+ * reported on its own; the other shards are still served, and a repair or
+ * a delete clears the report. */
+static void a_corrupt_record_is_reported_on_its_own(void **state)
+{
+    regfix *f = *state;
+    regfix_add_active(f, "a", 1, "sqlite:///tmp/a.db");
+    regfix_add_active(f, "c", 1, "sqlite:///tmp/c.db");
+    sqlite_dir_put(f->d.st, REG_SHARDS "b", "{not json");
+    sqlite_dir_put(f->d.st, REG_SHARDS "d", "{\"id\":\"d\"}"); /* JSON, not a record */
+    shard *v;
+    size_t n;
+    assert_int_equal(registry_shard_list(f->reg, NULL, &v, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].id, "a");
+    assert_string_equal(v[1].id, "c");
+    registry_shards_free(v, n);
+    reg_corrupt c[4];
+    assert_int_equal(registry_corrupt(f->reg, "", c, 4), 2);
+    assert_string_equal(c[0].key, REG_SHARDS "b");
+    assert_string_equal(c[1].key, REG_SHARDS "d");
+    assert_non_null(strstr(c[0].error, "corrupt record: "));
+    assert_int_equal(registry_corrupt(f->reg, REG_TENANTS, NULL, 0), 0);
+    shard s;
+    assert_int_equal(registry_shard_get(f->reg, "b", &s, NULL), CITRUS_ECORRUPT);
+    assert_int_equal(registry_shard_get(f->reg, "a", &s, NULL), 0);
+    shard_clear(&s);
+    /* b repaired, d deleted: a recheck (or the next listing) clears both */
+    shard rec;
+    regfix_record(f, &rec, "b", 1, NULL);
+    json_t *j = shard_to_json(&rec, true);
+    char *text = json_dumps(j, JSON_COMPACT);
+    sqlite_dir_put(f->d.st, REG_SHARDS "b", text);
+    free(text);
+    json_decref(j);
+    shard_clear(&rec);
+    int64_t deleted;
+    assert_int_equal(store_delete(f->d.st, REG_SHARDS "d", false, -1, &deleted, NULL, NULL), 0);
+    assert_true(registry_corrupt_recheck_due(f->reg, 1000));
+    assert_int_equal(registry_corrupt_recheck(f->reg, 1000), 0);
+    assert_int_equal(registry_corrupt(f->reg, "", NULL, 0), 0);
+    /* at most once per interval, by the registry's clock */
+    assert_false(registry_corrupt_recheck_due(f->reg, 1000));
+    clock_test_advance(f->clock, 1000);
+    assert_true(registry_corrupt_recheck_due(f->reg, 1000));
+    /* a junk pin, noted by a read, dropped by a recheck once gone */
+    sqlite_dir_put(f->d.st, REG_TENANTS "acme:x", "[]");
+    tenant_pin p;
+    assert_int_equal(tenants_get(f->reg, "acme:x", &p), CITRUS_ECORRUPT);
+    assert_int_equal(registry_corrupt(f->reg, REG_TENANTS, c, 4), 1);
+    assert_string_equal(c[0].key, REG_TENANTS "acme:x");
+    assert_int_equal(store_delete(f->d.st, REG_TENANTS "acme:x", false, -1, &deleted, NULL, NULL),
+                     0);
+    assert_int_equal(registry_corrupt_recheck(f->reg, 1000), 0);
+    assert_int_equal(registry_corrupt(f->reg, "", NULL, 0), 0);
+    /* a junk token list: the ring is refused (it would misroute a's keys),
+     * and the key is named; repaired, the next ring read clears it */
+    uint64_t *tok = regfix_tokens(f, "a", &n);
+    sqlite_dir_put(f->d.st, REG_RING_TOKENS "a", "{\"tokens\":[\"x\"]}");
+    const ring *rg;
+    int64_t ver;
+    assert_int_equal(registry_ring(f->reg, &rg, &ver, NULL), CITRUS_ECORRUPT);
+    assert_int_equal(registry_corrupt(f->reg, "", c, 4), 1);
+    assert_string_equal(c[0].key, REG_RING_TOKENS "a");
+    json_t *tj = ring_tokens_json(tok, n);
+    text = json_dumps(tj, JSON_COMPACT);
+    sqlite_dir_put(f->d.st, REG_RING_TOKENS "a", text);
+    free(text);
+    json_decref(tj);
+    free(tok);
+    clock_test_advance(f->clock, 1000);
+    assert_int_equal(registry_corrupt_recheck(f->reg, 1000), 0);
+    assert_int_equal(registry_corrupt(f->reg, "", NULL, 0), 0);
+}
+
 /* ---- deletes and pinned tenants ---- */
 
 static void delete_rules(void **state)
@@ -480,6 +559,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(delete_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(retire_reports_pins_and_leaves_them, setup, teardown),
         cmocka_unit_test_setup_teardown(the_ring_is_shared_per_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_corrupt_record_is_reported_on_its_own, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
