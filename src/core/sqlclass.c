@@ -235,8 +235,18 @@ static const char *classify(const char *sql, bool pg, bool all)
         const char *kind = statement_kind(&ahead, &t);
         if (kind || !all)
             return kind;
-        while (t.kind != T_SEMI && t.kind != T_END)
+        /* to the ";" that ends it: in a CREATE, not one inside a
+         * BEGIN ... END body (a trigger's, PostgreSQL's BEGIN ATOMIC),
+         * where CASE ... END nests too */
+        bool create = is(&t, "create");
+        int depth = 0;
+        while (t.kind != T_END && (t.kind != T_SEMI || depth > 0)) {
             next(&sc, &t);
+            if (create && (is(&t, "begin") || (depth > 0 && is(&t, "case"))))
+                depth++;
+            else if (depth > 0 && is(&t, "end"))
+                depth--;
+        }
         if (t.kind == T_END)
             return NULL;
     }

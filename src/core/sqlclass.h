@@ -17,7 +17,8 @@
  * the above. As PostgreSQL reads it (block comments nest, $tag$...$tag$
  * quotes), every statement: the first and the one after each ";" outside
  * literals and comments (the router's extended-protocol statements refuse
- * a second one anyway). As SQLite reads it (block comments do not nest,
+ * a second one anyway); in a CREATE, a ";" inside BEGIN ... END (a
+ * trigger's body, BEGIN ATOMIC) does not end it. As SQLite reads it (block comments do not nest,
  * [...] and `...` quote identifiers), the first statement only: the SQLite
  * driver refuses a text with a second statement, and SQLite's reading of
  * a PostgreSQL function body ($$ BEGIN ...; END $$) would find an END in

@@ -97,6 +97,11 @@ static void test_ordinary_statements(void **state)
     allowed("CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql");
     allowed("DO $body$ BEGIN PERFORM 1; COMMIT; END $body$");
     allowed("SELECT $1; -- $$ COMMIT");
+    /* bodies of triggers and BEGIN ATOMIC functions */
+    allowed("CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM u; "
+            "UPDATE v SET a = CASE WHEN 1 THEN 2 END; END");
+    allowed("CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END");
+    refused_as("CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END; COMMIT", "COMMIT");
     allowed("SELECT $$ unterminated; COMMIT"); /* PostgreSQL refuses it; SQLite: 2 statements */
     allowed("SELECT 'unterminated; COMMIT");
 }
