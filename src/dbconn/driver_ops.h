@@ -17,9 +17,10 @@
 #include "core/dsn.h"
 #include "core/errdetail.h"
 #include "core/value.h"
-#include "dbconn/driver.h"
 #include "dbconn/stmt_cache.h"
 #include "sys/clock.h"
+
+typedef struct drv_conn drv_conn;
 
 typedef enum { DRV_TX_IDLE, DRV_TX_ACTIVE, DRV_TX_FAILED } drv_tx_state;
 
@@ -65,7 +66,7 @@ struct drv_conn {
     const sysclock *clock;   /* statement deadlines; never NULL */
     stmt_cache *stmts;       /* prepared statements (named on PostgreSQL), or NULL */
     int64_t stmt_timeout_ms; /* drv_set_statement_timeout; 0 = none */
-    drv_sandbox sandbox;     /* drv_options' (SQLite) */
+    bool schema_sandbox;     /* SQLite: DRV_SANDBOX_SCHEMA (DDL too), else the query sandbox */
     char refused[128];       /* what the SQLite sandbox refused last, for its error */
 };
 

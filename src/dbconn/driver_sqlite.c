@@ -135,7 +135,7 @@ static int authorize(void *ctx, int action, const char *a1, const char *a2, cons
     (void)db;
     (void)trigger;
     drv_conn *c = ctx;
-    bool schema = c->sandbox == DRV_SANDBOX_SCHEMA;
+    bool schema = c->schema_sandbox;
     const char *what = NULL;
     switch (action) {
     case SQLITE_ATTACH:
