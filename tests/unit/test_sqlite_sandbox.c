@@ -204,6 +204,15 @@ static void test_connection_settings(void **state)
     assert_non_null(strstr(e.message, "FOREIGN KEY"));
     ok(c, "INSERT INTO orders VALUES ('o-1', 'north')");
     ok(c, "DELETE FROM orders");
+    /* defensive: the schema table is not written, even by a template */
+    drv_close(c);
+    c = open_as(DRV_SANDBOX_SCHEMA);
+    assert_int_not_equal(drv_exec(c, "UPDATE sqlite_master SET sql = 'x' WHERE name = 'orders'",
+                                  NULL, 0, 0, NULL, NULL, NULL, &e),
+                         0);
+    assert_int_not_equal(drv_exec(c, "DELETE FROM sqlite_schema", NULL, 0, 0, NULL, NULL, NULL, &e),
+                         0);
+    assert_int_equal(one_int(c, "SELECT count(*) FROM sqlite_master WHERE name = 'orders'"), 1);
     drv_close(c);
 }
 
