@@ -19,6 +19,7 @@
 #include "api/handlers.h"
 #include "wire/rowjson.h"
 #include "citrus/errors.h"
+#include "core/sqlclass.h"
 #include "router/router.h"
 
 #define MAX_PARAMS 1000
@@ -154,9 +155,14 @@ static int scatter_opts_parse(http_req *r, json_t *body, scatter_opts *o)
     return 0;
 }
 
-/* sql and params of an object ({sql, params?}); where names it in errors. */
-static int statement_parse(http_req *r, json_t *obj, const char *where, const char **sql,
-                           value **params, size_t *n)
+/* sql and params of an object ({sql, params?}); where names it in errors,
+ * index is its place in a transaction (-1: not in one). A statement that
+ * changes transaction or session state (core/sqlclass.h) is refused here,
+ * before anything of the request runs: the router begins and ends every
+ * transaction itself, so one COMMIT among a transaction's statements would
+ * make it half applied, and a SET would stay on a pooled connection. */
+static int statement_parse(http_req *r, json_t *obj, const char *where, long index,
+                           const char **sql, value **params, size_t *n)
 {
     *params = NULL;
     *n = 0;
@@ -164,6 +170,16 @@ static int statement_parse(http_req *r, json_t *obj, const char *where, const ch
     if (!*sql || !**sql)
         return http_reply_errorf(r, CITRUS_EBADJSON, "%ssql: required, a non-empty string", where),
                CITRUS_EBADJSON;
+    const char *kind = sqlclass_txcontrol(*sql);
+    if (kind) {
+        errdetail e;
+        errdetail_set(&e, CITRUS_ETXCONTROL,
+                      "%s%s is not allowed: the router begins and ends transactions itself "
+                      "(SET LOCAL, SET TRANSACTION and SET CONSTRAINTS are)",
+                      where, kind);
+        router_error_reply(r, &e, index);
+        return CITRUS_ETXCONTROL;
+    }
     errdetail err;
     int rc = rowjson_params(json_object_get(obj, "params"), MAX_PARAMS, params, n, &err);
     if (rc < 0)
@@ -289,7 +305,7 @@ int api_query(http_req *r, void *ctx)
     if (scatter && !json_is_boolean(scatter))
         http_reply_error(r, CITRUS_EBADJSON, "scatter: a boolean", NULL);
     else
-        rc = statement_parse(r, body, "", &sql, &params, &np);
+        rc = statement_parse(r, body, "", -1, &sql, &params, &np);
     router_call rd;
     if (rc == 0)
         rc = call_parse(r, a->router, body, &rd);
@@ -356,7 +372,7 @@ int api_tx(http_req *r, void *ctx)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char where[40];
         snprintf(where, sizeof(where), "statements[%zu].", i);
-        rc = statement_parse(r, json_array_get(stmts, i), where, &v[i].sql, &v[i].params,
+        rc = statement_parse(r, json_array_get(stmts, i), where, (long)i, &v[i].sql, &v[i].params,
                              &v[i].nparams);
     }
     router_call call = {0};

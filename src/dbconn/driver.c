@@ -61,6 +61,7 @@ int drv_open(const char *dsn, const drv_options *o, drv_conn **out, errdetail *e
     c->ops = ops;
     c->timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     c->clock = o && o->clock ? o->clock : clock_real();
+    c->schema_sandbox = o && o->sandbox == DRV_SANDBOX_SCHEMA;
     int rc = ops->open(c, dsn, &info, o && o->create, e);
     if (rc) {
         drv_close(c);

@@ -23,6 +23,26 @@
 
 typedef struct drv_conn drv_conn;
 
+/* What an SQLite connection may run (no effect on PostgreSQL, whose
+ * sandbox is the role of its DSN). On both kinds an authorizer refuses
+ * ATTACH and DETACH, VACUUM (and VACUUM INTO), load_extension() and every
+ * PRAGMA outside a read-only allow list; extension loading is off,
+ * SQLITE_LIMIT_ATTACHED is 0, SQLITE_DBCONFIG_DEFENSIVE is on (no
+ * writable_schema, no writes to shadow tables), trusted_schema is off (a
+ * view or trigger calls only innocuous functions) and foreign keys are
+ * enforced (PRAGMA foreign_keys=ON, as PostgreSQL always does). A refused
+ * statement is CITRUS_ESTMTDENIED, its message naming what was refused
+ * ("ATTACH is not allowed on a shard").
+ *
+ * DRV_SANDBOX_QUERY (the zero value: the router, probes, anything that
+ * does not ask for more) also refuses DROP (tables, indexes, views,
+ * triggers), ALTER TABLE, CREATE TRIGGER, CREATE VIRTUAL TABLE and every
+ * TEMP object (it would stay on a pooled connection, and a temp trigger
+ * would run under the next request's statements); CREATE TABLE, INDEX and
+ * VIEW are allowed. DRV_SANDBOX_SCHEMA (schema templates, provisioning):
+ * all DDL, and PRAGMA user_version / application_id may be set. */
+typedef enum { DRV_SANDBOX_QUERY = 0, DRV_SANDBOX_SCHEMA } drv_sandbox;
+
 /* How to open a connection (NULL: all defaults). */
 typedef struct drv_options {
     /* Bounds the connect (0 = 5000) and later drv_ping; also SQLite's busy
@@ -36,11 +56,13 @@ typedef struct drv_options {
      * it a missing file is CITRUS_EUNAVAILABLE, so a typo in a DSN never
      * makes an empty database. No effect on PostgreSQL. */
     bool create;
+    /* SQLite: what the connection may run (see drv_sandbox). */
+    drv_sandbox sandbox;
 } drv_options;
 
 /* Opens a connection (dsn: sqlite:///path or a libpq DSN). An SQLite file
- * is put in WAL mode. 0, CITRUS_EINVAL (bad DSN), CITRUS_EUNAVAILABLE
- * (cannot connect, missing or not a database file), with e filled. */
+ * is put in WAL mode and its connection sandboxed (o->sandbox). 0, CITRUS_EINVAL (bad DSN),
+ * CITRUS_EUNAVAILABLE (cannot connect, missing or not a database file), with e filled. */
 int drv_open(const char *dsn, const drv_options *o, drv_conn **out, errdetail *e);
 void drv_close(drv_conn *c);
 

@@ -77,6 +77,8 @@ struct drv_conn {
      * row: the session cannot keep statements, see driver.h). */
     char stale_name[STMT_NAME];
     bool gone_seen;
+    bool schema_sandbox; /* SQLite: DRV_SANDBOX_SCHEMA (DDL too), else the query sandbox */
+    char refused[128];   /* what the SQLite sandbox refused last, for its error */
 };
 
 extern const drv_ops drv_sqlite_ops; /* driver_sqlite.c */

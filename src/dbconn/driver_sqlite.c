@@ -23,8 +23,15 @@
  * (total_changes moved): sqlite3_changes alone keeps the count of the last
  * INSERT/UPDATE/DELETE, which would be wrong for a SELECT or DDL after one.
  *
- * Scripts (drv_run_script) go through sqlite3_exec, which runs one
- * statement after the other and stops at the first error.
+ * Scripts (drv_run_script) run one statement after the other and stop at
+ * the first error.
+ *
+ * The sandbox (drv_sandbox in driver.h): an authorizer, set after the
+ * open's own PRAGMAs, checks every statement when it is prepared and
+ * remembers what it refused, so the error names it. VACUUM calls no
+ * authorizer: it is refused by its first keyword before it is prepared
+ * (and SQLITE_LIMIT_ATTACHED 0 stops the ATTACH that VACUUM INTO makes
+ * inside).
  *
  * A statement timeout is a deadline on the connection's clock, checked by
  * a progress handler every 1000 virtual machine steps; the same handler
@@ -38,8 +45,10 @@
  * broken, so a pool reopens it. */
 #include <limits.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "citrus/errors.h"
 #include "core/sqlword.h"
@@ -52,6 +61,131 @@
 static sqlite3 *lite(drv_conn *c)
 {
     return (sqlite3 *)c->handle;
+}
+
+/* PRAGMAs that only read, with or without an argument naming what to
+ * read about (PRAGMA table_info(t)). */
+static const char *const PRAGMA_READ_ARG[] = {
+    "table_info", "table_xinfo", "table_list",       "index_list",
+    "index_info", "index_xinfo", "foreign_key_list", "foreign_key_check",
+};
+/* PRAGMAs that read a setting without an argument and set it with one:
+ * only read (the schema sandbox may set the first two). */
+static const char *const PRAGMA_READ_ONLY[] = {
+    "user_version", "application_id", "schema_version", "data_version", "foreign_keys",
+    "page_count",   "page_size",      "freelist_count", "encoding",     "journal_mode",
+};
+
+static bool listed(const char *name, const char *const *list, size_t n)
+{
+    for (size_t i = 0; name && i < n; i++)
+        if (strcasecmp(name, list[i]) == 0)
+            return true;
+    return false;
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static bool pragma_allowed(bool schema, const char *name, const char *arg)
+{
+    if (listed(name, PRAGMA_READ_ARG, COUNT(PRAGMA_READ_ARG)))
+        return true;
+    if (!arg)
+        return listed(name, PRAGMA_READ_ONLY, COUNT(PRAGMA_READ_ONLY));
+    return schema && listed(name, PRAGMA_READ_ONLY, 2);
+}
+
+/* What the query sandbox refuses beyond what both refuse (see
+ * drv_sandbox): its name, or NULL. */
+static const char *query_refuses(int action)
+{
+    switch (action) {
+    case SQLITE_DROP_TABLE:
+    case SQLITE_DROP_TEMP_TABLE:
+        return "DROP TABLE";
+    case SQLITE_DROP_INDEX:
+    case SQLITE_DROP_TEMP_INDEX:
+        return "DROP INDEX";
+    case SQLITE_DROP_VIEW:
+    case SQLITE_DROP_TEMP_VIEW:
+        return "DROP VIEW";
+    case SQLITE_DROP_TRIGGER:
+    case SQLITE_DROP_TEMP_TRIGGER:
+        return "DROP TRIGGER";
+    case SQLITE_DROP_VTABLE:
+        return "DROP of a virtual table";
+    case SQLITE_ALTER_TABLE:
+        return "ALTER TABLE";
+    case SQLITE_CREATE_TRIGGER:
+    case SQLITE_CREATE_TEMP_TRIGGER:
+        return "CREATE TRIGGER";
+    case SQLITE_CREATE_VTABLE:
+        return "CREATE VIRTUAL TABLE";
+    case SQLITE_CREATE_TEMP_TABLE:
+    case SQLITE_CREATE_TEMP_INDEX:
+    case SQLITE_CREATE_TEMP_VIEW:
+        return "a TEMP object";
+    default:
+        return NULL;
+    }
+}
+
+/* The authorizer (see the top of the file); ctx: the drv_conn. */
+static int authorize(void *ctx, int action, const char *a1, const char *a2, const char *db,
+                     const char *trigger)
+{
+    (void)db;
+    (void)trigger;
+    drv_conn *c = ctx;
+    bool schema = c->schema_sandbox;
+    const char *what = NULL;
+    switch (action) {
+    case SQLITE_ATTACH:
+        what = "ATTACH";
+        break;
+    case SQLITE_DETACH:
+        what = "DETACH";
+        break;
+    case SQLITE_FUNCTION: /* a2: the function's name */
+        if (a2 && strcasecmp(a2, "load_extension") == 0)
+            what = "load_extension()";
+        break;
+    case SQLITE_PRAGMA: /* a1: its name, a2: its argument or NULL */
+        if (!pragma_allowed(schema, a1, a2)) {
+            snprintf(c->refused, sizeof(c->refused), "PRAGMA %.40s%s", a1 ? a1 : "",
+                     a2 ? " with a value" : "");
+            return SQLITE_DENY;
+        }
+        break;
+    default:
+        if (!schema)
+            what = query_refuses(action);
+        break;
+    }
+    if (!what)
+        return SQLITE_OK;
+    snprintf(c->refused, sizeof(c->refused), "%s", what);
+    return SQLITE_DENY;
+}
+
+/* The error of a statement the sandbox refused. */
+static int refused(drv_conn *c, errdetail *e)
+{
+    return errdetail_set(e, CITRUS_ESTMTDENIED, "%s is not allowed on a shard",
+                         c->refused[0] ? c->refused : "this statement");
+}
+
+/* VACUUM (and VACUUM INTO): the authorizer never sees it. */
+static bool is_vacuum(const char *sql)
+{
+    static const char *const vacuum[] = {"vacuum"};
+    return sql_first_word_in(sql, vacuum, 1);
+}
+
+static int refuse_vacuum(drv_conn *c, errdetail *e)
+{
+    snprintf(c->refused, sizeof(c->refused), "VACUUM");
+    return refused(c, e);
 }
 
 /* Our error code for an SQLite result code (marks c broken when the
@@ -81,7 +215,28 @@ static int map_rc(drv_conn *c, int rc)
 
 static int fail_db(drv_conn *c, int rc, errdetail *e)
 {
+    /* the authorizer's refusal: SQLITE_AUTH, or SQLITE_ERROR for a function */
+    if ((rc & 0xff) == SQLITE_AUTH || c->refused[0])
+        return refused(c, e);
     return errdetail_set(e, map_rc(c, rc), "%s", sqlite3_errmsg(lite(c)));
+}
+
+/* The sandbox's settings (see drv_sandbox), the authorizer last. */
+static int sandbox(drv_conn *c)
+{
+    sqlite3 *db = lite(c);
+    int rc = sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, (int *)NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+        rc = sqlite3_set_authorizer(db, authorize, c);
+    }
+    return rc;
 }
 
 static int lite_open(drv_conn *c, const char *dsn, const dsn_info *info, bool create, errdetail *e)
@@ -97,6 +252,8 @@ static int lite_open(drv_conn *c, const char *dsn, const dsn_info *info, bool cr
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, c->timeout_ms > INT_MAX ? INT_MAX : (int)c->timeout_ms);
     rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sandbox(c);
     if (rc != SQLITE_OK)
         return errdetail_set(e, rc == SQLITE_NOMEM ? CITRUS_ENOMEM : CITRUS_EUNAVAILABLE,
                              "sqlite %s: %s", info->path, sqlite3_errmsg(db));
@@ -260,11 +417,14 @@ nomem:
 static int stmt_for(drv_conn *c, const char *sql, sqlite3_stmt **out, bool *kept, errdetail *e)
 {
     *out = NULL;
+    c->refused[0] = '\0'; /* what a step re-preparing st may refuse, too */
     const stmt_ref *known = c->stmts ? stmt_cache_find(c->stmts, sql, NULL, 0) : NULL;
     if ((*kept = known != NULL)) {
         *out = known->handle;
         return 0;
     }
+    if (is_vacuum(sql))
+        return refuse_vacuum(c, e);
     sqlite3_stmt *st = NULL;
     const char *tail = NULL;
     int rc = sqlite3_prepare_v2(lite(c), sql, -1, &st, &tail);
@@ -413,12 +573,33 @@ out:
     return rc;
 }
 
+/* One statement after the other, as sqlite3_exec would, so each can be
+ * checked for VACUUM first. */
 static int lite_script(drv_conn *c, const char *sql, errdetail *e)
 {
     lite_deadline d;
     deadline_start(c, &d);
-    int rc = sqlite3_exec(lite(c), sql, NULL, NULL, NULL);
-    rc = rc == SQLITE_OK ? 0 : step_failed(c, &d, rc, e);
+    int rc = 0;
+    for (const char *p = sql; rc == 0 && !only_filler(p);) {
+        sqlite3_stmt *st = NULL;
+        const char *tail = NULL;
+        if (is_vacuum(p)) {
+            rc = refuse_vacuum(c, e);
+            break;
+        }
+        c->refused[0] = '\0';
+        int step = sqlite3_prepare_v2(lite(c), p, -1, &st, &tail);
+        if (step == SQLITE_OK && !st)
+            break; /* nothing but comments left */
+        if (step == SQLITE_OK)
+            do
+                step = sqlite3_step(st);
+            while (step == SQLITE_ROW);
+        if (step != SQLITE_DONE)
+            rc = step_failed(c, &d, step, e);
+        sqlite3_finalize(st);
+        p = tail;
+    }
     deadline_end(c, &d);
     return rc;
 }

@@ -353,7 +353,8 @@ int schema_apply(const char *dsn, const char *templates_dir, const char *templat
     if (rc == 0)
         rc = checksum_files(dir, &l, e);
     if (rc == 0)
-        rc = drv_open(dsn, &(drv_options){.timeout_ms = timeout_ms}, &db, e);
+        rc = drv_open(dsn, &(drv_options){.timeout_ms = timeout_ms, .sandbox = DRV_SANDBOX_SCHEMA},
+                      &db, e);
     if (rc == 0)
         rc = read_recorded(db, &rows, &nrows, e);
     if (rc == 0) {

@@ -118,7 +118,7 @@ static void record(router *r, const shard *s, pool *p, const char *role, int rc,
 {
     const shard_series *m = series_for(s->id, role);
     int outcome = rc == 0                                               ? 0
-                  : rc == CITRUS_ESQL                                   ? 1
+                  : rc == CITRUS_ESQL || rc == CITRUS_ESTMTDENIED       ? 1
                   : rc == CITRUS_EPOOL                                  ? 2
                   : rc == CITRUS_EQUERYTIMEOUT || rc == CITRUS_ETIMEOUT ? 4
                   : rc == CITRUS_ECLOSED                                ? 5
@@ -338,6 +338,8 @@ static int drv_to_router(int rc, const errdetail *de, const char *shard_id, errd
 {
     if (rc == CITRUS_EINVAL) { /* the statement's fault: the database's own words */
         errdetail_set(e, CITRUS_ESQL, "%s", de->message);
+    } else if (rc == CITRUS_ESTMTDENIED) { /* the SQLite sandbox's, naming what it refused */
+        errdetail_set(e, rc, "%s", de->message);
     } else {
         bool own = rc == CITRUS_EPOOL || rc == CITRUS_EQUERYTIMEOUT || rc == CITRUS_ETIMEOUT ||
                    rc == CITRUS_ECLOSED;

@@ -60,7 +60,8 @@ static drv_conn *must_open(const backend *b)
 {
     drv_conn *c = NULL;
     errdetail e;
-    int rc = drv_open(b->dsn, NULL, &c, &e);
+    /* the schema sandbox: these tests make and drop tables */
+    int rc = drv_open(b->dsn, &(drv_options){.sandbox = DRV_SANDBOX_SCHEMA}, &c, &e);
     if (rc)
         fail_msg("%s: drv_open %s: %d %s", b->name, b->dsn, rc, e.message);
     assert_non_null(c);

@@ -24,11 +24,13 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "support_pg.h"
 
 #include "citrus/errors.h"
 #include "dbconn/driver.h"
+#include "dbconn/driver_ops.h" /* c->handle, the sqlite3 * */
 #include "dbconn/pool.h"
 #include "sys/clock.h"
 
@@ -406,12 +408,13 @@ static void test_max_lifetime(void **state)
 static void scribble_header(const char *dsn, unsigned char *keep, size_t n)
 {
     drv_conn *c = NULL;
-    assert_int_equal(drv_open(dsn, NULL, &c, NULL), 0);
-    assert_int_equal(drv_run_script(c,
-                                    "CREATE TABLE IF NOT EXISTS t (a); INSERT INTO t VALUES (1); "
-                                    "PRAGMA wal_checkpoint(TRUNCATE)",
-                                    NULL),
-                     0);
+    assert_int_equal(drv_open(dsn, &(drv_options){.sandbox = DRV_SANDBOX_SCHEMA}, &c, NULL), 0);
+    assert_int_equal(
+        drv_run_script(c, "CREATE TABLE IF NOT EXISTS t (a); INSERT INTO t VALUES (1)", NULL), 0);
+    /* the C call: the sandbox refuses PRAGMA wal_checkpoint */
+    assert_int_equal(
+        sqlite3_wal_checkpoint_v2(c->handle, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL),
+        SQLITE_OK);
     drv_close(c);
     FILE *f = fopen(dsn + strlen("sqlite://"), "r+b");
     assert_non_null(f);

@@ -126,7 +126,8 @@ static drv_conn *open_lite(size_t cache)
 {
     drv_conn *c = NULL;
     errdetail e;
-    if (drv_open(dsn, NULL, &c, &e) != 0)
+    /* the schema sandbox: these tests change tables */
+    if (drv_open(dsn, &(drv_options){.sandbox = DRV_SANDBOX_SCHEMA}, &c, &e) != 0)
         fail_msg("drv_open: %s", e.message);
     drv_set_statement_cache(c, cache);
     return c;
@@ -191,12 +192,11 @@ static void test_lite_keeps_one_statement_per_text(void **state)
          st = sqlite3_next_stmt(c->handle, st))
         assert_false(sqlite3_stmt_busy(st));
     drv_conn *other = open_lite(0);
-    rs_init(&rs);
+    /* (the C call: the sandbox refuses PRAGMA wal_checkpoint) SQLITE_OK,
+     * not SQLITE_BUSY: no reader held it back */
     assert_int_equal(
-        drv_exec(other, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, 0, 0, &rs, NULL, NULL, &e), 0);
-    assert_int_equal(rs.nrows, 1);
-    assert_int_equal(rs.cells[0].u.i, 0); /* not busy: no reader held it back */
-    rs_free(&rs);
+        sqlite3_wal_checkpoint_v2(other->handle, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL),
+        SQLITE_OK);
     assert_int_equal(live_statements(other, NULL), 0); /* no cache: nothing kept */
     drv_close(other);
     drv_close(c);
