@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "citrus/errors.h"
+#include "dbconn/driver.h"
 #include "obs/log.h"
 #include "sys/fs.h"
 
@@ -90,7 +91,7 @@ static provisioner *make_provisioner(const citrus_config *cfg, errdetail *e)
             errdetail_set(e, CITRUS_EINVAL, "provisioner.exec_path is required with exec");
             return NULL;
         }
-        return prov_exec_new(cfg->prov_exec_path, cfg->prov_exec_timeout_ms);
+        return prov_exec_new(cfg->prov_exec_path, cfg->prov_exec_timeout_ms, cfg->prov_exec_env);
     }
     return NULL;
 }
@@ -133,6 +134,13 @@ static int dev_shards(shard_service *svc, int64_t n, const char *template_name)
 int shards_boot(const citrus_config *cfg, bool dev, app *a)
 {
     errdetail e = {0};
+    const dsn_policy rules = {.tls_dir = cfg->shards_tls_dir,
+                              .socket_dirs = cfg->shards_socket_dirs,
+                              .allowed_hosts = cfg->shards_allowed_hosts};
+    if (drv_set_dsn_policy(&rules, &e) < 0) {
+        fprintf(stderr, "citrus: invalid config: %s\n", e.message);
+        return CITRUS_EINVAL;
+    }
     char templates[PATH_MAX];
     if (cfg->templates_dir[0])
         snprintf(templates, sizeof(templates), "%s", cfg->templates_dir);
