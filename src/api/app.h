@@ -47,6 +47,11 @@ bool api_may_reveal(http_req *r, const char *tenant_key);
 /* The DSN as this request may see it: a copy, with its password masked
  * unless api_may_reveal (NULL in, NULL out). Caller frees. */
 char *api_dsn_view(http_req *r, const char *dsn, const char *tenant_key);
+/* ?reveal=true (GET /v1/shards, /v1/shards/{id}, /v1/snapshot): 0 with
+ * *reveal set, when absent or false, or true for sm-admin (the caller then
+ * shows credentials and api_note_reveal's them); otherwise replied to
+ * (400 junk, 403 not sm-admin) and its code. */
+int api_reveal_query(http_req *r, bool *reveal);
 /* Audits that the request is shown credentials (one credential.reveal row
  * per request; target may be NULL: the route's). */
 void api_note_reveal(http_req *r, const char *target);

@@ -159,6 +159,15 @@ char *api_dsn_view(http_req *r, const char *dsn, const char *tenant_key)
     return strdup(dsn);
 }
 
+int api_reveal_query(http_req *r, bool *reveal)
+{
+    if (http_req_query_bool(r, "reveal", false, reveal) < 0)
+        return CITRUS_EINVAL;
+    if (*reveal && !(api_principal(r)->roles & AUTH_ADMIN))
+        return api_forbid(r, "?reveal=true (credentials in DSNs) needs sm-admin");
+    return 0;
+}
+
 void api_note_reveal(http_req *r, const char *target)
 {
     api_reqctx *c = http_req_principal(r);

@@ -961,7 +961,10 @@ static size_t text_pair(const char *s, strbuf *b)
     if (i == v)
         return 0;
     strbuf_add(b, s, v);
-    strbuf_add(b, stars, 3);
+    if (s[v] == '"') /* JSON stays JSON */
+        strbuf_add(b, "\"***\"", 5);
+    else
+        strbuf_add(b, stars, 3);
     return i;
 }
 

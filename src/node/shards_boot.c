@@ -51,7 +51,7 @@ static int write_example(const char *dir)
     struct stat st;
     if (stat(path, &st) == 0)
         return 0;
-    if (fs_mkdirs(path, 0755) < 0)
+    if (fs_mkdirs(path, 0700) < 0)
         return -1;
     for (size_t i = 0; i < sizeof(example_template) / sizeof(example_template[0]); i++) {
         char file[PATH_MAX + 64];

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/dsn.h"
 #include "sys/clock.h"
 
 static log_level min_level = LOG_INFO;
@@ -71,6 +72,15 @@ void log_emit(log_level level, const char *component, const char *msg, json_t *f
     json_decref(line);
     if (!text)
         return;
+    /* The last line of defence: whatever a caller put in, a DSN password
+     * or a secret-like value never reaches the log. */
+    if (strstr(text, "://") || strcasestr(text, "pass") || strcasestr(text, "secret") ||
+        strcasestr(text, "token")) {
+        char *clean = dsn_redact_text(text);
+        free(text);
+        if (!(text = clean))
+            return;
+    }
     pthread_mutex_lock(&out_lock);
     fputs(text, stdout);
     fputc('\n', stdout);

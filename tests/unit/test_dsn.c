@@ -336,7 +336,9 @@ static void text_redaction(void **state)
                  "uri=postgresql://a:***@h/db?password=*** end");
     redacts_text("host=h password='p@ss:w/rd?#1' dbname=d", "host=h password=*** dbname=d");
     redacts_text("PGPASSWORD=hunter2 API_TOKEN: abc.def x", "PGPASSWORD=*** API_TOKEN: *** x");
-    redacts_text("{\"client_secret\": \"zz\"}", "{\"client_secret\": ***}");
+    redacts_text("{\"client_secret\": \"zz\"}", "{\"client_secret\": \"***\"}");
+    redacts_text("{\"dsn\":\"postgresql://u:pw@h/db\",\"password\":\"a\\\"b\"}",
+                 "{\"dsn\":\"postgresql://u:***@h/db\",\"password\":\"***\"}");
     redacts_text("nothing here, user=bob", "nothing here, user=bob");
     redacts_text("postgres://h/db", "postgres://h/db");
     redacts_text("", "");
