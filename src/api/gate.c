@@ -136,7 +136,8 @@ bool api_gate(http_req *r, const http_route *route, void *ctx)
     return true;
 }
 
-bool api_may_reveal(http_req *r, const char *tenant_key)
+/* Whether the request may see a DSN's credentials (api_dsn_view). */
+static bool may_reveal(http_req *r, const char *tenant_key)
 {
     const principal *p = api_principal(r);
     if (p->roles & AUTH_ADMIN)
@@ -153,7 +154,7 @@ char *api_dsn_view(http_req *r, const char *dsn, const char *tenant_key)
 {
     if (!dsn)
         return NULL;
-    if (!api_may_reveal(r, tenant_key))
+    if (!may_reveal(r, tenant_key))
         return dsn_redact(dsn);
     api_note_reveal(r, tenant_key);
     return strdup(dsn);

@@ -17,7 +17,7 @@ json_t *shardjson_full(app *a, const shard *s, bool with_history);
  * array, the ring read once for all; NULL when out of memory. */
 json_t *shardjson_list(app *a, const shard *v, size_t n);
 /* Masks the password of a shard record's dsn and replicas in place (for a
- * caller that may not see credentials: api_may_reveal). */
+ * caller that may not see credentials: api_dsn_view). */
 void shardjson_redact(json_t *shard_obj);
 
 /* What a change did to the ring: {"changed","version","tokens_before",
