@@ -141,6 +141,12 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
         fprintf(stderr, "citrus: invalid config: %s\n", e.message);
         return CITRUS_EINVAL;
     }
+    /* a DSN from the config obeys the same rules, said at start */
+    if (strcmp(cfg->prov_kind, "postgres") == 0 && cfg->prov_pg_admin_dsn[0] &&
+        drv_dsn_check(cfg->prov_pg_admin_dsn, &e) < 0) {
+        fprintf(stderr, "citrus: invalid config: provisioner.postgres_admin_dsn: %s\n", e.message);
+        return CITRUS_EINVAL;
+    }
     char templates[PATH_MAX];
     if (cfg->templates_dir[0])
         snprintf(templates, sizeof(templates), "%s", cfg->templates_dir);

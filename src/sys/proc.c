@@ -332,6 +332,20 @@ static const char *env_entry(const char *name, size_t n)
     return NULL;
 }
 
+/* Whether the comma-separated list names name (as NAME or NAME=...). */
+static bool named(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list ? list : ""; *p;) {
+        if (strncmp(p, name, n) == 0 && (p[n] == '=' || p[n] == ',' || !p[n]))
+            return true;
+        p += strcspn(p, ",");
+        if (*p)
+            p++;
+    }
+    return false;
+}
+
 char **proc_env_new(const char *extra)
 {
     static const char *const base[] = {"PATH", "HOME", "LANG", NULL};
@@ -341,7 +355,7 @@ char **proc_env_new(const char *extra)
         return NULL;
     for (size_t i = 0; base[i]; i++) {
         const char *have = env_entry(base[i], strlen(base[i]));
-        if (have && !env_push(&v, &n, have, strlen(have)))
+        if (have && !named(extra, base[i]) && !env_push(&v, &n, have, strlen(have)))
             goto oom;
     }
     for (const char *p = extra ? extra : ""; *p;) {

@@ -62,7 +62,8 @@ void proc_result_free(proc_result *r);
 /* An environment for a child that must not see the server's secrets:
  * PATH, HOME and LANG from the caller's environment (those set), then each
  * item of extra (comma-separated; NAME=value as given, NAME from the
- * caller's environment when set there). NULL-terminated, malloc'd: free it
+ * caller's environment when set there; an item naming PATH, HOME or LANG
+ * replaces the caller's). NULL-terminated, malloc'd: free it
  * with proc_env_free. NULL when out of memory. */
 char **proc_env_new(const char *extra);
 void proc_env_free(char **env);

@@ -324,6 +324,13 @@ def test_tls_dir_socket_dirs_and_allowed_hosts(make_citrus, tmp_path):
                         "127.0.0.1:0", "--router-listen", "off", "--shards-allowed-hosts",
                         "10.0.0.0/33"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and "shards.allowed_hosts" in r.stderr, r.stderr
+    # a DSN in the config obeys the rules too: said at start
+    r = subprocess.run([CITRUS_BIN, "dev", "--data-dir", str(tmp_path / "d3"), "--listen",
+                        "127.0.0.1:0", "--router-listen", "off", "--provisioner", "postgres",
+                        "--provisioner-postgres-dsn",
+                        "host=127.0.0.1 dbname=postgres passfile=/etc/shadow"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "'passfile' is not allowed" in r.stderr, r.stderr
 
 
 def test_exec_provisioner_output_follows_the_rules(make_citrus, tmp_path):

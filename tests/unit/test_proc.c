@@ -234,7 +234,7 @@ static void the_child_gets_only_its_environment(void **state)
     setenv("CITRUS_SECRET_FOR_TEST", "s3cret", 1);
     setenv("KEEP_FOR_TEST", "kept", 1);
     unsetenv("UNSET_FOR_TEST");
-    char **env = proc_env_new("KEEP_FOR_TEST,FIXED_FOR_TEST=a=b,UNSET_FOR_TEST");
+    char **env = proc_env_new("KEEP_FOR_TEST,FIXED_FOR_TEST=a=b,UNSET_FOR_TEST,HOME=/nowhere");
     assert_non_null(env);
     char path[256];
     errdetail e = {0};
@@ -252,6 +252,10 @@ static void the_child_gets_only_its_environment(void **state)
     assert_non_null(strstr(r.out.buf, "KEEP_FOR_TEST=kept\n"));
     assert_non_null(strstr(r.out.buf, "FIXED_FOR_TEST=a=b\n"));
     assert_non_null(strstr(r.out.buf, "PATH="));
+    const char *home = strstr(r.out.buf, "HOME=");
+    assert_non_null(home); /* once, as the list says */
+    assert_true(strncmp(home, "HOME=/nowhere\n", 14) == 0);
+    assert_null(strstr(home + 1, "HOME="));
     proc_result_free(&r);
     unsetenv("CITRUS_SECRET_FOR_TEST");
     unsetenv("KEEP_FOR_TEST");
