@@ -41,12 +41,16 @@ bool api_gate(http_req *r, const http_route *route, void *ctx);
 /* Who the request is: the gate's principal; without a gate (mode none),
  * an sm-admin "anonymous". Never NULL. */
 const principal *api_principal(http_req *r);
-/* Whether the request may see the credentials in a shard's DSN: sm-admin,
- * or a tenant for a tenant key within its scopes (tenant_key NULL: none). */
-bool api_may_reveal(http_req *r, const char *tenant_key);
 /* The DSN as this request may see it: a copy, with its password masked
- * unless api_may_reveal (NULL in, NULL out). Caller frees. */
+ * unless the request is sm-admin's, or a tenant's for a tenant key within
+ * its scopes (tenant_key NULL: none); a shown one is audited
+ * (api_note_reveal). NULL in, NULL out. Caller frees. */
 char *api_dsn_view(http_req *r, const char *dsn, const char *tenant_key);
+/* ?reveal=true (GET /v1/shards, /v1/shards/{id}, /v1/snapshot): 0 with
+ * *reveal set, when absent or false, or true for sm-admin (the caller then
+ * shows credentials and api_note_reveal's them); otherwise replied to
+ * (400 junk, 403 not sm-admin) and its code. */
+int api_reveal_query(http_req *r, bool *reveal);
 /* Audits that the request is shown credentials (one credential.reveal row
  * per request; target may be NULL: the route's). */
 void api_note_reveal(http_req *r, const char *target);

@@ -165,7 +165,8 @@ bool api_gate(http_req *r, const http_route *route, void *ctx)
     return true;
 }
 
-bool api_may_reveal(http_req *r, const char *tenant_key)
+/* Whether the request may see a DSN's credentials (api_dsn_view). */
+static bool may_reveal(http_req *r, const char *tenant_key)
 {
     const principal *p = api_principal(r);
     if (p->roles & AUTH_ADMIN)
@@ -182,10 +183,19 @@ char *api_dsn_view(http_req *r, const char *dsn, const char *tenant_key)
 {
     if (!dsn)
         return NULL;
-    if (!api_may_reveal(r, tenant_key))
+    if (!may_reveal(r, tenant_key))
         return dsn_redact(dsn);
     api_note_reveal(r, tenant_key);
     return strdup(dsn);
+}
+
+int api_reveal_query(http_req *r, bool *reveal)
+{
+    if (http_req_query_bool(r, "reveal", false, reveal) < 0)
+        return CITRUS_EINVAL;
+    if (*reveal && !(api_principal(r)->roles & AUTH_ADMIN))
+        return api_forbid(r, "?reveal=true (credentials in DSNs) needs sm-admin");
+    return 0;
 }
 
 void api_note_reveal(http_req *r, const char *target)

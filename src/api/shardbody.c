@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
-#include "core/dsn.h"
+#include "dbconn/driver.h"
 #include "provision/schema.h"
 #include "wire/shard_json.h"
 
@@ -66,24 +66,25 @@ static json_t *given(json_t *o, const char *name)
 
 /* ---- fields ---------------------------------------------------------- */
 
-/* A replica: a DSN dsn_parse accepts (a shard_json_string_check). */
-static int check_dsn(const char *name, size_t i, const char *value, errdetail *e)
+/* A replica: a DSN the process's DSN rules accept (a
+ * shard_json_string_check). */
+static int check_dsn(const char *name, size_t i, const char *dsn, errdetail *e)
 {
-    int rc = dsn_parse(value, NULL, e);
+    int rc = drv_dsn_check(dsn, e);
     if (rc < 0)
         errdetail_prefix(e, "%s[%zu]", name, i);
     return rc;
 }
 
 /* A tag within the API's limits (a shard_json_tag_check). */
-static int check_tag(const char *key, const char *value, errdetail *e)
+static int check_tag(const char *key, const char *val, errdetail *e)
 {
     size_t kn = utf8_chars(key);
     if (kn == 0 || kn > SHARDBODY_TAG_KEY_MAX || has_ctl(key))
         return errdetail_set(e, CITRUS_EINVAL,
                              "tags: keys must be 1..%d characters, without control characters",
                              SHARDBODY_TAG_KEY_MAX);
-    if (utf8_chars(value) > SHARDBODY_TAG_VALUE_MAX)
+    if (utf8_chars(val) > SHARDBODY_TAG_VALUE_MAX)
         return errdetail_set(e, CITRUS_EINVAL, "tags.%s: at most %d characters", key,
                              SHARDBODY_TAG_VALUE_MAX);
     return 0;
@@ -152,7 +153,7 @@ static int spec_dsn(json_t *v, shard_spec *out, errdetail *e)
 {
     if (!json_is_string(v))
         return errdetail_set(e, CITRUS_EBADJSON, "dsn: must be a string");
-    int rc = dsn_parse(json_string_value(v), NULL, e);
+    int rc = drv_dsn_check(json_string_value(v), e);
     if (rc < 0) {
         errdetail_prefix(e, "dsn");
         return rc;

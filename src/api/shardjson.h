@@ -21,7 +21,7 @@ json_t *shardjson_list(app *a, const shard *v, size_t n);
  * (registry_corrupt), and returns how many. */
 size_t shardjson_add_corrupt(app *a, json_t *items, const char *id_name);
 /* Masks the password of a shard record's dsn and replicas in place (for a
- * caller that may not see credentials: api_may_reveal). */
+ * caller that may not see credentials: api_dsn_view). */
 void shardjson_redact(json_t *shard_obj);
 
 /* What a change did to the ring: {"changed","version","tokens_before",

@@ -39,6 +39,7 @@ static int flags_of(http_req *r, unsigned *flags)
 static int reply_changed(http_req *r, app *a, shard *s, reg_result *res, bool history, bool dry_run)
 {
     json_t *out = shardjson_full(a, s, history);
+    shardjson_redact(out); /* a change shows no credentials: GET ?reveal=true does */
     json_object_set_new(out, "ring", shardjson_change(res));
     if (dry_run)
         json_object_set_new(out, "dry_run", json_true());
@@ -84,9 +85,12 @@ int api_shards_create(http_req *r, void *ctx)
                       rc == 0 ? 201 : citrus_err_http_status(rc));
     if (rc < 0) {
         reg_result_clear(&res);
+        if (rc == CITRUS_EUNREACHABLE && !(api_principal(r)->roles & AUTH_ADMIN))
+            return http_reply_error(r, rc, "unreachable: cannot connect to the database", NULL);
         return http_reply_error(r, rc, e.message[0] ? e.message : NULL, NULL);
     }
     json_t *out = shardjson_full(a, &s, true);
+    shardjson_redact(out);
     if (!provision)
         json_object_set_new(out, "ring", shardjson_change(&res));
     char loc[128];
@@ -110,9 +114,13 @@ int api_shards_list(http_req *r, void *ctx)
             r, CITRUS_EINVAL,
             "state must be one of pending, provisioning, initializing, active, "
             "read_only, draining, drained, retired, failed");
+    bool reveal;
+    int rc = api_reveal_query(r, &reveal);
+    if (rc < 0)
+        return rc;
     shard *v;
     size_t n;
-    int rc = registry_shard_list(a->shards->reg, st ? &filter : NULL, &v, &n);
+    rc = registry_shard_list(a->shards->reg, st ? &filter : NULL, &v, &n);
     if (rc < 0)
         return http_reply_error(r, rc, NULL, NULL);
     json_t *items = shardjson_list(a, v, n);
@@ -121,7 +129,7 @@ int api_shards_list(http_req *r, void *ctx)
         return http_reply_error(r, CITRUS_ENOMEM, NULL, NULL);
     if (!st) /* a record that does not decode: listed with its error (no state to filter by) */
         n += shardjson_add_corrupt(a, items, "id");
-    if (!api_may_reveal(r, NULL)) {
+    if (!reveal) {
         for (size_t i = 0; i < json_array_size(items); i++)
             shardjson_redact(json_array_get(items, i));
     } else {
@@ -137,13 +145,17 @@ int api_shards_get(http_req *r, void *ctx)
     if (!a->shards)
         return shardjson_reply_no_manager(r);
     const char *id = http_req_param(r, "id");
+    bool reveal;
+    int rc = api_reveal_query(r, &reveal);
+    if (rc < 0)
+        return rc;
     shard s;
-    int rc = registry_shard_get(a->shards->reg, id, &s, NULL);
+    rc = registry_shard_get(a->shards->reg, id, &s, NULL);
     if (rc < 0)
         return reply_failed(r, rc, id, NULL, NULL);
     json_t *out = shardjson_full(a, &s, true);
     shard_clear(&s);
-    if (!api_may_reveal(r, NULL))
+    if (!reveal)
         shardjson_redact(out);
     else
         api_note_reveal(r, id);

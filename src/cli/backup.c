@@ -56,7 +56,8 @@ static bool fetch_snapshot(client *c, kv_snapshot *snap)
     errdetail err;
     client_response resp;
     client_set_timeout_ms(c, BACKUP_TIMEOUT_MS);
-    int rc = client_request(c, "GET", "/v1/snapshot", NULL, 0, NULL, &resp);
+    /* with its credentials: the file is written 0600 (write_tmp) */
+    int rc = client_request(c, "GET", "/v1/snapshot?reveal=true", NULL, 0, NULL, &resp);
     if (rc < 0) {
         fprintf(stderr, "backup: %s\n", client_error(c));
         return false;

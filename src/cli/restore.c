@@ -81,6 +81,7 @@ int cli_restore_main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    umask(077); /* the restored catalog (every DSN) and its side files: 0600 */
     const char *dir = NULL;
     optind = 0; /* GNU: full re-initialisation */
     opterr = 0;

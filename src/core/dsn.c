@@ -6,10 +6,13 @@
  * the database is reachable is the driver's business (dbconn/driver.h). */
 #include "core/dsn.h"
 
+#include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 #include "citrus/errors.h"
 #include "core/strbuf.h"
@@ -440,5 +443,553 @@ char *dsn_redact(const char *dsn)
         redact_conninfo(dsn, &b);
     else
         strbuf_add(&b, dsn, strlen(dsn));
+    return strbuf_take(&b, NULL);
+}
+
+/* ---- options: what a PostgreSQL DSN asks libpq for -------------------- */
+
+/* One option as libpq would see it: key and decoded value. */
+typedef int (*opt_fn)(const char *key, const char *val, size_t vlen, void *ctx, errdetail *e);
+
+static int hexval(char c)
+{
+    return is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/* Calls fn with s[0..n) %-decoded (check_uri_chars vetted the escapes). */
+static int uri_opt(const char *key, const char *s, size_t n, opt_fn fn, void *ctx, errdetail *e)
+{
+    char *v = malloc(n + 1);
+    if (!v)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && is_hex(s[i + 1]) && is_hex(s[i + 2])) {
+            v[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else {
+            v[o++] = s[i];
+        }
+    }
+    v[o] = '\0';
+    int rc = fn(key, v, o, ctx, e);
+    free(v);
+    return rc;
+}
+
+/* The hosts and ports of an authority's host list s[0..n). */
+static int uri_hosts(const char *s, size_t n, opt_fn fn, void *ctx, errdetail *e)
+{
+    size_t start = 0;
+    if (n == 0)
+        return 0; /* none here: ?host= may name it, else dsn_check refuses */
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && s[i] != ',')
+            continue;
+        const char *h = s + start;
+        size_t hl = i - start, pl = 0;
+        const char *port = NULL;
+        const char *close = hl && h[0] == '[' ? memchr(h, ']', hl) : NULL;
+        const char *colon =
+            close ? (close + 1 < h + hl && close[1] == ':' ? close + 1 : NULL) : memchr(h, ':', hl);
+        if (colon) {
+            port = colon + 1;
+            pl = (size_t)(h + hl - port);
+            hl = (size_t)(colon - h);
+        }
+        int rc = close ? uri_opt("host", h + 1, (size_t)(close - h - 1), fn, ctx, e)
+                       : uri_opt("host", h, hl, fn, ctx, e);
+        if (rc == 0 && port)
+            rc = uri_opt("port", port, pl, fn, ctx, e);
+        if (rc < 0)
+            return rc;
+        start = i + 1;
+    }
+    return 0;
+}
+
+static int uri_options(const char *dsn, opt_fn fn, void *ctx, errdetail *e)
+{
+    const char *rest = dsn + pg_scheme_len(dsn);
+    size_t auth_len = strcspn(rest, "/?");
+    const char *at = memchr(rest, '@', auth_len), *hosts = rest;
+    int rc = 0;
+    if (at) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        const char *uend = colon ? colon : at;
+        rc = uri_opt("user", rest, (size_t)(uend - rest), fn, ctx, e);
+        if (rc == 0 && colon)
+            rc = uri_opt("password", colon + 1, (size_t)(at - colon - 1), fn, ctx, e);
+        hosts = at + 1;
+    }
+    if (rc == 0)
+        rc = uri_hosts(hosts, (size_t)(rest + auth_len - hosts), fn, ctx, e);
+    const char *p = rest + auth_len;
+    if (rc == 0 && *p == '/') {
+        size_t db = strcspn(p + 1, "?");
+        if (db)
+            rc = uri_opt("dbname", p + 1, db, fn, ctx, e);
+        p += 1 + db;
+    }
+    if (*p == '?')
+        p++;
+    while (rc == 0 && *p) {
+        size_t n = strcspn(p, "&"), k = strcspn(p, "=");
+        char key[64];
+        snprintf(key, sizeof(key), "%.*s", (int)(k < n ? k : n), p);
+        rc = uri_opt(key, p + k + 1, n > k ? n - k - 1 : 0, fn, ctx, e);
+        p += n;
+        if (*p)
+            p++;
+    }
+    return rc;
+}
+
+/* A conninfo value (raw, quotes included) unquoted and unescaped. */
+static int ci_opt(const ci_pair *pair, opt_fn fn, void *ctx, errdetail *e)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%.*s", (int)pair->klen, pair->key);
+    char *v = malloc(pair->vlen + 1);
+    if (!v)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    const char *s = pair->val, *end = pair->val + pair->vlen;
+    bool quoted = s < end && *s == '\'';
+    if (quoted) {
+        s++;
+        end--;
+    }
+    size_t o = 0;
+    for (; s < end; s++) {
+        if (*s == '\\' && s + 1 < end)
+            s++;
+        v[o++] = *s;
+    }
+    v[o] = '\0';
+    int rc = fn(key, v, o, ctx, e);
+    free(v);
+    return rc;
+}
+
+static int conninfo_options(const char *dsn, opt_fn fn, void *ctx, errdetail *e)
+{
+    const char *p = dsn;
+    ci_pair pair = {0};
+    const char *why;
+    int rc;
+    while ((rc = ci_next(&p, &pair, &why)) > 0)
+        if ((rc = ci_opt(&pair, fn, ctx, e)) < 0)
+            return rc;
+    return rc;
+}
+
+/* ---- the allow list ----------------------------------------------------- */
+
+typedef struct check_ctx {
+    const dsn_policy *p;
+    bool host_named;     /* a host or hostaddr was given */
+    bool hostaddr_named; /* then hostaddr is where it connects */
+    char hosts[1024];    /* host values, '\n'-separated, checked at the end */
+} check_ctx;
+
+static const char *const allowed_opts[] = {"host",
+                                           "hostaddr",
+                                           "port",
+                                           "dbname",
+                                           "user",
+                                           "password",
+                                           "sslmode",
+                                           "sslrootcert",
+                                           "sslcert",
+                                           "sslkey",
+                                           "application_name",
+                                           "connect_timeout",
+                                           "target_session_attrs",
+                                           "keepalives",
+                                           "keepalives_idle",
+                                           "keepalives_interval",
+                                           "keepalives_count",
+                                           NULL};
+
+/* Whether item (n bytes) is one of list's comma-separated items (a
+ * trailing '/' on either side ignored). */
+static bool in_list(const char *list, const char *item, size_t n)
+{
+    while (n > 1 && item[n - 1] == '/')
+        n--;
+    for (const char *p = list ? list : ""; *p;) {
+        size_t m = strcspn(p, ","), k = m;
+        while (k > 1 && p[k - 1] == '/')
+            k--;
+        if (k == n && strncmp(p, item, n) == 0)
+            return true;
+        p += m;
+        if (*p)
+            p++;
+    }
+    return false;
+}
+
+/* An absolute path with no "." or ".." component. */
+static bool plain_abs_path(const char *v)
+{
+    if (v[0] != '/')
+        return false;
+    for (const char *p = v; (p = strchr(p, '/')) != NULL;) {
+        p++;
+        size_t n = strcspn(p, "/");
+        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+    }
+    return true;
+}
+
+static int check_tls_file(const check_ctx *c, const char *key, const char *v, errdetail *e)
+{
+    const char *dir = c->p ? c->p->tls_dir : NULL;
+    if (!dir || !*dir)
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "dsn option '%s' is not allowed: no shards.tls_dir is configured",
+                             key);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (!plain_abs_path(v) || strncmp(v, dir, n) != 0 || v[n] != '/' || !v[n + 1])
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "dsn option '%s' must name a file under shards.tls_dir (%.*s)", key,
+                             (int)n, dir);
+    return 0;
+}
+
+/* One host entry: TCP, or an allowed socket directory. */
+static int check_host_entry(const check_ctx *c, const char *h, size_t n, errdetail *e)
+{
+    if (n == 0 || h[0] == '/' || h[0] == '@') {
+        const char *dirs = c->p ? c->p->socket_dirs : NULL;
+        char path[512];
+        snprintf(path, sizeof(path), "%.*s", (int)n, h);
+        if (n > 0 && h[0] == '/' && plain_abs_path(path) && in_list(dirs, h, n))
+            return 0;
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "dsn host '%.*s' is a Unix socket%s, which is outside "
+                             "shards.socket_dirs: name a TCP host",
+                             (int)(n > 200 ? 200 : n), h, n == 0 ? " (empty host)" : "");
+    }
+    return 0;
+}
+
+static int check_opt(const char *key, const char *v, size_t vlen, void *vctx, errdetail *e)
+{
+    check_ctx *c = vctx;
+    bool known = false;
+    for (size_t i = 0; allowed_opts[i]; i++)
+        known = known || strcmp(key, allowed_opts[i]) == 0;
+    if (!known)
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "dsn option '%.60s' is not allowed (allowed: host, hostaddr, port, "
+                             "dbname, user, password, sslmode, sslrootcert, sslcert, sslkey, "
+                             "application_name, connect_timeout, target_session_attrs, "
+                             "keepalives*)",
+                             key);
+    if (memchr(v, '\0', vlen))
+        return errdetail_set(e, CITRUS_EINVAL, "dsn option '%s' contains a NUL byte", key);
+    if (strcmp(key, "sslrootcert") == 0 || strcmp(key, "sslcert") == 0 ||
+        strcmp(key, "sslkey") == 0)
+        return check_tls_file(c, key, v, e);
+    bool host = strcmp(key, "host") == 0, addr = strcmp(key, "hostaddr") == 0;
+    if (!host && !addr)
+        return 0;
+    c->host_named = true;
+    c->hostaddr_named = c->hostaddr_named || addr;
+    for (const char *p = v;;) { /* a comma-separated list, as libpq takes it */
+        size_t n = strcspn(p, ",");
+        int rc = host ? check_host_entry(c, p, n, e) : 0;
+        if (rc < 0)
+            return rc;
+        if (addr && n == 0)
+            return errdetail_set(e, CITRUS_EINVAL, "dsn option 'hostaddr' has an empty item");
+        size_t used = strlen(c->hosts);
+        if (used + n + 3 > sizeof(c->hosts))
+            return errdetail_set(e, CITRUS_EINVAL, "dsn names too many hosts");
+        snprintf(c->hosts + used, sizeof(c->hosts) - used, "%c%.*s\n", addr ? 'a' : 'h', (int)n, p);
+        p += n;
+        if (!*p)
+            break;
+        p++;
+    }
+    return 0;
+}
+
+/* ---- allowed hosts ------------------------------------------------------ */
+
+/* An IPv4 or IPv6 address, as 16 bytes (IPv4 in the first 4), or false. */
+static bool parse_ip(const char *s, size_t n, unsigned char out[16], int *family)
+{
+    char buf[64];
+    if (n == 0 || n >= sizeof(buf))
+        return false;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    memset(out, 0, 16);
+    if (inet_pton(AF_INET, buf, out) == 1) {
+        *family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, buf, out) == 1) {
+        *family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+/* item as CIDR (or a bare address): 1 when parsed into net/bits, 0 when it
+ * is no address (a name), -1 when it looks like a CIDR but is malformed. */
+static int parse_cidr(const char *item, size_t n, unsigned char net[16], int *family, long *bits)
+{
+    const char *slash = memchr(item, '/', n);
+    size_t an = slash ? (size_t)(slash - item) : n;
+    if (!parse_ip(item, an, net, family))
+        return slash ? -1 : 0;
+    long max = *family == AF_INET ? 32 : 128;
+    *bits = max;
+    if (slash) {
+        char buf[8];
+        size_t bn = n - an - 1;
+        if (bn == 0 || bn >= sizeof(buf))
+            return -1;
+        memcpy(buf, slash + 1, bn);
+        buf[bn] = '\0';
+        char *end;
+        *bits = strtol(buf, &end, 10);
+        if (*end || *bits < 0 || *bits > max)
+            return -1;
+    }
+    return 1;
+}
+
+static bool prefix_equal(const unsigned char *a, const unsigned char *b, long bits)
+{
+    long full = bits / 8;
+    if (memcmp(a, b, (size_t)full) != 0)
+        return false;
+    if (bits % 8 == 0)
+        return true;
+    unsigned char mask = (unsigned char)(0xff << (8 - bits % 8));
+    return (a[full] & mask) == (b[full] & mask);
+}
+
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' ||
+           c == '-' || c == '_';
+}
+
+int dsn_policy_hosts_check(const char *list, errdetail *e)
+{
+    for (const char *p = list ? list : ""; *p;) {
+        size_t n = strcspn(p, ",");
+        unsigned char net[16];
+        int fam = 0;
+        long bits;
+        int rc = parse_cidr(p, n, net, &fam, &bits);
+        bool name = n > 0;
+        for (size_t i = 0; i < n && rc == 0; i++)
+            name = name && name_char(p[i]);
+        if (rc < 0 || (rc == 0 && !name))
+            return errdetail_set(e, CITRUS_EINVAL,
+                                 "'%.*s' is neither a CIDR (10.0.0.0/8, fd00::/8), an address "
+                                 "nor a host name",
+                                 (int)(n > 100 ? 100 : n), p);
+        p += n;
+        if (*p)
+            p++;
+    }
+    return 0;
+}
+
+/* Whether host h[0..n) is in the list: an address in one of its CIDRs, a
+ * name equal to one of its names or under one of its ".suffix"es. */
+static bool host_allowed(const char *list, const char *h, size_t n)
+{
+    unsigned char ip[16];
+    int fam = 0;
+    bool is_ip = parse_ip(h, n, ip, &fam);
+    for (const char *p = list; *p;) {
+        size_t m = strcspn(p, ",");
+        unsigned char net[16];
+        int nfam = 0;
+        long bits;
+        int rc = parse_cidr(p, m, net, &nfam, &bits);
+        if (rc > 0 && is_ip && nfam == fam && prefix_equal(ip, net, bits))
+            return true;
+        if (rc == 0 && !is_ip) {
+            bool suffix = p[0] == '.' && n > m && strncasecmp(h + n - m, p, m) == 0;
+            if (suffix || (m == n && strncasecmp(h, p, n) == 0))
+                return true;
+        }
+        p += m;
+        if (*p)
+            p++;
+    }
+    return false;
+}
+
+/* After every option: a host was named, and each TCP one is allowed. */
+static int check_hosts_allowed(const check_ctx *c, errdetail *e)
+{
+    if (!c->host_named)
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "dsn names no host: libpq would connect to a default Unix socket, "
+                             "which is outside shards.socket_dirs; name a TCP host");
+    const char *list = c->p ? c->p->allowed_hosts : NULL;
+    if (!list || !*list)
+        return 0;
+    char want = c->hostaddr_named ? 'a' : 'h'; /* where libpq connects */
+    for (const char *p = c->hosts; *p;) {
+        size_t n = strcspn(p, "\n");
+        bool socket = n > 1 && (p[1] == '/' || p[1] == '@');
+        if (p[0] == want && !socket && !host_allowed(list, p + 1, n - 1))
+            return errdetail_set(e, CITRUS_EINVAL, "dsn %s '%.*s' is not in shards.allowed_hosts",
+                                 want == 'a' ? "hostaddr" : "host", (int)(n > 201 ? 200 : n - 1),
+                                 p + 1);
+        p += n;
+        if (*p)
+            p++;
+    }
+    return 0;
+}
+
+int dsn_check(const char *dsn, const dsn_policy *p, errdetail *e)
+{
+    dsn_info info;
+    int rc = dsn_parse(dsn, &info, e);
+    if (rc < 0 || info.kind != DSN_POSTGRES)
+        return rc;
+    check_ctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    c->p = p;
+    rc = pg_scheme_len(dsn) ? uri_options(dsn, check_opt, c, e)
+                            : conninfo_options(dsn, check_opt, c, e);
+    if (rc == 0)
+        rc = check_hosts_allowed(c, e);
+    free(c);
+    return rc;
+}
+
+/* ---- redaction of free text -------------------------------------------- */
+
+static bool secret_key(const char *k, size_t n)
+{
+    static const char *const words[] = {"password", "passwd", "pwd", "secret", "token", NULL};
+    for (size_t i = 0; words[i]; i++) {
+        size_t w = strlen(words[i]);
+        for (size_t j = 0; j + w <= n; j++)
+            if (strncasecmp(k + j, words[i], w) == 0)
+                return true;
+    }
+    return false;
+}
+
+static bool word_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_' ||
+           c == '-' || c == '.';
+}
+
+static bool token_end(char c)
+{
+    return !c || is_space(c) || c == '"' || c == '\'' || c == '<' || c == '>' || c == '`';
+}
+
+/* A postgres URI at s: its user:password@ masked (to the last '@' of the
+ * token, whatever the password holds). Returns the bytes consumed. */
+static size_t text_uri(const char *s, strbuf *b)
+{
+    size_t n = 0;
+    while (!token_end(s[n]))
+        n++;
+    size_t scheme = strcspn(s, ":") + 3;
+    const char *at = NULL;
+    for (size_t i = scheme; i < n; i++)
+        if (s[i] == '@')
+            at = s + i;
+    const char *colon = at ? memchr(s + scheme, ':', (size_t)(at - s - scheme)) : NULL;
+    if (!colon) {
+        strbuf_add(b, s, scheme);
+        return scheme;
+    }
+    strbuf_add(b, s, (size_t)(colon + 1 - s));
+    strbuf_add(b, stars, 3);
+    return (size_t)(at - s);
+}
+
+/* A secret-like key at s followed by = or : and a value: the key and
+ * separator copied, the value masked; 0 when s holds no such thing. */
+static size_t text_pair(const char *s, strbuf *b)
+{
+    size_t k = 0;
+    while (word_char(s[k]))
+        k++;
+    if (k == 0 || !secret_key(s, k))
+        return 0;
+    size_t i = k;
+    if (s[i] == '"' || s[i] == '\'')
+        i++;
+    while (s[i] == ' ' || s[i] == '\t')
+        i++;
+    if (s[i] != '=' && s[i] != ':')
+        return 0;
+    i++;
+    while (s[i] == ' ' || s[i] == '\t')
+        i++;
+    size_t v = i;
+    if (s[i] == '\'' || s[i] == '"') {
+        char q = s[i++];
+        while (s[i] && s[i] != q) {
+            if (s[i] == '\\' && s[i + 1])
+                i++;
+            i++;
+        }
+        if (s[i])
+            i++;
+    } else {
+        while (s[i] && !is_space(s[i]) && s[i] != ',' && s[i] != ';' && s[i] != '&' &&
+               s[i] != '"' && s[i] != '}')
+            i++;
+    }
+    if (i == v)
+        return 0;
+    strbuf_add(b, s, v);
+    if (s[v] == '"') /* JSON stays JSON */
+        strbuf_add(b, "\"***\"", 5);
+    else
+        strbuf_add(b, stars, 3);
+    return i;
+}
+
+char *dsn_redact_text(const char *text)
+{
+    if (!text)
+        return NULL;
+    strbuf b = STRBUF_INIT;
+    const char *s = text;
+    while (*s) {
+        bool at_word = s == text || !word_char(s[-1]);
+        size_t used = 0;
+        if (at_word &&
+            (strncasecmp(s, "postgres://", 11) == 0 || strncasecmp(s, "postgresql://", 13) == 0))
+            used = text_uri(s, &b);
+        else if (at_word)
+            used = text_pair(s, &b);
+        if (used == 0) {
+            size_t n = 1;
+            while (word_char(s[n - 1]) && word_char(s[n]))
+                n++; /* the rest of a word: no key starts inside one */
+            strbuf_add(&b, s, n);
+            used = n;
+        }
+        s += used;
+    }
     return strbuf_take(&b, NULL);
 }

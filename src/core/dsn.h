@@ -25,4 +25,35 @@ int dsn_parse(const char *dsn, dsn_info *out, errdetail *e);
 /* The DSN with any password replaced by "***" (for logs); malloc'd. */
 char *dsn_redact(const char *dsn);
 
+/* Free text (a program's stderr, a driver's message, a log line) with
+ * every DSN password and every value of a password/secret/token-like
+ * key (key=value, key: value, "key":"value") replaced by "***";
+ * malloc'd (NULL in, NULL out; NULL when out of memory). */
+char *dsn_redact_text(const char *text);
+
+/* Where a PostgreSQL DSN may point and what it may read (config
+ * shards.tls_dir, shards.socket_dirs, shards.allowed_hosts). The strings
+ * are borrowed; lists are comma-separated; NULL or "" is none. */
+typedef struct dsn_policy {
+    const char *tls_dir;       /* sslrootcert/sslcert/sslkey must be under it; none: refused */
+    const char *socket_dirs;   /* Unix-socket directories allowed as host; none: refused */
+    const char *allowed_hosts; /* CIDRs, names, .suffixes; none: any TCP host */
+} dsn_policy;
+
+/* dsn_parse, then the rules for PostgreSQL DSNs: only host, hostaddr,
+ * port, dbname, user, password, sslmode, sslrootcert/sslcert/sslkey
+ * (under tls_dir), application_name, connect_timeout,
+ * target_session_attrs and keepalives* are accepted (passfile, service,
+ * servicefile, options and the rest are refused, by name); a host must be
+ * TCP (a Unix-socket directory only when it is one of socket_dirs; a DSN
+ * naming no host, which libpq would take to a default socket, is
+ * refused); with allowed_hosts, every host (hostaddr where given) must be
+ * in one of its CIDRs or match one of its names (exactly, or a ".suffix").
+ * p NULL: all none. 0, or CITRUS_EINVAL naming the option. */
+int dsn_check(const char *dsn, const dsn_policy *p, errdetail *e);
+
+/* Whether a policy list (dsn_policy.allowed_hosts) is well formed: each
+ * item a CIDR (IPv4 or IPv6), an address, or a host name. */
+int dsn_policy_hosts_check(const char *list, errdetail *e);
+
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/dsn.h"
 
 static const char *const state_names[SHARD_NSTATES] = {
     "pending",  "provisioning", "initializing", "active", "read_only",
@@ -219,9 +220,11 @@ int shard_transition(shard *s, shard_state to, const char *reason, const char *a
     if (!shard_transition_ok(s->state, to))
         return CITRUS_ECONFLICT;
     shard_event ev = {.at_ms = now_ms, .from = s->state, .to = to};
-    ev.reason = strdup(reason ? reason : "");
+    /* A reason may quote a provisioner's or a driver's message: its DSN
+     * passwords and secrets never reach the record (history, error). */
+    ev.reason = dsn_redact_text(reason ? reason : "");
     ev.actor = strdup(actor ? actor : "");
-    char *error = to == SHARD_FAILED ? strdup(reason ? reason : "") : NULL;
+    char *error = to == SHARD_FAILED && ev.reason ? strdup(ev.reason) : NULL;
     if (!ev.reason || !ev.actor || (to == SHARD_FAILED && !error) || history_push(s, &ev) < 0) {
         event_clear(&ev);
         free(error);

@@ -3,7 +3,8 @@
  * what every backend shares (the transaction verbs, scripts in a
  * transaction, a column as text, probes).
  *
- * The DSN is checked with dsn_parse first, so a malformed one is
+ * The DSN is checked with dsn_parse and the process's DSN rules
+ * (drv_set_dsn_policy) first, so a malformed or disallowed one is
  * CITRUS_EINVAL and never reaches a backend; its kind picks the table. Every
  * drv_exec starts from a clean slate (out emptied, *truncated false,
  * *changes 0) and out is emptied again on error, so callers never see half
@@ -40,6 +41,37 @@ static const drv_ops *backend_for(dsn_kind kind)
     return NULL;
 }
 
+/* The rules drv_set_dsn_policy copied; empty strings are "none". */
+static struct {
+    char tls_dir[1024], socket_dirs[1024], allowed_hosts[4096];
+} rules;
+
+int drv_set_dsn_policy(const dsn_policy *p, errdetail *e)
+{
+    const dsn_policy none = {0};
+    if (!p)
+        p = &none;
+    int rc = dsn_policy_hosts_check(p->allowed_hosts, e);
+    if (rc < 0)
+        return rc;
+    if (snprintf(rules.tls_dir, sizeof(rules.tls_dir), "%s", p->tls_dir ? p->tls_dir : "") >=
+            (int)sizeof(rules.tls_dir) ||
+        snprintf(rules.socket_dirs, sizeof(rules.socket_dirs), "%s",
+                 p->socket_dirs ? p->socket_dirs : "") >= (int)sizeof(rules.socket_dirs) ||
+        snprintf(rules.allowed_hosts, sizeof(rules.allowed_hosts), "%s",
+                 p->allowed_hosts ? p->allowed_hosts : "") >= (int)sizeof(rules.allowed_hosts))
+        return errdetail_set(e, CITRUS_EINVAL, "the DSN rules are too long");
+    return 0;
+}
+
+int drv_dsn_check(const char *dsn, errdetail *e)
+{
+    const dsn_policy p = {.tls_dir = rules.tls_dir,
+                          .socket_dirs = rules.socket_dirs,
+                          .allowed_hosts = rules.allowed_hosts};
+    return dsn_check(dsn, &p, e);
+}
+
 int drv_open(const char *dsn, const drv_options *o, drv_conn **out, errdetail *e)
 {
     errdetail scratch;
@@ -50,7 +82,7 @@ int drv_open(const char *dsn, const drv_options *o, drv_conn **out, errdetail *e
     if (!dsn)
         return errdetail_set(e, CITRUS_EINVAL, "no DSN");
     dsn_info info;
-    if (dsn_parse(dsn, &info, e) != 0)
+    if (dsn_parse(dsn, &info, e) != 0 || drv_dsn_check(dsn, e) != 0)
         return e->code;
     const drv_ops *ops = backend_for(info.kind);
     if (!ops)

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dsn.h"
 #include "core/errdetail.h"
 #include "core/value.h"
 #include "sys/clock.h"
@@ -59,6 +60,16 @@ typedef struct drv_options {
     /* SQLite: what the connection may run (see drv_sandbox). */
     drv_sandbox sandbox;
 } drv_options;
+
+/* The process's DSN rules (core/dsn.h dsn_check: shards.tls_dir,
+ * shards.socket_dirs, shards.allowed_hosts), copied; set once at start,
+ * before any connection is opened (not thread-safe against drv_open).
+ * NULL: the defaults (no TLS files, no Unix sockets, any TCP host).
+ * CITRUS_EINVAL when a list is malformed or too long. */
+int drv_set_dsn_policy(const dsn_policy *p, errdetail *e);
+/* dsn_check under the process's rules: every DSN that enters the catalog
+ * (registration, provisioner outputs) and every drv_open goes through it. */
+int drv_dsn_check(const char *dsn, errdetail *e);
 
 /* Opens a connection (dsn: sqlite:///path or a libpq DSN). An SQLite file
  * is put in WAL mode and its connection sandboxed (o->sandbox). 0, CITRUS_EINVAL (bad DSN),

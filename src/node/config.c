@@ -12,6 +12,7 @@
 
 #include "auth/principal.h"
 #include "citrus/errors.h"
+#include "core/dsn.h"
 
 /* F_LIST: a JSON array of strings, or comma-separated text, kept joined by
  * commas. F_NODES: a JSON array of {id, address, api_port}; F_SUBJECTS: a
@@ -119,6 +120,13 @@ static const field fields[] = {
         "connecting to shard databases, ms"),
     INT("shards", "dev_shards", "dev-shards", dev_shards, 0, 64,
         "SQLite shards citrus dev creates in an empty catalog"),
+    STR("shards", "tls_dir", "shards-tls-dir", shards_tls_dir,
+        "the only directory a PostgreSQL DSN's sslrootcert/sslcert/sslkey may name files in "
+        "(unset: those options are refused)"),
+    LIST("shards", "socket_dirs", "shards-socket-dirs", shards_socket_dirs,
+         "Unix-socket directories a PostgreSQL DSN may name as host (unset: TCP hosts only)"),
+    LIST("shards", "allowed_hosts", "shards-allowed-hosts", shards_allowed_hosts,
+         "hosts PostgreSQL DSNs may point at: CIDRs, host names, .domain suffixes (unset: any)"),
     STR("router", "listen", "router-listen", router_listen,
         "router (SQL on shards) listen address HOST:PORT, or off (citrus dev: 127.0.0.1:8080)"),
     INT("router", "max_rows", "router-max-rows", router_max_rows, 1, 10000000,
@@ -158,6 +166,9 @@ static const field fields[] = {
         "exec: the program to run (JSON request on stdin, {dsn, replicas} on stdout)"),
     INT("provisioner", "exec_timeout_ms", "provisioner-exec-timeout", prov_exec_timeout_ms, 100,
         3600000, "exec: how long the program may run, ms"),
+    LIST("provisioner.exec", "env", "provisioner-exec-env", prov_exec_env,
+         "exec: environment the program gets besides PATH, HOME and LANG: NAME (passed on "
+         "from the server's) or NAME=value; a list, or an object {NAME: value}"),
     LIST("auth", "modes", "auth", auth_modes,
          "how requests authenticate, in order: api_key, jwt, trusted_headers, mtls; or none "
          "(citrus dev's default while it listens on loopback)"),
@@ -474,11 +485,35 @@ static bool section_known(const char *s)
 }
 
 /* A JSON array of non-empty strings without commas, joined by commas. */
+/* An object {NAME: "value"} (provisioner.exec.env) as NAME=value items. */
+static int set_env_object(citrus_config *c, const field *f, json_t *v, errdetail *err)
+{
+    char joined[4096] = "";
+    size_t used = 0;
+    const char *k;
+    json_t *item;
+    json_object_foreach(v, k, item)
+    {
+        const char *t = json_string_value(item);
+        if (!t || strchr(t, ',') || strchr(k, ',') ||
+            used + strlen(k) + strlen(t) + 3 > sizeof(joined))
+            return errdetail_set(err, CITRUS_EINVAL, "%s.%s: values must be strings without commas",
+                                 f->section, f->name);
+        used += (size_t)snprintf(joined + used, sizeof(joined) - used, "%s%s=%s", used ? "," : "",
+                                 k, t);
+    }
+    if (!used)
+        return errdetail_set(err, CITRUS_EINVAL, "%s.%s: empty", f->section, f->name);
+    return set_field(c, f, joined, err);
+}
+
 static int set_list_json(citrus_config *c, const field *f, json_t *v, errdetail *err)
 {
-    char joined[CONFIG_STR * 4] = "";
+    char joined[4096] = "";
     size_t used = 0, i;
     json_t *item;
+    if (json_is_object(v) && strcmp(f->name, "env") == 0)
+        return set_env_object(c, f, v, err);
     if (!json_is_array(v) || json_array_size(v) == 0)
         goto bad;
     json_array_foreach(v, i, item)
@@ -685,6 +720,52 @@ static int cors_origins_ok(const char *list, errdetail *err)
     return 0;
 }
 
+/* Each comma-separated item of list is an absolute path. */
+static int abs_paths(const char *name, const char *list, errdetail *err)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (p[0] != '/')
+            return errdetail_set(err, CITRUS_EINVAL, "%s: '%.*s' is not an absolute path", name,
+                                 (int)(n > 200 ? 200 : n), p);
+        p += n;
+        if (*p)
+            p++;
+    }
+    return 0;
+}
+
+/* provisioner.exec.env items: NAME or NAME=value, NAME of [A-Za-z0-9_]. */
+static int env_items(const char *list, errdetail *err)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ","), k = strcspn(p, "=,");
+        bool ok = k > 0 && !isdigit((unsigned char)p[0]);
+        for (size_t i = 0; i < k; i++)
+            ok = ok && (isalnum((unsigned char)p[i]) || p[i] == '_');
+        if (!ok)
+            return errdetail_set(err, CITRUS_EINVAL,
+                                 "provisioner.exec.env: '%.*s' is not NAME or NAME=value",
+                                 (int)(n > 200 ? 200 : n), p);
+        p += n;
+        if (*p)
+            p++;
+    }
+    return 0;
+}
+
+static int dsn_rules_check(const citrus_config *c, errdetail *err)
+{
+    int rc = abs_paths("shards.socket_dirs", c->shards_socket_dirs, err);
+    if (rc == 0)
+        rc = abs_paths("shards.tls_dir", c->shards_tls_dir, err);
+    if (rc == 0 && (rc = dsn_policy_hosts_check(c->shards_allowed_hosts, err)) < 0)
+        errdetail_prefix(err, "shards.allowed_hosts");
+    if (rc == 0)
+        rc = env_items(c->prov_exec_env, err);
+    return rc;
+}
+
 int config_validate(const citrus_config *c, errdetail *err)
 {
     if (cors_origins_ok(c->cors_origins, err) < 0)
@@ -709,7 +790,7 @@ int config_validate(const citrus_config *c, errdetail *err)
     if (c->nnodes && !config_self(c))
         return errdetail_set(err, CITRUS_EINVAL,
                              "cluster.node_id: '%s' is not one of cluster.nodes", c->node_id);
-    return 0;
+    return dsn_rules_check(c, err);
 }
 
 const config_node *config_self(const citrus_config *c)

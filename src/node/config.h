@@ -62,7 +62,10 @@ typedef struct citrus_config {
     int64_t vnodes;
     char templates_dir[CONFIG_STR];
     int64_t shard_db_timeout_ms;
-    int64_t dev_shards; /* SQLite shards `citrus dev` creates in an empty catalog */
+    int64_t dev_shards;              /* SQLite shards `citrus dev` creates in an empty catalog */
+    char shards_tls_dir[CONFIG_STR]; /* sslrootcert/sslcert/sslkey must be under it */
+    char shards_socket_dirs[1024];   /* Unix-socket dirs a DSN may name, comma-separated */
+    char shards_allowed_hosts[4096]; /* CIDRs, names, .suffixes, comma-separated */
     /* router */
     char router_listen[64]; /* HOST:PORT, or "off" */
     int64_t router_max_rows;
@@ -83,6 +86,7 @@ typedef struct citrus_config {
     char prov_pg_prefix[64];
     char prov_exec_path[CONFIG_STR];
     int64_t prov_exec_timeout_ms;
+    char prov_exec_env[4096]; /* NAME or NAME=value, comma-separated: the child's extra env */
     /* auth */
     char auth_modes[128];           /* "" = the command's default */
     char auth_allow_none[8];        /* "false" | "true" */

@@ -68,7 +68,7 @@ int records_boot(const citrus_config *cfg, const char *cmd, app *a)
     } else {
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/records.db", cfg->data_dir);
-        if (fs_mkdirs(cfg->data_dir, 0755) < 0) {
+        if (fs_mkdirs(cfg->data_dir, 0700) < 0) {
             fprintf(stderr, "citrus %s: cannot create data dir %s: %s\n", cmd, cfg->data_dir,
                     strerror(errno));
             return CITRUS_EIO;

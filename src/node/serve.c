@@ -123,7 +123,7 @@ static int open_embedded(const citrus_config *cfg, store **st)
 {
     char path[PATH_MAX];
     errdetail err;
-    if (fs_mkdirs(cfg->data_dir, 0755) < 0) {
+    if (fs_mkdirs(cfg->data_dir, 0700) < 0) {
         fprintf(stderr, "citrus: cannot create data dir %s: %s\n", cfg->data_dir, strerror(errno));
         return CITRUS_EIO;
     }
@@ -230,6 +230,15 @@ int cli_serve_main(int argc, char **argv, char **envp)
     if (rc)
         return rc == 1 ? 0 : 2;
     log_set_level((log_level)log_level_parse(cfg.log_level));
+    /* Everything the server writes is its own alone: the catalog (every
+     * DSN), its -wal and -shm, shard files, records, keys. What an older
+     * version left readable is tightened here. */
+    umask(077);
+    const char *private_dirs[] = {cfg.data_dir, cfg.prov_sqlite_dir};
+    for (size_t i = 0; i < sizeof(private_dirs) / sizeof(private_dirs[0]); i++)
+        if (private_dirs[i][0] && fs_make_private(private_dirs[i]) < 0)
+            fprintf(stderr, "citrus %s: warning: cannot make %s private (mode 0700/0600): %s\n",
+                    argv[0], private_dirs[i], strerror(errno));
 
     /* Block the stop signals and SIGHUP (reload) in every thread; the main
      * thread waits for them. */

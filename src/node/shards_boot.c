@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "citrus/errors.h"
+#include "dbconn/driver.h"
 #include "obs/log.h"
 #include "sys/fs.h"
 
@@ -78,7 +79,7 @@ static int write_example(const char *dir)
     struct stat st;
     if (stat(path, &st) == 0)
         return 0;
-    if (fs_mkdirs(path, 0755) < 0)
+    if (fs_mkdirs(path, 0700) < 0)
         return -1;
     for (size_t i = 0; i < sizeof(example_template) / sizeof(example_template[0]); i++) {
         char file[PATH_MAX + 64];
@@ -118,7 +119,7 @@ static provisioner *make_provisioner(const citrus_config *cfg, errdetail *e)
             errdetail_set(e, CITRUS_EINVAL, "provisioner.exec_path is required with exec");
             return NULL;
         }
-        return prov_exec_new(cfg->prov_exec_path, cfg->prov_exec_timeout_ms);
+        return prov_exec_new(cfg->prov_exec_path, cfg->prov_exec_timeout_ms, cfg->prov_exec_env);
     }
     return NULL;
 }
@@ -161,6 +162,19 @@ static int dev_shards(shard_service *svc, int64_t n, const char *template_name)
 int shards_boot(const citrus_config *cfg, bool dev, app *a)
 {
     errdetail e = {0};
+    const dsn_policy rules = {.tls_dir = cfg->shards_tls_dir,
+                              .socket_dirs = cfg->shards_socket_dirs,
+                              .allowed_hosts = cfg->shards_allowed_hosts};
+    if (drv_set_dsn_policy(&rules, &e) < 0) {
+        fprintf(stderr, "citrus: invalid config: %s\n", e.message);
+        return CITRUS_EINVAL;
+    }
+    /* a DSN from the config obeys the same rules, said at start */
+    if (strcmp(cfg->prov_kind, "postgres") == 0 && cfg->prov_pg_admin_dsn[0] &&
+        drv_dsn_check(cfg->prov_pg_admin_dsn, &e) < 0) {
+        fprintf(stderr, "citrus: invalid config: provisioner.postgres_admin_dsn: %s\n", e.message);
+        return CITRUS_EINVAL;
+    }
     char templates[PATH_MAX];
     if (cfg->templates_dir[0])
         snprintf(templates, sizeof(templates), "%s", cfg->templates_dir);

@@ -6,8 +6,13 @@
  *   {"action":"provision","shard_id":...,"template":...|null,"params":{...}}
  *   {"action":"deprovision","shard_id":...,"dsn":...}   (dsn when known)
  * and for provision answers on stdout {"dsn": "...", "replicas": [...]}
- * (replicas optional), each a DSN that dsn_parse accepts. Exit 0 is
+ * (replicas optional), each a DSN that the DSN rules accept (drv_dsn_check). Exit 0 is
  * success; anything else is CITRUS_EIO "exit N: <stderr excerpt>".
+ *
+ * The child's environment is PATH, HOME, LANG and provisioner.exec.env
+ * only (the server's own, CITRUS_* DSNs and keys included, is not passed
+ * on), and the stderr excerpt of a failure is redacted (dsn_redact_text)
+ * before it becomes the shard's error.
  *
  * Running it (a new process group, pipes, the deadline, SIGPIPE) is
  * sys/proc.c's; what is kept of stdout and stderr is capped at 1 MiB each,
@@ -21,6 +26,7 @@
 #include "citrus/errors.h"
 #include "core/dsn.h"
 #include "core/errdetail.h"
+#include "dbconn/driver.h"
 #include "obs/log.h"
 #include "provision/provisioner.h"
 #include "sys/proc.h"
@@ -33,20 +39,28 @@ typedef struct prov_exec {
     provisioner base;
     char *path;
     int64_t timeout_ms;
+    char **env; /* PATH, HOME, LANG and provisioner.exec.env: nothing else of ours */
 } prov_exec;
 
 /* ---- results ----------------------------------------------------------------- */
 
-/* The tail of stderr, on one line. */
+/* The tail of stderr, on one line, with its secrets masked (the whole of
+ * it first: a tail cut in the middle of "password=..." would hide the key
+ * that marks the value as one). */
 static void stderr_excerpt(const proc_output *c, char *out, size_t outlen)
 {
-    size_t len = c->len;
-    while (len > 0 &&
-           (c->buf[len - 1] == '\n' || c->buf[len - 1] == '\r' || c->buf[len - 1] == ' '))
+    char *buf = dsn_redact_text(c->buf ? c->buf : "");
+    if (!buf) {
+        snprintf(out, outlen, "(stderr not shown: out of memory)");
+        return;
+    }
+    size_t len = strlen(buf);
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
         len--;
     size_t start = len > STDERR_EXCERPT ? len - STDERR_EXCERPT : 0;
     snprintf(out, outlen, "%s%.*s", start > 0 || c->truncated ? "..." : "", (int)(len - start),
-             c->buf ? c->buf + start : "");
+             buf + start);
+    free(buf);
     for (char *p = out; *p; p++)
         if (*p == '\n' || *p == '\r' || *p == '\t')
             *p = ' ';
@@ -74,10 +88,9 @@ static int exit_error(const proc_result *r, int64_t timeout_ms, errdetail *e)
 static int check_dsn(const char *what, json_t *v, errdetail *e)
 {
     errdetail derr;
-    dsn_info info;
     if (!json_is_string(v))
         return errdetail_set(e, CITRUS_EIO, "%s: not a string", what);
-    if (dsn_parse(json_string_value(v), &info, &derr) != 0)
+    if (drv_dsn_check(json_string_value(v), &derr) != 0)
         return errdetail_set(e, CITRUS_EIO, "%s: invalid DSN: %s", what, derr.message);
     return 0;
 }
@@ -143,7 +156,8 @@ static int exec_run(prov_exec *p, json_t *request, proc_result *res, errdetail *
                       .input = input,
                       .input_len = strlen(input),
                       .output_cap = OUTPUT_CAP,
-                      .timeout_ms = p->timeout_ms};
+                      .timeout_ms = p->timeout_ms,
+                      .env = p->env};
     int rc = proc_run(&spec, res, e);
     free(input);
     if (rc == 0)
@@ -228,16 +242,19 @@ static void exec_free(provisioner *base)
     if (!p)
         return;
     free(p->path);
+    proc_env_free(p->env);
     free(p);
 }
 
 /* timeout_ms <= 0: 60 s. */
-provisioner *prov_exec_new(const char *path, int64_t timeout_ms)
+provisioner *prov_exec_new(const char *path, int64_t timeout_ms, const char *env)
 {
     if (!path || !*path)
         return NULL;
     prov_exec *p = calloc(1, sizeof(*p));
-    if (!p || !(p->path = strdup(path))) {
+    if (!p || !(p->path = strdup(path)) || !(p->env = proc_env_new(env))) {
+        if (p)
+            free(p->path);
         free(p);
         return NULL;
     }

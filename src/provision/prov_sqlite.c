@@ -37,7 +37,7 @@ static int shard_path(prov_sqlite *p, const char *id, bool create_dir, char *pat
     int rc = prov_shard_id_check(id, e);
     if (rc)
         return rc;
-    if (create_dir && fs_mkdirs(p->dir, 0750) != 0)
+    if (create_dir && fs_mkdirs(p->dir, 0700) != 0)
         return errdetail_set(e, CITRUS_EIO, "creating %s: %s", p->dir, strerror(errno));
     char abs[PATH_MAX];
     if (!realpath(p->dir, abs)) {

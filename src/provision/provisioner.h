@@ -71,9 +71,11 @@ struct provisioner {
  * postgres: admin_dsn must be a PostgreSQL DSN; db_prefix NULL or
  * [A-Za-z0-9_]*; prefix + id longer than 59 bytes (63 with the role's
  * "_app") is CITRUS_EINVAL.
- * exec: timeout_ms <= 0 means 60 s. */
+ * exec: timeout_ms <= 0 means 60 s; env: provisioner.exec.env (NAME or
+ * NAME=value, comma-separated; NULL: none), the program's environment
+ * besides PATH, HOME and LANG. */
 provisioner *prov_sqlite_new(const char *dir);
 provisioner *prov_postgres_new(const char *admin_dsn, const char *db_prefix);
-provisioner *prov_exec_new(const char *path, int64_t timeout_ms);
+provisioner *prov_exec_new(const char *path, int64_t timeout_ms, const char *env);
 
 #endif

@@ -2,6 +2,7 @@
 #include "sys/fs.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -39,4 +40,23 @@ int fs_mkdirs(const char *path, mode_t mode)
         *p = '/';
     }
     return one(buf, mode);
+}
+
+static int private_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)ftw;
+    if (type != FTW_F && type != FTW_D && type != FTW_DP)
+        return 0;                     /* links, sockets and the like keep theirs */
+    mode_t want = st->st_mode & 0700; /* the owner's bits only */
+    if ((st->st_mode & 07777) == want)
+        return 0;
+    return chmod(path, want) == 0 ? 0 : -1;
+}
+
+int fs_make_private(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    return nftw(path, private_one, 16, FTW_PHYS);
 }

@@ -10,4 +10,11 @@
  * but is not a directory, ENAMETOOLONG, or mkdir's own). */
 int fs_mkdirs(const char *path, mode_t mode);
 
+/* Makes the tree at path private to its owner, as a data directory must
+ * be (it holds the catalog with every DSN, the shard files, the records
+ * and keys): directories and regular files lose every group and other
+ * bit (0700 and 0600 for what the server makes). Symbolic links are not followed. A
+ * missing path is fine. 0, or -1 with errno set. */
+int fs_make_private(const char *path);
+
 #endif

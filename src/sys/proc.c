@@ -84,7 +84,7 @@ static void spawn_attr(posix_spawnattr_t *a)
     posix_spawnattr_setsigdefault(a, &dfl);
 }
 
-static int spawn_child(const char *path, run *r, errdetail *e)
+static int spawn_child(const char *path, char *const *env, run *r, errdetail *e)
 {
     int fds[3][2];
     if (make_pipes(fds) != 0) {
@@ -101,7 +101,7 @@ static int spawn_child(const char *path, run *r, errdetail *e)
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     spawn_attr(&attr);
     char *argv[] = {(char *)path, NULL};
-    int se = posix_spawn(&r->pid, path, &fa, &attr, argv, environ);
+    int se = posix_spawn(&r->pid, path, &fa, &attr, argv, env ? env : environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (se != 0) {
@@ -284,7 +284,7 @@ int proc_run(const proc_spec *spec, proc_result *out, errdetail *e)
     run r = {.in_fd = -1, .input = spec->input, .input_len = spec->input ? spec->input_len : 0};
     r.out = (capture){.fd = -1, .cap = cap};
     r.err = (capture){.fd = -1, .cap = cap};
-    int rc = spawn_child(spec->path, &r, e);
+    int rc = spawn_child(spec->path, spec->env, &r, e);
     if (rc < 0)
         return rc;
     run_io(&r, spec->timeout_ms, spec->clock);
@@ -308,4 +308,74 @@ void proc_result_free(proc_result *r)
 bool proc_result_ok(const proc_result *r)
 {
     return !r->timed_out && !r->lost && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+}
+
+/* Appends s (copied) to *v of *n; false when out of memory. */
+static bool env_push(char ***v, size_t *n, const char *s, size_t len)
+{
+    char **g = realloc(*v, (*n + 2) * sizeof(**v));
+    if (!g)
+        return false;
+    *v = g;
+    if (!(g[*n] = strndup(s, len)))
+        return false;
+    g[++*n] = NULL;
+    return true;
+}
+
+/* NAME=value of the caller's environment, or NULL. */
+static const char *env_entry(const char *name, size_t n)
+{
+    for (char **p = environ; p && *p; p++)
+        if (strncmp(*p, name, n) == 0 && (*p)[n] == '=')
+            return *p;
+    return NULL;
+}
+
+/* Whether the comma-separated list names name (as NAME or NAME=...). */
+static bool named(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list ? list : ""; *p;) {
+        if (strncmp(p, name, n) == 0 && (p[n] == '=' || p[n] == ',' || !p[n]))
+            return true;
+        p += strcspn(p, ",");
+        if (*p)
+            p++;
+    }
+    return false;
+}
+
+char **proc_env_new(const char *extra)
+{
+    static const char *const base[] = {"PATH", "HOME", "LANG", NULL};
+    char **v = calloc(1, sizeof(*v));
+    size_t n = 0;
+    if (!v)
+        return NULL;
+    for (size_t i = 0; base[i]; i++) {
+        const char *have = env_entry(base[i], strlen(base[i]));
+        if (have && !named(extra, base[i]) && !env_push(&v, &n, have, strlen(have)))
+            goto oom;
+    }
+    for (const char *p = extra ? extra : ""; *p;) {
+        size_t len = strcspn(p, ","), k = strcspn(p, "=,");
+        const char *have = k < len ? p : env_entry(p, k);
+        if (have && !env_push(&v, &n, have, k < len ? len : strlen(have)))
+            goto oom;
+        p += len;
+        if (*p)
+            p++;
+    }
+    return v;
+oom:
+    proc_env_free(v);
+    return NULL;
+}
+
+void proc_env_free(char **env)
+{
+    for (char **p = env; p && *p; p++)
+        free(*p);
+    free(env);
 }

@@ -36,6 +36,7 @@ typedef struct proc_spec {
     size_t output_cap;     /* bytes kept of each of stdout and stderr; 0: the default */
     int64_t timeout_ms;    /* from the start to the exit, at most */
     const sysclock *clock; /* the deadline's monotonic time; NULL: the real clock */
+    char *const *env;      /* the child's environment (NULL-terminated); NULL: the caller's */
 } proc_spec;
 
 /* What the program wrote on one stream. */
@@ -57,6 +58,15 @@ typedef struct proc_result {
  * not be started (e says why; *out holds nothing). */
 int proc_run(const proc_spec *spec, proc_result *out, errdetail *e);
 void proc_result_free(proc_result *r);
+
+/* An environment for a child that must not see the server's secrets:
+ * PATH, HOME and LANG from the caller's environment (those set), then each
+ * item of extra (comma-separated; NAME=value as given, NAME from the
+ * caller's environment when set there; an item naming PATH, HOME or LANG
+ * replaces the caller's). NULL-terminated, malloc'd: free it
+ * with proc_env_free. NULL when out of memory. */
+char **proc_env_new(const char *extra);
+void proc_env_free(char **env);
 
 /* Whether it exited with status 0. */
 bool proc_result_ok(const proc_result *r);

@@ -289,7 +289,8 @@ def test_dsn_passwords_only_for_admin_and_own_tenant(secured):
                      "/api/shard/acme:pinned"):
             r = call(base, "GET", path, None, k[who])
             assert "s3cret-pw" not in r.text, (who, path, r.text)
-    assert "s3cret-pw" in call(base, "GET", "/v1/shards/pgshard", None, k[ADMIN]).text
+    assert "s3cret-pw" not in call(base, "GET", "/v1/shards/pgshard", None, k[ADMIN]).text
+    assert "s3cret-pw" in call(base, "GET", "/v1/shards/pgshard?reveal=true", None, k[ADMIN]).text
     r = call(base, "GET", "/api/shard/acme:pinned", None, k[T_IN])
     assert r.status_code == 200 and "s3cret-pw" in r.json()["connectionString"], r.text
     rows = call(base, "GET", "/v1/audit?action=credential.reveal", None, k[ADMIN]).json()

@@ -947,7 +947,7 @@ def test_backup_replaces_file_and_never_leaves_partial_files(citrus, tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     new = tmp_path / "new.backup"
     fails(cli("backup", "-o", new, "--endpoint", url), 1,
-          rf"backup: {re.escape(url)}/v1/snapshot: .*[Cc]onnect.*\n")
+          rf"backup: {re.escape(url)}/v1/snapshot\?reveal=true: .*[Cc]onnect.*\n")
     assert not new.exists() and not os.path.exists(str(new) + ".tmp")
     fails(cli("backup", "-o", f, "--endpoint", url), 1, r"backup: .*[Cc]onnect.*\n")
     assert open(f, "rb").read() == good and not os.path.exists(str(f) + ".tmp")

@@ -311,6 +311,45 @@ static void tls_and_mtls_subjects(void **state)
     }
 }
 
+static void dsn_rules_and_exec_env(void **state)
+{
+    citrus_config c;
+    errdetail err;
+    config_defaults(&c);
+    const char *text = "{\"shards\": {\"tls_dir\": \"/etc/citrus/tls\", "
+                       "\"socket_dirs\": [\"/var/run/postgresql\"], "
+                       "\"allowed_hosts\": [\"10.0.0.0/8\", \"db.example.com\"]}, "
+                       "\"provisioner\": {\"exec\": {\"env\": {\"A\": \"1\", "
+                       "\"B_2\": \"x=y\"}}}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), 0);
+    assert_int_equal(config_validate(&c, &err), 0);
+    assert_string_equal(c.shards_tls_dir, "/etc/citrus/tls");
+    assert_string_equal(c.shards_socket_dirs, "/var/run/postgresql");
+    assert_string_equal(c.shards_allowed_hosts, "10.0.0.0/8,db.example.com");
+    assert_string_equal(c.prov_exec_env, "A=1,B_2=x=y");
+    text = "{\"provisioner\": {\"exec\": {\"env\": [\"KEEP\", \"C=3\"]}}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), 0);
+    assert_string_equal(c.prov_exec_env, "KEEP,C=3");
+    static const char *const bad[][3] = {
+        {"shards-allowed-hosts", "10.0.0.0/33", "shards.allowed_hosts"},
+        {"shards-allowed-hosts", "a b", "shards.allowed_hosts"},
+        {"shards-socket-dirs", "relative/dir", "shards.socket_dirs"},
+        {"shards-tls-dir", "tls", "shards.tls_dir"},
+        {"provisioner-exec-env", "1BAD", "provisioner.exec.env"},
+        {"provisioner-exec-env", "A-B=1", "provisioner.exec.env"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        config_defaults(&c);
+        assert_int_equal(config_set_flag(&c, bad[i][0], bad[i][1], &err), 0);
+        assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL);
+        if (!strstr(err.message, bad[i][2]))
+            fail_msg("%s=%s: '%s' does not name %s", bad[i][0], bad[i][1], err.message, bad[i][2]);
+    }
+    config_defaults(&c);
+    text = "{\"provisioner\": {\"exec\": {\"env\": {\"A\": 1}}}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), CITRUS_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +362,7 @@ int main(void)
         cmocka_unit_test(cluster_nodes_and_etcd),
         cmocka_unit_test(cluster_bad_inputs),
         cmocka_unit_test(tls_and_mtls_subjects),
+        cmocka_unit_test(dsn_rules_and_exec_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

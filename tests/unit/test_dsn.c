@@ -239,13 +239,126 @@ static void redaction(void **state)
     assert_null(dsn_redact(NULL));
 }
 
+static void redaction_quoted_password(void **state)
+{
+    redacts("host=h password='p@ss:w/rd?#1' dbname=d", "host=h password=*** dbname=d");
+    redacts("postgresql://u:p%40ss%3Aw%2Frd%3F%231@h/db", "postgresql://u:***@h/db");
+}
+
+/* dsn_check with policy p: 0, or the message contains why. */
+static void checks(const char *dsn, const dsn_policy *p, const char *why)
+{
+    errdetail e;
+    errdetail_clear(&e);
+    int rc = dsn_check(dsn, p, &e);
+    if (!why && rc != 0)
+        fail_msg("%s: refused: %s", dsn, e.message);
+    if (why && (rc != CITRUS_EINVAL || !strstr(e.message, why)))
+        fail_msg("%s: rc %d '%s', want '%s'", dsn, rc, e.message, why);
+}
+
+static void allow_list(void **state)
+{
+    const dsn_policy none = {0};
+    const char *good[] = {
+        "postgres://u:p@10.0.0.1:5432/app?sslmode=require&connect_timeout=5",
+        "host=db.example.com port=5432 dbname=app user=u password='x y'",
+        "postgres://h1,h2:5433/app?target_session_attrs=read-write&application_name=c",
+        "host=h keepalives=1 keepalives_idle=5 keepalives_interval=5 keepalives_count=3",
+        "hostaddr=10.1.2.3 dbname=x",
+        "postgres:///app?host=10.0.0.9",
+        "postgres://[::1]:5432/app",
+        "sqlite:///tmp/x.db", /* not PostgreSQL: no options */
+    };
+    for (size_t i = 0; i < N(good); i++)
+        checks(good[i], &none, NULL);
+    checks("host=h passfile=/etc/shadow", &none, "'passfile' is not allowed");
+    checks("postgres://h/db?passfile=/etc/shadow", &none, "'passfile' is not allowed");
+    checks("host=h service=prod", &none, "'service' is not allowed");
+    checks("postgres://h/db?servicefile=/x", &none, "'servicefile' is not allowed");
+    checks("host=h options='-c x=y'", &none, "'options' is not allowed");
+    checks("host=h sslpassword=x", &none, "'sslpassword' is not allowed");
+    checks("host=/var/run/postgresql dbname=x", &none, "Unix socket");
+    checks("host=h,/tmp dbname=x", &none, "Unix socket");
+    checks("host=@abstract dbname=x", &none, "Unix socket");
+    checks("postgres://%2Fvar%2Frun%2Fpostgresql/app", &none, "Unix socket");
+    checks("postgres://?host=/tmp&dbname=app", &none, "Unix socket");
+    checks("postgres:///app", &none, "names no host");
+    checks("dbname=app user=u", &none, "names no host");
+    checks("host=h sslkey=/etc/ssl/k.pem", &none, "no shards.tls_dir");
+    const dsn_policy pol = {.tls_dir = "/etc/citrus/tls/",
+                            .socket_dirs = "/var/run/postgresql,/tmp/pg",
+                            .allowed_hosts = "10.0.0.0/8,fd00::/8,db.example.com,.corp.test"};
+    checks("host=/var/run/postgresql dbname=x", &pol, NULL);
+    checks("postgres://%2Ftmp%2Fpg/app", &pol, NULL);
+    checks("host=/var/run/postgresql/../../etc dbname=x", &pol, "Unix socket");
+    checks("host=/var/run dbname=x", &pol, "Unix socket");
+    checks("host=10.2.3.4 sslmode=verify-full sslrootcert=/etc/citrus/tls/ca.pem "
+           "sslcert=/etc/citrus/tls/c.pem sslkey=/etc/citrus/tls/c.key",
+           &pol, NULL);
+    checks("host=10.2.3.4 sslkey=/etc/citrus/tls/../../shadow", &pol, "under shards.tls_dir");
+    checks("host=10.2.3.4 sslkey=/etc/citrus/tlsx/k", &pol, "under shards.tls_dir");
+    checks("host=10.2.3.4 sslkey=k.pem", &pol, "under shards.tls_dir");
+    checks("host=db.example.com", &pol, NULL);
+    checks("host=DB.Example.com", &pol, NULL);
+    checks("host=a.corp.test", &pol, NULL);
+    checks("postgres://[fd00::5]/app", &pol, NULL);
+    checks("host=11.0.0.1", &pol, "'11.0.0.1' is not in shards.allowed_hosts");
+    checks("host=evil.example.com", &pol, "not in shards.allowed_hosts");
+    checks("host=corp.test.evil", &pol, "not in shards.allowed_hosts");
+    checks("host=10.0.0.1,169.254.169.254", &pol, "169.254.169.254");
+    checks("postgres://[::1]/app", &pol, "not in shards.allowed_hosts");
+    /* hostaddr is where libpq connects: it is the one checked */
+    checks("host=db.example.com hostaddr=127.0.0.1", &pol, "hostaddr '127.0.0.1'");
+    checks("host=elsewhere hostaddr=10.9.9.9", &pol, NULL);
+    /* allowed_hosts lists */
+    errdetail e;
+    assert_int_equal(dsn_policy_hosts_check("10.0.0.0/8,::1,db-1.x,.corp", &e), 0);
+    assert_int_equal(dsn_policy_hosts_check("10.0.0.0/33", &e), CITRUS_EINVAL);
+    assert_int_equal(dsn_policy_hosts_check("a b", &e), CITRUS_EINVAL);
+    assert_int_equal(dsn_policy_hosts_check("x/8", &e), CITRUS_EINVAL);
+}
+
+static void redacts_text(const char *in, const char *want)
+{
+    char *got = dsn_redact_text(in);
+    assert_non_null(got);
+    if (strcmp(got, want) != 0)
+        fail_msg("redact_text(%s) = '%s', want '%s'", in, got, want);
+    free(got);
+}
+
+static void text_redaction(void **state)
+{
+    redacts_text("connect postgres://admin:s3cret@db:5432/x failed",
+                 "connect postgres://admin:***@db:5432/x failed");
+    redacts_text("uri=postgresql://a:p@ss/w@h/db?password=q end",
+                 "uri=postgresql://a:***@h/db?password=*** end");
+    redacts_text("host=h password='p@ss:w/rd?#1' dbname=d", "host=h password=*** dbname=d");
+    redacts_text("PGPASSWORD=hunter2 API_TOKEN: abc.def x", "PGPASSWORD=*** API_TOKEN: *** x");
+    redacts_text("{\"client_secret\": \"zz\"}", "{\"client_secret\": \"***\"}");
+    redacts_text("{\"dsn\":\"postgresql://u:pw@h/db\",\"password\":\"a\\\"b\"}",
+                 "{\"dsn\":\"postgresql://u:***@h/db\",\"password\":\"***\"}");
+    redacts_text("nothing here, user=bob", "nothing here, user=bob");
+    redacts_text("postgres://h/db", "postgres://h/db");
+    redacts_text("", "");
+    assert_null(dsn_redact_text(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(sqlite_good),       cmocka_unit_test(sqlite_bad),
-        cmocka_unit_test(postgres_uri_good), cmocka_unit_test(postgres_uri_bad),
-        cmocka_unit_test(conninfo_good),     cmocka_unit_test(conninfo_bad),
-        cmocka_unit_test(unknown_forms),     cmocka_unit_test(redaction),
+        cmocka_unit_test(sqlite_good),
+        cmocka_unit_test(sqlite_bad),
+        cmocka_unit_test(postgres_uri_good),
+        cmocka_unit_test(postgres_uri_bad),
+        cmocka_unit_test(conninfo_good),
+        cmocka_unit_test(conninfo_bad),
+        cmocka_unit_test(unknown_forms),
+        cmocka_unit_test(redaction),
+        cmocka_unit_test(redaction_quoted_password),
+        cmocka_unit_test(allow_list),
+        cmocka_unit_test(text_redaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -228,6 +228,39 @@ static int group_teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* proc_env_new: PATH, HOME, LANG and the extras, nothing else of ours. */
+static void the_child_gets_only_its_environment(void **state)
+{
+    setenv("CITRUS_SECRET_FOR_TEST", "s3cret", 1);
+    setenv("KEEP_FOR_TEST", "kept", 1);
+    unsetenv("UNSET_FOR_TEST");
+    char **env = proc_env_new("KEEP_FOR_TEST,FIXED_FOR_TEST=a=b,UNSET_FOR_TEST,HOME=/nowhere");
+    assert_non_null(env);
+    char path[256];
+    errdetail e = {0};
+    script("env.sh", "env\n", path, sizeof(path));
+    proc_spec spec = {.path = path, .timeout_ms = 10000, .env = env};
+    proc_result r;
+    if (proc_run(&spec, &r, &e) != 0)
+        fail_msg("proc_run: %s", e.message);
+    proc_env_free(env);
+    assert_true(proc_result_ok(&r));
+    assert_non_null(r.out.buf);
+    assert_null(strstr(r.out.buf, "CITRUS_SECRET_FOR_TEST"));
+    assert_null(strstr(r.out.buf, "s3cret"));
+    assert_null(strstr(r.out.buf, "UNSET_FOR_TEST"));
+    assert_non_null(strstr(r.out.buf, "KEEP_FOR_TEST=kept\n"));
+    assert_non_null(strstr(r.out.buf, "FIXED_FOR_TEST=a=b\n"));
+    assert_non_null(strstr(r.out.buf, "PATH="));
+    const char *home = strstr(r.out.buf, "HOME=");
+    assert_non_null(home); /* once, as the list says */
+    assert_true(strncmp(home, "HOME=/nowhere\n", 14) == 0);
+    assert_null(strstr(home + 1, "HOME="));
+    proc_result_free(&r);
+    unsetenv("CITRUS_SECRET_FOR_TEST");
+    unsetenv("KEEP_FOR_TEST");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +272,7 @@ int main(void)
         cmocka_unit_test(descriptors_are_not_inherited),
         cmocka_unit_test(the_deadline_kills_the_group),
         cmocka_unit_test(the_deadline_reads_the_given_clock),
+        cmocka_unit_test(the_child_gets_only_its_environment),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -466,7 +466,7 @@ static provisioner *exec_script(const char *name, const char *body, int timeout_
 {
     char path[512];
     script(name, body, path, sizeof(path));
-    provisioner *p = prov_exec_new(path, timeout_ms);
+    provisioner *p = prov_exec_new(path, timeout_ms, NULL);
     assert_non_null(p);
     return p;
 }
@@ -540,7 +540,7 @@ static void test_exec_failure(void **state)
     assert_null(r.dsn);
     p->free(p);
 
-    p = prov_exec_new("/nonexistent/provisioner", 10000);
+    p = prov_exec_new("/nonexistent/provisioner", 10000, NULL);
     assert_non_null(p);
     assert_int_equal(provision(p, "s1", &r, &e), CITRUS_EIO);
     assert_int_equal(e.code, CITRUS_EIO);
