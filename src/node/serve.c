@@ -128,7 +128,8 @@ static int open_embedded(const citrus_config *cfg, store **st)
         return CITRUS_EIO;
     }
     snprintf(path, sizeof(path), "%s/catalog.db", cfg->data_dir);
-    store_sqlite_options so = {.path = path, .history_keep = cfg->history_keep};
+    store_sqlite_options so = {
+        .path = path, .history_keep = cfg->history_keep, .quota_bytes = cfg->quota_bytes};
     int rc = store_sqlite_open(&so, st, &err);
     if (rc < 0)
         fprintf(stderr, "citrus: cannot open catalog store %s: %s\n", path, err.message);
@@ -247,6 +248,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     int exit_code = 1;
     app a = {.st = st,
              .max_value_bytes = (size_t)cfg.max_value_bytes,
+             .max_response_bytes = (size_t)cfg.max_response_bytes,
              .node_id = cfg.node_id,
              .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000};
     http_server *srv = NULL, *rsrv = NULL;
