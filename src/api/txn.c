@@ -327,8 +327,12 @@ static int parse(txn_parse *p, json_t *body)
         (rc = parse_list(p, body, "success", &p->nsucc, NULL, p->succ)) < 0 ||
         (rc = parse_list(p, body, "failure", &p->nfail, NULL, p->fail)) < 0)
         return rc;
-    p->txn = (kv_txn){p->cmps,  p->ncmp,  p->succ,
-                      p->nsucc, p->fail, p->nfail,
+    p->txn = (kv_txn){p->cmps,
+                      p->ncmp,
+                      p->succ,
+                      p->nsucc,
+                      p->fail,
+                      p->nfail,
                       p->a->max_response_bytes}; /* past it: 413, nothing applied */
     return 0;
 }

@@ -160,8 +160,8 @@ static int augment(api_write *w, const kv_txn *txn)
     if (txn->nfailure)
         memcpy(f, txn->failure, txn->nfailure * sizeof(*f));
     f[txn->nfailure] = mark;
-    w->txn = (kv_txn){txn->compares, txn->ncompares, s, txn->nsuccess + 1, f, txn->nfailure + 1,
-                      txn->max_get_bytes};
+    w->txn = (kv_txn){txn->compares,     txn->ncompares,    s, txn->nsuccess + 1, f,
+                      txn->nfailure + 1, txn->max_get_bytes};
     return 0;
 }
 

@@ -36,8 +36,8 @@ static void range_cut(const kv_range_req *req, kv_range_res *out)
     if (!req->max_bytes || !req->prefix || req->count_only || !out->items)
         return;
     for (size_t i = 0; i < out->count; i++) {
-        bytes += kv_entry_wire_size(strlen(out->items[i].key), out->items[i].value_len,
-                                    !req->keys_only);
+        bytes +=
+            kv_entry_wire_size(strlen(out->items[i].key), out->items[i].value_len, !req->keys_only);
         if (i && bytes > req->max_bytes) {
             for (size_t k = i; k < out->count; k++)
                 kv_entry_clear(&out->items[k]);

@@ -520,8 +520,8 @@ static bool print_maintenance(const json_t *j, long status, const void *ctx)
 
 static int kv_compact(client *c, const kv_args *a)
 {
-    json_t *body = a->revision ? json_pack("{s:I}", "revision", (json_int_t)a->revision)
-                               : json_object();
+    json_t *body =
+        a->revision ? json_pack("{s:I}", "revision", (json_int_t)a->revision) : json_object();
     int rc = cli_exchange_json(c, "POST", "/v1/maintenance/compact", body, a->cli.json,
                                print_maintenance, NULL);
     json_decref(body);

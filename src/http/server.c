@@ -353,8 +353,7 @@ int http_reply_raw(http_req *r, unsigned status, const char *content_type, const
     return queue(r, status, resp, content_type);
 }
 
-int http_reply_take(http_req *r, unsigned status, const char *content_type, char *data,
-                    size_t len)
+int http_reply_take(http_req *r, unsigned status, const char *content_type, char *data, size_t len)
 {
     struct MHD_Response *resp =
         data ? MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE) : NULL;

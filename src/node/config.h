@@ -34,7 +34,7 @@ typedef struct citrus_config {
     int64_t idle_timeout_s;
     int64_t max_header_bytes;
     int64_t max_body_bytes;
-    int64_t max_response_bytes; /* bound on a catalog answer (listings, txn gets, snapshot) */
+    int64_t max_response_bytes;     /* bound on a catalog answer (listings, txn gets, snapshot) */
     char tls_cert_file[CONFIG_STR]; /* server.tls: "" = plain HTTP */
     char tls_key_file[CONFIG_STR];
     char tls_client_ca_file[CONFIG_STR];

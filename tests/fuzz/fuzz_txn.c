@@ -124,8 +124,7 @@ int http_reply_raw(http_req *r, unsigned status, const char *content_type, const
     return 0;
 }
 
-int http_reply_take(http_req *r, unsigned status, const char *content_type, char *data,
-                    size_t len)
+int http_reply_take(http_req *r, unsigned status, const char *content_type, char *data, size_t len)
 {
     FUZZ_CHECK(r->replies == 0, "a second response (status %u)", status);
     free(data);
