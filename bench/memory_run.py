@@ -38,6 +38,8 @@ def req(method, url, body=None, ctype=None, timeout=300):
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+    except OSError as e:  # a timeout: reported, the run goes on
+        return 0, str(e).encode()
 
 
 def rss_kb(pid, field):
@@ -156,8 +158,10 @@ def main():
         reads_s = time.time() - t0
         after_reads = rss_kb(p.pid, "VmHWM")
         st, _ = req("DELETE", url + "/v1/kv/bench/mem/?prefix=true")
-        assert st == 200
-        watch(url, out)
+        if st == 200:
+            watch(url, out)
+        else:
+            out["watch"] = f"not run: the delete answered {st}"
         peak = rss_kb(p.pid, "VmHWM")
         print(json.dumps({
             "binary": os.path.abspath(a.bin), "values": a.values, "extra": a.extra,
