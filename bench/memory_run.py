@@ -173,7 +173,11 @@ def main():
             "answers": out}, indent=2))
     finally:
         p.terminate()
-        p.wait(20)
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:  # an old build still busy with the txn
+            p.kill()
+            p.wait()
         shutil.rmtree(data, ignore_errors=True)
 
 
