@@ -18,6 +18,9 @@
 typedef struct app {
     store *st;              /* borrowed */
     size_t max_value_bytes; /* values over this are refused with value_too_large */
+    /* bound on a catalog answer (server.max_response_bytes; 0: none): listings
+     * stop at it, txn gets and snapshots past it are 413, watch replays page */
+    size_t max_response_bytes;
     const char *node_id;
     int64_t max_watch_timeout_ms; /* cap on a long poll's ?timeout */
     session *sess;                /* this node's session; NULL until started */
@@ -92,6 +95,11 @@ int app_consistency(http_req *r, reader_level def, reader_level *level);
  * replied (503 stale says how old the copy is) and returns the error. */
 int app_read(app *a, http_req *r, reader_level level, const kv_range_req *req, kv_range_res *out,
              reader_info *info);
+
+/* The store's quota as /health/ready and the maintenance routes show it:
+ * {"alarms":["NOSPACE"]|[],"db_size","db_size_in_use","quota_bytes"}
+ * (api/maintenance.c). */
+json_t *api_quota_json(const store_status *st);
 
 /* The route table served by citrus server / citrus dev. */
 extern const http_route api_routes[];

@@ -26,6 +26,8 @@ static const struct {
     {"POST", "/v1/leases/{id}/keepalive", "lease.keepalive"},
     {"DELETE", "/v1/leases/{id}", "lease.revoke"},
     {"GET", "/v1/snapshot", "snapshot.read"}, /* every DSN with its password */
+    {"POST", "/v1/maintenance/compact", "catalog.compact"},
+    {"POST", "/v1/maintenance/defrag", "catalog.defrag"},
     {"POST", "/v1/shards", "shard.create"},
     {"PATCH", "/v1/shards/{id}", "shard.update"},
     {"DELETE", "/v1/shards/{id}", "shard.delete"},

@@ -24,6 +24,9 @@ int api_metrics(http_req *r, void *app);
 int api_cluster(http_req *r, void *app);
 /* snapshot.c */
 int api_snapshot(http_req *r, void *app);
+/* maintenance.c */
+int api_maintenance_compact(http_req *r, void *app);
+int api_maintenance_defrag(http_req *r, void *app);
 
 /* shards.c */
 int api_shards_create(http_req *r, void *app);

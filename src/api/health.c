@@ -80,6 +80,13 @@ int api_health_ready(http_req *r, void *ctx)
                   a->node_id, "catalog", catalog, "cache", copy, "registered", registered);
     json_object_set_new(body, "auth", json_string(a->auth_modes ? a->auth_modes : "none"));
     add_catalog_corrupt(a, body);
+    /* The store quota's alarm: reads, deletes and routing go on, so the
+     * node stays ready; writes are 507 no_space (docs/security.md). */
+    if (rc == 0) {
+        json_t *q = api_quota_json(&st);
+        json_object_set(body, "alarms", json_object_get(q, "alarms"));
+        json_object_set_new(body, "quota", q);
+    }
     if (a->router) /* the router keeps routing from its copy while the catalog is down */
         json_object_set_new(body, "routing",
                             json_string(reader_catalog_down(a->rd) ? "cached" : "live"));

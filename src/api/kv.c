@@ -38,20 +38,27 @@ static int get_prefix(http_req *r, app *a, const char *key, reader_level level)
     const char *after = http_req_query(r, "after");
     if (after && kvreq_check_key(r, after, true) < 0)
         return CITRUS_EBADKEY;
+    /* ... and at most server.max_response_bytes: "more" again */
     kv_range_req req = {.key = key,
                         .prefix = true,
                         .after = after,
                         .limit = (size_t)limit,
                         .keys_only = keys_only,
-                        .count_only = count_only};
+                        .count_only = count_only,
+                        .max_bytes = a->max_response_bytes};
     kv_range_res res;
     int rc = app_read(a, r, level, &req, &res, NULL);
     if (rc < 0)
         return rc;
+    if (!count_only) { /* written straight into the answer: no tree, no second copy */
+        size_t len = 0;
+        char *text = kvjson_range_dump(&res, !keys_only, &len);
+        kv_range_res_free(&res);
+        return http_reply_take(r, 200, "application/json", text, len);
+    }
     /* count_only: every key under the prefix (after `after`), limit aside */
-    json_t *body = count_only ? json_pack("{s:I,s:I}", "revision", (json_int_t)res.revision,
-                                          "count", (json_int_t)res.count)
-                              : kvjson_range_encode(&res, !keys_only);
+    json_t *body = json_pack("{s:I,s:I}", "revision", (json_int_t)res.revision, "count",
+                             (json_int_t)res.count);
     kv_range_res_free(&res);
     return http_reply_json(r, 200, body);
 }

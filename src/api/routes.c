@@ -22,6 +22,8 @@ const http_route api_routes[] = {
      "kv-body"},
     {"DELETE", "/v1/leases/{id}", api_lease_revoke, ROUTE_BODY_NONE, ADMIN, NULL},
     {"GET", "/v1/snapshot", api_snapshot, ROUTE_BODY_NONE, ADMIN, NULL},
+    {"POST", "/v1/maintenance/compact", api_maintenance_compact, ROUTE_BODY_JSON, ADMIN, NULL},
+    {"POST", "/v1/maintenance/defrag", api_maintenance_defrag, ROUTE_BODY_JSON, ADMIN, NULL},
     {"GET", "/v1/cluster", api_cluster, ROUTE_BODY_NONE, READER, NULL},
     {"POST", "/v1/shards", api_shards_create, ROUTE_BODY_JSON, ADMIN, NULL},
     {"GET", "/v1/shards", api_shards_list, ROUTE_BODY_NONE, READER, NULL},

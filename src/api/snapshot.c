@@ -49,7 +49,13 @@ int api_snapshot(http_req *r, void *ctx)
     if (rc < 0)
         return rc;
     kv_snapshot snap;
-    rc = store_snapshot(a->st, &snap);
+    /* bounded: the store stops reading at server.max_response_bytes */
+    rc = store_snapshot_bounded(a->st, a->max_response_bytes, &snap);
+    if (rc == CITRUS_ERESPTOOBIG)
+        return http_reply_errorf(r, rc,
+                                 "the catalog's snapshot passes server.max_response_bytes (%zu); "
+                                 "raise it for the backup, or compact and delete first",
+                                 a->max_response_bytes);
     if (rc < 0)
         return kvreq_reply_store_error(r, rc);
     for (size_t i = 0; !reveal && i < snap.count; i++) {
@@ -62,7 +68,8 @@ int api_snapshot(http_req *r, void *ctx)
     }
     if (reveal)
         api_note_reveal(r, "");
-    json_t *body = kvjson_snapshot_encode(&snap);
+    size_t len = 0;
+    char *text = kvjson_snapshot_dump(&snap, &len); /* one copy, values freed as written */
     kv_snapshot_free(&snap);
-    return http_reply_json(r, 200, body);
+    return http_reply_take(r, 200, "application/json", text, len);
 }

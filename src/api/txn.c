@@ -4,6 +4,7 @@
  *        "success":[op...], "failure":[op...]}
  * op:   {"op":"put","key","value"|"value_b64","lease"} | {"op":"delete","key","prefix"}
  *     | {"op":"get","key","prefix","limit","after","keys_only"} */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -283,6 +284,13 @@ static void txn_done(api_write *w, http_req *r, int rc)
     kv_txn_res *res = &w->res;
     if (rc == CITRUS_EINVAL) {
         api_write_fail(w, r, rc, "a txn branch may not write the same key twice", NULL);
+    } else if (rc == CITRUS_ERESPTOOBIG) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "the gets would answer more than server.max_response_bytes (%zu); nothing was "
+                 "applied: read with limit/after or GET ?prefix pages",
+                 p->a->max_response_bytes);
+        api_write_fail(w, r, rc, msg, NULL);
     } else if (rc < 0) {
         api_write_fail(w, r, rc, NULL, NULL);
     } else {
@@ -319,7 +327,13 @@ static int parse(txn_parse *p, json_t *body)
         (rc = parse_list(p, body, "success", &p->nsucc, NULL, p->succ)) < 0 ||
         (rc = parse_list(p, body, "failure", &p->nfail, NULL, p->fail)) < 0)
         return rc;
-    p->txn = (kv_txn){p->cmps, p->ncmp, p->succ, p->nsucc, p->fail, p->nfail};
+    p->txn = (kv_txn){p->cmps,
+                      p->ncmp,
+                      p->succ,
+                      p->nsucc,
+                      p->fail,
+                      p->nfail,
+                      p->a->max_response_bytes}; /* past it: 413, nothing applied */
     return 0;
 }
 

@@ -51,6 +51,7 @@ typedef struct waiter {
     bool suspended, woken; /* long poll */
     int err;
     json_t *events; /* long poll */
+    size_t bytes;   /* long poll: the events' size; SSE: the unsent backlog's */
     int64_t last_rev;
     bool capped;
     sse_chunk *head, *tail; /* SSE */
@@ -331,16 +332,33 @@ static int parse_timeout(const char *s, int64_t *ms)
 
 /* ---------------- long poll ---------------- */
 
+/* What n events cost in an answer (kv_entry_wire_size, and their type). */
+static size_t events_size(const kv_event *events, size_t n)
+{
+    size_t b = 0;
+    for (size_t i = 0; i < n; i++)
+        b += kv_entry_wire_size(strlen(events[i].kv.key), events[i].kv.value_len,
+                                events[i].type == KV_EVENT_PUT) +
+             16;
+    return b;
+}
+
 static void poll_cb(void *ctx, const kv_event *events, size_t n, int err)
 {
     waiter *w = ctx;
     pthread_mutex_lock(&w->mu);
+    size_t sz = err || w->capped ? 0 : events_size(events, n);
+    size_t max = w->a->max_response_bytes;
     if (err) {
         w->err = err;
     } else if (!w->capped) {
-        if (json_array_size(w->events) + n > POLL_MAX_EVENTS && json_array_size(w->events) > 0) {
-            w->capped = true; /* whole revisions only: the caller polls again */
+        /* A page holds whole revisions, at most POLL_MAX_EVENTS events and
+         * server.max_response_bytes (a replay of big values pages too). */
+        if ((json_array_size(w->events) + n > POLL_MAX_EVENTS || (max && w->bytes + sz > max)) &&
+            json_array_size(w->events) > 0) {
+            w->capped = true; /* the caller polls again from revision + 1 */
         } else {
+            w->bytes += sz;
             for (size_t i = 0; i < n; i++)
                 json_array_append_new(w->events, kvjson_event_encode(&events[i]));
             if (n)
@@ -393,6 +411,7 @@ static void sse_push(waiter *w, const char *data, size_t len)
     c->len = len;
     c->off = 0;
     memcpy(c->data, data, len);
+    w->bytes += len;
     if (w->tail)
         w->tail->next = c;
     else
@@ -414,7 +433,17 @@ static void sse_cb(void *ctx, const kv_event *events, size_t n, int err)
         sse_push(w, msg, (size_t)len);
         w->ended = true;
     }
-    for (size_t i = 0; i < n; i++) {
+    size_t max = w->a->max_response_bytes;
+    if (!w->ended && max && w->bytes > max) {
+        /* A replay faster than the client reads: the backlog is bounded. The
+         * client resumes from its Last-Event-ID (a page, as a long poll). */
+        static const char msg[] =
+            "event: error\ndata: {\"error\":{\"code\":\"response_too_large\",\"message\":"
+            "\"unsent events passed server.max_response_bytes; resume with Last-Event-ID\"}}\n\n";
+        sse_push(w, msg, sizeof(msg) - 1);
+        w->ended = true;
+    }
+    for (size_t i = 0; !w->ended && i < n; i++) {
         json_t *ev = kvjson_event_encode(&events[i]);
         char *text = json_dumps(ev, JSON_COMPACT);
         json_decref(ev);
@@ -446,6 +475,7 @@ static long sse_read(void *ctx, char *buf, size_t max)
         memcpy(buf + out, c->data + c->off, take);
         out += take;
         c->off += take;
+        w->bytes -= take;
         if (c->off == c->len) {
             w->head = c->next;
             if (!w->head)

@@ -118,7 +118,7 @@ static int reserve(api_write *w, http_req *r, app *a)
                  .value_len = strlen(pending),
                  .lease = w->lease};
     kv_op get = {.type = KV_OP_GET, .key = w->record};
-    kv_txn txn = {&absent, 1, &put, 1, &get, 1};
+    kv_txn txn = {&absent, 1, &put, 1, &get, 1, 0};
     kv_txn_res res;
     rc = store_txn(a->st, &txn, &res);
     free(pending);
@@ -160,7 +160,8 @@ static int augment(api_write *w, const kv_txn *txn)
     if (txn->nfailure)
         memcpy(f, txn->failure, txn->nfailure * sizeof(*f));
     f[txn->nfailure] = mark;
-    w->txn = (kv_txn){txn->compares, txn->ncompares, s, txn->nsuccess + 1, f, txn->nfailure + 1};
+    w->txn = (kv_txn){txn->compares,     txn->ncompares,    s, txn->nsuccess + 1, f,
+                      txn->nfailure + 1, txn->max_get_bytes};
     return 0;
 }
 

@@ -188,7 +188,7 @@ static const struct {
     {"too many operations in txn request", CITRUS_ETOOMANY, false},
     {"no leader", CITRUS_EUNAVAILABLE, false},
     {"too many requests", CITRUS_EUNAVAILABLE, false},
-    {"database space exceeded", CITRUS_EUNAVAILABLE, false},
+    {"database space exceeded", CITRUS_ENOSPACE, false}, /* etcd's NOSPACE alarm */
     {"not capable", CITRUS_EUNAVAILABLE, false},
     {"request timed out", CITRUS_EUNAVAILABLE, true},
     {"context deadline exceeded", CITRUS_EUNAVAILABLE, true},

@@ -28,10 +28,32 @@ static int count_op(const char *op, int rc)
     return rc;
 }
 
+/* kv_range_req.max_bytes for a backend that cannot stop early (etcd
+ * answers a page whole): cuts the items past the bound. */
+static void range_cut(const kv_range_req *req, kv_range_res *out)
+{
+    size_t bytes = 0;
+    if (!req->max_bytes || !req->prefix || req->count_only || !out->items)
+        return;
+    for (size_t i = 0; i < out->count; i++) {
+        bytes +=
+            kv_entry_wire_size(strlen(out->items[i].key), out->items[i].value_len, !req->keys_only);
+        if (i && bytes > req->max_bytes) {
+            for (size_t k = i; k < out->count; k++)
+                kv_entry_clear(&out->items[k]);
+            out->count = i;
+            out->more = true;
+        }
+    }
+}
+
 int store_range(store *s, const kv_range_req *req, kv_range_res *out)
 {
     memset(out, 0, sizeof(*out));
-    return count_op("range", s->ops->range(s, req, out));
+    int rc = s->ops->range(s, req, out);
+    if (rc == 0)
+        range_cut(req, out);
+    return count_op("range", rc);
 }
 
 /* True when the write a touches a key that the write b also touches. */
@@ -106,26 +128,58 @@ static int check_txn(const kv_txn *txn)
     return rc < 0 ? rc : check_branch(txn->failure, txn->nfailure);
 }
 
+static bool txn_writes(const kv_txn *t)
+{
+    for (size_t i = 0; i < t->nsuccess; i++)
+        if (t->success[i].type != KV_OP_GET)
+            return true;
+    for (size_t i = 0; i < t->nfailure; i++)
+        if (t->failure[i].type != KV_OP_GET)
+            return true;
+    return false;
+}
+
+/* kv_txn.max_get_bytes for a backend that cannot check it before it
+ * commits (etcd): a read-only txn past it is refused here. A txn that
+ * wrote there is answered (its writes stand; docs/security.md). */
+static int txn_bound(const kv_txn *txn, kv_txn_res *out, int rc)
+{
+    if (rc < 0 || !txn->max_get_bytes || txn_writes(txn))
+        return rc;
+    size_t bytes = 0;
+    for (size_t i = 0; i < out->count; i++)
+        for (size_t k = 0; k < out->results[i].range.count; k++) {
+            const kv_entry *e = &out->results[i].range.items[k];
+            bytes += kv_entry_wire_size(strlen(e->key), e->value_len, true);
+        }
+    if (bytes <= txn->max_get_bytes)
+        return rc;
+    kv_txn_res_free(out);
+    return CITRUS_ERESPTOOBIG;
+}
+
 int store_txn(store *s, const kv_txn *txn, kv_txn_res *out)
 {
     memset(out, 0, sizeof(*out));
     int rc = check_txn(txn);
     if (rc < 0)
         return count_op("txn", rc);
-    return count_op("txn", s->ops->txn(s, txn, out));
+    return count_op("txn", txn_bound(txn, out, s->ops->txn(s, txn, out)));
 }
 
 /* Wraps an async completion so that its outcome is counted. */
 typedef struct async_wrap {
     store_txn_cb cb;
     void *ctx;
+    const kv_txn *txn;
+    kv_txn_res *out;
 } async_wrap;
 
 static void async_done(void *arg, int rc)
 {
     async_wrap w = *(async_wrap *)arg;
     free(arg);
-    w.cb(w.ctx, count_op("txn", rc));
+    w.cb(w.ctx, count_op("txn", txn_bound(w.txn, w.out, rc)));
 }
 
 void store_txn_async(store *s, const kv_txn *txn, kv_txn_res *out, store_txn_cb cb, void *ctx)
@@ -134,12 +188,12 @@ void store_txn_async(store *s, const kv_txn *txn, kv_txn_res *out, store_txn_cb 
     int rc = check_txn(txn);
     async_wrap *w = rc == 0 && s->ops->txn_async ? malloc(sizeof(*w)) : NULL;
     if (w) {
-        *w = (async_wrap){cb, ctx};
+        *w = (async_wrap){cb, ctx, txn, out};
         s->ops->txn_async(s, txn, out, async_done, w);
         return;
     }
     if (rc == 0)
-        rc = s->ops->txn(s, txn, out);
+        rc = txn_bound(txn, out, s->ops->txn(s, txn, out));
     cb(ctx, count_op("txn", rc));
 }
 
@@ -265,8 +319,26 @@ int store_status_get(store *s, store_status *out)
 
 int store_snapshot(store *s, kv_snapshot *out)
 {
+    return store_snapshot_bounded(s, 0, out);
+}
+
+int store_snapshot_bounded(store *s, size_t max_bytes, kv_snapshot *out)
+{
     memset(out, 0, sizeof(*out));
-    return count_op("snapshot", s->ops->snapshot(s, out));
+    int rc = s->ops->snapshot(s, max_bytes, out);
+    if (rc < 0)
+        kv_snapshot_free(out);
+    return count_op("snapshot", rc);
+}
+
+int store_compact(store *s, int64_t rev)
+{
+    return count_op("compact", s->ops->compact ? s->ops->compact(s, rev) : CITRUS_EUNAVAILABLE);
+}
+
+int store_defrag(store *s)
+{
+    return count_op("defrag", s->ops->defrag ? s->ops->defrag(s) : CITRUS_EUNAVAILABLE);
 }
 
 void store_close(store *s)

@@ -51,6 +51,12 @@ typedef struct store_status {
     /* The first min(members, STORE_MAX_MEMBERS) members, in the order the
      * store lists them. */
     store_member member[STORE_MAX_MEMBERS];
+    /* The quota (docs/security.md, "Bounded answers and the store quota"):
+     * nospace is its alarm (writes that grow the store are CITRUS_ENOSPACE
+     * until a compact or defrag clears it); the database's size, the part
+     * of it in use, and the quota (0: unknown or none). */
+    bool nospace;
+    int64_t db_size, db_size_in_use, quota_bytes;
 } store_status;
 
 /* Called with events in revision order, with no gap, starting at the
@@ -83,7 +89,12 @@ typedef struct store_ops {
     int (*lease_keepalive)(store *s, int64_t id, int64_t *ttl);
     int (*lease_revoke)(store *s, int64_t id);
     int (*status)(store *s, store_status *out);
-    int (*snapshot)(store *s, kv_snapshot *out);
+    /* max_bytes as store_snapshot_bounded's (0: none). */
+    int (*snapshot)(store *s, size_t max_bytes, kv_snapshot *out);
+    /* Optional; without them store_compact / store_defrag are
+     * CITRUS_EUNAVAILABLE. */
+    int (*compact)(store *s, int64_t rev);
+    int (*defrag)(store *s);
     void (*close)(store *s);
 } store_ops;
 
@@ -163,6 +174,20 @@ int store_status_get(store *s, store_status *out);
  * when the backend cannot tell from memory (etcd). */
 int64_t store_revision(store *s);
 int store_snapshot(store *s, kv_snapshot *out);
+/* store_snapshot, but CITRUS_ERESPTOOBIG (nothing kept) as soon as the
+ * items' kv_entry_wire_size passes max_bytes (0: no bound), so a big
+ * catalog is never read into memory whole to be refused afterwards. */
+int store_snapshot_bounded(store *s, size_t max_bytes, kv_snapshot *out);
+/* Drops the change history older than rev (<= 0: the current revision):
+ * watches from before it get CITRUS_ECOMPACTED. CITRUS_ECOMPACTED when rev
+ * is already compacted, CITRUS_EINVAL when it is in the future. Clears the
+ * NOSPACE alarm when the store is back under its quota. */
+int store_compact(store *s, int64_t rev);
+/* Gives the space that deletes and compaction freed back to the file
+ * system (SQLite VACUUM, etcd defragment of every member); clears the
+ * NOSPACE alarm when the store is back under its quota. Blocks writes
+ * while it runs. */
+int store_defrag(store *s);
 /* Closes the store and frees it. NULL is a no-op. */
 void store_close(store *s);
 

@@ -753,8 +753,9 @@ static int snapshot_take(kv_snapshot *out, size_t *cap, kv_range_res *page)
 
 /* Every key at one revision: the first page is read at the latest
  * revision, the next ones at that same revision. */
-static int snapshot_items(etcd_store *s, kv_snapshot *out)
+static int snapshot_items(etcd_store *s, size_t max_bytes, kv_snapshot *out)
 {
+    size_t bytes = 0;
     size_t cap = 0;
     char *after = NULL;
     int64_t rev = 0;
@@ -775,6 +776,11 @@ static int snapshot_items(etcd_store *s, kv_snapshot *out)
         if (rc == 0 && !rev)
             rev = page.revision;
         more = page.more && page.count;
+        for (size_t i = 0; rc == 0 && max_bytes && i < page.count; i++) {
+            bytes += kv_entry_wire_size(strlen(page.items[i].key), page.items[i].value_len, true);
+            if (bytes > max_bytes)
+                rc = CITRUS_ERESPTOOBIG; /* refused a page at a time, not after the whole */
+        }
         if (rc == 0 && page.count) {
             free(after);
             after = strdup(page.items[page.count - 1].key);
@@ -819,13 +825,13 @@ static int snapshot_leases(etcd_store *s, kv_snapshot *out)
     return rc;
 }
 
-static int etcd_store_snapshot(store *st, kv_snapshot *out)
+static int etcd_store_snapshot(store *st, size_t max_bytes, kv_snapshot *out)
 {
     etcd_store *s = (etcd_store *)st;
     int rc = CITRUS_ECOMPACTED;
     for (int i = 0; i < SNAPSHOT_TRIES && rc == CITRUS_ECOMPACTED; i++) {
         kv_snapshot_free(out); /* compacted while paging: start over */
-        rc = snapshot_items(s, out);
+        rc = snapshot_items(s, max_bytes, out);
     }
     if (rc == 0)
         rc = snapshot_leases(s, out);
@@ -835,6 +841,29 @@ static int etcd_store_snapshot(store *st, kv_snapshot *out)
     }
     if (rc < 0)
         kv_snapshot_free(out);
+    return rc;
+}
+
+/* etcd's own compaction (physical: answered once the space is free); its
+ * NOSPACE alarm is etcd's, disarmed by `etcdctl alarm disarm` after a
+ * defragment (docs/security.md). */
+static int etcd_store_compact(store *st, int64_t rev)
+{
+    etcd_store *s = (etcd_store *)st;
+    if (rev <= 0) {
+        kv_range_res cur = {0};
+        kv_range_req q = {.key = "citrus", .count_only = true};
+        int rc = etcd_store_range(st, &q, &cur);
+        rev = cur.revision;
+        kv_range_res_free(&cur);
+        if (rc < 0)
+            return rc;
+    }
+    json_t *ans = NULL;
+    int rc = call(s, "compact", "/v3/kv/compaction",
+                  json_pack("{s:o,s:b}", "revision", etcd_codec_i64(rev), "physical", 1),
+                  ETCD_WRITE, &ans, NULL);
+    json_decref(ans);
     return rc;
 }
 
@@ -862,6 +891,7 @@ static const store_ops etcd_ops = {
     .lease_revoke = etcd_store_lease_revoke,
     .status = etcd_store_status,
     .snapshot = etcd_store_snapshot,
+    .compact = etcd_store_compact,
     .close = etcd_store_close,
 };
 

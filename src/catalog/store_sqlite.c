@@ -39,6 +39,9 @@
 #define DEFAULT_HISTORY_KEEP 100000
 #define READER_COUNT 4
 #define WATCH_CHUNK_REVS 256 /* revisions read per watch group per round */
+/* ... and at most about this many bytes of them (whole revisions; at least
+ * one): a replay of big values is read a piece at a time */
+#define WATCH_CHUNK_BYTES ((size_t)8 * 1024 * 1024)
 #define LEASE_TICK_MS 50
 #define RETRY_DELAY_MS 100
 #define BUSY_TIMEOUT_MS 5000
@@ -96,7 +99,11 @@ static const char schema_sql[] =
     X(LEASE_GET, "SELECT ttl FROM leases WHERE id = ?1")                                           \
     X(LEASE_PUT, "INSERT INTO leases VALUES (?1, ?2)")                                             \
     X(LEASE_DEL, "DELETE FROM leases WHERE id = ?1")                                               \
-    X(LEASE_ALL, "SELECT id, ttl FROM leases ORDER BY id")
+    X(LEASE_ALL, "SELECT id, ttl FROM leases ORDER BY id")                                         \
+    X(PAGES_USED, "SELECT (SELECT page_count FROM pragma_page_count()) -"                          \
+                  " (SELECT freelist_count FROM pragma_freelist_count()),"                         \
+                  " (SELECT page_count FROM pragma_page_count()),"                                 \
+                  " (SELECT page_size FROM pragma_page_size())")
 
 typedef enum {
 #define STMT_ENUM(name, sql) ST_##name,
@@ -120,7 +127,7 @@ typedef struct conn {
     sqlite3_stmt *st[ST_COUNT];
 } conn;
 
-typedef enum { REQ_TXN, REQ_GRANT, REQ_REVOKE } req_kind;
+typedef enum { REQ_TXN, REQ_GRANT, REQ_REVOKE, REQ_COMPACT, REQ_DEFRAG } req_kind;
 
 /* A queued write. Synchronous ones live on the waiting caller's stack;
  * asynchronous ones (cb set) are heap-allocated and freed after cb runs. */
@@ -128,7 +135,7 @@ typedef struct write_req {
     req_kind kind;
     const kv_txn *txn; /* REQ_TXN */
     kv_txn_res *res;   /* REQ_TXN */
-    int64_t lease_id;  /* REQ_GRANT: out; REQ_REVOKE: in */
+    int64_t lease_id;  /* REQ_GRANT: out; REQ_REVOKE: in; REQ_COMPACT: the revision */
     int64_t ttl;       /* REQ_GRANT */
     int rc;
     bool done;       /* guarded by mu */
@@ -189,6 +196,13 @@ struct sqlite_store {
     /* Writer-thread state: revisions including the batch being built. */
     int64_t w_rev, w_compact;
 
+    /* The quota (0: none). nospace is the alarm: raised by a write that
+     * would pass quota, cleared only by a compact or defrag that finds the
+     * pages in use back under it. The sizes are refreshed after each commit. */
+    int64_t quota;
+    atomic_bool nospace;
+    _Atomic int64_t used_bytes, file_bytes;
+
     bool sync_ready;
     pthread_t writer_th, notify_th, lease_th;
     bool writer_started, notify_started, lease_started;
@@ -199,6 +213,7 @@ typedef struct txn_ctx {
     int64_t rev;
     int64_t sub;
     bool wrote;
+    size_t max_get_bytes, get_bytes; /* kv_txn.max_get_bytes, and the gets' so far */
 } txn_ctx;
 
 /* One history row to insert; key and value are not NUL-terminated. */
@@ -469,16 +484,28 @@ static kv_entry *range_push(kv_range_res *r, size_t *cap)
     return e;
 }
 
-/* Steps a bound KV_* select into out, at most limit items (0: all). */
-static int range_collect(conn *c, sqlite3_stmt *st, size_t limit, kv_range_res *out)
+/* Steps a bound KV_* select into out, at most limit items (0: all) and
+ * items of at most max_bytes together (kv_range_req.max_bytes; 0: no bound;
+ * the first item always comes). *used (may be NULL) gets their size, or
+ * SIZE_MAX when max_bytes cut the list. */
+static int range_collect(conn *c, sqlite3_stmt *st, size_t limit, size_t max_bytes, bool values,
+                         kv_range_res *out, size_t *used)
 {
-    size_t cap = out->count;
+    size_t cap = out->count, bytes = 0;
     int rc = 0, src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t sz = kv_entry_wire_size((size_t)sqlite3_column_bytes(st, 0),
+                                       (size_t)sqlite3_column_bytes(st, 1), values);
         if (limit && out->count == limit) {
             out->more = true;
             break;
         }
+        if (max_bytes && out->count && bytes + sz > max_bytes) {
+            out->more = true;
+            bytes = SIZE_MAX;
+            break;
+        }
+        bytes += sz;
         kv_entry *e = range_push(out, &cap);
         rc = e ? entry_from_row(st, e) : CITRUS_ENOMEM;
         if (rc < 0)
@@ -487,6 +514,8 @@ static int range_collect(conn *c, sqlite3_stmt *st, size_t limit, kv_range_res *
     if (rc == 0 && src != SQLITE_ROW && src != SQLITE_DONE)
         rc = conn_fail(c, "range");
     stmt_done(st);
+    if (used)
+        *used = bytes;
     return rc;
 }
 
@@ -497,7 +526,7 @@ static int range_get_one(conn *c, const char *key, bool keys_only, kv_range_res 
         return CITRUS_EIO;
     bind_key(st, 1, key);
     sqlite3_bind_int(st, 4, keys_only);
-    return range_collect(c, st, 0, out);
+    return range_collect(c, st, 0, 0, !keys_only, out, NULL);
 }
 
 /* How many keys a count_only read matches (bounds bound). */
@@ -516,11 +545,17 @@ static int range_count(conn *c, const key_bounds *b, kv_range_res *out)
     return rc;
 }
 
-/* Reads a key or prefix on c, inside whatever transaction c has open. */
-static int range_read(conn *c, const kv_range_req *req, kv_range_res *out)
+/* Reads a key or prefix on c, inside whatever transaction c has open;
+ * *used (may be NULL) gets the items' kv_entry_wire_size total. */
+static int range_read(conn *c, const kv_range_req *req, kv_range_res *out, size_t *used)
 {
+    if (used)
+        *used = 0;
     if (!req->prefix) {
         int rc = range_get_one(c, req->key, req->keys_only || req->count_only, out);
+        if (rc == 0 && used && out->count && !req->count_only)
+            *used = kv_entry_wire_size(strlen(out->items[0].key), out->items[0].value_len,
+                                       !req->keys_only);
         if (rc == 0 && req->count_only) { /* 0 or 1, without the item */
             for (size_t i = 0; i < out->count; i++)
                 kv_entry_clear(&out->items[i]);
@@ -544,7 +579,7 @@ static int range_read(conn *c, const kv_range_req *req, kv_range_res *out)
         int64_t lim = req->limit && req->limit < (size_t)INT64_MAX ? (int64_t)req->limit + 1 : -1;
         sqlite3_bind_int64(st, 3, lim);
         sqlite3_bind_int(st, 4, req->keys_only);
-        rc = range_collect(c, st, req->limit, out);
+        rc = range_collect(c, st, req->limit, req->max_bytes, !req->keys_only, out, used);
     } else {
         rc = CITRUS_EIO;
     }
@@ -811,7 +846,17 @@ static int op_get(sqlite_store *s, txn_ctx *t, const kv_op *op, kv_op_result *re
                         .limit = op->limit,
                         .keys_only = op->keys_only};
     res->range.revision = t->wrote ? t->rev : s->w_rev;
-    return range_read(&s->wconn, &req, &res->range);
+    if (!t->max_get_bytes)
+        return range_read(&s->wconn, &req, &res->range, NULL);
+    /* the txn's answer is bounded: a get that does not fit fails it (its
+     * savepoint rolls back every write made so far) */
+    size_t used;
+    req.max_bytes = t->max_get_bytes > t->get_bytes ? t->max_get_bytes - t->get_bytes : 1;
+    int rc = range_read(&s->wconn, &req, &res->range, &used);
+    if (rc == 0 && (used == SIZE_MAX || t->get_bytes + used > t->max_get_bytes))
+        rc = CITRUS_ERESPTOOBIG;
+    t->get_bytes += rc == 0 ? used : 0;
+    return rc;
 }
 
 static int op_apply(sqlite_store *s, txn_ctx *t, const kv_op *op, kv_op_result *res)
@@ -894,7 +939,7 @@ static int txn_apply(sqlite_store *s, const kv_txn *txn, kv_txn_res *res)
             return CITRUS_ENOMEM;
         res->count = n;
     }
-    txn_ctx t = {.rev = s->w_rev + 1};
+    txn_ctx t = {.rev = s->w_rev + 1, .max_get_bytes = txn->max_get_bytes};
     for (size_t i = 0; i < n; i++) {
         int rc = op_apply(s, &t, &ops[i], &res->results[i]);
         if (rc < 0)
@@ -969,10 +1014,108 @@ static int lease_revoke_apply(sqlite_store *s, int64_t id)
     return rc;
 }
 
+/* ---- the quota -------------------------------------------------------------- */
+
+/* The bytes of the pages in use (free pages aside: SQLite reuses them) and
+ * of the whole file, as c sees the database (its open transaction too). */
+static int pages_read(conn *c, int64_t *used, int64_t *file)
+{
+    sqlite3_stmt *st = conn_stmt(c, ST_PAGES_USED);
+    if (!st)
+        return CITRUS_EIO;
+    int rc = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t page = sqlite3_column_int64(st, 2);
+        *used = sqlite3_column_int64(st, 0) * page;
+        *file = sqlite3_column_int64(st, 1) * page;
+    } else {
+        rc = conn_fail(c, "reading the page count");
+    }
+    stmt_done(st);
+    return rc;
+}
+
+/* Writer thread: publishes the sizes; with clear, drops the alarm when the
+ * pages in use are back under the quota. */
+static void quota_refresh(sqlite_store *s, bool clear)
+{
+    int64_t used, file;
+    if (pages_read(&s->wconn, &used, &file) < 0)
+        return;
+    atomic_store(&s->used_bytes, used);
+    atomic_store(&s->file_bytes, file);
+    if (clear && (!s->quota || used < s->quota))
+        atomic_store(&s->nospace, false);
+}
+
+/* What a write adds at most: its puts' keys and values (twice: the key's
+ * row and its history row), or a lease row. 0 when it only deletes or reads. */
+static int64_t req_growth(const write_req *r)
+{
+    if (r->kind == REQ_GRANT)
+        return 64;
+    if (r->kind != REQ_TXN)
+        return 0;
+    int64_t n = 0;
+    const kv_op *branches[2] = {r->txn->success, r->txn->failure};
+    size_t counts[2] = {r->txn->nsuccess, r->txn->nfailure};
+    for (size_t b = 0; b < 2; b++)
+        for (size_t i = 0; i < counts[b]; i++)
+            if (branches[b][i].type == KV_OP_PUT)
+                n += 2 * (int64_t)(strlen(branches[b][i].key) + branches[b][i].value_len + 64);
+    return n;
+}
+
+/* As etcd's quota: a write that could grow the store is refused with
+ * CITRUS_ENOSPACE while the alarm is up, and raises it when it would take
+ * the pages in use past the quota. Deletes, reads, revokes and compaction
+ * always pass, so an operator can make room. */
+static int quota_check(sqlite_store *s, const write_req *r)
+{
+    int64_t grow = s->quota ? req_growth(r) : 0;
+    if (!grow)
+        return 0;
+    if (atomic_load(&s->nospace))
+        return CITRUS_ENOSPACE;
+    int64_t used, file;
+    int rc = pages_read(&s->wconn, &used, &file);
+    if (rc < 0)
+        return rc;
+    if (used + grow <= s->quota)
+        return 0;
+    if (!atomic_exchange(&s->nospace, true))
+        report_error("catalog past its quota (%lld bytes in use + %lld > %lld): NOSPACE alarm "
+                     "raised; writes are refused until `citrus kv compact`/`defrag` make room",
+                     (long long)used, (long long)grow, (long long)s->quota);
+    return CITRUS_ENOSPACE;
+}
+
+static int history_trim(sqlite_store *s);
+
+/* Drops the history older than rev (<= 0: the current revision); watches
+ * from before it then get CITRUS_ECOMPACTED. */
+static int compact_apply(sqlite_store *s, int64_t rev)
+{
+    if (rev <= 0)
+        rev = s->w_rev;
+    if (rev > s->w_rev)
+        return CITRUS_EINVAL;
+    if (rev < s->w_compact)
+        return CITRUS_ECOMPACTED;
+    int64_t keep = s->history_keep;
+    s->history_keep = s->w_rev - rev + 1;
+    int rc = history_trim(s);
+    s->history_keep = keep;
+    return rc;
+}
+
 /* ---- the writer ------------------------------------------------------------ */
 
 static int req_dispatch(sqlite_store *s, write_req *r)
 {
+    int rc = quota_check(s, r);
+    if (rc < 0)
+        return rc;
     switch (r->kind) {
     case REQ_TXN:
         return txn_apply(s, r->txn, r->res);
@@ -980,6 +1123,10 @@ static int req_dispatch(sqlite_store *s, write_req *r)
         return lease_grant_apply(s, r);
     case REQ_REVOKE:
         return lease_revoke_apply(s, r->lease_id);
+    case REQ_COMPACT:
+        return compact_apply(s, r->lease_id);
+    case REQ_DEFRAG:
+        return 0; /* after the commit: VACUUM runs outside a transaction */
     }
     return CITRUS_EINVAL;
 }
@@ -1036,8 +1183,17 @@ static bool batch_commit(sqlite_store *s, write_req *batch)
         rc = meta_write(w, s->w_rev, s->w_compact);
     if (rc == 0)
         rc = exec_id(w, ST_COMMIT);
-    if (rc == 0)
+    if (rc == 0) {
+        bool clear = false;
+        for (write_req *r = batch; r; r = r->next) {
+            if (r->kind == REQ_DEFRAG && r->rc == 0 &&
+                sqlite3_exec(w->db, "VACUUM", NULL, NULL, NULL) != SQLITE_OK)
+                r->rc = conn_fail(w, "VACUUM");
+            clear |= (r->kind == REQ_DEFRAG || r->kind == REQ_COMPACT) && r->rc == 0;
+        }
+        quota_refresh(s, clear);
         return true;
+    }
     if (!sqlite3_get_autocommit(w->db))
         exec_id(w, ST_ROLLBACK);
     s->w_rev = rev0;
@@ -1268,9 +1424,11 @@ static int event_from_row(sqlite3_stmt *st, event_buf *b)
     return 0;
 }
 
-/* Reads events of revisions [from, to] in one read transaction, or
- * CITRUS_ECOMPACTED when from is older than the kept history. */
-static int history_read(conn *c, int64_t from, int64_t to, event_buf *out)
+/* Reads events of revisions [from, *to] in one read transaction, or
+ * CITRUS_ECOMPACTED when from is older than the kept history. Stops after
+ * the first whole revision that takes it past WATCH_CHUNK_BYTES, and then
+ * lowers *to to that revision. */
+static int history_read(conn *c, int64_t from, int64_t *to, event_buf *out)
 {
     int64_t rev, compact;
     int rc = meta_read(c, &rev, &compact);
@@ -1280,17 +1438,26 @@ static int history_read(conn *c, int64_t from, int64_t to, event_buf *out)
     if (rc < 0 || !st)
         return rc < 0 ? rc : CITRUS_EIO;
     sqlite3_bind_int64(st, 1, from);
-    sqlite3_bind_int64(st, 2, to);
+    sqlite3_bind_int64(st, 2, *to);
     int src = SQLITE_DONE;
-    while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW)
+    size_t bytes = 0;
+    while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t r = sqlite3_column_int64(st, 4); /* the event's revision */
+        if (bytes > WATCH_CHUNK_BYTES && out->n && out->ev[out->n - 1].kv.mod_revision != r) {
+            *to = out->ev[out->n - 1].kv.mod_revision;
+            src = SQLITE_DONE;
+            break;
+        }
+        bytes += (size_t)sqlite3_column_bytes(st, 1) + (size_t)sqlite3_column_bytes(st, 2);
         rc = event_from_row(st, out);
+    }
     if (rc == 0 && src != SQLITE_DONE)
         rc = conn_fail(c, "reading history");
     stmt_done(st);
     return rc;
 }
 
-static int history_load(sqlite_store *s, int64_t from, int64_t to, event_buf *out)
+static int history_load(sqlite_store *s, int64_t from, int64_t *to, event_buf *out)
 {
     conn *c = &s->nconn;
     int rc = exec_id(c, ST_BEGIN);
@@ -1331,7 +1498,7 @@ static int notify_group(sqlite_store *s, watch_pin *g, size_t n, int64_t upto)
     int64_t from = g[0].next;
     int64_t to = upto - from >= WATCH_CHUNK_REVS ? from + WATCH_CHUNK_REVS - 1 : upto;
     event_buf b = {0};
-    int rc = history_load(s, from, to, &b);
+    int rc = history_load(s, from, &to, &b);
     if (rc == CITRUS_ECOMPACTED) {
         for (size_t k = 0; k < n; k++) {
             if (!atomic_load(&g[k].w->closing))
@@ -1493,7 +1660,7 @@ static int range_in_txn(sqlite_store *s, conn *c, void *arg)
 {
     range_arg *a = arg;
     int rc = meta_read(c, &a->out->revision, NULL);
-    return rc < 0 ? rc : range_read(c, a->req, a->out);
+    return rc < 0 ? rc : range_read(c, a->req, a->out, NULL);
 }
 
 static int sqlite_range(store *st, const kv_range_req *req, kv_range_res *out)
@@ -1657,6 +1824,18 @@ static int sqlite_lease_revoke(store *st, int64_t id)
     return writer_submit((sqlite_store *)st, &r);
 }
 
+static int sqlite_compact(store *st, int64_t rev)
+{
+    write_req r = {.kind = REQ_COMPACT, .lease_id = rev};
+    return writer_submit((sqlite_store *)st, &r);
+}
+
+static int sqlite_defrag(store *st)
+{
+    write_req r = {.kind = REQ_DEFRAG};
+    return writer_submit((sqlite_store *)st, &r);
+}
+
 static int64_t sqlite_revision(store *st)
 {
     sqlite_store *s = (sqlite_store *)st;
@@ -1679,6 +1858,10 @@ static int sqlite_status(store *st, store_status *out)
     out->members = out->healthy_members = 1;
     out->member[0] = (store_member){.name = "embedded", .healthy = true, .leader = true};
     out->quorum = out->writable;
+    out->nospace = atomic_load(&s->nospace);
+    out->db_size = atomic_load(&s->file_bytes);
+    out->db_size_in_use = atomic_load(&s->used_bytes);
+    out->quota_bytes = s->quota;
     return 0;
 }
 
@@ -1711,22 +1894,32 @@ static int leases_read(sqlite_store *s, conn *c, kv_snapshot *out)
     return rc;
 }
 
+typedef struct snapshot_arg {
+    size_t max_bytes;
+    kv_snapshot *out;
+} snapshot_arg;
+
 static int snapshot_in_txn(sqlite_store *s, conn *c, void *arg)
 {
-    kv_snapshot *out = arg;
-    kv_range_req all = {.key = "", .prefix = true};
+    snapshot_arg *a = arg;
+    kv_snapshot *out = a->out;
+    kv_range_req all = {.key = "", .prefix = true, .max_bytes = a->max_bytes};
     kv_range_res items = {0};
+    size_t used = 0;
     int rc = meta_read(c, &out->revision, &out->compact_revision);
     if (rc == 0)
-        rc = range_read(c, &all, &items);
+        rc = range_read(c, &all, &items, &used);
     out->items = items.items;
     out->count = items.count;
+    if (rc == 0 && used == SIZE_MAX)
+        rc = CITRUS_ERESPTOOBIG;
     return rc < 0 ? rc : leases_read(s, c, out);
 }
 
-static int sqlite_snapshot(store *st, kv_snapshot *out)
+static int sqlite_snapshot(store *st, size_t max_bytes, kv_snapshot *out)
 {
-    int rc = read_txn((sqlite_store *)st, snapshot_in_txn, out);
+    snapshot_arg a = {.max_bytes = max_bytes, .out = out};
+    int rc = read_txn((sqlite_store *)st, snapshot_in_txn, &a);
     if (rc < 0)
         kv_snapshot_free(out);
     return rc;
@@ -1945,7 +2138,13 @@ int store_sqlite_open(const store_sqlite_options *opts, store **out, errdetail *
     s->history_keep = opts->history_keep > 0 ? opts->history_keep : DEFAULT_HISTORY_KEEP;
     s->clock = opts->clock;
     s->healthy = true;
+    s->quota = opts->quota_bytes > 0 ? opts->quota_bytes : 0;
     int rc = conns_open(s, err);
+    if (rc == 0) {
+        quota_refresh(s, false);
+        if (s->quota && atomic_load(&s->used_bytes) > s->quota) /* as it was left */
+            atomic_store(&s->nospace, true);
+    }
     if (rc == 0)
         rc = threads_start(s, err);
     if (rc < 0) {
@@ -2144,5 +2343,7 @@ static const store_ops sqlite_ops = {
     .status = sqlite_status,
     .revision = sqlite_revision,
     .snapshot = sqlite_snapshot,
+    .compact = sqlite_compact,
+    .defrag = sqlite_defrag,
     .close = sqlite_close,
 };

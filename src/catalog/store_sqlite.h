@@ -18,6 +18,10 @@ typedef struct store_sqlite_options {
     const char *path;      /* database file; created if absent */
     int64_t history_keep;  /* revisions of change history kept for watches; 0 = 100000 */
     const sysclock *clock; /* lease expiry's (borrowed, outlives the store); NULL = real */
+    /* Bytes of pages in use past which writes that grow the store are
+     * CITRUS_ENOSPACE (the NOSPACE alarm, store_status.nospace) until
+     * store_compact or store_defrag bring it back under; 0 = no quota. */
+    int64_t quota_bytes;
 } store_sqlite_options;
 
 /* Opens (or creates) the store. On failure returns a negative code and

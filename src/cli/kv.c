@@ -43,6 +43,12 @@ static const char usage_text[] =
     "                                          they happen, until --count events or Ctrl-C\n"
     "  txn FILE|-                              run the transaction in a JSON file (see\n"
     "                                          POST /v1/txn)\n"
+    "  compact [--revision N]                  drop the change history before N (default:\n"
+    "                                          now); sm-admin; clears the NOSPACE alarm\n"
+    "                                          once the store is back under its quota\n"
+    "  defrag                                  give the space freed by deletes and compact\n"
+    "                                          back to the file system; sm-admin; clears\n"
+    "                                          the NOSPACE alarm as compact does\n"
     "\n"
     "put, del and txn refuse keys under citrus/ (the catalog's own, 403 reserved);\n"
     "--unsafe asks to write them anyway: sm-admin only, and audited.\n"
@@ -67,6 +73,7 @@ enum {
     OPT_FROM_REV,
     OPT_COUNT,
     OPT_UNSAFE,
+    OPT_REVISION,
 };
 
 #define BIT(opt) CLI_BIT(opt)
@@ -82,6 +89,7 @@ typedef struct kv_args {
     int64_t from_rev; /* 0 = from now */
     int64_t count;    /* 0 = forever */
     bool unsafe;      /* ?unsafe=true: write under citrus/ (sm-admin) */
+    int64_t revision; /* compact: 0 = the current one */
 } kv_args;
 
 typedef struct kv_verb {
@@ -508,6 +516,37 @@ out:
     return rc;
 }
 
+/* The store's state after a compact or defrag (api/maintenance.c). */
+static bool print_maintenance(const json_t *j, long status, const void *ctx)
+{
+    json_t *alarms = json_object_get(j, "alarms");
+    printf("revision=%" PRId64 " compact_revision=%" PRId64 " db_size=%" PRId64
+           " db_size_in_use=%" PRId64 " quota_bytes=%" PRId64 " alarms=%s\n",
+           int_member(j, "revision"), int_member(j, "compact_revision"), int_member(j, "db_size"),
+           int_member(j, "db_size_in_use"), int_member(j, "quota_bytes"),
+           json_array_size(alarms) ? "NOSPACE" : "none");
+    return true;
+}
+
+static int kv_compact(client *c, const kv_args *a)
+{
+    json_t *body =
+        a->revision ? json_pack("{s:I}", "revision", (json_int_t)a->revision) : json_object();
+    int rc = cli_exchange_json(c, "POST", "/v1/maintenance/compact", body, a->cli.json,
+                               print_maintenance, NULL);
+    json_decref(body);
+    return rc;
+}
+
+static int kv_defrag(client *c, const kv_args *a)
+{
+    json_t *body = json_object();
+    int rc = cli_exchange_json(c, "POST", "/v1/maintenance/defrag", body, a->cli.json,
+                               print_maintenance, NULL);
+    json_decref(body);
+    return rc;
+}
+
 static const kv_verb verbs[] = {
     {{"get", 1, 1, BIT(OPT_CONSISTENCY)}, kv_get},
     {{"put", 2, 2, BIT(OPT_CAS) | BIT(OPT_LEASE) | BIT(OPT_UNSAFE)}, kv_put},
@@ -515,6 +554,8 @@ static const kv_verb verbs[] = {
     {{"ls", 0, 1, BIT(OPT_LIMIT) | BIT(OPT_KEYS_ONLY)}, kv_ls},
     {{"watch", 1, 1, BIT(OPT_FROM_REV) | BIT(OPT_COUNT)}, kv_watch},
     {{"txn", 1, 1, BIT(OPT_UNSAFE)}, kv_txn},
+    {{"compact", 0, 0, BIT(OPT_REVISION)}, kv_compact},
+    {{"defrag", 0, 0, 0}, kv_defrag},
 };
 
 static const struct option long_opts[] = {
@@ -528,6 +569,7 @@ static const struct option long_opts[] = {
     {"from-revision", required_argument, NULL, OPT_FROM_REV},
     {"count", required_argument, NULL, OPT_COUNT},
     {"unsafe", no_argument, NULL, OPT_UNSAFE},
+    {"revision", required_argument, NULL, OPT_REVISION},
     CLI_LONG_OPTS_END,
 };
 
@@ -573,6 +615,10 @@ static int kv_option(void *ctx, int opt, const char *arg)
     case OPT_COUNT:
         if (!parse_i64(arg, 1, &a->count))
             return usage_error("--count needs a number >= 1, not '%s'", arg);
+        break;
+    case OPT_REVISION:
+        if (!parse_i64(arg, 1, &a->revision))
+            return usage_error("--revision needs a revision >= 1, not '%s'", arg);
         break;
     }
     return -1;

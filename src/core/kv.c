@@ -13,6 +13,16 @@ void kv_entry_clear(kv_entry *e)
     memset(e, 0, sizeof(*e));
 }
 
+size_t kv_entry_wire_size(size_t key_len, size_t value_len, bool with_value)
+{
+    /* keys are printable (core/key.h) but may need \" or \\: twice is enough;
+     * 160 covers the names and numbers of an item's revision fields */
+    size_t n = 2 * key_len + 160;
+    if (with_value)
+        n += (value_len + 2) / 3 * 4;
+    return n;
+}
+
 void kv_range_res_free(kv_range_res *r)
 {
     if (!r)

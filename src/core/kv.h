@@ -24,6 +24,10 @@ typedef struct kv_entry {
 
 void kv_entry_clear(kv_entry *e);
 
+/* What one item costs in a JSON answer, a bound on its encoded size: the key
+ * (escaped), the value in base64 (when with_value) and the revision fields. */
+size_t kv_entry_wire_size(size_t key_len, size_t value_len, bool with_value);
+
 typedef struct kv_range_req {
     const char *key; /* the key, or the prefix when prefix is set ("" = all) */
     bool prefix;
@@ -31,6 +35,10 @@ typedef struct kv_range_req {
     size_t limit;      /* with prefix: at most this many items; 0 = no limit */
     bool keys_only;    /* items carry no value */
     bool count_only;   /* no items: count says how many keys match (limit ignored) */
+    /* with prefix: stop (more = true) before the item whose kv_entry_wire_size
+     * would take the answer past this many bytes; the first item always
+     * comes, so a reader continuing with after= always moves on. 0 = none. */
+    size_t max_bytes;
 } kv_range_req;
 
 typedef struct kv_range_res {
@@ -94,6 +102,10 @@ typedef struct kv_txn {
     size_t nsuccess;
     const kv_op *failure; /* run otherwise */
     size_t nfailure;
+    /* The gets' items together (kv_entry_wire_size) may not pass this many
+     * bytes: past it the txn fails with CITRUS_ERESPTOOBIG and nothing of it
+     * is applied. 0 = no bound. */
+    size_t max_get_bytes;
 } kv_txn;
 
 typedef struct kv_txn_res {

@@ -35,6 +35,22 @@ static int reserve(strbuf *b, size_t n)
     return 0;
 }
 
+int strbuf_reserve(strbuf *b, size_t n)
+{
+    if (b->err || (b->data && b->len + n + 1 <= b->cap))
+        return b->err;
+    if (b->max && n > b->max - b->len)
+        n = b->max - b->len;
+    if (n > SIZE_MAX / 4 - b->len)
+        return b->err = CITRUS_ENOMEM;
+    char *d = realloc(b->data, b->len + n + 1);
+    if (!d)
+        return b->err = CITRUS_ENOMEM;
+    b->data = d;
+    b->cap = b->len + n + 1;
+    return 0;
+}
+
 int strbuf_add(strbuf *b, const void *p, size_t n)
 {
     int rc = reserve(b, n);

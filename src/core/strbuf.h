@@ -25,6 +25,10 @@ typedef struct strbuf {
 /* An empty buffer that refuses to grow past max bytes (0: no bound). */
 void strbuf_init_max(strbuf *b, size_t max);
 
+/* Makes room for n more bytes in one allocation, so appends up to them do
+ * not copy (a big answer whose size is bounded up front: untouched pages
+ * cost no memory). 0 or the sticky error. */
+int strbuf_reserve(strbuf *b, size_t n);
 /* Appends; 0, or the buffer's sticky error (nothing appended then). */
 int strbuf_add(strbuf *b, const void *p, size_t n);
 int strbuf_str(strbuf *b, const char *s);

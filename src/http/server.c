@@ -363,6 +363,18 @@ int http_reply_raw(http_req *r, unsigned status, const char *content_type, const
     return queue(r, status, resp, content_type);
 }
 
+int http_reply_take(http_req *r, unsigned status, const char *content_type, char *data, size_t len)
+{
+    struct MHD_Response *resp =
+        data ? MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp) {
+        free(data);
+        return http_reply_raw(r, 500, "application/json",
+                              "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"oom\"}}", 52);
+    }
+    return queue(r, status, resp, content_type);
+}
+
 int http_reply_json(http_req *r, unsigned status, json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT);

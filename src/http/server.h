@@ -149,6 +149,9 @@ void http_add_header(http_req *r, const char *name, const char *value);
 /* Sends JSON (reference stolen). Returns 0. */
 int http_reply_json(http_req *r, unsigned status, json_t *body);
 /* Sends bytes (copied). */
+/* Sends data (malloc'd, len bytes) without copying it: the server frees
+ * it once sent, or at once on failure. NULL data answers 500. */
+int http_reply_take(http_req *r, unsigned status, const char *content_type, char *data, size_t len);
 int http_reply_raw(http_req *r, unsigned status, const char *content_type, const void *data,
                    size_t len);
 /* Sends {"error":{"code","message",...extra}} with the status of err.

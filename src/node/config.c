@@ -74,6 +74,10 @@ static const field fields[] = {
          "preflights are answered; any other Origin is 403 cross_origin"),
     INT("server", "max_body_bytes", "max-body-bytes", max_body_bytes, 1024, 268435456,
         "request body limit"),
+    INT("server", "max_response_bytes", "max-response-bytes", max_response_bytes, 65536,
+        4294967296LL,
+        "largest catalog answer: listings stop at it (more: true), a txn whose gets pass it and "
+        "a snapshot past it are 413 response_too_large, a watch replay pages by it"),
     STR("server.tls", "cert_file", "tls-cert-file", tls_cert_file,
         "API over HTTPS: the certificate chain, PEM, leaf first (reloaded on SIGHUP)"),
     STR("server.tls", "key_file", "tls-key-file", tls_key_file,
@@ -103,6 +107,9 @@ static const field fields[] = {
     STR("catalog", "data_dir", "data-dir", data_dir, "data directory of the embedded store"),
     INT("catalog", "max_value_bytes", "max-value-bytes", max_value_bytes, 1, 268435456,
         "largest value accepted"),
+    INT("catalog", "quota_bytes", "quota-bytes", quota_bytes, 0, 8LL << 40,
+        "embedded store: past this database size writes are 507 no_space until `citrus kv "
+        "compact`/`defrag` bring it back under (0: no quota; etcd has its own)"),
     INT("catalog", "history_keep", "history-keep", history_keep, 100, 100000000,
         "revisions of change history kept for watches"),
     INT("catalog", "max_watch_timeout_s", "max-watch-timeout", max_watch_timeout_s, 1, 3600,
@@ -229,6 +236,8 @@ void config_defaults(citrus_config *c)
     snprintf(c->data_dir, sizeof(c->data_dir), "./citrus-data");
     c->max_value_bytes = 1024 * 1024LL;
     c->history_keep = 100000;
+    c->max_response_bytes = 64LL << 20;
+    c->quota_bytes = 2LL << 30;
     c->max_watch_timeout_s = 300;
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->session_ttl_s = 5;

@@ -37,6 +37,7 @@ typedef struct citrus_config {
     int64_t header_timeout_ms;      /* server.header_timeout_ms (both listeners) */
     int64_t max_conns_per_ip;       /* server.max_conns_per_ip (both listeners) */
     char cors_origins[1024];        /* server.cors.allowed_origins, comma-separated */
+    int64_t max_response_bytes;     /* bound on a catalog answer (listings, txn gets, snapshot) */
     char tls_cert_file[CONFIG_STR]; /* server.tls: "" = plain HTTP */
     char tls_key_file[CONFIG_STR];
     char tls_client_ca_file[CONFIG_STR];
@@ -44,6 +45,7 @@ typedef struct citrus_config {
     char backend[16];
     int64_t max_value_bytes;
     int64_t history_keep;
+    int64_t quota_bytes; /* embedded store size past which writes are no_space; 0 = none */
     int64_t max_watch_timeout_s;
     char log_level[8];
     int64_t session_ttl_s;

@@ -4,6 +4,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +131,8 @@ static int open_embedded(const citrus_config *cfg, store **st)
         return CITRUS_EIO;
     }
     snprintf(path, sizeof(path), "%s/catalog.db", cfg->data_dir);
-    store_sqlite_options so = {.path = path, .history_keep = cfg->history_keep};
+    store_sqlite_options so = {
+        .path = path, .history_keep = cfg->history_keep, .quota_bytes = cfg->quota_bytes};
     int rc = store_sqlite_open(&so, st, &err);
     if (rc < 0)
         fprintf(stderr, "citrus: cannot open catalog store %s: %s\n", path, err.message);
@@ -249,6 +253,13 @@ int cli_serve_main(int argc, char **argv, char **envp)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+#ifdef __GLIBC__
+    /* Big values and answers (up to server.max_response_bytes) come from
+     * mmap and go back to the system when freed: glibc's default raises
+     * the threshold after the first such free, and each thread's arena then
+     * keeps its peak of freed megabytes (docs/BENCHMARKS.md, memory run). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
 
     store *st = NULL;
     if ((rc = open_store(&cfg, &st)) < 0)
@@ -256,6 +267,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     int exit_code = 1;
     app a = {.st = st,
              .max_value_bytes = (size_t)cfg.max_value_bytes,
+             .max_response_bytes = (size_t)cfg.max_response_bytes,
              .node_id = cfg.node_id,
              .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000};
     http_server *srv = NULL, *rsrv = NULL;

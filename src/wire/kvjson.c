@@ -2,11 +2,13 @@
  * and snapshots to and from JSON (see kvjson.h). */
 #include "wire/kvjson.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/strbuf.h"
 #include "wire/base64.h"
 
 /* ---------------- encoders ---------------- */
@@ -90,6 +92,76 @@ json_t *kvjson_snapshot_encode(const kv_snapshot *s)
     return json_pack("{s:I, s:I, s:o, s:o}", "revision", (json_int_t)s->revision,
                      "compact_revision", (json_int_t)s->compact_revision, "items", items, "leases",
                      leases);
+}
+
+/* Appends the compact text of j (a reference taken) to b; false when j is
+ * NULL or does not encode. */
+static bool dump_json(strbuf *b, json_t *j)
+{
+    char *t = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    if (!t)
+        return false;
+    strbuf_str(b, t);
+    free(t);
+    return true;
+}
+
+/* ,"items":[...] of the dump encoders: each entry is encoded alone (its
+ * value freed after), so the only big allocation is b's. */
+static bool items_dump(strbuf *b, kv_entry *items, size_t n, bool with_value)
+{
+    size_t need = 16;
+    for (size_t i = 0; i < n; i++)
+        need += kv_entry_wire_size(strlen(items[i].key), items[i].value_len, with_value);
+    strbuf_reserve(b, need);
+    strbuf_str(b, "\"items\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strbuf_add(b, ",", 1);
+        if (!dump_json(b, kvjson_entry_encode(&items[i], with_value)))
+            return false;
+        free(items[i].value);
+        items[i].value = NULL;
+        items[i].value_len = 0;
+    }
+    strbuf_add(b, "]", 1);
+    return b->err == 0;
+}
+
+static char *dump_finish(strbuf *b, bool ok, size_t *len)
+{
+    if (!ok) {
+        strbuf_free(b);
+        return NULL;
+    }
+    strbuf_add(b, "}\n", 2);
+    return strbuf_take(b, len);
+}
+
+char *kvjson_range_dump(kv_range_res *r, bool with_value, size_t *len)
+{
+    strbuf b = STRBUF_INIT;
+    strbuf_printf(&b, "{\"revision\":%" PRId64 ",", r->revision);
+    bool ok = items_dump(&b, r->items, r->count, with_value);
+    strbuf_printf(&b, ",\"more\":%s", r->more ? "true" : "false");
+    return dump_finish(&b, ok, len);
+}
+
+char *kvjson_snapshot_dump(kv_snapshot *s, size_t *len)
+{
+    strbuf b = STRBUF_INIT;
+    strbuf_printf(&b, "{\"revision\":%" PRId64 ",\"compact_revision\":%" PRId64 ",", s->revision,
+                  s->compact_revision);
+    bool ok = items_dump(&b, s->items, s->count, true);
+    strbuf_str(&b, ",\"leases\":[");
+    for (size_t i = 0; ok && i < s->nleases; i++) {
+        if (i)
+            strbuf_add(&b, ",", 1);
+        ok = dump_json(&b, kvjson_lease_encode(&s->leases[i]));
+    }
+    strbuf_add(&b, "]", 1);
+    return dump_finish(&b, ok, len);
 }
 
 /* ---------------- decoders ---------------- */

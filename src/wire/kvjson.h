@@ -46,6 +46,15 @@ json_t *kvjson_items_encode(const kv_range_res *r, bool with_value);
 json_t *kvjson_range_encode(const kv_range_res *r, bool with_value);
 json_t *kvjson_snapshot_encode(const kv_snapshot *s);
 
+/* The same range and snapshot answers as compact text with a final
+ * newline, written straight into one buffer sized up front from
+ * kv_entry_wire_size: no tree of the whole answer, no second copy. Each
+ * item's value is freed once written (the result keeps its keys and
+ * count), so a big answer is in memory about once. NULL on allocation
+ * failure or a key that is not UTF-8; *len gets the length. Caller frees. */
+char *kvjson_range_dump(kv_range_res *r, bool with_value, size_t *len);
+char *kvjson_snapshot_dump(kv_snapshot *s, size_t *len);
+
 /* ---- decoders ---- */
 
 /* with_value: whether "value" belongs to the shape (false for keys_only

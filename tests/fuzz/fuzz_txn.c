@@ -124,6 +124,15 @@ int http_reply_raw(http_req *r, unsigned status, const char *content_type, const
     return 0;
 }
 
+int http_reply_take(http_req *r, unsigned status, const char *content_type, char *data, size_t len)
+{
+    FUZZ_CHECK(r->replies == 0, "a second response (status %u)", status);
+    free(data);
+    r->replies++;
+    r->status = status;
+    return 0;
+}
+
 /* As http/server.c: {"error":{"code","message"}}, the message made UTF-8. */
 json_t *http_error_body(int err, const char *message, json_t *extra)
 {

@@ -41,6 +41,8 @@ API_MATRIX = {
     ("POST", "/v1/leases/{id}/keepalive"): ("/v1/leases/999999/keepalive", None, {OPER, ADMIN}),
     ("DELETE", "/v1/leases/{id}"): ("/v1/leases/999999", None, {ADMIN}),
     ("GET", "/v1/snapshot"): ("/v1/snapshot", None, {ADMIN}),
+    ("POST", "/v1/maintenance/compact"): ("/v1/maintenance/compact", {}, {ADMIN}),
+    ("POST", "/v1/maintenance/defrag"): ("/v1/maintenance/defrag", {}, {ADMIN}),
     ("GET", "/v1/cluster"): ("/v1/cluster", None, READS),
     ("POST", "/v1/shards"): ("/v1/shards", {}, {ADMIN}),
     ("GET", "/v1/shards"): ("/v1/shards", None, READS),

@@ -266,10 +266,65 @@ static void snapshot_answers(void **state)
     json_decref(j);
 }
 
+/* The dump encoders write the same text as the tree encoders (plus the
+ * final newline), free each value as they go, and stay within the size
+ * kv_entry_wire_size promised. */
+static void dumps_match_the_tree_encoders(void **state)
+{
+    (void)state;
+    kv_entry items[3];
+    size_t bound = 64;
+    for (int i = 0; i < 3; i++) {
+        items[i] = (kv_entry){.key = strdup(i ? "a/\"q\"\\x" : "a/b"),
+                              .value = malloc(1000 + (size_t)i),
+                              .value_len = 1000 + (size_t)i,
+                              .create_revision = i + 1,
+                              .mod_revision = 2 * i + 1,
+                              .version = i,
+                              .lease = 7 * i};
+        memset(items[i].value, 'a' + i, items[i].value_len);
+        bound += kv_entry_wire_size(strlen(items[i].key), items[i].value_len, true);
+    }
+    kv_range_res r = {.revision = 42, .items = items, .count = 3, .more = true};
+    json_t *tree = kvjson_range_encode(&r, true);
+    char *want = json_dumps(tree, JSON_COMPACT);
+    json_decref(tree);
+    size_t len = 0;
+    char *got = kvjson_range_dump(&r, true, &len);
+    assert_non_null(got);
+    assert_int_equal(len, strlen(want) + 1);
+    assert_memory_equal(got, want, strlen(want));
+    assert_int_equal(got[len - 1], '\n');
+    assert_true(len <= bound);
+    assert_null(r.items[0].value);
+    free(got);
+    free(want);
+
+    kv_lease_info leases[] = {{.id = 5, .ttl = 10, .remaining = 3}};
+    kv_snapshot snap = {.revision = 9,
+                        .compact_revision = 2,
+                        .items = items,
+                        .count = 3,
+                        .leases = leases,
+                        .nleases = 1};
+    tree = kvjson_snapshot_encode(&snap);
+    want = json_dumps(tree, JSON_COMPACT);
+    json_decref(tree);
+    got = kvjson_snapshot_dump(&snap, &len);
+    assert_non_null(got);
+    assert_int_equal(len, strlen(want) + 1);
+    assert_memory_equal(got, want, strlen(want));
+    free(got);
+    free(want);
+    for (int i = 0; i < 3; i++)
+        kv_entry_clear(&items[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(encoders_give_the_api_bytes),
+        cmocka_unit_test(dumps_match_the_tree_encoders),
         cmocka_unit_test(encoders_refuse_keys_json_cannot_hold),
         cmocka_unit_test(entry_strict_and_lenient),
         cmocka_unit_test(lease_defaults),

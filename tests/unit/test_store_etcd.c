@@ -1023,7 +1023,7 @@ static void test_error_mapping(void **state)
         {"context deadline exceeded", 2, ETCD_WRITE, CITRUS_ETIMEOUT},
         {"etcdserver: request is too large", 3, ETCD_WRITE, CITRUS_ETOOBIGVAL},
         {"etcdserver: too many operations in txn request", 3, ETCD_WRITE, CITRUS_ETOOMANY},
-        {"etcdserver: mvcc: database space exceeded", 8, ETCD_WRITE, CITRUS_EUNAVAILABLE},
+        {"etcdserver: mvcc: database space exceeded", 8, ETCD_WRITE, CITRUS_ENOSPACE},
         {"etcdserver: key is not provided", 3, ETCD_WRITE, CITRUS_EBADKEY},
         {"an error etcd may add later", 13, ETCD_WRITE, CITRUS_ETIMEOUT},
         {"an error etcd may add later", 13, ETCD_READ, CITRUS_EUNAVAILABLE},

@@ -380,6 +380,117 @@ static void test_history_keep(void **state)
     remove_db(path);
 }
 
+/* kv_range_req.max_bytes and kv_txn.max_get_bytes: a listing stops before
+ * the item that passes the bound (more = true, the first item always); a
+ * txn whose gets pass it fails with CITRUS_ERESPTOOBIG and applies nothing;
+ * a bounded snapshot is refused. */
+static void test_bounded_reads(void **state)
+{
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    store *s = must_open(path, 0);
+    static unsigned char big[10000];
+    memset(big, 'b', sizeof(big));
+    for (int i = 0; i < 10; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "bd/k%d", i);
+        assert_int_equal(store_put(s, k, big, sizeof(big), 0, -1, NULL, NULL, NULL), 0);
+    }
+    size_t one = kv_entry_wire_size(strlen("bd/k0"), sizeof(big), true);
+    kv_range_req q = {.key = "bd/", .prefix = true, .max_bytes = 3 * one + 10};
+    kv_range_res r;
+    assert_int_equal(store_range(s, &q, &r), 0);
+    assert_int_equal(r.count, 3);
+    assert_true(r.more);
+    kv_range_res_free(&r);
+    q.max_bytes = 1; /* the first item always comes */
+    assert_int_equal(store_range(s, &q, &r), 0);
+    assert_int_equal(r.count, 1);
+    assert_true(r.more);
+    kv_range_res_free(&r);
+    q.keys_only = true;
+    q.max_bytes = 3 * one;
+    assert_int_equal(store_range(s, &q, &r), 0);
+    assert_int_equal(r.count, 10);
+    assert_false(r.more);
+    kv_range_res_free(&r);
+
+    int64_t rev = rev_now(s);
+    kv_op ops[] = {{.type = KV_OP_PUT, .key = "bd/marker", .value = big, .value_len = 1},
+                   {.type = KV_OP_DELETE, .key = "bd/k0"},
+                   {.type = KV_OP_GET, .key = "bd/", .prefix = true},
+                   {.type = KV_OP_GET, .key = "bd/", .prefix = true}};
+    kv_txn t = {.success = ops, .nsuccess = 4, .max_get_bytes = 12 * one};
+    kv_txn_res tr;
+    assert_int_equal(store_txn(s, &t, &tr), CITRUS_ERESPTOOBIG);
+    assert_int_equal(rev_now(s), rev);
+    kv_range_req mk = {.key = "bd/marker"};
+    assert_int_equal(store_range(s, &mk, &r), 0);
+    assert_int_equal(r.count, 0);
+    kv_range_res_free(&r);
+    t.max_get_bytes = 20 * one; /* both gets fit: applied */
+    assert_int_equal(store_txn(s, &t, &tr), 0);
+    assert_int_equal(tr.results[2].range.count, 10);
+    kv_txn_res_free(&tr);
+    assert_int_equal(rev_now(s), rev + 1);
+
+    kv_snapshot snap;
+    assert_int_equal(store_snapshot_bounded(s, 5 * one, &snap), CITRUS_ERESPTOOBIG);
+    assert_int_equal(snap.count, 0);
+    assert_int_equal(store_snapshot_bounded(s, 100 * one, &snap), 0);
+    assert_int_equal(snap.count, 10);
+    kv_snapshot_free(&snap);
+    store_close(s);
+    remove_db(path);
+}
+
+/* catalog.quota_bytes: past it puts and grants are CITRUS_ENOSPACE and the
+ * alarm stays up through deletes; compaction frees the history's pages and
+ * clears it; defrag shrinks the file. */
+static void test_quota(void **state)
+{
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    store_sqlite_options o = {.path = path, .clock = lease_clock, .quota_bytes = 512 * 1024};
+    errdetail err;
+    store *s = NULL;
+    assert_int_equal(store_sqlite_open(&o, &s, &err), 0);
+    static unsigned char v[50000];
+    memset(v, 'q', sizeof(v));
+    int rc = 0, n = 0;
+    for (; n < 40 && rc == 0; n++) {
+        char k[16];
+        snprintf(k, sizeof(k), "qt/k%02d", n);
+        rc = store_put(s, k, v, sizeof(v), 0, -1, NULL, NULL, NULL);
+    }
+    assert_int_equal(rc, CITRUS_ENOSPACE);
+    store_status st;
+    assert_int_equal(store_status_get(s, &st), 0);
+    assert_true(st.nospace);
+    assert_int_equal(st.quota_bytes, 512 * 1024);
+    assert_true(st.db_size_in_use > 0 && st.db_size >= st.db_size_in_use);
+    assert_int_equal(store_put(s, "qt/small", v, 1, 0, -1, NULL, NULL, NULL), CITRUS_ENOSPACE);
+    int64_t id, ttl;
+    assert_int_equal(store_lease_grant(s, 10, &id, &ttl), CITRUS_ENOSPACE);
+    int64_t deleted = 0;
+    assert_int_equal(store_delete(s, "qt/", true, -1, &deleted, NULL, NULL), 0);
+    assert_int_equal(deleted, n - 1);
+    assert_int_equal(store_put(s, "qt/small", v, 1, 0, -1, NULL, NULL, NULL), CITRUS_ENOSPACE);
+    assert_int_equal(store_compact(s, rev_now(s) + 5), CITRUS_EINVAL);
+    assert_int_equal(store_compact(s, 0), 0);
+    assert_int_equal(store_status_get(s, &st), 0);
+    assert_false(st.nospace);
+    assert_int_equal(st.compact_revision, st.revision);
+    assert_int_equal(store_compact(s, 1), CITRUS_ECOMPACTED);
+    assert_int_equal(store_put(s, "qt/small", v, 1, 0, -1, NULL, NULL, NULL), 0);
+    int64_t before = st.db_size;
+    assert_int_equal(store_defrag(s), 0);
+    assert_int_equal(store_status_get(s, &st), 0);
+    assert_true(st.db_size < before);
+    store_close(s);
+    remove_db(path);
+}
+
 static void test_watch_falls_behind(void **state)
 {
     char path[PATH_MAX];
@@ -786,6 +897,8 @@ int main(void)
         cmocka_unit_test(test_reopen_persists),
         cmocka_unit_test(test_history_keep),
         cmocka_unit_test(test_watch_falls_behind),
+        cmocka_unit_test(test_bounded_reads),
+        cmocka_unit_test(test_quota),
         cmocka_unit_test(test_restore_roundtrip),
         cmocka_unit_test(test_restore_refuses),
         cmocka_unit_test(test_group_commit),
