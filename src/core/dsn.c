@@ -934,6 +934,7 @@ static size_t text_pair(const char *s, strbuf *b)
     if (k == 0 || !secret_key(s, k))
         return 0;
     size_t i = k;
+    bool quoted_key = s[i] == '"';
     if (s[i] == '"' || s[i] == '\'')
         i++;
     while (s[i] == ' ' || s[i] == '\t')
@@ -944,6 +945,9 @@ static size_t text_pair(const char *s, strbuf *b)
     while (s[i] == ' ' || s[i] == '\t')
         i++;
     size_t v = i;
+    /* "key": 12 in JSON (a number, true, null) is no secret: secrets are strings */
+    if (quoted_key && s[i] != '"')
+        return 0;
     if (s[i] == '\'' || s[i] == '"') {
         char q = s[i++];
         while (s[i] && s[i] != q) {

@@ -185,9 +185,14 @@ static const char *statement_kind(scanner *sc, const tok *first)
     static const struct {
         const char *word, *kind;
     } plain[] = {
-        {"begin", "BEGIN"}, {"start", "START TRANSACTION"}, {"end", "END"},
-        {"abort", "ABORT"}, {"savepoint", "SAVEPOINT"},     {"release", "RELEASE"},
+        {"begin", "BEGIN"},
+        {"start", "START TRANSACTION"},
+        {"end", "END"},
+        {"abort", "ABORT"},
+        {"savepoint", "SAVEPOINT"},
+        {"release", "RELEASE"},
         {"reset", "RESET"},
+        {"do", "DO"},
     };
     for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
         if (is(first, plain[i].word))
@@ -220,6 +225,14 @@ static const char *statement_kind(scanner *sc, const tok *first)
     return NULL;
 }
 
+/* Whether t names set_config, as a word or a quoted name: it changes
+ * settings without a SET (citrus.tenant among them). */
+static bool names_set_config(const tok *t)
+{
+    return is(t, "set_config") ||
+           (t->kind == T_QUOTED && t->len == 10 && strncasecmp(t->p, "set_config", 10) == 0);
+}
+
 /* all: every statement of sql, else only the first. */
 static const char *classify(const char *sql, bool pg, bool all)
 {
@@ -235,12 +248,21 @@ static const char *classify(const char *sql, bool pg, bool all)
         const char *kind = statement_kind(&ahead, &t);
         if (kind || !all)
             return kind;
+        /* PostgreSQL's reading (all): set_config() anywhere in it */
         /* to the ";" that ends it: in a CREATE, not one inside a
          * BEGIN ... END body (a trigger's, PostgreSQL's BEGIN ATOMIC),
          * where CASE ... END nests too */
         bool create = is(&t, "create");
         int depth = 0;
+        tok prev = {T_OTHER, "", 0}, prev2 = prev;
         while (t.kind != T_END && (t.kind != T_SEMI || depth > 0)) {
+            if (names_set_config(&t))
+                return "set_config()";
+            /* U&"..." could spell set_config with escapes */
+            if (t.kind == T_QUOTED && prev.kind == T_OTHER && *prev.p == '&' && is(&prev2, "u"))
+                return "a U&\"...\" quoted name";
+            prev2 = prev;
+            prev = t;
             next(&sc, &t);
             if (create && (is(&t, "begin") || (depth > 0 && is(&t, "case"))))
                 depth++;

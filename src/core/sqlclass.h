@@ -11,7 +11,10 @@
  * SET LOCAL <parameter>, SET TRANSACTION ... and SET CONSTRAINTS ....
  * SET LOCAL is still refused for ROLE, SESSION AUTHORIZATION and the
  * citrus.* parameters (citrus.tenant is the router's: row-level security
- * is keyed on it). PREPARE name AS ... (a prepared query) is not refused.
+ * is keyed on it). DO (an anonymous code block, which could run SET) and,
+ * in PostgreSQL's reading, any call of set_config() (a word or quoted
+ * name anywhere in a statement; it changes settings without a SET) are
+ * refused too. PREPARE name AS ... (a prepared query) is not refused.
  *
  The text is read twice, and refused when either reading finds one of
  * the above. As PostgreSQL reads it (block comments nest, $tag$...$tag$

@@ -40,10 +40,13 @@ static const char *const KINDS[] = {
     "SET LOCAL SESSION AUTHORIZATION",
     "SET LOCAL citrus.*",
     "SET LOCAL with a quoted parameter name",
+    "DO",
+    "set_config()",
+    "a U&\"...\" quoted name",
 };
 
-static const char *const VERBS[] = {"begin", "start",     "commit",  "rollback", "end",
-                                    "abort", "savepoint", "release", "reset",    "set"};
+static const char *const VERBS[] = {"begin",     "start",   "commit", "rollback", "end", "abort",
+                                    "savepoint", "release", "reset",  "do",       "set"};
 
 static bool known(const char *kind)
 {

@@ -102,6 +102,22 @@ def test_tenants_on_one_postgres_shard(make_citrus, make_postgres):
     assert r.status_code == 200, r.text
     assert r.json()["results"][1]["rows"] == [["o-north", "paid"]], r.text
     assert psql(owner, "SELECT status FROM orders WHERE id = 'o-south'") == "open"
+    # a tenant cannot change its scope: set_config() and DO are refused
+    # before anything runs (without that, the second statement sees B's rows)
+    for stmts in ([{"sql": "SELECT set_config('citrus.tenant', $1, true)", "params": [B]},
+                   {"sql": "SELECT id FROM orders ORDER BY id"}],
+                  [{"sql": "SELECT \"set_config\"('citrus.scatter', 'on', true)"},
+                   {"sql": "SELECT id FROM orders ORDER BY id"}],
+                  [{"sql": "DO $$ BEGIN PERFORM set_config('citrus.tenant', 'x', true); END $$"}],
+                  [{"sql": "SET LOCAL citrus.tenant = 'globex:south'"},
+                   {"sql": "SELECT id FROM orders ORDER BY id"}]):
+        r = requests.post(c.router_url + "/v1/tx", json={"key": A, "statements": stmts},
+                          timeout=30)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "statement_not_allowed", r.text
+    e = keyed(c, A, "SELECT id FROM orders WHERE set_config('citrus.tenant', $1, true) <> ''",
+              B, status=400)["error"]
+    assert e["code"] == "statement_not_allowed", e
     # scatter runs without a tenant and sees every row
     j = query(c, {"scatter": True, "sql": "SELECT count(*) AS n FROM orders",
                   "aggregate": ["count"]})

@@ -339,6 +339,9 @@ static void text_redaction(void **state)
     redacts_text("{\"client_secret\": \"zz\"}", "{\"client_secret\": \"***\"}");
     redacts_text("{\"dsn\":\"postgresql://u:pw@h/db\",\"password\":\"a\\\"b\"}",
                  "{\"dsn\":\"postgresql://u:***@h/db\",\"password\":\"***\"}");
+    /* a JSON log line stays JSON: a number under a secret-like name is no secret */
+    redacts_text("{\"fields\":{\"node_id\":\"n1\",\"token\":42,\"secret\":null}}",
+                 "{\"fields\":{\"node_id\":\"n1\",\"token\":42,\"secret\":null}}");
     redacts_text("nothing here, user=bob", "nothing here, user=bob");
     redacts_text("postgres://h/db", "postgres://h/db");
     redacts_text("", "");

@@ -48,6 +48,28 @@ static void test_transaction_verbs(void **state)
     allowed("PREPARE q(int) AS SELECT $1");
 }
 
+/* Settings changed without a SET: set_config() (citrus.tenant keys
+ * row-level security) and DO blocks, which could run anything. */
+static void test_set_config_and_do(void **state)
+{
+    (void)state;
+    refused_as("SELECT set_config('citrus.tenant', 'b:1', true)", "set_config()");
+    refused_as("select * from orders where pg_catalog.SET_CONFIG('citrus.tenant','b:1',true) "
+               "is not null",
+               "set_config()");
+    refused_as("SELECT \"set_config\"('citrus.tenant', 'b:1', true)", "set_config()");
+    refused_as("SELECT 1; SELECT set_config('a.b', 'c', false)", "set_config()");
+    refused_as("SELECT U&\"set\\005fconfig\"('citrus.tenant', 'b:1', true)",
+               "a U&\"...\" quoted name");
+    refused_as("DO $$ BEGIN PERFORM 1; END $$", "DO");
+    refused_as("do 'BEGIN NULL; END'", "DO");
+    /* the word in a literal or a comment is not a call */
+    allowed("SELECT 'set_config(x)' AS s -- set_config(\n");
+    allowed("SELECT current_setting('citrus.tenant', true)");
+    allowed("SELECT set_config_count FROM t");
+    allowed("SELECT U&'d\\0061t\\+000061' AS s");
+}
+
 static void test_set_and_reset(void **state)
 {
     (void)state;
@@ -95,7 +117,7 @@ static void test_ordinary_statements(void **state)
     allowed("SELECT 1; SELECT 2");
     /* a function body in dollar quotes is not the statement's text */
     allowed("CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql");
-    allowed("DO $body$ BEGIN PERFORM 1; COMMIT; END $body$");
+    refused_as("DO $body$ BEGIN PERFORM 1; COMMIT; END $body$", "DO"); /* DO itself, not its body */
     allowed("SELECT $1; -- $$ COMMIT");
     /* bodies of triggers and BEGIN ATOMIC functions */
     allowed("CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM u; "
@@ -134,6 +156,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transaction_verbs),
         cmocka_unit_test(test_set_and_reset),
+        cmocka_unit_test(test_set_config_and_do),
         cmocka_unit_test(test_ordinary_statements),
         cmocka_unit_test(test_comments_and_later_statements),
     };
