@@ -97,7 +97,7 @@ def test_postgres_abandoned_statements_are_cancelled(make_citrus, make_postgres)
     pg = make_postgres()
     psql(pg.admin_dsn, "CREATE DATABASE s")
     c = make_citrus(extra=["--router-pool-size", str(POOL), "--router-pool-wait", "5000"])
-    assert requests.post(c.url + "/v1/shards", json={"id": "s", "dsn": pg.dsn("s")},
+    assert requests.post(c.url + "/v1/shards?allow_superuser=true", json={"id": "s", "dsn": pg.dsn("s")},
                          timeout=30).status_code == 201
     sleeping = ("SELECT count(*) FROM pg_stat_activity "
                 "WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'")

@@ -45,7 +45,10 @@ def test_postgres_provisioner_and_templates(make_citrus, make_postgres, tmp_path
     reg = requests.post(c.url + "/api/register", json={"businessId": "b", "locationId": "l",
                                                        "businessType": "retail"})
     assert reg.status_code == 201, reg.text
-    assert reg.json()["shardId"] == "pg-1" and reg.json()["connectionString"] == s["dsn"]
+    # the tenant gets the credentials it needs: the revealed DSN (the listing masks it)
+    full = requests.get(c.url + "/v1/shards/pg-1?reveal=true", timeout=10).json()["dsn"]
+    assert full.startswith("postgresql://citrus_pg_1_app:") and "***" not in full, full
+    assert reg.json()["shardId"] == "pg-1" and reg.json()["connectionString"] == full
     # an existing database: checked by connecting
     psql(pg.admin_dsn, "CREATE DATABASE existing")
     spec = {"id": "pg-2", "dsn": pg.dsn("existing"), "template": "retail"}

@@ -312,7 +312,8 @@ def test_postgres_verify_full(make_citrus, make_postgres, pki, tmp_path):
     pg = make_postgres(ssl=(pki.srv.cert, pki.srv.key))
     psql(pg.admin_dsn, "CREATE DATABASE s")
     psql(pg.dsn("s"), "CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (42)")
-    c = make_citrus()
+    # certificate files a DSN names must sit under shards.tls_dir
+    c = make_citrus(extra=["--shards-tls-dir", os.path.dirname(pki.ca.cert)])
     secret = "pw-never-shown"
     good = (f"postgresql://postgres:{secret}@127.0.0.1:{pg.port}/s"
             f"?sslmode=verify-full&sslrootcert={pki.ca.cert}")
@@ -323,7 +324,7 @@ def test_postgres_verify_full(make_citrus, make_postgres, pki, tmp_path):
                                                  "WHERE pid = pg_backend_pid()"}, timeout=30)
     assert r.status_code == 200 and r.json()["rows"] == [[42, True]], r.text
     # the wrong CA: refused, the error names the certificate problem, never the password
-    c2 = make_citrus()
+    c2 = make_citrus(extra=["--shards-tls-dir", os.path.dirname(pki.other.cert)])
     wrong = good.replace(pki.ca.cert, pki.other.cert)
     r = requests.post(c2.url + "/v1/shards?allow_superuser=true", json={"id": "wrong", "dsn": wrong})
     if r.status_code == 201:
