@@ -387,8 +387,8 @@ static void job_check_done(void *ctx, etcd_result *r)
     errdetail err = {0};
     json_t *ans;
     int rc = etcd_client_decode(j->s->cl, r, ETCD_READ, &ans, &err);
-    size_t bytes = rc == 0 ? gets_size(json_object_get(ans, "responses"), j->txn->max_get_bytes)
-                           : 0;
+    size_t bytes =
+        rc == 0 ? gets_size(json_object_get(ans, "responses"), j->txn->max_get_bytes) : 0;
     json_decref(ans);
     if (rc < 0)
         job_finish(j, rc, err.message);
@@ -679,10 +679,10 @@ struct view_job {
     etcd_store *s;
     json_t *members; /* the member list; NULL when it could not be read */
     size_t pending, answered;
-    int alarm;    /* the alarm list: -1 not read, 0 no NOSPACE, 1 NOSPACE */
+    int alarm;                         /* the alarm list: -1 not read, 0 no NOSPACE, 1 NOSPACE */
     int64_t db_size, db_in_use, quota; /* the members' largest */
-    char leader_id[32]; /* a uint64, as etcd writes it */
-    view_ask *ask;      /* one per member */
+    char leader_id[32];                /* a uint64, as etcd writes it */
+    view_ask *ask;                     /* one per member */
 };
 
 static void view_finish(view_job *j)
@@ -1028,8 +1028,7 @@ static int member_call(etcd_store *s, const char *url, const char *path, int64_t
     member_wait w = {.cl = s->cl};
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
-    etcd_client_call_member_async(s->cl, url, path, strdup("{}"), timeout_ms, member_wait_done,
-                                  &w);
+    etcd_client_call_member_async(s->cl, url, path, strdup("{}"), timeout_ms, member_wait_done, &w);
     pthread_mutex_lock(&w.mu);
     while (!w.done)
         pthread_cond_wait(&w.cv, &w.mu);
@@ -1141,9 +1140,11 @@ static int etcd_store_compact(store *st, int64_t rev)
                   json_pack("{s:o,s:b}", "revision", etcd_codec_i64(rev), "physical", 1),
                   ETCD_WRITE, &ans, NULL);
     json_decref(ans);
-    if (rc == 0)
+    if (rc == 0) {
         compact_note(s, rev);
-    return rc == 0 ? quota_make_room(s, false) : rc;
+        quota_make_room(s, false); /* compacted either way: the disarm is a bonus */
+    }
+    return rc;
 }
 
 static void etcd_store_close(store *st)
