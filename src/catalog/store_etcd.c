@@ -92,6 +92,7 @@ typedef struct etcd_store {
     int64_t last_rev;         /* the revision the last status saw; guarded by mu */
     cluster_view view;        /* guarded by mu */
     bool view_busy;           /* a refresh of view is under way; guarded by mu */
+    size_t alarm_turn;        /* the member the next refresh asks for alarms (I/O thread) */
     pthread_cond_t view_cond; /* view_busy went false */
 } etcd_store;
 
@@ -774,7 +775,7 @@ static void view_alarm_done(void *ctx, etcd_result *r)
 {
     view_job *j = ctx;
     json_t *ans;
-    if (etcd_client_decode(j->s->cl, r, ETCD_READ, &ans, NULL) == 0)
+    if (etcd_client_decode(j->s->cl, r, ETCD_LOCAL, &ans, NULL) == 0)
         j->alarm = alarms_nospace(ans);
     json_decref(ans);
     if (--j->pending == 0)
@@ -796,10 +797,17 @@ static void view_list_done(void *ctx, etcd_result *r)
         j->members = NULL;
         n = 0;
     }
-    j->pending = n + 2; /* + 1 until every call is made: some may complete at once */
-    j->alarm = -1;      /* and 1 for the alarm list */
-    etcd_client_call_async(j->s->cl, PATH_ALARM, strdup("{\"action\":\"GET\"}"), ETCD_READ,
-                           view_alarm_done, j);
+    /* + 1 until every call is made (some may complete at once), and 1 for
+     * the alarm list: asked of one member, in turn, bounded as the rest */
+    j->pending = n + 1 + (n > 0);
+    j->alarm = -1;
+    if (n) {
+        json_t *m = json_array_get(j->members, j->s->alarm_turn++ % n);
+        const char *url = json_string_value(json_array_get(json_object_get(m, "clientURLs"), 0));
+        etcd_client_call_member_async(j->s->cl, url ? url : "", PATH_ALARM,
+                                      strdup("{\"action\":\"GET\"}"), MEMBER_TIMEOUT_MS,
+                                      view_alarm_done, j);
+    }
     for (size_t i = 0; i < n; i++) {
         json_t *urls = json_object_get(json_array_get(j->members, i), "clientURLs");
         const char *url = json_string_value(json_array_get(urls, 0));
