@@ -55,7 +55,8 @@ int api_maintenance_compact(http_req *r, void *ctx)
     return answer(r, a);
 }
 
-/* Body {}: gives freed space back (SQLite VACUUM; writes wait meanwhile). */
+/* Body {}: gives freed space back (SQLite VACUUM, writes wait meanwhile;
+ * etcd: defragments every member, then disarms NOSPACE). */
 int api_maintenance_defrag(http_req *r, void *ctx)
 {
     APP_OFFLOAD(r, api_maintenance_defrag, ctx);
@@ -68,9 +69,6 @@ int api_maintenance_defrag(http_req *r, void *ctx)
     if (bad)
         return http_reply_error(r, CITRUS_EBADJSON, "body must be {}", NULL);
     int rc = store_defrag(a->st);
-    if (rc == CITRUS_EUNAVAILABLE)
-        return http_reply_error(
-            r, rc, "this catalog backend defragments on its own (etcd: etcdctl defrag)", NULL);
     if (rc < 0)
         return kvreq_reply_store_error(r, rc);
     return answer(r, a);

@@ -58,6 +58,9 @@
 #define PATH_TTL "/v3/lease/timetolive"
 #define PATH_MEMBERS "/v3/cluster/member/list"
 #define PATH_MEMBER_STATUS "/v3/maintenance/status"
+#define PATH_ALARM "/v3/maintenance/alarm"
+#define PATH_DEFRAG "/v3/maintenance/defragment"
+#define DEFRAG_TIMEOUT_MS 120000
 #define VIEW_TTL_MS 1000
 #define MEMBER_TIMEOUT_MS 1000
 #define SNAPSHOT_PAGE 1000
@@ -71,6 +74,11 @@ typedef struct cluster_view {
     int members, healthy;
     store_member member[STORE_MAX_MEMBERS];
     int64_t at_ms; /* when it was taken (monotonic); 0: never */
+    /* etcd's quota: its NOSPACE alarm (on any member), the largest
+     * member's database and the part of it in use, and the quota when the
+     * members report it (etcd >= 3.6; else 0, unknown). */
+    bool nospace;
+    int64_t db_size, db_in_use, quota;
 } cluster_view;
 
 typedef struct etcd_store {
@@ -84,6 +92,7 @@ typedef struct etcd_store {
     int64_t last_rev;         /* the revision the last status saw; guarded by mu */
     cluster_view view;        /* guarded by mu */
     bool view_busy;           /* a refresh of view is under way; guarded by mu */
+    size_t alarm_turn;        /* the member the next refresh asks for alarms (I/O thread) */
     pthread_cond_t view_cond; /* view_busy went false */
 } etcd_store;
 
@@ -215,7 +224,8 @@ typedef struct txn_job {
     bool *drop;     /* per compare: left out (its key was absent) */
     int64_t *seen;  /* per compare: the key's mod_revision, read for the guard */
     int tries;
-    bool single; /* sent as a plain put or delete, not a txn */
+    bool single;  /* sent as a plain put or delete, not a txn */
+    bool checked; /* the gets' size was measured (job_check) */
 } txn_job;
 
 static void job_free(txn_job *j)
@@ -250,6 +260,11 @@ static void job_finish(txn_job *j, int rc, const char *err)
     if (rc < 0) {
         kv_txn_res_free(j->out);
         report("txn", rc, err);
+    }
+    if (rc == CITRUS_ENOSPACE) { /* etcd raised its alarm: shown before the next look */
+        pthread_mutex_lock(&j->s->mu);
+        j->s->view.nospace = true;
+        pthread_mutex_unlock(&j->s->mu);
     }
     store_txn_cb cb = j->cb;
     void *ctx = j->ctx;
@@ -301,8 +316,12 @@ static json_t *guard_wrap(txn_job *j, json_t *inner)
 static void job_txn_done(void *ctx, etcd_result *r);
 static void job_read_done(void *ctx, etcd_result *r);
 
+static bool job_check(txn_job *j);
+
 static void job_send(txn_job *j)
 {
+    if (job_check(j))
+        return;
     const char *path = PATH_TXN;
     json_t *body = j->nguards ? NULL : etcd_codec_single_req(j->txn, &path);
     j->single = body != NULL;
@@ -313,6 +332,92 @@ static void job_send(txn_job *j)
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     etcd_client_call_async(j->s->cl, path, text, ETCD_WRITE, job_txn_done, j);
+}
+
+/* The gets' bound for a txn that also writes (docs/security.md, "Bounded
+ * answers and the store quota"): etcd commits before its answer can be
+ * measured, so the gets are first read alone, serializable, as a read-only
+ * txn with the same compares (less those dropped for absent keys), and a
+ * txn whose gets would pass kv_txn.max_get_bytes is refused, not sent.
+ * Data that grows between this read and the commit is not caught. */
+static bool txn_needs_check(const kv_txn *t)
+{
+    bool gets = false, writes = false;
+    for (size_t i = 0; i < t->nsuccess + t->nfailure; i++) {
+        const kv_op *op = i < t->nsuccess ? &t->success[i] : &t->failure[i - t->nsuccess];
+        gets |= op->type == KV_OP_GET;
+        writes |= op->type != KV_OP_GET;
+    }
+    return t->max_get_bytes && gets && writes;
+}
+
+/* Keeps only the gets of a branch (etcd's JSON), each serializable. */
+static bool gets_only(json_t *ops)
+{
+    for (size_t i = json_array_size(ops); i-- > 0;) {
+        json_t *r = json_object_get(json_array_get(ops, i), "request_range");
+        if (!r) {
+            if (json_array_remove(ops, i) < 0)
+                return false;
+        } else if (json_object_set_new(r, "serializable", json_true()) < 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The wire size of the gets in one answer's responses (etcd's JSON). */
+static size_t gets_size(json_t *resps, size_t max_bytes)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < json_array_size(resps) && bytes <= max_bytes; i++) {
+        kv_range_res rr = {0};
+        if (etcd_codec_range_res(json_object_get(json_array_get(resps, i), "response_range"), 0,
+                                 &rr) < 0)
+            return SIZE_MAX;
+        for (size_t k = 0; k < rr.count; k++)
+            bytes += kv_entry_wire_size(strlen(rr.items[k].key), rr.items[k].value_len, true);
+        kv_range_res_free(&rr);
+    }
+    return bytes;
+}
+
+static void job_check_done(void *ctx, etcd_result *r)
+{
+    txn_job *j = ctx;
+    errdetail err = {0};
+    json_t *ans;
+    int rc = etcd_client_decode(j->s->cl, r, ETCD_READ, &ans, &err);
+    size_t bytes =
+        rc == 0 ? gets_size(json_object_get(ans, "responses"), j->txn->max_get_bytes) : 0;
+    json_decref(ans);
+    if (rc < 0)
+        job_finish(j, rc, err.message);
+    else if (bytes == SIZE_MAX)
+        job_finish(j, CITRUS_EIO, "etcd: unexpected answer to a read");
+    else if (bytes > j->txn->max_get_bytes)
+        job_finish(j, CITRUS_ERESPTOOBIG, NULL);
+    else
+        job_send(j);
+}
+
+/* Starts the gets' measurement when the txn needs one; true when it did
+ * (job_check_done then goes on). */
+static bool job_check(txn_job *j)
+{
+    if (j->checked || !txn_needs_check(j->txn))
+        return false;
+    j->checked = true;
+    json_t *body = etcd_codec_txn_req(j->txn, j->nguards ? j->drop : NULL);
+    if (body && (!gets_only(json_object_get(body, "success")) ||
+                 !gets_only(json_object_get(body, "failure")))) {
+        json_decref(body);
+        body = NULL;
+    }
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    etcd_client_call_async(j->s->cl, PATH_TXN, text, ETCD_READ, job_check_done, j);
+    return true;
 }
 
 /* Reads the mod_revision of every key a guard compares. */
@@ -575,8 +680,10 @@ struct view_job {
     etcd_store *s;
     json_t *members; /* the member list; NULL when it could not be read */
     size_t pending, answered;
-    char leader_id[32]; /* a uint64, as etcd writes it */
-    view_ask *ask;      /* one per member */
+    int alarm;                         /* the alarm list: -1 not read, 0 no NOSPACE, 1 NOSPACE */
+    int64_t db_size, db_in_use, quota; /* the members' largest */
+    char leader_id[32];                /* a uint64, as etcd writes it */
+    view_ask *ask;                     /* one per member */
 };
 
 static void view_finish(view_job *j)
@@ -611,6 +718,13 @@ static void view_finish(view_job *j)
     if (j->members)
         v.members = (int)n;
     v.healthy = (int)j->answered;
+    if (j->alarm >= 0)
+        v.nospace = j->alarm > 0;
+    if (j->answered) {
+        v.db_size = j->db_size;
+        v.db_in_use = j->db_in_use;
+        v.quota = j->quota;
+    }
     v.at_ms = clock_mono_ms(s->clock);
     pthread_mutex_lock(&s->mu);
     s->view = v;
@@ -631,8 +745,38 @@ static void view_member_done(void *ctx, etcd_result *r)
     const char *leader = rc == 0 ? json_string_value(json_object_get(ans, "leader")) : NULL;
     j->answered += rc == 0;
     a->answered = rc == 0;
+    if (rc == 0) {
+        int64_t size = etcd_codec_int(ans, "dbSize"), used = etcd_codec_int(ans, "dbSizeInUse");
+        int64_t quota = etcd_codec_int(ans, "dbSizeQuota");
+        j->db_size = size > j->db_size ? size : j->db_size;
+        j->db_in_use = used > j->db_in_use ? used : j->db_in_use;
+        j->quota = quota > j->quota ? quota : j->quota;
+    }
     if (leader && !j->leader_id[0] && strcmp(leader, "0") != 0)
         snprintf(j->leader_id, sizeof(j->leader_id), "%s", leader);
+    json_decref(ans);
+    if (--j->pending == 0)
+        view_finish(j);
+}
+
+/* Whether etcd's alarm list (its answer) holds a NOSPACE alarm. */
+static bool alarms_nospace(json_t *ans)
+{
+    json_t *a = json_object_get(ans, "alarms");
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const char *name = json_string_value(json_object_get(json_array_get(a, i), "alarm"));
+        if (name && strcmp(name, "NOSPACE") == 0)
+            return true;
+    }
+    return false;
+}
+
+static void view_alarm_done(void *ctx, etcd_result *r)
+{
+    view_job *j = ctx;
+    json_t *ans;
+    if (etcd_client_decode(j->s->cl, r, ETCD_LOCAL, &ans, NULL) == 0)
+        j->alarm = alarms_nospace(ans);
     json_decref(ans);
     if (--j->pending == 0)
         view_finish(j);
@@ -653,7 +797,17 @@ static void view_list_done(void *ctx, etcd_result *r)
         j->members = NULL;
         n = 0;
     }
-    j->pending = n + 1; /* + 1 until every call is made: some may complete at once */
+    /* + 1 until every call is made (some may complete at once), and 1 for
+     * the alarm list: asked of one member, in turn, bounded as the rest */
+    j->pending = n + 1 + (n > 0);
+    j->alarm = -1;
+    if (n) {
+        json_t *m = json_array_get(j->members, j->s->alarm_turn++ % n);
+        const char *url = json_string_value(json_array_get(json_object_get(m, "clientURLs"), 0));
+        etcd_client_call_member_async(j->s->cl, url ? url : "", PATH_ALARM,
+                                      strdup("{\"action\":\"GET\"}"), MEMBER_TIMEOUT_MS,
+                                      view_alarm_done, j);
+    }
     for (size_t i = 0; i < n; i++) {
         json_t *urls = json_object_get(json_array_get(j->members, i), "clientURLs");
         const char *url = json_string_value(json_array_get(urls, 0));
@@ -709,6 +863,10 @@ static void status_view(etcd_store *s, bool writable, store_status *out)
     snprintf(out->leader, sizeof(out->leader), "%s", v.leader);
     out->members = v.members;
     out->healthy_members = v.healthy;
+    out->nospace = v.nospace;
+    out->db_size = v.db_size;
+    out->db_size_in_use = v.db_in_use;
+    out->quota_bytes = v.quota;
     memcpy(out->member, v.member, sizeof(out->member));
     out->quorum = writable;
 }
@@ -844,9 +1002,135 @@ static int etcd_store_snapshot(store *st, size_t max_bytes, kv_snapshot *out)
     return rc;
 }
 
-/* etcd's own compaction (physical: answered once the space is free); its
- * NOSPACE alarm is etcd's, disarmed by `etcdctl alarm disarm` after a
- * defragment (docs/security.md). */
+/* ---- the quota: defragment and disarm ------------------------------------------ */
+
+typedef struct member_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    etcd_client *cl;
+    int rc;
+    json_t *ans;
+    errdetail err;
+} member_wait;
+
+static void member_wait_done(void *ctx, etcd_result *r)
+{
+    member_wait *w = ctx;
+    json_t *ans = NULL;
+    errdetail err = {0};
+    int rc = etcd_client_decode(w->cl, r, ETCD_LOCAL, &ans, &err);
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    w->ans = ans;
+    w->err = err;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* A synchronous call to one member (etcd_client_call_member_async). */
+static int member_call(etcd_store *s, const char *url, const char *path, int64_t timeout_ms,
+                       json_t **ans, errdetail *e)
+{
+    member_wait w = {.cl = s->cl};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    etcd_client_call_member_async(s->cl, url, path, strdup("{}"), timeout_ms, member_wait_done, &w);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    *ans = w.ans;
+    if (w.rc < 0 && e)
+        *e = w.err;
+    return w.rc < 0 ? report("defrag", w.rc, w.err.message) : 0;
+}
+
+/* Waits for a view taken after this call (a refresh under way may have
+ * started before what the caller changed). */
+static void view_fresh(etcd_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->view_busy)
+        pthread_cond_wait(&s->view_cond, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    view_first(s);
+}
+
+/* With defrag, defragments every member, one at a time (each one stalls
+ * while it runs); then disarms the NOSPACE alarm of each member whose
+ * database is back under etcd's quota (when the quota is unknown, etcd
+ * < 3.6: after a defragment, always; etcd raises the alarm again at the
+ * next write that does not fit), and refreshes the view. */
+static int quota_make_room(etcd_store *s, bool defrag)
+{
+    json_t *list = NULL, *alarms = NULL;
+    int rc = call(s, "defrag", PATH_MEMBERS, json_object(), ETCD_LOCAL, &list, NULL);
+    json_t *members = json_object_get(list, "members");
+    size_t n = json_array_size(members);
+    int64_t *size = n ? calloc(n, sizeof(*size)) : NULL, quota = 0;
+    if (rc == 0 && n && !size)
+        rc = CITRUS_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        json_t *urls = json_object_get(json_array_get(members, i), "clientURLs");
+        const char *url = json_string_value(json_array_get(urls, 0));
+        json_t *ans = NULL;
+        if (defrag)
+            rc = member_call(s, url ? url : "", PATH_DEFRAG, DEFRAG_TIMEOUT_MS, &ans, NULL);
+        json_decref(ans);
+        ans = NULL;
+        if (rc == 0 && member_call(s, url ? url : "", PATH_MEMBER_STATUS, MEMBER_TIMEOUT_MS, &ans,
+                                   NULL) == 0) {
+            size[i] = etcd_codec_int(ans, "dbSize");
+            int64_t q = etcd_codec_int(ans, "dbSizeQuota");
+            quota = q > quota ? q : quota;
+        }
+        json_decref(ans);
+    }
+    if (rc == 0)
+        rc = call(s, "defrag", PATH_ALARM, json_pack("{s:s}", "action", "GET"), ETCD_READ, &alarms,
+                  NULL);
+    json_t *list_alarms = json_object_get(alarms, "alarms");
+    for (size_t i = 0; rc == 0 && i < json_array_size(list_alarms); i++) {
+        json_t *a = json_array_get(list_alarms, i);
+        const char *id = json_string_value(json_object_get(a, "memberID"));
+        const char *name = json_string_value(json_object_get(a, "alarm"));
+        if (!id || !name || strcmp(name, "NOSPACE") != 0)
+            continue;
+        int64_t at = -1; /* the member's database; -1: not known */
+        for (size_t k = 0; k < n; k++) {
+            const char *mid = json_string_value(json_object_get(json_array_get(members, k), "ID"));
+            if (mid && strcmp(mid, id) == 0)
+                at = size[k];
+        }
+        bool under = quota ? at >= 0 && at < quota : defrag;
+        json_t *ans = NULL;
+        if (under)
+            rc = call(s, "defrag", PATH_ALARM,
+                      json_pack("{s:s,s:s,s:s}", "action", "DEACTIVATE", "memberID", id, "alarm",
+                                "NOSPACE"),
+                      ETCD_WRITE, &ans, NULL);
+        json_decref(ans);
+    }
+    json_decref(alarms);
+    json_decref(list);
+    free(size);
+    view_fresh(s);
+    return rc;
+}
+
+static int etcd_store_defrag(store *st)
+{
+    return quota_make_room((etcd_store *)st, true);
+}
+
+/* etcd's own compaction (physical: answered once the space is free); then
+ * the NOSPACE alarm is disarmed when etcd reports its quota and the
+ * members are back under it (their database shrinks only with a
+ * defragment: docs/security.md). */
 static int etcd_store_compact(store *st, int64_t rev)
 {
     etcd_store *s = (etcd_store *)st;
@@ -864,6 +1148,10 @@ static int etcd_store_compact(store *st, int64_t rev)
                   json_pack("{s:o,s:b}", "revision", etcd_codec_i64(rev), "physical", 1),
                   ETCD_WRITE, &ans, NULL);
     json_decref(ans);
+    if (rc == 0) {
+        compact_note(s, rev);
+        quota_make_room(s, false); /* compacted either way: the disarm is a bonus */
+    }
     return rc;
 }
 
@@ -892,6 +1180,7 @@ static const store_ops etcd_ops = {
     .status = etcd_store_status,
     .snapshot = etcd_store_snapshot,
     .compact = etcd_store_compact,
+    .defrag = etcd_store_defrag,
     .close = etcd_store_close,
 };
 
