@@ -57,7 +57,11 @@
     X(CROSSORIGIN, -41, "cross_origin", 403, "a cross-site request cannot change anything")        \
     X(RESERVED, -42, "reserved", 403, "keys under citrus/ are written only through their routes")  \
     X(SUPERUSER, -43, "superuser_not_allowed", 400,                                                \
-      "the DSN's role is a superuser; sm-admin may allow it with allow_superuser=true")
+      "the DSN's role is a superuser; sm-admin may allow it with allow_superuser=true")            \
+    X(REGCONFLICT, -44, "conflict", 409, "this conflicts with what is already registered")         \
+    X(UNKNOWNTYPE, -45, "unknown_business_type", 422, "no schema template for this business type") \
+    X(SHARDDOWN, -46, "shard_unreachable", 503, "the shard did not answer in time; retry later")   \
+    X(UNKNOWNTENANT, -47, "unknown_tenant", 404, "the tenant key is not registered")
 
 /* Marks the functions libcitrus exports (everything else in the shared
  * library is hidden). */

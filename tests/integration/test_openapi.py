@@ -29,3 +29,19 @@ def test_openapi_matches_route_table():
     routes = route_table()
     assert len(routes) >= 10
     assert routes == documented()
+
+
+def error_table_codes():
+    src = open(os.path.join(ROOT, "include", "citrus", "errors.h")).read()
+    return {code for code in re.findall(r'X\(\w+,\s*-?\d+,\s*"(\w+)"', src)} - {"ok"}
+
+
+def test_openapi_lists_every_error_code():
+    """Every code the server can answer (the error table) is in the spec's
+    Error schema, and the spec lists none that does not exist."""
+    spec = yaml.safe_load(open(os.path.join(ROOT, "docs", "openapi.yaml")))
+    listed = set(spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+                 ["code"]["enum"])
+    table = error_table_codes()
+    assert len(table) >= 40
+    assert listed == table, (sorted(table - listed), sorted(listed - table))
