@@ -250,7 +250,11 @@ CITRUS_API const char *citrus_result_column_name(const citrus_result *r,
 CITRUS_API size_t citrus_result_row_count(const citrus_result *r);
 /* Cell accessors: CITRUS_NULL (and 0 / NULL) out of range. Numbers convert
  * between INT, REAL and BOOL; text and blob give NULL for other types. len
- * may be NULL; text is NUL-terminated as well. */
+ * may be NULL; text is NUL-terminated as well. Integers the router sent as
+ * strings (column type "int64-string", the request option int64) read back
+ * as CITRUS_INT, exactly; citrus_result_int also reads a text cell holding
+ * an integer ("9007199254740993") exactly, and citrus_result_real a numeric
+ * one (exact decimals come as text: "12.50", citrus_result_text). */
 CITRUS_API citrus_type citrus_result_type(const citrus_result *r, size_t row, size_t col);
 CITRUS_API int64_t citrus_result_int(const citrus_result *r, size_t row, size_t col);
 CITRUS_API double citrus_result_real(const citrus_result *r, size_t row, size_t col);

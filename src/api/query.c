@@ -1,6 +1,6 @@
 /* api/query.c — the router's API: POST /v1/query and POST /v1/tx.
  *
- *   /v1/query {key | tenant, sql, params?, consistency?, max_lag_ms?}
+ *   /v1/query {key | tenant, sql, params?, consistency?, max_lag_ms?, int64?}
  *                                                   one statement on the key's shard
  *   /v1/query {keys: [...], sql, params?}           the same, for keys on one shard
  *   /v1/query {scatter: true, sql, params?, order_by?, limit?, aggregate?, partial?}
@@ -8,8 +8,10 @@
  * Parameters are JSON scalars bound as $1, $2, ... (never spliced into the
  * SQL). consistency "strong" (the default) reads the primary; "eventual"
  * reads a replica within max_lag_ms when the shard has one (else the
- * primary); writes always go to the primary. Answers: {shard_id, columns,
- * rows, row_count, changes, truncated, ring_version, served_by}. Every call waits on a database: on
+ * primary); writes always go to the primary. int64 "number" | "string"
+ * (default router.int64) says how 64-bit integers are sent (wire/rowjson.h).
+ * Answers: {shard_id, columns, column_types, rows, row_count, changes,
+ * truncated, ring_version, served_by}. Every call waits on a database: on
  * the work pool. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,9 +85,24 @@ static void catalog_header(http_req *r, const router_answer *ans)
     http_add_header(r, "X-Citrus-Catalog", ans->catalog_cached ? "cached" : "live");
 }
 
-static json_t *answer_json(const router_answer *a)
+/* The body's "int64" (absent: the router's default); replies 400 when
+ * invalid. */
+static int int64_parse(http_req *r, const router *rt, json_t *body, rowjson_int64 *mode)
 {
-    json_t *j = rowjson_result(&a->rs);
+    json_t *v = json_object_get(body, "int64");
+    *mode = router_int64_as_string(rt) ? ROWJSON_INT64_STRING : ROWJSON_INT64_NUMBER;
+    if (v && rowjson_int64_parse(json_string_value(v), mode) < 0)
+        return http_reply_error(r, CITRUS_EINVAL,
+                                "int64: \"number\" (JSON numbers; a column with a value past "
+                                "2^53-1 as strings, typed int64-string) or \"string\" (always)",
+                                NULL),
+               CITRUS_EINVAL;
+    return 0;
+}
+
+static json_t *answer_json(const router_answer *a, rowjson_int64 mode)
+{
+    json_t *j = rowjson_result(&a->rs, mode);
     json_object_set_new(j, "row_count", json_integer((json_int_t)a->rs.nrows));
     json_object_set_new(j, "changes", json_integer((json_int_t)a->changes));
     json_object_set_new(j, "truncated", json_boolean(a->truncated));
@@ -142,7 +159,8 @@ static int scatter_opts_parse(http_req *r, json_t *body, scatter_opts *o)
             const char *name = json_string_value(json_is_array(ag) ? json_array_get(ag, i) : ag);
             if (merge_agg_parse(name, &o->aggs[i]) < 0)
                 return http_reply_errorf(r, CITRUS_EBADJSON,
-                                         "aggregate: each must be count, sum, min, max or first"),
+                                         "aggregate: each must be count, sum, avg, min, max "
+                                         "or first"),
                        CITRUS_EBADJSON;
         }
         o->spec.aggs = o->aggs;
@@ -307,8 +325,11 @@ int api_query(http_req *r, void *ctx)
     else
         rc = statement_parse(r, body, "", -1, &sql, &params, &np);
     router_call rd;
+    rowjson_int64 mode;
     if (rc == 0)
         rc = call_parse(r, a->router, body, &rd);
+    if (rc == 0)
+        rc = int64_parse(r, a->router, body, &mode);
     router_answer ans = {0};
     errdetail e = {0}; /* e.code set: the router's error, not yet replied */
     if (rc == 0 && json_is_true(scatter) && !principal_scatter_allowed(api_principal(r))) {
@@ -331,7 +352,7 @@ int api_query(http_req *r, void *ctx)
     if (rc < 0 && e.code)
         router_error_reply(r, &e, -1);
     if (rc == 0) {
-        json_t *out = answer_json(&ans);
+        json_t *out = answer_json(&ans, mode);
         if (ans.shards) { /* scatter */
             json_object_set(out, "shards", ans.shards);
             json_object_set(out, "missing", ans.missing);
@@ -376,8 +397,11 @@ int api_tx(http_req *r, void *ctx)
                              &v[i].nparams);
     }
     router_call call = {0};
+    rowjson_int64 mode;
     if (rc == 0)
         rc = timeout_parse(r, a->router, body, &call);
+    if (rc == 0)
+        rc = int64_parse(r, a->router, body, &mode);
     long failed = -1;
     errdetail e = {0};
     if (rc == 0 && (rc = router_tx(a->router, key, &call, v, n, ans, &failed, &e)) < 0)
@@ -385,7 +409,7 @@ int api_tx(http_req *r, void *ctx)
     if (rc == 0) {
         json_t *results = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(results, answer_json(&ans[i]));
+            json_array_append_new(results, answer_json(&ans[i], mode));
         catalog_header(r, &ans[0]);
         http_reply_json(r, 200,
                         json_pack("{s:s,s:o,s:I}", "shard_id", ans[0].shard_id, "results", results,

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/decimal.h"
 
 /* ---- error messages ---- */
 
@@ -239,6 +240,24 @@ static size_t first_with_row(const result_set *in, size_t n)
     return i;
 }
 
+/* A NUMERIC's value as a decimal (0, CITRUS_EINVAL: not one,
+ * CITRUS_ENOMEM). */
+static int numeric_of(const value *v, decimal *out)
+{
+    return v->type == VAL_NUMERIC ? dec_parse(v->u.s.p, v->u.s.len, out)
+                                  : dec_from_int(v->u.i, out);
+}
+
+/* An exact decimal as a NUMERIC value. */
+static int numeric_value(const decimal *x, value *out)
+{
+    size_t len;
+    char *t = dec_text(x, &len);
+    *out = t ? val_numeric(t, len) : val_null();
+    free(t);
+    return out->type == VAL_NUMERIC ? 0 : CITRUS_ENOMEM;
+}
+
 static int agg_count(result_set *in, size_t n, size_t c, value *out, errdetail *e)
 {
     int64_t sum = 0;
@@ -248,11 +267,16 @@ static int agg_count(result_set *in, size_t n, size_t c, value *out, errdetail *
         const value *v = rs_cell(&in[i], 0, c);
         if (v->type == VAL_NULL)
             continue;
-        if (v->type != VAL_INT)
+        int64_t k = v->u.i;
+        decimal x = {0};
+        bool ok = v->type == VAL_INT ||
+                  (v->type == VAL_NUMERIC && numeric_of(v, &x) == 0 && dec_to_int(&x, &k) == 0);
+        dec_free(&x);
+        if (!ok)
             return errdetail_set(e, CITRUS_EINVAL,
                                  "count column \"%s\": shard #%zu returned a non-integer",
                                  in[0].columns[c], i);
-        if (__builtin_add_overflow(sum, v->u.i, &sum))
+        if (__builtin_add_overflow(sum, k, &sum))
             return errdetail_set(e, CITRUS_EINVAL, "count column \"%s\" overflows",
                                  in[0].columns[c]);
     }
@@ -260,49 +284,137 @@ static int agg_count(result_set *in, size_t n, size_t c, value *out, errdetail *
     return 0;
 }
 
-/* Integers add exactly until they overflow; from then on (or once a REAL
- * shows up) the sum is a REAL. */
+/* A sum: integers add in 64 bits until they overflow, then (or once a
+ * NUMERIC shows up) exactly as a decimal; a REAL makes it a double. */
 typedef struct sum_acc {
     int64_t i;
-    double d;
-    bool any, real;
+    decimal dec; /* when exact: the sum so far, i not used */
+    double d;    /* the REALs */
+    bool any, exact, numeric, real;
 } sum_acc;
 
-static void sum_add_int(sum_acc *s, int64_t x)
+/* Adds a number (INT, NUMERIC or REAL; scaled by weight, 1 for a plain
+ * sum). 0, CITRUS_EINVAL (not a number), CITRUS_ENOMEM. */
+static int sum_add(sum_acc *s, const value *v, int64_t weight)
 {
-    int64_t t;
-    if (!__builtin_add_overflow(s->i, x, &t)) {
-        s->i = t;
-        return;
+    if (v->type == VAL_REAL) {
+        s->d += v->u.d * (double)weight;
+        s->any = s->real = true;
+        return 0;
     }
-    s->d += (double)s->i + (double)x;
-    s->i = 0;
-    s->real = true;
+    if (v->type != VAL_INT && v->type != VAL_NUMERIC)
+        return CITRUS_EINVAL;
+    s->any = true;
+    s->numeric |= v->type == VAL_NUMERIC;
+    int64_t t;
+    if (!s->exact && v->type == VAL_INT && !__builtin_mul_overflow(v->u.i, weight, &t) &&
+        !__builtin_add_overflow(s->i, t, &t)) {
+        s->i = t;
+        return 0;
+    }
+    if (!s->exact) { /* from now on, decimals */
+        int rc = dec_from_int(s->i, &s->dec);
+        if (rc)
+            return rc;
+        s->exact = true;
+    }
+    decimal x = {0}, y = {0}, sum = {0};
+    int rc = numeric_of(v, &x);
+    if (rc == 0)
+        rc = dec_mul_int(&x, weight, &y);
+    if (rc == 0)
+        rc = dec_add(&s->dec, &y, &sum);
+    dec_free(&x);
+    dec_free(&y);
+    if (rc == 0) {
+        dec_free(&s->dec);
+        s->dec = sum;
+    }
+    return rc;
+}
+
+/* The sum as a value: NULL (no number), REAL (a REAL was added), INT (only
+ * INTs, and the total fits), else NUMERIC. */
+static int sum_value(sum_acc *s, value *out)
+{
+    int64_t i = s->i;
+    if (!s->any)
+        *out = val_null();
+    else if (s->real)
+        *out = val_real((s->exact ? dec_to_double(&s->dec) : (double)s->i) + s->d);
+    else if (!s->exact || (!s->numeric && dec_to_int(&s->dec, &i) == 0))
+        *out = val_int(i);
+    else
+        return numeric_value(&s->dec, out);
+    return 0;
+}
+
+static int not_a_number(errdetail *e, int rc, const char *what, const char *col, size_t shard)
+{
+    if (rc == CITRUS_ENOMEM)
+        return no_memory(e);
+    return errdetail_set(e, CITRUS_EINVAL, "%s column \"%s\": shard #%zu returned a non-number",
+                         what, col, shard);
 }
 
 static int agg_sum(result_set *in, size_t n, size_t c, value *out, errdetail *e)
 {
     sum_acc s = {0};
-    for (size_t i = 0; i < n; i++) {
-        if (!in[i].nrows)
-            continue;
-        const value *v = rs_cell(&in[i], 0, c);
-        if (v->type == VAL_NULL)
-            continue;
-        if (v->type == VAL_INT) {
-            sum_add_int(&s, v->u.i);
-        } else if (v->type == VAL_REAL) {
-            s.d += v->u.d;
-            s.real = true;
-        } else {
-            return errdetail_set(e, CITRUS_EINVAL,
-                                 "sum column \"%s\": shard #%zu returned a non-number",
-                                 in[0].columns[c], i);
-        }
-        s.any = true;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const value *v = in[i].nrows ? rs_cell(&in[i], 0, c) : NULL;
+        if (v && v->type != VAL_NULL && (rc = sum_add(&s, v, 1)) < 0)
+            rc = not_a_number(e, rc, "sum", in[0].columns[c], i);
     }
-    *out = !s.any ? val_null() : s.real ? val_real((double)s.i + s.d) : val_int(s.i);
-    return 0;
+    if (!rc && sum_value(&s, out) < 0)
+        rc = no_memory(e);
+    dec_free(&s.dec);
+    return rc;
+}
+
+/* AVG: each shard's average weighted by its count (column cc):
+ * sum(avg_i * count_i) / sum(count_i), exactly (a NUMERIC, rounded as
+ * dec_div_int says) unless a shard gave a REAL. */
+static int agg_avg(result_set *in, size_t n, size_t c, long cc, value *out, errdetail *e)
+{
+    if (cc < 0)
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "avg column \"%s\" needs a count column (count of the averaged "
+                             "values, aggregate \"count\") to weigh each shard's average",
+                             in[0].columns[c]);
+    sum_acc s = {0};
+    int64_t total = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const value *v = in[i].nrows ? rs_cell(&in[i], 0, c) : NULL;
+        const value *k = in[i].nrows ? rs_cell(&in[i], 0, (size_t)cc) : NULL;
+        if (!v || v->type == VAL_NULL || k->type != VAL_INT || k->u.i <= 0)
+            continue; /* no rows there (a count that is not an integer: agg_count says so) */
+        if ((rc = sum_add(&s, v, k->u.i)) < 0)
+            rc = not_a_number(e, rc, "avg", in[0].columns[c], i);
+        else if (__builtin_add_overflow(total, k->u.i, &total))
+            rc =
+                errdetail_set(e, CITRUS_EINVAL, "count column \"%s\" overflows", in[0].columns[cc]);
+    }
+    if (rc || !s.any || total == 0) {
+        *out = val_null();
+    } else if (s.real) {
+        value t;
+        sum_value(&s, &t);
+        *out = val_real(t.u.d / (double)total);
+    } else {
+        decimal q;
+        if (!s.exact)
+            rc = dec_from_int(s.i, &s.dec);
+        if (rc == 0 && (rc = dec_div_int(&s.dec, total, &q)) == 0) {
+            rc = numeric_value(&q, out);
+            dec_free(&q);
+        }
+        if (rc)
+            rc = no_memory(e);
+    }
+    dec_free(&s.dec);
+    return rc;
 }
 
 /* MIN (sign 1) or MAX (sign -1), NULLs ignored; the value moves. */
@@ -319,9 +431,12 @@ static void agg_extreme(result_set *in, size_t n, size_t c, int sign, value *out
     *out = best ? take(best) : val_null();
 }
 
-static int agg_column(result_set *in, size_t n, size_t c, merge_agg a, value *out, errdetail *e)
+static int agg_column(result_set *in, size_t n, size_t c, merge_agg a, long count_col, value *out,
+                      errdetail *e)
 {
     switch (a) {
+    case AGG_AVG:
+        return agg_avg(in, n, c, count_col, out, e);
     case AGG_COUNT:
         return agg_count(in, n, c, out, e);
     case AGG_SUM:
@@ -364,9 +479,13 @@ static int aggregate(result_set *in, size_t n, const merge_spec *spec, result_se
     size_t ncols = in[0].ncols;
     if (alloc_rows(res, ncols, 1))
         return no_memory(e);
+    long count_col = -1; /* the first count column: avg's weights */
+    for (size_t c = 0; c < ncols && count_col < 0; c++)
+        if ((spec->naggs == 1 ? spec->aggs[0] : spec->aggs[c]) == AGG_COUNT)
+            count_col = (long)c;
     for (size_t c = 0; c < ncols && !rc; c++) {
         merge_agg a = spec->naggs == 1 ? spec->aggs[0] : spec->aggs[c];
-        rc = agg_column(in, n, c, a, &res->cells[c], e);
+        rc = agg_column(in, n, c, a, count_col, &res->cells[c], e);
         if (rc)
             while (c--)
                 val_free(&res->cells[c]);
@@ -387,11 +506,8 @@ int merge_agg_parse(const char *name, merge_agg *out)
     static const struct {
         const char *name;
         merge_agg agg;
-    } names[] = {{"first", AGG_FIRST},
-                 {"count", AGG_COUNT},
-                 {"sum", AGG_SUM},
-                 {"min", AGG_MIN},
-                 {"max", AGG_MAX}};
+    } names[] = {{"first", AGG_FIRST}, {"count", AGG_COUNT}, {"sum", AGG_SUM},
+                 {"min", AGG_MIN},     {"max", AGG_MAX},     {"avg", AGG_AVG}};
     for (size_t i = 0; name && i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(name, names[i].name) == 0) {
             *out = names[i].agg;

@@ -12,12 +12,19 @@
  *   aggregate       every shard returned one row (a shard with no row adds
  *                   nothing; if no shard has a row the answer has no row,
  *                   as a GROUP BY with no group); per column one of
- *                   count (sum of integer counts, NULL as 0), sum (INT
- *                   while it fits in 64 bits, else REAL; any REAL gives
- *                   REAL; TEXT/BLOB/BOOL are an error), min, max (NULLs
- *                   ignored; all NULL gives NULL), or "first" (the value of
- *                   the first shard with a row, for group keys and
- *                   constants). ORDER BY with aggregates is refused
+ *                   count (sum of integer counts, NULL as 0), sum (exact:
+ *                   INT while only INTs come and the total fits in 64
+ *                   bits, else NUMERIC, a decimal (core/decimal.h) --
+ *                   integer sums past 2^63 too; any REAL gives REAL;
+ *                   TEXT/BLOB/BOOL are an error), avg (each shard's
+ *                   average weighted by the first count column of the
+ *                   spec, which must count the averaged values: NUMERIC
+ *                   rounded to at least 16 significant digits
+ *                   (dec_div_int), REAL if a shard gave a REAL; no count
+ *                   column is an error), min, max (by value across INT,
+ *                   REAL and NUMERIC; NULLs ignored; all NULL gives NULL),
+ *                   or "first" (the value of the first shard with a row,
+ *                   for group keys and constants). ORDER BY with aggregates is refused
  *                   (CITRUS_EINVAL); a limit is accepted and has no effect
  *                   on the single row.
  * All inputs must have the same column names in the same order as input 0
@@ -37,10 +44,10 @@ typedef struct merge_key {
     bool desc;
 } merge_key;
 
-typedef enum { AGG_FIRST, AGG_COUNT, AGG_SUM, AGG_MIN, AGG_MAX } merge_agg;
+typedef enum { AGG_FIRST, AGG_COUNT, AGG_SUM, AGG_MIN, AGG_MAX, AGG_AVG } merge_agg;
 
-/* 0, or CITRUS_EINVAL for an unknown name ("count", "sum", "min", "max",
- * "first"; lowercase). */
+/* 0, or CITRUS_EINVAL for an unknown name ("count", "sum", "avg", "min",
+ * "max", "first"; lowercase). */
 int merge_agg_parse(const char *name, merge_agg *out);
 
 typedef struct merge_spec {

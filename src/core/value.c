@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/decimal.h"
 
 value val_null(void)
 {
@@ -49,6 +50,17 @@ value val_blob(const void *p, size_t len)
     return bytes(VAL_BLOB, p, len);
 }
 
+value val_numeric(const char *p, size_t len)
+{
+    return dec_valid(p, len) ? bytes(VAL_NUMERIC, p, len) : val_null();
+}
+
+/* Whether v holds bytes (TEXT, BLOB or NUMERIC: u.s). */
+static bool val_has_bytes(const value *v)
+{
+    return v->type == VAL_TEXT || v->type == VAL_BLOB || v->type == VAL_NUMERIC;
+}
+
 bool val_ok(const value *v, val_type wanted)
 {
     return v->type == wanted;
@@ -56,14 +68,14 @@ bool val_ok(const value *v, val_type wanted)
 
 void val_free(value *v)
 {
-    if (v->type == VAL_TEXT || v->type == VAL_BLOB)
+    if (val_has_bytes(v))
         free(v->u.s.p);
     *v = val_null();
 }
 
 int val_copy(value *dst, const value *src)
 {
-    if (src->type != VAL_TEXT && src->type != VAL_BLOB) {
+    if (!val_has_bytes(src)) {
         *dst = *src;
         return 0;
     }
@@ -80,6 +92,7 @@ static int kind(const value *v)
     case VAL_INT:
     case VAL_REAL:
     case VAL_BOOL:
+    case VAL_NUMERIC:
         return 1;
     case VAL_TEXT:
         return 2;
@@ -118,8 +131,42 @@ static int cmp_real(double x, double y)
     return x < y ? -1 : x > y;
 }
 
+/* A number as the nearest double; x is its decimal when rc is 0. */
+static double num_double(const value *v, const decimal *x, int rc)
+{
+    if (v->type == VAL_REAL)
+        return v->u.d;
+    if (rc == 0)
+        return dec_to_double(x);
+    return v->type == VAL_NUMERIC ? strtod(v->u.s.p, NULL) : (double)as_int(v);
+}
+
+/* A NUMERIC against any number: exactly against INT, BOOL and NUMERIC
+ * (decimals), through the nearest double against REAL. */
+static int cmp_decimal(const value *a, const value *b)
+{
+    decimal x = {0}, y = {0};
+    int rx = a->type == VAL_NUMERIC ? dec_parse(a->u.s.p, a->u.s.len, &x)
+             : a->type == VAL_REAL  ? CITRUS_EINVAL
+                                    : dec_from_int(as_int(a), &x);
+    int ry = b->type == VAL_NUMERIC ? dec_parse(b->u.s.p, b->u.s.len, &y)
+             : b->type == VAL_REAL  ? CITRUS_EINVAL
+                                    : dec_from_int(as_int(b), &y);
+    int c;
+    if (rx == 0 && ry == 0) {
+        c = dec_cmp(&x, &y);
+    } else { /* a REAL, or no memory: doubles */
+        c = cmp_real(num_double(a, &x, rx), num_double(b, &y, ry));
+    }
+    dec_free(&x);
+    dec_free(&y);
+    return c;
+}
+
 static int cmp_num(const value *a, const value *b)
 {
+    if (a->type == VAL_NUMERIC || b->type == VAL_NUMERIC)
+        return cmp_decimal(a, b);
     bool ra = a->type == VAL_REAL, rb = b->type == VAL_REAL;
     if (!ra && !rb) {
         int64_t x = as_int(a), y = as_int(b);

@@ -3,10 +3,11 @@
  * I/O).
  *
  * Types: NULL, a 64-bit integer, a double, text (UTF-8, may contain NUL
- * only if the database gave it), a boolean, and bytes. Drivers map their
- * column types onto these (PostgreSQL int2/4/8 -> INT, float4/8 -> REAL,
- * numeric -> TEXT (exact), bool -> BOOL, bytea -> BLOB, everything else ->
- * TEXT; SQLite by storage class). */
+ * only if the database gave it), a boolean, bytes, and an exact decimal
+ * (NUMERIC: its text form, core/decimal.h, kept as text so nothing is lost).
+ * Drivers map their column types onto these (PostgreSQL int2/4/8 -> INT,
+ * float4/8 -> REAL, numeric -> NUMERIC (NaN and Infinity -> TEXT), bool ->
+ * BOOL, bytea -> BLOB, everything else -> TEXT; SQLite by storage class). */
 #ifndef CITRUS_CORE_VALUE_H
 #define CITRUS_CORE_VALUE_H
 
@@ -14,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { VAL_NULL, VAL_INT, VAL_REAL, VAL_TEXT, VAL_BOOL, VAL_BLOB } val_type;
+typedef enum { VAL_NULL, VAL_INT, VAL_REAL, VAL_TEXT, VAL_BOOL, VAL_BLOB, VAL_NUMERIC } val_type;
 
 typedef struct value {
     val_type type;
@@ -23,7 +24,7 @@ typedef struct value {
         double d;
         bool b;
         struct {
-            char *p; /* TEXT: NUL-terminated as well; owned */
+            char *p; /* TEXT, BLOB, NUMERIC: NUL-terminated as well; owned */
             size_t len;
         } s;
     } u;
@@ -37,6 +38,9 @@ value val_bool(bool b);
  * of memory (check with val_ok). */
 value val_text(const char *p, size_t len);
 value val_blob(const void *p, size_t len);
+/* An exact decimal from its text form (dec_valid); VAL_NULL when out of
+ * memory or when the text is not a decimal. */
+value val_numeric(const char *p, size_t len);
 bool val_ok(const value *v, val_type wanted);
 
 void val_free(value *v);
@@ -44,8 +48,9 @@ void val_free(value *v);
 int val_copy(value *dst, const value *src);
 
 /* SQL-ish ordering for ORDER BY merges: NULL sorts first (as the smallest),
- * numbers (INT, REAL, BOOL as 0/1) compare by value across types, exactly
- * (an INT beyond 2^53 against a REAL too), NaN above every number; TEXT and
+ * numbers (INT, REAL, NUMERIC, BOOL as 0/1) compare by value across types,
+ * exactly (an INT beyond 2^53 against a REAL too; a NUMERIC against a REAL
+ * through the nearest double), NaN above every number; TEXT and
  * BLOB compare bytewise (memcmp, then length); different kinds order
  * NULL < numbers < TEXT < BLOB. Returns <0, 0, >0. */
 int val_compare(const value *a, const value *b);

@@ -338,6 +338,7 @@ static char *cell_text(const value *v)
     switch (v->type) {
     case VAL_TEXT:
     case VAL_BLOB:
+    case VAL_NUMERIC:
         return strndup(v->u.s.p ? v->u.s.p : "", v->u.s.len);
     case VAL_INT:
         snprintf(num, sizeof(num), "%" PRId64, v->u.i);

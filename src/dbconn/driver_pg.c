@@ -17,8 +17,8 @@
  * is refused), BLOB as bytea hex "\x..." typed bytea (OID 17) explicitly;
  * everything else untyped (OID 0) for the server to infer. Results come back in text format, in
  * single-row mode so a huge result is never materialized, and are typed by column OID: int2/4/8 ->
- * INT, float4/8 -> REAL, numeric -> TEXT (exact), bool -> BOOL, bytea -> BLOB (PQunescapeBytea),
- * anything else TEXT.
+ * INT, float4/8 -> REAL, numeric -> NUMERIC (exact text; NaN and Infinity -> TEXT), bool -> BOOL,
+ * bytea -> BLOB (PQunescapeBytea), anything else TEXT.
  *
  * max_rows: past the limit the rest of the rows are read and dropped; a
  * statement that starts with SELECT, VALUES or TABLE run outside a
@@ -64,6 +64,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/decimal.h"
 #include "core/sqlword.h"
 #include "dbconn/driver.h"
 #include "dbconn/driver_ops.h"
@@ -81,6 +82,7 @@
 #define OID_INT4 23
 #define OID_FLOAT4 700
 #define OID_FLOAT8 701
+#define OID_NUMERIC 1700
 
 /* Lag 0 when the replica has replayed all it received; else the age of the
  * last transaction it replayed, or, when it has replayed none since it
@@ -257,6 +259,9 @@ static int params_make(pg_params *pp, const value *params, size_t n, errdetail *
             }
             pp->vals[i] = v->u.s.p ? v->u.s.p : "";
             break;
+        case VAL_NUMERIC: /* its text, for the server to infer */
+            pp->vals[i] = v->u.s.p;
+            break;
         case VAL_BLOB:
             pp->blobs[i] = bytea_hex((const unsigned char *)v->u.s.p, v->u.s.p ? v->u.s.len : 0);
             if (!pp->blobs[i])
@@ -304,6 +309,12 @@ static int cell(const PGresult *r, int row, int col, value *out)
         }
         break;
     }
+    case OID_NUMERIC:
+        if (dec_valid(s, len)) { /* not NaN, Infinity */
+            *out = val_numeric(s, len);
+            return val_ok(out, VAL_NUMERIC) ? 0 : CITRUS_ENOMEM;
+        }
+        break;
     case OID_BOOL:
         *out = val_bool(s[0] == 't');
         return 0;

@@ -335,6 +335,7 @@ static int bind_params(sqlite3_stmt *st, const value *params, size_t nparams, er
             rc = sqlite3_bind_int(st, i, v->u.b ? 1 : 0);
             break;
         case VAL_TEXT:
+        case VAL_NUMERIC:
             /* the values outlive the statement: no copy */
             rc = sqlite3_bind_text64(st, i, v->u.s.p ? v->u.s.p : "", v->u.s.len, SQLITE_STATIC,
                                      SQLITE_UTF8);

@@ -1,6 +1,7 @@
 /* lib/result.c — citrus_result and its accessors (see result.h). */
 #include "lib/result.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,41 @@ void citrus_result_free(citrus_result *r)
     rs_free(&r->rs);
     free(r->shard_id);
     free(r);
+}
+
+/* A 64-bit integer in its string form ("-9007199254740993"), exactly. */
+static bool int_text(const char *s, size_t len, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long i = len ? strtoll(s, &end, 10) : 0;
+    if (!len || errno || end != s + len)
+        return false;
+    *out = i;
+    return true;
+}
+
+/* The cells of "int64-string" columns (integers the router sent as
+ * strings, wire/rowjson.h) back into INT values. */
+static int ints_from_strings(citrus_result *r, json_t *types, citrus_error *err)
+{
+    for (size_t c = 0; c < r->rs.ncols; c++) {
+        const char *t = json_string_value(json_array_get(types, c));
+        if (!t || strcmp(t, "int64-string") != 0)
+            continue;
+        for (size_t i = 0; i < r->rs.nrows; i++) {
+            value *v = rs_cell(&r->rs, i, c);
+            int64_t x;
+            if (v->type == VAL_NULL)
+                continue;
+            if (v->type != VAL_TEXT || !int_text(v->u.s.p, v->u.s.len, &x))
+                return conns_fail(err, CITRUS_ECORRUPT,
+                                  "unexpected answer: rows[%zu][%zu] is not an integer", i, c);
+            val_free(v);
+            *v = val_int(x);
+        }
+    }
+    return 0;
 }
 
 /* Column names, then every row through rowjson_params. */
@@ -53,7 +89,7 @@ static int fill(citrus_result *r, json_t *j, citrus_error *err)
         if (got) /* the values rs_append_row took are left NULL */
             rowjson_params_free(v, n);
     }
-    return rc;
+    return rc ? rc : ints_from_strings(r, json_object_get(j, "column_types"), err);
 }
 
 citrus_result *result_from_json(json_t *j, const char *shard_id, int64_t ring_version,
@@ -142,6 +178,11 @@ double citrus_result_real(const citrus_result *r, size_t row, size_t col)
     const value *v = cell(r, row, col);
     if (!v)
         return 0;
+    if (v->type == VAL_TEXT) { /* a numeric (exact decimal) as its digits */
+        char *end;
+        double d = v->u.s.len ? strtod(v->u.s.p, &end) : 0;
+        return v->u.s.len && end == v->u.s.p + v->u.s.len ? d : 0;
+    }
     return v->type == VAL_REAL   ? v->u.d
            : v->type == VAL_INT  ? (double)v->u.i
            : v->type == VAL_BOOL ? v->u.b
@@ -151,8 +192,12 @@ double citrus_result_real(const citrus_result *r, size_t row, size_t col)
 int64_t citrus_result_int(const citrus_result *r, size_t row, size_t col)
 {
     const value *v = cell(r, row, col);
-    return v && v->type == VAL_INT ? v->u.i /* exactly, beyond 2^53 too */
-                                   : (int64_t)citrus_result_real(r, row, col);
+    int64_t i;
+    if (v && v->type == VAL_INT)
+        return v->u.i; /* exactly, beyond 2^53 too */
+    if (v && v->type == VAL_TEXT && int_text(v->u.s.p, v->u.s.len, &i))
+        return i; /* an integer in its string form, exactly */
+    return (int64_t)citrus_result_real(r, row, col);
 }
 
 int citrus_result_bool(const citrus_result *r, size_t row, size_t col)

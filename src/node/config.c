@@ -161,6 +161,9 @@ static const field fields[] = {
         "the most timeout_ms a request may name, ms (more: 400); at least query_timeout_ms"),
     INT("router", "max_lag_ms", "router-max-lag", router_max_lag_ms, 1, 86400000,
         "eventual reads that name no max_lag_ms: the most replica lag they accept, ms"),
+    ENUM("router", "int64", "router-int64", router_int64, "number|string",
+         "how answers send 64-bit integers by default (a request's \"int64\" overrides): number "
+         "(JSON numbers, strings past 2^53-1 where JavaScript would round) or string (always)"),
     ENUM("provisioner", "kind", "provisioner", prov_kind, "none|sqlite|postgres|exec",
          "how new shard databases are created (citrus dev: sqlite)"),
     STR("provisioner", "sqlite_dir", "provisioner-sqlite-dir", prov_sqlite_dir,
@@ -249,6 +252,7 @@ void config_defaults(citrus_config *c)
     c->vnodes = 256;
     c->shard_db_timeout_ms = 5000;
     snprintf(c->prov_kind, sizeof(c->prov_kind), "none");
+    snprintf(c->router_int64, sizeof(c->router_int64), "number");
     snprintf(c->prov_pg_prefix, sizeof(c->prov_pg_prefix), "citrus_");
     c->prov_exec_timeout_ms = 60000;
     snprintf(c->router_listen, sizeof(c->router_listen), "off");

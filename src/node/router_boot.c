@@ -31,7 +31,8 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                              cfg->router_stmt_cache ? (int)cfg->router_stmt_cache : -1,
                          .connect_timeout_ms = cfg->shard_db_timeout_ms,
                          .query_timeout_ms = cfg->router_query_timeout_ms,
-                         .max_query_timeout_ms = cfg->router_max_query_timeout_ms};
+                         .max_query_timeout_ms = cfg->router_max_query_timeout_ms,
+                         .int64_as_string = strcmp(cfg->router_int64, "string") == 0};
     a->router = router_new(&ro);
     if (!a->router) {
         fprintf(stderr, "citrus: out of memory starting the router\n");

@@ -41,6 +41,7 @@ struct router {
     int64_t default_max_lag_ms, lag_recheck_ms;
     int64_t query_timeout_ms;     /* 0 = none */
     int64_t max_query_timeout_ms; /* 0 = none */
+    bool int64_as_string;
     pthread_mutex_t mu;
     route_memo *memo; /* routes between catalog changes */
     /* The databases by DSN: a hash table of npools entries in nbuckets (a
@@ -165,6 +166,7 @@ router *router_new(const router_options *o)
     r->lag_recheck_ms = o->lag_recheck_ms > 0 ? o->lag_recheck_ms : 100;
     r->query_timeout_ms = o->query_timeout_ms > 0 ? o->query_timeout_ms : 0;
     r->max_query_timeout_ms = o->max_query_timeout_ms > 0 ? o->max_query_timeout_ms : 0;
+    r->int64_as_string = o->int64_as_string;
     if (!(r->memo = route_memo_new(o->memo_keys))) {
         free(r);
         return NULL;
@@ -176,6 +178,11 @@ router *router_new(const router_options *o)
 int64_t router_max_timeout_ms(const router *r)
 {
     return r->max_query_timeout_ms;
+}
+
+bool router_int64_as_string(const router *r)
+{
+    return r->int64_as_string;
 }
 
 void router_free(router *r)

@@ -38,6 +38,7 @@ typedef struct router_options {
     int64_t query_timeout_ms; /* a statement's limit when the call names none; 0 = none */
     int64_t max_query_timeout_ms; /* the most a call may name (router_max_timeout_ms); 0 = none */
     const sysclock *clock;        /* borrowed, must outlive the router; NULL = the real one */
+    bool int64_as_string; /* answers: every integer a JSON string by default (router.int64) */
 } router_options;
 
 /* What one call asks for (NULL: the defaults).
@@ -72,6 +73,9 @@ void router_free(router *r);
 /* The most timeout_ms a call may name (router_options.max_query_timeout_ms;
  * 0: no maximum), for the API to refuse more. */
 int64_t router_max_timeout_ms(const router *r);
+/* Whether answers send integers as strings unless the request says
+ * (router_options.int64_as_string, config router.int64 "string"). */
+bool router_int64_as_string(const router *r);
 
 /* What a query ran on and what came back. */
 typedef struct router_answer {

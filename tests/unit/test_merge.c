@@ -76,6 +76,9 @@ static void render_cell(const value *v, char *buf, size_t len)
     case VAL_BLOB:
         snprintf(buf, len, "blob%zu", v->u.s.len);
         break;
+    case VAL_NUMERIC:
+        snprintf(buf, len, "n%s", v->u.s.p);
+        break;
     }
 }
 
@@ -598,22 +601,113 @@ static void aggregate_empty_shards(void **state)
     rs_free(&out);
 }
 
-static void aggregate_overflow_to_real(void **state)
+static value num(const char *s)
 {
+    value v = val_numeric(s, strlen(s));
+    assert_int_equal(v.type, VAL_NUMERIC);
+    return v;
+}
+
+static void aggregate_overflow_to_numeric(void **state)
+{
+    /* integer sums past 2^63 become exact decimals, not wrapped or doubles */
     result_set in[3];
-    inputs(in, 3, "up,down");
-    add(&in[0], (value[]){val_int(INT64_MAX), val_int(INT64_MIN)});
-    add(&in[1], (value[]){val_int(INT64_MAX), val_int(-1)});
-    add(&in[2], (value[]){val_int(2), val_int(0)});
+    inputs(in, 3, "up,down,back");
+    add(&in[0], (value[]){val_int(INT64_MAX), val_int(INT64_MIN), val_int(INT64_MAX)});
+    add(&in[1], (value[]){val_int(INT64_MAX), val_int(-1), val_int(INT64_MAX)});
+    add(&in[2], (value[]){val_int(2), val_int(0), val_int(-INT64_MAX)});
     merge_spec spec = aggs((merge_agg[]){AGG_SUM}, 1);
-    result_set out;
-    rs_init(&out);
-    assert_int_equal(merge_results(in, 3, &spec, &out, NULL), 0);
-    assert_int_equal(out.cells[0].type, VAL_REAL);
-    assert_true(out.cells[0].u.d == 2.0 * (double)INT64_MAX + 2);
-    assert_int_equal(out.cells[1].type, VAL_REAL);
-    assert_true(out.cells[1].u.d == (double)INT64_MIN - 1);
-    rs_free(&out);
+    /* back: an intermediate overflow whose total fits is an INT again */
+    assert_string_equal(merged(in, 3, &spec),
+                        "n18446744073709551616,n-9223372036854775809,9223372036854775807");
+}
+
+static void aggregate_numeric(void **state)
+{
+    /* PostgreSQL numeric (exact text) with SQLite integers: exact decimal
+     * arithmetic; the scale is the widest input's */
+    result_set in[3];
+    inputs(in, 3, "n,total,lo,hi");
+    add(&in[0], (value[]){val_int(2), num("0.10"), num("0.1"), num("99999999999999999999.5")});
+    add(&in[1], (value[]){val_int(1), val_int(7), val_int(-3), val_int(INT64_MAX)});
+    add(&in[2], (value[]){val_int(1), num("0.2"), num("-3.000001"), val_null()});
+    merge_spec spec = aggs((merge_agg[]){AGG_COUNT, AGG_SUM, AGG_MIN, AGG_MAX}, 4);
+    assert_string_equal(merged(in, 3, &spec), "4,n7.30,n-3.000001,n99999999999999999999.5");
+
+    /* a REAL among them: a double, as PostgreSQL's numeric + float8 */
+    inputs(in, 2, "s");
+    add(&in[0], (value[]){num("1.5")});
+    add(&in[1], (value[]){val_real(0.25)});
+    spec = aggs((merge_agg[]){AGG_SUM}, 1);
+    assert_string_equal(merged(in, 2, &spec), "r1.75");
+
+    /* NULLs are skipped; only NULLs give NULL */
+    inputs(in, 3, "s,m");
+    add(&in[0], (value[]){val_null(), val_null()});
+    add(&in[1], (value[]){num("-0.5"), num("2")});
+    add(&in[2], (value[]){val_null(), num("10.0")});
+    spec = aggs((merge_agg[]){AGG_SUM, AGG_MAX}, 2);
+    assert_string_equal(merged(in, 3, &spec), "n-0.5,n10.0");
+
+    /* max of 2^63-1 (INT) against a decimal one above it */
+    inputs(in, 2, "m");
+    add(&in[0], (value[]){val_int(INT64_MAX)});
+    add(&in[1], (value[]){num("9223372036854775807.5")});
+    spec = aggs((merge_agg[]){AGG_MAX}, 1);
+    assert_string_equal(merged(in, 2, &spec), "n9223372036854775807.5");
+
+    /* a count that came as an integral numeric still counts */
+    inputs(in, 2, "n");
+    add(&in[0], (value[]){num("3")});
+    add(&in[1], (value[]){val_int(4)});
+    spec = aggs((merge_agg[]){AGG_COUNT}, 1);
+    assert_string_equal(merged(in, 2, &spec), "7");
+}
+
+static void aggregate_avg(void **state)
+{
+    /* each shard's average weighted by its count: (0.15*2 + 3*1) / 3 */
+    result_set in[3];
+    inputs(in, 3, "a,n");
+    add(&in[0], (value[]){num("0.15"), val_int(2)});
+    add(&in[1], (value[]){val_int(3), val_int(1)});
+    add(&in[2], (value[]){val_null(), val_int(0)}); /* no rows there */
+    merge_spec spec = aggs((merge_agg[]){AGG_AVG, AGG_COUNT}, 2);
+    assert_string_equal(merged(in, 3, &spec), "n1.100000000000000,3");
+
+    /* 16 significant digits, rounded half away from zero */
+    inputs(in, 2, "n,a");
+    add(&in[0], (value[]){val_int(2), val_int(1)});
+    add(&in[1], (value[]){val_int(1), val_int(0)});
+    spec = aggs((merge_agg[]){AGG_COUNT, AGG_AVG}, 2);
+    assert_string_equal(merged(in, 2, &spec), "3,n0.6666666666666667");
+
+    /* a REAL average (SQLite's avg): a double */
+    inputs(in, 2, "a,n");
+    add(&in[0], (value[]){val_real(1.5), val_int(2)});
+    add(&in[1], (value[]){num("3"), val_int(2)});
+    spec = aggs((merge_agg[]){AGG_AVG, AGG_COUNT}, 2);
+    assert_string_equal(merged(in, 2, &spec), "r2.25,4");
+
+    /* all empty: NULL */
+    inputs(in, 2, "a,n");
+    add(&in[0], (value[]){val_null(), val_int(0)});
+    add(&in[1], (value[]){val_null(), val_int(0)});
+    assert_string_equal(merged(in, 2, &spec), "NULL,0");
+
+    /* without a count column there is nothing to weigh by */
+    inputs(in, 2, "a");
+    add(&in[0], (value[]){num("1")});
+    add(&in[1], (value[]){num("2")});
+    spec = aggs((merge_agg[]){AGG_AVG}, 1);
+    merge_fails(in, 2, &spec, "avg column \"a\" needs a count column");
+
+    /* text is no number to average */
+    inputs(in, 2, "a,n");
+    add(&in[0], (value[]){text("1.5"), val_int(1)});
+    add(&in[1], (value[]){num("2"), val_int(1)});
+    spec = aggs((merge_agg[]){AGG_AVG, AGG_COUNT}, 2);
+    merge_fails(in, 2, &spec, "avg column \"a\": shard #0 returned a non-number");
 }
 
 static void aggregate_sum_text(void **state)
@@ -749,17 +843,14 @@ static void agg_names(void **state)
     static const struct {
         const char *name;
         merge_agg agg;
-    } ok[] = {{"first", AGG_FIRST},
-              {"count", AGG_COUNT},
-              {"sum", AGG_SUM},
-              {"min", AGG_MIN},
-              {"max", AGG_MAX}};
+    } ok[] = {{"first", AGG_FIRST}, {"count", AGG_COUNT}, {"sum", AGG_SUM},
+              {"min", AGG_MIN},     {"max", AGG_MAX},     {"avg", AGG_AVG}};
     for (size_t i = 0; i < N(ok); i++) {
         merge_agg a = (merge_agg)-1;
         assert_int_equal(merge_agg_parse(ok[i].name, &a), 0);
         assert_int_equal(a, ok[i].agg);
     }
-    const char *bad[] = {"", "avg", "COUNT", "sum ", "mi", NULL};
+    const char *bad[] = {"", "average", "COUNT", "sum ", "mi", NULL};
     for (size_t i = 0; i < N(bad); i++) {
         merge_agg a = AGG_MAX;
         assert_int_equal(merge_agg_parse(bad[i], &a), CITRUS_EINVAL);
@@ -792,7 +883,9 @@ int main(void)
         cmocka_unit_test(aggregate_first_with_row),
         cmocka_unit_test(aggregate_one_for_all),
         cmocka_unit_test(aggregate_empty_shards),
-        cmocka_unit_test(aggregate_overflow_to_real),
+        cmocka_unit_test(aggregate_overflow_to_numeric),
+        cmocka_unit_test(aggregate_numeric),
+        cmocka_unit_test(aggregate_avg),
         cmocka_unit_test(aggregate_sum_text),
         cmocka_unit_test(aggregate_count_not_int),
         cmocka_unit_test(aggregate_two_rows),

@@ -142,6 +142,36 @@ static void compare_exact_and_nan(void **state)
     assert_same(val_real(NAN), val_real(NAN));
 }
 
+static value num(const char *s)
+{
+    return val_numeric(s, strlen(s));
+}
+
+static void compare_numeric(void **state)
+{
+    /* exact decimals against each other, INT, BOOL and REAL, by value */
+    assert_same(num("2.50"), num("2.5"));
+    assert_same(num("-0.0"), val_int(0));
+    assert_same(num("1"), val_bool(true));
+    assert_less(num("9223372036854775807"), num("9223372036854775807.000001"));
+    assert_less(val_int(INT64_MAX), num("9223372036854775808"));
+    assert_less(num("-9223372036854775809"), val_int(INT64_MIN));
+    assert_less(num("0.1"), val_real(0.25));
+    assert_less(num("-1e3"), val_int(-999));
+    assert_less(num("1"), val_real(NAN));                          /* NaN above every number */
+    assert_less(num("123456789012345678901234567890"), text("1")); /* numbers < TEXT */
+    /* not decimals: no NUMERIC */
+    const char *bad[] = {"", "NaN", "Infinity", "-", "1.2.3", "0x10", "1e", " 1", "1e1001"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(num(bad[i]).type, VAL_NULL);
+    value v = num("12.50"), c;
+    assert_int_equal(val_copy(&c, &v), 0);
+    assert_int_equal(c.type, VAL_NUMERIC);
+    assert_string_equal(c.u.s.p, "12.50");
+    val_free(&v);
+    val_free(&c);
+}
+
 static void result_set_rows(void **state)
 {
     result_set rs;
@@ -199,6 +229,7 @@ int main(void)
         cmocka_unit_test(compare_kinds),         cmocka_unit_test(compare_bytes),
         cmocka_unit_test(compare_exact_and_nan), cmocka_unit_test(result_set_rows),
         cmocka_unit_test(result_set_no_columns), cmocka_unit_test(result_set_replace_columns),
+        cmocka_unit_test(compare_numeric),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
