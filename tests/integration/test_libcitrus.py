@@ -68,7 +68,7 @@ def run_c_suite(ntests, **env):
 
 
 def test_libcitrus_c_suite(dev, tmp_path):
-    run_c_suite(9, CITRUS_TEST_ENDPOINT=dev.url, CITRUS_TEST_ROUTER=dev.router_url,
+    run_c_suite(10, CITRUS_TEST_ENDPOINT=dev.url, CITRUS_TEST_ROUTER=dev.router_url,
                 CITRUS_TEST_DSNS=",".join([empty_db(tmp_path / "a.db"),
                                            empty_db(tmp_path / "b.db")]))
 

@@ -372,6 +372,32 @@ static void test_query_and_tx_round_trip(void **state)
     citrus_close(c);
 }
 
+/* Integers past 2^53 come from the router as strings (column type
+ * "int64-string"): they read back as CITRUS_INT, exactly; a text cell
+ * holding an integer reads exactly through citrus_result_int too. */
+static void test_int64_string_form(void **state)
+{
+    citrus_client *c = connect_default();
+    citrus_result *res;
+    citrus_error e;
+    assert_int_equal(citrus_query(c, "acme:north",
+                                  "SELECT 9007199254740993 AS big, -9223372036854775807 AS low, "
+                                  "'9007199254740993' AS txt, 7 AS small, '1.50' AS dec",
+                                  NULL, 0, NULL, &res, &e),
+                     0);
+    assert_int_equal(citrus_result_type(res, 0, 0), CITRUS_INT);
+    assert_true(citrus_result_int(res, 0, 0) == INT64_C(9007199254740993));
+    assert_true(citrus_result_int(res, 0, 1) == -INT64_MAX);
+    assert_int_equal(citrus_result_type(res, 0, 2), CITRUS_TEXT);
+    assert_string_equal(citrus_result_text(res, 0, 2, NULL), "9007199254740993");
+    assert_true(citrus_result_int(res, 0, 2) == INT64_C(9007199254740993));
+    assert_int_equal(citrus_result_type(res, 0, 3), CITRUS_INT);
+    assert_int_equal(citrus_result_int(res, 0, 3), 7);
+    assert_true(citrus_result_real(res, 0, 4) == 1.5); /* a decimal's text */
+    citrus_result_free(res);
+    citrus_close(c);
+}
+
 static void test_sql_error_is_reported(void **state)
 {
     citrus_client *c = connect_default();
@@ -773,6 +799,7 @@ int main(void)
         cmocka_unit_test(test_resolve_agrees_with_route_api),
         cmocka_unit_test(test_watch_follows_shard_and_pin_changes),
         cmocka_unit_test(test_query_and_tx_round_trip),
+        cmocka_unit_test(test_int64_string_form),
         cmocka_unit_test(test_sql_error_is_reported),
         cmocka_unit_test(test_request_timeout_cancels_the_statement),
         cmocka_unit_test(test_threads_while_the_ring_changes),

@@ -137,6 +137,15 @@ static void assert_text(const value *v, const char *want)
     assert_int_equal(v->u.s.p[v->u.s.len], '\0');
 }
 
+/* A NUMERIC (exact decimal) with this text. */
+static void assert_numeric(const value *v, const char *want)
+{
+    if (!val_ok(v, VAL_NUMERIC))
+        fail_msg("type %d, want NUMERIC \"%s\"", v->type, want);
+    assert_string_equal(v->u.s.p, want);
+    assert_int_equal(v->u.s.len, strlen(want));
+}
+
 static void assert_blob(const value *v, const void *want, size_t len)
 {
     if (!val_ok(v, VAL_BLOB))
@@ -856,22 +865,26 @@ static void test_pg_type_mapping(void **state)
               "SELECT 1::int2 AS a, 2::int4 AS b, 3::int8 AS c, 1.5::float4 AS d, "
               "2.5::float8 AS e, 1.10::numeric AS f, true AS g, '\\x00ff'::bytea AS h, "
               "'txt' AS i, NULL::int AS j, '2024-01-02'::date AS k, "
-              "'Infinity'::float8 AS l, 12345678901234567890.5::numeric AS m",
+              "'Infinity'::float8 AS l, 12345678901234567890.5::numeric AS m, "
+              "'NaN'::numeric AS n, sum(x) AS o FROM (VALUES (9223372036854775807::int8), "
+              "(1::int8)) v(x)",
               NULL, 0, &rs);
-    assert_int_equal(rs.ncols, 13);
+    assert_int_equal(rs.ncols, 15);
     assert_int_value(rs_cell(&rs, 0, 0), 1);
     assert_int_value(rs_cell(&rs, 0, 1), 2);
     assert_int_value(rs_cell(&rs, 0, 2), 3);
     assert_real(rs_cell(&rs, 0, 3), 1.5);
     assert_real(rs_cell(&rs, 0, 4), 2.5);
-    assert_text(rs_cell(&rs, 0, 5), "1.10"); /* numeric stays exact */
+    assert_numeric(rs_cell(&rs, 0, 5), "1.10"); /* numeric stays exact, a number */
     assert_true(val_ok(rs_cell(&rs, 0, 6), VAL_BOOL) && rs_cell(&rs, 0, 6)->u.b);
     assert_blob(rs_cell(&rs, 0, 7), "\x00\xff", 2);
     assert_text(rs_cell(&rs, 0, 8), "txt");
     assert_true(val_ok(rs_cell(&rs, 0, 9), VAL_NULL));
     assert_text(rs_cell(&rs, 0, 10), "2024-01-02");
     assert_true(val_ok(rs_cell(&rs, 0, 11), VAL_REAL) && rs_cell(&rs, 0, 11)->u.d > 1e308);
-    assert_text(rs_cell(&rs, 0, 12), "12345678901234567890.5");
+    assert_numeric(rs_cell(&rs, 0, 12), "12345678901234567890.5");
+    assert_text(rs_cell(&rs, 0, 13), "NaN");                    /* no decimal: text */
+    assert_numeric(rs_cell(&rs, 0, 14), "9223372036854775808"); /* sum(int8) is numeric */
     rs_free(&rs);
 
     /* parameters of each type, typed by the server from their use */
