@@ -102,7 +102,10 @@ int dec_parse(const char *s, size_t len, decimal *out)
     if (x.fl)
         memcpy(d + x.il, x.fp, x.fl);
     memset(d + x.il + x.fl, '0', pad);
-    *out = (decimal){x.neg, d, n, scale < 0 ? 0 : (size_t)scale};
+    out->neg = x.neg;
+    out->d = d;
+    out->n = n;
+    out->scale = scale < 0 ? 0 : (size_t)scale;
     normalize(out);
     return 0;
 }
@@ -228,7 +231,10 @@ static int from_le(unsigned char *v, size_t n, bool neg, size_t scale, decimal *
     for (size_t i = 0; i < n; i++)
         d[i] = (char)('0' + v[n - 1 - i]);
     free(v);
-    *out = (decimal){neg, d, n, scale};
+    out->neg = neg;
+    out->d = d;
+    out->n = n;
+    out->scale = scale;
     normalize(out);
     return 0;
 }

@@ -227,3 +227,39 @@ def test_decimals_exact_and_mixed(make_citrus, make_postgres, tmp_path):
                 order_by=[{"column": "d"}])
     got = [decimal.Decimal(str(x[0])) for x in a["rows"]]
     assert got == sorted(got) and len(got) == 5, a
+
+
+def test_foreign_keys_on_both_backends(make_citrus, make_postgres):
+    """The README's order without its location row is refused through the
+    router on a SQLite shard (foreign_keys on, as better-sqlite3 runs) just
+    as on a PostgreSQL shard (23503): 400 sql_error naming the constraint
+    failure. With the parent row first (as the README now does) it works."""
+    pg = make_postgres()
+    c = make_citrus(shards=True)
+    psql(pg.admin_dsn, "CREATE DATABASE fk")
+    add_shard(c, "pg-fk", pg.dsn("fk"), template="retail")
+    seen = {}
+    for n in range(40):
+        biz, loc = f"fk{n}", f"l{n}"
+        reg = requests.post(c.url + "/api/register", timeout=30, json={
+            "businessId": biz, "locationId": loc, "businessType": "retail"})
+        assert reg.status_code == 201, reg.text
+        kind = "pg" if reg.json()["shardId"] == "pg-fk" else "sqlite"
+        if kind in seen:
+            continue
+        key = f"{biz}:{loc}"
+        order = {"sql": "INSERT INTO orders (id, location_id, total_cents) VALUES ($1, $2, $3)",
+                 "params": [f"o-{n}", loc, 1250]}
+        r = requests.post(c.router_url + "/v1/query", json={"key": key, **order}, timeout=30)
+        assert r.status_code == 400, (kind, r.text)
+        err = r.json()["error"]
+        assert err["code"] == "sql_error", (kind, err)
+        assert "foreign key" in err["message"].lower(), (kind, err)
+        if kind == "pg":
+            assert err["sqlstate"] == "23503", err
+        r = requests.post(c.router_url + "/v1/tx", timeout=30, json={"key": key, "statements": [
+            {"sql": "INSERT INTO locations (id, business_id) VALUES ($1, $2)",
+             "params": [loc, biz]}, order]})
+        assert r.status_code == 200, (kind, r.text)
+        seen[kind] = key
+    assert set(seen) == {"pg", "sqlite"}, seen
