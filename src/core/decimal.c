@@ -61,7 +61,7 @@ static bool scan(const char *s, size_t len, dec_syntax *x)
         if (eneg)
             x->exp = -x->exp;
     }
-    return i == len;
+    return i == len && (long)x->fl - x->exp <= DEC_MAX_SCALE;
 }
 
 bool dec_valid(const char *s, size_t len)
@@ -91,9 +91,7 @@ int dec_parse(const char *s, size_t len, decimal *out)
     if (!s || !scan(s, len, &x))
         return CITRUS_EINVAL;
     long scale = (long)x.fl - x.exp;
-    size_t pad = scale < 0 ? (size_t)-scale : 0;
-    if (scale > DEC_MAX_SCALE)
-        return CITRUS_EINVAL;
+    size_t pad = scale < 0 ? (size_t)-scale : 0; /* scan bounded the scale */
     size_t n = x.il + x.fl + pad;
     char *d = malloc(n + 1);
     if (!d)

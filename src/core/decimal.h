@@ -7,7 +7,8 @@
  * (PostgreSQL's display scale): 1.50 + 2 is 3.50.
  *
  * Text form: [+-]digits[.digits] or [+-].digits, optionally an exponent
- * ([eE][+-]digits, at most 1000 either way); NaN and Infinity are not
+ * ([eE][+-]digits, at most 1000 either way; the scale it gives at most
+ * DEC_MAX_SCALE); NaN and Infinity are not
  * decimals (dec_parse refuses them, so the merge reports a non-number).
  * Every function returning int gives 0, CITRUS_EINVAL (bad text, division
  * by zero, a scale past DEC_MAX_SCALE) or CITRUS_ENOMEM; on error the output

@@ -263,3 +263,15 @@ def test_foreign_keys_on_both_backends(make_citrus, make_postgres):
         assert r.status_code == 200, (kind, r.text)
         seen[kind] = key
     assert set(seen) == {"pg", "sqlite"}, seen
+
+
+def test_router_int64_config_default(make_citrus):
+    """router.int64 "string" makes strings the default; a request's "int64"
+    still chooses."""
+    c = make_citrus(shards=True, extra=["--router-int64", "string"])
+    body = {"key": "acme:north", "sql": "SELECT 7 AS n, 2.5 AS r, 'x' AS t"}
+    a = query(c, body)
+    assert a["rows"] == [["7", 2.5, "x"]], a
+    assert a["column_types"] == ["int64-string", "real", "text"], a
+    a = query(c, {**body, "int64": "number"})
+    assert a["rows"] == [[7, 2.5, "x"]] and a["column_types"][0] == "integer", a

@@ -56,6 +56,23 @@ static void router_statement_bounds(void **state)
     assert_int_equal(config_validate(&c, &err), 0);
 }
 
+/* router.int64 (issue 14, item 5): number by default, string allowed,
+ * anything else refused naming the key. */
+static void router_int64(void **state)
+{
+    citrus_config c;
+    errdetail err;
+    config_defaults(&c);
+    assert_string_equal(c.router_int64, "number");
+    assert_int_equal(config_set_flag(&c, "router-int64", "string", &err), 0);
+    assert_string_equal(c.router_int64, "string");
+    char *env[] = {"CITRUS_ROUTER_INT64=bigint", NULL};
+    assert_int_equal(config_load_env(&c, env, &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "router.int64"));
+    assert_int_equal(config_set_flag(&c, "router-int64", "String", &err), CITRUS_EINVAL);
+    assert_string_equal(c.router_int64, "string"); /* untouched */
+}
+
 /* Strict HTTP (issue 13): the header deadline, the per-address limit and
  * the Origins served, with their defaults and checks. */
 static void strict_http(void **state)
@@ -355,6 +372,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
         cmocka_unit_test(router_statement_bounds),
+        cmocka_unit_test(router_int64),
         cmocka_unit_test(strict_http),
         cmocka_unit_test(file_then_env_then_flag),
         cmocka_unit_test(bad_fields_are_named),

@@ -55,9 +55,10 @@ static void parse_and_text(void **state)
         decimal d = dec(cases[i][0]);
         assert_text(&d, cases[i][1]);
     }
-    static const char *bad[] = {"",      "-",    ".",      "NaN",    "Infinity", "-Infinity",
-                                "1.2.3", "1e",   "1e+",    "e5",     " 1",       "1 ",
-                                "1,5",   "0x1F", "1e1001", "1e-1001"};
+    static const char
+        *bad[] = {"",       "-",       ".",         "NaN",      "Infinity", "-Infinity", "1.2.3",
+                  "1e",     "1e+",     "e5",        " 1",       "1 ",       "1,5",       "0x1F",
+                  "1e1001", "1e-1001", ".00e-1000", "0.55e-999"}; /* the last two: scale > 1000 */
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         decimal d = {.n = 99};
         assert_int_equal(dec_parse(bad[i], strlen(bad[i]), &d), CITRUS_EINVAL);
@@ -65,6 +66,10 @@ static void parse_and_text(void **state)
         assert_null(d.d);
         assert_false(dec_valid(bad[i], strlen(bad[i])));
     }
+    decimal edge;
+    assert_int_equal(dec_parse("0.5e-999", 8, &edge), 0); /* scale 1000: the most */
+    assert_int_equal(edge.scale, DEC_MAX_SCALE);
+    dec_free(&edge);
     /* length-bounded: a NUL-free prefix of a longer buffer */
     decimal d;
     assert_int_equal(dec_parse("12345", 3, &d), 0);
