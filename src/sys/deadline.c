@@ -6,7 +6,7 @@ deadline deadline_after(const sysclock *clock, int64_t ms)
     int64_t now = clock_mono_ms(clock);
     /* at_ms 0 means "none": a deadline already passed stays set */
     int64_t at = ms > 0 ? now + ms : now;
-    return (deadline){.clock = clock, .at_ms = at ? at : 1};
+    return (deadline){.clock = clock, .at_ms = at ? at : -1};
 }
 
 bool deadline_set(const deadline *d)
