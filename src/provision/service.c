@@ -352,6 +352,10 @@ static int ensure_pooled(shard_service *svc, const shard *s, const char *name, c
     dsn_info info;
     if (!s->dsn || dsn_parse(s->dsn, &info, e) != 0)
         return errdetail_set(e, CITRUS_EUNPROCESSABLE, "shard '%s' has no usable DSN", s->id);
+    if (deadline_set(dl) && deadline_left_ms(dl) == 0) { /* say, queued past it */
+        *down = true;
+        return errdetail_set(e, CITRUS_ETIMEOUT, "no time left before the request's deadline");
+    }
     char *owner =
         svc->prov && svc->prov->owner_dsn ? svc->prov->owner_dsn(svc->prov, s->id, s->dsn) : NULL;
     const char *dsn = owner ? owner : s->dsn;
