@@ -6,10 +6,12 @@
  * a pool is never freed under a thread about to call pool_get on it. */
 #include "provision/ctlconns.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "citrus/errors.h"
 #include "core/shard.h"
@@ -32,7 +34,8 @@ struct ctl_entry {
     bool listed;
     uint64_t reported; /* connections opened, as counted in the metric */
     applied done[MAX_APPLIED];
-    size_t ndone; /* past MAX_APPLIED the oldest is replaced */
+    size_t ndone;             /* past MAX_APPLIED the oldest is replaced */
+    pthread_mutex_t apply_mu; /* ctlconns_apply_lock */
 };
 
 struct ctlconns {
@@ -58,6 +61,7 @@ ctlconns *ctlconns_new(const sysclock *clock, int64_t connect_timeout_ms)
 
 static void entry_free(ctl_entry *ent)
 {
+    pthread_mutex_destroy(&ent->apply_mu);
     pool_free(ent->pool);
     free(ent->dsn);
     free(ent);
@@ -135,6 +139,7 @@ static ctl_entry *entry_for(ctlconns *cc, const char *id, const char *dsn, ctl_e
         free(ent);
         return NULL;
     }
+    pthread_mutex_init(&ent->apply_mu, NULL);
     ent->refs = 2; /* listed, and this checkout */
     ent->listed = true;
     ent->next = cc->head;
@@ -222,6 +227,26 @@ void ctlconns_mark_applied(ctlconns *cc, ctl_entry *ent, const char *template, c
     snprintf(ent->done[i].name, sizeof(ent->done[i].name), "%s", template);
     snprintf(ent->done[i].digest, sizeof(ent->done[i].digest), "%s", digest);
     pthread_mutex_unlock(&cc->mu);
+}
+
+int ctlconns_apply_lock(ctl_entry *ent, int64_t left_ms)
+{
+    if (left_ms == INT64_MAX)
+        return pthread_mutex_lock(&ent->apply_mu) == 0 ? 0 : CITRUS_ETIMEOUT;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* what pthread_mutex_timedlock reads */
+    int64_t ns = ts.tv_nsec + (left_ms % 1000) * 1000000;
+    ts.tv_sec += (time_t)(left_ms / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    int rc;
+    while ((rc = pthread_mutex_timedlock(&ent->apply_mu, &ts)) == EINTR)
+        ;
+    return rc == 0 ? 0 : CITRUS_ETIMEOUT;
+}
+
+void ctlconns_apply_unlock(ctl_entry *ent)
+{
+    pthread_mutex_unlock(&ent->apply_mu);
 }
 
 void ctlconns_forget(ctlconns *cc, const char *id)

@@ -47,6 +47,14 @@ void ctlconns_put(ctlconns *cc, ctl_entry *ent, drv_conn *c, bool discard);
 void ctlconns_applied(ctlconns *cc, ctl_entry *ent, const char *template, char out[65]);
 void ctlconns_mark_applied(ctlconns *cc, ctl_entry *ent, const char *template, const char *digest);
 
+/* Serializes checking and applying templates on ent's shard, so that the
+ * first registrations of a type racing there do not both run its files
+ * (the loser would fail on citrus_migrations' key): the first applies, the
+ * others wait, then find it known. Waits at most left_ms (INT64_MAX: no
+ * bound): 0, or CITRUS_ETIMEOUT with the lock not taken. */
+int ctlconns_apply_lock(ctl_entry *ent, int64_t left_ms);
+void ctlconns_apply_unlock(ctl_entry *ent);
+
 /* Drops shard id's entry: its idle connections are closed now, the others
  * when given back. */
 void ctlconns_forget(ctlconns *cc, const char *id);

@@ -373,11 +373,25 @@ static int ensure_pooled(shard_service *svc, const shard *s, const char *name, c
     } else {
         char known[65];
         ctlconns_applied(svc->conns, ent, name, known);
-        rc = schema_apply_conn(c, info.kind, svc->templates_dir, name, known[0] ? known : NULL,
-                               &res, e);
-        *down = rc != 0 && res.unreachable;
+        /* not known: one registration at a time checks and applies it */
+        bool locked = !known[0] && ctlconns_apply_lock(ent, deadline_left_ms(dl)) == 0;
+        if (!known[0] && !locked) {
+            *down = true;
+            rc = errdetail_set(e, CITRUS_ETIMEOUT,
+                               "another registration setting up this shard did not finish in "
+                               "time");
+        }
+        if (locked)
+            ctlconns_applied(svc->conns, ent, name, known); /* it may be now */
+        if (rc == 0) {
+            rc = schema_apply_conn(c, info.kind, svc->templates_dir, name, known[0] ? known : NULL,
+                                   &res, e);
+            *down = rc != 0 && res.unreachable;
+        }
         if (rc == 0)
             ctlconns_mark_applied(svc->conns, ent, name, res.digest);
+        if (locked)
+            ctlconns_apply_unlock(ent);
         ctlconns_put(svc->conns, ent, c, rc != 0 && !drv_alive(c));
     }
     free(owner);

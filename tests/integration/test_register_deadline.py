@@ -201,3 +201,16 @@ def test_bad_request_deadline_refused_at_start(tmp_path, value):
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "request_deadline_ms" in r.stderr or "request-deadline" in r.stderr, r.stderr
+
+
+def test_concurrent_first_registrations_on_a_fresh_shard_all_succeed(setup):
+    """The first registrations of a type on a shard race to apply its
+    template: one applies it, the others wait for it and then find it
+    applied (no 422 for losing the race on citrus_migrations' key)."""
+    import concurrent.futures
+    c, pg = setup
+    locs = locations_on(c.url, "b5", "pg-1", 8)
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        codes = list(ex.map(lambda loc: register(c.url, "b5", loc), locs))
+    assert [r.status_code for r in codes] == [201] * 8, [r.text for r in codes]
+    assert psql(pg.dsn("shard1"), "SELECT count(*) FROM citrus_migrations") == "1"
