@@ -8,6 +8,15 @@
 
 #include "citrus/errors.h"
 
+deadline app_request_deadline(const app *a, const http_req *r)
+{
+    if (a->request_deadline_ms <= 0)
+        return (deadline){0};
+    int64_t margin = a->request_deadline_ms / 10;
+    margin = margin < 50 ? 50 : margin > 500 ? 500 : margin;
+    return deadline_after(NULL, a->request_deadline_ms - margin - http_req_age_ms(r));
+}
+
 int app_consistency(http_req *r, reader_level def, reader_level *level)
 {
     const char *c = http_req_query(r, "consistency");

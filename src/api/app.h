@@ -14,6 +14,7 @@
 #include "catalog/store.h"
 #include "controller/session.h"
 #include "http/server.h"
+#include "sys/deadline.h"
 
 typedef struct app {
     store *st;              /* borrowed */
@@ -34,6 +35,9 @@ typedef struct app {
     const char *auth_modes;       /* as configured, for /health/ready ("none", "api_key,jwt") */
     struct records *rec;          /* the audit log; NULL: nothing is audited */
     bool audit_fail_open;         /* a mutation goes on when its row cannot be written */
+    /* server.request_deadline_ms: the Citrus API answers within this of a
+     * request's arrival (0: no deadline); see app_request_deadline */
+    int64_t request_deadline_ms;
 } app;
 
 /* The gate of both listeners (http_server_options.gate, ctx the app):
@@ -84,6 +88,12 @@ static inline bool app_remote(const app *a)
         if (!http_offloaded(r))                                                                    \
             return http_offload(r, fn, ctx);                                                       \
     } while (0)
+
+/* What is left of the request's deadline (a->request_deadline_ms from its
+ * arrival) for the work on shard databases, keeping a margin to answer in
+ * (a tenth of the deadline, 50..500 ms): the zero deadline when there is
+ * none. On the real clock. */
+deadline app_request_deadline(const app *a, const http_req *r);
 
 /* ?consistency=strong|bounded|any into *level (def when absent); replies
  * 400 on anything else and returns CITRUS_EINVAL. */

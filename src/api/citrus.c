@@ -118,8 +118,10 @@ static int do_register(http_req *r, app *a, const tenant_reg *regs, size_t n, te
                        bool *created)
 {
     errdetail e = {0};
-    int rc = tenants_register(a->shards->reg, regs, n, svc_ensure_template, a->shards, pins,
-                              created, &e);
+    /* the shards' templates are checked within the request's deadline */
+    svc_ensure_ctx ectx = {.svc = a->shards, .dl = app_request_deadline(a, r)};
+    int rc =
+        tenants_register(a->shards->reg, regs, n, svc_ensure_template, &ectx, pins, created, &e);
     if (rc < 0)
         http_reply_error(r, rc, e.message[0] ? e.message : NULL, NULL);
     return rc;

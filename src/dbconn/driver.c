@@ -118,6 +118,12 @@ void drv_set_statement_timeout(drv_conn *c, int64_t ms)
         c->stmt_timeout_ms = ms > 0 ? ms : 0;
 }
 
+void drv_set_deadline(drv_conn *c, int64_t at_ms)
+{
+    if (c)
+        c->deadline_ms = at_ms > 0 ? at_ms : 0;
+}
+
 void drv_set_cancel_check(drv_conn *c, drv_cancel_fn fn, void *ctx)
 {
     if (!c)

@@ -110,6 +110,22 @@ void drv_set_statement_cache(drv_conn *c, size_t n);
  * as before. */
 void drv_set_statement_timeout(drv_conn *c, int64_t ms);
 
+/* A hard deadline for what runs on this connection from now on: at_ms on
+ * the connection's clock (clock_mono_ms of drv_options.clock; 0: none,
+ * the default). Every later wait on the database (drv_exec,
+ * drv_run_script, drv_ping, and the transaction verbs) ends at it at the
+ * latest, whatever drv_set_statement_timeout says. Past it PostgreSQL is
+ * sent no cancel (a server that does not answer in time would not answer
+ * a cancel either, and PQcancel blocks): the connection is given up
+ * (broken; a transaction in it never commits unless its COMMIT was on the
+ * wire, the server rolls it back when it sees the connection closed) and
+ * the call returns CITRUS_ETIMEOUT. SQLite interrupts the statement
+ * (CITRUS_EQUERYTIMEOUT, nothing of it applied) and waits for another
+ * writer's lock only until then. For the control plane, whose calls must
+ * end within an API request's deadline (server.request_deadline_ms).
+ * drv_open is bounded by drv_options.timeout_ms: give it what is left. */
+void drv_set_deadline(drv_conn *c, int64_t at_ms);
+
 /* A check that a statement's caller is still there (NULL: none, the
  * default): while a later drv_exec (or drv_run_script) waits on the
  * database, fn(ctx) is called every DRV_CANCEL_CHECK_MS of its run (not

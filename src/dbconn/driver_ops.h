@@ -69,6 +69,7 @@ struct drv_conn {
     const sysclock *clock;        /* statement deadlines; never NULL */
     stmt_cache *stmts;            /* prepared statements (named on PostgreSQL), or NULL */
     int64_t stmt_timeout_ms;      /* drv_set_statement_timeout; 0 = none */
+    int64_t deadline_ms;          /* drv_set_deadline, on clock; 0 = none */
     bool (*cancel_fn)(void *ctx); /* drv_set_cancel_check; NULL = none */
     void *cancel_ctx;
     /* PostgreSQL: a named statement found stale inside a transaction, to

@@ -52,6 +52,8 @@
  * A cancel check (drv_set_cancel_check) makes the wait poll the socket in
  * slices of DRV_CANCEL_CHECK_MS and ask it between them; a caller gone
  * cancels the statement the same way.
+ * drv_set_deadline bounds all of these waits (and the ping) without
+ * sending a cancel: past it the connection is given up.
  * drv_ping is bounded by the open timeout, and a ping that times out
  * leaves the connection broken (a statement still in flight). */
 #include <errno.h>
@@ -431,14 +433,17 @@ static stale_t stale_kind(const PGresult *r)
 }
 
 /* Why we cancelled the running statement (PG_RUNNING: we did not). */
-typedef enum { PG_RUNNING, PG_TIMED_OUT, PG_ABANDONED } pg_cancel_why;
+typedef enum { PG_RUNNING, PG_TIMED_OUT, PG_ABANDONED, PG_DEADLINE } pg_cancel_why;
 
 /* A statement's limits as it runs: the deadline of
  * drv_set_statement_timeout (0: none), when drv_set_cancel_check's check
- * is due next (0: no check), and whether we cancelled it and why. */
+ * is due next (0: no check), drv_set_deadline's hard deadline (0: none;
+ * past it the connection is given up without a cancel: PG_DEADLINE), and
+ * whether we cancelled it and why. */
 typedef struct pg_clock {
     int64_t deadline;
     int64_t next_check;
+    int64_t hard;
     pg_cancel_why cancelled;
 } pg_clock;
 
@@ -460,23 +465,33 @@ static void cancel_for(drv_conn *c, pg_clock *k, pg_cancel_why why)
  * broken). */
 static int wait_result(drv_conn *c, pg_clock *k)
 {
-    if (!k->deadline && !k->next_check)
+    if (!k->deadline && !k->next_check && !k->hard)
         return 0;
     for (;;) {
         int64_t until = k->deadline ? k->deadline : INT64_MAX;
         if (k->next_check && k->next_check < until)
             until = k->next_check;
+        if (k->hard && k->hard < until)
+            until = k->hard;
         int w = wait_busy(c, until);
         if (w == 0)
             return 0;
         if (w < 0)
             break;
         int64_t now = clock_mono_ms(c->clock);
-        if (k->deadline && now >= k->deadline) {
+        bool timed_out = k->deadline && now >= k->deadline;
+        bool abandoned = !timed_out && c->cancel_fn && c->cancel_fn(c->cancel_ctx);
+        if (k->hard && (now >= k->hard || timed_out || abandoned)) {
+            /* no cancel under a hard deadline: PQcancel would block on a
+             * server that does not answer */
+            k->cancelled = PG_DEADLINE;
+            break;
+        }
+        if (timed_out) {
             if (k->cancelled)
                 break; /* no answer to the cancel either */
             cancel_for(c, k, PG_TIMED_OUT);
-        } else if (c->cancel_fn(c->cancel_ctx)) {
+        } else if (abandoned) {
             cancel_for(c, k, PG_ABANDONED);
         } else {
             k->next_check = now + DRV_CANCEL_CHECK_MS;
@@ -491,6 +506,10 @@ static int wait_failed(drv_conn *c, const pg_clock *k, errdetail *e)
 {
     if (k->cancelled == PG_RUNNING)
         return pg_message(e, CITRUS_EUNAVAILABLE, "connection lost: ", PQerrorMessage(conn(c)));
+    if (k->cancelled == PG_DEADLINE)
+        return errdetail_set(e, CITRUS_ETIMEOUT,
+                             "the server did not answer before the deadline: connection given up, "
+                             "outcome unknown");
     if (k->cancelled == PG_ABANDONED)
         return errdetail_set(e, CITRUS_ETIMEOUT,
                              "the client went away and the server did not answer the cancel of "
@@ -525,11 +544,12 @@ static int cancel_error(drv_conn *c, const pg_clock *k, errdetail *e)
 /* The limits of a statement (or script) starting now. */
 static pg_clock clock_start(drv_conn *c)
 {
-    if (!c->stmt_timeout_ms && !c->cancel_fn)
+    if (!c->stmt_timeout_ms && !c->cancel_fn && !c->deadline_ms)
         return (pg_clock){0};
     int64_t now = clock_mono_ms(c->clock);
     return (pg_clock){.deadline = c->stmt_timeout_ms ? now + c->stmt_timeout_ms : 0,
-                      .next_check = c->cancel_fn ? now + DRV_CANCEL_CHECK_MS : 0};
+                      .next_check = c->cancel_fn ? now + DRV_CANCEL_CHECK_MS : 0,
+                      .hard = c->deadline_ms};
 }
 
 /* The last result of a command sent with PQsend* (the others dropped),
@@ -859,12 +879,15 @@ static int pg_ping(drv_conn *c, errdetail *e)
         c->broken = true;
         return pg_message(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg));
     }
-    int w = wait_busy(c, clock_mono_ms(c->clock) + c->timeout_ms);
+    int64_t start = clock_mono_ms(c->clock), until = start + c->timeout_ms;
+    if (c->deadline_ms && c->deadline_ms < until)
+        until = c->deadline_ms;
+    int w = wait_busy(c, until);
     if (w != 0) {
         c->broken = true; /* gone, or the query is still in flight */
         return w < 0 ? pg_message(e, CITRUS_EUNAVAILABLE, "", PQerrorMessage(pg))
                      : errdetail_set(e, CITRUS_EUNAVAILABLE, "SELECT 1: no answer in %lld ms",
-                                     (long long)c->timeout_ms);
+                                     (long long)(until > start ? until - start : 0));
     }
     int rc = 0;
     PGresult *r;

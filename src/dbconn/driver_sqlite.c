@@ -455,6 +455,7 @@ typedef struct lite_deadline {
     int64_t at;         /* 0 = never */
     int64_t next_check; /* 0 = no check */
     bool abandoned;
+    bool busy_bounded; /* the busy timeout was cut to drv_set_deadline's */
 } lite_deadline;
 
 static bool deadline_passed(const lite_deadline *d)
@@ -484,11 +485,19 @@ static int past_deadline(void *ctx)
 static void deadline_start(drv_conn *c, lite_deadline *d)
 {
     *d = (lite_deadline){.c = c};
-    if (!c->stmt_timeout_ms && !c->cancel_fn)
+    if (!c->stmt_timeout_ms && !c->cancel_fn && !c->deadline_ms)
         return;
     int64_t now = clock_mono_ms(c->clock);
     d->at = c->stmt_timeout_ms ? now + c->stmt_timeout_ms : 0;
+    if (c->deadline_ms && (!d->at || c->deadline_ms < d->at))
+        d->at = c->deadline_ms;
     d->next_check = c->cancel_fn ? now + DRV_CANCEL_CHECK_MS : 0;
+    if (c->deadline_ms && c->deadline_ms - now < c->timeout_ms) {
+        /* a lock wait ends at the deadline too */
+        int64_t left = c->deadline_ms - now;
+        sqlite3_busy_timeout(lite(c), left > 0 ? (int)left : 0);
+        d->busy_bounded = true;
+    }
     sqlite3_progress_handler(lite(c), 1000, past_deadline, d);
 }
 
@@ -496,6 +505,8 @@ static void deadline_end(drv_conn *c, const lite_deadline *d)
 {
     if (d->at || d->next_check)
         sqlite3_progress_handler(lite(c), 0, NULL, NULL);
+    if (d->busy_bounded)
+        sqlite3_busy_timeout(lite(c), c->timeout_ms > INT_MAX ? INT_MAX : (int)c->timeout_ms);
 }
 
 /* The error of a step that failed: a timeout when the deadline
@@ -506,9 +517,13 @@ static int step_failed(drv_conn *c, const lite_deadline *d, int step, errdetail 
         return errdetail_set(e, CITRUS_ECLOSED,
                              "the client went away: the statement was cancelled");
     if ((step & 0xff) == SQLITE_INTERRUPT && deadline_passed(d))
-        return errdetail_set(e, CITRUS_EQUERYTIMEOUT,
-                             "the statement ran past its timeout of %lld ms and was cancelled",
-                             (long long)c->stmt_timeout_ms);
+        return d->at == c->deadline_ms
+                   ? errdetail_set(e, CITRUS_EQUERYTIMEOUT,
+                                   "the statement ran past its deadline and was cancelled")
+                   : errdetail_set(e, CITRUS_EQUERYTIMEOUT,
+                                   "the statement ran past its timeout of %lld ms and was "
+                                   "cancelled",
+                                   (long long)c->stmt_timeout_ms);
     return fail_db(c, step, e);
 }
 

@@ -9,10 +9,15 @@
 #include "core/errdetail.h"
 
 /* The DSN (URI or key=value conninfo) is parsed by libpq itself
- * (PQconninfoParse) and connected with PQconnectdbParams, with our
- * connect_timeout in place of any the DSN had (timeout_ms rounded up to
- * whole seconds, minimum 2: libpq's floor) and client_encoding UTF8 in
- * place of the DSN's (our TEXT values are UTF-8). Going through the parsed
+ * (PQconninfoParse) and connected without blocking (PQconnectStartParams,
+ * then PQconnectPoll with poll() on its socket) so that the whole of it —
+ * TCP, TLS, the startup packet and authentication — ends within timeout_ms
+ * to the millisecond: a server that accepts the TCP connection but never
+ * answers (a stopped postmaster: the kernel accepts for it) fails at
+ * timeout_ms. The DSN's connect_timeout is replaced by ours (whole
+ * seconds, minimum 2: libpq's floor; it matters only to tools that read
+ * the options back) and client_encoding by UTF8 (our TEXT values are
+ * UTF-8). (A host name is still resolved blocking, by libpq.) Going through the parsed
  * options instead of appending text is what makes URIs and conninfo
  * strings work alike. NOTICEs are dropped. 0 with *out; CITRUS_EINVAL
  * (malformed DSN), CITRUS_ENOMEM, CITRUS_EUNAVAILABLE (cannot connect),

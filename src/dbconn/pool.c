@@ -51,6 +51,7 @@ struct pool {
     int max_size;
     int64_t wait_ms, idle_timeout_ms, max_lifetime_ms, check_idle_ms, connect_timeout_ms;
     size_t statement_cache;
+    drv_sandbox sandbox;
     const sysclock *clock;
     pconn *idle; /* stack: idle[nidle - 1] is the most recently used */
     pconn *out;  /* checked out, unordered */
@@ -60,13 +61,24 @@ struct pool {
     uint64_t opened, closed, exhausted, checkouts;
 };
 
-/* A new connection with the pool's settings. */
-static int open_conn(pool *p, drv_conn **c, errdetail *e)
+/* A new connection with the pool's settings, connected by at (0: none;
+ * the connection then carries it, see pool_get_until). */
+static int open_conn(pool *p, int64_t at, drv_conn **c, errdetail *e)
 {
-    drv_options o = {.timeout_ms = p->connect_timeout_ms, .clock = p->clock};
+    int64_t timeout = p->connect_timeout_ms;
+    if (at) {
+        int64_t left = at - clock_mono_ms(p->clock);
+        if (left <= 0)
+            return errdetail_set(e, CITRUS_EUNAVAILABLE, "no time left to connect");
+        if (left < timeout)
+            timeout = left;
+    }
+    drv_options o = {.timeout_ms = timeout, .clock = p->clock, .sandbox = p->sandbox};
     int rc = drv_open(p->dsn, &o, c, e);
-    if (rc == 0)
+    if (rc == 0) {
         drv_set_statement_cache(*c, p->statement_cache);
+        drv_set_deadline(*c, at);
+    }
     return rc;
 }
 
@@ -85,6 +97,7 @@ pool *pool_new(const pool_options *o)
     p->connect_timeout_ms =
         o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     p->statement_cache = o->statement_cache;
+    p->sandbox = o->sandbox;
     p->clock = o->clock ? o->clock : clock_real();
     p->dsn = strdup(o->dsn);
     p->idle = calloc((size_t)p->max_size, sizeof(*p->idle));
@@ -172,6 +185,11 @@ static int find_out(pool *p, drv_conn *c)
 
 int pool_get(pool *p, drv_conn **out, errdetail *e)
 {
+    return pool_get_until(p, 0, out, e);
+}
+
+int pool_get_until(pool *p, int64_t at, drv_conn **out, errdetail *e)
+{
     errdetail scratch;
     if (!e)
         e = &scratch;
@@ -179,6 +197,8 @@ int pool_get(pool *p, drv_conn **out, errdetail *e)
     *out = NULL;
     drv_conn *doomed[SWEEP_MAX];
     int64_t deadline = clock_mono_ms(p->clock) + p->wait_ms;
+    if (at && at < deadline)
+        deadline = at;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->freed) {
@@ -198,6 +218,7 @@ int pool_get(pool *p, drv_conn **out, errdetail *e)
                 p->out[p->nout++] = pc;
                 p->checkouts++;
                 *out = pc.c;
+                drv_set_deadline(pc.c, at);
                 unlock_leave(p);
                 return 0;
             }
@@ -206,12 +227,13 @@ int pool_get(pool *p, drv_conn **out, errdetail *e)
             pthread_mutex_unlock(&p->mu);
             drv_conn *c = pc.c;
             bool replaced = false;
+            drv_set_deadline(c, at);
             int rc = drv_ping(c, e);
             if (rc) {
                 replaced = true;
                 drv_close(c);
                 c = NULL;
-                rc = open_conn(p, &c, e);
+                rc = open_conn(p, at, &c, e);
             }
             now = clock_mono_ms(p->clock);
             pthread_mutex_lock(&p->mu);
@@ -245,7 +267,7 @@ int pool_get(pool *p, drv_conn **out, errdetail *e)
             p->size++; /* the slot is ours while we connect */
             pthread_mutex_unlock(&p->mu);
             drv_conn *c = NULL;
-            int rc = open_conn(p, &c, e);
+            int rc = open_conn(p, at, &c, e);
             now = clock_mono_ms(p->clock);
             pthread_mutex_lock(&p->mu);
             if (rc) {
@@ -280,6 +302,7 @@ void pool_put(pool *p, drv_conn *c, bool discard)
     if (!c)
         return;
     bool bad = discard || !drv_alive(c) || drv_in_transaction(c);
+    drv_set_deadline(c, 0);
     drv_conn *doomed[SWEEP_MAX];
     pthread_mutex_lock(&p->mu);
     int i = find_out(p, c);

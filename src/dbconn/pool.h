@@ -36,6 +36,7 @@ typedef struct pool_options {
     int64_t check_idle_ms;      /* 0 = 1000; health check after this much idleness */
     int64_t connect_timeout_ms; /* 0 = 5000 */
     size_t statement_cache;     /* per connection, see drv_set_statement_cache; 0 = none */
+    drv_sandbox sandbox;        /* SQLite: what its connections may run (drv_options) */
     const sysclock *clock;      /* kept (must outlive the pool and its connections); NULL = real */
 } pool_options;
 
@@ -56,7 +57,16 @@ void pool_free(pool *p);
  * ...), CITRUS_EPOOL after wait_ms, CITRUS_ECLOSED when the pool is freed
  * meanwhile; e (may be NULL) filled. */
 int pool_get(pool *p, drv_conn **out, errdetail *e);
-/* Gives back a connection from pool_get (NULL is ignored). */
+/* pool_get within a deadline: at_ms on the pool's clock (clock_mono_ms; 0:
+ * none, as pool_get). The wait for a free connection, the connect and the
+ * health check of an idle one all end by then (the connect gets what is
+ * left, if less than connect_timeout_ms), and the connection comes out
+ * with drv_set_deadline(at_ms), so what the caller runs on it ends by
+ * then too; pool_put takes the deadline off again. Past it: CITRUS_EPOOL
+ * while waiting for a connection, else the connect's or the check's error. */
+int pool_get_until(pool *p, int64_t at_ms, drv_conn **out, errdetail *e);
+/* Gives back a connection from pool_get (NULL is ignored); its
+ * drv_set_deadline, if any, is cleared. */
 void pool_put(pool *p, drv_conn *c, bool discard);
 /* size: connections open (or being opened or closed); idle; in_use:
  * checked out; waiting: threads in pool_get waiting for one. Counters

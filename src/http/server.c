@@ -231,6 +231,11 @@ const char *http_req_correlation(const http_req *r)
     return r->corr;
 }
 
+int64_t http_req_age_ms(const http_req *r)
+{
+    return (clock_mono_ns(NULL) - r->start_ns) / 1000000;
+}
+
 const http_route *http_req_route(const http_req *r)
 {
     return r->route;
@@ -418,8 +423,19 @@ json_t *http_error_body(int err, const char *message, json_t *extra)
     return body;
 }
 
+static bool has_header(const http_req *r, const char *name)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 int http_reply_error(http_req *r, int err, const char *message, json_t *extra)
 {
+    /* a shard that did not answer in time may well answer the next try */
+    if (err == CITRUS_ESHARDDOWN && !has_header(r, "Retry-After"))
+        http_add_header(r, "Retry-After", "1");
     return http_reply_json(r, (unsigned)citrus_err_http_status(err),
                            http_error_body(err, message, extra));
 }

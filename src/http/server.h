@@ -128,6 +128,8 @@ bool http_req_peer_ipv4(const http_req *r, uint32_t *ip);
 size_t http_req_tls_subjects(const http_req *r, const char **out, size_t max);
 /* The request's correlation id. */
 const char *http_req_correlation(const http_req *r);
+/* ms since the request's line arrived (on the real monotonic clock). */
+int64_t http_req_age_ms(const http_req *r);
 /* The route matched (NULL before matching or when none did). */
 const http_route *http_req_route(const http_req *r);
 /* Who the request is, as the gate found (owned by the request: free_fn
@@ -155,7 +157,9 @@ int http_reply_take(http_req *r, unsigned status, const char *content_type, char
 int http_reply_raw(http_req *r, unsigned status, const char *content_type, const void *data,
                    size_t len);
 /* Sends {"error":{"code","message",...extra}} with the status of err.
- * extra (may be NULL) is merged into the error object; reference stolen. */
+ * extra (may be NULL) is merged into the error object; reference stolen.
+ * CITRUS_ESHARDDOWN (503 shard_unreachable) carries "Retry-After: 1"
+ * unless the handler set one. */
 int http_reply_error(http_req *r, int err, const char *message, json_t *extra);
 /* The body http_reply_error sends (extra's reference stolen). */
 json_t *http_error_body(int err, const char *message, json_t *extra);

@@ -67,6 +67,11 @@ static const field fields[] = {
     INT("server", "header_timeout_ms", "header-timeout", header_timeout_ms, 100, 600000,
         "a request's line and headers must arrive within this, ms, from the connection's "
         "opening or its previous request's end, else it is closed (both listeners)"),
+    INT("server", "request_deadline_ms", "request-deadline", request_deadline_ms, 100, 600000,
+        "the Citrus API (/api/register, /api/register/batch, /api/shard/{key}, "
+        "/api/shards/health) answers within this, ms, from the request's arrival: a shard "
+        "database that has not answered by then is 503 shard_unreachable with Retry-After "
+        "(keep it below your clients' timeout)"),
     INT("server", "max_conns_per_ip", "max-conns-per-ip", max_conns_per_ip, 1, 1000000,
         "connections from one client address at once (both listeners)"),
     LIST("server.cors", "allowed_origins", "cors-allowed-origins", cors_origins,
@@ -234,6 +239,7 @@ void config_defaults(citrus_config *c)
     c->max_header_bytes = 32 * 1024LL;
     c->max_body_bytes = 1024 * 1024LL;
     c->header_timeout_ms = 10000;
+    c->request_deadline_ms = 4000; /* below seed 003's 5 s client timeout */
     c->max_conns_per_ip = 256;
     snprintf(c->backend, sizeof(c->backend), "embedded");
     snprintf(c->data_dir, sizeof(c->data_dir), "./citrus-data");

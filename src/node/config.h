@@ -35,6 +35,7 @@ typedef struct citrus_config {
     int64_t max_header_bytes;
     int64_t max_body_bytes;
     int64_t header_timeout_ms;      /* server.header_timeout_ms (both listeners) */
+    int64_t request_deadline_ms;    /* server.request_deadline_ms: Citrus API answers */
     int64_t max_conns_per_ip;       /* server.max_conns_per_ip (both listeners) */
     char cors_origins[1024];        /* server.cors.allowed_origins, comma-separated */
     int64_t max_response_bytes;     /* bound on a catalog answer (listings, txn gets, snapshot) */

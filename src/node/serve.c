@@ -269,7 +269,8 @@ int cli_serve_main(int argc, char **argv, char **envp)
              .max_value_bytes = (size_t)cfg.max_value_bytes,
              .max_response_bytes = (size_t)cfg.max_response_bytes,
              .node_id = cfg.node_id,
-             .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000};
+             .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000,
+             .request_deadline_ms = cfg.request_deadline_ms};
     http_server *srv = NULL, *rsrv = NULL;
     /* A replicated catalog is read through this node's watch-fed copy; the
      * embedded store is local and answers every read from committed state. */

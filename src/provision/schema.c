@@ -233,7 +233,41 @@ static int checksum_files(const char *dir, mig_list *l, errdetail *e)
     return 0;
 }
 
+/* The template's digest: SHA-256 over "name checksum\n" of every file, in
+ * order. */
+static int template_digest(const mig_list *l, char out[DIGEST_SHA256_HEX + 1], errdetail *e)
+{
+    size_t per = sizeof(l->v[0].name) + DIGEST_SHA256_HEX + 2, len = 0;
+    char *buf = malloc(l->n * per + 1);
+    if (!buf)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < l->n; i++)
+        len += (size_t)snprintf(buf + len, per + 1, "%s %s\n", l->v[i].name, l->v[i].checksum);
+    int rc = digest_sha256_hex(buf, len, out);
+    free(buf);
+    return rc ? errdetail_set(e, rc, "SHA-256 failed") : 0;
+}
+
+/* The files of the template at dir for this kind of database, checksummed,
+ * and their digest. */
+static int plan(const char *dir, dsn_kind kind, mig_list *l, schema_result *result, errdetail *e)
+{
+    int rc = list_files(dir, kind, l, e);
+    if (rc == 0)
+        rc = checksum_files(dir, l, e);
+    if (rc == 0)
+        rc = template_digest(l, result->digest, e);
+    return rc;
+}
+
 /* ---- the database side ----------------------------------------------------- */
+
+/* Whether a driver error means the database did not answer rather than
+ * refused what we sent. */
+static bool is_down(int code)
+{
+    return code == CITRUS_EUNAVAILABLE || code == CITRUS_ETIMEOUT || code == CITRUS_EQUERYTIMEOUT;
+}
 
 /* Matches the recorded rows ("name checksum") to the files; rows stays
  * owned by the caller (recorded points into it). */
@@ -274,7 +308,7 @@ static void utc_now(char buf[32])
 
 /* Runs one file with its row in one transaction. The file's text is read
  * again here: what is recorded is the checksum of what actually ran. */
-static int apply_file(drv_conn *db, const char *dir, mig_file *f, errdetail *e)
+static int apply_file(drv_conn *db, const char *dir, mig_file *f, bool *down, errdetail *e)
 {
     char *text, now[32], *sql = NULL;
     int rc = read_summed(dir, f, &text, e);
@@ -294,16 +328,20 @@ static int apply_file(drv_conn *db, const char *dir, mig_file *f, errdetail *e)
     rc = drv_run_script_tx(db, sql, e);
     free(sql);
     if (rc) {
+        *down = is_down(rc) || !drv_alive(db);
         errdetail_prefix(e, "%s", f->name);
         return e->code = CITRUS_EIO;
     }
     return 0;
 }
 
-static int read_recorded(drv_conn *db, char ***rows, size_t *nrows, errdetail *e)
+static int read_recorded(drv_conn *db, char ***rows, size_t *nrows, bool *down, errdetail *e)
 {
-    if (drv_run_script(db, create_sql, e) != 0 ||
-        drv_query_column(db, applied_sql, rows, nrows, e) != 0) {
+    int rc = drv_run_script(db, create_sql, e);
+    if (rc == 0)
+        rc = drv_query_column(db, applied_sql, rows, nrows, e);
+    if (rc) {
+        *down = is_down(rc) || !drv_alive(db);
         errdetail_prefix(e, "citrus_migrations");
         return e->code = CITRUS_EIO;
     }
@@ -319,13 +357,54 @@ static int apply_all(drv_conn *db, const char *dir, mig_list *l, schema_result *
             result->skipped++;
             continue;
         }
-        int rc = apply_file(db, dir, f, e);
+        int rc = apply_file(db, dir, f, &result->unreachable, e);
         if (rc) {
             snprintf(result->failed_file, sizeof(result->failed_file), "%s", f->name);
             return rc;
         }
         result->applied++;
     }
+    return 0;
+}
+
+/* Reads what db has recorded and runs what it lacks (the files planned). */
+static int run_on(drv_conn *db, const char *dir, mig_list *l, schema_result *result, errdetail *e)
+{
+    char **rows = NULL;
+    size_t nrows = 0;
+    int rc = read_recorded(db, &rows, &nrows, &result->unreachable, e);
+    if (rc == 0) {
+        match_recorded(l, rows, nrows);
+        rc = check_conflicts(l, e);
+    }
+    if (rc == 0)
+        rc = apply_all(db, dir, l, result, e);
+    drv_free_column(rows, nrows);
+    return rc;
+}
+
+static void log_outcome(const char *template, const schema_result *result, int rc,
+                        const errdetail *e)
+{
+    json_t *fields = json_pack("{s:s, s:I, s:I}", "template", template, "applied",
+                               (json_int_t)result->applied, "skipped", (json_int_t)result->skipped);
+    if (rc && fields)
+        json_object_set_new(fields, "error", json_string(e->message));
+    if (rc)
+        log_warn("schema", "schema template not applied", fields);
+    else
+        log_info("schema", "schema template applied", fields);
+}
+
+/* The template's directory into dir; CITRUS_EINVAL for a bad name. */
+static int template_dir(const char *templates_dir, const char *template, char dir[4096],
+                        errdetail *e)
+{
+    if (!templates_dir || !schema_template_valid(template))
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "invalid template name (want [A-Za-z0-9_-], 1..64 chars)");
+    if ((size_t)snprintf(dir, 4096, "%s/%s", templates_dir, template) >= 4096)
+        return errdetail_set(e, CITRUS_EINVAL, "template path too long");
     return 0;
 }
 
@@ -336,43 +415,56 @@ int schema_apply(const char *dsn, const char *templates_dir, const char *templat
     errdetail scratch;
     if (!e)
         e = &scratch;
-    if (!dsn || !templates_dir || !schema_template_valid(template))
-        return errdetail_set(e, CITRUS_EINVAL,
-                             "invalid template name (want [A-Za-z0-9_-], 1..64 chars)");
     char dir[4096];
-    if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", templates_dir, template) >= sizeof(dir))
-        return errdetail_set(e, CITRUS_EINVAL, "template path too long");
+    int rc = dsn ? template_dir(templates_dir, template, dir, e)
+                 : errdetail_set(e, CITRUS_EINVAL, "no DSN");
+    if (rc)
+        return rc;
     mig_list l = {0};
-    char **rows = NULL;
-    size_t nrows = 0;
     drv_conn *db = NULL;
     dsn_info info;
-    int rc = dsn_parse(dsn, &info, e);
+    rc = dsn_parse(dsn, &info, e);
     if (rc == 0)
-        rc = list_files(dir, info.kind, &l, e);
-    if (rc == 0)
-        rc = checksum_files(dir, &l, e);
-    if (rc == 0)
+        rc = plan(dir, info.kind, &l, result, e);
+    if (rc == 0) {
         rc = drv_open(dsn, &(drv_options){.timeout_ms = timeout_ms, .sandbox = DRV_SANDBOX_SCHEMA},
                       &db, e);
-    if (rc == 0)
-        rc = read_recorded(db, &rows, &nrows, e);
-    if (rc == 0) {
-        match_recorded(&l, rows, nrows);
-        rc = check_conflicts(&l, e);
+        result->unreachable = rc != 0 && is_down(rc);
     }
     if (rc == 0)
-        rc = apply_all(db, dir, &l, result, e);
-    json_t *fields = json_pack("{s:s, s:I, s:I}", "template", template, "applied",
-                               (json_int_t)result->applied, "skipped", (json_int_t)result->skipped);
-    if (rc && fields)
-        json_object_set_new(fields, "error", json_string(e->message));
-    if (rc)
-        log_warn("schema", "schema template not applied", fields);
-    else
-        log_info("schema", "schema template applied", fields);
-    drv_free_column(rows, nrows);
+        rc = run_on(db, dir, &l, result, e);
+    log_outcome(template, result, rc, e);
     drv_close(db);
+    free(l.v);
+    return rc;
+}
+
+int schema_apply_conn(drv_conn *db, dsn_kind kind, const char *templates_dir, const char *template,
+                      const char *known_digest, schema_result *result, errdetail *e)
+{
+    memset(result, 0, sizeof(*result));
+    errdetail scratch;
+    if (!e)
+        e = &scratch;
+    char dir[4096];
+    int rc = template_dir(templates_dir, template, dir, e);
+    if (rc)
+        return rc;
+    mig_list l = {0};
+    rc = plan(dir, kind, &l, result, e);
+    if (rc == 0 && known_digest && strcmp(known_digest, result->digest) == 0) {
+        /* applied before, files unchanged: only check the database answers */
+        result->known = true;
+        result->skipped = l.n;
+        rc = drv_ping(db, e);
+        result->unreachable = rc != 0;
+        free(l.v);
+        return rc;
+    }
+    if (rc == 0) {
+        rc = run_on(db, dir, &l, result, e);
+        log_outcome(template, result, rc, e);
+    }
     free(l.v);
     return rc;
 }

@@ -16,15 +16,26 @@
 #ifndef CITRUS_PROVISION_SCHEMA_H
 #define CITRUS_PROVISION_SCHEMA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dsn.h"
 #include "core/errdetail.h"
+#include "dbconn/driver.h"
 
 typedef struct schema_result {
     size_t applied;        /* files run now */
     size_t skipped;        /* already recorded */
     char failed_file[256]; /* the file that failed, "" if none */
+    /* SHA-256 (hex) over the template's files for this kind of database,
+     * names and checksums in order: what a caller may remember as applied */
+    char digest[65];
+    /* schema_apply_conn found digest already known: only a ping was run */
+    bool known;
+    /* the failure was the database not answering (connect, a broken
+     * connection, a deadline), not the template's fault */
+    bool unreachable;
 } schema_result;
 
 /* Template names: [A-Za-z0-9_-], 1..64 chars (no path tricks). */
@@ -41,5 +52,15 @@ int schema_template_valid(const char *name);
  * created. */
 int schema_apply(const char *dsn, const char *templates_dir, const char *template,
                  int64_t timeout_ms, schema_result *result, errdetail *e);
+
+/* The same on an open connection to a database of this kind (the caller's,
+ * say pooled and carrying a deadline: drv_set_deadline). known_digest (may
+ * be NULL): a digest the caller recorded for this template on this
+ * database; when the files still give it, nothing is read from or run on
+ * the database but a drv_ping (result->known, all files skipped). On
+ * success result->digest is what to record. A connection that broke is
+ * left broken (drv_alive false) for the caller to discard. */
+int schema_apply_conn(drv_conn *db, dsn_kind kind, const char *templates_dir, const char *template,
+                      const char *known_digest, schema_result *result, errdetail *e);
 
 #endif

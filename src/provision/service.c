@@ -11,6 +11,7 @@
 #include "citrus/errors.h"
 #include "obs/metrics.h"
 #include "obs/log.h"
+#include "provision/ctlconns.h"
 #include "provision/schema.h"
 #include "core/dsn.h"
 #include "dbconn/driver.h"
@@ -31,6 +32,7 @@ int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
     svc->db_timeout_ms = db_timeout_ms > 0 ? db_timeout_ms : 5000;
     snprintf(svc->node_id, sizeof(svc->node_id), "%s", node_id ? node_id : "node1");
     svc->clock = clock;
+    svc->conns = ctlconns_new(clock, svc->db_timeout_ms);
     pthread_mutex_init(&svc->mu, NULL);
     clock_cond_init(&svc->cv); /* the worker's waits: monotonic */
     return 0;
@@ -39,6 +41,7 @@ int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
 void shard_service_destroy(shard_service *svc)
 {
     svc_worker_stop(svc);
+    ctlconns_free(svc->conns);
     if (svc->prov)
         svc->prov->free(svc->prov);
     registry_free(svc->reg);
@@ -312,6 +315,8 @@ int svc_shard_action(shard_service *svc, const char *id, const char *action, uns
         int rc = registry_shard_modify(svc->reg, id, do_action, &c, flags, NULL, &s, res, e);
         if (rc == 0)
             rc = repin_after(svc, id, flags, res, e);
+        if (rc == 0 && actions[i].to == SHARD_RETIRED && !(flags & REG_DRY_RUN))
+            ctlconns_forget(svc->conns, id); /* out of service: its connections go */
         if (rc == 0 && actions[i].to == SHARD_PROVISIONING)
             svc_worker_kick(svc);
         if (rc == 0 && out)
@@ -327,14 +332,78 @@ int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_res
                      errdetail *e)
 {
     int rc = registry_shard_delete(svc->reg, id, flags, res, e);
+    if (rc == 0 && !(flags & REG_DRY_RUN))
+        ctlconns_forget(svc->conns, id);
     if (rc == 0) /* its metric series (the router's, per shard) go with it */
         metrics_forget("shard", id);
     return rc == 0 ? repin_after(svc, id, flags, res, e) : rc;
 }
 
-int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_type, errdetail *e)
+/* apply_template for a registration: on a pooled connection (ctlconns)
+ * within dl, remembering what is applied. The driver's errors as
+ * schema_apply_conn gives them; *down when the shard did not answer. */
+static int ensure_pooled(shard_service *svc, const shard *s, const char *name, const deadline *dl,
+                         bool *down, errdetail *e)
 {
-    shard_service *svc = vsvc;
+    *down = false;
+    if (!svc->templates_dir[0])
+        return errdetail_set(e, CITRUS_EUNPROCESSABLE,
+                             "template '%s': no templates directory is configured", name);
+    dsn_info info;
+    if (!s->dsn || dsn_parse(s->dsn, &info, e) != 0)
+        return errdetail_set(e, CITRUS_EUNPROCESSABLE, "shard '%s' has no usable DSN", s->id);
+    if (deadline_set(dl) && deadline_left_ms(dl) == 0) { /* say, queued past it */
+        *down = true;
+        return errdetail_set(e, CITRUS_ETIMEOUT, "no time left before the request's deadline");
+    }
+    char *owner =
+        svc->prov && svc->prov->owner_dsn ? svc->prov->owner_dsn(svc->prov, s->id, s->dsn) : NULL;
+    const char *dsn = owner ? owner : s->dsn;
+    int64_t at = deadline_set(dl) ? clock_mono_ms(svc->clock) + deadline_left_ms(dl) : 0;
+    if (at == 0 && deadline_set(dl))
+        at = 1;
+    ctl_entry *ent = NULL;
+    drv_conn *c = NULL;
+    schema_result res;
+    memset(&res, 0, sizeof(res));
+    int rc = svc->conns ? ctlconns_get(svc->conns, s->id, dsn, at, &ent, &c, e)
+                        : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    if (rc) {
+        *down = rc != CITRUS_EINVAL && rc != CITRUS_ENOMEM;
+    } else {
+        char known[65];
+        ctlconns_applied(svc->conns, ent, name, known);
+        /* not known: one registration at a time checks and applies it */
+        bool locked = !known[0] && ctlconns_apply_lock(ent, deadline_left_ms(dl)) == 0;
+        if (!known[0] && !locked) {
+            *down = true;
+            rc = errdetail_set(e, CITRUS_ETIMEOUT,
+                               "another registration setting up this shard did not finish in "
+                               "time");
+        }
+        if (locked)
+            ctlconns_applied(svc->conns, ent, name, known); /* it may be now */
+        if (rc == 0) {
+            rc = schema_apply_conn(c, info.kind, svc->templates_dir, name, known[0] ? known : NULL,
+                                   &res, e);
+            *down = rc != 0 && res.unreachable;
+        }
+        if (rc == 0)
+            ctlconns_mark_applied(svc->conns, ent, name, res.digest);
+        if (locked)
+            ctlconns_apply_unlock(ent);
+        ctlconns_put(svc->conns, ent, c, rc != 0 && !drv_alive(c));
+    }
+    free(owner);
+    if (rc < 0)
+        errdetail_prefix(e, "template '%s'", name);
+    return rc;
+}
+
+int svc_ensure_template(void *ctx, const char *shard_id, const char *business_type, errdetail *e)
+{
+    const svc_ensure_ctx *ec = ctx;
+    shard_service *svc = ec->svc;
     if (!svc->templates_dir[0] || !schema_template_valid(business_type))
         return 0;
     char path[2048];
@@ -346,9 +415,15 @@ int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_t
     int rc = registry_shard_get(svc->reg, shard_id, &s, NULL);
     if (rc < 0)
         return rc;
-    rc = apply_template(svc, s.id, s.dsn, business_type, e);
+    bool down;
+    rc = ensure_pooled(svc, &s, business_type, &ec->dl, &down, e);
     shard_clear(&s);
-    if (rc == CITRUS_EIO || rc == CITRUS_ECONFLICT) {
+    if (rc < 0 && down) {
+        errdetail_prefix(e, "shard '%s' did not answer in time", shard_id);
+        rc = CITRUS_ESHARDDOWN;
+        if (e)
+            e->code = rc;
+    } else if (rc == CITRUS_EIO || rc == CITRUS_ECONFLICT) {
         rc = CITRUS_EUNPROCESSABLE;
         if (e)
             e->code = rc;

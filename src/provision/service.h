@@ -27,6 +27,7 @@
 #include "registry/tenants.h"
 #include "core/errdetail.h"
 #include "sys/clock.h"
+#include "sys/deadline.h"
 
 typedef struct shard_service {
     registry *reg;            /* owned */
@@ -35,6 +36,10 @@ typedef struct shard_service {
     int64_t db_timeout_ms;    /* connecting to shard databases */
     char node_id[64];
     const sysclock *clock; /* borrowed; the times recorded in shard histories */
+    /* pooled control-plane connections per shard, and the templates known
+     * applied on each (svc_ensure_template); NULL when out of memory (then
+     * each registration connects anew) */
+    struct ctlconns *conns;
     /* the worker */
     session *sess; /* borrowed; leadership and fencing token */
     pthread_t th;
@@ -113,9 +118,22 @@ typedef struct shard_probe {
  * the work pool. 0, or the catalog's error. */
 int svc_probe_shards(shard_service *svc, shard_probe **out, size_t *n);
 
+/* What svc_ensure_template works for: the service and the deadline of the
+ * request it serves (server.request_deadline_ms; the zero deadline: none). */
+typedef struct svc_ensure_ctx {
+    shard_service *svc;
+    deadline dl;
+} svc_ensure_ctx;
+
 /* Applies the schema template of business_type to the shard, when the
- * templates directory has one (a tenant_ensure_fn). */
-int svc_ensure_template(void *svc, const char *shard_id, const char *business_type, errdetail *e);
+ * templates directory has one (a tenant_ensure_fn; ctx is a
+ * svc_ensure_ctx). On a pooled connection to the shard (ctlconns.h), all
+ * of it within ctx->dl: a shard that does not answer by then (cannot be
+ * connected, a statement or ping without an answer) is
+ * CITRUS_ESHARDDOWN, ending at the deadline at the latest. A shard
+ * already set up for this type through this process (same DSN, same
+ * template files) is only pinged. */
+int svc_ensure_template(void *ctx, const char *shard_id, const char *business_type, errdetail *e);
 
 /* schema_apply of template_name to shard shard_id's database at dsn, with
  * the provisioner's owner DSN when it has one for it (a provisioned

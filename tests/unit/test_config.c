@@ -81,6 +81,11 @@ static void strict_http(void **state)
     errdetail err;
     config_defaults(&c);
     assert_int_equal(c.header_timeout_ms, 10000);
+    assert_int_equal(c.request_deadline_ms, 4000); /* below seed 003's 5 s client timeout */
+    assert_int_equal(config_set_flag(&c, "request-deadline", "99", &err), CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "request-deadline", "600001", &err), CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "request-deadline", "1500", &err), 0);
+    assert_int_equal(c.request_deadline_ms, 1500);
     assert_int_equal(c.max_conns_per_ip, 256);
     assert_string_equal(c.cors_origins, "");
     write_file("{\"server\":{\"header_timeout_ms\":1500,\"max_conns_per_ip\":8,"

@@ -101,27 +101,35 @@ typedef struct getter {
     drv_conn *c;
     errdetail e;
     int64_t got_ms; /* clock's reading when pool_get returned */
+    int64_t at;     /* pool_get_until's deadline (0: pool_get) */
     atomic_bool done;
 } getter;
 
 static void *getter_main(void *arg)
 {
     getter *g = arg;
-    g->rc = pool_get(g->p, &g->c, &g->e);
+    g->rc = pool_get_until(g->p, g->at, &g->c, &g->e);
     g->got_ms = clock_mono_ms(g->clock);
     atomic_store(&g->done, true);
     return NULL;
 }
 
-/* Starts g's pool_get and returns once it waits in it (or returned). */
-static void getter_start(getter *g, pool *p, const sysclock *clock)
+/* Starts g's pool_get (pool_get_until at, when not 0) and returns once it
+ * waits in it (or returned). */
+static void getter_start_until(getter *g, pool *p, const sysclock *clock, int64_t at)
 {
     memset(g, 0, sizeof(*g));
     g->p = p;
     g->clock = clock;
+    g->at = at;
     assert_int_equal(pthread_create(&g->th, NULL, getter_main, g), 0);
     while (stats(p).waiting == 0 && !atomic_load(&g->done))
         sched_yield();
+}
+
+static void getter_start(getter *g, pool *p, const sysclock *clock)
+{
+    getter_start_until(g, p, clock, 0);
 }
 
 /* ---- SQLite ---------------------------------------------------------------------------- */
@@ -241,6 +249,42 @@ static void test_exhausted(void **state)
     s = stats(p);
     assert_int_equal(s.opened, 2);
     assert_int_equal(s.idle, 2);
+    pool_free(p);
+    clock_test_free(clock);
+}
+
+/* pool_get_until: the wait for a connection ends at the caller's deadline
+ * when that comes before wait_ms; the connection it gives carries the
+ * deadline (a statement past it is interrupted), and pool_put takes it
+ * off again. */
+static void test_get_until_deadline(void **state)
+{
+    char dsn[PATH_MAX];
+    sqlite_db("until.db", dsn, sizeof(dsn));
+    sysclock *clock = clock_test_new(T0, 0);
+    pool *p =
+        must_pool(&(pool_options){.dsn = dsn, .max_size = 1, .wait_ms = 5000, .clock = clock});
+    drv_conn *a = NULL;
+    errdetail e;
+    assert_int_equal(pool_get_until(p, T0 + 100, &a, &e), 0);
+    static const char slow[] = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+                               "WHERE x < 200000) SELECT count(*) FROM n";
+    assert_int_equal(query_int(a, slow), 200000); /* before the deadline: runs */
+    getter g;
+    getter_start_until(&g, p, clock, T0 + 30);
+    assert_false(atomic_load(&g.done));
+    clock_test_advance(clock, 30);
+    pthread_join(g.th, NULL);
+    assert_int_equal(g.rc, CITRUS_EPOOL);
+    assert_true(g.got_ms >= T0 + 30 && g.got_ms < T0 + 5000);
+    clock_test_advance(clock, 70); /* a's deadline, T0 + 100, passed */
+    assert_int_equal(drv_exec(a, slow, NULL, 0, 0, NULL, NULL, NULL, &e), CITRUS_EQUERYTIMEOUT);
+    assert_non_null(strstr(e.message, "deadline"));
+    pool_put(p, a, false);
+    drv_conn *b = must_get(p); /* the same connection, without the deadline */
+    assert_ptr_equal(b, a);
+    assert_int_equal(query_int(b, slow), 200000);
+    pool_put(p, b, false);
     pool_free(p);
     clock_test_free(clock);
 }
@@ -719,6 +763,7 @@ int main(void)
     const struct CMUnitTest lite[] = {
         cmocka_unit_test(test_max_size_under_concurrency),
         cmocka_unit_test(test_exhausted),
+        cmocka_unit_test(test_get_until_deadline),
         cmocka_unit_test(test_waiter_gets_returned_connection),
         cmocka_unit_test(test_discard_and_transaction),
         cmocka_unit_test(test_lifo_reuse),

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -106,6 +107,90 @@ static void register_an_existing_database(void **state)
     /* the id is taken now */
     assert_int_equal(svc_register_shard(&s->svc, &spec, false, "test", NULL, &res, &e),
                      CITRUS_EEXISTS);
+}
+
+/* Runs sql on the SQLite file at path; the first column of the first
+ * row as an int (-1 when none). */
+static int lite_int(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    int v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    } else {
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    }
+    sqlite3_close(db);
+    return v;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* svc_ensure_template: on a pooled connection, remembering the template's
+ * digest, so a shard already set up for the type is not asked again (here
+ * shown by removing what it applied behind its back: not re-applied); a
+ * changed template (new digest) is checked and applied again; a retired
+ * shard's entry is forgotten; no time left before the request's deadline
+ * is CITRUS_ESHARDDOWN without touching the shard. */
+static void ensure_template_remembers_what_is_applied(void **state)
+{
+    sfix *s = *state;
+    char tdir[300], tmpl[320], file[400], path[256], dsn[300];
+    snprintf(tdir, sizeof(tdir), "%s/templates", s->r.d.dir);
+    snprintf(tmpl, sizeof(tmpl), "%s/retail", tdir);
+    assert_int_equal(mkdir(tdir, 0700), 0);
+    assert_int_equal(mkdir(tmpl, 0700), 0);
+    snprintf(file, sizeof(file), "%s/001_orders.sql", tmpl);
+    write_text(file, "CREATE TABLE orders (id INTEGER PRIMARY KEY);\n");
+    snprintf(s->svc.templates_dir, sizeof(s->svc.templates_dir), "%s", tdir);
+    snprintf(path, sizeof(path), "%s/c.db", s->r.d.dir);
+    snprintf(dsn, sizeof(dsn), "sqlite://%s", path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_close(db);
+    shard_spec spec = {.id = "c", .dsn = dsn, .weight = 1};
+    reg_result res;
+    errdetail e = {0};
+    assert_int_equal(svc_register_shard(&s->svc, &spec, true, "test", NULL, &res, &e), 0);
+    reg_result_clear(&res);
+
+    svc_ensure_ctx ctx = {.svc = &s->svc}; /* no deadline */
+    assert_int_equal(svc_ensure_template(&ctx, "c", "retail", &e), 0);
+    assert_int_equal(lite_int(path, "SELECT count(*) FROM citrus_migrations"), 1);
+    /* behind its back: the shard is not asked again while the files are the same */
+    lite_int(path, "DELETE FROM citrus_migrations");
+    lite_int(path, "DROP TABLE orders");
+    assert_int_equal(svc_ensure_template(&ctx, "c", "retail", &e), 0);
+    assert_int_equal(lite_int(path, "SELECT count(*) FROM citrus_migrations"), 0);
+    /* a template changed on disk: checked and applied again */
+    snprintf(file, sizeof(file), "%s/002_items.sql", tmpl);
+    write_text(file, "CREATE TABLE items (id INTEGER PRIMARY KEY);\n");
+    assert_int_equal(svc_ensure_template(&ctx, "c", "retail", &e), 0);
+    assert_int_equal(lite_int(path, "SELECT count(*) FROM citrus_migrations"), 2);
+    assert_int_equal(lite_int(path, "SELECT count(*) FROM orders"), 0);
+    /* retired: its connections and what was known go */
+    assert_int_equal(act(s, "c", "drain", 0), 0);
+    assert_int_equal(act(s, "c", "retire", 0), 0);
+    lite_int(path, "DELETE FROM citrus_migrations");
+    lite_int(path, "DROP TABLE orders");
+    lite_int(path, "DROP TABLE items");
+    assert_int_equal(svc_ensure_template(&ctx, "c", "retail", &e), 0);
+    assert_int_equal(lite_int(path, "SELECT count(*) FROM citrus_migrations"), 2);
+    /* the request's deadline already passed (it waited in a queue): 503 at once */
+    ctx.dl = deadline_after(s->r.clock, 0);
+    assert_int_equal(svc_ensure_template(&ctx, "c", "retail", &e), CITRUS_ESHARDDOWN);
+    assert_int_equal(e.code, CITRUS_ESHARDDOWN);
+    assert_non_null(strstr(e.message, "shard 'c' did not answer in time"));
 }
 
 static void actions_follow_the_table(void **state)
@@ -264,6 +349,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(register_an_existing_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(ensure_template_remembers_what_is_applied, setup, teardown),
         cmocka_unit_test_setup_teardown(actions_follow_the_table, setup, teardown),
         cmocka_unit_test_setup_teardown(a_forced_retirement_moves_the_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(a_forced_delete_moves_the_tenants, setup, teardown),
