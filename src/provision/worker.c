@@ -31,9 +31,12 @@ typedef struct step_ctx {
 
 static int set_result(shard *s, const prov_result *r)
 {
-    char *dsn = strdup(r->dsn);
-    char **reps = r->nreplicas ? shard_strings_copy(r->replicas, r->nreplicas) : NULL;
-    if (!dsn || (r->nreplicas && !reps)) {
+    char *dsn = svc_dsn_stored(r->dsn);
+    char **reps = r->nreplicas ? calloc(r->nreplicas, sizeof(*reps)) : NULL;
+    bool reps_ok = !r->nreplicas || reps;
+    for (size_t i = 0; reps && i < r->nreplicas; i++)
+        reps_ok = reps_ok && (reps[i] = svc_dsn_stored(r->replicas[i])) != NULL;
+    if (!dsn || !reps_ok) {
         free(dsn);
         shard_strings_free(reps, r->nreplicas);
         return CITRUS_ENOMEM;
