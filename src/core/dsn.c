@@ -508,7 +508,18 @@ static int uri_hosts(const char *s, size_t n, opt_fn fn, void *ctx, errdetail *e
     return 0;
 }
 
+/* uri_options, calling auth_end (when not NULL) once the authority's
+ * options (user, password, hosts, ports) are given. */
+static int uri_options_ex(const char *dsn, opt_fn fn, void *ctx,
+                          int (*auth_end)(void *ctx, errdetail *e), errdetail *e);
+
 static int uri_options(const char *dsn, opt_fn fn, void *ctx, errdetail *e)
+{
+    return uri_options_ex(dsn, fn, ctx, NULL, e);
+}
+
+static int uri_options_ex(const char *dsn, opt_fn fn, void *ctx,
+                          int (*auth_end)(void *ctx, errdetail *e), errdetail *e)
 {
     const char *rest = dsn + pg_scheme_len(dsn);
     size_t auth_len = strcspn(rest, "/?");
@@ -524,6 +535,8 @@ static int uri_options(const char *dsn, opt_fn fn, void *ctx, errdetail *e)
     }
     if (rc == 0)
         rc = uri_hosts(hosts, (size_t)(rest + auth_len - hosts), fn, ctx, e);
+    if (rc == 0 && auth_end)
+        rc = auth_end(ctx, e);
     const char *p = rest + auth_len;
     if (rc == 0 && *p == '/') {
         size_t db = strcspn(p + 1, "?");
@@ -937,8 +950,9 @@ typedef struct split_ctx {
     strbuf hosts, ports;
 } split_ctx;
 
-static int split_flush(split_ctx *c, errdetail *e)
+static int split_flush(void *vctx, errdetail *e)
 {
+    split_ctx *c = vctx;
     int rc = 0;
     c->auth_done = true;
     if (c->hosts.err || c->ports.err)
@@ -969,11 +983,6 @@ static int split_uri_opt(const char *key, const char *v, size_t vlen, void *vctx
         strbuf_add(&c->ports, v, vlen);
         return 0;
     }
-    if (c->uri && !c->auth_done && strcmp(key, "user") != 0 && strcmp(key, "password") != 0) {
-        int rc = split_flush(c, e);
-        if (rc < 0)
-            return rc;
-    }
     return split_opt(key, v, vlen, c->p, e);
 }
 
@@ -990,10 +999,8 @@ int dsn_split(const char *dsn, dsn_parts *out, errdetail *e)
         return 0;
     }
     split_ctx c = {.p = out, .uri = pg_scheme_len(dsn) > 0};
-    rc = c.uri ? uri_options(dsn, split_uri_opt, &c, e)
+    rc = c.uri ? uri_options_ex(dsn, split_uri_opt, &c, split_flush, e)
                : conninfo_options(dsn, split_uri_opt, &c, e);
-    if (rc == 0 && c.uri && !c.auth_done)
-        rc = split_flush(&c, e);
     strbuf_free(&c.hosts);
     strbuf_free(&c.ports);
     if (rc < 0)
@@ -1059,6 +1066,10 @@ static bool hosts_in_authority(const char *host, const char *port)
         const char *h = list_item(host, i, &n);
         if (n == 0 || h[0] == '/' || h[0] == '@')
             return false;
+        bool v6 = memchr(h, ':', n) != NULL; /* then an IPv6 literal, in [] */
+        for (size_t j = 0; v6 && j < n; j++)
+            if (!is_hex(h[j]) && h[j] != ':' && h[j] != '.' && h[j] != '%')
+                return false;
     }
     if (!port)
         return true;
@@ -1066,10 +1077,13 @@ static bool hosts_in_authority(const char *host, const char *port)
     for (size_t i = 0; i < np; i++) {
         size_t n;
         const char *p = list_item(port, i, &n);
-        for (size_t j = 0; j < n; j++)
-            if (!is_digit(p[j]))
-                return false;
-        if (n == 0 && np > 1)
+        unsigned long num = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (!is_digit(p[j]) || j >= 5)
+                return false; /* what the URI's authority takes: 1..65535 */
+            num = num * 10 + (unsigned long)(p[j] - '0');
+        }
+        if ((n == 0 && np > 1) || (n > 0 && (num == 0 || num > 65535)))
             return false;
     }
     return np == 1 || np == nh;
