@@ -190,6 +190,11 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
     errdetail scratch;
     if (!e)
         e = &scratch;
+    char *stored = svc_dsn_stored(spec->dsn); /* one database, one shard: before any work */
+    int held = registry_shard_db_check(svc->reg, spec->id, stored ? stored : spec->dsn, e);
+    free(stored);
+    if (held < 0)
+        return held;
     if (verify) {
         int rc = drv_probe(spec->dsn,
                            &(drv_options){.timeout_ms = svc->db_timeout_ms, .clock = svc->clock},

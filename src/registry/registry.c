@@ -792,6 +792,15 @@ static int db_conflict_scan(registry *r, const char *id, const db_ids *ids, errd
     return rc;
 }
 
+int registry_shard_db_check(registry *r, const char *id, const char *dsn, errdetail *e)
+{
+    db_ids ids;
+    db_ids_load(dsn, &ids);
+    int rc = db_conflict_scan(r, id, &ids, e);
+    db_ids_free(&ids);
+    return rc;
+}
+
 /* After a commit that failed: CITRUS_EREGCONFLICT when one of ids' keys
  * now names another shard, else 0. */
 static int db_conflict_keys(registry *r, const char *id, const db_ids *ids, errdetail *e)
