@@ -120,6 +120,35 @@ def test_postgres_connection_string_verbatim(make_citrus, make_postgres, tmp_pat
     assert psql(a["connectionString"], "SELECT current_user || '|' || current_database()") \
         == f"{USER}|app_db"
     assert psql(a["connectionString"], "SELECT count(*) FROM orders") == "0"
+    # the batch answers carry the same
+    r = requests.post(c.url + "/api/register/batch", timeout=30, json={
+        "businessId": "b2", "locations": [{"locationId": "x", "businessType": "retail"},
+                                          {"locationId": "y", "businessType": "retail"}]})
+    assert r.status_code == 201, r.text
+    for one in r.json()["results"]:
+        assert one["connectionString"] == uri and one["connection"] == a["connection"], one
+
+
+def test_postgres_socket_dir_uri(make_citrus, make_postgres):
+    pg = make_postgres()
+    psql(pg.admin_dsn, "CREATE DATABASE sockdb")
+    c = make_citrus(extra=["--shards-socket-dirs", pg.sock])
+    dsn = f"host={pg.sock} port={pg.port} dbname=sockdb user=postgres"
+    r = post_shard(c, {"id": "sock", "dsn": dsn}, "?allow_superuser=true")
+    assert r.status_code == 201, r.text
+    cs = r.json()["connectionString"]
+    assert cs == (f"postgresql://postgres@/sockdb?host={urllib.parse.quote(pg.sock, safe='')}"
+                  f"&port={pg.port}"), cs
+    assert r.json()["connection"]["host"] == pg.sock, r.json()
+    assert psql(cs, "SELECT current_database()") == "sockdb"
+    assert libpq_parse(cs)["host"] == pg.sock
+    # the socket directory and the TCP address are not taken for one database (a socket
+    # directory says nothing about which server listens there) ...
+    tcp = f"host=127.0.0.1 port={pg.port} dbname=sockdb user=postgres"
+    assert post_shard(c, {"id": "tcp", "dsn": tcp}).status_code == 201
+    # ... but the same directory, written with a trailing slash, is
+    conflict(post_shard(c, {"id": "s2", "dsn": f"host={pg.sock}/ port={pg.port} dbname=sockdb"}),
+             "sock")
 
 
 def test_postgres_one_database_one_shard(make_citrus, make_postgres):
