@@ -146,6 +146,8 @@ static json_t *pg_connection(const dsn_parts *p)
         json_pack("{s:s,s:O?,s:O?,s:s?,s:s?,s:s?,s:o}", "driver", "postgresql", "host",
                   json_object_get(first, "host"), "port", json_object_get(first, "port"),
                   "database", db && *db ? db : user, "user", user, "password", pw, "options", opts);
+    if (!pw)
+        json_object_del(j, "password"); /* none given: none shown, none redacted */
     if (json_array_size(hosts) > 1)
         json_object_set(j, "hosts", hosts);
     json_decref(hosts);
@@ -179,7 +181,7 @@ void shardjson_redact(json_t *o)
         json_object_set_new(o, "dsn", redacted(json_string_value(dsn)));
     if (json_is_string(cs))
         json_object_set_new(o, "connectionString", redacted(json_string_value(cs)));
-    if (json_object_get(conn, "password")) {
+    if (json_is_string(json_object_get(conn, "password"))) {
         json_object_del(conn, "password");
         json_object_set_new(conn, "passwordRedacted", json_true());
     }

@@ -170,7 +170,15 @@ def test_postgres_one_database_one_shard(make_citrus, make_postgres):
     # ... which port 5432 written out names again
     conflict(post_shard(c, {"id": "d5", "dsn": "postgresql://127.0.0.1:5432/shop"}), "pg-5432")
     # another database on the same server is another shard
-    assert post_shard(c, {"id": "pg-b", "dsn": pg.dsn("other")}).status_code == 201
+    r = post_shard(c, {"id": "pg-b", "dsn": pg.dsn("other") + "?sslmode=disable&application_name=a%20b"})
+    assert r.status_code == 201, r.text
+    assert r.json()["connection"] == {
+        "driver": "postgresql", "host": "127.0.0.1", "port": pg.port, "database": "other",
+        "user": "postgres", "options": {"sslmode": "disable", "application_name": "a b"}}, r.text
+    assert r.json()["connectionString"] == \
+        f"postgresql://postgres@127.0.0.1:{pg.port}/other?sslmode=disable&application_name=a%20b"
+    assert psql(r.json()["connectionString"], "SELECT current_setting('application_name')") \
+        == "a b"
     # racing registrations of one new database: exactly one wins
     dsn = pg.dsn("race")
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
