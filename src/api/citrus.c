@@ -96,9 +96,10 @@ static json_t *answer(http_req *r, app *a, const tenant_pin *p)
     shard s;
     bool found = registry_shard_get(a->shards->reg, p->shard_id, &s, NULL) == 0;
     char *dsn = found ? api_dsn_view(r, s.dsn, p->key) : NULL;
-    json_t *j =
-        json_pack("{s:s,s:s,s:s?,s:s}", "shardId", p->shard_id, "shardKey", p->key,
-                  "connectionString", dsn, "status", found ? shard_state_name(s.state) : "unknown");
+    json_t *j = json_pack("{s:s,s:s,s:s}", "shardId", p->shard_id, "shardKey", p->key, "status",
+                          found ? shard_state_name(s.state) : "unknown");
+    /* the URI form and its parts; masked unless api_dsn_view showed the DSN as is */
+    shardjson_set_connection(j, found ? s.dsn : NULL, dsn && strcmp(dsn, s.dsn) == 0);
     free(dsn);
     if (found)
         shard_clear(&s);

@@ -38,6 +38,7 @@ static void tokens_owned(app *a, const shard *v, size_t n, size_t *out)
 static json_t *full_with_tokens(app *a, const shard *s, size_t tokens, bool with_history)
 {
     json_t *j = shard_to_json(s, with_history);
+    shardjson_set_connection(j, s->dsn, true); /* shardjson_redact masks it */
     size_t tenants = 0;
     registry_tenant_count(a->shards->reg, s->id, false, &tenants);
     json_object_set_new(j, "tokens", json_integer((json_int_t)tokens));
@@ -111,11 +112,79 @@ static json_t *redacted(const char *d)
     return j;
 }
 
+/* The parts of a PostgreSQL DSN (dsn_split) as the "connection" object. */
+static json_t *pg_connection(const dsn_parts *p)
+{
+    const char *host = dsn_parts_get(p, "host"), *port = dsn_parts_get(p, "port");
+    const char *db = dsn_parts_get(p, "dbname"), *user = dsn_parts_get(p, "user");
+    const char *pw = dsn_parts_get(p, "password");
+    json_t *hosts = json_array(), *opts = json_object();
+    size_t np = 1;
+    for (const char *c = port ? port : ""; *c; c++)
+        np += *c == ',';
+    for (size_t i = 0; host;) { /* host and port lists, paired as libpq pairs them */
+        size_t hl = strcspn(host, ",");
+        const char *pt = port ? port : "";
+        for (size_t k = np == 1 ? 0 : i; k > 0 && strchr(pt, ','); k--)
+            pt = strchr(pt, ',') + 1;
+        long num = strtol(pt, NULL, 10);
+        json_array_append_new(hosts, json_pack("{s:s%,s:I}", "host", host, hl, "port",
+                                               (json_int_t)(num > 0 ? num : 5432)));
+        host += hl;
+        if (!*host++)
+            break;
+        i++;
+    }
+    for (size_t i = 0; i < p->nopts; i++) {
+        const char *k = p->opts[i].key;
+        if (strcmp(k, "host") && strcmp(k, "port") && strcmp(k, "dbname") && strcmp(k, "user") &&
+            strcmp(k, "password"))
+            json_object_set_new(opts, k, json_string(p->opts[i].val));
+    }
+    json_t *first = json_array_get(hosts, 0);
+    json_t *j =
+        json_pack("{s:s,s:O?,s:O?,s:s?,s:s?,s:s?,s:o}", "driver", "postgresql", "host",
+                  json_object_get(first, "host"), "port", json_object_get(first, "port"),
+                  "database", db && *db ? db : user, "user", user, "password", pw, "options", opts);
+    if (!pw)
+        json_object_del(j, "password"); /* none given: none shown, none redacted */
+    if (json_array_size(hosts) > 1)
+        json_object_set(j, "hosts", hosts);
+    json_decref(hosts);
+    return j;
+}
+
+void shardjson_set_connection(json_t *o, const char *dsn, bool reveal)
+{
+    if (!dsn)
+        return;
+    char *uri = dsn_to_uri(dsn, NULL);
+    dsn_parts p;
+    json_t *conn = NULL;
+    if (uri && dsn_split(uri, &p, NULL) == 0) {
+        conn = p.kind == DSN_SQLITE ? json_pack("{s:s,s:s}", "driver", "sqlite", "path", p.path)
+                                    : pg_connection(&p);
+        dsn_parts_clear(&p);
+    }
+    json_object_set_new(o, "connectionString", json_string(uri ? uri : dsn));
+    json_object_set_new(o, "connection", conn ? conn : json_null());
+    free(uri);
+    if (!reveal)
+        shardjson_redact(o);
+}
+
 void shardjson_redact(json_t *o)
 {
     json_t *dsn = json_object_get(o, "dsn"), *reps = json_object_get(o, "replicas");
+    json_t *cs = json_object_get(o, "connectionString"), *conn = json_object_get(o, "connection");
     if (json_is_string(dsn))
         json_object_set_new(o, "dsn", redacted(json_string_value(dsn)));
+    if (json_is_string(cs))
+        json_object_set_new(o, "connectionString", redacted(json_string_value(cs)));
+    if (json_is_string(json_object_get(conn, "password"))) {
+        json_object_del(conn, "password");
+        json_object_set_new(conn, "passwordRedacted", json_true());
+    }
     size_t i;
     json_t *rep;
     json_array_foreach(reps, i, rep)

@@ -24,6 +24,16 @@ size_t shardjson_add_corrupt(app *a, json_t *items, const char *id_name);
  * caller that may not see credentials: api_dsn_view). */
 void shardjson_redact(json_t *shard_obj);
 
+/* Sets "connectionString" and "connection" of o from a shard's dsn
+ * (nothing when dsn is NULL): the URI form a driver takes verbatim
+ * (dsn_to_uri; the stored text when it does not parse) and its parts,
+ *   {"driver":"postgresql","host","port","database","user","password",
+ *    "options":{...}[,"hosts":[{"host","port"},...]]}
+ *   {"driver":"sqlite","path":"/absolute/path"}.
+ * reveal false: the URI's password is "***" and the object has no
+ * "password" but "passwordRedacted": true. */
+void shardjson_set_connection(json_t *o, const char *dsn, bool reveal);
+
 /* What a change did to the ring: {"changed","version","tokens_before",
  * "tokens_after","tenants_affected","ranges":[...],"ranges_total"}. */
 json_t *shardjson_change(const reg_result *res);

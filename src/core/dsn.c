@@ -508,7 +508,18 @@ static int uri_hosts(const char *s, size_t n, opt_fn fn, void *ctx, errdetail *e
     return 0;
 }
 
+/* uri_options, calling auth_end (when not NULL) once the authority's
+ * options (user, password, hosts, ports) are given. */
+static int uri_options_ex(const char *dsn, opt_fn fn, void *ctx,
+                          int (*auth_end)(void *ctx, errdetail *e), errdetail *e);
+
 static int uri_options(const char *dsn, opt_fn fn, void *ctx, errdetail *e)
+{
+    return uri_options_ex(dsn, fn, ctx, NULL, e);
+}
+
+static int uri_options_ex(const char *dsn, opt_fn fn, void *ctx,
+                          int (*auth_end)(void *ctx, errdetail *e), errdetail *e)
 {
     const char *rest = dsn + pg_scheme_len(dsn);
     size_t auth_len = strcspn(rest, "/?");
@@ -524,6 +535,8 @@ static int uri_options(const char *dsn, opt_fn fn, void *ctx, errdetail *e)
     }
     if (rc == 0)
         rc = uri_hosts(hosts, (size_t)(rest + auth_len - hosts), fn, ctx, e);
+    if (rc == 0 && auth_end)
+        rc = auth_end(ctx, e);
     const char *p = rest + auth_len;
     if (rc == 0 && *p == '/') {
         size_t db = strcspn(p + 1, "?");
@@ -875,6 +888,366 @@ int dsn_check(const char *dsn, const dsn_policy *p, errdetail *e)
         rc = check_hosts_allowed(c, e);
     free(c);
     return rc;
+}
+
+/* ---- parts, the URI form, identity ------------------------------------- */
+
+void dsn_parts_clear(dsn_parts *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->nopts; i++) {
+        free(p->opts[i].key);
+        free(p->opts[i].val);
+    }
+    free(p->opts);
+    p->opts = NULL;
+    p->nopts = 0;
+}
+
+const char *dsn_parts_get(const dsn_parts *p, const char *key)
+{
+    for (size_t i = 0; i < p->nopts; i++)
+        if (strcmp(p->opts[i].key, key) == 0)
+            return p->opts[i].val;
+    return NULL;
+}
+
+static int split_opt(const char *key, const char *v, size_t vlen, void *vctx, errdetail *e)
+{
+    dsn_parts *p = vctx;
+    if (memchr(v, '\0', vlen))
+        return errdetail_set(e, CITRUS_EINVAL, "dsn option '%.60s' contains a NUL byte", key);
+    char *val = strdup(v);
+    if (!val)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < p->nopts; i++)
+        if (strcmp(p->opts[i].key, key) == 0) { /* the last one wins, as in libpq */
+            free(p->opts[i].val);
+            p->opts[i].val = val;
+            return 0;
+        }
+    dsn_opt *o = realloc(p->opts, (p->nopts + 1) * sizeof(*o));
+    char *k = o ? strdup(key) : NULL;
+    if (!k) {
+        if (o)
+            p->opts = o;
+        free(val);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    }
+    p->opts = o;
+    p->opts[p->nopts++] = (dsn_opt){k, val};
+    return 0;
+}
+
+/* A URI's authority gives its hosts and ports one by one (uri_hosts):
+ * they are joined into the comma lists libpq makes of them, a port slot
+ * per host (empty where the host has none). */
+typedef struct split_ctx {
+    dsn_parts *p;
+    bool uri, auth_done, any_port;
+    size_t nhosts;
+    strbuf hosts, ports;
+} split_ctx;
+
+static int split_flush(void *vctx, errdetail *e)
+{
+    split_ctx *c = vctx;
+    int rc = 0;
+    c->auth_done = true;
+    if (c->hosts.err || c->ports.err)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    if (c->nhosts)
+        rc = split_opt("host", c->hosts.data ? c->hosts.data : "", c->hosts.len, c->p, e);
+    if (rc == 0 && c->any_port)
+        rc = split_opt("port", c->ports.data ? c->ports.data : "", c->ports.len, c->p, e);
+    return rc;
+}
+
+static int split_uri_opt(const char *key, const char *v, size_t vlen, void *vctx, errdetail *e)
+{
+    split_ctx *c = vctx;
+    bool host = strcmp(key, "host") == 0, port = strcmp(key, "port") == 0;
+    if (c->uri && !c->auth_done && host) {
+        if (memchr(v, '\0', vlen))
+            return errdetail_set(e, CITRUS_EINVAL, "dsn option 'host' contains a NUL byte");
+        if (c->nhosts++) {
+            strbuf_add(&c->hosts, ",", 1);
+            strbuf_add(&c->ports, ",", 1);
+        }
+        strbuf_add(&c->hosts, v, vlen);
+        return 0;
+    }
+    if (c->uri && !c->auth_done && port) {
+        c->any_port = true;
+        strbuf_add(&c->ports, v, vlen);
+        return 0;
+    }
+    return split_opt(key, v, vlen, c->p, e);
+}
+
+int dsn_split(const char *dsn, dsn_parts *out, errdetail *e)
+{
+    memset(out, 0, sizeof(*out));
+    dsn_info info;
+    int rc = dsn_parse(dsn, &info, e);
+    if (rc < 0)
+        return rc;
+    out->kind = info.kind;
+    if (info.kind == DSN_SQLITE) {
+        memcpy(out->path, info.path, sizeof(out->path));
+        return 0;
+    }
+    split_ctx c = {.p = out, .uri = pg_scheme_len(dsn) > 0};
+    rc = c.uri ? uri_options_ex(dsn, split_uri_opt, &c, split_flush, e)
+               : conninfo_options(dsn, split_uri_opt, &c, e);
+    strbuf_free(&c.hosts);
+    strbuf_free(&c.ports);
+    if (rc < 0)
+        dsn_parts_clear(out);
+    return rc;
+}
+
+/* s percent-encoded: RFC 3986 unreserved characters kept, all else %XX. */
+static void add_enc(strbuf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit((char)c) ||
+                    c == '-' || c == '.' || c == '_' || c == '~';
+        if (keep) {
+            strbuf_add(b, s + i, 1);
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            strbuf_add(b, esc, 3);
+        }
+    }
+}
+
+static void add_enc_str(strbuf *b, const char *s)
+{
+    add_enc(b, s, strlen(s));
+}
+
+/* How many items a comma-separated list has ("" is one, empty, item). */
+static size_t list_count(const char *s)
+{
+    size_t n = 1;
+    for (; *s; s++)
+        n += *s == ',';
+    return n;
+}
+
+/* Item i of a comma-separated list: start and length. */
+static const char *list_item(const char *s, size_t i, size_t *len)
+{
+    for (; i > 0; i--) {
+        const char *c = strchr(s, ',');
+        if (!c) {
+            *len = 0;
+            return "";
+        }
+        s = c + 1;
+    }
+    *len = strcspn(s, ",");
+    return s;
+}
+
+/* Whether the hosts can sit in the URI's authority: every item a TCP host
+ * (no socket directory, none empty) and the ports one or one per host. */
+static bool hosts_in_authority(const char *host, const char *port)
+{
+    if (!host || !*host)
+        return false;
+    size_t nh = list_count(host);
+    for (size_t i = 0; i < nh; i++) {
+        size_t n;
+        const char *h = list_item(host, i, &n);
+        if (n == 0 || h[0] == '/' || h[0] == '@')
+            return false;
+        bool v6 = memchr(h, ':', n) != NULL; /* then an IPv6 literal, in [] */
+        for (size_t j = 0; v6 && j < n; j++)
+            if (!is_hex(h[j]) && h[j] != ':' && h[j] != '.' && h[j] != '%')
+                return false;
+    }
+    if (!port)
+        return true;
+    size_t np = list_count(port);
+    for (size_t i = 0; i < np; i++) {
+        size_t n;
+        const char *p = list_item(port, i, &n);
+        unsigned long num = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (!is_digit(p[j]) || j >= 5)
+                return false; /* what the URI's authority takes: 1..65535 */
+            num = num * 10 + (unsigned long)(p[j] - '0');
+        }
+        if ((n == 0 && np > 1) || (n > 0 && (num == 0 || num > 65535)))
+            return false;
+    }
+    return np == 1 || np == nh;
+}
+
+static void add_authority_hosts(strbuf *b, const char *host, const char *port)
+{
+    size_t nh = list_count(host), np = port ? list_count(port) : 0;
+    for (size_t i = 0; i < nh; i++) {
+        size_t hl, pl = 0;
+        const char *h = list_item(host, i, &hl);
+        const char *p = np ? list_item(port, np == 1 ? 0 : i, &pl) : NULL;
+        if (i)
+            strbuf_add(b, ",", 1);
+        bool v6 = memchr(h, ':', hl) != NULL;
+        if (v6)
+            strbuf_add(b, "[", 1);
+        for (size_t j = 0; j < hl; j++) { /* ':' and hex stay bare inside [] */
+            if (v6 && h[j] == ':')
+                strbuf_add(b, ":", 1);
+            else
+                add_enc(b, h + j, 1);
+        }
+        if (v6)
+            strbuf_add(b, "]", 1);
+        if (pl) {
+            strbuf_add(b, ":", 1);
+            strbuf_add(b, p, pl);
+        }
+    }
+}
+
+static void add_query(strbuf *b, bool *first, const char *key, const char *val)
+{
+    strbuf_add(b, *first ? "?" : "&", 1);
+    *first = false;
+    strbuf_str(b, key);
+    strbuf_add(b, "=", 1);
+    add_enc_str(b, val);
+}
+
+static void pg_uri(const dsn_parts *p, strbuf *b)
+{
+    const char *user = dsn_parts_get(p, "user"), *pw = dsn_parts_get(p, "password");
+    const char *host = dsn_parts_get(p, "host"), *port = dsn_parts_get(p, "port");
+    const char *db = dsn_parts_get(p, "dbname");
+    bool auth_hosts = hosts_in_authority(host, port);
+    if (user && !*user)
+        user = NULL; /* "user=''" is libpq's default user: kept in the query */
+    strbuf_str(b, "postgresql://");
+    if (user) {
+        add_enc_str(b, user);
+        if (pw) {
+            strbuf_add(b, ":", 1);
+            add_enc_str(b, pw);
+        }
+        strbuf_add(b, "@", 1);
+    }
+    if (auth_hosts)
+        add_authority_hosts(b, host, port);
+    if (db) {
+        strbuf_add(b, "/", 1);
+        add_enc_str(b, db);
+    }
+    bool first = true;
+    for (size_t i = 0; i < p->nopts; i++) {
+        const char *k = p->opts[i].key;
+        bool in_auth = (user && strcmp(k, "user") == 0) || strcmp(k, "dbname") == 0 ||
+                       (user && strcmp(k, "password") == 0) ||
+                       (auth_hosts && (strcmp(k, "host") == 0 || strcmp(k, "port") == 0));
+        if (!in_auth)
+            add_query(b, &first, k, p->opts[i].val);
+    }
+}
+
+/* One host of a list as the identity names it. */
+static void identity_host(strbuf *b, const char *h, size_t n)
+{
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n == 0) {
+        strbuf_str(b, "unix:"); /* libpq's default socket directory */
+        return;
+    }
+    if (h[0] == '/' || h[0] == '@') {
+        while (n > 1 && h[n - 1] == '/')
+            n--;
+        strbuf_str(b, "unix:");
+        strbuf_add(b, h, n);
+        return;
+    }
+    while (n > 1 && h[n - 1] == '.')
+        n--; /* "db.example.com." is "db.example.com" */
+    static const char *const loopback[] = {"localhost", "127.0.0.1", "::1", NULL};
+    for (size_t i = 0; loopback[i]; i++)
+        if (strlen(loopback[i]) == n && strncasecmp(h, loopback[i], n) == 0) {
+            strbuf_str(b, "localhost");
+            return;
+        }
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        c = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+        strbuf_add(b, &c, 1);
+    }
+}
+
+static void pg_identity(const dsn_parts *p, strbuf *b)
+{
+    const char *addr = dsn_parts_get(p, "hostaddr"), *host = dsn_parts_get(p, "host");
+    const char *hosts = addr && *addr ? addr : host ? host : "";
+    const char *port = dsn_parts_get(p, "port"), *db = dsn_parts_get(p, "dbname");
+    if (!db || !*db)
+        db = dsn_parts_get(p, "user");
+    size_t nh = list_count(hosts), np = port ? list_count(port) : 0;
+    for (size_t i = 0; i < nh; i++) {
+        size_t hl, pl = 0;
+        const char *h = list_item(hosts, i, &hl);
+        const char *pt = np ? list_item(port, np == 1 ? 0 : i, &pl) : NULL;
+        unsigned long num = 0;
+        for (size_t j = 0; j < pl && is_digit(pt[j]) && num < 100000; j++)
+            num = num * 10 + (unsigned long)(pt[j] - '0');
+        if (i)
+            strbuf_add(b, "\n", 1);
+        strbuf_str(b, "postgresql://");
+        identity_host(b, h, hl);
+        char pbuf[24];
+        snprintf(pbuf, sizeof(pbuf), ":%lu/", num ? num : 5432ul);
+        strbuf_str(b, pbuf);
+        add_enc_str(b, db ? db : "");
+    }
+}
+
+/* dsn_to_uri (identity false) or dsn_identity. */
+static char *render(const char *dsn, bool identity, errdetail *e)
+{
+    dsn_parts p;
+    if (dsn_split(dsn, &p, e) < 0)
+        return NULL;
+    strbuf b = STRBUF_INIT;
+    if (p.kind == DSN_SQLITE) {
+        strbuf_str(&b, identity || p.path[0] != '/' ? "sqlite:" : "sqlite://");
+        strbuf_str(&b, p.path);
+    } else if (identity) {
+        pg_identity(&p, &b);
+    } else {
+        pg_uri(&p, &b);
+    }
+    dsn_parts_clear(&p);
+    char *out = strbuf_take(&b, NULL);
+    if (!out)
+        errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    return out;
+}
+
+char *dsn_to_uri(const char *dsn, errdetail *e)
+{
+    return render(dsn, false, e);
+}
+
+char *dsn_identity(const char *dsn, errdetail *e)
+{
+    return render(dsn, true, e);
 }
 
 /* ---- redaction of free text -------------------------------------------- */

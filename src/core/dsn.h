@@ -56,4 +56,51 @@ int dsn_check(const char *dsn, const dsn_policy *p, errdetail *e);
  * item a CIDR (IPv4 or IPv6), an address, or a host name. */
 int dsn_policy_hosts_check(const char *list, errdetail *e);
 
+/* ---- the URI form, parts, and the database a DSN names ---------------- */
+
+/* One option as libpq sees it: key and decoded value (malloc'd). */
+typedef struct dsn_opt {
+    char *key, *val;
+} dsn_opt;
+
+/* A DSN taken apart. PostgreSQL: every option (user, password, host,
+ * port, dbname and the query/conninfo ones), decoded, each key once (the
+ * last value given wins, as in libpq), in the order first given. */
+typedef struct dsn_parts {
+    dsn_kind kind;
+    char path[4096]; /* DSN_SQLITE: the file path */
+    dsn_opt *opts;
+    size_t nopts;
+} dsn_parts;
+
+/* dsn_parse, then the parts; 0 or CITRUS_EINVAL/ENOMEM (a value holding a
+ * NUL byte is refused). dsn_parts_clear frees (a zeroed one too). */
+int dsn_split(const char *dsn, dsn_parts *out, errdetail *e);
+void dsn_parts_clear(dsn_parts *p);
+/* The value of key, or NULL. */
+const char *dsn_parts_get(const dsn_parts *p, const char *key);
+
+/* The form a driver takes verbatim (malloc'd; NULL with e when dsn does
+ * not parse):
+ *   postgresql://[user[:password]@][host[:port][,...]][/dbname][?k=v&...]
+ * with every component percent-encoded (RFC 3986 unreserved characters
+ * kept), IPv6 hosts in brackets; when a host is a Unix-socket directory
+ * (or the ports do not pair with the hosts) the hosts and ports go in the
+ * query (?host=%2Fvar%2Frun%2Fpostgresql), which libpq, node-pg, psycopg
+ * and pgx all read; a password without a user goes in the query too.
+ * SQLite DSNs come back as sqlite://<path> (sqlite:///abs when absolute).
+ * Idempotent: dsn_to_uri(dsn_to_uri(x)) == dsn_to_uri(x). */
+char *dsn_to_uri(const char *dsn, errdetail *e);
+
+/* The databases a DSN names, one line each ('\n'-separated, malloc'd),
+ * for "one database, one shard":
+ *   postgresql://<host>:<port>/<dbname>  per host (hostaddr when given):
+ *       host lowercased, brackets dropped; localhost, 127.0.0.1 and ::1
+ *       all read "localhost"; a Unix-socket directory reads
+ *       "unix:<dir>" (never equal to a TCP host); port 5432 when none;
+ *       dbname defaults to the user, as in libpq
+ *   sqlite:<path>  the path as given (the caller makes it canonical)
+ * Holds no credentials. NULL with e when dsn does not parse. */
+char *dsn_identity(const char *dsn, errdetail *e);
+
 #endif

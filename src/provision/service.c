@@ -16,6 +16,7 @@
 #include "core/dsn.h"
 #include "dbconn/driver.h"
 #include "sys/fanout.h"
+#include "sys/fs.h"
 
 #define PROBE_THREADS 16
 #define PROBE_TIMEOUT_MS 2000
@@ -63,6 +64,20 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+char *svc_dsn_stored(const char *dsn)
+{
+    dsn_info info;
+    if (!dsn || dsn_parse(dsn, &info, NULL) != 0)
+        return dup_or_null(dsn); /* checked before: kept as given */
+    if (info.kind == DSN_POSTGRES)
+        return dsn_to_uri(dsn, NULL);
+    char *path = fs_canonical_path(info.path), *out = NULL;
+    if (path && asprintf(&out, "sqlite://%s", path) < 0)
+        out = NULL;
+    free(path);
+    return out;
+}
+
 /* A new record from a spec: pending, with the spec's settings, made at
  * now_ms. */
 static int shard_from_spec(const shard_spec *spec, int64_t now_ms, shard *s)
@@ -74,16 +89,19 @@ static int shard_from_spec(const shard_spec *spec, int64_t now_ms, shard *s)
         new_id(s->id, sizeof(s->id));
     s->weight = spec->weight;
     s->created_ms = s->updated_ms = now_ms;
-    s->dsn = dup_or_null(spec->dsn);
+    s->dsn = svc_dsn_stored(spec->dsn);
     s->zone = dup_or_null(spec->zone);
     s->template_name = dup_or_null(spec->template_name);
     if ((spec->dsn && !s->dsn) || (spec->zone && !s->zone) ||
         (spec->template_name && !s->template_name))
         return CITRUS_ENOMEM;
     if (spec->nreplicas) {
-        if (!(s->replicas = shard_strings_copy(spec->replicas, spec->nreplicas)))
+        if (!(s->replicas = calloc(spec->nreplicas, sizeof(*s->replicas))))
             return CITRUS_ENOMEM;
         s->nreplicas = spec->nreplicas;
+        for (size_t i = 0; i < spec->nreplicas; i++)
+            if (!(s->replicas[i] = svc_dsn_stored(spec->replicas[i])))
+                return CITRUS_ENOMEM;
     }
     if (spec->ntags) {
         if (!(s->tags = shard_tags_copy(spec->tags, spec->ntags)))
@@ -175,6 +193,11 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
     errdetail scratch;
     if (!e)
         e = &scratch;
+    char *stored = svc_dsn_stored(spec->dsn); /* one database, one shard: before any work */
+    int held = registry_shard_db_check(svc->reg, spec->id, stored ? stored : spec->dsn, e);
+    free(stored);
+    if (held < 0)
+        return held;
     if (verify) {
         int rc = drv_probe(spec->dsn,
                            &(drv_options){.timeout_ms = svc->db_timeout_ms, .clock = svc->clock},

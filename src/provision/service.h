@@ -135,6 +135,12 @@ typedef struct svc_ensure_ctx {
  * template files) is only pinged. */
 int svc_ensure_template(void *ctx, const char *shard_id, const char *business_type, errdetail *e);
 
+/* The DSN as a shard record stores it (malloc'd; NULL when out of
+ * memory): a PostgreSQL one in its URI form (dsn_to_uri), a SQLite one
+ * with its file's canonical absolute path (fs_canonical_path: symbolic
+ * links and ".." resolved), so that one database has one name. */
+char *svc_dsn_stored(const char *dsn);
+
 /* schema_apply of template_name to shard shard_id's database at dsn, with
  * the provisioner's owner DSN when it has one for it (a provisioned
  * PostgreSQL shard: dsn's application role may not create tables). */

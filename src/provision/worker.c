@@ -31,9 +31,12 @@ typedef struct step_ctx {
 
 static int set_result(shard *s, const prov_result *r)
 {
-    char *dsn = strdup(r->dsn);
-    char **reps = r->nreplicas ? shard_strings_copy(r->replicas, r->nreplicas) : NULL;
-    if (!dsn || (r->nreplicas && !reps)) {
+    char *dsn = svc_dsn_stored(r->dsn);
+    char **reps = r->nreplicas ? calloc(r->nreplicas, sizeof(*reps)) : NULL;
+    bool reps_ok = !r->nreplicas || reps;
+    for (size_t i = 0; reps && i < r->nreplicas; i++)
+        reps_ok = reps_ok && (reps[i] = svc_dsn_stored(r->replicas[i])) != NULL;
+    if (!dsn || !reps_ok) {
         free(dsn);
         shard_strings_free(reps, r->nreplicas);
         return CITRUS_ENOMEM;
@@ -58,8 +61,20 @@ static int step(shard *s, void *vctx, errdetail *e)
     return shard_transition(s, c->to, c->reason, ACTOR, c->now_ms);
 }
 
+/* 0, or the error (its detail in *e when e is not NULL). */
+static int move_e(shard_service *svc, const char *id, shard_state from, shard_state to,
+                  const char *reason, const prov_result *result, const reg_fence *fence,
+                  errdetail *out);
+
 static void move(shard_service *svc, const char *id, shard_state from, shard_state to,
                  const char *reason, const prov_result *result, const reg_fence *fence)
+{
+    move_e(svc, id, from, to, reason, result, fence, NULL);
+}
+
+static int move_e(shard_service *svc, const char *id, shard_state from, shard_state to,
+                  const char *reason, const prov_result *result, const reg_fence *fence,
+                  errdetail *out)
 {
     step_ctx c = {from, to, reason, result, clock_wall_ms(svc->clock)};
     reg_result res;
@@ -75,6 +90,9 @@ static void move(shard_service *svc, const char *id, shard_state from, shard_sta
     } else {
         log_info("shards", "shard moved", f);
     }
+    if (out)
+        *out = e;
+    return rc;
 }
 
 static void provision_one(shard_service *svc, const shard *s, const reg_fence *fence)
@@ -99,10 +117,10 @@ static void provision_one(shard_service *svc, const shard *s, const reg_fence *f
                         .params = json_object_get(spec, "params")};
     prov_result res = {0};
     rc = svc->prov->provision(svc->prov, &req, &res, &e);
-    if (rc == 0)
-        move(svc, s->id, SHARD_PROVISIONING, SHARD_INITIALIZING, "database provisioned", &res,
-             fence);
-    else {
+    if (rc == 0 && move_e(svc, s->id, SHARD_PROVISIONING, SHARD_INITIALIZING,
+                          "database provisioned", &res, fence, &e) == CITRUS_EREGCONFLICT)
+        rc = CITRUS_EREGCONFLICT; /* another shard has that database: retrying cannot help */
+    if (rc < 0) {
         char reason[1200];
         snprintf(reason, sizeof(reason), "provisioning failed (%s): %s", citrus_err_code(rc),
                  e.message);

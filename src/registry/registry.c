@@ -10,9 +10,11 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "core/dsn.h"
 #include "core/errdetail.h"
 #include "registry/ring_cache.h"
 #include "registry/ring_tokens.h"
+#include "wire/digest.h"
 #include "wire/route_json.h"
 #include "wire/shard_json.h"
 
@@ -709,6 +711,140 @@ static int commit_txn(registry *r, txb *t, int rc, bool dry_run, bool *ok, int64
     return rc;
 }
 
+/* ---- one database, one shard ---- */
+
+#define DB_IDS_MAX 16
+
+/* The databases a DSN names (dsn_identity) and their catalog keys. */
+typedef struct db_ids {
+    size_t n;
+    char key[DB_IDS_MAX][sizeof(REG_SHARD_DB) + DIGEST_SHA256_HEX];
+    const char *name[DB_IDS_MAX]; /* into text */
+    char *text;
+} db_ids;
+
+static void db_ids_load(const char *dsn, db_ids *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->text = dsn ? dsn_identity(dsn, NULL) : NULL;
+    for (char *p = out->text; p && *p && out->n < DB_IDS_MAX;) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        bool dup = false;
+        for (size_t i = 0; i < out->n; i++)
+            dup = dup || strcmp(out->name[i], p) == 0;
+        char hex[DIGEST_SHA256_HEX + 1];
+        if (!dup && digest_sha256_hex(p, strlen(p), hex) == 0) {
+            snprintf(out->key[out->n], sizeof(out->key[0]), "%s%s", REG_SHARD_DB, hex);
+            out->name[out->n++] = p;
+        }
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+}
+
+static void db_ids_free(db_ids *d)
+{
+    free(d->text);
+    d->text = NULL;
+    d->n = 0;
+}
+
+static bool db_ids_has(const db_ids *d, const char *name)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (strcmp(d->name[i], name) == 0)
+            return true;
+    return false;
+}
+
+static int db_conflict(errdetail *e, const char *name, const char *other)
+{
+    return errdetail_set(e, CITRUS_EREGCONFLICT,
+                         "database %.600s is already registered as shard '%s' (one database, "
+                         "one shard: delete that shard first)",
+                         name, other);
+}
+
+/* CITRUS_EREGCONFLICT naming the shard other than id whose DSN names one
+ * of ids' databases (records without their catalog keys too: those
+ * written before the keys existed). */
+static int db_conflict_scan(registry *r, const char *id, const db_ids *ids, errdetail *e)
+{
+    if (!ids->n)
+        return 0;
+    shard *v;
+    size_t n;
+    int rc = registry_shard_list(r, NULL, &v, &n);
+    bool listed = rc == 0;
+    for (size_t i = 0; listed && rc == 0 && i < n; i++) {
+        if (!v[i].dsn || strcmp(v[i].id, id) == 0)
+            continue;
+        db_ids o;
+        db_ids_load(v[i].dsn, &o);
+        for (size_t j = 0; rc == 0 && j < o.n; j++)
+            if (db_ids_has(ids, o.name[j]))
+                rc = db_conflict(e, o.name[j], v[i].id);
+        db_ids_free(&o);
+    }
+    if (listed)
+        registry_shards_free(v, n);
+    return rc;
+}
+
+int registry_shard_db_check(registry *r, const char *id, const char *dsn, errdetail *e)
+{
+    db_ids ids;
+    db_ids_load(dsn, &ids);
+    int rc = db_conflict_scan(r, id, &ids, e);
+    db_ids_free(&ids);
+    return rc;
+}
+
+/* After a commit that failed: CITRUS_EREGCONFLICT when one of ids' keys
+ * now names another shard, else 0. */
+static int db_conflict_keys(registry *r, const char *id, const db_ids *ids, errdetail *e)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < ids->n; i++) {
+        kv_range_req q = {.key = ids->key[i]};
+        kv_range_res res;
+        rc = store_range(r->st, &q, &res);
+        json_t *j = rc == 0 && res.count ? json_loadb((const char *)res.items[0].value,
+                                                      res.items[0].value_len, 0, NULL)
+                                         : NULL;
+        const char *other = json_string_value(json_object_get(j, "shard_id"));
+        if (other && strcmp(other, id) != 0)
+            rc = db_conflict(e, ids->name[i], other);
+        json_decref(j);
+        kv_range_res_free(&res);
+    }
+    return rc;
+}
+
+/* Claims ids for shard id in t: each key created only if absent. */
+static void db_ids_claim(txb *t, const char *id, const db_ids *ids, const db_ids *except)
+{
+    for (size_t i = 0; i < ids->n; i++) {
+        if (except && db_ids_has(except, ids->name[i]))
+            continue;
+        txb_cmp_version(t, ids->key[i], 0);
+        txb_put_json(t, ids->key[i],
+                     json_pack("{s:s,s:s}", "shard_id", id, "database", ids->name[i]));
+    }
+}
+
+/* Releases ids in t (those not in keep). */
+static void db_ids_release(txb *t, const db_ids *ids, const db_ids *keep)
+{
+    for (size_t i = 0; i < ids->n; i++)
+        if (!keep || !db_ids_has(keep, ids->name[i]))
+            txb_del(t, ids->key[i], false);
+}
+
+static int registry_shard_create_dbs(registry *r, const shard *s, json_t *provision,
+                                     const db_ids *ids, reg_result *res, errdetail *e);
+
 static int registry_shard_create_once(registry *r, const shard *s, json_t *provision,
                                       reg_result *res, errdetail *e)
 {
@@ -716,13 +852,29 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
     char key[KEYLEN];
     if (!shard_id_valid(s->id) || !registry_key(key, sizeof(key), REG_SHARDS, s->id))
         return CITRUS_EINVAL;
+    db_ids ids;
+    db_ids_load(s->dsn, &ids);
+    int rc = registry_shard_create_dbs(r, s, provision, &ids, res, e);
+    db_ids_free(&ids);
+    return rc;
+}
+
+static int registry_shard_create_dbs(registry *r, const shard *s, json_t *provision,
+                                     const db_ids *ids, reg_result *res, errdetail *e)
+{
+    char key[KEYLEN];
+    registry_key(key, sizeof(key), REG_SHARDS, s->id);
     for (int tries = 0; tries < MODIFY_TRIES; tries++) {
         ring_now rn;
-        int rc = ring_now_load(r, s->id, &rn);
+        int rc = db_conflict_scan(r, s->id, ids, e);
+        if (rc < 0)
+            return rc;
+        rc = ring_now_load(r, s->id, &rn);
         txb t;
         txb_init(&t);
         txb_cmp_version(&t, key, 0);
         txb_put_json(&t, key, shard_to_json(s, true));
+        db_ids_claim(&t, s->id, ids, NULL);
         if (provision) {
             char pkey[KEYLEN];
             registry_key(pkey, sizeof(pkey), REG_PROVISION, s->id);
@@ -744,6 +896,8 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
             shard_clear(&existing);
             return errdetail_set(e, CITRUS_EEXISTS, "shard '%s' already exists", s->id);
         }
+        if ((rc = db_conflict_keys(r, s->id, ids, e)) < 0)
+            return rc;
     }
     return CITRUS_EUNAVAILABLE;
 }
@@ -763,7 +917,13 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
         if (rc < 0)
             return rc;
         shard_state before = s.state;
+        db_ids was, now;
+        db_ids_load(s.dsn, &was);
         rc = fn(&s, ctx, e);
+        db_ids_load(rc == 0 ? s.dsn : NULL, &now);
+        bool moved = rc == 0 && now.n && (!was.text || strcmp(was.text, now.text) != 0);
+        if (moved)
+            rc = db_conflict_scan(r, id, &now, e);
         size_t pinned = 0;
         if (rc == 0 && s.state == SHARD_RETIRED && before != SHARD_RETIRED) {
             rc = registry_tenant_count(r, id, true, &pinned);
@@ -787,8 +947,16 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
             rc = add_token_ops(r, &t, &s, &rn, res);
         ring_tokens_free(&rn.o);
         txb_put_json(&t, key, shard_to_json(&s, true));
+        if (rc == 0 && moved) {
+            db_ids_claim(&t, id, &now, &was); /* the DSN changed: so does its database */
+            db_ids_release(&t, &was, &now);
+        }
         bool ok = false;
         rc = commit_txn(r, &t, rc, flags & REG_DRY_RUN, &ok, &res->revision);
+        if (rc == 0 && !ok)
+            rc = db_conflict_keys(r, id, &now, e);
+        db_ids_free(&was);
+        db_ids_free(&now);
         if (rc < 0 || !ok) {
             shard_clear(&s);
             if (rc < 0)
@@ -834,6 +1002,8 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
             shard_clear(&s);
             return CITRUS_EINUSE;
         }
+        db_ids ids;
+        db_ids_load(s.dsn, &ids);
         shard_clear(&s);
         size_t pinned = 0;
         ring_now rn;
@@ -849,6 +1019,7 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
                 id, ncur, pinned,
                 failed ? " (force=true removes them: the tenants move without their data)" : "");
             ring_tokens_free(&rn.o);
+            db_ids_free(&ids);
             return CITRUS_EINUSE;
         }
         txb t;
@@ -856,6 +1027,8 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
         txb_cmp_mod(&t, key, mod);
         txb_del(&t, key, false);
         txb_del(&t, pkey, false);
+        db_ids_release(&t, &ids, NULL); /* the database is free again */
+        db_ids_free(&ids);
         if (rc == 0 && ncur) {
             txb_cmp_mod(&t, tkey, rn.tmod);
             txb_del(&t, tkey, false);

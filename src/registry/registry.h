@@ -143,10 +143,18 @@ void registry_shards_free(shard *v, size_t n);
 int registry_shard_read(registry *r, const char *id, shard *out);
 int registry_shard_list_routing(registry *r, shard **out, size_t *n);
 
+/* One database, one shard: CITRUS_EREGCONFLICT naming the shard other
+ * than id whose DSN names a database dsn names (dsn_identity), else 0. A
+ * check before the work that precedes registry_shard_create (probe,
+ * template), which checks again, race-free. */
+int registry_shard_db_check(registry *r, const char *id, const char *dsn, errdetail *e);
+
 /* Adds a new shard record as given (its state and history already set by
  * the caller). provision (borrowed, may be NULL) is stored beside it for
  * the provisioning worker. A shard created active gets its tokens in the
- * same txn. CITRUS_EXISTS when the id is taken. */
+ * same txn. CITRUS_EXISTS when the id is taken; CITRUS_EREGCONFLICT
+ * naming the shard that already has its DSN's database (also when the
+ * DSN changes in registry_shard_modify). */
 int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_result *res,
                           errdetail *e);
 

@@ -5,6 +5,9 @@
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 /* One directory: created, or already a directory. */
@@ -59,4 +62,28 @@ int fs_make_private(const char *path)
     if (lstat(path, &st) != 0)
         return errno == ENOENT ? 0 : -1;
     return nftw(path, private_one, 16, FTW_PHYS);
+}
+
+char *fs_canonical_path(const char *path)
+{
+    char *real = realpath(path, NULL);
+    if (real)
+        return real;
+    char *out = NULL;
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    const char *name = slash ? slash + 1 : path;
+    char *rdir = dir ? realpath(dir, NULL) : NULL;
+    if (rdir && *name &&
+        asprintf(&out, "%s%s%s", rdir, strcmp(rdir, "/") == 0 ? "" : "/", name) < 0)
+        out = NULL;
+    if (!out && path[0] == '/')
+        out = strdup(path);
+    char cwd[PATH_MAX];
+    if (!out && path[0] != '/' && getcwd(cwd, sizeof(cwd)) &&
+        asprintf(&out, "%s/%s", cwd, path) < 0)
+        out = NULL;
+    free(dir);
+    free(rdir);
+    return out;
 }

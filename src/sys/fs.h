@@ -17,4 +17,11 @@ int fs_mkdirs(const char *path, mode_t mode);
  * missing path is fine. 0, or -1 with errno set. */
 int fs_make_private(const char *path);
 
+/* The absolute path a file path names, symbolic links, "." and ".."
+ * resolved (realpath), also for a file that does not exist yet (its
+ * directory resolved, the name kept; failing that the path made
+ * absolute against the working directory, unresolved). malloc'd; NULL
+ * with errno set. */
+char *fs_canonical_path(const char *path);
+
 #endif

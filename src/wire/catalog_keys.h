@@ -14,6 +14,11 @@
  *   citrus/tenant-index/<id>/<key>  "" for every tenant pinned to shard id
  *   citrus/provision/<id>           {"template","params"} of a shard being
  *                                   provisioned
+ *   citrus/shard-db/<sha256>        {"shard_id","database"}: the database a
+ *                                   shard's DSN names (dsn_identity, one key
+ *                                   per host), created with the shard record
+ *                                   only if absent, deleted with it: one
+ *                                   database, one shard
  *   citrus/auth/keys/<id>           an API key: its name, roles, scopes,
  *                                   grants and expiry, and only the SHA-256 of
  *                                   its secret
@@ -28,6 +33,7 @@
 #define REG_TENANTS "citrus/tenants/"
 #define REG_TENANT_INDEX "citrus/tenant-index/"
 #define REG_PROVISION "citrus/provision/"
+#define REG_SHARD_DB "citrus/shard-db/"
 #define AUTH_KEYS_PREFIX "citrus/auth/keys/"
 #define AUTH_BOOTSTRAP_KEY "citrus/auth/bootstrap"
 

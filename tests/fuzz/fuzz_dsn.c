@@ -4,7 +4,10 @@
  * dsn_redact and dsn_redact_text (memory safety; ASan and UBSan watch).
  * Then the input is planted as the password of a URL DSN (%-encoded) and
  * of a key=value DSN (quoted, escaped): dsn_redact and dsn_redact_text
- * must both give exactly the DSN with "***" for it, whatever it holds. */
+ * must both give exactly the DSN with "***" for it, whatever it holds.
+ * The URI form is a fixed point: dsn_to_uri(dsn_to_uri(x)) ==
+ * dsn_to_uri(x), naming the same databases (dsn_identity), and a planted
+ * password comes back from it unchanged (dsn_split). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +17,36 @@
 
 #include "check.h"
 #include "core/dsn.h"
+
+/* The URI form of dsn is a fixed point naming the same databases. */
+static void normalised(const char *dsn)
+{
+    char *u = dsn_to_uri(dsn, NULL);
+    if (!u)
+        return;
+    errdetail e = {0};
+    char *again = dsn_to_uri(u, &e), *a = dsn_identity(dsn, NULL), *b = dsn_identity(u, NULL);
+    FUZZ_CHECK(again && strcmp(again, u) == 0, "dsn_to_uri(%s) = %s, then %s", dsn, u,
+               again ? again : e.message);
+    FUZZ_CHECK(a && b && strcmp(a, b) == 0, "dsn_identity(%s) = %s, of its URI %s", dsn,
+               a ? a : "(null)", b ? b : "(null)");
+    free(again);
+    free(a);
+    free(b);
+    free(u);
+}
+
+/* The password of dsn's URI form is want. */
+static void keeps_password(const char *dsn, const char *want)
+{
+    char *u = dsn_to_uri(dsn, NULL);
+    dsn_parts p;
+    FUZZ_CHECK(u && dsn_split(u, &p, NULL) == 0, "dsn_to_uri(%s) = %s", dsn, u ? u : "(null)");
+    const char *pw = dsn_parts_get(&p, "password");
+    FUZZ_CHECK(pw && strcmp(pw, want) == 0, "%s: password %s", u, pw ? pw : "(none)");
+    dsn_parts_clear(&p);
+    free(u);
+}
 
 static void expect(const char *dsn, const char *want)
 {
@@ -41,6 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dsn_policy_hosts_check(s, &e);
     free(dsn_redact(s));
     free(dsn_redact_text(s));
+    normalised(s);
     /* the input as a password, in both forms */
     char *uri = malloc(size * 3 + 64), *ci = malloc(size * 2 + 64);
     if (uri && ci) {
@@ -59,6 +93,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         strcpy(ci + c, "'");
         expect(uri, "postgresql://u:***@h/db");
         expect(ci, "host=h password=***");
+        normalised(uri);
+        normalised(ci);
+        bool plain = memchr(data, '\0', size) == NULL;
+        for (size_t i = 0; plain && i < size; i++)
+            plain = data[i] >= 0x20 && data[i] != 0x7f;
+        if (plain) /* what conninfo can hold comes back from its URI form unchanged */
+            keeps_password(ci, s);
     }
     free(uri);
     free(ci);

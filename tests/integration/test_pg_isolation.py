@@ -166,6 +166,11 @@ def test_superuser_dsn_refused(make_citrus, make_postgres):
     assert r.status_code == 201, r.text
     rows = audit_rows(c.url, admin, "&action=shard.create.allow_superuser")
     assert [(x["target"], x["status"]) for x in rows] == [("su", 201)], rows
-    # a least-privilege role is fine without it
+    # a least-privilege role is fine without it (on another database: "existing" is su's)
     r = call(c.url, "POST", "/v1/shards", {"id": "lp", "dsn": plain}, admin)
+    assert r.status_code == 409 and "'su'" in r.json()["error"]["message"], r.text
+    psql(pg.admin_dsn, "CREATE DATABASE other")
+    psql(pg.admin_dsn, "GRANT CONNECT ON DATABASE other TO plain")
+    other = f"postgresql://plain@127.0.0.1:{pg.port}/other"
+    r = call(c.url, "POST", "/v1/shards", {"id": "lp", "dsn": other}, admin)
     assert r.status_code == 201, r.text

@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import time
+import urllib.parse
 
 import requests
 
@@ -26,7 +27,9 @@ from test_auth import (ADMIN, ANON, API_MATRIX, OPER, READER, ROUTER_MATRIX, T_I
 PW_URL = "Url-S3cret-9f1"
 PW_CI = "p@ss:w/rd?#1-Ci"
 DSN_URL = f"postgresql://app:{PW_URL}@127.0.0.1:1/shop"
-DSN_CI = f"host=127.0.0.1 port=1 dbname=shop user=app password='{PW_CI}'"
+DSN_CI = f"host=127.0.0.1 port=1 dbname=shopci user=app password='{PW_CI}'"  # another database
+# how the API answers DSN_CI: the URI form, every component percent-encoded
+URI_CI = f"postgresql://app:{urllib.parse.quote(PW_CI, safe='')}@127.0.0.1:1/shopci"
 # what the password may look like in an answer: as is, JSON- or URL-escaped
 NEEDLES = (PW_URL, PW_CI, "S3cret-9f1", "w/rd?#1", "w\\/rd?#1", "rd%3F%231")
 
@@ -157,7 +160,8 @@ def test_reveal_only_where_needed_and_audited(secured, tmp_path):
     assert call(base, "GET", "/v1/shards?reveal=maybe", None, k[ADMIN]).status_code == 400
     # the tenant in scope gets its connection string, with the password
     r = call(base, "GET", "/api/shard/acme:ci", None, k[T_IN])
-    assert r.status_code == 200 and r.json()["connectionString"] == DSN_CI, r.text
+    assert r.status_code == 200 and r.json()["connectionString"] == URI_CI, r.text
+    assert r.json()["connection"]["password"] == PW_CI, r.text
     rows = audit_rows(base, k[ADMIN], "&action=credential.reveal")
     seen = {(e["route"], e["principal"].split("/")[-1]) for e in rows}
     assert ("/v1/shards/{id}", "dev-admin") in seen and ("/v1/shards", "dev-admin") in seen
@@ -287,7 +291,7 @@ def test_dsn_option_allow_list(make_citrus, tmp_path):
     accepted = ["host=127.0.0.1 port=5432 dbname=x user=u password=p sslmode=prefer "
                 "application_name=a connect_timeout=3 target_session_attrs=any keepalives=1 "
                 "keepalives_idle=5 keepalives_interval=5 keepalives_count=3",
-                "postgresql://u:p@127.0.0.1:5432,127.0.0.2/x?sslmode=disable&connect_timeout=2"]
+                "postgresql://u:p@127.0.0.1:5432,127.0.0.2/y?sslmode=disable&connect_timeout=2"]
     for i, dsn in enumerate(accepted):
         r = reg(dsn, f"ok{i}")
         assert r.status_code == 201, (dsn, r.text)

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -348,6 +349,144 @@ static void text_redaction(void **state)
     assert_null(dsn_redact_text(NULL));
 }
 
+/* ---- the URI form and identity ---------------------------------------- */
+
+static char *uri_of(const char *dsn)
+{
+    errdetail e = {0};
+    char *u = dsn_to_uri(dsn, &e);
+    if (!u)
+        fail_msg("dsn_to_uri(%s): %s", dsn, e.message);
+    /* idempotent, and what it gives parses */
+    char *again = dsn_to_uri(u, &e);
+    if (!again || strcmp(again, u) != 0)
+        fail_msg("dsn_to_uri not idempotent: %s -> %s", u, again ? again : e.message);
+    free(again);
+    return u;
+}
+
+static void expect_uri(const char *dsn, const char *want)
+{
+    char *u = uri_of(dsn);
+    if (strcmp(u, want) != 0)
+        fail_msg("dsn_to_uri(%s) = %s, want %s", dsn, u, want);
+    free(u);
+}
+
+/* The option key of dsn's parts is want (NULL: absent). */
+static void expect_opt(const char *dsn, const char *key, const char *want)
+{
+    dsn_parts p;
+    errdetail e = {0};
+    if (dsn_split(dsn, &p, &e) != 0)
+        fail_msg("dsn_split(%s): %s", dsn, e.message);
+    const char *v = dsn_parts_get(&p, key);
+    if (want ? !v || strcmp(v, want) != 0 : v != NULL)
+        fail_msg("%s: %s = %s, want %s", dsn, key, v ? v : "(none)", want ? want : "(none)");
+    dsn_parts_clear(&p);
+}
+
+static void uri_form(void **state)
+{
+    (void)state;
+    expect_uri("host=db.example.com port=5433 dbname=shop user=app password='p@ss:w/rd?#1'",
+               "postgresql://app:p%40ss%3Aw%2Frd%3F%231@db.example.com:5433/shop");
+    expect_uri("host=h dbname=d user=u sslmode=require connect_timeout=5",
+               "postgresql://u@h/d?sslmode=require&connect_timeout=5");
+    expect_uri("postgres://u:pw@h:1/d", "postgresql://u:pw@h:1/d");
+    /* a Unix-socket directory: in the query, where every driver reads it */
+    expect_uri("host=/var/run/postgresql dbname=d user=u",
+               "postgresql://u@/d?host=%2Fvar%2Frun%2Fpostgresql");
+    expect_uri("host=/tmp port=5433 dbname=d user=u", "postgresql://u@/d?host=%2Ftmp&port=5433");
+    /* IPv6 in brackets; several hosts, one port each or one for all */
+    expect_uri("host=::1 port=5432 dbname=d user=u", "postgresql://u@[::1]:5432/d");
+    expect_uri("postgresql://u@[::1]:5432/d", "postgresql://u@[::1]:5432/d");
+    expect_uri("host=a,b port=1,2 dbname=d user=u", "postgresql://u@a:1,b:2/d");
+    expect_uri("host=a,b port=7 dbname=d user=u", "postgresql://u@a:7,b:7/d");
+    expect_uri("host=a,b,c port=1,2 dbname=d user=u",
+               "postgresql://u@/d?host=a%2Cb%2Cc&port=1%2C2");
+    /* empty password, no user, empty user, a password without a user */
+    expect_uri("host=h user=u password='' dbname=d", "postgresql://u:@h/d");
+    expect_uri("host=h dbname=d", "postgresql://h/d");
+    expect_uri("host=h user='' dbname=d", "postgresql://h/d?user=");
+    expect_uri("host=h password=pw dbname=d", "postgresql://h/d?password=pw");
+    /* tricky characters: space, quote, backslash, %, unicode */
+    expect_uri("host=h user=u dbname='my db' password='a b\\'c\\\\d%e\xc3\xa9'",
+               "postgresql://u:a%20b%27c%5Cd%25e%C3%A9@h/my%20db");
+    /* the last of a key wins, as in libpq */
+    expect_uri("host=h dbname=a dbname=b", "postgresql://h/b");
+    /* SQLite: kept */
+    expect_uri("sqlite:///var/lib/s1.db", "sqlite:///var/lib/s1.db");
+    expect_uri("sqlite:data/s1.db", "sqlite:data/s1.db");
+    errdetail e = {0};
+    assert_null(dsn_to_uri("nonsense", &e));
+    assert_int_equal(e.code, CITRUS_EINVAL);
+    assert_null(dsn_to_uri("host=h password='a%00'x", &e));
+}
+
+static void uri_round_trip(void **state)
+{
+    (void)state;
+    static const char *const passwords[] = {
+        "p@ss:w/rd?#1", "100%", "a b", "it's", "back\\slash", "\xe2\x82\xac uro", "", "&=+;,[]",
+    };
+    for (size_t i = 0; i < N(passwords); i++) {
+        char ci[256], esc[128];
+        size_t o = 0;
+        for (const char *p = passwords[i]; *p; p++) {
+            if (*p == '\'' || *p == '\\')
+                esc[o++] = '\\';
+            esc[o++] = *p;
+        }
+        esc[o] = '\0';
+        snprintf(ci, sizeof(ci), "host=h port=5432 dbname='d b' user='us@r' password='%s'", esc);
+        char *u = uri_of(ci);
+        expect_opt(u, "password", passwords[i]);
+        expect_opt(u, "user", "us@r");
+        expect_opt(u, "dbname", "d b");
+        expect_opt(u, "host", "h");
+        expect_opt(u, "port", "5432");
+        /* the redacted URI shows no password */
+        char *r = dsn_redact(u);
+        assert_non_null(strstr(r, "us%40r:***@h"));
+        free(r);
+        free(u);
+    }
+}
+
+static void expect_identity(const char *dsn, const char *want)
+{
+    errdetail e = {0};
+    char *id = dsn_identity(dsn, &e);
+    if (!id)
+        fail_msg("dsn_identity(%s): %s", dsn, e.message);
+    if (strcmp(id, want) != 0)
+        fail_msg("dsn_identity(%s) = %s, want %s", dsn, id, want);
+    free(id);
+}
+
+static void identity(void **state)
+{
+    (void)state;
+    const char *same = "postgresql://localhost:5432/shop";
+    expect_identity("host=localhost dbname=shop user=a", same);
+    expect_identity("postgresql://b:pw@127.0.0.1/shop", same);
+    expect_identity("postgresql://c@[::1]:5432/shop", same);
+    expect_identity("host=LOCALHOST. port=05432 dbname=shop", same);
+    expect_identity("host=DB.Example.com dbname=shop", "postgresql://db.example.com:5432/shop");
+    /* the database defaults to the user, as in libpq; names are exact */
+    expect_identity("host=h user=Shop", "postgresql://h:5432/Shop");
+    /* hostaddr is where libpq connects */
+    expect_identity("host=name hostaddr=10.0.0.1 dbname=d", "postgresql://10.0.0.1:5432/d");
+    /* a socket directory is not the TCP host */
+    expect_identity("host=/var/run/postgresql/ dbname=d",
+                    "postgresql://unix:/var/run/postgresql:5432/d");
+    expect_identity("host=a,b port=1,2 dbname=d", "postgresql://a:1/d\npostgresql://b:2/d");
+    expect_identity("sqlite:///x/y.db", "sqlite:/x/y.db");
+    /* no password in it */
+    expect_identity("host=h user=u password=secret dbname=d", "postgresql://h:5432/d");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -362,6 +501,9 @@ int main(void)
         cmocka_unit_test(redaction_quoted_password),
         cmocka_unit_test(allow_list),
         cmocka_unit_test(text_redaction),
+        cmocka_unit_test(uri_form),
+        cmocka_unit_test(uri_round_trip),
+        cmocka_unit_test(identity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,9 @@
 #include "citrus/errors.h"
 #include "registry/ring_tokens.h"
 #include "registry/tenants.h"
+#include "catalog/txb.h"
+#include "wire/catalog_keys.h"
+#include "wire/digest.h"
 #include "wire/shard_json.h"
 #include "support_registry.h"
 
@@ -543,6 +546,101 @@ static void the_ring_is_shared_per_version(void **state)
     registry_ring_release(f->reg, r2);
 }
 
+/* ---- one database, one shard ---- */
+
+/* The catalog key of one database identity. */
+static void db_key(const char *identity, char *out, size_t len)
+{
+    char hex[DIGEST_SHA256_HEX + 1];
+    assert_int_equal(digest_sha256_hex(identity, strlen(identity), hex), 0);
+    snprintf(out, len, "%s%s", REG_SHARD_DB, hex);
+}
+
+/* registry_shard_create of a new pending record id with dsn. */
+static int create(regfix *f, const char *id, const char *dsn, errdetail *e)
+{
+    shard s;
+    regfix_record(f, &s, id, 1, dsn);
+    reg_result res;
+    errdetail_clear(e);
+    int rc = registry_shard_create(f->reg, &s, NULL, &res, e);
+    reg_result_clear(&res);
+    shard_clear(&s);
+    return rc;
+}
+
+static int set_dsn(shard *s, void *vctx, errdetail *e)
+{
+    (void)e;
+    free(s->dsn);
+    s->dsn = strdup(vctx);
+    return s->dsn ? 0 : CITRUS_ENOMEM;
+}
+
+static void one_database_one_shard(void **state)
+{
+    regfix *f = *state;
+    regfix_add_active(f, "a", 1, "host=DB.example.com dbname=shop user=u password=x");
+    char key[256];
+    db_key("postgresql://db.example.com:5432/shop", key, sizeof(key));
+    assert_true(regfix_mod(f, key) > 0);
+    /* the same database written otherwise, with another user: 409 naming the shard */
+    errdetail e = {0};
+    assert_int_equal(create(f, "b", "postgresql://v@db.example.com:5432/shop", &e),
+                     CITRUS_EREGCONFLICT);
+    assert_non_null(strstr(e.message, "shard 'a'"));
+    assert_null(strstr(e.message, "password"));
+    shard s;
+    assert_int_equal(registry_shard_get(f->reg, "b", &s, NULL), CITRUS_ENOTFOUND);
+    assert_int_equal(create(f, "b", "host=db.example.com dbname=shop2", &e), 0);
+
+    /* a racing registration that committed its key after our scan: the
+     * create-only compare fails, and the answer names the winner */
+    char race[256];
+    db_key("postgresql://h:5432/race", race, sizeof(race));
+    txb t;
+    txb_init(&t);
+    txb_put_json(&t, race, json_pack("{s:s,s:s}", "shard_id", "winner", "database", "x"));
+    bool ok = false;
+    assert_int_equal(registry_commit(f->reg, &t, &ok, NULL), 0);
+    txb_free(&t);
+    assert_true(ok);
+    assert_int_equal(create(f, "loser", "host=h dbname=race", &e), CITRUS_EREGCONFLICT);
+    assert_non_null(strstr(e.message, "shard 'winner'"));
+
+    /* a provisioned shard getting its DSN (registry_shard_modify) */
+    assert_int_equal(create(f, "p", NULL, &e), 0);
+    reg_result res;
+    assert_int_equal(registry_shard_modify(f->reg, "p", set_dsn, "host=localhost dbname=d", 0, NULL,
+                                           NULL, &res, &e),
+                     0);
+    reg_result_clear(&res);
+    assert_int_equal(registry_shard_modify(f->reg, "b", set_dsn, "postgresql://127.0.0.1:5432/d", 0,
+                                           NULL, NULL, &res, &e),
+                     CITRUS_EREGCONFLICT);
+    assert_non_null(strstr(e.message, "shard 'p'"));
+    /* b kept its database; a DSN change moves the key */
+    db_key("postgresql://db.example.com:5432/shop2", key, sizeof(key));
+    assert_true(regfix_mod(f, key) > 0);
+    assert_int_equal(registry_shard_modify(f->reg, "b", set_dsn, "host=db.example.com dbname=s3", 0,
+                                           NULL, NULL, &res, &e),
+                     0);
+    reg_result_clear(&res);
+    assert_int_equal(regfix_mod(f, key), 0);
+    assert_int_equal(create(f, "c", "host=db.example.com dbname=shop2", &e), 0);
+
+    /* retired still holds it; deleted frees it */
+    assert_int_equal(regfix_move(f, "a", SHARD_DRAINING, 0), 0);
+    assert_int_equal(regfix_move(f, "a", SHARD_DRAINED, 0), 0);
+    assert_int_equal(regfix_move(f, "a", SHARD_RETIRED, 0), 0);
+    assert_int_equal(create(f, "d", "host=db.example.com dbname=shop", &e), CITRUS_EREGCONFLICT);
+    assert_int_equal(registry_shard_delete(f->reg, "a", 0, &res, &e), 0);
+    reg_result_clear(&res);
+    db_key("postgresql://db.example.com:5432/shop", key, sizeof(key));
+    assert_int_equal(regfix_mod(f, key), 0);
+    assert_int_equal(create(f, "d", "host=db.example.com dbname=shop", &e), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -557,6 +655,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_fence_that_moved_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(create_refuses_a_taken_id, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(one_database_one_shard, setup, teardown),
         cmocka_unit_test_setup_teardown(retire_reports_pins_and_leaves_them, setup, teardown),
         cmocka_unit_test_setup_teardown(the_ring_is_shared_per_version, setup, teardown),
         cmocka_unit_test_setup_teardown(a_corrupt_record_is_reported_on_its_own, setup, teardown),

@@ -360,6 +360,29 @@ static void no_provisioner_after_a_restart(void **state)
     shard_clear(&s);
 }
 
+/* A provisioner answering a database another shard already has: the shard
+ * fails with the conflict (naming that shard) instead of retrying forever. */
+static void a_provisioned_database_of_another_shard_fails(void **state)
+{
+    wfix *w = *state;
+    provision(w, "s1", NULL);
+    assert_true(svc_worker_run_once(&w->svc));
+    shard s;
+    assert_int_equal(state_of(w, "s1", &s), SHARD_ACTIVE);
+    char *dsn = strdup(s.dsn);
+    shard_clear(&s);
+    w->prov.dsn = dsn;
+    provision(w, "s2", NULL);
+    assert_true(svc_worker_run_once(&w->svc));
+    assert_int_equal(state_of(w, "s2", &s), SHARD_FAILED);
+    assert_non_null(strstr(s.error, "conflict"));
+    assert_non_null(strstr(s.error, "shard 's1'"));
+    assert_null(s.dsn);
+    shard_clear(&s);
+    w->prov.dsn = NULL;
+    free(dsn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +397,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_new_worker_resumes_what_was_left_half_way, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(no_provisioner_after_a_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_provisioned_database_of_another_shard_fails, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
