@@ -11,6 +11,7 @@
 #include "api/shardbody.h"
 #include "api/shardjson.h"
 #include "citrus/errors.h"
+#include "provision/health.h"
 #include "provision/service.h"
 
 /* A failed call on shard id: not_found names it; otherwise err when it
@@ -89,6 +90,8 @@ int api_shards_create(http_req *r, void *ctx)
             return http_reply_error(r, rc, "unreachable: cannot connect to the database", NULL);
         return http_reply_error(r, rc, e.message[0] ? e.message : NULL, NULL);
     }
+    if (a->health)
+        shard_health_kick(a->health); /* probed now, not at the next round */
     json_t *out = shardjson_full(a, &s, true);
     shardjson_redact(out);
     if (!provision)
