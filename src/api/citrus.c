@@ -94,10 +94,10 @@ static json_t *object_body(http_req *r)
 /* Into an answer whose "status" is the shard's lifecycle state: that
  * state as "state" too, and "status" "unreachable" (with "lastOkAt") when
  * the background probes cannot reach the shard. Reads memory only. */
-static void add_health(app *a, json_t *j, const char *shard_id)
+static void add_health(app *a, json_t *j, const char *shard_id, int64_t epoch)
 {
     json_object_set(j, "state", json_object_get(j, "status"));
-    json_t *h = shardjson_health(a, shard_id, true);
+    json_t *h = shardjson_health(a, shard_id, epoch, true);
     if (json_is_string(json_object_get(h, "status")) &&
         strcmp(json_string_value(json_object_get(h, "status")), "unreachable") == 0) {
         json_object_set_new(j, "status", json_string("unreachable"));
@@ -116,9 +116,9 @@ static json_t *answer(http_req *r, app *a, const tenant_pin *p)
         json_pack("{s:s,s:s,s:s?,s:s}", "shardId", p->shard_id, "shardKey", p->key,
                   "connectionString", dsn, "status", found ? shard_state_name(s.state) : "unknown");
     free(dsn);
+    add_health(a, j, p->shard_id, found ? s.epoch : -1);
     if (found)
         shard_clear(&s);
-    add_health(a, j, p->shard_id);
     return j;
 }
 
@@ -285,7 +285,7 @@ int api_citrus_health(http_req *r, void *ctx)
             continue; /* out of service: not probed */
         listed++;
         const char *sn = shard_state_name(v[i].state);
-        json_t *one = shardjson_health(a, v[i].id, true);
+        json_t *one = shardjson_health(a, v[i].id, v[i].epoch, true);
         const char *hs = json_string_value(json_object_get(one, "status"));
         json_object_set_new(one, "shardId", json_string(v[i].id));
         json_object_set_new(one, "state", json_string(sn));

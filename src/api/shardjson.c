@@ -43,7 +43,7 @@ static json_t *full_with_tokens(app *a, const shard *s, size_t tokens, bool with
     registry_tenant_count(a->shards->reg, s->id, false, &tenants);
     json_object_set_new(j, "tokens", json_integer((json_int_t)tokens));
     json_object_set_new(j, "tenants", json_integer((json_int_t)tenants));
-    json_object_set_new(j, "health", shardjson_health(a, s->id, false));
+    json_object_set_new(j, "health", shardjson_health(a, s->id, s->epoch, false));
     return j;
 }
 
@@ -92,11 +92,11 @@ static json_t *time_or_null(int64_t ms)
     return json_string(at);
 }
 
-json_t *shardjson_health(app *a, const char *id, bool camel)
+json_t *shardjson_health(app *a, const char *id, int64_t epoch, bool camel)
 {
     shard_health_view v = {0};
     if (a->health)
-        shard_health_get(a->health, id, &v);
+        shard_health_get(a->health, id, epoch, &v);
     json_t *j = json_pack(
         "{s:s,s:b,s:o,s:o,s:I}", "status", health_status_name(v.status), "reachable",
         v.status == HEALTH_REACHABLE, camel ? "lastOkAt" : "last_ok_at", time_or_null(v.last_ok_ms),

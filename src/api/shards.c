@@ -39,6 +39,8 @@ static int flags_of(http_req *r, unsigned *flags)
 /* 200 with the shard as written and what the change did to the ring. */
 static int reply_changed(http_req *r, app *a, shard *s, reg_result *res, bool history, bool dry_run)
 {
+    if (a->health && !dry_run) /* the record changed: probed again now */
+        shard_health_kick(a->health);
     json_t *out = shardjson_full(a, s, history);
     shardjson_redact(out); /* a change shows no credentials: GET ?reveal=true does */
     json_object_set_new(out, "ring", shardjson_change(res));

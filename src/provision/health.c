@@ -20,6 +20,7 @@ typedef struct entry {
     shard_health_view v;
     bool probing;           /* a probe of it is under way */
     int64_t probe_start_ms; /* monotonic, when it began */
+    int64_t probe_epoch;    /* the record's epoch it is of */
     bool seen;              /* listed by the current round */
 } entry;
 
@@ -169,6 +170,7 @@ static void record(shard_health *h, const char *id, int rc, int64_t latency_ms, 
     if (x) {
         x->probing = false;
         x->v.last_probe_ms = now;
+        x->v.epoch = x->probe_epoch;
         if (rc == 0) {
             x->v.failures = 0;
             x->v.latency_ms = latency_ms;
@@ -231,6 +233,7 @@ static void round_run(shard_health *h)
         }
         x->probing = true;
         x->probe_start_ms = start;
+        x->probe_epoch = v[i].epoch;
         live[nl++] = &v[i];
     }
     prune(h);
@@ -260,7 +263,7 @@ bool shard_health_tick(shard_health *h)
     return due;
 }
 
-void shard_health_get(shard_health *h, const char *id, shard_health_view *out)
+void shard_health_get(shard_health *h, const char *id, int64_t epoch, shard_health_view *out)
 {
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&h->mu);
@@ -268,10 +271,14 @@ void shard_health_get(shard_health *h, const char *id, shard_health_view *out)
     if (x) {
         *out = x->v;
         int64_t running = clock_mono_ms(h->clock) - x->probe_start_ms;
-        if (x->probing && running > h->timeout_ms + HEALTH_GRACE_MS) {
+        if (x->probing && running > h->timeout_ms + HEALTH_GRACE_MS &&
+            (epoch < 0 || x->probe_epoch == epoch)) {
             out->status = HEALTH_UNREACHABLE;
             snprintf(out->error, sizeof(out->error), "no answer to a probe for %lld ms",
                      (long long)running);
+        } else if (epoch >= 0 && out->status != HEALTH_UNKNOWN && out->epoch != epoch) {
+            out->status = HEALTH_UNKNOWN; /* of another version of the record */
+            out->error[0] = '\0';
         }
     }
     pthread_mutex_unlock(&h->mu);

@@ -55,6 +55,7 @@ typedef struct shard_health_view {
     int64_t last_ok_ms;    /* wall time of the last good probe; 0: never */
     int64_t last_probe_ms; /* wall time the last probe finished; 0: none yet */
     uint32_t failures;     /* consecutive failed probes */
+    int64_t epoch;         /* of the shard record the last probe was of */
 } shard_health_view;
 
 /* How one shard is probed (the default is drv_probe of its DSN; a test
@@ -88,7 +89,11 @@ void shard_health_kick(shard_health *h);
  * the results. true when a round ran. What the thread does. */
 bool shard_health_tick(shard_health *h);
 
-/* What the monitor knows of shard id now; unknown when it has no entry. */
-void shard_health_get(shard_health *h, const char *id, shard_health_view *out);
+/* What the monitor knows of shard id now; unknown when it has no entry.
+ * epoch >= 0: the record's epoch the caller has; a result about another
+ * version of the record (a DSN or lifecycle change since: a shard just
+ * activated, re-pointed) reads as unknown, its times kept, until the next
+ * probe. epoch < 0: any. */
+void shard_health_get(shard_health *h, const char *id, int64_t epoch, shard_health_view *out);
 
 #endif

@@ -6,7 +6,8 @@
  * interval has passed and not before (or at once when kicked); a probe
  * that hangs past its timeout shows unreachable to a reader without the
  * reader waiting; retired shards are not probed and deleted ones are
- * forgotten, metric included; the real probe (drv_probe) on SQLite. */
+ * forgotten, metric included; a result about an older version of the
+ * record reads as unknown; the real probe (drv_probe) on SQLite. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,7 +52,7 @@ static int fake_probe(void *ctx, const shard *s, int64_t timeout_ms, int64_t *la
         f->calls_b++;
         if (f->hang_b) {
             clock_test_advance(f->r.clock, TIMEOUT + HEALTH_GRACE_MS + 1);
-            shard_health_get(f->h, "b", &f->seen);
+            shard_health_get(f->h, "b", -1, &f->seen);
         }
         return f->rc_b < 0 ? errdetail_set(e, f->rc_b, "%s", f->msg) : 0;
     }
@@ -85,7 +86,7 @@ static int teardown(void **state)
 static shard_health_view view(hfix *f, const char *id)
 {
     shard_health_view v;
-    shard_health_get(f->h, id, &v);
+    shard_health_get(f->h, id, -1, &v);
     return v;
 }
 
@@ -197,6 +198,42 @@ static void retired_are_not_probed_deleted_are_forgotten(void **state)
     assert_int_equal(view(f, "a").status, HEALTH_REACHABLE);
 }
 
+static int64_t epoch_of(hfix *f, const char *id)
+{
+    shard s;
+    assert_int_equal(registry_shard_get(f->r.reg, id, &s, NULL), 0);
+    int64_t e = s.epoch;
+    shard_clear(&s);
+    return e;
+}
+
+/* A result about an older version of the record (a shard activated or
+ * re-pointed since) reads as unknown until the next probe. */
+static void a_changed_record_is_unknown_until_probed_again(void **state)
+{
+    hfix *f = *state;
+    f->rc_a = CITRUS_EUNAVAILABLE;
+    assert_true(shard_health_tick(f->h));
+    int64_t before = epoch_of(f, "a");
+    shard_health_view v;
+    shard_health_get(f->h, "a", before, &v);
+    assert_int_equal(v.status, HEALTH_UNREACHABLE);
+    assert_int_equal(v.epoch, before);
+    assert_int_equal(regfix_move(&f->r, "a", SHARD_READ_ONLY, 0), 0);
+    int64_t after = epoch_of(f, "a");
+    assert_true(after != before);
+    shard_health_get(f->h, "a", after, &v);
+    assert_int_equal(v.status, HEALTH_UNKNOWN);
+    assert_int_equal(v.last_ok_ms, 0);
+    assert_int_equal(v.last_probe_ms, REGFIX_WALL0); /* the times are kept */
+    f->rc_a = 0;
+    clock_test_advance(f->r.clock, INTERVAL);
+    assert_true(shard_health_tick(f->h));
+    shard_health_get(f->h, "a", after, &v);
+    assert_int_equal(v.status, HEALTH_REACHABLE);
+    assert_int_equal(v.epoch, after);
+}
+
 /* The real probe: a SQLite file that answers, one that does not exist, a
  * shard with no database yet. */
 static void the_real_probe(void **state)
@@ -249,6 +286,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_hanging_probe_reads_unreachable_without_waiting, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(retired_are_not_probed_deleted_are_forgotten, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_changed_record_is_unknown_until_probed_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(the_real_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(the_thread_starts_and_stops, setup, teardown),
