@@ -206,3 +206,25 @@ def test_a_hanging_postgres_shard_never_slows_health_or_lookup(make_citrus, make
     wait_until(lambda: health(c).status_code == 200, liveness(10), what="pg back")
     s = requests.get(c.url + "/api/shard/acme:pg1", timeout=5).json()
     assert s["status"] == "active", s
+
+
+def test_a_deleted_shard_leaves_no_probe_series(make_citrus, tmp_path):
+    c = node(make_citrus, tmp_path)
+    sqlite_shard(c, tmp_path, "s1")
+    sqlite_shard(c, tmp_path, "s2")
+    wait_until(lambda: 'citrus_shard_reachable{shard="s2"} 1' in
+               requests.get(c.url + "/metrics", timeout=5).text, liveness(5), what="s2 probed")
+    for action in ("drain", "retire"):
+        r = requests.post(f"{c.url}/v1/shards/s2/{action}", timeout=5)
+        assert r.status_code == 200, r.text
+    r = requests.delete(c.url + "/v1/shards/s2", timeout=5)
+    assert r.status_code == 200, r.text
+    # two rounds after the delete (s1 probed again twice) must not bring it back
+    for _ in range(2):
+        last = entry(health(c).json(), "s1")["lastProbeAt"]
+        wait_until(lambda: entry(health(c).json(), "s1")["lastProbeAt"] != last, liveness(5),
+                   what="a probe round")
+    m = requests.get(c.url + "/metrics", timeout=5).text
+    assert 'citrus_shard_reachable{shard="s2"}' not in m, m
+    assert 'citrus_shard_reachable{shard="s1"} 1' in m, m
+    assert [s["shardId"] for s in health(c).json()["shards"]] == ["s1"]
