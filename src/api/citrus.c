@@ -280,6 +280,7 @@ int api_citrus_health(http_req *r, void *ctx)
     json_t *items = json_array(), *states = json_object();
     size_t up = 0, down = 0, unknown = 0, listed = 0;
     bool active_down = false;
+    json_t *down_ids = json_array(); /* the active shards unreachable */
     for (size_t i = 0; i < n; i++) {
         if (v[i].state == SHARD_RETIRED)
             continue; /* out of service: not probed */
@@ -294,7 +295,10 @@ int api_citrus_health(http_req *r, void *ctx)
             up++;
         else if (hs && strcmp(hs, "unreachable") == 0) {
             down++;
-            active_down |= v[i].state == SHARD_ACTIVE;
+            if (v[i].state == SHARD_ACTIVE) {
+                active_down = true;
+                json_array_append_new(down_ids, json_string(v[i].id));
+            }
         } else
             unknown++;
         json_object_set_new(states, sn,
@@ -308,9 +312,15 @@ int api_citrus_health(http_req *r, void *ctx)
                   (json_int_t)up, "unreachable", (json_int_t)down, "unknown", (json_int_t)unknown,
                   "states", states, "corrupt", (json_int_t)corrupt);
     const char *status = down || corrupt ? "degraded" : unknown ? "unknown" : "healthy";
-    if (active_down && strict)
-        http_add_header(r, "Retry-After", "1");
-    return http_reply_json(
-        r, active_down && strict ? 503 : 200,
-        json_pack("{s:s,s:o,s:o}", "status", status, "summary", summary, "shards", items));
+    json_t *out = json_pack("{s:s,s:o,s:o}", "status", status, "summary", summary, "shards", items);
+    if (!active_down || !strict) {
+        json_decref(down_ids);
+        return http_reply_json(r, 200, out);
+    }
+    /* the report, with the error envelope of a 503 beside it */
+    json_object_set_new(out, "error",
+                        json_pack("{s:s,s:s,s:o}", "code", citrus_err_code(CITRUS_ESHARDDOWN),
+                                  "message", "an active shard is unreachable", "shards", down_ids));
+    http_add_header(r, "Retry-After", "1");
+    return http_reply_json(r, 503, out);
 }

@@ -90,6 +90,7 @@ def test_an_unreachable_sqlite_shard_shows_everywhere_and_comes_back(make_citrus
     assert r.status_code == 503, r.text  # an active shard is unreachable
     assert r.headers.get("Retry-After"), r.headers
     h = r.json()
+    assert h["error"]["code"] == "shard_unreachable" and h["error"]["shards"] == ["s1"], h
     assert h["status"] == "degraded" and h["summary"]["unreachable"] == 1, h
     one = entry(h, "s1")
     assert one["status"] == "unreachable" and one["reachable"] is False, one
@@ -100,7 +101,7 @@ def test_an_unreachable_sqlite_shard_shows_everywhere_and_comes_back(make_citrus
     # ?strict=false keeps 200 with the same report
     r = health(c, "?strict=false")
     assert r.status_code == 200 and r.json()["status"] == "degraded", r.text
-    assert entry(r.json(), "s1")["status"] == "unreachable"
+    assert entry(r.json(), "s1")["status"] == "unreachable" and "error" not in r.json()
     # the lookup: status unreachable, the lifecycle state beside it
     r = requests.get(c.url + "/api/shard/acme:one", timeout=5)
     assert r.status_code == 200, r.text
