@@ -29,6 +29,7 @@ typedef struct app {
     reader *rd;                   /* the catalog read policy (over st and cache) */
     struct watch_hub *watches;    /* GET /v1/watch's waiters; NULL: watches refused */
     struct shard_service *shards; /* the shard manager; NULL when not running */
+    struct shard_health *health;  /* the shards' background probes; NULL with shards */
     struct router *router;        /* the data plane; NULL when not running */
     authn *auth;                  /* who may do what; NULL: no gate (mode none) */
     keyring *keys;                /* the API keys; NULL when api_key is off */

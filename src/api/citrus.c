@@ -17,6 +17,7 @@
 #include "citrus/errors.h"
 #include "provision/schema.h"
 #include "dbconn/driver.h"
+#include "provision/health.h"
 #include "provision/service.h"
 
 #define BATCH_MAX 100
@@ -90,7 +91,22 @@ static json_t *object_body(http_req *r)
     return body;
 }
 
-/* {shardId, shardKey, connectionString, status} for a pin. */
+/* Into an answer whose "status" is the shard's lifecycle state: that
+ * state as "state" too, and "status" "unreachable" (with "lastOkAt") when
+ * the background probes cannot reach the shard. Reads memory only. */
+static void add_health(app *a, json_t *j, const char *shard_id, int64_t epoch)
+{
+    json_object_set(j, "state", json_object_get(j, "status"));
+    json_t *h = shardjson_health(a, shard_id, epoch, true);
+    if (json_is_string(json_object_get(h, "status")) &&
+        strcmp(json_string_value(json_object_get(h, "status")), "unreachable") == 0) {
+        json_object_set_new(j, "status", json_string("unreachable"));
+        json_object_set(j, "lastOkAt", json_object_get(h, "lastOkAt"));
+    }
+    json_decref(h);
+}
+
+/* {shardId, shardKey, connectionString, status, state} for a pin. */
 static json_t *answer(http_req *r, app *a, const tenant_pin *p)
 {
     shard s;
@@ -101,6 +117,7 @@ static json_t *answer(http_req *r, app *a, const tenant_pin *p)
     /* the URI form and its parts; masked unless api_dsn_view showed the DSN as is */
     shardjson_set_connection(j, found ? s.dsn : NULL, dsn && strcmp(dsn, s.dsn) == 0);
     free(dsn);
+    add_health(a, j, p->shard_id, found ? s.epoch : -1);
     if (found)
         shard_clear(&s);
     return j;
@@ -255,35 +272,58 @@ int api_citrus_health(http_req *r, void *ctx)
     app *a = ctx;
     if (!a->shards)
         return shardjson_reply_no_manager(r);
-    shard_probe *v;
+    bool strict;
+    if (http_req_query_bool(r, "strict", true, &strict) < 0)
+        return CITRUS_EINVAL;
+    shard *v;
     size_t n;
-    int rc = svc_probe_shards(a->shards, &v, &n);
+    int rc = registry_shard_list(a->shards->reg, NULL, &v, &n);
     if (rc < 0)
         return http_reply_error(r, rc, NULL, NULL);
     json_t *items = json_array(), *states = json_object();
-    size_t up = 0;
+    size_t up = 0, down = 0, unknown = 0, listed = 0;
+    bool active_down = false;
+    json_t *down_ids = json_array(); /* the active shards unreachable */
     for (size_t i = 0; i < n; i++) {
-        shard_probe *p = &v[i];
-        json_t *one = json_pack("{s:s,s:s,s:b}", "shardId", p->id, "state",
-                                shard_state_name(p->state), "reachable", p->rc == 0);
-        if (p->rc == 0)
-            json_object_set_new(one, "latencyMs", json_real((double)p->latency_ms));
-        else
-            json_object_set_new(one, "error", json_string(p->err.message));
+        if (v[i].state == SHARD_RETIRED)
+            continue; /* out of service: not probed */
+        listed++;
+        const char *sn = shard_state_name(v[i].state);
+        json_t *one = shardjson_health(a, v[i].id, v[i].epoch, true);
+        const char *hs = json_string_value(json_object_get(one, "status"));
+        json_object_set_new(one, "shardId", json_string(v[i].id));
+        json_object_set_new(one, "state", json_string(sn));
         json_array_append_new(items, one);
-        up += p->rc == 0;
-        const char *sn = shard_state_name(p->state);
+        if (hs && strcmp(hs, "reachable") == 0)
+            up++;
+        else if (hs && strcmp(hs, "unreachable") == 0) {
+            down++;
+            if (v[i].state == SHARD_ACTIVE) {
+                active_down = true;
+                json_array_append_new(down_ids, json_string(v[i].id));
+            }
+        } else
+            unknown++;
         json_object_set_new(states, sn,
                             json_integer(json_integer_value(json_object_get(states, sn)) + 1));
     }
-    free(v);
-    /* records that do not decode: listed with their error, the others probed as usual */
+    registry_shards_free(v, n);
+    /* records that do not decode: listed with their error */
     size_t corrupt = shardjson_add_corrupt(a, items, "shardId");
-    json_t *summary = json_pack("{s:I,s:I,s:I,s:o,s:I}", "total", (json_int_t)(n + corrupt),
-                                "reachable", (json_int_t)up, "unreachable", (json_int_t)(n - up),
-                                "states", states, "corrupt", (json_int_t)corrupt);
-    return http_reply_json(r, 200,
-                           json_pack("{s:s,s:o,s:o}", "status",
-                                     up == n && !corrupt ? "healthy" : "degraded", "summary",
-                                     summary, "shards", items));
+    json_t *summary =
+        json_pack("{s:I,s:I,s:I,s:I,s:o,s:I}", "total", (json_int_t)(listed + corrupt), "reachable",
+                  (json_int_t)up, "unreachable", (json_int_t)down, "unknown", (json_int_t)unknown,
+                  "states", states, "corrupt", (json_int_t)corrupt);
+    const char *status = down || corrupt ? "degraded" : unknown ? "unknown" : "healthy";
+    json_t *out = json_pack("{s:s,s:o,s:o}", "status", status, "summary", summary, "shards", items);
+    if (!active_down || !strict) {
+        json_decref(down_ids);
+        return http_reply_json(r, 200, out);
+    }
+    /* the report, with the error envelope of a 503 beside it */
+    json_object_set_new(out, "error",
+                        json_pack("{s:s,s:s,s:o}", "code", citrus_err_code(CITRUS_ESHARDDOWN),
+                                  "message", "an active shard is unreachable", "shards", down_ids));
+    http_add_header(r, "Retry-After", "1");
+    return http_reply_json(r, 503, out);
 }

@@ -9,6 +9,7 @@
 
 #include "citrus/errors.h"
 #include "core/dsn.h"
+#include "provision/health.h"
 #include "provision/service.h"
 #include "wire/shard_json.h"
 
@@ -43,6 +44,7 @@ static json_t *full_with_tokens(app *a, const shard *s, size_t tokens, bool with
     registry_tenant_count(a->shards->reg, s->id, false, &tenants);
     json_object_set_new(j, "tokens", json_integer((json_int_t)tokens));
     json_object_set_new(j, "tenants", json_integer((json_int_t)tenants));
+    json_object_set_new(j, "health", shardjson_health(a, s->id, s->epoch, false));
     return j;
 }
 
@@ -79,6 +81,33 @@ size_t shardjson_add_corrupt(app *a, json_t *items, const char *id_name)
                                         "key", c[i].key, "error", c[i].error));
     free(c);
     return n;
+}
+
+/* A wall time as RFC 3339, or null for 0 (never). */
+static json_t *time_or_null(int64_t ms)
+{
+    char at[32];
+    if (ms <= 0)
+        return json_null();
+    shard_json_time(ms, at, sizeof(at));
+    return json_string(at);
+}
+
+json_t *shardjson_health(app *a, const char *id, int64_t epoch, bool camel)
+{
+    shard_health_view v = {0};
+    if (a->health)
+        shard_health_get(a->health, id, epoch, &v);
+    json_t *j = json_pack(
+        "{s:s,s:b,s:o,s:o,s:I}", "status", health_status_name(v.status), "reachable",
+        v.status == HEALTH_REACHABLE, camel ? "lastOkAt" : "last_ok_at", time_or_null(v.last_ok_ms),
+        camel ? "lastProbeAt" : "last_probe_at", time_or_null(v.last_probe_ms),
+        camel ? "consecutiveFailures" : "consecutive_failures", (json_int_t)v.failures);
+    if (j && v.status == HEALTH_REACHABLE)
+        json_object_set_new(j, camel ? "latencyMs" : "latency_ms", json_integer(v.latency_ms));
+    else if (j && v.error[0])
+        json_object_set_new(j, "error", json_string(v.error));
+    return j;
 }
 
 json_t *shardjson_change(const reg_result *res)

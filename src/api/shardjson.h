@@ -41,6 +41,14 @@ json_t *shardjson_change(const reg_result *res);
 /* A pin: {"key","shard_id","hash","token","pinned_at","business_type"}. */
 json_t *shardjson_pin(const tenant_pin *p);
 
+/* What the background probes (a->health) know of shard id (at record
+ * epoch: shard_health_get's; -1 any):
+ * {status: unknown|reachable|unreachable, reachable, lastOkAt (RFC 3339,
+ * null: never), lastProbeAt, latencyMs (when reachable), error (when not,
+ * redacted), consecutiveFailures}; the names in snake_case (last_ok_at...)
+ * when camel is false (the /v1 records). Unknown when there is no monitor. */
+json_t *shardjson_health(app *a, const char *id, int64_t epoch, bool camel);
+
 /* Replies 503 unavailable: this node runs no shard manager (a->shards is
  * NULL). Returns what http_reply_error does. */
 int shardjson_reply_no_manager(http_req *r);

@@ -11,6 +11,7 @@
 #include "api/shardbody.h"
 #include "api/shardjson.h"
 #include "citrus/errors.h"
+#include "provision/health.h"
 #include "provision/service.h"
 
 /* A failed call on shard id: not_found names it; otherwise err when it
@@ -38,6 +39,8 @@ static int flags_of(http_req *r, unsigned *flags)
 /* 200 with the shard as written and what the change did to the ring. */
 static int reply_changed(http_req *r, app *a, shard *s, reg_result *res, bool history, bool dry_run)
 {
+    if (a->health && !dry_run) /* the record changed: probed again now */
+        shard_health_kick(a->health);
     json_t *out = shardjson_full(a, s, history);
     shardjson_redact(out); /* a change shows no credentials: GET ?reveal=true does */
     json_object_set_new(out, "ring", shardjson_change(res));
@@ -89,6 +92,8 @@ int api_shards_create(http_req *r, void *ctx)
             return http_reply_error(r, rc, "unreachable: cannot connect to the database", NULL);
         return http_reply_error(r, rc, e.message[0] ? e.message : NULL, NULL);
     }
+    if (a->health)
+        shard_health_kick(a->health); /* probed now, not at the next round */
     json_t *out = shardjson_full(a, &s, true);
     shardjson_redact(out);
     if (!provision)

@@ -130,6 +130,10 @@ static const field fields[] = {
         "schema templates: <dir>/<business type>/*.sql (citrus dev: <data_dir>/templates)"),
     INT("shards", "db_timeout_ms", "shard-db-timeout", shard_db_timeout_ms, 100, 600000,
         "connecting to shard databases, ms"),
+    INT("shards", "probe_interval_ms", "shards-probe-interval", shard_probe_interval_ms, 100,
+        3600000,
+        "pause between two background probe rounds of every shard (health answers read the "
+        "last), ms"),
     INT("shards", "dev_shards", "dev-shards", dev_shards, 0, 64,
         "SQLite shards citrus dev creates in an empty catalog"),
     STR("shards", "tls_dir", "shards-tls-dir", shards_tls_dir,
@@ -257,6 +261,7 @@ void config_defaults(citrus_config *c)
     snprintf(c->ring_hash, sizeof(c->ring_hash), "murmur3");
     c->vnodes = 256;
     c->shard_db_timeout_ms = 5000;
+    c->shard_probe_interval_ms = 2000;
     snprintf(c->prov_kind, sizeof(c->prov_kind), "none");
     snprintf(c->router_int64, sizeof(c->router_int64), "number");
     snprintf(c->prov_pg_prefix, sizeof(c->prov_pg_prefix), "citrus_");

@@ -65,6 +65,7 @@ typedef struct citrus_config {
     int64_t vnodes;
     char templates_dir[CONFIG_STR];
     int64_t shard_db_timeout_ms;
+    int64_t shard_probe_interval_ms; /* between background probe rounds */
     int64_t dev_shards;              /* SQLite shards `citrus dev` creates in an empty catalog */
     char shards_tls_dir[CONFIG_STR]; /* sslrootcert/sslcert/sslkey must be under it */
     char shards_socket_dirs[1024];   /* Unix-socket dirs a DSN may name, comma-separated */

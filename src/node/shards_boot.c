@@ -13,6 +13,7 @@
 #include "citrus/errors.h"
 #include "dbconn/driver.h"
 #include "obs/log.h"
+#include "provision/health.h"
 #include "sys/fs.h"
 
 /* The example schema template `citrus dev` ships: business type "retail".
@@ -222,6 +223,16 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
         free(svc);
         return rc;
     }
+    a->health = shard_health_new(reg, cfg->shard_probe_interval_ms,
+                                 cfg->shard_db_timeout_ms < HEALTH_PROBE_TIMEOUT_MAX_MS
+                                     ? cfg->shard_db_timeout_ms
+                                     : HEALTH_PROBE_TIMEOUT_MAX_MS,
+                                 clock_real());
+    if (!a->health) {
+        shard_service_destroy(svc);
+        free(svc);
+        return CITRUS_ENOMEM;
+    }
     a->shards = svc;
     return 0;
 
@@ -236,10 +247,16 @@ void shards_start_worker(app *a, session *sess)
 {
     if (a->shards && svc_worker_start(a->shards, sess) < 0)
         log_error("shards", "cannot start the provisioning worker", NULL);
+    if (a->health) /* a first round before the node serves: bounded by one probe timeout */
+        shard_health_tick(a->health);
+    if (a->health && shard_health_start(a->health) < 0)
+        log_error("shards", "cannot start the health probes", NULL);
 }
 
 void shards_stop(app *a)
 {
+    shard_health_free(a->health); /* it reads the service's registry */
+    a->health = NULL;
     if (!a->shards)
         return;
     shard_service_destroy(a->shards);

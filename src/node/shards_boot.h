@@ -10,14 +10,15 @@
 #include "node/config.h"
 #include "provision/service.h"
 
-/* Sets a->shards. dev with dev_shards > 0: write the example template when
- * the templates dir is the default, and create cfg->dev_shards SQLite
- * shards when the catalog has none. 0, or an error already reported on
- * stderr. */
+/* Sets a->shards and a->health (not started). dev with dev_shards > 0: write the example template
+ * when the templates dir is the default, and create cfg->dev_shards SQLite shards when the catalog
+ * has none. 0, or an error already reported on stderr. */
 int shards_boot(const citrus_config *cfg, bool dev, app *a);
-/* Starts the provisioning worker (sess may be NULL). */
+/* Starts the provisioning worker (sess may be NULL) and the health probes,
+ * after a first probe round on the caller's thread (at most one probe
+ * timeout), so health answers know every shard once the node serves. */
 void shards_start_worker(app *a, session *sess);
-/* Stops the worker and frees the service. */
+/* Stops the probes and the worker and frees them and the service. */
 void shards_stop(app *a);
 
 #endif

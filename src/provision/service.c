@@ -15,11 +15,7 @@
 #include "provision/schema.h"
 #include "core/dsn.h"
 #include "dbconn/driver.h"
-#include "sys/fanout.h"
 #include "sys/fs.h"
-
-#define PROBE_THREADS 16
-#define PROBE_TIMEOUT_MS 2000
 
 int shard_service_init(shard_service *svc, registry *reg, provisioner *prov,
                        const char *templates_dir, int64_t db_timeout_ms, const char *node_id,
@@ -452,60 +448,4 @@ int svc_ensure_template(void *ctx, const char *shard_id, const char *business_ty
             e->code = rc;
     }
     return rc;
-}
-
-/* ---- health ---- */
-
-typedef struct probe_set {
-    const shard *shards;
-    shard_probe *probes;
-    int64_t timeout_ms;
-    const sysclock *clock;
-} probe_set;
-
-/* Probes shard i of the set (a fanout_fn). */
-static void probe_one(void *ctx, size_t i)
-{
-    probe_set *ps = ctx;
-    const shard *s = &ps->shards[i];
-    shard_probe *p = &ps->probes[i];
-    drv_options o = {.timeout_ms = ps->timeout_ms, .clock = ps->clock};
-    p->rc = s->dsn ? drv_probe(s->dsn, &o, &p->latency_ms, &p->err)
-                   : errdetail_set(&p->err, CITRUS_EUNAVAILABLE, "no database yet");
-}
-
-int svc_probe_shards(shard_service *svc, shard_probe **out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    shard *v;
-    size_t nv;
-    int rc = registry_shard_list(svc->reg, NULL, &v, &nv);
-    if (rc < 0)
-        return rc;
-    size_t live = 0; /* retired shards are out of service: not probed */
-    for (size_t i = 0; i < nv; i++) {
-        if (v[i].state == SHARD_RETIRED)
-            shard_clear(&v[i]);
-        else
-            v[live++] = v[i];
-    }
-    probe_set ps = {.shards = v,
-                    .probes = calloc(live ? live : 1, sizeof(shard_probe)),
-                    .timeout_ms = svc->db_timeout_ms < PROBE_TIMEOUT_MS ? svc->db_timeout_ms
-                                                                        : PROBE_TIMEOUT_MS,
-                    .clock = svc->clock};
-    if (ps.probes) {
-        for (size_t i = 0; i < live; i++) {
-            snprintf(ps.probes[i].id, sizeof(ps.probes[i].id), "%s", v[i].id);
-            ps.probes[i].state = v[i].state;
-        }
-        fanout_run(live, PROBE_THREADS, probe_one, &ps);
-    }
-    registry_shards_free(v, live);
-    if (!ps.probes)
-        return CITRUS_ENOMEM;
-    *out = ps.probes;
-    *n = live;
-    return 0;
 }

@@ -101,23 +101,6 @@ int svc_shard_action(shard_service *svc, const char *id, const char *action, uns
 int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res,
                      errdetail *e);
 
-/* One shard's health, as GET /api/shards/health shows it. */
-typedef struct shard_probe {
-    char id[SHARD_ID_MAX + 1];
-    shard_state state;
-    int rc;             /* 0: reachable; else a CITRUS_E* code */
-    int64_t latency_ms; /* connecting and SELECT 1, when reachable */
-    errdetail err;      /* why not, when not */
-} shard_probe;
-
-/* Probes every shard that is not retired (those are out of service): a
- * connection and SELECT 1 each, at most 16 at once, each bounded by the
- * lesser of db_timeout_ms and 2 s; a shard without a database yet is
- * unreachable ("no database yet"). *out (malloc'd, the caller frees it)
- * holds *n probes in id order. Blocks for about one timeout at most; for
- * the work pool. 0, or the catalog's error. */
-int svc_probe_shards(shard_service *svc, shard_probe **out, size_t *n);
-
 /* What svc_ensure_template works for: the service and the deadline of the
  * request it serves (server.request_deadline_ms; the zero deadline: none). */
 typedef struct svc_ensure_ctx {

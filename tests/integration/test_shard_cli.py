@@ -348,7 +348,7 @@ def test_tenant_register_show_ls_pin_unpin(citrus_shards):
     home = first["shardId"]
     j = as_json(cli(c, "tenant", "register", "biz1", "loc2", "--type", "retail", "-o", "json"))
     assert j["shardKey"] == "biz1:loc2" and set(j) == {"shardId", "shardKey", "connectionString",
-                                                        "connection", "status"}
+                                                        "connection", "status", "state"}
 
     show = registered(ok(cli(citrus_shards, "tenant", "show", "biz1:loc1")))
     assert show["key"] == "biz1:loc1" and show["shard_id"] == home

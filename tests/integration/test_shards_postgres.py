@@ -7,7 +7,7 @@ import subprocess
 
 import requests
 
-from conftest import shard_settled
+from conftest import shard_settled, wait_until
 from pg import make_postgres  # noqa: F401 (fixture)
 
 PSQL = "/usr/bin/psql"
@@ -63,10 +63,15 @@ def test_postgres_provisioner_and_templates(make_citrus, make_postgres, tmp_path
     r = requests.post(c.url + "/v1/shards",
                       json={"id": "pg-3", "dsn": f"postgresql://postgres@127.0.0.1:{dead}/x"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "unreachable", r.text
-    h = requests.get(c.url + "/api/shards/health").json()
-    assert h["status"] == "healthy" and h["summary"]["reachable"] == 2, h
-    # a stopped server shows in the health report
+    # health answers from the background probes: a new shard is probed at once
+    def health_when(code, field, n):
+        r = requests.get(c.url + "/api/shards/health", timeout=5)
+        ok = r.status_code == code and r.json()["summary"][field] == n
+        return r.json() if ok else None
+    h = wait_until(lambda: health_when(200, "reachable", 2), what="both shards probed")
+    assert h["status"] == "healthy", h
+    # a stopped server shows in the health report (503: active shards are down)
     pg.stop()
-    h = requests.get(c.url + "/api/shards/health").json()
-    assert h["status"] == "degraded" and h["summary"]["unreachable"] == 2, h
+    h = wait_until(lambda: health_when(503, "unreachable", 2), what="both shards unreachable")
+    assert h["status"] == "degraded", h
     assert all(not x["reachable"] and x["error"] for x in h["shards"])

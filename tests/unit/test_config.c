@@ -73,6 +73,20 @@ static void router_int64(void **state)
     assert_string_equal(c.router_int64, "string"); /* untouched */
 }
 
+/* The background shard probes' interval: default 2000 ms, 100 at least. */
+static void shards_probe_interval(void **state)
+{
+    (void)state;
+    citrus_config c;
+    errdetail err;
+    config_defaults(&c);
+    assert_int_equal(c.shard_probe_interval_ms, 2000);
+    assert_int_equal(config_set_flag(&c, "shards-probe-interval", "50", &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "shards.probe_interval_ms"));
+    assert_int_equal(config_set_flag(&c, "shards-probe-interval", "500", &err), 0);
+    assert_int_equal(c.shard_probe_interval_ms, 500);
+}
+
 /* Strict HTTP (issue 13): the header deadline, the per-address limit and
  * the Origins served, with their defaults and checks. */
 static void strict_http(void **state)
@@ -378,6 +392,7 @@ int main(void)
         cmocka_unit_test(defaults),
         cmocka_unit_test(router_statement_bounds),
         cmocka_unit_test(router_int64),
+        cmocka_unit_test(shards_probe_interval),
         cmocka_unit_test(strict_http),
         cmocka_unit_test(file_then_env_then_flag),
         cmocka_unit_test(bad_fields_are_named),

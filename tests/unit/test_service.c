@@ -2,8 +2,8 @@
  * test clock: registering an existing database, the lifecycle actions of
  * the API (allowed and refused with the allowed targets named), and the
  * re-pin the service owes after a change that takes a shard with tenants
- * out of the ring (a forced retirement, a forced delete), and the health
- * probes. */
+ * out of the ring (a forced retirement, a forced delete). The health
+ * probes are test_health.c's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -304,47 +304,6 @@ static void provisioning_needs_a_provisioner(void **state)
     assert_non_null(strstr(e.message, "no provisioner"));
 }
 
-static void probes_of_every_shard_in_service(void **state)
-{
-    sfix *s = *state;
-    /* c: a database that answers; a, b: files that do not exist; d: no
-     * database yet; b retired: not probed */
-    char path[256], dsn[300];
-    snprintf(path, sizeof(path), "%s/c.db", s->r.d.dir);
-    snprintf(dsn, sizeof(dsn), "sqlite://%s", path);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_close(db);
-    regfix_add_active(&s->r, "c", 1, dsn); /* the fixture's registry is the service's */
-    shard d;
-    regfix_record(&s->r, &d, "d", 1, NULL);
-    assert_int_equal(shard_transition(&d, SHARD_PROVISIONING, "", "test", REGFIX_WALL0), 0);
-    reg_result res;
-    errdetail e = {0};
-    assert_int_equal(registry_shard_create(s->svc.reg, &d, NULL, &res, &e), 0);
-    reg_result_clear(&res);
-    shard_clear(&d);
-    assert_int_equal(act(s, "b", "drain", 0), 0);
-    assert_int_equal(act(s, "b", "retire", 0), 0);
-
-    shard_probe *v;
-    size_t n;
-    assert_int_equal(svc_probe_shards(&s->svc, &v, &n), 0);
-    assert_int_equal(n, 3);
-    assert_string_equal(v[0].id, "a");
-    assert_int_equal(v[0].state, SHARD_ACTIVE);
-    assert_true(v[0].rc < 0);
-    assert_true(v[0].err.message[0] != '\0');
-    assert_string_equal(v[1].id, "c");
-    assert_int_equal(v[1].rc, 0);
-    assert_true(v[1].latency_ms >= 0);
-    assert_string_equal(v[2].id, "d");
-    assert_int_equal(v[2].state, SHARD_PROVISIONING);
-    assert_int_equal(v[2].rc, CITRUS_EUNAVAILABLE);
-    assert_string_equal(v[2].err.message, "no database yet");
-    free(v);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,7 +313,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_forced_retirement_moves_the_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(a_forced_delete_moves_the_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(provisioning_needs_a_provisioner, setup, teardown),
-        cmocka_unit_test_setup_teardown(probes_of_every_shard_in_service, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
