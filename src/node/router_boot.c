@@ -31,7 +31,10 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                              cfg->router_stmt_cache ? (int)cfg->router_stmt_cache : -1,
                          .connect_timeout_ms = cfg->shard_db_timeout_ms,
                          .query_timeout_ms = cfg->router_query_timeout_ms,
-                         .max_query_timeout_ms = cfg->router_max_query_timeout_ms};
+                         .max_query_timeout_ms = cfg->router_max_query_timeout_ms,
+                         .require_registered = strcmp(cfg->router_require_registered, "true") == 0,
+                         .type_strict = svc_type_strict,
+                         .type_strict_ctx = a->shards};
     a->router = router_new(&ro);
     if (!a->router) {
         fprintf(stderr, "citrus: out of memory starting the router\n");

@@ -335,6 +335,9 @@ int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_res
 int svc_ensure_template(void *vsvc, const char *shard_id, const char *business_type, errdetail *e)
 {
     shard_service *svc = vsvc;
+    int known = svc_type_check(svc, business_type, NULL, e);
+    if (known < 0)
+        return known;
     if (!svc->templates_dir[0] || !schema_template_valid(business_type))
         return 0;
     char path[2048];

@@ -29,10 +29,11 @@
 #include "sys/clock.h"
 
 typedef struct shard_service {
-    registry *reg;            /* owned */
-    provisioner *prov;        /* owned; NULL: provisioning is off */
-    char templates_dir[1024]; /* "" when there are no templates */
-    int64_t db_timeout_ms;    /* connecting to shard databases */
+    registry *reg;                /* owned */
+    provisioner *prov;            /* owned; NULL: provisioning is off */
+    char templates_dir[1024];     /* "" when there are no templates */
+    bool allow_untemplated_types; /* shards.allow_untemplated_types */
+    int64_t db_timeout_ms;        /* connecting to shard databases */
     char node_id[64];
     const sysclock *clock; /* borrowed; the times recorded in shard histories */
     /* the worker */
@@ -116,6 +117,18 @@ int svc_probe_shards(shard_service *svc, shard_probe **out, size_t *n);
 /* Applies the schema template of business_type to the shard, when the
  * templates directory has one (a tenant_ensure_fn). */
 int svc_ensure_template(void *svc, const char *shard_id, const char *business_type, errdetail *e);
+
+/* Business types (types.c). The known ones are the directories of
+ * templates_dir with a valid template name, exactly as named (the check is
+ * case-sensitive); none without a templates directory. svc_type_check: 0
+ * when type is known, or when svc->allow_untemplated_types; else
+ * CITRUS_EUNKNOWNTYPE with e naming the known types and *known (may be
+ * NULL; the caller owns it) their sorted JSON array. */
+int svc_type_check(const shard_service *svc, const char *type, json_t **known, errdetail *e);
+/* Whether <templates_dir>/<type>/template.json says {"require_registered":
+ * true} (a tenant_type_fn; read each time, so an edit takes effect at
+ * once). */
+bool svc_type_strict(void *svc, const char *type);
 
 /* schema_apply of template_name to shard shard_id's database at dsn, with
  * the provisioner's owner DSN when it has one for it (a provisioned
