@@ -11,8 +11,6 @@
 #include "provision/schema.h"
 #include "provision/service.h"
 
-#define TEMPLATE_JSON_MAX 65536
-
 static int by_name(const void *a, const void *b)
 {
     return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
