@@ -15,6 +15,7 @@
 #include "api/handlers.h"
 #include "api/shardjson.h"
 #include "citrus/errors.h"
+#include "core/utf8.h"
 #include "provision/schema.h"
 #include "dbconn/driver.h"
 #include "provision/health.h"
@@ -22,13 +23,17 @@
 
 #define BATCH_MAX 100
 
+/* Errors of a request body: a missing field is 400 invalid_argument, a
+ * value of the wrong JSON type (or an unknown field, or a body that is not
+ * JSON) 400 bad_json. */
+
 /* A field that must be a valid id; replies 400 naming it. */
 static const char *id_field(http_req *r, json_t *obj, const char *name, const char *where)
 {
     json_t *v = json_object_get(obj, name);
     const char *s = json_string_value(v);
     if (!v) {
-        http_reply_errorf(r, CITRUS_EBADJSON, "%s%s: required", where, name);
+        http_reply_errorf(r, CITRUS_EINVAL, "%s%s: required", where, name);
         return NULL;
     }
     if (!s) {
@@ -48,7 +53,7 @@ static const char *type_field(http_req *r, json_t *obj, const char *where)
     json_t *v = json_object_get(obj, "businessType");
     const char *s = json_string_value(v);
     if (!v || !s) {
-        http_reply_errorf(r, CITRUS_EBADJSON, "%sbusinessType: %s", where,
+        http_reply_errorf(r, v ? CITRUS_EBADJSON : CITRUS_EINVAL, "%sbusinessType: %s", where,
                           v ? "must be a string" : "required");
         return NULL;
     }
@@ -72,7 +77,12 @@ static bool only_fields(http_req *r, json_t *obj, const char *const *allowed, co
         for (size_t i = 0; allowed[i] && !ok; i++)
             ok = strcmp(allowed[i], k) == 0;
         if (!ok) {
-            http_reply_errorf(r, CITRUS_EBADJSON, "%s%s: unknown field", where, k);
+            char names[128] = "";
+            for (size_t i = 0, used = 0; allowed[i] && used < sizeof(names); i++)
+                used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
+                                         allowed[i]);
+            http_reply_errorf(r, CITRUS_EBADJSON, "%s%.64s: unknown field (allowed: %s)", where, k,
+                              names);
             return false;
         }
     }
@@ -132,6 +142,28 @@ static int check_scope(http_req *r, const char *business_id, const char *locatio
     return api_check_tenant(r, key);
 }
 
+/* 422 unknown_business_type, with the known types in the error's "known",
+ * for the first type without a template (unless untemplated types are
+ * allowed). */
+static int check_types(http_req *r, app *a, const tenant_reg *regs, size_t n, bool batch)
+{
+    for (size_t i = 0; i < n; i++) {
+        errdetail e = {0};
+        json_t *known = NULL;
+        int rc = svc_type_check(a->shards, regs[i].business_type, &known, &e);
+        if (rc < 0) {
+            char msg[sizeof(e.message) + 48];
+            if (batch)
+                snprintf(msg, sizeof(msg), "locations[%zu].%s", i, e.message);
+            else
+                snprintf(msg, sizeof(msg), "%s", e.message);
+            http_reply_error(r, rc, msg, json_pack("{s:o}", "known", known ? known : json_array()));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int do_register(http_req *r, app *a, const tenant_reg *regs, size_t n, tenant_pin *pins,
                        bool *created)
 {
@@ -163,7 +195,8 @@ int api_citrus_register(http_req *r, void *ctx)
         (reg.business_id = id_field(r, body, "businessId", "")) &&
         (reg.location_id = id_field(r, body, "locationId", "")) &&
         (reg.business_type = type_field(r, body, "")) &&
-        (rc = check_scope(r, reg.business_id, reg.location_id)) == 0)
+        (rc = check_scope(r, reg.business_id, reg.location_id)) == 0 &&
+        (rc = check_types(r, a, &reg, 1, false)) == 0)
         rc = do_register(r, a, &reg, 1, &pin, &created);
     json_decref(body);
     if (rc < 0)
@@ -187,9 +220,14 @@ int api_citrus_register_batch(http_req *r, void *ctx)
     const char *biz = NULL;
     int rc = CITRUS_EBADJSON;
     if (only_fields(r, body, allowed, "") && (biz = id_field(r, body, "businessId", ""))) {
-        if (!json_is_array(locs) || n == 0)
-            http_reply_error(r, CITRUS_EBADJSON,
+        if (!locs)
+            http_reply_error(r, CITRUS_EINVAL,
                              "locations: required, an array of {locationId, businessType}", NULL);
+        else if (!json_is_array(locs))
+            http_reply_error(r, CITRUS_EBADJSON,
+                             "locations: must be an array of {locationId, businessType}", NULL);
+        else if (n == 0)
+            http_reply_error(r, CITRUS_EINVAL, "locations: must not be empty", NULL);
         else if (n > BATCH_MAX)
             http_reply_errorf(r, CITRUS_ETOOMANY, "locations: at most %d, got %zu", BATCH_MAX, n);
         else
@@ -226,6 +264,8 @@ int api_citrus_register_batch(http_req *r, void *ctx)
             }
     }
     if (rc == 0)
+        rc = check_types(r, a, regs, n, true);
+    if (rc == 0)
         rc = do_register(r, a, regs, n, pins, created);
     bool any = false;
     json_t *results = rc == 0 ? json_array() : NULL;
@@ -245,6 +285,63 @@ int api_citrus_register_batch(http_req *r, void *ctx)
     return http_reply_json(r, any ? 201 : 200, out);
 }
 
+/* Whether key is a "<businessId>:<locationId>" GET /api/shard/{shardKey}
+ * can look up; else replies 400 saying what is wrong: too long, a
+ * character that is not allowed (shown as U+XXXX or its byte in hex,
+ * never raw), no ':', or an empty part. */
+static bool shard_key_ok(http_req *r, const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    if (n > TENANT_KEY_MAX) {
+        http_reply_errorf(r, CITRUS_EINVAL,
+                          "shardKey is too long: %zu bytes, at most %d (<businessId>:<locationId>, "
+                          "each at most %d)",
+                          n, TENANT_KEY_MAX, TENANT_ID_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("._:@-", c))
+            continue;
+        char what[32];
+        uint32_t cp = 0;
+        if (c > 0x20 && c < 0x7f && c != '\'' && c != '\\')
+            snprintf(what, sizeof(what), "'%c'", c);
+        else if (c >= 0x80 && utf8_char_len((const unsigned char *)key + i, n - i, &cp) > 0)
+            snprintf(what, sizeof(what), "U+%04X", (unsigned)cp);
+        else
+            snprintf(what, sizeof(what), "byte 0x%02X", c);
+        http_reply_errorf(r, CITRUS_EINVAL,
+                          "shardKey has a character that is not allowed: %s at byte %zu (ids are "
+                          "[A-Za-z0-9._@-])",
+                          what, i);
+        return false;
+    }
+    const char *colon = n ? strchr(key, ':') : NULL;
+    if (!colon) {
+        http_reply_error(r, CITRUS_EINVAL,
+                         "shardKey has no ':': it must be <businessId>:<locationId>", NULL);
+        return false;
+    }
+    if (strchr(colon + 1, ':')) {
+        http_reply_error(r, CITRUS_EINVAL,
+                         "shardKey has more than one ':': it must be <businessId>:<locationId>",
+                         NULL);
+        return false;
+    }
+    char biz[TENANT_KEY_MAX + 1];
+    snprintf(biz, sizeof(biz), "%.*s", (int)(colon - key), key);
+    bool biz_ok = tenant_id_valid(biz);
+    if (!biz_ok || !tenant_id_valid(colon + 1)) {
+        http_reply_errorf(r, CITRUS_EINVAL,
+                          "shardKey: its %s must be 1..%d characters, not '.' or '..'",
+                          biz_ok ? "locationId" : "businessId", TENANT_ID_MAX);
+        return false;
+    }
+    return true;
+}
+
 int api_citrus_shard(http_req *r, void *ctx)
 {
     APP_OFFLOAD(r, api_citrus_shard, ctx);
@@ -252,9 +349,8 @@ int api_citrus_shard(http_req *r, void *ctx)
     if (!a->shards)
         return shardjson_reply_no_manager(r);
     const char *key = http_req_param(r, "shardKey");
-    if (!tenant_key_valid(key))
-        return http_reply_error(r, CITRUS_EINVAL, "shardKey must be <businessId>:<locationId>",
-                                NULL);
+    if (!shard_key_ok(r, key))
+        return CITRUS_EINVAL;
     tenant_pin p;
     int rc = tenants_get(a->shards->reg, key, &p);
     if (rc == CITRUS_ENOTFOUND)

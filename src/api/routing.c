@@ -66,10 +66,11 @@ static json_t *answer_json(http_req *r, const char *key, const route_answer *ra,
         free(rep);
     }
     char *dsn = s ? dsn_redact(s->dsn) : NULL;
-    json_t *j = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s?,s:o,s:s?,s:I}", "key", key, "shard_id", ra->shard_id, "source",
-        ra->pinned ? "directory" : "ring", "token", tok, "dsn", dsn, "replicas", reps, "state",
-        s ? shard_state_name(s->state) : NULL, "ring_version", (json_int_t)ra->ring_version);
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:b,s:s,s:s?,s:o,s:s?,s:I}", "key", key, "shard_id", ra->shard_id,
+                  "source", ra->pinned ? "directory" : "ring", "registered", ra->pinned, "token",
+                  tok, "dsn", dsn, "replicas", reps, "state", s ? shard_state_name(s->state) : NULL,
+                  "ring_version", (json_int_t)ra->ring_version);
     free(dsn);
     return j;
 }

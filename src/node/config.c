@@ -128,6 +128,9 @@ static const field fields[] = {
         "virtual nodes per shard of weight 1 in a new catalog"),
     STR("shards", "templates_dir", "templates-dir", templates_dir,
         "schema templates: <dir>/<business type>/*.sql (citrus dev: <data_dir>/templates)"),
+    BOOL("shards", "allow_untemplated_types", "allow-untemplated-types", allow_untemplated_types,
+         "POST /api/register accepts a businessType without a template directory (else 422 "
+         "unknown_business_type; with no templates_dir no type is known)"),
     INT("shards", "db_timeout_ms", "shard-db-timeout", shard_db_timeout_ms, 100, 600000,
         "connecting to shard databases, ms"),
     INT("shards", "probe_interval_ms", "shards-probe-interval", shard_probe_interval_ms, 100,
@@ -173,6 +176,10 @@ static const field fields[] = {
     ENUM("router", "int64", "router-int64", router_int64, "number|string",
          "how answers send 64-bit integers by default (a request's \"int64\" overrides): number "
          "(JSON numbers, strings past 2^53-1 where JavaScript would round) or string (always)"),
+    BOOL("router", "require_registered", "require-registered", router_require_registered,
+         "keyed queries for a key with no tenant directory entry are 404 unknown_tenant instead "
+         "of following the ring (per business type: require_registered in the template's "
+         "template.json)"),
     ENUM("provisioner", "kind", "provisioner", prov_kind, "none|sqlite|postgres|exec",
          "how new shard databases are created (citrus dev: sqlite)"),
     STR("provisioner", "sqlite_dir", "provisioner-sqlite-dir", prov_sqlite_dir,
@@ -276,6 +283,8 @@ void config_defaults(citrus_config *c)
     c->router_query_timeout_ms = 30000;      /* as vttablet's queryserver-config-query-timeout */
     c->router_max_query_timeout_ms = 600000; /* 10 min */
     snprintf(c->auth_allow_none, sizeof(c->auth_allow_none), "false");
+    snprintf(c->allow_untemplated_types, sizeof(c->allow_untemplated_types), "false");
+    snprintf(c->router_require_registered, sizeof(c->router_require_registered), "false");
     snprintf(c->auth_metrics_anonymous, sizeof(c->auth_metrics_anonymous), "false");
     snprintf(c->jwt_discovery, sizeof(c->jwt_discovery), "false");
     c->jwt_skew_s = 60;
@@ -681,15 +690,17 @@ int config_set_flag(citrus_config *c, const char *flag, const char *value, errde
     return errdetail_set(err, CITRUS_ENOTFOUND, "--%s: unknown option", flag);
 }
 
-void config_print_help(void *file)
+void config_print_help(void *file, const citrus_config *defaults)
 {
     FILE *f = file;
-    citrus_config d;
-    config_defaults(&d);
-    for (size_t i = 0; i < NFIELDS; i++) {
+    citrus_config *own = defaults ? NULL : calloc(1, sizeof(*own));
+    if (own)
+        config_defaults(own);
+    const citrus_config *d = defaults ? defaults : own;
+    for (size_t i = 0; d && i < NFIELDS; i++) {
         const field *fl = &fields[i];
         char def[CONFIG_STR];
-        const char *base = (const char *)&d + fl->offset;
+        const char *base = (const char *)d + fl->offset;
         if (fl->type == F_INT)
             snprintf(def, sizeof(def), "%lld", (long long)*(const int64_t *)base);
         else
@@ -700,6 +711,7 @@ void config_print_help(void *file)
             var[k] = var[k] == '.' ? '_' : (char)toupper((unsigned char)var[k]);
         fprintf(f, "  --%-18s %-32s %s (default %s)\n", fl->flag, var, fl->help, def);
     }
+    free(own);
 }
 
 /* A section's TLS files: a certificate and its key together; a CA for

@@ -66,6 +66,7 @@ typedef struct citrus_config {
     char templates_dir[CONFIG_STR];
     int64_t shard_db_timeout_ms;
     int64_t shard_probe_interval_ms; /* between background probe rounds */
+    char allow_untemplated_types[8]; /* "false" | "true" */
     int64_t dev_shards;              /* SQLite shards `citrus dev` creates in an empty catalog */
     char shards_tls_dir[CONFIG_STR]; /* sslrootcert/sslcert/sslkey must be under it */
     char shards_socket_dirs[1024];   /* Unix-socket dirs a DSN may name, comma-separated */
@@ -77,6 +78,7 @@ typedef struct citrus_config {
     int64_t router_pool_wait_ms;
     int64_t router_max_lag_ms;
     char router_int64[8]; /* number | string: how answers send 64-bit integers */
+    char router_require_registered[8]; /* "false" | "true" */
     int64_t router_stmt_cache;
     int64_t router_query_timeout_ms;     /* a statement's limit when the request names none */
     int64_t router_max_query_timeout_ms; /* the most a request may name */
@@ -143,7 +145,8 @@ const config_node *config_self(const citrus_config *c);
  * address:api_port. */
 void config_listen(const citrus_config *c, char *buf, size_t len);
 
-/* Prints every setting with its flag, variable and default. */
-void config_print_help(void *file);
+/* Prints every setting with its flag, variable and default: defaults's
+ * (a command's own, see `citrus dev`), or config_defaults' when NULL. */
+void config_print_help(void *file, const citrus_config *defaults);
 
 #endif

@@ -32,7 +32,10 @@ int router_boot(const citrus_config *cfg, app *a, http_server **srv)
                          .connect_timeout_ms = cfg->shard_db_timeout_ms,
                          .query_timeout_ms = cfg->router_query_timeout_ms,
                          .max_query_timeout_ms = cfg->router_max_query_timeout_ms,
-                         .int64_as_string = strcmp(cfg->router_int64, "string") == 0};
+                         .int64_as_string = strcmp(cfg->router_int64, "string") == 0,
+                         .require_registered = strcmp(cfg->router_require_registered, "true") == 0,
+                         .type_strict = svc_type_strict,
+                         .type_strict_ctx = a->shards};
     a->router = router_new(&ro);
     if (!a->router) {
         fprintf(stderr, "citrus: out of memory starting the router\n");

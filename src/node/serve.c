@@ -32,6 +32,19 @@
 #include "obs/log.h"
 #include "sys/fs.h"
 
+/* The defaults of cmd: the table's, and for dev and router their own. */
+static void cmd_defaults(const char *cmd, citrus_config *cfg)
+{
+    config_defaults(cfg);
+    if (strcmp(cmd, "dev") == 0) { /* everything on one machine: SQLite shards */
+        snprintf(cfg->prov_kind, sizeof(cfg->prov_kind), "sqlite");
+        cfg->dev_shards = 4;
+        snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
+    } else if (strcmp(cmd, "router") == 0) { /* a node whose job is the data plane */
+        snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
+    }
+}
+
 static void usage(const char *cmd, FILE *f)
 {
     fprintf(f,
@@ -48,7 +61,11 @@ static void usage(const char *cmd, FILE *f)
                   "--router-listen (127.0.0.1:8080); otherwise as citrus server."
                 : "Runs a Citrus server node: the catalog KV and shard APIs and health\n"
                   "endpoints (and the router when --router-listen is set).");
-    config_print_help(f);
+    citrus_config *d = calloc(1, sizeof(*d)); /* large: not on the stack */
+    if (d)
+        cmd_defaults(cmd, d);
+    config_print_help(f, d);
+    free(d);
     fprintf(f, "  --config FILE      citrus.json to read first (also CITRUS_CONFIG)\n");
 }
 
@@ -57,14 +74,7 @@ static void usage(const char *cmd, FILE *f)
 static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
 {
     errdetail err;
-    config_defaults(cfg);
-    if (strcmp(argv[0], "dev") == 0) { /* everything on one machine: SQLite shards */
-        snprintf(cfg->prov_kind, sizeof(cfg->prov_kind), "sqlite");
-        cfg->dev_shards = 4;
-        snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
-    } else if (strcmp(argv[0], "router") == 0) { /* a node whose job is the data plane */
-        snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
-    }
+    cmd_defaults(argv[0], cfg);
     const char *file = getenv("CITRUS_CONFIG");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

@@ -183,7 +183,9 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
         snprintf(templates, sizeof(templates), "%s/templates", cfg->data_dir);
     else
         templates[0] = '\0';
-    if (dev && cfg->dev_shards > 0 && !cfg->templates_dir[0] && write_example(templates) < 0) {
+    /* citrus dev: the example templates, whatever --dev-shards (a copy the
+     * user edited is kept) */
+    if (dev && !cfg->templates_dir[0] && write_example(templates) < 0) {
         fprintf(stderr, "citrus: cannot write the example template under %s: %s\n", templates,
                 strerror(errno));
         return CITRUS_EIO;
@@ -217,6 +219,7 @@ int shards_boot(const citrus_config *cfg, bool dev, app *a)
     }
     shard_service_init(svc, reg, prov, templates, cfg->shard_db_timeout_ms, cfg->node_id,
                        clock_real());
+    svc->allow_untemplated_types = strcmp(cfg->allow_untemplated_types, "true") == 0;
     const char *example = cfg->templates_dir[0] ? NULL : EXAMPLE_TYPE; /* we wrote it */
     if (dev && cfg->dev_shards > 0 && (rc = dev_shards(svc, cfg->dev_shards, example)) < 0) {
         shard_service_destroy(svc); /* frees reg and prov */

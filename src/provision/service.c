@@ -423,6 +423,9 @@ int svc_ensure_template(void *ctx, const char *shard_id, const char *business_ty
 {
     const svc_ensure_ctx *ec = ctx;
     shard_service *svc = ec->svc;
+    int known = svc_type_check(svc, business_type, NULL, e);
+    if (known < 0)
+        return known;
     if (!svc->templates_dir[0] || !schema_template_valid(business_type))
         return 0;
     char path[2048];

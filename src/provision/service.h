@@ -30,10 +30,11 @@
 #include "sys/deadline.h"
 
 typedef struct shard_service {
-    registry *reg;            /* owned */
-    provisioner *prov;        /* owned; NULL: provisioning is off */
-    char templates_dir[1024]; /* "" when there are no templates */
-    int64_t db_timeout_ms;    /* connecting to shard databases */
+    registry *reg;                /* owned */
+    provisioner *prov;            /* owned; NULL: provisioning is off */
+    char templates_dir[1024];     /* "" when there are no templates */
+    bool allow_untemplated_types; /* shards.allow_untemplated_types */
+    int64_t db_timeout_ms;        /* connecting to shard databases */
     char node_id[64];
     const sysclock *clock; /* borrowed; the times recorded in shard histories */
     /* pooled control-plane connections per shard, and the templates known
@@ -123,6 +124,18 @@ int svc_ensure_template(void *ctx, const char *shard_id, const char *business_ty
  * with its file's canonical absolute path (fs_canonical_path: symbolic
  * links and ".." resolved), so that one database has one name. */
 char *svc_dsn_stored(const char *dsn);
+
+/* Business types (types.c). The known ones are the directories of
+ * templates_dir with a valid template name, exactly as named (the check is
+ * case-sensitive); none without a templates directory. svc_type_check: 0
+ * when type is known, or when svc->allow_untemplated_types; else
+ * CITRUS_EUNKNOWNTYPE with e naming the known types and *known (may be
+ * NULL; the caller owns it) their sorted JSON array. */
+int svc_type_check(const shard_service *svc, const char *type, json_t **known, errdetail *e);
+/* Whether <templates_dir>/<type>/template.json says {"require_registered":
+ * true} (a tenant_type_fn; read each time, so an edit takes effect at
+ * once). */
+bool svc_type_strict(void *svc, const char *type);
 
 /* schema_apply of template_name to shard shard_id's database at dsn, with
  * the provisioner's owner DSN when it has one for it (a provisioned

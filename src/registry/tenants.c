@@ -322,9 +322,12 @@ static int placement_pick(const placement *pl, tenant_pin *p)
     return rc;
 }
 
-/* One attempt: 1 when the pins changed meanwhile (try again). */
+/* One attempt: 1 when the pins changed meanwhile (try again). An ensure
+ * that fails is tried once more (*ensure_retried) when no pin appeared:
+ * a concurrent registration may have been applying the same template. */
 static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
-                         void *ctx, tenant_pin *out, bool *created, errdetail *e)
+                         void *ctx, tenant_pin *out, bool *created, bool *ensure_retried,
+                         errdetail *e)
 {
     size_t fresh = 0;
     int rc = 0;
@@ -333,6 +336,13 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
         snprintf(key, sizeof(key), "%s:%s", regs[i].business_id, regs[i].location_id);
         rc = pin_read(r, true, key, &out[i]);
         created[i] = rc == CITRUS_ENOTFOUND;
+        /* registered with another type: a conflict (also when a concurrent
+         * registration won the create-only compare and we read again) */
+        const char *want = regs[i].business_type ? regs[i].business_type : "";
+        if (rc == 0 && out[i].business_type[0] && *want && strcmp(out[i].business_type, want) != 0)
+            return errdetail_set(e, CITRUS_EREGCONFLICT,
+                                 "'%s' is registered with businessType '%s', not '%s'", key,
+                                 out[i].business_type, want);
         if (created[i]) {
             rc = 0;
             memset(&out[i], 0, sizeof(out[i]));
@@ -346,6 +356,7 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
     rc = placement_load(r, &pl);
     ensured *done = rc == 0 ? calloc(n, sizeof(*done)) : NULL;
     size_t ndone = 0;
+    bool ensure_failed = false;
     if (rc == 0 && !done)
         rc = CITRUS_ENOMEM;
     int64_t now = clock_wall_ms(registry_clock(r));
@@ -363,6 +374,18 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
                  regs[i].business_type ? regs[i].business_type : "");
         p->pinned_ms = now;
         rc = ensure_once(done, &ndone, p->shard_id, regs[i].business_type, ensure, ctx, e);
+        ensure_failed = rc < 0;
+    }
+    /* a concurrent registration of the same location may have won meanwhile
+     * (and its template made ours fail): read again for its answer */
+    for (size_t i = 0; rc < 0 && i < n; i++) {
+        tenant_pin now_pin;
+        if (created[i] && pin_read(r, true, out[i].key, &now_pin) == 0)
+            rc = 1;
+    }
+    if (ensure_failed && rc < 0 && !*ensure_retried) {
+        *ensure_retried = true;
+        rc = 1;
     }
     txb t;
     txb_init(&t);
@@ -409,8 +432,9 @@ int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensur
     for (size_t i = 0; i < n; i++)
         if (!tenant_id_valid(regs[i].business_id) || !tenant_id_valid(regs[i].location_id))
             return CITRUS_EINVAL;
+    bool ensure_retried = false;
     for (int tries = 0; tries < REGISTER_TRIES; tries++) {
-        int rc = register_once(r, regs, n, ensure, ensure_ctx, out, created, e);
+        int rc = register_once(r, regs, n, ensure, ensure_ctx, out, created, &ensure_retried, e);
         if (rc <= 0)
             return rc;
     }
@@ -440,6 +464,46 @@ int tenants_route(registry *r, const ring *rg, int64_t ring_version, const char 
         return CITRUS_EUNAVAILABLE;
     snprintf(out->shard_id, sizeof(out->shard_id), "%s", hit.shard_id);
     out->token = hit.token;
+    return 0;
+}
+
+/* Whether any location of business_id registered with a type strict()
+ * says yes to (the routing path's reader, page by page). */
+int tenants_business_strict(registry *r, const char *business_id, tenant_type_fn strict, void *ctx,
+                            bool *out)
+{
+    *out = false;
+    char prefix[KEYLEN], from[KEYLEN], last[TENANT_ID_MAX + 1] = "";
+    if (!strict || !tenant_id_valid(business_id) ||
+        !registry_key(prefix, sizeof(prefix), REG_TENANTS, business_id))
+        return 0;
+    size_t plen = strlen(prefix);
+    if (plen + 2 > sizeof(prefix))
+        return 0;
+    prefix[plen++] = ':';
+    prefix[plen] = '\0';
+    bool more = true;
+    from[0] = '\0';
+    while (more && !*out) {
+        kv_range_req q = {
+            .key = prefix, .prefix = true, .after = from[0] ? from : NULL, .limit = 256};
+        kv_range_res res;
+        int rc = registry_range(r, false, &q, &res);
+        if (rc < 0)
+            return rc;
+        more = res.more && res.count > 0;
+        for (size_t i = 0; i < res.count && !*out; i++) {
+            tenant_pin p;
+            if (route_json_pin(res.items[i].value, res.items[i].value_len, &p) < 0 ||
+                !p.business_type[0] || strcmp(p.business_type, last) == 0)
+                continue;
+            snprintf(last, sizeof(last), "%s", p.business_type);
+            *out = strict(ctx, p.business_type);
+        }
+        if (res.count)
+            snprintf(from, sizeof(from), "%s", res.items[res.count - 1].key);
+        kv_range_res_free(&res);
+    }
     return 0;
 }
 

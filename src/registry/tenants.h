@@ -49,7 +49,12 @@ typedef struct tenant_reg {
  * no shard is active. Before pinning, ensure(ctx, shard_id,
  * business_type) runs once per (shard, type) that receives a new tenant
  * (the schema template of the type); its failure aborts with nothing
- * pinned. ensure may be NULL. */
+ * pinned. ensure may be NULL. A location already registered with another
+ * non-empty business_type is CITRUS_EREGCONFLICT (e names the registered
+ * type) and nothing of the batch is pinned; a pin without a type (pinned
+ * by PUT /v1/tenants) takes any. Two registrations of one new location
+ * race on a create-only compare: the loser reads the winner's pin again
+ * and gets its answer (same type) or CITRUS_EREGCONFLICT. */
 typedef int (*tenant_ensure_fn)(void *ctx, const char *shard_id, const char *business_type,
                                 errdetail *e);
 int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
@@ -63,6 +68,15 @@ int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensur
  * them. CITRUS_EUNAVAILABLE (e says why) when no shard is active or the
  * pins kept changing under it. */
 int tenants_repin(registry *r, const char *shard_id, size_t *moved, errdetail *e);
+
+/* Whether a registered business type makes unregistered keys of its
+ * businesses strict (router.require_registered per type). */
+typedef bool (*tenant_type_fn)(void *ctx, const char *business_type);
+/* *out: whether some location of business_id is registered with a type
+ * strict says true of (read through the routing path's reader). 0 or the
+ * catalog's error. */
+int tenants_business_strict(registry *r, const char *business_id, tenant_type_fn strict, void *ctx,
+                            bool *out);
 
 /* Where a key goes: its pin, else the ring (the owner of the first token >=
  * hash(key), whatever its state). */

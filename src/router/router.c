@@ -42,6 +42,9 @@ struct router {
     int64_t query_timeout_ms;     /* 0 = none */
     int64_t max_query_timeout_ms; /* 0 = none */
     bool int64_as_string;
+    bool require_registered;      /* strict tenants (router_options) */
+    tenant_type_fn type_strict;
+    void *type_strict_ctx;
     pthread_mutex_t mu;
     route_memo *memo; /* routes between catalog changes */
     /* The databases by DSN: a hash table of npools entries in nbuckets (a
@@ -167,6 +170,9 @@ router *router_new(const router_options *o)
     r->query_timeout_ms = o->query_timeout_ms > 0 ? o->query_timeout_ms : 0;
     r->max_query_timeout_ms = o->max_query_timeout_ms > 0 ? o->max_query_timeout_ms : 0;
     r->int64_as_string = o->int64_as_string;
+    r->require_registered = o->require_registered;
+    r->type_strict = o->type_strict;
+    r->type_strict_ctx = o->type_strict_ctx;
     if (!(r->memo = route_memo_new(o->memo_keys))) {
         free(r);
         return NULL;
@@ -287,6 +293,32 @@ bool router_is_read(const char *sql)
     return sql_first_word_in(sql, reads, sizeof(reads) / sizeof(reads[0]));
 }
 
+/* CITRUS_EUNKNOWNTENANT when key has no directory entry (ra) and the
+ * router is strict about it (router_options.require_registered). */
+static int strict_check(router *r, const char *key, const route_answer *ra, errdetail *e)
+{
+    if (ra->pinned)
+        return 0;
+    bool strict = r->require_registered;
+    const char *colon = strchr(key, ':');
+    const char *why = "router.require_registered";
+    if (!strict && r->type_strict && colon && (size_t)(colon - key) <= TENANT_ID_MAX) {
+        char biz[TENANT_ID_MAX + 1];
+        snprintf(biz, sizeof(biz), "%.*s", (int)(colon - key), key);
+        int rc = tenants_business_strict(r->reg, biz, r->type_strict, r->type_strict_ctx, &strict);
+        if (rc < 0)
+            return errdetail_set(e, rc, "the catalog could not be read");
+        why = "its business has a location of a business type whose template requires "
+              "registration";
+    }
+    if (!strict)
+        return 0;
+    return errdetail_set(e, CITRUS_EUNKNOWNTENANT,
+                         "tenant '%.300s' is not registered (%s): register it (POST "
+                         "/api/register) before querying it",
+                         key, why);
+}
+
 /* The route of key and its shard, read from the catalog (pin, else ring). */
 static int route_read(router *r, const char *key, route_answer *ra, shard *s, bool *cached,
                       errdetail *e)
@@ -327,6 +359,11 @@ static int resolve(router *r, const char *key, bool read, shard *s, int64_t *rin
             return rc;
         if (rev >= 0)
             route_memo_put(r->memo, rev, key, &ra, s);
+    }
+    int strict = strict_check(r, key, &ra, e);
+    if (strict < 0) {
+        shard_clear(s);
+        return strict;
     }
     *ring_version = ra.ring_version;
     bool ok = read ? shard_state_serves_reads(s->state) : shard_state_serves_writes(s->state);
@@ -563,6 +600,11 @@ int router_query_keys(router *r, const char *const *keys, size_t nkeys, const ro
         rc = tenants_route(r->reg, rg, version, keys[i], &ra);
         if (rc < 0)
             break;
+        if ((rc = strict_check(r, keys[i], &ra, e)) < 0) {
+            registry_ring_release(r->reg, rg);
+            json_decref(where);
+            return rc;
+        }
         json_object_set_new(where, keys[i], json_string(ra.shard_id));
         if (!first[0])
             snprintf(first, sizeof(first), "%s", ra.shard_id);

@@ -21,6 +21,7 @@
 #include "core/value.h"
 #include "dbconn/driver.h"
 #include "registry/registry.h"
+#include "registry/tenants.h"
 #include "sys/clock.h"
 
 typedef struct router router;
@@ -39,6 +40,14 @@ typedef struct router_options {
     int64_t max_query_timeout_ms; /* the most a call may name (router_max_timeout_ms); 0 = none */
     const sysclock *clock;        /* borrowed, must outlive the router; NULL = the real one */
     bool int64_as_string; /* answers: every integer a JSON string by default (router.int64) */
+    /* Strict tenants: a keyed call for a key with no directory entry is
+     * CITRUS_EUNKNOWNTENANT (404) instead of following the ring, for every
+     * key when require_registered, else for a key "<businessId>:..." whose
+     * business has a location registered with a type type_strict (may be
+     * NULL) says is strict. Scatter calls are not keyed. */
+    bool require_registered;
+    tenant_type_fn type_strict;
+    void *type_strict_ctx;
 } router_options;
 
 /* What one call asks for (NULL: the defaults).

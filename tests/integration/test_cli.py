@@ -1087,7 +1087,7 @@ def test_restore_refuses_damaged_files(citrus, tmp_path):
 
 def dir_state(d):
     return {name: hashlib.sha256(open(os.path.join(d, name), "rb").read()).hexdigest()
-            for name in sorted(os.listdir(d))}
+            for name in sorted(os.listdir(d)) if os.path.isfile(os.path.join(d, name))}
 
 
 def test_restore_never_overwrites_a_catalog(make_citrus, tmp_path):

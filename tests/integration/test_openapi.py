@@ -45,3 +45,57 @@ def test_openapi_lists_every_error_code():
     table = error_table_codes()
     assert len(table) >= 40
     assert listed == table, (sorted(table - listed), sorted(listed - table))
+
+
+def route_bodies():
+    """(method, path) -> the route's body kind (ROUTE_BODY_JSON, ...)."""
+    src = open(os.path.join(ROOT, "src", "api", "routes.c")).read()
+    return {(m.lower(), re.sub(r"\{(\w+)\*\}", r"{\1}", p)): body
+            for m, p, body in re.findall(r'\{"([A-Z]+)",\s*"([^"]+)",\s*\w+,\s*(ROUTE_BODY_\w+)',
+                                         src)}
+
+
+def spec_ops():
+    spec = yaml.safe_load(open(os.path.join(ROOT, "docs", "openapi.yaml")))
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if method in ("get", "put", "post", "delete", "patch"):
+                yield method, path, {str(k) for k in op.get("responses", {})}
+
+
+def test_openapi_lists_405_and_415_where_the_server_answers_them():
+    """Every path answers 405 to the methods it does not take; a PUT or PATCH
+    whose body must be JSON answers 415 to another Content-Type, a POST 403
+    cross_origin (before anything else), so a POST lists 403 and not 415."""
+    bodies = route_bodies()
+    assert len(bodies) >= 10
+    for method, path, codes in spec_ops():
+        assert "405" in codes, (method, path)
+        body = bodies[(method, path)]
+        if body == "ROUTE_BODY_JSON" and method in ("put", "patch"):
+            assert "415" in codes, (method, path)
+        if method == "post":
+            assert "415" not in codes and "403" in codes, (method, path, codes)
+
+
+def test_openapi_citrus_api_lists_its_error_statuses():
+    want = {
+        ("post", "/api/register"): {"400", "401", "403", "405", "409", "413", "422", "503"},
+        ("post", "/api/register/batch"): {"400", "401", "403", "405", "409", "413", "422",
+                                          "503"},
+        ("get", "/api/shard/{shardKey}"): {"400", "401", "403", "404", "405", "503"},
+        ("get", "/api/shards/health"): {"401", "403", "405"},
+        ("post", "/v1/query"): {"400", "403", "404", "405", "503"},
+        ("post", "/v1/tx"): {"400", "403", "404", "405", "503"},
+    }
+    ops = {(m, p): codes for m, p, codes in spec_ops()}
+    assert {p for _, p in ops if p.startswith("/api/")} == \
+        {p for _, p in want if p.startswith("/api/")}
+    for op, codes in want.items():
+        assert codes <= ops[op], (op, sorted(codes - ops[op]))
+    spec = yaml.safe_load(open(os.path.join(ROOT, "docs", "openapi.yaml")))
+    # the unknown-fields rule: stated, and the Citrus API's bodies are closed
+    assert "unknown field" in spec["info"]["description"]
+    for path in ("/api/register", "/api/register/batch"):
+        schema = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert schema["additionalProperties"] is False, path

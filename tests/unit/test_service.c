@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include "citrus/errors.h"
 #include "provision/service.h"
@@ -304,11 +305,65 @@ static void provisioning_needs_a_provisioner(void **state)
     assert_non_null(strstr(e.message, "no provisioner"));
 }
 
+/* Business types: the directories of templates_dir, exactly as named; none
+ * without one unless untemplated types are allowed; template.json's
+ * require_registered. */
+static void business_types_are_the_template_directories(void **state)
+{
+    sfix *s = *state;
+    errdetail e = {0};
+    json_t *known = NULL;
+    svc_ensure_ctx ectx = {.svc = &s->svc}; /* no deadline */
+    /* no templates directory: no type is known */
+    assert_int_equal(svc_type_check(&s->svc, "retail", &known, &e), CITRUS_EUNKNOWNTYPE);
+    assert_int_equal(json_array_size(known), 0);
+    assert_non_null(strstr(e.message, "no templates directory"));
+    json_decref(known);
+    assert_int_equal(svc_ensure_template(&ectx, "a", "retail", &e), CITRUS_EUNKNOWNTYPE);
+    char dir[] = "/tmp/citrus-types-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    const char *types[] = {"retail", "bank", ".hidden", "bad name"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, types[i]);
+        assert_int_equal(mkdir(path, 0700), 0);
+    }
+    snprintf(path, sizeof(path), "%s/file", dir); /* a file is not a type */
+    fclose(fopen(path, "w"));
+    snprintf(path, sizeof(path), "%s/bank/template.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"require_registered\": true}", f);
+    fclose(f);
+    snprintf(s->svc.templates_dir, sizeof(s->svc.templates_dir), "%s", dir);
+    assert_int_equal(svc_type_check(&s->svc, "retail", NULL, &e), 0);
+    const char *unknown[] = {"Retail", "retial", "file", ".hidden", ""};
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(svc_type_check(&s->svc, unknown[i], &known, &e), CITRUS_EUNKNOWNTYPE);
+        char *list = json_dumps(known, JSON_COMPACT);
+        assert_string_equal(list, "[\"bank\",\"retail\"]");
+        free(list);
+        json_decref(known);
+        assert_non_null(strstr(e.message, "the known types are 'bank', 'retail'"));
+    }
+    assert_true(svc_type_strict(&s->svc, "bank"));
+    assert_false(svc_type_strict(&s->svc, "retail"));
+    assert_false(svc_type_strict(&s->svc, "../bank"));
+    s->svc.allow_untemplated_types = true;
+    assert_int_equal(svc_type_check(&s->svc, "retial", &known, &e), 0);
+    assert_null(known);
+    assert_int_equal(svc_ensure_template(&ectx, "a", "retial", &e), 0);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(register_an_existing_database, setup, teardown),
         cmocka_unit_test_setup_teardown(ensure_template_remembers_what_is_applied, setup, teardown),
+        cmocka_unit_test_setup_teardown(business_types_are_the_template_directories, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(actions_follow_the_table, setup, teardown),
         cmocka_unit_test_setup_teardown(a_forced_retirement_moves_the_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(a_forced_delete_moves_the_tenants, setup, teardown),

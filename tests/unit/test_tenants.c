@@ -154,6 +154,66 @@ static void a_batch_lands_whole_or_not_at_all(void **state)
     assert_int_equal(tenants_get(f->reg, "biz3:ok", &p), CITRUS_ENOTFOUND);
 }
 
+/* Another businessType for a registered location: 409 naming the
+ * registered type; in a batch nothing of it is pinned. */
+static void register_with_another_type_conflicts(void **state)
+{
+    regfix *f = *state;
+    ensure_log l = {0};
+    tenant_reg reg = {"idem", "main", "retail"};
+    tenant_pin pin, pins[2];
+    bool created, cr[2];
+    errdetail e = {0};
+    assert_int_equal(tenants_register(f->reg, &reg, 1, ensure, &l, &pin, &created, &e), 0);
+    assert_string_equal(pin.business_type, "retail");
+    tenant_reg other = {"idem", "main", "restaurant"};
+    assert_int_equal(tenants_register(f->reg, &other, 1, ensure, &l, &pin, &created, &e),
+                     CITRUS_EREGCONFLICT);
+    assert_non_null(strstr(e.message, "'retail'"));
+    assert_non_null(strstr(e.message, "'restaurant'"));
+    tenant_reg batch[2] = {{"idem", "second", "retail"}, {"idem", "main", "restaurant"}};
+    l = (ensure_log){0};
+    assert_int_equal(tenants_register(f->reg, batch, 2, ensure, &l, pins, cr, &e),
+                     CITRUS_EREGCONFLICT);
+    assert_int_equal(l.calls, 0); /* refused before any template ran */
+    tenant_pin p;
+    assert_int_equal(tenants_get(f->reg, "idem:second", &p), CITRUS_ENOTFOUND);
+    /* the same type again is the first answer */
+    assert_int_equal(tenants_register(f->reg, &reg, 1, ensure, &l, &pin, &created, &e), 0);
+    assert_false(created);
+    /* a pin without a type (PUT /v1/tenants) takes any */
+    assert_int_equal(tenants_put(f->reg, "idem:bare", "a", 0, &p, &created, &e), 0);
+    tenant_reg bare = {"idem", "bare", "bakery"};
+    assert_int_equal(tenants_register(f->reg, &bare, 1, ensure, &l, &pin, &created, &e), 0);
+    assert_false(created);
+}
+
+static bool strict_bakery(void *ctx, const char *type)
+{
+    (void)ctx;
+    return strcmp(type, "bakery") == 0;
+}
+
+/* Whether a business has a location of a strict type. */
+static void business_strict_looks_at_its_types(void **state)
+{
+    regfix *f = *state;
+    tenant_reg regs[3] = {{"b1", "x", "retail"}, {"b2", "y", "bakery"}, {"b22", "z", "retail"}};
+    tenant_pin pins[3];
+    bool cr[3], strict = true;
+    errdetail e = {0};
+    assert_int_equal(tenants_register(f->reg, regs, 3, NULL, NULL, pins, cr, &e), 0);
+    assert_int_equal(tenants_business_strict(f->reg, "b1", strict_bakery, NULL, &strict), 0);
+    assert_false(strict);
+    assert_int_equal(tenants_business_strict(f->reg, "b2", strict_bakery, NULL, &strict), 0);
+    assert_true(strict);
+    /* "b2" is not a prefix of "b22"'s business */
+    assert_int_equal(tenants_business_strict(f->reg, "b22", strict_bakery, NULL, &strict), 0);
+    assert_false(strict);
+    assert_int_equal(tenants_business_strict(f->reg, "nobody", strict_bakery, NULL, &strict), 0);
+    assert_false(strict);
+}
+
 static void no_active_shard_no_registration(void **state)
 {
     regfix *f = *state;
@@ -291,6 +351,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(register_pins_at_the_ring_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(register_again_answers_the_same, setup, teardown),
         cmocka_unit_test_setup_teardown(a_batch_lands_whole_or_not_at_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(register_with_another_type_conflicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(business_strict_looks_at_its_types, setup, teardown),
         cmocka_unit_test_setup_teardown(no_active_shard_no_registration, setup, teardown),
         cmocka_unit_test_setup_teardown(moving_a_pin_needs_force, setup, teardown),
         cmocka_unit_test_setup_teardown(repin_moves_tenants_to_active_owners, setup, teardown),
