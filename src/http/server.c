@@ -799,15 +799,40 @@ static bool cross_site_head(http_req *r)
     return false;
 }
 
+/* Whether ct is one of the media types a page may POST cross-site without
+ * a preflight (the CORS-safelisted ones: a form, a multipart upload,
+ * text), compared as a media type (case-insensitive, parameters ignored). */
+static bool ctype_simple(const char *ct)
+{
+    static const char *const simple[] = {"application/x-www-form-urlencoded", "multipart/form-data",
+                                         "text/plain"};
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
+        size_t n = strlen(simple[i]);
+        if (strncasecmp(ct, simple[i], n) == 0 &&
+            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t'))
+            return true;
+    }
+    return false;
+}
+
 /* After the route is matched, before the gate: a POST (the one method a
  * page may send cross-site without a preflight) whose Content-Type is
- * anything but JSON: a form, a multipart upload, text. */
+ * anything but JSON. A form, a multipart upload or text is what a
+ * cross-site page sends: 403 cross_origin. Any other type cannot come
+ * from a page without a preflight (which names no allowed origin): the
+ * client is a program that sent the wrong type, 415. */
 static bool cross_site_post(http_req *r)
 {
     const char *ct = http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (strcmp(r->method, "POST") != 0 || !ct || ctype_is_json(ct))
         return true;
-    http_reply_error(r, CITRUS_ECROSSORIGIN, "a POST takes Content-Type: application/json", NULL);
+    if (ctype_simple(ct))
+        http_reply_error(r, CITRUS_ECROSSORIGIN, "a POST takes Content-Type: application/json",
+                         NULL);
+    else
+        http_reply_error(r, CITRUS_EMEDIATYPE, "a POST takes Content-Type: application/json", NULL);
     return false;
 }
 

@@ -77,7 +77,7 @@ typedef struct citrus_config {
     int64_t router_pool_size;
     int64_t router_pool_wait_ms;
     int64_t router_max_lag_ms;
-    char router_int64[8]; /* number | string: how answers send 64-bit integers */
+    char router_int64[8];              /* number | string: how answers send 64-bit integers */
     char router_require_registered[8]; /* "false" | "true" */
     int64_t router_stmt_cache;
     int64_t router_query_timeout_ms;     /* a statement's limit when the request names none */

@@ -42,7 +42,7 @@ struct router {
     int64_t query_timeout_ms;     /* 0 = none */
     int64_t max_query_timeout_ms; /* 0 = none */
     bool int64_as_string;
-    bool require_registered;      /* strict tenants (router_options) */
+    bool require_registered; /* strict tenants (router_options) */
     tenant_type_fn type_strict;
     void *type_strict_ctx;
     pthread_mutex_t mu;

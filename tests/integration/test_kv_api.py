@@ -179,10 +179,14 @@ def test_txn_bad_inputs(citrus):
             400, "invalid_argument")
     assert "twice" in e["message"]
     # a POST is JSON or nothing: a form or text is what a page may send cross-site without a
-    # preflight (docs/security.md); other routes keep 415
-    for ctype in ("text/plain", "application/xml"):
+    # preflight (docs/security.md), 403; another type only a program sends, 415
+    for ctype in ("text/plain", "Text/Plain; charset=utf-8", "multipart/form-data; boundary=x",
+                  "application/x-www-form-urlencoded"):
         err(requests.post(u, data='{"success":[]}', headers={"Content-Type": ctype}), 403,
             "cross_origin")
+    for ctype in ("application/xml", "text/plainx", "application/jsonx", "text/csv"):
+        err(requests.post(u, data='{"success":[]}', headers={"Content-Type": ctype}), 415,
+            "unsupported_media_type")
     err(requests.put(citrus.url + "/v1/tenants/t", data='{}',
                      headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type")
     # nothing above changed the store
