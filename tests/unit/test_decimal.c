@@ -223,8 +223,12 @@ static void randomized_add(void **state)
 {
     srand(14);
     for (int t = 0; t < 2000; t++) {
-        int64_t x = ((int64_t)rand() << 40) ^ ((int64_t)rand() << 20) ^ rand();
-        int64_t y = ((int64_t)rand() << 41) ^ ((int64_t)rand() << 9) ^ rand();
+        /* unsigned shifts (a signed one past the top bit is undefined), the
+         * top bit cleared so that negating cannot overflow */
+        uint64_t ux = ((uint64_t)rand() << 40) ^ ((uint64_t)rand() << 20) ^ (uint64_t)rand();
+        uint64_t uy = ((uint64_t)rand() << 41) ^ ((uint64_t)rand() << 9) ^ (uint64_t)rand();
+        int64_t x = (int64_t)(ux & INT64_MAX);
+        int64_t y = (int64_t)(uy & INT64_MAX);
         if (rand() & 1)
             x = -x;
         if (rand() & 1)
