@@ -19,7 +19,8 @@ int shardjson_reply_no_manager(http_req *r)
 }
 
 /* The tokens each of the n shards v[i] holds in the ring, into out (all 0
- * when the ring cannot be read). */
+ * when the ring cannot be read). The ring is read strong, like the records
+ * it goes with, so a shard just activated shows its tokens. */
 static void tokens_owned(app *a, const shard *v, size_t n, size_t *out)
 {
     const ring *rg;
@@ -27,7 +28,7 @@ static void tokens_owned(app *a, const shard *v, size_t n, size_t *out)
     const char **ids = calloc(n ? n : 1, sizeof(*ids));
     for (size_t i = 0; i < n; i++)
         out[i] = 0;
-    if (ids && registry_ring(a->shards->reg, &rg, &ver, NULL) == 0) {
+    if (ids && registry_ring_strong(a->shards->reg, &rg, &ver) == 0) {
         for (size_t i = 0; i < n; i++)
             ids[i] = v[i].id;
         ring_token_counts(rg, ids, n, out);

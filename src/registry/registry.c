@@ -462,14 +462,14 @@ static void note_ring(registry *r, const kv_range_res *res)
     pthread_mutex_unlock(&r->corrupt_mu);
 }
 
-int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached)
+static int ring_read(registry *r, bool strong, const ring **out, int64_t *version, bool *cached)
 {
     bool meta_cached = false, ring_cached = false;
     /* The meta key's mod_revision is the ring version: one small read
      * tells whether the shared ring is current. */
     kv_range_req mq = {.key = REG_RING_META};
     kv_range_res meta;
-    int rc = range_from(r, false, &mq, &meta, &meta_cached);
+    int rc = range_from(r, strong, &mq, &meta, &meta_cached);
     if (cached)
         *cached = meta_cached;
     if (rc < 0)
@@ -482,7 +482,7 @@ int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached)
      * revision. */
     kv_range_req q = {.key = "citrus/ring/", .prefix = true};
     kv_range_res res;
-    rc = range_from(r, false, &q, &res, &ring_cached);
+    rc = range_from(r, strong, &q, &res, &ring_cached);
     if (cached)
         *cached = meta_cached || ring_cached;
     ring_tokens o = {0};
@@ -498,6 +498,16 @@ int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached)
         rc = CITRUS_ENOMEM;
     ring_tokens_free(&o);
     return rc;
+}
+
+int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached)
+{
+    return ring_read(r, false, out, version, cached);
+}
+
+int registry_ring_strong(registry *r, const ring **out, int64_t *version)
+{
+    return ring_read(r, true, out, version, NULL);
 }
 
 void registry_ring_release(registry *r, const ring *rg)

@@ -192,6 +192,12 @@ int registry_tenant_count(registry *r, const char *shard_id, bool strong, size_t
  * NULL): whether the reads behind it were served from the node's copy
  * because the catalog is down (reg_read_fn). */
 int registry_ring(registry *r, const ring **out, int64_t *version, bool *cached);
+
+/* registry_ring read from the store itself (strong), never from the node's
+ * copy: for answers that show a shard record (read strong) with its
+ * tokens, so that the two agree (an activated shard never shows 0 tokens
+ * because the copy had not caught up). */
+int registry_ring_strong(registry *r, const ring **out, int64_t *version);
 void registry_ring_release(registry *r, const ring *rg);
 
 #endif
