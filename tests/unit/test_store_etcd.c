@@ -68,19 +68,34 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* A loopback port nobody listens on right now. */
+/* A loopback port nobody listens on right now, and not one this process
+ * handed out before: the kernel may give the same ephemeral port to two
+ * binds in a row once the first socket is closed (two members of one
+ * cluster given one port: etcd refuses the "duplicate url"). */
 static int free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        perror("free_port");
-        exit(1);
+    static int given[256];
+    static size_t ngiven;
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(a);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+            getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+            perror("free_port");
+            exit(1);
+        }
+        close(fd);
+        int port = ntohs(a.sin_port);
+        bool seen = false;
+        for (size_t i = 0; i < ngiven && !seen; i++)
+            seen = given[i] == port;
+        if (seen)
+            continue;
+        if (ngiven < sizeof(given) / sizeof(given[0]))
+            given[ngiven++] = port;
+        return port;
     }
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 static size_t discard(char *p, size_t size, size_t n, void *ctx)
