@@ -45,6 +45,17 @@ def sqlite_shard(c, tmp_path, sid):
     return d, path
 
 
+def remove_dir(d):
+    """Removes a shard's directory while the background probes may be
+    opening its database (which adds -wal/-shm files between rmtree's listing
+    and its rmdir): again until it is gone. SQLite never creates the
+    directory itself, so once gone it stays gone."""
+    def gone():
+        shutil.rmtree(d, ignore_errors=True)
+        return not os.path.exists(d)
+    wait_until(gone, liveness(5), what=f"{d} removed")
+
+
 def health(c, query="", timeout=5):
     return requests.get(c.url + "/api/shards/health" + query, timeout=timeout)
 
@@ -135,7 +146,7 @@ def test_an_unreachable_sqlite_shard_shows_everywhere_and_comes_back(make_citrus
     assert s["status"] == "active" and s["state"] == "active" and "lastOkAt" not in s, s
 
     # its directory removed: unreachable too
-    shutil.rmtree(d1)
+    remove_dir(d1)
     wait_until(lambda: shard_status(c, "s1") == "unreachable",
                liveness((INTERVAL_MS + DB_TIMEOUT_MS) / 1000 + 2), what="s1 gone")
     assert health(c).status_code == 503
@@ -162,7 +173,7 @@ def test_a_shard_out_of_service_does_not_make_503(make_citrus, tmp_path):
     sqlite_shard(c, tmp_path, "s2")
     r = requests.post(c.url + "/v1/shards/s1/drain", timeout=5)
     assert r.status_code == 200, r.text
-    shutil.rmtree(d1)
+    remove_dir(d1)
     wait_until(lambda: shard_status(c, "s1") == "unreachable",
                liveness((INTERVAL_MS + DB_TIMEOUT_MS) / 1000 + 2), what="s1 unreachable")
     r = health(c)
