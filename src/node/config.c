@@ -13,6 +13,7 @@
 #include "auth/principal.h"
 #include "citrus/errors.h"
 #include "core/dsn.h"
+#include "wire/envelope.h"
 
 /* F_LIST: a JSON array of strings, or comma-separated text, kept joined by
  * commas. F_NODES: a JSON array of {id, address, api_port}; F_SUBJECTS: a
@@ -233,11 +234,48 @@ static const field fields[] = {
         "records.backend postgres: the database (libpq DSN)"),
     INT("records", "audit_retention_days", "audit-retention-days", audit_retention_days, 1, 36500,
         "audit rows older than this are deleted, days"),
+    ENUM("bus", "backend", "bus-backend", bus_backend, "embedded|kafka",
+         "the event bus: embedded (a durable log in the data dir) or kafka (a later increment)"),
+    STR("bus", "topic_prefix", "bus-topic-prefix", bus_topic_prefix,
+        "prefix of the default topic names (topics not named in bus.topics)"),
+    STR("bus.topics", "enrollment_events", "bus-topic-enrollment-events",
+        bus_topics[CONFIG_TOPIC_ENROLLMENT_EVENTS],
+        "enrollment committed events (unset: <topic_prefix>enrollment.events)"),
+    STR("bus.topics", "shard_ingest_commands", "bus-topic-shard-ingest-commands",
+        bus_topics[CONFIG_TOPIC_SHARD_INGEST_COMMANDS],
+        "shard ingest commands (unset: <topic_prefix>shard.ingest.commands)"),
+    STR("bus.topics", "sm_commands", "bus-topic-sm-commands", bus_topics[CONFIG_TOPIC_SM_COMMANDS],
+        "shard management commands (unset: <topic_prefix>sm.commands)"),
+    STR("bus.topics", "sm_events", "bus-topic-sm-events", bus_topics[CONFIG_TOPIC_SM_EVENTS],
+        "shard and tenant lifecycle events (unset: <topic_prefix>sm.events)"),
+    STR("bus.topics", "platform_events", "bus-topic-platform-events",
+        bus_topics[CONFIG_TOPIC_PLATFORM_EVENTS],
+        "platform events, turned into notifications (unset: <topic_prefix>platform.events)"),
+    INT("bus", "max_event_bytes", "bus-max-event-bytes", bus_max_event_bytes, 1024, 67108864,
+        "largest event (its envelope's JSON) accepted for publishing, bytes"),
+    LIST("bus.kafka", "bootstrap_servers", "kafka-bootstrap-servers", bus_kafka_bootstrap,
+         "bus.backend kafka: the brokers to start from, host:port"),
+    STR("bus.groups", "enrollment_ingest", "bus-group-enrollment-ingest",
+        bus_groups[CONFIG_GROUP_ENROLLMENT_INGEST],
+        "the enrollment ingest worker's consumer group"),
+    STR("bus.groups", "shard_management", "bus-group-shard-management",
+        bus_groups[CONFIG_GROUP_SHARD_MANAGEMENT], "the shard management worker's consumer group"),
+    STR("bus.groups", "event_notification", "bus-group-event-notification",
+        bus_groups[CONFIG_GROUP_EVENT_NOTIFICATION],
+        "the event notification worker's consumer group"),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
 /* Sections reserved for later components: accepted if they are objects. */
-static const char *const reserved_sections[] = {"bus", "notification_filter", NULL};
+static const char *const reserved_sections[] = {"notification_filter", NULL};
+
+/* bus.topics.<key> and the default name's suffix, by config_topic. */
+static const char *const topic_keys[CONFIG_NTOPICS] = {
+    "enrollment_events", "shard_ingest_commands", "sm_commands", "sm_events", "platform_events"};
+static const char *const topic_suffixes[CONFIG_NTOPICS] = {
+    "enrollment.events", "shard.ingest.commands", "sm.commands", "sm.events", "platform.events"};
+static const char *const group_keys[CONFIG_NGROUPS] = {"enrollment_ingest", "shard_management",
+                                                       "event_notification"};
 
 void config_defaults(citrus_config *c)
 {
@@ -294,6 +332,14 @@ void config_defaults(citrus_config *c)
     snprintf(c->audit_fail_open, sizeof(c->audit_fail_open), "false");
     snprintf(c->records_backend, sizeof(c->records_backend), "sqlite");
     c->audit_retention_days = 90;
+    snprintf(c->bus_backend, sizeof(c->bus_backend), "embedded");
+    snprintf(c->bus_topic_prefix, sizeof(c->bus_topic_prefix), "citrus.");
+    c->bus_max_event_bytes = 1024 * 1024LL; /* as Kafka's default message.max.bytes */
+    for (size_t i = 0; i < CONFIG_NGROUPS; i++) {
+        snprintf(c->bus_groups[i], sizeof(c->bus_groups[i]), "citrus-%s", group_keys[i]);
+        for (char *p = c->bus_groups[i]; *p; p++)
+            *p = *p == '_' ? '-' : *p;
+    }
 }
 
 static bool enum_ok(const char *choices, const char *v)
@@ -802,6 +848,90 @@ static int dsn_rules_check(const citrus_config *c, errdetail *err)
     return rc;
 }
 
+const char *config_bus_topic(const citrus_config *c, config_topic t, char *buf, size_t len)
+{
+    if (c->bus_topics[t][0])
+        snprintf(buf, len, "%s", c->bus_topics[t]);
+    else
+        snprintf(buf, len, "%s%s", c->bus_topic_prefix, topic_suffixes[t]);
+    return buf;
+}
+
+/* Two topic names Kafka cannot both have: equal once '.' is '_' (its
+ * metrics names would clash). */
+static bool topics_collide(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++)
+        if (*a != *b && !(strchr("._", *a) && strchr("._", *b)))
+            return false;
+    return *a == *b;
+}
+
+/* bus.kafka.bootstrap_servers items: host:port, port 1-65535. */
+static int bootstrap_items(const char *list, errdetail *err)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        const char *colon = memrchr(p, ':', n);
+        bool ok = colon && colon > p && colon + 1 < p + n && p + n - colon <= 6;
+        long port = 0;
+        for (const char *q = colon ? colon + 1 : p; ok && q < p + n; q++) {
+            ok = *q >= '0' && *q <= '9';
+            port = port * 10 + (*q - '0');
+        }
+        for (const char *q = p; ok && q < colon; q++)
+            ok = isalnum((unsigned char)*q) || strchr("-.:[]_", *q);
+        if (!ok || port < 1 || port > 65535)
+            return errdetail_set(err, CITRUS_EINVAL,
+                                 "bus.kafka.bootstrap_servers: '%.*s' is not host:port",
+                                 (int)(n > 200 ? 200 : n), p);
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+/* The topic names in use, the group ids, Kafka's bootstrap servers. */
+static int bus_check(const citrus_config *c, errdetail *err)
+{
+    char names[CONFIG_NTOPICS][400], key[64];
+    for (size_t t = 0; t < CONFIG_NTOPICS; t++) {
+        config_bus_topic(c, (config_topic)t, names[t], sizeof(names[t]));
+        if (c->bus_topics[t][0])
+            snprintf(key, sizeof(key), "bus.topics.%s", topic_keys[t]);
+        else
+            snprintf(key, sizeof(key), "bus.topic_prefix");
+        int rc = envelope_topic_check(key, names[t], err);
+        if (rc < 0)
+            return rc;
+        size_t n = strlen(names[t]);
+        if (n > ENVELOPE_TOPIC_MAX - 4)
+            return errdetail_set(err, CITRUS_EINVAL,
+                                 "%s: '%s' leaves no room for its dead-letter topic (<name>.dlq): "
+                                 "at most %d characters",
+                                 key, names[t], ENVELOPE_TOPIC_MAX - 4);
+        if (n >= 4 && strcmp(names[t] + n - 4, ".dlq") == 0)
+            return errdetail_set(err, CITRUS_EINVAL,
+                                 "%s: '%s' ends in .dlq, which names dead-letter topics", key,
+                                 names[t]);
+        for (size_t u = 0; u < t; u++)
+            if (topics_collide(names[u], names[t]))
+                return errdetail_set(err, CITRUS_EINVAL,
+                                     "bus.topics.%s: '%s' is the name of bus.topics.%s too "
+                                     "('.' and '_' count as one)",
+                                     topic_keys[t], names[t], topic_keys[u]);
+    }
+    for (size_t g = 0; g < CONFIG_NGROUPS; g++) {
+        snprintf(key, sizeof(key), "bus.groups.%s", group_keys[g]);
+        int rc = envelope_topic_check(key, c->bus_groups[g], err);
+        if (rc < 0)
+            return rc;
+    }
+    if (strcmp(c->bus_backend, "kafka") == 0 && !c->bus_kafka_bootstrap[0])
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "bus.kafka.bootstrap_servers: required when bus.backend is kafka");
+    return bootstrap_items(c->bus_kafka_bootstrap, err);
+}
+
 int config_validate(const citrus_config *c, errdetail *err)
 {
     if (cors_origins_ok(c->cors_origins, err) < 0)
@@ -826,7 +956,8 @@ int config_validate(const citrus_config *c, errdetail *err)
     if (c->nnodes && !config_self(c))
         return errdetail_set(err, CITRUS_EINVAL,
                              "cluster.node_id: '%s' is not one of cluster.nodes", c->node_id);
-    return dsn_rules_check(c, err);
+    rc = dsn_rules_check(c, err);
+    return rc < 0 ? rc : bus_check(c, err);
 }
 
 const config_node *config_self(const citrus_config *c)

@@ -19,6 +19,23 @@
 #define CONFIG_MAX_NODES 16
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8081"
 
+/* The topics of seed 000 (bus.topics.<name>; config_bus_topic gives the
+ * name in use) and the consumer groups of its workers (bus.groups.<name>). */
+typedef enum {
+    CONFIG_TOPIC_ENROLLMENT_EVENTS,
+    CONFIG_TOPIC_SHARD_INGEST_COMMANDS,
+    CONFIG_TOPIC_SM_COMMANDS,
+    CONFIG_TOPIC_SM_EVENTS,
+    CONFIG_TOPIC_PLATFORM_EVENTS,
+    CONFIG_NTOPICS
+} config_topic;
+typedef enum {
+    CONFIG_GROUP_ENROLLMENT_INGEST,
+    CONFIG_GROUP_SHARD_MANAGEMENT,
+    CONFIG_GROUP_EVENT_NOTIFICATION,
+    CONFIG_NGROUPS
+} config_group;
+
 /* One member of cluster.nodes (static membership: docs/requirements.md, "Catalog"). */
 typedef struct config_node {
     char id[64];
@@ -118,6 +135,13 @@ typedef struct citrus_config {
     char records_backend[16]; /* sqlite | postgres */
     char records_pg_dsn[1024];
     int64_t audit_retention_days;
+    /* bus (docs/events.md, "Topics") */
+    char bus_backend[16];                 /* embedded | kafka */
+    char bus_topic_prefix[128];           /* prefix of the default topic names */
+    char bus_topics[CONFIG_NTOPICS][256]; /* "" = bus_topic_prefix + the default suffix */
+    int64_t bus_max_event_bytes;
+    char bus_kafka_bootstrap[1024];       /* host:port, comma-separated */
+    char bus_groups[CONFIG_NGROUPS][256]; /* consumer group ids, one per worker */
 } citrus_config;
 
 void config_defaults(citrus_config *c);
@@ -135,7 +159,9 @@ int config_load_env(citrus_config *c, char *const *envp, errdetail *err);
 int config_set_flag(citrus_config *c, const char *flag, const char *value, errdetail *err);
 /* Checks what no single field can: the etcd backend needs endpoints; with
  * cluster.nodes given, node_id must be one of them; TLS files that go
- * together (cert_file and key_file, a client CA only with a certificate). */
+ * together (cert_file and key_file, a client CA only with a certificate);
+ * the bus's topic names in use (Kafka's rule, room for the ".dlq" suffix,
+ * no two alike) and, for bus.backend kafka, bootstrap servers. */
 int config_validate(const citrus_config *c, errdetail *err);
 /* This node's entry in cluster.nodes, or NULL. */
 const config_node *config_self(const citrus_config *c);
@@ -144,6 +170,11 @@ const config_node *config_self(const citrus_config *c);
  * its default and cluster.nodes lists this node, that entry's
  * address:api_port. */
 void config_listen(const citrus_config *c, char *buf, size_t len);
+
+/* The name topic t has: bus.topics.<t> when set, else bus.topic_prefix
+ * followed by its default suffix ("enrollment.events", ...), in buf (256
+ * bytes are enough). Returns buf. */
+const char *config_bus_topic(const citrus_config *c, config_topic t, char *buf, size_t len);
 
 /* Prints every setting with its flag, variable and default: defaults's
  * (a command's own, see `citrus dev`), or config_defaults' when NULL. */

@@ -48,6 +48,11 @@ static void check_bounds(const citrus_config *c)
     CHECK_INT(c, etcd_request_timeout_ms, 100, 600000);
     CHECK_INT(c, etcd_connect_timeout_ms, 50, 60000);
     CHECK_INT(c, max_staleness_ms, 100, 3600000);
+    CHECK_INT(c, bus_max_event_bytes, 1024, 67108864);
+    CHECK_STR(c, bus_backend);
+    CHECK_STR(c, bus_topic_prefix);
+    FUZZ_CHECK(strcmp(c->bus_backend, "embedded") == 0 || strcmp(c->bus_backend, "kafka") == 0,
+               "bus backend '%s'", c->bus_backend);
     FUZZ_CHECK(strcmp(c->backend, "embedded") == 0 || strcmp(c->backend, "etcd") == 0,
                "backend '%s'", c->backend);
     FUZZ_CHECK(c->nnodes <= CONFIG_MAX_NODES, "%zu nodes", c->nnodes);
@@ -56,6 +61,44 @@ static void check_bounds(const citrus_config *c)
     for (size_t i = 0; i < 4; i++)
         level_ok |= strcmp(c->log_level, levels[i]) == 0;
     FUZZ_CHECK(level_ok, "log level '%s'", c->log_level);
+}
+
+/* A list setting (comma-joined) as a JSON array of its items. */
+static json_t *list_json(const char *joined)
+{
+    json_t *a = json_array();
+    char copy[4096];
+    snprintf(copy, sizeof(copy), "%s", joined);
+    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        json_array_append_new(a, json_string(t));
+    return a;
+}
+
+/* The bus section of c (topics and Kafka servers only when set). */
+static json_t *bus_json(const citrus_config *c)
+{
+    static const char *const topics[CONFIG_NTOPICS] = {"enrollment_events", "shard_ingest_commands",
+                                                       "sm_commands", "sm_events",
+                                                       "platform_events"};
+    static const char *const groups[CONFIG_NGROUPS] = {"enrollment_ingest", "shard_management",
+                                                       "event_notification"};
+    json_t *bus =
+        json_pack("{s:s,s:s,s:I}", "backend", c->bus_backend, "topic_prefix", c->bus_topic_prefix,
+                  "max_event_bytes", (json_int_t)c->bus_max_event_bytes);
+    FUZZ_CHECK(bus != NULL, "the bus settings cannot be written as JSON (not UTF-8?)");
+    json_t *t = json_object(), *g = json_object();
+    for (size_t i = 0; i < CONFIG_NTOPICS; i++)
+        if (c->bus_topics[i][0])
+            json_object_set_new(t, topics[i], json_string(c->bus_topics[i]));
+    for (size_t i = 0; i < CONFIG_NGROUPS; i++)
+        json_object_set_new(g, groups[i], json_string(c->bus_groups[i]));
+    json_object_set_new(bus, "topics", t);
+    json_object_set_new(bus, "groups", g);
+    if (c->bus_kafka_bootstrap[0])
+        json_object_set_new(
+            bus, "kafka",
+            json_pack("{s:o}", "bootstrap_servers", list_json(c->bus_kafka_bootstrap)));
+    return bus;
 }
 
 /* Writes every setting of c as a citrus.json and loads it over defaults. */
@@ -95,6 +138,7 @@ static void check_round_trip(const citrus_config *c)
         json_object_set_new(etcd, "endpoints", eps);
     }
     json_object_set_new(catalog, "etcd", etcd);
+    json_object_set_new(doc, "bus", bus_json(c));
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     FUZZ_CHECK(text != NULL, "json_dumps failed");

@@ -80,3 +80,19 @@ def test_port_in_use_is_runtime_error(citrus, tmp_path):
     r = run_cli("dev", "--data-dir", str(tmp_path / "d"), "--listen", f"127.0.0.1:{citrus.port}",
                 timeout=10)
     assert r.returncode == 1 and "cannot listen" in r.stderr
+
+
+def test_bus_settings_checked_at_start(tmp_path):
+    """Issue 15, item 2: a bad topic name or a kafka backend without
+    brokers stops the process at start (status 2), naming the setting."""
+    cfg = tmp_path / "citrus.json"
+    cfg.write_text(json.dumps({"bus": {"topics": {"sm_events": "bad name"}}}))
+    r = run_cli("dev", "--config", str(cfg), "--data-dir", str(tmp_path / "d"))
+    assert r.returncode == 2 and "bus.topics.sm_events" in r.stderr, r.stderr
+    r = run_cli("dev", "--bus-backend", "kafka", "--data-dir", str(tmp_path / "d"))
+    assert r.returncode == 2 and "bus.kafka.bootstrap_servers" in r.stderr, r.stderr
+    r = run_cli("dev", "--data-dir", str(tmp_path / "d"),
+                env={"CITRUS_BUS_TOPIC_PREFIX": "bad/prefix."})
+    assert r.returncode == 2 and "bus.topic_prefix" in r.stderr, r.stderr
+    r = run_cli("dev", "--help")
+    assert "--bus-topic-sm-events" in r.stdout and "CITRUS_BUS_MAX_EVENT_BYTES" in r.stdout

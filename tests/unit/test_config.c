@@ -128,7 +128,7 @@ static void file_then_env_then_flag(void **state)
     errdetail err;
     config_defaults(&c);
     write_file("{\"server\":{\"listen\":\"127.0.0.1:9000\",\"threads\":2},"
-               "\"catalog\":{\"data_dir\":\"/tmp/x\"},\"bus\":{\"anything\":1}}");
+               "\"catalog\":{\"data_dir\":\"/tmp/x\"},\"notification_filter\":{\"anything\":1}}");
     assert_int_equal(config_load_file(&c, path, &err), 0);
     unlink(path);
     assert_string_equal(c.listen, "127.0.0.1:9000");
@@ -386,6 +386,114 @@ static void dsn_rules_and_exec_env(void **state)
     assert_int_equal(config_load_text(&c, text, strlen(text), &err), CITRUS_EINVAL);
 }
 
+/* The bus section (issue 15, item 2): seed 000's five topics under the
+ * citrus. prefix by default, a prefix that moves every topic not named,
+ * a named topic used as given, and the size limit's bounds. */
+static void bus_topics_and_defaults(void **state)
+{
+    citrus_config c;
+    errdetail err;
+    char buf[256];
+    config_defaults(&c);
+    assert_string_equal(c.bus_backend, "embedded");
+    assert_string_equal(c.bus_topic_prefix, "citrus.");
+    assert_int_equal(c.bus_max_event_bytes, 1048576);
+    static const char *const want[CONFIG_NTOPICS] = {
+        "citrus.enrollment.events", "citrus.shard.ingest.commands", "citrus.sm.commands",
+        "citrus.sm.events", "citrus.platform.events"};
+    for (size_t t = 0; t < CONFIG_NTOPICS; t++)
+        assert_string_equal(config_bus_topic(&c, (config_topic)t, buf, sizeof(buf)), want[t]);
+    assert_string_equal(c.bus_groups[CONFIG_GROUP_ENROLLMENT_INGEST], "citrus-enrollment-ingest");
+    assert_string_equal(c.bus_groups[CONFIG_GROUP_SHARD_MANAGEMENT], "citrus-shard-management");
+    assert_string_equal(c.bus_groups[CONFIG_GROUP_EVENT_NOTIFICATION], "citrus-event-notification");
+    assert_int_equal(config_validate(&c, &err), 0);
+
+    const char *text = "{\"bus\": {\"topic_prefix\": \"qie.\", \"max_event_bytes\": 2048, "
+                       "\"topics\": {\"sm_events\": \"ops.lifecycle\"}, "
+                       "\"groups\": {\"shard_management\": \"sm-workers\"}}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), 0);
+    assert_int_equal(config_validate(&c, &err), 0);
+    assert_string_equal(config_bus_topic(&c, CONFIG_TOPIC_ENROLLMENT_EVENTS, buf, sizeof(buf)),
+                        "qie.enrollment.events");
+    assert_string_equal(config_bus_topic(&c, CONFIG_TOPIC_SM_EVENTS, buf, sizeof(buf)),
+                        "ops.lifecycle");
+    assert_int_equal(c.bus_max_event_bytes, 2048);
+    assert_string_equal(c.bus_groups[CONFIG_GROUP_SHARD_MANAGEMENT], "sm-workers");
+
+    char *env[] = {"CITRUS_BUS_TOPICS_PLATFORM_EVENTS=platform", "CITRUS_BUS_BACKEND=kafka",
+                   "CITRUS_BUS_KAFKA_BOOTSTRAP_SERVERS=k1:9092,[::1]:9093", NULL};
+    assert_int_equal(config_load_env(&c, env, &err), 0);
+    assert_string_equal(config_bus_topic(&c, CONFIG_TOPIC_PLATFORM_EVENTS, buf, sizeof(buf)),
+                        "platform");
+    assert_string_equal(c.bus_backend, "kafka");
+    assert_int_equal(config_validate(&c, &err), 0);
+    assert_int_equal(config_set_flag(&c, "bus-topic-sm-commands", "cmds", &err), 0);
+    assert_string_equal(config_bus_topic(&c, CONFIG_TOPIC_SM_COMMANDS, buf, sizeof(buf)), "cmds");
+
+    /* bounds and choices, named */
+    assert_int_equal(config_set_flag(&c, "bus-max-event-bytes", "1023", &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "bus.max_event_bytes"));
+    assert_int_equal(config_set_flag(&c, "bus-max-event-bytes", "67108865", &err), CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "bus-backend", "redis", &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "bus.backend"));
+    text = "{\"bus\": {\"topicz\": {}}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "bus.topicz: unknown field"));
+    text = "{\"bus\": {\"topics\": {\"sm_event\": \"x\"}}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "bus.topics.sm_event: unknown field"));
+}
+
+/* Topic names follow Kafka's rule, leave room for "<topic>.dlq", are not
+ * dead-letter names themselves and are not two alike; group ids follow
+ * the same rule; kafka needs bootstrap servers of host:port. Each refusal
+ * names the setting. */
+static void bus_bad_names(void **state)
+{
+    citrus_config c;
+    errdetail err;
+    char long_name[251];
+    memset(long_name, 'a', 250);
+    long_name[250] = '\0';
+    char almost[247];
+    memset(almost, 'b', 246);
+    almost[246] = '\0';
+    const struct {
+        const char *flag, *value, *named;
+    } bad[] = {
+        {"bus-topic-sm-events", "a b", "bus.topics.sm_events"},
+        {"bus-topic-sm-events", "caf\xc3\xa9", "bus.topics.sm_events"},
+        {"bus-topic-sm-events", ".", "bus.topics.sm_events"},
+        {"bus-topic-sm-events", "..", "bus.topics.sm_events"},
+        {"bus-topic-sm-events", long_name, "bus.topics.sm_events"},
+        {"bus-topic-sm-events", almost, "room for its dead-letter topic"},
+        {"bus-topic-sm-events", "events.dlq", "ends in .dlq"},
+        {"bus-topic-sm-events", "citrus.sm.commands", "bus.topics.sm_events"},
+        {"bus-topic-sm-events", "citrus_sm.commands", "is the name of bus.topics.sm_commands"},
+        {"bus-topic-prefix", "bad/prefix.", "bus.topic_prefix"},
+        {"bus-group-shard-management", "sm workers", "bus.groups.shard_management"},
+        {"kafka-bootstrap-servers", "k1", "bus.kafka.bootstrap_servers"},
+        {"kafka-bootstrap-servers", "k1:0", "bus.kafka.bootstrap_servers"},
+        {"kafka-bootstrap-servers", "k1:65536", "bus.kafka.bootstrap_servers"},
+        {"kafka-bootstrap-servers", ":9092", "bus.kafka.bootstrap_servers"},
+        {"kafka-bootstrap-servers", "k 1:9092", "bus.kafka.bootstrap_servers"},
+        {"bus-backend", "kafka", "bus.kafka.bootstrap_servers: required"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        config_defaults(&c);
+        assert_int_equal(config_set_flag(&c, bad[i].flag, bad[i].value, &err), 0);
+        assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL);
+        if (!strstr(err.message, bad[i].named))
+            fail_msg("%s=%.40s: '%s' does not say '%s'", bad[i].flag, bad[i].value, err.message,
+                     bad[i].named);
+    }
+    /* the longest that leaves room for ".dlq" is fine */
+    config_defaults(&c);
+    almost[245] = '\0';
+    assert_int_equal(config_set_flag(&c, "bus-topic-sm-events", almost, &err), 0);
+    assert_int_equal(config_validate(&c, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +509,8 @@ int main(void)
         cmocka_unit_test(cluster_bad_inputs),
         cmocka_unit_test(tls_and_mtls_subjects),
         cmocka_unit_test(dsn_rules_and_exec_env),
+        cmocka_unit_test(bus_topics_and_defaults),
+        cmocka_unit_test(bus_bad_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,181 @@
+/* bus/bus.h — the event bus: topics split into partitions, durable publish,
+ * consumer groups with leases, retries with backoff, dead letters.
+ *
+ * Semantics (docs/events.md, "Bus"):
+ *  - a topic has N partitions (fixed at creation); a message goes to the
+ *    partition bus_partition_for(key) picks (murmur3 of the key modulo N),
+ *    so every message of one key is in one partition, in publish order;
+ *  - bus_publish returns (partition, offset) only once the message is
+ *    durable; offsets of a partition are dense, from 0;
+ *  - a consumer group reads each partition in offset order. bus_poll leases
+ *    messages for visibility_ms; bus_commit after the handler succeeded marks
+ *    one done, and the group's committed offset moves past every done message
+ *    at the head of the partition. A message neither committed nor nacked
+ *    before its lease ends is delivered again with attempt + 1;
+ *  - a partition is blocked while any of its leased messages is neither
+ *    committed nor past its lease (or retry time): messages of one key are
+ *    never handed out of order or by two consumers at once (Kafka's
+ *    per-partition order, SQS FIFO's message groups). A message being
+ *    retried holds back the rest of its partition until it succeeds or goes
+ *    to the dead-letter topic;
+ *  - bus_nack schedules a retry after bus_backoff_ms(attempt); the nack of
+ *    attempt max_attempts (or a lease that ends after attempt max_attempts)
+ *    moves the message to `<topic>.dlq` with the last error and the attempts
+ *    made, and the group moves past it;
+ *  - retention: bus_trim deletes, per partition, the oldest messages older
+ *    than the topic's retention_ms and those past its retention_bytes (per
+ *    partition, as Kafka's retention.bytes). A group behind the oldest
+ *    message left starts at it.
+ *
+ * Implementations: bus_sqlite.c (the embedded log). Each one fills a bus_ops
+ * table; callers use only the bus_* functions, which check the arguments
+ * before the backend sees them. Every implementation is thread-safe and
+ * passes the one conformance suite (tests/unit/support_bus_conformance.c).
+ *
+ * Time: lease ends, retry times and message times are wall-clock readings
+ * of the injected clock (they outlive the process, so a monotonic reading
+ * would not do). */
+#ifndef CITRUS_BUS_BUS_H
+#define CITRUS_BUS_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/errdetail.h"
+#include "sys/clock.h"
+
+#define BUS_NAME_MAX 200   /* topic and group names: [A-Za-z0-9._-], 1..200 bytes */
+#define BUS_KEY_MAX 1024   /* bytes of a key */
+#define BUS_ERROR_MAX 1024 /* bytes of a nack's error kept (cut to fit) */
+#define BUS_DLQ_SUFFIX ".dlq"
+#define BUS_VISIBILITY_MAX_MS (12LL * 3600 * 1000) /* a poll's lease: at most 12 h, as SQS */
+#define BUS_BACKOFF_MAX_MS (24LL * 3600 * 1000)    /* backoff_cap_ms: at most a day */
+
+typedef struct bus_config {
+    const sysclock *clock;    /* NULL: the real clock */
+    size_t max_message_bytes; /* key + value; default 1 MiB */
+    int max_topics;           /* not counting dead-letter topics; default 256 */
+    int max_partitions;       /* per topic; default 64 */
+    size_t poll_max;          /* messages one poll may ask for; default 1000 */
+    int max_attempts;         /* deliveries before the dead-letter topic; default 5 */
+    int64_t backoff_base_ms;  /* default 1000 */
+    int64_t backoff_cap_ms;   /* default 300000 */
+    /* The jitter's random source; NULL: getrandom(2). Called from any
+     * thread that nacks. */
+    uint64_t (*random)(void *ctx);
+    void *random_ctx;
+} bus_config;
+
+typedef struct bus_topic_opts {
+    int partitions;          /* 1..max_partitions */
+    int64_t retention_ms;    /* 0: no age limit */
+    int64_t retention_bytes; /* per partition, keys + values; 0: no size limit */
+} bus_topic_opts;
+
+typedef struct bus_topic_info {
+    int partitions;
+    int64_t retention_ms, retention_bytes;
+    int64_t messages; /* retained, all partitions */
+} bus_topic_info;
+
+/* One message as delivered or read. Free arrays with bus_messages_free. */
+typedef struct bus_message {
+    char topic[BUS_NAME_MAX + 1];
+    int partition;
+    int64_t offset;
+    int64_t time_ms; /* when it was published (wall clock) */
+    int attempt;     /* poll: the delivery attempt, 1 first; bus_read: 0 */
+    uint8_t *key;    /* key_len bytes, then a NUL */
+    size_t key_len;
+    uint8_t *value; /* value_len bytes, then a NUL */
+    size_t value_len;
+    /* In a dead-letter topic: the last error, the attempts made and where
+     * the message was (NULL, 0, -1, -1 elsewhere). */
+    char *error;
+    int attempts;
+    int src_partition;
+    int64_t src_offset;
+} bus_message;
+
+void bus_messages_free(bus_message *m, size_t n);
+
+typedef struct bus bus;
+
+typedef struct bus_ops {
+    const char *name;
+    /* Creates name and name.dlq (same partitions and retention). */
+    int (*topic_create)(bus *b, const char *name, const bus_topic_opts *o, errdetail *e);
+    int (*topic_describe)(bus *b, const char *name, bus_topic_info *out, errdetail *e);
+    int (*publish)(bus *b, const char *topic, const void *key, size_t key_len, const void *value,
+                   size_t value_len, int *partition, int64_t *offset, errdetail *e);
+    int (*poll)(bus *b, const char *group, const char *topic, size_t max, int64_t visibility_ms,
+                bus_message **out, size_t *n, errdetail *e);
+    int (*commit)(bus *b, const char *group, const bus_message *m, errdetail *e);
+    /* retry_at_ms: when the message may be delivered again; dead: move it to
+     * the dead-letter topic instead (bus.c decided both). */
+    int (*nack)(bus *b, const char *group, const bus_message *m, const char *error,
+                int64_t retry_at_ms, bool dead, errdetail *e);
+    int (*read)(bus *b, const char *topic, int partition, int64_t from_offset, size_t limit,
+                bus_message **out, size_t *n, errdetail *e);
+    int (*trim)(bus *b, int64_t *deleted, errdetail *e);
+    void (*close)(bus *b);
+} bus_ops;
+
+/* Every implementation's handle begins with this; cfg is complete (the
+ * defaults filled in) and never changes. */
+struct bus {
+    const bus_ops *ops;
+    bus_config cfg;
+};
+
+/* ---- for implementations ---- */
+
+/* The partition of key among n (murmur3, docs/ring.md's hash). */
+int bus_partition_for(const void *key, size_t key_len, int n);
+/* c with every unset (0 / NULL) field set to its default; CITRUS_EINVAL when
+ * a field is out of range (negative, cap below base, ...). */
+int bus_config_complete(const bus_config *c, bus_config *out, errdetail *e);
+
+/* ---- for callers: each checks its arguments (CITRUS_EINVAL for a bad
+ * name, a NULL, a partition or offset out of range; CITRUS_ENOTFOUND for an
+ * unknown topic; CITRUS_ETOOBIGVAL for an oversize key or message;
+ * CITRUS_ETOOMANY past max_topics or poll_max) ---- */
+
+/* CITRUS_EEXISTS when it exists; a name ending in .dlq is CITRUS_EINVAL. */
+int bus_topic_create(bus *b, const char *name, const bus_topic_opts *o, errdetail *e);
+int bus_topic_describe(bus *b, const char *name, bus_topic_info *out, errdetail *e);
+/* Returns once durable. key may be NULL when key_len is 0. */
+int bus_publish(bus *b, const char *topic, const void *key, size_t key_len, const void *value,
+                size_t value_len, int *partition, int64_t *offset, errdetail *e);
+/* Leases up to max (1..poll_max) messages of topic for group, in offset
+ * order per partition; *out NULL when *n is 0. visibility_ms: 1 ..
+ * BUS_VISIBILITY_MAX_MS. */
+int bus_poll(bus *b, const char *group, const char *topic, size_t max, int64_t visibility_ms,
+             bus_message **out, size_t *n, errdetail *e);
+/* The handler succeeded. Also after the lease ended (at least once: a later
+ * delivery may still come if it was already handed out again). 0 for a
+ * message already committed; CITRUS_ENOTFOUND for one never delivered to
+ * group. */
+int bus_commit(bus *b, const char *group, const bus_message *m, errdetail *e);
+/* The handler failed with error: a retry after bus_backoff_ms(m->attempt),
+ * or the dead-letter topic when m->attempt >= max_attempts (a message of a
+ * dead-letter topic is retried with the capped backoff, never dead-lettered
+ * again). CITRUS_ECONFLICT when the lease is no longer m's (it ended and the
+ * message was delivered again, or it was committed). */
+int bus_nack(bus *b, const char *group, const bus_message *m, const char *error, errdetail *e);
+/* Up to limit (1..poll_max) messages of one partition from from_offset,
+ * without leasing: CITRUS_ECOMPACTED when from_offset was trimmed away,
+ * CITRUS_EINVAL past the partition's next offset (equal: none yet). */
+int bus_read(bus *b, const char *topic, int partition, int64_t from_offset, size_t limit,
+             bus_message **out, size_t *n, errdetail *e);
+/* Applies every topic's retention; *deleted (may be NULL): messages removed. */
+int bus_trim(bus *b, int64_t *deleted, errdetail *e);
+void bus_close(bus *b);
+
+/* The delay before the retry after failed attempt a (1, 2, ...): d =
+ * min(cap, base * 2^(a-1)), then "equal jitter": d - d/2 + r % (d/2 + 1)
+ * (integer division) with r from cfg's random source; so between d/2 and d. */
+int64_t bus_backoff_ms(const bus_config *cfg, int attempt);
+
+#endif

@@ -1,0 +1,1044 @@
+/* bus/bus_sqlite.c — the embedded bus: bus.h on one SQLite file.
+ *
+ * Durability: WAL with synchronous = FULL, so a COMMIT returns only after
+ * its fsync; bus_publish returns after the COMMIT that holds its message,
+ * and an acknowledged message survives kill -9.
+ *
+ * Threads: one writer thread owns the only connection. Every call queues a
+ * request and waits; the writer drains the whole queue into one BEGIN
+ * IMMEDIATE … COMMIT (group commit, as the catalog store's: concurrent
+ * publishers share one fsync), each request under its own SAVEPOINT so a
+ * failing one leaves nothing. Polls, commits and nacks go through the same
+ * queue: they write leases and offsets, and their order with publishes is
+ * the queue's.
+ *
+ * Tables: bus_topics; bus_partitions (the next offset of each partition,
+ * kept apart from the messages so trimming never reuses an offset);
+ * bus_messages (dead letters too, under <topic>.dlq, with their error,
+ * attempts and source); bus_offsets (each group's committed offset per
+ * partition: every message below it is done); bus_leases (a group's
+ * delivered messages at or past its offset: attempts, the wall-clock time
+ * they become visible again, done once committed or dead-lettered).
+ *
+ * Locks: mu guards the queue, stopping and each request's done flag. */
+#include "bus/bus_sqlite.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+
+#define SCHEMA_VERSION 1
+#define BUSY_TIMEOUT_MS 5000
+#define FETCH_CHUNK 256 /* rows a poll reads at a time */
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS bus_topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL,"
+    " retention_ms INTEGER NOT NULL, retention_bytes INTEGER NOT NULL, dlq INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS bus_partitions (topic TEXT NOT NULL, part INTEGER NOT NULL,"
+    " next_offset INTEGER NOT NULL, PRIMARY KEY (topic, part)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS bus_messages (topic TEXT NOT NULL, part INTEGER NOT NULL,"
+    " off INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, time_ms INTEGER NOT NULL,"
+    " error TEXT, attempts INTEGER NOT NULL, src_part INTEGER NOT NULL, src_off INTEGER NOT NULL,"
+    " PRIMARY KEY (topic, part, off));"
+    "CREATE TABLE IF NOT EXISTS bus_offsets (grp TEXT NOT NULL, topic TEXT NOT NULL,"
+    " part INTEGER NOT NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (grp, topic, part))"
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS bus_leases (grp TEXT NOT NULL, topic TEXT NOT NULL,"
+    " part INTEGER NOT NULL, off INTEGER NOT NULL, attempts INTEGER NOT NULL,"
+    " visible_ms INTEGER NOT NULL, done INTEGER NOT NULL, error TEXT,"
+    " PRIMARY KEY (grp, topic, part, off)) WITHOUT ROWID;"
+    "PRAGMA user_version = 1;";
+
+#define KEYP "topic = ?1 AND part = ?2"
+#define KEYG "grp = ?1 AND topic = ?2 AND part = ?3"
+#define STMT_TABLE(X)                                                                              \
+    X(BEGIN, "BEGIN IMMEDIATE")                                                                    \
+    X(COMMIT, "COMMIT")                                                                            \
+    X(ROLLBACK, "ROLLBACK")                                                                        \
+    X(SAVEPOINT, "SAVEPOINT req")                                                                  \
+    X(RELEASE, "RELEASE req")                                                                      \
+    X(ROLLBACK_TO, "ROLLBACK TO req")                                                              \
+    X(TOPIC_GET, "SELECT partitions, retention_ms, retention_bytes, dlq FROM bus_topics"           \
+                 " WHERE name = ?1")                                                               \
+    X(TOPIC_COUNT, "SELECT count(*) FROM bus_topics WHERE dlq = 0")                                \
+    X(TOPIC_INSERT, "INSERT INTO bus_topics VALUES (?1, ?2, ?3, ?4, ?5)")                          \
+    X(TOPIC_NAMES, "SELECT name FROM bus_topics ORDER BY name")                                    \
+    X(TOPIC_MSGS, "SELECT count(*) FROM bus_messages WHERE topic = ?1")                            \
+    X(PART_INSERT, "INSERT INTO bus_partitions VALUES (?1, ?2, 0)")                                \
+    X(PART_NEXT, "SELECT next_offset FROM bus_partitions WHERE " KEYP)                             \
+    X(PART_SET, "UPDATE bus_partitions SET next_offset = ?3 WHERE " KEYP)                          \
+    X(MSG_INSERT, "INSERT INTO bus_messages VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")     \
+    X(MSG_FIRST, "SELECT min(off) FROM bus_messages WHERE " KEYP)                                  \
+    X(MSG_FROM, "SELECT off, key, value, time_ms, error, attempts, src_part, src_off"              \
+                " FROM bus_messages WHERE " KEYP " AND off >= ?3 ORDER BY off LIMIT ?4")           \
+    X(MSG_OLD, "SELECT max(off) FROM bus_messages WHERE " KEYP " AND time_ms < ?3")                \
+    X(MSG_SIZES, "SELECT off, length(key) + length(value) FROM bus_messages WHERE " KEYP           \
+                 " ORDER BY off DESC")                                                             \
+    X(MSG_TRIM, "DELETE FROM bus_messages WHERE " KEYP " AND off <= ?3")                           \
+    X(GRP_GET, "SELECT next_offset FROM bus_offsets WHERE " KEYG)                                  \
+    X(GRP_SET, "INSERT INTO bus_offsets VALUES (?1, ?2, ?3, ?4) ON CONFLICT (grp, topic, part)"    \
+               " DO UPDATE SET next_offset = excluded.next_offset")                                \
+    X(LEASE_BLOCKED, "SELECT 1 FROM bus_leases WHERE " KEYG " AND done = 0 AND visible_ms > ?4"    \
+                     " LIMIT 1")                                                                   \
+    X(LEASE_GET, "SELECT attempts, done, error FROM bus_leases WHERE " KEYG " AND off = ?4")       \
+    X(LEASE_PUT,                                                                                   \
+      "INSERT INTO bus_leases VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL)"                            \
+      " ON CONFLICT (grp, topic, part, off) DO UPDATE SET attempts = excluded.attempts,"           \
+      " visible_ms = excluded.visible_ms")                                                         \
+    X(LEASE_RETRY,                                                                                 \
+      "UPDATE bus_leases SET visible_ms = ?5, error = ?6 WHERE " KEYG " AND off = ?4")             \
+    X(LEASE_DONE, "UPDATE bus_leases SET done = 1 WHERE " KEYG " AND off = ?4")                    \
+    X(LEASE_DROP, "DELETE FROM bus_leases WHERE " KEYG " AND off < ?4")
+
+enum {
+#define STMT_ENUM(name, sql) ST_##name,
+    STMT_TABLE(STMT_ENUM)
+#undef STMT_ENUM
+        ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+#define STMT_SQL(name, sql) sql,
+    STMT_TABLE(STMT_SQL)
+#undef STMT_SQL
+};
+
+typedef struct bsq bsq;
+typedef struct req req;
+
+/* One call, queued for the writer: its arguments, its results, and run
+ * (applied inside the batch's transaction, under a savepoint). */
+struct req {
+    req *next;
+    int (*run)(bsq *s, req *r);
+    errdetail *e;
+    int rc;
+    bool done;
+    const char *topic, *group, *error;
+    const bus_topic_opts *opts;
+    const void *key, *value;
+    size_t key_len, value_len, max;
+    const bus_message *m;
+    int partition;
+    int64_t offset, vis_ms, retry_at;
+    bool dead;
+    /* results */
+    bus_message *msgs;
+    size_t nmsgs;
+    bus_topic_info *info;
+    int64_t deleted;
+};
+
+struct bsq {
+    bus b; /* first: a bsq is a bus */
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    unsigned rr; /* the partition a poll starts at (writer only) */
+    pthread_t writer;
+    bool writer_started;
+    pthread_mutex_t mu;
+    pthread_cond_t writer_cond, done_cond;
+    req *q_head, *q_tail;
+    bool stopping;
+    int64_t commits; /* transactions committed */
+};
+
+/* ---- statements ---- */
+
+static int db_fail(bsq *s, errdetail *e, const char *what)
+{
+    return errdetail_set(e, CITRUS_EIO, "bus: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+/* The cached statement id, reset and unbound; NULL when it cannot be
+ * prepared. */
+static sqlite3_stmt *stmt(bsq *s, int id)
+{
+    if (!s->st[id] && sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                         &s->st[id], NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_reset(s->st[id]);
+    sqlite3_clear_bindings(s->st[id]);
+    return s->st[id];
+}
+
+/* Runs a statement that returns no row. */
+static int run_stmt(bsq *s, sqlite3_stmt *st, errdetail *e)
+{
+    if (!st)
+        return db_fail(s, e, "prepare");
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(s, e, "write");
+}
+
+static int exec_id(bsq *s, int id, errdetail *e)
+{
+    sqlite3_stmt *st = stmt(s, id);
+    return run_stmt(s, st, e);
+}
+
+/* Binds ?1 topic, ?2 partition (grp = NULL) or ?1 grp, ?2 topic, ?3 partition. */
+static sqlite3_stmt *stmt_at(bsq *s, int id, const char *grp, const char *topic, int part)
+{
+    sqlite3_stmt *st = stmt(s, id);
+    if (!st)
+        return NULL;
+    int i = 1;
+    if (grp)
+        sqlite3_bind_text(st, i++, grp, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, i++, topic, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, i, part);
+    return st;
+}
+
+/* One integer from a one-row statement (st reset after): 1 with *v set, 0
+ * for no row or a NULL, CITRUS_EIO. */
+static int one_int(bsq *s, sqlite3_stmt *st, int64_t *v, errdetail *e)
+{
+    if (!st)
+        return db_fail(s, e, "prepare");
+    int rc = sqlite3_step(st), got = 0;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        *v = sqlite3_column_int64(st, 0);
+        got = 1;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? got : db_fail(s, e, "read");
+}
+
+/* ---- helpers inside a transaction ---- */
+
+typedef struct topic_row {
+    int partitions;
+    int64_t retention_ms, retention_bytes;
+    bool dlq;
+} topic_row;
+
+static int topic_get(bsq *s, const char *name, topic_row *t, errdetail *e)
+{
+    sqlite3_stmt *st = stmt(s, ST_TOPIC_GET);
+    if (!st)
+        return db_fail(s, e, "prepare");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *t = (topic_row){.partitions = sqlite3_column_int(st, 0),
+                         .retention_ms = sqlite3_column_int64(st, 1),
+                         .retention_bytes = sqlite3_column_int64(st, 2),
+                         .dlq = sqlite3_column_int(st, 3) != 0};
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return errdetail_set(e, CITRUS_ENOTFOUND, "bus: no topic %s", name);
+    return rc == SQLITE_ROW ? 0 : db_fail(s, e, "read topic");
+}
+
+/* The topic, and partition checked against it. */
+static int topic_part(bsq *s, const char *name, int part, topic_row *t, errdetail *e)
+{
+    int rc = topic_get(s, name, t, e);
+    if (rc == 0 && part >= t->partitions)
+        rc = errdetail_set(e, CITRUS_EINVAL, "bus: topic %s has partitions 0..%d, not %d", name,
+                           t->partitions - 1, part);
+    return rc;
+}
+
+static int part_next(bsq *s, const char *topic, int part, int64_t *next, errdetail *e)
+{
+    int rc = one_int(s, stmt_at(s, ST_PART_NEXT, NULL, topic, part), next, e);
+    return rc == 1 ? 0 : rc < 0 ? rc : db_fail(s, e, "partition without its row");
+}
+
+/* The oldest offset retained (the next offset when none is). */
+static int part_first(bsq *s, const char *topic, int part, int64_t *first, errdetail *e)
+{
+    int rc = one_int(s, stmt_at(s, ST_MSG_FIRST, NULL, topic, part), first, e);
+    return rc == 0 ? part_next(s, topic, part, first, e) : rc < 0 ? rc : 0;
+}
+
+/* Appends one message at the partition's next offset. */
+static int append(bsq *s, const char *topic, int part, const bus_message *m, int64_t *off,
+                  errdetail *e)
+{
+    int rc = part_next(s, topic, part, off, e);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = stmt_at(s, ST_MSG_INSERT, NULL, topic, part);
+    if (!st)
+        return db_fail(s, e, "prepare");
+    sqlite3_bind_int64(st, 3, *off);
+    sqlite3_bind_blob64(st, 4, m->key, m->key_len, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 5, m->value, m->value_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, clock_wall_ms(s->b.cfg.clock));
+    if (m->error)
+        sqlite3_bind_text(st, 7, m->error, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 8, m->attempts);
+    sqlite3_bind_int(st, 9, m->src_partition);
+    sqlite3_bind_int64(st, 10, m->src_offset);
+    rc = run_stmt(s, st, e);
+    if (rc < 0)
+        return rc;
+    st = stmt_at(s, ST_PART_SET, NULL, topic, part);
+    if (!st)
+        return db_fail(s, e, "prepare");
+    sqlite3_bind_int64(st, 3, *off + 1);
+    return run_stmt(s, st, e);
+}
+
+static char *dup_bytes(const void *p, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        if (n)
+            memcpy(d, p, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* Fills m (zeroed) from a MSG_FROM row. */
+static int row_copy(sqlite3_stmt *st, const char *topic, int part, bus_message *m, errdetail *e)
+{
+    snprintf(m->topic, sizeof(m->topic), "%s", topic);
+    m->partition = part;
+    m->offset = sqlite3_column_int64(st, 0);
+    m->key_len = (size_t)sqlite3_column_bytes(st, 1);
+    m->key = (uint8_t *)dup_bytes(sqlite3_column_blob(st, 1), m->key_len);
+    m->value_len = (size_t)sqlite3_column_bytes(st, 2);
+    m->value = (uint8_t *)dup_bytes(sqlite3_column_blob(st, 2), m->value_len);
+    m->time_ms = sqlite3_column_int64(st, 3);
+    const unsigned char *err = sqlite3_column_text(st, 4);
+    if (err)
+        m->error = dup_bytes(err, strlen((const char *)err));
+    m->attempts = sqlite3_column_int(st, 5);
+    m->src_partition = sqlite3_column_int(st, 6);
+    m->src_offset = sqlite3_column_int64(st, 7);
+    if (!m->key || !m->value || (err && !m->error))
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory copying a message");
+    return 0;
+}
+
+/* Up to limit messages of a partition from offset from, appended to
+ * out[*n..]. */
+static int fetch(bsq *s, const char *topic, int part, int64_t from, size_t limit, bus_message *out,
+                 size_t *n, errdetail *e)
+{
+    sqlite3_stmt *st = stmt_at(s, ST_MSG_FROM, NULL, topic, part);
+    if (!st)
+        return db_fail(s, e, "prepare");
+    sqlite3_bind_int64(st, 3, from);
+    sqlite3_bind_int64(st, 4, (int64_t)limit);
+    int rc = 0, step;
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+        rc = row_copy(st, topic, part, &out[(*n)++], e);
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = db_fail(s, e, "read messages");
+    sqlite3_reset(st);
+    return rc;
+}
+
+typedef struct lease_row {
+    int attempts;
+    bool done;
+    char error[BUS_ERROR_MAX + 1];
+} lease_row;
+
+/* 1 with *l, 0 when there is no lease, CITRUS_EIO. */
+static int lease_get(bsq *s, const char *grp, const char *topic, int part, int64_t off,
+                     lease_row *l, errdetail *e)
+{
+    sqlite3_stmt *st = stmt_at(s, ST_LEASE_GET, grp, topic, part);
+    if (!st)
+        return db_fail(s, e, "prepare");
+    sqlite3_bind_int64(st, 4, off);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *err = sqlite3_column_text(st, 2);
+        l->attempts = sqlite3_column_int(st, 0);
+        l->done = sqlite3_column_int(st, 1) != 0;
+        snprintf(l->error, sizeof(l->error), "%s", err ? (const char *)err : "");
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_fail(s, e, "read lease");
+}
+
+static int lease_off(bsq *s, int id, const char *grp, const char *topic, int part, int64_t off,
+                     errdetail *e)
+{
+    sqlite3_stmt *st = stmt_at(s, id, grp, topic, part);
+    if (!st)
+        return db_fail(s, e, "prepare");
+    sqlite3_bind_int64(st, 4, off);
+    return run_stmt(s, st, e);
+}
+
+static int group_set(bsq *s, const char *grp, const char *topic, int part, int64_t next,
+                     errdetail *e)
+{
+    sqlite3_stmt *st = stmt_at(s, ST_GRP_SET, grp, topic, part);
+    if (!st)
+        return db_fail(s, e, "prepare");
+    sqlite3_bind_int64(st, 4, next);
+    int rc = run_stmt(s, st, e);
+    return rc < 0 ? rc : lease_off(s, ST_LEASE_DROP, grp, topic, part, next, e);
+}
+
+/* The group's committed offset: 1 with *c, 0 when the group never polled
+ * the partition. */
+static int group_get(bsq *s, const char *grp, const char *topic, int part, int64_t *c, errdetail *e)
+{
+    return one_int(s, stmt_at(s, ST_GRP_GET, grp, topic, part), c, e);
+}
+
+/* Moves the group's offset from c past every done message at its head. */
+static int advance(bsq *s, const char *grp, const char *topic, int part, int64_t c, errdetail *e)
+{
+    int64_t c0 = c;
+    lease_row l;
+    int rc;
+    while ((rc = lease_get(s, grp, topic, part, c, &l, e)) == 1 && l.done)
+        c++;
+    if (rc < 0)
+        return rc;
+    return c == c0 ? 0 : group_set(s, grp, topic, part, c, e);
+}
+
+/* m to topic.dlq (same partition), with its error and attempts. */
+static int dead_letter(bsq *s, const char *topic, const bus_message *m, const char *error,
+                       int attempts, errdetail *e)
+{
+    char dlq[BUS_NAME_MAX + 8];
+    snprintf(dlq, sizeof(dlq), "%s" BUS_DLQ_SUFFIX, topic);
+    char err[BUS_ERROR_MAX + 1];
+    snprintf(err, sizeof(err), "%s", error);
+    bus_message d = *m;
+    d.error = err;
+    d.attempts = attempts;
+    d.src_partition = m->partition;
+    d.src_offset = m->offset;
+    int64_t off;
+    return append(s, dlq, m->partition, &d, &off, e);
+}
+
+/* ---- the requests ---- */
+
+static int do_topic_create(bsq *s, req *r)
+{
+    topic_row t;
+    int rc = topic_get(s, r->topic, &t, r->e);
+    if (rc == 0)
+        return errdetail_set(r->e, CITRUS_EEXISTS, "bus: topic %s exists", r->topic);
+    if (rc != CITRUS_ENOTFOUND)
+        return rc;
+    int64_t n = 0;
+    rc = one_int(s, stmt(s, ST_TOPIC_COUNT), &n, r->e);
+    if (rc < 0)
+        return rc;
+    if (n >= s->b.cfg.max_topics)
+        return errdetail_set(r->e, CITRUS_ETOOMANY, "bus: at most %d topics", s->b.cfg.max_topics);
+    char dlq[BUS_NAME_MAX + 8];
+    snprintf(dlq, sizeof(dlq), "%s" BUS_DLQ_SUFFIX, r->topic);
+    const char *names[2] = {r->topic, dlq};
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *st = stmt(s, ST_TOPIC_INSERT);
+        if (!st)
+            return db_fail(s, r->e, "prepare");
+        sqlite3_bind_text(st, 1, names[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, r->opts->partitions);
+        sqlite3_bind_int64(st, 3, r->opts->retention_ms);
+        sqlite3_bind_int64(st, 4, r->opts->retention_bytes);
+        sqlite3_bind_int(st, 5, i);
+        if ((rc = run_stmt(s, st, r->e)) < 0)
+            return rc;
+        for (int p = 0; p < r->opts->partitions; p++)
+            if ((rc = run_stmt(s, stmt_at(s, ST_PART_INSERT, NULL, names[i], p), r->e)) < 0)
+                return rc;
+    }
+    return 0;
+}
+
+static int do_topic_describe(bsq *s, req *r)
+{
+    topic_row t;
+    int rc = topic_get(s, r->topic, &t, r->e);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = stmt(s, ST_TOPIC_MSGS);
+    if (st)
+        sqlite3_bind_text(st, 1, r->topic, -1, SQLITE_STATIC);
+    int64_t n = 0;
+    rc = one_int(s, st, &n, r->e);
+    *r->info = (bus_topic_info){.partitions = t.partitions,
+                                .retention_ms = t.retention_ms,
+                                .retention_bytes = t.retention_bytes,
+                                .messages = n};
+    return rc < 0 ? rc : 0;
+}
+
+static int do_publish(bsq *s, req *r)
+{
+    topic_row t;
+    int rc = topic_get(s, r->topic, &t, r->e);
+    if (rc < 0)
+        return rc;
+    bus_message m = {.key = (uint8_t *)r->key,
+                     .key_len = r->key_len,
+                     .value = (uint8_t *)r->value,
+                     .value_len = r->value_len,
+                     .src_partition = -1,
+                     .src_offset = -1};
+    r->partition = bus_partition_for(r->key, r->key_len, t.partitions);
+    return append(s, r->topic, r->partition, &m, &r->offset, r->e);
+}
+
+/* A poll of one partition: up to r->max - r->nmsgs messages from the
+ * group's offset, unless a lease not yet ended blocks the partition. */
+static int poll_partition(bsq *s, req *r, const topic_row *t, int part, int64_t now)
+{
+    int64_t c = 0, first = 0;
+    int known = group_get(s, r->group, r->topic, part, &c, r->e);
+    int rc = known < 0 ? known : part_first(s, r->topic, part, &first, r->e);
+    if (rc < 0)
+        return rc;
+    if (known == 0 || c < first) {
+        /* a new group starts at the oldest message; one behind retention
+         * skips what was trimmed */
+        c = first;
+        if ((rc = group_set(s, r->group, r->topic, part, c, r->e)) < 0)
+            return rc;
+    }
+    sqlite3_stmt *st = stmt_at(s, ST_LEASE_BLOCKED, r->group, r->topic, part);
+    if (st)
+        sqlite3_bind_int64(st, 4, now);
+    int64_t blocked = 0;
+    if ((rc = one_int(s, st, &blocked, r->e)) != 0)
+        return rc < 0 ? rc : 0;
+    int64_t from = c;
+    while (r->nmsgs < r->max) {
+        size_t n0 = r->nmsgs, want = r->max - r->nmsgs;
+        if ((rc = fetch(s, r->topic, part, from, want < FETCH_CHUNK ? want : FETCH_CHUNK, r->msgs,
+                        &r->nmsgs, r->e)) < 0)
+            return rc;
+        if (r->nmsgs == n0)
+            break;
+        size_t keep = n0;
+        for (size_t i = n0; i < r->nmsgs; i++) {
+            bus_message *m = &r->msgs[i];
+            from = m->offset + 1;
+            lease_row l = {0};
+            if ((rc = lease_get(s, r->group, r->topic, part, m->offset, &l, r->e)) < 0)
+                return rc;
+            bool skip = l.done;
+            if (!skip && l.attempts >= s->b.cfg.max_attempts && !t->dlq) {
+                /* its last lease ended with no commit: a handler that never
+                 * returns must not hold the partition forever */
+                char why[BUS_ERROR_MAX + 64];
+                snprintf(why, sizeof(why), "%s%svisibility timeout after attempt %d", l.error,
+                         l.error[0] ? "; then " : "", l.attempts);
+                if ((rc = dead_letter(s, r->topic, m, why, l.attempts, r->e)) < 0 ||
+                    (rc = lease_off(s, ST_LEASE_DONE, r->group, r->topic, part, m->offset, r->e)) <
+                        0)
+                    return rc;
+                skip = true;
+            }
+            if (skip) {
+                free(m->key);
+                free(m->value);
+                free(m->error);
+                memset(m, 0, sizeof(*m));
+                continue;
+            }
+            sqlite3_stmt *put = stmt_at(s, ST_LEASE_PUT, r->group, r->topic, part);
+            if (!put)
+                return db_fail(s, r->e, "prepare");
+            sqlite3_bind_int64(put, 4, m->offset);
+            sqlite3_bind_int(put, 5, l.attempts + 1);
+            sqlite3_bind_int64(put, 6, now + r->vis_ms);
+            if ((rc = run_stmt(s, put, r->e)) < 0)
+                return rc;
+            m->attempt = l.attempts + 1;
+            if (keep != i) {
+                r->msgs[keep] = *m;
+                memset(m, 0, sizeof(*m));
+            }
+            keep++;
+        }
+        r->nmsgs = keep;
+    }
+    return advance(s, r->group, r->topic, part, c, r->e);
+}
+
+static int do_poll(bsq *s, req *r)
+{
+    topic_row t;
+    int rc = topic_get(s, r->topic, &t, r->e);
+    if (rc < 0)
+        return rc;
+    r->msgs = calloc(r->max, sizeof(*r->msgs));
+    if (!r->msgs)
+        return errdetail_set(r->e, CITRUS_ENOMEM, "bus: out of memory for a poll");
+    int64_t now = clock_wall_ms(s->b.cfg.clock);
+    unsigned start = s->rr++;
+    for (int i = 0; rc == 0 && i < t.partitions && r->nmsgs < r->max; i++)
+        rc = poll_partition(s, r, &t, (int)((start + (unsigned)i) % (unsigned)t.partitions), now);
+    return rc;
+}
+
+/* The checks commit and nack share: the topic, the partition, the offset
+ * (below the partition's next) and the group's offset (*c). */
+static int lease_checks(bsq *s, req *r, topic_row *t, int64_t *c)
+{
+    const bus_message *m = r->m;
+    int64_t next;
+    int rc = topic_part(s, m->topic, m->partition, t, r->e);
+    if (rc == 0)
+        rc = part_next(s, m->topic, m->partition, &next, r->e);
+    if (rc == 0 && m->offset >= next)
+        rc = errdetail_set(r->e, CITRUS_EINVAL, "bus: %s/%d has offsets below %lld, not %lld",
+                           m->topic, m->partition, (long long)next, (long long)m->offset);
+    if (rc < 0)
+        return rc;
+    rc = group_get(s, r->group, m->topic, m->partition, c, r->e);
+    if (rc == 0)
+        return errdetail_set(r->e, CITRUS_ENOTFOUND, "bus: group %s never polled %s/%d", r->group,
+                             m->topic, m->partition);
+    return rc < 0 ? rc : 0;
+}
+
+static int do_commit(bsq *s, req *r)
+{
+    const bus_message *m = r->m;
+    topic_row t;
+    int64_t c;
+    int rc = lease_checks(s, r, &t, &c);
+    if (rc < 0 || m->offset < c)
+        return rc;
+    lease_row l;
+    rc = lease_get(s, r->group, m->topic, m->partition, m->offset, &l, r->e);
+    if (rc == 0)
+        return errdetail_set(r->e, CITRUS_ENOTFOUND,
+                             "bus: %s/%d@%lld was never delivered to group %s", m->topic,
+                             m->partition, (long long)m->offset, r->group);
+    if (rc < 0 || l.done)
+        return rc < 0 ? rc : 0;
+    rc = lease_off(s, ST_LEASE_DONE, r->group, m->topic, m->partition, m->offset, r->e);
+    return rc < 0 ? rc : advance(s, r->group, m->topic, m->partition, c, r->e);
+}
+
+static int do_nack(bsq *s, req *r)
+{
+    const bus_message *m = r->m;
+    topic_row t;
+    int64_t c;
+    int rc = lease_checks(s, r, &t, &c);
+    if (rc < 0)
+        return rc;
+    lease_row l = {0};
+    rc = m->offset < c ? 0 : lease_get(s, r->group, m->topic, m->partition, m->offset, &l, r->e);
+    if (rc < 0)
+        return rc;
+    if (rc == 0 && m->offset >= c)
+        return errdetail_set(r->e, CITRUS_ENOTFOUND,
+                             "bus: %s/%d@%lld was never delivered to group %s", m->topic,
+                             m->partition, (long long)m->offset, r->group);
+    if (rc == 0 || l.done || l.attempts != m->attempt)
+        return errdetail_set(r->e, CITRUS_ECONFLICT,
+                             "bus: the lease of %s/%d@%lld attempt %d is over (committed, or"
+                             " delivered again)",
+                             m->topic, m->partition, (long long)m->offset, m->attempt);
+    if (!r->dead) {
+        char err[BUS_ERROR_MAX + 1];
+        snprintf(err, sizeof(err), "%s", r->error);
+        sqlite3_stmt *st = stmt_at(s, ST_LEASE_RETRY, r->group, m->topic, m->partition);
+        if (!st)
+            return db_fail(s, r->e, "prepare");
+        sqlite3_bind_int64(st, 4, m->offset);
+        sqlite3_bind_int64(st, 5, r->retry_at);
+        sqlite3_bind_text(st, 6, err, -1, SQLITE_TRANSIENT);
+        return run_stmt(s, st, r->e);
+    }
+    /* the stored message, not the caller's copy, goes to the dead letters */
+    bus_message stored[1];
+    memset(stored, 0, sizeof(stored));
+    size_t n = 0;
+    rc = fetch(s, m->topic, m->partition, m->offset, 1, stored, &n, r->e);
+    if (rc == 0 && n == 1 && stored[0].offset == m->offset)
+        rc = dead_letter(s, m->topic, &stored[0], r->error, m->attempt, r->e);
+    for (size_t i = 0; i < n; i++) {
+        free(stored[i].key);
+        free(stored[i].value);
+        free(stored[i].error);
+    }
+    if (rc == 0)
+        rc = lease_off(s, ST_LEASE_DONE, r->group, m->topic, m->partition, m->offset, r->e);
+    return rc < 0 ? rc : advance(s, r->group, m->topic, m->partition, c, r->e);
+}
+
+static int do_read(bsq *s, req *r)
+{
+    topic_row t;
+    int64_t next, first;
+    int rc = topic_part(s, r->topic, r->partition, &t, r->e);
+    if (rc == 0)
+        rc = part_next(s, r->topic, r->partition, &next, r->e);
+    if (rc == 0)
+        rc = part_first(s, r->topic, r->partition, &first, r->e);
+    if (rc < 0)
+        return rc;
+    if (r->offset > next)
+        return errdetail_set(r->e, CITRUS_EINVAL, "bus: %s/%d has offsets below %lld, not %lld",
+                             r->topic, r->partition, (long long)next, (long long)r->offset);
+    if (r->offset < first)
+        return errdetail_set(r->e, CITRUS_ECOMPACTED,
+                             "bus: %s/%d keeps offsets from %lld; %lld was trimmed", r->topic,
+                             r->partition, (long long)first, (long long)r->offset);
+    r->msgs = calloc(r->max, sizeof(*r->msgs));
+    if (!r->msgs)
+        return errdetail_set(r->e, CITRUS_ENOMEM, "bus: out of memory for a read");
+    return fetch(s, r->topic, r->partition, r->offset, r->max, r->msgs, &r->nmsgs, r->e);
+}
+
+/* Deletes messages of one partition up to offset upto. */
+static int trim_to(bsq *s, const char *topic, int part, int64_t upto, req *r)
+{
+    sqlite3_stmt *st = stmt_at(s, ST_MSG_TRIM, NULL, topic, part);
+    if (!st)
+        return db_fail(s, r->e, "prepare");
+    sqlite3_bind_int64(st, 3, upto);
+    int rc = run_stmt(s, st, r->e);
+    if (rc == 0)
+        r->deleted += sqlite3_changes(s->db);
+    return rc;
+}
+
+static int trim_partition(bsq *s, const char *topic, const topic_row *t, int part, req *r)
+{
+    int rc = 0;
+    int64_t upto = 0;
+    if (t->retention_ms > 0) {
+        sqlite3_stmt *st = stmt_at(s, ST_MSG_OLD, NULL, topic, part);
+        if (st)
+            sqlite3_bind_int64(st, 3, clock_wall_ms(s->b.cfg.clock) - t->retention_ms);
+        rc = one_int(s, st, &upto, r->e);
+        if (rc == 1)
+            rc = trim_to(s, topic, part, upto, r);
+    }
+    if (rc < 0 || t->retention_bytes <= 0)
+        return rc < 0 ? rc : 0;
+    sqlite3_stmt *st = stmt_at(s, ST_MSG_SIZES, NULL, topic, part);
+    if (!st)
+        return db_fail(s, r->e, "prepare");
+    int64_t sum = 0;
+    bool over = false;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        sum += sqlite3_column_int64(st, 1);
+        if (sum > t->retention_bytes) {
+            upto = sqlite3_column_int64(st, 0);
+            over = true;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return db_fail(s, r->e, "read sizes");
+    return over ? trim_to(s, topic, part, upto, r) : 0;
+}
+
+static int do_trim(bsq *s, req *r)
+{
+    sqlite3_stmt *st = stmt(s, ST_TOPIC_NAMES);
+    if (!st)
+        return db_fail(s, r->e, "prepare");
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0, step;
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            char **g = realloc(names, (cap = cap ? cap * 2 : 16) * sizeof(*names));
+            if (!g) {
+                rc = errdetail_set(r->e, CITRUS_ENOMEM, "bus: out of memory trimming");
+                break;
+            }
+            names = g;
+        }
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (!(names[n] = dup_bytes(name, strlen(name))))
+            rc = errdetail_set(r->e, CITRUS_ENOMEM, "bus: out of memory trimming");
+        else
+            n++;
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = db_fail(s, r->e, "list topics");
+    sqlite3_reset(st);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        topic_row t;
+        rc = topic_get(s, names[i], &t, r->e);
+        for (int p = 0; rc == 0 && p < t.partitions; p++)
+            rc = trim_partition(s, names[i], &t, p, r);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+/* ---- the writer ---- */
+
+/* Applies the batch in one transaction. False (every request failed with
+ * CITRUS_EIO) when it did not commit. */
+static bool batch_commit(bsq *s, req *batch)
+{
+    errdetail e = {0};
+    int rc = exec_id(s, ST_BEGIN, &e);
+    for (req *r = batch; rc == 0 && r; r = r->next) {
+        if ((rc = exec_id(s, ST_SAVEPOINT, &e)) < 0)
+            break;
+        r->rc = r->run(s, r);
+        if (r->rc < 0)
+            rc = exec_id(s, ST_ROLLBACK_TO, &e);
+        if (rc == 0)
+            rc = exec_id(s, ST_RELEASE, &e);
+    }
+    if (rc == 0)
+        rc = exec_id(s, ST_COMMIT, &e);
+    if (rc == 0)
+        return true;
+    if (!sqlite3_get_autocommit(s->db))
+        exec_id(s, ST_ROLLBACK, NULL);
+    for (req *r = batch; r; r = r->next) {
+        r->rc = CITRUS_EIO;
+        if (r->e)
+            *r->e = e;
+    }
+    return false;
+}
+
+static void *writer_main(void *arg)
+{
+    bsq *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stopping && !s->q_head)
+            pthread_cond_wait(&s->writer_cond, &s->mu);
+        if (!s->q_head)
+            break; /* stopping, and nothing left to do */
+        req *batch = s->q_head;
+        s->q_head = s->q_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+        bool committed = batch_commit(s, batch);
+        pthread_mutex_lock(&s->mu);
+        s->commits += committed;
+        for (req *r = batch; r; r = r->next)
+            r->done = true;
+        pthread_cond_broadcast(&s->done_cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Queues r for the writer and waits for its outcome. */
+static int submit(bsq *s, req *r, int (*run)(bsq *, req *), errdetail *e)
+{
+    r->run = run;
+    r->e = e;
+    r->next = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return errdetail_set(e, CITRUS_ECLOSED, "bus: closed");
+    }
+    if (s->q_tail)
+        s->q_tail->next = r;
+    else
+        s->q_head = r;
+    s->q_tail = r;
+    pthread_cond_signal(&s->writer_cond);
+    while (!r->done)
+        pthread_cond_wait(&s->done_cond, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    return r->rc;
+}
+
+int64_t bus_sqlite_commits(bus *b)
+{
+    bsq *s = (bsq *)b;
+    pthread_mutex_lock(&s->mu);
+    int64_t n = s->commits;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* ---- bus_ops ---- */
+
+static int op_topic_create(bus *b, const char *name, const bus_topic_opts *o, errdetail *e)
+{
+    req r = {.topic = name, .opts = o};
+    return submit((bsq *)b, &r, do_topic_create, e);
+}
+
+static int op_topic_describe(bus *b, const char *name, bus_topic_info *out, errdetail *e)
+{
+    req r = {.topic = name, .info = out};
+    return submit((bsq *)b, &r, do_topic_describe, e);
+}
+
+static int op_publish(bus *b, const char *topic, const void *key, size_t key_len, const void *value,
+                      size_t value_len, int *partition, int64_t *offset, errdetail *e)
+{
+    req r = {
+        .topic = topic, .key = key, .key_len = key_len, .value = value, .value_len = value_len};
+    int rc = submit((bsq *)b, &r, do_publish, e);
+    *partition = r.partition;
+    *offset = r.offset;
+    return rc;
+}
+
+static int op_poll(bus *b, const char *group, const char *topic, size_t max, int64_t vis_ms,
+                   bus_message **out, size_t *n, errdetail *e)
+{
+    req r = {.group = group, .topic = topic, .max = max, .vis_ms = vis_ms};
+    int rc = submit((bsq *)b, &r, do_poll, e);
+    *out = r.msgs;
+    *n = r.nmsgs;
+    if (rc == 0 && r.nmsgs == 0) {
+        free(r.msgs);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static int op_commit(bus *b, const char *group, const bus_message *m, errdetail *e)
+{
+    req r = {.group = group, .m = m};
+    return submit((bsq *)b, &r, do_commit, e);
+}
+
+static int op_nack(bus *b, const char *group, const bus_message *m, const char *error,
+                   int64_t retry_at, bool dead, errdetail *e)
+{
+    req r = {.group = group, .m = m, .error = error, .retry_at = retry_at, .dead = dead};
+    return submit((bsq *)b, &r, do_nack, e);
+}
+
+static int op_read(bus *b, const char *topic, int partition, int64_t from, size_t limit,
+                   bus_message **out, size_t *n, errdetail *e)
+{
+    req r = {.topic = topic, .partition = partition, .offset = from, .max = limit};
+    int rc = submit((bsq *)b, &r, do_read, e);
+    *out = r.msgs;
+    *n = r.nmsgs;
+    if (rc == 0 && r.nmsgs == 0) {
+        free(r.msgs);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static int op_trim(bus *b, int64_t *deleted, errdetail *e)
+{
+    req r = {0};
+    int rc = submit((bsq *)b, &r, do_trim, e);
+    *deleted = rc == 0 ? r.deleted : 0;
+    return rc;
+}
+
+static void op_close(bus *b)
+{
+    bsq *s = (bsq *)b;
+    if (s->writer_started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_broadcast(&s->writer_cond);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->writer, NULL);
+    }
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    if (s->db)
+        sqlite3_close(s->db);
+    pthread_cond_destroy(&s->writer_cond);
+    pthread_cond_destroy(&s->done_cond);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static const bus_ops sqlite_ops = {.name = "embedded",
+                                   .topic_create = op_topic_create,
+                                   .topic_describe = op_topic_describe,
+                                   .publish = op_publish,
+                                   .poll = op_poll,
+                                   .commit = op_commit,
+                                   .nack = op_nack,
+                                   .read = op_read,
+                                   .trim = op_trim,
+                                   .close = op_close};
+
+static int db_open(bsq *s, const char *path, errdetail *e)
+{
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK)
+        return errdetail_set(e, CITRUS_EIO, "bus: open %s: %s", path,
+                             s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version < 0 || version > SCHEMA_VERSION)
+        return errdetail_set(e, CITRUS_EIO, "bus: %s is not a bus log this build reads (%s)", path,
+                             version < 0 ? sqlite3_errmsg(s->db) : "newer schema");
+    char *wal = NULL;
+    st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        wal = (char *)sqlite3_column_text(st, 0);
+    bool is_wal = wal && strcmp(wal, "wal") == 0;
+    sqlite3_finalize(st);
+    if (!is_wal)
+        return errdetail_set(e, CITRUS_EIO, "bus: %s: cannot enable WAL: %s", path,
+                             sqlite3_errmsg(s->db));
+    if (sqlite3_exec(s->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = errdetail_set(e, CITRUS_EIO, "bus: %s: creating tables: %s", path,
+                           sqlite3_errmsg(s->db));
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
+    return 0;
+}
+
+int bus_open_sqlite(const char *path, const bus_config *cfg, bus **out, errdetail *e)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return errdetail_set(e, CITRUS_EINVAL, "bus: no path");
+    bsq *s = calloc(1, sizeof(*s));
+    if (!s)
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    s->b.ops = &sqlite_ops;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->writer_cond, NULL);
+    pthread_cond_init(&s->done_cond, NULL);
+    int rc = bus_config_complete(cfg, &s->b.cfg, e);
+    if (rc == 0)
+        rc = db_open(s, path, e);
+    if (rc == 0 && pthread_create(&s->writer, NULL, writer_main, s) != 0)
+        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: cannot start the writer thread");
+    if (rc < 0) {
+        op_close(&s->b);
+        return rc;
+    }
+    s->writer_started = true;
+    *out = &s->b;
+    return 0;
+}

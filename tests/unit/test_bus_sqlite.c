@@ -1,0 +1,272 @@
+/* tests/unit/test_bus_sqlite.c — the embedded bus: the bus conformance
+ * suite, then what only the file has: files that cannot be opened or are no
+ * bus log, leases and committed offsets kept across a reopen, and every
+ * acknowledged publish kept across kill -9 of the publishing process.
+ *
+ * Every log is a fresh file in one mkdtemp directory, removed at the end. */
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bus/bus_sqlite.h"
+#include "bus_conformance.h"
+#include "support_pg.h"
+
+#include "citrus/errors.h"
+
+static char tmpdir[128];
+static int db_seq;
+
+static void new_path(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/bus-%03d.db", tmpdir, ++db_seq);
+}
+
+/* ---- the conformance suite ---- */
+
+static int conf_open(void *ctx, const bus_config *cfg, bus **out)
+{
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    errdetail e = {0};
+    int rc = bus_open_sqlite(path, cfg, out, &e);
+    if (rc != 0)
+        fprintf(stderr, "bus_open_sqlite(%s): %s\n", path, e.message);
+    return rc;
+}
+
+static void conf_close(void *ctx, bus *b)
+{
+    bus_close(b);
+}
+
+static const bus_conformance_factory factory = {
+    .name = "embedded", .open = conf_open, .close = conf_close};
+
+/* ---- the file ---- */
+
+static void expect_open_fails(const char *path)
+{
+    bus *b = (bus *)&b;
+    errdetail e = {0};
+    assert_int_equal(bus_open_sqlite(path, NULL, &b, &e), CITRUS_EIO);
+    assert_null(b);
+    assert_non_null(strstr(e.message, "bus"));
+}
+
+static void test_open_fails(void **state)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/no-such-dir/bus.db", tmpdir);
+    expect_open_fails(path);
+    assert_int_equal(tmp_write_garbage(tmpdir, "garbage.db", path, sizeof(path)), 0);
+    expect_open_fails(path);
+    new_path(path, sizeof(path));
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    expect_open_fails(path);
+    bus *b = NULL;
+    assert_int_equal(bus_open_sqlite("", NULL, &b, NULL), CITRUS_EINVAL);
+    /* a message limit below the key limit: the key alone can pass it */
+    bus_config small = {.max_message_bytes = 10};
+    new_path(path, sizeof(path));
+    assert_int_equal(bus_open_sqlite(path, &small, &b, NULL), 0);
+    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 1}, NULL), 0);
+    assert_int_equal(bus_publish(b, "t", "0123456789x", 11, NULL, 0, NULL, NULL, NULL),
+                     CITRUS_ETOOBIGVAL);
+    assert_int_equal(bus_publish(b, "t", "01234", 5, "56789", 5, NULL, NULL, NULL), 0);
+    assert_int_equal(bus_publish(b, "t", "01234", 5, "56789x", 6, NULL, NULL, NULL),
+                     CITRUS_ETOOBIGVAL);
+    bus_close(b);
+    bus_config bad = {.backoff_base_ms = 10, .backoff_cap_ms = 5};
+    new_path(path, sizeof(path));
+    assert_int_equal(bus_open_sqlite(path, &bad, &b, NULL), CITRUS_EINVAL);
+    assert_null(b);
+    bad = (bus_config){.backoff_cap_ms = BUS_BACKOFF_MAX_MS + 1};
+    assert_int_equal(bus_open_sqlite(path, &bad, &b, NULL), CITRUS_EINVAL);
+}
+
+/* Committed offsets and leases are in the file: a reopened log redelivers
+ * what was leased and not committed (attempt counted on), nothing else. */
+static void test_reopen_keeps_groups(void **state)
+{
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    sysclock *clk = clock_test_new(0, 1700000000000LL);
+    bus_config cfg = {.clock = clk};
+    bus *b;
+    assert_int_equal(bus_open_sqlite(path, &cfg, &b, NULL), 0);
+    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 1}, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(bus_publish(b, "t", "k", 1, "v", 1, NULL, NULL, NULL), 0);
+    bus_message *m;
+    size_t n;
+    assert_int_equal(bus_poll(b, "g", "t", 2, 1000, &m, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(bus_commit(b, "g", &m[0], NULL), 0);
+    bus_messages_free(m, n);
+    bus_close(b);
+
+    assert_int_equal(bus_open_sqlite(path, &cfg, &b, NULL), 0);
+    assert_int_equal(bus_poll(b, "g", "t", 10, 1000, &m, &n, NULL), 0);
+    assert_int_equal(n, 0); /* offset 1's lease still runs */
+    clock_test_advance(clk, 1000);
+    assert_int_equal(bus_poll(b, "g", "t", 10, 1000, &m, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(m[0].offset, 1);
+    assert_int_equal(m[0].attempt, 2);
+    assert_int_equal(m[1].offset, 2);
+    assert_int_equal(m[1].attempt, 1);
+    bus_messages_free(m, n);
+    bus_close(b);
+    clock_test_free(clk);
+}
+
+#define GC_THREADS 8
+#define GC_EACH 100
+
+static void *gc_publish(void *arg)
+{
+    for (int i = 0; i < GC_EACH; i++)
+        if (bus_publish(arg, "t", "k", 1, "v", 1, NULL, NULL, NULL) != 0)
+            return arg;
+    return NULL;
+}
+
+/* Concurrent publishers share commits: 800 publishes in fewer
+ * transactions (each one an fsync). */
+static void test_group_commit(void **state)
+{
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    bus *b;
+    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
+    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 2}, NULL), 0);
+    int64_t c0 = bus_sqlite_commits(b);
+    assert_int_equal(c0, 1);
+    pthread_t th[GC_THREADS];
+    for (int i = 0; i < GC_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, gc_publish, b), 0);
+    for (int i = 0; i < GC_THREADS; i++) {
+        void *failed = b;
+        pthread_join(th[i], &failed);
+        assert_null(failed);
+    }
+    int64_t commits = bus_sqlite_commits(b) - c0;
+    assert_true(commits < GC_THREADS * GC_EACH);
+    bus_topic_info info;
+    assert_int_equal(bus_topic_describe(b, "t", &info, NULL), 0);
+    assert_int_equal(info.messages, GC_THREADS * GC_EACH);
+    bus_close(b);
+}
+
+/* What the child reports per acknowledged publish. */
+typedef struct ack {
+    int seq, partition;
+    int64_t offset;
+} ack;
+
+#define KILL_AFTER 300
+
+static void child_publish(const char *path, int fd)
+{
+    bus *b;
+    if (bus_open_sqlite(path, NULL, &b, NULL) != 0)
+        _exit(2);
+    for (int i = 0;; i++) {
+        char key[16], val[32];
+        snprintf(key, sizeof(key), "k%d", i % 8);
+        snprintf(val, sizeof(val), "v%d", i);
+        ack a = {.seq = i};
+        if (bus_publish(b, "t", key, strlen(key), val, strlen(val), &a.partition, &a.offset,
+                        NULL) != 0 ||
+            write(fd, &a, sizeof(a)) != (ssize_t)sizeof(a))
+            _exit(3);
+    }
+}
+
+/* A child publishes and reports each acknowledgement over a pipe; the
+ * parent kills it with SIGKILL after KILL_AFTER of them. Every message
+ * acknowledged (also those reported between the last read and the kill) is
+ * in the reopened log, where it was acknowledged. */
+static void test_kill9_keeps_acknowledged(void **state)
+{
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    bus *b;
+    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
+    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 4}, NULL), 0);
+    bus_close(b); /* no thread of ours left when we fork */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        child_publish(path, fds[1]);
+    }
+    close(fds[1]);
+    static ack acks[1 << 16];
+    size_t n = 0, got = 0;
+    char *buf = (char *)acks;
+    while (n < KILL_AFTER) {
+        ssize_t r = read(fds[0], buf + got, sizeof(ack));
+        assert_true(r > 0);
+        got += (size_t)r;
+        n = got / sizeof(ack);
+    }
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    ssize_t r;
+    while (got < sizeof(acks) && (r = read(fds[0], buf + got, sizeof(acks) - got)) > 0)
+        got += (size_t)r;
+    close(fds[0]);
+    n = got / sizeof(ack);
+    assert_true(n >= KILL_AFTER);
+
+    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(acks[i].seq, (int)i);
+        bus_message *m;
+        size_t k;
+        errdetail e = {0};
+        int rc = bus_read(b, "t", acks[i].partition, acks[i].offset, 1, &m, &k, &e);
+        if (rc != 0)
+            fail_msg("ack %zu: %d %s", i, rc, e.message);
+        assert_int_equal(k, 1);
+        char want[32];
+        snprintf(want, sizeof(want), "v%zu", i);
+        assert_string_equal((char *)m[0].value, want);
+        bus_messages_free(m, k);
+    }
+    bus_close(b);
+}
+
+int main(void)
+{
+    if (tmp_dir_create(tmpdir, sizeof(tmpdir), "bus") != 0)
+        return 1;
+    size_t n;
+    const struct CMUnitTest *conf = bus_conformance_tests(&factory, &n);
+    int failed = _cmocka_run_group_tests("bus_conformance(embedded)", conf, n, NULL, NULL);
+    const struct CMUnitTest own[] = {
+        cmocka_unit_test(test_open_fails),
+        cmocka_unit_test(test_reopen_keeps_groups),
+        cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_kill9_keeps_acknowledged),
+    };
+    failed += cmocka_run_group_tests_name("bus_sqlite", own, NULL, NULL);
+    if (failed == 0)
+        tmp_dir_remove(tmpdir);
+    return failed ? 1 : 0;
+}
