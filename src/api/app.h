@@ -35,6 +35,8 @@ typedef struct app {
     keyring *keys;                /* the API keys; NULL when api_key is off */
     const char *auth_modes;       /* as configured, for /health/ready ("none", "api_key,jwt") */
     struct records *rec;          /* the audit log; NULL: nothing is audited */
+    struct bus *bus;              /* the event bus (bus.backend); NULL when not running */
+    size_t max_event_bytes;       /* bus.max_event_bytes: the largest event published */
     bool audit_fail_open;         /* a mutation goes on when its row cannot be written */
     /* server.request_deadline_ms: the Citrus API answers within this of a
      * request's arrival (0: no deadline); see app_request_deadline */

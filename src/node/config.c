@@ -13,6 +13,7 @@
 #include "auth/principal.h"
 #include "citrus/errors.h"
 #include "core/dsn.h"
+#include "sys/fs.h"
 #include "wire/envelope.h"
 
 /* F_LIST: a JSON array of strings, or comma-separated text, kept joined by
@@ -253,6 +254,22 @@ static const field fields[] = {
         "platform events, turned into notifications (unset: <topic_prefix>platform.events)"),
     INT("bus", "max_event_bytes", "bus-max-event-bytes", bus_max_event_bytes, 1024, 67108864,
         "largest event (its envelope's JSON) accepted for publishing, bytes"),
+    INT("bus", "partitions", "bus-partitions", bus_partitions, 1, 64,
+        "partitions of each topic Citrus creates (messages of one key stay in order)"),
+    INT("bus", "retention_hours", "bus-retention-hours", bus_retention_hours, 1, 87600,
+        "events older than this are deleted from a topic, hours"),
+    INT("bus", "retention_bytes", "bus-retention-bytes", bus_retention_bytes, 1048576,
+        1099511627776LL, "a topic partition's oldest events go past this size, bytes"),
+    INT("bus", "max_attempts", "bus-max-attempts", bus_max_attempts, 1, 100,
+        "deliveries of an event before it goes to <topic>.dlq"),
+    INT("bus", "backoff_base_ms", "bus-backoff-base-ms", bus_backoff_base_ms, 1, 86400000,
+        "delay before the first retry, ms (doubled per attempt, with jitter)"),
+    INT("bus", "backoff_cap_ms", "bus-backoff-cap-ms", bus_backoff_cap_ms, 1, 86400000,
+        "longest delay between two attempts, ms"),
+    INT("bus", "visibility_timeout_ms", "bus-visibility-timeout-ms", bus_visibility_ms, 100,
+        43200000,
+        "an event a worker took and neither finished nor failed within this is "
+        "delivered again, ms"),
     LIST("bus.kafka", "bootstrap_servers", "kafka-bootstrap-servers", bus_kafka_bootstrap,
          "bus.backend kafka: the brokers to start from, host:port"),
     STR("bus.groups", "enrollment_ingest", "bus-group-enrollment-ingest",
@@ -335,6 +352,13 @@ void config_defaults(citrus_config *c)
     snprintf(c->bus_backend, sizeof(c->bus_backend), "embedded");
     snprintf(c->bus_topic_prefix, sizeof(c->bus_topic_prefix), "citrus.");
     c->bus_max_event_bytes = 1024 * 1024LL; /* as Kafka's default message.max.bytes */
+    c->bus_partitions = 4;
+    c->bus_retention_hours = 168;              /* 7 days, as Kafka's log.retention.hours */
+    c->bus_retention_bytes = 1024 * 1048576LL; /* 1 GiB per partition */
+    c->bus_max_attempts = 5;
+    c->bus_backoff_base_ms = 1000;
+    c->bus_backoff_cap_ms = 300000;
+    c->bus_visibility_ms = 30000; /* as SQS's default visibility timeout */
     for (size_t i = 0; i < CONFIG_NGROUPS; i++) {
         snprintf(c->bus_groups[i], sizeof(c->bus_groups[i]), "citrus-%s", group_keys[i]);
         for (char *p = c->bus_groups[i]; *p; p++)
@@ -848,6 +872,18 @@ static int dsn_rules_check(const citrus_config *c, errdetail *err)
     return rc;
 }
 
+int config_data_file(const citrus_config *c, const char *cmd, const char *name, char *path,
+                     size_t len)
+{
+    if (fs_mkdirs(c->data_dir, 0700) < 0) {
+        fprintf(stderr, "citrus%s%s: cannot create data dir %s: %s\n", cmd ? " " : "",
+                cmd ? cmd : "", c->data_dir, strerror(errno));
+        return CITRUS_EIO;
+    }
+    snprintf(path, len, "%s/%s", c->data_dir, name);
+    return 0;
+}
+
 const char *config_bus_topic(const citrus_config *c, config_topic t, char *buf, size_t len)
 {
     if (c->bus_topics[t][0])
@@ -926,6 +962,10 @@ static int bus_check(const citrus_config *c, errdetail *err)
         if (rc < 0)
             return rc;
     }
+    if (c->bus_backoff_cap_ms < c->bus_backoff_base_ms)
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "bus.backoff_cap_ms: %lld is below bus.backoff_base_ms (%lld)",
+                             (long long)c->bus_backoff_cap_ms, (long long)c->bus_backoff_base_ms);
     if (strcmp(c->bus_backend, "kafka") == 0 && !c->bus_kafka_bootstrap[0])
         return errdetail_set(err, CITRUS_EINVAL,
                              "bus.kafka.bootstrap_servers: required when bus.backend is kafka");

@@ -142,6 +142,13 @@ typedef struct citrus_config {
     int64_t bus_max_event_bytes;
     char bus_kafka_bootstrap[1024];       /* host:port, comma-separated */
     char bus_groups[CONFIG_NGROUPS][256]; /* consumer group ids, one per worker */
+    int64_t bus_partitions;               /* of each topic Citrus creates */
+    int64_t bus_retention_hours;          /* a topic's retention by age */
+    int64_t bus_retention_bytes;          /* and by size, per partition */
+    int64_t bus_max_attempts;             /* deliveries before the dead-letter topic */
+    int64_t bus_backoff_base_ms;          /* the first retry's delay (doubling, jittered) */
+    int64_t bus_backoff_cap_ms;           /* the longest delay between attempts */
+    int64_t bus_visibility_ms;            /* a consumer's lease on what it polled */
 } citrus_config;
 
 void config_defaults(citrus_config *c);
@@ -170,6 +177,12 @@ const config_node *config_self(const citrus_config *c);
  * its default and cluster.nodes lists this node, that entry's
  * address:api_port. */
 void config_listen(const citrus_config *c, char *buf, size_t len);
+
+/* <data_dir>/<name> into path, creating data_dir (0700) when missing: 0, or
+ * CITRUS_EIO reported on stderr as `citrus <cmd>: cannot create data dir` (cmd
+ * may be NULL). */
+int config_data_file(const citrus_config *c, const char *cmd, const char *name, char *path,
+                     size_t len);
 
 /* The name topic t has: bus.topics.<t> when set, else bus.topic_prefix
  * followed by its default suffix ("enrollment.events", ...), in buf (256

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,20 +11,19 @@
 #include "records/records.h"
 #include "sys/clock.h"
 #include "sys/fs.h"
+#include "sys/ticker.h"
 
 #define PURGE_EVERY_MS (3600 * 1000)
 
 static struct {
-    pthread_t th;
-    bool running, stopping;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    ticker *t;
     records *rec;
     int64_t keep_ms;
-} purger = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} purger;
 
-static void purge(void)
+static void purge(void *ctx)
 {
+    (void)ctx;
     int64_t deleted = 0;
     errdetail e;
     if (records_audit_purge(purger.rec, clock_wall_ms(NULL) - purger.keep_ms, &deleted, &e) < 0)
@@ -34,22 +32,6 @@ static void purge(void)
     else if (deleted)
         log_info("records", "audit retention: rows deleted",
                  json_pack("{s:I}", "deleted", (json_int_t)deleted));
-}
-
-static void *purger_main(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&purger.mu);
-    while (!purger.stopping) {
-        struct timespec ts = clock_cond_deadline(PURGE_EVERY_MS);
-        if (pthread_cond_timedwait(&purger.cv, &purger.mu, &ts) == 0 || purger.stopping)
-            continue;
-        pthread_mutex_unlock(&purger.mu);
-        purge();
-        pthread_mutex_lock(&purger.mu);
-    }
-    pthread_mutex_unlock(&purger.mu);
-    return NULL;
 }
 
 int records_boot(const citrus_config *cfg, const char *cmd, app *a)
@@ -67,12 +49,8 @@ int records_boot(const citrus_config *cfg, const char *cmd, app *a)
         rc = records_open_postgres(cfg->records_pg_dsn, &a->rec, &e);
     } else {
         char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/records.db", cfg->data_dir);
-        if (fs_mkdirs(cfg->data_dir, 0700) < 0) {
-            fprintf(stderr, "citrus %s: cannot create data dir %s: %s\n", cmd, cfg->data_dir,
-                    strerror(errno));
-            return CITRUS_EIO;
-        }
+        if ((rc = config_data_file(cfg, cmd, "records.db", path, sizeof(path))) < 0)
+            return rc;
         rc = records_open_sqlite(path, &a->rec, &e);
     }
     if (rc < 0) {
@@ -83,24 +61,15 @@ int records_boot(const citrus_config *cfg, const char *cmd, app *a)
     a->audit_fail_open = strcmp(cfg->audit_fail_open, "true") == 0;
     purger.rec = a->rec;
     purger.keep_ms = cfg->audit_retention_days * 24 * 3600 * 1000;
-    purger.stopping = false;
-    purge();
-    clock_cond_init(&purger.cv);
-    purger.running = pthread_create(&purger.th, NULL, purger_main, NULL) == 0;
+    purge(NULL);
+    purger.t = ticker_start("audit-purge", PURGE_EVERY_MS, purge, NULL);
     return 0;
 }
 
 void records_stop(app *a)
 {
-    if (purger.running) {
-        pthread_mutex_lock(&purger.mu);
-        purger.stopping = true;
-        pthread_cond_broadcast(&purger.cv);
-        pthread_mutex_unlock(&purger.mu);
-        pthread_join(purger.th, NULL);
-        purger.running = false;
-        pthread_cond_destroy(&purger.cv);
-    }
+    ticker_stop(purger.t);
+    purger.t = NULL;
     records_close(a->rec);
     a->rec = NULL;
 }

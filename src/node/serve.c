@@ -23,6 +23,7 @@
 #include "catalog/store_sqlite.h"
 #include "citrus/errors.h"
 #include "node/auth_boot.h"
+#include "node/bus_boot.h"
 #include "node/config.h"
 #include "node/records_boot.h"
 #include "node/router_boot.h"
@@ -136,11 +137,8 @@ static int open_embedded(const citrus_config *cfg, store **st)
 {
     char path[PATH_MAX];
     errdetail err;
-    if (fs_mkdirs(cfg->data_dir, 0700) < 0) {
-        fprintf(stderr, "citrus: cannot create data dir %s: %s\n", cfg->data_dir, strerror(errno));
+    if (config_data_file(cfg, NULL, "catalog.db", path, sizeof(path)) < 0)
         return CITRUS_EIO;
-    }
-    snprintf(path, sizeof(path), "%s/catalog.db", cfg->data_dir);
     store_sqlite_options so = {
         .path = path, .history_keep = cfg->history_keep, .quota_bytes = cfg->quota_bytes};
     int rc = store_sqlite_open(&so, st, &err);
@@ -306,8 +304,13 @@ int cli_serve_main(int argc, char **argv, char **envp)
     }
     if (records_boot(&cfg, argv[0], &a) < 0)
         goto stop_auth;
-    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
+    if ((rc = bus_boot(&cfg, argv[0], &a)) < 0) {
+        if (rc == CITRUS_EINVAL)
+            exit_code = 2;
         goto stop_records;
+    }
+    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
+        goto stop_bus;
     http_server_options ho = {.listen = listen,
                               .threads = (unsigned)cfg.threads,
                               .max_conns = (unsigned)cfg.max_connections,
@@ -390,6 +393,8 @@ stop_server:
 stop_shards:
     shards_stop(&a);      /* the worker stops while the session can still fence its writes */
     session_stop(a.sess); /* revokes the lease: registration and leadership end now */
+stop_bus:
+    bus_stop(&a);
 stop_records:
     records_stop(&a);
 stop_auth:

@@ -96,3 +96,32 @@ def test_bus_settings_checked_at_start(tmp_path):
     assert r.returncode == 2 and "bus.topic_prefix" in r.stderr, r.stderr
     r = run_cli("dev", "--help")
     assert "--bus-topic-sm-events" in r.stdout and "CITRUS_BUS_MAX_EVENT_BYTES" in r.stdout
+
+
+def test_bus_topics_created_at_start(make_citrus, tmp_path):
+    """Issue 15: the node opens its event bus in the data dir and creates
+    seed 000's topics, each with its dead-letter topic, with bus.partitions;
+    a restart keeps them (and their partitions) as they were."""
+    import sqlite3
+    c = make_citrus(extra=["--bus-partitions", "3",
+                           "--bus-topic-platform-events", "ops.platform"])
+    c.stop()
+
+    def topics():
+        db = sqlite3.connect(os.path.join(c.data_dir, "bus.db"))
+        try:
+            return dict(db.execute("SELECT name, partitions FROM bus_topics"))
+        finally:
+            db.close()
+
+    want = {n: 3 for n in ("citrus.enrollment.events", "citrus.shard.ingest.commands",
+                           "citrus.sm.commands", "citrus.sm.events", "ops.platform")}
+    want.update({n + ".dlq": 3 for n in list(want)})
+    assert topics() == want
+    c.extra = [x for x in c.extra if x not in ("--bus-partitions", "3")]
+    c.start()
+    c.stop()
+    assert topics() == want
+    r = run_cli("dev", "--data-dir", str(tmp_path / "d2"), "--bus-backoff-base-ms", "5000",
+                "--bus-backoff-cap-ms", "1000")
+    assert r.returncode == 2 and "bus.backoff_cap_ms" in r.stderr, r.stderr

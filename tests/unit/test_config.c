@@ -478,6 +478,7 @@ static void bus_bad_names(void **state)
         {"kafka-bootstrap-servers", ":9092", "bus.kafka.bootstrap_servers"},
         {"kafka-bootstrap-servers", "k 1:9092", "bus.kafka.bootstrap_servers"},
         {"bus-backend", "kafka", "bus.kafka.bootstrap_servers: required"},
+        {"bus-backoff-base-ms", "400000", "bus.backoff_cap_ms: 300000 is below"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         config_defaults(&c);
@@ -487,6 +488,16 @@ static void bus_bad_names(void **state)
             fail_msg("%s=%.40s: '%s' does not say '%s'", bad[i].flag, bad[i].value, err.message,
                      bad[i].named);
     }
+    /* out of range at the flag already */
+    config_defaults(&c);
+    assert_int_equal(config_set_flag(&c, "bus-partitions", "65", &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "bus.partitions"));
+    assert_int_equal(config_set_flag(&c, "bus-max-attempts", "0", &err), CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "bus-retention-bytes", "1000", &err), CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "bus-visibility-timeout-ms", "99", &err), CITRUS_EINVAL);
+    assert_int_equal(c.bus_partitions, 4);
+    assert_int_equal(c.bus_max_attempts, 5);
+    assert_int_equal(c.bus_visibility_ms, 30000);
     /* the longest that leaves room for ".dlq" is fine */
     config_defaults(&c);
     almost[245] = '\0';
