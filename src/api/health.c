@@ -17,10 +17,6 @@ int api_health_live(http_req *r, void *ctx)
     return http_reply_json(r, 200, json_pack("{s:s,s:s}", "status", "ok", "node_id", a->node_id));
 }
 
-/* How often /health/ready reads again the records known not to decode
- * (registry_corrupt_recheck): probes are anonymous, so at most this often. */
-#define HEALTH_CORRUPT_RECHECK_MS 2000
-
 /* "catalog_corrupt": {"count", "keys": [{"key","error"}...]} when shard or
  * tenant records do not decode (docs/security.md, "Catalog integrity"):
  * reported, not a reason to leave the load balancer, since every node reads
@@ -50,12 +46,9 @@ static void add_catalog_corrupt(app *a, json_t *body)
 int api_health_ready(http_req *r, void *ctx)
 {
     app *a = ctx;
-    /* the recheck reads the catalog: on the work pool, and only when due */
-    if (a->shards && registry_corrupt_recheck_due(a->shards->reg, HEALTH_CORRUPT_RECHECK_MS)) {
-        if (!http_offloaded(r))
-            return http_offload(r, api_health_ready, ctx);
-        registry_corrupt_recheck(a->shards->reg, HEALTH_CORRUPT_RECHECK_MS);
-    }
+    /* what is known corrupt, as the last read noted it (the node rechecks
+     * those records every 2 s on a thread of its own): a probe never waits
+     * on the catalog, not even in the work pool's queue */
     store_status st;
     int64_t age = 0;
     /* With a copy, the last periodic check answers: a probe never waits on

@@ -15,6 +15,7 @@
 #include "obs/log.h"
 #include "provision/health.h"
 #include "sys/fs.h"
+#include "sys/ticker.h"
 
 /* The example schema template `citrus dev` ships: business type "retail".
  * Plain SQL that SQLite and PostgreSQL both take, and on PostgreSQL a
@@ -246,8 +247,23 @@ fail:
     return rc;
 }
 
+/* How often the records known not to decode are read again
+ * (registry_corrupt_recheck), so that /health/ready reports a repaired one
+ * as gone: on a thread of its own, never on a probe's. */
+#define CORRUPT_RECHECK_MS 2000
+
+static ticker *rechecker;
+
+static void corrupt_recheck(void *ctx)
+{
+    registry_corrupt_recheck(ctx, CORRUPT_RECHECK_MS);
+}
+
 void shards_start_worker(app *a, session *sess)
 {
+    if (a->shards)
+        rechecker =
+            ticker_start("corrupt-check", CORRUPT_RECHECK_MS, corrupt_recheck, a->shards->reg);
     if (a->shards && svc_worker_start(a->shards, sess) < 0)
         log_error("shards", "cannot start the provisioning worker", NULL);
     if (a->health) /* a first round before the node serves: bounded by one probe timeout */
@@ -258,6 +274,8 @@ void shards_start_worker(app *a, session *sess)
 
 void shards_stop(app *a)
 {
+    ticker_stop(rechecker);
+    rechecker = NULL;
     shard_health_free(a->health); /* it reads the service's registry */
     a->health = NULL;
     if (!a->shards)
