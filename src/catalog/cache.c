@@ -56,32 +56,12 @@ static size_t find(const cache *c, const char *key, bool *found)
     return lo;
 }
 
-static int entry_copy(kv_entry *dst, const kv_entry *src, bool with_value)
-{
-    *dst = *src;
-    dst->key = strdup(src->key);
-    dst->value = NULL;
-    dst->value_len = 0;
-    if (with_value && src->value_len) {
-        dst->value = malloc(src->value_len);
-        if (dst->value) {
-            memcpy(dst->value, src->value, src->value_len);
-            dst->value_len = src->value_len;
-        }
-    }
-    if (!dst->key || (with_value && src->value_len && !dst->value)) {
-        kv_entry_clear(dst);
-        return CITRUS_ENOMEM;
-    }
-    return 0;
-}
-
 static int apply_put(cache *c, const kv_entry *e)
 {
     bool found;
     size_t i = find(c, e->key, &found);
     kv_entry copy;
-    if (entry_copy(&copy, e, true) < 0)
+    if (kv_entry_copy(&copy, e, true) < 0)
         return CITRUS_ENOMEM;
     if (found) {
         kv_entry_clear(&c->entries[i]);
@@ -354,7 +334,7 @@ static int range_locked(cache *c, const kv_range_req *req, kv_range_res *out)
             return 0;
         }
         out->items = calloc(1, sizeof(*out->items));
-        if (!out->items || entry_copy(&out->items[0], &c->entries[i], !req->keys_only) < 0)
+        if (!out->items || kv_entry_copy(&out->items[0], &c->entries[i], !req->keys_only) < 0)
             return CITRUS_ENOMEM;
         out->count = 1;
         return 0;
@@ -386,7 +366,7 @@ static int range_locked(cache *c, const kv_range_req *req, kv_range_res *out)
                 return CITRUS_ENOMEM;
             out->items = p;
         }
-        if (entry_copy(&out->items[out->count], &c->entries[i], !req->keys_only) < 0)
+        if (kv_entry_copy(&out->items[out->count], &c->entries[i], !req->keys_only) < 0)
             return CITRUS_ENOMEM;
         out->count++;
     }

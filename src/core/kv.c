@@ -1,8 +1,30 @@
-/* core/kv.c — releasing the catalog's result values (see kv.h). */
+/* core/kv.c — copying and releasing the catalog's values (see kv.h). */
 #include "core/kv.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "citrus/errors.h"
+
+int kv_entry_copy(kv_entry *dst, const kv_entry *src, bool with_value)
+{
+    *dst = *src;
+    dst->key = strdup(src->key);
+    dst->value = NULL;
+    dst->value_len = 0;
+    if (with_value && src->value_len) {
+        dst->value = malloc(src->value_len);
+        if (dst->value) {
+            memcpy(dst->value, src->value, src->value_len);
+            dst->value_len = src->value_len;
+        }
+    }
+    if (!dst->key || (with_value && src->value_len && !dst->value)) {
+        kv_entry_clear(dst);
+        return CITRUS_ENOMEM;
+    }
+    return 0;
+}
 
 void kv_entry_clear(kv_entry *e)
 {

@@ -23,6 +23,9 @@ typedef struct kv_entry {
 } kv_entry;
 
 void kv_entry_clear(kv_entry *e);
+/* A deep copy of src into dst (its value too when with_value): 0, or
+ * CITRUS_ENOMEM with dst cleared. */
+int kv_entry_copy(kv_entry *dst, const kv_entry *src, bool with_value);
 
 /* What one item costs in a JSON answer, a bound on its encoded size: the key
  * (escaped), the value in base64 (when with_value) and the revision fields. */

@@ -219,7 +219,7 @@ int shard_transition(shard *s, shard_state to, const char *reason, const char *a
 {
     if (!shard_transition_ok(s->state, to))
         return CITRUS_ECONFLICT;
-    shard_event ev = {.at_ms = now_ms, .from = s->state, .to = to};
+    shard_event ev = {.at_ms = now_ms, .from = s->state, .to = to, .epoch = s->epoch + 1};
     /* A reason may quote a provisioner's or a driver's message: its DSN
      * passwords and secrets never reach the record (history, error). */
     ev.reason = dsn_redact_text(reason ? reason : "");

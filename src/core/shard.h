@@ -63,8 +63,9 @@ typedef struct shard_tag {
 typedef struct shard_event {
     int64_t at_ms; /* wall clock, ms since the epoch */
     shard_state from, to;
-    char *reason; /* may be "" */
-    char *actor;  /* who asked: "api", "provisioner", a node id, ... */
+    int64_t epoch; /* the record's epoch this change gave it; 0: not known (older records) */
+    char *reason;  /* may be "" */
+    char *actor;   /* who asked: "api", "provisioner", a node id, ... */
 } shard_event;
 
 typedef struct shard {
@@ -78,6 +79,10 @@ typedef struct shard {
     shard_tag *tags;
     size_t ntags;
     int64_t epoch; /* +1 on every change of the record */
+    /* The epoch of the stored record this one was written over (0: none,
+     * a new shard): the history entries with a larger epoch are the
+     * changes one write made (the lifecycle relay publishes each). */
+    int64_t base_epoch;
     int64_t created_ms, updated_ms;
     char *template_name;  /* schema template (business type); may be NULL */
     char *error;          /* why it failed; NULL unless failed */

@@ -28,6 +28,7 @@
 #include "node/records_boot.h"
 #include "node/router_boot.h"
 #include "node/shards_boot.h"
+#include "workers/relay.h"
 #include "controller/session.h"
 #include "http/server.h"
 #include "obs/log.h"
@@ -280,6 +281,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
              .max_watch_timeout_ms = cfg.max_watch_timeout_s * 1000,
              .request_deadline_ms = cfg.request_deadline_ms};
     http_server *srv = NULL, *rsrv = NULL;
+    relay *lifecycle = NULL;
     /* A replicated catalog is read through this node's watch-fed copy; the
      * embedded store is local and answers every read from committed state. */
     if (strcmp(cfg.backend, "etcd") == 0) {
@@ -362,6 +364,14 @@ int cli_serve_main(int argc, char **argv, char **envp)
         log_error("server", "cannot start the node session", NULL);
     /* a.sess: /health/ready waits for the registration */
     shards_start_worker(&a, a.sess);
+    if (a.bus && a.sess) {
+        /* every shard and tenant change, on the lifecycle topic (the leader's job) */
+        char topic[256];
+        config_bus_topic(&cfg, CONFIG_TOPIC_SM_EVENTS, topic, sizeof(topic));
+        relay_options lo = {.st = st, .b = a.bus, .topic = topic, .sess = a.sess};
+        if (relay_start(&lo, &lifecycle) < 0)
+            log_error("server", "cannot start the lifecycle relay", NULL);
+    }
     auth_dev_key(&cfg, argv[0], &a); /* written before anything is answered */
     if (http_server_serve(srv, &err) < 0) {
         fprintf(stderr, "citrus %s: %s\n", argv[0], err.message);
@@ -387,6 +397,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
     http_server_stop(srv);
     srv = NULL;
 stop_router:
+    relay_stop(lifecycle); /* publishes what it was told and records where it got to */
     router_stop(&a, rsrv);
 stop_server:
     http_server_stop(srv);

@@ -927,9 +927,11 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
         if (rc < 0)
             return rc;
         shard_state before = s.state;
+        int64_t base = s.epoch;
         db_ids was, now;
         db_ids_load(s.dsn, &was);
         rc = fn(&s, ctx, e);
+        s.base_epoch = base; /* what this write goes over (the relay's cue) */
         db_ids_load(rc == 0 ? s.dsn : NULL, &now);
         bool moved = rc == 0 && now.n && (!was.text || strcmp(was.text, now.text) != 0);
         if (moved)

@@ -169,6 +169,8 @@ static json_t *event_json(const shard_event *e)
     bad |= json_object_set_new(o, "to", json_string(shard_state_name(e->to)));
     bad |= json_object_set_new(o, "reason", jstr(e->reason ? e->reason : ""));
     bad |= json_object_set_new(o, "actor", jstr(e->actor ? e->actor : ""));
+    if (e->epoch > 0)
+        bad |= json_object_set_new(o, "epoch", json_integer(e->epoch));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -201,6 +203,7 @@ json_t *shard_to_json(const shard *s, bool with_history)
     bad |= json_object_set_new(o, "weight", json_real(s->weight));
     bad |= json_object_set_new(o, "tags", tags_json(s->tags, s->ntags));
     bad |= json_object_set_new(o, "epoch", json_integer(s->epoch));
+    bad |= json_object_set_new(o, "base_epoch", json_integer(s->base_epoch));
     bad |= json_object_set_new(o, "created_at", jtime(s->created_ms));
     bad |= json_object_set_new(o, "updated_at", jtime(s->updated_ms));
     bad |= json_object_set_new(o, "template", jstr(s->template_name));
@@ -361,6 +364,19 @@ int shard_json_tags(json_t *o, shard_json_tag_check check, shard_tag **out, size
 
 /* ---- JSON -> record -------------------------------------------------- */
 
+/* An optional epoch (an integer >= 0; absent or null: 0). */
+static int opt_epoch(json_t *j, const char *name, const char *where, int64_t *out, errdetail *e)
+{
+    json_t *v = json_object_get(j, name);
+    *out = 0;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return errdetail_set(e, CITRUS_EBADJSON, "%s%s: must be an integer >= 0", where, name);
+    *out = json_integer_value(v);
+    return 0;
+}
+
 static int event_from_json(json_t *ev, size_t i, shard_event *out, errdetail *e)
 {
     char where[40];
@@ -376,6 +392,8 @@ static int event_from_json(json_t *ev, size_t i, shard_event *out, errdetail *e)
         rc = opt_string(ev, "reason", where, &out->reason, e);
     if (rc == 0)
         rc = opt_string(ev, "actor", where, &out->actor, e);
+    if (rc == 0)
+        rc = opt_epoch(ev, "epoch", where, &out->epoch, e);
     if (rc == 0 && !out->reason && !(out->reason = strdup("")))
         rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     if (rc == 0 && !out->actor && !(out->actor = strdup("")))
@@ -447,6 +465,8 @@ static int record_from_json(json_t *j, shard *out, errdetail *e)
         rc = req_state(j, "state", "", &out->state, e);
     if (rc == 0)
         rc = epoch_from_json(j, &out->epoch, e);
+    if (rc == 0)
+        rc = opt_epoch(j, "base_epoch", "", &out->base_epoch, e);
     if (rc == 0)
         rc = req_time(j, "created_at", "", &out->created_ms, e);
     if (rc == 0)

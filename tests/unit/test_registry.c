@@ -74,6 +74,13 @@ static void history_is_stamped_by_the_clock(void **state)
     assert_int_equal(s.updated_ms, REGFIX_WALL0 + 1750);
     assert_int_equal(s.created_ms, REGFIX_WALL0);
     assert_int_equal(s.epoch, epoch + 2);
+    /* each change carries the epoch it gave the record, and the record the
+     * epoch it was written over: the changes of the last write are those
+     * above base_epoch (the lifecycle relay's cue) */
+    assert_int_equal(s.history[3].epoch, epoch + 2);
+    assert_int_equal(s.history[2].epoch, epoch + 1);
+    assert_int_equal(s.base_epoch, epoch + 1);
+    assert_true(s.history[1].epoch > 0 && s.history[1].epoch <= epoch);
     shard_clear(&s);
 }
 

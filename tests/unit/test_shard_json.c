@@ -44,6 +44,7 @@ static void sample(shard *s)
     assert_int_equal(shard_transition(s, SHARD_PROVISIONING, "create", "api", s->created_ms), 0);
     assert_int_equal(shard_transition(s, SHARD_FAILED, "disk full", "provisioner", 1795333201000),
                      0);
+    s->base_epoch = 1;
 }
 
 static const char *str_member(json_t *o, const char *name)
@@ -197,6 +198,11 @@ static void round_trip(void **state)
     assert_int_equal(t.history[1].to, SHARD_FAILED);
     assert_string_equal(t.history[1].reason, "disk full");
     assert_string_equal(t.history[1].actor, "provisioner");
+    /* the epochs the lifecycle relay reads: each change's, and the base */
+    assert_int_equal(t.base_epoch, s.base_epoch);
+    assert_true(s.history[1].epoch > 0);
+    assert_int_equal(t.history[1].epoch, s.history[1].epoch);
+    assert_int_equal(t.history[0].epoch, s.history[0].epoch);
     /* And the loaded record renders identically. */
     json_t *again = shard_to_json(&t, true);
     assert_true(json_equal(j, again));
