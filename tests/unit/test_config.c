@@ -128,7 +128,8 @@ static void file_then_env_then_flag(void **state)
     errdetail err;
     config_defaults(&c);
     write_file("{\"server\":{\"listen\":\"127.0.0.1:9000\",\"threads\":2},"
-               "\"catalog\":{\"data_dir\":\"/tmp/x\"},\"notification_filter\":{\"anything\":1}}");
+               "\"catalog\":{\"data_dir\":\"/tmp/x\"},"
+               "\"workers\":{\"notification_filter\":{\"types\":[\"a\"]}}}");
     assert_int_equal(config_load_file(&c, path, &err), 0);
     unlink(path);
     assert_string_equal(c.listen, "127.0.0.1:9000");
@@ -542,6 +543,9 @@ static void workers_section(void **state)
     assert_int_equal(config_set_flag(&c, "worker-batch", "1001", &err), CITRUS_EINVAL);
     assert_int_equal(config_set_flag(&c, "worker-threads", "0", &err), CITRUS_EINVAL);
     assert_int_equal(config_set_flag(&c, "notification-filter-types", "a,,b", &err), CITRUS_EINVAL);
+    /* the section was reserved at the top level; it lives under workers now */
+    text = "{\"notification_filter\": {\"types\": []}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), CITRUS_EINVAL);
     text = "{\"workers\": {\"notification_filter\": {\"levels\": []}}}";
     assert_int_equal(config_load_text(&c, text, strlen(text), &err), CITRUS_EINVAL);
     assert_non_null(strstr(err.message, "levels"));
