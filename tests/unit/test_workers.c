@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -48,6 +50,7 @@ typedef struct handler_ctx {
     int fail_first; /* the first this many calls fail */
     bool always_fail;
     bool permanent;
+    int sleep_ms; /* per event: a slow handler, to be killed mid-batch */
 } handler_ctx;
 
 /* Stores a notification named after the event. */
@@ -56,6 +59,8 @@ static int test_handle(void *ctx, const envelope *ev, const bus_message *m, work
 {
     handler_ctx *h = ctx;
     int call = atomic_fetch_add(&h->calls, 1) + 1;
+    if (h->sleep_ms)
+        sleep_ms(h->sleep_ms);
     if (h->always_fail || call <= h->fail_first) {
         fx->permanent = h->permanent;
         return errdetail_set(e, CITRUS_EUNAVAILABLE, "handler failed (call %d)", call);
@@ -591,6 +596,147 @@ static void test_notification_big_data(void **state)
     free(json);
 }
 
+/* ---- kill -9 mid-batch ---------------------------------------------------------------- */
+
+#define KILL_N 600
+#define KILL_VIS 300
+
+static void kill_paths(char *bus_path, char *rec_path, size_t len)
+{
+    snprintf(bus_path, len, "%s/kill-bus.db", tmpdir);
+    snprintf(rec_path, len, "%s/kill-records.db", tmpdir);
+}
+
+static worker *kill_worker(bus *b, records *r, handler_ctx *h)
+{
+    worker_spec s = {.name = "kill9",
+                     .topic = "t",
+                     .group = "g",
+                     .bus = b,
+                     .rec = r,
+                     .visibility_ms = KILL_VIS,
+                     .batch = 20,
+                     .max_attempts = 100,
+                     .threads = 2,
+                     .idle_ms = 5,
+                     .handle = test_handle,
+                     .ctx = h};
+    worker *w = NULL;
+    assert_int_equal(worker_new(&s, &w, NULL), 0);
+    return w;
+}
+
+/* The child: the worker on real threads, slowly, until it is killed. */
+static void kill_child(const char *bus_path, const char *rec_path)
+{
+    bus *b = NULL;
+    records *r = NULL;
+    bus_config bc = {.max_attempts = 100};
+    if (bus_open_sqlite(bus_path, &bc, &b, NULL) != 0 || records_open_sqlite(rec_path, &r, NULL))
+        _exit(3);
+    static handler_ctx h = {.sleep_ms = 1};
+    worker *w = kill_worker(b, r, &h);
+    if (worker_start(w, NULL) != 0)
+        _exit(4);
+    for (;;)
+        pause();
+}
+
+static size_t count_rows(records *r, char (*ids)[16], size_t max)
+{
+    size_t total = 0;
+    int64_t after = 0;
+    do {
+        notification_row *rows = NULL;
+        size_t n = 0;
+        notification_query q = {.after_id = after, .limit = 1000};
+        assert_int_equal(records_notifications_query(r, &q, &rows, &n, &after, NULL), 0);
+        for (size_t i = 0; i < n && ids; i++, total++)
+            if (total < max)
+                snprintf(ids[total], sizeof(ids[0]), "%s", rows[i].event_id);
+        if (!ids)
+            total += n;
+        notification_rows_free(rows, n);
+    } while (after);
+    return total;
+}
+
+/* A worker process killed (SIGKILL) while it handles batches: another one
+ * on the same bus and store then handles exactly the events whose ids the
+ * ledger lacks (no handler runs twice for a recorded id), and every event
+ * ends with exactly one notification and one ledger entry. */
+static void test_kill9_mid_batch(void **state)
+{
+    (void)state;
+    char bus_path[PATH_MAX], rec_path[PATH_MAX];
+    kill_paths(bus_path, rec_path, sizeof(bus_path));
+    bus *b = NULL;
+    records *r = NULL;
+    bus_config bc = {.max_attempts = 100};
+    assert_int_equal(bus_open_sqlite(bus_path, &bc, &b, NULL), 0);
+    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 4}, NULL), 0);
+    for (int i = 0; i < KILL_N; i++) {
+        char v[256], key[16];
+        snprintf(key, sizeof(key), "k%d", i % 17);
+        snprintf(v, sizeof(v),
+                 "{\"specversion\":\"1.0\",\"id\":\"e%d\",\"source\":\"/s\",\"type\":\"t\"}", i);
+        assert_int_equal(bus_publish(b, "t", key, strlen(key), v, strlen(v), NULL, NULL, NULL), 0);
+    }
+    bus_close(b); /* no thread or connection of ours across the fork */
+    assert_int_equal(records_open_sqlite(rec_path, &r, NULL), 0);
+    records_close(r);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        kill_child(bus_path, rec_path);
+    assert_int_equal(records_open_sqlite(rec_path, &r, NULL), 0);
+    int64_t until = mono_ms() + 30000;
+    size_t before = 0;
+    while ((before = count_rows(r, NULL, 0)) < KILL_N / 4 && mono_ms() < until)
+        sleep_ms(2);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    before = count_rows(r, NULL, 0);
+    print_message("killed with %zu of %d stored\n", before, KILL_N);
+    assert_true(before >= KILL_N / 4 && before < KILL_N); /* mid-way */
+
+    assert_int_equal(bus_open_sqlite(bus_path, &bc, &b, NULL), 0);
+    handler_ctx h = {0};
+    worker *w = kill_worker(b, r, &h);
+    until = mono_ms() + 30000;
+    while (count_rows(r, NULL, 0) < KILL_N && mono_ms() < until) {
+        size_t n = 0;
+        assert_int_equal(worker_run_once(w, &n, NULL), 0);
+        if (n == 0)
+            sleep_ms(20); /* the killed worker's leases end after KILL_VIS */
+    }
+    worker_stop(w);
+    static char ids[KILL_N + 8][16];
+    assert_int_equal(count_rows(r, ids, KILL_N + 8), KILL_N);
+    /* exactly the events the ledger lacked were handled again */
+    assert_int_equal(atomic_load(&h.calls), KILL_N - (int)before);
+    static bool got[KILL_N];
+    memset(got, 0, sizeof(got));
+    for (int i = 0; i < KILL_N; i++) {
+        int k = atoi(ids[i] + 1);
+        assert_true(ids[i][0] == 'e' && k >= 0 && k < KILL_N && !got[k]);
+        got[k] = true;
+        bool seen = false;
+        assert_int_equal(records_processed_seen(r, "g", ids[i], &seen, NULL), 0);
+        assert_true(seen);
+    }
+    /* nothing left on the bus once the leases are over */
+    sleep_ms(KILL_VIS + 50);
+    bus_message *m = NULL;
+    size_t n = 0;
+    assert_int_equal(bus_poll(b, "g", "t", 100, 1000, &m, &n, NULL), 0);
+    assert_int_equal(n, 0);
+    bus_close(b);
+    records_close(r);
+}
+
 int main(void)
 {
     if (tmp_dir_create(tmpdir, sizeof(tmpdir), "workers") != 0)
@@ -611,6 +757,7 @@ int main(void)
         cmocka_unit_test(test_severity_rule),
         T(test_notification_worker),
         cmocka_unit_test(test_notification_big_data),
+        cmocka_unit_test(test_kill9_mid_batch),
     };
     int failed = cmocka_run_group_tests_name("workers", tests, NULL, NULL);
     if (failed == 0)
