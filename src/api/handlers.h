@@ -56,6 +56,8 @@ int api_auth_keys_delete(http_req *r, void *app);
 int api_auth_bootstrap(http_req *r, void *app);
 /* audit.c: the audit log (GET /v1/audit) */
 int api_audit_list(http_req *r, void *app);
+/* notifications.c: the event notification worker's notifications */
+int api_notifications_list(http_req *r, void *app);
 
 /* query.c: the router (its own listener, router_routes) */
 int api_query(http_req *r, void *app);

@@ -164,6 +164,13 @@ int bus_commit(bus *b, const char *group, const bus_message *m, errdetail *e);
  * again). CITRUS_ECONFLICT when the lease is no longer m's (it ended and the
  * message was delivered again, or it was committed). */
 int bus_nack(bus *b, const char *group, const bus_message *m, const char *error, errdetail *e);
+/* A permanent failure (a message no attempt can handle: a malformed
+ * event): straight to the dead-letter topic with error, whatever its
+ * attempt, and the group moves past it, as the nack of the last attempt
+ * does. A message of a dead-letter topic is not dead-lettered again: this
+ * is then bus_nack. Errors as bus_nack's. */
+int bus_dead_letter(bus *b, const char *group, const bus_message *m, const char *error,
+                    errdetail *e);
 /* Up to limit (1..poll_max) messages of one partition from from_offset,
  * without leasing: CITRUS_ECOMPACTED when from_offset was trimmed away,
  * CITRUS_EINVAL past the partition's next offset (equal: none yet). */

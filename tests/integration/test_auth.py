@@ -69,6 +69,7 @@ API_MATRIX = {
     ("GET", "/v1/auth/keys"): ("/v1/auth/keys", None, {ADMIN}),
     ("DELETE", "/v1/auth/keys/{id}"): ("/v1/auth/keys/0000000000000000", None, {ADMIN}),
     ("GET", "/v1/audit"): ("/v1/audit", None, {ADMIN}),
+    ("GET", "/v1/notifications"): ("/v1/notifications", None, READS),
     ("GET", "/health/live"): ("/health/live", None, set(WHO)),
     ("GET", "/health/ready"): ("/health/ready", None, set(WHO)),
     ("GET", "/metrics"): ("/metrics", None, READS),

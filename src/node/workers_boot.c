@@ -1,0 +1,87 @@
+/* node/workers_boot.c — the workers role of a node (see workers_boot.h). */
+#include "node/workers_boot.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+#include "obs/log.h"
+#include "records/ledger.h"
+#include "sys/clock.h"
+#include "sys/ticker.h"
+#include "workers/notify.h"
+#include "workers/runner.h"
+
+#define PURGE_EVERY_MS (3600 * 1000)
+#define DAY_MS (24LL * 3600 * 1000)
+
+static struct {
+    worker *notify;
+    notify_filter *filter;
+    ticker *purger;
+    records *rec;
+    int64_t ledger_keep_ms, notify_keep_ms;
+} role;
+
+static void purge(void *ctx)
+{
+    (void)ctx;
+    int64_t now = clock_wall_ms(NULL), ledger = 0, notes = 0;
+    errdetail e;
+    if (records_processed_purge(role.rec, now - role.ledger_keep_ms, &ledger, &e) < 0 ||
+        records_notifications_purge(role.rec, now - role.notify_keep_ms, &notes, &e) < 0)
+        log_warn("workers", "retention: purge failed", json_pack("{s:s}", "error", e.message));
+    else if (ledger || notes)
+        log_info("workers", "retention: rows deleted",
+                 json_pack("{s:I,s:I}", "ledger", (json_int_t)ledger, "notifications",
+                           (json_int_t)notes));
+}
+
+int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
+{
+    if (strcmp(cfg->workers_enabled, "true") != 0)
+        return 0;
+    errdetail e;
+    int rc = notify_filter_new(cfg->notify_sources, cfg->notify_types, cfg->notify_severities,
+                               &role.filter, &e);
+    if (rc < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", cmd, e.message);
+        return rc;
+    }
+    char topic[256];
+    config_bus_topic(cfg, CONFIG_TOPIC_PLATFORM_EVENTS, topic, sizeof(topic));
+    worker_spec s = {.name = "event_notification",
+                     .topic = topic,
+                     .group = cfg->bus_groups[CONFIG_GROUP_EVENT_NOTIFICATION],
+                     .bus = a->bus,
+                     .rec = a->rec,
+                     .visibility_ms = cfg->bus_visibility_ms,
+                     .batch = (size_t)cfg->workers_batch,
+                     .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                     .max_attempts = (int)cfg->bus_max_attempts,
+                     .threads = (int)cfg->workers_threads,
+                     .handle = notify_handle,
+                     .ctx = role.filter};
+    if ((rc = worker_new(&s, &role.notify, &e)) < 0 || (rc = worker_start(role.notify, &e)) < 0) {
+        fprintf(stderr, "citrus %s: cannot start the event notification worker: %s\n", cmd,
+                e.message);
+        workers_stop();
+        return rc;
+    }
+    role.rec = a->rec;
+    /* An event the bus may still hold (its retention) is still known to the
+     * ledger: kept a day longer. */
+    role.ledger_keep_ms = cfg->bus_retention_hours * 3600 * 1000 + DAY_MS;
+    role.notify_keep_ms = cfg->notify_retention_days * DAY_MS;
+    purge(NULL);
+    role.purger = ticker_start("workers-purge", PURGE_EVERY_MS, purge, NULL);
+    return 0;
+}
+
+void workers_stop(void)
+{
+    ticker_stop(role.purger);
+    worker_stop(role.notify);
+    notify_filter_free(role.filter);
+    memset(&role, 0, sizeof(role));
+}
