@@ -311,20 +311,31 @@ static int repin_after(shard_service *svc, const char *id, unsigned flags, reg_r
     return rc;
 }
 
+static const struct {
+    const char *name;
+    shard_state to;
+    const char *reason;
+} actions[] = {
+    {"drain", SHARD_DRAINING, "drain requested"},
+    {"activate", SHARD_ACTIVE, "activation requested"},
+    {"retire", SHARD_RETIRED, "retirement requested"},
+    {"read-only", SHARD_READ_ONLY, "read-only requested"},
+    {"retry", SHARD_PROVISIONING, "retry requested"},
+};
+
+int svc_action_target(const char *action, shard_state *to)
+{
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+        if (strcmp(actions[i].name, action) == 0) {
+            *to = actions[i].to;
+            return 0;
+        }
+    return CITRUS_ENOTFOUND;
+}
+
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
                      const char *actor, shard *out, reg_result *res, errdetail *e)
 {
-    static const struct {
-        const char *name;
-        shard_state to;
-        const char *reason;
-    } actions[] = {
-        {"drain", SHARD_DRAINING, "drain requested"},
-        {"activate", SHARD_ACTIVE, "activation requested"},
-        {"retire", SHARD_RETIRED, "retirement requested"},
-        {"read-only", SHARD_READ_ONLY, "read-only requested"},
-        {"retry", SHARD_PROVISIONING, "retry requested"},
-    };
     for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
         if (strcmp(actions[i].name, action) != 0)
             continue;

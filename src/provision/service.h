@@ -95,6 +95,9 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
  * the shard's tenants to their ring owners once the change is written. */
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
                      const char *actor, shard *out, reg_result *res, errdetail *e);
+/* The state an action of svc_shard_action moves a shard to: 0, or
+ * CITRUS_ENOTFOUND for an unknown action. */
+int svc_action_target(const char *action, shard_state *to);
 
 /* Deletes a shard record (registry_shard_delete, whose flags and errors it
  * takes); a forced delete of a failed shard then moves its tenants to

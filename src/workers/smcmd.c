@@ -1,0 +1,210 @@
+/* workers/smcmd.c — the shard management worker's handler (see smcmd.h). */
+#include "workers/smcmd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+#include "core/shard.h"
+#include "obs/log.h"
+
+#define ACTOR "sm-worker"
+
+typedef enum { OP_ACTION, OP_PROVISION, OP_DELETE } op_kind;
+
+static const struct {
+    const char *name; /* after citrus.sm. */
+    op_kind kind;
+    const char *action; /* svc_shard_action's name */
+} ops[] = {
+    {"provision", OP_PROVISION, NULL},     {"drain", OP_ACTION, "drain"},
+    {"activate", OP_ACTION, "activate"},   {"read_only", OP_ACTION, "read-only"},
+    {"read-only", OP_ACTION, "read-only"}, {"retire", OP_ACTION, "retire"},
+    {"retry", OP_ACTION, "retry"},         {"delete", OP_DELETE, NULL},
+};
+
+/* A failure no later attempt can turn into a success: the request is
+ * wrong (4xx), as the API would answer it, but a compare that lost a race. */
+static bool permanent(int rc)
+{
+    int status = citrus_err_http_status(rc);
+    return status >= 400 && status < 500 && rc != CITRUS_ECONFLICT;
+}
+
+/* Publishes the outcome on the lifecycle topic. */
+static int outcome(smcmd_ctx *c, const envelope *cmd, const char *shard_id, bool ok, json_t *data,
+                   errdetail *e)
+{
+    char id[ENVELOPE_ID_MAX + 16];
+    snprintf(id, sizeof(id), "smcmd-%s%s", cmd->id, ok ? "" : "-failed");
+    json_object_set_new(data, "commandId", json_string(cmd->id));
+    json_object_set_new(data, "command", json_string(cmd->type));
+    json_object_set_new(data, "shardId", shard_id ? json_string(shard_id) : json_null());
+    envelope ev;
+    envelope_spec spec = {.id = id,
+                          .type = ok ? "citrus.sm.command.completed" : "citrus.sm.command.failed",
+                          .source = "/citrus/workers/shard-management",
+                          .subject = shard_id,
+                          .time_ms = clock_wall_ms(NULL),
+                          .correlationid = cmd->correlationid,
+                          .traceparent = cmd->traceparent,
+                          .data = data};
+    errdetail be;
+    int rc = envelope_build(&spec, &ev, &be);
+    json_decref(data);
+    if (rc < 0)
+        return errdetail_set(e, rc, "outcome event: %s", be.message);
+    size_t len = 0;
+    char *text = envelope_encode(&ev, &len);
+    envelope_clear(&ev);
+    if (!text)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    char key[BUS_KEY_MAX];
+    snprintf(key, sizeof(key), "shard/%s", shard_id ? shard_id : "");
+    int part;
+    int64_t off;
+    rc = bus_publish(c->bus, c->events_topic, key, strlen(key), text, len, &part, &off, e);
+    free(text);
+    return rc;
+}
+
+/* data.<name> as a string (NULL when absent), or CITRUS_EBADJSON. */
+static int opt_str(json_t *data, const char *name, const char **out, errdetail *e)
+{
+    json_t *v = json_object_get(data, name);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return errdetail_set(e, CITRUS_EBADJSON, "data.%s: must be a string", name);
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int provision(smcmd_ctx *c, const char *id, json_t *data, shard *s, bool *changed,
+                     errdetail *e)
+{
+    const char *tmpl = NULL, *zone = NULL;
+    int rc = opt_str(data, "template", &tmpl, e);
+    if (rc == 0)
+        rc = opt_str(data, "zone", &zone, e);
+    json_t *params = json_object_get(data, "params"), *weight = json_object_get(data, "weight");
+    if (rc == 0 && params && !json_is_object(params) && !json_is_null(params))
+        rc = errdetail_set(e, CITRUS_EBADJSON, "data.params: must be an object");
+    if (rc == 0 && weight &&
+        (!json_is_number(weight) || json_number_value(weight) <= 0 ||
+         json_number_value(weight) > 100))
+        rc = errdetail_set(e, CITRUS_EBADJSON, "data.weight: must be a number in (0, 100]");
+    if (rc < 0)
+        return rc;
+    shard_spec spec = {.provision = true,
+                       .weight = weight ? json_number_value(weight) : 1.0,
+                       .zone = (char *)zone,
+                       .template_name = (char *)tmpl,
+                       .params = json_is_object(params) ? params : NULL};
+    snprintf(spec.id, sizeof(spec.id), "%s", id);
+    rc = svc_provision_shard(c->svc, &spec, ACTOR, s, e);
+    *changed = rc == 0;
+    if (rc != CITRUS_EEXISTS)
+        return rc;
+    /* delivered again: the shard it made is there (with the same template) */
+    shard_clear(s);
+    if (registry_shard_get(c->svc->reg, id, s, NULL) < 0)
+        return rc;
+    bool same = (!tmpl && !s->template_name) ||
+                (tmpl && s->template_name && strcmp(tmpl, s->template_name) == 0);
+    if (same) {
+        errdetail_clear(e);
+        return 0;
+    }
+    shard_clear(s);
+    return errdetail_set(e, CITRUS_EEXISTS, "shard '%s' exists with another template", id);
+}
+
+static int action(smcmd_ctx *c, const char *id, const char *name, unsigned flags, shard *s,
+                  bool *changed, errdetail *e)
+{
+    reg_result res = {0};
+    int rc = svc_shard_action(c->svc, id, name, flags, ACTOR, s, &res, e);
+    reg_result_clear(&res);
+    *changed = rc == 0;
+    if (rc != CITRUS_ETRANSITION)
+        return rc;
+    /* delivered again: the shard is where the command moves it already */
+    shard_state to;
+    if (svc_action_target(name, &to) < 0 || registry_shard_get(c->svc->reg, id, s, NULL) < 0)
+        return rc;
+    if (s->state == to) {
+        errdetail_clear(e);
+        return 0;
+    }
+    shard_clear(s);
+    return rc;
+}
+
+int smcmd_handle(void *ctx, const envelope *ev, const bus_message *m, worker_effect *fx,
+                 errdetail *e)
+{
+    (void)m;
+    smcmd_ctx *c = ctx;
+    const char *name = strncmp(ev->type, SMCMD_TYPE_PREFIX, strlen(SMCMD_TYPE_PREFIX)) == 0
+                           ? ev->type + strlen(SMCMD_TYPE_PREFIX)
+                           : "";
+    size_t k = 0, nops = sizeof(ops) / sizeof(ops[0]);
+    while (k < nops && strcmp(ops[k].name, name) != 0)
+        k++;
+    json_t *data = ev->data;
+    const char *id = NULL;
+    json_t *force = json_object_get(data, "force");
+    int rc = 0;
+    if (k == nops)
+        rc = errdetail_set(e, CITRUS_EINVAL,
+                           "type: '%.200s' is no shard command (citrus.sm.provision, drain, "
+                           "activate, read_only, retire, retry, delete)",
+                           ev->type);
+    else if (!json_is_object(data))
+        rc = errdetail_set(e, CITRUS_EBADJSON, "data: must be an object");
+    else if ((rc = opt_str(data, "shardId", &id, e)) == 0 && (!id || !shard_id_valid(id)))
+        rc = errdetail_set(e, CITRUS_EBADJSON, "data.shardId: %s",
+                           id ? "not a valid shard id" : "required");
+    else if (rc == 0 && force && !json_is_boolean(force))
+        rc = errdetail_set(e, CITRUS_EBADJSON, "data.force: must be true or false");
+    unsigned flags = json_is_true(force) ? REG_FORCE : 0;
+    shard s;
+    shard_init(&s);
+    bool changed = false;
+    if (rc == 0 && ops[k].kind == OP_PROVISION)
+        rc = provision(c, id, data, &s, &changed, e);
+    else if (rc == 0 && ops[k].kind == OP_ACTION)
+        rc = action(c, id, ops[k].action, flags, &s, &changed, e);
+    else if (rc == 0) {
+        reg_result res = {0};
+        rc = svc_shard_delete(c->svc, id, flags, &res, e);
+        reg_result_clear(&res);
+        changed = rc == 0;
+        if (rc == CITRUS_ENOTFOUND) /* delivered again: it is gone */
+            rc = 0;
+    }
+    if (rc < 0 && !permanent(rc)) {
+        shard_clear(&s);
+        return rc; /* the bus tries again after its backoff */
+    }
+    errdetail pe;
+    int prc;
+    if (rc == 0) {
+        json_t *out = json_pack("{s:b}", "changed", changed);
+        if (ops[k].kind != OP_DELETE)
+            json_object_set_new(out, "state", json_string(shard_state_name(s.state)));
+        prc = outcome(c, ev, id, true, out, &pe);
+    } else {
+        prc = outcome(c, ev, id, false,
+                      json_pack("{s:s,s:s}", "error", citrus_err_code(rc), "message", e->message),
+                      &pe);
+        fx->permanent = true;
+    }
+    shard_clear(&s);
+    if (prc < 0) /* applied (or refused for good), but not told: try again, idempotent */
+        return errdetail_set(e, prc, "publishing the outcome: %s", pe.message);
+    return rc;
+}
