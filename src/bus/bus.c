@@ -270,6 +270,59 @@ int bus_read(bus *b, const char *topic, int partition, int64_t from_offset, size
     return rc;
 }
 
+static int unsupported(const bus *b, const char *what, errdetail *e)
+{
+    return errdetail_set(e, CITRUS_EUNSUPPORTED, "bus: the %s backend does not support %s",
+                         b->ops->name, what);
+}
+
+int bus_topics_list(bus *b, bus_topic_entry **out, size_t *n, errdetail *e)
+{
+    if (!out || !n)
+        return errdetail_set(e, CITRUS_EINVAL, "bus: listing topics needs outputs");
+    *out = NULL;
+    *n = 0;
+    if (!b->ops->topics_list)
+        return unsupported(b, "listing topics", e);
+    int rc = b->ops->topics_list(b, out, n, e);
+    if (rc < 0 || *n == 0) {
+        bus_topics_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int bus_groups_describe(bus *b, const char *group, size_t max, bus_group_entry **out, size_t *n,
+                        bool *more, errdetail *e)
+{
+    bool m = false;
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    if (more)
+        *more = false;
+    int rc = group ? check_group(group, e) : 0;
+    if (rc == 0)
+        rc = check_limit(b, max, e);
+    if (rc == 0 && (!out || !n))
+        rc = errdetail_set(e, CITRUS_EINVAL, "bus: describing groups needs outputs");
+    if (rc < 0)
+        return rc;
+    if (!b->ops->groups_describe)
+        return unsupported(b, "describing consumer groups", e);
+    rc = b->ops->groups_describe(b, group, max, out, n, &m, e);
+    if (rc < 0 || *n == 0) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    if (rc == 0 && more)
+        *more = m;
+    return rc;
+}
+
 int bus_trim(bus *b, int64_t *deleted, errdetail *e)
 {
     int64_t d = 0;
@@ -295,4 +348,13 @@ void bus_messages_free(bus_message *m, size_t n)
         free(m[i].error);
     }
     free(m);
+}
+
+void bus_topics_free(bus_topic_entry *t, size_t n)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(t[i].parts);
+    free(t);
 }

@@ -100,6 +100,36 @@ typedef struct bus_message {
 
 void bus_messages_free(bus_message *m, size_t n);
 
+/* A partition's retained range: low is its oldest retained offset (high
+ * when it holds none), high its next offset; offsets are dense and trimmed
+ * only from the front, so it holds high - low messages. */
+typedef struct bus_partition_range {
+    int64_t low, high;
+} bus_partition_range;
+
+/* One topic as bus_topics_list shows it. Free arrays with
+ * bus_topics_free. */
+typedef struct bus_topic_entry {
+    char name[BUS_NAME_MAX + 1];
+    bool dlq;                   /* a dead-letter topic (<topic>.dlq) */
+    bus_topic_info info;        /* messages: retained, all partitions */
+    bus_partition_range *parts; /* info.partitions entries, by partition */
+} bus_topic_entry;
+
+void bus_topics_free(bus_topic_entry *t, size_t n);
+
+/* One partition a consumer group has read (polled at least once). */
+typedef struct bus_group_entry {
+    char group[BUS_NAME_MAX + 1];
+    char topic[BUS_NAME_MAX + 1];
+    int partition;
+    int64_t committed; /* the group's committed offset: every message below it is done */
+    int64_t end;       /* the partition's next offset */
+    int64_t lag;       /* end - max(committed, the oldest retained offset): not yet done */
+    int64_t in_flight; /* delivered at or past committed and neither committed nor
+                        * dead-lettered yet (leased, or waiting for a retry) */
+} bus_group_entry;
+
 typedef struct bus bus;
 
 typedef struct bus_ops {
@@ -120,6 +150,13 @@ typedef struct bus_ops {
                 bus_message **out, size_t *n, errdetail *e);
     int (*trim)(bus *b, int64_t *deleted, errdetail *e);
     void (*close)(bus *b);
+    /* Optional (NULL: the bus_* call answers CITRUS_EUNSUPPORTED); see
+     * bus_topics_list and bus_groups_describe for the contract. bus.c has
+     * checked the arguments and zeroed the outputs; on error the backend
+     * may leave partial output, which bus.c frees. */
+    int (*topics_list)(bus *b, bus_topic_entry **out, size_t *n, errdetail *e);
+    int (*groups_describe)(bus *b, const char *group, size_t max, bus_group_entry **out, size_t *n,
+                           bool *more, errdetail *e);
 } bus_ops;
 
 /* Every implementation's handle begins with this; cfg is complete (the
@@ -169,6 +206,19 @@ int bus_nack(bus *b, const char *group, const bus_message *m, const char *error,
  * CITRUS_EINVAL past the partition's next offset (equal: none yet). */
 int bus_read(bus *b, const char *topic, int partition, int64_t from_offset, size_t limit,
              bus_message **out, size_t *n, errdetail *e);
+/* Every topic, dead-letter topics too, in name order (bytewise), each with
+ * its partitions' retained ranges; *out NULL when *n is 0. A consistent
+ * view: no publish or trim lands between two topics' readings.
+ * CITRUS_EUNSUPPORTED when the backend cannot list. */
+int bus_topics_list(bus *b, bus_topic_entry **out, size_t *n, errdetail *e);
+/* The consumer groups' positions: one row per (group, topic, partition)
+ * the group has polled, ordered by group, topic, partition (bytewise);
+ * group NULL: every group, else only that one (an unknown group: no rows,
+ * not an error). At most max rows (1..poll_max); *more (may be NULL) says
+ * whether there were more. CITRUS_EUNSUPPORTED when the backend cannot
+ * describe groups. */
+int bus_groups_describe(bus *b, const char *group, size_t max, bus_group_entry **out, size_t *n,
+                        bool *more, errdetail *e);
 /* Applies every topic's retention; *deleted (may be NULL): messages removed. */
 int bus_trim(bus *b, int64_t *deleted, errdetail *e);
 void bus_close(bus *b);

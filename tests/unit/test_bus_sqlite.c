@@ -252,6 +252,31 @@ static void test_kill9_keeps_acknowledged(void **state)
     bus_close(b);
 }
 
+/* The optional ops (bus.h): a backend without them answers
+ * CITRUS_EUNSUPPORTED naming itself, and outputs stay empty. */
+static void test_optional_ops_unsupported(void **state)
+{
+    (void)state;
+    static const bus_ops none = {.name = "bare"};
+    bus fb = {.ops = &none};
+    assert_int_equal(bus_config_complete(NULL, &fb.cfg, NULL), 0);
+    errdetail e = {0};
+    bus_topic_entry *t = (bus_topic_entry *)&t;
+    size_t n = 3;
+    assert_int_equal(bus_topics_list(&fb, &t, &n, &e), CITRUS_EUNSUPPORTED);
+    assert_null(t);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(e.message, "bare"));
+    bus_group_entry *g = (bus_group_entry *)&g;
+    bool more = true;
+    n = 3;
+    assert_int_equal(bus_groups_describe(&fb, NULL, 10, &g, &n, &more, &e), CITRUS_EUNSUPPORTED);
+    assert_null(g);
+    assert_int_equal(n, 0);
+    assert_false(more);
+    assert_non_null(strstr(e.message, "consumer groups"));
+}
+
 int main(void)
 {
     if (tmp_dir_create(tmpdir, sizeof(tmpdir), "bus") != 0)
@@ -264,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_reopen_keeps_groups),
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_kill9_keeps_acknowledged),
+        cmocka_unit_test(test_optional_ops_unsupported),
     };
     failed += cmocka_run_group_tests_name("bus_sqlite", own, NULL, NULL);
     if (failed == 0)
