@@ -4,6 +4,7 @@ errors. Dead letters and group positions are seeded into bus.db as in
 test_events_api (no worker consumes the bus yet)."""
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -157,3 +158,39 @@ def test_lag_and_dead_letters(node):
     assert r.returncode == 1 and "not_found" in r.stderr
     r = cli(node, "dlq", "ls", "nope", token="reader")
     assert r.returncode == 1
+
+
+def test_readme_events_section_runs_verbatim(make_citrus):
+    """The README's "Events on the bus" commands, verbatim (the address
+    swapped for the test's), against citrus dev."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = open(os.path.join(root, "README.md")).read()
+    start = text.index("## Events on the bus\n")
+    body = text[start:text.index("\n## ", start + 1)]
+    curl_block, cli_block = re.findall(r"```sh\n(.*?)```", body, re.S)
+    c = make_citrus()
+    script = ("curl() { command curl \"$@\"; echo; }\n" + curl_block).replace(
+        "http://127.0.0.1:8081", c.url)
+    out = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    answers = [json.loads(x) for x in out.stdout.splitlines() if x.strip()]
+    assert not [a for a in answers if "error" in a], answers
+    topics, published, read, consumers, dlq = answers
+    assert any(t["name"] == "citrus.platform.events.dlq" for t in topics["topics"])
+    assert published["events"] == [{"id": "evt-1", "key": "acme:s1", "partition": 2,
+                                    "offset": 0}]
+    assert [e["event"]["id"] for e in read["events"]] == ["evt-1"]
+    assert consumers == {"consumers": [], "more": False}
+    assert dlq["dead_letters"] == []
+    env = dict(os.environ, CITRUS_ENDPOINT=c.url)
+    script = f'citrus() {{ "{CITRUS_BIN}" "$@"; }}\n' + cli_block
+    out = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[1:] == ["partition", "2", "offset", "1", "key", "acme:s1"]
+    tail = [x for x in lines if x.startswith("2/")]
+    assert [x.split()[0] for x in tail] == ["2/0", "2/1"]
+    assert "billing.invoice.paid" in tail[1]
+    assert any(x.startswith("GROUP") for x in lines) and any(x.startswith("ID") for x in lines)
