@@ -288,8 +288,10 @@ int api_topic_publish(http_req *r, void *ctx)
         return CITRUS_EUNAVAILABLE;
     const char *name = http_req_param(r, "topic");
     const char *key = http_req_query(r, "key");
-    if (key && (!*key || strlen(key) > BUS_KEY_MAX))
-        return http_reply_errorf(r, CITRUS_EINVAL, "key: 1..%d bytes when given", BUS_KEY_MAX);
+    if (key && (!*key || strlen(key) > BUS_KEY_MAX ||
+                !utf8_valid((const unsigned char *)key, strlen(key))))
+        return http_reply_errorf(r, CITRUS_EINVAL, "key: 1..%d bytes of UTF-8 when given",
+                                 BUS_KEY_MAX);
     bus_topic_entry *all = NULL;
     size_t nt = 0;
     int rc;

@@ -146,6 +146,7 @@ def test_bad_input_writes_nothing(node):
         ({"events": [ev("fine"), big]}, "", 413, "body_too_large", "events[1]"),
         (ev("x"), "?key=", 400, "invalid_argument", "key"),
         (ev("x"), "?key=" + "k" * 1025, 400, "invalid_argument", "key"),
+        (ev("x"), "?key=%FF", 400, "invalid_argument", "UTF-8"),
     ]
     for body, query, status, code, words in cases:
         r = node.publish(TOPIC, body, query)
