@@ -314,16 +314,24 @@ int api_topic_publish(http_req *r, void *ctx)
     json_decref(body);
     if (rc < 0)
         return rc;
-    json_t *done = json_array();
+    bus_record *recs = calloc(n, sizeof(*recs));
+    int *parts = calloc(n, sizeof(*parts));
+    int64_t *offs = calloc(n, sizeof(*offs));
+    size_t published = 0;
     errdetail e = {0};
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        int p = -1;
-        int64_t off = -1;
-        rc = bus_publish(a->bus, name, v[i].key, v[i].key_len, v[i].value, v[i].len, &p, &off, &e);
-        if (rc == 0)
-            json_array_append_new(done, published_json(&v[i], p, off));
-    }
+    rc = recs && parts && offs ? 0 : errdetail_set(&e, CITRUS_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        recs[i] = (bus_record){v[i].key, v[i].key_len, v[i].value, v[i].len};
+    /* all or nothing on a backend with publish_batch (the embedded log) */
+    if (rc == 0)
+        rc = bus_publish_batch(a->bus, name, recs, n, parts, offs, &published, &e);
+    json_t *done = json_array();
+    for (size_t i = 0; i < published; i++)
+        json_array_append_new(done, published_json(&v[i], parts[i], offs[i]));
     items_free(v, n);
+    free(recs);
+    free(parts);
+    free(offs);
     if (rc < 0) /* every event was checked: what failed is the bus (I/O, closing) */
         return http_reply_error(r, rc, e.message, json_pack("{s:o}", "published", done));
     return http_reply_json(r, 200, json_pack("{s:s,s:o}", "topic", name, "events", done));

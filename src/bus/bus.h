@@ -130,6 +130,14 @@ typedef struct bus_group_entry {
                         * dead-lettered yet (leased, or waiting for a retry) */
 } bus_group_entry;
 
+/* One message to publish (bus_publish_batch). */
+typedef struct bus_record {
+    const void *key; /* may be NULL when key_len is 0 */
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+} bus_record;
+
 typedef struct bus bus;
 
 typedef struct bus_ops {
@@ -157,6 +165,10 @@ typedef struct bus_ops {
     int (*topics_list)(bus *b, bus_topic_entry **out, size_t *n, errdetail *e);
     int (*groups_describe)(bus *b, const char *group, size_t max, bus_group_entry **out, size_t *n,
                            bool *more, errdetail *e);
+    /* Optional (NULL: bus.c publishes one after another): all n records
+     * or none, durable together; partitions and offsets have n slots. */
+    int (*publish_batch)(bus *b, const char *topic, const bus_record *recs, size_t n,
+                         int *partitions, int64_t *offsets, errdetail *e);
 } bus_ops;
 
 /* Every implementation's handle begins with this; cfg is complete (the
@@ -201,6 +213,15 @@ int bus_commit(bus *b, const char *group, const bus_message *m, errdetail *e);
  * again). CITRUS_ECONFLICT when the lease is no longer m's (it ended and the
  * message was delivered again, or it was committed). */
 int bus_nack(bus *b, const char *group, const bus_message *m, const char *error, errdetail *e);
+/* Publishes n records (1..poll_max) on topic in their order, each checked
+ * as bus_publish checks it before any is written; partitions[i] and
+ * offsets[i] (each may be NULL) say where record i went. With the
+ * backend's publish_batch op all are published or none, durable together
+ * (one commit on the embedded log); without it they are published one
+ * after another, and a failure leaves the earlier ones published. *done
+ * (may be NULL): how many were published. */
+int bus_publish_batch(bus *b, const char *topic, const bus_record *recs, size_t n, int *partitions,
+                      int64_t *offsets, size_t *done, errdetail *e);
 /* Up to limit (1..poll_max) messages of one partition from from_offset,
  * without leasing: CITRUS_ECOMPACTED when from_offset was trimmed away,
  * CITRUS_EINVAL past the partition's next offset (equal: none yet). */

@@ -140,6 +140,9 @@ struct req {
     size_t ntopics;
     bus_group_entry *groups;
     bool more;
+    const bus_record *recs; /* publish_batch: n = max records, out to parts/offs */
+    int *parts;
+    int64_t *offs;
 };
 
 struct bsq {
@@ -502,6 +505,26 @@ static int do_publish(bsq *s, req *r)
                      .src_offset = -1};
     r->partition = bus_partition_for(r->key, r->key_len, t.partitions);
     return append(s, r->topic, r->partition, &m, &r->offset, r->e);
+}
+
+/* Every record or none: the request's savepoint undoes the ones before a
+ * failure. */
+static int do_publish_batch(bsq *s, req *r)
+{
+    topic_row t;
+    int rc = topic_get(s, r->topic, &t, r->e);
+    for (size_t i = 0; rc == 0 && i < r->max; i++) {
+        const bus_record *rec = &r->recs[i];
+        bus_message m = {.key = (uint8_t *)rec->key,
+                         .key_len = rec->key_len,
+                         .value = (uint8_t *)rec->value,
+                         .value_len = rec->value_len,
+                         .src_partition = -1,
+                         .src_offset = -1};
+        r->parts[i] = bus_partition_for(rec->key, rec->key_len, t.partitions);
+        rc = append(s, r->topic, r->parts[i], &m, &r->offs[i], r->e);
+    }
+    return rc;
 }
 
 /* A poll of one partition: up to r->max - r->nmsgs messages from the
@@ -1001,6 +1024,13 @@ static int op_publish(bus *b, const char *topic, const void *key, size_t key_len
     return rc;
 }
 
+static int op_publish_batch(bus *b, const char *topic, const bus_record *recs, size_t n,
+                            int *partitions, int64_t *offsets, errdetail *e)
+{
+    req r = {.topic = topic, .recs = recs, .max = n, .parts = partitions, .offs = offsets};
+    return submit((bsq *)b, &r, do_publish_batch, e);
+}
+
 static int op_poll(bus *b, const char *group, const char *topic, size_t max, int64_t vis_ms,
                    bus_message **out, size_t *n, errdetail *e)
 {
@@ -1101,7 +1131,8 @@ static const bus_ops sqlite_ops = {.name = "embedded",
                                    .trim = op_trim,
                                    .close = op_close,
                                    .topics_list = op_topics_list,
-                                   .groups_describe = op_groups_describe};
+                                   .groups_describe = op_groups_describe,
+                                   .publish_batch = op_publish_batch};
 
 static int db_open(bsq *s, const char *path, errdetail *e)
 {

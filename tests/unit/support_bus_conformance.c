@@ -748,6 +748,74 @@ static void test_groups_describe(void **state)
     assert_int_equal(bus_groups_describe(b, NULL, 10, NULL, &n, &more, &e), CITRUS_EINVAL);
 }
 
+/* ---- publishing a batch ---- */
+
+/* The sum of every partition's high of topic name. */
+static int64_t highs(bus *b, const char *name)
+{
+    bus_topic_entry *t = NULL;
+    size_t n = 0;
+    assert_int_equal(bus_topics_list(b, &t, &n, NULL), 0);
+    int64_t sum = 0;
+    const bus_topic_entry *x = find_topic(t, n, name);
+    for (int p = 0; p < x->info.partitions; p++)
+        sum += x->parts[p].high;
+    bus_topics_free(t, n);
+    return sum;
+}
+
+static void test_publish_batch(void **state)
+{
+    fixture *f = *state;
+    bus *b = f->b;
+    topic(b, "t", 2, 0, 0);
+    pub(b, "t", "a", "before", NULL, NULL);
+    bus_record recs[5] = {
+        {"a", 1, "1", 1}, {"a", 1, "2", 1}, {"b", 1, "3", 1}, {"a", 1, "4", 1}, {NULL, 0, "", 0}};
+    int parts[5];
+    int64_t offs[5];
+    size_t done = 9;
+    errdetail e = {0};
+    assert_int_equal(bus_publish_batch(b, "t", recs, 5, parts, offs, &done, &e), 0);
+    assert_int_equal(done, 5);
+    int pa = bus_partition_for("a", 1, 2);
+    assert_int_equal(parts[0], pa);
+    assert_int_equal(parts[2], bus_partition_for("b", 1, 2));
+    assert_int_equal(parts[4], bus_partition_for("", 0, 2));
+    assert_int_equal(offs[0], 1); /* after "before" */
+    assert_int_equal(offs[1], 2);
+    assert_int_equal(offs[3], pa == parts[2] ? 4 : 3);
+    bus_message *m = NULL;
+    size_t n = 0;
+    assert_int_equal(bus_read(b, "t", pa, 0, 10, &m, &n, NULL), 0);
+    assert_true(n >= 4);
+    value_is(&m[0], "before");
+    value_is(&m[1], "1");
+    value_is(&m[2], "2");
+    bus_messages_free(m, n);
+    assert_int_equal(highs(b, "t"), 6);
+    /* one bad record: nothing is published */
+    static char big[5000];
+    memset(big, 'v', sizeof(big));
+    bus_record bad[3] = {{"a", 1, "ok", 2}, {"a", 1, big, 4096}, {"a", 1, "ok", 2}};
+    assert_int_equal(bus_publish_batch(b, "t", bad, 3, parts, offs, &done, &e), CITRUS_ETOOBIGVAL);
+    assert_int_equal(done, 0);
+    bad[1] = (bus_record){NULL, 2, "x", 1};
+    assert_int_equal(bus_publish_batch(b, "t", bad, 3, NULL, NULL, &done, &e), CITRUS_EINVAL);
+    assert_int_equal(bus_publish_batch(b, "nope", recs, 2, NULL, NULL, &done, &e),
+                     CITRUS_ENOTFOUND);
+    assert_int_equal(bus_publish_batch(b, "t", recs, 0, NULL, NULL, &done, &e), CITRUS_EINVAL);
+    assert_int_equal(bus_publish_batch(b, "t", NULL, 1, NULL, NULL, &done, &e), CITRUS_EINVAL);
+    static bus_record many[101];
+    for (size_t i = 0; i < 101; i++)
+        many[i] = (bus_record){"k", 1, "v", 1};
+    assert_int_equal(bus_publish_batch(b, "t", many, 101, NULL, NULL, &done, &e), CITRUS_ETOOMANY);
+    assert_int_equal(highs(b, "t"), 6);
+    /* at poll_max: fine, outputs optional */
+    assert_int_equal(bus_publish_batch(b, "t", many, 100, NULL, NULL, NULL, &e), 0);
+    assert_int_equal(highs(b, "t"), 106);
+}
+
 /* ---- group commit: concurrent publishers ---- */
 
 #define PUB_THREADS 8
@@ -832,6 +900,7 @@ static const struct CMUnitTest conformance_tests[] = {
     T(test_bad_input),
     T(test_topics_list),
     T(test_groups_describe),
+    T(test_publish_batch),
     T(test_concurrent_publishers),
 };
 
