@@ -259,6 +259,9 @@ def test_dead_letters_consumers_and_replay(node):
     assert d1["id"] == "1-0" and d1["error"] == "boom" and d1["attempts"] == 5
     assert d1["source_partition"] == 1 and d1["source_offset"] == 7
     assert d1["event"] == dead and d1["key"] == "shard-9"
+    # the dead-letter topic read as a topic shows the same
+    [raw] = node.read(CMDS + ".dlq", "?partition=1").json()["events"]
+    assert raw == d1
     # pages of one
     r = node.call("GET", f"/v1/dlq/{CMDS}?limit=1", "reader").json()
     assert [d["id"] for d in r["dead_letters"]] == ["0-0"] and r["more"]
