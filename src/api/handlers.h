@@ -57,6 +57,14 @@ int api_auth_bootstrap(http_req *r, void *app);
 /* audit.c: the audit log (GET /v1/audit) */
 int api_audit_list(http_req *r, void *app);
 
+/* topics.c, consumers.c, dlq.c: operating the event bus (docs/events.md) */
+int api_topics_list(http_req *r, void *app);
+int api_topic_publish(http_req *r, void *app);
+int api_topic_events(http_req *r, void *app);
+int api_consumers_list(http_req *r, void *app);
+int api_dlq_list(http_req *r, void *app);
+int api_dlq_replay(http_req *r, void *app);
+
 /* query.c: the router (its own listener, router_routes) */
 int api_query(http_req *r, void *app);
 int api_tx(http_req *r, void *app);
