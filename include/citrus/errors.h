@@ -61,7 +61,9 @@
     X(REGCONFLICT, -44, "conflict", 409, "this conflicts with what is already registered")         \
     X(UNKNOWNTYPE, -45, "unknown_business_type", 422, "no schema template for this business type") \
     X(SHARDDOWN, -46, "shard_unreachable", 503, "the shard did not answer in time; retry later")   \
-    X(UNKNOWNTENANT, -47, "unknown_tenant", 404, "the tenant key is not registered")
+    X(UNKNOWNTENANT, -47, "unknown_tenant", 404, "the tenant key is not registered")               \
+    X(OFFSETRANGE, -48, "offset_out_of_range", 416, "the offset is past the end of the partition") \
+    X(UNSUPPORTED, -49, "not_supported", 501, "the event bus backend does not support this")
 
 /* Marks the functions libcitrus exports (everything else in the shared
  * library is hidden). */

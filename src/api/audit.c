@@ -39,6 +39,8 @@ static const struct {
     {"POST", "/v1/auth/keys", "key.create"},
     {"DELETE", "/v1/auth/keys/{id}", "key.revoke"},
     {"POST", "/v1/auth/bootstrap", "key.bootstrap"},
+    {"POST", "/v1/topics/{topic}/events", "event.publish"},
+    {"POST", "/v1/dlq/{topic}/{id}/replay", "event.replay"},
 };
 
 const char *api_audit_action(const http_route *route)
@@ -55,10 +57,11 @@ static api_reqctx *ctx_of(http_req *r)
     return http_req_principal(r);
 }
 
-/* The route's target: its path parameter (key, id, shardKey, prefix). */
+/* The route's target: its path parameter (topic, key, id, shardKey,
+ * prefix). */
 static const char *target_of(http_req *r)
 {
-    static const char *const names[] = {"key", "id", "shardKey", "prefix"};
+    static const char *const names[] = {"topic", "key", "id", "shardKey", "prefix"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const char *v = http_req_param(r, names[i]);
         if (v)

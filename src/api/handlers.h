@@ -59,6 +59,14 @@ int api_audit_list(http_req *r, void *app);
 /* notifications.c: the event notification worker's notifications */
 int api_notifications_list(http_req *r, void *app);
 
+/* topics.c, consumers.c, dlq.c: operating the event bus (docs/events.md) */
+int api_topics_list(http_req *r, void *app);
+int api_topic_publish(http_req *r, void *app);
+int api_topic_events(http_req *r, void *app);
+int api_consumers_list(http_req *r, void *app);
+int api_dlq_list(http_req *r, void *app);
+int api_dlq_replay(http_req *r, void *app);
+
 /* query.c: the router (its own listener, router_routes) */
 int api_query(http_req *r, void *app);
 int api_tx(http_req *r, void *app);

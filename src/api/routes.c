@@ -48,6 +48,12 @@ const http_route api_routes[] = {
     {"DELETE", "/v1/auth/keys/{id}", api_auth_keys_delete, ROUTE_BODY_NONE, ADMIN, NULL},
     {"GET", "/v1/audit", api_audit_list, ROUTE_BODY_NONE, ADMIN, NULL},
     {"GET", "/v1/notifications", api_notifications_list, ROUTE_BODY_NONE, READER, NULL},
+    {"GET", "/v1/topics", api_topics_list, ROUTE_BODY_NONE, READER, NULL},
+    {"POST", "/v1/topics/{topic}/events", api_topic_publish, ROUTE_BODY_JSON, OPERATOR, NULL},
+    {"GET", "/v1/topics/{topic}/events", api_topic_events, ROUTE_BODY_NONE, READER, NULL},
+    {"GET", "/v1/consumers", api_consumers_list, ROUTE_BODY_NONE, READER, NULL},
+    {"GET", "/v1/dlq/{topic}", api_dlq_list, ROUTE_BODY_NONE, READER, NULL},
+    {"POST", "/v1/dlq/{topic}/{id}/replay", api_dlq_replay, ROUTE_BODY_NONE, OPERATOR, NULL},
     /* anyone, exactly once per cluster (the catalog's txn decides) */
     {"POST", "/v1/auth/bootstrap", api_auth_bootstrap, ROUTE_BODY_NONE, NULL, NULL},
     {"GET", "/health/live", api_health_live, ROUTE_BODY_NONE, NULL, NULL},

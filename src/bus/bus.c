@@ -170,12 +170,10 @@ int bus_topic_describe(bus *b, const char *name, bus_topic_info *out, errdetail 
     return rc < 0 ? rc : b->ops->topic_describe(b, name, out, e);
 }
 
-int bus_publish(bus *b, const char *topic, const void *key, size_t key_len, const void *value,
-                size_t value_len, int *partition, int64_t *offset, errdetail *e)
+/* One message's key and value. */
+static int check_record(const bus *b, const void *key, size_t key_len, const void *value,
+                        size_t value_len, errdetail *e)
 {
-    int rc = check_topic(topic, e);
-    if (rc < 0)
-        return rc;
     if ((!key && key_len) || (!value && value_len))
         return errdetail_set(e, CITRUS_EINVAL, "bus: NULL key or value with a length");
     if (key_len > BUS_KEY_MAX)
@@ -184,6 +182,17 @@ int bus_publish(bus *b, const char *topic, const void *key, size_t key_len, cons
         return errdetail_set(e, CITRUS_ETOOBIGVAL,
                              "bus: a message (key and value) is at most %zu bytes",
                              b->cfg.max_message_bytes);
+    return 0;
+}
+
+int bus_publish(bus *b, const char *topic, const void *key, size_t key_len, const void *value,
+                size_t value_len, int *partition, int64_t *offset, errdetail *e)
+{
+    int rc = check_topic(topic, e);
+    if (rc == 0)
+        rc = check_record(b, key, key_len, value, value_len, e);
+    if (rc < 0)
+        return rc;
     int p = -1;
     int64_t off = -1;
     rc = b->ops->publish(b, topic, key_len ? key : "", key_len, value_len ? value : "", value_len,
@@ -192,6 +201,60 @@ int bus_publish(bus *b, const char *topic, const void *key, size_t key_len, cons
         *partition = p;
     if (rc == 0 && offset)
         *offset = off;
+    return rc;
+}
+
+int bus_publish_batch(bus *b, const char *topic, const bus_record *recs, size_t n, int *partitions,
+                      int64_t *offsets, size_t *done, errdetail *e)
+{
+    if (done)
+        *done = 0;
+    int rc = check_topic(topic, e);
+    if (rc == 0 && !recs)
+        rc = errdetail_set(e, CITRUS_EINVAL, "bus: no records");
+    if (rc == 0)
+        rc = check_limit(b, n, e);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = check_record(b, recs[i].key, recs[i].key_len, recs[i].value, recs[i].value_len, e);
+    if (rc < 0)
+        return rc;
+    if (!b->ops->publish_batch) {
+        for (size_t i = 0; i < n; i++) {
+            rc = bus_publish(b, topic, recs[i].key, recs[i].key_len, recs[i].value,
+                             recs[i].value_len, partitions ? &partitions[i] : NULL,
+                             offsets ? &offsets[i] : NULL, e);
+            if (rc < 0)
+                return rc;
+            if (done)
+                *done = i + 1;
+        }
+        return 0;
+    }
+    int *p = calloc(n, sizeof(*p));
+    int64_t *o = calloc(n, sizeof(*o));
+    if (!p || !o)
+        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory for a batch");
+    bus_record *r = rc == 0 ? calloc(n, sizeof(*r)) : NULL;
+    if (rc == 0 && !r)
+        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory for a batch");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        r[i] = recs[i];
+        r[i].key = recs[i].key_len ? recs[i].key : "";
+        r[i].value = recs[i].value_len ? recs[i].value : "";
+    }
+    if (rc == 0)
+        rc = b->ops->publish_batch(b, topic, r, n, p, o, e);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (partitions)
+            partitions[i] = p[i];
+        if (offsets)
+            offsets[i] = o[i];
+    }
+    if (rc == 0 && done)
+        *done = n;
+    free(r);
+    free(p);
+    free(o);
     return rc;
 }
 
@@ -285,6 +348,59 @@ int bus_read(bus *b, const char *topic, int partition, int64_t from_offset, size
     return rc;
 }
 
+static int unsupported(const bus *b, const char *what, errdetail *e)
+{
+    return errdetail_set(e, CITRUS_EUNSUPPORTED, "bus: the %s backend does not support %s",
+                         b->ops->name, what);
+}
+
+int bus_topics_list(bus *b, bus_topic_entry **out, size_t *n, errdetail *e)
+{
+    if (!out || !n)
+        return errdetail_set(e, CITRUS_EINVAL, "bus: listing topics needs outputs");
+    *out = NULL;
+    *n = 0;
+    if (!b->ops->topics_list)
+        return unsupported(b, "listing topics", e);
+    int rc = b->ops->topics_list(b, out, n, e);
+    if (rc < 0 || *n == 0) {
+        bus_topics_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int bus_groups_describe(bus *b, const char *group, size_t max, bus_group_entry **out, size_t *n,
+                        bool *more, errdetail *e)
+{
+    bool m = false;
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    if (more)
+        *more = false;
+    int rc = group ? check_group(group, e) : 0;
+    if (rc == 0)
+        rc = check_limit(b, max, e);
+    if (rc == 0 && (!out || !n))
+        rc = errdetail_set(e, CITRUS_EINVAL, "bus: describing groups needs outputs");
+    if (rc < 0)
+        return rc;
+    if (!b->ops->groups_describe)
+        return unsupported(b, "describing consumer groups", e);
+    rc = b->ops->groups_describe(b, group, max, out, n, &m, e);
+    if (rc < 0 || *n == 0) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    if (rc == 0 && more)
+        *more = m;
+    return rc;
+}
+
 int bus_trim(bus *b, int64_t *deleted, errdetail *e)
 {
     int64_t d = 0;
@@ -310,4 +426,13 @@ void bus_messages_free(bus_message *m, size_t n)
         free(m[i].error);
     }
     free(m);
+}
+
+void bus_topics_free(bus_topic_entry *t, size_t n)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(t[i].parts);
+    free(t);
 }

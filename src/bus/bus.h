@@ -100,6 +100,44 @@ typedef struct bus_message {
 
 void bus_messages_free(bus_message *m, size_t n);
 
+/* A partition's retained range: low is its oldest retained offset (high
+ * when it holds none), high its next offset; offsets are dense and trimmed
+ * only from the front, so it holds high - low messages. */
+typedef struct bus_partition_range {
+    int64_t low, high;
+} bus_partition_range;
+
+/* One topic as bus_topics_list shows it. Free arrays with
+ * bus_topics_free. */
+typedef struct bus_topic_entry {
+    char name[BUS_NAME_MAX + 1];
+    bool dlq;                   /* a dead-letter topic (<topic>.dlq) */
+    bus_topic_info info;        /* messages: retained, all partitions */
+    bus_partition_range *parts; /* info.partitions entries, by partition */
+} bus_topic_entry;
+
+void bus_topics_free(bus_topic_entry *t, size_t n);
+
+/* One partition a consumer group has read (polled at least once). */
+typedef struct bus_group_entry {
+    char group[BUS_NAME_MAX + 1];
+    char topic[BUS_NAME_MAX + 1];
+    int partition;
+    int64_t committed; /* the group's committed offset: every message below it is done */
+    int64_t end;       /* the partition's next offset */
+    int64_t lag;       /* end - max(committed, the oldest retained offset): not yet done */
+    int64_t in_flight; /* delivered at or past committed and neither committed nor
+                        * dead-lettered yet (leased, or waiting for a retry) */
+} bus_group_entry;
+
+/* One message to publish (bus_publish_batch). */
+typedef struct bus_record {
+    const void *key; /* may be NULL when key_len is 0 */
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+} bus_record;
+
 typedef struct bus bus;
 
 typedef struct bus_ops {
@@ -120,6 +158,17 @@ typedef struct bus_ops {
                 bus_message **out, size_t *n, errdetail *e);
     int (*trim)(bus *b, int64_t *deleted, errdetail *e);
     void (*close)(bus *b);
+    /* Optional (NULL: the bus_* call answers CITRUS_EUNSUPPORTED); see
+     * bus_topics_list and bus_groups_describe for the contract. bus.c has
+     * checked the arguments and zeroed the outputs; on error the backend
+     * may leave partial output, which bus.c frees. */
+    int (*topics_list)(bus *b, bus_topic_entry **out, size_t *n, errdetail *e);
+    int (*groups_describe)(bus *b, const char *group, size_t max, bus_group_entry **out, size_t *n,
+                           bool *more, errdetail *e);
+    /* Optional (NULL: bus.c publishes one after another): all n records
+     * or none, durable together; partitions and offsets have n slots. */
+    int (*publish_batch)(bus *b, const char *topic, const bus_record *recs, size_t n,
+                         int *partitions, int64_t *offsets, errdetail *e);
 } bus_ops;
 
 /* Every implementation's handle begins with this; cfg is complete (the
@@ -171,11 +220,33 @@ int bus_nack(bus *b, const char *group, const bus_message *m, const char *error,
  * is then bus_nack. Errors as bus_nack's. */
 int bus_dead_letter(bus *b, const char *group, const bus_message *m, const char *error,
                     errdetail *e);
+/* Publishes n records (1..poll_max) on topic in their order, each checked
+ * as bus_publish checks it before any is written; partitions[i] and
+ * offsets[i] (each may be NULL) say where record i went. With the
+ * backend's publish_batch op all are published or none, durable together
+ * (one commit on the embedded log); without it they are published one
+ * after another, and a failure leaves the earlier ones published. *done
+ * (may be NULL): how many were published. */
+int bus_publish_batch(bus *b, const char *topic, const bus_record *recs, size_t n, int *partitions,
+                      int64_t *offsets, size_t *done, errdetail *e);
 /* Up to limit (1..poll_max) messages of one partition from from_offset,
  * without leasing: CITRUS_ECOMPACTED when from_offset was trimmed away,
  * CITRUS_EINVAL past the partition's next offset (equal: none yet). */
 int bus_read(bus *b, const char *topic, int partition, int64_t from_offset, size_t limit,
              bus_message **out, size_t *n, errdetail *e);
+/* Every topic, dead-letter topics too, in name order (bytewise), each with
+ * its partitions' retained ranges; *out NULL when *n is 0. A consistent
+ * view: no publish or trim lands between two topics' readings.
+ * CITRUS_EUNSUPPORTED when the backend cannot list. */
+int bus_topics_list(bus *b, bus_topic_entry **out, size_t *n, errdetail *e);
+/* The consumer groups' positions: one row per (group, topic, partition)
+ * the group has polled, ordered by group, topic, partition (bytewise);
+ * group NULL: every group, else only that one (an unknown group: no rows,
+ * not an error). At most max rows (1..poll_max); *more (may be NULL) says
+ * whether there were more. CITRUS_EUNSUPPORTED when the backend cannot
+ * describe groups. */
+int bus_groups_describe(bus *b, const char *group, size_t max, bus_group_entry **out, size_t *n,
+                        bool *more, errdetail *e);
 /* Applies every topic's retention; *deleted (may be NULL): messages removed. */
 int bus_trim(bus *b, int64_t *deleted, errdetail *e);
 void bus_close(bus *b);

@@ -92,7 +92,12 @@ static const char schema_sql[] =
     X(LEASE_RETRY,                                                                                 \
       "UPDATE bus_leases SET visible_ms = ?5, error = ?6 WHERE " KEYG " AND off = ?4")             \
     X(LEASE_DONE, "UPDATE bus_leases SET done = 1 WHERE " KEYG " AND off = ?4")                    \
-    X(LEASE_DROP, "DELETE FROM bus_leases WHERE " KEYG " AND off < ?4")
+    X(LEASE_DROP, "DELETE FROM bus_leases WHERE " KEYG " AND off < ?4")                            \
+    X(LEASE_OPEN, "SELECT count(*) FROM bus_leases WHERE " KEYG " AND done = 0")                   \
+    X(GRP_ALL, "SELECT grp, topic, part, next_offset FROM bus_offsets"                             \
+               " ORDER BY grp, topic, part LIMIT ?1")                                              \
+    X(GRP_ONE, "SELECT grp, topic, part, next_offset FROM bus_offsets WHERE grp = ?2"              \
+               " ORDER BY grp, topic, part LIMIT ?1")
 
 enum {
 #define STMT_ENUM(name, sql) ST_##name,
@@ -131,6 +136,13 @@ struct req {
     size_t nmsgs;
     bus_topic_info *info;
     int64_t deleted;
+    bus_topic_entry *topics;
+    size_t ntopics;
+    bus_group_entry *groups;
+    bool more;
+    const bus_record *recs; /* publish_batch: n = max records, out to parts/offs */
+    int *parts;
+    int64_t *offs;
 };
 
 struct bsq {
@@ -495,6 +507,26 @@ static int do_publish(bsq *s, req *r)
     return append(s, r->topic, r->partition, &m, &r->offset, r->e);
 }
 
+/* Every record or none: the request's savepoint undoes the ones before a
+ * failure. */
+static int do_publish_batch(bsq *s, req *r)
+{
+    topic_row t;
+    int rc = topic_get(s, r->topic, &t, r->e);
+    for (size_t i = 0; rc == 0 && i < r->max; i++) {
+        const bus_record *rec = &r->recs[i];
+        bus_message m = {.key = (uint8_t *)rec->key,
+                         .key_len = rec->key_len,
+                         .value = (uint8_t *)rec->value,
+                         .value_len = rec->value_len,
+                         .src_partition = -1,
+                         .src_offset = -1};
+        r->parts[i] = bus_partition_for(rec->key, rec->key_len, t.partitions);
+        rc = append(s, r->topic, r->parts[i], &m, &r->offs[i], r->e);
+    }
+    return rc;
+}
+
 /* A poll of one partition: up to r->max - r->nmsgs messages from the
  * group's offset, unless a lease not yet ended blocks the partition. */
 static int poll_partition(bsq *s, req *r, const topic_row *t, int part, int64_t now)
@@ -787,6 +819,100 @@ static int do_trim(bsq *s, req *r)
     return rc;
 }
 
+/* Every topic with its partitions' ranges (topics_list). */
+static int do_topics_list(bsq *s, req *r)
+{
+    sqlite3_stmt *st = stmt(s, ST_TOPIC_NAMES);
+    if (!st)
+        return db_fail(s, r->e, "prepare");
+    size_t cap = 0;
+    int rc = 0, step;
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (r->ntopics == cap) {
+            bus_topic_entry *g =
+                realloc(r->topics, (cap = cap ? cap * 2 : 16) * sizeof(*r->topics));
+            if (!g) {
+                rc = errdetail_set(r->e, CITRUS_ENOMEM, "bus: out of memory listing topics");
+                break;
+            }
+            r->topics = g;
+        }
+        bus_topic_entry *t = &r->topics[r->ntopics++];
+        memset(t, 0, sizeof(*t));
+        snprintf(t->name, sizeof(t->name), "%s", (const char *)sqlite3_column_text(st, 0));
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = db_fail(s, r->e, "list topics");
+    sqlite3_reset(st);
+    for (size_t i = 0; rc == 0 && i < r->ntopics; i++) {
+        bus_topic_entry *t = &r->topics[i];
+        topic_row row;
+        if ((rc = topic_get(s, t->name, &row, r->e)) < 0)
+            break;
+        t->dlq = row.dlq;
+        t->info = (bus_topic_info){.partitions = row.partitions,
+                                   .retention_ms = row.retention_ms,
+                                   .retention_bytes = row.retention_bytes};
+        t->parts = calloc((size_t)row.partitions, sizeof(*t->parts));
+        if (!t->parts)
+            rc = errdetail_set(r->e, CITRUS_ENOMEM, "bus: out of memory listing topics");
+        for (int p = 0; rc == 0 && p < row.partitions; p++) {
+            bus_partition_range *pr = &t->parts[p];
+            rc = part_next(s, t->name, p, &pr->high, r->e);
+            if (rc == 0)
+                rc = part_first(s, t->name, p, &pr->low, r->e);
+            t->info.messages += pr->high - pr->low;
+        }
+    }
+    return rc;
+}
+
+/* One row of groups_describe from a GRP_ALL/GRP_ONE row. */
+static int group_row(bsq *s, sqlite3_stmt *st, bus_group_entry *g, errdetail *e)
+{
+    memset(g, 0, sizeof(*g));
+    snprintf(g->group, sizeof(g->group), "%s", (const char *)sqlite3_column_text(st, 0));
+    snprintf(g->topic, sizeof(g->topic), "%s", (const char *)sqlite3_column_text(st, 1));
+    g->partition = sqlite3_column_int(st, 2);
+    g->committed = sqlite3_column_int64(st, 3);
+    int64_t low = 0;
+    int rc = part_next(s, g->topic, g->partition, &g->end, e);
+    if (rc == 0)
+        rc = part_first(s, g->topic, g->partition, &low, e);
+    if (rc < 0)
+        return rc;
+    g->lag = g->end - (g->committed > low ? g->committed : low);
+    if (g->lag < 0)
+        g->lag = 0;
+    rc = one_int(s, stmt_at(s, ST_LEASE_OPEN, g->group, g->topic, g->partition), &g->in_flight, e);
+    return rc < 0 ? rc : 0;
+}
+
+static int do_groups_describe(bsq *s, req *r)
+{
+    sqlite3_stmt *st = stmt(s, r->group ? ST_GRP_ONE : ST_GRP_ALL);
+    if (!st)
+        return db_fail(s, r->e, "prepare");
+    sqlite3_bind_int64(st, 1, (int64_t)r->max + 1);
+    if (r->group)
+        sqlite3_bind_text(st, 2, r->group, -1, SQLITE_STATIC);
+    r->groups = calloc(r->max, sizeof(*r->groups));
+    if (!r->groups)
+        return errdetail_set(r->e, CITRUS_ENOMEM, "bus: out of memory describing groups");
+    int rc = 0, step;
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (r->nmsgs == r->max) {
+            r->more = true;
+            break;
+        }
+        rc = group_row(s, st, &r->groups[r->nmsgs++], r->e);
+    }
+    if (rc == 0 && !r->more && step != SQLITE_DONE)
+        rc = db_fail(s, r->e, "list groups");
+    sqlite3_reset(st);
+    return rc;
+}
+
 /* ---- the writer ---- */
 
 /* Applies the batch in one transaction. False (every request failed with
@@ -898,6 +1024,13 @@ static int op_publish(bus *b, const char *topic, const void *key, size_t key_len
     return rc;
 }
 
+static int op_publish_batch(bus *b, const char *topic, const bus_record *recs, size_t n,
+                            int *partitions, int64_t *offsets, errdetail *e)
+{
+    req r = {.topic = topic, .recs = recs, .max = n, .parts = partitions, .offs = offsets};
+    return submit((bsq *)b, &r, do_publish_batch, e);
+}
+
 static int op_poll(bus *b, const char *group, const char *topic, size_t max, int64_t vis_ms,
                    bus_message **out, size_t *n, errdetail *e)
 {
@@ -947,6 +1080,26 @@ static int op_trim(bus *b, int64_t *deleted, errdetail *e)
     return rc;
 }
 
+static int op_topics_list(bus *b, bus_topic_entry **out, size_t *n, errdetail *e)
+{
+    req r = {0};
+    int rc = submit((bsq *)b, &r, do_topics_list, e);
+    *out = r.topics;
+    *n = r.ntopics;
+    return rc;
+}
+
+static int op_groups_describe(bus *b, const char *group, size_t max, bus_group_entry **out,
+                              size_t *n, bool *more, errdetail *e)
+{
+    req r = {.group = group, .max = max};
+    int rc = submit((bsq *)b, &r, do_groups_describe, e);
+    *out = r.groups;
+    *n = r.nmsgs;
+    *more = r.more;
+    return rc;
+}
+
 static void op_close(bus *b)
 {
     bsq *s = (bsq *)b;
@@ -976,7 +1129,10 @@ static const bus_ops sqlite_ops = {.name = "embedded",
                                    .nack = op_nack,
                                    .read = op_read,
                                    .trim = op_trim,
-                                   .close = op_close};
+                                   .close = op_close,
+                                   .topics_list = op_topics_list,
+                                   .groups_describe = op_groups_describe,
+                                   .publish_batch = op_publish_batch};
 
 static int db_open(bsq *s, const char *path, errdetail *e)
 {

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cli/audit.h"
+#include "cli/dlq.h"
+#include "cli/events.h"
 #include "cli/auth.h"
 #include "cli/backup.h"
 #include "cli/cli_util.h"
@@ -73,6 +75,16 @@ static int run_audit(int argc, char **argv, char **envp)
     return cli_audit_main(argc, argv);
 }
 
+static int run_events(int argc, char **argv, char **envp)
+{
+    return cli_events_main(argc, argv);
+}
+
+static int run_dlq(int argc, char **argv, char **envp)
+{
+    return cli_dlq_main(argc, argv);
+}
+
 static int run_version(int argc, char **argv, char **envp)
 {
     printf("citrus %s\n", CITRUS_VERSION);
@@ -95,6 +107,8 @@ static const command commands[] = {
     {"restore", run_restore, "rebuild an embedded store from a backup file"},
     {"auth", run_auth, "make, list and revoke API keys; bootstrap the first admin key"},
     {"audit", run_audit, "list the audit log: who changed what, and refused requests"},
+    {"events", run_events, "publish events, print a topic's events, consumer groups' lag"},
+    {"dlq", run_dlq, "list a topic's dead letters and replay them"},
     {"version", run_version, "print the version"},
     {"help", run_help, "show this help, or a command's help: citrus help COMMAND"},
 };

@@ -70,6 +70,16 @@ API_MATRIX = {
     ("DELETE", "/v1/auth/keys/{id}"): ("/v1/auth/keys/0000000000000000", None, {ADMIN}),
     ("GET", "/v1/audit"): ("/v1/audit", None, {ADMIN}),
     ("GET", "/v1/notifications"): ("/v1/notifications", None, READS),
+    ("GET", "/v1/topics"): ("/v1/topics", None, READS),
+    ("POST", "/v1/topics/{topic}/events"): (
+        "/v1/topics/citrus.platform.events/events",
+        {"specversion": "1.0", "id": "auth-1", "source": "/t", "type": "t.x"}, {OPER, ADMIN}),
+    ("GET", "/v1/topics/{topic}/events"): (
+        "/v1/topics/citrus.platform.events/events?partition=0", None, READS),
+    ("GET", "/v1/consumers"): ("/v1/consumers", None, READS),
+    ("GET", "/v1/dlq/{topic}"): ("/v1/dlq/citrus.platform.events", None, READS),
+    ("POST", "/v1/dlq/{topic}/{id}/replay"): (
+        "/v1/dlq/citrus.platform.events/0-0/replay", None, {OPER, ADMIN}),
     ("GET", "/health/live"): ("/health/live", None, set(WHO)),
     ("GET", "/health/ready"): ("/health/ready", None, set(WHO)),
     ("GET", "/metrics"): ("/metrics", None, READS),

@@ -11,7 +11,7 @@ def test_help_and_version():
     r = run_cli("help")
     assert r.returncode == 0
     for cmd in ("dev", "server", "kv", "cluster", "backup", "restore", "auth", "audit",
-                "version", "help"):
+                "events", "dlq", "version", "help"):
         assert cmd in r.stdout
     assert run_cli("--help").returncode == 0
     v = run_cli("version")
@@ -20,7 +20,7 @@ def test_help_and_version():
 
 def test_every_subcommand_has_help():
     for cmd in ("dev", "server", "kv", "cluster", "backup", "restore", "auth", "audit",
-                "version"):
+                "events", "dlq", "version"):
         r = run_cli(cmd, "--help")
         assert r.returncode == 0, (cmd, r.stderr)
         assert r.stdout.strip(), cmd

@@ -559,6 +559,263 @@ static void test_bad_input(void **state)
     assert_int_equal(info.messages, 2); /* only the two good publishes */
 }
 
+/* ---- operating the bus: listing topics, describing groups ---- */
+
+static const bus_topic_entry *find_topic(const bus_topic_entry *t, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0)
+            return &t[i];
+    fail_msg("no topic %s in the listing", name);
+    return NULL;
+}
+
+static void test_topics_list(void **state)
+{
+    fixture *f = *state;
+    bus_topic_entry *t = (bus_topic_entry *)&t;
+    size_t n = 9;
+    assert_int_equal(bus_topics_list(f->b, &t, &n, NULL), 0); /* no topics yet */
+    assert_int_equal(n, 0);
+    assert_null(t);
+    topic(f->b, "b", 2, 1000, 0);
+    topic(f->b, "a", 1, 0, 4096);
+    char k0[16], k1[16];
+    key_for(0, 2, k0, sizeof(k0));
+    key_for(1, 2, k1, sizeof(k1));
+    for (int i = 0; i < 3; i++)
+        pub(f->b, "a", "k", "v", NULL, NULL);
+    pub(f->b, "b", k0, "old", NULL, NULL);
+    clock_test_advance(f->clock, 600);
+    pub(f->b, "b", k1, "new", NULL, NULL);
+    pub(f->b, "b", k1, "new", NULL, NULL);
+    assert_int_equal(bus_topics_list(f->b, &t, &n, NULL), 0);
+    assert_int_equal(n, 4);
+    /* in name order, dead-letter topics too */
+    assert_string_equal(t[0].name, "a");
+    assert_string_equal(t[1].name, "a.dlq");
+    assert_string_equal(t[2].name, "b");
+    assert_string_equal(t[3].name, "b.dlq");
+    assert_false(t[0].dlq);
+    assert_true(t[1].dlq);
+    assert_false(t[2].dlq);
+    assert_true(t[3].dlq);
+    assert_int_equal(t[0].info.partitions, 1);
+    assert_int_equal(t[0].info.retention_bytes, 4096);
+    assert_int_equal(t[0].info.messages, 3);
+    assert_int_equal(t[0].parts[0].low, 0);
+    assert_int_equal(t[0].parts[0].high, 3);
+    assert_int_equal(t[2].info.partitions, 2);
+    assert_int_equal(t[2].info.retention_ms, 1000);
+    assert_int_equal(t[2].info.messages, 3);
+    assert_int_equal(t[2].parts[0].high, 1);
+    assert_int_equal(t[2].parts[1].low, 0);
+    assert_int_equal(t[2].parts[1].high, 2);
+    assert_int_equal(t[3].info.partitions, 2);
+    assert_int_equal(t[3].info.messages, 0);
+    assert_int_equal(t[3].parts[1].high, 0);
+    bus_topics_free(t, n);
+    /* retention moves low up to high: the partition is empty, its next
+     * offset kept */
+    clock_test_advance(f->clock, 401);
+    assert_int_equal(bus_trim(f->b, NULL, NULL), 0);
+    assert_int_equal(bus_topics_list(f->b, &t, &n, NULL), 0);
+    const bus_topic_entry *b = find_topic(t, n, "b");
+    assert_int_equal(b->parts[0].low, 1);
+    assert_int_equal(b->parts[0].high, 1);
+    assert_int_equal(b->parts[1].low, 0);
+    assert_int_equal(b->info.messages, 2);
+    bus_topics_free(t, n);
+    /* a dead letter is counted in its dead-letter topic */
+    bus_message *m = NULL;
+    for (int attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+        clock_test_advance(f->clock, 10 * CAP_MS);
+        assert_int_equal(poll_n(f->b, "g", "a", 1, &m), 1);
+        assert_int_equal(bus_nack(f->b, "g", &m[0], "boom", NULL), 0);
+        bus_messages_free(m, 1);
+    }
+    assert_int_equal(bus_topics_list(f->b, &t, &n, NULL), 0);
+    const bus_topic_entry *d = find_topic(t, n, "a.dlq");
+    assert_int_equal(d->info.messages, 1);
+    assert_int_equal(d->parts[0].high, 1);
+    bus_topics_free(t, n);
+    assert_int_equal(bus_topics_list(f->b, NULL, &n, NULL), CITRUS_EINVAL);
+}
+
+static const bus_group_entry *find_row(const bus_group_entry *g, size_t n, const char *group,
+                                       const char *t, int part)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(g[i].group, group) == 0 && strcmp(g[i].topic, t) == 0 && g[i].partition == part)
+            return &g[i];
+    fail_msg("no row %s %s/%d", group, t, part);
+    return NULL;
+}
+
+static void test_groups_describe(void **state)
+{
+    fixture *f = *state;
+    bus *b = f->b;
+    bus_group_entry *g = (bus_group_entry *)&g;
+    size_t n = 9;
+    bool more = true;
+    assert_int_equal(bus_groups_describe(b, NULL, 100, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 0);
+    assert_null(g);
+    assert_false(more);
+    topic(b, "t", 1, 0, 0);
+    topic(b, "u", 2, 0, 0);
+    for (int i = 0; i < 4; i++)
+        pub(b, "t", "k", "v", NULL, NULL);
+    pub(b, "u", "k", "v", NULL, NULL);
+    bus_message *m = NULL;
+    /* g1: 2 delivered, the first committed, the second failed (waiting
+     * for its retry): committed 1, in flight 1, lag 3 */
+    assert_int_equal(poll_n(b, "g1", "t", 2, &m), 2);
+    commit_ok(b, "g1", &m[0]);
+    assert_int_equal(bus_nack(b, "g1", &m[1], "later", NULL), 0);
+    bus_messages_free(m, 2);
+    /* g0: everything done */
+    assert_int_equal(poll_n(b, "g0", "t", 10, &m), 4);
+    for (int i = 0; i < 4; i++)
+        commit_ok(b, "g0", &m[i]);
+    bus_messages_free(m, 4);
+    size_t nu = poll_n(b, "g1", "u", 10, &m); /* visits both partitions of u */
+    assert_int_equal(nu, 1);
+    bus_messages_free(m, nu);
+    assert_int_equal(bus_groups_describe(b, NULL, 100, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 4);
+    assert_false(more);
+    /* ordered by group, topic, partition */
+    assert_string_equal(g[0].group, "g0");
+    assert_string_equal(g[1].group, "g1");
+    assert_string_equal(g[1].topic, "t");
+    assert_string_equal(g[2].topic, "u");
+    assert_int_equal(g[2].partition, 0);
+    assert_int_equal(g[3].partition, 1);
+    const bus_group_entry *r = find_row(g, n, "g0", "t", 0);
+    assert_int_equal(r->committed, 4);
+    assert_int_equal(r->end, 4);
+    assert_int_equal(r->lag, 0);
+    assert_int_equal(r->in_flight, 0);
+    r = find_row(g, n, "g1", "t", 0);
+    assert_int_equal(r->committed, 1);
+    assert_int_equal(r->end, 4);
+    assert_int_equal(r->lag, 3);
+    assert_int_equal(r->in_flight, 1);
+    int pu = bus_partition_for("k", 1, 2);
+    r = find_row(g, n, "g1", "u", pu);
+    assert_int_equal(r->end, 1);
+    assert_int_equal(r->lag, 1);
+    assert_int_equal(r->in_flight, 1);
+    r = find_row(g, n, "g1", "u", 1 - pu);
+    assert_int_equal(r->end, 0);
+    assert_int_equal(r->lag, 0);
+    assert_int_equal(r->in_flight, 0);
+    free(g);
+    /* one group; a page of max rows says there is more */
+    assert_int_equal(bus_groups_describe(b, "g0", 100, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(g[0].group, "g0");
+    free(g);
+    assert_int_equal(bus_groups_describe(b, "nobody", 100, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(bus_groups_describe(b, NULL, 3, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 3);
+    assert_true(more);
+    free(g);
+    assert_int_equal(bus_groups_describe(b, NULL, 4, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 4);
+    assert_false(more);
+    free(g);
+    /* the retry done: g1's offset moves on, nothing in flight */
+    clock_test_advance(f->clock, 10 * CAP_MS);
+    assert_int_equal(poll_n(b, "g1", "t", 10, &m), 3);
+    for (int i = 0; i < 3; i++)
+        commit_ok(b, "g1", &m[i]);
+    bus_messages_free(m, 3);
+    assert_int_equal(bus_groups_describe(b, "g1", 100, &g, &n, &more, NULL), 0);
+    r = find_row(g, n, "g1", "t", 0);
+    assert_int_equal(r->committed, 4);
+    assert_int_equal(r->lag, 0);
+    assert_int_equal(r->in_flight, 0);
+    free(g);
+    /* bad input */
+    errdetail e = {0};
+    assert_int_equal(bus_groups_describe(b, "bad group", 10, &g, &n, &more, &e), CITRUS_EINVAL);
+    assert_int_equal(bus_groups_describe(b, NULL, 0, &g, &n, &more, &e), CITRUS_EINVAL);
+    assert_int_equal(bus_groups_describe(b, NULL, 101, &g, &n, &more, &e), CITRUS_ETOOMANY);
+    assert_int_equal(bus_groups_describe(b, NULL, 10, NULL, &n, &more, &e), CITRUS_EINVAL);
+}
+
+/* ---- publishing a batch ---- */
+
+/* The sum of every partition's high of topic name. */
+static int64_t highs(bus *b, const char *name)
+{
+    bus_topic_entry *t = NULL;
+    size_t n = 0;
+    assert_int_equal(bus_topics_list(b, &t, &n, NULL), 0);
+    int64_t sum = 0;
+    const bus_topic_entry *x = find_topic(t, n, name);
+    for (int p = 0; p < x->info.partitions; p++)
+        sum += x->parts[p].high;
+    bus_topics_free(t, n);
+    return sum;
+}
+
+static void test_publish_batch(void **state)
+{
+    fixture *f = *state;
+    bus *b = f->b;
+    topic(b, "t", 2, 0, 0);
+    pub(b, "t", "a", "before", NULL, NULL);
+    bus_record recs[5] = {
+        {"a", 1, "1", 1}, {"a", 1, "2", 1}, {"b", 1, "3", 1}, {"a", 1, "4", 1}, {NULL, 0, "", 0}};
+    int parts[5];
+    int64_t offs[5];
+    size_t done = 9;
+    errdetail e = {0};
+    assert_int_equal(bus_publish_batch(b, "t", recs, 5, parts, offs, &done, &e), 0);
+    assert_int_equal(done, 5);
+    int pa = bus_partition_for("a", 1, 2);
+    assert_int_equal(parts[0], pa);
+    assert_int_equal(parts[2], bus_partition_for("b", 1, 2));
+    assert_int_equal(parts[4], bus_partition_for("", 0, 2));
+    assert_int_equal(offs[0], 1); /* after "before" */
+    assert_int_equal(offs[1], 2);
+    assert_int_equal(offs[3], pa == parts[2] ? 4 : 3);
+    bus_message *m = NULL;
+    size_t n = 0;
+    assert_int_equal(bus_read(b, "t", pa, 0, 10, &m, &n, NULL), 0);
+    assert_true(n >= 4);
+    value_is(&m[0], "before");
+    value_is(&m[1], "1");
+    value_is(&m[2], "2");
+    bus_messages_free(m, n);
+    assert_int_equal(highs(b, "t"), 6);
+    /* one bad record: nothing is published */
+    static char big[5000];
+    memset(big, 'v', sizeof(big));
+    bus_record bad[3] = {{"a", 1, "ok", 2}, {"a", 1, big, 4096}, {"a", 1, "ok", 2}};
+    assert_int_equal(bus_publish_batch(b, "t", bad, 3, parts, offs, &done, &e), CITRUS_ETOOBIGVAL);
+    assert_int_equal(done, 0);
+    bad[1] = (bus_record){NULL, 2, "x", 1};
+    assert_int_equal(bus_publish_batch(b, "t", bad, 3, NULL, NULL, &done, &e), CITRUS_EINVAL);
+    assert_int_equal(bus_publish_batch(b, "nope", recs, 2, NULL, NULL, &done, &e),
+                     CITRUS_ENOTFOUND);
+    assert_int_equal(bus_publish_batch(b, "t", recs, 0, NULL, NULL, &done, &e), CITRUS_EINVAL);
+    assert_int_equal(bus_publish_batch(b, "t", NULL, 1, NULL, NULL, &done, &e), CITRUS_EINVAL);
+    static bus_record many[101];
+    for (size_t i = 0; i < 101; i++)
+        many[i] = (bus_record){"k", 1, "v", 1};
+    assert_int_equal(bus_publish_batch(b, "t", many, 101, NULL, NULL, &done, &e), CITRUS_ETOOMANY);
+    assert_int_equal(highs(b, "t"), 6);
+    /* at poll_max: fine, outputs optional */
+    assert_int_equal(bus_publish_batch(b, "t", many, 100, NULL, NULL, NULL, &e), 0);
+    assert_int_equal(highs(b, "t"), 106);
+}
+
 /* ---- group commit: concurrent publishers ---- */
 
 #define PUB_THREADS 8
@@ -685,6 +942,9 @@ static const struct CMUnitTest conformance_tests[] = {
     T(test_retention_by_age),
     T(test_retention_by_size),
     T(test_bad_input),
+    T(test_topics_list),
+    T(test_groups_describe),
+    T(test_publish_batch),
     T(test_concurrent_publishers),
 };
 

@@ -252,6 +252,61 @@ static void test_kill9_keeps_acknowledged(void **state)
     bus_close(b);
 }
 
+/* The optional ops (bus.h): a backend without them answers
+ * CITRUS_EUNSUPPORTED naming itself, and outputs stay empty. */
+static void test_optional_ops_unsupported(void **state)
+{
+    (void)state;
+    static const bus_ops none = {.name = "bare"};
+    bus fb = {.ops = &none};
+    assert_int_equal(bus_config_complete(NULL, &fb.cfg, NULL), 0);
+    errdetail e = {0};
+    bus_topic_entry *t = (bus_topic_entry *)&t;
+    size_t n = 3;
+    assert_int_equal(bus_topics_list(&fb, &t, &n, &e), CITRUS_EUNSUPPORTED);
+    assert_null(t);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(e.message, "bare"));
+    bus_group_entry *g = (bus_group_entry *)&g;
+    bool more = true;
+    n = 3;
+    assert_int_equal(bus_groups_describe(&fb, NULL, 10, &g, &n, &more, &e), CITRUS_EUNSUPPORTED);
+    assert_null(g);
+    assert_int_equal(n, 0);
+    assert_false(more);
+    assert_non_null(strstr(e.message, "consumer groups"));
+}
+
+/* Without the backend's publish_batch, bus_publish_batch publishes one
+ * record after another, through publish. */
+static void test_publish_batch_fallback(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    bus *b = NULL;
+    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
+    const bus_ops *own = b->ops;
+    bus_ops without = *own;
+    without.publish_batch = NULL;
+    b->ops = &without;
+    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 1}, NULL), 0);
+    int64_t commits = bus_sqlite_commits(b);
+    bus_record recs[3] = {{"k", 1, "1", 1}, {"k", 1, "2", 1}, {"k", 1, "3", 1}};
+    int64_t offs[3];
+    size_t done = 0;
+    assert_int_equal(bus_publish_batch(b, "t", recs, 3, NULL, offs, &done, NULL), 0);
+    assert_int_equal(done, 3);
+    assert_int_equal(offs[2], 2);
+    assert_int_equal(bus_sqlite_commits(b) - commits, 3); /* one publish each */
+    b->ops = own;
+    commits = bus_sqlite_commits(b);
+    assert_int_equal(bus_publish_batch(b, "t", recs, 3, NULL, offs, &done, NULL), 0);
+    assert_int_equal(offs[0], 3);
+    assert_int_equal(bus_sqlite_commits(b) - commits, 1); /* the op: one commit */
+    bus_close(b);
+}
+
 int main(void)
 {
     if (tmp_dir_create(tmpdir, sizeof(tmpdir), "bus") != 0)
@@ -264,6 +319,8 @@ int main(void)
         cmocka_unit_test(test_reopen_keeps_groups),
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_kill9_keeps_acknowledged),
+        cmocka_unit_test(test_optional_ops_unsupported),
+        cmocka_unit_test(test_publish_batch_fallback),
     };
     failed += cmocka_run_group_tests_name("bus_sqlite", own, NULL, NULL);
     if (failed == 0)
