@@ -37,6 +37,10 @@ typedef struct app {
     struct records *rec;          /* the audit log; NULL: nothing is audited */
     struct bus *bus;              /* the event bus (bus.backend); NULL when not running */
     size_t max_event_bytes;       /* bus.max_event_bytes: the largest event published */
+    /* bus.topics.sm_commands: publishing or replaying onto it needs
+     * sm-admin, since its commands retire and delete shards, which the API
+     * lets only sm-admin do ("" when there is no bus) */
+    char admin_topic[256];
     bool audit_fail_open;         /* a mutation goes on when its row cannot be written */
     /* server.request_deadline_ms: the Citrus API answers within this of a
      * request's arrival (0: no deadline); see app_request_deadline */

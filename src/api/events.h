@@ -22,6 +22,11 @@ static inline int api_events_fail(int replied, int err)
     return err;
 }
 
+/* 0 when the request may write onto topic: sm-admin for a->admin_topic
+ * (shard commands), the route's role for others; else replies 403 and
+ * returns CITRUS_EFORBIDDEN. */
+int api_events_topic_writable(http_req *r, const app *a, const char *topic);
+
 /* 0 when the node runs a bus; else replies 503 unavailable. */
 int api_events_bus(http_req *r, const app *a);
 

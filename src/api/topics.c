@@ -280,6 +280,17 @@ static json_t *published_json(const pub_item *it, int partition, int64_t offset)
                      "partition", partition, "offset", (json_int_t)offset);
 }
 
+int api_events_topic_writable(http_req *r, const app *a, const char *topic)
+{
+    const principal *who = api_principal(r);
+    if (a->admin_topic[0] && strcmp(topic, a->admin_topic) == 0 && !(who->roles & AUTH_ADMIN))
+        return api_forbid(r,
+                          "%s may not write onto %s: its shard commands (retire, delete, ...) "
+                          "need sm-admin",
+                          who->name, topic);
+    return 0;
+}
+
 int api_topic_publish(http_req *r, void *ctx)
 {
     APP_OFFLOAD(r, api_topic_publish, ctx);
@@ -287,6 +298,8 @@ int api_topic_publish(http_req *r, void *ctx)
     if (api_events_bus(r, a) < 0)
         return CITRUS_EUNAVAILABLE;
     const char *name = http_req_param(r, "topic");
+    if (api_events_topic_writable(r, a, name) < 0)
+        return CITRUS_EFORBIDDEN;
     const char *key = http_req_query(r, "key");
     if (key && (!*key || strlen(key) > BUS_KEY_MAX ||
                 !utf8_valid((const unsigned char *)key, strlen(key))))

@@ -323,6 +323,8 @@ int cli_serve_main(int argc, char **argv, char **envp)
     }
     if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
         goto stop_workers;
+    if (workers_boot_shards(&cfg, argv[0], &a) < 0)
+        goto stop_shards;
     http_server_options ho = {.listen = listen,
                               .threads = (unsigned)cfg.threads,
                               .max_conns = (unsigned)cfg.max_connections,
@@ -412,8 +414,9 @@ stop_router:
 stop_server:
     http_server_stop(srv);
 stop_shards:
-    shards_stop(&a);      /* the worker stops while the session can still fence its writes */
-    session_stop(a.sess); /* revokes the lease: registration and leadership end now */
+    workers_stop_shards(); /* its commands run through the shard manager */
+    shards_stop(&a);       /* the worker stops while the session can still fence its writes */
+    session_stop(a.sess);  /* revokes the lease: registration and leadership end now */
 stop_workers:
     workers_stop(); /* each worker finishes its batch while the bus is open */
 stop_bus:

@@ -11,13 +11,15 @@
 #include "sys/ticker.h"
 #include "workers/notify.h"
 #include "workers/runner.h"
+#include "workers/smcmd.h"
 
 #define PURGE_EVERY_MS (3600 * 1000)
 #define DAY_MS (24LL * 3600 * 1000)
 
 static struct {
-    worker *notify;
+    worker *notify, *sm;
     notify_filter *filter;
+    smcmd_ctx smctx;
     ticker *purger;
     records *rec;
     int64_t ledger_keep_ms, notify_keep_ms;
@@ -84,4 +86,44 @@ void workers_stop(void)
     worker_stop(role.notify);
     notify_filter_free(role.filter);
     memset(&role, 0, sizeof(role));
+}
+
+int workers_boot_shards(const citrus_config *cfg, const char *cmd, app *a)
+{
+    if (strcmp(cfg->workers_enabled, "true") != 0 || !a->shards)
+        return 0;
+    char sm_topic[256];
+    config_bus_topic(cfg, CONFIG_TOPIC_SM_COMMANDS, sm_topic, sizeof(sm_topic));
+    role.smctx.svc = a->shards;
+    role.smctx.bus = a->bus;
+    config_bus_topic(cfg, CONFIG_TOPIC_SM_EVENTS, role.smctx.events_topic,
+                     sizeof(role.smctx.events_topic));
+    worker_spec s = {.name = "shard_management",
+                     .topic = sm_topic,
+                     .group = cfg->bus_groups[CONFIG_GROUP_SHARD_MANAGEMENT],
+                     .bus = a->bus,
+                     .rec = a->rec,
+                     .visibility_ms = cfg->bus_visibility_ms,
+                     .batch = (size_t)cfg->workers_batch,
+                     .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                     .max_attempts = (int)cfg->bus_max_attempts,
+                     .threads = 1, /* one command after another, as the API would run them */
+                     .handle = smcmd_handle,
+                     .ctx = &role.smctx};
+    errdetail e;
+    int rc = worker_new(&s, &role.sm, &e);
+    if (rc == 0 && (rc = worker_start(role.sm, &e)) < 0) {
+        worker_stop(role.sm);
+        role.sm = NULL;
+    }
+    if (rc < 0)
+        fprintf(stderr, "citrus %s: cannot start the shard management worker: %s\n", cmd,
+                e.message);
+    return rc;
+}
+
+void workers_stop_shards(void)
+{
+    worker_stop(role.sm);
+    role.sm = NULL;
 }

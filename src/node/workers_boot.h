@@ -16,5 +16,11 @@
 int workers_boot(const citrus_config *cfg, const char *cmd, app *a);
 /* Stops the workers (each finishes its batch) and the retention job. */
 void workers_stop(void);
+/* With the role on and a shard manager (a->shards): the shard management
+ * worker on bus.topics.sm_commands (group bus.groups.shard_management),
+ * outcomes on bus.topics.sm_events. Started after the shard manager,
+ * stopped before it. 0, or an error reported on stderr. */
+int workers_boot_shards(const citrus_config *cfg, const char *cmd, app *a);
+void workers_stop_shards(void);
 
 #endif
