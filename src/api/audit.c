@@ -33,6 +33,7 @@ static const struct {
     {"DELETE", "/v1/shards/{id}", "shard.delete"},
     {"POST", "/v1/shards/{id}/{action}", "shard."},
     {"PUT", "/v1/tenants/{key}", "tenant.pin"},
+    {"PUT", "/v1/manifests/{id}", "manifest.put"},
     {"DELETE", "/v1/tenants/{key}", "tenant.unpin"},
     {"POST", "/api/register", "tenant.register"},
     {"POST", "/api/register/batch", "tenant.register_batch"},

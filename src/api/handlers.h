@@ -58,6 +58,9 @@ int api_auth_bootstrap(http_req *r, void *app);
 int api_audit_list(http_req *r, void *app);
 /* notifications.c: the event notification worker's notifications */
 int api_notifications_list(http_req *r, void *app);
+/* manifests.c: enrollment manifests */
+int api_manifests_put(http_req *r, void *app);
+int api_manifests_get(http_req *r, void *app);
 
 /* query.c: the router (its own listener, router_routes) */
 int api_query(http_req *r, void *app);

@@ -48,6 +48,8 @@ const http_route api_routes[] = {
     {"DELETE", "/v1/auth/keys/{id}", api_auth_keys_delete, ROUTE_BODY_NONE, ADMIN, NULL},
     {"GET", "/v1/audit", api_audit_list, ROUTE_BODY_NONE, ADMIN, NULL},
     {"GET", "/v1/notifications", api_notifications_list, ROUTE_BODY_NONE, READER, NULL},
+    {"PUT", "/v1/manifests/{id}", api_manifests_put, ROUTE_BODY_JSON, OPERATOR, NULL},
+    {"GET", "/v1/manifests/{id}", api_manifests_get, ROUTE_BODY_NONE, READER, NULL},
     /* anyone, exactly once per cluster (the catalog's txn decides) */
     {"POST", "/v1/auth/bootstrap", api_auth_bootstrap, ROUTE_BODY_NONE, NULL, NULL},
     {"GET", "/health/live", api_health_live, ROUTE_BODY_NONE, NULL, NULL},

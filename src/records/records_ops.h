@@ -25,6 +25,7 @@ typedef struct records records;
 typedef struct audit_row audit_row;
 typedef struct notification_row notification_row;
 typedef struct processed_entry processed_entry;
+typedef struct manifest_row manifest_row;
 
 /* The audit table's columns in the order every backend selects them. */
 #define RECORDS_AUDIT_COLUMNS                                                                      \
@@ -118,6 +119,11 @@ typedef struct records_ops {
      * before_ms; *deleted: rows removed. */
     int (*purge_sql)(records *r, const char *sql, int64_t before_ms, int64_t *deleted,
                      errdetail *e);
+    /* Upserts a manifest (version + 1, or 1 when new). */
+    int (*manifest_put)(records *r, const char *id, const char *body, int64_t time_ms,
+                        bool *created, int64_t *version, errdetail *e);
+    /* CITRUS_ENOTFOUND, or out filled (body malloc'd). */
+    int (*manifest_get)(records *r, const char *id, manifest_row *out, errdetail *e);
     void (*close)(records *r);
 } records_ops;
 

@@ -88,6 +88,8 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS citrus_notifications_type ON citrus_notifications (type, id);"
     "CREATE INDEX IF NOT EXISTS citrus_notifications_severity"
     " ON citrus_notifications (severity, id);"
+    "CREATE TABLE IF NOT EXISTS citrus_manifests (id text PRIMARY KEY, body text NOT NULL,"
+    " updated_ms bigint NOT NULL, version bigint NOT NULL);"
     "COMMIT;";
 
 /* Each session's settings (a new one after every reset). */
@@ -538,6 +540,51 @@ static int pg_purge_sql(records *r, const char *sql, int64_t before_ms, int64_t 
     return rc;
 }
 
+static int pg_manifest_put(records *r, const char *id, const char *body, int64_t time_ms,
+                           bool *created, int64_t *version, errdetail *e)
+{
+    pg_records *p = self(r);
+    char tbuf[24];
+    snprintf(tbuf, sizeof(tbuf), "%lld", (long long)time_ms);
+    const char *vals[3] = {id, body, tbuf};
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc = run(p, "manifest",
+                 "INSERT INTO citrus_manifests (id, body, updated_ms, version)"
+                 " VALUES ($1, $2, $3::bigint, 1) ON CONFLICT (id) DO UPDATE SET"
+                 " body = excluded.body, updated_ms = excluded.updated_ms,"
+                 " version = citrus_manifests.version + 1 RETURNING version",
+                 3, vals, PGRES_TUPLES_OK, &res, e);
+    if (rc == 0 && (PQntuples(res) != 1 || parse_i64(PQgetvalue(res, 0, 0), version) != 0))
+        rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): bad manifest version");
+    if (rc == 0)
+        *created = *version == 1;
+    PQclear(res);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+static int pg_manifest_get(records *r, const char *id, manifest_row *out, errdetail *e)
+{
+    pg_records *p = self(r);
+    const char *vals[1] = {id};
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc =
+        run(p, "manifest", "SELECT body, updated_ms, version FROM citrus_manifests WHERE id = $1",
+            1, vals, PGRES_TUPLES_OK, &res, e);
+    pthread_mutex_unlock(&p->mu);
+    if (rc == 0 && PQntuples(res) == 0)
+        rc = errdetail_set(e, CITRUS_ENOTFOUND, "no manifest %s", id);
+    if (rc == 0 && (parse_i64(PQgetvalue(res, 0, 1), &out->updated_ms) != 0 ||
+                    parse_i64(PQgetvalue(res, 0, 2), &out->version) != 0))
+        rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): bad manifest row");
+    if (rc == 0 && !(out->body = strdup(PQgetvalue(res, 0, 0))))
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    PQclear(res);
+    return rc;
+}
+
 static void pg_close(records *r)
 {
     pg_records *p = self(r);
@@ -557,6 +604,8 @@ static const records_ops pg_ops = {
     .processed_record = pg_processed_record,
     .notify_query = pg_notify_query,
     .purge_sql = pg_purge_sql,
+    .manifest_put = pg_manifest_put,
+    .manifest_get = pg_manifest_get,
     .close = pg_close,
 };
 

@@ -59,6 +59,8 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS citrus_notifications_type ON citrus_notifications (type, id);"
     "CREATE INDEX IF NOT EXISTS citrus_notifications_severity"
     " ON citrus_notifications (severity, id);"
+    "CREATE TABLE IF NOT EXISTS citrus_manifests (id TEXT PRIMARY KEY, body TEXT NOT NULL,"
+    " updated_ms INTEGER NOT NULL, version INTEGER NOT NULL);"
     "PRAGMA user_version = 1;";
 
 #define STMT_TABLE(X)                                                                              \
@@ -73,6 +75,11 @@ static const char schema_sql[] =
     X(SEEN, "SELECT 1 FROM citrus_processed WHERE grp = ?1 AND event_id = ?2")                     \
     X(LEDGER,                                                                                      \
       "INSERT OR IGNORE INTO citrus_processed (grp, event_id, time_ms) VALUES (?1, ?2, ?3)")       \
+    X(MANIFEST_PUT, "INSERT INTO citrus_manifests (id, body, updated_ms, version)"                 \
+                    " VALUES (?1, ?2, ?3, 1) ON CONFLICT (id) DO UPDATE SET body = excluded.body," \
+                    " updated_ms = excluded.updated_ms, version = citrus_manifests.version + 1"    \
+                    " RETURNING version")                                                          \
+    X(MANIFEST_GET, "SELECT body, updated_ms, version FROM citrus_manifests WHERE id = ?1")        \
     X(NOTIFY, "INSERT INTO citrus_notifications (time_ms, event_id, source, type, severity,"       \
               " subject, correlation_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
 
@@ -323,6 +330,51 @@ static int lite_purge_sql(records *r, const char *sql, int64_t before_ms, int64_
     return out;
 }
 
+static int lite_manifest_put(records *r, const char *id, const char *body, int64_t time_ms,
+                             bool *created, int64_t *version, errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = s->st[ST_MANIFEST_PUT];
+    bind_text(st, 1, id);
+    bind_text(st, 2, body);
+    sqlite3_bind_int64(st, 3, time_ms);
+    int rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? 0 : fail(s->db, rc, "manifest", e);
+    if (out == 0) {
+        *version = sqlite3_column_int64(st, 0);
+        *created = *version == 1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
+static int lite_manifest_get(records *r, const char *id, manifest_row *out, errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = s->st[ST_MANIFEST_GET];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    int res;
+    if (rc == SQLITE_ROW) {
+        out->body = strdup((const char *)sqlite3_column_text(st, 0));
+        out->updated_ms = sqlite3_column_int64(st, 1);
+        out->version = sqlite3_column_int64(st, 2);
+        res = out->body ? 0 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    } else if (rc == SQLITE_DONE) {
+        res = errdetail_set(e, CITRUS_ENOTFOUND, "no manifest %s", id);
+    } else {
+        res = fail(s->db, rc, "manifest", e);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->mu);
+    return res;
+}
+
 static void lite_close(records *r)
 {
     sqlite_records *s = self(r);
@@ -343,6 +395,8 @@ static const records_ops sqlite_ops = {
     .processed_record = lite_processed_record,
     .notify_query = lite_notify_query,
     .purge_sql = lite_purge_sql,
+    .manifest_put = lite_manifest_put,
+    .manifest_get = lite_manifest_get,
     .close = lite_close,
 };
 

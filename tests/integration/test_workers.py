@@ -223,3 +223,31 @@ def test_malformed_platform_event_refused_or_dead_lettered(make_citrus):
     ok = event(str(uuid.uuid4()))
     publish(c.url, [ok])
     wait_until(lambda: notifications(c.url)["notifications"], liveness(10), what="the good one")
+
+
+# ---- enrollment manifests ----------------------------------------------------------------------
+
+def test_manifests_put_get_and_bad_input(citrus):
+    url = citrus.url + "/v1/manifests/enr-1"
+    r = requests.put(url, json={"tenant_key": "acme:north", "items": [1, 2]}, timeout=5)
+    assert r.status_code == 201, r.text
+    assert r.json()["version"] == 1 and r.json()["manifest"]["items"] == [1, 2]
+    r = requests.put(url, json={"tenant_key": "acme:south"}, timeout=5)
+    assert r.status_code == 200 and r.json()["version"] == 2, r.text
+    got = requests.get(url, timeout=5).json()
+    assert got["id"] == "enr-1" and got["version"] == 2
+    assert got["manifest"] == {"tenant_key": "acme:south"}
+    assert requests.get(citrus.url + "/v1/manifests/nope", timeout=5).status_code == 404
+    for body in ([], {"x": 1}, {"tenant_key": 7}, {"tenant_key": "bad key"}):
+        r = requests.put(url, json=body, timeout=5)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["error"]["code"] in ("bad_json", "invalid_argument")
+    r = requests.put(citrus.url + "/v1/manifests/a%20b", json={"tenant_key": "a:b"}, timeout=5)
+    assert r.status_code == 400 and "manifest id" in r.json()["error"]["message"]
+    r = requests.put(url, data=b'{"tenant_key": "a:b", "pad": "' + b"x" * 300000 + b'"}',
+                     headers={"Content-Type": "application/json"}, timeout=5)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "value_too_large", r.text
+    assert requests.get(url, timeout=5).json()["version"] == 2  # nothing written
+    audit = requests.get(citrus.url + "/v1/audit", params={"action": "manifest.put"},
+                         timeout=5).json()["entries"]
+    assert [e["target"] for e in audit if e["status"] in (200, 201)] == ["enr-1", "enr-1"]

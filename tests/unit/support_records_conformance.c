@@ -1239,6 +1239,61 @@ static void test_ledger_failed_write(void **state)
     assert_int_equal(notes(r, NULL, NULL, NULL), 2);
 }
 
+/* Manifests: created, replaced (version + 1), read back; bad ids and sizes. */
+static void test_manifests(void **state)
+{
+    records *r = R(state);
+    manifest_row m;
+    errdetail e = {0};
+    assert_int_equal(records_manifest_get(r, "enr-1", &m, &e), CITRUS_ENOTFOUND);
+    assert_null(m.body);
+    bool created = false;
+    int64_t version = 0;
+    assert_int_equal(records_manifest_put(r, "enr-1", "{\"tenant_key\":\"acme:s1\"}", 100, &created,
+                                          &version, &e),
+                     0);
+    assert_true(created);
+    assert_int_equal(version, 1);
+    assert_int_equal(records_manifest_put(r, "enr-1",
+                                          "{\"tenant_key\":\"acme:s2\",\"n\":\"\xc3\xa9\"}", 200,
+                                          &created, &version, &e),
+                     0);
+    assert_false(created);
+    assert_int_equal(version, 2);
+    assert_int_equal(records_manifest_get(r, "enr-1", &m, &e), 0);
+    assert_string_equal(m.body, "{\"tenant_key\":\"acme:s2\",\"n\":\"\xc3\xa9\"}");
+    assert_int_equal(m.updated_ms, 200);
+    assert_int_equal(m.version, 2);
+    free(m.body);
+    assert_int_equal(records_manifest_get(r, "enr-2", &m, &e), CITRUS_ENOTFOUND);
+    const char *bad[] = {"", "has space", "a/b", "x\xc3\xa9"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(records_manifest_put(r, bad[i], "{}", 1, NULL, NULL, &e), CITRUS_EINVAL);
+        assert_int_equal(records_manifest_get(r, bad[i], &m, &e), CITRUS_EINVAL);
+    }
+    char longid[RECORDS_MAX_MANIFEST_ID + 2];
+    memset(longid, 'a', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    assert_int_equal(records_manifest_put(r, longid, "{}", 1, NULL, NULL, &e), CITRUS_EINVAL);
+    longid[RECORDS_MAX_MANIFEST_ID] = '\0';
+    assert_int_equal(records_manifest_put(r, longid, "{}", 1, NULL, NULL, &e), 0);
+    assert_int_equal(records_manifest_put(r, "x", "", 1, NULL, NULL, &e), CITRUS_EINVAL);
+    char *big = malloc(RECORDS_MAX_MANIFEST + 2);
+    assert_non_null(big);
+    memset(big, ' ', RECORDS_MAX_MANIFEST + 1);
+    big[RECORDS_MAX_MANIFEST + 1] = '\0';
+    assert_int_equal(records_manifest_put(r, "big", big, 1, NULL, NULL, &e), CITRUS_ETOOBIGVAL);
+    free(big);
+    assert_int_equal(records_manifest_get(r, "big", &m, &e), CITRUS_ENOTFOUND);
+    /* kept across a reopen */
+    records *r2 = NULL;
+    assert_int_equal(factory->reopen(factory->ctx, &r2), 0);
+    assert_int_equal(records_manifest_get(r2, "enr-1", &m, &e), 0);
+    assert_int_equal(m.version, 2);
+    free(m.body);
+    records_close(r2);
+}
+
 #define CONF_TEST(f) cmocka_unit_test_setup_teardown(f, conf_setup, conf_teardown)
 
 static const struct CMUnitTest conformance_tests[] = {
@@ -1264,6 +1319,7 @@ static const struct CMUnitTest conformance_tests[] = {
     CONF_TEST(test_ledger_purge),
     CONF_TEST(test_ledger_reopen),
     CONF_TEST(test_ledger_failed_write),
+    CONF_TEST(test_manifests),
 };
 
 const struct CMUnitTest *records_conformance_tests(const records_conformance_factory *f, size_t *n)
