@@ -6,9 +6,12 @@
 
 #include "citrus/errors.h"
 #include "obs/log.h"
+#include "provision/service.h"
+#include "registry/tenants.h"
 #include "records/ledger.h"
 #include "sys/clock.h"
 #include "sys/ticker.h"
+#include "workers/ingest.h"
 #include "workers/notify.h"
 #include "workers/runner.h"
 
@@ -16,7 +19,9 @@
 #define DAY_MS (24LL * 3600 * 1000)
 
 static struct {
-    worker *notify;
+    worker *notify, *ingest;
+    ingest_ctx ictx;
+    char ingest_topic[256];
     notify_filter *filter;
     ticker *purger;
     records *rec;
@@ -35,6 +40,69 @@ static void purge(void *ctx)
         log_info("workers", "retention: rows deleted",
                  json_pack("{s:I,s:I}", "ledger", (json_int_t)ledger, "notifications",
                            (json_int_t)notes));
+}
+
+/* The directory's pin, else the ring's owner (as GET /v1/route answers). */
+static int route_tenant(void *ctx, const char *tenant_key, ingest_target *out, errdetail *e)
+{
+    registry *reg = ctx;
+    if (!tenant_key_valid(tenant_key))
+        return errdetail_set(e, CITRUS_EINVAL, "tenant_key %s is not a valid tenant key",
+                             tenant_key);
+    const ring *rg;
+    int64_t version;
+    int rc = registry_ring(reg, &rg, &version, NULL);
+    if (rc < 0)
+        return errdetail_set(e, rc, "the ring cannot be read");
+    route_answer ra;
+    rc = tenants_route(reg, rg, version, tenant_key, &ra);
+    registry_ring_release(reg, rg);
+    if (rc == CITRUS_EUNAVAILABLE)
+        return errdetail_set(e, rc, "no shard owns any token yet");
+    if (rc < 0)
+        return errdetail_set(e, rc, "routing %s failed", tenant_key);
+    snprintf(out->shard_id, sizeof(out->shard_id), "%s", ra.shard_id);
+    out->pinned = ra.pinned;
+    out->ring_version = ra.ring_version;
+    return 0;
+}
+
+/* The enrollment ingest worker, when this node runs the shard manager
+ * (its registry routes). */
+static int ingest_boot(const citrus_config *cfg, const char *cmd, app *a)
+{
+    if (!a->shards)
+        return 0;
+    char topic[256];
+    config_bus_topic(cfg, CONFIG_TOPIC_ENROLLMENT_EVENTS, topic, sizeof(topic));
+    config_bus_topic(cfg, CONFIG_TOPIC_SHARD_INGEST_COMMANDS, role.ingest_topic,
+                     sizeof(role.ingest_topic));
+    role.ictx = (ingest_ctx){.rec = a->rec,
+                             .bus = a->bus,
+                             .topic = role.ingest_topic,
+                             .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                             .route = route_tenant,
+                             .route_ctx = a->shards->reg};
+    worker_spec s = {.name = "enrollment_ingest",
+                     .topic = topic,
+                     .group = cfg->bus_groups[CONFIG_GROUP_ENROLLMENT_INGEST],
+                     .bus = a->bus,
+                     .rec = a->rec,
+                     .visibility_ms = cfg->bus_visibility_ms,
+                     .batch = (size_t)cfg->workers_batch,
+                     .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                     .max_attempts = (int)cfg->bus_max_attempts,
+                     .threads = (int)cfg->workers_threads,
+                     .handle = ingest_handle,
+                     .ctx = &role.ictx};
+    errdetail e;
+    int rc = worker_new(&s, &role.ingest, &e);
+    if (rc == 0)
+        rc = worker_start(role.ingest, &e);
+    if (rc < 0)
+        fprintf(stderr, "citrus %s: cannot start the enrollment ingest worker: %s\n", cmd,
+                e.message);
+    return rc;
 }
 
 int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
@@ -68,6 +136,10 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
         workers_stop();
         return rc;
     }
+    if ((rc = ingest_boot(cfg, cmd, a)) < 0) {
+        workers_stop();
+        return rc;
+    }
     role.rec = a->rec;
     /* An event the bus may still hold (its retention) is still known to the
      * ledger: kept a day longer. */
@@ -81,6 +153,7 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
 void workers_stop(void)
 {
     ticker_stop(role.purger);
+    worker_stop(role.ingest);
     worker_stop(role.notify);
     notify_filter_free(role.filter);
     memset(&role, 0, sizeof(role));

@@ -2,9 +2,12 @@
  * `citrus dev`, off by default in `citrus server`): the event notification
  * worker on bus.topics.platform_events with group
  * bus.groups.event_notification, filtered by workers.notification_filter;
+ * the enrollment ingest worker (bus.topics.enrollment_events, group
+ * bus.groups.enrollment_ingest → bus.topics.shard_ingest_commands) when the
+ * node runs the shard manager;
  * and the hourly retention of the processed-ids ledger (bus retention + 1
  * day) and of the notifications (workers.notification_retention_days).
- * Started after the bus, stopped before it. */
+ * Started after the bus and the shard manager, stopped before them. */
 #ifndef CITRUS_NODE_WORKERS_BOOT_H
 #define CITRUS_NODE_WORKERS_BOOT_H
 

@@ -71,11 +71,13 @@ def event(i, source="/platform/disk", type_="disk.full", severity=None, data=Non
 
 def test_dev_runs_the_notification_worker(citrus):
     assert metric(citrus.url, "citrus_worker_processed_total") == 0
-    started = [line for line in citrus.log_lines()
-               if line.get("component") == "worker" and line.get("msg") == "started"]
-    assert len(started) == 1, started
-    f = started[0]["fields"]
-    assert (f["worker"], f["topic"], f["group"]) == ("event_notification", TOPIC, GROUP)
+    started = {line["fields"]["worker"]: line["fields"] for line in citrus.log_lines()
+               if line.get("component") == "worker" and line.get("msg") == "started"}
+    assert sorted(started) == ["enrollment_ingest", "event_notification"], started
+    f = started["event_notification"]
+    assert (f["topic"], f["group"]) == (TOPIC, GROUP)
+    f = started["enrollment_ingest"]
+    assert (f["topic"], f["group"]) == ("citrus.enrollment.events", "citrus-enrollment-ingest")
 
 
 def test_the_role_is_a_switch(make_citrus):
@@ -96,7 +98,8 @@ def test_the_role_is_a_switch(make_citrus):
     named = make_citrus(mode="server", extra=["--config", cfg, "--auth", "none",
                                               "--auth-allow-none", "true"])
     started = [line["fields"] for line in named.log_lines()
-               if line.get("component") == "worker" and line.get("msg") == "started"]
+               if line.get("component") == "worker" and line.get("msg") == "started"
+               and line["fields"]["worker"] == "event_notification"]
     assert started and started[0]["group"] == "ops-notes"
 
 
@@ -251,3 +254,36 @@ def test_manifests_put_get_and_bad_input(citrus):
     audit = requests.get(citrus.url + "/v1/audit", params={"action": "manifest.put"},
                          timeout=5).json()["entries"]
     assert [e["target"] for e in audit if e["status"] in (200, 201)] == ["enr-1", "enr-1"]
+
+
+def test_enrollment_ingest_end_to_end(make_citrus):
+    """NEEDS_PUBLISH_ROUTE. An enrollment-committed event whose manifest is
+    there becomes one shard ingest command; one whose manifest comes later
+    is retried with backoff and then succeeds; the same event again does
+    nothing more (the ledger)."""
+    c = make_citrus(shards=True, extra=["--bus-backoff-base-ms", "100",
+                                        "--bus-backoff-cap-ms", "200"])
+    ing = 'worker="enrollment_ingest"'
+    r = requests.put(c.url + "/v1/manifests/m1", json={"tenant_key": "acme:north"}, timeout=5)
+    assert r.status_code == 201, r.text
+    enrollment = "citrus.enrollment.events"
+    publish(c.url, [{"specversion": "1.0", "id": "enr-1", "source": "urn:enrollment",
+                     "type": "enrollment.committed", "data": {"manifest_id": "m1"}}],
+            topic=enrollment)
+    wait_until(lambda: metric(c.url, "citrus_worker_processed_total", ing) == 1, liveness(10),
+               what="the first enrollment processed")
+    publish(c.url, [{"specversion": "1.0", "id": "enr-2", "source": "urn:enrollment",
+                     "type": "enrollment.committed", "subject": "m-late"}], topic=enrollment)
+    wait_until(lambda: (metric(c.url, "citrus_worker_retried_total", ing) or 0) >= 1,
+               liveness(10), what="the missing manifest retried")
+    r = requests.put(c.url + "/v1/manifests/m-late", json={"tenant_key": "acme:south"}, timeout=5)
+    assert r.status_code == 201, r.text
+    wait_until(lambda: metric(c.url, "citrus_worker_processed_total", ing) == 2, liveness(10),
+               what="the late one processed")
+    publish(c.url, [{"specversion": "1.0", "id": "enr-1", "source": "urn:enrollment",
+                     "type": "enrollment.committed", "data": {"manifest_id": "m1"}}],
+            topic=enrollment)
+    wait_until(lambda: metric(c.url, "citrus_worker_duplicates_total", ing) == 1, liveness(10),
+               what="the replay found in the ledger")
+    assert metric(c.url, "citrus_worker_processed_total", ing) == 2
+    assert (metric(c.url, "citrus_worker_dead_lettered_total", ing) or 0) == 0
