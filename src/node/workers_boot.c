@@ -67,25 +67,17 @@ static int route_tenant(void *ctx, const char *tenant_key, ingest_target *out, e
     return 0;
 }
 
-/* The enrollment ingest worker, when this node runs the shard manager
- * (its registry routes). */
-static int ingest_boot(const citrus_config *cfg, const char *cmd, app *a)
+/* Starts one worker (name, e.g. "event_notification") on topic t with
+ * group g, with the workers and bus settings; reported on stderr. */
+static int start_worker(const citrus_config *cfg, const char *cmd, app *a, const char *name,
+                        config_topic t, config_group g, worker_handler handle, void *ctx,
+                        worker **out)
 {
-    if (!a->shards)
-        return 0;
     char topic[256];
-    config_bus_topic(cfg, CONFIG_TOPIC_ENROLLMENT_EVENTS, topic, sizeof(topic));
-    config_bus_topic(cfg, CONFIG_TOPIC_SHARD_INGEST_COMMANDS, role.ingest_topic,
-                     sizeof(role.ingest_topic));
-    role.ictx = (ingest_ctx){.rec = a->rec,
-                             .bus = a->bus,
-                             .topic = role.ingest_topic,
-                             .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
-                             .route = route_tenant,
-                             .route_ctx = a->shards->reg};
-    worker_spec s = {.name = "enrollment_ingest",
+    config_bus_topic(cfg, t, topic, sizeof(topic));
+    worker_spec s = {.name = name,
                      .topic = topic,
-                     .group = cfg->bus_groups[CONFIG_GROUP_ENROLLMENT_INGEST],
+                     .group = cfg->bus_groups[g],
                      .bus = a->bus,
                      .rec = a->rec,
                      .visibility_ms = cfg->bus_visibility_ms,
@@ -93,15 +85,14 @@ static int ingest_boot(const citrus_config *cfg, const char *cmd, app *a)
                      .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
                      .max_attempts = (int)cfg->bus_max_attempts,
                      .threads = (int)cfg->workers_threads,
-                     .handle = ingest_handle,
-                     .ctx = &role.ictx};
+                     .handle = handle,
+                     .ctx = ctx};
     errdetail e;
-    int rc = worker_new(&s, &role.ingest, &e);
+    int rc = worker_new(&s, out, &e);
     if (rc == 0)
-        rc = worker_start(role.ingest, &e);
+        rc = worker_start(*out, &e);
     if (rc < 0)
-        fprintf(stderr, "citrus %s: cannot start the enrollment ingest worker: %s\n", cmd,
-                e.message);
+        fprintf(stderr, "citrus %s: cannot start the %s worker: %s\n", cmd, name, e.message);
     return rc;
 }
 
@@ -116,27 +107,23 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
         fprintf(stderr, "citrus %s: invalid config: %s\n", cmd, e.message);
         return rc;
     }
-    char topic[256];
-    config_bus_topic(cfg, CONFIG_TOPIC_PLATFORM_EVENTS, topic, sizeof(topic));
-    worker_spec s = {.name = "event_notification",
-                     .topic = topic,
-                     .group = cfg->bus_groups[CONFIG_GROUP_EVENT_NOTIFICATION],
-                     .bus = a->bus,
-                     .rec = a->rec,
-                     .visibility_ms = cfg->bus_visibility_ms,
-                     .batch = (size_t)cfg->workers_batch,
-                     .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
-                     .max_attempts = (int)cfg->bus_max_attempts,
-                     .threads = (int)cfg->workers_threads,
-                     .handle = notify_handle,
-                     .ctx = role.filter};
-    if ((rc = worker_new(&s, &role.notify, &e)) < 0 || (rc = worker_start(role.notify, &e)) < 0) {
-        fprintf(stderr, "citrus %s: cannot start the event notification worker: %s\n", cmd,
-                e.message);
-        workers_stop();
-        return rc;
+    rc = start_worker(cfg, cmd, a, "event_notification", CONFIG_TOPIC_PLATFORM_EVENTS,
+                      CONFIG_GROUP_EVENT_NOTIFICATION, notify_handle, role.filter, &role.notify);
+    /* The enrollment ingest worker, when this node runs the shard manager
+     * (its registry routes). */
+    if (rc == 0 && a->shards) {
+        config_bus_topic(cfg, CONFIG_TOPIC_SHARD_INGEST_COMMANDS, role.ingest_topic,
+                         sizeof(role.ingest_topic));
+        role.ictx = (ingest_ctx){.rec = a->rec,
+                                 .bus = a->bus,
+                                 .topic = role.ingest_topic,
+                                 .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                                 .route = route_tenant,
+                                 .route_ctx = a->shards->reg};
+        rc = start_worker(cfg, cmd, a, "enrollment_ingest", CONFIG_TOPIC_ENROLLMENT_EVENTS,
+                          CONFIG_GROUP_ENROLLMENT_INGEST, ingest_handle, &role.ictx, &role.ingest);
     }
-    if ((rc = ingest_boot(cfg, cmd, a)) < 0) {
+    if (rc < 0) {
         workers_stop();
         return rc;
     }
