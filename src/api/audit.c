@@ -33,6 +33,7 @@ static const struct {
     {"DELETE", "/v1/shards/{id}", "shard.delete"},
     {"POST", "/v1/shards/{id}/{action}", "shard."},
     {"PUT", "/v1/tenants/{key}", "tenant.pin"},
+    {"PUT", "/v1/manifests/{id}", "manifest.put"},
     {"DELETE", "/v1/tenants/{key}", "tenant.unpin"},
     {"POST", "/api/register", "tenant.register"},
     {"POST", "/api/register/batch", "tenant.register_batch"},
@@ -189,8 +190,7 @@ void api_audit_done(http_req *r, unsigned status, void *ctx)
                  json_pack("{s:I,s:s}", "id", (json_int_t)c->audit_id, "error", e.message));
 }
 
-/* A decimal integer, all of s (no sign but '-', no blanks, no overflow). */
-static int parse_int(const char *s, int64_t *out)
+int api_parse_int(const char *s, int64_t *out)
 {
     char *end;
     errno = 0;
@@ -201,10 +201,9 @@ static int parse_int(const char *s, int64_t *out)
     return 0;
 }
 
-/* ?since=: Unix ms, or an RFC 3339 time. */
-static int parse_since(const char *s, int64_t *ms)
+int api_parse_since(const char *s, int64_t *ms)
 {
-    if (s[0] >= '0' && s[0] <= '9' && parse_int(s, ms) == 0)
+    if (s[0] >= '0' && s[0] <= '9' && api_parse_int(s, ms) == 0)
         return 0;
     return shard_json_parse_time(s, ms) < 0 || *ms < 0 ? CITRUS_EINVAL : 0;
 }
@@ -232,14 +231,14 @@ int api_audit_query_parse(const api_audit_params *in, audit_query *q, errdetail 
     q->principal = in->principal;
     q->action = in->action;
     q->target = in->target;
-    if (in->since && parse_since(in->since, &q->since_ms) < 0)
+    if (in->since && api_parse_since(in->since, &q->since_ms) < 0)
         return errdetail_set(e, CITRUS_EINVAL,
                              "since: Unix milliseconds or an RFC 3339 time (2026-01-02T03:04:05Z)");
     int64_t limit = RECORDS_QUERY_DEFAULT_LIMIT, after = 0;
     if (in->limit &&
-        (parse_int(in->limit, &limit) < 0 || limit < 1 || limit > RECORDS_QUERY_MAX_LIMIT))
+        (api_parse_int(in->limit, &limit) < 0 || limit < 1 || limit > RECORDS_QUERY_MAX_LIMIT))
         return errdetail_set(e, CITRUS_EINVAL, "limit: an integer 1..%d", RECORDS_QUERY_MAX_LIMIT);
-    if (in->after && (parse_int(in->after, &after) < 0 || after < 0))
+    if (in->after && (api_parse_int(in->after, &after) < 0 || after < 0))
         return errdetail_set(e, CITRUS_EINVAL, "after: an audit row id (an integer >= 0)");
     q->limit = (size_t)limit;
     q->after_id = after;

@@ -42,6 +42,12 @@ void api_audit_now(http_req *r, const char *action, const char *target, int stat
 /* http_server_options.done: records the status of a begun row. */
 void api_audit_done(http_req *r, unsigned status, void *ctx);
 
+/* A query parameter's decimal integer, all of s (no sign but '-', no
+ * blanks, no overflow): 0 or CITRUS_EINVAL. */
+int api_parse_int(const char *s, int64_t *out);
+/* ?since=: Unix ms, or an RFC 3339 time: 0 or CITRUS_EINVAL. */
+int api_parse_since(const char *s, int64_t *ms);
+
 /* GET /v1/audit's query parameters, as given (NULL: absent). */
 typedef struct api_audit_params {
     const char *since, *principal, *action, *target, *limit, *after;

@@ -56,6 +56,11 @@ int api_auth_keys_delete(http_req *r, void *app);
 int api_auth_bootstrap(http_req *r, void *app);
 /* audit.c: the audit log (GET /v1/audit) */
 int api_audit_list(http_req *r, void *app);
+/* notifications.c: the event notification worker's notifications */
+int api_notifications_list(http_req *r, void *app);
+/* manifests.c: enrollment manifests */
+int api_manifests_put(http_req *r, void *app);
+int api_manifests_get(http_req *r, void *app);
 
 /* topics.c, consumers.c, dlq.c: operating the event bus (docs/events.md) */
 int api_topics_list(http_req *r, void *app);

@@ -53,6 +53,9 @@ const http_route api_routes[] = {
     {"GET", "/v1/consumers", api_consumers_list, ROUTE_BODY_NONE, READER, NULL},
     {"GET", "/v1/dlq/{topic}", api_dlq_list, ROUTE_BODY_NONE, READER, NULL},
     {"POST", "/v1/dlq/{topic}/{id}/replay", api_dlq_replay, ROUTE_BODY_NONE, OPERATOR, NULL},
+    {"GET", "/v1/notifications", api_notifications_list, ROUTE_BODY_NONE, READER, NULL},
+    {"PUT", "/v1/manifests/{id}", api_manifests_put, ROUTE_BODY_JSON, OPERATOR, NULL},
+    {"GET", "/v1/manifests/{id}", api_manifests_get, ROUTE_BODY_NONE, READER, NULL},
     /* anyone, exactly once per cluster (the catalog's txn decides) */
     {"POST", "/v1/auth/bootstrap", api_auth_bootstrap, ROUTE_BODY_NONE, NULL, NULL},
     {"GET", "/health/live", api_health_live, ROUTE_BODY_NONE, NULL, NULL},

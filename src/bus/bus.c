@@ -308,6 +308,21 @@ int bus_nack(bus *b, const char *group, const bus_message *m, const char *error,
     return b->ops->nack(b, group, m, error ? error : "", retry_at, dead, e);
 }
 
+int bus_dead_letter(bus *b, const char *group, const bus_message *m, const char *error,
+                    errdetail *e)
+{
+    if (m && is_dlq(m->topic))
+        return bus_nack(b, group, m, error, e);
+    int rc = check_group(group, e);
+    if (rc == 0)
+        rc = check_message(m, e);
+    if (rc == 0 && m->attempt < 1)
+        rc = errdetail_set(e, CITRUS_EINVAL, "bus: dead letter of a message that was not polled");
+    if (rc < 0)
+        return rc;
+    return b->ops->nack(b, group, m, error ? error : "", clock_wall_ms(b->cfg.clock), true, e);
+}
+
 int bus_read(bus *b, const char *topic, int partition, int64_t from_offset, size_t limit,
              bus_message **out, size_t *n, errdetail *e)
 {

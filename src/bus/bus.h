@@ -213,6 +213,13 @@ int bus_commit(bus *b, const char *group, const bus_message *m, errdetail *e);
  * again). CITRUS_ECONFLICT when the lease is no longer m's (it ended and the
  * message was delivered again, or it was committed). */
 int bus_nack(bus *b, const char *group, const bus_message *m, const char *error, errdetail *e);
+/* A permanent failure (a message no attempt can handle: a malformed
+ * event): straight to the dead-letter topic with error, whatever its
+ * attempt, and the group moves past it, as the nack of the last attempt
+ * does. A message of a dead-letter topic is not dead-lettered again: this
+ * is then bus_nack. Errors as bus_nack's. */
+int bus_dead_letter(bus *b, const char *group, const bus_message *m, const char *error,
+                    errdetail *e);
 /* Publishes n records (1..poll_max) on topic in their order, each checked
  * as bus_publish checks it before any is written; partitions[i] and
  * offsets[i] (each may be NULL) say where record i went. With the

@@ -280,11 +280,29 @@ static const field fields[] = {
     STR("bus.groups", "event_notification", "bus-group-event-notification",
         bus_groups[CONFIG_GROUP_EVENT_NOTIFICATION],
         "the event notification worker's consumer group"),
+    BOOL("workers", "enabled", "workers", workers_enabled,
+         "run the event workers (the event notification worker) in this process; `--workers` "
+         "alone means true"),
+    INT("workers", "threads", "worker-threads", workers_threads, 1, 16,
+        "threads of each worker (each polls its consumer group)"),
+    INT("workers", "batch", "worker-batch", workers_batch, 1, 1000,
+        "events a worker takes per poll (recorded in one transaction)"),
+    LIST("workers.notification_filter", "sources", "notification-filter-sources", notify_sources,
+         "platform events stored as notifications: these sources only (an item ending in * is a "
+         "prefix; none: every source)"),
+    LIST("workers.notification_filter", "types", "notification-filter-types", notify_types,
+         "these event types only (an item ending in * is a prefix; none: every type)"),
+    LIST("workers.notification_filter", "severities", "notification-filter-severities",
+         notify_severities,
+         "these severities only, any case (the event's severity attribute, else its "
+         "data.severity, else info; none: every severity)"),
+    INT("workers", "notification_retention_days", "notification-retention-days",
+        notify_retention_days, 1, 36500, "notifications older than this are deleted, days"),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
 /* Sections reserved for later components: accepted if they are objects. */
-static const char *const reserved_sections[] = {"notification_filter", NULL};
+static const char *const reserved_sections[] = {NULL}; /* notification_filter: under workers */
 
 /* bus.topics.<key> and the default name's suffix, by config_topic. */
 static const char *const topic_keys[CONFIG_NTOPICS] = {
@@ -359,6 +377,10 @@ void config_defaults(citrus_config *c)
     c->bus_backoff_base_ms = 1000;
     c->bus_backoff_cap_ms = 300000;
     c->bus_visibility_ms = 30000; /* as SQS's default visibility timeout */
+    snprintf(c->workers_enabled, sizeof(c->workers_enabled), "false"); /* citrus dev: true */
+    c->workers_threads = 1;
+    c->workers_batch = 100;
+    c->notify_retention_days = 30;
     for (size_t i = 0; i < CONFIG_NGROUPS; i++) {
         snprintf(c->bus_groups[i], sizeof(c->bus_groups[i]), "citrus-%s", group_keys[i]);
         for (char *p = c->bus_groups[i]; *p; p++)
@@ -749,6 +771,14 @@ int config_load_env(citrus_config *c, char *const *envp, errdetail *err)
             }
         }
     }
+    return 0;
+}
+
+int config_flag_is_bool(const char *flag)
+{
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (fields[i].flag && strcmp(fields[i].flag, flag) == 0)
+            return fields[i].type == F_ENUM && strcmp(fields[i].choices, "false|true") == 0;
     return 0;
 }
 

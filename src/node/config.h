@@ -149,6 +149,13 @@ typedef struct citrus_config {
     int64_t bus_backoff_base_ms;          /* the first retry's delay (doubling, jittered) */
     int64_t bus_backoff_cap_ms;           /* the longest delay between attempts */
     int64_t bus_visibility_ms;            /* a consumer's lease on what it polled */
+    char workers_enabled[8];              /* workers.enabled: the workers role */
+    int64_t workers_threads;              /* threads per worker */
+    int64_t workers_batch;                /* events per poll */
+    char notify_sources[1024];            /* workers.notification_filter.sources */
+    char notify_types[1024];              /* .types */
+    char notify_severities[512];          /* .severities */
+    int64_t notify_retention_days;        /* notifications older than this are deleted */
 } citrus_config;
 
 void config_defaults(citrus_config *c);
@@ -161,6 +168,9 @@ int config_load_file(citrus_config *c, const char *path, errdetail *err);
 int config_load_text(citrus_config *c, const char *text, size_t len, errdetail *err);
 /* Applies CITRUS_<SECTION>_<NAME> variables from envp (NULL-terminated). */
 int config_load_env(citrus_config *c, char *const *envp, errdetail *err);
+/* Whether the flag ("workers") is a boolean setting: given alone on the
+ * command line (no value after it) it means true. */
+int config_flag_is_bool(const char *flag);
 /* Sets the field with the given long flag name ("listen", "data-dir", ...).
  * Returns CITRUS_ENOTFOUND when no field has that flag. */
 int config_set_flag(citrus_config *c, const char *flag, const char *value, errdetail *err);

@@ -26,6 +26,7 @@
 #include "node/bus_boot.h"
 #include "node/config.h"
 #include "node/records_boot.h"
+#include "node/workers_boot.h"
 #include "node/router_boot.h"
 #include "node/shards_boot.h"
 #include "workers/relay.h"
@@ -41,6 +42,7 @@ static void cmd_defaults(const char *cmd, citrus_config *cfg)
     if (strcmp(cmd, "dev") == 0) { /* everything on one machine: SQLite shards */
         snprintf(cfg->prov_kind, sizeof(cfg->prov_kind), "sqlite");
         cfg->dev_shards = 4;
+        snprintf(cfg->workers_enabled, sizeof(cfg->workers_enabled), "true");
         snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
     } else if (strcmp(cmd, "router") == 0) { /* a node whose job is the data plane */
         snprintf(cfg->router_listen, sizeof(cfg->router_listen), "127.0.0.1:8080");
@@ -114,6 +116,9 @@ static int load_config(int argc, char **argv, char **envp, citrus_config *cfg)
         name[nlen] = '\0';
         if (eq) {
             val = eq + 1;
+        } else if (config_flag_is_bool(name) &&
+                   (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)) {
+            val = "true"; /* `--workers` alone */
         } else if (i + 1 < argc) {
             val = argv[++i];
         } else {
@@ -313,6 +318,13 @@ int cli_serve_main(int argc, char **argv, char **envp)
     }
     if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
         goto stop_bus;
+    /* after the bus and the shard manager (the enrollment ingest worker
+     * routes through its registry), stopped before both */
+    if ((rc = workers_boot(&cfg, argv[0], &a)) < 0) {
+        if (rc == CITRUS_EINVAL)
+            exit_code = 2;
+        goto stop_shards;
+    }
     http_server_options ho = {.listen = listen,
                               .threads = (unsigned)cfg.threads,
                               .max_conns = (unsigned)cfg.max_connections,
@@ -342,7 +354,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
                 err.message);
         if (rc == CITRUS_EINVAL)
             exit_code = 2;
-        goto stop_shards;
+        goto stop_workers;
     }
     char url[128];
     char host[64];
@@ -401,6 +413,8 @@ stop_router:
     router_stop(&a, rsrv);
 stop_server:
     http_server_stop(srv);
+stop_workers:
+    workers_stop(); /* each worker finishes its batch while the bus and registry are there */
 stop_shards:
     shards_stop(&a);      /* the worker stops while the session can still fence its writes */
     session_stop(a.sess); /* revokes the lease: registration and leadership end now */

@@ -71,9 +71,7 @@ static size_t utf8_seq(const unsigned char *s)
     return len;
 }
 
-/* in (NULL: "") as valid UTF-8 of at most max bytes: *out is in itself when
- * it already is, else a copy in *owned (to free). 0 or CITRUS_ENOMEM. */
-static int norm_text(const char *in, size_t max, const char **out, char **owned, errdetail *e)
+int records_norm_text(const char *in, size_t max, const char **out, char **owned, errdetail *e)
 {
     *owned = NULL;
     *out = in ? in : "";
@@ -461,7 +459,7 @@ int records_audit_append(records *r, const audit_row *row, int64_t *id, errdetai
     records_text t = {0};
     int rc = 0;
     for (int i = 0; i < RECORDS_AUDIT_NTEXT && rc == 0; i++)
-        rc = norm_text(in[i], text_max[i], &t.v[i], &t.owned[i], e);
+        rc = records_norm_text(in[i], text_max[i], &t.v[i], &t.owned[i], e);
     append_req q = {.row = {.time_ms = row->time_ms, .t = &t, .status = row->status}, .e = e};
     if (rc == 0)
         rc = writer_submit(r->w, &q, e);
@@ -486,7 +484,7 @@ int records_audit_append_async(records *r, const audit_row *row, records_append_
                                            row->action,    row->target, row->correlation_id};
     int rc = 0;
     for (int i = 0; i < RECORDS_AUDIT_NTEXT && rc == 0; i++)
-        rc = norm_text(in[i], text_max[i], &q->text.v[i], &q->text.owned[i], e);
+        rc = records_norm_text(in[i], text_max[i], &q->text.v[i], &q->text.owned[i], e);
     /* a borrowed text (no copy needed by norm_text) must outlive the call */
     for (int i = 0; i < RECORDS_AUDIT_NTEXT && rc == 0; i++)
         if (!q->text.owned[i] && q->text.v[i]) {
@@ -568,7 +566,7 @@ static int add_action(records_filter *f, char ph, const char *action, errdetail 
     const char *norm;
     char *own = NULL;
     if (!star && !dot) {
-        int rc = norm_text(action, RECORDS_MAX_ACTION, &norm, &own, e);
+        int rc = records_norm_text(action, RECORDS_MAX_ACTION, &norm, &own, e);
         if (rc != 0)
             return rc;
         f->owned[2] = own;
@@ -612,12 +610,12 @@ static int filter_build(const audit_query *q, char ph, records_filter *f, errdet
     int rc = 0;
     const char *norm;
     if (q->principal) {
-        rc = norm_text(q->principal, RECORDS_MAX_PRINCIPAL, &norm, &f->owned[0], e);
+        rc = records_norm_text(q->principal, RECORDS_MAX_PRINCIPAL, &norm, &f->owned[0], e);
         if (rc == 0)
             add_cond(f, ph, "principal", "=", false, 0, norm);
     }
     if (rc == 0 && q->target) {
-        rc = norm_text(q->target, RECORDS_MAX_TARGET, &norm, &f->owned[1], e);
+        rc = records_norm_text(q->target, RECORDS_MAX_TARGET, &norm, &f->owned[1], e);
         if (rc == 0)
             add_cond(f, ph, "target", "=", false, 0, norm);
     }

@@ -23,6 +23,9 @@
 /* records.h's (not included: records.c, which implements it, includes this). */
 typedef struct records records;
 typedef struct audit_row audit_row;
+typedef struct notification_row notification_row;
+typedef struct processed_entry processed_entry;
+typedef struct manifest_row manifest_row;
 
 /* The audit table's columns in the order every backend selects them. */
 #define RECORDS_AUDIT_COLUMNS                                                                      \
@@ -99,6 +102,28 @@ typedef struct records_ops {
     /* Deletes at most RECORDS_PURGE_BATCH rows older than before_ms
      * (RECORDS_PURGE_SQL). */
     int (*purge_batch)(records *r, int64_t before_ms, int64_t *deleted, errdetail *e);
+    /* ---- the workers' ledger and notifications (ledger.h; ledger.c checks
+     * and normalizes first). Each serialized like query. ---- */
+    /* *seen: (group, id) is in the ledger. */
+    int (*processed_seen)(records *r, const char *group, const char *id, bool *seen, errdetail *e);
+    /* One transaction: for each entry its ledger row (insert unless there)
+     * and, when that was new, its notification (normalized); sets each
+     * entry's duplicate. All or nothing. */
+    int (*processed_record)(records *r, processed_entry *entries, size_t n, errdetail *e);
+    /* Runs f (selecting RECORDS_NOTIFY_COLUMNS) into rows (f->limit + 1
+     * zeroed slots, filled with records_notification_set). */
+    int (*notify_query)(records *r, const records_filter *f, notification_row *rows, size_t *n,
+                        errdetail *e);
+    /* Runs one purge statement (RECORDS_LEDGER_PURGE_SQL or
+     * RECORDS_NOTIFY_PURGE_SQL with the backend's placeholder) with
+     * before_ms; *deleted: rows removed. */
+    int (*purge_sql)(records *r, const char *sql, int64_t before_ms, int64_t *deleted,
+                     errdetail *e);
+    /* Upserts a manifest (version + 1, or 1 when new). */
+    int (*manifest_put)(records *r, const char *id, const char *body, int64_t time_ms,
+                        bool *created, int64_t *version, errdetail *e);
+    /* CITRUS_ENOTFOUND, or out filled (body malloc'd). */
+    int (*manifest_get)(records *r, const char *id, manifest_row *out, errdetail *e);
     void (*close)(records *r);
 } records_ops;
 
@@ -123,6 +148,31 @@ int records_start(records *r, errdetail *e);
 #define RECORDS_PURGE_SQL(param)                                                                   \
     "DELETE FROM citrus_audit WHERE id IN (SELECT id FROM citrus_audit WHERE time_ms < " param     \
     " ORDER BY id LIMIT " RECORDS_STR(RECORDS_PURGE_BATCH) ")"
+
+/* The notifications table's columns in the order every backend selects
+ * them; the texts are columns 2..8. */
+#define RECORDS_NOTIFY_COLUMNS                                                                     \
+    "id, time_ms, event_id, source, type, severity, subject, correlation_id, data"
+#define RECORDS_NOTIFY_NTEXT 7
+
+/* Retention of the ledger and of the notifications, a batch at a time. */
+#define RECORDS_LEDGER_PURGE_SQL(param)                                                            \
+    "DELETE FROM citrus_processed WHERE (grp, event_id) IN (SELECT grp, event_id FROM"             \
+    " citrus_processed WHERE time_ms < " param " LIMIT " RECORDS_STR(RECORDS_PURGE_BATCH) ")"
+#define RECORDS_NOTIFY_PURGE_SQL(param)                                                            \
+    "DELETE FROM citrus_notifications WHERE id IN (SELECT id FROM citrus_notifications WHERE"      \
+    " time_ms < " param " ORDER BY id LIMIT " RECORDS_STR(RECORDS_PURGE_BATCH) ")"
+
+/* Fills a notification row (zeroed) with copies of text[] (event_id,
+ * source, type, severity, subject, correlation_id, data). 0 or
+ * CITRUS_ENOMEM (what was copied stays for notification_rows_free). */
+int records_notification_set(notification_row *row, int64_t id, int64_t time_ms,
+                             const char *const text[RECORDS_NOTIFY_NTEXT], errdetail *e);
+
+/* in (NULL: "") as valid UTF-8 of at most max bytes (records.c's rule):
+ * *out is in itself when it already is, else a copy in *owned (to free).
+ * 0 or CITRUS_ENOMEM. */
+int records_norm_text(const char *in, size_t max, const char **out, char **owned, errdetail *e);
 
 /* Fills row (zeroed) with copies of the strings (text[] in column order;
  * NULL taken as ""). 0 or CITRUS_ENOMEM (what was copied stays for

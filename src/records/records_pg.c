@@ -41,6 +41,7 @@
 
 #include "citrus/errors.h"
 #include "obs/log.h"
+#include "records/ledger.h"
 #include "records/records.h"
 #include "records/records_ops.h"
 
@@ -51,6 +52,8 @@
 /* The advisory lock key of citrus_audit's appends (and of its creation):
  * any constant no other code uses; this is "citaudit" in ASCII. */
 #define AUDIT_LOCK_KEY "7595434211513689460"
+/* The advisory lock of citrus_notifications' inserts: "citnotif". */
+#define NOTIFY_LOCK_KEY "7163384699974609254"
 
 /* Run once per connection, in one transaction under the lock, so nodes
  * starting together do not race on CREATE TABLE (which is not safe to run
@@ -70,6 +73,23 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS citrus_audit_principal ON citrus_audit (principal, id);"
     "CREATE INDEX IF NOT EXISTS citrus_audit_action ON citrus_audit (action, id);"
     "CREATE INDEX IF NOT EXISTS citrus_audit_target ON citrus_audit (target, id);"
+    /* the workers' ledger and notifications (records/ledger.h) */
+    "CREATE TABLE IF NOT EXISTS citrus_processed ("
+    " grp text COLLATE \"C\" NOT NULL, event_id text COLLATE \"C\" NOT NULL,"
+    " time_ms bigint NOT NULL, PRIMARY KEY (grp, event_id));"
+    "CREATE INDEX IF NOT EXISTS citrus_processed_time ON citrus_processed (time_ms);"
+    "CREATE TABLE IF NOT EXISTS citrus_notifications ("
+    " id bigserial PRIMARY KEY, time_ms bigint NOT NULL, event_id text NOT NULL,"
+    " source text COLLATE \"C\" NOT NULL, type text COLLATE \"C\" NOT NULL,"
+    " severity text COLLATE \"C\" NOT NULL, subject text NOT NULL,"
+    " correlation_id text NOT NULL, data text NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS citrus_notifications_time ON citrus_notifications (time_ms);"
+    "CREATE INDEX IF NOT EXISTS citrus_notifications_source ON citrus_notifications (source, id);"
+    "CREATE INDEX IF NOT EXISTS citrus_notifications_type ON citrus_notifications (type, id);"
+    "CREATE INDEX IF NOT EXISTS citrus_notifications_severity"
+    " ON citrus_notifications (severity, id);"
+    "CREATE TABLE IF NOT EXISTS citrus_manifests (id text PRIMARY KEY, body text NOT NULL,"
+    " updated_ms bigint NOT NULL, version bigint NOT NULL);"
     "COMMIT;";
 
 /* Each session's settings (a new one after every reset). */
@@ -387,6 +407,184 @@ static int pg_purge_batch(records *r, int64_t before_ms, int64_t *deleted, errde
     return rc;
 }
 
+static int pg_processed_seen(records *r, const char *group, const char *id, bool *seen,
+                             errdetail *e)
+{
+    pg_records *p = self(r);
+    const char *vals[2] = {group, id};
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc = run(p, "ledger", "SELECT 1 FROM citrus_processed WHERE grp = $1 AND event_id = $2", 2,
+                 vals, PGRES_TUPLES_OK, &res, e);
+    *seen = rc == 0 && PQntuples(res) > 0;
+    PQclear(res);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+/* One entry inside the transaction: its ledger row (ON CONFLICT DO
+ * NOTHING: a concurrent insert of the same key waits for the other
+ * transaction and then inserts nothing) and its notification when new. */
+static int pg_entry(pg_records *p, processed_entry *en, errdetail *e)
+{
+    char tbuf[24];
+    snprintf(tbuf, sizeof(tbuf), "%lld", (long long)en->time_ms);
+    const char *lv[3] = {en->group, en->event_id, tbuf};
+    PGresult *res;
+    int rc = run_in_txn(p, "ledger",
+                        "INSERT INTO citrus_processed (grp, event_id, time_ms)"
+                        " VALUES ($1, $2, $3::bigint) ON CONFLICT DO NOTHING",
+                        3, lv, PGRES_COMMAND_OK, &res, e);
+    if (rc != 0)
+        return rc;
+    en->duplicate = strcmp(PQcmdTuples(res), "1") != 0;
+    PQclear(res);
+    const notification_row *n = en->notification;
+    if (en->duplicate || !n)
+        return 0;
+    snprintf(tbuf, sizeof(tbuf), "%lld", (long long)n->time_ms);
+    const char *nv[8] = {tbuf,        n->event_id, n->source,         n->type,
+                         n->severity, n->subject,  n->correlation_id, n->data};
+    rc = run_in_txn(
+        p, "notification",
+        "INSERT INTO citrus_notifications (time_ms, event_id, source, type, severity,"
+        " subject, correlation_id, data) VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8)",
+        8, nv, PGRES_COMMAND_OK, &res, e);
+    PQclear(res);
+    return rc;
+}
+
+/* The batch in one transaction. With a notification in it, the
+ * notifications' advisory lock first (held to the commit), so their ids
+ * become visible in increasing order, as the audit rows' do. */
+static int pg_processed_record(records *r, processed_entry *entries, size_t n, errdetail *e)
+{
+    pg_records *p = self(r);
+    bool notify = false;
+    for (size_t i = 0; i < n; i++)
+        notify |= entries[i].notification != NULL;
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc = run(p, "begin", "BEGIN", 0, NULL, PGRES_COMMAND_OK, &res, e);
+    PQclear(res);
+    if (rc == 0 && notify) {
+        rc = run_in_txn(p, "ledger", "SELECT pg_advisory_xact_lock(" NOTIFY_LOCK_KEY ")", 0, NULL,
+                        PGRES_TUPLES_OK, &res, e);
+        PQclear(res);
+    }
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = pg_entry(p, &entries[i], e);
+    if (rc == 0) {
+        rc = run_in_txn(p, "commit", "COMMIT", 0, NULL, PGRES_COMMAND_OK, &res, e);
+        PQclear(res);
+    }
+    if (rc != 0 && PQstatus(p->conn) == CONNECTION_OK &&
+        PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+        PQclear(PQexec(p->conn, "ROLLBACK"));
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+static int pg_notify_query(records *r, const records_filter *f, notification_row *rows, size_t *n,
+                           errdetail *e)
+{
+    pg_records *p = self(r);
+    char nums[RECORDS_MAX_PARAMS][24];
+    const char *vals[RECORDS_MAX_PARAMS];
+    for (int i = 0; i < f->np; i++) {
+        if (f->p[i].is_int) {
+            snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)f->p[i].i);
+            vals[i] = nums[i];
+        } else {
+            vals[i] = f->p[i].s;
+        }
+    }
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc = run(p, "query", f->sql, f->np, vals, PGRES_TUPLES_OK, &res, e);
+    pthread_mutex_unlock(&p->mu);
+    if (rc != 0)
+        return rc;
+    int nt = PQntuples(res);
+    for (int i = 0; i < nt && (size_t)i <= f->limit && rc == 0; i++) {
+        int64_t id = 0, time_ms = 0;
+        if (parse_i64(PQgetvalue(res, i, 0), &id) != 0 ||
+            parse_i64(PQgetvalue(res, i, 1), &time_ms) != 0) {
+            rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): bad row");
+            break;
+        }
+        const char *text[RECORDS_NOTIFY_NTEXT];
+        for (int c = 0; c < RECORDS_NOTIFY_NTEXT; c++)
+            text[c] = PQgetvalue(res, i, c + 2);
+        rc = records_notification_set(&rows[*n], id, time_ms, text, e);
+        (*n)++;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int pg_purge_sql(records *r, const char *sql, int64_t before_ms, int64_t *deleted,
+                        errdetail *e)
+{
+    pg_records *p = self(r);
+    char tbuf[24];
+    snprintf(tbuf, sizeof(tbuf), "%lld", (long long)before_ms);
+    const char *vals[1] = {tbuf};
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc = run(p, "purge", sql, 1, vals, PGRES_COMMAND_OK, &res, e);
+    if (rc == 0)
+        *deleted = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+static int pg_manifest_put(records *r, const char *id, const char *body, int64_t time_ms,
+                           bool *created, int64_t *version, errdetail *e)
+{
+    pg_records *p = self(r);
+    char tbuf[24];
+    snprintf(tbuf, sizeof(tbuf), "%lld", (long long)time_ms);
+    const char *vals[3] = {id, body, tbuf};
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc = run(p, "manifest",
+                 "INSERT INTO citrus_manifests (id, body, updated_ms, version)"
+                 " VALUES ($1, $2, $3::bigint, 1) ON CONFLICT (id) DO UPDATE SET"
+                 " body = excluded.body, updated_ms = excluded.updated_ms,"
+                 " version = citrus_manifests.version + 1 RETURNING version",
+                 3, vals, PGRES_TUPLES_OK, &res, e);
+    if (rc == 0 && (PQntuples(res) != 1 || parse_i64(PQgetvalue(res, 0, 0), version) != 0))
+        rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): bad manifest version");
+    if (rc == 0)
+        *created = *version == 1;
+    PQclear(res);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+static int pg_manifest_get(records *r, const char *id, manifest_row *out, errdetail *e)
+{
+    pg_records *p = self(r);
+    const char *vals[1] = {id};
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc =
+        run(p, "manifest", "SELECT body, updated_ms, version FROM citrus_manifests WHERE id = $1",
+            1, vals, PGRES_TUPLES_OK, &res, e);
+    pthread_mutex_unlock(&p->mu);
+    if (rc == 0 && PQntuples(res) == 0)
+        rc = errdetail_set(e, CITRUS_ENOTFOUND, "no manifest %s", id);
+    if (rc == 0 && (parse_i64(PQgetvalue(res, 0, 1), &out->updated_ms) != 0 ||
+                    parse_i64(PQgetvalue(res, 0, 2), &out->version) != 0))
+        rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): bad manifest row");
+    if (rc == 0 && !(out->body = strdup(PQgetvalue(res, 0, 0))))
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    PQclear(res);
+    return rc;
+}
+
 static void pg_close(records *r)
 {
     pg_records *p = self(r);
@@ -402,6 +600,12 @@ static const records_ops pg_ops = {
     .write_batch = pg_write_batch,
     .query = pg_query,
     .purge_batch = pg_purge_batch,
+    .processed_seen = pg_processed_seen,
+    .processed_record = pg_processed_record,
+    .notify_query = pg_notify_query,
+    .purge_sql = pg_purge_sql,
+    .manifest_put = pg_manifest_put,
+    .manifest_get = pg_manifest_get,
     .close = pg_close,
 };
 

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "records/ledger.h"
 #include "records/records.h"
 #include "records/records_ops.h"
 
@@ -43,6 +44,23 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS citrus_audit_principal ON citrus_audit (principal, id);"
     "CREATE INDEX IF NOT EXISTS citrus_audit_action ON citrus_audit (action, id);"
     "CREATE INDEX IF NOT EXISTS citrus_audit_target ON citrus_audit (target, id);"
+    /* The workers' (records/ledger.h): added in the same schema version,
+     * created when missing. */
+    "CREATE TABLE IF NOT EXISTS citrus_processed ("
+    " grp TEXT NOT NULL, event_id TEXT NOT NULL, time_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (grp, event_id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS citrus_processed_time ON citrus_processed (time_ms);"
+    "CREATE TABLE IF NOT EXISTS citrus_notifications ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, event_id TEXT NOT NULL,"
+    " source TEXT NOT NULL, type TEXT NOT NULL, severity TEXT NOT NULL, subject TEXT NOT NULL,"
+    " correlation_id TEXT NOT NULL, data TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS citrus_notifications_time ON citrus_notifications (time_ms);"
+    "CREATE INDEX IF NOT EXISTS citrus_notifications_source ON citrus_notifications (source, id);"
+    "CREATE INDEX IF NOT EXISTS citrus_notifications_type ON citrus_notifications (type, id);"
+    "CREATE INDEX IF NOT EXISTS citrus_notifications_severity"
+    " ON citrus_notifications (severity, id);"
+    "CREATE TABLE IF NOT EXISTS citrus_manifests (id TEXT PRIMARY KEY, body TEXT NOT NULL,"
+    " updated_ms INTEGER NOT NULL, version INTEGER NOT NULL);"
     "PRAGMA user_version = 1;";
 
 #define STMT_TABLE(X)                                                                              \
@@ -53,7 +71,17 @@ static const char schema_sql[] =
               " route, action, target, correlation_id, status)"                                    \
               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                            \
     X(FINISH, "UPDATE citrus_audit SET status = ?2 WHERE id = ?1 AND status = 0")                  \
-    X(PURGE, RECORDS_PURGE_SQL("?1"))
+    X(PURGE, RECORDS_PURGE_SQL("?1"))                                                              \
+    X(SEEN, "SELECT 1 FROM citrus_processed WHERE grp = ?1 AND event_id = ?2")                     \
+    X(LEDGER,                                                                                      \
+      "INSERT OR IGNORE INTO citrus_processed (grp, event_id, time_ms) VALUES (?1, ?2, ?3)")       \
+    X(MANIFEST_PUT, "INSERT INTO citrus_manifests (id, body, updated_ms, version)"                 \
+                    " VALUES (?1, ?2, ?3, 1) ON CONFLICT (id) DO UPDATE SET body = excluded.body," \
+                    " updated_ms = excluded.updated_ms, version = citrus_manifests.version + 1"    \
+                    " RETURNING version")                                                          \
+    X(MANIFEST_GET, "SELECT body, updated_ms, version FROM citrus_manifests WHERE id = ?1")        \
+    X(NOTIFY, "INSERT INTO citrus_notifications (time_ms, event_id, source, type, severity,"       \
+              " subject, correlation_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
 
 typedef enum {
 #define STMT_ENUM(name, sql) ST_##name,
@@ -196,6 +224,157 @@ static int lite_purge_batch(records *r, int64_t before_ms, int64_t *deleted, err
     return out;
 }
 
+static int lite_processed_seen(records *r, const char *group, const char *id, bool *seen,
+                               errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = s->st[ST_SEEN];
+    bind_text(st, 1, group);
+    bind_text(st, 2, id);
+    int rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(s->db, rc, "ledger", e);
+    *seen = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
+/* One entry inside the transaction: its ledger row, and its notification
+ * when the row is new. */
+static int lite_entry(sqlite_records *s, processed_entry *p, errdetail *e)
+{
+    sqlite3_stmt *st = s->st[ST_LEDGER];
+    bind_text(st, 1, p->group);
+    bind_text(st, 2, p->event_id);
+    sqlite3_bind_int64(st, 3, p->time_ms);
+    int out = step_done(s, ST_LEDGER, "ledger", e);
+    if (out != 0)
+        return out;
+    p->duplicate = sqlite3_changes(s->db) == 0;
+    const notification_row *n = p->notification;
+    if (p->duplicate || !n)
+        return 0;
+    st = s->st[ST_NOTIFY];
+    sqlite3_bind_int64(st, 1, n->time_ms);
+    const char *text[] = {n->event_id, n->source,         n->type, n->severity,
+                          n->subject,  n->correlation_id, n->data};
+    for (int i = 0; i < RECORDS_NOTIFY_NTEXT; i++)
+        bind_text(st, i + 2, text[i]);
+    return step_done(s, ST_NOTIFY, "notification", e);
+}
+
+static int lite_processed_record(records *r, processed_entry *entries, size_t n, errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    int out = step_done(s, ST_BEGIN, "begin", e);
+    for (size_t i = 0; i < n && out == 0; i++)
+        out = lite_entry(s, &entries[i], e);
+    if (out == 0)
+        out = step_done(s, ST_COMMIT, "commit", e);
+    if (out != 0 && !sqlite3_get_autocommit(s->db))
+        step_done(s, ST_ROLLBACK, "rollback", NULL);
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
+static int lite_notify_query(records *r, const records_filter *f, notification_row *rows, size_t *n,
+                             errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, f->sql, -1, &st, NULL);
+    for (int i = 0; i < f->np && rc == SQLITE_OK; i++)
+        rc = f->p[i].is_int ? sqlite3_bind_int64(st, i + 1, f->p[i].i)
+                            : bind_text(st, i + 1, f->p[i].s);
+    int out = rc == SQLITE_OK ? 0 : fail(s->db, rc, "query", e);
+    while (out == 0 && *n <= f->limit) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+            break;
+        if (rc != SQLITE_ROW) {
+            out = fail(s->db, rc, "query", e);
+            break;
+        }
+        const char *text[RECORDS_NOTIFY_NTEXT];
+        for (int c = 0; c < RECORDS_NOTIFY_NTEXT; c++)
+            text[c] = (const char *)sqlite3_column_text(st, c + 2);
+        out = records_notification_set(&rows[*n], sqlite3_column_int64(st, 0),
+                                       sqlite3_column_int64(st, 1), text, e);
+        (*n)++;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
+static int lite_purge_sql(records *r, const char *sql, int64_t before_ms, int64_t *deleted,
+                          errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 1, before_ms);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out = rc == SQLITE_DONE ? 0 : fail(s->db, rc, "purge", e);
+    if (out == 0)
+        *deleted = sqlite3_changes(s->db);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
+static int lite_manifest_put(records *r, const char *id, const char *body, int64_t time_ms,
+                             bool *created, int64_t *version, errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = s->st[ST_MANIFEST_PUT];
+    bind_text(st, 1, id);
+    bind_text(st, 2, body);
+    sqlite3_bind_int64(st, 3, time_ms);
+    int rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? 0 : fail(s->db, rc, "manifest", e);
+    if (out == 0) {
+        *version = sqlite3_column_int64(st, 0);
+        *created = *version == 1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
+static int lite_manifest_get(records *r, const char *id, manifest_row *out, errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = s->st[ST_MANIFEST_GET];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    int res;
+    if (rc == SQLITE_ROW) {
+        out->body = strdup((const char *)sqlite3_column_text(st, 0));
+        out->updated_ms = sqlite3_column_int64(st, 1);
+        out->version = sqlite3_column_int64(st, 2);
+        res = out->body ? 0 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    } else if (rc == SQLITE_DONE) {
+        res = errdetail_set(e, CITRUS_ENOTFOUND, "no manifest %s", id);
+    } else {
+        res = fail(s->db, rc, "manifest", e);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->mu);
+    return res;
+}
+
 static void lite_close(records *r)
 {
     sqlite_records *s = self(r);
@@ -212,6 +391,12 @@ static const records_ops sqlite_ops = {
     .write_batch = lite_write_batch,
     .query = lite_query,
     .purge_batch = lite_purge_batch,
+    .processed_seen = lite_processed_seen,
+    .processed_record = lite_processed_record,
+    .notify_query = lite_notify_query,
+    .purge_sql = lite_purge_sql,
+    .manifest_put = lite_manifest_put,
+    .manifest_get = lite_manifest_get,
     .close = lite_close,
 };
 

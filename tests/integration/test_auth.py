@@ -79,6 +79,10 @@ API_MATRIX = {
     ("GET", "/v1/dlq/{topic}"): ("/v1/dlq/citrus.platform.events", None, READS),
     ("POST", "/v1/dlq/{topic}/{id}/replay"): (
         "/v1/dlq/citrus.platform.events/0-0/replay", None, {OPER, ADMIN}),
+    ("GET", "/v1/notifications"): ("/v1/notifications", None, READS),
+    ("PUT", "/v1/manifests/{id}"): ("/v1/manifests/m1", {"tenant_key": "acme:s1"},
+                                    {OPER, ADMIN}),
+    ("GET", "/v1/manifests/{id}"): ("/v1/manifests/m1", None, READS),
     ("GET", "/health/live"): ("/health/live", None, set(WHO)),
     ("GET", "/health/ready"): ("/health/ready", None, set(WHO)),
     ("GET", "/metrics"): ("/metrics", None, READS),

@@ -50,6 +50,8 @@ GET_PATHS = {
     "/api/shards/health": ["/api/shards/health"],
     "/v1/auth/keys": ["/v1/auth/keys"],
     "/v1/audit": ["/v1/audit?limit=1000"],
+    "/v1/notifications": ["/v1/notifications?limit=1000"],
+    "/v1/manifests/{id}": ["/v1/manifests/m1"],
     "/health/live": ["/health/live"],
     "/health/ready": ["/health/ready"],
     "/metrics": ["/metrics"],

@@ -886,6 +886,49 @@ static void test_concurrent_publishers(void **state)
     assert_int_equal(total, PUB_THREADS * PUB_EACH);
 }
 
+/* A permanent failure: bus_dead_letter moves the message on its first
+ * attempt, no backoff drawn, and the group moves past it; on a
+ * dead-letter topic it is a nack (retried, never dead-lettered again). */
+static void test_dead_letter_at_once(void **state)
+{
+    fixture *f = *state;
+    topic(f->b, "t", 1, 0, 0);
+    pub(f->b, "t", "k", "unreadable", NULL, NULL);
+    pub(f->b, "t", "k", "fine", NULL, NULL);
+    bus_message *m = NULL;
+    assert_int_equal(poll_n(f->b, "g", "t", 1, &m), 1);
+    assert_int_equal(m[0].attempt, 1);
+    errdetail e = {0};
+    assert_int_equal(bus_dead_letter(f->b, "g", &m[0], "malformed", &e), 0);
+    /* the lease is over: a second answer is stale */
+    assert_int_equal(bus_dead_letter(f->b, "g", &m[0], "again", &e), CITRUS_ECONFLICT);
+    bus_messages_free(m, 1);
+    assert_int_equal(f->rnd.next, 0);
+    assert_int_equal(poll_n(f->b, "g", "t", 10, &m), 1);
+    value_is(&m[0], "fine");
+    commit_ok(f->b, "g", &m[0]);
+    bus_messages_free(m, 1);
+    size_t n = 0;
+    assert_int_equal(bus_read(f->b, "t.dlq", 0, 0, 10, &m, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    value_is(&m[0], "unreadable");
+    assert_string_equal(m[0].error, "malformed");
+    assert_int_equal(m[0].attempts, 1);
+    bus_messages_free(m, n);
+    /* on the dead-letter topic: retried, still there */
+    assert_int_equal(poll_n(f->b, "r", "t.dlq", 10, &m), 1);
+    assert_int_equal(bus_dead_letter(f->b, "r", &m[0], "still bad", &e), 0);
+    bus_messages_free(m, 1);
+    poll_none(f->b, "r", "t.dlq");
+    clock_test_advance(f->clock, CAP_MS);
+    assert_int_equal(poll_n(f->b, "r", "t.dlq", 10, &m), 1);
+    assert_int_equal(m[0].attempt, 2);
+    bus_messages_free(m, 1);
+    bus_message never = {.topic = "t", .partition = 0, .offset = 0, .attempt = 0};
+    assert_int_equal(bus_dead_letter(f->b, "g", &never, "x", &e), CITRUS_EINVAL);
+    assert_int_equal(bus_dead_letter(f->b, "g", NULL, "x", &e), CITRUS_EINVAL);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 static const struct CMUnitTest conformance_tests[] = {
     T(test_order_per_key),
@@ -895,6 +938,7 @@ static const struct CMUnitTest conformance_tests[] = {
     T(test_retry_blocks_its_partition),
     T(test_backoff_then_dead_letter),
     T(test_timeouts_dead_letter),
+    T(test_dead_letter_at_once),
     T(test_retention_by_age),
     T(test_retention_by_size),
     T(test_bad_input),

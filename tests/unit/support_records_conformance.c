@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "citrus/errors.h"
+#include "records/ledger.h"
 
 static const records_conformance_factory *factory;
 
@@ -994,17 +995,331 @@ static void test_append_async(void **state)
     assert_int_equal(d.calls, 8); /* no callback for a refused request */
 }
 
+/* ---- the workers' ledger and notifications (records/ledger.h) ----------------- */
+
+static notification_row mknote(int64_t t, const char *id, const char *source, const char *type,
+                               const char *severity)
+{
+    return (notification_row){.time_ms = t,
+                              .event_id = id,
+                              .source = source,
+                              .type = type,
+                              .severity = severity,
+                              .subject = "shard-7",
+                              .correlation_id = "corr-9",
+                              .data = "{\"disk\":91}"};
+}
+
+static bool seen(records *r, const char *group, const char *id)
+{
+    bool s = false;
+    errdetail e = {0};
+    if (records_processed_seen(r, group, id, &s, &e) != 0)
+        fail_msg("seen: %s", e.message);
+    return s;
+}
+
+/* Records one entry; returns whether it was a duplicate. */
+static bool record1(records *r, const char *group, const char *id, int64_t t,
+                    const notification_row *n)
+{
+    processed_entry p = {.group = group, .event_id = id, .time_ms = t, .notification = n};
+    errdetail e = {0};
+    if (records_processed_record(r, &p, 1, &e) != 0)
+        fail_msg("record: %s", e.message);
+    return p.duplicate;
+}
+
+/* The notifications matching q: their count; rows kept in *out when not NULL. */
+static size_t notes(records *r, const notification_query *q, notification_row **out, int64_t *next)
+{
+    notification_row *rows = NULL;
+    size_t n = 0;
+    errdetail e = {0};
+    if (records_notifications_query(r, q, &rows, &n, next, &e) != 0)
+        fail_msg("notifications: %s", e.message);
+    if (out)
+        *out = rows;
+    else
+        notification_rows_free(rows, n);
+    return n;
+}
+
+/* An id is applied once: the second record of (group, id) is a duplicate
+ * and writes no second notification; another group has its own ledger. */
+static void test_ledger_once(void **state)
+{
+    records *r = R(state);
+    assert_false(seen(r, "g1", "ev-1"));
+    notification_row n = mknote(1000, "ev-1", "/src/a", "t.disk", "warning");
+    assert_false(record1(r, "g1", "ev-1", 5000, &n));
+    assert_true(seen(r, "g1", "ev-1"));
+    assert_false(seen(r, "g2", "ev-1"));
+    assert_false(seen(r, "g1", "ev-10"));
+    assert_true(record1(r, "g1", "ev-1", 6000, &n));
+    assert_int_equal(notes(r, NULL, NULL, NULL), 1);
+    assert_false(record1(r, "g2", "ev-1", 6000, NULL)); /* no effect: the ledger alone */
+    assert_true(seen(r, "g2", "ev-1"));
+    assert_int_equal(notes(r, NULL, NULL, NULL), 1);
+    notification_row *rows;
+    assert_int_equal(notes(r, NULL, &rows, NULL), 1);
+    assert_true(rows[0].id > 0);
+    assert_int_equal(rows[0].time_ms, 1000);
+    assert_string_equal(rows[0].event_id, "ev-1");
+    assert_string_equal(rows[0].source, "/src/a");
+    assert_string_equal(rows[0].type, "t.disk");
+    assert_string_equal(rows[0].severity, "warning");
+    assert_string_equal(rows[0].subject, "shard-7");
+    assert_string_equal(rows[0].correlation_id, "corr-9");
+    assert_string_equal(rows[0].data, "{\"disk\":91}");
+    notification_rows_free(rows, 1);
+}
+
+/* One call is one transaction: two copies of an id in it keep the first;
+ * a bad entry refuses the whole call before anything is written. */
+static void test_ledger_batch(void **state)
+{
+    records *r = R(state);
+    notification_row a = mknote(1, "a", "s", "t", "info"), b = mknote(2, "b", "s", "t", "info");
+    processed_entry p[3] = {{.group = "g", .event_id = "a", .time_ms = 1, .notification = &a},
+                            {.group = "g", .event_id = "a", .time_ms = 1, .notification = &a},
+                            {.group = "g", .event_id = "b", .time_ms = 1, .notification = &b}};
+    errdetail e = {0};
+    assert_int_equal(records_processed_record(r, p, 3, &e), 0);
+    assert_false(p[0].duplicate);
+    assert_true(p[1].duplicate);
+    assert_false(p[2].duplicate);
+    assert_int_equal(notes(r, NULL, NULL, NULL), 2);
+
+    /* bad keys, oversize data, bad counts: nothing of the call is written */
+    char longid[RECORDS_MAX_EVENT_ID + 2];
+    memset(longid, 'x', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    const char *bad_ids[] = {"", "has space", longid, "tab\t"};
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        processed_entry q[2] = {{.group = "g", .event_id = "c", .time_ms = 1, .notification = &a},
+                                {.group = "g", .event_id = bad_ids[i], .time_ms = 1}};
+        assert_int_equal(records_processed_record(r, q, 2, &e), CITRUS_EINVAL);
+        bool s = true;
+        assert_int_equal(records_processed_seen(r, "g", bad_ids[i], &s, &e), CITRUS_EINVAL);
+    }
+    processed_entry q = {.group = NULL, .event_id = "c", .time_ms = 1};
+    assert_int_equal(records_processed_record(r, &q, 1, &e), CITRUS_EINVAL);
+    char *big = malloc(RECORDS_MAX_NOTIFY_DATA + 2);
+    assert_non_null(big);
+    memset(big, '1', RECORDS_MAX_NOTIFY_DATA + 1);
+    big[RECORDS_MAX_NOTIFY_DATA + 1] = '\0';
+    notification_row c = mknote(3, "c", "s", "t", "info");
+    c.data = big;
+    processed_entry q2[2] = {{.group = "g", .event_id = "d", .time_ms = 1, .notification = &a},
+                             {.group = "g", .event_id = "c", .time_ms = 1, .notification = &c}};
+    assert_int_equal(records_processed_record(r, q2, 2, &e), CITRUS_ETOOBIGVAL);
+    big[RECORDS_MAX_NOTIFY_DATA] = '\0'; /* at the limit: stored */
+    assert_false(record1(r, "g", "c", 1, &c));
+    free(big);
+    assert_int_equal(records_processed_record(r, p, 0, &e), CITRUS_EINVAL);
+    assert_int_equal(records_processed_record(r, p, RECORDS_PROCESSED_BATCH_MAX + 1, &e),
+                     CITRUS_EINVAL);
+    assert_true(seen(r, "g", "c"));
+    assert_false(seen(r, "g", "d"));
+    assert_int_equal(notes(r, NULL, NULL, NULL), 3);
+}
+
+/* Filters (exact source, type, severity; since), paging, texts cut. */
+static void test_notifications_query(void **state)
+{
+    records *r = R(state);
+    const char *src[] = {"/a", "/b", "/a", "/a", "/b", "/a"};
+    const char *typ[] = {"x.up", "x.up", "x.down", "x.up", "x.down", "x.up"};
+    const char *sev[] = {"info", "error", "error", "warning", "info", "error"};
+    for (int i = 0; i < 6; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "e%d", i);
+        notification_row n = mknote(100 * (i + 1), id, src[i], typ[i], sev[i]);
+        assert_false(record1(r, "g", id, 1, &n));
+    }
+    notification_query q = {.source = "/a"};
+    assert_int_equal(notes(r, &q, NULL, NULL), 4);
+    q = (notification_query){.source = "/a", .type = "x.up"};
+    assert_int_equal(notes(r, &q, NULL, NULL), 3);
+    q = (notification_query){.source = "/a", .type = "x.up", .severity = "error"};
+    notification_row *rows;
+    assert_int_equal(notes(r, &q, &rows, NULL), 1);
+    assert_string_equal(rows[0].event_id, "e5");
+    notification_rows_free(rows, 1);
+    q = (notification_query){.since_ms = 300};
+    assert_int_equal(notes(r, &q, NULL, NULL), 4);
+    q = (notification_query){.severity = "nope"};
+    assert_int_equal(notes(r, &q, NULL, NULL), 0);
+    /* pages of 4: e0..e3, then e4, e5 */
+    int64_t next = -1;
+    q = (notification_query){.limit = 4};
+    assert_int_equal(notes(r, &q, &rows, &next), 4);
+    assert_int_equal(next, rows[3].id);
+    assert_string_equal(rows[3].event_id, "e3");
+    notification_rows_free(rows, 4);
+    q.after_id = next;
+    assert_int_equal(notes(r, &q, &rows, &next), 2);
+    assert_int_equal(next, 0);
+    assert_string_equal(rows[1].event_id, "e5");
+    notification_rows_free(rows, 2);
+    /* a long source is cut at its limit (and found by its long original) */
+    char longsrc[RECORDS_MAX_NOTIFY_SOURCE + 50];
+    memset(longsrc, 's', sizeof(longsrc) - 1);
+    longsrc[sizeof(longsrc) - 1] = '\0';
+    notification_row n = mknote(1, "long", longsrc, "t", "info");
+    n.data = NULL;
+    assert_false(record1(r, "g", "long", 1, &n));
+    q = (notification_query){.source = longsrc};
+    assert_int_equal(notes(r, &q, &rows, NULL), 1);
+    assert_int_equal(strlen(rows[0].source), RECORDS_MAX_NOTIFY_SOURCE);
+    assert_string_equal(rows[0].data, "null");
+    notification_rows_free(rows, 1);
+}
+
+/* Retention: the ledger by when it processed, notifications by their time. */
+static void test_ledger_purge(void **state)
+{
+    records *r = R(state);
+    notification_row n1 = mknote(100, "old", "s", "t", "info");
+    notification_row n2 = mknote(900, "new", "s", "t", "info");
+    assert_false(record1(r, "g", "old", 1000, &n1));
+    assert_false(record1(r, "g", "new", 3000, &n2));
+    int64_t deleted = -1;
+    errdetail e = {0};
+    assert_int_equal(records_processed_purge(r, 2000, &deleted, &e), 0);
+    assert_int_equal(deleted, 1);
+    assert_false(seen(r, "g", "old"));
+    assert_true(seen(r, "g", "new"));
+    assert_int_equal(notes(r, NULL, NULL, NULL), 2); /* notifications have their own */
+    assert_int_equal(records_notifications_purge(r, 500, &deleted, &e), 0);
+    assert_int_equal(deleted, 1);
+    notification_row *rows;
+    assert_int_equal(notes(r, NULL, &rows, NULL), 1);
+    assert_string_equal(rows[0].event_id, "new");
+    notification_rows_free(rows, 1);
+    assert_int_equal(records_processed_purge(r, 2000, NULL, &e), 0);
+}
+
+/* The ledger outlives the store's process: a reopened store (a restarted
+ * node) still knows what was applied. */
+static void test_ledger_reopen(void **state)
+{
+    records *r = R(state);
+    notification_row n = mknote(1, "ev", "s", "t", "info");
+    assert_false(record1(r, "g", "ev", 1, &n));
+    records *r2 = NULL;
+    assert_int_equal(factory->reopen(factory->ctx, &r2), 0);
+    assert_true(seen(r2, "g", "ev"));
+    assert_true(record1(r2, "g", "ev", 2, &n));
+    assert_int_equal(notes(r2, NULL, NULL, NULL), 1);
+    records_close(r2);
+}
+
+/* A failed write applies nothing: neither the ledger entry nor its
+ * notification; once the store is back the same entry is recorded. */
+static void test_ledger_failed_write(void **state)
+{
+    if (!factory->break_writes) {
+        skip();
+        return;
+    }
+    records *r = R(state);
+    notification_row n0 = mknote(1, "first", "s", "t", "info");
+    assert_false(record1(r, "g", "first", 1, &n0));
+    assert_int_equal(factory->break_writes(factory->ctx, r), 0);
+    notification_row n = mknote(1, "ev", "s", "t", "info");
+    processed_entry p = {.group = "g", .event_id = "ev", .time_ms = 1, .notification = &n};
+    errdetail e = {0};
+    assert_int_equal(records_processed_record(r, &p, 1, &e), CITRUS_EAUDIT);
+    assert_int_equal(factory->mend_writes(factory->ctx, r), 0);
+    assert_false(seen(r, "g", "ev"));
+    assert_int_equal(notes(r, NULL, NULL, NULL), 1);
+    assert_false(record1(r, "g", "ev", 1, &n));
+    assert_int_equal(notes(r, NULL, NULL, NULL), 2);
+}
+
+/* Manifests: created, replaced (version + 1), read back; bad ids and sizes. */
+static void test_manifests(void **state)
+{
+    records *r = R(state);
+    manifest_row m;
+    errdetail e = {0};
+    assert_int_equal(records_manifest_get(r, "enr-1", &m, &e), CITRUS_ENOTFOUND);
+    assert_null(m.body);
+    bool created = false;
+    int64_t version = 0;
+    assert_int_equal(records_manifest_put(r, "enr-1", "{\"tenant_key\":\"acme:s1\"}", 100, &created,
+                                          &version, &e),
+                     0);
+    assert_true(created);
+    assert_int_equal(version, 1);
+    assert_int_equal(records_manifest_put(r, "enr-1",
+                                          "{\"tenant_key\":\"acme:s2\",\"n\":\"\xc3\xa9\"}", 200,
+                                          &created, &version, &e),
+                     0);
+    assert_false(created);
+    assert_int_equal(version, 2);
+    assert_int_equal(records_manifest_get(r, "enr-1", &m, &e), 0);
+    assert_string_equal(m.body, "{\"tenant_key\":\"acme:s2\",\"n\":\"\xc3\xa9\"}");
+    assert_int_equal(m.updated_ms, 200);
+    assert_int_equal(m.version, 2);
+    free(m.body);
+    assert_int_equal(records_manifest_get(r, "enr-2", &m, &e), CITRUS_ENOTFOUND);
+    const char *bad[] = {"", "has space", "a/b", "x\xc3\xa9"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(records_manifest_put(r, bad[i], "{}", 1, NULL, NULL, &e), CITRUS_EINVAL);
+        assert_int_equal(records_manifest_get(r, bad[i], &m, &e), CITRUS_EINVAL);
+    }
+    char longid[RECORDS_MAX_MANIFEST_ID + 2];
+    memset(longid, 'a', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    assert_int_equal(records_manifest_put(r, longid, "{}", 1, NULL, NULL, &e), CITRUS_EINVAL);
+    longid[RECORDS_MAX_MANIFEST_ID] = '\0';
+    assert_int_equal(records_manifest_put(r, longid, "{}", 1, NULL, NULL, &e), 0);
+    assert_int_equal(records_manifest_put(r, "x", "", 1, NULL, NULL, &e), CITRUS_EINVAL);
+    char *big = malloc(RECORDS_MAX_MANIFEST + 2);
+    assert_non_null(big);
+    memset(big, ' ', RECORDS_MAX_MANIFEST + 1);
+    big[RECORDS_MAX_MANIFEST + 1] = '\0';
+    assert_int_equal(records_manifest_put(r, "big", big, 1, NULL, NULL, &e), CITRUS_ETOOBIGVAL);
+    free(big);
+    assert_int_equal(records_manifest_get(r, "big", &m, &e), CITRUS_ENOTFOUND);
+    /* kept across a reopen */
+    records *r2 = NULL;
+    assert_int_equal(factory->reopen(factory->ctx, &r2), 0);
+    assert_int_equal(records_manifest_get(r2, "enr-1", &m, &e), 0);
+    assert_int_equal(m.version, 2);
+    free(m.body);
+    records_close(r2);
+}
+
 #define CONF_TEST(f) cmocka_unit_test_setup_teardown(f, conf_setup, conf_teardown)
 
 static const struct CMUnitTest conformance_tests[] = {
-    CONF_TEST(test_append_ids_increase),    CONF_TEST(test_fields_round_trip),
-    CONF_TEST(test_invalid_utf8_replaced),  CONF_TEST(test_finish_once),
-    CONF_TEST(test_query_filters),          CONF_TEST(test_pagination),
-    CONF_TEST(test_limit_clamped),          CONF_TEST(test_purge),
-    CONF_TEST(test_long_strings_truncated), CONF_TEST(test_concurrent_appends),
-    CONF_TEST(test_reopen_keeps_rows),      CONF_TEST(test_query_empty),
-    CONF_TEST(test_group_commit_many),      CONF_TEST(test_finish_visible_and_kept),
-    CONF_TEST(test_failed_batch),           CONF_TEST(test_append_async),
+    CONF_TEST(test_append_ids_increase),
+    CONF_TEST(test_fields_round_trip),
+    CONF_TEST(test_invalid_utf8_replaced),
+    CONF_TEST(test_finish_once),
+    CONF_TEST(test_query_filters),
+    CONF_TEST(test_pagination),
+    CONF_TEST(test_limit_clamped),
+    CONF_TEST(test_purge),
+    CONF_TEST(test_long_strings_truncated),
+    CONF_TEST(test_concurrent_appends),
+    CONF_TEST(test_reopen_keeps_rows),
+    CONF_TEST(test_query_empty),
+    CONF_TEST(test_group_commit_many),
+    CONF_TEST(test_finish_visible_and_kept),
+    CONF_TEST(test_failed_batch),
+    CONF_TEST(test_append_async),
+    CONF_TEST(test_ledger_once),
+    CONF_TEST(test_ledger_batch),
+    CONF_TEST(test_notifications_query),
+    CONF_TEST(test_ledger_purge),
+    CONF_TEST(test_ledger_reopen),
+    CONF_TEST(test_ledger_failed_write),
+    CONF_TEST(test_manifests),
 };
 
 const struct CMUnitTest *records_conformance_tests(const records_conformance_factory *f, size_t *n)

@@ -128,7 +128,8 @@ static void file_then_env_then_flag(void **state)
     errdetail err;
     config_defaults(&c);
     write_file("{\"server\":{\"listen\":\"127.0.0.1:9000\",\"threads\":2},"
-               "\"catalog\":{\"data_dir\":\"/tmp/x\"},\"notification_filter\":{\"anything\":1}}");
+               "\"catalog\":{\"data_dir\":\"/tmp/x\"},"
+               "\"workers\":{\"notification_filter\":{\"types\":[\"a\"]}}}");
     assert_int_equal(config_load_file(&c, path, &err), 0);
     unlink(path);
     assert_string_equal(c.listen, "127.0.0.1:9000");
@@ -505,6 +506,51 @@ static void bus_bad_names(void **state)
     assert_int_equal(config_validate(&c, &err), 0);
 }
 
+/* The workers section: off by default (citrus dev turns it on), the
+ * notification filter's lists from a file, the environment and flags;
+ * `--workers` is a boolean flag (given alone it means true). */
+static void workers_section(void **state)
+{
+    citrus_config c;
+    errdetail err;
+    config_defaults(&c);
+    assert_string_equal(c.workers_enabled, "false");
+    assert_int_equal(c.workers_threads, 1);
+    assert_int_equal(c.workers_batch, 100);
+    assert_int_equal(c.notify_retention_days, 30);
+    assert_string_equal(c.notify_sources, "");
+    const char *text = "{\"workers\": {\"enabled\": true, \"batch\": 10, "
+                       "\"notification_filter\": {\"sources\": [\"/a/*\", \"urn:b\"], "
+                       "\"severities\": [\"error\"]}}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), 0);
+    assert_string_equal(c.workers_enabled, "true");
+    assert_int_equal(c.workers_batch, 10);
+    assert_string_equal(c.notify_sources, "/a/*,urn:b");
+    assert_string_equal(c.notify_severities, "error");
+    char *env[] = {"CITRUS_WORKERS_NOTIFICATION_FILTER_TYPES=x.*,y", "CITRUS_WORKERS_ENABLED=false",
+                   NULL};
+    assert_int_equal(config_load_env(&c, env, &err), 0);
+    assert_string_equal(c.notify_types, "x.*,y");
+    assert_string_equal(c.workers_enabled, "false");
+    assert_int_equal(config_set_flag(&c, "workers", "true", &err), 0);
+    assert_string_equal(c.workers_enabled, "true");
+    assert_true(config_flag_is_bool("workers"));
+    assert_true(config_flag_is_bool("audit-fail-open"));
+    assert_false(config_flag_is_bool("worker-batch"));
+    assert_false(config_flag_is_bool("bus-backend")); /* an enum, not a boolean */
+    assert_false(config_flag_is_bool("no-such-flag"));
+    assert_int_equal(config_set_flag(&c, "workers", "yes", &err), CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "worker-batch", "1001", &err), CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "worker-threads", "0", &err), CITRUS_EINVAL);
+    assert_int_equal(config_set_flag(&c, "notification-filter-types", "a,,b", &err), CITRUS_EINVAL);
+    /* the section was reserved at the top level; it lives under workers now */
+    text = "{\"notification_filter\": {\"types\": []}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), CITRUS_EINVAL);
+    text = "{\"workers\": {\"notification_filter\": {\"levels\": []}}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "levels"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -522,6 +568,7 @@ int main(void)
         cmocka_unit_test(dsn_rules_and_exec_env),
         cmocka_unit_test(bus_topics_and_defaults),
         cmocka_unit_test(bus_bad_names),
+        cmocka_unit_test(workers_section),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,147 @@
+/* node/workers_boot.c — the workers role of a node (see workers_boot.h). */
+#include "node/workers_boot.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "citrus/errors.h"
+#include "obs/log.h"
+#include "provision/service.h"
+#include "registry/tenants.h"
+#include "records/ledger.h"
+#include "sys/clock.h"
+#include "sys/ticker.h"
+#include "workers/ingest.h"
+#include "workers/notify.h"
+#include "workers/runner.h"
+
+#define PURGE_EVERY_MS (3600 * 1000)
+#define DAY_MS (24LL * 3600 * 1000)
+
+static struct {
+    worker *notify, *ingest;
+    ingest_ctx ictx;
+    char ingest_topic[256];
+    notify_filter *filter;
+    ticker *purger;
+    records *rec;
+    int64_t ledger_keep_ms, notify_keep_ms;
+} role;
+
+static void purge(void *ctx)
+{
+    (void)ctx;
+    int64_t now = clock_wall_ms(NULL), ledger = 0, notes = 0;
+    errdetail e;
+    if (records_processed_purge(role.rec, now - role.ledger_keep_ms, &ledger, &e) < 0 ||
+        records_notifications_purge(role.rec, now - role.notify_keep_ms, &notes, &e) < 0)
+        log_warn("workers", "retention: purge failed", json_pack("{s:s}", "error", e.message));
+    else if (ledger || notes)
+        log_info("workers", "retention: rows deleted",
+                 json_pack("{s:I,s:I}", "ledger", (json_int_t)ledger, "notifications",
+                           (json_int_t)notes));
+}
+
+/* The directory's pin, else the ring's owner (as GET /v1/route answers). */
+static int route_tenant(void *ctx, const char *tenant_key, ingest_target *out, errdetail *e)
+{
+    registry *reg = ctx;
+    if (!tenant_key_valid(tenant_key))
+        return errdetail_set(e, CITRUS_EINVAL, "tenant_key %s is not a valid tenant key",
+                             tenant_key);
+    const ring *rg;
+    int64_t version;
+    int rc = registry_ring(reg, &rg, &version, NULL);
+    if (rc < 0)
+        return errdetail_set(e, rc, "the ring cannot be read");
+    route_answer ra;
+    rc = tenants_route(reg, rg, version, tenant_key, &ra);
+    registry_ring_release(reg, rg);
+    if (rc == CITRUS_EUNAVAILABLE)
+        return errdetail_set(e, rc, "no shard owns any token yet");
+    if (rc < 0)
+        return errdetail_set(e, rc, "routing %s failed", tenant_key);
+    snprintf(out->shard_id, sizeof(out->shard_id), "%s", ra.shard_id);
+    out->pinned = ra.pinned;
+    out->ring_version = ra.ring_version;
+    return 0;
+}
+
+/* Starts one worker (name, e.g. "event_notification") on topic t with
+ * group g, with the workers and bus settings; reported on stderr. */
+static int start_worker(const citrus_config *cfg, const char *cmd, app *a, const char *name,
+                        config_topic t, config_group g, worker_handler handle, void *ctx,
+                        worker **out)
+{
+    char topic[256];
+    config_bus_topic(cfg, t, topic, sizeof(topic));
+    worker_spec s = {.name = name,
+                     .topic = topic,
+                     .group = cfg->bus_groups[g],
+                     .bus = a->bus,
+                     .rec = a->rec,
+                     .visibility_ms = cfg->bus_visibility_ms,
+                     .batch = (size_t)cfg->workers_batch,
+                     .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                     .max_attempts = (int)cfg->bus_max_attempts,
+                     .threads = (int)cfg->workers_threads,
+                     .handle = handle,
+                     .ctx = ctx};
+    errdetail e;
+    int rc = worker_new(&s, out, &e);
+    if (rc == 0)
+        rc = worker_start(*out, &e);
+    if (rc < 0)
+        fprintf(stderr, "citrus %s: cannot start the %s worker: %s\n", cmd, name, e.message);
+    return rc;
+}
+
+int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
+{
+    if (strcmp(cfg->workers_enabled, "true") != 0)
+        return 0;
+    errdetail e;
+    int rc = notify_filter_new(cfg->notify_sources, cfg->notify_types, cfg->notify_severities,
+                               &role.filter, &e);
+    if (rc < 0) {
+        fprintf(stderr, "citrus %s: invalid config: %s\n", cmd, e.message);
+        return rc;
+    }
+    rc = start_worker(cfg, cmd, a, "event_notification", CONFIG_TOPIC_PLATFORM_EVENTS,
+                      CONFIG_GROUP_EVENT_NOTIFICATION, notify_handle, role.filter, &role.notify);
+    /* The enrollment ingest worker, when this node runs the shard manager
+     * (its registry routes). */
+    if (rc == 0 && a->shards) {
+        config_bus_topic(cfg, CONFIG_TOPIC_SHARD_INGEST_COMMANDS, role.ingest_topic,
+                         sizeof(role.ingest_topic));
+        role.ictx = (ingest_ctx){.rec = a->rec,
+                                 .bus = a->bus,
+                                 .topic = role.ingest_topic,
+                                 .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                                 .route = route_tenant,
+                                 .route_ctx = a->shards->reg};
+        rc = start_worker(cfg, cmd, a, "enrollment_ingest", CONFIG_TOPIC_ENROLLMENT_EVENTS,
+                          CONFIG_GROUP_ENROLLMENT_INGEST, ingest_handle, &role.ictx, &role.ingest);
+    }
+    if (rc < 0) {
+        workers_stop();
+        return rc;
+    }
+    role.rec = a->rec;
+    /* An event the bus may still hold (its retention) is still known to the
+     * ledger: kept a day longer. */
+    role.ledger_keep_ms = cfg->bus_retention_hours * 3600 * 1000 + DAY_MS;
+    role.notify_keep_ms = cfg->notify_retention_days * DAY_MS;
+    purge(NULL);
+    role.purger = ticker_start("workers-purge", PURGE_EVERY_MS, purge, NULL);
+    return 0;
+}
+
+void workers_stop(void)
+{
+    ticker_stop(role.purger);
+    worker_stop(role.ingest);
+    worker_stop(role.notify);
+    notify_filter_free(role.filter);
+    memset(&role, 0, sizeof(role));
+}

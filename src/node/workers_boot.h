@@ -1,0 +1,23 @@
+/* node/workers_boot.h — the workers role of a node (workers.enabled; on in
+ * `citrus dev`, off by default in `citrus server`): the event notification
+ * worker on bus.topics.platform_events with group
+ * bus.groups.event_notification, filtered by workers.notification_filter;
+ * the enrollment ingest worker (bus.topics.enrollment_events, group
+ * bus.groups.enrollment_ingest → bus.topics.shard_ingest_commands) when the
+ * node runs the shard manager;
+ * and the hourly retention of the processed-ids ledger (bus retention + 1
+ * day) and of the notifications (workers.notification_retention_days).
+ * Started after the bus and the shard manager, stopped before them. */
+#ifndef CITRUS_NODE_WORKERS_BOOT_H
+#define CITRUS_NODE_WORKERS_BOOT_H
+
+#include "api/app.h"
+#include "node/config.h"
+
+/* 0 (also when the role is off), or an error reported on stderr:
+ * CITRUS_EINVAL for a bad filter (exit status 2). Needs a->bus and a->rec. */
+int workers_boot(const citrus_config *cfg, const char *cmd, app *a);
+/* Stops the workers (each finishes its batch) and the retention job. */
+void workers_stop(void);
+
+#endif
