@@ -323,6 +323,9 @@ int cli_serve_main(int argc, char **argv, char **envp)
     }
     if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
         goto stop_workers;
+    /* the registration worker needs the shard manager */
+    if ((rc = workers_regq_boot(&cfg, argv[0], &a)) < 0)
+        goto stop_shards;
     http_server_options ho = {.listen = listen,
                               .threads = (unsigned)cfg.threads,
                               .max_conns = (unsigned)cfg.max_connections,
@@ -412,6 +415,7 @@ stop_router:
 stop_server:
     http_server_stop(srv);
 stop_shards:
+    workers_regq_stop();  /* it registers through the shard manager: stopped first */
     shards_stop(&a);      /* the worker stops while the session can still fence its writes */
     session_stop(a.sess); /* revokes the lease: registration and leadership end now */
 stop_workers:

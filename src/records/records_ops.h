@@ -118,6 +118,15 @@ typedef struct records_ops {
      * before_ms; *deleted: rows removed. */
     int (*purge_sql)(records *r, const char *sql, int64_t before_ms, int64_t *deleted,
                      errdetail *e);
+    /* ---- one statement of the registration queue (registrations.c builds
+     * it). Serialized like query. ---- */
+    /* Runs sql (placeholders as placeholder says) with p[0..np). Rows (a
+     * SELECT): at most max_rows, each of ncols columns, into cells
+     * (row-major, max_rows * ncols zeroed slots; each a malloc'd text, SQL
+     * NULL stays NULL), their count in *nrows (also on error: the caller
+     * frees them). *changes: the rows a DELETE/INSERT/UPDATE changed. */
+    int (*exec)(records *r, const char *sql, const records_param *p, int np, int ncols,
+                size_t max_rows, char **cells, size_t *nrows, int64_t *changes, errdetail *e);
     void (*close)(records *r);
 } records_ops;
 
