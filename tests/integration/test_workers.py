@@ -72,7 +72,8 @@ def event(i, source="/platform/disk", type_="disk.full", severity=None, data=Non
 def test_dev_runs_the_notification_worker(citrus):
     assert metric(citrus.url, "citrus_worker_processed_total") == 0
     started = [line for line in citrus.log_lines()
-               if line.get("component") == "worker" and line.get("msg") == "started"]
+               if line.get("component") == "worker" and line.get("msg") == "started"
+               and line["fields"]["worker"] == "event_notification"]
     assert len(started) == 1, started
     f = started[0]["fields"]
     assert (f["worker"], f["topic"], f["group"]) == ("event_notification", TOPIC, GROUP)
@@ -96,7 +97,8 @@ def test_the_role_is_a_switch(make_citrus):
     named = make_citrus(mode="server", extra=["--config", cfg, "--auth", "none",
                                               "--auth-allow-none", "true"])
     started = [line["fields"] for line in named.log_lines()
-               if line.get("component") == "worker" and line.get("msg") == "started"]
+               if line.get("component") == "worker" and line.get("msg") == "started"
+               and line["fields"]["worker"] == "event_notification"]
     assert started and started[0]["group"] == "ops-notes"
 
 
