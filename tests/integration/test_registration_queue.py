@@ -249,3 +249,63 @@ def test_paging(citrus_shards):
             break
         after = page["next_after"]
     assert seen == ids
+
+
+def test_roles_a_reader_reads_but_cannot_retry_or_redrive(make_citrus):
+    c = make_citrus(shards=True, extra=["--auth", "api_key"])
+    admin = open(os.path.join(c.data_dir, "admin.key")).read().strip()
+
+    def key(name, roles):
+        r = requests.post(c.url + "/v1/auth/keys", json={"name": name, "roles": roles},
+                          headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['key']}"}
+    reader, oper = key("reader", ["reader"]), key("ops", ["sm-operator"])
+    # a failed registration (another type for a registered location)
+    assert requests.post(c.url + "/api/register", headers=oper, timeout=30, json={
+        "businessId": "ro", "locationId": "m", "businessType": "retail"}).status_code == 201
+    (__import__("pathlib").Path(c.data_dir) / "templates" / "restaurant").mkdir(
+        parents=True, exist_ok=True)
+    r = requests.post(c.url + "/api/register?async=true", headers=oper, timeout=30, json={
+        "businessId": "ro", "locationId": "m", "businessType": "restaurant"})
+    assert r.status_code == 202, r.text
+    rid = r.json()["registrationId"]
+
+    def failed():
+        r = requests.get(f"{c.url}/v1/registrations/{rid}", headers=reader, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["state"] == "failed"
+    wait_until(failed, timeout=liveness(30), what="failed")
+    for path in (f"/v1/registrations/{rid}/retry", "/v1/businesses/ro/register-shards"):
+        r = requests.post(c.url + path, headers=reader, timeout=10)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+    assert requests.get(f"{c.url}/v1/registrations/{rid}", headers=reader,
+                        timeout=10).json()["state"] == "failed"
+    r = requests.post(f"{c.url}/v1/registrations/{rid}/retry", headers=oper, timeout=10)
+    assert r.status_code == 202, r.text
+    # audited: who retried it
+    audit = requests.get(c.url + "/v1/audit", params={"action": "registration.retry"},
+                         headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
+    assert [(x["principal"].rsplit("/", 1)[-1], x["status"]) for x in audit["entries"]] == \
+        [("ops", 202)]
+
+
+def test_the_worker_runs_on_its_topic_and_group(make_citrus):
+    c = make_citrus(extra=["--bus-topic-registrations", "q.regs",
+                           "--bus-group-registration", "g-regs"])
+    started = [line["fields"] for line in c.log_lines()
+               if line.get("component") == "worker" and line.get("msg") == "started"
+               and line["fields"]["worker"] == "registration"]
+    assert [(f["topic"], f["group"]) for f in started] == [("q.regs", "g-regs")]
+    r = register(c.url, "t", "l", headers=ASYNC)
+    # no shard yet: queued all the same, retried until one is active
+    assert r.status_code == 202, r.text
+    rid = r.json()["registrationId"]
+    got = wait_state(c.url, rid, {"retrying"})
+    assert got["last_error"].startswith("unavailable: "), got
+    db = sqlite3.connect(os.path.join(c.data_dir, "bus.db"))
+    try:
+        assert db.execute("SELECT count(*) FROM bus_messages WHERE topic = 'q.regs'"
+                          ).fetchone()[0] == 1
+    finally:
+        db.close()
