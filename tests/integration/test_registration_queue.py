@@ -10,7 +10,7 @@ synchronous 400/404/409 with nothing queued; a reader cannot retry."""
 import json
 import os
 import sqlite3
-import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -26,6 +26,11 @@ ASYNC = {"Prefer": "respond-async"}
 def register(url, biz, loc, typ="retail", headers=None, params=None):
     return requests.post(url + "/api/register", timeout=30, headers=headers, params=params,
                          json={"businessId": biz, "locationId": loc, "businessType": typ})
+
+
+def add_type(c, name):
+    """A business type with an empty schema template."""
+    (Path(c.data_dir) / "templates" / name).mkdir(parents=True, exist_ok=True)
 
 
 def registration(url, rid):
@@ -131,8 +136,7 @@ def test_async_batch_is_one_registration_per_location(citrus_shards):
 def test_another_type_fails_at_once_without_retries(citrus_shards):
     c = citrus_shards
     assert register(c.url, "cx", "main").status_code == 201
-    (lambda d: d.mkdir(parents=True, exist_ok=True))(
-        __import__("pathlib").Path(c.data_dir) / "templates" / "restaurant")
+    add_type(c, "restaurant")
     rid = register(c.url, "cx", "main", "restaurant", headers=ASYNC).json()["registrationId"]
     got = wait_state(c.url, rid, {"failed"})
     assert got["attempts"] == 1, got
@@ -187,8 +191,7 @@ def test_past_max_attempts_failed_listed_dead_lettered_then_redriven(setup):
 def test_retry_of_a_failed_one_and_409_when_not_failed(citrus_shards):
     c = citrus_shards
     assert register(c.url, "rt", "main").status_code == 201
-    (__import__("pathlib").Path(c.data_dir) / "templates" / "restaurant").mkdir(
-        parents=True, exist_ok=True)
+    add_type(c, "restaurant")
     rid = register(c.url, "rt", "main", "restaurant", headers=ASYNC).json()["registrationId"]
     wait_state(c.url, rid, {"failed"})
     ok = register(c.url, "rt", "other", headers=ASYNC).json()["registrationId"]
@@ -264,8 +267,7 @@ def test_roles_a_reader_reads_but_cannot_retry_or_redrive(make_citrus):
     # a failed registration (another type for a registered location)
     assert requests.post(c.url + "/api/register", headers=oper, timeout=30, json={
         "businessId": "ro", "locationId": "m", "businessType": "retail"}).status_code == 201
-    (__import__("pathlib").Path(c.data_dir) / "templates" / "restaurant").mkdir(
-        parents=True, exist_ok=True)
+    add_type(c, "restaurant")
     r = requests.post(c.url + "/api/register?async=true", headers=oper, timeout=30, json={
         "businessId": "ro", "locationId": "m", "businessType": "restaurant"})
     assert r.status_code == 202, r.text
