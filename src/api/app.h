@@ -37,6 +37,7 @@ typedef struct app {
     struct records *rec;          /* the audit log; NULL: nothing is audited */
     struct bus *bus;              /* the event bus (bus.backend); NULL when not running */
     size_t max_event_bytes;       /* bus.max_event_bytes: the largest event published */
+    char regq_topic[256];         /* bus.topics.registrations: the registration queue */
     bool audit_fail_open;         /* a mutation goes on when its row cannot be written */
     /* server.request_deadline_ms: the Citrus API answers within this of a
      * request's arrival (0: no deadline); see app_request_deadline */

@@ -37,6 +37,8 @@ static const struct {
     {"DELETE", "/v1/tenants/{key}", "tenant.unpin"},
     {"POST", "/api/register", "tenant.register"},
     {"POST", "/api/register/batch", "tenant.register_batch"},
+    {"POST", "/v1/registrations/{id}/retry", "registration.retry"},
+    {"POST", "/v1/businesses/{id}/register-shards", "registration.redrive"},
     {"POST", "/v1/auth/keys", "key.create"},
     {"DELETE", "/v1/auth/keys/{id}", "key.revoke"},
     {"POST", "/v1/auth/bootstrap", "key.bootstrap"},

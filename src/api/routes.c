@@ -56,6 +56,12 @@ const http_route api_routes[] = {
     {"GET", "/v1/notifications", api_notifications_list, ROUTE_BODY_NONE, READER, NULL},
     {"PUT", "/v1/manifests/{id}", api_manifests_put, ROUTE_BODY_JSON, OPERATOR, NULL},
     {"GET", "/v1/manifests/{id}", api_manifests_get, ROUTE_BODY_NONE, READER, NULL},
+    {"GET", "/v1/registrations", api_registrations_list, ROUTE_BODY_NONE, READER, NULL},
+    {"GET", "/v1/registrations/{id}", api_registrations_get, ROUTE_BODY_NONE, READER, NULL},
+    {"POST", "/v1/registrations/{id}/retry", api_registrations_retry, ROUTE_BODY_NONE, OPERATOR,
+     NULL},
+    {"POST", "/v1/businesses/{id}/register-shards", api_business_register_shards, ROUTE_BODY_NONE,
+     OPERATOR, NULL},
     /* anyone, exactly once per cluster (the catalog's txn decides) */
     {"POST", "/v1/auth/bootstrap", api_auth_bootstrap, ROUTE_BODY_NONE, NULL, NULL},
     {"GET", "/health/live", api_health_live, ROUTE_BODY_NONE, NULL, NULL},

@@ -80,6 +80,7 @@ int bus_boot(const citrus_config *cfg, const char *cmd, app *a)
     trimmer = ticker_start("bus-trim", TRIM_EVERY_MS, trim, b);
     a->bus = b;
     a->max_event_bytes = (size_t)cfg->bus_max_event_bytes;
+    config_bus_topic(cfg, CONFIG_TOPIC_REGISTRATIONS, a->regq_topic, sizeof(a->regq_topic));
     return 0;
 }
 

@@ -325,6 +325,9 @@ int cli_serve_main(int argc, char **argv, char **envp)
             exit_code = 2;
         goto stop_shards;
     }
+    /* the registration worker needs the shard manager */
+    if ((rc = workers_regq_boot(&cfg, argv[0], &a)) < 0)
+        goto stop_workers;
     http_server_options ho = {.listen = listen,
                               .threads = (unsigned)cfg.threads,
                               .max_conns = (unsigned)cfg.max_connections,
@@ -414,6 +417,7 @@ stop_router:
 stop_server:
     http_server_stop(srv);
 stop_workers:
+    workers_regq_stop(); /* it registers through the shard manager */
     workers_stop(); /* each worker finishes its batch while the bus and registry are there */
 stop_shards:
     shards_stop(&a);      /* the worker stops while the session can still fence its writes */

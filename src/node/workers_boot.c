@@ -11,35 +11,80 @@
 #include "records/ledger.h"
 #include "sys/clock.h"
 #include "sys/ticker.h"
+#include "records/registrations.h"
 #include "workers/ingest.h"
 #include "workers/notify.h"
+#include "workers/registration.h"
 #include "workers/runner.h"
 
 #define PURGE_EVERY_MS (3600 * 1000)
 #define DAY_MS (24LL * 3600 * 1000)
 
 static struct {
-    worker *notify, *ingest;
+    worker *notify, *ingest, *regq;
     ingest_ctx ictx;
     char ingest_topic[256];
+    regq_worker_ctx regq_ctx;
     notify_filter *filter;
     ticker *purger;
     records *rec;
-    int64_t ledger_keep_ms, notify_keep_ms;
+    int64_t ledger_keep_ms, notify_keep_ms, regq_keep_ms;
 } role;
 
 static void purge(void *ctx)
 {
     (void)ctx;
-    int64_t now = clock_wall_ms(NULL), ledger = 0, notes = 0;
+    int64_t now = clock_wall_ms(NULL), ledger = 0, notes = 0, regs = 0;
     errdetail e;
     if (records_processed_purge(role.rec, now - role.ledger_keep_ms, &ledger, &e) < 0 ||
-        records_notifications_purge(role.rec, now - role.notify_keep_ms, &notes, &e) < 0)
+        records_notifications_purge(role.rec, now - role.notify_keep_ms, &notes, &e) < 0 ||
+        records_reg_purge(role.rec, now - role.regq_keep_ms, &regs, &e) < 0)
         log_warn("workers", "retention: purge failed", json_pack("{s:s}", "error", e.message));
-    else if (ledger || notes)
+    else if (ledger || notes || regs)
         log_info("workers", "retention: rows deleted",
-                 json_pack("{s:I,s:I}", "ledger", (json_int_t)ledger, "notifications",
-                           (json_int_t)notes));
+                 json_pack("{s:I,s:I,s:I}", "ledger", (json_int_t)ledger, "notifications",
+                           (json_int_t)notes, "registrations", (json_int_t)regs));
+}
+
+/* The registration worker (workers/registration.h) on
+ * bus.topics.registrations; none on a node without the shard manager
+ * (the queue then waits for a node that has one). */
+int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a)
+{
+    if (strcmp(cfg->workers_enabled, "true") != 0 || !a->bus || !a->rec)
+        return 0;
+    if (!a->shards) {
+        log_warn("workers", "no shard manager here: the registration worker does not run", NULL);
+        return 0;
+    }
+    role.regq_ctx = (regq_worker_ctx){.rec = a->rec,
+                                      .svc = a->shards,
+                                      .max_attempts = (int)cfg->bus_max_attempts,
+                                      .backoff_base_ms = cfg->bus_backoff_base_ms,
+                                      .backoff_cap_ms = cfg->bus_backoff_cap_ms,
+                                      /* a shard that does not answer: well within the lease */
+                                      .attempt_ms = cfg->bus_visibility_ms / 3};
+    char topic[256];
+    config_bus_topic(cfg, CONFIG_TOPIC_REGISTRATIONS, topic, sizeof(topic));
+    worker_spec s = {.name = "registration",
+                     .topic = topic,
+                     .group = cfg->bus_groups[CONFIG_GROUP_REGISTRATION],
+                     .bus = a->bus,
+                     .rec = a->rec,
+                     .visibility_ms = cfg->bus_visibility_ms,
+                     .batch = 1, /* one registration per round: a slow shard holds back no other */
+                     .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                     .max_attempts = (int)cfg->bus_max_attempts,
+                     .threads = (int)cfg->workers_threads,
+                     .handle = regq_handle,
+                     .ctx = &role.regq_ctx};
+    errdetail e;
+    int rc = worker_new(&s, &role.regq, &e);
+    if (rc == 0)
+        rc = worker_start(role.regq, &e);
+    if (rc < 0)
+        fprintf(stderr, "citrus %s: cannot start the registration worker: %s\n", cmd, e.message);
+    return rc;
 }
 
 /* The directory's pin, else the ring's owner (as GET /v1/route answers). */
@@ -128,6 +173,7 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
         return rc;
     }
     role.rec = a->rec;
+    role.regq_keep_ms = cfg->regq_retention_days * DAY_MS;
     /* An event the bus may still hold (its retention) is still known to the
      * ledger: kept a day longer. */
     role.ledger_keep_ms = cfg->bus_retention_hours * 3600 * 1000 + DAY_MS;
@@ -135,6 +181,12 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
     purge(NULL);
     role.purger = ticker_start("workers-purge", PURGE_EVERY_MS, purge, NULL);
     return 0;
+}
+
+void workers_regq_stop(void)
+{
+    worker_stop(role.regq);
+    role.regq = NULL;
 }
 
 void workers_stop(void)

@@ -17,6 +17,14 @@
 /* 0 (also when the role is off), or an error reported on stderr:
  * CITRUS_EINVAL for a bad filter (exit status 2). Needs a->bus and a->rec. */
 int workers_boot(const citrus_config *cfg, const char *cmd, app *a);
+/* The registration worker (workers/registration.h) on
+ * bus.topics.registrations with group bus.groups.registration, when the
+ * role is on and this node runs the shard manager; started after it,
+ * stopped (workers_regq_stop) before it. Finished registrations are
+ * deleted after workers.registration_retention_days by the role's hourly
+ * retention. */
+int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a);
+void workers_regq_stop(void);
 /* Stops the workers (each finishes its batch) and the retention job. */
 void workers_stop(void);
 

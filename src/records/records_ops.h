@@ -124,6 +124,15 @@ typedef struct records_ops {
                         bool *created, int64_t *version, errdetail *e);
     /* CITRUS_ENOTFOUND, or out filled (body malloc'd). */
     int (*manifest_get)(records *r, const char *id, manifest_row *out, errdetail *e);
+    /* ---- one statement of the registration queue (registrations.c builds
+     * it). Serialized like query. ---- */
+    /* Runs sql (placeholders as placeholder says) with p[0..np). Rows (a
+     * SELECT): at most max_rows, each of ncols columns, into cells
+     * (row-major, max_rows * ncols zeroed slots; each a malloc'd text, SQL
+     * NULL stays NULL), their count in *nrows (also on error: the caller
+     * frees them). *changes: the rows a DELETE/INSERT/UPDATE changed. */
+    int (*exec)(records *r, const char *sql, const records_param *p, int np, int ncols,
+                size_t max_rows, char **cells, size_t *nrows, int64_t *changes, errdetail *e);
     void (*close)(records *r);
 } records_ops;
 

@@ -90,6 +90,18 @@ static const char schema_sql[] =
     " ON citrus_notifications (severity, id);"
     "CREATE TABLE IF NOT EXISTS citrus_manifests (id text PRIMARY KEY, body text NOT NULL,"
     " updated_ms bigint NOT NULL, version bigint NOT NULL);"
+    /* the registration queue's (records/registrations.h) */
+    "CREATE TABLE IF NOT EXISTS citrus_registrations ("
+    " seq bigserial PRIMARY KEY, id text COLLATE \"C\" NOT NULL UNIQUE,"
+    " business_id text COLLATE \"C\" NOT NULL, location_id text NOT NULL,"
+    " business_type text NOT NULL, state text COLLATE \"C\" NOT NULL, attempts integer NOT NULL,"
+    " last_error text NOT NULL, next_attempt_ms bigint NOT NULL, shard_id text NOT NULL,"
+    " created_ms bigint NOT NULL, updated_ms bigint NOT NULL, finished_ms bigint NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_state ON citrus_registrations (state, seq);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_business"
+    " ON citrus_registrations (business_id, seq);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_finished"
+    " ON citrus_registrations (finished_ms);"
     "COMMIT;";
 
 /* Each session's settings (a new one after every reset). */
@@ -581,6 +593,45 @@ static int pg_manifest_get(records *r, const char *id, manifest_row *out, errdet
         rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): bad manifest row");
     if (rc == 0 && !(out->body = strdup(PQgetvalue(res, 0, 0))))
         rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+static int pg_exec(records *r, const char *sql, const records_param *prm, int np, int ncols,
+                   size_t max_rows, char **cells, size_t *nrows, int64_t *changes, errdetail *e)
+{
+    pg_records *p = self(r);
+    *nrows = 0;
+    *changes = 0;
+    char nums[RECORDS_MAX_PARAMS][24];
+    const char *vals[RECORDS_MAX_PARAMS];
+    if (np > RECORDS_MAX_PARAMS)
+        return errdetail_set(e, CITRUS_EINVAL, "registrations: too many parameters");
+    for (int i = 0; i < np; i++) {
+        if (prm[i].is_int) {
+            snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)prm[i].i);
+            vals[i] = nums[i];
+        } else {
+            vals[i] = prm[i].s;
+        }
+    }
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc = run(p, "registrations", sql, np, vals, ncols > 0 ? PGRES_TUPLES_OK : PGRES_COMMAND_OK,
+                 &res, e);
+    pthread_mutex_unlock(&p->mu);
+    if (rc != 0)
+        return rc;
+    if (ncols > 0) {
+        int nt = PQntuples(res);
+        for (int i = 0; i < nt && (size_t)i < max_rows && rc == 0; i++) {
+            for (int c = 0; c < ncols && rc == 0; c++) {
+                if (PQgetisnull(res, i, c))
+                    continue;
+                if (!(cells[(size_t)i * (size_t)ncols + (size_t)c] = strdup(PQgetvalue(res, i, c))))
+                    rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+            }
+            (*nrows)++;
+        }
+    } else {
+        *changes = strtoll(PQcmdTuples(res), NULL, 10);
+    }
     PQclear(res);
     return rc;
 }
@@ -606,6 +657,7 @@ static const records_ops pg_ops = {
     .purge_sql = pg_purge_sql,
     .manifest_put = pg_manifest_put,
     .manifest_get = pg_manifest_get,
+    .exec = pg_exec,
     .close = pg_close,
 };
 

@@ -61,6 +61,18 @@ static const char schema_sql[] =
     " ON citrus_notifications (severity, id);"
     "CREATE TABLE IF NOT EXISTS citrus_manifests (id TEXT PRIMARY KEY, body TEXT NOT NULL,"
     " updated_ms INTEGER NOT NULL, version INTEGER NOT NULL);"
+    /* the registration queue's (records/registrations.h) */
+    "CREATE TABLE IF NOT EXISTS citrus_registrations ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+    " business_id TEXT NOT NULL, location_id TEXT NOT NULL, business_type TEXT NOT NULL,"
+    " state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,"
+    " next_attempt_ms INTEGER NOT NULL, shard_id TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_state ON citrus_registrations (state, seq);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_business"
+    " ON citrus_registrations (business_id, seq);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_finished"
+    " ON citrus_registrations (finished_ms);"
     "PRAGMA user_version = 1;";
 
 #define STMT_TABLE(X)                                                                              \
@@ -347,6 +359,38 @@ static int lite_manifest_put(records *r, const char *id, const char *body, int64
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+static int lite_exec(records *r, const char *sql, const records_param *p, int np, int ncols,
+                     size_t max_rows, char **cells, size_t *nrows, int64_t *changes, errdetail *e)
+{
+    sqlite_records *s = self(r);
+    *nrows = 0;
+    *changes = 0;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    for (int i = 0; i < np && rc == SQLITE_OK; i++)
+        rc = p[i].is_int ? sqlite3_bind_int64(st, i + 1, p[i].i) : bind_text(st, i + 1, p[i].s);
+    int out = rc == SQLITE_OK ? 0 : fail(s->db, rc, "registrations", e);
+    while (out == 0) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+            break;
+        if (rc != SQLITE_ROW) {
+            out = fail(s->db, rc, "registrations", e);
+            break;
+        }
+        if (*nrows >= max_rows)
+            continue;
+        for (int c = 0; c < ncols && out == 0; c++) {
+            const char *v = (const char *)sqlite3_column_text(st, c);
+            if (v && !(cells[*nrows * (size_t)ncols + (size_t)c] = strdup(v)))
+                out = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+        }
+        (*nrows)++;
+    }
+    if (out == 0)
+        *changes = sqlite3_changes(s->db);
+    sqlite3_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return out;
 }
@@ -397,6 +441,7 @@ static const records_ops sqlite_ops = {
     .purge_sql = lite_purge_sql,
     .manifest_put = lite_manifest_put,
     .manifest_get = lite_manifest_get,
+    .exec = lite_exec,
     .close = lite_close,
 };
 
