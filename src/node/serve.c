@@ -418,7 +418,7 @@ stop_server:
     http_server_stop(srv);
 stop_workers:
     workers_regq_stop(); /* it registers through the shard manager */
-    workers_stop(); /* each worker finishes its batch while the bus and registry are there */
+    workers_stop();      /* each worker finishes its batch while the bus and registry are there */
 stop_shards:
     shards_stop(&a);      /* the worker stops while the session can still fence its writes */
     session_stop(a.sess); /* revokes the lease: registration and leadership end now */

@@ -593,6 +593,10 @@ static int pg_manifest_get(records *r, const char *id, manifest_row *out, errdet
         rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): bad manifest row");
     if (rc == 0 && !(out->body = strdup(PQgetvalue(res, 0, 0))))
         rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    PQclear(res);
+    return rc;
+}
+
 static int pg_exec(records *r, const char *sql, const records_param *prm, int np, int ncols,
                    size_t max_rows, char **cells, size_t *nrows, int64_t *changes, errdetail *e)
 {

@@ -359,6 +359,34 @@ static int lite_manifest_put(records *r, const char *id, const char *body, int64
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
+static int lite_manifest_get(records *r, const char *id, manifest_row *out, errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = s->st[ST_MANIFEST_GET];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    int res;
+    if (rc == SQLITE_ROW) {
+        out->body = strdup((const char *)sqlite3_column_text(st, 0));
+        out->updated_ms = sqlite3_column_int64(st, 1);
+        out->version = sqlite3_column_int64(st, 2);
+        res = out->body ? 0 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    } else if (rc == SQLITE_DONE) {
+        res = errdetail_set(e, CITRUS_ENOTFOUND, "no manifest %s", id);
+    } else {
+        res = fail(s->db, rc, "manifest", e);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->mu);
+    return res;
+}
+
 static int lite_exec(records *r, const char *sql, const records_param *p, int np, int ncols,
                      size_t max_rows, char **cells, size_t *nrows, int64_t *changes, errdetail *e)
 {
@@ -393,30 +421,6 @@ static int lite_exec(records *r, const char *sql, const records_param *p, int np
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return out;
-}
-
-static int lite_manifest_get(records *r, const char *id, manifest_row *out, errdetail *e)
-{
-    sqlite_records *s = self(r);
-    pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = s->st[ST_MANIFEST_GET];
-    bind_text(st, 1, id);
-    int rc = sqlite3_step(st);
-    int res;
-    if (rc == SQLITE_ROW) {
-        out->body = strdup((const char *)sqlite3_column_text(st, 0));
-        out->updated_ms = sqlite3_column_int64(st, 1);
-        out->version = sqlite3_column_int64(st, 2);
-        res = out->body ? 0 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
-    } else if (rc == SQLITE_DONE) {
-        res = errdetail_set(e, CITRUS_ENOTFOUND, "no manifest %s", id);
-    } else {
-        res = fail(s->db, rc, "manifest", e);
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    pthread_mutex_unlock(&s->mu);
-    return res;
 }
 
 static void lite_close(records *r)

@@ -1293,6 +1293,8 @@ static void test_manifests(void **state)
     assert_int_equal(m.version, 2);
     free(m.body);
     records_close(r2);
+}
+
 /* ---- the registration queue (records/registrations.h) ---------------------------- */
 
 static reg_row mkreg(const char *id, const char *biz, const char *loc, int64_t t)
