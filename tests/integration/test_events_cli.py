@@ -184,7 +184,8 @@ def test_readme_events_section_runs_verbatim(make_citrus):
     # the only consumer groups are citrus dev's own workers
     assert consumers["more"] is False
     assert {r["group"] for r in consumers["consumers"]} <= {
-        "citrus-enrollment-ingest", "citrus-event-notification", "citrus-shard-management"}
+        "citrus-enrollment-ingest", "citrus-event-notification", "citrus-shard-management",
+        "citrus-registration"}
     assert dlq["dead_letters"] == []
     env = dict(os.environ, CITRUS_ENDPOINT=c.url)
     script = f'citrus() {{ "{CITRUS_BIN}" "$@"; }}\n' + cli_block

@@ -58,6 +58,8 @@ GET_PATHS = {
                                   for p in range(4)],
     "/v1/consumers": ["/v1/consumers"],
     "/v1/dlq/{topic}": ["/v1/dlq/citrus.sm.events"],
+    "/v1/registrations": ["/v1/registrations?limit=1000"],
+    "/v1/registrations/{id}": ["/v1/registrations/nope"],
     "/health/live": ["/health/live"],
     "/health/ready": ["/health/ready"],
     "/metrics": ["/metrics"],
