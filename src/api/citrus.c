@@ -183,6 +183,9 @@ int api_citrus_register(http_req *r, void *ctx)
     app *a = ctx;
     if (!a->shards)
         return shardjson_reply_no_manager(r);
+    bool async;
+    if (!api_regq_wanted(r, &async))
+        return CITRUS_EINVAL;
     json_t *body = object_body(r);
     if (!body)
         return CITRUS_EBADJSON;
@@ -196,8 +199,14 @@ int api_citrus_register(http_req *r, void *ctx)
         (reg.location_id = id_field(r, body, "locationId", "")) &&
         (reg.business_type = type_field(r, body, "")) &&
         (rc = check_scope(r, reg.business_id, reg.location_id)) == 0 &&
-        (rc = check_types(r, a, &reg, 1, false)) == 0)
+        (rc = check_types(r, a, &reg, 1, false)) == 0) {
+        if (async) { /* the same checks; then queued instead of run */
+            rc = api_regq_enqueue(r, a, &reg, 1, false);
+            json_decref(body);
+            return rc;
+        }
         rc = do_register(r, a, &reg, 1, &pin, &created);
+    }
     json_decref(body);
     if (rc < 0)
         return rc;
@@ -210,6 +219,9 @@ int api_citrus_register_batch(http_req *r, void *ctx)
     app *a = ctx;
     if (!a->shards)
         return shardjson_reply_no_manager(r);
+    bool async;
+    if (!api_regq_wanted(r, &async))
+        return CITRUS_EINVAL;
     json_t *body = object_body(r);
     if (!body)
         return CITRUS_EBADJSON;
@@ -265,6 +277,14 @@ int api_citrus_register_batch(http_req *r, void *ctx)
     }
     if (rc == 0)
         rc = check_types(r, a, regs, n, true);
+    if (rc == 0 && async) { /* the same checks; then queued instead of run */
+        rc = api_regq_enqueue(r, a, regs, n, true);
+        free(regs);
+        free(pins);
+        free(created);
+        json_decref(body);
+        return rc;
+    }
     if (rc == 0)
         rc = do_register(r, a, regs, n, pins, created);
     bool any = false;

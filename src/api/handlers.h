@@ -58,6 +58,9 @@ int api_auth_bootstrap(http_req *r, void *app);
 int api_audit_list(http_req *r, void *app);
 /* notifications.c: the event notification worker's notifications */
 int api_notifications_list(http_req *r, void *app);
+/* manifests.c: enrollment manifests */
+int api_manifests_put(http_req *r, void *app);
+int api_manifests_get(http_req *r, void *app);
 
 /* topics.c, consumers.c, dlq.c: operating the event bus (docs/events.md) */
 int api_topics_list(http_req *r, void *app);
@@ -66,6 +69,19 @@ int api_topic_events(http_req *r, void *app);
 int api_consumers_list(http_req *r, void *app);
 int api_dlq_list(http_req *r, void *app);
 int api_dlq_replay(http_req *r, void *app);
+/* registrations.c: the registration queue (seed 003) */
+int api_registrations_get(http_req *r, void *app);
+int api_registrations_list(http_req *r, void *app);
+int api_registrations_retry(http_req *r, void *app);
+int api_business_register_shards(http_req *r, void *app);
+struct tenant_reg;
+/* Whether the caller asked for an asynchronous registration (?async=true
+ * or Prefer: respond-async) into *async; false when ?async is no boolean
+ * (400 sent). */
+bool api_regq_wanted(http_req *r, bool *async);
+/* Queues regs[0..n) (checked as the synchronous call checks them): one
+ * registration each, 202 (or the error) sent. */
+int api_regq_enqueue(http_req *r, app *a, const struct tenant_reg *regs, size_t n, bool batch);
 
 /* query.c: the router (its own listener, router_routes) */
 int api_query(http_req *r, void *app);

@@ -81,6 +81,7 @@ int bus_boot(const citrus_config *cfg, const char *cmd, app *a)
     a->bus = b;
     a->max_event_bytes = (size_t)cfg->bus_max_event_bytes;
     config_bus_topic(cfg, CONFIG_TOPIC_SM_COMMANDS, a->admin_topic, sizeof(a->admin_topic));
+    config_bus_topic(cfg, CONFIG_TOPIC_REGISTRATIONS, a->regq_topic, sizeof(a->regq_topic));
     return 0;
 }
 

@@ -252,6 +252,10 @@ static const field fields[] = {
     STR("bus.topics", "platform_events", "bus-topic-platform-events",
         bus_topics[CONFIG_TOPIC_PLATFORM_EVENTS],
         "platform events, turned into notifications (unset: <topic_prefix>platform.events)"),
+    STR("bus.topics", "registrations", "bus-topic-registrations",
+        bus_topics[CONFIG_TOPIC_REGISTRATIONS],
+        "asynchronous registrations, for the registration worker (unset: "
+        "<topic_prefix>registrations)"),
     INT("bus", "max_event_bytes", "bus-max-event-bytes", bus_max_event_bytes, 1024, 67108864,
         "largest event (its envelope's JSON) accepted for publishing, bytes"),
     INT("bus", "partitions", "bus-partitions", bus_partitions, 1, 64,
@@ -280,6 +284,8 @@ static const field fields[] = {
     STR("bus.groups", "event_notification", "bus-group-event-notification",
         bus_groups[CONFIG_GROUP_EVENT_NOTIFICATION],
         "the event notification worker's consumer group"),
+    STR("bus.groups", "registration", "bus-group-registration",
+        bus_groups[CONFIG_GROUP_REGISTRATION], "the registration worker's consumer group"),
     BOOL("workers", "enabled", "workers", workers_enabled,
          "run the event workers (the event notification worker) in this process; `--workers` "
          "alone means true"),
@@ -298,6 +304,9 @@ static const field fields[] = {
          "data.severity, else info; none: every severity)"),
     INT("workers", "notification_retention_days", "notification-retention-days",
         notify_retention_days, 1, 36500, "notifications older than this are deleted, days"),
+    INT("workers", "registration_retention_days", "registration-retention-days",
+        regq_retention_days, 1, 36500,
+        "finished (succeeded or failed) registrations older than this are deleted, days"),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -305,12 +314,14 @@ static const field fields[] = {
 static const char *const reserved_sections[] = {NULL}; /* notification_filter: under workers */
 
 /* bus.topics.<key> and the default name's suffix, by config_topic. */
-static const char *const topic_keys[CONFIG_NTOPICS] = {
-    "enrollment_events", "shard_ingest_commands", "sm_commands", "sm_events", "platform_events"};
+static const char *const topic_keys[CONFIG_NTOPICS] = {"enrollment_events", "shard_ingest_commands",
+                                                       "sm_commands",       "sm_events",
+                                                       "platform_events",   "registrations"};
 static const char *const topic_suffixes[CONFIG_NTOPICS] = {
-    "enrollment.events", "shard.ingest.commands", "sm.commands", "sm.events", "platform.events"};
+    "enrollment.events", "shard.ingest.commands", "sm.commands",
+    "sm.events",         "platform.events",       "registrations"};
 static const char *const group_keys[CONFIG_NGROUPS] = {"enrollment_ingest", "shard_management",
-                                                       "event_notification"};
+                                                       "event_notification", "registration"};
 
 void config_defaults(citrus_config *c)
 {
@@ -381,6 +392,7 @@ void config_defaults(citrus_config *c)
     c->workers_threads = 1;
     c->workers_batch = 100;
     c->notify_retention_days = 30;
+    c->regq_retention_days = 30;
     for (size_t i = 0; i < CONFIG_NGROUPS; i++) {
         snprintf(c->bus_groups[i], sizeof(c->bus_groups[i]), "citrus-%s", group_keys[i]);
         for (char *p = c->bus_groups[i]; *p; p++)

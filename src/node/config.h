@@ -27,12 +27,14 @@ typedef enum {
     CONFIG_TOPIC_SM_COMMANDS,
     CONFIG_TOPIC_SM_EVENTS,
     CONFIG_TOPIC_PLATFORM_EVENTS,
+    CONFIG_TOPIC_REGISTRATIONS, /* the registration queue (seed 003) */
     CONFIG_NTOPICS
 } config_topic;
 typedef enum {
     CONFIG_GROUP_ENROLLMENT_INGEST,
     CONFIG_GROUP_SHARD_MANAGEMENT,
     CONFIG_GROUP_EVENT_NOTIFICATION,
+    CONFIG_GROUP_REGISTRATION,
     CONFIG_NGROUPS
 } config_group;
 
@@ -155,6 +157,7 @@ typedef struct citrus_config {
     char notify_sources[1024];            /* workers.notification_filter.sources */
     char notify_types[1024];              /* .types */
     char notify_severities[512];          /* .severities */
+    int64_t regq_retention_days;          /* finished registrations older than this are deleted */
     int64_t notify_retention_days;        /* notifications older than this are deleted */
 } citrus_config;
 

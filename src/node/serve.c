@@ -316,15 +316,18 @@ int cli_serve_main(int argc, char **argv, char **envp)
             exit_code = 2;
         goto stop_records;
     }
+    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
+        goto stop_bus;
+    /* after the bus and the shard manager (the enrollment ingest worker
+     * routes through its registry), stopped before both */
     if ((rc = workers_boot(&cfg, argv[0], &a)) < 0) {
         if (rc == CITRUS_EINVAL)
             exit_code = 2;
-        goto stop_bus;
-    }
-    if (shards_boot(&cfg, strcmp(argv[0], "dev") == 0, &a) < 0)
-        goto stop_workers;
-    if (workers_boot_shards(&cfg, argv[0], &a) < 0)
         goto stop_shards;
+    }
+    /* the registration worker needs the shard manager */
+    if ((rc = workers_regq_boot(&cfg, argv[0], &a)) < 0)
+        goto stop_workers;
     http_server_options ho = {.listen = listen,
                               .threads = (unsigned)cfg.threads,
                               .max_conns = (unsigned)cfg.max_connections,
@@ -354,7 +357,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
                 err.message);
         if (rc == CITRUS_EINVAL)
             exit_code = 2;
-        goto stop_shards;
+        goto stop_workers;
     }
     char url[128];
     char host[64];
@@ -413,12 +416,12 @@ stop_router:
     router_stop(&a, rsrv);
 stop_server:
     http_server_stop(srv);
-stop_shards:
-    workers_stop_shards(); /* its commands run through the shard manager */
-    shards_stop(&a);       /* the worker stops while the session can still fence its writes */
-    session_stop(a.sess);  /* revokes the lease: registration and leadership end now */
 stop_workers:
-    workers_stop(); /* each worker finishes its batch while the bus is open */
+    workers_regq_stop(); /* it registers through the shard manager */
+    workers_stop();      /* each worker finishes its batch while the bus and registry are there */
+stop_shards:
+    shards_stop(&a);      /* the worker stops while the session can still fence its writes */
+    session_stop(a.sess); /* revokes the lease: registration and leadership end now */
 stop_bus:
     bus_stop(&a);
 stop_records:

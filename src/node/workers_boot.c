@@ -6,10 +6,15 @@
 
 #include "citrus/errors.h"
 #include "obs/log.h"
+#include "provision/service.h"
+#include "registry/tenants.h"
 #include "records/ledger.h"
 #include "sys/clock.h"
 #include "sys/ticker.h"
+#include "records/registrations.h"
+#include "workers/ingest.h"
 #include "workers/notify.h"
+#include "workers/registration.h"
 #include "workers/runner.h"
 #include "workers/smcmd.h"
 
@@ -17,26 +22,125 @@
 #define DAY_MS (24LL * 3600 * 1000)
 
 static struct {
-    worker *notify, *sm;
-    notify_filter *filter;
+    worker *notify, *ingest, *regq, *sm;
     smcmd_ctx smctx;
+    ingest_ctx ictx;
+    char ingest_topic[256];
+    regq_worker_ctx regq_ctx;
+    notify_filter *filter;
     ticker *purger;
     records *rec;
-    int64_t ledger_keep_ms, notify_keep_ms;
+    int64_t ledger_keep_ms, notify_keep_ms, regq_keep_ms;
 } role;
 
 static void purge(void *ctx)
 {
     (void)ctx;
-    int64_t now = clock_wall_ms(NULL), ledger = 0, notes = 0;
+    int64_t now = clock_wall_ms(NULL), ledger = 0, notes = 0, regs = 0;
     errdetail e;
     if (records_processed_purge(role.rec, now - role.ledger_keep_ms, &ledger, &e) < 0 ||
-        records_notifications_purge(role.rec, now - role.notify_keep_ms, &notes, &e) < 0)
+        records_notifications_purge(role.rec, now - role.notify_keep_ms, &notes, &e) < 0 ||
+        records_reg_purge(role.rec, now - role.regq_keep_ms, &regs, &e) < 0)
         log_warn("workers", "retention: purge failed", json_pack("{s:s}", "error", e.message));
-    else if (ledger || notes)
+    else if (ledger || notes || regs)
         log_info("workers", "retention: rows deleted",
-                 json_pack("{s:I,s:I}", "ledger", (json_int_t)ledger, "notifications",
-                           (json_int_t)notes));
+                 json_pack("{s:I,s:I,s:I}", "ledger", (json_int_t)ledger, "notifications",
+                           (json_int_t)notes, "registrations", (json_int_t)regs));
+}
+
+/* The registration worker (workers/registration.h) on
+ * bus.topics.registrations; none on a node without the shard manager
+ * (the queue then waits for a node that has one). */
+int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a)
+{
+    if (strcmp(cfg->workers_enabled, "true") != 0 || !a->bus || !a->rec)
+        return 0;
+    if (!a->shards) {
+        log_warn("workers", "no shard manager here: the registration worker does not run", NULL);
+        return 0;
+    }
+    role.regq_ctx = (regq_worker_ctx){.rec = a->rec,
+                                      .svc = a->shards,
+                                      .max_attempts = (int)cfg->bus_max_attempts,
+                                      .backoff_base_ms = cfg->bus_backoff_base_ms,
+                                      .backoff_cap_ms = cfg->bus_backoff_cap_ms,
+                                      /* a shard that does not answer: well within the lease */
+                                      .attempt_ms = cfg->bus_visibility_ms / 3};
+    char topic[256];
+    config_bus_topic(cfg, CONFIG_TOPIC_REGISTRATIONS, topic, sizeof(topic));
+    worker_spec s = {.name = "registration",
+                     .topic = topic,
+                     .group = cfg->bus_groups[CONFIG_GROUP_REGISTRATION],
+                     .bus = a->bus,
+                     .rec = a->rec,
+                     .visibility_ms = cfg->bus_visibility_ms,
+                     .batch = 1, /* one registration per round: a slow shard holds back no other */
+                     .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                     .max_attempts = (int)cfg->bus_max_attempts,
+                     .threads = (int)cfg->workers_threads,
+                     .handle = regq_handle,
+                     .ctx = &role.regq_ctx};
+    errdetail e;
+    int rc = worker_new(&s, &role.regq, &e);
+    if (rc == 0)
+        rc = worker_start(role.regq, &e);
+    if (rc < 0)
+        fprintf(stderr, "citrus %s: cannot start the registration worker: %s\n", cmd, e.message);
+    return rc;
+}
+
+/* The directory's pin, else the ring's owner (as GET /v1/route answers). */
+static int route_tenant(void *ctx, const char *tenant_key, ingest_target *out, errdetail *e)
+{
+    registry *reg = ctx;
+    if (!tenant_key_valid(tenant_key))
+        return errdetail_set(e, CITRUS_EINVAL, "tenant_key %s is not a valid tenant key",
+                             tenant_key);
+    const ring *rg;
+    int64_t version;
+    int rc = registry_ring(reg, &rg, &version, NULL);
+    if (rc < 0)
+        return errdetail_set(e, rc, "the ring cannot be read");
+    route_answer ra;
+    rc = tenants_route(reg, rg, version, tenant_key, &ra);
+    registry_ring_release(reg, rg);
+    if (rc == CITRUS_EUNAVAILABLE)
+        return errdetail_set(e, rc, "no shard owns any token yet");
+    if (rc < 0)
+        return errdetail_set(e, rc, "routing %s failed", tenant_key);
+    snprintf(out->shard_id, sizeof(out->shard_id), "%s", ra.shard_id);
+    out->pinned = ra.pinned;
+    out->ring_version = ra.ring_version;
+    return 0;
+}
+
+/* Starts one worker (name, e.g. "event_notification") on topic t with
+ * group g, with the workers and bus settings; reported on stderr. */
+static int start_worker(const citrus_config *cfg, const char *cmd, app *a, const char *name,
+                        config_topic t, config_group g, worker_handler handle, void *ctx,
+                        worker **out)
+{
+    char topic[256];
+    config_bus_topic(cfg, t, topic, sizeof(topic));
+    worker_spec s = {.name = name,
+                     .topic = topic,
+                     .group = cfg->bus_groups[g],
+                     .bus = a->bus,
+                     .rec = a->rec,
+                     .visibility_ms = cfg->bus_visibility_ms,
+                     .batch = (size_t)cfg->workers_batch,
+                     .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                     .max_attempts = (int)cfg->bus_max_attempts,
+                     .threads = (int)cfg->workers_threads,
+                     .handle = handle,
+                     .ctx = ctx};
+    errdetail e;
+    int rc = worker_new(&s, out, &e);
+    if (rc == 0)
+        rc = worker_start(*out, &e);
+    if (rc < 0)
+        fprintf(stderr, "citrus %s: cannot start the %s worker: %s\n", cmd, name, e.message);
+    return rc;
 }
 
 int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
@@ -50,27 +154,38 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
         fprintf(stderr, "citrus %s: invalid config: %s\n", cmd, e.message);
         return rc;
     }
-    char topic[256];
-    config_bus_topic(cfg, CONFIG_TOPIC_PLATFORM_EVENTS, topic, sizeof(topic));
-    worker_spec s = {.name = "event_notification",
-                     .topic = topic,
-                     .group = cfg->bus_groups[CONFIG_GROUP_EVENT_NOTIFICATION],
-                     .bus = a->bus,
-                     .rec = a->rec,
-                     .visibility_ms = cfg->bus_visibility_ms,
-                     .batch = (size_t)cfg->workers_batch,
-                     .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
-                     .max_attempts = (int)cfg->bus_max_attempts,
-                     .threads = (int)cfg->workers_threads,
-                     .handle = notify_handle,
-                     .ctx = role.filter};
-    if ((rc = worker_new(&s, &role.notify, &e)) < 0 || (rc = worker_start(role.notify, &e)) < 0) {
-        fprintf(stderr, "citrus %s: cannot start the event notification worker: %s\n", cmd,
-                e.message);
+    rc = start_worker(cfg, cmd, a, "event_notification", CONFIG_TOPIC_PLATFORM_EVENTS,
+                      CONFIG_GROUP_EVENT_NOTIFICATION, notify_handle, role.filter, &role.notify);
+    /* The enrollment ingest worker, when this node runs the shard manager
+     * (its registry routes). */
+    if (rc == 0 && a->shards) {
+        config_bus_topic(cfg, CONFIG_TOPIC_SHARD_INGEST_COMMANDS, role.ingest_topic,
+                         sizeof(role.ingest_topic));
+        role.ictx = (ingest_ctx){.rec = a->rec,
+                                 .bus = a->bus,
+                                 .topic = role.ingest_topic,
+                                 .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
+                                 .route = route_tenant,
+                                 .route_ctx = a->shards->reg};
+        rc = start_worker(cfg, cmd, a, "enrollment_ingest", CONFIG_TOPIC_ENROLLMENT_EVENTS,
+                          CONFIG_GROUP_ENROLLMENT_INGEST, ingest_handle, &role.ictx, &role.ingest);
+    }
+    /* The shard management worker: commands run through the shard manager,
+     * outcomes on the lifecycle topic. */
+    if (rc == 0 && a->shards) {
+        role.smctx.svc = a->shards;
+        role.smctx.bus = a->bus;
+        config_bus_topic(cfg, CONFIG_TOPIC_SM_EVENTS, role.smctx.events_topic,
+                         sizeof(role.smctx.events_topic));
+        rc = start_worker(cfg, cmd, a, "shard_management", CONFIG_TOPIC_SM_COMMANDS,
+                          CONFIG_GROUP_SHARD_MANAGEMENT, smcmd_handle, &role.smctx, &role.sm);
+    }
+    if (rc < 0) {
         workers_stop();
         return rc;
     }
     role.rec = a->rec;
+    role.regq_keep_ms = cfg->regq_retention_days * DAY_MS;
     /* An event the bus may still hold (its retention) is still known to the
      * ledger: kept a day longer. */
     role.ledger_keep_ms = cfg->bus_retention_hours * 3600 * 1000 + DAY_MS;
@@ -80,50 +195,18 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
     return 0;
 }
 
+void workers_regq_stop(void)
+{
+    worker_stop(role.regq);
+    role.regq = NULL;
+}
+
 void workers_stop(void)
 {
     ticker_stop(role.purger);
+    worker_stop(role.sm);
+    worker_stop(role.ingest);
     worker_stop(role.notify);
     notify_filter_free(role.filter);
     memset(&role, 0, sizeof(role));
-}
-
-int workers_boot_shards(const citrus_config *cfg, const char *cmd, app *a)
-{
-    if (strcmp(cfg->workers_enabled, "true") != 0 || !a->shards)
-        return 0;
-    char sm_topic[256];
-    config_bus_topic(cfg, CONFIG_TOPIC_SM_COMMANDS, sm_topic, sizeof(sm_topic));
-    role.smctx.svc = a->shards;
-    role.smctx.bus = a->bus;
-    config_bus_topic(cfg, CONFIG_TOPIC_SM_EVENTS, role.smctx.events_topic,
-                     sizeof(role.smctx.events_topic));
-    worker_spec s = {.name = "shard_management",
-                     .topic = sm_topic,
-                     .group = cfg->bus_groups[CONFIG_GROUP_SHARD_MANAGEMENT],
-                     .bus = a->bus,
-                     .rec = a->rec,
-                     .visibility_ms = cfg->bus_visibility_ms,
-                     .batch = (size_t)cfg->workers_batch,
-                     .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
-                     .max_attempts = (int)cfg->bus_max_attempts,
-                     .threads = 1, /* one command after another, as the API would run them */
-                     .handle = smcmd_handle,
-                     .ctx = &role.smctx};
-    errdetail e;
-    int rc = worker_new(&s, &role.sm, &e);
-    if (rc == 0 && (rc = worker_start(role.sm, &e)) < 0) {
-        worker_stop(role.sm);
-        role.sm = NULL;
-    }
-    if (rc < 0)
-        fprintf(stderr, "citrus %s: cannot start the shard management worker: %s\n", cmd,
-                e.message);
-    return rc;
-}
-
-void workers_stop_shards(void)
-{
-    worker_stop(role.sm);
-    role.sm = NULL;
 }

@@ -2,9 +2,14 @@
  * `citrus dev`, off by default in `citrus server`): the event notification
  * worker on bus.topics.platform_events with group
  * bus.groups.event_notification, filtered by workers.notification_filter;
+ * the enrollment ingest worker (bus.topics.enrollment_events, group
+ * bus.groups.enrollment_ingest → bus.topics.shard_ingest_commands) when the
+ * node runs the shard manager; the shard management worker
+ * (bus.topics.sm_commands, group bus.groups.shard_management, outcomes on
+ * bus.topics.sm_events) there too;
  * and the hourly retention of the processed-ids ledger (bus retention + 1
  * day) and of the notifications (workers.notification_retention_days).
- * Started after the bus, stopped before it. */
+ * Started after the bus and the shard manager, stopped before them. */
 #ifndef CITRUS_NODE_WORKERS_BOOT_H
 #define CITRUS_NODE_WORKERS_BOOT_H
 
@@ -14,13 +19,15 @@
 /* 0 (also when the role is off), or an error reported on stderr:
  * CITRUS_EINVAL for a bad filter (exit status 2). Needs a->bus and a->rec. */
 int workers_boot(const citrus_config *cfg, const char *cmd, app *a);
+/* The registration worker (workers/registration.h) on
+ * bus.topics.registrations with group bus.groups.registration, when the
+ * role is on and this node runs the shard manager; started after it,
+ * stopped (workers_regq_stop) before it. Finished registrations are
+ * deleted after workers.registration_retention_days by the role's hourly
+ * retention. */
+int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a);
+void workers_regq_stop(void);
 /* Stops the workers (each finishes its batch) and the retention job. */
 void workers_stop(void);
-/* With the role on and a shard manager (a->shards): the shard management
- * worker on bus.topics.sm_commands (group bus.groups.shard_management),
- * outcomes on bus.topics.sm_events. Started after the shard manager,
- * stopped before it. 0, or an error reported on stderr. */
-int workers_boot_shards(const citrus_config *cfg, const char *cmd, app *a);
-void workers_stop_shards(void);
 
 #endif

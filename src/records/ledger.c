@@ -285,3 +285,50 @@ int records_notifications_query(records *r, const notification_query *q, notific
     *n = count;
     return 0;
 }
+
+/* ---- manifests ------------------------------------------------------------------ */
+
+static int manifest_id_check(const char *id, errdetail *e)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > RECORDS_MAX_MANIFEST_ID)
+        return errdetail_set(e, CITRUS_EINVAL, "manifest id: 1..%d bytes", RECORDS_MAX_MANIFEST_ID);
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  strchr("._:@-", c);
+        if (!ok)
+            return errdetail_set(e, CITRUS_EINVAL, "manifest id: only A-Z a-z 0-9 . _ : @ -");
+    }
+    return 0;
+}
+
+int records_manifest_put(records *r, const char *id, const char *body, int64_t time_ms,
+                         bool *created, int64_t *version, errdetail *e)
+{
+    bool c = false;
+    int64_t v = 0;
+    if (!r || !body || !*body)
+        return errdetail_set(e, CITRUS_EINVAL, "manifest: no store or no body");
+    int rc = manifest_id_check(id, e);
+    if (rc != 0)
+        return rc;
+    if (strlen(body) > RECORDS_MAX_MANIFEST)
+        return errdetail_set(e, CITRUS_ETOOBIGVAL, "manifest: more than %d bytes",
+                             RECORDS_MAX_MANIFEST);
+    rc = r->ops->manifest_put(r, id, body, time_ms, &c, &v, e);
+    if (created)
+        *created = rc == 0 && c;
+    if (version)
+        *version = rc == 0 ? v : 0;
+    return rc;
+}
+
+int records_manifest_get(records *r, const char *id, manifest_row *out, errdetail *e)
+{
+    memset(out, 0, sizeof(*out));
+    if (!r)
+        return errdetail_set(e, CITRUS_EINVAL, "manifest: no store");
+    int rc = manifest_id_check(id, e);
+    return rc != 0 ? rc : r->ops->manifest_get(r, id, out, e);
+}

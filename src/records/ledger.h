@@ -100,4 +100,26 @@ void notification_rows_free(notification_row *rows, size_t n);
 /* Retention: deletes the notifications with time_ms < before_ms. */
 int records_notifications_purge(records *r, int64_t before_ms, int64_t *deleted, errdetail *e);
 
+/* ---- enrollment manifests (seed 000's enrollment_manifests) ----
+ * A manifest is a JSON document stored by id (PUT /v1/manifests/{id}),
+ * read by the enrollment ingest worker. Ids: 1..RECORDS_MAX_MANIFEST_ID
+ * bytes of [A-Za-z0-9._:@-]; the body at most RECORDS_MAX_MANIFEST bytes of
+ * JSON text (the caller checked it is JSON). */
+#define RECORDS_MAX_MANIFEST_ID 256
+#define RECORDS_MAX_MANIFEST (256 * 1024)
+
+typedef struct manifest_row {
+    char *body;         /* JSON text (malloc'd) */
+    int64_t updated_ms; /* when it was last written (the caller's clock) */
+    int64_t version;    /* 1 when created, + 1 per write */
+} manifest_row;
+
+/* Creates or replaces manifest id; *created (may be NULL): it was new;
+ * *version (may be NULL): its version now. CITRUS_EINVAL for a bad id or
+ * an empty body, CITRUS_ETOOBIGVAL past the size. */
+int records_manifest_put(records *r, const char *id, const char *body, int64_t time_ms,
+                         bool *created, int64_t *version, errdetail *e);
+/* CITRUS_ENOTFOUND when there is none; free out->body. */
+int records_manifest_get(records *r, const char *id, manifest_row *out, errdetail *e);
+
 #endif

@@ -25,6 +25,7 @@ typedef struct records records;
 typedef struct audit_row audit_row;
 typedef struct notification_row notification_row;
 typedef struct processed_entry processed_entry;
+typedef struct manifest_row manifest_row;
 
 /* The audit table's columns in the order every backend selects them. */
 #define RECORDS_AUDIT_COLUMNS                                                                      \
@@ -118,6 +119,20 @@ typedef struct records_ops {
      * before_ms; *deleted: rows removed. */
     int (*purge_sql)(records *r, const char *sql, int64_t before_ms, int64_t *deleted,
                      errdetail *e);
+    /* Upserts a manifest (version + 1, or 1 when new). */
+    int (*manifest_put)(records *r, const char *id, const char *body, int64_t time_ms,
+                        bool *created, int64_t *version, errdetail *e);
+    /* CITRUS_ENOTFOUND, or out filled (body malloc'd). */
+    int (*manifest_get)(records *r, const char *id, manifest_row *out, errdetail *e);
+    /* ---- one statement of the registration queue (registrations.c builds
+     * it). Serialized like query. ---- */
+    /* Runs sql (placeholders as placeholder says) with p[0..np). Rows (a
+     * SELECT): at most max_rows, each of ncols columns, into cells
+     * (row-major, max_rows * ncols zeroed slots; each a malloc'd text, SQL
+     * NULL stays NULL), their count in *nrows (also on error: the caller
+     * frees them). *changes: the rows a DELETE/INSERT/UPDATE changed. */
+    int (*exec)(records *r, const char *sql, const records_param *p, int np, int ncols,
+                size_t max_rows, char **cells, size_t *nrows, int64_t *changes, errdetail *e);
     void (*close)(records *r);
 } records_ops;
 

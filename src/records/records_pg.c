@@ -88,6 +88,20 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS citrus_notifications_type ON citrus_notifications (type, id);"
     "CREATE INDEX IF NOT EXISTS citrus_notifications_severity"
     " ON citrus_notifications (severity, id);"
+    "CREATE TABLE IF NOT EXISTS citrus_manifests (id text PRIMARY KEY, body text NOT NULL,"
+    " updated_ms bigint NOT NULL, version bigint NOT NULL);"
+    /* the registration queue's (records/registrations.h) */
+    "CREATE TABLE IF NOT EXISTS citrus_registrations ("
+    " seq bigserial PRIMARY KEY, id text COLLATE \"C\" NOT NULL UNIQUE,"
+    " business_id text COLLATE \"C\" NOT NULL, location_id text NOT NULL,"
+    " business_type text NOT NULL, state text COLLATE \"C\" NOT NULL, attempts integer NOT NULL,"
+    " last_error text NOT NULL, next_attempt_ms bigint NOT NULL, shard_id text NOT NULL,"
+    " created_ms bigint NOT NULL, updated_ms bigint NOT NULL, finished_ms bigint NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_state ON citrus_registrations (state, seq);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_business"
+    " ON citrus_registrations (business_id, seq);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_finished"
+    " ON citrus_registrations (finished_ms);"
     "COMMIT;";
 
 /* Each session's settings (a new one after every reset). */
@@ -538,6 +552,94 @@ static int pg_purge_sql(records *r, const char *sql, int64_t before_ms, int64_t 
     return rc;
 }
 
+static int pg_manifest_put(records *r, const char *id, const char *body, int64_t time_ms,
+                           bool *created, int64_t *version, errdetail *e)
+{
+    pg_records *p = self(r);
+    char tbuf[24];
+    snprintf(tbuf, sizeof(tbuf), "%lld", (long long)time_ms);
+    const char *vals[3] = {id, body, tbuf};
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc = run(p, "manifest",
+                 "INSERT INTO citrus_manifests (id, body, updated_ms, version)"
+                 " VALUES ($1, $2, $3::bigint, 1) ON CONFLICT (id) DO UPDATE SET"
+                 " body = excluded.body, updated_ms = excluded.updated_ms,"
+                 " version = citrus_manifests.version + 1 RETURNING version",
+                 3, vals, PGRES_TUPLES_OK, &res, e);
+    if (rc == 0 && (PQntuples(res) != 1 || parse_i64(PQgetvalue(res, 0, 0), version) != 0))
+        rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): bad manifest version");
+    if (rc == 0)
+        *created = *version == 1;
+    PQclear(res);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+static int pg_manifest_get(records *r, const char *id, manifest_row *out, errdetail *e)
+{
+    pg_records *p = self(r);
+    const char *vals[1] = {id};
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc =
+        run(p, "manifest", "SELECT body, updated_ms, version FROM citrus_manifests WHERE id = $1",
+            1, vals, PGRES_TUPLES_OK, &res, e);
+    pthread_mutex_unlock(&p->mu);
+    if (rc == 0 && PQntuples(res) == 0)
+        rc = errdetail_set(e, CITRUS_ENOTFOUND, "no manifest %s", id);
+    if (rc == 0 && (parse_i64(PQgetvalue(res, 0, 1), &out->updated_ms) != 0 ||
+                    parse_i64(PQgetvalue(res, 0, 2), &out->version) != 0))
+        rc = errdetail_set(e, CITRUS_EAUDIT, "records store (postgres): bad manifest row");
+    if (rc == 0 && !(out->body = strdup(PQgetvalue(res, 0, 0))))
+        rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    PQclear(res);
+    return rc;
+}
+
+static int pg_exec(records *r, const char *sql, const records_param *prm, int np, int ncols,
+                   size_t max_rows, char **cells, size_t *nrows, int64_t *changes, errdetail *e)
+{
+    pg_records *p = self(r);
+    *nrows = 0;
+    *changes = 0;
+    char nums[RECORDS_MAX_PARAMS][24];
+    const char *vals[RECORDS_MAX_PARAMS];
+    if (np > RECORDS_MAX_PARAMS)
+        return errdetail_set(e, CITRUS_EINVAL, "registrations: too many parameters");
+    for (int i = 0; i < np; i++) {
+        if (prm[i].is_int) {
+            snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)prm[i].i);
+            vals[i] = nums[i];
+        } else {
+            vals[i] = prm[i].s;
+        }
+    }
+    pthread_mutex_lock(&p->mu);
+    PGresult *res;
+    int rc = run(p, "registrations", sql, np, vals, ncols > 0 ? PGRES_TUPLES_OK : PGRES_COMMAND_OK,
+                 &res, e);
+    pthread_mutex_unlock(&p->mu);
+    if (rc != 0)
+        return rc;
+    if (ncols > 0) {
+        int nt = PQntuples(res);
+        for (int i = 0; i < nt && (size_t)i < max_rows && rc == 0; i++) {
+            for (int c = 0; c < ncols && rc == 0; c++) {
+                if (PQgetisnull(res, i, c))
+                    continue;
+                if (!(cells[(size_t)i * (size_t)ncols + (size_t)c] = strdup(PQgetvalue(res, i, c))))
+                    rc = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+            }
+            (*nrows)++;
+        }
+    } else {
+        *changes = strtoll(PQcmdTuples(res), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
+}
+
 static void pg_close(records *r)
 {
     pg_records *p = self(r);
@@ -557,6 +659,9 @@ static const records_ops pg_ops = {
     .processed_record = pg_processed_record,
     .notify_query = pg_notify_query,
     .purge_sql = pg_purge_sql,
+    .manifest_put = pg_manifest_put,
+    .manifest_get = pg_manifest_get,
+    .exec = pg_exec,
     .close = pg_close,
 };
 

@@ -59,6 +59,20 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS citrus_notifications_type ON citrus_notifications (type, id);"
     "CREATE INDEX IF NOT EXISTS citrus_notifications_severity"
     " ON citrus_notifications (severity, id);"
+    "CREATE TABLE IF NOT EXISTS citrus_manifests (id TEXT PRIMARY KEY, body TEXT NOT NULL,"
+    " updated_ms INTEGER NOT NULL, version INTEGER NOT NULL);"
+    /* the registration queue's (records/registrations.h) */
+    "CREATE TABLE IF NOT EXISTS citrus_registrations ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+    " business_id TEXT NOT NULL, location_id TEXT NOT NULL, business_type TEXT NOT NULL,"
+    " state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,"
+    " next_attempt_ms INTEGER NOT NULL, shard_id TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_state ON citrus_registrations (state, seq);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_business"
+    " ON citrus_registrations (business_id, seq);"
+    "CREATE INDEX IF NOT EXISTS citrus_registrations_finished"
+    " ON citrus_registrations (finished_ms);"
     "PRAGMA user_version = 1;";
 
 #define STMT_TABLE(X)                                                                              \
@@ -73,6 +87,11 @@ static const char schema_sql[] =
     X(SEEN, "SELECT 1 FROM citrus_processed WHERE grp = ?1 AND event_id = ?2")                     \
     X(LEDGER,                                                                                      \
       "INSERT OR IGNORE INTO citrus_processed (grp, event_id, time_ms) VALUES (?1, ?2, ?3)")       \
+    X(MANIFEST_PUT, "INSERT INTO citrus_manifests (id, body, updated_ms, version)"                 \
+                    " VALUES (?1, ?2, ?3, 1) ON CONFLICT (id) DO UPDATE SET body = excluded.body," \
+                    " updated_ms = excluded.updated_ms, version = citrus_manifests.version + 1"    \
+                    " RETURNING version")                                                          \
+    X(MANIFEST_GET, "SELECT body, updated_ms, version FROM citrus_manifests WHERE id = ?1")        \
     X(NOTIFY, "INSERT INTO citrus_notifications (time_ms, event_id, source, type, severity,"       \
               " subject, correlation_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
 
@@ -323,6 +342,87 @@ static int lite_purge_sql(records *r, const char *sql, int64_t before_ms, int64_
     return out;
 }
 
+static int lite_manifest_put(records *r, const char *id, const char *body, int64_t time_ms,
+                             bool *created, int64_t *version, errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = s->st[ST_MANIFEST_PUT];
+    bind_text(st, 1, id);
+    bind_text(st, 2, body);
+    sqlite3_bind_int64(st, 3, time_ms);
+    int rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? 0 : fail(s->db, rc, "manifest", e);
+    if (out == 0) {
+        *version = sqlite3_column_int64(st, 0);
+        *created = *version == 1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
+static int lite_manifest_get(records *r, const char *id, manifest_row *out, errdetail *e)
+{
+    sqlite_records *s = self(r);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = s->st[ST_MANIFEST_GET];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    int res;
+    if (rc == SQLITE_ROW) {
+        out->body = strdup((const char *)sqlite3_column_text(st, 0));
+        out->updated_ms = sqlite3_column_int64(st, 1);
+        out->version = sqlite3_column_int64(st, 2);
+        res = out->body ? 0 : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    } else if (rc == SQLITE_DONE) {
+        res = errdetail_set(e, CITRUS_ENOTFOUND, "no manifest %s", id);
+    } else {
+        res = fail(s->db, rc, "manifest", e);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->mu);
+    return res;
+}
+
+static int lite_exec(records *r, const char *sql, const records_param *p, int np, int ncols,
+                     size_t max_rows, char **cells, size_t *nrows, int64_t *changes, errdetail *e)
+{
+    sqlite_records *s = self(r);
+    *nrows = 0;
+    *changes = 0;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    for (int i = 0; i < np && rc == SQLITE_OK; i++)
+        rc = p[i].is_int ? sqlite3_bind_int64(st, i + 1, p[i].i) : bind_text(st, i + 1, p[i].s);
+    int out = rc == SQLITE_OK ? 0 : fail(s->db, rc, "registrations", e);
+    while (out == 0) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+            break;
+        if (rc != SQLITE_ROW) {
+            out = fail(s->db, rc, "registrations", e);
+            break;
+        }
+        if (*nrows >= max_rows)
+            continue;
+        for (int c = 0; c < ncols && out == 0; c++) {
+            const char *v = (const char *)sqlite3_column_text(st, c);
+            if (v && !(cells[*nrows * (size_t)ncols + (size_t)c] = strdup(v)))
+                out = errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+        }
+        (*nrows)++;
+    }
+    if (out == 0)
+        *changes = sqlite3_changes(s->db);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
 static void lite_close(records *r)
 {
     sqlite_records *s = self(r);
@@ -343,6 +443,9 @@ static const records_ops sqlite_ops = {
     .processed_record = lite_processed_record,
     .notify_query = lite_notify_query,
     .purge_sql = lite_purge_sql,
+    .manifest_put = lite_manifest_put,
+    .manifest_get = lite_manifest_get,
+    .exec = lite_exec,
     .close = lite_close,
 };
 

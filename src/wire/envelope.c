@@ -389,6 +389,15 @@ static void uuid4(const unsigned char r[16], char out[37])
     out[k] = '\0';
 }
 
+int envelope_new_id(char out[37], errdetail *e)
+{
+    unsigned char r[16];
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        return errdetail_set(e, CITRUS_EIO, "no random bytes for a UUID");
+    uuid4(r, out);
+    return 0;
+}
+
 /* Sets doc[name] to the string v (nothing when v is NULL). */
 static int put_string(json_t *doc, const char *name, const char *v, errdetail *e)
 {

@@ -80,6 +80,10 @@ typedef struct envelope_spec {
     json_t *data;                /* borrowed (out keeps a reference); NULL: no data */
 } envelope_spec;
 
+/* A new random (version 4) UUID in its 36-character form: 0, or
+ * CITRUS_EIO when there are no random bytes. */
+int envelope_new_id(char out[37], errdetail *e);
+
 /* Makes an event of schema version ENVELOPE_SCHEMA_VERSION with every
  * member checked as envelope_parse checks it; time is always set. */
 int envelope_build(const envelope_spec *s, envelope *out, errdetail *e);

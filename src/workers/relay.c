@@ -62,6 +62,10 @@ struct relay {
     /* the thread's own */
     store_watch *w;
     int64_t checkpointed; /* the revision in the catalog's checkpoint */
+    /* the newest revision whose events were published (the thread's): the
+     * checkpoint is written only when it passed the checkpoint, so a
+     * catalog whose shards and tenants do not change gets no writes */
+    int64_t event_rev;
     int64_t last_ckpt_ms;
     _Atomic int64_t published;
 };
@@ -332,7 +336,7 @@ static int checkpoint_read(relay *r, int64_t *rev)
 static void checkpoint_write(relay *r, int64_t token)
 {
     int64_t pub = atomic_load(&r->published);
-    if (pub <= r->checkpointed)
+    if (pub <= r->checkpointed || r->event_rev <= r->checkpointed)
         return;
     txb t;
     txb_init(&t);
@@ -425,8 +429,11 @@ static int drain(relay *r)
     int rc = 0;
     for (qitem *q = list, *next; q; q = next) {
         next = q->next;
-        if (rc == 0 && (rc = publish_revision(r, q)) == 0)
+        if (rc == 0 && (rc = publish_revision(r, q)) == 0) {
             atomic_store(&r->published, q->rev);
+            r->event_rev = q->rev;
+            metrics_gauge_set("citrus_relay_published_revision", NULL, (double)q->rev);
+        }
         qitem_free(q);
     }
     if (rc == 0) {
@@ -502,6 +509,9 @@ int relay_start(const relay_options *o, relay **out)
     clock_cond_init(&r->cv);
     metrics_describe("citrus_relay_events_total", METRIC_COUNTER,
                      "Lifecycle events the relay published (again after a restart, too)");
+    metrics_describe("citrus_relay_published_revision", METRIC_GAUGE,
+                     "The catalog revision of the newest shard or tenant change the relay "
+                     "published");
     metrics_describe("citrus_relay_gaps_total", METRIC_COUNTER,
                      "Times the catalog's history was compacted past the relay's checkpoint");
     if (pthread_create(&r->th, NULL, relay_main, r) != 0) {

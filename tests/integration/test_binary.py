@@ -100,7 +100,8 @@ def test_bus_settings_checked_at_start(tmp_path):
 
 def test_bus_topics_created_at_start(make_citrus, tmp_path):
     """Issue 15: the node opens its event bus in the data dir and creates
-    seed 000's topics, each with its dead-letter topic, with bus.partitions;
+    seed 000's topics and the registration queue's (seed 003), each with its
+    dead-letter topic, with bus.partitions;
     a restart keeps them (and their partitions) as they were."""
     import sqlite3
     c = make_citrus(extra=["--bus-partitions", "3",
@@ -115,7 +116,8 @@ def test_bus_topics_created_at_start(make_citrus, tmp_path):
             db.close()
 
     want = {n: 3 for n in ("citrus.enrollment.events", "citrus.shard.ingest.commands",
-                           "citrus.sm.commands", "citrus.sm.events", "ops.platform")}
+                           "citrus.sm.commands", "citrus.sm.events", "ops.platform",
+                           "citrus.registrations")}
     want.update({n + ".dlq": 3 for n in list(want)})
     assert topics() == want
     c.extra = [x for x in c.extra if x not in ("--bus-partitions", "3")]

@@ -77,7 +77,7 @@ def err(r):
 def test_topics_listing(node):
     topics = {t["name"]: t for t in node.call("GET", "/v1/topics", "reader").json()["topics"]}
     names = ["citrus.enrollment.events", "citrus.shard.ingest.commands", CMDS,
-             "citrus.sm.events", TOPIC]
+             "citrus.sm.events", TOPIC, "citrus.registrations"]
     assert sorted(topics) == sorted(names + [n + ".dlq" for n in names])
     t = topics[TOPIC]
     assert t["partitions"] == 2 and not t["dead_letter"]

@@ -50,6 +50,16 @@ GET_PATHS = {
     "/api/shards/health": ["/api/shards/health"],
     "/v1/auth/keys": ["/v1/auth/keys"],
     "/v1/audit": ["/v1/audit?limit=1000"],
+    "/v1/notifications": ["/v1/notifications?limit=1000"],
+    "/v1/manifests/{id}": ["/v1/manifests/m1"],
+    # the bus: the lifecycle events of the shards and pins planted (no DSN in them)
+    "/v1/topics": ["/v1/topics"],
+    "/v1/topics/{topic}/events": [f"/v1/topics/citrus.sm.events/events?partition={p}&limit=1000"
+                                  for p in range(4)],
+    "/v1/consumers": ["/v1/consumers"],
+    "/v1/dlq/{topic}": ["/v1/dlq/citrus.sm.events"],
+    "/v1/registrations": ["/v1/registrations?limit=1000"],
+    "/v1/registrations/{id}": ["/v1/registrations/nope"],
     "/health/live": ["/health/live"],
     "/health/ready": ["/health/ready"],
     "/metrics": ["/metrics"],

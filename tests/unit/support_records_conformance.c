@@ -15,6 +15,7 @@
 
 #include "citrus/errors.h"
 #include "records/ledger.h"
+#include "records/registrations.h"
 
 static const records_conformance_factory *factory;
 
@@ -1239,6 +1240,238 @@ static void test_ledger_failed_write(void **state)
     assert_int_equal(notes(r, NULL, NULL, NULL), 2);
 }
 
+/* Manifests: created, replaced (version + 1), read back; bad ids and sizes. */
+static void test_manifests(void **state)
+{
+    records *r = R(state);
+    manifest_row m;
+    errdetail e = {0};
+    assert_int_equal(records_manifest_get(r, "enr-1", &m, &e), CITRUS_ENOTFOUND);
+    assert_null(m.body);
+    bool created = false;
+    int64_t version = 0;
+    assert_int_equal(records_manifest_put(r, "enr-1", "{\"tenant_key\":\"acme:s1\"}", 100, &created,
+                                          &version, &e),
+                     0);
+    assert_true(created);
+    assert_int_equal(version, 1);
+    assert_int_equal(records_manifest_put(r, "enr-1",
+                                          "{\"tenant_key\":\"acme:s2\",\"n\":\"\xc3\xa9\"}", 200,
+                                          &created, &version, &e),
+                     0);
+    assert_false(created);
+    assert_int_equal(version, 2);
+    assert_int_equal(records_manifest_get(r, "enr-1", &m, &e), 0);
+    assert_string_equal(m.body, "{\"tenant_key\":\"acme:s2\",\"n\":\"\xc3\xa9\"}");
+    assert_int_equal(m.updated_ms, 200);
+    assert_int_equal(m.version, 2);
+    free(m.body);
+    assert_int_equal(records_manifest_get(r, "enr-2", &m, &e), CITRUS_ENOTFOUND);
+    const char *bad[] = {"", "has space", "a/b", "x\xc3\xa9"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(records_manifest_put(r, bad[i], "{}", 1, NULL, NULL, &e), CITRUS_EINVAL);
+        assert_int_equal(records_manifest_get(r, bad[i], &m, &e), CITRUS_EINVAL);
+    }
+    char longid[RECORDS_MAX_MANIFEST_ID + 2];
+    memset(longid, 'a', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    assert_int_equal(records_manifest_put(r, longid, "{}", 1, NULL, NULL, &e), CITRUS_EINVAL);
+    longid[RECORDS_MAX_MANIFEST_ID] = '\0';
+    assert_int_equal(records_manifest_put(r, longid, "{}", 1, NULL, NULL, &e), 0);
+    assert_int_equal(records_manifest_put(r, "x", "", 1, NULL, NULL, &e), CITRUS_EINVAL);
+    char *big = malloc(RECORDS_MAX_MANIFEST + 2);
+    assert_non_null(big);
+    memset(big, ' ', RECORDS_MAX_MANIFEST + 1);
+    big[RECORDS_MAX_MANIFEST + 1] = '\0';
+    assert_int_equal(records_manifest_put(r, "big", big, 1, NULL, NULL, &e), CITRUS_ETOOBIGVAL);
+    free(big);
+    assert_int_equal(records_manifest_get(r, "big", &m, &e), CITRUS_ENOTFOUND);
+    /* kept across a reopen */
+    records *r2 = NULL;
+    assert_int_equal(factory->reopen(factory->ctx, &r2), 0);
+    assert_int_equal(records_manifest_get(r2, "enr-1", &m, &e), 0);
+    assert_int_equal(m.version, 2);
+    free(m.body);
+    records_close(r2);
+}
+
+/* ---- the registration queue (records/registrations.h) ---------------------------- */
+
+static reg_row mkreg(const char *id, const char *biz, const char *loc, int64_t t)
+{
+    reg_row g = {.state = REG_QUEUED, .created_ms = t};
+    snprintf(g.id, sizeof(g.id), "%s", id);
+    snprintf(g.business_id, sizeof(g.business_id), "%s", biz);
+    snprintf(g.location_id, sizeof(g.location_id), "%s", loc);
+    snprintf(g.business_type, sizeof(g.business_type), "retail");
+    return g;
+}
+
+static int64_t reg_add(records *r, const char *id, const char *biz, const char *loc, int64_t t)
+{
+    reg_row g = mkreg(id, biz, loc, t);
+    errdetail e = {0};
+    if (records_reg_create(r, &g, &e) != 0)
+        fail_msg("reg create: %s", e.message);
+    assert_true(g.seq > 0);
+    return g.seq;
+}
+
+/* Created, read back field by field; an id is taken once; bad fields are
+ * refused before anything is written; an unknown id is not found. */
+static void test_reg_create_get(void **state)
+{
+    records *r = R(state);
+    int64_t s1 = reg_add(r, "r-1", "acme", "s1", 1000);
+    int64_t s2 = reg_add(r, "r-2", "acme", "s2", 1001);
+    assert_true(s2 > s1);
+    reg_row g;
+    errdetail e = {0};
+    assert_int_equal(records_reg_get(r, "r-1", &g, &e), 0);
+    assert_int_equal(g.seq, s1);
+    assert_string_equal(g.id, "r-1");
+    assert_string_equal(g.business_id, "acme");
+    assert_string_equal(g.location_id, "s1");
+    assert_string_equal(g.business_type, "retail");
+    assert_int_equal(g.state, REG_QUEUED);
+    assert_int_equal(g.attempts, 0);
+    assert_string_equal(g.last_error, "");
+    assert_string_equal(g.shard_id, "");
+    assert_int_equal(g.created_ms, 1000);
+    assert_int_equal(g.updated_ms, 1000);
+    assert_int_equal(g.finished_ms, 0);
+    reg_row dup = mkreg("r-1", "other", "x", 5);
+    assert_int_equal(records_reg_create(r, &dup, &e), CITRUS_EEXISTS);
+    assert_int_equal(records_reg_get(r, "r-1", &g, &e), 0);
+    assert_string_equal(g.business_id, "acme");
+    reg_row bad = mkreg("r-3", "", "x", 5);
+    assert_int_equal(records_reg_create(r, &bad, &e), CITRUS_EINVAL);
+    assert_int_equal(records_reg_get(r, "r-3", &g, &e), CITRUS_ENOTFOUND);
+    assert_int_equal(records_reg_get(r, "nope", &g, &e), CITRUS_ENOTFOUND);
+    char long_id[RECORDS_MAX_REG_ID + 10];
+    memset(long_id, 'a', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    assert_int_equal(records_reg_get(r, long_id, &g, &e), CITRUS_ENOTFOUND);
+}
+
+/* An update applies only from the state it expects; finishing sets the
+ * finish time; an error longer than its limit is cut at a character. */
+static void test_reg_update(void **state)
+{
+    records *r = R(state);
+    reg_add(r, "u-1", "acme", "s1", 1000);
+    reg_row g;
+    errdetail e = {0};
+    assert_int_equal(records_reg_get(r, "u-1", &g, &e), 0);
+    g.state = REG_RETRYING;
+    g.attempts = 1;
+    g.next_attempt_ms = 5000;
+    g.updated_ms = 2000;
+    memset(g.last_error, 'x', RECORDS_MAX_REG_ERROR);
+    g.last_error[RECORDS_MAX_REG_ERROR - 1] = (char)0xc3; /* a character cut in half */
+    g.last_error[RECORDS_MAX_REG_ERROR] = '\0';
+    bool changed = false;
+    assert_int_equal(records_reg_update(r, &g, REG_FAILED, &changed, &e), 0);
+    assert_false(changed); /* it is queued, not failed */
+    assert_int_equal(records_reg_update(r, &g, REG_QUEUED, &changed, &e), 0);
+    assert_true(changed);
+    reg_row got;
+    assert_int_equal(records_reg_get(r, "u-1", &got, &e), 0);
+    assert_int_equal(got.state, REG_RETRYING);
+    assert_int_equal(got.attempts, 1);
+    assert_int_equal(got.next_attempt_ms, 5000);
+    assert_int_equal(got.updated_ms, 2000);
+    assert_int_equal(got.finished_ms, 0);
+    assert_true(strlen(got.last_error) < RECORDS_MAX_REG_ERROR);
+    assert_true(strlen(got.last_error) >= RECORDS_MAX_REG_ERROR - 4);
+    g.state = REG_SUCCEEDED;
+    snprintf(g.shard_id, sizeof(g.shard_id), "shard-2");
+    g.last_error[0] = '\0';
+    g.updated_ms = 3000;
+    assert_int_equal(records_reg_update(r, &g, REG_NSTATES, &changed, &e), 0);
+    assert_true(changed);
+    assert_int_equal(records_reg_get(r, "u-1", &got, &e), 0);
+    assert_int_equal(got.state, REG_SUCCEEDED);
+    assert_string_equal(got.shard_id, "shard-2");
+    assert_int_equal(got.finished_ms, 3000);
+    /* an id with no row: nothing changed, no error */
+    snprintf(g.id, sizeof(g.id), "nope");
+    assert_int_equal(records_reg_update(r, &g, REG_NSTATES, &changed, &e), 0);
+    assert_false(changed);
+}
+
+static void reg_set_state(records *r, const char *id, reg_state st, int64_t t)
+{
+    reg_row g;
+    errdetail e = {0};
+    assert_int_equal(records_reg_get(r, id, &g, &e), 0);
+    g.state = st;
+    g.updated_ms = t;
+    assert_int_equal(records_reg_update(r, &g, REG_NSTATES, NULL, &e), 0);
+}
+
+static size_t reg_ids(records *r, const reg_query *q, char ids[][RECORDS_MAX_REG_ID + 1],
+                      int64_t *next)
+{
+    reg_row *rows = NULL;
+    size_t n = 0;
+    errdetail e = {0};
+    if (records_reg_query(r, q, &rows, &n, next, &e) != 0)
+        fail_msg("reg query: %s", e.message);
+    for (size_t i = 0; i < n; i++)
+        snprintf(ids[i], RECORDS_MAX_REG_ID + 1, "%s", rows[i].id);
+    if (n == 0)
+        assert_null(rows);
+    free(rows);
+    return n;
+}
+
+/* Filters by state and business, in queue order, paged; purge removes
+ * the finished ones older than the bound only. */
+static void test_reg_query_purge(void **state)
+{
+    records *r = R(state);
+    reg_add(r, "q-1", "a", "1", 1);
+    reg_add(r, "q-2", "b", "1", 2);
+    reg_add(r, "q-3", "a", "2", 3);
+    reg_add(r, "q-4", "a", "3", 4);
+    reg_set_state(r, "q-1", REG_FAILED, 100);
+    reg_set_state(r, "q-3", REG_FAILED, 300);
+    reg_set_state(r, "q-2", REG_FAILED, 200);
+    reg_set_state(r, "q-4", REG_SUCCEEDED, 400);
+    char ids[8][RECORDS_MAX_REG_ID + 1];
+    int64_t next = -1;
+    reg_query q = {.has_state = true, .state = REG_FAILED, .business_id = "a"};
+    assert_int_equal(reg_ids(r, &q, ids, &next), 2);
+    assert_string_equal(ids[0], "q-1");
+    assert_string_equal(ids[1], "q-3");
+    assert_int_equal(next, 0);
+    q = (reg_query){.has_state = true, .state = REG_FAILED, .limit = 2};
+    assert_int_equal(reg_ids(r, &q, ids, &next), 2);
+    assert_string_equal(ids[1], "q-2");
+    assert_true(next > 0);
+    q.after_seq = next;
+    assert_int_equal(reg_ids(r, &q, ids, &next), 1);
+    assert_string_equal(ids[0], "q-3");
+    assert_int_equal(next, 0);
+    q = (reg_query){.business_id = "a"};
+    assert_int_equal(reg_ids(r, &q, ids, &next), 3);
+    q = (reg_query){.business_id = "zzz"};
+    assert_int_equal(reg_ids(r, &q, ids, &next), 0);
+    assert_int_equal(reg_ids(r, NULL, ids, &next), 4);
+    int64_t deleted = -1;
+    errdetail e = {0};
+    assert_int_equal(records_reg_purge(r, 250, &deleted, &e), 0);
+    assert_int_equal(deleted, 2); /* q-1 (100) and q-2 (200) */
+    assert_int_equal(reg_ids(r, NULL, ids, &next), 2);
+    assert_string_equal(ids[0], "q-3");
+    reg_add(r, "q-5", "a", "4", 5); /* not finished: never purged */
+    assert_int_equal(records_reg_purge(r, 1000000, &deleted, &e), 0);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(reg_ids(r, NULL, ids, &next), 1);
+    assert_string_equal(ids[0], "q-5");
+}
+
 #define CONF_TEST(f) cmocka_unit_test_setup_teardown(f, conf_setup, conf_teardown)
 
 static const struct CMUnitTest conformance_tests[] = {
@@ -1264,6 +1497,10 @@ static const struct CMUnitTest conformance_tests[] = {
     CONF_TEST(test_ledger_purge),
     CONF_TEST(test_ledger_reopen),
     CONF_TEST(test_ledger_failed_write),
+    CONF_TEST(test_manifests),
+    CONF_TEST(test_reg_create_get),
+    CONF_TEST(test_reg_update),
+    CONF_TEST(test_reg_query_purge),
 };
 
 const struct CMUnitTest *records_conformance_tests(const records_conformance_factory *f, size_t *n)

@@ -401,12 +401,14 @@ static void bus_topics_and_defaults(void **state)
     assert_int_equal(c.bus_max_event_bytes, 1048576);
     static const char *const want[CONFIG_NTOPICS] = {
         "citrus.enrollment.events", "citrus.shard.ingest.commands", "citrus.sm.commands",
-        "citrus.sm.events", "citrus.platform.events"};
+        "citrus.sm.events",         "citrus.platform.events",       "citrus.registrations"};
     for (size_t t = 0; t < CONFIG_NTOPICS; t++)
         assert_string_equal(config_bus_topic(&c, (config_topic)t, buf, sizeof(buf)), want[t]);
     assert_string_equal(c.bus_groups[CONFIG_GROUP_ENROLLMENT_INGEST], "citrus-enrollment-ingest");
     assert_string_equal(c.bus_groups[CONFIG_GROUP_SHARD_MANAGEMENT], "citrus-shard-management");
     assert_string_equal(c.bus_groups[CONFIG_GROUP_EVENT_NOTIFICATION], "citrus-event-notification");
+    assert_string_equal(c.bus_groups[CONFIG_GROUP_REGISTRATION], "citrus-registration");
+    assert_int_equal(c.regq_retention_days, 30);
     assert_int_equal(config_validate(&c, &err), 0);
 
     const char *text = "{\"bus\": {\"topic_prefix\": \"qie.\", \"max_event_bytes\": 2048, "
@@ -430,6 +432,15 @@ static void bus_topics_and_defaults(void **state)
     assert_int_equal(config_validate(&c, &err), 0);
     assert_int_equal(config_set_flag(&c, "bus-topic-sm-commands", "cmds", &err), 0);
     assert_string_equal(config_bus_topic(&c, CONFIG_TOPIC_SM_COMMANDS, buf, sizeof(buf)), "cmds");
+    /* the registration queue's topic, group and retention */
+    assert_int_equal(config_set_flag(&c, "bus-topic-registrations", "regs", &err), 0);
+    assert_string_equal(config_bus_topic(&c, CONFIG_TOPIC_REGISTRATIONS, buf, sizeof(buf)), "regs");
+    assert_int_equal(config_set_flag(&c, "bus-group-registration", "reg-workers", &err), 0);
+    assert_string_equal(c.bus_groups[CONFIG_GROUP_REGISTRATION], "reg-workers");
+    assert_int_equal(config_set_flag(&c, "registration-retention-days", "7", &err), 0);
+    assert_int_equal(c.regq_retention_days, 7);
+    assert_int_equal(config_set_flag(&c, "registration-retention-days", "0", &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "workers.registration_retention_days"));
 
     /* bounds and choices, named */
     assert_int_equal(config_set_flag(&c, "bus-max-event-bytes", "1023", &err), CITRUS_EINVAL);

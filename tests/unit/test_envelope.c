@@ -450,6 +450,26 @@ static void topic_names(void **state)
     assert_int_equal(envelope_topic_check("t", too_long, &e), CITRUS_EINVAL);
 }
 
+/* envelope_new_id: a version 4 UUID, 36 characters, a new one each time. */
+static void new_ids(void **state)
+{
+    (void)state;
+    char a[37], b[37];
+    errdetail e = {0};
+    assert_int_equal(envelope_new_id(a, &e), 0);
+    assert_int_equal(envelope_new_id(b, &e), 0);
+    assert_int_equal(strlen(a), 36);
+    assert_string_not_equal(a, b);
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            assert_int_equal(a[i], '-');
+        else
+            assert_non_null(strchr("0123456789abcdef", a[i]));
+    }
+    assert_int_equal(a[14], '4');           /* the version */
+    assert_non_null(strchr("89ab", a[19])); /* the variant */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +484,7 @@ int main(void)
         cmocka_unit_test(unicode),
         cmocka_unit_test(build),
         cmocka_unit_test(topic_names),
+        cmocka_unit_test(new_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

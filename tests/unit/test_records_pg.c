@@ -61,7 +61,8 @@ static int conf_reopen(void *ctx, records **out)
 
 static int conf_open(void *ctx, records **out)
 {
-    admin_exec("DROP TABLE IF EXISTS citrus_audit, citrus_processed, citrus_notifications");
+    admin_exec("DROP TABLE IF EXISTS citrus_audit, citrus_processed, citrus_notifications,"
+               " citrus_manifests, citrus_registrations");
     return conf_reopen(ctx, out);
 }
 

@@ -28,6 +28,7 @@
 #include "obs/metrics.h"
 #include "records/ledger.h"
 #include "support_pg.h"
+#include "workers/ingest.h"
 #include "workers/notify.h"
 #include "workers/runner.h"
 
@@ -596,7 +597,165 @@ static void test_notification_big_data(void **state)
     free(json);
 }
 
-/* ---- kill -9 mid-batch ---------------------------------------------------------------- */
+/* ---- the enrollment ingest worker ------------------------------------------------------ */
+
+static int fake_route(void *ctx, const char *tenant, ingest_target *out, errdetail *e)
+{
+    atomic_int *routed = ctx;
+    atomic_fetch_add(routed, 1);
+    if (strncmp(tenant, "down:", 5) == 0)
+        return errdetail_set(e, CITRUS_EUNAVAILABLE, "no shard owns any token yet");
+    snprintf(out->shard_id, sizeof(out->shard_id), "%s",
+             strncmp(tenant, "acme:", 5) == 0 ? "s1" : "s2");
+    out->pinned = strncmp(tenant, "acme:", 5) == 0;
+    out->ring_version = 7;
+    return 0;
+}
+
+typedef struct ingest_fixture {
+    ingest_ctx ic;
+    atomic_int routed;
+} ingest_fixture;
+
+static void ingest_worker(fixture *f, ingest_fixture *x)
+{
+    errdetail e = {0};
+    bus_topic_opts o = {.partitions = 2};
+    assert_int_equal(bus_topic_create(f->b, "cmds", &o, &e), 0);
+    x->ic = (ingest_ctx){.rec = f->r,
+                         .bus = f->b,
+                         .topic = "cmds",
+                         .clock = f->clock,
+                         .max_event_bytes = 4096,
+                         .route = fake_route,
+                         .route_ctx = &x->routed};
+    mkworker(f, ingest_handle, &x->ic, 0);
+}
+
+static void put_manifest(fixture *f, const char *id, const char *body)
+{
+    errdetail e = {0};
+    if (records_manifest_put(f->r, id, body, T0, NULL, NULL, &e) != 0)
+        fail_msg("manifest: %s", e.message);
+}
+
+/* The commands on cmds, all partitions, in *out (json, caller decrefs). */
+static size_t commands(fixture *f, json_t **out, size_t max)
+{
+    size_t total = 0;
+    for (int p = 0; p < 2; p++) {
+        bus_message *m = NULL;
+        size_t n = 0;
+        assert_int_equal(bus_read(f->b, "cmds", p, 0, 100, &m, &n, NULL), 0);
+        for (size_t i = 0; i < n; i++) {
+            if (total < max)
+                out[total] = json_loads((const char *)m[i].value, 0, NULL);
+            total++;
+        }
+        bus_messages_free(m, n);
+    }
+    return total;
+}
+
+static void test_ingest_event_to_command(void **state)
+{
+    fixture *f = *state;
+    ingest_fixture x = {0};
+    ingest_worker(f, &x);
+    put_manifest(f, "m1", "{\"tenant_key\":\"acme:north\",\"rows\":3}");
+    put_manifest(f, "m2", "{\"tenant_key\":\"globex:x\"}");
+    publish(f, "enr-1",
+            ",\"data\":{\"manifest_id\":\"m1\"},"
+            "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"");
+    publish(f, "enr-2", ",\"subject\":\"m2\"");
+    assert_int_equal(run(f), 2);
+    json_t *cmd[4] = {0};
+    assert_int_equal(commands(f, cmd, 4), 2);
+    bool first = strcmp(json_string_value(json_object_get(cmd[0], "id")), "enr-1") == 0;
+    json_t *c1 = first ? cmd[0] : cmd[1], *c2 = first ? cmd[1] : cmd[0];
+    assert_string_equal(json_string_value(json_object_get(c1, "id")), "enr-1");
+    assert_string_equal(json_string_value(json_object_get(c1, "type")), INGEST_COMMAND_TYPE);
+    assert_string_equal(json_string_value(json_object_get(c1, "source")), INGEST_SOURCE);
+    assert_string_equal(json_string_value(json_object_get(c1, "subject")), "s1");
+    assert_string_equal(json_string_value(json_object_get(c1, "correlationid")), "c-enr-1");
+    assert_non_null(json_object_get(c1, "traceparent"));
+    json_t *d = json_object_get(c1, "data");
+    assert_string_equal(json_string_value(json_object_get(d, "shard_id")), "s1");
+    assert_string_equal(json_string_value(json_object_get(d, "connection_ref")), "/v1/shards/s1");
+    assert_string_equal(json_string_value(json_object_get(d, "tenant_key")), "acme:north");
+    assert_string_equal(json_string_value(json_object_get(d, "manifest_id")), "m1");
+    assert_int_equal(json_integer_value(json_object_get(d, "manifest_version")), 1);
+    assert_string_equal(json_string_value(json_object_get(d, "enrollment_event_id")), "enr-1");
+    assert_string_equal(json_string_value(json_object_get(d, "routed_by")), "directory");
+    assert_int_equal(json_integer_value(json_object_get(d, "ring_version")), 7);
+    d = json_object_get(c2, "data");
+    assert_string_equal(json_string_value(json_object_get(d, "routed_by")), "ring");
+    assert_string_equal(json_string_value(json_object_get(d, "manifest_id")), "m2");
+    for (int i = 0; i < 2; i++)
+        json_decref(cmd[i]);
+    /* the same event again: the ledger has it, no second command */
+    publish(f, "enr-1", ",\"data\":{\"manifest_id\":\"m1\"}");
+    assert_int_equal(run(f), 1);
+    assert_int_equal(commands(f, cmd, 0), 2);
+    assert_int_equal(atomic_load(&x.routed), 2);
+}
+
+/* A manifest not there yet: retried with backoff; once written, the next
+ * attempt publishes. Never written: dead-lettered after max_attempts. */
+static void test_ingest_missing_manifest(void **state)
+{
+    fixture *f = *state;
+    ingest_fixture x = {0};
+    ingest_worker(f, &x);
+    publish(f, "late", ",\"subject\":\"m-late\"");
+    assert_int_equal(run(f), 1);
+    assert_int_equal(commands(f, NULL, 0), 0);
+    put_manifest(f, "m-late", "{\"tenant_key\":\"acme:a\"}");
+    clock_test_advance(f->clock, 500);
+    assert_int_equal(run(f), 1);
+    assert_int_equal(commands(f, NULL, 0), 1);
+
+    publish(f, "never", ",\"subject\":\"m-never\"");
+    for (int a = 1; a <= MAX_ATTEMPTS; a++) {
+        assert_int_equal(run(f), 1);
+        clock_test_advance(f->clock, 8000);
+    }
+    assert_int_equal(run(f), 0);
+    char err[256];
+    int attempts = 0;
+    assert_int_equal(dead_letters(f, err, sizeof(err), &attempts), 1);
+    assert_int_equal(attempts, MAX_ATTEMPTS);
+    assert_non_null(strstr(err, "manifest m-never not found"));
+    assert_int_equal(commands(f, NULL, 0), 1);
+}
+
+/* What no retry can fix goes to the dead letters at once; a shard that
+ * cannot be told now is retried. */
+static void test_ingest_poison_and_unroutable(void **state)
+{
+    fixture *f = *state;
+    ingest_fixture x = {0};
+    ingest_worker(f, &x);
+    put_manifest(f, "no-tenant", "{\"rows\":1}");
+    put_manifest(f, "down", "{\"tenant_key\":\"down:a\"}");
+    publish(f, "p1", NULL);                                     /* names no manifest */
+    publish(f, "p2", ",\"subject\":\"no-tenant\"");             /* manifest without tenant */
+    publish(f, "p3", ",\"data\":{\"manifest_id\":\"bad id\"}"); /* an id that cannot be */
+    assert_int_equal(run(f), 3);
+    char err[256];
+    assert_int_equal(dead_letters(f, err, sizeof(err), NULL), 3);
+    assert_non_null(strstr(err, "names no manifest"));
+    publish(f, "p4", ",\"subject\":\"down\"");
+    assert_int_equal(run(f), 1);
+    assert_int_equal(dead_letters(f, NULL, 0, NULL), 3);
+    assert_int_equal(metric(f, "citrus_worker_retried_total"), 1);
+    clock_test_advance(f->clock, 500);
+    assert_int_equal(run(f), 1); /* tried again */
+    assert_int_equal(atomic_load(&x.routed), 2);
+    assert_int_equal(commands(f, NULL, 0), 0);
+}
+
+/* ---- kill -9 mid-batch -------------------------------------------------------------------- */
 
 #define KILL_N 600
 #define KILL_VIS 300
@@ -757,6 +916,9 @@ int main(void)
         cmocka_unit_test(test_severity_rule),
         T(test_notification_worker),
         cmocka_unit_test(test_notification_big_data),
+        T(test_ingest_event_to_command),
+        T(test_ingest_missing_manifest),
+        T(test_ingest_poison_and_unroutable),
         cmocka_unit_test(test_kill9_mid_batch),
     };
     int failed = cmocka_run_group_tests_name("workers", tests, NULL, NULL);

@@ -1,0 +1,313 @@
+"""The registration queue (issue 15 item 5, seed 003; docs/events.md,
+"Registration queue"): POST /api/register[/batch]?async=true (or Prefer:
+respond-async) answers 202 with a registration id per location and the
+registration worker does what the synchronous call does; while the target
+shard does not answer (a SIGSTOPped PostgreSQL shard) it retries with the
+bus's backoff and succeeds once it answers, with no client retry; past
+bus.max_attempts it is failed, listed, its message in the .dlq topic, and
+POST /v1/businesses/{id}/register-shards re-drives it. Bad inputs are
+synchronous 400/404/409 with nothing queued; a reader cannot retry."""
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import liveness, wait_until
+from pg import make_postgres  # noqa: F401 (fixture)
+from test_register_deadline import TEMPLATE, Stopped, locations_on, psql
+
+TOPIC = "citrus.registrations"
+ASYNC = {"Prefer": "respond-async"}
+
+
+def register(url, biz, loc, typ="retail", headers=None, params=None):
+    return requests.post(url + "/api/register", timeout=30, headers=headers, params=params,
+                         json={"businessId": biz, "locationId": loc, "businessType": typ})
+
+
+def add_type(c, name):
+    """A business type with an empty schema template."""
+    (Path(c.data_dir) / "templates" / name).mkdir(parents=True, exist_ok=True)
+
+
+def registration(url, rid):
+    r = requests.get(f"{url}/v1/registrations/{rid}", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_state(url, rid, states, timeout=30):
+    got = {}
+
+    def reached():
+        got.update(registration(url, rid))
+        return got["state"] in states
+    wait_until(reached, timeout=liveness(timeout), what=f"{rid} in {states}")
+    return dict(got)
+
+
+def dlq_messages(c):
+    db = sqlite3.connect(os.path.join(c.data_dir, "bus.db"))
+    try:
+        return [(json.loads(v), err) for v, err in db.execute(
+            "SELECT value, error FROM bus_messages WHERE topic = ? ORDER BY part, off",
+            (TOPIC + ".dlq",))]
+    finally:
+        db.close()
+
+
+def registration_rows(c):
+    db = sqlite3.connect(os.path.join(c.data_dir, "records.db"))
+    try:
+        return db.execute("SELECT count(*) FROM citrus_registrations").fetchone()[0]
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def setup(make_citrus, make_postgres, tmp_path):
+    def make(max_attempts=100):
+        pg = make_postgres()
+        tdir = tmp_path / "templates" / "retail"
+        tdir.mkdir(parents=True, exist_ok=True)
+        (tdir / "001_orders.sql").write_text(TEMPLATE)
+        c = make_citrus(shards=True, extra=[
+            "--templates-dir", str(tmp_path / "templates"),
+            "--bus-max-attempts", str(max_attempts), "--bus-backoff-base-ms", "100",
+            "--bus-backoff-cap-ms", "300", "--bus-visibility-timeout-ms", "3000"])
+        psql(pg.admin_dsn, "CREATE DATABASE shard1")
+        r = requests.post(c.url + "/v1/shards?allow_superuser=true",
+                          json={"id": "pg-1", "dsn": pg.dsn("shard1")}, timeout=30)
+        assert r.status_code == 201, r.text
+        return c, pg
+    return make
+
+
+def test_async_register_happy_path(citrus_shards):
+    c = citrus_shards
+    r = register(c.url, "acme", "s1", params={"async": "true"})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    rid = body["registrationId"]
+    assert r.headers["Location"] == f"/v1/registrations/{rid}"
+    assert r.headers["Preference-Applied"] == "respond-async"
+    assert body["state"] == "queued" and body["location"] == r.headers["Location"]
+    got = wait_state(c.url, rid, {"succeeded"})
+    pin = requests.get(c.url + "/api/shard/acme:s1", timeout=10).json()
+    assert got["shard_id"] == pin["shardId"]
+    assert got["attempts"] == 1 and got["last_error"] is None
+    assert (got["business_id"], got["location_id"], got["business_type"]) == \
+        ("acme", "s1", "retail")
+    assert got["finished_at"] and got["created_at"]
+    assert "dsn" not in json.dumps(got).lower() and "password" not in json.dumps(got)
+    # the same location and type again, asynchronously: a success with the same pin
+    again = register(c.url, "acme", "s1", headers=ASYNC).json()["registrationId"]
+    assert again != rid
+    assert wait_state(c.url, again, {"succeeded"})["shard_id"] == pin["shardId"]
+    # synchronous registration is as it was
+    r = register(c.url, "acme", "s2")
+    assert r.status_code == 201 and "registrationId" not in r.json(), r.text
+    # audited as the synchronous call
+    audit = requests.get(c.url + "/v1/audit", params={"action": "tenant.register"},
+                         timeout=10).json()
+    assert len(audit["entries"]) == 3, audit
+
+
+def test_async_batch_is_one_registration_per_location(citrus_shards):
+    c = citrus_shards
+    body = {"businessId": "bb", "locations": [{"locationId": f"l{i}", "businessType": "retail"}
+                                              for i in range(3)]}
+    r = requests.post(c.url + "/api/register/batch?async=1", json=body, timeout=30)
+    assert r.status_code == 202, r.text
+    regs = r.json()["registrations"]
+    assert [x["locationId"] for x in regs] == ["l0", "l1", "l2"]
+    assert r.headers["Location"] == f"/v1/registrations/{regs[0]['registrationId']}"
+    for x in regs:
+        assert wait_state(c.url, x["registrationId"], {"succeeded"})["shard_id"]
+    listed = requests.get(c.url + "/v1/registrations", params={"business_id": "bb"},
+                          timeout=10).json()
+    assert sorted(x["id"] for x in listed["registrations"]) == \
+        sorted(x["registrationId"] for x in regs)
+
+
+def test_another_type_fails_at_once_without_retries(citrus_shards):
+    c = citrus_shards
+    assert register(c.url, "cx", "main").status_code == 201
+    add_type(c, "restaurant")
+    rid = register(c.url, "cx", "main", "restaurant", headers=ASYNC).json()["registrationId"]
+    got = wait_state(c.url, rid, {"failed"})
+    assert got["attempts"] == 1, got
+    assert got["last_error"].startswith("conflict"), got
+    assert any(m["data"]["registrationId"] == rid for m, _ in dlq_messages(c))
+
+
+def test_stopped_shard_then_resumed_succeeds_without_a_client_retry(setup):
+    c, pg = setup()
+    [loc] = locations_on(c.url, "b1", "pg-1", 1)
+    with Stopped(pg):
+        r = register(c.url, "b1", loc, headers=ASYNC)
+        assert r.status_code == 202, r.text
+        rid = r.json()["registrationId"]
+        got = wait_state(c.url, rid, {"retrying"})
+        assert got["last_error"].startswith("shard_unreachable"), got
+        assert got["next_attempt_at"] is not None
+        wait_until(lambda: registration(c.url, rid)["attempts"] >= 2,
+                   timeout=liveness(20), what="a second attempt")
+    got = wait_state(c.url, rid, {"succeeded"})
+    assert got["shard_id"] == "pg-1" and got["attempts"] >= 2
+    assert psql(pg.dsn("shard1"), "SELECT name FROM citrus_migrations") == "001_orders.sql"
+    assert requests.get(f"{c.url}/api/shard/b1:{loc}", timeout=10).json()["shardId"] == "pg-1"
+
+
+def test_past_max_attempts_failed_listed_dead_lettered_then_redriven(setup):
+    c, pg = setup(max_attempts=2)
+    [loc] = locations_on(c.url, "b2", "pg-1", 1)
+    with Stopped(pg):
+        rid = register(c.url, "b2", loc, headers=ASYNC).json()["registrationId"]
+        got = wait_state(c.url, rid, {"failed"}, timeout=40)
+        assert got["attempts"] == 2 and got["last_error"].startswith("shard_unreachable")
+        failed = requests.get(c.url + "/v1/registrations",
+                              params={"state": "failed", "business_id": "b2"}, timeout=10).json()
+        assert [x["id"] for x in failed["registrations"]] == [rid]
+        wait_until(lambda: any(m["data"]["registrationId"] == rid for m, _ in dlq_messages(c)),
+                   timeout=liveness(10), what="its message in the .dlq topic")
+        assert requests.get(f"{c.url}/api/shard/b2:{loc}", timeout=10).status_code == 404
+    r = requests.post(c.url + "/v1/businesses/b2/register-shards", timeout=30)
+    assert r.status_code == 202, r.text
+    assert r.json()["requeued"] == 1 and r.json()["registrations"] == [rid]
+    got = wait_state(c.url, rid, {"succeeded"})
+    assert got["shard_id"] == "pg-1" and got["attempts"] >= 3
+    # nothing failed is left to re-drive
+    r = requests.post(c.url + "/v1/businesses/b2/register-shards", timeout=30)
+    assert r.json()["requeued"] == 0
+    audit = requests.get(c.url + "/v1/audit", params={"action": "registration.redrive"},
+                         timeout=10).json()
+    assert len(audit["entries"]) == 2
+
+
+def test_retry_of_a_failed_one_and_409_when_not_failed(citrus_shards):
+    c = citrus_shards
+    assert register(c.url, "rt", "main").status_code == 201
+    add_type(c, "restaurant")
+    rid = register(c.url, "rt", "main", "restaurant", headers=ASYNC).json()["registrationId"]
+    wait_state(c.url, rid, {"failed"})
+    ok = register(c.url, "rt", "other", headers=ASYNC).json()["registrationId"]
+    wait_state(c.url, ok, {"succeeded"})
+    r = requests.post(f"{c.url}/v1/registrations/{ok}/retry", timeout=10)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "compare_failed"
+    # the conflict is removed: the retried one succeeds
+    assert requests.delete(c.url + "/v1/tenants/rt:main", timeout=10).status_code == 200
+    r = requests.post(f"{c.url}/v1/registrations/{rid}/retry", timeout=10)
+    assert r.status_code == 202, r.text
+    assert r.headers["Location"] == f"/v1/registrations/{rid}"
+    assert wait_state(c.url, rid, {"succeeded"})["attempts"] == 2
+
+
+def test_bad_inputs(citrus_shards):
+    c = citrus_shards
+    before = registration_rows(c)
+    # a malformed body stays a synchronous 400 and queues nothing
+    for body in ({"businessId": "x"}, {"businessId": "x", "locationId": "a b",
+                                       "businessType": "retail"}, [1]):
+        r = requests.post(c.url + "/api/register?async=true", json=body, timeout=10)
+        assert r.status_code == 400, r.text
+    r = requests.post(c.url + "/api/register/batch", headers=ASYNC, timeout=10,
+                      json={"businessId": "x", "locations": []})
+    assert r.status_code == 400, r.text
+    r = register(c.url, "x", "y", "nosuchtype", headers=ASYNC)
+    assert r.status_code == 422, r.text
+    r = register(c.url, "x", "y", params={"async": "maybe"})
+    assert r.status_code == 400, r.text
+    assert registration_rows(c) == before
+    # unknown ids
+    for path in ("/v1/registrations/nope", "/v1/registrations/" + "a" * 300):
+        r = requests.get(c.url + path, timeout=10)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+    r = requests.post(c.url + "/v1/registrations/nope/retry", timeout=10)
+    assert r.status_code == 404, r.text
+    # bad query values
+    for params in ({"state": "done"}, {"limit": "0"}, {"limit": "1001"}, {"after": "-1"},
+                   {"business_id": "a b"}, {"limit": "x"}):
+        r = requests.get(c.url + "/v1/registrations", params=params, timeout=10)
+        assert r.status_code == 400, (params, r.text)
+    r = requests.post(c.url + "/v1/businesses/a%20b/register-shards", timeout=10)
+    assert r.status_code == 400, r.text
+
+
+def test_paging(citrus_shards):
+    c = citrus_shards
+    ids = [register(c.url, "pg", f"l{i}", headers=ASYNC).json()["registrationId"]
+           for i in range(5)]
+    seen, after = [], 0
+    while True:
+        page = requests.get(c.url + "/v1/registrations", timeout=10,
+                            params={"business_id": "pg", "limit": 2, "after": after}).json()
+        assert len(page["registrations"]) <= 2
+        seen += [x["id"] for x in page["registrations"]]
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    assert seen == ids
+
+
+def test_roles_a_reader_reads_but_cannot_retry_or_redrive(make_citrus):
+    c = make_citrus(shards=True, extra=["--auth", "api_key"])
+    admin = open(os.path.join(c.data_dir, "admin.key")).read().strip()
+
+    def key(name, roles):
+        r = requests.post(c.url + "/v1/auth/keys", json={"name": name, "roles": roles},
+                          headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['key']}"}
+    reader, oper = key("reader", ["reader"]), key("ops", ["sm-operator"])
+    # a failed registration (another type for a registered location)
+    assert requests.post(c.url + "/api/register", headers=oper, timeout=30, json={
+        "businessId": "ro", "locationId": "m", "businessType": "retail"}).status_code == 201
+    add_type(c, "restaurant")
+    r = requests.post(c.url + "/api/register?async=true", headers=oper, timeout=30, json={
+        "businessId": "ro", "locationId": "m", "businessType": "restaurant"})
+    assert r.status_code == 202, r.text
+    rid = r.json()["registrationId"]
+
+    def failed():
+        r = requests.get(f"{c.url}/v1/registrations/{rid}", headers=reader, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["state"] == "failed"
+    wait_until(failed, timeout=liveness(30), what="failed")
+    for path in (f"/v1/registrations/{rid}/retry", "/v1/businesses/ro/register-shards"):
+        r = requests.post(c.url + path, headers=reader, timeout=10)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+    assert requests.get(f"{c.url}/v1/registrations/{rid}", headers=reader,
+                        timeout=10).json()["state"] == "failed"
+    r = requests.post(f"{c.url}/v1/registrations/{rid}/retry", headers=oper, timeout=10)
+    assert r.status_code == 202, r.text
+    # audited: who retried it
+    audit = requests.get(c.url + "/v1/audit", params={"action": "registration.retry"},
+                         headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
+    assert [(x["principal"].rsplit("/", 1)[-1], x["status"]) for x in audit["entries"]] == \
+        [("ops", 202)]
+
+
+def test_the_worker_runs_on_its_topic_and_group(make_citrus):
+    c = make_citrus(extra=["--bus-topic-registrations", "q.regs",
+                           "--bus-group-registration", "g-regs"])
+    started = [line["fields"] for line in c.log_lines()
+               if line.get("component") == "worker" and line.get("msg") == "started"
+               and line["fields"]["worker"] == "registration"]
+    assert [(f["topic"], f["group"]) for f in started] == [("q.regs", "g-regs")]
+    r = register(c.url, "t", "l", headers=ASYNC)
+    # no shard yet: queued all the same, retried until one is active
+    assert r.status_code == 202, r.text
+    rid = r.json()["registrationId"]
+    got = wait_state(c.url, rid, {"retrying"})
+    assert got["last_error"].startswith("unavailable: "), got
+    db = sqlite3.connect(os.path.join(c.data_dir, "bus.db"))
+    try:
+        assert db.execute("SELECT count(*) FROM bus_messages WHERE topic = 'q.regs'"
+                          ).fetchone()[0] == 1
+    finally:
+        db.close()
