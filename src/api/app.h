@@ -41,8 +41,8 @@ typedef struct app {
      * sm-admin, since its commands retire and delete shards, which the API
      * lets only sm-admin do ("" when there is no bus) */
     char admin_topic[256];
-    char regq_topic[256];         /* bus.topics.registrations: the registration queue */
-    bool audit_fail_open;         /* a mutation goes on when its row cannot be written */
+    char regq_topic[256]; /* bus.topics.registrations: the registration queue */
+    bool audit_fail_open; /* a mutation goes on when its row cannot be written */
     /* server.request_deadline_ms: the Citrus API answers within this of a
      * request's arrival (0: no deadline); see app_request_deadline */
     int64_t request_deadline_ms;

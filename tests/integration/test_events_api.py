@@ -16,7 +16,10 @@ import pytest
 import requests
 
 TOPIC = "citrus.platform.events"
-CMDS = "citrus.sm.commands"
+# a topic no worker of citrus dev consumes (its dead letters and groups
+# are seeded by the tests): shard ingest commands go to the shards' own
+# consumers
+CMDS = "citrus.shard.ingest.commands"
 
 
 def ev(eid, **kw):
@@ -76,7 +79,7 @@ def err(r):
 
 def test_topics_listing(node):
     topics = {t["name"]: t for t in node.call("GET", "/v1/topics", "reader").json()["topics"]}
-    names = ["citrus.enrollment.events", "citrus.shard.ingest.commands", CMDS,
+    names = ["citrus.enrollment.events", "citrus.sm.commands", CMDS,
              "citrus.sm.events", TOPIC, "citrus.registrations"]
     assert sorted(topics) == sorted(names + [n + ".dlq" for n in names])
     t = topics[TOPIC]
@@ -243,9 +246,9 @@ def test_dead_letters_consumers_and_replay(node):
     seed(os.path.join(node.c.data_dir, "bus.db"),
          dead_letters=[(CMDS + ".dlq", 1, "shard-9", json.dumps(dead), "boom", 5, 1, 7),
                        (CMDS + ".dlq", 0, "\u00e9t\u00e9", "not json", "bad", 3, 0, 2)],
-         groups=[("citrus-shard-management", CMDS, pc, 1),
-                 ("citrus-shard-management", CMDS, 1 - pc, 0)],
-         leases=[("citrus-shard-management", CMDS, pc, 1)],
+         groups=[("shard-ingest", CMDS, pc, 1),
+                 ("shard-ingest", CMDS, 1 - pc, 0)],
+         leases=[("shard-ingest", CMDS, pc, 1)],
          trim=[(TOPIC, pt, 0)])
     node.c.start()
     # the dead letters, in partition then offset order
@@ -275,8 +278,8 @@ def test_dead_letters_consumers_and_replay(node):
     rows = node.call("GET", "/v1/consumers", "reader").json()
     assert rows["more"] is False
     mine = {r["partition"]: r for r in rows["consumers"]
-            if r["group"] == "citrus-shard-management"}
-    assert mine[pc] == {"group": "citrus-shard-management", "topic": CMDS, "partition": pc,
+            if r["group"] == "shard-ingest"}
+    assert mine[pc] == {"group": "shard-ingest", "topic": CMDS, "partition": pc,
                         "committed": 1, "end": 2, "lag": 1, "in_flight": 1}
     assert mine[1 - pc]["lag"] == 0 and mine[1 - pc]["in_flight"] == 0
     r = node.call("GET", "/v1/consumers?group=nobody", "reader").json()

@@ -126,14 +126,14 @@ def test_lag_and_dead_letters(node):
     seed(os.path.join(node.c.data_dir, "bus.db"),
          dead_letters=[(CMDS + ".dlq", 0, "a", json.dumps(ev("dead-0")), "first", 2, 0, 1),
                        (CMDS + ".dlq", 1, "shard-9", json.dumps(dead), "boom", 5, 1, 7)],
-         groups=[("citrus-shard-management", CMDS, pc, 1)],
-         leases=[("citrus-shard-management", CMDS, pc, 1)])
+         groups=[("shard-ingest", CMDS, pc, 1)],
+         leases=[("shard-ingest", CMDS, pc, 1)])
     node.c.start()
     r = cli(node, "events", "lag", token="reader")
     assert r.returncode == 0, r.stderr
     rows = [x.split() for x in r.stdout.splitlines()]
     assert rows[0] == ["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "IN_FLIGHT"]
-    assert ["citrus-shard-management", CMDS, str(pc), "1", "2", "1", "1"] in rows
+    assert ["shard-ingest", CMDS, str(pc), "1", "2", "1", "1"] in rows
     r = cli(node, "events", "lag", "--group", "nobody", "-o", "json", token="reader")
     assert json.loads(r.stdout)["consumers"] == []
     r = cli(node, "dlq", "ls", CMDS, token="reader")

@@ -73,7 +73,8 @@ def test_dev_runs_the_notification_worker(citrus):
     assert metric(citrus.url, "citrus_worker_processed_total") == 0
     started = {line["fields"]["worker"]: line["fields"] for line in citrus.log_lines()
                if line.get("component") == "worker" and line.get("msg") == "started"}
-    assert sorted(started) == ["enrollment_ingest", "event_notification", "registration"], started
+    assert sorted(started) == ["enrollment_ingest", "event_notification", "registration",
+                             "shard_management"], started
     f = started["event_notification"]
     assert (f["topic"], f["group"]) == (TOPIC, GROUP)
     f = started["enrollment_ingest"]
