@@ -313,8 +313,7 @@ static int redis_prepare(const opts *o)
 
 static int redis_publish(worker *w, const char *key, size_t kl, const char *val, size_t vl)
 {
-    redisReply *r =
-        redisCommand(w->rc, "XADD %s * key %b value %b", STREAM, key, kl, val, vl);
+    redisReply *r = redisCommand(w->rc, "XADD %s * key %b value %b", STREAM, key, kl, val, vl);
     int ok = r && r->type == REDIS_REPLY_STRING;
     if (!ok)
         fprintf(stderr, "bench_bus: thread %d: XADD: %s\n", w->id,
@@ -475,7 +474,8 @@ static int run_one(const opts *o, const char *dir, int bk, size_t n, int round, 
            round, backend_name[bk], n, out->per_s, out->p50_us, out->p99_us,
            (unsigned long long)nlat, dt);
     if (commits > 0)
-        printf(", %lld commits, %.1f per commit", (long long)commits, (double)nlat / (double)commits);
+        printf(", %lld commits, %.1f per commit", (long long)commits,
+               (double)nlat / (double)commits);
     printf(")\n");
     fflush(stdout);
     free(lat);
