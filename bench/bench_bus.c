@@ -30,6 +30,7 @@
  * asked for redis (exit status 2). */
 #include <getopt.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -501,8 +502,8 @@ int main(int argc, char **argv)
         dir = tmp;
     }
     printf("bus publish, %zu-byte values, distinct keys, %.1f s per run, %d round(s);"
-           " embedded: %s, %d partitions",
-           o.value_bytes, o.seconds, o.rounds, dir, o.partitions);
+           " embedded (SQLite %s): %s, %d partitions",
+           o.value_bytes, o.seconds, o.rounds, sqlite3_libversion(), dir, o.partitions);
     if (o.backends[BK_REDIS])
         printf("; redis: %s:%d", o.redis_host, o.redis_port);
     printf("\n");

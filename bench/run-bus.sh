@@ -93,8 +93,7 @@ wait_for redis-server "$REDIS_PID" redis_up || {
 }
 
 machine_line
-echo "== data dir: $TMP ($(df --output=fstype "$TMP" | tail -n 1)), SQLite $(
-    $PY -c 'import sqlite3; print(sqlite3.sqlite_version)') (Python's), $(
+echo "== data dir: $TMP ($(df --output=fstype "$TMP" | tail -n 1)), $(
     redis-server --version | cut -d' ' -f1-3), hiredis $(pkg-config --modversion hiredis)"
 echo "== DURATION=${DURATION}s THREADS=$THREADS ROUNDS=$ROUNDS VALUE_BYTES=$VALUE_BYTES PARTITIONS=$PARTITIONS"
 
