@@ -3,7 +3,8 @@
  *
  *   bench_bus [--seconds T] [--threads 1,16] [--rounds R] [--dir DIR]
  *             [--partitions P] [--value-bytes B] [--redis HOST:PORT]
- *             [--backends embedded,redis]
+ *             [--backends embedded,redis,http] [--http URL] [--http-topic T]
+ *             [--http-token TOKEN]
  *
  * For each round and each thread count N, in turn for each backend:
  *  - embedded: a fresh log <dir>/bus-<N>-<round>.db (WAL, synchronous =
@@ -16,7 +17,11 @@
  *    connection (hiredis, synchronous), looping XADD <stream> * key K value V
  *    for T seconds. Before the run the server must answer appendonly = yes
  *    and appendfsync = always (it then fsyncs its AOF before it answers a
- *    write: acknowledged after fsync, as the embedded bus), or the run fails.
+ *    write: acknowledged after fsync, as the embedded bus), or the run fails;
+ *  - http: N threads, each with its own keep-alive connection (libcurl),
+ *    POSTing one CloudEvents envelope (subject = the key) to a running
+ *    node's /v1/topics/<T>/events (default T: citrus.platform.events),
+ *    which answers 200 once the event is durable on the node's bus.
  *
  * Every message has a distinct key (thread, sequence) and a CloudEvents-like
  * JSON value of B bytes (default 200, at least 176). The latency of one publish is the
@@ -28,6 +33,7 @@
  * Redis needs hiredis at build time (CMake links it when pkg-config finds
  * it); a build without it runs the embedded backend only and says so when
  * asked for redis (exit status 2). */
+#include <curl/curl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -52,8 +58,8 @@
 #define TOPIC "citrus.bench.events"
 #define STREAM "citrus.bench.events"
 
-enum { BK_EMBEDDED, BK_REDIS, BK_COUNT };
-static const char *const backend_name[BK_COUNT] = {"embedded", "redis"};
+enum { BK_EMBEDDED, BK_REDIS, BK_HTTP, BK_COUNT };
+static const char *const backend_name[BK_COUNT] = {"embedded", "redis", "http"};
 
 typedef struct opts {
     double seconds;
@@ -65,6 +71,9 @@ typedef struct opts {
     size_t value_bytes;
     char redis_host[256];
     int redis_port;
+    const char *http_url;   /* http: a citrus node's base URL */
+    const char *http_topic; /* default citrus.platform.events */
+    const char *http_token; /* Authorization: Bearer, when given */
     bool backends[BK_COUNT];
 } opts;
 
@@ -81,6 +90,8 @@ typedef struct worker {
 #ifdef BENCH_HAVE_HIREDIS
     redisContext *rc;
 #endif
+    CURL *curl; /* http */
+    struct curl_slist *hdrs;
 } worker;
 
 typedef struct result {
@@ -97,7 +108,8 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [--seconds T] [--threads N,N,...] [--rounds R] [--dir DIR]\n"
             "          [--partitions P] [--value-bytes B] [--redis HOST:PORT]\n"
-            "          [--backends embedded,redis]\n",
+            "          [--backends embedded,redis,http] [--http URL] [--http-topic T]\n"
+            "          [--http-token TOKEN]\n",
             argv0);
     exit(2);
 }
@@ -121,15 +133,13 @@ static opts parse_args(int argc, char **argv)
               .value_bytes = 200,
               .backends = {true, false}};
     bool redis_given = false, backends_given = false;
-    static const struct option longopts[] = {{"seconds", required_argument, NULL, 's'},
-                                             {"threads", required_argument, NULL, 't'},
-                                             {"rounds", required_argument, NULL, 'r'},
-                                             {"dir", required_argument, NULL, 'd'},
-                                             {"partitions", required_argument, NULL, 'p'},
-                                             {"value-bytes", required_argument, NULL, 'v'},
-                                             {"redis", required_argument, NULL, 'R'},
-                                             {"backends", required_argument, NULL, 'b'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"seconds", required_argument, NULL, 's'},    {"threads", required_argument, NULL, 't'},
+        {"rounds", required_argument, NULL, 'r'},     {"dir", required_argument, NULL, 'd'},
+        {"partitions", required_argument, NULL, 'p'}, {"value-bytes", required_argument, NULL, 'v'},
+        {"redis", required_argument, NULL, 'R'},      {"backends", required_argument, NULL, 'b'},
+        {"http", required_argument, NULL, 'H'},       {"http-topic", required_argument, NULL, 'T'},
+        {"http-token", required_argument, NULL, 'K'}, {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -189,9 +199,26 @@ static opts parse_args(int argc, char **argv)
             }
             break;
         }
+        case 'H':
+            o.http_url = optarg;
+            break;
+        case 'T':
+            o.http_topic = optarg;
+            break;
+        case 'K':
+            o.http_token = optarg;
+            break;
         default:
             usage(argv[0]);
         }
+    }
+    if (!o.http_topic)
+        o.http_topic = "citrus.platform.events";
+    if (o.http_url && !backends_given)
+        o.backends[BK_HTTP] = true;
+    if (o.backends[BK_HTTP] && !o.http_url) {
+        fprintf(stderr, "bench_bus: the http backend needs --http URL\n");
+        exit(2);
     }
     if (optind != argc)
         usage(argv[0]);
@@ -201,7 +228,7 @@ static opts parse_args(int argc, char **argv)
         fprintf(stderr, "bench_bus: the redis backend needs --redis HOST:PORT\n");
         exit(2);
     }
-    if (!o.backends[BK_EMBEDDED] && !o.backends[BK_REDIS])
+    if (!o.backends[BK_EMBEDDED] && !o.backends[BK_REDIS] && !o.backends[BK_HTTP])
         usage(argv[0]);
 #ifndef BENCH_HAVE_HIREDIS
     if (o.backends[BK_REDIS]) {
@@ -325,11 +352,76 @@ static int redis_publish(worker *w, const char *key, size_t kl, const char *val,
 }
 #endif
 
+static size_t discard(char *p, size_t size, size_t n, void *ctx)
+{
+    (void)p;
+    (void)ctx;
+    return size * n;
+}
+
+/* A CloudEvents envelope of about want bytes whose subject (the message
+ * key) is key. */
+static size_t make_envelope(char *buf, size_t want, const char *key, uint64_t seq, int id)
+{
+    char head[320];
+    int n = snprintf(head, sizeof(head),
+                     "{\"specversion\":\"1.0\",\"id\":\"bench-%d-%llu\",\"type\":"
+                     "\"enrollment.committed\",\"source\":\"/citrus/bench\",\"subject\":\"%s\","
+                     "\"data\":{\"p\":\"",
+                     id, (unsigned long long)seq, key);
+    static const char tail[] = "\"}}";
+    size_t hl = n < 0 ? 0 : (size_t)n, tl = sizeof(tail) - 1;
+    if (hl >= sizeof(head))
+        hl = sizeof(head) - 1;
+    size_t pad = hl + tl < want ? want - hl - tl : 1;
+    memcpy(buf, head, hl);
+    memset(buf + hl, 'x', pad);
+    memcpy(buf + hl + pad, tail, tl);
+    return hl + pad + tl;
+}
+
+/* POST <url>/v1/topics/<topic>/events: one event, answered 200 once
+ * durable. */
+static int http_publish(worker *w, const char *body, size_t len)
+{
+    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDSIZE, (long)len);
+    CURLcode cc = curl_easy_perform(w->curl);
+    long status = 0;
+    curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (cc != CURLE_OK || status != 200) {
+        fprintf(stderr, "bench_bus: thread %d: POST: %s, status %ld\n", w->id,
+                curl_easy_strerror(cc), status);
+        return -1;
+    }
+    return 0;
+}
+
+static int http_setup(worker *w, const opts *o)
+{
+    char url[1024], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/topics/%s/events", o->http_url, o->http_topic);
+    if (!(w->curl = curl_easy_init()))
+        return -1;
+    w->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (o->http_token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", o->http_token);
+        w->hdrs = curl_slist_append(w->hdrs, auth);
+    }
+    curl_easy_setopt(w->curl, CURLOPT_URL, url);
+    curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, w->hdrs);
+    curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(w->curl, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(w->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(w->curl, CURLOPT_TCP_NODELAY, 1L);
+    return 0;
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     char key[96];
-    char *val = malloc(w->o->value_bytes + 1);
+    char *val = malloc(w->o->value_bytes + 512); /* an envelope may pass it */
     if (!val) {
         w->failed = 1;
         return NULL;
@@ -337,7 +429,8 @@ static void *worker_main(void *arg)
     uint64_t seq = 0;
     while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
         size_t kl = make_key(key, sizeof(key), w->id, seq);
-        size_t vl = make_value(val, w->o->value_bytes, key, seq);
+        size_t vl = w->backend == BK_HTTP ? make_envelope(val, w->o->value_bytes, key, seq, w->id)
+                                          : make_value(val, w->o->value_bytes, key, seq);
         int rc;
         uint64_t t0 = bench_now_ns();
         if (w->backend == BK_EMBEDDED) {
@@ -347,6 +440,8 @@ static void *worker_main(void *arg)
             rc = bus_publish(w->b, TOPIC, key, kl, val, vl, &part, &off, &e);
             if (rc != 0)
                 fprintf(stderr, "bench_bus: thread %d: publish: %s\n", w->id, e.message);
+        } else if (w->backend == BK_HTTP) {
+            rc = http_publish(w, val, vl);
         } else {
 #ifdef BENCH_HAVE_HIREDIS
             rc = redis_publish(w, key, kl, val, vl);
@@ -400,7 +495,7 @@ static int run_one(const opts *o, const char *dir, int bk, size_t n, int round, 
                 bus_close(b);
             return -1;
         }
-    } else {
+    } else if (bk == BK_REDIS) {
 #ifdef BENCH_HAVE_HIREDIS
         if (redis_prepare(o) != 0)
             return -1;
@@ -422,6 +517,8 @@ static int run_one(const opts *o, const char *dir, int bk, size_t n, int round, 
         if (bk == BK_REDIS && !(w[i].rc = redis_connect(o)))
             failed = 1;
 #endif
+        if (bk == BK_HTTP && http_setup(&w[i], o) != 0)
+            failed = 1;
     }
     int64_t commits0 = b ? bus_sqlite_commits(b) : 0;
     uint64_t t0 = bench_now_ns();
@@ -458,6 +555,9 @@ static int run_one(const opts *o, const char *dir, int bk, size_t n, int round, 
         if (w[i].rc)
             redisFree(w[i].rc);
 #endif
+        if (w[i].curl)
+            curl_easy_cleanup(w[i].curl);
+        curl_slist_free_all(w[i].hdrs);
     }
     qsort(lat, nlat, sizeof(*lat), bench_cmp_double);
     *out = (result){.backend = bk,
@@ -492,6 +592,7 @@ static int run_one(const opts *o, const char *dir, int bk, size_t n, int round, 
 int main(int argc, char **argv)
 {
     opts o = parse_args(argc, argv);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     char tmp[64] = "/tmp/citrus-bench-bus-XXXXXX";
     const char *dir = o.dir;
     if (!dir) {
@@ -506,6 +607,8 @@ int main(int argc, char **argv)
            o.value_bytes, o.seconds, o.rounds, sqlite3_libversion(), dir, o.partitions);
     if (o.backends[BK_REDIS])
         printf("; redis: %s:%d", o.redis_host, o.redis_port);
+    if (o.backends[BK_HTTP])
+        printf("; http: %s (topic %s)", o.http_url, o.http_topic);
     printf("\n");
     result *res = calloc((size_t)o.rounds * o.nruns * BK_COUNT, sizeof(*res));
     if (!res) {

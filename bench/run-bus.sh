@@ -16,9 +16,17 @@
 # medians and embedded/redis ratios, and stops the redis-server it started by
 # its PID.
 #
+# Citrus over HTTP, when the binary has the route: `citrus dev` (no shards,
+# no auth) on another loopback ephemeral port in the same temp dir, and
+# bench_bus POSTs one envelope per request to /v1/topics/$HTTP_TOPIC/events
+# (one keep-alive connection per producer thread, libcurl); answered once
+# durable on the node's embedded bus. Skipped, and said so, when the node
+# has no /v1/topics (HTTP=off skips it too).
+#
 # Knobs (environment): DURATION=5 (s per run) THREADS=1,16 ROUNDS=3
-# VALUE_BYTES=200 PARTITIONS=4 BUILD=build BENCH_TMPDIR=${TMPDIR:-/tmp}
-# OUT=$BUILD/bench-bus-results.json (every run as JSON lines).
+# VALUE_BYTES=200 PARTITIONS=4 HTTP=auto HTTP_TOPIC=citrus.platform.events
+# BUILD=build CITRUS_BIN=$BUILD/citrus BENCH_TMPDIR=${TMPDIR:-/tmp}
+# OUT=$BUILD/bench-bus-results.json (the runs as JSON).
 # Exit status: 0 all runs clean; 1 a run failed or redis died; 2 missing tools.
 set -euo pipefail
 
@@ -31,6 +39,9 @@ ROUNDS=${ROUNDS:-3}
 VALUE_BYTES=${VALUE_BYTES:-200}
 PARTITIONS=${PARTITIONS:-4}
 OUT=${OUT:-$BUILD/bench-bus-results.json}
+HTTP=${HTTP:-auto}
+HTTP_TOPIC=${HTTP_TOPIC:-citrus.platform.events}
+CITRUS_BIN=${CITRUS_BIN:-$BUILD/citrus}
 BENCH=$BUILD/bench_bus
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -71,7 +82,9 @@ ldd "$BENCH" | grep -q hiredis || {
 # ------------------------------------------------------------------ redis-server
 TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/citrus-bench-bus.XXXXXX")
 REDIS_PID=""
+CITRUS_PID=""
 cleanup() {
+    stop_pid "$CITRUS_PID" TERM
     stop_pid "$REDIS_PID" TERM
     rm -rf -- "$TMP"
 }
@@ -92,6 +105,26 @@ wait_for redis-server "$REDIS_PID" redis_up || {
     exit 1
 }
 
+HTTP_ARGS=()
+if [ "$HTTP" != off ] && [ -x "$CITRUS_BIN" ] && command -v curl >/dev/null; then
+    CPORT=$(free_port)
+    "$CITRUS_BIN" dev --data-dir "$TMP/citrus" --listen "127.0.0.1:$CPORT" --dev-shards 0 \
+        --log-level warn >"$TMP/citrus.log" 2>&1 &
+    CITRUS_PID=$!
+    citrus_up() { curl -sf "http://127.0.0.1:$CPORT/health/ready"; }
+    wait_for citrus "$CITRUS_PID" citrus_up || {
+        tail -n 20 "$TMP/citrus.log" >&2 || true
+        exit 1
+    }
+    if curl -sf "http://127.0.0.1:$CPORT/v1/topics" >/dev/null; then
+        HTTP_ARGS=(--http "http://127.0.0.1:$CPORT" --http-topic "$HTTP_TOPIC")
+    else
+        log "citrus has no /v1/topics: no HTTP runs"
+        stop_pid "$CITRUS_PID" TERM
+        CITRUS_PID=""
+    fi
+fi
+
 machine_line
 echo "== data dir: $TMP ($(df --output=fstype "$TMP" | tail -n 1)), $(
     redis-server --version | cut -d' ' -f1-3), hiredis $(pkg-config --modversion hiredis)"
@@ -99,7 +132,8 @@ echo "== DURATION=${DURATION}s THREADS=$THREADS ROUNDS=$ROUNDS VALUE_BYTES=$VALU
 
 set +e
 "$BENCH" --seconds "$DURATION" --threads "$THREADS" --rounds "$ROUNDS" --dir "$TMP/embedded" \
-    --partitions "$PARTITIONS" --value-bytes "$VALUE_BYTES" --redis "127.0.0.1:$PORT" |
+    --partitions "$PARTITIONS" --value-bytes "$VALUE_BYTES" --redis "127.0.0.1:$PORT" \
+    --backends "embedded,redis${HTTP_ARGS[*]:+,http}" "${HTTP_ARGS[@]}" |
     tee "$TMP/bench.out"
 rc=${PIPESTATUS[0]}
 set -e
@@ -108,6 +142,10 @@ kill -0 "$REDIS_PID" 2>/dev/null || {
     log "redis-server died"
     rc=1
 }
+if [ -n "$CITRUS_PID" ] && ! kill -0 "$CITRUS_PID" 2>/dev/null; then
+    log "citrus died"
+    rc=1
+fi
 [ "$rc" = 0 ] || {
     log "bench_bus failed (status $rc)"
     exit 1
@@ -132,6 +170,12 @@ for n in threads:
     print(f"{n:>7}  {e:>10.0f} {med('embedded', n, 'p50_us'):>7.0f} "
           f"{med('embedded', n, 'p99_us'):>7.0f} {per:>10.1f}   {r:>8.0f} "
           f"{med('redis', n, 'p50_us'):>7.0f} {med('redis', n, 'p99_us'):>7.0f}   {e / r:>5.2f}")
+if any(x["backend"] == "http" for x in runs):
+    print(f"{'threads':>7}  {'http/s':>10} {'p50 us':>7} {'p99 us':>7}   {'http/redis':>10}")
+    for n in threads:
+        h = med("http", n, "publishes_per_s")
+        print(f"{n:>7}  {h:>10.0f} {med('http', n, 'p50_us'):>7.0f} "
+              f"{med('http', n, 'p99_us'):>7.0f}   {h / med('redis', n, 'publishes_per_s'):>10.2f}")
 if 16 in threads:
     e, r = med("embedded", 16, "publishes_per_s"), med("redis", 16, "publishes_per_s")
     print(f"== target (issue 15): embedded >= 1.5x redis at 16 producers: {e / r:.2f}x, "
