@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_RUNS  ?= 2000
 FUZZ_TARGETS ?=
 
-.PHONY: all build deps test unit integration dev asan asan-unit tsan tsan-unit lint lint-quick format bench bench-router fuzz fuzz-build fuzz-smoke clean
+.PHONY: all build deps test unit integration dev asan asan-unit tsan tsan-unit lint lint-quick format bench bench-router bench-bus fuzz fuzz-build fuzz-smoke clean
 
 all: build
 
@@ -87,6 +87,11 @@ bench: build
 # The router against direct libpq and PgBouncer on one PostgreSQL (issue 5).
 bench-router: build
 	BUILD=$(abspath $(BUILD)) bash bench/run-router.sh
+
+# Durable publish: the embedded bus against Redis Streams with appendfsync
+# always (issue 15); installs redis-server and libhiredis-dev when missing.
+bench-bus: build
+	BUILD=$(abspath $(BUILD)) bash bench/run-bus.sh
 
 # libFuzzer targets (tests/fuzz) in their own clang build; see scripts/fuzz.sh.
 # FUZZ_TARGETS="key config" limits a run to some targets.

@@ -12,6 +12,20 @@
  * queue: they write leases and offsets, and their order with publishes is
  * the queue's.
  *
+ * Gathering: the publishers a commit releases usually publish again at
+ * once, but they reach the queue only after the writer has taken the
+ * requests queued during that commit; drained at once, the queue would
+ * split N steady publishers into two alternating batches of about N/2, one
+ * fsync each. So before a batch the writer waits (on the real monotonic
+ * clock: a bound on a wait of real threads, not a state of the log) until
+ * the queue holds what was queued when the last commit ended plus the
+ * publishes that commit released, at most until the last commit's duration
+ * (capped at GATHER_MAX_NS) has passed since it ended: one fsync for about
+ * N. A lone publisher never waits (it is the whole target), nor a caller
+ * after an idle spell (the time is up).
+ * Each caller waits on its own condition variable: a commit wakes only the
+ * callers it holds.
+ *
  * Tables: bus_topics; bus_partitions (the next offset of each partition,
  * kept apart from the messages so trimming never reuses an offset);
  * bus_messages (dead letters too, under <topic>.dlq, with their error,
@@ -33,7 +47,8 @@
 
 #define SCHEMA_VERSION 1
 #define BUSY_TIMEOUT_MS 5000
-#define FETCH_CHUNK 256 /* rows a poll reads at a time */
+#define FETCH_CHUNK 256       /* rows a poll reads at a time */
+#define GATHER_MAX_NS 2000000 /* the longest a batch waits for released publishers */
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS bus_topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL,"
@@ -123,6 +138,7 @@ struct req {
     errdetail *e;
     int rc;
     bool done;
+    pthread_cond_t done_cond; /* signalled once done is set */
     const char *topic, *group, *error;
     const bus_topic_opts *opts;
     const void *key, *value;
@@ -153,8 +169,11 @@ struct bsq {
     pthread_t writer;
     bool writer_started;
     pthread_mutex_t mu;
-    pthread_cond_t writer_cond, done_cond;
+    pthread_cond_t writer_cond; /* on CLOCK_MONOTONIC (clock_cond_init) */
     req *q_head, *q_tail;
+    size_t q_len;
+    size_t gather;         /* the queue length a batch waits for (see Gathering) */
+    int64_t gather_end_ns; /* until when (clock_mono_ns) a batch may wait */
     bool stopping;
     int64_t commits; /* transactions committed */
 };
@@ -944,6 +963,20 @@ static bool batch_commit(bsq *s, req *batch)
     return false;
 }
 
+/* Waits (mu held) until the queue reaches s->gather, or until
+ * s->gather_end_ns (see Gathering). */
+static void gather(bsq *s)
+{
+    int64_t end = s->gather_end_ns;
+    if (s->q_len >= s->gather || s->stopping || clock_mono_ns(NULL) >= end)
+        return;
+    struct timespec ts = {.tv_sec = (time_t)(end / 1000000000),
+                          .tv_nsec = (long)(end % 1000000000)};
+    while (s->q_len < s->gather && !s->stopping)
+        if (pthread_cond_timedwait(&s->writer_cond, &s->mu, &ts) != 0)
+            break; /* ETIMEDOUT: go with what came */
+}
+
 static void *writer_main(void *arg)
 {
     bsq *s = arg;
@@ -953,15 +986,25 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&s->writer_cond, &s->mu);
         if (!s->q_head)
             break; /* stopping, and nothing left to do */
+        gather(s);
         req *batch = s->q_head;
         s->q_head = s->q_tail = NULL;
+        s->q_len = 0;
         pthread_mutex_unlock(&s->mu);
+        int64_t t0 = clock_mono_ns(NULL);
         bool committed = batch_commit(s, batch);
+        int64_t t1 = clock_mono_ns(NULL);
         pthread_mutex_lock(&s->mu);
         s->commits += committed;
-        for (req *r = batch; r; r = r->next)
+        s->gather_end_ns = t1 + (t1 - t0 < GATHER_MAX_NS ? t1 - t0 : GATHER_MAX_NS);
+        size_t publishes = 0;
+        for (req *r = batch, *next; r; r = next) {
+            next = r->next; /* r is its caller's: gone once it wakes */
+            publishes += r->run == do_publish;
             r->done = true;
-        pthread_cond_broadcast(&s->done_cond);
+            pthread_cond_signal(&r->done_cond);
+        }
+        s->gather = s->q_len + publishes;
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -978,15 +1021,21 @@ static int submit(bsq *s, req *r, int (*run)(bsq *, req *), errdetail *e)
         pthread_mutex_unlock(&s->mu);
         return errdetail_set(e, CITRUS_ECLOSED, "bus: closed");
     }
+    pthread_cond_init(&r->done_cond, NULL);
     if (s->q_tail)
         s->q_tail->next = r;
     else
         s->q_head = r;
     s->q_tail = r;
-    pthread_cond_signal(&s->writer_cond);
+    s->q_len++;
+    /* the writer waits for a first request, or for the queue to reach
+     * gather: no need to wake it before */
+    if (s->q_len == 1 || s->q_len >= s->gather)
+        pthread_cond_signal(&s->writer_cond);
     while (!r->done)
-        pthread_cond_wait(&s->done_cond, &s->mu);
+        pthread_cond_wait(&r->done_cond, &s->mu);
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&r->done_cond);
     return r->rc;
 }
 
@@ -1115,7 +1164,6 @@ static void op_close(bus *b)
     if (s->db)
         sqlite3_close(s->db);
     pthread_cond_destroy(&s->writer_cond);
-    pthread_cond_destroy(&s->done_cond);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -1183,8 +1231,7 @@ int bus_open_sqlite(const char *path, const bus_config *cfg, bus **out, errdetai
         return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
     s->b.ops = &sqlite_ops;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->writer_cond, NULL);
-    pthread_cond_init(&s->done_cond, NULL);
+    clock_cond_init(&s->writer_cond);
     int rc = bus_config_complete(cfg, &s->b.cfg, e);
     if (rc == 0)
         rc = db_open(s, path, e);
