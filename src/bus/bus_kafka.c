@@ -803,7 +803,8 @@ static void window_pop(kpart *kp, size_t count)
         msg_clear(&kp->w[i].m);
         free(kp->w[i].error);
     }
-    memmove(kp->w, kp->w + count, (kp->n - count) * sizeof(*kp->w));
+    if (count && count < kp->n)
+        memmove(kp->w, kp->w + count, (kp->n - count) * sizeof(*kp->w));
     kp->n -= count;
 }
 
@@ -889,7 +890,7 @@ static int group_get(bk *k, const char *group, const char *topic, bool create, k
 }
 
 /* Kafka's offset for the group to one past the done prefix of p's window. */
-static int advance(bk *k, kgroup *g, int p, errdetail *e)
+static int advance(kgroup *g, int p, errdetail *e)
 {
     kpart *kp = &g->parts[p];
     size_t done = 0;
@@ -1032,7 +1033,7 @@ static int poll_partition(bk *k, kgroup *g, int p, size_t max, int64_t vis, int6
         m->visible_ms = now + vis;
         out[(*n)++].attempt = m->attempts;
     }
-    int rc2 = advance(k, g, p, e);
+    int rc2 = advance(g, p, e);
     return rc < 0 ? rc : rc2;
 }
 
@@ -1103,7 +1104,7 @@ static int op_commit(bus *b, const char *group, const bus_message *m, errdetail 
     if (rc == 0 && w)
         w->done = true;
     if (rc == 0) /* also for one done before: Kafka's offset may lag after a failed commit */
-        rc = advance(k, g, m->partition, e);
+        rc = advance(g, m->partition, e);
     pthread_mutex_unlock(&k->gmu);
     return rc;
 }
@@ -1135,7 +1136,7 @@ static int op_nack(bus *b, const char *group, const bus_message *m, const char *
         rc = dead_letter(k, m->topic, &w->m, error, m->attempt, e);
         if (rc == 0) {
             w->done = true;
-            rc = advance(k, g, m->partition, e);
+            rc = advance(g, m->partition, e);
         }
     }
     pthread_mutex_unlock(&k->gmu);
@@ -1269,3 +1270,124 @@ int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, er
     *out = &k->b;
     return 0;
 }
+
+/* ---- ThreadSanitizer ----
+ *
+ * librdkafka runs on C11 threads, and glibc's thrd_create, mtx_lock, ...
+ * call its pthread functions internally, where ThreadSanitizer's
+ * interceptors do not see them: its threads would start unknown to TSan
+ * (which crashes on their first allocation) and their locks would order
+ * nothing. Under TSan the C11 calls librdkafka imports are defined here, on
+ * the pthread functions TSan intercepts, as glibc defines them (same types
+ * underneath). Not in other builds. */
+#if defined(__SANITIZE_THREAD__)
+#define BUS_KAFKA_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BUS_KAFKA_TSAN 1
+#endif
+#endif
+
+#ifdef BUS_KAFKA_TSAN
+#include <errno.h>
+#include <stdint.h>
+#include <threads.h>
+
+typedef struct c11_start {
+    thrd_start_t fn;
+    void *arg;
+} c11_start;
+
+static void *c11_main(void *p)
+{
+    c11_start s = *(c11_start *)p;
+    free(p);
+    return (void *)(intptr_t)s.fn(s.arg);
+}
+
+static int c11_err(int err)
+{
+    return err == 0           ? thrd_success
+           : err == ENOMEM    ? thrd_nomem
+           : err == ETIMEDOUT ? thrd_timedout
+           : err == EBUSY     ? thrd_busy
+                              : thrd_error;
+}
+
+int thrd_create(thrd_t *thr, thrd_start_t fn, void *arg)
+{
+    c11_start *s = malloc(sizeof(*s));
+    if (!s)
+        return thrd_nomem;
+    *s = (c11_start){fn, arg};
+    int err = pthread_create(thr, NULL, c11_main, s);
+    if (err)
+        free(s);
+    return c11_err(err);
+}
+
+int thrd_join(thrd_t thr, int *res)
+{
+    void *r = NULL;
+    int err = pthread_join(thr, &r);
+    if (err == 0 && res)
+        *res = (int)(intptr_t)r;
+    return c11_err(err);
+}
+
+int mtx_init(mtx_t *m, int type)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    if (type & mtx_recursive)
+        pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    int err = pthread_mutex_init((pthread_mutex_t *)m, &a);
+    pthread_mutexattr_destroy(&a);
+    return c11_err(err);
+}
+
+int mtx_lock(mtx_t *m)
+{
+    return c11_err(pthread_mutex_lock((pthread_mutex_t *)m));
+}
+
+int mtx_unlock(mtx_t *m)
+{
+    return c11_err(pthread_mutex_unlock((pthread_mutex_t *)m));
+}
+
+void mtx_destroy(mtx_t *m)
+{
+    pthread_mutex_destroy((pthread_mutex_t *)m);
+}
+
+int cnd_init(cnd_t *c)
+{
+    return c11_err(pthread_cond_init((pthread_cond_t *)c, NULL));
+}
+
+int cnd_signal(cnd_t *c)
+{
+    return c11_err(pthread_cond_signal((pthread_cond_t *)c));
+}
+
+int cnd_broadcast(cnd_t *c)
+{
+    return c11_err(pthread_cond_broadcast((pthread_cond_t *)c));
+}
+
+int cnd_wait(cnd_t *c, mtx_t *m)
+{
+    return c11_err(pthread_cond_wait((pthread_cond_t *)c, (pthread_mutex_t *)m));
+}
+
+int cnd_timedwait(cnd_t *restrict c, mtx_t *restrict m, const struct timespec *restrict ts)
+{
+    return c11_err(pthread_cond_timedwait((pthread_cond_t *)c, (pthread_mutex_t *)m, ts));
+}
+
+void cnd_destroy(cnd_t *c)
+{
+    pthread_cond_destroy((pthread_cond_t *)c);
+}
+#endif
