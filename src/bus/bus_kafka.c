@@ -816,8 +816,8 @@ static void group_free(kgroup *g)
                 rd_kafka_consume_stop(g->rkt, p);
         rd_kafka_topic_destroy(g->rkt);
     }
-    if (g->c)
-        rd_kafka_destroy(g->c);
+    if (g->c) /* never subscribed: no group to leave */
+        rd_kafka_destroy_flags(g->c, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     for (int p = 0; g->parts && p < g->partitions; p++) {
         window_pop(&g->parts[p], g->parts[p].n);
         free(g->parts[p].w);
