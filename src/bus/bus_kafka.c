@@ -1072,12 +1072,17 @@ static int lease_find(bk *k, const char *group, const bus_message *m, kgroup **g
     *w = NULL;
     int rc = topic_part(k, m->topic, m->partition, &parts, e);
     if (rc == 0)
+        rc = group_get(k, group, m->topic, false, gout, e);
+    if (rc == 0 && *gout && m->partition >= (*gout)->partitions)
+        rc = errdetail_set(e, CITRUS_EINVAL, "bus: topic %s had %d partitions when group %s began",
+                           m->topic, (*gout)->partitions, group);
+    /* below what was fetched, the offset exists: no need to ask the brokers */
+    bool known = rc == 0 && *gout && m->offset < (*gout)->parts[m->partition].fetched;
+    if (rc == 0 && !known)
         rc = watermarks(k, m->topic, m->partition, &lo, &hi, e);
-    if (rc == 0 && m->offset >= hi)
+    if (rc == 0 && !known && m->offset >= hi)
         rc = errdetail_set(e, CITRUS_EINVAL, "bus: %s/%d has offsets below %lld, not %lld",
                            m->topic, m->partition, (long long)hi, (long long)m->offset);
-    if (rc == 0)
-        rc = group_get(k, group, m->topic, false, gout, e);
     if (rc == 0 && !*gout)
         rc = errdetail_set(e, CITRUS_ENOTFOUND, "bus: group %s never polled %s", group, m->topic);
     if (rc < 0)
