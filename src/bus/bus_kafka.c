@@ -889,8 +889,39 @@ static int group_get(bk *k, const char *group, const char *topic, bool create, k
     return 0;
 }
 
+/* Commits offset for (group, p) and waits for the answer at most
+ * request_timeout_ms (rd_kafka_commit would wait for a coordinator for
+ * ever). A commit that timed out may still land later: at worst it moves
+ * Kafka's offset back to an older one (more redelivered after a crash:
+ * still at least once). */
+static rd_kafka_resp_err_t commit_offset(bk *k, kgroup *g, int p, int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(g->c);
+    if (!l || !q) {
+        if (l)
+            rd_kafka_topic_partition_list_destroy(l);
+        return RD_KAFKA_RESP_ERR__CRIT_SYS_RESOURCE;
+    }
+    rd_kafka_topic_partition_list_add(l, g->topic, p)->offset = offset;
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(g->c, l, q, NULL, NULL);
+    rd_kafka_event_t *ev = err ? NULL : rd_kafka_queue_poll(q, k->request_timeout_ms);
+    if (!err && !ev)
+        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    if (ev) {
+        err = rd_kafka_event_error(ev);
+        const rd_kafka_topic_partition_list_t *r = rd_kafka_event_topic_partition_list(ev);
+        if (!err && r && r->cnt == 1)
+            err = r->elems[0].err;
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_topic_partition_list_destroy(l);
+    return err;
+}
+
 /* Kafka's offset for the group to one past the done prefix of p's window. */
-static int advance(kgroup *g, int p, errdetail *e)
+static int advance(bk *k, kgroup *g, int p, errdetail *e)
 {
     kpart *kp = &g->parts[p];
     size_t done = 0;
@@ -902,12 +933,7 @@ static int advance(kgroup *g, int p, errdetail *e)
         kp->committed = c;
     if (kp->committed <= kp->stored)
         return 0;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, g->topic, p)->offset = kp->committed;
-    rd_kafka_resp_err_t err = rd_kafka_commit(g->c, l, 0);
-    if (!err && l->elems[0].err)
-        err = l->elems[0].err;
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_resp_err_t err = commit_offset(k, g, p, kp->committed);
     if (err)
         return errdetail_set(e, kerr(err), "bus: kafka: commit of group %s on %s/%d: %s", g->group,
                              g->topic, p, rd_kafka_err2str(err));
@@ -1033,7 +1059,7 @@ static int poll_partition(bk *k, kgroup *g, int p, size_t max, int64_t vis, int6
         m->visible_ms = now + vis;
         out[(*n)++].attempt = m->attempts;
     }
-    int rc2 = advance(g, p, e);
+    int rc2 = advance(k, g, p, e);
     return rc < 0 ? rc : rc2;
 }
 
@@ -1109,7 +1135,7 @@ static int op_commit(bus *b, const char *group, const bus_message *m, errdetail 
     if (rc == 0 && w)
         w->done = true;
     if (rc == 0) /* also for one done before: Kafka's offset may lag after a failed commit */
-        rc = advance(g, m->partition, e);
+        rc = advance(k, g, m->partition, e);
     pthread_mutex_unlock(&k->gmu);
     return rc;
 }
@@ -1141,7 +1167,7 @@ static int op_nack(bus *b, const char *group, const bus_message *m, const char *
         rc = dead_letter(k, m->topic, &w->m, error, m->attempt, e);
         if (rc == 0) {
             w->done = true;
-            rc = advance(g, m->partition, e);
+            rc = advance(k, g, m->partition, e);
         }
     }
     pthread_mutex_unlock(&k->gmu);

@@ -266,6 +266,48 @@ static void test_closed_mid_batch_redelivers(void **state)
     mock_free(m);
 }
 
+/* The brokers down at a commit: bus_commit (and a new group's poll) fail
+ * within their bound (unavailable); once they are back, the commit again succeeds and Kafka
+ * holds the offset (a new handle starts after the message). */
+static void test_commit_while_down(void **state)
+{
+    (void)state;
+    mock *m;
+    bus *b = open_with_t(&m);
+    assert_int_equal(bus_publish(b, "t", "k", 1, "a", 1, NULL, NULL, NULL), 0);
+    assert_int_equal(bus_publish(b, "t", "k", 1, "b", 1, NULL, NULL, NULL), 0);
+    bus_message *msgs;
+    size_t n;
+    assert_int_equal(bus_poll(b, "g", "t", 1, 1000, &msgs, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(rd_kafka_mock_broker_set_down(m->mc, 1), 0);
+    errdetail e = {0};
+    int64_t t0 = clock_mono_ms(NULL);
+    assert_int_equal(bus_commit(b, "g", &msgs[0], &e), CITRUS_EUNAVAILABLE);
+    assert_true(clock_mono_ms(NULL) - t0 < REQUEST_TIMEOUT_MS + 2000);
+    assert_non_null(strstr(e.message, "commit"));
+    bus_message *none = NULL;
+    size_t k = 9;
+    t0 = clock_mono_ms(NULL); /* a new group's first poll needs the brokers too */
+    assert_int_equal(bus_poll(b, "g2", "t", 10, 1000, &none, &k, &e), CITRUS_EUNAVAILABLE);
+    assert_true(clock_mono_ms(NULL) - t0 < REQUEST_TIMEOUT_MS + 2000);
+    assert_int_equal(k, 0);
+    assert_int_equal(rd_kafka_mock_broker_set_up(m->mc, 1), 0);
+    int rc = -1;
+    for (int i = 0; i < 5 && rc != 0; i++)
+        rc = bus_commit(b, "g", &msgs[0], &e);
+    assert_int_equal(rc, 0);
+    bus_messages_free(msgs, n);
+    bus_close(b);
+    assert_int_equal(open_on(m, NULL, &b, NULL), 0);
+    assert_int_equal(bus_poll(b, "g", "t", 10, 1000, &msgs, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_memory_equal(msgs[0].value, "b", 1);
+    bus_messages_free(msgs, n);
+    bus_close(b);
+    mock_free(m);
+}
+
 /* Without the admin seam the Admin API is used: the mock cluster has no
  * controller to answer it, and topic creation fails within its bound with
  * a clear error instead of hanging. */
@@ -330,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_broker_down_then_up),
         cmocka_unit_test(test_produce_errors_retried),
         cmocka_unit_test(test_closed_mid_batch_redelivers),
+        cmocka_unit_test(test_commit_while_down),
         cmocka_unit_test(test_admin_api_unavailable),
         cmocka_unit_test(test_bad_options),
     };
