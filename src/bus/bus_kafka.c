@@ -742,7 +742,7 @@ static int op_read(bus *b, const char *topic, int partition, int64_t from, size_
 {
     bk *k = (bk *)b;
     int parts;
-    int64_t lo, hi;
+    int64_t lo = 0, hi = 0;
     int rc = topic_part(k, topic, partition, &parts, e);
     if (rc == 0)
         rc = watermarks(k, topic, partition, &lo, &hi, e);
@@ -968,7 +968,7 @@ static int window_add(kpart *kp, const char *topic, const rd_kafka_message_t *rm
 static int fill(bk *k, kgroup *g, int p, size_t want, errdetail *e)
 {
     kpart *kp = &g->parts[p];
-    int64_t lo, hi;
+    int64_t lo = 0, hi = 0;
     int rc = watermarks(k, g->topic, p, &lo, &hi, e);
     int64_t end = mono_ms() + k->request_timeout_ms;
     for (size_t got = 0; rc == 0 && got < want && kp->fetched < hi;) {
@@ -1094,7 +1094,7 @@ static int lease_find(bk *k, const char *group, const bus_message *m, kgroup **g
                       errdetail *e)
 {
     int parts;
-    int64_t lo, hi;
+    int64_t lo = 0, hi = 0;
     *w = NULL;
     int rc = topic_part(k, m->topic, m->partition, &parts, e);
     if (rc == 0)
