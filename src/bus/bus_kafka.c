@@ -408,7 +408,12 @@ static int produce(bk *k, const char *topic, int part, const void *key, size_t k
                    const void *value, size_t value_len, rd_kafka_headers_t *hdrs, int64_t *offset,
                    errdetail *e)
 {
-    waiter w = {0};
+    /* set under dmu, like every access to it: the report may come on any
+     * thread, handed over by librdkafka's queues, which TSan cannot see */
+    waiter w;
+    pthread_mutex_lock(&k->dmu);
+    w = (waiter){0};
+    pthread_mutex_unlock(&k->dmu);
     rd_kafka_resp_err_t err =
         rd_kafka_producev(k->p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
@@ -1304,13 +1309,15 @@ int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, er
 
 /* ---- ThreadSanitizer ----
  *
- * librdkafka runs on C11 threads, and glibc's thrd_create, mtx_lock, ...
- * call its pthread functions internally, where ThreadSanitizer's
- * interceptors do not see them: its threads would start unknown to TSan
- * (which crashes on their first allocation) and their locks would order
- * nothing. Under TSan the C11 calls librdkafka imports are defined here, on
- * the pthread functions TSan intercepts, as glibc defines them (same types
- * underneath). Not in other builds. */
+ * librdkafka runs on C11 threads, and glibc's thrd_create calls its
+ * pthread_create internally, where ThreadSanitizer's interceptor does not
+ * see it: the thread would start unknown to TSan, which crashes on its
+ * first allocation. Under TSan, thrd_create and thrd_join (which librdkafka
+ * imports) are defined here on the pthread calls TSan intercepts, as glibc
+ * defines them. librdkafka's own locks stay invisible to TSan (glibc's
+ * mtx_lock is internal too), and tests/tsan.supp ignores what librdkafka
+ * does through intercepted calls: TSan checks our code. Not in other
+ * builds. */
 #if defined(__SANITIZE_THREAD__)
 #define BUS_KAFKA_TSAN 1
 #elif defined(__has_feature)
@@ -1366,59 +1373,4 @@ int thrd_join(thrd_t thr, int *res)
     return c11_err(err);
 }
 
-int mtx_init(mtx_t *m, int type)
-{
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    if (type & mtx_recursive)
-        pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-    int err = pthread_mutex_init((pthread_mutex_t *)m, &a);
-    pthread_mutexattr_destroy(&a);
-    return c11_err(err);
-}
-
-int mtx_lock(mtx_t *m)
-{
-    return c11_err(pthread_mutex_lock((pthread_mutex_t *)m));
-}
-
-int mtx_unlock(mtx_t *m)
-{
-    return c11_err(pthread_mutex_unlock((pthread_mutex_t *)m));
-}
-
-void mtx_destroy(mtx_t *m)
-{
-    pthread_mutex_destroy((pthread_mutex_t *)m);
-}
-
-int cnd_init(cnd_t *c)
-{
-    return c11_err(pthread_cond_init((pthread_cond_t *)c, NULL));
-}
-
-int cnd_signal(cnd_t *c)
-{
-    return c11_err(pthread_cond_signal((pthread_cond_t *)c));
-}
-
-int cnd_broadcast(cnd_t *c)
-{
-    return c11_err(pthread_cond_broadcast((pthread_cond_t *)c));
-}
-
-int cnd_wait(cnd_t *c, mtx_t *m)
-{
-    return c11_err(pthread_cond_wait((pthread_cond_t *)c, (pthread_mutex_t *)m));
-}
-
-int cnd_timedwait(cnd_t *restrict c, mtx_t *restrict m, const struct timespec *restrict ts)
-{
-    return c11_err(pthread_cond_timedwait((pthread_cond_t *)c, (pthread_mutex_t *)m, ts));
-}
-
-void cnd_destroy(cnd_t *c)
-{
-    pthread_cond_destroy((pthread_cond_t *)c);
-}
 #endif
