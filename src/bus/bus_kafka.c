@@ -134,9 +134,10 @@ static char *dup_bytes(const void *p, size_t n)
     return d;
 }
 
+/* An optional setting: NULL for NULL or "" (a config's unset string). */
 static char *dup_opt(const char *s)
 {
-    return s ? dup_bytes(s, strlen(s)) : NULL;
+    return s && *s ? dup_bytes(s, strlen(s)) : NULL;
 }
 
 static bool is_dlq(const char *name)
@@ -1292,10 +1293,14 @@ int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, er
     k->username = dup_opt(o->sasl_username);
     k->password = dup_opt(o->sasl_password);
     k->ca_file = dup_opt(o->ssl_ca_file);
-    if (rc == 0 && (!k->bootstrap || (o->client_id && !k->client_id) ||
-                    (o->security_protocol && !k->protocol) ||
-                    (o->sasl_mechanism && !k->mechanism) || (o->sasl_username && !k->username) ||
-                    (o->sasl_password && !k->password) || (o->ssl_ca_file && !k->ca_file)))
+    const char *given[] = {o->client_id,     o->security_protocol, o->sasl_mechanism,
+                           o->sasl_username, o->sasl_password,     o->ssl_ca_file};
+    const char *kept[] = {k->client_id, k->protocol, k->mechanism,
+                          k->username,  k->password, k->ca_file};
+    for (size_t i = 0; rc == 0 && i < sizeof(given) / sizeof(given[0]); i++)
+        if (given[i] && *given[i] && !kept[i])
+            rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    if (rc == 0 && !k->bootstrap)
         rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
     if (rc == 0)
         rc = clients_start(k, e);

@@ -352,6 +352,15 @@ static void test_bad_options(void **state)
     o.sasl_mechanism = "PLAIN"; /* good settings: opens (no broker needed yet) */
     assert_int_equal(bus_open_kafka(&o, NULL, &b, &e), 0);
     bus_close(b);
+    /* unset settings of a config ("") count as absent */
+    o = (bus_kafka_opts){.bootstrap_servers = "127.0.0.1:1",
+                         .client_id = "",
+                         .security_protocol = "",
+                         .sasl_username = "",
+                         .sasl_password = "",
+                         .ssl_ca_file = ""};
+    assert_int_equal(bus_open_kafka(&o, NULL, &b, &e), 0);
+    bus_close(b);
     bus_kafka_admin half = {.create = mock_create};
     o = (bus_kafka_opts){.bootstrap_servers = "127.0.0.1:1", .admin = &half};
     assert_int_equal(bus_open_kafka(&o, NULL, &b, &e), CITRUS_EINVAL);
