@@ -640,14 +640,13 @@ static int op_topic_create(bus *b, const char *name, const bus_topic_opts *o, er
     return rc;
 }
 
-static int op_topic_describe(bus *b, const char *name, bus_topic_info *out, errdetail *e)
+/* A topic of n partitions: its retention and messages; parts (NULL, or n
+ * entries): each partition's retained range. */
+static int topic_info(bk *k, const char *name, int n, bus_topic_info *out,
+                      bus_partition_range *parts, errdetail *e)
 {
-    bk *k = (bk *)b;
-    int n;
-    int rc = topic_partitions(k, name, &n, e);
-    if (rc < 0)
-        return rc;
     int64_t ms = 0, bytes = 0, msgs = 0;
+    int rc;
     if (k->has_admin) {
         rc = k->admin.retention(k->admin.ctx, name, &ms, &bytes, e);
         ms = ms > 0 ? ms : 0;
@@ -659,12 +658,62 @@ static int op_topic_describe(bus *b, const char *name, bus_topic_info *out, errd
         int64_t lo, hi;
         if ((rc = watermarks(k, name, p, &lo, &hi, e)) == 0)
             msgs += hi - lo;
+        if (rc == 0 && parts)
+            parts[p] = (bus_partition_range){.low = lo, .high = hi};
     }
     if (rc < 0)
         return rc;
     *out = (bus_topic_info){
         .partitions = n, .retention_ms = ms, .retention_bytes = bytes, .messages = msgs};
     return 0;
+}
+
+static int op_topic_describe(bus *b, const char *name, bus_topic_info *out, errdetail *e)
+{
+    bk *k = (bk *)b;
+    int n;
+    int rc = topic_partitions(k, name, &n, e);
+    return rc < 0 ? rc : topic_info(k, name, n, out, NULL, e);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(((const ktopic *)a)->name, ((const ktopic *)b)->name);
+}
+
+/* Every topic of the cluster (not Kafka's own, "__..."), in name order.
+ * Not one snapshot: Kafka has none; each partition's range is read in
+ * turn. */
+static int op_topics_list(bus *b, bus_topic_entry **out, size_t *n, errdetail *e)
+{
+    bk *k = (bk *)b;
+    pthread_mutex_lock(&k->tmu);
+    int rc = topics_refresh(k, e);
+    ktopic *names = rc == 0 ? calloc(k->ntopics + 1, sizeof(*names)) : NULL;
+    size_t count = 0;
+    if (rc == 0 && !names)
+        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    for (size_t i = 0; rc == 0 && i < k->ntopics; i++)
+        if (strncmp(k->topics[i].name, "__", 2) != 0)
+            names[count++] = k->topics[i];
+    pthread_mutex_unlock(&k->tmu);
+    if (rc == 0 && count) {
+        qsort(names, count, sizeof(*names), name_cmp);
+        if (!(*out = calloc(count, sizeof(**out))))
+            rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    }
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        bus_topic_entry *t = &(*out)[i];
+        snprintf(t->name, sizeof(t->name), "%s", names[i].name);
+        t->dlq = is_dlq(t->name);
+        if (!(t->parts = calloc((size_t)names[i].partitions, sizeof(*t->parts))))
+            rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+        else
+            rc = topic_info(k, t->name, names[i].partitions, &t->info, t->parts, e);
+        *n = i + 1;
+    }
+    free(names);
+    return rc;
 }
 
 /* ---- messages ---- */
@@ -1180,6 +1229,62 @@ static int op_nack(bus *b, const char *group, const bus_message *m, const char *
     return rc;
 }
 
+static int row_cmp(const void *a, const void *b)
+{
+    const bus_group_entry *x = a, *y = b;
+    int c = strcmp(x->group, y->group);
+    if (c == 0)
+        c = strcmp(x->topic, y->topic);
+    return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+/* The groups this process polls: a row per partition of each (group,
+ * topic), the committed offset and the messages in flight as this
+ * process holds them. */
+static int op_groups_describe(bus *b, const char *group, size_t max, bus_group_entry **out,
+                              size_t *n, bool *more, errdetail *e)
+{
+    bk *k = (bk *)b;
+    pthread_mutex_lock(&k->gmu);
+    size_t total = 0;
+    for (kgroup *g = k->groups; g; g = g->next)
+        if (!group || strcmp(g->group, group) == 0)
+            total += (size_t)g->partitions;
+    bus_group_entry *rows = total ? calloc(total, sizeof(*rows)) : NULL;
+    int rc = total && !rows ? errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory") : 0;
+    size_t r = 0;
+    for (kgroup *g = k->groups; rc == 0 && g; g = g->next) {
+        if (group && strcmp(g->group, group) != 0)
+            continue;
+        for (int p = 0; rc == 0 && p < g->partitions; p++) {
+            const kpart *kp = &g->parts[p];
+            int64_t lo = 0, hi = 0, flight = 0;
+            rc = watermarks(k, g->topic, p, &lo, &hi, e);
+            for (size_t i = 0; i < kp->n; i++)
+                flight += !kp->w[i].done && kp->w[i].attempts > 0;
+            bus_group_entry *x = &rows[r++];
+            snprintf(x->group, sizeof(x->group), "%s", g->group);
+            snprintf(x->topic, sizeof(x->topic), "%s", g->topic);
+            x->partition = p;
+            x->committed = kp->committed;
+            x->end = hi;
+            x->lag = hi - (kp->committed > lo ? kp->committed : lo);
+            x->in_flight = flight;
+        }
+    }
+    pthread_mutex_unlock(&k->gmu);
+    if (rc < 0) {
+        free(rows);
+        return rc;
+    }
+    if (r)
+        qsort(rows, r, sizeof(*rows), row_cmp);
+    *more = r > max;
+    *n = r > max ? max : r;
+    *out = rows;
+    return 0;
+}
+
 /* Retention is the brokers' (retention.ms and retention.bytes of each
  * topic): nothing to do here. */
 static int op_trim(bus *b, int64_t *deleted, errdetail *e)
@@ -1231,7 +1336,9 @@ static const bus_ops kafka_ops = {.name = "kafka",
                                   .nack = op_nack,
                                   .read = op_read,
                                   .trim = op_trim,
-                                  .close = op_close};
+                                  .close = op_close,
+                                  .topics_list = op_topics_list,
+                                  .groups_describe = op_groups_describe};
 
 static int clients_start(bk *k, errdetail *e)
 {

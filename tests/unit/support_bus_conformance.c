@@ -649,15 +649,15 @@ static void test_topics_list(void **state)
     assert_int_equal(t[3].parts[1].high, 0);
     bus_topics_free(t, n);
     /* retention moves low up to high: the partition is empty, its next
-     * offset kept */
+     * offset kept (where bus_trim applies retention) */
     clock_test_advance(f->clock, 401);
     assert_int_equal(bus_trim(f->b, NULL, NULL), 0);
     assert_int_equal(bus_topics_list(f->b, &t, &n, NULL), 0);
     const bus_topic_entry *b = find_topic(t, n, "b");
-    assert_int_equal(b->parts[0].low, 1);
+    assert_int_equal(b->parts[0].low, factory->broker_retention ? 0 : 1);
     assert_int_equal(b->parts[0].high, 1);
     assert_int_equal(b->parts[1].low, 0);
-    assert_int_equal(b->info.messages, 2);
+    assert_int_equal(b->info.messages, factory->broker_retention ? 3 : 2);
     bus_topics_free(t, n);
     /* a dead letter is counted in its dead-letter topic */
     bus_message *m = NULL;
