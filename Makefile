@@ -51,7 +51,8 @@ asan: asan-unit
 
 # ThreadSanitizer: the unit tests (CI runs these), then the integration suite
 # against the TSan binary (the logs are scanned for reports after each test).
-TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4"
+TSAN_SUPP = suppressions=$(abspath tests/tsan.supp)
+TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 $(TSAN_SUPP)"
 $(TSAN_BUILD)/Makefile: CMakeLists.txt
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCITRUS_TSAN=ON >/dev/null
 
@@ -60,7 +61,7 @@ tsan-unit: $(TSAN_BUILD)/Makefile
 	$(TSAN_ENV) ctest --test-dir $(TSAN_BUILD) --output-on-failure -j $(JOBS)
 
 tsan: tsan-unit
-	TSAN_OPTIONS="second_deadlock_stack=1 history_size=4" \
+	TSAN_OPTIONS="second_deadlock_stack=1 history_size=4 $(TSAN_SUPP)" \
 	  CITRUS_LIVENESS_SCALE=3 CITRUS_BIN=$(abspath $(TSAN_BUILD))/citrus $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 # The layering (scripts/layers.py), no export without a user elsewhere

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   libmicrohttpd-dev libgnutls28-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
-  libcmocka-dev libmurmurhash-dev libxxhash-dev libpq-dev
+  libcmocka-dev libmurmurhash-dev libxxhash-dev libpq-dev librdkafka-dev
   postgresql pgbouncer
   python3 python3-pytest python3-requests python3-yaml
   etcd-server etcd-client

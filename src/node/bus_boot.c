@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "bus/bus.h"
+#include "bus/bus_kafka.h"
 #include "bus/bus_sqlite.h"
 #include "citrus/errors.h"
 #include "obs/log.h"
@@ -48,26 +50,37 @@ static int topics_create(const citrus_config *cfg, const char *cmd, bus *b)
     return 0;
 }
 
+/* The Kafka backend (bus.kafka.*): opening needs no broker; calls made
+ * while none answers fail within their timeouts. */
+static int open_kafka(const citrus_config *cfg, const bus_config *bc, bus **b, errdetail *e)
+{
+    bus_kafka_opts ko = {.bootstrap_servers = cfg->bus_kafka_bootstrap,
+                         .client_id = cfg->bus_kafka_client_id,
+                         .security_protocol = cfg->bus_kafka_security_protocol,
+                         .sasl_mechanism = cfg->bus_kafka_sasl_mechanism,
+                         .sasl_username = cfg->bus_kafka_sasl_username,
+                         .sasl_password = cfg->bus_kafka_sasl_password,
+                         .ssl_ca_file = cfg->bus_kafka_ssl_ca_file,
+                         .publish_timeout_ms = (int)cfg->bus_kafka_publish_timeout_ms,
+                         .request_timeout_ms = (int)cfg->bus_kafka_request_timeout_ms,
+                         .replication_factor = (int)cfg->bus_kafka_replication_factor};
+    return bus_open_kafka(&ko, bc, b, e);
+}
+
 int bus_boot(const citrus_config *cfg, const char *cmd, app *a)
 {
-    if (strcmp(cfg->bus_backend, "embedded") != 0) {
-        fprintf(stderr,
-                "citrus %s: invalid config: bus.backend: %s is not available in this build "
-                "(embedded is)\n",
-                cmd, cfg->bus_backend);
-        return CITRUS_EINVAL;
-    }
-    char path[PATH_MAX];
-    int rc = config_data_file(cfg, cmd, "bus.db", path, sizeof(path));
-    if (rc < 0)
-        return rc;
+    bool kafka = strcmp(cfg->bus_backend, "kafka") == 0;
     bus_config bc = {.max_message_bytes = (size_t)cfg->bus_max_event_bytes + BUS_KEY_MAX,
                      .max_attempts = (int)cfg->bus_max_attempts,
                      .backoff_base_ms = cfg->bus_backoff_base_ms,
                      .backoff_cap_ms = cfg->bus_backoff_cap_ms};
     errdetail e;
     bus *b = NULL;
-    rc = bus_open_sqlite(path, &bc, &b, &e);
+    char path[PATH_MAX] = "kafka";
+    int rc = kafka ? 0 : config_data_file(cfg, cmd, "bus.db", path, sizeof(path));
+    if (rc < 0)
+        return rc;
+    rc = kafka ? open_kafka(cfg, &bc, &b, &e) : bus_open_sqlite(path, &bc, &b, &e);
     if (rc < 0) {
         fprintf(stderr, "citrus %s: cannot open the event bus %s: %s\n", cmd, path, e.message);
         return rc;
@@ -76,8 +89,10 @@ int bus_boot(const citrus_config *cfg, const char *cmd, app *a)
         bus_close(b);
         return rc;
     }
-    trim(b);
-    trimmer = ticker_start("bus-trim", TRIM_EVERY_MS, trim, b);
+    if (!kafka) { /* Kafka's retention is the brokers' */
+        trim(b);
+        trimmer = ticker_start("bus-trim", TRIM_EVERY_MS, trim, b);
+    }
     a->bus = b;
     a->max_event_bytes = (size_t)cfg->bus_max_event_bytes;
     config_bus_topic(cfg, CONFIG_TOPIC_SM_COMMANDS, a->admin_topic, sizeof(a->admin_topic));

@@ -1,5 +1,5 @@
 /* node/bus_boot.h — the event bus of a node (bus.backend): the embedded
- * durable log at <data-dir>/bus.db; the topics of seed 000 (bus.topics,
+ * durable log at <data-dir>/bus.db, or Kafka (bus.kafka.*); the topics of seed 000 (bus.topics,
  * with their dead-letter topics) created at start when missing, with
  * bus.partitions and the retention settings; retention applied at start
  * and every minute. */

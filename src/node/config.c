@@ -276,6 +276,28 @@ static const field fields[] = {
         "delivered again, ms"),
     LIST("bus.kafka", "bootstrap_servers", "kafka-bootstrap-servers", bus_kafka_bootstrap,
          "bus.backend kafka: the brokers to start from, host:port"),
+    STR("bus.kafka", "client_id", "kafka-client-id", bus_kafka_client_id,
+        "Kafka client.id of Citrus's producer and consumers"),
+    ENUM("bus.kafka", "security_protocol", "kafka-security-protocol", bus_kafka_security_protocol,
+         "plaintext|ssl|sasl_plaintext|sasl_ssl", "how Citrus talks to the brokers"),
+    ENUM("bus.kafka", "sasl_mechanism", "kafka-sasl-mechanism", bus_kafka_sasl_mechanism,
+         "PLAIN|SCRAM-SHA-256|SCRAM-SHA-512", "security_protocol sasl_*: the SASL mechanism"),
+    STR("bus.kafka", "sasl_username", "kafka-sasl-username", bus_kafka_sasl_username,
+        "security_protocol sasl_*: the SASL user"),
+    STR("bus.kafka", "sasl_password", "kafka-sasl-password", bus_kafka_sasl_password,
+        "security_protocol sasl_*: the SASL password (a secret: prefer the "
+        "CITRUS_BUS_KAFKA_SASL_PASSWORD variable; never logged)"),
+    STR("bus.kafka", "ssl_ca_file", "kafka-ssl-ca-file", bus_kafka_ssl_ca_file,
+        "security_protocol ssl or sasl_ssl: the CAs the brokers' certificates chain to, PEM "
+        "(else the system's)"),
+    INT("bus.kafka", "publish_timeout_ms", "kafka-publish-timeout", bus_kafka_publish_timeout_ms,
+        100, 600000,
+        "a publish not acknowledged by the brokers within this, ms, fails (unavailable)"),
+    INT("bus.kafka", "request_timeout_ms", "kafka-request-timeout", bus_kafka_request_timeout_ms,
+        100, 600000, "bound on one request to the cluster (metadata, offsets, admin, fetch), ms"),
+    INT("bus.kafka", "replication_factor", "kafka-replication-factor", bus_kafka_replication_factor,
+        0, 32,
+        "replicas of the topics Citrus creates (0: the brokers' default.replication.factor)"),
     STR("bus.groups", "enrollment_ingest", "bus-group-enrollment-ingest",
         bus_groups[CONFIG_GROUP_ENROLLMENT_INGEST],
         "the enrollment ingest worker's consumer group"),
@@ -393,6 +415,11 @@ void config_defaults(citrus_config *c)
     c->workers_batch = 100;
     c->notify_retention_days = 30;
     c->regq_retention_days = 30;
+    snprintf(c->bus_kafka_client_id, sizeof(c->bus_kafka_client_id), "citrus");
+    snprintf(c->bus_kafka_security_protocol, sizeof(c->bus_kafka_security_protocol), "plaintext");
+    snprintf(c->bus_kafka_sasl_mechanism, sizeof(c->bus_kafka_sasl_mechanism), "PLAIN");
+    c->bus_kafka_publish_timeout_ms = 30000;
+    c->bus_kafka_request_timeout_ms = 10000;
     for (size_t i = 0; i < CONFIG_NGROUPS; i++) {
         snprintf(c->bus_groups[i], sizeof(c->bus_groups[i]), "citrus-%s", group_keys[i]);
         for (char *p = c->bus_groups[i]; *p; p++)
@@ -1011,6 +1038,20 @@ static int bus_check(const citrus_config *c, errdetail *err)
     if (strcmp(c->bus_backend, "kafka") == 0 && !c->bus_kafka_bootstrap[0])
         return errdetail_set(err, CITRUS_EINVAL,
                              "bus.kafka.bootstrap_servers: required when bus.backend is kafka");
+    bool sasl = strncmp(c->bus_kafka_security_protocol, "sasl_", 5) == 0;
+    if (sasl && (!c->bus_kafka_sasl_username[0] || !c->bus_kafka_sasl_password[0]))
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "bus.kafka.sasl_username and bus.kafka.sasl_password: required "
+                             "when bus.kafka.security_protocol is %s",
+                             c->bus_kafka_security_protocol);
+    if (!sasl && (c->bus_kafka_sasl_username[0] || c->bus_kafka_sasl_password[0]))
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "bus.kafka.sasl_username, sasl_password: only with "
+                             "bus.kafka.security_protocol sasl_plaintext or sasl_ssl");
+    if (c->bus_kafka_ssl_ca_file[0] && !strstr(c->bus_kafka_security_protocol, "ssl"))
+        return errdetail_set(err, CITRUS_EINVAL,
+                             "bus.kafka.ssl_ca_file: only with bus.kafka.security_protocol ssl "
+                             "or sasl_ssl");
     return bootstrap_items(c->bus_kafka_bootstrap, err);
 }
 

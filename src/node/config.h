@@ -142,7 +142,16 @@ typedef struct citrus_config {
     char bus_topic_prefix[128];           /* prefix of the default topic names */
     char bus_topics[CONFIG_NTOPICS][256]; /* "" = bus_topic_prefix + the default suffix */
     int64_t bus_max_event_bytes;
-    char bus_kafka_bootstrap[1024];       /* host:port, comma-separated */
+    char bus_kafka_bootstrap[1024]; /* host:port, comma-separated */
+    char bus_kafka_client_id[128];
+    char bus_kafka_security_protocol[16]; /* plaintext | ssl | sasl_plaintext | sasl_ssl */
+    char bus_kafka_sasl_mechanism[16];    /* PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 */
+    char bus_kafka_sasl_username[256];
+    char bus_kafka_sasl_password[256]; /* a secret: never logged or echoed */
+    char bus_kafka_ssl_ca_file[CONFIG_STR];
+    int64_t bus_kafka_publish_timeout_ms;
+    int64_t bus_kafka_request_timeout_ms;
+    int64_t bus_kafka_replication_factor; /* of the topics Citrus creates; 0: the brokers' */
     char bus_groups[CONFIG_NGROUPS][256]; /* consumer group ids, one per worker */
     int64_t bus_partitions;               /* of each topic Citrus creates */
     int64_t bus_retention_hours;          /* a topic's retention by age */

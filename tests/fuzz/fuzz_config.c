@@ -94,10 +94,22 @@ static json_t *bus_json(const citrus_config *c)
         json_object_set_new(g, groups[i], json_string(c->bus_groups[i]));
     json_object_set_new(bus, "topics", t);
     json_object_set_new(bus, "groups", g);
+    json_t *k = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "client_id", c->bus_kafka_client_id,
+                          "security_protocol", c->bus_kafka_security_protocol, "sasl_mechanism",
+                          c->bus_kafka_sasl_mechanism, "publish_timeout_ms",
+                          (json_int_t)c->bus_kafka_publish_timeout_ms, "request_timeout_ms",
+                          (json_int_t)c->bus_kafka_request_timeout_ms, "replication_factor",
+                          (json_int_t)c->bus_kafka_replication_factor);
+    FUZZ_CHECK(k != NULL, "the bus.kafka settings cannot be written as JSON (not UTF-8?)");
     if (c->bus_kafka_bootstrap[0])
-        json_object_set_new(
-            bus, "kafka",
-            json_pack("{s:o}", "bootstrap_servers", list_json(c->bus_kafka_bootstrap)));
+        json_object_set_new(k, "bootstrap_servers", list_json(c->bus_kafka_bootstrap));
+    const char *const opt[][2] = {{"sasl_username", c->bus_kafka_sasl_username},
+                                  {"sasl_password", c->bus_kafka_sasl_password},
+                                  {"ssl_ca_file", c->bus_kafka_ssl_ca_file}};
+    for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++)
+        if (opt[i][1][0])
+            json_object_set_new(k, opt[i][0], json_string(opt[i][1]));
+    json_object_set_new(bus, "kafka", k);
     return bus;
 }
 

@@ -11,6 +11,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,10 @@ typedef struct bus_conformance_factory {
     int (*open)(void *ctx, const bus_config *cfg, bus **out);
     /* Closes b (which may be NULL) and discards its data. */
     void (*close)(void *ctx, bus *b);
+    /* Retention is the brokers' (Kafka): bus_trim deletes nothing, so the
+     * two trim tests give way to one that checks the topics' retention
+     * settings were set and that bus_trim leaves the messages. */
+    bool broker_retention;
 } bus_conformance_factory;
 
 /* The suite's tests, bound to f (kept, not copied: it must stay valid while

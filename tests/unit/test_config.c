@@ -562,6 +562,70 @@ static void workers_section(void **state)
     assert_non_null(strstr(err.message, "levels"));
 }
 
+/* bus.kafka.*: client id, security, bounds; SASL needs its user and
+ * password, and the password never shows in a refusal. */
+static void bus_kafka_settings(void **state)
+{
+    citrus_config c;
+    errdetail err;
+    config_defaults(&c);
+    assert_string_equal(c.bus_kafka_client_id, "citrus");
+    assert_string_equal(c.bus_kafka_security_protocol, "plaintext");
+    assert_int_equal(c.bus_kafka_publish_timeout_ms, 30000);
+    assert_int_equal(c.bus_kafka_request_timeout_ms, 10000);
+    assert_int_equal(c.bus_kafka_replication_factor, 0);
+    const char *text = "{\"bus\": {\"backend\": \"kafka\", \"kafka\": {"
+                       "\"bootstrap_servers\": [\"k1:9093\"], \"client_id\": \"node1\", "
+                       "\"security_protocol\": \"sasl_ssl\", \"sasl_mechanism\": "
+                       "\"SCRAM-SHA-512\", \"sasl_username\": \"citrus\", "
+                       "\"ssl_ca_file\": \"/etc/kafka/ca.pem\", \"publish_timeout_ms\": 5000, "
+                       "\"request_timeout_ms\": 2000, \"replication_factor\": 3}}}";
+    assert_int_equal(config_load_text(&c, text, strlen(text), &err), 0);
+    assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL); /* no password yet */
+    assert_non_null(strstr(err.message, "bus.kafka.sasl_password"));
+    char *env[] = {"CITRUS_BUS_KAFKA_SASL_PASSWORD=s3cret-Pa55", NULL};
+    assert_int_equal(config_load_env(&c, env, &err), 0);
+    assert_int_equal(config_validate(&c, &err), 0);
+    assert_string_equal(c.bus_kafka_client_id, "node1");
+    assert_string_equal(c.bus_kafka_sasl_mechanism, "SCRAM-SHA-512");
+    assert_string_equal(c.bus_kafka_sasl_password, "s3cret-Pa55");
+    assert_int_equal(c.bus_kafka_publish_timeout_ms, 5000);
+    assert_int_equal(c.bus_kafka_replication_factor, 3);
+
+    /* refusals name the setting */
+    const struct {
+        const char *flag, *value, *named;
+    } bad[] = {
+        {"kafka-security-protocol", "tls", "bus.kafka.security_protocol"},
+        {"kafka-sasl-mechanism", "GSSAPI", "bus.kafka.sasl_mechanism"},
+        {"kafka-publish-timeout", "99", "bus.kafka.publish_timeout_ms"},
+        {"kafka-request-timeout", "600001", "bus.kafka.request_timeout_ms"},
+        {"kafka-replication-factor", "-1", "bus.kafka.replication_factor"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(config_set_flag(&c, bad[i].flag, bad[i].value, &err), CITRUS_EINVAL);
+        assert_non_null(strstr(err.message, bad[i].named));
+    }
+    char longpw[300];
+    memset(longpw, 'p', sizeof(longpw) - 1);
+    longpw[sizeof(longpw) - 1] = '\0';
+    assert_int_equal(config_set_flag(&c, "kafka-sasl-password", longpw, &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "bus.kafka.sasl_password"));
+    assert_null(strstr(err.message, "ppp")); /* not echoed */
+
+    /* SASL settings without a SASL protocol, a CA file without TLS */
+    config_defaults(&c);
+    assert_int_equal(config_set_flag(&c, "kafka-sasl-username", "u", &err), 0);
+    assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "bus.kafka.sasl_username"));
+    config_defaults(&c);
+    assert_int_equal(config_set_flag(&c, "kafka-ssl-ca-file", "/ca.pem", &err), 0);
+    assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL);
+    assert_non_null(strstr(err.message, "bus.kafka.ssl_ca_file"));
+    assert_int_equal(config_set_flag(&c, "kafka-security-protocol", "ssl", &err), 0);
+    assert_int_equal(config_validate(&c, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +644,7 @@ int main(void)
         cmocka_unit_test(bus_topics_and_defaults),
         cmocka_unit_test(bus_bad_names),
         cmocka_unit_test(workers_section),
+        cmocka_unit_test(bus_kafka_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

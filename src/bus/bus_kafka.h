@@ -1,0 +1,50 @@
+/* bus/bus_kafka.h — the Kafka bus: bus.h on librdkafka (idempotent
+ * producer, manual offset commits). See bus_kafka.c and docs/events.md,
+ * "Kafka backend". */
+#ifndef CITRUS_BUS_BUS_KAFKA_H
+#define CITRUS_BUS_BUS_KAFKA_H
+
+#include "bus/bus.h"
+
+/* Topic administration without Kafka's Admin API. Kafka's CreateTopics and
+ * DescribeConfigs need the cluster's controller, which librdkafka's mock
+ * cluster (the tests' broker) does not have: the tests give these instead.
+ * NULL in bus_kafka_opts: the Admin API. */
+typedef struct bus_kafka_admin {
+    void *ctx;
+    /* Creates topic name with partitions and the retention configs
+     * (retention.ms, retention.bytes: -1 for no limit). */
+    int (*create)(void *ctx, const char *name, int partitions, int64_t retention_ms,
+                  int64_t retention_bytes, errdetail *e);
+    /* The retention configs of an existing topic (-1: no limit). */
+    int (*retention)(void *ctx, const char *name, int64_t *retention_ms, int64_t *retention_bytes,
+                     errdetail *e);
+} bus_kafka_admin;
+
+typedef struct bus_kafka_opts {
+    const char *bootstrap_servers; /* host:port,... (required) */
+    const char *client_id;         /* NULL: "citrus" */
+    /* Optional security (NULL: librdkafka's defaults, plaintext). The
+     * password never appears in an error or a log line. */
+    const char *security_protocol; /* plaintext | ssl | sasl_plaintext | sasl_ssl */
+    const char *sasl_mechanism;    /* PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 */
+    const char *sasl_username;
+    const char *sasl_password;
+    const char *ssl_ca_file;
+    /* Bounds (0: the defaults): how long a publish waits for its
+     * acknowledgement (librdkafka's message.timeout.ms; 30 s), and one
+     * request to the cluster: metadata, offsets, admin, a poll's fetch (10 s). */
+    int publish_timeout_ms;
+    int request_timeout_ms;
+    int replication_factor;       /* of created topics; 0: the broker's default */
+    const bus_kafka_admin *admin; /* NULL: the Admin API (copied) */
+} bus_kafka_opts;
+
+/* Connects to the cluster (the producer starts; consumers start on the
+ * first poll of each (group, topic)) with cfg (NULL: defaults; copied).
+ * 0; CITRUS_EINVAL for a bad option (named, never its secret value);
+ * CITRUS_ENOMEM. The cluster being down is not an error here: calls then
+ * fail with CITRUS_EUNAVAILABLE within their bound. Close with bus_close. */
+int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, errdetail *e);
+
+#endif
