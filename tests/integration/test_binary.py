@@ -127,3 +127,20 @@ def test_bus_topics_created_at_start(make_citrus, tmp_path):
     r = run_cli("dev", "--data-dir", str(tmp_path / "d2"), "--bus-backoff-base-ms", "5000",
                 "--bus-backoff-cap-ms", "1000")
     assert r.returncode == 2 and "bus.backoff_cap_ms" in r.stderr, r.stderr
+
+
+def test_kafka_backend_without_a_broker_fails_at_start(tmp_path):
+    """bus.backend kafka: the node opens the Kafka backend; with no broker
+    at the bootstrap address, creating the topics fails within the request
+    timeout and the node exits with a clear message (no hang)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    r = run_cli("dev", "--data-dir", str(tmp_path / "d"), "--bus-backend", "kafka",
+                "--kafka-bootstrap-servers", f"127.0.0.1:{port}",
+                "--kafka-request-timeout", "1000", timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "topic" in r.stderr and "citrus.enrollment.events" in r.stderr, r.stderr
+    assert not (tmp_path / "d" / "bus.db").exists()
