@@ -236,7 +236,7 @@ static const field fields[] = {
     INT("records", "audit_retention_days", "audit-retention-days", audit_retention_days, 1, 36500,
         "audit rows older than this are deleted, days"),
     ENUM("bus", "backend", "bus-backend", bus_backend, "embedded|kafka",
-         "the event bus: embedded (a durable log in the data dir) or kafka (a later increment)"),
+         "the event bus: embedded (a durable log in the data dir) or kafka (bus.kafka.*)"),
     STR("bus", "topic_prefix", "bus-topic-prefix", bus_topic_prefix,
         "prefix of the default topic names (topics not named in bus.topics)"),
     STR("bus.topics", "enrollment_events", "bus-topic-enrollment-events",

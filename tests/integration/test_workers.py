@@ -5,13 +5,8 @@ What runs today: the role's switches (on in `citrus dev`, off in `citrus
 server` unless `--workers`), a bad notification filter refused at start,
 and GET /v1/notifications with its bad-input answers.
 
-What needs events published over HTTP: the publishing route of issue 15
-item 6, `POST /v1/topics/{topic}/events` (role sm-operator, body
-`{"events": [envelope, ...]}` or one envelope), is another increment's.
-The tests marked NEEDS_PUBLISH_ROUTE are written against that route as the
-issue defines it; until it is merged they are skipped (the server answers
-404 route_not_found, checked below, and nothing else skips them), and once
-it is merged they run unchanged. The runner's own behaviour (retries,
+Events are published over HTTP (`POST /v1/topics/{topic}/events`, body
+`{"events": [envelope, ...]}`). The runner's own behaviour (retries,
 dead letters, duplicates, the kill -9 window) is tested without HTTP in
 tests/unit/test_workers.c on the embedded bus and a real records store.
 """
@@ -137,13 +132,10 @@ def test_notifications_route_and_bad_input(citrus):
     assert r.status_code == 405
 
 
-# ---- once POST /v1/topics/{topic}/events is merged (NEEDS_PUBLISH_ROUTE) ----------------------
+# ---- events published over POST /v1/topics/{topic}/events ----------------------------------------
 
 def publish(url, events, topic=TOPIC):
     r = requests.post(f"{url}/v1/topics/{topic}/events", json={"events": events}, timeout=30)
-    if r.status_code == 404 and r.json().get("error", {}).get("code") == "route_not_found":
-        pytest.skip("NEEDS_PUBLISH_ROUTE: POST /v1/topics/{topic}/events (issue 15 item 6) "
-                    "is not in this build")
     assert r.status_code in (200, 201, 202), r.text
     return r
 
@@ -221,8 +213,6 @@ def test_malformed_platform_event_refused_or_dead_lettered(make_citrus):
     r = requests.post(f"{c.url}/v1/topics/{TOPIC}/events",
                       json={"events": [{"specversion": "1.0", "source": "/s", "type": "t"}]},
                       timeout=10)
-    if r.status_code == 404 and r.json().get("error", {}).get("code") == "route_not_found":
-        pytest.skip("NEEDS_PUBLISH_ROUTE: POST /v1/topics/{topic}/events is not in this build")
     assert r.status_code == 400, r.text
     assert notifications(c.url)["notifications"] == []
     ok = event(str(uuid.uuid4()))
@@ -259,7 +249,7 @@ def test_manifests_put_get_and_bad_input(citrus):
 
 
 def test_enrollment_ingest_end_to_end(make_citrus):
-    """NEEDS_PUBLISH_ROUTE. An enrollment-committed event whose manifest is
+    """An enrollment-committed event whose manifest is
     there becomes one shard ingest command; one whose manifest comes later
     is retried with backoff and then succeeds; the same event again does
     nothing more (the ledger)."""
