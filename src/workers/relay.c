@@ -346,6 +346,7 @@ static void checkpoint_write(relay *r, int64_t token)
     bool ok = false;
     int64_t rev;
     int rc = txb_commit(&t, r->st, &ok, &rev);
+    txb_free(&t);
     if (rc == 0 && ok) {
         r->checkpointed = pub;
         r->last_ckpt_ms = clock_mono_ms(r->clock);
