@@ -365,23 +365,33 @@ static int pg_write_batch(records *r, records_append *rows, size_t n, const reco
     return rc;
 }
 
-static int pg_query(records *r, const records_filter *f, audit_row *rows, size_t *n, errdetail *e)
+/* Runs sql with the parameters of a query (numbers as decimal text) under
+ * the store's lock: run's answer. */
+static int run_params(pg_records *p, const char *what, const char *sql, const records_param *prm,
+                      int np, ExecStatusType want, PGresult **res, errdetail *e)
 {
-    pg_records *p = self(r);
     char nums[RECORDS_MAX_PARAMS][24];
     const char *vals[RECORDS_MAX_PARAMS];
-    for (int i = 0; i < f->np; i++) {
-        if (f->p[i].is_int) {
-            snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)f->p[i].i);
+    if (np > RECORDS_MAX_PARAMS)
+        return errdetail_set(e, CITRUS_EINVAL, "%s: too many parameters", what);
+    for (int i = 0; i < np; i++) {
+        if (prm[i].is_int) {
+            snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)prm[i].i);
             vals[i] = nums[i];
         } else {
-            vals[i] = f->p[i].s;
+            vals[i] = prm[i].s;
         }
     }
     pthread_mutex_lock(&p->mu);
-    PGresult *res;
-    int rc = run(p, "query", f->sql, f->np, vals, PGRES_TUPLES_OK, &res, e);
+    int rc = run(p, what, sql, np, vals, want, res, e);
     pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+static int pg_query(records *r, const records_filter *f, audit_row *rows, size_t *n, errdetail *e)
+{
+    PGresult *res;
+    int rc = run_params(self(r), "query", f->sql, f->p, f->np, PGRES_TUPLES_OK, &res, e);
     if (rc != 0)
         return rc;
     int nt = PQntuples(res);
@@ -500,21 +510,8 @@ static int pg_processed_record(records *r, processed_entry *entries, size_t n, e
 static int pg_notify_query(records *r, const records_filter *f, notification_row *rows, size_t *n,
                            errdetail *e)
 {
-    pg_records *p = self(r);
-    char nums[RECORDS_MAX_PARAMS][24];
-    const char *vals[RECORDS_MAX_PARAMS];
-    for (int i = 0; i < f->np; i++) {
-        if (f->p[i].is_int) {
-            snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)f->p[i].i);
-            vals[i] = nums[i];
-        } else {
-            vals[i] = f->p[i].s;
-        }
-    }
-    pthread_mutex_lock(&p->mu);
     PGresult *res;
-    int rc = run(p, "query", f->sql, f->np, vals, PGRES_TUPLES_OK, &res, e);
-    pthread_mutex_unlock(&p->mu);
+    int rc = run_params(self(r), "query", f->sql, f->p, f->np, PGRES_TUPLES_OK, &res, e);
     if (rc != 0)
         return rc;
     int nt = PQntuples(res);
@@ -600,26 +597,11 @@ static int pg_manifest_get(records *r, const char *id, manifest_row *out, errdet
 static int pg_exec(records *r, const char *sql, const records_param *prm, int np, int ncols,
                    size_t max_rows, char **cells, size_t *nrows, int64_t *changes, errdetail *e)
 {
-    pg_records *p = self(r);
     *nrows = 0;
     *changes = 0;
-    char nums[RECORDS_MAX_PARAMS][24];
-    const char *vals[RECORDS_MAX_PARAMS];
-    if (np > RECORDS_MAX_PARAMS)
-        return errdetail_set(e, CITRUS_EINVAL, "registrations: too many parameters");
-    for (int i = 0; i < np; i++) {
-        if (prm[i].is_int) {
-            snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)prm[i].i);
-            vals[i] = nums[i];
-        } else {
-            vals[i] = prm[i].s;
-        }
-    }
-    pthread_mutex_lock(&p->mu);
     PGresult *res;
-    int rc = run(p, "registrations", sql, np, vals, ncols > 0 ? PGRES_TUPLES_OK : PGRES_COMMAND_OK,
-                 &res, e);
-    pthread_mutex_unlock(&p->mu);
+    int rc = run_params(self(r), "registrations", sql, prm, np,
+                        ncols > 0 ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, &res, e);
     if (rc != 0)
         return rc;
     if (ncols > 0) {

@@ -193,15 +193,24 @@ static int lite_write_batch(records *r, records_append *rows, size_t n, const re
     return out;
 }
 
+/* sql prepared into *st with the parameters of a query bound (the
+ * caller holds the lock and finalizes *st): SQLite's result code. */
+static int prepare_bound(sqlite_records *s, const char *sql, const records_param *p, int np,
+                         sqlite3_stmt **st)
+{
+    *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+    for (int i = 0; i < np && rc == SQLITE_OK; i++)
+        rc = p[i].is_int ? sqlite3_bind_int64(*st, i + 1, p[i].i) : bind_text(*st, i + 1, p[i].s);
+    return rc;
+}
+
 static int lite_query(records *r, const records_filter *f, audit_row *rows, size_t *n, errdetail *e)
 {
     sqlite_records *s = self(r);
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, f->sql, -1, &st, NULL);
-    for (int i = 0; i < f->np && rc == SQLITE_OK; i++)
-        rc = f->p[i].is_int ? sqlite3_bind_int64(st, i + 1, f->p[i].i)
-                            : bind_text(st, i + 1, f->p[i].s);
+    sqlite3_stmt *st;
+    int rc = prepare_bound(s, f->sql, f->p, f->np, &st);
     int out = rc == SQLITE_OK ? 0 : fail(s->db, rc, "query", e);
     while (out == 0 && *n <= f->limit) {
         rc = sqlite3_step(st);
@@ -297,11 +306,8 @@ static int lite_notify_query(records *r, const records_filter *f, notification_r
 {
     sqlite_records *s = self(r);
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, f->sql, -1, &st, NULL);
-    for (int i = 0; i < f->np && rc == SQLITE_OK; i++)
-        rc = f->p[i].is_int ? sqlite3_bind_int64(st, i + 1, f->p[i].i)
-                            : bind_text(st, i + 1, f->p[i].s);
+    sqlite3_stmt *st;
+    int rc = prepare_bound(s, f->sql, f->p, f->np, &st);
     int out = rc == SQLITE_OK ? 0 : fail(s->db, rc, "query", e);
     while (out == 0 && *n <= f->limit) {
         rc = sqlite3_step(st);
@@ -394,10 +400,8 @@ static int lite_exec(records *r, const char *sql, const records_param *p, int np
     *nrows = 0;
     *changes = 0;
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    for (int i = 0; i < np && rc == SQLITE_OK; i++)
-        rc = p[i].is_int ? sqlite3_bind_int64(st, i + 1, p[i].i) : bind_text(st, i + 1, p[i].s);
+    sqlite3_stmt *st;
+    int rc = prepare_bound(s, sql, p, np, &st);
     int out = rc == SQLITE_OK ? 0 : fail(s->db, rc, "registrations", e);
     while (out == 0) {
         rc = sqlite3_step(st);
