@@ -76,20 +76,23 @@ static json_t *all_events(fix *f)
 {
     json_t *a = json_array();
     for (int p = 0; p < 3; p++) {
-        bus_message *m = NULL;
-        size_t n = 0;
-        errdetail e;
-        int rc = bus_read(f->b, TOPIC, p, 0, 1000, &m, &n, &e);
-        if (rc == CITRUS_EINVAL)
-            continue; /* nothing in it yet */
-        assert_int_equal(rc, 0);
-        for (size_t i = 0; i < n; i++) {
-            json_t *j = json_loadb((const char *)m[i].value, m[i].value_len, 0, NULL);
-            assert_non_null(j);
-            json_object_set_new(j, "_key", json_stringn((const char *)m[i].key, m[i].key_len));
-            json_array_append_new(a, j);
+        for (int64_t from = 0;;) {
+            bus_message *m = NULL;
+            size_t n = 0;
+            errdetail e;
+            int rc = bus_read(f->b, TOPIC, p, from, 1000, &m, &n, &e);
+            if (rc == CITRUS_EINVAL || (rc == 0 && n == 0))
+                break; /* nothing (more) in it */
+            assert_int_equal(rc, 0);
+            for (size_t i = 0; i < n; i++) {
+                json_t *j = json_loadb((const char *)m[i].value, m[i].value_len, 0, NULL);
+                assert_non_null(j);
+                json_object_set_new(j, "_key", json_stringn((const char *)m[i].key, m[i].key_len));
+                json_array_append_new(a, j);
+            }
+            from = m[n - 1].offset + 1;
+            bus_messages_free(m, n);
         }
-        bus_messages_free(m, n);
     }
     return a;
 }
@@ -240,6 +243,37 @@ static void crash_before_the_checkpoint_publishes_no_duplicate(void **state)
         assert_int_equal(found, 1);
     }
     json_decref(first);
+    json_decref(a);
+}
+
+/* Other publishers' events after the relay's (the topic is shared): the
+ * tail is read back across several chunks to the relay's events, and
+ * those are still not published twice. */
+static void crash_then_other_events_still_no_duplicate(void **state)
+{
+    fix *f = *state;
+    relay *r = start(f);
+    regfix_add_active(&f->rf, "s1", 1, "sqlite:///tmp/s1.db");
+    assert_int_equal(regfix_move(&f->rf, "s1", SHARD_READ_ONLY, 0), 0);
+    caught_up(f, r);
+    relay_abandon(r); /* 4 events, no checkpoint */
+    errdetail e;
+    for (int i = 0; i < 1500; i++) {
+        char key[32], text[160];
+        snprintf(key, sizeof(key), "other/%d", i % 7);
+        snprintf(text, sizeof(text),
+                 "{\"specversion\":\"1.0\",\"id\":\"o-%d\",\"type\":\"x\",\"source\":\"/tests\"}",
+                 i);
+        assert_int_equal(
+            bus_publish(f->b, TOPIC, key, strlen(key), text, strlen(text), NULL, NULL, &e), 0);
+    }
+    r = start(f);
+    caught_up(f, r);
+    relay_stop(r);
+    json_t *a = all_events(f);
+    assert_int_equal(count_type(a, "citrus.shard.state_changed", "s1"), 3);
+    assert_int_equal(count_type(a, "citrus.shard.created", "s1"), 1);
+    assert_true(ids_unique(a));
     json_decref(a);
 }
 
@@ -479,6 +513,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(shard_lifecycle_becomes_events, setup, teardown),
         cmocka_unit_test_setup_teardown(restart_resumes_at_the_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(crash_before_the_checkpoint_publishes_no_duplicate, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(crash_then_other_events_still_no_duplicate, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(crash_mid_revision_publishes_only_the_missing, setup,
                                         teardown),
