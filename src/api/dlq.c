@@ -36,6 +36,11 @@
  * copy; past it the dead letter is published again. */
 #define REPLAY_SEARCH_MAX 10000
 #define MARK_KEY_MAX (sizeof(DLQ_REPLAYS) + BUS_NAME_MAX + 32)
+/* The longest text a mark keeps ("by", "correlation_id"), and what a
+ * mark adds at most to a dead letter in a listing (counted against
+ * server.max_response_bytes). */
+#define MARK_TEXT_MAX 256
+#define MARK_JSON_MAX 1024
 
 /* name + ".dlq" into buf: false (replied 404) when it does not fit. */
 static bool dlq_name(http_req *r, const char *topic, char *buf, size_t len)
@@ -214,8 +219,10 @@ int api_dlq_list(http_req *r, void *ctx)
         for (size_t i = 0; rc == 0 && i < n && !full; i++) {
             full = !api_events_append(items, api_events_message_json(&m[i], true),
                                       a->max_response_bytes, &bytes);
-            if (!full)
+            if (!full) {
                 off = m[i].offset + 1;
+                bytes += MARK_JSON_MAX; /* its replay mark, attached below */
+            }
         }
         bus_messages_free(m, n);
         if (rc == 0 && n == 0)
@@ -314,6 +321,18 @@ static int replay_refuse(http_req *r, const char *topic, const char *id, json_t 
     return CITRUS_EEXISTS;
 }
 
+/* s cut to at most MARK_TEXT_MAX bytes at a UTF-8 boundary ("?" when it
+ * is not UTF-8), so a mark stays within MARK_JSON_MAX. */
+static json_t *mark_text(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n > MARK_TEXT_MAX)
+        for (n = MARK_TEXT_MAX; n && ((unsigned char)s[n] & 0xC0) == 0x80;)
+            n--;
+    json_t *j = json_stringn(s ? s : "", n);
+    return j ? j : json_string("?");
+}
+
 /* A mark: state, where (partition, and offset or from_offset), when, by
  * whom, the request's correlation id (its audit row's), replays so far. */
 static json_t *mark_new(http_req *r, const char *state, int part, const char *where, int64_t off,
@@ -322,11 +341,10 @@ static json_t *mark_new(http_req *r, const char *state, int part, const char *wh
     int64_t now = clock_wall_ms(NULL);
     char when[40];
     shard_json_time(now, when, sizeof(when));
-    const char *corr = http_req_correlation(r);
-    return json_pack("{s:s,s:i,s:I,s:I,s:s,s:s,s:s,s:I}", "state", state, "partition", part, where,
+    return json_pack("{s:s,s:i,s:I,s:I,s:s,s:o,s:o,s:I}", "state", state, "partition", part, where,
                      (json_int_t)off, "at_ms", (json_int_t)now, "time", when, "by",
-                     api_principal(r)->name ? api_principal(r)->name : "", "correlation_id",
-                     corr ? corr : "", "replays", (json_int_t)replays);
+                     mark_text(api_principal(r)->name), "correlation_id",
+                     mark_text(http_req_correlation(r)), "replays", (json_int_t)replays);
 }
 
 /* Replays dead letter dl (id, of dlq) onto topic (src: its listing
