@@ -190,9 +190,9 @@ def test_lag_and_dead_letters(node):
     r = cli(node, "dlq", "ls", CMDS, token="reader")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["ID", "ATTEMPTS", "SOURCE", "TIME", "ERROR"]
-    assert lines[1].split()[:3] == ["0-0", "2", "0/1"] and lines[1].endswith("first")
-    assert lines[2].split()[:3] == ["1-0", "5", "1/7"] and lines[2].endswith("boom")
+    assert lines[0].split() == ["ID", "ATTEMPTS", "SOURCE", "TIME", "REPLAYED", "ERROR"]
+    assert lines[1].split()[:3] == ["0-0", "2", "0/1"] and lines[1].split()[4:] == ["-", "first"]
+    assert lines[2].split()[:3] == ["1-0", "5", "1/7"] and lines[2].split()[4:] == ["-", "boom"]
     r = cli(node, "dlq", "ls", CMDS, "--limit", "1", token="reader")
     assert len(r.stdout.splitlines()) == 3 and "(more" in r.stdout
     r = cli(node, "dlq", "ls", CMDS, "-o", "json", token="reader")
@@ -205,6 +205,20 @@ def test_lag_and_dead_letters(node):
     part, off = words[5], words[7]
     back = node.read(CMDS, f"?partition={part}&from_offset={off}").json()["events"][0]
     assert back["event"] == dead
+    # ls shows where it went; a second replay is refused with that place
+    r = cli(node, "dlq", "ls", CMDS, token="reader")
+    assert r.stdout.splitlines()[2].split()[4] == f"{part}/{off}"
+    before = node.offsets()
+    r = cli(node, "dlq", "replay", CMDS, "1-0")
+    assert r.returncode == 1 and "already_exists" in r.stderr, r.stderr
+    assert f"partition {part} offset {off}" in r.stderr and "force" in r.stderr
+    assert node.offsets() == before
+    r = cli(node, "dlq", "replay", CMDS, "1-0", "--force")
+    assert r.returncode == 0, r.stderr
+    words = r.stdout.split()
+    assert words[5] == part and int(words[7]) > int(off)
+    r = cli(node, "dlq", "ls", CMDS, "--force", token="reader")
+    assert r.returncode == 2  # --force is replay's
     r = cli(node, "dlq", "replay", CMDS, "9-9")
     assert r.returncode == 1 and "not_found" in r.stderr
     r = cli(node, "dlq", "ls", "nope", token="reader")
