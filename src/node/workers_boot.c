@@ -1,6 +1,7 @@
 /* node/workers_boot.c — the workers role of a node (see workers_boot.h). */
 #include "node/workers_boot.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,7 +32,15 @@ static struct {
     ticker *purger;
     records *rec;
     int64_t ledger_keep_ms, notify_keep_ms, regq_keep_ms;
+    _Atomic(session *) sess; /* workers_set_session's */
+    atomic_bool sess_known;  /* workers_set_session was called */
 } role;
+
+void workers_set_session(session *s)
+{
+    atomic_store(&role.sess, s);
+    atomic_store(&role.sess_known, true);
+}
 
 static void purge(void *ctx)
 {
@@ -114,11 +123,23 @@ static int route_tenant(void *ctx, const char *tenant_key, ingest_target *out, e
     return 0;
 }
 
+/* smcmd_ctx.leader: this node's controller session; none yet: not
+ * leading; none at all (it could not start): unfenced, token 0. */
+static bool sm_leader(void *ctx, int64_t *token)
+{
+    (void)ctx;
+    *token = 0;
+    if (!atomic_load(&role.sess_known))
+        return false;
+    session *s = atomic_load(&role.sess);
+    return !s || session_is_leader(s, token);
+}
+
 /* Starts one worker (name, e.g. "event_notification") on topic t with
  * group g, with the workers and bus settings; reported on stderr. */
 static int start_worker(const citrus_config *cfg, const char *cmd, app *a, const char *name,
                         config_topic t, config_group g, worker_handler handle, void *ctx,
-                        worker **out)
+                        bool (*ready)(void *ctx), worker **out)
 {
     char topic[256];
     config_bus_topic(cfg, t, topic, sizeof(topic));
@@ -133,7 +154,8 @@ static int start_worker(const citrus_config *cfg, const char *cmd, app *a, const
                      .max_attempts = (int)cfg->bus_max_attempts,
                      .threads = (int)cfg->workers_threads,
                      .handle = handle,
-                     .ctx = ctx};
+                     .ctx = ctx,
+                     .ready = ready};
     errdetail e;
     int rc = worker_new(&s, out, &e);
     if (rc == 0)
@@ -155,7 +177,8 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
         return rc;
     }
     rc = start_worker(cfg, cmd, a, "event_notification", CONFIG_TOPIC_PLATFORM_EVENTS,
-                      CONFIG_GROUP_EVENT_NOTIFICATION, notify_handle, role.filter, &role.notify);
+                      CONFIG_GROUP_EVENT_NOTIFICATION, notify_handle, role.filter, NULL,
+                      &role.notify);
     /* The enrollment ingest worker, when this node runs the shard manager
      * (its registry routes). */
     if (rc == 0 && a->shards) {
@@ -168,17 +191,22 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
                                  .route = route_tenant,
                                  .route_ctx = a->shards->reg};
         rc = start_worker(cfg, cmd, a, "enrollment_ingest", CONFIG_TOPIC_ENROLLMENT_EVENTS,
-                          CONFIG_GROUP_ENROLLMENT_INGEST, ingest_handle, &role.ictx, &role.ingest);
+                          CONFIG_GROUP_ENROLLMENT_INGEST, ingest_handle, &role.ictx, NULL,
+                          &role.ingest);
     }
     /* The shard management worker: commands run through the shard manager,
      * outcomes on the lifecycle topic. */
     if (rc == 0 && a->shards) {
         role.smctx.svc = a->shards;
         role.smctx.bus = a->bus;
+        role.smctx.attempt_ms = cfg->bus_visibility_ms / 3; /* well within the lease */
+        /* fenced by the controller's token, as the controller's own writes */
+        role.smctx.leader = sm_leader;
         config_bus_topic(cfg, CONFIG_TOPIC_SM_EVENTS, role.smctx.events_topic,
                          sizeof(role.smctx.events_topic));
         rc = start_worker(cfg, cmd, a, "shard_management", CONFIG_TOPIC_SM_COMMANDS,
-                          CONFIG_GROUP_SHARD_MANAGEMENT, smcmd_handle, &role.smctx, &role.sm);
+                          CONFIG_GROUP_SHARD_MANAGEMENT, smcmd_handle, &role.smctx, smcmd_ready,
+                          &role.sm);
     }
     if (rc < 0) {
         workers_stop();

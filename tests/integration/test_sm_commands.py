@@ -24,7 +24,8 @@ def sm_events(url, headers=None):
 
 
 def command(cid, op, **data):
-    return ev(cid, type=f"citrus.sm.{op}", subject=data.get("shardId", ""), data=data,
+    subject = data.get("shardId", data.get("businessId", ""))
+    return ev(cid, type=f"citrus.sm.{op}", subject=subject, data=data,
               correlationid=f"corr-{cid}")
 
 
@@ -123,3 +124,77 @@ def test_only_sm_admin_writes_commands(make_citrus):
     assert r.status_code == 200, r.text
     # other topics stay the operator's
     assert node.publish("citrus.platform.events", ev("o3")).status_code == 200
+
+
+def pin(url, key):
+    r = requests.post(f"{url}/api/register", json=dict(zip(
+        ("businessId", "locationId", "businessType"), key.split(":") + ["retail"])), timeout=30)
+    assert r.status_code in (200, 201), r.text
+    return r
+
+
+def test_register_location_command(make_citrus):
+    """register_location registers as POST /api/register does: once per
+    location (a replay under another id gives the same shard), the outcome
+    names the shard and never its credentials; bad data is failed and
+    dead-lettered at once; with no shard to place it on it is retried
+    until one is there."""
+    u = make_citrus(shards=True, extra=["--bus-backoff-base-ms", "200",
+                                        "--bus-max-attempts", "30"]).url
+    publish(u, command("r1", "register_location", businessId="acme", locationId="north",
+                       businessType="retail"))
+    out = wait_outcome(u, "r1")
+    assert out["type"] == "citrus.sm.command.completed", out
+    data = out["data"]
+    assert data["changed"] is True and data["shardId"].startswith("shard-"), out
+    assert {k: data[k] for k in ("businessId", "locationId", "businessType", "command")} == {
+        "businessId": "acme", "locationId": "north", "businessType": "retail",
+        "command": "citrus.sm.register_location"}
+    text = str(out).lower()
+    assert "sqlite:" not in text and "password" not in text and "connection" not in text
+    assert out["subject"] == data["shardId"]
+    # the synchronous call finds it registered there (200, not 201)
+    r = pin(u, "acme:north")
+    assert r.status_code == 200 and r.json()["shardId"] == data["shardId"], r.text
+    # another command for the location: the same shard, no change
+    publish(u, command("r2", "register_location", businessId="acme", locationId="north",
+                       businessType="retail"))
+    again = wait_outcome(u, "r2")["data"]
+    assert again["shardId"] == data["shardId"] and again["changed"] is False
+
+    # bad data, a type without a template: failed at once, dead-lettered, no retry
+    publish(u, command("rb1", "register_location", businessId="acme", businessType="retail"),
+            command("rb2", "register_location", businessId="a b", locationId="x",
+                    businessType="retail"),
+            command("rb3", "register_location", businessId="acme", locationId="north",
+                    businessType="food"),
+            command("rb4", "register_location", businessId="acme", locationId="x",
+                    businessType="retail", dsn="sqlite:///tmp/x.db"))
+    for cid, code in (("rb1", "invalid_argument"), ("rb2", "invalid_argument"),
+                      ("rb3", "unknown_business_type"), ("rb4", "bad_json")):
+        out = wait_outcome(u, cid)
+        assert out["type"] == "citrus.sm.command.failed", out
+        assert out["data"]["error"] == code, out
+    dead = wait_until(lambda: [d for d in requests.get(f"{u}/v1/dlq/{CMDS}").json()["dead_letters"]
+                               if d["event"]["id"].startswith("rb")], 30, what="dead letters")
+    wait_until(lambda: len([d for d in requests.get(f"{u}/v1/dlq/{CMDS}").json()["dead_letters"]
+                            if d["event"]["id"].startswith("rb")]) == 4, 30, what="four")
+    assert all(d["attempts"] == 1 for d in dead)
+    assert requests.get(f"{u}/v1/tenants/acme:x", timeout=10).status_code == 404
+
+    # no active shard: retried (no outcome yet), then done once one is active
+    for sid in ("shard-0", "shard-1", "shard-2", "shard-3"):
+        r = requests.post(f"{u}/v1/shards/{sid}/drain", timeout=10)
+        assert r.status_code == 200, r.text
+    publish(u, command("r3", "register_location", businessId="acme", locationId="south",
+                       businessType="retail"))
+    wait_until(lambda: 'citrus_worker_retried_total{worker="shard_management"}' in
+               requests.get(u + "/metrics").text and float(
+                   [ln for ln in requests.get(u + "/metrics").text.splitlines() if ln.startswith(
+                       'citrus_worker_retried_total{worker="shard_management"}')][0].split()[-1])
+               >= 2, 30, what="retries")
+    assert outcomes(u, "r3") == []
+    r = requests.post(f"{u}/v1/shards/shard-2/activate", timeout=10)
+    assert r.status_code == 200, r.text
+    out = wait_outcome(u, "r3")
+    assert out["type"] == "citrus.sm.command.completed" and out["data"]["shardId"] == "shard-2"
