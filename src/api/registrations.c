@@ -193,12 +193,27 @@ static bool need_rec(http_req *r, app *a)
     return false;
 }
 
-/* The registration of the path's {id}: 0, or replied 404 / 503. */
+/* Whether the caller may see g: a reader (and up), or a tenant whose
+ * scopes cover g's tenant key (the routes' "tenant-own" scope). */
+static bool visible(http_req *r, const reg_row *g)
+{
+    const principal *p = api_principal(r);
+    if (auth_level_allows(p->roles, AUTH_READER))
+        return true;
+    char key[2 * RECORDS_MAX_REG_TENANT + 2];
+    snprintf(key, sizeof(key), "%s:%s", g->business_id, g->location_id);
+    return principal_tenant_allowed(p, key);
+}
+
+/* The registration of the path's {id}: 0, or replied 404 / 503. One the
+ * caller may not see is 404 as an unknown id is (no existence leak). */
 static int load(http_req *r, app *a, reg_row *g)
 {
     const char *id = http_req_param(r, "id");
     errdetail e = {0};
     int rc = records_reg_get(a->rec, id ? id : "", g, &e);
+    if (rc == 0 && !visible(r, g))
+        rc = CITRUS_ENOTFOUND;
     if (rc == CITRUS_ENOTFOUND)
         http_reply_errorf(r, rc, "registration '%.64s' not found", id ? id : "");
     else if (rc < 0)
@@ -257,7 +272,8 @@ int api_registrations_list(http_req *r, void *ctx)
         return http_reply_error(r, rc, e.message, NULL);
     json_t *items = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(items, reg_json(&rows[i]));
+        if (visible(r, &rows[i])) /* a tenant's page holds its own only (maybe fewer) */
+            json_array_append_new(items, reg_json(&rows[i]));
     free(rows);
     return http_reply_json(r, 200,
                            json_pack("{s:o,s:o}", "registrations", items, "next_after",

@@ -292,6 +292,56 @@ def test_roles_a_reader_reads_but_cannot_retry_or_redrive(make_citrus):
         [("ops", 202)]
 
 
+def test_a_tenant_reads_its_own_registrations_only(make_citrus):
+    """A tenant key queues registrations in its scopes and reads them back
+    (one and listed); another tenant's ids answer 404 as unknown ones do
+    and its list holds none of them; it still cannot retry."""
+    c = make_citrus(shards=True, extra=["--auth", "api_key"])
+    admin = open(os.path.join(c.data_dir, "admin.key")).read().strip()
+
+    def key(name, roles, tenants=None):
+        body = {"name": name, "roles": roles}
+        if tenants:
+            body["tenants"] = tenants
+        r = requests.post(c.url + "/v1/auth/keys", json=body,
+                          headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['key']}"}
+    acme, globex = key("acme", ["tenant"], ["acme:*"]), key("globex", ["tenant"], ["globex:*"])
+    mine = register(c.url, "acme", "n1", headers=dict(acme, **ASYNC))
+    assert mine.status_code == 202, mine.text
+    theirs = register(c.url, "globex", "g1", headers=dict(globex, **ASYNC))
+    assert theirs.status_code == 202, theirs.text
+    mine, theirs = mine.json()["registrationId"], theirs.json()["registrationId"]
+    r = requests.get(f"{c.url}/v1/registrations/{mine}", headers=acme, timeout=10)
+    assert r.status_code == 200 and r.json()["business_id"] == "acme", r.text
+    wait_until(lambda: requests.get(f"{c.url}/v1/registrations/{mine}", headers=acme,
+                                    timeout=10).json()["state"] == "succeeded",
+               timeout=liveness(30), what="succeeded")
+    # the other tenant's: 404, word for word as an id that does not exist
+    r = requests.get(f"{c.url}/v1/registrations/{theirs}", headers=acme, timeout=10)
+    nope = requests.get(f"{c.url}/v1/registrations/{'0' * 36}", headers=acme, timeout=10)
+    assert r.status_code == 404 and nope.status_code == 404, r.text
+    assert r.json()["error"]["code"] == nope.json()["error"]["code"] == "not_found"
+    assert "globex" not in r.text
+    # lists: its own only, with or without a business filter
+    ids = {x["id"] for x in requests.get(f"{c.url}/v1/registrations", headers=acme,
+                                         timeout=10).json()["registrations"]}
+    assert ids == {mine}
+    r = requests.get(f"{c.url}/v1/registrations?business_id=globex", headers=acme, timeout=10)
+    assert r.status_code == 200 and r.json()["registrations"] == [], r.text
+    ids = {x["id"] for x in requests.get(f"{c.url}/v1/registrations", headers=globex,
+                                         timeout=10).json()["registrations"]}
+    assert ids == {theirs}
+    # an admin sees both; a tenant still cannot retry or re-drive
+    ids = {x["id"] for x in requests.get(f"{c.url}/v1/registrations", timeout=10, headers={
+        "Authorization": f"Bearer {admin}"}).json()["registrations"]}
+    assert ids == {mine, theirs}
+    for path in (f"/v1/registrations/{mine}/retry", "/v1/businesses/acme/register-shards"):
+        r = requests.post(c.url + path, headers=acme, timeout=10)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+
+
 def test_the_worker_runs_on_its_topic_and_group(make_citrus):
     c = make_citrus(extra=["--bus-topic-registrations", "q.regs",
                            "--bus-group-registration", "g-regs"])
