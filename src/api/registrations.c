@@ -27,6 +27,7 @@
 #include "registry/tenants.h"
 #include "sys/clock.h"
 #include "wire/envelope.h"
+#include "wire/regmsg.h"
 #include "wire/shard_json.h"
 
 #define REDRIVE_MAX 1000
@@ -55,30 +56,24 @@ bool api_regq_wanted(http_req *r, bool *async)
  * messages in order), a fresh event id. */
 static int publish(http_req *r, app *a, const reg_row *row, errdetail *e)
 {
-    json_t *data =
-        json_pack("{s:s,s:s,s:s,s:s}", "registrationId", row->id, "businessId", row->business_id,
-                  "locationId", row->location_id, "businessType", row->business_type);
-    envelope ev;
-    envelope_spec s = {.type = RECORDS_REG_EVENT_TYPE,
-                       .source = "/citrus/api/registrations",
-                       .subject = row->id,
-                       .time_ms = clock_wall_ms(NULL),
-                       .correlationid = r ? http_req_correlation(r) : NULL,
-                       .data = data};
-    int rc = data ? envelope_build(&s, &ev, e) : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
-    json_decref(data);
+    regmsg m = {.registration_id = row->id,
+                .business_id = row->business_id,
+                .location_id = row->location_id,
+                .business_type = row->business_type,
+                .type = RECORDS_REG_EVENT_TYPE,
+                .source = "/citrus/api/registrations",
+                .correlationid = r ? http_req_correlation(r) : NULL,
+                .time_ms = clock_wall_ms(NULL)};
+    size_t len = 0;
+    char *text = NULL;
+    int rc = regmsg_encode(&m, &text, &len, e);
     if (rc != 0)
         return rc;
-    size_t len = 0;
-    char *text = envelope_encode(&ev, &len);
-    envelope_clear(&ev);
-    if (!text)
-        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     char key[2 * RECORDS_MAX_REG_TENANT + 2];
-    int klen = snprintf(key, sizeof(key), "%s:%s", row->business_id, row->location_id);
+    size_t klen = records_reg_key(row, key, sizeof(key));
     int part;
     int64_t off;
-    rc = bus_publish(a->bus, a->regq_topic, key, (size_t)klen, text, len, &part, &off, e);
+    rc = bus_publish(a->bus, a->regq_topic, key, klen, text, len, &part, &off, e);
     free(text);
     return rc;
 }
@@ -289,6 +284,7 @@ static int requeue(http_req *r, app *a, reg_row *g, errdetail *e)
     reg_row q = *g;
     q.state = REG_QUEUED;
     q.next_attempt_ms = 0;
+    q.drive_attempts = 0; /* bus.max_attempts more */
     q.updated_ms = clock_wall_ms(NULL);
     bool changed = false;
     int rc = records_reg_update(a->rec, &q, REG_FAILED, &changed, e);

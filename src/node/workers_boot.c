@@ -28,6 +28,8 @@ static struct {
     ingest_ctx ictx;
     char ingest_topic[256];
     regq_worker_ctx regq_ctx;
+    char regq_topic[256];
+    ticker *regq_sweeper;
     notify_filter *filter;
     ticker *purger;
     records *rec;
@@ -57,6 +59,20 @@ static void purge(void *ctx)
                            (json_int_t)notes, "registrations", (json_int_t)regs));
 }
 
+/* The registration queue's sweeper (regq_sweep): due retries published,
+ * abandoned running records made truthful. */
+static void regq_sweep_tick(void *ctx)
+{
+    (void)ctx;
+    size_t published = 0, stale = 0;
+    errdetail e;
+    if (regq_sweep(&role.regq_ctx, &published, &stale, &e) < 0)
+        log_warn("workers", "registration sweep failed", json_pack("{s:s}", "error", e.message));
+    else if (stale)
+        log_warn("workers", "registrations left running by a stopped worker",
+                 json_pack("{s:I}", "count", (json_int_t)stale));
+}
+
 /* The registration worker (workers/registration.h) on
  * bus.topics.registrations; none on a node without the shard manager
  * (the queue then waits for a node that has one). */
@@ -68,17 +84,19 @@ int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a)
         log_warn("workers", "no shard manager here: the registration worker does not run", NULL);
         return 0;
     }
+    config_bus_topic(cfg, CONFIG_TOPIC_REGISTRATIONS, role.regq_topic, sizeof(role.regq_topic));
     role.regq_ctx = (regq_worker_ctx){.rec = a->rec,
                                       .svc = a->shards,
                                       .max_attempts = (int)cfg->bus_max_attempts,
                                       .backoff_base_ms = cfg->bus_backoff_base_ms,
                                       .backoff_cap_ms = cfg->bus_backoff_cap_ms,
                                       /* a shard that does not answer: well within the lease */
-                                      .attempt_ms = cfg->bus_visibility_ms / 3};
-    char topic[256];
-    config_bus_topic(cfg, CONFIG_TOPIC_REGISTRATIONS, topic, sizeof(topic));
+                                      .attempt_ms = cfg->bus_visibility_ms / 3,
+                                      .lease_ms = cfg->bus_visibility_ms,
+                                      .bus = a->bus,
+                                      .topic = role.regq_topic};
     worker_spec s = {.name = "registration",
-                     .topic = topic,
+                     .topic = role.regq_topic,
                      .group = cfg->bus_groups[CONFIG_GROUP_REGISTRATION],
                      .bus = a->bus,
                      .rec = a->rec,
@@ -93,9 +111,18 @@ int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a)
     int rc = worker_new(&s, &role.regq, &e);
     if (rc == 0)
         rc = worker_start(role.regq, &e);
-    if (rc < 0)
+    if (rc < 0) {
         fprintf(stderr, "citrus %s: cannot start the registration worker: %s\n", cmd, e.message);
-    return rc;
+        return rc;
+    }
+    /* the retries' clock: often enough for the shortest backoff */
+    int64_t every = cfg->bus_backoff_base_ms / 2;
+    role.regq_sweeper = ticker_start("regq-sweep",
+                                     every < 50     ? 50
+                                     : every > 1000 ? 1000
+                                                    : every,
+                                     regq_sweep_tick, NULL);
+    return 0;
 }
 
 /* The directory's pin, else the ring's owner (as GET /v1/route answers). */
@@ -225,6 +252,8 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
 
 void workers_regq_stop(void)
 {
+    ticker_stop(role.regq_sweeper);
+    role.regq_sweeper = NULL;
     worker_stop(role.regq);
     role.regq = NULL;
 }
