@@ -173,7 +173,9 @@ static json_t *reg_json(const reg_row *g)
                         g->last_error[0] ? json_string(g->last_error) : json_null());
     json_object_set_new(j, "shard_id", g->shard_id[0] ? json_string(g->shard_id) : json_null());
     json_object_set_new(j, "next_attempt_at",
-                        g->state == REG_RETRYING ? time_or_null(g->next_attempt_ms) : json_null());
+                        g->state == REG_RETRYING || g->state == REG_RUNNING
+                            ? time_or_null(g->next_attempt_ms) /* running: its deadline */
+                            : json_null());
     json_object_set_new(j, "created_at", time_or_null(g->created_ms));
     json_object_set_new(j, "updated_at", time_or_null(g->updated_ms));
     json_object_set_new(j, "finished_at", time_or_null(g->finished_ms));
