@@ -4,8 +4,11 @@ citrus.sm.events (beside the lifecycle relay's transition events);
 idempotent by command id and by target state; commands no attempt can
 carry out are failed at once and dead-lettered; writing onto the command
 topic needs sm-admin, as retiring and deleting shards do on the API."""
+import sqlite3
+
 import requests
 
+from cluster import make_cluster  # noqa: F401 (fixture)
 from conftest import wait_until
 from test_events_api import Node, ev
 
@@ -198,3 +201,40 @@ def test_register_location_command(make_citrus):
     assert r.status_code == 200, r.text
     out = wait_outcome(u, "r3")
     assert out["type"] == "citrus.sm.command.completed" and out["data"]["shardId"] == "shard-2"
+
+
+def test_commands_run_on_the_controller_leader_only(make_cluster, tmp_path):
+    """Two nodes over one etcd, each with the workers role and its own
+    embedded log: the shard management worker runs commands only on the
+    controller leader (its writes fenced by the leader's token), so a
+    follower refuses to take commands it could never run (503), the leader
+    runs them, and once it stops the node that takes over does."""
+    cl, _ = make_cluster(citrus_extra=["--workers"], n_etcd=1, n_nodes=2)
+    urls = [n.url for n in cl.nodes]
+    db = tmp_path / "one.db"
+    sqlite3.connect(db).close()
+    r = requests.post(urls[0] + "/v1/shards", json={"id": "one", "dsn": f"sqlite://{db}"},
+                      timeout=30)
+    assert r.status_code == 201, r.text
+
+    name = wait_until(lambda: requests.get(urls[0] + "/v1/cluster", timeout=10).json()[
+        "controller"]["leader"], 20, what="a leader")
+    li = int(name.replace("node", "")) - 1
+    fi = 1 - li
+    r = requests.post(f"{urls[fi]}/v1/topics/{CMDS}/events", timeout=30,
+                      json={"events": [command("f1", "drain", shardId="one")]})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
+    assert "leader" in r.json()["error"]["message"]
+    publish(urls[li], command("l1", "drain", shardId="one"))
+    out = wait_outcome(urls[li], "l1")
+    assert out["type"] == "citrus.sm.command.completed", out
+    assert requests.get(f"{urls[fi]}/v1/shards/one", timeout=10).json()["state"] == "draining"
+    # the leader stops (its session revoked): the other node leads, and runs commands
+    cl.nodes[li].stop()
+    cl.nodes[li].killed = True  # stopped on purpose
+    wait_until(lambda: requests.get(urls[fi] + "/v1/cluster", timeout=10).json()[
+        "controller"]["leader"] == f"node{fi + 1}", 20, what="the other node to lead")
+    publish(urls[fi], command("l2", "activate", shardId="one"))
+    out = wait_outcome(urls[fi], "l2")
+    assert out["type"] == "citrus.sm.command.completed", out
+    assert out["data"]["state"] == "active"
