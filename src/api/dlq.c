@@ -456,8 +456,9 @@ int api_dlq_replay(http_req *r, void *ctx)
         return CITRUS_EUNAVAILABLE;
     const char *topic = http_req_param(r, "topic");
     const char *id = http_req_param(r, "id");
-    if (api_events_topic_writable(r, a, topic) < 0)
-        return CITRUS_EFORBIDDEN;
+    int wrc = api_events_topic_writable(r, a, topic);
+    if (wrc < 0)
+        return wrc;
     int part;
     int64_t off;
     if (!parse_id(id, &part, &off))

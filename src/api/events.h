@@ -24,7 +24,9 @@ static inline int api_events_fail(int replied, int err)
 
 /* 0 when the request may write onto topic: sm-admin for a->admin_topic
  * (shard commands), the route's role for others; else replies 403 and
- * returns CITRUS_EFORBIDDEN. */
+ * returns CITRUS_EFORBIDDEN. Shard commands on the embedded bus while this
+ * node does not lead: replies 503, CITRUS_EUNAVAILABLE (they would wait on
+ * this node's own log: only the leader's worker runs commands). */
 int api_events_topic_writable(http_req *r, const app *a, const char *topic);
 
 /* 0 when the node runs a bus; else replies 503 unavailable. */

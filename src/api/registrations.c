@@ -27,6 +27,7 @@
 #include "registry/tenants.h"
 #include "sys/clock.h"
 #include "wire/envelope.h"
+#include "wire/regmsg.h"
 #include "wire/shard_json.h"
 
 #define REDRIVE_MAX 1000
@@ -55,30 +56,24 @@ bool api_regq_wanted(http_req *r, bool *async)
  * messages in order), a fresh event id. */
 static int publish(http_req *r, app *a, const reg_row *row, errdetail *e)
 {
-    json_t *data =
-        json_pack("{s:s,s:s,s:s,s:s}", "registrationId", row->id, "businessId", row->business_id,
-                  "locationId", row->location_id, "businessType", row->business_type);
-    envelope ev;
-    envelope_spec s = {.type = RECORDS_REG_EVENT_TYPE,
-                       .source = "/citrus/api/registrations",
-                       .subject = row->id,
-                       .time_ms = clock_wall_ms(NULL),
-                       .correlationid = r ? http_req_correlation(r) : NULL,
-                       .data = data};
-    int rc = data ? envelope_build(&s, &ev, e) : errdetail_set(e, CITRUS_ENOMEM, "out of memory");
-    json_decref(data);
+    regmsg m = {.registration_id = row->id,
+                .business_id = row->business_id,
+                .location_id = row->location_id,
+                .business_type = row->business_type,
+                .type = RECORDS_REG_EVENT_TYPE,
+                .source = "/citrus/api/registrations",
+                .correlationid = r ? http_req_correlation(r) : NULL,
+                .time_ms = clock_wall_ms(NULL)};
+    size_t len = 0;
+    char *text = NULL;
+    int rc = regmsg_encode(&m, &text, &len, e);
     if (rc != 0)
         return rc;
-    size_t len = 0;
-    char *text = envelope_encode(&ev, &len);
-    envelope_clear(&ev);
-    if (!text)
-        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
     char key[2 * RECORDS_MAX_REG_TENANT + 2];
-    int klen = snprintf(key, sizeof(key), "%s:%s", row->business_id, row->location_id);
+    size_t klen = records_reg_key(row, key, sizeof(key));
     int part;
     int64_t off;
-    rc = bus_publish(a->bus, a->regq_topic, key, (size_t)klen, text, len, &part, &off, e);
+    rc = bus_publish(a->bus, a->regq_topic, key, klen, text, len, &part, &off, e);
     free(text);
     return rc;
 }
@@ -178,7 +173,9 @@ static json_t *reg_json(const reg_row *g)
                         g->last_error[0] ? json_string(g->last_error) : json_null());
     json_object_set_new(j, "shard_id", g->shard_id[0] ? json_string(g->shard_id) : json_null());
     json_object_set_new(j, "next_attempt_at",
-                        g->state == REG_RETRYING ? time_or_null(g->next_attempt_ms) : json_null());
+                        g->state == REG_RETRYING || g->state == REG_RUNNING
+                            ? time_or_null(g->next_attempt_ms) /* running: its deadline */
+                            : json_null());
     json_object_set_new(j, "created_at", time_or_null(g->created_ms));
     json_object_set_new(j, "updated_at", time_or_null(g->updated_ms));
     json_object_set_new(j, "finished_at", time_or_null(g->finished_ms));
@@ -193,12 +190,27 @@ static bool need_rec(http_req *r, app *a)
     return false;
 }
 
-/* The registration of the path's {id}: 0, or replied 404 / 503. */
+/* Whether the caller may see g: a reader (and up), or a tenant whose
+ * scopes cover g's tenant key (the routes' "tenant-own" scope). */
+static bool visible(http_req *r, const reg_row *g)
+{
+    const principal *p = api_principal(r);
+    if (auth_level_allows(p->roles, AUTH_READER))
+        return true;
+    char key[2 * RECORDS_MAX_REG_TENANT + 2];
+    snprintf(key, sizeof(key), "%s:%s", g->business_id, g->location_id);
+    return principal_tenant_allowed(p, key);
+}
+
+/* The registration of the path's {id}: 0, or replied 404 / 503. One the
+ * caller may not see is 404 as an unknown id is (no existence leak). */
 static int load(http_req *r, app *a, reg_row *g)
 {
     const char *id = http_req_param(r, "id");
     errdetail e = {0};
     int rc = records_reg_get(a->rec, id ? id : "", g, &e);
+    if (rc == 0 && !visible(r, g))
+        rc = CITRUS_ENOTFOUND;
     if (rc == CITRUS_ENOTFOUND)
         http_reply_errorf(r, rc, "registration '%.64s' not found", id ? id : "");
     else if (rc < 0)
@@ -257,7 +269,8 @@ int api_registrations_list(http_req *r, void *ctx)
         return http_reply_error(r, rc, e.message, NULL);
     json_t *items = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(items, reg_json(&rows[i]));
+        if (visible(r, &rows[i])) /* a tenant's page holds its own only (maybe fewer) */
+            json_array_append_new(items, reg_json(&rows[i]));
     free(rows);
     return http_reply_json(r, 200,
                            json_pack("{s:o,s:o}", "registrations", items, "next_after",
@@ -273,6 +286,7 @@ static int requeue(http_req *r, app *a, reg_row *g, errdetail *e)
     reg_row q = *g;
     q.state = REG_QUEUED;
     q.next_attempt_ms = 0;
+    q.drive_attempts = 0; /* bus.max_attempts more */
     q.updated_ms = clock_wall_ms(NULL);
     bool changed = false;
     int rc = records_reg_update(a->rec, &q, REG_FAILED, &changed, e);

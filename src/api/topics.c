@@ -288,6 +288,19 @@ int api_events_topic_writable(http_req *r, const app *a, const char *topic)
                           "%s may not write onto %s: its shard commands (retire, delete, ...) "
                           "need sm-admin",
                           who->name, topic);
+    /* The shard management worker runs commands only on the controller
+     * leader (fenced by its token); the embedded log is this node's own,
+     * so a command written here while another node leads would wait. */
+    int64_t token;
+    if (a->admin_topic[0] && strcmp(topic, a->admin_topic) == 0 && a->bus && a->sess &&
+        strcmp(a->bus->ops->name, "embedded") == 0 && !session_is_leader(a->sess, &token)) {
+        http_reply_error(r, CITRUS_EUNAVAILABLE,
+                         "this node is not the controller leader: shard commands run on the "
+                         "leader, and the embedded bus is each node's own log; publish them to "
+                         "the leader (GET /v1/cluster) or use the Kafka backend",
+                         NULL);
+        return CITRUS_EUNAVAILABLE;
+    }
     return 0;
 }
 
@@ -298,8 +311,9 @@ int api_topic_publish(http_req *r, void *ctx)
     if (api_events_bus(r, a) < 0)
         return CITRUS_EUNAVAILABLE;
     const char *name = http_req_param(r, "topic");
-    if (api_events_topic_writable(r, a, name) < 0)
-        return CITRUS_EFORBIDDEN;
+    int rc = api_events_topic_writable(r, a, name);
+    if (rc < 0)
+        return rc;
     const char *key = http_req_query(r, "key");
     if (key && (!*key || strlen(key) > BUS_KEY_MAX ||
                 !utf8_valid((const unsigned char *)key, strlen(key))))
@@ -307,7 +321,6 @@ int api_topic_publish(http_req *r, void *ctx)
                                  BUS_KEY_MAX);
     bus_topic_entry *all = NULL;
     size_t nt = 0;
-    int rc;
     const bus_topic_entry *t = api_events_topic(r, a, name, &all, &nt, &rc);
     bool dlq = t && t->dlq;
     bus_topics_free(all, nt);

@@ -239,7 +239,8 @@ int authn_authorize(const authn *a, const principal *p, const char *role, const 
         return 0;
     if (scope && strcmp(scope, "tenant") == 0 && target && principal_tenant_allowed(p, target))
         return 0;
-    if (scope && strcmp(scope, "tenant-body") == 0 && (p->roles & AUTH_TENANT))
+    if (scope && (strcmp(scope, "tenant-body") == 0 || strcmp(scope, "tenant-own") == 0) &&
+        (p->roles & AUTH_TENANT))
         return 0;
     if (scope && strcmp(scope, "kv-body") == 0 && p->ngrants)
         return 0;

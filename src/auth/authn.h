@@ -98,6 +98,9 @@ int authn_authenticate(const authn *a, const authn_request *req, principal *p, e
  *   scope "tenant": a tenant principal within its scopes for `target` too;
  *   scope "tenant-body" / "kv-body": tenants / principals with grants get
  *     past the gate, and the handler checks what the body names;
+ *   scope "tenant-own": tenants get past the gate, and the handler shows
+ *     them only what concerns tenant keys within their scopes (the rest as
+ *     if it did not exist);
  *   scope "metrics": anyone when metrics_anonymous.
  * Returns 0, or CITRUS_EFORBIDDEN with the reason in e. */
 int authn_authorize(const authn *a, const principal *p, const char *role, const char *scope,

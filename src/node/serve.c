@@ -379,6 +379,7 @@ int cli_serve_main(int argc, char **argv, char **envp)
         log_error("server", "cannot start the node session", NULL);
     /* a.sess: /health/ready waits for the registration */
     shards_start_worker(&a, a.sess);
+    workers_set_session(a.sess); /* the shard management worker's leadership and fence */
     if (a.bus && a.sess) {
         /* every shard and tenant change, on the lifecycle topic (the leader's job) */
         char topic[256];

@@ -1,6 +1,7 @@
 /* node/workers_boot.c — the workers role of a node (see workers_boot.h). */
 #include "node/workers_boot.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,11 +28,21 @@ static struct {
     ingest_ctx ictx;
     char ingest_topic[256];
     regq_worker_ctx regq_ctx;
+    char regq_topic[256];
+    ticker *regq_sweeper;
     notify_filter *filter;
     ticker *purger;
     records *rec;
     int64_t ledger_keep_ms, notify_keep_ms, regq_keep_ms;
+    _Atomic(session *) sess; /* workers_set_session's */
+    atomic_bool sess_known;  /* workers_set_session was called */
 } role;
+
+void workers_set_session(session *s)
+{
+    atomic_store(&role.sess, s);
+    atomic_store(&role.sess_known, true);
+}
 
 static void purge(void *ctx)
 {
@@ -48,6 +59,20 @@ static void purge(void *ctx)
                            (json_int_t)notes, "registrations", (json_int_t)regs));
 }
 
+/* The registration queue's sweeper (regq_sweep): due retries published,
+ * abandoned running records made truthful. */
+static void regq_sweep_tick(void *ctx)
+{
+    (void)ctx;
+    size_t published = 0, stale = 0;
+    errdetail e;
+    if (regq_sweep(&role.regq_ctx, &published, &stale, &e) < 0)
+        log_warn("workers", "registration sweep failed", json_pack("{s:s}", "error", e.message));
+    else if (stale)
+        log_warn("workers", "registrations left running by a stopped worker",
+                 json_pack("{s:I}", "count", (json_int_t)stale));
+}
+
 /* The registration worker (workers/registration.h) on
  * bus.topics.registrations; none on a node without the shard manager
  * (the queue then waits for a node that has one). */
@@ -59,17 +84,19 @@ int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a)
         log_warn("workers", "no shard manager here: the registration worker does not run", NULL);
         return 0;
     }
+    config_bus_topic(cfg, CONFIG_TOPIC_REGISTRATIONS, role.regq_topic, sizeof(role.regq_topic));
     role.regq_ctx = (regq_worker_ctx){.rec = a->rec,
                                       .svc = a->shards,
                                       .max_attempts = (int)cfg->bus_max_attempts,
                                       .backoff_base_ms = cfg->bus_backoff_base_ms,
                                       .backoff_cap_ms = cfg->bus_backoff_cap_ms,
                                       /* a shard that does not answer: well within the lease */
-                                      .attempt_ms = cfg->bus_visibility_ms / 3};
-    char topic[256];
-    config_bus_topic(cfg, CONFIG_TOPIC_REGISTRATIONS, topic, sizeof(topic));
+                                      .attempt_ms = cfg->bus_visibility_ms / 3,
+                                      .lease_ms = cfg->bus_visibility_ms,
+                                      .bus = a->bus,
+                                      .topic = role.regq_topic};
     worker_spec s = {.name = "registration",
-                     .topic = topic,
+                     .topic = role.regq_topic,
                      .group = cfg->bus_groups[CONFIG_GROUP_REGISTRATION],
                      .bus = a->bus,
                      .rec = a->rec,
@@ -84,9 +111,18 @@ int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a)
     int rc = worker_new(&s, &role.regq, &e);
     if (rc == 0)
         rc = worker_start(role.regq, &e);
-    if (rc < 0)
+    if (rc < 0) {
         fprintf(stderr, "citrus %s: cannot start the registration worker: %s\n", cmd, e.message);
-    return rc;
+        return rc;
+    }
+    /* the retries' clock: often enough for the shortest backoff */
+    int64_t every = cfg->bus_backoff_base_ms / 2;
+    role.regq_sweeper = ticker_start("regq-sweep",
+                                     every < 50     ? 50
+                                     : every > 1000 ? 1000
+                                                    : every,
+                                     regq_sweep_tick, NULL);
+    return 0;
 }
 
 /* The directory's pin, else the ring's owner (as GET /v1/route answers). */
@@ -114,11 +150,23 @@ static int route_tenant(void *ctx, const char *tenant_key, ingest_target *out, e
     return 0;
 }
 
+/* smcmd_ctx.leader: this node's controller session; none yet: not
+ * leading; none at all (it could not start): unfenced, token 0. */
+static bool sm_leader(void *ctx, int64_t *token)
+{
+    (void)ctx;
+    *token = 0;
+    if (!atomic_load(&role.sess_known))
+        return false;
+    session *s = atomic_load(&role.sess);
+    return !s || session_is_leader(s, token);
+}
+
 /* Starts one worker (name, e.g. "event_notification") on topic t with
  * group g, with the workers and bus settings; reported on stderr. */
 static int start_worker(const citrus_config *cfg, const char *cmd, app *a, const char *name,
                         config_topic t, config_group g, worker_handler handle, void *ctx,
-                        worker **out)
+                        bool (*ready)(void *ctx), worker **out)
 {
     char topic[256];
     config_bus_topic(cfg, t, topic, sizeof(topic));
@@ -133,7 +181,8 @@ static int start_worker(const citrus_config *cfg, const char *cmd, app *a, const
                      .max_attempts = (int)cfg->bus_max_attempts,
                      .threads = (int)cfg->workers_threads,
                      .handle = handle,
-                     .ctx = ctx};
+                     .ctx = ctx,
+                     .ready = ready};
     errdetail e;
     int rc = worker_new(&s, out, &e);
     if (rc == 0)
@@ -155,7 +204,8 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
         return rc;
     }
     rc = start_worker(cfg, cmd, a, "event_notification", CONFIG_TOPIC_PLATFORM_EVENTS,
-                      CONFIG_GROUP_EVENT_NOTIFICATION, notify_handle, role.filter, &role.notify);
+                      CONFIG_GROUP_EVENT_NOTIFICATION, notify_handle, role.filter, NULL,
+                      &role.notify);
     /* The enrollment ingest worker, when this node runs the shard manager
      * (its registry routes). */
     if (rc == 0 && a->shards) {
@@ -168,17 +218,22 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
                                  .route = route_tenant,
                                  .route_ctx = a->shards->reg};
         rc = start_worker(cfg, cmd, a, "enrollment_ingest", CONFIG_TOPIC_ENROLLMENT_EVENTS,
-                          CONFIG_GROUP_ENROLLMENT_INGEST, ingest_handle, &role.ictx, &role.ingest);
+                          CONFIG_GROUP_ENROLLMENT_INGEST, ingest_handle, &role.ictx, NULL,
+                          &role.ingest);
     }
     /* The shard management worker: commands run through the shard manager,
      * outcomes on the lifecycle topic. */
     if (rc == 0 && a->shards) {
         role.smctx.svc = a->shards;
         role.smctx.bus = a->bus;
+        role.smctx.attempt_ms = cfg->bus_visibility_ms / 3; /* well within the lease */
+        /* fenced by the controller's token, as the controller's own writes */
+        role.smctx.leader = sm_leader;
         config_bus_topic(cfg, CONFIG_TOPIC_SM_EVENTS, role.smctx.events_topic,
                          sizeof(role.smctx.events_topic));
         rc = start_worker(cfg, cmd, a, "shard_management", CONFIG_TOPIC_SM_COMMANDS,
-                          CONFIG_GROUP_SHARD_MANAGEMENT, smcmd_handle, &role.smctx, &role.sm);
+                          CONFIG_GROUP_SHARD_MANAGEMENT, smcmd_handle, &role.smctx, smcmd_ready,
+                          &role.sm);
     }
     if (rc < 0) {
         workers_stop();
@@ -197,6 +252,8 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
 
 void workers_regq_stop(void)
 {
+    ticker_stop(role.regq_sweeper);
+    role.regq_sweeper = NULL;
     worker_stop(role.regq);
     role.regq = NULL;
 }

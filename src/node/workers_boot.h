@@ -14,6 +14,7 @@
 #define CITRUS_NODE_WORKERS_BOOT_H
 
 #include "api/app.h"
+#include "controller/session.h"
 #include "node/config.h"
 
 /* 0 (also when the role is off), or an error reported on stderr:
@@ -27,6 +28,12 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a);
  * retention. */
 int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a);
 void workers_regq_stop(void);
+/* The node's controller session, once started (NULL: none could be
+ * started): the shard management worker polls no command before this is
+ * called, then only while the session leads (its writes fenced by its
+ * token; with NULL, unfenced). Call before the session stops and keep it
+ * alive until workers_stop. */
+void workers_set_session(session *s);
 /* Stops the workers (each finishes its batch) and the retention job. */
 void workers_stop(void);
 

@@ -231,6 +231,12 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
 int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *actor, shard *out,
                         errdetail *e)
 {
+    return svc_provision_shard_fenced(svc, spec, actor, NULL, out, e);
+}
+
+int svc_provision_shard_fenced(shard_service *svc, const shard_spec *spec, const char *actor,
+                               const reg_fence *fence, shard *out, errdetail *e)
+{
     if (!svc->prov)
         return errdetail_set(e, CITRUS_EUNPROCESSABLE,
                              "no provisioner is configured (provisioner.kind)");
@@ -246,7 +252,7 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
         rc = CITRUS_ENOMEM;
     reg_result res;
     if (rc == 0)
-        rc = registry_shard_create(svc->reg, &s, prov, &res, e);
+        rc = registry_shard_create_fenced(svc->reg, &s, prov, fence, &res, e);
     json_decref(prov);
     if (rc == 0) {
         reg_result_clear(&res);
@@ -336,13 +342,20 @@ int svc_action_target(const char *action, shard_state *to)
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
                      const char *actor, shard *out, reg_result *res, errdetail *e)
 {
+    return svc_shard_action_fenced(svc, id, action, flags, actor, NULL, out, res, e);
+}
+
+int svc_shard_action_fenced(shard_service *svc, const char *id, const char *action, unsigned flags,
+                            const char *actor, const reg_fence *fence, shard *out, reg_result *res,
+                            errdetail *e)
+{
     for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
         if (strcmp(actions[i].name, action) != 0)
             continue;
         action_ctx c = {actions[i].to, actions[i].reason, actor, svc->clock};
         shard s;
         shard_init(&s); /* set by a change that was written */
-        int rc = registry_shard_modify(svc->reg, id, do_action, &c, flags, NULL, &s, res, e);
+        int rc = registry_shard_modify(svc->reg, id, do_action, &c, flags, fence, &s, res, e);
         if (rc == 0)
             rc = repin_after(svc, id, flags, res, e);
         if (rc == 0 && actions[i].to == SHARD_RETIRED && !(flags & REG_DRY_RUN))
@@ -361,7 +374,13 @@ int svc_shard_action(shard_service *svc, const char *id, const char *action, uns
 int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res,
                      errdetail *e)
 {
-    int rc = registry_shard_delete(svc->reg, id, flags, res, e);
+    return svc_shard_delete_fenced(svc, id, flags, NULL, res, e);
+}
+
+int svc_shard_delete_fenced(shard_service *svc, const char *id, unsigned flags,
+                            const reg_fence *fence, reg_result *res, errdetail *e)
+{
+    int rc = registry_shard_delete_fenced(svc->reg, id, flags, fence, res, e);
     if (rc == 0 && !(flags & REG_DRY_RUN))
         ctlconns_forget(svc->conns, id);
     if (rc == 0) /* its metric series (the router's, per shard) go with it */

@@ -88,6 +88,11 @@ int svc_register_shard(shard_service *svc, const shard_spec *spec, bool verify, 
  * provisioner is configured. */
 int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *actor, shard *out,
                         errdetail *e);
+/* The same with the controller's fencing compare on its catalog write
+ * (registry_shard_create_fenced; fence NULL: none), as the shard management
+ * worker runs it. The _fenced calls below do the same for theirs. */
+int svc_provision_shard_fenced(shard_service *svc, const shard_spec *spec, const char *actor,
+                               const reg_fence *fence, shard *out, errdetail *e);
 
 /* A lifecycle change asked for through the API ("drain", "activate",
  * "retire", "read-only", "retry"): CITRUS_ETRANSITION (409) when the table
@@ -95,6 +100,9 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
  * the shard's tenants to their ring owners once the change is written. */
 int svc_shard_action(shard_service *svc, const char *id, const char *action, unsigned flags,
                      const char *actor, shard *out, reg_result *res, errdetail *e);
+int svc_shard_action_fenced(shard_service *svc, const char *id, const char *action, unsigned flags,
+                            const char *actor, const reg_fence *fence, shard *out, reg_result *res,
+                            errdetail *e);
 /* The state an action of svc_shard_action moves a shard to: 0, or
  * CITRUS_ENOTFOUND for an unknown action. */
 int svc_action_target(const char *action, shard_state *to);
@@ -104,6 +112,8 @@ int svc_action_target(const char *action, shard_state *to);
  * their ring owners. */
 int svc_shard_delete(shard_service *svc, const char *id, unsigned flags, reg_result *res,
                      errdetail *e);
+int svc_shard_delete_fenced(shard_service *svc, const char *id, unsigned flags,
+                            const reg_fence *fence, reg_result *res, errdetail *e);
 
 /* What svc_ensure_template works for: the service and the deadline of the
  * request it serves (server.request_deadline_ms; the zero deadline: none). */

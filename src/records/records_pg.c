@@ -97,6 +97,8 @@ static const char schema_sql[] =
     " business_type text NOT NULL, state text COLLATE \"C\" NOT NULL, attempts integer NOT NULL,"
     " last_error text NOT NULL, next_attempt_ms bigint NOT NULL, shard_id text NOT NULL,"
     " created_ms bigint NOT NULL, updated_ms bigint NOT NULL, finished_ms bigint NOT NULL);"
+    "ALTER TABLE citrus_registrations"
+    " ADD COLUMN IF NOT EXISTS drive_attempts integer NOT NULL DEFAULT 0;"
     "CREATE INDEX IF NOT EXISTS citrus_registrations_state ON citrus_registrations (state, seq);"
     "CREATE INDEX IF NOT EXISTS citrus_registrations_business"
     " ON citrus_registrations (business_id, seq);"

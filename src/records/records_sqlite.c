@@ -67,7 +67,8 @@ static const char schema_sql[] =
     " business_id TEXT NOT NULL, location_id TEXT NOT NULL, business_type TEXT NOT NULL,"
     " state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,"
     " next_attempt_ms INTEGER NOT NULL, shard_id TEXT NOT NULL, created_ms INTEGER NOT NULL,"
-    " updated_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL);"
+    " updated_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,"
+    " drive_attempts INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS citrus_registrations_state ON citrus_registrations (state, seq);"
     "CREATE INDEX IF NOT EXISTS citrus_registrations_business"
     " ON citrus_registrations (business_id, seq);"
@@ -453,6 +454,29 @@ static const records_ops sqlite_ops = {
     .close = lite_close,
 };
 
+/* A registrations table made before drive_attempts was: the column added
+ * (SQLite has no ADD COLUMN IF NOT EXISTS; the table's own columns say). */
+static int add_drive_attempts(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT count(*) FROM pragma_table_info('citrus_registrations')"
+                                " WHERE name = 'drive_attempts'",
+                                -1, &st, NULL);
+    bool has = false;
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        has = sqlite3_column_int(st, 0) > 0;
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK && !has)
+        rc = sqlite3_exec(db,
+                          "ALTER TABLE citrus_registrations"
+                          " ADD COLUMN drive_attempts INTEGER NOT NULL DEFAULT 0",
+                          NULL, NULL, NULL);
+    return rc;
+}
+
 /* Pragmas and schema on a fresh connection. */
 static int lite_setup(sqlite_records *s, const char *path, errdetail *e)
 {
@@ -480,6 +504,8 @@ static int lite_setup(sqlite_records *s, const char *path, errdetail *e)
     rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = add_drive_attempts(db);
     for (int i = 0; i < ST_COUNT && rc == SQLITE_OK; i++)
         rc = sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
     return rc == SQLITE_OK ? 0 : fail(db, rc, path, e);

@@ -30,8 +30,8 @@ int reg_state_parse(const char *name, reg_state *out)
 
 #define COLUMNS                                                                                    \
     "seq, id, business_id, location_id, business_type, state, attempts, last_error,"               \
-    " next_attempt_ms, shard_id, created_ms, updated_ms, finished_ms"
-#define NCOLS 13
+    " next_attempt_ms, shard_id, created_ms, updated_ms, finished_ms, drive_attempts"
+#define NCOLS 14
 
 /* sql with each '?' turned into the backend's placeholder ('?N' / '$N'). */
 static void placeholders(const records *r, const char *sql, char *out, size_t len)
@@ -69,6 +69,12 @@ static int text_check(const char *what, const char *s, size_t max, errdetail *e)
 static int norm_error(const char *in, const char **out, char **owned, errdetail *e)
 {
     return records_norm_text(in, RECORDS_MAX_REG_ERROR, out, owned, e);
+}
+
+size_t records_reg_key(const reg_row *row, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s:%s", row->business_id, row->location_id);
+    return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
 }
 
 int records_reg_create(records *r, reg_row *row, errdetail *e)
@@ -117,6 +123,7 @@ int records_reg_create(records *r, reg_row *row, errdetail *e)
     if (rc == 0) {
         row->seq = got.seq;
         row->attempts = 0;
+        row->drive_attempts = 0;
         row->next_attempt_ms = 0;
         row->updated_ms = row->created_ms;
         row->finished_ms = 0;
@@ -151,6 +158,7 @@ static void row_of(char **c, reg_row *out)
     out->created_ms = num(c[10]);
     out->updated_ms = num(c[11]);
     out->finished_ms = num(c[12]);
+    out->drive_attempts = (int)num(c[13]);
 }
 
 static void cells_free(char **cells, size_t n)
@@ -181,6 +189,12 @@ int records_reg_get(records *r, const char *id, reg_row *out, errdetail *e)
 int records_reg_update(records *r, const reg_row *row, reg_state expect, bool *changed,
                        errdetail *e)
 {
+    return records_reg_update_if(r, row, expect, -1, changed, e);
+}
+
+int records_reg_update_if(records *r, const reg_row *row, reg_state expect, int expect_attempts,
+                          bool *changed, errdetail *e)
+{
     if (changed)
         *changed = false;
     if (!r || !row)
@@ -194,7 +208,7 @@ int records_reg_update(records *r, const reg_row *row, reg_state expect, bool *c
         free(owned);
         return errdetail_set(e, CITRUS_EINVAL, "registration: shard id too long");
     }
-    /* ?2: the state it must have ('' for any). */
+    /* ?2: the state it must have ('' for any); ?10: its attempts (< 0: any). */
     records_param p[RECORDS_MAX_PARAMS] = {
         {.s = row->id},
         {.s = expect == REG_NSTATES ? "" : reg_state_name(expect)},
@@ -204,15 +218,17 @@ int records_reg_update(records *r, const reg_row *row, reg_state expect, bool *c
         {.is_int = true, .i = row->next_attempt_ms},
         {.s = row->shard_id},
         {.is_int = true, .i = row->updated_ms},
+        {.is_int = true, .i = row->drive_attempts},
+        {.is_int = true, .i = expect_attempts},
     };
     int64_t changes = 0;
     rc = run(
         r,
         "UPDATE citrus_registrations SET state = ?3, attempts = ?4, last_error = ?5,"
-        " next_attempt_ms = ?6, shard_id = ?7, updated_ms = ?8,"
+        " next_attempt_ms = ?6, shard_id = ?7, updated_ms = ?8, drive_attempts = ?9,"
         " finished_ms = CASE WHEN ?3 IN ('succeeded', 'failed') THEN CAST(?8 AS BIGINT) ELSE 0 END"
-        " WHERE id = ?1 AND (?2 = '' OR state = ?2)",
-        p, 8, 0, NULL, NULL, &changes, e);
+        " WHERE id = ?1 AND (?2 = '' OR state = ?2) AND (?10 < 0 OR attempts = ?10)",
+        p, 10, 0, NULL, NULL, &changes, e);
     free(owned);
     if (rc == 0 && changed)
         *changed = changes > 0;

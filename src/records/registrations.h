@@ -57,8 +57,13 @@ typedef struct reg_row {
     char business_type[RECORDS_MAX_REG_TYPE + 1];
     reg_state state;
     int attempts; /* attempts made (all deliveries, retries included) */
+    /* attempts since it was last queued (created, or re-driven by a retry):
+     * what bus.max_attempts limits */
+    int drive_attempts;
     char last_error[RECORDS_MAX_REG_ERROR + 1]; /* "" when none */
-    int64_t next_attempt_ms;                  /* retrying: the next attempt comes by then; else 0 */
+    /* retrying: the next attempt comes by then; running: the attempt's
+     * deadline (its message's lease ends then); else 0 */
+    int64_t next_attempt_ms;
     char shard_id[RECORDS_MAX_REG_SHARD + 1]; /* succeeded: where it is pinned; else "" */
     int64_t created_ms, updated_ms;
     int64_t finished_ms; /* succeeded or failed: when; else 0 */
@@ -77,6 +82,10 @@ typedef struct reg_query {
  * CITRUS_EINVAL for an empty or oversize field. */
 int records_reg_create(records *r, reg_row *row, errdetail *e);
 
+/* The key of a registration's message: "<businessId>:<locationId>" (one
+ * location's messages in order) into buf; its length. */
+size_t records_reg_key(const reg_row *row, char *buf, size_t len);
+
 /* CITRUS_ENOTFOUND when there is none. */
 int records_reg_get(records *r, const char *id, reg_row *out, errdetail *e);
 
@@ -86,6 +95,11 @@ int records_reg_get(records *r, const char *id, reg_row *out, errdetail *e);
  * NULL): whether it was written. */
 int records_reg_update(records *r, const reg_row *row, reg_state expect, bool *changed,
                        errdetail *e);
+/* The same, also only when its attempts are still expect_attempts (< 0:
+ * whatever they are): a compare-and-set on the attempt a reader saw, so
+ * that a change made meanwhile (another attempt ran) is not overwritten. */
+int records_reg_update_if(records *r, const reg_row *row, reg_state expect, int expect_attempts,
+                          bool *changed, errdetail *e);
 
 /* The rows matching q, by seq; *next_after as records_audit_query's (0:
  * no more). Free *rows with free(). */

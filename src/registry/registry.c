@@ -698,7 +698,7 @@ static int ring_version_now(registry *r, int64_t *v)
     return rc;
 }
 
-static void add_fence(txb *t, const reg_fence *fence)
+void registry_txn_fence(txb *t, const reg_fence *fence)
 {
     if (fence && fence->token > 0)
         txb_cmp(t, (kv_compare){.key = fence->key,
@@ -853,10 +853,11 @@ static void db_ids_release(txb *t, const db_ids *ids, const db_ids *keep)
 }
 
 static int registry_shard_create_dbs(registry *r, const shard *s, json_t *provision,
-                                     const db_ids *ids, reg_result *res, errdetail *e);
+                                     const reg_fence *fence, const db_ids *ids, reg_result *res,
+                                     errdetail *e);
 
 static int registry_shard_create_once(registry *r, const shard *s, json_t *provision,
-                                      reg_result *res, errdetail *e)
+                                      const reg_fence *fence, reg_result *res, errdetail *e)
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN];
@@ -864,13 +865,14 @@ static int registry_shard_create_once(registry *r, const shard *s, json_t *provi
         return CITRUS_EINVAL;
     db_ids ids;
     db_ids_load(s->dsn, &ids);
-    int rc = registry_shard_create_dbs(r, s, provision, &ids, res, e);
+    int rc = registry_shard_create_dbs(r, s, provision, fence, &ids, res, e);
     db_ids_free(&ids);
     return rc;
 }
 
 static int registry_shard_create_dbs(registry *r, const shard *s, json_t *provision,
-                                     const db_ids *ids, reg_result *res, errdetail *e)
+                                     const reg_fence *fence, const db_ids *ids, reg_result *res,
+                                     errdetail *e)
 {
     char key[KEYLEN];
     registry_key(key, sizeof(key), REG_SHARDS, s->id);
@@ -883,6 +885,7 @@ static int registry_shard_create_dbs(registry *r, const shard *s, json_t *provis
         txb t;
         txb_init(&t);
         txb_cmp_version(&t, key, 0);
+        registry_txn_fence(&t, fence);
         txb_put_json(&t, key, shard_to_json(s, true));
         db_ids_claim(&t, s->id, ids, NULL);
         if (provision) {
@@ -909,7 +912,8 @@ static int registry_shard_create_dbs(registry *r, const shard *s, json_t *provis
         if ((rc = db_conflict_keys(r, s->id, ids, e)) < 0)
             return rc;
     }
-    return CITRUS_EUNAVAILABLE;
+    return fence && fence->token > 0 ? CITRUS_ECONFLICT /* most likely no longer the controller */
+                                     : CITRUS_EUNAVAILABLE;
 }
 
 static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn fn, void *ctx,
@@ -954,7 +958,7 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
         txb t;
         txb_init(&t);
         txb_cmp_mod(&t, key, mod);
-        add_fence(&t, fence);
+        registry_txn_fence(&t, fence);
         if (rc == 0)
             rc = add_token_ops(r, &t, &s, &rn, res);
         ring_tokens_free(&rn.o);
@@ -991,8 +995,8 @@ static int registry_shard_modify_once(registry *r, const char *id, reg_mutate_fn
     return CITRUS_EUNAVAILABLE;
 }
 
-static int registry_shard_delete_once(registry *r, const char *id, unsigned flags, reg_result *res,
-                                      errdetail *e)
+static int registry_shard_delete_once(registry *r, const char *id, unsigned flags,
+                                      const reg_fence *fence, reg_result *res, errdetail *e)
 {
     memset(res, 0, sizeof(*res));
     char key[KEYLEN], pkey[KEYLEN], tkey[KEYLEN];
@@ -1037,6 +1041,7 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
         txb t;
         txb_init(&t);
         txb_cmp_mod(&t, key, mod);
+        registry_txn_fence(&t, fence);
         txb_del(&t, key, false);
         txb_del(&t, pkey, false);
         db_ids_release(&t, &ids, NULL); /* the database is free again */
@@ -1062,7 +1067,7 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
             rc = ring_version_now(r, &res->ring_version);
         return rc;
     }
-    return CITRUS_EUNAVAILABLE;
+    return fence && fence->token > 0 ? CITRUS_ECONFLICT : CITRUS_EUNAVAILABLE;
 }
 
 /* ---- the public calls: on error, res holds nothing to free ---- */
@@ -1070,7 +1075,13 @@ static int registry_shard_delete_once(registry *r, const char *id, unsigned flag
 int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_result *res,
                           errdetail *e)
 {
-    int rc = registry_shard_create_once(r, s, provision, res, e);
+    return registry_shard_create_fenced(r, s, provision, NULL, res, e);
+}
+
+int registry_shard_create_fenced(registry *r, const shard *s, json_t *provision,
+                                 const reg_fence *fence, reg_result *res, errdetail *e)
+{
+    int rc = registry_shard_create_once(r, s, provision, fence, res, e);
     if (rc < 0)
         reg_result_clear(res);
     return rc;
@@ -1088,7 +1099,13 @@ int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *c
 int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res,
                           errdetail *e)
 {
-    int rc = registry_shard_delete_once(r, id, flags, res, e);
+    return registry_shard_delete_fenced(r, id, flags, NULL, res, e);
+}
+
+int registry_shard_delete_fenced(registry *r, const char *id, unsigned flags,
+                                 const reg_fence *fence, reg_result *res, errdetail *e)
+{
+    int rc = registry_shard_delete_once(r, id, flags, fence, res, e);
     if (rc < 0 && rc != CITRUS_EINUSE)
         reg_result_clear(res);
     return rc;

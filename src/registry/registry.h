@@ -43,6 +43,10 @@ typedef struct reg_fence {
     int64_t token;
 } reg_fence;
 
+/* Adds fence's compare (the leader key's create_revision equals the
+ * token) to t; nothing when fence is NULL or its token 0. */
+void registry_txn_fence(txb *t, const reg_fence *fence);
+
 /* What a change did to the ring and the tenants. */
 typedef struct reg_result {
     int64_t revision; /* of the change */
@@ -157,6 +161,11 @@ int registry_shard_db_check(registry *r, const char *id, const char *dsn, errdet
  * DSN changes in registry_shard_modify). */
 int registry_shard_create(registry *r, const shard *s, json_t *provision, reg_result *res,
                           errdetail *e);
+/* The same with the controller's fencing compare (fence NULL or token 0:
+ * none): a write under a fence that moved is not applied, CITRUS_ECONFLICT
+ * once the tries are spent (the fenced calls below say the same). */
+int registry_shard_create_fenced(registry *r, const shard *s, json_t *provision,
+                                 const reg_fence *fence, reg_result *res, errdetail *e);
 
 /* Changes a shard: fn(s, ctx, e) edits the record read from the
  * catalog (returning 0, or an error that aborts with nothing written);
@@ -176,6 +185,8 @@ int registry_shard_modify(registry *r, const char *id, reg_mutate_fn fn, void *c
  * counts the pins the caller is to move (tenants_repin). */
 int registry_shard_delete(registry *r, const char *id, unsigned flags, reg_result *res,
                           errdetail *e);
+int registry_shard_delete_fenced(registry *r, const char *id, unsigned flags,
+                                 const reg_fence *fence, reg_result *res, errdetail *e);
 
 /* The provisioning spec stored with a shard (NULL when none). */
 int registry_provision_get(registry *r, const char *id, json_t **spec);

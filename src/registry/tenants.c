@@ -326,8 +326,8 @@ static int placement_pick(const placement *pl, tenant_pin *p)
  * that fails is tried once more (*ensure_retried) when no pin appeared:
  * a concurrent registration may have been applying the same template. */
 static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
-                         void *ctx, tenant_pin *out, bool *created, bool *ensure_retried,
-                         errdetail *e)
+                         void *ctx, const reg_fence *fence, tenant_pin *out, bool *created,
+                         bool *ensure_retried, errdetail *e)
 {
     size_t fresh = 0;
     int rc = 0;
@@ -389,6 +389,7 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
     }
     txb t;
     txb_init(&t);
+    registry_txn_fence(&t, fence);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (!created[i])
             continue;
@@ -429,15 +430,27 @@ static int register_once(registry *r, const tenant_reg *regs, size_t n, tenant_e
 int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
                      void *ensure_ctx, tenant_pin *out, bool *created, errdetail *e)
 {
+    return tenants_register_fenced(r, regs, n, ensure, ensure_ctx, NULL, out, created, e);
+}
+
+int tenants_register_fenced(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
+                            void *ensure_ctx, const reg_fence *fence, tenant_pin *out,
+                            bool *created, errdetail *e)
+{
     for (size_t i = 0; i < n; i++)
         if (!tenant_id_valid(regs[i].business_id) || !tenant_id_valid(regs[i].location_id))
             return CITRUS_EINVAL;
     bool ensure_retried = false;
     for (int tries = 0; tries < REGISTER_TRIES; tries++) {
-        int rc = register_once(r, regs, n, ensure, ensure_ctx, out, created, &ensure_retried, e);
+        int rc =
+            register_once(r, regs, n, ensure, ensure_ctx, fence, out, created, &ensure_retried, e);
         if (rc <= 0)
             return rc;
     }
+    if (fence && fence->token > 0)
+        return errdetail_set(e, CITRUS_ECONFLICT,
+                             "nothing registered: the writes kept failing their compares (most "
+                             "likely this node is no longer the controller leader)");
     return errdetail_set(e, CITRUS_EUNAVAILABLE, "the directory kept changing; nothing registered");
 }
 

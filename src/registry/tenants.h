@@ -59,6 +59,13 @@ typedef int (*tenant_ensure_fn)(void *ctx, const char *shard_id, const char *bus
                                 errdetail *e);
 int tenants_register(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
                      void *ensure_ctx, tenant_pin *out, bool *created, errdetail *e);
+/* The same with the controller's fencing compare on the pins' write
+ * (registry_txn_fence; fence NULL: none): under a fence that moved nothing
+ * is pinned, CITRUS_ECONFLICT. Locations already registered are read, not
+ * written, so they answer as without a fence. */
+int tenants_register_fenced(registry *r, const tenant_reg *regs, size_t n, tenant_ensure_fn ensure,
+                            void *ensure_ctx, const reg_fence *fence, tenant_pin *out,
+                            bool *created, errdetail *e);
 
 /* Moves every tenant pinned to shard_id to the first active shard at or
  * after its hash (its ring owner when that is active), each pin with its

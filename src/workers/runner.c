@@ -282,6 +282,10 @@ int worker_run_once(worker *w, size_t *handled, errdetail *e)
 {
     if (handled)
         *handled = 0;
+    if (w->s.ready && !w->s.ready(w->s.ctx)) {
+        metric_set(w->m[M_LAG], 0);
+        return 0;
+    }
     bus_message *msgs = NULL;
     size_t n = 0;
     int rc = bus_poll(w->s.bus, w->group, w->topic, w->s.batch, w->s.visibility_ms, &msgs, &n, e);

@@ -83,6 +83,10 @@ typedef struct worker_spec {
     int64_t idle_ms;        /* the pause after an empty poll or a failed round; 0: 200 */
     worker_handler handle;
     void *ctx;
+    /* NULL: always. Else asked (with ctx) before each poll: false, and the
+     * round polls nothing (e.g. the shard management worker while this node
+     * is not the controller leader: it leases no command it cannot apply). */
+    bool (*ready)(void *ctx);
 } worker_spec;
 
 typedef struct worker worker;

@@ -6,23 +6,49 @@
 #include <string.h>
 
 #include "citrus/errors.h"
+#include "controller/election.h"
 #include "core/shard.h"
 #include "obs/log.h"
+#include "registry/tenants.h"
+#include "sys/deadline.h"
 
 #define ACTOR "sm-worker"
 
-typedef enum { OP_ACTION, OP_PROVISION, OP_DELETE } op_kind;
+typedef enum { OP_ACTION, OP_PROVISION, OP_DELETE, OP_REGISTER } op_kind;
 
 static const struct {
     const char *name; /* after citrus.sm. */
     op_kind kind;
     const char *action; /* svc_shard_action's name */
 } ops[] = {
-    {"provision", OP_PROVISION, NULL},     {"drain", OP_ACTION, "drain"},
-    {"activate", OP_ACTION, "activate"},   {"read_only", OP_ACTION, "read-only"},
-    {"read-only", OP_ACTION, "read-only"}, {"retire", OP_ACTION, "retire"},
-    {"retry", OP_ACTION, "retry"},         {"delete", OP_DELETE, NULL},
+    {"provision", OP_PROVISION, NULL},
+    {"drain", OP_ACTION, "drain"},
+    {"activate", OP_ACTION, "activate"},
+    {"read_only", OP_ACTION, "read-only"},
+    {"read-only", OP_ACTION, "read-only"},
+    {"retire", OP_ACTION, "retire"},
+    {"retry", OP_ACTION, "retry"},
+    {"delete", OP_DELETE, NULL},
+    {"register_location", OP_REGISTER, NULL},
 };
+
+bool smcmd_ready(void *ctx)
+{
+    smcmd_ctx *c = ctx;
+    int64_t token;
+    return !c->leader || c->leader(c->leader_ctx, &token);
+}
+
+/* The fence for this command's writes: *fence unset (token 0) when
+ * unfenced; CITRUS_EUNAVAILABLE (retried) when this node does not lead. */
+static int fence_now(const smcmd_ctx *c, reg_fence *fence, errdetail *e)
+{
+    *fence = (reg_fence){c->fence_key ? c->fence_key : ELECTION_KEY, 0};
+    if (c->leader && !c->leader(c->leader_ctx, &fence->token))
+        return errdetail_set(e, CITRUS_EUNAVAILABLE,
+                             "this node is not the controller leader: the command is left to it");
+    return 0;
+}
 
 /* A failure no later attempt can turn into a success: the request is
  * wrong (4xx), as the API would answer it, but a compare that lost a race. */
@@ -82,8 +108,8 @@ static int opt_str(json_t *data, const char *name, const char **out, errdetail *
     return 0;
 }
 
-static int provision(smcmd_ctx *c, const char *id, json_t *data, shard *s, bool *changed,
-                     errdetail *e)
+static int provision(smcmd_ctx *c, const char *id, json_t *data, const reg_fence *fence, shard *s,
+                     bool *changed, errdetail *e)
 {
     const char *tmpl = NULL, *zone = NULL;
     int rc = opt_str(data, "template", &tmpl, e);
@@ -104,7 +130,7 @@ static int provision(smcmd_ctx *c, const char *id, json_t *data, shard *s, bool 
                        .template_name = (char *)tmpl,
                        .params = json_is_object(params) ? params : NULL};
     snprintf(spec.id, sizeof(spec.id), "%s", id);
-    rc = svc_provision_shard(c->svc, &spec, ACTOR, s, e);
+    rc = svc_provision_shard_fenced(c->svc, &spec, ACTOR, fence, s, e);
     *changed = rc == 0;
     if (rc != CITRUS_EEXISTS)
         return rc;
@@ -122,11 +148,11 @@ static int provision(smcmd_ctx *c, const char *id, json_t *data, shard *s, bool 
     return errdetail_set(e, CITRUS_EEXISTS, "shard '%s' exists with another template", id);
 }
 
-static int action(smcmd_ctx *c, const char *id, const char *name, unsigned flags, shard *s,
-                  bool *changed, errdetail *e)
+static int action(smcmd_ctx *c, const char *id, const char *name, unsigned flags,
+                  const reg_fence *fence, shard *s, bool *changed, errdetail *e)
 {
     reg_result res = {0};
-    int rc = svc_shard_action(c->svc, id, name, flags, ACTOR, s, &res, e);
+    int rc = svc_shard_action_fenced(c->svc, id, name, flags, ACTOR, fence, s, &res, e);
     reg_result_clear(&res);
     *changed = rc == 0;
     if (rc != CITRUS_ETRANSITION)
@@ -140,6 +166,65 @@ static int action(smcmd_ctx *c, const char *id, const char *name, unsigned flags
         return 0;
     }
     shard_clear(s);
+    return rc;
+}
+
+/* A required data.<name> that must pass ok; CITRUS_EINVAL/EBADJSON naming it. */
+static int req_str(json_t *data, const char *name, bool (*ok)(const char *), const char *rule,
+                   const char **out, errdetail *e)
+{
+    int rc = opt_str(data, name, out, e);
+    if (rc == 0 && !*out)
+        rc = errdetail_set(e, CITRUS_EINVAL, "data.%s: required", name);
+    if (rc == 0 && !ok(*out))
+        rc = errdetail_set(e, CITRUS_EINVAL, "data.%s: must be %s", name, rule);
+    return rc;
+}
+
+static bool type_valid(const char *name)
+{
+    return schema_template_valid(name) != 0;
+}
+
+/* POST /api/register's registration: idempotent by location (the same
+ * location and type again answers the pin it has). out gets the pin. */
+static int register_location(smcmd_ctx *c, json_t *data, const reg_fence *fence, tenant_pin *out,
+                             bool *changed, errdetail *e)
+{
+    static const char *const allowed[] = {"businessId", "locationId", "businessType"};
+    const char *k;
+    json_t *v;
+    json_object_foreach(data, k, v)
+    {
+        bool ok = false;
+        for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]) && !ok; i++)
+            ok = strcmp(allowed[i], k) == 0;
+        if (!ok)
+            return errdetail_set(e, CITRUS_EBADJSON,
+                                 "data.%.64s: unknown field (allowed: businessId, locationId, "
+                                 "businessType)",
+                                 k);
+    }
+    tenant_reg reg;
+    int rc = req_str(data, "businessId", tenant_id_valid, "1..128 characters of [A-Za-z0-9._@-]",
+                     &reg.business_id, e);
+    if (rc == 0)
+        rc = req_str(data, "locationId", tenant_id_valid, "1..128 characters of [A-Za-z0-9._@-]",
+                     &reg.location_id, e);
+    if (rc == 0)
+        rc = req_str(data, "businessType", type_valid, "1..64 characters of [A-Za-z0-9_-]",
+                     &reg.business_type, e);
+    if (rc == 0)
+        rc = svc_type_check(c->svc, reg.business_type, NULL, e);
+    if (rc < 0)
+        return rc;
+    svc_ensure_ctx ectx = {.svc = c->svc,
+                           .dl = c->attempt_ms > 0 ? deadline_after(NULL, c->attempt_ms)
+                                                   : (deadline){0}};
+    bool created = false;
+    rc = tenants_register_fenced(c->svc->reg, &reg, 1, svc_ensure_template, &ectx, fence, out,
+                                 &created, e);
+    *changed = rc == 0 && created;
     return rc;
 }
 
@@ -161,10 +246,12 @@ int smcmd_handle(void *ctx, const envelope *ev, const bus_message *m, worker_eff
     if (k == nops)
         rc = errdetail_set(e, CITRUS_EINVAL,
                            "type: '%.200s' is no shard command (citrus.sm.provision, drain, "
-                           "activate, read_only, retire, retry, delete)",
+                           "activate, read_only, retire, retry, delete, register_location)",
                            ev->type);
     else if (!json_is_object(data))
         rc = errdetail_set(e, CITRUS_EBADJSON, "data: must be an object");
+    else if (ops[k].kind == OP_REGISTER)
+        ; /* its own fields (register_location) */
     else if ((rc = opt_str(data, "shardId", &id, e)) == 0 && (!id || !shard_id_valid(id)))
         rc = errdetail_set(e, CITRUS_EBADJSON, "data.shardId: %s",
                            id ? "not a valid shard id" : "required");
@@ -174,13 +261,23 @@ int smcmd_handle(void *ctx, const envelope *ev, const bus_message *m, worker_eff
     shard s;
     shard_init(&s);
     bool changed = false;
+    reg_fence fence;
+    tenant_pin pin;
+    memset(&pin, 0, sizeof(pin));
+    if (rc == 0 && (rc = fence_now(c, &fence, e)) < 0) {
+        shard_clear(&s);
+        return rc; /* not the leader (deposed since the poll): retried */
+    }
     if (rc == 0 && ops[k].kind == OP_PROVISION)
-        rc = provision(c, id, data, &s, &changed, e);
+        rc = provision(c, id, data, &fence, &s, &changed, e);
     else if (rc == 0 && ops[k].kind == OP_ACTION)
-        rc = action(c, id, ops[k].action, flags, &s, &changed, e);
-    else if (rc == 0) {
+        rc = action(c, id, ops[k].action, flags, &fence, &s, &changed, e);
+    else if (rc == 0 && ops[k].kind == OP_REGISTER) {
+        rc = register_location(c, data, &fence, &pin, &changed, e);
+        id = rc == 0 ? pin.shard_id : NULL;
+    } else if (rc == 0) {
         reg_result res = {0};
-        rc = svc_shard_delete(c->svc, id, flags, &res, e);
+        rc = svc_shard_delete_fenced(c->svc, id, flags, &fence, &res, e);
         reg_result_clear(&res);
         changed = rc == 0;
         if (rc == CITRUS_ENOTFOUND) /* delivered again: it is gone */
@@ -194,7 +291,13 @@ int smcmd_handle(void *ctx, const envelope *ev, const bus_message *m, worker_eff
     int prc;
     if (rc == 0) {
         json_t *out = json_pack("{s:b}", "changed", changed);
-        if (ops[k].kind != OP_DELETE)
+        if (ops[k].kind == OP_REGISTER) /* the location and its shard: never a DSN */
+            json_object_update_new(
+                out, json_pack("{s:s,s:s,s:s}", "businessId",
+                               json_string_value(json_object_get(data, "businessId")), "locationId",
+                               json_string_value(json_object_get(data, "locationId")),
+                               "businessType", pin.business_type));
+        else if (ops[k].kind != OP_DELETE)
             json_object_set_new(out, "state", json_string(shard_state_name(s.state)));
         prc = outcome(c, ev, id, true, out, &pe);
     } else {

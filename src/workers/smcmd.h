@@ -9,7 +9,17 @@
  *   citrus.sm.drain | citrus.sm.activate | citrus.sm.read_only |
  *   citrus.sm.retire | citrus.sm.retry    {"shardId", "force"?}
  *   citrus.sm.delete      {"shardId", "force"?}
+ *   citrus.sm.register_location {"businessId", "locationId", "businessType"}
+ *                         (POST /api/register: the location pinned to a
+ *                         shard, the type's schema template applied there)
  * (read-only is accepted for read_only, as the API's action is named).
+ *
+ * Fenced: when leader is set, every catalog write of a command carries the
+ * controller's fencing compare (the leader key's create_revision, as the
+ * controller's own writes: controller/election.h), and a node that is not
+ * the leader applies nothing (the runner's ready gate keeps it from
+ * polling; a command it holds when it is deposed fails its compare, is
+ * nacked and retried, by the new leader's worker).
  *
  * Idempotent by command id: the runner's ledger skips a command it has
  * applied; a command that finds its shard already where it would move it
@@ -39,7 +49,18 @@ typedef struct smcmd_ctx {
     shard_service *svc;
     bus *bus;
     char events_topic[BUS_NAME_MAX + 1]; /* the outcomes' topic */
+    int64_t attempt_ms; /* register_location: the template's deadline per attempt; 0: none */
+    /* Leadership: true with the fencing token while this node is the
+     * controller leader (session_is_leader); NULL: unfenced, always runs
+     * (a node without a controller session, unit tests). */
+    bool (*leader)(void *ctx, int64_t *token);
+    void *leader_ctx;
+    const char *fence_key; /* the leader key (NULL: ELECTION_KEY) */
 } smcmd_ctx;
+
+/* The runner's ready gate (worker_spec.ready): ctx is a smcmd_ctx; true
+ * when unfenced or while this node leads. */
+bool smcmd_ready(void *ctx);
 
 /* The worker's handler: ctx is a smcmd_ctx. */
 int smcmd_handle(void *ctx, const envelope *ev, const bus_message *m, worker_effect *fx,

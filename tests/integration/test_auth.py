@@ -83,8 +83,9 @@ API_MATRIX = {
     ("PUT", "/v1/manifests/{id}"): ("/v1/manifests/m1", {"tenant_key": "acme:s1"},
                                     {OPER, ADMIN}),
     ("GET", "/v1/manifests/{id}"): ("/v1/manifests/m1", None, READS),
-    ("GET", "/v1/registrations"): ("/v1/registrations", None, READS),
-    ("GET", "/v1/registrations/{id}"): ("/v1/registrations/nope", None, READS),
+    # tenants pass and see only their own registrations (another's id: 404)
+    ("GET", "/v1/registrations"): ("/v1/registrations", None, READS | {T_IN, T_OUT}),
+    ("GET", "/v1/registrations/{id}"): ("/v1/registrations/nope", None, READS | {T_IN, T_OUT}),
     ("POST", "/v1/registrations/{id}/retry"): ("/v1/registrations/nope/retry", None,
                                                {OPER, ADMIN}),
     ("POST", "/v1/businesses/{id}/register-shards"): ("/v1/businesses/acme/register-shards",

@@ -69,7 +69,7 @@ def registration_rows(c):
 
 @pytest.fixture
 def setup(make_citrus, make_postgres, tmp_path):
-    def make(max_attempts=100):
+    def make(max_attempts=100, extra=()):
         pg = make_postgres()
         tdir = tmp_path / "templates" / "retail"
         tdir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def setup(make_citrus, make_postgres, tmp_path):
         c = make_citrus(shards=True, extra=[
             "--templates-dir", str(tmp_path / "templates"),
             "--bus-max-attempts", str(max_attempts), "--bus-backoff-base-ms", "100",
-            "--bus-backoff-cap-ms", "300", "--bus-visibility-timeout-ms", "3000"])
+            "--bus-backoff-cap-ms", "300", "--bus-visibility-timeout-ms", "3000", *extra])
         psql(pg.admin_dsn, "CREATE DATABASE shard1")
         r = requests.post(c.url + "/v1/shards?allow_superuser=true",
                           json={"id": "pg-1", "dsn": pg.dsn("shard1")}, timeout=30)
@@ -160,6 +160,73 @@ def test_stopped_shard_then_resumed_succeeds_without_a_client_retry(setup):
     assert got["shard_id"] == "pg-1" and got["attempts"] >= 2
     assert psql(pg.dsn("shard1"), "SELECT name FROM citrus_migrations") == "001_orders.sql"
     assert requests.get(f"{c.url}/api/shard/b1:{loc}", timeout=10).json()["shardId"] == "pg-1"
+
+
+def test_a_retry_holds_back_no_other_registration(setup):
+    """One partition for the whole queue: a registration retrying against a
+    stopped shard does not hold back another business's registration
+    queued after it (its message is committed while it waits; the sweeper
+    publishes its next attempt when due)."""
+    c, pg = setup(extra=["--bus-partitions", "1"])
+    [slow] = locations_on(c.url, "b1", "pg-1", 1)
+    sqlite_shard = next(s["id"] for s in requests.get(c.url + "/v1/shards", timeout=10).json()[
+        "shards"] if s["id"] != "pg-1" and s["state"] == "active")
+    [fast] = locations_on(c.url, "b2", sqlite_shard, 1)
+    with Stopped(pg):
+        r = register(c.url, "b1", slow, headers=ASYNC)
+        assert r.status_code == 202, r.text
+        a = r.json()["registrationId"]
+        wait_state(c.url, a, {"retrying"})
+        r = register(c.url, "b2", fast, headers=ASYNC)
+        assert r.status_code == 202, r.text
+        b = r.json()["registrationId"]
+        got = wait_state(c.url, b, {"succeeded"}, timeout=15)
+        assert got["shard_id"] == sqlite_shard and got["attempts"] == 1, got
+        # meanwhile the first one is still being retried, not given up
+        assert registration(c.url, a)["state"] in ("retrying", "queued", "running")
+        wait_until(lambda: registration(c.url, a)["attempts"] >= 3, timeout=liveness(20),
+                   what="more attempts of the stopped shard's registration")
+    got = wait_state(c.url, a, {"succeeded"})
+    assert got["shard_id"] == "pg-1"
+
+
+def test_a_worker_killed_mid_attempt_leaves_no_record_running(setup):
+    """kill -9 while an attempt runs (the record says running): after the
+    restart the redelivery goes on and succeeds; killed in its last
+    delivery (bus.max_attempts 1, dead-lettered by the bus when its lease
+    ends), the record does not stay running: it is failed, and says why."""
+    c, pg = setup()
+    [loc] = locations_on(c.url, "k1", "pg-1", 1)
+    with Stopped(pg):
+        r = register(c.url, "k1", loc, headers=ASYNC)
+        rid = r.json()["registrationId"]
+        got = wait_state(c.url, rid, {"running"})
+        assert got["next_attempt_at"] is not None  # the attempt's deadline
+        c.kill9()
+    c.start()
+    got = wait_state(c.url, rid, {"succeeded"}, timeout=30)
+    assert got["attempts"] >= 2 and got["shard_id"] == "pg-1", got
+
+    c, pg = setup(max_attempts=1)
+    [loc] = locations_on(c.url, "k2", "pg-1", 1)
+    with Stopped(pg):
+        r = register(c.url, "k2", loc, headers=ASYNC)
+        rid = r.json()["registrationId"]
+        wait_state(c.url, rid, {"running"})
+        c.kill9()
+        c.start()
+        # the lease (3 s) ends, the bus dead-letters the message, and a
+        # lease later the sweeper finds the record abandoned
+        got = wait_state(c.url, rid, {"failed"}, timeout=30)
+    assert got["last_error"].startswith("worker_stopped: ") and "the last one" in got[
+        "last_error"], got
+    assert got["attempts"] == 1
+    wait_until(lambda: [m for m, _ in dlq_messages(c) if m["data"]["registrationId"] == rid],
+               timeout=liveness(20), what="its message dead-lettered")
+    # re-driven once the shard answers again
+    r = requests.post(f"{c.url}/v1/registrations/{rid}/retry", timeout=10)
+    assert r.status_code == 202, r.text
+    assert wait_state(c.url, rid, {"succeeded"})["shard_id"] == "pg-1"
 
 
 def test_past_max_attempts_failed_listed_dead_lettered_then_redriven(setup):
@@ -290,6 +357,56 @@ def test_roles_a_reader_reads_but_cannot_retry_or_redrive(make_citrus):
                          headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
     assert [(x["principal"].rsplit("/", 1)[-1], x["status"]) for x in audit["entries"]] == \
         [("ops", 202)]
+
+
+def test_a_tenant_reads_its_own_registrations_only(make_citrus):
+    """A tenant key queues registrations in its scopes and reads them back
+    (one and listed); another tenant's ids answer 404 as unknown ones do
+    and its list holds none of them; it still cannot retry."""
+    c = make_citrus(shards=True, extra=["--auth", "api_key"])
+    admin = open(os.path.join(c.data_dir, "admin.key")).read().strip()
+
+    def key(name, roles, tenants=None):
+        body = {"name": name, "roles": roles}
+        if tenants:
+            body["tenants"] = tenants
+        r = requests.post(c.url + "/v1/auth/keys", json=body,
+                          headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['key']}"}
+    acme, globex = key("acme", ["tenant"], ["acme:*"]), key("globex", ["tenant"], ["globex:*"])
+    mine = register(c.url, "acme", "n1", headers=dict(acme, **ASYNC))
+    assert mine.status_code == 202, mine.text
+    theirs = register(c.url, "globex", "g1", headers=dict(globex, **ASYNC))
+    assert theirs.status_code == 202, theirs.text
+    mine, theirs = mine.json()["registrationId"], theirs.json()["registrationId"]
+    r = requests.get(f"{c.url}/v1/registrations/{mine}", headers=acme, timeout=10)
+    assert r.status_code == 200 and r.json()["business_id"] == "acme", r.text
+    wait_until(lambda: requests.get(f"{c.url}/v1/registrations/{mine}", headers=acme,
+                                    timeout=10).json()["state"] == "succeeded",
+               timeout=liveness(30), what="succeeded")
+    # the other tenant's: 404, word for word as an id that does not exist
+    r = requests.get(f"{c.url}/v1/registrations/{theirs}", headers=acme, timeout=10)
+    nope = requests.get(f"{c.url}/v1/registrations/{'0' * 36}", headers=acme, timeout=10)
+    assert r.status_code == 404 and nope.status_code == 404, r.text
+    assert r.json()["error"]["code"] == nope.json()["error"]["code"] == "not_found"
+    assert "globex" not in r.text
+    # lists: its own only, with or without a business filter
+    ids = {x["id"] for x in requests.get(f"{c.url}/v1/registrations", headers=acme,
+                                         timeout=10).json()["registrations"]}
+    assert ids == {mine}
+    r = requests.get(f"{c.url}/v1/registrations?business_id=globex", headers=acme, timeout=10)
+    assert r.status_code == 200 and r.json()["registrations"] == [], r.text
+    ids = {x["id"] for x in requests.get(f"{c.url}/v1/registrations", headers=globex,
+                                         timeout=10).json()["registrations"]}
+    assert ids == {theirs}
+    # an admin sees both; a tenant still cannot retry or re-drive
+    ids = {x["id"] for x in requests.get(f"{c.url}/v1/registrations", timeout=10, headers={
+        "Authorization": f"Bearer {admin}"}).json()["registrations"]}
+    assert ids == {mine, theirs}
+    for path in (f"/v1/registrations/{mine}/retry", "/v1/businesses/acme/register-shards"):
+        r = requests.post(c.url + path, headers=acme, timeout=10)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
 
 
 def test_the_worker_runs_on_its_topic_and_group(make_citrus):

@@ -4,8 +4,11 @@ citrus.sm.events (beside the lifecycle relay's transition events);
 idempotent by command id and by target state; commands no attempt can
 carry out are failed at once and dead-lettered; writing onto the command
 topic needs sm-admin, as retiring and deleting shards do on the API."""
+import sqlite3
+
 import requests
 
+from cluster import make_cluster  # noqa: F401 (fixture)
 from conftest import wait_until
 from test_events_api import Node, ev
 
@@ -24,7 +27,8 @@ def sm_events(url, headers=None):
 
 
 def command(cid, op, **data):
-    return ev(cid, type=f"citrus.sm.{op}", subject=data.get("shardId", ""), data=data,
+    subject = data.get("shardId", data.get("businessId", ""))
+    return ev(cid, type=f"citrus.sm.{op}", subject=subject, data=data,
               correlationid=f"corr-{cid}")
 
 
@@ -123,3 +127,114 @@ def test_only_sm_admin_writes_commands(make_citrus):
     assert r.status_code == 200, r.text
     # other topics stay the operator's
     assert node.publish("citrus.platform.events", ev("o3")).status_code == 200
+
+
+def pin(url, key):
+    r = requests.post(f"{url}/api/register", json=dict(zip(
+        ("businessId", "locationId", "businessType"), key.split(":") + ["retail"])), timeout=30)
+    assert r.status_code in (200, 201), r.text
+    return r
+
+
+def test_register_location_command(make_citrus):
+    """register_location registers as POST /api/register does: once per
+    location (a replay under another id gives the same shard), the outcome
+    names the shard and never its credentials; bad data is failed and
+    dead-lettered at once; with no shard to place it on it is retried
+    until one is there."""
+    u = make_citrus(shards=True, extra=["--bus-backoff-base-ms", "200",
+                                        "--bus-max-attempts", "30"]).url
+    publish(u, command("r1", "register_location", businessId="acme", locationId="north",
+                       businessType="retail"))
+    out = wait_outcome(u, "r1")
+    assert out["type"] == "citrus.sm.command.completed", out
+    data = out["data"]
+    assert data["changed"] is True and data["shardId"].startswith("shard-"), out
+    assert {k: data[k] for k in ("businessId", "locationId", "businessType", "command")} == {
+        "businessId": "acme", "locationId": "north", "businessType": "retail",
+        "command": "citrus.sm.register_location"}
+    text = str(out).lower()
+    assert "sqlite:" not in text and "password" not in text and "connection" not in text
+    assert out["subject"] == data["shardId"]
+    # the synchronous call finds it registered there (200, not 201)
+    r = pin(u, "acme:north")
+    assert r.status_code == 200 and r.json()["shardId"] == data["shardId"], r.text
+    # another command for the location: the same shard, no change
+    publish(u, command("r2", "register_location", businessId="acme", locationId="north",
+                       businessType="retail"))
+    again = wait_outcome(u, "r2")["data"]
+    assert again["shardId"] == data["shardId"] and again["changed"] is False
+
+    # bad data, a type without a template: failed at once, dead-lettered, no retry
+    publish(u, command("rb1", "register_location", businessId="acme", businessType="retail"),
+            command("rb2", "register_location", businessId="a b", locationId="x",
+                    businessType="retail"),
+            command("rb3", "register_location", businessId="acme", locationId="north",
+                    businessType="food"),
+            command("rb4", "register_location", businessId="acme", locationId="x",
+                    businessType="retail", dsn="sqlite:///tmp/x.db"))
+    for cid, code in (("rb1", "invalid_argument"), ("rb2", "invalid_argument"),
+                      ("rb3", "unknown_business_type"), ("rb4", "bad_json")):
+        out = wait_outcome(u, cid)
+        assert out["type"] == "citrus.sm.command.failed", out
+        assert out["data"]["error"] == code, out
+    dead = wait_until(lambda: [d for d in requests.get(f"{u}/v1/dlq/{CMDS}").json()["dead_letters"]
+                               if d["event"]["id"].startswith("rb")], 30, what="dead letters")
+    wait_until(lambda: len([d for d in requests.get(f"{u}/v1/dlq/{CMDS}").json()["dead_letters"]
+                            if d["event"]["id"].startswith("rb")]) == 4, 30, what="four")
+    assert all(d["attempts"] == 1 for d in dead)
+    assert requests.get(f"{u}/v1/tenants/acme:x", timeout=10).status_code == 404
+
+    # no active shard: retried (no outcome yet), then done once one is active
+    for sid in ("shard-0", "shard-1", "shard-2", "shard-3"):
+        r = requests.post(f"{u}/v1/shards/{sid}/drain", timeout=10)
+        assert r.status_code == 200, r.text
+    publish(u, command("r3", "register_location", businessId="acme", locationId="south",
+                       businessType="retail"))
+    wait_until(lambda: 'citrus_worker_retried_total{worker="shard_management"}' in
+               requests.get(u + "/metrics").text and float(
+                   [ln for ln in requests.get(u + "/metrics").text.splitlines() if ln.startswith(
+                       'citrus_worker_retried_total{worker="shard_management"}')][0].split()[-1])
+               >= 2, 30, what="retries")
+    assert outcomes(u, "r3") == []
+    r = requests.post(f"{u}/v1/shards/shard-2/activate", timeout=10)
+    assert r.status_code == 200, r.text
+    out = wait_outcome(u, "r3")
+    assert out["type"] == "citrus.sm.command.completed" and out["data"]["shardId"] == "shard-2"
+
+
+def test_commands_run_on_the_controller_leader_only(make_cluster, tmp_path):
+    """Two nodes over one etcd, each with the workers role and its own
+    embedded log: the shard management worker runs commands only on the
+    controller leader (its writes fenced by the leader's token), so a
+    follower refuses to take commands it could never run (503), the leader
+    runs them, and once it stops the node that takes over does."""
+    cl, _ = make_cluster(citrus_extra=["--workers"], n_etcd=1, n_nodes=2)
+    urls = [n.url for n in cl.nodes]
+    db = tmp_path / "one.db"
+    sqlite3.connect(db).close()
+    r = requests.post(urls[0] + "/v1/shards", json={"id": "one", "dsn": f"sqlite://{db}"},
+                      timeout=30)
+    assert r.status_code == 201, r.text
+
+    name = wait_until(lambda: requests.get(urls[0] + "/v1/cluster", timeout=10).json()[
+        "controller"]["leader"], 20, what="a leader")
+    li = int(name.replace("node", "")) - 1
+    fi = 1 - li
+    r = requests.post(f"{urls[fi]}/v1/topics/{CMDS}/events", timeout=30,
+                      json={"events": [command("f1", "drain", shardId="one")]})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
+    assert "leader" in r.json()["error"]["message"]
+    publish(urls[li], command("l1", "drain", shardId="one"))
+    out = wait_outcome(urls[li], "l1")
+    assert out["type"] == "citrus.sm.command.completed", out
+    assert requests.get(f"{urls[fi]}/v1/shards/one", timeout=10).json()["state"] == "draining"
+    # the leader stops (its session revoked): the other node leads, and runs commands
+    cl.nodes[li].stop()
+    cl.nodes[li].killed = True  # stopped on purpose
+    wait_until(lambda: requests.get(urls[fi] + "/v1/cluster", timeout=10).json()[
+        "controller"]["leader"] == f"node{fi + 1}", 20, what="the other node to lead")
+    publish(urls[fi], command("l2", "activate", shardId="one"))
+    out = wait_outcome(urls[fi], "l2")
+    assert out["type"] == "citrus.sm.command.completed", out
+    assert out["data"]["state"] == "active"

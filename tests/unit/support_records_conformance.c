@@ -1394,6 +1394,18 @@ static void test_reg_update(void **state)
     assert_int_equal(got.state, REG_SUCCEEDED);
     assert_string_equal(got.shard_id, "shard-2");
     assert_int_equal(got.finished_ms, 3000);
+    /* the attempts of the drive, and a compare on the attempts */
+    g.state = REG_RUNNING;
+    g.attempts = 2;
+    g.drive_attempts = 7;
+    assert_int_equal(records_reg_update_if(r, &g, REG_SUCCEEDED, 3, &changed, &e), 0);
+    assert_false(changed); /* it has 1 */
+    assert_int_equal(records_reg_update_if(r, &g, REG_SUCCEEDED, 1, &changed, &e), 0);
+    assert_true(changed);
+    assert_int_equal(records_reg_get(r, "u-1", &got, &e), 0);
+    assert_int_equal(got.attempts, 2);
+    assert_int_equal(got.drive_attempts, 7);
+    assert_int_equal(got.finished_ms, 0);
     /* an id with no row: nothing changed, no error */
     snprintf(g.id, sizeof(g.id), "nope");
     assert_int_equal(records_reg_update(r, &g, REG_NSTATES, &changed, &e), 0);

@@ -20,6 +20,7 @@
 #include "support_pg.h"
 
 #include "citrus/errors.h"
+#include "records/registrations.h"
 
 static char tmpdir[128];
 static int db_seq;
@@ -151,6 +152,50 @@ static void test_open_newer_schema(void **state)
     assert_non_null(strstr(e.message, "schema version 99"));
 }
 
+/* A registrations table made before drive_attempts existed: opening adds
+ * the column (0 for the rows there), and the rows read and update. */
+static void test_registrations_column_added(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE citrus_registrations (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                     " id TEXT NOT NULL UNIQUE, business_id TEXT NOT NULL, location_id TEXT NOT "
+                     "NULL, business_type TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT"
+                     " NULL, last_error TEXT NOT NULL, next_attempt_ms INTEGER NOT NULL, shard_id"
+                     " TEXT NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+                     " finished_ms INTEGER NOT NULL);"
+                     "INSERT INTO citrus_registrations (id, business_id, location_id,"
+                     " business_type, state, attempts, last_error, next_attempt_ms, shard_id,"
+                     " created_ms, updated_ms, finished_ms) VALUES ('old-1', 'acme', 'n',"
+                     " 'retail', 'retrying', 2, 'x', 5, '', 1, 2, 0);"
+                     "PRAGMA user_version = 1;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    records *r;
+    errdetail e = {0};
+    assert_int_equal(records_open_sqlite(path, &r, &e), 0);
+    reg_row g;
+    assert_int_equal(records_reg_get(r, "old-1", &g, &e), 0);
+    assert_int_equal(g.state, REG_RETRYING);
+    assert_int_equal(g.attempts, 2);
+    assert_int_equal(g.drive_attempts, 0);
+    g.drive_attempts = 3;
+    bool changed = false;
+    assert_int_equal(records_reg_update_if(r, &g, REG_RETRYING, 2, &changed, &e), 0);
+    assert_true(changed);
+    records_close(r);
+    assert_int_equal(records_open_sqlite(path, &r, &e), 0); /* opened again: nothing to add */
+    assert_int_equal(records_reg_get(r, "old-1", &g, &e), 0);
+    assert_int_equal(g.drive_attempts, 3);
+    records_close(r);
+}
+
 /* The file is in WAL mode (seen from another connection), and a row is on
  * disk for another connection as soon as append returned. */
 static void test_wal_and_visible(void **state)
@@ -258,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_open_unopenable),
         cmocka_unit_test(test_open_not_a_database),
         cmocka_unit_test(test_open_newer_schema),
+        cmocka_unit_test(test_registrations_column_added),
         cmocka_unit_test(test_wal_and_visible),
         cmocka_unit_test(test_write_fails_under_open_store),
     };

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "bus/bus_sqlite.h"
 #include "citrus/errors.h"
 #include "records/registrations.h"
 #include "workers/registration.h"
@@ -41,8 +42,15 @@ static int fake_register(void *ctx, const tenant_reg *reg, tenant_pin *pin, errd
     return 0;
 }
 
+static uint64_t zero_random(void *ctx)
+{
+    (void)ctx;
+    return 0; /* the jittered backoff is then d - d/2: 500, 1000, ... */
+}
+
 typedef struct fx {
     char dir[64];
+    bus *b;
     records *rec;
     sysclock *clock;
     fake f;
@@ -59,12 +67,21 @@ static int setup(void **state)
     errdetail e = {0};
     assert_int_equal(records_open_sqlite(path, &x->rec, &e), 0);
     x->clock = clock_test_new(0, T0);
+    snprintf(path, sizeof(path), "%s/bus.db", x->dir);
+    bus_config bc = {.clock = x->clock};
+    assert_int_equal(bus_open_sqlite(path, &bc, &x->b, &e), 0);
+    bus_topic_opts o = {.partitions = 4};
+    assert_int_equal(bus_topic_create(x->b, "regs", &o, &e), 0);
     x->ctx = (regq_worker_ctx){.rec = x->rec,
                                .clock = x->clock,
                                .max_attempts = 3,
                                .backoff_base_ms = 1000,
                                .backoff_cap_ms = 3000,
+                               .random = zero_random,
                                .attempt_ms = 1000,
+                               .lease_ms = 10000,
+                               .bus = x->b,
+                               .topic = "regs",
                                .do_register = fake_register,
                                .do_ctx = &x->f};
     reg_row g = {.state = REG_QUEUED, .created_ms = T0};
@@ -81,6 +98,7 @@ static int teardown(void **state)
 {
     fx *x = *state;
     records_close(x->rec);
+    bus_close(x->b);
     clock_test_free(x->clock);
     char cmd[160];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", x->dir);
@@ -141,9 +159,47 @@ static void test_succeeds(void **state)
     assert_int_equal(get(x).attempts, 1);
 }
 
-/* An unreachable shard: retrying with the error and the backoff's latest
- * next attempt (base, then doubled, capped), failed on the last attempt;
- * the runner nacks (not permanent: the bus dead-letters the last one). */
+/* The messages published on the topic so far (all partitions): their
+ * count; the ids into ids (may be NULL). */
+static size_t published(fx *x, char ids[][64], size_t max)
+{
+    size_t total = 0;
+    for (int p = 0; p < 4; p++) {
+        bus_message *m = NULL;
+        size_t n = 0;
+        assert_int_equal(bus_read(x->b, "regs", p, 0, 100, &m, &n, NULL), 0);
+        for (size_t i = 0; i < n; i++, total++) {
+            envelope ev;
+            errdetail e = {0};
+            assert_int_equal(envelope_parse((const char *)m[i].value, m[i].value_len, 0, &ev, &e),
+                             0);
+            assert_string_equal(json_string_value(json_object_get(ev.data, "registrationId")),
+                                "reg-1");
+            assert_string_equal(json_string_value(json_object_get(ev.data, "businessType")),
+                                "retail");
+            if (ids && total < max)
+                snprintf(ids[total], 64, "%s", ev.id);
+            envelope_clear(&ev);
+        }
+        bus_messages_free(m, n);
+    }
+    return total;
+}
+
+static void sweep(fx *x, size_t want_published, size_t want_stale)
+{
+    size_t pub = 99, stale = 99;
+    errdetail e = {0};
+    assert_int_equal(regq_sweep(&x->ctx, &pub, &stale, &e), 0);
+    assert_int_equal(pub, want_published);
+    assert_int_equal(stale, want_stale);
+}
+
+/* An unreachable shard: retrying with the error and the backoff's next
+ * attempt (base, then doubled, capped, jittered), the message committed
+ * (not nacked: it would hold back its partition); the sweeper publishes
+ * the next attempt once due (never before, once per attempt); the attempt
+ * bus.max_attempts fails it and dead-letters its message. */
 static void test_retries_then_fails(void **state)
 {
     fx *x = *state;
@@ -151,36 +207,52 @@ static void test_retries_then_fails(void **state)
     snprintf(x->f.msg, sizeof(x->f.msg), "shard pg-1 did not answer");
     worker_effect w;
     errdetail e = {0};
-    assert_int_equal(handle(x, "reg-1", 1, &w, &e), CITRUS_ESHARDDOWN);
+    assert_int_equal(handle(x, "reg-1", 1, &w, &e), 0);
     assert_false(w.permanent);
+    assert_true(w.skipped);
     reg_row g = get(x);
     assert_int_equal(g.state, REG_RETRYING);
     assert_int_equal(g.attempts, 1);
+    assert_int_equal(g.drive_attempts, 1);
     assert_string_equal(g.last_error, "shard_unreachable: shard pg-1 did not answer");
-    assert_int_equal(g.next_attempt_ms, T0 + 1000);
+    assert_int_equal(g.next_attempt_ms, T0 + 500);
     assert_int_equal(g.finished_ms, 0);
-    clock_test_advance(x->clock, 1000);
-    assert_int_equal(handle(x, "reg-1", 2, &w, &e), CITRUS_ESHARDDOWN);
+    sweep(x, 0, 0); /* not due yet */
+    assert_int_equal(published(x, NULL, 0), 0);
+    clock_test_advance(x->clock, 500);
+    sweep(x, 1, 0);
+    sweep(x, 0, 0); /* once */
+    char ids[4][64];
+    assert_int_equal(published(x, ids, 4), 1);
+    assert_string_equal(ids[0], "reg-1.1");
+    assert_int_equal(get(x).state, REG_QUEUED);
+    assert_int_equal(handle(x, "reg-1", 1, &w, &e), 0);
     g = get(x);
     assert_int_equal(g.state, REG_RETRYING);
     assert_int_equal(g.attempts, 2);
-    assert_int_equal(g.next_attempt_ms, T0 + 1000 + 2000);
-    clock_test_advance(x->clock, 2000);
-    assert_int_equal(handle(x, "reg-1", 3, &w, &e), CITRUS_ESHARDDOWN);
-    assert_false(w.permanent);
+    assert_int_equal(g.next_attempt_ms, T0 + 500 + 1000);
+    clock_test_advance(x->clock, 1000);
+    sweep(x, 1, 0);
+    assert_int_equal(published(x, ids, 4), 2);
+    assert_string_equal(ids[1], "reg-1.2");
+    assert_int_equal(handle(x, "reg-1", 1, &w, &e), CITRUS_ESHARDDOWN);
+    assert_true(w.permanent); /* the last: dead-lettered now */
     g = get(x);
     assert_int_equal(g.state, REG_FAILED);
     assert_int_equal(g.attempts, 3);
     assert_int_equal(g.next_attempt_ms, 0);
-    assert_int_equal(g.finished_ms, T0 + 3000);
-    /* re-driven (back to queued), it succeeds; attempts count on */
+    assert_int_equal(g.finished_ms, T0 + 1500);
+    sweep(x, 0, 0);
+    /* re-driven (back to queued, a new drive), it succeeds; attempts count on */
     g.state = REG_QUEUED;
+    g.drive_attempts = 0;
     assert_int_equal(records_reg_update(x->rec, &g, REG_FAILED, NULL, &e), 0);
     x->f.rc = 0;
     assert_int_equal(handle(x, "reg-1", 1, &w, &e), 0);
     g = get(x);
     assert_int_equal(g.state, REG_SUCCEEDED);
     assert_int_equal(g.attempts, 4);
+    assert_int_equal(g.drive_attempts, 1);
     assert_string_equal(g.last_error, "");
 }
 
@@ -190,10 +262,95 @@ static void test_next_attempt_capped(void **state)
     fx *x = *state;
     x->ctx.max_attempts = 10;
     x->f.rc = CITRUS_EUNAVAILABLE;
-    worker_effect w;
+    reg_row g = get(x);
+    g.drive_attempts = 4;
     errdetail e = {0};
-    assert_int_equal(handle(x, "reg-1", 5, &w, &e), CITRUS_EUNAVAILABLE);
-    assert_int_equal(get(x).next_attempt_ms, T0 + 3000);
+    assert_int_equal(records_reg_update(x->rec, &g, REG_NSTATES, NULL, &e), 0);
+    worker_effect w;
+    assert_int_equal(handle(x, "reg-1", 1, &w, &e), 0);
+    assert_int_equal(get(x).next_attempt_ms, T0 + 1500); /* cap 3000, jittered to half */
+}
+
+/* A worker killed during an attempt: the record says running until the
+ * lease's deadline; a redelivery claims it and goes on; with no delivery
+ * after its lease and a grace of one more, the sweeper makes it retrying
+ * (due at once) or, after the last attempt, failed. */
+static void test_left_running(void **state)
+{
+    fx *x = *state;
+    x->f.rc = CITRUS_ESHARDDOWN;
+    /* what a worker killed mid-attempt leaves: running, its deadline */
+    reg_row g = get(x);
+    g.state = REG_RUNNING;
+    g.attempts = g.drive_attempts = 1;
+    g.next_attempt_ms = T0 + 10000;
+    errdetail e = {0};
+    assert_int_equal(records_reg_update(x->rec, &g, REG_NSTATES, NULL, &e), 0);
+    clock_test_advance(x->clock, 15000); /* past the lease, within the grace */
+    sweep(x, 0, 0);
+    assert_int_equal(get(x).state, REG_RUNNING);
+    /* the bus delivers it again: it goes on (attempt 2) */
+    x->f.rc = 0;
+    worker_effect w;
+    assert_int_equal(handle(x, "reg-1", 2, &w, &e), 0);
+    assert_false(w.skipped);
+    assert_int_equal(get(x).state, REG_SUCCEEDED);
+    assert_int_equal(get(x).attempts, 2);
+
+    /* left running again, and no delivery comes */
+    g = get(x);
+    g.state = REG_RUNNING;
+    g.next_attempt_ms = T0 + 25000;
+    g.finished_ms = 0;
+    assert_int_equal(records_reg_update(x->rec, &g, REG_NSTATES, NULL, &e), 0);
+    clock_test_advance(x->clock, 20000); /* T0 + 35000: within the grace */
+    sweep(x, 0, 0);
+    clock_test_advance(x->clock, 1); /* past it: retrying, due at once, so published */
+    sweep(x, 1, 1);
+    g = get(x);
+    assert_int_equal(g.state, REG_QUEUED);
+    assert_non_null(strstr(g.last_error, "worker_stopped: "));
+    char ids[4][64];
+    assert_int_equal(published(x, ids, 4), 1);
+    assert_string_equal(ids[0], "reg-1.2");
+    sweep(x, 0, 0);
+
+    /* left running in its last attempt (the bus dead-letters it): failed */
+    g = get(x);
+    g.state = REG_RUNNING;
+    g.drive_attempts = 3;
+    g.next_attempt_ms = T0 + 36000;
+    assert_int_equal(records_reg_update(x->rec, &g, REG_NSTATES, NULL, &e), 0);
+    clock_test_advance(x->clock, 30000);
+    sweep(x, 0, 1);
+    g = get(x);
+    assert_int_equal(g.state, REG_FAILED);
+    assert_non_null(strstr(g.last_error, "(the last one)"));
+    assert_int_equal(g.finished_ms, T0 + 65001);
+}
+
+/* Two copies of a message at once: the one that claims the record runs,
+ * the other is committed without running (the claim compares attempts). */
+static void test_copies_do_not_run_twice(void **state)
+{
+    fx *x = *state;
+    reg_row g = get(x);
+    errdetail e = {0};
+    /* claimed by another copy since this one read it: attempts moved */
+    g.state = REG_RUNNING;
+    g.attempts = 1;
+    g.next_attempt_ms = T0 + 10000;
+    reg_row stale = get(x);
+    assert_int_equal(records_reg_update(x->rec, &g, REG_NSTATES, NULL, &e), 0);
+    bool changed = true;
+    stale.state = REG_RUNNING;
+    stale.attempts = 1;
+    assert_int_equal(records_reg_update_if(x->rec, &stale, REG_QUEUED, 0, &changed, &e), 0);
+    assert_false(changed);
+    assert_int_equal(records_reg_update_if(x->rec, &stale, REG_RUNNING, 0, &changed, &e), 0);
+    assert_false(changed);
+    assert_int_equal(records_reg_update_if(x->rec, &stale, REG_RUNNING, 1, &changed, &e), 0);
+    assert_true(changed);
 }
 
 /* Another business type (409) fails at once, dead-lettered without retries. */
@@ -233,6 +390,8 @@ int main(void)
         T(test_succeeds),
         T(test_retries_then_fails),
         T(test_next_attempt_capped),
+        T(test_left_running),
+        T(test_copies_do_not_run_twice),
         T(test_permanent_fails_at_once),
         T(test_bad_messages_are_permanent),
     };

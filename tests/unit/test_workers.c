@@ -27,10 +27,14 @@
 #include "citrus/errors.h"
 #include "obs/metrics.h"
 #include "records/ledger.h"
+#include "controller/election.h"
+#include "registry/tenants.h"
 #include "support_pg.h"
+#include "support_registry.h"
 #include "workers/ingest.h"
 #include "workers/notify.h"
 #include "workers/runner.h"
+#include "workers/smcmd.h"
 
 #define T0 1700000000000LL
 #define VIS 10000
@@ -142,12 +146,12 @@ static worker *mkworker(fixture *f, worker_handler h, void *ctx, int threads)
     return f->w;
 }
 
-static void publish_raw(fixture *f, const char *key, const char *value)
+static void publish_raw(fixture *f, const char *key, const char *text)
 {
     errdetail e = {0};
     int p;
     int64_t o;
-    int rc = bus_publish(f->b, "t", key, strlen(key), value, strlen(value), &p, &o, &e);
+    int rc = bus_publish(f->b, "t", key, strlen(key), text, strlen(text), &p, &o, &e);
     if (rc != 0)
         fail_msg("publish: %s", e.message);
 }
@@ -896,6 +900,234 @@ static void test_kill9_mid_batch(void **state)
     records_close(r);
 }
 
+/* ---- the shard management worker (workers/smcmd.h) ------------------------------- */
+
+/* A registry with one active shard "a", the shard service on it, a bus
+ * for the outcomes, and a leader key whose create_revision is the token. */
+typedef struct smfix {
+    regfix r;
+    shard_service svc;
+    bus *b;
+    smcmd_ctx c;
+    int64_t token; /* what the fake session says */
+    bool leading;
+} smfix;
+
+static bool sm_fake_leader(void *ctx, int64_t *token)
+{
+    smfix *s = ctx;
+    *token = s->token;
+    return s->leading;
+}
+
+static smfix *sm_open(void)
+{
+    smfix *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    regfix_open(&s->r, "smcmd", 8);
+    regfix_add_active(&s->r, "a", 1, "sqlite:///nonexistent/a.db");
+    assert_int_equal(shard_service_init(&s->svc, s->r.reg, NULL, NULL, 2000, "node1", s->r.clock),
+                     0);
+    s->r.reg = NULL; /* the service owns it */
+    s->svc.allow_untemplated_types = true;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/smbus-%d.db", tmpdir, ++seq);
+    bus_config bc = {.max_attempts = MAX_ATTEMPTS};
+    errdetail e = {0};
+    assert_int_equal(bus_open_sqlite(path, &bc, &s->b, &e), 0);
+    bus_topic_opts o = {.partitions = 1};
+    assert_int_equal(bus_topic_create(s->b, "sm.events", &o, &e), 0);
+    s->c = (smcmd_ctx){
+        .svc = &s->svc, .bus = s->b, .attempt_ms = 1000, .leader = sm_fake_leader, .leader_ctx = s};
+    snprintf(s->c.events_topic, sizeof(s->c.events_topic), "sm.events");
+    s->token = sqlite_dir_put(s->r.d.st, ELECTION_KEY, "node1");
+    s->leading = true;
+    return s;
+}
+
+static void sm_close(smfix *s)
+{
+    bus_close(s->b);
+    shard_service_destroy(&s->svc);
+    regfix_close(&s->r);
+    free(s);
+}
+
+/* Runs one command (its JSON data) of type citrus.sm.<op> with id. */
+static int sm_run(smfix *s, const char *id, const char *op, const char *data, worker_effect *fx,
+                  errdetail *e)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/ops\",\"type\":"
+             "\"citrus.sm.%s\",\"data\":%s}",
+             id, op, data);
+    envelope ev;
+    errdetail pe = {0};
+    assert_int_equal(envelope_parse(text, strlen(text), 0, &ev, &pe), 0);
+    bus_message m = {.attempt = 1};
+    memset(fx, 0, sizeof(*fx));
+    errdetail_clear(e);
+    int rc = smcmd_handle(&s->c, &ev, &m, fx, e);
+    envelope_clear(&ev);
+    return rc;
+}
+
+/* The outcome events so far: how many; the last one's JSON (caller frees). */
+static size_t sm_outcomes(smfix *s, json_t **last)
+{
+    bus_message *m = NULL;
+    size_t n = 0;
+    assert_int_equal(bus_read(s->b, "sm.events", 0, 0, 100, &m, &n, NULL), 0);
+    if (last)
+        *last = n ? json_loadb((const char *)m[n - 1].value, m[n - 1].value_len, 0, NULL) : NULL;
+    if (last && n)
+        assert_null(strstr((const char *)m[n - 1].value, "sqlite://")); /* never a DSN */
+    bus_messages_free(m, n);
+    return n;
+}
+
+static shard_state sm_state(smfix *s, const char *id)
+{
+    shard sh;
+    assert_int_equal(registry_shard_get(s->svc.reg, id, &sh, NULL), 0);
+    shard_state st = sh.state;
+    shard_clear(&sh);
+    return st;
+}
+
+static void test_smcmd_register_location(void **state)
+{
+    (void)state;
+    smfix *s = sm_open();
+    worker_effect fx;
+    errdetail e;
+    json_t *ev = NULL;
+    const char *loc = "{\"businessId\":\"acme\",\"locationId\":\"s1\",\"businessType\":\"retail\"}";
+    assert_int_equal(sm_run(s, "c1", "register_location", loc, &fx, &e), 0);
+    assert_int_equal(sm_outcomes(s, &ev), 1);
+    json_t *d = json_object_get(ev, "data");
+    assert_string_equal(json_string_value(json_object_get(ev, "id")), "smcmd-c1");
+    assert_string_equal(json_string_value(json_object_get(ev, "type")),
+                        "citrus.sm.command.completed");
+    assert_string_equal(json_string_value(json_object_get(d, "shardId")), "a");
+    assert_string_equal(json_string_value(json_object_get(d, "businessId")), "acme");
+    assert_string_equal(json_string_value(json_object_get(d, "locationId")), "s1");
+    assert_true(json_is_true(json_object_get(d, "changed")));
+    json_decref(ev);
+    tenant_pin pin;
+    assert_int_equal(tenants_get(s->svc.reg, "acme:s1", &pin), 0);
+    assert_string_equal(pin.shard_id, "a");
+    assert_string_equal(pin.business_type, "retail");
+
+    /* another command for the same location: the same shard, no change */
+    regfix_add_active(&(regfix){.d = s->r.d, .clock = s->r.clock, .reg = s->svc.reg}, "b", 1,
+                      "sqlite:///nonexistent/b.db");
+    assert_int_equal(sm_run(s, "c2", "register_location", loc, &fx, &e), 0);
+    assert_int_equal(sm_outcomes(s, &ev), 2);
+    d = json_object_get(ev, "data");
+    assert_string_equal(json_string_value(json_object_get(d, "shardId")), "a");
+    assert_true(json_is_false(json_object_get(d, "changed")));
+    json_decref(ev);
+
+    /* bad data and another type: failed for good (dead-lettered), said so */
+    static const struct {
+        const char *data;
+        int rc;
+    } bad[] = {
+        {"{\"businessId\":\"acme\",\"businessType\":\"retail\"}", CITRUS_EINVAL},
+        {"{\"businessId\":\"a b\",\"locationId\":\"s1\",\"businessType\":\"retail\"}",
+         CITRUS_EINVAL},
+        {"{\"businessId\":\"acme\",\"locationId\":\"s1\",\"businessType\":\"../x\"}",
+         CITRUS_EINVAL},
+        {"{\"businessId\":\"acme\",\"locationId\":7,\"businessType\":\"retail\"}", CITRUS_EBADJSON},
+        {"{\"businessId\":\"acme\",\"locationId\":\"s1\",\"businessType\":\"retail\",\"x\":1}",
+         CITRUS_EBADJSON},
+        {"{\"businessId\":\"acme\",\"locationId\":\"s1\",\"businessType\":\"food\"}",
+         CITRUS_EREGCONFLICT},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "bad%zu", i);
+        assert_int_equal(sm_run(s, id, "register_location", bad[i].data, &fx, &e), bad[i].rc);
+        assert_true(fx.permanent);
+        assert_int_equal(sm_outcomes(s, &ev), 3 + i);
+        assert_string_equal(json_string_value(json_object_get(ev, "type")),
+                            "citrus.sm.command.failed");
+        json_decref(ev);
+    }
+    /* no active shard (a shard manager that cannot place it): retried, nothing said */
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "a", SHARD_DRAINING, 0), 0);
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "b", SHARD_DRAINING, 0), 0);
+    size_t before = sm_outcomes(s, NULL);
+    const char *other =
+        "{\"businessId\":\"acme\",\"locationId\":\"s2\",\"businessType\":\"retail\"}";
+    assert_int_equal(sm_run(s, "c3", "register_location", other, &fx, &e), CITRUS_EUNAVAILABLE);
+    assert_false(fx.permanent);
+    assert_int_equal(sm_outcomes(s, NULL), before);
+    assert_int_equal(tenants_get(s->svc.reg, "acme:s2", &pin), CITRUS_ENOTFOUND);
+    sm_close(s);
+}
+
+static void test_smcmd_fenced(void **state)
+{
+    (void)state;
+    smfix *s = sm_open();
+    worker_effect fx;
+    errdetail e;
+    assert_true(smcmd_ready(&s->c));
+    assert_int_equal(sm_run(s, "d1", "drain", "{\"shardId\":\"a\"}", &fx, &e), 0);
+    assert_int_equal(sm_state(s, "a"), SHARD_DRAINING);
+    assert_int_equal(sm_outcomes(s, NULL), 1);
+
+    /* another node became leader (the key made anew): this one, still
+     * believing it leads with its old token, applies nothing */
+    int64_t del = 0;
+    assert_int_equal(store_delete(s->r.d.st, ELECTION_KEY, false, -1, &del, NULL, NULL), 0);
+    int64_t theirs = sqlite_dir_put(s->r.d.st, ELECTION_KEY, "node2");
+    assert_true(theirs > s->token);
+    assert_int_equal(sm_run(s, "a1", "activate", "{\"shardId\":\"a\"}", &fx, &e), CITRUS_ECONFLICT);
+    assert_false(fx.permanent); /* nacked: the leader's worker gets it */
+    assert_int_equal(sm_state(s, "a"), SHARD_DRAINING);
+    const char *loc = "{\"businessId\":\"acme\",\"locationId\":\"s9\",\"businessType\":\"retail\"}";
+    regfix_add_active(&(regfix){.d = s->r.d, .clock = s->r.clock, .reg = s->svc.reg}, "b", 1,
+                      "sqlite:///nonexistent/b.db");
+    assert_int_equal(sm_run(s, "r1", "register_location", loc, &fx, &e), CITRUS_ECONFLICT);
+    assert_false(fx.permanent);
+    tenant_pin pin;
+    assert_int_equal(tenants_get(s->svc.reg, "acme:s9", &pin), CITRUS_ENOTFOUND);
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "b", SHARD_DRAINING, 0), 0);
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "b", SHARD_DRAINED, 0), 0);
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "b", SHARD_RETIRED, 0), 0);
+    assert_int_equal(sm_run(s, "x1", "delete", "{\"shardId\":\"b\"}", &fx, &e), CITRUS_ECONFLICT);
+    assert_false(fx.permanent);
+    assert_int_equal(sm_state(s, "b"), SHARD_RETIRED);
+    assert_int_equal(sm_outcomes(s, NULL), 1); /* nothing said of what was not done */
+
+    /* told it no longer leads: it polls nothing, and a command it holds is retried */
+    s->leading = false;
+    assert_false(smcmd_ready(&s->c));
+    assert_int_equal(sm_run(s, "a1", "activate", "{\"shardId\":\"a\"}", &fx, &e),
+                     CITRUS_EUNAVAILABLE);
+    assert_false(fx.permanent);
+
+    /* the leader (its token): applied */
+    s->leading = true;
+    s->token = theirs;
+    assert_int_equal(sm_run(s, "a1", "activate", "{\"shardId\":\"a\"}", &fx, &e), 0);
+    assert_int_equal(sm_state(s, "a"), SHARD_ACTIVE);
+    assert_int_equal(sm_run(s, "x1", "delete", "{\"shardId\":\"b\"}", &fx, &e), 0);
+    assert_int_equal(sm_run(s, "r1", "register_location", loc, &fx, &e), 0);
+    assert_int_equal(tenants_get(s->svc.reg, "acme:s9", &pin), 0);
+    assert_int_equal(sm_outcomes(s, NULL), 4);
+
+    /* unfenced (no session): runs as the API does */
+    s->c.leader = NULL;
+    assert_true(smcmd_ready(&s->c));
+    assert_int_equal(sm_run(s, "d2", "drain", "{\"shardId\":\"a\"}", &fx, &e), 0);
+    sm_close(s);
+}
+
 int main(void)
 {
     if (tmp_dir_create(tmpdir, sizeof(tmpdir), "workers") != 0)
@@ -920,6 +1152,8 @@ int main(void)
         T(test_ingest_missing_manifest),
         T(test_ingest_poison_and_unroutable),
         cmocka_unit_test(test_kill9_mid_batch),
+        cmocka_unit_test(test_smcmd_register_location),
+        cmocka_unit_test(test_smcmd_fenced),
     };
     int failed = cmocka_run_group_tests_name("workers", tests, NULL, NULL);
     if (failed == 0)
