@@ -2,6 +2,8 @@
  * and the dispatch to a backend's bus_ops (see bus.h). */
 #include "bus/bus.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -16,6 +18,7 @@
 #define DEFAULT_MAX_ATTEMPTS 5
 #define DEFAULT_BACKOFF_BASE_MS 1000
 #define DEFAULT_BACKOFF_CAP_MS 300000
+#define COMMIT_FAN_STACK (256 * 1024)
 
 static void bus_config_default(bus_config *c)
 {
@@ -290,6 +293,88 @@ int bus_commit(bus *b, const char *group, const bus_message *m, errdetail *e)
     if (rc == 0)
         rc = check_message(m, e);
     return rc < 0 ? rc : b->ops->commit(b, group, m, e);
+}
+
+/* The fan-out of bus_commit_batch without the backend's op: threads
+ * taking the next message until none is left. */
+typedef struct commit_fan {
+    bus *b;
+    const char *group;
+    const bus_message *const *msgs;
+    size_t n;
+    int *rcs;
+    atomic_size_t next;
+    pthread_mutex_t mu; /* first, e */
+    int first;
+    errdetail e;
+} commit_fan;
+
+static void *commit_fan_main(void *arg)
+{
+    commit_fan *f = arg;
+    for (size_t i; (i = atomic_fetch_add(&f->next, 1)) < f->n;) {
+        errdetail e;
+        int rc = f->b->ops->commit(f->b, f->group, f->msgs[i], &e);
+        f->rcs[i] = rc;
+        if (rc < 0) {
+            pthread_mutex_lock(&f->mu);
+            if (f->first == 0) {
+                f->first = rc;
+                f->e = e;
+            }
+            pthread_mutex_unlock(&f->mu);
+        }
+    }
+    return NULL;
+}
+
+int bus_commit_batch(bus *b, const char *group, const bus_message *const *msgs, size_t n, int *rcs,
+                     errdetail *e)
+{
+    int rc = check_group(group, e);
+    if (rc == 0 && !msgs)
+        rc = errdetail_set(e, CITRUS_EINVAL, "bus: no messages");
+    if (rc == 0)
+        rc = check_limit(b, n, e);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = check_message(msgs[i], e);
+    if (rc < 0)
+        return rc;
+    int *out = rcs ? rcs : calloc(n, sizeof(*out));
+    if (!out)
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory for a batch");
+    if (b->ops->commit_batch) {
+        rc = b->ops->commit_batch(b, group, msgs, n, out, e);
+    } else {
+        commit_fan f = {.b = b, .group = group, .msgs = msgs, .n = n, .rcs = out};
+        atomic_init(&f.next, 0);
+        pthread_mutex_init(&f.mu, NULL);
+        pthread_t th[BUS_COMMIT_FANOUT];
+        size_t want = n < BUS_COMMIT_FANOUT ? n : BUS_COMMIT_FANOUT, started = 0;
+        /* the caller is one of them; a thread that cannot start leaves
+         * more for the others */
+        pthread_attr_t attr; /* they only wait for the backend: small stacks */
+        bool small = pthread_attr_init(&attr) == 0;
+        if (small && pthread_attr_setstacksize(&attr, COMMIT_FAN_STACK) != 0) {
+            pthread_attr_destroy(&attr);
+            small = false;
+        }
+        while (started + 1 < want &&
+               pthread_create(&th[started], small ? &attr : NULL, commit_fan_main, &f) == 0)
+            started++;
+        if (small)
+            pthread_attr_destroy(&attr);
+        commit_fan_main(&f);
+        for (size_t i = 0; i < started; i++)
+            pthread_join(th[i], NULL);
+        pthread_mutex_destroy(&f.mu);
+        rc = f.first;
+        if (rc < 0)
+            *e = f.e;
+    }
+    if (out != rcs)
+        free(out);
+    return rc;
 }
 
 int bus_nack(bus *b, const char *group, const bus_message *m, const char *error, errdetail *e)

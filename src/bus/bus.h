@@ -169,6 +169,11 @@ typedef struct bus_ops {
      * or none, durable together; partitions and offsets have n slots. */
     int (*publish_batch)(bus *b, const char *topic, const bus_record *recs, size_t n,
                          int *partitions, int64_t *offsets, errdetail *e);
+    /* Optional (NULL: bus.c issues the commits concurrently, see
+     * bus_commit_batch): commits msgs[0..n) of group, each as commit
+     * does, rcs[i] its outcome (0 or an error; e the first error's). */
+    int (*commit_batch)(bus *b, const char *group, const bus_message *const *msgs, size_t n,
+                        int *rcs, errdetail *e);
 } bus_ops;
 
 /* Every implementation's handle begins with this; cfg is complete (the
@@ -207,6 +212,17 @@ int bus_poll(bus *b, const char *group, const char *topic, size_t max, int64_t v
  * message already committed; CITRUS_ENOTFOUND for one never delivered to
  * group. */
 int bus_commit(bus *b, const char *group, const bus_message *m, errdetail *e);
+/* bus_commit of each of msgs[0..n) (1..poll_max); rcs (may be NULL) gets
+ * each one's outcome. 0 when every one committed, else the first error (e
+ * its message; the others were still committed). With the backend's
+ * commit_batch op, one request; without it, the commits are issued
+ * concurrently from up to BUS_COMMIT_FANOUT threads (every backend is
+ * thread-safe), so a backend that shares one transaction among concurrent
+ * callers (the embedded log's group commit) makes a few of them instead
+ * of n. For a consumer that commits a batch after processing it. */
+#define BUS_COMMIT_FANOUT 128
+int bus_commit_batch(bus *b, const char *group, const bus_message *const *msgs, size_t n, int *rcs,
+                     errdetail *e);
 /* The handler failed with error: a retry after bus_backoff_ms(m->attempt),
  * or the dead-letter topic when m->attempt >= max_attempts (a message of a
  * dead-letter topic is retried with the capped backoff, never dead-lettered
