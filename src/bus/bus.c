@@ -304,7 +304,9 @@ typedef struct commit_fan {
     size_t n;
     int *rcs;
     atomic_size_t next;
-    pthread_mutex_t mu; /* first, e */
+    pthread_mutex_t mu; /* first, e, go */
+    pthread_cond_t go_cond;
+    bool go; /* every thread started: they commit at once, in few transactions */
     int first;
     errdetail e;
 } commit_fan;
@@ -312,6 +314,10 @@ typedef struct commit_fan {
 static void *commit_fan_main(void *arg)
 {
     commit_fan *f = arg;
+    pthread_mutex_lock(&f->mu);
+    while (!f->go)
+        pthread_cond_wait(&f->go_cond, &f->mu);
+    pthread_mutex_unlock(&f->mu);
     for (size_t i; (i = atomic_fetch_add(&f->next, 1)) < f->n;) {
         errdetail e;
         int rc = f->b->ops->commit(f->b, f->group, f->msgs[i], &e);
@@ -349,6 +355,7 @@ int bus_commit_batch(bus *b, const char *group, const bus_message *const *msgs, 
         commit_fan f = {.b = b, .group = group, .msgs = msgs, .n = n, .rcs = out};
         atomic_init(&f.next, 0);
         pthread_mutex_init(&f.mu, NULL);
+        pthread_cond_init(&f.go_cond, NULL);
         pthread_t th[BUS_COMMIT_FANOUT];
         size_t want = n < BUS_COMMIT_FANOUT ? n : BUS_COMMIT_FANOUT, started = 0;
         /* the caller is one of them; a thread that cannot start leaves
@@ -364,9 +371,14 @@ int bus_commit_batch(bus *b, const char *group, const bus_message *const *msgs, 
             started++;
         if (small)
             pthread_attr_destroy(&attr);
+        pthread_mutex_lock(&f.mu);
+        f.go = true;
+        pthread_cond_broadcast(&f.go_cond);
+        pthread_mutex_unlock(&f.mu);
         commit_fan_main(&f);
         for (size_t i = 0; i < started; i++)
             pthread_join(th[i], NULL);
+        pthread_cond_destroy(&f.go_cond);
         pthread_mutex_destroy(&f.mu);
         rc = f.first;
         if (rc < 0)
