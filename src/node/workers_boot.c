@@ -89,6 +89,7 @@ int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a)
     return rc;
 }
 
+/* The directory's pin, else the ring's owner (as GET /v1/route answers). */
 int workers_ingest_route(void *ctx, const char *tenant_key, ingest_target *out, errdetail *e)
 {
     registry *reg = ctx;
