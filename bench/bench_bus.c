@@ -8,11 +8,10 @@
  *
  * For each round and each thread count N, in turn for each backend:
  *  - embedded: a fresh log <dir>/bus-<N>-<round>.db (WAL, synchronous =
- *    FULL), one topic of P partitions (default 4, `bus.partitions`' default),
- *    N threads each looping bus_publish for T seconds (default 5);
- *    bus_publish returns once the message's transaction is committed and
- *    fsync'd; concurrent publishers share commits (bus_sqlite_commits counts
- *    them);
+ *    FULL's durability, see bus_sqlite.c), one topic of P partitions (default 4, `bus.partitions`'
+ * default), N threads each looping bus_publish for T seconds (default 5); bus_publish returns once
+ * the message's transaction is committed and an fdatasync of the log covers it; concurrent
+ * publishers share commits and fsyncs (bus_sqlite_commits and bus_sqlite_syncs count them);
  *  - redis: the stream deleted first, then N threads, each with its own
  *    connection (hiredis, synchronous), looping XADD <stream> * key K value V
  *    for T seconds. Before the run the server must answer appendonly = yes
@@ -27,7 +26,7 @@
  * JSON value of B bytes (default 200, at least 176). The latency of one publish is the
  * time around the one call (bus_publish; redisCommand), on CLOCK_MONOTONIC.
  * Prints one line per run (publishes/s, p50, p99, and for the embedded bus
- * the commits and publishes per commit); the last line of stdout is one JSON
+ * the commits, the fsyncs and publishes per fsync); the last line of stdout is one JSON
  * object with every run. Any failed call fails the run (exit status 3).
  *
  * Redis needs hiredis at build time (CMake links it when pkg-config finds
@@ -101,6 +100,7 @@ typedef struct result {
     uint64_t published;
     double seconds, per_s, p50_us, p99_us, max_us;
     int64_t commits; /* embedded only; -1 otherwise */
+    int64_t syncs;   /* embedded only; -1 otherwise */
 } result;
 
 static void usage(const char *argv0)
@@ -483,7 +483,7 @@ static int run_one(const opts *o, const char *dir, int bk, size_t n, int round, 
 {
     char path[512];
     bus *b = NULL;
-    *out = (result){.backend = bk, .threads = n, .round = round, .commits = -1};
+    *out = (result){.backend = bk, .threads = n, .round = round, .commits = -1, .syncs = -1};
     if (bk == BK_EMBEDDED) {
         snprintf(path, sizeof(path), "%s/bus-%zu-%d.db", dir, n, round);
         db_unlink(path);
@@ -521,6 +521,7 @@ static int run_one(const opts *o, const char *dir, int bk, size_t n, int round, 
             failed = 1;
     }
     int64_t commits0 = b ? bus_sqlite_commits(b) : 0;
+    int64_t syncs0 = b ? bus_sqlite_syncs(b) : 0;
     uint64_t t0 = bench_now_ns();
     size_t started = 0;
     for (; !failed && started < n; started++)
@@ -540,6 +541,7 @@ static int run_one(const opts *o, const char *dir, int bk, size_t n, int round, 
     }
     double dt = (double)(bench_now_ns() - t0) / 1e9;
     int64_t commits = b ? bus_sqlite_commits(b) - commits0 : -1;
+    int64_t syncs = b ? bus_sqlite_syncs(b) - syncs0 : -1;
     double *lat = malloc((nlat ? nlat : 1) * sizeof(*lat));
     if (!lat) {
         fprintf(stderr, "bench_bus: out of memory\n");
@@ -569,14 +571,15 @@ static int run_one(const opts *o, const char *dir, int bk, size_t n, int round, 
                     .p50_us = pct(lat, nlat, 0.50),
                     .p99_us = pct(lat, nlat, 0.99),
                     .max_us = nlat ? lat[nlat - 1] : 0,
-                    .commits = commits};
+                    .commits = commits,
+                    .syncs = syncs};
     printf("round %d  %-8s threads %3zu: %8.0f publishes/s  p50 %7.0f us  p99 %7.0f us"
            "  (%llu in %.2f s",
            round, backend_name[bk], n, out->per_s, out->p50_us, out->p99_us,
            (unsigned long long)nlat, dt);
-    if (commits > 0)
-        printf(", %lld commits, %.1f per commit", (long long)commits,
-               (double)nlat / (double)commits);
+    if (commits > 0 && syncs > 0)
+        printf(", %lld commits, %lld fsyncs, %.1f per fsync", (long long)commits, (long long)syncs,
+               (double)nlat / (double)syncs);
     printf(")\n");
     fflush(stdout);
     free(lat);
@@ -644,7 +647,8 @@ int main(int argc, char **argv)
                (unsigned long long)res[i].published, res[i].per_s, res[i].p50_us, res[i].p99_us,
                res[i].max_us);
         if (res[i].commits >= 0)
-            printf(",\"commits\":%lld", (long long)res[i].commits);
+            printf(",\"commits\":%lld,\"syncs\":%lld", (long long)res[i].commits,
+                   (long long)res[i].syncs);
         printf("}");
     }
     printf("]}\n");

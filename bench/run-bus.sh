@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Durable publish, side by side in one run (issue 15 item 8): the embedded bus
-# (bus_publish on src/bus/bus_sqlite.c: returns once the message's commit is
-# fsync'd) against Redis Streams (XADD on Debian's redis-server with
+# (bus_publish on src/bus/bus_sqlite.c: returns once an fdatasync of the log
+# covers the message's commit) against Redis Streams (XADD on Debian's redis-server with
 # appendonly yes + appendfsync always: it fsyncs its AOF before it answers).
 # One harness, build/bench_bus, measures both the same way: N threads, each
 # with its own connection for Redis (hiredis, synchronous XADD), ~200-byte
@@ -161,12 +161,12 @@ def med(backend, n, field):
     v = [r[field] for r in runs if r["backend"] == backend and r["threads"] == n]
     return statistics.median(v) if v else None
 print("== medians over rounds")
-print(f"{'threads':>7}  {'embedded/s':>10} {'p50 us':>7} {'p99 us':>7} {'per commit':>10}"
+print(f"{'threads':>7}  {'embedded/s':>10} {'p50 us':>7} {'p99 us':>7} {'per fsync':>10}"
       f"   {'redis/s':>8} {'p50 us':>7} {'p99 us':>7}   {'ratio':>5}")
 for n in threads:
     e, r = med("embedded", n, "publishes_per_s"), med("redis", n, "publishes_per_s")
-    per = statistics.median(x["published"] / x["commits"] for x in runs
-                            if x["backend"] == "embedded" and x["threads"] == n and x["commits"])
+    per = statistics.median(x["published"] / x["syncs"] for x in runs
+                            if x["backend"] == "embedded" and x["threads"] == n and x["syncs"])
     print(f"{n:>7}  {e:>10.0f} {med('embedded', n, 'p50_us'):>7.0f} "
           f"{med('embedded', n, 'p99_us'):>7.0f} {per:>10.1f}   {r:>8.0f} "
           f"{med('redis', n, 'p50_us'):>7.0f} {med('redis', n, 'p99_us'):>7.0f}   {e / r:>5.2f}")

@@ -22,6 +22,7 @@
 #include "api/handlers.h"
 #include "api/kvreq.h"
 #include "citrus/errors.h"
+#include "core/duration.h"
 #include "wire/kvjson.h"
 
 #define POLL_MAX_EVENTS 1000
@@ -312,24 +313,6 @@ static int waiter_list(http_req *r, waiter *w)
            CITRUS_EUNAVAILABLE;
 }
 
-/* Parses "30s", "500ms", "2m" or bare seconds. */
-static int parse_timeout(const char *s, int64_t *ms)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0)
-        return -1;
-    if (*end == '\0' || strcmp(end, "s") == 0)
-        *ms = (int64_t)(v * 1000);
-    else if (strcmp(end, "ms") == 0)
-        *ms = (int64_t)v;
-    else if (strcmp(end, "m") == 0)
-        *ms = (int64_t)(v * 60000);
-    else
-        return -1;
-    return 0;
-}
-
 /* ---------------- long poll ---------------- */
 
 /* What n events cost in an answer (kv_entry_wire_size, and their type). */
@@ -599,7 +582,7 @@ int api_watch(http_req *r, void *ctx)
         from = st.revision + 1;
     int64_t timeout = 30000;
     const char *t = http_req_query(r, "timeout");
-    if (t && parse_timeout(t, &timeout) < 0)
+    if (t && duration_parse_ms(t, &timeout) < 0)
         return http_reply_error(r, CITRUS_EINVAL,
                                 "timeout must be a duration like 30s, 500ms or 2m", NULL);
     if (timeout > a->max_watch_timeout_ms)

@@ -1,8 +1,9 @@
 /* bus/bus_sqlite.c — the embedded bus: bus.h on one SQLite file.
  *
- * Durability: WAL with synchronous = FULL, so a COMMIT returns only after
- * its fsync; bus_publish returns after the COMMIT that holds its message,
- * and an acknowledged message survives kill -9.
+ * Durability: WAL. bus_publish returns only after an fdatasync of the WAL
+ * that covers the COMMIT holding its message, so an acknowledged message
+ * survives kill -9 and power loss; so does every other answer (a poll's
+ * leases, a commit's offset, a read).
  *
  * Threads: one writer thread owns the only connection. Every call queues a
  * request and waits; the writer drains the whole queue into one BEGIN
@@ -12,18 +13,27 @@
  * queue: they write leases and offsets, and their order with publishes is
  * the queue's.
  *
- * Gathering: the publishers a commit releases usually publish again at
- * once, but they reach the queue only after the writer has taken the
- * requests queued during that commit; drained at once, the queue would
- * split N steady publishers into two alternating batches of about N/2, one
- * fsync each. So before a batch the writer waits (on the real monotonic
- * clock: a bound on a wait of real threads, not a state of the log) until
- * the queue holds what was queued when the last commit ended plus the
- * publishes that commit released, at most until the last commit's duration
- * (capped at GATHER_MAX_NS) has passed since it ended: one fsync for about
- * N. A lone publisher never waits (it is the whole target), nor a caller
- * after an idle spell (the time is up).
- * Each caller waits on its own condition variable: a commit wakes only the
+ * Pipelined sync: the connection runs with synchronous = NORMAL, so a
+ * COMMIT only writes its WAL frames; a second thread, the syncer, makes
+ * them durable with fdatasync on the WAL file and only then wakes the
+ * callers. While it syncs, the writer already applies and commits what
+ * came meanwhile, and the next fdatasync covers every batch committed
+ * since the last one began: the disk is never idle while callers wait.
+ * (With N steady publishers this settles into two cohorts of about N/2,
+ * one being synced while the other is committed: the disk's fsync rate,
+ * not the publishers' turnaround, bounds the throughput.) Answers are
+ * released in commit order and only after a sync that covers their batch,
+ * so no caller ever sees (through a poll or a read) a message that is not
+ * durable yet. Crash safety between syncs is the WAL's own under NORMAL:
+ * frames carry salts and cumulative checksums, so recovery drops a torn
+ * tail of unsynced commits and keeps every synced one, and a checkpoint
+ * (SQLite's automatic one, in the writer's COMMIT) syncs the WAL before it
+ * copies frames into the database and the database before the WAL is
+ * reused. A failed fdatasync breaks the bus: the callers it held and every
+ * later call get CITRUS_EIO (after a failed fsync the page cache's state is
+ * unknown; retrying it could report lost writes as durable).
+ *
+ * Each caller waits on its own futex (see done_wait): a sync wakes only the
  * callers it holds.
  *
  * Tables: bus_topics; bus_partitions (the next offset of each partition,
@@ -34,21 +44,28 @@
  * delivered messages at or past its offset: attempts, the wall-clock time
  * they become visible again, done once committed or dead-lettered).
  *
- * Locks: mu guards the queue, stopping and each request's done flag. */
+ * Locks: mu guards the queue, the committed list, stopping, broken and each
+ * request's done flag. */
 #include "bus/bus_sqlite.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "citrus/errors.h"
 
 #define SCHEMA_VERSION 1
 #define BUSY_TIMEOUT_MS 5000
-#define FETCH_CHUNK 256       /* rows a poll reads at a time */
-#define GATHER_MAX_NS 2000000 /* the longest a batch waits for released publishers */
+#define FETCH_CHUNK 256 /* rows a poll reads at a time */
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS bus_topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL,"
@@ -137,8 +154,7 @@ struct req {
     int (*run)(bsq *s, req *r);
     errdetail *e;
     int rc;
-    bool done;
-    pthread_cond_t done_cond; /* signalled once done is set */
+    atomic_int done; /* 1 once rc is set: a futex its caller waits on */
     const char *topic, *group, *error;
     const bus_topic_opts *opts;
     const void *key, *value;
@@ -166,16 +182,20 @@ struct bsq {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     unsigned rr; /* the partition a poll starts at (writer only) */
-    pthread_t writer;
-    bool writer_started;
+    char *wal_path;
+    int wal_fd;          /* the WAL, opened for fdatasync (-1: not yet) */
+    int (*sync)(int fd); /* fdatasync (a test's fault injection) */
+    pthread_t writer, syncer;
+    bool writer_started, syncer_started;
     pthread_mutex_t mu;
-    pthread_cond_t writer_cond; /* on CLOCK_MONOTONIC (clock_cond_init) */
-    req *q_head, *q_tail;
-    size_t q_len;
-    size_t gather;         /* the queue length a batch waits for (see Gathering) */
-    int64_t gather_end_ns; /* until when (clock_mono_ns) a batch may wait */
-    bool stopping;
+    pthread_cond_t writer_cond; /* a request queued, or stopping */
+    pthread_cond_t syncer_cond; /* a batch committed, or the writer done */
+    req *q_head, *q_tail;       /* queued for the writer */
+    req *c_head, *c_tail;       /* committed, waiting for a sync */
+    bool stopping, writer_done;
+    int broken;      /* errno of a failed fdatasync: every call fails (0: fine) */
     int64_t commits; /* transactions committed */
+    int64_t syncs;   /* fdatasyncs that released callers */
 };
 
 /* ---- statements ---- */
@@ -963,18 +983,34 @@ static bool batch_commit(bsq *s, req *batch)
     return false;
 }
 
-/* Waits (mu held) until the queue reaches s->gather, or until
- * s->gather_end_ns (see Gathering). */
-static void gather(bsq *s)
+/* A caller waits for its request's outcome on r->done as a futex, not on a
+ * condition variable under mu: a sync wakes its callers without holding mu,
+ * and each wakes once instead of waking and then queueing for mu behind the
+ * others. The waker may call FUTEX_WAKE after the caller has returned (its
+ * request gone): the kernel only hashes the address, and a wait that reuses
+ * it rechecks its own flag. */
+static void done_wait(req *r)
 {
-    int64_t end = s->gather_end_ns;
-    if (s->q_len >= s->gather || s->stopping || clock_mono_ns(NULL) >= end)
-        return;
-    struct timespec ts = {.tv_sec = (time_t)(end / 1000000000),
-                          .tv_nsec = (long)(end % 1000000000)};
-    while (s->q_len < s->gather && !s->stopping)
-        if (pthread_cond_timedwait(&s->writer_cond, &s->mu, &ts) != 0)
-            break; /* ETIMEDOUT: go with what came */
+    while (!atomic_load_explicit(&r->done, memory_order_acquire))
+        syscall(SYS_futex, &r->done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
+
+/* Wakes every caller of list with its outcome (no lock needed: the list is
+ * the caller's alone); fails them with CITRUS_EIO first when err (an errno)
+ * is set. */
+static void release(req *list, int err)
+{
+    for (req *r = list, *next; r; r = next) {
+        next = r->next; /* r is its caller's: gone once it wakes */
+        if (err) {
+            r->rc = CITRUS_EIO;
+            if (r->e)
+                errdetail_set(r->e, CITRUS_EIO, "bus: fdatasync of the log: %s", strerror(err));
+        }
+        atomic_int *w = &r->done;
+        atomic_store_explicit(w, 1, memory_order_release);
+        syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    }
 }
 
 static void *writer_main(void *arg)
@@ -986,25 +1022,58 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&s->writer_cond, &s->mu);
         if (!s->q_head)
             break; /* stopping, and nothing left to do */
-        gather(s);
-        req *batch = s->q_head;
+        req *batch = s->q_head, *tail = s->q_tail;
         s->q_head = s->q_tail = NULL;
-        s->q_len = 0;
-        pthread_mutex_unlock(&s->mu);
-        int64_t t0 = clock_mono_ns(NULL);
-        bool committed = batch_commit(s, batch);
-        int64_t t1 = clock_mono_ns(NULL);
-        pthread_mutex_lock(&s->mu);
-        s->commits += committed;
-        s->gather_end_ns = t1 + (t1 - t0 < GATHER_MAX_NS ? t1 - t0 : GATHER_MAX_NS);
-        size_t publishes = 0;
-        for (req *r = batch, *next; r; r = next) {
-            next = r->next; /* r is its caller's: gone once it wakes */
-            publishes += r->run == do_publish;
-            r->done = true;
-            pthread_cond_signal(&r->done_cond);
+        if (s->broken) {
+            release(batch, s->broken);
+            continue;
         }
-        s->gather = s->q_len + publishes;
+        pthread_mutex_unlock(&s->mu);
+        bool committed = batch_commit(s, batch);
+        pthread_mutex_lock(&s->mu);
+        if (!committed) {
+            release(batch, 0); /* failed with CITRUS_EIO, nothing written */
+            continue;
+        }
+        s->commits++;
+        if (s->c_tail)
+            s->c_tail->next = batch;
+        else
+            s->c_head = batch;
+        s->c_tail = tail;
+        pthread_cond_signal(&s->syncer_cond);
+    }
+    s->writer_done = true;
+    pthread_cond_signal(&s->syncer_cond);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Makes every committed batch durable, then wakes its callers: each
+ * fdatasync covers all that was committed before it began. */
+static void *syncer_main(void *arg)
+{
+    bsq *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->c_head && !s->writer_done)
+            pthread_cond_wait(&s->syncer_cond, &s->mu);
+        if (!s->c_head)
+            break; /* the writer is done and everything is synced */
+        req *batch = s->c_head;
+        s->c_head = s->c_tail = NULL;
+        int err = s->broken;
+        int (*sync)(int) = s->sync;
+        pthread_mutex_unlock(&s->mu);
+        if (!err && sync(s->wal_fd) != 0)
+            err = errno ? errno : EIO;
+        pthread_mutex_lock(&s->mu);
+        if (err && !s->broken)
+            s->broken = err;
+        s->syncs += !err;
+        pthread_mutex_unlock(&s->mu);
+        release(batch, err);
+        pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -1017,25 +1086,24 @@ static int submit(bsq *s, req *r, int (*run)(bsq *, req *), errdetail *e)
     r->e = e;
     r->next = NULL;
     pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
+    if (s->stopping || s->broken) {
+        int broken = s->broken;
         pthread_mutex_unlock(&s->mu);
-        return errdetail_set(e, CITRUS_ECLOSED, "bus: closed");
+        return broken ? errdetail_set(e, CITRUS_EIO, "bus: fdatasync of the log failed earlier: %s",
+                                      strerror(broken))
+                      : errdetail_set(e, CITRUS_ECLOSED, "bus: closed");
     }
-    pthread_cond_init(&r->done_cond, NULL);
+    atomic_init(&r->done, 0);
+    bool first = !s->q_head;
     if (s->q_tail)
         s->q_tail->next = r;
     else
         s->q_head = r;
     s->q_tail = r;
-    s->q_len++;
-    /* the writer waits for a first request, or for the queue to reach
-     * gather: no need to wake it before */
-    if (s->q_len == 1 || s->q_len >= s->gather)
+    if (first) /* the writer waits only for an empty queue to fill */
         pthread_cond_signal(&s->writer_cond);
-    while (!r->done)
-        pthread_cond_wait(&r->done_cond, &s->mu);
     pthread_mutex_unlock(&s->mu);
-    pthread_cond_destroy(&r->done_cond);
+    done_wait(r);
     return r->rc;
 }
 
@@ -1044,6 +1112,23 @@ int64_t bus_sqlite_commits(bus *b)
     bsq *s = (bsq *)b;
     pthread_mutex_lock(&s->mu);
     int64_t n = s->commits;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void bus_sqlite_set_sync(bus *b, int (*sync)(int fd))
+{
+    bsq *s = (bsq *)b;
+    pthread_mutex_lock(&s->mu);
+    s->sync = sync ? sync : fdatasync;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int64_t bus_sqlite_syncs(bus *b)
+{
+    bsq *s = (bsq *)b;
+    pthread_mutex_lock(&s->mu);
+    int64_t n = s->syncs;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
@@ -1159,11 +1244,22 @@ static void op_close(bus *b)
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->writer, NULL);
     }
+    if (s->syncer_started) {
+        pthread_mutex_lock(&s->mu);
+        s->writer_done = true; /* also when the writer never started */
+        pthread_cond_broadcast(&s->syncer_cond);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->syncer, NULL);
+    }
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     if (s->db)
         sqlite3_close(s->db);
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
+    free(s->wal_path);
     pthread_cond_destroy(&s->writer_cond);
+    pthread_cond_destroy(&s->syncer_cond);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -1218,6 +1314,17 @@ static int db_open(bsq *s, const char *path, errdetail *e)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return rc;
     }
+    /* see Pipelined sync */
+    size_t n = strlen(path) + sizeof("-wal");
+    if (!(s->wal_path = malloc(n)))
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    snprintf(s->wal_path, n, "%s-wal", path);
+    /* the WAL exists from the commit above on, until the last connection
+     * (this one) closes */
+    if ((s->wal_fd = open(s->wal_path, O_RDONLY | O_CLOEXEC)) < 0)
+        return errdetail_set(e, CITRUS_EIO, "bus: open %s: %s", s->wal_path, strerror(errno));
+    if (sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(s, e, "synchronous = NORMAL");
     return 0;
 }
 
@@ -1230,18 +1337,30 @@ int bus_open_sqlite(const char *path, const bus_config *cfg, bus **out, errdetai
     if (!s)
         return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
     s->b.ops = &sqlite_ops;
+    s->wal_fd = -1;
+    s->sync = fdatasync;
     pthread_mutex_init(&s->mu, NULL);
-    clock_cond_init(&s->writer_cond);
+    pthread_cond_init(&s->writer_cond, NULL);
+    pthread_cond_init(&s->syncer_cond, NULL);
     int rc = bus_config_complete(cfg, &s->b.cfg, e);
     if (rc == 0)
         rc = db_open(s, path, e);
-    if (rc == 0 && pthread_create(&s->writer, NULL, writer_main, s) != 0)
-        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: cannot start the writer thread");
+    if (rc == 0) {
+        if (pthread_create(&s->syncer, NULL, syncer_main, s) != 0)
+            rc = errdetail_set(e, CITRUS_ENOMEM, "bus: cannot start the syncer thread");
+        else
+            s->syncer_started = true;
+    }
+    if (rc == 0) {
+        if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
+            rc = errdetail_set(e, CITRUS_ENOMEM, "bus: cannot start the writer thread");
+        else
+            s->writer_started = true;
+    }
     if (rc < 0) {
         op_close(&s->b);
         return rc;
     }
-    s->writer_started = true;
     *out = &s->b;
     return 0;
 }

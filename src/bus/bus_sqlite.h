@@ -1,5 +1,6 @@
 /* bus/bus_sqlite.h — the embedded bus: a durable log in one SQLite file
- * (WAL, synchronous = FULL), publishers sharing commits. See bus_sqlite.c. */
+ * (WAL, each answer after an fdatasync that covers it), publishers sharing
+ * commits and syncs. See bus_sqlite.c. */
 #ifndef CITRUS_BUS_BUS_SQLITE_H
 #define CITRUS_BUS_BUS_SQLITE_H
 
@@ -14,5 +15,13 @@ int bus_open_sqlite(const char *path, const bus_config *cfg, bus **out, errdetai
 /* How many transactions b has committed since it was opened: with
  * concurrent publishers, fewer than their publishes (they share commits). */
 int64_t bus_sqlite_commits(bus *b);
+
+/* How many fdatasyncs of the log have released callers since b was opened:
+ * each covers every transaction committed before it began. */
+int64_t bus_sqlite_syncs(bus *b);
+
+/* Replaces fdatasync on the log's WAL by sync (NULL: fdatasync again); for
+ * tests that make a sync fail. */
+void bus_sqlite_set_sync(bus *b, int (*sync)(int fd));
 
 #endif

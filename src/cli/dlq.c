@@ -25,10 +25,14 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  ls TOPIC [--limit N]         the dead letters of TOPIC (those of TOPIC.dlq):\n"
-    "                               id, attempts, where they were, the last error\n"
-    "                               (at most --limit, default 100)\n"
-    "  replay TOPIC ID              publish dead letter ID (PARTITION-OFFSET, as ls\n"
-    "                               shows it) on TOPIC again, same key and event\n"
+    "                               id, attempts, where they were, where a replay\n"
+    "                               put them (PARTITION/OFFSET on TOPIC, or\n"
+    "                               'replaying'), the last error (at most --limit,\n"
+    "                               default 100)\n"
+    "  replay TOPIC ID [--force]    publish dead letter ID (PARTITION-OFFSET, as ls\n"
+    "                               shows it) on TOPIC again, same key and event;\n"
+    "                               one replayed already is refused (it says where\n"
+    "                               it went) unless --force\n"
     "\n"
     "options:\n"
     CLI_USAGE_OPTIONS
@@ -37,11 +41,12 @@ static const char usage_text[] =
     "2 bad usage, " CLI_USAGE_EXIT_AUTH ".\n";
 // clang-format on
 
-enum { OPT_LIMIT = CLI_OPT_FIRST };
+enum { OPT_LIMIT = CLI_OPT_FIRST, OPT_FORCE };
 
 typedef struct dl_args {
     cli_opts cli;
     long long limit;
+    bool force;
 } dl_args;
 
 typedef struct dl_verb {
@@ -52,7 +57,8 @@ typedef struct dl_verb {
 static void print_rows(const json_t *items, bool header)
 {
     if (header)
-        printf("%-14s  %-8s  %-14s  %-24s  %s\n", "ID", "ATTEMPTS", "SOURCE", "TIME", "ERROR");
+        printf("%-14s  %-8s  %-14s  %-24s  %-14s  %s\n", "ID", "ATTEMPTS", "SOURCE", "TIME",
+               "REPLAYED", "ERROR");
     size_t i;
     json_t *d;
     json_array_foreach(items, i, d)
@@ -61,9 +67,18 @@ static void print_rows(const json_t *items, bool header)
         snprintf(src, sizeof(src), "%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT,
                  json_integer_value(json_object_get(d, "source_partition")),
                  json_integer_value(json_object_get(d, "source_offset")));
-        printf("%-14s  %-8" JSON_INTEGER_FORMAT "  %-14s  %-24s  %s\n", cli_str_or(d, "id", "?"),
-               json_integer_value(json_object_get(d, "attempts")), src, cli_str_or(d, "time", "?"),
-               cli_str_or(d, "error", "-"));
+        const json_t *rep = json_object_get(d, "replay");
+        const char *state = cli_str_or(rep, "state", "");
+        char replayed[48] = "-";
+        if (strcmp(state, "replayed") == 0)
+            snprintf(replayed, sizeof(replayed), "%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT,
+                     json_integer_value(json_object_get(rep, "partition")),
+                     json_integer_value(json_object_get(rep, "offset")));
+        else if (*state)
+            snprintf(replayed, sizeof(replayed), "%s", state);
+        printf("%-14s  %-8" JSON_INTEGER_FORMAT "  %-14s  %-24s  %-14s  %s\n",
+               cli_str_or(d, "id", "?"), json_integer_value(json_object_get(d, "attempts")), src,
+               cli_str_or(d, "time", "?"), replayed, cli_str_or(d, "error", "-"));
     }
 }
 
@@ -141,7 +156,7 @@ static int dl_replay(client *c, const dl_args *a)
     char *id = client_escape_path(a->cli.pos[1]);
     char *sfx = NULL;
     char *path = NULL;
-    if (id && asprintf(&sfx, "/%s/replay", id) >= 0)
+    if (id && asprintf(&sfx, "/%s/replay%s", id, a->force ? "?force=true" : "") >= 0)
         path = cli_item_path("/v1/dlq/", a->cli.pos[0], sfx);
     free(id);
     free(sfx);
@@ -152,12 +167,13 @@ static int dl_replay(client *c, const dl_args *a)
 
 static const dl_verb verbs[] = {
     {{"ls", 1, 1, CLI_BIT(OPT_LIMIT)}, dl_ls},
-    {{"replay", 2, 2, 0}, dl_replay},
+    {{"replay", 2, 2, CLI_BIT(OPT_FORCE)}, dl_replay},
 };
 
 static const struct option long_opts[] = {
     CLI_LONG_OPTS_COMMON,
     {"limit", required_argument, NULL, OPT_LIMIT},
+    {"force", no_argument, NULL, OPT_FORCE},
     CLI_LONG_OPTS_END,
 };
 
@@ -170,6 +186,8 @@ static const cli_cmd dlq_cmd = {.name = "dlq",
 static int dl_option(void *ctx, int opt, const char *arg)
 {
     dl_args *a = ctx;
+    if (opt == OPT_FORCE)
+        a->force = true;
     if (opt == OPT_LIMIT) {
         char *end;
         errno = 0;

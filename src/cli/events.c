@@ -14,6 +14,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/input.h"
+#include "core/duration.h"
 #include "net/client.h"
 #include "sys/clock.h"
 #include "wire/envelope.h"
@@ -37,6 +38,7 @@ static const char usage_text[] =
     "                               as it is; any other JSON is the data of a new\n"
     "                               envelope (--type, --source, --subject, --id)\n"
     "  tail TOPIC [--partition P] [--from-offset N] [--last N] [--follow] [--max N]\n"
+    "       [--wait DURATION] [--type T] [--subject S] [--id ID]\n"
     "                               print events without consuming them: the last\n"
     "                               --last (10) of each partition, or from --from-offset;\n"
     "                               --follow waits for new ones until --max are printed\n"
@@ -52,6 +54,14 @@ static const char usage_text[] =
     "  --source S        new envelope: its source (default " DEFAULT_SOURCE ")\n"
     "  --subject S       new envelope: its subject\n"
     "  --id ID           new envelope: its id (default: a new UUID)\n"
+    "\n"
+    "tail options:\n"
+    "  --wait DURATION   follow (as --follow) for at most DURATION (30s, 500ms, 2m):\n"
+    "                    with --max, fewer than --max events by then is an error\n"
+    "                    (exit 1); without, the tail ends there (exit 0)\n"
+    "  --type T          print (and count for --max) only events of type T\n"
+    "  --subject S       print (and count for --max) only events whose subject is S\n"
+    "  --id ID           print (and count for --max) only events whose id is ID\n"
     "\n"
     "options:\n"
     CLI_USAGE_OPTIONS
@@ -74,6 +84,7 @@ enum {
     OPT_FOLLOW,
     OPT_MAX,
     OPT_GROUP,
+    OPT_WAIT,
 };
 
 #define BIT(opt) CLI_BIT(opt)
@@ -85,7 +96,9 @@ typedef struct ev_args {
     long long partition;   /* -1: every partition */
     long long from_offset; /* -1: --last from the end */
     long long last, max;   /* max 0: no bound (without --follow) */
-    bool follow;
+    bool follow;           /* set by --wait too */
+    int64_t wait_ms;       /* -1: --follow without a deadline */
+    const char *wait;      /* --wait as given, for messages */
 } ev_args;
 
 typedef struct ev_verb {
@@ -220,6 +233,20 @@ static int topic_ranges(client *c, const char *topic, int64_t *low, int64_t *hig
     return n;
 }
 
+/* Whether the envelope ev's attribute name is want (NULL: anything). */
+static bool attr_is(const json_t *ev, const char *name, const char *want)
+{
+    return !want || strcmp(cli_str_or(ev, name, ""), want) == 0;
+}
+
+/* Whether m passes tail's --type, --subject and --id (each exact). */
+static bool tail_wants(const ev_args *a, const json_t *m)
+{
+    const json_t *ev = json_object_get(m, "event");
+    return attr_is(ev, "type", a->type) && attr_is(ev, "subject", a->subject) &&
+           attr_is(ev, "id", a->id);
+}
+
 static bool print_event(const ev_args *a, int part, json_t *m)
 {
     if (a->cli.json) {
@@ -258,6 +285,10 @@ static int tail_partition(client *c, const ev_args *a, int part, int64_t *next, 
         bool ok = true;
         json_array_foreach(items, i, m)
         {
+            if (a->max && *printed >= a->max)
+                break; /* a filtered page can hold more than --max wants */
+            if (!tail_wants(a, m))
+                continue;
             ok = ok && print_event(a, part, m);
             (*printed)++;
         }
@@ -287,6 +318,7 @@ static int ev_tail(client *c, const ev_args *a)
             next[p] = a->from_offset;
     }
     long long printed = 0;
+    int64_t deadline = a->wait_ms >= 0 ? clock_mono_ms(NULL) + a->wait_ms : 0;
     for (;;) {
         for (int p = first; p <= last; p++) {
             int rc = tail_partition(c, a, p, &next[p], &printed);
@@ -295,7 +327,20 @@ static int ev_tail(client *c, const ev_args *a)
         }
         if (!a->follow || (a->max && printed >= a->max))
             return 0;
-        usleep(FOLLOW_EVERY_US);
+        int64_t pause = FOLLOW_EVERY_US / 1000;
+        if (a->wait_ms >= 0) {
+            int64_t left = deadline - clock_mono_ms(NULL);
+            if (left <= 0 && a->max) {
+                fprintf(stderr, "error: %lld of %lld events within --wait %s\n", printed, a->max,
+                        a->wait);
+                return CLI_EXIT_RUNTIME;
+            }
+            if (left <= 0)
+                return 0;
+            if (left < pause)
+                pause = left; /* one more look at the deadline */
+        }
+        usleep((useconds_t)pause * 1000);
     }
 }
 
@@ -337,7 +382,8 @@ static const ev_verb verbs[] = {
     {{"publish", 1, 1, BIT(OPT_DATA) | BIT(OPT_FILE) | BIT(OPT_EVENT_KEY) | ENVELOPE_BITS},
      ev_publish},
     {{"tail", 1, 1,
-      BIT(OPT_PARTITION) | BIT(OPT_FROM_OFFSET) | BIT(OPT_LAST) | BIT(OPT_FOLLOW) | BIT(OPT_MAX)},
+      BIT(OPT_PARTITION) | BIT(OPT_FROM_OFFSET) | BIT(OPT_LAST) | BIT(OPT_FOLLOW) | BIT(OPT_MAX) |
+          BIT(OPT_WAIT) | BIT(OPT_TYPE) | BIT(OPT_SUBJECT) | BIT(OPT_ID)},
      ev_tail},
     {{"lag", 0, 0, BIT(OPT_GROUP)}, ev_lag},
 };
@@ -357,6 +403,7 @@ static const struct option long_opts[] = {
     {"follow", no_argument, NULL, OPT_FOLLOW},
     {"max", required_argument, NULL, OPT_MAX},
     {"group", required_argument, NULL, OPT_GROUP},
+    {"wait", required_argument, NULL, OPT_WAIT},
     CLI_LONG_OPTS_END,
 };
 
@@ -409,6 +456,12 @@ static int ev_option(void *ctx, int opt, const char *arg)
     case OPT_FOLLOW:
         a->follow = true;
         break;
+    case OPT_WAIT:
+        if (duration_parse_ms(arg, &a->wait_ms) < 0)
+            return usage_error("--wait needs a duration like 30s, 500ms or 2m, not '%s'", arg);
+        a->wait = arg;
+        a->follow = true;
+        break;
     case OPT_PARTITION:
         return count_arg("partition", arg, 0, &a->partition);
     case OPT_FROM_OFFSET:
@@ -423,7 +476,7 @@ static int ev_option(void *ctx, int opt, const char *arg)
 
 int cli_events_main(int argc, char **argv)
 {
-    ev_args a = {.partition = -1, .from_offset = -1, .last = 10};
+    ev_args a = {.partition = -1, .from_offset = -1, .last = 10, .wait_ms = -1};
     int rc = cli_parse_args(&events_cmd, &a.cli, argc, argv, ev_option, &a);
     if (rc >= 0)
         return rc;

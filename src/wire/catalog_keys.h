@@ -23,7 +23,13 @@
  *                                   grants and expiry, and only the SHA-256 of
  *                                   its secret
  *   citrus/auth/bootstrap           written once, with the first key that
- *                                   `citrus auth bootstrap` made */
+ *                                   `citrus auth bootstrap` made
+ *   citrus/dlq-replays/<topic>/<pppp>-<ooo...o>
+ *                                   the replay of dead letter <p>-<o> of
+ *                                   <topic>.dlq (partition 4 digits, offset
+ *                                   19, so keys sort as the dead letters):
+ *                                   {"state":"replaying"|"replayed", where,
+ *                                   when, by whom} (api/dlq.c) */
 #ifndef CITRUS_WIRE_CATALOG_KEYS_H
 #define CITRUS_WIRE_CATALOG_KEYS_H
 
@@ -36,5 +42,6 @@
 #define REG_SHARD_DB "citrus/shard-db/"
 #define AUTH_KEYS_PREFIX "citrus/auth/keys/"
 #define AUTH_BOOTSTRAP_KEY "citrus/auth/bootstrap"
+#define DLQ_REPLAYS "citrus/dlq-replays/"
 
 #endif

@@ -7,7 +7,14 @@
  * acknowledged (durable). Anything that goes wrong (a publish that fails,
  * a queue that overflowed, a watch that ended) closes the watch, and the
  * next round opens it again from the revision after the last published
- * one: the ids of what gets published again are the same. */
+ * one: the ids of what gets published again are the same.
+ *
+ * Exactly one event per id: each time the watch opens (at the start, after
+ * a crash or a change of leader, and after any failure) the relay reads the
+ * topic's tail back to its position first and keeps the ids already there
+ * (present_scan); a revision's event whose id is there is not published
+ * again. So a crash between publishing and recording the checkpoint, or a
+ * publish that failed half way through a revision, leaves no duplicate. */
 #include "workers/relay.h"
 
 #include <jansson.h>
@@ -19,6 +26,7 @@
 #include <string.h>
 
 #include "catalog/txb.h"
+#include "core/hash.h"
 #include "citrus/errors.h"
 #include "controller/election.h"
 #include "core/shard.h"
@@ -32,6 +40,21 @@
 #define IDLE_WAIT_MS 200     /* the thread's longest sleep while leading */
 #define FOLLOWER_WAIT_MS 500 /* how often a follower looks at leadership */
 #define RETRY_WAIT_MS 1000   /* after a failed publish or watch */
+/* The tail read when the watch opens (present_scan): messages per read,
+ * the most read of one partition, and the most ids kept. Past a bound
+ * the rest is published again (a duplicate id, never a lost event). */
+#define SCAN_CHUNK 256
+#define SCAN_PART_MAX 16384
+#define PRESENT_MAX 65536
+
+/* An event of the relay's found on the topic: its id (rev, n) and a hash
+ * of its type, subject and key (an event is taken as published only when
+ * all four match what the relay would publish). */
+typedef struct present {
+    int64_t rev;
+    int n;
+    uint64_t what;
+} present;
 
 typedef struct qitem {
     int64_t rev;
@@ -67,6 +90,8 @@ struct relay {
      * catalog whose shards and tenants do not change gets no writes */
     int64_t event_rev;
     int64_t last_ckpt_ms;
+    present *pres; /* sorted by (rev, n); npres of them */
+    size_t npres;
     _Atomic int64_t published;
 };
 
@@ -167,8 +192,153 @@ typedef struct out_event {
     json_t *data; /* owned */
 } out_event;
 
+/* ---- what the topic holds already ------------------------------------ */
+
+static uint64_t event_what(const char *type, const char *subject, const void *key, size_t key_len)
+{
+    char buf[ENVELOPE_SUBJECT_MAX + BUS_KEY_MAX + 256];
+    int len = snprintf(buf, sizeof(buf), "%s%c%s%c%.*s", type, 0, subject, 0, (int)key_len,
+                       (const char *)key);
+    if (len < 0 || (size_t)len >= sizeof(buf))
+        len = (int)sizeof(buf) - 1;
+    return citrus_hash(CITRUS_HASH_MURMUR3, buf, (size_t)len);
+}
+
+static int present_cmp(const void *a, const void *b)
+{
+    const present *x = a, *y = b;
+    if (x->rev != y->rev)
+        return x->rev < y->rev ? -1 : 1;
+    return (x->n > y->n) - (x->n < y->n);
+}
+
+static void present_free(relay *r)
+{
+    free(r->pres);
+    r->pres = NULL;
+    r->npres = 0;
+}
+
+/* One message of the topic: 1 when it is the relay's event (*out filled),
+ * 0 when it is someone else's (the topic is shared) or unreadable. */
+static int present_parse(const bus_message *m, present *out)
+{
+    json_t *j = json_loadb((const char *)m->value, m->value_len, 0, NULL);
+    const char *id = json_string_value(json_object_get(j, "id"));
+    const char *src = json_string_value(json_object_get(j, "source"));
+    const char *type = json_string_value(json_object_get(j, "type"));
+    const char *subject = json_string_value(json_object_get(j, "subject"));
+    long long rev = 0;
+    int n = -1, end = 0;
+    int ok = id && src && type && subject && strcmp(src, RELAY_EVENT_SOURCE) == 0 &&
+             sscanf(id, "sm-%lld-%d%n", &rev, &n, &end) == 2 && id[end] == 0 && rev > 0 && n >= 0;
+    if (ok)
+        *out = (present){.rev = rev, .n = n, .what = event_what(type, subject, m->key, m->key_len)};
+    json_decref(j);
+    return ok;
+}
+
+/* Reads messages [from, to) of partition p, keeping the relay's events
+ * above after in r->pres; *older: one at or below after was among them.
+ * CITRUS_ECOMPACTED when from was trimmed meanwhile. */
+static int present_read(relay *r, int p, int64_t from, int64_t to, int64_t after, bool *older,
+                        bool *full)
+{
+    while (from < to) {
+        bus_message *m = NULL;
+        size_t n = 0;
+        errdetail e;
+        int rc = bus_read(r->b, r->topic, p, from, (size_t)(to - from), &m, &n, &e);
+        if (rc < 0)
+            return rc;
+        for (size_t i = 0; i < n && m[i].offset < to; i++) {
+            present x;
+            if (!present_parse(&m[i], &x))
+                continue;
+            if (x.rev <= after)
+                *older = true;
+            else if (r->npres < PRESENT_MAX)
+                r->pres[r->npres++] = x;
+            else
+                *full = true;
+        }
+        from = n ? m[n - 1].offset + 1 : to;
+        bus_messages_free(m, n);
+    }
+    return 0;
+}
+
+/* The relay's events on the topic with revisions above after, into
+ * r->pres: each partition read from its end backwards, a chunk at a time,
+ * until an event at or below after (events go out in revision order, so
+ * the rest of the partition is older), its oldest retained message, or
+ * SCAN_PART_MAX messages. A backend that cannot list topics keeps none
+ * (then a crash may repeat ids, as before). */
+static int present_scan(relay *r, int64_t after)
+{
+    present_free(r);
+    bus_topic_entry *all = NULL;
+    size_t nt = 0;
+    errdetail e;
+    int rc = bus_topics_list(r->b, &all, &nt, &e);
+    if (rc == CITRUS_EUNSUPPORTED) {
+        log_warn("relay",
+                 "cannot read the topic's tail: events since the checkpoint may be "
+                 "published again",
+                 NULL);
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    const bus_topic_entry *t = NULL;
+    for (size_t i = 0; i < nt && !t; i++)
+        if (strcmp(all[i].name, r->topic) == 0)
+            t = &all[i];
+    r->pres = t ? malloc(PRESENT_MAX * sizeof(present)) : NULL;
+    rc = !t ? CITRUS_ENOTFOUND : !r->pres ? CITRUS_ENOMEM : 0;
+    int64_t chunk = (int64_t)(r->b->cfg.poll_max < SCAN_CHUNK ? r->b->cfg.poll_max : SCAN_CHUNK);
+    bool full = false;
+    for (int p = 0; rc == 0 && t && p < t->info.partitions; p++) {
+        int64_t low = t->parts[p].low, pos = t->parts[p].high;
+        bool older = false;
+        while (rc == 0 && !older && !full && pos > low && t->parts[p].high - pos < SCAN_PART_MAX) {
+            int64_t from = pos - chunk < low ? low : pos - chunk;
+            rc = present_read(r, p, from, pos, after, &older, &full);
+            if (rc == CITRUS_ECOMPACTED) /* trimmed meanwhile: the rest is older still */
+                rc = 0, older = true;
+            pos = from;
+        }
+    }
+    bus_topics_free(all, nt);
+    if (rc < 0) {
+        present_free(r);
+        return rc;
+    }
+    if (full)
+        log_warn("relay",
+                 "too many events since the checkpoint to tell which are published: "
+                 "some may be published again",
+                 json_pack("{s:I}", "from", (json_int_t)after));
+    if (r->npres)
+        qsort(r->pres, r->npres, sizeof(present), present_cmp);
+    return 0;
+}
+
+/* Whether event n of revision rev, o, is on the topic already. */
+static bool present_has(const relay *r, int64_t rev, int n, const out_event *o)
+{
+    present k = {.rev = rev, .n = n};
+    const present *x =
+        r->npres ? bsearch(&k, r->pres, r->npres, sizeof(present), present_cmp) : NULL;
+    return x && x->what == event_what(o->type, o->subject, o->key, strlen(o->key));
+}
+
 static int publish_one(relay *r, int64_t rev, int n, out_event *o, errdetail *e)
 {
+    if (present_has(r, rev, n, o)) {
+        metrics_counter_add("citrus_relay_skipped_total", NULL, 1);
+        return 0;
+    }
     char id[64];
     snprintf(id, sizeof(id), "sm-%lld-%d", (long long)rev, n);
     json_object_set_new(o->data, "revision", json_integer(rev));
@@ -361,6 +531,7 @@ static void watch_end(relay *r)
     if (r->w)
         store_watch_close(r->st, r->w);
     r->w = NULL;
+    present_free(r);
     pthread_mutex_lock(&r->mu);
     queue_clear(r);
     r->overflow = false;
@@ -379,9 +550,15 @@ static int watch_begin(relay *r)
         r->checkpointed = from;
         atomic_store(&r->published, from);
     }
+    int rc = present_scan(r, from);
+    if (rc < 0) {
+        log_warn("relay", "cannot read the lifecycle topic's tail: will retry",
+                 json_pack("{s:i}", "code", rc));
+        return rc;
+    }
     from++;
     int64_t compact = 0;
-    int rc = store_watch_open(r->st, "citrus/", from, on_watch, r, &r->w, &compact);
+    rc = store_watch_open(r->st, "citrus/", from, on_watch, r, &r->w, &compact);
     if (rc == CITRUS_ECOMPACTED && compact > from) {
         /* the history before compact is gone: what changed there can no
          * longer be told apart; said loudly, and counted */
@@ -394,8 +571,10 @@ static int watch_begin(relay *r)
         atomic_store(&r->published, compact - 1);
         rc = store_watch_open(r->st, "citrus/", compact, on_watch, r, &r->w, &compact);
     }
-    if (rc < 0)
+    if (rc < 0) {
         r->w = NULL;
+        present_free(r);
+    }
     return rc;
 }
 
@@ -509,7 +688,10 @@ int relay_start(const relay_options *o, relay **out)
     pthread_mutex_init(&r->mu, NULL);
     clock_cond_init(&r->cv);
     metrics_describe("citrus_relay_events_total", METRIC_COUNTER,
-                     "Lifecycle events the relay published (again after a restart, too)");
+                     "Lifecycle events the relay published");
+    metrics_describe("citrus_relay_skipped_total", METRIC_COUNTER,
+                     "Lifecycle events the relay found on the topic already when it (re)started "
+                     "(published before a crash or a failure), so not published again");
     metrics_describe("citrus_relay_published_revision", METRIC_GAUGE,
                      "The catalog revision of the newest shard or tenant change the relay "
                      "published");

@@ -10,10 +10,12 @@
  * made from a committed change, so there is no event without its
  * transition. Event ids come from the catalog revision (`sm-<rev>-<n>`, n
  * counting the events of that revision in the watch's order) and are the
- * same when a revision is published again: after a crash between
- * publishing and recording the checkpoint, the events since it are
- * published again with the ids they had (at least once, ids stable;
- * consumers are idempotent by id).
+ * same when a revision is gone through again: after a crash between
+ * publishing and recording the checkpoint (or a failed publish), the
+ * relay reads the topic's tail before it goes on and publishes only the
+ * events whose ids are not there yet, so each id is on the topic once
+ * (bounded read: past its bounds an event may be published again, with
+ * the same id; never lost).
  *
  * What one change publishes (docs/events.md, "Lifecycle events"):
  *   shard record created      citrus.shard.created

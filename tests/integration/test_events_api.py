@@ -264,7 +264,8 @@ def test_dead_letters_consumers_and_replay(node):
     assert d1["event"] == dead and d1["key"] == "shard-9"
     # the dead-letter topic read as a topic shows the same
     [raw] = node.read(CMDS + ".dlq", "?partition=1").json()["events"]
-    assert raw == d1
+    assert d1["replay"] is None and d0["replay"] is None  # not replayed yet
+    assert raw == {k: v for k, v in d1.items() if k != "replay"}
     # pages of one
     r = node.call("GET", f"/v1/dlq/{CMDS}?limit=1", "reader").json()
     assert [d["id"] for d in r["dead_letters"]] == ["0-0"] and r["more"]
@@ -309,6 +310,110 @@ def test_dead_letters_consumers_and_replay(node):
     rows = node.audit("event.replay")
     assert [(x["target"], x["status"]) for x in rows if x["status"] == 200] == [(CMDS, 200)]
     assert len(rows) == 7  # one per request, refused ones too
+
+
+def seed_two_dead_letters(node):
+    dead = ev("dead-1", subject="shard-9", data={"op": "drain"})
+    node.c.stop()
+    seed(os.path.join(node.c.data_dir, "bus.db"),
+         dead_letters=[(CMDS + ".dlq", 1, "shard-9", json.dumps(dead), "boom", 5, 1, 7),
+                       (CMDS + ".dlq", 0, "k0", json.dumps(ev("dead-0")), "bad", 3, 0, 2)])
+    node.c.start()
+    return dead
+
+
+def listed(node):
+    r = node.call("GET", f"/v1/dlq/{CMDS}", "reader")
+    assert r.status_code == 200, r.text
+    return {d["id"]: d for d in r.json()["dead_letters"]}
+
+
+def test_a_replayed_dead_letter_is_marked_and_not_replayed_twice(node):
+    dead = seed_two_dead_letters(node)
+    r = node.call("POST", f"/v1/dlq/{CMDS}/1-0/replay", headers={"X-Correlation-Id": "replay-one"})
+    assert r.status_code == 200, r.text
+    rep = r.json()
+    first = (rep["partition"], rep["offset"])
+    mark = rep["replay"]
+    assert mark["state"] == "replayed" and (mark["partition"], mark["offset"]) == first
+    assert mark["by"].endswith("/ops") and mark["correlation_id"] == "replay-one"
+    assert mark["replays"] == 1 and mark["time"].endswith("Z")
+    # listed as replayed, with where it went; the other one not
+    d = listed(node)
+    assert d["0-0"]["replay"] is None
+    assert d["1-0"]["replay"] == mark
+    # a second replay: 409 with the first one's location, nothing published
+    before = node.offsets()
+    r = node.call("POST", f"/v1/dlq/{CMDS}/1-0/replay")
+    assert r.status_code == 409, r.text
+    assert err(r)["code"] == "already_exists" and "force=true" in err(r)["message"]
+    assert err(r)["replay"] == mark
+    assert f"partition {first[0]} offset {first[1]}" in err(r)["message"]
+    # junk force, a reader: refused, nothing published
+    r = node.call("POST", f"/v1/dlq/{CMDS}/1-0/replay?force=maybe")
+    assert r.status_code == 400 and "force" in err(r)["message"], r.text
+    assert node.call("POST", f"/v1/dlq/{CMDS}/1-0/replay?force=true", "reader").status_code == 403
+    assert node.offsets() == before
+    # forced: published again, counted
+    r = node.call("POST", f"/v1/dlq/{CMDS}/1-0/replay?force=true")
+    assert r.status_code == 200, r.text
+    again = r.json()
+    assert again["partition"] == first[0] and again["offset"] > first[1]
+    assert again["replay"]["replays"] == 2
+    got = node.read(CMDS, f"?partition={again['partition']}&from_offset={again['offset']}")
+    assert got.json()["events"][0]["event"] == dead
+    assert listed(node)["1-0"]["replay"] == again["replay"]
+    # audited: one row per request of the operator's, the replay's with its
+    # correlation id (the mark's)
+    rows = node.audit("event.replay")
+    assert sorted(x["status"] for x in rows if x["principal"].endswith("/ops")) == \
+        [200, 200, 400, 409]
+    assert [x["status"] for x in rows if x["correlation_id"] == "replay-one"] == [200]
+
+
+def put_mark(node, part, off, body):
+    path = f"/v1/kv/citrus/dlq-replays/{CMDS}/{part:04d}-{off:019d}?unsafe=true"
+    r = node.call("PUT", path, "admin", data=json.dumps(body))
+    assert r.status_code in (200, 201), r.text
+
+
+def test_a_replay_cut_short_is_settled(node):
+    """The mark says "replaying" while the replay is published and not yet
+    recorded: the next replay settles it from the topic instead of
+    publishing again; one cut short before its publish is replayed."""
+    seed_two_dead_letters(node)
+    r = node.call("POST", f"/v1/dlq/{CMDS}/1-0/replay")
+    assert r.status_code == 200, r.text
+    p, o = r.json()["partition"], r.json()["offset"]
+    now = int(time.time() * 1000)
+    # published, then the node died before the mark said so
+    put_mark(node, 1, 0, {"state": "replaying", "partition": p, "from_offset": o, "at_ms": now,
+                          "time": "t", "by": "x", "correlation_id": "c", "replays": 0})
+    assert listed(node)["1-0"]["replay"]["state"] == "replaying"
+    before = node.offsets()
+    r = node.call("POST", f"/v1/dlq/{CMDS}/1-0/replay")
+    assert r.status_code == 409, r.text
+    assert err(r)["replay"]["state"] == "replayed" and err(r)["replay"]["offset"] == o
+    assert node.offsets() == before
+    m = listed(node)["1-0"]["replay"]
+    assert (m["state"], m["partition"], m["offset"], m["replays"]) == ("replayed", p, o, 1)
+    # under way (a fresh mark, no copy on the topic yet): 409, nothing published
+    high = node.offsets()[CMDS]
+    put_mark(node, 0, 0, {"state": "replaying", "partition": 0, "from_offset": high[0][1],
+                          "at_ms": now, "time": "t", "by": "x", "correlation_id": "c",
+                          "replays": 0})
+    r = node.call("POST", f"/v1/dlq/{CMDS}/0-0/replay")
+    assert r.status_code == 409 and "under way" in err(r)["message"], r.text
+    assert node.offsets() == before
+    # cut short before its publish (an old mark, no copy): replayed now
+    put_mark(node, 0, 0, {"state": "replaying", "partition": 0, "from_offset": high[0][1],
+                          "at_ms": now - 120000, "time": "t", "by": "x", "correlation_id": "c",
+                          "replays": 0})
+    r = node.call("POST", f"/v1/dlq/{CMDS}/0-0/replay")
+    assert r.status_code == 200, r.text
+    assert listed(node)["0-0"]["replay"]["state"] == "replayed"
+    assert sum(h - low for low, h in node.offsets()[CMDS]) == \
+        sum(h - low for low, h in before[CMDS]) + 1
 
 
 def test_reads_stop_at_the_response_bound(make_citrus):

@@ -91,6 +91,57 @@ def test_tail_follow(node):
     assert sorted(json.loads(x)["event"]["id"] for x in out.splitlines()) == ["f-1", "f-2"]
 
 
+def test_tail_wait_and_filters(node):
+    """--wait bounds a follow: it ends as soon as --max matching events
+    came, else at the deadline (exit 1 with --max, 0 without); --id,
+    --type and --subject choose what is printed and counted."""
+    r = node.publish(CMDS, {"events": [ev("w-0", subject="s1", type="t.a"),
+                                       ev("w-1", subject="s2", type="t.a"),
+                                       ev("w-2", subject="s1", type="t.b")]})
+    assert r.status_code == 200, r.text
+    ids = lambda out: [json.loads(x)["event"]["id"] for x in out.splitlines()]  # noqa: E731
+    base = ["events", "tail", CMDS, "--from-offset", "0", "-o", "json", "--wait", "10s"]
+    r = cli(node, *base, "--type", "t.a", "--max", "2", token="reader")
+    assert r.returncode == 0 and sorted(ids(r.stdout)) == ["w-0", "w-1"], r.stderr
+    r = cli(node, *base, "--subject", "s1", "--type", "t.b", "--max", "1", token="reader")
+    assert r.returncode == 0 and ids(r.stdout) == ["w-2"], r.stderr
+    r = cli(node, *base, "--id", "w-1", "--max", "1", token="reader")
+    assert r.returncode == 0 and ids(r.stdout) == ["w-1"], r.stderr
+    # fewer than --max by the deadline: exit 1, what came printed, on time
+    t0 = time.monotonic()
+    r = cli(node, "events", "tail", CMDS, "--from-offset", "0", "--subject", "s1", "--max", "3",
+            "--wait", "1s", token="reader")
+    took = time.monotonic() - t0
+    assert r.returncode == 1 and "2 of 3 events within --wait 1s" in r.stderr, r.stderr
+    assert len(r.stdout.splitlines()) == 2 and 1.0 <= took < 5, (r.stdout, took)
+    # without --max the follow ends at the deadline, exit 0
+    t0 = time.monotonic()
+    r = cli(node, "events", "tail", CMDS, "--id", "none", "--wait", "700ms", token="reader")
+    took = time.monotonic() - t0
+    assert r.returncode == 0 and r.stdout == "" and 0.7 <= took < 5, (r.stderr, took)
+    # an event published while it waits ends the wait early
+    env = dict(os.environ, CITRUS_ENDPOINT=node.c.url, CITRUS_TOKEN=node.reader)
+    p = subprocess.Popen([CITRUS_BIN, "events", "tail", CMDS, "--from-offset", "0", "--id",
+                          "late", "--max", "1", "--wait", "20s", "-o", "json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        assert node.publish(CMDS, ev("late")).status_code == 200
+        out, errs = p.communicate(timeout=20)
+        took = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0 and ids(out) == ["late"] and took < 5, (errs, took)
+    for bad in (["--wait", "10x"], ["--wait", "-1s"], ["--wait", ""], ["--wait", "nan"]):
+        r = cli(node, "events", "tail", CMDS, *bad, token="reader")
+        assert r.returncode == 2, (bad, r.stderr)
+    r = cli(node, "events", "publish", CMDS, "--data", json.dumps(ev("x")), "--wait", "1s")
+    assert r.returncode == 2, r.stderr
+
+
 def test_usage_and_auth_errors(node):
     for args in (["events", "publish", TOPIC],
                  ["events", "publish", TOPIC, "--data", "1", "--file", "x"],
@@ -139,9 +190,9 @@ def test_lag_and_dead_letters(node):
     r = cli(node, "dlq", "ls", CMDS, token="reader")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["ID", "ATTEMPTS", "SOURCE", "TIME", "ERROR"]
-    assert lines[1].split()[:3] == ["0-0", "2", "0/1"] and lines[1].endswith("first")
-    assert lines[2].split()[:3] == ["1-0", "5", "1/7"] and lines[2].endswith("boom")
+    assert lines[0].split() == ["ID", "ATTEMPTS", "SOURCE", "TIME", "REPLAYED", "ERROR"]
+    assert lines[1].split()[:3] == ["0-0", "2", "0/1"] and lines[1].split()[4:] == ["-", "first"]
+    assert lines[2].split()[:3] == ["1-0", "5", "1/7"] and lines[2].split()[4:] == ["-", "boom"]
     r = cli(node, "dlq", "ls", CMDS, "--limit", "1", token="reader")
     assert len(r.stdout.splitlines()) == 3 and "(more" in r.stdout
     r = cli(node, "dlq", "ls", CMDS, "-o", "json", token="reader")
@@ -154,6 +205,20 @@ def test_lag_and_dead_letters(node):
     part, off = words[5], words[7]
     back = node.read(CMDS, f"?partition={part}&from_offset={off}").json()["events"][0]
     assert back["event"] == dead
+    # ls shows where it went; a second replay is refused with that place
+    r = cli(node, "dlq", "ls", CMDS, token="reader")
+    assert r.stdout.splitlines()[2].split()[4] == f"{part}/{off}"
+    before = node.offsets()
+    r = cli(node, "dlq", "replay", CMDS, "1-0")
+    assert r.returncode == 1 and "already_exists" in r.stderr, r.stderr
+    assert f"partition {part} offset {off}" in r.stderr and "force" in r.stderr
+    assert node.offsets() == before
+    r = cli(node, "dlq", "replay", CMDS, "1-0", "--force")
+    assert r.returncode == 0, r.stderr
+    words = r.stdout.split()
+    assert words[5] == part and int(words[7]) > int(off)
+    r = cli(node, "dlq", "ls", CMDS, "--force", token="reader")
+    assert r.returncode == 2  # --force is replay's
     r = cli(node, "dlq", "replay", CMDS, "9-9")
     assert r.returncode == 1 and "not_found" in r.stderr
     r = cli(node, "dlq", "ls", "nope", token="reader")
@@ -167,6 +232,7 @@ def test_readme_events_section_runs_verbatim(make_citrus):
     text = open(os.path.join(root, "README.md")).read()
     start = text.index("## Events on the bus\n")
     body = text[start:text.index("\n## ", start + 1)]
+    body = body.split("\n### ")[0]  # its subsections have tests of their own
     curl_block, cli_block = re.findall(r"```sh\n(.*?)```", body, re.S)
     c = make_citrus()
     script = ("curl() { command curl \"$@\"; echo; }\n" + curl_block).replace(

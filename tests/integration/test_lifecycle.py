@@ -1,7 +1,8 @@
 """Issue 15, item 4: lifecycle events that never skip. Every shard and
 tenant transition in the catalog has its event on citrus.sm.events (the id
 made of the catalog revision), across kill -9 of the node between a
-transition and its event; and no event lacks its transition.
+transition and its event; and no event lacks its transition. Each id is
+on the topic exactly once (no duplicate after a crash either).
 
 The test compares the catalog's own history (catalog.db's history table:
 every put of a shard record, each carrying its lifecycle history with the
@@ -87,14 +88,17 @@ def catch_up(c):
 def check(data_dir):
     events = topic_events(data_dir)
     shards, tenants = catalog_transitions(data_dir)
-    by_id = {}
+    by_id, dups = {}, []
     for ev in events:
         if ev["source"] != "/citrus/controller":
             continue
         assert ev["id"] == f"sm-{ev['citrusrevision']}-" + ev["id"].split("-")[-1]
         prev = by_id.setdefault(ev["id"], ev)
-        # a replay after a crash repeats an id with the same event
-        assert (prev["type"], prev["data"]) == (ev["type"], ev["data"]), (prev, ev)
+        if prev is not ev:
+            dups.append((prev, ev))
+    # exactly one copy of each id: the relay reads the topic's tail when it
+    # starts and does not publish again what a crash left published
+    assert not dups, f"{len(dups)} ids published twice, e.g. {dups[:3]}"
     changed = {}
     for ev in by_id.values():
         if ev["type"] == "citrus.shard.state_changed":
@@ -145,7 +149,8 @@ def test_every_transition_has_its_event(citrus_shards):
 def test_kill9_between_transition_and_event(citrus_shards):
     """Transitions run flat out while the node is killed with SIGKILL at
     random moments, five times; after a clean restart the topic and the
-    catalog agree exactly."""
+    catalog agree exactly: every transition has exactly one event id, and
+    each id is on the topic once."""
     c = citrus_shards
     rnd = random.Random(15)
     for _ in range(5):

@@ -1,13 +1,17 @@
 /* tests/unit/test_bus_sqlite.c — the embedded bus: the bus conformance
  * suite, then what only the file has: files that cannot be opened or are no
- * bus log, leases and committed offsets kept across a reopen, and every
- * acknowledged publish kept across kill -9 of the publishing process.
+ * bus log, leases and committed offsets kept across a reopen, every
+ * acknowledged publish kept across kill -9 of the publishing process, no
+ * answer before the fdatasync that covers it, and a failed fdatasync
+ * failing its callers and every later call.
  *
  * Every log is a fresh file in one mkdtemp directory, removed at the end. */
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +166,7 @@ static void test_group_commit(void **state)
     }
     int64_t commits = bus_sqlite_commits(b) - c0;
     assert_true(commits < GC_THREADS * GC_EACH);
+    assert_true(bus_sqlite_syncs(b) <= bus_sqlite_commits(b)); /* a sync covers >= 1 commit */
     bus_topic_info info;
     assert_int_equal(bus_topic_describe(b, "t", &info, NULL), 0);
     assert_int_equal(info.messages, GC_THREADS * GC_EACH);
@@ -307,6 +312,103 @@ static void test_publish_batch_fallback(void **state)
     bus_close(b);
 }
 
+/* ---- the sync ---- */
+
+static atomic_int gate_open, gate_syncs;
+static int gated_sync(int fd)
+{
+    atomic_fetch_add(&gate_syncs, 1);
+    while (!atomic_load(&gate_open))
+        usleep(1000);
+    return fdatasync(fd);
+}
+
+typedef struct pub_arg {
+    bus *b;
+    atomic_int done;
+    int rc;
+} pub_arg;
+
+static void *pub_one(void *arg)
+{
+    pub_arg *a = arg;
+    a->rc = bus_publish(a->b, "t", "k", 1, "v", 1, NULL, NULL, NULL);
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+/* A publish is committed first, answered only once the fdatasync after
+ * its commit has returned. */
+static void test_answer_waits_for_sync(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    bus *b;
+    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
+    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 1}, NULL), 0);
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_syncs, 0);
+    bus_sqlite_set_sync(b, gated_sync);
+    int64_t c0 = bus_sqlite_commits(b);
+    pub_arg a = {.b = b};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, pub_one, &a), 0);
+    /* bounded: the commit and the sync's start take microseconds */
+    for (int i = 0; i < 5000 && (bus_sqlite_commits(b) == c0 || !atomic_load(&gate_syncs)); i++)
+        usleep(1000);
+    assert_int_equal(bus_sqlite_commits(b), c0 + 1);
+    assert_int_equal(atomic_load(&gate_syncs), 1);
+    usleep(20000);
+    assert_int_equal(atomic_load(&a.done), 0); /* committed, not yet durable: no answer */
+    atomic_store(&gate_open, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(a.rc, 0);
+    bus_sqlite_set_sync(b, NULL);
+    bus_close(b);
+}
+
+static int failing_sync(int fd)
+{
+    (void)fd;
+    errno = EIO;
+    return -1;
+}
+
+/* A failed fdatasync fails the publish it held with CITRUS_EIO, and every
+ * later call too (the page cache's state is unknown after it), until the
+ * log is reopened; what was acknowledged before is still there. */
+static void test_failed_sync_breaks_the_bus(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    bus *b;
+    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
+    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 1}, NULL), 0);
+    assert_int_equal(bus_publish(b, "t", "k", 1, "before", 6, NULL, NULL, NULL), 0);
+    bus_sqlite_set_sync(b, failing_sync);
+    errdetail e = {0};
+    assert_int_equal(bus_publish(b, "t", "k", 1, "lost", 4, NULL, NULL, &e), CITRUS_EIO);
+    assert_non_null(strstr(e.message, "fdatasync"));
+    bus_sqlite_set_sync(b, NULL);
+    e = (errdetail){0};
+    assert_int_equal(bus_publish(b, "t", "k", 1, "after", 5, NULL, NULL, &e), CITRUS_EIO);
+    assert_non_null(strstr(e.message, "fdatasync"));
+    bus_topic_info info;
+    assert_int_equal(bus_topic_describe(b, "t", &info, NULL), CITRUS_EIO);
+    bus_close(b);
+    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
+    bus_message *m = NULL;
+    size_t n = 0;
+    assert_int_equal(bus_read(b, "t", 0, 0, 10, &m, &n, NULL), 0);
+    assert_true(n >= 1);
+    assert_int_equal(m[0].value_len, 6);
+    assert_memory_equal(m[0].value, "before", 6);
+    bus_messages_free(m, n);
+    bus_close(b);
+}
+
 int main(void)
 {
     if (tmp_dir_create(tmpdir, sizeof(tmpdir), "bus") != 0)
@@ -321,6 +423,8 @@ int main(void)
         cmocka_unit_test(test_kill9_keeps_acknowledged),
         cmocka_unit_test(test_optional_ops_unsupported),
         cmocka_unit_test(test_publish_batch_fallback),
+        cmocka_unit_test(test_answer_waits_for_sync),
+        cmocka_unit_test(test_failed_sync_breaks_the_bus),
     };
     failed += cmocka_run_group_tests_name("bus_sqlite", own, NULL, NULL);
     if (failed == 0)
