@@ -43,8 +43,9 @@
  * be 0 and nothing dead-lettered. Any failure fails the round (exit 3).
  *
  * Prints one line per round, the last line of stdout is one JSON object
- * with every round. Also printed: the bus's commits (transactions) per
- * event and the process's CPU seconds. */
+ * with every round. Also printed: the bus's transactions
+ * (bus_sqlite_commits) and fdatasyncs (bus_sqlite_syncs) per event, and
+ * the process's CPU seconds. */
 #include <getopt.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -92,7 +93,7 @@ typedef struct result {
     double seconds, per_s;               /* first handled -> N commands on the topic */
     double commit_seconds, commit_per_s; /* first handled -> all committed */
     double publish_per_s;                /* live: the publisher's rate */
-    int64_t bus_commits;
+    int64_t bus_commits, bus_syncs;
     double cpu_s;
     size_t directory, ring;
 } result;
@@ -527,7 +528,7 @@ static int run_round(const opts *o, const char *root, int round, result *r)
         die("worker", &e);
     publisher pub = {.o = o, .b = s.b, .round = round};
     pthread_t pth;
-    int64_t commits0 = bus_sqlite_commits(s.b);
+    int64_t commits0 = bus_sqlite_commits(s.b), syncs0 = bus_sqlite_syncs(s.b);
     double cpu0 = bench_self_cpu_s();
     if (worker_start(w, &e) != 0)
         die("starting the worker", &e);
@@ -560,6 +561,7 @@ static int run_round(const opts *o, const char *root, int round, result *r)
     }
     double cpu = bench_self_cpu_s() - cpu0;
     int64_t commits = bus_sqlite_commits(s.b) - commits0;
+    int64_t syncs = bus_sqlite_syncs(s.b) - syncs0;
     if (o->live)
         pthread_join(pth, NULL);
     worker_stop(w);
@@ -571,14 +573,17 @@ static int run_round(const opts *o, const char *root, int round, result *r)
         r->commit_per_s = (double)o->events / r->commit_seconds;
         r->publish_per_s = o->live ? (double)o->events / pub.seconds : 0;
         r->bus_commits = commits;
+        r->bus_syncs = syncs;
         r->cpu_s = cpu;
         failed = verify(o, &s, round, r) != 0;
     }
     if (!failed) {
         printf("round %d  %-7s threads %d batch %zu: %8.0f events/s to the last command (%zu in "
-               "%.2f s), %8.0f/s all committed; %.2f bus commits per event, %.2f CPU s",
+               "%.2f s), %8.0f/s all committed; %.3f bus transactions and %.3f fsyncs per "
+               "event, %.2f CPU s",
                round, o->live ? "live" : "backlog", o->threads, o->batch, r->per_s, o->events,
-               r->seconds, r->commit_per_s, (double)commits / (double)o->events, cpu);
+               r->seconds, r->commit_per_s, (double)commits / (double)o->events,
+               (double)syncs / (double)o->events, cpu);
         if (o->live)
             printf(", published at %.0f/s", r->publish_per_s);
         printf("; %zu commands, one per event (%zu by the directory, %zu by the ring)\n", o->events,
@@ -626,11 +631,12 @@ int main(int argc, char **argv)
            o.events, o.live ? "live" : "backlog", o.threads, o.batch, o.partitions);
     for (int i = 0; i < done; i++) {
         printf("%s{\"round\":%d,\"seconds\":%.3f,\"events_per_s\":%.0f,"
-               "\"committed_seconds\":%.3f,\"committed_per_s\":%.0f,\"bus_commits\":%lld,"
+               "\"committed_seconds\":%.3f,\"committed_per_s\":%.0f,\"bus_commits\":%lld,\"bus_"
+               "syncs\":%lld,"
                "\"cpu_s\":%.2f,\"directory\":%zu,\"ring\":%zu",
                i ? "," : "", res[i].round, res[i].seconds, res[i].per_s, res[i].commit_seconds,
-               res[i].commit_per_s, (long long)res[i].bus_commits, res[i].cpu_s, res[i].directory,
-               res[i].ring);
+               res[i].commit_per_s, (long long)res[i].bus_commits, (long long)res[i].bus_syncs,
+               res[i].cpu_s, res[i].directory, res[i].ring);
         if (o.live)
             printf(",\"published_per_s\":%.0f", res[i].publish_per_s);
         printf("}");
