@@ -344,6 +344,8 @@ int bus_commit_batch(bus *b, const char *group, const bus_message *const *msgs, 
         rc = check_limit(b, n, e);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = check_message(msgs[i], e);
+    for (size_t i = 0; rc < 0 && rcs && i < n; i++)
+        rcs[i] = rc; /* refused as a whole: none committed */
     if (rc < 0)
         return rc;
     int *out = rcs ? rcs : calloc(n, sizeof(*out));

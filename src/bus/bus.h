@@ -213,8 +213,9 @@ int bus_poll(bus *b, const char *group, const char *topic, size_t max, int64_t v
  * group. */
 int bus_commit(bus *b, const char *group, const bus_message *m, errdetail *e);
 /* bus_commit of each of msgs[0..n) (1..poll_max); rcs (may be NULL) gets
- * each one's outcome. 0 when every one committed, else the first error (e
- * its message; the others were still committed). With the backend's
+ * each one's outcome (every slot the error when the call is refused before
+ * any commit: a bad group or message). 0 when every one committed, else
+ * the first error (e its message; the others were still committed). With the backend's
  * commit_batch op, one request; without it, the commits are issued
  * concurrently from up to BUS_COMMIT_FANOUT threads (every backend is
  * thread-safe), so a backend that shares one transaction among concurrent

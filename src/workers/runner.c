@@ -176,7 +176,8 @@ static void commit_item(worker *w, item *it)
     it->st = ST_COMMIT;
 }
 
-/* Commits every ST_COMMIT item in one bus_commit_batch. */
+/* Commits every ST_COMMIT item in one bus_commit_batch. One that fails
+ * comes again when its lease ends and is found in the ledger. */
 static void commit_batch(worker *w, item *items, size_t n)
 {
     const bus_message **msgs = calloc(n, sizeof(*msgs));
@@ -185,28 +186,25 @@ static void commit_batch(worker *w, item *items, size_t n)
     size_t k = 0;
     errdetail e;
     int rc = msgs && rcs && idx ? 0 : errdetail_set(&e, CITRUS_ENOMEM, "out of memory");
-    for (size_t i = 0; rc == 0 && i < n; i++)
+    for (size_t i = 0; i < n; i++)
         if (items[i].st == ST_COMMIT) {
-            msgs[k] = items[i].m;
-            idx[k++] = i;
-        }
-    if (rc == 0 && k > 0)
-        rc = bus_commit_batch(w->s.bus, w->group, msgs, k, rcs, &e);
-    for (size_t j = 0; j < k; j++) {
-        item *it = &items[idx[j]];
-        if (rc < 0 && (rcs[j] < 0 || rc == CITRUS_ENOMEM)) {
-            log_set_correlation(it->ev.correlationid);
-            log_event(LOG_WARN, w, it, "commit failed (the event comes again, found in the ledger)",
-                      rcs[j] < 0 && rc != CITRUS_ENOMEM ? "the bus refused the commit" : e.message);
-        }
-        it->st = ST_DONE;
-    }
-    if (rc == CITRUS_ENOMEM) /* not committed: the events come again, found in the ledger */
-        for (size_t i = 0; i < n; i++)
-            if (items[i].st == ST_COMMIT) {
+            if (rc == 0) {
+                msgs[k] = items[i].m;
+                idx[k++] = i;
+            } else {
+                log_set_correlation(items[i].ev.correlationid);
                 log_event(LOG_WARN, w, &items[i], "commit failed (the event comes again)",
                           e.message);
-                items[i].st = ST_DONE;
+            }
+            items[i].st = ST_DONE;
+        }
+    if (k > 0 && bus_commit_batch(w->s.bus, w->group, msgs, k, rcs, &e) < 0)
+        for (size_t j = 0; j < k; j++)
+            if (rcs[j] < 0) {
+                log_set_correlation(items[idx[j]].ev.correlationid);
+                log_event(LOG_WARN, w, &items[idx[j]],
+                          "commit failed (the event comes again, found in the ledger)",
+                          citrus_strerror(rcs[j]));
             }
     free(msgs);
     free(rcs);

@@ -978,19 +978,23 @@ static void test_commit_batch(void **state)
     }
     bus_message *m = NULL;
     assert_int_equal(poll_n(f->b, "g", "t", 100, &m), 100);
-    const bus_message *ptrs[100];
-    int rcs[100];
-    for (int i = 0; i < 100; i++) {
-        ptrs[i] = &m[i];
+    const bus_message *ptrs[101];
+    int rcs[101];
+    for (int i = 0; i < 101; i++) {
+        ptrs[i] = &m[i % 100];
         rcs[i] = 99;
     }
     errdetail e = {0};
-    /* bad input: nothing committed */
+    /* bad input: refused as a whole, every slot says so */
     assert_int_equal(bus_commit_batch(f->b, "g", ptrs, 0, rcs, &e), CITRUS_EINVAL);
+    assert_int_equal(rcs[0], 99);
     assert_int_equal(bus_commit_batch(f->b, "g", ptrs, 101, rcs, &e), CITRUS_ETOOMANY);
+    assert_int_equal(rcs[0], CITRUS_ETOOMANY);
+    assert_int_equal(rcs[100], CITRUS_ETOOMANY);
     assert_int_equal(bus_commit_batch(f->b, "bad group", ptrs, 1, rcs, &e), CITRUS_EINVAL);
     assert_int_equal(bus_commit_batch(f->b, "g", NULL, 1, rcs, &e), CITRUS_EINVAL);
-    assert_int_equal(rcs[0], 99);
+    assert_int_equal(rcs[0], CITRUS_EINVAL);
+    assert_int_equal(rcs[1], CITRUS_ETOOMANY); /* past n: untouched */
     /* all but the last two, then those two with one never delivered */
     if (bus_commit_batch(f->b, "g", ptrs, 98, rcs, &e) != 0)
         fail_msg("commit_batch: %s", e.message);
