@@ -17,7 +17,7 @@
  *    manifests ("m-0".., default 1000), manifest i for tenant i % K
  *    (default K 1000 tenants, so Q/K of the events route by the directory,
  *    the rest by the ring);
- *  - the embedded bus (bus_open_sqlite, bus.db: WAL, synchronous = FULL)
+ *  - the embedded bus (bus_open_sqlite, bus.db: WAL, each answer durable)
  *    with citrus.enrollment.events and citrus.shard.ingest.commands of P
  *    partitions (default 4, bus.partitions' default);
  *  - the enrollment ingest worker: worker_new / worker_start with
