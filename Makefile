@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_RUNS  ?= 2000
 FUZZ_TARGETS ?=
 
-.PHONY: all build deps test unit integration dev asan asan-unit tsan tsan-unit lint lint-quick format bench bench-router bench-bus fuzz fuzz-build fuzz-smoke clean
+.PHONY: all build deps test unit integration dev asan asan-unit tsan tsan-unit lint lint-quick format bench bench-router bench-bus bench-ingest fuzz fuzz-build fuzz-smoke clean
 
 all: build
 
@@ -93,6 +93,11 @@ bench-router: build
 # always (issue 15); installs redis-server and libhiredis-dev when missing.
 bench-bus: build
 	BUILD=$(abspath $(BUILD)) bash bench/run-bus.sh
+
+# Enrollment events per second through the enrollment ingest worker, end to
+# end in one process (issue 15); see bench/run-ingest.sh for the knobs.
+bench-ingest: build
+	BUILD=$(abspath $(BUILD)) bash bench/run-ingest.sh
 
 # libFuzzer targets (tests/fuzz) in their own clang build; see scripts/fuzz.sh.
 # FUZZ_TARGETS="key config" limits a run to some targets.

@@ -292,6 +292,43 @@ int bus_commit(bus *b, const char *group, const bus_message *m, errdetail *e)
     return rc < 0 ? rc : b->ops->commit(b, group, m, e);
 }
 
+int bus_commit_batch(bus *b, const char *group, const bus_message *const *msgs, size_t n, int *rcs,
+                     errdetail *e)
+{
+    int rc = check_group(group, e);
+    if (rc == 0 && !msgs)
+        rc = errdetail_set(e, CITRUS_EINVAL, "bus: no messages");
+    if (rc == 0)
+        rc = check_limit(b, n, e);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = check_message(msgs[i], e);
+    for (size_t i = 0; rc < 0 && rcs && i < n; i++)
+        rcs[i] = rc; /* refused as a whole: none committed */
+    if (rc < 0)
+        return rc;
+    int *out = rcs ? rcs : calloc(n, sizeof(*out));
+    if (!out)
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory for a batch");
+    if (b->ops->commit_batch) {
+        rc = b->ops->commit_batch(b, group, msgs, n, out, e);
+    } else { /* one commit after another; the first error kept */
+        errdetail first = {0};
+        for (size_t i = 0; i < n; i++) {
+            errdetail ei = {0};
+            out[i] = b->ops->commit(b, group, msgs[i], &ei);
+            if (out[i] < 0 && rc == 0) {
+                rc = out[i];
+                first = ei;
+            }
+        }
+        if (rc < 0 && e)
+            *e = first;
+    }
+    if (out != rcs)
+        free(out);
+    return rc;
+}
+
 int bus_nack(bus *b, const char *group, const bus_message *m, const char *error, errdetail *e)
 {
     int rc = check_group(group, e);

@@ -169,6 +169,11 @@ typedef struct bus_ops {
      * or none, durable together; partitions and offsets have n slots. */
     int (*publish_batch)(bus *b, const char *topic, const bus_record *recs, size_t n,
                          int *partitions, int64_t *offsets, errdetail *e);
+    /* Optional (NULL: bus.c calls commit for each, one after another):
+     * commits msgs[0..n) of group, each as commit does, rcs[i] its outcome
+     * (0 or an error; e the first error's), in one request. */
+    int (*commit_batch)(bus *b, const char *group, const bus_message *const *msgs, size_t n,
+                        int *rcs, errdetail *e);
 } bus_ops;
 
 /* Every implementation's handle begins with this; cfg is complete (the
@@ -207,6 +212,15 @@ int bus_poll(bus *b, const char *group, const char *topic, size_t max, int64_t v
  * message already committed; CITRUS_ENOTFOUND for one never delivered to
  * group. */
 int bus_commit(bus *b, const char *group, const bus_message *m, errdetail *e);
+/* bus_commit of each of msgs[0..n) (1..poll_max); rcs (may be NULL) gets
+ * each one's outcome (every slot the error when the call is refused before
+ * any commit: a bad group or message). 0 when every one committed, else
+ * the first error (e its message; the others were still committed). With the
+ * backend's commit_batch op one request (the embedded log: one transaction,
+ * one fsync); without it, one commit after another. For a consumer that
+ * commits a batch after processing it. */
+int bus_commit_batch(bus *b, const char *group, const bus_message *const *msgs, size_t n, int *rcs,
+                     errdetail *e);
 /* The handler failed with error: a retry after bus_backoff_ms(m->attempt),
  * or the dead-letter topic when m->attempt >= max_attempts (a message of a
  * dead-letter topic is retried with the capped backoff, never dead-lettered

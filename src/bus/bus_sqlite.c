@@ -172,6 +172,8 @@ struct req {
     size_t ntopics;
     bus_group_entry *groups;
     bool more;
+    const bus_message *const *cmsgs; /* commit_batch: max messages, outcomes to crcs */
+    int *crcs;
     const bus_record *recs; /* publish_batch: n = max records, out to parts/offs */
     int *parts;
     int64_t *offs;
@@ -700,6 +702,35 @@ static int do_commit(bsq *s, req *r)
     return rc < 0 ? rc : advance(s, r->group, m->topic, m->partition, c, r->e);
 }
 
+/* Each message's commit under a savepoint of its own, its outcome in
+ * crcs, the first failure's detail in r->e: one failing commit writes
+ * nothing and leaves the others. The request fails only when the
+ * savepoints themselves do. */
+static int do_commit_batch(bsq *s, req *r)
+{
+    errdetail *first = r->e;
+    bool failed = false;
+    for (size_t i = 0; i < r->max; i++) {
+        errdetail e = {0};
+        int rc = exec_id(s, ST_SAVEPOINT, &e);
+        if (rc < 0)
+            return first ? (*first = e, rc) : rc;
+        r->m = r->cmsgs[i];
+        r->e = &e;
+        r->crcs[i] = do_commit(s, r);
+        r->e = first;
+        rc = exec_id(s, r->crcs[i] < 0 ? ST_ROLLBACK_TO : ST_RELEASE, first);
+        if (rc == 0 && r->crcs[i] < 0)
+            rc = exec_id(s, ST_RELEASE, first); /* ROLLBACK TO keeps the savepoint */
+        if (rc < 0)
+            return rc;
+        if (r->crcs[i] < 0 && !failed && first)
+            *first = e;
+        failed |= r->crcs[i] < 0;
+    }
+    return 0;
+}
+
 static int do_nack(bsq *s, req *r)
 {
     const bus_message *m = r->m;
@@ -1185,6 +1216,20 @@ static int op_commit(bus *b, const char *group, const bus_message *m, errdetail 
     return submit((bsq *)b, &r, do_commit, e);
 }
 
+static int op_commit_batch(bus *b, const char *group, const bus_message *const *msgs, size_t n,
+                           int *rcs, errdetail *e)
+{
+    errdetail first = {0};
+    req r = {.group = group, .cmsgs = msgs, .max = n, .crcs = rcs};
+    int rc = submit((bsq *)b, &r, do_commit_batch, &first);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (rcs[i] < 0)
+            rc = rcs[i];
+    if (rc < 0 && e)
+        *e = first;
+    return rc;
+}
+
 static int op_nack(bus *b, const char *group, const bus_message *m, const char *error,
                    int64_t retry_at, bool dead, errdetail *e)
 {
@@ -1276,7 +1321,8 @@ static const bus_ops sqlite_ops = {.name = "embedded",
                                    .close = op_close,
                                    .topics_list = op_topics_list,
                                    .groups_describe = op_groups_describe,
-                                   .publish_batch = op_publish_batch};
+                                   .publish_batch = op_publish_batch,
+                                   .commit_batch = op_commit_batch};
 
 static int db_open(bsq *s, const char *path, errdetail *e)
 {

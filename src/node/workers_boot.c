@@ -126,7 +126,7 @@ int workers_regq_boot(const citrus_config *cfg, const char *cmd, app *a)
 }
 
 /* The directory's pin, else the ring's owner (as GET /v1/route answers). */
-static int route_tenant(void *ctx, const char *tenant_key, ingest_target *out, errdetail *e)
+int workers_ingest_route(void *ctx, const char *tenant_key, ingest_target *out, errdetail *e)
 {
     registry *reg = ctx;
     if (!tenant_key_valid(tenant_key))
@@ -212,10 +212,9 @@ int workers_boot(const citrus_config *cfg, const char *cmd, app *a)
         config_bus_topic(cfg, CONFIG_TOPIC_SHARD_INGEST_COMMANDS, role.ingest_topic,
                          sizeof(role.ingest_topic));
         role.ictx = (ingest_ctx){.rec = a->rec,
-                                 .bus = a->bus,
                                  .topic = role.ingest_topic,
                                  .max_event_bytes = (size_t)cfg->bus_max_event_bytes,
-                                 .route = route_tenant,
+                                 .route = workers_ingest_route,
                                  .route_ctx = a->shards->reg};
         rc = start_worker(cfg, cmd, a, "enrollment_ingest", CONFIG_TOPIC_ENROLLMENT_EVENTS,
                           CONFIG_GROUP_ENROLLMENT_INGEST, ingest_handle, &role.ictx, NULL,

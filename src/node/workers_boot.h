@@ -16,6 +16,7 @@
 #include "api/app.h"
 #include "controller/session.h"
 #include "node/config.h"
+#include "workers/ingest.h"
 
 /* 0 (also when the role is off), or an error reported on stderr:
  * CITRUS_EINVAL for a bad filter (exit status 2). Needs a->bus and a->rec. */
@@ -34,6 +35,10 @@ void workers_regq_stop(void);
  * token; with NULL, unfenced). Call before the session stops and keep it
  * alive until workers_stop. */
 void workers_set_session(session *s);
+/* The enrollment ingest worker's routing (an ingest_route_fn; ctx is the
+ * node's registry): the directory's pin, else the ring's owner, as
+ * GET /v1/route answers. Public for bench/bench_ingest.c. */
+int workers_ingest_route(void *ctx, const char *tenant_key, ingest_target *out, errdetail *e);
 /* Stops the workers (each finishes its batch) and the retention job. */
 void workers_stop(void);
 

@@ -86,9 +86,16 @@ int ingest_handle(void *ctx, const envelope *ev, const bus_message *m, worker_ef
         fx->permanent = true;
         return errdetail_set(e, CITRUS_ETOOBIG, "the ingest command would be %zu bytes", len);
     }
-    rc = bus_publish(c->bus, c->topic, tenant, strlen(tenant), text, len, NULL, NULL, e);
-    free(text);
-    if (rc < 0)
-        errdetail_prefix(e, "publishing the ingest command: ");
-    return rc;
+    /* published by the runner with the batch's other commands, before the
+     * ledger records the event */
+    char *key = strdup(tenant);
+    if (!key) {
+        free(text);
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    }
+    fx->owned[0] = text;
+    fx->owned[1] = key;
+    fx->publish_topic = c->topic;
+    fx->publish = (bus_record){.key = key, .key_len = strlen(key), .value = text, .value_len = len};
+    return 0;
 }

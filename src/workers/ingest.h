@@ -19,7 +19,10 @@
  * data {shard_id, connection_ref ("/v1/shards/<id>": where an authorized
  * consumer reads the shard's connection details, never the DSN itself),
  * tenant_key, manifest_id, manifest_version, enrollment_event_id,
- * routed_by ("directory" | "ring"), ring_version}. */
+ * routed_by ("directory" | "ring"), ring_version}. The handler does not
+ * publish it: it hands it to the runner (worker_effect.publish), which
+ * publishes the commands of a batch in one bus_publish_batch before the
+ * batch's ledger transaction. */
 #ifndef CITRUS_WORKERS_INGEST_H
 #define CITRUS_WORKERS_INGEST_H
 
@@ -44,7 +47,6 @@ typedef int (*ingest_route_fn)(void *ctx, const char *tenant_key, ingest_target 
 
 typedef struct ingest_ctx {
     records *rec;
-    bus *bus;
     const char *topic; /* the commands' topic */
     const sysclock *clock;
     size_t max_event_bytes; /* of a command; 0: no limit */

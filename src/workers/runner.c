@@ -109,14 +109,16 @@ int worker_new(const worker_spec *spec, worker **out, errdetail *e)
 /* What became of one polled event. */
 /* ST_COPY: a later copy of an id handled earlier in the batch: committed
  * once that one is recorded (the batch's one transaction), its handler not
- * run. */
-typedef enum { ST_OPEN, ST_DONE, ST_RECORD, ST_COPY } ev_state;
+ * run. ST_COMMIT: done (recorded, or found in the ledger), to commit with
+ * the batch's others (bus_commit_batch). */
+typedef enum { ST_OPEN, ST_DONE, ST_RECORD, ST_COPY, ST_COMMIT } ev_state;
 
 typedef struct item {
     bus_message *m;
     envelope ev;
     worker_effect fx;
     ev_state st;
+    bool published; /* fx.publish went into a bus_publish_batch call */
 } item;
 
 static void effect_free(worker_effect *fx)
@@ -167,13 +169,106 @@ static void fail_item(worker *w, item *it, bool permanent, const char *error)
     it->st = ST_DONE;
 }
 
+/* Done: committed with the batch (commit_batch). */
 static void commit_item(worker *w, item *it)
 {
+    (void)w;
+    it->st = ST_COMMIT;
+}
+
+/* Commits every ST_COMMIT item in one bus_commit_batch. One that fails
+ * comes again when its lease ends and is found in the ledger. */
+static void commit_batch(worker *w, item *items, size_t n)
+{
+    const bus_message **msgs = calloc(n, sizeof(*msgs));
+    int *rcs = calloc(n, sizeof(*rcs));
+    size_t *idx = calloc(n, sizeof(*idx));
+    size_t k = 0;
     errdetail e;
-    if (bus_commit(w->s.bus, w->group, it->m, &e) < 0)
-        log_event(LOG_WARN, w, it, "commit failed (the event comes again, found in the ledger)",
-                  e.message);
-    it->st = ST_DONE;
+    int rc = msgs && rcs && idx ? 0 : errdetail_set(&e, CITRUS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        if (items[i].st == ST_COMMIT) {
+            if (rc == 0) {
+                msgs[k] = items[i].m;
+                idx[k++] = i;
+            } else {
+                log_set_correlation(items[i].ev.correlationid);
+                log_event(LOG_WARN, w, &items[i], "commit failed (the event comes again)",
+                          e.message);
+            }
+            items[i].st = ST_DONE;
+        }
+    if (k > 0 && bus_commit_batch(w->s.bus, w->group, msgs, k, rcs, &e) < 0)
+        for (size_t j = 0; j < k; j++)
+            if (rcs[j] < 0) {
+                log_set_correlation(items[idx[j]].ev.correlationid);
+                log_event(LOG_WARN, w, &items[idx[j]],
+                          "commit failed (the event comes again, found in the ledger)",
+                          citrus_strerror(rcs[j]));
+            }
+    free(msgs);
+    free(rcs);
+    free(idx);
+}
+
+/* Whether a ST_RECORD item before i has the id of items[i] (a copy's
+ * original, still to record). */
+static bool original_open(const item *items, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (items[j].st == ST_RECORD && strcmp(items[j].ev.id, items[i].ev.id) == 0)
+            return true;
+    return false;
+}
+
+/* Publishes what the handlers asked to (worker_effect.publish): one
+ * bus_publish_batch per topic, in batch order. The events of a call that
+ * failed fail (retried), and so do their later copies. */
+static void publish_batch(worker *w, item *items, size_t n)
+{
+    bus_record *recs = calloc(n, sizeof(*recs));
+    size_t *idx = calloc(n, sizeof(*idx));
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].st != ST_RECORD || !items[i].fx.publish_topic || items[i].published)
+            continue;
+        const char *topic = items[i].fx.publish_topic;
+        size_t k = 0;
+        for (size_t j = i; j < n; j++) {
+            item *it = &items[j];
+            if (it->st != ST_RECORD || !it->fx.publish_topic || it->published ||
+                strcmp(it->fx.publish_topic, topic) != 0)
+                continue;
+            it->published = true;
+            if (recs && idx) {
+                recs[k] = it->fx.publish;
+                idx[k] = j;
+            }
+            k++;
+        }
+        errdetail e;
+        int rc = recs && idx ? bus_publish_batch(w->s.bus, topic, recs, k, NULL, NULL, NULL, &e)
+                             : errdetail_set(&e, CITRUS_ENOMEM, "out of memory");
+        if (rc == 0)
+            continue;
+        char msg[BUS_ERROR_MAX];
+        snprintf(msg, sizeof(msg), "publishing on %s: %s", topic, e.message);
+        for (size_t j = i; j < n; j++) {
+            item *it = &items[j];
+            if (it->st == ST_RECORD && it->published && it->fx.publish_topic &&
+                strcmp(it->fx.publish_topic, topic) == 0) {
+                log_set_correlation(it->ev.correlationid);
+                fail_item(w, it, false, msg);
+                effect_free(&it->fx);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (items[i].st == ST_COPY && !original_open(items, i)) {
+            log_set_correlation(items[i].ev.correlationid);
+            fail_item(w, &items[i], false, "its first copy in the batch failed");
+        }
+    free(recs);
+    free(idx);
 }
 
 /* Parse, ledger, handler: items[i] is ST_DONE (failed, or a duplicate
@@ -310,7 +405,9 @@ int worker_run_once(worker *w, size_t *handled, errdetail *e)
     metric_set(w->m[M_LAG], (double)(now - oldest) / 1000.0);
     for (size_t i = 0; i < n; i++)
         handle_item(w, items, i);
+    publish_batch(w, items, n);
     record_batch(w, items, n);
+    commit_batch(w, items, n);
     for (size_t i = 0; i < n; i++) {
         effect_free(&items[i].fx);
         envelope_clear(&items[i].ev);

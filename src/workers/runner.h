@@ -11,9 +11,13 @@
  *  - the handler; it fails → bus_nack (the bus's backoff, then its
  *    dead-letter topic after max_attempts), or bus_dead_letter when it
  *    says the failure is permanent;
- * then the ids of the events handled, each with its records-store effect
- * (a notification), are recorded in ONE transaction
- * (records_processed_record), and only then is each committed on the bus.
+ * then the events the handlers asked to publish (worker_effect.publish)
+ * are published, one bus_publish_batch per topic (durable before the
+ * ledger knows their source event: a crash in between publishes them again
+ * with the same ids); then the ids of the events handled, each with its
+ * records-store effect (a notification), are recorded in ONE transaction
+ * (records_processed_record), and only then are they committed on the bus
+ * (bus_commit_batch, with the duplicates found in the ledger).
  * A crash (kill -9) before that transaction applied nothing: the events
  * come again once their leases end. A crash after it and before the
  * commits: they come again, are found in the ledger and committed without
@@ -59,6 +63,13 @@ typedef struct worker_effect {
     notification_row notification;
     char *owned[WORKER_OWNED_MAX];
     bool skipped; /* filtered out: nothing to do (counted as skipped) */
+    /* An event to publish (publish_topic not NULL; the topic borrowed,
+     * outliving the round; key and value may point into owned[]): the
+     * runner publishes the round's events with bus_publish_batch, one
+     * call per topic in batch order, after the handlers and before the
+     * ledger's transaction. A failed publish fails the event (retried). */
+    const char *publish_topic;
+    bus_record publish;
     /* On failure: no retry can help, dead-letter it now. */
     bool permanent;
 } worker_effect;

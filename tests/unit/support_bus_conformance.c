@@ -962,6 +962,68 @@ static void test_dead_letter_at_once(void **state)
     assert_int_equal(bus_dead_letter(f->b, "g", NULL, "x", &e), CITRUS_EINVAL);
 }
 
+/* bus_commit_batch: a batch of 100 messages over 3 partitions (the poll
+ * limit) committed, each rcs slot 0; a message never delivered is reported
+ * in its slot while the others still commit; bad input is refused before
+ * anything is committed. */
+static void test_commit_batch(void **state)
+{
+    fixture *f = *state;
+    topic(f->b, "t", 3, 0, 0);
+    for (int i = 0; i < 100; i++) {
+        char key[16], val[16];
+        snprintf(key, sizeof(key), "k%d", i % 7);
+        snprintf(val, sizeof(val), "v%d", i);
+        pub(f->b, "t", key, val, NULL, NULL);
+    }
+    bus_message *m = NULL;
+    assert_int_equal(poll_n(f->b, "g", "t", 100, &m), 100);
+    const bus_message *ptrs[101];
+    int rcs[101];
+    for (int i = 0; i < 101; i++) {
+        ptrs[i] = &m[i % 100];
+        rcs[i] = 99;
+    }
+    errdetail e = {0};
+    /* bad input: refused as a whole, every slot says so */
+    assert_int_equal(bus_commit_batch(f->b, "g", ptrs, 0, rcs, &e), CITRUS_EINVAL);
+    assert_int_equal(rcs[0], 99);
+    assert_int_equal(bus_commit_batch(f->b, "g", ptrs, 101, rcs, &e), CITRUS_ETOOMANY);
+    assert_int_equal(rcs[0], CITRUS_ETOOMANY);
+    assert_int_equal(rcs[100], CITRUS_ETOOMANY);
+    assert_int_equal(bus_commit_batch(f->b, "bad group", ptrs, 1, rcs, &e), CITRUS_EINVAL);
+    assert_int_equal(bus_commit_batch(f->b, "g", NULL, 1, rcs, &e), CITRUS_EINVAL);
+    assert_int_equal(rcs[0], CITRUS_EINVAL);
+    assert_int_equal(rcs[1], CITRUS_ETOOMANY); /* past n: untouched */
+    /* all but the last two, then those two with one never delivered */
+    if (bus_commit_batch(f->b, "g", ptrs, 98, rcs, &e) != 0)
+        fail_msg("commit_batch: %s", e.message);
+    for (int i = 0; i < 98; i++)
+        assert_int_equal(rcs[i], 0);
+    clock_test_advance(f->clock, VIS);
+    bus_message *r = NULL;
+    assert_int_equal(poll_n(f->b, "g", "t", 100, &r), 2); /* only those two come again */
+    bus_message never = m[0];
+    never.offset = 1000;
+    const bus_message *last[3] = {&r[0], &never, &r[1]};
+    assert_true(bus_commit_batch(f->b, "g", last, 3, rcs, &e) < 0);
+    assert_int_equal(rcs[0], 0);
+    assert_true(rcs[1] < 0);
+    assert_int_equal(rcs[2], 0);
+    bus_messages_free(r, 2);
+    bus_messages_free(m, 100);
+    clock_test_advance(f->clock, 10 * VIS);
+    poll_none(f->b, "g", "t");
+    /* rcs may be NULL */
+    pub(f->b, "t", "k0", "late", NULL, NULL);
+    assert_int_equal(poll_n(f->b, "g", "t", 10, &m), 1);
+    ptrs[0] = &m[0];
+    assert_int_equal(bus_commit_batch(f->b, "g", ptrs, 1, NULL, &e), 0);
+    bus_messages_free(m, 1);
+    clock_test_advance(f->clock, 10 * VIS);
+    poll_none(f->b, "g", "t");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 static const struct CMUnitTest conformance_tests[] = {
     T(test_order_per_key),
@@ -979,6 +1041,7 @@ static const struct CMUnitTest conformance_tests[] = {
     T(test_topics_list),
     T(test_groups_describe),
     T(test_publish_batch),
+    T(test_commit_batch),
     T(test_concurrent_publishers),
 };
 #define NTESTS (sizeof(conformance_tests) / sizeof(conformance_tests[0]))

@@ -627,7 +627,6 @@ static void ingest_worker(fixture *f, ingest_fixture *x)
     bus_topic_opts o = {.partitions = 2};
     assert_int_equal(bus_topic_create(f->b, "cmds", &o, &e), 0);
     x->ic = (ingest_ctx){.rec = f->r,
-                         .bus = f->b,
                          .topic = "cmds",
                          .clock = f->clock,
                          .max_event_bytes = 4096,
@@ -757,6 +756,71 @@ static void test_ingest_poison_and_unroutable(void **state)
     assert_int_equal(run(f), 1); /* tried again */
     assert_int_equal(atomic_load(&x.routed), 2);
     assert_int_equal(commands(f, NULL, 0), 0);
+}
+
+/* ---- what a handler hands the runner to publish ----------------------------------------- */
+
+typedef struct pub_ctx {
+    const char *topic;
+    atomic_int calls;
+} pub_ctx;
+
+/* Asks the runner to publish the event's id on ctx's topic. */
+static int publish_handle(void *ctx, const envelope *ev, const bus_message *m, worker_effect *fx,
+                          errdetail *e)
+{
+    (void)m;
+    pub_ctx *p = ctx;
+    atomic_fetch_add(&p->calls, 1);
+    char *v = strdup(ev->id);
+    if (!v)
+        return errdetail_set(e, CITRUS_ENOMEM, "out of memory");
+    fx->owned[0] = v;
+    fx->publish_topic = p->topic;
+    fx->publish = (bus_record){.key = v, .key_len = strlen(v), .value = v, .value_len = strlen(v)};
+    return 0;
+}
+
+static int64_t topic_messages(fixture *f, const char *t)
+{
+    bus_topic_info info;
+    assert_int_equal(bus_topic_describe(f->b, t, &info, NULL), 0);
+    return info.messages;
+}
+
+/* The batch's publishes go out together before the ledger: a failed one
+ * (the topic is missing) leaves the events unrecorded and uncommitted, to
+ * be retried, copies of an id included; once it works, one publish per
+ * id, each event recorded and committed. */
+static void test_publish_with_the_batch(void **state)
+{
+    fixture *f = *state;
+    pub_ctx p = {.topic = "out"};
+    mkworker(f, publish_handle, &p, 0);
+    publish(f, "a", NULL);
+    publish(f, "b", NULL);
+    publish(f, "a", NULL); /* a copy: its handler does not run */
+    assert_int_equal(run(f), 3);
+    assert_int_equal(atomic_load(&p.calls), 2);
+    bool seen = true;
+    assert_int_equal(records_processed_seen(f->r, "g", "a", &seen, NULL), 0);
+    assert_false(seen);
+    assert_int_equal(metric(f, "citrus_worker_retried_total"), 3);
+    assert_int_equal(metric(f, "citrus_worker_processed_total"), 0);
+    assert_int_equal(dead_letters(f, NULL, 0, NULL), 0);
+
+    bus_topic_opts o = {.partitions = 1};
+    assert_int_equal(bus_topic_create(f->b, "out", &o, NULL), 0);
+    clock_test_advance(f->clock, 500); /* the backoff after attempt 1 */
+    assert_int_equal(run(f), 3);
+    assert_int_equal(atomic_load(&p.calls), 4);
+    assert_int_equal(topic_messages(f, "out"), 2); /* one per id */
+    assert_int_equal(metric(f, "citrus_worker_processed_total"), 2);
+    assert_int_equal(metric(f, "citrus_worker_duplicates_total"), 1);
+    assert_int_equal(records_processed_seen(f->r, "g", "a", &seen, NULL), 0);
+    assert_true(seen);
+    clock_test_advance(f->clock, 10 * VIS);
+    assert_int_equal(run(f), 0); /* every one committed */
 }
 
 /* ---- kill -9 mid-batch -------------------------------------------------------------------- */
@@ -1151,6 +1215,7 @@ int main(void)
         T(test_ingest_event_to_command),
         T(test_ingest_missing_manifest),
         T(test_ingest_poison_and_unroutable),
+        T(test_publish_with_the_batch),
         cmocka_unit_test(test_kill9_mid_batch),
         cmocka_unit_test(test_smcmd_register_location),
         cmocka_unit_test(test_smcmd_fenced),
