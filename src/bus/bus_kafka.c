@@ -59,6 +59,7 @@
 #define DEFAULT_REQUEST_TIMEOUT_MS 10000
 #define DELIVERY_POLL_MS 5
 #define CREATE_WAIT_STEP_MS 20
+#define MAX_KNOWN_GROUPS 1024  /* bus_kafka_opts.groups */
 #define PREFETCH_KBYTES "4096" /* librdkafka's queue per consumer (all partitions) */
 #define HDR_ERROR "citrus-error"
 #define HDR_ATTEMPTS "citrus-attempts"
@@ -111,6 +112,7 @@ typedef struct bk {
     ktopic *topics;
     size_t ntopics;
     kgroup *groups;
+    char **known; /* bus_kafka_opts.groups (NULL-terminated), or NULL */
 } bk;
 
 /* A publish waiting for its delivery report. */
@@ -465,23 +467,48 @@ static int retention_config(int64_t v, char *buf, size_t len)
     return snprintf(buf, len, "%lld", v > 0 ? (long long)v : -1LL);
 }
 
-/* Waits on q for the admin result event (NULL when none came in time). */
-static rd_kafka_event_t *admin_wait(bk *k, rd_kafka_queue_t *q)
-{
-    return rd_kafka_queue_poll(q, k->request_timeout_ms + 2000);
-}
+/* One Admin API request: its reply queue, options and answer. */
+typedef struct admin_req {
+    rd_kafka_queue_t *q;
+    rd_kafka_AdminOptions_t *ao;
+    rd_kafka_event_t *ev;
+} admin_req;
 
-static rd_kafka_AdminOptions_t *admin_opts(bk *k, rd_kafka_admin_op_t op)
+/* The queue and options of a request of op, bounded by request_timeout_ms. */
+static int admin_begin(bk *k, rd_kafka_admin_op_t op, admin_req *r, errdetail *e)
 {
     char err[256];
-    rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(k->p, op);
-    if (ao) {
-        rd_kafka_AdminOptions_set_request_timeout(ao, k->request_timeout_ms, err, sizeof(err));
-        if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS)
-            rd_kafka_AdminOptions_set_operation_timeout(ao, k->request_timeout_ms, err,
-                                                        sizeof(err));
-    }
-    return ao;
+    *r = (admin_req){.q = rd_kafka_queue_new(k->p)};
+    r->ao = r->q ? rd_kafka_AdminOptions_new(k->p, op) : NULL;
+    if (!r->ao)
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: kafka: out of memory");
+    rd_kafka_AdminOptions_set_request_timeout(r->ao, k->request_timeout_ms, err, sizeof(err));
+    if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS)
+        rd_kafka_AdminOptions_set_operation_timeout(r->ao, k->request_timeout_ms, err, sizeof(err));
+    return 0;
+}
+
+/* Waits for the answer to the request sent on r (its bound and a margin):
+ * CITRUS_EUNAVAILABLE when none came, the request's error when it failed
+ * as a whole; "bus: kafka: <what> <name>: ..." says which. */
+static int admin_answer(bk *k, admin_req *r, const char *what, const char *name, errdetail *e)
+{
+    if (!(r->ev = rd_kafka_queue_poll(r->q, k->request_timeout_ms + 2000)))
+        return errdetail_set(e, CITRUS_EUNAVAILABLE, "bus: kafka: %s %s: no answer", what, name);
+    if (rd_kafka_event_error(r->ev))
+        return errdetail_set(e, kerr(rd_kafka_event_error(r->ev)), "bus: kafka: %s %s: %s", what,
+                             name, rd_kafka_event_error_string(r->ev));
+    return 0;
+}
+
+static void admin_end(admin_req *r)
+{
+    if (r->ev)
+        rd_kafka_event_destroy(r->ev);
+    if (r->ao)
+        rd_kafka_AdminOptions_destroy(r->ao);
+    if (r->q)
+        rd_kafka_queue_destroy(r->q);
 }
 
 /* CreateTopics of name and name.dlq in one request. */
@@ -504,41 +531,28 @@ static int admin_create(bk *k, const char *name, const char *dlq, const bus_topi
             rc = errdetail_set(e, CITRUS_EINVAL, "bus: kafka: topic %s: %s", names[i],
                                nt[i] ? "bad config" : err);
     }
-    rd_kafka_queue_t *q = rc == 0 ? rd_kafka_queue_new(k->p) : NULL;
-    rd_kafka_AdminOptions_t *ao = q ? admin_opts(k, RD_KAFKA_ADMIN_OP_CREATETOPICS) : NULL;
-    if (rc == 0 && (!q || !ao))
-        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: kafka: out of memory");
+    admin_req r = {0};
+    if (rc == 0)
+        rc = admin_begin(k, RD_KAFKA_ADMIN_OP_CREATETOPICS, &r, e);
     if (rc == 0) {
-        rd_kafka_CreateTopics(k->p, nt, 2, ao, q);
-        rd_kafka_event_t *ev = admin_wait(k, q);
-        if (!ev)
-            rc = errdetail_set(e, CITRUS_EUNAVAILABLE, "bus: kafka: create topic %s: no answer",
-                               name);
-        else if (rd_kafka_event_error(ev))
-            rc = errdetail_set(e, kerr(rd_kafka_event_error(ev)), "bus: kafka: create topic %s: %s",
-                               name, rd_kafka_event_error_string(ev));
-        else {
-            size_t n = 0;
-            const rd_kafka_topic_result_t **tr =
-                rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-            for (size_t i = 0; i < n && rc == 0; i++) {
-                rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
-                const char *tn = rd_kafka_topic_result_name(tr[i]);
-                /* a dead-letter topic left from an earlier topic is reused */
-                if (te && !(te == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && strcmp(tn, dlq) == 0))
-                    rc = errdetail_set(e, kerr(te), "bus: kafka: create topic %s: %s", tn,
-                                       rd_kafka_topic_result_error_string(tr[i])
-                                           ? rd_kafka_topic_result_error_string(tr[i])
-                                           : rd_kafka_err2str(te));
-            }
-        }
-        if (ev)
-            rd_kafka_event_destroy(ev);
+        rd_kafka_CreateTopics(k->p, nt, 2, r.ao, r.q);
+        rc = admin_answer(k, &r, "create topic", name, e);
     }
-    if (ao)
-        rd_kafka_AdminOptions_destroy(ao);
-    if (q)
-        rd_kafka_queue_destroy(q);
+    size_t n = 0;
+    const rd_kafka_topic_result_t **tr =
+        rc == 0 ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(r.ev), &n)
+                : NULL;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
+        const char *tn = rd_kafka_topic_result_name(tr[i]);
+        /* a dead-letter topic left from an earlier topic is reused */
+        if (te && !(te == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && strcmp(tn, dlq) == 0))
+            rc = errdetail_set(e, kerr(te), "bus: kafka: create topic %s: %s", tn,
+                               rd_kafka_topic_result_error_string(tr[i])
+                                   ? rd_kafka_topic_result_error_string(tr[i])
+                                   : rd_kafka_err2str(te));
+    }
+    admin_end(&r);
     for (int i = 0; i < 2; i++)
         if (nt[i])
             rd_kafka_NewTopic_destroy(nt[i]);
@@ -555,26 +569,17 @@ static int64_t config_int(const char *s)
 static int admin_retention(bk *k, const char *name, int64_t *ms, int64_t *bytes, errdetail *e)
 {
     rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, name);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(k->p);
-    rd_kafka_AdminOptions_t *ao = admin_opts(k, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
-    int rc = 0;
-    if (!cr || !q || !ao)
-        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: kafka: out of memory");
-    rd_kafka_event_t *ev = NULL;
+    admin_req r = {0};
+    int rc = cr ? admin_begin(k, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, &r, e)
+                : errdetail_set(e, CITRUS_ENOMEM, "bus: kafka: out of memory");
     if (rc == 0) {
-        rd_kafka_DescribeConfigs(k->p, &cr, 1, ao, q);
-        ev = admin_wait(k, q);
-        if (!ev)
-            rc =
-                errdetail_set(e, CITRUS_EUNAVAILABLE, "bus: kafka: configs of %s: no answer", name);
-        else if (rd_kafka_event_error(ev))
-            rc = errdetail_set(e, kerr(rd_kafka_event_error(ev)), "bus: kafka: configs of %s: %s",
-                               name, rd_kafka_event_error_string(ev));
+        rd_kafka_DescribeConfigs(k->p, &cr, 1, r.ao, r.q);
+        rc = admin_answer(k, &r, "configs of", name, e);
     }
     if (rc == 0) {
         size_t n = 0, nc = 0;
         const rd_kafka_ConfigResource_t **res = rd_kafka_DescribeConfigs_result_resources(
-            rd_kafka_event_DescribeConfigs_result(ev), &n);
+            rd_kafka_event_DescribeConfigs_result(r.ev), &n);
         if (n != 1 || rd_kafka_ConfigResource_error(res[0]))
             rc = errdetail_set(e, n == 1 ? kerr(rd_kafka_ConfigResource_error(res[0])) : CITRUS_EIO,
                                "bus: kafka: configs of %s: %s", name,
@@ -590,12 +595,7 @@ static int admin_retention(bk *k, const char *name, int64_t *ms, int64_t *bytes,
                 *bytes = config_int(rd_kafka_ConfigEntry_value(ce[i]));
         }
     }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    if (ao)
-        rd_kafka_AdminOptions_destroy(ao);
-    if (q)
-        rd_kafka_queue_destroy(q);
+    admin_end(&r);
     if (cr)
         rd_kafka_ConfigResource_destroy(cr);
     return rc;
@@ -681,27 +681,42 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(((const ktopic *)a)->name, ((const ktopic *)b)->name);
 }
 
+/* A copy of the cluster's topics (not Kafka's own, "__..."), in name
+ * order, freshly listed; *out NULL when *n is 0. */
+static int topics_snapshot(bk *k, ktopic **out, size_t *n, errdetail *e)
+{
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&k->tmu);
+    int rc = topics_refresh(k, e);
+    ktopic *names = rc == 0 ? calloc(k->ntopics + 1, sizeof(*names)) : NULL;
+    if (rc == 0 && !names)
+        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    for (size_t i = 0; rc == 0 && i < k->ntopics; i++)
+        if (strncmp(k->topics[i].name, "__", 2) != 0)
+            names[(*n)++] = k->topics[i];
+    pthread_mutex_unlock(&k->tmu);
+    if (rc < 0 || *n == 0) {
+        free(names);
+        *n = 0;
+        return rc;
+    }
+    qsort(names, *n, sizeof(*names), name_cmp);
+    *out = names;
+    return 0;
+}
+
 /* Every topic of the cluster (not Kafka's own, "__..."), in name order.
  * Not one snapshot: Kafka has none; each partition's range is read in
  * turn. */
 static int op_topics_list(bus *b, bus_topic_entry **out, size_t *n, errdetail *e)
 {
     bk *k = (bk *)b;
-    pthread_mutex_lock(&k->tmu);
-    int rc = topics_refresh(k, e);
-    ktopic *names = rc == 0 ? calloc(k->ntopics + 1, sizeof(*names)) : NULL;
-    size_t count = 0;
-    if (rc == 0 && !names)
+    ktopic *names;
+    size_t count;
+    int rc = topics_snapshot(k, &names, &count, e);
+    if (rc == 0 && count && !(*out = calloc(count, sizeof(**out))))
         rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
-    for (size_t i = 0; rc == 0 && i < k->ntopics; i++)
-        if (strncmp(k->topics[i].name, "__", 2) != 0)
-            names[count++] = k->topics[i];
-    pthread_mutex_unlock(&k->tmu);
-    if (rc == 0 && count) {
-        qsort(names, count, sizeof(*names), name_cmp);
-        if (!(*out = calloc(count, sizeof(**out))))
-            rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
-    }
     for (size_t i = 0; rc == 0 && i < count; i++) {
         bus_topic_entry *t = &(*out)[i];
         snprintf(t->name, sizeof(t->name), "%s", names[i].name);
@@ -1238,50 +1253,224 @@ static int row_cmp(const void *a, const void *b)
     return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
 }
 
-/* The groups this process polls: a row per partition of each (group,
- * topic), the committed offset and the messages in flight as this
- * process holds them. */
+/* ---- describing groups ---- */
+
+/* Rows being gathered. */
+typedef struct rows {
+    bus_group_entry *v;
+    size_t n, cap;
+} rows;
+
+static bus_group_entry *row_add(rows *r, const char *group, const char *topic, int p,
+                                int64_t committed, errdetail *e)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        bus_group_entry *v = realloc(r->v, cap * sizeof(*v));
+        if (!v) {
+            errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+            return NULL;
+        }
+        r->v = v;
+        r->cap = cap;
+    }
+    bus_group_entry *x = &r->v[r->n++];
+    memset(x, 0, sizeof(*x));
+    snprintf(x->group, sizeof(x->group), "%s", group);
+    snprintf(x->topic, sizeof(x->topic), "%s", topic);
+    x->partition = p;
+    x->committed = committed;
+    return x;
+}
+
+static bool row_has(const rows *r, size_t n, const char *group, const char *topic, int p)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r->v[i].partition == p && strcmp(r->v[i].group, group) == 0 &&
+            strcmp(r->v[i].topic, topic) == 0)
+            return true;
+    return false;
+}
+
+/* Group names being gathered, each once. */
+typedef struct gnames {
+    char **v;
+    size_t n, cap;
+} gnames;
+
+static int gname_add(gnames *s, const char *name, errdetail *e)
+{
+    if (!*name || strlen(name) > BUS_NAME_MAX) /* not a group Citrus could name */
+        return 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i], name) == 0)
+            return 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **v = realloc(s->v, cap * sizeof(*v));
+        if (!v)
+            return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+        s->v = v;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = dup_bytes(name, strlen(name))))
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    s->n++;
+    return 0;
+}
+
+static void gnames_free(gnames *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+}
+
+/* Adds the cluster's consumer groups (ListConsumerGroups, one ListGroups
+ * per broker) to s. A cluster that does not answer (the mock cluster has
+ * no ListGroups; brokers down) leaves s as it was: the describe goes on
+ * with the groups the handle knows, and the offsets query then says
+ * whether the cluster is there. */
+static int groups_list(bk *k, gnames *s, errdetail *e)
+{
+    admin_req r;
+    errdetail why = {0};
+    int rc = admin_begin(k, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, &r, e);
+    if (rc == 0)
+        rd_kafka_ListConsumerGroups(k->p, r.ao, r.q);
+    bool answered = rc == 0 && admin_answer(k, &r, "list", "consumer groups", &why) == 0;
+    const rd_kafka_ListConsumerGroups_result_t *res =
+        answered ? rd_kafka_event_ListConsumerGroups_result(r.ev) : NULL;
+    size_t nv = 0, nerr = 0;
+    const rd_kafka_ConsumerGroupListing_t **v =
+        res ? rd_kafka_ListConsumerGroups_result_valid(res, &nv) : NULL;
+    const rd_kafka_error_t **errs =
+        res ? rd_kafka_ListConsumerGroups_result_errors(res, &nerr) : NULL;
+    for (size_t i = 0; rc == 0 && i < nv; i++)
+        rc = gname_add(s, rd_kafka_ConsumerGroupListing_group_id(v[i]), e);
+    if (rc == 0 && (!res || nerr) && log_enabled(LOG_DEBUG))
+        log_emit(LOG_DEBUG, "bus.kafka", "the cluster did not list (all) its consumer groups",
+                 json_pack("{s:s}", "error", res ? rd_kafka_error_string(errs[0]) : why.message));
+    admin_end(&r);
+    return rc;
+}
+
+/* The committed offsets of group on every partition of topics t (nt
+ * topics, ListConsumerGroupOffsets: one OffsetFetch to the group's
+ * coordinator): a row for each partition that has one and no row in r's
+ * first nlocal (the partitions this process polls). */
+static int group_offsets(bk *k, const char *group, const ktopic *t, size_t nt, rows *r,
+                         size_t nlocal, errdetail *e)
+{
+    int total = 0;
+    for (size_t i = 0; i < nt; i++)
+        total += t[i].partitions;
+    if (total == 0)
+        return 0;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(total);
+    for (size_t i = 0; l && i < nt; i++)
+        for (int p = 0; p < t[i].partitions; p++)
+            rd_kafka_topic_partition_list_add(l, t[i].name, p);
+    rd_kafka_ListConsumerGroupOffsets_t *req =
+        l ? rd_kafka_ListConsumerGroupOffsets_new(group, l) : NULL;
+    admin_req ar = {0};
+    int rc = req ? admin_begin(k, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, &ar, e)
+                 : errdetail_set(e, CITRUS_ENOMEM, "bus: kafka: out of memory");
+    if (rc == 0) {
+        rd_kafka_ListConsumerGroupOffsets(k->p, &req, 1, ar.ao, ar.q);
+        rc = admin_answer(k, &ar, "committed offsets of group", group, e);
+    }
+    size_t ng = 0;
+    const rd_kafka_group_result_t **g =
+        rc == 0 ? rd_kafka_ListConsumerGroupOffsets_result_groups(
+                      rd_kafka_event_ListConsumerGroupOffsets_result(ar.ev), &ng)
+                : NULL;
+    const rd_kafka_error_t *ge = ng == 1 ? rd_kafka_group_result_error(g[0]) : NULL;
+    if (rc == 0 && (ng != 1 || ge))
+        rc = errdetail_set(e, ge ? kerr(rd_kafka_error_code(ge)) : CITRUS_EIO,
+                           "bus: kafka: committed offsets of group %s: %s", group,
+                           ge ? rd_kafka_error_string(ge) : "no answer");
+    const rd_kafka_topic_partition_list_t *got =
+        rc == 0 ? rd_kafka_group_result_partitions(g[0]) : NULL;
+    for (int i = 0; got && rc == 0 && i < got->cnt; i++) {
+        const rd_kafka_topic_partition_t *x = &got->elems[i];
+        if (x->err == RD_KAFKA_RESP_ERR_NO_ERROR && x->offset >= 0 &&
+            strlen(x->topic) <= BUS_NAME_MAX &&
+            !row_has(r, nlocal, group, x->topic, (int)x->partition) &&
+            !row_add(r, group, x->topic, (int)x->partition, x->offset, e))
+            rc = CITRUS_ENOMEM;
+    }
+    admin_end(&ar);
+    if (req)
+        rd_kafka_ListConsumerGroupOffsets_destroy(req);
+    if (l)
+        rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+/* What kafka-consumer-groups --describe shows: every consumer group of
+ * the cluster (ListConsumerGroups where the cluster answers it, the
+ * groups of bus_kafka_opts.groups and those this handle polls), a row per
+ * partition where the group has a committed Kafka offset, and per
+ * partition this handle polls (its committed offset and the messages in
+ * flight as this process holds them: leases are per process). */
 static int op_groups_describe(bus *b, const char *group, size_t max, bus_group_entry **out,
                               size_t *n, bool *more, errdetail *e)
 {
     bk *k = (bk *)b;
+    rows r = {0};
+    gnames names = {0};
+    int rc = 0;
     pthread_mutex_lock(&k->gmu);
-    size_t total = 0;
-    for (kgroup *g = k->groups; g; g = g->next)
-        if (!group || strcmp(g->group, group) == 0)
-            total += (size_t)g->partitions;
-    bus_group_entry *rows = total ? calloc(total, sizeof(*rows)) : NULL;
-    int rc = total && !rows ? errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory") : 0;
-    size_t r = 0;
     for (kgroup *g = k->groups; rc == 0 && g; g = g->next) {
         if (group && strcmp(g->group, group) != 0)
             continue;
+        rc = gname_add(&names, g->group, e);
         for (int p = 0; rc == 0 && p < g->partitions; p++) {
             const kpart *kp = &g->parts[p];
-            int64_t lo = 0, hi = 0, flight = 0;
-            rc = watermarks(k, g->topic, p, &lo, &hi, e);
+            bus_group_entry *x = row_add(&r, g->group, g->topic, p, kp->committed, e);
+            if (!x) {
+                rc = CITRUS_ENOMEM;
+                break;
+            }
             for (size_t i = 0; i < kp->n; i++)
-                flight += !kp->w[i].done && kp->w[i].attempts > 0;
-            bus_group_entry *x = &rows[r++];
-            snprintf(x->group, sizeof(x->group), "%s", g->group);
-            snprintf(x->topic, sizeof(x->topic), "%s", g->topic);
-            x->partition = p;
-            x->committed = kp->committed;
-            x->end = hi;
-            x->lag = hi - (kp->committed > lo ? kp->committed : lo);
-            x->in_flight = flight;
+                x->in_flight += !kp->w[i].done && kp->w[i].attempts > 0;
         }
     }
     pthread_mutex_unlock(&k->gmu);
+    size_t nlocal = r.n;
+    if (rc == 0 && group)
+        rc = gname_add(&names, group, e);
+    for (size_t i = 0; rc == 0 && !group && k->known && k->known[i]; i++)
+        rc = gname_add(&names, k->known[i], e);
+    if (rc == 0 && !group)
+        rc = groups_list(k, &names, e);
+    ktopic *topics = NULL;
+    size_t nt = 0;
+    if (rc == 0)
+        rc = topics_snapshot(k, &topics, &nt, e);
+    for (size_t i = 0; rc == 0 && i < names.n; i++)
+        rc = group_offsets(k, names.v[i], topics, nt, &r, nlocal, e);
+    free(topics);
+    gnames_free(&names);
+    if (rc == 0 && r.n)
+        qsort(r.v, r.n, sizeof(*r.v), row_cmp);
+    /* the watermarks of the rows shown only */
+    for (size_t i = 0; rc == 0 && i < r.n && i < max; i++) {
+        bus_group_entry *x = &r.v[i];
+        int64_t lo = 0, hi = 0;
+        if ((rc = watermarks(k, x->topic, x->partition, &lo, &hi, e)) == 0) {
+            x->end = hi;
+            x->lag = hi - (x->committed > lo ? x->committed : lo);
+        }
+    }
     if (rc < 0) {
-        free(rows);
+        free(r.v);
         return rc;
     }
-    if (r)
-        qsort(rows, r, sizeof(*rows), row_cmp);
-    *more = r > max;
-    *n = r > max ? max : r;
-    *out = rows;
+    *more = r.n > max;
+    *n = r.n > max ? max : r.n;
+    *out = r.v;
     return 0;
 }
 
@@ -1320,6 +1509,9 @@ static void op_close(bus *b)
         free(k->password);
     }
     free(k->ca_file);
+    for (size_t i = 0; k->known && k->known[i]; i++)
+        free(k->known[i]);
+    free(k->known);
     pthread_mutex_destroy(&k->tmu);
     pthread_mutex_destroy(&k->dmu);
     pthread_mutex_destroy(&k->gmu);
@@ -1366,6 +1558,29 @@ static int clients_start(bk *k, errdetail *e)
     return rc < 0 ? rc : consumer_new(k, NULL, &k->r, e);
 }
 
+/* Copies bus_kafka_opts.groups. */
+static int known_groups(bk *k, const char *const *groups, errdetail *e)
+{
+    size_t n = 0;
+    while (groups && groups[n])
+        if (n++ == MAX_KNOWN_GROUPS)
+            return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: more than %d groups to describe",
+                                 MAX_KNOWN_GROUPS);
+    if (n == 0)
+        return 0;
+    if (!(k->known = calloc(n + 1, sizeof(*k->known))))
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(groups[i]);
+        if (len == 0 || len > BUS_NAME_MAX)
+            return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: a group to describe of %zu bytes",
+                                 len);
+        if (!(k->known[i] = dup_bytes(groups[i], len)))
+            return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    }
+    return 0;
+}
+
 int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, errdetail *e)
 {
     *out = NULL;
@@ -1409,6 +1624,8 @@ int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, er
             rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
     if (rc == 0 && !k->bootstrap)
         rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    if (rc == 0)
+        rc = known_groups(k, o->groups, e);
     if (rc == 0)
         rc = clients_start(k, e);
     if (rc < 0) {

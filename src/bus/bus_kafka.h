@@ -38,6 +38,13 @@ typedef struct bus_kafka_opts {
     int request_timeout_ms;
     int replication_factor;       /* of created topics; 0: the broker's default */
     const bus_kafka_admin *admin; /* NULL: the Admin API (copied) */
+    /* Consumer groups bus_groups_describe shows besides those the cluster
+     * lists (ListConsumerGroups) and those the handle polls: where the
+     * cluster does not answer ListGroups (the mock cluster), these are how
+     * a process learns of groups that only other processes poll (the
+     * workers' group ids). NULL-terminated, each a valid bus name; NULL:
+     * none. Copied. */
+    const char *const *groups;
 } bus_kafka_opts;
 
 /* Connects to the cluster (the producer starts; consumers start on the

@@ -90,15 +90,24 @@ static bus_kafka_admin mock_admin(mock *m)
     return (bus_kafka_admin){.ctx = m, .create = mock_create, .retention = mock_retention};
 }
 
-static int open_on(mock *m, const bus_config *cfg, bus **out, errdetail *e)
+/* A handle on m; groups (NULL-terminated, may be NULL): the groups it
+ * describes besides its own (the mock cluster cannot list groups). */
+static int open_groups(mock *m, const bus_config *cfg, const char *const *groups, bus **out,
+                       errdetail *e)
 {
     bus_kafka_admin admin = mock_admin(m);
     bus_kafka_opts o = {.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(m->mc),
                         .client_id = "citrus-test",
                         .publish_timeout_ms = PUBLISH_TIMEOUT_MS,
                         .request_timeout_ms = REQUEST_TIMEOUT_MS,
-                        .admin = &admin};
+                        .admin = &admin,
+                        .groups = groups};
     return bus_open_kafka(&o, cfg, out, e);
+}
+
+static int open_on(mock *m, const bus_config *cfg, bus **out, errdetail *e)
+{
+    return open_groups(m, cfg, NULL, out, e);
 }
 
 /* ---- the conformance suite: a fresh cluster per test ---- */
@@ -308,6 +317,188 @@ static void test_commit_while_down(void **state)
     mock_free(m);
 }
 
+/* Polls up to max messages of topic for group and commits them all;
+ * returns how many. */
+static size_t consume_all(bus *b, const char *group, const char *topic, size_t max)
+{
+    bus_message *msgs;
+    size_t n;
+    errdetail e = {0};
+    int rc = bus_poll(b, group, topic, max, 10000, &msgs, &n, &e);
+    if (rc != 0)
+        fail_msg("poll %s %s: %d %s", group, topic, rc, e.message);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(bus_commit(b, group, &msgs[i], NULL), 0);
+    bus_messages_free(msgs, n);
+    return n;
+}
+
+static const bus_group_entry *row_of(const bus_group_entry *g, size_t n, const char *group,
+                                     const char *topic, int part)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(g[i].group, group) == 0 && strcmp(g[i].topic, topic) == 0 &&
+            g[i].partition == part)
+            return &g[i];
+    fail_msg("no row %s %s/%d", group, topic, part);
+    return NULL;
+}
+
+/* Groups that only other processes poll: two handles commit in groups ga
+ * and gb, and a third handle, which never polled, describes both from
+ * Kafka's committed offsets (the mock cluster has no ListGroups, so the
+ * third knows the names from bus_kafka_opts.groups, as a node knows its
+ * workers' group ids); a named group is described without being in the
+ * list; an unknown one has no rows. */
+static void test_describe_other_processes(void **state)
+{
+    (void)state;
+    mock *m = mock_new(1);
+    bus *pa, *pb, *d;
+    assert_int_equal(open_on(m, NULL, &pa, NULL), 0);
+    create(pa, "t", 2);
+    char keys[2][8] = {"", ""}; /* a key landing on partition 0, one on 1 */
+    for (int i = 0; (!keys[0][0] || !keys[1][0]) && i < 100; i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "k%d", i);
+        int p = bus_partition_for(key, strlen(key), 2);
+        if (!keys[p][0])
+            snprintf(keys[p], sizeof(keys[p]), "%s", key);
+    }
+    assert_true(keys[0][0] && keys[1][0]);
+    for (int i = 0; i < 5; i++) /* 5 on partition 0, 3 on partition 1 */
+        assert_int_equal(bus_publish(pa, "t", keys[0], strlen(keys[0]), "v", 1, NULL, NULL, NULL),
+                         0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(bus_publish(pa, "t", keys[1], strlen(keys[1]), "v", 1, NULL, NULL, NULL),
+                         0);
+    assert_int_equal(open_on(m, NULL, &pb, NULL), 0);
+    assert_int_equal(consume_all(pa, "ga", "t", 8), 8); /* ga: all done */
+    assert_int_equal(consume_all(pb, "gb", "t", 6), 6); /* gb: 6 of 8 done */
+    bus_message *left;
+    size_t nl;
+    assert_int_equal(bus_poll(pb, "gb", "t", 10, 10000, &left, &nl, NULL), 0);
+    assert_int_equal(nl, 2); /* leased in pb, not committed */
+
+    const char *const known[] = {"ga", "gb", "nobody", NULL};
+    assert_int_equal(open_groups(m, NULL, known, &d, NULL), 0);
+    bus_group_entry *g;
+    size_t n;
+    bool more = true;
+    errdetail e = {0};
+    int rc = bus_groups_describe(d, NULL, 100, &g, &n, &more, &e);
+    if (rc != 0)
+        fail_msg("describe: %d %s", rc, e.message);
+    assert_int_equal(n, 4);
+    assert_false(more);
+    assert_string_equal(g[0].group, "ga");
+    assert_string_equal(g[2].group, "gb");
+    int64_t gb_done[2] = {0, 0}; /* what pb's describe says it committed */
+    for (int p = 0; p < 2; p++) {
+        int64_t end = p == 0 ? 5 : 3;
+        const bus_group_entry *r = row_of(g, n, "ga", "t", p);
+        assert_int_equal(r->committed, end);
+        assert_int_equal(r->end, end);
+        assert_int_equal(r->lag, 0);
+        assert_int_equal(r->in_flight, 0); /* leases are per process */
+        r = row_of(g, n, "gb", "t", p);
+        assert_int_equal(r->end, end);
+        assert_int_equal(r->lag, end - r->committed);
+        assert_int_equal(r->in_flight, 0);
+        gb_done[p] = r->committed;
+    }
+    assert_int_equal(gb_done[0] + gb_done[1], 6);
+    free(g);
+    /* pb's own view agrees on the offsets and holds its two leases */
+    assert_int_equal(bus_groups_describe(pb, "gb", 100, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(g[0].committed + g[1].committed, 6);
+    assert_int_equal(g[0].committed, gb_done[0]);
+    assert_int_equal(g[0].in_flight + g[1].in_flight, 2);
+    free(g);
+    /* a group asked for by name needs no list; an unknown one has no rows */
+    bus *d2;
+    assert_int_equal(open_on(m, NULL, &d2, NULL), 0);
+    assert_int_equal(bus_groups_describe(d2, "ga", 100, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(row_of(g, n, "ga", "t", 0)->committed, 5);
+    free(g);
+    assert_int_equal(bus_groups_describe(d2, NULL, 100, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 0); /* knows no group: the mock cannot list them */
+    assert_int_equal(bus_groups_describe(d2, "nobody", 100, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 0);
+    /* a page: 3 of the 4 rows */
+    assert_int_equal(bus_groups_describe(d, NULL, 3, &g, &n, &more, NULL), 0);
+    assert_int_equal(n, 3);
+    assert_true(more);
+    free(g);
+    bus_messages_free(left, nl);
+    bus_close(d2);
+    bus_close(d);
+    bus_close(pb);
+    bus_close(pa);
+    mock_free(m);
+}
+
+/* The mock's partition log keeps at most 5 MiB (its built-in segment
+ * limit, rdkafka_mock.c's max_size): past it, appending drops the oldest
+ * message sets and the partition's start moves, as Kafka's retention.bytes
+ * does. Six messages of ~1 MB: offset 0 goes; a read from it is
+ * CITRUS_ECOMPACTED, a read from the start works, a group that never
+ * committed starts at the oldest message left, and the topic counts what
+ * is retained. */
+#define BIG_VALUE 1000000
+static void test_read_below_start_compacted(void **state)
+{
+    (void)state;
+    mock *m;
+    bus *b = open_with_t(&m);
+    char *big = malloc(BIG_VALUE);
+    assert_non_null(big);
+    for (int i = 0; i < 6; i++) {
+        memset(big, 'a' + i, BIG_VALUE);
+        int64_t off;
+        errdetail e = {0};
+        int rc = bus_publish(b, "t", "k", 1, big, BIG_VALUE, NULL, &off, &e);
+        if (rc != 0)
+            fail_msg("publish %d: %d %s", i, rc, e.message);
+        assert_int_equal(off, i);
+    }
+    free(big);
+    bus_topic_entry *t;
+    size_t nt;
+    assert_int_equal(bus_topics_list(b, &t, &nt, NULL), 0);
+    int64_t low = -1;
+    for (size_t i = 0; i < nt; i++)
+        if (strcmp(t[i].name, "t") == 0) {
+            low = t[i].parts[0].low;
+            assert_int_equal(t[i].parts[0].high, 6);
+            assert_int_equal(t[i].info.messages, 6 - low);
+        }
+    bus_topics_free(t, nt);
+    assert_true(low >= 1 && low < 6);
+    bus_message *msgs;
+    size_t n = 9;
+    errdetail e = {0};
+    assert_int_equal(bus_read(b, "t", 0, 0, 10, &msgs, &n, &e), CITRUS_ECOMPACTED);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(e.message, "trimmed"));
+    assert_int_equal(bus_read(b, "t", 0, low - 1, 10, &msgs, &n, &e), CITRUS_ECOMPACTED);
+    assert_int_equal(bus_read(b, "t", 0, low, 1, &msgs, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(msgs[0].offset, low);
+    assert_int_equal(msgs[0].value_len, BIG_VALUE);
+    assert_int_equal(msgs[0].value[0], 'a' + (int)low);
+    bus_messages_free(msgs, n);
+    /* a new group starts at the oldest message left */
+    assert_int_equal(bus_poll(b, "g", "t", 1, 1000, &msgs, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(msgs[0].offset, low);
+    bus_messages_free(msgs, n);
+    bus_close(b);
+    mock_free(m);
+}
+
 /* Without the admin seam the Admin API is used: the mock cluster has no
  * controller to answer it, and topic creation fails within its bound with
  * a clear error instead of hanging. */
@@ -383,6 +574,8 @@ int main(void)
         cmocka_unit_test(test_closed_mid_batch_redelivers),
         cmocka_unit_test(test_commit_while_down),
         cmocka_unit_test(test_admin_api_unavailable),
+        cmocka_unit_test(test_describe_other_processes),
+        cmocka_unit_test(test_read_below_start_compacted),
         cmocka_unit_test(test_bad_options),
     };
     failed += cmocka_run_group_tests_name("bus_kafka", own, NULL, NULL);
