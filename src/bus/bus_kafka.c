@@ -34,7 +34,12 @@
  * Topics: created through Kafka's Admin API (CreateTopics with
  * retention.ms and retention.bytes; DescribeConfigs to read them back), or
  * through bus_kafka_opts.admin where the cluster has no Admin API (the mock
- * cluster). Topic existence comes from a full metadata listing (never a
+ * cluster).
+ *
+ * Describing groups: the cluster's groups (ListConsumerGroups), the ones
+ * named in bus_kafka_opts.groups and the handle's own, each group's
+ * committed offsets by ListConsumerGroupOffsets, as kafka-consumer-groups
+ * --describe. Topic existence comes from a full metadata listing (never a
  * per-topic request, which may auto-create the topic), cached per handle.
  * Retention is the brokers': bus_trim deletes nothing.
  *

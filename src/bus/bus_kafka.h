@@ -6,9 +6,9 @@
 
 #include "bus/bus.h"
 
-/* Topic administration without Kafka's Admin API. Kafka's CreateTopics and
- * DescribeConfigs need the cluster's controller, which librdkafka's mock
- * cluster (the tests' broker) does not have: the tests give these instead.
+/* Topic administration without Kafka's Admin API. librdkafka's mock
+ * cluster (the tests' broker) has no handler for CreateTopics nor
+ * DescribeConfigs: the tests give these instead.
  * NULL in bus_kafka_opts: the Admin API. */
 typedef struct bus_kafka_admin {
     void *ctx;

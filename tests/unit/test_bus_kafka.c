@@ -3,11 +3,14 @@
  * bus conformance suite, then what only Kafka has: a broker down then up,
  * request errors injected into Produce, a consumer closed mid-batch
  * without commits and a new handle on the same group, the Admin API's
- * clear failure where the cluster has none, bad options.
+ * clear failure where the cluster has none, groups described from another
+ * handle, a read below a partition's moved start, bad options.
  *
- * The mock cluster answers neither CreateTopics nor DescribeConfigs (it
- * has no controller): topics are made through bus_kafka_opts.admin with
- * rd_kafka_mock_topic_create, and their retention configs kept here. */
+ * The mock cluster (librdkafka 2.0.2) answers neither CreateTopics nor
+ * DescribeConfigs, DeleteRecords, ListGroups (no handler for them in
+ * rdkafka_mock_handlers.c): topics are made through bus_kafka_opts.admin
+ * with rd_kafka_mock_topic_create, and their retention configs kept
+ * here. */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <stdio.h>
@@ -500,7 +503,7 @@ static void test_read_below_start_compacted(void **state)
 }
 
 /* Without the admin seam the Admin API is used: the mock cluster has no
- * controller to answer it, and topic creation fails within its bound with
+ * CreateTopics handler to answer it, and topic creation fails within its bound with
  * a clear error instead of hanging. */
 static void test_admin_api_unavailable(void **state)
 {
