@@ -62,6 +62,7 @@
 
 #define DEFAULT_PUBLISH_TIMEOUT_MS 30000
 #define DEFAULT_REQUEST_TIMEOUT_MS 10000
+#define DEFAULT_SESSION_TIMEOUT_MS 10000
 #define DELIVERY_POLL_MS 5
 #define CREATE_WAIT_STEP_MS 20
 #define MAX_KNOWN_GROUPS 1024  /* bus_kafka_opts.groups */
@@ -86,16 +87,20 @@ typedef struct kpart {
     int64_t fetched;   /* the offset after the last message fetched */
     kmsg *w;           /* the window: fetched messages from committed on */
     size_t n, cap;
-    bool started;
+    bool owned;          /* assigned to this member by the group */
+    rd_kafka_queue_t *q; /* its fetch queue (owned), not forwarded */
 } kpart;
+
+typedef struct bk bk;
 
 typedef struct kgroup {
     struct kgroup *next;
+    bk *k;
     char group[BUS_NAME_MAX + 1], topic[BUS_NAME_MAX + 1];
     bool dlq;
     int partitions;
-    rd_kafka_t *c;
-    rd_kafka_topic_t *rkt;
+    rd_kafka_t *c; /* a member of the group, subscribed to topic */
+    bool joined;   /* its first assignment came */
     kpart *parts;
     unsigned rr; /* the partition the next poll starts at */
 } kgroup;
@@ -105,7 +110,7 @@ typedef struct ktopic {
     int partitions;
 } ktopic;
 
-typedef struct bk {
+struct bk {
     bus b; /* first: a bk is a bus */
     char *bootstrap, *client_id, *protocol, *mechanism, *username, *password, *ca_file;
     int publish_timeout_ms, request_timeout_ms, replication;
@@ -118,7 +123,8 @@ typedef struct bk {
     size_t ntopics;
     kgroup *groups;
     char **known; /* bus_kafka_opts.groups (NULL-terminated), or NULL */
-} bk;
+    int session_timeout_ms;
+};
 
 /* A publish waiting for its delivery report. */
 typedef struct waiter {
@@ -295,14 +301,34 @@ static int client_new(rd_kafka_type_t type, rd_kafka_conf_t *c, rd_kafka_t **out
     return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: cannot start a client: %s", err);
 }
 
-/* A consumer: of group (fetching from its committed offsets, committing by
- * hand), or group-less when group is NULL. */
-static int consumer_new(bk *k, const char *group, rd_kafka_t **out, errdetail *e)
+static void rebalance_cb(rd_kafka_t *c, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l,
+                         void *opaque);
+
+/* A consumer: g's member of g->group (committing by hand; its partitions
+ * come from the group protocol, cooperative-sticky, through
+ * rebalance_cb), or group-less when g is NULL. */
+static int consumer_new(bk *k, kgroup *g, rd_kafka_t **out, errdetail *e)
 {
     rd_kafka_conf_t *c;
     int rc = conf_common(k, &c, e);
     if (rc < 0)
         return rc;
+    const char *group = g ? g->group : NULL;
+    char session[24], heartbeat[24];
+    snprintf(session, sizeof(session), "%d", k->session_timeout_ms);
+    snprintf(heartbeat, sizeof(heartbeat), "%d",
+             k->session_timeout_ms / 10 > 100 ? k->session_timeout_ms / 10 : 100);
+    static const char *const member[] = {"partition.assignment.strategy", "session.timeout.ms",
+                                         "heartbeat.interval.ms", NULL};
+    const char *const member_values[] = {"cooperative-sticky", session, heartbeat};
+    if (g && (rc = set_all(c, member, member_values, e)) < 0) {
+        rd_kafka_conf_destroy(c);
+        return rc;
+    }
+    if (g) {
+        rd_kafka_conf_set_opaque(c, g);
+        rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+    }
     static const char *const names[] = {"group.id",
                                         "enable.auto.commit",
                                         "enable.auto.offset.store",
@@ -883,26 +909,149 @@ static void window_pop(kpart *kp, size_t count)
     kp->n -= count;
 }
 
+/* Lets go of p's fetch queue and window: the partition is no longer this
+ * member's (what was leased here will be delivered again by its new
+ * owner: at least once). */
+static void part_drop(kpart *kp)
+{
+    if (kp->q)
+        rd_kafka_queue_destroy(kp->q);
+    kp->q = NULL;
+    kp->owned = false;
+    window_pop(kp, kp->n);
+}
+
 static void group_free(kgroup *g)
 {
-    if (g->rkt) {
-        for (int p = 0; p < g->partitions; p++)
-            if (g->parts && g->parts[p].started)
-                rd_kafka_consume_stop(g->rkt, p);
-        rd_kafka_topic_destroy(g->rkt);
+    for (int p = 0; g->parts && p < g->partitions; p++)
+        part_drop(&g->parts[p]);
+    if (g->c) {
+        /* leaves the group (its partitions go to the other members at
+         * once, not after the session timeout); rebalance_cb runs for the
+         * last revocation */
+        rd_kafka_consumer_close(g->c);
+        rd_kafka_destroy(g->c);
     }
-    if (g->c) /* never subscribed: no group to leave */
-        rd_kafka_destroy_flags(g->c, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    for (int p = 0; g->parts && p < g->partitions; p++) {
-        window_pop(&g->parts[p], g->parts[p].n);
+    for (int p = 0; g->parts && p < g->partitions; p++)
         free(g->parts[p].w);
-    }
     free(g->parts);
     free(g);
 }
 
-/* The group's consumer of topic: NULL in *out (and 0) when create is false
- * and the group never polled it. */
+/* The partitions l the group gives this member (in rebalance_cb, gmu
+ * held: rebalance_cb runs inside rd_kafka_consumer_poll, which only
+ * group_serve calls): each starts at the group's committed offset, asked
+ * now (another member may have moved it), or the low watermark when it
+ * has none, with its fetch queue taken out of the consumer queue so that
+ * a poll takes exactly what one partition needs. l's offsets are set to
+ * where each starts. */
+static void parts_take(kgroup *g, rd_kafka_topic_partition_list_t *l)
+{
+    bk *k = g->k;
+    rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(l);
+    rd_kafka_resp_err_t err = c ? rd_kafka_committed(g->c, c, k->request_timeout_ms)
+                                : RD_KAFKA_RESP_ERR__CRIT_SYS_RESOURCE;
+    for (int i = 0; i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *x = &l->elems[i];
+        int p = (int)x->partition;
+        if (strcmp(x->topic, g->topic) != 0 || p < 0 || p >= g->partitions)
+            continue; /* a partition added after the group began: not polled */
+        kpart *kp = &g->parts[p];
+        part_drop(kp);
+        int64_t off = err ? -1 : c->elems[i].offset, lo = 0, hi = 0;
+        errdetail e;
+        if (off < 0 && err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            watermarks(k, g->topic, p, &lo, &hi, &e) == 0)
+            off = lo;
+        if (off < 0) /* the cluster did not say: from the last offset known here */
+            off = kp->committed > 0 ? kp->committed : 0;
+        else if (err == RD_KAFKA_RESP_ERR_NO_ERROR && c->elems[i].offset >= 0)
+            kp->stored = c->elems[i].offset;
+        kp->committed = kp->fetched = off;
+        x->offset = off;
+        if ((kp->q = rd_kafka_queue_get_partition(g->c, g->topic, p)) != NULL) {
+            rd_kafka_queue_forward(kp->q, NULL);
+            kp->owned = true;
+        }
+    }
+    if (c)
+        rd_kafka_topic_partition_list_destroy(c);
+    if (err && log_enabled(LOG_WARN))
+        log_emit(LOG_WARN, "bus.kafka", "committed offsets not read at an assignment",
+                 json_pack("{s:s,s:s}", "group", g->group, "error", rd_kafka_err2str(err)));
+}
+
+/* The group protocol's word (cooperative-sticky: increments): partitions
+ * given to this member, or taken (revoked, or lost after a session
+ * timeout). */
+static void rebalance_cb(rd_kafka_t *c, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l,
+                         void *opaque)
+{
+    kgroup *g = opaque;
+    rd_kafka_error_t *x;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        parts_take(g, l);
+        x = rd_kafka_incremental_assign(c, l);
+        g->joined = true;
+    } else {
+        for (int i = 0; i < l->cnt; i++)
+            if (strcmp(l->elems[i].topic, g->topic) == 0 && l->elems[i].partition >= 0 &&
+                l->elems[i].partition < g->partitions)
+                part_drop(&g->parts[l->elems[i].partition]);
+        x = rd_kafka_incremental_unassign(c, l);
+    }
+    if (x && log_enabled(LOG_WARN))
+        log_emit(LOG_WARN, "bus.kafka", "rebalance not applied",
+                 json_pack("{s:s,s:s}", "group", g->group, "error", rd_kafka_error_string(x)));
+    if (x)
+        rd_kafka_error_destroy(x);
+}
+
+/* Runs the group protocol's events queued for g's member (rebalance_cb);
+ * true when there were any. */
+static bool member_serve(kgroup *g, int wait_ms)
+{
+    bool any = false;
+    rd_kafka_message_t *rm;
+    while ((rm = rd_kafka_consumer_poll(g->c, any ? 0 : wait_ms)) != NULL) {
+        /* an error or event (messages come on the partition queues) */
+        if (rm->err && log_enabled(LOG_DEBUG))
+            log_emit(LOG_DEBUG, "bus.kafka", "consumer event",
+                     json_pack("{s:s,s:s}", "group", g->group, "error", rd_kafka_err2str(rm->err)));
+        rd_kafka_message_destroy(rm);
+        any = true;
+    }
+    return any;
+}
+
+/* Serves g's member. Before its first assignment, waits for it: the
+ * group's join takes a few seconds (a rebalance of every member), at most
+ * twice the session timeout and a request timeout; meanwhile the other
+ * members of the group in this handle (other topics) are served too, so
+ * that they rejoin at once. The first poll so sees what was published
+ * before it. */
+static int group_serve(bk *k, kgroup *g, errdetail *e)
+{
+    int bound = 2 * k->session_timeout_ms + k->request_timeout_ms;
+    int64_t end = mono_ms() + bound;
+    member_serve(g, 0);
+    while (!g->joined) {
+        if (mono_ms() >= end)
+            return errdetail_set(e, CITRUS_EUNAVAILABLE,
+                                 "bus: kafka: group %s got no partitions of %s within %d ms",
+                                 g->group, g->topic, bound);
+        for (kgroup *o = k->groups; o; o = o->next)
+            if (o != g && strcmp(o->group, g->group) == 0)
+                member_serve(o, 0);
+        member_serve(g, 50);
+    }
+    return 0;
+}
+
+/* The group's member consuming topic: NULL in *out (and 0) when create is
+ * false and the group never polled it. A new one asks the group's
+ * committed offsets (which also shows that the cluster answers) and
+ * subscribes; its partitions come in group_serve. */
 static int group_get(bk *k, const char *group, const char *topic, bool create, kgroup **out,
                      errdetail *e)
 {
@@ -923,16 +1072,14 @@ static int group_get(bk *k, const char *group, const char *topic, bool create, k
         free(g);
         return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
     }
+    g->k = k;
     snprintf(g->group, sizeof(g->group), "%s", group);
     snprintf(g->topic, sizeof(g->topic), "%s", topic);
     g->dlq = is_dlq(topic);
     g->partitions = n;
-    rd_kafka_topic_partition_list_t *l = NULL;
-    rc = consumer_new(k, group, &g->c, e);
-    if (rc == 0 && !(g->rkt = rd_kafka_topic_new(g->c, topic, NULL)))
-        rc = kfail(e, rd_kafka_last_error(), "consumer of", topic);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    rc = l ? consumer_new(k, g, &g->c, e) : errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
     if (rc == 0) {
-        l = rd_kafka_topic_partition_list_new(n);
         for (int p = 0; p < n; p++)
             rd_kafka_topic_partition_list_add(l, topic, p);
         rd_kafka_resp_err_t err = rd_kafka_committed(g->c, l, k->request_timeout_ms);
@@ -947,10 +1094,17 @@ static int group_get(bk *k, const char *group, const char *topic, bool create, k
             break;
         kp->committed = kp->fetched = c >= 0 ? c : lo;
         kp->stored = c >= 0 ? c : -1;
-        if (rd_kafka_consume_start(g->rkt, p, kp->fetched) != 0)
-            rc = kfail(e, rd_kafka_last_error(), "consumer of", topic);
-        else
-            kp->started = true;
+    }
+    if (rc == 0) {
+        rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__CRIT_SYS_RESOURCE;
+        if (sub) {
+            rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+            err = rd_kafka_subscribe(g->c, sub);
+            rd_kafka_topic_partition_list_destroy(sub);
+        }
+        if (err)
+            rc = kfail(e, err, "subscribe to", topic);
     }
     if (l)
         rd_kafka_topic_partition_list_destroy(l);
@@ -1009,6 +1163,16 @@ static int advance(bk *k, kgroup *g, int p, errdetail *e)
     if (kp->committed <= kp->stored)
         return 0;
     rd_kafka_resp_err_t err = commit_offset(k, g, p, kp->committed);
+    if (err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+        err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+        err == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID)
+        /* done here, not yet in Kafka: the next commit or poll of a
+         * partition still this member's after the rebalance stores it;
+         * else its new owner delivers the messages again */
+        return errdetail_set(e, CITRUS_ECONFLICT,
+                             "bus: kafka: group %s is rebalancing: the offset of %s/%d is not "
+                             "stored yet (%s)",
+                             g->group, g->topic, p, rd_kafka_err2str(err));
     if (err)
         return errdetail_set(e, kerr(err), "bus: kafka: commit of group %s on %s/%d: %s", g->group,
                              g->topic, p, rd_kafka_err2str(err));
@@ -1048,7 +1212,7 @@ static int fill(bk *k, kgroup *g, int p, size_t want, errdetail *e)
     int64_t end = mono_ms() + k->request_timeout_ms;
     for (size_t got = 0; rc == 0 && got < want && kp->fetched < hi;) {
         int64_t left = end - mono_ms();
-        rd_kafka_message_t *rm = left > 0 ? rd_kafka_consume(g->rkt, p, (int)left) : NULL;
+        rd_kafka_message_t *rm = left > 0 ? rd_kafka_consume_queue(kp->q, (int)left) : NULL;
         if (!rm)
             return errdetail_set(e, CITRUS_EUNAVAILABLE,
                                  "bus: kafka: fetch of %s/%d got no answer within %d ms", g->topic,
@@ -1102,6 +1266,8 @@ static int poll_partition(bk *k, kgroup *g, int p, size_t max, int64_t vis, int6
                           bus_message *out, size_t *n, errdetail *e)
 {
     kpart *kp = &g->parts[p];
+    if (!kp->owned) /* another member's */
+        return 0;
     for (size_t i = 0; i < kp->n; i++)
         if (!kp->w[i].done && kp->w[i].attempts > 0 && kp->w[i].visible_ms > now)
             return 0;
@@ -1134,8 +1300,11 @@ static int poll_partition(bk *k, kgroup *g, int p, size_t max, int64_t vis, int6
         m->visible_ms = now + vis;
         out[(*n)++].attempt = m->attempts;
     }
-    int rc2 = advance(k, g, p, e);
-    return rc < 0 ? rc : rc2;
+    errdetail e2;
+    int rc2 = advance(k, g, p, &e2);
+    if (rc2 < 0 && rc == 0 && rc2 != CITRUS_ECONFLICT && e) /* a rebalance: stored later */
+        *e = e2;
+    return rc < 0 ? rc : rc2 == CITRUS_ECONFLICT ? 0 : rc2;
 }
 
 static int op_poll(bus *b, const char *group, const char *topic, size_t max, int64_t vis,
@@ -1149,8 +1318,10 @@ static int op_poll(bus *b, const char *group, const char *topic, size_t max, int
     pthread_mutex_lock(&k->gmu);
     kgroup *g;
     int rc = group_get(k, group, topic, true, &g, e);
+    if (rc == 0)
+        rc = group_serve(k, g, e);
     int64_t now = clock_wall_ms(k->b.cfg.clock);
-    unsigned start = g ? g->rr++ : 0;
+    unsigned start = rc == 0 ? g->rr++ : 0;
     for (int i = 0; rc == 0 && i < g->partitions && *n < max; i++)
         rc = poll_partition(k, g, (int)((start + (unsigned)i) % (unsigned)g->partitions), max, vis,
                             now, msgs, n, e);
@@ -1191,6 +1362,11 @@ static int lease_find(bk *k, const char *group, const bus_message *m, kgroup **g
     kpart *kp = &(*gout)->parts[m->partition];
     if (m->offset < kp->committed)
         return 0;
+    if (!kp->owned)
+        return errdetail_set(e, CITRUS_ECONFLICT,
+                             "bus: %s/%d moved to another member of group %s (a rebalance): "
+                             "@%lld will be delivered again there",
+                             m->topic, m->partition, group, (long long)m->offset);
     for (size_t i = 0; i < kp->n; i++)
         if (kp->w[i].m.offset == m->offset && kp->w[i].attempts > 0) {
             *w = &kp->w[i];
@@ -1433,6 +1609,8 @@ static int op_groups_describe(bus *b, const char *group, size_t max, bus_group_e
         rc = gname_add(&names, g->group, e);
         for (int p = 0; rc == 0 && p < g->partitions; p++) {
             const kpart *kp = &g->parts[p];
+            if (!kp->owned) /* another member's: Kafka's committed offset */
+                continue;
             bus_group_entry *x = row_add(&r, g->group, g->topic, p, kp->committed, e);
             if (!x) {
                 rc = CITRUS_ENOMEM;
@@ -1591,7 +1769,8 @@ int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, er
     *out = NULL;
     if (!o || !o->bootstrap_servers || !*o->bootstrap_servers)
         return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: no bootstrap servers");
-    if (o->publish_timeout_ms < 0 || o->request_timeout_ms < 0 || o->replication_factor < 0)
+    if (o->publish_timeout_ms < 0 || o->request_timeout_ms < 0 || o->replication_factor < 0 ||
+        o->session_timeout_ms < 0)
         return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: negative timeout or replication");
     if (o->admin && (!o->admin->create || !o->admin->retention))
         return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: an admin without its calls");
@@ -1608,6 +1787,8 @@ int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, er
     k->request_timeout_ms =
         o->request_timeout_ms ? o->request_timeout_ms : DEFAULT_REQUEST_TIMEOUT_MS;
     k->replication = o->replication_factor;
+    k->session_timeout_ms =
+        o->session_timeout_ms ? o->session_timeout_ms : DEFAULT_SESSION_TIMEOUT_MS;
     if (o->admin) {
         k->admin = *o->admin;
         k->has_admin = true;

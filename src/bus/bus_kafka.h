@@ -36,7 +36,12 @@ typedef struct bus_kafka_opts {
      * request to the cluster: metadata, offsets, admin, a poll's fetch (10 s). */
     int publish_timeout_ms;
     int request_timeout_ms;
-    int replication_factor;       /* of created topics; 0: the broker's default */
+    int replication_factor; /* of created topics; 0: the broker's default */
+    /* A group member that has not heartbeated for this long is out of its
+     * group and its partitions go to the others (session.timeout.ms;
+     * 0: 10 s; brokers refuse less than their group.min.session.timeout.ms,
+     * 6 s by default). */
+    int session_timeout_ms;
     const bus_kafka_admin *admin; /* NULL: the Admin API (copied) */
     /* Consumer groups bus_groups_describe shows besides those the cluster
      * lists (ListConsumerGroups) and those the handle polls: where the

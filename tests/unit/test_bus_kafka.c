@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus/bus_kafka.h"
 #include "bus_conformance.h"
@@ -24,6 +25,7 @@
 
 #define PUBLISH_TIMEOUT_MS 1500
 #define REQUEST_TIMEOUT_MS 3000
+#define SESSION_TIMEOUT_MS 3000 /* the mock takes any; rebalances wait 1 s less */
 #define MAX_CONFIGS 64
 #define KAFKA_API_PRODUCE 0 /* the Produce request's ApiKey in the Kafka protocol */
 
@@ -94,18 +96,26 @@ static bus_kafka_admin mock_admin(mock *m)
 }
 
 /* A handle on m; groups (NULL-terminated, may be NULL): the groups it
- * describes besides its own (the mock cluster cannot list groups). */
-static int open_groups(mock *m, const bus_config *cfg, const char *const *groups, bus **out,
-                       errdetail *e)
+ * describes besides its own (the mock cluster cannot list groups);
+ * session_ms: its members' session timeout. */
+static int open_full(mock *m, const bus_config *cfg, const char *const *groups, int session_ms,
+                     bus **out, errdetail *e)
 {
     bus_kafka_admin admin = mock_admin(m);
     bus_kafka_opts o = {.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(m->mc),
                         .client_id = "citrus-test",
                         .publish_timeout_ms = PUBLISH_TIMEOUT_MS,
                         .request_timeout_ms = REQUEST_TIMEOUT_MS,
+                        .session_timeout_ms = session_ms,
                         .admin = &admin,
                         .groups = groups};
     return bus_open_kafka(&o, cfg, out, e);
+}
+
+static int open_groups(mock *m, const bus_config *cfg, const char *const *groups, bus **out,
+                       errdetail *e)
+{
+    return open_full(m, cfg, groups, SESSION_TIMEOUT_MS, out, e);
 }
 
 static int open_on(mock *m, const bus_config *cfg, bus **out, errdetail *e)
@@ -279,13 +289,18 @@ static void test_closed_mid_batch_redelivers(void **state)
 }
 
 /* The brokers down at a commit: bus_commit (and a new group's poll) fail
- * within their bound (unavailable); once they are back, the commit again succeeds and Kafka
- * holds the offset (a new handle starts after the message). */
+ * within their bound (unavailable); once they are back, the commit again
+ * succeeds and Kafka holds the offset (a new handle starts after the
+ * message). The outage (~6 s) is shorter than the member's session
+ * timeout, so the group keeps its partitions. */
+#define LONG_SESSION_MS 10000
 static void test_commit_while_down(void **state)
 {
     (void)state;
-    mock *m;
-    bus *b = open_with_t(&m);
+    mock *m = mock_new(1);
+    bus *b;
+    assert_int_equal(open_full(m, NULL, NULL, LONG_SESSION_MS, &b, NULL), 0);
+    create(b, "t", 1);
     assert_int_equal(bus_publish(b, "t", "k", 1, "a", 1, NULL, NULL, NULL), 0);
     assert_int_equal(bus_publish(b, "t", "k", 1, "b", 1, NULL, NULL, NULL), 0);
     bus_message *msgs;
@@ -311,7 +326,7 @@ static void test_commit_while_down(void **state)
     assert_int_equal(rc, 0);
     bus_messages_free(msgs, n);
     bus_close(b);
-    assert_int_equal(open_on(m, NULL, &b, NULL), 0);
+    assert_int_equal(open_full(m, NULL, NULL, LONG_SESSION_MS, &b, NULL), 0);
     assert_int_equal(bus_poll(b, "g", "t", 10, 1000, &msgs, &n, NULL), 0);
     assert_int_equal(n, 1);
     assert_memory_equal(msgs[0].value, "b", 1);
@@ -502,6 +517,134 @@ static void test_read_below_start_compacted(void **state)
     mock_free(m);
 }
 
+/* Polls a and b (NULL: only a) once each for group gr on topic t4, commits
+ * what came and notes, per partition, which handle got it (1: a, 2: b)
+ * and each value seen. */
+static void poll_both(bus *a, bus *b, int *owner, bool *seen, size_t nseen)
+{
+    bus *hs[2] = {a, b};
+    for (int h = 0; h < 2; h++) {
+        if (!hs[h])
+            continue;
+        bus_message *msgs;
+        size_t n;
+        errdetail e = {0};
+        int rc = bus_poll(hs[h], "gr", "t4", 100, 10000, &msgs, &n, &e);
+        if (rc != 0)
+            fail_msg("poll of handle %d: %d %s", h, rc, e.message);
+        for (size_t i = 0; i < n; i++) {
+            owner[msgs[i].partition] |= h + 1;
+            unsigned v = (unsigned)strtoul((const char *)msgs[i].value, NULL, 10);
+            assert_true(v < nseen);
+            seen[v] = true;
+            rc = bus_commit(hs[h], "gr", &msgs[i], &e);
+            /* a partition taken away between the poll and the commit:
+             * its new owner gets the message again */
+            if (rc != 0 && rc != CITRUS_ECONFLICT)
+                fail_msg("commit: %d %s", rc, e.message);
+        }
+        bus_messages_free(msgs, n);
+    }
+}
+
+#define BAL_MSGS 2000
+#define BAL_DEADLINE_MS 60000 /* a rebalance on the mock: ~2-5 s */
+#define ROUND_PAUSE_MS 200
+
+static void pause_ms(int ms)
+{
+    nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L},
+              NULL);
+}
+
+/* One message on each of t4's 4 partitions (keys[p] lands on p), values
+ * numbered from *next. */
+static void publish_round(bus *b, char keys[4][8], int *next)
+{
+    for (int p = 0; p < 4; p++) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", (*next)++);
+        assert_true(*next <= BAL_MSGS);
+        int part;
+        assert_int_equal(
+            bus_publish(b, "t4", keys[p], strlen(keys[p]), v, strlen(v), &part, NULL, NULL), 0);
+        assert_int_equal(part, p);
+    }
+}
+
+/* Kafka's group protocol splits a group's partitions between processes:
+ * two handles in group gr on a 4-partition topic each get a disjoint,
+ * non-empty share (every partition of a round consumed by exactly one of
+ * them); once one is closed, the other takes over every partition; every
+ * message published is consumed (at least once). Each wait is bounded. */
+static void test_group_balances_partitions(void **state)
+{
+    (void)state;
+    mock *m = mock_new(1);
+    bus *a, *b;
+    assert_int_equal(open_on(m, NULL, &a, NULL), 0);
+    assert_int_equal(open_on(m, NULL, &b, NULL), 0);
+    create(a, "t4", 4);
+    char keys[4][8] = {"", "", "", ""};
+    for (int i = 0, found = 0; found < 4 && i < 1000; i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "k%d", i);
+        int p = bus_partition_for(key, strlen(key), 4);
+        if (!keys[p][0]) {
+            snprintf(keys[p], sizeof(keys[p]), "%s", key);
+            found++;
+        }
+    }
+    static bool seen[BAL_MSGS];
+    memset(seen, 0, sizeof(seen));
+    int next = 0;
+    /* both join: rounds until one where the handles split the partitions */
+    bool split = false;
+    int64_t end = clock_mono_ms(NULL) + BAL_DEADLINE_MS;
+    while (!split && clock_mono_ms(NULL) < end) {
+        int owner[4] = {0, 0, 0, 0};
+        publish_round(a, keys, &next);
+        for (int i = 0; i < 3; i++)
+            poll_both(a, b, owner, seen, BAL_MSGS);
+        int mask = 0;
+        split = true;
+        for (int p = 0; p < 4; p++) {
+            split = split && (owner[p] == 1 || owner[p] == 2);
+            mask |= owner[p];
+        }
+        split = split && mask == 3;
+        pause_ms(ROUND_PAUSE_MS);
+    }
+    assert_true(split);
+    /* a leaves the group: b ends up consuming every partition */
+    bus_close(a);
+    bool all = false;
+    end = clock_mono_ms(NULL) + BAL_DEADLINE_MS;
+    while (!all && clock_mono_ms(NULL) < end) {
+        int owner[4] = {0, 0, 0, 0};
+        publish_round(b, keys, &next);
+        for (int i = 0; i < 3; i++)
+            poll_both(b, NULL, owner, seen, BAL_MSGS);
+        all = owner[0] && owner[1] && owner[2] && owner[3];
+        pause_ms(ROUND_PAUSE_MS);
+    }
+    assert_true(all);
+    /* nothing lost: what came late is consumed by b now */
+    end = clock_mono_ms(NULL) + BAL_DEADLINE_MS;
+    for (bool done = false; !done && clock_mono_ms(NULL) < end;) {
+        int owner[4] = {0, 0, 0, 0};
+        poll_both(b, NULL, owner, seen, BAL_MSGS);
+        done = true;
+        for (int v = 0; v < next; v++)
+            done = done && seen[v];
+    }
+    for (int v = 0; v < next; v++)
+        if (!seen[v])
+            fail_msg("message %d of %d never consumed", v, next);
+    bus_close(b);
+    mock_free(m);
+}
+
 /* Without the admin seam the Admin API is used: the mock cluster has no
  * CreateTopics handler to answer it, and topic creation fails within its bound with
  * a clear error instead of hanging. */
@@ -579,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_admin_api_unavailable),
         cmocka_unit_test(test_describe_other_processes),
         cmocka_unit_test(test_read_below_start_compacted),
+        cmocka_unit_test(test_group_balances_partitions),
         cmocka_unit_test(test_bad_options),
     };
     failed += cmocka_run_group_tests_name("bus_kafka", own, NULL, NULL);
