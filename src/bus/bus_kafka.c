@@ -9,10 +9,15 @@
  *
  * Consumer groups: one rd_kafka consumer per (group, topic), made on the
  * first poll and kept in the handle, with group.id = the group, no
- * auto-commit and no auto offset store. It fetches each partition from the
- * group's committed offset with the simple consumer API (one queue per
- * partition, so a poll takes exactly what one partition needs, and
- * librdkafka's prefetch, queued.max.messages.kbytes, bounds what waits).
+ * auto-commit and no auto offset store: a member of the group through
+ * Kafka's group protocol (subscribe, cooperative-sticky), so the members
+ * of a group, in this process or others, share the topic's partitions and
+ * take over those of a member gone. Each partition assigned to the member
+ * (rebalance_cb) starts at the group's committed offset and is fetched
+ * from its own queue, taken out of the consumer queue (so a poll takes
+ * exactly what one partition needs, and librdkafka's prefetch,
+ * queued.max.messages.kbytes, bounds what waits); a partition revoked
+ * drops its window.
  * What Kafka has no word for is kept in the process, on the injected clock,
  * as bus.h says: each partition's window of fetched messages from the
  * committed offset on, with their delivery attempts, lease ends (or retry
