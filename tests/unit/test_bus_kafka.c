@@ -645,6 +645,27 @@ static void test_group_balances_partitions(void **state)
     mock_free(m);
 }
 
+/* The brokers down at bus_close of a handle whose groups are members:
+ * leaving the group cannot be said, and the close still returns within
+ * its bound (the member then drops out at its session timeout). */
+static void test_close_while_down(void **state)
+{
+    (void)state;
+    mock *m;
+    bus *b = open_with_t(&m);
+    assert_int_equal(bus_publish(b, "t", "k", 1, "a", 1, NULL, NULL, NULL), 0);
+    bus_message *msgs;
+    size_t n;
+    assert_int_equal(bus_poll(b, "g", "t", 1, 1000, &msgs, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    bus_messages_free(msgs, n);
+    assert_int_equal(rd_kafka_mock_broker_set_down(m->mc, 1), 0);
+    int64_t t0 = clock_mono_ms(NULL);
+    bus_close(b);
+    assert_true(clock_mono_ms(NULL) - t0 < REQUEST_TIMEOUT_MS + 2000);
+    mock_free(m);
+}
+
 /* Without the admin seam the Admin API is used: the mock cluster has no
  * CreateTopics handler to answer it, and topic creation fails within its bound with
  * a clear error instead of hanging. */
@@ -723,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_describe_other_processes),
         cmocka_unit_test(test_read_below_start_compacted),
         cmocka_unit_test(test_group_balances_partitions),
+        cmocka_unit_test(test_close_while_down),
         cmocka_unit_test(test_bad_options),
     };
     failed += cmocka_run_group_tests_name("bus_kafka", own, NULL, NULL);
