@@ -93,6 +93,7 @@ typedef struct kpart {
     kmsg *w;           /* the window: fetched messages from committed on */
     size_t n, cap;
     bool owned;          /* assigned to this member by the group */
+    int64_t lost;        /* below: fetched under an earlier assignment (leases lost) */
     rd_kafka_queue_t *q; /* its fetch queue (owned), not forwarded */
 } kpart;
 
@@ -919,6 +920,8 @@ static void window_pop(kpart *kp, size_t count)
  * owner: at least once). */
 static void part_drop(kpart *kp)
 {
+    if (kp->owned && kp->fetched > kp->lost)
+        kp->lost = kp->fetched;
     if (kp->q)
         rd_kafka_queue_destroy(kp->q);
     kp->q = NULL;
@@ -1367,16 +1370,16 @@ static int lease_find(bk *k, const char *group, const bus_message *m, kgroup **g
     kpart *kp = &(*gout)->parts[m->partition];
     if (m->offset < kp->committed)
         return 0;
-    if (!kp->owned)
-        return errdetail_set(e, CITRUS_ECONFLICT,
-                             "bus: %s/%d moved to another member of group %s (a rebalance): "
-                             "@%lld will be delivered again there",
-                             m->topic, m->partition, group, (long long)m->offset);
-    for (size_t i = 0; i < kp->n; i++)
+    for (size_t i = 0; i < kp->n; i++) /* empty when the partition is not this member's */
         if (kp->w[i].m.offset == m->offset && kp->w[i].attempts > 0) {
             *w = &kp->w[i];
             return 0;
         }
+    if (!kp->owned || m->offset < kp->lost)
+        return errdetail_set(e, CITRUS_ECONFLICT,
+                             "bus: %s/%d was taken from this member of group %s by a rebalance: "
+                             "@%lld will be delivered again",
+                             m->topic, m->partition, group, (long long)m->offset);
     return errdetail_set(e, CITRUS_ENOTFOUND, "bus: %s/%d@%lld was never delivered to group %s",
                          m->topic, m->partition, (long long)m->offset, group);
 }

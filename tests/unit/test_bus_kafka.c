@@ -335,6 +335,24 @@ static void test_commit_while_down(void **state)
     mock_free(m);
 }
 
+/* keys[p]: a key that bus_partition_for puts on partition p of n. */
+static void keys_for(int n, char keys[][8])
+{
+    int found = 0;
+    for (int p = 0; p < n; p++)
+        keys[p][0] = '\0';
+    for (int i = 0; found < n && i < 1000; i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "k%d", i);
+        int p = bus_partition_for(key, strlen(key), n);
+        if (!keys[p][0]) {
+            snprintf(keys[p], sizeof(keys[p]), "%s", key);
+            found++;
+        }
+    }
+    assert_int_equal(found, n);
+}
+
 /* Polls up to max messages of topic for group and commits them all;
  * returns how many. */
 static size_t consume_all(bus *b, const char *group, const char *topic, size_t max)
@@ -375,15 +393,8 @@ static void test_describe_other_processes(void **state)
     bus *pa, *pb, *d;
     assert_int_equal(open_on(m, NULL, &pa, NULL), 0);
     create(pa, "t", 2);
-    char keys[2][8] = {"", ""}; /* a key landing on partition 0, one on 1 */
-    for (int i = 0; (!keys[0][0] || !keys[1][0]) && i < 100; i++) {
-        char key[8];
-        snprintf(key, sizeof(key), "k%d", i);
-        int p = bus_partition_for(key, strlen(key), 2);
-        if (!keys[p][0])
-            snprintf(keys[p], sizeof(keys[p]), "%s", key);
-    }
-    assert_true(keys[0][0] && keys[1][0]);
+    char keys[2][8]; /* a key landing on partition 0, one on 1 */
+    keys_for(2, keys);
     for (int i = 0; i < 5; i++) /* 5 on partition 0, 3 on partition 1 */
         assert_int_equal(bus_publish(pa, "t", keys[0], strlen(keys[0]), "v", 1, NULL, NULL, NULL),
                          0);
@@ -585,16 +596,8 @@ static void test_group_balances_partitions(void **state)
     assert_int_equal(open_on(m, NULL, &a, NULL), 0);
     assert_int_equal(open_on(m, NULL, &b, NULL), 0);
     create(a, "t4", 4);
-    char keys[4][8] = {"", "", "", ""};
-    for (int i = 0, found = 0; found < 4 && i < 1000; i++) {
-        char key[8];
-        snprintf(key, sizeof(key), "k%d", i);
-        int p = bus_partition_for(key, strlen(key), 4);
-        if (!keys[p][0]) {
-            snprintf(keys[p], sizeof(keys[p]), "%s", key);
-            found++;
-        }
-    }
+    char keys[4][8];
+    keys_for(4, keys);
     static bool seen[BAL_MSGS];
     memset(seen, 0, sizeof(seen));
     int next = 0;
@@ -642,6 +645,66 @@ static void test_group_balances_partitions(void **state)
         if (!seen[v])
             fail_msg("message %d of %d never consumed", v, next);
     bus_close(b);
+    mock_free(m);
+}
+
+/* A partition taken from a member by a rebalance drops its leases: a
+ * holds one message leased on each of t2's 2 partitions when b joins;
+ * once one partition is b's, a's commit of that message is a conflict
+ * (and of the other one succeeds), and b gets the message again, attempt
+ * 1: at least once. */
+static void test_rebalance_drops_leases(void **state)
+{
+    (void)state;
+    mock *m = mock_new(1);
+    bus *a, *b;
+    assert_int_equal(open_on(m, NULL, &a, NULL), 0);
+    assert_int_equal(open_on(m, NULL, &b, NULL), 0);
+    create(a, "t2", 2);
+    char keys[2][8];
+    keys_for(2, keys);
+    for (int p = 0; p < 2; p++)
+        assert_int_equal(bus_publish(a, "t2", keys[p], strlen(keys[p]), keys[p], strlen(keys[p]),
+                                     NULL, NULL, NULL),
+                         0);
+    bus_message *held;
+    size_t nh;
+    assert_int_equal(bus_poll(a, "gr", "t2", 10, 600000, &held, &nh, NULL), 0);
+    assert_int_equal(nh, 2);
+    /* b joins; a keeps polling (nothing: its partitions are leased) so
+     * that it hears of the rebalance */
+    bus_message *got = NULL;
+    size_t ng = 0;
+    int64_t end = clock_mono_ms(NULL) + BAL_DEADLINE_MS;
+    while (ng == 0 && clock_mono_ms(NULL) < end) {
+        bus_message *none;
+        size_t nn;
+        assert_int_equal(bus_poll(a, "gr", "t2", 10, 600000, &none, &nn, NULL), 0);
+        assert_int_equal(nn, 0);
+        assert_int_equal(bus_poll(b, "gr", "t2", 10, 600000, &got, &ng, NULL), 0);
+        if (ng == 0)
+            pause_ms(ROUND_PAUSE_MS);
+    }
+    assert_int_equal(ng, 1);
+    assert_int_equal(got[0].attempt, 1);
+    int moved = got[0].partition;
+    for (size_t i = 0; i < nh; i++) {
+        errdetail e = {0};
+        int rc = bus_commit(a, "gr", &held[i], &e);
+        if (held[i].partition == moved) {
+            assert_int_equal(rc, CITRUS_ECONFLICT);
+            assert_non_null(strstr(e.message, "rebalance"));
+            assert_int_equal(got[0].offset, held[i].offset);
+            assert_memory_equal(got[0].value, held[i].value, held[i].value_len);
+        } else {
+            assert_int_equal(rc, 0);
+        }
+    }
+    assert_int_equal(bus_commit(b, "gr", &got[0], NULL), 0);
+    bus_messages_free(got, ng);
+    bus_messages_free(held, nh);
+    bus_close(b);
+    bus_close(a);
     mock_free(m);
 }
 
@@ -744,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_describe_other_processes),
         cmocka_unit_test(test_read_below_start_compacted),
         cmocka_unit_test(test_group_balances_partitions),
+        cmocka_unit_test(test_rebalance_drops_leases),
         cmocka_unit_test(test_close_while_down),
         cmocka_unit_test(test_bad_options),
     };
