@@ -9,10 +9,15 @@
  *
  * Consumer groups: one rd_kafka consumer per (group, topic), made on the
  * first poll and kept in the handle, with group.id = the group, no
- * auto-commit and no auto offset store. It fetches each partition from the
- * group's committed offset with the simple consumer API (one queue per
- * partition, so a poll takes exactly what one partition needs, and
- * librdkafka's prefetch, queued.max.messages.kbytes, bounds what waits).
+ * auto-commit and no auto offset store: a member of the group through
+ * Kafka's group protocol (subscribe, cooperative-sticky), so the members
+ * of a group, in this process or others, share the topic's partitions and
+ * take over those of a member gone. Each partition assigned to the member
+ * (rebalance_cb) starts at the group's committed offset and is fetched
+ * from its own queue, taken out of the consumer queue (so a poll takes
+ * exactly what one partition needs, and librdkafka's prefetch,
+ * queued.max.messages.kbytes, bounds what waits); a partition revoked
+ * drops its window.
  * What Kafka has no word for is kept in the process, on the injected clock,
  * as bus.h says: each partition's window of fetched messages from the
  * committed offset on, with their delivery attempts, lease ends (or retry
@@ -34,7 +39,12 @@
  * Topics: created through Kafka's Admin API (CreateTopics with
  * retention.ms and retention.bytes; DescribeConfigs to read them back), or
  * through bus_kafka_opts.admin where the cluster has no Admin API (the mock
- * cluster). Topic existence comes from a full metadata listing (never a
+ * cluster).
+ *
+ * Describing groups: the cluster's groups (ListConsumerGroups), the ones
+ * named in bus_kafka_opts.groups and the handle's own, each group's
+ * committed offsets by ListConsumerGroupOffsets, as kafka-consumer-groups
+ * --describe. Topic existence comes from a full metadata listing (never a
  * per-topic request, which may auto-create the topic), cached per handle.
  * Retention is the brokers': bus_trim deletes nothing.
  *
@@ -57,8 +67,10 @@
 
 #define DEFAULT_PUBLISH_TIMEOUT_MS 30000
 #define DEFAULT_REQUEST_TIMEOUT_MS 10000
+#define DEFAULT_SESSION_TIMEOUT_MS 10000
 #define DELIVERY_POLL_MS 5
 #define CREATE_WAIT_STEP_MS 20
+#define MAX_KNOWN_GROUPS 1024  /* bus_kafka_opts.groups */
 #define PREFETCH_KBYTES "4096" /* librdkafka's queue per consumer (all partitions) */
 #define HDR_ERROR "citrus-error"
 #define HDR_ATTEMPTS "citrus-attempts"
@@ -80,16 +92,21 @@ typedef struct kpart {
     int64_t fetched;   /* the offset after the last message fetched */
     kmsg *w;           /* the window: fetched messages from committed on */
     size_t n, cap;
-    bool started;
+    bool owned;          /* assigned to this member by the group */
+    int64_t lost;        /* below: fetched under an earlier assignment (leases lost) */
+    rd_kafka_queue_t *q; /* its fetch queue (owned), not forwarded */
 } kpart;
+
+typedef struct bk bk;
 
 typedef struct kgroup {
     struct kgroup *next;
+    bk *k;
     char group[BUS_NAME_MAX + 1], topic[BUS_NAME_MAX + 1];
     bool dlq;
     int partitions;
-    rd_kafka_t *c;
-    rd_kafka_topic_t *rkt;
+    rd_kafka_t *c; /* a member of the group, subscribed to topic */
+    bool joined;   /* its first assignment came */
     kpart *parts;
     unsigned rr; /* the partition the next poll starts at */
 } kgroup;
@@ -99,7 +116,7 @@ typedef struct ktopic {
     int partitions;
 } ktopic;
 
-typedef struct bk {
+struct bk {
     bus b; /* first: a bk is a bus */
     char *bootstrap, *client_id, *protocol, *mechanism, *username, *password, *ca_file;
     int publish_timeout_ms, request_timeout_ms, replication;
@@ -111,7 +128,9 @@ typedef struct bk {
     ktopic *topics;
     size_t ntopics;
     kgroup *groups;
-} bk;
+    char **known; /* bus_kafka_opts.groups (NULL-terminated), or NULL */
+    int session_timeout_ms;
+};
 
 /* A publish waiting for its delivery report. */
 typedef struct waiter {
@@ -288,14 +307,34 @@ static int client_new(rd_kafka_type_t type, rd_kafka_conf_t *c, rd_kafka_t **out
     return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: cannot start a client: %s", err);
 }
 
-/* A consumer: of group (fetching from its committed offsets, committing by
- * hand), or group-less when group is NULL. */
-static int consumer_new(bk *k, const char *group, rd_kafka_t **out, errdetail *e)
+static void rebalance_cb(rd_kafka_t *c, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l,
+                         void *opaque);
+
+/* A consumer: g's member of g->group (committing by hand; its partitions
+ * come from the group protocol, cooperative-sticky, through
+ * rebalance_cb), or group-less when g is NULL. */
+static int consumer_new(bk *k, kgroup *g, rd_kafka_t **out, errdetail *e)
 {
     rd_kafka_conf_t *c;
     int rc = conf_common(k, &c, e);
     if (rc < 0)
         return rc;
+    const char *group = g ? g->group : NULL;
+    char session[24], heartbeat[24];
+    snprintf(session, sizeof(session), "%d", k->session_timeout_ms);
+    snprintf(heartbeat, sizeof(heartbeat), "%d",
+             k->session_timeout_ms / 10 > 100 ? k->session_timeout_ms / 10 : 100);
+    static const char *const member[] = {"partition.assignment.strategy", "session.timeout.ms",
+                                         "heartbeat.interval.ms", NULL};
+    const char *const member_values[] = {"cooperative-sticky", session, heartbeat};
+    if (g && (rc = set_all(c, member, member_values, e)) < 0) {
+        rd_kafka_conf_destroy(c);
+        return rc;
+    }
+    if (g) {
+        rd_kafka_conf_set_opaque(c, g);
+        rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+    }
     static const char *const names[] = {"group.id",
                                         "enable.auto.commit",
                                         "enable.auto.offset.store",
@@ -465,23 +504,48 @@ static int retention_config(int64_t v, char *buf, size_t len)
     return snprintf(buf, len, "%lld", v > 0 ? (long long)v : -1LL);
 }
 
-/* Waits on q for the admin result event (NULL when none came in time). */
-static rd_kafka_event_t *admin_wait(bk *k, rd_kafka_queue_t *q)
-{
-    return rd_kafka_queue_poll(q, k->request_timeout_ms + 2000);
-}
+/* One Admin API request: its reply queue, options and answer. */
+typedef struct admin_req {
+    rd_kafka_queue_t *q;
+    rd_kafka_AdminOptions_t *ao;
+    rd_kafka_event_t *ev;
+} admin_req;
 
-static rd_kafka_AdminOptions_t *admin_opts(bk *k, rd_kafka_admin_op_t op)
+/* The queue and options of a request of op, bounded by request_timeout_ms. */
+static int admin_begin(bk *k, rd_kafka_admin_op_t op, admin_req *r, errdetail *e)
 {
     char err[256];
-    rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(k->p, op);
-    if (ao) {
-        rd_kafka_AdminOptions_set_request_timeout(ao, k->request_timeout_ms, err, sizeof(err));
-        if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS)
-            rd_kafka_AdminOptions_set_operation_timeout(ao, k->request_timeout_ms, err,
-                                                        sizeof(err));
-    }
-    return ao;
+    *r = (admin_req){.q = rd_kafka_queue_new(k->p)};
+    r->ao = r->q ? rd_kafka_AdminOptions_new(k->p, op) : NULL;
+    if (!r->ao)
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: kafka: out of memory");
+    rd_kafka_AdminOptions_set_request_timeout(r->ao, k->request_timeout_ms, err, sizeof(err));
+    if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS)
+        rd_kafka_AdminOptions_set_operation_timeout(r->ao, k->request_timeout_ms, err, sizeof(err));
+    return 0;
+}
+
+/* Waits for the answer to the request sent on r (its bound and a margin):
+ * CITRUS_EUNAVAILABLE when none came, the request's error when it failed
+ * as a whole; "bus: kafka: <what> <name>: ..." says which. */
+static int admin_answer(bk *k, admin_req *r, const char *what, const char *name, errdetail *e)
+{
+    if (!(r->ev = rd_kafka_queue_poll(r->q, k->request_timeout_ms + 2000)))
+        return errdetail_set(e, CITRUS_EUNAVAILABLE, "bus: kafka: %s %s: no answer", what, name);
+    if (rd_kafka_event_error(r->ev))
+        return errdetail_set(e, kerr(rd_kafka_event_error(r->ev)), "bus: kafka: %s %s: %s", what,
+                             name, rd_kafka_event_error_string(r->ev));
+    return 0;
+}
+
+static void admin_end(admin_req *r)
+{
+    if (r->ev)
+        rd_kafka_event_destroy(r->ev);
+    if (r->ao)
+        rd_kafka_AdminOptions_destroy(r->ao);
+    if (r->q)
+        rd_kafka_queue_destroy(r->q);
 }
 
 /* CreateTopics of name and name.dlq in one request. */
@@ -504,41 +568,28 @@ static int admin_create(bk *k, const char *name, const char *dlq, const bus_topi
             rc = errdetail_set(e, CITRUS_EINVAL, "bus: kafka: topic %s: %s", names[i],
                                nt[i] ? "bad config" : err);
     }
-    rd_kafka_queue_t *q = rc == 0 ? rd_kafka_queue_new(k->p) : NULL;
-    rd_kafka_AdminOptions_t *ao = q ? admin_opts(k, RD_KAFKA_ADMIN_OP_CREATETOPICS) : NULL;
-    if (rc == 0 && (!q || !ao))
-        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: kafka: out of memory");
+    admin_req r = {0};
+    if (rc == 0)
+        rc = admin_begin(k, RD_KAFKA_ADMIN_OP_CREATETOPICS, &r, e);
     if (rc == 0) {
-        rd_kafka_CreateTopics(k->p, nt, 2, ao, q);
-        rd_kafka_event_t *ev = admin_wait(k, q);
-        if (!ev)
-            rc = errdetail_set(e, CITRUS_EUNAVAILABLE, "bus: kafka: create topic %s: no answer",
-                               name);
-        else if (rd_kafka_event_error(ev))
-            rc = errdetail_set(e, kerr(rd_kafka_event_error(ev)), "bus: kafka: create topic %s: %s",
-                               name, rd_kafka_event_error_string(ev));
-        else {
-            size_t n = 0;
-            const rd_kafka_topic_result_t **tr =
-                rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-            for (size_t i = 0; i < n && rc == 0; i++) {
-                rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
-                const char *tn = rd_kafka_topic_result_name(tr[i]);
-                /* a dead-letter topic left from an earlier topic is reused */
-                if (te && !(te == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && strcmp(tn, dlq) == 0))
-                    rc = errdetail_set(e, kerr(te), "bus: kafka: create topic %s: %s", tn,
-                                       rd_kafka_topic_result_error_string(tr[i])
-                                           ? rd_kafka_topic_result_error_string(tr[i])
-                                           : rd_kafka_err2str(te));
-            }
-        }
-        if (ev)
-            rd_kafka_event_destroy(ev);
+        rd_kafka_CreateTopics(k->p, nt, 2, r.ao, r.q);
+        rc = admin_answer(k, &r, "create topic", name, e);
     }
-    if (ao)
-        rd_kafka_AdminOptions_destroy(ao);
-    if (q)
-        rd_kafka_queue_destroy(q);
+    size_t n = 0;
+    const rd_kafka_topic_result_t **tr =
+        rc == 0 ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(r.ev), &n)
+                : NULL;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
+        const char *tn = rd_kafka_topic_result_name(tr[i]);
+        /* a dead-letter topic left from an earlier topic is reused */
+        if (te && !(te == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && strcmp(tn, dlq) == 0))
+            rc = errdetail_set(e, kerr(te), "bus: kafka: create topic %s: %s", tn,
+                               rd_kafka_topic_result_error_string(tr[i])
+                                   ? rd_kafka_topic_result_error_string(tr[i])
+                                   : rd_kafka_err2str(te));
+    }
+    admin_end(&r);
     for (int i = 0; i < 2; i++)
         if (nt[i])
             rd_kafka_NewTopic_destroy(nt[i]);
@@ -555,26 +606,17 @@ static int64_t config_int(const char *s)
 static int admin_retention(bk *k, const char *name, int64_t *ms, int64_t *bytes, errdetail *e)
 {
     rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, name);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(k->p);
-    rd_kafka_AdminOptions_t *ao = admin_opts(k, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
-    int rc = 0;
-    if (!cr || !q || !ao)
-        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: kafka: out of memory");
-    rd_kafka_event_t *ev = NULL;
+    admin_req r = {0};
+    int rc = cr ? admin_begin(k, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, &r, e)
+                : errdetail_set(e, CITRUS_ENOMEM, "bus: kafka: out of memory");
     if (rc == 0) {
-        rd_kafka_DescribeConfigs(k->p, &cr, 1, ao, q);
-        ev = admin_wait(k, q);
-        if (!ev)
-            rc =
-                errdetail_set(e, CITRUS_EUNAVAILABLE, "bus: kafka: configs of %s: no answer", name);
-        else if (rd_kafka_event_error(ev))
-            rc = errdetail_set(e, kerr(rd_kafka_event_error(ev)), "bus: kafka: configs of %s: %s",
-                               name, rd_kafka_event_error_string(ev));
+        rd_kafka_DescribeConfigs(k->p, &cr, 1, r.ao, r.q);
+        rc = admin_answer(k, &r, "configs of", name, e);
     }
     if (rc == 0) {
         size_t n = 0, nc = 0;
         const rd_kafka_ConfigResource_t **res = rd_kafka_DescribeConfigs_result_resources(
-            rd_kafka_event_DescribeConfigs_result(ev), &n);
+            rd_kafka_event_DescribeConfigs_result(r.ev), &n);
         if (n != 1 || rd_kafka_ConfigResource_error(res[0]))
             rc = errdetail_set(e, n == 1 ? kerr(rd_kafka_ConfigResource_error(res[0])) : CITRUS_EIO,
                                "bus: kafka: configs of %s: %s", name,
@@ -590,12 +632,7 @@ static int admin_retention(bk *k, const char *name, int64_t *ms, int64_t *bytes,
                 *bytes = config_int(rd_kafka_ConfigEntry_value(ce[i]));
         }
     }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    if (ao)
-        rd_kafka_AdminOptions_destroy(ao);
-    if (q)
-        rd_kafka_queue_destroy(q);
+    admin_end(&r);
     if (cr)
         rd_kafka_ConfigResource_destroy(cr);
     return rc;
@@ -681,27 +718,42 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(((const ktopic *)a)->name, ((const ktopic *)b)->name);
 }
 
+/* A copy of the cluster's topics (not Kafka's own, "__..."), in name
+ * order, freshly listed; *out NULL when *n is 0. */
+static int topics_snapshot(bk *k, ktopic **out, size_t *n, errdetail *e)
+{
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&k->tmu);
+    int rc = topics_refresh(k, e);
+    ktopic *names = rc == 0 ? calloc(k->ntopics + 1, sizeof(*names)) : NULL;
+    if (rc == 0 && !names)
+        rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    for (size_t i = 0; rc == 0 && i < k->ntopics; i++)
+        if (strncmp(k->topics[i].name, "__", 2) != 0)
+            names[(*n)++] = k->topics[i];
+    pthread_mutex_unlock(&k->tmu);
+    if (rc < 0 || *n == 0) {
+        free(names);
+        *n = 0;
+        return rc;
+    }
+    qsort(names, *n, sizeof(*names), name_cmp);
+    *out = names;
+    return 0;
+}
+
 /* Every topic of the cluster (not Kafka's own, "__..."), in name order.
  * Not one snapshot: Kafka has none; each partition's range is read in
  * turn. */
 static int op_topics_list(bus *b, bus_topic_entry **out, size_t *n, errdetail *e)
 {
     bk *k = (bk *)b;
-    pthread_mutex_lock(&k->tmu);
-    int rc = topics_refresh(k, e);
-    ktopic *names = rc == 0 ? calloc(k->ntopics + 1, sizeof(*names)) : NULL;
-    size_t count = 0;
-    if (rc == 0 && !names)
+    ktopic *names;
+    size_t count;
+    int rc = topics_snapshot(k, &names, &count, e);
+    if (rc == 0 && count && !(*out = calloc(count, sizeof(**out))))
         rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
-    for (size_t i = 0; rc == 0 && i < k->ntopics; i++)
-        if (strncmp(k->topics[i].name, "__", 2) != 0)
-            names[count++] = k->topics[i];
-    pthread_mutex_unlock(&k->tmu);
-    if (rc == 0 && count) {
-        qsort(names, count, sizeof(*names), name_cmp);
-        if (!(*out = calloc(count, sizeof(**out))))
-            rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
-    }
     for (size_t i = 0; rc == 0 && i < count; i++) {
         bus_topic_entry *t = &(*out)[i];
         snprintf(t->name, sizeof(t->name), "%s", names[i].name);
@@ -863,26 +915,151 @@ static void window_pop(kpart *kp, size_t count)
     kp->n -= count;
 }
 
+/* Lets go of p's fetch queue and window: the partition is no longer this
+ * member's (what was leased here will be delivered again by its new
+ * owner: at least once). */
+static void part_drop(kpart *kp)
+{
+    if (kp->owned && kp->fetched > kp->lost)
+        kp->lost = kp->fetched;
+    if (kp->q)
+        rd_kafka_queue_destroy(kp->q);
+    kp->q = NULL;
+    kp->owned = false;
+    window_pop(kp, kp->n);
+}
+
 static void group_free(kgroup *g)
 {
-    if (g->rkt) {
-        for (int p = 0; p < g->partitions; p++)
-            if (g->parts && g->parts[p].started)
-                rd_kafka_consume_stop(g->rkt, p);
-        rd_kafka_topic_destroy(g->rkt);
+    for (int p = 0; g->parts && p < g->partitions; p++)
+        part_drop(&g->parts[p]);
+    if (g->c) {
+        /* leaves the group (its partitions go to the other members at
+         * once, not after the session timeout); rebalance_cb runs for the
+         * last revocation */
+        rd_kafka_consumer_close(g->c);
+        rd_kafka_destroy(g->c);
     }
-    if (g->c) /* never subscribed: no group to leave */
-        rd_kafka_destroy_flags(g->c, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    for (int p = 0; g->parts && p < g->partitions; p++) {
-        window_pop(&g->parts[p], g->parts[p].n);
+    for (int p = 0; g->parts && p < g->partitions; p++)
         free(g->parts[p].w);
-    }
     free(g->parts);
     free(g);
 }
 
-/* The group's consumer of topic: NULL in *out (and 0) when create is false
- * and the group never polled it. */
+/* The partitions l the group gives this member (in rebalance_cb, gmu
+ * held: rebalance_cb runs inside rd_kafka_consumer_poll, which only
+ * group_serve calls): each starts at the group's committed offset, asked
+ * now (another member may have moved it), or the low watermark when it
+ * has none, with its fetch queue taken out of the consumer queue so that
+ * a poll takes exactly what one partition needs. l's offsets are set to
+ * where each starts. */
+static void parts_take(kgroup *g, rd_kafka_topic_partition_list_t *l)
+{
+    bk *k = g->k;
+    rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(l);
+    rd_kafka_resp_err_t err = c ? rd_kafka_committed(g->c, c, k->request_timeout_ms)
+                                : RD_KAFKA_RESP_ERR__CRIT_SYS_RESOURCE;
+    for (int i = 0; i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *x = &l->elems[i];
+        int p = (int)x->partition;
+        if (strcmp(x->topic, g->topic) != 0 || p < 0 || p >= g->partitions)
+            continue; /* a partition added after the group began: not polled */
+        kpart *kp = &g->parts[p];
+        part_drop(kp);
+        int64_t off = err ? -1 : c->elems[i].offset, lo = 0, hi = 0;
+        errdetail e;
+        if (off < 0 && err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            watermarks(k, g->topic, p, &lo, &hi, &e) == 0)
+            off = lo;
+        if (off < 0) /* the cluster did not say: from the last offset known here */
+            off = kp->committed > 0 ? kp->committed : 0;
+        else if (err == RD_KAFKA_RESP_ERR_NO_ERROR && c->elems[i].offset >= 0)
+            kp->stored = c->elems[i].offset;
+        kp->committed = kp->fetched = off;
+        x->offset = off;
+        if ((kp->q = rd_kafka_queue_get_partition(g->c, g->topic, p)) != NULL) {
+            rd_kafka_queue_forward(kp->q, NULL);
+            kp->owned = true;
+        }
+    }
+    if (c)
+        rd_kafka_topic_partition_list_destroy(c);
+    if (err && log_enabled(LOG_WARN))
+        log_emit(LOG_WARN, "bus.kafka", "committed offsets not read at an assignment",
+                 json_pack("{s:s,s:s}", "group", g->group, "error", rd_kafka_err2str(err)));
+}
+
+/* The group protocol's word (cooperative-sticky: increments): partitions
+ * given to this member, or taken (revoked, or lost after a session
+ * timeout). */
+static void rebalance_cb(rd_kafka_t *c, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l,
+                         void *opaque)
+{
+    kgroup *g = opaque;
+    rd_kafka_error_t *x;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        parts_take(g, l);
+        x = rd_kafka_incremental_assign(c, l);
+        g->joined = true;
+    } else {
+        for (int i = 0; i < l->cnt; i++)
+            if (strcmp(l->elems[i].topic, g->topic) == 0 && l->elems[i].partition >= 0 &&
+                l->elems[i].partition < g->partitions)
+                part_drop(&g->parts[l->elems[i].partition]);
+        x = rd_kafka_incremental_unassign(c, l);
+    }
+    if (x && log_enabled(LOG_WARN))
+        log_emit(LOG_WARN, "bus.kafka", "rebalance not applied",
+                 json_pack("{s:s,s:s}", "group", g->group, "error", rd_kafka_error_string(x)));
+    if (x)
+        rd_kafka_error_destroy(x);
+}
+
+/* Runs the group protocol's events queued for g's member (rebalance_cb);
+ * true when there were any. */
+static bool member_serve(kgroup *g, int wait_ms)
+{
+    bool any = false;
+    rd_kafka_message_t *rm;
+    while ((rm = rd_kafka_consumer_poll(g->c, any ? 0 : wait_ms)) != NULL) {
+        /* an error or event (messages come on the partition queues) */
+        if (rm->err && log_enabled(LOG_DEBUG))
+            log_emit(LOG_DEBUG, "bus.kafka", "consumer event",
+                     json_pack("{s:s,s:s}", "group", g->group, "error", rd_kafka_err2str(rm->err)));
+        rd_kafka_message_destroy(rm);
+        any = true;
+    }
+    return any;
+}
+
+/* Serves g's member. Before its first assignment, waits for it: the
+ * group's join takes a few seconds (a rebalance of every member), at most
+ * twice the session timeout and a request timeout; meanwhile the other
+ * members of the group in this handle (other topics) are served too, so
+ * that they rejoin at once. The first poll so sees what was published
+ * before it. */
+static int group_serve(bk *k, kgroup *g, errdetail *e)
+{
+    int bound = 2 * k->session_timeout_ms + k->request_timeout_ms;
+    int64_t end = mono_ms() + bound;
+    member_serve(g, 0);
+    while (!g->joined) {
+        if (mono_ms() >= end)
+            return errdetail_set(e, CITRUS_EUNAVAILABLE,
+                                 "bus: kafka: group %s got no partitions of %s within %d ms",
+                                 g->group, g->topic, bound);
+        for (kgroup *o = k->groups; o; o = o->next)
+            if (o != g && strcmp(o->group, g->group) == 0)
+                member_serve(o, 0);
+        member_serve(g, 50);
+    }
+    return 0;
+}
+
+/* The group's member consuming topic: NULL in *out (and 0) when create is
+ * false and the group never polled it. A new one asks the group's
+ * committed offsets (which also shows that the cluster answers) and
+ * subscribes; its partitions come in group_serve. */
 static int group_get(bk *k, const char *group, const char *topic, bool create, kgroup **out,
                      errdetail *e)
 {
@@ -903,16 +1080,14 @@ static int group_get(bk *k, const char *group, const char *topic, bool create, k
         free(g);
         return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
     }
+    g->k = k;
     snprintf(g->group, sizeof(g->group), "%s", group);
     snprintf(g->topic, sizeof(g->topic), "%s", topic);
     g->dlq = is_dlq(topic);
     g->partitions = n;
-    rd_kafka_topic_partition_list_t *l = NULL;
-    rc = consumer_new(k, group, &g->c, e);
-    if (rc == 0 && !(g->rkt = rd_kafka_topic_new(g->c, topic, NULL)))
-        rc = kfail(e, rd_kafka_last_error(), "consumer of", topic);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    rc = l ? consumer_new(k, g, &g->c, e) : errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
     if (rc == 0) {
-        l = rd_kafka_topic_partition_list_new(n);
         for (int p = 0; p < n; p++)
             rd_kafka_topic_partition_list_add(l, topic, p);
         rd_kafka_resp_err_t err = rd_kafka_committed(g->c, l, k->request_timeout_ms);
@@ -927,10 +1102,17 @@ static int group_get(bk *k, const char *group, const char *topic, bool create, k
             break;
         kp->committed = kp->fetched = c >= 0 ? c : lo;
         kp->stored = c >= 0 ? c : -1;
-        if (rd_kafka_consume_start(g->rkt, p, kp->fetched) != 0)
-            rc = kfail(e, rd_kafka_last_error(), "consumer of", topic);
-        else
-            kp->started = true;
+    }
+    if (rc == 0) {
+        rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__CRIT_SYS_RESOURCE;
+        if (sub) {
+            rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+            err = rd_kafka_subscribe(g->c, sub);
+            rd_kafka_topic_partition_list_destroy(sub);
+        }
+        if (err)
+            rc = kfail(e, err, "subscribe to", topic);
     }
     if (l)
         rd_kafka_topic_partition_list_destroy(l);
@@ -989,6 +1171,16 @@ static int advance(bk *k, kgroup *g, int p, errdetail *e)
     if (kp->committed <= kp->stored)
         return 0;
     rd_kafka_resp_err_t err = commit_offset(k, g, p, kp->committed);
+    if (err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+        err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+        err == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID)
+        /* done here, not yet in Kafka: the next commit or poll of a
+         * partition still this member's after the rebalance stores it;
+         * else its new owner delivers the messages again */
+        return errdetail_set(e, CITRUS_ECONFLICT,
+                             "bus: kafka: group %s is rebalancing: the offset of %s/%d is not "
+                             "stored yet (%s)",
+                             g->group, g->topic, p, rd_kafka_err2str(err));
     if (err)
         return errdetail_set(e, kerr(err), "bus: kafka: commit of group %s on %s/%d: %s", g->group,
                              g->topic, p, rd_kafka_err2str(err));
@@ -1028,7 +1220,7 @@ static int fill(bk *k, kgroup *g, int p, size_t want, errdetail *e)
     int64_t end = mono_ms() + k->request_timeout_ms;
     for (size_t got = 0; rc == 0 && got < want && kp->fetched < hi;) {
         int64_t left = end - mono_ms();
-        rd_kafka_message_t *rm = left > 0 ? rd_kafka_consume(g->rkt, p, (int)left) : NULL;
+        rd_kafka_message_t *rm = left > 0 ? rd_kafka_consume_queue(kp->q, (int)left) : NULL;
         if (!rm)
             return errdetail_set(e, CITRUS_EUNAVAILABLE,
                                  "bus: kafka: fetch of %s/%d got no answer within %d ms", g->topic,
@@ -1082,6 +1274,8 @@ static int poll_partition(bk *k, kgroup *g, int p, size_t max, int64_t vis, int6
                           bus_message *out, size_t *n, errdetail *e)
 {
     kpart *kp = &g->parts[p];
+    if (!kp->owned) /* another member's */
+        return 0;
     for (size_t i = 0; i < kp->n; i++)
         if (!kp->w[i].done && kp->w[i].attempts > 0 && kp->w[i].visible_ms > now)
             return 0;
@@ -1114,8 +1308,11 @@ static int poll_partition(bk *k, kgroup *g, int p, size_t max, int64_t vis, int6
         m->visible_ms = now + vis;
         out[(*n)++].attempt = m->attempts;
     }
-    int rc2 = advance(k, g, p, e);
-    return rc < 0 ? rc : rc2;
+    errdetail e2;
+    int rc2 = advance(k, g, p, &e2);
+    if (rc2 < 0 && rc == 0 && rc2 != CITRUS_ECONFLICT && e) /* a rebalance: stored later */
+        *e = e2;
+    return rc < 0 ? rc : rc2 == CITRUS_ECONFLICT ? 0 : rc2;
 }
 
 static int op_poll(bus *b, const char *group, const char *topic, size_t max, int64_t vis,
@@ -1129,8 +1326,10 @@ static int op_poll(bus *b, const char *group, const char *topic, size_t max, int
     pthread_mutex_lock(&k->gmu);
     kgroup *g;
     int rc = group_get(k, group, topic, true, &g, e);
+    if (rc == 0)
+        rc = group_serve(k, g, e);
     int64_t now = clock_wall_ms(k->b.cfg.clock);
-    unsigned start = g ? g->rr++ : 0;
+    unsigned start = rc == 0 ? g->rr++ : 0;
     for (int i = 0; rc == 0 && i < g->partitions && *n < max; i++)
         rc = poll_partition(k, g, (int)((start + (unsigned)i) % (unsigned)g->partitions), max, vis,
                             now, msgs, n, e);
@@ -1171,11 +1370,16 @@ static int lease_find(bk *k, const char *group, const bus_message *m, kgroup **g
     kpart *kp = &(*gout)->parts[m->partition];
     if (m->offset < kp->committed)
         return 0;
-    for (size_t i = 0; i < kp->n; i++)
+    for (size_t i = 0; i < kp->n; i++) /* empty when the partition is not this member's */
         if (kp->w[i].m.offset == m->offset && kp->w[i].attempts > 0) {
             *w = &kp->w[i];
             return 0;
         }
+    if (!kp->owned || m->offset < kp->lost)
+        return errdetail_set(e, CITRUS_ECONFLICT,
+                             "bus: %s/%d was taken from this member of group %s by a rebalance: "
+                             "@%lld will be delivered again",
+                             m->topic, m->partition, group, (long long)m->offset);
     return errdetail_set(e, CITRUS_ENOTFOUND, "bus: %s/%d@%lld was never delivered to group %s",
                          m->topic, m->partition, (long long)m->offset, group);
 }
@@ -1238,50 +1442,226 @@ static int row_cmp(const void *a, const void *b)
     return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
 }
 
-/* The groups this process polls: a row per partition of each (group,
- * topic), the committed offset and the messages in flight as this
- * process holds them. */
+/* ---- describing groups ---- */
+
+/* Rows being gathered. */
+typedef struct rows {
+    bus_group_entry *v;
+    size_t n, cap;
+} rows;
+
+static bus_group_entry *row_add(rows *r, const char *group, const char *topic, int p,
+                                int64_t committed, errdetail *e)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        bus_group_entry *v = realloc(r->v, cap * sizeof(*v));
+        if (!v) {
+            errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+            return NULL;
+        }
+        r->v = v;
+        r->cap = cap;
+    }
+    bus_group_entry *x = &r->v[r->n++];
+    memset(x, 0, sizeof(*x));
+    snprintf(x->group, sizeof(x->group), "%s", group);
+    snprintf(x->topic, sizeof(x->topic), "%s", topic);
+    x->partition = p;
+    x->committed = committed;
+    return x;
+}
+
+static bool row_has(const rows *r, size_t n, const char *group, const char *topic, int p)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r->v[i].partition == p && strcmp(r->v[i].group, group) == 0 &&
+            strcmp(r->v[i].topic, topic) == 0)
+            return true;
+    return false;
+}
+
+/* Group names being gathered, each once. */
+typedef struct gnames {
+    char **v;
+    size_t n, cap;
+} gnames;
+
+static int gname_add(gnames *s, const char *name, errdetail *e)
+{
+    if (!*name || strlen(name) > BUS_NAME_MAX) /* not a group Citrus could name */
+        return 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i], name) == 0)
+            return 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **v = realloc(s->v, cap * sizeof(*v));
+        if (!v)
+            return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+        s->v = v;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = dup_bytes(name, strlen(name))))
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    s->n++;
+    return 0;
+}
+
+static void gnames_free(gnames *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+}
+
+/* Adds the cluster's consumer groups (ListConsumerGroups, one ListGroups
+ * per broker) to s. A cluster that does not answer (the mock cluster has
+ * no ListGroups; brokers down) leaves s as it was: the describe goes on
+ * with the groups the handle knows, and the offsets query then says
+ * whether the cluster is there. */
+static int groups_list(bk *k, gnames *s, errdetail *e)
+{
+    admin_req r;
+    errdetail why = {0};
+    int rc = admin_begin(k, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, &r, e);
+    if (rc == 0)
+        rd_kafka_ListConsumerGroups(k->p, r.ao, r.q);
+    bool answered = rc == 0 && admin_answer(k, &r, "list", "consumer groups", &why) == 0;
+    const rd_kafka_ListConsumerGroups_result_t *res =
+        answered ? rd_kafka_event_ListConsumerGroups_result(r.ev) : NULL;
+    size_t nv = 0, nerr = 0;
+    const rd_kafka_ConsumerGroupListing_t **v =
+        res ? rd_kafka_ListConsumerGroups_result_valid(res, &nv) : NULL;
+    const rd_kafka_error_t **errs =
+        res ? rd_kafka_ListConsumerGroups_result_errors(res, &nerr) : NULL;
+    for (size_t i = 0; rc == 0 && i < nv; i++)
+        rc = gname_add(s, rd_kafka_ConsumerGroupListing_group_id(v[i]), e);
+    if (rc == 0 && (!res || nerr) && log_enabled(LOG_DEBUG))
+        log_emit(LOG_DEBUG, "bus.kafka", "the cluster did not list (all) its consumer groups",
+                 json_pack("{s:s}", "error", res ? rd_kafka_error_string(errs[0]) : why.message));
+    admin_end(&r);
+    return rc;
+}
+
+/* The committed offsets of group on every partition of topics t (nt
+ * topics, ListConsumerGroupOffsets: one OffsetFetch to the group's
+ * coordinator): a row for each partition that has one and no row in r's
+ * first nlocal (the partitions this process polls). */
+static int group_offsets(bk *k, const char *group, const ktopic *t, size_t nt, rows *r,
+                         size_t nlocal, errdetail *e)
+{
+    int total = 0;
+    for (size_t i = 0; i < nt; i++)
+        total += t[i].partitions;
+    if (total == 0)
+        return 0;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(total);
+    for (size_t i = 0; l && i < nt; i++)
+        for (int p = 0; p < t[i].partitions; p++)
+            rd_kafka_topic_partition_list_add(l, t[i].name, p);
+    rd_kafka_ListConsumerGroupOffsets_t *req =
+        l ? rd_kafka_ListConsumerGroupOffsets_new(group, l) : NULL;
+    admin_req ar = {0};
+    int rc = req ? admin_begin(k, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, &ar, e)
+                 : errdetail_set(e, CITRUS_ENOMEM, "bus: kafka: out of memory");
+    if (rc == 0) {
+        rd_kafka_ListConsumerGroupOffsets(k->p, &req, 1, ar.ao, ar.q);
+        rc = admin_answer(k, &ar, "committed offsets of group", group, e);
+    }
+    size_t ng = 0;
+    const rd_kafka_group_result_t **g =
+        rc == 0 ? rd_kafka_ListConsumerGroupOffsets_result_groups(
+                      rd_kafka_event_ListConsumerGroupOffsets_result(ar.ev), &ng)
+                : NULL;
+    const rd_kafka_error_t *ge = ng == 1 ? rd_kafka_group_result_error(g[0]) : NULL;
+    if (rc == 0 && (ng != 1 || ge))
+        rc = errdetail_set(e, ge ? kerr(rd_kafka_error_code(ge)) : CITRUS_EIO,
+                           "bus: kafka: committed offsets of group %s: %s", group,
+                           ge ? rd_kafka_error_string(ge) : "no answer");
+    const rd_kafka_topic_partition_list_t *got =
+        rc == 0 ? rd_kafka_group_result_partitions(g[0]) : NULL;
+    for (int i = 0; got && rc == 0 && i < got->cnt; i++) {
+        const rd_kafka_topic_partition_t *x = &got->elems[i];
+        if (x->err == RD_KAFKA_RESP_ERR_NO_ERROR && x->offset >= 0 &&
+            strlen(x->topic) <= BUS_NAME_MAX &&
+            !row_has(r, nlocal, group, x->topic, (int)x->partition) &&
+            !row_add(r, group, x->topic, (int)x->partition, x->offset, e))
+            rc = CITRUS_ENOMEM;
+    }
+    admin_end(&ar);
+    if (req)
+        rd_kafka_ListConsumerGroupOffsets_destroy(req);
+    if (l)
+        rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+/* What kafka-consumer-groups --describe shows: every consumer group of
+ * the cluster (ListConsumerGroups where the cluster answers it, the
+ * groups of bus_kafka_opts.groups and those this handle polls), a row per
+ * partition where the group has a committed Kafka offset, and per
+ * partition this handle polls (its committed offset and the messages in
+ * flight as this process holds them: leases are per process). */
 static int op_groups_describe(bus *b, const char *group, size_t max, bus_group_entry **out,
                               size_t *n, bool *more, errdetail *e)
 {
     bk *k = (bk *)b;
+    rows r = {0};
+    gnames names = {0};
+    int rc = 0;
     pthread_mutex_lock(&k->gmu);
-    size_t total = 0;
-    for (kgroup *g = k->groups; g; g = g->next)
-        if (!group || strcmp(g->group, group) == 0)
-            total += (size_t)g->partitions;
-    bus_group_entry *rows = total ? calloc(total, sizeof(*rows)) : NULL;
-    int rc = total && !rows ? errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory") : 0;
-    size_t r = 0;
     for (kgroup *g = k->groups; rc == 0 && g; g = g->next) {
         if (group && strcmp(g->group, group) != 0)
             continue;
+        rc = gname_add(&names, g->group, e);
         for (int p = 0; rc == 0 && p < g->partitions; p++) {
             const kpart *kp = &g->parts[p];
-            int64_t lo = 0, hi = 0, flight = 0;
-            rc = watermarks(k, g->topic, p, &lo, &hi, e);
+            if (!kp->owned) /* another member's: Kafka's committed offset */
+                continue;
+            bus_group_entry *x = row_add(&r, g->group, g->topic, p, kp->committed, e);
+            if (!x) {
+                rc = CITRUS_ENOMEM;
+                break;
+            }
             for (size_t i = 0; i < kp->n; i++)
-                flight += !kp->w[i].done && kp->w[i].attempts > 0;
-            bus_group_entry *x = &rows[r++];
-            snprintf(x->group, sizeof(x->group), "%s", g->group);
-            snprintf(x->topic, sizeof(x->topic), "%s", g->topic);
-            x->partition = p;
-            x->committed = kp->committed;
-            x->end = hi;
-            x->lag = hi - (kp->committed > lo ? kp->committed : lo);
-            x->in_flight = flight;
+                x->in_flight += !kp->w[i].done && kp->w[i].attempts > 0;
         }
     }
     pthread_mutex_unlock(&k->gmu);
+    size_t nlocal = r.n;
+    if (rc == 0 && group)
+        rc = gname_add(&names, group, e);
+    for (size_t i = 0; rc == 0 && !group && k->known && k->known[i]; i++)
+        rc = gname_add(&names, k->known[i], e);
+    if (rc == 0 && !group)
+        rc = groups_list(k, &names, e);
+    ktopic *topics = NULL;
+    size_t nt = 0;
+    if (rc == 0)
+        rc = topics_snapshot(k, &topics, &nt, e);
+    for (size_t i = 0; rc == 0 && i < names.n; i++)
+        rc = group_offsets(k, names.v[i], topics, nt, &r, nlocal, e);
+    free(topics);
+    gnames_free(&names);
+    if (rc == 0 && r.n)
+        qsort(r.v, r.n, sizeof(*r.v), row_cmp);
+    /* the watermarks of the rows shown only */
+    for (size_t i = 0; rc == 0 && i < r.n && i < max; i++) {
+        bus_group_entry *x = &r.v[i];
+        int64_t lo = 0, hi = 0;
+        if ((rc = watermarks(k, x->topic, x->partition, &lo, &hi, e)) == 0) {
+            x->end = hi;
+            x->lag = hi - (x->committed > lo ? x->committed : lo);
+        }
+    }
     if (rc < 0) {
-        free(rows);
+        free(r.v);
         return rc;
     }
-    if (r)
-        qsort(rows, r, sizeof(*rows), row_cmp);
-    *more = r > max;
-    *n = r > max ? max : r;
-    *out = rows;
+    *more = r.n > max;
+    *n = r.n > max ? max : r.n;
+    *out = r.v;
     return 0;
 }
 
@@ -1320,6 +1700,9 @@ static void op_close(bus *b)
         free(k->password);
     }
     free(k->ca_file);
+    for (size_t i = 0; k->known && k->known[i]; i++)
+        free(k->known[i]);
+    free(k->known);
     pthread_mutex_destroy(&k->tmu);
     pthread_mutex_destroy(&k->dmu);
     pthread_mutex_destroy(&k->gmu);
@@ -1366,12 +1749,36 @@ static int clients_start(bk *k, errdetail *e)
     return rc < 0 ? rc : consumer_new(k, NULL, &k->r, e);
 }
 
+/* Copies bus_kafka_opts.groups. */
+static int known_groups(bk *k, const char *const *groups, errdetail *e)
+{
+    size_t n = 0;
+    while (groups && groups[n])
+        if (n++ == MAX_KNOWN_GROUPS)
+            return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: more than %d groups to describe",
+                                 MAX_KNOWN_GROUPS);
+    if (n == 0)
+        return 0;
+    if (!(k->known = calloc(n + 1, sizeof(*k->known))))
+        return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(groups[i]);
+        if (len == 0 || len > BUS_NAME_MAX)
+            return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: a group to describe of %zu bytes",
+                                 len);
+        if (!(k->known[i] = dup_bytes(groups[i], len)))
+            return errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    }
+    return 0;
+}
+
 int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, errdetail *e)
 {
     *out = NULL;
     if (!o || !o->bootstrap_servers || !*o->bootstrap_servers)
         return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: no bootstrap servers");
-    if (o->publish_timeout_ms < 0 || o->request_timeout_ms < 0 || o->replication_factor < 0)
+    if (o->publish_timeout_ms < 0 || o->request_timeout_ms < 0 || o->replication_factor < 0 ||
+        o->session_timeout_ms < 0)
         return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: negative timeout or replication");
     if (o->admin && (!o->admin->create || !o->admin->retention))
         return errdetail_set(e, CITRUS_EINVAL, "bus: kafka: an admin without its calls");
@@ -1388,6 +1795,8 @@ int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, er
     k->request_timeout_ms =
         o->request_timeout_ms ? o->request_timeout_ms : DEFAULT_REQUEST_TIMEOUT_MS;
     k->replication = o->replication_factor;
+    k->session_timeout_ms =
+        o->session_timeout_ms ? o->session_timeout_ms : DEFAULT_SESSION_TIMEOUT_MS;
     if (o->admin) {
         k->admin = *o->admin;
         k->has_admin = true;
@@ -1409,6 +1818,8 @@ int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, er
             rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
     if (rc == 0 && !k->bootstrap)
         rc = errdetail_set(e, CITRUS_ENOMEM, "bus: out of memory");
+    if (rc == 0)
+        rc = known_groups(k, o->groups, e);
     if (rc == 0)
         rc = clients_start(k, e);
     if (rc < 0) {

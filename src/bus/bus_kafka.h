@@ -6,9 +6,9 @@
 
 #include "bus/bus.h"
 
-/* Topic administration without Kafka's Admin API. Kafka's CreateTopics and
- * DescribeConfigs need the cluster's controller, which librdkafka's mock
- * cluster (the tests' broker) does not have: the tests give these instead.
+/* Topic administration without Kafka's Admin API. librdkafka's mock
+ * cluster (the tests' broker) has no handler for CreateTopics nor
+ * DescribeConfigs: the tests give these instead.
  * NULL in bus_kafka_opts: the Admin API. */
 typedef struct bus_kafka_admin {
     void *ctx;
@@ -36,8 +36,20 @@ typedef struct bus_kafka_opts {
      * request to the cluster: metadata, offsets, admin, a poll's fetch (10 s). */
     int publish_timeout_ms;
     int request_timeout_ms;
-    int replication_factor;       /* of created topics; 0: the broker's default */
+    int replication_factor; /* of created topics; 0: the broker's default */
+    /* A group member that has not heartbeated for this long is out of its
+     * group and its partitions go to the others (session.timeout.ms;
+     * 0: 10 s; brokers refuse less than their group.min.session.timeout.ms,
+     * 6 s by default). */
+    int session_timeout_ms;
     const bus_kafka_admin *admin; /* NULL: the Admin API (copied) */
+    /* Consumer groups bus_groups_describe shows besides those the cluster
+     * lists (ListConsumerGroups) and those the handle polls: where the
+     * cluster does not answer ListGroups (the mock cluster), these are how
+     * a process learns of groups that only other processes poll (the
+     * workers' group ids). NULL-terminated, each a valid bus name; NULL:
+     * none. Copied. */
+    const char *const *groups;
 } bus_kafka_opts;
 
 /* Connects to the cluster (the producer starts; consumers start on the

@@ -54,6 +54,12 @@ static int topics_create(const citrus_config *cfg, const char *cmd, bus *b)
  * while none answers fail within their timeouts. */
 static int open_kafka(const citrus_config *cfg, const bus_config *bc, bus **b, errdetail *e)
 {
+    /* the workers' groups: described even where the cluster cannot list groups */
+    const char *groups[CONFIG_NGROUPS + 1] = {0};
+    size_t ng = 0;
+    for (size_t i = 0; i < CONFIG_NGROUPS; i++)
+        if (cfg->bus_groups[i][0])
+            groups[ng++] = cfg->bus_groups[i];
     bus_kafka_opts ko = {.bootstrap_servers = cfg->bus_kafka_bootstrap,
                          .client_id = cfg->bus_kafka_client_id,
                          .security_protocol = cfg->bus_kafka_security_protocol,
@@ -63,7 +69,8 @@ static int open_kafka(const citrus_config *cfg, const bus_config *bc, bus **b, e
                          .ssl_ca_file = cfg->bus_kafka_ssl_ca_file,
                          .publish_timeout_ms = (int)cfg->bus_kafka_publish_timeout_ms,
                          .request_timeout_ms = (int)cfg->bus_kafka_request_timeout_ms,
-                         .replication_factor = (int)cfg->bus_kafka_replication_factor};
+                         .replication_factor = (int)cfg->bus_kafka_replication_factor,
+                         .groups = groups};
     return bus_open_kafka(&ko, bc, b, e);
 }
 
