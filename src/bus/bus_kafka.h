@@ -44,7 +44,7 @@ typedef struct bus_kafka_opts {
     int session_timeout_ms;
     const bus_kafka_admin *admin; /* NULL: the Admin API (copied) */
     /* Consumer groups bus_groups_describe shows besides those the cluster
-     * lists (ListConsumerGroups) and those the handle polls: where the
+     * lists (ListGroups) and those the handle polls: where the
      * cluster does not answer ListGroups (the mock cluster), these are how
      * a process learns of groups that only other processes poll (the
      * workers' group ids). NULL-terminated, each a valid bus name; NULL:
