@@ -8,10 +8,22 @@
  * Threads: one writer thread owns the only connection. Every call queues a
  * request and waits; the writer drains the whole queue into one BEGIN
  * IMMEDIATE … COMMIT (group commit, as the catalog store's: concurrent
- * publishers share one fsync), each request under its own SAVEPOINT so a
- * failing one leaves nothing. Polls, commits and nacks go through the same
+ * publishers share one fsync). Polls, commits and nacks go through the same
  * queue: they write leases and offsets, and their order with publishes is
  * the queue's.
+ *
+ * Batches: a request that fails leaves nothing. Most run under a SAVEPOINT
+ * of their own, rolled back when they fail. Publishes are "bare", without
+ * one (a savepoint and its release cost as much as the insert): all they
+ * check (the topic, the partition) they check before their first write, so
+ * such a failure leaves nothing by itself; a write that fails (the disk, not
+ * the input: CITRUS_EIO) fails the whole batch, rolled back, every request
+ * of it answered CITRUS_EIO.
+ *
+ * The writer's cache: topic rows and each partition's next offset, as read
+ * or written in the writer's transactions, spare a publish two SELECTs.
+ * Any ROLLBACK (TO) and any topic creation drop it whole, so it never holds
+ * what the log does not; it holds at most TCACHE_MAX topics.
  *
  * Pipelined sync: the connection runs with synchronous = NORMAL, so a
  * COMMIT only writes its WAL frames; a second thread, the syncer, makes
@@ -80,6 +92,7 @@
 #define BUSY_TIMEOUT_MS 5000
 #define CKPT_FRAMES 10000 /* WAL frames that trigger a checkpoint (see Pipelined sync) */
 #define FETCH_CHUNK 256   /* rows a poll reads at a time */
+#define TCACHE_MAX 64     /* topics the writer's cache holds (then it starts over) */
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS bus_topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL,"
@@ -161,11 +174,30 @@ static const char *const stmt_sql[ST_COUNT] = {
 typedef struct bsq bsq;
 typedef struct req req;
 
+/* ---- the writer's cache ---- */
+
+typedef struct topic_row {
+    int partitions;
+    int64_t retention_ms, retention_bytes;
+    bool dlq;
+} topic_row;
+
+/* A topic's row and its partitions' next offsets (-1: not read yet) as the
+ * writer last read or wrote them in the open transaction or a committed
+ * one. Dropped whole whenever anything is rolled back (see cache_drop), so
+ * it never holds what the log does not. */
+typedef struct {
+    char *name;
+    topic_row t;
+    int64_t *next;
+} tcache;
+
 /* One call, queued for the writer: its arguments, its results, and run
  * (applied inside the batch's transaction, under a savepoint). */
 struct req {
     req *next;
     int (*run)(bsq *s, req *r);
+    bool bare; /* run without a savepoint: fails before its first write, or with CITRUS_EIO */
     errdetail *e;
     int rc;
     atomic_int done; /* 1 once rc is set: a futex its caller waits on */
@@ -197,7 +229,9 @@ struct bsq {
     bus b; /* first: a bsq is a bus */
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
-    unsigned rr; /* the partition a poll starts at (writer only) */
+    unsigned rr;              /* the partition a poll starts at (writer only) */
+    tcache cache[TCACHE_MAX]; /* the writer's copy of topic rows and next offsets */
+    int ncache;
     char *wal_path;
     int wal_fd;          /* the WAL, opened for fdatasync (-1: not yet) */
     int (*sync)(int fd); /* fdatasync (a test's fault injection) */
@@ -245,8 +279,47 @@ static int run_stmt(bsq *s, sqlite3_stmt *st, errdetail *e)
     return rc == SQLITE_DONE ? 0 : db_fail(s, e, "write");
 }
 
+static void cache_drop(bsq *s)
+{
+    for (int i = 0; i < s->ncache; i++) {
+        free(s->cache[i].name);
+        free(s->cache[i].next);
+    }
+    s->ncache = 0;
+}
+
+static tcache *cache_find(bsq *s, const char *name)
+{
+    for (int i = 0; i < s->ncache; i++)
+        if (strcmp(s->cache[i].name, name) == 0)
+            return &s->cache[i];
+    return NULL;
+}
+
+/* Remembers t for name (nothing when out of memory: the cache is only a
+ * shortcut). */
+static void cache_put(bsq *s, const char *name, const topic_row *t)
+{
+    if (s->ncache == TCACHE_MAX)
+        cache_drop(s);
+    tcache *c = &s->cache[s->ncache];
+    c->name = strdup(name);
+    c->next = malloc(sizeof(int64_t) * (size_t)t->partitions);
+    if (!c->name || !c->next) {
+        free(c->name);
+        free(c->next);
+        return;
+    }
+    for (int p = 0; p < t->partitions; p++)
+        c->next[p] = -1;
+    c->t = *t;
+    s->ncache++;
+}
+
 static int exec_id(bsq *s, int id, errdetail *e)
 {
+    if (id == ST_ROLLBACK || id == ST_ROLLBACK_TO)
+        cache_drop(s); /* it may hold what is undone */
     sqlite3_stmt *st = stmt(s, id);
     return run_stmt(s, st, e);
 }
@@ -282,14 +355,13 @@ static int one_int(bsq *s, sqlite3_stmt *st, int64_t *v, errdetail *e)
 
 /* ---- helpers inside a transaction ---- */
 
-typedef struct topic_row {
-    int partitions;
-    int64_t retention_ms, retention_bytes;
-    bool dlq;
-} topic_row;
-
 static int topic_get(bsq *s, const char *name, topic_row *t, errdetail *e)
 {
+    tcache *c = cache_find(s, name);
+    if (c) {
+        *t = c->t;
+        return 0;
+    }
     sqlite3_stmt *st = stmt(s, ST_TOPIC_GET);
     if (!st)
         return db_fail(s, e, "prepare");
@@ -301,6 +373,8 @@ static int topic_get(bsq *s, const char *name, topic_row *t, errdetail *e)
                          .retention_bytes = sqlite3_column_int64(st, 2),
                          .dlq = sqlite3_column_int(st, 3) != 0};
     sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        cache_put(s, name, t);
     if (rc == SQLITE_DONE)
         return errdetail_set(e, CITRUS_ENOTFOUND, "bus: no topic %s", name);
     return rc == SQLITE_ROW ? 0 : db_fail(s, e, "read topic");
@@ -318,7 +392,14 @@ static int topic_part(bsq *s, const char *name, int part, topic_row *t, errdetai
 
 static int part_next(bsq *s, const char *topic, int part, int64_t *next, errdetail *e)
 {
+    tcache *c = cache_find(s, topic);
+    if (c && part < c->t.partitions && c->next[part] >= 0) {
+        *next = c->next[part];
+        return 0;
+    }
     int rc = one_int(s, stmt_at(s, ST_PART_NEXT, NULL, topic, part), next, e);
+    if (rc == 1 && c && part < c->t.partitions)
+        c->next[part] = *next;
     return rc == 1 ? 0 : rc < 0 ? rc : db_fail(s, e, "partition without its row");
 }
 
@@ -355,7 +436,12 @@ static int append(bsq *s, const char *topic, int part, const bus_message *m, int
     if (!st)
         return db_fail(s, e, "prepare");
     sqlite3_bind_int64(st, 3, *off + 1);
-    return run_stmt(s, st, e);
+    if ((rc = run_stmt(s, st, e)) < 0)
+        return rc;
+    tcache *c = cache_find(s, topic);
+    if (c && part < c->t.partitions)
+        c->next[part] = *off + 1;
+    return 0;
 }
 
 static char *dup_bytes(const void *p, size_t n)
@@ -497,6 +583,7 @@ static int dead_letter(bsq *s, const char *topic, const bus_message *m, const ch
 
 static int do_topic_create(bsq *s, req *r)
 {
+    cache_drop(s);
     topic_row t;
     int rc = topic_get(s, r->topic, &t, r->e);
     if (rc == 0)
@@ -1008,6 +1095,17 @@ static bool batch_commit(bsq *s, req *batch)
     errdetail e = {0};
     int rc = exec_id(s, ST_BEGIN, &e);
     for (req *r = batch; rc == 0 && r; r = r->next) {
+        if (r->bare) { /* see Batches */
+            r->rc = r->run(s, r);
+            if (r->rc == CITRUS_EIO) { /* it may have written part of itself */
+                if (r->e)
+                    e = *r->e;
+                else
+                    errdetail_set(&e, CITRUS_EIO, "bus: a write of the batch failed");
+                rc = CITRUS_EIO;
+            }
+            continue;
+        }
         if ((rc = exec_id(s, ST_SAVEPOINT, &e)) < 0)
             break;
         r->rc = r->run(s, r);
@@ -1217,8 +1315,12 @@ static int op_topic_describe(bus *b, const char *name, bus_topic_info *out, errd
 static int op_publish(bus *b, const char *topic, const void *key, size_t key_len, const void *value,
                       size_t value_len, int *partition, int64_t *offset, errdetail *e)
 {
-    req r = {
-        .topic = topic, .key = key, .key_len = key_len, .value = value, .value_len = value_len};
+    req r = {.topic = topic,
+             .key = key,
+             .key_len = key_len,
+             .value = value,
+             .value_len = value_len,
+             .bare = true};
     int rc = submit((bsq *)b, &r, do_publish, e);
     *partition = r.partition;
     *offset = r.offset;
@@ -1228,7 +1330,8 @@ static int op_publish(bus *b, const char *topic, const void *key, size_t key_len
 static int op_publish_batch(bus *b, const char *topic, const bus_record *recs, size_t n,
                             int *partitions, int64_t *offsets, errdetail *e)
 {
-    req r = {.topic = topic, .recs = recs, .max = n, .parts = partitions, .offs = offsets};
+    req r = {
+        .topic = topic, .recs = recs, .max = n, .parts = partitions, .offs = offsets, .bare = true};
     return submit((bsq *)b, &r, do_publish_batch, e);
 }
 
@@ -1332,6 +1435,7 @@ static void op_close(bus *b)
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->syncer, NULL);
     }
+    cache_drop(s);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     if (s->db)

@@ -2,8 +2,9 @@
  * suite, then what only the file has: files that cannot be opened or are no
  * bus log, leases and committed offsets kept across a reopen, every
  * acknowledged publish kept across kill -9 of the publishing process, no
- * answer before the fdatasync that covers it, and a failed fdatasync
- * failing its callers and every later call.
+ * answer before the fdatasync that covers it, a failed write leaving
+ * nothing (and no offset skipped), and a failed fdatasync failing its
+ * callers and every later call.
  *
  * Every log is a fresh file in one mkdtemp directory, removed at the end. */
 #include <errno.h>
@@ -312,6 +313,126 @@ static void test_publish_batch_fallback(void **state)
     bus_close(b);
 }
 
+/* A new log with the topic "t" of one partition; its path in path. */
+static bus *open_t(char *path, size_t len)
+{
+    new_path(path, len);
+    bus *b = NULL;
+    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
+    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 1}, NULL), 0);
+    return b;
+}
+
+/* ---- a write that fails ---- */
+
+/* Makes every insert of the value "boom" fail inside the bus's own
+ * transaction (a trigger, added through a second connection), as a disk
+ * error would: mid-request, after the partition's offset was read. */
+static void arm_boom(const char *path, bool on)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    const char *sql = on ? "CREATE TRIGGER boom BEFORE INSERT ON bus_messages"
+                           " WHEN CAST(NEW.value AS TEXT) = 'boom'"
+                           " BEGIN SELECT RAISE(ABORT, 'injected'); END;"
+                         : "DROP TRIGGER boom;";
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+typedef struct boom_arg {
+    bus *b;
+    int id;
+    int ok;            /* publishes answered 0 */
+    char vals[50][16]; /* their values */
+    int64_t offs[50];  /* and offsets */
+    int eio;           /* answered CITRUS_EIO */
+} boom_arg;
+
+static void *boom_pub(void *arg)
+{
+    boom_arg *a = arg;
+    for (int i = 0; i < 50; i++) {
+        char v[16];
+        if (a->id == 0 && i % 10 == 0)
+            snprintf(v, sizeof(v), "boom");
+        else
+            snprintf(v, sizeof(v), "%d-%d", a->id, i);
+        int64_t off = -1;
+        int rc = bus_publish(a->b, "t", v, strlen(v), v, strlen(v), NULL, &off, NULL);
+        if (rc == 0) {
+            snprintf(a->vals[a->ok], sizeof(a->vals[0]), "%s", v);
+            a->offs[a->ok++] = off;
+        } else {
+            assert_int_equal(rc, CITRUS_EIO);
+            a->eio++;
+        }
+    }
+    return NULL;
+}
+
+/* A publish whose write fails leaves nothing, and takes its batch with it:
+ * no half of a publish_batch, no offset skipped or reused afterwards (the
+ * writer's cached next offsets are dropped with the rollback), every
+ * publish answered 0 on the log at its offset, and none answered otherwise
+ * there. */
+static void test_failed_write_leaves_nothing(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    bus *b = open_t(path, sizeof(path));
+    int64_t off = -1;
+    assert_int_equal(bus_publish(b, "t", "k", 1, "a", 1, NULL, &off, NULL), 0);
+    assert_int_equal(off, 0);
+    arm_boom(path, true);
+    bus_record recs[2] = {{"k", 1, "x", 1}, {"k", 1, "boom", 4}};
+    int64_t offs[2];
+    size_t done = 0;
+    errdetail e = {0};
+    assert_int_equal(bus_publish_batch(b, "t", recs, 2, NULL, offs, &done, &e), CITRUS_EIO);
+    assert_non_null(strstr(e.message, "injected"));
+    assert_int_equal(bus_publish(b, "t", "k", 1, "b", 1, NULL, &off, NULL), 0);
+    assert_int_equal(off, 1); /* not 2: "x" went with its batch */
+
+    boom_arg args[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        args[i] = (boom_arg){.b = b, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, boom_pub, &args[i]), 0);
+    }
+    int ok = 0, eio = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        ok += args[i].ok;
+        eio += args[i].eio;
+    }
+    assert_true(eio >= 5); /* each boom, and whatever shared its batch */
+    bus_message *m = NULL;
+    size_t n = 0;
+    assert_int_equal(bus_read(b, "t", 0, 0, 1000, &m, &n, NULL), 0);
+    assert_int_equal(n, (size_t)ok + 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(m[i].offset, (int64_t)i); /* none skipped */
+        assert_false(m[i].value_len == 4 && memcmp(m[i].value, "boom", 4) == 0);
+    }
+    for (int t = 0; t < 8; t++)
+        for (int i = 0; i < args[t].ok; i++) {
+            const bus_message *at = &m[args[t].offs[i]];
+            assert_int_equal(at->value_len, strlen(args[t].vals[i]));
+            assert_memory_equal(at->value, args[t].vals[i], at->value_len);
+        }
+    bus_messages_free(m, n);
+    bus_close(b);
+
+    /* the next offset comes from the file, not from a cache */
+    arm_boom(path, false);
+    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
+    assert_int_equal(bus_publish(b, "t", "k", 1, "c", 1, NULL, &off, NULL), 0);
+    assert_int_equal(off, (int64_t)ok + 2);
+    bus_close(b);
+}
+
 /* ---- the sync ---- */
 
 static atomic_int gate_open, gate_syncs;
@@ -343,10 +464,7 @@ static void test_answer_waits_for_sync(void **state)
 {
     (void)state;
     char path[PATH_MAX];
-    new_path(path, sizeof(path));
-    bus *b;
-    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
-    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 1}, NULL), 0);
+    bus *b = open_t(path, sizeof(path));
     atomic_store(&gate_open, 0);
     atomic_store(&gate_syncs, 0);
     bus_sqlite_set_sync(b, gated_sync);
@@ -382,10 +500,7 @@ static void test_failed_sync_breaks_the_bus(void **state)
 {
     (void)state;
     char path[PATH_MAX];
-    new_path(path, sizeof(path));
-    bus *b;
-    assert_int_equal(bus_open_sqlite(path, NULL, &b, NULL), 0);
-    assert_int_equal(bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 1}, NULL), 0);
+    bus *b = open_t(path, sizeof(path));
     assert_int_equal(bus_publish(b, "t", "k", 1, "before", 6, NULL, NULL, NULL), 0);
     bus_sqlite_set_sync(b, failing_sync);
     errdetail e = {0};
@@ -423,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_kill9_keeps_acknowledged),
         cmocka_unit_test(test_optional_ops_unsupported),
         cmocka_unit_test(test_publish_batch_fallback),
+        cmocka_unit_test(test_failed_write_leaves_nothing),
         cmocka_unit_test(test_answer_waits_for_sync),
         cmocka_unit_test(test_failed_sync_breaks_the_bus),
     };
