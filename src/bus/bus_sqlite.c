@@ -20,6 +20,15 @@
  * the input: CITRUS_EIO) fails the whole batch, rolled back, every request
  * of it answered CITRUS_EIO.
  *
+ * Offsets: a partition's next offset is one past its last message, and
+ * never below the floor bus_partitions.next_offset keeps; a publish writes
+ * only its message (not the floor: one page less in each commit's frames),
+ * and a retention trim raises the floor to the next offset before it
+ * deletes the messages it is read from, so an offset is never reused, also
+ * once a partition is empty and the log reopened (schema version 2: a
+ * version 1 file's floors are exact, so it opens as it is; a build of
+ * version 1, which would take the floor alone, refuses a version 2 file).
+ *
  * The writer's cache: topic rows and each partition's next offset, as read
  * or written in the writer's transactions, spare a publish two SELECTs.
  * Any ROLLBACK (TO) and any topic creation drop it whole, so it never holds
@@ -88,7 +97,7 @@
 
 #include "citrus/errors.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2 /* 2: bus_partitions.next_offset is a floor (see Offsets) */
 #define BUSY_TIMEOUT_MS 5000
 #define CKPT_FRAMES 10000 /* WAL frames that trigger a checkpoint (see Pipelined sync) */
 #define FETCH_CHUNK 256   /* rows a poll reads at a time */
@@ -110,7 +119,7 @@ static const char schema_sql[] =
     " part INTEGER NOT NULL, off INTEGER NOT NULL, attempts INTEGER NOT NULL,"
     " visible_ms INTEGER NOT NULL, done INTEGER NOT NULL, error TEXT,"
     " PRIMARY KEY (grp, topic, part, off)) WITHOUT ROWID;"
-    "PRAGMA user_version = 1;";
+    "PRAGMA user_version = 2;";
 
 #define KEYP "topic = ?1 AND part = ?2"
 #define KEYG "grp = ?1 AND topic = ?2 AND part = ?3"
@@ -128,7 +137,8 @@ static const char schema_sql[] =
     X(TOPIC_NAMES, "SELECT name FROM bus_topics ORDER BY name")                                    \
     X(TOPIC_MSGS, "SELECT count(*) FROM bus_messages WHERE topic = ?1")                            \
     X(PART_INSERT, "INSERT INTO bus_partitions VALUES (?1, ?2, 0)")                                \
-    X(PART_NEXT, "SELECT next_offset FROM bus_partitions WHERE " KEYP)                             \
+    X(PART_NEXT, "SELECT max(next_offset, coalesce((SELECT max(off) FROM bus_messages WHERE " KEYP \
+                 ") + 1, 0)) FROM bus_partitions WHERE " KEYP)                                     \
     X(PART_SET, "UPDATE bus_partitions SET next_offset = ?3 WHERE " KEYP)                          \
     X(MSG_INSERT, "INSERT INTO bus_messages VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")     \
     X(MSG_FIRST, "SELECT min(off) FROM bus_messages WHERE " KEYP)                                  \
@@ -431,12 +441,6 @@ static int append(bsq *s, const char *topic, int part, const bus_message *m, int
     sqlite3_bind_int64(st, 10, m->src_offset);
     rc = run_stmt(s, st, e);
     if (rc < 0)
-        return rc;
-    st = stmt_at(s, ST_PART_SET, NULL, topic, part);
-    if (!st)
-        return db_fail(s, e, "prepare");
-    sqlite3_bind_int64(st, 3, *off + 1);
-    if ((rc = run_stmt(s, st, e)) < 0)
         return rc;
     tcache *c = cache_find(s, topic);
     if (c && part < c->t.partitions)
@@ -910,11 +914,23 @@ static int do_read(bsq *s, req *r)
 /* Deletes messages of one partition up to offset upto. */
 static int trim_to(bsq *s, const char *topic, int part, int64_t upto, req *r)
 {
-    sqlite3_stmt *st = stmt_at(s, ST_MSG_TRIM, NULL, topic, part);
+    /* the partition's next offset, kept before the messages it is read
+     * from go (see Offsets) */
+    int64_t next = 0;
+    int rc = part_next(s, topic, part, &next, r->e);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = stmt_at(s, ST_PART_SET, NULL, topic, part);
+    if (!st)
+        return db_fail(s, r->e, "prepare");
+    sqlite3_bind_int64(st, 3, next);
+    if ((rc = run_stmt(s, st, r->e)) < 0)
+        return rc;
+    st = stmt_at(s, ST_MSG_TRIM, NULL, topic, part);
     if (!st)
         return db_fail(s, r->e, "prepare");
     sqlite3_bind_int64(st, 3, upto);
-    int rc = run_stmt(s, st, r->e);
+    rc = run_stmt(s, st, r->e);
     if (rc == 0)
         r->deleted += sqlite3_changes(s->db);
     return rc;

@@ -209,6 +209,17 @@ def test_roles(node):
     assert all(h == 0 for _, h in node.offsets()[TOPIC])
 
 
+def next_offset(db, topic, part):
+    """A partition's next offset as the bus reads it: past its last message,
+    and never below the floor kept in bus_partitions (src/bus/bus_sqlite.c,
+    Offsets)."""
+    (off,) = db.execute(
+        "SELECT max(next_offset, coalesce((SELECT max(off) FROM bus_messages"
+        " WHERE topic=?1 AND part=?2) + 1, 0)) FROM bus_partitions WHERE topic=?1 AND part=?2",
+        (topic, part)).fetchone()
+    return off
+
+
 def seed(db_path, dead_letters=(), groups=(), leases=(), trim=()):
     """Writes into a stopped node's bus.db what the bus would have: dead
     letters (topic.dlq, partition, key, value, error, attempts, source),
@@ -217,19 +228,19 @@ def seed(db_path, dead_letters=(), groups=(), leases=(), trim=()):
     db = sqlite3.connect(db_path)
     with db:
         for topic, part, key, value, error, attempts, sp, so in dead_letters:
-            (off,) = db.execute("SELECT next_offset FROM bus_partitions WHERE topic=? AND part=?",
-                                (topic, part)).fetchone()
+            off = next_offset(db, topic, part)
             db.execute("INSERT INTO bus_messages VALUES (?,?,?,?,?,?,?,?,?,?)",
                        (topic, part, off, key.encode(), value.encode(), int(time.time() * 1000), error,
                         attempts, sp, so))
-            db.execute("UPDATE bus_partitions SET next_offset=? WHERE topic=? AND part=?",
-                       (off + 1, topic, part))
         for grp, topic, part, nxt in groups:
             db.execute("INSERT INTO bus_offsets VALUES (?,?,?,?)", (grp, topic, part, nxt))
         for grp, topic, part, off in leases:
             db.execute("INSERT INTO bus_leases VALUES (?,?,?,?,1,?,0,NULL)",
                        (grp, topic, part, off, 4102444800000))
         for topic, part, upto in trim:
+            # as the bus trims: the next offset kept first
+            db.execute("UPDATE bus_partitions SET next_offset=? WHERE topic=? AND part=?",
+                       (next_offset(db, topic, part), topic, part))
             db.execute("DELETE FROM bus_messages WHERE topic=? AND part=? AND off<=?",
                        (topic, part, upto))
     db.close()

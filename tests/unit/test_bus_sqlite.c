@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bus/bus_sqlite.h"
+#include "sys/clock.h"
 #include "bus_conformance.h"
 #include "support_pg.h"
 
@@ -433,6 +434,40 @@ static void test_failed_write_leaves_nothing(void **state)
     bus_close(b);
 }
 
+/* Offsets are never reused, also when retention emptied a partition and the
+ * log was reopened: its next offset is kept in the file before the trim
+ * deletes the messages it would otherwise be read from. */
+static void test_trim_keeps_next_offset_across_reopen(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    new_path(path, sizeof(path));
+    sysclock *clock = clock_test_new(5000, 1700000000000);
+    bus_config cfg = {.clock = clock};
+    bus *b;
+    assert_int_equal(bus_open_sqlite(path, &cfg, &b, NULL), 0);
+    assert_int_equal(
+        bus_topic_create(b, "t", &(bus_topic_opts){.partitions = 1, .retention_ms = 1000}, NULL),
+        0);
+    int64_t off = -1;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(bus_publish(b, "t", "k", 1, "v", 1, NULL, &off, NULL), 0);
+    assert_int_equal(off, 2);
+    clock_test_advance(clock, 1001);
+    int64_t deleted = 0;
+    assert_int_equal(bus_trim(b, &deleted, NULL), 0);
+    assert_int_equal(deleted, 3);
+    bus_close(b);
+    assert_int_equal(bus_open_sqlite(path, &cfg, &b, NULL), 0);
+    bus_topic_info info;
+    assert_int_equal(bus_topic_describe(b, "t", &info, NULL), 0);
+    assert_int_equal(info.messages, 0);
+    assert_int_equal(bus_publish(b, "t", "k", 1, "w", 1, NULL, &off, NULL), 0);
+    assert_int_equal(off, 3);
+    bus_close(b);
+    clock_test_free(clock);
+}
+
 /* ---- the sync ---- */
 
 static atomic_int gate_open, gate_syncs;
@@ -539,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_optional_ops_unsupported),
         cmocka_unit_test(test_publish_batch_fallback),
         cmocka_unit_test(test_failed_write_leaves_nothing),
+        cmocka_unit_test(test_trim_keeps_next_offset_across_reopen),
         cmocka_unit_test(test_answer_waits_for_sync),
         cmocka_unit_test(test_failed_sync_breaks_the_bus),
     };
