@@ -53,7 +53,8 @@ bool api_regq_wanted(http_req *r, bool *async)
 }
 
 /* Publishes row's message: key "<business>:<location>" (one location's
- * messages in order), a fresh event id. */
+ * messages in order), a fresh event id, the row's correlation id (the
+ * request's when the row has none). */
 static int publish(http_req *r, app *a, const reg_row *row, errdetail *e)
 {
     regmsg m = {.registration_id = row->id,
@@ -62,7 +63,9 @@ static int publish(http_req *r, app *a, const reg_row *row, errdetail *e)
                 .business_type = row->business_type,
                 .type = RECORDS_REG_EVENT_TYPE,
                 .source = "/citrus/api/registrations",
-                .correlationid = r ? http_req_correlation(r) : NULL,
+                .correlationid = row->correlation_id[0] ? row->correlation_id
+                                 : r                    ? http_req_correlation(r)
+                                                        : NULL,
                 .time_ms = clock_wall_ms(NULL)};
     size_t len = 0;
     char *text = NULL;
@@ -122,6 +125,7 @@ int api_regq_enqueue(http_req *r, app *a, const tenant_reg *regs, size_t n, bool
         snprintf(row.business_id, sizeof(row.business_id), "%s", regs[i].business_id);
         snprintf(row.location_id, sizeof(row.location_id), "%s", regs[i].location_id);
         snprintf(row.business_type, sizeof(row.business_type), "%s", regs[i].business_type);
+        snprintf(row.correlation_id, sizeof(row.correlation_id), "%s", http_req_correlation(r));
         if (rc == 0)
             rc = records_reg_create(a->rec, &row, &e);
         if (rc == 0 && (rc = publish(r, a, &row, &e)) != 0)
@@ -179,6 +183,8 @@ static json_t *reg_json(const reg_row *g)
     json_object_set_new(j, "created_at", time_or_null(g->created_ms));
     json_object_set_new(j, "updated_at", time_or_null(g->updated_ms));
     json_object_set_new(j, "finished_at", time_or_null(g->finished_ms));
+    json_object_set_new(j, "correlation_id",
+                        g->correlation_id[0] ? json_string(g->correlation_id) : json_null());
     return j;
 }
 
@@ -279,11 +285,19 @@ int api_registrations_list(http_req *r, void *ctx)
 
 /* ---- re-drives ---- */
 
-/* g (failed) back to queued, then published again. 0; CITRUS_ECONFLICT
- * when it was no longer failed; else the store's or the bus's error. */
+/* g (failed) back to queued, then published again. Its messages keep the
+ * correlation id of the request that queued it, unless this re-drive
+ * brings its own X-Correlation-Id (then the re-drive's messages, the
+ * sweeper's included, carry that one: stored with the record). 0;
+ * CITRUS_ECONFLICT when it was no longer failed; else the store's or the
+ * bus's error. */
 static int requeue(http_req *r, app *a, reg_row *g, errdetail *e)
 {
     reg_row q = *g;
+    /* the server answers 400 to an invalid one: a header here is valid */
+    const char *own = http_req_header(r, "X-Correlation-Id");
+    if (own || !q.correlation_id[0])
+        snprintf(q.correlation_id, sizeof(q.correlation_id), "%s", http_req_correlation(r));
     q.state = REG_QUEUED;
     q.next_attempt_ms = 0;
     q.drive_attempts = 0; /* bus.max_attempts more */

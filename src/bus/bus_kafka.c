@@ -67,7 +67,7 @@
 
 #define DEFAULT_PUBLISH_TIMEOUT_MS 30000
 #define DEFAULT_REQUEST_TIMEOUT_MS 10000
-#define DEFAULT_SESSION_TIMEOUT_MS 10000
+#define DEFAULT_SESSION_TIMEOUT_MS 45000
 #define DELIVERY_POLL_MS 5
 #define CREATE_WAIT_STEP_MS 20
 #define MAX_KNOWN_GROUPS 1024  /* bus_kafka_opts.groups */
@@ -1825,6 +1825,27 @@ int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, er
     }
     *out = &k->b;
     return 0;
+}
+
+int bus_kafka_member_config(bus *b, const char *group, const char *topic, const char *name,
+                            char *buf, size_t len)
+{
+    if (!b || b->ops != &kafka_ops || !group || !topic || !name || !buf || len == 0)
+        return CITRUS_EINVAL;
+    bk *k = (bk *)b;
+    pthread_mutex_lock(&k->gmu);
+    kgroup *g = NULL;
+    int rc = group_get(k, group, topic, false, &g, NULL);
+    size_t n = len;
+    if (rc == 0 && !g)
+        rc = CITRUS_ENOTFOUND;
+    if (rc == 0) {
+        /* n: the value's full length, with its NUL (more than len: cut) */
+        rd_kafka_conf_res_t res = rd_kafka_conf_get(rd_kafka_conf(g->c), name, buf, &n);
+        rc = res != RD_KAFKA_CONF_OK ? CITRUS_ENOTFOUND : n > len ? CITRUS_EINVAL : 0;
+    }
+    pthread_mutex_unlock(&k->gmu);
+    return rc;
 }
 
 /* ---- ThreadSanitizer ----

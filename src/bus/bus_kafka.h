@@ -39,8 +39,9 @@ typedef struct bus_kafka_opts {
     int replication_factor; /* of created topics; 0: the broker's default */
     /* A group member that has not heartbeated for this long is out of its
      * group and its partitions go to the others (session.timeout.ms;
-     * 0: 10 s; brokers refuse less than their group.min.session.timeout.ms,
-     * 6 s by default). */
+     * 0: 45 s, librdkafka's default; brokers refuse less than their
+     * group.min.session.timeout.ms, 6 s by default, and more than
+     * group.max.session.timeout.ms, 30 min). bus.kafka.session_timeout_ms. */
     int session_timeout_ms;
     const bus_kafka_admin *admin; /* NULL: the Admin API (copied) */
     /* Consumer groups bus_groups_describe shows besides those the cluster
@@ -58,5 +59,13 @@ typedef struct bus_kafka_opts {
  * CITRUS_ENOMEM. The cluster being down is not an error here: calls then
  * fail with CITRUS_EUNAVAILABLE within their bound. Close with bus_close. */
 int bus_open_kafka(const bus_kafka_opts *o, const bus_config *cfg, bus **out, errdetail *e);
+
+/* The value of librdkafka property name (e.g. "session.timeout.ms") in
+ * the consumer config of group's member consuming topic on this handle
+ * (made by its first poll), into buf (at most len bytes with the NUL).
+ * 0; CITRUS_ENOTFOUND when the handle has no such member or the property
+ * is unknown; CITRUS_EINVAL when b is not a Kafka bus or buf is too small. */
+int bus_kafka_member_config(bus *b, const char *group, const char *topic, const char *name,
+                            char *buf, size_t len);
 
 #endif

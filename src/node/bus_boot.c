@@ -70,6 +70,7 @@ static int open_kafka(const citrus_config *cfg, const bus_config *bc, bus **b, e
                          .publish_timeout_ms = (int)cfg->bus_kafka_publish_timeout_ms,
                          .request_timeout_ms = (int)cfg->bus_kafka_request_timeout_ms,
                          .replication_factor = (int)cfg->bus_kafka_replication_factor,
+                         .session_timeout_ms = (int)cfg->bus_kafka_session_timeout_ms,
                          .groups = groups};
     return bus_open_kafka(&ko, bc, b, e);
 }

@@ -295,6 +295,11 @@ static const field fields[] = {
         "a publish not acknowledged by the brokers within this, ms, fails (unavailable)"),
     INT("bus.kafka", "request_timeout_ms", "kafka-request-timeout", bus_kafka_request_timeout_ms,
         100, 600000, "bound on one request to the cluster (metadata, offsets, admin, fetch), ms"),
+    INT("bus.kafka", "session_timeout_ms", "kafka-session-timeout", bus_kafka_session_timeout_ms,
+        6000, 300000,
+        "a worker's consumer that has not heartbeated within this, ms, leaves its group and its "
+        "partitions go to the others (Kafka's session.timeout.ms; 6000 is the brokers' default "
+        "group.min.session.timeout.ms)"),
     INT("bus.kafka", "replication_factor", "kafka-replication-factor", bus_kafka_replication_factor,
         0, 32,
         "replicas of the topics Citrus creates (0: the brokers' default.replication.factor)"),
@@ -420,6 +425,7 @@ void config_defaults(citrus_config *c)
     snprintf(c->bus_kafka_sasl_mechanism, sizeof(c->bus_kafka_sasl_mechanism), "PLAIN");
     c->bus_kafka_publish_timeout_ms = 30000;
     c->bus_kafka_request_timeout_ms = 10000;
+    c->bus_kafka_session_timeout_ms = 45000; /* librdkafka's (Kafka 3's clients') default */
     for (size_t i = 0; i < CONFIG_NGROUPS; i++) {
         snprintf(c->bus_groups[i], sizeof(c->bus_groups[i]), "citrus-%s", group_keys[i]);
         for (char *p = c->bus_groups[i]; *p; p++)

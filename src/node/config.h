@@ -151,6 +151,7 @@ typedef struct citrus_config {
     char bus_kafka_ssl_ca_file[CONFIG_STR];
     int64_t bus_kafka_publish_timeout_ms;
     int64_t bus_kafka_request_timeout_ms;
+    int64_t bus_kafka_session_timeout_ms; /* the consumers' session.timeout.ms */
     int64_t bus_kafka_replication_factor; /* of the topics Citrus creates; 0: the brokers' */
     char bus_groups[CONFIG_NGROUPS][256]; /* consumer group ids, one per worker */
     int64_t bus_partitions;               /* of each topic Citrus creates */

@@ -305,13 +305,13 @@ static int do_action(shard *s, void *vctx, errdetail *e)
 
 /* After a change that took shard id out of the ring with tenants still
  * pinned to it (forced): moves them (on error res is cleared). */
-static int repin_after(shard_service *svc, const char *id, unsigned flags, reg_result *res,
-                       errdetail *e)
+static int repin_after(shard_service *svc, const char *id, unsigned flags, const reg_fence *fence,
+                       reg_result *res, errdetail *e)
 {
     size_t moved;
     if (!res->tenants_affected || (flags & REG_DRY_RUN))
         return 0;
-    int rc = tenants_repin(svc->reg, id, &moved, e);
+    int rc = tenants_repin_fenced(svc->reg, id, fence, &moved, e);
     if (rc < 0)
         reg_result_clear(res);
     return rc;
@@ -357,7 +357,7 @@ int svc_shard_action_fenced(shard_service *svc, const char *id, const char *acti
         shard_init(&s); /* set by a change that was written */
         int rc = registry_shard_modify(svc->reg, id, do_action, &c, flags, fence, &s, res, e);
         if (rc == 0)
-            rc = repin_after(svc, id, flags, res, e);
+            rc = repin_after(svc, id, flags, fence, res, e);
         if (rc == 0 && actions[i].to == SHARD_RETIRED && !(flags & REG_DRY_RUN))
             ctlconns_forget(svc->conns, id); /* out of service: its connections go */
         if (rc == 0 && actions[i].to == SHARD_PROVISIONING)
@@ -385,7 +385,7 @@ int svc_shard_delete_fenced(shard_service *svc, const char *id, unsigned flags,
         ctlconns_forget(svc->conns, id);
     if (rc == 0) /* its metric series (the router's, per shard) go with it */
         metrics_forget("shard", id);
-    return rc == 0 ? repin_after(svc, id, flags, res, e) : rc;
+    return rc == 0 ? repin_after(svc, id, flags, fence, res, e) : rc;
 }
 
 /* apply_template for a registration: on a pooled connection (ctlconns)

@@ -90,7 +90,9 @@ int svc_provision_shard(shard_service *svc, const shard_spec *spec, const char *
                         errdetail *e);
 /* The same with the controller's fencing compare on its catalog write
  * (registry_shard_create_fenced; fence NULL: none), as the shard management
- * worker runs it. The _fenced calls below do the same for theirs. */
+ * worker runs it. The _fenced calls below do the same for theirs, the
+ * re-pin that follows a forced retirement or delete included (each pin's
+ * txn carries the fence: tenants_repin_fenced). */
 int svc_provision_shard_fenced(shard_service *svc, const shard_spec *spec, const char *actor,
                                const reg_fence *fence, shard *out, errdetail *e);
 

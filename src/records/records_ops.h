@@ -49,7 +49,7 @@ typedef struct records_param {
     const char *s;
 } records_param;
 
-#define RECORDS_MAX_PARAMS 10
+#define RECORDS_MAX_PARAMS 12
 
 /* A query ready to run: sql has placeholders only ("?N" for SQLite, "$N"
  * for PostgreSQL), never a value; it selects RECORDS_AUDIT_COLUMNS, ordered

@@ -99,6 +99,8 @@ static const char schema_sql[] =
     " created_ms bigint NOT NULL, updated_ms bigint NOT NULL, finished_ms bigint NOT NULL);"
     "ALTER TABLE citrus_registrations"
     " ADD COLUMN IF NOT EXISTS drive_attempts integer NOT NULL DEFAULT 0;"
+    "ALTER TABLE citrus_registrations"
+    " ADD COLUMN IF NOT EXISTS correlation_id text NOT NULL DEFAULT '';"
     "CREATE INDEX IF NOT EXISTS citrus_registrations_state ON citrus_registrations (state, seq);"
     "CREATE INDEX IF NOT EXISTS citrus_registrations_business"
     " ON citrus_registrations (business_id, seq);"

@@ -68,7 +68,7 @@ static const char schema_sql[] =
     " state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,"
     " next_attempt_ms INTEGER NOT NULL, shard_id TEXT NOT NULL, created_ms INTEGER NOT NULL,"
     " updated_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,"
-    " drive_attempts INTEGER NOT NULL DEFAULT 0);"
+    " drive_attempts INTEGER NOT NULL DEFAULT 0, correlation_id TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS citrus_registrations_state ON citrus_registrations (state, seq);"
     "CREATE INDEX IF NOT EXISTS citrus_registrations_business"
     " ON citrus_registrations (business_id, seq);"
@@ -454,15 +454,18 @@ static const records_ops sqlite_ops = {
     .close = lite_close,
 };
 
-/* A registrations table made before drive_attempts was: the column added
- * (SQLite has no ADD COLUMN IF NOT EXISTS; the table's own columns say). */
-static int add_drive_attempts(sqlite3 *db)
+/* A registrations table made before a column was (drive_attempts,
+ * correlation_id): the column added (SQLite has no ADD COLUMN IF NOT
+ * EXISTS; the table's own columns say). add is the ALTER TABLE. */
+static int add_column(sqlite3 *db, const char *name, const char *add)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db,
                                 "SELECT count(*) FROM pragma_table_info('citrus_registrations')"
-                                " WHERE name = 'drive_attempts'",
+                                " WHERE name = ?1",
                                 -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     bool has = false;
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         has = sqlite3_column_int(st, 0) > 0;
@@ -470,10 +473,7 @@ static int add_drive_attempts(sqlite3 *db)
     }
     sqlite3_finalize(st);
     if (rc == SQLITE_OK && !has)
-        rc = sqlite3_exec(db,
-                          "ALTER TABLE citrus_registrations"
-                          " ADD COLUMN drive_attempts INTEGER NOT NULL DEFAULT 0",
-                          NULL, NULL, NULL);
+        rc = sqlite3_exec(db, add, NULL, NULL, NULL);
     return rc;
 }
 
@@ -505,7 +505,13 @@ static int lite_setup(sqlite_records *s, const char *path, errdetail *e)
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = add_drive_attempts(db);
+        rc = add_column(db, "drive_attempts",
+                        "ALTER TABLE citrus_registrations"
+                        " ADD COLUMN drive_attempts INTEGER NOT NULL DEFAULT 0");
+    if (rc == SQLITE_OK)
+        rc = add_column(db, "correlation_id",
+                        "ALTER TABLE citrus_registrations"
+                        " ADD COLUMN correlation_id TEXT NOT NULL DEFAULT ''");
     for (int i = 0; i < ST_COUNT && rc == SQLITE_OK; i++)
         rc = sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
     return rc == SQLITE_OK ? 0 : fail(db, rc, path, e);

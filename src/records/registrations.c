@@ -30,8 +30,9 @@ int reg_state_parse(const char *name, reg_state *out)
 
 #define COLUMNS                                                                                    \
     "seq, id, business_id, location_id, business_type, state, attempts, last_error,"               \
-    " next_attempt_ms, shard_id, created_ms, updated_ms, finished_ms, drive_attempts"
-#define NCOLS 14
+    " next_attempt_ms, shard_id, created_ms, updated_ms, finished_ms, drive_attempts,"             \
+    " correlation_id"
+#define NCOLS 15
 
 /* sql with each '?' turned into the backend's placeholder ('?N' / '$N'). */
 static void placeholders(const records *r, const char *sql, char *out, size_t len)
@@ -65,6 +66,16 @@ static int text_check(const char *what, const char *s, size_t max, errdetail *e)
     return 0;
 }
 
+/* A correlation id: "" (none) or at most RECORDS_MAX_REG_CORR bytes. */
+static int corr_check(const char *s, errdetail *e)
+{
+    if (strnlen(s, RECORDS_MAX_REG_CORR + 1) > RECORDS_MAX_REG_CORR)
+        return errdetail_set(e, CITRUS_EINVAL,
+                             "registration: correlationId must be at most %d bytes",
+                             RECORDS_MAX_REG_CORR);
+    return 0;
+}
+
 /* last_error as stored: valid UTF-8 within its limit. */
 static int norm_error(const char *in, const char **out, char **owned, errdetail *e)
 {
@@ -88,6 +99,8 @@ int records_reg_create(records *r, reg_row *row, errdetail *e)
         rc = text_check("locationId", row->location_id, RECORDS_MAX_REG_TENANT, e);
     if (rc == 0)
         rc = text_check("businessType", row->business_type, RECORDS_MAX_REG_TYPE, e);
+    if (rc == 0)
+        rc = corr_check(row->correlation_id, e);
     if (rc != 0)
         return rc;
     const char *err;
@@ -105,14 +118,15 @@ int records_reg_create(records *r, reg_row *row, errdetail *e)
         {.s = err},
         {.s = row->shard_id},
         {.is_int = true, .i = row->created_ms},
+        {.s = row->correlation_id},
     };
     int64_t changes = 0;
     rc = run(r,
              "INSERT INTO citrus_registrations (id, business_id, location_id, business_type,"
              " state, attempts, last_error, next_attempt_ms, shard_id, created_ms, updated_ms,"
-             " finished_ms) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, 0, ?7, ?8, ?8, 0)"
-             " ON CONFLICT (id) DO NOTHING",
-             q, 8, 0, NULL, NULL, &changes, e);
+             " finished_ms, correlation_id) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, 0, ?7, ?8, ?8, 0,"
+             " ?9) ON CONFLICT (id) DO NOTHING",
+             q, 9, 0, NULL, NULL, &changes, e);
     free(owned);
     if (rc != 0)
         return rc;
@@ -159,6 +173,7 @@ static void row_of(char **c, reg_row *out)
     out->updated_ms = num(c[11]);
     out->finished_ms = num(c[12]);
     out->drive_attempts = (int)num(c[13]);
+    copy(out->correlation_id, sizeof(out->correlation_id), c[14]);
 }
 
 static void cells_free(char **cells, size_t n)
@@ -208,6 +223,10 @@ int records_reg_update_if(records *r, const reg_row *row, reg_state expect, int 
         free(owned);
         return errdetail_set(e, CITRUS_EINVAL, "registration: shard id too long");
     }
+    if ((rc = corr_check(row->correlation_id, e)) != 0) {
+        free(owned);
+        return rc;
+    }
     /* ?2: the state it must have ('' for any); ?10: its attempts (< 0: any). */
     records_param p[RECORDS_MAX_PARAMS] = {
         {.s = row->id},
@@ -220,15 +239,17 @@ int records_reg_update_if(records *r, const reg_row *row, reg_state expect, int 
         {.is_int = true, .i = row->updated_ms},
         {.is_int = true, .i = row->drive_attempts},
         {.is_int = true, .i = expect_attempts},
+        {.s = row->correlation_id},
     };
     int64_t changes = 0;
     rc = run(
         r,
         "UPDATE citrus_registrations SET state = ?3, attempts = ?4, last_error = ?5,"
         " next_attempt_ms = ?6, shard_id = ?7, updated_ms = ?8, drive_attempts = ?9,"
+        " correlation_id = ?11,"
         " finished_ms = CASE WHEN ?3 IN ('succeeded', 'failed') THEN CAST(?8 AS BIGINT) ELSE 0 END"
         " WHERE id = ?1 AND (?2 = '' OR state = ?2) AND (?10 < 0 OR attempts = ?10)",
-        p, 10, 0, NULL, NULL, &changes, e);
+        p, 11, 0, NULL, NULL, &changes, e);
     free(owned);
     if (rc == 0 && changed)
         *changed = changes > 0;

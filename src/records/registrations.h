@@ -31,6 +31,7 @@
 #define RECORDS_MAX_REG_TYPE 64    /* a business type (schema template name) */
 #define RECORDS_MAX_REG_SHARD 128  /* a shard id */
 #define RECORDS_MAX_REG_ERROR 1024 /* last_error: cut to this */
+#define RECORDS_MAX_REG_CORR 128   /* a correlation id (X-Correlation-Id's limit) */
 
 /* The type of a registration's message on the registrations topic; its
  * data: {registrationId, businessId, locationId, businessType}. */
@@ -67,6 +68,10 @@ typedef struct reg_row {
     char shard_id[RECORDS_MAX_REG_SHARD + 1]; /* succeeded: where it is pinned; else "" */
     int64_t created_ms, updated_ms;
     int64_t finished_ms; /* succeeded or failed: when; else 0 */
+    /* the correlation id of the request that queued it or last re-drove it
+     * with its own X-Correlation-Id ("" when none): every message of the
+     * registration carries it */
+    char correlation_id[RECORDS_MAX_REG_CORR + 1];
 } reg_row;
 
 typedef struct reg_query {
@@ -90,7 +95,7 @@ size_t records_reg_key(const reg_row *row, char *buf, size_t len);
 int records_reg_get(records *r, const char *id, reg_row *out, errdetail *e);
 
 /* Writes row's state, attempts, last_error, next_attempt_ms, shard_id,
- * updated_ms and finished_ms over the stored row of row->id, only when its
+ * updated_ms, finished_ms and correlation_id over the stored row of row->id, only when its
  * state is still expect (REG_NSTATES: whatever it is). *changed (may be
  * NULL): whether it was written. */
 int records_reg_update(records *r, const reg_row *row, reg_state expect, bool *changed,

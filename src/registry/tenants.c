@@ -524,6 +524,12 @@ int tenants_business_strict(registry *r, const char *business_id, tenant_type_fn
 
 int tenants_repin(registry *r, const char *shard_id, size_t *moved, errdetail *e)
 {
+    return tenants_repin_fenced(r, shard_id, NULL, moved, e);
+}
+
+int tenants_repin_fenced(registry *r, const char *shard_id, const reg_fence *fence, size_t *moved,
+                         errdetail *e)
+{
     *moved = 0;
     int idle = 0; /* rounds that moved nothing (every compare lost a race) */
     for (;;) {
@@ -552,6 +558,7 @@ int tenants_repin(registry *r, const char *shard_id, size_t *moved, errdetail *e
             txb t;
             txb_init(&t);
             txb_cmp_mod(&t, k, pins[i].mod_revision);
+            registry_txn_fence(&t, fence);
             pin_ops(&t, &p, shard_id);
             bool ok;
             rc = registry_commit(r, &t, &ok, NULL);
@@ -563,6 +570,12 @@ int tenants_repin(registry *r, const char *shard_id, size_t *moved, errdetail *e
         if (rc < 0)
             return rc;
         if (*moved == before && ++idle >= REPIN_TRIES) {
+            if (fence && fence->token > 0)
+                return errdetail_set(e, CITRUS_ECONFLICT,
+                                     "the tenants of '%s' were not moved: the writes kept failing "
+                                     "their compares (most likely this node is no longer the "
+                                     "controller leader)",
+                                     shard_id);
             return errdetail_set(e, CITRUS_EUNAVAILABLE,
                                  "the tenants of '%s' kept changing while being moved", shard_id);
         }

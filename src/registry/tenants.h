@@ -75,6 +75,12 @@ int tenants_register_fenced(registry *r, const tenant_reg *regs, size_t n, tenan
  * them. CITRUS_EUNAVAILABLE (e says why) when no shard is active or the
  * pins kept changing under it. */
 int tenants_repin(registry *r, const char *shard_id, size_t *moved, errdetail *e);
+/* The same with the controller's fencing compare in every pin's txn
+ * (registry_txn_fence; fence NULL or token 0: none), as the shard
+ * management worker moves them: under a fence that moved no pin moves,
+ * CITRUS_ECONFLICT once the tries are spent. */
+int tenants_repin_fenced(registry *r, const char *shard_id, const reg_fence *fence, size_t *moved,
+                         errdetail *e);
 
 /* Whether a registered business type makes unregistered keys of its
  * businesses strict (router.require_registered per type). */

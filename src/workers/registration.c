@@ -151,6 +151,7 @@ static int publish_attempt(const regq_worker_ctx *c, const reg_row *g, errdetail
                 .type = RECORDS_REG_EVENT_TYPE,
                 .event_id = id,
                 .source = "/citrus/workers/registration",
+                .correlationid = g->correlation_id[0] ? g->correlation_id : NULL,
                 .time_ms = clock_wall_ms(c->clock)};
     size_t len = 0;
     char *text = NULL;

@@ -148,6 +148,19 @@ static int provision(smcmd_ctx *c, const char *id, json_t *data, const reg_fence
     return errdetail_set(e, CITRUS_EEXISTS, "shard '%s' exists with another template", id);
 }
 
+/* A forced retire or delete delivered again (the shard retired or gone
+ * already): the re-pin that followed it may not have finished (a fence
+ * that moved, a crash between the two), so its tenants still pinned there
+ * are moved now, under this command's fence. */
+static int repin_again(smcmd_ctx *c, const char *id, unsigned flags, const reg_fence *fence,
+                       errdetail *e)
+{
+    size_t moved = 0;
+    if (!(flags & REG_FORCE))
+        return 0;
+    return tenants_repin_fenced(c->svc->reg, id, fence, &moved, e);
+}
+
 static int action(smcmd_ctx *c, const char *id, const char *name, unsigned flags,
                   const reg_fence *fence, shard *s, bool *changed, errdetail *e)
 {
@@ -163,7 +176,10 @@ static int action(smcmd_ctx *c, const char *id, const char *name, unsigned flags
         return rc;
     if (s->state == to) {
         errdetail_clear(e);
-        return 0;
+        rc = to == SHARD_RETIRED ? repin_again(c, id, flags, fence, e) : 0;
+        if (rc < 0)
+            shard_clear(s);
+        return rc;
     }
     shard_clear(s);
     return rc;
@@ -280,8 +296,10 @@ int smcmd_handle(void *ctx, const envelope *ev, const bus_message *m, worker_eff
         rc = svc_shard_delete_fenced(c->svc, id, flags, &fence, &res, e);
         reg_result_clear(&res);
         changed = rc == 0;
-        if (rc == CITRUS_ENOTFOUND) /* delivered again: it is gone */
-            rc = 0;
+        if (rc == CITRUS_ENOTFOUND) { /* delivered again: it is gone */
+            errdetail_clear(e);
+            rc = repin_again(c, id, flags, &fence, e);
+        }
     }
     if (rc < 0 && !permanent(rc)) {
         shard_clear(&s);

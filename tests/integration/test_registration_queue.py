@@ -274,6 +274,55 @@ def test_retry_of_a_failed_one_and_409_when_not_failed(citrus_shards):
     assert wait_state(c.url, rid, {"succeeded"})["attempts"] == 2
 
 
+def topic_messages(c, rid):
+    """The messages of registration rid on the registrations topic, in order."""
+    db = sqlite3.connect(os.path.join(c.data_dir, "bus.db"))
+    try:
+        rows = [json.loads(v) for (v,) in db.execute(
+            "SELECT value FROM bus_messages WHERE topic = ? ORDER BY part, off", (TOPIC,))]
+    finally:
+        db.close()
+    return [m for m in rows if m["data"]["registrationId"] == rid]
+
+
+def test_a_retry_keeps_the_correlation_id_unless_it_brings_its_own(citrus_shards):
+    c = citrus_shards
+    assert register(c.url, "cr", "main").status_code == 201
+    add_type(c, "restaurant")
+    r = register(c.url, "cr", "main", "restaurant",
+                 headers={**ASYNC, "X-Correlation-Id": "orig-req-1"})
+    assert r.status_code == 202, r.text
+    rid = r.json()["registrationId"]
+    got = wait_state(c.url, rid, {"failed"})
+    assert got["correlation_id"] == "orig-req-1"
+    assert [m.get("correlationid") for m in topic_messages(c, rid)] == ["orig-req-1"]
+    # a retry without its own id: the re-published message keeps the original
+    r = requests.post(f"{c.url}/v1/registrations/{rid}/retry", timeout=10)
+    assert r.status_code == 202, r.text
+    assert r.headers["X-Correlation-Id"] != "orig-req-1"  # the retry's own (generated) one
+    assert r.json()["correlation_id"] == "orig-req-1"
+    wait_until(lambda: len(topic_messages(c, rid)) == 2, timeout=liveness(10),
+               what="the retry's message")
+    msgs = topic_messages(c, rid)
+    assert msgs[1]["id"] != msgs[0]["id"]
+    assert msgs[1]["correlationid"] == "orig-req-1"
+    wait_state(c.url, rid, {"failed"})
+    # a re-drive that brings its own id: its messages carry that one, kept on the record
+    r = requests.post(c.url + "/v1/businesses/cr/register-shards",
+                      headers={"X-Correlation-Id": "redrive-op-7"}, timeout=30)
+    assert r.status_code == 202, r.text
+    assert r.json()["registrations"] == [rid]
+    wait_until(lambda: len(topic_messages(c, rid)) == 3, timeout=liveness(10),
+               what="the re-drive's message")
+    assert topic_messages(c, rid)[2]["correlationid"] == "redrive-op-7"
+    assert wait_state(c.url, rid, {"failed"})["correlation_id"] == "redrive-op-7"
+    # a registration queued without a header: the id the server gave its request
+    r = register(c.url, "cr", "other", headers=ASYNC)
+    rid2 = r.json()["registrationId"]
+    assert topic_messages(c, rid2)[0]["correlationid"] == r.headers["X-Correlation-Id"]
+    assert registration(c.url, rid2)["correlation_id"] == r.headers["X-Correlation-Id"]
+
+
 def test_bad_inputs(citrus_shards):
     c = citrus_shards
     before = registration_rows(c)

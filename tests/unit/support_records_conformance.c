@@ -1340,6 +1340,13 @@ static void test_reg_create_get(void **state)
     assert_int_equal(g.created_ms, 1000);
     assert_int_equal(g.updated_ms, 1000);
     assert_int_equal(g.finished_ms, 0);
+    assert_string_equal(g.correlation_id, "");
+    /* the correlation id of the request that queued it, kept */
+    reg_row withc = mkreg("r-c", "acme", "s3", 1002);
+    snprintf(withc.correlation_id, sizeof(withc.correlation_id), "req-42:a.b_c");
+    assert_int_equal(records_reg_create(r, &withc, &e), 0);
+    assert_int_equal(records_reg_get(r, "r-c", &g, &e), 0);
+    assert_string_equal(g.correlation_id, "req-42:a.b_c");
     reg_row dup = mkreg("r-1", "other", "x", 5);
     assert_int_equal(records_reg_create(r, &dup, &e), CITRUS_EEXISTS);
     assert_int_equal(records_reg_get(r, "r-1", &g, &e), 0);
@@ -1406,6 +1413,19 @@ static void test_reg_update(void **state)
     assert_int_equal(got.attempts, 2);
     assert_int_equal(got.drive_attempts, 7);
     assert_int_equal(got.finished_ms, 0);
+    assert_string_equal(got.correlation_id, "");
+    /* a re-drive's own correlation id replaces it; one at the limit is kept whole */
+    snprintf(g.correlation_id, sizeof(g.correlation_id), "redrive-1");
+    assert_int_equal(records_reg_update(r, &g, REG_NSTATES, &changed, &e), 0);
+    assert_int_equal(records_reg_get(r, "u-1", &got, &e), 0);
+    assert_string_equal(got.correlation_id, "redrive-1");
+    reg_row big = got;
+    memset(big.correlation_id, 'c', RECORDS_MAX_REG_CORR);
+    big.correlation_id[RECORDS_MAX_REG_CORR] = '\0';
+    assert_int_equal(records_reg_update(r, &big, REG_NSTATES, &changed, &e), 0);
+    assert_true(changed);
+    assert_int_equal(records_reg_get(r, "u-1", &got, &e), 0);
+    assert_int_equal(strlen(got.correlation_id), RECORDS_MAX_REG_CORR);
     /* an id with no row: nothing changed, no error */
     snprintf(g.id, sizeof(g.id), "nope");
     assert_int_equal(records_reg_update(r, &g, REG_NSTATES, &changed, &e), 0);

@@ -6,13 +6,7 @@
  * clear failure where the cluster has none, groups described from another
  * handle, a read below a partition's moved start, bad options.
  *
- * The mock cluster (librdkafka 2.0.2) answers neither CreateTopics nor
- * DescribeConfigs, DeleteRecords, ListGroups (no handler for them in
- * rdkafka_mock_handlers.c): topics are made through bus_kafka_opts.admin
- * with rd_kafka_mock_topic_create, and their retention configs kept
- * here. */
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
+ * The mock cluster and its admin seam: support_kafka_mock.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,80 +14,14 @@
 
 #include "bus/bus_kafka.h"
 #include "bus_conformance.h"
+#include "support_kafka_mock.h"
 
 #include "citrus/errors.h"
 
 #define PUBLISH_TIMEOUT_MS 1500
 #define REQUEST_TIMEOUT_MS 3000
 #define SESSION_TIMEOUT_MS 3000 /* the mock takes any; rebalances wait 1 s less */
-#define MAX_CONFIGS 64
-#define KAFKA_API_PRODUCE 0 /* the Produce request's ApiKey in the Kafka protocol */
-
-/* One mock cluster and the retention configs of the topics made on it. */
-typedef struct mock {
-    rd_kafka_t *rk; /* the cluster's owner */
-    rd_kafka_mock_cluster_t *mc;
-    struct {
-        char name[BUS_NAME_MAX + 1];
-        int64_t ms, bytes;
-    } cfg[MAX_CONFIGS];
-    int ncfg;
-    int creates;
-} mock;
-
-static mock *mock_new(int brokers)
-{
-    mock *m = calloc(1, sizeof(*m));
-    assert_non_null(m);
-    char err[256];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "log_level", "0", err, sizeof(err));
-    m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
-    assert_non_null(m->rk);
-    m->mc = rd_kafka_mock_cluster_new(m->rk, brokers);
-    assert_non_null(m->mc);
-    return m;
-}
-
-static void mock_free(mock *m)
-{
-    rd_kafka_mock_cluster_destroy(m->mc);
-    rd_kafka_destroy(m->rk);
-    free(m);
-}
-
-static int mock_create(void *ctx, const char *name, int partitions, int64_t ms, int64_t bytes,
-                       errdetail *e)
-{
-    mock *m = ctx;
-    if (m->ncfg == MAX_CONFIGS)
-        return errdetail_set(e, CITRUS_ETOOMANY, "mock: too many topics");
-    rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(m->mc, name, partitions, 1);
-    if (err)
-        return errdetail_set(e, CITRUS_EIO, "mock: %s", rd_kafka_err2str(err));
-    snprintf(m->cfg[m->ncfg].name, sizeof(m->cfg[m->ncfg].name), "%s", name);
-    m->cfg[m->ncfg].ms = ms;
-    m->cfg[m->ncfg++].bytes = bytes;
-    m->creates++;
-    return 0;
-}
-
-static int mock_retention(void *ctx, const char *name, int64_t *ms, int64_t *bytes, errdetail *e)
-{
-    mock *m = ctx;
-    for (int i = 0; i < m->ncfg; i++)
-        if (strcmp(m->cfg[i].name, name) == 0) {
-            *ms = m->cfg[i].ms;
-            *bytes = m->cfg[i].bytes;
-            return 0;
-        }
-    return errdetail_set(e, CITRUS_ENOTFOUND, "mock: no configs for %s", name);
-}
-
-static bus_kafka_admin mock_admin(mock *m)
-{
-    return (bus_kafka_admin){.ctx = m, .create = mock_create, .retention = mock_retention};
-}
+#define KAFKA_API_PRODUCE 0     /* the Produce request's ApiKey in the Kafka protocol */
 
 /* A handle on m; groups (NULL-terminated, may be NULL): the groups it
  * describes besides its own (the mock cluster cannot list groups);
@@ -751,6 +679,47 @@ static void test_admin_api_unavailable(void **state)
     mock_free(m);
 }
 
+/* bus_kafka_opts.session_timeout_ms (bus.kafka.session_timeout_ms) is the
+ * session.timeout.ms of the group members' consumers, heartbeating at a
+ * tenth of it; unset, librdkafka's default 45 s. */
+static void test_session_timeout_reaches_consumer(void **state)
+{
+    (void)state;
+    mock *m = mock_new(1);
+    bus *b;
+    assert_int_equal(open_full(m, NULL, NULL, 7000, &b, NULL), 0);
+    create(b, "t", 1);
+    char v[32];
+    assert_int_equal(bus_kafka_member_config(b, "g", "t", "session.timeout.ms", v, sizeof(v)),
+                     CITRUS_ENOTFOUND); /* no member before its first poll */
+    bus_message *msgs;
+    size_t n;
+    assert_int_equal(bus_poll(b, "g", "t", 1, 1000, &msgs, &n, NULL), 0);
+    assert_int_equal(bus_kafka_member_config(b, "g", "t", "session.timeout.ms", v, sizeof(v)), 0);
+    assert_string_equal(v, "7000");
+    assert_int_equal(bus_kafka_member_config(b, "g", "t", "heartbeat.interval.ms", v, sizeof(v)),
+                     0);
+    assert_string_equal(v, "700");
+    assert_int_equal(bus_kafka_member_config(b, "g", "t", "no.such.property", v, sizeof(v)),
+                     CITRUS_ENOTFOUND);
+    assert_int_equal(bus_kafka_member_config(b, "other", "t", "session.timeout.ms", v, sizeof(v)),
+                     CITRUS_ENOTFOUND);
+    assert_int_equal(bus_kafka_member_config(b, "g", "t", "session.timeout.ms", v, 2),
+                     CITRUS_EINVAL); /* too small for "7000" */
+    bus_close(b);
+
+    bus_kafka_admin admin = mock_admin(m);
+    bus_kafka_opts o = {.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(m->mc),
+                        .request_timeout_ms = REQUEST_TIMEOUT_MS,
+                        .admin = &admin};
+    assert_int_equal(bus_open_kafka(&o, NULL, &b, NULL), 0);
+    assert_int_equal(bus_poll(b, "g2", "t", 1, 1000, &msgs, &n, NULL), 0);
+    assert_int_equal(bus_kafka_member_config(b, "g2", "t", "session.timeout.ms", v, sizeof(v)), 0);
+    assert_string_equal(v, "45000");
+    bus_close(b);
+    mock_free(m);
+}
+
 /* Bad options are refused by name; a secret never shows in the message. */
 static void test_bad_options(void **state)
 {
@@ -810,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_rebalance_drops_leases),
         cmocka_unit_test(test_close_while_down),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_session_timeout_reaches_consumer),
     };
     failed += cmocka_run_group_tests_name("bus_kafka", own, NULL, NULL);
     return failed ? 1 : 0;

@@ -574,12 +574,14 @@ static void bus_kafka_settings(void **state)
     assert_int_equal(c.bus_kafka_publish_timeout_ms, 30000);
     assert_int_equal(c.bus_kafka_request_timeout_ms, 10000);
     assert_int_equal(c.bus_kafka_replication_factor, 0);
+    assert_int_equal(c.bus_kafka_session_timeout_ms, 45000);
     const char *text = "{\"bus\": {\"backend\": \"kafka\", \"kafka\": {"
                        "\"bootstrap_servers\": [\"k1:9093\"], \"client_id\": \"node1\", "
                        "\"security_protocol\": \"sasl_ssl\", \"sasl_mechanism\": "
                        "\"SCRAM-SHA-512\", \"sasl_username\": \"citrus\", "
                        "\"ssl_ca_file\": \"/etc/kafka/ca.pem\", \"publish_timeout_ms\": 5000, "
-                       "\"request_timeout_ms\": 2000, \"replication_factor\": 3}}}";
+                       "\"request_timeout_ms\": 2000, \"replication_factor\": 3, "
+                       "\"session_timeout_ms\": 6000}}}";
     assert_int_equal(config_load_text(&c, text, strlen(text), &err), 0);
     assert_int_equal(config_validate(&c, &err), CITRUS_EINVAL); /* no password yet */
     assert_non_null(strstr(err.message, "bus.kafka.sasl_password"));
@@ -591,6 +593,9 @@ static void bus_kafka_settings(void **state)
     assert_string_equal(c.bus_kafka_sasl_password, "s3cret-Pa55");
     assert_int_equal(c.bus_kafka_publish_timeout_ms, 5000);
     assert_int_equal(c.bus_kafka_replication_factor, 3);
+    assert_int_equal(c.bus_kafka_session_timeout_ms, 6000);
+    assert_int_equal(config_set_flag(&c, "kafka-session-timeout", "300000", &err), 0);
+    assert_int_equal(c.bus_kafka_session_timeout_ms, 300000);
 
     /* refusals name the setting */
     const struct {
@@ -601,6 +606,9 @@ static void bus_kafka_settings(void **state)
         {"kafka-publish-timeout", "99", "bus.kafka.publish_timeout_ms"},
         {"kafka-request-timeout", "600001", "bus.kafka.request_timeout_ms"},
         {"kafka-replication-factor", "-1", "bus.kafka.replication_factor"},
+        {"kafka-session-timeout", "5999", "bus.kafka.session_timeout_ms"},
+        {"kafka-session-timeout", "300001", "bus.kafka.session_timeout_ms"},
+        {"kafka-session-timeout", "45s", "bus.kafka.session_timeout_ms"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(config_set_flag(&c, bad[i].flag, bad[i].value, &err), CITRUS_EINVAL);

@@ -160,8 +160,9 @@ static void test_succeeds(void **state)
 }
 
 /* The messages published on the topic so far (all partitions): their
- * count; the ids into ids (may be NULL). */
-static size_t published(fx *x, char ids[][64], size_t max)
+ * count; the ids into ids and the correlation ids ("" for none) into corrs
+ * (each may be NULL). */
+static size_t published(fx *x, char ids[][64], char corrs[][64], size_t max)
 {
     size_t total = 0;
     for (int p = 0; p < 4; p++) {
@@ -179,6 +180,8 @@ static size_t published(fx *x, char ids[][64], size_t max)
                                 "retail");
             if (ids && total < max)
                 snprintf(ids[total], 64, "%s", ev.id);
+            if (corrs && total < max)
+                snprintf(corrs[total], 64, "%s", ev.correlationid ? ev.correlationid : "");
             envelope_clear(&ev);
         }
         bus_messages_free(m, n);
@@ -218,12 +221,12 @@ static void test_retries_then_fails(void **state)
     assert_int_equal(g.next_attempt_ms, T0 + 500);
     assert_int_equal(g.finished_ms, 0);
     sweep(x, 0, 0); /* not due yet */
-    assert_int_equal(published(x, NULL, 0), 0);
+    assert_int_equal(published(x, NULL, NULL, 0), 0);
     clock_test_advance(x->clock, 500);
     sweep(x, 1, 0);
     sweep(x, 0, 0); /* once */
     char ids[4][64];
-    assert_int_equal(published(x, ids, 4), 1);
+    assert_int_equal(published(x, ids, NULL, 4), 1);
     assert_string_equal(ids[0], "reg-1.1");
     assert_int_equal(get(x).state, REG_QUEUED);
     assert_int_equal(handle(x, "reg-1", 1, &w, &e), 0);
@@ -233,7 +236,7 @@ static void test_retries_then_fails(void **state)
     assert_int_equal(g.next_attempt_ms, T0 + 500 + 1000);
     clock_test_advance(x->clock, 1000);
     sweep(x, 1, 0);
-    assert_int_equal(published(x, ids, 4), 2);
+    assert_int_equal(published(x, ids, NULL, 4), 2);
     assert_string_equal(ids[1], "reg-1.2");
     assert_int_equal(handle(x, "reg-1", 1, &w, &e), CITRUS_ESHARDDOWN);
     assert_true(w.permanent); /* the last: dead-lettered now */
@@ -254,6 +257,38 @@ static void test_retries_then_fails(void **state)
     assert_int_equal(g.attempts, 4);
     assert_int_equal(g.drive_attempts, 1);
     assert_string_equal(g.last_error, "");
+}
+
+/* The sweeper's message of the next attempt carries the registration's
+ * correlation id (the request that queued it), none when it has none. */
+static void test_sweep_keeps_correlation_id(void **state)
+{
+    fx *x = *state;
+    x->f.rc = CITRUS_ESHARDDOWN;
+    snprintf(x->f.msg, sizeof(x->f.msg), "shard pg-1 did not answer");
+    worker_effect w;
+    errdetail e = {0};
+    reg_row g = get(x);
+    snprintf(g.correlation_id, sizeof(g.correlation_id), "req-orig-1");
+    assert_int_equal(records_reg_update(x->rec, &g, REG_QUEUED, NULL, &e), 0);
+    assert_int_equal(handle(x, "reg-1", 1, &w, &e), 0);
+    assert_string_equal(get(x).correlation_id, "req-orig-1"); /* the attempt keeps it */
+    clock_test_advance(x->clock, 500);
+    sweep(x, 1, 0);
+    /* none stored (a row of an older version): the message has none */
+    assert_int_equal(handle(x, "reg-1", 1, &w, &e), 0);
+    g = get(x);
+    g.correlation_id[0] = '\0';
+    assert_int_equal(records_reg_update(x->rec, &g, REG_RETRYING, NULL, &e), 0);
+    clock_test_advance(x->clock, 1000);
+    sweep(x, 1, 0);
+    char ids[4][64], corrs[4][64];
+    assert_int_equal(published(x, ids, corrs, 4), 2);
+    size_t first = strcmp(ids[0], "reg-1.1") == 0 ? 0 : 1; /* partitions: any order */
+    assert_string_equal(ids[first], "reg-1.1");
+    assert_string_equal(corrs[first], "req-orig-1");
+    assert_string_equal(ids[1 - first], "reg-1.2");
+    assert_string_equal(corrs[1 - first], "");
 }
 
 /* The backoff's cap: the delay stops doubling there. */
@@ -311,7 +346,7 @@ static void test_left_running(void **state)
     assert_int_equal(g.state, REG_QUEUED);
     assert_non_null(strstr(g.last_error, "worker_stopped: "));
     char ids[4][64];
-    assert_int_equal(published(x, ids, 4), 1);
+    assert_int_equal(published(x, ids, NULL, 4), 1);
     assert_string_equal(ids[0], "reg-1.2");
     sweep(x, 0, 0);
 
@@ -389,6 +424,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_succeeds),
         T(test_retries_then_fails),
+        T(test_sweep_keeps_correlation_id),
         T(test_next_attempt_capped),
         T(test_left_running),
         T(test_copies_do_not_run_twice),

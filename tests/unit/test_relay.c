@@ -3,7 +3,9 @@
  * from the catalog revision; a restart resumes at the checkpoint, and a
  * crash (or a failed publish) before the checkpoint publishes no id twice:
  * the relay reads the topic's tail first and publishes only what is
- * missing, down to a single event of a revision. */
+ * missing, down to a single event of a revision. The restart and crash
+ * cases run on the embedded log and again on the Kafka backend
+ * (librdkafka's mock cluster, support_kafka_mock.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,10 +17,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "bus/bus_kafka.h"
 #include "bus/bus_sqlite.h"
 #include "catalog/txb.h"
 #include "citrus/errors.h"
 #include "registry/tenants.h"
+#include "support_kafka_mock.h"
 #include "support_registry.h"
 #include "wire/catalog_keys.h"
 #include "workers/relay.h"
@@ -29,6 +33,7 @@ typedef struct fix {
     regfix rf;
     char bus_path[160];
     bus *b;
+    mock *km; /* the Kafka variants' cluster; NULL on the embedded log */
 } fix;
 
 static int setup(void **state)
@@ -44,10 +49,34 @@ static int setup(void **state)
     return 0;
 }
 
+/* The same on the Kafka backend: librdkafka's mock cluster (one broker),
+ * the topic made through the admin seam (support_kafka_mock.h). */
+static int setup_kafka(void **state)
+{
+    fix *f = calloc(1, sizeof(*f));
+    regfix_open(&f->rf, "relayk", 4);
+    f->km = mock_new(1);
+    bus_kafka_admin admin = mock_admin(f->km);
+    bus_kafka_opts ko = {.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(f->km->mc),
+                         .client_id = "citrus-relay-test",
+                         .publish_timeout_ms = 3000,
+                         .request_timeout_ms = 3000,
+                         .admin = &admin};
+    errdetail e = {0};
+    if (bus_open_kafka(&ko, NULL, &f->b, &e) != 0)
+        fail_msg("bus_open_kafka: %s", e.message);
+    bus_topic_opts o = {.partitions = 3};
+    assert_int_equal(bus_topic_create(f->b, TOPIC, &o, &e), 0);
+    *state = f;
+    return 0;
+}
+
 static int teardown(void **state)
 {
     fix *f = *state;
     bus_close(f->b);
+    if (f->km)
+        mock_free(f->km);
     regfix_close(&f->rf);
     free(f);
     return 0;
@@ -524,5 +553,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(updates_and_deletes, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_options, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* The tail read on Kafka (librdkafka's mock cluster): its reads go
+     * through bus_topics_list's watermarks and the group-less consumer. */
+#define K(fn) cmocka_unit_test_setup_teardown(fn, setup_kafka, teardown)
+    const struct CMUnitTest kafka[] = {
+        K(restart_resumes_at_the_checkpoint),
+        K(crash_before_the_checkpoint_publishes_no_duplicate),
+        K(crash_then_other_events_still_no_duplicate),
+        K(crash_mid_revision_publishes_only_the_missing),
+        K(failed_publish_retries_only_the_missing),
+        K(a_foreign_event_with_the_id_is_not_taken_as_published),
+    };
+#undef K
+    int failed = cmocka_run_group_tests_name("relay(embedded)", tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("relay(kafka)", kafka, NULL, NULL);
+    return failed ? 1 : 0;
 }

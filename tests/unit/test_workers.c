@@ -1192,6 +1192,96 @@ static void test_smcmd_fenced(void **state)
     sm_close(s);
 }
 
+/* How many tenants are pinned to shard id. */
+static size_t sm_pinned(smfix *s, const char *id)
+{
+    tenant_pin *pins = NULL;
+    size_t n = 0;
+    bool more = false;
+    assert_int_equal(tenants_list(s->svc.reg, id, NULL, 100, &pins, &n, &more), 0);
+    free(pins);
+    return n;
+}
+
+static void sm_pin(smfix *s, const char *key, const char *shard_id)
+{
+    tenant_pin pin;
+    bool created = false;
+    errdetail e = {0};
+    assert_int_equal(tenants_put(s->svc.reg, key, shard_id, 0, &pin, &created, &e), 0);
+    assert_true(created);
+}
+
+/* The re-pin after a forced retire or delete is fenced as the change is:
+ * a node whose fence moved moves no pin; the leader's token moves them. */
+static void test_smcmd_repin_fenced(void **state)
+{
+    (void)state;
+    smfix *s = sm_open();
+    worker_effect fx;
+    errdetail e;
+    regfix rf = {.d = s->r.d, .clock = s->r.clock, .reg = s->svc.reg};
+    regfix_add_active(&rf, "b", 1, "sqlite:///nonexistent/b.db");
+    sm_pin(s, "acme:t1", "b");
+    sm_pin(s, "acme:t2", "b");
+    sm_pin(s, "acme:t3", "b");
+
+    /* b retired with force (written), then the fence moved before the re-pin */
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "b", SHARD_DRAINING, 0), 0);
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "b", SHARD_DRAINED, 0), 0);
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "b", SHARD_RETIRED, REG_FORCE), 0);
+    int64_t del = 0;
+    assert_int_equal(store_delete(s->r.d.st, ELECTION_KEY, false, -1, &del, NULL, NULL), 0);
+    int64_t theirs = sqlite_dir_put(s->r.d.st, ELECTION_KEY, "node2");
+    assert_true(theirs > s->token);
+    const char *retire_b = "{\"shardId\":\"b\",\"force\":true}";
+    /* the deposed node's worker (old token) moves nothing; nacked, not failed */
+    assert_int_equal(sm_run(s, "rb", "retire", retire_b, &fx, &e), CITRUS_ECONFLICT);
+    assert_false(fx.permanent);
+    assert_non_null(strstr(e.message, "controller leader"));
+    assert_int_equal(sm_pinned(s, "b"), 3);
+    assert_int_equal(sm_pinned(s, "a"), 0);
+    assert_int_equal(sm_outcomes(s, NULL), 0);
+    /* the same tenants through the fenced call directly: refused too */
+    reg_fence old = {ELECTION_KEY, s->token}, cur = {ELECTION_KEY, theirs};
+    size_t moved = 9;
+    assert_int_equal(tenants_repin_fenced(s->svc.reg, "b", &old, &moved, &e), CITRUS_ECONFLICT);
+    assert_int_equal(moved, 0);
+    assert_int_equal(sm_pinned(s, "b"), 3);
+
+    /* the leader's worker (its token), the command delivered again: moved */
+    s->token = theirs;
+    assert_int_equal(sm_run(s, "rb", "retire", retire_b, &fx, &e), 0);
+    assert_int_equal(sm_pinned(s, "b"), 0);
+    assert_int_equal(sm_pinned(s, "a"), 3);
+    assert_int_equal(sm_outcomes(s, NULL), 1);
+
+    /* a forced retire in one go under the leader's token: written and moved */
+    regfix_add_active(&rf, "c", 1, "sqlite:///nonexistent/c.db");
+    sm_pin(s, "acme:t4", "c");
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "c", SHARD_DRAINING, 0), 0);
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "c", SHARD_DRAINED, 0), 0);
+    assert_int_equal(sm_run(s, "rc", "retire", "{\"shardId\":\"c\",\"force\":true}", &fx, &e), 0);
+    assert_int_equal(sm_state(s, "c"), SHARD_RETIRED);
+    assert_int_equal(sm_pinned(s, "c"), 0);
+    assert_int_equal(sm_pinned(s, "a"), 4);
+    assert_int_equal(tenants_repin_fenced(s->svc.reg, "c", &cur, &moved, &e), 0);
+    assert_int_equal(moved, 0); /* nothing left */
+
+    /* the API's path (unfenced) moves them whatever the fence says */
+    regfix_add_active(&rf, "d", 1, "sqlite:///nonexistent/d.db");
+    sm_pin(s, "acme:t5", "d");
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "d", SHARD_DRAINING, 0), 0);
+    assert_int_equal(regfix_move_on(s->svc.reg, s->r.clock, "d", SHARD_DRAINED, 0), 0);
+    s->token = 1; /* a stale token: the API passes none */
+    reg_result res = {0};
+    assert_int_equal(svc_shard_action(&s->svc, "d", "retire", REG_FORCE, "api", NULL, &res, &e), 0);
+    reg_result_clear(&res);
+    assert_int_equal(sm_pinned(s, "d"), 0);
+    assert_int_equal(sm_pinned(s, "a"), 5);
+    sm_close(s);
+}
+
 int main(void)
 {
     if (tmp_dir_create(tmpdir, sizeof(tmpdir), "workers") != 0)
@@ -1219,6 +1309,7 @@ int main(void)
         cmocka_unit_test(test_kill9_mid_batch),
         cmocka_unit_test(test_smcmd_register_location),
         cmocka_unit_test(test_smcmd_fenced),
+        cmocka_unit_test(test_smcmd_repin_fenced),
     };
     int failed = cmocka_run_group_tests_name("workers", tests, NULL, NULL);
     if (failed == 0)
