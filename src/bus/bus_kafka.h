@@ -39,7 +39,7 @@ typedef struct bus_kafka_opts {
     int replication_factor; /* of created topics; 0: the broker's default */
     /* A group member that has not heartbeated for this long is out of its
      * group and its partitions go to the others (session.timeout.ms;
-     * 0: 45 s, librdkafka's default; brokers refuse less than their
+     * 0: 10 s (librdkafka's own default is 45 s); brokers refuse less than their
      * group.min.session.timeout.ms, 6 s by default, and more than
      * group.max.session.timeout.ms, 30 min). bus.kafka.session_timeout_ms. */
     int session_timeout_ms;

@@ -425,7 +425,7 @@ void config_defaults(citrus_config *c)
     snprintf(c->bus_kafka_sasl_mechanism, sizeof(c->bus_kafka_sasl_mechanism), "PLAIN");
     c->bus_kafka_publish_timeout_ms = 30000;
     c->bus_kafka_request_timeout_ms = 10000;
-    c->bus_kafka_session_timeout_ms = 45000; /* librdkafka's (Kafka 3's clients') default */
+    c->bus_kafka_session_timeout_ms = 10000; /* a dead worker's partitions move within 10 s */
     for (size_t i = 0; i < CONFIG_NGROUPS; i++) {
         snprintf(c->bus_groups[i], sizeof(c->bus_groups[i]), "citrus-%s", group_keys[i]);
         for (char *p = c->bus_groups[i]; *p; p++)

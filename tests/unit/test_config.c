@@ -574,7 +574,7 @@ static void bus_kafka_settings(void **state)
     assert_int_equal(c.bus_kafka_publish_timeout_ms, 30000);
     assert_int_equal(c.bus_kafka_request_timeout_ms, 10000);
     assert_int_equal(c.bus_kafka_replication_factor, 0);
-    assert_int_equal(c.bus_kafka_session_timeout_ms, 45000);
+    assert_int_equal(c.bus_kafka_session_timeout_ms, 10000);
     const char *text = "{\"bus\": {\"backend\": \"kafka\", \"kafka\": {"
                        "\"bootstrap_servers\": [\"k1:9093\"], \"client_id\": \"node1\", "
                        "\"security_protocol\": \"sasl_ssl\", \"sasl_mechanism\": "
