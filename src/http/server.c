@@ -972,12 +972,13 @@ static void req_dispatch(http_req *r)
         bool to_pool = r->parked && r->resume_pending && !r->in_worker;
         if (to_pool)
             r->in_worker = true;
+        /* read before mu is released: once it is, a parked request's
+         * http_resume may hand it to the pool, which then owns it */
+        bool stop = r->responded || r->suspended;
         pthread_mutex_unlock(&r->mu);
-        if (to_pool) {
+        if (to_pool)
             resume_parked(r); /* the pool owns it from here: nothing more is read */
-            return;
-        }
-        if (r->responded || r->suspended)
+        if (stop)
             return; /* answered, or parked: its on_resume runs the handler */
     }
     http_run_handler(r);
