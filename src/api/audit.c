@@ -55,6 +55,15 @@ const char *api_audit_action(const http_route *route)
     return NULL;
 }
 
+/* Actions whose handler goes to the work pool first thing (APP_OFFLOAD:
+ * they wait on the event bus): written, their row resumes the request on
+ * the pool (http_suspend_to_pool), not on the HTTP thread that would hand
+ * it to the pool next. */
+static bool runs_on_pool(const char *action)
+{
+    return strcmp(action, "event.publish") == 0 || strcmp(action, "event.replay") == 0;
+}
+
 static api_reqctx *ctx_of(http_req *r)
 {
     return http_req_principal(r);
@@ -111,7 +120,8 @@ static void audit_written(void *ctx, int rc, int64_t id, const errdetail *e)
     http_resume(r);
 }
 
-/* Back on an HTTP thread: the handler runs only once its row is written. */
+/* Back on an HTTP thread (or a pool thread: runs_on_pool): the handler
+ * runs only once its row is written. */
 static void audit_resumed(http_req *r, void *ctx)
 {
     api_reqctx *c = ctx;
@@ -157,7 +167,10 @@ void api_audit_before(http_req *r, void *ctx)
     row_bufs b;
     audit_row row = row_of(r, action, target_of(r), 0, &b);
     /* Parked first: the row may be written before the call returns. */
-    http_suspend(r, audit_resumed, c);
+    if (runs_on_pool(action))
+        http_suspend_to_pool(r, audit_resumed, c);
+    else
+        http_suspend(r, audit_resumed, c);
     errdetail e;
     if (records_audit_append_async(c->a->rec, &row, audit_written, r, &e) < 0) {
         c->audit_rc = e.code ? e.code : CITRUS_EAUDIT;

@@ -102,7 +102,7 @@ static bool name_ok(const char *s)
     return true;
 }
 
-static bool is_dlq(const char *name)
+bool bus_topic_is_dlq(const char *name)
 {
     size_t n = strlen(name), k = strlen(BUS_DLQ_SUFFIX);
     return n > k && strcmp(name + n - k, BUS_DLQ_SUFFIX) == 0;
@@ -148,7 +148,7 @@ int bus_topic_create(bus *b, const char *name, const bus_topic_opts *o, errdetai
     int rc = check_topic(name, e);
     if (rc < 0)
         return rc;
-    if (strlen(name) + strlen(BUS_DLQ_SUFFIX) > BUS_NAME_MAX || is_dlq(name))
+    if (strlen(name) + strlen(BUS_DLQ_SUFFIX) > BUS_NAME_MAX || bus_topic_is_dlq(name))
         return errdetail_set(
             e, CITRUS_EINVAL,
             "bus: %s: a topic name leaves room for, and does not end in, " BUS_DLQ_SUFFIX
@@ -338,7 +338,7 @@ int bus_nack(bus *b, const char *group, const bus_message *m, const char *error,
         rc = errdetail_set(e, CITRUS_EINVAL, "bus: nack of a message that was not polled");
     if (rc < 0)
         return rc;
-    bool dead = m->attempt >= b->cfg.max_attempts && !is_dlq(m->topic);
+    bool dead = m->attempt >= b->cfg.max_attempts && !bus_topic_is_dlq(m->topic);
     int64_t retry_at = clock_wall_ms(b->cfg.clock);
     if (!dead)
         retry_at += bus_backoff_ms(&b->cfg, m->attempt);
@@ -348,7 +348,7 @@ int bus_nack(bus *b, const char *group, const bus_message *m, const char *error,
 int bus_dead_letter(bus *b, const char *group, const bus_message *m, const char *error,
                     errdetail *e)
 {
-    if (m && is_dlq(m->topic))
+    if (m && bus_topic_is_dlq(m->topic))
         return bus_nack(b, group, m, error, e);
     int rc = check_group(group, e);
     if (rc == 0)

@@ -199,6 +199,9 @@ int bus_config_complete(const bus_config *c, bus_config *out, errdetail *e);
 /* CITRUS_EEXISTS when it exists; a name ending in .dlq is CITRUS_EINVAL. */
 int bus_topic_create(bus *b, const char *name, const bus_topic_opts *o, errdetail *e);
 int bus_topic_describe(bus *b, const char *name, bus_topic_info *out, errdetail *e);
+/* Whether name is a dead-letter topic's (it ends in BUS_DLQ_SUFFIX: a
+ * topic created with bus_topic_create never does). */
+bool bus_topic_is_dlq(const char *name);
 /* Returns once durable. key may be NULL when key_len is 0. */
 int bus_publish(bus *b, const char *topic, const void *key, size_t key_len, const void *value,
                 size_t value_len, int *partition, int64_t *offset, errdetail *e);

@@ -88,10 +88,14 @@ struct http_req {
     http_handler off_fn;
     void *off_ctx;
     workpool_job job;
-    bool off_inline;            /* the pool refused: run it here on resume */
-    bool in_worker;             /* guarded by mu while on the pool */
-    bool parked;                /* http_suspend on the pool */
-    bool resume_pending;        /* http_resume while in_worker; guarded by mu */
+    bool off_inline;     /* the pool refused: run it here on resume */
+    bool in_worker;      /* guarded by mu while on the pool */
+    bool parked;         /* http_suspend on the pool */
+    bool resume_pending; /* http_resume while in_worker; guarded by mu */
+    /* the HTTP thread is in the before hook; guarded by mu. A request that
+     * hook parked with http_suspend_to_pool and that is woken meanwhile
+     * goes to the pool when the hook returns (req_dispatch), not before. */
+    bool in_before;
     struct MHD_Response *stash; /* a reply made on the pool, sent on resume */
     unsigned stash_status;
     /* streaming */
@@ -469,7 +473,30 @@ void http_suspend(http_req *r, http_resume_fn on_resume, void *ctx)
     }
 }
 
+void http_suspend_to_pool(http_req *r, http_resume_fn on_resume, void *ctx)
+{
+    http_suspend(r, on_resume, ctx);
+    pthread_mutex_lock(&r->mu);
+    r->parked = true; /* http_resume hands it to the pool, as an offloaded handler's */
+    pthread_mutex_unlock(&r->mu);
+}
+
 static void run_resumed(workpool_job *job);
+
+/* A parked request woken (resume_pending and in_worker set, mu not held):
+ * its on_resume runs on the pool, or, when the pool refuses, on the HTTP
+ * thread once the connection resumes. */
+static void resume_parked(http_req *r)
+{
+    r->job.fn = run_resumed;
+    if (r->srv->pool && workpool_post(r->srv->pool, &r->job))
+        return;
+    pthread_mutex_lock(&r->mu); /* refused: on_resume runs on the HTTP thread */
+    r->in_worker = false;
+    r->resume_pending = false;
+    pthread_mutex_unlock(&r->mu);
+    MHD_resume_connection(r->conn);
+}
 
 void http_resume(http_req *r)
 {
@@ -480,22 +507,22 @@ void http_resume(http_req *r)
         pthread_mutex_unlock(&r->mu);
         return;
     }
-    bool on_pool = r->parked; /* parked by an offloaded handler: on_resume runs there too */
+    if (r->parked && r->in_before) { /* req_dispatch hands it over when the hook returns */
+        r->resume_pending = true;
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    /* parked by an offloaded handler or http_suspend_to_pool: on_resume runs there */
+    bool on_pool = r->parked;
     if (on_pool) {
         r->in_worker = true;
         r->resume_pending = true;
     }
     pthread_mutex_unlock(&r->mu);
-    if (on_pool) {
-        r->job.fn = run_resumed;
-        if (r->srv->pool && workpool_post(r->srv->pool, &r->job))
-            return;
-        pthread_mutex_lock(&r->mu); /* refused: on_resume runs on the HTTP thread */
-        r->in_worker = false;
-        r->resume_pending = false;
-        pthread_mutex_unlock(&r->mu);
-    }
-    MHD_resume_connection(r->conn);
+    if (on_pool)
+        resume_parked(r);
+    else
+        MHD_resume_connection(r->conn);
 }
 
 int http_offload(http_req *r, http_handler fn, void *ctx)
@@ -935,8 +962,23 @@ static void req_dispatch(http_req *r)
     }
     if (r->srv->opts.before && !r->before_ran) {
         r->before_ran = true;
+        pthread_mutex_lock(&r->mu);
+        r->in_before = true;
+        pthread_mutex_unlock(&r->mu);
         r->srv->opts.before(r, r->srv->opts.gate_ctx);
-        if (r->responded || r->suspended)
+        pthread_mutex_lock(&r->mu);
+        r->in_before = false;
+        /* parked for the pool and woken while the hook ran: handed over now */
+        bool to_pool = r->parked && r->resume_pending && !r->in_worker;
+        if (to_pool)
+            r->in_worker = true;
+        /* read before mu is released: once it is, a parked request's
+         * http_resume may hand it to the pool, which then owns it */
+        bool stop = r->responded || r->suspended;
+        pthread_mutex_unlock(&r->mu);
+        if (to_pool)
+            resume_parked(r); /* the pool owns it from here: nothing more is read */
+        if (stop)
             return; /* answered, or parked: its on_resume runs the handler */
     }
     http_run_handler(r);

@@ -177,6 +177,12 @@ typedef void (*http_resume_fn)(http_req *r, void *ctx);
 void http_suspend(http_req *r, http_resume_fn on_resume, void *ctx);
 /* Wakes a suspended request; safe from any thread, once per suspension. */
 void http_resume(http_req *r);
+/* http_suspend for the before hook of a route whose handler waits on the
+ * work pool (http_offload): once http_resume'd, on_resume runs on a pool
+ * thread, where the handler it runs (http_run_handler) is already
+ * offloaded, instead of on the HTTP thread then handing the request to the
+ * pool: one thread handoff less. Not for streaming replies. */
+void http_suspend_to_pool(http_req *r, http_resume_fn on_resume, void *ctx);
 
 /* For a handler that has to wait on something slow (the network, another
  * thread): returns at once; when the handler has returned (having sent

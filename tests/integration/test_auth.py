@@ -388,6 +388,14 @@ def test_audit_fail_closed(make_citrus, make_postgres):
     r = call(c.url, "PUT", "/v1/kv/app/during", b"1", admin)
     assert r.status_code == 503 and r.json()["error"]["code"] == "audit_unavailable", r.text
     assert call(c.url, "GET", "/v1/kv/app/during", None, admin).status_code == 404
+    # a publish too (its row's answer resumes it on the work pool): refused,
+    # nothing on the topic
+    ev = {"specversion": "1.0", "id": "during", "source": "/t", "type": "t"}
+    r = call(c.url, "POST", "/v1/topics/citrus.platform.events/events", ev, admin)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "audit_unavailable", r.text
+    topics = call(c.url, "GET", "/v1/topics", None, admin).json()["topics"]
+    [t] = [t for t in topics if t["name"] == "citrus.platform.events"]
+    assert t["messages"] == 0
     assert pg.admin_dsn not in c.stderr()
 
 

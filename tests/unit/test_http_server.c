@@ -154,14 +154,17 @@ static void a_port_in_use_is_a_clear_error(void **state)
 
 typedef struct hooks {
     atomic_int handled, done, denied_done;
+    atomic_int handed; /* handlers first run off the pool, then handed to it */
 } hooks;
 
 static hooks hk;
 
 static int offloaded(http_req *r, void *ctx)
 {
-    if (!http_offloaded(r))
+    if (!http_offloaded(r)) {
+        atomic_fetch_add(&hk.handed, 1);
         return http_offload(r, offloaded, ctx);
+    }
     atomic_fetch_add(&hk.handled, 1);
     return http_reply_json(r, 201, json_pack("{s:s}", "ran", "on the pool"));
 }
@@ -195,11 +198,22 @@ static void *waker(void *arg)
 }
 
 /* Parks the request and wakes it from another thread, as the audit log's
- * writer does; the handler then offloads itself to the work pool. */
+ * writer does; the handler then offloads itself to the work pool. With
+ * X-Mode: pool it parks with http_suspend_to_pool (the handler then runs on
+ * the pool from the start), and with X-Mode: pool-now it is also woken
+ * before the hook returns (a row written at once). */
 static void before(http_req *r, void *ctx)
 {
     (void)ctx;
-    http_suspend(r, resumed, NULL);
+    const char *mode = http_req_header(r, "X-Mode");
+    if (mode && strncmp(mode, "pool", 4) == 0)
+        http_suspend_to_pool(r, resumed, NULL);
+    else
+        http_suspend(r, resumed, NULL);
+    if (mode && strcmp(mode, "pool-now") == 0) {
+        http_resume(r);
+        return;
+    }
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, waker, r), 0);
     pthread_detach(t);
@@ -212,14 +226,15 @@ static void done(http_req *r, unsigned status, void *ctx)
     atomic_fetch_add(status == 403 ? &hk.denied_done : &hk.done, 1);
 }
 
-static int post(unsigned port, bool deny, char *buf, size_t cap)
+/* header: one more header line ("" none). */
+static int post(unsigned port, const char *header, char *buf, size_t cap)
 {
     int fd = connect_to(port);
     char req[256];
     int n = snprintf(req, sizeof(req),
                      "POST /parked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s"
                      "Content-Length: 2\r\n\r\nhi",
-                     deny ? "X-Deny: 1\r\n" : "");
+                     header);
     assert_int_equal(write(fd, req, (size_t)n), n);
     read_within(fd, buf, cap, 10000);
     close(fd);
@@ -245,17 +260,26 @@ static void gate_before_and_done_hooks(void **state)
     assert_int_equal(http_server_start(&ho, hook_routes, 1, NULL, &srv, &e), 0);
     unsigned port = http_server_port(srv);
     char buf[4096];
-    post(port, true, buf, sizeof(buf));
+    post(port, "X-Deny: 1\r\n", buf, sizeof(buf));
     assert_non_null(strstr(buf, "HTTP/1.1 403"));
     assert_int_equal(atomic_load(&hk.handled), 0);
     for (int i = 0; i < 40; i++) {
-        post(port, false, buf, sizeof(buf));
+        post(port, "", buf, sizeof(buf));
         assert_non_null(strstr(buf, "HTTP/1.1 201"));
         assert_non_null(strstr(buf, "on the pool"));
     }
+    assert_int_equal(atomic_load(&hk.handed), 40);
+    /* parked for the pool: the handler runs there at once, woken after the
+     * hook returned or while it ran */
+    for (int i = 0; i < 40; i++) {
+        post(port, i % 2 ? "X-Mode: pool\r\n" : "X-Mode: pool-now\r\n", buf, sizeof(buf));
+        assert_non_null(strstr(buf, "HTTP/1.1 201"));
+        assert_non_null(strstr(buf, "on the pool"));
+    }
+    assert_int_equal(atomic_load(&hk.handed), 40);
     http_server_stop(srv); /* done has run for every request once stop returns */
-    assert_int_equal(atomic_load(&hk.handled), 40);
-    assert_int_equal(atomic_load(&hk.done), 40);
+    assert_int_equal(atomic_load(&hk.handled), 80);
+    assert_int_equal(atomic_load(&hk.done), 80);
     assert_int_equal(atomic_load(&hk.denied_done), 1);
 }
 
