@@ -123,11 +123,13 @@ static int mark_put(app *a, const char *key, int64_t mod, json_t *doc, bool *ok,
 }
 
 /* Annotates items (a page of dead letters of topic, in (partition,
- * offset) order) with their marks: "replay" the mark or null. One range
+ * offset) order) with their marks: "replay" the mark or null; without
+ * who (the caller cannot replay: a reader) the mark's "by", the principal
+ * that replayed, is left out, as the audit log is not a reader's. One range
  * read: the keys sort as the dead letters, and those from the first
  * item's key with its last digit cut up to the last item's are at most
  * the page's and the 9 before. */
-static int marks_attach(app *a, const char *topic, json_t *items)
+static int marks_attach(app *a, const char *topic, json_t *items, bool who)
 {
     size_t n = json_array_size(items);
     size_t i;
@@ -166,6 +168,8 @@ static int marks_attach(app *a, const char *topic, json_t *items)
             if (vid && strcmp(vid, id) == 0) {
                 json_t *m =
                     json_loadb((const char *)res.items[k].value, res.items[k].value_len, 0, NULL);
+                if (json_is_object(m) && !who)
+                    json_object_del(m, "by");
                 json_object_set_new(v, "replay", json_is_object(m) ? m : json_object());
                 if (!json_is_object(m))
                     json_decref(m);
@@ -240,7 +244,7 @@ int api_dlq_list(http_req *r, void *ctx)
         json_decref(items);
         return http_reply_error(r, rc, e.message, NULL);
     }
-    rc = marks_attach(a, topic, items);
+    rc = marks_attach(a, topic, items, auth_level_allows(api_principal(r)->roles, AUTH_OPERATOR));
     if (rc < 0) {
         json_decref(items);
         return http_reply_error(r, rc, "cannot read the dead letters' replay marks", NULL);
