@@ -49,6 +49,7 @@ static void check_bounds(const citrus_config *c)
     CHECK_INT(c, etcd_connect_timeout_ms, 50, 60000);
     CHECK_INT(c, max_staleness_ms, 100, 3600000);
     CHECK_INT(c, bus_max_event_bytes, 1024, 67108864);
+    CHECK_INT(c, bus_kafka_session_timeout_ms, 6000, 300000);
     CHECK_STR(c, bus_backend);
     CHECK_STR(c, bus_topic_prefix);
     FUZZ_CHECK(strcmp(c->bus_backend, "embedded") == 0 || strcmp(c->bus_backend, "kafka") == 0,
@@ -94,12 +95,13 @@ static json_t *bus_json(const citrus_config *c)
         json_object_set_new(g, groups[i], json_string(c->bus_groups[i]));
     json_object_set_new(bus, "topics", t);
     json_object_set_new(bus, "groups", g);
-    json_t *k = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "client_id", c->bus_kafka_client_id,
+    json_t *k = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I}", "client_id", c->bus_kafka_client_id,
                           "security_protocol", c->bus_kafka_security_protocol, "sasl_mechanism",
                           c->bus_kafka_sasl_mechanism, "publish_timeout_ms",
                           (json_int_t)c->bus_kafka_publish_timeout_ms, "request_timeout_ms",
                           (json_int_t)c->bus_kafka_request_timeout_ms, "replication_factor",
-                          (json_int_t)c->bus_kafka_replication_factor);
+                          (json_int_t)c->bus_kafka_replication_factor, "session_timeout_ms",
+                          (json_int_t)c->bus_kafka_session_timeout_ms);
     FUZZ_CHECK(k != NULL, "the bus.kafka settings cannot be written as JSON (not UTF-8?)");
     if (c->bus_kafka_bootstrap[0])
         json_object_set_new(k, "bootstrap_servers", list_json(c->bus_kafka_bootstrap));
