@@ -198,6 +198,13 @@ static void sweep(fx *x, size_t want_published, size_t want_stale)
     assert_int_equal(stale, want_stale);
 }
 
+/* The fake registration fails as an unreachable shard does. */
+static void shard_down(fx *x)
+{
+    x->f.rc = CITRUS_ESHARDDOWN;
+    snprintf(x->f.msg, sizeof(x->f.msg), "shard pg-1 did not answer");
+}
+
 /* An unreachable shard: retrying with the error and the backoff's next
  * attempt (base, then doubled, capped, jittered), the message committed
  * (not nacked: it would hold back its partition); the sweeper publishes
@@ -206,8 +213,7 @@ static void sweep(fx *x, size_t want_published, size_t want_stale)
 static void test_retries_then_fails(void **state)
 {
     fx *x = *state;
-    x->f.rc = CITRUS_ESHARDDOWN;
-    snprintf(x->f.msg, sizeof(x->f.msg), "shard pg-1 did not answer");
+    shard_down(x);
     worker_effect w;
     errdetail e = {0};
     assert_int_equal(handle(x, "reg-1", 1, &w, &e), 0);
@@ -264,8 +270,7 @@ static void test_retries_then_fails(void **state)
 static void test_sweep_keeps_correlation_id(void **state)
 {
     fx *x = *state;
-    x->f.rc = CITRUS_ESHARDDOWN;
-    snprintf(x->f.msg, sizeof(x->f.msg), "shard pg-1 did not answer");
+    shard_down(x);
     worker_effect w;
     errdetail e = {0};
     reg_row g = get(x);
