@@ -66,13 +66,13 @@ static int text_check(const char *what, const char *s, size_t max, errdetail *e)
     return 0;
 }
 
-/* A correlation id: "" (none) or at most RECORDS_MAX_REG_CORR bytes. */
+/* A correlation id: "" (none) or at most RECORDS_MAX_CORRELATION_ID bytes. */
 static int corr_check(const char *s, errdetail *e)
 {
-    if (strnlen(s, RECORDS_MAX_REG_CORR + 1) > RECORDS_MAX_REG_CORR)
+    if (strnlen(s, RECORDS_MAX_CORRELATION_ID + 1) > RECORDS_MAX_CORRELATION_ID)
         return errdetail_set(e, CITRUS_EINVAL,
                              "registration: correlationId must be at most %d bytes",
-                             RECORDS_MAX_REG_CORR);
+                             RECORDS_MAX_CORRELATION_ID);
     return 0;
 }
 

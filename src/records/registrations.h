@@ -31,7 +31,6 @@
 #define RECORDS_MAX_REG_TYPE 64    /* a business type (schema template name) */
 #define RECORDS_MAX_REG_SHARD 128  /* a shard id */
 #define RECORDS_MAX_REG_ERROR 1024 /* last_error: cut to this */
-#define RECORDS_MAX_REG_CORR 128   /* a correlation id (X-Correlation-Id's limit) */
 
 /* The type of a registration's message on the registrations topic; its
  * data: {registrationId, businessId, locationId, businessType}. */
@@ -71,7 +70,7 @@ typedef struct reg_row {
     /* the correlation id of the request that queued it or last re-drove it
      * with its own X-Correlation-Id ("" when none): every message of the
      * registration carries it */
-    char correlation_id[RECORDS_MAX_REG_CORR + 1];
+    char correlation_id[RECORDS_MAX_CORRELATION_ID + 1];
 } reg_row;
 
 typedef struct reg_query {

@@ -1420,12 +1420,22 @@ static void test_reg_update(void **state)
     assert_int_equal(records_reg_get(r, "u-1", &got, &e), 0);
     assert_string_equal(got.correlation_id, "redrive-1");
     reg_row big = got;
-    memset(big.correlation_id, 'c', RECORDS_MAX_REG_CORR);
-    big.correlation_id[RECORDS_MAX_REG_CORR] = '\0';
+    memset(big.correlation_id, 'c', RECORDS_MAX_CORRELATION_ID);
+    big.correlation_id[RECORDS_MAX_CORRELATION_ID] = '\0';
     assert_int_equal(records_reg_update(r, &big, REG_NSTATES, &changed, &e), 0);
     assert_true(changed);
     assert_int_equal(records_reg_get(r, "u-1", &got, &e), 0);
-    assert_int_equal(strlen(got.correlation_id), RECORDS_MAX_REG_CORR);
+    assert_int_equal(strlen(got.correlation_id), RECORDS_MAX_CORRELATION_ID);
+    /* one with no end within its bound: refused, by an update and a create,
+     * nothing written */
+    memset(big.correlation_id, 'd', sizeof(big.correlation_id));
+    assert_int_equal(records_reg_update(r, &big, REG_NSTATES, &changed, &e), CITRUS_EINVAL);
+    assert_non_null(strstr(e.message, "correlationId"));
+    assert_int_equal(records_reg_get(r, "u-1", &got, &e), 0);
+    assert_int_equal(got.correlation_id[0], 'c');
+    snprintf(big.id, sizeof(big.id), "u-long");
+    assert_int_equal(records_reg_create(r, &big, &e), CITRUS_EINVAL);
+    assert_int_equal(records_reg_get(r, "u-long", &got, &e), CITRUS_ENOTFOUND);
     /* an id with no row: nothing changed, no error */
     snprintf(g.id, sizeof(g.id), "nope");
     assert_int_equal(records_reg_update(r, &g, REG_NSTATES, &changed, &e), 0);
