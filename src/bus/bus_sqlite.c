@@ -31,8 +31,9 @@
  *
  * The writer's cache: topic rows and each partition's next offset, as read
  * or written in the writer's transactions, spare a publish two SELECTs.
- * Any ROLLBACK (TO) and any topic creation drop it whole, so it never holds
- * what the log does not; it holds at most TCACHE_MAX topics.
+ * Any ROLLBACK (TO) drops it whole, so it never holds what the log does
+ * not (topics are never changed or removed, and an absent one is not
+ * cached); it holds at most TCACHE_MAX topics.
  *
  * Pipelined sync: the connection runs with synchronous = NORMAL, so a
  * COMMIT only writes its WAL frames; a second thread, the syncer, makes
@@ -587,7 +588,6 @@ static int dead_letter(bsq *s, const char *topic, const bus_message *m, const ch
 
 static int do_topic_create(bsq *s, req *r)
 {
-    cache_drop(s);
     topic_row t;
     int rc = topic_get(s, r->topic, &t, r->e);
     if (rc == 0)
